@@ -1,0 +1,31 @@
+"""Shared helpers for the PyTorch peers: argument parsing, thread setup, timing, JSON lines."""
+import json
+import sys
+import time
+
+import torch
+
+
+def setup():
+    args = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    threads = int(args.get("threads", 1))
+    torch.set_num_threads(threads)
+    print(json.dumps({"meta": True, "version": torch.__version__, "threads": threads}), flush=True)
+    return args
+
+
+def time_ms(fn, repeats, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    times.sort()
+    n = len(times)
+    return times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+
+
+def emit(bench, shape, median_ms, value, unit):
+    print(json.dumps({"bench": bench, "impl": "torch", "shape": shape, "median_ms": median_ms, "value": value, "unit": unit}), flush=True)

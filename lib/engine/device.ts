@@ -1,0 +1,41 @@
+/**
+ * Devices and process-level settings: what the addon was built with, the CPU thread count, and
+ * which devices can run here.
+ */
+import { native, type BuildInfo } from '../native.js';
+import { checkInt } from '../validate.js';
+
+export type DeviceName = 'cpu' | 'cuda';
+
+/** What the loaded addon was built with: version, backends, SIMD level, CUDA architectures, threads. */
+export function buildInfo(): BuildInfo {
+  return native().buildInfo();
+}
+
+/**
+ * Sets the CPU thread count used by every native kernel (default: `RLHF_THREADS`, else the number
+ * of cores). Results are deterministic for a fixed count. Refused while native calls are running.
+ */
+export function setThreads(n: number): void {
+  checkInt('setThreads', 'n', n, { min: 1, max: 1024 });
+  native().setThreads(n);
+}
+
+/** Devices that can run here, with the reason for each one that cannot. */
+export function availableDevices(): { device: DeviceName; available: boolean; reason?: string }[] {
+  const info = buildInfo();
+  const cuda = info.cudaDevices > 0;
+  return [
+    { device: 'cpu', available: true },
+    {
+      device: 'cuda',
+      available: cuda,
+      reason: cuda ? undefined : (info.cudaUnavailableReason ?? 'no CUDA device'),
+    },
+  ];
+}
+
+/** Bytes held by native buffers (parameters, optimizer moments, activations). */
+export function nativeMemoryInUse(): number {
+  return native().nativeMemoryInUse();
+}

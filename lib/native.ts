@@ -1,0 +1,177 @@
+/**
+ * The only module that loads the addon. It tries, in order: `RLHF_ADDON` (a path to a .node
+ * file), the CMake build (`build-cmake/Release/rlhf.node`: CUDA when nvcc was present), and the
+ * node-gyp build made by `npm install` (through `bindings`). If none loads it throws one message
+ * listing every path tried and how to fix it.
+ *
+ * `NativeBinding` declares the whole native surface; everything else in lib/ goes through it.
+ */
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface BuildInfo {
+  version: string;
+  backends: Array<'cpu' | 'cuda'>;
+  simd: 'avx512' | 'avx2' | 'scalar';
+  gemmKernel: string;
+  threads: number;
+  cudaCompiled: boolean;
+  cudaArchitectures: string[];
+  cudaDevices: number;
+  cudaUnavailableReason?: string;
+  compiler: string;
+  napiVersion: number;
+  buildSystem: string;
+}
+
+export interface NativeGemmOptions {
+  transA?: boolean;
+  transB?: boolean;
+  m: number;
+  n: number;
+  k: number;
+  alpha?: number;
+  beta?: number;
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array;
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+}
+
+export interface NativeAdamWOptions {
+  lr?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+}
+
+export interface AdamWSegment {
+  offset: number;
+  length: number;
+  weightDecayScale: number;
+}
+
+export interface AdamWStepResult {
+  gradNorm: number;
+  skipped: boolean;
+  step: number;
+}
+
+export interface NativeAdamWState {
+  step: number;
+  m: Float32Array;
+  v: Float32Array;
+}
+
+export interface NativeAdamW {
+  readonly size: number;
+  step(overrides?: NativeAdamWOptions): Promise<AdamWStepResult>;
+  setOptions(options: NativeAdamWOptions): void;
+  getState(): Promise<NativeAdamWState>;
+  setState(state: NativeAdamWState): Promise<void>;
+  dispose(): void;
+}
+
+export interface NativeBinding {
+  buildInfo(): BuildInfo;
+  setThreads(n: number): void;
+  nativeMemoryInUse(): number;
+  tables(): { errorCodes: string[]; dtypes: Array<{ name: string; size: number }> };
+  gemm(options: NativeGemmOptions): Promise<void>;
+  NativeAdamW: new (
+    target: { params: Float32Array; grads: Float32Array; segments?: AdamWSegment[] } | object,
+    options?: NativeAdamWOptions,
+  ) => NativeAdamW;
+  bench: {
+    gemm(options: NativeGemmOptions, repeats: number): Promise<number[]>;
+    adamw(options: {
+      params: Float32Array;
+      grads: Float32Array;
+      m: Float32Array;
+      v: Float32Array;
+      lr?: number;
+      weightDecay?: number;
+      maxGradNorm?: number;
+      repeats: number;
+    }): Promise<number[]>;
+    copy(options: { src: Float32Array; dst: Float32Array; repeats: number }): Promise<number[]>;
+    scaleInPlace(options: { x: Float32Array; repeats: number }): Promise<number[]>;
+  };
+}
+
+/** The package root: the nearest folder above this module whose package.json is named "rlhf"
+ * (lib/ under ts-node, dist/ when installed, or a compiled copy elsewhere in the tree). */
+export const packageRoot = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findPackageRoot(start: string): string {
+  for (let dir = start; ; ) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if (JSON.parse(readFileSync(pkg, 'utf8')).name === 'rlhf') return dir;
+      } catch {
+        // unreadable package.json: keep looking upwards
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) return join(start, '..');
+    dir = up;
+  }
+}
+
+const require = createRequire(import.meta.url);
+
+function load(): NativeBinding {
+  const tried: string[] = [];
+  const attempt = (path: string): NativeBinding | undefined => {
+    try {
+      return require(path) as NativeBinding;
+    } catch (err) {
+      tried.push(`  ${path}: ${(err as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+  };
+  const fromEnv = process.env.RLHF_ADDON;
+  if (fromEnv) {
+    const b = attempt(fromEnv);
+    if (b) return b;
+  }
+  const cmakeBuild = join(packageRoot, 'build-cmake', 'Release', 'rlhf.node');
+  if (existsSync(cmakeBuild)) {
+    const b = attempt(cmakeBuild);
+    if (b) return b;
+  }
+  try {
+    const bindings = require('bindings') as (opts: { bindings: string; module_root: string }) => NativeBinding;
+    return bindings({ bindings: 'rlhf', module_root: packageRoot });
+  } catch (err) {
+    const e = err as Error & { tries?: string[] };
+    for (const t of e.tries ?? [e.message.split('\n')[0]]) tried.push(`  ${t}`);
+  }
+  throw new Error(
+    [
+      'rlhf: could not load the native addon. Tried:',
+      ...tried,
+      'To fix it:',
+      '  - build the CPU addon: `npm rebuild rlhf` (or `npx node-gyp rebuild` in the package folder);',
+      '    it needs python3, make and a C++17 compiler;',
+      '  - for CUDA, install the CUDA toolkit (nvcc) and run `npm run build:cmake`;',
+      `  - check that this Node.js (${process.version}, ABI ${process.versions.modules}) is the one the addon was built for;`,
+      '  - or point RLHF_ADDON at a built rlhf.node.',
+    ].join('\n'),
+  );
+}
+
+let cached: NativeBinding | undefined;
+
+/** The loaded addon (loaded on first use). */
+export function native(): NativeBinding {
+  if (!cached) cached = load();
+  return cached;
+}

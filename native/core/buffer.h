@@ -1,0 +1,38 @@
+// Owning, 64-byte aligned host allocation. Move-only. Allocation failure throws
+// rlhf::Error(OutOfMemory) instead of std::bad_alloc so the JS side sees a coded error.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+namespace rlhf {
+
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(size_t bytes, bool zero = true);
+  ~Buffer();
+  Buffer(Buffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_) { o.data_ = nullptr, o.bytes_ = 0; }
+  Buffer& operator=(Buffer&& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() { return data_; }
+  const void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  template <typename T> T* as() { return static_cast<T*>(data_); }
+  template <typename T> const T* as() const { return static_cast<const T*>(data_); }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Total bytes currently held by Buffers (reported to V8 as external memory by the addon).
+int64_t buffer_bytes_in_use();
+
+}  // namespace rlhf

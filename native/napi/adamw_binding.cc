@@ -1,0 +1,207 @@
+// NativeAdamW: fused AdamW over a flat parameter/gradient pair, owning its moment buffers.
+//
+//   new NativeAdamW({params: Float32Array, grads: Float32Array, segments?}, options)
+//   step({lr?}) -> Promise<{gradNorm, skipped, step}>     one fused update (skips on NaN/Inf)
+//   setOptions(options)                                     lr, betas, eps, weightDecay, maxGradNorm
+//   getState() -> Promise<{step, m, v}>                     copies (external Float32Arrays)
+//   setState({step, m, v}) -> Promise<void>                 copies in; exact resume
+//   dispose(); size (number of parameters)
+//
+// The target's arrays stay pinned (referenced) for the optimizer's lifetime. One call at a time:
+// a second call while a step or a state copy runs throws ERR_RLHF_BUSY.
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+
+#include "../core/buffer.h"
+#include "../cpu/adamw.h"
+#include "adamw_target.h"
+#include "args.h"
+#include "async_job.h"
+#include "bindings.h"
+#include "js_errors.h"
+
+namespace rlhf {
+namespace napi {
+
+namespace {
+
+cpu::AdamWOptions read_options(const Napi::Object& o, const cpu::AdamWOptions& base) {
+  const char* fn = "AdamW";
+  cpu::AdamWOptions r = base;
+  r.lr = static_cast<float>(get_number_or(o, fn, "lr", base.lr));
+  r.beta1 = static_cast<float>(get_number_or(o, fn, "beta1", base.beta1));
+  r.beta2 = static_cast<float>(get_number_or(o, fn, "beta2", base.beta2));
+  r.eps = static_cast<float>(get_number_or(o, fn, "eps", base.eps));
+  r.weight_decay = static_cast<float>(get_number_or(o, fn, "weightDecay", base.weight_decay));
+  r.max_grad_norm = static_cast<float>(get_number_or(o, fn, "maxGradNorm", base.max_grad_norm));
+  try {
+    cpu::adamw_check_options(r);
+  } catch (const Error& e) {
+    throw make_js_error(o.Env(), e.code(), e.what());
+  }
+  return r;
+}
+
+class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeAdamW",
+                       {InstanceMethod("step", &AdamWWrap::step), InstanceMethod("setOptions", &AdamWWrap::set_options),
+                        InstanceMethod("getState", &AdamWWrap::get_state),
+                        InstanceMethod("setState", &AdamWWrap::set_state),
+                        InstanceMethod("dispose", &AdamWWrap::dispose),
+                        InstanceAccessor("size", &AdamWWrap::size, nullptr)});
+  }
+
+  explicit AdamWWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AdamWWrap>(info) {
+    Napi::Env env = info.Env();
+    try {
+      Napi::Object target = arg_object(info, 0, "AdamW: target");
+      target_ = resolve_adamw_target(target);
+      options_ = info.Length() > 1 && info[1].IsObject() ? read_options(info[1].As<Napi::Object>(), {})
+                                                         : cpu::AdamWOptions{};
+      const size_t n = static_cast<size_t>(target_.size);
+      m_ = Buffer(n * sizeof(float));
+      v_ = Buffer(n * sizeof(float));
+      reported_ = static_cast<int64_t>(2 * n * sizeof(float));
+      Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+    } catch (const Error& e) {
+      throw make_js_error(env, e.code(), e.what());
+    }
+  }
+
+  ~AdamWWrap() override { release(); }
+
+ private:
+  void release() {
+    if (disposed_) return;
+    disposed_ = true;
+    m_ = Buffer();
+    v_ = Buffer();
+    target_.keep_alive.clear();
+    if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_);
+    reported_ = 0;
+  }
+
+  void check_usable(const char* call) {
+    if (disposed_) throw make_js_error(Env(), ErrorCode::Disposed, std::string("AdamW.") + call + ": optimizer was disposed");
+    AsyncJob::check_not_busy(Env(), target_.busy, "AdamW's parameters", call);
+  }
+
+  Napi::Value step(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      check_usable("step()");
+      cpu::AdamWOptions o = options_;
+      if (info.Length() > 0 && info[0].IsObject()) o = read_options(info[0].As<Napi::Object>(), options_);
+      target_.refresh();
+      auto result = std::make_shared<cpu::AdamWResult>();
+      const int64_t next_step = step_ + 1;
+      float *p = target_.params, *m = m_.as<float>(), *v = v_.as<float>();
+      const float* g = target_.grads;
+      int64_t n = target_.size;
+      auto segments = target_.segments;
+      return AsyncJob::queue(
+          info.Env(), "rlhf.adamw.step",
+          [=] { *result = cpu::adamw_step(p, g, m, v, n, o, next_step, segments); },
+          [this, result](Napi::Env env) -> Napi::Value {
+            if (!result->skipped) step_ += 1;
+            Napi::Object r = Napi::Object::New(env);
+            r.Set("gradNorm", result->grad_norm);
+            r.Set("skipped", result->skipped);
+            r.Set("step", static_cast<double>(step_));
+            return r;
+          },
+          {Value()}, target_.busy);
+    });
+  }
+
+  Napi::Value set_options(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      check_usable("setOptions()");
+      options_ = read_options(arg_object(info, 0, "AdamW.setOptions: options"), options_);
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value get_state(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      check_usable("getState()");
+      const size_t n = static_cast<size_t>(target_.size);
+      auto mc = std::make_shared<Buffer>(), vc = std::make_shared<Buffer>();
+      const float *m = m_.as<float>(), *v = v_.as<float>();
+      int64_t step = step_;
+      return AsyncJob::queue(
+          info.Env(), "rlhf.adamw.getState",
+          [=] {
+            *mc = Buffer(n * sizeof(float), false);
+            *vc = Buffer(n * sizeof(float), false);
+            if (n) std::memcpy(mc->data(), m, n * sizeof(float)), std::memcpy(vc->data(), v, n * sizeof(float));
+          },
+          [=](Napi::Env env) -> Napi::Value {
+            Napi::Object r = Napi::Object::New(env);
+            r.Set("step", static_cast<double>(step));
+            r.Set("m", external_f32(env, std::move(*mc), n));
+            r.Set("v", external_f32(env, std::move(*vc), n));
+            return r;
+          },
+          {Value()}, target_.busy);
+    });
+  }
+
+  Napi::Value set_state(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      check_usable("setState()");
+      Napi::Object s = arg_object(info, 0, "AdamW.setState: state");
+      const size_t n = static_cast<size_t>(target_.size);
+      int64_t step = get_int(s, "AdamW.setState", "step", 0, int64_t(1) << 53);
+      auto m = get_f32(s, "AdamW.setState", "m", n);
+      auto v = get_f32(s, "AdamW.setState", "v", n);
+      if (m.ElementLength() != n || v.ElementLength() != n)
+        throw_range_error(info.Env(), "AdamW.setState: state.m and state.v must have exactly " + std::to_string(n) +
+                                          " elements (the optimizer's parameter count)");
+      const float *ms = m.Data(), *vs = v.Data();
+      float *md = m_.as<float>(), *vd = v_.as<float>();
+      return AsyncJob::queue(
+          info.Env(), "rlhf.adamw.setState",
+          [=] {
+            if (n) std::memcpy(md, ms, n * sizeof(float)), std::memcpy(vd, vs, n * sizeof(float));
+          },
+          [this, step](Napi::Env env) -> Napi::Value {
+            step_ = step;
+            return env.Undefined();
+          },
+          {Value(), m, v}, target_.busy);
+    });
+  }
+
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      if (!disposed_) AsyncJob::check_not_busy(Env(), target_.busy, "AdamW's parameters", "dispose()");
+      release();
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(target_.size));
+  }
+
+  AdamWTarget target_;
+  cpu::AdamWOptions options_;
+  Buffer m_, v_;
+  int64_t step_ = 0;
+  int64_t reported_ = 0;
+  bool disposed_ = false;
+};
+
+}  // namespace
+
+void register_adamw(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeAdamW", AdamWWrap::define(env));
+}
+
+}  // namespace napi
+}  // namespace rlhf

@@ -1,0 +1,64 @@
+#include "adamw_target.h"
+
+#include "args.h"
+#include "js_errors.h"
+
+namespace rlhf {
+namespace napi {
+
+namespace {
+ModelTargetResolver g_model_resolver = nullptr;
+}
+
+void set_model_target_resolver(ModelTargetResolver resolver) { g_model_resolver = resolver; }
+
+AdamWTarget resolve_adamw_target(const Napi::Object& target) {
+  AdamWTarget t;
+  if (g_model_resolver && g_model_resolver(target, &t)) return t;
+  const char* fn = "AdamW";
+  Napi::Float32Array params = get_f32(target, fn, "params", 0);
+  Napi::Float32Array grads = get_f32(target, fn, "grads", 0);
+  if (params.ElementLength() != grads.ElementLength())
+    throw_range_error(target.Env(), "AdamW: target.grads must have the same length as target.params (" +
+                                        std::to_string(params.ElementLength()) + "), got " +
+                                        std::to_string(grads.ElementLength()));
+  t.params = params.Data();
+  t.grads = grads.Data();
+  t.size = static_cast<int64_t>(params.ElementLength());
+  t.busy = std::make_shared<std::atomic<bool>>(false);
+  Napi::Value segs = target.Get("segments");
+  if (!segs.IsUndefined()) {
+    if (!segs.IsArray()) throw_type_error(target.Env(), "AdamW: target.segments must be an array");
+    Napi::Array a = segs.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      if (!a.Get(i).IsObject()) throw_type_error(target.Env(), "AdamW: target.segments[" + std::to_string(i) + "] must be an object");
+      Napi::Object s = a.Get(i).As<Napi::Object>();
+      cpu::AdamWSegment seg;
+      seg.offset = get_int(s, "AdamW.segments[]", "offset", 0, t.size);
+      seg.length = get_int(s, "AdamW.segments[]", "length", 0, t.size);
+      seg.weight_decay_scale = static_cast<float>(get_number_or(s, "AdamW.segments[]", "weightDecayScale", 1.0));
+      t.segments.push_back(seg);
+    }
+    try {
+      cpu::adamw_check_segments(t.segments, t.size);
+    } catch (const Error& e) {
+      throw make_js_error(target.Env(), e.code(), e.what());
+    }
+  }
+  t.keep_alive.push_back(Napi::Persistent(Napi::Value(params)));
+  t.keep_alive.push_back(Napi::Persistent(Napi::Value(grads)));
+  // A typed array's data pointer is stable unless its buffer is detached (transferred).
+  t.refresher = [](AdamWTarget* self) {
+    Napi::Env env = self->keep_alive[0].Env();
+    auto p = self->keep_alive[0].Value().As<Napi::Float32Array>();
+    auto g = self->keep_alive[1].Value().As<Napi::Float32Array>();
+    if (p.Data() == nullptr || g.Data() == nullptr || static_cast<int64_t>(p.ElementLength()) != self->size)
+      throw_type_error(env, "AdamW: the params/grads arrays were detached or resized after the optimizer was created");
+    self->params = p.Data();
+    self->grads = g.Data();
+  };
+  return t;
+}
+
+}  // namespace napi
+}  // namespace rlhf

@@ -1,0 +1,17 @@
+// Module init: registers the exports of every binding file, nothing else.
+#include <napi.h>
+
+#include "bindings.h"
+
+namespace {
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  using namespace rlhf::napi;
+  register_build_info(env, exports);
+  register_gemm(env, exports);
+  register_adamw(env, exports);
+  register_bench(env, exports);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(rlhf, init)

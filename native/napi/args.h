@@ -1,0 +1,40 @@
+// Reading JS arguments in bindings. TS validates every public argument first (lib/validate.ts);
+// these re-checks are cheap and exist so that a direct call into the addon can never crash the
+// process. Each names the field it read ("gemm: options.lda must be ...").
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+namespace rlhf {
+namespace napi {
+
+Napi::Object arg_object(const Napi::CallbackInfo& info, size_t index, const char* what);
+Napi::Value field(const Napi::Object& obj, const char* fn, const char* name);  // must be present
+
+double get_number(const Napi::Object& obj, const char* fn, const char* name);
+double get_number_or(const Napi::Object& obj, const char* fn, const char* name, double fallback);
+int64_t get_int(const Napi::Object& obj, const char* fn, const char* name, int64_t min, int64_t max);
+int64_t get_int_or(const Napi::Object& obj, const char* fn, const char* name, int64_t min, int64_t max,
+                   int64_t fallback);
+bool get_bool_or(const Napi::Object& obj, const char* fn, const char* name, bool fallback);
+std::string get_string(const Napi::Object& obj, const char* fn, const char* name);
+
+// A Float32Array / Int32Array field with at least min_length elements (not detached).
+Napi::Float32Array get_f32(const Napi::Object& obj, const char* fn, const char* name, size_t min_length);
+Napi::Int32Array get_i32(const Napi::Object& obj, const char* fn, const char* name, size_t min_length);
+Napi::Float32Array as_f32(Napi::Env env, const Napi::Value& v, const std::string& path, size_t min_length);
+Napi::Int32Array as_i32(Napi::Env env, const Napi::Value& v, const std::string& path, size_t min_length);
+
+}  // namespace napi
+}  // namespace rlhf
+
+namespace rlhf {
+class Buffer;
+namespace napi {
+// Hands a native buffer holding n floats to JS as a Float32Array over an external ArrayBuffer
+// (no copy; freed by the ArrayBuffer's finalizer). Reports the bytes to V8.
+Napi::Float32Array external_f32(Napi::Env env, Buffer&& buffer, size_t n);
+}  // namespace napi
+}  // namespace rlhf

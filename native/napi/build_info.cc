@@ -1,0 +1,110 @@
+// buildInfo(), thread count control, and process-level facts.
+#include <napi.h>
+
+#include "../core/buffer.h"
+#include "../core/cpu_features.h"
+#include "../core/dtype.h"
+#include "../core/thread_pool.h"
+#include "../cpu/gemm_microkernels.h"
+#include "../cuda/cuda_probe.h"
+#include "args.h"
+#include "async_job.h"
+#include "bindings.h"
+#include "js_errors.h"
+
+#ifndef RLHF_VERSION
+#define RLHF_VERSION "0.0.0"
+#endif
+#ifndef RLHF_CUDA_ARCHS
+#define RLHF_CUDA_ARCHS ""
+#endif
+#ifndef RLHF_BUILD_SYSTEM
+#define RLHF_BUILD_SYSTEM "unknown"
+#endif
+
+namespace rlhf {
+namespace napi {
+
+namespace {
+
+Napi::Value build_info(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("version", RLHF_VERSION);
+    Napi::Array backends = Napi::Array::New(env);
+    backends.Set(uint32_t(0), "cpu");
+    if (cuda::compiled()) backends.Set(uint32_t(1), "cuda");
+    o.Set("backends", backends);
+    o.Set("simd", simd_level_name(simd_level()));
+    o.Set("gemmKernel", cpu::gemm_select_kernel().name);
+    o.Set("threads", default_thread_count());
+    o.Set("cudaCompiled", cuda::compiled());
+    Napi::Array archs = Napi::Array::New(env);
+    std::string list = RLHF_CUDA_ARCHS;
+    uint32_t n = 0;
+    for (size_t start = 0; start < list.size();) {
+      size_t end = list.find_first_of(";, ", start);
+      if (end == std::string::npos) end = list.size();
+      if (end > start) archs.Set(n++, list.substr(start, end - start));
+      start = end + 1;
+    }
+    o.Set("cudaArchitectures", archs);
+    std::string why;
+    int devices = cuda::device_count(&why);
+    o.Set("cudaDevices", devices);
+    if (!why.empty()) o.Set("cudaUnavailableReason", why);
+    o.Set("compiler", __VERSION__);
+    o.Set("napiVersion", NAPI_VERSION);
+    o.Set("buildSystem", RLHF_BUILD_SYSTEM);
+    return o;
+  });
+}
+
+Napi::Value set_threads(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) throw_type_error(env, "setThreads: n must be a number");
+    double d = info[0].As<Napi::Number>().DoubleValue();
+    if (d != static_cast<int>(d) || d < 1 || d > 1024) throw_range_error(env, "setThreads: n must be an integer in [1, 1024]");
+    if (AsyncJob::in_flight() > 0)
+      throw make_js_error(env, ErrorCode::Busy, "setThreads: native calls are still running; await them first");
+    set_default_threads(static_cast<int>(d));
+    return env.Undefined();
+  });
+}
+
+// The engine's error-code and dtype tables, so TS can check its mirrors against them.
+Napi::Value tables(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array codes = Napi::Array::New(env);
+  for (int i = 0; i < static_cast<int>(ErrorCode::kCount); ++i)
+    codes.Set(static_cast<uint32_t>(i), error_code_name(static_cast<ErrorCode>(i)));
+  o.Set("errorCodes", codes);
+  Napi::Array dtypes = Napi::Array::New(env);
+  for (int i = 0; i < static_cast<int>(DType::kCount); ++i) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("name", dtype_name(static_cast<DType>(i)));
+    d.Set("size", static_cast<double>(dtype_size(static_cast<DType>(i))));
+    dtypes.Set(static_cast<uint32_t>(i), d);
+  }
+  o.Set("dtypes", dtypes);
+  return o;
+}
+
+Napi::Value memory_in_use(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(buffer_bytes_in_use()));
+}
+
+}  // namespace
+
+void register_build_info(Napi::Env env, Napi::Object exports) {
+  exports.Set("buildInfo", Napi::Function::New(env, build_info, "buildInfo"));
+  exports.Set("setThreads", Napi::Function::New(env, set_threads, "setThreads"));
+  exports.Set("tables", Napi::Function::New(env, tables, "tables"));
+  exports.Set("nativeMemoryInUse", Napi::Function::New(env, memory_in_use, "nativeMemoryInUse"));
+}
+
+}  // namespace napi
+}  // namespace rlhf

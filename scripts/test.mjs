@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// `npm test`: every test, then one plain summary line "N passed, N failed".
+//   1. typecheck lib/, test/ and bench/ (tsc), and compile lib/ to dist/ (the CLI tests run dist/);
+//   2. native unit tests: configure + build native/tests with CMake (CPU) into build-native/, run ctest;
+//   3. the TypeScript suite with tap (test/**/*.test.ts), raw TAP saved to build-native/tap.log.
+// Flags: --native-only, --tap-only, and any further arguments go to tap (e.g. a test file).
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const nativeOnly = args.includes('--native-only');
+const tapOnly = args.includes('--tap-only');
+const tapArgs = args.filter((a) => !a.startsWith('--native-only') && !a.startsWith('--tap-only'));
+const buildDir = join(root, 'build-native');
+mkdirSync(buildDir, { recursive: true });
+
+let passed = 0, failed = 0, skipped = 0;
+const bin = (name) => join(root, 'node_modules', '.bin', name);
+
+function run(cmd, argv, opts = {}) {
+  const r = spawnSync(cmd, argv, { cwd: root, encoding: 'utf8', stdio: opts.capture ? 'pipe' : 'inherit', env: { ...process.env, ...opts.env }, maxBuffer: 1 << 28 });
+  if (r.error) throw r.error;
+  return r;
+}
+
+function step(label, cmd, argv) {
+  process.stdout.write(`\n== ${label}\n`);
+  const r = run(cmd, argv);
+  if (r.status === 0) passed += 1;
+  else {
+    failed += 1;
+    process.stdout.write(`FAILED: ${label}\n`);
+  }
+  return r.status === 0;
+}
+
+// 1. types and dist/
+if (!nativeOnly) {
+  step('typecheck (tsc -p tsconfig.check.json)', bin('tsc'), ['-p', 'tsconfig.check.json']);
+  step('compile lib/ to dist/', bin('tsc'), ['-p', 'tsconfig.build.json']);
+}
+
+// 2. native tests
+if (!tapOnly) {
+  process.stdout.write('\n== native unit tests (cmake + ctest)\n');
+  const configured =
+    run('cmake', ['-S', root, '-B', buildDir, '-DRLHF_CUDA=OFF', '-DCMAKE_BUILD_TYPE=Release'], { capture: true }).status === 0 &&
+    run('cmake', ['--build', buildDir, '--parallel', '2'], { capture: true }).status === 0;
+  if (!configured) {
+    const again = run('cmake', ['--build', buildDir], { capture: true });
+    process.stdout.write(again.stdout + again.stderr);
+    failed += 1;
+    process.stdout.write('FAILED: native build\n');
+  } else {
+    const r = run('ctest', ['--test-dir', buildDir, '--output-on-failure', '-V'], { capture: true });
+    for (const m of (r.stdout ?? '').matchAll(/: (\d+) passed, (\d+) failed, (\d+) skipped/g)) {
+      passed += Number(m[1]), failed += Number(m[2]), skipped += Number(m[3]);
+    }
+    for (const line of (r.stdout ?? '').split('\n')) {
+      if (/: (FAIL|SKIP) |Test +#\d+:|tests passed|tests failed/.test(line)) process.stdout.write(line.replace(/^\d+: /, '') + '\n');
+      else if (/^\d+:   /.test(line)) process.stdout.write(line.replace(/^\d+: /, '') + '\n');
+    }
+    if (r.status !== 0 && !/: (\d+) passed/.test(r.stdout ?? '')) failed += 1;
+  }
+}
+
+// 3. tap
+if (!nativeOnly) {
+  process.stdout.write('\n== TypeScript tests (tap)\n');
+  const r = run(bin('tap'), ['-R', 'tap', ...tapArgs], { capture: true });
+  const out = (r.stdout ?? '') + (r.stderr ?? '');
+  writeFileSync(join(buildDir, 'tap.log'), out);
+  // per file: one line; failures: the failing assertions with their diagnostics
+  const lines = out.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i];
+    if (/^(ok|not ok) \d+ - /.test(l)) process.stdout.write(l + '\n');
+    else if (/^\s+not ok /.test(l)) {
+      process.stdout.write(l + '\n');
+      for (let j = i + 1; j < lines.length && j < i + 30 && !/^\s+(ok|not ok) /.test(lines[j]); j++) process.stdout.write(lines[j] + '\n');
+    } else if (/^\s*# Subtest: .*# SKIP|# SKIP/.test(l) && /ok .*# SKIP/.test(l)) process.stdout.write(l + '\n');
+  }
+  const summary = out.match(/# \{ total: (\d+), pass: (\d+)(?:, fail: (\d+))?(?:, skip: (\d+))?/);
+  if (summary) {
+    passed += Number(summary[2]);
+    failed += Number(summary[3] ?? 0);
+    skipped += Number(summary[4] ?? 0);
+  } else {
+    failed += 1;
+    process.stdout.write('FAILED: tap printed no summary (crash?); raw output in build-native/tap.log\n');
+  }
+  if (r.status !== 0 && !(summary && Number(summary[3] ?? 0) > 0)) {
+    failed += 1;
+    process.stdout.write(`FAILED: tap exited with status ${r.status}\n`);
+  }
+}
+
+process.stdout.write(`\n${skipped} skipped (see SKIP lines above for reasons)\n`);
+process.stdout.write(`${passed} passed, ${failed} failed\n`);
+process.exitCode = failed === 0 ? 0 : 1;
