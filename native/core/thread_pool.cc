@@ -144,10 +144,19 @@ int default_thread_count() {
   return g_default_threads;
 }
 
+namespace {
+thread_local ThreadPool* tl_current_pool = nullptr;
+}
+
+ThreadPool& current_pool() { return tl_current_pool ? *tl_current_pool : default_pool(); }
+
+ScopedPool::ScopedPool(ThreadPool* pool) : previous_(tl_current_pool) { tl_current_pool = pool; }
+ScopedPool::~ScopedPool() { tl_current_pool = previous_; }
+
 void parallel_for(int64_t n, int64_t min_per_thread,
                   const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
-  ThreadPool& pool = default_pool();
+  ThreadPool& pool = current_pool();
   int parts = pool.size();
   if (min_per_thread > 0 && n < min_per_thread * 2) parts = 1;
   if (parts == 1) {

@@ -50,6 +50,20 @@ ThreadPool& default_pool();
 void set_default_threads(int n);
 int default_thread_count();
 
+// The pool kernels run on from this thread: the default pool, unless a ScopedPool on this thread
+// says otherwise (tensor-parallel ranks each run on their own thread group).
+ThreadPool& current_pool();
+class ScopedPool {
+ public:
+  explicit ScopedPool(ThreadPool* pool);
+  ~ScopedPool();
+  ScopedPool(const ScopedPool&) = delete;
+  ScopedPool& operator=(const ScopedPool&) = delete;
+
+ private:
+  ThreadPool* previous_;
+};
+
 // The static split used everywhere: range of items of thread t when n items go to `parts` threads.
 inline void split_range(int64_t n, int parts, int t, int64_t* begin, int64_t* end) {
   int64_t base = n / parts, rem = n % parts;
@@ -57,7 +71,7 @@ inline void split_range(int64_t n, int parts, int t, int64_t* begin, int64_t* en
   *end = *begin + base + (t < rem ? 1 : 0);
 }
 
-// fn(begin, end, t) over [0, n) split statically across the default pool. Runs inline when n is
+// fn(begin, end, t) over [0, n) split statically across current_pool(). Runs inline when n is
 // below min_per_thread * 2 (not worth waking workers).
 void parallel_for(int64_t n, int64_t min_per_thread,
                   const std::function<void(int64_t, int64_t, int)>& fn);

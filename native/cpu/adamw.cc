@@ -107,7 +107,7 @@ float adamw_clip_scale(double grad_norm, float max_grad_norm) {
 }
 
 double sum_of_squares(const float* x, int64_t n) {
-  const int threads = default_pool().size();
+  const int threads = current_pool().size();
   std::vector<double> partial(threads, 0.0);
   parallel_for(n, kMinPerThread, [&](int64_t b, int64_t e, int t) { partial[t] = sumsq_range(x + b, e - b); });
   double total = 0.0;

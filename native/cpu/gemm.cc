@@ -125,7 +125,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   const int mr = ki.mr, nr = ki.nr;
   const int64_t KC = ki.kc, MC = ki.mc;
   const int64_t NC = std::max<int64_t>(nr, ki.nc / nr * nr);
-  ThreadPool& pool = default_pool();
+  ThreadPool& pool = current_pool();
   const int threads = pool.size();
 
   const int64_t nc_max = std::min(NC, (N + nr - 1) / nr * nr);

@@ -10,6 +10,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_gemm(env, exports);
   register_adamw(env, exports);
   register_bench(env, exports);
+  register_model(env, exports);
   return exports;
 }
 }  // namespace

@@ -1,0 +1,213 @@
+/**
+ * Model configuration: Hugging Face `config.json` in, the engine's normalised {@link ModelConfig}
+ * out (and back). Supported: Llama, Qwen2 and GLM-4 (transformers' `glm`) causal LMs and their
+ * `*ForSequenceClassification` variants with one label (a scalar head: reward models, critics).
+ * Missing keys take the transformers defaults of that architecture; settings the engine does not
+ * implement (rope_scaling, sliding windows, MLP biases, activations other than SiLU, num_labels > 1)
+ * are errors that say so.
+ */
+import { RlhfError, ErrorCode } from '../errors.js';
+
+export const SUPPORTED_ARCHITECTURES = [
+  'LlamaForCausalLM',
+  'Qwen2ForCausalLM',
+  'GlmForCausalLM',
+  'LlamaForSequenceClassification',
+  'Qwen2ForSequenceClassification',
+  'GlmForSequenceClassification',
+] as const;
+export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
+export type Family = 'llama' | 'qwen2' | 'glm';
+
+/** The engine's view of a model (what native/model/config.h receives, plus token ids). */
+export interface ModelConfig {
+  architecture: Architecture;
+  family: Family;
+  vocab: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  ffn: number;
+  rmsEps: number;
+  ropeTheta: number;
+  rotaryDim: number;
+  ropeInterleaved: boolean;
+  qkvBias: boolean;
+  oBias: boolean;
+  fusedGateUp: boolean;
+  tieEmbeddings: boolean;
+  lmHead: boolean;
+  valueHead: boolean;
+  maxPositions: number;
+  initializerRange: number;
+  bosTokenId?: number;
+  eosTokenId: number[];
+  padTokenId?: number;
+  /** the config.json this came from (kept so save() writes back what it did not interpret) */
+  hf: Record<string, unknown>;
+}
+
+type Json = Record<string, unknown>;
+
+const DEFAULTS: Record<Family, Json> = {
+  // transformers LlamaConfig / Qwen2Config / GlmConfig defaults for the keys we read
+  llama: { rms_norm_eps: 1e-6, rope_theta: 10000, attention_bias: false, tie_word_embeddings: false, max_position_embeddings: 2048, initializer_range: 0.02, partial_rotary_factor: 1 },
+  qwen2: { rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false, max_position_embeddings: 32768, initializer_range: 0.02, partial_rotary_factor: 1 },
+  glm: { rms_norm_eps: 1.5625e-7, rope_theta: 10000, attention_bias: true, tie_word_embeddings: false, max_position_embeddings: 131072, initializer_range: 0.02, partial_rotary_factor: 0.5, head_dim: 128 },
+};
+
+const MODEL_TYPE: Record<Family, string> = { llama: 'llama', qwen2: 'qwen2', glm: 'glm' };
+
+function fail(source: string, message: string, code: ErrorCode = ErrorCode.UNSUPPORTED): never {
+  throw new RlhfError(code, `${source}: ${message}`);
+}
+
+function int(source: string, j: Json, key: string, min = 1): number {
+  const v = j[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    fail(source, `"${key}" must be an integer >= ${min}, got ${JSON.stringify(v)}`, ErrorCode.FORMAT);
+  return v;
+}
+
+function num(source: string, j: Json, key: string): number {
+  const v = j[key];
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(source, `"${key}" must be a positive number, got ${JSON.stringify(v)}`, ErrorCode.FORMAT);
+  return v;
+}
+
+function ids(v: unknown): number[] {
+  if (typeof v === 'number') return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
+  return [];
+}
+
+/** Parses a transformers config.json object. `source` names the file in errors. */
+export function configFromHF(hf: unknown, source = 'config.json', architectureOverride?: string): ModelConfig {
+  if (hf === null || typeof hf !== 'object' || Array.isArray(hf)) fail(source, 'expected a JSON object', ErrorCode.FORMAT);
+  const raw = hf as Json;
+  const archs = raw.architectures;
+  const arch = architectureOverride ?? (Array.isArray(archs) ? archs[0] : undefined);
+  if (typeof arch !== 'string' || !(SUPPORTED_ARCHITECTURES as readonly string[]).includes(arch))
+    fail(source, `architecture ${JSON.stringify(arch)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
+  const family: Family = arch.startsWith('Llama') ? 'llama' : arch.startsWith('Qwen2') ? 'qwen2' : 'glm';
+  const j: Json = { ...DEFAULTS[family], ...raw };
+  const rejectIf = (cond: boolean, what: string) => cond && fail(source, `${what} is not supported by the engine (architecture ${arch})`);
+  rejectIf(j.rope_scaling !== undefined && j.rope_scaling !== null, `rope_scaling ${JSON.stringify(j.rope_scaling)}`);
+  rejectIf(j.mlp_bias === true, 'mlp_bias: true');
+  rejectIf(j.use_sliding_window === true, 'use_sliding_window: true');
+  rejectIf(j.hidden_act !== undefined && j.hidden_act !== 'silu', `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`);
+  const seqCls = arch.endsWith('ForSequenceClassification');
+  if (seqCls) {
+    const labels = j.num_labels ?? (j.id2label && typeof j.id2label === 'object' ? Object.keys(j.id2label as object).length : 1);
+    rejectIf(labels !== 1, `num_labels ${JSON.stringify(labels)} (only 1: a scalar reward or value)`);
+  }
+  const hidden = int(source, j, 'hidden_size');
+  const heads = int(source, j, 'num_attention_heads');
+  const kvHeads = j.num_key_value_heads === undefined || j.num_key_value_heads === null ? heads : int(source, j, 'num_key_value_heads');
+  const headDim = family !== 'glm' && (j.head_dim === undefined || j.head_dim === null) ? Math.floor(hidden / heads) : int(source, j, 'head_dim');
+  const partial = num(source, j, 'partial_rotary_factor');
+  const rotaryDim = Math.floor(headDim * partial);
+  if (rotaryDim < 2 || rotaryDim % 2 !== 0 || rotaryDim > headDim)
+    fail(source, `head_dim × partial_rotary_factor = ${headDim} × ${partial} must give an even rotary dimension in [2, head_dim]`, ErrorCode.FORMAT);
+  if (heads % kvHeads !== 0) fail(source, `num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`, ErrorCode.FORMAT);
+  const attentionBias = j.attention_bias === true;
+  return {
+    architecture: arch as Architecture,
+    family,
+    vocab: int(source, j, 'vocab_size'),
+    hidden,
+    layers: int(source, j, 'num_hidden_layers'),
+    heads,
+    kvHeads,
+    headDim,
+    ffn: int(source, j, 'intermediate_size'),
+    rmsEps: num(source, j, 'rms_norm_eps'),
+    ropeTheta: num(source, j, 'rope_theta'),
+    rotaryDim,
+    ropeInterleaved: family === 'glm',
+    qkvBias: family === 'qwen2' ? true : attentionBias,
+    oBias: family === 'llama' ? attentionBias : false,
+    fusedGateUp: family === 'glm',
+    tieEmbeddings: !seqCls && j.tie_word_embeddings === true,
+    lmHead: !seqCls,
+    valueHead: seqCls,
+    maxPositions: int(source, j, 'max_position_embeddings'),
+    initializerRange: typeof j.initializer_range === 'number' ? j.initializer_range : 0.02,
+    bosTokenId: typeof j.bos_token_id === 'number' ? j.bos_token_id : undefined,
+    eosTokenId: ids(j.eos_token_id),
+    padTokenId: typeof j.pad_token_id === 'number' ? j.pad_token_id : undefined,
+    hf: { ...raw, architectures: [arch] },
+  };
+}
+
+/** The config.json to write for a model (the original keys, with the engine's values). */
+export function configToHF(c: ModelConfig): Json {
+  const out: Json = {
+    ...c.hf,
+    architectures: [c.architecture],
+    model_type: MODEL_TYPE[c.family],
+    vocab_size: c.vocab,
+    hidden_size: c.hidden,
+    num_hidden_layers: c.layers,
+    num_attention_heads: c.heads,
+    num_key_value_heads: c.kvHeads,
+    head_dim: c.headDim,
+    intermediate_size: c.ffn,
+    rms_norm_eps: c.rmsEps,
+    rope_theta: c.ropeTheta,
+    max_position_embeddings: c.maxPositions,
+    tie_word_embeddings: c.tieEmbeddings,
+    hidden_act: 'silu',
+    initializer_range: c.initializerRange,
+    torch_dtype: 'float32',
+  };
+  if (c.family === 'glm') out.partial_rotary_factor = c.rotaryDim / c.headDim;
+  if (c.family !== 'qwen2') out.attention_bias = c.family === 'glm' ? c.qkvBias : c.qkvBias || c.oBias;
+  if (c.valueHead) out.num_labels = 1;
+  if (c.bosTokenId !== undefined) out.bos_token_id = c.bosTokenId;
+  if (c.eosTokenId.length) out.eos_token_id = c.eosTokenId.length === 1 ? c.eosTokenId[0] : c.eosTokenId;
+  if (c.padTokenId !== undefined) out.pad_token_id = c.padTokenId;
+  return out;
+}
+
+/** A config for a model trained from scratch here, in transformers' format (Llama by default). */
+export function tinyConfig(o: {
+  family?: Family;
+  vocab: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads?: number;
+  ffn: number;
+  maxPositions?: number;
+  valueHead?: boolean;
+  tieEmbeddings?: boolean;
+  eosTokenId?: number | number[];
+  bosTokenId?: number;
+  padTokenId?: number;
+}): Json {
+  const family = o.family ?? 'llama';
+  const base = family === 'llama' ? 'Llama' : family === 'qwen2' ? 'Qwen2' : 'Glm';
+  const hf: Json = {
+    architectures: [`${base}${o.valueHead ? 'ForSequenceClassification' : 'ForCausalLM'}`],
+    model_type: MODEL_TYPE[family],
+    vocab_size: o.vocab,
+    hidden_size: o.hidden,
+    num_hidden_layers: o.layers,
+    num_attention_heads: o.heads,
+    num_key_value_heads: o.kvHeads ?? o.heads,
+    head_dim: Math.floor(o.hidden / o.heads),
+    intermediate_size: o.ffn,
+    max_position_embeddings: o.maxPositions ?? 2048,
+    tie_word_embeddings: o.tieEmbeddings ?? false,
+    rms_norm_eps: 1e-6,
+    hidden_act: 'silu',
+  };
+  if (o.valueHead) hf.num_labels = 1;
+  if (o.eosTokenId !== undefined) hf.eos_token_id = o.eosTokenId;
+  if (o.bosTokenId !== undefined) hf.bos_token_id = o.bosTokenId;
+  if (o.padTokenId !== undefined) hf.pad_token_id = o.padTokenId;
+  return hf;
+}

@@ -1,0 +1,376 @@
+/**
+ * The native transformer from TypeScript. Every RLHF loss meets the model at per-token "heads":
+ *
+ *   forward({tokens, targets, batch, seqLen})  -> logprobs of the targets (log-softmax + gather,
+ *                                                 fused), optional entropy, values (scalar head)
+ *   backward({dLogprobs, dEntropy?, dValues?}) -> parameter gradients (accumulated; zeroGrad resets)
+ *   generate({prompts, maxNewTokens, ...})     -> tokens + their log-probs (bit-identical to forward's)
+ *
+ * `tokens`/`targets` are Int32Array of batch·seqLen, row-major; a target of −1 means "no target
+ * here". Rows are right-padded to seqLen; `lengths` gives each row's real length. Checkpoints are
+ * Hugging Face directories (config.json + safetensors), so models move to and from transformers.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
+import { native } from '../native.js';
+import { checkBoolean, checkInt, checkInt32Array, checkFloat32Array, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
+import { replaceDirAtomic, writeFileAtomic } from './atomic.js';
+import { configFromHF, configToHF, type ModelConfig } from './config.js';
+import { readCheckpointIndex, readTensorF32, writeCheckpointTensors, type TensorToWrite } from './safetensors.js';
+import type { OptimizerTarget } from './adamw.js';
+
+export interface ForwardBatch {
+  tokens: Int32Array;
+  /** next-token targets, −1 = none (default: no log-probs computed) */
+  targets?: Int32Array;
+  batch: number;
+  seqLen: number;
+  /** real length of each row (right padding after it); default seqLen */
+  lengths?: Int32Array | number[];
+  /** RoPE positions (default 0..seqLen−1 per row; packing restarts them per document) */
+  positions?: Int32Array;
+  /** packed documents: attention stays within equal ids */
+  segments?: Int32Array;
+  /** compute the entropy of each next-token distribution */
+  entropy?: boolean;
+  /** return the scalar head's values (default: true when the model has one) */
+  values?: boolean;
+  /** return the raw logits (batch·seqLen·vocab floats; small models and tests) */
+  logits?: boolean;
+  /** divide logits by this before the softmax (default 1) */
+  temperature?: number;
+  /** keep activations for backward (default true); false for inference-only passes */
+  saveForBackward?: boolean;
+}
+
+export interface ForwardResult {
+  logprobs: Float32Array;
+  entropy?: Float32Array;
+  values?: Float32Array;
+  logits?: Float32Array;
+}
+
+export interface BackwardGrads {
+  dLogprobs?: Float32Array;
+  dEntropy?: Float32Array;
+  dValues?: Float32Array;
+}
+
+export interface GenerateOptions {
+  prompts: Array<Int32Array | number[]>;
+  maxNewTokens: number;
+  /** 0 = greedy (default 1) */
+  temperature?: number;
+  /** keep the k most likely tokens (0 = off) */
+  topK?: number;
+  /** nucleus sampling mass in (0, 1] (1 = off) */
+  topP?: number;
+  /** row r draws from Philox stream (streamOffset + r) of this seed */
+  seed?: number;
+  streamOffset?: number;
+  /** tokens that end a row (default: the config's eos ids) */
+  stopTokens?: number[];
+}
+
+export interface GeneratedSequence {
+  tokens: Int32Array;
+  /** log π(token) at temperature 1, for each generated token */
+  logprobs: Float32Array;
+  finishReason: 'stop' | 'length';
+}
+
+export interface ParameterInfo {
+  name: string;
+  shape: number[];
+  offset: number;
+  size: number;
+  weightDecayScale: number;
+}
+
+interface NativeModel {
+  readonly numParameters: number;
+  readonly activationBytes: number;
+  parameters(): ParameterInfo[];
+  initRandom(seed: number, std: number): Promise<void>;
+  forward(b: object): Promise<ForwardResult>;
+  backward(g: object): Promise<void>;
+  zeroGrad(): Promise<void>;
+  generate(o: object): Promise<{ tokens: Int32Array[]; logprobs: Float32Array[]; stopped: boolean[] }>;
+  readParameter(name: string, which: 'param' | 'grad'): Promise<Float32Array>;
+  writeParameter(name: string, data: Float32Array): Promise<void>;
+  releaseActivations(): void;
+  dispose(): void;
+}
+
+const FORWARD_KEYS = ['tokens', 'targets', 'batch', 'seqLen', 'lengths', 'positions', 'segments', 'entropy', 'values', 'logits', 'temperature', 'saveForBackward'] as const;
+const GENERATE_KEYS = ['prompts', 'maxNewTokens', 'temperature', 'topK', 'topP', 'seed', 'streamOffset', 'stopTokens'] as const;
+/** tensors a checkpoint may hold that the engine derives itself */
+const IGNORABLE = /rotary_emb\.inv_freq$/;
+
+export interface LoadOptions {
+  /** load as another supported architecture of the same family, e.g. a CausalLM checkpoint as
+   * *ForSequenceClassification for a critic (the LM head is dropped, the score head initialised) */
+  architecture?: string;
+  /** seed for tensors the checkpoint lacks (the score head of a converted model) */
+  seed?: number;
+}
+
+export interface SaveOptions {
+  /** stored dtype (default F32); BF16 halves the size */
+  dtype?: 'F32' | 'BF16' | 'F16';
+  /** shard above this many bytes (default 2 GiB) */
+  maxShardBytes?: number;
+  /** extra files to write into the directory (e.g. tokenizer files), called inside the atomic write */
+  extraFiles?: (dir: string) => Promise<void>;
+}
+
+export class Model implements OptimizerTarget {
+  readonly config: ModelConfig;
+  #native: NativeModel | undefined;
+
+  private constructor(config: ModelConfig) {
+    this.config = config;
+    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel(config);
+  }
+
+  /** A new model with random weights (normal(0, initializer_range); norms 1, biases 0). `config` is a transformers config.json object. */
+  static async create(config: Record<string, unknown> | ModelConfig, opts: { seed?: number; initStd?: number } = {}): Promise<Model> {
+    const o = options('Model.create', 'options', opts);
+    o.known(['seed', 'initStd']);
+    const seed = o.int('seed', { min: 0 }, 0);
+    const cfg = isModelConfig(config) ? config : configFromHF(config, 'Model.create: config');
+    const std = o.number('initStd', { min: 0 }, cfg.initializerRange);
+    const m = new Model(cfg);
+    await withCallerStack(() => m.#handle('create').initRandom(seed, std));
+    return m;
+  }
+
+  /** Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index). */
+  static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
+    const o = options('Model.load', 'options', opts);
+    o.known(['architecture', 'seed']);
+    const configPath = join(dir, 'config.json');
+    let json: unknown;
+    try {
+      json = JSON.parse(await readFile(configPath, 'utf8'));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError ? (err instanceof SyntaxError ? ErrorCode.FORMAT : ErrorCode.IO) : ErrorCode.IO;
+      throw new RlhfError(code, `Model.load: cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
+    }
+    const cfg = configFromHF(json, configPath, opts.architecture);
+    const tensors = await readCheckpointIndex(dir);
+    const m = new Model(cfg);
+    try {
+      const params = m.parameters();
+      const wanted = new Set(params.map((p) => p.name));
+      const unexpected = [...tensors.keys()].filter(
+        (n) => !wanted.has(n) && !IGNORABLE.test(n) && !(n === 'lm_head.weight' && (cfg.tieEmbeddings || !cfg.lmHead)),
+      );
+      if (unexpected.length)
+        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${dir} holds tensors a ${cfg.architecture} does not have: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ` (+${unexpected.length - 5} more)` : ''}`);
+      const missing: string[] = [];
+      for (const p of params) {
+        const entry = tensors.get(p.name);
+        if (!entry) {
+          missing.push(p.name);
+          continue;
+        }
+        const shape = entry.info.shape;
+        if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i]))
+          throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${entry.header.path}: tensor "${p.name}" has shape [${shape.join(', ')}], but config.json (${cfg.architecture}, hidden_size ${cfg.hidden}, vocab_size ${cfg.vocab}) needs [${p.shape.join(', ')}]`);
+        await m.#handle('load').writeParameter(p.name, await readTensorF32(entry.header, p.name));
+      }
+      const initialisable = missing.filter((n) => n === 'score.weight');
+      const fatal = missing.filter((n) => n !== 'score.weight');
+      if (fatal.length) throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${dir} lacks tensors: ${fatal.slice(0, 5).join(', ')}${fatal.length > 5 ? ` (+${fatal.length - 5} more)` : ''}`);
+      for (const name of initialisable) await m.setParameter(name, normalInit(params.find((p) => p.name === name)!.size, cfg.initializerRange, opts.seed ?? 0));
+    } catch (err) {
+      m.dispose();
+      throw err;
+    }
+    return m;
+  }
+
+  get numParameters(): number {
+    return this.#handle('numParameters').numParameters;
+  }
+
+  /** Bytes of saved activations and scratch currently held. */
+  get activationBytes(): number {
+    return this.#handle('activationBytes').activationBytes;
+  }
+
+  parameters(): ParameterInfo[] {
+    return this.#handle('parameters').parameters();
+  }
+
+  /** For `new AdamW(model, options)`: the model's flat parameters, decay 0 on norms and biases. */
+  get optimizerTarget(): object {
+    return this.#handle('optimizerTarget') as unknown as object;
+  }
+
+  forward(batch: ForwardBatch): Promise<ForwardResult> {
+    const h = this.#handle('forward');
+    const fn = 'Model.forward';
+    const o = options(fn, 'batch', batch);
+    o.known(FORWARD_KEYS);
+    const B = o.int('batch', { min: 1 });
+    const T = o.int('seqLen', { min: 1 });
+    const N = B * T;
+    const tokens = o.i32('tokens', { exact: N });
+    const targets = o.has('targets') ? o.i32('targets', { exact: N }) : undefined;
+    let lengths: Int32Array | undefined;
+    if (o.has('lengths')) {
+      const l = o.obj.lengths;
+      lengths = Array.isArray(l) ? Int32Array.from(l as number[]) : checkInt32Array(fn, 'batch.lengths', l);
+      if (lengths.length !== B) throw rangeError(fn, 'batch.lengths.length', `${B} (batch)`, lengths.length);
+      lengths.forEach((v, i) => checkInt(fn, `batch.lengths[${i}]`, v, { min: 0, max: T }));
+    }
+    const positions = o.has('positions') ? o.i32('positions', { exact: N }) : undefined;
+    const segments = o.has('segments') ? o.i32('segments', { exact: N }) : undefined;
+    const entropy = o.bool('entropy', false);
+    const values = o.bool('values', this.config.valueHead);
+    const logits = o.bool('logits', false);
+    const temperature = o.number('temperature', { gt: 0 }, 1);
+    const saveForBackward = o.bool('saveForBackward', true);
+    if ((targets || entropy || logits) && !this.config.lmHead)
+      throw typeError(fn, 'batch', `free of targets/entropy/logits: a ${this.config.architecture} has no LM head`, 'targets');
+    if (values && !this.config.valueHead) throw typeError(fn, 'batch.values', `false: a ${this.config.architecture} has no value head`, true);
+    const args = { batch: B, seqLen: T, tokens, targets, lengths, positions, segments, entropy, values, logits, temperature, saveForBackward };
+    return withCallerStack(() => h.forward(args));
+  }
+
+  backward(grads: BackwardGrads): Promise<void> {
+    const h = this.#handle('backward');
+    const fn = 'Model.backward';
+    const g = checkObject(fn, 'grads', grads);
+    options(fn, 'grads', g).known(['dLogprobs', 'dEntropy', 'dValues']);
+    for (const k of ['dLogprobs', 'dEntropy', 'dValues'] as const) if (g[k] !== undefined) checkFloat32Array(fn, `grads.${k}`, g[k]);
+    if (g.dLogprobs === undefined && g.dEntropy === undefined && g.dValues === undefined)
+      throw typeError(fn, 'grads', 'an object with dLogprobs, dEntropy or dValues', grads);
+    return withCallerStack(() => h.backward(g));
+  }
+
+  zeroGrad(): Promise<void> {
+    const h = this.#handle('zeroGrad');
+    return withCallerStack(() => h.zeroGrad());
+  }
+
+  async generate(opts: GenerateOptions): Promise<GeneratedSequence[]> {
+    const h = this.#handle('generate');
+    const fn = 'Model.generate';
+    const o = options(fn, 'options', opts);
+    o.known(GENERATE_KEYS);
+    if (!Array.isArray(o.obj.prompts) || o.obj.prompts.length === 0) throw typeError(fn, 'options.prompts', 'a non-empty array of token arrays', o.obj.prompts);
+    const prompts = (o.obj.prompts as unknown[]).map((p, i) => {
+      const a = Array.isArray(p) ? Int32Array.from(p as number[]) : checkInt32Array(fn, `options.prompts[${i}]`, p);
+      if (a.length === 0) throw rangeError(fn, `options.prompts[${i}]`, 'non-empty', a);
+      return a;
+    });
+    const maxNewTokens = o.int('maxNewTokens', { min: 1 });
+    const temperature = o.number('temperature', { min: 0 }, 1);
+    const topK = o.int('topK', { min: 0 }, 0);
+    const topP = o.number('topP', { gt: 0, max: 1 }, 1);
+    const seed = o.int('seed', { min: 0, max: Number.MAX_SAFE_INTEGER }, 0);
+    const streamOffset = o.int('streamOffset', { min: 0, max: Number.MAX_SAFE_INTEGER }, 0);
+    let stopTokens = this.config.eosTokenId;
+    if (o.has('stopTokens')) {
+      if (!Array.isArray(o.obj.stopTokens)) throw typeError(fn, 'options.stopTokens', 'an array of token ids', o.obj.stopTokens);
+      stopTokens = (o.obj.stopTokens as unknown[]).map((t, i) => checkInt(fn, `options.stopTokens[${i}]`, t, { min: 0 }));
+    }
+    const r = await withCallerStack(() =>
+      h.generate({ prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens: Int32Array.from(stopTokens) }),
+    );
+    return r.tokens.map((tokens, i) => ({ tokens, logprobs: r.logprobs[i], finishReason: r.stopped[i] ? 'stop' : 'length' }));
+  }
+
+  /** A copy of one parameter (Hugging Face name). */
+  getParameter(name: string): Promise<Float32Array> {
+    const h = this.#handle('getParameter');
+    return withCallerStack(() => h.readParameter(name, 'param'));
+  }
+
+  /** A copy of one parameter's accumulated gradient. */
+  getGradient(name: string): Promise<Float32Array> {
+    const h = this.#handle('getGradient');
+    return withCallerStack(() => h.readParameter(name, 'grad'));
+  }
+
+  setParameter(name: string, data: Float32Array): Promise<void> {
+    const h = this.#handle('setParameter');
+    checkFloat32Array('Model.setParameter', 'data', data);
+    return withCallerStack(() => h.writeParameter(name, data));
+  }
+
+  /** A new model with the same config and weights (a frozen reference, a critic's start). */
+  async clone(): Promise<Model> {
+    const m = new Model(this.config);
+    for (const p of this.parameters()) await m.setParameter(p.name, await this.getParameter(p.name));
+    return m;
+  }
+
+  /** Copies every weight from a model of the same layout (e.g. a policy into its reference). */
+  async copyWeightsFrom(other: Model): Promise<void> {
+    for (const p of this.parameters()) await this.setParameter(p.name, await other.getParameter(p.name));
+  }
+
+  /**
+   * Writes a Hugging Face checkpoint directory atomically: the files are written to a temporary
+   * sibling and swapped in, so a crash leaves either the old directory or the new one.
+   */
+  async save(dir: string, opts: SaveOptions = {}): Promise<void> {
+    const o = options('Model.save', 'options', opts);
+    o.known(['dtype', 'maxShardBytes', 'extraFiles']);
+    const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
+    const maxShardBytes = o.int('maxShardBytes', { min: 1 }, 2 ** 31);
+    const tensors: TensorToWrite[] = [];
+    for (const p of this.parameters()) tensors.push({ name: p.name, shape: p.shape, data: await this.getParameter(p.name), dtype });
+    const config = configToHF(this.config);
+    config.torch_dtype = dtype === 'F32' ? 'float32' : dtype === 'BF16' ? 'bfloat16' : 'float16';
+    await replaceDirAtomic(dir, async (tmp) => {
+      await writeCheckpointTensors(tmp, tensors, { maxShardBytes, metadata: { format: 'pt' } });
+      await writeFileAtomic(join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+      if (opts.extraFiles) await opts.extraFiles(tmp);
+    });
+  }
+
+  /** Frees the saved activations (a later backward needs a new forward). */
+  releaseActivations(): void {
+    this.#handle('releaseActivations').releaseActivations();
+  }
+
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #handle(call: string): NativeModel {
+    if (!this.#native) throw new RlhfError(ErrorCode.DISPOSED, `Model.${call}: the model was disposed`);
+    return this.#native;
+  }
+}
+
+function isModelConfig(c: unknown): c is ModelConfig {
+  return typeof c === 'object' && c !== null && 'architecture' in c && 'hidden' in c && 'hf' in c;
+}
+
+/** Normal(0, std) from a seeded generator (for tensors a converted checkpoint lacks). */
+function normalInit(n: number, std: number, seed: number): Float32Array {
+  let s = (seed ^ 0x9e3779b9) >>> 0 || 1;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), s | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+  return out;
+}
+
+export { checkBoolean, checkNumber };

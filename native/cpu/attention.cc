@@ -1,0 +1,208 @@
+#include "attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../core/buffer.h"
+#include "../core/error.h"
+#include "../core/thread_pool.h"
+#include "gemm.h"
+#include "vmath.h"
+
+namespace rlhf {
+namespace cpu {
+
+namespace {
+
+constexpr int64_t kQueryBlock = 64;
+
+struct Seq {
+  int64_t kv_base;  // row index of key 0 of this sequence in k/v
+  int64_t offset, qlen;
+};
+
+Seq seq_of(const AttentionArgs& a, int64_t b) {
+  Seq s;
+  int64_t kb = a.kv_seq ? a.kv_seq[b] : b;
+  s.kv_base = kb * a.kv_stride;
+  s.offset = a.kv_offset ? a.kv_offset[b] : 0;
+  s.qlen = a.q_len ? a.q_len[b] : a.Tq;
+  return s;
+}
+
+float* scratch(int slot, size_t floats) {
+  thread_local Buffer bufs[3];
+  if (bufs[slot].bytes() < floats * sizeof(float)) bufs[slot] = Buffer(floats * sizeof(float), false);
+  return bufs[slot].as<float>();
+}
+
+// Softmax of row s[0..=kmax] in place with masked entries (−inf) giving 0; entries past kmax set
+// to 0. Returns the log-sum-exp. 16 index lanes: the same bits for the same row in every caller.
+__attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(float* __restrict s, int64_t kmax,
+                                                                             int64_t width) {
+  const int64_t n = kmax + 1;
+  float ml[16];
+  for (int l = 0; l < 16; ++l) ml[l] = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) ml[j & 15] = s[j] > ml[j & 15] ? s[j] : ml[j & 15];
+  float m = ml[0];
+  for (int l = 1; l < 16; ++l) m = ml[l] > m ? ml[l] : m;
+  float sl[16] = {};
+  for (int64_t j = 0; j < n; ++j) {
+    float e = exp_approx(s[j] - m);
+    s[j] = e;
+    sl[j & 15] += e;
+  }
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += sl[l];
+  const float inv = 1.0f / sum;
+  for (int64_t j = 0; j < n; ++j) s[j] = s[j] * inv;
+  for (int64_t j = n; j < width; ++j) s[j] = 0.0f;
+  return m + std::log(sum);
+}
+
+void mask_segments(float* s, const AttentionArgs& a, const Seq& sq, int64_t kmax) {
+  if (!a.segments) return;
+  const int32_t* seg = a.segments + sq.kv_base;
+  const int32_t mine = seg[kmax];
+  for (int64_t j = 0; j <= kmax; ++j)
+    if (seg[j] != mine) s[j] = -INFINITY;
+}
+
+void check(const AttentionArgs& a) {
+  RLHF_CHECK(a.NH > 0 && a.KVH > 0 && a.HD > 0 && a.NH % a.KVH == 0, ErrorCode::OutOfRange,
+             "attention: need NH % KVH == 0 and positive sizes, got NH=", a.NH, " KVH=", a.KVH, " HD=", a.HD);
+}
+
+}  // namespace
+
+void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* lse) {
+  check(a);
+  const int64_t nblocks = (a.Tq + kQueryBlock - 1) / kQueryBlock;
+  const int group = a.NH / a.KVH;
+  parallel_for(a.B * a.NH * nblocks, 1, [&](int64_t tb, int64_t te, int) {
+    for (int64_t task = tb; task < te; ++task) {
+      const int64_t blk = task % nblocks, h = (task / nblocks) % a.NH, b = task / (nblocks * a.NH);
+      const int64_t g = h / group;
+      const Seq sq = seq_of(a, b);
+      const int64_t i0 = blk * kQueryBlock, i1 = std::min(a.Tq, i0 + kQueryBlock);
+      const int64_t v1 = std::min(i1, sq.qlen);  // valid queries end
+      for (int64_t i = std::max(i0, v1); i < i1; ++i) {  // padding queries
+        std::memset(out + (b * a.Tq + i) * ldo + h * a.HD, 0, sizeof(float) * a.HD);
+        if (lse) lse[(b * a.Tq + i) * a.NH + h] = 0.0f;
+      }
+      if (v1 <= i0) continue;
+      const int64_t nb = v1 - i0, kv_end = sq.offset + v1;
+      float* S = scratch(0, static_cast<size_t>(nb * kv_end));
+      const float* qb = a.q + (b * a.Tq + i0) * a.ldq + h * a.HD;
+      const float* kb = a.k + sq.kv_base * a.ldk + g * a.HD;
+      const float* vb = a.v + sq.kv_base * a.ldv + g * a.HD;
+      sgemm(false, true, nb, kv_end, a.HD, a.scale, qb, a.ldq, kb, a.ldk, 0.0f, S, kv_end);
+      for (int64_t r = 0; r < nb; ++r) {
+        const int64_t kmax = sq.offset + i0 + r;
+        float* s = S + r * kv_end;
+        mask_segments(s, a, sq, kmax);
+        float l = softmax_row(s, kmax, kv_end);
+        if (lse) lse[(b * a.Tq + i0 + r) * a.NH + h] = l;
+      }
+      sgemm(false, false, nb, a.HD, kv_end, 1.0f, S, kv_end, vb, a.ldv, 0.0f, out + (b * a.Tq + i0) * ldo + h * a.HD, ldo);
+    }
+  });
+}
+
+void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, const float* lse, const float* dout,
+                        int64_t lddo, float* dq, int64_t lddq, float* dk, int64_t lddk, float* dv, int64_t lddv) {
+  check(a);
+  const int group = a.NH / a.KVH;
+  // A task owns one (sequence, kv head): it is the only writer of that head's dk/dv rows.
+  parallel_for(a.B * a.KVH, 1, [&](int64_t tb, int64_t te, int) {
+    for (int64_t task = tb; task < te; ++task) {
+      const int64_t g = task % a.KVH, b = task / a.KVH;
+      const Seq sq = seq_of(a, b);
+      const int64_t kv_len = sq.offset + sq.qlen;
+      float* dkb = dk + sq.kv_base * lddk + g * a.HD;
+      float* dvb = dv + sq.kv_base * lddv + g * a.HD;
+      for (int64_t j = 0; j < kv_len; ++j) {
+        std::memset(dkb + j * lddk, 0, sizeof(float) * a.HD);
+        std::memset(dvb + j * lddv, 0, sizeof(float) * a.HD);
+      }
+      const float* kb = a.k + sq.kv_base * a.ldk + g * a.HD;
+      const float* vb = a.v + sq.kv_base * a.ldv + g * a.HD;
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        for (int64_t i = sq.qlen; i < a.Tq; ++i) std::memset(dq + (b * a.Tq + i) * lddq + h * a.HD, 0, sizeof(float) * a.HD);
+        for (int64_t i0 = 0; i0 < sq.qlen; i0 += kQueryBlock) {
+          const int64_t nb = std::min(kQueryBlock, sq.qlen - i0), kv_end = sq.offset + i0 + nb;
+          float* P = scratch(0, static_cast<size_t>(nb * kv_end));
+          float* dP = scratch(1, static_cast<size_t>(nb * kv_end));
+          const float* qb = a.q + (b * a.Tq + i0) * a.ldq + h * a.HD;
+          const float* dob = dout + (b * a.Tq + i0) * lddo + h * a.HD;
+          const float* ob = out + (b * a.Tq + i0) * ldo + h * a.HD;
+          sgemm(false, true, nb, kv_end, a.HD, a.scale, qb, a.ldq, kb, a.ldk, 0.0f, P, kv_end);
+          sgemm(false, true, nb, kv_end, a.HD, 1.0f, dob, lddo, vb, a.ldv, 0.0f, dP, kv_end);
+          for (int64_t r = 0; r < nb; ++r) {
+            const int64_t kmax = sq.offset + i0 + r;
+            float* p = P + r * kv_end;
+            float* dp = dP + r * kv_end;
+            mask_segments(p, a, sq, kmax);
+            const float l = lse[(b * a.Tq + i0 + r) * a.NH + h];
+            float D = 0.0f;  // Σ_d dO·O = Σ_j P·dP
+            for (int d = 0; d < a.HD; ++d) D += dob[r * lddo + d] * ob[r * ldo + d];
+            for (int64_t j = 0; j <= kmax; ++j) {
+              float pj = exp_approx(p[j] - l);
+              p[j] = pj;
+              dp[j] = pj * (dp[j] - D);  // dS (before the scale)
+            }
+            for (int64_t j = kmax + 1; j < kv_end; ++j) p[j] = 0.0f, dp[j] = 0.0f;
+          }
+          // dq = scale·dS·K ; dk += scale·dSᵀ·Q ; dv += Pᵀ·dO
+          sgemm(false, false, nb, a.HD, kv_end, a.scale, dP, kv_end, kb, a.ldk, 0.0f, dq + (b * a.Tq + i0) * lddq + h * a.HD, lddq);
+          sgemm(true, false, kv_end, a.HD, nb, a.scale, dP, kv_end, qb, a.ldq, 1.0f, dkb, lddk);
+          sgemm(true, false, kv_end, a.HD, nb, 1.0f, P, kv_end, dob, lddo, 1.0f, dvb, lddv);
+        }
+      }
+    }
+  });
+}
+
+void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo, float* lse) {
+  check(a);
+  const int group = a.NH / a.KVH;
+  std::vector<double> s;
+  for (int64_t b = 0; b < a.B; ++b) {
+    const Seq sq = seq_of(a, b);
+    for (int64_t i = 0; i < a.Tq; ++i)
+      for (int h = 0; h < a.NH; ++h) {
+        float* o = out + (b * a.Tq + i) * ldo + h * a.HD;
+        if (i >= sq.qlen) {
+          for (int d = 0; d < a.HD; ++d) o[d] = 0.0f;
+          if (lse) lse[(b * a.Tq + i) * a.NH + h] = 0.0f;
+          continue;
+        }
+        const int g = h / group;
+        const int64_t kmax = sq.offset + i;
+        const float* qi = a.q + (b * a.Tq + i) * a.ldq + h * a.HD;
+        s.assign(kmax + 1, -INFINITY);
+        double m = -INFINITY;
+        for (int64_t j = 0; j <= kmax; ++j) {
+          if (a.segments && a.segments[sq.kv_base + j] != a.segments[sq.kv_base + kmax]) continue;
+          const float* kj = a.k + (sq.kv_base + j) * a.ldk + g * a.HD;
+          double dot = 0;
+          for (int d = 0; d < a.HD; ++d) dot += double(qi[d]) * kj[d];
+          s[j] = dot * a.scale;
+          m = std::max(m, s[j]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j <= kmax; ++j) sum += std::exp(s[j] - m);
+        for (int d = 0; d < a.HD; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j <= kmax; ++j) acc += std::exp(s[j] - m) / sum * a.v[(sq.kv_base + j) * a.ldv + g * a.HD + d];
+          o[d] = static_cast<float>(acc);
+        }
+        if (lse) lse[(b * a.Tq + i) * a.NH + h] = static_cast<float>(m + std::log(sum));
+      }
+  }
+}
+
+}  // namespace cpu
+}  // namespace rlhf

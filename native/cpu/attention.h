@@ -1,0 +1,50 @@
+// Causal grouped-query attention (Vaswani et al. 2017; GQA: Ainslie et al. 2023), computed like
+// FlashAttention (Dao et al. 2022): one block of query rows at a time, so the scores held at once
+// are (query block × keys up to the block), never T×T; backward recomputes probabilities from the
+// saved log-sum-exp.
+//
+// Query head h reads key/value head g = h / (NH / KVH).
+//   out_i = Σ_{j ≤ pos_i, seg_j = seg_i} softmax_j(scale · q_i·k_j) v_j
+//
+// Layout (row-major, strides in floats):
+//   query i < Tq of sequence b, head h:    q   + (b·Tq + i)·ldq + h·HD        (out, dq alike)
+//   key j of sequence b, head g:           k   + (kv_seq[b]·kv_stride + j)·ldk + g·HD   (v, dk, dv alike)
+//   query i of sequence b sits at key position kv_offset[b] + i and sees keys j ≤ that position
+//   queries i >= q_len[b] are padding: out = 0, lse = 0, dq = 0.
+// Training: q/k/v are column ranges of the fused QKV activation, Tq = kv_stride = T, offsets 0.
+// Generation: k/v live in the KV cache (kv_stride = cache length), decode has Tq = 1.
+#pragma once
+#include <cstdint>
+
+namespace rlhf {
+namespace cpu {
+
+struct AttentionArgs {
+  int64_t B = 0;  // sequences
+  int NH = 0, KVH = 0, HD = 0;
+  float scale = 1.0f;
+  int64_t Tq = 0;
+  const float* q = nullptr;
+  int64_t ldq = 0;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t ldk = 0, ldv = 0, kv_stride = 0;
+  const int64_t* kv_seq = nullptr;     // (B) key/value sequence of query sequence b; null: b
+  const int64_t* kv_offset = nullptr;  // (B) null: 0
+  const int64_t* q_len = nullptr;      // (B) null: Tq
+  const int32_t* segments = nullptr;   // (·, kv_stride) indexed like keys; null: one segment
+};
+
+// out: (B·Tq, ·) with stride ldo, overwrite; lse: (B·Tq, NH), overwrite, may be null.
+void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* lse);
+
+// Given dout (stride lddo) and the forward's out and lse: dq overwrite; dk, dv overwrite on key rows
+// [0, kv_offset + q_len) of each sequence (other rows untouched).
+void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, const float* lse, const float* dout,
+                        int64_t lddo, float* dq, int64_t lddq, float* dk, int64_t lddk, float* dv, int64_t lddv);
+
+// Plain loops in double, one query at a time (tests).
+void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo, float* lse);
+
+}  // namespace cpu
+}  // namespace rlhf

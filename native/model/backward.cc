@@ -1,0 +1,111 @@
+// Transformer backward (see transformer.h). Layer by layer in reverse, recomputing the cheap
+// per-row values (normalised inputs, silu(gate)·up) instead of saving them. Parameter gradients
+// accumulate; every GEMM writes either an activation gradient (beta 0) or adds into a parameter
+// gradient (beta 1).
+#include <cmath>
+#include <cstring>
+
+#include "../core/error.h"
+#include "../core/thread_pool.h"
+#include "../cpu/attention.h"
+#include "../cpu/embedding.h"
+#include "../cpu/gemm.h"
+#include "../cpu/rmsnorm.h"
+#include "../cpu/rope.h"
+#include "../cpu/swiglu.h"
+#include "internal.h"
+
+namespace rlhf {
+namespace model {
+
+void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const BackScratch& s) {
+  const ModelConfig& c = cfg_;
+  const LayerOffsets& o = layout_.layers[l];
+  const int64_t N = saved_.N, T = saved_.T, C = c.hidden, QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim;
+  const int64_t F = c.ffn, KVD = int64_t(c.kv_heads) * c.head_dim;
+
+  // MLP: x_out = xmid + act·Wdownᵀ, act = swiglu(h2·Wguᵀ), h2 = rmsnorm(xmid)
+  cpu::rmsnorm_apply(s.h, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
+  cpu::swiglu_forward(s.act, a.gu, N, static_cast<int>(F));
+  cpu::sgemm(true, false, C, F, N, 1.0f, dx, C, s.act, F, 1.0f, g(o.wdown), F);
+  cpu::sgemm(false, false, N, F, C, 1.0f, dx, C, w(o.wdown), F, 0.0f, s.da, F);
+  cpu::swiglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
+  cpu::sgemm(true, false, 2 * F, C, N, 1.0f, s.dgu, 2 * F, s.h, C, 1.0f, g(o.wgu), C);
+  cpu::sgemm(false, false, N, C, 2 * F, 1.0f, s.dgu, 2 * F, w(o.wgu), C, 0.0f, s.dh, C);
+  cpu::rmsnorm_backward(dx, g(o.post_norm), s.dh, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
+
+  // Attention: xmid = x_in + attn·Woᵀ (+ bo)
+  cpu::sgemm(true, false, C, AD, N, 1.0f, dx, C, a.attn, AD, 1.0f, g(o.wo), AD);
+  if (o.bo >= 0) column_sums(g(o.bo), dx, N, C);
+  cpu::sgemm(false, false, N, AD, C, 1.0f, dx, C, w(o.wo), AD, 0.0f, s.dattn, AD);
+  std::memset(s.dqkv, 0, sizeof(float) * N * QW);
+  cpu::AttentionArgs at;
+  at.B = saved_.B, at.NH = c.heads, at.KVH = c.kv_heads, at.HD = c.head_dim;
+  at.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  at.Tq = T, at.q = a.qkv, at.ldq = QW, at.k = a.qkv + AD, at.v = a.qkv + AD + KVD, at.ldk = at.ldv = QW;
+  at.kv_stride = T, at.q_len = saved_.lengths.data();
+  at.segments = saved_.segments.empty() ? nullptr : saved_.segments.data();
+  cpu::attention_backward(at, a.attn, AD, a.lse, s.dattn, AD, s.dqkv, QW, s.dqkv + AD, QW, s.dqkv + AD + KVD, QW);
+  cpu::rope_apply(s.dqkv, N, QW, c.heads, c.head_dim, saved_.positions.data(), rope_, true);
+  cpu::rope_apply(s.dqkv + AD, N, QW, c.kv_heads, c.head_dim, saved_.positions.data(), rope_, true);
+  cpu::rmsnorm_apply(s.h, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
+  cpu::sgemm(true, false, QW, C, N, 1.0f, s.dqkv, QW, s.h, C, 1.0f, g(o.wqkv), C);
+  if (o.bqkv >= 0) column_sums(g(o.bqkv), s.dqkv, N, QW);
+  cpu::sgemm(false, false, N, C, QW, 1.0f, s.dqkv, QW, w(o.wqkv), C, 0.0f, s.dh, C);
+  cpu::rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
+}
+
+void Transformer::backward(const BackwardInput& in) {
+  const ModelConfig& c = cfg_;
+  RLHF_CHECK(saved_.valid, ErrorCode::InvalidArgument,
+             "backward: no saved activations; call forward({..., saveForBackward: true}) first");
+  RLHF_CHECK(!in.dentropy || saved_.entropy, ErrorCode::InvalidArgument,
+             "backward: dEntropy needs the forward to have computed entropy (forward({entropy: true}))");
+  RLHF_CHECK(!in.dvalues || c.value_head, ErrorCode::InvalidArgument, "backward: dValues given but the model has no value head");
+  RLHF_CHECK(!(in.dlogprobs || in.dentropy) || c.lm_head, ErrorCode::InvalidArgument,
+             "backward: dLogprobs/dEntropy given but the model has no LM head");
+  const int64_t N = saved_.N, C = c.hidden, F = c.ffn, QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim;
+
+  const int64_t sizes[] = {N * C, N * F, N * C, N * C, N * F, N * 2 * F, N * QW, N * AD};
+  int64_t total = 0;
+  for (int64_t s : sizes) total += s;
+  float* base = scratch(static_cast<size_t>(total));
+  BackScratch s;
+  float** slots[] = {&s.h, &s.act, &s.dx, &s.dh, &s.da, &s.dgu, &s.dqkv, &s.dattn};
+  for (int i = 0; i < 8; ++i) *slots[i] = base, base += sizes[i];
+
+  // Heads -> d(xf) in s.dh
+  float* dxf = s.dh;
+  std::memset(dxf, 0, sizeof(float) * N * C);
+  if (c.lm_head) lm_head_backward(in.dlogprobs, in.dentropy, dxf);
+  const float* xf = saved_.acts.as<float>() + saved_.final_off + N * C;
+  if (c.value_head && in.dvalues) {
+    const float* ws = w(layout_.score);
+    const int64_t T = saved_.T;
+    auto valid = [&](int64_t r) { return r % T < saved_.lengths[r / T]; };
+    parallel_for(N, 64, [&](int64_t b, int64_t e, int) {
+      for (int64_t r = b; r < e; ++r)
+        if (valid(r))
+          for (int64_t k = 0; k < C; ++k) dxf[r * C + k] += in.dvalues[r] * ws[k];
+    });
+    float* gs = g(layout_.score);
+    parallel_for(C, 16, [&](int64_t b, int64_t e, int) {
+      for (int64_t k = b; k < e; ++k) {
+        float acc = 0.0f;
+        for (int64_t r = 0; r < N; ++r)
+          if (valid(r)) acc += in.dvalues[r] * xf[r * C + k];
+        gs[k] += acc;
+      }
+    });
+  }
+  // final norm -> d(residual) in s.dx
+  std::memset(s.dx, 0, sizeof(float) * N * C);
+  const float* x_final = saved_.acts.as<float>() + saved_.final_off;
+  const float* rstd_f = xf + N * C;
+  cpu::rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, w(layout_.final_norm), rstd_f, N, static_cast<int>(C));
+  for (int l = c.layers - 1; l >= 0; --l) layer_backward(l, s.dx, saved_layer(l), s);
+  cpu::embedding_backward(g(layout_.embed), s.dx, saved_.tokens.data(), N, c.vocab, static_cast<int>(C));
+}
+
+}  // namespace model
+}  // namespace rlhf

@@ -1,0 +1,35 @@
+#include "config.h"
+
+#include "../core/error.h"
+
+namespace rlhf {
+namespace model {
+
+void validate_config(const ModelConfig& c) {
+  auto positive = [](const char* name, int64_t v) {
+    RLHF_CHECK(v > 0, ErrorCode::OutOfRange, "model config: ", name, " must be > 0, got ", v);
+  };
+  positive("vocab_size", c.vocab);
+  positive("hidden_size", c.hidden);
+  positive("num_hidden_layers", c.layers);
+  positive("num_attention_heads", c.heads);
+  positive("num_key_value_heads", c.kv_heads);
+  positive("head_dim", c.head_dim);
+  positive("intermediate_size", c.ffn);
+  positive("max_position_embeddings", c.max_positions);
+  RLHF_CHECK(c.vocab < (int64_t(1) << 31), ErrorCode::OutOfRange, "model config: vocab_size must be < 2^31");
+  RLHF_CHECK(c.heads % c.kv_heads == 0, ErrorCode::OutOfRange, "model config: num_attention_heads (", c.heads,
+             ") must be a multiple of num_key_value_heads (", c.kv_heads, ")");
+  RLHF_CHECK(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0 && c.rotary_dim <= c.head_dim, ErrorCode::OutOfRange,
+             "model config: the rotary dimension (head_dim × partial_rotary_factor = ", c.rotary_dim,
+             ") must be even and in [2, head_dim]");
+  RLHF_CHECK(c.rms_eps > 0, ErrorCode::OutOfRange, "model config: rms_norm_eps must be > 0");
+  RLHF_CHECK(c.rope_theta > 0, ErrorCode::OutOfRange, "model config: rope_theta must be > 0");
+  RLHF_CHECK(c.lm_head != c.value_head, ErrorCode::Unsupported,
+             "model config: a model has either an LM head (*ForCausalLM) or a scalar head (*ForSequenceClassification)");
+  RLHF_CHECK(!(c.tie_embeddings && !c.lm_head), ErrorCode::Unsupported,
+             "model config: tie_word_embeddings needs an LM head");
+}
+
+}  // namespace model
+}  // namespace rlhf

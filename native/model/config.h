@@ -1,0 +1,40 @@
+// The transformer family the engine runs: decoder-only, pre-norm RMSNorm, RoPE (full or partial,
+// half-split or interleaved), grouped-query attention, optional q/k/v (and o) biases, SwiGLU,
+// tied or untied LM head, optional scalar head. TS parses Hugging Face config.json (Llama, Qwen2,
+// GLM-4 and their *ForSequenceClassification) into this struct; native re-checks it.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace rlhf {
+namespace model {
+
+struct ModelConfig {
+  std::string architecture;   // the HF architectures[0], kept for save()
+  int64_t vocab = 0;          // V
+  int hidden = 0;             // C
+  int layers = 0;             // L
+  int heads = 0;              // NH
+  int kv_heads = 0;           // KVH (NH % KVH == 0)
+  int head_dim = 0;           // HD
+  int ffn = 0;                // F
+  float rms_eps = 1e-6f;
+  float rope_theta = 10000.0f;
+  int rotary_dim = 0;         // dims of each head that RoPE rotates (even, <= HD)
+  bool rope_interleaved = false;  // GLM-4: pairs (2i, 2i+1); Llama/Qwen2: (i, i + rotary_dim/2)
+  bool qkv_bias = false;
+  bool o_bias = false;
+  bool fused_gate_up = false; // GLM-4 names the (2F, C) gate_up_proj; Llama/Qwen2 gate_proj + up_proj
+  bool tie_embeddings = false;
+  bool lm_head = true;        // CausalLM: logits over V
+  bool value_head = false;    // *ForSequenceClassification with num_labels 1: a scalar per token
+  int64_t max_positions = 4096;
+
+  int qkv_width() const { return (heads + 2 * kv_heads) * head_dim; }
+};
+
+// Throws rlhf::Error(OutOfRange / Unsupported) naming the bad field.
+void validate_config(const ModelConfig& c);
+
+}  // namespace model
+}  // namespace rlhf

@@ -1,0 +1,142 @@
+// KV-cached batched generation. The prompt batch is prefilled (right-padded, each row to its own
+// length), then every step decodes one token for each unfinished row. Every number goes through
+// the same layer_forward, GEMMs and row kernels as forward(), so the log-prob returned for a
+// sampled token is bit-identical to what forward() computes for it (same thread count, CPU).
+#include <algorithm>
+#include <cmath>
+
+#include "../core/error.h"
+#include "../core/rng.h"
+#include "../cpu/embedding.h"
+#include "../cpu/gemm.h"
+#include "../cpu/logsoftmax.h"
+#include "../cpu/rmsnorm.h"
+#include "internal.h"
+
+namespace rlhf {
+namespace model {
+
+GenerateResult Transformer::generate(const GenerateRequest& req) {
+  const ModelConfig& c = cfg_;
+  RLHF_CHECK(c.lm_head, ErrorCode::Unsupported, "generate: the model has no LM head (it is a *ForSequenceClassification)");
+  const int64_t B = static_cast<int64_t>(req.prompts.size());
+  RLHF_CHECK(B >= 1, ErrorCode::OutOfRange, "generate: need at least one prompt");
+  RLHF_CHECK(req.max_new_tokens >= 1, ErrorCode::OutOfRange, "generate: maxNewTokens must be >= 1");
+  const auto& sp = req.sampling;
+  RLHF_CHECK(sp.temperature >= 0 && std::isfinite(sp.temperature), ErrorCode::OutOfRange, "generate: temperature must be finite and >= 0");
+  RLHF_CHECK(sp.top_p > 0 && sp.top_p <= 1, ErrorCode::OutOfRange, "generate: topP must be in (0, 1]");
+  RLHF_CHECK(sp.top_k >= 0, ErrorCode::OutOfRange, "generate: topK must be >= 0");
+  int64_t Tp = 0;
+  std::vector<int64_t> plen(B);
+  for (int64_t b = 0; b < B; ++b) {
+    plen[b] = static_cast<int64_t>(req.prompts[b].size());
+    RLHF_CHECK(plen[b] >= 1, ErrorCode::OutOfRange, "generate: prompts[", b, "] is empty");
+    for (int32_t t : req.prompts[b])
+      RLHF_CHECK(t >= 0 && t < c.vocab, ErrorCode::OutOfRange, "generate: prompts[", b, "] holds token ", t,
+                 " outside the vocabulary [0, ", c.vocab, ")");
+    Tp = std::max(Tp, plen[b]);
+  }
+  const int64_t S = Tp + req.max_new_tokens;
+  RLHF_CHECK(S <= c.max_positions, ErrorCode::OutOfRange, "generate: longest prompt (", Tp, ") + maxNewTokens (",
+             req.max_new_tokens, ") exceeds max_position_embeddings (", c.max_positions, ")");
+  rope_.ensure(S);
+  release_activations();
+
+  const int64_t C = c.hidden, V = c.vocab, KVD = int64_t(c.kv_heads) * c.head_dim;
+  KvCache cache;
+  cache.rows = B, cache.len = S, cache.kvd = KVD;
+  cache.buf = Buffer(static_cast<size_t>(2 * c.layers * B * S * KVD) * sizeof(float), false);
+
+  // Buffers for up to Nmax = B·Tp rows (prefill), reused by the decode steps.
+  const int64_t Nmax = B * Tp;
+  const int64_t per_layer = Nmax * activation_floats_per_token_per_layer(c);
+  Buffer work(static_cast<size_t>(per_layer + Nmax * (2 * C + c.ffn) + B * (C + V)) * sizeof(float), false);
+  float* wp = work.as<float>();
+  LayerActs a{};
+  a.x_in = wp;
+  a.xmid = a.x_in + Nmax * C;
+  a.rstd1 = a.xmid + Nmax * C;
+  a.rstd2 = a.rstd1 + Nmax;
+  a.qkv = a.rstd2 + Nmax;
+  a.lse = a.qkv + Nmax * c.qkv_width();
+  a.attn = a.lse + Nmax * c.heads;
+  a.gu = a.attn + Nmax * int64_t(c.heads) * c.head_dim;
+  float* x_other = a.gu + Nmax * 2 * c.ffn;
+  a.h = x_other + Nmax * C;
+  a.act = a.h + Nmax * C;
+  float* xlast = a.act + Nmax * c.ffn;  // (B, C) final-norm rows
+  float* logits = xlast + B * C;        // (B, V)
+
+  GenerateResult res;
+  res.tokens.resize(B);
+  res.logprobs.resize(B);
+  res.stopped.assign(B, false);
+  std::vector<int64_t> cur(B, 0);  // tokens in each row's cache
+
+  // Runs the layers on `rows` (A sequences × T positions, tokens (A·T)), each at cache row
+  // kv_seq[i] from position kv_off[i], q_len valid positions; leaves each row's last valid
+  // position normalised in xlast.
+  auto run = [&](int64_t A, int64_t T, const std::vector<int32_t>& tokens, const std::vector<int64_t>& kv_seq,
+                 const std::vector<int64_t>& kv_off, const std::vector<int64_t>& q_len) {
+    const int64_t N = A * T;
+    std::vector<int32_t> pos(N);
+    for (int64_t i = 0; i < A; ++i)
+      for (int64_t t = 0; t < T; ++t) pos[i * T + t] = static_cast<int32_t>(kv_off[i] + std::min(t, q_len[i] - 1));
+    float* x = a.x_in;
+    cpu::embedding_forward(x, w(layout_.embed), tokens.data(), N, V, static_cast<int>(C));
+    for (int l = 0; l < c.layers; ++l) {
+      float* x_next = (x == a.x_in) ? x_other : a.x_in;
+      LayerActs la = a;
+      la.x_in = x;
+      layer_forward(l, x, x_next, la, A, T, q_len.data(), pos.data(), nullptr, &cache, kv_seq.data(), kv_off.data());
+      x = x_next;
+    }
+    std::vector<float> rstd(A);
+    for (int64_t i = 0; i < A; ++i) std::copy(x + (i * T + q_len[i] - 1) * C, x + (i * T + q_len[i]) * C, a.h + i * C);
+    cpu::rmsnorm_forward(xlast, rstd.data(), a.h, w(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
+    cpu::sgemm(false, true, A, V, C, 1.0f, xlast, C, w(layout_.lm_head), C, 0.0f, logits, V);
+  };
+
+  // Samples row seq's next token from logits row i (step = tokens generated so far).
+  auto pick = [&](int64_t i, int64_t seq) {
+    const float* z = logits + i * V;
+    const int64_t step = static_cast<int64_t>(res.tokens[seq].size());
+    float u = philox_uniform(req.seed, static_cast<uint64_t>(req.stream_offset + seq), static_cast<uint64_t>(step));
+    int32_t tok = cpu::sample_token(z, V, sp, u);
+    float lse = cpu::row_logsumexp(z, V);
+    res.tokens[seq].push_back(tok);
+    res.logprobs[seq].push_back(z[tok] - lse);
+    if (std::find(req.stop_tokens.begin(), req.stop_tokens.end(), tok) != req.stop_tokens.end()) res.stopped[seq] = true;
+  };
+
+  {  // prefill
+    std::vector<int32_t> tokens(B * Tp, 0);
+    std::vector<int64_t> seq(B), off(B, 0);
+    for (int64_t b = 0; b < B; ++b) {
+      seq[b] = b;
+      std::copy(req.prompts[b].begin(), req.prompts[b].end(), tokens.begin() + b * Tp);
+    }
+    run(B, Tp, tokens, seq, off, plen);
+    for (int64_t b = 0; b < B; ++b) {
+      cur[b] = plen[b];
+      pick(b, b);
+    }
+  }
+  for (int64_t step = 1; step < req.max_new_tokens; ++step) {
+    std::vector<int32_t> tokens;
+    std::vector<int64_t> seq, off;
+    for (int64_t b = 0; b < B; ++b)
+      if (!res.stopped[b]) seq.push_back(b), off.push_back(cur[b]), tokens.push_back(res.tokens[b].back());
+    const int64_t A = static_cast<int64_t>(seq.size());
+    if (A == 0) break;
+    run(A, 1, tokens, seq, off, std::vector<int64_t>(A, 1));
+    for (int64_t i = 0; i < A; ++i) {
+      cur[seq[i]] += 1;
+      pick(i, seq[i]);
+    }
+  }
+  return res;
+}
+
+}  // namespace model
+}  // namespace rlhf

@@ -1,0 +1,111 @@
+// Output heads: the LM head with the fused log-softmax (forward and backward) and the scalar
+// value head's backward. Only rows that have a target go through the LM head (prompt and padding
+// rows cost nothing); they are processed in chunks of rows so at most kChunkFloats logits exist
+// at once, unless all of them fit logits_cache_budget_bytes, in which case forward keeps them for
+// backward instead of recomputing.
+#include <algorithm>
+#include <cstring>
+
+#include "../core/error.h"
+#include "../core/thread_pool.h"
+#include "../cpu/gemm.h"
+#include "../cpu/logsoftmax.h"
+#include "internal.h"
+
+namespace rlhf {
+namespace model {
+
+namespace {
+constexpr int64_t kChunkFloats = int64_t(8) << 20;  // 32 MiB of logits per chunk
+
+void gather_rows(float* dst, const float* src, const int64_t* rows, int64_t M, int64_t C) {
+  parallel_for(M, 64, [&](int64_t b, int64_t e, int) {
+    for (int64_t m = b; m < e; ++m) std::memcpy(dst + m * C, src + rows[m] * C, sizeof(float) * C);
+  });
+}
+}  // namespace
+
+void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* targets, float temperature,
+                                  const ForwardOutput& out, bool save) {
+  const int64_t V = cfg_.vocab, C = cfg_.hidden;
+  const float* W = w(layout_.lm_head);
+  std::vector<int64_t> rows;
+  std::vector<int32_t> tg;
+  for (int64_t r = 0; r < N; ++r)
+    if (out.logits || targets[r] >= 0) rows.push_back(r), tg.push_back(targets[r]);
+  const int64_t M = static_cast<int64_t>(rows.size());
+  if (out.logprobs) std::fill(out.logprobs, out.logprobs + N, 0.0f);
+  if (out.entropy) std::fill(out.entropy, out.entropy + N, 0.0f);
+  const bool cache = save && M * V * int64_t(sizeof(float)) <= logits_cache_budget_bytes;
+  if (save) {
+    saved_.lm = Buffer(static_cast<size_t>(2 * M + (cache ? M * V : 0)) * sizeof(float), false);
+    saved_.logits_cached = cache;
+  }
+  Buffer local_lse;
+  float* lse = save ? saved_.lm.as<float>() : (local_lse = Buffer(M * sizeof(float), false)).as<float>();
+  float* ent = save ? lse + M : nullptr;
+  const int64_t R = std::max<int64_t>(1, std::min<int64_t>(M, kChunkFloats / V));
+  Buffer chunk_z(cache ? 0 : static_cast<size_t>(R * V) * sizeof(float), false);
+  Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false);
+  std::vector<float> lp(R), en(R);
+  const float alpha = 1.0f / temperature;
+  for (int64_t m0 = 0; m0 < M; m0 += R) {
+    const int64_t n = std::min(R, M - m0);
+    float* xc = chunk_x.as<float>();
+    gather_rows(xc, xf, rows.data() + m0, n, C);
+    float* z = cache ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
+    cpu::sgemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
+    if (out.logits)
+      for (int64_t m = 0; m < n; ++m) std::memcpy(out.logits + rows[m0 + m] * V, z + m * V, sizeof(float) * V);
+    const bool want_ent = out.entropy || save;
+    cpu::logsoftmax_forward(lp.data(), want_ent ? (ent ? ent + m0 : en.data()) : nullptr, lse + m0, z, V, tg.data() + m0, n, V);
+    for (int64_t m = 0; m < n; ++m) {
+      if (out.logprobs) out.logprobs[rows[m0 + m]] = lp[m];
+      if (out.entropy) out.entropy[rows[m0 + m]] = ent ? ent[m0 + m] : en[m];
+    }
+  }
+  if (save) {
+    saved_.lm_rows = std::move(rows);
+    saved_.lm_targets = std::move(tg);
+  }
+}
+
+void Transformer::lm_head_backward(const float* dlogp, const float* dent, float* dxf) {
+  const int64_t V = cfg_.vocab, C = cfg_.hidden, M = static_cast<int64_t>(saved_.lm_rows.size());
+  if (M == 0 || (!dlogp && !dent)) return;
+  const float* W = w(layout_.lm_head);
+  const float* xf = saved_.acts.as<float>() + saved_.final_off + saved_.N * C;
+  const float* lse = saved_.lm.as<float>();
+  const float* ent = lse + M;
+  const int64_t* rows = saved_.lm_rows.data();
+  std::vector<float> gl(M), ge(M);
+  for (int64_t m = 0; m < M; ++m) {
+    gl[m] = dlogp ? dlogp[rows[m]] : 0.0f;
+    ge[m] = dent ? dent[rows[m]] : 0.0f;
+  }
+  const int64_t R = std::max<int64_t>(1, std::min<int64_t>(M, kChunkFloats / V));
+  Buffer chunk_z(saved_.logits_cached ? 0 : static_cast<size_t>(R * V) * sizeof(float), false);
+  Buffer chunk_dz(static_cast<size_t>(R * V) * sizeof(float), false);
+  Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false), chunk_dx(static_cast<size_t>(R * C) * sizeof(float), false);
+  const float alpha = 1.0f / saved_.temperature;
+  for (int64_t m0 = 0; m0 < M; m0 += R) {
+    const int64_t n = std::min(R, M - m0);
+    float* xc = chunk_x.as<float>();
+    gather_rows(xc, xf, rows + m0, n, C);
+    float* z = saved_.logits_cached ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
+    if (!saved_.logits_cached) cpu::sgemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
+    float* dz = chunk_dz.as<float>();
+    cpu::logsoftmax_backward(dz, V, z, V, saved_.lm_targets.data() + m0, lse + m0, ent + m0, gl.data() + m0,
+                             dent ? ge.data() + m0 : nullptr, n, V);
+    float* dxc = chunk_dx.as<float>();
+    cpu::sgemm(false, false, n, C, V, alpha, dz, V, W, C, 0.0f, dxc, C);
+    for (int64_t m = 0; m < n; ++m) {
+      float* dst = dxf + rows[m0 + m] * C;
+      for (int64_t c = 0; c < C; ++c) dst[c] += dxc[m * C + c];
+    }
+    cpu::sgemm(true, false, V, C, n, alpha, dz, V, xc, C, 1.0f, g(layout_.lm_head), C);
+  }
+}
+
+}  // namespace model
+}  // namespace rlhf

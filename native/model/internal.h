@@ -1,0 +1,73 @@
+// Pieces shared by the model's .cc files (not part of the engine's interface).
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../core/buffer.h"
+#include "config.h"
+#include "transformer.h"
+
+namespace rlhf {
+namespace model {
+
+// One layer's activations (N rows). In training they point into the saved buffer; h and act are
+// always scratch (recomputed in backward from x_in/xmid and the saved rstd, and from gu).
+struct LayerActs {
+  float* x_in;   // (N, C) layer input (residual stream)
+  float* xmid;   // (N, C) residual after attention
+  float* rstd1;  // (N)
+  float* rstd2;  // (N)
+  float* qkv;    // (N, QW) q, k (after RoPE), v
+  float* lse;    // (N, NH) attention log-sum-exp
+  float* attn;   // (N, NH·HD) attention output
+  float* gu;     // (N, 2F) gate, up
+  float* h;      // (N, C) normalised input of the current sublayer (scratch)
+  float* act;    // (N, F) silu(gate)·up (scratch)
+};
+
+// Scratch for one backward (N rows), carved from one allocation.
+struct BackScratch {
+  float* h;      // (N, C)
+  float* act;    // (N, F)
+  float* dx;     // (N, C) gradient of the residual stream
+  float* dh;     // (N, C)
+  float* da;     // (N, F)
+  float* dgu;    // (N, 2F)
+  float* dqkv;   // (N, QW)
+  float* dattn;  // (N, NH·HD)
+};
+
+// KV cache of a generation: rows × len positions × KVD floats, per layer k then v.
+struct KvCache {
+  int64_t rows = 0, len = 0, kvd = 0;
+  Buffer buf;
+};
+inline float* cache_k(KvCache* c, int l) { return c->buf.as<float>() + (2 * int64_t(l)) * c->rows * c->len * c->kvd; }
+inline float* cache_v(KvCache* c, int l) { return c->buf.as<float>() + (2 * int64_t(l) + 1) * c->rows * c->len * c->kvd; }
+inline int64_t cache_len(const KvCache* c) { return c->len; }
+
+// Copies k/v of the valid query rows (t < lengths[b]) into the cache of layer l at positions
+// kv_offset[b] + t of cache row kv_seq[b] (null: b, 0).
+void cache_store(KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
+                 const int64_t* lengths, const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd);
+
+// Validated, owned copies of forward's per-row inputs.
+struct Inputs {
+  std::vector<int64_t> lengths;    // (B)
+  std::vector<int32_t> positions;  // (N)
+  std::vector<int32_t> targets;    // (N) −1 past each row's length
+  int64_t max_position = 0;
+};
+Inputs check_inputs(const ModelConfig& c, const ForwardInput& in);
+
+void add_row_bias(float* x, const float* bias, int64_t N, int64_t W);    // x[r] += bias, (N, W)
+void column_sums(float* out, const float* x, int64_t N, int64_t W);      // out[c] += Σ_r x[r][c] (deterministic)
+void copy_rows(float* dst, const float* src, int64_t n);                 // parallel memcpy of n floats
+
+// values[r] = xf[r]·w for rows inside their sequence, 0 past it (values may be null).
+void value_head_forward(const float* xf, const float* w, int64_t N, int64_t C, int64_t T, const int64_t* lengths,
+                        float* values);
+
+}  // namespace model
+}  // namespace rlhf

@@ -1,0 +1,36 @@
+// Where every parameter lives in the model's one flat fp32 buffer, under its Hugging Face name.
+// Tensors that the engine multiplies together are adjacent, so q/k/v (weights, biases) form one
+// ((NH + 2·KVH)·HD, C) matrix and gate/up one (2F, C) matrix — exactly GLM-4's fused gate_up_proj
+// and the concatenation of Llama's gate_proj and up_proj.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+namespace rlhf {
+namespace model {
+
+struct ParamView {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0, size = 0;
+  float weight_decay_scale = 1.0f;  // 0 for norms and biases
+};
+
+struct LayerOffsets {  // -1 when absent
+  int64_t in_norm, wqkv, bqkv, wo, bo, post_norm, wgu, wdown;
+};
+
+struct ParamLayout {
+  std::vector<ParamView> views;
+  std::vector<LayerOffsets> layers;
+  int64_t embed = -1, final_norm = -1, lm_head = -1 /* = embed when tied */, score = -1;
+  int64_t total = 0;
+};
+
+ParamLayout build_layout(const ModelConfig& c);
+
+}  // namespace model
+}  // namespace rlhf

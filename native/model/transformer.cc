@@ -1,0 +1,215 @@
+// Transformer construction, initialisation and forward (see transformer.h for the contracts).
+#include "transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../core/error.h"
+#include "../core/rng.h"
+#include "../core/thread_pool.h"
+#include "../cpu/attention.h"
+#include "../cpu/embedding.h"
+#include "../cpu/gemm.h"
+#include "../cpu/logsoftmax.h"
+#include "../cpu/rmsnorm.h"
+#include "../cpu/swiglu.h"
+#include "internal.h"
+
+namespace rlhf {
+namespace model {
+
+Transformer::Transformer(const ModelConfig& config)
+    : cfg_((validate_config(config), config)),
+      layout_(build_layout(cfg_)),
+      params_(static_cast<size_t>(layout_.total) * sizeof(float)),
+      grads_(static_cast<size_t>(layout_.total) * sizeof(float)),
+      rope_(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_interleaved) {}
+
+void Transformer::init_random(uint64_t seed, float std) {
+  RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
+  const auto& views = layout_.views;
+  parallel_for(static_cast<int64_t>(views.size()), 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) {
+      const ParamView& v = views[i];
+      float* p = params() + v.offset;
+      const bool is_norm = v.name.find("norm") != std::string::npos;
+      const bool is_bias = v.name.size() > 5 && v.name.compare(v.name.size() - 5, 5, ".bias") == 0;
+      if (is_norm)
+        std::fill(p, p + v.size, 1.0f);
+      else if (is_bias)
+        std::fill(p, p + v.size, 0.0f);
+      else
+        philox_normal_fill(seed, static_cast<uint64_t>(i), 0.0f, std, p, v.size);
+    }
+  });
+}
+
+void Transformer::zero_grad() {
+  float* gr = grads();
+  parallel_for(layout_.total, 1 << 16, [&](int64_t b, int64_t e, int) { std::memset(gr + b, 0, sizeof(float) * (e - b)); });
+}
+
+int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c) {
+  return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn);
+}
+
+float* Transformer::scratch(size_t floats) {
+  if (scratch_.bytes() < floats * sizeof(float)) scratch_ = Buffer(floats * sizeof(float), false);
+  return scratch_.as<float>();
+}
+
+void Transformer::release_activations() {
+  saved_ = Saved();
+  scratch_ = Buffer();
+}
+
+int64_t Transformer::activation_bytes() const {
+  return static_cast<int64_t>(saved_.acts.bytes() + saved_.lm.bytes() + scratch_.bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// One layer, shared by training forward, inference forward and generation (identical arithmetic).
+
+void Transformer::layer_forward(int l, const float* x_in, float* x_out, const LayerActs& a, int64_t B, int64_t T,
+                                const int64_t* lengths, const int32_t* pos, const int32_t* segments, KvCache* cache,
+                                const int64_t* kv_seq, const int64_t* kv_offset) {
+  const ModelConfig& c = cfg_;
+  const LayerOffsets& o = layout_.layers[l];
+  const int64_t N = B * T, C = c.hidden, QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim, F = c.ffn;
+  const int64_t KVD = int64_t(c.kv_heads) * c.head_dim;
+
+  cpu::rmsnorm_forward(a.h, a.rstd1, x_in, w(o.in_norm), N, static_cast<int>(C), c.rms_eps);
+  cpu::sgemm(false, true, N, QW, C, 1.0f, a.h, C, w(o.wqkv), C, 0.0f, a.qkv, QW);
+  if (o.bqkv >= 0) add_row_bias(a.qkv, w(o.bqkv), N, QW);
+  cpu::rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_, false);
+  cpu::rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_, false);
+
+  cpu::AttentionArgs at;
+  at.B = B, at.NH = c.heads, at.KVH = c.kv_heads, at.HD = c.head_dim;
+  at.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  at.Tq = T, at.q = a.qkv, at.ldq = QW, at.q_len = lengths, at.segments = segments;
+  if (cache) {
+    cache_store(cache, l, a.qkv + AD, a.qkv + AD + KVD, QW, B, T, lengths, kv_seq, kv_offset, KVD);
+    at.k = cache_k(cache, l), at.v = cache_v(cache, l), at.ldk = at.ldv = KVD, at.kv_stride = cache_len(cache);
+    at.kv_seq = kv_seq, at.kv_offset = kv_offset;
+  } else {
+    at.k = a.qkv + AD, at.v = a.qkv + AD + KVD, at.ldk = at.ldv = QW, at.kv_stride = T;
+  }
+  cpu::attention_forward(at, a.attn, AD, a.lse);
+
+  copy_rows(a.xmid, x_in, N * C);
+  cpu::sgemm(false, true, N, C, AD, 1.0f, a.attn, AD, w(o.wo), AD, 1.0f, a.xmid, C);
+  if (o.bo >= 0) add_row_bias(a.xmid, w(o.bo), N, C);
+
+  cpu::rmsnorm_forward(a.h, a.rstd2, a.xmid, w(o.post_norm), N, static_cast<int>(C), c.rms_eps);
+  cpu::sgemm(false, true, N, 2 * F, C, 1.0f, a.h, C, w(o.wgu), C, 0.0f, a.gu, 2 * F);
+  cpu::swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
+  copy_rows(x_out, a.xmid, N * C);
+  cpu::sgemm(false, true, N, C, F, 1.0f, a.act, F, w(o.wdown), F, 1.0f, x_out, C);
+}
+
+LayerActs Transformer::saved_layer(int l) {
+  const ModelConfig& c = cfg_;
+  const int64_t N = saved_.N, C = c.hidden;
+  float* base = saved_.acts.as<float>() + l * saved_.per_layer;
+  LayerActs a{};
+  a.x_in = base;
+  a.xmid = base + N * C;
+  a.rstd1 = base + 2 * N * C;
+  a.rstd2 = a.rstd1 + N;
+  a.qkv = a.rstd2 + N;
+  a.lse = a.qkv + N * c.qkv_width();
+  a.attn = a.lse + N * c.heads;
+  a.gu = a.attn + N * int64_t(c.heads) * c.head_dim;
+  return a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// forward
+
+void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
+  const ModelConfig& c = cfg_;
+  RLHF_CHECK(in.B >= 1 && in.T >= 1, ErrorCode::OutOfRange, "forward: batch and seqLen must be >= 1");
+  RLHF_CHECK(in.temperature > 0 && std::isfinite(in.temperature), ErrorCode::OutOfRange,
+             "forward: temperature must be finite and > 0, got ", in.temperature);
+  const int64_t B = in.B, T = in.T, N = B * T, C = c.hidden;
+  Inputs inputs = check_inputs(c, in);  // lengths, positions, masked targets (owned copies)
+  rope_.ensure(inputs.max_position);
+
+  release_activations();
+  const int64_t per_layer = N * activation_floats_per_token_per_layer(c);
+  LayerActs sa{};
+  float* x = nullptr;  // the residual stream buffers
+  if (in.save) {
+    saved_.acts = Buffer(static_cast<size_t>(per_layer * c.layers + N * (2 * C + 1)) * sizeof(float), false);
+    saved_.per_layer = per_layer;
+    saved_.final_off = per_layer * c.layers;
+    saved_.B = B, saved_.T = T, saved_.N = N;
+  }
+  // scratch: h, act (and, without saving, one layer's activations + a second residual buffer)
+  const int64_t scratch_floats = N * (C + c.ffn) + (in.save ? 0 : per_layer + N * C);
+  float* sc = scratch(static_cast<size_t>(scratch_floats));
+  float* x_other = nullptr;
+  if (!in.save) {
+    sa.x_in = sc + N * (C + c.ffn);
+    sa.xmid = sa.x_in + N * C;
+    sa.rstd1 = sa.xmid + N * C;
+    sa.rstd2 = sa.rstd1 + N;
+    sa.qkv = sa.rstd2 + N;
+    sa.lse = sa.qkv + N * c.qkv_width();
+    sa.attn = sa.lse + N * c.heads;
+    sa.gu = sa.attn + N * int64_t(c.heads) * c.head_dim;
+    x_other = sa.gu + N * 2 * c.ffn;
+    x = sa.x_in;
+  } else {
+    x = saved_layer(0).x_in;
+  }
+  cpu::embedding_forward(x, w(layout_.embed), in.tokens, N, c.vocab, static_cast<int>(C));
+  for (int l = 0; l < c.layers; ++l) {
+    LayerActs a = in.save ? saved_layer(l) : sa;
+    a.h = sc;
+    a.act = sc + N * C;
+    float* x_next = in.save ? (l + 1 < c.layers ? saved_layer(l + 1).x_in : saved_.acts.as<float>() + saved_.final_off)
+                            : (x == sa.x_in ? x_other : sa.x_in);
+    if (!in.save) a.x_in = x;
+    layer_forward(l, x, x_next, a, B, T, inputs.lengths.data(), inputs.positions.data(), in.segments, nullptr,
+                  nullptr, nullptr);
+    x = x_next;
+  }
+  // final norm: xf and rstd_f saved after the final residual (or in scratch)
+  float* xf;
+  float* rstd_f;
+  if (in.save) {
+    xf = saved_.acts.as<float>() + saved_.final_off + N * C;
+    rstd_f = xf + N * C;
+  } else {
+    xf = sc;  // h is free now
+    rstd_f = nullptr;
+  }
+  cpu::rmsnorm_forward(xf, rstd_f, x, w(layout_.final_norm), N, static_cast<int>(C), c.rms_eps);
+
+  if (c.lm_head && (in.targets || out.logits)) {
+    RLHF_CHECK(!out.logits || N * c.vocab <= (int64_t(1) << 26), ErrorCode::OutOfRange,
+               "forward: returning logits needs batch·seqLen·vocab <= 2^26, got ", N * c.vocab);
+    lm_head_forward(xf, N, inputs.targets.data(), in.temperature, out, in.save);
+  } else {
+    if (out.logprobs) std::fill(out.logprobs, out.logprobs + N, 0.0f);
+    if (out.entropy) std::fill(out.entropy, out.entropy + N, 0.0f);
+  }
+  if (c.value_head) value_head_forward(xf, w(layout_.score), N, C, T, inputs.lengths.data(), out.values);
+  else if (out.values) std::fill(out.values, out.values + N, 0.0f);
+
+  if (in.save) {
+    saved_.valid = true;
+    saved_.temperature = in.temperature;
+    saved_.entropy = in.entropy;
+    saved_.tokens.assign(in.tokens, in.tokens + N);
+    saved_.positions = std::move(inputs.positions);
+    saved_.lengths = std::move(inputs.lengths);
+    if (in.segments) saved_.segments.assign(in.segments, in.segments + N);
+  }
+}
+
+}  // namespace model
+}  // namespace rlhf

@@ -1,0 +1,136 @@
+// The transformer: parameters and gradients in two flat fp32 buffers (named views: layout.h),
+// forward to per-token heads, backward from per-token gradients, KV-cached generation.
+//
+// Shapes: B sequences × T positions, N = B·T rows (row-major, row r = b·T + t); C hidden; V vocab.
+//   forward:  tokens (N) → logprobs (N) of targets (N, −1 = none), entropy (N), values (N)
+//   backward: dlogprobs, dentropy, dvalues (N) → parameter gradients (ACCUMULATE; zero_grad resets)
+// Rows at t >= lengths[b] are right padding: their outputs are 0 and they get no gradient.
+//
+// Activations saved by a forward(save = true), per token per layer, in floats:
+//   2C (layer input, mid residual) + 2 (two rstd) + (NH + 2KVH)·HD (q, k, v after RoPE)
+//   + NH (attention log-sum-exp) + NH·HD (attention output) + 2F (gate, up)
+// plus per token 2C + 1 at the end (final residual, normalised output, rstd), and for rows with a
+// target 2 floats (lse, entropy) and V floats of logits when the logits fit the cache budget
+// (they are recomputed in backward otherwise). Everything else is per-call scratch.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "../core/buffer.h"
+#include "../cpu/rope.h"
+#include "../cpu/sampling.h"
+#include "config.h"
+#include "layout.h"
+
+namespace rlhf {
+namespace model {
+
+struct LayerActs;  // internal.h
+struct KvCache;    // internal.h
+struct BackScratch;  // internal.h
+
+struct ForwardInput {
+  int64_t B = 0, T = 0;
+  const int32_t* tokens = nullptr;     // (N) in [0, V)
+  const int32_t* targets = nullptr;    // (N) in [−1, V); null: no LM outputs
+  const int64_t* lengths = nullptr;    // (B) in [0, T]; null: T
+  const int32_t* positions = nullptr;  // (N) RoPE positions; null: t
+  const int32_t* segments = nullptr;   // (N) packed documents: attention stays within a segment id; null: one
+  bool entropy = false;
+  float temperature = 1.0f;            // logits are divided by it before the softmax
+  bool save = true;                    // keep activations for backward
+};
+
+struct ForwardOutput {  // caller-owned, length N each; null when not wanted
+  float* logprobs = nullptr;
+  float* entropy = nullptr;
+  float* values = nullptr;
+  float* logits = nullptr;  // (N, V), optional, for tests and small models
+};
+
+struct BackwardInput {  // (N) each, null = zero
+  const float* dlogprobs = nullptr;
+  const float* dentropy = nullptr;
+  const float* dvalues = nullptr;
+};
+
+struct GenerateRequest {
+  std::vector<std::vector<int32_t>> prompts;  // each non-empty
+  int64_t max_new_tokens = 16;
+  cpu::SamplingParams sampling;
+  uint64_t seed = 0;
+  int64_t stream_offset = 0;  // row r draws from Philox stream stream_offset + r
+  std::vector<int32_t> stop_tokens;
+};
+
+struct GenerateResult {
+  std::vector<std::vector<int32_t>> tokens;   // generated tokens per row (stop token included)
+  std::vector<std::vector<float>> logprobs;   // log π(token) at temperature 1, per generated token
+  std::vector<bool> stopped;                  // true: ended on a stop token; false: length
+};
+
+class Transformer {
+ public:
+  explicit Transformer(const ModelConfig& config);
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+  int64_t num_params() const { return layout_.total; }
+  float* params() { return params_.as<float>(); }
+  float* grads() { return grads_.as<float>(); }
+
+  // Normal(0, std) for matrices and embeddings, 1 for norm weights, 0 for biases; Philox stream
+  // = parameter index, so the result does not depend on the thread count.
+  void init_random(uint64_t seed, float std);
+  void zero_grad();
+
+  void forward(const ForwardInput& in, const ForwardOutput& out);
+  void backward(const BackwardInput& in);  // needs the last forward to have save = true
+  GenerateResult generate(const GenerateRequest& req);
+
+  void release_activations();
+  int64_t saved_rows() const { return saved_.valid ? saved_.N : 0; }  // N of the saved forward
+  int64_t activation_bytes() const;  // saved activations + scratch currently held
+  static int64_t activation_floats_per_token_per_layer(const ModelConfig& c);
+  int64_t logits_cache_budget_bytes = int64_t(256) << 20;
+
+ private:
+  void layer_forward(int l, const float* x_in, float* x_out, const LayerActs& a, int64_t B, int64_t T,
+                     const int64_t* lengths, const int32_t* pos, const int32_t* segments, KvCache* cache,
+                     const int64_t* kv_seq, const int64_t* kv_offset);
+  void layer_backward(int l, float* dx, const LayerActs& a, const BackScratch& s);
+  void lm_head_forward(const float* xf, int64_t N, const int32_t* targets, float temperature, const ForwardOutput& out,
+                       bool save);
+  void lm_head_backward(const float* dlogp, const float* dent, float* dxf);
+  LayerActs saved_layer(int l);
+  float* w(int64_t offset) { return params_.as<float>() + offset; }
+  float* g(int64_t offset) { return grads_.as<float>() + offset; }
+
+  ModelConfig cfg_;
+  ParamLayout layout_;
+  Buffer params_, grads_;
+  cpu::RopeTable rope_;
+
+  // State of the last forward(save = true).
+  struct Saved {
+    bool valid = false;
+    int64_t B = 0, T = 0, N = 0;
+    float temperature = 1.0f;
+    bool entropy = false;
+    std::vector<int32_t> tokens, positions, segments;
+    std::vector<int64_t> lengths;
+    Buffer acts;  // per layer (activation_floats_per_token_per_layer · N), then x_final, xf, rstd_f
+    int64_t per_layer = 0, final_off = 0;
+    // LM head state: rows with a target (compacted), their targets, lse, entropy, cached logits
+    std::vector<int64_t> lm_rows;
+    std::vector<int32_t> lm_targets;
+    Buffer lm;  // lse (M), entropy (M), logits (M·V) when cached
+    bool logits_cached = false;
+  } saved_;
+  Buffer scratch_;
+  float* scratch(size_t floats);
+};
+
+}  // namespace model
+}  // namespace rlhf

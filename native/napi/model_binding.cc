@@ -1,0 +1,408 @@
+// NativeModel: the transformer (native/model) behind an ObjectWrap.
+//
+//   new NativeModel(config)                 allocate (parameters zero); see lib/engine/config.ts
+//   parameters(): [{name, shape, offset, size, weightDecayScale}]      (sync, metadata)
+//   initRandom(seed, std) -> Promise<void>
+//   forward({batch, seqLen, tokens, targets?, lengths?, positions?, segments?, entropy?, values?,
+//            logits?, temperature?, saveForBackward?}) -> Promise<{logprobs, entropy?, values?, logits?}>
+//   backward({dLogprobs?, dEntropy?, dValues?}) -> Promise<void>
+//   zeroGrad() -> Promise<void>
+//   generate({prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens})
+//       -> Promise<{tokens: Int32Array[], logprobs: Float32Array[], stopped: boolean[]}>
+//   readParameter(name, 'param' | 'grad') -> Promise<Float32Array>;  writeParameter(name, data) -> Promise<void>
+//   releaseActivations(); activationBytes; numParameters; dispose()
+// Inputs are copied on the main thread, so JS may reuse its arrays as soon as the call returns.
+// One call at a time (ERR_RLHF_BUSY otherwise); an AdamW over the model shares the same guard.
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+
+#include "../core/buffer.h"
+#include "../model/transformer.h"
+#include "adamw_target.h"
+#include "args.h"
+#include "async_job.h"
+#include "bindings.h"
+#include "js_errors.h"
+
+namespace rlhf {
+namespace napi {
+
+namespace {
+
+model::ModelConfig read_config(const Napi::Object& o) {
+  const char* fn = "Model";
+  model::ModelConfig c;
+  c.architecture = get_string(o, fn, "architecture");
+  c.vocab = get_int(o, fn, "vocab", 1, int64_t(1) << 31);
+  c.hidden = static_cast<int>(get_int(o, fn, "hidden", 1, 1 << 20));
+  c.layers = static_cast<int>(get_int(o, fn, "layers", 1, 4096));
+  c.heads = static_cast<int>(get_int(o, fn, "heads", 1, 4096));
+  c.kv_heads = static_cast<int>(get_int(o, fn, "kvHeads", 1, 4096));
+  c.head_dim = static_cast<int>(get_int(o, fn, "headDim", 1, 4096));
+  c.ffn = static_cast<int>(get_int(o, fn, "ffn", 1, 1 << 22));
+  c.rms_eps = static_cast<float>(get_number(o, fn, "rmsEps"));
+  c.rope_theta = static_cast<float>(get_number(o, fn, "ropeTheta"));
+  c.rotary_dim = static_cast<int>(get_int(o, fn, "rotaryDim", 2, 4096));
+  c.rope_interleaved = get_bool_or(o, fn, "ropeInterleaved", false);
+  c.qkv_bias = get_bool_or(o, fn, "qkvBias", false);
+  c.o_bias = get_bool_or(o, fn, "oBias", false);
+  c.fused_gate_up = get_bool_or(o, fn, "fusedGateUp", false);
+  c.tie_embeddings = get_bool_or(o, fn, "tieEmbeddings", false);
+  c.lm_head = get_bool_or(o, fn, "lmHead", true);
+  c.value_head = get_bool_or(o, fn, "valueHead", false);
+  c.max_positions = get_int(o, fn, "maxPositions", 1, int64_t(1) << 24);
+  return c;
+}
+
+template <typename T>
+std::vector<T> copy_typed(const Napi::Object& o, const char* fn, const char* name, size_t n, bool required) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) throw_type_error(o.Env(), std::string(fn) + ": options." + name + " is required");
+    return {};
+  }
+  std::vector<T> out(n);
+  if constexpr (std::is_same_v<T, float>) {
+    auto a = as_f32(o.Env(), v, std::string(fn) + ": options." + name, n);
+    if (a.ElementLength() != n) throw_range_error(o.Env(), std::string(fn) + ": options." + name + " must have exactly " + std::to_string(n) + " elements");
+    std::memcpy(out.data(), a.Data(), n * sizeof(T));
+  } else {
+    auto a = as_i32(o.Env(), v, std::string(fn) + ": options." + name, n);
+    if (a.ElementLength() != n) throw_range_error(o.Env(), std::string(fn) + ": options." + name + " must have exactly " + std::to_string(n) + " elements");
+    std::memcpy(out.data(), a.Data(), n * sizeof(T));
+  }
+  return out;
+}
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("parameters", &ModelWrap::parameters),
+                        InstanceMethod("initRandom", &ModelWrap::init_random),
+                        InstanceMethod("forward", &ModelWrap::forward),
+                        InstanceMethod("backward", &ModelWrap::backward),
+                        InstanceMethod("zeroGrad", &ModelWrap::zero_grad),
+                        InstanceMethod("generate", &ModelWrap::generate),
+                        InstanceMethod("readParameter", &ModelWrap::read_parameter),
+                        InstanceMethod("writeParameter", &ModelWrap::write_parameter),
+                        InstanceMethod("releaseActivations", &ModelWrap::release_activations),
+                        InstanceMethod("dispose", &ModelWrap::dispose),
+                        InstanceAccessor("numParameters", &ModelWrap::num_parameters, nullptr),
+                        InstanceAccessor("activationBytes", &ModelWrap::activation_bytes, nullptr)});
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    Napi::Env env = info.Env();
+    try {
+      model_ = std::make_unique<model::Transformer>(read_config(arg_object(info, 0, "Model: config")));
+    } catch (const Error& e) {
+      throw make_js_error(env, e.code(), e.what());
+    } catch (const std::bad_alloc&) {
+      throw make_js_error(env, ErrorCode::OutOfMemory, "Model: out of memory allocating the parameters");
+    }
+    reported_ = 2 * model_->num_params() * static_cast<int64_t>(sizeof(float));
+    Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+  }
+
+  ~ModelWrap() override { release(); }
+
+  model::Transformer* model() { return model_.get(); }
+  const std::shared_ptr<std::atomic<bool>>& busy() const { return busy_; }
+
+ private:
+  void release() {
+    if (!model_) return;
+    model_.reset();
+    if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_);
+    reported_ = 0;
+  }
+
+  model::Transformer* usable(const char* call) {
+    if (!model_) throw make_js_error(Env(), ErrorCode::Disposed, std::string("Model.") + call + ": the model was disposed");
+    AsyncJob::check_not_busy(Env(), busy_, "the model", (std::string(call) + "()").c_str());
+    return model_.get();
+  }
+
+  Napi::Value parameters(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      model::Transformer* m = model_.get();
+      if (!m) throw make_js_error(info.Env(), ErrorCode::Disposed, "Model.parameters: the model was disposed");
+      const auto& views = m->layout().views;
+      Napi::Array out = Napi::Array::New(info.Env(), views.size());
+      for (size_t i = 0; i < views.size(); ++i) {
+        Napi::Object v = Napi::Object::New(info.Env());
+        v.Set("name", views[i].name);
+        Napi::Array shape = Napi::Array::New(info.Env(), views[i].shape.size());
+        for (size_t d = 0; d < views[i].shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(views[i].shape[d]));
+        v.Set("shape", shape);
+        v.Set("offset", static_cast<double>(views[i].offset));
+        v.Set("size", static_cast<double>(views[i].size));
+        v.Set("weightDecayScale", views[i].weight_decay_scale);
+        out.Set(static_cast<uint32_t>(i), v);
+      }
+      return out;
+    });
+  }
+
+  Napi::Value init_random(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      model::Transformer* m = usable("initRandom");
+      if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+        throw_type_error(info.Env(), "Model.initRandom: expected (seed: number, std: number)");
+      uint64_t seed = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+      float std = info[1].As<Napi::Number>().FloatValue();
+      return AsyncJob::queue(info.Env(), "rlhf.model.initRandom", [=] { m->init_random(seed, std); }, nullptr, {Value()}, busy_);
+    });
+  }
+
+  Napi::Value forward(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      model::Transformer* m = usable("forward");
+      Napi::Object o = arg_object(info, 0, "Model.forward: batch");
+      const char* fn = "Model.forward";
+      const int64_t B = get_int(o, fn, "batch", 1, int64_t(1) << 24), T = get_int(o, fn, "seqLen", 1, int64_t(1) << 24);
+      const size_t N = static_cast<size_t>(B * T);
+      auto tokens = std::make_shared<std::vector<int32_t>>(copy_typed<int32_t>(o, fn, "tokens", N, true));
+      auto targets = std::make_shared<std::vector<int32_t>>(copy_typed<int32_t>(o, fn, "targets", N, false));
+      auto positions = std::make_shared<std::vector<int32_t>>(copy_typed<int32_t>(o, fn, "positions", N, false));
+      auto segments = std::make_shared<std::vector<int32_t>>(copy_typed<int32_t>(o, fn, "segments", N, false));
+      auto len32 = copy_typed<int32_t>(o, fn, "lengths", static_cast<size_t>(B), false);
+      auto lengths = std::make_shared<std::vector<int64_t>>(len32.begin(), len32.end());
+      const bool want_entropy = get_bool_or(o, fn, "entropy", false);
+      const bool want_values = get_bool_or(o, fn, "values", false);
+      const bool want_logits = get_bool_or(o, fn, "logits", false);
+      const bool save = get_bool_or(o, fn, "saveForBackward", true);
+      const float temperature = static_cast<float>(get_number_or(o, fn, "temperature", 1.0));
+      const int64_t V = m->config().vocab;
+      struct Out {
+        Buffer logp, ent, val, logits;
+      };
+      auto out = std::make_shared<Out>();
+      return AsyncJob::queue(
+          info.Env(), "rlhf.model.forward",
+          [=] {
+            model::ForwardInput in;
+            in.B = B, in.T = T, in.tokens = tokens->data();
+            in.targets = targets->empty() ? nullptr : targets->data();
+            in.positions = positions->empty() ? nullptr : positions->data();
+            in.segments = segments->empty() ? nullptr : segments->data();
+            in.lengths = lengths->empty() ? nullptr : lengths->data();
+            in.entropy = want_entropy, in.temperature = temperature, in.save = save;
+            model::ForwardOutput fo;
+            out->logp = Buffer(N * sizeof(float), false);
+            fo.logprobs = out->logp.as<float>();
+            if (want_entropy) out->ent = Buffer(N * sizeof(float), false), fo.entropy = out->ent.as<float>();
+            if (want_values) out->val = Buffer(N * sizeof(float), false), fo.values = out->val.as<float>();
+            if (want_logits) out->logits = Buffer(N * V * sizeof(float), false), fo.logits = out->logits.as<float>();
+            m->forward(in, fo);
+          },
+          [=](Napi::Env env) -> Napi::Value {
+            Napi::Object r = Napi::Object::New(env);
+            r.Set("logprobs", external_f32(env, std::move(out->logp), N));
+            if (want_entropy) r.Set("entropy", external_f32(env, std::move(out->ent), N));
+            if (want_values) r.Set("values", external_f32(env, std::move(out->val), N));
+            if (want_logits) r.Set("logits", external_f32(env, std::move(out->logits), N * V));
+            return r;
+          },
+          {Value()}, busy_);
+    });
+  }
+
+  Napi::Value backward(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      model::Transformer* m = usable("backward");
+      Napi::Object o = arg_object(info, 0, "Model.backward: gradients");
+      const char* fn = "Model.backward";
+      // The saved forward's N is not known here cheaply; take the array lengths and let native check.
+      auto take = [&](const char* name) {
+        Napi::Value v = o.Get(name);
+        if (v.IsUndefined() || v.IsNull()) return std::make_shared<std::vector<float>>();
+        auto a = as_f32(info.Env(), v, std::string(fn) + ": options." + name, 0);
+        return std::make_shared<std::vector<float>>(a.Data(), a.Data() + a.ElementLength());
+      };
+      auto dl = take("dLogprobs"), de = take("dEntropy"), dv = take("dValues");
+      return AsyncJob::queue(
+          info.Env(), "rlhf.model.backward",
+          [=] {
+            const int64_t N = m->saved_rows();
+            auto check = [&](const std::shared_ptr<std::vector<float>>& x, const char* name) {
+              RLHF_CHECK(x->empty() || static_cast<int64_t>(x->size()) == N, ErrorCode::OutOfRange, "Model.backward: ",
+                         name, " must have batch·seqLen = ", N, " elements (the last forward's), got ", x->size());
+            };
+            check(dl, "dLogprobs"), check(de, "dEntropy"), check(dv, "dValues");
+            model::BackwardInput in;
+            in.dlogprobs = dl->empty() ? nullptr : dl->data();
+            in.dentropy = de->empty() ? nullptr : de->data();
+            in.dvalues = dv->empty() ? nullptr : dv->data();
+            m->backward(in);
+          },
+          nullptr, {Value()}, busy_);
+    });
+  }
+
+  Napi::Value zero_grad(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      model::Transformer* m = usable("zeroGrad");
+      return AsyncJob::queue(info.Env(), "rlhf.model.zeroGrad", [=] { m->zero_grad(); }, nullptr, {Value()}, busy_);
+    });
+  }
+
+  Napi::Value generate(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      model::Transformer* m = usable("generate");
+      Napi::Object o = arg_object(info, 0, "Model.generate: options");
+      const char* fn = "Model.generate";
+      auto req = std::make_shared<model::GenerateRequest>();
+      Napi::Value pv = field(o, fn, "prompts");
+      if (!pv.IsArray()) throw_type_error(info.Env(), "Model.generate: options.prompts must be an array of Int32Array");
+      Napi::Array prompts = pv.As<Napi::Array>();
+      for (uint32_t i = 0; i < prompts.Length(); ++i) {
+        auto a = as_i32(info.Env(), prompts.Get(i), "Model.generate: options.prompts[" + std::to_string(i) + "]", 0);
+        req->prompts.emplace_back(a.Data(), a.Data() + a.ElementLength());
+      }
+      req->max_new_tokens = get_int(o, fn, "maxNewTokens", 1, int64_t(1) << 24);
+      req->sampling.temperature = static_cast<float>(get_number_or(o, fn, "temperature", 1.0));
+      req->sampling.top_k = get_int_or(o, fn, "topK", 0, int64_t(1) << 31, 0);
+      req->sampling.top_p = static_cast<float>(get_number_or(o, fn, "topP", 1.0));
+      req->seed = static_cast<uint64_t>(get_int_or(o, fn, "seed", 0, (int64_t(1) << 53), 0));
+      req->stream_offset = get_int_or(o, fn, "streamOffset", 0, (int64_t(1) << 53), 0);
+      Napi::Value st = o.Get("stopTokens");
+      if (!st.IsUndefined()) {
+        auto a = as_i32(info.Env(), st, "Model.generate: options.stopTokens", 0);
+        req->stop_tokens.assign(a.Data(), a.Data() + a.ElementLength());
+      }
+      auto res = std::make_shared<model::GenerateResult>();
+      return AsyncJob::queue(
+          info.Env(), "rlhf.model.generate", [=] { *res = m->generate(*req); },
+          [=](Napi::Env env) -> Napi::Value {
+            Napi::Object r = Napi::Object::New(env);
+            const size_t B = res->tokens.size();
+            Napi::Array toks = Napi::Array::New(env, B), lps = Napi::Array::New(env, B), stopped = Napi::Array::New(env, B);
+            for (size_t b = 0; b < B; ++b) {
+              auto t = Napi::Int32Array::New(env, res->tokens[b].size());
+              std::memcpy(t.Data(), res->tokens[b].data(), res->tokens[b].size() * sizeof(int32_t));
+              auto l = Napi::Float32Array::New(env, res->logprobs[b].size());
+              std::memcpy(l.Data(), res->logprobs[b].data(), res->logprobs[b].size() * sizeof(float));
+              toks.Set(static_cast<uint32_t>(b), t);
+              lps.Set(static_cast<uint32_t>(b), l);
+              stopped.Set(static_cast<uint32_t>(b), Napi::Boolean::New(env, res->stopped[b]));
+            }
+            r.Set("tokens", toks);
+            r.Set("logprobs", lps);
+            r.Set("stopped", stopped);
+            return r;
+          },
+          {Value()}, busy_);
+    });
+  }
+
+  const model::ParamView& find_view(const std::string& name) {
+    for (const auto& v : model_->layout().views)
+      if (v.name == name) return v;
+    throw make_js_error(Env(), ErrorCode::OutOfRange, "Model: no parameter named \"" + name + "\"");
+  }
+
+  Napi::Value read_parameter(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      model::Transformer* m = usable("readParameter");
+      if (info.Length() < 1 || !info[0].IsString()) throw_type_error(info.Env(), "Model.readParameter: name must be a string");
+      const model::ParamView& v = find_view(info[0].As<Napi::String>().Utf8Value());
+      const bool grad = info.Length() > 1 && info[1].IsString() && info[1].As<Napi::String>().Utf8Value() == "grad";
+      const float* src = (grad ? m->grads() : m->params()) + v.offset;
+      const size_t n = static_cast<size_t>(v.size);
+      auto buf = std::make_shared<Buffer>();
+      return AsyncJob::queue(
+          info.Env(), "rlhf.model.readParameter",
+          [=] {
+            *buf = Buffer(n * sizeof(float), false);
+            std::memcpy(buf->data(), src, n * sizeof(float));
+          },
+          [=](Napi::Env env) -> Napi::Value { return external_f32(env, std::move(*buf), n); }, {Value()}, busy_);
+    });
+  }
+
+  Napi::Value write_parameter(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      model::Transformer* m = usable("writeParameter");
+      if (info.Length() < 2 || !info[0].IsString()) throw_type_error(info.Env(), "Model.writeParameter: expected (name, data)");
+      const std::string name = info[0].As<Napi::String>().Utf8Value();
+      const model::ParamView& v = find_view(name);
+      auto data = as_f32(info.Env(), info[1], "Model.writeParameter: data", 0);
+      if (static_cast<int64_t>(data.ElementLength()) != v.size)
+        throw_range_error(info.Env(), "Model.writeParameter: \"" + name + "\" has " + std::to_string(v.size) +
+                                          " elements, got " + std::to_string(data.ElementLength()));
+      float* dst = m->params() + v.offset;
+      const float* src = data.Data();
+      const size_t n = static_cast<size_t>(v.size);
+      return AsyncJob::queue(info.Env(), "rlhf.model.writeParameter", [=] { std::memcpy(dst, src, n * sizeof(float)); },
+                             nullptr, {Value(), data}, busy_);
+    });
+  }
+
+  Napi::Value release_activations(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      usable("releaseActivations")->release_activations();
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      if (model_) AsyncJob::check_not_busy(Env(), busy_, "the model", "dispose()");
+      release();
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value num_parameters(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->num_params()) : 0.0);
+  }
+
+  Napi::Value activation_bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->activation_bytes()) : 0.0);
+  }
+
+  std::unique_ptr<model::Transformer> model_;
+  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
+  int64_t reported_ = 0;
+};
+
+Napi::FunctionReference* ModelWrap::constructor = nullptr;
+
+// AdamW over a model: its flat parameters and gradients, weight decay 0 on norms and biases.
+bool resolve_model_target(const Napi::Object& target, AdamWTarget* out) {
+  if (!ModelWrap::constructor || !target.InstanceOf(ModelWrap::constructor->Value())) return false;
+  ModelWrap* w = ModelWrap::Unwrap(target);
+  model::Transformer* m = w->model();
+  if (!m) throw make_js_error(target.Env(), ErrorCode::Disposed, "AdamW: the model was disposed");
+  out->params = m->params();
+  out->grads = m->grads();
+  out->size = m->num_params();
+  for (const auto& v : m->layout().views) {
+    if (!out->segments.empty() && out->segments.back().weight_decay_scale == v.weight_decay_scale)
+      out->segments.back().length += v.size;
+    else
+      out->segments.push_back({v.offset, v.size, v.weight_decay_scale});
+  }
+  out->busy = w->busy();
+  out->keep_alive.push_back(Napi::Persistent(Napi::Value(target)));
+  return true;
+}
+
+}  // namespace
+
+void register_model(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = ModelWrap::define(env);
+  ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ctor));
+  set_model_target_resolver(resolve_model_target);
+  exports.Set("NativeModel", ctor);
+}
+
+}  // namespace napi
+}  // namespace rlhf

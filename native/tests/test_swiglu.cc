@@ -1,0 +1,47 @@
+// SwiGLU forward against std::exp, backward by finite differences; exp_approx accuracy and the
+// special values softmax relies on (exp(−inf) = 0, NaN propagates).
+#include <cmath>
+
+#include "../cpu/swiglu.h"
+#include "../cpu/vmath.h"
+#include "fd.h"
+
+using namespace rlhf;
+using namespace rlhf_test;
+
+TEST(exp_approx_accuracy_and_special_values) {
+  double worst = 0;
+  for (double x = -87.0; x <= 88.0; x += 0.0137) {
+    const float xf = static_cast<float>(x);
+    double r = std::exp(static_cast<double>(xf));  // exact exp of the fp32 input
+    worst = std::max(worst, std::fabs(cpu::exp_approx(xf) - r) / r);
+  }
+  CHECK(worst < 4e-7);
+  CHECK(cpu::exp_approx(-INFINITY) == 0.0f);
+  CHECK(cpu::exp_approx(-200.0f) == 0.0f);
+  CHECK(std::isinf(cpu::exp_approx(100.0f)));
+  CHECK(std::isnan(cpu::exp_approx(NAN)));
+  CHECK(cpu::exp_approx(0.0f) == 1.0f);
+}
+
+TEST(swiglu_forward_and_backward) {
+  const int64_t N = 5;
+  const int F = 33;
+  auto gu = random_vec(N * 2 * F, 11, -4, 4), da = random_vec(N * F, 12);
+  std::vector<float> a(N * F), dgu(N * 2 * F);
+  cpu::swiglu_forward(a.data(), gu.data(), N, F);
+  for (int64_t r = 0; r < N; ++r)
+    for (int j = 0; j < F; ++j) {
+      double g = gu[r * 2 * F + j], u = gu[r * 2 * F + F + j];
+      CHECK_NEAR(a[r * F + j], g / (1 + std::exp(-g)) * u, 1e-6, 1e-5);
+    }
+  cpu::swiglu_backward(dgu.data(), da.data(), gu.data(), N, F);
+  auto loss = [&](const std::vector<float>& x) {
+    std::vector<float> o(N * F);
+    cpu::swiglu_forward(o.data(), x.data(), N, F);
+    return dot(o, da);
+  };
+  CHECK(fd_check(loss, gu, dgu, 60, 1e-3, 1e-3, 2e-3, "swiglu"));
+}
+
+int main() { return run_all_tests(); }
