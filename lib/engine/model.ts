@@ -257,7 +257,7 @@ export class Model implements OptimizerTarget {
     return withCallerStack(() => h.zeroGrad());
   }
 
-  async generate(opts: GenerateOptions): Promise<GeneratedSequence[]> {
+  generate(opts: GenerateOptions): Promise<GeneratedSequence[]> {
     const h = this.#handle('generate');
     const fn = 'Model.generate';
     const o = options(fn, 'options', opts);
@@ -279,10 +279,10 @@ export class Model implements OptimizerTarget {
       if (!Array.isArray(o.obj.stopTokens)) throw typeError(fn, 'options.stopTokens', 'an array of token ids', o.obj.stopTokens);
       stopTokens = (o.obj.stopTokens as unknown[]).map((t, i) => checkInt(fn, `options.stopTokens[${i}]`, t, { min: 0 }));
     }
-    const r = await withCallerStack(() =>
-      h.generate({ prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens: Int32Array.from(stopTokens) }),
-    );
-    return r.tokens.map((tokens, i) => ({ tokens, logprobs: r.logprobs[i], finishReason: r.stopped[i] ? 'stop' : 'length' }));
+    return withCallerStack(async () => {
+      const r = await h.generate({ prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens: Int32Array.from(stopTokens) });
+      return r.tokens.map((tokens, i) => ({ tokens, logprobs: r.logprobs[i], finishReason: r.stopped[i] ? ('stop' as const) : ('length' as const) }));
+    });
   }
 
   /** A copy of one parameter (Hugging Face name). */
