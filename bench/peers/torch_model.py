@@ -80,6 +80,8 @@ def main():
     args = setup()
     cfg = default_config(**args.get("config", {}))  # given HF keys override the defaults
     mode = args.get("mode", "train")
+    # peak RSS after the imports, before any model exists: the runtime's own floor
+    emit(f"{mode}-baseline-memory", "", 0.0, peak_rss_mb(), "MB")
     if mode == "train":
         train(args, cfg)
     elif mode == "generate":

@@ -195,6 +195,82 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   }
 }
 
+void sgemm_pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb, PackedMatrix* out) {
+  sgemm_check_args(false, trans_b, 1, N, K, std::max<int64_t>(1, K), ldb, std::max<int64_t>(1, N));
+  const GemmKernelInfo& ki = gemm_select_kernel();
+  const int nr = ki.nr;
+  const int64_t KC = ki.kc, panels = (N + nr - 1) / nr;
+  out->K = K, out->N = N, out->panels = panels, out->kernel = &ki;
+  out->data = Buffer(static_cast<size_t>(K * panels * nr) * sizeof(float), false);
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = std::min(KC, K - pc);
+    float* block = out->data.as<float>() + pc * panels * nr;
+    parallel_for(panels, 4, [&](int64_t b, int64_t e, int) { pack_b_panels(trans_b, B, ldb, pc, 0, kc, N, nr, b, e, block); });
+  }
+}
+
+void sgemm_packed_b(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const PackedMatrix& Bp,
+                    float beta, float* C, int64_t ldc) {
+  const GemmKernelInfo& ki = gemm_select_kernel();
+  RLHF_CHECK(Bp.kernel == &ki, ErrorCode::Internal, "gemm: matrix packed for another kernel");
+  const int64_t K = Bp.K, N = Bp.N;
+  sgemm_check_args(trans_a, false, M, N, K, lda, std::max<int64_t>(1, N), ldc);
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0f) {
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  const int mr = ki.mr, nr = ki.nr;
+  const int64_t KC = ki.kc, MC = ki.mc, panels = Bp.panels;
+  ThreadPool& pool = current_pool();
+  const int threads = pool.size();
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = std::min(KC, K - pc);
+    const float beta_eff = (pc == 0) ? beta : 1.0f;
+    const float* block = Bp.data.as<float>() + pc * panels * nr;
+    if (M < 4) {
+      // A few rows: the row kernel on each row, threads splitting the panels.
+      std::vector<float> arow(static_cast<size_t>(M * kc));
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t k = 0; k < kc; ++k) arow[i * kc + k] = trans_a ? A[(pc + k) * lda + i] : A[i * lda + pc + k];
+      parallel_for(panels, 2, [&](int64_t qb, int64_t qe, int) {
+        for (int64_t i = 0; i < M; ++i)
+          ki.row_kernel(kc, arow.data() + i * kc, block + qb * kc * nr, qe - qb, C + i * ldc + qb * nr, alpha, beta_eff,
+                        std::min(N, qe * nr) - qb * nr);
+      });
+      continue;
+    }
+    const int64_t m_tiles = (M + mr - 1) / mr;
+    const bool split_rows = m_tiles >= 2 * threads || m_tiles >= panels;
+    const int64_t items = split_rows ? m_tiles : panels;
+    const int parts = static_cast<int>(std::min<int64_t>(threads, items));
+    auto part = [&](int t) {
+      int64_t b, e;
+      split_range(items, parts, t, &b, &e);
+      if (b >= e) return;
+      const int64_t row_b = split_rows ? b * mr : 0, row_e = split_rows ? std::min(M, e * mr) : M;
+      const int64_t q_b = split_rows ? 0 : b, q_e = split_rows ? panels : e;
+      float* ap = thread_a_scratch(static_cast<size_t>(std::min(MC, (row_e - row_b + mr - 1) / mr * mr) * kc));
+      for (int64_t ic = row_b; ic < row_e; ic += MC) {
+        const int64_t mc = std::min(MC, row_e - ic);
+        pack_a(trans_a, A, lda, ic, pc, mc, kc, mr, ap);
+        for (int64_t q = q_b; q < q_e; ++q) {
+          const int nv = static_cast<int>(std::min<int64_t>(nr, N - q * nr));
+          for (int64_t ir = 0; ir < mc; ir += mr)
+            ki.kernel(kc, ap + ir * kc, block + q * kc * nr, C + (ic + ir) * ldc + q * nr, ldc, alpha, beta_eff,
+                      static_cast<int>(std::min<int64_t>(mr, mc - ir)), nv);
+        }
+      }
+    };
+    if (parts <= 1)
+      part(0);
+    else
+      pool.run([&](int t) {
+        if (t < parts) part(t);
+      });
+  }
+}
+
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                      int64_t ldc) {

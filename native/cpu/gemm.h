@@ -11,6 +11,8 @@
 #pragma once
 #include <cstdint>
 
+#include "../core/buffer.h"
+
 namespace rlhf {
 namespace cpu {
 
@@ -21,6 +23,20 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                      int64_t ldc);
+
+// op(B) packed once for repeated products (generation multiplies every weight matrix by a few
+// rows per step). sgemm_packed_b gives bit-identical results to sgemm on the unpacked matrix:
+// the same k blocking and per-element multiply-add chains. A packed matrix belongs to the kernel
+// (instruction set) it was packed for.
+struct PackedMatrix {
+  int64_t K = 0, N = 0, panels = 0;
+  const void* kernel = nullptr;  // the GemmKernelInfo it was packed for
+  Buffer data;                   // per k block (depth kc_p): panels × kc_p × NR floats
+};
+void sgemm_pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb, PackedMatrix* out);
+// C[M×N] = alpha·op(A)·op(B) + beta·C with op(B) pre-packed.
+void sgemm_packed_b(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const PackedMatrix& Bp,
+                    float beta, float* C, int64_t ldc);
 
 // Throws rlhf::Error(OutOfRange) naming the first bad size or stride.
 void sgemm_check_args(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda,

@@ -9,6 +9,8 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "../core/cpu_features.h"
 
 namespace rlhf {
@@ -92,6 +94,63 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void kernel_av
   merge_edge<kMr512, kNr512>(tmp, c, ldc, alpha, beta, mv, nv);
 }
 
+// Merges 16 accumulated columns into C like kernel_avx512 does (full vector: alpha·acc + beta·C;
+// a ragged end: merge_edge's scalar formula).
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) inline void store16_avx512(
+    float* dst, __m512 acc, int64_t valid, float alpha, float beta) {
+  if (valid >= 16) {
+    __m512 r = _mm512_mul_ps(_mm512_set1_ps(alpha), acc);
+    if (beta != 0.0f) r = _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(beta), _mm512_loadu_ps(dst)));
+    _mm512_storeu_ps(dst, r);
+  } else if (valid > 0) {
+    alignas(64) float tmp[16];
+    _mm512_store_ps(tmp, acc);
+    for (int64_t j = 0; j < valid; ++j) {
+      float v = alpha * tmp[j];
+      dst[j] = (beta == 0.0f) ? v : v + beta * dst[j];
+    }
+  }
+}
+
+// Row kernel, AVX-512: four panels (8 accumulators, independent chains) at a time, then one.
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void row_avx512(
+    int64_t kc, const float* __restrict a, const float* __restrict b, int64_t npanels, float* c, float alpha,
+    float beta, int64_t n_valid) {
+  const int64_t ps = kc * kNr512;  // panel stride
+  int64_t q = 0;
+  for (; q + 4 <= npanels; q += 4) {
+    const float* b0 = b + q * ps;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int64_t k = 0; k < kc; ++k) {
+      __m512 ak = _mm512_set1_ps(a[k]);
+      const float* bk = b0 + k * kNr512;
+      a0 = _mm512_fmadd_ps(ak, _mm512_load_ps(bk), a0);
+      a1 = _mm512_fmadd_ps(ak, _mm512_load_ps(bk + 16), a1);
+      a2 = _mm512_fmadd_ps(ak, _mm512_load_ps(bk + ps), a2);
+      a3 = _mm512_fmadd_ps(ak, _mm512_load_ps(bk + ps + 16), a3);
+      a4 = _mm512_fmadd_ps(ak, _mm512_load_ps(bk + 2 * ps), a4);
+      a5 = _mm512_fmadd_ps(ak, _mm512_load_ps(bk + 2 * ps + 16), a5);
+      a6 = _mm512_fmadd_ps(ak, _mm512_load_ps(bk + 3 * ps), a6);
+      a7 = _mm512_fmadd_ps(ak, _mm512_load_ps(bk + 3 * ps + 16), a7);
+    }
+    const int64_t j0 = q * kNr512;
+    __m512 accs[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    for (int h = 0; h < 8; ++h) store16_avx512(c + j0 + 16 * h, accs[h], n_valid - (j0 + 16 * h), alpha, beta);
+  }
+  for (; q < npanels; ++q) {
+    const float* b0 = b + q * ps;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (int64_t k = 0; k < kc; ++k) {
+      __m512 ak = _mm512_set1_ps(a[k]);
+      a0 = _mm512_fmadd_ps(ak, _mm512_load_ps(b0 + k * kNr512), a0);
+      a1 = _mm512_fmadd_ps(ak, _mm512_load_ps(b0 + k * kNr512 + 16), a1);
+    }
+    const int64_t j0 = q * kNr512;
+    store16_avx512(c + j0, a0, n_valid - j0, alpha, beta);
+    store16_avx512(c + j0 + 16, a1, n_valid - j0 - 16, alpha, beta);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // AVX2 + FMA: 6 × 16
 
@@ -121,6 +180,25 @@ __attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* __
   merge_edge<kMr256, kNr256>(tmp, c, ldc, alpha, beta, mv, nv);
 }
 
+// Row kernel, AVX2: one 16-column panel (2 accumulators) at a time, fused multiply-adds like kernel_avx2.
+__attribute__((target("avx2,fma"))) void row_avx2(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                                  int64_t npanels, float* c, float alpha, float beta, int64_t n_valid) {
+  for (int64_t q = 0; q < npanels; ++q) {
+    const float* bq = b + q * kc * kNr256;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int64_t k = 0; k < kc; ++k) {
+      __m256 ak = _mm256_broadcast_ss(a + k);
+      a0 = _mm256_fmadd_ps(ak, _mm256_load_ps(bq + k * kNr256), a0);
+      a1 = _mm256_fmadd_ps(ak, _mm256_load_ps(bq + k * kNr256 + 8), a1);
+    }
+    alignas(32) float tmp[kNr256];
+    _mm256_store_ps(tmp, a0);
+    _mm256_store_ps(tmp + 8, a1);
+    const int64_t j0 = q * kNr256;
+    merge_edge<1, kNr256>(tmp, c + j0, 0, alpha, beta, 1, static_cast<int>(std::min<int64_t>(kNr256, n_valid - j0)));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Portable: 4 × 16 plain loops (the compiler vectorises the j loop at the baseline ISA).
 
@@ -138,12 +216,24 @@ void kernel_scalar(int64_t kc, const float* __restrict a, const float* __restric
   merge_edge<kMrScalar, kNrScalar>(acc, c, ldc, alpha, beta, mv, nv);
 }
 
+void row_scalar(int64_t kc, const float* __restrict a, const float* __restrict b, int64_t npanels, float* c,
+                float alpha, float beta, int64_t n_valid) {
+  for (int64_t q = 0; q < npanels; ++q) {
+    float acc[kNrScalar] = {};
+    const float* bq = b + q * kc * kNrScalar;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int j = 0; j < kNrScalar; ++j) acc[j] += a[k] * bq[k * kNrScalar + j];
+    const int64_t j0 = q * kNrScalar;
+    merge_edge<1, kNrScalar>(acc, c + j0, 0, alpha, beta, 1, static_cast<int>(std::min<int64_t>(kNrScalar, n_valid - j0)));
+  }
+}
+
 // Blocking: the packed A block (mc·kc·4 bytes) and the current B micro-panel (kc·NR·4) live in L2;
 // nc·kc·4 bytes of packed B are shared by all threads from L3. A deep kc means fewer passes over C
 // (one for K <= kc); the AVX-512 values were swept on Zen 4 (1 MB L2): kc 192..1024, mc 56..336.
-const GemmKernelInfo kAvx512 = {kernel_avx512, kMr512, kNr512, 1024, 14 * 4, 3072, "avx512-14x32"};
-const GemmKernelInfo kAvx2 = {kernel_avx2, kMr256, kNr256, 256, 6 * 24, 2048, "avx2-6x16"};
-const GemmKernelInfo kScalar = {kernel_scalar, kMrScalar, kNrScalar, 256, 4 * 32, 1024, "scalar-4x16"};
+const GemmKernelInfo kAvx512 = {kernel_avx512, row_avx512, kMr512, kNr512, 1024, 14 * 4, 3072, "avx512-14x32"};
+const GemmKernelInfo kAvx2 = {kernel_avx2, row_avx2, kMr256, kNr256, 256, 6 * 24, 2048, "avx2-6x16"};
+const GemmKernelInfo kScalar = {kernel_scalar, row_scalar, kMrScalar, kNrScalar, 256, 4 * 32, 1024, "scalar-4x16"};
 
 }  // namespace
 

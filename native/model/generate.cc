@@ -67,6 +67,24 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   float* xlast = a.act + Nmax * c.ffn;  // (B, C) final-norm rows
   float* logits = xlast + B * C;        // (B, V)
 
+  // Every weight matrix is used at every decode step: pack each once for this call.
+  PackedWeights packed;
+  packed.layers.resize(c.layers);
+  for (int l = 0; l < c.layers; ++l) {
+    const LayerOffsets& o = layout_.layers[l];
+    PackedLayer& pl = packed.layers[l];
+    cpu::sgemm_pack_b(true, C, c.qkv_width(), w(o.wqkv), C, &pl.qkv);
+    cpu::sgemm_pack_b(true, int64_t(c.heads) * c.head_dim, C, w(o.wo), int64_t(c.heads) * c.head_dim, &pl.o);
+    cpu::sgemm_pack_b(true, C, 2 * int64_t(c.ffn), w(o.wgu), C, &pl.gu);
+    cpu::sgemm_pack_b(true, c.ffn, C, w(o.wdown), c.ffn, &pl.down);
+  }
+  cpu::sgemm_pack_b(true, C, V, w(layout_.lm_head), C, &packed.lm_head);
+  struct Unset {
+    const PackedWeights*& p;
+    ~Unset() { p = nullptr; }
+  } unset{packed_};
+  packed_ = &packed;
+
   GenerateResult res;
   res.tokens.resize(B);
   res.logprobs.resize(B);
@@ -94,7 +112,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     std::vector<float> rstd(A);
     for (int64_t i = 0; i < A; ++i) std::copy(x + (i * T + q_len[i] - 1) * C, x + (i * T + q_len[i]) * C, a.h + i * C);
     cpu::rmsnorm_forward(xlast, rstd.data(), a.h, w(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
-    cpu::sgemm(false, true, A, V, C, 1.0f, xlast, C, w(layout_.lm_head), C, 0.0f, logits, V);
+    cpu::sgemm_packed_b(false, A, 1.0f, xlast, C, packed.lm_head, 0.0f, logits, V);
   };
 
   // Samples row seq's next token from logits row i (step = tokens generated so far).

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../core/buffer.h"
+#include "../cpu/gemm.h"
 #include "config.h"
 #include "transformer.h"
 
@@ -24,6 +25,15 @@ struct LayerActs {
   float* gu;     // (N, 2F) gate, up
   float* h;      // (N, C) normalised input of the current sublayer (scratch)
   float* act;    // (N, F) silu(gate)·up (scratch)
+};
+
+// Weight matrices packed once for a generate() call (each is used at every decode step).
+struct PackedLayer {
+  cpu::PackedMatrix qkv, o, gu, down;
+};
+struct PackedWeights {
+  std::vector<PackedLayer> layers;
+  cpu::PackedMatrix lm_head;
 };
 
 // Scratch for one backward (N rows), carved from one allocation.

@@ -68,6 +68,14 @@ int64_t Transformer::activation_bytes() const {
   return static_cast<int64_t>(saved_.acts.bytes() + saved_.lm.bytes() + scratch_.bytes());
 }
 
+void Transformer::linear(const float* A, int64_t N, int64_t in, int64_t offset, int64_t out, float beta, float* C,
+                         const void* packed) {
+  if (packed)
+    cpu::sgemm_packed_b(false, N, 1.0f, A, in, *static_cast<const cpu::PackedMatrix*>(packed), beta, C, out);
+  else
+    cpu::sgemm(false, true, N, out, in, 1.0f, A, in, w(offset), in, beta, C, out);
+}
+
 // ---------------------------------------------------------------------------------------------
 // One layer, shared by training forward, inference forward and generation (identical arithmetic).
 
@@ -80,7 +88,8 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   const int64_t KVD = int64_t(c.kv_heads) * c.head_dim;
 
   cpu::rmsnorm_forward(a.h, a.rstd1, x_in, w(o.in_norm), N, static_cast<int>(C), c.rms_eps);
-  cpu::sgemm(false, true, N, QW, C, 1.0f, a.h, C, w(o.wqkv), C, 0.0f, a.qkv, QW);
+  const PackedLayer* pl = packed_ ? &packed_->layers[l] : nullptr;
+  linear(a.h, N, C, o.wqkv, QW, 0.0f, a.qkv, pl ? &pl->qkv : nullptr);
   if (o.bqkv >= 0) add_row_bias(a.qkv, w(o.bqkv), N, QW);
   cpu::rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_, false);
   cpu::rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_, false);
@@ -99,14 +108,14 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   cpu::attention_forward(at, a.attn, AD, a.lse);
 
   copy_rows(a.xmid, x_in, N * C);
-  cpu::sgemm(false, true, N, C, AD, 1.0f, a.attn, AD, w(o.wo), AD, 1.0f, a.xmid, C);
+  linear(a.attn, N, AD, o.wo, C, 1.0f, a.xmid, pl ? &pl->o : nullptr);
   if (o.bo >= 0) add_row_bias(a.xmid, w(o.bo), N, C);
 
   cpu::rmsnorm_forward(a.h, a.rstd2, a.xmid, w(o.post_norm), N, static_cast<int>(C), c.rms_eps);
-  cpu::sgemm(false, true, N, 2 * F, C, 1.0f, a.h, C, w(o.wgu), C, 0.0f, a.gu, 2 * F);
+  linear(a.h, N, C, o.wgu, 2 * F, 0.0f, a.gu, pl ? &pl->gu : nullptr);
   cpu::swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
   copy_rows(x_out, a.xmid, N * C);
-  cpu::sgemm(false, true, N, C, F, 1.0f, a.act, F, w(o.wdown), F, 1.0f, x_out, C);
+  linear(a.act, N, F, o.wdown, C, 1.0f, x_out, pl ? &pl->down : nullptr);
 }
 
 LayerActs Transformer::saved_layer(int l) {

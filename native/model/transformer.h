@@ -29,6 +29,7 @@ namespace model {
 struct LayerActs;  // internal.h
 struct KvCache;    // internal.h
 struct BackScratch;  // internal.h
+struct PackedWeights;  // internal.h
 
 struct ForwardInput {
   int64_t B = 0, T = 0;
@@ -105,6 +106,10 @@ class Transformer {
   void lm_head_backward(const float* dlogp, const float* dent, float* dxf);
   LayerActs saved_layer(int l);
   float* w(int64_t offset) { return params_.as<float>() + offset; }
+  // C (N×out) = A (N×in)·Wᵀ (+ beta·C) for a weight W (out×in) at `offset`, or its packed copy.
+  void linear(const float* A, int64_t N, int64_t in, int64_t offset, int64_t out, float beta, float* C,
+              const void* packed);
+  const PackedWeights* packed_ = nullptr;  // set while generate() runs
   float* g(int64_t offset) { return grads_.as<float>() + offset; }
 
   ModelConfig cfg_;

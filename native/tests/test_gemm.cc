@@ -137,4 +137,31 @@ TEST(gemm_rejects_bad_sizes) {
                ErrorCode::OutOfRange);  // transposed A needs lda >= M
 }
 
+TEST(gemm_prepacked_b_bit_identical_to_sgemm) {
+  // Generation multiplies pre-packed weights by 1..16 rows; its results must equal the training
+  // GEMM's bit for bit (the log-prob contract). K crosses a depth block; every SIMD path.
+  for (SimdLevel cap : {SimdLevel::Avx512, SimdLevel::Avx2, SimdLevel::Scalar}) {
+    if (simd_level() < cap && cap != SimdLevel::Scalar) continue;
+    set_simd_level_cap(cap);
+    std::mt19937 rng(12);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    const int64_t N = 389, K = 1100;
+    std::vector<float> W(N * K);
+    for (auto& x : W) x = u(rng);
+    cpu::PackedMatrix P;
+    cpu::sgemm_pack_b(true, K, N, W.data(), K, &P);  // op(B) = Wᵀ, as the model's projections
+    for (int64_t M : {1, 2, 3, 4, 15, 33}) {
+      std::vector<float> A(M * K), C1(M * N), C2(M * N);
+      for (auto& x : A) x = u(rng);
+      for (float beta : {0.0f, 1.0f}) {
+        for (size_t i = 0; i < C1.size(); ++i) C1[i] = C2[i] = u(rng);
+        cpu::sgemm(false, true, M, N, K, 1.0f, A.data(), K, W.data(), K, beta, C1.data(), N);
+        cpu::sgemm_packed_b(false, M, 1.0f, A.data(), K, P, beta, C2.data(), N);
+        CHECK(std::memcmp(C1.data(), C2.data(), C1.size() * 4) == 0);
+      }
+    }
+  }
+  set_simd_level_cap(SimdLevel::Avx512);
+}
+
 int main() { return rlhf_test::run_all_tests(); }

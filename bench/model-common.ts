@@ -1,0 +1,32 @@
+/**
+ * Model configurations and child-process plumbing shared by the model benchmarks. Each
+ * measurement of ours runs in its own child process so its peak RSS is its own (the PyTorch peer
+ * also runs one process per measurement).
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { tinyConfig } from '../lib/engine/config.js';
+
+export const MODELS = {
+  // issue 3: ~6M parameters
+  '6M': tinyConfig({ vocab: 4096, hidden: 256, layers: 6, heads: 8, kvHeads: 4, ffn: 688, maxPositions: 2048 }),
+  // ~50M parameters
+  '50M': tinyConfig({ vocab: 8192, hidden: 512, layers: 14, heads: 8, kvHeads: 4, ffn: 1376, maxPositions: 2048 }),
+} as const;
+export type ModelName = keyof typeof MODELS;
+
+/** Runs this bench file again as `--child <json>` and returns the JSON it prints. */
+export function runChild(moduleUrl: string, args: object): Record<string, number> {
+  const r = spawnSync(process.execPath, [fileURLToPath(moduleUrl), '--child', JSON.stringify(args)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`benchmark child failed: ${r.stderr || r.stdout}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+}
+
+export function childArgs(): Record<string, unknown> | undefined {
+  const i = process.argv.indexOf('--child');
+  return i >= 0 ? JSON.parse(process.argv[i + 1]) : undefined;
+}
+
+export function peakRssMB(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
