@@ -159,37 +159,47 @@ export class Model implements OptimizerTarget {
       throw new RlhfError(code, `Model.load: cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
     }
     const cfg = configFromHF(json, configPath, opts.architecture);
-    const tensors = await readCheckpointIndex(dir);
     const m = new Model(cfg);
     try {
-      const params = m.parameters();
-      const wanted = new Set(params.map((p) => p.name));
-      const unexpected = [...tensors.keys()].filter(
-        (n) => !wanted.has(n) && !IGNORABLE.test(n) && !(n === 'lm_head.weight' && (cfg.tieEmbeddings || !cfg.lmHead)),
-      );
-      if (unexpected.length)
-        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${dir} holds tensors a ${cfg.architecture} does not have: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ` (+${unexpected.length - 5} more)` : ''}`);
-      const missing: string[] = [];
-      for (const p of params) {
-        const entry = tensors.get(p.name);
-        if (!entry) {
-          missing.push(p.name);
-          continue;
-        }
-        const shape = entry.info.shape;
-        if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i]))
-          throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${entry.header.path}: tensor "${p.name}" has shape [${shape.join(', ')}], but config.json (${cfg.architecture}, hidden_size ${cfg.hidden}, vocab_size ${cfg.vocab}) needs [${p.shape.join(', ')}]`);
-        await m.#handle('load').writeParameter(p.name, await readTensorF32(entry.header, p.name));
-      }
-      const initialisable = missing.filter((n) => n === 'score.weight');
-      const fatal = missing.filter((n) => n !== 'score.weight');
-      if (fatal.length) throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${dir} lacks tensors: ${fatal.slice(0, 5).join(', ')}${fatal.length > 5 ? ` (+${fatal.length - 5} more)` : ''}`);
-      for (const name of initialisable) await m.setParameter(name, normalInit(params.find((p) => p.name === name)!.size, cfg.initializerRange, opts.seed ?? 0));
+      await m.loadWeights(dir, { seed: opts.seed });
     } catch (err) {
       m.dispose();
       throw err;
     }
     return m;
+  }
+
+  /**
+   * Reads every parameter from a checkpoint directory's safetensors into this model (shapes must
+   * match this model's config). A missing score head is initialised (CausalLM → critic); every
+   * other missing or unexpected tensor is an error naming it.
+   */
+  async loadWeights(dir: string, opts: { seed?: number } = {}): Promise<void> {
+    const cfg = this.config;
+    const tensors = await readCheckpointIndex(dir);
+    const params = this.parameters();
+    const wanted = new Set(params.map((p) => p.name));
+    const unexpected = [...tensors.keys()].filter(
+      (n) => !wanted.has(n) && !IGNORABLE.test(n) && !(n === 'lm_head.weight' && (cfg.tieEmbeddings || !cfg.lmHead)),
+    );
+    if (unexpected.length)
+      throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${dir} holds tensors a ${cfg.architecture} does not have: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ` (+${unexpected.length - 5} more)` : ''}`);
+    const missing: string[] = [];
+    for (const p of params) {
+      const entry = tensors.get(p.name);
+      if (!entry) {
+        missing.push(p.name);
+        continue;
+      }
+      const shape = entry.info.shape;
+      if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i]))
+        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${entry.header.path}: tensor "${p.name}" has shape [${shape.join(', ')}], but config.json (${cfg.architecture}, hidden_size ${cfg.hidden}, vocab_size ${cfg.vocab}) needs [${p.shape.join(', ')}]`);
+      await this.#handle('load').writeParameter(p.name, await readTensorF32(entry.header, p.name));
+    }
+    const fatal = missing.filter((n) => n !== 'score.weight');
+    if (fatal.length) throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${dir} lacks tensors: ${fatal.slice(0, 5).join(', ')}${fatal.length > 5 ? ` (+${fatal.length - 5} more)` : ''}`);
+    for (const name of missing.filter((n) => n === 'score.weight'))
+      await this.setParameter(name, normalInit(params.find((p) => p.name === name)!.size, cfg.initializerRange, opts.seed ?? 0));
   }
 
   get numParameters(): number {

@@ -109,7 +109,8 @@ t.test('loaders: file:line in errors, empty files, missing files', async (t) => 
   await t.rejects(loadPreferenceFile(bad), fmt(new RegExp(`^${bad}:2: invalid JSON: `)));
   const empty = join(root, 'empty.jsonl');
   await writeFile(empty, '\n\n');
-  for (const load of [loadSftFile, loadPreferenceFile, loadScoredFile, loadPromptFile])
+  const loaders: Array<(path: string) => Promise<unknown[]>> = [loadSftFile, loadPreferenceFile, loadScoredFile, loadPromptFile];
+  for (const load of loaders)
     await t.rejects(load(empty), fmt(`${empty}: no records (the file is empty or has only blank lines)`), load.name);
   await t.rejects(loadPromptFile(join(root, 'missing.jsonl')), { code: 'ERR_RLHF_IO', message: /^cannot read .*missing\.jsonl: ENOENT/ });
 });

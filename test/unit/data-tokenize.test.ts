@@ -2,7 +2,8 @@
 // <|assistant|> 261, <|end|> 262 = eos): prompt tokens untrained, completion + eos trained,
 // chat: only assistant spans; lossMask[0] is always 0; truncation keeps the start.
 import t from 'tap';
-import { ByteTokenizer } from '../../lib/tokenizer/index.js';
+import { ByteTokenizer, HfTokenizer } from '../../lib/tokenizer/index.js';
+import { glm4Files, qwen2Files } from '../fixtures/tokenizers/build.js';
 import { encodePrompt, tokenizePromptResponse, tokenizeSft, type SftRecord } from '../../lib/data/index.js';
 
 const tok = new ByteTokenizer();
@@ -73,10 +74,30 @@ t.test('tokenizePromptResponse: loss on the response (+ eos), promptLength', asy
   t.same([arr(intoPrompt.ids), arr(intoPrompt.lossMask), intoPrompt.promptLength], [[81, 117, 101], [0, 0, 0], 3], 'promptLength counts prompt tokens kept');
 });
 
+t.test('Hugging Face tokenizers: the trained tokens decode to the response and its end of turn', async (t) => {
+  const q = qwen2Files();
+  const g = glm4Files();
+  const toks = {
+    qwen2: new HfTokenizer({ tokenizer: q['tokenizer.json'], config: q['tokenizer_config.json'] }),
+    glm4: new HfTokenizer({ tokenizer: g['tokenizer.json'], config: g['tokenizer_config.json'], generationConfig: g['generation_config.json'] }),
+  };
+  const trained = (hf: HfTokenizer, e: { ids: Int32Array; lossMask: Uint8Array }) => hf.decode(arr(e.ids).filter((_, i) => e.lossMask[i]));
+  for (const [name, hf] of Object.entries(toks)) {
+    const eos = hf.decode([hf.eosId]);
+    const chat = tokenizeSft(hf, { kind: 'messages', messages: [{ role: 'user', content: 'Hi there' }, { role: 'assistant', content: 'Hello world' }] });
+    t.equal(trained(hf, chat).trim(), 'Hello world' + eos, `${name}: messages (the assistant span and its end-of-turn marker)`);
+    const pr = tokenizePromptResponse(hf, [{ role: 'user', content: 'Hi there' }], 'Hello world');
+    t.same(arr(pr.ids.subarray(0, pr.promptLength)), encodePrompt(hf, [{ role: 'user', content: 'Hi there' }]), `${name}: prompt first`);
+    t.equal(trained(hf, pr), 'Hello world' + eos, `${name}: prompt + response`);
+    const c = tokenizeSft(hf, { kind: 'completion', prompt: 'What is 2 + 2?', completion: ' 4' });
+    t.equal(trained(hf, c), ' 4' + eos, `${name}: completion`);
+  }
+});
+
 t.test('argument errors', async (t) => {
   const rec: SftRecord = { kind: 'completion', prompt: 'a', completion: 'b' };
   t.throws(() => tokenizeSft(tok, rec, { maxLength: 0 }), { name: 'RangeError', message: 'tokenizeSft: expected options.maxLength to be an integer >= 1, received 0' });
-  t.throws(() => tokenizeSft(tok, rec, { maxLen: 4 } as never), { name: 'TypeError', message: /unknown option options.maxLen \(did you mean options.maxLength\?\)/ });
+  t.throws(() => tokenizeSft(tok, rec, { maxLenght: 4 } as never), { name: 'TypeError', message: /unknown option options.maxLenght \(did you mean options.maxLength\?\)/ });
   t.throws(() => tokenizeSft(tok, { kind: 'text' } as never), { name: 'TypeError', message: /expected rec.kind to be "completion" or "messages"/ });
   t.throws(() => tokenizeSft({} as never, rec), { name: 'TypeError', message: 'tokenizeSft: expected tok to be a Tokenizer, received an object (Object)' });
   t.throws(() => tokenizePromptResponse(tok, 'p', 3 as never), { name: 'TypeError', message: 'tokenizePromptResponse: expected response to be a string, received 3' });

@@ -1,0 +1,26 @@
+/**
+ * Datasets for SFT, reward modelling, preference training and RL: TRL's JSONL record formats
+ * (formats.ts) read with file:line errors (jsonl.ts), tokenized with loss masks (tokenize.ts),
+ * batched or packed into the model's ForwardBatch arrays (batch.ts), shuffled reproducibly
+ * (shuffle.ts), and length-balanced for reward models (balance.ts).
+ */
+export { readJsonl, readJsonlFile, writeJsonl, type JsonlLine } from './jsonl.js';
+export {
+  parseSftRecord,
+  parsePreferenceRecord,
+  parseScoredRecord,
+  parsePromptRecord,
+  loadSftFile,
+  loadPreferenceFile,
+  loadScoredFile,
+  loadPromptFile,
+  type Prompt,
+  type SftRecord,
+  type PreferenceRecord,
+  type ScoredRecord,
+  type PromptRecord,
+} from './formats.js';
+export { tokenizeSft, encodePrompt, tokenizePromptResponse, type TokenizedExample } from './tokenize.js';
+export { padBatch, packExamples, PAD_SEGMENT, type TokenBatch, type PackStats } from './batch.js';
+export { permutation } from './shuffle.js';
+export { balanceByLength, formatBalanceReport, DEFAULT_BALANCE_EDGES, type BalanceReport } from './balance.js';

@@ -1,0 +1,43 @@
+/**
+ * Progress events every trainer emits (the CLI renders them as progress bars and metrics JSONL):
+ *   'step'       one optimizer step: metrics (loss, lr, gradNorm, tokensPerSecond, ...) and an ETA
+ *   'eval'       an evaluation: metrics
+ *   'checkpoint' a checkpoint was written (dir)
+ *   'log'        a line of text worth showing (data stats, skipped steps)
+ */
+import { EventEmitter } from 'node:events';
+
+export interface StepEvent {
+  stage: string;
+  step: number;
+  totalSteps: number;
+  epoch?: number;
+  etaSeconds: number;
+  metrics: Record<string, number>;
+}
+
+export interface TrainerEvents {
+  step: [StepEvent];
+  eval: [{ stage: string; step: number; metrics: Record<string, number> }];
+  checkpoint: [{ stage: string; step: number; dir: string }];
+  log: [{ stage: string; message: string }];
+}
+
+/** EventEmitter with the trainer event names and payload types. */
+export class TrainerEmitter extends EventEmitter<TrainerEvents> {}
+
+/** Seconds-remaining estimate from the mean of the recent step durations. */
+export class Eta {
+  #times: number[] = [];
+  #last = performance.now();
+  tick(): void {
+    const now = performance.now();
+    this.#times.push((now - this.#last) / 1000);
+    if (this.#times.length > 20) this.#times.shift();
+    this.#last = now;
+  }
+  remaining(stepsLeft: number): number {
+    if (!this.#times.length) return 0;
+    return (stepsLeft * this.#times.reduce((a, b) => a + b, 0)) / this.#times.length;
+  }
+}
