@@ -1,0 +1,170 @@
+/**
+ * Shared pieces of the loss references: argument reading with path-aware messages (the
+ * `fn: expected path to be X, received Y` convention of lib/validate.ts, with bare argument
+ * names: `dpoLoss: expected beta to be a finite number > 0, received 0`), numerically stable
+ * σ / log σ / logsumexp, and masked token aggregation.
+ *
+ * Every loss takes plain arrays (`ArrayLike<number>`: number[], Float32Array, Float64Array, or any
+ * other numeric typed array for masks), computes in float64 and returns Float64Arrays.
+ */
+import { checkInt, checkNumber, checkObject, checkOneOf, closest, rangeError, typeError, type NumberBounds } from '../validate.js';
+
+/** A numeric input array: number[], Float32Array, Float64Array, Int32Array, Uint8Array, ... */
+export type NumArray = ArrayLike<number>;
+
+/** How per-token losses are reduced to one number (see {@link aggregationWeights}). */
+export type Aggregation = 'token-mean' | 'seq-mean-token-mean';
+export const AGGREGATIONS: readonly Aggregation[] = ['token-mean', 'seq-mean-token-mean'];
+
+function isNumArray(v: unknown): v is NumArray {
+  if (Array.isArray(v)) return true;
+  return ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array);
+}
+
+/** Checks a numeric array with finite entries (and optional bounds per entry). */
+export function checkArray(fn: string, path: string, value: unknown, bounds?: NumberBounds, minLength = 0): NumArray {
+  if (!isNumArray(value)) throw typeError(fn, path, 'an array of numbers (number[] or a typed array)', value);
+  if (value.length < minLength) throw rangeError(fn, `${path}.length`, `>= ${minLength}`, value.length);
+  for (let i = 0; i < value.length; i++) {
+    const v = value[i];
+    if (typeof v !== 'number') throw typeError(fn, `${path}[${i}]`, 'a number', v);
+    if (!Number.isFinite(v)) throw rangeError(fn, `${path}[${i}]`, 'a finite number', v);
+    if (bounds) checkNumber(fn, `${path}[${i}]`, v, bounds);
+  }
+  return value;
+}
+
+/** Checks a 0/1 mask. */
+export function checkMask(fn: string, path: string, value: unknown): NumArray {
+  if (!isNumArray(value)) throw typeError(fn, path, 'an array of 0/1 values (number[] or a typed array)', value);
+  for (let i = 0; i < value.length; i++) {
+    const v = value[i];
+    if (v !== 0 && v !== 1) throw rangeError(fn, `${path}[${i}]`, '0 or 1', v);
+  }
+  return value;
+}
+
+/** `b.length === a.length`, else a RangeError naming both arguments. */
+export function sameLength(fn: string, pathA: string, a: NumArray, pathB: string, b: NumArray): void {
+  if (b.length !== a.length) throw rangeError(fn, `${pathB}.length`, `equal to ${pathA}.length (${a.length})`, b.length);
+}
+
+/** `a.length === n`, described by `what` (e.g. "batch * seqLen (12)"). */
+export function exactLength(fn: string, path: string, a: NumArray, n: number, what: string): void {
+  if (a.length !== n) throw rangeError(fn, `${path}.length`, what, a.length);
+}
+
+/**
+ * Reader for the single named-arguments object of a loss: `const a = args('dpoLoss', value,
+ * ['policyChosen', ...])` rejects unknown keys (suggesting the nearest known one), then
+ * `a.array('policyChosen')`, `a.number('beta', {gt: 0})`, ... validate with the bare key as path.
+ */
+export function args(fn: string, value: unknown, known: readonly string[]) {
+  const obj = checkObject(fn, 'arguments', value);
+  for (const key of Object.keys(obj)) {
+    if (known.includes(key)) continue;
+    const near = closest(key, known);
+    throw new TypeError(`${fn}: unknown argument ${key}${near ? ` (did you mean ${near}?)` : ''}`);
+  }
+  return {
+    has: (key: string) => obj[key] !== undefined,
+    array: (key: string, bounds?: NumberBounds, minLength = 0) => checkArray(fn, key, obj[key], bounds, minLength),
+    mask: (key: string) => checkMask(fn, key, obj[key]),
+    number(key: string, bounds: NumberBounds = {}, fallback?: number): number {
+      if (obj[key] === undefined && fallback !== undefined) return fallback;
+      return checkNumber(fn, key, obj[key], bounds);
+    },
+    int(key: string, bounds: NumberBounds = {}, fallback?: number): number {
+      if (obj[key] === undefined && fallback !== undefined) return fallback;
+      return checkInt(fn, key, obj[key], bounds);
+    },
+    oneOf<T extends string>(key: string, allowed: readonly T[], fallback?: T): T {
+      if (obj[key] === undefined && fallback !== undefined) return fallback;
+      return checkOneOf(fn, key, obj[key], allowed);
+    },
+  };
+}
+
+/** Checks `groupSize` (integer >= min) and that it divides `n` (the length of `path`). */
+export function checkGroups(fn: string, path: string, n: number, groupSize: unknown, min = 1): number {
+  const k = checkInt(fn, 'groupSize', groupSize, { min });
+  if (n % k !== 0) throw rangeError(fn, `${path}.length`, `a multiple of groupSize (${k})`, n);
+  return k;
+}
+
+// ---- numerics ------------------------------------------------------------------------------
+
+/** σ(x) = 1 / (1 + e^−x), without overflow. */
+export function sigmoid(x: number): number {
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
+}
+
+/** log σ(x) = −softplus(−x), stable for large |x|. */
+export function logSigmoid(x: number): number {
+  return x >= 0 ? -Math.log1p(Math.exp(-x)) : x - Math.log1p(Math.exp(x));
+}
+
+/** log Σ_i exp(x[off + i]) for i < n. */
+export function logSumExp(x: NumArray, off: number, n: number): number {
+  let m = -Infinity;
+  for (let i = 0; i < n; i++) m = Math.max(m, x[off + i]);
+  let s = 0;
+  for (let i = 0; i < n; i++) s += Math.exp(x[off + i] - m);
+  return m + Math.log(s);
+}
+
+/** The sum of a mask (number of valid tokens). */
+export function maskCount(mask: NumArray): number {
+  let n = 0;
+  for (let i = 0; i < mask.length; i++) n += mask[i];
+  return n;
+}
+
+/**
+ * Per-token weights w_t with loss = Σ_t w_t ℓ_t, so that dloss/dℓ_t = w_t:
+ * - `token-mean`: w_t = m_t / Σ m (every valid token of the batch weighs the same);
+ * - `seq-mean-token-mean`: the flat arrays are the concatenation of sequences of lengths
+ *   `seqLengths` (summing to the array length); w_t = m_t / (n_b · B') where n_b is the number of
+ *   valid tokens of t's sequence and B' the number of sequences with n_b > 0 (empty sequences are
+ *   left out of the mean rather than producing NaN).
+ * With no valid token at all every weight is 0 (loss 0, gradient 0).
+ */
+export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggregation, seqLengths: unknown): Float64Array {
+  const n = mask.length;
+  const w = new Float64Array(n);
+  if (aggregation === 'token-mean') {
+    const count = maskCount(mask);
+    if (count > 0) for (let i = 0; i < n; i++) w[i] = mask[i] / count;
+    return w;
+  }
+  if (seqLengths === undefined) throw typeError(fn, 'seqLengths', "an array of sequence lengths (required by aggregation 'seq-mean-token-mean')", seqLengths);
+  const lengths = checkArray(fn, 'seqLengths', seqLengths, { min: 0 });
+  let total = 0;
+  for (let b = 0; b < lengths.length; b++) {
+    if (!Number.isInteger(lengths[b])) throw typeError(fn, `seqLengths[${b}]`, 'an integer >= 0', lengths[b]);
+    total += lengths[b];
+  }
+  if (total !== n) throw rangeError(fn, 'seqLengths', `lengths summing to mask.length (${n})`, `lengths summing to ${total}`);
+  const counts: number[] = [];
+  let nonEmpty = 0;
+  for (let b = 0, off = 0; b < lengths.length; off += lengths[b], b++) {
+    let c = 0;
+    for (let i = off; i < off + lengths[b]; i++) c += mask[i];
+    counts.push(c);
+    if (c > 0) nonEmpty++;
+  }
+  for (let b = 0, off = 0; b < lengths.length; off += lengths[b], b++) {
+    if (counts[b] === 0) continue;
+    for (let i = off; i < off + lengths[b]; i++) w[i] = mask[i] / (counts[b] * nonEmpty);
+  }
+  return w;
+}
+
+/** Masked mean Σ m_t x_t / Σ m_t (0 when nothing is valid). */
+export function maskedMean(x: NumArray, mask: NumArray): number {
+  let s = 0, c = 0;
+  for (let i = 0; i < x.length; i++) if (mask[i]) (s += x[i]), (c += 1);
+  return c > 0 ? s / c : 0;
+}

@@ -1,0 +1,235 @@
+/**
+ * Supervised fine-tuning: next-token cross-entropy on the completion (or assistant) tokens.
+ *
+ *   data     JSONL {prompt, completion} or {messages} (chat template; loss on assistant tokens and
+ *            their end-of-turn marker only), padded per micro-batch or packed into full rows
+ *   step     gradAccum micro-batches; the loss is the mean over every target token of the step
+ *   lr       warmup + cosine (lib/train/schedule.ts); AdamW with clipping, NaN/Inf steps skipped
+ *   output   outputDir/metrics.jsonl, outputDir/checkpoint-<step>/ every saveEvery steps
+ *            (model, optimizer moments, data position), outputDir/model/ at the end
+ *   resume   resumeFrom: a checkpoint dir or 'latest' — continues bit-exactly (same thread count)
+ */
+import { join } from 'node:path';
+import { AdamW } from '../engine/adamw.js';
+import type { Model } from '../engine/model.js';
+import { RlhfError, ErrorCode } from '../errors.js';
+import { loadSftFile, packExamples, padBatch, permutation, tokenizeSft, type SftRecord, type TokenBatch, type TokenizedExample } from '../data/index.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+import { options } from '../validate.js';
+import { checkpointDir, findLatestCheckpoint, pruneCheckpoints, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { Eta, TrainerEmitter } from './events.js';
+import { MetricsLog } from './metrics.js';
+import { makeSchedule, type Schedule } from './schedule.js';
+
+export interface SFTOptions {
+  model: Model;
+  tokenizer: Tokenizer;
+  /** JSONL path or parsed records */
+  train: string | SftRecord[];
+  eval?: string | SftRecord[];
+  outputDir?: string;
+  /** longest sequence (tokens); longer examples are truncated (default 512) */
+  seqLen?: number;
+  /** rows per micro-batch (default 8) */
+  batchSize?: number;
+  gradAccum?: number;
+  epochs?: number;
+  /** stop after this many optimizer steps (default: epochs worth) */
+  maxSteps?: number;
+  lr?: number;
+  warmupSteps?: number;
+  minLrRatio?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  packing?: boolean;
+  seed?: number;
+  saveEvery?: number;
+  keepCheckpoints?: number;
+  evalEvery?: number;
+  resumeFrom?: string;
+}
+
+const KEYS = ['model', 'tokenizer', 'train', 'eval', 'outputDir', 'seqLen', 'batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'packing', 'seed', 'saveEvery', 'keepCheckpoints', 'evalEvery', 'resumeFrom'] as const;
+
+export interface SFTResult {
+  steps: number;
+  trainLoss: number;
+  evalLoss?: number;
+  skippedSteps: number;
+  seconds: number;
+  /** true when requestStop() ended the run early */
+  stopped?: boolean;
+}
+
+/** Micro-batches of one epoch, in a seeded order (padding) or packed rows (packing). */
+function epochBatches(examples: TokenizedExample[], epoch: number, o: { seed: number; batchSize: number; seqLen: number; padId: number; packing: boolean }): TokenBatch[] {
+  const order = Array.from(permutation(examples.length, o.seed, epoch), (i) => examples[i]);
+  if (o.packing) return packExamples(order, { seqLen: o.seqLen, padId: o.padId, rowsPerBatch: o.batchSize }).batches;
+  const out: TokenBatch[] = [];
+  for (let i = 0; i < order.length; i += o.batchSize) out.push(padBatch(order.slice(i, i + o.batchSize), { padId: o.padId }));
+  return out;
+}
+
+export class SFTTrainer extends TrainerEmitter {
+  readonly model: Model;
+  readonly tokenizer: Tokenizer;
+  readonly optimizer: AdamW;
+  #stopRequested = false;
+  #o: Required<Omit<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>> & Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
+
+  constructor(opts: SFTOptions) {
+    super();
+    const fn = 'SFTTrainer';
+    const o = options(fn, 'options', opts);
+    o.known(KEYS);
+    if (!opts.model || !opts.tokenizer) throw new TypeError(`${fn}: options.model and options.tokenizer are required`);
+    this.model = opts.model;
+    this.tokenizer = opts.tokenizer;
+    this.#o = {
+      ...opts,
+      seqLen: o.int('seqLen', { min: 2 }, 512),
+      batchSize: o.int('batchSize', { min: 1 }, 8),
+      gradAccum: o.int('gradAccum', { min: 1 }, 1),
+      epochs: o.int('epochs', { min: 1 }, 1),
+      lr: o.number('lr', { min: 0 }, 1e-4),
+      warmupSteps: o.int('warmupSteps', { min: 0 }, 0),
+      minLrRatio: o.number('minLrRatio', { min: 0, max: 1 }, 0.1),
+      weightDecay: o.number('weightDecay', { min: 0 }, 0),
+      maxGradNorm: o.number('maxGradNorm', { min: 0 }, 1),
+      packing: o.bool('packing', false),
+      seed: o.int('seed', { min: 0 }, 0),
+      keepCheckpoints: o.int('keepCheckpoints', { min: 1 }, 2),
+      maxSteps: o.has('maxSteps') ? o.int('maxSteps', { min: 1 }) : undefined,
+      saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
+      evalEvery: o.has('evalEvery') ? o.int('evalEvery', { min: 1 }) : undefined,
+      outputDir: o.has('outputDir') ? o.string('outputDir') : undefined,
+      resumeFrom: o.has('resumeFrom') ? o.string('resumeFrom') : undefined,
+    };
+    if (this.#o.resumeFrom && !this.#o.outputDir) throw new TypeError(`${fn}: options.resumeFrom needs options.outputDir`);
+    this.optimizer = new AdamW(this.model, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm });
+  }
+
+  async #examples(source: string | SftRecord[]): Promise<TokenizedExample[]> {
+    const records = typeof source === 'string' ? await loadSftFile(source) : source;
+    let truncated = 0;
+    const out = records.map((r) => {
+      const e = tokenizeSft(this.tokenizer, r, { maxLength: this.#o.seqLen });
+      if (e.truncated) truncated++;
+      return e;
+    });
+    if (truncated) this.emit('log', { stage: 'sft', message: `${truncated} of ${records.length} examples truncated to ${this.#o.seqLen} tokens` });
+    if (out.every((e) => !e.lossMask.some((x) => x))) throw new RlhfError(ErrorCode.FORMAT, 'SFTTrainer: no example has a token to train on');
+    return out;
+  }
+
+  /** Ends train() after the current step, writing a checkpoint first (e.g. on Ctrl-C). */
+  requestStop(): void {
+    this.#stopRequested = true;
+  }
+
+  /** Mean next-token NLL over the eval set's target tokens (no gradients). */
+  async evaluate(examples?: TokenizedExample[]): Promise<{ loss: number; tokens: number }> {
+    const ex = examples ?? (this.#o.eval ? await this.#examples(this.#o.eval) : undefined);
+    if (!ex) throw new TypeError('SFTTrainer.evaluate: no eval data (options.eval)');
+    let nll = 0, tokens = 0;
+    for (let i = 0; i < ex.length; i += this.#o.batchSize) {
+      const b = padBatch(ex.slice(i, i + this.#o.batchSize), { padId: this.tokenizer.padId });
+      const f = await this.model.forward({ tokens: b.tokens, targets: b.targets, batch: b.batch, seqLen: b.seqLen, lengths: b.lengths, saveForBackward: false });
+      for (let j = 0; j < f.logprobs.length; j++) if (b.targets[j] >= 0) nll -= f.logprobs[j];
+      tokens += b.numTargets;
+    }
+    return { loss: tokens ? nll / tokens : NaN, tokens };
+  }
+
+  async train(): Promise<SFTResult> {
+    const o = this.#o;
+    const t0 = performance.now();
+    const train = await this.#examples(o.train);
+    const evalSet = o.eval ? await this.#examples(o.eval) : undefined;
+    const batchOpts = { seed: o.seed, batchSize: o.batchSize, seqLen: o.seqLen, padId: this.tokenizer.padId, packing: o.packing };
+    const perEpoch = epochBatches(train, 0, batchOpts).length;
+    const stepsPerEpoch = Math.ceil(perEpoch / o.gradAccum);
+    const totalSteps = o.maxSteps ?? stepsPerEpoch * o.epochs;
+    const schedule: Schedule = makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio });
+
+    let step = 0, micro = 0, skipped = 0;
+    if (o.resumeFrom) {
+      const dir = o.resumeFrom === 'latest' ? await findLatestCheckpoint(o.outputDir!) : o.resumeFrom;
+      if (!dir) throw new RlhfError(ErrorCode.IO, `SFTTrainer: no checkpoint to resume from in ${o.outputDir}`);
+      const state = await restoreCheckpoint(dir, { model: { model: this.model, optimizer: this.optimizer } });
+      if (state.stage !== 'sft') throw new RlhfError(ErrorCode.FORMAT, `SFTTrainer: ${dir} is a "${state.stage}" checkpoint, not "sft"`);
+      step = state.step;
+      micro = state.microBatch as number;
+      skipped = (state.skippedSteps as number) ?? 0;
+      this.emit('log', { stage: 'sft', message: `resumed from ${dir} at step ${step}` });
+    }
+    const metrics = o.outputDir ? new MetricsLog(join(o.outputDir, 'metrics.jsonl'), { resumeFromStep: o.resumeFrom ? step : undefined }) : undefined;
+    const save = async () => {
+      if (!o.outputDir) return;
+      const dir = checkpointDir(o.outputDir, step);
+      await saveCheckpoint(dir, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { stage: 'sft', step, microBatch: micro, skippedSteps: skipped, seed: o.seed });
+      await pruneCheckpoints(o.outputDir, o.keepCheckpoints);
+      this.emit('checkpoint', { stage: 'sft', step, dir });
+    };
+
+    let epochCache = { epoch: -1, batches: [] as TokenBatch[] };
+    const batchAt = (index: number): TokenBatch => {
+      const epoch = Math.floor(index / perEpoch);
+      if (epochCache.epoch !== epoch) epochCache = { epoch, batches: epochBatches(train, epoch, batchOpts) };
+      return epochCache.batches[index % perEpoch];
+    };
+    const eta = new Eta();
+    let lastLoss = NaN, evalLoss: number | undefined;
+    await this.model.zeroGrad();
+    while (step < totalSteps) {
+      const tStep = performance.now();
+      const batches = Array.from({ length: o.gradAccum }, (_, i) => batchAt(micro + i));
+      const targets = batches.reduce((s, b) => s + b.numTargets, 0);
+      let nll = 0, tokens = 0;
+      for (const b of batches) {
+        const f = await this.model.forward({ tokens: b.tokens, targets: b.targets, batch: b.batch, seqLen: b.seqLen, lengths: b.lengths, positions: b.positions, segments: b.segments });
+        const d = new Float32Array(f.logprobs.length);
+        for (let j = 0; j < d.length; j++)
+          if (b.targets[j] >= 0) {
+            nll -= f.logprobs[j];
+            d[j] = -1 / targets;
+          }
+        tokens += b.lengths.reduce((s, x) => s + x, 0);
+        await this.model.backward({ dLogprobs: d });
+      }
+      micro += o.gradAccum;
+      this.optimizer.lr = schedule(step);
+      const r = await this.optimizer.step();
+      await this.model.zeroGrad();
+      if (r.skipped || !Number.isFinite(nll)) skipped++;
+      step++;
+      lastLoss = nll / targets;
+      eta.tick();
+      const seconds = (performance.now() - tStep) / 1000;
+      const m = { loss: lastLoss, lr: this.optimizer.lr, gradNorm: r.gradNorm, tokensPerSecond: tokens / seconds, targetTokens: targets, skippedSteps: skipped };
+      this.emit('step', { stage: 'sft', step, totalSteps, epoch: micro / perEpoch, etaSeconds: eta.remaining(totalSteps - step), metrics: m });
+      await metrics?.write({ stage: 'sft', step, ...m });
+      if (evalSet && o.evalEvery && step % o.evalEvery === 0) {
+        evalLoss = (await this.evaluate(evalSet)).loss;
+        this.emit('eval', { stage: 'sft', step, metrics: { evalLoss } });
+        await metrics?.write({ stage: 'sft', step, evalLoss });
+      }
+      if (o.saveEvery && step % o.saveEvery === 0) await save();
+      if (this.#stopRequested) {
+        if (!o.saveEvery || step % o.saveEvery !== 0) await save();
+        this.emit('log', { stage: 'sft', message: `stopped at step ${step} of ${totalSteps}` });
+        return { steps: step, trainLoss: lastLoss, evalLoss, skippedSteps: skipped, seconds: (performance.now() - t0) / 1000, stopped: true };
+      }
+    }
+    if (evalSet && (!o.evalEvery || step % o.evalEvery !== 0)) {
+      evalLoss = (await this.evaluate(evalSet)).loss;
+      this.emit('eval', { stage: 'sft', step, metrics: { evalLoss } });
+      await metrics?.write({ stage: 'sft', step, evalLoss });
+    }
+    if (o.outputDir) {
+      if (!o.saveEvery || step % o.saveEvery !== 0) await save();
+      await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
+    }
+    return { steps: step, trainLoss: lastLoss, evalLoss, skippedSteps: skipped, seconds: (performance.now() - t0) / 1000 };
+  }
+}
