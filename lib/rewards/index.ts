@@ -1,0 +1,2 @@
+export * from './types.js';
+export { RewardModel } from './reward-model.js';

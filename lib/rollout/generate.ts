@@ -1,0 +1,76 @@
+/**
+ * Rollouts: n samples per prompt from a policy, with the log-prob of every sampled token (the
+ * policy at sampling time, π_old — bit-identical to what forward recomputes), the decoded text and
+ * the finish reason. Samples of prompt p are rows p·n … p·n + n − 1 (group-contiguous, as the group
+ * advantages expect). Row r samples from Philox stream streamBase + r of `seed`, so a rollout is a
+ * function of (weights, prompts, seed, streamBase) alone — what makes resumed runs identical.
+ */
+import type { Model } from '../engine/model.js';
+import { encodePrompt, type Prompt, type PromptRecord } from '../data/index.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+
+export interface SamplingOptions {
+  maxNewTokens: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+}
+
+export interface RolloutSample {
+  promptIndex: number;
+  promptIds: Int32Array;
+  responseIds: Int32Array;
+  /** log π_old(token) per response token */
+  logprobs: Float32Array;
+  text: string;
+  finishReason: 'stop' | 'length';
+}
+
+export interface Rollout {
+  prompts: PromptRecord[];
+  samplesPerPrompt: number;
+  samples: RolloutSample[];
+}
+
+export async function generateRollout(opts: {
+  policy: Model;
+  tokenizer: Tokenizer;
+  prompts: PromptRecord[];
+  samplesPerPrompt: number;
+  sampling: SamplingOptions;
+  seed: number;
+  streamBase?: number;
+  /** rows per generate() call (default: all) */
+  batchSize?: number;
+}): Promise<Rollout> {
+  const { policy, tokenizer, prompts, samplesPerPrompt: n } = opts;
+  const promptIds = prompts.map((p) => Int32Array.from(encodePrompt(tokenizer, p.prompt as Prompt)));
+  const rows = prompts.flatMap((_, p) => Array.from({ length: n }, () => p));
+  const batch = opts.batchSize ?? rows.length;
+  const samples: RolloutSample[] = [];
+  for (let r0 = 0; r0 < rows.length; r0 += batch) {
+    const chunk = rows.slice(r0, r0 + batch);
+    const out = await policy.generate({
+      prompts: chunk.map((p) => promptIds[p]),
+      maxNewTokens: opts.sampling.maxNewTokens,
+      temperature: opts.sampling.temperature ?? 1,
+      topP: opts.sampling.topP ?? 1,
+      topK: opts.sampling.topK ?? 0,
+      seed: opts.seed,
+      streamOffset: (opts.streamBase ?? 0) + r0,
+      stopTokens: tokenizer.stopIds,
+    });
+    out.forEach((g, i) => {
+      const stop = g.finishReason === 'stop';
+      samples.push({
+        promptIndex: chunk[i],
+        promptIds: promptIds[chunk[i]],
+        responseIds: g.tokens,
+        logprobs: g.logprobs,
+        text: tokenizer.decode(stop ? g.tokens.subarray(0, g.tokens.length - 1) : g.tokens, { skipSpecialTokens: true }),
+        finishReason: g.finishReason,
+      });
+    });
+  }
+  return { prompts, samplesPerPrompt: n, samples };
+}

@@ -1,0 +1,2 @@
+export * from './sequences.js';
+export * from './generate.js';
