@@ -25,11 +25,13 @@ function isNumArray(v: unknown): v is NumArray {
 export function checkArray(fn: string, path: string, value: unknown, bounds?: NumberBounds, minLength = 0): NumArray {
   if (!isNumArray(value)) throw typeError(fn, path, 'an array of numbers (number[] or a typed array)', value);
   if (value.length < minLength) throw rangeError(fn, `${path}.length`, `>= ${minLength}`, value.length);
+  const { min = -Infinity, max = Infinity, gt = -Infinity, lt = Infinity } = bounds ?? {};
   for (let i = 0; i < value.length; i++) {
     const v = value[i];
     if (typeof v !== 'number') throw typeError(fn, `${path}[${i}]`, 'a number', v);
     if (!Number.isFinite(v)) throw rangeError(fn, `${path}[${i}]`, 'a finite number', v);
-    if (bounds) checkNumber(fn, `${path}[${i}]`, v, bounds);
+    // the message (with the bounds spelled out) is only built on failure
+    if (bounds && !(v >= min && v <= max && (v > gt || gt === -Infinity) && (v < lt || lt === Infinity))) checkNumber(fn, `${path}[${i}]`, v, bounds);
   }
   return value;
 }
@@ -167,4 +169,63 @@ export function maskedMean(x: NumArray, mask: NumArray): number {
   let s = 0, c = 0;
   for (let i = 0; i < x.length; i++) if (mask[i]) (s += x[i]), (c += 1);
   return c > 0 ? s / c : 0;
+}
+
+// ---- pieces shared by the preference losses ------------------------------------------------
+
+type ArgsReader = ReturnType<typeof args>;
+
+/**
+ * Reads `policyChosen, policyRejected, refChosen, refRejected` (sequence log-probs, equal lengths,
+ * at least one pair) and returns the log-ratios h_w = policyChosen − refChosen and
+ * h_l = policyRejected − refRejected.
+ */
+export function readPairs(fn: string, a: ArgsReader): { hW: Float64Array; hL: Float64Array } {
+  const pc = a.array('policyChosen', undefined, 1);
+  const pr = a.array('policyRejected');
+  const rc = a.array('refChosen');
+  const rr = a.array('refRejected');
+  sameLength(fn, 'policyChosen', pc, 'policyRejected', pr);
+  sameLength(fn, 'policyChosen', pc, 'refChosen', rc);
+  sameLength(fn, 'policyChosen', pc, 'refRejected', rr);
+  const n = pc.length;
+  const hW = new Float64Array(n), hL = new Float64Array(n);
+  for (let i = 0; i < n; i++) (hW[i] = pc[i] - rc[i]), (hL[i] = pr[i] - rr[i]);
+  return { hW, hL };
+}
+
+/** Implicit-reward diagnostics of a pairwise loss: β·h_w, β·h_l, accuracy and mean margin. */
+export function pairDiagnostics(beta: number, hW: Float64Array, hL: Float64Array) {
+  const n = hW.length;
+  const rewardsChosen = new Float64Array(n), rewardsRejected = new Float64Array(n);
+  let correct = 0, margin = 0;
+  for (let i = 0; i < n; i++) {
+    rewardsChosen[i] = beta * hW[i];
+    rewardsRejected[i] = beta * hL[i];
+    if (rewardsChosen[i] > rewardsRejected[i]) correct++;
+    margin += (rewardsChosen[i] - rewardsRejected[i]) / n;
+  }
+  return { rewardsChosen, rewardsRejected, accuracy: correct / n, margin };
+}
+
+/** Reads `policy, ref` (sequence log-probs of K-sample groups) and `groupSize`; returns h = policy − ref. */
+export function readGroups(fn: string, a: ArgsReader, groupSize: unknown): { h: Float64Array; k: number } {
+  const policy = a.array('policy', undefined, 1);
+  const ref = a.array('ref');
+  sameLength(fn, 'policy', policy, 'ref', ref);
+  const k = checkGroups(fn, 'policy', policy.length, groupSize, 2);
+  const h = new Float64Array(policy.length);
+  for (let i = 0; i < h.length; i++) h[i] = policy[i] - ref[i];
+  return { h, k };
+}
+
+/** Per-group log-softmax of `scale · x` over consecutive groups of size k. */
+export function groupLogSoftmax(x: NumArray, k: number, scale: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let off = 0; off < x.length; off += k) {
+    for (let i = 0; i < k; i++) out[off + i] = scale * x[off + i];
+    const lse = logSumExp(out, off, k);
+    for (let i = 0; i < k; i++) out[off + i] -= lse;
+  }
+  return out;
 }
