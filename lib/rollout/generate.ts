@@ -32,6 +32,15 @@ export interface Rollout {
   samples: RolloutSample[];
 }
 
+/**
+ * Decodes a response, dropping ids the tokenizer does not know: a model's vocabulary is often
+ * padded beyond its tokenizer's (Qwen2: 151936 vs 151665), and a sampled padding id has no text.
+ */
+export function decodeResponse(tokenizer: Tokenizer, ids: Int32Array): string {
+  const known = ids.filter((id) => id < tokenizer.vocabSize);
+  return tokenizer.decode(known, { skipSpecialTokens: true });
+}
+
 export async function generateRollout(opts: {
   policy: Model;
   tokenizer: Tokenizer;
@@ -67,7 +76,7 @@ export async function generateRollout(opts: {
         promptIds: promptIds[chunk[i]],
         responseIds: g.tokens,
         logprobs: g.logprobs,
-        text: tokenizer.decode(stop ? g.tokens.subarray(0, g.tokens.length - 1) : g.tokens, { skipSpecialTokens: true }),
+        text: decodeResponse(tokenizer, stop ? g.tokens.subarray(0, g.tokens.length - 1) : g.tokens),
         finishReason: g.finishReason,
       });
     });

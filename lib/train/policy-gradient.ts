@@ -1,0 +1,433 @@
+/**
+ * The policy-gradient loop shared by PPOTrainer and GroupTrainer. One iteration:
+ *
+ *   prompts   the next promptsPerIteration prompts (seeded order, epochs wrap around)
+ *   generate  samplesPerPrompt responses each, with log π_old of every token (lib/rollout)
+ *   score     the reward source; PPO's baseline: R = r(x,y) − r(x,y_ref) with y_ref sampled once
+ *             per prompt from the reference policy and cached (ChatGLM-RLHF, spec 2.4), or
+ *             running normalisation, or none
+ *   advantage 'gae': token rewards r_t = −β·kl_t + 1[t = last]·R, GAE over critic values (spec 1.3)
+ *             'grpo' | 'rloo' | 'reinforce++': one advantage per response from the group's scores
+ *   update    epochs × minibatches: clipped surrogate (+ entropy bonus, + KL in the loss, + λ·NTP on
+ *             SFT data), one AdamW step per minibatch; the critic's clipped value loss likewise
+ *
+ * Every update is guarded: a non-finite loss or gradient skips the step (counted), so non-finite
+ * weights are never produced or saved. Checkpoints hold policy, critic, the frozen reference and
+ * the trainer state (iteration, KL coefficient, cached reference scores, kept prompts), so a
+ * resumed run continues exactly.
+ */
+import { AdamW } from '../engine/adamw.js';
+import type { Model } from '../engine/model.js';
+import { RlhfError, ErrorCode } from '../errors.js';
+import { loadPromptFile, loadSftFile, padBatch, permutation, tokenizeSft, type PromptRecord, type SftRecord, type TokenizedExample } from '../data/index.js';
+import { entropyBonus, gae, grpoAdvantages, klLoss, klPerToken, ntpLoss, ppoPolicyLoss, ppoValueLoss, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type KlEstimator } from '../losses/index.js';
+import { checkScores, type RewardSource } from '../rewards/types.js';
+import { generateRollout, type Rollout, type SamplingOptions } from '../rollout/generate.js';
+import { responseSlice, scatterResponses, sequenceBatch, type SequenceBatch } from '../rollout/sequences.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+import type { CheckpointPart } from './checkpoint.js';
+import { TrainerEmitter } from './events.js';
+import { TrainingRun, allFinite, type RunOptions } from './run.js';
+
+export type AdvantageEstimator = 'gae' | 'grpo' | 'rloo' | 'reinforce++';
+
+export interface KlOptions {
+  /** β (initial value when adaptive) */
+  coef: number;
+  estimator: KlEstimator;
+  /** 'reward': −β·kl_t in the token rewards (PPO); 'loss': β·KL(π‖ref) added to the loss (GRPO) */
+  mode: 'reward' | 'loss';
+  /** adaptive controller (Ziegler et al. 2019): target KL per response and horizon in samples */
+  target?: number;
+  horizon?: number;
+}
+
+/** Resolved options of the loop (the public trainers fill defaults and validate). */
+export interface PolicyGradientConfig extends RunOptions {
+  stage: 'ppo' | 'group';
+  policy: Model;
+  tokenizer: Tokenizer;
+  reward: RewardSource;
+  prompts: string | PromptRecord[];
+  reference?: Model;
+  critic?: Model;
+  advantage: AdvantageEstimator;
+  iterations: number;
+  promptsPerIteration: number;
+  samplesPerPrompt: number;
+  sampling: SamplingOptions;
+  epochs: number;
+  miniBatchSize: number;
+  lr: number;
+  criticLr: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  clipEps: number;
+  clipEpsHigh?: number;
+  dualClip?: number;
+  valueClipEps: number;
+  gamma: number;
+  lambda: number;
+  entropyCoef: number;
+  kl: KlOptions;
+  whitenAdvantages: boolean;
+  baseline: 'reference' | 'normalize' | 'none';
+  rewardClip?: number;
+  criticWarmupIterations: number;
+  ptx?: { data: string | SftRecord[]; coef: number; batchSize: number; seqLen: number };
+  promptFilter?: { samples: number; quantile: number };
+  seed: number;
+  saveEvery?: number;
+}
+
+export interface PolicyGradientResult {
+  iterations: number;
+  /** mean raw reward of each iteration's samples */
+  rewardHistory: number[];
+  skippedSteps: number;
+  seconds: number;
+  stopped?: boolean;
+}
+
+interface IterationData {
+  rollout: Rollout;
+  sb: SequenceBatch;
+  scores: number[];
+  shaped: number[];
+  oldLogp: Float32Array;
+  refLogp?: Float32Array;
+  oldValues?: Float32Array;
+  advantages: Float32Array;
+  returns?: Float32Array;
+  klPerResponse: number[];
+}
+
+const STREAM_REFERENCE = 2 ** 40; // Philox streams for y_ref samples, apart from rollout streams
+
+export class PolicyGradientLoop extends TrainerEmitter {
+  readonly policy: Model;
+  readonly optimizer: AdamW;
+  readonly criticOptimizer?: AdamW;
+  protected c: PolicyGradientConfig;
+  #reference?: Model;
+  #ownsReference = false;
+  #stop = false;
+  #klCoef: number;
+  #refScores = new Map<number, number>();
+  #norm = { count: 0, mean: 0, m2: 0 };
+
+  constructor(c: PolicyGradientConfig) {
+    super();
+    this.c = c;
+    this.policy = c.policy;
+    this.optimizer = new AdamW(c.policy, { lr: c.lr, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm });
+    if (c.critic) this.criticOptimizer = new AdamW(c.critic, { lr: c.criticLr, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm });
+    this.#klCoef = c.kl.coef;
+  }
+
+  /** Ends train() after the current iteration, writing a checkpoint first. */
+  requestStop(): void {
+    this.#stop = true;
+  }
+
+  /** The current KL coefficient (changes when the adaptive controller is on). */
+  get klCoef(): number {
+    return this.#klCoef;
+  }
+
+  get #needsReference(): boolean {
+    return this.c.kl.coef > 0 || this.c.baseline === 'reference';
+  }
+
+  async train(): Promise<PolicyGradientResult> {
+    const c = this.c;
+    const t0 = performance.now();
+    const prompts = typeof c.prompts === 'string' ? await loadPromptFile(c.prompts) : c.prompts;
+    if (!prompts.length) throw new RlhfError(ErrorCode.FORMAT, `${c.stage}: no prompts`);
+    if (this.#needsReference && !this.#reference) {
+      this.#reference = c.reference ?? (await c.policy.clone());
+      this.#ownsReference = !c.reference;
+    }
+    const ptx = c.ptx ? await this.#ptxExamples(c.ptx) : undefined;
+    const run = new TrainingRun(c.stage, this, c.iterations, c);
+    this.#run = run;
+    const parts = (): Record<string, CheckpointPart> => ({
+      policy: { model: c.policy, optimizer: this.optimizer, tokenizer: c.tokenizer },
+      ...(c.critic ? { critic: { model: c.critic, optimizer: this.criticOptimizer } } : {}),
+      ...(this.#reference ? { reference: { model: this.#reference } } : {}),
+    });
+    const resumed = await run.resume(
+      Object.fromEntries(Object.entries(parts()).map(([k, p]) => [k, { model: p.model, optimizer: p.optimizer }])),
+    );
+    let iteration = 0;
+    let kept: number[] | undefined;
+    const rewardHistory: number[] = [];
+    if (resumed) {
+      iteration = resumed.step;
+      this.#klCoef = resumed.klCoef as number;
+      this.#refScores = new Map(Object.entries(resumed.refScores as Record<string, number>).map(([k, v]) => [Number(k), v]));
+      this.#norm = resumed.norm as { count: number; mean: number; m2: number };
+      kept = resumed.keptPrompts as number[] | undefined;
+      rewardHistory.push(...(resumed.rewardHistory as number[]));
+    } else if (c.promptFilter) {
+      kept = await this.#filterPrompts(prompts, c.promptFilter, run);
+    }
+    const pool = kept ?? prompts.map((_, i) => i);
+    const state = () => ({ klCoef: this.#klCoef, refScores: Object.fromEntries(this.#refScores), norm: this.#norm, keptPrompts: kept, rewardHistory, seed: c.seed });
+
+    while (iteration < c.iterations) {
+      const time: Record<string, number> = {};
+      const timed = async <T>(phase: string, f: () => Promise<T>): Promise<T> => {
+        const s = performance.now();
+        try {
+          return await f();
+        } finally {
+          time[phase] = (time[phase] ?? 0) + (performance.now() - s) / 1000;
+        }
+      };
+      const indices = this.#promptIndices(pool, iteration);
+      const data = await this.#collect(prompts, indices, iteration, timed);
+      const m = await this.#update(data, iteration, ptx, timed);
+      if (c.kl.target !== undefined && this.#needsReference) {
+        const observed = data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length;
+        const err = Math.max(-0.2, Math.min(0.2, observed / c.kl.target - 1));
+        this.#klCoef *= 1 + (err * data.klPerResponse.length) / (c.kl.horizon ?? 10000);
+      }
+      iteration++;
+      const meanReward = data.scores.reduce((a, b) => a + b, 0) / data.scores.length;
+      rewardHistory.push(meanReward);
+      const generated = data.rollout.samples.reduce((s, x) => s + x.responseIds.length, 0);
+      const seconds = Object.values(time).reduce((a, b) => a + b, 0);
+      await run.step(iteration, {
+        rewardMean: meanReward,
+        rewardStd: std(data.scores),
+        shapedRewardMean: data.shaped.reduce((a, b) => a + b, 0) / data.shaped.length,
+        kl: data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length,
+        klCoef: this.#klCoef,
+        responseLength: generated / data.rollout.samples.length,
+        stopRate: data.rollout.samples.filter((s) => s.finishReason === 'stop').length / data.rollout.samples.length,
+        tokensPerSecond: generated / seconds,
+        ...m,
+        ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
+      });
+      if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
+      if (this.#stop) {
+        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+        return { iterations: iteration, rewardHistory, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, stopped: true };
+      }
+    }
+    if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+    return { iterations: iteration, rewardHistory, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /** Frees the reference model this trainer cloned (not one the caller passed). */
+  dispose(): void {
+    if (this.#ownsReference) this.#reference?.dispose();
+    this.#reference = undefined;
+    this.optimizer.dispose();
+    this.criticOptimizer?.dispose();
+  }
+
+  #promptIndices(pool: number[], iteration: number): number[] {
+    const P = this.c.promptsPerIteration, n = pool.length;
+    return Array.from({ length: P }, (_, j) => {
+      const pos = iteration * P + j;
+      return pool[permutation(n, this.c.seed, Math.floor(pos / n))[pos % n]];
+    });
+  }
+
+  async #score(rollout: Rollout): Promise<number[]> {
+    const requests = rollout.samples.map((s) => ({
+      prompt: rollout.prompts[s.promptIndex].prompt,
+      response: s.text,
+      promptIds: s.promptIds,
+      responseIds: s.responseIds,
+      record: rollout.prompts[s.promptIndex],
+    }));
+    return checkScores(this.c.reward, await this.c.reward.score(requests), requests.length);
+  }
+
+  /** Reference-baseline scores r(x, y_ref) for prompts not seen before (one y_ref per prompt). */
+  async #referenceScores(prompts: PromptRecord[], indices: number[]): Promise<number[]> {
+    const missing = [...new Set(indices.filter((i) => !this.#refScores.has(i)))];
+    for (const i of missing) {
+      const r = await generateRollout({ policy: this.#reference!, tokenizer: this.c.tokenizer, prompts: [prompts[i]], samplesPerPrompt: 1, sampling: this.c.sampling, seed: this.c.seed, streamBase: STREAM_REFERENCE + i });
+      this.#refScores.set(i, (await this.#score(r))[0]);
+    }
+    return indices.map((i) => this.#refScores.get(i)!);
+  }
+
+  async #collect(prompts: PromptRecord[], indices: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<IterationData> {
+    const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
+    const rollout = await timed('generate', () =>
+      generateRollout({ policy: c.policy, tokenizer: tok, prompts: indices.map((i) => prompts[i]), samplesPerPrompt: n, sampling: c.sampling, seed: c.seed, streamBase: iteration * c.promptsPerIteration * n }),
+    );
+    const scores = await timed('score', () => this.#score(rollout));
+    let shaped = scores.slice();
+    if (c.rewardClip !== undefined) shaped = shaped.map((s) => Math.max(-c.rewardClip!, Math.min(c.rewardClip!, s)));
+    if (c.baseline === 'reference') {
+      const ref = await timed('score', () => this.#referenceScores(prompts, indices));
+      shaped = shaped.map((s, r) => s - ref[Math.floor(r / n)]);
+    } else if (c.baseline === 'normalize') {
+      for (const s of shaped) {
+        const st = this.#norm;
+        st.count++;
+        const d = s - st.mean;
+        st.mean += d / st.count;
+        st.m2 += d * (s - st.mean);
+      }
+      const sd = Math.sqrt(this.#norm.m2 / Math.max(1, this.#norm.count - 1)) || 1;
+      shaped = shaped.map((s) => (s - this.#norm.mean) / sd);
+    }
+    const sb = sequenceBatch(rollout.samples, tok.padId);
+    const oldLogp = scatterResponses(rollout.samples.map((s) => s.logprobs), sb);
+    let refLogp: Float32Array | undefined, oldValues: Float32Array | undefined;
+    if (this.#reference && c.kl.coef > 0)
+      refLogp = (await timed('reference', () => this.#reference!.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, saveForBackward: false }))).logprobs;
+    if (c.critic) oldValues = (await timed('critic', () => c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: false }))).values!;
+
+    const B = sb.batch;
+    const klPerResponse: number[] = [];
+    const perRowAdv: Float64Array[] = [], perRowRet: Float64Array[] = [];
+    let seqAdv: Float64Array | undefined;
+    if (c.advantage === 'grpo') seqAdv = grpoAdvantages(shaped, n);
+    else if (c.advantage === 'rloo') seqAdv = rlooAdvantages(shaped, n);
+    else if (c.advantage === 'reinforce++') seqAdv = reinforcePlusPlusAdvantages(shaped);
+    for (let b = 0; b < B; b++) {
+      const L = sb.responseLength[b];
+      const mask = new Float64Array(L).fill(1);
+      const kl = refLogp ? klPerToken(responseSlice(oldLogp, sb, b), responseSlice(refLogp, sb, b), c.kl.estimator).kl : new Float64Array(L);
+      klPerResponse.push(kl.reduce((a, x) => a + x, 0));
+      if (c.advantage === 'gae') {
+        const { rewards } = tokenRewards({ score: shaped[b], kl, klCoef: c.kl.mode === 'reward' ? this.#klCoef : 0, mask });
+        const g = gae({ rewards, values: responseSlice(oldValues!, sb, b), mask, gamma: c.gamma, lambda: c.lambda });
+        perRowAdv.push(g.advantages);
+        perRowRet.push(g.returns);
+      } else {
+        perRowAdv.push(new Float64Array(L).fill(seqAdv![b]));
+      }
+    }
+    let advantages = scatterResponses(perRowAdv, sb);
+    if (c.whitenAdvantages) {
+      const mask = sb.targets.map((t) => (t >= 0 ? 1 : 0));
+      advantages = Float32Array.from(whiten(advantages, mask));
+    }
+    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse };
+  }
+
+  async #update(d: IterationData, iteration: number, ptx: TokenizedExample[] | undefined, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<Record<string, number>> {
+    const c = this.c, B = d.sb.batch;
+    const acc: Record<string, number[]> = {};
+    const add = (k: string, v: number) => (acc[k] ??= []).push(v);
+    const policyWarm = iteration >= c.criticWarmupIterations;
+    for (let e = 0; e < c.epochs; e++) {
+      const order = permutation(B, c.seed, iteration * c.epochs + e);
+      for (let m0 = 0, mb = 0; m0 < B; m0 += c.miniBatchSize, mb++) {
+        const rows = Array.from(order.subarray(m0, m0 + c.miniBatchSize));
+        const sb = sequenceBatch(rows.map((r) => d.rollout.samples[r]), c.tokenizer.padId);
+        const pick = (x: Float32Array | undefined) => (x ? scatterResponses(rows.map((r) => responseSlice(x, d.sb, r)), sb) : undefined);
+        const mask = sb.targets.map((t) => (t >= 0 ? 1 : 0));
+        if (policyWarm) {
+          const ok = await timed('policy', async () => {
+            const adv = pick(d.advantages)!;
+            if (!adv.every(Number.isFinite)) return false; // e.g. a reward that overflows fp32
+            const f = await c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, entropy: true }); // entropy is always logged
+            if (!f.logprobs.every(Number.isFinite)) return false;
+            const pl = ppoPolicyLoss({ logp: f.logprobs, oldLogp: pick(d.oldLogp)!, advantages: adv, mask, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
+            const dLogp = Float32Array.from(pl.dLogp);
+            let loss = pl.loss;
+            const eb = entropyBonus({ entropy: f.entropy!, mask, coef: c.entropyCoef });
+            loss += eb.loss;
+            if (c.kl.mode === 'loss' && this.#klCoef > 0 && d.refLogp) {
+              const kl = klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask, coef: this.#klCoef, estimator: c.kl.estimator });
+              loss += kl.loss;
+              for (let i = 0; i < dLogp.length; i++) dLogp[i] += kl.dLogp[i];
+            }
+            add('policyLoss', pl.loss);
+            add('clipFraction', pl.clipFraction);
+            add('approxKl', pl.approxKl);
+            add('entropy', eb.meanEntropy);
+            if (!allFinite(loss)) return false;
+            await c.policy.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: Float32Array.from(eb.dEntropy) } : { dLogprobs: dLogp });
+            if (ptx && c.ptx!.coef > 0) {
+              const batch = padBatch(this.#ptxBatch(ptx, iteration, e, mb), { padId: c.tokenizer.padId });
+              const pf = await c.policy.forward({ tokens: batch.tokens, targets: batch.targets, batch: batch.batch, seqLen: batch.seqLen, lengths: batch.lengths });
+              const ptxMask = batch.targets.map((t) => (t >= 0 ? 1 : 0));
+              if (!pf.logprobs.every(Number.isFinite)) return false;
+              const nl = ntpLoss({ logp: pf.logprobs, mask: ptxMask });
+              add('ptxLoss', nl.loss);
+              if (!allFinite(nl.loss)) return false;
+              await c.policy.backward({ dLogprobs: Float32Array.from(nl.dLogp, (x) => x * c.ptx!.coef) });
+            }
+            return true;
+          });
+          if (ok) {
+            const r = await timed('optimizer', () => this.optimizer.step());
+            if (r.skipped) this.#skip('policy');
+            add('gradNorm', r.gradNorm);
+          } else this.#skip('policy');
+          await c.policy.zeroGrad();
+        }
+        if (c.critic) {
+          const ok = await timed('critic', async () => {
+            const returns = pick(d.returns)!;
+            if (!returns.every(Number.isFinite)) return false;
+            const f = await c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true });
+            if (!f.values!.every(Number.isFinite)) return false;
+            const vl = ppoValueLoss({ values: f.values!, oldValues: pick(d.oldValues)!, returns, mask, clipEps: c.valueClipEps });
+            add('valueLoss', vl.loss);
+            add('valueClipFraction', vl.clipFraction);
+            if (!allFinite(vl.loss)) return false;
+            await c.critic!.backward({ dValues: Float32Array.from(vl.dValues) });
+            return true;
+          });
+          if (ok) {
+            const r = await timed('optimizer', () => this.criticOptimizer!.step());
+            if (r.skipped) this.#skip('critic');
+            add('criticGradNorm', r.gradNorm);
+          } else this.#skip('critic');
+          await c.critic.zeroGrad();
+        }
+      }
+    }
+    return Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length]));
+  }
+
+  #run?: TrainingRun;
+  #skip(which: string): void {
+    if (this.#run) this.#run.skippedSteps++;
+    this.emit('log', { stage: this.c.stage, message: `${which} update skipped: non-finite loss or gradients` });
+  }
+
+  async #ptxExamples(p: NonNullable<PolicyGradientConfig['ptx']>): Promise<TokenizedExample[]> {
+    const records = typeof p.data === 'string' ? await loadSftFile(p.data) : p.data;
+    return records.map((r) => tokenizeSft(this.c.tokenizer, r, { maxLength: p.seqLen }));
+  }
+
+  /** The PTX micro-batch for (iteration, epoch, minibatch): a deterministic walk over the SFT set. */
+  #ptxBatch(ex: TokenizedExample[], iteration: number, epoch: number, mb: number): TokenizedExample[] {
+    const k = this.c.ptx!.batchSize, perIt = this.c.epochs * Math.ceil((this.c.promptsPerIteration * this.c.samplesPerPrompt) / this.c.miniBatchSize);
+    const start = ((iteration * perIt + epoch * Math.ceil((this.c.promptsPerIteration * this.c.samplesPerPrompt) / this.c.miniBatchSize) + mb) * k);
+    return Array.from({ length: k }, (_, j) => {
+      const pos = start + j;
+      return ex[permutation(ex.length, this.c.seed + 1, Math.floor(pos / ex.length))[pos % ex.length]];
+    });
+  }
+
+  /** ChatGLM-RLHF prompt selection (spec 2.3, claim 19): drop prompts whose sampled scores barely vary. */
+  async #filterPrompts(prompts: PromptRecord[], f: { samples: number; quantile: number }, run: TrainingRun): Promise<number[]> {
+    const r = await generateRollout({ policy: this.c.policy, tokenizer: this.c.tokenizer, prompts, samplesPerPrompt: f.samples, sampling: this.c.sampling, seed: this.c.seed, streamBase: 2 * STREAM_REFERENCE });
+    const scores = await this.#score(r);
+    const variances = filterPromptsByVariance(scores, f.samples, 0).variances;
+    const tau = varianceQuantile(variances, f.quantile);
+    const { kept } = filterPromptsByVariance(scores, f.samples, tau);
+    run.log(`prompt filter: kept ${kept.length} of ${prompts.length} prompts (score variance >= ${tau.toPrecision(3)}, the ${f.quantile} quantile over ${f.samples} samples each)`);
+    if (!kept.length) throw new RlhfError(ErrorCode.FORMAT, `${this.c.stage}: the prompt filter kept no prompt`);
+    return kept;
+  }
+}
+
+function std(x: number[]): number {
+  const m = x.reduce((a, b) => a + b, 0) / x.length;
+  return Math.sqrt(x.reduce((a, b) => a + (b - m) * (b - m), 0) / x.length);
+}

@@ -1,0 +1,149 @@
+/**
+ * PPO for language models with ChatGLM-RLHF's stabilisers (spec 1.3, 2.3–2.5):
+ *   - a critic (initialised from the reward model or the policy) and GAE,
+ *   - reference-baseline rewards R = r(x,y) − r(x,y_ref), y_ref sampled once per prompt from the
+ *     frozen reference (SFT) policy and cached — rewards start near 0 for every prompt,
+ *   - per-token KL penalty to the reference (k1/k2/k3, fixed or adaptive coefficient),
+ *   - the next-token (PTX) loss on SFT data with weight λ against capability forgetting,
+ *   - critic warm-up, dropping prompts whose sampled rewards barely vary, n samples per prompt.
+ * The loop itself is lib/train/policy-gradient.ts.
+ */
+import type { Model } from '../engine/model.js';
+import type { PromptRecord, SftRecord } from '../data/index.js';
+import type { RewardSource } from '../rewards/types.js';
+import type { SamplingOptions } from '../rollout/generate.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+import { options, typeError } from '../validate.js';
+import { PolicyGradientLoop, type KlOptions, type PolicyGradientConfig } from './policy-gradient.js';
+
+export interface PPOOptions {
+  policy: Model;
+  /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
+  critic: Model;
+  tokenizer: Tokenizer;
+  reward: RewardSource;
+  prompts: string | PromptRecord[];
+  /** frozen reference policy (default: a copy of the policy at train() start) */
+  reference?: Model;
+  iterations: number;
+  promptsPerIteration?: number;
+  samplesPerPrompt?: number;
+  sampling?: Partial<SamplingOptions>;
+  epochs?: number;
+  miniBatchSize?: number;
+  lr?: number;
+  criticLr?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  clipEps?: number;
+  dualClip?: number;
+  valueClipEps?: number;
+  gamma?: number;
+  lambda?: number;
+  entropyCoef?: number;
+  kl?: Partial<KlOptions>;
+  /** 'reference' (ChatGLM-RLHF, default), 'normalize' (running mean/std), 'none' */
+  baseline?: 'reference' | 'normalize' | 'none';
+  whitenAdvantages?: boolean;
+  rewardClip?: number;
+  criticWarmupIterations?: number;
+  /** next-token loss on SFT data: {data, coef λ, batchSize, seqLen} */
+  ptx?: { data: string | SftRecord[]; coef: number; batchSize?: number; seqLen?: number };
+  /** drop prompts whose k sampled rewards vary less than the given quantile of variances */
+  promptFilter?: { samples?: number; quantile?: number };
+  seed?: number;
+  outputDir?: string;
+  saveEvery?: number;
+  keepCheckpoints?: number;
+  resumeFrom?: string;
+}
+
+const KEYS = ['policy', 'critic', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'criticLr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'valueClipEps', 'gamma', 'lambda', 'entropyCoef', 'kl', 'baseline', 'whitenAdvantages', 'rewardClip', 'criticWarmupIterations', 'ptx', 'promptFilter', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
+
+/** Options common to PPO and the group methods, validated. */
+export function commonConfig(fn: string, opts: Record<string, unknown>, defaults: { samplesPerPrompt: number; klCoef: number; klMode: 'reward' | 'loss'; klEstimator: 'k1' | 'k3' }) {
+  const o = options(fn, 'options', opts);
+  for (const k of ['policy', 'tokenizer', 'reward', 'prompts'] as const) if (opts[k] === undefined) throw typeError(fn, `options.${k}`, 'given', undefined);
+  const s = options(fn, 'options.sampling', opts.sampling);
+  s.known(['maxNewTokens', 'temperature', 'topP', 'topK']);
+  const kl = options(fn, 'options.kl', opts.kl);
+  kl.known(['coef', 'estimator', 'mode', 'target', 'horizon']);
+  const promptsPerIteration = o.int('promptsPerIteration', { min: 1 }, 8);
+  const samplesPerPrompt = o.int('samplesPerPrompt', { min: 1 }, defaults.samplesPerPrompt);
+  return {
+    o,
+    config: {
+      policy: opts.policy as Model,
+      tokenizer: opts.tokenizer as Tokenizer,
+      reward: opts.reward as RewardSource,
+      prompts: opts.prompts as string | PromptRecord[],
+      reference: opts.reference as Model | undefined,
+      iterations: o.int('iterations', { min: 1 }),
+      promptsPerIteration,
+      samplesPerPrompt,
+      sampling: {
+        maxNewTokens: s.int('maxNewTokens', { min: 1 }, 32),
+        temperature: s.number('temperature', { min: 0 }, 1),
+        topP: s.number('topP', { gt: 0, max: 1 }, 1),
+        topK: s.int('topK', { min: 0 }, 0),
+      },
+      epochs: o.int('epochs', { min: 1 }, 1),
+      miniBatchSize: o.int('miniBatchSize', { min: 1 }, promptsPerIteration * samplesPerPrompt),
+      lr: o.number('lr', { min: 0 }, 1e-5),
+      weightDecay: o.number('weightDecay', { min: 0 }, 0),
+      maxGradNorm: o.number('maxGradNorm', { min: 0 }, 1),
+      clipEps: o.number('clipEps', { gt: 0, lt: 1 }, 0.2),
+      dualClip: o.has('dualClip') ? o.number('dualClip', { gt: 1 }) : undefined,
+      entropyCoef: o.number('entropyCoef', { min: 0 }, 0),
+      kl: {
+        coef: kl.number('coef', { min: 0 }, defaults.klCoef),
+        estimator: kl.oneOf('estimator', ['k1', 'k2', 'k3'] as const, defaults.klEstimator),
+        mode: kl.oneOf('mode', ['reward', 'loss'] as const, defaults.klMode),
+        target: kl.has('target') ? kl.number('target', { gt: 0 }) : undefined,
+        horizon: kl.has('horizon') ? kl.number('horizon', { gt: 0 }) : undefined,
+      },
+      rewardClip: o.has('rewardClip') ? o.number('rewardClip', { gt: 0 }) : undefined,
+      seed: o.int('seed', { min: 0 }, 0),
+      outputDir: o.has('outputDir') ? o.string('outputDir') : undefined,
+      saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
+      keepCheckpoints: o.int('keepCheckpoints', { min: 1 }, 2),
+      resumeFrom: o.has('resumeFrom') ? o.string('resumeFrom') : undefined,
+      ptx: undefined as PolicyGradientConfig['ptx'],
+    },
+  };
+}
+
+export function ptxConfig(fn: string, value: unknown): PolicyGradientConfig['ptx'] {
+  if (value === undefined) return undefined;
+  const p = options(fn, 'options.ptx', value);
+  p.known(['data', 'coef', 'batchSize', 'seqLen']);
+  if (p.obj.data === undefined) throw typeError(fn, 'options.ptx.data', 'a JSONL path or SFT records', undefined);
+  return { data: p.obj.data as string | SftRecord[], coef: p.number('coef', { min: 0 }), batchSize: p.int('batchSize', { min: 1 }, 4), seqLen: p.int('seqLen', { min: 2 }, 256) };
+}
+
+export class PPOTrainer extends PolicyGradientLoop {
+  constructor(opts: PPOOptions) {
+    const fn = 'PPOTrainer';
+    const { o, config } = commonConfig(fn, opts as unknown as Record<string, unknown>, { samplesPerPrompt: 1, klCoef: 0.05, klMode: 'reward', klEstimator: 'k1' });
+    o.known(KEYS);
+    if (!opts.critic) throw typeError(fn, 'options.critic', 'a model with a scalar head', undefined);
+    if (!opts.critic.config.valueHead) throw typeError(fn, 'options.critic', 'a *ForSequenceClassification model (scalar head)', opts.critic.config.architecture);
+    const f = opts.promptFilter === undefined ? undefined : options(fn, 'options.promptFilter', opts.promptFilter);
+    f?.known(['samples', 'quantile']);
+    super({
+      ...config,
+      stage: 'ppo',
+      critic: opts.critic,
+      advantage: 'gae',
+      criticLr: o.number('criticLr', { min: 0 }, config.lr * 10),
+      valueClipEps: o.number('valueClipEps', { gt: 0 }, 0.2),
+      gamma: o.number('gamma', { min: 0, max: 1 }, 1),
+      lambda: o.number('lambda', { min: 0, max: 1 }, 0.95),
+      baseline: o.oneOf('baseline', ['reference', 'normalize', 'none'] as const, 'reference'),
+      whitenAdvantages: o.bool('whitenAdvantages', true),
+      criticWarmupIterations: o.int('criticWarmupIterations', { min: 0 }, 0),
+      ptx: ptxConfig(fn, opts.ptx),
+      promptFilter: f ? { samples: f.int('samples', { min: 2 }, 4), quantile: f.number('quantile', { min: 0, lt: 1 }, 0.1) } : undefined,
+    });
+  }
+}
