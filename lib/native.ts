@@ -103,6 +103,80 @@ export interface NativeBinding {
     copy(options: { src: Float32Array; dst: Float32Array; repeats: number }): Promise<number[]>;
     scaleInPlace(options: { x: Float32Array; repeats: number }): Promise<number[]>;
   };
+  /** Policy-gradient kernels (native/cpu/pg_losses.h), synchronous; validated by lib/engine/pg.ts. */
+  pg: NativePg;
+}
+
+/** The four sequence log-prob arrays of N preference pairs. */
+export interface NativePairInputs {
+  policyChosen: Float32Array;
+  policyRejected: Float32Array;
+  refChosen: Float32Array;
+  refRejected: Float32Array;
+}
+
+export interface NativePairResult {
+  loss: number;
+  dPolicyChosen: Float32Array;
+  dPolicyRejected: Float32Array;
+  rewardsChosen: Float32Array;
+  rewardsRejected: Float32Array;
+  accuracy: number;
+  margin: number;
+}
+
+/** The `pg` namespace of the addon: O(n) kernels over Float32Arrays (masks are 0/1 floats). */
+export interface NativePg {
+  klPerToken(options: { logp: Float32Array; refLogp: Float32Array; mask?: Float32Array; estimator: 'k1' | 'k2' | 'k3' }): {
+    kl: Float32Array;
+    dLogp: Float32Array;
+  };
+  tokenRewards(options: {
+    score: Float32Array;
+    kl: Float32Array;
+    klCoef: number;
+    mask: Float32Array;
+    batch: number;
+    seqLen: number;
+    clipScore?: number;
+  }): { rewards: Float32Array };
+  gae(options: {
+    rewards: Float32Array;
+    values: Float32Array;
+    mask: Float32Array;
+    batch: number;
+    seqLen: number;
+    gamma: number;
+    lambda: number;
+  }): { advantages: Float32Array; returns: Float32Array };
+  ppoPolicyLoss(options: {
+    logp: Float32Array;
+    oldLogp: Float32Array;
+    advantages: Float32Array;
+    mask: Float32Array;
+    clipEps: number;
+    clipEpsHigh?: number;
+    dualClip?: number;
+  }): { loss: number; dLogp: Float32Array; clipFraction: number; dualClipFraction: number; approxKl: number };
+  ppoValueLoss(options: {
+    values: Float32Array;
+    oldValues: Float32Array;
+    returns: Float32Array;
+    mask: Float32Array;
+    clipEps?: number;
+  }): { loss: number; dValues: Float32Array; clipFraction: number };
+  dpoLoss(options: NativePairInputs & { beta: number; labelSmoothing?: number; variant?: 'dpo' | 'ipo' }): NativePairResult;
+  exoPrefLoss(options: NativePairInputs & { beta: number; epsilon?: number; form?: 'trl' | 'official' }): NativePairResult & {
+    pChosen: Float32Array;
+  };
+  exoRwLoss(options: {
+    policy: Float32Array;
+    ref: Float32Array;
+    rewards: Float32Array;
+    groupSize: number;
+    betaPi: number;
+    betaR: number;
+  }): { loss: number; dPolicy: Float32Array; p: Float32Array; q: Float32Array; groupKl: Float32Array };
 }
 
 /** The package root: the nearest folder above this module whose package.json is named "rlhf"

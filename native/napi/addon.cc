@@ -11,6 +11,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_adamw(env, exports);
   register_bench(env, exports);
   register_model(env, exports);
+  register_pg(env, exports);
   return exports;
 }
 }  // namespace
