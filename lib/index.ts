@@ -36,3 +36,15 @@ export { makeSchedule, type Schedule, type ScheduleOptions } from './train/sched
 export { TrainerEmitter, type StepEvent, type TrainerEvents } from './train/events.js';
 export { saveCheckpoint, restoreCheckpoint, findLatestCheckpoint, readTrainerState, type CheckpointPart, type TrainerState } from './train/checkpoint.js';
 export { SFTTrainer, type SFTOptions, type SFTResult } from './train/sft.js';
+export * from './losses/index.js';
+export { pgNative } from './engine/pg.js';
+export * from './rewards/index.js';
+export * from './rewards/longreward/index.js';
+export * from './rollout/index.js';
+export { TrainingRun, type RunOptions } from './train/run.js';
+export { PPOTrainer, type PPOOptions } from './train/ppo.js';
+export { GroupTrainer, type GroupOptions } from './train/group.js';
+export { PolicyGradientLoop, type PolicyGradientResult, type AdvantageEstimator, type KlOptions } from './train/policy-gradient.js';
+export { RewardTrainer, type RewardTrainerOptions, type RewardEvalResult, type RewardTrainResult } from './train/reward.js';
+export { PreferenceTrainer, PREFERENCE_LOSSES, type PreferenceLoss, type PreferenceTrainResult, type OnlinePair } from './train/preference.js';
+export { bestOfN, type BestOfNRecord } from './train/rejection.js';

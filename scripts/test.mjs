@@ -70,7 +70,9 @@ if (!tapOnly) {
 // 3. tap
 if (!nativeOnly) {
   process.stdout.write('\n== TypeScript tests (tap)\n');
-  const r = run(bin('tap'), ['-R', 'tap', ...tapArgs], { capture: true });
+  // tap runs two files at once on this 2-core class of machine; one engine thread per process
+  // avoids oversubscription (tests that exercise threading call setThreads themselves).
+  const r = run(bin('tap'), ['-R', 'tap', ...tapArgs], { capture: true, env: { RLHF_THREADS: process.env.RLHF_THREADS ?? '1' } });
   const out = (r.stdout ?? '') + (r.stderr ?? '');
   writeFileSync(join(buildDir, 'tap.log'), out);
   // per file: one line; failures: the failing assertions with their diagnostics

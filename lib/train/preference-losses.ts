@@ -1,0 +1,86 @@
+/**
+ * PreferenceTrainer's loss dispatch (private to lib/train): one micro-batch of items, each item k
+ * consecutive rows of one prompt (pairs: k = 2, row 0 chosen, row 1 rejected; scored groups: k =
+ * groupSize), sequence log-probs in, the mean loss over the items and its gradient w.r.t. every
+ * row's POLICY sequence log-prob out (the reference is frozen). The formulas are in lib/losses.
+ */
+import { dpoLoss, dpoRwLoss, exoPrefLoss, exoRwLoss, ktoLoss, simpoLoss } from '../losses/index.js';
+
+/** The losses PreferenceTrainer implements. */
+export const PREFERENCE_LOSSES = ['dpo', 'cdpo', 'ipo', 'simpo', 'kto', 'exo', 'exo-rw', 'dpo-rw'] as const;
+export type PreferenceLoss = (typeof PREFERENCE_LOSSES)[number];
+
+/** True for the K-sample losses that train on scored groups (reward-weighted targets). */
+export function isGroupLoss(loss: PreferenceLoss): loss is 'exo-rw' | 'dpo-rw' {
+  return loss === 'exo-rw' || loss === 'dpo-rw';
+}
+
+export interface LossParams {
+  loss: PreferenceLoss;
+  beta: number;
+  labelSmoothing: number;
+  epsilon: number;
+  betaPi: number;
+  betaR: number;
+  gamma: number;
+}
+
+export interface LossInput {
+  /** rows per item */
+  k: number;
+  /** policy sequence log-probs per row (item-contiguous) */
+  policy: ArrayLike<number>;
+  /** reference sequence log-probs per row (unused by simpo) */
+  ref?: ArrayLike<number>;
+  /** response tokens per row (> 0) */
+  lengths: ArrayLike<number>;
+  /** per-row scores (group losses) */
+  scores?: ArrayLike<number>;
+  /** per item: the row (0..k−1) of the best- and worst-scored response (pairs: 0 and 1) */
+  best: ArrayLike<number>;
+  worst: ArrayLike<number>;
+  /** KTO's detached reference point z0 */
+  klBaseline?: number;
+}
+
+export interface LossOutput {
+  /** mean over the items (KTO: over the 2·items examples) */
+  loss: number;
+  /** ∂loss/∂policy per row */
+  dPolicy: Float64Array;
+  /** implicit rewards of each item's best and worst row: β·h (simpo: β·logp/len; *-rw: β_π·h) */
+  rewardsChosen: Float64Array;
+  rewardsRejected: Float64Array;
+}
+
+const column = (x: ArrayLike<number>, n: number, k: number, j: ArrayLike<number> | number) => Float64Array.from({ length: n }, (_, i) => x[i * k + (typeof j === 'number' ? j : j[i])]);
+
+/** The loss of one micro-batch (see the module comment for the layout). */
+export function preferenceLoss(p: LossParams, x: LossInput): LossOutput {
+  const { k } = x;
+  const n = x.policy.length / k;
+  if (isGroupLoss(p.loss)) {
+    const args = { policy: x.policy, ref: x.ref!, rewards: x.scores!, groupSize: k, betaPi: p.betaPi, betaR: p.betaR };
+    const r = p.loss === 'exo-rw' ? exoRwLoss(args) : dpoRwLoss({ ...args, target: 'softmax' });
+    const rewards = Float64Array.from(x.policy, (v, i) => p.betaPi * (v - x.ref![i]));
+    return { loss: r.loss, dPolicy: r.dPolicy, rewardsChosen: column(rewards, n, k, x.best), rewardsRejected: column(rewards, n, k, x.worst) };
+  }
+  const pc = column(x.policy, n, 2, 0), pr = column(x.policy, n, 2, 1);
+  const rc = x.ref && column(x.ref, n, 2, 0), rr = x.ref && column(x.ref, n, 2, 1);
+  const dPolicy = new Float64Array(2 * n);
+  const interleave = (dc: ArrayLike<number>, dr: ArrayLike<number>) => {
+    for (let i = 0; i < n; i++) (dPolicy[2 * i] = dc[i]), (dPolicy[2 * i + 1] = dr[i]);
+  };
+  if (p.loss === 'kto') {
+    const r = ktoLoss({ policy: [...pc, ...pr], ref: [...rc!, ...rr!], desirable: Array.from({ length: 2 * n }, (_, i) => (i < n ? 1 : 0)), beta: p.beta, klBaseline: x.klBaseline ?? 0 });
+    interleave(r.dPolicy.subarray(0, n), r.dPolicy.subarray(n));
+    return { loss: r.loss, dPolicy, rewardsChosen: r.rewards.slice(0, n), rewardsRejected: r.rewards.slice(n) };
+  }
+  let r;
+  if (p.loss === 'simpo')
+    r = simpoLoss({ policyChosen: pc, policyRejected: pr, chosenLength: column(x.lengths, n, 2, 0), rejectedLength: column(x.lengths, n, 2, 1), beta: p.beta, gamma: p.gamma });
+  else if (p.loss === 'exo') r = exoPrefLoss({ policyChosen: pc, policyRejected: pr, refChosen: rc!, refRejected: rr!, beta: p.beta, epsilon: p.epsilon });
+  else r = dpoLoss({ policyChosen: pc, policyRejected: pr, refChosen: rc!, refRejected: rr!, beta: p.beta, labelSmoothing: p.loss === 'ipo' ? 0 : p.labelSmoothing, variant: p.loss === 'ipo' ? 'ipo' : 'dpo' });
+  interleave(r.dPolicyChosen, r.dPolicyRejected);
+  return { loss: r.loss, dPolicy, rewardsChosen: r.rewardsChosen, rewardsRejected: r.rewardsRejected };
+}

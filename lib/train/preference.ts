@@ -1,0 +1,377 @@
+/**
+ * Offline preference optimisation (seed-spec 1.2, 1.4, 2.6, 3.2–3.4, 5.6–5.7; claims 2, 10): the DPO
+ * family (dpo, cdpo, ipo, simpo, kto) and EXO (exo on pairs; exo-rw and dpo-rw on K-sample scored
+ * groups) on a causal-LM policy against a frozen reference.
+ *
+ *   data       pairs {prompt, chosen, rejected} or, for *-rw, scored groups {prompt, responses,
+ *              scores} split into groups of groupSize (pairs become groups [chosen, rejected] with
+ *              scores [1, 0], the official pref_to_rw); each response gets eos, rows truncated to seqLen
+ *   reference  options.reference, or a frozen clone of the policy made at train() start; its
+ *              sequence log-probs are computed once per row after resuming (no gradients)
+ *   log-probs  log π(y|x) = Σ over response tokens only (claim 10), logits / temperature
+ *   step       gradAccum micro-batches of batchSize items (pairs or groups) in one forward each; the
+ *              loss is the mean over the step's items (+ ntpCoef · mean NLL of the step's chosen /
+ *              best-scored response tokens); d/d(seq logp) is spread to each row's response tokens
+ *   output     checkpoints with parts 'policy' (+ optimizer) and 'reference' (weights only, so a
+ *              resumed run uses the original reference), metrics.jsonl, outputDir/model (the policy)
+ */
+import { join } from 'node:path';
+import { AdamW } from '../engine/adamw.js';
+import type { Model } from '../engine/model.js';
+import { RlhfError, ErrorCode } from '../errors.js';
+import type { PreferenceRecord, ScoredRecord } from '../data/index.js';
+import { ktoKlBaseline, spreadSequenceGrad } from '../losses/index.js';
+import type { Sequence } from '../rollout/sequences.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+import { options } from '../validate.js';
+import type { CheckpointPart } from './checkpoint.js';
+import { TrainerEmitter } from './events.js';
+import { EpochBatches, LOOP_KEYS, encodeRow, isScored, loadPairData, mean, readLoopOptions, rowLogprobs, type LoopOptions } from './preference-common.js';
+import { PREFERENCE_LOSSES, isGroupLoss, preferenceLoss, type LossParams, type PreferenceLoss } from './preference-losses.js';
+import { bestWorst, pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } from './preference-online.js';
+import { TrainingRun, allFinite } from './run.js';
+import { makeSchedule } from './schedule.js';
+
+export { PREFERENCE_LOSSES, type PreferenceLoss } from './preference-losses.js';
+export type { OnlinePair, SampleOptions, SampledGroup } from './preference-online.js';
+
+/** Options of {@link PreferenceTrainer}; loop options (batchSize = pairs or groups per micro-batch) as in SFTOptions. */
+export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
+  policy: Model;
+  /** frozen reference (default: a clone of the policy at train() start; not used by simpo) */
+  reference?: Model;
+  tokenizer: Tokenizer;
+  /** default 'dpo' */
+  loss?: PreferenceLoss;
+  /** β of dpo/cdpo/ipo/simpo/kto/exo (default 0.1) */
+  beta?: number;
+  /** ε_ls of cdpo (default 0.1; 'dpo' accepts it too, default 0) */
+  labelSmoothing?: number;
+  /** ε of exo (default 1e-3) */
+  epsilon?: number;
+  /** β_π of exo-rw/dpo-rw (default beta) */
+  betaPi?: number;
+  /** β_r of exo-rw/dpo-rw (default betaPi, as in the official scripts) */
+  betaR?: number;
+  /** SimPO target margin γ (default 0.5, TRL's simpo_gamma) */
+  gamma?: number;
+  /** K of exo-rw/dpo-rw (default: the records' response count, which must then be the same for all) */
+  groupSize?: number;
+  /** λ_NTP of the NLL on the chosen (best-scored) responses (default 0; spec 1.4, 5.7) */
+  ntpCoef?: number;
+  /** logits are divided by this for every log-prob (default 1; the EXO scripts use 0.8) */
+  temperature?: number;
+  /** JSONL path or records: pairs, or scored groups for *-rw */
+  train: string | Array<PreferenceRecord | ScoredRecord>;
+  eval?: string | Array<PreferenceRecord | ScoredRecord>;
+}
+
+const KEYS = ['policy', 'reference', 'tokenizer', 'loss', 'beta', 'labelSmoothing', 'epsilon', 'betaPi', 'betaR', 'gamma', 'groupSize', 'ntpCoef', 'temperature', 'train', 'eval', ...LOOP_KEYS] as const;
+const BUILD_KEYS = ['policy', 'tokenizer', 'prompts', 'reward', 'samples', 'sampling', 'seed', 'batchSize'] as const;
+
+/** Mean diagnostics over a set of items (per step or for evaluate). */
+export interface PreferenceMetrics {
+  loss: number;
+  /** implicit rewards of the chosen (best-scored) and rejected (worst-scored) responses */
+  rewardsChosen: number;
+  rewardsRejected: number;
+  margin: number;
+  /** fraction of items with rewardsChosen > rewardsRejected */
+  accuracy: number;
+  /** policy sequence log-probs of the chosen / rejected responses */
+  logpsChosen: number;
+  logpsRejected: number;
+}
+
+export interface PreferenceTrainResult {
+  steps: number;
+  /** the last step's loss (with the NTP term) */
+  trainLoss: number;
+  eval?: PreferenceMetrics & { items: number };
+  skippedSteps: number;
+  seconds: number;
+  stopped?: boolean;
+}
+
+interface Item {
+  rows: Sequence[];
+  lengths: number[];
+  scores?: number[];
+  best: number;
+  worst: number;
+  /** reference sequence log-probs per row (filled after resume) */
+  ref?: Float64Array;
+}
+
+/** DPO-family / EXO trainer on offline pairs or scored groups. */
+export class PreferenceTrainer extends TrainerEmitter {
+  readonly policy: Model;
+  readonly tokenizer: Tokenizer;
+  readonly optimizer: AdamW;
+  /** the frozen reference (set at train() or evaluate() when not given) */
+  reference?: Model;
+  #o: LoopOptions & LossParams & { k?: number; ntpCoef: number; temperature: number };
+  #opts: PreferenceTrainerOptions;
+  #data?: Promise<{ train: Item[]; eval?: Item[]; k: number }>;
+  #stopRequested = false;
+
+  constructor(opts: PreferenceTrainerOptions) {
+    super();
+    const fn = 'PreferenceTrainer';
+    const o = options(fn, 'options', opts);
+    o.known(KEYS);
+    if (!opts.policy || !opts.tokenizer) throw new TypeError(`${fn}: options.policy and options.tokenizer are required`);
+    if (!opts.policy.config.lmHead) throw new TypeError(`${fn}: expected options.policy to be a causal LM, received a ${opts.policy.config.architecture}`);
+    if (opts.reference && opts.reference.config.architecture !== opts.policy.config.architecture)
+      throw new TypeError(`${fn}: options.reference (${opts.reference.config.architecture}) must have the policy's architecture (${opts.policy.config.architecture})`);
+    if (opts.train === undefined) throw new TypeError(`${fn}: options.train is required`);
+    this.policy = opts.policy;
+    this.tokenizer = opts.tokenizer;
+    this.reference = opts.reference;
+    this.#opts = opts;
+    const loss = o.oneOf('loss', PREFERENCE_LOSSES, 'dpo');
+    const beta = o.number('beta', { gt: 0 }, 0.1);
+    const betaPi = o.number('betaPi', { gt: 0 }, beta);
+    this.#o = {
+      ...readLoopOptions(fn, o, { lr: 1e-6 }),
+      loss,
+      beta,
+      labelSmoothing: o.number('labelSmoothing', { min: 0, max: 0.5 }, loss === 'cdpo' ? 0.1 : 0),
+      epsilon: o.number('epsilon', { gt: 0, lt: 1 }, 1e-3),
+      betaPi,
+      betaR: o.number('betaR', { gt: 0 }, betaPi),
+      gamma: o.number('gamma', { min: 0 }, 0.5),
+      k: o.has('groupSize') ? o.int('groupSize', { min: 2 }) : undefined,
+      ntpCoef: o.number('ntpCoef', { min: 0 }, 0),
+      temperature: o.number('temperature', { gt: 0 }, 1),
+    };
+    if (o.has('labelSmoothing') && !['dpo', 'cdpo'].includes(loss)) throw new TypeError(`${fn}: options.labelSmoothing applies to loss 'dpo' or 'cdpo', not '${loss}'`);
+    if (this.#o.k !== undefined && !isGroupLoss(loss)) throw new TypeError(`${fn}: options.groupSize applies to loss 'exo-rw' or 'dpo-rw', not '${loss}'`);
+    this.optimizer = new AdamW(this.policy, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm });
+  }
+
+  /**
+   * Online pair construction (ChatGLM-RLHF DPO data, spec 2.6; LongReward, 5.6): `samples` responses
+   * per prompt from the policy, scored by `reward`; per prompt the first best-scored response is
+   * chosen and the last worst-scored rejected; prompts whose best and worst scores are equal give no
+   * pair. Also returns every prompt's scored group (data for exo-rw / dpo-rw). Deterministic in
+   * (policy weights, prompts, seed).
+   */
+  static async buildPairs(opts: Omit<SampleOptions, 'n'> & { samples: number }): Promise<{ pairs: OnlinePair[]; groups: ScoredRecord[]; droppedTies: number }> {
+    const fn = 'PreferenceTrainer.buildPairs';
+    const o = options(fn, 'options', opts);
+    o.known(BUILD_KEYS);
+    o.int('samples', { min: 2 });
+    return pairsFromGroups(await sampleAndScore(fn, opts as unknown as SampleOptions, 'samples'));
+  }
+
+  /** Ends train() after the current step, writing a checkpoint first. */
+  requestStop(): void {
+    this.#stopRequested = true;
+  }
+
+  #log(message: string): void {
+    this.emit('log', { stage: 'preference', message });
+  }
+
+  /** Tokenizes the data once; items with an empty response row (prompt ≥ seqLen) are dropped. */
+  #prepare(): Promise<{ train: Item[]; eval?: Item[]; k: number }> {
+    this.#data ??= (async () => {
+      const fn = 'PreferenceTrainer', o = this.#o, group = isGroupLoss(o.loss);
+      const train = await loadPairData(fn, 'train', this.#opts.train, group);
+      const evalSet = this.#opts.eval !== undefined ? await loadPairData(fn, 'eval', this.#opts.eval, group) : undefined;
+      const asGroup = (r: PreferenceRecord | ScoredRecord): ScoredRecord => (isScored(r) ? r : { prompt: r.prompt, responses: [r.chosen, r.rejected], scores: [1, 0] });
+      let k = 2;
+      if (group) {
+        const counts = new Set([...train, ...(evalSet ?? [])].map((r) => asGroup(r).responses.length));
+        k = o.k ?? (counts.size === 1 ? [...counts][0] : 0);
+        if (!k) throw new TypeError(`${fn}: the records have different numbers of responses (${[...counts].join(', ')}); set options.groupSize`);
+      }
+      const toItems = (records: Array<PreferenceRecord | ScoredRecord>, name: string): Item[] => {
+        const items: Item[] = [];
+        let truncated = 0, dropped = 0;
+        records.forEach((r, i) => {
+          const g = group ? asGroup(r) : undefined;
+          if (g && g.responses.length % k !== 0)
+            throw new RlhfError(ErrorCode.FORMAT, `${fn}: ${name} record ${i} has ${g.responses.length} responses, not a multiple of groupSize ${k}`);
+          for (let off = 0; off < (g ? g.responses.length : 2); off += k) {
+            const texts = g ? g.responses.slice(off, off + k) : [(r as PreferenceRecord).chosen, (r as PreferenceRecord).rejected];
+            const rows = texts.map((t) => encodeRow(this.tokenizer, r.prompt, t, o.seqLen));
+            if (rows.some((x) => x.truncated)) truncated++;
+            if (rows.some((x) => x.seq.responseIds.length === 0)) {
+              dropped++;
+              continue;
+            }
+            const scores = g?.scores.slice(off, off + k);
+            const { best, worst } = scores ? bestWorst(scores) : { best: 0, worst: 1 };
+            items.push({ rows: rows.map((x) => x.seq), lengths: rows.map((x) => x.seq.responseIds.length), scores, best, worst });
+          }
+        });
+        if (truncated) this.#log(`${name}: ${truncated} ${group ? 'groups' : 'pairs'} truncated to ${o.seqLen} tokens`);
+        if (dropped) this.#log(`${name}: ${dropped} ${group ? 'groups' : 'pairs'} dropped: the prompt fills seqLen (${o.seqLen}), leaving no response token`);
+        if (!items.length) throw new RlhfError(ErrorCode.FORMAT, `${fn}: no ${name} item left to train on`);
+        return items;
+      };
+      return { train: toItems(train, 'train'), eval: evalSet && toItems(evalSet, 'eval'), k };
+    })();
+    return this.#data;
+  }
+
+  /** Creates the default reference (a frozen clone of the policy) if needed. */
+  async #ensureReference(): Promise<void> {
+    if (this.#o.loss !== 'simpo') this.reference ??= await this.policy.clone();
+  }
+
+  /** Fills item.ref with the reference's sequence log-probs (dataset order, no gradients). */
+  async #cacheReference(items: Item[], force: boolean): Promise<void> {
+    if (this.#o.loss === 'simpo') return;
+    const todo = force ? items : items.filter((it) => !it.ref);
+    for (let i = 0; i < todo.length; i += this.#o.batchSize) {
+      const batch = todo.slice(i, i + this.#o.batchSize);
+      const rb = await rowLogprobs(this.reference!, batch.flatMap((it) => it.rows), this.tokenizer.padId, { save: false, temperature: this.#o.temperature });
+      let row = 0;
+      for (const it of batch) (it.ref = rb.seq.slice(row, row + it.rows.length)), (row += it.rows.length);
+    }
+  }
+
+  /** KTO's z0 on mismatched rows: item i's prompt with item (i+1)'s chosen response (TRL's KL term), no gradients. */
+  async #klBaseline(items: Item[]): Promise<number> {
+    const rows = items.map((it, i) => {
+      const p = it.rows[it.best].promptIds, other = items[(i + 1) % items.length];
+      return { promptIds: p, responseIds: other.rows[other.best].responseIds.slice(0, Math.max(0, this.#o.seqLen - p.length)) };
+    });
+    const opts = { save: false, temperature: this.#o.temperature };
+    const pol = await rowLogprobs(this.policy, rows, this.tokenizer.padId, opts), ref = await rowLogprobs(this.reference!, rows, this.tokenizer.padId, opts);
+    return allFinite(...pol.seq, ...ref.seq) ? ktoKlBaseline(pol.seq, ref.seq) : NaN;
+  }
+
+  /**
+   * One micro-batch: loss, gradient w.r.t. the policy's sequence log-probs, diagnostics; null (and
+   * no saved activations) when a log-prob is not finite.
+   */
+  async #lossOf(items: Item[], save: boolean) {
+    const k = items[0].rows.length;
+    const z0 = this.#o.loss === 'kto' ? await this.#klBaseline(items) : undefined;
+    const rb = await rowLogprobs(this.policy, items.flatMap((it) => it.rows), this.tokenizer.padId, { save, temperature: this.#o.temperature });
+    const ref = this.#o.loss === 'simpo' ? undefined : Float64Array.from(items.flatMap((it) => [...it.ref!]));
+    if (!allFinite(...rb.seq, ...(ref ?? []), z0 ?? 0)) {
+      if (save) this.policy.releaseActivations();
+      return null;
+    }
+    const out = preferenceLoss(this.#o, {
+      k,
+      policy: rb.seq,
+      ref,
+      lengths: items.flatMap((it) => it.lengths),
+      scores: items[0].scores && items.flatMap((it) => it.scores!),
+      best: items.map((it) => it.best),
+      worst: items.map((it) => it.worst),
+      klBaseline: z0,
+    });
+    const chosen = Float64Array.from(items, (it, i) => rb.seq[i * k + it.best]), rejected = Float64Array.from(items, (it, i) => rb.seq[i * k + it.worst]);
+    let correct = 0;
+    out.rewardsChosen.forEach((c, i) => (correct += c > out.rewardsRejected[i] ? 1 : 0));
+    const diag = { rewardsChosen: mean(out.rewardsChosen), rewardsRejected: mean(out.rewardsRejected), margin: mean(out.rewardsChosen) - mean(out.rewardsRejected), accuracy: correct / items.length, logpsChosen: mean(chosen), logpsRejected: mean(rejected) };
+    return { rb, out, diag, z0 };
+  }
+
+  /** Mean loss (without the NTP term) and diagnostics over the eval set, no gradients. */
+  async evaluate(): Promise<PreferenceMetrics & { items: number }> {
+    const data = await this.#prepare();
+    if (!data.eval) throw new TypeError('PreferenceTrainer.evaluate: no eval data (options.eval)');
+    await this.#ensureReference();
+    await this.#cacheReference(data.eval, false);
+    return this.#evaluate(data.eval);
+  }
+
+  async #evaluate(set: Item[]): Promise<PreferenceMetrics & { items: number }> {
+    const sum: Record<string, number> = {};
+    for (let i = 0; i < set.length; i += this.#o.batchSize) {
+      const b = set.slice(i, i + this.#o.batchSize);
+      const r = await this.#lossOf(b, false);
+      if (!r) return { loss: NaN, rewardsChosen: NaN, rewardsRejected: NaN, margin: NaN, accuracy: NaN, logpsChosen: NaN, logpsRejected: NaN, items: set.length };
+      const { out, diag } = r;
+      for (const [key, v] of Object.entries({ loss: out.loss, ...diag })) sum[key] = (sum[key] ?? 0) + (v * b.length) / set.length;
+    }
+    return { ...(sum as unknown as PreferenceMetrics), items: set.length };
+  }
+
+  async train(): Promise<PreferenceTrainResult> {
+    const o = this.#o;
+    const t0 = performance.now();
+    const data = await this.#prepare();
+    const batches = new EpochBatches(data.train, o.batchSize, o.seed);
+    const totalSteps = o.maxSteps ?? Math.ceil(batches.perEpoch / o.gradAccum) * o.epochs;
+    const schedule = makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio });
+    const run = new TrainingRun('preference', this, totalSteps, o);
+    await this.#ensureReference();
+    const ref: Record<string, CheckpointPart> = this.reference ? { reference: { model: this.reference } } : {};
+    const state = await run.resume({ policy: { model: this.policy, optimizer: this.optimizer }, ...ref });
+    // after resume: the reference may have been restored from the checkpoint
+    await this.#cacheReference([...data.train, ...(data.eval ?? [])], true);
+    let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;
+    const save = () => run.save(step, { policy: { model: this.policy, optimizer: this.optimizer, tokenizer: this.tokenizer }, ...ref }, { microBatch: micro, seed: o.seed, loss: o.loss });
+    let lastLoss = NaN, evalResult: PreferenceTrainResult['eval'];
+    const evaluate = async () => {
+      evalResult = await this.#evaluate(data.eval!);
+      const { items: _items, ...m } = evalResult;
+      await run.evaluation(step, Object.fromEntries(Object.entries(m).map(([key, v]) => [`eval${key[0].toUpperCase()}${key.slice(1)}`, v])));
+    };
+    await this.policy.zeroGrad();
+    while (step < totalSteps) {
+      const step0 = performance.now();
+      const micros = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
+      const N = micros.reduce((s, b) => s + b.length, 0);
+      // NTP: mean NLL over the step's chosen (best-scored) response tokens
+      const ntpTokens = micros.reduce((s, b) => s + b.reduce((t, it) => t + it.lengths[it.best], 0), 0);
+      const m: Record<string, number> = {};
+      let nll = 0;
+      for (const items of micros) {
+        const r = await this.#lossOf(items, true);
+        if (!r) {
+          m.loss = NaN; // no backward; the step skips its update
+          continue;
+        }
+        const { rb, out, diag, z0 } = r;
+        const w = items.length / N; // each micro-batch loss is a mean over its items; the step's is over all N
+        const dTok = spreadSequenceGrad(out.dPolicy.map((d) => d * w), rb.mask, rb.sb.batch, rb.sb.seqLen);
+        if (o.ntpCoef > 0)
+          items.forEach((it, i) => {
+            const b = i * it.rows.length + it.best;
+            for (let j = 0; j < rb.sb.responseLength[b]; j++) {
+              nll -= rb.logprobs[rb.sb.responseStart[b] + j] / ntpTokens;
+              dTok[rb.sb.responseStart[b] + j] -= o.ntpCoef / ntpTokens;
+            }
+          });
+        for (const [key, v] of Object.entries({ loss: out.loss, ...diag, ...(z0 === undefined ? {} : { klBaseline: z0 }) })) m[key] = (m[key] ?? 0) + v * w;
+        await this.policy.backward({ dLogprobs: Float32Array.from(dTok) });
+      }
+      micro += o.gradAccum;
+      if (o.ntpCoef > 0) (m.ntpLoss = nll), (m.loss += o.ntpCoef * nll);
+      this.optimizer.lr = schedule(step);
+      // NaN/Inf guard: a non-finite loss skips the update (AdamW itself skips non-finite gradients)
+      const r = allFinite(m.loss) ? await this.optimizer.step() : { skipped: true, gradNorm: NaN, step: 0 };
+      await this.policy.zeroGrad();
+      if (r.skipped) {
+        run.skippedSteps++;
+        run.log(`step ${step + 1}: non-finite loss or gradients, update skipped`);
+      }
+      step++;
+      lastLoss = m.loss;
+      await run.step(step, { ...m, lr: this.optimizer.lr, gradNorm: r.gradNorm, itemsPerSecond: N / ((performance.now() - step0) / 1000) }, { epoch: micro / batches.perEpoch });
+      if (data.eval && o.evalEvery && step % o.evalEvery === 0) await evaluate();
+      if (o.saveEvery && step % o.saveEvery === 0) await save();
+      if (this.#stopRequested) {
+        if (!o.saveEvery || step % o.saveEvery !== 0) await save();
+        run.log(`stopped at step ${step} of ${totalSteps}`);
+        return { steps: step, trainLoss: lastLoss, eval: evalResult, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, stopped: true };
+      }
+    }
+    if (data.eval && (!o.evalEvery || step % o.evalEvery !== 0)) await evaluate();
+    if (o.outputDir) {
+      if (!o.saveEvery || step % o.saveEvery !== 0) await save();
+      await this.policy.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
+    }
+    return { steps: step, trainLoss: lastLoss, eval: evalResult, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000 };
+  }
+}

@@ -1,0 +1,314 @@
+/**
+ * Reward-model training (seed-spec 1.1, 2.2; claims 16–17): a backbone with a scalar head (a
+ * `*ForSequenceClassification` Model, e.g. `Model.load(sftDir, {architecture:
+ * 'LlamaForSequenceClassification'})`) learns r(x, y) from preference pairs.
+ *
+ *   data     {prompt, chosen, rejected, margin?} (JSONL or records); each response gets eos and the
+ *            row is truncated to seqLen; eval: options.eval, or a seeded evalSplit of train
+ *   balance  lengthBalance: balanceByLength on the pairs' response token lengths (before
+ *            truncation), report emitted as a 'log' event and returned
+ *   step     gradAccum micro-batches of batchSize pairs; chosen and rejected rows (and the
+ *            micro-batch's correctness rows) in ONE forward; r = the value at each row's last
+ *            token; L = BT(r_w, r_l, margin) + λ_reg·mean(r_w² + r_l²), averaged over the step's
+ *            pairs, + correctnessWeight · BCE(σ(r), label) averaged over the step's correctness rows
+ *   output   checkpoints (stage 'reward', part 'model'), metrics.jsonl, outputDir/model at the end;
+ *            resume is bit-exact (only the micro-batch counter is data state)
+ */
+import { join } from 'node:path';
+import { AdamW } from '../engine/adamw.js';
+import type { Model } from '../engine/model.js';
+import { RlhfError, ErrorCode } from '../errors.js';
+import { balanceByLength, formatBalanceReport, type BalanceReport, type PreferenceRecord } from '../data/index.js';
+import { bradleyTerryLoss, correctnessLoss } from '../losses/index.js';
+import { lastTokenIndex, sequenceBatch, type Sequence } from '../rollout/sequences.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+import { options } from '../validate.js';
+import { TrainerEmitter } from './events.js';
+import { EpochBatches, LOOP_KEYS, encodeRow, heldOutSplit, loadPairData, readLoopOptions, type LoopOptions } from './preference-common.js';
+import { loadCorrectnessData, type CorrectnessRecord } from './reward-data.js';
+import { TrainingRun, allFinite } from './run.js';
+import { makeSchedule } from './schedule.js';
+
+export type { CorrectnessRecord } from './reward-data.js';
+
+/** Options of {@link RewardTrainer}; loop options (batchSize = pairs per micro-batch, ...) as in SFTOptions. */
+export interface RewardTrainerOptions extends Partial<LoopOptions> {
+  /** a model with a scalar head (*ForSequenceClassification) */
+  model: Model;
+  tokenizer: Tokenizer;
+  /** JSONL path or records {prompt, chosen, rejected, margin?} */
+  train: string | PreferenceRecord[];
+  eval?: string | PreferenceRecord[];
+  /** without eval: hold out this fraction of train (seeded by seed), in (0, 1) */
+  evalSplit?: number;
+  /** use each record's margin in the BT loss (default true; records without one use 0) */
+  margin?: boolean;
+  /** λ_reg of the squared-score penalty (default 0.01, spec 2.2) */
+  scoreRegularization?: number;
+  /** bucket-based length balancing of the training pairs (default false) */
+  lengthBalance?: boolean;
+  /** bucket edges on |len(chosen) − len(rejected)| in tokens (default DEFAULT_BALANCE_EDGES) */
+  balanceEdges?: number[];
+  /** correctness-labelled records {prompt, response, label} mixed into every micro-batch (multi-task RM) */
+  correctness?: string | CorrectnessRecord[];
+  /** weight of the correctness BCE in the step loss (default 1) */
+  correctnessWeight?: number;
+  /** correctness rows per micro-batch (default batchSize) */
+  correctnessBatchSize?: number;
+}
+
+const KEYS = ['model', 'tokenizer', 'train', 'eval', 'evalSplit', 'margin', 'scoreRegularization', 'lengthBalance', 'balanceEdges', 'correctness', 'correctnessWeight', 'correctnessBatchSize', ...LOOP_KEYS] as const;
+
+/** Held-out metrics: pairwise accuracy (r_w > r_l), BT loss (margins as in training, no penalty), mean score. */
+export interface RewardEvalResult {
+  accuracy: number;
+  loss: number;
+  meanScore: number;
+  meanMargin: number;
+  pairs: number;
+}
+
+export interface RewardTrainResult {
+  steps: number;
+  /** the last step's loss (total, including the penalty and the correctness term) */
+  trainLoss: number;
+  trainAccuracy: number;
+  eval?: RewardEvalResult;
+  /** with lengthBalance: what balancing kept, per bucket */
+  balance?: BalanceReport;
+  skippedSteps: number;
+  seconds: number;
+  stopped?: boolean;
+}
+
+interface Pair {
+  chosen: Sequence;
+  rejected: Sequence;
+  margin: number;
+}
+interface Labelled {
+  seq: Sequence;
+  label: number;
+}
+interface Data {
+  train: Pair[];
+  eval?: Pair[];
+  correctness?: Labelled[];
+  balance?: BalanceReport;
+}
+
+/** Trains a scalar-head reward model on preference pairs with the Bradley-Terry loss. */
+export class RewardTrainer extends TrainerEmitter {
+  readonly model: Model;
+  readonly tokenizer: Tokenizer;
+  readonly optimizer: AdamW;
+  #o: LoopOptions & { useMargin: boolean; lambda: number; lengthBalance: boolean; edges?: number[]; evalSplit?: number; cWeight: number; cBatch: number };
+  #opts: RewardTrainerOptions;
+  #data?: Promise<Data>;
+  #stopRequested = false;
+
+  constructor(opts: RewardTrainerOptions) {
+    super();
+    const fn = 'RewardTrainer';
+    const o = options(fn, 'options', opts);
+    o.known(KEYS);
+    if (!opts.model || !opts.tokenizer) throw new TypeError(`${fn}: options.model and options.tokenizer are required`);
+    if (!opts.model.config.valueHead)
+      throw new TypeError(`${fn}: expected options.model to have a scalar head (*ForSequenceClassification), received a ${opts.model.config.architecture}; load it with Model.load(dir, {architecture: 'LlamaForSequenceClassification'})`);
+    if (opts.train === undefined) throw new TypeError(`${fn}: options.train is required`);
+    this.model = opts.model;
+    this.tokenizer = opts.tokenizer;
+    this.#opts = opts;
+    const loop = readLoopOptions(fn, o, { lr: 1e-5 });
+    this.#o = {
+      ...loop,
+      useMargin: o.bool('margin', true),
+      lambda: o.number('scoreRegularization', { min: 0 }, 0.01),
+      lengthBalance: o.bool('lengthBalance', false),
+      edges: opts.balanceEdges,
+      evalSplit: o.has('evalSplit') ? o.number('evalSplit', { gt: 0, lt: 1 }) : undefined,
+      cWeight: o.number('correctnessWeight', { min: 0 }, 1),
+      cBatch: o.int('correctnessBatchSize', { min: 1 }, loop.batchSize),
+    };
+    if (opts.eval !== undefined && this.#o.evalSplit !== undefined) throw new TypeError(`${fn}: give options.eval or options.evalSplit, not both`);
+    if (opts.balanceEdges !== undefined) {
+      if (!this.#o.lengthBalance) throw new TypeError(`${fn}: options.balanceEdges needs options.lengthBalance: true`);
+      balanceByLength([], { edges: opts.balanceEdges }); // validates the edges now rather than at train()
+    }
+    this.optimizer = new AdamW(this.model, { lr: loop.lr, weightDecay: loop.weightDecay, maxGradNorm: loop.maxGradNorm });
+  }
+
+  /** Ends train() after the current step, writing a checkpoint first. */
+  requestStop(): void {
+    this.#stopRequested = true;
+  }
+
+  #log(message: string): void {
+    this.emit('log', { stage: 'reward', message });
+  }
+
+  #encode(records: PreferenceRecord[]): { pairs: Pair[]; lengths: Array<{ chosen: number; rejected: number }> } {
+    let truncated = 0;
+    const lengths: Array<{ chosen: number; rejected: number }> = [];
+    const pairs = records.map((r) => {
+      const c = encodeRow(this.tokenizer, r.prompt, r.chosen, this.#o.seqLen), l = encodeRow(this.tokenizer, r.prompt, r.rejected, this.#o.seqLen);
+      if (c.truncated || l.truncated) truncated++;
+      lengths.push({ chosen: c.fullResponseLength, rejected: l.fullResponseLength });
+      return { chosen: c.seq, rejected: l.seq, margin: this.#o.useMargin ? (r.margin ?? 0) : 0 };
+    });
+    if (truncated) this.#log(`${truncated} of ${records.length} pairs truncated to ${this.#o.seqLen} tokens`);
+    return { pairs, lengths };
+  }
+
+  /** Loads, splits, balances and tokenizes the data once (deterministic: resumed runs see the same). */
+  #prepare(): Promise<Data> {
+    this.#data ??= (async () => {
+      const fn = 'RewardTrainer';
+      const o = this.#o;
+      let records = (await loadPairData(fn, 'train', this.#opts.train, false)) as PreferenceRecord[];
+      let evalRecords = this.#opts.eval !== undefined ? ((await loadPairData(fn, 'eval', this.#opts.eval, false)) as PreferenceRecord[]) : undefined;
+      if (o.evalSplit !== undefined) {
+        if (records.length < 2) throw new RlhfError(ErrorCode.FORMAT, `${fn}: evalSplit needs at least 2 training pairs, got ${records.length}`);
+        const split = heldOutSplit(records.length, o.evalSplit, o.seed);
+        evalRecords = split.held.map((i) => records[i]);
+        records = split.train.map((i) => records[i]);
+      }
+      let { pairs, lengths } = this.#encode(records);
+      let balance: BalanceReport | undefined;
+      if (o.lengthBalance) {
+        const b = balanceByLength(lengths, { edges: o.edges, seed: o.seed });
+        balance = b.report;
+        pairs = b.kept.map((i) => pairs[i]);
+        this.#log(`length balancing (token lengths of chosen vs rejected):\n${formatBalanceReport(b.report)}`);
+        if (!pairs.length) throw new RlhfError(ErrorCode.FORMAT, `${fn}: length balancing kept no pair`);
+      }
+      const correctness = this.#opts.correctness !== undefined
+        ? (await loadCorrectnessData(fn, this.#opts.correctness)).map((r) => ({ seq: encodeRow(this.tokenizer, r.prompt, r.response, o.seqLen).seq, label: r.label }))
+        : undefined;
+      return { train: pairs, eval: evalRecords && this.#encode(evalRecords).pairs, correctness, balance };
+    })();
+    return this.#data;
+  }
+
+  /** Scores the rows (value at each row's last token); `save` keeps activations for backward. */
+  async #scores(rows: Sequence[], save: boolean): Promise<{ scores: Float64Array; at: Int32Array; size: number }> {
+    const sb = sequenceBatch(rows, this.tokenizer.padId);
+    const f = await this.model.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: save });
+    const at = Int32Array.from(rows, (_, b) => lastTokenIndex(sb, b));
+    return { scores: Float64Array.from(at, (i) => f.values![i]), at, size: sb.batch * sb.seqLen };
+  }
+
+  /**
+   * Pairwise accuracy, BT loss and mean score, no gradients: on the eval set (options.eval or the
+   * evalSplit hold-out), or with `'train'` on the (balanced) training pairs — the mean score of
+   * claim 17.
+   */
+  async evaluate(split: 'eval' | 'train' = 'eval'): Promise<RewardEvalResult> {
+    const data = await this.#prepare();
+    if (split !== 'eval' && split !== 'train') throw new TypeError(`RewardTrainer.evaluate: expected split to be "eval" or "train", received ${JSON.stringify(split)}`);
+    const set = split === 'train' ? data.train : data.eval;
+    if (!set?.length) throw new TypeError('RewardTrainer.evaluate: no eval data (options.eval or options.evalSplit)');
+    return this.#evaluate(set);
+  }
+
+  async #evaluate(set: Pair[]): Promise<RewardEvalResult> {
+    let loss = 0, correct = 0, scoreSum = 0, marginSum = 0;
+    for (let i = 0; i < set.length; i += this.#o.batchSize) {
+      const b = set.slice(i, i + this.#o.batchSize), n = b.length;
+      const { scores } = await this.#scores([...b.map((p) => p.chosen), ...b.map((p) => p.rejected)], false);
+      if (!allFinite(...scores)) return { accuracy: NaN, loss: NaN, meanScore: NaN, meanMargin: NaN, pairs: set.length };
+      const bt = bradleyTerryLoss({ chosen: scores.subarray(0, n), rejected: scores.subarray(n), margin: b.map((p) => p.margin) });
+      loss += bt.loss * n;
+      correct += bt.accuracy * n;
+      marginSum += bt.meanMargin * n;
+      for (const s of scores) scoreSum += s;
+    }
+    const n = set.length;
+    return { accuracy: correct / n, loss: loss / n, meanScore: scoreSum / (2 * n), meanMargin: marginSum / n, pairs: n };
+  }
+
+  async train(): Promise<RewardTrainResult> {
+    const o = this.#o;
+    const t0 = performance.now();
+    const data = await this.#prepare();
+    const pairs = new EpochBatches(data.train, o.batchSize, o.seed);
+    const labelled = data.correctness && new EpochBatches(data.correctness, o.cBatch, o.seed, 1);
+    const totalSteps = o.maxSteps ?? Math.ceil(pairs.perEpoch / o.gradAccum) * o.epochs;
+    const schedule = makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio });
+    const run = new TrainingRun('reward', this, totalSteps, o);
+    const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
+    let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;
+    const save = () => run.save(step, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { microBatch: micro, seed: o.seed });
+    const evaluate = async () => {
+      const e = await this.#evaluate(data.eval!);
+      await run.evaluation(step, { evalAccuracy: e.accuracy, evalLoss: e.loss, evalMeanScore: e.meanScore });
+      return e;
+    };
+    let last = { loss: NaN, accuracy: NaN }, evalResult: RewardEvalResult | undefined;
+    await this.model.zeroGrad();
+    while (step < totalSteps) {
+      const tStep = performance.now();
+      const batches = Array.from({ length: o.gradAccum }, (_, i) => pairs.at(micro + i));
+      const cBatches = Array.from({ length: labelled ? o.gradAccum : 0 }, (_, i) => labelled!.at(micro + i));
+      const N = batches.reduce((s, b) => s + b.length, 0), C = cBatches.reduce((s, b) => s + b.length, 0);
+      let loss = 0, correct = 0, marginSum = 0, scoreSum = 0, cLoss = 0, cCorrect = 0;
+      for (let m = 0; m < batches.length; m++) {
+        const b = batches[m], n = b.length, cb = cBatches[m] ?? [];
+        const { scores, at, size } = await this.#scores([...b.map((p) => p.chosen), ...b.map((p) => p.rejected), ...cb.map((c) => c.seq)], true);
+        if (!allFinite(...scores)) {
+          // a non-finite score: no backward, and the NaN loss makes the step skip its update
+          this.model.releaseActivations();
+          loss = NaN;
+          continue;
+        }
+        const bt = bradleyTerryLoss({ chosen: scores.subarray(0, n), rejected: scores.subarray(n, 2 * n), margin: b.map((p) => p.margin), scoreRegularization: o.lambda });
+        const dValues = new Float32Array(size);
+        // bt is a mean over this micro-batch's n pairs; weighting by n / N makes the step a mean over its N pairs
+        for (let j = 0; j < n; j++) {
+          dValues[at[j]] = (bt.dChosen[j] * n) / N;
+          dValues[at[n + j]] = (bt.dRejected[j] * n) / N;
+          scoreSum += scores[j] + scores[n + j];
+        }
+        loss += (bt.loss * n) / N;
+        correct += bt.accuracy * n;
+        marginSum += bt.meanMargin * n;
+        if (cb.length) {
+          const cl = correctnessLoss({ scores: scores.subarray(2 * n), labels: cb.map((c) => c.label) });
+          const w = (o.cWeight * cb.length) / C;
+          for (let j = 0; j < cb.length; j++) dValues[at[2 * n + j]] = cl.dScores[j] * w;
+          loss += cl.loss * w;
+          cLoss += (cl.loss * cb.length) / C;
+          cCorrect += cl.accuracy * cb.length;
+        }
+        await this.model.backward({ dValues });
+      }
+      micro += o.gradAccum;
+      this.optimizer.lr = schedule(step);
+      // NaN/Inf guard: a non-finite loss skips the update (AdamW itself skips non-finite gradients)
+      const r = allFinite(loss) ? await this.optimizer.step() : { skipped: true, gradNorm: NaN, step: 0 };
+      await this.model.zeroGrad();
+      if (r.skipped) {
+        run.skippedSteps++;
+        run.log(`step ${step + 1}: non-finite loss or gradients, update skipped`);
+      }
+      step++;
+      last = { loss, accuracy: correct / N };
+      const metrics: Record<string, number> = { loss, accuracy: correct / N, meanMargin: marginSum / N, meanScore: scoreSum / (2 * N), lr: this.optimizer.lr, gradNorm: r.gradNorm, pairsPerSecond: N / ((performance.now() - tStep) / 1000) };
+      if (C) Object.assign(metrics, { correctnessLoss: cLoss, correctnessAccuracy: cCorrect / C });
+      await run.step(step, metrics, { epoch: micro / pairs.perEpoch });
+      if (data.eval && o.evalEvery && step % o.evalEvery === 0) evalResult = await evaluate();
+      if (o.saveEvery && step % o.saveEvery === 0) await save();
+      if (this.#stopRequested) {
+        if (!o.saveEvery || step % o.saveEvery !== 0) await save();
+        run.log(`stopped at step ${step} of ${totalSteps}`);
+        return { steps: step, trainLoss: last.loss, trainAccuracy: last.accuracy, eval: evalResult, balance: data.balance, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, stopped: true };
+      }
+    }
+    if (data.eval && (!o.evalEvery || step % o.evalEvery !== 0)) evalResult = await evaluate();
+    if (o.outputDir) {
+      if (!o.saveEvery || step % o.saveEvery !== 0) await save();
+      await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
+    }
+    return { steps: step, trainLoss: last.loss, trainAccuracy: last.accuracy, eval: evalResult, balance: data.balance, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000 };
+  }
+}
