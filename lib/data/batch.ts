@@ -153,3 +153,39 @@ export function packExamples(
   return { batches, stats: { examples: examples.length, truncated, rows: rows.length, fill } };
 }
 
+
+/**
+ * Stacks single- or multi-row batches of the same seqLen into one batch (rows in order). Used to
+ * shuffle packed rows between epochs without re-packing (which would change the row count).
+ */
+export function stackBatches(parts: TokenBatch[]): TokenBatch {
+  if (!parts.length) throw rangeError('stackBatches', 'parts.length', '>= 1', 0);
+  const T = parts[0].seqLen;
+  parts.forEach((p, i) => {
+    if (p.seqLen !== T) throw rangeError('stackBatches', `parts[${i}].seqLen`, `${T}`, p.seqLen);
+  });
+  const B = parts.reduce((s, p) => s + p.batch, 0);
+  const out: TokenBatch = {
+    batch: B,
+    seqLen: T,
+    tokens: new Int32Array(B * T),
+    targets: new Int32Array(B * T),
+    lengths: new Int32Array(B),
+    numTargets: 0,
+  };
+  const packed = parts.some((p) => p.positions);
+  if (packed) (out.positions = new Int32Array(B * T)), (out.segments = new Int32Array(B * T));
+  let row = 0;
+  for (const p of parts) {
+    out.tokens.set(p.tokens, row * T);
+    out.targets.set(p.targets, row * T);
+    out.lengths.set(p.lengths, row);
+    if (packed) {
+      out.positions!.set(p.positions ?? Int32Array.from({ length: p.batch * T }, (_, i) => i % T), row * T);
+      out.segments!.set(p.segments ?? new Int32Array(p.batch * T), row * T);
+    }
+    out.numTargets += p.numTargets;
+    row += p.batch;
+  }
+  return out;
+}

@@ -18,8 +18,10 @@
  * the final evaluation.
  *
  * SFT demonstrations are deliberately imperfect: by default only 40% are ideal; the rest carry one
- * or two flaws (filler, repetition, wrong format, verbosity, and 10% a wrong answer), so a model
- * that imitates them inherits the flaws and alignment has room to help.
+ * or two flaws (filler, repetition, wrong format, verbosity, and 3% a wrong answer), so a model
+ * that imitates them inherits the flaws and alignment has room to help. (Sampling at temperature 1
+ * amplifies the wrong answers several-fold; at 10% wrong demonstrations a third of the sampled
+ * pairs would hinge on an arithmetic check too fine for the tiny reward model.)
  */
 import type { ChatMessage } from '../tokenizer/index.js';
 
@@ -54,16 +56,16 @@ export function makePrompt(a: number, b: number, format: Format): TaskPrompt {
   return { a, b, format, text, messages: [{ role: 'user', content: text }] };
 }
 
-/** Every (a, b, format) combination: 10 × 10 × 3 = 300 prompts. */
-export function allPrompts(): TaskPrompt[] {
+/** Every (a, b, format) combination with operands 0..maxOperand: (maxOperand + 1)² × 3 prompts. */
+export function allPrompts(maxOperand = 9): TaskPrompt[] {
   const out: TaskPrompt[] = [];
-  for (let a = 0; a < 10; a++) for (let b = 0; b < 10; b++) for (const f of FORMATS) out.push(makePrompt(a, b, f));
+  for (let a = 0; a <= maxOperand; a++) for (let b = 0; b <= maxOperand; b++) for (const f of FORMATS) out.push(makePrompt(a, b, f));
   return out;
 }
 
-/** Splits the 300 prompts into train / eval sets (seeded, disjoint). */
-export function splitPrompts(seed: number, evalFraction = 0.2): { train: TaskPrompt[]; eval: TaskPrompt[] } {
-  const all = allPrompts(), r = rng(seed);
+/** Splits the prompts into train / eval sets (seeded, disjoint). */
+export function splitPrompts(seed: number, evalFraction = 0.2, maxOperand = 9): { train: TaskPrompt[]; eval: TaskPrompt[] } {
+  const all = allPrompts(maxOperand), r = rng(seed);
   for (let i = all.length - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));
     [all[i], all[j]] = [all[j], all[i]];
@@ -83,7 +85,7 @@ export function idealResponse(p: TaskPrompt): string {
 export function demonstration(p: TaskPrompt, r: () => number, quality = 0.4): string {
   if (r() < quality) return idealResponse(p);
   let answer = p.a + p.b;
-  if (r() < 0.1) answer = (answer + 1 + Math.floor(r() * 3)) % 19; // a wrong answer
+  if (r() < 0.03) answer = (answer + 1 + Math.floor(r() * 3)) % 19; // a wrong answer
   let format = p.format;
   const flaws = 1 + (r() < 0.3 ? 1 : 0);
   let text = render(p, answer, format);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
-import { loadSftFile, packExamples, padBatch, permutation, tokenizeSft, type SftRecord, type TokenBatch, type TokenizedExample } from '../data/index.js';
+import { loadSftFile, packExamples, padBatch, permutation, stackBatches, tokenizeSft, type SftRecord, type TokenBatch, type TokenizedExample } from '../data/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { checkpointDir, findLatestCheckpoint, pruneCheckpoints, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -61,10 +61,20 @@ export interface SFTResult {
   stopped?: boolean;
 }
 
-/** Micro-batches of one epoch, in a seeded order (padding) or packed rows (packing). */
-function epochBatches(examples: TokenizedExample[], epoch: number, o: { seed: number; batchSize: number; seqLen: number; padId: number; packing: boolean }): TokenBatch[] {
+/**
+ * Micro-batches of one epoch in a seeded order. Padding: examples shuffled, then batched.
+ * Packing: the examples are packed once (fixed order, `packedRows`) and the packed rows shuffled,
+ * so every epoch has the same number of micro-batches.
+ */
+function epochBatches(examples: TokenizedExample[], epoch: number, o: { seed: number; batchSize: number; seqLen: number; padId: number; packing: boolean; packedRows?: TokenBatch[] }): TokenBatch[] {
+  if (o.packing) {
+    const rows = o.packedRows!;
+    const order = Array.from(permutation(rows.length, o.seed, epoch), (i) => rows[i]);
+    const out: TokenBatch[] = [];
+    for (let i = 0; i < order.length; i += o.batchSize) out.push(stackBatches(order.slice(i, i + o.batchSize)));
+    return out;
+  }
   const order = Array.from(permutation(examples.length, o.seed, epoch), (i) => examples[i]);
-  if (o.packing) return packExamples(order, { seqLen: o.seqLen, padId: o.padId, rowsPerBatch: o.batchSize }).batches;
   const out: TokenBatch[] = [];
   for (let i = 0; i < order.length; i += o.batchSize) out.push(padBatch(order.slice(i, i + o.batchSize), { padId: o.padId }));
   return out;
@@ -146,7 +156,8 @@ export class SFTTrainer extends TrainerEmitter {
     const t0 = performance.now();
     const train = await this.#examples(o.train);
     const evalSet = o.eval ? await this.#examples(o.eval) : undefined;
-    const batchOpts = { seed: o.seed, batchSize: o.batchSize, seqLen: o.seqLen, padId: this.tokenizer.padId, packing: o.packing };
+    const packedRows = o.packing ? packExamples(train, { seqLen: o.seqLen, padId: this.tokenizer.padId, rowsPerBatch: 1 }).batches : undefined;
+    const batchOpts = { seed: o.seed, batchSize: o.batchSize, seqLen: o.seqLen, padId: this.tokenizer.padId, packing: o.packing, packedRows };
     const perEpoch = epochBatches(train, 0, batchOpts).length;
     const stepsPerEpoch = Math.ceil(perEpoch / o.gradAccum);
     const totalSteps = o.maxSteps ?? stepsPerEpoch * o.epochs;
