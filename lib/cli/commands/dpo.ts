@@ -1,0 +1,52 @@
+/** rlhf dpo: the DPO family and EXO on preference pairs (or K-sample scored groups). */
+import { join } from 'node:path';
+import { PreferenceTrainer, PREFERENCE_LOSSES, type PreferenceLoss } from '../../train/preference.js';
+import type { CommandSpec, CommandHandler } from '../framework/index.js';
+import { applyThreads, defined, follow, loadModel, TRAIN_FLAGS } from './shared.js';
+
+export const dpoSpec: CommandSpec = {
+  name: 'dpo',
+  summary: 'preference optimisation on pairs: DPO, cDPO, IPO, SimPO, KTO, EXO (and exo-rw / dpo-rw on scored groups)',
+  flags: {
+    policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); a frozen copy is the reference' },
+    data: { type: 'path', required: true, placeholder: 'pairs.jsonl', describe: 'pairs {prompt, chosen, rejected} (or {prompt, responses, scores} for exo-rw / dpo-rw)' },
+    evalData: { type: 'path', placeholder: 'pairs.jsonl', describe: 'held-out pairs' },
+    loss: { type: 'enum', values: PREFERENCE_LOSSES, default: 'dpo', describe: 'the loss' },
+    beta: { type: 'number', min: 0, default: 0.1, describe: 'β (EXO: β_π)' },
+    labelSmoothing: { type: 'number', min: 0, max: 0.5, describe: 'cDPO label smoothing (default 0.1 for cdpo)' },
+    epsilon: { type: 'number', min: 0, max: 1, describe: 'EXO-pref ε (default 1e-3)' },
+    ntpCoef: { type: 'number', min: 0, describe: 'NLL on the chosen response (regulariser)' },
+    seqLen: { type: 'int', min: 2, default: 512, describe: 'longest prompt + response' },
+    batchSize: { type: 'int', min: 1, default: 8, describe: 'pairs per micro-batch' },
+    epochs: { type: 'int', min: 1, default: 1, describe: 'passes over the pairs' },
+    ...TRAIN_FLAGS,
+  },
+  examples: ['rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/dpo --loss dpo --beta 0.1 --lr 2e-5', 'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/exo --loss exo'],
+};
+
+export const dpoCommand: CommandHandler = async (o, ctx) => {
+  applyThreads(o);
+  const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy');
+  const trainer = new PreferenceTrainer({
+    policy,
+    tokenizer,
+    loss: o.loss as PreferenceLoss,
+    beta: o.beta as number,
+    train: o.data as string,
+    ...defined({ eval: o.evalData as string | undefined, labelSmoothing: o.labelSmoothing as number | undefined, epsilon: o.epsilon as number | undefined, ntpCoef: o.ntpCoef as number | undefined, lr: o.lr as number | undefined, saveEvery: o.saveEvery as number | undefined }),
+    seqLen: o.seqLen as number,
+    batchSize: o.batchSize as number,
+    epochs: o.epochs as number,
+    outputDir: o.output as string,
+    seed: o.seed as number,
+    resumeFrom: o.resume ? 'latest' : undefined,
+  });
+  const done = follow(trainer, ctx, ['loss', 'margin', 'accuracy']);
+  const r = await trainer.train();
+  done(`${o.loss}: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  if (!r.stopped) {
+    await policy.save(join(o.output as string, 'model'), { extraFiles: (d) => tokenizer.save(d) });
+    ctx.stdout.write(`model: ${join(o.output as string, 'model')}\n`);
+  }
+  return r.stopped ? 130 : 0;
+};

@@ -1,0 +1,117 @@
+/** rlhf ppo / rlhf grpo: policy optimisation against a reward model or a rule. */
+import { join } from 'node:path';
+import { Model } from '../../engine/model.js';
+import { GroupTrainer } from '../../train/group.js';
+import { PPOTrainer } from '../../train/ppo.js';
+import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '../framework/index.js';
+import { applyThreads, defined, follow, loadModel, resolveReward, REWARD_FLAGS, TRAIN_FLAGS } from './shared.js';
+
+const CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification', qwen2: 'Qwen2ForSequenceClassification', glm: 'GlmForSequenceClassification' };
+
+const POLICY_FLAGS: Record<string, FlagSpec> = {
+  policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); also the frozen reference' },
+  prompts: { type: 'path', required: true, placeholder: 'prompts.jsonl', describe: 'prompts ({prompt: string | messages, ...})' },
+  ...REWARD_FLAGS,
+  iterations: { type: 'int', min: 1, default: 100, describe: 'rollout + update iterations' },
+  promptsPerIteration: { type: 'int', min: 1, default: 8, describe: 'prompts per iteration' },
+  maxNewTokens: { type: 'int', min: 1, default: 64, describe: 'longest response' },
+  temperature: { type: 'number', min: 0, default: 1, describe: 'sampling temperature of the rollouts' },
+  epochs: { type: 'int', min: 1, default: 1, describe: 'update passes over each rollout batch' },
+  miniBatchSize: { type: 'int', min: 1, describe: 'responses per update (default: the whole batch)' },
+  klCoef: { type: 'number', min: 0, describe: 'KL coefficient to the reference' },
+  klEstimator: { type: 'enum', values: ['k1', 'k2', 'k3'], describe: 'per-token KL estimator' },
+  ptxData: { type: 'path', placeholder: 'sft.jsonl', describe: 'SFT data for the next-token regulariser (ChatGLM-RLHF)' },
+  ptxCoef: { type: 'number', min: 0, default: 0, describe: 'λ of the next-token regulariser' },
+  ...TRAIN_FLAGS,
+};
+
+export const ppoSpec: CommandSpec = {
+  name: 'ppo',
+  summary: 'PPO with a critic, reference-baseline rewards and the next-token regulariser (ChatGLM-RLHF)',
+  flags: {
+    ...POLICY_FLAGS,
+    critic: { type: 'path', placeholder: 'dir', describe: 'critic initialisation (default: the reward model, else the policy with a new scalar head)' },
+    samplesPerPrompt: { type: 'int', min: 1, default: 1, describe: 'responses per prompt' },
+    baseline: { type: 'enum', values: ['reference', 'normalize', 'none'], default: 'reference', describe: 'reward shaping: r(x,y) − r(x,y_ref) (ChatGLM-RLHF), running normalisation, or none' },
+    criticLr: { type: 'number', min: 0, describe: 'critic learning rate (default 10× --lr)' },
+    criticWarmup: { type: 'int', min: 0, default: 0, describe: 'iterations that train only the critic' },
+    klTarget: { type: 'number', min: 0, describe: 'adaptive KL controller target (KL per response)' },
+  },
+  examples: ['rlhf ppo --policy runs/sft/model --reward-model runs/rm/model --prompts prompts.jsonl --ptx-data sft.jsonl --ptx-coef 1 --output runs/ppo --iterations 80 --lr 1e-4'],
+};
+
+export const grpoSpec: CommandSpec = {
+  name: 'grpo',
+  summary: 'group methods with n samples per prompt and no critic: GRPO, RLOO, REINFORCE++',
+  flags: {
+    ...POLICY_FLAGS,
+    estimator: { type: 'enum', values: ['grpo', 'rloo', 'reinforce++'], default: 'grpo', describe: 'advantage estimator' },
+    samplesPerPrompt: { type: 'int', min: 1, default: 4, describe: 'responses per prompt (the group)' },
+  },
+  examples: ['rlhf grpo --policy runs/sft/model --reward-rule demo-gold --prompts prompts.jsonl --output runs/grpo --samples-per-prompt 8 --lr 1e-4'],
+};
+
+function common(o: Record<string, unknown>) {
+  return {
+    prompts: o.prompts as string,
+    iterations: o.iterations as number,
+    promptsPerIteration: o.promptsPerIteration as number,
+    samplesPerPrompt: o.samplesPerPrompt as number,
+    sampling: { maxNewTokens: o.maxNewTokens as number, temperature: o.temperature as number },
+    epochs: o.epochs as number,
+    ...defined({ miniBatchSize: o.miniBatchSize as number | undefined, lr: o.lr as number | undefined, saveEvery: o.saveEvery as number | undefined }),
+    kl: defined({ coef: o.klCoef as number | undefined, estimator: o.klEstimator as 'k1' | 'k2' | 'k3' | undefined, target: o.klTarget as number | undefined }),
+    ...(o.ptxData ? { ptx: { data: o.ptxData as string, coef: o.ptxCoef as number } } : {}),
+    outputDir: o.output as string,
+    seed: o.seed as number,
+    resumeFrom: o.resume ? 'latest' : undefined,
+  };
+}
+
+async function finish(policy: Model, tokenizer: Awaited<ReturnType<typeof loadModel>>['tokenizer'], o: Record<string, unknown>, ctx: Parameters<CommandHandler>[1], r: { iterations: number; rewardHistory: number[]; seconds: number; stopped?: boolean }, name: string): Promise<number> {
+  const first = r.rewardHistory[0], last = r.rewardHistory.at(-1);
+  const line = `${name}: ${r.iterations} iterations, reward ${first?.toFixed(3)} -> ${last?.toFixed(3)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`;
+  if (!r.stopped) {
+    await policy.save(join(o.output as string, 'model'), { extraFiles: (d) => tokenizer.save(d) });
+    ctx.stdout.write(`model: ${join(o.output as string, 'model')}\n`);
+  }
+  ctx.stderr.write(`${line}\n`);
+  return r.stopped ? 130 : 0;
+}
+
+export const ppoCommand: CommandHandler = async (o, ctx) => {
+  applyThreads(o);
+  if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
+  const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy');
+  const reference = await policy.clone();
+  const { reward, rm } = await resolveReward(o);
+  const criticDir = (o.critic as string | undefined) ?? (o.rewardModel as string | undefined) ?? (o.policy as string);
+  const critic = rm && !o.critic ? await rm.clone() : (await loadModel(criticDir, o.critic ? '--critic' : '--policy', CLS[policy.config.family])).model;
+  const trainer = new PPOTrainer({
+    ...common(o),
+    policy,
+    critic,
+    reference,
+    tokenizer,
+    reward,
+    baseline: o.baseline as 'reference' | 'normalize' | 'none',
+    criticWarmupIterations: o.criticWarmup as number,
+    ...defined({ criticLr: o.criticLr as number | undefined }),
+  });
+  const done = follow(trainer, ctx, ['rewardMean', 'kl', 'valueLoss']);
+  const r = await trainer.train();
+  done();
+  return finish(policy, tokenizer, o, ctx, r, 'ppo');
+};
+
+export const grpoCommand: CommandHandler = async (o, ctx) => {
+  applyThreads(o);
+  if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
+  const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy');
+  const { reward } = await resolveReward(o);
+  const trainer = new GroupTrainer({ ...common(o), policy, tokenizer, reward, estimator: o.estimator as 'grpo' | 'rloo' | 'reinforce++' });
+  const done = follow(trainer, ctx, ['rewardMean', 'clipFraction', 'entropy']);
+  const r = await trainer.train();
+  done();
+  return finish(policy, tokenizer, o, ctx, r, String(o.estimator));
+};

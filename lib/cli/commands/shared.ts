@@ -1,0 +1,115 @@
+/**
+ * What the commands share: common flags, loading a model with its tokenizer, resolving a reward
+ * source from flags, and wiring a trainer to the progress display and Ctrl-C.
+ */
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setThreads } from '../../engine/device.js';
+import { tinyConfig } from '../../engine/config.js';
+import { Model } from '../../engine/model.js';
+import { goldScore, makePrompt, type Format } from '../../demo/task.js';
+import { RewardModel } from '../../rewards/reward-model.js';
+import { rewardFunction, type RewardSource, type ScoreRequest } from '../../rewards/types.js';
+import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../tokenizer/index.js';
+import type { TrainerEmitter } from '../../train/events.js';
+import { attachProgress, CliError, onInterrupt, type CommandContext, type FlagSpec } from '../framework/index.js';
+
+export const COMMON_FLAGS: Record<string, FlagSpec> = {
+  seed: { type: 'int', min: 0, default: 0, describe: 'random seed (data order, sampling, initialisation)' },
+  threads: { type: 'int', min: 1, max: 1024, describe: 'CPU threads for the native engine (default: RLHF_THREADS or all cores)' },
+};
+
+export const TRAIN_FLAGS: Record<string, FlagSpec> = {
+  output: { type: 'path', required: true, placeholder: 'dir', describe: 'output folder: checkpoints, metrics.jsonl, the final model' },
+  resume: { type: 'bool', describe: 'continue from the newest checkpoint in --output (exactly, with the same settings)' },
+  saveEvery: { type: 'int', min: 1, describe: 'write a checkpoint every N steps (always at the end)' },
+  lr: { type: 'number', min: 0, describe: 'peak learning rate' },
+  ...COMMON_FLAGS,
+};
+
+export function applyThreads(o: Record<string, unknown>): void {
+  if (o.threads !== undefined) setThreads(o.threads as number);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Loads a checkpoint directory and its tokenizer (one clear error when either is missing). */
+export async function loadModel(dir: string, flag: string, architecture?: string): Promise<{ model: Model; tokenizer: Tokenizer }> {
+  if (!(await exists(join(dir, 'config.json')))) throw new CliError(`${flag} ${dir}: not a model directory (no config.json)`);
+  const model = await Model.load(dir, architecture ? { architecture } : {});
+  const tokenizer = await loadTokenizer(dir);
+  return { model, tokenizer };
+}
+
+/** A new model with the built-in byte tokenizer, for training from scratch. */
+export async function initModel(preset: string, seed: number): Promise<{ model: Model; tokenizer: Tokenizer }> {
+  const tokenizer = new ByteTokenizer();
+  const sizes: Record<string, { hidden: number; layers: number; ffn: number }> = {
+    tiny: { hidden: 128, layers: 4, ffn: 341 },
+    small: { hidden: 256, layers: 6, ffn: 688 },
+  };
+  const s = sizes[preset];
+  if (!s) throw new CliError(`--init must be one of ${Object.keys(sizes).join(', ')}, got "${preset}"`);
+  const config = tinyConfig({ vocab: tokenizer.vocabSize, hidden: s.hidden, layers: s.layers, heads: 4, kvHeads: 2, ffn: s.ffn, maxPositions: 1024, eosTokenId: tokenizer.eosId, padTokenId: tokenizer.padId });
+  return { model: await Model.create(config, { seed }), tokenizer };
+}
+
+export const REWARD_FLAGS: Record<string, FlagSpec> = {
+  rewardModel: { type: 'path', placeholder: 'dir', describe: 'score responses with this reward model' },
+  rewardRule: { type: 'string', placeholder: 'rule', describe: 'score with a built-in rule: demo-gold (the demo task\'s gold function), regex:<pattern> (1 if it matches), shorter (−characters)' },
+};
+
+/** The demo task's prompt fields back from a record ({prompt, a, b, format}) or the prompt text. */
+function demoPrompt(r: ScoreRequest): ReturnType<typeof makePrompt> {
+  const rec = r.record as { a?: number; b?: number; format?: Format } | undefined;
+  if (rec && typeof rec.a === 'number' && typeof rec.b === 'number' && rec.format) return makePrompt(rec.a, rec.b, rec.format);
+  const text = typeof r.prompt === 'string' ? r.prompt : r.prompt.map((m) => m.content).join('\n');
+  const m = /What is (\d+)\+(\d+)\? Answer (with a number|in words|in a sentence)/.exec(text);
+  if (!m) throw new CliError(`--reward-rule demo-gold: prompt ${JSON.stringify(text.slice(0, 60))} is not a demo task prompt`);
+  return makePrompt(Number(m[1]), Number(m[2]), m[3] === 'with a number' ? 'number' : m[3] === 'in words' ? 'words' : 'sentence');
+}
+
+export function ruleReward(spec: string): RewardSource {
+  if (spec === 'demo-gold') return rewardFunction('demo-gold', (r) => goldScore(demoPrompt(r), r.response).total);
+  if (spec === 'shorter') return rewardFunction('shorter', (r) => -r.response.length);
+  if (spec.startsWith('regex:')) {
+    let re: RegExp;
+    try {
+      re = new RegExp(spec.slice(6));
+    } catch (err) {
+      throw new CliError(`--reward-rule ${spec}: ${(err as Error).message}`);
+    }
+    return rewardFunction(spec, (r) => (re.test(r.response) ? 1 : 0));
+  }
+  throw new CliError(`--reward-rule must be demo-gold, shorter or regex:<pattern>, got "${spec}"`);
+}
+
+export async function resolveReward(o: Record<string, unknown>): Promise<{ reward: RewardSource; rm?: Model }> {
+  if (o.rewardModel && o.rewardRule) throw new CliError('give either --reward-model or --reward-rule, not both');
+  if (o.rewardModel) {
+    const { model, tokenizer } = await loadModel(o.rewardModel as string, '--reward-model');
+    if (!model.config.valueHead) throw new CliError(`--reward-model ${o.rewardModel}: a ${model.config.architecture} has no scalar head (train one with "rlhf rm")`);
+    return { reward: new RewardModel(model, tokenizer, { batchSize: 32 }), rm: model };
+  }
+  if (o.rewardRule) return { reward: ruleReward(o.rewardRule as string) };
+  throw new CliError('a reward source is needed: --reward-model <dir> or --reward-rule <rule>');
+}
+
+/** Progress display + Ctrl-C → requestStop (the trainer checkpoints and returns). */
+export function follow(trainer: TrainerEmitter & { requestStop(): void }, ctx: CommandContext, metrics: string[]): (line?: string) => void {
+  const p = attachProgress(trainer, ctx.stderr, { metrics });
+  onInterrupt(() => trainer.requestStop());
+  return (line) => p.done(line);
+}
+
+/** Keeps only the keys whose value is defined (so trainer defaults apply to unset flags). */
+export function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,88 @@
+// Every `rlhf` command on a miniature pipeline (sft from scratch → label → rm → dpo/ppo/grpo →
+// generate → eval), config files, --help everywhere, and bad input: one clear line, a non-zero
+// exit code, nothing half-written.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../../lib/native.js';
+
+const cli = join(packageRoot, 'dist', 'cli', 'main.js');
+const rlhf = (...args: string[]) => spawnSync(process.execPath, [cli, ...args, ...(args.includes('--help') ? [] : ['--threads', '1'])], { encoding: 'utf8' });
+const dir = mkdtempSync(join(tmpdir(), 'rlhf-cli-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const p = (f: string) => join(dir, f);
+
+const prompts = Array.from({ length: 12 }, (_, i) => ({ prompt: [{ role: 'user', content: `What is ${i % 10}+${(i * 3) % 10}? Answer with a number.` }] }));
+writeFileSync(p('prompts.jsonl'), prompts.map((x) => JSON.stringify(x)).join('\n') + '\n');
+writeFileSync(p('sft.jsonl'), prompts.map((x, i) => JSON.stringify({ messages: [...x.prompt, { role: 'assistant', content: String((i % 10) + ((i * 3) % 10)) }] })).join('\n') + '\n');
+
+t.test('--help on every command, with an example', async (t) => {
+  for (const c of ['demo', 'sft', 'label', 'rm', 'ppo', 'grpo', 'dpo', 'generate', 'eval', 'info']) {
+    const r = rlhf(c, '--help');
+    t.equal(r.status, 0, c);
+    t.match(r.stdout, new RegExp(`usage: rlhf ${c}`), c);
+    t.match(r.stdout, /examples:/i, `${c} has an example`);
+  }
+});
+
+t.test('a miniature pipeline through every command', { timeout: 240000 }, async (t) => {
+  let r = rlhf('sft', '--init', 'tiny', '--data', p('sft.jsonl'), '--output', p('sft'), '--epochs', '3', '--batch-size', '4', '--lr', '3e-3', '--seq-len', '64');
+  t.equal(r.status, 0, r.stderr);
+  t.ok(existsSync(p('sft/model/config.json')));
+  r = rlhf('label', '--model', p('sft/model'), '--prompts', p('prompts.jsonl'), '--reward-rule', 'shorter', '--noise', '0.1', '--rounds', '2', '--max-new-tokens', '8', '--output', p('pairs.jsonl'));
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /pairs written to/);
+  writeFileSync(p('rm.yaml'), `model: ${p('sft/model')}\ndata: pairs.jsonl\noutput: rm\nepochs: 1\nbatch-size: 4\nlength-balance: true\nlr: 1e-4\n`);
+  r = rlhf('rm', '--config', p('rm.yaml'));
+  t.equal(r.status, 0, r.stderr);
+  t.ok(existsSync(p('rm/model/config.json')), 'config-file paths resolve next to the file');
+  r = rlhf('dpo', '--policy', p('sft/model'), '--data', p('pairs.jsonl'), '--output', p('dpo'), '--loss', 'exo', '--batch-size', '4', '--seq-len', '64', '--lr', '1e-5');
+  t.equal(r.status, 0, r.stderr);
+  r = rlhf('ppo', '--policy', p('sft/model'), '--reward-model', p('rm/model'), '--prompts', p('prompts.jsonl'), '--output', p('ppo'), '--iterations', '2', '--prompts-per-iteration', '4', '--max-new-tokens', '8', '--ptx-data', p('sft.jsonl'), '--ptx-coef', '0.5', '--lr', '1e-5');
+  t.equal(r.status, 0, r.stderr);
+  r = rlhf('grpo', '--policy', p('sft/model'), '--reward-rule', 'regex:^\\d+$', '--prompts', p('prompts.jsonl'), '--output', p('grpo'), '--iterations', '2', '--prompts-per-iteration', '2', '--samples-per-prompt', '4', '--max-new-tokens', '8', '--estimator', 'rloo');
+  t.equal(r.status, 0, r.stderr);
+  r = rlhf('generate', '--model', p('ppo/model'), '--prompt', 'What is 2+2? Answer with a number.', '--samples', '2', '--max-new-tokens', '8');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /log-prob/);
+  r = rlhf('eval', '--policy', p('ppo/model'), '--baseline', p('sft/model'), '--prompts', p('prompts.jsonl'), '--reward-model', p('rm/model'), '--samples', '2', '--max-new-tokens', '8', '--output', p('eval.json'));
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /win \d+\.\d% .* judged by reward-model/);
+  t.ok(existsSync(p('eval.json')));
+  // resume: a finished run continues from its last checkpoint without redoing work
+  r = rlhf('sft', '--init', 'tiny', '--data', p('sft.jsonl'), '--output', p('sft'), '--epochs', '3', '--batch-size', '4', '--lr', '3e-3', '--seq-len', '64', '--resume');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stderr, /resumed from .*checkpoint-9 at step 9/);
+});
+
+t.test('bad input: one clear line, non-zero exit, nothing half-written', async (t) => {
+  let r = rlhf('sft', '--init', 'tiny', '--data', p('missing.jsonl'), '--output', p('bad1'));
+  t.equal(r.status, 1);
+  t.match(r.stderr, /^rlhf sft: cannot read .*missing\.jsonl: ENOENT.*\[ERR_RLHF_IO\]\n$/);
+  writeFileSync(p('broken.jsonl'), '{"prompt": "a", "completion": "b"}\n{"prompt": "a" "completion": "b"}\n');
+  r = rlhf('sft', '--init', 'tiny', '--data', p('broken.jsonl'), '--output', p('bad2'));
+  t.equal(r.status, 1);
+  t.match(r.stderr, /broken\.jsonl:2: invalid JSON/);
+  t.notOk(existsSync(p('bad2/model')), 'no model written');
+  writeFileSync(p('bad.yaml'), 'data: sft.jsonl\noutput: bad3\ninit: tiny\nlr: fast\n');
+  r = rlhf('sft', '--config', p('bad.yaml'));
+  t.equal(r.status, 2);
+  t.match(r.stderr, /bad\.yaml: "lr" must be a number/);
+  writeFileSync(p('typo.yaml'), 'data: sft.jsonl\noutput: bad4\ninit: tiny\nlearningRate: 0.1\n');
+  r = rlhf('sft', '--config', p('typo.yaml'));
+  t.equal(r.status, 2);
+  t.match(r.stderr, /unknown key "learningRate" \(did you mean "lr"\?\)/);
+  r = rlhf('sft', '--init', 'tiny', '--data', p('sft.jsonl'), '--output', p('bad5'), '--max-step', '3');
+  t.equal(r.status, 2);
+  t.match(r.stderr, /unknown flag --max-step \(did you mean --max-steps\?\)/);
+  r = rlhf('generate', '--model', p('rm/model'), '--prompt', 'hi');
+  t.equal(r.status, 1);
+  t.match(r.stderr, /no LM head/);
+  r = rlhf('ppo', '--policy', p('prompts.jsonl'), '--prompts', p('prompts.jsonl'), '--reward-rule', 'shorter', '--output', p('bad6'));
+  t.equal(r.status, 2);
+  t.match(r.stderr, /--policy .*prompts\.jsonl: not a model directory/);
+  t.same(readdirSync(dir).filter((f) => f.startsWith('bad') && !f.endsWith('.yaml')), [], 'failed runs leave no output folders with partial models');
+  for (const line of [r.stderr]) t.ok(line.trim().split('\n').length <= 2, 'error plus the --help hint');
+});
