@@ -33,6 +33,9 @@ export type Prompt = string | ChatMessage[];
 /** A supervised fine-tuning example. */
 export type SftRecord = { kind: 'completion'; prompt: string; completion: string } | { kind: 'messages'; messages: ChatMessage[] };
 
+/** What trainers accept in memory: parsed {@link SftRecord}s or the JSONL shapes themselves. */
+export type SftInput = SftRecord | { prompt: Prompt; completion: string | ChatMessage[] } | { messages: ChatMessage[] };
+
 /** A preference pair; `margin` (optional) is TRL's reward-margin column. */
 export interface PreferenceRecord {
   prompt: Prompt;
@@ -217,6 +220,11 @@ async function loadFile<T>(path: string, parse: (value: unknown, where: string) 
   for await (const { value, line } of readJsonl(path)) out.push(parse(value, `${path}:${line}`));
   if (out.length === 0) throw formatError(`${path}: no records (the file is empty or has only blank lines)`);
   return out;
+}
+
+/** Parses in-memory SFT records (already-parsed ones pass through); errors name `where[i]`. */
+export function toSftRecords(records: readonly SftInput[], where: string): SftRecord[] {
+  return records.map((r, i) => (r && typeof r === 'object' && 'kind' in r ? r : parseSftRecord(r, `${where}[${i}]`)));
 }
 
 /** Reads and checks an SFT JSONL file ({@link parseSftRecord}); an empty file is a FORMAT error. */

@@ -7,6 +7,7 @@
 export { readJsonl, readJsonlFile, writeJsonl, type JsonlLine } from './jsonl.js';
 export {
   parseSftRecord,
+  toSftRecords,
   parsePreferenceRecord,
   parseScoredRecord,
   parsePromptRecord,
@@ -16,6 +17,7 @@ export {
   loadPromptFile,
   type Prompt,
   type SftRecord,
+  type SftInput,
   type PreferenceRecord,
   type ScoredRecord,
   type PromptRecord,

@@ -6,6 +6,7 @@
  * function of (weights, prompts, seed, streamBase) alone — what makes resumed runs identical.
  */
 import type { Model } from '../engine/model.js';
+import { options, typeError } from '../validate.js';
 import { encodePrompt, type Prompt, type PromptRecord } from '../data/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 
@@ -45,17 +46,27 @@ export async function generateRollout(opts: {
   policy: Model;
   tokenizer: Tokenizer;
   prompts: PromptRecord[];
-  samplesPerPrompt: number;
+  /** n (default 1) */
+  samplesPerPrompt?: number;
   sampling: SamplingOptions;
-  seed: number;
+  /** default 0 */
+  seed?: number;
   streamBase?: number;
   /** rows per generate() call (default: all) */
   batchSize?: number;
 }): Promise<Rollout> {
-  const { policy, tokenizer, prompts, samplesPerPrompt: n } = opts;
+  const fn = 'generateRollout';
+  const o = options(fn, 'options', opts);
+  o.known(['policy', 'tokenizer', 'prompts', 'samplesPerPrompt', 'sampling', 'seed', 'streamBase', 'batchSize']);
+  const { policy, tokenizer, prompts } = opts;
+  if (!Array.isArray(prompts) || prompts.length === 0) throw typeError(fn, 'options.prompts', 'a non-empty array of {prompt} records', prompts);
+  const n = o.int('samplesPerPrompt', { min: 1 }, 1);
+  const seed = o.int('seed', { min: 0 }, 0);
+  const batch0 = o.int('batchSize', { min: 1 }, Number.MAX_SAFE_INTEGER);
+  options(fn, 'options.sampling', opts.sampling).int('maxNewTokens', { min: 1 });
   const promptIds = prompts.map((p) => Int32Array.from(encodePrompt(tokenizer, p.prompt as Prompt)));
   const rows = prompts.flatMap((_, p) => Array.from({ length: n }, () => p));
-  const batch = opts.batchSize ?? rows.length;
+  const batch = Math.min(batch0, rows.length);
   const samples: RolloutSample[] = [];
   for (let r0 = 0; r0 < rows.length; r0 += batch) {
     const chunk = rows.slice(r0, r0 + batch);
@@ -65,7 +76,7 @@ export async function generateRollout(opts: {
       temperature: opts.sampling.temperature ?? 1,
       topP: opts.sampling.topP ?? 1,
       topK: opts.sampling.topK ?? 0,
-      seed: opts.seed,
+      seed,
       streamOffset: (opts.streamBase ?? 0) + r0,
       stopTokens: tokenizer.stopIds,
     });

@@ -9,7 +9,7 @@
  * default. The loop is lib/train/policy-gradient.ts.
  */
 import type { Model } from '../engine/model.js';
-import type { PromptRecord, SftRecord } from '../data/index.js';
+import type { PromptRecord, SftInput } from '../data/index.js';
 import type { RewardSource } from '../rewards/types.js';
 import type { SamplingOptions } from '../rollout/generate.js';
 import type { Tokenizer } from '../tokenizer/index.js';
@@ -39,7 +39,7 @@ export interface GroupOptions {
   entropyCoef?: number;
   kl?: Partial<KlOptions>;
   rewardClip?: number;
-  ptx?: { data: string | SftRecord[]; coef: number; batchSize?: number; seqLen?: number };
+  ptx?: { data: string | SftInput[]; coef: number; batchSize?: number; seqLen?: number };
   seed?: number;
   outputDir?: string;
   saveEvery?: number;

@@ -19,7 +19,7 @@
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
-import { loadPromptFile, loadSftFile, padBatch, permutation, tokenizeSft, type PromptRecord, type SftRecord, type TokenizedExample } from '../data/index.js';
+import { loadPromptFile, loadSftFile, padBatch, permutation, tokenizeSft, toSftRecords, type PromptRecord, type SftInput, type TokenizedExample } from '../data/index.js';
 import { entropyBonus, gae, grpoAdvantages, klLoss, klPerToken, ntpLoss, ppoPolicyLoss, ppoValueLoss, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type KlEstimator } from '../losses/index.js';
 import { checkScores, type RewardSource } from '../rewards/types.js';
 import { generateRollout, type Rollout, type SamplingOptions } from '../rollout/generate.js';
@@ -74,7 +74,7 @@ export interface PolicyGradientConfig extends RunOptions {
   baseline: 'reference' | 'normalize' | 'none';
   rewardClip?: number;
   criticWarmupIterations: number;
-  ptx?: { data: string | SftRecord[]; coef: number; batchSize: number; seqLen: number };
+  ptx?: { data: string | SftInput[]; coef: number; batchSize: number; seqLen: number };
   promptFilter?: { samples: number; quantile: number };
   seed: number;
   saveEvery?: number;
@@ -400,7 +400,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
   }
 
   async #ptxExamples(p: NonNullable<PolicyGradientConfig['ptx']>): Promise<TokenizedExample[]> {
-    const records = typeof p.data === 'string' ? await loadSftFile(p.data) : p.data;
+    const records = typeof p.data === 'string' ? await loadSftFile(p.data) : toSftRecords(p.data, 'options.ptx.data');
     return records.map((r) => tokenizeSft(this.c.tokenizer, r, { maxLength: p.seqLen }));
   }
 

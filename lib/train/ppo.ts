@@ -9,7 +9,7 @@
  * The loop itself is lib/train/policy-gradient.ts.
  */
 import type { Model } from '../engine/model.js';
-import type { PromptRecord, SftRecord } from '../data/index.js';
+import type { PromptRecord, SftInput } from '../data/index.js';
 import type { RewardSource } from '../rewards/types.js';
 import type { SamplingOptions } from '../rollout/generate.js';
 import type { Tokenizer } from '../tokenizer/index.js';
@@ -48,7 +48,7 @@ export interface PPOOptions {
   rewardClip?: number;
   criticWarmupIterations?: number;
   /** next-token loss on SFT data: {data, coef λ, batchSize, seqLen} */
-  ptx?: { data: string | SftRecord[]; coef: number; batchSize?: number; seqLen?: number };
+  ptx?: { data: string | SftInput[]; coef: number; batchSize?: number; seqLen?: number };
   /** drop prompts whose k sampled rewards vary less than the given quantile of variances */
   promptFilter?: { samples?: number; quantile?: number };
   seed?: number;
@@ -118,7 +118,7 @@ export function ptxConfig(fn: string, value: unknown): PolicyGradientConfig['ptx
   const p = options(fn, 'options.ptx', value);
   p.known(['data', 'coef', 'batchSize', 'seqLen']);
   if (p.obj.data === undefined) throw typeError(fn, 'options.ptx.data', 'a JSONL path or SFT records', undefined);
-  return { data: p.obj.data as string | SftRecord[], coef: p.number('coef', { min: 0 }), batchSize: p.int('batchSize', { min: 1 }, 4), seqLen: p.int('seqLen', { min: 2 }, 256) };
+  return { data: p.obj.data as string | SftInput[], coef: p.number('coef', { min: 0 }), batchSize: p.int('batchSize', { min: 1 }, 4), seqLen: p.int('seqLen', { min: 2 }, 256) };
 }
 
 export class PPOTrainer extends PolicyGradientLoop {

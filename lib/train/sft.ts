@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
-import { loadSftFile, packExamples, padBatch, permutation, stackBatches, tokenizeSft, type SftRecord, type TokenBatch, type TokenizedExample } from '../data/index.js';
+import { loadSftFile, packExamples, padBatch, permutation, stackBatches, tokenizeSft, toSftRecords, type SftInput, type TokenBatch, type TokenizedExample } from '../data/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { checkpointDir, findLatestCheckpoint, pruneCheckpoints, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -25,8 +25,8 @@ export interface SFTOptions {
   model: Model;
   tokenizer: Tokenizer;
   /** JSONL path or parsed records */
-  train: string | SftRecord[];
-  eval?: string | SftRecord[];
+  train: string | SftInput[];
+  eval?: string | SftInput[];
   outputDir?: string;
   /** longest sequence (tokens); longer examples are truncated (default 512) */
   seqLen?: number;
@@ -119,8 +119,8 @@ export class SFTTrainer extends TrainerEmitter {
     this.optimizer = new AdamW(this.model, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm });
   }
 
-  async #examples(source: string | SftRecord[]): Promise<TokenizedExample[]> {
-    const records = typeof source === 'string' ? await loadSftFile(source) : source;
+  async #examples(source: string | SftInput[]): Promise<TokenizedExample[]> {
+    const records = typeof source === 'string' ? await loadSftFile(source) : toSftRecords(source, 'SFTTrainer: options.train');
     let truncated = 0;
     const out = records.map((r) => {
       const e = tokenizeSft(this.tokenizer, r, { maxLength: this.#o.seqLen });

@@ -57,3 +57,18 @@ t.test('errors', async (t) => {
   await t.rejects(PreferenceTrainer.buildPairs({ policy, tokenizer: tok, prompts, reward, samples: 2, sampling, n: 2 } as never), { message: /unknown option options\.n/ });
   await t.rejects(PreferenceTrainer.buildPairs({ policy, tokenizer: tok, prompts: [], reward, samples: 2, sampling }), { message: /options\.prompts/ });
 });
+
+t.test('generateRollout: defaults and validated options', async (t) => {
+  const policy = await Model.create(config(), { seed: 2 });
+  const prompts = [{ prompt: 'a' }, { prompt: 'b' }];
+  const one = await generateRollout({ policy, tokenizer: tok, prompts, sampling: { maxNewTokens: 3 } });
+  t.equal(one.samples.length, 2, 'one sample per prompt by default');
+  t.equal(one.samplesPerPrompt, 1);
+  const seeded = await generateRollout({ policy, tokenizer: tok, prompts, sampling: { maxNewTokens: 3 }, seed: 0, samplesPerPrompt: 1 });
+  t.same(seeded.samples.map((s) => Array.from(s.responseIds)), one.samples.map((s) => Array.from(s.responseIds)), 'seed 0 is the default');
+  await t.rejects(generateRollout({ policy, tokenizer: tok, prompts, sampling: { maxNewTokens: 3 }, samplesPerPrompt: 0 }), /generateRollout: expected options\.samplesPerPrompt to be an integer >= 1/);
+  await t.rejects(generateRollout({ policy, tokenizer: tok, prompts: [], sampling: { maxNewTokens: 3 } }), /options\.prompts/);
+  await t.rejects(generateRollout({ policy, tokenizer: tok, prompts, sampling: { maxNewTokens: 0 } }), /options\.sampling\.maxNewTokens/);
+  await t.rejects(generateRollout({ policy, tokenizer: tok, prompts, sampling: { maxNewTokens: 3 }, sampels: 2 } as never), /unknown.*sampels/);
+  policy.dispose();
+});

@@ -99,3 +99,13 @@ t.test('bad data: file and line named', async (t) => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+t.test('in-memory records: the JSONL shapes are accepted and checked like file lines', async (t) => {
+  const model = await Model.create(config(), { seed: 3 });
+  const records = [{ prompt: '1+1=', completion: '2' }, { messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] }];
+  const r = await new SFTTrainer({ model, tokenizer: tok, train: records, seqLen: 32, batchSize: 2, epochs: 1 }).train();
+  t.equal(r.steps, 1);
+  const bad = [{ prompt: '1+1=', completion: '2' }, { prompt: 'x' }] as unknown as typeof records;
+  await t.rejects(new SFTTrainer({ model, tokenizer: tok, train: bad, seqLen: 32 }).train(), /SFTTrainer: options\.train\[1\]: .*completion/);
+  model.dispose();
+});
