@@ -109,6 +109,8 @@ const GENERATE_KEYS = ['prompts', 'maxNewTokens', 'temperature', 'topK', 'topP',
 const IGNORABLE = /rotary_emb\.inv_freq$/;
 
 export interface LoadOptions {
+  /** split the model over this many tensor-parallel ranks (default 1; see native/model/tensor_parallel.h) */
+  tensorParallel?: number;
   /** load as another supported architecture of the same family, e.g. a CausalLM checkpoint as
    * *ForSequenceClassification for a critic (the LM head is dropped, the score head initialised) */
   architecture?: string;
@@ -127,21 +129,32 @@ export interface SaveOptions {
 
 export class Model implements OptimizerTarget {
   readonly config: ModelConfig;
+  /** ranks the weights are split over (1: not tensor-parallel); clones keep it */
+  readonly tensorParallel: number;
   #native: NativeModel | undefined;
 
-  private constructor(config: ModelConfig) {
+  private constructor(config: ModelConfig, tensorParallel = 1) {
     this.config = config;
-    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel(config);
+    this.tensorParallel = tensorParallel;
+    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({ ...config, tensorParallel });
+  }
+
+  static #tensorParallel(fn: string, o: ReturnType<typeof options>, cfg: ModelConfig): number {
+    const tp = o.int('tensorParallel', { min: 1, max: 64 }, 1);
+    if (tp > 1 && (cfg.heads % tp !== 0 || cfg.kvHeads % tp !== 0))
+      throw new RangeError(`${fn}: expected options.tensorParallel to divide num_attention_heads (${cfg.heads}) and num_key_value_heads (${cfg.kvHeads}), received ${tp}`);
+    if (tp > 1 && (cfg.ffn < tp || cfg.vocab < tp)) throw new RangeError(`${fn}: expected options.tensorParallel to be at most intermediate_size (${cfg.ffn}) and vocab_size (${cfg.vocab}), received ${tp}`);
+    return tp;
   }
 
   /** A new model with random weights (normal(0, initializer_range); norms 1, biases 0). `config` is a transformers config.json object. */
-  static async create(config: Record<string, unknown> | ModelConfig, opts: { seed?: number; initStd?: number } = {}): Promise<Model> {
+  static async create(config: Record<string, unknown> | ModelConfig, opts: { seed?: number; initStd?: number; tensorParallel?: number } = {}): Promise<Model> {
     const o = options('Model.create', 'options', opts);
-    o.known(['seed', 'initStd']);
+    o.known(['seed', 'initStd', 'tensorParallel']);
     const seed = o.int('seed', { min: 0 }, 0);
     const cfg = isModelConfig(config) ? config : configFromHF(config, 'Model.create: config');
     const std = o.number('initStd', { min: 0 }, cfg.initializerRange);
-    const m = new Model(cfg);
+    const m = new Model(cfg, Model.#tensorParallel('Model.create', o, cfg));
     await withCallerStack(() => m.#handle('create').initRandom(seed, std));
     return m;
   }
@@ -149,7 +162,7 @@ export class Model implements OptimizerTarget {
   /** Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index). */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const o = options('Model.load', 'options', opts);
-    o.known(['architecture', 'seed']);
+    o.known(['architecture', 'seed', 'tensorParallel']);
     const configPath = join(dir, 'config.json');
     let json: unknown;
     try {
@@ -159,7 +172,7 @@ export class Model implements OptimizerTarget {
       throw new RlhfError(code, `Model.load: cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
     }
     const cfg = configFromHF(json, configPath, opts.architecture);
-    const m = new Model(cfg);
+    const m = new Model(cfg, Model.#tensorParallel('Model.load', o, cfg));
     try {
       await m.loadWeights(dir, { seed: opts.seed });
     } catch (err) {
@@ -315,7 +328,7 @@ export class Model implements OptimizerTarget {
 
   /** A new model with the same config and weights (a frozen reference, a critic's start). */
   async clone(): Promise<Model> {
-    const m = new Model(this.config);
+    const m = new Model(this.config, this.tensorParallel);
     for (const p of this.parameters()) await m.setParameter(p.name, await this.getParameter(p.name));
     return m;
   }

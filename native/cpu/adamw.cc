@@ -134,6 +134,23 @@ AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n, 
   return {norm, false};
 }
 
+AdamWResult adamw_step_norm_ranges(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,
+                                   int64_t step, const std::vector<AdamWSegment>& segments,
+                                   const std::vector<std::pair<int64_t, int64_t>>& norm_ranges) {
+  adamw_check_options(o);
+  adamw_check_segments(segments, n);
+  double sumsq = 0.0;
+  for (const auto& [off, len] : norm_ranges) {
+    RLHF_CHECK(off >= 0 && len >= 0 && off + len <= n, ErrorCode::OutOfRange, "adamw: norm range [", off, ", ",
+               off + len, ") outside [0, ", n, ")");
+    sumsq += sum_of_squares(g + off, len);
+  }
+  double norm = std::sqrt(sumsq);
+  if (!std::isfinite(norm)) return {norm, true};
+  adamw_apply(p, g, m, v, n, adamw_scalars(o, step, adamw_clip_scale(norm, o.max_grad_norm)), segments);
+  return {norm, false};
+}
+
 AdamWResult adamw_step_reference(float* p, const float* g, float* m, float* v, int64_t n,
                                  const AdamWOptions& o, int64_t step,
                                  const std::vector<AdamWSegment>& segments) {

@@ -14,6 +14,7 @@
 // p, m and v untouched.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace rlhf {
@@ -60,6 +61,12 @@ void adamw_apply(float* p, const float* g, float* m, float* v, int64_t n, const 
 // Norm, skip-or-clip, update. `step` is the 1-based number of this step (bias correction).
 AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,
                        int64_t step, const std::vector<AdamWSegment>& segments = {});
+
+// adamw_step with ‖grad‖₂ taken over `norm_ranges` (offset, length) only; the update still covers
+// [0, n). For tensor-parallel shards in one buffer, where replicated parameters must count once.
+AdamWResult adamw_step_norm_ranges(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,
+                                   int64_t step, const std::vector<AdamWSegment>& segments,
+                                   const std::vector<std::pair<int64_t, int64_t>>& norm_ranges);
 
 // Plain single-threaded loops computing the same thing: the reference the tests compare with.
 AdamWResult adamw_step_reference(float* p, const float* g, float* m, float* v, int64_t n,

@@ -32,6 +32,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   cpu::swiglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
   cpu::sgemm(true, false, 2 * F, C, N, 1.0f, s.dgu, 2 * F, s.h, C, 1.0f, g(o.wgu), C);
   cpu::sgemm(false, false, N, C, 2 * F, 1.0f, s.dgu, 2 * F, w(o.wgu), C, 0.0f, s.dh, C);
+  sum_over_ranks(s.dh, N * C);  // column-parallel gate/up: partial input gradients
   cpu::rmsnorm_backward(dx, g(o.post_norm), s.dh, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
 
   // Attention: xmid = x_in + attn·Woᵀ (+ bo)
@@ -52,6 +53,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   cpu::sgemm(true, false, QW, C, N, 1.0f, s.dqkv, QW, s.h, C, 1.0f, g(o.wqkv), C);
   if (o.bqkv >= 0) column_sums(g(o.bqkv), s.dqkv, N, QW);
   cpu::sgemm(false, false, N, C, QW, 1.0f, s.dqkv, QW, w(o.wqkv), C, 0.0f, s.dh, C);
+  sum_over_ranks(s.dh, N * C);  // column-parallel q/k/v
   cpu::rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
 }
 
@@ -104,7 +106,7 @@ void Transformer::backward(const BackwardInput& in) {
   const float* rstd_f = xf + N * C;
   cpu::rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, w(layout_.final_norm), rstd_f, N, static_cast<int>(C));
   for (int l = c.layers - 1; l >= 0; --l) layer_backward(l, s.dx, saved_layer(l), s);
-  cpu::embedding_backward(g(layout_.embed), s.dx, saved_.tokens.data(), N, c.vocab, static_cast<int>(C));
+  cpu::embedding_backward(g(layout_.embed), s.dx, saved_.tokens.data(), N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
 }
 
 }  // namespace model

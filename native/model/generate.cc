@@ -32,8 +32,8 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     plen[b] = static_cast<int64_t>(req.prompts[b].size());
     RLHF_CHECK(plen[b] >= 1, ErrorCode::OutOfRange, "generate: prompts[", b, "] is empty");
     for (int32_t t : req.prompts[b])
-      RLHF_CHECK(t >= 0 && t < c.vocab, ErrorCode::OutOfRange, "generate: prompts[", b, "] holds token ", t,
-                 " outside the vocabulary [0, ", c.vocab, ")");
+      RLHF_CHECK(t >= 0 && t < vocab_total(), ErrorCode::OutOfRange, "generate: prompts[", b, "] holds token ", t,
+                 " outside the vocabulary [0, ", vocab_total(), ")");
     Tp = std::max(Tp, plen[b]);
   }
   const int64_t S = Tp + req.max_new_tokens;
@@ -42,7 +42,8 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   rope_.ensure(S);
   release_activations();
 
-  const int64_t C = c.hidden, V = c.vocab, KVD = int64_t(c.kv_heads) * c.head_dim;
+  // V: this rank's vocabulary rows (all of them unless sharded); Vt: the full vocabulary
+  const int64_t C = c.hidden, V = c.vocab, Vt = vocab_total(), KVD = int64_t(c.kv_heads) * c.head_dim;
   KvCache cache;
   cache.rows = B, cache.len = S, cache.kvd = KVD;
   cache.buf = Buffer(static_cast<size_t>(2 * c.layers * B * S * KVD) * sizeof(float), false);
@@ -50,7 +51,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   // Buffers for up to Nmax = B·Tp rows (prefill), reused by the decode steps.
   const int64_t Nmax = B * Tp;
   const int64_t per_layer = Nmax * activation_floats_per_token_per_layer(c);
-  Buffer work(static_cast<size_t>(per_layer + Nmax * (2 * C + c.ffn) + B * (C + V)) * sizeof(float), false);
+  Buffer work(static_cast<size_t>(per_layer + Nmax * (2 * C + c.ffn) + B * (C + V + Vt + 1)) * sizeof(float), false);
   float* wp = work.as<float>();
   LayerActs a{};
   a.x_in = wp;
@@ -65,7 +66,9 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   a.h = x_other + Nmax * C;
   a.act = a.h + Nmax * C;
   float* xlast = a.act + Nmax * c.ffn;  // (B, C) final-norm rows
-  float* logits = xlast + B * C;        // (B, V)
+  float* zrank = xlast + B * C;         // (B, V) this rank's logits
+  float* logits = sharded() ? zrank + B * V : zrank;  // (B, Vt) every rank's
+  float* row_lse = zrank + B * (V + Vt);  // (B) when sharded
 
   // Every weight matrix is used at every decode step: pack each once for this call.
   PackedWeights packed;
@@ -101,7 +104,8 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     for (int64_t i = 0; i < A; ++i)
       for (int64_t t = 0; t < T; ++t) pos[i * T + t] = static_cast<int32_t>(kv_off[i] + std::min(t, q_len[i] - 1));
     float* x = a.x_in;
-    cpu::embedding_forward(x, w(layout_.embed), tokens.data(), N, V, static_cast<int>(C));
+    cpu::embedding_forward(x, w(layout_.embed), tokens.data(), N, V, static_cast<int>(C), shard_.vocab_begin);
+    sum_over_ranks(x, N * C);
     for (int l = 0; l < c.layers; ++l) {
       float* x_next = (x == a.x_in) ? x_other : a.x_in;
       LayerActs la = a;
@@ -112,16 +116,20 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     std::vector<float> rstd(A);
     for (int64_t i = 0; i < A; ++i) std::copy(x + (i * T + q_len[i] - 1) * C, x + (i * T + q_len[i]) * C, a.h + i * C);
     cpu::rmsnorm_forward(xlast, rstd.data(), a.h, w(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
-    cpu::sgemm_packed_b(false, A, 1.0f, xlast, C, packed.lm_head, 0.0f, logits, V);
+    cpu::sgemm_packed_b(false, A, 1.0f, xlast, C, packed.lm_head, 0.0f, zrank, V);
+    if (sharded()) {  // the log-softmax forward() uses, then the full rows for sampling
+      sharded_logsoftmax(zrank, A, nullptr, row_lse, nullptr, nullptr);
+      gather_vocab(zrank, A, logits);
+    }
   };
 
   // Samples row seq's next token from logits row i (step = tokens generated so far).
   auto pick = [&](int64_t i, int64_t seq) {
-    const float* z = logits + i * V;
+    const float* z = logits + i * Vt;
     const int64_t step = static_cast<int64_t>(res.tokens[seq].size());
     float u = philox_uniform(req.seed, static_cast<uint64_t>(req.stream_offset + seq), static_cast<uint64_t>(step));
-    int32_t tok = cpu::sample_token(z, V, sp, u);
-    float lse = cpu::row_logsumexp(z, V);
+    int32_t tok = cpu::sample_token(z, Vt, sp, u);
+    float lse = sharded() ? row_lse[i] : cpu::row_logsumexp(z, Vt);
     res.tokens[seq].push_back(tok);
     res.logprobs[seq].push_back(z[tok] - lse);
     if (std::find(req.stop_tokens.begin(), req.stop_tokens.end(), tok) != req.stop_tokens.end()) res.stopped[seq] = true;

@@ -27,7 +27,7 @@ void gather_rows(float* dst, const float* src, const int64_t* rows, int64_t M, i
 
 void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* targets, float temperature,
                                   const ForwardOutput& out, bool save) {
-  const int64_t V = cfg_.vocab, C = cfg_.hidden;
+  const int64_t V = cfg_.vocab, C = cfg_.hidden, Vt = vocab_total();  // V: this rank's share of Vt
   const float* W = w(layout_.lm_head);
   std::vector<int64_t> rows;
   std::vector<int32_t> tg;
@@ -44,9 +44,10 @@ void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* tar
   Buffer local_lse;
   float* lse = save ? saved_.lm.as<float>() : (local_lse = Buffer(M * sizeof(float), false)).as<float>();
   float* ent = save ? lse + M : nullptr;
-  const int64_t R = std::max<int64_t>(1, std::min<int64_t>(M, kChunkFloats / V));
+  const int64_t R = std::max<int64_t>(1, std::min<int64_t>(M, kChunkFloats / Vt));  // the same on every rank
   Buffer chunk_z(cache ? 0 : static_cast<size_t>(R * V) * sizeof(float), false);
   Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false);
+  Buffer chunk_full(out.logits && sharded() ? static_cast<size_t>(R * Vt) * sizeof(float) : 0, false);
   std::vector<float> lp(R), en(R);
   const float alpha = 1.0f / temperature;
   for (int64_t m0 = 0; m0 < M; m0 += R) {
@@ -55,10 +56,17 @@ void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* tar
     gather_rows(xc, xf, rows.data() + m0, n, C);
     float* z = cache ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
     cpu::sgemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
-    if (out.logits)
-      for (int64_t m = 0; m < n; ++m) std::memcpy(out.logits + rows[m0 + m] * V, z + m * V, sizeof(float) * V);
+    if (out.logits) {
+      const float* full = z;
+      if (sharded()) gather_vocab(z, n, chunk_full.as<float>()), full = chunk_full.as<float>();
+      for (int64_t m = 0; m < n; ++m) std::memcpy(out.logits + rows[m0 + m] * Vt, full + m * Vt, sizeof(float) * Vt);
+    }
     const bool want_ent = out.entropy || save;
-    cpu::logsoftmax_forward(lp.data(), want_ent ? (ent ? ent + m0 : en.data()) : nullptr, lse + m0, z, V, tg.data() + m0, n, V);
+    float* ent_out = want_ent ? (ent ? ent + m0 : en.data()) : nullptr;
+    if (sharded())
+      sharded_logsoftmax(z, n, tg.data() + m0, lse + m0, lp.data(), ent_out);
+    else
+      cpu::logsoftmax_forward(lp.data(), ent_out, lse + m0, z, V, tg.data() + m0, n, V);
     for (int64_t m = 0; m < n; ++m) {
       if (out.logprobs) out.logprobs[rows[m0 + m]] = lp[m];
       if (out.entropy) out.entropy[rows[m0 + m]] = ent ? ent[m0 + m] : en[m];
@@ -71,7 +79,7 @@ void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* tar
 }
 
 void Transformer::lm_head_backward(const float* dlogp, const float* dent, float* dxf) {
-  const int64_t V = cfg_.vocab, C = cfg_.hidden, M = static_cast<int64_t>(saved_.lm_rows.size());
+  const int64_t V = cfg_.vocab, C = cfg_.hidden, M = static_cast<int64_t>(saved_.lm_rows.size()), Vt = vocab_total();
   if (M == 0 || (!dlogp && !dent)) return;
   const float* W = w(layout_.lm_head);
   const float* xf = saved_.acts.as<float>() + saved_.final_off + saved_.N * C;
@@ -83,7 +91,7 @@ void Transformer::lm_head_backward(const float* dlogp, const float* dent, float*
     gl[m] = dlogp ? dlogp[rows[m]] : 0.0f;
     ge[m] = dent ? dent[rows[m]] : 0.0f;
   }
-  const int64_t R = std::max<int64_t>(1, std::min<int64_t>(M, kChunkFloats / V));
+  const int64_t R = std::max<int64_t>(1, std::min<int64_t>(M, kChunkFloats / Vt));
   Buffer chunk_z(saved_.logits_cached ? 0 : static_cast<size_t>(R * V) * sizeof(float), false);
   Buffer chunk_dz(static_cast<size_t>(R * V) * sizeof(float), false);
   Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false), chunk_dx(static_cast<size_t>(R * C) * sizeof(float), false);
@@ -95,10 +103,15 @@ void Transformer::lm_head_backward(const float* dlogp, const float* dent, float*
     float* z = saved_.logits_cached ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
     if (!saved_.logits_cached) cpu::sgemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
     float* dz = chunk_dz.as<float>();
-    cpu::logsoftmax_backward(dz, V, z, V, saved_.lm_targets.data() + m0, lse + m0, ent + m0, gl.data() + m0,
-                             dent ? ge.data() + m0 : nullptr, n, V);
+    if (sharded())
+      sharded_logsoftmax_backward(dz, z, n, saved_.lm_targets.data() + m0, lse + m0, ent + m0, gl.data() + m0,
+                                  dent ? ge.data() + m0 : nullptr);
+    else
+      cpu::logsoftmax_backward(dz, V, z, V, saved_.lm_targets.data() + m0, lse + m0, ent + m0, gl.data() + m0,
+                               dent ? ge.data() + m0 : nullptr, n, V);
     float* dxc = chunk_dx.as<float>();
     cpu::sgemm(false, false, n, C, V, alpha, dz, V, W, C, 0.0f, dxc, C);
+    sum_over_ranks(dxc, n * C);  // vocab-parallel: each rank holds a partial d(xf)
     for (int64_t m = 0; m < n; ++m) {
       float* dst = dxf + rows[m0 + m] * C;
       for (int64_t c = 0; c < C; ++c) dst[c] += dxc[m * C + c];

@@ -25,7 +25,7 @@ void cache_store(KvCache* cache, int l, const float* k, const float* v, int64_t 
   }
 }
 
-Inputs check_inputs(const ModelConfig& c, const ForwardInput& in) {
+Inputs check_inputs(const ModelConfig& c, int64_t vocab, const ForwardInput& in) {
   const int64_t B = in.B, T = in.T, N = B * T;
   Inputs r;
   r.lengths.assign(B, T);
@@ -36,8 +36,8 @@ Inputs check_inputs(const ModelConfig& c, const ForwardInput& in) {
       r.lengths[b] = in.lengths[b];
     }
   for (int64_t i = 0; i < N; ++i)
-    RLHF_CHECK(in.tokens[i] >= 0 && in.tokens[i] < c.vocab, ErrorCode::OutOfRange, "forward: tokens[", i, "] = ",
-               in.tokens[i], " is outside the vocabulary [0, ", c.vocab, ")");
+    RLHF_CHECK(in.tokens[i] >= 0 && in.tokens[i] < vocab, ErrorCode::OutOfRange, "forward: tokens[", i, "] = ",
+               in.tokens[i], " is outside the vocabulary [0, ", vocab, ")");
   r.positions.resize(N);
   for (int64_t i = 0; i < N; ++i) {
     int32_t p = in.positions ? in.positions[i] : static_cast<int32_t>(i % T);
@@ -49,8 +49,8 @@ Inputs check_inputs(const ModelConfig& c, const ForwardInput& in) {
   r.targets.assign(N, -1);
   if (in.targets)
     for (int64_t i = 0; i < N; ++i) {
-      RLHF_CHECK(in.targets[i] >= -1 && in.targets[i] < c.vocab, ErrorCode::OutOfRange, "forward: targets[", i,
-                 "] = ", in.targets[i], " must be -1 (no target) or in [0, ", c.vocab, ")");
+      RLHF_CHECK(in.targets[i] >= -1 && in.targets[i] < vocab, ErrorCode::OutOfRange, "forward: targets[", i,
+                 "] = ", in.targets[i], " must be -1 (no target) or in [0, ", vocab, ")");
       if (i % T < r.lengths[i / T]) r.targets[i] = in.targets[i];
     }
   return r;

@@ -69,7 +69,8 @@ struct Inputs {
   std::vector<int32_t> targets;    // (N) −1 past each row's length
   int64_t max_position = 0;
 };
-Inputs check_inputs(const ModelConfig& c, const ForwardInput& in);
+// vocab: the full model's vocabulary size (tokens and targets are full-vocabulary ids).
+Inputs check_inputs(const ModelConfig& c, int64_t vocab, const ForwardInput& in);
 
 void add_row_bias(float* x, const float* bias, int64_t N, int64_t W);    // x[r] += bias, (N, W)
 void column_sums(float* out, const float* x, int64_t N, int64_t W);      // out[c] += Σ_r x[r][c] (deterministic)

@@ -19,30 +19,53 @@
 namespace rlhf {
 namespace model {
 
-Transformer::Transformer(const ModelConfig& config)
+Transformer::Transformer(const ModelConfig& config, float* params, float* grads)
     : cfg_((validate_config(config), config)),
       layout_(build_layout(cfg_)),
-      params_(static_cast<size_t>(layout_.total) * sizeof(float)),
-      grads_(static_cast<size_t>(layout_.total) * sizeof(float)),
+      params_(params ? 0 : static_cast<size_t>(layout_.total) * sizeof(float)),
+      grads_(grads ? 0 : static_cast<size_t>(layout_.total) * sizeof(float)),
+      params_ptr_(params ? params : params_.as<float>()),
+      grads_ptr_(grads ? grads : grads_.as<float>()),
       rope_(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_interleaved) {}
+
+void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* p) {
+  RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
+  const bool is_norm = v.name.find("norm") != std::string::npos;
+  const bool is_bias = v.name.size() > 5 && v.name.compare(v.name.size() - 5, 5, ".bias") == 0;
+  if (is_norm)
+    std::fill(p, p + v.size, 1.0f);
+  else if (is_bias)
+    std::fill(p, p + v.size, 0.0f);
+  else
+    philox_normal_fill(seed, index, 0.0f, std, p, v.size);
+}
 
 void Transformer::init_random(uint64_t seed, float std) {
   RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
   const auto& views = layout_.views;
   parallel_for(static_cast<int64_t>(views.size()), 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) {
-      const ParamView& v = views[i];
-      float* p = params() + v.offset;
-      const bool is_norm = v.name.find("norm") != std::string::npos;
-      const bool is_bias = v.name.size() > 5 && v.name.compare(v.name.size() - 5, 5, ".bias") == 0;
-      if (is_norm)
-        std::fill(p, p + v.size, 1.0f);
-      else if (is_bias)
-        std::fill(p, p + v.size, 0.0f);
-      else
-        philox_normal_fill(seed, static_cast<uint64_t>(i), 0.0f, std, p, v.size);
-    }
+    for (int64_t i = b; i < e; ++i) init_parameter(views[i], static_cast<uint64_t>(i), seed, std, params() + views[i].offset);
   });
+}
+
+void Transformer::read_parameter(const ParamView& v, bool grad, float* out) {
+  std::memcpy(out, (grad ? grads() : params()) + v.offset, sizeof(float) * v.size);
+}
+
+void Transformer::write_parameter(const ParamView& v, const float* data) {
+  std::memcpy(params() + v.offset, data, sizeof(float) * v.size);
+}
+
+OptimizerView Transformer::optimizer_view() {
+  OptimizerView o;
+  o.params = params(), o.grads = grads(), o.size = layout_.total;
+  for (const auto& v : layout_.views) {
+    if (!o.segments.empty() && o.segments.back().weight_decay_scale == v.weight_decay_scale)
+      o.segments.back().length += v.size;
+    else
+      o.segments.push_back({v.offset, v.size, v.weight_decay_scale});
+  }
+  return o;
 }
 
 void Transformer::zero_grad() {
@@ -107,15 +130,21 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   }
   cpu::attention_forward(at, a.attn, AD, a.lse);
 
-  copy_rows(a.xmid, x_in, N * C);
+  // Row-parallel o: rank 0 adds the residual and bias, the partial products are summed.
+  const bool lead = shard_.rank == 0;
+  if (lead) copy_rows(a.xmid, x_in, N * C);
+  else std::memset(a.xmid, 0, sizeof(float) * N * C);
   linear(a.attn, N, AD, o.wo, C, 1.0f, a.xmid, pl ? &pl->o : nullptr);
-  if (o.bo >= 0) add_row_bias(a.xmid, w(o.bo), N, C);
+  if (o.bo >= 0 && lead) add_row_bias(a.xmid, w(o.bo), N, C);
+  sum_over_ranks(a.xmid, N * C);
 
   cpu::rmsnorm_forward(a.h, a.rstd2, a.xmid, w(o.post_norm), N, static_cast<int>(C), c.rms_eps);
   linear(a.h, N, C, o.wgu, 2 * F, 0.0f, a.gu, pl ? &pl->gu : nullptr);
   cpu::swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
-  copy_rows(x_out, a.xmid, N * C);
+  if (lead) copy_rows(x_out, a.xmid, N * C);
+  else std::memset(x_out, 0, sizeof(float) * N * C);
   linear(a.act, N, F, o.wdown, C, 1.0f, x_out, pl ? &pl->down : nullptr);
+  sum_over_ranks(x_out, N * C);
 }
 
 LayerActs Transformer::saved_layer(int l) {
@@ -143,7 +172,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   RLHF_CHECK(in.temperature > 0 && std::isfinite(in.temperature), ErrorCode::OutOfRange,
              "forward: temperature must be finite and > 0, got ", in.temperature);
   const int64_t B = in.B, T = in.T, N = B * T, C = c.hidden;
-  Inputs inputs = check_inputs(c, in);  // lengths, positions, masked targets (owned copies)
+  Inputs inputs = check_inputs(c, vocab_total(), in);  // lengths, positions, masked targets (owned copies)
   rope_.ensure(inputs.max_position);
 
   release_activations();
@@ -174,7 +203,8 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   } else {
     x = saved_layer(0).x_in;
   }
-  cpu::embedding_forward(x, w(layout_.embed), in.tokens, N, c.vocab, static_cast<int>(C));
+  cpu::embedding_forward(x, w(layout_.embed), in.tokens, N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
+  sum_over_ranks(x, N * C);
   for (int l = 0; l < c.layers; ++l) {
     LayerActs a = in.save ? saved_layer(l) : sa;
     a.h = sc;
@@ -199,8 +229,8 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   cpu::rmsnorm_forward(xf, rstd_f, x, w(layout_.final_norm), N, static_cast<int>(C), c.rms_eps);
 
   if (c.lm_head && (in.targets || out.logits)) {
-    RLHF_CHECK(!out.logits || N * c.vocab <= (int64_t(1) << 26), ErrorCode::OutOfRange,
-               "forward: returning logits needs batch·seqLen·vocab <= 2^26, got ", N * c.vocab);
+    RLHF_CHECK(!out.logits || N * vocab_total() <= (int64_t(1) << 26), ErrorCode::OutOfRange,
+               "forward: returning logits needs batch·seqLen·vocab <= 2^26, got ", N * vocab_total());
     lm_head_forward(xf, N, inputs.targets.data(), in.temperature, out, in.save);
   } else {
     if (out.logprobs) std::fill(out.logprobs, out.logprobs + N, 0.0f);

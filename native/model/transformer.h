@@ -21,10 +21,24 @@
 #include "../cpu/rope.h"
 #include "../cpu/sampling.h"
 #include "config.h"
+#include "engine.h"
 #include "layout.h"
 
 namespace rlhf {
+class Communicator;  // core/communicator.h
+
 namespace model {
+
+// Set when this Transformer is one rank of a tensor-parallel model (tensor_parallel.h). Its config
+// then holds the rank's share: heads, kv_heads and ffn divided, vocab = rows
+// [vocab_begin, vocab_begin + vocab) of the full_vocab; the other sizes are the full model's.
+// Sums over ranks happen at the row-parallel outputs (o, down), the embedding, the LM head's
+// log-softmax and the column-parallel input gradients; everything else is computed on each rank.
+struct ShardInfo {
+  Communicator* comm = nullptr;
+  int rank = 0, size = 1;
+  int64_t vocab_begin = 0, full_vocab = 0;
+};
 
 struct LayerActs;  // internal.h
 struct KvCache;    // internal.h
@@ -71,28 +85,39 @@ struct GenerateResult {
   std::vector<bool> stopped;                  // true: ended on a stop token; false: length
 };
 
-class Transformer {
+class Transformer final : public Engine {
  public:
-  explicit Transformer(const ModelConfig& config);
+  // params/grads: external storage of num_params() floats each (a tensor-parallel model keeps its
+  // shards in one buffer); null: owned.
+  explicit Transformer(const ModelConfig& config, float* params = nullptr, float* grads = nullptr);
+  void set_shard(const ShardInfo& shard) { shard_ = shard; }
 
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   int64_t num_params() const { return layout_.total; }
-  float* params() { return params_.as<float>(); }
-  float* grads() { return grads_.as<float>(); }
+  float* params() { return params_ptr_; }
+  float* grads() { return grads_ptr_; }
 
-  // Normal(0, std) for matrices and embeddings, 1 for norm weights, 0 for biases; Philox stream
-  // = parameter index, so the result does not depend on the thread count.
-  void init_random(uint64_t seed, float std);
-  void zero_grad();
+  // Engine (a Transformer that is not a shard is its own full model)
+  const ModelConfig& full_config() const override { return cfg_; }
+  const std::vector<ParamView>& full_views() const override { return layout_.views; }
+  int64_t full_num_params() const override { return layout_.total; }
+  int tensor_parallel() const override { return 1; }
+  void read_parameter(const ParamView& v, bool grad, float* out) override;
+  void write_parameter(const ParamView& v, const float* data) override;
+  OptimizerView optimizer_view() override;
 
-  void forward(const ForwardInput& in, const ForwardOutput& out);
-  void backward(const BackwardInput& in);  // needs the last forward to have save = true
-  GenerateResult generate(const GenerateRequest& req);
+  // init_parameter() for every view (stream = view index).
+  void init_random(uint64_t seed, float std) override;
+  void zero_grad() override;
 
-  void release_activations();
-  int64_t saved_rows() const { return saved_.valid ? saved_.N : 0; }  // N of the saved forward
-  int64_t activation_bytes() const;  // saved activations + scratch currently held
+  void forward(const ForwardInput& in, const ForwardOutput& out) override;
+  void backward(const BackwardInput& in) override;  // needs the last forward to have save = true
+  GenerateResult generate(const GenerateRequest& req) override;
+
+  void release_activations() override;
+  int64_t saved_rows() const override { return saved_.valid ? saved_.N : 0; }  // N of the saved forward
+  int64_t activation_bytes() const override;  // saved activations + scratch currently held
   static int64_t activation_floats_per_token_per_layer(const ModelConfig& c);
   int64_t logits_cache_budget_bytes = int64_t(256) << 20;
 
@@ -105,16 +130,31 @@ class Transformer {
                        bool save);
   void lm_head_backward(const float* dlogp, const float* dent, float* dxf);
   LayerActs saved_layer(int l);
-  float* w(int64_t offset) { return params_.as<float>() + offset; }
+  float* w(int64_t offset) { return params_ptr_ + offset; }
+  // Tensor-parallel pieces (no-ops / plain paths when not a shard); tensor_parallel.cc.
+  bool sharded() const { return shard_.comm != nullptr; }
+  int64_t vocab_total() const { return sharded() ? shard_.full_vocab : cfg_.vocab; }
+  void sum_over_ranks(float* x, int64_t n);
+  // Sharded log-softmax over rows of this rank's logits z (n, vocab) with targets in full-vocab
+  // ids (−1: none): lse, logp, entropy of the full distribution (one all-reduce each of max, sum,
+  // and (target logit, entropy)). logp/ent may be null.
+  void sharded_logsoftmax(const float* z, int64_t n, const int32_t* targets, float* lse, float* logp, float* ent);
+  void sharded_logsoftmax_backward(float* dz, const float* z, int64_t n, const int32_t* targets, const float* lse,
+                                   const float* ent, const float* dlogp, const float* dent);
+  // full (n, full_vocab) ← this rank's (n, vocab) logits and everybody else's.
+  void gather_vocab(const float* z, int64_t n, float* full);
   // C (N×out) = A (N×in)·Wᵀ (+ beta·C) for a weight W (out×in) at `offset`, or its packed copy.
   void linear(const float* A, int64_t N, int64_t in, int64_t offset, int64_t out, float beta, float* C,
               const void* packed);
   const PackedWeights* packed_ = nullptr;  // set while generate() runs
-  float* g(int64_t offset) { return grads_.as<float>() + offset; }
+  float* g(int64_t offset) { return grads_ptr_ + offset; }
 
   ModelConfig cfg_;
   ParamLayout layout_;
-  Buffer params_, grads_;
+  Buffer params_, grads_;  // empty when the storage is external
+  float* params_ptr_;
+  float* grads_ptr_;
+  ShardInfo shard_;
   cpu::RopeTable rope_;
 
   // State of the last forward(save = true).

@@ -103,9 +103,13 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       const float* g = target_.grads;
       int64_t n = target_.size;
       auto segments = target_.segments;
+      auto norm_ranges = target_.norm_ranges;
       return AsyncJob::queue(
           info.Env(), "rlhf.adamw.step",
-          [=] { *result = cpu::adamw_step(p, g, m, v, n, o, next_step, segments); },
+          [=] {
+            *result = norm_ranges.empty() ? cpu::adamw_step(p, g, m, v, n, o, next_step, segments)
+                                          : cpu::adamw_step_norm_ranges(p, g, m, v, n, o, next_step, segments, norm_ranges);
+          },
           [this, result](Napi::Env env) -> Napi::Value {
             if (!result->skipped) step_ += 1;
             Napi::Object r = Napi::Object::New(env);

@@ -19,6 +19,7 @@ struct AdamWTarget {
   const float* grads = nullptr;
   int64_t size = 0;
   std::vector<cpu::AdamWSegment> segments;
+  std::vector<std::pair<int64_t, int64_t>> norm_ranges;  // empty: the norm covers [0, size)
   std::shared_ptr<std::atomic<bool>> busy;  // shared with the owner (a model's busy flag)
   std::vector<Napi::Reference<Napi::Value>> keep_alive;
   std::function<void(AdamWTarget*)> refresher;  // re-reads pointers (a model may reallocate)

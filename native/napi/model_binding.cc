@@ -1,6 +1,8 @@
 // NativeModel: the transformer (native/model) behind an ObjectWrap.
 //
-//   new NativeModel(config)                 allocate (parameters zero); see lib/engine/config.ts
+//   new NativeModel(config)                 allocate (parameters zero); see lib/engine/config.ts;
+//                                           config.tensorParallel = P > 1: P thread ranks, each
+//                                           with RLHF_THREADS / P threads (native/model/tensor_parallel.h)
 //   parameters(): [{name, shape, offset, size, weightDecayScale}]      (sync, metadata)
 //   initRandom(seed, std) -> Promise<void>
 //   forward({batch, seqLen, tokens, targets?, lengths?, positions?, segments?, entropy?, values?,
@@ -20,6 +22,8 @@
 #include <memory>
 
 #include "../core/buffer.h"
+#include "../core/thread_pool.h"
+#include "../model/tensor_parallel.h"
 #include "../model/transformer.h"
 #include "adamw_target.h"
 #include "args.h"
@@ -100,19 +104,24 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     Napi::Env env = info.Env();
     try {
-      model_ = std::make_unique<model::Transformer>(read_config(arg_object(info, 0, "Model: config")));
+      Napi::Object cfg = arg_object(info, 0, "Model: config");
+      const int tp = static_cast<int>(get_int_or(cfg, "Model", "tensorParallel", 1, 64, 1));
+      if (tp > 1)
+        model_ = std::make_unique<model::TensorParallelModel>(read_config(cfg), tp, std::max(1, default_thread_count() / tp));
+      else
+        model_ = std::make_unique<model::Transformer>(read_config(cfg));
     } catch (const Error& e) {
       throw make_js_error(env, e.code(), e.what());
     } catch (const std::bad_alloc&) {
       throw make_js_error(env, ErrorCode::OutOfMemory, "Model: out of memory allocating the parameters");
     }
-    reported_ = 2 * model_->num_params() * static_cast<int64_t>(sizeof(float));
+    reported_ = 2 * model_->optimizer_view().size * static_cast<int64_t>(sizeof(float));
     Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
   }
 
   ~ModelWrap() override { release(); }
 
-  model::Transformer* model() { return model_.get(); }
+  model::Engine* model() { return model_.get(); }
   const std::shared_ptr<std::atomic<bool>>& busy() const { return busy_; }
 
  private:
@@ -123,7 +132,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     reported_ = 0;
   }
 
-  model::Transformer* usable(const char* call) {
+  model::Engine* usable(const char* call) {
     if (!model_) throw make_js_error(Env(), ErrorCode::Disposed, std::string("Model.") + call + ": the model was disposed");
     AsyncJob::check_not_busy(Env(), busy_, "the model", (std::string(call) + "()").c_str());
     return model_.get();
@@ -131,9 +140,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value parameters(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
-      model::Transformer* m = model_.get();
+      model::Engine* m = model_.get();
       if (!m) throw make_js_error(info.Env(), ErrorCode::Disposed, "Model.parameters: the model was disposed");
-      const auto& views = m->layout().views;
+      const auto& views = m->full_views();
       Napi::Array out = Napi::Array::New(info.Env(), views.size());
       for (size_t i = 0; i < views.size(); ++i) {
         Napi::Object v = Napi::Object::New(info.Env());
@@ -152,7 +161,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value init_random(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
-      model::Transformer* m = usable("initRandom");
+      model::Engine* m = usable("initRandom");
       if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
         throw_type_error(info.Env(), "Model.initRandom: expected (seed: number, std: number)");
       uint64_t seed = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
@@ -163,7 +172,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value forward(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
-      model::Transformer* m = usable("forward");
+      model::Engine* m = usable("forward");
       Napi::Object o = arg_object(info, 0, "Model.forward: batch");
       const char* fn = "Model.forward";
       const int64_t B = get_int(o, fn, "batch", 1, int64_t(1) << 24), T = get_int(o, fn, "seqLen", 1, int64_t(1) << 24);
@@ -179,7 +188,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const bool want_logits = get_bool_or(o, fn, "logits", false);
       const bool save = get_bool_or(o, fn, "saveForBackward", true);
       const float temperature = static_cast<float>(get_number_or(o, fn, "temperature", 1.0));
-      const int64_t V = m->config().vocab;
+      const int64_t V = m->full_config().vocab;
       struct Out {
         Buffer logp, ent, val, logits;
       };
@@ -216,7 +225,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value backward(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
-      model::Transformer* m = usable("backward");
+      model::Engine* m = usable("backward");
       Napi::Object o = arg_object(info, 0, "Model.backward: gradients");
       const char* fn = "Model.backward";
       // The saved forward's N is not known here cheaply; take the array lengths and let native check.
@@ -248,14 +257,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value zero_grad(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
-      model::Transformer* m = usable("zeroGrad");
+      model::Engine* m = usable("zeroGrad");
       return AsyncJob::queue(info.Env(), "rlhf.model.zeroGrad", [=] { m->zero_grad(); }, nullptr, {Value()}, busy_);
     });
   }
 
   Napi::Value generate(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
-      model::Transformer* m = usable("generate");
+      model::Engine* m = usable("generate");
       Napi::Object o = arg_object(info, 0, "Model.generate: options");
       const char* fn = "Model.generate";
       auto req = std::make_shared<model::GenerateRequest>();
@@ -303,25 +312,25 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   const model::ParamView& find_view(const std::string& name) {
-    for (const auto& v : model_->layout().views)
+    for (const auto& v : model_->full_views())
       if (v.name == name) return v;
     throw make_js_error(Env(), ErrorCode::OutOfRange, "Model: no parameter named \"" + name + "\"");
   }
 
   Napi::Value read_parameter(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
-      model::Transformer* m = usable("readParameter");
+      model::Engine* m = usable("readParameter");
       if (info.Length() < 1 || !info[0].IsString()) throw_type_error(info.Env(), "Model.readParameter: name must be a string");
       const model::ParamView& v = find_view(info[0].As<Napi::String>().Utf8Value());
       const bool grad = info.Length() > 1 && info[1].IsString() && info[1].As<Napi::String>().Utf8Value() == "grad";
-      const float* src = (grad ? m->grads() : m->params()) + v.offset;
+      const model::ParamView* view = &v;
       const size_t n = static_cast<size_t>(v.size);
       auto buf = std::make_shared<Buffer>();
       return AsyncJob::queue(
           info.Env(), "rlhf.model.readParameter",
           [=] {
             *buf = Buffer(n * sizeof(float), false);
-            std::memcpy(buf->data(), src, n * sizeof(float));
+            m->read_parameter(*view, grad, buf->as<float>());
           },
           [=](Napi::Env env) -> Napi::Value { return external_f32(env, std::move(*buf), n); }, {Value()}, busy_);
     });
@@ -329,7 +338,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value write_parameter(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
-      model::Transformer* m = usable("writeParameter");
+      model::Engine* m = usable("writeParameter");
       if (info.Length() < 2 || !info[0].IsString()) throw_type_error(info.Env(), "Model.writeParameter: expected (name, data)");
       const std::string name = info[0].As<Napi::String>().Utf8Value();
       const model::ParamView& v = find_view(name);
@@ -337,10 +346,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       if (static_cast<int64_t>(data.ElementLength()) != v.size)
         throw_range_error(info.Env(), "Model.writeParameter: \"" + name + "\" has " + std::to_string(v.size) +
                                           " elements, got " + std::to_string(data.ElementLength()));
-      float* dst = m->params() + v.offset;
+      const model::ParamView* view = &v;
       const float* src = data.Data();
-      const size_t n = static_cast<size_t>(v.size);
-      return AsyncJob::queue(info.Env(), "rlhf.model.writeParameter", [=] { std::memcpy(dst, src, n * sizeof(float)); },
+      return AsyncJob::queue(info.Env(), "rlhf.model.writeParameter", [=] { m->write_parameter(*view, src); },
                              nullptr, {Value(), data}, busy_);
     });
   }
@@ -361,14 +369,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value num_parameters(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->num_params()) : 0.0);
+    return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->full_num_params()) : 0.0);
   }
 
   Napi::Value activation_bytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->activation_bytes()) : 0.0);
   }
 
-  std::unique_ptr<model::Transformer> model_;
+  std::unique_ptr<model::Engine> model_;
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
   int64_t reported_ = 0;
 };
@@ -379,17 +387,14 @@ Napi::FunctionReference* ModelWrap::constructor = nullptr;
 bool resolve_model_target(const Napi::Object& target, AdamWTarget* out) {
   if (!ModelWrap::constructor || !target.InstanceOf(ModelWrap::constructor->Value())) return false;
   ModelWrap* w = ModelWrap::Unwrap(target);
-  model::Transformer* m = w->model();
+  model::Engine* m = w->model();
   if (!m) throw make_js_error(target.Env(), ErrorCode::Disposed, "AdamW: the model was disposed");
-  out->params = m->params();
-  out->grads = m->grads();
-  out->size = m->num_params();
-  for (const auto& v : m->layout().views) {
-    if (!out->segments.empty() && out->segments.back().weight_decay_scale == v.weight_decay_scale)
-      out->segments.back().length += v.size;
-    else
-      out->segments.push_back({v.offset, v.size, v.weight_decay_scale});
-  }
+  model::OptimizerView view = m->optimizer_view();
+  out->params = view.params;
+  out->grads = view.grads;
+  out->size = view.size;
+  out->segments = std::move(view.segments);
+  out->norm_ranges = std::move(view.norm_ranges);
   out->busy = w->busy();
   out->keep_alive.push_back(Napi::Persistent(Napi::Value(target)));
   return true;

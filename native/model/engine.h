@@ -1,0 +1,60 @@
+// What the bindings drive: one transformer (Transformer) or a tensor-parallel group of shards
+// (TensorParallelModel) behind the same calls. Parameters are addressed by their Hugging Face
+// name and full (unsharded) shape; the optimizer sees flat storage plus the ranges that count
+// toward the global gradient norm (each parameter once, even when ranks hold copies).
+#pragma once
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "../cpu/adamw.h"
+#include "config.h"
+#include "layout.h"
+
+namespace rlhf {
+namespace model {
+
+struct ForwardInput;
+struct ForwardOutput;
+struct BackwardInput;
+struct GenerateRequest;
+struct GenerateResult;
+
+struct OptimizerView {
+  float* params = nullptr;
+  float* grads = nullptr;
+  int64_t size = 0;
+  std::vector<cpu::AdamWSegment> segments;                // weight-decay runs tiling [0, size)
+  std::vector<std::pair<int64_t, int64_t>> norm_ranges;   // (offset, length); empty: all of [0, size)
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const ModelConfig& full_config() const = 0;
+  virtual const std::vector<ParamView>& full_views() const = 0;  // HF names, full shapes
+  virtual int64_t full_num_params() const = 0;
+  virtual int tensor_parallel() const = 0;
+
+  virtual void init_random(uint64_t seed, float std) = 0;
+  virtual void zero_grad() = 0;
+  virtual void forward(const ForwardInput& in, const ForwardOutput& out) = 0;
+  virtual void backward(const BackwardInput& in) = 0;
+  virtual GenerateResult generate(const GenerateRequest& req) = 0;
+  virtual void release_activations() = 0;
+  virtual int64_t saved_rows() const = 0;
+  virtual int64_t activation_bytes() const = 0;
+
+  // The whole tensor `v` (one of full_views()): out (v.size) ← parameter or gradient.
+  virtual void read_parameter(const ParamView& v, bool grad, float* out) = 0;
+  // parameter `v` ← data (v.size), cut into shards where sharded.
+  virtual void write_parameter(const ParamView& v, const float* data) = 0;
+  virtual OptimizerView optimizer_view() = 0;
+};
+
+// Normal(0, std) for matrices and embeddings, 1 for norm weights, 0 for biases; Philox stream =
+// `index` (the view's position in the full layout), so weights do not depend on threads or ranks.
+void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* out);
+
+}  // namespace model
+}  // namespace rlhf

@@ -1,0 +1,78 @@
+// Megatron-style tensor parallelism over P ranks (DESIGN.md, Decision 3). Each rank is a
+// Transformer holding its shard (transformer.h, ShardInfo) and running on its own thread with its
+// own thread pool; ranks meet only in the Communicator's collectives.
+//
+// Sharding of the Hugging Face tensors (full shape → rank r's piece):
+//   embed_tokens, lm_head (V, C)          rows: vocabulary split into P contiguous ranges
+//   q_proj (NH·HD, C) (+ bias)            rows of heads [r·NH/P, (r+1)·NH/P)
+//   k_proj, v_proj (KVH·HD, C) (+ bias)   rows of KV heads [r·KVH/P, …) — KVH must be divisible by
+//                                         P (replicating KV heads when P > KVH is not implemented)
+//   o_proj (C, NH·HD)                     columns of the rank's heads (row-parallel, summed)
+//   gate_proj, up_proj (F, C)             rows [f0, f1) of F split into P ranges (uneven allowed)
+//   gate_up_proj (2F, C)                  rows [f0, f1) and [F + f0, F + f1)
+//   down_proj (C, F)                      columns [f0, f1) (row-parallel, summed)
+//   norms, o_proj.bias, score             replicated (each rank computes the same values)
+// Checkpoints stay in this full layout: read_parameter gathers, write_parameter cuts.
+// The shards live in one flat buffer (rank 0's layout, then rank 1's, ...) so one fused AdamW
+// pass updates them all; its gradient norm counts every parameter once (replicas on rank 0 only).
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "../core/communicator.h"
+#include "../core/thread_pool.h"
+#include "transformer.h"
+
+namespace rlhf {
+namespace model {
+
+class TensorParallelModel final : public Engine {
+ public:
+  // threads_per_rank: each rank's pool size (>= 1).
+  TensorParallelModel(const ModelConfig& full, int size, int threads_per_rank);
+  ~TensorParallelModel() override;
+
+  const ModelConfig& full_config() const override { return full_; }
+  const std::vector<ParamView>& full_views() const override { return full_layout_.views; }
+  int64_t full_num_params() const override { return full_layout_.total; }
+  int tensor_parallel() const override { return size_; }
+
+  void init_random(uint64_t seed, float std) override;
+  void zero_grad() override;
+  void forward(const ForwardInput& in, const ForwardOutput& out) override;
+  void backward(const BackwardInput& in) override;
+  GenerateResult generate(const GenerateRequest& req) override;
+  void release_activations() override;
+  int64_t saved_rows() const override { return ranks_[0]->saved_rows(); }
+  int64_t activation_bytes() const override;
+  void read_parameter(const ParamView& v, bool grad, float* out) override;
+  void write_parameter(const ParamView& v, const float* data) override;
+  OptimizerView optimizer_view() override;
+
+  Transformer& rank(int r) { return *ranks_[r]; }
+
+ private:
+  struct Slice {
+    int axis = -1;  // -1 replicated, 0 rows, 1 columns
+    std::vector<std::pair<int64_t, int64_t>> ranges;  // along `axis`, full-tensor indices, in shard order
+  };
+  Slice slice_of(const ParamView& v, int r) const;
+  // Copies between full tensor `full` (view index i) and rank r's shard piece (to_shard: full → shard).
+  void copy_piece(size_t i, int r, float* full, float* shard, bool to_shard) const;
+  size_t view_index(const ParamView& v) const;
+  // fn(r) on every rank, concurrently (rank 0 on the calling thread); the first failure aborts
+  // the others' collectives and is rethrown.
+  void run_ranks(const std::function<void(int)>& fn);
+
+  ModelConfig full_;
+  ParamLayout full_layout_;
+  int size_;
+  std::unique_ptr<CpuGroup> group_;
+  std::vector<std::unique_ptr<ThreadPool>> pools_;
+  std::vector<int64_t> base_;  // rank r's shard starts at params_/grads_ + base_[r]
+  Buffer params_, grads_;
+  std::vector<std::unique_ptr<Transformer>> ranks_;
+};
+
+}  // namespace model
+}  // namespace rlhf
