@@ -51,6 +51,14 @@ t.test('a miniature pipeline through every command', { timeout: 240000 }, async 
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /win \d+\.\d% .* judged by reward-model/);
   t.ok(existsSync(p('eval.json')));
+  // --tp: the same greedy answers with the model split over two thread ranks
+  const greedy = (...extra: string[]) => rlhf('generate', '--model', p('sft/model'), '--prompt', 'What is 2+2? Answer with a number.', '--temperature', '0', '--max-new-tokens', '8', ...extra);
+  const g1 = greedy(), g2 = greedy('--tp', '2');
+  t.equal(g2.status, 0, g2.stderr);
+  t.equal(g2.stdout.split('\n')[1], g1.stdout.split('\n')[1], '--tp 2 greedy == --tp 1 greedy');
+  r = greedy('--tp', '3');
+  t.equal(r.status, 1);
+  t.match(r.stderr, /tensorParallel to divide num_attention_heads \(4\)/);
   // resume: a finished run continues from its last checkpoint without redoing work
   r = rlhf('sft', '--init', 'tiny', '--data', p('sft.jsonl'), '--output', p('sft'), '--epochs', '3', '--batch-size', '4', '--lr', '3e-3', '--seq-len', '64', '--resume');
   t.equal(r.status, 0, r.stderr);

@@ -5,7 +5,7 @@ import { sequenceBatch } from '../../rollout/sequences.js';
 import type { Model } from '../../engine/model.js';
 import { checkScores } from '../../rewards/types.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { applyThreads, COMMON_FLAGS, loadModel, resolveReward, REWARD_FLAGS } from './shared.js';
+import { applyThreads, COMMON_FLAGS, MODEL_FLAGS, loadModel, resolveReward, REWARD_FLAGS } from './shared.js';
 
 export const evalSpec: CommandSpec = {
   name: 'eval',
@@ -19,6 +19,7 @@ export const evalSpec: CommandSpec = {
     samples: { type: 'int', min: 1, default: 4, describe: 'responses per prompt and policy' },
     maxNewTokens: { type: 'int', min: 1, default: 64, describe: 'longest response' },
     output: { type: 'path', placeholder: 'result.json', describe: 'also write the result and every compared pair (JSONL next to it)' },
+    ...MODEL_FLAGS,
     ...COMMON_FLAGS,
   },
   examples: ['rlhf eval --policy runs/ppo/model --baseline runs/sft/model --prompts eval-prompts.jsonl --reward-rule demo-gold --samples 8'],

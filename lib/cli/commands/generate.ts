@@ -2,7 +2,7 @@
 import { loadPromptFile, writeJsonl, type PromptRecord } from '../../data/index.js';
 import { generateRollout } from '../../rollout/generate.js';
 import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
-import { applyThreads, COMMON_FLAGS, loadModel } from './shared.js';
+import { applyThreads, COMMON_FLAGS, MODEL_FLAGS, loadModel } from './shared.js';
 
 export const generateSpec: CommandSpec = {
   name: 'generate',
@@ -17,6 +17,7 @@ export const generateSpec: CommandSpec = {
     topP: { type: 'number', min: 0, max: 1, default: 1, describe: 'nucleus sampling mass' },
     topK: { type: 'int', min: 0, default: 0, describe: 'keep the k most likely tokens (0 = off)' },
     output: { type: 'path', placeholder: 'out.jsonl', describe: 'write {prompt, response, logprob, finishReason} lines here instead of printing' },
+    ...MODEL_FLAGS,
     ...COMMON_FLAGS,
   },
   examples: ['rlhf generate --model runs/ppo/model --prompt "What is 3+4? Answer in words." --samples 3', 'rlhf generate --model runs/sft/model --prompts prompts.jsonl --output samples.jsonl --temperature 0'],

@@ -4,7 +4,7 @@ import { generateRollout } from '../../rollout/generate.js';
 import { rng } from '../../demo/task.js';
 import { checkScores } from '../../rewards/types.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { applyThreads, COMMON_FLAGS, loadModel, resolveReward, REWARD_FLAGS } from './shared.js';
+import { applyThreads, COMMON_FLAGS, MODEL_FLAGS, loadModel, resolveReward, REWARD_FLAGS } from './shared.js';
 
 export const labelSpec: CommandSpec = {
   name: 'label',
@@ -18,6 +18,7 @@ export const labelSpec: CommandSpec = {
     noise: { type: 'number', min: 0, max: 0.5, default: 0, describe: 'probability that a label is flipped' },
     maxNewTokens: { type: 'int', min: 1, default: 64, describe: 'longest response' },
     output: { type: 'path', required: true, placeholder: 'pairs.jsonl', describe: 'the preference pairs' },
+    ...MODEL_FLAGS,
     ...COMMON_FLAGS,
   },
   examples: ['rlhf label --model runs/sft/model --prompts prompts.jsonl --reward-rule demo-gold --noise 0.1 --rounds 4 --output pairs.jsonl'],

@@ -19,7 +19,14 @@ export const COMMON_FLAGS: Record<string, FlagSpec> = {
   threads: { type: 'int', min: 1, max: 1024, describe: 'CPU threads for the native engine (default: RLHF_THREADS or all cores)' },
 };
 
+/** For commands that load models: split each over N tensor-parallel thread ranks. */
+export const MODEL_FLAGS: Record<string, FlagSpec> = {
+  tp: { type: 'int', min: 1, max: 64, default: 1, placeholder: 'N', describe: 'tensor parallelism: split every model over N thread ranks (each gets threads/N threads)' },
+};
+let tensorParallel = 1;
+
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
+  ...MODEL_FLAGS,
   output: { type: 'path', required: true, placeholder: 'dir', describe: 'output folder: checkpoints, metrics.jsonl, the final model' },
   resume: { type: 'bool', describe: 'continue from the newest checkpoint in --output (exactly, with the same settings)' },
   saveEvery: { type: 'int', min: 1, describe: 'write a checkpoint every N steps (always at the end)' },
@@ -27,8 +34,10 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   ...COMMON_FLAGS,
 };
 
+/** --threads and --tp: applied before any model is made. */
 export function applyThreads(o: Record<string, unknown>): void {
   if (o.threads !== undefined) setThreads(o.threads as number);
+  tensorParallel = (o.tp as number | undefined) ?? 1;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -43,10 +52,11 @@ async function exists(path: string): Promise<boolean> {
 /** Loads a checkpoint directory and its tokenizer (one clear error when either is missing). */
 export async function loadModel(dir: string, flag: string, architecture?: string): Promise<{ model: Model; tokenizer: Tokenizer }> {
   if (!(await exists(join(dir, 'config.json')))) throw new CliError(`${flag} ${dir}: not a model directory (no config.json)`);
-  const model = await Model.load(dir, architecture ? { architecture } : {});
+  const model = await Model.load(dir, { ...(architecture ? { architecture } : {}), tensorParallel });
   const tokenizer = await loadTokenizer(dir);
   return { model, tokenizer };
 }
+
 
 /** A new model with the built-in byte tokenizer, for training from scratch. */
 export async function initModel(preset: string, seed: number): Promise<{ model: Model; tokenizer: Tokenizer }> {
@@ -58,7 +68,7 @@ export async function initModel(preset: string, seed: number): Promise<{ model: 
   const s = sizes[preset];
   if (!s) throw new CliError(`--init must be one of ${Object.keys(sizes).join(', ')}, got "${preset}"`);
   const config = tinyConfig({ vocab: tokenizer.vocabSize, hidden: s.hidden, layers: s.layers, heads: 4, kvHeads: 2, ffn: s.ffn, maxPositions: 1024, eosTokenId: tokenizer.eosId, padTokenId: tokenizer.padId });
-  return { model: await Model.create(config, { seed }), tokenizer };
+  return { model: await Model.create(config, { seed, tensorParallel }), tokenizer };
 }
 
 export const REWARD_FLAGS: Record<string, FlagSpec> = {

@@ -1,0 +1,78 @@
+/**
+ * Tensor parallelism on one CPU (issue 7): training-step tokens/s (forward + backward + AdamW +
+ * zero-grad, batch 8 × 256 tokens) of the ~6M model with
+ *   - TP 1 on 1 thread, TP 1 on all threads (intra-op threading alone),
+ *   - TP 2 and TP 4 (thread ranks; all threads split evenly between the ranks),
+ * and PyTorch eager on all threads as the peer. Every configuration first checks that its loss
+ * starts at ≈ ln V and falls. Each runs in its own process.
+ */
+import { cpus } from 'node:os';
+import { AdamW } from '../lib/engine/adamw.js';
+import { setThreads } from '../lib/engine/device.js';
+import { Model } from '../lib/engine/model.js';
+import { emit, header, median, note, quick, ratio, runPeer, table } from './common.js';
+import { MODELS, childArgs, runChild } from './model-common.js';
+
+const B = 8, T = 256;
+
+async function child(tp: number, threads: number, repeats: number): Promise<void> {
+  setThreads(threads);
+  const model = await Model.create(MODELS['6M'], { seed: 1, tensorParallel: tp });
+  const opt = new AdamW(model, { lr: 1e-4 });
+  const V = model.config.vocab, N = B * T;
+  let s = 12345;
+  const tokens = Int32Array.from({ length: N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V));
+  const targets = tokens.map((_, i) => (i % T === T - 1 ? -1 : tokens[i + 1]));
+  const d = new Float32Array(N).fill(-1 / (B * (T - 1)));
+  const step = async () => {
+    const f = await model.forward({ tokens, targets, batch: B, seqLen: T });
+    let loss = 0;
+    for (let i = 0; i < N; i++) loss -= f.logprobs[i];
+    await model.backward({ dLogprobs: d });
+    await opt.step();
+    await model.zeroGrad();
+    return loss / (B * (T - 1));
+  };
+  const first = await step();
+  const times: number[] = [];
+  let last = first;
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now();
+    last = await step();
+    times.push(performance.now() - t0);
+  }
+  if (!(Math.abs(first - Math.log(V)) < 0.1) || !(last < first)) throw new Error(`loss check failed: ${first} -> ${last}`);
+  process.stdout.write(JSON.stringify({ ms: median(times), first, last }) + '\n');
+}
+
+async function main(): Promise<void> {
+  const c = childArgs();
+  if (c) return child(c.tp as number, c.threads as number, c.repeats as number);
+  const all = Math.max(1, Number(process.env.RLHF_THREADS) || cpus().length);
+  header(`tensor parallelism: 6M model train step, batch ${B} × ${T}, ${all} thread(s) in all`);
+  const repeats = quick ? 2 : 5;
+  const configs = [
+    { label: 'TP 1, 1 thread', tp: 1, threads: 1 },
+    { label: `TP 1, ${all} threads (intra-op only)`, tp: 1, threads: all },
+    { label: `TP 2, ${Math.max(1, all / 2)} thread(s) per rank`, tp: 2, threads: all },
+    { label: `TP 4, ${Math.max(1, Math.floor(all / 4))} thread(s) per rank${all < 4 ? ' (oversubscribed)' : ''}`, tp: 4, threads: all },
+  ];
+  const peer = runPeer('torch_model.py', { mode: 'train', config: MODELS['6M'], batch: B, seq_len: T, repeats });
+  const torch = peer.results.find((r) => r.bench === 'train-step')?.value;
+  const measured = configs.map((cfg) => {
+    const r = runChild(import.meta.url, { tp: cfg.tp, threads: cfg.threads, repeats });
+    emit({ bench: 'tensor-parallel-train-step', impl: 'rlhf', shape: cfg.label, median_ms: r.ms, value: (B * T) / (r.ms / 1000), unit: 'tokens/s' });
+    return { ...cfg, tps: (B * T) / (r.ms / 1000) };
+  });
+  const intra = measured[1].tps;
+  const rows = measured.map((m) => [m.label, m.tps, ratio(m.tps, intra), ratio(m.tps, torch)]);
+  if (torch) emit({ bench: 'tensor-parallel-train-step', impl: 'torch', shape: `torch eager, ${all} threads`, median_ms: (B * T * 1000) / torch, value: torch, unit: 'tokens/s' });
+  table(['configuration', 'tokens/s', 'vs intra-op', `vs torch eager (${all} thr)`], rows);
+  if (peer.reason) note(`torch: skipped — ${peer.reason}`);
+  note('TP ranks are threads of this process; every layer adds two all-reduces of batch·seq·hidden floats forward and two backward.');
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
