@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { PreferenceTrainer, PREFERENCE_LOSSES, type PreferenceLoss } from '../../train/preference.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { applyThreads, defined, follow, loadModel, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
 
 export const dpoSpec: CommandSpec = {
   name: 'dpo',
@@ -34,19 +34,10 @@ export const dpoCommand: CommandHandler = async (o, ctx) => {
     beta: o.beta as number,
     train: o.data as string,
     ...defined({ eval: o.evalData as string | undefined, labelSmoothing: o.labelSmoothing as number | undefined, epsilon: o.epsilon as number | undefined, ntpCoef: o.ntpCoef as number | undefined, lr: o.lr as number | undefined, saveEvery: o.saveEvery as number | undefined }),
-    seqLen: o.seqLen as number,
-    batchSize: o.batchSize as number,
-    epochs: o.epochs as number,
-    outputDir: o.output as string,
-    seed: o.seed as number,
-    resumeFrom: o.resume ? 'latest' : undefined,
+    ...loopFlags(o),
   });
   const done = follow(trainer, ctx, ['loss', 'margin', 'accuracy']);
   const r = await trainer.train();
   done(`${o.loss}: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
-  if (!r.stopped) {
-    await policy.save(join(o.output as string, 'model'), { extraFiles: (d) => tokenizer.save(d) });
-    ctx.stdout.write(`model: ${join(o.output as string, 'model')}\n`);
-  }
-  return r.stopped ? 130 : 0;
+  return saveFinal(policy, tokenizer, o, ctx, r.stopped);
 };

@@ -4,7 +4,7 @@ import { Model } from '../../engine/model.js';
 import { GroupTrainer } from '../../train/group.js';
 import { PPOTrainer } from '../../train/ppo.js';
 import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '../framework/index.js';
-import { applyThreads, defined, follow, loadModel, resolveReward, REWARD_FLAGS, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, loadModel, resolveReward, REWARD_FLAGS, saveFinal, TRAIN_FLAGS } from './shared.js';
 
 const CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification', qwen2: 'Qwen2ForSequenceClassification', glm: 'GlmForSequenceClassification' };
 
@@ -71,12 +71,8 @@ function common(o: Record<string, unknown>) {
 async function finish(policy: Model, tokenizer: Awaited<ReturnType<typeof loadModel>>['tokenizer'], o: Record<string, unknown>, ctx: Parameters<CommandHandler>[1], r: { iterations: number; rewardHistory: number[]; seconds: number; stopped?: boolean }, name: string): Promise<number> {
   const first = r.rewardHistory[0], last = r.rewardHistory.at(-1);
   const line = `${name}: ${r.iterations} iterations, reward ${first?.toFixed(3)} -> ${last?.toFixed(3)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`;
-  if (!r.stopped) {
-    await policy.save(join(o.output as string, 'model'), { extraFiles: (d) => tokenizer.save(d) });
-    ctx.stdout.write(`model: ${join(o.output as string, 'model')}\n`);
-  }
   ctx.stderr.write(`${line}\n`);
-  return r.stopped ? 130 : 0;
+  return saveFinal(policy, tokenizer, o, ctx, r.stopped);
 }
 
 export const ppoCommand: CommandHandler = async (o, ctx) => {

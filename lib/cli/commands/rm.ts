@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { RewardTrainer } from '../../train/reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { applyThreads, defined, follow, loadModel, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
 
 const CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification', qwen2: 'Qwen2ForSequenceClassification', glm: 'GlmForSequenceClassification' };
 
@@ -40,20 +40,11 @@ export const rmCommand: CommandHandler = async (o, ctx) => {
     ...defined({ saveEvery: o.saveEvery as number | undefined, lr: o.lr as number | undefined }),
     lengthBalance: o.lengthBalance as boolean,
     scoreRegularization: o.scoreReg as number,
-    seqLen: o.seqLen as number,
-    batchSize: o.batchSize as number,
-    epochs: o.epochs as number,
-    outputDir: o.output as string,
-    seed: o.seed as number,
-    resumeFrom: o.resume ? 'latest' : undefined,
+    ...loopFlags(o),
   });
   trainer.on('log', (e) => ctx.stderr.write(`${e.message}\n`));
   const done = follow(trainer, ctx, ['loss', 'accuracy', 'lr']);
   const r = await trainer.train();
   done(`rm: ${r.steps} steps, held-out accuracy ${r.eval ? (100 * r.eval.accuracy).toFixed(1) + '%' : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
-  if (!r.stopped) {
-    await model.save(join(o.output as string, 'model'), { extraFiles: (d) => tokenizer.save(d) });
-    ctx.stdout.write(`model: ${join(o.output as string, 'model')}\n`);
-  }
-  return r.stopped ? 130 : 0;
+  return saveFinal(model, tokenizer, o, ctx, r.stopped);
 };

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { SFTTrainer } from '../../train/sft.js';
 import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
-import { applyThreads, defined, follow, initModel, loadModel, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, initModel, loadModel, loopFlags, TRAIN_FLAGS } from './shared.js';
 
 export const sftSpec: CommandSpec = {
   name: 'sft',
@@ -37,17 +37,12 @@ export const sftCommand: CommandHandler = async (o, ctx) => {
     tokenizer,
     train: o.data as string,
     ...defined({ eval: o.evalData as string | undefined, maxSteps: o.maxSteps as number | undefined, evalEvery: o.evalEvery as number | undefined, saveEvery: o.saveEvery as number | undefined, lr: o.lr as number | undefined }),
-    outputDir: o.output as string,
-    seqLen: o.seqLen as number,
-    batchSize: o.batchSize as number,
+    ...loopFlags(o),
     gradAccum: o.gradAccum as number,
-    epochs: o.epochs as number,
     warmupSteps: o.warmupSteps as number,
     weightDecay: o.weightDecay as number,
     maxGradNorm: o.maxGradNorm as number,
     packing: o.packing as boolean,
-    seed: o.seed as number,
-    resumeFrom: o.resume ? 'latest' : undefined,
   });
   const done = follow(trainer, ctx, ['loss', 'lr', 'tokensPerSecond']);
   const r = await trainer.train();

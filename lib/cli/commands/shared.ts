@@ -123,3 +123,17 @@ export function follow(trainer: TrainerEmitter & { requestStop(): void }, ctx: C
 export function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
+
+/** The loop settings every training command passes through unchanged. */
+export function loopFlags(o: Record<string, unknown>): { seqLen: number; batchSize: number; epochs: number; outputDir: string; seed: number; resumeFrom?: string } {
+  return { seqLen: o.seqLen as number, batchSize: o.batchSize as number, epochs: o.epochs as number, outputDir: o.output as string, seed: o.seed as number, resumeFrom: o.resume ? 'latest' : undefined };
+}
+
+/** After train(): unless stopped, the final model (with its tokenizer) goes to <output>/model. Returns the exit code (130: stopped). */
+export async function saveFinal(model: Model, tokenizer: Tokenizer, o: Record<string, unknown>, ctx: CommandContext, stopped: boolean | undefined): Promise<number> {
+  if (stopped) return 130;
+  const dir = join(o.output as string, 'model');
+  await model.save(dir, { extraFiles: (d) => tokenizer.save(d) });
+  ctx.stdout.write(`model: ${dir}\n`);
+  return 0;
+}
