@@ -5,7 +5,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { AdamW } from '../lib/engine/adamw.js';
 import { tinyConfig } from '../lib/engine/config.js';
+import type { Model } from '../lib/engine/model.js';
 
 export const MODELS = {
   // issue 3: ~6M parameters
@@ -29,4 +31,25 @@ export function childArgs(): Record<string, unknown> | undefined {
 
 export function peakRssMB(): number {
   return process.resourceUsage().maxRSS / 1024;
+}
+
+/**
+ * One training step of next-token cross-entropy on a fixed pseudo-random batch (B × T tokens):
+ * forward, backward, AdamW, zero-grad. Returns the mean loss before the update.
+ */
+export function trainStep(model: Model, opt: AdamW, B: number, T: number): () => Promise<number> {
+  const V = model.config.vocab, N = B * T;
+  let s = 12345;
+  const tokens = Int32Array.from({ length: N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V));
+  const targets = tokens.map((_, i) => (i % T === T - 1 ? -1 : tokens[i + 1]));
+  const d = new Float32Array(N).fill(-1 / (B * (T - 1)));
+  return async () => {
+    const f = await model.forward({ tokens, targets, batch: B, seqLen: T });
+    let loss = 0;
+    for (let i = 0; i < N; i++) loss -= f.logprobs[i];
+    await model.backward({ dLogprobs: d });
+    await opt.step();
+    await model.zeroGrad();
+    return loss / (B * (T - 1));
+  };
 }

@@ -8,7 +8,7 @@ import { AdamW } from '../lib/engine/adamw.js';
 import { buildInfo } from '../lib/engine/device.js';
 import { Model } from '../lib/engine/model.js';
 import { emit, header, median, note, quick, ratio, runPeer, table } from './common.js';
-import { MODELS, childArgs, peakRssMB, runChild, type ModelName } from './model-common.js';
+import { MODELS, childArgs, peakRssMB, runChild, trainStep, type ModelName } from './model-common.js';
 
 const B = 8, T = 256;
 
@@ -17,21 +17,9 @@ async function child(name: ModelName, repeats: number): Promise<void> {
   const baseline = peakRssMB();
   const model = await Model.create(MODELS[name], { seed: 1 });
   const opt = new AdamW(model, { lr: 1e-4 });
-  const V = model.config.vocab, N = B * T;
-  let s = 12345;
-  const tokens = Int32Array.from({ length: N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V));
-  const targets = tokens.map((_, i) => (i % T === T - 1 ? -1 : tokens[i + 1]));
-  const d = new Float32Array(N).fill(-1 / (B * (T - 1)));
+  const V = model.config.vocab;
+  const step = trainStep(model, opt, B, T);
   let firstLoss = 0, lastLoss = 0;
-  const step = async () => {
-    const f = await model.forward({ tokens, targets, batch: B, seqLen: T });
-    let loss = 0;
-    for (let i = 0; i < N; i++) loss -= f.logprobs[i];
-    await model.backward({ dLogprobs: d });
-    await opt.step();
-    await model.zeroGrad();
-    return loss / (B * (T - 1));
-  };
   firstLoss = await step(); // warm-up; also the check: loss ≈ ln V at initialisation
   const times: number[] = [];
   for (let r = 0; r < repeats; r++) {

@@ -19,7 +19,7 @@ import { writeJsonl } from '../data/index.js';
 import { RewardModel } from '../rewards/reward-model.js';
 import { ByteTokenizer } from '../tokenizer/index.js';
 import type { TrainerEmitter } from '../train/events.js';
-import { readMetrics, writeReport, type MetricsByStage } from '../report/index.js';
+import { readMetrics, writeReport, type MetricsByStage, type PolicySummary } from '../report/index.js';
 import { GroupTrainer } from '../train/group.js';
 import { PPOTrainer } from '../train/ppo.js';
 import { PreferenceTrainer } from '../train/preference.js';
@@ -89,14 +89,8 @@ export const DEMO_PRESETS: Record<'default' | 'quick', DemoSettings> = {
   },
 };
 
-export interface DemoPolicySummary {
-  winRate: number;
-  tieRate: number;
-  lossRate: number;
-  goldScore: number;
-  kl: number;
-  length: number;
-}
+/** One policy against SFT: the report's {@link PolicySummary}. */
+export type DemoPolicySummary = PolicySummary;
 
 export interface DemoSummary {
   /** accuracy: held-out pairs on the training prompts (what PPO/GRPO query); accuracyUnseenPrompts: on held-out prompts */
