@@ -40,7 +40,7 @@ function step(label, cmd, argv) {
 // 1. types and dist/
 if (!nativeOnly) {
   step('typecheck (tsc -p tsconfig.check.json)', bin('tsc'), ['-p', 'tsconfig.check.json']);
-  step('compile lib/ to dist/', bin('tsc'), ['-p', 'tsconfig.build.json']);
+  step('compile lib/ to dist/ (scripts/build-ts.mjs)', process.execPath, [join(root, 'scripts', 'build-ts.mjs')]);
 }
 
 // 2. native tests

@@ -1,6 +1,7 @@
 // `rlhf info` prints the build; unknown commands exit non-zero with the usage.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/native.js';
 
@@ -15,6 +16,12 @@ t.test('rlhf info', async (t) => {
   t.match(r.stdout, /backends: +cpu/);
   const j = JSON.parse(run('info', '--json').stdout);
   t.ok(j.threads >= 1);
+});
+
+t.test('the built bin is executable, run directly as `npx rlhf` runs it', async (t) => {
+  t.ok(statSync(cli).mode & 0o100, 'dist/cli/main.js has the owner execute bit (scripts/build-ts.mjs)');
+  const r = spawnSync(cli, ['info', '--json'], { encoding: 'utf8', cwd: packageRoot });
+  t.equal(r.status, 0, r.stderr);
 });
 
 t.test('unknown command', async (t) => {
