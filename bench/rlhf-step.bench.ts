@@ -3,16 +3,19 @@
  * reference, critic, a 6M reward model as the reward source; 16 prompts × 64 new tokens, one PPO
  * epoch) — time per phase from the trainer's own `time/<phase>` metrics, tokens/s per phase, the
  * generation share — and a DPO step (batch 8 pairs, 2 × 256 tokens each, policy + reference).
- * Peak RSS of the process. No peer runs an RLHF iteration here: PyTorch's side of the same pieces
- * is in train-step (policy forward/backward/AdamW) and generate (KV-cached sampling).
+ * Peak RSS of the process. Peer: bench/peers/torch_rlhf_step.py, the same iteration and step in eager
+ * PyTorch (same models, prompt length, new tokens, minibatches and DPO row lengths; its phases
+ * bounded as ours), run after ours with the same thread count.
  */
 import { tinyConfig } from '../lib/engine/config.js';
 import { Model } from '../lib/engine/model.js';
 import { RewardModel } from '../lib/rewards/reward-model.js';
 import { ByteTokenizer } from '../lib/tokenizer/index.js';
+import { encodePrompt } from '../lib/data/index.js';
+import { encodeRow } from '../lib/train/preference-common.js';
 import { PPOTrainer } from '../lib/train/ppo.js';
 import { PreferenceTrainer } from '../lib/train/preference.js';
-import { emit, header, note, quick, table } from './common.js';
+import { emit, header, note, quick, runPeer, table } from './common.js';
 import { MODELS, peakRssMB } from './model-common.js';
 
 const PROMPTS = 16, NEW_TOKENS = 64, PAIRS = 8, SEQ = 256;
@@ -39,12 +42,8 @@ async function main(): Promise<void> {
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const total = Object.values(phases).reduce((a, xs) => a + mean(xs), 0);
   const perIter = generated / measured;
-  const rows = Object.entries(phases).map(([k, xs]) => {
-    emit({ bench: 'ppo-phase', impl: 'rlhf', shape: k, median_ms: mean(xs) * 1000, value: mean(xs) / total, unit: 'share' });
-    return [k, mean(xs) * 1000, `${((100 * mean(xs)) / total).toFixed(1)}%`, k === 'generate' ? perIter / mean(xs) : NaN];
-  });
-  rows.push(['total', total * 1000, '100%', perIter / total]);
-  table(['PPO phase', 'ms / iteration', 'share', 'generated tokens/s'], rows);
+  const ours: Record<string, number> = Object.fromEntries(Object.entries(phases).map(([k, xs]) => [k, mean(xs) * 1000]));
+  for (const [k, ms] of Object.entries(ours)) emit({ bench: 'ppo-phase', impl: 'rlhf', shape: k, median_ms: ms, value: ms / (total * 1000), unit: 'share' });
   emit({ bench: 'ppo-iteration', impl: 'rlhf', shape: `6M, ${PROMPTS}×${NEW_TOKENS}`, median_ms: total * 1000, value: perIter / total, unit: 'generated tokens/s' });
 
   const pairs = Array.from({ length: PAIRS * 3 }, (_, i) => ({ prompt: `Pair ${i}. `.repeat(8), chosen: 'a good answer '.repeat(12), rejected: 'a worse answer '.repeat(11) }));
@@ -59,13 +58,32 @@ async function main(): Promise<void> {
   last = performance.now();
   await dpo.train();
   const dpoMs = stepTimes.length > 1 ? mean(stepTimes.slice(1)) : stepTimes[0];
-  let tokens = 0;
-  for (const p of pairs.slice(0, PAIRS)) tokens += Math.min(SEQ, tok.encode(p.prompt + p.chosen).length) + Math.min(SEQ, tok.encode(p.prompt + p.rejected).length);
-  table(['DPO step (policy fwd+bwd, reference fwd, AdamW)', 'ms', 'tokens/s'], [[`${PAIRS} pairs`, dpoMs, tokens / (dpoMs / 1000)]]);
+  // [prompt, prompt + response] tokens of each chosen and rejected row, as the trainer encodes them
+  const dpoLengths = pairs.slice(0, PAIRS).map((p) => [p.chosen, p.rejected].map((r) => {
+    const { seq } = encodeRow(tok, p.prompt, r, SEQ);
+    return [seq.promptIds.length, seq.promptIds.length + seq.responseIds.length];
+  }));
+  const tokens = dpoLengths.flat().reduce((a, [, total]) => a + total, 0);
   emit({ bench: 'dpo-step', impl: 'rlhf', shape: `6M, ${PAIRS} pairs`, median_ms: dpoMs, value: tokens / (dpoMs / 1000), unit: 'tokens/s' });
-  note(`peak RSS ${peakRssMB().toFixed(0)} MB (policy, reference, critic, reward model, optimizer moments)`);
-  note('no peer: PyTorch numbers for the same pieces are in the train-step and generate benchmarks');
+  const rss = peakRssMB();
   for (const m of [policy, critic, rm]) m.dispose();
+
+  // the peer, after ours (the cores are not shared), on the same shapes
+  const promptLen = Math.round(mean(prompts.map((p) => encodePrompt(tok, p.prompt).length)));
+  const peer = runPeer('torch_rlhf_step.py', { config: MODELS['6M'], prompts: PROMPTS, prompt_len: promptLen, new_tokens: NEW_TOKENS, mini_batch: 8, iterations, dpo_lengths: dpoLengths, dpo_steps: stepTimes.length - 1 || 1 });
+  const theirs = (bench: string, shape?: string) => peer.results.find((m) => m.bench === bench && (shape === undefined || m.shape === shape));
+  const vs = (ourMs: number, theirMs: number | undefined) => (theirMs === undefined ? 'n/a' : `${(theirMs / ourMs).toFixed(2)}x`);
+  const rows = Object.entries(ours).map(([k, ms]) => [k, ms, `${((100 * ms) / (total * 1000)).toFixed(1)}%`, theirs('ppo-phase', k)?.median_ms ?? NaN, vs(ms, theirs('ppo-phase', k)?.median_ms)]);
+  const torchTotal = theirs('ppo-iteration');
+  rows.push(['total', total * 1000, '100%', torchTotal?.median_ms ?? NaN, vs(total * 1000, torchTotal?.median_ms)]);
+  table(['PPO phase', 'rlhf ms / iteration', 'share', 'torch ms', 'speed vs torch'], rows);
+  note(`generated tokens/s over the whole iteration: rlhf ${(perIter / total).toFixed(0)}, torch ${torchTotal ? torchTotal.value.toFixed(0) : 'n/a'}`);
+  const torchDpo = theirs('dpo-step');
+  table(['DPO step (policy fwd+bwd, reference fwd, AdamW)', 'rlhf ms', 'rlhf tokens/s', 'torch ms', 'speed vs torch'], [[`${PAIRS} pairs`, dpoMs, tokens / (dpoMs / 1000), torchDpo?.median_ms ?? NaN, vs(dpoMs, torchDpo?.median_ms)]]);
+  const torchRss = theirs('rlhf-peak-memory')?.value;
+  note(`peak RSS: rlhf ${rss.toFixed(0)} MB, torch ${torchRss === undefined ? 'n/a' : torchRss.toFixed(0) + ' MB'} (policy, reference, critic, reward model, optimizer moments)`);
+  if (peer.reason) note(`torch peer skipped: ${peer.reason}`);
+  else note(`torch ${peer.version}: eager float32; PPO prompts all ${promptLen} tokens, ${NEW_TOKENS} new tokens, no early stop`);
 }
 
 main().catch((e) => {

@@ -69,6 +69,8 @@ export interface GenerateOptions {
   /** row r draws from Philox stream (streamOffset + r) of this seed */
   seed?: number;
   streamOffset?: number;
+  /** one Philox stream per prompt, instead of streamOffset + r (rows that must sample as they would alone or in another batch) */
+  streams?: number[];
   /** tokens that end a row (default: the config's eos ids) */
   stopTokens?: number[];
 }
@@ -104,7 +106,7 @@ interface NativeModel {
 }
 
 const FORWARD_KEYS = ['tokens', 'targets', 'batch', 'seqLen', 'lengths', 'positions', 'segments', 'entropy', 'values', 'logits', 'temperature', 'saveForBackward'] as const;
-const GENERATE_KEYS = ['prompts', 'maxNewTokens', 'temperature', 'topK', 'topP', 'seed', 'streamOffset', 'stopTokens'] as const;
+const GENERATE_KEYS = ['prompts', 'maxNewTokens', 'temperature', 'topK', 'topP', 'seed', 'streamOffset', 'streams', 'stopTokens'] as const;
 /** tensors a checkpoint may hold that the engine derives itself */
 const IGNORABLE = /rotary_emb\.inv_freq$/;
 
@@ -297,13 +299,19 @@ export class Model implements OptimizerTarget {
     const topP = o.number('topP', { gt: 0, max: 1 }, 1);
     const seed = o.int('seed', { min: 0, max: Number.MAX_SAFE_INTEGER }, 0);
     const streamOffset = o.int('streamOffset', { min: 0, max: Number.MAX_SAFE_INTEGER }, 0);
+    let streams: number[] | undefined;
+    if (o.has('streams')) {
+      if (o.has('streamOffset')) throw typeError(fn, 'options.streams', 'not given together with options.streamOffset', o.obj.streams);
+      if (!Array.isArray(o.obj.streams) || o.obj.streams.length !== prompts.length) throw typeError(fn, 'options.streams', `an array of ${prompts.length} stream ids (one per prompt)`, o.obj.streams);
+      streams = (o.obj.streams as unknown[]).map((s, i) => checkInt(fn, `options.streams[${i}]`, s, { min: 0, max: Number.MAX_SAFE_INTEGER }));
+    }
     let stopTokens = this.config.eosTokenId;
     if (o.has('stopTokens')) {
       if (!Array.isArray(o.obj.stopTokens)) throw typeError(fn, 'options.stopTokens', 'an array of token ids', o.obj.stopTokens);
       stopTokens = (o.obj.stopTokens as unknown[]).map((t, i) => checkInt(fn, `options.stopTokens[${i}]`, t, { min: 0 }));
     }
     return withCallerStack(async () => {
-      const r = await h.generate({ prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens: Int32Array.from(stopTokens) });
+      const r = await h.generate({ prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, streams, stopTokens: Int32Array.from(stopTokens) });
       return r.tokens.map((tokens, i) => ({ tokens, logprobs: r.logprobs[i], finishReason: r.stopped[i] ? ('stop' as const) : ('length' as const) }));
     });
   }

@@ -2,8 +2,8 @@
  * Rollouts: n samples per prompt from a policy, with the log-prob of every sampled token (the
  * policy at sampling time, π_old — bit-identical to what forward recomputes), the decoded text and
  * the finish reason. Samples of prompt p are rows p·n … p·n + n − 1 (group-contiguous, as the group
- * advantages expect). Row r samples from Philox stream streamBase + r of `seed`, so a rollout is a
- * function of (weights, prompts, seed, streamBase) alone — what makes resumed runs identical.
+ * advantages expect). Row r samples from Philox stream streamBase + r of `seed` (or streams[r]), so a
+ * rollout is a function of (weights, prompts, seed, streams) alone — what makes resumed runs identical.
  */
 import type { Model } from '../engine/model.js';
 import { options, typeError } from '../validate.js';
@@ -52,12 +52,14 @@ export async function generateRollout(opts: {
   /** default 0 */
   seed?: number;
   streamBase?: number;
+  /** one Philox stream per row (prompt p, sample j is row p·n + j) instead of streamBase + r */
+  streams?: number[];
   /** rows per generate() call (default: all) */
   batchSize?: number;
 }): Promise<Rollout> {
   const fn = 'generateRollout';
   const o = options(fn, 'options', opts);
-  o.known(['policy', 'tokenizer', 'prompts', 'samplesPerPrompt', 'sampling', 'seed', 'streamBase', 'batchSize']);
+  o.known(['policy', 'tokenizer', 'prompts', 'samplesPerPrompt', 'sampling', 'seed', 'streamBase', 'streams', 'batchSize']);
   const { policy, tokenizer, prompts } = opts;
   if (!Array.isArray(prompts) || prompts.length === 0) throw typeError(fn, 'options.prompts', 'a non-empty array of {prompt} records', prompts);
   const n = o.int('samplesPerPrompt', { min: 1 }, 1);
@@ -66,6 +68,10 @@ export async function generateRollout(opts: {
   options(fn, 'options.sampling', opts.sampling).int('maxNewTokens', { min: 1 });
   const promptIds = prompts.map((p) => Int32Array.from(encodePrompt(tokenizer, p.prompt as Prompt)));
   const rows = prompts.flatMap((_, p) => Array.from({ length: n }, () => p));
+  if (opts.streams !== undefined) {
+    if (o.has('streamBase')) throw typeError(fn, 'options.streams', 'not given together with options.streamBase', opts.streams);
+    if (!Array.isArray(opts.streams) || opts.streams.length !== rows.length) throw typeError(fn, 'options.streams', `an array of ${rows.length} stream ids (one per row)`, opts.streams);
+  }
   const batch = Math.min(batch0, rows.length);
   const samples: RolloutSample[] = [];
   for (let r0 = 0; r0 < rows.length; r0 += batch) {
@@ -77,7 +83,7 @@ export async function generateRollout(opts: {
       topP: opts.sampling.topP ?? 1,
       topK: opts.sampling.topK ?? 0,
       seed,
-      streamOffset: (opts.streamBase ?? 0) + r0,
+      ...(opts.streams ? { streams: opts.streams.slice(r0, r0 + batch) } : { streamOffset: (opts.streamBase ?? 0) + r0 }),
       stopTokens: tokenizer.stopIds,
     });
     out.forEach((g, i) => {

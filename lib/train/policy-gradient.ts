@@ -250,9 +250,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
   /** Reference-baseline scores r(x, y_ref) for prompts not seen before (one y_ref per prompt). */
   async #referenceScores(prompts: PromptRecord[], indices: number[]): Promise<number[]> {
     const missing = [...new Set(indices.filter((i) => !this.#refScores.has(i)))];
-    for (const i of missing) {
-      const r = await generateRollout({ policy: this.#reference!, tokenizer: this.c.tokenizer, prompts: [prompts[i]], samplesPerPrompt: 1, sampling: this.c.sampling, seed: this.c.seed, streamBase: STREAM_REFERENCE + i });
-      this.#refScores.set(i, (await this.#score(r))[0]);
+    if (missing.length > 0) {
+      // one batch; y_ref of prompt i draws from stream STREAM_REFERENCE + i whatever else is in it
+      const r = await generateRollout({ policy: this.#reference!, tokenizer: this.c.tokenizer, prompts: missing.map((i) => prompts[i]), samplesPerPrompt: 1, sampling: this.c.sampling, seed: this.c.seed, streams: missing.map((i) => STREAM_REFERENCE + i) });
+      (await this.#score(r)).forEach((s, k) => this.#refScores.set(missing[k], s));
     }
     return indices.map((i) => this.#refScores.get(i)!);
   }

@@ -26,6 +26,8 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   RLHF_CHECK(sp.temperature >= 0 && std::isfinite(sp.temperature), ErrorCode::OutOfRange, "generate: temperature must be finite and >= 0");
   RLHF_CHECK(sp.top_p > 0 && sp.top_p <= 1, ErrorCode::OutOfRange, "generate: topP must be in (0, 1]");
   RLHF_CHECK(sp.top_k >= 0, ErrorCode::OutOfRange, "generate: topK must be >= 0");
+  RLHF_CHECK(req.streams.empty() || static_cast<int64_t>(req.streams.size()) == B, ErrorCode::OutOfRange,
+             "generate: streams has ", req.streams.size(), " entries for ", B, " prompts");
   int64_t Tp = 0;
   std::vector<int64_t> plen(B);
   for (int64_t b = 0; b < B; ++b) {
@@ -127,7 +129,8 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   auto pick = [&](int64_t i, int64_t seq) {
     const float* z = logits + i * Vt;
     const int64_t step = static_cast<int64_t>(res.tokens[seq].size());
-    float u = philox_uniform(req.seed, static_cast<uint64_t>(req.stream_offset + seq), static_cast<uint64_t>(step));
+    const int64_t stream = req.streams.empty() ? req.stream_offset + seq : req.streams[seq];
+    float u = philox_uniform(req.seed, static_cast<uint64_t>(stream), static_cast<uint64_t>(step));
     int32_t tok = cpu::sample_token(z, Vt, sp, u);
     float lse = sharded() ? row_lse[i] : cpu::row_logsumexp(z, Vt);
     res.tokens[seq].push_back(tok);

@@ -75,7 +75,8 @@ struct GenerateRequest {
   int64_t max_new_tokens = 16;
   cpu::SamplingParams sampling;
   uint64_t seed = 0;
-  int64_t stream_offset = 0;  // row r draws from Philox stream stream_offset + r
+  int64_t stream_offset = 0;  // row r draws from Philox stream stream_offset + r ...
+  std::vector<int64_t> streams;  // ... or, when non-empty (one per prompt), from stream streams[r]
   std::vector<int32_t> stop_tokens;
 };
 

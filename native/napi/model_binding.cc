@@ -281,6 +281,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       req->sampling.top_p = static_cast<float>(get_number_or(o, fn, "topP", 1.0));
       req->seed = static_cast<uint64_t>(get_int_or(o, fn, "seed", 0, (int64_t(1) << 53), 0));
       req->stream_offset = get_int_or(o, fn, "streamOffset", 0, (int64_t(1) << 53), 0);
+      Napi::Value sv = o.Get("streams");
+      if (!sv.IsUndefined()) {
+        if (!sv.IsArray()) throw_type_error(info.Env(), "Model.generate: options.streams must be an array of integers");
+        Napi::Array streams = sv.As<Napi::Array>();
+        for (uint32_t i = 0; i < streams.Length(); ++i) {
+          Napi::Value s = streams.Get(i);
+          const double d = s.IsNumber() ? s.As<Napi::Number>().DoubleValue() : -1;
+          if (!(d >= 0 && d <= 9007199254740992.0 && d == static_cast<double>(static_cast<int64_t>(d))))
+            throw_range_error(info.Env(), "Model.generate: options.streams[" + std::to_string(i) + "] must be an integer in [0, 2^53]");
+          req->streams.push_back(static_cast<int64_t>(d));
+        }
+      }
       Napi::Value st = o.Get("stopTokens");
       if (!st.IsUndefined()) {
         auto a = as_i32(info.Env(), st, "Model.generate: options.stopTokens", 0);

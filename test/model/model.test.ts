@@ -34,6 +34,13 @@ t.test('generate: sampled log-probs equal forward bit for bit; stop tokens; stre
     // a row's sample depends only on (seed, stream): the same prompt alone at streamOffset r reproduces row r
     const alone = await m.generate({ prompts: [prompts[2]], maxNewTokens: 12, temperature: 1, topP: 0.95, topK: 40, seed: 11, stopTokens: [13], streamOffset: 2 });
     t.same(Array.from(alone[0].tokens), Array.from(out[2].tokens), 'row reproduced alone');
+    // explicit per-row streams: rows reordered, each keeps its stream, each samples as before
+    const swapped = await m.generate({ prompts: [prompts[2], prompts[0]], maxNewTokens: 12, temperature: 1, topP: 0.95, topK: 40, seed: 11, stopTokens: [13], streams: [2, 0] });
+    t.same(Array.from(swapped[0].tokens), Array.from(out[2].tokens), 'streams: row 2 reproduced at position 0');
+    t.same(Array.from(swapped[1].tokens), Array.from(out[0].tokens), 'streams: row 0 reproduced at position 1');
+    t.throws(() => m.generate({ prompts: [prompts[0]], maxNewTokens: 2, streams: [0, 1] }), /options\.streams/, 'one stream per prompt');
+    t.throws(() => m.generate({ prompts: [prompts[0]], maxNewTokens: 2, streams: [0], streamOffset: 1 }), /options\.streams/, 'not with streamOffset');
+    t.throws(() => m.generate({ prompts: [prompts[0]], maxNewTokens: 2, streams: [-1] }), /options\.streams\[0\]/);
     m.dispose();
   }
 });
