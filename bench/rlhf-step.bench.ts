@@ -77,6 +77,7 @@ async function main(): Promise<void> {
   const torchTotal = theirs('ppo-iteration');
   rows.push(['total', total * 1000, '100%', torchTotal?.median_ms ?? NaN, vs(total * 1000, torchTotal?.median_ms)]);
   table(['PPO phase', 'rlhf ms / iteration', 'share', 'torch ms', 'speed vs torch'], rows);
+  note(`generate + baseline (the reference's y_ref, sampled once per new prompt, and scored): ${((100 * ((ours.generate ?? 0) + (ours.baseline ?? 0))) / (total * 1000)).toFixed(1)}% of the iteration`);
   note(`generated tokens/s over the whole iteration: rlhf ${(perIter / total).toFixed(0)}, torch ${torchTotal ? torchTotal.value.toFixed(0) : 'n/a'}`);
   const torchDpo = theirs('dpo-step');
   table(['DPO step (policy fwd+bwd, reference fwd, AdamW)', 'rlhf ms', 'rlhf tokens/s', 'torch ms', 'speed vs torch'], [[`${PAIRS} pairs`, dpoMs, tokens / (dpoMs / 1000), torchDpo?.median_ms ?? NaN, vs(dpoMs, torchDpo?.median_ms)]]);

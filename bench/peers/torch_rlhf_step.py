@@ -9,8 +9,9 @@ PPO iteration (policy, frozen reference = a copy of the policy, critic and rewar
 `score` head; what an OpenRLHF/TRL-style PPO step does, in plain torch):
   generate   the policy samples `prompts` rows x `new_tokens` (temperature 1, KV cache, no early stop) and keeps the
              log-prob of each sampled token
-  score      the reward model scores prompt+response at the last token; ChatGLM-RLHF's reference baseline: the
-             reference samples one y_ref per (new) prompt, batched, and the reward model scores it
+  score      the reward model scores prompt+response at the last token
+  baseline   ChatGLM-RLHF's reference baseline: the reference samples one y_ref per (new) prompt, batched, and
+             the reward model scores it
   reference  reference log-probs of the response tokens (no grad)
   critic     old values (no grad) + per minibatch: values, clipped value loss, backward
   policy     per minibatch: log-probs and entropy of the response tokens, clipped surrogate, backward
@@ -103,7 +104,7 @@ def ppo(args, cfg):
     V = cfg["vocab_size"]
     times = []
     for it in range(iters):
-        t = {k: 0.0 for k in ("generate", "score", "reference", "critic", "policy", "optimizer")}
+        t = {k: 0.0 for k in ("generate", "score", "baseline", "reference", "critic", "policy", "optimizer")}
 
         def timed(phase, fn):
             s = time.perf_counter()
@@ -115,12 +116,13 @@ def ppo(args, cfg):
         resp, old_lp = timed("generate", lambda: sample(policy, prompts, n))
         seq = torch.cat([prompts, resp], 1)
 
-        def score():
-            with torch.no_grad():
-                r = last_score(rm, seq)
+        with torch.no_grad():
+            scores = timed("score", lambda: last_score(rm, seq))
+
+            def baseline():
                 y_ref, _ = sample(reference, prompts, n)
-                return r - last_score(rm, torch.cat([prompts, y_ref], 1))
-        shaped = timed("score", score)
+                return last_score(rm, torch.cat([prompts, y_ref], 1))
+            shaped = scores - timed("baseline", baseline)
         with torch.no_grad():
             ref_lp = timed("reference", lambda: response_logprobs(reference, seq, P)[0])
             old_v = timed("critic", lambda: critic.values(critic(seq))[:, P - 1:-1])

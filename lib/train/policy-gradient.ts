@@ -267,7 +267,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     let shaped = scores.slice();
     if (c.rewardClip !== undefined) shaped = shaped.map((s) => Math.max(-c.rewardClip!, Math.min(c.rewardClip!, s)));
     if (c.baseline === 'reference') {
-      const ref = await timed('score', () => this.#referenceScores(prompts, indices));
+      const ref = await timed('baseline', () => this.#referenceScores(prompts, indices)); // y_ref sampled and scored
       shaped = shaped.map((s, r) => s - ref[Math.floor(r / n)]);
     } else if (c.baseline === 'normalize') {
       for (const s of shaped) {
