@@ -46,6 +46,7 @@ export { PPOTrainer, type PPOOptions } from './train/ppo.js';
 export { GroupTrainer, type GroupOptions } from './train/group.js';
 export { PolicyGradientLoop, type PolicyGradientResult, type AdvantageEstimator, type KlOptions } from './train/policy-gradient.js';
 export { RewardTrainer, type RewardTrainerOptions, type RewardEvalResult, type RewardTrainResult } from './train/reward.js';
+export { ProcessRewardTrainer, type ProcessRewardTrainerOptions, type ProcessRewardEvalResult, type ProcessRewardTrainResult } from './train/process-reward.js';
 export { PreferenceTrainer, PREFERENCE_LOSSES, type PreferenceLoss, type PreferenceTrainResult, type OnlinePair } from './train/preference.js';
 export { bestOfN, type BestOfNRecord } from './train/rejection.js';
 export { writeReport, renderHtml, renderMarkdown, readMetrics, parseMetrics, svgLineChart, svgBarChart, svgScatter } from './report/index.js';

@@ -11,6 +11,7 @@ import { generateCommand, generateSpec } from './commands/generate.js';
 import { infoCommand, infoSpec } from './commands/info.js';
 import { labelCommand, labelSpec } from './commands/label.js';
 import { grpoCommand, grpoSpec, ppoCommand, ppoSpec } from './commands/policy.js';
+import { prmCommand, prmSpec } from './commands/prm.js';
 import { rmCommand, rmSpec } from './commands/rm.js';
 import { sftCommand, sftSpec } from './commands/sft.js';
 
@@ -19,6 +20,7 @@ const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [sftSpec, sftCommand],
   [labelSpec, labelCommand],
   [rmSpec, rmCommand],
+  [prmSpec, prmCommand],
   [ppoSpec, ppoCommand],
   [grpoSpec, grpoCommand],
   [dpoSpec, dpoCommand],

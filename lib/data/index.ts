@@ -2,7 +2,8 @@
  * Datasets for SFT, reward modelling, preference training and RL: TRL's JSONL record formats
  * (formats.ts) read with file:line errors (jsonl.ts), tokenized with loss masks (tokenize.ts),
  * batched or packed into the model's ForwardBatch arrays (batch.ts), shuffled reproducibly
- * (shuffle.ts), and length-balanced for reward models (balance.ts).
+ * (shuffle.ts), length-balanced for reward models (balance.ts); step-labelled responses for process
+ * reward models (steps.ts).
  */
 export { readJsonl, readJsonlFile, writeJsonl, type JsonlLine } from './jsonl.js';
 export {
@@ -26,3 +27,4 @@ export { tokenizeSft, encodePrompt, tokenizePromptResponse, type TokenizedExampl
 export { padBatch, packExamples, stackBatches, PAD_SEGMENT, type TokenBatch, type PackStats } from './batch.js';
 export { permutation } from './shuffle.js';
 export { balanceByLength, formatBalanceReport, DEFAULT_BALANCE_EDGES, type BalanceReport } from './balance.js';
+export { parseStepRecord, loadStepData, encodeSteps, splitSteps, type StepRecord, type EncodedSteps } from './steps.js';

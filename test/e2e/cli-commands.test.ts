@@ -19,7 +19,7 @@ writeFileSync(p('prompts.jsonl'), prompts.map((x) => JSON.stringify(x)).join('\n
 writeFileSync(p('sft.jsonl'), prompts.map((x, i) => JSON.stringify({ messages: [...x.prompt, { role: 'assistant', content: String((i % 10) + ((i * 3) % 10)) }] })).join('\n') + '\n');
 
 t.test('--help on every command, with an example', async (t) => {
-  for (const c of ['demo', 'sft', 'label', 'rm', 'ppo', 'grpo', 'dpo', 'generate', 'eval', 'info']) {
+  for (const c of ['demo', 'sft', 'label', 'rm', 'prm', 'ppo', 'grpo', 'dpo', 'generate', 'eval', 'info']) {
     const r = rlhf(c, '--help');
     t.equal(r.status, 0, c);
     t.match(r.stdout, new RegExp(`usage: rlhf ${c}`), c);
@@ -51,6 +51,22 @@ t.test('a miniature pipeline through every command', { timeout: 240000 }, async 
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /win \d+\.\d% .* judged by reward-model/);
   t.ok(existsSync(p('eval.json')));
+  // a process reward model: steps "n=D" are good while every digit so far is even; then it judges eval
+  const steps = Array.from({ length: 24 }, (_, i) => {
+    const s = [0, 1, 2].map((j) => `n=${(i * 7 + j * 3) % 10}`);
+    let ok = true;
+    return { prompt: prompts[i % prompts.length].prompt, steps: s, labels: s.map((x) => Number((ok &&= Number(x.at(-1)) % 2 === 0))) };
+  });
+  writeFileSync(p('steps.jsonl'), steps.map((x) => JSON.stringify(x)).join('\n') + '\n');
+  r = rlhf('prm', '--model', p('sft/model'), '--data', p('steps.jsonl'), '--output', p('prm'), '--batch-size', '4', '--seq-len', '64', '--lr', '1e-4', '--step-separator', '\\n');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stderr, /prm: 6 steps, held-out step accuracy \d+\.\d%, response accuracy \d+\.\d%/);
+  r = rlhf('eval', '--policy', p('ppo/model'), '--baseline', p('sft/model'), '--prompts', p('prompts.jsonl'), '--process-reward-model', p('prm/model'), '--step-aggregate', 'last', '--samples', '1', '--max-new-tokens', '8');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /judged by process-reward-model/);
+  r = rlhf('eval', '--policy', p('ppo/model'), '--baseline', p('sft/model'), '--prompts', p('prompts.jsonl'), '--process-reward-model', p('prm/model'), '--reward-model', p('rm/model'));
+  t.equal(r.status, 2);
+  t.match(r.stderr, /give one of --reward-model, --process-reward-model or --reward-rule/);
   // --tp: the same greedy answers with the model split over two thread ranks
   const greedy = (...extra: string[]) => rlhf('generate', '--model', p('sft/model'), '--prompt', 'What is 2+2? Answer with a number.', '--temperature', '0', '--max-new-tokens', '8', ...extra);
   const g1 = greedy(), g2 = greedy('--tp', '2');

@@ -2,9 +2,7 @@
 import { join } from 'node:path';
 import { RewardTrainer } from '../../train/reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
-
-const CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification', qwen2: 'Qwen2ForSequenceClassification', glm: 'GlmForSequenceClassification' };
+import { applyThreads, defined, follow, loadScalarHeadModel, loopFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
 
 export const rmSpec: CommandSpec = {
   name: 'rm',
@@ -27,11 +25,7 @@ export const rmSpec: CommandSpec = {
 
 export const rmCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
-  const probe = await loadModel(o.model as string, '--model');
-  const family = probe.model.config.family;
-  const seqCls = probe.model.config.valueHead;
-  probe.model.dispose();
-  const { model, tokenizer } = await loadModel(o.model as string, '--model', seqCls ? undefined : CLS[family]);
+  const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model');
   const trainer = new RewardTrainer({
     model,
     tokenizer,

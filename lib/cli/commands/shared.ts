@@ -9,6 +9,7 @@ import { tinyConfig } from '../../engine/config.js';
 import { Model } from '../../engine/model.js';
 import { goldScore, makePrompt, type Format } from '../../demo/task.js';
 import { RewardModel } from '../../rewards/reward-model.js';
+import { ProcessRewardModel } from '../../rewards/process-reward-model.js';
 import { rewardFunction, type RewardSource, type ScoreRequest } from '../../rewards/types.js';
 import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../tokenizer/index.js';
 import type { TrainerEmitter } from '../../train/events.js';
@@ -71,8 +72,27 @@ export async function initModel(preset: string, seed: number): Promise<{ model: 
   return { model: await Model.create(config, { seed, tensorParallel }), tokenizer };
 }
 
+const SEQ_CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification', qwen2: 'Qwen2ForSequenceClassification', glm: 'GlmForSequenceClassification' };
+
+/** Loads a checkpoint with a scalar head: as saved if it has one, else the causal LM with a new `score` head. */
+export async function loadScalarHeadModel(path: string, flag: string): Promise<{ model: Model; tokenizer: Tokenizer }> {
+  const probe = await loadModel(path, flag);
+  const { family, valueHead } = probe.model.config;
+  if (valueHead) return probe;
+  probe.model.dispose();
+  return loadModel(path, flag, SEQ_CLS[family]);
+}
+
+/** A separator flag as typed on a command line: the escapes \n, \t and \\ become their characters. */
+export function unescapeFlag(s: string): string {
+  return s.replace(/\\(n|t|\\)/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : '\\'));
+}
+
 export const REWARD_FLAGS: Record<string, FlagSpec> = {
   rewardModel: { type: 'path', placeholder: 'dir', describe: 'score responses with this reward model' },
+  processRewardModel: { type: 'path', placeholder: 'dir', describe: 'score with a process reward model (rlhf prm): σ of each step\'s score, aggregated by --step-aggregate' },
+  stepSeparator: { type: 'string', default: '\\n', placeholder: 'text', describe: 'the step separator the process reward model was trained with (\\n, \\t escapes)' },
+  stepAggregate: { type: 'enum', values: ['min', 'last', 'mean'], default: 'min', describe: 'how step probabilities become one reward' },
   rewardRule: { type: 'string', placeholder: 'rule', describe: 'score with a built-in rule: demo-gold (the demo task\'s gold function), regex:<pattern> (1 if it matches), shorter (−characters)' },
 };
 
@@ -102,14 +122,19 @@ export function ruleReward(spec: string): RewardSource {
 }
 
 export async function resolveReward(o: Record<string, unknown>): Promise<{ reward: RewardSource; rm?: Model }> {
-  if (o.rewardModel && o.rewardRule) throw new CliError('give either --reward-model or --reward-rule, not both');
+  if ([o.rewardModel, o.rewardRule, o.processRewardModel].filter(Boolean).length > 1) throw new CliError('give one of --reward-model, --process-reward-model or --reward-rule');
+  if (o.processRewardModel) {
+    const { model, tokenizer } = await loadModel(o.processRewardModel as string, '--process-reward-model');
+    if (!model.config.valueHead) throw new CliError(`--process-reward-model ${o.processRewardModel}: a ${model.config.architecture} has no scalar head (train one with "rlhf prm")`);
+    return { reward: new ProcessRewardModel(model, tokenizer, { separator: unescapeFlag(o.stepSeparator as string), aggregate: o.stepAggregate as 'min' | 'last' | 'mean', batchSize: 32 }), rm: model };
+  }
   if (o.rewardModel) {
     const { model, tokenizer } = await loadModel(o.rewardModel as string, '--reward-model');
     if (!model.config.valueHead) throw new CliError(`--reward-model ${o.rewardModel}: a ${model.config.architecture} has no scalar head (train one with "rlhf rm")`);
     return { reward: new RewardModel(model, tokenizer, { batchSize: 32 }), rm: model };
   }
   if (o.rewardRule) return { reward: ruleReward(o.rewardRule as string) };
-  throw new CliError('a reward source is needed: --reward-model <dir> or --reward-rule <rule>');
+  throw new CliError('a reward source is needed: --reward-model <dir>, --process-reward-model <dir> or --reward-rule <rule>');
 }
 
 /** Progress display + Ctrl-C → requestStop (the trainer checkpoints and returns). */

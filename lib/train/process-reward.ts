@@ -1,0 +1,249 @@
+/**
+ * Process reward model training (seed-spec §4 PRM): a backbone with a scalar head learns one score
+ * per reasoning step, read at the step's separator token, against step labels in [0, 1].
+ *
+ *   data     {prompt, steps, labels} (JSONL or records, lib/data/steps.ts); each response encoded
+ *            step by step (encodeSteps) and cut at seqLen (the steps past it dropped, counted in a
+ *            'log' event; a record with no step left is dropped); eval: options.eval or a seeded
+ *            evalSplit of train
+ *   step     gradAccum micro-batches of batchSize records in one forward each; L = processRewardLoss
+ *            (BCE of σ(score) against the label), a mean over every step of the step's records
+ *   eval     step accuracy (σ(score) > 0.5 agrees with label >= 0.5), loss, and response accuracy:
+ *            the min-aggregated response (all steps good?) classified right
+ *   output   checkpoints (stage 'prm', part 'model'), metrics.jsonl, outputDir/model at the end;
+ *            resume is bit-exact (only the micro-batch counter is data state)
+ */
+import { join } from 'node:path';
+import { AdamW } from '../engine/adamw.js';
+import type { Model } from '../engine/model.js';
+import { RlhfError, ErrorCode } from '../errors.js';
+import { encodeSteps, loadStepData, type StepRecord } from '../data/index.js';
+import { processRewardLoss } from '../losses/index.js';
+import { sequenceBatch } from '../rollout/sequences.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+import { options } from '../validate.js';
+import { TrainerEmitter } from './events.js';
+import { EpochBatches, LOOP_KEYS, heldOutSplit, readLoopOptions, type LoopOptions } from './preference-common.js';
+import { TrainingRun, allFinite } from './run.js';
+import { makeSchedule } from './schedule.js';
+
+/** Options of {@link ProcessRewardTrainer}; loop options (batchSize = records per micro-batch, ...) as in SFTOptions. */
+export interface ProcessRewardTrainerOptions extends Partial<LoopOptions> {
+  /** a model with a scalar head (*ForSequenceClassification) */
+  model: Model;
+  tokenizer: Tokenizer;
+  /** JSONL path or records {prompt, steps, labels} */
+  train: string | StepRecord[];
+  eval?: string | StepRecord[];
+  /** without eval: hold out this fraction of train (seeded by seed), in (0, 1) */
+  evalSplit?: number;
+  /** appended to every step before encoding; the step's score is read at its last token (default "\n") */
+  separator?: string;
+}
+
+const KEYS = ['model', 'tokenizer', 'train', 'eval', 'evalSplit', 'separator', ...LOOP_KEYS] as const;
+
+export interface ProcessRewardEvalResult {
+  /** σ(score) > 0.5 agrees with label >= 0.5, over all steps */
+  stepAccuracy: number;
+  /** mean BCE over all steps */
+  loss: number;
+  /** min over a response's σ(step score) > 0.5 agrees with "every label >= 0.5" */
+  responseAccuracy: number;
+  steps: number;
+  responses: number;
+}
+
+export interface ProcessRewardTrainResult {
+  steps: number;
+  trainLoss: number;
+  trainStepAccuracy: number;
+  eval?: ProcessRewardEvalResult;
+  skippedSteps: number;
+  seconds: number;
+  stopped?: boolean;
+}
+
+interface Row {
+  promptIds: Int32Array;
+  responseIds: Int32Array;
+  stepEnds: number[];
+  labels: number[];
+}
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+/** Trains a scalar-head model to score each reasoning step of a response. */
+export class ProcessRewardTrainer extends TrainerEmitter {
+  readonly model: Model;
+  readonly tokenizer: Tokenizer;
+  readonly optimizer: AdamW;
+  readonly separator: string;
+  #o: LoopOptions & { evalSplit?: number };
+  #opts: ProcessRewardTrainerOptions;
+  #data?: Promise<{ train: Row[]; eval?: Row[] }>;
+  #stopRequested = false;
+
+  constructor(opts: ProcessRewardTrainerOptions) {
+    super();
+    const fn = 'ProcessRewardTrainer';
+    const o = options(fn, 'options', opts);
+    o.known(KEYS);
+    if (!opts.model || !opts.tokenizer) throw new TypeError(`${fn}: options.model and options.tokenizer are required`);
+    if (!opts.model.config.valueHead)
+      throw new TypeError(`${fn}: expected options.model to have a scalar head (*ForSequenceClassification), received a ${opts.model.config.architecture}; load it with Model.load(dir, {architecture: 'LlamaForSequenceClassification'})`);
+    if (opts.train === undefined) throw new TypeError(`${fn}: options.train is required`);
+    this.model = opts.model;
+    this.tokenizer = opts.tokenizer;
+    this.separator = o.string('separator', '\n');
+    if (this.separator === '') throw new TypeError(`${fn}: expected options.separator to be a non-empty string`);
+    this.#opts = opts;
+    const loop = readLoopOptions(fn, o, { lr: 1e-5 });
+    this.#o = { ...loop, evalSplit: o.has('evalSplit') ? o.number('evalSplit', { gt: 0, lt: 1 }) : undefined };
+    if (opts.eval !== undefined && this.#o.evalSplit !== undefined) throw new TypeError(`${fn}: give options.eval or options.evalSplit, not both`);
+    this.optimizer = new AdamW(this.model, { lr: loop.lr, weightDecay: loop.weightDecay, maxGradNorm: loop.maxGradNorm });
+  }
+
+  /** Ends train() after the current step, writing a checkpoint first. */
+  requestStop(): void {
+    this.#stopRequested = true;
+  }
+
+  #encode(records: StepRecord[], name: string): Row[] {
+    let droppedSteps = 0, droppedRecords = 0;
+    const rows: Row[] = [];
+    for (const r of records) {
+      const e = encodeSteps(this.tokenizer, r.prompt, r.steps, this.separator, this.#o.seqLen);
+      droppedSteps += e.droppedSteps;
+      if (!e.stepEnds.length) {
+        droppedRecords++;
+        continue;
+      }
+      rows.push({ promptIds: e.promptIds, responseIds: e.responseIds, stepEnds: e.stepEnds, labels: r.labels.slice(0, e.stepEnds.length) });
+    }
+    if (droppedSteps) this.emit('log', { stage: 'prm', message: `${name}: ${droppedSteps} steps past seqLen ${this.#o.seqLen} dropped (${droppedRecords} records left with none)` });
+    if (!rows.length) throw new RlhfError(ErrorCode.FORMAT, `ProcessRewardTrainer: no ${name} record has a step within seqLen ${this.#o.seqLen}`);
+    return rows;
+  }
+
+  #prepare(): Promise<{ train: Row[]; eval?: Row[] }> {
+    this.#data ??= (async () => {
+      const fn = 'ProcessRewardTrainer';
+      let records = await loadStepData(fn, 'train', this.#opts.train);
+      let evalRecords = this.#opts.eval !== undefined ? await loadStepData(fn, 'eval', this.#opts.eval) : undefined;
+      if (this.#o.evalSplit !== undefined) {
+        if (records.length < 2) throw new RlhfError(ErrorCode.FORMAT, `${fn}: evalSplit needs at least 2 training records, got ${records.length}`);
+        const split = heldOutSplit(records.length, this.#o.evalSplit, this.#o.seed);
+        evalRecords = split.held.map((i) => records[i]);
+        records = split.train.map((i) => records[i]);
+      }
+      return { train: this.#encode(records, 'train'), eval: evalRecords && this.#encode(evalRecords, 'eval') };
+    })();
+    return this.#data;
+  }
+
+  /** Step scores of the rows, flattened row by row; `at` their batch indices. */
+  async #scores(rows: Row[], save: boolean): Promise<{ scores: Float64Array; at: Int32Array; size: number }> {
+    const sb = sequenceBatch(rows, this.tokenizer.padId);
+    const f = await this.model.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: save });
+    const at = Int32Array.from(rows.flatMap((r, b) => r.stepEnds.map((e) => b * sb.seqLen + e)));
+    return { scores: Float64Array.from(at, (i) => f.values![i]), at, size: sb.batch * sb.seqLen };
+  }
+
+  /** Step and response accuracy and the BCE on the eval set (or, with 'train', the training records). */
+  async evaluate(split: 'eval' | 'train' = 'eval'): Promise<ProcessRewardEvalResult> {
+    const data = await this.#prepare();
+    if (split !== 'eval' && split !== 'train') throw new TypeError(`ProcessRewardTrainer.evaluate: expected split to be "eval" or "train", received ${JSON.stringify(split)}`);
+    const set = split === 'train' ? data.train : data.eval;
+    if (!set?.length) throw new TypeError('ProcessRewardTrainer.evaluate: no eval data (options.eval or options.evalSplit)');
+    return this.#evaluate(set);
+  }
+
+  async #evaluate(set: Row[]): Promise<ProcessRewardEvalResult> {
+    let loss = 0, correct = 0, steps = 0, responsesRight = 0;
+    for (let i = 0; i < set.length; i += this.#o.batchSize) {
+      const rows = set.slice(i, i + this.#o.batchSize);
+      const { scores } = await this.#scores(rows, false);
+      const labels = rows.flatMap((r) => r.labels);
+      const l = processRewardLoss({ stepScores: scores, stepLabels: labels });
+      loss += l.loss * l.steps;
+      correct += l.accuracy * l.steps;
+      steps += l.steps;
+      let k = 0;
+      for (const r of rows) {
+        let minP = Infinity;
+        for (let j = 0; j < r.stepEnds.length; j++) minP = Math.min(minP, sigmoid(scores[k + j]));
+        k += r.stepEnds.length;
+        if (minP > 0.5 === r.labels.every((x) => x >= 0.5)) responsesRight++;
+      }
+    }
+    return { stepAccuracy: correct / steps, loss: loss / steps, responseAccuracy: responsesRight / set.length, steps, responses: set.length };
+  }
+
+  async train(): Promise<ProcessRewardTrainResult> {
+    const o = this.#o;
+    const t0 = performance.now();
+    const data = await this.#prepare();
+    const batches = new EpochBatches(data.train, o.batchSize, o.seed);
+    const totalSteps = o.maxSteps ?? Math.ceil(batches.perEpoch / o.gradAccum) * o.epochs;
+    const schedule = makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio });
+    const run = new TrainingRun('prm', this, totalSteps, o);
+    const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
+    let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;
+    const save = () => run.save(step, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { microBatch: micro, seed: o.seed });
+    const evaluate = async () => {
+      const e = await this.#evaluate(data.eval!);
+      await run.evaluation(step, { evalStepAccuracy: e.stepAccuracy, evalLoss: e.loss, evalResponseAccuracy: e.responseAccuracy });
+      return e;
+    };
+    let last = { loss: NaN, accuracy: NaN }, evalResult: ProcessRewardEvalResult | undefined;
+    const finish = (stopped?: boolean): ProcessRewardTrainResult => ({ steps: step, trainLoss: last.loss, trainStepAccuracy: last.accuracy, eval: evalResult, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, ...(stopped ? { stopped } : {}) });
+    await this.model.zeroGrad();
+    while (step < totalSteps) {
+      const tStep = performance.now();
+      const group = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
+      const S = group.reduce((s, rows) => s + rows.reduce((a, r) => a + r.stepEnds.length, 0), 0);
+      let loss = 0, correct = 0;
+      for (const rows of group) {
+        const { scores, at, size } = await this.#scores(rows, true);
+        if (!allFinite(...scores)) {
+          this.model.releaseActivations();  // no backward; the NaN loss skips the update
+          loss = NaN;
+          continue;
+        }
+        const l = processRewardLoss({ stepScores: scores, stepLabels: rows.flatMap((r) => r.labels) });
+        // l is a mean over this micro-batch's steps; weighting by its share makes the step a mean over all S steps
+        const w = l.steps / S;
+        const dValues = new Float32Array(size);
+        for (let j = 0; j < at.length; j++) dValues[at[j]] = l.dStepScores[j] * w;
+        loss += l.loss * w;
+        correct += l.accuracy * l.steps;
+        await this.model.backward({ dValues });
+      }
+      micro += o.gradAccum;
+      this.optimizer.lr = schedule(step);
+      const r = allFinite(loss) ? await this.optimizer.step() : { skipped: true, gradNorm: NaN, step: 0 };
+      await this.model.zeroGrad();
+      if (r.skipped) {
+        run.skippedSteps++;
+        run.log(`step ${step + 1}: non-finite loss or gradients, update skipped`);
+      }
+      step++;
+      last = { loss, accuracy: correct / S };
+      await run.step(step, { loss, stepAccuracy: correct / S, lr: this.optimizer.lr, gradNorm: r.gradNorm, stepsPerSecond: S / ((performance.now() - tStep) / 1000) }, { epoch: micro / batches.perEpoch });
+      if (data.eval && o.evalEvery && step % o.evalEvery === 0) evalResult = await evaluate();
+      if (o.saveEvery && step % o.saveEvery === 0) await save();
+      if (this.#stopRequested) {
+        if (!o.saveEvery || step % o.saveEvery !== 0) await save();
+        run.log(`stopped at step ${step} of ${totalSteps}`);
+        return finish(true);
+      }
+    }
+    if (data.eval && (!o.evalEvery || step % o.evalEvery !== 0)) evalResult = await evaluate();
+    if (o.outputDir) {
+      if (!o.saveEvery || step % o.saveEvery !== 0) await save();
+      await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
+    }
+    return finish();
+  }
+}
