@@ -143,8 +143,9 @@ export class Model implements OptimizerTarget {
 
   static #tensorParallel(fn: string, o: ReturnType<typeof options>, cfg: ModelConfig): number {
     const tp = o.int('tensorParallel', { min: 1, max: 64 }, 1);
-    if (tp > 1 && (cfg.heads % tp !== 0 || cfg.kvHeads % tp !== 0))
-      throw new RangeError(`${fn}: expected options.tensorParallel to divide num_attention_heads (${cfg.heads}) and num_key_value_heads (${cfg.kvHeads}), received ${tp}`);
+    // KV heads: each rank owns kvHeads / tp of them, or (tp a multiple of kvHeads) ranks share copies
+    if (tp > 1 && (cfg.heads % tp !== 0 || (cfg.kvHeads % tp !== 0 && tp % cfg.kvHeads !== 0)))
+      throw new RangeError(`${fn}: expected options.tensorParallel to divide num_attention_heads (${cfg.heads}) and to divide num_key_value_heads (${cfg.kvHeads}) or be a multiple of it, received ${tp}`);
     if (tp > 1 && (cfg.ffn < tp || cfg.vocab < tp)) throw new RangeError(`${fn}: expected options.tensorParallel to be at most intermediate_size (${cfg.ffn}) and vocab_size (${cfg.vocab}), received ${tp}`);
     return tp;
   }

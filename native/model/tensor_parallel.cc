@@ -113,9 +113,9 @@ TensorParallelModel::TensorParallelModel(const ModelConfig& full, int size, int 
   RLHF_CHECK(P >= 2 && P <= 64, ErrorCode::OutOfRange, "tensorParallel must be in [1, 64], got ", P);
   RLHF_CHECK(full_.heads % P == 0, ErrorCode::Unsupported, "tensorParallel ", P,
              " must divide num_attention_heads (", full_.heads, ")");
-  RLHF_CHECK(full_.kv_heads % P == 0, ErrorCode::Unsupported, "tensorParallel ", P,
-             " must divide num_key_value_heads (", full_.kv_heads,
-             "); replicating KV heads across ranks is not implemented");
+  RLHF_CHECK(full_.kv_heads % P == 0 || P % full_.kv_heads == 0, ErrorCode::Unsupported, "tensorParallel ", P,
+             " must divide num_key_value_heads (", full_.kv_heads, ") or be a multiple of it (KV heads replicated)");
+  kv_rep_ = full_.kv_heads % P == 0 ? 1 : P / full_.kv_heads;
   RLHF_CHECK(full_.ffn >= P && full_.vocab >= P, ErrorCode::Unsupported, "tensorParallel ", P,
              " needs intermediate_size and vocab_size >= ", P);
   group_ = std::make_unique<CpuGroup>(P);
@@ -124,7 +124,8 @@ TensorParallelModel::TensorParallelModel(const ModelConfig& full, int size, int 
   for (int r = 0; r < P; ++r) {
     ModelConfig c = full_;
     int64_t b, e;
-    c.heads /= P, c.kv_heads /= P;
+    c.heads /= P;
+    c.kv_heads = kv_rep_ > 1 ? 1 : c.kv_heads / P;
     split_range(full_.ffn, P, r, &b, &e);
     c.ffn = static_cast<int>(e - b);
     split_range(full_.vocab, P, r, &b, &e);
@@ -152,7 +153,8 @@ TensorParallelModel::~TensorParallelModel() = default;
 
 TensorParallelModel::Slice TensorParallelModel::slice_of(const ParamView& v, int r) const {
   const int P = size_;
-  const int64_t HD = full_.head_dim, hq = full_.heads / P, hk = full_.kv_heads / P, F = full_.ffn;
+  const int64_t HD = full_.head_dim, hq = full_.heads / P, F = full_.ffn;
+  const int64_t hk = kv_rep_ > 1 ? 1 : full_.kv_heads / P, k0 = kv_rep_ > 1 ? r / kv_rep_ : r * hk;  // KV heads [k0, k0 + hk)
   int64_t f0, f1, v0, v1;
   split_range(F, P, r, &f0, &f1);
   split_range(full_.vocab, P, r, &v0, &v1);
@@ -160,7 +162,7 @@ TensorParallelModel::Slice TensorParallelModel::slice_of(const ParamView& v, int
   Slice s;
   if (ends_with(n, "embed_tokens.weight") || ends_with(n, "lm_head.weight")) s = {0, {{v0, v1}}};
   else if (n.find("q_proj.") != std::string::npos) s = {0, {{r * hq * HD, (r + 1) * hq * HD}}};
-  else if (n.find("k_proj.") != std::string::npos || n.find("v_proj.") != std::string::npos) s = {0, {{r * hk * HD, (r + 1) * hk * HD}}};
+  else if (n.find("k_proj.") != std::string::npos || n.find("v_proj.") != std::string::npos) s = {0, {{k0 * HD, (k0 + hk) * HD}}};
   else if (ends_with(n, "o_proj.weight")) s = {1, {{r * hq * HD, (r + 1) * hq * HD}}};
   else if (ends_with(n, "gate_proj.weight") || ends_with(n, "up_proj.weight") ) s = {0, {{f0, f1}}};
   else if (ends_with(n, "down_proj.weight")) s = {1, {{f0, f1}}};
@@ -191,6 +193,10 @@ void TensorParallelModel::copy_piece(size_t i, int r, float* full, float* shard,
   }
 }
 
+bool TensorParallelModel::replicated_kv(const ParamView& v) const {
+  return kv_rep_ > 1 && (v.name.find("k_proj.") != std::string::npos || v.name.find("v_proj.") != std::string::npos);
+}
+
 size_t TensorParallelModel::view_index(const ParamView& v) const {
   const auto& views = full_layout_.views;
   if (&v >= views.data() && &v < views.data() + views.size()) return static_cast<size_t>(&v - views.data());
@@ -203,6 +209,7 @@ void TensorParallelModel::read_parameter(const ParamView& v, bool grad, float* o
   const size_t i = view_index(v);
   for (int r = 0; r < size_; ++r) {
     if (slice_of(v, r).axis < 0 && r > 0) break;  // replicated: rank 0's copy
+    if (replicated_kv(v) && r % kv_rep_ != 0) continue;  // a replicated KV head: its group's first rank
     Transformer& t = *ranks_[r];
     copy_piece(i, r, out, (grad ? t.grads() : t.params()) + t.layout().views[i].offset, false);
   }
@@ -242,6 +249,7 @@ OptimizerView TensorParallelModel::optimizer_view() {
       else
         o.segments.push_back({off, v.size, v.weight_decay_scale});
       if (r > 0 && slice_of(full_layout_.views[i], r).axis < 0) continue;  // a replica: counted on rank 0
+      if (replicated_kv(v) && r % kv_rep_ != 0) continue;                // a KV replica: on its group's first rank
       if (!o.norm_ranges.empty() && o.norm_ranges.back().first + o.norm_ranges.back().second == off)
         o.norm_ranges.back().second += v.size;
       else
@@ -289,7 +297,28 @@ void TensorParallelModel::forward(const ForwardInput& in, const ForwardOutput& o
 }
 
 void TensorParallelModel::backward(const BackwardInput& in) {
+  if (kv_rep_ == 1) return run_ranks([&](int r) { ranks_[r]->backward(in); });
+  // Replicated KV heads: each copy's backward sees only its own rank's query heads. The group's
+  // first rank keeps the accumulated gradient, the others start from 0; afterwards the first rank
+  // adds theirs and every copy gets the sum (accumulate semantics kept across backward calls).
+  std::vector<size_t> kv;
+  for (size_t i = 0; i < full_layout_.views.size(); ++i)
+    if (replicated_kv(full_layout_.views[i])) kv.push_back(i);
+  auto grad_of = [&](int r, size_t i) { return ranks_[r]->grads() + ranks_[r]->layout().views[i].offset; };
+  for (int r = 0; r < size_; ++r)
+    if (r % kv_rep_ != 0)
+      for (size_t i : kv) std::memset(grad_of(r, i), 0, sizeof(float) * ranks_[r]->layout().views[i].size);
   run_ranks([&](int r) { ranks_[r]->backward(in); });
+  for (int g = 0; g < size_; g += kv_rep_)
+    for (size_t i : kv) {
+      const int64_t n = ranks_[g]->layout().views[i].size;
+      float* sum = grad_of(g, i);
+      for (int r = g + 1; r < g + kv_rep_; ++r) {
+        const float* part = grad_of(r, i);
+        for (int64_t j = 0; j < n; ++j) sum[j] += part[j];
+      }
+      for (int r = g + 1; r < g + kv_rep_; ++r) std::memcpy(grad_of(r, i), sum, sizeof(float) * n);
+    }
 }
 
 GenerateResult TensorParallelModel::generate(const GenerateRequest& req) {

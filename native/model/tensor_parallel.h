@@ -60,6 +60,8 @@ class TensorParallelModel final : public Engine {
   // Copies between full tensor `full` (view index i) and rank r's shard piece (to_shard: full → shard).
   void copy_piece(size_t i, int r, float* full, float* shard, bool to_shard) const;
   size_t view_index(const ParamView& v) const;
+  // k_proj/v_proj weight or bias while KV heads are replicated (kv_rep_ > 1)
+  bool replicated_kv(const ParamView& v) const;
   // fn(r) on every rank, concurrently (rank 0 on the calling thread); the first failure aborts
   // the others' collectives and is rethrown.
   void run_ranks(const std::function<void(int)>& fn);
@@ -67,6 +69,11 @@ class TensorParallelModel final : public Engine {
   ModelConfig full_;
   ParamLayout full_layout_;
   int size_;
+  // Ranks sharing one KV head: 1 when num_key_value_heads divides by size_ (each rank owns
+  // kv_heads / size_ heads); size_ / kv_heads when size_ is a multiple of it (Megatron's KV
+  // replication: ranks r with the same r / kv_rep_ hold copies of KV head r / kv_rep_; each copy's
+  // gradient is the group's sum, so the copies stay identical through every AdamW step).
+  int kv_rep_ = 1;
   std::unique_ptr<CpuGroup> group_;
   std::vector<std::unique_ptr<ThreadPool>> pools_;
   std::vector<int64_t> base_;  // rank r's shard starts at params_/grads_ + base_[r]
