@@ -19,12 +19,12 @@ import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { encodeSteps, loadStepData, type StepRecord } from '../data/index.js';
 import { processRewardLoss } from '../losses/index.js';
-import { sequenceBatch } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
 import { EpochBatches, LOOP_KEYS, heldOutSplit, readLoopOptions, type LoopOptions } from './preference-common.js';
 import { TrainingRun, allFinite } from './run.js';
+import { evaluationSet, scalarScores } from './scalar-head.js';
 import { makeSchedule } from './schedule.js';
 
 /** Options of {@link ProcessRewardTrainer}; loop options (batchSize = records per micro-batch, ...) as in SFTOptions. */
@@ -143,20 +143,13 @@ export class ProcessRewardTrainer extends TrainerEmitter {
   }
 
   /** Step scores of the rows, flattened row by row; `at` their batch indices. */
-  async #scores(rows: Row[], save: boolean): Promise<{ scores: Float64Array; at: Int32Array; size: number }> {
-    const sb = sequenceBatch(rows, this.tokenizer.padId);
-    const f = await this.model.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: save });
-    const at = Int32Array.from(rows.flatMap((r, b) => r.stepEnds.map((e) => b * sb.seqLen + e)));
-    return { scores: Float64Array.from(at, (i) => f.values![i]), at, size: sb.batch * sb.seqLen };
+  #scores(rows: Row[], save: boolean): Promise<{ scores: Float64Array; at: Int32Array; size: number }> {
+    return scalarScores(this.model, this.tokenizer.padId, rows, (sb, b) => rows[b].stepEnds.map((e) => b * sb.seqLen + e), save);
   }
 
   /** Step and response accuracy and the BCE on the eval set (or, with 'train', the training records). */
   async evaluate(split: 'eval' | 'train' = 'eval'): Promise<ProcessRewardEvalResult> {
-    const data = await this.#prepare();
-    if (split !== 'eval' && split !== 'train') throw new TypeError(`ProcessRewardTrainer.evaluate: expected split to be "eval" or "train", received ${JSON.stringify(split)}`);
-    const set = split === 'train' ? data.train : data.eval;
-    if (!set?.length) throw new TypeError('ProcessRewardTrainer.evaluate: no eval data (options.eval or options.evalSplit)');
-    return this.#evaluate(set);
+    return this.#evaluate(evaluationSet('ProcessRewardTrainer.evaluate', await this.#prepare(), split));
   }
 
   async #evaluate(set: Row[]): Promise<ProcessRewardEvalResult> {

@@ -20,13 +20,14 @@ import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { balanceByLength, formatBalanceReport, type BalanceReport, type PreferenceRecord } from '../data/index.js';
 import { bradleyTerryLoss, correctnessLoss } from '../losses/index.js';
-import { lastTokenIndex, sequenceBatch, type Sequence } from '../rollout/sequences.js';
+import { lastTokenIndex, type Sequence } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
 import { EpochBatches, LOOP_KEYS, encodeRow, heldOutSplit, loadPairData, readLoopOptions, type LoopOptions } from './preference-common.js';
 import { loadCorrectnessData, type CorrectnessRecord } from './reward-data.js';
 import { TrainingRun, allFinite } from './run.js';
+import { evaluationSet, scalarScores } from './scalar-head.js';
 import { makeSchedule } from './schedule.js';
 
 export type { CorrectnessRecord } from './reward-data.js';
@@ -192,10 +193,7 @@ export class RewardTrainer extends TrainerEmitter {
 
   /** Scores the rows (value at each row's last token); `save` keeps activations for backward. */
   async #scores(rows: Sequence[], save: boolean): Promise<{ scores: Float64Array; at: Int32Array; size: number }> {
-    const sb = sequenceBatch(rows, this.tokenizer.padId);
-    const f = await this.model.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: save });
-    const at = Int32Array.from(rows, (_, b) => lastTokenIndex(sb, b));
-    return { scores: Float64Array.from(at, (i) => f.values![i]), at, size: sb.batch * sb.seqLen };
+    return scalarScores(this.model, this.tokenizer.padId, rows, (sb, b) => [lastTokenIndex(sb, b)], save);
   }
 
   /**
@@ -204,11 +202,7 @@ export class RewardTrainer extends TrainerEmitter {
    * claim 17.
    */
   async evaluate(split: 'eval' | 'train' = 'eval'): Promise<RewardEvalResult> {
-    const data = await this.#prepare();
-    if (split !== 'eval' && split !== 'train') throw new TypeError(`RewardTrainer.evaluate: expected split to be "eval" or "train", received ${JSON.stringify(split)}`);
-    const set = split === 'train' ? data.train : data.eval;
-    if (!set?.length) throw new TypeError('RewardTrainer.evaluate: no eval data (options.eval or options.evalSplit)');
-    return this.#evaluate(set);
+    return this.#evaluate(evaluationSet('RewardTrainer.evaluate', await this.#prepare(), split));
   }
 
   async #evaluate(set: Pair[]): Promise<RewardEvalResult> {
