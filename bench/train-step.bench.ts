@@ -1,7 +1,9 @@
 /**
  * Training step (forward + backward + AdamW + zero-grad) tokens/s for the ~6M and ~50M models of
  * issue 3, batch 8 × 256 tokens, next-token cross-entropy, against the same model in PyTorch eager
- * (bench/peers/torch_model.py) with the same thread count. Also peak memory of both sides.
+ * (bench/peers/torch_model.py) with the same thread count. Also peak memory of both sides. Each
+ * model also with gradient checkpointing (model.gradientCheckpointing; torch: torch.utils.checkpoint
+ * around every decoder layer, non-reentrant).
  * Goals: >= 1.5× PyTorch tokens/s; peak memory no more than PyTorch's.
  */
 import { AdamW } from '../lib/engine/adamw.js';
@@ -12,10 +14,11 @@ import { MODELS, childArgs, peakRssMB, runChild, trainStep, type ModelName } fro
 
 const B = 8, T = 256;
 
-async function child(name: ModelName, repeats: number): Promise<void> {
+async function child(name: ModelName, repeats: number, checkpointing: boolean): Promise<void> {
   buildInfo();
   const baseline = peakRssMB();
   const model = await Model.create(MODELS[name], { seed: 1 });
+  model.gradientCheckpointing = checkpointing;
   const opt = new AdamW(model, { lr: 1e-4 });
   const V = model.config.vocab;
   const step = trainStep(model, opt, B, T);
@@ -33,19 +36,19 @@ async function child(name: ModelName, repeats: number): Promise<void> {
 
 async function main(): Promise<void> {
   const c = childArgs();
-  if (c) return child(c.model as ModelName, c.repeats as number);
+  if (c) return child(c.model as ModelName, c.repeats as number, c.checkpointing === true);
   header(`train step: forward + backward + AdamW, batch ${B} × ${T} tokens, next-token cross-entropy`);
   const names: ModelName[] = quick ? ['6M'] : ['6M', '50M'];
   const rows: (string | number)[][] = [];
   const mem: (string | number)[][] = [];
-  for (const name of names) {
+  for (const [name, checkpointing] of names.flatMap((n) => [[n, false], [n, true]] as const)) {
     const repeats = name === '6M' ? 5 : 3;
-    const ours = runChild(import.meta.url, { model: name, repeats });
-    const shape = `${name} (${(ours.params / 1e6).toFixed(1)}M params) B${B} T${T}`;
+    const ours = runChild(import.meta.url, { model: name, repeats, checkpointing });
+    const shape = `${name} (${(ours.params / 1e6).toFixed(1)}M params) B${B} T${T}${checkpointing ? ' ckpt' : ''}`;
     const tps = (B * T) / (ours.ms / 1000);
     emit({ bench: 'train-step', impl: 'rlhf', shape, median_ms: ours.ms, value: tps, unit: 'tokens/s' });
     emit({ bench: 'train-peak-memory', impl: 'rlhf', shape, median_ms: ours.ms, value: ours.peak, unit: 'MB' });
-    const peer = runPeer('torch_model.py', { mode: 'train', config: MODELS[name], batch: B, seq_len: T, repeats });
+    const peer = runPeer('torch_model.py', { mode: 'train', config: MODELS[name], batch: B, seq_len: T, repeats, checkpoint: checkpointing });
     const step = peer.results.find((r) => r.bench === 'train-step');
     const peak = peer.results.find((r) => r.bench === 'train-peak-memory');
     const base = peer.results.find((r) => r.bench === 'train-baseline-memory');
@@ -57,6 +60,7 @@ async function main(): Promise<void> {
   table(['model', 'rlhf tokens/s', 'torch eager tokens/s', 'rlhf/torch'], rows);
   table(['model', 'rlhf peak MB', 'rlhf above baseline', 'torch peak MB', 'torch above baseline'], mem);
   note('peak = process peak RSS; "above baseline" subtracts the RSS after the runtime and library were loaded.');
+  note('ckpt = gradient checkpointing: each layer\'s input kept, the layer recomputed in backward (both sides).');
 }
 
 main().catch((e) => {

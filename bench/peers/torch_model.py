@@ -5,6 +5,7 @@ Usage: /usr/bin/python3 bench/peers/torch_model.py '{"mode": "train" | "generate
 
 train:    random tokens (B, T); one step = forward, mean next-token cross-entropy (or, for *ForSequenceClassification,
           mean squared score), backward, AdamW(foreach=True, lr 1e-4) step, zero_grad. Reports B*T / step time.
+          "checkpoint": true wraps every decoder layer in torch.utils.checkpoint (non-reentrant).
 generate: random prompts (B, p); greedy decoding of n new tokens with the KV cache under torch.no_grad.
           Reports B*n / (prefill + decode time).
 Both emit a second line "<mode>-peak-memory": peak RSS of this process in MB (getrusage ru_maxrss).
@@ -38,6 +39,7 @@ def train(args, cfg):
     torch.manual_seed(0)
     model = Transformer(cfg)
     model.train()
+    model.checkpoint_layers = bool(args.get("checkpoint", False))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
     tokens = torch.randint(0, cfg["vocab_size"], (B, T))
 

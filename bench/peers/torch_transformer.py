@@ -17,6 +17,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 import torch.nn.functional as F
 
 FAMILIES = {"LlamaFor": "llama", "Qwen2For": "qwen2", "GlmFor": "glm"}
@@ -216,6 +217,7 @@ class Transformer(nn.Module):
         self.rope = Rotary(rot_dim, float(cfg["rope_theta"]), interleaved=self.family == "glm")
         self.model = Backbone(cfg, self.family)
         self.tied = bool(cfg.get("tie_word_embeddings", False))
+        self.checkpoint_layers = False  # torch.utils.checkpoint around each layer while training
         if self.is_seq_cls:
             self.score = nn.Linear(cfg["hidden_size"], cfg.get("num_labels", 1), bias=False)
         elif not self.tied:
@@ -230,7 +232,10 @@ class Transformer(nn.Module):
         x = self.model.embed_tokens(tokens)
         cos, sin = self.rope.tables(positions, x.dtype)
         for layer in self.model.layers:
-            x = layer(x, self.rope, cos, sin, cache)
+            if self.checkpoint_layers and self.training and torch.is_grad_enabled() and cache is None:
+                x = torch.utils.checkpoint.checkpoint(layer, x, self.rope, cos, sin, None, use_reentrant=False)
+            else:
+                x = layer(x, self.rope, cos, sin, cache)
         if cache is not None:
             cache.length += T
         return self.model.norm(x)

@@ -102,6 +102,7 @@ interface NativeModel {
   readParameter(name: string, which: 'param' | 'grad'): Promise<Float32Array>;
   writeParameter(name: string, data: Float32Array): Promise<void>;
   releaseActivations(): void;
+  setGradientCheckpointing(on: boolean): void;
   dispose(): void;
 }
 
@@ -227,6 +228,22 @@ export class Model implements OptimizerTarget {
     return this.#handle('activationBytes').activationBytes;
   }
 
+  #checkpointing = false;
+  /**
+   * Gradient (activation) checkpointing: forwards that save for backward keep only each layer's
+   * input (hidden floats per token per layer instead of the full set), and backward recomputes
+   * each layer from it — about one more forward of compute, gradients bit-identical. Takes effect
+   * from the next forward; clones inherit it. Default false.
+   */
+  get gradientCheckpointing(): boolean {
+    return this.#checkpointing;
+  }
+  set gradientCheckpointing(on: boolean) {
+    checkBoolean('Model.gradientCheckpointing', 'value', on);
+    this.#handle('gradientCheckpointing').setGradientCheckpointing(on);
+    this.#checkpointing = on;
+  }
+
   parameters(): ParameterInfo[] {
     return this.#handle('parameters').parameters();
   }
@@ -339,6 +356,7 @@ export class Model implements OptimizerTarget {
   async clone(): Promise<Model> {
     const m = new Model(this.config, this.tensorParallel);
     for (const p of this.parameters()) await m.setParameter(p.name, await this.getParameter(p.name));
+    m.gradientCheckpointing = this.#checkpointing;
     return m;
   }
 

@@ -57,6 +57,19 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   cpu::rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
 }
 
+// The layer's forward again, from its saved input, with the arithmetic of the first time (so the
+// activations, and the gradients from them, are bit-identical). h and act come from s (free now:
+// layer_backward recomputes them itself); under tensor parallelism every rank recomputes in step.
+LayerActs Transformer::recompute_layer(int l, float* base, float* x_out, const BackScratch& s) {
+  LayerActs a = layer_slots(base, saved_.N);
+  a.x_in = saved_layer(l).x_in;
+  a.h = s.h;
+  a.act = s.act;
+  layer_forward(l, a.x_in, x_out, a, saved_.B, saved_.T, saved_.lengths.data(), saved_.positions.data(),
+                saved_.segments.empty() ? nullptr : saved_.segments.data(), nullptr, nullptr, nullptr);
+  return a;
+}
+
 void Transformer::backward(const BackwardInput& in) {
   const ModelConfig& c = cfg_;
   RLHF_CHECK(saved_.valid, ErrorCode::InvalidArgument,
@@ -68,13 +81,16 @@ void Transformer::backward(const BackwardInput& in) {
              "backward: dLogprobs/dEntropy given but the model has no LM head");
   const int64_t N = saved_.N, C = c.hidden, F = c.ffn, QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim;
 
-  const int64_t sizes[] = {N * C, N * F, N * C, N * C, N * F, N * 2 * F, N * QW, N * AD};
+  // checkpointed: one layer's recomputed activations and its (discarded) output after the rest
+  const int64_t recompute = saved_.checkpointed ? N * activation_floats_per_token_per_layer(c) + N * C : 0;
+  const int64_t sizes[] = {N * C, N * F, N * C, N * C, N * F, N * 2 * F, N * QW, N * AD, recompute};
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
   float* base = scratch(static_cast<size_t>(total));
   BackScratch s;
   float** slots[] = {&s.h, &s.act, &s.dx, &s.dh, &s.da, &s.dgu, &s.dqkv, &s.dattn};
   for (int i = 0; i < 8; ++i) *slots[i] = base, base += sizes[i];
+  float* layer_base = base;  // the recompute slots (when checkpointed)
 
   // Heads -> d(xf) in s.dh
   float* dxf = s.dh;
@@ -105,7 +121,11 @@ void Transformer::backward(const BackwardInput& in) {
   const float* x_final = saved_.acts.as<float>() + saved_.final_off;
   const float* rstd_f = xf + N * C;
   cpu::rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, w(layout_.final_norm), rstd_f, N, static_cast<int>(C));
-  for (int l = c.layers - 1; l >= 0; --l) layer_backward(l, s.dx, saved_layer(l), s);
+  for (int l = c.layers - 1; l >= 0; --l) {
+    const LayerActs a = saved_.checkpointed ? recompute_layer(l, layer_base, layer_base + N * activation_floats_per_token_per_layer(c), s)
+                                            : saved_layer(l);
+    layer_backward(l, s.dx, a, s);
+  }
   cpu::embedding_backward(g(layout_.embed), s.dx, saved_.tokens.data(), N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
 }
 

@@ -44,6 +44,10 @@ class Engine {
   virtual void release_activations() = 0;
   virtual int64_t saved_rows() const = 0;
   virtual int64_t activation_bytes() const = 0;
+  // Gradient (activation) checkpointing: a forward that saves for backward keeps only each
+  // layer's input, and backward recomputes the layer's activations from it (one more layer
+  // forward per layer; gradients bit-identical). Applies from the next forward on.
+  virtual void set_gradient_checkpointing(bool on) = 0;
 
   // The whole tensor `v` (one of full_views()): out (v.size) ← parameter or gradient.
   virtual void read_parameter(const ParamView& v, bool grad, float* out) = 0;

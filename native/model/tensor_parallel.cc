@@ -331,6 +331,10 @@ void TensorParallelModel::release_activations() {
   for (auto& t : ranks_) t->release_activations();
 }
 
+void TensorParallelModel::set_gradient_checkpointing(bool on) {
+  for (auto& t : ranks_) t->set_gradient_checkpointing(on);
+}
+
 int64_t TensorParallelModel::activation_bytes() const {
   int64_t s = 0;
   for (const auto& t : ranks_) s += t->activation_bytes();

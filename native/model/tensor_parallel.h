@@ -45,6 +45,7 @@ class TensorParallelModel final : public Engine {
   void release_activations() override;
   int64_t saved_rows() const override { return ranks_[0]->saved_rows(); }
   int64_t activation_bytes() const override;
+  void set_gradient_checkpointing(bool on) override;
   void read_parameter(const ParamView& v, bool grad, float* out) override;
   void write_parameter(const ParamView& v, const float* data) override;
   OptimizerView optimizer_view() override;

@@ -147,10 +147,9 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   sum_over_ranks(x_out, N * C);
 }
 
-LayerActs Transformer::saved_layer(int l) {
+LayerActs Transformer::layer_slots(float* base, int64_t N) const {
   const ModelConfig& c = cfg_;
-  const int64_t N = saved_.N, C = c.hidden;
-  float* base = saved_.acts.as<float>() + l * saved_.per_layer;
+  const int64_t C = c.hidden;
   LayerActs a{};
   a.x_in = base;
   a.xmid = base + N * C;
@@ -161,6 +160,17 @@ LayerActs Transformer::saved_layer(int l) {
   a.attn = a.lse + N * c.heads;
   a.gu = a.attn + N * int64_t(c.heads) * c.head_dim;
   return a;
+}
+
+// Layer l's saved activations; checkpointed, only x_in (the rest is recompute_layer's).
+LayerActs Transformer::saved_layer(int l) {
+  float* base = saved_.acts.as<float>() + l * saved_.per_layer;
+  if (saved_.checkpointed) {
+    LayerActs a{};
+    a.x_in = base;
+    return a;
+  }
+  return layer_slots(base, saved_.N);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,41 +187,37 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
 
   release_activations();
   const int64_t per_layer = N * activation_floats_per_token_per_layer(c);
+  // keep_all: every layer's activations saved; otherwise they live in one layer's scratch (sa)
+  // and, when saving checkpointed, only each layer's input is kept
+  const bool keep_all = in.save && !checkpointing_;
   LayerActs sa{};
   float* x = nullptr;  // the residual stream buffers
   if (in.save) {
-    saved_.acts = Buffer(static_cast<size_t>(per_layer * c.layers + N * (2 * C + 1)) * sizeof(float), false);
-    saved_.per_layer = per_layer;
-    saved_.final_off = per_layer * c.layers;
+    const int64_t kept = keep_all ? per_layer : N * C;
+    saved_.acts = Buffer(static_cast<size_t>(kept * c.layers + N * (2 * C + 1)) * sizeof(float), false);
+    saved_.per_layer = kept;
+    saved_.final_off = kept * c.layers;
     saved_.B = B, saved_.T = T, saved_.N = N;
+    saved_.checkpointed = !keep_all;
   }
-  // scratch: h, act (and, without saving, one layer's activations + a second residual buffer)
-  const int64_t scratch_floats = N * (C + c.ffn) + (in.save ? 0 : per_layer + N * C);
+  // scratch: h, act (and, unless keep_all, one layer's activations + a second residual buffer)
+  const int64_t scratch_floats = N * (C + c.ffn) + (keep_all ? 0 : per_layer + N * C);
   float* sc = scratch(static_cast<size_t>(scratch_floats));
   float* x_other = nullptr;
-  if (!in.save) {
-    sa.x_in = sc + N * (C + c.ffn);
-    sa.xmid = sa.x_in + N * C;
-    sa.rstd1 = sa.xmid + N * C;
-    sa.rstd2 = sa.rstd1 + N;
-    sa.qkv = sa.rstd2 + N;
-    sa.lse = sa.qkv + N * c.qkv_width();
-    sa.attn = sa.lse + N * c.heads;
-    sa.gu = sa.attn + N * int64_t(c.heads) * c.head_dim;
+  if (!keep_all) {
+    sa = layer_slots(sc + N * (C + c.ffn), N);
     x_other = sa.gu + N * 2 * c.ffn;
-    x = sa.x_in;
-  } else {
-    x = saved_layer(0).x_in;
   }
+  x = in.save ? saved_layer(0).x_in : sa.x_in;
   cpu::embedding_forward(x, w(layout_.embed), in.tokens, N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
   sum_over_ranks(x, N * C);
   for (int l = 0; l < c.layers; ++l) {
-    LayerActs a = in.save ? saved_layer(l) : sa;
+    LayerActs a = keep_all ? saved_layer(l) : sa;
     a.h = sc;
     a.act = sc + N * C;
     float* x_next = in.save ? (l + 1 < c.layers ? saved_layer(l + 1).x_in : saved_.acts.as<float>() + saved_.final_off)
                             : (x == sa.x_in ? x_other : sa.x_in);
-    if (!in.save) a.x_in = x;
+    if (!keep_all) a.x_in = x;
     layer_forward(l, x, x_next, a, B, T, inputs.lengths.data(), inputs.positions.data(), in.segments, nullptr,
                   nullptr, nullptr);
     x = x_next;

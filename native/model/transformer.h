@@ -120,6 +120,7 @@ class Transformer final : public Engine {
   int64_t saved_rows() const override { return saved_.valid ? saved_.N : 0; }  // N of the saved forward
   int64_t activation_bytes() const override;  // saved activations + scratch currently held
   static int64_t activation_floats_per_token_per_layer(const ModelConfig& c);
+  void set_gradient_checkpointing(bool on) override { checkpointing_ = on; }
   int64_t logits_cache_budget_bytes = int64_t(256) << 20;
 
  private:
@@ -131,6 +132,10 @@ class Transformer final : public Engine {
                        bool save);
   void lm_head_backward(const float* dlogp, const float* dent, float* dxf);
   LayerActs saved_layer(int l);
+  // One layer's activation slots (all but h, act) carved from `base` (activation_floats_per_token_per_layer · N floats).
+  LayerActs layer_slots(float* base, int64_t N) const;
+  // Checkpointed backward: layer l's activations recomputed from its saved input into `base`.
+  LayerActs recompute_layer(int l, float* base, float* x_out, const BackScratch& s);
   float* w(int64_t offset) { return params_ptr_ + offset; }
   // Tensor-parallel pieces (no-ops / plain paths when not a shard); tensor_parallel.cc.
   bool sharded() const { return shard_.comm != nullptr; }
@@ -166,8 +171,10 @@ class Transformer final : public Engine {
     bool entropy = false;
     std::vector<int32_t> tokens, positions, segments;
     std::vector<int64_t> lengths;
-    Buffer acts;  // per layer (activation_floats_per_token_per_layer · N), then x_final, xf, rstd_f
+    Buffer acts;  // per layer (activation_floats_per_token_per_layer · N, or N·C: the input alone
+                  // when checkpointed), then x_final, xf, rstd_f
     int64_t per_layer = 0, final_off = 0;
+    bool checkpointed = false;
     // LM head state: rows with a target (compacted), their targets, lse, entropy, cached logits
     std::vector<int64_t> lm_rows;
     std::vector<int32_t> lm_targets;
@@ -176,6 +183,7 @@ class Transformer final : public Engine {
   } saved_;
   Buffer scratch_;
   float* scratch(size_t floats);
+  bool checkpointing_ = false;
 };
 
 }  // namespace model

@@ -12,7 +12,7 @@
 //   generate({prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens})
 //       -> Promise<{tokens: Int32Array[], logprobs: Float32Array[], stopped: boolean[]}>
 //   readParameter(name, 'param' | 'grad') -> Promise<Float32Array>;  writeParameter(name, data) -> Promise<void>
-//   releaseActivations(); activationBytes; numParameters; dispose()
+//   releaseActivations(); setGradientCheckpointing(bool); activationBytes; numParameters; dispose()
 // Inputs are copied on the main thread, so JS may reuse its arrays as soon as the call returns.
 // One call at a time (ERR_RLHF_BUSY otherwise); an AdamW over the model shares the same guard.
 #include <napi.h>
@@ -96,6 +96,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("readParameter", &ModelWrap::read_parameter),
                         InstanceMethod("writeParameter", &ModelWrap::write_parameter),
                         InstanceMethod("releaseActivations", &ModelWrap::release_activations),
+                        InstanceMethod("setGradientCheckpointing", &ModelWrap::set_gradient_checkpointing),
                         InstanceMethod("dispose", &ModelWrap::dispose),
                         InstanceAccessor("numParameters", &ModelWrap::num_parameters, nullptr),
                         InstanceAccessor("activationBytes", &ModelWrap::activation_bytes, nullptr)});
@@ -368,6 +369,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value release_activations(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       usable("releaseActivations")->release_activations();
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value set_gradient_checkpointing(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value {
+      model::Engine* m = usable("setGradientCheckpointing");
+      if (info.Length() < 1 || !info[0].IsBoolean()) throw_type_error(info.Env(), "Model.gradientCheckpointing must be a boolean");
+      m->set_gradient_checkpointing(info[0].As<Napi::Boolean>().Value());
       return info.Env().Undefined();
     });
   }

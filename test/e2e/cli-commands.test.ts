@@ -3,7 +3,7 @@
 // exit code, nothing half-written.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/native.js';
@@ -79,6 +79,17 @@ t.test('a miniature pipeline through every command', { timeout: 240000 }, async 
   r = rlhf('sft', '--init', 'tiny', '--data', p('sft.jsonl'), '--output', p('sft'), '--epochs', '3', '--batch-size', '4', '--lr', '3e-3', '--seq-len', '64', '--resume');
   t.equal(r.status, 0, r.stderr);
   t.match(r.stderr, /resumed from .*checkpoint-9 at step 9/);
+});
+
+t.test('--gradient-checkpointing: the same training run, loss for loss', async (t) => {
+  const sft = (out: string, ...extra: string[]) => rlhf('sft', '--init', 'tiny', '--data', p('sft.jsonl'), '--output', p(out), '--epochs', '1', '--batch-size', '4', '--lr', '3e-3', '--seq-len', '64', ...extra);
+  let r = sft('gc-off');
+  t.equal(r.status, 0, r.stderr);
+  r = sft('gc-on', '--gradient-checkpointing');
+  t.equal(r.status, 0, r.stderr);
+  const losses = (d: string) => readFileSync(p(`${d}/metrics.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss).filter((x) => x !== undefined);
+  t.ok(losses('gc-on').length >= 3);
+  t.same(losses('gc-on'), losses('gc-off'));
 });
 
 t.test('bad input: one clear line, non-zero exit, nothing half-written', async (t) => {

@@ -25,6 +25,7 @@ export const MODEL_FLAGS: Record<string, FlagSpec> = {
   tp: { type: 'int', min: 1, max: 64, default: 1, placeholder: 'N', describe: 'tensor parallelism: split every model over N thread ranks (each gets threads/N threads)' },
 };
 let tensorParallel = 1;
+let gradientCheckpointing = false;
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   ...MODEL_FLAGS,
@@ -32,13 +33,15 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   resume: { type: 'bool', describe: 'continue from the newest checkpoint in --output (exactly, with the same settings)' },
   saveEvery: { type: 'int', min: 1, describe: 'write a checkpoint every N steps (always at the end)' },
   lr: { type: 'number', min: 0, describe: 'peak learning rate' },
+  gradientCheckpointing: { type: 'bool', describe: 'keep only each layer\'s input for backward and recompute the rest (far less activation memory, ~1 more forward of compute)' },
   ...COMMON_FLAGS,
 };
 
-/** --threads and --tp: applied before any model is made. */
+/** --threads, --tp and --gradient-checkpointing: applied before any model is made. */
 export function applyThreads(o: Record<string, unknown>): void {
   if (o.threads !== undefined) setThreads(o.threads as number);
   tensorParallel = (o.tp as number | undefined) ?? 1;
+  gradientCheckpointing = o.gradientCheckpointing === true;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -54,6 +57,7 @@ async function exists(path: string): Promise<boolean> {
 export async function loadModel(dir: string, flag: string, architecture?: string): Promise<{ model: Model; tokenizer: Tokenizer }> {
   if (!(await exists(join(dir, 'config.json')))) throw new CliError(`${flag} ${dir}: not a model directory (no config.json)`);
   const model = await Model.load(dir, { ...(architecture ? { architecture } : {}), tensorParallel });
+  model.gradientCheckpointing = gradientCheckpointing;
   const tokenizer = await loadTokenizer(dir);
   return { model, tokenizer };
 }
@@ -69,7 +73,9 @@ export async function initModel(preset: string, seed: number): Promise<{ model: 
   const s = sizes[preset];
   if (!s) throw new CliError(`--init must be one of ${Object.keys(sizes).join(', ')}, got "${preset}"`);
   const config = tinyConfig({ vocab: tokenizer.vocabSize, hidden: s.hidden, layers: s.layers, heads: 4, kvHeads: 2, ffn: s.ffn, maxPositions: 1024, eosTokenId: tokenizer.eosId, padTokenId: tokenizer.padId });
-  return { model: await Model.create(config, { seed, tensorParallel }), tokenizer };
+  const model = await Model.create(config, { seed, tensorParallel });
+  model.gradientCheckpointing = gradientCheckpointing;
+  return { model, tokenizer };
 }
 
 const SEQ_CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification', qwen2: 'Qwen2ForSequenceClassification', glm: 'GlmForSequenceClassification' };
