@@ -82,6 +82,8 @@ export interface NativeBinding {
   buildInfo(): BuildInfo;
   setThreads(n: number): void;
   nativeMemoryInUse(): number;
+  nativeMemoryPeak(reset?: boolean): number;
+  nativeWorkspaceBytes(): number;
   tables(): { errorCodes: string[]; dtypes: Array<{ name: string; size: number }> };
   gemm(options: NativeGemmOptions): Promise<void>;
   NativeAdamW: new (

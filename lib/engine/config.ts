@@ -84,6 +84,11 @@ function ids(v: unknown): number[] {
 }
 
 /** Parses a transformers config.json object. `source` names the file in errors. */
+/** A parsed ModelConfig (as opposed to a Hugging Face config.json object). */
+export function isModelConfig(c: unknown): c is ModelConfig {
+  return typeof c === 'object' && c !== null && 'architecture' in c && 'hidden' in c && 'hf' in c;
+}
+
 export function configFromHF(hf: unknown, source = 'config.json', architectureOverride?: string): ModelConfig {
   if (hf === null || typeof hf !== 'object' || Array.isArray(hf)) fail(source, 'expected a JSON object', ErrorCode.FORMAT);
   const raw = hf as Json;

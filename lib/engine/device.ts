@@ -39,3 +39,20 @@ export function availableDevices(): { device: DeviceName; available: boolean; re
 export function nativeMemoryInUse(): number {
   return native().nativeMemoryInUse();
 }
+
+/**
+ * The most bytes native buffers held at once since the last reset (`reset: true` returns it and
+ * starts again from what is in use now): a training step's real engine peak, transients included.
+ */
+export function nativeMemoryPeak(opts: { reset?: boolean } = {}): number {
+  return native().nativeMemoryPeak(opts.reset === true);
+}
+
+/**
+ * Bytes of the kernels' thread-local workspaces (GEMM packing, attention rows): each thread grows
+ * its own to the largest blocks it has needed and keeps it (a few MiB per thread at most); part of
+ * nativeMemoryInUse.
+ */
+export function nativeWorkspaceBytes(): number {
+  return native().nativeWorkspaceBytes();
+}

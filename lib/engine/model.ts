@@ -16,7 +16,7 @@ import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
 import { native } from '../native.js';
 import { checkBoolean, checkInt, checkInt32Array, checkFloat32Array, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
 import { replaceDirAtomic, writeFileAtomic } from './atomic.js';
-import { configFromHF, configToHF, type ModelConfig } from './config.js';
+import { configFromHF, configToHF, isModelConfig, type ModelConfig } from './config.js';
 import { readCheckpointIndex, readTensorF32, writeCheckpointTensors, type TensorToWrite } from './safetensors.js';
 import type { OptimizerTarget } from './adamw.js';
 
@@ -403,10 +403,6 @@ export class Model implements OptimizerTarget {
     if (!this.#native) throw new RlhfError(ErrorCode.DISPOSED, `Model.${call}: the model was disposed`);
     return this.#native;
   }
-}
-
-function isModelConfig(c: unknown): c is ModelConfig {
-  return typeof c === 'object' && c !== null && 'architecture' in c && 'hidden' in c && 'hf' in c;
 }
 
 /** Normal(0, std) from a seeded generator (for tensors a converted checkpoint lacks). */

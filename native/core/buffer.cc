@@ -14,6 +14,14 @@
 namespace rlhf {
 
 static std::atomic<int64_t> g_bytes_in_use{0};
+static std::atomic<int64_t> g_peak_bytes{0};
+
+static void count_allocation(int64_t bytes) {
+  const int64_t now = g_bytes_in_use.fetch_add(bytes) + bytes;
+  int64_t peak = g_peak_bytes.load();
+  while (now > peak && !g_peak_bytes.compare_exchange_weak(peak, now)) {
+  }
+}
 
 // Large buffers (activations, parameters, moments) are mapped directly and unmapped when freed,
 // so a freed buffer goes back to the OS at once. Through malloc they would land in the heap once
@@ -42,7 +50,7 @@ Buffer::Buffer(size_t bytes, bool zero) {
   }
   if (zero) std::memset(data_, 0, rounded);
   bytes_ = bytes;
-  g_bytes_in_use += static_cast<int64_t>(bytes);
+  count_allocation(static_cast<int64_t>(bytes));
 }
 
 Buffer::~Buffer() {
@@ -58,5 +66,26 @@ Buffer::~Buffer() {
 }
 
 int64_t buffer_bytes_in_use() { return g_bytes_in_use.load(); }
+
+static std::atomic<int64_t> g_workspace_bytes{0};
+
+float* Workspace::grow(size_t floats) {
+  if (buf_.bytes() < floats * sizeof(float)) {
+    const int64_t before = static_cast<int64_t>(buf_.bytes());
+    buf_ = Buffer(floats * sizeof(float), false);
+    g_workspace_bytes += static_cast<int64_t>(buf_.bytes()) - before;
+  }
+  return buf_.as<float>();
+}
+
+Workspace::~Workspace() { g_workspace_bytes -= static_cast<int64_t>(buf_.bytes()); }
+
+int64_t workspace_bytes() { return g_workspace_bytes.load(); }
+
+int64_t buffer_bytes_peak(bool reset) {
+  const int64_t peak = g_peak_bytes.load();
+  if (reset) g_peak_bytes.store(g_bytes_in_use.load());
+  return peak;
+}
 
 }  // namespace rlhf

@@ -34,5 +34,25 @@ class Buffer {
 
 // Total bytes currently held by Buffers (reported to V8 as external memory by the addon).
 int64_t buffer_bytes_in_use();
+// The most bytes held at once since the last reset (reset: start again from the bytes in use now).
+int64_t buffer_bytes_peak(bool reset);
+
+// Kernel workspace (GEMM packing, attention rows), usually thread_local: grown on demand, kept
+// until destroyed; workspace_bytes() counts every live one.
+class Workspace {
+ public:
+  Workspace() = default;
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  // At least `floats` floats (contents not kept when it grows).
+  float* grow(size_t floats);
+  Buffer& buffer() { return buf_; }
+
+ private:
+  Buffer buf_;
+};
+// Bytes held by all live workspaces (part of buffer_bytes_in_use()).
+int64_t workspace_bytes();
 
 }  // namespace rlhf

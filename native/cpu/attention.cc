@@ -33,9 +33,8 @@ Seq seq_of(const AttentionArgs& a, int64_t b) {
 }
 
 float* scratch(int slot, size_t floats) {
-  thread_local Buffer bufs[3];
-  if (bufs[slot].bytes() < floats * sizeof(float)) bufs[slot] = Buffer(floats * sizeof(float), false);
-  return bufs[slot].as<float>();
+  thread_local Workspace bufs[3];
+  return bufs[slot].grow(floats);
 }
 
 // Softmax of row s[0..=kmax] in place with masked entries (−inf) giving 0; entries past kmax set

@@ -87,15 +87,14 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 
 // Thread-local scratch for packed A blocks: grown on demand, reused across calls.
 float* thread_a_scratch(size_t floats) {
-  thread_local Buffer scratch;
-  if (scratch.bytes() < floats * sizeof(float)) scratch = Buffer(floats * sizeof(float), false);
-  return scratch.as<float>();
+  thread_local Workspace scratch;
+  return scratch.grow(floats);
 }
 
 Buffer& shared_b_scratch(size_t floats) {
-  thread_local Buffer scratch;  // owned by the calling (driver) thread
-  if (scratch.bytes() < floats * sizeof(float)) scratch = Buffer(floats * sizeof(float), false);
-  return scratch;
+  thread_local Workspace scratch;  // owned by the calling (driver) thread
+  scratch.grow(floats);
+  return scratch.buffer();
 }
 
 }  // namespace

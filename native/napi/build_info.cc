@@ -97,6 +97,16 @@ Napi::Value memory_in_use(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(buffer_bytes_in_use()));
 }
 
+Napi::Value workspace(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(workspace_bytes()));
+}
+
+// nativeMemoryPeak(reset?: boolean): the high-water mark of nativeMemoryInUse.
+Napi::Value memory_peak(const Napi::CallbackInfo& info) {
+  const bool reset = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+  return Napi::Number::New(info.Env(), static_cast<double>(buffer_bytes_peak(reset)));
+}
+
 }  // namespace
 
 void register_build_info(Napi::Env env, Napi::Object exports) {
@@ -104,6 +114,8 @@ void register_build_info(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, set_threads, "setThreads"));
   exports.Set("tables", Napi::Function::New(env, tables, "tables"));
   exports.Set("nativeMemoryInUse", Napi::Function::New(env, memory_in_use, "nativeMemoryInUse"));
+  exports.Set("nativeMemoryPeak", Napi::Function::New(env, memory_peak, "nativeMemoryPeak"));
+  exports.Set("nativeWorkspaceBytes", Napi::Function::New(env, workspace, "nativeWorkspaceBytes"));
 }
 
 }  // namespace napi

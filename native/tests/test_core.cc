@@ -111,4 +111,36 @@ TEST(errors_carry_code_and_location) {
   CHECK(buffer_bytes_in_use() == before);
 }
 
+TEST(buffers_large_mapped_zeroed_counted_peak_and_workspace) {
+  const int64_t before = buffer_bytes_in_use();
+  buffer_bytes_peak(true);
+  {
+    const size_t n = (size_t(16) << 20) / sizeof(float) + 3;  // past the 8 MiB mapping threshold
+    Buffer big(n * sizeof(float));
+    const float* p = big.as<float>();
+    bool zero = true;
+    for (size_t i = 0; i < n; i += 4093) zero = zero && p[i] == 0.0f;
+    CHECK(zero && p[n - 1] == 0.0f);
+    CHECK(reinterpret_cast<uintptr_t>(big.data()) % 64 == 0);
+    big.as<float>()[n - 1] = 1.0f;  // writable to its last element
+    Buffer moved(std::move(big));
+    CHECK(big.data() == nullptr && moved.bytes() == n * sizeof(float));
+    CHECK(buffer_bytes_in_use() == before + int64_t(n * sizeof(float)));
+  }
+  CHECK(buffer_bytes_in_use() == before);
+  CHECK(buffer_bytes_peak(false) >= before + int64_t((size_t(16) << 20) + 12));
+  buffer_bytes_peak(true);
+  CHECK(buffer_bytes_peak(false) == before);  // reset to what is in use now
+  const int64_t ws = workspace_bytes();
+  {
+    Workspace w;
+    w.grow(100);
+    float* p = w.grow(50);  // big enough already: kept
+    CHECK(p == w.buffer().as<float>() && workspace_bytes() == ws + 400);
+    w.grow(300);
+    CHECK(workspace_bytes() == ws + 1200 && w.buffer().bytes() == 1200);
+  }
+  CHECK(workspace_bytes() == ws);  // a destroyed workspace (a thread that ended) is uncounted
+}
+
 int main() { return rlhf_test::run_all_tests(); }

@@ -24,6 +24,22 @@ t.test('the built bin is executable, run directly as `npx rlhf` runs it', async 
   t.equal(r.status, 0, r.stderr);
 });
 
+t.test('rlhf info --memory: the estimate of a training step, before loading anything', async (t) => {
+  let r = run('info', '--memory', '--init', 'small', '--batch-size', '8', '--seq-len', '256');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /one training step of LlamaForCausalLM \(4\.5M parameters\), batch 8 × 256 tokens, AdamW:/);
+  t.match(r.stdout, /activations +\d+\.\d MiB +\(\d+\.\d MiB with --gradient-checkpointing\)/);
+  const peak = (s: string) => Number(/^  peak +([\d.]+) MiB/m.exec(s)![1]);
+  const ck = run('info', '--memory', '--init', 'small', '--batch-size', '8', '--seq-len', '256', '--gradient-checkpointing');
+  t.ok(peak(ck.stdout) < peak(r.stdout), 'checkpointing lowers the peak');
+  r = run('info', '--memory');
+  t.equal(r.status, 2);
+  t.match(r.stderr, /--memory needs one of --model <dir> or --init tiny\|small/);
+  r = run('info', '--memory', '--model', '/nonexistent/model');
+  t.equal(r.status, 2);
+  t.match(r.stderr, /--model \/nonexistent\/model: cannot read .*config\.json \(ENOENT\)/);
+});
+
 t.test('unknown command', async (t) => {
   const r = run('nope');
   t.equal(r.status, 2);

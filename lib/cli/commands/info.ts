@@ -2,7 +2,12 @@
 import { AdamW, adamwStepReference, ADAMW_DEFAULTS } from '../../engine/adamw.js';
 import { buildInfo } from '../../engine/device.js';
 import { gemm, gemmReference } from '../../engine/gemm.js';
-import type { CommandSpec, CommandHandler } from '../framework/index.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { configFromHF } from '../../engine/config.js';
+import { estimateTrainingMemory, parameterCount } from '../../engine/memory.js';
+import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
+import { presetConfig } from './shared.js';
 
 export const infoSpec: CommandSpec = {
   name: 'info',
@@ -10,11 +15,54 @@ export const infoSpec: CommandSpec = {
   flags: {
     json: { type: 'bool', describe: 'print it as JSON' },
     check: { type: 'bool', describe: 'also run a smoke check: a GEMM and an AdamW step against their references' },
+    memory: { type: 'bool', describe: 'estimate the engine memory of one training step of --model (or --init) at --batch-size × --seq-len' },
+    model: { type: 'path', placeholder: 'dir', describe: 'with --memory: a checkpoint folder (only its config.json is read)' },
+    init: { type: 'enum', values: ['tiny', 'small'], describe: 'with --memory: a built-in preset instead of --model' },
+    batchSize: { type: 'int', min: 1, default: 8, describe: 'with --memory: rows per step' },
+    seqLen: { type: 'int', min: 1, default: 512, describe: 'with --memory: tokens per row' },
+    gradientCheckpointing: { type: 'bool', describe: 'with --memory: as trained with --gradient-checkpointing' },
   },
-  examples: ['rlhf info --check'],
+  examples: ['rlhf info --check', 'rlhf info --memory --model runs/sft/model --batch-size 8 --seq-len 1024 --gradient-checkpointing'],
 };
 
+async function memoryReport(o: Record<string, unknown>, ctx: Parameters<CommandHandler>[1]): Promise<number> {
+  if (!o.model === !o.init) throw new CliError('--memory needs one of --model <dir> or --init tiny|small');
+  let config;
+  if (o.model) {
+    const path = join(o.model as string, 'config.json');
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (e) {
+      throw new CliError(`--model ${o.model as string}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    config = configFromHF(JSON.parse(text), path);
+  } else config = presetConfig(o.init as string);
+  const B = o.batchSize as number, T = o.seqLen as number, ckpt = o.gradientCheckpointing === true;
+  const e = estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: ckpt });
+  const mib = (x: number) => `${(x / 2 ** 20).toFixed(1).padStart(9)} MiB`;
+  const other = ckpt ? undefined : estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: true });
+  const p = parameterCount(config);
+  ctx.stdout.write(
+    [
+      `one training step of ${config.architecture} (${(p / 1e6).toFixed(1)}M parameters), batch ${B} × ${T} tokens, AdamW${ckpt ? ', gradient checkpointing' : ''}:`,
+      `  parameters     ${mib(e.parameters)}`,
+      `  gradients      ${mib(e.gradients)}`,
+      `  AdamW moments  ${mib(e.optimizer)}`,
+      `  activations    ${mib(e.activations)}${other ? `   (${mib(other.activations).trim()} with --gradient-checkpointing)` : ''}`,
+      `  LM head        ${mib(e.lmHead)}`,
+      `  outputs        ${mib(e.outputs)}`,
+      `  scratch peak   ${mib(e.scratchPeak)}`,
+      `  peak           ${mib(e.peak)}${other ? `   (${mib(other.peak).trim()} with --gradient-checkpointing)` : ''}`,
+      '  (the engine\'s own buffers, exact for tensor parallelism 1; Node\'s heap and the GEMM packing workspace, a few MiB per thread, come on top;',
+      '   PPO holds a policy, a reference, a critic and a reward model: the parameters of each)',
+    ].join('\n') + '\n',
+  );
+  return 0;
+}
+
 export const infoCommand: CommandHandler = async (o, ctx) => {
+  if (o.memory) return memoryReport(o, ctx);
   const b = buildInfo();
   if (o.json) {
     ctx.stdout.write(JSON.stringify(b, null, 2) + '\n');

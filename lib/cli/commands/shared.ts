@@ -5,7 +5,7 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setThreads } from '../../engine/device.js';
-import { tinyConfig } from '../../engine/config.js';
+import { configFromHF, tinyConfig, type ModelConfig } from '../../engine/config.js';
 import { Model } from '../../engine/model.js';
 import { goldScore, makePrompt, type Format } from '../../demo/task.js';
 import { RewardModel } from '../../rewards/reward-model.js';
@@ -63,8 +63,8 @@ export async function loadModel(dir: string, flag: string, architecture?: string
 }
 
 
-/** A new model with the built-in byte tokenizer, for training from scratch. */
-export async function initModel(preset: string, seed: number): Promise<{ model: Model; tokenizer: Tokenizer }> {
+/** The config of a built-in preset (--init tiny|small), for the byte tokenizer. */
+export function presetConfig(preset: string): ModelConfig {
   const tokenizer = new ByteTokenizer();
   const sizes: Record<string, { hidden: number; layers: number; ffn: number }> = {
     tiny: { hidden: 128, layers: 4, ffn: 341 },
@@ -72,8 +72,13 @@ export async function initModel(preset: string, seed: number): Promise<{ model: 
   };
   const s = sizes[preset];
   if (!s) throw new CliError(`--init must be one of ${Object.keys(sizes).join(', ')}, got "${preset}"`);
-  const config = tinyConfig({ vocab: tokenizer.vocabSize, hidden: s.hidden, layers: s.layers, heads: 4, kvHeads: 2, ffn: s.ffn, maxPositions: 1024, eosTokenId: tokenizer.eosId, padTokenId: tokenizer.padId });
-  const model = await Model.create(config, { seed, tensorParallel });
+  return configFromHF(tinyConfig({ vocab: tokenizer.vocabSize, hidden: s.hidden, layers: s.layers, heads: 4, kvHeads: 2, ffn: s.ffn, maxPositions: 1024, eosTokenId: tokenizer.eosId, padTokenId: tokenizer.padId }), `--init ${preset}`);
+}
+
+/** A new model with the built-in byte tokenizer, for training from scratch. */
+export async function initModel(preset: string, seed: number): Promise<{ model: Model; tokenizer: Tokenizer }> {
+  const tokenizer = new ByteTokenizer();
+  const model = await Model.create(presetConfig(preset), { seed, tensorParallel });
   model.gradientCheckpointing = gradientCheckpointing;
   return { model, tokenizer };
 }

@@ -1,0 +1,109 @@
+/**
+ * Memory of a training step before it runs: an exact account of the native engine's own buffers
+ * (what nativeMemoryInUse / nativeMemoryPeak count) for one model at tensorParallel 1, from the
+ * formulas the engine allocates by (native/model: transformer.cc forward, backward.cc, heads.cc;
+ * native/napi: forward outputs, AdamW moments). Node's own heap and allocator overhead come on
+ * top. test/model/memory.test.ts checks every figure against the engine's counters.
+ *
+ * One step = forward(save) → backward → AdamW. Timeline of the engine's bytes:
+ *   resident    parameters + gradients (+ AdamW moments)
+ *   forward     + saved activations + LM-head state + forward outputs + forward scratch
+ *               (+ LM-head chunks while the logits are computed, freed after)
+ *   backward    scratch grows to backward's size (both exist while it is reallocated),
+ *               + LM-head gradient chunks while the head's backward runs
+ * `peak` is the largest of those moments.
+ */
+import { configFromHF, isModelConfig, type ModelConfig } from './config.js';
+import { checkBoolean, checkInt, checkObject } from '../validate.js';
+
+/** native/model/heads.cc: logits cached for backward while they fit in this many bytes */
+const LOGITS_CACHE_BUDGET = 256 * 2 ** 20;
+/** native/model/heads.cc kChunkFloats: logits per chunk when they are not cached */
+const CHUNK_FLOATS = 8 * 2 ** 20;
+const F32 = 4;
+
+export interface TrainingMemoryOptions {
+  batch: number;
+  seqLen: number;
+  /** model.gradientCheckpointing (default false) */
+  gradientCheckpointing?: boolean;
+  /** an AdamW on the model (default true) */
+  optimizer?: boolean;
+  /** rows with a target (default batch·seqLen: the upper bound; 0 for a reward model's value-only step) */
+  targetRows?: number;
+  /** forward({entropy: true}) (default false) */
+  entropy?: boolean;
+  /** forward({values: true}) (default: the model has a scalar head) */
+  values?: boolean;
+}
+
+/** Bytes, by what holds them. */
+export interface MemoryEstimate {
+  parameters: number;
+  gradients: number;
+  /** AdamW's first and second moments */
+  optimizer: number;
+  /** what forward saves for backward (every layer's activations, or only its input when checkpointing) */
+  activations: number;
+  /** log-sum-exp and entropy per target row, and the cached logits when they fit in 256 MiB */
+  lmHead: number;
+  /** per-token outputs handed to JavaScript (log-probs, entropy, values) */
+  outputs: number;
+  /** working memory of forward and backward at its largest (transients included) */
+  scratchPeak: number;
+  /** the most the engine holds at once during the step */
+  peak: number;
+}
+
+/** Parameters of the full (unsharded) model, as native/model/layout.cc lays them out. */
+export function parameterCount(c: ModelConfig): number {
+  const C = c.hidden, qd = c.heads * c.headDim, kvd = c.kvHeads * c.headDim;
+  const perLayer = 2 * C + (qd + 2 * kvd) * C + (c.qkvBias ? qd + 2 * kvd : 0) + C * qd + (c.oBias ? C : 0) + 3 * c.ffn * C;
+  return c.vocab * C + c.layers * perLayer + C + (c.lmHead && !c.tieEmbeddings ? c.vocab * C : 0) + (c.valueHead ? C : 0);
+}
+
+/** Floats per token per layer that forward saves without checkpointing (native activation_floats_per_token_per_layer). */
+export function activationFloatsPerTokenPerLayer(c: ModelConfig): number {
+  return 2 * c.hidden + 2 + (c.heads + 2 * c.kvHeads) * c.headDim + c.heads + c.heads * c.headDim + 2 * c.ffn;
+}
+
+/** `config`: a ModelConfig (model.config) or a Hugging Face config.json object. */
+export function estimateTrainingMemory(modelConfig: ModelConfig | Record<string, unknown>, opts: TrainingMemoryOptions): MemoryEstimate {
+  const fn = 'estimateTrainingMemory';
+  checkObject(fn, 'config', modelConfig);
+  const config = isModelConfig(modelConfig) ? modelConfig : configFromHF(modelConfig, `${fn}: config`);
+  const o = checkObject(fn, 'options', opts);
+  const B = checkInt(fn, 'options.batch', o.batch, { min: 1 });
+  const T = checkInt(fn, 'options.seqLen', o.seqLen, { min: 1 });
+  const N = B * T;
+  const ckpt = o.gradientCheckpointing === undefined ? false : checkBoolean(fn, 'options.gradientCheckpointing', o.gradientCheckpointing);
+  const adam = o.optimizer === undefined ? true : checkBoolean(fn, 'options.optimizer', o.optimizer);
+  const entropy = o.entropy === undefined ? false : checkBoolean(fn, 'options.entropy', o.entropy);
+  const values = o.values === undefined ? config.valueHead : checkBoolean(fn, 'options.values', o.values);
+  const M = config.lmHead ? (o.targetRows === undefined ? N : checkInt(fn, 'options.targetRows', o.targetRows, { min: 0, max: N })) : 0;
+  const C = config.hidden, F = config.ffn, V = config.vocab, L = config.layers;
+  const QW = (config.heads + 2 * config.kvHeads) * config.headDim, AD = config.heads * config.headDim;
+  const perLayer = N * activationFloatsPerTokenPerLayer(config);
+
+  const P = parameterCount(config);
+  const parameters = F32 * P, gradients = F32 * P, optimizer = adam ? 2 * F32 * P : 0;
+  const activations = F32 * (L * (ckpt ? N * C : perLayer) + N * (2 * C + 1));
+  const cached = M * V * F32 <= LOGITS_CACHE_BUDGET;
+  const lmHead = M > 0 ? F32 * (2 * M + (cached ? M * V : 0)) : 0;
+  const outputs = F32 * N * (1 + (entropy ? 1 : 0) + (values ? 1 : 0));
+
+  // scratch() keeps one buffer that only grows; the layer working set is added when checkpointing
+  const layerSet = ckpt ? perLayer + N * C : 0;
+  const fwdScratch = F32 * (N * (C + F) + layerSet);
+  const bwdScratch = F32 * (N * (3 * C + 4 * F + QW + AD) + layerSet);
+  const scratchAfterBwd = Math.max(fwdScratch, bwdScratch);
+  // LM-head chunks of R rows: forward z (unless cached) and x; backward z (unless cached), dz, x, dx
+  const R = Math.max(1, Math.min(M, Math.floor(CHUNK_FLOATS / V)));
+  const fwdChunks = M > 0 ? F32 * ((cached ? 0 : R * V) + R * C) : 0;
+  const bwdChunks = M > 0 ? F32 * ((cached ? 0 : R * V) + R * V + 2 * R * C) : 0;
+  const scratchPeak = Math.max(fwdScratch + fwdChunks, bwdScratch > fwdScratch ? fwdScratch + bwdScratch : 0, scratchAfterBwd + bwdChunks);
+
+  const resident = parameters + gradients + optimizer;
+  const peak = resident + activations + lmHead + outputs + scratchPeak;
+  return { parameters, gradients, optimizer, activations, lmHead, outputs, scratchPeak, peak };
+}

@@ -1,0 +1,78 @@
+// estimateTrainingMemory: every figure equals what the engine's buffers hold (nativeMemoryInUse)
+// at each point of a step, and `peak` equals the engine's measured high-water mark
+// (nativeMemoryPeak) — with and without gradient checkpointing, for a scalar-head model, and with
+// logits too large to cache (the chunked LM-head path). Not counted by the estimate: the kernels'
+// thread-local workspaces (GEMM packing, attention rows; grown on first use and kept), warmed up
+// before measuring and what they still grow by counted apart.
+import t from 'tap';
+import { AdamW } from '../../lib/engine/adamw.js';
+import { nativeWorkspaceBytes, nativeMemoryInUse, nativeMemoryPeak, setThreads } from '../../lib/engine/device.js';
+import { tinyConfig } from '../../lib/engine/config.js';
+import { estimateTrainingMemory, parameterCount } from '../../lib/engine/memory.js';
+import { Model } from '../../lib/engine/model.js';
+
+setThreads(1);
+
+const cases = [
+  ['llama, targets on every row', tinyConfig({ vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }), { batch: 3, seqLen: 16 }, false],
+  ['llama, checkpointed, entropy', tinyConfig({ vocab: 101, hidden: 32, layers: 3, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }), { batch: 3, seqLen: 16, entropy: true }, true],
+  ['glm reward model (values only)', tinyConfig({ family: 'glm', vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64, valueHead: true }), { batch: 4, seqLen: 9 }, false],
+  ['logits past the 256 MiB cache: chunked', tinyConfig({ vocab: 4096, hidden: 16, layers: 1, heads: 2, kvHeads: 1, ffn: 16, maxPositions: 32 }), { batch: 640, seqLen: 32 }, false],
+] as const;
+
+async function step(config: (typeof cases)[number][1], shape: { batch: number; seqLen: number; entropy?: boolean }, ckpt: boolean): Promise<void> {
+  const m = await Model.create(config, { seed: 1 });
+  m.gradientCheckpointing = ckpt;
+  const opt = new AdamW(m, { lr: 1e-3 });
+  const N = shape.batch * shape.seqLen, lm = m.config.lmHead, value = m.config.valueHead;
+  const tokens = new Int32Array(N).fill(1);
+  await m.forward({ tokens, targets: lm ? tokens : undefined, batch: shape.batch, seqLen: shape.seqLen, entropy: shape.entropy, values: value });
+  await m.backward({ dLogprobs: lm ? new Float32Array(N) : undefined, dValues: value ? new Float32Array(N) : undefined });
+  await opt.step();
+  opt.dispose();
+  m.dispose();
+}
+
+for (const [label, config, shape, ckpt] of cases) {
+  t.test(`${label}: the estimate is the engine's own account`, async (t) => {
+    // the workspaces grow on a thread's first use: a step first, and what they still grow by in
+    // the measured one (another libuv worker thread may run it) is counted apart
+    await step(config, shape, ckpt);
+    const base = nativeMemoryInUse(), ws0 = nativeWorkspaceBytes();
+    const m = await Model.create(config, { seed: 1 });
+    m.gradientCheckpointing = ckpt;
+    t.equal(m.numParameters, parameterCount(m.config), 'parameterCount');
+    const lm = m.config.lmHead, value = m.config.valueHead, entropy = 'entropy' in shape && shape.entropy;
+    const est = estimateTrainingMemory(m.config, { ...shape, gradientCheckpointing: ckpt, values: value, targetRows: lm ? undefined : 0 });
+    t.equal(nativeMemoryInUse() - base, est.parameters + est.gradients, 'after create: parameters + gradients');
+    const opt = new AdamW(m, { lr: 1e-3 });
+    t.equal(nativeMemoryInUse() - base, est.parameters + est.gradients + est.optimizer, 'with AdamW: + moments');
+    const N = shape.batch * shape.seqLen;
+    const tokens = Int32Array.from({ length: N }, (_, i) => (i * 37) % m.config.vocab);
+    nativeMemoryPeak({ reset: true });
+    const f = await m.forward({ tokens, targets: lm ? tokens : undefined, batch: shape.batch, seqLen: shape.seqLen, entropy, values: value });
+    const resident = est.parameters + est.gradients + est.optimizer;
+    const afterForward = nativeMemoryInUse() - base - (nativeWorkspaceBytes() - ws0) - resident - est.activations - est.lmHead - est.outputs;
+    t.ok(afterForward > 0 && afterForward <= est.scratchPeak, `after forward: saved ${est.activations} + LM head ${est.lmHead} + outputs ${est.outputs} + forward scratch ${afterForward}`);
+    await m.backward({ dLogprobs: lm ? new Float32Array(N).fill(-1 / N) : undefined, dValues: value ? new Float32Array(N).fill(0.1) : undefined });
+    await opt.step();
+    const grown = nativeWorkspaceBytes() - ws0, measured = nativeMemoryPeak() - base;
+    t.ok(measured >= est.peak && measured <= est.peak + grown, `peak ${est.peak} bytes (${(est.peak / 2 ** 20).toFixed(2)} MiB) as estimated: measured ${measured}, of which kernel workspaces grown ${grown}`);
+    t.ok(f.logprobs.length === N);
+    opt.dispose();
+    m.dispose();
+    t.ok(nativeMemoryInUse() - base - grown <= est.outputs, `disposed: all returned but the outputs JS still holds and the kernel workspaces (left ${nativeMemoryInUse() - base - grown}, outputs ${est.outputs})`);
+  });
+}
+
+t.test('checkpointing saves what the formula says; bad options are named', async (t) => {
+  const c = cases[0][1];
+  const m = await Model.create(c, { seed: 1 });
+  const full = estimateTrainingMemory(m.config, { batch: 8, seqLen: 64 });
+  const ck = estimateTrainingMemory(m.config, { batch: 8, seqLen: 64, gradientCheckpointing: true });
+  t.ok(ck.activations < full.activations / 4, `activations ${full.activations} → ${ck.activations} bytes`);
+  t.same(estimateTrainingMemory(c, { batch: 8, seqLen: 64 }), full, 'a Hugging Face config.json object works too');
+  t.throws(() => estimateTrainingMemory(m.config, { batch: 0, seqLen: 4 }), /estimateTrainingMemory: expected options\.batch/);
+  t.throws(() => estimateTrainingMemory(m.config, { batch: 1, seqLen: 4, targetRows: 5 }), /options\.targetRows/);
+  m.dispose();
+});
