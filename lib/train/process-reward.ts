@@ -24,7 +24,7 @@ import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
 import { EpochBatches, LOOP_KEYS, heldOutSplit, readLoopOptions, type LoopOptions } from './preference-common.js';
 import { TrainingRun, allFinite } from './run.js';
-import { evaluationSet, scalarScores } from './scalar-head.js';
+import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
 import { makeSchedule } from './schedule.js';
 
 /** Options of {@link ProcessRewardTrainer}; loop options (batchSize = records per micro-batch, ...) as in SFTOptions. */
@@ -89,10 +89,7 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     const fn = 'ProcessRewardTrainer';
     const o = options(fn, 'options', opts);
     o.known(KEYS);
-    if (!opts.model || !opts.tokenizer) throw new TypeError(`${fn}: options.model and options.tokenizer are required`);
-    if (!opts.model.config.valueHead)
-      throw new TypeError(`${fn}: expected options.model to have a scalar head (*ForSequenceClassification), received a ${opts.model.config.architecture}; load it with Model.load(dir, {architecture: 'LlamaForSequenceClassification'})`);
-    if (opts.train === undefined) throw new TypeError(`${fn}: options.train is required`);
+    checkScalarHeadOptions(fn, opts);
     this.model = opts.model;
     this.tokenizer = opts.tokenizer;
     this.separator = o.string('separator', '\n');

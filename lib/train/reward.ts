@@ -27,7 +27,7 @@ import { TrainerEmitter } from './events.js';
 import { EpochBatches, LOOP_KEYS, encodeRow, heldOutSplit, loadPairData, readLoopOptions, type LoopOptions } from './preference-common.js';
 import { loadCorrectnessData, type CorrectnessRecord } from './reward-data.js';
 import { TrainingRun, allFinite } from './run.js';
-import { evaluationSet, scalarScores } from './scalar-head.js';
+import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
 import { makeSchedule } from './schedule.js';
 
 export type { CorrectnessRecord } from './reward-data.js';
@@ -113,10 +113,7 @@ export class RewardTrainer extends TrainerEmitter {
     const fn = 'RewardTrainer';
     const o = options(fn, 'options', opts);
     o.known(KEYS);
-    if (!opts.model || !opts.tokenizer) throw new TypeError(`${fn}: options.model and options.tokenizer are required`);
-    if (!opts.model.config.valueHead)
-      throw new TypeError(`${fn}: expected options.model to have a scalar head (*ForSequenceClassification), received a ${opts.model.config.architecture}; load it with Model.load(dir, {architecture: 'LlamaForSequenceClassification'})`);
-    if (opts.train === undefined) throw new TypeError(`${fn}: options.train is required`);
+    checkScalarHeadOptions(fn, opts);
     this.model = opts.model;
     this.tokenizer = opts.tokenizer;
     this.#opts = opts;

@@ -18,6 +18,14 @@ export async function scalarScores(model: Model, padId: number, rows: Sequence[]
   return { scores: Float64Array.from(at, (i) => f.values![i]), at, size: sb.batch * sb.seqLen };
 }
 
+/** The checks both trainers' constructors start with: a scalar-head model, a tokenizer, training data. */
+export function checkScalarHeadOptions(fn: string, opts: { model?: Model; tokenizer?: unknown; train?: unknown }): void {
+  if (!opts.model || !opts.tokenizer) throw new TypeError(`${fn}: options.model and options.tokenizer are required`);
+  if (!opts.model.config.valueHead)
+    throw new TypeError(`${fn}: expected options.model to have a scalar head (*ForSequenceClassification), received a ${opts.model.config.architecture}; load it with Model.load(dir, {architecture: 'LlamaForSequenceClassification'})`);
+  if (opts.train === undefined) throw new TypeError(`${fn}: options.train is required`);
+}
+
 /** The records evaluate(split) runs on; a bad split or no eval data is a TypeError naming `fn`. */
 export function evaluationSet<T>(fn: string, data: { train: T[]; eval?: T[] }, split: unknown): T[] {
   if (split !== 'eval' && split !== 'train') throw new TypeError(`${fn}: expected split to be "eval" or "train", received ${JSON.stringify(split)}`);
