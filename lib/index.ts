@@ -43,7 +43,7 @@ export * from './rewards/index.js';
 export * from './rewards/longreward/index.js';
 export * from './rollout/index.js';
 export { TrainingRun, type RunOptions } from './train/run.js';
-export { PPOTrainer, type PPOOptions } from './train/ppo.js';
+export { PPOTrainer, type PPOOptions, type PolicyGradientOptions } from './train/ppo.js';
 export { GroupTrainer, type GroupOptions } from './train/group.js';
 export { PolicyGradientLoop, type PolicyGradientResult, type AdvantageEstimator, type KlOptions } from './train/policy-gradient.js';
 export { RewardTrainer, type RewardTrainerOptions, type RewardEvalResult, type RewardTrainResult } from './train/reward.js';

@@ -8,46 +8,16 @@
  * generation's log-probs as π_old; KL to the reference as a loss term (k3, GRPO's form), off by
  * default. The loop is lib/train/policy-gradient.ts.
  */
-import type { Model } from '../engine/model.js';
-import type { PromptRecord, SftInput } from '../data/index.js';
-import type { RewardSource } from '../rewards/types.js';
-import type { SamplingOptions } from '../rollout/generate.js';
-import type { Tokenizer } from '../tokenizer/index.js';
-import type { KlOptions } from './policy-gradient.js';
 import { PolicyGradientLoop } from './policy-gradient.js';
-import { commonConfig, ptxConfig } from './ppo.js';
+import { commonConfig, POLICY_GRADIENT_KEYS, ptxConfig, type PolicyGradientOptions } from './ppo.js';
 
-export interface GroupOptions {
-  policy: Model;
-  tokenizer: Tokenizer;
-  reward: RewardSource;
-  prompts: string | PromptRecord[];
+export interface GroupOptions extends PolicyGradientOptions {
   estimator?: 'grpo' | 'rloo' | 'reinforce++';
-  reference?: Model;
-  iterations: number;
-  promptsPerIteration?: number;
   /** n samples per prompt (default 4) */
   samplesPerPrompt?: number;
-  sampling?: Partial<SamplingOptions>;
-  epochs?: number;
-  miniBatchSize?: number;
-  lr?: number;
-  weightDecay?: number;
-  maxGradNorm?: number;
-  clipEps?: number;
-  dualClip?: number;
-  entropyCoef?: number;
-  kl?: Partial<KlOptions>;
-  rewardClip?: number;
-  ptx?: { data: string | SftInput[]; coef: number; batchSize?: number; seqLen?: number };
-  seed?: number;
-  outputDir?: string;
-  saveEvery?: number;
-  keepCheckpoints?: number;
-  resumeFrom?: string;
 }
 
-const KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'estimator', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'entropyCoef', 'kl', 'rewardClip', 'ptx', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
+const KEYS = [...POLICY_GRADIENT_KEYS, 'estimator'] as const;
 
 export class GroupTrainer extends PolicyGradientLoop {
   constructor(opts: GroupOptions) {

@@ -16,10 +16,9 @@ import type { Tokenizer } from '../tokenizer/index.js';
 import { options, typeError } from '../validate.js';
 import { PolicyGradientLoop, type KlOptions, type PolicyGradientConfig } from './policy-gradient.js';
 
-export interface PPOOptions {
+/** What PPO and the group methods both take (their loop is lib/train/policy-gradient.ts). */
+export interface PolicyGradientOptions {
   policy: Model;
-  /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
-  critic: Model;
   tokenizer: Tokenizer;
   reward: RewardSource;
   prompts: string | PromptRecord[];
@@ -32,33 +31,39 @@ export interface PPOOptions {
   epochs?: number;
   miniBatchSize?: number;
   lr?: number;
-  criticLr?: number;
   weightDecay?: number;
   maxGradNorm?: number;
   clipEps?: number;
   dualClip?: number;
-  valueClipEps?: number;
-  gamma?: number;
-  lambda?: number;
   entropyCoef?: number;
   kl?: Partial<KlOptions>;
-  /** 'reference' (ChatGLM-RLHF, default), 'normalize' (running mean/std), 'none' */
-  baseline?: 'reference' | 'normalize' | 'none';
-  whitenAdvantages?: boolean;
   rewardClip?: number;
-  criticWarmupIterations?: number;
   /** next-token loss on SFT data: {data, coef λ, batchSize, seqLen} */
   ptx?: { data: string | SftInput[]; coef: number; batchSize?: number; seqLen?: number };
-  /** drop prompts whose k sampled rewards vary less than the given quantile of variances */
-  promptFilter?: { samples?: number; quantile?: number };
   seed?: number;
   outputDir?: string;
   saveEvery?: number;
   keepCheckpoints?: number;
   resumeFrom?: string;
 }
+export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'entropyCoef', 'kl', 'rewardClip', 'ptx', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
 
-const KEYS = ['policy', 'critic', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'criticLr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'valueClipEps', 'gamma', 'lambda', 'entropyCoef', 'kl', 'baseline', 'whitenAdvantages', 'rewardClip', 'criticWarmupIterations', 'ptx', 'promptFilter', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
+export interface PPOOptions extends PolicyGradientOptions {
+  /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
+  critic: Model;
+  criticLr?: number;
+  valueClipEps?: number;
+  gamma?: number;
+  lambda?: number;
+  /** 'reference' (ChatGLM-RLHF, default), 'normalize' (running mean/std), 'none' */
+  baseline?: 'reference' | 'normalize' | 'none';
+  whitenAdvantages?: boolean;
+  criticWarmupIterations?: number;
+  /** drop prompts whose k sampled rewards vary less than the given quantile of variances */
+  promptFilter?: { samples?: number; quantile?: number };
+}
+
+const KEYS = [...POLICY_GRADIENT_KEYS, 'critic', 'criticLr', 'valueClipEps', 'gamma', 'lambda', 'baseline', 'whitenAdvantages', 'criticWarmupIterations', 'promptFilter'] as const;
 
 /** Options common to PPO and the group methods, validated. */
 export function commonConfig(fn: string, opts: Record<string, unknown>, defaults: { samplesPerPrompt: number; klCoef: number; klMode: 'reward' | 'loss'; klEstimator: 'k1' | 'k3' }) {
