@@ -21,6 +21,7 @@ import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { loadPromptFile, loadSftFile, padBatch, permutation, tokenizeSft, toSftRecords, type PromptRecord, type SftInput, type TokenizedExample } from '../data/index.js';
 import { entropyBonus, gae, grpoAdvantages, klLoss, klPerToken, ntpLoss, ppoPolicyLoss, ppoValueLoss, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type KlEstimator } from '../losses/index.js';
+import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores, type RewardSource } from '../rewards/types.js';
 import { generateRollout, type Rollout, type SamplingOptions } from '../rollout/generate.js';
 import { responseSlice, scatterResponses, sequenceBatch, type SequenceBatch } from '../rollout/sequences.js';
@@ -73,6 +74,8 @@ export interface PolicyGradientConfig extends RunOptions {
   whitenAdvantages: boolean;
   baseline: 'reference' | 'normalize' | 'none';
   rewardClip?: number;
+  overlong?: { buffer: number; penalty: number; maxLength: number };
+  maskTruncated: boolean;
   criticWarmupIterations: number;
   ptx?: { data: string | SftInput[]; coef: number; batchSize: number; seqLen: number };
   promptFilter?: { samples: number; quantile: number };
@@ -266,6 +269,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const scores = await timed('score', () => this.#score(rollout));
     let shaped = scores.slice();
     if (c.rewardClip !== undefined) shaped = shaped.map((s) => Math.max(-c.rewardClip!, Math.min(c.rewardClip!, s)));
+    if (c.overlong) shaped = shaped.map((s, r) => s + overlongPenalty(rollout.samples[r].responseIds.length, c.overlong!));
     if (c.baseline === 'reference') {
       const ref = await timed('baseline', () => this.#referenceScores(prompts, indices)); // y_ref sampled and scored
       shaped = shaped.map((s, r) => s - ref[Math.floor(r / n)]);
@@ -320,6 +324,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const c = this.c, B = d.sb.batch;
     const acc: Record<string, number[]> = {};
     const add = (k: string, v: number) => (acc[k] ??= []).push(v);
+    let maskedMinibatches = 0;
     const policyWarm = iteration >= c.criticWarmupIterations;
     for (let e = 0; e < c.epochs; e++) {
       const order = permutation(B, c.seed, iteration * c.epochs + e);
@@ -328,19 +333,22 @@ export class PolicyGradientLoop extends TrainerEmitter {
         const sb = sequenceBatch(rows.map((r) => d.rollout.samples[r]), c.tokenizer.padId);
         const pick = (x: Float32Array | undefined) => (x ? scatterResponses(rows.map((r) => responseSlice(x, d.sb, r)), sb) : undefined);
         const mask = sb.targets.map((t) => (t >= 0 ? 1 : 0));
-        if (policyWarm) {
+        // maskTruncated: rows cut by the length limit take no part in the policy loss
+        const policyMask = c.maskTruncated ? maskRows(mask, sb, rows.map((r) => d.rollout.samples[r].finishReason === 'length')) : mask;
+        if (policyWarm && !policyMask.some((x) => x > 0)) maskedMinibatches++; // every row truncated: no policy step
+        else if (policyWarm) {
           const ok = await timed('policy', async () => {
             const adv = pick(d.advantages)!;
             if (!adv.every(Number.isFinite)) return false; // e.g. a reward that overflows fp32
             const f = await c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, entropy: true }); // entropy is always logged
             if (!f.logprobs.every(Number.isFinite)) return false;
-            const pl = ppoPolicyLoss({ logp: f.logprobs, oldLogp: pick(d.oldLogp)!, advantages: adv, mask, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
+            const pl = ppoPolicyLoss({ logp: f.logprobs, oldLogp: pick(d.oldLogp)!, advantages: adv, mask: policyMask, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
             const dLogp = Float32Array.from(pl.dLogp);
             let loss = pl.loss;
-            const eb = entropyBonus({ entropy: f.entropy!, mask, coef: c.entropyCoef });
+            const eb = entropyBonus({ entropy: f.entropy!, mask: policyMask, coef: c.entropyCoef });
             loss += eb.loss;
             if (c.kl.mode === 'loss' && this.#klCoef > 0 && d.refLogp) {
-              const kl = klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask, coef: this.#klCoef, estimator: c.kl.estimator });
+              const kl = klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask: policyMask, coef: this.#klCoef, estimator: c.kl.estimator });
               loss += kl.loss;
               for (let i = 0; i < dLogp.length; i++) dLogp[i] += kl.dLogp[i];
             }
@@ -391,7 +399,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
         }
       }
     }
-    return Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length]));
+    const means = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length]));
+    return c.maskTruncated ? { ...means, maskedMinibatches } : means;
   }
 
   #run?: TrainingRun;
@@ -426,6 +435,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (!kept.length) throw new RlhfError(ErrorCode.FORMAT, `${this.c.stage}: the prompt filter kept no prompt`);
     return kept;
   }
+}
+
+/** `mask` (batch layout) with the rows where drop[b] is true zeroed. */
+function maskRows(mask: Uint8Array | number[] | Int32Array, sb: SequenceBatch, drop: boolean[]): number[] {
+  return Array.from(mask, (m, i) => (drop[Math.floor(i / sb.seqLen)] ? 0 : m));
 }
 
 function std(x: number[]): number {

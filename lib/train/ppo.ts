@@ -38,6 +38,10 @@ export interface PolicyGradientOptions {
   entropyCoef?: number;
   kl?: Partial<KlOptions>;
   rewardClip?: number;
+  /** DAPO's soft overlong punishment added to each reward (maxLength default: sampling.maxNewTokens) */
+  overlong?: { buffer: number; penalty?: number; maxLength?: number };
+  /** responses cut by maxNewTokens (no stop token) take no part in the policy loss (TRL's mask_truncated_completions) */
+  maskTruncated?: boolean;
   /** next-token loss on SFT data: {data, coef λ, batchSize, seqLen} */
   ptx?: { data: string | SftInput[]; coef: number; batchSize?: number; seqLen?: number };
   seed?: number;
@@ -46,7 +50,7 @@ export interface PolicyGradientOptions {
   keepCheckpoints?: number;
   resumeFrom?: string;
 }
-export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'entropyCoef', 'kl', 'rewardClip', 'ptx', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
+export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
 
 export interface PPOOptions extends PolicyGradientOptions {
   /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
@@ -74,6 +78,14 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
   const kl = options(fn, 'options.kl', opts.kl);
   kl.known(['coef', 'estimator', 'mode', 'target', 'horizon']);
   const promptsPerIteration = o.int('promptsPerIteration', { min: 1 }, 8);
+  const maxNewTokens = s.int('maxNewTokens', { min: 1 }, 32);
+  let overlong: { buffer: number; penalty: number; maxLength: number } | undefined;
+  if (o.has('overlong')) {
+    const v = options(fn, 'options.overlong', opts.overlong);
+    v.known(['buffer', 'penalty', 'maxLength']);
+    const maxLength = v.int('maxLength', { min: 1 }, maxNewTokens);
+    overlong = { maxLength, buffer: v.int('buffer', { min: 1, max: maxLength }), penalty: v.number('penalty', { min: 0 }, 1) };
+  }
   const samplesPerPrompt = o.int('samplesPerPrompt', { min: 1 }, defaults.samplesPerPrompt);
   return {
     o,
@@ -87,7 +99,7 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
       promptsPerIteration,
       samplesPerPrompt,
       sampling: {
-        maxNewTokens: s.int('maxNewTokens', { min: 1 }, 32),
+        maxNewTokens,
         temperature: s.number('temperature', { min: 0 }, 1),
         topP: s.number('topP', { gt: 0, max: 1 }, 1),
         topK: s.int('topK', { min: 0 }, 0),
@@ -108,6 +120,8 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
         horizon: kl.has('horizon') ? kl.number('horizon', { gt: 0 }) : undefined,
       },
       rewardClip: o.has('rewardClip') ? o.number('rewardClip', { gt: 0 }) : undefined,
+      overlong,
+      maskTruncated: o.bool('maskTruncated', false),
       seed: o.int('seed', { min: 0 }, 0),
       outputDir: o.has('outputDir') ? o.string('outputDir') : undefined,
       saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,

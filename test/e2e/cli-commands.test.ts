@@ -42,7 +42,7 @@ t.test('a miniature pipeline through every command', { timeout: 240000 }, async 
   t.equal(r.status, 0, r.stderr);
   r = rlhf('ppo', '--policy', p('sft/model'), '--reward-model', p('rm/model'), '--prompts', p('prompts.jsonl'), '--output', p('ppo'), '--iterations', '2', '--prompts-per-iteration', '4', '--max-new-tokens', '8', '--ptx-data', p('sft.jsonl'), '--ptx-coef', '0.5', '--lr', '1e-5');
   t.equal(r.status, 0, r.stderr);
-  r = rlhf('grpo', '--policy', p('sft/model'), '--reward-rule', 'regex:^\\d+$', '--prompts', p('prompts.jsonl'), '--output', p('grpo'), '--iterations', '2', '--prompts-per-iteration', '2', '--samples-per-prompt', '4', '--max-new-tokens', '8', '--estimator', 'rloo');
+  r = rlhf('grpo', '--policy', p('sft/model'), '--reward-rule', 'regex:^\\d+$', '--prompts', p('prompts.jsonl'), '--output', p('grpo'), '--iterations', '2', '--prompts-per-iteration', '2', '--samples-per-prompt', '4', '--max-new-tokens', '8', '--estimator', 'rloo', '--overlong-buffer', '4', '--overlong-penalty', '0.5', '--mask-truncated');
   t.equal(r.status, 0, r.stderr);
   r = rlhf('generate', '--model', p('ppo/model'), '--prompt', 'What is 2+2? Answer with a number.', '--samples', '2', '--max-new-tokens', '8');
   t.equal(r.status, 0, r.stderr);

@@ -1,7 +1,7 @@
 // PPO and the group methods on a tiny byte-level model with a rule reward (the fraction of "a"
 // bytes in the response): each raises the reward it optimises; the reference baseline starts
 // near zero (claim 15); λ > 0 keeps the SFT-set loss lower (claim 18); resume is exact; a
-// non-finite update is skipped and counted.
+// non-finite update is skipped and counted; DAPO's overlong penalty and truncated-response masking.
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -108,6 +108,30 @@ t.test('NaN/Inf guard: a non-finite update is skipped, counted, and changes noth
   const nan = rewardFunction('nan', () => NaN);
   const t2 = new GroupTrainer({ policy, tokenizer: tok, reward: nan, prompts, samplesPerPrompt: 2, iterations: 1, promptsPerIteration: 2, sampling });
   await t.rejects(t2.train(), { name: 'TypeError', message: /reward source "nan": score 0 is NaN, expected a finite number/ });
+});
+
+t.test('overlong: the DAPO penalty joins each reward; maskTruncated keeps cut responses out of the policy loss', async (t) => {
+  const lengths: number[] = [];
+  const zero = rewardFunction('zero', (r) => (lengths.push(r.responseIds.length), 0));
+  const policy = await Model.create(cfg(), { seed: 8 });
+  const g = new GroupTrainer({ policy, tokenizer: tok, reward: zero, prompts, iterations: 1, promptsPerIteration: 4, samplesPerPrompt: 2, sampling, kl: { coef: 0 }, overlong: { buffer: 4, penalty: 0.5, maxLength: 10 }, seed: 1 });
+  let shaped = NaN;
+  g.on('step', (e) => (shaped = e.metrics.shapedRewardMean));
+  await g.train();
+  const expected = mean(lengths.map((L) => (L <= 6 ? 0 : ((6 - L) / 4) * 0.5)));
+  t.ok(Math.abs(shaped - expected) < 1e-12, `shaped reward mean ${shaped.toFixed(4)} = mean DAPO penalty of the sampled lengths ${expected.toFixed(4)}`);
+  g.dispose();
+  // every response cut at maxNewTokens (this seed samples no stop token within 2 tokens): no policy step
+  const before = await policy.getParameter('model.norm.weight');
+  const m = new GroupTrainer({ policy, tokenizer: tok, reward: asciiFraction, prompts, iterations: 1, promptsPerIteration: 4, samplesPerPrompt: 2, sampling: { maxNewTokens: 2 }, maskTruncated: true, lr: 1e-2, seed: 3 });
+  let metrics: Record<string, number> = {};
+  m.on('step', (e) => (metrics = e.metrics));
+  await m.train();
+  t.equal(metrics.stopRate, 0, `all truncated ${JSON.stringify(metrics)}`);
+  t.equal(metrics.maskedMinibatches, 1, 'the one minibatch had no row left');
+  t.ok(bitwiseEqual(await policy.getParameter('model.norm.weight'), before), 'the policy is unchanged');
+  m.dispose();
+  t.throws(() => new GroupTrainer({ policy, tokenizer: tok, reward: zero, prompts, iterations: 1, sampling, overlong: { buffer: 9 } }), /options\.overlong\.buffer/);
 });
 
 t.test('options are validated', async (t) => {

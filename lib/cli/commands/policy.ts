@@ -4,9 +4,7 @@ import { Model } from '../../engine/model.js';
 import { GroupTrainer } from '../../train/group.js';
 import { PPOTrainer } from '../../train/ppo.js';
 import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '../framework/index.js';
-import { applyThreads, defined, follow, loadModel, resolveReward, REWARD_FLAGS, saveFinal, TRAIN_FLAGS } from './shared.js';
-
-const CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification', qwen2: 'Qwen2ForSequenceClassification', glm: 'GlmForSequenceClassification' };
+import { applyThreads, defined, follow, loadModel, loadScalarHeadModel, resolveReward, REWARD_FLAGS, saveFinal, TRAIN_FLAGS } from './shared.js';
 
 const POLICY_FLAGS: Record<string, FlagSpec> = {
   policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); also the frozen reference' },
@@ -22,6 +20,9 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
   klEstimator: { type: 'enum', values: ['k1', 'k2', 'k3'], describe: 'per-token KL estimator' },
   ptxData: { type: 'path', placeholder: 'sft.jsonl', describe: 'SFT data for the next-token regulariser (ChatGLM-RLHF)' },
   ptxCoef: { type: 'number', min: 0, default: 0, describe: 'λ of the next-token regulariser' },
+  overlongBuffer: { type: 'int', min: 1, placeholder: 'N', describe: 'DAPO soft overlong punishment: the reward ramps down over the last N tokens before --max-new-tokens' },
+  overlongPenalty: { type: 'number', min: 0, default: 1, describe: 'the full overlong penalty (with --overlong-buffer)' },
+  maskTruncated: { type: 'bool', describe: 'responses cut by --max-new-tokens take no part in the policy loss' },
   ...TRAIN_FLAGS,
 };
 
@@ -62,6 +63,8 @@ function common(o: Record<string, unknown>) {
     ...defined({ miniBatchSize: o.miniBatchSize as number | undefined, lr: o.lr as number | undefined, saveEvery: o.saveEvery as number | undefined }),
     kl: defined({ coef: o.klCoef as number | undefined, estimator: o.klEstimator as 'k1' | 'k2' | 'k3' | undefined, target: o.klTarget as number | undefined }),
     ...(o.ptxData ? { ptx: { data: o.ptxData as string, coef: o.ptxCoef as number } } : {}),
+    ...(o.overlongBuffer ? { overlong: { buffer: o.overlongBuffer as number, penalty: o.overlongPenalty as number } } : {}),
+    maskTruncated: o.maskTruncated === true,
     outputDir: o.output as string,
     seed: o.seed as number,
     resumeFrom: o.resume ? 'latest' : undefined,
@@ -82,7 +85,7 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
   const reference = await policy.clone();
   const { reward, rm } = await resolveReward(o);
   const criticDir = (o.critic as string | undefined) ?? (o.rewardModel as string | undefined) ?? (o.policy as string);
-  const critic = rm && !o.critic ? await rm.clone() : (await loadModel(criticDir, o.critic ? '--critic' : '--policy', CLS[policy.config.family])).model;
+  const critic = rm && !o.critic ? await rm.clone() : (await loadScalarHeadModel(criticDir, o.critic ? '--critic' : '--policy')).model;
   const trainer = new PPOTrainer({
     ...common(o),
     policy,
