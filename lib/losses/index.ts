@@ -32,5 +32,5 @@ export {
   filterPromptsByVariance,
   varianceQuantile,
 } from './group.js';
-export { dpoLoss, simpoLoss, ktoLoss, ktoKlBaseline, dpoRwLoss, type DpoVariant, type PairLossResult } from './preference.js';
+export { dpoLoss, simpoLoss, orpoLoss, ktoLoss, ktoKlBaseline, dpoRwLoss, type DpoVariant, type PairLossResult } from './preference.js';
 export { exoPrefLoss, exoRwLoss, EXO_OFFICIAL_EPSILON, type ExoPrefResult } from './exo.js';

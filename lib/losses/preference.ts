@@ -1,7 +1,7 @@
 /**
  * Offline preference losses on sequence log-probs (seed-spec 1.2, 3.4; claims 1–3, 9–10): DPO
- * (with cDPO label smoothing) and IPO, SimPO, KTO, and the K-sample forward-KL "dpo-rw" of the EXO
- * codebase. Inputs are sequence log-probs `log π(y|x)` summed over response tokens
+ * (with cDPO label smoothing) and IPO, SimPO, ORPO's odds-ratio term, KTO, and the K-sample
+ * forward-KL "dpo-rw" of the EXO codebase. Inputs are sequence log-probs `log π(y|x)` summed over response tokens
  * (sequenceLogprobs); outputs include the gradient w.r.t. the POLICY's sequence log-probs (the
  * reference is frozen), to be spread over tokens with spreadSequenceGrad.
  *
@@ -131,6 +131,53 @@ export function simpoLoss(input: {
     dPolicyRejected[i] = (beta * s) / lr[i] / n;
   }
   return { loss, dPolicyChosen, dPolicyRejected, ...pairDiagnostics(beta, hW, hL) };
+}
+
+/**
+ * ORPO's odds-ratio term (Hong et al. 2024; TRL's ORPOTrainer), reference-free, on the
+ * length-normalised log-probs a = log π(y|x) / |y| (so P = e^a is the mean per-token probability):
+ *
+ *   z = log odds(y_w) − log odds(y_l),   log odds(y) = a − log(1 − e^a)
+ *   ℓ = −λ log σ(z),   ∂ℓ/∂lp_w = −λ σ(−z) / ((1 − e^{a_w}) |y_w|),   ∂ℓ/∂lp_l = +λ σ(−z) / ((1 − e^{a_l}) |y_l|)
+ *
+ * (÷ N for the mean). ORPO's full loss adds the chosen responses' NLL (PreferenceTrainer's ntpCoef,
+ * 1 by default for 'orpo'). `rewardsChosen` = λ·a_w, as TRL logs them. a is capped just below 0
+ * (log(1 − e^a) → −∞ as a → 0).
+ */
+export function orpoLoss(input: {
+  policyChosen: NumArray;
+  policyRejected: NumArray;
+  chosenLength: NumArray;
+  rejectedLength: NumArray;
+  lambda: number;
+}): PairLossResult {
+  const fn = 'orpoLoss';
+  const a = args(fn, input, ['policyChosen', 'policyRejected', 'chosenLength', 'rejectedLength', 'lambda']);
+  const pc = a.array('policyChosen', undefined, 1);
+  const pr = a.array('policyRejected');
+  const lc = a.array('chosenLength', { gt: 0 });
+  const lr = a.array('rejectedLength', { gt: 0 });
+  sameLength(fn, 'policyChosen', pc, 'policyRejected', pr);
+  sameLength(fn, 'policyChosen', pc, 'chosenLength', lc);
+  sameLength(fn, 'policyChosen', pc, 'rejectedLength', lr);
+  const lambda = a.number('lambda', { gt: 0 });
+  const n = pc.length;
+  const hW = new Float64Array(n), hL = new Float64Array(n);
+  const dPolicyChosen = new Float64Array(n), dPolicyRejected = new Float64Array(n);
+  const CAP = -1e-7;
+  // log(1 − e^a) = log(−expm1(a)), accurate near a = 0
+  const logOdds = (x: number) => x - Math.log(-Math.expm1(x));
+  let loss = 0;
+  for (let i = 0; i < n; i++) {
+    const aw = Math.min(pc[i] / lc[i], CAP), al = Math.min(pr[i] / lr[i], CAP);
+    (hW[i] = aw), (hL[i] = al);
+    const z = logOdds(aw) - logOdds(al);
+    const s = sigmoid(-z);
+    loss -= (lambda * logSigmoid(z)) / n;
+    dPolicyChosen[i] = pc[i] / lc[i] < CAP ? (-lambda * s) / (-Math.expm1(aw) * lc[i] * n) : 0;
+    dPolicyRejected[i] = pr[i] / lr[i] < CAP ? (lambda * s) / (-Math.expm1(al) * lr[i] * n) : 0;
+  }
+  return { loss, dPolicyChosen, dPolicyRejected, ...pairDiagnostics(lambda, hW, hL) };
 }
 
 /**

@@ -4,11 +4,16 @@
  * groupSize), sequence log-probs in, the mean loss over the items and its gradient w.r.t. every
  * row's POLICY sequence log-prob out (the reference is frozen). The formulas are in lib/losses.
  */
-import { dpoLoss, dpoRwLoss, exoPrefLoss, exoRwLoss, ktoLoss, simpoLoss } from '../losses/index.js';
+import { dpoLoss, dpoRwLoss, exoPrefLoss, exoRwLoss, ktoLoss, orpoLoss, simpoLoss } from '../losses/index.js';
 
 /** The losses PreferenceTrainer implements. */
-export const PREFERENCE_LOSSES = ['dpo', 'cdpo', 'ipo', 'simpo', 'kto', 'exo', 'exo-rw', 'dpo-rw'] as const;
+export const PREFERENCE_LOSSES = ['dpo', 'cdpo', 'ipo', 'simpo', 'orpo', 'kto', 'exo', 'exo-rw', 'dpo-rw'] as const;
 export type PreferenceLoss = (typeof PREFERENCE_LOSSES)[number];
+
+/** True for the losses without a reference model. */
+export function isReferenceFree(loss: PreferenceLoss): boolean {
+  return loss === 'simpo' || loss === 'orpo';
+}
 
 /** True for the K-sample losses that train on scored groups (reward-weighted targets). */
 export function isGroupLoss(loss: PreferenceLoss): loss is 'exo-rw' | 'dpo-rw' {
@@ -30,7 +35,7 @@ export interface LossInput {
   k: number;
   /** policy sequence log-probs per row (item-contiguous) */
   policy: ArrayLike<number>;
-  /** reference sequence log-probs per row (unused by simpo) */
+  /** reference sequence log-probs per row (unused by simpo and orpo) */
   ref?: ArrayLike<number>;
   /** response tokens per row (> 0) */
   lengths: ArrayLike<number>;
@@ -48,7 +53,7 @@ export interface LossOutput {
   loss: number;
   /** ∂loss/∂policy per row */
   dPolicy: Float64Array;
-  /** implicit rewards of each item's best and worst row: β·h (simpo: β·logp/len; *-rw: β_π·h) */
+  /** implicit rewards of each item's best and worst row: β·h (simpo, orpo: β·logp/len; *-rw: β_π·h) */
   rewardsChosen: Float64Array;
   rewardsRejected: Float64Array;
 }
@@ -79,6 +84,8 @@ export function preferenceLoss(p: LossParams, x: LossInput): LossOutput {
   let r;
   if (p.loss === 'simpo')
     r = simpoLoss({ policyChosen: pc, policyRejected: pr, chosenLength: column(x.lengths, n, 2, 0), rejectedLength: column(x.lengths, n, 2, 1), beta: p.beta, gamma: p.gamma });
+  else if (p.loss === 'orpo')
+    r = orpoLoss({ policyChosen: pc, policyRejected: pr, chosenLength: column(x.lengths, n, 2, 0), rejectedLength: column(x.lengths, n, 2, 1), lambda: p.beta });
   else if (p.loss === 'exo') r = exoPrefLoss({ policyChosen: pc, policyRejected: pr, refChosen: rc!, refRejected: rr!, beta: p.beta, epsilon: p.epsilon });
   else r = dpoLoss({ policyChosen: pc, policyRejected: pr, refChosen: rc!, refRejected: rr!, beta: p.beta, labelSmoothing: p.loss === 'ipo' ? 0 : p.labelSmoothing, variant: p.loss === 'ipo' ? 'ipo' : 'dpo' });
   interleave(r.dPolicyChosen, r.dPolicyRejected);

@@ -1,7 +1,7 @@
 /**
  * Offline preference optimisation (seed-spec 1.2, 1.4, 2.6, 3.2–3.4, 5.6–5.7; claims 2, 10): the DPO
- * family (dpo, cdpo, ipo, simpo, kto) and EXO (exo on pairs; exo-rw and dpo-rw on K-sample scored
- * groups) on a causal-LM policy against a frozen reference.
+ * family (dpo, cdpo, ipo, simpo, orpo, kto) and EXO (exo on pairs; exo-rw and dpo-rw on K-sample
+ * scored groups) on a causal-LM policy against a frozen reference (none for simpo and orpo).
  *
  *   data       pairs {prompt, chosen, rejected} or, for *-rw, scored groups {prompt, responses,
  *              scores} split into groups of groupSize (pairs become groups [chosen, rejected] with
@@ -27,7 +27,7 @@ import { options } from '../validate.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter } from './events.js';
 import { EpochBatches, LOOP_KEYS, encodeRow, isScored, loadPairData, mean, readLoopOptions, rowLogprobs, type LoopOptions } from './preference-common.js';
-import { PREFERENCE_LOSSES, isGroupLoss, preferenceLoss, type LossParams, type PreferenceLoss } from './preference-losses.js';
+import { PREFERENCE_LOSSES, isGroupLoss, isReferenceFree, preferenceLoss, type LossParams, type PreferenceLoss } from './preference-losses.js';
 import { bestWorst, pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } from './preference-online.js';
 import { TrainingRun, allFinite } from './run.js';
 import { makeSchedule } from './schedule.js';
@@ -38,12 +38,12 @@ export type { OnlinePair, SampleOptions, SampledGroup } from './preference-onlin
 /** Options of {@link PreferenceTrainer}; loop options (batchSize = pairs or groups per micro-batch) as in SFTOptions. */
 export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   policy: Model;
-  /** frozen reference (default: a clone of the policy at train() start; not used by simpo) */
+  /** frozen reference (default: a clone of the policy at train() start; not used by simpo and orpo) */
   reference?: Model;
   tokenizer: Tokenizer;
   /** default 'dpo' */
   loss?: PreferenceLoss;
-  /** β of dpo/cdpo/ipo/simpo/kto/exo (default 0.1) */
+  /** β of dpo/cdpo/ipo/simpo/kto/exo, ORPO's λ (default 0.1) */
   beta?: number;
   /** ε_ls of cdpo (default 0.1; 'dpo' accepts it too, default 0) */
   labelSmoothing?: number;
@@ -57,7 +57,7 @@ export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   gamma?: number;
   /** K of exo-rw/dpo-rw (default: the records' response count, which must then be the same for all) */
   groupSize?: number;
-  /** λ_NTP of the NLL on the chosen (best-scored) responses (default 0; spec 1.4, 5.7) */
+  /** λ_NTP of the NLL on the chosen (best-scored) responses (default 0, 1 for orpo: its SFT term; spec 1.4, 5.7) */
   ntpCoef?: number;
   /** logits are divided by this for every log-prob (default 1; the EXO scripts use 0.8) */
   temperature?: number;
@@ -142,7 +142,7 @@ export class PreferenceTrainer extends TrainerEmitter {
       betaR: o.number('betaR', { gt: 0 }, betaPi),
       gamma: o.number('gamma', { min: 0 }, 0.5),
       k: o.has('groupSize') ? o.int('groupSize', { min: 2 }) : undefined,
-      ntpCoef: o.number('ntpCoef', { min: 0 }, 0),
+      ntpCoef: o.number('ntpCoef', { min: 0 }, loss === 'orpo' ? 1 : 0),
       temperature: o.number('temperature', { gt: 0 }, 1),
     };
     if (o.has('labelSmoothing') && !['dpo', 'cdpo'].includes(loss)) throw new TypeError(`${fn}: options.labelSmoothing applies to loss 'dpo' or 'cdpo', not '${loss}'`);
@@ -219,12 +219,12 @@ export class PreferenceTrainer extends TrainerEmitter {
 
   /** Creates the default reference (a frozen clone of the policy) if needed. */
   async #ensureReference(): Promise<void> {
-    if (this.#o.loss !== 'simpo') this.reference ??= await this.policy.clone();
+    if (!isReferenceFree(this.#o.loss)) this.reference ??= await this.policy.clone();
   }
 
   /** Fills item.ref with the reference's sequence log-probs (dataset order, no gradients). */
   async #cacheReference(items: Item[], force: boolean): Promise<void> {
-    if (this.#o.loss === 'simpo') return;
+    if (isReferenceFree(this.#o.loss)) return;
     const todo = force ? items : items.filter((it) => !it.ref);
     for (let i = 0; i < todo.length; i += this.#o.batchSize) {
       const batch = todo.slice(i, i + this.#o.batchSize);
@@ -253,7 +253,7 @@ export class PreferenceTrainer extends TrainerEmitter {
     const k = items[0].rows.length;
     const z0 = this.#o.loss === 'kto' ? await this.#klBaseline(items) : undefined;
     const rb = await rowLogprobs(this.policy, items.flatMap((it) => it.rows), this.tokenizer.padId, { save, temperature: this.#o.temperature });
-    const ref = this.#o.loss === 'simpo' ? undefined : Float64Array.from(items.flatMap((it) => [...it.ref!]));
+    const ref = isReferenceFree(this.#o.loss) ? undefined : Float64Array.from(items.flatMap((it) => [...it.ref!]));
     if (!allFinite(...rb.seq, ...(ref ?? []), z0 ?? 0)) {
       if (save) this.policy.releaseActivations();
       return null;

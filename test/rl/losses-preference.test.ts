@@ -1,7 +1,7 @@
 // Offline preference losses (seed-spec 1.2, 3.4): claims 1, 2, 3 and 9; DPO/cDPO/IPO, SimPO, KTO
 // and dpo-rw values against their formulas, gradients against finite differences, argument errors.
 import t from 'tap';
-import { dpoLoss, dpoRwLoss, exoRwLoss, ktoKlBaseline, ktoLoss, simpoLoss } from '../../lib/losses/index.js';
+import { dpoLoss, dpoRwLoss, exoRwLoss, ktoKlBaseline, ktoLoss, orpoLoss, simpoLoss } from '../../lib/losses/index.js';
 import { gradcheckParts, mean, near, normal, Rng, sigmoid } from './fixtures/loss-helpers.js';
 
 function pairs(seed: number, n: number, scale = 3) {
@@ -109,6 +109,32 @@ t.test('SimPO: −log σ(β(lp_w/|y_w| − lp_l/|y_l|) − γ) and its gradient'
   near(t, r.loss, f(pc, pr), 1e-12, 'loss');
   gradcheckParts(t, [pc, pr], ([a, b]) => f(a, b), [r.dPolicyChosen, r.dPolicyRejected], { label: 'SimPO' });
   near(t, r.rewardsChosen[0], (beta * pc[0]) / lc[0], 1e-15, 'length-normalised implicit reward');
+});
+
+t.test('ORPO odds-ratio term: −λ log σ(log odds(y_w) − log odds(y_l)) on mean token log-probs; finite differences', async (t) => {
+  const rng = new Rng(12);
+  const n = 9;
+  const lc = Float64Array.from({ length: n }, () => rng.int(1, 30)), lr = Float64Array.from({ length: n }, () => rng.int(1, 30));
+  // sequence log-probs with mean token log-probs in (−3, −0.05)
+  const pc = Float64Array.from(lc, (l) => -l * rng.uniform(0.05, 2.95)), pr = Float64Array.from(lr, (l) => -l * rng.uniform(0.05, 2.95));
+  const lambda = 0.3;
+  const f = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let l = 0;
+    for (let i = 0; i < n; i++) {
+      const odds = (x: number) => Math.log(Math.exp(x) / (1 - Math.exp(x)));
+      l -= lambda * Math.log(sigmoid(odds(a[i] / lc[i]) - odds(b[i] / lr[i])));
+    }
+    return l / n;
+  };
+  const r = orpoLoss({ policyChosen: pc, policyRejected: pr, chosenLength: lc, rejectedLength: lr, lambda });
+  near(t, r.loss, f(pc, pr), 1e-12, 'loss = the odds written out');
+  gradcheckParts(t, [pc, pr], ([a, b]) => f(a, b), [r.dPolicyChosen, r.dPolicyRejected], { label: 'ORPO' });
+  // closed form at a_w = −1, a_l = −2 (one pair, lengths 1): z = (−1 − log(1 − e^−1)) − (−2 − log(1 − e^−2))
+  const z = -1 - Math.log(1 - Math.exp(-1)) - (-2 - Math.log(1 - Math.exp(-2)));
+  const one = orpoLoss({ policyChosen: [-1], policyRejected: [-2], chosenLength: [1], rejectedLength: [1], lambda: 1 });
+  near(t, one.loss, Math.log(1 + Math.exp(-z)), 1e-14, `closed form (z = ${z.toFixed(4)})`);
+  const nearOne = orpoLoss({ policyChosen: [-1e-12], policyRejected: [-1], chosenLength: [1], rejectedLength: [1], lambda: 1 });
+  t.ok(Number.isFinite(nearOne.loss) && nearOne.dPolicyChosen[0] === 0, 'a chosen log-prob at 0 is capped: finite loss, no gradient through the cap');
 });
 
 t.test('KTO (TRL form): desirable 1 − σ(β(h − z0)), undesirable 1 − σ(β(z0 − h)), weighted, mean over examples', async (t) => {

@@ -1,4 +1,4 @@
-// PreferenceTrainer on a tiny byte-level policy: every loss (dpo, cdpo, ipo, simpo, kto, exo on
+// PreferenceTrainer on a tiny byte-level policy: every loss (dpo, cdpo, ipo, simpo, orpo, kto, exo on
 // pairs; exo-rw, dpo-rw on scored groups of K = 4) raises the policy's preference for the chosen /
 // best-scored responses; claim 2 (first-step DPO loss = log 2 with policy == reference) inside the
 // trainer; the NTP term keeps the chosen log-prob up; 2N == N + resume + N bitwise with the
@@ -52,6 +52,7 @@ const LOSSES: Array<{ loss: PreferenceLoss; extra?: Record<string, number> }> = 
   { loss: 'cdpo' },
   { loss: 'ipo' }, // pushes z = h_w − h_l to 1/(2β) = 5 nats
   { loss: 'simpo', extra: { beta: 2, gamma: 0.5 } },
+  { loss: 'orpo', extra: { beta: 1 } }, // + the chosen NLL (ntpCoef 1 by default)
   { loss: 'kto' },
   { loss: 'exo' },
   { loss: 'exo-rw', extra: { betaPi: 0.5, betaR: 0.5 } },
@@ -140,7 +141,7 @@ t.test('NaN/Inf guard: a non-finite log-prob skips the update and is counted', a
 
 t.test('errors', async (t) => {
   const policy = await Model.create(config(), { seed: 1 });
-  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'orpo' as never }), { name: 'TypeError', message: /options\.loss/ });
+  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'bco' as never }), { name: 'TypeError', message: /options\.loss/ });
   t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], bta: 0.1 } as never), { message: /did you mean options\.beta/ });
   t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'exo', labelSmoothing: 0.1 }), { message: /labelSmoothing/ });
   t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'dpo', groupSize: 4 }), { message: /groupSize/ });

@@ -6,16 +6,16 @@ import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_F
 
 export const dpoSpec: CommandSpec = {
   name: 'dpo',
-  summary: 'preference optimisation on pairs: DPO, cDPO, IPO, SimPO, KTO, EXO (and exo-rw / dpo-rw on scored groups)',
+  summary: 'preference optimisation on pairs: DPO, cDPO, IPO, SimPO, ORPO, KTO, EXO (and exo-rw / dpo-rw on scored groups)',
   flags: {
-    policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); a frozen copy is the reference' },
+    policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); a frozen copy is the reference (none for simpo, orpo)' },
     data: { type: 'path', required: true, placeholder: 'pairs.jsonl', describe: 'pairs {prompt, chosen, rejected} (or {prompt, responses, scores} for exo-rw / dpo-rw)' },
     evalData: { type: 'path', placeholder: 'pairs.jsonl', describe: 'held-out pairs' },
     loss: { type: 'enum', values: PREFERENCE_LOSSES, default: 'dpo', describe: 'the loss' },
-    beta: { type: 'number', min: 0, default: 0.1, describe: 'β (EXO: β_π)' },
+    beta: { type: 'number', min: 0, default: 0.1, describe: 'β (EXO: β_π; ORPO: λ of the odds-ratio term)' },
     labelSmoothing: { type: 'number', min: 0, max: 0.5, describe: 'cDPO label smoothing (default 0.1 for cdpo)' },
     epsilon: { type: 'number', min: 0, max: 1, describe: 'EXO-pref ε (default 1e-3)' },
-    ntpCoef: { type: 'number', min: 0, describe: 'NLL on the chosen response (regulariser)' },
+    ntpCoef: { type: 'number', min: 0, describe: 'NLL on the chosen response (regulariser; default 0, 1 for orpo)' },
     seqLen: { type: 'int', min: 2, default: 512, describe: 'longest prompt + response' },
     batchSize: { type: 'int', min: 1, default: 8, describe: 'pairs per micro-batch' },
     epochs: { type: 'int', min: 1, default: 1, describe: 'passes over the pairs' },
