@@ -10,14 +10,15 @@
  * here". Rows are right-padded to seqLen; `lengths` gives each row's real length. Checkpoints are
  * Hugging Face directories (config.json + safetensors), so models move to and from transformers.
  */
-import { readFile } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
 import { native } from '../native.js';
 import { checkBoolean, checkInt, checkInt32Array, checkFloat32Array, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
 import { replaceDirAtomic, writeFileAtomic } from './atomic.js';
 import { configFromHF, configToHF, isModelConfig, type ModelConfig } from './config.js';
-import { readCheckpointIndex, readTensorF32, writeCheckpointTensors, type TensorToWrite } from './safetensors.js';
+import { readCheckpointIndex, readSafetensorsHeader, readTensorF32, writeCheckpointTensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
+import { ADAPTER_DIR, ADAPTER_PREFIX, adapterConfigJson, adapterTarget, isAdapterTensor, loraFromAdapterConfig, mergeAdapter, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
 import type { OptimizerTarget } from './adamw.js';
 
 export interface ForwardBatch {
@@ -117,8 +118,10 @@ export interface LoadOptions {
   /** load as another supported architecture of the same family, e.g. a CausalLM checkpoint as
    * *ForSequenceClassification for a critic (the LM head is dropped, the score head initialised) */
   architecture?: string;
-  /** seed for tensors the checkpoint lacks (the score head of a converted model) */
+  /** seed for tensors the checkpoint lacks (the score head of a converted model, new LoRA adapters) */
   seed?: number;
+  /** add LoRA adapters (lib/engine/lora.ts); default: those in `<dir>/adapter/` if it holds a PEFT adapter */
+  lora?: LoraOptions;
 }
 
 export interface SaveOptions {
@@ -128,6 +131,8 @@ export interface SaveOptions {
   maxShardBytes?: number;
   /** extra files to write into the directory (e.g. tokenizer files), called inside the atomic write */
   extraFiles?: (dir: string) => Promise<void>;
+  /** a LoRA model: write W + (α/r)·B·A as plain weights, no adapter (default false: base + `adapter/`) */
+  mergeLora?: boolean;
 }
 
 export class Model implements OptimizerTarget {
@@ -136,10 +141,15 @@ export class Model implements OptimizerTarget {
   readonly tensorParallel: number;
   #native: NativeModel | undefined;
 
-  private constructor(config: ModelConfig, tensorParallel = 1) {
+  /** the LoRA adapters (undefined: none); with them only the adapters and a scalar head train */
+  readonly lora?: LoraConfig;
+
+  private constructor(config: ModelConfig, tensorParallel = 1, lora?: LoraConfig) {
     this.config = config;
     this.tensorParallel = tensorParallel;
-    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({ ...config, tensorParallel });
+    this.lora = lora;
+    if (lora && tensorParallel > 1) throw new RangeError('Model: LoRA with tensorParallel > 1 is not implemented');
+    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({ ...config, tensorParallel, ...nativeLoraFields(lora) });
   }
 
   static #tensorParallel(fn: string, o: ReturnType<typeof options>, cfg: ModelConfig): number {
@@ -152,13 +162,13 @@ export class Model implements OptimizerTarget {
   }
 
   /** A new model with random weights (normal(0, initializer_range); norms 1, biases 0). `config` is a transformers config.json object. */
-  static async create(config: Record<string, unknown> | ModelConfig, opts: { seed?: number; initStd?: number; tensorParallel?: number } = {}): Promise<Model> {
+  static async create(config: Record<string, unknown> | ModelConfig, opts: { seed?: number; initStd?: number; tensorParallel?: number; lora?: LoraOptions } = {}): Promise<Model> {
     const o = options('Model.create', 'options', opts);
-    o.known(['seed', 'initStd', 'tensorParallel']);
+    o.known(['seed', 'initStd', 'tensorParallel', 'lora']);
     const seed = o.int('seed', { min: 0 }, 0);
     const cfg = isModelConfig(config) ? config : configFromHF(config, 'Model.create: config');
     const std = o.number('initStd', { min: 0 }, cfg.initializerRange);
-    const m = new Model(cfg, Model.#tensorParallel('Model.create', o, cfg));
+    const m = new Model(cfg, Model.#tensorParallel('Model.create', o, cfg), resolveLora('Model.create', opts.lora, cfg));
     await withCallerStack(() => m.#handle('create').initRandom(seed, std));
     return m;
   }
@@ -166,7 +176,7 @@ export class Model implements OptimizerTarget {
   /** Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index). */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const o = options('Model.load', 'options', opts);
-    o.known(['architecture', 'seed', 'tensorParallel']);
+    o.known(['architecture', 'seed', 'tensorParallel', 'lora']);
     const configPath = join(dir, 'config.json');
     let json: unknown;
     try {
@@ -176,7 +186,16 @@ export class Model implements OptimizerTarget {
       throw new RlhfError(code, `Model.load: cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
     }
     const cfg = configFromHF(json, configPath, opts.architecture);
-    const m = new Model(cfg, Model.#tensorParallel('Model.load', o, cfg));
+    let lora = opts.lora;
+    const adapterConfig = join(dir, ADAPTER_DIR, 'adapter_config.json');
+    if (lora === undefined && (await exists(adapterConfig))) {
+      try {
+        lora = loraFromAdapterConfig(JSON.parse(await readFile(adapterConfig, 'utf8')), adapterConfig);
+      } catch (err) {
+        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${adapterConfig}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const m = new Model(cfg, Model.#tensorParallel('Model.load', o, cfg), resolveLora('Model.load', lora, cfg));
     try {
       await m.loadWeights(dir, { seed: opts.seed });
     } catch (err) {
@@ -194,7 +213,9 @@ export class Model implements OptimizerTarget {
   async loadWeights(dir: string, opts: { seed?: number } = {}): Promise<void> {
     const cfg = this.config;
     const tensors = await readCheckpointIndex(dir);
-    const params = this.parameters();
+    const all = this.parameters();
+    const params = all.filter((p) => !isAdapterTensor(p.name));
+    if (this.lora) await this.#loadAdapter(dir, all.filter((p) => isAdapterTensor(p.name)), opts.seed ?? 0);
     const wanted = new Set(params.map((p) => p.name));
     const unexpected = [...tensors.keys()].filter(
       (n) => !wanted.has(n) && !IGNORABLE.test(n) && !(n === 'lm_head.weight' && (cfg.tieEmbeddings || !cfg.lmHead)),
@@ -219,8 +240,32 @@ export class Model implements OptimizerTarget {
       await this.setParameter(name, normalInit(params.find((p) => p.name === name)!.size, cfg.initializerRange, opts.seed ?? 0));
   }
 
+  /** Reads `<dir>/adapter/adapter_model.safetensors` into the adapters, or starts them as PEFT does (B = 0). */
+  async #loadAdapter(dir: string, adapters: ParameterInfo[], seed: number): Promise<void> {
+    const path = join(dir, ADAPTER_DIR, 'adapter_model.safetensors');
+    if (!(await exists(path))) {
+      for (const [i, p] of adapters.entries())
+        await this.setParameter(p.name, adapterTarget(p.name).which === 'B' ? new Float32Array(p.size) : normalInit(p.size, 1 / Math.sqrt(3 * p.shape[1]), seed + 7919 * (i + 1)));
+      return;
+    }
+    const header = await readSafetensorsHeader(path);
+    for (const p of adapters) {
+      const info = header.tensors.get(p.name);
+      if (!info) throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${path} lacks "${p.name}" (rank ${this.lora!.rank}, modules ${this.lora!.modules.join(', ')})`);
+      if (info.shape.length !== 2 || info.shape[0] !== p.shape[0] || info.shape[1] !== p.shape[1])
+        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${path}: "${p.name}" has shape [${info.shape.join(', ')}], the adapter needs [${p.shape.join(', ')}]`);
+      await this.setParameter(p.name, await readTensorF32(header, p.name));
+    }
+  }
+
   get numParameters(): number {
     return this.#handle('numParameters').numParameters;
+  }
+
+  /** Parameters the optimizer updates: all of them, or with LoRA the adapters and a scalar head. */
+  get numTrainableParameters(): number {
+    if (!this.lora) return this.numParameters;
+    return this.parameters().filter((p) => isAdapterTensor(p.name) || p.name === 'score.weight').reduce((s, p) => s + p.size, 0);
   }
 
   /** Bytes of saved activations and scratch currently held. */
@@ -354,7 +399,7 @@ export class Model implements OptimizerTarget {
 
   /** A new model with the same config and weights (a frozen reference, a critic's start). */
   async clone(): Promise<Model> {
-    const m = new Model(this.config, this.tensorParallel);
+    const m = new Model(this.config, this.tensorParallel, this.lora);
     for (const p of this.parameters()) await m.setParameter(p.name, await this.getParameter(p.name));
     m.gradientCheckpointing = this.#checkpointing;
     return m;
@@ -371,16 +416,38 @@ export class Model implements OptimizerTarget {
    */
   async save(dir: string, opts: SaveOptions = {}): Promise<void> {
     const o = options('Model.save', 'options', opts);
-    o.known(['dtype', 'maxShardBytes', 'extraFiles']);
+    o.known(['dtype', 'maxShardBytes', 'extraFiles', 'mergeLora']);
     const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
     const maxShardBytes = o.int('maxShardBytes', { min: 1 }, 2 ** 31);
-    const tensors: TensorToWrite[] = [];
-    for (const p of this.parameters()) tensors.push({ name: p.name, shape: p.shape, data: await this.getParameter(p.name), dtype });
+    const merge = o.bool('mergeLora', false);
+    const tensors: TensorToWrite[] = [], adapter: TensorToWrite[] = [];
+    const byName = new Map<string, TensorToWrite>();
+    for (const p of this.parameters()) {
+      const t = { name: p.name, shape: p.shape, data: await this.getParameter(p.name), dtype };
+      if (isAdapterTensor(p.name)) adapter.push({ ...t, dtype: 'F32' });
+      else tensors.push(t), byName.set(p.name, t);
+    }
+    if (this.lora && merge) {
+      // W (out × in) += (α/r)·B·A for every adapter pair
+      for (const a of adapter.filter((t) => adapterTarget(t.name).which === 'A')) {
+        const b = adapter.find((t) => t.name === a.name.replace('.lora_A.', '.lora_B.'))!;
+        const w = byName.get(adapterTarget(a.name).base)!;
+        mergeAdapter(w.data as Float32Array, a.data as Float32Array, b.data as Float32Array, b.shape[0], a.shape[1], this.lora.rank, this.lora.alpha / this.lora.rank);
+      }
+    }
     const config = configToHF(this.config);
     config.torch_dtype = dtype === 'F32' ? 'float32' : dtype === 'BF16' ? 'bfloat16' : 'float16';
     await replaceDirAtomic(dir, async (tmp) => {
       await writeCheckpointTensors(tmp, tensors, { maxShardBytes, metadata: { format: 'pt' } });
       await writeFileAtomic(join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+      if (this.lora && !merge) {
+        const sub = join(tmp, ADAPTER_DIR);
+        await mkdir(sub, { recursive: true });
+        const score = byName.get('score.weight');  // PEFT keeps a trained head with the adapter (modules_to_save)
+        const extra = score ? [{ ...score, name: `${ADAPTER_PREFIX}score.weight`, dtype: 'F32' as const }] : [];
+        await writeSafetensors(join(sub, 'adapter_model.safetensors'), [...adapter, ...extra], { format: 'pt' });
+        await writeFileAtomic(join(sub, 'adapter_config.json'), JSON.stringify(adapterConfigJson(this.lora, this.config), null, 2) + '\n');
+      }
       if (opts.extraFiles) await opts.extraFiles(tmp);
     });
   }
@@ -420,3 +487,12 @@ function normalInit(n: number, std: number, seed: number): Float32Array {
 }
 
 export { checkBoolean, checkNumber };
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -27,18 +27,22 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   // MLP: x_out = xmid + act·Wdownᵀ, act = swiglu(h2·Wguᵀ), h2 = rmsnorm(xmid)
   cpu::rmsnorm_apply(s.h, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
   cpu::swiglu_forward(s.act, a.gu, N, static_cast<int>(F));
-  cpu::sgemm(true, false, C, F, N, 1.0f, dx, C, s.act, F, 1.0f, g(o.wdown), F);
+  const bool base = !frozen_base();  // LoRA: no gradients for the base weights
+  if (base) cpu::sgemm(true, false, C, F, N, 1.0f, dx, C, s.act, F, 1.0f, g(o.wdown), F);
   cpu::sgemm(false, false, N, F, C, 1.0f, dx, C, w(o.wdown), F, 0.0f, s.da, F);
+  lora_backward(l, LoraSite::kDown, s.act, dx, C, s.da, N);
   cpu::swiglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
-  cpu::sgemm(true, false, 2 * F, C, N, 1.0f, s.dgu, 2 * F, s.h, C, 1.0f, g(o.wgu), C);
+  if (base) cpu::sgemm(true, false, 2 * F, C, N, 1.0f, s.dgu, 2 * F, s.h, C, 1.0f, g(o.wgu), C);
   cpu::sgemm(false, false, N, C, 2 * F, 1.0f, s.dgu, 2 * F, w(o.wgu), C, 0.0f, s.dh, C);
+  lora_backward(l, LoraSite::kGateUp, s.h, s.dgu, 2 * F, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel gate/up: partial input gradients
   cpu::rmsnorm_backward(dx, g(o.post_norm), s.dh, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
 
   // Attention: xmid = x_in + attn·Woᵀ (+ bo)
-  cpu::sgemm(true, false, C, AD, N, 1.0f, dx, C, a.attn, AD, 1.0f, g(o.wo), AD);
-  if (o.bo >= 0) column_sums(g(o.bo), dx, N, C);
+  if (base) cpu::sgemm(true, false, C, AD, N, 1.0f, dx, C, a.attn, AD, 1.0f, g(o.wo), AD);
+  if (base && o.bo >= 0) column_sums(g(o.bo), dx, N, C);
   cpu::sgemm(false, false, N, AD, C, 1.0f, dx, C, w(o.wo), AD, 0.0f, s.dattn, AD);
+  lora_backward(l, LoraSite::kO, a.attn, dx, C, s.dattn, N);
   std::memset(s.dqkv, 0, sizeof(float) * N * QW);
   cpu::AttentionArgs at;
   at.B = saved_.B, at.NH = c.heads, at.KVH = c.kv_heads, at.HD = c.head_dim;
@@ -50,9 +54,10 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   cpu::rope_apply(s.dqkv, N, QW, c.heads, c.head_dim, saved_.positions.data(), rope_, true);
   cpu::rope_apply(s.dqkv + AD, N, QW, c.kv_heads, c.head_dim, saved_.positions.data(), rope_, true);
   cpu::rmsnorm_apply(s.h, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
-  cpu::sgemm(true, false, QW, C, N, 1.0f, s.dqkv, QW, s.h, C, 1.0f, g(o.wqkv), C);
-  if (o.bqkv >= 0) column_sums(g(o.bqkv), s.dqkv, N, QW);
+  if (base) cpu::sgemm(true, false, QW, C, N, 1.0f, s.dqkv, QW, s.h, C, 1.0f, g(o.wqkv), C);
+  if (base && o.bqkv >= 0) column_sums(g(o.bqkv), s.dqkv, N, QW);
   cpu::sgemm(false, false, N, C, QW, 1.0f, s.dqkv, QW, w(o.wqkv), C, 0.0f, s.dh, C);
+  lora_backward(l, LoraSite::kQkv, s.h, s.dqkv, QW, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel q/k/v
   cpu::rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
 }
@@ -68,6 +73,23 @@ LayerActs Transformer::recompute_layer(int l, float* base, float* x_out, const B
   layer_forward(l, a.x_in, x_out, a, saved_.B, saved_.T, saved_.lengths.data(), saved_.positions.data(),
                 saved_.segments.empty() ? nullptr : saved_.segments.data(), nullptr, nullptr, nullptr);
   return a;
+}
+
+void Transformer::lora_backward(int l, LoraSite site, const float* x, const float* dy, int64_t ld_dy, float* dx, int64_t N) {
+  const int64_t r = cfg_.lora_rank;
+  const float scale = cfg_.lora_scale();
+  for (const LoraAdapter& ad : layout_.layers[l].lora) {
+    if (ad.site != site) continue;
+    if (lora_buf_.bytes() < static_cast<size_t>(2 * N * r) * sizeof(float)) lora_buf_ = Buffer(static_cast<size_t>(2 * N * r) * sizeof(float), false);
+    float* t = lora_buf_.as<float>();
+    float* dt = t + N * r;
+    const float* dyc = dy + ad.out_begin;
+    cpu::sgemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);           // t = x·Aᵀ
+    cpu::sgemm(true, false, ad.out, r, N, scale, dyc, ld_dy, t, r, 1.0f, g(ad.b), r);            // dB += s·dyᵀ·t
+    cpu::sgemm(false, false, N, r, ad.out, scale, dyc, ld_dy, w(ad.b), r, 0.0f, dt, r);          // dt = s·dy·B
+    cpu::sgemm(true, false, r, ad.in, N, 1.0f, dt, r, x, ad.in, 1.0f, g(ad.a), ad.in);           // dA += dtᵀ·x
+    cpu::sgemm(false, false, N, ad.in, r, 1.0f, dt, r, w(ad.a), ad.in, 1.0f, dx, ad.in);         // dx += dt·A
+  }
 }
 
 void Transformer::backward(const BackwardInput& in) {
@@ -126,7 +148,8 @@ void Transformer::backward(const BackwardInput& in) {
                                             : saved_layer(l);
     layer_backward(l, s.dx, a, s);
   }
-  cpu::embedding_backward(g(layout_.embed), s.dx, saved_.tokens.data(), N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
+  if (!frozen_base())
+    cpu::embedding_backward(g(layout_.embed), s.dx, saved_.tokens.data(), N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
 }
 
 }  // namespace model

@@ -5,6 +5,9 @@
 namespace rlhf {
 namespace model {
 
+const char* const kLoraModuleNames[kLoraModuleCount] = {"q_proj",    "k_proj",  "v_proj",       "o_proj",
+                                                        "gate_proj", "up_proj", "gate_up_proj", "down_proj"};
+
 void validate_config(const ModelConfig& c) {
   auto positive = [](const char* name, int64_t v) {
     RLHF_CHECK(v > 0, ErrorCode::OutOfRange, "model config: ", name, " must be > 0, got ", v);
@@ -29,6 +32,15 @@ void validate_config(const ModelConfig& c) {
              "model config: a model has either an LM head (*ForCausalLM) or a scalar head (*ForSequenceClassification)");
   RLHF_CHECK(!(c.tie_embeddings && !c.lm_head), ErrorCode::Unsupported,
              "model config: tie_word_embeddings needs an LM head");
+  RLHF_CHECK(c.lora_rank >= 0 && c.lora_rank <= 4096, ErrorCode::OutOfRange, "LoRA: rank must be in [0, 4096], got ", c.lora_rank);
+  if (c.lora_rank > 0) {
+    RLHF_CHECK(c.lora_alpha > 0, ErrorCode::OutOfRange, "LoRA: alpha must be > 0, got ", c.lora_alpha);
+    RLHF_CHECK(c.lora_modules != 0 && c.lora_modules < (1u << kLoraModuleCount), ErrorCode::OutOfRange,
+               "LoRA: no target module");
+    const uint32_t separate = (1u << kLoraGate) | (1u << kLoraUp), fused = 1u << kLoraGateUp;
+    RLHF_CHECK(!(c.lora_modules & (c.fused_gate_up ? separate : fused)), ErrorCode::Unsupported,
+               "LoRA: this model has ", c.fused_gate_up ? "a fused gate_up_proj (target gate_up_proj)" : "gate_proj and up_proj (target them, not gate_up_proj)");
+  }
 }
 
 }  // namespace model

@@ -29,9 +29,21 @@ struct ModelConfig {
   bool lm_head = true;        // CausalLM: logits over V
   bool value_head = false;    // *ForSequenceClassification with num_labels 1: a scalar per token
   int64_t max_positions = 4096;
+  // LoRA (PEFT's LoraConfig): rank 0 = none. Low-rank adapters on the modules whose bit is set in
+  // lora_modules (bit k = kLoraModuleNames[k]), scaled by lora_alpha / lora_rank; the base weights
+  // are then frozen: no gradients, not in the optimizer (only the adapters and a scalar head are).
+  int lora_rank = 0;
+  float lora_alpha = 0.0f;
+  uint32_t lora_modules = 0;
 
   int qkv_width() const { return (heads + 2 * kv_heads) * head_dim; }
+  float lora_scale() const { return lora_rank > 0 ? lora_alpha / static_cast<float>(lora_rank) : 0.0f; }
 };
+
+// Hugging Face module names LoRA can target, in bit order.
+constexpr int kLoraModuleCount = 8;
+extern const char* const kLoraModuleNames[kLoraModuleCount];
+enum LoraModule : int { kLoraQ, kLoraK, kLoraV, kLoraO, kLoraGate, kLoraUp, kLoraGateUp, kLoraDown };
 
 // Throws rlhf::Error(OutOfRange / Unsupported) naming the bad field.
 void validate_config(const ModelConfig& c);

@@ -116,7 +116,7 @@ void Transformer::lm_head_backward(const float* dlogp, const float* dent, float*
       float* dst = dxf + rows[m0 + m] * C;
       for (int64_t c = 0; c < C; ++c) dst[c] += dxc[m * C + c];
     }
-    cpu::sgemm(true, false, V, C, n, alpha, dz, V, xc, C, 1.0f, g(layout_.lm_head), C);
+    if (!frozen_base()) cpu::sgemm(true, false, V, C, n, alpha, dz, V, xc, C, 1.0f, g(layout_.lm_head), C);
   }
 }
 

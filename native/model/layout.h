@@ -19,8 +19,20 @@ struct ParamView {
   float weight_decay_scale = 1.0f;  // 0 for norms and biases
 };
 
+// Where a LoRA adapter adds s·(x·Aᵀ)·Bᵀ: the output of the fused q/k/v, o, fused gate/up or
+// down projection.
+enum class LoraSite { kQkv, kO, kGateUp, kDown };
+
+// One adapter: A (rank × in) at `a`, B (out × rank) at `b`; it adds to the site's output columns
+// [out_begin, out_begin + out).
+struct LoraAdapter {
+  LoraSite site;
+  int64_t out_begin, out, in, a, b;
+};
+
 struct LayerOffsets {  // -1 when absent
   int64_t in_norm, wqkv, bqkv, wo, bo, post_norm, wgu, wdown;
+  std::vector<LoraAdapter> lora;
 };
 
 struct ParamLayout {
@@ -28,6 +40,10 @@ struct ParamLayout {
   std::vector<LayerOffsets> layers;
   int64_t embed = -1, final_norm = -1, lm_head = -1 /* = embed when tied */, score = -1;
   int64_t total = 0;
+  // [trainable_begin, total) is what the optimizer updates: everything without LoRA; with it the
+  // scalar head (if any) and the adapters, which the layout puts last (PEFT names:
+  // base_model.model.model.layers.{l}.self_attn.q_proj.lora_A.weight, ...)
+  int64_t trainable_begin = 0;
 };
 
 ParamLayout build_layout(const ModelConfig& c);

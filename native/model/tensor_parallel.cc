@@ -111,6 +111,7 @@ TensorParallelModel::TensorParallelModel(const ModelConfig& full, int size, int 
     : full_((validate_config(full), full)), full_layout_(build_layout(full_)), size_(size) {
   const int P = size;
   RLHF_CHECK(P >= 2 && P <= 64, ErrorCode::OutOfRange, "tensorParallel must be in [1, 64], got ", P);
+  RLHF_CHECK(full_.lora_rank == 0, ErrorCode::Unsupported, "LoRA with tensorParallel > 1 is not implemented");
   RLHF_CHECK(full_.heads % P == 0, ErrorCode::Unsupported, "tensorParallel ", P,
              " must divide num_attention_heads (", full_.heads, ")");
   RLHF_CHECK(full_.kv_heads % P == 0 || P % full_.kv_heads == 0, ErrorCode::Unsupported, "tensorParallel ", P,

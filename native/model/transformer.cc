@@ -30,6 +30,9 @@ Transformer::Transformer(const ModelConfig& config, float* params, float* grads)
 
 void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* p) {
   RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
+  if (v.name.find(".lora_B.") != std::string::npos) return void(std::fill(p, p + v.size, 0.0f));  // PEFT: B = 0
+  if (v.name.find(".lora_A.") != std::string::npos)  // PEFT's kaiming_uniform(a=√5) variance, 1/(3·in)
+    return philox_normal_fill(seed, index, 0.0f, 1.0f / std::sqrt(3.0f * static_cast<float>(v.shape[1])), p, v.size);
   const bool is_norm = v.name.find("norm") != std::string::npos;
   const bool is_bias = v.name.size() > 5 && v.name.compare(v.name.size() - 5, 5, ".bias") == 0;
   if (is_norm)
@@ -58,14 +61,27 @@ void Transformer::write_parameter(const ParamView& v, const float* data) {
 
 OptimizerView Transformer::optimizer_view() {
   OptimizerView o;
-  o.params = params(), o.grads = grads(), o.size = layout_.total;
+  const int64_t begin = layout_.trainable_begin;  // 0 unless LoRA freezes the base
+  o.params = params() + begin, o.grads = grads() + begin, o.size = layout_.total - begin;
   for (const auto& v : layout_.views) {
+    if (v.offset < begin) continue;
     if (!o.segments.empty() && o.segments.back().weight_decay_scale == v.weight_decay_scale)
       o.segments.back().length += v.size;
     else
-      o.segments.push_back({v.offset, v.size, v.weight_decay_scale});
+      o.segments.push_back({v.offset - begin, v.size, v.weight_decay_scale});
   }
   return o;
+}
+
+void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, float* out, int64_t ld_out) {
+  const int64_t r = cfg_.lora_rank;
+  for (const LoraAdapter& ad : layout_.layers[l].lora) {
+    if (ad.site != site) continue;
+    if (lora_buf_.bytes() < static_cast<size_t>(2 * N * r) * sizeof(float)) lora_buf_ = Buffer(static_cast<size_t>(2 * N * r) * sizeof(float), false);
+    float* t = lora_buf_.as<float>();
+    cpu::sgemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);
+    cpu::sgemm(false, true, N, ad.out, r, cfg_.lora_scale(), t, r, w(ad.b), r, 1.0f, out + ad.out_begin, ld_out);
+  }
 }
 
 void Transformer::zero_grad() {
@@ -85,10 +101,11 @@ float* Transformer::scratch(size_t floats) {
 void Transformer::release_activations() {
   saved_ = Saved();
   scratch_ = Buffer();
+  lora_buf_ = Buffer();
 }
 
 int64_t Transformer::activation_bytes() const {
-  return static_cast<int64_t>(saved_.acts.bytes() + saved_.lm.bytes() + scratch_.bytes());
+  return static_cast<int64_t>(saved_.acts.bytes() + saved_.lm.bytes() + scratch_.bytes() + lora_buf_.bytes());
 }
 
 void Transformer::linear(const float* A, int64_t N, int64_t in, int64_t offset, int64_t out, float beta, float* C,
@@ -114,6 +131,7 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   const PackedLayer* pl = packed_ ? &packed_->layers[l] : nullptr;
   linear(a.h, N, C, o.wqkv, QW, 0.0f, a.qkv, pl ? &pl->qkv : nullptr);
   if (o.bqkv >= 0) add_row_bias(a.qkv, w(o.bqkv), N, QW);
+  lora_forward(l, LoraSite::kQkv, a.h, N, a.qkv, QW);
   cpu::rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_, false);
   cpu::rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_, false);
 
@@ -135,15 +153,18 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   if (lead) copy_rows(a.xmid, x_in, N * C);
   else std::memset(a.xmid, 0, sizeof(float) * N * C);
   linear(a.attn, N, AD, o.wo, C, 1.0f, a.xmid, pl ? &pl->o : nullptr);
+  lora_forward(l, LoraSite::kO, a.attn, N, a.xmid, C);
   if (o.bo >= 0 && lead) add_row_bias(a.xmid, w(o.bo), N, C);
   sum_over_ranks(a.xmid, N * C);
 
   cpu::rmsnorm_forward(a.h, a.rstd2, a.xmid, w(o.post_norm), N, static_cast<int>(C), c.rms_eps);
   linear(a.h, N, C, o.wgu, 2 * F, 0.0f, a.gu, pl ? &pl->gu : nullptr);
+  lora_forward(l, LoraSite::kGateUp, a.h, N, a.gu, 2 * F);
   cpu::swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
   if (lead) copy_rows(x_out, a.xmid, N * C);
   else std::memset(x_out, 0, sizeof(float) * N * C);
   linear(a.act, N, F, o.wdown, C, 1.0f, x_out, pl ? &pl->down : nullptr);
+  lora_forward(l, LoraSite::kDown, a.act, N, x_out, C);
   sum_over_ranks(x_out, N * C);
 }
 

@@ -149,6 +149,14 @@ class Transformer final : public Engine {
                                    const float* ent, const float* dlogp, const float* dent);
   // full (n, full_vocab) ← this rank's (n, vocab) logits and everybody else's.
   void gather_vocab(const float* z, int64_t n, float* full);
+  // LoRA at one site of layer l: out (N rows, leading dimension ld_out) += s·(x·Aᵀ)·Bᵀ for each
+  // adapter there, x (N × in) the site's input.
+  void lora_forward(int l, LoraSite site, const float* x, int64_t N, float* out, int64_t ld_out);
+  // Its backward, dy the gradient of the site's output: the adapters' gradients accumulate and
+  // dx (N × in) += dt·A (dt = s·dy·B).
+  void lora_backward(int l, LoraSite site, const float* x, const float* dy, int64_t ld_dy, float* dx, int64_t N);
+  bool frozen_base() const { return cfg_.lora_rank > 0; }
+  Buffer lora_buf_;  // t and dt (N × rank each) of the adapter being computed
   // C (N×out) = A (N×in)·Wᵀ (+ beta·C) for a weight W (out×in) at `offset`, or its packed copy.
   void linear(const float* A, int64_t N, int64_t in, int64_t offset, int64_t out, float beta, float* C,
               const void* packed);

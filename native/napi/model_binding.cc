@@ -58,6 +58,9 @@ model::ModelConfig read_config(const Napi::Object& o) {
   c.lm_head = get_bool_or(o, fn, "lmHead", true);
   c.value_head = get_bool_or(o, fn, "valueHead", false);
   c.max_positions = get_int(o, fn, "maxPositions", 1, int64_t(1) << 24);
+  c.lora_rank = static_cast<int>(get_int_or(o, fn, "loraRank", 0, 4096, 0));
+  c.lora_alpha = static_cast<float>(get_number_or(o, fn, "loraAlpha", 0.0));
+  c.lora_modules = static_cast<uint32_t>(get_int_or(o, fn, "loraModules", 0, 255, 0));
   return c;
 }
 
@@ -116,7 +119,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     } catch (const std::bad_alloc&) {
       throw make_js_error(env, ErrorCode::OutOfMemory, "Model: out of memory allocating the parameters");
     }
-    reported_ = 2 * model_->optimizer_view().size * static_cast<int64_t>(sizeof(float));
+    // parameters + gradients (a tensor-parallel model's shards hold replicas: its optimizer view is larger)
+    reported_ = 2 * std::max(model_->optimizer_view().size, model_->full_num_params()) * static_cast<int64_t>(sizeof(float));
     Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
   }
 
