@@ -175,7 +175,8 @@ t.test('gradient checkpointing recomputes the adapters too: gradients bit-identi
     m.gradientCheckpointing = ckpt;
     await m.forward({ tokens, targets, batch: B, seqLen: T, lengths });
     await m.backward({ dLogprobs: new Float32Array(N).fill(-0.1) });
-    const out = await Promise.all(m.parameters().filter((p) => p.name.includes('lora')).map((p) => m.getGradient(p.name)));
+    const out: Float32Array[] = [];
+    for (const p of m.parameters()) if (p.name.includes('lora')) out.push(await m.getGradient(p.name));
     m.dispose();
     return out;
   };
