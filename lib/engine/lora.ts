@@ -22,7 +22,7 @@ export interface LoraOptions {
   /** α (default 2·rank); the adapters are scaled by α / r */
   alpha?: number;
   /** the projections to adapt (default ['q_proj', 'v_proj'], PEFT's for Llama), or 'all-linear' */
-  modules?: LoraModuleName[] | 'all-linear';
+  modules?: readonly LoraModuleName[] | 'all-linear';
 }
 
 export interface LoraConfig {

@@ -9,11 +9,12 @@
  *   resident    parameters + gradients (+ AdamW moments)
  *   forward     + saved activations + LM-head state + forward outputs + forward scratch
  *               (+ LM-head chunks while the logits are computed, freed after)
- *   backward    scratch grows to backward's size (both exist while it is reallocated),
+ *   backward    scratch grows to backward's size (the old buffer is freed first),
  *               + LM-head gradient chunks while the head's backward runs
  * `peak` is the largest of those moments.
  */
 import { configFromHF, isModelConfig, type ModelConfig } from './config.js';
+import type { LoraConfig } from './lora.js';
 import { checkBoolean, checkInt, checkObject } from '../validate.js';
 
 /** native/model/heads.cc: logits cached for backward while they fit in this many bytes */
@@ -35,6 +36,8 @@ export interface TrainingMemoryOptions {
   entropy?: boolean;
   /** forward({values: true}) (default: the model has a scalar head) */
   values?: boolean;
+  /** the model's LoRA adapters (model.lora): moments only for what trains */
+  lora?: LoraConfig;
 }
 
 /** Bytes, by what holds them. */
@@ -49,7 +52,7 @@ export interface MemoryEstimate {
   lmHead: number;
   /** per-token outputs handed to JavaScript (log-probs, entropy, values) */
   outputs: number;
-  /** working memory of forward and backward at its largest (transients included) */
+  /** working memory of forward and backward at its largest (LM-head chunks included) */
   scratchPeak: number;
   /** the most the engine holds at once during the step */
   peak: number;
@@ -60,6 +63,13 @@ export function parameterCount(c: ModelConfig): number {
   const C = c.hidden, qd = c.heads * c.headDim, kvd = c.kvHeads * c.headDim;
   const perLayer = 2 * C + (qd + 2 * kvd) * C + (c.qkvBias ? qd + 2 * kvd : 0) + C * qd + (c.oBias ? C : 0) + 3 * c.ffn * C;
   return c.vocab * C + c.layers * perLayer + C + (c.lmHead && !c.tieEmbeddings ? c.vocab * C : 0) + (c.valueHead ? C : 0);
+}
+
+/** Parameters of LoRA adapters on the model (A: rank × in and B: out × rank per targeted projection and layer). */
+export function loraParameterCount(c: ModelConfig, lora: LoraConfig): number {
+  const C = c.hidden, qd = c.heads * c.headDim, kvd = c.kvHeads * c.headDim, F = c.ffn;
+  const dims: Record<string, [number, number]> = { q_proj: [C, qd], k_proj: [C, kvd], v_proj: [C, kvd], o_proj: [qd, C], gate_proj: [C, F], up_proj: [C, F], gate_up_proj: [C, 2 * F], down_proj: [F, C] };
+  return c.layers * lora.modules.reduce((s, m) => s + lora.rank * (dims[m][0] + dims[m][1]), 0);
 }
 
 /** Floats per token per layer that forward saves without checkpointing (native activation_floats_per_token_per_layer). */
@@ -85,8 +95,12 @@ export function estimateTrainingMemory(modelConfig: ModelConfig | Record<string,
   const QW = (config.heads + 2 * config.kvHeads) * config.headDim, AD = config.heads * config.headDim;
   const perLayer = N * activationFloatsPerTokenPerLayer(config);
 
-  const P = parameterCount(config);
-  const parameters = F32 * P, gradients = F32 * P, optimizer = adam ? 2 * F32 * P : 0;
+  const lora = o.lora as LoraConfig | undefined;
+  const adapters = lora ? loraParameterCount(config, lora) : 0;
+  const P = parameterCount(config) + adapters;
+  // with LoRA only the adapters and a scalar head have moments (the gradient buffer stays whole)
+  const trainable = lora ? adapters + (config.valueHead ? C : 0) : P;
+  const parameters = F32 * P, gradients = F32 * P, optimizer = adam ? 2 * F32 * trainable : 0;
   const activations = F32 * (L * (ckpt ? N * C : perLayer) + N * (2 * C + 1));
   const cached = M * V * F32 <= LOGITS_CACHE_BUDGET;
   const lmHead = M > 0 ? F32 * (2 * M + (cached ? M * V : 0)) : 0;
@@ -101,7 +115,9 @@ export function estimateTrainingMemory(modelConfig: ModelConfig | Record<string,
   const R = Math.max(1, Math.min(M, Math.floor(CHUNK_FLOATS / V)));
   const fwdChunks = M > 0 ? F32 * ((cached ? 0 : R * V) + R * C) : 0;
   const bwdChunks = M > 0 ? F32 * ((cached ? 0 : R * V) + R * V + 2 * R * C) : 0;
-  const scratchPeak = Math.max(fwdScratch + fwdChunks, bwdScratch > fwdScratch ? fwdScratch + bwdScratch : 0, scratchAfterBwd + bwdChunks);
+  // LoRA: x·Aᵀ and its gradient (N × rank each), from the first adapter of the forward on
+  const loraBuf = lora ? F32 * 2 * N * lora.rank : 0;
+  const scratchPeak = loraBuf + Math.max(fwdScratch + fwdChunks, scratchAfterBwd + bwdChunks);
 
   const resident = parameters + gradients + optimizer;
   const peak = resident + activations + lmHead + outputs + scratchPeak;

@@ -72,6 +72,7 @@ static std::atomic<int64_t> g_workspace_bytes{0};
 float* Workspace::grow(size_t floats) {
   if (buf_.bytes() < floats * sizeof(float)) {
     const int64_t before = static_cast<int64_t>(buf_.bytes());
+    buf_ = Buffer();  // freed first: the old and the new never coexist
     buf_ = Buffer(floats * sizeof(float), false);
     g_workspace_bytes += static_cast<int64_t>(buf_.bytes()) - before;
   }

@@ -80,8 +80,7 @@ void Transformer::lora_backward(int l, LoraSite site, const float* x, const floa
   const float scale = cfg_.lora_scale();
   for (const LoraAdapter& ad : layout_.layers[l].lora) {
     if (ad.site != site) continue;
-    if (lora_buf_.bytes() < static_cast<size_t>(2 * N * r) * sizeof(float)) lora_buf_ = Buffer(static_cast<size_t>(2 * N * r) * sizeof(float), false);
-    float* t = lora_buf_.as<float>();
+    float* t = lora_scratch(N);
     float* dt = t + N * r;
     const float* dyc = dy + ad.out_begin;
     cpu::sgemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);           // t = x·Aᵀ

@@ -73,12 +73,20 @@ OptimizerView Transformer::optimizer_view() {
   return o;
 }
 
+float* Transformer::lora_scratch(int64_t N) {
+  const size_t bytes = static_cast<size_t>(2 * N * cfg_.lora_rank) * sizeof(float);
+  if (lora_buf_.bytes() < bytes) {
+    lora_buf_ = Buffer();
+    lora_buf_ = Buffer(bytes, false);
+  }
+  return lora_buf_.as<float>();
+}
+
 void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, float* out, int64_t ld_out) {
   const int64_t r = cfg_.lora_rank;
   for (const LoraAdapter& ad : layout_.layers[l].lora) {
     if (ad.site != site) continue;
-    if (lora_buf_.bytes() < static_cast<size_t>(2 * N * r) * sizeof(float)) lora_buf_ = Buffer(static_cast<size_t>(2 * N * r) * sizeof(float), false);
-    float* t = lora_buf_.as<float>();
+    float* t = lora_scratch(N);
     cpu::sgemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);
     cpu::sgemm(false, true, N, ad.out, r, cfg_.lora_scale(), t, r, w(ad.b), r, 1.0f, out + ad.out_begin, ld_out);
   }
@@ -93,8 +101,12 @@ int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c)
   return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn);
 }
 
+// Grows the scratch buffer (contents not kept: the old one is freed first, so the two never coexist).
 float* Transformer::scratch(size_t floats) {
-  if (scratch_.bytes() < floats * sizeof(float)) scratch_ = Buffer(floats * sizeof(float), false);
+  if (scratch_.bytes() < floats * sizeof(float)) {
+    scratch_ = Buffer();
+    scratch_ = Buffer(floats * sizeof(float), false);
+  }
   return scratch_.as<float>();
 }
 

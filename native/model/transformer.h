@@ -157,6 +157,7 @@ class Transformer final : public Engine {
   void lora_backward(int l, LoraSite site, const float* x, const float* dy, int64_t ld_dy, float* dx, int64_t N);
   bool frozen_base() const { return cfg_.lora_rank > 0; }
   Buffer lora_buf_;  // t and dt (N × rank each) of the adapter being computed
+  float* lora_scratch(int64_t N);  // lora_buf_ grown to 2·N·rank floats
   // C (N×out) = A (N×in)·Wᵀ (+ beta·C) for a weight W (out×in) at `offset`, or its packed copy.
   void linear(const float* A, int64_t N, int64_t in, int64_t offset, int64_t out, float beta, float* C,
               const void* packed);

@@ -8,7 +8,8 @@ import t from 'tap';
 import { AdamW } from '../../lib/engine/adamw.js';
 import { nativeWorkspaceBytes, nativeMemoryInUse, nativeMemoryPeak, setThreads } from '../../lib/engine/device.js';
 import { tinyConfig } from '../../lib/engine/config.js';
-import { estimateTrainingMemory, parameterCount } from '../../lib/engine/memory.js';
+import type { LoraModuleName } from '../../lib/engine/lora.js';
+import { estimateTrainingMemory, loraParameterCount, parameterCount } from '../../lib/engine/memory.js';
 import { Model } from '../../lib/engine/model.js';
 
 setThreads(1);
@@ -17,16 +18,19 @@ const cases = [
   ['llama, targets on every row', tinyConfig({ vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }), { batch: 3, seqLen: 16 }, false],
   ['llama, checkpointed, entropy', tinyConfig({ vocab: 101, hidden: 32, layers: 3, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }), { batch: 3, seqLen: 16, entropy: true }, true],
   ['glm reward model (values only)', tinyConfig({ family: 'glm', vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64, valueHead: true }), { batch: 4, seqLen: 9 }, false],
+  ['llama with LoRA adapters (moments for the adapters only)', tinyConfig({ vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }), { batch: 3, seqLen: 16, lora: { rank: 4, alpha: 8, modules: ['q_proj', 'v_proj', 'down_proj'] } }, false],
   ['logits past the 256 MiB cache: chunked', tinyConfig({ vocab: 4096, hidden: 16, layers: 1, heads: 2, kvHeads: 1, ffn: 16, maxPositions: 32 }), { batch: 640, seqLen: 32 }, false],
 ] as const;
 
-async function step(config: (typeof cases)[number][1], shape: { batch: number; seqLen: number; entropy?: boolean }, ckpt: boolean): Promise<void> {
-  const m = await Model.create(config, { seed: 1 });
+type Shape = { batch: number; seqLen: number; entropy?: boolean; lora?: { rank: number; alpha: number; modules: readonly LoraModuleName[] } };
+
+async function step(config: (typeof cases)[number][1], shape: Shape, ckpt: boolean): Promise<void> {
+  const m = await Model.create(config, { seed: 1, lora: shape.lora });
   m.gradientCheckpointing = ckpt;
   const opt = new AdamW(m, { lr: 1e-3 });
   const N = shape.batch * shape.seqLen, lm = m.config.lmHead, value = m.config.valueHead;
   const tokens = new Int32Array(N).fill(1);
-  await m.forward({ tokens, targets: lm ? tokens : undefined, batch: shape.batch, seqLen: shape.seqLen, entropy: shape.entropy, values: value });
+  await m.forward({ tokens, targets: lm ? tokens : undefined, batch: shape.batch, seqLen: shape.seqLen, entropy: 'entropy' in shape ? shape.entropy : false, values: value });
   await m.backward({ dLogprobs: lm ? new Float32Array(N) : undefined, dValues: value ? new Float32Array(N) : undefined });
   await opt.step();
   opt.dispose();
@@ -39,11 +43,12 @@ for (const [label, config, shape, ckpt] of cases) {
     // the measured one (another libuv worker thread may run it) is counted apart
     await step(config, shape, ckpt);
     const base = nativeMemoryInUse(), ws0 = nativeWorkspaceBytes();
-    const m = await Model.create(config, { seed: 1 });
+    const lora = 'lora' in shape ? shape.lora : undefined;
+    const m = await Model.create(config, { seed: 1, lora });
     m.gradientCheckpointing = ckpt;
-    t.equal(m.numParameters, parameterCount(m.config), 'parameterCount');
+    t.equal(m.numParameters, parameterCount(m.config) + (m.lora ? loraParameterCount(m.config, m.lora) : 0), 'parameterCount (+ loraParameterCount)');
     const lm = m.config.lmHead, value = m.config.valueHead, entropy = 'entropy' in shape && shape.entropy;
-    const est = estimateTrainingMemory(m.config, { ...shape, gradientCheckpointing: ckpt, values: value, targetRows: lm ? undefined : 0 });
+    const est = estimateTrainingMemory(m.config, { batch: shape.batch, seqLen: shape.seqLen, entropy, lora: m.lora, gradientCheckpointing: ckpt, values: value, targetRows: lm ? undefined : 0 });
     t.equal(nativeMemoryInUse() - base, est.parameters + est.gradients, 'after create: parameters + gradients');
     const opt = new AdamW(m, { lr: 1e-3 });
     t.equal(nativeMemoryInUse() - base, est.parameters + est.gradients + est.optimizer, 'with AdamW: + moments');
