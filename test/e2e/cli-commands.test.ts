@@ -40,6 +40,15 @@ t.test('a miniature pipeline through every command', { timeout: 240000 }, async 
   t.ok(existsSync(p('rm/model/config.json')), 'config-file paths resolve next to the file');
   r = rlhf('dpo', '--policy', p('sft/model'), '--data', p('pairs.jsonl'), '--output', p('dpo'), '--loss', 'exo', '--batch-size', '4', '--seq-len', '64', '--lr', '1e-5');
   t.equal(r.status, 0, r.stderr);
+  // LoRA: adapters trained on the frozen SFT model, saved in PEFT format, found again by generate
+  r = rlhf('dpo', '--policy', p('sft/model'), '--data', p('pairs.jsonl'), '--output', p('dpo-lora'), '--batch-size', '4', '--seq-len', '64', '--lr', '1e-3', '--lora-rank', '4', '--lora-modules', 'all-linear');
+  t.equal(r.status, 0, r.stderr);
+  t.match(JSON.parse(readFileSync(p('dpo-lora/model/adapter/adapter_config.json'), 'utf8')), { peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
+  r = rlhf('generate', '--model', p('dpo-lora/model'), '--prompt', 'What is 2+2? Answer with a number.', '--max-new-tokens', '4');
+  t.equal(r.status, 0, r.stderr);
+  r = rlhf('sft', '--init', 'tiny', '--data', p('sft.jsonl'), '--output', p('bad-lora'), '--lora-rank', '4');
+  t.equal(r.status, 2);
+  t.match(r.stderr, /--lora-rank needs a trained base/);
   r = rlhf('ppo', '--policy', p('sft/model'), '--reward-model', p('rm/model'), '--prompts', p('prompts.jsonl'), '--output', p('ppo'), '--iterations', '2', '--prompts-per-iteration', '4', '--max-new-tokens', '8', '--ptx-data', p('sft.jsonl'), '--ptx-coef', '0.5', '--lr', '1e-5');
   t.equal(r.status, 0, r.stderr);
   r = rlhf('grpo', '--policy', p('sft/model'), '--reward-rule', 'regex:^\\d+$', '--prompts', p('prompts.jsonl'), '--output', p('grpo'), '--iterations', '2', '--prompts-per-iteration', '2', '--samples-per-prompt', '4', '--max-new-tokens', '8', '--estimator', 'rloo', '--overlong-buffer', '4', '--overlong-penalty', '0.5', '--mask-truncated');

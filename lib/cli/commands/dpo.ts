@@ -26,7 +26,7 @@ export const dpoSpec: CommandSpec = {
 
 export const dpoCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
-  const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy');
+  const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const trainer = new PreferenceTrainer({
     policy,
     tokenizer,

@@ -81,7 +81,7 @@ async function finish(policy: Model, tokenizer: Awaited<ReturnType<typeof loadMo
 export const ppoCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
-  const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy');
+  const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const reference = await policy.clone();
   const { reward, rm } = await resolveReward(o);
   const criticDir = (o.critic as string | undefined) ?? (o.rewardModel as string | undefined) ?? (o.policy as string);
@@ -106,7 +106,7 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
 export const grpoCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
-  const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy');
+  const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const { reward } = await resolveReward(o);
   const trainer = new GroupTrainer({ ...common(o), policy, tokenizer, reward, estimator: o.estimator as 'grpo' | 'rloo' | 'reinforce++' });
   const done = follow(trainer, ctx, ['rewardMean', 'clipFraction', 'entropy']);

@@ -23,7 +23,7 @@ export const prmSpec: CommandSpec = {
 
 export const prmCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
-  const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model');
+  const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model', true);
   const trainer = new ProcessRewardTrainer({
     model,
     tokenizer,

@@ -25,7 +25,7 @@ export const rmSpec: CommandSpec = {
 
 export const rmCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
-  const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model');
+  const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model', true);
   const trainer = new RewardTrainer({
     model,
     tokenizer,

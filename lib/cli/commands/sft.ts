@@ -31,7 +31,7 @@ export const sftSpec: CommandSpec = {
 export const sftCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
   if (!o.model === !o.init) throw new CliError('give exactly one of --model <dir> or --init <preset>');
-  const { model, tokenizer } = o.model ? await loadModel(o.model as string, '--model') : await initModel(o.init as string, o.seed as number);
+  const { model, tokenizer } = o.model ? await loadModel(o.model as string, '--model', undefined, true) : await initModel(o.init as string, o.seed as number);
   const trainer = new SFTTrainer({
     model,
     tokenizer,

@@ -2,10 +2,11 @@
  * What the commands share: common flags, loading a model with its tokenizer, resolving a reward
  * source from flags, and wiring a trainer to the progress display and Ctrl-C.
  */
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setThreads } from '../../engine/device.js';
 import { configFromHF, tinyConfig, type ModelConfig } from '../../engine/config.js';
+import type { LoraModuleName, LoraOptions } from '../../engine/lora.js';
 import { Model } from '../../engine/model.js';
 import { goldScore, makePrompt, type Format } from '../../demo/task.js';
 import { RewardModel } from '../../rewards/reward-model.js';
@@ -26,6 +27,7 @@ export const MODEL_FLAGS: Record<string, FlagSpec> = {
 };
 let tensorParallel = 1;
 let gradientCheckpointing = false;
+let lora: LoraOptions | undefined;
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   ...MODEL_FLAGS,
@@ -34,6 +36,9 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   saveEvery: { type: 'int', min: 1, describe: 'write a checkpoint every N steps (always at the end)' },
   lr: { type: 'number', min: 0, describe: 'peak learning rate' },
   gradientCheckpointing: { type: 'bool', describe: 'keep only each layer\'s input for backward and recompute the rest (far less activation memory, ~1 more forward of compute)' },
+  loraRank: { type: 'int', min: 1, max: 4096, placeholder: 'r', describe: 'train LoRA adapters of rank r on a frozen base (saved in PEFT format under <output>/model/adapter)' },
+  loraAlpha: { type: 'number', min: 0, describe: 'LoRA α (default 2·r): adapters scaled by α/r' },
+  loraModules: { type: 'list', placeholder: 'q_proj,v_proj', describe: 'projections to adapt (default q_proj,v_proj; all-linear for every one)' },
   ...COMMON_FLAGS,
 };
 
@@ -42,6 +47,9 @@ export function applyThreads(o: Record<string, unknown>): void {
   if (o.threads !== undefined) setThreads(o.threads as number);
   tensorParallel = (o.tp as number | undefined) ?? 1;
   gradientCheckpointing = o.gradientCheckpointing === true;
+  if ((o.loraAlpha !== undefined || o.loraModules !== undefined) && o.loraRank === undefined) throw new CliError('--lora-alpha and --lora-modules need --lora-rank');
+  const modules = o.loraModules as string[] | undefined;
+  lora = o.loraRank === undefined ? undefined : { rank: o.loraRank as number, ...(o.loraAlpha !== undefined ? { alpha: o.loraAlpha as number } : {}), ...(modules ? { modules: modules.length === 1 && modules[0] === 'all-linear' ? 'all-linear' : (modules as LoraModuleName[]) } : {}) };
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -53,10 +61,13 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Loads a checkpoint directory and its tokenizer (one clear error when either is missing). */
-export async function loadModel(dir: string, flag: string, architecture?: string): Promise<{ model: Model; tokenizer: Tokenizer }> {
-  if (!(await exists(join(dir, 'config.json')))) throw new CliError(`${flag} ${dir}: not a model directory (no config.json)`);
-  const model = await Model.load(dir, { ...(architecture ? { architecture } : {}), tensorParallel });
+/**
+ * Loads a checkpoint directory and its tokenizer (one clear error when either is missing).
+ * `trained`: the model the command trains, which gets the --lora-* adapters when they are given.
+ */
+export async function loadModel(dir: string, flag: string, architecture?: string, trained = false): Promise<{ model: Model; tokenizer: Tokenizer }> {
+  await requireModelDir(dir, flag);
+  const model = await Model.load(dir, { ...(architecture ? { architecture } : {}), tensorParallel, ...(trained && lora ? { lora } : {}) });
   model.gradientCheckpointing = gradientCheckpointing;
   const tokenizer = await loadTokenizer(dir);
   return { model, tokenizer };
@@ -77,6 +88,7 @@ export function presetConfig(preset: string): ModelConfig {
 
 /** A new model with the built-in byte tokenizer, for training from scratch. */
 export async function initModel(preset: string, seed: number): Promise<{ model: Model; tokenizer: Tokenizer }> {
+  if (lora) throw new CliError('--lora-rank needs a trained base (--model <dir>), not --init: LoRA freezes the base weights');
   const tokenizer = new ByteTokenizer();
   const model = await Model.create(presetConfig(preset), { seed, tensorParallel });
   model.gradientCheckpointing = gradientCheckpointing;
@@ -86,12 +98,15 @@ export async function initModel(preset: string, seed: number): Promise<{ model: 
 const SEQ_CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification', qwen2: 'Qwen2ForSequenceClassification', glm: 'GlmForSequenceClassification' };
 
 /** Loads a checkpoint with a scalar head: as saved if it has one, else the causal LM with a new `score` head. */
-export async function loadScalarHeadModel(path: string, flag: string): Promise<{ model: Model; tokenizer: Tokenizer }> {
-  const probe = await loadModel(path, flag);
-  const { family, valueHead } = probe.model.config;
-  if (valueHead) return probe;
-  probe.model.dispose();
-  return loadModel(path, flag, SEQ_CLS[family]);
+export async function loadScalarHeadModel(path: string, flag: string, trained = false): Promise<{ model: Model; tokenizer: Tokenizer }> {
+  await requireModelDir(path, flag);
+  const configPath = join(path, 'config.json');
+  const { family, valueHead } = configFromHF(JSON.parse(await readFile(configPath, 'utf8')), configPath);
+  return loadModel(path, flag, valueHead ? undefined : SEQ_CLS[family], trained);
+}
+
+async function requireModelDir(dir: string, flag: string): Promise<void> {
+  if (!(await exists(join(dir, 'config.json')))) throw new CliError(`${flag} ${dir}: not a model directory (no config.json)`);
 }
 
 /** A separator flag as typed on a command line: the escapes \n, \t and \\ become their characters. */
