@@ -6,6 +6,7 @@ Usage: /usr/bin/python3 bench/peers/torch_model.py '{"mode": "train" | "generate
 train:    random tokens (B, T); one step = forward, mean next-token cross-entropy (or, for *ForSequenceClassification,
           mean squared score), backward, AdamW(foreach=True, lr 1e-4) step, zero_grad. Reports B*T / step time.
           "checkpoint": true wraps every decoder layer in torch.utils.checkpoint (non-reentrant).
+          "lora": {"rank", "alpha", "modules"} freezes the model and trains LoRA adapters (torch_transformer.add_lora).
 generate: random prompts (B, p); greedy decoding of n new tokens with the KV cache under torch.no_grad.
           Reports B*n / (prefill + decode time).
 Both emit a second line "<mode>-peak-memory": peak RSS of this process in MB (getrusage ru_maxrss).
@@ -19,7 +20,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from common import setup, time_ms, emit  # noqa: E402
-from torch_transformer import Transformer, default_config, param_count  # noqa: E402
+from torch_transformer import Transformer, add_lora, default_config, param_count  # noqa: E402
 
 
 def peak_rss_mb():
@@ -40,7 +41,10 @@ def train(args, cfg):
     model = Transformer(cfg)
     model.train()
     model.checkpoint_layers = bool(args.get("checkpoint", False))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    lora = args.get("lora")
+    if lora:
+        add_lora(model, int(lora["rank"]), float(lora["alpha"]), lora["modules"])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, foreach=True)
     tokens = torch.randint(0, cfg["vocab_size"], (B, T))
 
     def step():

@@ -277,6 +277,34 @@ class Transformer(nn.Module):
     generate_greedy = generate
 
 
+class LoraLinear(nn.Module):
+    """PEFT's LoRA on a frozen nn.Linear: y = base(x) + (alpha / r) * B(A(x)), B = 0 at the start."""
+
+    def __init__(self, base, rank, alpha):
+        super().__init__()
+        self.base, self.scale = base, alpha / rank
+        self.lora_A = nn.Linear(base.in_features, rank, bias=False)
+        self.lora_B = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    def forward(self, x):
+        return self.base(x) + self.scale * self.lora_B(self.lora_A(x))
+
+
+def add_lora(model, rank, alpha, modules):
+    """Freezes every parameter of `model`, then wraps the named projections of every layer with LoraLinear
+    (what peft.get_peft_model does for a LoraConfig(r, lora_alpha, target_modules))."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for layer in model.model.layers:
+        for block in (layer.self_attn, layer.mlp):
+            for name in modules:
+                if hasattr(block, name):
+                    setattr(block, name, LoraLinear(getattr(block, name), rank, alpha))
+    return model
+
+
 def param_count(model):
     return sum(p.numel() for p in model.parameters())
 
