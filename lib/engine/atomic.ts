@@ -10,7 +10,7 @@
  * temporary files are removed first. Argument errors throw synchronously (TypeError).
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { access, lstat, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, RlhfError } from '../errors.js';
 import { checkString, typeError } from '../validate.js';
@@ -168,5 +168,15 @@ async function replaceDir(dir: string, fill: (tmpDir: string) => Promise<void>):
     if (hadOld) await rm(old, { recursive: true, force: true });
   } catch (err) {
     throw ioError(`replaced ${dir}, but could not finish (sync the parent or remove ${old})`, err);
+  }
+}
+
+/** True when `path` exists (any kind of entry). */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -10,12 +10,12 @@
  * here". Rows are right-padded to seqLen; `lengths` gives each row's real length. Checkpoints are
  * Hugging Face directories (config.json + safetensors), so models move to and from transformers.
  */
-import { access, mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
 import { native } from '../native.js';
 import { checkBoolean, checkInt, checkInt32Array, checkFloat32Array, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
-import { replaceDirAtomic, writeFileAtomic } from './atomic.js';
+import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from './atomic.js';
 import { configFromHF, configToHF, isModelConfig, type ModelConfig } from './config.js';
 import { readCheckpointIndex, readSafetensorsHeader, readTensorF32, writeCheckpointTensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { ADAPTER_DIR, ADAPTER_PREFIX, adapterConfigJson, adapterTarget, isAdapterTensor, loraFromAdapterConfig, mergeAdapter, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
@@ -487,12 +487,3 @@ function normalInit(n: number, std: number, seed: number): Float32Array {
 }
 
 export { checkBoolean, checkNumber };
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -349,13 +349,7 @@ export class PreferenceTrainer extends TrainerEmitter {
       micro += o.gradAccum;
       if (o.ntpCoef > 0) (m.ntpLoss = nll), (m.loss += o.ntpCoef * nll);
       this.optimizer.lr = schedule(step);
-      // NaN/Inf guard: a non-finite loss skips the update (AdamW itself skips non-finite gradients)
-      const r = allFinite(m.loss) ? await this.optimizer.step() : { skipped: true, gradNorm: NaN, step: 0 };
-      await this.policy.zeroGrad();
-      if (r.skipped) {
-        run.skippedSteps++;
-        run.log(`step ${step + 1}: non-finite loss or gradients, update skipped`);
-      }
+      const r = await run.guardedUpdate(step, m.loss, this.optimizer, this.policy);
       step++;
       lastLoss = m.loss;
       await run.step(step, { ...m, lr: this.optimizer.lr, gradNorm: r.gradNorm, itemsPerSecond: N / ((performance.now() - step0) / 1000) }, { epoch: micro / batches.perEpoch });

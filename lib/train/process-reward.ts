@@ -212,12 +212,7 @@ export class ProcessRewardTrainer extends TrainerEmitter {
       }
       micro += o.gradAccum;
       this.optimizer.lr = schedule(step);
-      const r = allFinite(loss) ? await this.optimizer.step() : { skipped: true, gradNorm: NaN, step: 0 };
-      await this.model.zeroGrad();
-      if (r.skipped) {
-        run.skippedSteps++;
-        run.log(`step ${step + 1}: non-finite loss or gradients, update skipped`);
-      }
+      const r = await run.guardedUpdate(step, loss, this.optimizer, this.model);
       step++;
       last = { loss, accuracy: correct / S };
       await run.step(step, { loss, stepAccuracy: correct / S, lr: this.optimizer.lr, gradNorm: r.gradNorm, stepsPerSecond: S / ((performance.now() - tStep) / 1000) }, { epoch: micro / batches.perEpoch });

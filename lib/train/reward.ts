@@ -275,13 +275,7 @@ export class RewardTrainer extends TrainerEmitter {
       }
       micro += o.gradAccum;
       this.optimizer.lr = schedule(step);
-      // NaN/Inf guard: a non-finite loss skips the update (AdamW itself skips non-finite gradients)
-      const r = allFinite(loss) ? await this.optimizer.step() : { skipped: true, gradNorm: NaN, step: 0 };
-      await this.model.zeroGrad();
-      if (r.skipped) {
-        run.skippedSteps++;
-        run.log(`step ${step + 1}: non-finite loss or gradients, update skipped`);
-      }
+      const r = await run.guardedUpdate(step, loss, this.optimizer, this.model);
       step++;
       last = { loss, accuracy: correct / N };
       const metrics: Record<string, number> = { loss, accuracy: correct / N, meanMargin: marginSum / N, meanScore: scoreSum / (2 * N), lr: this.optimizer.lr, gradNorm: r.gradNorm, pairsPerSecond: N / ((performance.now() - tStep) / 1000) };

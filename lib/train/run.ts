@@ -4,6 +4,8 @@
  * bookkeeping. A trainer creates one TrainingRun per train() call.
  */
 import { join } from 'node:path';
+import type { AdamW } from '../engine/adamw.js';
+import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { checkpointDir, findLatestCheckpoint, pruneCheckpoints, restoreCheckpoint, saveCheckpoint, type CheckpointPart, type TrainerState } from './checkpoint.js';
 import { Eta, type TrainerEmitter } from './events.js';
@@ -74,6 +76,21 @@ export class TrainingRun {
 
   log(message: string): void {
     this.#emitter.emit('log', { stage: this.stage, message });
+  }
+
+  /**
+   * The NaN/Inf guard around an update: a non-finite `loss` skips AdamW (which itself skips
+   * non-finite gradients); the gradients are zeroed either way; a skip is counted and logged as
+   * step `step + 1`.
+   */
+  async guardedUpdate(step: number, loss: number, optimizer: AdamW, model: Model): Promise<{ skipped: boolean; gradNorm: number }> {
+    const r = allFinite(loss) ? await optimizer.step() : { skipped: true, gradNorm: NaN };
+    await model.zeroGrad();
+    if (r.skipped) {
+      this.skippedSteps++;
+      this.log(`step ${step + 1}: non-finite loss or gradients, update skipped`);
+    }
+    return r;
   }
 }
 

@@ -2,7 +2,8 @@
  * What the commands share: common flags, loading a model with its tokenizer, resolving a reward
  * source from flags, and wiring a trainer to the progress display and Ctrl-C.
  */
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { pathExists as exists } from '../../engine/atomic.js';
 import { join } from 'node:path';
 import { setThreads } from '../../engine/device.js';
 import { configFromHF, tinyConfig, type ModelConfig } from '../../engine/config.js';
@@ -52,14 +53,6 @@ export function applyThreads(o: Record<string, unknown>): void {
   lora = o.loraRank === undefined ? undefined : { rank: o.loraRank as number, ...(o.loraAlpha !== undefined ? { alpha: o.loraAlpha as number } : {}), ...(modules ? { modules: modules.length === 1 && modules[0] === 'all-linear' ? 'all-linear' : (modules as LoraModuleName[]) } : {}) };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Loads a checkpoint directory and its tokenizer (one clear error when either is missing).
