@@ -63,7 +63,6 @@ export function resolveLora(fn: string, value: unknown, cfg: ModelConfig): LoraC
     });
     modules = [...new Set(modules)];
   }
-  if (!cfg.lmHead && !cfg.valueHead) throw typeError(fn, 'options.lora', 'a model with a head', value);
   return { rank, alpha, modules };
 }
 
