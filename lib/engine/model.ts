@@ -144,12 +144,40 @@ export class Model implements OptimizerTarget {
   /** the LoRA adapters (undefined: none); with them only the adapters and a scalar head train */
   readonly lora?: LoraConfig;
 
-  private constructor(config: ModelConfig, tensorParallel = 1, lora?: LoraConfig) {
+  /** set on a withoutAdapters() view: the LoRA model whose weights it runs without the adapters */
+  readonly adaptersOf?: Model;
+
+  private constructor(config: ModelConfig, tensorParallel = 1, lora?: LoraConfig, viewOf?: { model: Model; native: NativeModel }) {
     this.config = config;
     this.tensorParallel = tensorParallel;
-    this.lora = lora;
+    this.lora = viewOf ? undefined : lora;
+    if (viewOf) {
+      this.adaptersOf = viewOf.model;
+      this.#native = viewOf.native;
+      return;
+    }
     if (lora && tensorParallel > 1) throw new RangeError('Model: LoRA with tensorParallel > 1 is not implemented');
     this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({ ...config, tensorParallel, ...nativeLoraFields(lora) });
+  }
+
+  /**
+   * The base model under this model's LoRA adapters, sharing its weights (nothing is copied):
+   * forward and generate run without the adapters. A LoRA policy's reference model, as TRL does
+   * with PEFT models. Inference only (saveForBackward false, no backward, no weight writes);
+   * disposing the view frees nothing, disposing this model ends the view too.
+   */
+  withoutAdapters(): Model {
+    if (!this.lora) throw new TypeError('Model.withoutAdapters: the model has no LoRA adapters');
+    return new Model(this.config, this.tensorParallel, undefined, { model: this, native: this.#handle('withoutAdapters') });
+  }
+
+  /** A view's calls fail once its model is disposed. */
+  #checkView(call: string): void {
+    if (this.adaptersOf && !this.adaptersOf.#native) throw new RlhfError(ErrorCode.DISPOSED, `Model.${call}: the model under this view was disposed`);
+  }
+
+  #refuseOnView(call: string): void {
+    if (this.adaptersOf) throw new TypeError(`Model.${call}: a withoutAdapters() view is for inference; train or change the model itself`);
   }
 
   static #tensorParallel(fn: string, o: ReturnType<typeof options>, cfg: ModelConfig): number {
@@ -259,6 +287,7 @@ export class Model implements OptimizerTarget {
   }
 
   get numParameters(): number {
+    if (this.adaptersOf) return this.parameters().reduce((s, p) => s + p.size, 0);
     return this.#handle('numParameters').numParameters;
   }
 
@@ -284,17 +313,20 @@ export class Model implements OptimizerTarget {
     return this.#checkpointing;
   }
   set gradientCheckpointing(on: boolean) {
+    this.#refuseOnView('gradientCheckpointing');
     checkBoolean('Model.gradientCheckpointing', 'value', on);
     this.#handle('gradientCheckpointing').setGradientCheckpointing(on);
     this.#checkpointing = on;
   }
 
   parameters(): ParameterInfo[] {
-    return this.#handle('parameters').parameters();
+    const all = this.#handle('parameters').parameters();
+    return this.adaptersOf ? all.filter((p) => !isAdapterTensor(p.name)) : all;  // a view is the base model
   }
 
   /** For `new AdamW(model, options)`: the model's flat parameters, decay 0 on norms and biases. */
   get optimizerTarget(): object {
+    this.#refuseOnView('optimizerTarget');
     return this.#handle('optimizerTarget') as unknown as object;
   }
 
@@ -321,15 +353,17 @@ export class Model implements OptimizerTarget {
     const values = o.bool('values', this.config.valueHead);
     const logits = o.bool('logits', false);
     const temperature = o.number('temperature', { gt: 0 }, 1);
-    const saveForBackward = o.bool('saveForBackward', true);
+    const saveForBackward = o.bool('saveForBackward', !this.adaptersOf);
+    if (this.adaptersOf && saveForBackward) throw typeError(fn, 'batch.saveForBackward', 'false on a withoutAdapters() view (inference only)', true);
     if ((targets || entropy || logits) && !this.config.lmHead)
       throw typeError(fn, 'batch', `free of targets/entropy/logits: a ${this.config.architecture} has no LM head`, 'targets');
     if (values && !this.config.valueHead) throw typeError(fn, 'batch.values', `false: a ${this.config.architecture} has no value head`, true);
-    const args = { batch: B, seqLen: T, tokens, targets, lengths, positions, segments, entropy, values, logits, temperature, saveForBackward };
+    const args = { batch: B, seqLen: T, tokens, targets, lengths, positions, segments, entropy, values, logits, temperature, saveForBackward, adapters: !this.adaptersOf };
     return withCallerStack(() => h.forward(args));
   }
 
   backward(grads: BackwardGrads): Promise<void> {
+    this.#refuseOnView('backward');
     const h = this.#handle('backward');
     const fn = 'Model.backward';
     const g = checkObject(fn, 'grads', grads);
@@ -374,7 +408,7 @@ export class Model implements OptimizerTarget {
       stopTokens = (o.obj.stopTokens as unknown[]).map((t, i) => checkInt(fn, `options.stopTokens[${i}]`, t, { min: 0 }));
     }
     return withCallerStack(async () => {
-      const r = await h.generate({ prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, streams, stopTokens: Int32Array.from(stopTokens) });
+      const r = await h.generate({ prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, streams, stopTokens: Int32Array.from(stopTokens), adapters: !this.adaptersOf });
       return r.tokens.map((tokens, i) => ({ tokens, logprobs: r.logprobs[i], finishReason: r.stopped[i] ? ('stop' as const) : ('length' as const) }));
     });
   }
@@ -392,6 +426,7 @@ export class Model implements OptimizerTarget {
   }
 
   setParameter(name: string, data: Float32Array): Promise<void> {
+    this.#refuseOnView('setParameter');
     const h = this.#handle('setParameter');
     checkFloat32Array('Model.setParameter', 'data', data);
     return withCallerStack(() => h.writeParameter(name, data));
@@ -458,7 +493,7 @@ export class Model implements OptimizerTarget {
   }
 
   dispose(): void {
-    this.#native?.dispose();
+    if (!this.adaptersOf) this.#native?.dispose();
     this.#native = undefined;
   }
 
@@ -467,6 +502,7 @@ export class Model implements OptimizerTarget {
   }
 
   #handle(call: string): NativeModel {
+    this.#checkView(call);
     if (!this.#native) throw new RlhfError(ErrorCode.DISPOSED, `Model.${call}: the model was disposed`);
     return this.#native;
   }

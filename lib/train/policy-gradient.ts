@@ -148,7 +148,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const prompts = typeof c.prompts === 'string' ? await loadPromptFile(c.prompts) : c.prompts;
     if (!prompts.length) throw new RlhfError(ErrorCode.FORMAT, `${c.stage}: no prompts`);
     if (this.#needsReference && !this.#reference) {
-      this.#reference = c.reference ?? (await c.policy.clone());
+      this.#reference = c.reference ?? (c.policy.lora ? c.policy.withoutAdapters() : await c.policy.clone());
       this.#ownsReference = !c.reference;
     }
     const ptx = c.ptx ? await this.#ptxExamples(c.ptx) : undefined;
@@ -157,7 +157,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const parts = (): Record<string, CheckpointPart> => ({
       policy: { model: c.policy, optimizer: this.optimizer, tokenizer: c.tokenizer },
       ...(c.critic ? { critic: { model: c.critic, optimizer: this.criticOptimizer } } : {}),
-      ...(this.#reference ? { reference: { model: this.#reference } } : {}),
+      // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
+      ...(this.#reference && !this.#reference.adaptersOf ? { reference: { model: this.#reference } } : {}),
     });
     const resumed = await run.resume(
       Object.fromEntries(Object.entries(parts()).map(([k, p]) => [k, { model: p.model, optimizer: p.optimizer }])),

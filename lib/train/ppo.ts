@@ -22,7 +22,8 @@ export interface PolicyGradientOptions {
   tokenizer: Tokenizer;
   reward: RewardSource;
   prompts: string | PromptRecord[];
-  /** frozen reference policy (default: a copy of the policy at train() start) */
+  /** frozen reference policy (default: a copy of the policy at train() start; for a LoRA policy its
+   * base, policy.withoutAdapters(), sharing the weights) */
   reference?: Model;
   iterations: number;
   promptsPerIteration?: number;

@@ -38,7 +38,8 @@ export type { OnlinePair, SampleOptions, SampledGroup } from './preference-onlin
 /** Options of {@link PreferenceTrainer}; loop options (batchSize = pairs or groups per micro-batch) as in SFTOptions. */
 export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   policy: Model;
-  /** frozen reference (default: a clone of the policy at train() start; not used by simpo and orpo) */
+  /** frozen reference (default: a clone of the policy at train() start — for a LoRA policy its base,
+   * policy.withoutAdapters(), sharing the weights; not used by simpo and orpo) */
   reference?: Model;
   tokenizer: Tokenizer;
   /** default 'dpo' */
@@ -219,7 +220,7 @@ export class PreferenceTrainer extends TrainerEmitter {
 
   /** Creates the default reference (a frozen clone of the policy) if needed. */
   async #ensureReference(): Promise<void> {
-    if (!isReferenceFree(this.#o.loss)) this.reference ??= await this.policy.clone();
+    if (!isReferenceFree(this.#o.loss)) this.reference ??= this.policy.lora ? this.policy.withoutAdapters() : await this.policy.clone();
   }
 
   /** Fills item.ref with the reference's sequence log-probs (dataset order, no gradients). */
@@ -305,7 +306,8 @@ export class PreferenceTrainer extends TrainerEmitter {
     const schedule = makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio });
     const run = new TrainingRun('preference', this, totalSteps, o);
     await this.#ensureReference();
-    const ref: Record<string, CheckpointPart> = this.reference ? { reference: { model: this.reference } } : {};
+    // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
+    const ref: Record<string, CheckpointPart> = this.reference && !this.reference.adaptersOf ? { reference: { model: this.reference } } : {};
     const state = await run.resume({ policy: { model: this.policy, optimizer: this.optimizer }, ...ref });
     // after resume: the reference may have been restored from the checkpoint
     await this.#cacheReference([...data.train, ...(data.eval ?? [])], true);

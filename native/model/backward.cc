@@ -66,6 +66,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
 // activations, and the gradients from them, are bit-identical). h and act come from s (free now:
 // layer_backward recomputes them itself); under tensor parallelism every rank recomputes in step.
 LayerActs Transformer::recompute_layer(int l, float* base, float* x_out, const BackScratch& s) {
+  adapters_on_ = true;  // a saved forward always ran with its adapters
   LayerActs a = layer_slots(base, saved_.N);
   a.x_in = saved_layer(l).x_in;
   a.h = s.h;

@@ -19,6 +19,7 @@ namespace model {
 GenerateResult Transformer::generate(const GenerateRequest& req) {
   const ModelConfig& c = cfg_;
   RLHF_CHECK(c.lm_head, ErrorCode::Unsupported, "generate: the model has no LM head (it is a *ForSequenceClassification)");
+  adapters_on_ = req.adapters;
   const int64_t B = static_cast<int64_t>(req.prompts.size());
   RLHF_CHECK(B >= 1, ErrorCode::OutOfRange, "generate: need at least one prompt");
   RLHF_CHECK(req.max_new_tokens >= 1, ErrorCode::OutOfRange, "generate: maxNewTokens must be >= 1");

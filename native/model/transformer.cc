@@ -83,6 +83,7 @@ float* Transformer::lora_scratch(int64_t N) {
 }
 
 void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, float* out, int64_t ld_out) {
+  if (!adapters_on_) return;
   const int64_t r = cfg_.lora_rank;
   for (const LoraAdapter& ad : layout_.layers[l].lora) {
     if (ad.site != site) continue;
@@ -215,7 +216,10 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   RLHF_CHECK(in.temperature > 0 && std::isfinite(in.temperature), ErrorCode::OutOfRange,
              "forward: temperature must be finite and > 0, got ", in.temperature);
   const int64_t B = in.B, T = in.T, N = B * T, C = c.hidden;
+  RLHF_CHECK(in.adapters || !in.save, ErrorCode::InvalidArgument,
+             "forward: the base model without its adapters is for inference (saveForBackward: false)");
   Inputs inputs = check_inputs(c, vocab_total(), in);  // lengths, positions, masked targets (owned copies)
+  adapters_on_ = in.adapters;
   rope_.ensure(inputs.max_position);
 
   release_activations();

@@ -55,6 +55,7 @@ struct ForwardInput {
   bool entropy = false;
   float temperature = 1.0f;            // logits are divided by it before the softmax
   bool save = true;                    // keep activations for backward
+  bool adapters = true;                // false: the base model without its LoRA adapters (save must be false)
 };
 
 struct ForwardOutput {  // caller-owned, length N each; null when not wanted
@@ -78,6 +79,7 @@ struct GenerateRequest {
   int64_t stream_offset = 0;  // row r draws from Philox stream stream_offset + r ...
   std::vector<int64_t> streams;  // ... or, when non-empty (one per prompt), from stream streams[r]
   std::vector<int32_t> stop_tokens;
+  bool adapters = true;  // false: sample from the base model without its LoRA adapters
 };
 
 struct GenerateResult {
@@ -156,6 +158,7 @@ class Transformer final : public Engine {
   // dx (N × in) += dt·A (dt = s·dy·B).
   void lora_backward(int l, LoraSite site, const float* x, const float* dy, int64_t ld_dy, float* dx, int64_t N);
   bool frozen_base() const { return cfg_.lora_rank > 0; }
+  bool adapters_on_ = true;  // set by each forward / generate call
   Buffer lora_buf_;  // t and dt (N × rank each) of the adapter being computed
   float* lora_scratch(int64_t N);  // lora_buf_ grown to 2·N·rank floats
   // C (N×out) = A (N×in)·Wᵀ (+ beta·C) for a weight W (out×in) at `offset`, or its packed copy.

@@ -192,6 +192,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const bool want_values = get_bool_or(o, fn, "values", false);
       const bool want_logits = get_bool_or(o, fn, "logits", false);
       const bool save = get_bool_or(o, fn, "saveForBackward", true);
+      const bool adapters = get_bool_or(o, fn, "adapters", true);
       const float temperature = static_cast<float>(get_number_or(o, fn, "temperature", 1.0));
       const int64_t V = m->full_config().vocab;
       struct Out {
@@ -207,7 +208,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             in.positions = positions->empty() ? nullptr : positions->data();
             in.segments = segments->empty() ? nullptr : segments->data();
             in.lengths = lengths->empty() ? nullptr : lengths->data();
-            in.entropy = want_entropy, in.temperature = temperature, in.save = save;
+            in.entropy = want_entropy, in.temperature = temperature, in.save = save, in.adapters = adapters;
             model::ForwardOutput fo;
             out->logp = Buffer(N * sizeof(float), false);
             fo.logprobs = out->logp.as<float>();
@@ -285,6 +286,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       req->sampling.top_k = get_int_or(o, fn, "topK", 0, int64_t(1) << 31, 0);
       req->sampling.top_p = static_cast<float>(get_number_or(o, fn, "topP", 1.0));
       req->seed = static_cast<uint64_t>(get_int_or(o, fn, "seed", 0, (int64_t(1) << 53), 0));
+      req->adapters = get_bool_or(o, fn, "adapters", true);
       req->stream_offset = get_int_or(o, fn, "streamOffset", 0, (int64_t(1) << 53), 0);
       Napi::Value sv = o.Get("streams");
       if (!sv.IsUndefined()) {

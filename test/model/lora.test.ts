@@ -3,17 +3,20 @@
 // module kind (Llama: separate gate/up; GLM-4: fused gate_up; a scalar head); the base gets no
 // gradient and AdamW moves only the adapters (and the scalar head); forward equals the merged
 // weights; generate's log-probs equal forward's; save → PEFT adapter folder → load is exact, and a
-// merged save is a plain checkpoint; SFT with LoRA lowers the loss; bad options are named.
+// merged save is a plain checkpoint; SFT with LoRA lowers the loss; withoutAdapters() is the base
+// model on the same weights, and DPO uses it as the reference (no copy, exact resume); bad options
+// are named.
 import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AdamW } from '../../lib/engine/adamw.js';
-import { setThreads } from '../../lib/engine/device.js';
+import { nativeMemoryInUse, setThreads } from '../../lib/engine/device.js';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { readSafetensorsHeader } from '../../lib/engine/safetensors.js';
 import { ByteTokenizer } from '../../lib/tokenizer/index.js';
+import { PreferenceTrainer } from '../../lib/train/preference.js';
 import { SFTTrainer } from '../../lib/train/sft.js';
 import { assertClose, bitwiseEqual } from '../helpers/tolerance.js';
 import { Rng } from '../helpers/random.js';
@@ -182,6 +185,68 @@ t.test('gradient checkpointing recomputes the adapters too: gradients bit-identi
   };
   const [a, b] = [await grads(false), await grads(true)];
   t.ok(a.every((g, i) => bitwiseEqual(g, b[i])), `${a.length} adapter gradients bitwise`);
+});
+
+t.test('withoutAdapters(): the base model, sharing the weights; inference only', async (t) => {
+  const m = await Model.create(llama, { seed: 10, initStd: 0.3, lora: { rank: 2, modules: 'all-linear' } });
+  await randomizeB(m, 11);
+  const plain = await Model.create(llama, { seed: 10, initStd: 0.3 });
+  const view = m.withoutAdapters();
+  t.equal(view.adaptersOf, m);
+  t.equal(view.lora, undefined);
+  t.equal(view.numParameters, plain.numParameters, 'the view lists the base parameters only');
+  const fv = await view.forward({ tokens, targets, batch: B, seqLen: T, lengths });
+  const fp = await plain.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false });
+  const fm = await m.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false });
+  t.ok(bitwiseEqual(fv.logprobs, fp.logprobs), 'view forward == the base model (bitwise)');
+  t.notOk(bitwiseEqual(fm.logprobs, fp.logprobs), 'the adapted model differs');
+  const gv = await view.generate({ prompts: [[4, 5]], maxNewTokens: 5, seed: 3 });
+  const gp = await plain.generate({ prompts: [[4, 5]], maxNewTokens: 5, seed: 3 });
+  t.same(Array.from(gv[0].tokens), Array.from(gp[0].tokens), 'view generate == the base model');
+  t.ok(bitwiseEqual(gv[0].logprobs, gp[0].logprobs));
+  t.throws(() => view.forward({ tokens, targets, batch: B, seqLen: T, saveForBackward: true }), /saveForBackward.*withoutAdapters/);
+  t.throws(() => view.backward({ dLogprobs: new Float32Array(N) }), /withoutAdapters\(\) view is for inference/);
+  t.throws(() => view.setParameter('model.norm.weight', new Float32Array(32)), /withoutAdapters\(\) view is for inference/);
+  t.throws(() => new AdamW(view), /view is for inference/);
+  t.throws(() => plain.withoutAdapters(), /no LoRA adapters/);
+  view.dispose();
+  t.ok((await m.forward({ tokens, targets, batch: B, seqLen: T, saveForBackward: false })).logprobs.length === N, 'disposing the view leaves the model');
+  const view2 = m.withoutAdapters();
+  m.dispose();
+  t.throws(() => view2.forward({ tokens, targets, batch: B, seqLen: T }), { code: 'ERR_RLHF_DISPOSED' });
+  plain.dispose();
+});
+
+t.test('DPO on a LoRA policy: the reference is its base (no copy); starts at log 2; exact resume', async (t) => {
+  const tok = new ByteTokenizer();
+  const cfg = tinyConfig({ vocab: 264, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, eosTokenId: tok.eosId });
+  const pairs = Array.from({ length: 16 }, (_, i) => ({ prompt: `p${i % 4}:`, chosen: 'aaa', rejected: `b${i % 3}c` }));
+  const dir = mkdtempSync(join(tmpdir(), 'rlhf-lora-dpo-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const run = async (out: string, resume: boolean, stopAt?: number) => {
+    const policy = await Model.create(cfg, { seed: 12, initStd: 0.5, lora: { rank: 4, modules: 'all-linear' } });
+    const before = nativeMemoryInUse();
+    const trainer = new PreferenceTrainer({ policy, tokenizer: tok, loss: 'dpo', beta: 0.5, train: pairs, seqLen: 16, batchSize: 8, epochs: 4, lr: 1e-2, outputDir: join(dir, out), ...(resume ? { resumeFrom: 'latest' } : {}) });
+    const losses: number[] = [];
+    trainer.on('step', (e) => {
+      losses.push(e.metrics.loss);
+      if (e.step === stopAt) trainer.requestStop();
+    });
+    const r = await trainer.train();
+    const grown = nativeMemoryInUse() - before;
+    const params: Float32Array[] = [];
+    for (const p of policy.parameters()) params.push(await policy.getParameter(p.name));
+    t.equal(trainer.reference!.adaptersOf, policy, 'the reference is policy.withoutAdapters()');
+    policy.dispose();
+    return { r, losses, params, grown };
+  };
+  const a = await run('a', false);
+  t.ok(Math.abs(a.losses[0] - Math.log(2)) < 1e-6, `first loss ${a.losses[0]} = log 2 (B = 0: policy == its base)`);
+  t.ok(a.losses.at(-1)! < a.losses[0] - 0.1, `loss ${a.losses[0].toFixed(3)} -> ${a.losses.at(-1)!.toFixed(3)}`);
+  t.ok(a.grown < 4 * 30000, `no copy of the base for the reference (${a.grown} bytes more after training)`);
+  await run('b', false, 3);
+  const c = await run('b', true);
+  t.ok(c.params.every((x, i) => bitwiseEqual(x, a.params[i])), '2N straight == N + resume + N, every tensor bitwise');
 });
 
 t.test('bad LoRA options are named', async (t) => {

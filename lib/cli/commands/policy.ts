@@ -82,7 +82,7 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
-  const reference = await policy.clone();
+  const reference = policy.lora ? policy.withoutAdapters() : await policy.clone();
   const { reward, rm } = await resolveReward(o);
   const criticDir = (o.critic as string | undefined) ?? (o.rewardModel as string | undefined) ?? (o.policy as string);
   const critic = rm && !o.critic ? await rm.clone() : (await loadScalarHeadModel(criticDir, o.critic ? '--critic' : '--policy')).model;
