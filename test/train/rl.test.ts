@@ -3,7 +3,7 @@
 // near zero (claim 15); λ > 0 keeps the SFT-set loss lower (claim 18); resume is exact; a
 // non-finite update is skipped and counted; DAPO's overlong penalty and truncated-response masking.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tinyConfig } from '../../lib/engine/config.js';
@@ -132,6 +132,31 @@ t.test('overlong: the DAPO penalty joins each reward; maskTruncated keeps cut re
   t.ok(bitwiseEqual(await policy.getParameter('model.norm.weight'), before), 'the policy is unchanged');
   m.dispose();
   t.throws(() => new GroupTrainer({ policy, tokenizer: tok, reward: zero, prompts, iterations: 1, sampling, overlong: { buffer: 9 } }), /options\.overlong\.buffer/);
+});
+
+t.test('PPO on a LoRA policy: the reference is its base (y_ref and KL without the adapters); resume is exact', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rlhf-ppo-lora-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const run = async (out: string, resume: boolean, stopAt?: number) => {
+    const policy = await Model.create(cfg(), { seed: 9, initStd: 0.5, lora: { rank: 4, modules: 'all-linear' } });
+    const critic = await Model.create(cfg(true), { seed: 9 });
+    const tr = new PPOTrainer({ policy, critic, tokenizer: tok, reward: asciiFraction, prompts, iterations: 4, promptsPerIteration: 4, sampling, lr: 1e-2, kl: { coef: 0.05 }, seed: 5, outputDir: join(dir, out), ...(resume ? { resumeFrom: 'latest' } : {}) });
+    tr.on('step', (e) => e.step === stopAt && tr.requestStop());
+    const r = await tr.train();
+    const w = await policy.getParameter('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight');
+    const embed = await policy.getParameter('model.embed_tokens.weight');
+    tr.dispose();
+    policy.dispose();
+    critic.dispose();
+    return { r, w, embed };
+  };
+  const a = await run('a', false);
+  t.equal(a.r.iterations, 4);
+  t.ok(a.w.some((x) => x !== 0), 'the adapters trained');
+  await run('b', false, 2);
+  t.notOk(readdirSync(join(dir, 'b', 'checkpoint-2')).includes('reference'), 'no reference part: it is the policy\'s own base');
+  const c = await run('b', true);
+  t.ok(bitwiseEqual(c.w, a.w) && bitwiseEqual(c.embed, a.embed), '2N straight == N + resume + N');
 });
 
 t.test('options are validated', async (t) => {
