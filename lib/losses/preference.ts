@@ -89,6 +89,18 @@ export function dpoLoss(input: {
   return { loss, dPolicyChosen, dPolicyRejected, ...pairDiagnostics(beta, hW, hL) };
 }
 
+/** Policy log-probs of chosen/rejected responses with their token counts (> 0), all of one length. */
+function lengthPairs(fn: string, a: ReturnType<typeof args>) {
+  const pc = a.array('policyChosen', undefined, 1);
+  const pr = a.array('policyRejected');
+  const lc = a.array('chosenLength', { gt: 0 });
+  const lr = a.array('rejectedLength', { gt: 0 });
+  sameLength(fn, 'policyChosen', pc, 'policyRejected', pr);
+  sameLength(fn, 'policyChosen', pc, 'chosenLength', lc);
+  sameLength(fn, 'policyChosen', pc, 'rejectedLength', lr);
+  return { pc, pr, lc, lr };
+}
+
 /**
  * SimPO (Meng et al. 2024; TRL CPOTrainer `loss_type="simpo"`): reference-free, length-normalised.
  * With u = β (lp_w/|y_w| − lp_l/|y_l|) − γ:
@@ -109,13 +121,7 @@ export function simpoLoss(input: {
 }): PairLossResult {
   const fn = 'simpoLoss';
   const a = args(fn, input, ['policyChosen', 'policyRejected', 'chosenLength', 'rejectedLength', 'beta', 'gamma']);
-  const pc = a.array('policyChosen', undefined, 1);
-  const pr = a.array('policyRejected');
-  const lc = a.array('chosenLength', { gt: 0 });
-  const lr = a.array('rejectedLength', { gt: 0 });
-  sameLength(fn, 'policyChosen', pc, 'policyRejected', pr);
-  sameLength(fn, 'policyChosen', pc, 'chosenLength', lc);
-  sameLength(fn, 'policyChosen', pc, 'rejectedLength', lr);
+  const { pc, pr, lc, lr } = lengthPairs(fn, a);
   const beta = a.number('beta', { gt: 0 });
   const gamma = a.number('gamma', { min: 0 });
   const n = pc.length;
@@ -153,13 +159,7 @@ export function orpoLoss(input: {
 }): PairLossResult {
   const fn = 'orpoLoss';
   const a = args(fn, input, ['policyChosen', 'policyRejected', 'chosenLength', 'rejectedLength', 'lambda']);
-  const pc = a.array('policyChosen', undefined, 1);
-  const pr = a.array('policyRejected');
-  const lc = a.array('chosenLength', { gt: 0 });
-  const lr = a.array('rejectedLength', { gt: 0 });
-  sameLength(fn, 'policyChosen', pc, 'policyRejected', pr);
-  sameLength(fn, 'policyChosen', pc, 'chosenLength', lc);
-  sameLength(fn, 'policyChosen', pc, 'rejectedLength', lr);
+  const { pc, pr, lc, lr } = lengthPairs(fn, a);
   const lambda = a.number('lambda', { gt: 0 });
   const n = pc.length;
   const hW = new Float64Array(n), hL = new Float64Array(n);

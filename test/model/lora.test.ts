@@ -19,6 +19,7 @@ import { ByteTokenizer } from '../../lib/tokenizer/index.js';
 import { PreferenceTrainer } from '../../lib/train/preference.js';
 import { SFTTrainer } from '../../lib/train/sft.js';
 import { assertClose, bitwiseEqual } from '../helpers/tolerance.js';
+import { parameterGradientMismatches } from '../helpers/gradcheck.js';
 import { Rng } from '../helpers/random.js';
 
 setThreads(1);
@@ -83,20 +84,7 @@ for (const [label, config, modules] of [
         continue;
       }
       adapters++;
-      const w = await m.getParameter(p.name);
-      for (const idx of [0, Math.floor(p.size / 2), p.size - 1]) {
-        const eps = 2e-2, saved = w[idx];
-        w[idx] = saved + eps;
-        await m.setParameter(p.name, w);
-        const up = await loss();
-        w[idx] = saved - eps;
-        await m.setParameter(p.name, w);
-        const down = await loss();
-        w[idx] = saved;
-        await m.setParameter(p.name, w);
-        const num = (up - down) / (2 * eps);
-        if (!(Math.abs(grad[idx] - num) <= 3e-3 + 3e-2 * Math.abs(num))) bad.push(`${p.name}[${idx}] ${grad[idx]} vs ${num}`);
-      }
+      bad.push(...(await parameterGradientMismatches(m, p, grad, loss)));
     }
     t.same(bad, [], `${adapters} trainable tensors × 3 entries by finite differences; frozen weights without gradients`);
     const before = new Map<string, Float32Array>();
