@@ -5,6 +5,7 @@ import { gemm, gemmReference } from '../../engine/gemm.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { configFromHF } from '../../engine/config.js';
+import { resolveLora } from '../../engine/lora.js';
 import { estimateTrainingMemory, parameterCount } from '../../engine/memory.js';
 import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
 import { presetConfig } from './shared.js';
@@ -21,6 +22,8 @@ export const infoSpec: CommandSpec = {
     batchSize: { type: 'int', min: 1, default: 8, describe: 'with --memory: rows per step' },
     seqLen: { type: 'int', min: 1, default: 512, describe: 'with --memory: tokens per row' },
     gradientCheckpointing: { type: 'bool', describe: 'with --memory: as trained with --gradient-checkpointing' },
+    loraRank: { type: 'int', min: 1, max: 4096, placeholder: 'r', describe: 'with --memory: as trained with LoRA adapters of rank r' },
+    loraModules: { type: 'list', placeholder: 'q_proj,v_proj', describe: 'with --memory and --lora-rank: the adapted projections (all-linear for every one)' },
   },
   examples: ['rlhf info --check', 'rlhf info --memory --model runs/sft/model --batch-size 8 --seq-len 1024 --gradient-checkpointing'],
 };
@@ -39,13 +42,20 @@ async function memoryReport(o: Record<string, unknown>, ctx: Parameters<CommandH
     config = configFromHF(JSON.parse(text), path);
   } else config = presetConfig(o.init as string);
   const B = o.batchSize as number, T = o.seqLen as number, ckpt = o.gradientCheckpointing === true;
-  const e = estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: ckpt });
+  const modules = o.loraModules as string[] | undefined;
+  let lora;
+  try {
+    lora = o.loraRank === undefined ? undefined : resolveLora('rlhf info', { rank: o.loraRank, ...(modules ? { modules: modules.length === 1 && modules[0] === 'all-linear' ? 'all-linear' : modules } : {}) }, config);
+  } catch (e) {
+    throw new CliError((e as Error).message.replace(/^rlhf info: expected options\.lora\.modules(\[\d+\])?/, '--lora-modules: expected'));
+  }
+  const e = estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: ckpt, lora });
   const mib = (x: number) => `${(x / 2 ** 20).toFixed(1).padStart(9)} MiB`;
-  const other = ckpt ? undefined : estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: true });
+  const other = ckpt ? undefined : estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: true, lora });
   const p = parameterCount(config);
   ctx.stdout.write(
     [
-      `one training step of ${config.architecture} (${(p / 1e6).toFixed(1)}M parameters), batch ${B} × ${T} tokens, AdamW${ckpt ? ', gradient checkpointing' : ''}:`,
+      `one training step of ${config.architecture} (${(p / 1e6).toFixed(1)}M parameters), batch ${B} × ${T} tokens, AdamW${ckpt ? ', gradient checkpointing' : ''}${lora ? `, LoRA r${lora.rank} on ${lora.modules.join(', ')}` : ''}:`,
       `  parameters     ${mib(e.parameters)}`,
       `  gradients      ${mib(e.gradients)}`,
       `  AdamW moments  ${mib(e.optimizer)}`,
