@@ -30,7 +30,7 @@ import { EpochBatches, LOOP_KEYS, encodeRow, isScored, loadPairData, mean, readL
 import { PREFERENCE_LOSSES, isGroupLoss, isReferenceFree, preferenceLoss, type LossParams, type PreferenceLoss } from './preference-losses.js';
 import { bestWorst, pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } from './preference-online.js';
 import { TrainingRun, allFinite } from './run.js';
-import { makeSchedule } from './schedule.js';
+import { loopSchedule } from './schedule.js';
 
 export { PREFERENCE_LOSSES, type PreferenceLoss } from './preference-losses.js';
 export type { OnlinePair, SampleOptions, SampledGroup } from './preference-online.js';
@@ -302,8 +302,7 @@ export class PreferenceTrainer extends TrainerEmitter {
     const t0 = performance.now();
     const data = await this.#prepare();
     const batches = new EpochBatches(data.train, o.batchSize, o.seed);
-    const totalSteps = o.maxSteps ?? Math.ceil(batches.perEpoch / o.gradAccum) * o.epochs;
-    const schedule = makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio });
+    const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
     const run = new TrainingRun('preference', this, totalSteps, o);
     await this.#ensureReference();
     // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save

@@ -25,7 +25,7 @@ import { TrainerEmitter } from './events.js';
 import { EpochBatches, LOOP_KEYS, heldOutSplit, readLoopOptions, type LoopOptions } from './preference-common.js';
 import { TrainingRun, allFinite } from './run.js';
 import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
-import { makeSchedule } from './schedule.js';
+import { loopSchedule } from './schedule.js';
 
 /** Options of {@link ProcessRewardTrainer}; loop options (batchSize = records per micro-batch, ...) as in SFTOptions. */
 export interface ProcessRewardTrainerOptions extends Partial<LoopOptions> {
@@ -175,8 +175,7 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     const t0 = performance.now();
     const data = await this.#prepare();
     const batches = new EpochBatches(data.train, o.batchSize, o.seed);
-    const totalSteps = o.maxSteps ?? Math.ceil(batches.perEpoch / o.gradAccum) * o.epochs;
-    const schedule = makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio });
+    const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
     const run = new TrainingRun('prm', this, totalSteps, o);
     const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
     let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;

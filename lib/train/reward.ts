@@ -28,7 +28,7 @@ import { EpochBatches, LOOP_KEYS, encodeRow, heldOutSplit, loadPairData, readLoo
 import { loadCorrectnessData, type CorrectnessRecord } from './reward-data.js';
 import { TrainingRun, allFinite } from './run.js';
 import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
-import { makeSchedule } from './schedule.js';
+import { loopSchedule } from './schedule.js';
 
 export type { CorrectnessRecord } from './reward-data.js';
 
@@ -224,8 +224,7 @@ export class RewardTrainer extends TrainerEmitter {
     const data = await this.#prepare();
     const pairs = new EpochBatches(data.train, o.batchSize, o.seed);
     const labelled = data.correctness && new EpochBatches(data.correctness, o.cBatch, o.seed, 1);
-    const totalSteps = o.maxSteps ?? Math.ceil(pairs.perEpoch / o.gradAccum) * o.epochs;
-    const schedule = makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio });
+    const { totalSteps, schedule } = loopSchedule(o, pairs.perEpoch);
     const run = new TrainingRun('reward', this, totalSteps, o);
     const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
     let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;

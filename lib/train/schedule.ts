@@ -35,3 +35,15 @@ export function makeSchedule(opts: ScheduleOptions): Schedule {
     return floor + (peak - floor) * 0.5 * (1 + Math.cos(Math.PI * progress));
   };
 }
+
+/**
+ * A training loop's length and learning rate: `maxSteps`, or `epochs` of
+ * ceil(microBatchesPerEpoch / gradAccum) optimizer steps; warmup capped at the total.
+ */
+export function loopSchedule(
+  o: { maxSteps?: number; epochs: number; gradAccum: number; lr: number; warmupSteps: number; minLrRatio: number },
+  microBatchesPerEpoch: number,
+): { totalSteps: number; schedule: Schedule } {
+  const totalSteps = o.maxSteps ?? Math.ceil(microBatchesPerEpoch / o.gradAccum) * o.epochs;
+  return { totalSteps, schedule: makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio }) };
+}

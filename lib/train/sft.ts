@@ -19,7 +19,7 @@ import { options } from '../validate.js';
 import { checkpointDir, findLatestCheckpoint, pruneCheckpoints, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { Eta, TrainerEmitter } from './events.js';
 import { MetricsLog } from './metrics.js';
-import { makeSchedule, type Schedule } from './schedule.js';
+import { loopSchedule } from './schedule.js';
 
 export interface SFTOptions {
   model: Model;
@@ -159,9 +159,7 @@ export class SFTTrainer extends TrainerEmitter {
     const packedRows = o.packing ? packExamples(train, { seqLen: o.seqLen, padId: this.tokenizer.padId, rowsPerBatch: 1 }).batches : undefined;
     const batchOpts = { seed: o.seed, batchSize: o.batchSize, seqLen: o.seqLen, padId: this.tokenizer.padId, packing: o.packing, packedRows };
     const perEpoch = epochBatches(train, 0, batchOpts).length;
-    const stepsPerEpoch = Math.ceil(perEpoch / o.gradAccum);
-    const totalSteps = o.maxSteps ?? stepsPerEpoch * o.epochs;
-    const schedule: Schedule = makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio });
+    const { totalSteps, schedule } = loopSchedule(o, perEpoch);
 
     let step = 0, micro = 0, skipped = 0;
     if (o.resumeFrom) {
