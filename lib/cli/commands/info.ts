@@ -2,13 +2,10 @@
 import { AdamW, adamwStepReference, ADAMW_DEFAULTS } from '../../engine/adamw.js';
 import { buildInfo } from '../../engine/device.js';
 import { gemm, gemmReference } from '../../engine/gemm.js';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { configFromHF } from '../../engine/config.js';
 import { resolveLora } from '../../engine/lora.js';
 import { estimateTrainingMemory, parameterCount } from '../../engine/memory.js';
 import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
-import { presetConfig } from './shared.js';
+import { loraFlags, presetConfig, readModelConfig } from './shared.js';
 
 export const infoSpec: CommandSpec = {
   name: 'info',
@@ -30,22 +27,11 @@ export const infoSpec: CommandSpec = {
 
 async function memoryReport(o: Record<string, unknown>, ctx: Parameters<CommandHandler>[1]): Promise<number> {
   if (!o.model === !o.init) throw new CliError('--memory needs one of --model <dir> or --init tiny|small');
-  let config;
-  if (o.model) {
-    const path = join(o.model as string, 'config.json');
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (e) {
-      throw new CliError(`--model ${o.model as string}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
-    config = configFromHF(JSON.parse(text), path);
-  } else config = presetConfig(o.init as string);
+  const config = o.model ? await readModelConfig(o.model as string, '--model') : presetConfig(o.init as string);
   const B = o.batchSize as number, T = o.seqLen as number, ckpt = o.gradientCheckpointing === true;
-  const modules = o.loraModules as string[] | undefined;
   let lora;
   try {
-    lora = o.loraRank === undefined ? undefined : resolveLora('rlhf info', { rank: o.loraRank, ...(modules ? { modules: modules.length === 1 && modules[0] === 'all-linear' ? 'all-linear' : modules } : {}) }, config);
+    lora = resolveLora('rlhf info', loraFlags(o), config);
   } catch (e) {
     throw new CliError((e as Error).message.replace(/^rlhf info: expected options\.lora\.modules(\[\d+\])?/, '--lora-modules: expected'));
   }

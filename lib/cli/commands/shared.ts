@@ -48,9 +48,26 @@ export function applyThreads(o: Record<string, unknown>): void {
   if (o.threads !== undefined) setThreads(o.threads as number);
   tensorParallel = (o.tp as number | undefined) ?? 1;
   gradientCheckpointing = o.gradientCheckpointing === true;
+  lora = loraFlags(o);
+}
+
+/** LoRA options from --lora-rank, --lora-alpha and --lora-modules (undefined without --lora-rank). */
+export function loraFlags(o: Record<string, unknown>): LoraOptions | undefined {
   if ((o.loraAlpha !== undefined || o.loraModules !== undefined) && o.loraRank === undefined) throw new CliError('--lora-alpha and --lora-modules need --lora-rank');
   const modules = o.loraModules as string[] | undefined;
-  lora = o.loraRank === undefined ? undefined : { rank: o.loraRank as number, ...(o.loraAlpha !== undefined ? { alpha: o.loraAlpha as number } : {}), ...(modules ? { modules: modules.length === 1 && modules[0] === 'all-linear' ? 'all-linear' : (modules as LoraModuleName[]) } : {}) };
+  return o.loraRank === undefined ? undefined : { rank: o.loraRank as number, ...(o.loraAlpha !== undefined ? { alpha: o.loraAlpha as number } : {}), ...(modules ? { modules: modules.length === 1 && modules[0] === 'all-linear' ? 'all-linear' : (modules as LoraModuleName[]) } : {}) };
+}
+
+/** The parsed config.json of a checkpoint folder (nothing else is read). */
+export async function readModelConfig(dir: string, flag: string): Promise<ModelConfig> {
+  const path = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new CliError(`${flag} ${dir}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return configFromHF(JSON.parse(text), path);
 }
 
 
@@ -93,8 +110,7 @@ const SEQ_CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification
 /** Loads a checkpoint with a scalar head: as saved if it has one, else the causal LM with a new `score` head. */
 export async function loadScalarHeadModel(path: string, flag: string, trained = false): Promise<{ model: Model; tokenizer: Tokenizer }> {
   await requireModelDir(path, flag);
-  const configPath = join(path, 'config.json');
-  const { family, valueHead } = configFromHF(JSON.parse(await readFile(configPath, 'utf8')), configPath);
+  const { family, valueHead } = await readModelConfig(path, flag);
   return loadModel(path, flag, valueHead ? undefined : SEQ_CLS[family], trained);
 }
 
