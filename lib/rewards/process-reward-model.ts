@@ -7,7 +7,7 @@
  */
 import type { Model } from '../engine/model.js';
 import { encodeSteps, splitSteps, type Prompt } from '../data/index.js';
-import { aggregateProcessScores, type ProcessAggregation } from '../losses/index.js';
+import { aggregateProcessScores, sigmoid, type ProcessAggregation } from '../losses/index.js';
 import { sequenceBatch } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
@@ -56,7 +56,7 @@ export class ProcessRewardModel implements RewardSource {
       if (live.length) {
         const sb = sequenceBatch(live, this.tokenizer.padId);
         const f = await this.model.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: false });
-        live.forEach((e, b) => probs.set(e, e.stepEnds.map((p) => 1 / (1 + Math.exp(-f.values![b * sb.seqLen + p])))));
+        live.forEach((e, b) => probs.set(e, e.stepEnds.map((p) => sigmoid(f.values![b * sb.seqLen + p]))));
       }
       for (const e of enc) out.push(probs.get(e) ?? []);
     }

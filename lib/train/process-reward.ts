@@ -18,7 +18,7 @@ import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { encodeSteps, loadStepData, type StepRecord } from '../data/index.js';
-import { processRewardLoss } from '../losses/index.js';
+import { processRewardLoss, sigmoid } from '../losses/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
@@ -71,7 +71,6 @@ interface Row {
   labels: number[];
 }
 
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
 /** Trains a scalar-head model to score each reasoning step of a response. */
 export class ProcessRewardTrainer extends TrainerEmitter {
