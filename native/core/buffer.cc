@@ -69,13 +69,18 @@ int64_t buffer_bytes_in_use() { return g_bytes_in_use.load(); }
 
 static std::atomic<int64_t> g_workspace_bytes{0};
 
-float* Workspace::grow(size_t floats) {
-  if (buf_.bytes() < floats * sizeof(float)) {
-    const int64_t before = static_cast<int64_t>(buf_.bytes());
-    buf_ = Buffer();  // freed first: the old and the new never coexist
-    buf_ = Buffer(floats * sizeof(float), false);
-    g_workspace_bytes += static_cast<int64_t>(buf_.bytes()) - before;
+void* grow_buffer(Buffer& buf, size_t bytes) {
+  if (buf.bytes() < bytes) {
+    buf = Buffer();
+    buf = Buffer(bytes, false);
   }
+  return buf.data();
+}
+
+float* Workspace::grow(size_t floats) {
+  const int64_t before = static_cast<int64_t>(buf_.bytes());
+  grow_buffer(buf_, floats * sizeof(float));
+  g_workspace_bytes += static_cast<int64_t>(buf_.bytes()) - before;
   return buf_.as<float>();
 }
 

@@ -37,6 +37,10 @@ int64_t buffer_bytes_in_use();
 // The most bytes held at once since the last reset (reset: start again from the bytes in use now).
 int64_t buffer_bytes_peak(bool reset);
 
+// Grows `buf` to at least `bytes` (uninitialised; contents not kept): the old allocation is
+// freed first, so the two never coexist. Returns its data.
+void* grow_buffer(Buffer& buf, size_t bytes);
+
 // Kernel workspace (GEMM packing, attention rows), usually thread_local: grown on demand, kept
 // until destroyed; workspace_bytes() counts every live one.
 class Workspace {

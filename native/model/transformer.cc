@@ -74,12 +74,7 @@ OptimizerView Transformer::optimizer_view() {
 }
 
 float* Transformer::lora_scratch(int64_t N) {
-  const size_t bytes = static_cast<size_t>(2 * N * cfg_.lora_rank) * sizeof(float);
-  if (lora_buf_.bytes() < bytes) {
-    lora_buf_ = Buffer();
-    lora_buf_ = Buffer(bytes, false);
-  }
-  return lora_buf_.as<float>();
+  return static_cast<float*>(grow_buffer(lora_buf_, static_cast<size_t>(2 * N * cfg_.lora_rank) * sizeof(float)));
 }
 
 void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, float* out, int64_t ld_out) {
@@ -102,13 +97,8 @@ int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c)
   return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn);
 }
 
-// Grows the scratch buffer (contents not kept: the old one is freed first, so the two never coexist).
 float* Transformer::scratch(size_t floats) {
-  if (scratch_.bytes() < floats * sizeof(float)) {
-    scratch_ = Buffer();
-    scratch_ = Buffer(floats * sizeof(float), false);
-  }
-  return scratch_.as<float>();
+  return static_cast<float*>(grow_buffer(scratch_, floats * sizeof(float)));
 }
 
 void Transformer::release_activations() {

@@ -194,7 +194,7 @@ class Transformer final : public Engine {
     bool logits_cached = false;
   } saved_;
   Buffer scratch_;
-  float* scratch(size_t floats);
+  float* scratch(size_t floats);  // scratch_ grown to `floats` (grow_buffer: contents not kept)
   bool checkpointing_ = false;
 };
 
