@@ -34,7 +34,7 @@ import { closest } from '../validate.js';
 
 /** The chat roles a record's messages may have: those of the chat templates of the supported
  * families and of TRL/OpenAI conversational datasets. */
-export const CHAT_ROLES = ['system', 'developer', 'user', 'assistant', 'tool', 'ipython', 'function'] as const;
+export const CHAT_ROLES = ['system', 'developer', 'user', 'assistant', 'tool', 'ipython', 'function', 'observation'] as const;
 
 /** A prompt: plain text, or a conversation to be rendered with the chat template. */
 export type Prompt = string | ChatMessage[];
@@ -117,9 +117,10 @@ function asMessages(value: unknown, field: string, where: string, label: string)
     const path = `${field}[${i}]`;
     if (m === null || typeof m !== 'object' || Array.isArray(m)) throw expected(where, path, 'a {role, content} message object', label, m);
     const { role, content } = m as Record<string, unknown>;
-    if (typeof role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(role)) {
-      const near = typeof role === 'string' ? closest(role, CHAT_ROLES) : undefined;
-      const got = typeof role === 'string' ? JSON.stringify(role.length > 40 ? role.slice(0, 37) + '...' : role) : kindOf(role);
+    if (typeof role !== 'string' || role.length === 0) throw expected(where, `${path}.role`, 'a non-empty string', label, role);
+    if (!(CHAT_ROLES as readonly string[]).includes(role)) {
+      const near = closest(role, CHAT_ROLES);
+      const got = JSON.stringify(role.length > 40 ? role.slice(0, 37) + '...' : role);
       throw formatError(`${where}: expected "${path}.role" to be one of ${CHAT_ROLES.join(', ')} (${label} record), got ${got}${near ? ` (did you mean "${near}"?)` : ''}`);
     }
     if (typeof content !== 'string') throw expected(where, `${path}.content`, 'a string', label, content);

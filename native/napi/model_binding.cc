@@ -247,7 +247,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           [=] {
             const int64_t N = m->saved_rows();
             auto check = [&](const std::shared_ptr<std::vector<float>>& x, const char* name) {
-              RLHF_CHECK(x->empty() || static_cast<int64_t>(x->size()) == N, ErrorCode::OutOfRange, "Model.backward: ",
+              // N == 0: nothing saved; backward itself reports that (ERR_RLHF_INVALID_STATE)
+              RLHF_CHECK(N == 0 || x->empty() || static_cast<int64_t>(x->size()) == N, ErrorCode::OutOfRange, "Model.backward: ",
                          name, " must have batch·seqLen = ", N, " elements (the last forward's), got ", x->size());
             };
             check(dl, "dLogprobs"), check(de, "dEntropy"), check(dv, "dValues");

@@ -11,6 +11,6 @@ export function runTsChild(script: string, args: string[] = [], nodeFlags: strin
     cwd: packageRoot,
     encoding: 'utf8',
     timeout: timeoutMs,
-    env: { ...process.env, RLHF_THREADS: '1' },
+    env: { ...process.env, RLHF_THREADS: '1', TS_NODE_TRANSPILE_ONLY: '1' }, // tsc checks these files already
   });
 }
