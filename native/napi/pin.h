@@ -8,7 +8,9 @@
 // (std::shared_ptr<v8::BackingStore>) to the memory itself, which outlives any detach. A job
 // (async_job.h) pins every typed array it was given; an optimizer pins its target's arrays.
 // After a detach the pinned memory is still valid but no longer the user's array: callers
-// re-check with is_detached() before starting new work.
+// re-check with is_detached() before starting new work. Only exported (non-inline) V8 functions
+// are called, so the result does not depend on the V8 build flags the addon is compiled with
+// (node-gyp's common.gypi or cmake-js's headers alone).
 #pragma once
 #include <napi.h>
 

@@ -422,7 +422,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzStats> {
       const pool = seeds.filter((s) => s.target === seed.target);
       const mutators = seed.target === 'safetensors' ? safetensorsMutators : jsonlMutators;
       let bytes = seed.bytes;
-      for (let k = 1 + r.int(4); k > 0; k--) {
+      for (let k = r.next() < 0.6 ? 1 : 2 + r.int(3); k > 0; k--) { // mostly one mutation, sometimes 2-4
         const mutate = r.pick(mutators), other = r.pick(pool).bytes;
         try {
           bytes = mutate(bytes, r, other);
