@@ -3,7 +3,7 @@
 // not crash the process (its memory is pinned); coded native errors (busy, out of memory, invalid
 // state) are RlhfError instances; backward runs once per forward. The crash scenarios run in a
 // child process (test/fixtures/children/liveness.ts) so a crash is seen as a signal.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { AdamW } from '../../lib/engine/adamw.js';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
@@ -13,7 +13,7 @@ import { runTsChild } from '../helpers/child.js';
 const CHILD = 'test/fixtures/children/liveness.ts';
 const tiny = () => tinyConfig({ vocab: 61, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 });
 
-function child(t: Tap.Test, scenario: string): Record<string, unknown> {
+function child(t: Test, scenario: string): Record<string, unknown> {
   const r = runTsChild(CHILD, [scenario], ['--expose-gc']);
   t.equal(r.signal, null, `${scenario}: no signal (a crash would be SIGSEGV/SIGABRT); stderr: ${r.stderr.slice(-400)}`);
   t.equal(r.status, 0, `${scenario}: exit code 0`);
