@@ -15,6 +15,8 @@ export const ErrorCode = {
   BUSY: 'ERR_RLHF_BUSY',
   DISPOSED: 'ERR_RLHF_DISPOSED',
   INTERNAL: 'ERR_RLHF_INTERNAL',
+  /** a call the object's current state does not allow, e.g. Model.backward() twice after one forward */
+  INVALID_STATE: 'ERR_RLHF_INVALID_STATE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

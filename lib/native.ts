@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RlhfError } from './errors.js';
 
 export interface BuildInfo {
   version: string;
@@ -79,6 +80,8 @@ export interface NativeAdamW {
 }
 
 export interface NativeBinding {
+  /** Registers the class native engine errors are created as (RlhfError); called once on load. */
+  setErrorClass(cls: new (code: string, message: string) => Error): void;
   buildInfo(): BuildInfo;
   setThreads(n: number): void;
   nativeMemoryInUse(): number;
@@ -248,6 +251,10 @@ let cached: NativeBinding | undefined;
 
 /** The loaded addon (loaded on first use). */
 export function native(): NativeBinding {
-  if (!cached) cached = load();
+  if (!cached) {
+    cached = load();
+    // coded native failures (ERR_RLHF_BUSY, ERR_RLHF_OUT_OF_MEMORY, ...) are created as RlhfError
+    cached.setErrorClass(RlhfError as unknown as new (code: string, message: string) => Error);
+  }
   return cached;
 }

@@ -41,7 +41,15 @@ export interface NumberBounds {
   lt?: number;
   /** allow +/-Infinity (default false: finite only) */
   allowInfinity?: boolean;
+  /**
+   * the value goes to native code as a float32: a finite value must stay finite there
+   * (|x| <= FLOAT32_MAX; 1e39 is finite in JS and Infinity as a float32)
+   */
+  float32?: boolean;
 }
+
+/** The largest finite float32, 3.4028234663852886e+38. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
 
 function describeBounds(b: NumberBounds): string {
   const parts: string[] = [];
@@ -68,6 +76,8 @@ export function checkNumber(fn: string, path: string, value: unknown, bounds: Nu
   if (typeof value !== 'number' || Number.isNaN(value)) throw typeError(fn, path, expectation, value);
   if (!bounds.allowInfinity && !Number.isFinite(value)) throw rangeError(fn, path, expectation, value);
   if (!inBounds(value, bounds)) throw rangeError(fn, path, expectation, value);
+  if (bounds.float32 && Number.isFinite(value) && !Number.isFinite(Math.fround(value)))
+    throw rangeError(fn, path, `${expectation} that fits in a float32 (magnitude <= ${FLOAT32_MAX})`, value);
   return value;
 }
 

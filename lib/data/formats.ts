@@ -20,12 +20,21 @@
  *   for preferences), one finite score each.
  * - Prompt-only (RL): `{prompt, ...}`; extra fields (e.g. `answer` for rule-based rewards) are kept.
  *
- * A prompt is a string or a non-empty message list. A message is an object with `role` a non-empty
- * string and `content` a string. Strings may be empty.
+ * A prompt is a string or a non-empty message list. A message is an object with `role` one of
+ * {@link CHAT_ROLES} (a typo such as "assitant" is an error naming the field, `messages[1].role`,
+ * with the nearest role) and `content` a string. Strings may be empty; every string a record
+ * contributes (prompt, completion, content, chosen, rejected, responses) must be well-formed
+ * UTF-16 (no lone surrogate from a `\ud800` escape), since it is encoded to UTF-8 for the tokenizer.
+ * Records are validated completely when read, so every error names `file:line` and the field.
  */
 import { ErrorCode, RlhfError } from '../errors.js';
 import type { ChatMessage } from '../tokenizer/types.js';
 import { readJsonl } from './jsonl.js';
+import { closest } from '../validate.js';
+
+/** The chat roles a record's messages may have: those of the chat templates of the supported
+ * families and of TRL/OpenAI conversational datasets. */
+export const CHAT_ROLES = ['system', 'developer', 'user', 'assistant', 'tool', 'ipython', 'function', 'observation'] as const;
 
 /** A prompt: plain text, or a conversation to be rendered with the chat template. */
 export type Prompt = string | ChatMessage[];
@@ -87,9 +96,18 @@ function asObject(value: unknown, where: string, label: string): Record<string, 
   return value as Record<string, unknown>;
 }
 
+/** A string field that can be encoded to UTF-8: no lone surrogate (with the u flag, a surrogate
+ * class matches only unpaired ones). */
+function wellFormed(value: string, field: string, where: string, label: string): string {
+  const lone = /[\uD800-\uDFFF]/u.exec(value);
+  if (lone)
+    throw formatError(`${where}: expected "${field}" to be well-formed text (${label} record), got a lone surrogate \\u${lone[0].charCodeAt(0).toString(16)} at index ${lone.index}`);
+  return value;
+}
+
 function asString(obj: Record<string, unknown>, key: string, where: string, label: string): string {
   if (typeof obj[key] !== 'string') throw expected(where, key, 'a string', label, obj[key]);
-  return obj[key] as string;
+  return wellFormed(obj[key] as string, key, where, label);
 }
 
 /** A non-empty list of messages; `field` is the path used in errors (`messages`, `prompt`, ...). */
@@ -100,20 +118,25 @@ function asMessages(value: unknown, field: string, where: string, label: string)
     if (m === null || typeof m !== 'object' || Array.isArray(m)) throw expected(where, path, 'a {role, content} message object', label, m);
     const { role, content } = m as Record<string, unknown>;
     if (typeof role !== 'string' || role.length === 0) throw expected(where, `${path}.role`, 'a non-empty string', label, role);
+    if (!(CHAT_ROLES as readonly string[]).includes(role)) {
+      const near = closest(role, CHAT_ROLES);
+      const got = JSON.stringify(role.length > 40 ? role.slice(0, 37) + '...' : role);
+      throw formatError(`${where}: expected "${path}.role" to be one of ${CHAT_ROLES.join(', ')} (${label} record), got ${got}${near ? ` (did you mean "${near}"?)` : ''}`);
+    }
     if (typeof content !== 'string') throw expected(where, `${path}.content`, 'a string', label, content);
-    return { ...(m as Record<string, unknown>), role, content };
+    return { ...(m as Record<string, unknown>), role, content: wellFormed(content, `${path}.content`, where, label) };
   });
 }
 
 function asPrompt(value: unknown, field: string, where: string, label: string): Prompt {
-  if (typeof value === 'string') return value;
+  if (typeof value === 'string') return wellFormed(value, field, where, label);
   if (Array.isArray(value) && value.length > 0) return asMessages(value, field, where, label);
   throw expected(where, field, PROMPT_EXPECTED, label, value);
 }
 
 /** A response: a string, or a message list ending with the assistant reply (split into context + reply). */
 function asResponse(value: unknown, field: string, where: string, label: string): { context: ChatMessage[]; content: string } {
-  if (typeof value === 'string') return { context: [], content: value };
+  if (typeof value === 'string') return { context: [], content: wellFormed(value, field, where, label) };
   if (!Array.isArray(value)) throw expected(where, field, 'a string or a list of messages ending with the assistant reply', label, value);
   const messages = asMessages(value, field, where, label);
   const last = messages[messages.length - 1];
@@ -167,7 +190,7 @@ export function parseSftRecord(value: unknown, where: string): SftRecord {
     const prompt = asMessages(obj.prompt, 'prompt', where, label);
     const i = prompt.findIndex((m) => m.role === 'assistant');
     if (i >= 0) throw formatError(`${where}: expected "prompt" to have no assistant message (${label} record; use {messages} to train on every assistant turn), got one at prompt[${i}]`);
-    const completion = typeof obj.completion === 'string' ? [{ role: 'assistant', content: obj.completion }] : asMessages(obj.completion, 'completion', where, label);
+    const completion = typeof obj.completion === 'string' ? [{ role: 'assistant', content: wellFormed(obj.completion, 'completion', where, label) }] : asMessages(obj.completion, 'completion', where, label);
     return { kind: 'messages', messages: [...prompt, ...completion] };
   }
   return { kind: 'completion', prompt: asString(obj, 'prompt', where, COMPLETION), completion: asString(obj, 'completion', where, COMPLETION) };

@@ -55,17 +55,18 @@ export type { AdamWStepResult };
 
 const OPTION_KEYS = ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'maxGradNorm'] as const;
 
-/** Validates AdamW options, filling defaults from `base`. */
+/** Validates AdamW options, filling defaults from `base`. Every value goes to native code as a
+ * float32, so a finite value that overflows float32 (lr = 1e39) is refused here, by name. */
 export function checkAdamWOptions(fn: string, value: unknown, base: Required<AdamWOptions>): Required<AdamWOptions> {
   const o = options(fn, 'options', value);
   o.known(OPTION_KEYS);
   return {
-    lr: o.number('lr', { min: 0 }, base.lr),
+    lr: o.number('lr', { min: 0, float32: true }, base.lr),
     beta1: o.number('beta1', { min: 0, lt: 1 }, base.beta1),
     beta2: o.number('beta2', { min: 0, lt: 1 }, base.beta2),
-    eps: o.number('eps', { gt: 0 }, base.eps),
-    weightDecay: o.number('weightDecay', { min: 0 }, base.weightDecay),
-    maxGradNorm: o.number('maxGradNorm', { min: 0, allowInfinity: true }, base.maxGradNorm),
+    eps: o.number('eps', { gt: 0, float32: true }, base.eps),
+    weightDecay: o.number('weightDecay', { min: 0, float32: true }, base.weightDecay),
+    maxGradNorm: o.number('maxGradNorm', { min: 0, allowInfinity: true, float32: true }, base.maxGradNorm),
   };
 }
 

@@ -3,7 +3,8 @@
  *
  *   forward({tokens, targets, batch, seqLen})  -> logprobs of the targets (log-softmax + gather,
  *                                                 fused), optional entropy, values (scalar head)
- *   backward({dLogprobs, dEntropy?, dValues?}) -> parameter gradients (accumulated; zeroGrad resets)
+ *   backward({dLogprobs, dEntropy?, dValues?}) -> parameter gradients (accumulated; zeroGrad resets);
+ *     once per forward: a second backward on the same forward is RlhfError ERR_RLHF_INVALID_STATE
  *   generate({prompts, maxNewTokens, ...})     -> tokens + their log-probs (bit-identical to forward's)
  *
  * `tokens`/`targets` are Int32Array of batch·seqLen, row-major; a target of −1 means "no target

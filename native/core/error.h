@@ -20,6 +20,7 @@ enum class ErrorCode : int {
   Busy,                 // a second concurrent call on an object that allows one at a time
   Disposed,             // use after dispose()
   Internal,             // a broken invariant: a bug in the engine
+  InvalidState,         // a call the object's state does not allow now (backward without a new forward)
   kCount
 };
 

@@ -92,15 +92,24 @@ void Transformer::lora_backward(int l, LoraSite site, const float* x, const floa
   }
 }
 
-void Transformer::backward(const BackwardInput& in) {
+void Transformer::check_backward(const BackwardInput& in) const {
   const ModelConfig& c = cfg_;
-  RLHF_CHECK(saved_.valid, ErrorCode::InvalidArgument,
+  RLHF_CHECK(saved_.valid, ErrorCode::InvalidState,
              "backward: no saved activations; call forward({..., saveForBackward: true}) first");
+  RLHF_CHECK(!saved_.backward_done, ErrorCode::InvalidState,
+             "backward: already ran on the last forward's activations; run forward again before another backward "
+             "(gradients accumulate across forward/backward pairs)");
   RLHF_CHECK(!in.dentropy || saved_.entropy, ErrorCode::InvalidArgument,
              "backward: dEntropy needs the forward to have computed entropy (forward({entropy: true}))");
   RLHF_CHECK(!in.dvalues || c.value_head, ErrorCode::InvalidArgument, "backward: dValues given but the model has no value head");
   RLHF_CHECK(!(in.dlogprobs || in.dentropy) || c.lm_head, ErrorCode::InvalidArgument,
              "backward: dLogprobs/dEntropy given but the model has no LM head");
+}
+
+void Transformer::backward(const BackwardInput& in) {
+  const ModelConfig& c = cfg_;
+  check_backward(in);
+  saved_.backward_done = true;  // set before any gradient moves: a failed backward is not retried either
   const int64_t N = saved_.N, C = c.hidden, F = c.ffn, QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim;
 
   // checkpointed: one layer's recomputed activations and its (discarded) output after the rest

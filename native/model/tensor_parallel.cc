@@ -298,6 +298,7 @@ void TensorParallelModel::forward(const ForwardInput& in, const ForwardOutput& o
 }
 
 void TensorParallelModel::backward(const BackwardInput& in) {
+  ranks_[0]->check_backward(in);  // before the replicated-KV gradients below are touched
   if (kv_rep_ == 1) return run_ranks([&](int r) { ranks_[r]->backward(in); });
   // Replicated KV heads: each copy's backward sees only its own rank's query heads. The group's
   // first rank keeps the accumulated gradient, the others start from 0; afterwards the first rank

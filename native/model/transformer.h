@@ -115,7 +115,12 @@ class Transformer final : public Engine {
   void zero_grad() override;
 
   void forward(const ForwardInput& in, const ForwardOutput& out) override;
-  void backward(const BackwardInput& in) override;  // needs the last forward to have save = true
+  // Needs the last forward to have save = true, and runs once per such forward: a second backward
+  // on the same saved activations throws ErrorCode::InvalidState (a new forward re-arms it).
+  void backward(const BackwardInput& in) override;
+  // The checks backward runs first (throws, changes nothing): for callers that must validate
+  // before touching gradients (TensorParallelModel).
+  void check_backward(const BackwardInput& in) const;
   GenerateResult generate(const GenerateRequest& req) override;
 
   void release_activations() override;
@@ -178,6 +183,7 @@ class Transformer final : public Engine {
   // State of the last forward(save = true).
   struct Saved {
     bool valid = false;
+    bool backward_done = false;  // a backward already ran on these activations
     int64_t B = 0, T = 0, N = 0;
     float temperature = 1.0f;
     bool entropy = false;

@@ -7,8 +7,10 @@
 //   setState({step, m, v}) -> Promise<void>                 copies in; exact resume
 //   dispose(); size (number of parameters)
 //
-// The target's arrays stay pinned (referenced) for the optimizer's lifetime. One call at a time:
-// a second call while a step or a state copy runs throws ERR_RLHF_BUSY.
+// The target's arrays stay referenced and their memory pinned for the optimizer's lifetime; a
+// model target is checked for liveness before every step (adamw_target.h: ERR_RLHF_DISPOSED once
+// the model was disposed). One call at a time: a second call while a step or a state copy runs
+// throws ERR_RLHF_BUSY.
 #include <napi.h>
 
 #include <atomic>
@@ -82,6 +84,7 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     m_ = Buffer();
     v_ = Buffer();
     target_.keep_alive.clear();
+    target_.pinned.clear();
     if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_);
     reported_ = 0;
   }
@@ -96,7 +99,7 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       check_usable("step()");
       cpu::AdamWOptions o = options_;
       if (info.Length() > 0 && info[0].IsObject()) o = read_options(info[0].As<Napi::Object>(), options_);
-      target_.refresh();
+      target_.refresh("step()");
       auto result = std::make_shared<cpu::AdamWResult>();
       const int64_t next_step = step_ + 1;
       float *p = target_.params, *m = m_.as<float>(), *v = v_.as<float>();

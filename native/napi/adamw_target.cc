@@ -2,6 +2,7 @@
 
 #include "args.h"
 #include "js_errors.h"
+#include "pin.h"
 
 namespace rlhf {
 namespace napi {
@@ -47,13 +48,18 @@ AdamWTarget resolve_adamw_target(const Napi::Object& target) {
   }
   t.keep_alive.push_back(Napi::Persistent(Napi::Value(params)));
   t.keep_alive.push_back(Napi::Persistent(Napi::Value(grads)));
+  for (Napi::Value a : {Napi::Value(params), Napi::Value(grads)})
+    if (auto pin = pin_memory(a)) t.pinned.push_back(std::move(pin));
   // A typed array's data pointer is stable unless its buffer is detached (transferred).
-  t.refresher = [](AdamWTarget* self) {
+  t.refresher = [](AdamWTarget* self, const char* call) {
     Napi::Env env = self->keep_alive[0].Env();
-    auto p = self->keep_alive[0].Value().As<Napi::Float32Array>();
-    auto g = self->keep_alive[1].Value().As<Napi::Float32Array>();
-    if (p.Data() == nullptr || g.Data() == nullptr || static_cast<int64_t>(p.ElementLength()) != self->size)
-      throw_type_error(env, "AdamW: the params/grads arrays were detached or resized after the optimizer was created");
+    Napi::Value pv = self->keep_alive[0].Value(), gv = self->keep_alive[1].Value();
+    auto p = pv.As<Napi::Float32Array>();
+    auto g = gv.As<Napi::Float32Array>();
+    if (is_detached(pv) || is_detached(gv) || p.Data() == nullptr || g.Data() == nullptr ||
+        static_cast<int64_t>(p.ElementLength()) != self->size || static_cast<int64_t>(g.ElementLength()) != self->size)
+      throw_type_error(env, std::string("AdamW.") + call +
+                                ": the target's params/grads arrays were detached (transferred) or resized after the optimizer was created");
     self->params = p.Data();
     self->grads = g.Data();
   };

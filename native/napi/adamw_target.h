@@ -1,6 +1,15 @@
 // What an optimizer updates: flat parameters and gradients (and weight-decay segments), either
-// two Float32Arrays or a native model's parameter store. Resolved once when the optimizer is
-// created; the JS objects are kept alive by the optimizer.
+// two Float32Arrays or a native model's parameter store. Resolved when the optimizer is created;
+// the JS objects are referenced by the optimizer, and refresh() re-validates before every step:
+//   - Float32Arrays: their memory is pinned (pin.h) for the optimizer's lifetime, so a transfer of
+//     the buffer during a pending step cannot free what the step writes; the next step() after a
+//     detach throws a TypeError instead of reading the moved memory.
+//   - a model: the optimizer → model link. The model binding (model_binding.cc,
+//     resolve_model_target) recognises its NativeModel objects through the resolver it installs
+//     with set_model_target_resolver at load time, and hands back a target whose refresh() re-reads
+//     the model's parameter store and throws ERR_RLHF_DISPOSED once the model was disposed, so the
+//     raw pointers below are never used after the model freed them. The model and optimizer share
+//     one busy flag, so the model cannot be disposed while a step runs.
 #pragma once
 #include <napi.h>
 
@@ -22,9 +31,12 @@ struct AdamWTarget {
   std::vector<std::pair<int64_t, int64_t>> norm_ranges;  // empty: the norm covers [0, size)
   std::shared_ptr<std::atomic<bool>> busy;  // shared with the owner (a model's busy flag)
   std::vector<Napi::Reference<Napi::Value>> keep_alive;
-  std::function<void(AdamWTarget*)> refresher;  // re-reads pointers (a model may reallocate)
-  void refresh() {
-    if (refresher) refresher(this);
+  std::vector<std::shared_ptr<void>> pinned;  // the Float32Arrays' memory (pin.h)
+  // Re-reads the pointers and checks the owner is still alive (throws a JS error otherwise).
+  // Called on the main thread before every use of params/grads.
+  std::function<void(AdamWTarget*, const char* call)> refresher;
+  void refresh(const char* call) {
+    if (refresher) refresher(this, call);
   }
 };
 
@@ -32,7 +44,8 @@ struct AdamWTarget {
 // or a native model object (registered by the model binding). Throws JS errors naming fields.
 AdamWTarget resolve_adamw_target(const Napi::Object& target);
 
-// The model binding installs this to recognise its objects (returns false for anything else).
+// The model binding installs this to recognise its objects (returns false for anything else);
+// see resolve_model_target in model_binding.cc.
 using ModelTargetResolver = bool (*)(const Napi::Object& target, AdamWTarget* out);
 void set_model_target_resolver(ModelTargetResolver resolver);
 

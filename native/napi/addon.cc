@@ -2,10 +2,12 @@
 #include <napi.h>
 
 #include "bindings.h"
+#include "js_errors.h"
 
 namespace {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   using namespace rlhf::napi;
+  register_errors(env, exports);
   register_build_info(env, exports);
   register_gemm(env, exports);
   register_adamw(env, exports);

@@ -1,6 +1,7 @@
 #include "async_job.h"
 
 #include "js_errors.h"
+#include "pin.h"
 
 namespace rlhf {
 namespace napi {
@@ -31,7 +32,10 @@ Napi::Promise AsyncJob::queue(Napi::Env env, const char* name, Work execute, Res
                               std::shared_ptr<std::atomic<bool>> busy) {
   if (busy) busy->store(true);
   auto* job = new AsyncJob(env, name, std::move(execute), std::move(resolve), std::move(busy));
-  for (const auto& v : keep_alive) job->keep_alive_.push_back(Napi::Persistent(v));
+  for (const auto& v : keep_alive) {
+    job->keep_alive_.push_back(Napi::Persistent(v));
+    if (auto pin = pin_memory(v)) job->pinned_.push_back(std::move(pin));
+  }
   Napi::Promise promise = job->deferred_.Promise();
   job->Queue();  // the worker deletes itself after OnOK/OnError
   return promise;

@@ -4,7 +4,8 @@
 //                          {a, b, c} /* JS values kept alive until the job ends */, busy_flag);
 //
 // `execute` runs on a libuv worker thread and must not touch any JS value: copy what it needs into
-// the lambda on the main thread. Errors thrown there (rlhf::Error, std::exception, anything) reject
+// the lambda on the main thread. The memory of every typed array in `keep_alive` is pinned
+// (pin.h) until the job ends, so raw pointers into it stay valid even if JS transfers the buffer. Errors thrown there (rlhf::Error, std::exception, anything) reject
 // the promise with a coded JS error. `busy`, when given, is set for the job's lifetime; a caller
 // that finds it set gets ERR_RLHF_BUSY instead of racing (check_not_busy).
 #pragma once
@@ -51,6 +52,7 @@ class AsyncJob : public Napi::AsyncWorker {
   Work execute_;
   Resolve resolve_;
   std::vector<Napi::Reference<Napi::Value>> keep_alive_;
+  std::vector<std::shared_ptr<void>> pinned_;  // typed-array memory, released with the job
   std::shared_ptr<std::atomic<bool>> busy_;
   ErrorCode error_code_ = ErrorCode::Internal;
 };

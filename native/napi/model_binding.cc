@@ -247,7 +247,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           [=] {
             const int64_t N = m->saved_rows();
             auto check = [&](const std::shared_ptr<std::vector<float>>& x, const char* name) {
-              RLHF_CHECK(x->empty() || static_cast<int64_t>(x->size()) == N, ErrorCode::OutOfRange, "Model.backward: ",
+              // N == 0: nothing saved; backward itself reports that (ERR_RLHF_INVALID_STATE)
+              RLHF_CHECK(N == 0 || x->empty() || static_cast<int64_t>(x->size()) == N, ErrorCode::OutOfRange, "Model.backward: ",
                          name, " must have batch·seqLen = ", N, " elements (the last forward's), got ", x->size());
             };
             check(dl, "dLogprobs"), check(de, "dEntropy"), check(dv, "dValues");
@@ -411,20 +412,34 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
 
-// AdamW over a model: its flat parameters and gradients, weight decay 0 on norms and biases.
-bool resolve_model_target(const Napi::Object& target, AdamWTarget* out) {
-  if (!ModelWrap::constructor || !target.InstanceOf(ModelWrap::constructor->Value())) return false;
-  ModelWrap* w = ModelWrap::Unwrap(target);
+// The optimizer → model link (adamw_target.h): AdamW over a model's flat parameters and
+// gradients, weight decay 0 on norms and biases. The target references the JS model object (so
+// the ModelWrap outlives the optimizer), shares its busy flag (no dispose during a step) and
+// re-reads the parameter store before every step, refusing with ERR_RLHF_DISPOSED once the model
+// was disposed: the optimizer never holds the model's memory past a dispose.
+void read_model_target(ModelWrap* w, AdamWTarget* out, const char* call) {
   model::Engine* m = w->model();
-  if (!m) throw make_js_error(target.Env(), ErrorCode::Disposed, "AdamW: the model was disposed");
+  if (!m)
+    throw make_js_error(w->Env(), ErrorCode::Disposed, std::string("AdamW.") + call + ": the model it updates was disposed");
   model::OptimizerView view = m->optimizer_view();
+  if (out->params && view.size != out->size)
+    throw make_js_error(w->Env(), ErrorCode::Internal, "AdamW: the model's parameter count changed under the optimizer");
   out->params = view.params;
   out->grads = view.grads;
   out->size = view.size;
   out->segments = std::move(view.segments);
   out->norm_ranges = std::move(view.norm_ranges);
+}
+
+bool resolve_model_target(const Napi::Object& target, AdamWTarget* out) {
+  if (!ModelWrap::constructor || !target.InstanceOf(ModelWrap::constructor->Value())) return false;
+  ModelWrap* w = ModelWrap::Unwrap(target);
+  read_model_target(w, out, "constructor");
   out->busy = w->busy();
   out->keep_alive.push_back(Napi::Persistent(Napi::Value(target)));
+  out->refresher = [](AdamWTarget* self, const char* call) {
+    read_model_target(ModelWrap::Unwrap(self->keep_alive[0].Value().As<Napi::Object>()), self, call);
+  };
   return true;
 }
 

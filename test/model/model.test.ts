@@ -91,13 +91,14 @@ t.test('finite differences: every parameter kind, every head', async (t) => {
   }
 });
 
-t.test('backward accumulates (+=): two calls double the gradients; zeroGrad resets', async (t) => {
+t.test('backward accumulates (+=): two forward/backward pairs double the gradients; zeroGrad resets', async (t) => {
   const m = await Model.create(tiny(), { seed: 7 });
   const N = 2 * 9, tokens = Int32Array.from({ length: N }, (_, i) => (i * 7) % 61), targets = tokens.map((x, i) => (i % 9 === 8 ? -1 : tokens[i + 1]));
   const d = new Float32Array(N).fill(-1 / N);
   await m.forward({ tokens, targets, batch: 2, seqLen: 9 });
   await m.backward({ dLogprobs: d });
   const g1 = await m.getGradient('model.layers.1.mlp.down_proj.weight');
+  await m.forward({ tokens, targets, batch: 2, seqLen: 9 }); // backward runs once per forward
   await m.backward({ dLogprobs: d });
   const g2 = await m.getGradient('model.layers.1.mlp.down_proj.weight');
   t.ok(g2.every((x, i) => Math.abs(x - 2 * g1[i]) <= 1e-6 + 1e-5 * Math.abs(x)), 'doubled');

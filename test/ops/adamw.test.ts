@@ -113,6 +113,11 @@ t.test('option and target validation name the field', async (t) => {
   t.throws(() => new AdamW({ params, grads }, { lr: -1 }), { name: 'RangeError', message: 'AdamW: expected options.lr to be a finite number >= 0, received -1' });
   t.throws(() => new AdamW({ params, grads }, { beta2: 1 }), { name: 'RangeError', message: /options\.beta2 to be a finite number >= 0 and < 1/ });
   t.throws(() => new AdamW({ params, grads }, { eps: NaN }), { name: 'TypeError', message: /options\.eps/ });
+  // finite in JS, Infinity as the float32 the kernel gets: refused here, by name
+  t.throws(() => new AdamW({ params, grads }, { lr: 1e39 }), { name: 'RangeError', message: 'AdamW: expected options.lr to be a finite number >= 0 that fits in a float32 (magnitude <= 3.4028234663852886e+38), received 1e+39' });
+  t.throws(() => new AdamW({ params, grads }, { weightDecay: 4e38 }), { name: 'RangeError', message: /options\.weightDecay .*fits in a float32/ });
+  t.throws(() => new AdamW({ params, grads }).setOptions({ lr: 3.5e38 }), { name: 'RangeError', message: /AdamW\.setOptions: expected options\.lr .*fits in a float32/ });
+  t.doesNotThrow(() => new AdamW({ params, grads }, { lr: 3.4e38, maxGradNorm: Infinity }).dispose(), 'the largest float32 and an explicit Infinity (no clipping) pass');
   t.throws(() => new AdamW({ params, grads }, { weightDecay: Infinity }), { name: 'RangeError', message: /options\.weightDecay/ });
   t.throws(() => new AdamW({ params, grads }, { learningRate: 1 } as never), { name: 'TypeError', message: /unknown option options\.learningRate/ });
   t.throws(() => new AdamW({ params, grads: new Float32Array(3) }), { name: 'RangeError', message: /target\.grads\.length to be 4, received 3/ });

@@ -49,6 +49,11 @@ t.test('SFT record checks', async (t) => {
   t.throws(() => parseSftRecord({ messages: [] }, W), fmt(`${W}: expected "messages" to be a non-empty list of {role, content} messages ({messages} record), got an empty array`));
   t.throws(() => parseSftRecord({ messages: [user('a'), { role: '', content: 'b' }] }, W), fmt(`${W}: expected "messages[1].role" to be a non-empty string ({messages} record), got an empty string`));
   t.throws(() => parseSftRecord({ messages: [user('a'), { role: 'assistant', content: null }] }, W), fmt(`${W}: expected "messages[1].content" to be a string ({messages} record), got null`));
+  t.throws(() => parseSftRecord({ messages: [user('a'), { role: 'assitant', content: 'b' }] }, W), fmt(`${W}: expected "messages[1].role" to be one of system, developer, user, assistant, tool, ipython, function, observation ({messages} record), got "assitant" (did you mean "assistant"?)`));
+  t.throws(() => parsePreferenceRecord({ prompt: [{ role: 'usr', content: 'q' }], chosen: 'a', rejected: 'b' }, W), fmt(/"prompt\[0\]\.role" to be one of .* got "usr" \(did you mean "user"\?\)/));
+  t.throws(() => parseSftRecord({ prompt: 'a\ud800b', completion: 'c' }, W), fmt(`${W}: expected "prompt" to be well-formed text ({prompt, completion} record), got a lone surrogate \\ud800 at index 1`));
+  t.throws(() => parseSftRecord({ messages: [user('a'), asst('\udfff')] }, W), fmt(/"messages\[1\]\.content" to be well-formed text/));
+  t.same(parseSftRecord({ prompt: '🌍', completion: 'x' }, W), { kind: 'completion', prompt: '🌍', completion: 'x' }, 'paired surrogates are fine');
   t.throws(() => parseSftRecord({ messages: ['hi'] }, W), fmt(`${W}: expected "messages[0]" to be a {role, content} message object ({messages} record), got string`));
   t.throws(() => parseSftRecord({ messages: [user('a')] }, W), fmt(`${W}: expected "messages" to contain an assistant message, the text trained on ({messages} record), got roles user`));
   t.throws(() => parseSftRecord({ prompt: [user('a'), asst('b'), user('c')], completion: 'd' }, W), fmt(/expected "prompt" to have no assistant message \(conversational \{prompt, completion\} record; use \{messages\} to train on every assistant turn\), got one at prompt\[1\]/));
@@ -105,6 +110,8 @@ t.test('prompt records keep their extra fields', async (t) => {
 t.test('loaders: file:line in errors, empty files, missing files', async (t) => {
   const p = await file([{ prompt: 'a', completion: 'b' }, '', { prompt: 'c', completion: 7 }]);
   await t.rejects(loadSftFile(p), fmt(`${p}:3: expected "completion" to be a string ({prompt, completion} record), got number`));
+  const typo = await file([{ messages: [user('q'), asst('a')] }, { messages: [user('q'), { role: 'assitant', content: 'a' }] }]);
+  await t.rejects(loadSftFile(typo), fmt(new RegExp(`^${typo}:2: expected "messages\\[1\\]\\.role" to be one of .*got "assitant" \\(did you mean "assistant"\\?\\)$`)), 'a typo in a role is caught when the file is read, with file:line and the field');
   const bad = await file(['{"prompt": "a", "chosen": "b", "rejected": "c"}', '{"prompt": "a",']);
   await t.rejects(loadPreferenceFile(bad), fmt(new RegExp(`^${bad}:2: invalid JSON: `)));
   const empty = join(root, 'empty.jsonl');
