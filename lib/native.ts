@@ -21,6 +21,8 @@ export interface BuildInfo {
   cudaArchitectures: string[];
   cudaDevices: number;
   cudaUnavailableReason?: string;
+  /** Open MPI for multi-process runs (--nproc), loaded at run time: optional. */
+  mpi: { available: boolean; library: string; reason?: string };
   compiler: string;
   napiVersion: number;
   buildSystem: string;

@@ -3,7 +3,7 @@
 // (scripts/install-mpi.sh); where mpirun is absent these tests are skipped with the reason.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/native.js';
@@ -76,4 +76,18 @@ t.test('a rank killed with SIGKILL ends the job with an error naming it, within 
   t.ok(r.seconds < 60, `ended after ${r.seconds.toFixed(1)} s`);
   t.match(r.stderr + r.stdout, /rank 1|\[\[\d+,1\],1\]|signal 9|Killed/, 'the output names the failed rank or its signal');
   t.equal(r.lines.length, 0, 'no rank reported a finished run');
+});
+
+t.test('rlhf sft --nproc 2 starts mpirun; rank 0 alone reports and writes', { skip, timeout: 180_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rlhf-dp-cli-'));
+  const data = join(dir, 'sft.jsonl');
+  writeFileSync(data, Array.from({ length: 24 }, (_, i) => JSON.stringify({ prompt: `${i % 10}+${i % 7}=`, completion: String((i % 10) + (i % 7)) })).join('\n') + '\n');
+  const out = join(dir, 'run');
+  const r = spawnSync(process.execPath, [join(packageRoot, 'dist', 'cli', 'main.js'), 'sft', '--init', 'tiny', '--data', data, '--output', out, '--nproc', '2', '--max-steps', '3', '--batch-size', '4', '--seq-len', '32'], { encoding: 'utf8', env, timeout: 150_000 });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stderr, /starting 2 ranks: mpirun -np 2/);
+  t.equal((r.stderr.match(/sft: 3 steps/g) ?? []).length, 1, 'one summary line (rank 0)');
+  t.ok(existsSync(join(out, 'model', 'model.safetensors')), 'the model was written');
+  const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
+  t.equal(metrics.length, 3, 'one metrics line per step (rank 0 alone writes)');
 });
