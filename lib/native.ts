@@ -22,6 +22,8 @@ export interface BuildInfo {
   cudaArchitectures: string[];
   cudaDevices: number;
   cudaUnavailableReason?: string;
+  /** Open MPI for multi-process runs (--nproc), loaded at run time: optional. */
+  mpi: { available: boolean; library: string; reason?: string };
   compiler: string;
   napiVersion: number;
   buildSystem: string;
@@ -110,6 +112,16 @@ export interface NativeBinding {
   };
   /** Policy-gradient kernels (native/cpu/pg_losses.h), synchronous; validated by lib/engine/pg.ts. */
   pg: NativePg;
+  /** Open MPI process group (native/core/mpi.h, native/napi/mpi_binding.cc); lib/distributed wraps it. */
+  mpiInfo(): { loadable: boolean; launched: boolean; library: string; error: string };
+  mpiInit(): { rank: number; size: number };
+  mpiAllReduce<T extends Float32Array | Float64Array>(x: T, op: 'sum' | 'max'): T;
+  mpiAllGather(x: Float32Array): Float32Array;
+  mpiBroadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root: number): T;
+  mpiBarrier(): void;
+  mpiAbort(): void;
+  mpiAllReduceGradients(target: object): Promise<void>;
+  mpiBroadcastParameters(target: object, root: number): Promise<void>;
 }
 
 /** The four sequence log-prob arrays of N preference pairs. */

@@ -189,3 +189,20 @@ export function stackBatches(parts: TokenBatch[]): TokenBatch {
   }
   return out;
 }
+
+/**
+ * Rows [begin, end) of a batch as a batch of their own (views, no copy): a data-parallel rank's
+ * share of a global batch (lib/distributed shardRange). `numTargets` counts the slice's targets.
+ */
+export function sliceBatch(b: TokenBatch, begin: number, end: number): TokenBatch {
+  if (!(Number.isInteger(begin) && Number.isInteger(end) && 0 <= begin && begin <= end && end <= b.batch))
+    throw rangeError('sliceBatch', '[begin, end)', `a row range within [0, ${b.batch}]`, `[${begin}, ${end})`);
+  const T = b.seqLen;
+  const targets = b.targets.subarray(begin * T, end * T);
+  let numTargets = 0;
+  for (const t of targets) if (t >= 0) numTargets++;
+  const out: TokenBatch = { batch: end - begin, seqLen: T, tokens: b.tokens.subarray(begin * T, end * T), targets, lengths: b.lengths.subarray(begin, end), numTargets };
+  if (b.positions) out.positions = b.positions.subarray(begin * T, end * T);
+  if (b.segments) out.segments = b.segments.subarray(begin * T, end * T);
+  return out;
+}

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
-import { loadSftFile, packExamples, padBatch, permutation, stackBatches, tokenizeSft, toSftRecords, type SftInput, type TokenBatch, type TokenizedExample } from '../data/index.js';
+import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
+import { loadSftFile, packExamples, padBatch, permutation, sliceBatch, stackBatches, tokenizeSft, toSftRecords, type SftInput, type TokenBatch, type TokenizedExample } from '../data/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { checkpointDir, findLatestCheckpoint, pruneCheckpoints, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -47,9 +48,16 @@ export interface SFTOptions {
   keepCheckpoints?: number;
   evalEvery?: number;
   resumeFrom?: string;
+  /**
+   * Data parallelism: each rank of the group trains on its share of every micro-batch's rows
+   * (contiguous, global order), gradients are summed over ranks before AdamW, so every rank keeps
+   * the same weights; rank 0 alone writes metrics, checkpoints and the model. Default: the group
+   * made by initDistributed (one local rank when none was made).
+   */
+  group?: ProcessGroup;
 }
 
-const KEYS = ['model', 'tokenizer', 'train', 'eval', 'outputDir', 'seqLen', 'batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'packing', 'seed', 'saveEvery', 'keepCheckpoints', 'evalEvery', 'resumeFrom'] as const;
+const KEYS = ['model', 'tokenizer', 'train', 'eval', 'outputDir', 'seqLen', 'batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'packing', 'seed', 'saveEvery', 'keepCheckpoints', 'evalEvery', 'resumeFrom', 'group'] as const;
 
 export interface SFTResult {
   steps: number;
@@ -85,7 +93,8 @@ export class SFTTrainer extends TrainerEmitter {
   readonly tokenizer: Tokenizer;
   readonly optimizer: AdamW;
   #stopRequested = false;
-  #o: Required<Omit<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>> & Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
+  readonly group: ProcessGroup;
+  #o: Required<Omit<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery' | 'group'>> & Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
 
   constructor(opts: SFTOptions) {
     super();
@@ -95,6 +104,7 @@ export class SFTTrainer extends TrainerEmitter {
     if (!opts.model || !opts.tokenizer) throw new TypeError(`${fn}: options.model and options.tokenizer are required`);
     this.model = opts.model;
     this.tokenizer = opts.tokenizer;
+    this.group = opts.group ?? currentGroup();
     this.#o = {
       ...opts,
       seqLen: o.int('seqLen', { min: 2 }, 512),
@@ -132,6 +142,13 @@ export class SFTTrainer extends TrainerEmitter {
     return out;
   }
 
+  /** This rank's rows of a global micro-batch (all of it on a group of one). */
+  #localRows(b: TokenBatch): TokenBatch {
+    if (this.group.size === 1) return b;
+    const [begin, end] = shardRange(b.batch, this.group.rank, this.group.size);
+    return sliceBatch(b, begin, end);
+  }
+
   /** Ends train() after the current step, writing a checkpoint first (e.g. on Ctrl-C). */
   requestStop(): void {
     this.#stopRequested = true;
@@ -143,11 +160,13 @@ export class SFTTrainer extends TrainerEmitter {
     if (!ex) throw new TypeError('SFTTrainer.evaluate: no eval data (options.eval)');
     let nll = 0, tokens = 0;
     for (let i = 0; i < ex.length; i += this.#o.batchSize) {
-      const b = padBatch(ex.slice(i, i + this.#o.batchSize), { padId: this.tokenizer.padId });
+      const b = this.#localRows(padBatch(ex.slice(i, i + this.#o.batchSize), { padId: this.tokenizer.padId }));
+      if (b.batch === 0) continue;
       const f = await this.model.forward({ tokens: b.tokens, targets: b.targets, batch: b.batch, seqLen: b.seqLen, lengths: b.lengths, saveForBackward: false });
       for (let j = 0; j < f.logprobs.length; j++) if (b.targets[j] >= 0) nll -= f.logprobs[j];
       tokens += b.numTargets;
     }
+    [nll, tokens] = this.group.allReduceSum(Float64Array.of(nll, tokens));
     return { loss: tokens ? nll / tokens : NaN, tokens };
   }
 
@@ -172,9 +191,11 @@ export class SFTTrainer extends TrainerEmitter {
       skipped = (state.skippedSteps as number) ?? 0;
       this.emit('log', { stage: 'sft', message: `resumed from ${dir} at step ${step}` });
     }
-    const metrics = o.outputDir ? new MetricsLog(join(o.outputDir, 'metrics.jsonl'), { resumeFromStep: o.resumeFrom ? step : undefined }) : undefined;
+    const writer = this.group.rank === 0;
+    if (this.group.size > 1) await this.group.broadcastParameters(this.model);
+    const metrics = o.outputDir && writer ? new MetricsLog(join(o.outputDir, 'metrics.jsonl'), { resumeFromStep: o.resumeFrom ? step : undefined }) : undefined;
     const save = async () => {
-      if (!o.outputDir) return;
+      if (!o.outputDir || !writer) return;
       const dir = checkpointDir(o.outputDir, step);
       await saveCheckpoint(dir, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { stage: 'sft', step, microBatch: micro, skippedSteps: skipped, seed: o.seed });
       await pruneCheckpoints(o.outputDir, o.keepCheckpoints);
@@ -195,7 +216,9 @@ export class SFTTrainer extends TrainerEmitter {
       const batches = Array.from({ length: o.gradAccum }, (_, i) => batchAt(micro + i));
       const targets = batches.reduce((s, b) => s + b.numTargets, 0);
       let nll = 0, tokens = 0;
-      for (const b of batches) {
+      for (const global of batches) {
+        const b = this.#localRows(global);
+        if (b.batch === 0) continue;
         const f = await this.model.forward({ tokens: b.tokens, targets: b.targets, batch: b.batch, seqLen: b.seqLen, lengths: b.lengths, positions: b.positions, segments: b.segments });
         const d = new Float32Array(f.logprobs.length);
         for (let j = 0; j < d.length; j++)
@@ -205,6 +228,10 @@ export class SFTTrainer extends TrainerEmitter {
           }
         tokens += b.lengths.reduce((s, x) => s + x, 0);
         await this.model.backward({ dLogprobs: d });
+      }
+      if (this.group.size > 1) {
+        await this.group.allReduceGradients(this.model);
+        [nll, tokens] = this.group.allReduceSum(Float64Array.of(nll, tokens));
       }
       micro += o.gradAccum;
       this.optimizer.lr = schedule(step);
@@ -235,7 +262,7 @@ export class SFTTrainer extends TrainerEmitter {
       this.emit('eval', { stage: 'sft', step, metrics: { evalLoss } });
       await metrics?.write({ stage: 'sft', step, evalLoss });
     }
-    if (o.outputDir) {
+    if (o.outputDir && writer) {
       if (!o.saveEvery || step % o.saveEvery !== 0) await save();
       await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
     }

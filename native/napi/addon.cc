@@ -14,6 +14,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_bench(env, exports);
   register_model(env, exports);
   register_pg(env, exports);
+  register_mpi(env, exports);
   return exports;
 }
 }  // namespace

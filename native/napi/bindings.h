@@ -11,6 +11,7 @@ void register_adamw(Napi::Env env, Napi::Object exports);
 void register_bench(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
 void register_pg(Napi::Env env, Napi::Object exports);
+void register_mpi(Napi::Env env, Napi::Object exports);
 
 }  // namespace napi
 }  // namespace rlhf

@@ -4,6 +4,7 @@
 #include "../core/buffer.h"
 #include "../core/cpu_features.h"
 #include "../core/dtype.h"
+#include "../core/mpi.h"
 #include "../core/thread_pool.h"
 #include "../cpu/gemm_microkernels.h"
 #include "../cuda/cuda_probe.h"
@@ -54,6 +55,12 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
     int devices = cuda::device_count(&why);
     o.Set("cudaDevices", devices);
     if (!why.empty()) o.Set("cudaUnavailableReason", why);
+    MpiInfo mpi = mpi_info();  // looked up, never initialised
+    Napi::Object m = Napi::Object::New(env);
+    m.Set("available", mpi.loadable);
+    m.Set("library", mpi.library);
+    if (!mpi.error.empty()) m.Set("reason", mpi.error);
+    o.Set("mpi", m);
     o.Set("compiler", __VERSION__);
     o.Set("napiVersion", NAPI_VERSION);
     o.Set("buildSystem", RLHF_BUILD_SYSTEM);

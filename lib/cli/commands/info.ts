@@ -72,6 +72,7 @@ export const infoCommand: CommandHandler = async (o, ctx) => {
         `  backends:  ${b.backends.join(', ')}`,
         `  cpu:       ${b.simd} (gemm kernel ${b.gemmKernel}), ${b.threads} thread(s)`,
         `  cuda:      ${cuda}`,
+        `  mpi:       ${b.mpi.available ? `${b.mpi.library} (--nproc N available)` : `not available (${b.mpi.reason})`}`,
       ].join('\n') + '\n',
     );
   }

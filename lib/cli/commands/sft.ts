@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { SFTTrainer } from '../../train/sft.js';
 import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
+import { joinProcessGroup, launchUnderMpi, needsLaunch, NPROC_FLAG } from './launch.js';
 import { applyThreads, defined, follow, initModel, loadModel, loopFlags, TRAIN_FLAGS } from './shared.js';
 
 export const sftSpec: CommandSpec = {
@@ -24,11 +25,14 @@ export const sftSpec: CommandSpec = {
     packing: { type: 'bool', describe: 'pack examples into full rows instead of padding' },
     evalEvery: { type: 'int', min: 1, describe: 'evaluate every N steps (default: at the end)' },
     ...TRAIN_FLAGS,
+    ...NPROC_FLAG,
   },
-  examples: ['rlhf sft --init tiny --data demos.jsonl --output runs/sft --epochs 3 --lr 3e-3', 'rlhf sft --model runs/sft/model --data more.jsonl --output runs/sft2 --packing --resume'],
+  examples: ['rlhf sft --init tiny --data demos.jsonl --output runs/sft --epochs 3 --lr 3e-3', 'rlhf sft --model runs/sft/model --data more.jsonl --output runs/sft2 --packing --resume', 'rlhf sft --init tiny --data demos.jsonl --output runs/sft-dp --nproc 2'],
 };
 
 export const sftCommand: CommandHandler = async (o, ctx) => {
+  if (needsLaunch(o)) return launchUnderMpi(o, ctx);
+  const group = joinProcessGroup();
   applyThreads(o);
   if (!o.model === !o.init) throw new CliError('give exactly one of --model <dir> or --init <preset>');
   const { model, tokenizer } = o.model ? await loadModel(o.model as string, '--model', undefined, true) : await initModel(o.init as string, o.seed as number);
@@ -43,7 +47,9 @@ export const sftCommand: CommandHandler = async (o, ctx) => {
     weightDecay: o.weightDecay as number,
     maxGradNorm: o.maxGradNorm as number,
     packing: o.packing as boolean,
+    ...defined({ group }),
   });
+  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
   const done = follow(trainer, ctx, ['loss', 'lr', 'tokensPerSecond']);
   const r = await trainer.train();
   done(`sft: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}${r.evalLoss !== undefined ? `, eval loss ${r.evalLoss.toFixed(4)}` : ''}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);

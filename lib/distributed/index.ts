@@ -1,0 +1,176 @@
+/**
+ * Process groups for data parallelism across processes (one or many machines).
+ *
+ *   const group = initDistributed();       // MPI when started by mpirun, else one local rank
+ *   const [begin, end] = shardRange(rows, group.rank, group.size);
+ *   ... forward/backward on rows [begin, end) with per-token gradients scaled by the GLOBAL count ...
+ *   await group.allReduceGradients(model); // grads ← Σ_ranks grads, every rank the same bits
+ *   await optimizer.step();                // identical on every rank, so weights stay identical
+ *
+ * Backends: 'local' (size 1: every collective is the identity, so code written for N ranks runs
+ * unchanged in one process) and 'mpi' (Open MPI, loaded at run time by the addon: the package
+ * builds and runs without it; asking for it when it is absent is an error naming what to install).
+ * Collectives must be called by every rank in the same order. MPI sums are not in rank order, so a
+ * result can differ from the one-process result in the last bits; it is the same on every rank and
+ * from run to run.
+ */
+import { RlhfError, ErrorCode } from '../errors.js';
+import { native } from '../native.js';
+import { checkInt } from '../validate.js';
+
+export type DistributedBackend = 'local' | 'mpi';
+
+/** Anything AdamW accepts: a Model (its native parameter store) or `{params, grads}`. */
+export type GradientTarget = { readonly optimizerTarget: object } | { params: Float32Array; grads: Float32Array };
+
+export interface ProcessGroup {
+  readonly backend: DistributedBackend;
+  readonly rank: number;
+  readonly size: number;
+  /** x ← Σ_ranks x, in place (Float64Array for counts and sums that must stay exact). */
+  allReduceSum<T extends Float32Array | Float64Array>(x: T): T;
+  /** x ← max over ranks, in place. */
+  allReduceMax(x: Float32Array): Float32Array;
+  /** [x of rank 0, x of rank 1, …]; every rank passes the same length. */
+  allGather(x: Float32Array): Float32Array;
+  /** x ← x of rank `root`, in place. */
+  broadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root?: number): T;
+  barrier(): void;
+  /** The model's gradients ← Σ_ranks gradients (scale the per-token gradients by global counts first). */
+  allReduceGradients(target: GradientTarget): Promise<void>;
+  /** The model's parameters ← those of rank `root` (default 0): start every rank from one copy. */
+  broadcastParameters(target: GradientTarget, root?: number): Promise<void>;
+  /** Ends every rank of the job (MPI_Abort); on a local group, throws. */
+  abort(reason: string): never;
+}
+
+/** Rows [begin, end) of `n` that `rank` of `size` takes: contiguous, in global order, sizes differing by at most 1. */
+export function shardRange(n: number, rank: number, size: number): [number, number] {
+  const fn = 'shardRange';
+  checkInt(fn, 'n', n, { min: 0 });
+  checkInt(fn, 'size', size, { min: 1 });
+  checkInt(fn, 'rank', rank, { min: 0, max: size - 1 });
+  const base = Math.floor(n / size), extra = n % size;
+  const begin = rank * base + Math.min(rank, extra);
+  return [begin, begin + base + (rank < extra ? 1 : 0)];
+}
+
+function targetOf(fn: string, target: GradientTarget): object {
+  if (target && typeof target === 'object') {
+    if ('optimizerTarget' in target) return target.optimizerTarget;
+    if (target.params instanceof Float32Array && target.grads instanceof Float32Array) {
+      if (target.params.length !== target.grads.length)
+        throw new RangeError(`${fn}: expected target.grads to have ${target.params.length} elements, received ${target.grads.length}`);
+      return target;
+    }
+  }
+  throw new TypeError(`${fn}: expected target to be a Model or {params: Float32Array, grads: Float32Array}`);
+}
+
+class LocalGroup implements ProcessGroup {
+  readonly backend = 'local' as const;
+  readonly rank = 0;
+  readonly size = 1;
+  allReduceSum<T extends Float32Array | Float64Array>(x: T): T {
+    return x;
+  }
+  allReduceMax(x: Float32Array): Float32Array {
+    return x;
+  }
+  allGather(x: Float32Array): Float32Array {
+    return Float32Array.from(x);
+  }
+  broadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root = 0): T {
+    checkInt('ProcessGroup.broadcast', 'root', root, { min: 0, max: 0 });
+    return x;
+  }
+  barrier(): void {}
+  async allReduceGradients(target: GradientTarget): Promise<void> {
+    targetOf('ProcessGroup.allReduceGradients', target);
+  }
+  async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
+    targetOf('ProcessGroup.broadcastParameters', target);
+    checkInt('ProcessGroup.broadcastParameters', 'root', root, { min: 0, max: 0 });
+  }
+  abort(reason: string): never {
+    throw new RlhfError(ErrorCode.INTERNAL, `aborted: ${reason}`);
+  }
+}
+
+class MpiGroup implements ProcessGroup {
+  readonly backend = 'mpi' as const;
+  readonly rank: number;
+  readonly size: number;
+  constructor() {
+    const { rank, size } = native().mpiInit();
+    this.rank = rank;
+    this.size = size;
+  }
+  allReduceSum<T extends Float32Array | Float64Array>(x: T): T {
+    return native().mpiAllReduce(x, 'sum');
+  }
+  allReduceMax(x: Float32Array): Float32Array {
+    return native().mpiAllReduce(x, 'max');
+  }
+  allGather(x: Float32Array): Float32Array {
+    return native().mpiAllGather(x);
+  }
+  broadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root = 0): T {
+    checkInt('ProcessGroup.broadcast', 'root', root, { min: 0, max: this.size - 1 });
+    return native().mpiBroadcast(x, root);
+  }
+  barrier(): void {
+    native().mpiBarrier();
+  }
+  async allReduceGradients(target: GradientTarget): Promise<void> {
+    await native().mpiAllReduceGradients(targetOf('ProcessGroup.allReduceGradients', target));
+  }
+  async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
+    const t = targetOf('ProcessGroup.broadcastParameters', target);
+    checkInt('ProcessGroup.broadcastParameters', 'root', root, { min: 0, max: this.size - 1 });
+    await native().mpiBroadcastParameters(t, root);
+  }
+  abort(reason: string): never {
+    process.stderr.write(`rank ${this.rank}: aborting the job: ${reason}\n`);
+    native().mpiAbort();
+    throw new RlhfError(ErrorCode.INTERNAL, `aborted: ${reason}`);
+  }
+}
+
+let world: ProcessGroup | undefined;
+
+/** True when this process was started by mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE). */
+export function launchedByMpi(): boolean {
+  return process.env.OMPI_COMM_WORLD_SIZE !== undefined;
+}
+
+/** What the addon found of MPI, without initialising it. */
+export function mpiAvailability(): { loadable: boolean; launched: boolean; library: string; error: string } {
+  return native().mpiInfo();
+}
+
+/**
+ * The process group of this job (created once). backend 'auto' (default): MPI when started by
+ * mpirun, else a local group of one; 'mpi' insists on MPI (a one-rank MPI job outside mpirun).
+ */
+export function initDistributed(options: { backend?: 'auto' | DistributedBackend } = {}): ProcessGroup {
+  const backend = options.backend ?? 'auto';
+  if (!['auto', 'local', 'mpi'].includes(backend))
+    throw new RangeError(`initDistributed: expected options.backend to be 'auto', 'local' or 'mpi', received ${JSON.stringify(backend)}`);
+  const want: DistributedBackend = backend === 'auto' ? (launchedByMpi() ? 'mpi' : 'local') : backend;
+  if (world) {
+    if (world.backend !== want) throw new RlhfError(ErrorCode.INVALID_ARGUMENT, `initDistributed: already initialised with backend '${world.backend}'`);
+    return world;
+  }
+  if (want === 'mpi') {
+    const info = native().mpiInfo();
+    if (!info.loadable) throw new RlhfError(ErrorCode.UNSUPPORTED, `initDistributed: ${info.error}`);
+  }
+  world = want === 'mpi' ? new MpiGroup() : new LocalGroup();
+  return world;
+}
+
+/** The group made by initDistributed, or a local group of one when none was made. */
+export function currentGroup(): ProcessGroup {
+  return world ?? initDistributed({ backend: 'local' });
+}

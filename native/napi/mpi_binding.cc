@@ -1,0 +1,164 @@
+// The process group over Open MPI (core/mpi.h), for data parallelism across processes:
+//   mpiInfo() -> {loadable, launched, library, error}        never initialises MPI
+//   mpiInit() -> {rank, size}                               initialises MPI once (throws when absent)
+//   mpiAllReduce(x: Float32Array | Float64Array, op: 'sum' | 'max')   in place, synchronous
+//   mpiAllGather(x: Float32Array) -> Float32Array (size · x.length, rank order)
+//   mpiBroadcast(x: Float32Array | Float64Array | Uint8Array, root)   in place, synchronous
+//   mpiBarrier(), mpiAbort()
+//   mpiAllReduceGradients(target) -> Promise            grads (of a model or {params, grads}) ←
+//                                                       Σ_ranks grads, on a worker thread
+//   mpiBroadcastParameters(target, root) -> Promise     params ← params of rank `root`
+// The small synchronous calls are for scalars and short vectors (loss sums, token counts, rewards);
+// anything parameter-sized goes through the Promise-returning calls.
+#include <cmath>
+#include <cstring>
+
+#include "../core/mpi.h"
+#include "adamw_target.h"
+#include "args.h"
+#include "async_job.h"
+#include "bindings.h"
+#include "js_errors.h"
+
+namespace rlhf {
+namespace napi {
+
+namespace {
+
+MpiGroup& group() { return MpiGroup::world(); }
+
+Napi::Value mpi_info_js(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    MpiInfo m = mpi_info();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("loadable", m.loadable);
+    o.Set("launched", m.launched);
+    o.Set("library", m.library);
+    o.Set("error", m.error);
+    return o;
+  });
+}
+
+Napi::Value mpi_init(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    MpiGroup& g = group();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("rank", g.rank());
+    o.Set("size", g.size());
+    return o;
+  });
+}
+
+Napi::TypedArray typed_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsTypedArray()) throw_type_error(info.Env(), std::string(what) + " must be a typed array");
+  return info[i].As<Napi::TypedArray>();
+}
+
+Napi::Value mpi_all_reduce(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::TypedArray x = typed_arg(info, 0, "mpiAllReduce: x");
+    std::string op = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "sum";
+    if (op != "sum" && op != "max") throw_range_error(info.Env(), "mpiAllReduce: op must be 'sum' or 'max', got '" + op + "'");
+    if (x.TypedArrayType() == napi_float32_array) {
+      float* p = x.As<Napi::Float32Array>().Data();
+      op == "sum" ? group().all_reduce_sum(p, x.ElementLength()) : group().all_reduce_max(p, x.ElementLength());
+    } else if (x.TypedArrayType() == napi_float64_array && op == "sum") {
+      group().all_reduce_sum_f64(x.As<Napi::Float64Array>().Data(), x.ElementLength());
+    } else {
+      throw_type_error(info.Env(), "mpiAllReduce: x must be a Float32Array (sum, max) or a Float64Array (sum)");
+    }
+    return x;
+  });
+}
+
+Napi::Value mpi_all_gather(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::TypedArray x = typed_arg(info, 0, "mpiAllGather: x");
+    if (x.TypedArrayType() != napi_float32_array) throw_type_error(info.Env(), "mpiAllGather: x must be a Float32Array");
+    const size_t n = x.ElementLength();
+    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n * size_t(group().size()));
+    group().all_gather(x.As<Napi::Float32Array>().Data(), int64_t(n), out.Data());
+    return out;
+  });
+}
+
+int root_arg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw_type_error(info.Env(), std::string(fn) + ": root must be a number");
+  double r = info[i].As<Napi::Number>().DoubleValue();
+  if (!(r >= 0 && r < group().size() && std::floor(r) == r))
+    throw_range_error(info.Env(), std::string(fn) + ": root must be an integer in [0, " + std::to_string(group().size()) + "), got " + std::to_string(r));
+  return int(r);
+}
+
+Napi::Value mpi_broadcast(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::TypedArray x = typed_arg(info, 0, "mpiBroadcast: x");
+    int root = root_arg(info, 1, "mpiBroadcast");
+    // any typed array: its bytes
+    uint8_t* data = static_cast<uint8_t*>(x.ArrayBuffer().Data()) + x.ByteOffset();
+    group().broadcast_bytes(data, int64_t(x.ByteLength()), root);
+    return x;
+  });
+}
+
+Napi::Value mpi_barrier(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    group().barrier();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value mpi_abort(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    group().abort();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value mpi_all_reduce_gradients(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Object target_js = arg_object(info, 0, "mpiAllReduceGradients: target");
+    AdamWTarget t = resolve_adamw_target(target_js);
+    AsyncJob::check_not_busy(info.Env(), t.busy, "the model", "mpiAllReduceGradients()");
+    t.refresh();
+    float* g = const_cast<float*>(t.grads);
+    const int64_t n = t.size;
+    MpiGroup* comm = &group();
+    return AsyncJob::queue(
+        info.Env(), "rlhf.mpi.allReduceGradients",
+        [=] { comm->all_reduce_sum(g, n); },
+        nullptr, {target_js}, t.busy);
+  });
+}
+
+Napi::Value mpi_broadcast_parameters(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Object target_js = arg_object(info, 0, "mpiBroadcastParameters: target");
+    int root = root_arg(info, 1, "mpiBroadcastParameters");
+    AdamWTarget t = resolve_adamw_target(target_js);
+    AsyncJob::check_not_busy(info.Env(), t.busy, "the model", "mpiBroadcastParameters()");
+    t.refresh();
+    float* p = t.params;
+    const int64_t n = t.size;
+    MpiGroup* comm = &group();
+    return AsyncJob::queue(
+        info.Env(), "rlhf.mpi.broadcastParameters", [=] { comm->broadcast(p, n, root); }, nullptr, {target_js}, t.busy);
+  });
+}
+
+}  // namespace
+
+void register_mpi(Napi::Env env, Napi::Object exports) {
+  exports.Set("mpiInfo", Napi::Function::New(env, mpi_info_js, "mpiInfo"));
+  exports.Set("mpiInit", Napi::Function::New(env, mpi_init, "mpiInit"));
+  exports.Set("mpiAllReduce", Napi::Function::New(env, mpi_all_reduce, "mpiAllReduce"));
+  exports.Set("mpiAllGather", Napi::Function::New(env, mpi_all_gather, "mpiAllGather"));
+  exports.Set("mpiBroadcast", Napi::Function::New(env, mpi_broadcast, "mpiBroadcast"));
+  exports.Set("mpiBarrier", Napi::Function::New(env, mpi_barrier, "mpiBarrier"));
+  exports.Set("mpiAbort", Napi::Function::New(env, mpi_abort, "mpiAbort"));
+  exports.Set("mpiAllReduceGradients", Napi::Function::New(env, mpi_all_reduce_gradients, "mpiAllReduceGradients"));
+  exports.Set("mpiBroadcastParameters", Napi::Function::New(env, mpi_broadcast_parameters, "mpiBroadcastParameters"));
+}
+
+}  // namespace napi
+}  // namespace rlhf
