@@ -120,13 +120,17 @@ Napi::Value mpi_all_reduce_gradients(const Napi::CallbackInfo& info) {
     Napi::Object target_js = arg_object(info, 0, "mpiAllReduceGradients: target");
     AdamWTarget t = resolve_adamw_target(target_js);
     AsyncJob::check_not_busy(info.Env(), t.busy, "the model", "mpiAllReduceGradients()");
-    t.refresh();
+    t.refresh("mpiAllReduceGradients()");
     float* g = const_cast<float*>(t.grads);
     const int64_t n = t.size;
     MpiGroup* comm = &group();
+    auto pinned = t.pinned;  // Float32Array targets: their memory stays valid until the job ends
     return AsyncJob::queue(
         info.Env(), "rlhf.mpi.allReduceGradients",
-        [=] { comm->all_reduce_sum(g, n); },
+        [=] {
+          (void)pinned;
+          comm->all_reduce_sum(g, n);
+        },
         nullptr, {target_js}, t.busy);
   });
 }
@@ -137,12 +141,18 @@ Napi::Value mpi_broadcast_parameters(const Napi::CallbackInfo& info) {
     int root = root_arg(info, 1, "mpiBroadcastParameters");
     AdamWTarget t = resolve_adamw_target(target_js);
     AsyncJob::check_not_busy(info.Env(), t.busy, "the model", "mpiBroadcastParameters()");
-    t.refresh();
+    t.refresh("mpiBroadcastParameters()");
     float* p = t.params;
     const int64_t n = t.size;
     MpiGroup* comm = &group();
+    auto pinned = t.pinned;
     return AsyncJob::queue(
-        info.Env(), "rlhf.mpi.broadcastParameters", [=] { comm->broadcast(p, n, root); }, nullptr, {target_js}, t.busy);
+        info.Env(), "rlhf.mpi.broadcastParameters",
+        [=] {
+          (void)pinned;
+          comm->broadcast(p, n, root);
+        },
+        nullptr, {target_js}, t.busy);
   });
 }
 
