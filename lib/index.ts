@@ -12,6 +12,7 @@ export {
   adamwStepReference,
   ADAMW_DEFAULTS,
   type AdamWOptions,
+  type AdamWPlacement,
   type AdamWState,
   type AdamWStepResult,
   type FlatParameters,
@@ -55,4 +56,4 @@ export { writeReport, renderHtml, renderMarkdown, readMetrics, parseMetrics, svg
 export type { DemoSummary as ReportSummary, MetricsByStage, RenderOptions } from './report/index.js';
 export { runDemo, DEMO_PRESETS, type DemoSettings, type DemoSummary, type StageHook } from './demo/pipeline.js';
 export { goldScore, annotate, makePrompt, allPrompts, splitPrompts, demonstration, idealResponse, type TaskPrompt, type Format, type GoldBreakdown } from './demo/task.js';
-export { initDistributed, currentGroup, shardRange, launchedByMpi, mpiAvailability, type ProcessGroup, type DistributedBackend, type GradientTarget } from './distributed/index.js';
+export { initDistributed, currentGroup, shardRange, allGatherRanges, launchedByMpi, mpiAvailability, type ProcessGroup, type DistributedBackend, type GradientTarget } from './distributed/index.js';

@@ -74,6 +74,9 @@ export interface NativeAdamWState {
 
 export interface NativeAdamW {
   readonly size: number;
+  /** The range of parameters this optimizer updates: [0, size) unless sharded (ZeRO-1). */
+  readonly shardBegin: number;
+  readonly shardEnd: number;
   step(overrides?: NativeAdamWOptions): Promise<AdamWStepResult>;
   setOptions(options: NativeAdamWOptions): void;
   getState(): Promise<NativeAdamWState>;
@@ -94,6 +97,7 @@ export interface NativeBinding {
   NativeAdamW: new (
     target: { params: Float32Array; grads: Float32Array; segments?: AdamWSegment[] } | object,
     options?: NativeAdamWOptions,
+    shard?: { index: number; count: number },
   ) => NativeAdamW;
   bench: {
     gemm(options: NativeGemmOptions, repeats: number): Promise<number[]>;
@@ -122,6 +126,7 @@ export interface NativeBinding {
   mpiAbort(): void;
   mpiAllReduceGradients(target: object): Promise<void>;
   mpiBroadcastParameters(target: object, root: number): Promise<void>;
+  mpiAllGatherParameters(target: object, offsets: number[]): Promise<void>;
 }
 
 /** The four sequence log-prob arrays of N preference pairs. */

@@ -40,6 +40,8 @@ export interface ProcessGroup {
   allReduceGradients(target: GradientTarget): Promise<void>;
   /** The model's parameters ← those of rank `root` (default 0): start every rank from one copy. */
   broadcastParameters(target: GradientTarget, root?: number): Promise<void>;
+  /** params[offsets[r], offsets[r+1]) ← rank r's values of that range, for every rank (ZeRO-1). */
+  allGatherParameters(target: GradientTarget, offsets: number[]): Promise<void>;
   /** Ends every rank of the job (MPI_Abort); on a local group, throws. */
   abort(reason: string): never;
 }
@@ -67,6 +69,34 @@ function targetOf(fn: string, target: GradientTarget): object {
   throw new TypeError(`${fn}: expected target to be a Model or {params: Float32Array, grads: Float32Array}`);
 }
 
+function checkOffsets(fn: string, offsets: number[], size: number): number[] {
+  if (!Array.isArray(offsets) || offsets.length !== size + 1 || offsets[0] !== 0)
+    throw new RangeError(`${fn}: expected offsets to be ${size + 1} ascending integers starting at 0, received ${JSON.stringify(offsets)}`);
+  offsets.forEach((x, i) => {
+    checkInt(fn, `offsets[${i}]`, x, { min: i ? offsets[i - 1] : 0 });
+  });
+  return offsets;
+}
+
+/**
+ * Gathers equal-length-or-shorter pieces (one per rank, rank order) into one array: piece r lands
+ * at offsets[r]. Collective: every rank calls it with its own piece.
+ */
+export function allGatherRanges(group: ProcessGroup, piece: Float32Array, offsets: number[]): Float32Array {
+  checkOffsets('allGatherRanges', offsets, group.size);
+  const lengths = offsets.slice(1).map((x, r) => x - offsets[r]);
+  if (piece.length !== lengths[group.rank])
+    throw new RangeError(`allGatherRanges: expected piece to have ${lengths[group.rank]} elements (rank ${group.rank}), received ${piece.length}`);
+  if (group.size === 1) return Float32Array.from(piece);
+  const width = Math.max(...lengths);
+  const padded = new Float32Array(width);
+  padded.set(piece);
+  const all = group.allGather(padded);
+  const out = new Float32Array(offsets[group.size]);
+  for (let r = 0; r < group.size; r++) out.set(all.subarray(r * width, r * width + lengths[r]), offsets[r]);
+  return out;
+}
+
 class LocalGroup implements ProcessGroup {
   readonly backend = 'local' as const;
   readonly rank = 0;
@@ -91,6 +121,10 @@ class LocalGroup implements ProcessGroup {
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     targetOf('ProcessGroup.broadcastParameters', target);
     checkInt('ProcessGroup.broadcastParameters', 'root', root, { min: 0, max: 0 });
+  }
+  async allGatherParameters(target: GradientTarget, offsets: number[]): Promise<void> {
+    targetOf('ProcessGroup.allGatherParameters', target);
+    checkOffsets('ProcessGroup.allGatherParameters', offsets, 1);
   }
   abort(reason: string): never {
     throw new RlhfError(ErrorCode.INTERNAL, `aborted: ${reason}`);
@@ -129,6 +163,10 @@ class MpiGroup implements ProcessGroup {
     const t = targetOf('ProcessGroup.broadcastParameters', target);
     checkInt('ProcessGroup.broadcastParameters', 'root', root, { min: 0, max: this.size - 1 });
     await native().mpiBroadcastParameters(t, root);
+  }
+  async allGatherParameters(target: GradientTarget, offsets: number[]): Promise<void> {
+    const t = targetOf('ProcessGroup.allGatherParameters', target);
+    await native().mpiAllGatherParameters(t, checkOffsets('ProcessGroup.allGatherParameters', offsets, this.size));
   }
   abort(reason: string): never {
     process.stderr.write(`rank ${this.rank}: aborting the job: ${reason}\n`);

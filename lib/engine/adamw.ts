@@ -15,6 +15,7 @@
 import { withCallerStack, RlhfError, ErrorCode } from '../errors.js';
 import { native, type AdamWSegment, type AdamWStepResult, type NativeAdamW } from '../native.js';
 import { checkFloat32Array, checkInt, checkNumber, checkObject, options, rangeError } from '../validate.js';
+import { allGatherRanges, shardRange, type ProcessGroup } from '../distributed/index.js';
 
 export interface AdamWOptions {
   /** learning rate, >= 0 (default 1e-3) */
@@ -102,14 +103,48 @@ function checkTarget(fn: string, target: unknown): object {
   return t;
 }
 
+/**
+ * Where the optimizer state lives. `group` with more than one rank: ZeRO stage 1 — each rank keeps
+ * AdamW moments for its contiguous share of the parameters only (memory ~1/size), step() updates that
+ * share (the clipping norm still over every gradient, which each rank holds after the gradient
+ * all-reduce) and then all-gathers the parameters, so every rank ends with the weights one
+ * unsharded step gives, bit for bit. saveState()/loadState() keep the unsharded format (moments of
+ * every parameter, so a checkpoint resumes at any number of ranks); with a group they are
+ * collective: every rank must call them.
+ */
+export interface AdamWPlacement {
+  group?: ProcessGroup;
+}
+
 export class AdamW {
   #native: NativeAdamW | undefined;
   #options: Required<AdamWOptions>;
+  #target: FlatParameters | OptimizerTarget;
+  #group: ProcessGroup | undefined;
+  #offsets: number[] | undefined;
 
-  constructor(target: FlatParameters | OptimizerTarget, opts: AdamWOptions = {}) {
+  constructor(target: FlatParameters | OptimizerTarget, opts: AdamWOptions = {}, placement: AdamWPlacement = {}) {
     const resolvedTarget = checkTarget('AdamW', target);
     this.#options = checkAdamWOptions('AdamW', opts, ADAMW_DEFAULTS);
-    this.#native = new (native().NativeAdamW)(resolvedTarget, this.#options);
+    const group = placement.group;
+    this.#target = target;
+    this.#native = new (native().NativeAdamW)(resolvedTarget, this.#options, group && group.size > 1 ? { index: group.rank, count: group.size } : undefined);
+    if (group && group.size > 1) {
+      this.#group = group;
+      const n = this.#native.size;
+      this.#offsets = Array.from({ length: group.size + 1 }, (_, r) => (r === group.size ? n : shardRange(n, r, group.size)[0]));
+    }
+  }
+
+  /** True when the state is sharded over a group (ZeRO-1; see AdamWPlacement). */
+  get sharded(): boolean {
+    return this.#group !== undefined;
+  }
+
+  /** The parameter range [begin, end) whose moments this optimizer holds ([0, size) unless sharded). */
+  get shard(): { begin: number; end: number } {
+    const h = this.#handle('shard');
+    return { begin: h.shardBegin, end: h.shardEnd };
   }
 
   /** Number of parameters updated. */
@@ -139,13 +174,20 @@ export class AdamW {
   /** One fused update. Resolves with the pre-clipping gradient norm and whether it was skipped. */
   step(): Promise<AdamWStepResult> {
     const h = this.#handle('step');
-    return withCallerStack(() => h.step());
+    if (!this.#group) return withCallerStack(() => h.step());
+    return withCallerStack(async () => {
+      const r = await h.step();
+      // every rank skips or steps together (the norm is over the same all-reduced gradients)
+      if (!r.skipped) await this.#group!.allGatherParameters(this.#target, this.#offsets!);
+      return r;
+    });
   }
 
   /** A copy of the optimizer state (moments, step, options) for checkpoints. */
   async saveState(): Promise<AdamWState> {
     const h = this.#handle('saveState');
     const s = await withCallerStack(() => h.getState());
+    if (this.#group) return { step: s.step, m: allGatherRanges(this.#group, s.m, this.#offsets!), v: allGatherRanges(this.#group, s.v, this.#offsets!), options: { ...this.#options } };
     return { step: s.step, m: s.m, v: s.v, options: { ...this.#options } };
   }
 
@@ -158,7 +200,8 @@ export class AdamW {
     const m = checkFloat32Array(fn, 'state.m', s.m, { exact: h.size });
     const v = checkFloat32Array(fn, 'state.v', s.v, { exact: h.size });
     const opts = s.options === undefined ? this.#options : checkAdamWOptions(fn, s.options, this.#options);
-    await withCallerStack(() => h.setState({ step, m, v }));
+    const [begin, end] = [h.shardBegin, h.shardEnd];
+    await withCallerStack(() => h.setState({ step, m: m.subarray(begin, end), v: v.subarray(begin, end) }));
     this.setOptions(opts);
   }
 

@@ -55,9 +55,11 @@ export interface SFTOptions {
    * made by initDistributed (one local rank when none was made).
    */
   group?: ProcessGroup;
+  /** ZeRO stage 1 over the group: each rank keeps AdamW moments for its share of the parameters only (default true; bitwise the same weights). */
+  shardOptimizer?: boolean;
 }
 
-const KEYS = ['model', 'tokenizer', 'train', 'eval', 'outputDir', 'seqLen', 'batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'packing', 'seed', 'saveEvery', 'keepCheckpoints', 'evalEvery', 'resumeFrom', 'group'] as const;
+const KEYS = ['model', 'tokenizer', 'train', 'eval', 'outputDir', 'seqLen', 'batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'packing', 'seed', 'saveEvery', 'keepCheckpoints', 'evalEvery', 'resumeFrom', 'group', 'shardOptimizer'] as const;
 
 export interface SFTResult {
   steps: number;
@@ -94,7 +96,7 @@ export class SFTTrainer extends TrainerEmitter {
   readonly optimizer: AdamW;
   #stopRequested = false;
   readonly group: ProcessGroup;
-  #o: Required<Omit<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery' | 'group'>> & Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
+  #o: Required<Omit<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery' | 'group' | 'shardOptimizer'>> & Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
 
   constructor(opts: SFTOptions) {
     super();
@@ -126,7 +128,8 @@ export class SFTTrainer extends TrainerEmitter {
       resumeFrom: o.has('resumeFrom') ? o.string('resumeFrom') : undefined,
     };
     if (this.#o.resumeFrom && !this.#o.outputDir) throw new TypeError(`${fn}: options.resumeFrom needs options.outputDir`);
-    this.optimizer = new AdamW(this.model, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm });
+    const shard = o.bool('shardOptimizer', true) && this.group.size > 1;
+    this.optimizer = new AdamW(this.model, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm }, { group: shard ? this.group : undefined });
   }
 
   async #examples(source: string | SftInput[]): Promise<TokenizedExample[]> {
@@ -195,7 +198,12 @@ export class SFTTrainer extends TrainerEmitter {
     if (this.group.size > 1) await this.group.broadcastParameters(this.model);
     const metrics = o.outputDir && writer ? new MetricsLog(join(o.outputDir, 'metrics.jsonl'), { resumeFromStep: o.resumeFrom ? step : undefined }) : undefined;
     const save = async () => {
-      if (!o.outputDir || !writer) return;
+      if (!o.outputDir) return;
+      // a sharded optimizer's state is gathered collectively: every rank takes part, rank 0 writes
+      if (!writer) {
+        if (this.optimizer.sharded) await this.optimizer.saveState();
+        return;
+      }
       const dir = checkpointDir(o.outputDir, step);
       await saveCheckpoint(dir, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { stage: 'sft', step, microBatch: micro, skippedSteps: skipped, seed: o.seed });
       await pruneCheckpoints(o.outputDir, o.keepCheckpoints);

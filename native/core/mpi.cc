@@ -31,6 +31,7 @@ struct Api {
   int (*Comm_size)(Comm, int*) = nullptr;
   int (*Allreduce)(const void*, void*, int, Datatype, Op, Comm) = nullptr;
   int (*Allgather)(const void*, int, Datatype, void*, int, Datatype, Comm) = nullptr;
+  int (*Allgatherv)(const void*, int, Datatype, void*, const int*, const int*, Datatype, Comm) = nullptr;
   int (*Bcast)(void*, int, Datatype, int, Comm) = nullptr;
   int (*Barrier)(Comm) = nullptr;
   int (*Abort)(Comm, int) = nullptr;
@@ -77,6 +78,7 @@ Api load() {
             bind(api, api.Init_thread, "MPI_Init_thread") && bind(api, api.Finalize, "MPI_Finalize") &&
             bind(api, api.Comm_rank, "MPI_Comm_rank") && bind(api, api.Comm_size, "MPI_Comm_size") &&
             bind(api, api.Allreduce, "MPI_Allreduce") && bind(api, api.Allgather, "MPI_Allgather") &&
+            bind(api, api.Allgatherv, "MPI_Allgatherv") &&
             bind(api, api.Bcast, "MPI_Bcast") && bind(api, api.Barrier, "MPI_Barrier") &&
             bind(api, api.Abort, "MPI_Abort") && object(api, api.world, "ompi_mpi_comm_world") &&
             object(api, api.f32, "ompi_mpi_float") && object(api, api.f64, "ompi_mpi_double") &&
@@ -169,6 +171,20 @@ void MpiGroup::all_gather(const float* send, int64_t n, float* recv) {
   RLHF_CHECK(n <= kChunk, ErrorCode::OutOfRange, "MPI all_gather: at most ", kChunk, " floats per rank, got ", n);
   std::lock_guard<std::mutex> lock(call_mutex());
   check(api().Allgather(send, int(n), api().f32, recv, int(n), api().f32, api().world), "MPI_Allgather");
+}
+
+void MpiGroup::all_gather_ranges(float* x, const std::vector<int64_t>& offsets) {
+  RLHF_CHECK(int(offsets.size()) == size_ + 1 && offsets[0] == 0, ErrorCode::OutOfRange,
+             "MPI all_gather_ranges: expected ", size_ + 1, " offsets starting at 0, got ", offsets.size());
+  std::vector<int> counts(size_), displs(size_);
+  for (int r = 0; r < size_; ++r) {
+    const int64_t len = offsets[r + 1] - offsets[r];
+    RLHF_CHECK(len >= 0 && len < (int64_t(1) << 31) && offsets[r] < (int64_t(1) << 31), ErrorCode::OutOfRange,
+               "MPI all_gather_ranges: range ", r, " [", offsets[r], ", ", offsets[r + 1], ") must be ascending and below 2^31");
+    counts[r] = int(len), displs[r] = int(offsets[r]);
+  }
+  std::lock_guard<std::mutex> lock(call_mutex());
+  check(api().Allgatherv(kInPlace, 0, api().f32, x, counts.data(), displs.data(), api().f32, api().world), "MPI_Allgatherv");
 }
 
 void MpiGroup::broadcast(float* x, int64_t n, int root) {

@@ -16,6 +16,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "communicator.h"
 
@@ -46,6 +47,10 @@ class MpiGroup : public Communicator {
   void broadcast(float* x, int64_t n, int root) override;
   void barrier() override;
   void abort() override;
+
+  // x[offsets[r], offsets[r+1]) ← that range of rank r, for every r (in place; MPI_Allgatherv).
+  // offsets has size()+1 entries, ascending, offsets[0] = 0; each range below 2^31 elements.
+  void all_gather_ranges(float* x, const std::vector<int64_t>& offsets);
 
   // Doubles, for counts and sums that must not lose precision (token counts, loss sums).
   void all_reduce_sum_f64(double* x, int64_t n);

@@ -134,20 +134,43 @@ AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n, 
   return {norm, false};
 }
 
-AdamWResult adamw_step_norm_ranges(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,
-                                   int64_t step, const std::vector<AdamWSegment>& segments,
-                                   const std::vector<std::pair<int64_t, int64_t>>& norm_ranges) {
-  adamw_check_options(o);
-  adamw_check_segments(segments, n);
+// ‖g‖₂ over (offset, length) ranges of g[0, n), summed range by range.
+static double grad_norm(const float* g, int64_t n, const std::vector<std::pair<int64_t, int64_t>>& norm_ranges) {
   double sumsq = 0.0;
   for (const auto& [off, len] : norm_ranges) {
     RLHF_CHECK(off >= 0 && len >= 0 && off + len <= n, ErrorCode::OutOfRange, "adamw: norm range [", off, ", ",
                off + len, ") outside [0, ", n, ")");
     sumsq += sum_of_squares(g + off, len);
   }
-  double norm = std::sqrt(sumsq);
+  return std::sqrt(sumsq);
+}
+
+AdamWResult adamw_step_norm_ranges(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,
+                                   int64_t step, const std::vector<AdamWSegment>& segments,
+                                   const std::vector<std::pair<int64_t, int64_t>>& norm_ranges) {
+  adamw_check_options(o);
+  adamw_check_segments(segments, n);
+  double norm = grad_norm(g, n, norm_ranges);
   if (!std::isfinite(norm)) return {norm, true};
   adamw_apply(p, g, m, v, n, adamw_scalars(o, step, adamw_clip_scale(norm, o.max_grad_norm)), segments);
+  return {norm, false};
+}
+
+AdamWResult adamw_step_range(float* p, const float* g, float* m, float* v, int64_t n, int64_t begin, int64_t end,
+                             const AdamWOptions& o, int64_t step, const std::vector<AdamWSegment>& segments,
+                             const std::vector<std::pair<int64_t, int64_t>>& norm_ranges) {
+  adamw_check_options(o);
+  adamw_check_segments(segments, n);
+  RLHF_CHECK(0 <= begin && begin <= end && end <= n, ErrorCode::OutOfRange, "adamw: shard [", begin, ", ", end,
+             ") outside [0, ", n, ")");
+  double norm = norm_ranges.empty() ? std::sqrt(sum_of_squares(g, n)) : grad_norm(g, n, norm_ranges);
+  if (!std::isfinite(norm)) return {norm, true};
+  std::vector<AdamWSegment> local;  // the segments' parts inside [begin, end), shifted to start at 0
+  for (const auto& seg : segments) {
+    int64_t lo = std::max(seg.offset, begin), hi = std::min(seg.offset + seg.length, end);
+    if (lo < hi) local.push_back({lo - begin, hi - lo, seg.weight_decay_scale});
+  }
+  adamw_apply(p + begin, g + begin, m, v, end - begin, adamw_scalars(o, step, adamw_clip_scale(norm, o.max_grad_norm)), local);
   return {norm, false};
 }
 

@@ -68,6 +68,15 @@ AdamWResult adamw_step_norm_ranges(float* p, const float* g, float* m, float* v,
                                    int64_t step, const std::vector<AdamWSegment>& segments,
                                    const std::vector<std::pair<int64_t, int64_t>>& norm_ranges);
 
+// ZeRO stage 1 (sharded optimizer state): ‖grad‖₂ over all of g[0, n) (or over `norm_ranges`),
+// exactly as adamw_step / adamw_step_norm_ranges compute it, then the update of p[begin, end) only,
+// with m and v holding that range (length end − begin). Every element gets the update adamw_step
+// gives it, bit for bit, so ranks that each update their range and then share it end up with the
+// weights of one unsharded step.
+AdamWResult adamw_step_range(float* p, const float* g, float* m, float* v, int64_t n, int64_t begin, int64_t end,
+                             const AdamWOptions& o, int64_t step, const std::vector<AdamWSegment>& segments,
+                             const std::vector<std::pair<int64_t, int64_t>>& norm_ranges);
+
 // Plain single-threaded loops computing the same thing: the reference the tests compare with.
 AdamWResult adamw_step_reference(float* p, const float* g, float* m, float* v, int64_t n,
                                  const AdamWOptions& o, int64_t step,

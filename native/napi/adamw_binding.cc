@@ -1,6 +1,10 @@
 // NativeAdamW: fused AdamW over a flat parameter/gradient pair, owning its moment buffers.
 //
-//   new NativeAdamW({params: Float32Array, grads: Float32Array, segments?}, options)
+//   new NativeAdamW({params: Float32Array, grads: Float32Array, segments?}, options, shard?)
+//     shard {index, count}: ZeRO stage 1 — this optimizer is shard `index` of `count`: it keeps
+//     moments for its contiguous range [shardBegin, shardEnd) of the parameters only (ranges as even
+//     as possible, in order); step() takes the norm over every gradient and updates that range
+//     (cpu::adamw_step_range); getState/setState move the range's moments
 //   step({lr?}) -> Promise<{gradNorm, skipped, step}>     one fused update (skips on NaN/Inf)
 //   setOptions(options)                                     lr, betas, eps, weightDecay, maxGradNorm
 //   getState() -> Promise<{step, m, v}>                     copies (external Float32Arrays)
@@ -13,6 +17,7 @@
 // throws ERR_RLHF_BUSY.
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -55,7 +60,9 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
                         InstanceMethod("getState", &AdamWWrap::get_state),
                         InstanceMethod("setState", &AdamWWrap::set_state),
                         InstanceMethod("dispose", &AdamWWrap::dispose),
-                        InstanceAccessor("size", &AdamWWrap::size, nullptr)});
+                        InstanceAccessor("size", &AdamWWrap::size, nullptr),
+                        InstanceAccessor("shardBegin", &AdamWWrap::shard_begin, nullptr),
+                        InstanceAccessor("shardEnd", &AdamWWrap::shard_end, nullptr)});
   }
 
   explicit AdamWWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AdamWWrap>(info) {
@@ -65,7 +72,17 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       target_ = resolve_adamw_target(target);
       options_ = info.Length() > 1 && info[1].IsObject() ? read_options(info[1].As<Napi::Object>(), {})
                                                          : cpu::AdamWOptions{};
-      const size_t n = static_cast<size_t>(target_.size);
+      shard_end_ = target_.size;
+      if (info.Length() > 2 && info[2].IsObject()) {
+        Napi::Object sh = info[2].As<Napi::Object>();
+        const int64_t count = get_int(sh, "AdamW: shard", "count", 1, 1 << 20);
+        const int64_t index = get_int(sh, "AdamW: shard", "index", 0, count - 1);
+        const int64_t base = target_.size / count, extra = target_.size % count;
+        shard_begin_ = index * base + std::min(index, extra);
+        shard_end_ = shard_begin_ + base + (index < extra ? 1 : 0);
+        sharded_ = true;
+      }
+      const size_t n = static_cast<size_t>(shard_end_ - shard_begin_);
       m_ = Buffer(n * sizeof(float));
       v_ = Buffer(n * sizeof(float));
       reported_ = static_cast<int64_t>(2 * n * sizeof(float));
@@ -107,11 +124,14 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       int64_t n = target_.size;
       auto segments = target_.segments;
       auto norm_ranges = target_.norm_ranges;
+      const bool sharded = sharded_;
+      const int64_t begin = shard_begin_, end = shard_end_;
       return AsyncJob::queue(
           info.Env(), "rlhf.adamw.step",
           [=] {
-            *result = norm_ranges.empty() ? cpu::adamw_step(p, g, m, v, n, o, next_step, segments)
-                                          : cpu::adamw_step_norm_ranges(p, g, m, v, n, o, next_step, segments, norm_ranges);
+            *result = sharded ? cpu::adamw_step_range(p, g, m, v, n, begin, end, o, next_step, segments, norm_ranges)
+                      : norm_ranges.empty() ? cpu::adamw_step(p, g, m, v, n, o, next_step, segments)
+                                            : cpu::adamw_step_norm_ranges(p, g, m, v, n, o, next_step, segments, norm_ranges);
           },
           [this, result](Napi::Env env) -> Napi::Value {
             if (!result->skipped) step_ += 1;
@@ -136,7 +156,7 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
   Napi::Value get_state(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       check_usable("getState()");
-      const size_t n = static_cast<size_t>(target_.size);
+      const size_t n = static_cast<size_t>(shard_end_ - shard_begin_);
       auto mc = std::make_shared<Buffer>(), vc = std::make_shared<Buffer>();
       const float *m = m_.as<float>(), *v = v_.as<float>();
       int64_t step = step_;
@@ -162,13 +182,13 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     return guard(info, [&]() -> Napi::Value {
       check_usable("setState()");
       Napi::Object s = arg_object(info, 0, "AdamW.setState: state");
-      const size_t n = static_cast<size_t>(target_.size);
+      const size_t n = static_cast<size_t>(shard_end_ - shard_begin_);
       int64_t step = get_int(s, "AdamW.setState", "step", 0, int64_t(1) << 53);
       auto m = get_f32(s, "AdamW.setState", "m", n);
       auto v = get_f32(s, "AdamW.setState", "v", n);
       if (m.ElementLength() != n || v.ElementLength() != n)
         throw_range_error(info.Env(), "AdamW.setState: state.m and state.v must have exactly " + std::to_string(n) +
-                                          " elements (the optimizer's parameter count)");
+                                          " elements (the parameters this optimizer updates)");
       const float *ms = m.Data(), *vs = v.Data();
       float *md = m_.as<float>(), *vd = v_.as<float>();
       return AsyncJob::queue(
@@ -196,10 +216,15 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     return Napi::Number::New(info.Env(), static_cast<double>(target_.size));
   }
 
+  Napi::Value shard_begin(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shard_begin_)); }
+  Napi::Value shard_end(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shard_end_)); }
+
   AdamWTarget target_;
   cpu::AdamWOptions options_;
   Buffer m_, v_;
   int64_t step_ = 0;
+  int64_t shard_begin_ = 0, shard_end_ = 0;  // the range this optimizer updates: [0, size) unless sharded
+  bool sharded_ = false;
   int64_t reported_ = 0;
   bool disposed_ = false;
 };

@@ -8,6 +8,8 @@
 //   mpiAllReduceGradients(target) -> Promise            grads (of a model or {params, grads}) ←
 //                                                       Σ_ranks grads, on a worker thread
 //   mpiBroadcastParameters(target, root) -> Promise     params ← params of rank `root`
+//   mpiAllGatherParameters(target, offsets) -> Promise  params[offsets[r], offsets[r+1]) ← rank r's
+//                                                       (ZeRO-1: each rank updated its range)
 // The small synchronous calls are for scalars and short vectors (loss sums, token counts, rewards);
 // anything parameter-sized goes through the Promise-returning calls.
 #include <cmath>
@@ -156,6 +158,31 @@ Napi::Value mpi_broadcast_parameters(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value mpi_all_gather_parameters(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Object target_js = arg_object(info, 0, "mpiAllGatherParameters: target");
+    if (info.Length() < 2 || !info[1].IsArray()) throw_type_error(info.Env(), "mpiAllGatherParameters: offsets must be an array");
+    Napi::Array arr = info[1].As<Napi::Array>();
+    std::vector<int64_t> offsets(arr.Length());
+    for (uint32_t i = 0; i < arr.Length(); ++i) offsets[i] = int64_t(arr.Get(i).As<Napi::Number>().DoubleValue());
+    AdamWTarget t = resolve_adamw_target(target_js);
+    AsyncJob::check_not_busy(info.Env(), t.busy, "the model", "mpiAllGatherParameters()");
+    t.refresh("mpiAllGatherParameters()");
+    if (offsets.empty() || offsets.back() != t.size)
+      throw_range_error(info.Env(), "mpiAllGatherParameters: offsets must end at the parameter count " + std::to_string(t.size));
+    float* p = t.params;
+    MpiGroup* comm = &group();
+    auto pinned = t.pinned;
+    return AsyncJob::queue(
+        info.Env(), "rlhf.mpi.allGatherParameters",
+        [=] {
+          (void)pinned;
+          comm->all_gather_ranges(p, offsets);
+        },
+        nullptr, {target_js}, t.busy);
+  });
+}
+
 }  // namespace
 
 void register_mpi(Napi::Env env, Napi::Object exports) {
@@ -167,6 +194,7 @@ void register_mpi(Napi::Env env, Napi::Object exports) {
   exports.Set("mpiBarrier", Napi::Function::New(env, mpi_barrier, "mpiBarrier"));
   exports.Set("mpiAbort", Napi::Function::New(env, mpi_abort, "mpiAbort"));
   exports.Set("mpiAllReduceGradients", Napi::Function::New(env, mpi_all_reduce_gradients, "mpiAllReduceGradients"));
+  exports.Set("mpiAllGatherParameters", Napi::Function::New(env, mpi_all_gather_parameters, "mpiAllGatherParameters"));
   exports.Set("mpiBroadcastParameters", Napi::Function::New(env, mpi_broadcast_parameters, "mpiBroadcastParameters"));
 }
 

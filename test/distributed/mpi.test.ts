@@ -15,10 +15,10 @@ const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).stat
 const skip = haveMpirun && native().mpiInfo().loadable ? false : 'Open MPI not installed (scripts/install-mpi.sh)';
 const env = { ...process.env, RLHF_THREADS: '1', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' };
 
-function run(np: number, out: string, extra: string[] = []) {
-  const argv = np === 0 ? [worker, out, ...extra] : ['-np', String(np), process.execPath, worker, out, ...extra];
+function run(np: number, out: string, extra: string[] = [], shard = true) {
+  const argv = np === 0 ? [worker, out, ...extra] : ['-np', String(np), '-x', 'RLHF_TEST_SHARD', process.execPath, worker, out, ...extra];
   const t0 = Date.now();
-  const r = spawnSync(np === 0 ? process.execPath : 'mpirun', argv, { encoding: 'utf8', env, timeout: 120_000 });
+  const r = spawnSync(np === 0 ? process.execPath : 'mpirun', argv, { encoding: 'utf8', env: { ...env, RLHF_TEST_SHARD: shard ? '1' : '0' }, timeout: 120_000 });
   const lines = (r.stdout ?? '').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   return { status: r.status, signal: r.signal, stderr: r.stderr ?? '', stdout: r.stdout ?? '', lines, seconds: (Date.now() - t0) / 1000 };
 }
@@ -67,6 +67,13 @@ t.test('mpirun -np 2 SFT: ranks agree bit for bit, reruns agree bit for bit, and
   t.not(one.lines[0].digest, a.lines[0].digest, 'the digests are of different runs (the comparison above is not vacuous)');
   for (let i = 0; i < w1.length; i++) if (w1[i] !== 0) moved++;
   t.ok(moved > w1.length / 2, 'weights are non-trivial');
+
+  // ZeRO-1 (the default above) against unsharded AdamW on the same two ranks: the same bits, half the moments
+  const plain = run(2, join(dir, 'two-plain.bin'), [], false);
+  t.equal(plain.status, 0, plain.stderr);
+  t.equal(plain.lines[0].digest, a.lines[0].digest, 'sharded optimizer state gives bitwise the weights of unsharded AdamW');
+  t.equal(plain.lines[0].moments, plain.lines[0].parameters, 'unsharded: moments for every parameter');
+  t.same(a.lines.map((l: { moments: number }) => l.moments).sort(), [60000, 60000], 'sharded: each rank holds moments for half of the 120000 parameters');
 });
 
 t.test('a rank killed with SIGKILL ends the job with an error naming it, within seconds', { skip, timeout: 120_000 }, async (t) => {
