@@ -262,7 +262,8 @@ export async function findVerifiedCheckpoint(outputDir: string, opts: { runId?: 
 /**
  * Clears what crashed checkpoint writes leave in `outputDir` (call it while holding the folder's
  * lock, so no live writer owns them): `checkpoint-<N>.tmp-*` and `checkpoint-<N>.old-*` folders
- * (replaceDirAtomic) and `.<name>.tmp-*` files (writeFileAtomic). A crash between the two renames
+ * (replaceDirAtomic), `model.tmp-*` / `model.old-*` (the final model's) and `.<name>.tmp-*` files
+ * (writeFileAtomic). A crash between the two renames
  * of replaceDirAtomic leaves no `checkpoint-<N>` but a complete `.tmp-*` (or the previous
  * `.old-*`): the one that verifies is renamed back into place instead. Returns what was done, one
  * line per entry.
@@ -294,6 +295,12 @@ export async function cleanCheckpointLeftovers(outputDir: string): Promise<strin
     await rm(path, { recursive: true, force: true });
     done.push(`removed ${path} (left by an interrupted checkpoint write)`);
   }
+  for (const n of names)
+    if (/^model\.(tmp|old)-\d+-[0-9a-f]+$/.test(n)) {
+      // the final model is written again when the run finishes
+      await rm(join(outputDir, n), { recursive: true, force: true });
+      done.push(`removed ${join(outputDir, n)} (left by an interrupted write of the final model)`);
+    }
   for (const n of names)
     if (/^\.(?!lock).+\.tmp-\d+-[0-9a-f]+$/.test(n)) {
       await rm(join(outputDir, n), { force: true });

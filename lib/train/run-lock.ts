@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, RlhfError } from '../errors.js';
@@ -55,6 +55,14 @@ function describe(info: LockInfo): string {
   return `pid ${info.pid} on ${info.host}, since ${info.startedAt}`;
 }
 
+/** Removes `.lock.tmp-<pid>-*` and `.lock.stale-<pid>-*` files of processes that are gone (a kill while taking the lock). */
+async function removeDeadTemps(dir: string): Promise<void> {
+  for (const n of await readdir(dir)) {
+    const m = /^\.lock\.(?:tmp|stale)-(\d+)-[0-9a-f]+$/.exec(n);
+    if (m && Number(m[1]) !== process.pid && !holderAlive({ pid: Number(m[1]), host: '', startedAt: '' })) await rm(join(dir, n), { force: true });
+  }
+}
+
 export class RunLock {
   readonly path: string;
   #released = false;
@@ -78,6 +86,7 @@ export class RunLock {
       for (let attempt = 0; ; attempt++) {
         try {
           await link(tmp, path);
+          await removeDeadTemps(dir);
           return new RunLock(path);
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new RlhfError(ErrorCode.IO, `${fn}: cannot create the lock file ${path}: ${(err as Error).message}`, { cause: err });
