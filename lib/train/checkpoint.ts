@@ -183,7 +183,7 @@ export async function restoreCheckpoint(dir: string, parts: Record<string, { mod
       for (const p of part.model.parameters()) {
         const w = await part.model.getParameter(p.name);
         const i = firstNonFinite(w);
-        if (i !== undefined) throw refuse(`${name}/ parameter ${p.name}`, i, w[i]);
+        if (i !== undefined) throw refuse(`the ${name} parameter ${p.name}`, i, w[i]);
       }
     if (part.optimizer) {
       const h = await readSafetensorsHeader(join(sub, 'optimizer.safetensors'));
@@ -194,7 +194,7 @@ export async function restoreCheckpoint(dir: string, parts: Record<string, { mod
       if (!opts.allowNonFinite)
         for (const [t, x] of [['exp_avg', m], ['exp_avg_sq', v]] as const) {
           const i = firstNonFinite(x);
-          if (i !== undefined) throw refuse(`${name}/optimizer.safetensors ${t}`, i, x[i]);
+          if (i !== undefined) throw refuse(`the ${name} optimizer state ${t}`, i, x[i]);
         }
       await part.optimizer.loadState({ step, m, v, options });
     }
