@@ -140,7 +140,7 @@ export class TrainingRun {
     }
     if (!old) {
       if (o.resumeFrom === 'latest' && !steps.length) throw new RlhfError(ErrorCode.IO, `${this.stage}: no checkpoint to resume from in ${out}`);
-      this.warn(`${out} has no run manifest (written by an older version): adopting it for this run`);
+      if (steps.length) this.warn(`${out} has no run manifest (written by an older version): adopting it for this run`);
       this.manifest = newManifest(this.stage, id);
       await writeManifest(out, this.manifest);
     } else {
