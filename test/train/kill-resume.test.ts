@@ -38,7 +38,7 @@ const losses = (out: string) =>
   readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.loss !== undefined).map((r) => [r.step, r.loss]);
 
 for (const trainer of ['sft', 'dpo'] as const) {
-  t.test(`${trainer}: SIGKILL at random points, resume, bitwise equal to an uninterrupted run`, { timeout: 120000 }, async (t) => {
+  t.test(`${trainer}: SIGKILL at random points, resume, bitwise equal to an uninterrupted run`, { timeout: 240000 }, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), `rlhf-kill-${trainer}-`));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const t0 = performance.now();
