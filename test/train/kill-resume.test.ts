@@ -62,10 +62,12 @@ for (const trainer of ['sft', 'dpo'] as const) {
       for (const kill of kills) {
         const resume = existsSync(join(out, 'run.json'));
         const { afterMs, ...self } = kill;
+        const partial = () => (existsSync(out) ? readdirSync(out).filter((n) => /^(checkpoint-\d+|model)\.tmp-/.test(n)) : []);
+        const before = new Set(partial());
         const r = await runChild({ trainer, out, dump, resume, ...self }, afterMs);
         if (r.signal === 'SIGKILL') {
           tally.kills++;
-          const leftovers = existsSync(out) ? readdirSync(out).filter((n) => /^(checkpoint-\d+|model)\.tmp-/.test(n)) : [];
+          const leftovers = partial().filter((n) => !before.has(n)); // partial writes of this process
           if (leftovers.length) tally.midWrite++;
           what.push(`${JSON.stringify(kill)} -> killed${leftovers.length ? ` mid-write (${leftovers.join(', ')})` : ''}`);
         } else {
