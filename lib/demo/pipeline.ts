@@ -111,6 +111,7 @@ export async function runDemo(opts: { outputDir: string; quick?: boolean; seed?:
   const s: DemoSettings = { ...(opts.settings ?? DEMO_PRESETS[opts.quick ? 'quick' : 'default']) };
   if (opts.seed !== undefined) s.seed = opts.seed;
   const out = opts.outputDir;
+  // the demo's folder is its own: a rerun replaces the stages of the previous demo (overwrite: true)
   const hook: StageHook = opts.onStage ?? (() => () => {});
   const t0 = performance.now();
   const stages: DemoSummary['stages'] = [];
@@ -135,7 +136,7 @@ export async function runDemo(opts: { outputDir: string; quick?: boolean; seed?:
   await writeJsonl(join(out, 'data', 'prompts.jsonl'), trainPrompts.map((p) => ({ prompt: p.messages, a: p.a, b: p.b, format: p.format })));
   const m = s.model;
   const sft = await Model.create(tinyConfig({ vocab: tok.vocabSize, hidden: m.hidden, layers: m.layers, heads: m.heads, kvHeads: m.kvHeads, ffn: m.ffn, maxPositions: 256, eosTokenId: tok.eosId, padTokenId: tok.padId }), { seed: s.seed });
-  const sftTrainer = new SFTTrainer({ model: sft, tokenizer: tok, train: sftRecords, outputDir: join(out, 'sft'), seqLen: 96, batchSize: s.sft.batchSize, epochs: s.sft.epochs, lr: s.sft.lr, warmupSteps: 10, packing: true, seed: s.seed });
+  const sftTrainer = new SFTTrainer({ model: sft, tokenizer: tok, train: sftRecords, outputDir: join(out, 'sft'), overwrite: true, seqLen: 96, batchSize: s.sft.batchSize, epochs: s.sft.epochs, lr: s.sft.lr, warmupSteps: 10, packing: true, seed: s.seed });
   await stage('sft', sftTrainer, () => sftTrainer.train(), (x) => `${x.steps} steps, final loss ${x.trainLoss.toFixed(3)}, ${sft.numParameters.toLocaleString()} parameters`);
 
   // 2. pairs labelled by the simulated annotator; held-out pairs labelled by the gold function
@@ -151,7 +152,7 @@ export async function runDemo(opts: { outputDir: string; quick?: boolean; seed?:
   // 3. reward model from the SFT backbone
   await sft.save(join(out, 'sft', 'model'), { extraFiles: (d) => tok.save(d) });
   const rm = await Model.load(join(out, 'sft', 'model'), { architecture: 'LlamaForSequenceClassification', seed: s.seed });
-  const rmTrainer = new RewardTrainer({ model: rm, tokenizer: tok, train: labelled.pairs, eval: goldPairs, outputDir: join(out, 'rm'), seqLen: 96, batchSize: s.rm.batchSize, epochs: s.rm.epochs, lr: s.rm.lr, lengthBalance: true, seed: s.seed });
+  const rmTrainer = new RewardTrainer({ model: rm, tokenizer: tok, train: labelled.pairs, eval: goldPairs, outputDir: join(out, 'rm'), overwrite: true, seqLen: 96, batchSize: s.rm.batchSize, epochs: s.rm.epochs, lr: s.rm.lr, lengthBalance: true, seed: s.seed });
   const rmResult = await stage('rm', rmTrainer, async () => ({ train: await rmTrainer.train(), unseen: await new RewardTrainer({ model: rm, tokenizer: tok, train: goldUnseen, eval: goldUnseen, seqLen: 96 }).evaluate() }), (x) => `accuracy against gold labels ${(100 * x.train.eval!.accuracy).toFixed(1)}% on ${x.train.eval!.pairs} held-out pairs (${(100 * x.unseen.accuracy).toFixed(1)}% on ${x.unseen.pairs} pairs of unseen prompts)`);
   await rm.save(join(out, 'rm', 'model'), { extraFiles: (d) => tok.save(d) });
   const reward = new RewardModel(rm, tok, { batchSize: 64 });
@@ -161,18 +162,18 @@ export async function runDemo(opts: { outputDir: string; quick?: boolean; seed?:
   const policies: Record<string, Model> = {};
   const ppoPolicy = await sft.clone();
   const critic = await rm.clone();
-  const ppo = new PPOTrainer({ policy: ppoPolicy, critic, reference: sft, tokenizer: tok, reward, prompts, iterations: s.ppo.iterations, promptsPerIteration: s.ppo.promptsPerIteration, samplesPerPrompt: s.ppo.samplesPerPrompt, sampling: { maxNewTokens: s.maxNewTokens }, lr: s.ppo.lr, criticLr: s.ppo.criticLr, kl: { coef: s.ppo.klCoef }, ptx: { data: sftRecords, coef: s.ppo.ptxCoef, batchSize: 16, seqLen: 96 }, outputDir: join(out, 'ppo'), seed: s.seed });
+  const ppo = new PPOTrainer({ policy: ppoPolicy, critic, reference: sft, tokenizer: tok, reward, prompts, iterations: s.ppo.iterations, promptsPerIteration: s.ppo.promptsPerIteration, samplesPerPrompt: s.ppo.samplesPerPrompt, sampling: { maxNewTokens: s.maxNewTokens }, lr: s.ppo.lr, criticLr: s.ppo.criticLr, kl: { coef: s.ppo.klCoef }, ptx: { data: sftRecords, coef: s.ppo.ptxCoef, batchSize: 16, seqLen: 96 }, outputDir: join(out, 'ppo'), overwrite: true, seed: s.seed });
   await stage('ppo', ppo, () => ppo.train(), (x) => `${x.iterations} iterations, RM reward ${x.rewardHistory[0].toFixed(2)} -> ${x.rewardHistory.at(-1)!.toFixed(2)}`);
   policies.ppo = ppoPolicy;
   for (const loss of ['dpo', 'exo'] as const) {
     const policy = await sft.clone();
     const o = s[loss];
-    const t = new PreferenceTrainer({ policy, reference: sft, tokenizer: tok, loss, beta: o.beta, train: labelled.pairs, outputDir: join(out, loss), seqLen: 96, batchSize: 32, epochs: o.epochs, lr: o.lr, seed: s.seed });
+    const t = new PreferenceTrainer({ policy, reference: sft, tokenizer: tok, loss, beta: o.beta, train: labelled.pairs, outputDir: join(out, loss), overwrite: true, seqLen: 96, batchSize: 32, epochs: o.epochs, lr: o.lr, seed: s.seed });
     await stage(loss, t, () => t.train(), (x) => `${x.steps} steps, final loss ${x.trainLoss.toFixed(3)}`);
     policies[loss] = policy;
   }
   const grpoPolicy = await sft.clone();
-  const grpo = new GroupTrainer({ policy: grpoPolicy, reference: sft, tokenizer: tok, reward, prompts, estimator: 'grpo', iterations: s.grpo.iterations, promptsPerIteration: s.grpo.promptsPerIteration, samplesPerPrompt: s.grpo.samplesPerPrompt, sampling: { maxNewTokens: s.maxNewTokens }, lr: s.grpo.lr, outputDir: join(out, 'grpo'), seed: s.seed });
+  const grpo = new GroupTrainer({ policy: grpoPolicy, reference: sft, tokenizer: tok, reward, prompts, estimator: 'grpo', iterations: s.grpo.iterations, promptsPerIteration: s.grpo.promptsPerIteration, samplesPerPrompt: s.grpo.samplesPerPrompt, sampling: { maxNewTokens: s.maxNewTokens }, lr: s.grpo.lr, outputDir: join(out, 'grpo'), overwrite: true, seed: s.seed });
   await stage('grpo', grpo, () => grpo.train(), (x) => `${x.iterations} iterations, RM reward ${x.rewardHistory[0].toFixed(2)} -> ${x.rewardHistory.at(-1)!.toFixed(2)}`);
   policies.grpo = grpoPolicy;
   for (const [name, policy] of Object.entries(policies)) await policy.save(join(out, name, 'model'), { extraFiles: (d) => tok.save(d) });

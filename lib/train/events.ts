@@ -3,7 +3,8 @@
  *   'step'       one optimizer step: metrics (loss, lr, gradNorm, tokensPerSecond, ...) and an ETA
  *   'eval'       an evaluation: metrics
  *   'checkpoint' a checkpoint was written (dir)
- *   'log'        a line of text worth showing (data stats, skipped steps)
+ *   'log'        a line of text worth showing (data stats, warnings; a warning starts with "warning: ")
+ *   'skip'       an update skipped because its loss or gradients were not finite (also logged)
  */
 import { EventEmitter } from 'node:events';
 
@@ -21,6 +22,8 @@ export interface TrainerEvents {
   eval: [{ stage: string; step: number; metrics: Record<string, number> }];
   checkpoint: [{ stage: string; step: number; dir: string }];
   log: [{ stage: string; message: string }];
+  /** `consecutive`: skips in a row including this one; `total`: in the whole run */
+  skip: [{ stage: string; step: number; reason: string; consecutive: number; total: number }];
 }
 
 /** EventEmitter with the trainer event names and payload types. */

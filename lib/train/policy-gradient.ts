@@ -143,6 +143,15 @@ export class PolicyGradientLoop extends TrainerEmitter {
   }
 
   async train(): Promise<PolicyGradientResult> {
+    try {
+      return await this.#train();
+    } finally {
+      await this.#run?.close();
+      this.#run = undefined;
+    }
+  }
+
+  async #train(): Promise<PolicyGradientResult> {
     const c = this.c;
     const t0 = performance.now();
     const prompts = typeof c.prompts === 'string' ? await loadPromptFile(c.prompts) : c.prompts;
@@ -152,7 +161,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
       this.#ownsReference = !c.reference;
     }
     const ptx = c.ptx ? await this.#ptxExamples(c.ptx) : undefined;
-    const run = new TrainingRun(c.stage, this, c.iterations, c);
+    const run = new TrainingRun(c.stage, this, c.iterations, c, { config: c as unknown as Record<string, unknown>, dataKeys: ['prompts', 'ptx.data'] });
     this.#run = run;
     const parts = (): Record<string, CheckpointPart> => ({
       policy: { model: c.policy, optimizer: this.optimizer, tokenizer: c.tokenizer },

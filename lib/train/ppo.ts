@@ -14,10 +14,11 @@ import type { RewardSource } from '../rewards/types.js';
 import type { SamplingOptions } from '../rollout/generate.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options, typeError } from '../validate.js';
+import { readRunOptions, RUN_OPTION_KEYS, type RunOptions } from './run.js';
 import { PolicyGradientLoop, type KlOptions, type PolicyGradientConfig } from './policy-gradient.js';
 
 /** What PPO and the group methods both take (their loop is lib/train/policy-gradient.ts). */
-export interface PolicyGradientOptions {
+export interface PolicyGradientOptions extends RunOptions {
   policy: Model;
   tokenizer: Tokenizer;
   reward: RewardSource;
@@ -46,12 +47,9 @@ export interface PolicyGradientOptions {
   /** next-token loss on SFT data: {data, coef λ, batchSize, seqLen} */
   ptx?: { data: string | SftInput[]; coef: number; batchSize?: number; seqLen?: number };
   seed?: number;
-  outputDir?: string;
   saveEvery?: number;
-  keepCheckpoints?: number;
-  resumeFrom?: string;
 }
-export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
+export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'seed', 'saveEvery', ...RUN_OPTION_KEYS] as const;
 
 export interface PPOOptions extends PolicyGradientOptions {
   /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
@@ -124,10 +122,8 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
       overlong,
       maskTruncated: o.bool('maskTruncated', false),
       seed: o.int('seed', { min: 0 }, 0),
-      outputDir: o.has('outputDir') ? o.string('outputDir') : undefined,
       saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
-      keepCheckpoints: o.int('keepCheckpoints', { min: 1 }, 2),
-      resumeFrom: o.has('resumeFrom') ? o.string('resumeFrom') : undefined,
+      ...readRunOptions(fn, o),
       ptx: undefined as PolicyGradientConfig['ptx'],
     },
   };

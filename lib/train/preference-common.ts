@@ -16,6 +16,7 @@ import { sequenceLogprobs } from '../losses/index.js';
 import { sequenceBatch, type Sequence, type SequenceBatch } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
+import { readRunOptions, RUN_OPTION_KEYS, type RunOptions } from './run.js';
 
 /** One tokenized row: `seq.promptIds ++ seq.responseIds` is at most seqLen tokens. */
 export interface EncodedRow {
@@ -111,7 +112,7 @@ export function heldOutSplit(n: number, fraction: number, seed: number): { train
 }
 
 /** The loop options every pairwise trainer shares (see SFTOptions for their meaning). */
-export interface LoopOptions {
+export interface LoopOptions extends RunOptions {
   batchSize: number;
   gradAccum: number;
   epochs: number;
@@ -125,12 +126,9 @@ export interface LoopOptions {
   seed: number;
   saveEvery?: number;
   evalEvery?: number;
-  keepCheckpoints: number;
-  outputDir?: string;
-  resumeFrom?: string;
 }
 
-export const LOOP_KEYS = ['batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'seqLen', 'seed', 'saveEvery', 'evalEvery', 'keepCheckpoints', 'outputDir', 'resumeFrom'] as const;
+export const LOOP_KEYS = ['batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'seqLen', 'seed', 'saveEvery', 'evalEvery', ...RUN_OPTION_KEYS] as const;
 
 /** Reads and validates the {@link LoopOptions} (same bounds and defaults as SFTTrainer, except lr). */
 export function readLoopOptions(fn: string, o: ReturnType<typeof options>, defaults: { lr: number }): LoopOptions {
@@ -148,11 +146,8 @@ export function readLoopOptions(fn: string, o: ReturnType<typeof options>, defau
     seed: o.int('seed', { min: 0 }, 0),
     saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
     evalEvery: o.has('evalEvery') ? o.int('evalEvery', { min: 1 }) : undefined,
-    keepCheckpoints: o.int('keepCheckpoints', { min: 1 }, 2),
-    outputDir: o.has('outputDir') ? o.string('outputDir') : undefined,
-    resumeFrom: o.has('resumeFrom') ? o.string('resumeFrom') : undefined,
+    ...readRunOptions(fn, o),
   };
-  if (r.resumeFrom && !r.outputDir) throw new TypeError(`${fn}: options.resumeFrom needs options.outputDir`);
   return r;
 }
 

@@ -297,13 +297,24 @@ export class PreferenceTrainer extends TrainerEmitter {
     return { ...(sum as unknown as PreferenceMetrics), items: set.length };
   }
 
+  #run?: TrainingRun;
+
   async train(): Promise<PreferenceTrainResult> {
+    try {
+      return await this.#train();
+    } finally {
+      await this.#run?.close();
+      this.#run = undefined;
+    }
+  }
+
+  async #train(): Promise<PreferenceTrainResult> {
     const o = this.#o;
     const t0 = performance.now();
     const data = await this.#prepare();
     const batches = new EpochBatches(data.train, o.batchSize, o.seed);
     const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
-    const run = new TrainingRun('preference', this, totalSteps, o);
+    const run = (this.#run = new TrainingRun('preference', this, totalSteps, o, { config: { ...this.#opts, ...o }, dataKeys: ['train', 'eval'] }));
     await this.#ensureReference();
     // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
     const ref: Record<string, CheckpointPart> = this.reference && !this.reference.adaptersOf ? { reference: { model: this.reference } } : {};

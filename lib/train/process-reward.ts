@@ -169,13 +169,24 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     return { stepAccuracy: correct / steps, loss: loss / steps, responseAccuracy: responsesRight / set.length, steps, responses: set.length };
   }
 
+  #run?: TrainingRun;
+
   async train(): Promise<ProcessRewardTrainResult> {
+    try {
+      return await this.#train();
+    } finally {
+      await this.#run?.close();
+      this.#run = undefined;
+    }
+  }
+
+  async #train(): Promise<ProcessRewardTrainResult> {
     const o = this.#o;
     const t0 = performance.now();
     const data = await this.#prepare();
     const batches = new EpochBatches(data.train, o.batchSize, o.seed);
     const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
-    const run = new TrainingRun('prm', this, totalSteps, o);
+    const run = (this.#run = new TrainingRun('prm', this, totalSteps, o, { config: { ...this.#opts, ...o }, dataKeys: ['train', 'eval'] }));
     const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
     let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;
     const save = () => run.save(step, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { microBatch: micro, seed: o.seed });

@@ -218,14 +218,25 @@ export class RewardTrainer extends TrainerEmitter {
     return { accuracy: correct / n, loss: loss / n, meanScore: scoreSum / (2 * n), meanMargin: marginSum / n, pairs: n };
   }
 
+  #run?: TrainingRun;
+
   async train(): Promise<RewardTrainResult> {
+    try {
+      return await this.#train();
+    } finally {
+      await this.#run?.close();
+      this.#run = undefined;
+    }
+  }
+
+  async #train(): Promise<RewardTrainResult> {
     const o = this.#o;
     const t0 = performance.now();
     const data = await this.#prepare();
     const pairs = new EpochBatches(data.train, o.batchSize, o.seed);
     const labelled = data.correctness && new EpochBatches(data.correctness, o.cBatch, o.seed, 1);
     const { totalSteps, schedule } = loopSchedule(o, pairs.perEpoch);
-    const run = new TrainingRun('reward', this, totalSteps, o);
+    const run = (this.#run = new TrainingRun('reward', this, totalSteps, o, { config: { ...this.#opts, ...o }, dataKeys: ['train', 'eval', 'correctness'] }));
     const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
     let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;
     const save = () => run.save(step, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { microBatch: micro, seed: o.seed });

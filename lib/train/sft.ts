@@ -8,6 +8,7 @@
  *   output   outputDir/metrics.jsonl, outputDir/checkpoint-<step>/ every saveEvery steps
  *            (model, optimizer moments, data position), outputDir/model/ at the end
  *   resume   resumeFrom: a checkpoint dir or 'latest' — continues bit-exactly (same thread count)
+ *   run      the output folder's manifest, lock, verified checkpoints and skip limit: lib/train/run.ts
  */
 import { join } from 'node:path';
 import { AdamW } from '../engine/adamw.js';
@@ -17,18 +18,16 @@ import { currentGroup, shardRange, type ProcessGroup } from '../distributed/inde
 import { loadSftFile, packExamples, padBatch, permutation, sliceBatch, stackBatches, tokenizeSft, toSftRecords, type SftInput, type TokenBatch, type TokenizedExample } from '../data/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
-import { checkpointDir, findLatestCheckpoint, pruneCheckpoints, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { Eta, TrainerEmitter } from './events.js';
-import { MetricsLog } from './metrics.js';
+import { TrainerEmitter } from './events.js';
+import { readRunOptions, RUN_OPTION_KEYS, TrainingRun, type RunOptions } from './run.js';
 import { loopSchedule } from './schedule.js';
 
-export interface SFTOptions {
+export interface SFTOptions extends RunOptions {
   model: Model;
   tokenizer: Tokenizer;
   /** JSONL path or parsed records */
   train: string | SftInput[];
   eval?: string | SftInput[];
-  outputDir?: string;
   /** longest sequence (tokens); longer examples are truncated (default 512) */
   seqLen?: number;
   /** rows per micro-batch (default 8) */
@@ -45,21 +44,19 @@ export interface SFTOptions {
   packing?: boolean;
   seed?: number;
   saveEvery?: number;
-  keepCheckpoints?: number;
   evalEvery?: number;
-  resumeFrom?: string;
   /**
    * Data parallelism: each rank of the group trains on its share of every micro-batch's rows
    * (contiguous, global order), gradients are summed over ranks before AdamW, so every rank keeps
-   * the same weights; rank 0 alone writes metrics, checkpoints and the model. Default: the group
-   * made by initDistributed (one local rank when none was made).
+   * the same weights; rank 0 alone writes the output folder. Default: the group made by
+   * initDistributed (one local rank when none was made).
    */
   group?: ProcessGroup;
   /** ZeRO stage 1 over the group: each rank keeps AdamW moments for its share of the parameters only (default true; bitwise the same weights). */
   shardOptimizer?: boolean;
 }
 
-const KEYS = ['model', 'tokenizer', 'train', 'eval', 'outputDir', 'seqLen', 'batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'packing', 'seed', 'saveEvery', 'keepCheckpoints', 'evalEvery', 'resumeFrom', 'group', 'shardOptimizer'] as const;
+const KEYS = ['model', 'tokenizer', 'train', 'eval', 'seqLen', 'batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'packing', 'seed', 'saveEvery', 'evalEvery', 'group', 'shardOptimizer', ...RUN_OPTION_KEYS] as const;
 
 export interface SFTResult {
   steps: number;
@@ -97,6 +94,7 @@ export class SFTTrainer extends TrainerEmitter {
   #stopRequested = false;
   readonly group: ProcessGroup;
   #o: Required<Omit<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery' | 'group' | 'shardOptimizer'>> & Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
+  #run?: TrainingRun;
 
   constructor(opts: SFTOptions) {
     super();
@@ -107,27 +105,25 @@ export class SFTTrainer extends TrainerEmitter {
     this.model = opts.model;
     this.tokenizer = opts.tokenizer;
     this.group = opts.group ?? currentGroup();
+    const { group: _group, shardOptimizer: _shard, ...rest } = opts;
     this.#o = {
-      ...opts,
+      ...rest,
       seqLen: o.int('seqLen', { min: 2 }, 512),
       batchSize: o.int('batchSize', { min: 1 }, 8),
       gradAccum: o.int('gradAccum', { min: 1 }, 1),
       epochs: o.int('epochs', { min: 1 }, 1),
-      lr: o.number('lr', { min: 0, float32: true }, 1e-4),
+      lr: o.number('lr', { min: 0 }, 1e-4),
       warmupSteps: o.int('warmupSteps', { min: 0 }, 0),
       minLrRatio: o.number('minLrRatio', { min: 0, max: 1 }, 0.1),
-      weightDecay: o.number('weightDecay', { min: 0, float32: true }, 0),
-      maxGradNorm: o.number('maxGradNorm', { min: 0, float32: true }, 1),
+      weightDecay: o.number('weightDecay', { min: 0 }, 0),
+      maxGradNorm: o.number('maxGradNorm', { min: 0 }, 1),
       packing: o.bool('packing', false),
       seed: o.int('seed', { min: 0 }, 0),
-      keepCheckpoints: o.int('keepCheckpoints', { min: 1 }, 2),
       maxSteps: o.has('maxSteps') ? o.int('maxSteps', { min: 1 }) : undefined,
       saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
       evalEvery: o.has('evalEvery') ? o.int('evalEvery', { min: 1 }) : undefined,
-      outputDir: o.has('outputDir') ? o.string('outputDir') : undefined,
-      resumeFrom: o.has('resumeFrom') ? o.string('resumeFrom') : undefined,
+      ...readRunOptions(fn, o),
     };
-    if (this.#o.resumeFrom && !this.#o.outputDir) throw new TypeError(`${fn}: options.resumeFrom needs options.outputDir`);
     const shard = o.bool('shardOptimizer', true) && this.group.size > 1;
     this.optimizer = new AdamW(this.model, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm }, { group: shard ? this.group : undefined });
   }
@@ -174,6 +170,15 @@ export class SFTTrainer extends TrainerEmitter {
   }
 
   async train(): Promise<SFTResult> {
+    try {
+      return await this.#train();
+    } finally {
+      await this.#run?.close();
+      this.#run = undefined;
+    }
+  }
+
+  async #train(): Promise<SFTResult> {
     const o = this.#o;
     const t0 = performance.now();
     const train = await this.#examples(o.train);
@@ -183,31 +188,14 @@ export class SFTTrainer extends TrainerEmitter {
     const perEpoch = epochBatches(train, 0, batchOpts).length;
     const { totalSteps, schedule } = loopSchedule(o, perEpoch);
 
-    let step = 0, micro = 0, skipped = 0;
-    if (o.resumeFrom) {
-      const dir = o.resumeFrom === 'latest' ? await findLatestCheckpoint(o.outputDir!) : o.resumeFrom;
-      if (!dir) throw new RlhfError(ErrorCode.IO, `SFTTrainer: no checkpoint to resume from in ${o.outputDir}`);
-      const state = await restoreCheckpoint(dir, { model: { model: this.model, optimizer: this.optimizer } });
-      if (state.stage !== 'sft') throw new RlhfError(ErrorCode.FORMAT, `SFTTrainer: ${dir} is a "${state.stage}" checkpoint, not "sft"`);
-      step = state.step;
-      micro = state.microBatch as number;
-      skipped = (state.skippedSteps as number) ?? 0;
-      this.emit('log', { stage: 'sft', message: `resumed from ${dir} at step ${step}` });
-    }
-    const writer = this.group.rank === 0;
-    if (this.group.size > 1) await this.group.broadcastParameters(this.model);
-    const metrics = o.outputDir && writer ? new MetricsLog(join(o.outputDir, 'metrics.jsonl'), { resumeFromStep: o.resumeFrom ? step : undefined }) : undefined;
-    const save = async () => {
-      if (!o.outputDir) return;
-      // a sharded optimizer's state is gathered collectively: every rank takes part, rank 0 writes
-      if (!writer) {
-        if (this.optimizer.sharded) await this.optimizer.saveState();
-        return;
-      }
-      const dir = checkpointDir(o.outputDir, step);
-      await saveCheckpoint(dir, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { stage: 'sft', step, microBatch: micro, skippedSteps: skipped, seed: o.seed });
-      await pruneCheckpoints(o.outputDir, o.keepCheckpoints);
-      this.emit('checkpoint', { stage: 'sft', step, dir });
+    const run = (this.#run = new TrainingRun('sft', this, totalSteps, { ...o, group: this.group }, { config: o, dataKeys: ['train', 'eval'] }));
+    const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
+    let step = state?.step ?? 0;
+    let micro = (state?.microBatch as number | undefined) ?? 0;
+    const save = () => run.save(step, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { microBatch: micro, seed: o.seed });
+    const evaluate = async () => {
+      evalLoss = (await this.evaluate(evalSet)).loss;
+      await run.evaluation(step, { evalLoss });
     };
 
     let epochCache = { epoch: -1, batches: [] as TokenBatch[] };
@@ -216,8 +204,8 @@ export class SFTTrainer extends TrainerEmitter {
       if (epochCache.epoch !== epoch) epochCache = { epoch, batches: epochBatches(train, epoch, batchOpts) };
       return epochCache.batches[index % perEpoch];
     };
-    const eta = new Eta();
     let lastLoss = NaN, evalLoss: number | undefined;
+    const result = (stopped?: boolean): SFTResult => ({ steps: step, trainLoss: lastLoss, evalLoss, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, ...(stopped ? { stopped } : {}) });
     await this.model.zeroGrad();
     while (step < totalSteps) {
       const tStep = performance.now();
@@ -243,37 +231,25 @@ export class SFTTrainer extends TrainerEmitter {
       }
       micro += o.gradAccum;
       this.optimizer.lr = schedule(step);
-      const r = await this.optimizer.step();
-      await this.model.zeroGrad();
-      if (r.skipped || !Number.isFinite(nll)) skipped++;
-      step++;
       lastLoss = nll / targets;
-      eta.tick();
+      // a step without target tokens has no loss (0/0) but is not a non-finite one
+      const r = await run.guardedUpdate(step, targets ? lastLoss : 0, this.optimizer, this.model);
+      step++;
       const seconds = (performance.now() - tStep) / 1000;
-      const m = { loss: lastLoss, lr: this.optimizer.lr, gradNorm: r.gradNorm, tokensPerSecond: tokens / seconds, targetTokens: targets, skippedSteps: skipped };
-      this.emit('step', { stage: 'sft', step, totalSteps, epoch: micro / perEpoch, etaSeconds: eta.remaining(totalSteps - step), metrics: m });
-      await metrics?.write({ stage: 'sft', step, ...m });
-      if (evalSet && o.evalEvery && step % o.evalEvery === 0) {
-        evalLoss = (await this.evaluate(evalSet)).loss;
-        this.emit('eval', { stage: 'sft', step, metrics: { evalLoss } });
-        await metrics?.write({ stage: 'sft', step, evalLoss });
-      }
+      await run.step(step, { loss: lastLoss, lr: this.optimizer.lr, gradNorm: r.gradNorm, tokensPerSecond: tokens / seconds, targetTokens: targets }, { epoch: micro / perEpoch });
+      if (evalSet && o.evalEvery && step % o.evalEvery === 0) await evaluate();
       if (o.saveEvery && step % o.saveEvery === 0) await save();
       if (this.#stopRequested) {
         if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-        this.emit('log', { stage: 'sft', message: `stopped at step ${step} of ${totalSteps}` });
-        return { steps: step, trainLoss: lastLoss, evalLoss, skippedSteps: skipped, seconds: (performance.now() - t0) / 1000, stopped: true };
+        run.log(`stopped at step ${step} of ${totalSteps}`);
+        return result(true);
       }
     }
-    if (evalSet && (!o.evalEvery || step % o.evalEvery !== 0)) {
-      evalLoss = (await this.evaluate(evalSet)).loss;
-      this.emit('eval', { stage: 'sft', step, metrics: { evalLoss } });
-      await metrics?.write({ stage: 'sft', step, evalLoss });
-    }
-    if (o.outputDir && writer) {
+    if (evalSet && (!o.evalEvery || step % o.evalEvery !== 0)) await evaluate();
+    if (o.outputDir) {
       if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-      await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
+      if (this.group.rank === 0) await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
     }
-    return { steps: step, trainLoss: lastLoss, evalLoss, skippedSteps: skipped, seconds: (performance.now() - t0) / 1000 };
+    return result();
   }
 }

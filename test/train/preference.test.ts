@@ -113,7 +113,7 @@ t.test('exact resume: 2N straight == N + resume + N (bitwise), reference from th
     const interrupted = new PreferenceTrainer({ ...common, policy: b, outputDir: join(dir, 'b') });
     interrupted.on('step', (e) => e.step === 4 && interrupted.requestStop());
     t.equal((await interrupted.train()).stopped, true);
-    t.same(readdirSync(join(dir, 'b', 'checkpoint-4')).sort(), ['policy', 'reference', 'trainer_state.json']);
+    t.same(readdirSync(join(dir, 'b', 'checkpoint-4')).sort(), ['checkpoint.json', 'policy', 'reference', 'trainer_state.json']);
     t.notOk(readdirSync(join(dir, 'b', 'checkpoint-4', 'reference')).includes('optimizer.safetensors'), 'the reference is saved without optimizer state');
     // a different init: the policy AND its default reference (a clone) must come from the checkpoint
     const c = await Model.create(config(), { seed: 99 });

@@ -36,8 +36,8 @@ t.test('loss falls; events; checkpoint and final model in HF layout', async (t) 
     t.ok(r.evalLoss! < before * 0.6, `eval loss ${before.toFixed(3)} -> ${r.evalLoss!.toFixed(3)}`);
     t.ok(losses.slice(-5).reduce((a, b) => a + b) < losses.slice(0, 5).reduce((a, b) => a + b) * 0.6, 'train loss falls');
     const out = readdirSync(join(dir, 'out')).sort();
-    t.same(out, ['checkpoint-40', 'checkpoint-60', 'metrics.jsonl', 'model'], 'last two checkpoints kept, metrics, final model');
-    t.same(readdirSync(join(dir, 'out', 'checkpoint-60')).sort(), ['model', 'trainer_state.json']);
+    t.same(out, ['checkpoint-40', 'checkpoint-60', 'metrics.jsonl', 'model', 'run.json'], 'last two checkpoints kept, metrics, final model');
+    t.same(readdirSync(join(dir, 'out', 'checkpoint-60')).sort(), ['checkpoint.json', 'model', 'trainer_state.json']);
     t.same(readdirSync(join(dir, 'out', 'checkpoint-60', 'model')).sort(), ['config.json', 'model.safetensors', 'optimizer.safetensors', 'tokenizer_config.json']);
     const reloaded = await Model.load(join(dir, 'out', 'model'));
     const rt = await loadTokenizer(join(dir, 'out', 'model'));

@@ -4,7 +4,7 @@ import { Model } from '../../engine/model.js';
 import { GroupTrainer } from '../../train/group.js';
 import { PPOTrainer } from '../../train/ppo.js';
 import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '../framework/index.js';
-import { applyThreads, defined, follow, loadModel, loadScalarHeadModel, resolveReward, REWARD_FLAGS, saveFinal, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, loadModel, loadScalarHeadModel, resolveReward, REWARD_FLAGS, runFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
 
 const POLICY_FLAGS: Record<string, FlagSpec> = {
   policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); also the frozen reference' },
@@ -65,9 +65,8 @@ function common(o: Record<string, unknown>) {
     ...(o.ptxData ? { ptx: { data: o.ptxData as string, coef: o.ptxCoef as number } } : {}),
     ...(o.overlongBuffer ? { overlong: { buffer: o.overlongBuffer as number, penalty: o.overlongPenalty as number } } : {}),
     maskTruncated: o.maskTruncated === true,
-    outputDir: o.output as string,
     seed: o.seed as number,
-    resumeFrom: o.resume ? 'latest' : undefined,
+    ...runFlags(o),
   };
 }
 

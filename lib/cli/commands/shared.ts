@@ -33,7 +33,11 @@ let lora: LoraOptions | undefined;
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   ...MODEL_FLAGS,
   output: { type: 'path', required: true, placeholder: 'dir', describe: 'output folder: checkpoints, metrics.jsonl, the final model' },
-  resume: { type: 'bool', describe: 'continue from the newest checkpoint in --output (exactly, with the same settings)' },
+  resume: { type: 'bool', describe: 'continue the run in --output from its newest verified checkpoint (exactly, with the same settings and data)' },
+  overwrite: { type: 'bool', describe: 'start a new run in an --output folder that holds another run, deleting that run\'s checkpoints, metrics and model' },
+  allowResumeMismatch: { type: 'bool', describe: 'with --resume: continue even though the settings or data differ from the run\'s (logged)' },
+  allowNonFiniteResume: { type: 'bool', describe: 'with --resume: load a checkpoint holding NaN/Inf weights or optimizer state' },
+  maxConsecutiveSkips: { type: 'int', min: 0, default: 5, placeholder: 'N', describe: 'stop with an error after N updates in a row skipped for non-finite loss or gradients (0: never)' },
   saveEvery: { type: 'int', min: 1, describe: 'write a checkpoint every N steps (always at the end)' },
   lr: { type: 'number', min: 0, describe: 'peak learning rate' },
   gradientCheckpointing: { type: 'bool', describe: 'keep only each layer\'s input for backward and recompute the rest (far less activation memory, ~1 more forward of compute)' },
@@ -184,9 +188,16 @@ export function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/** The output folder's run settings (--output, --resume, --overwrite, ...) as trainer options. */
+export function runFlags(o: Record<string, unknown>): { outputDir: string; resumeFrom?: string; overwrite: boolean; allowResumeMismatch: boolean; allowNonFiniteResume: boolean; maxConsecutiveSkips: number } {
+  if (o.resume && o.overwrite) throw new CliError('give --resume (continue the run in --output) or --overwrite (replace it with a new one), not both');
+  if (!o.resume && (o.allowResumeMismatch || o.allowNonFiniteResume)) throw new CliError('--allow-resume-mismatch and --allow-non-finite-resume need --resume');
+  return { outputDir: o.output as string, resumeFrom: o.resume ? 'latest' : undefined, overwrite: o.overwrite === true, allowResumeMismatch: o.allowResumeMismatch === true, allowNonFiniteResume: o.allowNonFiniteResume === true, maxConsecutiveSkips: o.maxConsecutiveSkips as number };
+}
+
 /** The loop settings every training command passes through unchanged. */
-export function loopFlags(o: Record<string, unknown>): { seqLen: number; batchSize: number; epochs: number; outputDir: string; seed: number; resumeFrom?: string } {
-  return { seqLen: o.seqLen as number, batchSize: o.batchSize as number, epochs: o.epochs as number, outputDir: o.output as string, seed: o.seed as number, resumeFrom: o.resume ? 'latest' : undefined };
+export function loopFlags(o: Record<string, unknown>): { seqLen: number; batchSize: number; epochs: number; seed: number } & ReturnType<typeof runFlags> {
+  return { seqLen: o.seqLen as number, batchSize: o.batchSize as number, epochs: o.epochs as number, seed: o.seed as number, ...runFlags(o) };
 }
 
 /** After train(): unless stopped, the final model (with its tokenizer) goes to <output>/model. Returns the exit code (130: stopped). */
