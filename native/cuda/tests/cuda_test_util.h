@@ -70,6 +70,21 @@ inline std::vector<float> to_f32(const std::vector<__nv_bfloat16>& v) {
 }
 inline std::vector<float> round_bf16(const std::vector<float>& v) { return to_f32(to_bf16(v)); }
 
+// Storage of type T from fp32 values, and back (for tests templated on float / __nv_bfloat16).
+template <typename T>
+inline std::vector<T> as_storage(const std::vector<float>& v);
+template <>
+inline std::vector<float> as_storage<float>(const std::vector<float>& v) { return v; }
+template <>
+inline std::vector<__nv_bfloat16> as_storage<__nv_bfloat16>(const std::vector<float>& v) { return to_bf16(v); }
+inline std::vector<float> as_f32(const std::vector<float>& v) { return v; }
+inline std::vector<float> as_f32(const std::vector<__nv_bfloat16>& v) { return to_f32(v); }
+inline std::string shape_tag(const char* what, int64_t a, int64_t b, int64_t c = -1) {
+  std::string s = std::string(what) + " at (" + std::to_string(a) + ", " + std::to_string(b);
+  if (c >= 0) s += ", " + std::to_string(c);
+  return s + ")";
+}
+
 // One check over a whole array (a per-element CHECK would print thousands of lines).
 inline bool expect_close_impl(const char* what, const std::vector<float>& got, const std::vector<float>& want,
                               double atol, double rtol, const char* file, int line) {
