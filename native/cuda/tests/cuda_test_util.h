@@ -99,7 +99,8 @@ inline bool expect_close_impl(const char* what, const std::vector<float>& got, c
   for (size_t i = 0; i < got.size(); ++i) {
     double err = std::fabs(double(got[i]) - double(want[i]));
     double allowed = atol + rtol * std::fabs(double(want[i]));
-    bool fails = std::isnan(got[i]) != std::isnan(want[i]) || (!std::isnan(want[i]) && !(err <= allowed));
+    bool fails = got[i] != want[i] &&  // equal values (infinities included) pass
+                 (std::isnan(got[i]) != std::isnan(want[i]) || (!std::isnan(want[i]) && !(err <= allowed)));
     if (fails && (!bad || err - allowed > worst)) worst = err - allowed, worst_i = i;
     bad = bad || fails;
   }
