@@ -177,6 +177,8 @@ TEST(emu_launch_errors_are_reported_not_fatal) {
   CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
   CHECK(cudaGetLastError() == cudaSuccess);  // reading clears it
 #if RLHF_HOST_EMULATION
+  std::printf("  (expected: the harness reports the deadlock this launch provokes)\n");
+  std::fflush(stdout);
   RLHF_LAUNCH(deadlock_kernel, dim3(1), dim3(32), 0, nullptr)(out.ptr);
   CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
 #endif
