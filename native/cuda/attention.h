@@ -3,7 +3,8 @@
 // memory (q/k/v and the kv_seq, kv_offset, q_len, segments arrays). fp32 storage and arithmetic.
 // FlashAttention's scheme: scores are computed a tile of 32 keys at a time with an online softmax,
 // so memory is linear in the sequence length; backward recomputes probabilities from the saved
-// log-sum-exp. HD ≤ 256.
+// log-sum-exp. HD ≤ 256. Plain CUDA cores; K/V rows are read through the caches rather than
+// staged in shared-memory tiles, and no tensor cores yet: correct first, tuned on a GPU later.
 //   forward:  out (B·Tq rows, stride ldo) overwrite, lse (B·Tq, NH) overwrite (may be null).
 //             Decode with a KV cache is the same call with Tq = 1, kv_stride = cache length and
 //             kv_offset = tokens already cached.
