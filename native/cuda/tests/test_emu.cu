@@ -54,6 +54,21 @@ __global__ void partial_mask_kernel(int* out) {
   out[lane] = v;
 }
 
+// __shfl_up_sync, __all_sync, and a block barrier after some threads returned (they no longer
+// count, as on sm_70+; the harness must not deadlock).
+__global__ void up_all_early_exit_kernel(int* up, int* all, int* after_barrier) {
+  __shared__ int count;
+  const int t = threadIdx.x, lane = t % 32;
+  up[t] = __shfl_up_sync(0xffffffffu, lane * 10, 3);
+  all[t] = __all_sync(0xffffffffu, lane < 32) + 2 * __all_sync(0xffffffffu, lane < 31);
+  if (t == 0) count = 0;
+  __syncthreads();
+  if (t >= 64) return;  // the last two warps leave
+  atomicAdd(&count, 1);
+  __syncthreads();
+  after_barrier[t] = count;
+}
+
 __global__ void atomics_kernel(float* fsum, int* isum, int* imax, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;  // early return: the later barrier-free atomics must still be counted
@@ -137,6 +152,19 @@ TEST(emu_partial_mask_shuffle) {
   CHECK(cudaGetLastError() == cudaSuccess);
   auto h = out.download();
   for (int l = 0; l < 32; ++l) CHECK(h[l] == (l < 15 ? l + 1 : l));
+}
+
+TEST(emu_shfl_up_all_and_barrier_after_early_exit) {
+  DeviceArray<int> up(128), all(128), after(128);
+  RLHF_LAUNCH(up_all_early_exit_kernel, dim3(1), dim3(128), 0, nullptr)(up.ptr, all.ptr, after.ptr);
+  CHECK(cudaGetLastError() == cudaSuccess);
+  auto hu = up.download(), ha = all.download(), hb = after.download();
+  for (int t = 0; t < 128; ++t) {
+    const int lane = t % 32;
+    CHECK(hu[t] == (lane >= 3 ? (lane - 3) * 10 : lane * 10));
+    CHECK(ha[t] == 1);
+    if (t < 64) CHECK(hb[t] == 64);
+  }
 }
 
 TEST(emu_atomics) {
