@@ -94,7 +94,7 @@ enum class FiberState { Ready, AtBlockBarrier, AtWarpBarrier, Done };
 // Context switch. x86-64: a hand-written switch of the callee-saved registers (no signal-mask
 // system call, unlike swapcontext: barriers switch millions of times in a test run); elsewhere
 // ucontext.
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(RLHF_EMU_UCONTEXT)  // -DRLHF_EMU_UCONTEXT: the portable path
 #define RLHF_EMU_FAST_SWITCH 1
 // Saves rbx, rbp, r12–r15 and the stack pointer into *save, resumes the context at `to`.
 __attribute__((naked, noinline)) static void switch_stack(void** /*save*/, void* /*to*/) {
