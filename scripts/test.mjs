@@ -2,12 +2,14 @@
 // `npm test`: every test, then one plain summary line "N passed, N failed".
 //   1. typecheck lib/, test/ and bench/ (tsc), and compile lib/ to dist/ (the CLI tests run dist/);
 //   2. native unit tests: configure + build native/tests with CMake (CPU) into build-native/, run ctest;
-//   3. the TypeScript suite with tap (test/**/*.test.ts), raw TAP saved to build-native/tap.log.
+//   3. the CUDA kernels under the host emulation harness (npm run test:cuda-host, same build dir);
+//   4. the TypeScript suite with tap (test/**/*.test.ts), raw TAP saved to build-native/tap.log.
 // Flags: --native-only, --tap-only, and any further arguments go to tap (e.g. a test file).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runCudaHostTests } from './test-cuda-host.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -67,7 +69,14 @@ if (!tapOnly) {
   }
 }
 
-// 3. tap
+// 3. CUDA kernels under host emulation (built by step 2's cmake --build: no configure needed)
+if (!tapOnly) {
+  process.stdout.write('\n== CUDA kernels under host emulation (npm run test:cuda-host)\n');
+  const r = runCudaHostTests({ configure: false });
+  passed += r.passed, failed += r.failed, skipped += r.skipped;
+}
+
+// 4. tap
 if (!nativeOnly) {
   process.stdout.write('\n== TypeScript tests (tap)\n');
   // tap runs two files at once on this 2-core class of machine; one engine thread per process

@@ -21,7 +21,7 @@ function listDisk(dir: string, exts: string[]): string[] {
 }
 
 t.test('every native source on disk is in sources.json, and nothing else', async (t) => {
-  const listed = new Set([...addonCpu, ...sources.cuda, ...sources.tests]);
+  const listed = new Set([...addonCpu, ...sources.cuda, ...sources.tests, ...sources.cudaTests, ...sources.cudaBench]);
   const onDisk = new Set(listDisk('native', ['.cc', '.cu']).map((p) => relative('.', p)));
   t.same([...onDisk].filter((p) => !listed.has(p)).sort(), [], 'no source on disk is missing from sources.json');
   t.same([...listed].filter((p) => !onDisk.has(p)).sort(), [], 'no listed source is missing on disk');

@@ -1,0 +1,104 @@
+// Attention on the device against the CPU: forward against cpu::attention_forward_reference (plain
+// loops in double), backward against cpu::attention_backward (itself checked by finite
+// differences in native/tests/test_attention.cc). Cases: fused-QKV training rows with GQA, ragged
+// query lengths (padding rows), packed segments, several key tiles, HD not a multiple of 32;
+// prefill after a cached prefix (kv_offset); KV-cached decode (Tq = 1, kv_seq remapping).
+// Tolerance (fp32 with online softmax vs double / vs the CPU's blocked fp32): atol 2e-5 + rtol 1e-4.
+#include "../../cpu/attention.h"
+#include "../attention.h"
+#include "cuda_test_util.h"
+
+using namespace rlhf_cuda_test;
+namespace cpu = rlhf::cpu;
+
+namespace {
+
+struct Case {
+  int64_t B;
+  int NH, KVH, HD;
+  int64_t Tq, kv_stride;
+  std::vector<int64_t> q_len, kv_offset, kv_seq;
+  bool segments, fused;
+  const char* name;
+};
+
+void run_case(const Case& c, bool backward) {
+  const int64_t qkv_w = int64_t(c.NH + 2 * c.KVH) * c.HD;
+  const int64_t ldq = c.fused ? qkv_w : int64_t(c.NH) * c.HD, ldkv = c.fused ? qkv_w : int64_t(c.KVH) * c.HD;
+  const int64_t kv_rows = (c.kv_seq.empty() ? c.B : 1 + *std::max_element(c.kv_seq.begin(), c.kv_seq.end())) * c.kv_stride;
+  std::vector<float> qbuf = random_vector(c.B * c.Tq * ldq), kbuf = random_vector(kv_rows * ldkv), vbuf = random_vector(kv_rows * ldkv);
+  if (c.fused) kbuf = vbuf = qbuf;  // one QKV activation: q, k, v are column ranges
+  std::vector<int32_t> seg;
+  if (c.segments) {
+    seg.resize(kv_rows);
+    for (int64_t r = 0; r < kv_rows; ++r) seg[r] = static_cast<int32_t>((r % c.kv_stride) / 11);  // segments of 11 keys
+  }
+  cpu::AttentionArgs a;
+  a.B = c.B, a.NH = c.NH, a.KVH = c.KVH, a.HD = c.HD, a.scale = 1.0f / std::sqrt(float(c.HD)), a.Tq = c.Tq;
+  a.ldq = ldq, a.ldk = ldkv, a.ldv = ldkv, a.kv_stride = c.kv_stride;
+  const int64_t k_off = c.fused ? int64_t(c.NH) * c.HD : 0, v_off = c.fused ? int64_t(c.NH + c.KVH) * c.HD : 0;
+  cpu::AttentionArgs h = a;  // host pointers
+  h.q = qbuf.data(), h.k = kbuf.data() + k_off, h.v = vbuf.data() + v_off;
+  h.q_len = c.q_len.empty() ? nullptr : c.q_len.data();
+  h.kv_offset = c.kv_offset.empty() ? nullptr : c.kv_offset.data();
+  h.kv_seq = c.kv_seq.empty() ? nullptr : c.kv_seq.data();
+  h.segments = c.segments ? seg.data() : nullptr;
+  const int64_t ldo = int64_t(c.NH) * c.HD, rows = c.B * c.Tq;
+  std::vector<float> out(rows * ldo), lse(rows * c.NH);
+  cpu::attention_forward_reference(h, out.data(), ldo, lse.data());
+
+  DeviceArray<float> qd(qbuf), kd(kbuf), vd(vbuf), outd(rows * ldo), lsed(rows * c.NH);
+  DeviceArray<int64_t> qlend(c.q_len), offd(c.kv_offset), seqd(c.kv_seq);
+  DeviceArray<int32_t> segd(seg);
+  cpu::AttentionArgs d = a;  // device pointers
+  d.q = qd.ptr, d.k = kd.ptr + k_off, d.v = vd.ptr + v_off;
+  d.q_len = c.q_len.empty() ? nullptr : qlend.ptr;
+  d.kv_offset = c.kv_offset.empty() ? nullptr : offd.ptr;
+  d.kv_seq = c.kv_seq.empty() ? nullptr : seqd.ptr;
+  d.segments = c.segments ? segd.ptr : nullptr;
+  CHECK_OK(rlhf::cuda::attention_forward(d, outd, ldo, lsed, nullptr));
+  EXPECT_CLOSE((std::string(c.name) + ": out").c_str(), outd.download(), out, 2e-5, 1e-4);
+  EXPECT_CLOSE((std::string(c.name) + ": lse").c_str(), lsed.download(), lse, 2e-5, 1e-4);
+  if (!backward) return;
+
+  // backward against the CPU kernel, from the same (reference) out and lse
+  auto dout = random_vector(rows * ldo);
+  const int64_t ldg = int64_t(c.KVH) * c.HD;
+  std::vector<float> dq(rows * ldo), dk(kv_rows * ldg, 7.0f), dv(kv_rows * ldg, 7.0f);  // 7: rows left untouched
+  cpu::attention_backward(h, out.data(), ldo, lse.data(), dout.data(), ldo, dq.data(), ldo, dk.data(), ldg, dv.data(),
+                          ldg);
+  DeviceArray<float> doutd(dout), dqd(rows * ldo), dkd(std::vector<float>(kv_rows * ldg, 7.0f)),
+      dvd(std::vector<float>(kv_rows * ldg, 7.0f));
+  DeviceArray<unsigned char> ws(rlhf::cuda::attention_backward_workspace_bytes(d));
+  outd.upload(out), lsed.upload(lse);
+  CHECK_OK(rlhf::cuda::attention_backward(d, outd, ldo, lsed, doutd, ldo, dqd, ldo, dkd, ldg, dvd, ldg, ws, nullptr));
+  EXPECT_CLOSE((std::string(c.name) + ": dq").c_str(), dqd.download(), dq, 2e-5, 1e-4);
+  EXPECT_CLOSE((std::string(c.name) + ": dk").c_str(), dkd.download(), dk, 2e-5, 1e-4);
+  EXPECT_CLOSE((std::string(c.name) + ": dv").c_str(), dvd.download(), dv, 2e-5, 1e-4);
+}
+
+}  // namespace
+
+TEST(cuda_attention_training_rows) {
+  run_case({2, 4, 2, 16, 37, 37, {37, 20}, {}, {}, false, true, "gqa fused ragged"}, true);
+  run_case({1, 2, 2, 64, 70, 70, {}, {}, {}, false, false, "mha three key tiles"}, true);
+  run_case({2, 3, 1, 40, 45, 45, {45, 33}, {}, {}, true, true, "segments, HD 40"}, true);
+}
+
+TEST(cuda_attention_prefill_after_cached_prefix) {
+  run_case({2, 4, 2, 32, 5, 16, {5, 3}, {7, 11}, {}, false, false, "prefill at offset"}, true);
+}
+
+TEST(cuda_attention_kv_cached_decode) {
+  run_case({2, 6, 2, 40, 1, 50, {}, {10, 45}, {1, 0}, false, false, "decode, remapped kv"}, false);
+  run_case({3, 8, 8, 128, 1, 300, {}, {0, 150, 299}, {}, false, false, "decode, long cache"}, false);
+}
+
+TEST(cuda_attention_rejects_bad_shapes) {
+  cpu::AttentionArgs a;
+  a.B = 1, a.NH = 3, a.KVH = 2, a.HD = 8, a.Tq = 1;
+  DeviceArray<float> o(64);
+  CHECK(!rlhf::cuda::attention_forward(a, o, 24, nullptr, nullptr).ok());
+  a.NH = 2, a.HD = 512;
+  CHECK(!rlhf::cuda::attention_forward(a, o, 24, nullptr, nullptr).ok());
+}
