@@ -6,7 +6,7 @@
  * step in PyTorch eager (bench/peers/torch_model.py, which reports the same counters).
  *
  * Peak: an FMA loop of the widest vectors on every pool thread at once (bench.fmaPeak), the best
- * of 5 repeats. Model FLOPs per token: 6 × (weights of every GEMM: q, k, v, o, gate, up, down, LM
+ * of 200 short repeats. Model FLOPs per token: 6 × (weights of every GEMM: q, k, v, o, gate, up, down, LM
  * head) + 12 × layers × heads × head_dim × (T + 1) / 2 (causal attention, forward and backward);
  * the recomputation in backward and the element-wise passes are not counted.
  *
@@ -107,8 +107,10 @@ function runOurs(name: ShapeName, repeats: number, addon?: string): Record<strin
 }
 
 async function measurePeak(): Promise<{ flops: number; threads: number; simd: string }> {
-  const iterations = 2_000_000;
-  const r = await native().bench.fmaPeak({ iterations, repeats: 5 });
+  // short repeats (~1 ms at full speed), the best of many: on a shared machine some repeat runs
+  // without being preempted
+  const iterations = 200_000;
+  const r = await native().bench.fmaPeak({ iterations, repeats: 200 });
   return { flops: r.flops / (Math.min(...r.ms) / 1000), threads: r.threads, simd: r.simd };
 }
 
@@ -135,27 +137,29 @@ async function main(): Promise<void> {
     const tstep = peer.results.find((r) => r.bench === 'train-step');
     const tsys = peer.results.find((r) => r.bench === 'train-sys-share');
     const tfaults = peer.results.find((r) => r.bench === 'train-faults-per-step');
+    const tcpu = peer.results.find((r) => r.bench === 'train-cpu-per-step');
     for (const [impl, o] of runs) {
       const tps = (B * T) / (o.stepMs / 1000), fl = tps * fpt;
       emit({ bench: 'step-profile', impl, shape, median_ms: o.stepMs, value: tps, unit: 'tokens/s' });
       emit({ bench: 'step-profile-peak-share', impl, shape, median_ms: o.stepMs, value: (100 * fl) / peak.flops, unit: '%' });
       emit({ bench: 'step-profile-faults', impl, shape, median_ms: o.stepMs, value: o.stepFaults, unit: 'faults/step' });
       emit({ bench: 'step-profile-sys-share', impl, shape, median_ms: o.stepMs, value: 100 * o.sysShare, unit: '%' });
-      rows.push([`${shape} ${impl}`, tps, fl / 1e9, (100 * fl) / peak.flops, 100 * o.sysShare, o.stepFaults, ratio(tps, tstep?.value)]);
+      rows.push([`${shape} ${impl}`, tps, fl / 1e9, (100 * fl) / peak.flops, o.cpuPerStepMs, 100 * o.sysShare, o.stepFaults, ratio(tps, tstep?.value)]);
       phases.push([`${shape} ${impl}`, ...PHASES.flatMap((p) => [o[`${p}Ms`], o[`${p}Faults`]])]);
     }
     if (tstep) {
       const fl = tstep.value * fpt;
-      rows.push([`${shape} torch`, tstep.value, fl / 1e9, (100 * fl) / peak.flops, tsys?.value ?? NaN, tfaults?.value ?? NaN, '1.00x']);
+      rows.push([`${shape} torch`, tstep.value, fl / 1e9, (100 * fl) / peak.flops, tcpu?.value ?? NaN, tsys?.value ?? NaN, tfaults?.value ?? NaN, '1.00x']);
     }
     for (const r of peer.results) emit({ ...r, shape });
     if (peer.reason) note(`torch: skipped — ${peer.reason}`);
     else if (peer.blas) note(`torch ${peer.version}: BLAS ${peer.blas}`);
   }
-  table(['step', 'tokens/s', 'GFLOP/s', '% peak', 'sys % of CPU', 'faults/step', 'vs torch'], rows);
+  table(['step', 'tokens/s', 'GFLOP/s', '% peak', 'CPU ms/step', 'sys % of CPU', 'faults/step', 'vs torch'], rows);
   table(['step', ...PHASES.flatMap((p) => [`${p} ms`, 'faults'])], phases);
   note(`model FLOPs per token: ${names.map((n) => `${n} ${(flopsPerToken(n) / 1e6).toFixed(1)}M`).join(', ')} (6 × GEMM weights + causal attention).`);
-  note('times are medians over the steady-state steps; faults are means (minor page faults); sys % = system / (user + system) CPU time.');
+  note('times are medians over the steady-state steps; faults are means (minor page faults); sys % = system / (user + system) CPU time;');
+  note('CPU ms/step (user + system, all threads) depends less than wall time on what else runs on the machine.');
 }
 
 main().catch((e) => {

@@ -67,6 +67,7 @@ def train(args, cfg):
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     emit("train-sys-share", shape, ms, 100.0 * (r1.ru_stime - r0.ru_stime) / cpu if cpu > 0 else 0.0, "%")
     emit("train-faults-per-step", shape, ms, (r1.ru_minflt - r0.ru_minflt) / R, "faults/step")
+    emit("train-cpu-per-step", shape, ms, 1000.0 * cpu / R, "ms")
     emit("train-peak-memory", shape, ms, peak_rss_mb(), "MB")
 
 
