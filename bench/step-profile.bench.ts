@@ -129,6 +129,8 @@ async function main(): Promise<void> {
     const { B, T, config } = SHAPES[name];
     const repeats = name === '6M' ? 7 : 15;
     const fpt = flopsPerToken(name);
+    // FLOPs of a step per CPU-second it used, against one thread's share of the peak
+    const cpuPeakShare = (cpuMs: number) => (100 * ((B * T * fpt) / (cpuMs / 1000))) / (peak.flops / peak.threads);
     const shape = `${name} B${B} T${T}`;
     const runs: [string, Record<string, number>][] = [];
     if (baseline) runs.push(['rlhf (baseline)', runOurs(name, repeats, baseline)]);
@@ -144,22 +146,23 @@ async function main(): Promise<void> {
       emit({ bench: 'step-profile-peak-share', impl, shape, median_ms: o.stepMs, value: (100 * fl) / peak.flops, unit: '%' });
       emit({ bench: 'step-profile-faults', impl, shape, median_ms: o.stepMs, value: o.stepFaults, unit: 'faults/step' });
       emit({ bench: 'step-profile-sys-share', impl, shape, median_ms: o.stepMs, value: 100 * o.sysShare, unit: '%' });
-      rows.push([`${shape} ${impl}`, tps, fl / 1e9, (100 * fl) / peak.flops, o.cpuPerStepMs, 100 * o.sysShare, o.stepFaults, ratio(tps, tstep?.value)]);
+      rows.push([`${shape} ${impl}`, tps, fl / 1e9, (100 * fl) / peak.flops, o.cpuPerStepMs, cpuPeakShare(o.cpuPerStepMs), 100 * o.sysShare, o.stepFaults, ratio(tps, tstep?.value)]);
       phases.push([`${shape} ${impl}`, ...PHASES.flatMap((p) => [o[`${p}Ms`], o[`${p}Faults`]])]);
     }
     if (tstep) {
       const fl = tstep.value * fpt;
-      rows.push([`${shape} torch`, tstep.value, fl / 1e9, (100 * fl) / peak.flops, tcpu?.value ?? NaN, tsys?.value ?? NaN, tfaults?.value ?? NaN, '1.00x']);
+      rows.push([`${shape} torch`, tstep.value, fl / 1e9, (100 * fl) / peak.flops, tcpu?.value ?? NaN, tcpu ? cpuPeakShare(tcpu.value) : NaN, tsys?.value ?? NaN, tfaults?.value ?? NaN, '1.00x']);
     }
     for (const r of peer.results) emit({ ...r, shape });
     if (peer.reason) note(`torch: skipped — ${peer.reason}`);
     else if (peer.blas) note(`torch ${peer.version}: BLAS ${peer.blas}`);
   }
-  table(['step', 'tokens/s', 'GFLOP/s', '% peak', 'CPU ms/step', 'sys % of CPU', 'faults/step', 'vs torch'], rows);
+  table(['step', 'tokens/s', 'GFLOP/s', '% peak', 'CPU ms/step', '% peak per CPU s', 'sys % of CPU', 'faults/step', 'vs torch'], rows);
   table(['step', ...PHASES.flatMap((p) => [`${p} ms`, 'faults'])], phases);
   note(`model FLOPs per token: ${names.map((n) => `${n} ${(flopsPerToken(n) / 1e6).toFixed(1)}M`).join(', ')} (6 × GEMM weights + causal attention).`);
   note('times are medians over the steady-state steps; faults are means (minor page faults); sys % = system / (user + system) CPU time;');
-  note('CPU ms/step (user + system, all threads) depends less than wall time on what else runs on the machine.');
+  note('CPU ms/step (user + system, all threads) depends less than wall time on what else runs on the machine;');
+  note('"% peak per CPU s" = the step\'s FLOPs per CPU-second it used, against one thread\'s share of the peak.');
 }
 
 main().catch((e) => {
