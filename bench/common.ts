@@ -87,19 +87,23 @@ export function torchPeer(): Peer {
 }
 
 /** Runs bench/peers/<script> with JSON args; returns its JSON lines (or the reason it could not run). */
-export function runPeer(script: string, args: object): { results: Measurement[]; version?: string; reason?: string } {
+export function runPeer(script: string, args: object): { results: Measurement[]; version?: string; blas?: string; reason?: string } {
   const peer = torchPeer();
   if (!peer.python) return { results: [], reason: peer.reason };
   const threads = String(buildInfo().threads);
+  // OpenBLAS picks its kernels and blocking from the CPU it detects: no overrides from our environment
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: threads, MKL_NUM_THREADS: threads };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
   const r = spawnSync(peer.python, [join(packageRoot, 'bench', 'peers', script), JSON.stringify({ ...args, threads: Number(threads) })], {
     encoding: 'utf8',
-    env: { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: threads, MKL_NUM_THREADS: threads },
+    env,
     maxBuffer: 1 << 26,
   });
   if (r.status !== 0) return { results: [], reason: `peer failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}` };
   const lines = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
   const meta = lines.find((l) => l.meta);
-  return { results: lines.filter((l) => !l.meta), version: meta?.version };
+  return { results: lines.filter((l) => !l.meta), version: meta?.version, blas: meta?.blas };
 }
 
 export function ratio(ours: number, theirs: number | undefined): string {

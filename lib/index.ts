@@ -3,9 +3,9 @@
  * Public exports only; see README.md for a map of the modules.
  */
 export { RlhfError, ErrorCode, withCallerStack } from './errors.js';
-export { buildInfo, setThreads, availableDevices, nativeMemoryInUse, nativeMemoryPeak, nativeWorkspaceBytes, type DeviceName } from './engine/device.js';
+export { buildInfo, setThreads, availableDevices, nativeMemoryInUse, nativeMemoryPeak, nativeWorkspaceBytes, nativeMemoryCached, releaseCachedMemory, setCacheLimit, setHugePages, nativeMemoryStats, type DeviceName } from './engine/device.js';
 export { estimateTrainingMemory, parameterCount, type MemoryEstimate, type TrainingMemoryOptions } from './engine/memory.js';
-export type { BuildInfo } from './native.js';
+export type { BuildInfo, BlockCacheStats } from './native.js';
 export { gemm, gemmReference, type GemmOptions } from './engine/gemm.js';
 export {
   AdamW,

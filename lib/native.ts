@@ -84,6 +84,19 @@ export interface NativeAdamW {
   dispose(): void;
 }
 
+/** Counters of the native block cache (large buffers): calls to the OS and cache hits since start. */
+export interface BlockCacheStats {
+  maps: number;
+  unmaps: number;
+  hits: number;
+  misses: number;
+  /** bytes mapped now: in use + cached (size classes, so at least what nativeMemoryInUse counts of them) */
+  mappedBytes: number;
+  cachedBytes: number;
+  limitBytes: number;
+  hugePages: boolean;
+}
+
 export interface NativeBinding {
   /** Registers the class native engine errors are created as (RlhfError); called once on load. */
   setErrorClass(cls: new (code: string, message: string) => Error): void;
@@ -92,6 +105,11 @@ export interface NativeBinding {
   nativeMemoryInUse(): number;
   nativeMemoryPeak(reset?: boolean): number;
   nativeWorkspaceBytes(): number;
+  nativeMemoryCached(): number;
+  releaseCachedMemory(): number;
+  setCacheLimit(bytes: number): void;
+  setHugePages(on: boolean): void;
+  blockCacheStats(): BlockCacheStats;
   tables(): { errorCodes: string[]; dtypes: Array<{ name: string; size: number }> };
   gemm(options: NativeGemmOptions): Promise<void>;
   NativeAdamW: new (
@@ -113,6 +131,8 @@ export interface NativeBinding {
     }): Promise<number[]>;
     copy(options: { src: Float32Array; dst: Float32Array; repeats: number }): Promise<number[]>;
     scaleInPlace(options: { x: Float32Array; repeats: number }): Promise<number[]>;
+    /** FMA loop on every pool thread: flops per repeat, the time of each repeat. */
+    fmaPeak(options: { iterations: number; repeats: number }): Promise<{ ms: number[]; flops: number; threads: number; simd: string }>;
   };
   /** Policy-gradient kernels (native/cpu/pg_losses.h), synchronous; validated by lib/engine/pg.ts. */
   pg: NativePg;

@@ -6,11 +6,26 @@ import time
 import torch
 
 
+def blas_library():
+    """The BLAS shared object(s) torch has loaded (after one matmul), e.g. .../openblas-pthread/libblas.so.3."""
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    libs = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if "blas" in path.lower() or "lapack" in path.lower():
+                    libs.add(path)
+    except OSError:
+        return "unknown"
+    return ", ".join(sorted(libs)) or "none loaded"
+
+
 def setup():
     args = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     threads = int(args.get("threads", 1))
     torch.set_num_threads(threads)
-    print(json.dumps({"meta": True, "version": torch.__version__, "threads": threads}), flush=True)
+    print(json.dumps({"meta": True, "version": torch.__version__, "threads": threads, "blas": blas_library()}), flush=True)
     return args
 
 

@@ -58,9 +58,16 @@ def train(args, cfg):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    ms = time_ms(step, R, warmup=1)
+    step()  # warm-up
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    ms = time_ms(step, R, warmup=0)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     shape = shape_of(cfg, B=B, T=T)
     emit("train-step", shape, ms, B * T / (ms * 1e-3), "tokens/s")
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    emit("train-sys-share", shape, ms, 100.0 * (r1.ru_stime - r0.ru_stime) / cpu if cpu > 0 else 0.0, "%")
+    emit("train-faults-per-step", shape, ms, (r1.ru_minflt - r0.ru_minflt) / R, "faults/step")
+    emit("train-cpu-per-step", shape, ms, 1000.0 * cpu / R, "ms")
     emit("train-peak-memory", shape, ms, peak_rss_mb(), "MB")
 
 

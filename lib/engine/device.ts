@@ -2,8 +2,8 @@
  * Devices and process-level settings: what the addon was built with, the CPU thread count, and
  * which devices can run here.
  */
-import { native, type BuildInfo } from '../native.js';
-import { checkInt } from '../validate.js';
+import { native, type BlockCacheStats, type BuildInfo } from '../native.js';
+import { checkBoolean, checkInt } from '../validate.js';
 
 export type DeviceName = 'cpu' | 'cuda';
 
@@ -55,4 +55,41 @@ export function nativeMemoryPeak(opts: { reset?: boolean } = {}): number {
  */
 export function nativeWorkspaceBytes(): number {
   return native().nativeWorkspaceBytes();
+}
+
+/**
+ * Bytes of freed large buffers (1 MiB and more) that the engine keeps for reuse instead of
+ * returning them to the OS: the next training step takes its activations from there without page
+ * faults. Not part of nativeMemoryInUse; at most the cache limit (setCacheLimit).
+ */
+export function nativeMemoryCached(): number {
+  return native().nativeMemoryCached();
+}
+
+/** Returns every cached block to the OS (what `model.releaseMemory()` also does); returns the bytes freed. */
+export function releaseCachedMemory(): number {
+  return native().releaseCachedMemory();
+}
+
+/**
+ * The most bytes the cache of freed buffers may hold (default: `RLHF_CACHE_LIMIT_MB` MiB, else
+ * 1024 MiB); blocks beyond it go back to the OS, least recently freed first. 0 disables the cache.
+ */
+export function setCacheLimit(bytes: number): void {
+  checkInt('setCacheLimit', 'bytes', bytes, { min: 0, max: Number.MAX_SAFE_INTEGER });
+  native().setCacheLimit(bytes);
+}
+
+/**
+ * Whether large buffers mapped from now on ask for transparent huge pages (madvise
+ * MADV_HUGEPAGE, 2 MiB aligned). Default: on unless `RLHF_HUGEPAGES=0`.
+ */
+export function setHugePages(on: boolean): void {
+  checkBoolean('setHugePages', 'on', on);
+  native().setHugePages(on);
+}
+
+/** The block cache's limit, contents and OS call counters (maps/unmaps/hits/misses since start). */
+export function nativeMemoryStats(): BlockCacheStats {
+  return native().blockCacheStats();
 }

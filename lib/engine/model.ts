@@ -15,6 +15,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
 import { native } from '../native.js';
+import { releaseCachedMemory } from './device.js';
 import { checkBoolean, checkInt, checkInt32Array, checkFloat32Array, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
 import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from './atomic.js';
 import { configFromHF, configToHF, isModelConfig, type ModelConfig } from './config.js';
@@ -491,6 +492,15 @@ export class Model implements OptimizerTarget {
   /** Frees the saved activations (a later backward needs a new forward). */
   releaseActivations(): void {
     this.#handle('releaseActivations').releaseActivations();
+  }
+
+  /**
+   * Frees the saved activations and returns every cached buffer of the process to the OS
+   * (releaseCachedMemory): the memory a training step keeps for reuse between steps.
+   */
+  releaseMemory(): void {
+    this.releaseActivations();
+    releaseCachedMemory();
   }
 
   dispose(): void {

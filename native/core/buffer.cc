@@ -4,11 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#define RLHF_BUFFER_MMAP 1
-#endif
-
+#include "block_cache.h"
 #include "error.h"
 
 namespace rlhf {
@@ -23,45 +19,24 @@ static void count_allocation(int64_t bytes) {
   }
 }
 
-// Large buffers (activations, parameters, moments) are mapped directly and unmapped when freed,
-// so a freed buffer goes back to the OS at once. Through malloc they would land in the heap once
-// glibc's dynamic mmap threshold has risen (it follows the largest freed chunk, up to 32 MiB) and
-// the process's resident size would creep up step after step with freed activations. Below 8 MiB
-// malloc keeps them: buffers made per call (generate()'s packed weights, small scratch) then reuse
-// heap pages instead of faulting fresh ones in (1 MiB cost a third of batch-1 generation speed).
-static constexpr size_t kMapBytes = size_t(8) << 20;
-
-static size_t rounded_size(size_t bytes) { return (bytes + 63) / 64 * 64; }
-
 Buffer::Buffer(size_t bytes, bool zero) {
   if (bytes == 0) return;
-  const size_t rounded = rounded_size(bytes);
-#ifdef RLHF_BUFFER_MMAP
-  if (rounded >= kMapBytes) {
-    void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    RLHF_CHECK(p != MAP_FAILED, ErrorCode::OutOfMemory, "could not allocate ", bytes, " bytes");
-    data_ = p;  // page-aligned and already zero
-    zero = false;
-  }
-#endif
-  if (!data_) {
+  if (bytes >= kCachedBlockMin) {
+    data_ = acquire_block(bytes, zero, &block_);  // page aligned; zeroed when asked
+  } else {
+    const size_t rounded = (bytes + 63) / 64 * 64;
     data_ = std::aligned_alloc(64, rounded);
     RLHF_CHECK(data_ != nullptr, ErrorCode::OutOfMemory, "could not allocate ", bytes, " bytes");
+    if (zero) std::memset(data_, 0, rounded);
   }
-  if (zero) std::memset(data_, 0, rounded);
   bytes_ = bytes;
   count_allocation(static_cast<int64_t>(bytes));
 }
 
 Buffer::~Buffer() {
   if (!data_) return;
-#ifdef RLHF_BUFFER_MMAP
-  const size_t rounded = rounded_size(bytes_);
-  if (rounded >= kMapBytes)
-    munmap(data_, rounded);
-  else
-#endif
-    std::free(data_);
+  if (block_) release_block(data_, block_);
+  else std::free(data_);
   g_bytes_in_use -= static_cast<int64_t>(bytes_);
 }
 

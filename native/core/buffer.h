@@ -1,5 +1,8 @@
 // Owning, 64-byte aligned host allocation. Move-only. Allocation failure throws
 // rlhf::Error(OutOfMemory) instead of std::bad_alloc so the JS side sees a coded error.
+// Buffers of kCachedBlockMin bytes and more come from the block cache (block_cache.h): freed,
+// they are kept for the next buffer of their size class. zero = false: the contents are
+// unspecified (a reused block holds its last owner's data), never assume zeros.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -12,10 +15,13 @@ class Buffer {
   Buffer() = default;
   explicit Buffer(size_t bytes, bool zero = true);
   ~Buffer();
-  Buffer(Buffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_) { o.data_ = nullptr, o.bytes_ = 0; }
+  Buffer(Buffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_), block_(o.block_) {
+    o.data_ = nullptr, o.bytes_ = 0, o.block_ = 0;
+  }
   Buffer& operator=(Buffer&& o) noexcept {
     std::swap(data_, o.data_);
     std::swap(bytes_, o.bytes_);
+    std::swap(block_, o.block_);
     return *this;
   }
   Buffer(const Buffer&) = delete;
@@ -30,9 +36,11 @@ class Buffer {
  private:
   void* data_ = nullptr;
   size_t bytes_ = 0;
+  size_t block_ = 0;  // the cached block's capacity; 0: from malloc
 };
 
-// Total bytes currently held by Buffers (reported to V8 as external memory by the addon).
+// Total bytes currently held by Buffers, as requested (reported to V8 as external memory by the
+// addon). Blocks kept in the cache are not in it: cached_block_bytes() counts those.
 int64_t buffer_bytes_in_use();
 // The most bytes held at once since the last reset (reset: start again from the bytes in use now).
 int64_t buffer_bytes_peak(bool reset);

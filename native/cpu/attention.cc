@@ -44,12 +44,22 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(f
   const int64_t n = kmax + 1;
   float ml[16];
   for (int l = 0; l < 16; ++l) ml[l] = -INFINITY;
-  for (int64_t j = 0; j < n; ++j) ml[j & 15] = s[j] > ml[j & 15] ? s[j] : ml[j & 15];
+  // blocks of 16 (lane l holds the indices j ≡ l mod 16, in order) so that the loops vectorise
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int l = 0; l < 16; ++l) ml[l] = s[j + l] > ml[l] ? s[j + l] : ml[l];
+  for (; j < n; ++j) ml[j & 15] = s[j] > ml[j & 15] ? s[j] : ml[j & 15];
   float m = ml[0];
   for (int l = 1; l < 16; ++l) m = ml[l] > m ? ml[l] : m;
   float sl[16] = {};
-  for (int64_t j = 0; j < n; ++j) {
-    float e = exp_approx(s[j] - m);
+  for (j = 0; j + 16 <= n; j += 16)
+    for (int l = 0; l < 16; ++l) {
+      const float e = exp_approx(s[j + l] - m);
+      s[j + l] = e;
+      sl[l] += e;
+    }
+  for (; j < n; ++j) {
+    const float e = exp_approx(s[j] - m);
     s[j] = e;
     sl[j & 15] += e;
   }
@@ -59,6 +69,18 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(f
   for (int64_t j = 0; j < n; ++j) s[j] = s[j] * inv;
   for (int64_t j = n; j < width; ++j) s[j] = 0.0f;
   return m + std::log(sum);
+}
+
+// Attention backward of one query row: p ← P = exp(s − lse), dp ← dS = P·(dP − D) (before the
+// scale) for j <= kmax; both 0 past kmax up to width. Element-wise: the same bits on every ISA.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_backward_row(
+    float* __restrict p, float* __restrict dp, int64_t kmax, int64_t width, float lse, float D) {
+  for (int64_t j = 0; j <= kmax; ++j) {
+    const float pj = exp_approx(p[j] - lse);
+    p[j] = pj;
+    dp[j] = pj * (dp[j] - D);
+  }
+  for (int64_t j = kmax + 1; j < width; ++j) p[j] = 0.0f, dp[j] = 0.0f;
 }
 
 void mask_segments(float* s, const AttentionArgs& a, const Seq& sq, int64_t kmax) {
@@ -147,12 +169,7 @@ void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, c
             const float l = lse[(b * a.Tq + i0 + r) * a.NH + h];
             float D = 0.0f;  // Σ_d dO·O = Σ_j P·dP
             for (int d = 0; d < a.HD; ++d) D += dob[r * lddo + d] * ob[r * ldo + d];
-            for (int64_t j = 0; j <= kmax; ++j) {
-              float pj = exp_approx(p[j] - l);
-              p[j] = pj;
-              dp[j] = pj * (dp[j] - D);  // dS (before the scale)
-            }
-            for (int64_t j = kmax + 1; j < kv_end; ++j) p[j] = 0.0f, dp[j] = 0.0f;
+            softmax_backward_row(p, dp, kmax, kv_end, l, D);
           }
           // dq = scale·dS·K ; dk += scale·dSᵀ·Q ; dv += Pᵀ·dO
           sgemm(false, false, nb, a.HD, kv_end, a.scale, dP, kv_end, kb, a.ldk, 0.0f, dq + (b * a.Tq + i0) * lddq + h * a.HD, lddq);

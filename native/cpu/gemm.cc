@@ -23,6 +23,10 @@ namespace cpu {
 
 namespace {
 
+// Transposing packs go through k in chunks of this many: a chunk of a panel (kPackChunk · MR or
+// NR floats, at most 8 KiB) stays in L1 while every row (column) writes its strided elements.
+constexpr int64_t kPackChunk = 64;
+
 // Packs op(A)[i0 .. i0+mc) × [p0 .. p0+kc) into MR-row panels, k-major, zero-padding the last one.
 void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t p0, int64_t mc, int64_t kc,
             int mr, float* out) {
@@ -30,9 +34,13 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t p0, i
     int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
     float* panel = out + ir * kc;
     if (!trans_a) {
-      for (int i = 0; i < rows; ++i) {
-        const float* src = A + (i0 + ir + i) * lda + p0;
-        for (int64_t k = 0; k < kc; ++k) panel[k * mr + i] = src[k];
+      // k in chunks, so the strided stores of the rows stay within an L1-resident slice of the panel
+      for (int64_t k0 = 0; k0 < kc; k0 += kPackChunk) {
+        const int64_t k1 = std::min(kc, k0 + kPackChunk);
+        for (int i = 0; i < rows; ++i) {
+          const float* src = A + (i0 + ir + i) * lda + p0;
+          for (int64_t k = k0; k < k1; ++k) panel[k * mr + i] = src[k];
+        }
       }
     } else {
       for (int64_t k = 0; k < kc; ++k) {
@@ -62,9 +70,12 @@ void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_
         for (int j = cols; j < nr; ++j) dst[j] = 0.0f;
       }
     } else {
-      for (int j = 0; j < cols; ++j) {
-        const float* src = B + (j0 + jr + j) * ldb + p0;
-        for (int64_t k = 0; k < kc; ++k) panel[k * nr + j] = src[k];
+      for (int64_t k0 = 0; k0 < kc; k0 += kPackChunk) {  // as in pack_a
+        const int64_t k1 = std::min(kc, k0 + kPackChunk);
+        for (int j = 0; j < cols; ++j) {
+          const float* src = B + (j0 + jr + j) * ldb + p0;
+          for (int64_t k = k0; k < k1; ++k) panel[k * nr + j] = src[k];
+        }
       }
       for (int64_t k = 0; k < kc; ++k)
         for (int j = cols; j < nr; ++j) panel[k * nr + j] = 0.0f;

@@ -6,16 +6,24 @@
 //   bench.adamw({params, grads, m, v, lr?, ..., repeats})  -> Promise<number[]>  (steps 1, 2, ...)
 //   bench.copy({src, dst, repeats})                         -> Promise<number[]>  (threaded copy loop)
 //   bench.scaleInPlace({x, repeats})                        -> Promise<number[]>  (x *= s, threaded)
+//   bench.fmaPeak({iterations, repeats})                    -> Promise<{ms[], flops, simd}>
+//
+// fmaPeak runs an FMA loop on every pool thread at once (12 independent accumulators of the widest
+// vectors this CPU has, `iterations` rounds each): flops = 2 · lanes · 12 · iterations · threads.
+// flops / time is the machine's attainable fp32 peak, the yardstick of the step-profile bench.
 //
 // copy reads src and writes dst (a separate buffer: the CPU also reads dst's lines before writing
 // them, traffic the usual 2-bytes-per-byte count leaves out); scaleInPlace reads and writes the
 // same lines, AdamW's access pattern, and is the ceiling an in-place optimizer can approach.
 #include <napi.h>
 
+#include <immintrin.h>
+
 #include <chrono>
 #include <memory>
 #include <vector>
 
+#include "../core/cpu_features.h"
 #include "../core/thread_pool.h"
 #include "../cpu/adamw.h"
 #include "args.h"
@@ -55,6 +63,30 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void copy_range(flo
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void scale_range(float* __restrict x, int64_t n, float s) {
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] * s;
+}
+
+// 12 chains of dependent FMAs: enough to cover the FMA latency (4 cycles) on two pipes.
+// Returns a value depending on every chain so the loop is not optimised away.
+__attribute__((target("avx512f"))) float fma_loop_avx512(int64_t iterations) {
+  const __m512 a = _mm512_set1_ps(1e-3f), b = _mm512_set1_ps(0.999f);
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = a;
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], b, a);
+  float s = 0;
+  for (int i = 0; i < 12; ++i) s += _mm512_cvtss_f32(acc[i]);
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iterations) {
+  const __m256 a = _mm256_set1_ps(1e-3f), b = _mm256_set1_ps(0.999f);
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = a;
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], b, a);
+  float s = 0;
+  for (int i = 0; i < 12; ++i) s += _mm256_cvtss_f32(acc[i]);
+  return s;
 }
 
 int64_t read_repeats(const Napi::CallbackInfo& info, size_t index) {
@@ -142,6 +174,38 @@ Napi::Value bench_scale_in_place(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value bench_fma_peak(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Object o = arg_object(info, 0, "bench.fmaPeak: options");
+    const int64_t iterations = get_int(o, "bench.fmaPeak", "iterations", 1, int64_t(1) << 32);
+    const int64_t repeats = get_int(o, "bench.fmaPeak", "repeats", 1, 1000);
+    const SimdLevel level = simd_level();
+    const int lanes = level == SimdLevel::Avx512 ? 16 : level == SimdLevel::Avx2 ? 8 : 0;
+    const int threads = current_pool().size();
+    auto times = std::make_shared<std::vector<double>>();
+    auto sink = std::make_shared<std::vector<float>>(threads);
+    return AsyncJob::queue(
+        info.Env(), "rlhf.bench.fmaPeak",
+        [=] {
+          if (lanes == 0) return;
+          time_repeats(repeats, times, [&](int64_t) {
+            current_pool().run([&](int t) {
+              (*sink)[t] += lanes == 16 ? fma_loop_avx512(iterations) : fma_loop_avx2(iterations);
+            });
+          });
+        },
+        [=](Napi::Env env) {
+          Napi::Object r = Napi::Object::New(env);
+          r.Set("ms", to_array(env, times));
+          r.Set("flops", static_cast<double>(2 * lanes * 12) * static_cast<double>(iterations) * threads);
+          r.Set("threads", threads);
+          r.Set("simd", simd_level_name(level));
+          return r;
+        },
+        {});
+  });
+}
+
 }  // namespace
 
 void register_bench(Napi::Env env, Napi::Object exports) {
@@ -150,6 +214,7 @@ void register_bench(Napi::Env env, Napi::Object exports) {
   bench.Set("adamw", Napi::Function::New(env, bench_adamw, "adamw"));
   bench.Set("copy", Napi::Function::New(env, bench_copy, "copy"));
   bench.Set("scaleInPlace", Napi::Function::New(env, bench_scale_in_place, "scaleInPlace"));
+  bench.Set("fmaPeak", Napi::Function::New(env, bench_fma_peak, "fmaPeak"));
   exports.Set("bench", bench);
 }
 

@@ -1,6 +1,7 @@
 // buildInfo(), thread count control, and process-level facts.
 #include <napi.h>
 
+#include "../core/block_cache.h"
 #include "../core/buffer.h"
 #include "../core/cpu_features.h"
 #include "../core/dtype.h"
@@ -114,6 +115,49 @@ Napi::Value memory_peak(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(buffer_bytes_peak(reset)));
 }
 
+// The block cache (core/block_cache.h): bytes held, release, limit, huge pages, OS call counts.
+Napi::Value memory_cached(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(cached_block_bytes()));
+}
+
+Napi::Value release_cached(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(release_cached_blocks()));
+}
+
+// setCacheLimit(bytes) (validated in lib/engine/device.ts; checked again here)
+Napi::Value set_limit(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw_type_error(info.Env(), "setCacheLimit: expected bytes to be a number");
+    const double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+      throw_range_error(info.Env(), "setCacheLimit: expected bytes to be an integer >= 0");
+    set_cache_limit(static_cast<int64_t>(d));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value set_huge(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw_type_error(info.Env(), "setHugePages: expected on to be a boolean");
+    set_huge_pages(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value cache_stats(const Napi::CallbackInfo& info) {
+  const BlockCacheStats s = block_cache_stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("maps", static_cast<double>(s.maps));
+  o.Set("unmaps", static_cast<double>(s.unmaps));
+  o.Set("hits", static_cast<double>(s.hits));
+  o.Set("misses", static_cast<double>(s.misses));
+  o.Set("mappedBytes", static_cast<double>(s.mapped_bytes));
+  o.Set("cachedBytes", static_cast<double>(cached_block_bytes()));
+  o.Set("limitBytes", static_cast<double>(cache_limit()));
+  o.Set("hugePages", huge_pages());
+  return o;
+}
+
 }  // namespace
 
 void register_build_info(Napi::Env env, Napi::Object exports) {
@@ -123,6 +167,11 @@ void register_build_info(Napi::Env env, Napi::Object exports) {
   exports.Set("nativeMemoryInUse", Napi::Function::New(env, memory_in_use, "nativeMemoryInUse"));
   exports.Set("nativeMemoryPeak", Napi::Function::New(env, memory_peak, "nativeMemoryPeak"));
   exports.Set("nativeWorkspaceBytes", Napi::Function::New(env, workspace, "nativeWorkspaceBytes"));
+  exports.Set("nativeMemoryCached", Napi::Function::New(env, memory_cached, "nativeMemoryCached"));
+  exports.Set("releaseCachedMemory", Napi::Function::New(env, release_cached, "releaseCachedMemory"));
+  exports.Set("setCacheLimit", Napi::Function::New(env, set_limit, "setCacheLimit"));
+  exports.Set("setHugePages", Napi::Function::New(env, set_huge, "setHugePages"));
+  exports.Set("blockCacheStats", Napi::Function::New(env, cache_stats, "blockCacheStats"));
 }
 
 }  // namespace napi
