@@ -13,6 +13,7 @@ import { labelCommand, labelSpec } from './commands/label.js';
 import { grpoCommand, grpoSpec, ppoCommand, ppoSpec } from './commands/policy.js';
 import { prmCommand, prmSpec } from './commands/prm.js';
 import { rmCommand, rmSpec } from './commands/rm.js';
+import { serveCommand, serveSpec } from './commands/serve.js';
 import { sftCommand, sftSpec } from './commands/sft.js';
 
 const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
@@ -27,6 +28,7 @@ const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [generateSpec, generateCommand],
   [evalSpec, evalCommand],
   [infoSpec, infoCommand],
+  [serveSpec, serveCommand],
 ];
 
 function usage(): string {
