@@ -10,6 +10,7 @@ import { evalCommand, evalSpec } from './commands/evaluate.js';
 import { generateCommand, generateSpec } from './commands/generate.js';
 import { infoCommand, infoSpec } from './commands/info.js';
 import { labelCommand, labelSpec } from './commands/label.js';
+import { longrewardCommand, longrewardSpec } from './commands/longreward.js';
 import { grpoCommand, grpoSpec, ppoCommand, ppoSpec } from './commands/policy.js';
 import { prmCommand, prmSpec } from './commands/prm.js';
 import { rmCommand, rmSpec } from './commands/rm.js';
@@ -29,6 +30,7 @@ const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [evalSpec, evalCommand],
   [infoSpec, infoCommand],
   [serveSpec, serveCommand],
+  [longrewardSpec, longrewardCommand],
 ];
 
 function usage(): string {
