@@ -46,3 +46,11 @@ export async function spawnServe(args: string[]): Promise<{ url: string; proc: i
     },
   };
 }
+
+/** The error a promise rejects with (a resolved promise gives an Error saying so, which no status matches). */
+export async function errorOf(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => new Error('expected a rejection'),
+    (err: unknown) => err,
+  );
+}
