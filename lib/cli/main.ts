@@ -4,6 +4,7 @@
  * flag can also come from a YAML or JSON file given with --config.
  */
 import { runCommand, type CommandHandler, type CommandSpec } from './framework/index.js';
+import { annotateCommand, annotateSpec } from './commands/annotate.js';
 import { demoCommand, demoSpec } from './commands/demo.js';
 import { dpoCommand, dpoSpec } from './commands/dpo.js';
 import { evalCommand, evalSpec } from './commands/evaluate.js';
@@ -31,6 +32,7 @@ const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [infoSpec, infoCommand],
   [serveSpec, serveCommand],
   [longrewardSpec, longrewardCommand],
+  [annotateSpec, annotateCommand],
 ];
 
 function usage(): string {
