@@ -55,3 +55,4 @@ export { writeReport, renderHtml, renderMarkdown, readMetrics, parseMetrics, svg
 export type { DemoSummary as ReportSummary, MetricsByStage, RenderOptions } from './report/index.js';
 export { runDemo, DEMO_PRESETS, type DemoSettings, type DemoSummary, type StageHook } from './demo/pipeline.js';
 export { goldScore, annotate, makePrompt, allPrompts, splitPrompts, demonstration, idealResponse, type TaskPrompt, type Format, type GoldBreakdown } from './demo/task.js';
+export { startServer, type RunningServer, type ServeOptions } from './serve/index.js';
