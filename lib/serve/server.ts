@@ -215,6 +215,8 @@ function completionLogprobs(tokens: TokenLogprob[], offset0 = 0) {
 /** Server-sent events in OpenAI's chunk format; `data: [DONE]` ends the stream. */
 class EventStream {
   private readonly started = new Set<number>();
+  /** per choice: characters of token text sent so far (text_offset of the next token) */
+  private readonly offsets = new Map<number, number>();
   constructor(
     private readonly res: ServerResponse,
     private readonly kind: Kind,
@@ -237,7 +239,9 @@ class EventStream {
     const index = indexBase + u.index;
     const finish = u.finishReason ?? null;
     if (this.kind === 'completion') {
-      this.send(this.chunk([{ index, text: u.text, logprobs: u.tokens.length ? completionLogprobs(u.tokens) : null, finish_reason: finish }]));
+      const offset = this.offsets.get(index) ?? 0;
+      this.offsets.set(index, offset + u.tokens.reduce((a, t) => a + t.text.length, 0));
+      this.send(this.chunk([{ index, text: u.text, logprobs: u.tokens.length ? completionLogprobs(u.tokens, offset) : null, finish_reason: finish }]));
       return;
     }
     const delta: Record<string, string> = {};

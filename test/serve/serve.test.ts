@@ -113,6 +113,20 @@ t.test('seeds, n > 1, and streaming agree with the non-streamed answer', async (
   t.same(usage, full.usage, 'usage chunk at the end');
   t.same(lps, full.choices.map((x) => x.logprobs!.content!.map((e) => e.logprob)), 'streamed logprobs = non-streamed logprobs');
   t.ok(lps[0].length > 0 && lps[0].length <= 25);
+
+  const plain = await client.completions.create({ model: 'tiny', prompt: 'abc', max_tokens: 20, seed: 9, logprobs: 0 });
+  const streamed = await client.completions.create({ model: 'tiny', prompt: 'abc', max_tokens: 20, seed: 9, logprobs: 0, stream: true });
+  let text = '';
+  const offsets: number[] = [];
+  const tokenLps: number[] = [];
+  for await (const chunk of streamed) {
+    text += chunk.choices[0].text;
+    offsets.push(...(chunk.choices[0].logprobs?.text_offset ?? []));
+    tokenLps.push(...(chunk.choices[0].logprobs?.token_logprobs ?? []));
+  }
+  t.equal(text, plain.choices[0].text, 'streamed completion = non-streamed');
+  t.same(offsets, plain.choices[0].logprobs!.text_offset, 'text offsets continue across chunks');
+  t.same(tokenLps, plain.choices[0].logprobs!.token_logprobs);
 });
 
 t.test('concurrent clients are batched together and each gets its solo answer', async (t) => {
