@@ -149,7 +149,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     });
   });
   server.headersTimeout = 30_000;
-  server.requestTimeout = 0; // long generations
+  server.requestTimeout = 60_000; // receiving the request; the response (a long generation) is not limited
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port ?? 8000, o.host ?? '127.0.0.1', () => resolve());
