@@ -59,3 +59,4 @@ export type { DemoSummary as ReportSummary, MetricsByStage, RenderOptions } from
 export { runDemo, DEMO_PRESETS, type DemoSettings, type DemoSummary, type StageHook } from './demo/pipeline.js';
 export { goldScore, annotate, makePrompt, allPrompts, splitPrompts, demonstration, idealResponse, type TaskPrompt, type Format, type GoldBreakdown } from './demo/task.js';
 export { initDistributed, currentGroup, shardRange, allGatherRanges, launchedByMpi, mpiAvailability, type ProcessGroup, type DistributedBackend, type GradientTarget } from './distributed/index.js';
+export { startServer, type RunningServer, type ServeOptions } from './serve/index.js';

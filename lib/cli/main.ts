@@ -4,15 +4,18 @@
  * flag can also come from a YAML or JSON file given with --config.
  */
 import { runCommand, type CommandHandler, type CommandSpec } from './framework/index.js';
+import { annotateCommand, annotateSpec } from './commands/annotate.js';
 import { demoCommand, demoSpec } from './commands/demo.js';
 import { dpoCommand, dpoSpec } from './commands/dpo.js';
 import { evalCommand, evalSpec } from './commands/evaluate.js';
 import { generateCommand, generateSpec } from './commands/generate.js';
 import { infoCommand, infoSpec } from './commands/info.js';
 import { labelCommand, labelSpec } from './commands/label.js';
+import { longrewardCommand, longrewardSpec } from './commands/longreward.js';
 import { grpoCommand, grpoSpec, ppoCommand, ppoSpec } from './commands/policy.js';
 import { prmCommand, prmSpec } from './commands/prm.js';
 import { rmCommand, rmSpec } from './commands/rm.js';
+import { serveCommand, serveSpec } from './commands/serve.js';
 import { sftCommand, sftSpec } from './commands/sft.js';
 
 const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
@@ -27,6 +30,9 @@ const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [generateSpec, generateCommand],
   [evalSpec, evalCommand],
   [infoSpec, infoCommand],
+  [serveSpec, serveCommand],
+  [longrewardSpec, longrewardCommand],
+  [annotateSpec, annotateCommand],
 ];
 
 function usage(): string {

@@ -40,3 +40,4 @@ export {
 } from './parse.js';
 export { DEFAULT_PROMPTS, PROMPT_PLACEHOLDERS, resolvePrompts, type LocalizedPrompt, type LongRewardPrompts, type PromptName } from './prompts.js';
 export { buildPairs, type BuildPairsOptions, type LongRewardPair, type ScoredResponse } from './pairs.js';
+export { LexicalEmbedder, OpenAIEmbedder, OpenAIJudge, type OpenAIClientOptions, type OpenAIClientStats } from './openai-judge.js';
