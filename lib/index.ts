@@ -18,6 +18,7 @@ export {
   type OptimizerTarget,
 } from './engine/adamw.js';
 export { DTYPES, type DType } from './engine/dtype.js';
+export { resolveCheckpoint, findInHubCache, hubCacheRoots, isHubId } from './engine/hub.js';
 export { configFromHF, configToHF, tinyConfig, SUPPORTED_ARCHITECTURES, type ModelConfig, type Architecture } from './engine/config.js';
 export { LORA_MODULES, type LoraOptions, type LoraConfig, type LoraModuleName } from './engine/lora.js';
 export {

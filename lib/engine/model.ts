@@ -16,6 +16,7 @@ import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
 import { native } from '../native.js';
 import { checkBoolean, checkInt, checkInt32Array, checkFloat32Array, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
 import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from './atomic.js';
+import { resolveCheckpoint } from './hub.js';
 import { configFromHF, configToHF, isModelConfig, type ModelConfig } from './config.js';
 import { readCheckpointIndex, readSafetensorsHeader, readTensorF32, writeCheckpointTensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { ADAPTER_DIR, ADAPTER_PREFIX, adapterConfigJson, adapterTarget, isAdapterTensor, loraFromAdapterConfig, mergeAdapter, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
@@ -201,10 +202,14 @@ export class Model implements OptimizerTarget {
     return m;
   }
 
-  /** Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index). */
+  /**
+   * Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index),
+   * or a hub id (`org/name[@revision]`) found in the local Hugging Face cache (see engine/hub.ts).
+   */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const o = options('Model.load', 'options', opts);
     o.known(['architecture', 'seed', 'tensorParallel', 'lora']);
+    dir = resolveCheckpoint('Model.load', dir);
     const configPath = join(dir, 'config.json');
     let json: unknown;
     try {
