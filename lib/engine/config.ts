@@ -2,11 +2,13 @@
  * Model configuration: Hugging Face `config.json` in, the engine's normalised {@link ModelConfig}
  * out (and back). Supported: Llama, Qwen2 and GLM-4 (transformers' `glm`) causal LMs and their
  * `*ForSequenceClassification` variants with one label (a scalar head: reward models, critics).
- * Missing keys take the transformers defaults of that architecture; settings the engine does not
- * implement (rope_scaling, sliding windows, MLP biases, activations other than SiLU, num_labels > 1)
- * are errors that say so.
+ * Missing keys take the transformers defaults of that architecture; RoPE scaling (`rope_scaling` or
+ * `rope_parameters`: linear, dynamic within the trained length, llama3, yarn) is read by rope.ts;
+ * settings the engine does not implement (other rope types, sliding windows, MLP biases,
+ * activations other than SiLU, num_labels > 1) are errors that name the key.
  */
 import { RlhfError, ErrorCode } from '../errors.js';
+import { parseRope, ropeFrequencies, ropeToHF, type RopeScaling } from './rope.js';
 
 export const SUPPORTED_ARCHITECTURES = [
   'LlamaForCausalLM',
@@ -32,6 +34,8 @@ export interface ModelConfig {
   ffn: number;
   rmsEps: number;
   ropeTheta: number;
+  /** RoPE scaling (rope_scaling / rope_parameters); `{type: 'default', factor: 1}` when none */
+  rope: RopeScaling;
   rotaryDim: number;
   ropeInterleaved: boolean;
   qkvBias: boolean;
@@ -99,7 +103,6 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
   const family: Family = arch.startsWith('Llama') ? 'llama' : arch.startsWith('Qwen2') ? 'qwen2' : 'glm';
   const j: Json = { ...DEFAULTS[family], ...raw };
   const rejectIf = (cond: boolean, what: string) => cond && fail(source, `${what} is not supported by the engine (architecture ${arch})`);
-  rejectIf(j.rope_scaling !== undefined && j.rope_scaling !== null, `rope_scaling ${JSON.stringify(j.rope_scaling)}`);
   rejectIf(j.mlp_bias === true, 'mlp_bias: true');
   rejectIf(j.use_sliding_window === true, 'use_sliding_window: true');
   rejectIf(j.hidden_act !== undefined && j.hidden_act !== 'silu', `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`);
@@ -112,7 +115,10 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
   const heads = int(source, j, 'num_attention_heads');
   const kvHeads = j.num_key_value_heads === undefined || j.num_key_value_heads === null ? heads : int(source, j, 'num_key_value_heads');
   const headDim = family !== 'glm' && (j.head_dim === undefined || j.head_dim === null) ? Math.floor(hidden / heads) : int(source, j, 'head_dim');
-  const partial = num(source, j, 'partial_rotary_factor');
+  const { theta, rope, partialRotaryFactor } = parseRope(source, j, DEFAULTS[family].rope_theta as number);
+  if (partialRotaryFactor !== undefined && raw.partial_rotary_factor !== undefined && raw.partial_rotary_factor !== partialRotaryFactor)
+    fail(source, `partial_rotary_factor ${JSON.stringify(raw.partial_rotary_factor)} disagrees with rope_parameters.partial_rotary_factor ${partialRotaryFactor}`, ErrorCode.FORMAT);
+  const partial = partialRotaryFactor ?? num(source, j, 'partial_rotary_factor');
   const rotaryDim = Math.floor(headDim * partial);
   if (rotaryDim < 2 || rotaryDim % 2 !== 0 || rotaryDim > headDim)
     fail(source, `head_dim × partial_rotary_factor = ${headDim} × ${partial} must give an even rotary dimension in [2, head_dim]`, ErrorCode.FORMAT);
@@ -129,7 +135,8 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     headDim,
     ffn: int(source, j, 'intermediate_size'),
     rmsEps: num(source, j, 'rms_norm_eps'),
-    ropeTheta: num(source, j, 'rope_theta'),
+    ropeTheta: theta,
+    rope,
     rotaryDim,
     ropeInterleaved: family === 'glm',
     qkvBias: family === 'qwen2' ? true : attentionBias,
@@ -163,6 +170,7 @@ export function configToHF(c: ModelConfig): Json {
     rms_norm_eps: c.rmsEps,
     rope_theta: c.ropeTheta,
     max_position_embeddings: c.maxPositions,
+    ...('rope_parameters' in c.hf ? {} : { rope_scaling: ropeToHF(c.rope) }),
     tie_word_embeddings: c.tieEmbeddings,
     hidden_act: 'silu',
     initializer_range: c.initializerRange,
@@ -215,4 +223,10 @@ export function tinyConfig(o: {
   if (o.bosTokenId !== undefined) hf.bos_token_id = o.bosTokenId;
   if (o.padTokenId !== undefined) hf.pad_token_id = o.padTokenId;
   return hf;
+}
+
+/** The RoPE fields the native model reads beside the config (see native/model/config.h). */
+export function nativeRopeFields(c: ModelConfig): { ropeInvFreq?: Float32Array; ropeAttentionScaling: number; ropePositionLimit: number } {
+  const { invFreq, attentionScaling, positionLimit } = ropeFrequencies(c.rotaryDim, c.ropeTheta, c.rope, c.maxPositions);
+  return { ...(invFreq ? { ropeInvFreq: invFreq } : {}), ropeAttentionScaling: attentionScaling, ropePositionLimit: positionLimit };
 }

@@ -17,7 +17,7 @@ import { native } from '../native.js';
 import { checkBoolean, checkInt, checkInt32Array, checkFloat32Array, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
 import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from './atomic.js';
 import { resolveCheckpoint } from './hub.js';
-import { configFromHF, configToHF, isModelConfig, type ModelConfig } from './config.js';
+import { configFromHF, configToHF, isModelConfig, nativeRopeFields, type ModelConfig } from './config.js';
 import { readCheckpointIndex, readSafetensorsHeader, readTensorF32, writeCheckpointTensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { ADAPTER_DIR, ADAPTER_PREFIX, adapterConfigJson, adapterTarget, isAdapterTensor, loraFromAdapterConfig, mergeAdapter, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
 import type { OptimizerTarget } from './adamw.js';
@@ -158,7 +158,7 @@ export class Model implements OptimizerTarget {
       return;
     }
     if (lora && tensorParallel > 1) throw new RangeError('Model: LoRA with tensorParallel > 1 is not implemented');
-    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({ ...config, tensorParallel, ...nativeLoraFields(lora) });
+    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({ ...config, ...nativeRopeFields(config), tensorParallel, ...nativeLoraFields(lora) });
   }
 
   /**
