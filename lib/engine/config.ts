@@ -62,6 +62,24 @@ const DEFAULTS: Record<Family, Json> = {
   glm: { rms_norm_eps: 1.5625e-7, rope_theta: 10000, attention_bias: true, tie_word_embeddings: false, max_position_embeddings: 131072, initializer_range: 0.02, partial_rotary_factor: 0.5, head_dim: 128 },
 };
 
+/**
+ * Keys other architectures use that would change the math of these families if set: each maps to
+ * the test of a value that leaves the math unchanged (absent, null, or the neutral value).
+ */
+const MATH_KEYS: Record<string, (v: unknown) => boolean> = {
+  attn_logit_softcapping: (v) => v === null,
+  final_logit_softcapping: (v) => v === null,
+  query_pre_attn_scalar: (v) => v === null,
+  layer_types: (v) => Array.isArray(v) && v.every((t) => t === 'full_attention'),
+  use_qk_norm: (v) => v === false || v === null,
+  qk_layernorm: (v) => v === false || v === null,
+  embedding_multiplier: (v) => v === null || v === 1,
+  logits_scaling: (v) => v === null || v === 1,
+  residual_multiplier: (v) => v === null || v === 1,
+  attention_multiplier: (v) => v === null,
+  pretraining_tp: (v) => v === null || v === 1,
+};
+
 const MODEL_TYPE: Record<Family, string> = { llama: 'llama', qwen2: 'qwen2', glm: 'glm' };
 
 function fail(source: string, message: string, code: ErrorCode = ErrorCode.UNSUPPORTED): never {
@@ -106,6 +124,10 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
   rejectIf(j.mlp_bias === true, 'mlp_bias: true');
   rejectIf(j.use_sliding_window === true, 'use_sliding_window: true');
   rejectIf(j.hidden_act !== undefined && j.hidden_act !== 'silu', `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`);
+  for (const [key, inert] of Object.entries(MATH_KEYS)) {
+    const v = raw[key];
+    if (v !== undefined && !inert(v)) fail(source, `${key} ${JSON.stringify(v)} changes the model's math and is not implemented for ${arch}`);
+  }
   const seqCls = arch.endsWith('ForSequenceClassification');
   if (seqCls) {
     const labels = j.num_labels ?? (j.id2label && typeof j.id2label === 'object' ? Object.keys(j.id2label as object).length : 1);

@@ -62,6 +62,11 @@ t.test('config forms, round trip and errors naming the key', async (t) => {
   err({ rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4 } } }, /rope_parameters per layer type \(full_attention, sliding_attention\) is not supported/);
   err({ rope_scaling: { rope_type: 'linear', factor: 2 }, rope_parameters: { rope_type: 'linear', factor: 3 } }, /rope_scaling .* disagrees with rope_parameters/, ErrorCode.FORMAT);
   err({ rope_scaling: 'linear' }, /expected rope_scaling to be an object or null/, ErrorCode.FORMAT);
+  // keys of other architectures that would change the math are refused, by name; neutral values pass
+  err({ final_logit_softcapping: 30 }, /^cfg\.json: final_logit_softcapping 30 changes the model's math and is not implemented for LlamaForCausalLM$/);
+  err({ layer_types: ['sliding_attention', 'full_attention'] }, /^cfg\.json: layer_types \["sliding_attention","full_attention"\] changes the model's math/);
+  err({ pretraining_tp: 2 }, /^cfg\.json: pretraining_tp 2 changes/);
+  t.ok(configFromHF({ ...base, pretraining_tp: 1, final_logit_softcapping: null, layer_types: ['full_attention'] }), 'neutral values load');
 });
 
 async function expected(dir: string, file = 'expected.safetensors'): Promise<Map<string, Float32Array>> {
