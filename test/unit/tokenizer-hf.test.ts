@@ -1,6 +1,6 @@
 // HfTokenizer on the two hand-built fixtures (Qwen2-style ChatML, GLM-4-style): special ids,
 // encode/decode, template rendering, assistant masks over multi-turn chats (exact masked tokens),
-// both mask alignments, and the errors for templates that cannot be masked.
+// both mask alignments, a Unigram (Metaspace) tokenizer, and the errors for templates that cannot be masked.
 import t from 'tap';
 import { ErrorCode, RlhfError } from '../../lib/errors.js';
 import { HfTokenizer, type ChatMessage } from '../../lib/tokenizer/index.js';
@@ -205,4 +205,32 @@ t.test('templates whose prefixes render differently are masked from the whole re
   const tk = qwen2();
   t.throws(() => tk.encodeChat([{ role: 'user' }] as never), { name: 'TypeError', message: 'HfTokenizer.encodeChat: expected messages[0].content to be a string, received undefined' });
   t.throws(() => tk.encode('x', { addSpecialTokens: 'yes' } as never), { name: 'TypeError', message: 'HfTokenizer.encode: expected options.addSpecialTokens to be a boolean, received "yes"' });
+});
+
+t.test('Unigram (SentencePiece, Metaspace ▁ prepended per section): masks align', async (t) => {
+  const pieces = ['▁Hello', '▁there', '▁Hi', '▁how', '▁are', '▁you', '?', '▁', ...'abcdefghijklmnopqrstuvwxyzHT'.split('')];
+  const vocab: [string, number][] = [['<unk>', 0], ...pieces.map((p, i): [string, number] => [p, p.length > 2 ? -1 - i / 100 : -8])];
+  const specials = ['<s>', '</s>', '<|user|>', '<|assistant|>'];
+  const added = specials.map((content, i) => ({ id: vocab.length + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const tokenizer = {
+    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
+    pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+    post_processor: null,
+    decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+    model: { type: 'Unigram', unk_id: 0, vocab, byte_fallback: false },
+  };
+  const template = "{% for m in messages %}{{ '<|' + m.role + '|>' + m.content + '</s>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}";
+  const tk = new HfTokenizer({ tokenizer, config: { eos_token: '</s>', bos_token: '<s>', unk_token: '<unk>', chat_template: template } });
+  const chat = [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello there' }, { role: 'user', content: 'how are you?' }, { role: 'assistant', content: 'Hi' }];
+  const text = tk.applyChatTemplate(chat);
+  t.equal(text, '<|user|>Hi</s><|assistant|>Hello there</s><|user|>how are you?</s><|assistant|>Hi</s>');
+  const e = tk.encodeChat(chat);
+  t.same(e.ids, tk.encode(text));
+  const tokens = e.ids.map((id) => tk.idToToken(id));
+  t.same(tokens.filter((_, i) => e.assistantMask[i]), ['▁Hello', '▁there', '</s>', '▁Hi', '</s>'], 'the ▁ the pre-tokenizer inserts is inside the first content token');
+  t.same(tokens.filter((_, i) => !e.assistantMask[i]), ['<|user|>', '▁Hi', '</s>', '<|assistant|>', '<|user|>', '▁how', '▁are', '▁you', '?', '</s>', '<|assistant|>']);
+  const { maskByBytes } = await import('../../lib/tokenizer/mask.js');
+  const inner = tk as unknown as { speller: TokenSpeller };
+  t.equal(inner.speller.kind, 'metaspace');
+  t.ok(maskByBytes(text, tokens as string[], [{ start: 0, end: 1 }], inner.speller), 'the byte alignment (not the segment fallback) aligns it');
 });
