@@ -19,6 +19,8 @@ export {
   type OptimizerTarget,
 } from './engine/adamw.js';
 export { DTYPES, type DType } from './engine/dtype.js';
+export { resolveCheckpoint, findInHubCache, hubCacheRoots, isHubId } from './engine/hub.js';
+export { parseRope, ropeFrequencies, ROPE_TYPES, type RopeScaling, type RopeType } from './engine/rope.js';
 export { configFromHF, configToHF, tinyConfig, SUPPORTED_ARCHITECTURES, type ModelConfig, type Architecture } from './engine/config.js';
 export { LORA_MODULES, type LoraOptions, type LoraConfig, type LoraModuleName } from './engine/lora.js';
 export {

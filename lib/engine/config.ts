@@ -2,11 +2,13 @@
  * Model configuration: Hugging Face `config.json` in, the engine's normalised {@link ModelConfig}
  * out (and back). Supported: Llama, Qwen2 and GLM-4 (transformers' `glm`) causal LMs and their
  * `*ForSequenceClassification` variants with one label (a scalar head: reward models, critics).
- * Missing keys take the transformers defaults of that architecture; settings the engine does not
- * implement (rope_scaling, sliding windows, MLP biases, activations other than SiLU, num_labels > 1)
- * are errors that say so.
+ * Missing keys take the transformers defaults of that architecture; RoPE scaling (`rope_scaling` or
+ * `rope_parameters`: linear, dynamic within the trained length, llama3, yarn) is read by rope.ts;
+ * settings the engine does not implement (other rope types, sliding windows, MLP biases,
+ * activations other than SiLU, num_labels > 1) are errors that name the key.
  */
 import { RlhfError, ErrorCode } from '../errors.js';
+import { parseRope, ropeFrequencies, ropeToHF, type RopeScaling } from './rope.js';
 
 export const SUPPORTED_ARCHITECTURES = [
   'LlamaForCausalLM',
@@ -32,6 +34,8 @@ export interface ModelConfig {
   ffn: number;
   rmsEps: number;
   ropeTheta: number;
+  /** RoPE scaling (rope_scaling / rope_parameters); `{type: 'default', factor: 1}` when none */
+  rope: RopeScaling;
   rotaryDim: number;
   ropeInterleaved: boolean;
   qkvBias: boolean;
@@ -56,6 +60,24 @@ const DEFAULTS: Record<Family, Json> = {
   llama: { rms_norm_eps: 1e-6, rope_theta: 10000, attention_bias: false, tie_word_embeddings: false, max_position_embeddings: 2048, initializer_range: 0.02, partial_rotary_factor: 1 },
   qwen2: { rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false, max_position_embeddings: 32768, initializer_range: 0.02, partial_rotary_factor: 1 },
   glm: { rms_norm_eps: 1.5625e-7, rope_theta: 10000, attention_bias: true, tie_word_embeddings: false, max_position_embeddings: 131072, initializer_range: 0.02, partial_rotary_factor: 0.5, head_dim: 128 },
+};
+
+/**
+ * Keys other architectures use that would change the math of these families if set: each maps to
+ * the test of a value that leaves the math unchanged (absent, null, or the neutral value).
+ */
+const MATH_KEYS: Record<string, (v: unknown) => boolean> = {
+  attn_logit_softcapping: (v) => v === null,
+  final_logit_softcapping: (v) => v === null,
+  query_pre_attn_scalar: (v) => v === null,
+  layer_types: (v) => Array.isArray(v) && v.every((t) => t === 'full_attention'),
+  use_qk_norm: (v) => v === false || v === null,
+  qk_layernorm: (v) => v === false || v === null,
+  embedding_multiplier: (v) => v === null || v === 1,
+  logits_scaling: (v) => v === null || v === 1,
+  residual_multiplier: (v) => v === null || v === 1,
+  attention_multiplier: (v) => v === null,
+  pretraining_tp: (v) => v === null || v === 1,
 };
 
 const MODEL_TYPE: Record<Family, string> = { llama: 'llama', qwen2: 'qwen2', glm: 'glm' };
@@ -99,10 +121,13 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
   const family: Family = arch.startsWith('Llama') ? 'llama' : arch.startsWith('Qwen2') ? 'qwen2' : 'glm';
   const j: Json = { ...DEFAULTS[family], ...raw };
   const rejectIf = (cond: boolean, what: string) => cond && fail(source, `${what} is not supported by the engine (architecture ${arch})`);
-  rejectIf(j.rope_scaling !== undefined && j.rope_scaling !== null, `rope_scaling ${JSON.stringify(j.rope_scaling)}`);
   rejectIf(j.mlp_bias === true, 'mlp_bias: true');
   rejectIf(j.use_sliding_window === true, 'use_sliding_window: true');
   rejectIf(j.hidden_act !== undefined && j.hidden_act !== 'silu', `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`);
+  for (const [key, inert] of Object.entries(MATH_KEYS)) {
+    const v = raw[key];
+    if (v !== undefined && !inert(v)) fail(source, `${key} ${JSON.stringify(v)} changes the model's math and is not implemented for ${arch}`);
+  }
   const seqCls = arch.endsWith('ForSequenceClassification');
   if (seqCls) {
     const labels = j.num_labels ?? (j.id2label && typeof j.id2label === 'object' ? Object.keys(j.id2label as object).length : 1);
@@ -112,7 +137,10 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
   const heads = int(source, j, 'num_attention_heads');
   const kvHeads = j.num_key_value_heads === undefined || j.num_key_value_heads === null ? heads : int(source, j, 'num_key_value_heads');
   const headDim = family !== 'glm' && (j.head_dim === undefined || j.head_dim === null) ? Math.floor(hidden / heads) : int(source, j, 'head_dim');
-  const partial = num(source, j, 'partial_rotary_factor');
+  const { theta, rope, partialRotaryFactor } = parseRope(source, j, DEFAULTS[family].rope_theta as number);
+  if (partialRotaryFactor !== undefined && raw.partial_rotary_factor !== undefined && raw.partial_rotary_factor !== partialRotaryFactor)
+    fail(source, `partial_rotary_factor ${JSON.stringify(raw.partial_rotary_factor)} disagrees with rope_parameters.partial_rotary_factor ${partialRotaryFactor}`, ErrorCode.FORMAT);
+  const partial = partialRotaryFactor ?? num(source, j, 'partial_rotary_factor');
   const rotaryDim = Math.floor(headDim * partial);
   if (rotaryDim < 2 || rotaryDim % 2 !== 0 || rotaryDim > headDim)
     fail(source, `head_dim × partial_rotary_factor = ${headDim} × ${partial} must give an even rotary dimension in [2, head_dim]`, ErrorCode.FORMAT);
@@ -129,7 +157,8 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     headDim,
     ffn: int(source, j, 'intermediate_size'),
     rmsEps: num(source, j, 'rms_norm_eps'),
-    ropeTheta: num(source, j, 'rope_theta'),
+    ropeTheta: theta,
+    rope,
     rotaryDim,
     ropeInterleaved: family === 'glm',
     qkvBias: family === 'qwen2' ? true : attentionBias,
@@ -163,6 +192,7 @@ export function configToHF(c: ModelConfig): Json {
     rms_norm_eps: c.rmsEps,
     rope_theta: c.ropeTheta,
     max_position_embeddings: c.maxPositions,
+    ...('rope_parameters' in c.hf ? {} : { rope_scaling: ropeToHF(c.rope) }),
     tie_word_embeddings: c.tieEmbeddings,
     hidden_act: 'silu',
     initializer_range: c.initializerRange,
@@ -215,4 +245,10 @@ export function tinyConfig(o: {
   if (o.bosTokenId !== undefined) hf.bos_token_id = o.bosTokenId;
   if (o.padTokenId !== undefined) hf.pad_token_id = o.padTokenId;
   return hf;
+}
+
+/** The RoPE fields the native model reads beside the config (see native/model/config.h). */
+export function nativeRopeFields(c: ModelConfig): { ropeInvFreq?: Float32Array; ropeAttentionScaling: number; ropePositionLimit: number } {
+  const { invFreq, attentionScaling, positionLimit } = ropeFrequencies(c.rotaryDim, c.ropeTheta, c.rope, c.maxPositions);
+  return { ...(invFreq ? { ropeInvFreq: invFreq } : {}), ropeAttentionScaling: attentionScaling, ropePositionLimit: positionLimit };
 }

@@ -18,7 +18,8 @@ import { native } from '../native.js';
 import { releaseCachedMemory } from './device.js';
 import { checkBoolean, checkInt, checkInt32Array, checkFloat32Array, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
 import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from './atomic.js';
-import { configFromHF, configToHF, isModelConfig, type ModelConfig } from './config.js';
+import { resolveCheckpoint } from './hub.js';
+import { configFromHF, configToHF, isModelConfig, nativeRopeFields, type ModelConfig } from './config.js';
 import { readCheckpointIndex, readSafetensorsHeader, readTensorF32, writeCheckpointTensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { ADAPTER_DIR, ADAPTER_PREFIX, adapterConfigJson, adapterTarget, isAdapterTensor, loraFromAdapterConfig, mergeAdapter, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
 import type { OptimizerTarget } from './adamw.js';
@@ -159,7 +160,7 @@ export class Model implements OptimizerTarget {
       return;
     }
     if (lora && tensorParallel > 1) throw new RangeError('Model: LoRA with tensorParallel > 1 is not implemented');
-    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({ ...config, tensorParallel, ...nativeLoraFields(lora) });
+    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({ ...config, ...nativeRopeFields(config), tensorParallel, ...nativeLoraFields(lora) });
   }
 
   /**
@@ -203,10 +204,14 @@ export class Model implements OptimizerTarget {
     return m;
   }
 
-  /** Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index). */
+  /**
+   * Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index),
+   * or a hub id (`org/name[@revision]`) found in the local Hugging Face cache (see engine/hub.ts).
+   */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const o = options('Model.load', 'options', opts);
     o.known(['architecture', 'seed', 'tensorParallel', 'lora']);
+    dir = resolveCheckpoint('Model.load', dir);
     const configPath = join(dir, 'config.json');
     let json: unknown;
     try {

@@ -7,10 +7,14 @@
  * `eos_token_id`s when given, and the end-of-turn tokens of {@link END_OF_TURN_TOKENS} that the
  * vocabulary has. `padId` is pad_token's id, else eosId.
  *
- * Assistant masks: the spans come from prefix renderings ({@link renderWithSpans}); the rendered
- * text is encoded once, without added special tokens (as `apply_chat_template` does), and aligned
- * to the spans by bytes, falling back to per-segment encoding (see mask.ts). When neither aligns
- * exactly, encodeChat throws an RlhfError UNSUPPORTED rather than guess.
+ * Assistant masks: the spans come from the template's `{% generation %}` blocks when it has them,
+ * else from one rendering of the whole conversation compared with renderings that replace one
+ * assistant message's content ({@link renderWithSpans}: no assumption that prefixes render
+ * consistently). The rendered text is encoded once, without added special tokens (as
+ * `apply_chat_template` does), and aligned to the spans by bytes (byte-level and
+ * SentencePiece-style BPE), falling back to per-segment encoding (see mask.ts). Nothing is added
+ * to what the template renders. When neither alignment is exact, encodeChat throws an RlhfError
+ * UNSUPPORTED rather than guess.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,13 +22,14 @@ import { Tokenizer as CoreTokenizer } from '@huggingface/tokenizers';
 import { ErrorCode, RlhfError } from '../errors.js';
 import { checkObject, checkString, options, rangeError, show } from '../validate.js';
 import { checkIds } from './byte.js';
-import { CHAR_TO_BYTE } from './bytelevel.js';
 import { ChatTemplate, checkMessages, readChatOptions, renderWithSpans } from './chat.js';
-import { maskByBytes, maskBySegments } from './mask.js';
+import { maskByBytes, maskBySegments, type AddedTokenInfo, type TokenSpeller } from './mask.js';
 import type { ChatMessage, ChatOptions, DecodeOptions, EncodedChat, EncodeOptions, Tokenizer } from './types.js';
 
 /** Tokens that end a turn in common chat formats; those in the vocabulary join `stopIds`. */
-export const END_OF_TURN_TOKENS = ['<|im_end|>', '<|endoftext|>', '<|eot_id|>', '<|eom_id|>', '<|end|>', '<|user|>', '<|observation|>'];
+export const END_OF_TURN_TOKENS = [
+  '<|im_end|>', '<|endoftext|>', '<|eot_id|>', '<|eom_id|>', '<|end_of_text|>', '<end_of_turn>', '<|end|>', '<|user|>', '<|observation|>',
+];
 
 /** The parsed files of a Hugging Face tokenizer. */
 export interface HfTokenizerFiles {
@@ -58,7 +63,7 @@ export class HfTokenizer implements Tokenizer {
   readonly chatTemplate: string | undefined;
   private readonly core: CoreTokenizer;
   private readonly template: ChatTemplate | undefined;
-  private readonly addedTokens: Map<string, Uint8Array>;
+  private readonly speller: TokenSpeller;
   private readonly files: HfTokenizerFiles;
 
   /** Throws RlhfError FORMAT naming the file for anything the files do not support. */
@@ -79,9 +84,10 @@ export class HfTokenizer implements Tokenizer {
     } catch (err) {
       throw bad(jsonName, `not a tokenizer @huggingface/tokenizers can load (${err instanceof Error ? err.message : String(err)})`, err);
     }
-    this.addedTokens = new Map(
-      added.filter((t) => typeof t?.content === 'string').map((t: { content: string }) => [t.content, utf8.encode(t.content)]),
-    );
+    const addedInfo = new Map<string, AddedTokenInfo>();
+    for (const t of added as { content?: unknown; lstrip?: unknown; rstrip?: unknown }[])
+      if (typeof t?.content === 'string') addedInfo.set(t.content, { content: utf8.encode(t.content), lstrip: t.lstrip === true, rstrip: t.rstrip === true });
+    this.speller = { kind: spellingOf(json.decoder), added: addedInfo };
     let max = -1;
     for (const id of this.core.get_vocab(true).values()) max = Math.max(max, id);
     this.vocabSize = max + 1;
@@ -168,26 +174,27 @@ export class HfTokenizer implements Tokenizer {
   }
 
   /**
-   * Ids of the rendered conversation (encoded without added special tokens) and the assistant
-   * mask: the spans of {@link renderWithSpans}, aligned by bytes or else by segments. When the
-   * template closes the final assistant turn with no end-of-turn marker, eosId is appended (mask 1).
+   * Ids of the rendered conversation (encoded without added special tokens: exactly the tokens of
+   * the rendered text) and the assistant mask: 1 on the tokens of each assistant message as the
+   * template renders it (from the end of the generation prompt through its end-of-turn marker, or
+   * the template's `{% generation %}` blocks), 0 elsewhere.
    */
   encodeChat(messages: ChatMessage[], options_?: ChatOptions): EncodedChat {
     const fn = 'HfTokenizer.encodeChat';
     const checked = checkMessages(fn, messages);
     const { addGenerationPrompt } = readChatOptions(fn, options_);
+    if (this.template === undefined) throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: this tokenizer has no chat_template`);
     const markers = this.stopIds.map((id) => this.core.id_to_token(id)).filter((t): t is string => t !== undefined);
-    const { text, spans, appendEos } = renderWithSpans(fn, checked, addGenerationPrompt, (m, g) => this.render(fn, m, g), markers);
+    const { text, spans } =
+      this.template.generationSpans(fn, checked, addGenerationPrompt) ??
+      renderWithSpans(fn, checked, addGenerationPrompt, (m, g) => this.render(fn, m, g), markers);
     const whole = this.encodeRaw(fn, text, false);
     const mask =
-      maskByBytes(text, whole.tokens, spans, (t) => this.tokenBytes(t)) ??
+      maskByBytes(text, whole.tokens, spans, this.speller) ??
       maskBySegments(text, whole.ids, spans, (piece) => this.encodeRaw(fn, piece, false).ids);
     if (mask === undefined)
       throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: the chat template cannot be masked: its assistant turns do not start and end on token boundaries`);
-    if (!appendEos) return { ids: whole.ids, assistantMask: mask };
-    const out = new Uint8Array(mask.length + 1);
-    out.set(mask), (out[mask.length] = 1);
-    return { ids: [...whole.ids, this.eosId], assistantMask: out };
+    return { ids: whole.ids, assistantMask: mask };
   }
 
   /** The conversation rendered with the generation prompt, encoded without added special tokens. */
@@ -217,17 +224,20 @@ export class HfTokenizer implements Tokenizer {
       throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: the text has characters the vocabulary cannot encode and the tokenizer has no unk_token`);
     return { ids, tokens };
   }
+}
 
-  /** A token's bytes: added tokens are their content, others are spelled in the byte-level alphabet. */
-  private tokenBytes(token: string): Uint8Array | undefined {
-    const added = this.addedTokens.get(token);
-    if (added !== undefined) return added;
-    const out = new Uint8Array(token.length);
-    for (let i = 0; i < token.length; i++) {
-      const b = CHAR_TO_BYTE.get(token[i]);
-      if (b === undefined) return undefined;
-      out[i] = b;
-    }
-    return out;
-  }
+/** How the tokens of a tokenizer.json spell text, judged from its decoder. */
+function spellingOf(decoder: unknown): TokenSpeller['kind'] {
+  const types: string[] = [];
+  const walk = (d: unknown) => {
+    if (d === null || typeof d !== 'object') return;
+    const o = d as { type?: unknown; decoders?: unknown; pattern?: { String?: unknown }; content?: unknown };
+    if (o.type === 'Sequence' && Array.isArray(o.decoders)) o.decoders.forEach(walk);
+    else if (o.type === 'Replace') types.push(o.pattern?.String === '\u2581' && o.content === ' ' ? 'Metaspace' : 'Replace');
+    else if (typeof o.type === 'string') types.push(o.type);
+  };
+  walk(decoder);
+  if (types.includes('ByteLevel')) return 'bytelevel';
+  if (types.includes('Metaspace')) return 'metaspace';
+  return 'none';
 }

@@ -6,6 +6,9 @@
 //   (a, b) -> (a·cos − b·sin, b·cos + a·sin)
 // The table mirrors HF's float32 arithmetic (inv_freq and pos·inv_freq in fp32) so checkpoints
 // behave as in transformers, with cos/sin correctly rounded from that fp32 angle.
+// Scaled RoPE (transformers' rope_type linear / llama3 / yarn / dynamic): the caller passes the
+// frequencies (inv_freq, rot_dim/2 of them) and the factor cos and sin are multiplied by
+// (`attention_scaling`, YaRN's mscale); `position_limit` > 0 makes ensure() refuse positions >= it.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -16,6 +19,9 @@ namespace cpu {
 class RopeTable {
  public:
   RopeTable(int rot_dim, float theta, bool interleaved);
+  // inv_freq empty: the default frequencies of `theta`.
+  RopeTable(int rot_dim, float theta, bool interleaved, const std::vector<float>& inv_freq, float attention_scaling,
+            int64_t position_limit);
   void ensure(int64_t max_position);  // grows the cos/sin table to cover positions [0, max_position]
   int rot_dim() const { return rot_dim_; }
   bool interleaved() const { return interleaved_; }
@@ -26,6 +32,8 @@ class RopeTable {
   int rot_dim_;
   bool interleaved_;
   std::vector<float> inv_freq_, cos_, sin_;
+  float scaling_ = 1.0f;
+  int64_t limit_ = 0;
   int64_t rows_ = 0;
 };
 

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <cmath>
+
 #include "../core/error.h"
 
 namespace rlhf {
@@ -28,6 +30,13 @@ void validate_config(const ModelConfig& c) {
              ") must be even and in [2, head_dim]");
   RLHF_CHECK(c.rms_eps > 0, ErrorCode::OutOfRange, "model config: rms_norm_eps must be > 0");
   RLHF_CHECK(c.rope_theta > 0, ErrorCode::OutOfRange, "model config: rope_theta must be > 0");
+  RLHF_CHECK(c.rope_inv_freq.empty() || c.rope_inv_freq.size() == static_cast<size_t>(c.rotary_dim / 2), ErrorCode::OutOfRange,
+             "model config: ropeInvFreq must have rotary_dim / 2 = ", c.rotary_dim / 2, " entries, got ", c.rope_inv_freq.size());
+  for (float f : c.rope_inv_freq)
+    RLHF_CHECK(std::isfinite(f) && f > 0, ErrorCode::OutOfRange, "model config: ropeInvFreq entries must be finite and > 0, got ", f);
+  RLHF_CHECK(std::isfinite(c.rope_attention_scaling) && c.rope_attention_scaling > 0, ErrorCode::OutOfRange,
+             "model config: ropeAttentionScaling must be finite and > 0, got ", c.rope_attention_scaling);
+  RLHF_CHECK(c.rope_position_limit >= 0, ErrorCode::OutOfRange, "model config: ropePositionLimit must be >= 0");
   RLHF_CHECK(c.lm_head != c.value_head, ErrorCode::Unsupported,
              "model config: a model has either an LM head (*ForCausalLM) or a scalar head (*ForSequenceClassification)");
   RLHF_CHECK(!(c.tie_embeddings && !c.lm_head), ErrorCode::Unsupported,

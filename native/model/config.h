@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace rlhf {
 namespace model {
@@ -22,6 +23,13 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   int rotary_dim = 0;         // dims of each head that RoPE rotates (even, <= HD)
   bool rope_interleaved = false;  // GLM-4: pairs (2i, 2i+1); Llama/Qwen2: (i, i + rotary_dim/2)
+  // RoPE scaling (transformers' rope_type, computed in lib/engine/rope.ts): rope_inv_freq holds the
+  // rotary_dim/2 frequencies (empty: the default 1/theta^(2i/rotary_dim)); cos and sin are multiplied
+  // by rope_attention_scaling (YaRN's attention factor, 1 otherwise); rope_position_limit > 0 makes
+  // positions >= it an error (dynamic NTK scaling, which is the identity below that length).
+  std::vector<float> rope_inv_freq;
+  float rope_attention_scaling = 1.0f;
+  int64_t rope_position_limit = 0;
   bool qkv_bias = false;
   bool o_bias = false;
   bool fused_gate_up = false; // GLM-4 names the (2F, C) gate_up_proj; Llama/Qwen2 gate_proj + up_proj

@@ -26,7 +26,8 @@ Transformer::Transformer(const ModelConfig& config, float* params, float* grads)
       grads_(grads ? 0 : static_cast<size_t>(layout_.total) * sizeof(float)),
       params_ptr_(params ? params : params_.as<float>()),
       grads_ptr_(grads ? grads : grads_.as<float>()),
-      rope_(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_interleaved) {}
+      rope_(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_interleaved, cfg_.rope_inv_freq, cfg_.rope_attention_scaling,
+            cfg_.rope_position_limit) {}
 
 void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* p) {
   RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);

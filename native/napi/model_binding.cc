@@ -51,6 +51,15 @@ model::ModelConfig read_config(const Napi::Object& o) {
   c.rope_theta = static_cast<float>(get_number(o, fn, "ropeTheta"));
   c.rotary_dim = static_cast<int>(get_int(o, fn, "rotaryDim", 2, 4096));
   c.rope_interleaved = get_bool_or(o, fn, "ropeInterleaved", false);
+  {
+    Napi::Value inv = o.Get("ropeInvFreq");
+    if (!inv.IsUndefined() && !inv.IsNull()) {
+      auto a = as_f32(o.Env(), inv, std::string(fn) + ": ropeInvFreq", 1);
+      c.rope_inv_freq.assign(a.Data(), a.Data() + a.ElementLength());
+    }
+  }
+  c.rope_attention_scaling = static_cast<float>(get_number_or(o, fn, "ropeAttentionScaling", 1.0));
+  c.rope_position_limit = get_int_or(o, fn, "ropePositionLimit", 0, int64_t(1) << 24, 0);
   c.qkv_bias = get_bool_or(o, fn, "qkvBias", false);
   c.o_bias = get_bool_or(o, fn, "oBias", false);
   c.fused_gate_up = get_bool_or(o, fn, "fusedGateUp", false);

@@ -1,6 +1,7 @@
 // RoPE: identity at position 0, unrotated tail dims for partial rotary (GLM), the relative
 // property q(p)·k(p') depending only on p − p', the interleaved / half-split pairings against a
-// direct formula, and backward as the exact inverse.
+// direct formula, backward as the exact inverse, and scaled RoPE (given frequencies, a cos/sin
+// factor, a position limit).
 #include <cmath>
 
 #include "../cpu/rope.h"
@@ -63,6 +64,27 @@ TEST(rope_relative_property_and_inverse) {
   CHECK_NEAR(score(50, 50), score(0, 0), 1e-4, 0);
   auto back = rotate(rotate(q, 16, 123, t), 16, 123, t, true);
   for (int d = 0; d < 16; ++d) CHECK_NEAR(back[d], q[d], 1e-6, 0);
+}
+
+TEST(rope_scaled_frequencies_factor_and_limit) {
+  const int HD = 8;
+  const std::vector<float> inv = {1.0f, 0.25f, 0.01f, 0.001f};
+  const float scale = 1.25f;
+  cpu::RopeTable t(HD, 10000.f, false, inv, scale, 50);
+  t.ensure(49);
+  auto v = random_vec(HD, 11);
+  auto r = rotate(v, HD, 7, t);
+  for (int i = 0; i < HD / 2; ++i) {
+    double ang = 7.0 * inv[i];  // the given frequencies, and both components scaled
+    CHECK_NEAR(r[i], scale * (v[i] * std::cos(ang) - v[i + HD / 2] * std::sin(ang)), 1e-5, 0);
+    CHECK_NEAR(r[i + HD / 2], scale * (v[i + HD / 2] * std::cos(ang) + v[i] * std::sin(ang)), 1e-5, 0);
+  }
+  // backward is the transpose: scale² times the inverse
+  auto back = rotate(r, HD, 7, t, true);
+  for (int d = 0; d < HD; ++d) CHECK_NEAR(back[d], scale * scale * v[d], 1e-5, 0);
+  CHECK_THROWS(t.ensure(50), ErrorCode::Unsupported);
+  CHECK_THROWS(cpu::RopeTable(HD, 10000.f, false, {1.0f, 2.0f}, 1.0f, 0), ErrorCode::OutOfRange);
+  CHECK_THROWS(cpu::RopeTable(HD, 10000.f, false, inv, 0.0f, 0), ErrorCode::OutOfRange);
 }
 
 int main() { return run_all_tests(); }

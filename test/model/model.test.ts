@@ -175,8 +175,8 @@ t.test('bad checkpoints and configs: one clear error each', async (t) => {
     await t.rejects(Model.load(join(dir, 'a')), { code: 'ERR_RLHF_FORMAT', message: /has shape \[61, 32\], but config\.json .* needs \[61, 64\]/ });
     writeFileSync(join(dir, 'a', 'config.json'), JSON.stringify({ ...cfg, architectures: ['GPT2LMHeadModel'] }));
     await t.rejects(Model.load(join(dir, 'a')), { code: 'ERR_RLHF_UNSUPPORTED', message: /GPT2LMHeadModel.*supported: LlamaForCausalLM/ });
-    writeFileSync(join(dir, 'a', 'config.json'), JSON.stringify({ ...cfg, rope_scaling: { type: 'linear', factor: 2 } }));
-    await t.rejects(Model.load(join(dir, 'a')), { code: 'ERR_RLHF_UNSUPPORTED', message: /rope_scaling/ });
+    writeFileSync(join(dir, 'a', 'config.json'), JSON.stringify({ ...cfg, rope_scaling: { type: 'longrope', short_factor: [1], long_factor: [1] } }));
+    await t.rejects(Model.load(join(dir, 'a')), { code: 'ERR_RLHF_UNSUPPORTED', message: /rope_scaling\.rope_type "longrope" is not supported/ });
     await t.rejects(Model.load(join(dir, 'missing')), { code: 'ERR_RLHF_IO' });
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -85,7 +85,10 @@ t.test('Hugging Face tokenizers: the trained tokens decode to the response and i
   for (const [name, hf] of Object.entries(toks)) {
     const eos = hf.decode([hf.eosId]);
     const chat = tokenizeSft(hf, { kind: 'messages', messages: [{ role: 'user', content: 'Hi there' }, { role: 'assistant', content: 'Hello world' }] });
-    t.equal(trained(hf, chat).trim(), 'Hello world' + eos, `${name}: messages (the assistant span and its end-of-turn marker)`);
+    // the chat template decides: ChatML renders <|im_end|> after the turn; GLM-4 renders nothing
+    // after a final assistant turn (the next <|user|> would end it), and nothing is added
+    const rendered = name === 'glm4' ? '' : eos;
+    t.equal(trained(hf, chat).trim(), 'Hello world' + rendered, `${name}: messages (the assistant span and its end-of-turn marker when rendered)`);
     const pr = tokenizePromptResponse(hf, [{ role: 'user', content: 'Hi there' }], 'Hello world');
     t.same(arr(pr.ids.subarray(0, pr.promptLength)), encodePrompt(hf, [{ role: 'user', content: 'Hi there' }]), `${name}: prompt first`);
     t.equal(trained(hf, pr), 'Hello world' + eos, `${name}: prompt + response`);

@@ -1,11 +1,11 @@
 // HfTokenizer on the two hand-built fixtures (Qwen2-style ChatML, GLM-4-style): special ids,
 // encode/decode, template rendering, assistant masks over multi-turn chats (exact masked tokens),
-// both mask alignments, and the errors for templates that cannot be masked.
+// both mask alignments, a Unigram (Metaspace) tokenizer, and the errors for templates that cannot be masked.
 import t from 'tap';
 import { ErrorCode, RlhfError } from '../../lib/errors.js';
 import { HfTokenizer, type ChatMessage } from '../../lib/tokenizer/index.js';
 import { renderWithSpans } from '../../lib/tokenizer/chat.js';
-import { maskByBytes, maskBySegments } from '../../lib/tokenizer/mask.js';
+import { maskByBytes, maskBySegments, type TokenSpeller } from '../../lib/tokenizer/mask.js';
 import { glm4Files, qwen2Files } from '../fixtures/tokenizers/build.js';
 import { maskedRuns, unmaskedText } from '../fixtures/tokenizers/runs.js';
 
@@ -104,13 +104,13 @@ t.test('Qwen2 ChatML: rendering and masks', async (t) => {
   t.same(p.slice(-3).map((i) => tk.idToToken(i)), ['<|im_start|>', 'assistant', 'Ċ']);
 });
 
-t.test('GLM-4: rendering and masks (next <|user|> or appended eos ends a turn)', async (t) => {
+t.test('GLM-4: rendering and masks (the next <|user|> ends a turn; nothing is appended)', async (t) => {
   const tk = glm4();
   const text = tk.applyChatTemplate(CHAT);
   t.equal(text, '[gMASK]<sop><|system|>\nYou are a helpful assistant.<|user|>\nHi<|assistant|>\nHello there<|user|>\nWhat is 2 + 2?<|assistant|>\n2 + 2 = 4. 😀');
   const e = tk.encodeChat(CHAT);
-  t.same(e.ids, [...tk.encode(text), tk.eosId], 'the final turn gets eos appended');
-  t.same(maskedRuns(tk, e), ['\nHello there<|user|>', '\n2 + 2 = 4. 😀<|endoftext|>'], 'the "\\n" the model writes after <|assistant|>, content, end marker');
+  t.same(e.ids, tk.encode(text), 'exactly the rendered tokens: no eos the template does not render');
+  t.same(maskedRuns(tk, e), ['\nHello there<|user|>', '\n2 + 2 = 4. 😀'], 'the "\\n" the model writes after <|assistant|>, content, end marker when rendered');
   t.same(e.ids.filter((_, i) => e.assistantMask[i]).slice(0, 4).map((i) => tk.idToToken(i)), ['Ċ', 'Hello', 'Ġthere', '<|user|>']);
   t.equal(unmaskedText(tk, e), '[gMASK]<sop><|system|>\nYou are a helpful assistant.<|user|>\nHi<|assistant|>\nWhat is 2 + 2?<|assistant|>');
 
@@ -134,14 +134,14 @@ t.test('GLM-4: rendering and masks (next <|user|> or appended eos ends a turn)',
 function alignments(tk: HfTokenizer, chat: ChatMessage[]) {
   const inner = tk as unknown as {
     core: { encode(s: string, o: object): { ids: number[]; tokens: string[] } };
-    tokenBytes(s: string): Uint8Array | undefined;
+    speller: TokenSpeller;
   };
   const markers = tk.stopIds.map((i) => tk.idToToken(i)!);
   const render = (m: ChatMessage[], g: boolean) => tk.applyChatTemplate(m, { addGenerationPrompt: g });
   const { text, spans } = renderWithSpans('test', chat, false, render, markers);
   const whole = inner.core.encode(text, { add_special_tokens: false });
   return {
-    bytes: maskByBytes(text, whole.tokens, spans, (tok) => inner.tokenBytes(tok)),
+    bytes: maskByBytes(text, whole.tokens, spans, inner.speller),
     segments: maskBySegments(text, whole.ids, spans, (s) => inner.core.encode(s, { add_special_tokens: false }).ids),
   };
 }
@@ -174,18 +174,23 @@ t.test('both alignments agree on both fixtures; each covers the other\'s failure
   });
 });
 
-t.test('templates that cannot be masked, template errors, no template', async (t) => {
+t.test('templates whose prefixes render differently are masked from the whole rendering; template errors; no template', async (t) => {
+  // the separator depends on what follows and the generation prompt is not part of the turn:
+  // rendering prefixes cannot locate the turn, comparing whole renderings can
   const inconsistent = qwen2({
     chat_template: "{% for m in messages %}{{ m.role + ':' + m.content }}{% if not loop.last %}|{% endif %}{% endfor %}{% if add_generation_prompt %}>{% endif %}",
   });
-  const chat = [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }];
-  t.equal(inconsistent.applyChatTemplate(chat), 'user:Hi|assistant:Hello', 'rendering itself works');
-  t.throws(() => inconsistent.encodeChat(chat), {
+  const chat = [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }, { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'you' }];
+  t.equal(inconsistent.applyChatTemplate(chat), 'user:Hi|assistant:Hello|user:Hi|assistant:you', 'rendering itself works');
+  const m = inconsistent.encodeChat(chat);
+  t.same(m.ids, inconsistent.encode('user:Hi|assistant:Hello|user:Hi|assistant:you'), 'exactly the rendered tokens');
+  t.same(maskedRuns(inconsistent, m), ['Hello', 'you'], 'each assistant content, nothing else');
+  t.same(inconsistent.encodeChat([{ role: 'user', content: 'Hi' }]).assistantMask, new Uint8Array(inconsistent.encode('user:Hi').length), 'no assistant turn: nothing masked');
+  t.throws(() => inconsistent.encodeChat([{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'a\uE000b' }]), {
     name: 'RlhfError',
     code: ErrorCode.UNSUPPORTED,
-    message: /^HfTokenizer\.encodeChat: the chat template cannot be masked: messages\[0\.\.1\) rendered with the generation prompt is not a prefix/,
+    message: 'HfTokenizer.encodeChat: messages[1].content holds a private-use character (U+E000..U+E005) that assistant masking reserves',
   });
-  t.same(inconsistent.encodeChat([{ role: 'user', content: 'Hi' }]).assistantMask, new Uint8Array(inconsistent.encode('user:Hi').length), 'no assistant turn: nothing to check');
 
   const strict = qwen2({ chat_template: "{% for m in messages %}{% if m.role == 'tool' %}{{ raise_exception('no tools here') }}{% endif %}{{ m.content }}{% endfor %}" });
   t.throws(() => strict.applyChatTemplate([{ role: 'tool', content: 'x' }]), {
@@ -200,4 +205,32 @@ t.test('templates that cannot be masked, template errors, no template', async (t
   const tk = qwen2();
   t.throws(() => tk.encodeChat([{ role: 'user' }] as never), { name: 'TypeError', message: 'HfTokenizer.encodeChat: expected messages[0].content to be a string, received undefined' });
   t.throws(() => tk.encode('x', { addSpecialTokens: 'yes' } as never), { name: 'TypeError', message: 'HfTokenizer.encode: expected options.addSpecialTokens to be a boolean, received "yes"' });
+});
+
+t.test('Unigram (SentencePiece, Metaspace ▁ prepended per section): masks align', async (t) => {
+  const pieces = ['▁Hello', '▁there', '▁Hi', '▁how', '▁are', '▁you', '?', '▁', ...'abcdefghijklmnopqrstuvwxyzHT'.split('')];
+  const vocab: [string, number][] = [['<unk>', 0], ...pieces.map((p, i): [string, number] => [p, p.length > 2 ? -1 - i / 100 : -8])];
+  const specials = ['<s>', '</s>', '<|user|>', '<|assistant|>'];
+  const added = specials.map((content, i) => ({ id: vocab.length + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const tokenizer = {
+    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
+    pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+    post_processor: null,
+    decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+    model: { type: 'Unigram', unk_id: 0, vocab, byte_fallback: false },
+  };
+  const template = "{% for m in messages %}{{ '<|' + m.role + '|>' + m.content + '</s>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}";
+  const tk = new HfTokenizer({ tokenizer, config: { eos_token: '</s>', bos_token: '<s>', unk_token: '<unk>', chat_template: template } });
+  const chat = [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello there' }, { role: 'user', content: 'how are you?' }, { role: 'assistant', content: 'Hi' }];
+  const text = tk.applyChatTemplate(chat);
+  t.equal(text, '<|user|>Hi</s><|assistant|>Hello there</s><|user|>how are you?</s><|assistant|>Hi</s>');
+  const e = tk.encodeChat(chat);
+  t.same(e.ids, tk.encode(text));
+  const tokens = e.ids.map((id) => tk.idToToken(id));
+  t.same(tokens.filter((_, i) => e.assistantMask[i]), ['▁Hello', '▁there', '</s>', '▁Hi', '</s>'], 'the ▁ the pre-tokenizer inserts is inside the first content token');
+  t.same(tokens.filter((_, i) => !e.assistantMask[i]), ['<|user|>', '▁Hi', '</s>', '<|assistant|>', '<|user|>', '▁how', '▁are', '▁you', '?', '</s>', '<|assistant|>']);
+  const { maskByBytes } = await import('../../lib/tokenizer/mask.js');
+  const inner = tk as unknown as { speller: TokenSpeller };
+  t.equal(inner.speller.kind, 'metaspace');
+  t.ok(maskByBytes(text, tokens as string[], [{ start: 0, end: 1 }], inner.speller), 'the byte alignment (not the segment fallback) aligns it');
 });

@@ -8,7 +8,7 @@ export const dpoSpec: CommandSpec = {
   name: 'dpo',
   summary: 'preference optimisation on pairs: DPO, cDPO, IPO, SimPO, ORPO, KTO, EXO (and exo-rw / dpo-rw on scored groups)',
   flags: {
-    policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); a frozen copy is the reference (none for simpo, orpo)' },
+    policy: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); a frozen copy is the reference (none for simpo, orpo)' },
     data: { type: 'path', required: true, placeholder: 'pairs.jsonl', describe: 'pairs {prompt, chosen, rejected} (or {prompt, responses, scores} for exo-rw / dpo-rw)' },
     evalData: { type: 'path', placeholder: 'pairs.jsonl', describe: 'held-out pairs' },
     loss: { type: 'enum', values: PREFERENCE_LOSSES, default: 'dpo', describe: 'the loss' },

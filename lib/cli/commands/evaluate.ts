@@ -12,8 +12,8 @@ export const evalSpec: CommandSpec = {
   summary: 'compare a policy with a baseline: win/tie/loss under a judge, mean score, KL, response length',
   description: 'Both policies answer every prompt --samples times (sample k against sample k); the judge (a reward model or a rule) scores each response. KL(policy‖baseline) per response is estimated on the policy\'s own samples.',
   flags: {
-    policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to evaluate' },
-    baseline: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to compare against (e.g. the SFT model)' },
+    policy: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the policy to evaluate' },
+    baseline: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the policy to compare against (e.g. the SFT model)' },
     prompts: { type: 'path', required: true, placeholder: 'prompts.jsonl', describe: 'held-out prompts' },
     ...REWARD_FLAGS,
     samples: { type: 'int', min: 1, default: 4, describe: 'responses per prompt and policy' },

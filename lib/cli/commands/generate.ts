@@ -8,7 +8,7 @@ export const generateSpec: CommandSpec = {
   name: 'generate',
   summary: 'sample responses from a model',
   flags: {
-    model: { type: 'path', required: true, placeholder: 'dir', describe: 'the model' },
+    model: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the model' },
     prompt: { type: 'list', placeholder: 'text', describe: 'a prompt (repeatable); sent as a user message' },
     prompts: { type: 'path', placeholder: 'prompts.jsonl', describe: 'or a prompt file ({prompt: string | messages})' },
     samples: { type: 'int', min: 1, default: 1, describe: 'responses per prompt' },

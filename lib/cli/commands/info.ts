@@ -14,7 +14,7 @@ export const infoSpec: CommandSpec = {
     json: { type: 'bool', describe: 'print it as JSON' },
     check: { type: 'bool', describe: 'also run a smoke check: a GEMM and an AdamW step against their references' },
     memory: { type: 'bool', describe: 'estimate the engine memory of one training step of --model (or --init) at --batch-size × --seq-len' },
-    model: { type: 'path', placeholder: 'dir', describe: 'with --memory: a checkpoint folder (only its config.json is read)' },
+    model: { type: 'checkpoint', placeholder: 'dir', describe: 'with --memory: a checkpoint folder (only its config.json is read)' },
     init: { type: 'enum', values: ['tiny', 'small'], describe: 'with --memory: a built-in preset instead of --model' },
     batchSize: { type: 'int', min: 1, default: 8, describe: 'with --memory: rows per step' },
     seqLen: { type: 'int', min: 1, default: 512, describe: 'with --memory: tokens per row' },

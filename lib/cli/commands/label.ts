@@ -11,7 +11,7 @@ export const labelSpec: CommandSpec = {
   summary: 'sample two responses per prompt and label the better one → preference JSONL (ChatGLM-RLHF collection step)',
   description: 'The judge is a reward model or a rule; --noise flips the label with that probability, simulating annotator disagreement (--reward-rule demo-gold with --noise 0.1 is the demo\'s simulated annotator). Identical pairs and ties are dropped.',
   flags: {
-    model: { type: 'path', required: true, placeholder: 'dir', describe: 'the model that answers (usually the SFT model)' },
+    model: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the model that answers (usually the SFT model)' },
     prompts: { type: 'path', required: true, placeholder: 'prompts.jsonl', describe: 'prompts' },
     ...REWARD_FLAGS,
     rounds: { type: 'int', min: 1, default: 1, describe: 'pairs per prompt' },

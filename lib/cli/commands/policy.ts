@@ -7,7 +7,7 @@ import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '
 import { applyThreads, defined, follow, loadModel, loadScalarHeadModel, resolveReward, REWARD_FLAGS, runFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
 
 const POLICY_FLAGS: Record<string, FlagSpec> = {
-  policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); also the frozen reference' },
+  policy: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); also the frozen reference' },
   prompts: { type: 'path', required: true, placeholder: 'prompts.jsonl', describe: 'prompts ({prompt: string | messages, ...})' },
   ...REWARD_FLAGS,
   iterations: { type: 'int', min: 1, default: 100, describe: 'rollout + update iterations' },
@@ -31,7 +31,7 @@ export const ppoSpec: CommandSpec = {
   summary: 'PPO with a critic, reference-baseline rewards and the next-token regulariser (ChatGLM-RLHF)',
   flags: {
     ...POLICY_FLAGS,
-    critic: { type: 'path', placeholder: 'dir', describe: 'critic initialisation (default: the reward model, else the policy with a new scalar head)' },
+    critic: { type: 'checkpoint', placeholder: 'dir', describe: 'critic initialisation (default: the reward model, else the policy with a new scalar head)' },
     samplesPerPrompt: { type: 'int', min: 1, default: 1, describe: 'responses per prompt' },
     baseline: { type: 'enum', values: ['reference', 'normalize', 'none'], default: 'reference', describe: 'reward shaping: r(x,y) − r(x,y_ref) (ChatGLM-RLHF), running normalisation, or none' },
     criticLr: { type: 'number', min: 0, describe: 'critic learning rate (default 10× --lr)' },

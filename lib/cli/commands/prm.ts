@@ -11,7 +11,7 @@ export const prmSpec: CommandSpec = {
     data: { type: 'path', required: true, placeholder: 'steps.jsonl', describe: 'step-labelled responses' },
     evalData: { type: 'path', placeholder: 'steps.jsonl', describe: 'held-out records (default: --eval-split of the data)' },
     evalSplit: { type: 'number', min: 0, max: 0.9, default: 0.1, describe: 'fraction held out when no --eval-data' },
-    model: { type: 'path', required: true, placeholder: 'dir', describe: 'backbone checkpoint (a causal LM gets a new scalar head)' },
+    model: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'backbone checkpoint (a causal LM gets a new scalar head)' },
     stepSeparator: { type: 'string', default: '\\n', placeholder: 'text', describe: 'appended to every step; its last token carries the step score (\\n, \\t escapes)' },
     seqLen: { type: 'int', min: 2, default: 512, describe: 'longest prompt + steps (later steps are dropped)' },
     batchSize: { type: 'int', min: 1, default: 8, describe: 'responses per micro-batch' },

@@ -12,7 +12,7 @@ export const rmSpec: CommandSpec = {
     data: { type: 'path', required: true, placeholder: 'pairs.jsonl', describe: 'preference pairs' },
     evalData: { type: 'path', placeholder: 'pairs.jsonl', describe: 'held-out pairs (default: --eval-split of the data)' },
     evalSplit: { type: 'number', min: 0, max: 0.9, default: 0.1, describe: 'fraction held out when no --eval-data' },
-    model: { type: 'path', required: true, placeholder: 'dir', describe: 'backbone checkpoint (a causal LM gets a new scalar head)' },
+    model: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'backbone checkpoint (a causal LM gets a new scalar head)' },
     lengthBalance: { type: 'bool', describe: 'bucket-based length balancing of the training pairs' },
     scoreReg: { type: 'number', min: 0, default: 0.01, describe: 'λ of the squared-score regulariser' },
     seqLen: { type: 'int', min: 2, default: 512, describe: 'longest prompt + response' },

@@ -12,7 +12,7 @@ export const sftSpec: CommandSpec = {
   flags: {
     data: { type: 'path', required: true, placeholder: 'file.jsonl', describe: 'training data' },
     evalData: { type: 'path', placeholder: 'file.jsonl', describe: 'held-out data for the eval loss' },
-    model: { type: 'path', placeholder: 'dir', describe: 'start from this checkpoint' },
+    model: { type: 'checkpoint', placeholder: 'dir', describe: 'start from this checkpoint' },
     init: { type: 'enum', values: ['tiny', 'small'], describe: 'or start from scratch: tiny (~0.8M params) or small (~5M)' },
     seqLen: { type: 'int', min: 2, default: 512, describe: 'longest sequence; longer examples are truncated' },
     batchSize: { type: 'int', min: 1, default: 8, describe: 'rows per micro-batch' },

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { pathExists as exists } from '../../engine/atomic.js';
 import { join } from 'node:path';
+import { resolveCheckpoint } from '../../engine/hub.js';
 import { setThreads } from '../../engine/device.js';
 import { configFromHF, tinyConfig, type ModelConfig } from '../../engine/config.js';
 import type { LoraModuleName, LoraOptions } from '../../engine/lora.js';
@@ -64,6 +65,7 @@ export function loraFlags(o: Record<string, unknown>): LoraOptions | undefined {
 
 /** The parsed config.json of a checkpoint folder (nothing else is read). */
 export async function readModelConfig(dir: string, flag: string): Promise<ModelConfig> {
+  dir = checkpointDir(dir, flag);
   const path = join(dir, 'config.json');
   let text: string;
   try {
@@ -80,7 +82,7 @@ export async function readModelConfig(dir: string, flag: string): Promise<ModelC
  * `trained`: the model the command trains, which gets the --lora-* adapters when they are given.
  */
 export async function loadModel(dir: string, flag: string, architecture?: string, trained = false): Promise<{ model: Model; tokenizer: Tokenizer }> {
-  await requireModelDir(dir, flag);
+  dir = await requireModelDir(dir, flag);
   const model = await Model.load(dir, { ...(architecture ? { architecture } : {}), tensorParallel, ...(trained && lora ? { lora } : {}) });
   model.gradientCheckpointing = gradientCheckpointing;
   const tokenizer = await loadTokenizer(dir);
@@ -113,13 +115,24 @@ const SEQ_CLS: Record<string, string> = { llama: 'LlamaForSequenceClassification
 
 /** Loads a checkpoint with a scalar head: as saved if it has one, else the causal LM with a new `score` head. */
 export async function loadScalarHeadModel(path: string, flag: string, trained = false): Promise<{ model: Model; tokenizer: Tokenizer }> {
-  await requireModelDir(path, flag);
+  path = await requireModelDir(path, flag);
   const { family, valueHead } = await readModelConfig(path, flag);
   return loadModel(path, flag, valueHead ? undefined : SEQ_CLS[family], trained);
 }
 
-async function requireModelDir(dir: string, flag: string): Promise<void> {
-  if (!(await exists(join(dir, 'config.json')))) throw new CliError(`${flag} ${dir}: not a model directory (no config.json)`);
+/** A checkpoint folder, or a hub id resolved in the local Hugging Face cache (CliError when absent). */
+function checkpointDir(dir: string, flag: string): string {
+  try {
+    return resolveCheckpoint(flag, dir);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+}
+
+async function requireModelDir(dir: string, flag: string): Promise<string> {
+  const found = checkpointDir(dir, flag);
+  if (!(await exists(join(found, 'config.json')))) throw new CliError(`${flag} ${dir}: not a model directory (no config.json)`);
+  return found;
 }
 
 /** A separator flag as typed on a command line: the escapes \n, \t and \\ become their characters. */
@@ -128,8 +141,8 @@ export function unescapeFlag(s: string): string {
 }
 
 export const REWARD_FLAGS: Record<string, FlagSpec> = {
-  rewardModel: { type: 'path', placeholder: 'dir', describe: 'score responses with this reward model' },
-  processRewardModel: { type: 'path', placeholder: 'dir', describe: 'score with a process reward model (rlhf prm): σ of each step\'s score, aggregated by --step-aggregate' },
+  rewardModel: { type: 'checkpoint', placeholder: 'dir', describe: 'score responses with this reward model' },
+  processRewardModel: { type: 'checkpoint', placeholder: 'dir', describe: 'score with a process reward model (rlhf prm): σ of each step\'s score, aggregated by --step-aggregate' },
   stepSeparator: { type: 'string', default: '\\n', placeholder: 'text', describe: 'the step separator the process reward model was trained with (\\n, \\t escapes)' },
   stepAggregate: { type: 'enum', values: ['min', 'last', 'mean'], default: 'min', describe: 'how step probabilities become one reward' },
   rewardRule: { type: 'string', placeholder: 'rule', describe: 'score with a built-in rule: demo-gold (the demo task\'s gold function), regex:<pattern> (1 if it matches), shorter (−characters)' },

@@ -9,11 +9,13 @@
  * Every user mistake is a {@link CliError} with one line that names the flag or the file and key.
  */
 import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { closest, show } from '../../validate.js';
+import { isHubId } from '../../engine/hub.js';
 
-export type FlagType = 'string' | 'path' | 'int' | 'number' | 'bool' | 'enum' | 'list';
+export type FlagType = 'string' | 'path' | 'checkpoint' | 'int' | 'number' | 'bool' | 'enum' | 'list';
 
 export interface FlagSpec {
   type: FlagType;
@@ -220,10 +222,12 @@ function bounds(flag: FlagSpec): string {
 function coerce(flag: FlagSpec, value: unknown, label: string, base: string): unknown {
   switch (flag.type) {
     case 'string':
-    case 'path': {
+    case 'path':
+    case 'checkpoint': {
       if (typeof value === 'number' && flag.type === 'string') return String(value);
-      if (typeof value !== 'string' || value === '') throw must(label, flag.type === 'path' ? 'a path' : 'a non-empty string', value);
-      return flag.type === 'path' ? resolve(base, value) : value;
+      if (typeof value !== 'string' || value === '') throw must(label, flag.type === 'string' ? 'a non-empty string' : 'a path', value);
+      if (flag.type === 'string') return value;
+      return flag.type === 'checkpoint' ? checkpointValue(base, value) : resolve(base, value);
     }
     case 'int':
     case 'number': {
@@ -258,6 +262,7 @@ function coerce(flag: FlagSpec, value: unknown, label: string, base: string): un
 function defaultValue(flag: FlagSpec, cwd: string): unknown {
   const d = flag.default;
   if (flag.type === 'path' && typeof d === 'string') return resolve(cwd, d);
+  if (flag.type === 'checkpoint' && typeof d === 'string') return checkpointValue(cwd, d);
   return Array.isArray(d) ? [...d] : d;
 }
 
@@ -269,4 +274,14 @@ function checkSpec(spec: CommandSpec): void {
     if (key !== camel(kebab(key)) || /[^a-zA-Z0-9]/.test(key)) throw new Error(`${where} must be camelCase`);
     if (flag.type === 'enum' && !flag.values?.length) throw new Error(`${where} is an enum without values`);
   }
+}
+
+/**
+ * A 'checkpoint' flag: a folder (resolved against `base` like a path) or, when no such folder
+ * exists and the value reads as a hub id (`org/name[@revision]`), the id itself, which the loader
+ * looks up in the local Hugging Face cache.
+ */
+function checkpointValue(base: string, value: string): string {
+  const path = resolve(base, value);
+  return !existsSync(path) && isHubId(value) ? value : path;
 }
