@@ -4,6 +4,7 @@
  *   'eval'       an evaluation: metrics
  *   'checkpoint' a checkpoint was written (dir)
  *   'log'        a line of text worth showing (data stats, skipped steps)
+ *   'rollout'    RL loops: every sample of an iteration (prompt, response, reward, KL, advantage, length)
  */
 import { EventEmitter } from 'node:events';
 
@@ -21,6 +22,27 @@ export interface TrainerEvents {
   eval: [{ stage: string; step: number; metrics: Record<string, number> }];
   checkpoint: [{ stage: string; step: number; dir: string }];
   log: [{ stage: string; message: string }];
+  rollout: [RolloutEvent];
+}
+
+/** One RL iteration's samples, after scoring (`step` is the iteration just logged by 'step'). */
+export interface RolloutEvent {
+  stage: string;
+  step: number;
+  /** responses per prompt (a group: consecutive samples share a prompt) */
+  samplesPerPrompt: number;
+  samples: Array<{
+    prompt: string;
+    response: string;
+    /** the raw reward r(x, y) */
+    reward: number;
+    /** KL(π_old ‖ reference) summed over the response's tokens, by the loop's KL estimator */
+    kl: number;
+    /** mean advantage over the response's tokens */
+    advantage: number;
+    /** tokens */
+    length: number;
+  }>;
 }
 
 /** EventEmitter with the trainer event names and payload types. */

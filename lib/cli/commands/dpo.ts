@@ -36,8 +36,8 @@ export const dpoCommand: CommandHandler = async (o, ctx) => {
     ...defined({ eval: o.evalData as string | undefined, labelSmoothing: o.labelSmoothing as number | undefined, epsilon: o.epsilon as number | undefined, ntpCoef: o.ntpCoef as number | undefined, lr: o.lr as number | undefined, saveEvery: o.saveEvery as number | undefined }),
     ...loopFlags(o),
   });
-  const done = follow(trainer, ctx, ['loss', 'margin', 'accuracy']);
+  const done = await follow(trainer, ctx, ['loss', 'margin', 'accuracy'], o, 'dpo');
   const r = await trainer.train();
-  done(`${o.loss}: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  await done(`${o.loss}: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
   return saveFinal(policy, tokenizer, o, ctx, r.stopped);
 };

@@ -23,6 +23,7 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
   overlongBuffer: { type: 'int', min: 1, placeholder: 'N', describe: 'DAPO soft overlong punishment: the reward ramps down over the last N tokens before --max-new-tokens' },
   overlongPenalty: { type: 'number', min: 0, default: 1, describe: 'the full overlong penalty (with --overlong-buffer)' },
   maskTruncated: { type: 'bool', describe: 'responses cut by --max-new-tokens take no part in the policy loss' },
+  printSamples: { type: 'int', min: 0, default: 10, placeholder: 'N', describe: 'print a few samples (prompt, response, reward, KL to the reference) every N iterations (0: never)' },
   ...TRAIN_FLAGS,
 };
 
@@ -97,9 +98,9 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
     criticWarmupIterations: o.criticWarmup as number,
     ...defined({ criticLr: o.criticLr as number | undefined }),
   });
-  const done = follow(trainer, ctx, ['rewardMean', 'kl', 'valueLoss']);
+  const done = await follow(trainer, ctx, ['rewardMean', 'kl', 'valueLoss'], o, 'ppo');
   const r = await trainer.train();
-  done();
+  await done();
   return finish(policy, tokenizer, o, ctx, r, 'ppo');
 };
 
@@ -109,8 +110,8 @@ export const grpoCommand: CommandHandler = async (o, ctx) => {
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const { reward } = await resolveReward(o);
   const trainer = new GroupTrainer({ ...common(o), policy, tokenizer, reward, estimator: o.estimator as 'grpo' | 'rloo' | 'reinforce++' });
-  const done = follow(trainer, ctx, ['rewardMean', 'clipFraction', 'entropy']);
+  const done = await follow(trainer, ctx, ['rewardMean', 'kl', 'entropy'], o, 'grpo');
   const r = await trainer.train();
-  done();
+  await done();
   return finish(policy, tokenizer, o, ctx, r, String(o.estimator));
 };

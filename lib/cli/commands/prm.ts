@@ -33,10 +33,9 @@ export const prmCommand: CommandHandler = async (o, ctx) => {
     separator: unescapeFlag(o.stepSeparator as string),
     ...loopFlags(o),
   });
-  trainer.on('log', (e) => ctx.stderr.write(`${e.message}\n`));
-  const done = follow(trainer, ctx, ['loss', 'stepAccuracy', 'lr']);
+  const done = await follow(trainer, ctx, ['loss', 'stepAccuracy', 'lr'], o, 'prm');
   const r = await trainer.train();
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  done(`prm: ${r.steps} steps, held-out step accuracy ${r.eval ? pct(r.eval.stepAccuracy) : 'n/a'}, response accuracy ${r.eval ? pct(r.eval.responseAccuracy) : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  await done(`prm: ${r.steps} steps, held-out step accuracy ${r.eval ? pct(r.eval.stepAccuracy) : 'n/a'}, response accuracy ${r.eval ? pct(r.eval.responseAccuracy) : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
   return saveFinal(model, tokenizer, o, ctx, r.stopped);
 };

@@ -36,9 +36,8 @@ export const rmCommand: CommandHandler = async (o, ctx) => {
     scoreRegularization: o.scoreReg as number,
     ...loopFlags(o),
   });
-  trainer.on('log', (e) => ctx.stderr.write(`${e.message}\n`));
-  const done = follow(trainer, ctx, ['loss', 'accuracy', 'lr']);
+  const done = await follow(trainer, ctx, ['loss', 'accuracy', 'lr'], o, 'rm');
   const r = await trainer.train();
-  done(`rm: ${r.steps} steps, held-out accuracy ${r.eval ? (100 * r.eval.accuracy).toFixed(1) + '%' : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  await done(`rm: ${r.steps} steps, held-out accuracy ${r.eval ? (100 * r.eval.accuracy).toFixed(1) + '%' : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
   return saveFinal(model, tokenizer, o, ctx, r.stopped);
 };

@@ -44,9 +44,9 @@ export const sftCommand: CommandHandler = async (o, ctx) => {
     maxGradNorm: o.maxGradNorm as number,
     packing: o.packing as boolean,
   });
-  const done = follow(trainer, ctx, ['loss', 'lr', 'tokensPerSecond']);
+  const done = await follow(trainer, ctx, ['loss', 'lr', 'tokensPerSecond'], o, 'sft');
   const r = await trainer.train();
-  done(`sft: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}${r.evalLoss !== undefined ? `, eval loss ${r.evalLoss.toFixed(4)}` : ''}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  await done(`sft: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}${r.evalLoss !== undefined ? `, eval loss ${r.evalLoss.toFixed(4)}` : ''}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
   if (!r.stopped) ctx.stdout.write(`model: ${join(o.output as string, 'model')}\n`);
   return r.stopped ? 130 : 0;
 };

@@ -101,7 +101,7 @@ export function formatHelp(spec: CommandSpec, width = HELP_WIDTH): string {
     `rlhf ${spec.name}`,
     ...required.map(([k, f]) => flagColumn(k, f)),
     '[flags]',
-    ...(spec.positional ? [`[${spec.positional.name}]`] : []),
+    ...(spec.positional ? [spec.positional.variadic ? `${spec.positional.name}…` : `[${spec.positional.name}]`] : []),
   ].join(' ');
   const out: string[] = [...wrap(`usage: ${usage}`, width), ''];
   out.push(...wrap(spec.summary, width));
