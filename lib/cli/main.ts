@@ -12,6 +12,7 @@ import { infoCommand, infoSpec } from './commands/info.js';
 import { labelCommand, labelSpec } from './commands/label.js';
 import { grpoCommand, grpoSpec, ppoCommand, ppoSpec } from './commands/policy.js';
 import { prmCommand, prmSpec } from './commands/prm.js';
+import { reportCommand, reportSpec } from './commands/report.js';
 import { rmCommand, rmSpec } from './commands/rm.js';
 import { sftCommand, sftSpec } from './commands/sft.js';
 
@@ -26,6 +27,7 @@ const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [dpoSpec, dpoCommand],
   [generateSpec, generateCommand],
   [evalSpec, evalCommand],
+  [reportSpec, reportCommand],
   [infoSpec, infoCommand],
 ];
 

@@ -5,6 +5,8 @@
  * iteration adds histograms `<stage>/rollout/{reward,advantage,kl,length}` and a Markdown table
  * of a few samples under `<stage>/samples`.
  */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { RolloutEvent, TrainerEmitter } from '../train/events.js';
 import { MlflowRun } from './mlflow.js';
 import { histogramOf, TensorBoardWriter } from './tensorboard.js';
@@ -21,6 +23,8 @@ export interface TrackingOptions {
   printSamples?: number;
   /** samples per printout and per TensorBoard table (default 3) */
   samplesShown?: number;
+  /** append the shown samples of every RL iteration to this JSONL file ({stage, step, samples}; `rlhf report` shows them) */
+  samplesFile?: string;
 }
 
 export interface Tracking {
@@ -74,6 +78,10 @@ export function attachTracking(emitter: TrainerEmitter, o: TrackingOptions): Tra
     if (zeroRewardVariance(e) && flat++ === 0)
       emitter.emit('log', { stage: e.stage, message: `warning: iteration ${e.step}: every ${e.samplesPerPrompt > 1 ? 'group' : 'batch'} has zero reward variance, so the reward gives no gradient (the reward source cannot tell these responses apart; later such iterations are only counted)` });
     const pick = shown(e, k);
+    if (o.samplesFile) {
+      mkdirSync(dirname(o.samplesFile), { recursive: true });
+      appendFileSync(o.samplesFile, JSON.stringify({ stage: e.stage, step: e.step, samples: pick.map(({ prompt, response, reward, kl }) => ({ prompt, response, reward, kl })) }) + '\n');
+    }
     if (tb) {
       const h = (f: (s: RolloutEvent['samples'][number]) => number) => histogramOf(e.samples.map(f));
       tb.write(e.step, [

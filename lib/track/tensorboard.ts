@@ -115,10 +115,12 @@ export function encodeEvent(e: { wallTime: number; step: number; values?: Summar
 // ---- Writer ----
 
 /**
- * Appends events to `<dir>/events.out.tfevents.<seconds>.<host>.<pid>` (TensorBoard reads every
+ * Appends events to `<dir>/events.out.tfevents.<seconds>.<host>.<pid>.<n>` (TensorBoard reads every
  * file whose name contains "tfevents"). Each write appends whole records with one system call, so
  * a crash loses at most the record being written (readers skip a torn last record).
  */
+let writers = 0; // n: two writers of one process never share a file
+
 export class TensorBoardWriter {
   readonly path: string;
   #fd: number | undefined;
@@ -126,7 +128,7 @@ export class TensorBoardWriter {
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true });
     const now = Date.now() / 1000;
-    this.path = join(dir, `events.out.tfevents.${Math.floor(now)}.${hostname().replace(/[^\w.-]/g, '_')}.${process.pid}`);
+    this.path = join(dir, `events.out.tfevents.${Math.floor(now)}.${hostname().replace(/[^\w.-]/g, '_')}.${process.pid}.${writers++}`);
     try {
       this.#fd = openSync(this.path, 'a');
     } catch (err) {

@@ -208,6 +208,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         shapedRewardMean: data.shaped.reduce((a, b) => a + b, 0) / data.shaped.length,
         kl: data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length,
         klCoef: this.#klCoef,
+        klEstimator: Number(c.kl.estimator.slice(1)), // 1, 2, 3: which of k1/k2/k3 `kl` is (reports name it)
         responseLength: generated / data.rollout.samples.length,
         stopRate: data.rollout.samples.filter((s) => s.finishReason === 'stop').length / data.rollout.samples.length,
         tokensPerSecond: generated / seconds,

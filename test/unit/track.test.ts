@@ -87,17 +87,18 @@ t.test('TensorBoardWriter: scalars, histograms and text read back', async (t) =>
   appendFileSync(w.path, tfRecord(new Uint8Array(40)).subarray(0, 20));
   t.equal(readEventFile(w.path).length, 7);
 
-  const py = spawnSync('python3', ['-c', 'import google.protobuf'], { encoding: 'utf8' });
-  if (py.status !== 0) {
+  // Debian's python3-protobuf lives in /usr/bin/python3 (a pyenv python3 may come first on PATH)
+  const python = ['python3', '/usr/bin/python3'].find((p) => spawnSync(p, ['-c', 'import google.protobuf'], { encoding: 'utf8' }).status === 0);
+  if (!python) {
     t.comment('python3-protobuf not installed (scripts/install-test-tools.sh): independent reader skipped');
     return;
   }
-  const r = spawnSync('python3', [join(packageRoot, 'test', 'helpers', 'read_tfevents.py'), w.path], { encoding: 'utf8' });
+  const r = spawnSync(python, [join(packageRoot, 'test', 'helpers', 'read_tfevents.py'), w.path], { encoding: 'utf8' });
   t.equal(r.status, 1, 'the independent reader refuses the torn tail (strict)');
   // the strict reader on the file without the torn tail
   const clean = join(dir, 'clean.tfevents');
   writeFileSync(clean, readFileSync(w.path).subarray(0, readFileSync(w.path).length - 20));
-  const ok = spawnSync('python3', [join(packageRoot, 'test', 'helpers', 'read_tfevents.py'), clean], { encoding: 'utf8' });
+  const ok = spawnSync(python, [join(packageRoot, 'test', 'helpers', 'read_tfevents.py'), clean], { encoding: 'utf8' });
   t.equal(ok.status, 0, ok.stderr);
   const pyEvents = ok.stdout.trim().split('\n').map((l) => JSON.parse(l));
   t.equal(pyEvents.length, 7);

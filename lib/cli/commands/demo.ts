@@ -12,12 +12,12 @@ export const demoSpec: CommandSpec = {
     output: { type: 'path', default: 'rlhf-demo', placeholder: 'dir', describe: 'where everything goes' },
     quick: { type: 'bool', describe: 'a small, fast preset for smoke tests (its figures are not meaningful)' },
     ...COMMON_FLAGS,
-    seed: { type: 'int', min: 0, default: 1, describe: 'random seed; the same seed and thread count reproduce the same figures' },
+    seed: { type: 'int', min: 0, default: 0, describe: 'random seed; the same seed and thread count reproduce the same figures' },
   },
   examples: ['rlhf demo', 'rlhf demo --quick --output /tmp/demo'],
 };
 
-const METRICS: Record<string, string[]> = { sft: ['loss', 'tokensPerSecond'], rm: ['loss', 'accuracy'], ppo: ['rewardMean', 'kl'], dpo: ['loss', 'margin'], exo: ['loss', 'margin'], grpo: ['rewardMean', 'entropy'] };
+const METRICS: Record<string, string[]> = { sft: ['loss', 'tokensPerSecond'], pairs: ['responses'], rm: ['loss', 'accuracy'], ppo: ['rewardMean', 'kl'], dpo: ['loss', 'margin'], exo: ['loss', 'margin'], grpo: ['rewardMean', 'kl'], eval: ['policies'] };
 
 export const demoCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);

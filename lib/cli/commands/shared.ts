@@ -2,6 +2,7 @@
  * What the commands share: common flags, loading a model with its tokenizer, resolving a reward
  * source from flags, and wiring a trainer to the progress display and Ctrl-C.
  */
+import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pathExists as exists } from '../../engine/atomic.js';
 import { join } from 'node:path';
@@ -191,11 +192,17 @@ export async function follow(trainer: TrainerEmitter & { requestStop(): void }, 
     mlflow = await MlflowRun.create(uri, { runName: label, tags: { 'mlflow.source.name': `rlhf ${label ?? ''}`.trim() } });
     mlflow.params(Object.fromEntries(Object.entries(o).filter(([, v]) => ['string', 'number', 'boolean'].includes(typeof v))) as Record<string, string | number | boolean>);
   } else if (o.trackingUri !== undefined) throw new CliError('--tracking-uri needs --log-to mlflow');
-  const tracking = sinks.length || o.printSamples ? attachTracking(trainer, { ...(sinks.includes('tensorboard') ? { tensorboardDir: join(o.output as string, 'tensorboard') } : {}), mlflow, printSamples: (o.printSamples as number | undefined) ?? 0 }) : undefined;
-  if (tracking?.tensorboardPath) ctx.stderr.write(`tensorboard: ${tracking.tensorboardPath} (tensorboard --logdir ${join(o.output as string, 'tensorboard')})\n`);
+  if (typeof o.output === 'string' && !o.resume) rmSync(join(o.output, 'samples.jsonl'), { force: true }); // a fresh run: no samples of an earlier one
+  const tracking = attachTracking(trainer, {
+    ...(sinks.includes('tensorboard') ? { tensorboardDir: join(o.output as string, 'tensorboard') } : {}),
+    ...(typeof o.output === 'string' ? { samplesFile: join(o.output, 'samples.jsonl') } : {}),
+    mlflow,
+    printSamples: (o.printSamples as number | undefined) ?? 0,
+  });
+  if (tracking.tensorboardPath) ctx.stderr.write(`tensorboard: ${tracking.tensorboardPath} (tensorboard --logdir ${join(o.output as string, 'tensorboard')})\n`);
   if (mlflow) ctx.stderr.write(`mlflow: run ${mlflow.runId} at ${mlflow.uri}\n`);
   return async (line) => {
-    await tracking?.close();
+    await tracking.close();
     p.done(line);
   };
 }
