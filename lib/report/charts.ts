@@ -159,7 +159,8 @@ export function svgWinTieLoss(options: WinTieLossOptions): string {
     }
     if (!Number.isFinite(r.win + r.tie + r.loss)) g.push(`<text x="${c(left + 4)}" y="${c(y + barH / 2)}" dy="0.32em" font-size="11" fill="#777">n/a</text>`);
     g.push(`<text class="rate" x="${c(W - 8)}" y="${c(y + barH / 2)}" dy="0.32em" text-anchor="end" font-weight="600" fill="#222">${Number.isFinite(rate) ? pctText(rate) : 'n/a'}</text>`);
-    out.push(`<g class="wtl-row" data-label="${esc(r.label)}" data-win="${r.win}" data-tie="${r.tie}" data-loss="${r.loss}" data-rate="${rate}">${g.join('')}</g>`);
+    const data = (v: number) => (Number.isFinite(v) ? String(v) : '');
+    out.push(`<g class="wtl-row" data-label="${esc(r.label)}" data-win="${data(r.win)}" data-tie="${data(r.tie)}" data-loss="${data(r.loss)}" data-rate="${data(rate)}">${g.join('')}</g>`);
   });
   const yEnd = top + rows.length * (barH + gap) - gap + 4;
   out.push(`<line class="ref" x1="${c(sx(0.5))}" y1="${top - 4}" x2="${c(sx(0.5))}" y2="${c(yEnd)}" stroke="#222" stroke-width="1" stroke-dasharray="4 3"/>`);
@@ -170,7 +171,7 @@ export function svgWinTieLoss(options: WinTieLossOptions): string {
   return out.join('');
 }
 
-const pctText = (v: number) => `${(100 * v).toFixed(1)}%`;
+const pctText = (v: number) => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : 'n/a');
 
 /** Bar chart with optional error bars and a dashed reference line (e.g. 50% win rate). */
 export function svgBarChart(options: BarChartOptions): string {
