@@ -58,7 +58,7 @@ export function svgLineChart(options: LineChartOptions): string {
   const { o, W, H } = chartArgs(fn, options, 'series');
   const max = o.maxPoints === undefined ? 300 : checkNumber(fn, 'options.maxPoints', o.maxPoints, { min: 2 });
   const smooth = o.smooth === undefined ? 0 : checkNumber(fn, 'options.smooth', o.smooth, { min: 0, max: 0.999 });
-  const notes = o.notes === undefined ? [] : (o.notes as unknown[]).map((n, i) => checkString(fn, `options.notes[${i}]`, n, false));
+  const given = o.notes === undefined ? [] : (o.notes as unknown[]).map((n, i) => checkString(fn, `options.notes[${i}]`, n, false));
   const all = (o.series as unknown[]).map((s, i) => {
     const so = checkObject(fn, `options.series[${i}]`, s);
     const name = checkString(fn, `options.series[${i}].name`, so.name, false);
@@ -68,11 +68,12 @@ export function svgLineChart(options: LineChartOptions): string {
   });
   const series = all.filter((s) => s.raw.some((p) => !Number.isNaN(p[1])));
   const hidden = all.filter((s) => !series.includes(s)).map((s) => s.name);
-  if (hidden.length) notes.push(`not plotted (no data): ${hidden.join(', ')}`);
+  if (hidden.length) given.push(`not plotted (no data): ${hidden.join(', ')}`);
+  const notes = given.flatMap((n) => wrapText(n, W - 24, NOTE_SIZE));
   const finite = series.flatMap((s) => s.raw.filter((p) => !Number.isNaN(p[1])));
   const xs = finite.map((p) => p[0]), ys = finite.map((p) => p[1]);
   const integral = xs.every((x) => Number.isInteger(x)); // steps and iterations: no fractional ticks
-  const noteSpace = 14 * notes.length;
+  const noteSpace = NOTE_LINE * notes.length;
   const xt = finite.length ? niceTicks(Math.min(...xs), Math.max(...xs), Math.max(3, Math.round(W / 110)), integral ? 1 : 0) : niceTicks(0, 1);
   const yt = finite.length ? niceTicks(Math.min(...ys), Math.max(...ys), Math.max(3, Math.round((H - noteSpace) / 60))) : niceTicks(0, 1);
   const legend = series.map((s) => ({ name: s.name, color: color(s.index), dash: dash(s.index) }));
@@ -96,8 +97,27 @@ export function svgLineChart(options: LineChartOptions): string {
     marks.push(`<g class="series" data-name="${esc(s.name)}"${smoothed ? ` data-smoothing="${smooth}"` : ''}>${parts.join('')}</g>`);
   }
   if (!finite.length) marks.push(`<text class="empty" x="${c((f.left + f.right) / 2)}" y="${c((f.top + f.bottom) / 2)}" text-anchor="middle" fill="#777">no data</text>`);
-  notes.forEach((n, k) => marks.push(`<text class="note" x="${c(f.left)}" y="${c(H - noteSpace + 10 + 14 * k)}" font-size="10.5" fill="#666">${esc(fitText(n, W - f.left - 8, 10.5))}</text>`));
+  notes.forEach((n, k) => marks.push(`<text class="note" x="12" y="${c(H - noteSpace + 10 + NOTE_LINE * k)}" font-size="${NOTE_SIZE}" fill="#666">${esc(n)}</text>`));
   return [...f.head, ...marks, f.end].join('');
+}
+
+/** note text under a line chart: font size and line pitch, px (the pitch leaves room for Greek and math glyphs from fallback fonts) */
+export const NOTE_SIZE = 10;
+export const NOTE_LINE = 16;
+
+/** Greedy word wrap to lines of at most `width` px at `size`, measured with a wide glyph estimate (0.7 em: Greek and math symbols come from wider fallback fonts) so lines never overrun. */
+export function wrapText(text: string, width: number, size: number): string[] {
+  const max = Math.max(8, Math.floor(width / (size * 0.7)));
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    const w = word.length > max ? word.slice(0, max - 1) + '…' : word;
+    if (!line) line = w;
+    else if (line.length + 1 + w.length <= max) line += ' ' + w;
+    else lines.push(line), (line = w);
+  }
+  if (line) lines.push(line);
+  return lines;
 }
 
 /** `text` cut with "…" to fit `width` px at `size` (the estimate of textWidth). */
@@ -247,14 +267,28 @@ export function svgScatter(options: ScatterOptions): string {
     return niceTicks(lo >= 0 ? Math.max(0, lo - pad) : lo - pad, hi + pad, 5); // non-negative data (KL) keeps a 0 origin
   };
   const f = frame({ width: W, height: H, title: o.title as string, xLabel: (o.xLabel as string) ?? '', yLabel: (o.yLabel as string) ?? '', x: range(pts.map((p) => p.x)), y: range(pts.map((p) => p.y)) });
-  const placed = pts.map((p) => ({ ...p, px: f.sx(p.x), py: f.sy(p.y), ly: f.sy(p.y) + 4 })).sort((a, b) => a.py - b.py);
-  for (let i = 1; i < placed.length; i++)
-    for (let j = 0; j < i; j++)
-      if (Math.abs(placed[i].ly - placed[j].ly) < 13 && Math.abs(placed[i].px - placed[j].px) < 8 + textWidth(placed[j].label, 11)) placed[i].ly = placed[j].ly + 13;
+  // each label right of its point (left when it would cross the plot's edge); a label whose box
+  // meets an earlier one moves down a line until it is clear
+  const W11 = (t: string) => t.length * 11 * 0.66; // generous: overlap checks must not underestimate
+  const placed = pts
+    .map((p) => {
+      const px = f.sx(p.x), py = f.sy(p.y), leftSide = px + 8 + W11(p.label) > f.right;
+      const x0 = leftSide ? px - 8 - W11(p.label) : px + 8;
+      return { ...p, px, py, leftSide, x0, x1: x0 + W11(p.label), ly: py + 4 };
+    })
+    .sort((a, b) => a.py - b.py || a.px - b.px);
+  for (let i = 1; i < placed.length; i++) {
+    for (let moved = true, guard = 0; moved && guard < placed.length; guard++) {
+      moved = false;
+      for (let j = 0; j < i; j++) {
+        const a = placed[i], b = placed[j];
+        if (a.x0 < b.x1 + 4 && b.x0 < a.x1 + 4 && Math.abs(a.ly - b.ly) < 14) (a.ly = b.ly + 14), (moved = true);
+      }
+    }
+  }
   const marks = placed.map((p) => {
-    const leftSide = p.px + 8 + textWidth(p.label, 11) > f.right;
-    const lx = leftSide ? p.px - 8 : p.px + 8;
-    return `<g class="point"><title>${esc(p.label)}: ${esc(fmt(p.x))}, ${esc(fmt(p.y))}</title><circle cx="${c(p.px)}" cy="${c(p.py)}" r="5.5" fill="${esc(p.color)}" stroke="#fff" stroke-width="1.5"/><text x="${c(lx)}" y="${c(p.ly)}" text-anchor="${leftSide ? 'end' : 'start'}" font-size="11" fill="#222" paint-order="stroke" stroke="#fff" stroke-width="3" stroke-linejoin="round">${esc(p.label)}</text></g>`;
+    const lx = p.leftSide ? p.px - 8 : p.px + 8;
+    return `<g class="point"><title>${esc(p.label)}: ${esc(fmt(p.x))}, ${esc(fmt(p.y))}</title><circle cx="${c(p.px)}" cy="${c(p.py)}" r="5.5" fill="${esc(p.color)}" stroke="#fff" stroke-width="1.5"/><text x="${c(lx)}" y="${c(p.ly)}" text-anchor="${p.leftSide ? 'end' : 'start'}" font-size="11" fill="#222" paint-order="stroke" stroke="#fff" stroke-width="3" stroke-linejoin="round">${esc(p.label)}</text></g>`;
   });
   const hidden = all.filter((p) => !pts.includes(p)).map((p) => p.label);
   if (hidden.length) marks.push(`<text class="note" x="${c(f.right - 4)}" y="${c(f.bottom - 6)}" text-anchor="end" font-size="10" fill="#777">not shown (non-finite): ${esc(hidden.join(', '))}</text>`);

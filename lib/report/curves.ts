@@ -6,7 +6,7 @@
  * but not in the loss; PPO's clip fraction and approx-KL say why they are flat after a single
  * on-policy pass. With several runs, each chart overlays the runs (one series per run and key).
  */
-import { svgLineChart } from './charts.js';
+import { NOTE_LINE, NOTE_SIZE, svgLineChart, wrapText } from './charts.js';
 import type { MetricsByStage, Point } from './types.js';
 
 const STAGE_LABELS: Record<string, string> = {
@@ -114,7 +114,9 @@ export function trainingCharts(metrics: MetricsByStage | RunMetrics[], maxPoints
       ).filter((s) => s.points.length > 0);
       if (!series.length) continue;
       const notes = all.flatMap((a) => chartNotes(g.title, a.rows).map((n) => (a.run && runs.length > 1 ? `${a.run}: ${n}` : n)));
-      charts.push(svgLineChart({ title: `${label} · ${g.title}`, xLabel: iterations ? 'iteration' : 'step', yLabel: g.title, series, width: 460, height: 280 + 14 * notes.length, maxPoints, smooth: SMOOTHING, notes: [...new Set(notes)] }));
+      const unique = [...new Set(notes)];
+      const noteLines = unique.flatMap((n) => wrapText(n, 460 - 24, NOTE_SIZE)).length; // as svgLineChart wraps them
+      charts.push(svgLineChart({ title: `${label} · ${g.title}`, xLabel: iterations ? 'iteration' : 'step', yLabel: g.title, series, width: 460, height: 280 + NOTE_LINE * noteLines, maxPoints, smooth: SMOOTHING, notes: unique }));
     }
     if (charts.length) out.push({ stage, label, charts });
   }

@@ -25,6 +25,8 @@ p.sub { margin: 0 0 16px; color: #555; }
 .card .v { font-size: 24px; font-weight: 600; }
 .card .d { font-size: 12px; color: #60656e; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 4px; font-size: 14px; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
+@media (max-width: 640px) { body { font-size: 14px; } main { padding: 16px 10px 30px; } table { font-size: 12.5px; } th, td { padding: 4px 6px; } th.n { white-space: normal; } }
 th, td { padding: 5px 10px; border-bottom: 1px solid #e6e8eb; text-align: left; vertical-align: top; }
 th { background: #f1f3f5; font-weight: 600; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -75,7 +77,7 @@ function policyTable(s: DemoSummary, names: string[]): string {
   });
   const sftLength = typeof s.sft.length === 'number' ? num(s.sft.length) : '—';
   rows.unshift(`<tr class="base"><td>sft (baseline)</td><td class="n">—</td><td class="n">—</td><td class="n">—</td><td class="n">—</td><td class="n">${num(sftGold)}</td><td class="n">0</td><td class="n">${sftLength}</td></tr>`);
-  return `<table class="policies"><thead><tr><th>policy</th><th class="n">win</th><th class="n">tie</th><th class="n">loss</th><th class="n">win rate (ties ½)</th><th class="n">gold score (vs SFT)</th><th class="n">KL(π‖SFT), k1</th><th class="n">length (chars)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  return `<div class="table-wrap"><table class="policies"><thead><tr><th>policy</th><th class="n">win</th><th class="n">tie</th><th class="n">loss</th><th class="n">win rate (ties ½)</th><th class="n">gold score (vs SFT)</th><th class="n">KL(π‖SFT), k1</th><th class="n">length (chars)</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
 function resultCharts(s: DemoSummary, names: string[]): string {

@@ -108,7 +108,7 @@ function runsTable(runs: RunData[]): string {
       const finals = FINAL_KEYS.map(([k, label]) => [label, last(rows0, k)] as const).filter(([, v]) => v !== undefined).map(([label, v]) => `${label} ${num(v)}`);
       rows.push(`<tr><td>${esc(r.name)}</td><td>${esc(stageLabel(stage))} <span class="note">(${esc(stage)})</span></td><td class="n">${steps}</td><td>${esc(finals.join(', ') || '—')}</td></tr>`);
     }
-  return `<table class="runs"><thead><tr><th>run</th><th>stage</th><th class="n">steps</th><th>final values</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  return `<div class="table-wrap"><table class="runs"><thead><tr><th>run</th><th>stage</th><th class="n">steps</th><th>final values</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
 function demoComparison(runs: RunData[]): string {
@@ -119,10 +119,10 @@ function demoComparison(runs: RunData[]): string {
     for (const n of policyNames(r.summary!)) {
       const p = r.summary!.policies[n], w = winTieLoss(p);
       bars.push({ label: `${r.name} · ${n}`, ...w });
-      rows.push(`<tr><td>${esc(r.name)}</td><td>${esc(n)}</td><td class="n win">${pct(w.win)}</td><td class="n tie">${pct(w.tie)}</td><td class="n loss">${pct(w.loss)}</td><td class="n rate">${pct(p.winRate)}</td><td class="n">${num(p.goldScore)}</td><td class="n">${num(p.kl)}</td></tr>`);
+      rows.push(`<tr data-policy="${esc(`${r.name} · ${n}`)}"><td>${esc(r.name)}</td><td>${esc(n)}</td><td class="n win">${pct(w.win)}</td><td class="n tie">${pct(w.tie)}</td><td class="n loss">${pct(w.loss)}</td><td class="n rate">${pct(p.winRate)}</td><td class="n">${num(p.goldScore)}</td><td class="n">${num(p.kl)}</td></tr>`);
     }
   const chart = svgWinTieLoss({ title: 'Against SFT: win / tie / loss (gold judge)', rows: bars, width: 640 });
-  return `<h2>Policies against SFT</h2><table class="policies"><thead><tr><th>run</th><th>policy</th><th class="n">win</th><th class="n">tie</th><th class="n">loss</th><th class="n">win rate (ties ½)</th><th class="n">gold score</th><th class="n">KL(π‖SFT), k1</th></tr></thead><tbody>${rows.join('')}</tbody></table><div class="charts">${inlineSvg(chart)}</div>`;
+  return `<h2>Policies against SFT</h2><div class="table-wrap"><table class="policies"><thead><tr><th>run</th><th>policy</th><th class="n">win</th><th class="n">tie</th><th class="n">loss</th><th class="n">win rate (ties ½)</th><th class="n">gold score</th><th class="n">KL(π‖SFT), k1</th></tr></thead><tbody>${rows.join('')}</tbody></table></div><div class="charts">${inlineSvg(chart)}</div>`;
 }
 
 function samplesTables(runs: RunData[]): string {

@@ -171,7 +171,7 @@ export function frame(o: FrameOptions): Frame {
     for (const v of xt.values) {
       const x = c(sx(v));
       grid.push(`<line x1="${x}" y1="${c(top)}" x2="${x}" y2="${c(bottom)}" stroke="${v === 0 ? '#999' : '#eeeeee'}" stroke-width="1"/>`);
-      grid.push(`<text x="${x}" y="${c(bottom + 15)}" text-anchor="middle" font-size="11" fill="#444">${esc(tickLabel(v, xt.step))}</text>`);
+      grid.push(`<text x="${x}" y="${c(bottom + 18)}" text-anchor="middle" font-size="11" fill="#444">${esc(tickLabel(v, xt.step))}</text>`);
     }
   head.push(`<g class="grid">${grid.join('')}</g>`);
   head.push(`<path class="axes" d="M${c(left)} ${c(top)}V${c(bottom)}H${c(right)}" fill="none" stroke="#555" stroke-width="1"/>`);

@@ -37,12 +37,12 @@ export const demoCommand: CommandHandler = async (o, ctx) => {
       return (line) => ctx.stderr.write(`${name.padEnd(5)} ${line} (${formatDuration((performance.now() - t0) / 1000)})\n`);
     },
   });
-  const rows = Object.entries(s.policies).map(([k, p]) => `  ${k.padEnd(5)} win ${(100 * p.winRate).toFixed(1)}%  tie ${(100 * p.tieRate).toFixed(1)}%  loss ${(100 * p.lossRate).toFixed(1)}%  gold ${p.goldScore.toFixed(2)}  KL ${p.kl.toFixed(2)}  length ${p.length.toFixed(1)}`);
+  const rows = Object.entries(s.policies).map(([k, p]) => `  ${k.padEnd(5)} win ${(100 * (p.winRate - p.tieRate / 2)).toFixed(1)}%  tie ${(100 * p.tieRate).toFixed(1)}%  loss ${(100 * p.lossRate).toFixed(1)}%  (win rate ${(100 * p.winRate).toFixed(1)}%)  gold ${p.goldScore.toFixed(2)}  KL ${p.kl.toFixed(2)}  length ${p.length.toFixed(1)}`);
   ctx.stdout.write(
     [
       '',
       `reward model: ${(100 * s.rm.accuracy).toFixed(1)}% accuracy against gold labels (held-out pairs)`,
-      `SFT gold score ${s.sft.goldScore.toFixed(2)}; against SFT (gold judge, ties count half):`,
+      `SFT gold score ${s.sft.goldScore.toFixed(2)}; against SFT (gold judge; win + tie + loss = 100%, the win rate counts ties half):`,
       ...rows,
       `total ${formatDuration(s.seconds)}`,
       '',
