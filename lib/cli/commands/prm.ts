@@ -1,7 +1,7 @@
 /** rlhf prm: a process reward model from step-labelled responses. */
 import { ProcessRewardTrainer } from '../../train/process-reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { applyThreads, defined, follow, loadScalarHeadModel, loopFlags, saveFinal, TRAIN_FLAGS, unescapeFlag } from './shared.js';
+import { applyThreads, defined, follow, loadScalarHeadModel, loopFlags, saveFinal, TRAIN_FLAGS, unescapeFlag, lrFlag } from './shared.js';
 
 export const prmSpec: CommandSpec = {
   name: 'prm',
@@ -17,6 +17,7 @@ export const prmSpec: CommandSpec = {
     batchSize: { type: 'int', min: 1, default: 8, describe: 'responses per micro-batch' },
     epochs: { type: 'int', min: 1, default: 1, describe: 'passes over the data' },
     ...TRAIN_FLAGS,
+    lr: lrFlag(1e-05, 'cosine'),
   },
   examples: ['rlhf prm --model runs/sft/model --data steps.jsonl --output runs/prm --epochs 2 --lr 1e-4', 'rlhf grpo --model runs/sft/model --prompts prompts.jsonl --process-reward-model runs/prm/model --step-aggregate min --output runs/grpo'],
 };

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { SFTTrainer } from '../../train/sft.js';
 import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
-import { applyThreads, defined, follow, initModel, loadModel, loopFlags, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, initModel, loadModel, loopFlags, TRAIN_FLAGS, lrFlag } from './shared.js';
 
 export const sftSpec: CommandSpec = {
   name: 'sft',
@@ -24,6 +24,7 @@ export const sftSpec: CommandSpec = {
     packing: { type: 'bool', describe: 'pack examples into full rows instead of padding' },
     evalEvery: { type: 'int', min: 1, describe: 'evaluate every N steps (default: at the end)' },
     ...TRAIN_FLAGS,
+    lr: lrFlag(0.0001, 'cosine'),
   },
   examples: ['rlhf sft --init tiny --data demos.jsonl --output runs/sft --epochs 3 --lr 3e-3', 'rlhf sft --model runs/sft/model --data more.jsonl --output runs/sft2 --packing --resume'],
 };

@@ -36,8 +36,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   ...MODEL_FLAGS,
   output: { type: 'path', required: true, placeholder: 'dir', describe: 'output folder: checkpoints, metrics.jsonl, the final model' },
   resume: { type: 'bool', describe: 'continue from the newest checkpoint in --output (exactly, with the same settings)' },
-  saveEvery: { type: 'int', min: 1, describe: 'write a checkpoint every N steps (always at the end)' },
-  lr: { type: 'number', min: 0, describe: 'peak learning rate' },
+  saveEvery: { type: 'int', min: 1, describe: 'write a checkpoint every N steps (default: only at the end)' },
   gradientCheckpointing: { type: 'bool', describe: 'keep only each layer\'s input for backward and recompute the rest (far less activation memory, ~1 more forward of compute)' },
   loraRank: { type: 'int', min: 1, max: 4096, placeholder: 'r', describe: 'train LoRA adapters of rank r on a frozen base (saved in PEFT format under <output>/model/adapter)' },
   loraAlpha: { type: 'number', min: 0, describe: 'LoRA α (default 2·r): adapters scaled by α/r' },
@@ -46,6 +45,12 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   logTo: { type: 'list', placeholder: 'tensorboard,mlflow', describe: 'also log every metric (RL: histograms of rewards, advantages, KL and lengths, and sample tables) to TensorBoard event files in <output>/tensorboard and/or an MLflow tracking server; metrics.jsonl is always written' },
   trackingUri: { type: 'string', placeholder: 'url', describe: 'the MLflow server for --log-to mlflow, e.g. http://127.0.0.1:5000 (default: $MLFLOW_TRACKING_URI)' },
 };
+
+/** --lr with the trainer's default and its schedule named (the help shows both). */
+export function lrFlag(lr: number, schedule: 'cosine' | 'constant'): FlagSpec {
+  const describe = schedule === 'cosine' ? 'peak learning rate; linear warmup (--warmup-steps where offered), then cosine decay to 0.1× peak at the last step' : 'learning rate, constant (no warmup or decay)';
+  return { type: 'number', min: 0, default: lr, describe };
+}
 
 /** --threads, --tp and --gradient-checkpointing: applied before any model is made. */
 export function applyThreads(o: Record<string, unknown>): void {

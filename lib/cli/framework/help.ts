@@ -67,6 +67,7 @@ function flagNotes(flag: FlagSpec): string {
   else if (flag.max !== undefined) notes.push(`<= ${flag.max}`);
   if (flag.type === 'list') notes.push('comma-separated or repeated');
   if (flag.default !== undefined && !(flag.type === 'bool' && flag.default === false)) notes.push(`default: ${showDefault(flag)}`);
+  else if (flag.default === undefined && !flag.required && flag.type !== 'bool' && !/\bdefault\b/i.test(flag.describe)) notes.push('default: none'); // every line says what happens without the flag
   return notes.length ? ` (${notes.join('; ')})` : '';
 }
 
