@@ -77,11 +77,11 @@ export function chartNotes(title: string, rows: Row[]): string[] {
     const coef = numbers(rows, 'klCoef');
     if (coef.length && coef.every((v) => v === 0)) notes.push('measured only: KL is not in the loss or reward here (β = 0)');
   }
-  if (title === 'Clip fraction and approx. KL' || title === 'Policy loss') {
-    const clip = numbers(rows, 'clipFraction'), approx = numbers(rows, 'approxKl');
-    if (clip.length && clip.every((v) => v === 0) && approx.every((v) => Math.abs(v) < 1e-6))
-      notes.push('flat by construction: one on-policy pass per batch (1 epoch, 1 minibatch) keeps the ratio π/π_old at 1');
-  }
+  const clip = numbers(rows, 'clipFraction'), approx = numbers(rows, 'approxKl');
+  const onePass = clip.length > 0 && clip.every((v) => v === 0) && approx.every((v) => Math.abs(v) < 1e-6);
+  if (title === 'Clip fraction and approx. KL' && onePass) notes.push('flat by construction: one on-policy pass per batch (1 epoch, 1 minibatch) keeps the ratio π/π_old at 1');
+  if (title === 'Policy loss' && onePass && numbers(rows, 'policyLoss').every((v) => Math.abs(v) < 1e-6))
+    notes.push('≈ 0 by construction: at ratio 1 (one on-policy pass) the loss is −mean(whitened advantage); its gradient is not 0');
   return notes;
 }
 

@@ -351,6 +351,8 @@ t.test('chart notes: the KL estimator named, negative KL and β = 0 explained, f
   t.match(chartNotes('KL to the reference', rows(() => ({ kl: 1 })))[0], 'estimator not recorded');
   t.match(chartNotes('Clip fraction and approx. KL', rows(() => ({ clipFraction: 0, approxKl: 0 })))[0], /one on-policy pass/);
   t.same(chartNotes('Clip fraction and approx. KL', rows((i) => ({ clipFraction: i ? 0.1 : 0, approxKl: 0.01 }))), []);
+  t.match(chartNotes('Policy loss', rows((i) => ({ clipFraction: 0, approxKl: 0, policyLoss: 1e-9 * (i % 3 - 1) })))[0], /≈ 0 by construction/);
+  t.same(chartNotes('Policy loss', rows((i) => ({ clipFraction: 0, approxKl: 0, policyLoss: 0.1 * i }))), [], 'a policy loss that moves needs no note');
   const html = renderHtml(fixture().summary, { grpo: rows((i) => ({ rewardMean: i, kl: 0.1 * i, klEstimator: 3, klCoef: 0 })) });
   t.match(html, /aria-label="GRPO · KL to the reference"/);
   t.match(html, /class="note"[^>]*>estimator k3/, 'the estimator is written on the chart');
