@@ -56,8 +56,9 @@ export { RewardTrainer, type RewardTrainerOptions, type RewardEvalResult, type R
 export { ProcessRewardTrainer, type ProcessRewardTrainerOptions, type ProcessRewardEvalResult, type ProcessRewardTrainResult } from './train/process-reward.js';
 export { PreferenceTrainer, PREFERENCE_LOSSES, type PreferenceLoss, type PreferenceTrainResult, type OnlinePair } from './train/preference.js';
 export { bestOfN, type BestOfNRecord } from './train/rejection.js';
-export { writeReport, renderHtml, renderMarkdown, readMetrics, parseMetrics, svgLineChart, svgBarChart, svgScatter } from './report/index.js';
-export type { DemoSummary as ReportSummary, MetricsByStage, RenderOptions } from './report/index.js';
+export { writeReport, writeRunReport, loadRuns, renderRunsHtml, renderHtml, renderMarkdown, readMetrics, parseMetrics, svgLineChart, svgBarChart, svgScatter, svgWinTieLoss } from './report/index.js';
+export { attachTracking, TensorBoardWriter, readEventFile, MlflowRun, type DecodedEvent } from './track/index.js';
+export type { DemoSummary as ReportSummary, MetricsByStage, RenderOptions, RunData } from './report/index.js';
 export { runDemo, DEMO_PRESETS, type DemoSettings, type DemoSummary, type StageHook } from './demo/pipeline.js';
 export { goldScore, annotate, makePrompt, allPrompts, splitPrompts, demonstration, idealResponse, type TaskPrompt, type Format, type GoldBreakdown } from './demo/task.js';
 export { initDistributed, currentGroup, shardRange, allGatherRanges, launchedByMpi, mpiAvailability, type ProcessGroup, type DistributedBackend, type GradientTarget } from './distributed/index.js';

@@ -3,9 +3,10 @@
 //   1. typecheck lib/, test/ and bench/ (tsc), and compile lib/ to dist/ (the CLI tests run dist/);
 //   2. native unit tests: configure + build native/tests with CMake (CPU) into build-native/, run ctest;
 //   3. the CUDA kernels under the host emulation harness (npm run test:cuda-host, same build dir);
-//   4. the TypeScript suite with tap (test/**/*.test.ts), raw TAP saved to build-native/tap.log.
+//   4. the TypeScript suite with tap (test/**/*.test.ts), one line per file as it completes (failures
+//      with their diagnostics), raw TAP saved to build-native/tap.log.
 // Flags: --native-only, --tap-only, and any further arguments go to tap (e.g. a test file).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,19 +82,36 @@ if (!nativeOnly) {
   process.stdout.write('\n== TypeScript tests (tap)\n');
   // tap runs two files at once on this 2-core class of machine; one engine thread per process
   // avoids oversubscription (tests that exercise threading call setThreads themselves).
-  const r = run(bin('tap'), ['-R', 'tap', ...tapArgs], { capture: true, env: { RLHF_THREADS: process.env.RLHF_THREADS ?? '1' } });
-  const out = (r.stdout ?? '') + (r.stderr ?? '');
+  // streamed: each file's ok/not-ok line appears as tap finishes it (failures with their diagnostics)
+  const r = await new Promise((resolve, reject) => {
+    const child = spawn(bin('tap'), ['-R', 'tap', ...tapArgs], { cwd: root, env: { ...process.env, RLHF_THREADS: process.env.RLHF_THREADS ?? '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', pending = '', context = 0;
+    const onLine = (l) => {
+      if (context > 0) {
+        if (/^\s+(ok|not ok) /.test(l)) context = 0;
+        else return void (context--, process.stdout.write(l + '\n'));
+      }
+      if (/^(ok|not ok) \d+ - /.test(l)) process.stdout.write(l + '\n');
+      else if (/^\s+not ok /.test(l)) (process.stdout.write(l + '\n'), (context = 29));
+      else if (/^\s*# Subtest: .*# SKIP|# SKIP/.test(l) && /ok .*# SKIP/.test(l)) process.stdout.write(l + '\n');
+    };
+    const take = (chunk) => {
+      out += chunk;
+      pending += chunk;
+      const lines = pending.split('\n');
+      pending = lines.pop();
+      lines.forEach(onLine);
+    };
+    child.stdout.setEncoding('utf8').on('data', take);
+    child.stderr.setEncoding('utf8').on('data', take);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      if (pending) onLine(pending);
+      resolve({ status, out });
+    });
+  });
+  const out = r.out;
   writeFileSync(join(buildDir, 'tap.log'), out);
-  // per file: one line; failures: the failing assertions with their diagnostics
-  const lines = out.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const l = lines[i];
-    if (/^(ok|not ok) \d+ - /.test(l)) process.stdout.write(l + '\n');
-    else if (/^\s+not ok /.test(l)) {
-      process.stdout.write(l + '\n');
-      for (let j = i + 1; j < lines.length && j < i + 30 && !/^\s+(ok|not ok) /.test(lines[j]); j++) process.stdout.write(lines[j] + '\n');
-    } else if (/^\s*# Subtest: .*# SKIP|# SKIP/.test(l) && /ok .*# SKIP/.test(l)) process.stdout.write(l + '\n');
-  }
   const summary = out.match(/# \{ total: (\d+), pass: (\d+)(?:, fail: (\d+))?(?:, skip: (\d+))?/);
   if (summary) {
     passed += Number(summary[2]);

@@ -14,6 +14,7 @@ import { labelCommand, labelSpec } from './commands/label.js';
 import { longrewardCommand, longrewardSpec } from './commands/longreward.js';
 import { grpoCommand, grpoSpec, ppoCommand, ppoSpec } from './commands/policy.js';
 import { prmCommand, prmSpec } from './commands/prm.js';
+import { reportCommand, reportSpec } from './commands/report.js';
 import { rmCommand, rmSpec } from './commands/rm.js';
 import { serveCommand, serveSpec } from './commands/serve.js';
 import { sftCommand, sftSpec } from './commands/sft.js';
@@ -29,6 +30,7 @@ const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [dpoSpec, dpoCommand],
   [generateSpec, generateCommand],
   [evalSpec, evalCommand],
+  [reportSpec, reportCommand],
   [infoSpec, infoCommand],
   [serveSpec, serveCommand],
   [longrewardSpec, longrewardCommand],

@@ -7,7 +7,8 @@
 import type { Model } from '../engine/model.js';
 import type { PreferenceRecord } from '../data/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
-import { generateRollout } from '../rollout/generate.js';
+import { generateRolloutInChunks } from '../rollout/chunked.js';
+import type { TrainerEmitter } from '../train/events.js';
 import { annotate, goldScore, rng, type TaskPrompt } from './task.js';
 
 export interface LabelledPairs {
@@ -19,16 +20,16 @@ export interface LabelledPairs {
   identical: number;
 }
 
-export async function samplePairs(opts: { model: Model; tokenizer: Tokenizer; prompts: TaskPrompt[]; rounds: number; maxNewTokens: number; seed: number; noise?: number; gold?: boolean }): Promise<LabelledPairs> {
+export async function samplePairs(opts: { model: Model; tokenizer: Tokenizer; prompts: TaskPrompt[]; rounds: number; maxNewTokens: number; seed: number; noise?: number; gold?: boolean }, progress?: { emitter: TrainerEmitter; stage: string }): Promise<LabelledPairs> {
   const { prompts } = opts;
-  const roll = await generateRollout({
+  const roll = await generateRolloutInChunks({
     policy: opts.model,
     tokenizer: opts.tokenizer,
     prompts: Array.from({ length: opts.rounds }, () => prompts.map((p) => ({ prompt: p.messages }))).flat(),
     samplesPerPrompt: 2,
     sampling: { maxNewTokens: opts.maxNewTokens, temperature: 1 },
     seed: opts.seed,
-  });
+  }, progress);
   const r = rng(opts.seed + 17);
   const pairs: PreferenceRecord[] = [];
   let identical = 0, agree = 0, decided = 0;

@@ -18,8 +18,8 @@ import { Model } from '../engine/model.js';
 import { writeJsonl } from '../data/index.js';
 import { RewardModel } from '../rewards/reward-model.js';
 import { ByteTokenizer } from '../tokenizer/index.js';
-import type { TrainerEmitter } from '../train/events.js';
-import { readMetrics, writeReport, type MetricsByStage, type PolicySummary } from '../report/index.js';
+import { TrainerEmitter, type RolloutEvent } from '../train/events.js';
+import { renderMarkdown, writeRunReport, type PolicySummary } from '../report/index.js';
 import { GroupTrainer } from '../train/group.js';
 import { PPOTrainer } from '../train/ppo.js';
 import { PreferenceTrainer } from '../train/preference.js';
@@ -27,7 +27,7 @@ import { RewardTrainer } from '../train/reward.js';
 import { SFTTrainer } from '../train/sft.js';
 import { compare, meanGold, samplePolicy, type PolicySamples } from './evaluate.js';
 import { samplePairs } from './label.js';
-import { demonstration, rng, splitPrompts } from './task.js';
+import { demonstration, goldScore, makePrompt, rng, splitPrompts, type Format } from './task.js';
 
 export interface DemoSettings {
   seed: number;
@@ -54,7 +54,7 @@ export interface DemoSettings {
 
 export const DEMO_PRESETS: Record<'default' | 'quick', DemoSettings> = {
   default: {
-    seed: 1,
+    seed: 0,
     maxOperand: 9,
     evalFraction: 0.2,
     model: { hidden: 128, layers: 4, heads: 4, kvHeads: 2, ffn: 341 },
@@ -71,7 +71,7 @@ export const DEMO_PRESETS: Record<'default' | 'quick', DemoSettings> = {
     eval: { samples: 8 },
   },
   quick: {
-    seed: 1,
+    seed: 0,
     maxOperand: 9,
     evalFraction: 0.2,
     model: { hidden: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 171 },
@@ -100,7 +100,10 @@ export interface DemoSummary {
   seconds: number;
   task: { description: string; noise: number };
   stages: Array<{ name: string; seconds: number; line: string }>;
-  samples: Array<{ prompt: string; responses: Record<string, { text: string; gold: number }> }>;
+  /** example generations; rm: the reward model's score of the same text */
+  samples: Array<{ prompt: string; responses: Record<string, { text: string; gold: number; rm: number }> }>;
+  /** per RL policy and iteration: mean reward-model score (the proxy) and mean gold score of the rollouts, and KL to the reference */
+  proxyGold: Record<string, Array<{ step: number; proxy: number; gold: number; kl: number }>>;
   settings: Record<string, string | number | boolean>;
 }
 
@@ -140,7 +143,8 @@ export async function runDemo(opts: { outputDir: string; quick?: boolean; seed?:
   await stage('sft', sftTrainer, () => sftTrainer.train(), (x) => `${x.steps} steps, final loss ${x.trainLoss.toFixed(3)}, ${sft.numParameters.toLocaleString()} parameters`);
 
   // 2. pairs labelled by the simulated annotator; held-out pairs labelled by the gold function
-  const labelled = await stage('pairs', undefined, () => samplePairs({ model: sft, tokenizer: tok, prompts: trainPrompts, rounds: s.pairs.rounds, maxNewTokens: s.maxNewTokens, seed: s.seed + 1, noise: s.noise }), (x) => `${x.pairs.length} preference pairs (annotator agrees with gold on ${(100 * x.annotatorAgreement).toFixed(0)}% of decided pairs, ${x.identical} identical pairs dropped)`);
+  const pairsProgress = new TrainerEmitter();
+  const labelled = await stage('pairs', pairsProgress, () => samplePairs({ model: sft, tokenizer: tok, prompts: trainPrompts, rounds: s.pairs.rounds, maxNewTokens: s.maxNewTokens, seed: s.seed + 1, noise: s.noise }, { emitter: pairsProgress, stage: 'pairs' }), (x) => `${x.pairs.length} preference pairs (annotator agrees with gold on ${(100 * x.annotatorAgreement).toFixed(0)}% of decided pairs, ${x.identical} identical pairs dropped)`);
   // Held-out pairs (fresh samples, never trained on) labelled by the noise-free gold function:
   // on the training prompts — the distribution PPO/GRPO query the RM on — and on unseen prompts.
   const goldPairs = (await samplePairs({ model: sft, tokenizer: tok, prompts: trainPrompts, rounds: s.pairs.evalRounds, maxNewTokens: s.maxNewTokens, seed: s.seed + 2, gold: true })).pairs;
@@ -163,6 +167,7 @@ export async function runDemo(opts: { outputDir: string; quick?: boolean; seed?:
   const ppoPolicy = await sft.clone();
   const critic = await rm.clone();
   const ppo = new PPOTrainer({ policy: ppoPolicy, critic, reference: sft, tokenizer: tok, reward, prompts, iterations: s.ppo.iterations, promptsPerIteration: s.ppo.promptsPerIteration, samplesPerPrompt: s.ppo.samplesPerPrompt, sampling: { maxNewTokens: s.maxNewTokens }, lr: s.ppo.lr, criticLr: s.ppo.criticLr, kl: { coef: s.ppo.klCoef }, ptx: { data: sftRecords, coef: s.ppo.ptxCoef, batchSize: 16, seqLen: 96 }, outputDir: join(out, 'ppo'), overwrite: true, seed: s.seed });
+  const proxyGold: DemoSummary['proxyGold'] = { ppo: followProxyGold(ppo), grpo: [] };
   await stage('ppo', ppo, () => ppo.train(), (x) => `${x.iterations} iterations, RM reward ${x.rewardHistory[0].toFixed(2)} -> ${x.rewardHistory.at(-1)!.toFixed(2)}`);
   policies.ppo = ppoPolicy;
   for (const loss of ['dpo', 'exo'] as const) {
@@ -174,23 +179,33 @@ export async function runDemo(opts: { outputDir: string; quick?: boolean; seed?:
   }
   const grpoPolicy = await sft.clone();
   const grpo = new GroupTrainer({ policy: grpoPolicy, reference: sft, tokenizer: tok, reward, prompts, estimator: 'grpo', iterations: s.grpo.iterations, promptsPerIteration: s.grpo.promptsPerIteration, samplesPerPrompt: s.grpo.samplesPerPrompt, sampling: { maxNewTokens: s.maxNewTokens }, lr: s.grpo.lr, outputDir: join(out, 'grpo'), overwrite: true, seed: s.seed });
+  proxyGold.grpo = followProxyGold(grpo);
   await stage('grpo', grpo, () => grpo.train(), (x) => `${x.iterations} iterations, RM reward ${x.rewardHistory[0].toFixed(2)} -> ${x.rewardHistory.at(-1)!.toFixed(2)}`);
   policies.grpo = grpoPolicy;
   for (const [name, policy] of Object.entries(policies)) await policy.save(join(out, name, 'model'), { extraFiles: (d) => tok.save(d) });
 
   // 5. evaluation against SFT with the gold judge
   const evalOpts = { sft, tokenizer: tok, prompts: evalPrompts, samples: s.eval.samples, maxNewTokens: s.maxNewTokens, seed: s.seed + 3 };
-  const results = await stage('eval', undefined, async () => {
+  const evalProgress = new TrainerEmitter();
+  const results = await stage('eval', evalProgress, async () => {
+    const total = 1 + Object.keys(policies).length, te = performance.now();
+    let done = 0;
+    const tick = () => void evalProgress.emit('step', { stage: 'eval', step: ++done, totalSteps: total, etaSeconds: ((performance.now() - te) / 1000 / done) * (total - done), metrics: { policies: done } });
     const base = await samplePolicy({ ...evalOpts, policy: sft });
+    tick();
     const per: Record<string, { samples: PolicySamples; summary: DemoPolicySummary }> = {};
     for (const [name, policy] of Object.entries(policies)) {
       const ps = await samplePolicy({ ...evalOpts, policy });
+      tick();
       const c = compare(ps, base);
       per[name] = { samples: ps, summary: { ...c, kl: ps.kl, length: ps.length } };
     }
     return { base, per };
   }, (x) => Object.entries(x.per).map(([k, v]) => `${k} ${(100 * v.summary.winRate).toFixed(0)}%`).join(', ') + ' win rate against SFT');
 
+  const shown = evalPrompts.slice(0, 6);
+  const sources: Array<[string, PolicySamples]> = [['sft', results.base], ...Object.entries(results.per).map(([k, v]) => [k, v.samples] as [string, PolicySamples])];
+  const rmScores = await reward.scoreText(shown.flatMap((p, i) => sources.map(([, v]) => ({ prompt: p.messages, response: v.texts[i][0] }))));
   const summary: DemoSummary = {
     rm: { accuracy: rmResult.train.eval!.accuracy, accuracyUnseenPrompts: rmResult.unseen.accuracy, pairs: labelled.pairs.length, annotatorAgreement: labelled.annotatorAgreement },
     sft: { goldScore: meanGold(results.base), length: results.base.length },
@@ -201,19 +216,35 @@ export async function runDemo(opts: { outputDir: string; quick?: boolean; seed?:
       noise: s.noise,
     },
     stages,
-    samples: evalPrompts.slice(0, 6).map((p, i) => ({
+    samples: shown.map((p, i) => ({
       prompt: p.text,
-      responses: Object.fromEntries([['sft', results.base], ...Object.entries(results.per).map(([k, v]) => [k, v.samples] as const)].map(([k, v]) => [k, { text: (v as PolicySamples).texts[i][0], gold: (v as PolicySamples).gold[i][0] }])),
+      responses: Object.fromEntries(sources.map(([k, v], j) => [k, { text: v.texts[i][0], gold: v.gold[i][0], rm: rmScores[i * sources.length + j] }])),
     })),
+    proxyGold,
     settings: { seed: s.seed, preset: opts.quick ? 'quick' : 'default', parameters: sft.numParameters, noise: s.noise, demoQuality: s.demoQuality },
   };
   await writeFileAtomic(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-  const metrics: MetricsByStage = {};
-  for (const name of ['sft', 'rm', 'ppo', 'dpo', 'exo', 'grpo']) Object.assign(metrics, await readMetrics(join(out, name, 'metrics.jsonl'), { stage: name }));
-  await writeReport(out, summary as unknown as Parameters<typeof writeReport>[1], metrics);
+  // the same report as `rlhf report <out>`: summary.json and the stage folders' metrics.jsonl
+  await writeRunReport([out], join(out, 'report.html'), { title: 'rlhf demo report' });
+  await writeFileAtomic(join(out, 'summary.md'), renderMarkdown(summary as unknown as Parameters<typeof renderMarkdown>[0], { title: 'rlhf demo summary' }));
   for (const model of [sft, rm, critic, ...Object.values(policies)]) model.dispose();
   ppo.dispose();
   grpo.dispose();
   return summary;
 }
 
+
+/** Mean proxy (reward-model) and gold score of each RL iteration's rollouts, collected from 'rollout' events. */
+function followProxyGold(trainer: TrainerEmitter): Array<{ step: number; proxy: number; gold: number; kl: number }> {
+  const rows: Array<{ step: number; proxy: number; gold: number; kl: number }> = [];
+  const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / Math.max(1, x.length);
+  trainer.on('rollout', (e: RolloutEvent) => {
+    const gold = e.samples.map((x) => {
+      const m = /What is (\d+)\+(\d+)\? Answer (with a number|in words|in a sentence)/.exec(x.prompt);
+      const format: Format = m?.[3] === 'with a number' ? 'number' : m?.[3] === 'in words' ? 'words' : 'sentence';
+      return m ? goldScore(makePrompt(Number(m[1]), Number(m[2]), format), x.response).total : NaN;
+    });
+    rows.push({ step: e.step, proxy: mean(e.samples.map((x) => x.reward)), gold: mean(gold), kl: mean(e.samples.map((x) => x.kl)) });
+  });
+  return rows;
+}

@@ -7,8 +7,9 @@
  *   "What is 3+4? Answer in a sentence."   ideal: "3+4 is 7."
  *
  * A hidden gold function stands in for human preferences. It values several things at once:
- *   correct answer       +3 (a wrong number −1, no number 0)
- *   requested format     +1 (digits / words / a sentence ending in ".")
+ *   correct answer       +3 (a wrong number −1, no number 0; restating the question with other
+ *                        operands, as in "0+0 is 3." for 3+0, is a wrong answer too)
+ *   requested format     +1 (digits / words / a sentence ending in "." that restates "a+b")
  *   concise              −0.1 per character beyond the ideal answer's length (at most −2)
  *   no repetition        −1 when a word is repeated back to back ("7 7")
  *   no rambling          −1 when filler appears ("um", "let me think", "well,", "i guess", "hmm")
@@ -119,6 +120,11 @@ export function statedAnswer(response: string): number | undefined {
   return undefined;
 }
 
+/** Every sum written as "x+y" (digits, spaces allowed), in order: a sentence answer restates the question this way. */
+export function statedOperands(response: string): Array<[number, number]> {
+  return [...response.matchAll(/(\d+)\s*\+\s*(\d+)/g)].map((m) => [Number(m[1]), Number(m[2])]);
+}
+
 export interface GoldBreakdown {
   total: number;
   correct: number;
@@ -133,11 +139,13 @@ export function goldScore(p: TaskPrompt, response: string): GoldBreakdown {
   const r = response.trim();
   const lower = r.toLowerCase();
   const stated = statedAnswer(r);
-  const correct = stated === undefined ? 0 : stated === p.a + p.b ? 3 : -1;
+  const operands = statedOperands(r);
+  const operandsRight = operands.every(([x, y]) => (x === p.a && y === p.b) || (x === p.b && y === p.a));
+  const correct = stated === undefined ? 0 : stated === p.a + p.b && operandsRight ? 3 : -1;
   let format = 0;
   if (p.format === 'number' && /^\d+$/.test(r)) format = 1;
   if (p.format === 'words' && /^[a-z]+$/.test(lower) && NUMBER_WORDS.includes(lower)) format = 1;
-  if (p.format === 'sentence' && /^[^.]*\d[^.]*\.$/.test(r) && r.split(' ').length >= 3) format = 1;
+  if (p.format === 'sentence' && /^[^.]*\d[^.]*\.$/.test(r) && r.split(' ').length >= 3 && operands.length > 0 && operandsRight) format = 1;
   const concise = -Math.min(2, 0.1 * Math.max(0, r.length - idealResponse(p).length));
   const words = lower.split(/\s+/).filter(Boolean);
   const repetition = words.some((w, i) => i > 0 && w.replace(/\W/g, '') === words[i - 1].replace(/\W/g, '') && w.replace(/\W/g, '') !== '') ? -1 : 0;

@@ -23,6 +23,7 @@ import { configFromHF, configToHF, isModelConfig, nativeRopeFields, type ModelCo
 import { readCheckpointIndex, readSafetensorsHeader, readTensorF32, writeCheckpointTensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { ADAPTER_DIR, ADAPTER_PREFIX, adapterConfigJson, adapterTarget, isAdapterTensor, loraFromAdapterConfig, mergeAdapter, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
 import type { OptimizerTarget } from './adamw.js';
+import { saveTokenizerFiles } from '../tokenizer/load.js';
 
 export interface ForwardBatch {
   tokens: Int32Array;
@@ -134,6 +135,8 @@ export interface SaveOptions {
   maxShardBytes?: number;
   /** extra files to write into the directory (e.g. tokenizer files), called inside the atomic write */
   extraFiles?: (dir: string) => Promise<void>;
+  /** the tokenizer to save beside the weights (default: {@link Model.tokenizer}, see {@link Model.save}) */
+  tokenizer?: { save(dir: string): Promise<void> };
   /** a LoRA model: write W + (α/r)·B·A as plain weights, no adapter (default false: base + `adapter/`) */
   mergeLora?: boolean;
 }
@@ -149,6 +152,11 @@ export class Model implements OptimizerTarget {
 
   /** set on a withoutAdapters() view: the LoRA model whose weights it runs without the adapters */
   readonly adaptersOf?: Model;
+
+  /** the tokenizer save() writes beside the weights (clones keep it); set it to the one the model is trained with */
+  tokenizer?: { save(dir: string): Promise<void> };
+  /** the folder Model.load read: save() copies its tokenizer files when no tokenizer is set */
+  #loadedFrom?: string;
 
   private constructor(config: ModelConfig, tensorParallel = 1, lora?: LoraConfig, viewOf?: { model: Model; native: NativeModel }) {
     this.config = config;
@@ -237,6 +245,7 @@ export class Model implements OptimizerTarget {
       m.dispose();
       throw err;
     }
+    m.#loadedFrom = dir;
     return m;
   }
 
@@ -444,6 +453,8 @@ export class Model implements OptimizerTarget {
     const m = new Model(this.config, this.tensorParallel, this.lora);
     for (const p of this.parameters()) await m.setParameter(p.name, await this.getParameter(p.name));
     m.gradientCheckpointing = this.#checkpointing;
+    m.tokenizer = this.tokenizer;
+    m.#loadedFrom = this.#loadedFrom;
     return m;
   }
 
@@ -454,11 +465,14 @@ export class Model implements OptimizerTarget {
 
   /**
    * Writes a Hugging Face checkpoint directory atomically: the files are written to a temporary
-   * sibling and swapped in, so a crash leaves either the old directory or the new one.
+   * sibling and swapped in, so a crash leaves either the old directory or the new one. The
+   * tokenizer goes with it, so every command can load the folder: `opts.tokenizer`, else
+   * {@link Model.tokenizer}, else the tokenizer files of the folder the model was loaded from,
+   * else — for a model with the byte tokenizer's vocabulary (263) — the byte tokenizer.
    */
   async save(dir: string, opts: SaveOptions = {}): Promise<void> {
     const o = options('Model.save', 'options', opts);
-    o.known(['dtype', 'maxShardBytes', 'extraFiles', 'mergeLora']);
+    o.known(['dtype', 'maxShardBytes', 'extraFiles', 'mergeLora', 'tokenizer']);
     const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
     const maxShardBytes = o.int('maxShardBytes', { min: 1 }, 2 ** 31);
     const merge = o.bool('mergeLora', false);
@@ -490,6 +504,7 @@ export class Model implements OptimizerTarget {
         await writeSafetensors(join(sub, 'adapter_model.safetensors'), [...adapter, ...extra], { format: 'pt' });
         await writeFileAtomic(join(sub, 'adapter_config.json'), JSON.stringify(adapterConfigJson(this.lora, this.config), null, 2) + '\n');
       }
+      await saveTokenizerFiles(tmp, opts.tokenizer ?? this.tokenizer, this.#loadedFrom, this.config.vocab);
       if (opts.extraFiles) await opts.extraFiles(tmp);
     });
   }

@@ -39,3 +39,9 @@ export function delta(v: number, base: number): string {
   const d = v - base;
   return `${d >= 0 ? '+' : '−'}${fmt(Math.abs(d))}`;
 }
+
+/** The three parts of a pairwise comparison that sum to 1: wins (ties not counted), ties, losses. */
+export function winTieLoss(p: PolicySummary): { win: number; tie: number; loss: number } {
+  const tie = typeof p.tieRate === 'number' ? p.tieRate : NaN;
+  return { win: p.winRate - tie / 2, tie, loss: p.lossRate };
+}

@@ -10,9 +10,12 @@ import { ErrorCode, RlhfError } from '../errors.js';
 import { checkString } from '../validate.js';
 import { renderHtml } from './html.js';
 import { renderMarkdown } from './markdown.js';
+import { loadRuns, renderRunsHtml } from './runs.js';
 import type { DemoSummary, MetricsByStage, RenderOptions } from './types.js';
 
-export { svgBarChart, svgLineChart, svgScatter } from './charts.js';
+export { smoothSeries, svgBarChart, svgLineChart, svgScatter, svgWinTieLoss } from './charts.js';
+export { chartNotes, SMOOTHING, trainingCharts } from './curves.js';
+export { loadRun, loadRuns, renderRunsHtml, type RunData } from './runs.js';
 export { renderHtml } from './html.js';
 export { renderMarkdown } from './markdown.js';
 export { parseMetrics, readMetrics, type ReadMetricsOptions } from './metrics.js';
@@ -37,4 +40,16 @@ export async function writeReport(dir: string, summary: DemoSummary, metrics: Me
   await writeFileAtomic(paths.html, html);
   await writeFileAtomic(paths.markdown, markdown);
   return paths;
+}
+
+/**
+ * `rlhf report`: reads the run folders (see lib/report/runs.ts) and writes one HTML page to
+ * `output` atomically. @returns the runs read
+ */
+export async function writeRunReport(dirs: string[], output: string, opts: RenderOptions = {}): Promise<Awaited<ReturnType<typeof loadRuns>>> {
+  if (!Array.isArray(dirs) || !dirs.length || !dirs.every((d) => typeof d === 'string')) throw new TypeError(`writeRunReport: expected dirs to be a non-empty array of folder paths, received ${JSON.stringify(dirs)}`);
+  checkString('writeRunReport', 'output', output);
+  const runs = await loadRuns(dirs);
+  await writeFileAtomic(output, renderRunsHtml(runs, opts));
+  return runs;
 }

@@ -1,6 +1,6 @@
 /** A short Markdown summary of a run: headline numbers, the policy table and the stage timings. */
 import { checkObject } from '../validate.js';
-import { bestPolicy, delta, duration, num, pct, policyNames } from './format.js';
+import { bestPolicy, delta, duration, num, pct, policyNames, winTieLoss } from './format.js';
 import type { DemoSummary } from './types.js';
 
 /** A table cell: pipes escaped, line breaks flattened, Markdown/HTML specials neutralised. */
@@ -29,10 +29,12 @@ export function renderMarkdown(summary: DemoSummary, opts: { title?: string } = 
   if (names.length) {
     const rows = names.map((n) => {
       const p = s.policies[n];
-      return [cell(n), pct(p.winRate), pct(p.tieRate), pct(p.lossRate), `${num(p.goldScore)} (${delta(p.goldScore, s.sft.goldScore) || 'n/a'})`, num(p.kl), num(p.length)];
+      const w = winTieLoss(p);
+      return [cell(n), pct(w.win), pct(w.tie), pct(w.loss), pct(p.winRate), `${num(p.goldScore)} (${delta(p.goldScore, s.sft.goldScore) || 'n/a'})`, num(p.kl), num(p.length)];
     });
-    rows.unshift(['sft (baseline)', '—', '—', '—', num(s.sft.goldScore), '0', typeof s.sft.length === 'number' ? num(s.sft.length) : '—']);
-    out.push('## Policies against SFT', '', table(['policy', 'win', 'tie', 'loss', 'gold score (vs SFT)', 'KL', 'length'], rows, [false, true, true, true, true, true, true]), '');
+    rows.unshift(['sft (baseline)', '—', '—', '—', '—', num(s.sft.goldScore), '0', typeof s.sft.length === 'number' ? num(s.sft.length) : '—']);
+    out.push('## Policies against SFT', '', table(['policy', 'win', 'tie', 'loss', 'win rate (ties ½)', 'gold score (vs SFT)', 'KL', 'length'], rows, [false, true, true, true, true, true, true, true]), '');
+    out.push('Win, tie and loss sum to 100%; the win rate counts ties half. KL: per response from SFT, a Monte-Carlo k1 estimate (can be negative when the policy barely moved).', '');
   }
   const stages = (s.stages ?? []).filter((x) => x && typeof x === 'object');
   if (stages.length) {

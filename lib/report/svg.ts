@@ -111,6 +111,8 @@ export interface FrameOptions {
   /** numeric x axis; leave out for a categorical one (the caller draws category labels) */
   x?: Ticks;
   legend?: LegendEntry[];
+  /** extra room under the x-axis label (notes), px */
+  bottomSpace?: number;
 }
 
 export interface Frame {
@@ -131,7 +133,9 @@ export function frame(o: FrameOptions): Frame {
   const head: string[] = [];
   head.push(`<svg${SVG_NS_ATTR} class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(o.title)}" font-family="system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif" font-size="12">`);
   head.push(`<title>${esc(o.title)}</title>`, `<rect width="${W}" height="${H}" fill="#ffffff"/>`);
-  head.push(`<text class="title" x="${c(W / 2)}" y="20" text-anchor="middle" font-size="14" font-weight="600" fill="#222">${esc(o.title)}</text>`);
+  const maxTitle = Math.max(4, Math.floor((W - 16) / (14 * 0.58)));
+  const title = o.title.length > maxTitle ? o.title.slice(0, maxTitle - 1) + '…' : o.title;
+  head.push(`<text class="title" x="${c(W / 2)}" y="20" text-anchor="middle" font-size="14" font-weight="600" fill="#222">${esc(title)}</text>`);
   // legend: entries laid out left to right, wrapping
   let top = 34;
   if (o.legend?.length) {
@@ -151,7 +155,7 @@ export function frame(o: FrameOptions): Frame {
   }
   const yLabels = o.y.values.map((v) => tickLabel(v, o.y.step));
   const left = 22 + Math.max(18, ...yLabels.map((s) => textWidth(s, 11))) + 8;
-  const right = W - 16, bottom = H - (o.x ? 44 : 52);
+  const right = W - 16, bottom = H - (o.x ? 44 : 52) - (o.bottomSpace ?? 0);
   const span = (t: Ticks) => (t.max - t.min || 1);
   const sy = (y: number) => bottom - ((y - o.y.min) / span(o.y)) * (bottom - top);
   const xt = o.x;
@@ -167,11 +171,11 @@ export function frame(o: FrameOptions): Frame {
     for (const v of xt.values) {
       const x = c(sx(v));
       grid.push(`<line x1="${x}" y1="${c(top)}" x2="${x}" y2="${c(bottom)}" stroke="${v === 0 ? '#999' : '#eeeeee'}" stroke-width="1"/>`);
-      grid.push(`<text x="${x}" y="${c(bottom + 15)}" text-anchor="middle" font-size="11" fill="#444">${esc(tickLabel(v, xt.step))}</text>`);
+      grid.push(`<text x="${x}" y="${c(bottom + 18)}" text-anchor="middle" font-size="11" fill="#444">${esc(tickLabel(v, xt.step))}</text>`);
     }
   head.push(`<g class="grid">${grid.join('')}</g>`);
   head.push(`<path class="axes" d="M${c(left)} ${c(top)}V${c(bottom)}H${c(right)}" fill="none" stroke="#555" stroke-width="1"/>`);
-  if (o.xLabel) head.push(`<text class="xlabel" x="${c((left + right) / 2)}" y="${H - 8}" text-anchor="middle" fill="#333">${esc(o.xLabel)}</text>`);
+  if (o.xLabel) head.push(`<text class="xlabel" x="${c((left + right) / 2)}" y="${H - 8 - (o.bottomSpace ?? 0)}" text-anchor="middle" fill="#333">${esc(o.xLabel)}</text>`);
   if (o.yLabel) head.push(`<text class="ylabel" transform="translate(14 ${c((top + bottom) / 2)}) rotate(-90)" text-anchor="middle" fill="#333">${esc(o.yLabel)}</text>`);
   return { left, top, right, bottom, sx, sy, head, end: '</svg>' };
 }

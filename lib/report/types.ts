@@ -29,7 +29,9 @@ export interface DemoSummary {
   /** one summary line per stage */
   stages?: Array<{ name: string; seconds: number; line: string }>;
   /** example generations per policy (the SFT policy may be one of the keys) */
-  samples?: Array<{ prompt: string; responses: Record<string, { text: string; gold: number }> }>;
+  samples?: Array<{ prompt: string; responses: Record<string, { text: string; gold: number; rm?: number }> }>;
+  /** per RL policy and iteration: mean reward-model score (proxy) and gold score of its rollouts */
+  proxyGold?: Record<string, Array<{ step: number; proxy: number; gold: number; kl?: number }>>;
   settings?: Record<string, string | number | boolean>;
 }
 
@@ -55,6 +57,17 @@ export interface LineChartOptions {
   height?: number;
   /** series longer than this are averaged into this many buckets (default 300) */
   maxPoints?: number;
+  /** EMA weight in [0, 1): series of more than 10 points drawn smoothed, the raw values faint (default 0: raw only) */
+  smooth?: number;
+  /** lines of text under the plot (estimator names, caveats) */
+  notes?: string[];
+}
+
+export interface WinTieLossOptions {
+  title: string;
+  /** fractions in [0, 1]; win + tie + loss = 1 (NaN: n/a) */
+  rows: Array<{ label: string; win: number; tie: number; loss: number }>;
+  width?: number;
 }
 
 export interface Bar {
@@ -106,4 +119,11 @@ export interface RenderOptions {
   maxSamples?: number;
   /** points per training curve before bucket-averaging (default 300) */
   maxPoints?: number;
+}
+
+/** RL samples a run logged (samples.jsonl: one line per logged iteration). */
+export interface RunSamples {
+  stage: string;
+  step: number;
+  samples: Array<{ prompt: string; response: string; reward: number; kl: number }>;
 }

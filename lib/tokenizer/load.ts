@@ -3,7 +3,7 @@
  * file: IO when a required file cannot be read, FORMAT when a file is not valid JSON or not a
  * tokenizer this engine supports.
  */
-import { readFile } from 'node:fs/promises';
+import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, RlhfError } from '../errors.js';
 import { checkString, show } from '../validate.js';
@@ -83,4 +83,31 @@ function loadByte(config: Record<string, unknown>, path: string): ByteTokenizer 
     }
   }
   return tokenizer;
+}
+
+/** The files a checkpoint folder's tokenizer may consist of (what loadTokenizer reads, and the HF extras). */
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'generation_config.json', 'special_tokens_map.json'];
+
+/**
+ * Writes a checkpoint's tokenizer into `dir` (Model.save): `tokenizer` when given; else the
+ * tokenizer files of `sourceDir` (the folder the model was loaded from); else, when the model's
+ * vocabulary is the byte tokenizer's, the byte tokenizer (tokenizer_config.json naming it). With
+ * none of these nothing is written (loadTokenizer then names the missing tokenizer.json).
+ */
+export async function saveTokenizerFiles(dir: string, tokenizer: { save(dir: string): Promise<void> } | undefined, sourceDir: string | undefined, vocabSize: number): Promise<void> {
+  if (tokenizer) return tokenizer.save(dir);
+  if (sourceDir) {
+    let copied = 0;
+    for (const f of TOKENIZER_FILES) {
+      try {
+        await copyFile(join(sourceDir, f), join(dir, f));
+        copied++;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new RlhfError(ErrorCode.IO, `Model.save: cannot copy ${join(sourceDir, f)}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    if (copied) return;
+  }
+  const byte = new ByteTokenizer();
+  if (vocabSize === byte.vocabSize) await byte.save(dir);
 }

@@ -5,6 +5,7 @@
  *   'checkpoint' a checkpoint was written (dir)
  *   'log'        a line of text worth showing (data stats, warnings; a warning starts with "warning: ")
  *   'skip'       an update skipped because its loss or gradients were not finite (also logged)
+ *   'rollout'    RL loops: every sample of an iteration (prompt, response, reward, KL, advantage, length)
  */
 import { EventEmitter } from 'node:events';
 
@@ -24,6 +25,27 @@ export interface TrainerEvents {
   log: [{ stage: string; message: string }];
   /** `consecutive`: skips in a row including this one; `total`: in the whole run */
   skip: [{ stage: string; step: number; reason: string; consecutive: number; total: number }];
+  rollout: [RolloutEvent];
+}
+
+/** One RL iteration's samples, after scoring (`step` is the iteration just logged by 'step'). */
+export interface RolloutEvent {
+  stage: string;
+  step: number;
+  /** responses per prompt (a group: consecutive samples share a prompt) */
+  samplesPerPrompt: number;
+  samples: Array<{
+    prompt: string;
+    response: string;
+    /** the raw reward r(x, y) */
+    reward: number;
+    /** KL(π_old ‖ reference) summed over the response's tokens, by the loop's KL estimator */
+    kl: number;
+    /** mean advantage over the response's tokens */
+    advantage: number;
+    /** tokens */
+    length: number;
+  }>;
 }
 
 /** EventEmitter with the trainer event names and payload types. */

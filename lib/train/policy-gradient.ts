@@ -27,7 +27,7 @@ import { generateRollout, type Rollout, type SamplingOptions } from '../rollout/
 import { responseSlice, scatterResponses, sequenceBatch, type SequenceBatch } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { CheckpointPart } from './checkpoint.js';
-import { TrainerEmitter } from './events.js';
+import { TrainerEmitter, type RolloutEvent } from './events.js';
 import { TrainingRun, allFinite, type RunOptions } from './run.js';
 
 export type AdvantageEstimator = 'gae' | 'grpo' | 'rloo' | 'reinforce++';
@@ -139,7 +139,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
   }
 
   get #needsReference(): boolean {
-    return this.c.kl.coef > 0 || this.c.baseline === 'reference';
+    return true; // KL to the reference is always measured (and logged), even when β = 0
   }
 
   async train(): Promise<PolicyGradientResult> {
@@ -217,12 +217,14 @@ export class PolicyGradientLoop extends TrainerEmitter {
         shapedRewardMean: data.shaped.reduce((a, b) => a + b, 0) / data.shaped.length,
         kl: data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length,
         klCoef: this.#klCoef,
+        klEstimator: Number(c.kl.estimator.slice(1)), // 1, 2, 3: which of k1/k2/k3 `kl` is (reports name it)
         responseLength: generated / data.rollout.samples.length,
         stopRate: data.rollout.samples.filter((s) => s.finishReason === 'stop').length / data.rollout.samples.length,
         tokensPerSecond: generated / seconds,
         ...m,
         ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
       });
+      this.emit('rollout', rolloutEvent(c.stage, iteration, data));
       if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
       if (this.#stop) {
         if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
@@ -297,7 +299,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const sb = sequenceBatch(rollout.samples, tok.padId);
     const oldLogp = scatterResponses(rollout.samples.map((s) => s.logprobs), sb);
     let refLogp: Float32Array | undefined, oldValues: Float32Array | undefined;
-    if (this.#reference && c.kl.coef > 0)
+    if (this.#reference)
       refLogp = (await timed('reference', () => this.#reference!.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, saveForBackward: false }))).logprobs;
     if (c.critic) oldValues = (await timed('critic', () => c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: false }))).values!;
 
@@ -445,6 +447,16 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (!kept.length) throw new RlhfError(ErrorCode.FORMAT, `${this.c.stage}: the prompt filter kept no prompt`);
     return kept;
   }
+}
+
+/** The 'rollout' event of an iteration: each sample with its reward, KL, mean advantage and length. */
+function rolloutEvent(stage: string, step: number, d: IterationData): RolloutEvent {
+  const text = (p: PromptRecord['prompt']) => (typeof p === 'string' ? p : p.map((m) => m.content).join('\n'));
+  const samples = d.rollout.samples.map((s, b) => {
+    const adv = responseSlice(d.advantages, d.sb, b);
+    return { prompt: text(d.rollout.prompts[s.promptIndex].prompt), response: s.text, reward: d.scores[b], kl: d.klPerResponse[b], advantage: adv.length ? adv.reduce((a, x) => a + x, 0) / adv.length : 0, length: s.responseIds.length };
+  });
+  return { stage, step, samplesPerPrompt: d.rollout.samplesPerPrompt, samples };
 }
 
 /** `mask` (batch layout) with the rows where drop[b] is true zeroed. */

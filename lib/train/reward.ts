@@ -145,7 +145,8 @@ export class RewardTrainer extends TrainerEmitter {
     this.emit('log', { stage: 'reward', message });
   }
 
-  #encode(records: PreferenceRecord[]): { pairs: Pair[]; lengths: Array<{ chosen: number; rejected: number }> } {
+  /** Tokenized pairs; `truncated`: how many had a row cut to seqLen (#prepare reports it once for train and eval). */
+  #encode(records: PreferenceRecord[]): { pairs: Pair[]; lengths: Array<{ chosen: number; rejected: number }>; truncated: number } {
     let truncated = 0;
     const lengths: Array<{ chosen: number; rejected: number }> = [];
     const pairs = records.map((r) => {
@@ -154,8 +155,7 @@ export class RewardTrainer extends TrainerEmitter {
       lengths.push({ chosen: c.fullResponseLength, rejected: l.fullResponseLength });
       return { chosen: c.seq, rejected: l.seq, margin: this.#o.useMargin ? (r.margin ?? 0) : 0 };
     });
-    if (truncated) this.#log(`${truncated} of ${records.length} pairs truncated to ${this.#o.seqLen} tokens`);
-    return { pairs, lengths };
+    return { pairs, lengths, truncated };
   }
 
   /** Loads, splits, balances and tokenizes the data once (deterministic: resumed runs see the same). */
@@ -171,7 +171,9 @@ export class RewardTrainer extends TrainerEmitter {
         evalRecords = split.held.map((i) => records[i]);
         records = split.train.map((i) => records[i]);
       }
-      let { pairs, lengths } = this.#encode(records);
+      let { pairs, lengths, truncated } = this.#encode(records);
+      const held = evalRecords && this.#encode(evalRecords);
+      if (truncated || held?.truncated) this.#log(`${truncated} of ${records.length} training pairs${held ? ` and ${held.truncated} of ${evalRecords!.length} held-out pairs` : ''} truncated to ${o.seqLen} tokens`);
       let balance: BalanceReport | undefined;
       if (o.lengthBalance) {
         const b = balanceByLength(lengths, { edges: o.edges, seed: o.seed });
@@ -183,7 +185,7 @@ export class RewardTrainer extends TrainerEmitter {
       const correctness = this.#opts.correctness !== undefined
         ? (await loadCorrectnessData(fn, this.#opts.correctness)).map((r) => ({ seq: encodeRow(this.tokenizer, r.prompt, r.response, o.seqLen).seq, label: r.label }))
         : undefined;
-      return { train: pairs, eval: evalRecords && this.#encode(evalRecords).pairs, correctness, balance };
+      return { train: pairs, eval: held?.pairs, correctness, balance };
     })();
     return this.#data;
   }

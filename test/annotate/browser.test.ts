@@ -1,6 +1,6 @@
 /// <reference lib="dom" />
 // The labelling page in a real browser (playwright-core driving the system Chromium, installed by
-// scripts/install-chromium.sh): two annotators label at once with the keyboard; one annotator's
+// scripts/install-test-tools.sh): two annotators label at once with the keyboard; one annotator's
 // browser is killed mid-session and the server is SIGKILLed, both come back and carry on where they
 // were; undo works; the export holds exactly the expected pairs; a response carrying script
 // injection is shown as text and never runs.
@@ -14,7 +14,7 @@ import { packageRoot } from '../../lib/native.js';
 
 const chromiumPath = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => p && existsSync(p));
 if (!chromiumPath) {
-  t.comment('SKIPPED: no Chromium found (run scripts/install-chromium.sh, or set CHROMIUM_PATH)');
+  t.comment('SKIPPED: no Chromium found (run scripts/install-test-tools.sh, or set CHROMIUM_PATH)');
   t.pass('skipped: Chromium is not installed');
 } else {
   t.test('two annotators label in Chromium', { timeout: 300000 }, (t) => run(t, chromiumPath));

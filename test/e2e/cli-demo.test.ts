@@ -30,6 +30,17 @@ t.test('rlhf demo --quick', { timeout: 240000 }, async (t) => {
     const html = readFileSync(join(dir, 'a', 'report.html'), 'utf8');
     t.match(html, /<svg/);
     t.notMatch(html, /<script/i);
+    for (const k of ['ppo', 'grpo']) {
+      const iterations = readFileSync(join(dir, 'a', k, 'metrics.jsonl'), 'utf8').trim().split('\n').length;
+      t.equal(s.proxyGold[k].length, iterations, `${k}: one proxy/gold point per iteration`);
+      t.ok(s.proxyGold[k].length > 0 && s.proxyGold[k].every((r: Record<string, number>) => ['step', 'proxy', 'gold', 'kl'].every((f) => Number.isFinite(r[f]))), `${k}: proxy and gold reward per iteration`);
+    }
+    t.ok(s.samples.every((x: { responses: Record<string, { rm: number }> }) => Object.values(x.responses).every((r) => Number.isFinite(r.rm))), 'example generations carry the RM score beside gold');
+    t.match(html, 'Reward-model over-optimisation', 'the proxy-vs-gold plot');
+    t.match(html, /estimator k1/, 'PPO\'s KL chart names its estimator');
+    t.match(html, /estimator k3[\s\S]*measured only/, 'GRPO\'s KL is measured though not in its loss');
+    t.match(r.stderr, /^pairs /m, 'the pairs stage shows progress');
+    t.match(r.stderr, /^eval /m, 'the eval stage shows progress');
     const again = demo(join(dir, 'b'));
     t.equal(again.status, 0);
     const s2 = JSON.parse(readFileSync(join(dir, 'b', 'summary.json'), 'utf8'));

@@ -82,3 +82,36 @@ t.test('wrap', async (t) => {
   t.same(wrap('abcdefgh', 3), ['abc', 'def', 'gh']);
   t.same(wrap('one\ntwo', 10), ['one', 'two']);
 });
+
+t.test('every flag line of every command says its default (or that it is required or a switch); --lr names its schedule', async (t) => {
+  const { formatHelp } = await import('../../lib/cli/framework/help.js');
+  const specs = [
+    ...Object.values(await import('../../lib/cli/commands/demo.js')), ...Object.values(await import('../../lib/cli/commands/sft.js')),
+    ...Object.values(await import('../../lib/cli/commands/label.js')), ...Object.values(await import('../../lib/cli/commands/rm.js')),
+    ...Object.values(await import('../../lib/cli/commands/prm.js')), ...Object.values(await import('../../lib/cli/commands/policy.js')),
+    ...Object.values(await import('../../lib/cli/commands/dpo.js')), ...Object.values(await import('../../lib/cli/commands/generate.js')),
+    ...Object.values(await import('../../lib/cli/commands/evaluate.js')), ...Object.values(await import('../../lib/cli/commands/info.js')),
+    ...Object.values(await import('../../lib/cli/commands/report.js')),
+  ].filter((x): x is import('../../lib/cli/framework/args.js').CommandSpec => typeof x === 'object' && x !== null && 'flags' in x);
+  t.equal(specs.length, 12, 'every command');
+  for (const spec of specs) {
+    const help = formatHelp(spec, 10000); // one line per flag
+    for (const [key, flag] of Object.entries(spec.flags)) {
+      const name = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      const lines = help.split('\n');
+      const at = lines.findIndex((l) => new RegExp(`^  --(\\[no-\\])?${name}\\b`).test(l));
+      const end = lines.findIndex((l, i) => i > at && /^  (-|\S)/.test(l) && !/^   /.test(l));
+      const line = at < 0 ? '' : lines.slice(at, end < 0 ? undefined : end).join(' '); // a long flag puts its description on the next line
+      t.ok(line, `${spec.name} --${name} listed`);
+      if (flag.type === 'bool' || flag.required) continue;
+      t.match(line, /default/i, `${spec.name} --${name}: ${line.trim().slice(0, 80)}`);
+    }
+    if (spec.flags.lr) t.match(help, /--lr <number> .*(cosine decay|constant).*default: 1e-\d/, `${spec.name} --lr: schedule and default`);
+  }
+  const { ppoSpec, grpoSpec } = await import('../../lib/cli/commands/policy.js');
+  const { dpoSpec } = await import('../../lib/cli/commands/dpo.js');
+  const { rmSpec } = await import('../../lib/cli/commands/rm.js');
+  t.same([rmSpec.flags.lr.default, dpoSpec.flags.lr.default, ppoSpec.flags.klCoef.default, grpoSpec.flags.klCoef.default, ppoSpec.flags.klEstimator.default, grpoSpec.flags.klEstimator.default], [1e-5, 1e-6, 0.05, 0, 'k1', 'k3'], 'the trainers\' own defaults');
+  const seeds = specs.filter((s) => s.flags.seed).map((s) => s.flags.seed.default);
+  t.same([...new Set(seeds)], [0], 'one default seed everywhere');
+});

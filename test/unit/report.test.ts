@@ -7,7 +7,8 @@ import t from 'tap';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { niceTicks, PALETTE, readMetrics, renderHtml, renderMarkdown, svgBarChart, svgLineChart, svgScatter, writeReport, type DemoSummary, type MetricsByStage } from '../../lib/report/index.js';
+import { chartNotes, loadRuns, niceTicks, PALETTE, readMetrics, renderHtml, renderMarkdown, renderRunsHtml, smoothSeries, svgBarChart, svgLineChart, svgScatter, svgWinTieLoss, writeReport, writeRunReport, type DemoSummary, type MetricsByStage } from '../../lib/report/index.js';
+import { goldScore, makePrompt, statedOperands } from '../../lib/demo/task.js';
 
 const VOID = new Set(['meta', 'br', 'hr', 'img', 'input', 'link', 'col', 'wbr']);
 
@@ -103,7 +104,8 @@ t.test('svgLineChart edge cases: empty, all-NaN, NaN gaps, one point, constant, 
   t.match(empty, 'no data');
   const allNaN = svgLineChart({ ...base, series: [{ name: 'a', points: [[1, NaN], [2, NaN]] }] });
   t.equal(wellFormed(allNaN), null);
-  t.match(allNaN, 'a (no data)');
+  t.notMatch(allNaN, /class="legend"/, 'a series the plot cannot show is not in the legend');
+  t.match(allNaN, 'not plotted (no data): a', 'a note under the plot names it');
   t.notMatch(allNaN, /NaN|Infinity/);
   const gap = svgLineChart({ ...base, series: [{ name: 'a', points: [[1, 1], [2, 2], [3, NaN], [4, 3], [5, 2], [6, Infinity], [7, 4]] }] });
   t.equal(wellFormed(gap), null);
@@ -213,7 +215,7 @@ t.test('renderHtml: self-contained, well-formed, every policy and the headline n
   t.notMatch(html, /@import|url\(/);
   t.match(html, '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;');
   t.match(html, '&lt;img src=x onerror=alert(1)&gt;');
-  for (const name of Object.keys(summary.policies)) t.match(html, new RegExp(`<tr><td><span class="swatch"[^>]*></span>${name}</td>`), `row for ${name}`);
+  for (const name of Object.keys(summary.policies)) t.match(html, new RegExp(`<tr data-policy="${name}"><td><span class="swatch"[^>]*></span>${name}</td>`), `row for ${name}`);
   t.match(html, '87.3%', 'RM accuracy');
   t.match(html, /Best win rate vs SFT<\/div><div class="v">71\.2%<\/div><div class="d">ppo/, 'best policy win rate');
   t.match(html, '20 min 35 s', 'total time');
@@ -286,4 +288,133 @@ t.test('writeReport writes report.html and summary.md atomically', async (t) => 
   t.equal(await readFile(paths.markdown, 'utf8'), renderMarkdown(summary));
   await writeFile(join(root, 'file'), 'x');
   await t.rejects(writeReport(join(root, 'file'), summary, metrics), { code: 'ERR_RLHF_IO' });
+});
+
+const pctOf = (s: string) => Number(s.replace(/<[^>]*>/g, '').replace('%', ''));
+
+t.test('win / tie / loss: three parts summing to 100% in the table and the chart, the half-tie win rate beside', async (t) => {
+  const { summary, metrics } = fixture();
+  const html = renderHtml(summary, metrics);
+  for (const name of Object.keys(summary.policies)) {
+    const row = html.match(new RegExp(`<tr data-policy="${name}">(.*?)</tr>`))![1];
+    const cell = (cls: string) => pctOf(row.match(new RegExp(`<td class="n ${cls}">([^<]*)</td>`))![1]);
+    t.ok(Math.abs(cell('win') + cell('tie') + cell('loss') - 100) <= 0.15, `${name}: win + tie + loss = 100% (${cell('win')} + ${cell('tie')} + ${cell('loss')})`);
+    t.equal(cell('rate'), Number((100 * summary.policies[name].winRate).toFixed(1)), `${name}: the win rate with ties half`);
+    t.ok(Math.abs(cell('rate') - (cell('win') + cell('tie') / 2)) <= 0.15, `${name}: rate = win + tie/2`);
+    const g = html.match(new RegExp(`<g class="wtl-row" data-label="${name}" data-win="([^"]*)" data-tie="([^"]*)" data-loss="([^"]*)" data-rate="([^"]*)"`))!;
+    t.ok(Math.abs(Number(g[1]) + Number(g[2]) + Number(g[3]) - 1) < 1e-9, `${name}: chart parts sum to 1`);
+  }
+  const svg = svgWinTieLoss({ title: 'w', rows: [{ label: 'a', win: 0.5, tie: 0.2, loss: 0.3 }, { label: 'b', win: 0.01, tie: 0.01, loss: 0.98 }] });
+  t.equal(wellFormed(svg), null);
+  const widths = [...svg.matchAll(/<rect class="(win|tie|loss)" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"/g)].map((m) => [m[1], Number(m[2]), Number(m[3])] as const);
+  t.equal(widths.length, 6);
+  t.ok(Math.abs(widths[0][2] + widths[1][2] + widths[2][2] - (widths[3][2] + widths[4][2] + widths[5][2])) < 0.5, 'every bar is the full width');
+  t.equal(count(svg, 'class="part"'), 4, 'labels only in parts wide enough (b: only its loss part)');
+  t.match(svg, />60\.0%</, 'a: win rate with ties half = 60%');
+  t.throws(() => svgWinTieLoss({ title: 'w', rows: [{ label: 'a', win: 0.6, tie: 0.2, loss: 0.3 }] }), { name: 'RangeError', message: /win \+ tie \+ loss to be 1, received 1\.1/ });
+  const md = renderMarkdown(summary);
+  const ppo = md.match(/^\| ppo \| ([\d.]+)% \| ([\d.]+)% \| ([\d.]+)% \| ([\d.]+)% \|/m)!;
+  t.ok(Math.abs(Number(ppo[1]) + Number(ppo[2]) + Number(ppo[3]) - 100) <= 0.15, 'markdown: parts sum to 100%');
+  t.equal(Number(ppo[4]), 71.2, 'markdown: the half-tie win rate in its own column');
+});
+
+t.test('smoothing: EMA with debiasing, the raw series faint, NaN kept as gaps', async (t) => {
+  const pts: [number, number][] = Array.from({ length: 30 }, (_, i) => [i + 1, i % 7 === 3 ? NaN : Math.sin(i) + i / 10]);
+  const w = 0.6;
+  const sm = smoothSeries(pts, w);
+  // independent: weighted mean of the finite values so far, weights w^(age)
+  pts.forEach(([, y], i) => {
+    if (Number.isNaN(y)) return void t.ok(Number.isNaN(sm[i][1]), `gap at ${i}`);
+    const seen = pts.slice(0, i + 1).map((p) => p[1]).filter((v) => !Number.isNaN(v));
+    const weights = seen.map((_, k) => w ** (seen.length - 1 - k));
+    const ref = seen.reduce((a, v, k) => a + v * weights[k], 0) / weights.reduce((a, b) => a + b, 0);
+    t.ok(Math.abs(sm[i][1] - ref) < 1e-12, `point ${i}`);
+  });
+  const svg = svgLineChart({ title: 's', xLabel: 'x', yLabel: 'y', series: [{ name: 'loss', points: pts }, { name: 'short', points: [[1, 1], [2, 2]] }], smooth: w });
+  t.equal(wellFormed(svg), null);
+  t.equal(count(svg, 'class="raw"'), 1, 'the long series is drawn raw (faint) and smoothed; the short one only raw');
+  t.match(svg, /class="raw"[^>]*stroke-opacity="0\.25"/);
+  t.equal(count(svg, 'class="smoothed"'), 1);
+  t.equal(count(svg.match(/<g class="legend">.*?<\/g>/)![0], '<text'), 2, 'one legend entry per series');
+});
+
+t.test('chart notes: the KL estimator named, negative KL and β = 0 explained, flat PPO diagnostics explained', async (t) => {
+  const rows = (f: (i: number) => Record<string, number>) => Array.from({ length: 12 }, (_, i) => ({ stage: 'ppo', step: i + 1, ...f(i) }));
+  const k1 = chartNotes('KL to the reference', rows((i) => ({ kl: i === 3 ? -0.2 : 0.1 * i, klEstimator: 1, klCoef: 0.05 })));
+  t.match(k1[0], /^estimator k1 = .*can be negative/);
+  t.match(k1.join('\n'), /values below 0 are sampling noise/);
+  t.notMatch(k1.join('\n'), /measured only/);
+  const k3 = chartNotes('KL to the reference', rows((i) => ({ kl: 0.1 * i, klEstimator: 3, klCoef: 0 })));
+  t.match(k3[0], /^estimator k3/);
+  t.notMatch(k3.join('\n'), /below 0/);
+  t.match(k3.join('\n'), /measured only: KL is not in the loss or reward here \(β = 0\)/);
+  t.match(chartNotes('KL to the reference', rows(() => ({ kl: 1 })))[0], 'estimator not recorded');
+  t.match(chartNotes('Clip fraction and approx. KL', rows(() => ({ clipFraction: 0, approxKl: 0 })))[0], /one on-policy pass/);
+  t.same(chartNotes('Clip fraction and approx. KL', rows((i) => ({ clipFraction: i ? 0.1 : 0, approxKl: 0.01 }))), []);
+  t.match(chartNotes('Policy loss', rows((i) => ({ clipFraction: 0, approxKl: 0, policyLoss: 1e-9 * (i % 3 - 1) })))[0], /≈ 0 by construction/);
+  t.same(chartNotes('Policy loss', rows((i) => ({ clipFraction: 0, approxKl: 0, policyLoss: 0.1 * i }))), [], 'a policy loss that moves needs no note');
+  const html = renderHtml(fixture().summary, { grpo: rows((i) => ({ rewardMean: i, kl: 0.1 * i, klEstimator: 3, klCoef: 0 })) });
+  t.match(html, /aria-label="GRPO · KL to the reference"/);
+  t.match(html, /class="note"[^>]*>estimator k3/, 'the estimator is written on the chart');
+});
+
+t.test('the demo gold function checks the operands of a sentence answer', async (t) => {
+  const p = makePrompt(3, 0, 'sentence');
+  t.same(statedOperands('3+0 is 3. 0 + 0 is 0'), [[3, 0], [0, 0]]);
+  t.equal(goldScore(p, '3+0 is 3.').total, 4, 'the ideal answer: +3 correct, +1 format');
+  t.equal(goldScore(p, '0+3 is 3.').correct, 3, 'operands in either order');
+  const wrong = goldScore(p, '0+0 is 3.');
+  t.equal(wrong.correct, -1, '"0+0 is 3." states a wrong sum');
+  t.equal(wrong.format, 0);
+  t.ok(wrong.total < goldScore(p, '3+0 is 3.').total - 4, 'far below the maximum');
+  t.equal(goldScore(p, '3 is 3.').format, 0, 'a sentence must restate the question');
+  t.equal(goldScore(makePrompt(1, 8, 'number'), '10 I hope that helps you today').correct, -1);
+  t.equal(goldScore(makePrompt(1, 8, 'number'), '9').total, 4);
+});
+
+t.test('rlhf report: runs read from disk, one demo folder gives the demo report, several runs compared', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'rlhf-runs-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const { summary, metrics } = fixture();
+  const { mkdir } = await import('node:fs/promises');
+  const write = async (dir: string, rows: Array<Record<string, unknown>>, samples?: unknown[]) => {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'metrics.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    if (samples) await writeFile(join(dir, 'samples.jsonl'), samples.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  };
+  const sample = (step: number) => ({ stage: 'group', step, samples: [{ prompt: 'What is 1+8? <b>', response: `answer ${step}`, reward: step / 10, kl: 0.01 * step }] });
+  await write(join(root, 'grpo-a'), metrics.grpo.map((r) => ({ ...r, stage: 'group' })), [sample(1), sample(2), sample(150)]);
+  await write(join(root, 'grpo-b'), metrics.grpo.map((r) => ({ ...r, stage: 'group', rewardMean: (r.rewardMean as number) * 0.5 })));
+  const demo = join(root, 'demo');
+  await mkdir(demo);
+  await writeFile(join(demo, 'summary.json'), JSON.stringify(summary));
+  for (const st of ['sft', 'ppo']) await write(join(demo, st), metrics[st]);
+  await mkdir(join(root, 'empty'));
+
+  const one = await loadRuns([demo]);
+  t.same(Object.keys(one[0].metrics).sort(), ['ppo', 'sft'], 'stage folders under their names');
+  const demoHtml = renderRunsHtml(one);
+  t.equal(wellFormed(demoHtml, true), null);
+  t.match(demoHtml, 'Policies against SFT');
+  t.match(demoHtml, 'aria-label="PPO · KL to the reference"');
+
+  const out = join(root, 'compare.html');
+  const runs = await writeRunReport([join(root, 'grpo-a'), join(root, 'grpo-b'), demo], out);
+  t.same(runs.map((r) => r.name), ['grpo-a', 'grpo-b', 'demo']);
+  const html = await readFile(out, 'utf8');
+  t.equal(wellFormed(html, true), null);
+  t.notMatch(html, /<script|https?:/);
+  t.match(html, '<h2>Runs</h2>');
+  t.equal(count(html, '<tr><td>grpo-a</td>'), 1, 'one row per run and stage');
+  const reward = html.match(/<svg class="chart"[^>]*aria-label="GRPO · Reward".*?<\/svg>/)![0];
+  t.match(reward, 'data-name="grpo-a"');
+  t.match(reward, 'data-name="grpo-b"', 'the runs overlaid on one chart');
+  t.match(html, 'Samples during training');
+  t.match(html, 'grpo-a · GRPO, iteration 1');
+  t.match(html, 'grpo-a · GRPO, iteration 150', 'first and last logged iteration');
+  t.notMatch(html, 'iteration 2<', 'not the ones between');
+  t.match(html, 'What is 1+8? &lt;b&gt;');
+  t.match(html, /<td>demo<\/td><td>ppo<\/td><td class="n win">/, 'the demo run in the comparison of policies');
+  await t.rejects(loadRuns([join(root, 'empty')]), /holds no metrics\.jsonl/);
+  await t.rejects(loadRuns([join(root, 'missing')]), /cannot read the run folder/);
 });

@@ -12,12 +12,12 @@ export const demoSpec: CommandSpec = {
     output: { type: 'path', default: 'rlhf-demo', placeholder: 'dir', describe: 'where everything goes' },
     quick: { type: 'bool', describe: 'a small, fast preset for smoke tests (its figures are not meaningful)' },
     ...COMMON_FLAGS,
-    seed: { type: 'int', min: 0, default: 1, describe: 'random seed; the same seed and thread count reproduce the same figures' },
+    seed: { type: 'int', min: 0, default: 0, describe: 'random seed; the same seed and thread count reproduce the same figures' },
   },
   examples: ['rlhf demo', 'rlhf demo --quick --output /tmp/demo'],
 };
 
-const METRICS: Record<string, string[]> = { sft: ['loss', 'tokensPerSecond'], rm: ['loss', 'accuracy'], ppo: ['rewardMean', 'kl'], dpo: ['loss', 'margin'], exo: ['loss', 'margin'], grpo: ['rewardMean', 'entropy'] };
+const METRICS: Record<string, string[]> = { sft: ['loss', 'tokensPerSecond'], pairs: ['responses'], rm: ['loss', 'accuracy'], ppo: ['rewardMean', 'kl'], dpo: ['loss', 'margin'], exo: ['loss', 'margin'], grpo: ['rewardMean', 'kl'], eval: ['policies'] };
 
 export const demoCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
@@ -37,12 +37,12 @@ export const demoCommand: CommandHandler = async (o, ctx) => {
       return (line) => ctx.stderr.write(`${name.padEnd(5)} ${line} (${formatDuration((performance.now() - t0) / 1000)})\n`);
     },
   });
-  const rows = Object.entries(s.policies).map(([k, p]) => `  ${k.padEnd(5)} win ${(100 * p.winRate).toFixed(1)}%  tie ${(100 * p.tieRate).toFixed(1)}%  loss ${(100 * p.lossRate).toFixed(1)}%  gold ${p.goldScore.toFixed(2)}  KL ${p.kl.toFixed(2)}  length ${p.length.toFixed(1)}`);
+  const rows = Object.entries(s.policies).map(([k, p]) => `  ${k.padEnd(5)} win ${(100 * (p.winRate - p.tieRate / 2)).toFixed(1)}%  tie ${(100 * p.tieRate).toFixed(1)}%  loss ${(100 * p.lossRate).toFixed(1)}%  (win rate ${(100 * p.winRate).toFixed(1)}%)  gold ${p.goldScore.toFixed(2)}  KL ${p.kl.toFixed(2)}  length ${p.length.toFixed(1)}`);
   ctx.stdout.write(
     [
       '',
       `reward model: ${(100 * s.rm.accuracy).toFixed(1)}% accuracy against gold labels (held-out pairs)`,
-      `SFT gold score ${s.sft.goldScore.toFixed(2)}; against SFT (gold judge, ties count half):`,
+      `SFT gold score ${s.sft.goldScore.toFixed(2)}; against SFT (gold judge; win + tie + loss = 100%, the win rate counts ties half):`,
       ...rows,
       `total ${formatDuration(s.seconds)}`,
       '',

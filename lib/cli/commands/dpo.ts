@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { PreferenceTrainer, PREFERENCE_LOSSES, type PreferenceLoss } from '../../train/preference.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_FLAGS, lrFlag } from './shared.js';
 
 export const dpoSpec: CommandSpec = {
   name: 'dpo',
@@ -20,6 +20,7 @@ export const dpoSpec: CommandSpec = {
     batchSize: { type: 'int', min: 1, default: 8, describe: 'pairs per micro-batch' },
     epochs: { type: 'int', min: 1, default: 1, describe: 'passes over the pairs' },
     ...TRAIN_FLAGS,
+    lr: lrFlag(1e-06, 'cosine'),
   },
   examples: ['rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/dpo --loss dpo --beta 0.1 --lr 2e-5', 'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/exo --loss exo'],
 };
@@ -36,8 +37,8 @@ export const dpoCommand: CommandHandler = async (o, ctx) => {
     ...defined({ eval: o.evalData as string | undefined, labelSmoothing: o.labelSmoothing as number | undefined, epsilon: o.epsilon as number | undefined, ntpCoef: o.ntpCoef as number | undefined, lr: o.lr as number | undefined, saveEvery: o.saveEvery as number | undefined }),
     ...loopFlags(o),
   });
-  const done = follow(trainer, ctx, ['loss', 'margin', 'accuracy']);
+  const done = await follow(trainer, ctx, ['loss', 'margin', 'accuracy'], o, 'dpo');
   const r = await trainer.train();
-  done(`${o.loss}: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  await done(`${o.loss}: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
   return saveFinal(policy, tokenizer, o, ctx, r.stopped);
 };

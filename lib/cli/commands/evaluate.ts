@@ -1,10 +1,11 @@
 /** rlhf eval: a policy against a baseline policy, judged by a reward model or a rule. */
 import { loadPromptFile, writeJsonl } from '../../data/index.js';
-import { generateRollout } from '../../rollout/generate.js';
+import { generateRolloutInChunks } from '../../rollout/chunked.js';
+import { TrainerEmitter } from '../../train/events.js';
 import { sequenceBatch } from '../../rollout/sequences.js';
 import type { Model } from '../../engine/model.js';
 import { checkScores } from '../../rewards/types.js';
-import type { CommandSpec, CommandHandler } from '../framework/index.js';
+import { attachProgress, type CommandSpec, type CommandHandler } from '../framework/index.js';
 import { applyThreads, COMMON_FLAGS, MODEL_FLAGS, loadModel, resolveReward, REWARD_FLAGS } from './shared.js';
 
 export const evalSpec: CommandSpec = {
@@ -32,12 +33,15 @@ export const evalCommand: CommandHandler = async (o, ctx) => {
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy');
   const { model: baseline } = await loadModel(o.baseline as string, '--baseline');
   const sampling = { maxNewTokens: o.maxNewTokens as number, temperature: 1 };
+  const emitter = new TrainerEmitter();
+  const progress = attachProgress(emitter, ctx.stderr);
   const run = async (m: Model) => {
-    const r = await generateRollout({ policy: m, tokenizer, prompts, samplesPerPrompt: o.samples as number, sampling, seed: o.seed as number });
+    const r = await generateRolloutInChunks({ policy: m, tokenizer, prompts, samplesPerPrompt: o.samples as number, sampling, seed: o.seed as number }, { emitter, stage: m === policy ? 'eval (policy)' : 'eval (baseline)', chunks: 10 });
     const requests = r.samples.map((s) => ({ prompt: prompts[s.promptIndex].prompt, response: s.text, promptIds: s.promptIds, responseIds: s.responseIds, record: prompts[s.promptIndex] }));
     return { r, scores: checkScores(reward, await reward.score(requests), requests.length) };
   };
   const a = await run(policy), b = await run(baseline);
+  progress.done();
   let win = 0, tie = 0, loss = 0, kl = 0;
   a.scores.forEach((s, i) => (Math.abs(s - b.scores[i]) < 1e-9 ? tie++ : s > b.scores[i] ? win++ : loss++));
   for (let i = 0; i < a.r.samples.length; i += 64) {

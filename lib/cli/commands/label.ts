@@ -1,9 +1,10 @@
 /** rlhf label: sample response pairs from a model and label them (simulated annotator, rule, reward model). */
 import { loadPromptFile, writeJsonl, type PreferenceRecord } from '../../data/index.js';
-import { generateRollout } from '../../rollout/generate.js';
+import { generateRolloutInChunks } from '../../rollout/chunked.js';
+import { TrainerEmitter } from '../../train/events.js';
 import { rng } from '../../demo/task.js';
 import { checkScores } from '../../rewards/types.js';
-import type { CommandSpec, CommandHandler } from '../framework/index.js';
+import { attachProgress, type CommandSpec, type CommandHandler } from '../framework/index.js';
 import { applyThreads, COMMON_FLAGS, MODEL_FLAGS, loadModel, resolveReward, REWARD_FLAGS } from './shared.js';
 
 export const labelSpec: CommandSpec = {
@@ -30,7 +31,10 @@ export const labelCommand: CommandHandler = async (o, ctx) => {
   const { reward } = await resolveReward(o);
   const { model, tokenizer } = await loadModel(o.model as string, '--model');
   const repeated = Array.from({ length: o.rounds as number }, () => prompts).flat();
-  const r = await generateRollout({ policy: model, tokenizer, prompts: repeated, samplesPerPrompt: 2, sampling: { maxNewTokens: o.maxNewTokens as number, temperature: 1 }, seed: o.seed as number });
+  const emitter = new TrainerEmitter();
+  const progress = attachProgress(emitter, ctx.stderr, { label: 'label' });
+  const r = await generateRolloutInChunks({ policy: model, tokenizer, prompts: repeated, samplesPerPrompt: 2, sampling: { maxNewTokens: o.maxNewTokens as number, temperature: 1 }, seed: o.seed as number }, { emitter, stage: 'label' });
+  progress.done();
   const requests = r.samples.map((s) => ({ prompt: repeated[s.promptIndex].prompt, response: s.text, promptIds: s.promptIds, responseIds: s.responseIds, record: repeated[s.promptIndex] }));
   const scores = checkScores(reward, await reward.score(requests), requests.length);
   const flip = rng((o.seed as number) + 1);

@@ -4,7 +4,7 @@ import { Model } from '../../engine/model.js';
 import { GroupTrainer } from '../../train/group.js';
 import { PPOTrainer } from '../../train/ppo.js';
 import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '../framework/index.js';
-import { applyThreads, defined, follow, loadModel, loadScalarHeadModel, resolveReward, REWARD_FLAGS, runFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, loadModel, loadScalarHeadModel, lrFlag, resolveReward, REWARD_FLAGS, runFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
 
 const POLICY_FLAGS: Record<string, FlagSpec> = {
   policy: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); also the frozen reference' },
@@ -16,13 +16,12 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
   temperature: { type: 'number', min: 0, default: 1, describe: 'sampling temperature of the rollouts' },
   epochs: { type: 'int', min: 1, default: 1, describe: 'update passes over each rollout batch' },
   miniBatchSize: { type: 'int', min: 1, describe: 'responses per update (default: the whole batch)' },
-  klCoef: { type: 'number', min: 0, describe: 'KL coefficient to the reference' },
-  klEstimator: { type: 'enum', values: ['k1', 'k2', 'k3'], describe: 'per-token KL estimator' },
   ptxData: { type: 'path', placeholder: 'sft.jsonl', describe: 'SFT data for the next-token regulariser (ChatGLM-RLHF)' },
   ptxCoef: { type: 'number', min: 0, default: 0, describe: 'λ of the next-token regulariser' },
   overlongBuffer: { type: 'int', min: 1, placeholder: 'N', describe: 'DAPO soft overlong punishment: the reward ramps down over the last N tokens before --max-new-tokens' },
   overlongPenalty: { type: 'number', min: 0, default: 1, describe: 'the full overlong penalty (with --overlong-buffer)' },
   maskTruncated: { type: 'bool', describe: 'responses cut by --max-new-tokens take no part in the policy loss' },
+  printSamples: { type: 'int', min: 0, default: 10, placeholder: 'N', describe: 'print a few samples (prompt, response, reward, KL to the reference) every N iterations (0: never)' },
   ...TRAIN_FLAGS,
 };
 
@@ -31,12 +30,15 @@ export const ppoSpec: CommandSpec = {
   summary: 'PPO with a critic, reference-baseline rewards and the next-token regulariser (ChatGLM-RLHF)',
   flags: {
     ...POLICY_FLAGS,
+    lr: lrFlag(1e-5, 'constant'),
+    klCoef: { type: 'number', min: 0, default: 0.05, describe: 'β: KL to the reference as a per-token penalty in the reward (KL is measured and logged whatever β)' },
+    klEstimator: { type: 'enum', values: ['k1', 'k2', 'k3'], default: 'k1', describe: 'per-token KL estimator' },
     critic: { type: 'checkpoint', placeholder: 'dir', describe: 'critic initialisation (default: the reward model, else the policy with a new scalar head)' },
     samplesPerPrompt: { type: 'int', min: 1, default: 1, describe: 'responses per prompt' },
     baseline: { type: 'enum', values: ['reference', 'normalize', 'none'], default: 'reference', describe: 'reward shaping: r(x,y) − r(x,y_ref) (ChatGLM-RLHF), running normalisation, or none' },
     criticLr: { type: 'number', min: 0, describe: 'critic learning rate (default 10× --lr)' },
     criticWarmup: { type: 'int', min: 0, default: 0, describe: 'iterations that train only the critic' },
-    klTarget: { type: 'number', min: 0, describe: 'adaptive KL controller target (KL per response)' },
+    klTarget: { type: 'number', min: 0, describe: 'adaptive KL controller target (KL per response; default: none, a fixed β)' },
   },
   examples: ['rlhf ppo --policy runs/sft/model --reward-model runs/rm/model --prompts prompts.jsonl --ptx-data sft.jsonl --ptx-coef 1 --output runs/ppo --iterations 80 --lr 1e-4'],
 };
@@ -46,6 +48,9 @@ export const grpoSpec: CommandSpec = {
   summary: 'group methods with n samples per prompt and no critic: GRPO, RLOO, REINFORCE++',
   flags: {
     ...POLICY_FLAGS,
+    lr: lrFlag(1e-5, 'constant'),
+    klCoef: { type: 'number', min: 0, default: 0, describe: 'β: KL to the reference added to the loss (KL is measured and logged whatever β)' },
+    klEstimator: { type: 'enum', values: ['k1', 'k2', 'k3'], default: 'k3', describe: 'per-token KL estimator' },
     estimator: { type: 'enum', values: ['grpo', 'rloo', 'reinforce++'], default: 'grpo', describe: 'advantage estimator' },
     samplesPerPrompt: { type: 'int', min: 1, default: 4, describe: 'responses per prompt (the group)' },
   },
@@ -96,9 +101,9 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
     criticWarmupIterations: o.criticWarmup as number,
     ...defined({ criticLr: o.criticLr as number | undefined }),
   });
-  const done = follow(trainer, ctx, ['rewardMean', 'kl', 'valueLoss']);
+  const done = await follow(trainer, ctx, ['rewardMean', 'kl', 'valueLoss'], o, 'ppo');
   const r = await trainer.train();
-  done();
+  await done();
   return finish(policy, tokenizer, o, ctx, r, 'ppo');
 };
 
@@ -108,8 +113,8 @@ export const grpoCommand: CommandHandler = async (o, ctx) => {
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const { reward } = await resolveReward(o);
   const trainer = new GroupTrainer({ ...common(o), policy, tokenizer, reward, estimator: o.estimator as 'grpo' | 'rloo' | 'reinforce++' });
-  const done = follow(trainer, ctx, ['rewardMean', 'clipFraction', 'entropy']);
+  const done = await follow(trainer, ctx, ['rewardMean', 'kl', 'entropy'], o, 'grpo');
   const r = await trainer.train();
-  done();
+  await done();
   return finish(policy, tokenizer, o, ctx, r, String(o.estimator));
 };

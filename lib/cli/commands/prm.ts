@@ -1,7 +1,7 @@
 /** rlhf prm: a process reward model from step-labelled responses. */
 import { ProcessRewardTrainer } from '../../train/process-reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { applyThreads, defined, follow, loadScalarHeadModel, loopFlags, saveFinal, TRAIN_FLAGS, unescapeFlag } from './shared.js';
+import { applyThreads, defined, follow, loadScalarHeadModel, loopFlags, saveFinal, TRAIN_FLAGS, unescapeFlag, lrFlag } from './shared.js';
 
 export const prmSpec: CommandSpec = {
   name: 'prm',
@@ -17,6 +17,7 @@ export const prmSpec: CommandSpec = {
     batchSize: { type: 'int', min: 1, default: 8, describe: 'responses per micro-batch' },
     epochs: { type: 'int', min: 1, default: 1, describe: 'passes over the data' },
     ...TRAIN_FLAGS,
+    lr: lrFlag(1e-05, 'cosine'),
   },
   examples: ['rlhf prm --model runs/sft/model --data steps.jsonl --output runs/prm --epochs 2 --lr 1e-4', 'rlhf grpo --model runs/sft/model --prompts prompts.jsonl --process-reward-model runs/prm/model --step-aggregate min --output runs/grpo'],
 };
@@ -33,10 +34,9 @@ export const prmCommand: CommandHandler = async (o, ctx) => {
     separator: unescapeFlag(o.stepSeparator as string),
     ...loopFlags(o),
   });
-  trainer.on('log', (e) => ctx.stderr.write(`${e.message}\n`));
-  const done = follow(trainer, ctx, ['loss', 'stepAccuracy', 'lr']);
+  const done = await follow(trainer, ctx, ['loss', 'stepAccuracy', 'lr'], o, 'prm');
   const r = await trainer.train();
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  done(`prm: ${r.steps} steps, held-out step accuracy ${r.eval ? pct(r.eval.stepAccuracy) : 'n/a'}, response accuracy ${r.eval ? pct(r.eval.responseAccuracy) : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  await done(`prm: ${r.steps} steps, held-out step accuracy ${r.eval ? pct(r.eval.stepAccuracy) : 'n/a'}, response accuracy ${r.eval ? pct(r.eval.responseAccuracy) : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
   return saveFinal(model, tokenizer, o, ctx, r.stopped);
 };

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { RewardTrainer } from '../../train/reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { applyThreads, defined, follow, loadScalarHeadModel, loopFlags, saveFinal, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, loadScalarHeadModel, loopFlags, saveFinal, TRAIN_FLAGS, lrFlag } from './shared.js';
 
 export const rmSpec: CommandSpec = {
   name: 'rm',
@@ -19,6 +19,7 @@ export const rmSpec: CommandSpec = {
     batchSize: { type: 'int', min: 1, default: 8, describe: 'pairs per micro-batch' },
     epochs: { type: 'int', min: 1, default: 1, describe: 'passes over the pairs' },
     ...TRAIN_FLAGS,
+    lr: lrFlag(1e-05, 'cosine'),
   },
   examples: ['rlhf rm --model runs/sft/model --data pairs.jsonl --output runs/rm --length-balance --epochs 2 --lr 1e-4'],
 };
@@ -36,9 +37,8 @@ export const rmCommand: CommandHandler = async (o, ctx) => {
     scoreRegularization: o.scoreReg as number,
     ...loopFlags(o),
   });
-  trainer.on('log', (e) => ctx.stderr.write(`${e.message}\n`));
-  const done = follow(trainer, ctx, ['loss', 'accuracy', 'lr']);
+  const done = await follow(trainer, ctx, ['loss', 'accuracy', 'lr'], o, 'rm');
   const r = await trainer.train();
-  done(`rm: ${r.steps} steps, held-out accuracy ${r.eval ? (100 * r.eval.accuracy).toFixed(1) + '%' : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  await done(`rm: ${r.steps} steps, held-out accuracy ${r.eval ? (100 * r.eval.accuracy).toFixed(1) + '%' : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
   return saveFinal(model, tokenizer, o, ctx, r.stopped);
 };

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { SFTTrainer } from '../../train/sft.js';
 import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
 import { joinProcessGroup, launchUnderMpi, needsLaunch, NPROC_FLAG } from './launch.js';
-import { applyThreads, defined, follow, initModel, loadModel, loopFlags, TRAIN_FLAGS } from './shared.js';
+import { applyThreads, defined, follow, initModel, loadModel, loopFlags, TRAIN_FLAGS, lrFlag } from './shared.js';
 
 export const sftSpec: CommandSpec = {
   name: 'sft',
@@ -26,6 +26,7 @@ export const sftSpec: CommandSpec = {
     evalEvery: { type: 'int', min: 1, describe: 'evaluate every N steps (default: at the end)' },
     ...TRAIN_FLAGS,
     ...NPROC_FLAG,
+    lr: lrFlag(0.0001, 'cosine'),
   },
   examples: ['rlhf sft --init tiny --data demos.jsonl --output runs/sft --epochs 3 --lr 3e-3', 'rlhf sft --model runs/sft/model --data more.jsonl --output runs/sft2 --packing --resume', 'rlhf sft --init tiny --data demos.jsonl --output runs/sft-dp --nproc 2'],
 };
@@ -50,9 +51,9 @@ export const sftCommand: CommandHandler = async (o, ctx) => {
     ...defined({ group }),
   });
   if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
-  const done = follow(trainer, ctx, ['loss', 'lr', 'tokensPerSecond']);
+  const done = await follow(trainer, ctx, ['loss', 'lr', 'tokensPerSecond'], o, 'sft');
   const r = await trainer.train();
-  done(`sft: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}${r.evalLoss !== undefined ? `, eval loss ${r.evalLoss.toFixed(4)}` : ''}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  await done(`sft: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}${r.evalLoss !== undefined ? `, eval loss ${r.evalLoss.toFixed(4)}` : ''}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
   if (!r.stopped) ctx.stdout.write(`model: ${join(o.output as string, 'model')}\n`);
   return r.stopped ? 130 : 0;
 };

@@ -2,6 +2,7 @@
  * What the commands share: common flags, loading a model with its tokenizer, resolving a reward
  * source from flags, and wiring a trainer to the progress display and Ctrl-C.
  */
+import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pathExists as exists } from '../../engine/atomic.js';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import { ProcessRewardModel } from '../../rewards/process-reward-model.js';
 import { rewardFunction, type RewardSource, type ScoreRequest } from '../../rewards/types.js';
 import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../tokenizer/index.js';
 import type { TrainerEmitter } from '../../train/events.js';
+import { attachTracking, MlflowRun } from '../../track/index.js';
 import { attachProgress, CliError, onInterrupt, type CommandContext, type FlagSpec } from '../framework/index.js';
 
 export const COMMON_FLAGS: Record<string, FlagSpec> = {
@@ -39,14 +41,21 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   allowResumeMismatch: { type: 'bool', describe: 'with --resume: continue even though the settings or data differ from the run\'s (logged)' },
   allowNonFiniteResume: { type: 'bool', describe: 'with --resume: load a checkpoint holding NaN/Inf weights or optimizer state' },
   maxConsecutiveSkips: { type: 'int', min: 0, default: 5, placeholder: 'N', describe: 'stop with an error after N updates in a row skipped for non-finite loss or gradients (0: never)' },
-  saveEvery: { type: 'int', min: 1, describe: 'write a checkpoint every N steps (always at the end)' },
-  lr: { type: 'number', min: 0, describe: 'peak learning rate' },
+  saveEvery: { type: 'int', min: 1, describe: 'write a checkpoint every N steps (default: only at the end)' },
   gradientCheckpointing: { type: 'bool', describe: 'keep only each layer\'s input for backward and recompute the rest (far less activation memory, ~1 more forward of compute)' },
   loraRank: { type: 'int', min: 1, max: 4096, placeholder: 'r', describe: 'train LoRA adapters of rank r on a frozen base (saved in PEFT format under <output>/model/adapter)' },
   loraAlpha: { type: 'number', min: 0, describe: 'LoRA α (default 2·r): adapters scaled by α/r' },
   loraModules: { type: 'list', placeholder: 'q_proj,v_proj', describe: 'projections to adapt (default q_proj,v_proj; all-linear for every one)' },
   ...COMMON_FLAGS,
+  logTo: { type: 'list', placeholder: 'tensorboard,mlflow', describe: 'also log every metric (RL: histograms of rewards, advantages, KL and lengths, and sample tables) to TensorBoard event files in <output>/tensorboard and/or an MLflow tracking server; metrics.jsonl is always written' },
+  trackingUri: { type: 'string', placeholder: 'url', describe: 'the MLflow server for --log-to mlflow, e.g. http://127.0.0.1:5000 (default: $MLFLOW_TRACKING_URI)' },
 };
+
+/** --lr with the trainer's default and its schedule named (the help shows both). */
+export function lrFlag(lr: number, schedule: 'cosine' | 'constant'): FlagSpec {
+  const describe = schedule === 'cosine' ? 'peak learning rate; linear warmup (--warmup-steps where offered), then cosine decay to 0.1× peak at the last step' : 'learning rate, constant (no warmup or decay)';
+  return { type: 'number', min: 0, default: lr, describe };
+}
 
 /** --threads, --tp and --gradient-checkpointing: applied before any model is made. */
 export function applyThreads(o: Record<string, unknown>): void {
@@ -189,11 +198,35 @@ export async function resolveReward(o: Record<string, unknown>): Promise<{ rewar
   throw new CliError('a reward source is needed: --reward-model <dir>, --process-reward-model <dir> or --reward-rule <rule>');
 }
 
-/** Progress display + Ctrl-C → requestStop (the trainer checkpoints and returns). */
-export function follow(trainer: TrainerEmitter & { requestStop(): void }, ctx: CommandContext, metrics: string[]): (line?: string) => void {
-  const p = attachProgress(trainer, ctx.stderr, { metrics });
+/**
+ * Progress display labelled with the command's name, Ctrl-C → requestStop (the trainer checkpoints
+ * and returns), and the --log-to sinks. The returned function ends all of them; await it.
+ */
+export async function follow(trainer: TrainerEmitter & { requestStop(): void }, ctx: CommandContext, metrics: string[], o: Record<string, unknown> = {}, label?: string): Promise<(line?: string) => Promise<void>> {
+  const p = attachProgress(trainer, ctx.stderr, { metrics, ...(label ? { label } : {}) });
   onInterrupt(() => trainer.requestStop());
-  return (line) => p.done(line);
+  const sinks = (o.logTo as string[] | undefined) ?? [];
+  for (const s of sinks) if (s !== 'tensorboard' && s !== 'mlflow') throw new CliError(`--log-to must list tensorboard and/or mlflow, got "${s}"`);
+  let mlflow: MlflowRun | undefined;
+  if (sinks.includes('mlflow')) {
+    const uri = (o.trackingUri as string | undefined) ?? process.env.MLFLOW_TRACKING_URI;
+    if (!uri) throw new CliError('--log-to mlflow needs --tracking-uri <url> (or MLFLOW_TRACKING_URI)');
+    mlflow = await MlflowRun.create(uri, { runName: label, tags: { 'mlflow.source.name': `rlhf ${label ?? ''}`.trim() } });
+    mlflow.params(Object.fromEntries(Object.entries(o).filter(([, v]) => ['string', 'number', 'boolean'].includes(typeof v))) as Record<string, string | number | boolean>);
+  } else if (o.trackingUri !== undefined) throw new CliError('--tracking-uri needs --log-to mlflow');
+  if (typeof o.output === 'string' && !o.resume) rmSync(join(o.output, 'samples.jsonl'), { force: true }); // a fresh run: no samples of an earlier one
+  const tracking = attachTracking(trainer, {
+    ...(sinks.includes('tensorboard') ? { tensorboardDir: join(o.output as string, 'tensorboard') } : {}),
+    ...(typeof o.output === 'string' ? { samplesFile: join(o.output, 'samples.jsonl') } : {}),
+    mlflow,
+    printSamples: (o.printSamples as number | undefined) ?? 0,
+  });
+  if (tracking.tensorboardPath) ctx.stderr.write(`tensorboard: ${tracking.tensorboardPath} (tensorboard --logdir ${join(o.output as string, 'tensorboard')})\n`);
+  if (mlflow) ctx.stderr.write(`mlflow: run ${mlflow.runId} at ${mlflow.uri}\n`);
+  return async (line) => {
+    await tracking.close();
+    p.done(line);
+  };
 }
 
 /** Keeps only the keys whose value is defined (so trainer defaults apply to unset flags). */

@@ -38,8 +38,8 @@ export interface CommandSpec {
   /** keys are camelCase; `maxSteps` is `--max-steps` on the command line */
   flags: Record<string, FlagSpec>;
   examples: string[];
-  /** one optional positional argument, returned as options[camelCase(name)] */
-  positional?: { name: string; describe: string };
+  /** one optional positional argument, returned as options[camelCase(name)]; `variadic`: any number, returned as a string[] */
+  positional?: { name: string; describe: string; variadic?: boolean };
 }
 
 /** A mistake in how the command was called: bad flag, bad value, bad config file. Exit code 2. */
@@ -127,7 +127,9 @@ export async function parseCommand(spec: CommandSpec, argv: string[], opts: { cw
   }
 
   const options: Record<string, unknown> = {};
-  if (spec.positional) {
+  if (spec.positional?.variadic) {
+    options[camel(spec.positional.name)] = positionals.map((p) => resolve(cwd, p));
+  } else if (spec.positional) {
     if (positionals.length > 1) throw new CliError(`unexpected argument ${show(positionals[1])}`);
     if (positionals.length) options[camel(spec.positional.name)] = positionals[0];
   } else if (positionals.length) {

@@ -67,6 +67,7 @@ function flagNotes(flag: FlagSpec): string {
   else if (flag.max !== undefined) notes.push(`<= ${flag.max}`);
   if (flag.type === 'list') notes.push('comma-separated or repeated');
   if (flag.default !== undefined && !(flag.type === 'bool' && flag.default === false)) notes.push(`default: ${showDefault(flag)}`);
+  else if (flag.default === undefined && !flag.required && flag.type !== 'bool' && !/\bdefault\b/i.test(flag.describe)) notes.push('default: none'); // every line says what happens without the flag
   return notes.length ? ` (${notes.join('; ')})` : '';
 }
 
@@ -101,7 +102,7 @@ export function formatHelp(spec: CommandSpec, width = HELP_WIDTH): string {
     `rlhf ${spec.name}`,
     ...required.map(([k, f]) => flagColumn(k, f)),
     '[flags]',
-    ...(spec.positional ? [`[${spec.positional.name}]`] : []),
+    ...(spec.positional ? [spec.positional.variadic ? `${spec.positional.name}…` : `[${spec.positional.name}]`] : []),
   ].join(' ');
   const out: string[] = [...wrap(`usage: ${usage}`, width), ''];
   out.push(...wrap(spec.summary, width));
