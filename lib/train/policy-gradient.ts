@@ -11,6 +11,12 @@
  *   update    epochs × minibatches: clipped surrogate (+ entropy bonus, + KL in the loss, + λ·NTP on
  *             SFT data), one AdamW step per minibatch; the critic's clipped value loss likewise
  *
+ * Temperature: rollouts sample from π_T (logits / T, then top-k / top-p) and record log π_T of the
+ * full tempered distribution; every forward of the loop on sampled responses (policy, reference,
+ * hence ratios, KL and entropy) runs at the same T, so on-policy ratios are exactly 1 (the metric
+ * rolloutLogprobDiffMax, max |log π_T − log π_old| on the first minibatch, is 0 on CPU with a fixed
+ * thread count). Greedy sampling (T = 0) uses T = 1 in forward. PTX runs at T = 1.
+ *
  * Every update is guarded: a non-finite loss or gradient skips the step (counted), so non-finite
  * weights are never produced or saved. Checkpoints hold policy, critic, the frozen reference and
  * the trainer state (iteration, KL coefficient, cached reference scores, kept prompts), so a
@@ -136,6 +142,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
   /** The current KL coefficient (changes when the adaptive controller is on). */
   get klCoef(): number {
     return this.#klCoef;
+  }
+
+  /** The temperature of every forward on sampled responses: the sampling temperature (1 when greedy). */
+  get #forwardTemperature(): number {
+    const T = this.c.sampling.temperature ?? 1;
+    return T > 0 ? T : 1;
   }
 
   get #needsReference(): boolean {
@@ -289,7 +301,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const oldLogp = scatterResponses(rollout.samples.map((s) => s.logprobs), sb);
     let refLogp: Float32Array | undefined, oldValues: Float32Array | undefined;
     if (this.#reference && c.kl.coef > 0)
-      refLogp = (await timed('reference', () => this.#reference!.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, saveForBackward: false }))).logprobs;
+      refLogp = (await timed('reference', () => this.#reference!.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, saveForBackward: false }))).logprobs;
     if (c.critic) oldValues = (await timed('critic', () => c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: false }))).values!;
 
     const B = sb.batch;
@@ -341,9 +353,16 @@ export class PolicyGradientLoop extends TrainerEmitter {
           const ok = await timed('policy', async () => {
             const adv = pick(d.advantages)!;
             if (!adv.every(Number.isFinite)) return false; // e.g. a reward that overflows fp32
-            const f = await c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, entropy: true }); // entropy is always logged
+            const f = await c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, entropy: true }); // entropy is always logged
             if (!f.logprobs.every(Number.isFinite)) return false;
-            const pl = ppoPolicyLoss({ logp: f.logprobs, oldLogp: pick(d.oldLogp)!, advantages: adv, mask: policyMask, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
+            const oldLogp = pick(d.oldLogp)!;
+            if (e === 0 && mb === 0) {
+              // before any update the policy is π_old: a non-zero value means the trainer's π is not the sampler's
+              let diff = 0;
+              for (let i = 0; i < oldLogp.length; i++) if (policyMask[i] > 0) diff = Math.max(diff, Math.abs(f.logprobs[i] - oldLogp[i]));
+              add('rolloutLogprobDiffMax', diff);
+            }
+            const pl = ppoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
             const dLogp = Float32Array.from(pl.dLogp);
             let loss = pl.loss;
             const eb = entropyBonus({ entropy: f.entropy!, mask: policyMask, coef: c.entropyCoef });
