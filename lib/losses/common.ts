@@ -13,8 +13,8 @@ import { checkInt, checkNumber, checkObject, checkOneOf, closest, rangeError, ty
 export type NumArray = ArrayLike<number>;
 
 /** How per-token losses are reduced to one number (see {@link aggregationWeights}). */
-export type Aggregation = 'token-mean' | 'seq-mean-token-mean';
-export const AGGREGATIONS: readonly Aggregation[] = ['token-mean', 'seq-mean-token-mean'];
+export type Aggregation = 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum';
+export const AGGREGATIONS: readonly Aggregation[] = ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum'];
 
 function isNumArray(v: unknown): v is NumArray {
   if (Array.isArray(v)) return true;
@@ -130,7 +130,9 @@ export function maskCount(mask: NumArray): number {
  * - `seq-mean-token-mean`: the flat arrays are the concatenation of sequences of lengths
  *   `seqLengths` (summing to the array length); w_t = m_t / (n_b · B') where n_b is the number of
  *   valid tokens of t's sequence and B' the number of sequences with n_b > 0 (empty sequences are
- *   left out of the mean rather than producing NaN).
+ *   left out of the mean rather than producing NaN);
+ * - `seq-mean-token-sum`: the same sequences; w_t = m_t / B' (each sequence's token SUM, averaged
+ *   over sequences: longer responses weigh more; veRL's loss_agg_mode of that name).
  * With no valid token at all every weight is 0 (loss 0, gradient 0).
  */
 export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggregation, seqLengths: unknown): Float64Array {
@@ -141,7 +143,7 @@ export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggr
     if (count > 0) for (let i = 0; i < n; i++) w[i] = mask[i] / count;
     return w;
   }
-  if (seqLengths === undefined) throw typeError(fn, 'seqLengths', "an array of sequence lengths (required by aggregation 'seq-mean-token-mean')", seqLengths);
+  if (seqLengths === undefined) throw typeError(fn, 'seqLengths', `an array of sequence lengths (required by aggregation '${aggregation}')`, seqLengths);
   const lengths = checkArray(fn, 'seqLengths', seqLengths, { min: 0 });
   let total = 0;
   for (let b = 0; b < lengths.length; b++) {
@@ -159,7 +161,8 @@ export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggr
   }
   for (let b = 0, off = 0; b < lengths.length; off += lengths[b], b++) {
     if (counts[b] === 0) continue;
-    for (let i = off; i < off + lengths[b]; i++) w[i] = mask[i] / (counts[b] * nonEmpty);
+    const perSeq = aggregation === 'seq-mean-token-sum' ? nonEmpty : counts[b] * nonEmpty;
+    for (let i = off; i < off + lengths[b]; i++) w[i] = mask[i] / perSeq;
   }
   return w;
 }

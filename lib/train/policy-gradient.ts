@@ -17,6 +17,12 @@
  * rolloutLogprobDiffMax, max |log π_T − log π_old| on the first minibatch, is 0 on CPU with a fixed
  * thread count). Greedy sampling (T = 0) uses T = 1 in forward. PTX runs at T = 1.
  *
+ * Rewards: a non-finite score is an error naming the prompt, the sample and the reward source, or
+ * with onInvalidReward 'skip' the sample is dropped (for grpo/rloo its whole group, whose baseline it
+ * would spoil) with a warning. Whitening runs in float64, so finite rewards of any size give finite
+ * advantages. A batch whose rewards carry no signal (every group, or for reinforce++ the batch, with
+ * zero variance) is logged as a warning: its policy gradient is 0.
+ *
  * Every update is guarded: a non-finite loss or gradient skips the step (counted), so non-finite
  * weights are never produced or saved. Checkpoints hold policy, critic, the frozen reference and
  * the trainer state (iteration, KL coefficient, cached reference scores, kept prompts), so a
@@ -26,7 +32,7 @@ import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { loadPromptFile, loadSftFile, padBatch, permutation, tokenizeSft, toSftRecords, type PromptRecord, type SftInput, type TokenizedExample } from '../data/index.js';
-import { entropyBonus, gae, grpoAdvantages, klLoss, klPerToken, ntpLoss, ppoPolicyLoss, ppoValueLoss, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type KlEstimator } from '../losses/index.js';
+import { entropyBonus, gae, grpoAdvantages, klLoss, klPerToken, ntpLoss, ppoPolicyLoss, ppoValueLoss, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type Aggregation, type KlEstimator } from '../losses/index.js';
 import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores, type RewardSource } from '../rewards/types.js';
 import { generateRollout, type Rollout, type SamplingOptions } from '../rollout/generate.js';
@@ -72,6 +78,8 @@ export interface PolicyGradientConfig extends RunOptions {
   clipEps: number;
   clipEpsHigh?: number;
   dualClip?: number;
+  /** how the policy loss, entropy bonus and KL loss reduce over tokens (rows are the sequences); the critic's loss is a token mean */
+  aggregation: Aggregation;
   valueClipEps: number;
   gamma: number;
   lambda: number;
@@ -85,6 +93,8 @@ export interface PolicyGradientConfig extends RunOptions {
   criticWarmupIterations: number;
   ptx?: { data: string | SftInput[]; coef: number; batchSize: number; seqLen: number };
   promptFilter?: { samples: number; quantile: number };
+  /** a NaN/±Infinity reward: 'error' stops naming the sample; 'skip' drops it (its whole group for grpo/rloo) with a warning */
+  onInvalidReward: 'error' | 'skip';
   seed: number;
   saveEvery?: number;
 }
@@ -109,6 +119,8 @@ interface IterationData {
   advantages: Float32Array;
   returns?: Float32Array;
   klPerResponse: number[];
+  /** samples dropped for an invalid reward (onInvalidReward 'skip') */
+  droppedSamples: number;
 }
 
 const STREAM_REFERENCE = 2 ** 40; // Philox streams for y_ref samples, apart from rollout streams
@@ -223,6 +235,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         responseLength: generated / data.rollout.samples.length,
         stopRate: data.rollout.samples.filter((s) => s.finishReason === 'stop').length / data.rollout.samples.length,
         tokensPerSecond: generated / seconds,
+        ...(c.onInvalidReward === 'skip' ? { droppedSamples: data.droppedSamples } : {}),
         ...m,
         ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
       });
@@ -260,7 +273,25 @@ export class PolicyGradientLoop extends TrainerEmitter {
       responseIds: s.responseIds,
       record: rollout.prompts[s.promptIndex],
     }));
-    return checkScores(this.c.reward, await this.c.reward.score(requests), requests.length);
+    return checkScores(this.c.reward, await this.c.reward.score(requests), requests.length, { allowNonFinite: true });
+  }
+
+  /**
+   * Applies onInvalidReward to scores of rows whose (dataset prompt index, sample index) `where`
+   * gives: 'error' throws on the first non-finite score; 'skip' warns and returns the rows to drop.
+   */
+  #invalidRewards(scores: number[], where: (r: number) => { prompt: number; sample: number }, what: string): Set<number> {
+    const bad = new Set<number>();
+    scores.forEach((s, r) => {
+      if (Number.isFinite(s)) return;
+      const w = where(r);
+      const name = `reward source "${this.c.reward.name}" returned ${s} for ${what} (prompt ${w.prompt}, sample ${w.sample})`;
+      if (this.c.onInvalidReward === 'error')
+        throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${this.c.stage}: ${name}; onInvalidReward: 'skip' (--on-invalid-reward skip) drops such samples`);
+      this.emit('log', { stage: this.c.stage, message: `warning: ${name}: sample dropped` });
+      bad.add(r);
+    });
+    return bad;
   }
 
   /** Reference-baseline scores r(x, y_ref) for prompts not seen before (one y_ref per prompt). */
@@ -269,23 +300,40 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (missing.length > 0) {
       // one batch; y_ref of prompt i draws from stream STREAM_REFERENCE + i whatever else is in it
       const r = await generateRollout({ policy: this.#reference!, tokenizer: this.c.tokenizer, prompts: missing.map((i) => prompts[i]), samplesPerPrompt: 1, sampling: this.c.sampling, seed: this.c.seed, streams: missing.map((i) => STREAM_REFERENCE + i) });
-      (await this.#score(r)).forEach((s, k) => this.#refScores.set(missing[k], s));
+      const scores = await this.#score(r);
+      this.#invalidRewards(scores, (k) => ({ prompt: missing[k], sample: 0 }), 'the reference response y_ref');
+      scores.forEach((s, k) => Number.isFinite(s) && this.#refScores.set(missing[k], s)); // an invalid one is drawn again next time
     }
-    return indices.map((i) => this.#refScores.get(i)!);
+    return indices.map((i) => this.#refScores.get(i) ?? NaN);
   }
 
   async #collect(prompts: PromptRecord[], indices: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<IterationData> {
     const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
-    const rollout = await timed('generate', () =>
+    let rollout = await timed('generate', () =>
       generateRollout({ policy: c.policy, tokenizer: tok, prompts: indices.map((i) => prompts[i]), samplesPerPrompt: n, sampling: c.sampling, seed: c.seed, streamBase: iteration * c.promptsPerIteration * n }),
     );
-    const scores = await timed('score', () => this.#score(rollout));
+    let scores = await timed('score', () => this.#score(rollout));
+    const where = (r: number) => ({ prompt: indices[rollout.samples[r].promptIndex], sample: r % n });
+    const drop = this.#invalidRewards(scores, where, 'a response');
+    let ref: number[] | undefined;
+    if (c.baseline === 'reference') {
+      ref = await timed('baseline', () => this.#referenceScores(prompts, indices)); // y_ref sampled and scored
+      rollout.samples.forEach((s, r) => Number.isFinite(ref![s.promptIndex]) || drop.add(r));
+    }
+    if (drop.size) {
+      // grpo / rloo baselines need every sample of a group: drop the group
+      if (c.advantage === 'grpo' || c.advantage === 'rloo') for (const r of [...drop]) for (let j = 0; j < n; j++) drop.add(r - (r % n) + j);
+      if (drop.size === rollout.samples.length)
+        throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${c.stage}: iteration ${iteration + 1}: every sample had an invalid reward (reward source "${c.reward.name}")`);
+      const keep = (_: unknown, r: number) => !drop.has(r);
+      rollout = { ...rollout, samples: rollout.samples.filter(keep) };
+      scores = scores.filter(keep);
+    }
     let shaped = scores.slice();
     if (c.rewardClip !== undefined) shaped = shaped.map((s) => Math.max(-c.rewardClip!, Math.min(c.rewardClip!, s)));
     if (c.overlong) shaped = shaped.map((s, r) => s + overlongPenalty(rollout.samples[r].responseIds.length, c.overlong!));
-    if (c.baseline === 'reference') {
-      const ref = await timed('baseline', () => this.#referenceScores(prompts, indices)); // y_ref sampled and scored
-      shaped = shaped.map((s, r) => s - ref[Math.floor(r / n)]);
+    if (ref) {
+      shaped = shaped.map((s, r) => s - ref![rollout.samples[r].promptIndex]);
     } else if (c.baseline === 'normalize') {
       for (const s of shaped) {
         const st = this.#norm;
@@ -308,6 +356,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const klPerResponse: number[] = [];
     const perRowAdv: Float64Array[] = [], perRowRet: Float64Array[] = [];
     let seqAdv: Float64Array | undefined;
+    if (c.advantage !== 'gae' && zeroVariance(shaped, c.advantage === 'reinforce++' ? shaped.length : n))
+      this.emit('log', { stage: c.stage, message: `warning: iteration ${iteration + 1}: every ${c.advantage === 'reinforce++' ? 'reward of the batch is' : "group's rewards are"} equal (zero variance): the policy gradient is 0` });
     if (c.advantage === 'grpo') seqAdv = grpoAdvantages(shaped, n);
     else if (c.advantage === 'rloo') seqAdv = rlooAdvantages(shaped, n);
     else if (c.advantage === 'reinforce++') seqAdv = reinforcePlusPlusAdvantages(shaped);
@@ -325,12 +375,9 @@ export class PolicyGradientLoop extends TrainerEmitter {
         perRowAdv.push(new Float64Array(L).fill(seqAdv![b]));
       }
     }
-    let advantages = scatterResponses(perRowAdv, sb);
-    if (c.whitenAdvantages) {
-      const mask = sb.targets.map((t) => (t >= 0 ? 1 : 0));
-      advantages = Float32Array.from(whiten(advantages, mask));
-    }
-    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse };
+    // whitened in float64 over every response token: finite rewards of any size give finite advantages
+    const advantages = scatterResponses(c.whitenAdvantages ? whitenRows(perRowAdv) : perRowAdv, sb);
+    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse, droppedSamples: drop.size };
   }
 
   async #update(d: IterationData, iteration: number, ptx: TokenizedExample[] | undefined, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<Record<string, number>> {
@@ -362,13 +409,14 @@ export class PolicyGradientLoop extends TrainerEmitter {
               for (let i = 0; i < oldLogp.length; i++) if (policyMask[i] > 0) diff = Math.max(diff, Math.abs(f.logprobs[i] - oldLogp[i]));
               add('rolloutLogprobDiffMax', diff);
             }
-            const pl = ppoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
+            const agg = { aggregation: c.aggregation, seqLengths: new Array<number>(sb.batch).fill(sb.seqLen) }; // one sequence per row
+            const pl = ppoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip, ...agg });
             const dLogp = Float32Array.from(pl.dLogp);
             let loss = pl.loss;
-            const eb = entropyBonus({ entropy: f.entropy!, mask: policyMask, coef: c.entropyCoef });
+            const eb = entropyBonus({ entropy: f.entropy!, mask: policyMask, coef: c.entropyCoef, ...agg });
             loss += eb.loss;
             if (c.kl.mode === 'loss' && this.#klCoef > 0 && d.refLogp) {
-              const kl = klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask: policyMask, coef: this.#klCoef, estimator: c.kl.estimator });
+              const kl = klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask: policyMask, coef: this.#klCoef, estimator: c.kl.estimator, ...agg });
               loss += kl.loss;
               for (let i = 0; i < dLogp.length; i++) dLogp[i] += kl.dLogp[i];
             }
@@ -448,9 +496,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
   async #filterPrompts(prompts: PromptRecord[], f: { samples: number; quantile: number }, run: TrainingRun): Promise<number[]> {
     const r = await generateRollout({ policy: this.c.policy, tokenizer: this.c.tokenizer, prompts, samplesPerPrompt: f.samples, sampling: this.c.sampling, seed: this.c.seed, streamBase: 2 * STREAM_REFERENCE });
     const scores = await this.#score(r);
-    const variances = filterPromptsByVariance(scores, f.samples, 0).variances;
+    const bad = new Set([...this.#invalidRewards(scores, (k) => ({ prompt: Math.floor(k / f.samples), sample: k % f.samples }), 'a prompt-filter response')].map((k) => Math.floor(k / f.samples)));
+    const valid = scores.map((s, k) => (bad.has(Math.floor(k / f.samples)) ? 0 : s)); // a prompt with an invalid score is not kept
+    const variances = filterPromptsByVariance(valid, f.samples, 0).variances.filter((_, p) => !bad.has(p));
+    if (!variances.length) throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${this.c.stage}: the prompt filter got an invalid reward for every prompt`);
     const tau = varianceQuantile(variances, f.quantile);
-    const { kept } = filterPromptsByVariance(scores, f.samples, tau);
+    const kept = filterPromptsByVariance(valid, f.samples, tau).kept.filter((p) => !bad.has(p));
     run.log(`prompt filter: kept ${kept.length} of ${prompts.length} prompts (score variance >= ${tau.toPrecision(3)}, the ${f.quantile} quantile over ${f.samples} samples each)`);
     if (!kept.length) throw new RlhfError(ErrorCode.FORMAT, `${this.c.stage}: the prompt filter kept no prompt`);
     return kept;
@@ -460,6 +511,22 @@ export class PolicyGradientLoop extends TrainerEmitter {
 /** `mask` (batch layout) with the rows where drop[b] is true zeroed. */
 function maskRows(mask: Uint8Array | number[] | Int32Array, sb: SequenceBatch, drop: boolean[]): number[] {
   return Array.from(mask, (m, i) => (drop[Math.floor(i / sb.seqLen)] ? 0 : m));
+}
+
+/** The rows' values whitened together (mean 0, std 1 over every token; lib/losses whiten). */
+function whitenRows(rows: Float64Array[]): Float64Array[] {
+  const flat = new Float64Array(rows.reduce((a, r) => a + r.length, 0));
+  let o = 0;
+  for (const r of rows) flat.set(r, o), (o += r.length);
+  const w = whiten(flat, new Uint8Array(flat.length).fill(1));
+  o = 0;
+  return rows.map((r) => w.subarray(o, (o += r.length)));
+}
+
+/** True when every consecutive group of `size` values is constant. */
+function zeroVariance(x: number[], size: number): boolean {
+  for (let i = 0; i < x.length; i++) if (x[i] !== x[i - (i % size)]) return false;
+  return true;
 }
 
 function std(x: number[]): number {

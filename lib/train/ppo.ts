@@ -9,6 +9,7 @@
  * The loop itself is lib/train/policy-gradient.ts.
  */
 import type { Model } from '../engine/model.js';
+import { AGGREGATIONS, type Aggregation } from '../losses/index.js';
 import type { PromptRecord, SftInput } from '../data/index.js';
 import type { RewardSource } from '../rewards/types.js';
 import type { SamplingOptions } from '../rollout/generate.js';
@@ -34,8 +35,15 @@ export interface PolicyGradientOptions {
   lr?: number;
   weightDecay?: number;
   maxGradNorm?: number;
+  /** PPO clip ε: the ratio is clipped to [1 − ε, 1 + ε_high] */
   clipEps?: number;
+  /** DAPO's clip-higher ε_high (default ε; DAPO uses 0.28 with ε = 0.2) */
+  clipEpsHigh?: number;
   dualClip?: number;
+  /** how the policy loss (and the entropy bonus and KL loss) reduce over tokens: 'token-mean' (default;
+   * DAPO), 'seq-mean-token-mean' (original GRPO: each response's mean, then the mean over responses),
+   * 'seq-mean-token-sum' (each response's sum, then the mean) */
+  aggregation?: Aggregation;
   entropyCoef?: number;
   kl?: Partial<KlOptions>;
   rewardClip?: number;
@@ -45,13 +53,16 @@ export interface PolicyGradientOptions {
   maskTruncated?: boolean;
   /** next-token loss on SFT data: {data, coef λ, batchSize, seqLen} */
   ptx?: { data: string | SftInput[]; coef: number; batchSize?: number; seqLen?: number };
+  /** a reward source's NaN/±Infinity: 'error' (default) stops naming the prompt and sample; 'skip' drops the
+   * sample (for grpo/rloo its group) with a warning */
+  onInvalidReward?: 'error' | 'skip';
   seed?: number;
   outputDir?: string;
   saveEvery?: number;
   keepCheckpoints?: number;
   resumeFrom?: string;
 }
-export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
+export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'clipEpsHigh', 'dualClip', 'aggregation', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'onInvalidReward', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
 
 export interface PPOOptions extends PolicyGradientOptions {
   /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
@@ -111,7 +122,9 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
       weightDecay: o.number('weightDecay', { min: 0 }, 0),
       maxGradNorm: o.number('maxGradNorm', { min: 0 }, 1),
       clipEps: o.number('clipEps', { gt: 0, lt: 1 }, 0.2),
+      clipEpsHigh: o.has('clipEpsHigh') ? o.number('clipEpsHigh', { gt: 0 }) : undefined,
       dualClip: o.has('dualClip') ? o.number('dualClip', { gt: 1 }) : undefined,
+      aggregation: o.oneOf('aggregation', AGGREGATIONS, 'token-mean'),
       entropyCoef: o.number('entropyCoef', { min: 0 }, 0),
       kl: {
         coef: kl.number('coef', { min: 0 }, defaults.klCoef),
@@ -123,6 +136,7 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
       rewardClip: o.has('rewardClip') ? o.number('rewardClip', { gt: 0 }) : undefined,
       overlong,
       maskTruncated: o.bool('maskTruncated', false),
+      onInvalidReward: o.oneOf('onInvalidReward', ['error', 'skip'] as const, 'error'),
       seed: o.int('seed', { min: 0 }, 0),
       outputDir: o.has('outputDir') ? o.string('outputDir') : undefined,
       saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
