@@ -23,6 +23,12 @@
  * advantages. A batch whose rewards carry no signal (every group, or for reinforce++ the batch, with
  * zero variance) is logged as a warning: its policy gradient is 0.
  *
+ * Losses: the native policy-gradient family (lib/engine/pg.ts pgNative, native/cpu/pg_losses.cc) on
+ * whole minibatches — aggregation weights, the clipped policy loss (PPO or GSPO), entropy bonus, KL
+ * loss, value loss, per-token KL; the float64 functions of lib/losses are their test references.
+ * Token rewards and GAE stay float64 (lib/losses): their fp32 native twins would overflow on rewards
+ * near the fp32 limit before the whitening brings them back into range.
+ *
  * Every update is guarded: a non-finite loss or gradient skips the step (counted), so non-finite
  * weights are never produced or saved. Checkpoints hold policy, critic, the frozen reference and
  * the trainer state (iteration, KL coefficient, cached reference scores, kept prompts), so a
@@ -32,7 +38,8 @@ import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { loadPromptFile, loadSftFile, padBatch, permutation, tokenizeSft, toSftRecords, type PromptRecord, type SftInput, type TokenizedExample } from '../data/index.js';
-import { entropyBonus, gae, grpoAdvantages, klLoss, klPerToken, ntpLoss, ppoPolicyLoss, ppoValueLoss, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type Aggregation, type KlEstimator } from '../losses/index.js';
+import { gae, grpoAdvantages, ntpLoss, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type Aggregation, type KlEstimator } from '../losses/index.js';
+import { pgNative } from '../engine/pg.js';
 import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores, type RewardSource } from '../rewards/types.js';
 import { generateRollout, type Rollout, type SamplingOptions } from '../rollout/generate.js';
@@ -353,6 +360,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (c.critic) oldValues = (await timed('critic', () => c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: false }))).values!;
 
     const B = sb.batch;
+    const batchMask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
+    const klTokens = refLogp ? pgNative.klPerToken({ logp: oldLogp, refLogp, mask: batchMask, estimator: c.kl.estimator }).kl : undefined;
     const klPerResponse: number[] = [];
     const perRowAdv: Float64Array[] = [], perRowRet: Float64Array[] = [];
     let seqAdv: Float64Array | undefined;
@@ -364,7 +373,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     for (let b = 0; b < B; b++) {
       const L = sb.responseLength[b];
       const mask = new Float64Array(L).fill(1);
-      const kl = refLogp ? klPerToken(responseSlice(oldLogp, sb, b), responseSlice(refLogp, sb, b), c.kl.estimator).kl : new Float64Array(L);
+      const kl = klTokens ? responseSlice(klTokens, sb, b) : new Float64Array(L);
       klPerResponse.push(kl.reduce((a, x) => a + x, 0));
       if (c.advantage === 'gae') {
         const { rewards } = tokenRewards({ score: shaped[b], kl, klCoef: c.kl.mode === 'reward' ? this.#klCoef : 0, mask });
@@ -392,7 +401,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         const rows = Array.from(order.subarray(m0, m0 + c.miniBatchSize));
         const sb = sequenceBatch(rows.map((r) => d.rollout.samples[r]), c.tokenizer.padId);
         const pick = (x: Float32Array | undefined) => (x ? scatterResponses(rows.map((r) => responseSlice(x, d.sb, r)), sb) : undefined);
-        const mask = sb.targets.map((t) => (t >= 0 ? 1 : 0));
+        const mask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
         // maskTruncated: rows cut by the length limit take no part in the policy loss
         const policyMask = c.maskTruncated ? maskRows(mask, sb, rows.map((r) => d.rollout.samples[r].finishReason === 'length')) : mask;
         if (policyWarm && !policyMask.some((x) => x > 0)) maskedMinibatches++; // every row truncated: no policy step
@@ -409,14 +418,15 @@ export class PolicyGradientLoop extends TrainerEmitter {
               for (let i = 0; i < oldLogp.length; i++) if (policyMask[i] > 0) diff = Math.max(diff, Math.abs(f.logprobs[i] - oldLogp[i]));
               add('rolloutLogprobDiffMax', diff);
             }
-            const agg = { aggregation: c.aggregation, seqLengths: new Array<number>(sb.batch).fill(sb.seqLen) }; // one sequence per row
-            const pl = ppoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip, ...agg });
-            const dLogp = Float32Array.from(pl.dLogp);
+            // one sequence per row: the aggregation weights of the policy loss, entropy bonus and KL loss
+            const weights = pgNative.aggregationWeights({ mask: policyMask, batch: sb.batch, seqLen: sb.seqLen, aggregation: c.aggregation, lengthNormalizer: c.sampling.maxNewTokens });
+            const pl = pgNative.ppoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, weights, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
+            const dLogp = pl.dLogp;
             let loss = pl.loss;
-            const eb = entropyBonus({ entropy: f.entropy!, mask: policyMask, coef: c.entropyCoef, ...agg });
+            const eb = pgNative.entropyBonus({ entropy: f.entropy!, mask: policyMask, weights, coef: c.entropyCoef });
             loss += eb.loss;
             if (c.kl.mode === 'loss' && this.#klCoef > 0 && d.refLogp) {
-              const kl = klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask: policyMask, coef: this.#klCoef, estimator: c.kl.estimator, ...agg });
+              const kl = pgNative.klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask: policyMask, weights, coef: this.#klCoef, estimator: c.kl.estimator });
               loss += kl.loss;
               for (let i = 0; i < dLogp.length; i++) dLogp[i] += kl.dLogp[i];
             }
@@ -425,7 +435,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
             add('approxKl', pl.approxKl);
             add('entropy', eb.meanEntropy);
             if (!allFinite(loss)) return false;
-            await c.policy.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: Float32Array.from(eb.dEntropy) } : { dLogprobs: dLogp });
+            await c.policy.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp });
             if (ptx && c.ptx!.coef > 0) {
               const batch = padBatch(this.#ptxBatch(ptx, iteration, e, mb), { padId: c.tokenizer.padId });
               const pf = await c.policy.forward({ tokens: batch.tokens, targets: batch.targets, batch: batch.batch, seqLen: batch.seqLen, lengths: batch.lengths });
@@ -451,11 +461,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
             if (!returns.every(Number.isFinite)) return false;
             const f = await c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true });
             if (!f.values!.every(Number.isFinite)) return false;
-            const vl = ppoValueLoss({ values: f.values!, oldValues: pick(d.oldValues)!, returns, mask, clipEps: c.valueClipEps });
+            const vl = pgNative.ppoValueLoss({ values: f.values!, oldValues: pick(d.oldValues)!, returns, mask, clipEps: c.valueClipEps });
             add('valueLoss', vl.loss);
             add('valueClipFraction', vl.clipFraction);
             if (!allFinite(vl.loss)) return false;
-            await c.critic!.backward({ dValues: Float32Array.from(vl.dValues) });
+            await c.critic!.backward({ dValues: vl.dValues });
             return true;
           });
           if (ok) {
@@ -509,8 +519,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
 }
 
 /** `mask` (batch layout) with the rows where drop[b] is true zeroed. */
-function maskRows(mask: Uint8Array | number[] | Int32Array, sb: SequenceBatch, drop: boolean[]): number[] {
-  return Array.from(mask, (m, i) => (drop[Math.floor(i / sb.seqLen)] ? 0 : m));
+function maskRows(mask: Float32Array, sb: SequenceBatch, drop: boolean[]): Float32Array {
+  return mask.map((m, i) => (drop[Math.floor(i / sb.seqLen)] ? 0 : m));
 }
 
 /** The rows' values whitened together (mean 0, std 1 over every token; lib/losses whiten). */

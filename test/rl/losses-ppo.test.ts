@@ -174,7 +174,7 @@ t.test('argument errors name the argument', async (t) => {
   t.throws(() => ppoPolicyLoss({ ...ok, dualClip: 1 }), /dualClip to be a finite number > 1, received 1/);
   t.throws(() => ppoPolicyLoss({ ...ok, aggregation: 'seq-mean-token-mean' }), { name: 'TypeError', message: /seqLengths to be an array of sequence lengths/ });
   t.throws(() => ppoPolicyLoss({ ...ok, aggregation: 'seq-mean-token-mean', seqLengths: [1, 2] }), /seqLengths to be lengths summing to mask.length \(2\), received "lengths summing to 3"/);
-  t.throws(() => ppoPolicyLoss({ ...ok, aggregation: 'sum' as never }), { name: 'TypeError', message: /aggregation to be one of "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"/ });
+  t.throws(() => ppoPolicyLoss({ ...ok, aggregation: 'sum' as never }), { name: 'TypeError', message: /aggregation to be one of "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"/ });
   t.throws(() => ppoValueLoss({ values: [0], oldValues: [0], returns: [0, 1], mask: [1] }), /ppoValueLoss: expected returns.length to be equal to values.length \(1\), received 2/);
   t.throws(() => entropyBonus({ entropy: [1], mask: [1], coef: -1 }), /entropyBonus: expected coef to be a finite number >= 0, received -1/);
 });
