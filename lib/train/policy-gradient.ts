@@ -49,7 +49,9 @@ import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter } from './events.js';
 import { TrainingRun, allFinite, type RunOptions } from './run.js';
 
-export type AdvantageEstimator = 'gae' | 'grpo' | 'rloo' | 'reinforce++';
+export type AdvantageEstimator = 'gae' | 'grpo' | 'dr-grpo' | 'rloo' | 'reinforce++';
+/** estimators whose baseline is the group's other samples (a group is dropped or kept whole) */
+const GROUP_BASELINES = new Set<AdvantageEstimator>(['grpo', 'dr-grpo', 'rloo']);
 
 export interface KlOptions {
   /** β (initial value when adaptive) */
@@ -100,6 +102,10 @@ export interface PolicyGradientConfig extends RunOptions {
   criticWarmupIterations: number;
   ptx?: { data: string | SftInput[]; coef: number; batchSize: number; seqLen: number };
   promptFilter?: { samples: number; quantile: number };
+  /** DAPO dynamic sampling (group methods): resample until every group has varying rewards, at most maxRounds rounds */
+  dynamicSampling?: { maxRounds: number };
+  /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */
+  lossMode: 'vanilla' | 'gspo';
   /** a NaN/±Infinity reward: 'error' stops naming the sample; 'skip' drops it (its whole group for grpo/rloo) with a warning */
   onInvalidReward: 'error' | 'skip';
   seed: number;
@@ -128,6 +134,8 @@ interface IterationData {
   klPerResponse: number[];
   /** samples dropped for an invalid reward (onInvalidReward 'skip') */
   droppedSamples: number;
+  /** dynamic sampling: rounds of sampling and zero-variance groups discarded */
+  dyn?: { dynamicSamplingRounds: number; discardedGroups: number };
 }
 
 const STREAM_REFERENCE = 2 ** 40; // Philox streams for y_ref samples, apart from rollout streams
@@ -221,7 +229,15 @@ export class PolicyGradientLoop extends TrainerEmitter {
         }
       };
       const indices = this.#promptIndices(pool, iteration);
-      const data = await this.#collect(prompts, indices, iteration, timed);
+      const data = await this.#collect(prompts, pool, indices, iteration, timed);
+      if (!data) {
+        // dynamic sampling found no group with varying rewards: nothing to train on this iteration
+        iteration++;
+        rewardHistory.push(NaN);
+        await run.step(iteration, { dynamicSamplingRounds: c.dynamicSampling!.maxRounds, keptGroups: 0, ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])) });
+        if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
+        continue;
+      }
       const m = await this.#update(data, iteration, ptx, timed);
       if (c.kl.target !== undefined && this.#needsReference) {
         const observed = data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length;
@@ -243,6 +259,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         stopRate: data.rollout.samples.filter((s) => s.finishReason === 'stop').length / data.rollout.samples.length,
         tokensPerSecond: generated / seconds,
         ...(c.onInvalidReward === 'skip' ? { droppedSamples: data.droppedSamples } : {}),
+        ...(data.dyn ? { ...data.dyn, keptGroups: data.rollout.prompts.length } : {}),
         ...m,
         ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
       });
@@ -314,10 +331,15 @@ export class PolicyGradientLoop extends TrainerEmitter {
     return indices.map((i) => this.#refScores.get(i) ?? NaN);
   }
 
-  async #collect(prompts: PromptRecord[], indices: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<IterationData> {
+  /**
+   * One round of sampling: generate for the prompts `indices` (dataset indices) from streamBase,
+   * score, apply onInvalidReward (and the reference baseline's scores for PPO), clip and add the
+   * overlong penalty. Rows of dropped samples are gone from the returned rollout.
+   */
+  async #sampleRound(prompts: PromptRecord[], indices: number[], streamBase: number, iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>) {
     const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
     let rollout = await timed('generate', () =>
-      generateRollout({ policy: c.policy, tokenizer: tok, prompts: indices.map((i) => prompts[i]), samplesPerPrompt: n, sampling: c.sampling, seed: c.seed, streamBase: iteration * c.promptsPerIteration * n }),
+      generateRollout({ policy: c.policy, tokenizer: tok, prompts: indices.map((i) => prompts[i]), samplesPerPrompt: n, sampling: c.sampling, seed: c.seed, streamBase }),
     );
     let scores = await timed('score', () => this.#score(rollout));
     const where = (r: number) => ({ prompt: indices[rollout.samples[r].promptIndex], sample: r % n });
@@ -328,10 +350,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
       rollout.samples.forEach((s, r) => Number.isFinite(ref![s.promptIndex]) || drop.add(r));
     }
     if (drop.size) {
-      // grpo / rloo baselines need every sample of a group: drop the group
-      if (c.advantage === 'grpo' || c.advantage === 'rloo') for (const r of [...drop]) for (let j = 0; j < n; j++) drop.add(r - (r % n) + j);
-      if (drop.size === rollout.samples.length)
-        throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${c.stage}: iteration ${iteration + 1}: every sample had an invalid reward (reward source "${c.reward.name}")`);
+      // group baselines need every sample of a group: drop the group
+      if (GROUP_BASELINES.has(c.advantage)) for (const r of [...drop]) for (let j = 0; j < n; j++) drop.add(r - (r % n) + j);
       const keep = (_: unknown, r: number) => !drop.has(r);
       rollout = { ...rollout, samples: rollout.samples.filter(keep) };
       scores = scores.filter(keep);
@@ -339,6 +359,55 @@ export class PolicyGradientLoop extends TrainerEmitter {
     let shaped = scores.slice();
     if (c.rewardClip !== undefined) shaped = shaped.map((s) => Math.max(-c.rewardClip!, Math.min(c.rewardClip!, s)));
     if (c.overlong) shaped = shaped.map((s, r) => s + overlongPenalty(rollout.samples[r].responseIds.length, c.overlong!));
+    void iteration;
+    return { rollout, indices, scores, shaped, ref, dropped: drop.size, rounds: 1, discarded: 0 };
+  }
+
+  /**
+   * DAPO dynamic sampling (Yu et al. 2025, eq. 11: 0 < |{o_i | is_equivalent(a, o_i)}| < G): groups
+   * whose rewards all agree carry no gradient under a group baseline, so they are dropped and more
+   * prompts are sampled (fresh ones, beyond every regular iteration's) until promptsPerIteration
+   * groups with varying rewards are in hand or maxRounds rounds are spent; extra groups are cut.
+   */
+  async #dynamicSample(prompts: PromptRecord[], pool: number[], indices: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>) {
+    const c = this.c, n = c.samplesPerPrompt, P = c.promptsPerIteration, maxRounds = c.dynamicSampling!.maxRounds;
+    const kept: Array<{ index: number; samples: Rollout['samples']; scores: number[]; shaped: number[] }> = [];
+    let dropped = 0, rounds = 0, discarded = 0;
+    for (let r = 0; r < maxRounds && kept.length < P; r++, rounds++) {
+      const pos0 = r === 0 ? iteration * P : (c.iterations + iteration * (maxRounds - 1) + r - 1) * P; // disjoint prompt positions and streams
+      const idx = r === 0 ? indices : this.#promptIndices(pool, pos0 / P);
+      const round = await this.#sampleRound(prompts, idx, pos0 * n, iteration, timed);
+      dropped += round.dropped;
+      for (let g = 0; g < round.rollout.samples.length; g += n) {
+        const shaped = round.shaped.slice(g, g + n);
+        if (shaped.every((x) => x === shaped[0])) {
+          discarded++;
+          continue;
+        }
+        if (kept.length < P) kept.push({ index: idx[round.rollout.samples[g].promptIndex], samples: round.rollout.samples.slice(g, g + n), scores: round.scores.slice(g, g + n), shaped });
+      }
+    }
+    if (kept.length < P) this.emit('log', { stage: c.stage, message: `warning: iteration ${iteration + 1}: dynamic sampling found ${kept.length} of ${P} groups with varying rewards in ${rounds} rounds` });
+    const rollout: Rollout = {
+      prompts: kept.map((k) => prompts[k.index]),
+      samplesPerPrompt: n,
+      samples: kept.flatMap((k, p) => k.samples.map((s) => ({ ...s, promptIndex: p }))),
+    };
+    return { rollout, indices: kept.map((k) => k.index), scores: kept.flatMap((k) => k.scores), shaped: kept.flatMap((k) => k.shaped), ref: undefined, dropped, rounds, discarded };
+  }
+
+  async #collect(prompts: PromptRecord[], pool: number[], indices0: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<IterationData | undefined> {
+    const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
+    const round = c.dynamicSampling
+      ? await this.#dynamicSample(prompts, pool, indices0, iteration, timed)
+      : await this.#sampleRound(prompts, indices0, iteration * c.promptsPerIteration * n, iteration, timed);
+    const { rollout, scores, ref } = round;
+    let shaped = round.shaped;
+    const drop = { size: round.dropped };
+    if (!rollout.samples.length) {
+      if (c.dynamicSampling) return undefined; // nothing to learn from: no update this iteration
+      throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${c.stage}: iteration ${iteration + 1}: every sample had an invalid reward (reward source "${c.reward.name}")`);
+    }
     if (ref) {
       shaped = shaped.map((s, r) => s - ref![rollout.samples[r].promptIndex]);
     } else if (c.baseline === 'normalize') {
@@ -365,9 +434,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const klPerResponse: number[] = [];
     const perRowAdv: Float64Array[] = [], perRowRet: Float64Array[] = [];
     let seqAdv: Float64Array | undefined;
-    if (c.advantage !== 'gae' && zeroVariance(shaped, c.advantage === 'reinforce++' ? shaped.length : n))
+    if (c.advantage !== 'gae' && !c.dynamicSampling && zeroVariance(shaped, c.advantage === 'reinforce++' ? shaped.length : n))
       this.emit('log', { stage: c.stage, message: `warning: iteration ${iteration + 1}: every ${c.advantage === 'reinforce++' ? 'reward of the batch is' : "group's rewards are"} equal (zero variance): the policy gradient is 0` });
     if (c.advantage === 'grpo') seqAdv = grpoAdvantages(shaped, n);
+    else if (c.advantage === 'dr-grpo') seqAdv = grpoAdvantages(shaped, n, { scale: false });
     else if (c.advantage === 'rloo') seqAdv = rlooAdvantages(shaped, n);
     else if (c.advantage === 'reinforce++') seqAdv = reinforcePlusPlusAdvantages(shaped);
     for (let b = 0; b < B; b++) {
@@ -386,7 +456,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
     }
     // whitened in float64 over every response token: finite rewards of any size give finite advantages
     const advantages = scatterResponses(c.whitenAdvantages ? whitenRows(perRowAdv) : perRowAdv, sb);
-    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse, droppedSamples: drop.size };
+    const dyn = c.dynamicSampling ? { dynamicSamplingRounds: round.rounds, discardedGroups: round.discarded } : undefined;
+    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse, droppedSamples: drop.size, dyn };
   }
 
   async #update(d: IterationData, iteration: number, ptx: TokenizedExample[] | undefined, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<Record<string, number>> {
@@ -420,7 +491,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
             }
             // one sequence per row: the aggregation weights of the policy loss, entropy bonus and KL loss
             const weights = pgNative.aggregationWeights({ mask: policyMask, batch: sb.batch, seqLen: sb.seqLen, aggregation: c.aggregation, lengthNormalizer: c.sampling.maxNewTokens });
-            const pl = pgNative.ppoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, weights, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
+            const pl =
+              c.lossMode === 'gspo'
+                ? pgNative.gspoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, weights, batch: sb.batch, seqLen: sb.seqLen, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh })
+                : pgNative.ppoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, weights, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
             const dLogp = pl.dLogp;
             let loss = pl.loss;
             const eb = pgNative.entropyBonus({ entropy: f.entropy!, mask: policyMask, weights, coef: c.entropyCoef });

@@ -41,9 +41,13 @@ export interface PolicyGradientOptions {
   clipEpsHigh?: number;
   dualClip?: number;
   /** how the policy loss (and the entropy bonus and KL loss) reduce over tokens: 'token-mean' (default;
-   * DAPO), 'seq-mean-token-mean' (original GRPO: each response's mean, then the mean over responses),
-   * 'seq-mean-token-sum' (each response's sum, then the mean) */
+   * DAPO), 'seq-mean-token-mean' (original GRPO: each response's mean, then the mean over responses;
+   * the default with lossMode 'gspo'), 'seq-mean-token-sum' (each response's sum, then the mean),
+   * 'seq-mean-token-sum-norm' (the sum over the batch ÷ (responses × maxNewTokens); Dr. GRPO's default) */
   aggregation?: Aggregation;
+  /** 'vanilla' (default): PPO's per-token ratio and clip; 'gspo': GSPO's per-sequence ratio
+   * exp(mean token log-ratio) and clip (Zheng et al. 2025; the paper uses ε = 3e-4, ε_high = 4e-4) */
+  lossMode?: 'vanilla' | 'gspo';
   entropyCoef?: number;
   kl?: Partial<KlOptions>;
   rewardClip?: number;
@@ -62,7 +66,7 @@ export interface PolicyGradientOptions {
   keepCheckpoints?: number;
   resumeFrom?: string;
 }
-export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'clipEpsHigh', 'dualClip', 'aggregation', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'onInvalidReward', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
+export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'clipEpsHigh', 'dualClip', 'aggregation', 'lossMode', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'onInvalidReward', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
 
 export interface PPOOptions extends PolicyGradientOptions {
   /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
@@ -82,7 +86,7 @@ export interface PPOOptions extends PolicyGradientOptions {
 const KEYS = [...POLICY_GRADIENT_KEYS, 'critic', 'criticLr', 'valueClipEps', 'gamma', 'lambda', 'baseline', 'whitenAdvantages', 'criticWarmupIterations', 'promptFilter'] as const;
 
 /** Options common to PPO and the group methods, validated. */
-export function commonConfig(fn: string, opts: Record<string, unknown>, defaults: { samplesPerPrompt: number; klCoef: number; klMode: 'reward' | 'loss'; klEstimator: 'k1' | 'k3' }) {
+export function commonConfig(fn: string, opts: Record<string, unknown>, defaults: { samplesPerPrompt: number; klCoef: number; klMode: 'reward' | 'loss'; klEstimator: 'k1' | 'k3'; aggregation?: Aggregation }) {
   const o = options(fn, 'options', opts);
   for (const k of ['policy', 'tokenizer', 'reward', 'prompts'] as const) if (opts[k] === undefined) throw typeError(fn, `options.${k}`, 'given', undefined);
   const s = options(fn, 'options.sampling', opts.sampling);
@@ -99,6 +103,7 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
     overlong = { maxLength, buffer: v.int('buffer', { min: 1, max: maxLength }), penalty: v.number('penalty', { min: 0 }, 1) };
   }
   const samplesPerPrompt = o.int('samplesPerPrompt', { min: 1 }, defaults.samplesPerPrompt);
+  const lossMode = o.oneOf('lossMode', ['vanilla', 'gspo'] as const, 'vanilla');
   return {
     o,
     config: {
@@ -124,7 +129,8 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
       clipEps: o.number('clipEps', { gt: 0, lt: 1 }, 0.2),
       clipEpsHigh: o.has('clipEpsHigh') ? o.number('clipEpsHigh', { gt: 0 }) : undefined,
       dualClip: o.has('dualClip') ? o.number('dualClip', { gt: 1 }) : undefined,
-      aggregation: o.oneOf('aggregation', AGGREGATIONS, 'token-mean'),
+      lossMode,
+      aggregation: o.oneOf('aggregation', AGGREGATIONS, defaults.aggregation ?? (lossMode === 'gspo' ? 'seq-mean-token-mean' : 'token-mean')),
       entropyCoef: o.number('entropyCoef', { min: 0 }, 0),
       kl: {
         coef: kl.number('coef', { min: 0 }, defaults.klCoef),

@@ -20,7 +20,8 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
   miniBatchSize: { type: 'int', min: 1, describe: 'responses per update (default: the whole batch)' },
   clipEps: { type: 'number', min: 0, max: 1, describe: 'PPO ratio clip ε (default 0.2)' },
   clipEpsHigh: { type: 'number', min: 0, describe: "upper clip ε_high, DAPO's clip-higher (default ε)" },
-  lossAggregation: { type: 'enum', values: ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum'], default: 'token-mean', describe: 'how the policy loss reduces over tokens' },
+  lossAggregation: { type: 'enum', values: ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'], describe: 'how the policy loss reduces over tokens (default token-mean; seq-mean-token-mean with --loss-mode gspo; seq-mean-token-sum-norm with --estimator dr-grpo)' },
+  lossMode: { type: 'enum', values: ['vanilla', 'gspo'], default: 'vanilla', describe: "policy ratio and clip per token (PPO) or per sequence (GSPO: exp of the mean token log-ratio)" },
   klCoef: { type: 'number', min: 0, describe: 'KL coefficient to the reference' },
   klEstimator: { type: 'enum', values: ['k1', 'k2', 'k3'], describe: 'per-token KL estimator' },
   ptxData: { type: 'path', placeholder: 'sft.jsonl', describe: 'SFT data for the next-token regulariser (ChatGLM-RLHF)' },
@@ -49,10 +50,12 @@ export const ppoSpec: CommandSpec = {
 
 export const grpoSpec: CommandSpec = {
   name: 'grpo',
-  summary: 'group methods with n samples per prompt and no critic: GRPO, RLOO, REINFORCE++',
+  summary: 'group methods with n samples per prompt and no critic: GRPO, Dr. GRPO, RLOO, REINFORCE++ (GSPO with --loss-mode gspo)',
   flags: {
     ...POLICY_FLAGS,
-    estimator: { type: 'enum', values: ['grpo', 'rloo', 'reinforce++'], default: 'grpo', describe: 'advantage estimator' },
+    estimator: { type: 'enum', values: ['grpo', 'dr-grpo', 'rloo', 'reinforce++'], default: 'grpo', describe: 'advantage estimator (dr-grpo: no std normalisation, constant length normaliser)' },
+    dynamicSampling: { type: 'bool', describe: 'DAPO dynamic sampling: drop groups whose rewards are all equal and sample more prompts to fill the batch' },
+    dynamicSamplingMaxRounds: { type: 'int', min: 1, default: 4, describe: 'sampling rounds per iteration at most (with --dynamic-sampling)' },
     samplesPerPrompt: { type: 'int', min: 1, default: 4, describe: 'responses per prompt (the group)' },
   },
   examples: ['rlhf grpo --policy runs/sft/model --reward-rule demo-gold --prompts prompts.jsonl --output runs/grpo --samples-per-prompt 8 --lr 1e-4'],
@@ -67,7 +70,8 @@ function common(o: Record<string, unknown>) {
     sampling: { maxNewTokens: o.maxNewTokens as number, temperature: o.temperature as number, topP: o.topP as number, topK: o.topK as number },
     epochs: o.epochs as number,
     ...defined({ miniBatchSize: o.miniBatchSize as number | undefined, lr: o.lr as number | undefined, saveEvery: o.saveEvery as number | undefined, clipEps: o.clipEps as number | undefined, clipEpsHigh: o.clipEpsHigh as number | undefined }),
-    aggregation: o.lossAggregation as 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum',
+    ...defined({ aggregation: o.lossAggregation as 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-sum-norm' | undefined }),
+    lossMode: o.lossMode as 'vanilla' | 'gspo',
     kl: defined({ coef: o.klCoef as number | undefined, estimator: o.klEstimator as 'k1' | 'k2' | 'k3' | undefined, target: o.klTarget as number | undefined }),
     ...(o.ptxData ? { ptx: { data: o.ptxData as string, coef: o.ptxCoef as number } } : {}),
     ...(o.overlongBuffer ? { overlong: { buffer: o.overlongBuffer as number, penalty: o.overlongPenalty as number } } : {}),
@@ -116,7 +120,14 @@ export const grpoCommand: CommandHandler = async (o, ctx) => {
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const { reward } = await resolveReward(o);
-  const trainer = new GroupTrainer({ ...common(o), policy, tokenizer, reward, estimator: o.estimator as 'grpo' | 'rloo' | 'reinforce++' });
+  const trainer = new GroupTrainer({
+    ...common(o),
+    policy,
+    tokenizer,
+    reward,
+    estimator: o.estimator as 'grpo' | 'dr-grpo' | 'rloo' | 'reinforce++',
+    ...(o.dynamicSampling ? { dynamicSampling: { maxRounds: o.dynamicSamplingMaxRounds as number } } : {}),
+  });
   const done = follow(trainer, ctx, ['rewardMean', 'clipFraction', 'entropy']);
   const r = await trainer.train();
   done();
