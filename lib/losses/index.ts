@@ -27,7 +27,7 @@ export {
 } from './rm.js';
 export { klPerToken, klLoss, KL_ESTIMATORS, type KlEstimator } from './kl.js';
 export { tokenRewards, gae, whiten, referenceBaselineScores, lastValidIndex } from './gae.js';
-export { ppoPolicyLoss, gspoPolicyLoss, ppoValueLoss, entropyBonus, type PpoPolicyLossResult } from './ppo.js';
+export { ppoPolicyLoss, gspoPolicyLoss, truncatedImportanceWeights, ppoValueLoss, entropyBonus, type PpoPolicyLossResult } from './ppo.js';
 export {
   grpoAdvantages,
   rlooAdvantages,

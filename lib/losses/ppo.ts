@@ -160,6 +160,29 @@ export function gspoPolicyLoss(input: {
 }
 
 /**
+ * Truncated importance sampling weights (Yao et al. 2025, "Your Efficient RL Framework Secretly
+ * Brings You Off-Policy RL Training"; veRL tis_imp_ratio_cap): when rollouts come from a behaviour
+ * policy μ other than π_old (another engine, quantised or stale weights), the policy gradient
+ *
+ *   E_{y~μ}[ min(π_old(y_t)/μ(y_t), C) · ∇ min(r_t A_t, clip(r_t) A_t) ],   r_t = π_θ/π_old,
+ *
+ * corrects the mismatch with a weight truncated at C (bounded variance). Returns
+ * w_t = min(exp(oldLogp_t − behaviourLogp_t), C) on valid tokens, 0 elsewhere (a constant factor of
+ * each token's loss weight, no gradient). cap C >= 1.
+ */
+export function truncatedImportanceWeights(input: { oldLogp: NumArray; behaviourLogp: NumArray; mask: NumArray; cap: number }): Float64Array {
+  const fn = 'truncatedImportanceWeights';
+  const a = args(fn, input, ['oldLogp', 'behaviourLogp', 'mask', 'cap']);
+  const old = a.array('oldLogp');
+  const behaviour = a.array('behaviourLogp');
+  const mask = a.mask('mask');
+  sameLength(fn, 'oldLogp', old, 'behaviourLogp', behaviour);
+  sameLength(fn, 'oldLogp', old, 'mask', mask);
+  const cap = a.number('cap', { min: 1 });
+  return Float64Array.from(old, (o, t) => (mask[t] ? Math.min(Math.exp(o - behaviour[t]), cap) : 0));
+}
+
+/**
  * Clipped value loss (spec 1.3):
  *
  *   V^c_t = V^old_t + clip(V_t − V^old_t, −ε_v, ε_v),

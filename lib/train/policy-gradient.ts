@@ -38,7 +38,7 @@ import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { loadPromptFile, loadSftFile, padBatch, permutation, tokenizeSft, toSftRecords, type PromptRecord, type SftInput, type TokenizedExample } from '../data/index.js';
-import { gae, grpoAdvantages, ntpLoss, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type Aggregation, type KlEstimator } from '../losses/index.js';
+import { gae, grpoAdvantages, ntpLoss, truncatedImportanceWeights, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type Aggregation, type KlEstimator } from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
 import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores, type RewardSource } from '../rewards/types.js';
@@ -102,6 +102,10 @@ export interface PolicyGradientConfig extends RunOptions {
   criticWarmupIterations: number;
   ptx?: { data: string | SftInput[]; coef: number; batchSize: number; seqLen: number };
   promptFilter?: { samples: number; quantile: number };
+  /** the model that samples the rollouts (the behaviour policy μ; default the policy) */
+  rolloutPolicy?: Model;
+  /** truncated importance sampling cap C: π_old is recomputed by the policy and each token's loss weighs min(π_old/μ, C) */
+  truncatedIS?: number;
   /** DAPO dynamic sampling (group methods): resample until every group has varying rewards, at most maxRounds rounds */
   dynamicSampling?: { maxRounds: number };
   /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */
@@ -136,6 +140,8 @@ interface IterationData {
   droppedSamples: number;
   /** dynamic sampling: rounds of sampling and zero-variance groups discarded */
   dyn?: { dynamicSamplingRounds: number; discardedGroups: number };
+  /** truncated importance weights min(π_old/μ, C) per token (batch layout), with truncatedIS */
+  isWeights?: Float32Array;
 }
 
 const STREAM_REFERENCE = 2 ** 40; // Philox streams for y_ref samples, apart from rollout streams
@@ -230,13 +236,15 @@ export class PolicyGradientLoop extends TrainerEmitter {
       };
       const indices = this.#promptIndices(pool, iteration);
       const data = await this.#collect(prompts, pool, indices, iteration, timed);
-      if (!data) {
+      if ('emptyRewardMean' in data) {
         // dynamic sampling found no group with varying rewards: nothing to train on this iteration
         iteration++;
-        rewardHistory.push(NaN);
-        await run.step(iteration, { dynamicSamplingRounds: c.dynamicSampling!.maxRounds, keptGroups: 0, ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])) });
+        rewardHistory.push(data.emptyRewardMean);
+        await run.step(iteration, { rewardMean: data.emptyRewardMean, dynamicSamplingRounds: c.dynamicSampling!.maxRounds, keptGroups: 0, ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])) });
         if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
-        continue;
+        if (!this.#stop) continue;
+        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+        return { iterations: iteration, rewardHistory, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, stopped: true };
       }
       const m = await this.#update(data, iteration, ptx, timed);
       if (c.kl.target !== undefined && this.#needsReference) {
@@ -260,6 +268,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         tokensPerSecond: generated / seconds,
         ...(c.onInvalidReward === 'skip' ? { droppedSamples: data.droppedSamples } : {}),
         ...(data.dyn ? { ...data.dyn, keptGroups: data.rollout.prompts.length } : {}),
+        ...(data.isWeights ? isStats(data.isWeights, data.sb, c.truncatedIS!) : {}),
         ...m,
         ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
       });
@@ -339,7 +348,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
   async #sampleRound(prompts: PromptRecord[], indices: number[], streamBase: number, iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>) {
     const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
     let rollout = await timed('generate', () =>
-      generateRollout({ policy: c.policy, tokenizer: tok, prompts: indices.map((i) => prompts[i]), samplesPerPrompt: n, sampling: c.sampling, seed: c.seed, streamBase }),
+      generateRollout({ policy: c.rolloutPolicy ?? c.policy, tokenizer: tok, prompts: indices.map((i) => prompts[i]), samplesPerPrompt: n, sampling: c.sampling, seed: c.seed, streamBase }),
     );
     let scores = await timed('score', () => this.#score(rollout));
     const where = (r: number) => ({ prompt: indices[rollout.samples[r].promptIndex], sample: r % n });
@@ -360,7 +369,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (c.rewardClip !== undefined) shaped = shaped.map((s) => Math.max(-c.rewardClip!, Math.min(c.rewardClip!, s)));
     if (c.overlong) shaped = shaped.map((s, r) => s + overlongPenalty(rollout.samples[r].responseIds.length, c.overlong!));
     void iteration;
-    return { rollout, indices, scores, shaped, ref, dropped: drop.size, rounds: 1, discarded: 0 };
+    return { rollout, indices, scores, shaped, ref, dropped: drop.size, rounds: 1, discarded: 0, seenRewardMean: 0 };
   }
 
   /**
@@ -372,12 +381,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
   async #dynamicSample(prompts: PromptRecord[], pool: number[], indices: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>) {
     const c = this.c, n = c.samplesPerPrompt, P = c.promptsPerIteration, maxRounds = c.dynamicSampling!.maxRounds;
     const kept: Array<{ index: number; samples: Rollout['samples']; scores: number[]; shaped: number[] }> = [];
-    let dropped = 0, rounds = 0, discarded = 0;
+    let dropped = 0, rounds = 0, discarded = 0, seenSum = 0, seen = 0;
     for (let r = 0; r < maxRounds && kept.length < P; r++, rounds++) {
       const pos0 = r === 0 ? iteration * P : (c.iterations + iteration * (maxRounds - 1) + r - 1) * P; // disjoint prompt positions and streams
       const idx = r === 0 ? indices : this.#promptIndices(pool, pos0 / P);
       const round = await this.#sampleRound(prompts, idx, pos0 * n, iteration, timed);
       dropped += round.dropped;
+      for (const x of round.scores) (seenSum += x), seen++;
       for (let g = 0; g < round.rollout.samples.length; g += n) {
         const shaped = round.shaped.slice(g, g + n);
         if (shaped.every((x) => x === shaped[0])) {
@@ -393,10 +403,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
       samplesPerPrompt: n,
       samples: kept.flatMap((k, p) => k.samples.map((s) => ({ ...s, promptIndex: p }))),
     };
-    return { rollout, indices: kept.map((k) => k.index), scores: kept.flatMap((k) => k.scores), shaped: kept.flatMap((k) => k.shaped), ref: undefined, dropped, rounds, discarded };
+    return { rollout, indices: kept.map((k) => k.index), scores: kept.flatMap((k) => k.scores), shaped: kept.flatMap((k) => k.shaped), ref: undefined, dropped, rounds, discarded, seenRewardMean: seen ? seenSum / seen : 0 };
   }
 
-  async #collect(prompts: PromptRecord[], pool: number[], indices0: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<IterationData | undefined> {
+  /** The iteration's data, or (dynamic sampling with no group of varying rewards) the mean reward of everything sampled. */
+  async #collect(prompts: PromptRecord[], pool: number[], indices0: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<IterationData | { emptyRewardMean: number }> {
     const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
     const round = c.dynamicSampling
       ? await this.#dynamicSample(prompts, pool, indices0, iteration, timed)
@@ -405,7 +416,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     let shaped = round.shaped;
     const drop = { size: round.dropped };
     if (!rollout.samples.length) {
-      if (c.dynamicSampling) return undefined; // nothing to learn from: no update this iteration
+      if (c.dynamicSampling) return { emptyRewardMean: round.seenRewardMean }; // nothing to learn from: no update this iteration
       throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${c.stage}: iteration ${iteration + 1}: every sample had an invalid reward (reward source "${c.reward.name}")`);
     }
     if (ref) {
@@ -422,7 +433,14 @@ export class PolicyGradientLoop extends TrainerEmitter {
       shaped = shaped.map((s) => (s - this.#norm.mean) / sd);
     }
     const sb = sequenceBatch(rollout.samples, tok.padId);
-    const oldLogp = scatterResponses(rollout.samples.map((s) => s.logprobs), sb);
+    let oldLogp = scatterResponses(rollout.samples.map((s) => s.logprobs), sb);
+    let isWeights: Float32Array | undefined;
+    if (c.truncatedIS !== undefined) {
+      // the rollout's log-probs are μ's; π_old is the policy's own, at the sampling temperature
+      const behaviour = oldLogp;
+      oldLogp = (await timed('old', () => c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, saveForBackward: false }))).logprobs;
+      isWeights = Float32Array.from(truncatedImportanceWeights({ oldLogp, behaviourLogp: behaviour, mask: Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0)), cap: c.truncatedIS }));
+    }
     let refLogp: Float32Array | undefined, oldValues: Float32Array | undefined;
     if (this.#reference && c.kl.coef > 0)
       refLogp = (await timed('reference', () => this.#reference!.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, saveForBackward: false }))).logprobs;
@@ -457,7 +475,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     // whitened in float64 over every response token: finite rewards of any size give finite advantages
     const advantages = scatterResponses(c.whitenAdvantages ? whitenRows(perRowAdv) : perRowAdv, sb);
     const dyn = c.dynamicSampling ? { dynamicSamplingRounds: round.rounds, discardedGroups: round.discarded } : undefined;
-    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse, droppedSamples: drop.size, dyn };
+    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse, droppedSamples: drop.size, dyn, isWeights };
   }
 
   async #update(d: IterationData, iteration: number, ptx: TokenizedExample[] | undefined, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<Record<string, number>> {
@@ -491,6 +509,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
             }
             // one sequence per row: the aggregation weights of the policy loss, entropy bonus and KL loss
             const weights = pgNative.aggregationWeights({ mask: policyMask, batch: sb.batch, seqLen: sb.seqLen, aggregation: c.aggregation, lengthNormalizer: c.sampling.maxNewTokens });
+            if (d.isWeights) {
+              const isw = pick(d.isWeights)!;
+              for (let i = 0; i < weights.length; i++) weights[i] *= isw[i];
+            }
             const pl =
               c.lossMode === 'gspo'
                 ? pgNative.gspoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, weights, batch: sb.batch, seqLen: sb.seqLen, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh })
@@ -605,6 +627,17 @@ function whitenRows(rows: Float64Array[]): Float64Array[] {
   const w = whiten(flat, new Uint8Array(flat.length).fill(1));
   o = 0;
   return rows.map((r) => w.subarray(o, (o += r.length)));
+}
+
+/** Mean and max of the truncated importance weights over response tokens, and the truncated fraction. */
+function isStats(w: Float32Array, sb: SequenceBatch, cap: number): Record<string, number> {
+  let sum = 0, max = 0, capped = 0, count = 0;
+  for (let b = 0; b < sb.batch; b++)
+    for (let i = 0; i < sb.responseLength[b]; i++) {
+      const x = w[sb.responseStart[b] + i];
+      (sum += x), (max = Math.max(max, x)), (capped += x >= Math.fround(cap) ? 1 : 0), count++;
+    }
+  return { isWeightMean: sum / count, isWeightMax: max, isTruncatedFraction: capped / count };
 }
 
 /** True when every consecutive group of `size` values is constant. */

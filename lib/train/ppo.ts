@@ -45,6 +45,11 @@ export interface PolicyGradientOptions {
    * the default with lossMode 'gspo'), 'seq-mean-token-sum' (each response's sum, then the mean),
    * 'seq-mean-token-sum-norm' (the sum over the batch ÷ (responses × maxNewTokens); Dr. GRPO's default) */
   aggregation?: Aggregation;
+  /** the model that samples the rollouts (behaviour policy μ: e.g. a quantised or stale copy); default the policy */
+  rolloutPolicy?: Model;
+  /** truncated importance sampling cap C >= 1 (TIS; 2 in the paper): π_old is recomputed by the policy and each
+   * token's loss is weighted by min(π_old/μ, C), correcting for rollouts sampled by another policy */
+  truncatedIS?: number;
   /** 'vanilla' (default): PPO's per-token ratio and clip; 'gspo': GSPO's per-sequence ratio
    * exp(mean token log-ratio) and clip (Zheng et al. 2025; the paper uses ε = 3e-4, ε_high = 4e-4) */
   lossMode?: 'vanilla' | 'gspo';
@@ -66,7 +71,7 @@ export interface PolicyGradientOptions {
   keepCheckpoints?: number;
   resumeFrom?: string;
 }
-export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'clipEpsHigh', 'dualClip', 'aggregation', 'lossMode', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'onInvalidReward', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
+export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'clipEpsHigh', 'dualClip', 'aggregation', 'lossMode', 'rolloutPolicy', 'truncatedIS', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'onInvalidReward', 'seed', 'outputDir', 'saveEvery', 'keepCheckpoints', 'resumeFrom'] as const;
 
 export interface PPOOptions extends PolicyGradientOptions {
   /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
@@ -89,6 +94,7 @@ const KEYS = [...POLICY_GRADIENT_KEYS, 'critic', 'criticLr', 'valueClipEps', 'ga
 export function commonConfig(fn: string, opts: Record<string, unknown>, defaults: { samplesPerPrompt: number; klCoef: number; klMode: 'reward' | 'loss'; klEstimator: 'k1' | 'k3'; aggregation?: Aggregation }) {
   const o = options(fn, 'options', opts);
   for (const k of ['policy', 'tokenizer', 'reward', 'prompts'] as const) if (opts[k] === undefined) throw typeError(fn, `options.${k}`, 'given', undefined);
+  if (opts.rolloutPolicy !== undefined && typeof (opts.rolloutPolicy as Model).generate !== 'function') throw typeError(fn, 'options.rolloutPolicy', 'a Model', opts.rolloutPolicy);
   const s = options(fn, 'options.sampling', opts.sampling);
   s.known(['maxNewTokens', 'temperature', 'topP', 'topK']);
   const kl = options(fn, 'options.kl', opts.kl);
@@ -130,6 +136,8 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
       clipEpsHigh: o.has('clipEpsHigh') ? o.number('clipEpsHigh', { gt: 0 }) : undefined,
       dualClip: o.has('dualClip') ? o.number('dualClip', { gt: 1 }) : undefined,
       lossMode,
+      rolloutPolicy: opts.rolloutPolicy as Model | undefined,
+      truncatedIS: o.has('truncatedIS') ? o.number('truncatedIS', { min: 1 }) : undefined,
       aggregation: o.oneOf('aggregation', AGGREGATIONS, defaults.aggregation ?? (lossMode === 'gspo' ? 'seq-mean-token-mean' : 'token-mean')),
       entropyCoef: o.number('entropyCoef', { min: 0 }, 0),
       kl: {

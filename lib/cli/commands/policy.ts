@@ -29,6 +29,8 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
   overlongBuffer: { type: 'int', min: 1, placeholder: 'N', describe: 'DAPO soft overlong punishment: the reward ramps down over the last N tokens before --max-new-tokens' },
   overlongPenalty: { type: 'number', min: 0, default: 1, describe: 'the full overlong penalty (with --overlong-buffer)' },
   maskTruncated: { type: 'bool', describe: 'responses cut by --max-new-tokens take no part in the policy loss' },
+  rolloutPolicy: { type: 'path', placeholder: 'dir', describe: 'sample the rollouts from this model (a behaviour policy other than --policy, e.g. a quantised copy)' },
+  truncatedIs: { type: 'number', min: 1, describe: 'truncated importance sampling cap C: recompute π_old with --policy and weight each token by min(π_old/μ, C)' },
   onInvalidReward: { type: 'enum', values: ['error', 'skip'], default: 'error', describe: 'a NaN/Infinity reward stops the run naming the sample, or drops the sample (grpo/rloo: its group) with a warning' },
   ...TRAIN_FLAGS,
 };
@@ -77,6 +79,7 @@ function common(o: Record<string, unknown>) {
     ...(o.overlongBuffer ? { overlong: { buffer: o.overlongBuffer as number, penalty: o.overlongPenalty as number } } : {}),
     maskTruncated: o.maskTruncated === true,
     onInvalidReward: o.onInvalidReward as 'error' | 'skip',
+    ...defined({ truncatedIS: o.truncatedIs as number | undefined }),
     outputDir: o.output as string,
     seed: o.seed as number,
     resumeFrom: o.resume ? 'latest' : undefined,
@@ -96,6 +99,7 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const reference = policy.lora ? policy.withoutAdapters() : await policy.clone();
   const { reward, rm } = await resolveReward(o);
+  const rolloutPolicy = o.rolloutPolicy ? (await loadModel(o.rolloutPolicy as string, '--rollout-policy')).model : undefined;
   const criticDir = (o.critic as string | undefined) ?? (o.rewardModel as string | undefined) ?? (o.policy as string);
   const critic = rm && !o.critic ? await rm.clone() : (await loadScalarHeadModel(criticDir, o.critic ? '--critic' : '--policy')).model;
   const trainer = new PPOTrainer({
@@ -105,6 +109,7 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
     reference,
     tokenizer,
     reward,
+    ...(rolloutPolicy ? { rolloutPolicy } : {}),
     baseline: o.baseline as 'reference' | 'normalize' | 'none',
     criticWarmupIterations: o.criticWarmup as number,
     ...defined({ criticLr: o.criticLr as number | undefined }),
@@ -120,12 +125,14 @@ export const grpoCommand: CommandHandler = async (o, ctx) => {
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const { reward } = await resolveReward(o);
+  const rolloutPolicy = o.rolloutPolicy ? (await loadModel(o.rolloutPolicy as string, '--rollout-policy')).model : undefined;
   const trainer = new GroupTrainer({
     ...common(o),
     policy,
     tokenizer,
     reward,
     estimator: o.estimator as 'grpo' | 'dr-grpo' | 'rloo' | 'reinforce++',
+    ...(rolloutPolicy ? { rolloutPolicy } : {}),
     ...(o.dynamicSampling ? { dynamicSampling: { maxRounds: o.dynamicSamplingMaxRounds as number } } : {}),
   });
   const done = follow(trainer, ctx, ['rewardMean', 'clipFraction', 'entropy']);
