@@ -196,10 +196,35 @@ export interface NativePg {
     oldLogp: Float32Array;
     advantages: Float32Array;
     mask: Float32Array;
+    weights?: Float64Array;
     clipEps: number;
     clipEpsHigh?: number;
     dualClip?: number;
   }): { loss: number; dLogp: Float32Array; clipFraction: number; dualClipFraction: number; approxKl: number };
+  aggregationWeights(options: {
+    mask: Float32Array;
+    batch: number;
+    seqLen: number;
+    aggregation: 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-sum-norm';
+    lengthNormalizer?: number;
+  }): { weights: Float64Array };
+  gspoPolicyLoss(options: {
+    logp: Float32Array;
+    oldLogp: Float32Array;
+    advantages: Float32Array;
+    mask: Float32Array;
+    weights?: Float64Array;
+    batch: number;
+    seqLen: number;
+    clipEps: number;
+    clipEpsHigh?: number;
+  }): { loss: number; dLogp: Float32Array; clipFraction: number; approxKl: number };
+  entropyBonus(options: { entropy: Float32Array; mask: Float32Array; weights?: Float64Array; coef: number }): { loss: number; dEntropy: Float32Array; meanEntropy: number };
+  klLoss(options: { logp: Float32Array; refLogp: Float32Array; mask: Float32Array; weights?: Float64Array; estimator: 'k1' | 'k2' | 'k3'; coef: number }): {
+    loss: number;
+    dLogp: Float32Array;
+    meanKl: number;
+  };
   ppoValueLoss(options: {
     values: Float32Array;
     oldValues: Float32Array;

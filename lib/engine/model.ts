@@ -82,7 +82,7 @@ export interface GenerateOptions {
 
 export interface GeneratedSequence {
   tokens: Int32Array;
-  /** log π(token) at temperature 1, for each generated token */
+  /** log π_T(token) for each generated token: the full tempered distribution softmax(z/T), before top-k/top-p (T = 1 when greedy); forward({temperature: T}) reproduces it */
   logprobs: Float32Array;
   finishReason: 'stop' | 'length';
 }

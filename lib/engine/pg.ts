@@ -9,14 +9,17 @@
  *   scalars (losses, fractions) are numbers accumulated in float64;
  * - gae and tokenRewards take a whole (batch, seqLen) row-major batch (the references take one
  *   sequence); score is one number per row;
- * - the PPO losses aggregate by token mean only (the references' default).
+ * - aggregation: the losses take optional per-token `weights` (Float64Array) from aggregationWeights
+ *   over a (batch, seqLen) layout whose rows are the sequences (the references take seqLengths);
+ *   without weights they are token means.
  *
  * Every call is synchronous (microseconds to a millisecond). Arguments are validated here with
  * path-aware messages (`pgNative.gae: expected options.gamma to be a finite number >= 0 and <= 1,
  * received 2`); array contents other than masks are not checked: NaN or Infinity propagate.
  */
 import { native, type NativePairInputs, type NativePairResult } from '../native.js';
-import { options, rangeError } from '../validate.js';
+import { options, rangeError, typeError } from '../validate.js';
+import { AGGREGATIONS, type Aggregation } from '../losses/common.js';
 
 export type { NativePairResult as PgPairResult } from '../native.js';
 
@@ -122,22 +125,103 @@ function ppoPolicyLoss(opts: {
   oldLogp: Float32Array;
   advantages: Float32Array;
   mask: Float32Array;
+  weights?: Float64Array;
   clipEps: number;
   clipEpsHigh?: number;
   dualClip?: number;
 }) {
   const fn = 'pgNative.ppoPolicyLoss';
   const o = options(fn, 'options', opts);
-  o.known(['logp', 'oldLogp', 'advantages', 'mask', 'clipEps', 'clipEpsHigh', 'dualClip']);
+  o.known(['logp', 'oldLogp', 'advantages', 'mask', 'weights', 'clipEps', 'clipEpsHigh', 'dualClip']);
   const logp = o.f32('logp');
   const n = logp.length;
   const oldLogp = o.f32('oldLogp', { exact: n });
   const advantages = o.f32('advantages', { exact: n });
   const m = mask(fn, o, 'mask', n);
+  const w = weights(fn, o, n);
   const clipEps = o.number('clipEps', { gt: 0, lt: 1 });
   const clipEpsHigh = o.number('clipEpsHigh', { gt: 0 }, clipEps);
   const dualClip = o.has('dualClip') ? o.number('dualClip', { gt: 1 }) : undefined;
-  return native().pg.ppoPolicyLoss({ logp, oldLogp, advantages, mask: m, clipEps, clipEpsHigh, ...(dualClip !== undefined ? { dualClip } : {}) });
+  return native().pg.ppoPolicyLoss({ logp, oldLogp, advantages, mask: m, clipEps, clipEpsHigh, ...(dualClip !== undefined ? { dualClip } : {}), ...(w ? { weights: w } : {}) });
+}
+
+/** Optional per-token weights: a Float64Array of n finite numbers >= 0. */
+function weights(fn: string, o: Reader, n: number): Float64Array | undefined {
+  if (!o.has('weights')) return undefined;
+  const w = o.obj.weights;
+  if (!(w instanceof Float64Array)) throw typeError(fn, 'options.weights', 'a Float64Array', w);
+  if (w.length !== n) throw rangeError(fn, 'options.weights.length', `${n}`, w.length);
+  for (let i = 0; i < n; i++) if (!(w[i] >= 0 && w[i] < Infinity)) throw rangeError(fn, `options.weights[${i}]`, 'a finite number >= 0', w[i]);
+  return w;
+}
+
+/**
+ * Aggregation weights w (loss = Σ w_t ℓ_t) of a (batch, seqLen) mask whose rows are the sequences:
+ * token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm (÷ batch·lengthNormalizer;
+ * Dr. GRPO). lib/losses/common.ts aggregationWeights is the reference.
+ */
+function aggregationWeights(opts: { mask: Float32Array; batch: number; seqLen: number; aggregation: Aggregation; lengthNormalizer?: number }): Float64Array {
+  const fn = 'pgNative.aggregationWeights';
+  const o = options(fn, 'options', opts);
+  o.known(['mask', 'batch', 'seqLen', 'aggregation', 'lengthNormalizer']);
+  const { batch, seqLen, n } = shape(o);
+  const m = mask(fn, o, 'mask', n);
+  const aggregation = o.oneOf('aggregation', AGGREGATIONS, 'token-mean');
+  const lengthNormalizer = aggregation === 'seq-mean-token-sum-norm' ? o.number('lengthNormalizer', { gt: 0 }) : 1;
+  return native().pg.aggregationWeights({ mask: m, batch, seqLen, aggregation, lengthNormalizer }).weights;
+}
+
+/**
+ * GSPO: one clipped importance ratio per row s_b = exp(mean_t (logp − oldLogp)) (lib/losses/ppo.ts
+ * gspoPolicyLoss; Zheng et al. 2025). weights default: seq-mean-token-mean.
+ */
+function gspoPolicyLoss(opts: {
+  logp: Float32Array;
+  oldLogp: Float32Array;
+  advantages: Float32Array;
+  mask: Float32Array;
+  weights?: Float64Array;
+  batch: number;
+  seqLen: number;
+  clipEps: number;
+  clipEpsHigh?: number;
+}) {
+  const fn = 'pgNative.gspoPolicyLoss';
+  const o = options(fn, 'options', opts);
+  o.known(['logp', 'oldLogp', 'advantages', 'mask', 'weights', 'batch', 'seqLen', 'clipEps', 'clipEpsHigh']);
+  const { batch, seqLen, n } = shape(o);
+  const logp = o.f32('logp', { exact: n });
+  const oldLogp = o.f32('oldLogp', { exact: n });
+  const advantages = o.f32('advantages', { exact: n });
+  const m = mask(fn, o, 'mask', n);
+  const w = weights(fn, o, n);
+  const clipEps = o.number('clipEps', { gt: 0, lt: 1 });
+  const clipEpsHigh = o.number('clipEpsHigh', { gt: 0 }, clipEps);
+  return native().pg.gspoPolicyLoss({ logp, oldLogp, advantages, mask: m, batch, seqLen, clipEps, clipEpsHigh, ...(w ? { weights: w } : {}) });
+}
+
+/** Entropy bonus −coef Σ w_t H_t and ∂/∂H (lib/losses/ppo.ts entropyBonus); token mean without weights. */
+function entropyBonus(opts: { entropy: Float32Array; mask: Float32Array; weights?: Float64Array; coef: number }) {
+  const fn = 'pgNative.entropyBonus';
+  const o = options(fn, 'options', opts);
+  o.known(['entropy', 'mask', 'weights', 'coef']);
+  const entropy = o.f32('entropy');
+  const m = mask(fn, o, 'mask', entropy.length);
+  const w = weights(fn, o, entropy.length);
+  return native().pg.entropyBonus({ entropy, mask: m, coef: o.number('coef', { min: 0 }), ...(w ? { weights: w } : {}) });
+}
+
+/** KL as a loss term coef Σ w_t k(logp − refLogp) and ∂/∂logp (lib/losses/kl.ts klLoss). */
+function klLoss(opts: { logp: Float32Array; refLogp: Float32Array; mask: Float32Array; weights?: Float64Array; estimator: 'k1' | 'k2' | 'k3'; coef: number }) {
+  const fn = 'pgNative.klLoss';
+  const o = options(fn, 'options', opts);
+  o.known(['logp', 'refLogp', 'mask', 'weights', 'estimator', 'coef']);
+  const logp = o.f32('logp');
+  const refLogp = o.f32('refLogp', { exact: logp.length });
+  const m = mask(fn, o, 'mask', logp.length);
+  const w = weights(fn, o, logp.length);
+  const estimator = o.oneOf('estimator', ['k1', 'k2', 'k3'] as const);
+  return native().pg.klLoss({ logp, refLogp, mask: m, estimator, coef: o.number('coef', { min: 0 }), ...(w ? { weights: w } : {}) });
 }
 
 /**
@@ -210,4 +294,4 @@ function exoRwLoss(opts: { policy: Float32Array; ref: Float32Array; rewards: Flo
 }
 
 /** The validated native policy-gradient kernels. */
-export const pgNative = { klPerToken, tokenRewards, gae, ppoPolicyLoss, ppoValueLoss, dpoLoss, exoPrefLoss, exoRwLoss } as const;
+export const pgNative = { klPerToken, tokenRewards, gae, aggregationWeights, ppoPolicyLoss, gspoPolicyLoss, entropyBonus, klLoss, ppoValueLoss, dpoLoss, exoPrefLoss, exoRwLoss } as const;

@@ -13,8 +13,8 @@ import { checkInt, checkNumber, checkObject, checkOneOf, closest, rangeError, ty
 export type NumArray = ArrayLike<number>;
 
 /** How per-token losses are reduced to one number (see {@link aggregationWeights}). */
-export type Aggregation = 'token-mean' | 'seq-mean-token-mean';
-export const AGGREGATIONS: readonly Aggregation[] = ['token-mean', 'seq-mean-token-mean'];
+export type Aggregation = 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-sum-norm';
+export const AGGREGATIONS: readonly Aggregation[] = ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'];
 
 function isNumArray(v: unknown): v is NumArray {
   if (Array.isArray(v)) return true;
@@ -130,10 +130,14 @@ export function maskCount(mask: NumArray): number {
  * - `seq-mean-token-mean`: the flat arrays are the concatenation of sequences of lengths
  *   `seqLengths` (summing to the array length); w_t = m_t / (n_b · B') where n_b is the number of
  *   valid tokens of t's sequence and B' the number of sequences with n_b > 0 (empty sequences are
- *   left out of the mean rather than producing NaN).
+ *   left out of the mean rather than producing NaN);
+ * - `seq-mean-token-sum`: the same sequences; w_t = m_t / B' (each sequence's token SUM, averaged
+ *   over sequences: longer responses weigh more; veRL's loss_agg_mode of that name);
+ * - `seq-mean-token-sum-norm`: w_t = m_t / (B · lengthNormalizer), B every sequence, the normaliser a
+ *   constant (the largest response length): Dr. GRPO's length-unbiased form (TRL's loss_type "dr_grpo").
  * With no valid token at all every weight is 0 (loss 0, gradient 0).
  */
-export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggregation, seqLengths: unknown): Float64Array {
+export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggregation, seqLengths: unknown, lengthNormalizer?: unknown): Float64Array {
   const n = mask.length;
   const w = new Float64Array(n);
   if (aggregation === 'token-mean') {
@@ -141,7 +145,7 @@ export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggr
     if (count > 0) for (let i = 0; i < n; i++) w[i] = mask[i] / count;
     return w;
   }
-  if (seqLengths === undefined) throw typeError(fn, 'seqLengths', "an array of sequence lengths (required by aggregation 'seq-mean-token-mean')", seqLengths);
+  if (seqLengths === undefined) throw typeError(fn, 'seqLengths', `an array of sequence lengths (required by aggregation '${aggregation}')`, seqLengths);
   const lengths = checkArray(fn, 'seqLengths', seqLengths, { min: 0 });
   let total = 0;
   for (let b = 0; b < lengths.length; b++) {
@@ -157,9 +161,11 @@ export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggr
     counts.push(c);
     if (c > 0) nonEmpty++;
   }
+  const norm = aggregation === 'seq-mean-token-sum-norm' ? checkNumber(fn, 'lengthNormalizer', lengthNormalizer, { gt: 0 }) : 0;
   for (let b = 0, off = 0; b < lengths.length; off += lengths[b], b++) {
     if (counts[b] === 0) continue;
-    for (let i = off; i < off + lengths[b]; i++) w[i] = mask[i] / (counts[b] * nonEmpty);
+    const perSeq = aggregation === 'seq-mean-token-sum' ? nonEmpty : aggregation === 'seq-mean-token-sum-norm' ? lengths.length * norm : counts[b] * nonEmpty;
+    for (let i = off; i < off + lengths[b]; i++) w[i] = mask[i] / perSeq;
   }
   return w;
 }

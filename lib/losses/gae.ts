@@ -99,6 +99,8 @@ export function gae(input: { rewards: NumArray; values: NumArray; mask: NumArray
  * with μ and σ² the mean and POPULATION variance (divide by the count, as OpenRLHF) over
  * positions with mask = 1. TRL uses the Bessel-corrected variance instead; the two differ by a
  * factor n/(n−1), negligible over a batch of tokens. eps defaults to 1e-8.
+ * Any finite input is whitened to finite output: when the variance overflows float64 (|x| beyond
+ * ~1e154) the same formula is evaluated on x / max|x| (σ² + eps becomes σ²/s² + eps/s²).
  */
 export function whiten(x: NumArray, mask: NumArray, opts: { shiftMean?: boolean; eps?: number } = {}): Float64Array {
   const fn = 'whiten';
@@ -115,8 +117,19 @@ export function whiten(x: NumArray, mask: NumArray, opts: { shiftMean?: boolean;
   for (let i = 0; i < x.length; i++) if (mask[i]) mean += x[i] / n;
   let v = 0;
   for (let i = 0; i < x.length; i++) if (mask[i]) v += (x[i] - mean) ** 2 / n;
-  const rstd = 1 / Math.sqrt(v + eps);
-  for (let i = 0; i < x.length; i++) if (mask[i]) out[i] = (x[i] - mean) * rstd + (shiftMean ? 0 : mean);
+  if (Number.isFinite(v)) {
+    const rstd = 1 / Math.sqrt(v + eps);
+    for (let i = 0; i < x.length; i++) if (mask[i]) out[i] = (x[i] - mean) * rstd + (shiftMean ? 0 : mean);
+    return out;
+  }
+  let s = 0;
+  for (let i = 0; i < x.length; i++) if (mask[i]) s = Math.max(s, Math.abs(x[i]));
+  let ms = 0;
+  for (let i = 0; i < x.length; i++) if (mask[i]) ms += x[i] / s / n;
+  let vs = 0;
+  for (let i = 0; i < x.length; i++) if (mask[i]) vs += (x[i] / s - ms) ** 2 / n;
+  const rstd = 1 / Math.sqrt(vs + eps / s / s);
+  for (let i = 0; i < x.length; i++) if (mask[i]) out[i] = (x[i] / s - ms) * rstd + (shiftMean ? 0 : mean);
   return out;
 }
 

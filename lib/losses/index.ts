@@ -1,6 +1,9 @@
 /**
  * Every RLHF loss of the seed spec as a plain float64 TypeScript function with its analytic
- * gradient: the references the trainers call on CPU and that native kernels are tested against.
+ * gradient: the references the native kernels are tested against (test/ops/pg*.test.ts). The
+ * policy-gradient trainers run the native family (pgNative, native/cpu/pg_losses.cc) on whole
+ * minibatches; they use these functions only for the float64 advantage estimators (GAE, group
+ * advantages, whitening). Exported for users who want a loss on plain arrays.
  *
  *   rm.ts          Bradley-Terry (+ margin, score penalty), correctness BCE, process-reward BCE
  *   kl.ts          k1 / k2 / k3 per-token KL, KL as a loss term
@@ -24,7 +27,7 @@ export {
 } from './rm.js';
 export { klPerToken, klLoss, KL_ESTIMATORS, type KlEstimator } from './kl.js';
 export { tokenRewards, gae, whiten, referenceBaselineScores, lastValidIndex } from './gae.js';
-export { ppoPolicyLoss, ppoValueLoss, entropyBonus, type PpoPolicyLossResult } from './ppo.js';
+export { ppoPolicyLoss, gspoPolicyLoss, truncatedImportanceWeights, ppoValueLoss, entropyBonus, type PpoPolicyLossResult } from './ppo.js';
 export {
   grpoAdvantages,
   rlooAdvantages,

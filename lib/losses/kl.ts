@@ -59,9 +59,11 @@ export function klLoss(input: {
   estimator?: KlEstimator;
   aggregation?: Aggregation;
   seqLengths?: NumArray;
+  /** the constant of 'seq-mean-token-sum-norm' */
+  lengthNormalizer?: number;
 }): { loss: number; dLogp: Float64Array; meanKl: number } {
   const fn = 'klLoss';
-  const a = args(fn, input, ['logp', 'refLogp', 'mask', 'coef', 'estimator', 'aggregation', 'seqLengths']);
+  const a = args(fn, input, ['logp', 'refLogp', 'mask', 'coef', 'estimator', 'aggregation', 'seqLengths', 'lengthNormalizer']);
   const logp = a.array('logp');
   const refLogp = a.array('refLogp');
   const mask = a.mask('mask');
@@ -70,7 +72,7 @@ export function klLoss(input: {
   const coef = a.number('coef', { min: 0 });
   const est = a.oneOf('estimator', KL_ESTIMATORS, 'k3');
   const agg = a.oneOf('aggregation', AGGREGATIONS, 'token-mean');
-  const w = aggregationWeights(fn, mask, agg, input.seqLengths);
+  const w = aggregationWeights(fn, mask, agg, input.seqLengths, input.lengthNormalizer);
   const { kl, dLogp } = klPerToken(logp, refLogp, est, mask);
   let loss = 0;
   for (let i = 0; i < logp.length; i++) {

@@ -12,7 +12,7 @@
  */
 import { aggregationWeights, AGGREGATIONS, args, maskedMean, sameLength, type Aggregation, type NumArray } from './common.js';
 
-const AGG_KEYS = ['aggregation', 'seqLengths'];
+const AGG_KEYS = ['aggregation', 'seqLengths', 'lengthNormalizer'];
 
 export interface PpoPolicyLossResult {
   loss: number;
@@ -52,6 +52,8 @@ export function ppoPolicyLoss(input: {
   dualClip?: number;
   aggregation?: Aggregation;
   seqLengths?: NumArray;
+  /** the constant of 'seq-mean-token-sum-norm' */
+  lengthNormalizer?: number;
 }): PpoPolicyLossResult {
   const fn = 'ppoPolicyLoss';
   const a = args(fn, input, ['logp', 'oldLogp', 'advantages', 'mask', 'clipEps', 'clipEpsHigh', 'dualClip', ...AGG_KEYS]);
@@ -65,7 +67,7 @@ export function ppoPolicyLoss(input: {
   const eps = a.number('clipEps', { gt: 0, lt: 1 });
   const epsHigh = a.number('clipEpsHigh', { gt: 0 }, eps);
   const dual = a.has('dualClip') ? a.number('dualClip', { gt: 1 }) : undefined;
-  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'token-mean'), input.seqLengths);
+  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'token-mean'), input.seqLengths, input.lengthNormalizer);
 
   const lo = 1 - eps, hi = 1 + epsHigh;
   const n = logp.length;
@@ -97,6 +99,90 @@ export function ppoPolicyLoss(input: {
 }
 
 /**
+ * GSPO policy loss (Zheng et al. 2025, "Group Sequence Policy Optimization", eq. 5–7): one
+ * importance ratio per sequence, the geometric mean of its token ratios, clipped per sequence:
+ *
+ *   s_i = (π_θ(y_i|x) / π_old(y_i|x))^(1/|y_i|) = exp((1/|y_i|) Σ_t (logp_t − oldLogp_t)),
+ *   J = (1/G) Σ_i min(s_i A_i, clip(s_i, 1 − ε, 1 + ε_high) A_i)      (loss = −J),
+ *
+ * generalised to per-token A_t and aggregation weights w_t as ℓ_t = −min(s_i A_t, clip(s_i) A_t),
+ * loss = Σ_t w_t ℓ_t; ∂loss/∂logp_u = −(s_i/|y_i|) Σ_{t∈i, not clipped} w_t A_t for u in sequence i
+ * (|y_i| counts valid tokens). Default aggregation 'seq-mean-token-mean' (the paper's mean over
+ * sequences). `seqLengths` gives the concatenated sequences. clipFraction: valid tokens whose
+ * sequence ratio is clipped; approxKl: token mean of (ρ_t − 1) − log ρ_t.
+ */
+export function gspoPolicyLoss(input: {
+  logp: NumArray;
+  oldLogp: NumArray;
+  advantages: NumArray;
+  mask: NumArray;
+  seqLengths: NumArray;
+  clipEps: number;
+  clipEpsHigh?: number;
+  aggregation?: Aggregation;
+  lengthNormalizer?: number;
+}): { loss: number; dLogp: Float64Array; clipFraction: number; approxKl: number } {
+  const fn = 'gspoPolicyLoss';
+  const a = args(fn, input, ['logp', 'oldLogp', 'advantages', 'mask', 'clipEps', 'clipEpsHigh', ...AGG_KEYS]);
+  const logp = a.array('logp');
+  const oldLogp = a.array('oldLogp');
+  const adv = a.array('advantages');
+  const mask = a.mask('mask');
+  sameLength(fn, 'logp', logp, 'oldLogp', oldLogp);
+  sameLength(fn, 'logp', logp, 'advantages', adv);
+  sameLength(fn, 'logp', logp, 'mask', mask);
+  const eps = a.number('clipEps', { gt: 0, lt: 1 });
+  const epsHigh = a.number('clipEpsHigh', { gt: 0 }, eps);
+  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'seq-mean-token-mean'), input.seqLengths, input.lengthNormalizer);
+  const lengths = input.seqLengths;
+  const dLogp = new Float64Array(logp.length), clipped = new Float64Array(logp.length), kl = new Float64Array(logp.length);
+  let loss = 0;
+  for (let b = 0, off = 0; b < lengths.length; off += lengths[b], b++) {
+    let n = 0;
+    for (let t = off; t < off + lengths[b]; t++) if (mask[t]) n += 1;
+    if (n === 0) continue;
+    // the same mean as the native kernel: Σ (d_t / n) in token order
+    let mean = 0;
+    for (let t = off; t < off + lengths[b]; t++) if (mask[t]) mean += (logp[t] - oldLogp[t]) / n;
+    const s = Math.exp(mean), sc = Math.min(1 + epsHigh, Math.max(1 - eps, s));
+    let wa = 0;
+    for (let t = off; t < off + lengths[b]; t++) {
+      if (!mask[t]) continue;
+      const A = adv[t];
+      if (sc * A < s * A) (loss += w[t] * -sc * A), (clipped[t] = 1);
+      else (loss += w[t] * -s * A), (wa += w[t] * A);
+      const lr = logp[t] - oldLogp[t];
+      kl[t] = Math.exp(lr) - 1 - lr;
+    }
+    for (let t = off; t < off + lengths[b]; t++) if (mask[t]) dLogp[t] = (-s * wa) / n;
+  }
+  return { loss, dLogp, clipFraction: maskedMean(clipped, mask), approxKl: maskedMean(kl, mask) };
+}
+
+/**
+ * Truncated importance sampling weights (Yao et al. 2025, "Your Efficient RL Framework Secretly
+ * Brings You Off-Policy RL Training"; veRL tis_imp_ratio_cap): when rollouts come from a behaviour
+ * policy μ other than π_old (another engine, quantised or stale weights), the policy gradient
+ *
+ *   E_{y~μ}[ min(π_old(y_t)/μ(y_t), C) · ∇ min(r_t A_t, clip(r_t) A_t) ],   r_t = π_θ/π_old,
+ *
+ * corrects the mismatch with a weight truncated at C (bounded variance). Returns
+ * w_t = min(exp(oldLogp_t − behaviourLogp_t), C) on valid tokens, 0 elsewhere (a constant factor of
+ * each token's loss weight, no gradient). cap C >= 1.
+ */
+export function truncatedImportanceWeights(input: { oldLogp: NumArray; behaviourLogp: NumArray; mask: NumArray; cap: number }): Float64Array {
+  const fn = 'truncatedImportanceWeights';
+  const a = args(fn, input, ['oldLogp', 'behaviourLogp', 'mask', 'cap']);
+  const old = a.array('oldLogp');
+  const behaviour = a.array('behaviourLogp');
+  const mask = a.mask('mask');
+  sameLength(fn, 'oldLogp', old, 'behaviourLogp', behaviour);
+  sameLength(fn, 'oldLogp', old, 'mask', mask);
+  const cap = a.number('cap', { min: 1 });
+  return Float64Array.from(old, (o, t) => (mask[t] ? Math.min(Math.exp(o - behaviour[t]), cap) : 0));
+}
+
+/**
  * Clipped value loss (spec 1.3):
  *
  *   V^c_t = V^old_t + clip(V_t − V^old_t, −ε_v, ε_v),
@@ -114,6 +200,8 @@ export function ppoValueLoss(input: {
   clipEps?: number;
   aggregation?: Aggregation;
   seqLengths?: NumArray;
+  /** the constant of 'seq-mean-token-sum-norm' */
+  lengthNormalizer?: number;
 }): { loss: number; dValues: Float64Array; clipFraction: number } {
   const fn = 'ppoValueLoss';
   const a = args(fn, input, ['values', 'oldValues', 'returns', 'mask', 'clipEps', ...AGG_KEYS]);
@@ -125,7 +213,7 @@ export function ppoValueLoss(input: {
   sameLength(fn, 'values', values, 'returns', returns);
   sameLength(fn, 'values', values, 'mask', mask);
   const eps = a.has('clipEps') ? a.number('clipEps', { gt: 0 }) : Infinity;
-  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'token-mean'), input.seqLengths);
+  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'token-mean'), input.seqLengths, input.lengthNormalizer);
 
   const n = values.length;
   const dValues = new Float64Array(n), clipped = new Float64Array(n);
@@ -158,6 +246,8 @@ export function entropyBonus(input: {
   coef: number;
   aggregation?: Aggregation;
   seqLengths?: NumArray;
+  /** the constant of 'seq-mean-token-sum-norm' */
+  lengthNormalizer?: number;
 }): { loss: number; dEntropy: Float64Array; meanEntropy: number } {
   const fn = 'entropyBonus';
   const a = args(fn, input, ['entropy', 'mask', 'coef', ...AGG_KEYS]);
@@ -165,7 +255,7 @@ export function entropyBonus(input: {
   const mask = a.mask('mask');
   sameLength(fn, 'entropy', entropy, 'mask', mask);
   const coef = a.number('coef', { min: 0 });
-  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'token-mean'), input.seqLengths);
+  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'token-mean'), input.seqLengths, input.lengthNormalizer);
   const dEntropy = new Float64Array(entropy.length);
   let loss = 0;
   for (let t = 0; t < entropy.length; t++) {

@@ -11,6 +11,24 @@
  *   update    epochs × minibatches: clipped surrogate (+ entropy bonus, + KL in the loss, + λ·NTP on
  *             SFT data), one AdamW step per minibatch; the critic's clipped value loss likewise
  *
+ * Temperature: rollouts sample from π_T (logits / T, then top-k / top-p) and record log π_T of the
+ * full tempered distribution; every forward of the loop on sampled responses (policy, reference,
+ * hence ratios, KL and entropy) runs at the same T, so on-policy ratios are exactly 1 (the metric
+ * rolloutLogprobDiffMax, max |log π_T − log π_old| on the first minibatch, is 0 on CPU with a fixed
+ * thread count). Greedy sampling (T = 0) uses T = 1 in forward. PTX runs at T = 1.
+ *
+ * Rewards: a non-finite score is an error naming the prompt, the sample and the reward source, or
+ * with onInvalidReward 'skip' the sample is dropped (for grpo/rloo its whole group, whose baseline it
+ * would spoil) with a warning. Whitening runs in float64, so finite rewards of any size give finite
+ * advantages. A batch whose rewards carry no signal (every group, or for reinforce++ the batch, with
+ * zero variance) is logged as a warning: its policy gradient is 0.
+ *
+ * Losses: the native policy-gradient family (lib/engine/pg.ts pgNative, native/cpu/pg_losses.cc) on
+ * whole minibatches — aggregation weights, the clipped policy loss (PPO or GSPO), entropy bonus, KL
+ * loss, value loss, per-token KL; the float64 functions of lib/losses are their test references.
+ * Token rewards and GAE stay float64 (lib/losses): their fp32 native twins would overflow on rewards
+ * near the fp32 limit before the whitening brings them back into range.
+ *
  * Every update is guarded: a non-finite loss or gradient skips the step (counted), so non-finite
  * weights are never produced or saved. Checkpoints hold policy, critic, the frozen reference and
  * the trainer state (iteration, KL coefficient, cached reference scores, kept prompts), so a
@@ -20,7 +38,8 @@ import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { loadPromptFile, loadSftFile, padBatch, permutation, tokenizeSft, toSftRecords, type PromptRecord, type SftInput, type TokenizedExample } from '../data/index.js';
-import { entropyBonus, gae, grpoAdvantages, klLoss, klPerToken, ntpLoss, ppoPolicyLoss, ppoValueLoss, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type KlEstimator } from '../losses/index.js';
+import { gae, grpoAdvantages, ntpLoss, truncatedImportanceWeights, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type Aggregation, type KlEstimator } from '../losses/index.js';
+import { pgNative } from '../engine/pg.js';
 import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores, type RewardSource } from '../rewards/types.js';
 import { generateRollout, type Rollout, type SamplingOptions } from '../rollout/generate.js';
@@ -30,7 +49,9 @@ import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter, type RolloutEvent } from './events.js';
 import { TrainingRun, allFinite, type RunOptions } from './run.js';
 
-export type AdvantageEstimator = 'gae' | 'grpo' | 'rloo' | 'reinforce++';
+export type AdvantageEstimator = 'gae' | 'grpo' | 'dr-grpo' | 'rloo' | 'reinforce++';
+/** estimators whose baseline is the group's other samples (a group is dropped or kept whole) */
+const GROUP_BASELINES = new Set<AdvantageEstimator>(['grpo', 'dr-grpo', 'rloo']);
 
 export interface KlOptions {
   /** β (initial value when adaptive) */
@@ -66,6 +87,8 @@ export interface PolicyGradientConfig extends RunOptions {
   clipEps: number;
   clipEpsHigh?: number;
   dualClip?: number;
+  /** how the policy loss, entropy bonus and KL loss reduce over tokens (rows are the sequences); the critic's loss is a token mean */
+  aggregation: Aggregation;
   valueClipEps: number;
   gamma: number;
   lambda: number;
@@ -79,6 +102,16 @@ export interface PolicyGradientConfig extends RunOptions {
   criticWarmupIterations: number;
   ptx?: { data: string | SftInput[]; coef: number; batchSize: number; seqLen: number };
   promptFilter?: { samples: number; quantile: number };
+  /** the model that samples the rollouts (the behaviour policy μ; default the policy) */
+  rolloutPolicy?: Model;
+  /** truncated importance sampling cap C: π_old is recomputed by the policy and each token's loss weighs min(π_old/μ, C) */
+  truncatedIS?: number;
+  /** DAPO dynamic sampling (group methods): resample until every group has varying rewards, at most maxRounds rounds */
+  dynamicSampling?: { maxRounds: number };
+  /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */
+  lossMode: 'vanilla' | 'gspo';
+  /** a NaN/±Infinity reward: 'error' stops naming the sample; 'skip' drops it (its whole group for grpo/rloo) with a warning */
+  onInvalidReward: 'error' | 'skip';
   seed: number;
   saveEvery?: number;
 }
@@ -103,6 +136,12 @@ interface IterationData {
   advantages: Float32Array;
   returns?: Float32Array;
   klPerResponse: number[];
+  /** samples dropped for an invalid reward (onInvalidReward 'skip') */
+  droppedSamples: number;
+  /** dynamic sampling: rounds of sampling and zero-variance groups discarded */
+  dyn?: { dynamicSamplingRounds: number; discardedGroups: number };
+  /** truncated importance weights min(π_old/μ, C) per token (batch layout), with truncatedIS */
+  isWeights?: Float32Array;
 }
 
 const STREAM_REFERENCE = 2 ** 40; // Philox streams for y_ref samples, apart from rollout streams
@@ -136,6 +175,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
   /** The current KL coefficient (changes when the adaptive controller is on). */
   get klCoef(): number {
     return this.#klCoef;
+  }
+
+  /** The temperature of every forward on sampled responses: the sampling temperature (1 when greedy). */
+  get #forwardTemperature(): number {
+    const T = this.c.sampling.temperature ?? 1;
+    return T > 0 ? T : 1;
   }
 
   get #needsReference(): boolean {
@@ -199,7 +244,17 @@ export class PolicyGradientLoop extends TrainerEmitter {
         }
       };
       const indices = this.#promptIndices(pool, iteration);
-      const data = await this.#collect(prompts, indices, iteration, timed);
+      const data = await this.#collect(prompts, pool, indices, iteration, timed);
+      if ('emptyRewardMean' in data) {
+        // dynamic sampling found no group with varying rewards: nothing to train on this iteration
+        iteration++;
+        rewardHistory.push(data.emptyRewardMean);
+        await run.step(iteration, { rewardMean: data.emptyRewardMean, dynamicSamplingRounds: c.dynamicSampling!.maxRounds, keptGroups: 0, ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])) });
+        if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
+        if (!this.#stop) continue;
+        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+        return { iterations: iteration, rewardHistory, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, stopped: true };
+      }
       const m = await this.#update(data, iteration, ptx, timed);
       if (c.kl.target !== undefined && this.#needsReference) {
         const observed = data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length;
@@ -221,6 +276,9 @@ export class PolicyGradientLoop extends TrainerEmitter {
         responseLength: generated / data.rollout.samples.length,
         stopRate: data.rollout.samples.filter((s) => s.finishReason === 'stop').length / data.rollout.samples.length,
         tokensPerSecond: generated / seconds,
+        ...(c.onInvalidReward === 'skip' ? { droppedSamples: data.droppedSamples } : {}),
+        ...(data.dyn ? { ...data.dyn, keptGroups: data.rollout.prompts.length } : {}),
+        ...(data.isWeights ? isStats(data.isWeights, data.sb, c.truncatedIS!) : {}),
         ...m,
         ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
       });
@@ -259,7 +317,25 @@ export class PolicyGradientLoop extends TrainerEmitter {
       responseIds: s.responseIds,
       record: rollout.prompts[s.promptIndex],
     }));
-    return checkScores(this.c.reward, await this.c.reward.score(requests), requests.length);
+    return checkScores(this.c.reward, await this.c.reward.score(requests), requests.length, { allowNonFinite: true });
+  }
+
+  /**
+   * Applies onInvalidReward to scores of rows whose (dataset prompt index, sample index) `where`
+   * gives: 'error' throws on the first non-finite score; 'skip' warns and returns the rows to drop.
+   */
+  #invalidRewards(scores: number[], where: (r: number) => { prompt: number; sample: number }, what: string): Set<number> {
+    const bad = new Set<number>();
+    scores.forEach((s, r) => {
+      if (Number.isFinite(s)) return;
+      const w = where(r);
+      const name = `reward source "${this.c.reward.name}" returned ${s} for ${what} (prompt ${w.prompt}, sample ${w.sample})`;
+      if (this.c.onInvalidReward === 'error')
+        throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${this.c.stage}: ${name}; onInvalidReward: 'skip' (--on-invalid-reward skip) drops such samples`);
+      this.emit('log', { stage: this.c.stage, message: `warning: ${name}: sample dropped` });
+      bad.add(r);
+    });
+    return bad;
   }
 
   /** Reference-baseline scores r(x, y_ref) for prompts not seen before (one y_ref per prompt). */
@@ -268,23 +344,94 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (missing.length > 0) {
       // one batch; y_ref of prompt i draws from stream STREAM_REFERENCE + i whatever else is in it
       const r = await generateRollout({ policy: this.#reference!, tokenizer: this.c.tokenizer, prompts: missing.map((i) => prompts[i]), samplesPerPrompt: 1, sampling: this.c.sampling, seed: this.c.seed, streams: missing.map((i) => STREAM_REFERENCE + i) });
-      (await this.#score(r)).forEach((s, k) => this.#refScores.set(missing[k], s));
+      const scores = await this.#score(r);
+      this.#invalidRewards(scores, (k) => ({ prompt: missing[k], sample: 0 }), 'the reference response y_ref');
+      scores.forEach((s, k) => Number.isFinite(s) && this.#refScores.set(missing[k], s)); // an invalid one is drawn again next time
     }
-    return indices.map((i) => this.#refScores.get(i)!);
+    return indices.map((i) => this.#refScores.get(i) ?? NaN);
   }
 
-  async #collect(prompts: PromptRecord[], indices: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<IterationData> {
+  /**
+   * One round of sampling: generate for the prompts `indices` (dataset indices) from streamBase,
+   * score, apply onInvalidReward (and the reference baseline's scores for PPO), clip and add the
+   * overlong penalty. Rows of dropped samples are gone from the returned rollout.
+   */
+  async #sampleRound(prompts: PromptRecord[], indices: number[], streamBase: number, iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>) {
     const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
-    const rollout = await timed('generate', () =>
-      generateRollout({ policy: c.policy, tokenizer: tok, prompts: indices.map((i) => prompts[i]), samplesPerPrompt: n, sampling: c.sampling, seed: c.seed, streamBase: iteration * c.promptsPerIteration * n }),
+    let rollout = await timed('generate', () =>
+      generateRollout({ policy: c.rolloutPolicy ?? c.policy, tokenizer: tok, prompts: indices.map((i) => prompts[i]), samplesPerPrompt: n, sampling: c.sampling, seed: c.seed, streamBase }),
     );
-    const scores = await timed('score', () => this.#score(rollout));
+    let scores = await timed('score', () => this.#score(rollout));
+    const where = (r: number) => ({ prompt: indices[rollout.samples[r].promptIndex], sample: r % n });
+    const drop = this.#invalidRewards(scores, where, 'a response');
+    let ref: number[] | undefined;
+    if (c.baseline === 'reference') {
+      ref = await timed('baseline', () => this.#referenceScores(prompts, indices)); // y_ref sampled and scored
+      rollout.samples.forEach((s, r) => Number.isFinite(ref![s.promptIndex]) || drop.add(r));
+    }
+    if (drop.size) {
+      // group baselines need every sample of a group: drop the group
+      if (GROUP_BASELINES.has(c.advantage)) for (const r of [...drop]) for (let j = 0; j < n; j++) drop.add(r - (r % n) + j);
+      const keep = (_: unknown, r: number) => !drop.has(r);
+      rollout = { ...rollout, samples: rollout.samples.filter(keep) };
+      scores = scores.filter(keep);
+    }
     let shaped = scores.slice();
     if (c.rewardClip !== undefined) shaped = shaped.map((s) => Math.max(-c.rewardClip!, Math.min(c.rewardClip!, s)));
     if (c.overlong) shaped = shaped.map((s, r) => s + overlongPenalty(rollout.samples[r].responseIds.length, c.overlong!));
-    if (c.baseline === 'reference') {
-      const ref = await timed('baseline', () => this.#referenceScores(prompts, indices)); // y_ref sampled and scored
-      shaped = shaped.map((s, r) => s - ref[Math.floor(r / n)]);
+    void iteration;
+    return { rollout, indices, scores, shaped, ref, dropped: drop.size, rounds: 1, discarded: 0, seenRewardMean: 0 };
+  }
+
+  /**
+   * DAPO dynamic sampling (Yu et al. 2025, eq. 11: 0 < |{o_i | is_equivalent(a, o_i)}| < G): groups
+   * whose rewards all agree carry no gradient under a group baseline, so they are dropped and more
+   * prompts are sampled (fresh ones, beyond every regular iteration's) until promptsPerIteration
+   * groups with varying rewards are in hand or maxRounds rounds are spent; extra groups are cut.
+   */
+  async #dynamicSample(prompts: PromptRecord[], pool: number[], indices: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>) {
+    const c = this.c, n = c.samplesPerPrompt, P = c.promptsPerIteration, maxRounds = c.dynamicSampling!.maxRounds;
+    const kept: Array<{ index: number; samples: Rollout['samples']; scores: number[]; shaped: number[] }> = [];
+    let dropped = 0, rounds = 0, discarded = 0, seenSum = 0, seen = 0;
+    for (let r = 0; r < maxRounds && kept.length < P; r++, rounds++) {
+      const pos0 = r === 0 ? iteration * P : (c.iterations + iteration * (maxRounds - 1) + r - 1) * P; // disjoint prompt positions and streams
+      const idx = r === 0 ? indices : this.#promptIndices(pool, pos0 / P);
+      const round = await this.#sampleRound(prompts, idx, pos0 * n, iteration, timed);
+      dropped += round.dropped;
+      for (const x of round.scores) (seenSum += x), seen++;
+      for (let g = 0; g < round.rollout.samples.length; g += n) {
+        const shaped = round.shaped.slice(g, g + n);
+        if (shaped.every((x) => x === shaped[0])) {
+          discarded++;
+          continue;
+        }
+        if (kept.length < P) kept.push({ index: idx[round.rollout.samples[g].promptIndex], samples: round.rollout.samples.slice(g, g + n), scores: round.scores.slice(g, g + n), shaped });
+      }
+    }
+    if (kept.length < P) this.emit('log', { stage: c.stage, message: `warning: iteration ${iteration + 1}: dynamic sampling found ${kept.length} of ${P} groups with varying rewards in ${rounds} rounds` });
+    const rollout: Rollout = {
+      prompts: kept.map((k) => prompts[k.index]),
+      samplesPerPrompt: n,
+      samples: kept.flatMap((k, p) => k.samples.map((s) => ({ ...s, promptIndex: p }))),
+    };
+    return { rollout, indices: kept.map((k) => k.index), scores: kept.flatMap((k) => k.scores), shaped: kept.flatMap((k) => k.shaped), ref: undefined, dropped, rounds, discarded, seenRewardMean: seen ? seenSum / seen : 0 };
+  }
+
+  /** The iteration's data, or (dynamic sampling with no group of varying rewards) the mean reward of everything sampled. */
+  async #collect(prompts: PromptRecord[], pool: number[], indices0: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<IterationData | { emptyRewardMean: number }> {
+    const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
+    const round = c.dynamicSampling
+      ? await this.#dynamicSample(prompts, pool, indices0, iteration, timed)
+      : await this.#sampleRound(prompts, indices0, iteration * c.promptsPerIteration * n, iteration, timed);
+    const { rollout, scores, ref } = round;
+    let shaped = round.shaped;
+    const drop = { size: round.dropped };
+    if (!rollout.samples.length) {
+      if (c.dynamicSampling) return { emptyRewardMean: round.seenRewardMean }; // nothing to learn from: no update this iteration
+      throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${c.stage}: iteration ${iteration + 1}: every sample had an invalid reward (reward source "${c.reward.name}")`);
+    }
+    if (ref) {
+      shaped = shaped.map((s, r) => s - ref![rollout.samples[r].promptIndex]);
     } else if (c.baseline === 'normalize') {
       for (const s of shaped) {
         const st = this.#norm;
@@ -297,23 +444,35 @@ export class PolicyGradientLoop extends TrainerEmitter {
       shaped = shaped.map((s) => (s - this.#norm.mean) / sd);
     }
     const sb = sequenceBatch(rollout.samples, tok.padId);
-    const oldLogp = scatterResponses(rollout.samples.map((s) => s.logprobs), sb);
+    let oldLogp = scatterResponses(rollout.samples.map((s) => s.logprobs), sb);
+    let isWeights: Float32Array | undefined;
+    if (c.truncatedIS !== undefined) {
+      // the rollout's log-probs are μ's; π_old is the policy's own, at the sampling temperature
+      const behaviour = oldLogp;
+      oldLogp = (await timed('old', () => c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, saveForBackward: false }))).logprobs;
+      isWeights = Float32Array.from(truncatedImportanceWeights({ oldLogp, behaviourLogp: behaviour, mask: Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0)), cap: c.truncatedIS }));
+    }
     let refLogp: Float32Array | undefined, oldValues: Float32Array | undefined;
     if (this.#reference)
-      refLogp = (await timed('reference', () => this.#reference!.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, saveForBackward: false }))).logprobs;
+      refLogp = (await timed('reference', () => this.#reference!.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, saveForBackward: false }))).logprobs;
     if (c.critic) oldValues = (await timed('critic', () => c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: false }))).values!;
 
     const B = sb.batch;
+    const batchMask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
+    const klTokens = refLogp ? pgNative.klPerToken({ logp: oldLogp, refLogp, mask: batchMask, estimator: c.kl.estimator }).kl : undefined;
     const klPerResponse: number[] = [];
     const perRowAdv: Float64Array[] = [], perRowRet: Float64Array[] = [];
     let seqAdv: Float64Array | undefined;
+    if (c.advantage !== 'gae' && !c.dynamicSampling && zeroVariance(shaped, c.advantage === 'reinforce++' ? shaped.length : n))
+      this.emit('log', { stage: c.stage, message: `warning: iteration ${iteration + 1}: every ${c.advantage === 'reinforce++' ? 'reward of the batch is' : "group's rewards are"} equal (zero variance): the policy gradient is 0` });
     if (c.advantage === 'grpo') seqAdv = grpoAdvantages(shaped, n);
+    else if (c.advantage === 'dr-grpo') seqAdv = grpoAdvantages(shaped, n, { scale: false });
     else if (c.advantage === 'rloo') seqAdv = rlooAdvantages(shaped, n);
     else if (c.advantage === 'reinforce++') seqAdv = reinforcePlusPlusAdvantages(shaped);
     for (let b = 0; b < B; b++) {
       const L = sb.responseLength[b];
       const mask = new Float64Array(L).fill(1);
-      const kl = refLogp ? klPerToken(responseSlice(oldLogp, sb, b), responseSlice(refLogp, sb, b), c.kl.estimator).kl : new Float64Array(L);
+      const kl = klTokens ? responseSlice(klTokens, sb, b) : new Float64Array(L);
       klPerResponse.push(kl.reduce((a, x) => a + x, 0));
       if (c.advantage === 'gae') {
         const { rewards } = tokenRewards({ score: shaped[b], kl, klCoef: c.kl.mode === 'reward' ? this.#klCoef : 0, mask });
@@ -324,12 +483,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
         perRowAdv.push(new Float64Array(L).fill(seqAdv![b]));
       }
     }
-    let advantages = scatterResponses(perRowAdv, sb);
-    if (c.whitenAdvantages) {
-      const mask = sb.targets.map((t) => (t >= 0 ? 1 : 0));
-      advantages = Float32Array.from(whiten(advantages, mask));
-    }
-    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse };
+    // whitened in float64 over every response token: finite rewards of any size give finite advantages
+    const advantages = scatterResponses(c.whitenAdvantages ? whitenRows(perRowAdv) : perRowAdv, sb);
+    const dyn = c.dynamicSampling ? { dynamicSamplingRounds: round.rounds, discardedGroups: round.discarded } : undefined;
+    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse, droppedSamples: drop.size, dyn, isWeights };
   }
 
   async #update(d: IterationData, iteration: number, ptx: TokenizedExample[] | undefined, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<Record<string, number>> {
@@ -344,7 +501,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         const rows = Array.from(order.subarray(m0, m0 + c.miniBatchSize));
         const sb = sequenceBatch(rows.map((r) => d.rollout.samples[r]), c.tokenizer.padId);
         const pick = (x: Float32Array | undefined) => (x ? scatterResponses(rows.map((r) => responseSlice(x, d.sb, r)), sb) : undefined);
-        const mask = sb.targets.map((t) => (t >= 0 ? 1 : 0));
+        const mask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
         // maskTruncated: rows cut by the length limit take no part in the policy loss
         const policyMask = c.maskTruncated ? maskRows(mask, sb, rows.map((r) => d.rollout.samples[r].finishReason === 'length')) : mask;
         if (policyWarm && !policyMask.some((x) => x > 0)) maskedMinibatches++; // every row truncated: no policy step
@@ -352,15 +509,31 @@ export class PolicyGradientLoop extends TrainerEmitter {
           const ok = await timed('policy', async () => {
             const adv = pick(d.advantages)!;
             if (!adv.every(Number.isFinite)) return false; // e.g. a reward that overflows fp32
-            const f = await c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, entropy: true }); // entropy is always logged
+            const f = await c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, entropy: true }); // entropy is always logged
             if (!f.logprobs.every(Number.isFinite)) return false;
-            const pl = ppoPolicyLoss({ logp: f.logprobs, oldLogp: pick(d.oldLogp)!, advantages: adv, mask: policyMask, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
-            const dLogp = Float32Array.from(pl.dLogp);
+            const oldLogp = pick(d.oldLogp)!;
+            if (e === 0 && mb === 0) {
+              // before any update the policy is π_old: a non-zero value means the trainer's π is not the sampler's
+              let diff = 0;
+              for (let i = 0; i < oldLogp.length; i++) if (policyMask[i] > 0) diff = Math.max(diff, Math.abs(f.logprobs[i] - oldLogp[i]));
+              add('rolloutLogprobDiffMax', diff);
+            }
+            // one sequence per row: the aggregation weights of the policy loss, entropy bonus and KL loss
+            const weights = pgNative.aggregationWeights({ mask: policyMask, batch: sb.batch, seqLen: sb.seqLen, aggregation: c.aggregation, lengthNormalizer: c.sampling.maxNewTokens });
+            if (d.isWeights) {
+              const isw = pick(d.isWeights)!;
+              for (let i = 0; i < weights.length; i++) weights[i] *= isw[i];
+            }
+            const pl =
+              c.lossMode === 'gspo'
+                ? pgNative.gspoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, weights, batch: sb.batch, seqLen: sb.seqLen, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh })
+                : pgNative.ppoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, weights, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
+            const dLogp = pl.dLogp;
             let loss = pl.loss;
-            const eb = entropyBonus({ entropy: f.entropy!, mask: policyMask, coef: c.entropyCoef });
+            const eb = pgNative.entropyBonus({ entropy: f.entropy!, mask: policyMask, weights, coef: c.entropyCoef });
             loss += eb.loss;
             if (c.kl.mode === 'loss' && this.#klCoef > 0 && d.refLogp) {
-              const kl = klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask: policyMask, coef: this.#klCoef, estimator: c.kl.estimator });
+              const kl = pgNative.klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask: policyMask, weights, coef: this.#klCoef, estimator: c.kl.estimator });
               loss += kl.loss;
               for (let i = 0; i < dLogp.length; i++) dLogp[i] += kl.dLogp[i];
             }
@@ -369,7 +542,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
             add('approxKl', pl.approxKl);
             add('entropy', eb.meanEntropy);
             if (!allFinite(loss)) return false;
-            await c.policy.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: Float32Array.from(eb.dEntropy) } : { dLogprobs: dLogp });
+            await c.policy.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp });
             if (ptx && c.ptx!.coef > 0) {
               const batch = padBatch(this.#ptxBatch(ptx, iteration, e, mb), { padId: c.tokenizer.padId });
               const pf = await c.policy.forward({ tokens: batch.tokens, targets: batch.targets, batch: batch.batch, seqLen: batch.seqLen, lengths: batch.lengths });
@@ -395,11 +568,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
             if (!returns.every(Number.isFinite)) return false;
             const f = await c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true });
             if (!f.values!.every(Number.isFinite)) return false;
-            const vl = ppoValueLoss({ values: f.values!, oldValues: pick(d.oldValues)!, returns, mask, clipEps: c.valueClipEps });
+            const vl = pgNative.ppoValueLoss({ values: f.values!, oldValues: pick(d.oldValues)!, returns, mask, clipEps: c.valueClipEps });
             add('valueLoss', vl.loss);
             add('valueClipFraction', vl.clipFraction);
             if (!allFinite(vl.loss)) return false;
-            await c.critic!.backward({ dValues: Float32Array.from(vl.dValues) });
+            await c.critic!.backward({ dValues: vl.dValues });
             return true;
           });
           if (ok) {
@@ -440,9 +613,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
   async #filterPrompts(prompts: PromptRecord[], f: { samples: number; quantile: number }, run: TrainingRun): Promise<number[]> {
     const r = await generateRollout({ policy: this.c.policy, tokenizer: this.c.tokenizer, prompts, samplesPerPrompt: f.samples, sampling: this.c.sampling, seed: this.c.seed, streamBase: 2 * STREAM_REFERENCE });
     const scores = await this.#score(r);
-    const variances = filterPromptsByVariance(scores, f.samples, 0).variances;
+    const bad = new Set([...this.#invalidRewards(scores, (k) => ({ prompt: Math.floor(k / f.samples), sample: k % f.samples }), 'a prompt-filter response')].map((k) => Math.floor(k / f.samples)));
+    const valid = scores.map((s, k) => (bad.has(Math.floor(k / f.samples)) ? 0 : s)); // a prompt with an invalid score is not kept
+    const variances = filterPromptsByVariance(valid, f.samples, 0).variances.filter((_, p) => !bad.has(p));
+    if (!variances.length) throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${this.c.stage}: the prompt filter got an invalid reward for every prompt`);
     const tau = varianceQuantile(variances, f.quantile);
-    const { kept } = filterPromptsByVariance(scores, f.samples, tau);
+    const kept = filterPromptsByVariance(valid, f.samples, tau).kept.filter((p) => !bad.has(p));
     run.log(`prompt filter: kept ${kept.length} of ${prompts.length} prompts (score variance >= ${tau.toPrecision(3)}, the ${f.quantile} quantile over ${f.samples} samples each)`);
     if (!kept.length) throw new RlhfError(ErrorCode.FORMAT, `${this.c.stage}: the prompt filter kept no prompt`);
     return kept;
@@ -460,8 +636,35 @@ function rolloutEvent(stage: string, step: number, d: IterationData): RolloutEve
 }
 
 /** `mask` (batch layout) with the rows where drop[b] is true zeroed. */
-function maskRows(mask: Uint8Array | number[] | Int32Array, sb: SequenceBatch, drop: boolean[]): number[] {
-  return Array.from(mask, (m, i) => (drop[Math.floor(i / sb.seqLen)] ? 0 : m));
+function maskRows(mask: Float32Array, sb: SequenceBatch, drop: boolean[]): Float32Array {
+  return mask.map((m, i) => (drop[Math.floor(i / sb.seqLen)] ? 0 : m));
+}
+
+/** The rows' values whitened together (mean 0, std 1 over every token; lib/losses whiten). */
+function whitenRows(rows: Float64Array[]): Float64Array[] {
+  const flat = new Float64Array(rows.reduce((a, r) => a + r.length, 0));
+  let o = 0;
+  for (const r of rows) flat.set(r, o), (o += r.length);
+  const w = whiten(flat, new Uint8Array(flat.length).fill(1));
+  o = 0;
+  return rows.map((r) => w.subarray(o, (o += r.length)));
+}
+
+/** Mean and max of the truncated importance weights over response tokens, and the truncated fraction. */
+function isStats(w: Float32Array, sb: SequenceBatch, cap: number): Record<string, number> {
+  let sum = 0, max = 0, capped = 0, count = 0;
+  for (let b = 0; b < sb.batch; b++)
+    for (let i = 0; i < sb.responseLength[b]; i++) {
+      const x = w[sb.responseStart[b] + i];
+      (sum += x), (max = Math.max(max, x)), (capped += x >= Math.fround(cap) ? 1 : 0), count++;
+    }
+  return { isWeightMean: sum / count, isWeightMax: max, isTruncatedFraction: capped / count };
+}
+
+/** True when every consecutive group of `size` values is constant. */
+function zeroVariance(x: number[], size: number): boolean {
+  for (let i = 0; i < x.length; i++) if (x[i] !== x[i - (i % size)]) return false;
+  return true;
 }
 
 function std(x: number[]): number {

@@ -9,6 +9,7 @@
  * The loop itself is lib/train/policy-gradient.ts.
  */
 import type { Model } from '../engine/model.js';
+import { AGGREGATIONS, type Aggregation } from '../losses/index.js';
 import type { PromptRecord, SftInput } from '../data/index.js';
 import type { RewardSource } from '../rewards/types.js';
 import type { SamplingOptions } from '../rollout/generate.js';
@@ -35,8 +36,24 @@ export interface PolicyGradientOptions extends RunOptions {
   lr?: number;
   weightDecay?: number;
   maxGradNorm?: number;
+  /** PPO clip ε: the ratio is clipped to [1 − ε, 1 + ε_high] */
   clipEps?: number;
+  /** DAPO's clip-higher ε_high (default ε; DAPO uses 0.28 with ε = 0.2) */
+  clipEpsHigh?: number;
   dualClip?: number;
+  /** how the policy loss (and the entropy bonus and KL loss) reduce over tokens: 'token-mean' (default;
+   * DAPO), 'seq-mean-token-mean' (original GRPO: each response's mean, then the mean over responses;
+   * the default with lossMode 'gspo'), 'seq-mean-token-sum' (each response's sum, then the mean),
+   * 'seq-mean-token-sum-norm' (the sum over the batch ÷ (responses × maxNewTokens); Dr. GRPO's default) */
+  aggregation?: Aggregation;
+  /** the model that samples the rollouts (behaviour policy μ: e.g. a quantised or stale copy); default the policy */
+  rolloutPolicy?: Model;
+  /** truncated importance sampling cap C >= 1 (TIS; 2 in the paper): π_old is recomputed by the policy and each
+   * token's loss is weighted by min(π_old/μ, C), correcting for rollouts sampled by another policy */
+  truncatedIS?: number;
+  /** 'vanilla' (default): PPO's per-token ratio and clip; 'gspo': GSPO's per-sequence ratio
+   * exp(mean token log-ratio) and clip (Zheng et al. 2025; the paper uses ε = 3e-4, ε_high = 4e-4) */
+  lossMode?: 'vanilla' | 'gspo';
   entropyCoef?: number;
   kl?: Partial<KlOptions>;
   rewardClip?: number;
@@ -46,10 +63,13 @@ export interface PolicyGradientOptions extends RunOptions {
   maskTruncated?: boolean;
   /** next-token loss on SFT data: {data, coef λ, batchSize, seqLen} */
   ptx?: { data: string | SftInput[]; coef: number; batchSize?: number; seqLen?: number };
+  /** a reward source's NaN/±Infinity: 'error' (default) stops naming the prompt and sample; 'skip' drops the
+   * sample (for grpo/rloo its group) with a warning */
+  onInvalidReward?: 'error' | 'skip';
   seed?: number;
   saveEvery?: number;
 }
-export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'dualClip', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'seed', 'saveEvery', ...RUN_OPTION_KEYS] as const;
+export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'clipEpsHigh', 'dualClip', 'aggregation', 'lossMode', 'rolloutPolicy', 'truncatedIS', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'onInvalidReward', 'seed', 'saveEvery', ...RUN_OPTION_KEYS] as const;
 
 export interface PPOOptions extends PolicyGradientOptions {
   /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
@@ -69,9 +89,10 @@ export interface PPOOptions extends PolicyGradientOptions {
 const KEYS = [...POLICY_GRADIENT_KEYS, 'critic', 'criticLr', 'valueClipEps', 'gamma', 'lambda', 'baseline', 'whitenAdvantages', 'criticWarmupIterations', 'promptFilter'] as const;
 
 /** Options common to PPO and the group methods, validated. */
-export function commonConfig(fn: string, opts: Record<string, unknown>, defaults: { samplesPerPrompt: number; klCoef: number; klMode: 'reward' | 'loss'; klEstimator: 'k1' | 'k3' }) {
+export function commonConfig(fn: string, opts: Record<string, unknown>, defaults: { samplesPerPrompt: number; klCoef: number; klMode: 'reward' | 'loss'; klEstimator: 'k1' | 'k3'; aggregation?: Aggregation }) {
   const o = options(fn, 'options', opts);
   for (const k of ['policy', 'tokenizer', 'reward', 'prompts'] as const) if (opts[k] === undefined) throw typeError(fn, `options.${k}`, 'given', undefined);
+  if (opts.rolloutPolicy !== undefined && typeof (opts.rolloutPolicy as Model).generate !== 'function') throw typeError(fn, 'options.rolloutPolicy', 'a Model', opts.rolloutPolicy);
   const s = options(fn, 'options.sampling', opts.sampling);
   s.known(['maxNewTokens', 'temperature', 'topP', 'topK']);
   const kl = options(fn, 'options.kl', opts.kl);
@@ -86,6 +107,7 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
     overlong = { maxLength, buffer: v.int('buffer', { min: 1, max: maxLength }), penalty: v.number('penalty', { min: 0 }, 1) };
   }
   const samplesPerPrompt = o.int('samplesPerPrompt', { min: 1 }, defaults.samplesPerPrompt);
+  const lossMode = o.oneOf('lossMode', ['vanilla', 'gspo'] as const, 'vanilla');
   return {
     o,
     config: {
@@ -109,7 +131,12 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
       weightDecay: o.number('weightDecay', { min: 0, float32: true }, 0),
       maxGradNorm: o.number('maxGradNorm', { min: 0, float32: true }, 1),
       clipEps: o.number('clipEps', { gt: 0, lt: 1 }, 0.2),
+      clipEpsHigh: o.has('clipEpsHigh') ? o.number('clipEpsHigh', { gt: 0 }) : undefined,
       dualClip: o.has('dualClip') ? o.number('dualClip', { gt: 1 }) : undefined,
+      lossMode,
+      rolloutPolicy: opts.rolloutPolicy as Model | undefined,
+      truncatedIS: o.has('truncatedIS') ? o.number('truncatedIS', { min: 1 }) : undefined,
+      aggregation: o.oneOf('aggregation', AGGREGATIONS, defaults.aggregation ?? (lossMode === 'gspo' ? 'seq-mean-token-mean' : 'token-mean')),
       entropyCoef: o.number('entropyCoef', { min: 0 }, 0),
       kl: {
         coef: kl.number('coef', { min: 0 }, defaults.klCoef),
@@ -121,6 +148,7 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
       rewardClip: o.has('rewardClip') ? o.number('rewardClip', { gt: 0 }) : undefined,
       overlong,
       maskTruncated: o.bool('maskTruncated', false),
+      onInvalidReward: o.oneOf('onInvalidReward', ['error', 'skip'] as const, 'error'),
       seed: o.int('seed', { min: 0 }, 0),
       saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
       ...readRunOptions(fn, o),

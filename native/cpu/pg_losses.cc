@@ -160,11 +160,40 @@ void gae(float* advantages, float* returns, const float* rewards, const float* v
   });
 }
 
-// ---- PPO --------------------------------------------------------------------------------------
+// ---- token aggregation ------------------------------------------------------------------------
+
+void aggregation_weights(double* w, const float* mask, int64_t B, int64_t T, Aggregation mode, double norm) {
+  RLHF_CHECK(B >= 0 && T >= 0, ErrorCode::OutOfRange, "aggregation_weights: B and T must be >= 0, got ", B, ", ", T);
+  RLHF_CHECK(mode == Aggregation::TokenMean || mode == Aggregation::SeqMeanTokenMean ||
+                 mode == Aggregation::SeqMeanTokenSum || mode == Aggregation::SeqMeanTokenSumNorm,
+             ErrorCode::OutOfRange, "aggregation_weights: unknown mode ", static_cast<int>(mode));
+  RLHF_CHECK(mode != Aggregation::SeqMeanTokenSumNorm || (norm > 0 && std::isfinite(norm)), ErrorCode::OutOfRange,
+             "aggregation_weights: norm must be a finite number > 0, got ", norm);
+  check_mask("aggregation_weights", mask, B * T);
+  std::vector<int64_t> count(B);
+  int64_t total = 0, non_empty = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    count[b] = mask_count(mask + b * T, T);
+    total += count[b];
+    non_empty += count[b] > 0;
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    double per = 0;  // weight of a valid token of row b
+    if (count[b] > 0) {
+      if (mode == Aggregation::TokenMean) per = 1.0 / double(total);
+      else if (mode == Aggregation::SeqMeanTokenMean) per = 1.0 / (double(count[b]) * double(non_empty));
+      else if (mode == Aggregation::SeqMeanTokenSum) per = 1.0 / double(non_empty);
+      else per = 1.0 / (double(B) * norm);
+    }
+    for (int64_t t = 0; t < T; ++t) w[b * T + t] = mask[b * T + t] != 0.0f ? per : 0.0;
+  }
+}
+
+// ---- PPO ----------------------------------------------------------------------------------------
 
 void ppo_policy_loss(float* dlogp, const float* logp, const float* old_logp, const float* adv, const float* mask,
                      int64_t n, double clip_eps, double clip_eps_high, double dual_clip, double* loss,
-                     double* clip_fraction, double* approx_kl, double* dual_clip_fraction) {
+                     double* clip_fraction, double* approx_kl, double* dual_clip_fraction, const double* weights) {
   RLHF_CHECK(n >= 0, ErrorCode::OutOfRange, "ppo_policy_loss: n must be >= 0, got ", n);
   RLHF_CHECK(clip_eps > 0 && clip_eps < 1, ErrorCode::OutOfRange, "ppo_policy_loss: clip_eps must be in (0, 1), got ",
              clip_eps);
@@ -194,14 +223,117 @@ void ppo_policy_loss(float* dlogp, const float* logp, const float* old_logp, con
       l = -s1, g = A == 0 ? 0 : -A * rho;
     }
     if (dual && A < 0 && -dual_clip * A < l) l = -dual_clip * A, g = 0, ++dual_clipped;
-    total += w * l;
-    dlogp[t] = static_cast<float>(w * g);
+    const double wt = weights ? weights[t] : w;
+    total += wt * l;
+    dlogp[t] = static_cast<float>(wt * g);
     kl_sum += rho - 1 - log_ratio;
   }
   if (loss) *loss = total;
   if (clip_fraction) *clip_fraction = count > 0 ? double(clipped) / double(count) : 0.0;
   if (dual_clip_fraction) *dual_clip_fraction = count > 0 ? double(dual_clipped) / double(count) : 0.0;
   if (approx_kl) *approx_kl = count > 0 ? kl_sum / double(count) : 0.0;
+}
+
+void gspo_policy_loss(float* dlogp, const float* logp, const float* old_logp, const float* adv, const float* mask,
+                      const double* weights, int64_t B, int64_t T, double clip_eps, double clip_eps_high,
+                      double* loss, double* clip_fraction, double* approx_kl) {
+  RLHF_CHECK(B >= 0 && T >= 0, ErrorCode::OutOfRange, "gspo_policy_loss: B and T must be >= 0, got ", B, ", ", T);
+  RLHF_CHECK(clip_eps > 0 && clip_eps < 1, ErrorCode::OutOfRange, "gspo_policy_loss: clip_eps must be in (0, 1), got ",
+             clip_eps);
+  RLHF_CHECK(clip_eps_high > 0 && std::isfinite(clip_eps_high), ErrorCode::OutOfRange,
+             "gspo_policy_loss: clip_eps_high must be a finite number > 0, got ", clip_eps_high);
+  check_mask("gspo_policy_loss", mask, B * T);
+  std::vector<double> own;
+  if (!weights) {
+    own.resize(B * T);
+    aggregation_weights(own.data(), mask, B, T, Aggregation::SeqMeanTokenMean, 1.0);
+    weights = own.data();
+  }
+  const double lo = 1 - clip_eps, hi = 1 + clip_eps_high;
+  double total = 0, kl_sum = 0;
+  int64_t count = 0, clipped = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t o = b * T;
+    const int64_t nb = mask_count(mask + o, T);
+    double mean_lr = 0;
+    for (int64_t t = 0; t < T; ++t)
+      if (mask[o + t] != 0.0f) mean_lr += (double(logp[o + t]) - double(old_logp[o + t])) / double(nb);
+    const double s = std::exp(mean_lr), sc = std::min(hi, std::max(lo, s));
+    double wa = 0;  // Σ over unclipped tokens of w_t A_t
+    for (int64_t t = 0; t < T; ++t) {
+      if (mask[o + t] == 0.0f) continue;
+      const double A = adv[o + t], s1 = s * A, s2 = sc * A;
+      ++count;
+      if (s2 < s1) {
+        total += weights[o + t] * -s2, ++clipped;
+      } else {
+        total += weights[o + t] * -s1, wa += weights[o + t] * A;
+      }
+      const double lr = double(logp[o + t]) - double(old_logp[o + t]);
+      kl_sum += std::exp(lr) - 1 - lr;
+    }
+    const double g = nb > 0 ? -s * wa / double(nb) : 0.0;
+    for (int64_t t = 0; t < T; ++t) dlogp[o + t] = mask[o + t] != 0.0f ? static_cast<float>(g) : 0.0f;
+  }
+  if (loss) *loss = total;
+  if (clip_fraction) *clip_fraction = count > 0 ? double(clipped) / double(count) : 0.0;
+  if (approx_kl) *approx_kl = count > 0 ? kl_sum / double(count) : 0.0;
+}
+
+void entropy_bonus(float* dent, const float* ent, const float* mask, const double* weights, int64_t n, double coef,
+                   double* loss, double* mean_entropy) {
+  RLHF_CHECK(n >= 0, ErrorCode::OutOfRange, "entropy_bonus: n must be >= 0, got ", n);
+  RLHF_CHECK(coef >= 0 && std::isfinite(coef), ErrorCode::OutOfRange, "entropy_bonus: coef must be a finite number >= 0, got ", coef);
+  check_mask("entropy_bonus", mask, n);
+  const int64_t count = mask_count(mask, n);
+  const double w = count > 0 ? 1.0 / double(count) : 0.0;
+  double total = 0, sum = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    if (mask[t] == 0.0f) {
+      dent[t] = 0.0f;
+      continue;
+    }
+    const double wt = weights ? weights[t] : w;
+    total -= coef * wt * double(ent[t]);
+    dent[t] = static_cast<float>(-coef * wt);
+    sum += ent[t];
+  }
+  if (loss) *loss = total;
+  if (mean_entropy) *mean_entropy = count > 0 ? sum / double(count) : 0.0;
+}
+
+void kl_loss(float* dlogp, const float* logp, const float* ref_logp, const float* mask, const double* weights,
+             int64_t n, KlEstimator estimator, double coef, double* loss, double* mean_kl) {
+  RLHF_CHECK(n >= 0, ErrorCode::OutOfRange, "kl_loss: n must be >= 0, got ", n);
+  RLHF_CHECK(coef >= 0 && std::isfinite(coef), ErrorCode::OutOfRange, "kl_loss: coef must be a finite number >= 0, got ", coef);
+  RLHF_CHECK(estimator == KlEstimator::K1 || estimator == KlEstimator::K2 || estimator == KlEstimator::K3,
+             ErrorCode::OutOfRange, "kl_loss: unknown estimator ", static_cast<int>(estimator));
+  check_mask("kl_loss", mask, n);
+  const int64_t count = mask_count(mask, n);
+  const double w = count > 0 ? 1.0 / double(count) : 0.0;
+  double total = 0, sum = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    if (mask[t] == 0.0f) {
+      dlogp[t] = 0.0f;
+      continue;
+    }
+    const double d = double(logp[t]) - double(ref_logp[t]);
+    double k, g;
+    if (estimator == KlEstimator::K1) {
+      k = d, g = 1;
+    } else if (estimator == KlEstimator::K2) {
+      k = 0.5 * d * d, g = d;
+    } else {
+      const double ex = std::exp(-d);
+      k = ex - 1 + d, g = 1 - ex;
+    }
+    const double wt = weights ? weights[t] : w;
+    total += coef * wt * k;
+    dlogp[t] = static_cast<float>(coef * wt * g);
+    sum += k;
+  }
+  if (loss) *loss = total;
+  if (mean_kl) *mean_kl = count > 0 ? sum / double(count) : 0.0;
 }
 
 void ppo_value_loss(float* dvalues, const float* values, const float* old_values, const float* returns,

@@ -59,7 +59,22 @@ void token_rewards(float* rewards, const float* score, const float* kl, double k
 void gae(float* advantages, float* returns, const float* rewards, const float* values, const float* mask, int64_t B,
          int64_t T, double gamma, double lambda);
 
-// ---- PPO (token-mean aggregation: w_t = m_t / Σ m; every weight 0 when no token is valid) ------
+// ---- token aggregation ------------------------------------------------------------------------
+// How per-token losses reduce to one number: loss = Σ_t w_t ℓ_t, so ∂loss/∂ℓ_t = w_t. B sequences
+// stored as rows of T positions; m: the 0/1 mask; n_b: valid tokens of row b; B': rows with n_b > 0.
+//   TokenMean            w = m / Σ m                  (DAPO; the default)
+//   SeqMeanTokenMean     w = m / (n_b · B')           (original GRPO: mean of each response's mean)
+//   SeqMeanTokenSum      w = m / B'                   (mean of each response's sum)
+//   SeqMeanTokenSumNorm  w = m / (B · norm)           (Dr. GRPO: a constant normaliser, norm = the
+//                                                      largest response length; TRL's "dr_grpo")
+// Every weight is 0 when no token is valid. lib/losses/common.ts aggregationWeights is the reference.
+enum class Aggregation : int { TokenMean = 0, SeqMeanTokenMean = 1, SeqMeanTokenSum = 2, SeqMeanTokenSumNorm = 3 };
+
+// w: (B, T) overwrite, double (the weights the float64 references use). mask: (B, T) 0/1.
+// norm > 0 (read by SeqMeanTokenSumNorm only).
+void aggregation_weights(double* w, const float* mask, int64_t B, int64_t T, Aggregation mode, double norm);
+
+// ---- PPO (token-mean aggregation unless `weights` is given: w_t = m_t / Σ m, 0 when none valid) --
 
 // Clipped surrogate (lib/losses/ppo.ts ppoPolicyLoss), ρ_t = exp(logp_t − old_logp_t):
 //   ℓ_t = −min(ρ_t A_t, clip(ρ_t, 1 − ε, 1 + ε_high) A_t);  dual clip (c > 1, A_t < 0): min(ℓ_t, −c A_t)
@@ -71,9 +86,38 @@ void gae(float* advantages, float* returns, const float* rewards, const float* v
 // (pass clip_eps for the symmetric clip), dual_clip <= 1: off.
 // Outputs (double, written): loss; clip_fraction and dual_clip_fraction (may be null): fractions
 // of valid tokens with the ratio / dual clip active; approx_kl: token mean of (ρ − 1) − log ρ.
+// weights (n, may be null): the aggregation weights w_t (aggregation_weights, times any per-token
+// importance weight); null = token mean. Diagnostics stay token means over valid tokens.
 void ppo_policy_loss(float* dlogp, const float* logp, const float* old_logp, const float* adv, const float* mask,
                      int64_t n, double clip_eps, double clip_eps_high, double dual_clip, double* loss,
-                     double* clip_fraction, double* approx_kl, double* dual_clip_fraction = nullptr);
+                     double* clip_fraction, double* approx_kl, double* dual_clip_fraction = nullptr,
+                     const double* weights = nullptr);
+
+// GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization", eq. 5–7): one importance ratio per
+// sequence, the geometric mean of its token ratios, clipped at the sequence level:
+//   s_b = exp((1/n_b) Σ_{t∈b} m_t (logp_t − old_logp_t)),
+//   ℓ_t = −min(s_b A_t, clip(s_b, 1 − ε, 1 + ε_high) A_t),   loss = Σ_t w_t ℓ_t,
+//   ∂loss/∂logp_u = −(s_b / n_b) Σ_{t∈b, not clipped} w_t A_t   for every valid u of row b
+// (the exact gradient: s_b depends on every token of its row). With A constant per row and
+// SeqMeanTokenMean weights this is the paper's J_GSPO = mean_b min(s_b A_b, clip(s_b) A_b).
+// dlogp: (B, T) overwrite. logp, old_logp, adv, mask: (B, T); weights: (B, T) or null (SeqMeanTokenMean).
+// clip_fraction: fraction of valid tokens whose sequence ratio is clipped; approx_kl: token mean of
+// (ρ_t − 1) − log ρ_t with the token ratios ρ_t (a diagnostic).
+void gspo_policy_loss(float* dlogp, const float* logp, const float* old_logp, const float* adv, const float* mask,
+                      const double* weights, int64_t B, int64_t T, double clip_eps, double clip_eps_high,
+                      double* loss, double* clip_fraction, double* approx_kl);
+
+// Entropy bonus as a loss term: loss = −coef Σ_t w_t H_t, dent_t = −coef w_t (lib/losses/ppo.ts
+// entropyBonus). dent: (n) overwrite; ent, mask: (n); weights: (n) or null (token mean);
+// mean_entropy: token mean over valid tokens. coef >= 0.
+void entropy_bonus(float* dent, const float* ent, const float* mask, const double* weights, int64_t n, double coef,
+                   double* loss, double* mean_entropy);
+
+// KL to the reference as a loss term (lib/losses/kl.ts klLoss): loss = coef Σ_t w_t k(d_t),
+// dlogp_t = coef w_t k'(d_t), d = logp − ref_logp, k one of the estimators above. dlogp: (n)
+// overwrite; weights: (n) or null (token mean); mean_kl: token mean of k over valid tokens. coef >= 0.
+void kl_loss(float* dlogp, const float* logp, const float* ref_logp, const float* mask, const double* weights,
+             int64_t n, KlEstimator estimator, double coef, double* loss, double* mean_kl);
 
 // Clipped value loss (lib/losses/ppo.ts ppoValueLoss):
 //   V^c = V^old + clip(V − V^old, −ε, ε),   ℓ_t = ½ max((V − G)², (V^c − G)²),   loss = Σ w_t ℓ_t,

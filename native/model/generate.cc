@@ -2,6 +2,12 @@
 // length), then every step decodes one token for each unfinished row. Every number goes through
 // the same layer_forward, GEMMs and row kernels as forward(), so the log-prob returned for a
 // sampled token is bit-identical to what forward() computes for it (same thread count, CPU).
+//
+// Temperature T > 0: the LM-head GEMM computes z = (x·Wᵀ)·(1/T) exactly as forward(temperature = T)
+// does (alpha = 1/T in the same kernel), the token is drawn from softmax(z) restricted by top-k /
+// top-p, and the log-prob returned is log softmax(z)[token] — the FULL tempered distribution, not
+// the renormalised top-k / top-p one. So forward(temperature = T) reproduces it bit for bit, and a
+// trainer that samples at T computes ratios against the same π_T. T = 0 (greedy): log-probs at T = 1.
 #include <algorithm>
 #include <cmath>
 
@@ -24,6 +30,9 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   RLHF_CHECK(B >= 1, ErrorCode::OutOfRange, "generate: need at least one prompt");
   RLHF_CHECK(req.max_new_tokens >= 1, ErrorCode::OutOfRange, "generate: maxNewTokens must be >= 1");
   const auto& sp = req.sampling;
+  // the logits are tempered in the GEMM, so the sampler sees temperature 1 (or 0: greedy)
+  cpu::SamplingParams sp_tempered = sp;
+  if (sp.temperature > 0) sp_tempered.temperature = 1.0f;
   RLHF_CHECK(sp.temperature >= 0 && std::isfinite(sp.temperature), ErrorCode::OutOfRange, "generate: temperature must be finite and >= 0");
   RLHF_CHECK(sp.top_p > 0 && sp.top_p <= 1, ErrorCode::OutOfRange, "generate: topP must be in (0, 1]");
   RLHF_CHECK(sp.top_k >= 0, ErrorCode::OutOfRange, "generate: topK must be >= 0");
@@ -44,6 +53,9 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
              req.max_new_tokens, ") exceeds max_position_embeddings (", c.max_positions, ")");
   rope_.ensure(S);
   release_activations();
+  const float alpha = sp.temperature > 0 ? 1.0f / sp.temperature : 1.0f;  // as lm_head_forward
+  RLHF_CHECK(std::isfinite(alpha), ErrorCode::OutOfRange, "generate: temperature ", sp.temperature,
+             " is too small (1/temperature overflows float); use 0 for greedy");
 
   // V: this rank's vocabulary rows (all of them unless sharded); Vt: the full vocabulary
   const int64_t C = c.hidden, V = c.vocab, Vt = vocab_total(), KVD = int64_t(c.kv_heads) * c.head_dim;
@@ -119,7 +131,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     std::vector<float> rstd(A);
     for (int64_t i = 0; i < A; ++i) std::copy(x + (i * T + q_len[i] - 1) * C, x + (i * T + q_len[i]) * C, a.h + i * C);
     cpu::rmsnorm_forward(xlast, rstd.data(), a.h, w(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
-    cpu::sgemm_packed_b(false, A, 1.0f, xlast, C, packed.lm_head, 0.0f, zrank, V);
+    cpu::sgemm_packed_b(false, A, alpha, xlast, C, packed.lm_head, 0.0f, zrank, V);
     if (sharded()) {  // the log-softmax forward() uses, then the full rows for sampling
       sharded_logsoftmax(zrank, A, nullptr, row_lse, nullptr, nullptr);
       gather_vocab(zrank, A, logits);
@@ -132,7 +144,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     const int64_t step = static_cast<int64_t>(res.tokens[seq].size());
     const int64_t stream = req.streams.empty() ? req.stream_offset + seq : req.streams[seq];
     float u = philox_uniform(req.seed, static_cast<uint64_t>(stream), static_cast<uint64_t>(step));
-    int32_t tok = cpu::sample_token(z, Vt, sp, u);
+    int32_t tok = cpu::sample_token(z, Vt, sp_tempered, u);
     float lse = sharded() ? row_lse[i] : cpu::row_logsumexp(z, Vt);
     res.tokens[seq].push_back(tok);
     res.logprobs[seq].push_back(z[tok] - lse);

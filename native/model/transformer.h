@@ -84,7 +84,7 @@ struct GenerateRequest {
 
 struct GenerateResult {
   std::vector<std::vector<int32_t>> tokens;   // generated tokens per row (stop token included)
-  std::vector<std::vector<float>> logprobs;   // log π(token) at temperature 1, per generated token
+  std::vector<std::vector<float>> logprobs;   // log π_T(token) of the full tempered distribution (T = 1 when greedy), per generated token
   std::vector<bool> stopped;                  // true: ended on a stop token; false: length
 };
 

@@ -6,6 +6,12 @@
 //   pg.ppoPolicyLoss({logp, oldLogp, advantages, mask, clipEps, clipEpsHigh?, dualClip?})
 //       -> {loss, dLogp, clipFraction, dualClipFraction, approxKl}
 //   pg.ppoValueLoss({values, oldValues, returns, mask, clipEps?})             -> {loss, dValues, clipFraction}
+//   pg.aggregationWeights({mask, batch, seqLen, aggregation, lengthNormalizer?}) -> {weights: Float64Array}
+//   pg.ppoPolicyLoss / pg.gspoPolicyLoss / pg.entropyBonus / pg.klLoss take weights?: Float64Array (n)
+//   pg.gspoPolicyLoss({logp, oldLogp, advantages, mask, weights?, batch, seqLen, clipEps, clipEpsHigh?})
+//       -> {loss, dLogp, clipFraction, approxKl}
+//   pg.entropyBonus({entropy, mask, weights?, coef})                           -> {loss, dEntropy, meanEntropy}
+//   pg.klLoss({logp, refLogp, mask, weights?, estimator, coef})               -> {loss, dLogp, meanKl}
 //   pg.dpoLoss({policyChosen, policyRejected, refChosen, refRejected, beta, labelSmoothing?, variant?})
 //       -> {loss, dPolicyChosen, dPolicyRejected, rewardsChosen, rewardsRejected, accuracy, margin}
 //   pg.exoPrefLoss({...the four pair arrays, beta, epsilon?, form?})         -> the same + pChosen
@@ -127,6 +133,87 @@ Napi::Value gae(const Napi::CallbackInfo& info) {
   });
 }
 
+// The optional Float64Array `weights` field with exactly n elements; null when absent.
+const double* weights_or_null(const Napi::Object& o, const char* fn, size_t n) {
+  if (!o.Has("weights") || o.Get("weights").IsUndefined()) return nullptr;
+  Napi::Value v = o.Get("weights");
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw_type_error(o.Env(), std::string(fn) + ": options.weights must be a Float64Array");
+  Napi::Float64Array a = v.As<Napi::Float64Array>();
+  if (a.ElementLength() != n)
+    throw_range_error(o.Env(), std::string(fn) + ": options.weights must have exactly " + std::to_string(n) +
+                                   " elements, got " + std::to_string(a.ElementLength()));
+  return a.Data();
+}
+
+Napi::Value aggregation_weights(const Napi::CallbackInfo& info) {
+  const char* fn = "pg.aggregationWeights";
+  return run_pg(info, fn, [&](Napi::Env env, const Napi::Object& o) -> Napi::Value {
+    const int64_t B = get_int(o, fn, "batch", 0, kMaxLen), T = get_int(o, fn, "seqLen", 0, kMaxLen);
+    auto mask = f32_exact(o, fn, "mask", size_t(B * T));
+    auto mode = static_cast<cpu::Aggregation>(
+        get_choice(o, fn, "aggregation", {"token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"}, 0));
+    const double norm = get_number_or(o, fn, "lengthNormalizer", 1.0);
+    auto w = Napi::Float64Array::New(env, size_t(B * T));
+    cpu::aggregation_weights(w.Data(), mask.Data(), B, T, mode, norm);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("weights", w);
+    return r;
+  });
+}
+
+Napi::Value gspo_policy_loss(const Napi::CallbackInfo& info) {
+  const char* fn = "pg.gspoPolicyLoss";
+  return run_pg(info, fn, [&](Napi::Env env, const Napi::Object& o) -> Napi::Value {
+    const int64_t B = get_int(o, fn, "batch", 0, kMaxLen), T = get_int(o, fn, "seqLen", 0, kMaxLen);
+    const size_t n = size_t(B * T);
+    auto logp = f32_exact(o, fn, "logp", n), old = f32_exact(o, fn, "oldLogp", n);
+    auto adv = f32_exact(o, fn, "advantages", n), mask = f32_exact(o, fn, "mask", n);
+    const double* w = weights_or_null(o, fn, n);
+    const double eps = get_number(o, fn, "clipEps"), eps_high = get_number_or(o, fn, "clipEpsHigh", eps);
+    auto d = new_f32(env, n);
+    double loss, clip, kl;
+    cpu::gspo_policy_loss(d.Data(), logp.Data(), old.Data(), adv.Data(), mask.Data(), w, B, T, eps, eps_high, &loss,
+                          &clip, &kl);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("loss", loss), r.Set("dLogp", d), r.Set("clipFraction", clip), r.Set("approxKl", kl);
+    return r;
+  });
+}
+
+Napi::Value entropy_bonus(const Napi::CallbackInfo& info) {
+  const char* fn = "pg.entropyBonus";
+  return run_pg(info, fn, [&](Napi::Env env, const Napi::Object& o) -> Napi::Value {
+    const size_t n = f32_length(o, fn, "entropy");
+    auto ent = f32_exact(o, fn, "entropy", n), mask = f32_exact(o, fn, "mask", n);
+    const double* w = weights_or_null(o, fn, n);
+    const double coef = get_number(o, fn, "coef");
+    auto d = new_f32(env, n);
+    double loss, mean;
+    cpu::entropy_bonus(d.Data(), ent.Data(), mask.Data(), w, int64_t(n), coef, &loss, &mean);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("loss", loss), r.Set("dEntropy", d), r.Set("meanEntropy", mean);
+    return r;
+  });
+}
+
+Napi::Value kl_loss(const Napi::CallbackInfo& info) {
+  const char* fn = "pg.klLoss";
+  return run_pg(info, fn, [&](Napi::Env env, const Napi::Object& o) -> Napi::Value {
+    const size_t n = f32_length(o, fn, "logp");
+    auto logp = f32_exact(o, fn, "logp", n), ref = f32_exact(o, fn, "refLogp", n), mask = f32_exact(o, fn, "mask", n);
+    const double* w = weights_or_null(o, fn, n);
+    auto est = static_cast<cpu::KlEstimator>(get_choice(o, fn, "estimator", {"k1", "k2", "k3"}, -1) + 1);
+    const double coef = get_number(o, fn, "coef");
+    auto d = new_f32(env, n);
+    double loss, mean;
+    cpu::kl_loss(d.Data(), logp.Data(), ref.Data(), mask.Data(), w, int64_t(n), est, coef, &loss, &mean);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("loss", loss), r.Set("dLogp", d), r.Set("meanKl", mean);
+    return r;
+  });
+}
+
 Napi::Value ppo_policy_loss(const Napi::CallbackInfo& info) {
   const char* fn = "pg.ppoPolicyLoss";
   return run_pg(info, fn, [&](Napi::Env env, const Napi::Object& o) -> Napi::Value {
@@ -137,8 +224,9 @@ Napi::Value ppo_policy_loss(const Napi::CallbackInfo& info) {
     const double eps_high = get_number_or(o, fn, "clipEpsHigh", eps), dual = get_number_or(o, fn, "dualClip", 0.0);
     auto d = new_f32(env, n);
     double loss, clip, kl, dual_frac;
+    const double* w = weights_or_null(o, fn, n);
     cpu::ppo_policy_loss(d.Data(), logp.Data(), old.Data(), adv.Data(), mask.Data(), int64_t(n), eps, eps_high, dual,
-                         &loss, &clip, &kl, &dual_frac);
+                         &loss, &clip, &kl, &dual_frac, w);
     Napi::Object r = Napi::Object::New(env);
     r.Set("loss", loss), r.Set("dLogp", d), r.Set("clipFraction", clip), r.Set("dualClipFraction", dual_frac);
     r.Set("approxKl", kl);
@@ -236,6 +324,10 @@ void register_pg(Napi::Env env, Napi::Object exports) {
   pg.Set("gae", Napi::Function::New(env, gae, "gae"));
   pg.Set("ppoPolicyLoss", Napi::Function::New(env, ppo_policy_loss, "ppoPolicyLoss"));
   pg.Set("ppoValueLoss", Napi::Function::New(env, ppo_value_loss, "ppoValueLoss"));
+  pg.Set("aggregationWeights", Napi::Function::New(env, aggregation_weights, "aggregationWeights"));
+  pg.Set("gspoPolicyLoss", Napi::Function::New(env, gspo_policy_loss, "gspoPolicyLoss"));
+  pg.Set("entropyBonus", Napi::Function::New(env, entropy_bonus, "entropyBonus"));
+  pg.Set("klLoss", Napi::Function::New(env, kl_loss, "klLoss"));
   pg.Set("dpoLoss", Napi::Function::New(env, dpo_loss, "dpoLoss"));
   pg.Set("exoPrefLoss", Napi::Function::New(env, exo_pref_loss, "exoPrefLoss"));
   pg.Set("exoRwLoss", Napi::Function::New(env, exo_rw_loss, "exoRwLoss"));

@@ -361,6 +361,185 @@ TEST(exo_rw_claims_7_8_and_fd) {
                ErrorCode::OutOfRange);
 }
 
+// ---- aggregation weights, weighted losses, GSPO ------------------------------------------------
+namespace {
+// rows 1 and 4 empty: the seq-mean modes leave them out of the mean
+std::vector<float> rows_mask(int64_t B, int64_t T, unsigned seed) {
+  auto m = random_mask(B * T, seed, 0.7);
+  for (int64_t t = 0; t < T; ++t) m[1 * T + t] = 0.f, m[4 * T + t] = 0.f;
+  m[0] = 1.f;
+  return m;
+}
+}  // namespace
+
+TEST(aggregation_weights_against_plain_reference) {
+  const int64_t B = 6, T = 9;
+  auto m = rows_mask(B, T, 40);
+  const double norm = 12;
+  for (auto mode : {cpu::Aggregation::TokenMean, cpu::Aggregation::SeqMeanTokenMean, cpu::Aggregation::SeqMeanTokenSum,
+                    cpu::Aggregation::SeqMeanTokenSumNorm}) {
+    std::vector<double> w(B * T, 7.0);
+    cpu::aggregation_weights(w.data(), m.data(), B, T, mode, norm);
+    double total = 0, rows = 0;
+    for (float x : m) total += x;
+    for (int64_t b = 0; b < B; ++b) {
+      double c = 0;
+      for (int64_t t = 0; t < T; ++t) c += m[b * T + t];
+      rows += c > 0;
+    }
+    double sum = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      double c = 0;
+      for (int64_t t = 0; t < T; ++t) c += m[b * T + t];
+      for (int64_t t = 0; t < T; ++t) {
+        const double want = !m[b * T + t] ? 0
+                            : mode == cpu::Aggregation::TokenMean        ? 1 / total
+                            : mode == cpu::Aggregation::SeqMeanTokenMean ? 1 / (c * rows)
+                            : mode == cpu::Aggregation::SeqMeanTokenSum  ? 1 / rows
+                                                                         : 1 / (B * norm);
+        CHECK_NEAR(w[b * T + t], want, 1e-17, 1e-15);
+        sum += w[b * T + t];
+      }
+    }
+    if (mode == cpu::Aggregation::TokenMean || mode == cpu::Aggregation::SeqMeanTokenMean) CHECK_NEAR(sum, 1.0, 1e-14, 0);
+  }
+  std::vector<float> none(B * T, 0.f);
+  std::vector<double> w(B * T, 7.0);
+  cpu::aggregation_weights(w.data(), none.data(), B, T, cpu::Aggregation::SeqMeanTokenMean, 1);
+  for (double x : w) CHECK(x == 0.0);
+  CHECK_THROWS(cpu::aggregation_weights(w.data(), m.data(), B, T, cpu::Aggregation::SeqMeanTokenSumNorm, 0),
+               ErrorCode::OutOfRange);
+}
+
+TEST(weighted_ppo_policy_loss_clip_higher_against_plain_reference_and_fd) {
+  const int64_t B = 6, T = 9, n = B * T;
+  auto m = rows_mask(B, T, 41);
+  auto old = random_vec(n, 42, -3, -0.5), lr = random_vec(n, 43, -0.4, 0.4), a = random_vec(n, 44, -2, 2);
+  std::vector<float> lp(n);
+  for (int64_t i = 0; i < n; ++i) lp[i] = old[i] + lr[i];
+  const double eps = 0.2, eps_high = 0.28;
+  // token-mean weights give the unweighted kernel's numbers exactly
+  std::vector<double> w(n);
+  cpu::aggregation_weights(w.data(), m.data(), B, T, cpu::Aggregation::TokenMean, 1);
+  Pol plain = policy(lp, old, a, m, eps, eps_high, 0);
+  std::vector<float> d(n, 7.f);
+  double loss, clip, kl;
+  cpu::ppo_policy_loss(d.data(), lp.data(), old.data(), a.data(), m.data(), n, eps, eps_high, 0, &loss, &clip, &kl,
+                       nullptr, w.data());
+  CHECK(loss == plain.loss);
+  for (int64_t i = 0; i < n; ++i) CHECK(d[i] == plain.d[i]);
+  // seq-mean-token-sum with clip-higher: mean over non-empty rows of Σ_t −min(ρA, clip(ρ, 1 − ε, 1 + ε_h)A)
+  cpu::aggregation_weights(w.data(), m.data(), B, T, cpu::Aggregation::SeqMeanTokenSum, 1);
+  cpu::ppo_policy_loss(d.data(), lp.data(), old.data(), a.data(), m.data(), n, eps, eps_high, 0, &loss, &clip, &kl,
+                       nullptr, w.data());
+  double want = 0;
+  int rows = 0, highs = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    double row = 0;
+    bool any = false;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t i = b * T + t;
+      if (!m[i]) continue;
+      any = true;
+      const double rho = std::exp(double(lp[i]) - double(old[i]));
+      row += -std::min(rho * a[i], std::min(1 + eps_high, std::max(1 - eps, rho)) * a[i]);
+      highs += a[i] > 0 && rho > 1 + eps && rho <= 1 + eps_high;  // clipped only by a symmetric clip
+    }
+    if (any) want += row, ++rows;
+  }
+  CHECK_NEAR(loss, want / rows, 1e-14, 1e-12);
+  CHECK(highs > 0);  // the test exercises the band between 1 + ε and 1 + ε_high
+  auto f = [&](const std::vector<float>& x) {
+    std::vector<float> g(n);
+    double l, c, k;
+    cpu::ppo_policy_loss(g.data(), x.data(), old.data(), a.data(), m.data(), n, eps, eps_high, 0, &l, &c, &k, nullptr,
+                         w.data());
+    return l;
+  };
+  CHECK(fd_check(f, lp, d, 60, kFdEps / 8, 5e-6, 2e-3, "weighted ppo dlogp"));
+}
+
+TEST(gspo_closed_form_fd_and_sequence_clipping) {
+  const int64_t B = 6, T = 9, n = B * T;
+  auto m = rows_mask(B, T, 45);
+  auto old = random_vec(n, 46, -3, -0.5), lr = random_vec(n, 47, -0.3, 0.3), arow = random_vec(B, 48, -2, 2);
+  std::vector<float> lp(n), a(n);
+  arow[0] = 1.5f;  // row 0: A > 0 and every token ratio raised, so s_0 > 1.1 is clipped at 1 + ε = 1.02
+  for (int64_t i = 0; i < n; ++i) lp[i] = old[i] + lr[i] + (i < T ? 0.4f : 0.f), a[i] = arow[i / T];
+  // the paper's J_GSPO with one advantage per sequence: mean over non-empty rows of min(s A, clip(s) A)
+  for (double eps : {0.9, 0.02}) {
+    std::vector<float> d(n, 7.f);
+    double loss, clip, kl;
+    cpu::gspo_policy_loss(d.data(), lp.data(), old.data(), a.data(), m.data(), nullptr, B, T, eps, eps, &loss, &clip, &kl);
+    double want = 0;
+    int rows = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      double sum = 0, c = 0;
+      for (int64_t t = 0; t < T; ++t)
+        if (m[b * T + t]) sum += double(lp[b * T + t]) - double(old[b * T + t]), ++c;
+      if (!c) continue;
+      const double s = std::exp(sum / c), A = arow[b];
+      const bool clipped = std::min(1 + eps, std::max(1 - eps, s)) * A < s * A;
+      want += -std::min(s * A, std::min(1 + eps, std::max(1 - eps, s)) * A), ++rows;
+      for (int64_t t = 0; t < T; ++t) {  // ∂/∂logp_t = −(s / n_b) A / B' unless the sequence is clipped (B' = 4)
+        if (m[b * T + t]) CHECK_NEAR(d[b * T + t], clipped ? 0.0 : -s * A / c / 4.0, 1e-7, 1e-5);
+        else CHECK(d[b * T + t] == 0.f);
+      }
+    }
+    CHECK(rows == 4);
+    CHECK_NEAR(loss, want / rows, 1e-14, 1e-12);
+    if (eps < 0.5) CHECK(clip > 0);
+    else CHECK(clip == 0);
+  }
+  // token-varying advantages and arbitrary weights: the gradient is exact (finite differences)
+  auto at = random_vec(n, 49, -2, 2);
+  std::vector<double> w(n);
+  cpu::aggregation_weights(w.data(), m.data(), B, T, cpu::Aggregation::SeqMeanTokenSum, 1);
+  std::vector<float> d(n);
+  double loss, clip, kl;
+  cpu::gspo_policy_loss(d.data(), lp.data(), old.data(), at.data(), m.data(), w.data(), B, T, 0.9, 0.9, &loss, &clip, &kl);
+  auto f = [&](const std::vector<float>& x) {
+    std::vector<float> g(n);
+    double l, c, k;
+    cpu::gspo_policy_loss(g.data(), x.data(), old.data(), at.data(), m.data(), w.data(), B, T, 0.9, 0.9, &l, &c, &k);
+    return l;
+  };
+  CHECK(fd_check(f, lp, d, 60, kFdEps / 8, 5e-6, 2e-3, "gspo dlogp"));
+}
+
+TEST(entropy_bonus_and_kl_loss_against_plain_reference_and_fd) {
+  const int64_t B = 6, T = 9, n = B * T;
+  auto m = rows_mask(B, T, 50);
+  auto ent = random_vec(n, 51, 0, 4), lp = random_vec(n, 52, -2, 0), ref = random_vec(n, 53, -2, 0);
+  std::vector<double> w(n);
+  cpu::aggregation_weights(w.data(), m.data(), B, T, cpu::Aggregation::SeqMeanTokenMean, 1);
+  const double coef = 0.3;
+  std::vector<float> d(n, 7.f);
+  double loss, mean;
+  cpu::entropy_bonus(d.data(), ent.data(), m.data(), w.data(), n, coef, &loss, &mean);
+  double want = 0, s = 0, c = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (m[i]) want -= coef * w[i] * ent[i], s += ent[i], ++c;
+  CHECK_NEAR(loss, want, 1e-14, 1e-12);
+  CHECK_NEAR(mean, s / c, 1e-14, 1e-12);
+  for (int64_t i = 0; i < n; ++i) CHECK_NEAR(d[i], m[i] ? -coef * w[i] : 0.0, 1e-9, 1e-6);
+  for (auto est : {KlEstimator::K1, KlEstimator::K2, KlEstimator::K3}) {
+    std::vector<float> g(n, 7.f), k(n);
+    cpu::kl_loss(g.data(), lp.data(), ref.data(), m.data(), w.data(), n, est, coef, &loss, &mean);
+    cpu::kl_per_token(k.data(), nullptr, lp.data(), ref.data(), m.data(), n, est);
+    double want_kl = 0;
+    for (int64_t i = 0; i < n; ++i) want_kl += coef * w[i] * k[i];
+    CHECK_NEAR(loss, want_kl, 1e-7, 1e-5);  // k rounded to fp32 in kl_per_token
+    auto f = [&](const std::vector<float>& x) {
+      std::vector<float> gg(n);
+      double l, mm;
+      cpu::kl_loss(gg.data(), x.data(), ref.data(), m.data(), w.data(), n, est, coef, &l, &mm);
+      return l;
+    };
+    CHECK(fd_check(f, lp, g, 60, kFdEps, 5e-6, 2e-3, "kl_loss dlogp"));
+  }
+}
+
 TEST(argument_errors) {
   std::vector<float> x(4, 0.f), m{1.f, 0.5f, 1.f, 0.f}, out(4);
   double l, c, k;

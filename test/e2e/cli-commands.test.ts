@@ -53,6 +53,14 @@ t.test('a miniature pipeline through every command', { timeout: 240000 }, async 
   t.equal(r.status, 0, r.stderr);
   r = rlhf('grpo', '--policy', p('sft/model'), '--reward-rule', 'regex:^\\d+$', '--prompts', p('prompts.jsonl'), '--output', p('grpo'), '--iterations', '2', '--prompts-per-iteration', '2', '--samples-per-prompt', '4', '--max-new-tokens', '8', '--estimator', 'rloo', '--overlong-buffer', '4', '--overlong-penalty', '0.5', '--mask-truncated');
   t.equal(r.status, 0, r.stderr);
+  // the policy-gradient loss options, end to end
+  r = rlhf('grpo', '--policy', p('sft/model'), '--reward-rule', 'regex:^\\d+$', '--prompts', p('prompts.jsonl'), '--output', p('grpo2'), '--iterations', '2', '--prompts-per-iteration', '2', '--samples-per-prompt', '4', '--max-new-tokens', '8',
+    '--estimator', 'dr-grpo', '--loss-mode', 'gspo', '--clip-eps', '0.2', '--clip-eps-high', '0.28', '--loss-aggregation', 'seq-mean-token-sum', '--kl-coef', '0.01', '--kl-estimator', 'k2',
+    '--temperature', '0.7', '--top-p', '0.9', '--top-k', '20', '--dynamic-sampling', '--dynamic-sampling-max-rounds', '2', '--rollout-policy', p('sft/model'), '--truncated-is', '2', '--on-invalid-reward', 'skip');
+  t.equal(r.status, 0, r.stderr);
+  const grpo2 = readFileSync(p('grpo2/metrics.jsonl'), 'utf8');
+  t.match(grpo2, /"isWeightMean"/);
+  t.match(grpo2, /"dynamicSamplingRounds"/);
   r = rlhf('generate', '--model', p('ppo/model'), '--prompt', 'What is 2+2? Answer with a number.', '--samples', '2', '--max-new-tokens', '8');
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /log-prob/);

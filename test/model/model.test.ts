@@ -46,6 +46,32 @@ t.test('generate: sampled log-probs equal forward bit for bit; stop tokens; stre
   }
 });
 
+t.test('temperature: generate returns log π_T of the full tempered distribution, which forward(temperature) reproduces bit for bit', async (t) => {
+  const m = await Model.create(tiny(), { seed: 5, initStd: 0.3 });
+  t.teardown(() => m.dispose());
+  const prompts = [[1, 2, 3, 4, 5], [7], [9, 10, 11]];
+  for (const filter of [{}, { topK: 5, topP: 0.9 }]) {
+    const out = await m.generate({ prompts, maxNewTokens: 10, temperature: 0.7, seed: 3, stopTokens: [], ...filter });
+    for (let r = 0; r < prompts.length; r++) {
+      const seq = [...prompts[r], ...out[r].tokens];
+      const T = seq.length;
+      const targets = new Int32Array(T).fill(-1);
+      for (let i = prompts[r].length - 1; i < T - 1; i++) targets[i] = seq[i + 1];
+      const at = async (temperature: number) =>
+        (await m.forward({ tokens: Int32Array.from(seq), targets, batch: 1, seqLen: T, temperature, saveForBackward: false })).logprobs.slice(prompts[r].length - 1, T - 1);
+      const label = `${JSON.stringify(filter)} row ${r}`;
+      t.ok(bitwiseEqual(await at(0.7), out[r].logprobs), `${label}: generate log-probs == forward at T 0.7 (bitwise)`);
+      t.notOk(bitwiseEqual(await at(1), out[r].logprobs), `${label}: and not forward at T 1`);
+    }
+  }
+  // tempered logits z/T fed to the sampler at T 1: the same draws as a plain softmax(z/T) sampler would make
+  // (native/tests/test_sampling.cc checks frequencies); here the greedy limit is unchanged by T
+  const g0 = await m.generate({ prompts, maxNewTokens: 6, temperature: 0, stopTokens: [] });
+  const g1 = await m.generate({ prompts, maxNewTokens: 6, temperature: 1e-3, seed: 1, stopTokens: [] });
+  t.same(g1.map((x) => Array.from(x.tokens)), g0.map((x) => Array.from(x.tokens)), 'T → 0 approaches greedy');
+  await t.rejects(m.generate({ prompts, maxNewTokens: 2, temperature: 1e-40 }), /temperature/, 'a temperature whose inverse overflows is refused');
+});
+
 t.test('greedy decoding equals the argmax of forward', async (t) => {
   const m = await Model.create(tiny(), { seed: 4, initStd: 0.3 });
   const [g] = await m.generate({ prompts: [[3, 1, 4]], maxNewTokens: 6, temperature: 0, stopTokens: [] });

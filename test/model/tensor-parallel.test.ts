@@ -95,13 +95,15 @@ t.test('generation: greedy tokens identical to TP 1; sampled log-probs equal for
       const m = await Model.create(config, { seed: 2, initStd: 0.5, tensorParallel: tp });
       const g = await m.generate({ prompts, maxNewTokens: 10, temperature: 0 });
       t.same(g.map((x) => Array.from(x.tokens)), g1.map((x) => Array.from(x.tokens)), `TP ${tp}: greedy tokens`);
-      const s = await m.generate({ prompts, maxNewTokens: 10, temperature: 1, seed: 4 });
-      for (let r = 0; r < prompts.length; r++) {
-        const seq = [...prompts[r], ...s[r].tokens];
-        const tg = new Int32Array(seq.length).fill(-1);
-        for (let i = prompts[r].length - 1; i < seq.length - 1; i++) tg[i] = seq[i + 1];
-        const f = await m.forward({ tokens: Int32Array.from(seq), targets: tg, batch: 1, seqLen: seq.length, saveForBackward: false });
-        t.ok(bitwiseEqual(f.logprobs.slice(prompts[r].length - 1, seq.length - 1), s[r].logprobs), `TP ${tp} row ${r}: generate log-probs == forward (bitwise)`);
+      for (const temperature of [1, 0.7]) {
+        const s = await m.generate({ prompts, maxNewTokens: 10, temperature, seed: 4 });
+        for (let r = 0; r < prompts.length; r++) {
+          const seq = [...prompts[r], ...s[r].tokens];
+          const tg = new Int32Array(seq.length).fill(-1);
+          for (let i = prompts[r].length - 1; i < seq.length - 1; i++) tg[i] = seq[i + 1];
+          const f = await m.forward({ tokens: Int32Array.from(seq), targets: tg, batch: 1, seqLen: seq.length, temperature, saveForBackward: false });
+          t.ok(bitwiseEqual(f.logprobs.slice(prompts[r].length - 1, seq.length - 1), s[r].logprobs), `TP ${tp} T ${temperature} row ${r}: generate log-probs == forward (bitwise)`);
+        }
       }
       m.dispose();
     }

@@ -86,6 +86,17 @@ t.test('whiten: masked mean 0 and std 1 (population), shiftMean = false keeps th
   t.same(Array.from(whiten([3, 4], [0, 0])), [0, 0], 'nothing valid: 0');
 });
 
+t.test('whiten: finite inputs whose variance overflows float64 give the scaled result, not Infinity or NaN', async (t) => {
+  const rng = new Rng(18);
+  const x = normal(rng, 40, 1), mask = Float64Array.from({ length: 40 }, (_, i) => (i % 7 === 0 ? 0 : 1));
+  const small = whiten(x, mask, { eps: 1e-300 }); // eps relative to σ² as the scaled input's (1e-8 / 1e600 = 0)
+  const big = whiten(x.map((v) => v * 1e300), mask);
+  t.ok(big.every(Number.isFinite), 'finite');
+  for (let i = 0; i < 40; i++) near(t, big[i], small[i], 1e-12, `element ${i}: whitening is scale invariant`);
+  const keep = whiten(x.map((v) => v * 1e300), mask, { shiftMean: false });
+  t.ok(keep.every(Number.isFinite), 'shiftMean false: finite');
+});
+
 t.test('claim 15 (pure part): R = r(y) − r(y_ref) is 0 for the cached response and centred at initialisation', async (t) => {
   const rng = new Rng(17);
   t.same(Array.from(referenceBaselineScores([1.5, -2, 7], [1.5, -2, 7])), [0, 0, 0], 'response = cached y_ref gives R = 0');

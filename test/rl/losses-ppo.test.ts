@@ -77,7 +77,7 @@ t.test('policy loss gradients on random inputs: masks, clipping, clip-higher, du
   const adv = normal(rng, n);
   const mask = randomMask(rng, n, 0.75);
   mask.fill(0, 14, 15); // the one-token sequence is empty
-  for (const aggregation of ['token-mean', 'seq-mean-token-mean'] as const) {
+  for (const aggregation of ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum'] as const) {
     for (const extra of [{}, { dualClip: 3 }, { clipEpsHigh: 0.28 }]) {
       const base = { oldLogp: old, advantages: adv, mask, clipEps: eps, aggregation, seqLengths: lengths, ...extra };
       const r = ppoPolicyLoss({ logp, ...base });
@@ -97,6 +97,14 @@ t.test('policy loss gradients on random inputs: masks, clipping, clip-higher, du
   }
   const r = ppoPolicyLoss({ logp, oldLogp: old, advantages: adv, mask, clipEps: eps, aggregation: 'seq-mean-token-mean', seqLengths: lengths });
   near(t, r.loss, mean(seqMeans), 1e-14, 'seq-mean-token-mean value (empty sequence left out)');
+  // seq-mean-token-sum by hand: mean over non-empty sequences of each sequence's token sum
+  const seqSums: number[] = [];
+  for (let b = 0, off = 0; b < lengths.length; off += lengths[b], b++) {
+    const idx = Array.from({ length: lengths[b] }, (_, j) => off + j).filter((i) => mask[i]);
+    if (idx.length) seqSums.push(idx.map(per).reduce((a, x) => a + x, 0));
+  }
+  const rs = ppoPolicyLoss({ logp, oldLogp: old, advantages: adv, mask, clipEps: eps, aggregation: 'seq-mean-token-sum', seqLengths: lengths });
+  near(t, rs.loss, mean(seqSums), 1e-14, 'seq-mean-token-sum value (empty sequence left out)');
   const kl = mean(Array.from(dualLr, (v) => Math.exp(v) - 1 - v).filter((_, i) => mask[i]));
   near(t, r.approxKl, kl, 1e-15, 'approxKl = token mean of (ρ − 1) − log ρ');
 
@@ -166,7 +174,7 @@ t.test('argument errors name the argument', async (t) => {
   t.throws(() => ppoPolicyLoss({ ...ok, dualClip: 1 }), /dualClip to be a finite number > 1, received 1/);
   t.throws(() => ppoPolicyLoss({ ...ok, aggregation: 'seq-mean-token-mean' }), { name: 'TypeError', message: /seqLengths to be an array of sequence lengths/ });
   t.throws(() => ppoPolicyLoss({ ...ok, aggregation: 'seq-mean-token-mean', seqLengths: [1, 2] }), /seqLengths to be lengths summing to mask.length \(2\), received "lengths summing to 3"/);
-  t.throws(() => ppoPolicyLoss({ ...ok, aggregation: 'sum' as never }), { name: 'TypeError', message: /aggregation to be one of "token-mean", "seq-mean-token-mean"/ });
+  t.throws(() => ppoPolicyLoss({ ...ok, aggregation: 'sum' as never }), { name: 'TypeError', message: /aggregation to be one of "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"/ });
   t.throws(() => ppoValueLoss({ values: [0], oldValues: [0], returns: [0, 1], mask: [1] }), /ppoValueLoss: expected returns.length to be equal to values.length \(1\), received 2/);
   t.throws(() => entropyBonus({ entropy: [1], mask: [1], coef: -1 }), /entropyBonus: expected coef to be a finite number >= 0, received -1/);
 });

@@ -107,7 +107,7 @@ t.test('NaN/Inf guard: a non-finite update is skipped, counted, and changes noth
   t.ok(bitwiseEqual(await critic.getParameter('score.weight'), beforeCritic), 'critic weights unchanged');
   const nan = rewardFunction('nan', () => NaN);
   const t2 = new GroupTrainer({ policy, tokenizer: tok, reward: nan, prompts, samplesPerPrompt: 2, iterations: 1, promptsPerIteration: 2, sampling });
-  await t.rejects(t2.train(), { name: 'TypeError', message: /reward source "nan": score 0 is NaN, expected a finite number/ });
+  await t.rejects(t2.train(), { name: 'RlhfError', code: 'ERR_RLHF_OUT_OF_RANGE', message: /reward source "nan" returned NaN for a response \(prompt \d+, sample 0\)/ });
 });
 
 t.test('overlong: the DAPO penalty joins each reward; maskTruncated keeps cut responses out of the policy loss', async (t) => {
