@@ -1,5 +1,5 @@
 /**
- * Offline preference optimisation (seed-spec 1.2, 1.4, 2.6, 3.2–3.4, 5.6–5.7; claims 2, 10): the DPO
+ * Offline preference optimisation (docs/algorithms.md §1.2, 1.4, 2.6, 3.2–3.4, 5.6–5.7; properties 2, 10): the DPO
  * family (dpo, cdpo, ipo, simpo, orpo, kto) and EXO (exo on pairs; exo-rw and dpo-rw on K-sample
  * scored groups) on a causal-LM policy against a frozen reference (none for simpo and orpo).
  *
@@ -8,7 +8,7 @@
  *              scores [1, 0], the official pref_to_rw); each response gets eos, rows truncated to seqLen
  *   reference  options.reference, or a frozen clone of the policy made at train() start; its
  *              sequence log-probs are computed once per row after resuming (no gradients)
- *   log-probs  log π(y|x) = Σ over response tokens only (claim 10), logits / temperature
+ *   log-probs  log π(y|x) = Σ over response tokens only (property 10), logits / temperature
  *   step       gradAccum micro-batches of batchSize items (pairs or groups) in one forward each; the
  *              loss is the mean over the step's items (+ ntpCoef · mean NLL of the step's chosen /
  *              best-scored response tokens); d/d(seq logp) is spread to each row's response tokens
@@ -26,6 +26,7 @@ import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter } from './events.js';
+import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
 import { EpochBatches, LOOP_KEYS, encodeRow, isScored, loadPairData, mean, readLoopOptions, rowLogprobs, type LoopOptions } from './preference-common.js';
 import { PREFERENCE_LOSSES, isGroupLoss, isReferenceFree, preferenceLoss, type LossParams, type PreferenceLoss } from './preference-losses.js';
 import { bestWorst, pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } from './preference-online.js';
@@ -37,6 +38,8 @@ export type { OnlinePair, SampleOptions, SampledGroup } from './preference-onlin
 
 /** Options of {@link PreferenceTrainer}; loop options (batchSize = pairs or groups per micro-batch) as in SFTOptions. */
 export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
+  /** ZeRO stage 1 over options.group: AdamW moments for this rank's share of the parameters only (default true) */
+  shardOptimizer?: boolean;
   policy: Model;
   /** frozen reference (default: a clone of the policy at train() start — for a LoRA policy its base,
    * policy.withoutAdapters(), sharing the weights; not used by simpo and orpo) */
@@ -58,7 +61,7 @@ export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   gamma?: number;
   /** K of exo-rw/dpo-rw (default: the records' response count, which must then be the same for all) */
   groupSize?: number;
-  /** λ_NTP of the NLL on the chosen (best-scored) responses (default 0, 1 for orpo: its SFT term; spec 1.4, 5.7) */
+  /** λ_NTP of the NLL on the chosen (best-scored) responses (default 0, 1 for orpo: its SFT term; docs/algorithms.md §1.4, 5.7) */
   ntpCoef?: number;
   /** logits are divided by this for every log-prob (default 1; the EXO scripts use 0.8) */
   temperature?: number;
@@ -67,7 +70,7 @@ export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   eval?: string | Array<PreferenceRecord | ScoredRecord>;
 }
 
-const KEYS = ['policy', 'reference', 'tokenizer', 'loss', 'beta', 'labelSmoothing', 'epsilon', 'betaPi', 'betaR', 'gamma', 'groupSize', 'ntpCoef', 'temperature', 'train', 'eval', ...LOOP_KEYS] as const;
+const KEYS = ['group', 'shardOptimizer', 'policy', 'reference', 'tokenizer', 'loss', 'beta', 'labelSmoothing', 'epsilon', 'betaPi', 'betaR', 'gamma', 'groupSize', 'ntpCoef', 'temperature', 'train', 'eval', ...LOOP_KEYS] as const;
 const BUILD_KEYS = ['policy', 'tokenizer', 'prompts', 'reward', 'samples', 'sampling', 'seed', 'batchSize'] as const;
 
 /** Mean diagnostics over a set of items (per step or for evaluate). */
@@ -111,6 +114,8 @@ export class PreferenceTrainer extends TrainerEmitter {
   readonly optimizer: AdamW;
   /** the frozen reference (set at train() or evaluate() when not given) */
   reference?: Model;
+  /** data-parallel ranks (RunOptions.group): each takes its share of every micro-batch's items */
+  readonly group: ProcessGroup;
   #o: LoopOptions & LossParams & { k?: number; ntpCoef: number; temperature: number };
   #opts: PreferenceTrainerOptions;
   #data?: Promise<{ train: Item[]; eval?: Item[]; k: number }>;
@@ -148,11 +153,13 @@ export class PreferenceTrainer extends TrainerEmitter {
     };
     if (o.has('labelSmoothing') && !['dpo', 'cdpo'].includes(loss)) throw new TypeError(`${fn}: options.labelSmoothing applies to loss 'dpo' or 'cdpo', not '${loss}'`);
     if (this.#o.k !== undefined && !isGroupLoss(loss)) throw new TypeError(`${fn}: options.groupSize applies to loss 'exo-rw' or 'dpo-rw', not '${loss}'`);
-    this.optimizer = new AdamW(this.policy, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm });
+    this.group = opts.group ?? currentGroup();
+    const shard = o.bool('shardOptimizer', true) && this.group.size > 1;
+    this.optimizer = new AdamW(this.policy, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm }, { group: shard ? this.group : undefined });
   }
 
   /**
-   * Online pair construction (ChatGLM-RLHF DPO data, spec 2.6; LongReward, 5.6): `samples` responses
+   * Online pair construction (ChatGLM-RLHF DPO data, docs/algorithms.md §2.6; LongReward, 5.6): `samples` responses
    * per prompt from the policy, scored by `reward`; per prompt the first best-scored response is
    * chosen and the last worst-scored rejected; prompts whose best and worst scores are equal give no
    * pair. Also returns every prompt's scored group (data for exo-rw / dpo-rw). Deterministic in
@@ -299,6 +306,20 @@ export class PreferenceTrainer extends TrainerEmitter {
 
   #run?: TrainingRun;
 
+  /**
+   * Data parallelism: gradients summed over ranks, and the step's metrics (each a sum of
+   * per-item terms weighted by 1/N over the rank's items) and NTP loss summed, so every rank holds
+   * the one-process values. A NaN on any rank (a skipped micro-batch) makes the sum NaN everywhere,
+   * so every rank skips the update together.
+   */
+  async #reduceStep(m: Record<string, number>, nll: number): Promise<number> {
+    await this.group.allReduceGradients(this.policy);
+    const keys = ['loss', 'rewardsChosen', 'rewardsRejected', 'margin', 'accuracy', 'logpsChosen', 'logpsRejected', ...(this.#o.loss === 'kto' ? ['klBaseline'] : [])];
+    const sums = this.group.allReduceSum(Float64Array.from([nll, ...keys.map((k) => (Number.isNaN(m.loss) ? NaN : (m[k] ?? 0)))]));
+    keys.forEach((k, i) => (m[k] = sums[i + 1]));
+    return sums[0];
+  }
+
   async train(): Promise<PreferenceTrainResult> {
     try {
       return await this.#train();
@@ -314,7 +335,8 @@ export class PreferenceTrainer extends TrainerEmitter {
     const data = await this.#prepare();
     const batches = new EpochBatches(data.train, o.batchSize, o.seed);
     const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
-    const run = (this.#run = new TrainingRun('preference', this, totalSteps, o, { config: { ...this.#opts, ...o }, dataKeys: ['train', 'eval'] }));
+    const { group: _group, ...identity } = this.#opts;
+    const run = (this.#run = new TrainingRun('preference', this, totalSteps, { ...o, group: this.group }, { config: { ...identity, ...o }, dataKeys: ['train', 'eval'] }));
     await this.#ensureReference();
     // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
     const ref: Record<string, CheckpointPart> = this.reference && !this.reference.adaptersOf ? { reference: { model: this.reference } } : {};
@@ -338,7 +360,9 @@ export class PreferenceTrainer extends TrainerEmitter {
       const ntpTokens = micros.reduce((s, b) => s + b.reduce((t, it) => t + it.lengths[it.best], 0), 0);
       const m: Record<string, number> = {};
       let nll = 0;
-      for (const items of micros) {
+      for (const global of micros) {
+        const items = global.slice(...shardRange(global.length, this.group.rank, this.group.size));
+        if (!items.length) continue;
         const r = await this.#lossOf(items, true);
         if (!r) {
           m.loss = NaN; // no backward; the step skips its update
@@ -358,6 +382,7 @@ export class PreferenceTrainer extends TrainerEmitter {
         for (const [key, v] of Object.entries({ loss: out.loss, ...diag, ...(z0 === undefined ? {} : { klBaseline: z0 }) })) m[key] = (m[key] ?? 0) + v * w;
         await this.policy.backward({ dLogprobs: Float32Array.from(dTok) });
       }
+      if (this.group.size > 1) nll = await this.#reduceStep(m, nll);
       micro += o.gradAccum;
       if (o.ntpCoef > 0) (m.ntpLoss = nll), (m.loss += o.ntpCoef * nll);
       this.optimizer.lr = schedule(step);
@@ -376,7 +401,7 @@ export class PreferenceTrainer extends TrainerEmitter {
     if (data.eval && (!o.evalEvery || step % o.evalEvery !== 0)) await evaluate();
     if (o.outputDir) {
       if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-      await this.policy.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
+      if (this.group.rank === 0) await this.policy.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
     }
     return { steps: step, trainLoss: lastLoss, eval: evalResult, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000 };
   }

@@ -98,3 +98,39 @@ t.test('rlhf sft --nproc 2 starts mpirun; rank 0 alone reports and writes', { sk
   const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
   t.equal(metrics.length, 3, 'one metrics line per step (rank 0 alone writes)');
 });
+
+const dpoWorker = join(packageRoot, 'test', 'distributed', 'fixtures', 'dpo-worker.mjs');
+function runDpo(np: number, out: string, args: string[]) {
+  const argv = np === 0 ? [dpoWorker, out, ...args] : ['-np', String(np), process.execPath, dpoWorker, out, ...args];
+  const r = spawnSync(np === 0 ? process.execPath : 'mpirun', argv, { encoding: 'utf8', env, timeout: 180_000 });
+  const lines = (r.stdout ?? '').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  return { status: r.status, stderr: r.stderr ?? '', lines };
+}
+const maxAbsDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+
+t.test('mpirun -np 2 DPO: ranks agree bit for bit and match one process; resume at 2 ranks is exact, at 1 rank continues the same run', { skip, timeout: 600_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rlhf-dp-dpo-'));
+  const one = runDpo(0, join(dir, 'one.bin'), ['4']);
+  t.equal(one.status, 0, one.stderr);
+  const two = runDpo(2, join(dir, 'two.bin'), ['4']);
+  t.equal(two.status, 0, two.stderr);
+  t.equal(two.lines[0].digest, two.lines[1].digest, 'rank 0 and rank 1 hold identical weights');
+  t.ok(Math.abs(two.lines[0].loss - one.lines[0].loss) < 1e-5, `same global loss (${two.lines[0].loss} vs ${one.lines[0].loss})`);
+  const d = maxAbsDiff(f32(join(dir, 'one.bin')), f32(join(dir, 'two.bin')));
+  t.ok(d < 1e-5, `max |w(1 process) - w(2 ranks)| = ${d.toExponential(2)} < 1e-5 (summation order only)`);
+  t.not(one.lines[0].digest, runDpo(0, join(dir, 'short.bin'), ['2']).lines[0].digest, 'two more steps change the weights (the comparisons are not vacuous)');
+
+  // stopped after 2 of 4 steps at 2 ranks (a checkpoint), then resumed at 2 ranks: bitwise the straight run
+  const ck = join(dir, 'run');
+  t.equal(runDpo(2, join(dir, 'half.bin'), ['4', ck, 'stop2']).status, 0, 'first half');
+  const resumed = runDpo(2, join(dir, 'resumed.bin'), ['4', ck, 'resume']);
+  t.equal(resumed.status, 0, resumed.stderr);
+  t.equal(resumed.lines[0].digest, two.lines[0].digest, 'resume at 2 ranks from a 2-rank checkpoint: bitwise the straight run');
+  // the same 2-rank checkpoint resumed by one process: the sharded moments were saved whole
+  const ck1 = join(dir, 'run1');
+  t.equal(runDpo(2, join(dir, 'half1.bin'), ['4', ck1, 'stop2']).status, 0);
+  const solo = runDpo(0, join(dir, 'solo.bin'), ['4', ck1, 'resume']);
+  t.equal(solo.status, 0, solo.stderr);
+  const ds = maxAbsDiff(f32(join(dir, 'solo.bin')), f32(join(dir, 'two.bin')));
+  t.ok(ds < 1e-5, `resume at 1 rank from a 2-rank checkpoint continues the run: max diff ${ds.toExponential(2)} < 1e-5`);
+});
