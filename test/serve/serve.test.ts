@@ -200,11 +200,26 @@ t.test('bad requests: 400 naming the field, 404, 413, 429', async (t) => {
   t.equal((await raw('/nothing', { method: 'GET' })).status, 404);
   t.equal((await raw('/chat/completions', { method: 'GET' })).status, 405);
 
-  // the queue holds one request: a second one while it runs is a 429
-  const long = client.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 150, temperature: 1 });
-  await new Promise((r) => setTimeout(r, 20));
-  t.match(await errorOf(client.completions.create({ model: 'tiny', prompt: 'y', max_tokens: 2 })), { status: 429 });
-  await long;
+  // the queue holds one request: a second one while the first waits on the model is a 429 (the
+  // model is held at a gate, so the first cannot finish before the second arrives)
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const generate = model.generate;
+  model.generate = async (o) => {
+    await gate;
+    return generate.call(model, o);
+  };
+  try {
+    const long = client.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 4 });
+    for (let i = 0; i < 500 && server.stats.submitted === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    t.equal(server.stats.submitted, 1, 'the first request is in the queue');
+    t.match(await errorOf(client.completions.create({ model: 'tiny', prompt: 'y', max_tokens: 2 })), { status: 429 });
+    release();
+    t.ok((await long).choices[0].text !== undefined, 'the first request completes once the model is free');
+  } finally {
+    release();
+    model.generate = generate;
+  }
 });
 
 t.test('with an API key, /v1 needs the bearer token', async (t) => {
