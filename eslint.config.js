@@ -16,10 +16,18 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'off',
       '@typescript-eslint/no-non-null-assertion': 'off',
       'no-constant-condition': ['error', { checkLoops: false }],
-      // The code base sequences statements with the comma operator (`a.set(g), await a.step()`).
-      '@typescript-eslint/no-unused-expressions': 'off',
     },
   },
+  {
+    rules: {
+      // The code base sequences statements with the comma operator (`a.set(g), await a.step()`).
+      '@typescript-eslint/no-unused-expressions': 'off',
+      // Tests match aligned terminal columns literally.
+      'no-regex-spaces': 'off',
+    },
+  },
+  // Evaluated in the page by Chromium.
+  { files: ['test/helpers/layout-check.js'], languageOptions: { globals: { document: 'readonly', window: 'readonly', getComputedStyle: 'readonly' } } },
   // Tests match terminal output, ANSI escapes included.
   { files: ['test/**/*.ts'], rules: { 'no-control-regex': 'off' } },
   { files: ['**/*.cjs'], rules: { '@typescript-eslint/no-require-imports': 'off' } },

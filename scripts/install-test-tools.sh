@@ -4,12 +4,14 @@
 #   python3-protobuf  test/unit/track.test.ts reads TensorBoard event files back with the official
 #                     protobuf runtime (test/helpers/read_tfevents.py)
 #   fonts-dejavu-core a font for Chromium to measure text with
+#   clang-format      npm run lint checks native/ against .clang-format
 # Needs root (or sudo); does nothing when everything is installed.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 /usr/bin/python3 -c 'import google.protobuf' >/dev/null 2>&1 || need+=(python3-protobuf)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+command -v clang-format >/dev/null 2>&1 || need+=(clang-format)
 if [ ${#need[@]} -eq 0 ]; then echo "test tools: installed"; exit 0; fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -8,7 +8,7 @@ import { svgLineChart, svgScatter, svgWinTieLoss } from './charts.js';
 import { SMOOTHING, trainingCharts, type RunMetrics } from './curves.js';
 import { bestPolicy, delta, duration, num, pct, policyNames, winTieLoss } from './format.js';
 import { color, esc, SVG_NS_ATTR } from './svg.js';
-import type { DemoSummary, MetricsByStage, RenderOptions, RunSamples } from './types.js';
+import type { DemoSummary, MetricsByStage, RenderOptions } from './types.js';
 
 export const REPORT_CSS = `
 :root { color-scheme: light; }

@@ -25,6 +25,7 @@ const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;'
 export function esc(value: unknown): string {
   return String(value)
     .replace(/[&<>"']/g, (c) => ESCAPES[c])
+    // eslint-disable-next-line no-control-regex -- XML 1.0 forbids these characters; they are removed
     .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, '');
 }
 

@@ -1,5 +1,5 @@
 /**
- * Reward-model training (seed-spec 1.1, 2.2; claims 16–17): a backbone with a scalar head (a
+ * Reward-model training (docs/algorithms.md §1.1, 2.2; properties 16–17): a backbone with a scalar head (a
  * `*ForSequenceClassification` Model, e.g. `Model.load(sftDir, {architecture:
  * 'LlamaForSequenceClassification'})`) learns r(x, y) from preference pairs.
  *
@@ -44,7 +44,7 @@ export interface RewardTrainerOptions extends Partial<LoopOptions> {
   evalSplit?: number;
   /** use each record's margin in the BT loss (default true; records without one use 0) */
   margin?: boolean;
-  /** λ_reg of the squared-score penalty (default 0.01, spec 2.2) */
+  /** λ_reg of the squared-score penalty (default 0.01, docs/algorithms.md §2.2) */
   scoreRegularization?: number;
   /** bucket-based length balancing of the training pairs (default false) */
   lengthBalance?: boolean;
@@ -171,7 +171,9 @@ export class RewardTrainer extends TrainerEmitter {
         evalRecords = split.held.map((i) => records[i]);
         records = split.train.map((i) => records[i]);
       }
-      let { pairs, lengths, truncated } = this.#encode(records);
+      const encoded = this.#encode(records);
+      const { lengths, truncated } = encoded;
+      let pairs = encoded.pairs;
       const held = evalRecords && this.#encode(evalRecords);
       if (truncated || held?.truncated) this.#log(`${truncated} of ${records.length} training pairs${held ? ` and ${held.truncated} of ${evalRecords!.length} held-out pairs` : ''} truncated to ${o.seqLen} tokens`);
       let balance: BalanceReport | undefined;
@@ -198,7 +200,7 @@ export class RewardTrainer extends TrainerEmitter {
   /**
    * Pairwise accuracy, BT loss and mean score, no gradients: on the eval set (options.eval or the
    * evalSplit hold-out), or with `'train'` on the (balanced) training pairs — the mean score of
-   * claim 17.
+   * property 17.
    */
   async evaluate(split: 'eval' | 'train' = 'eval'): Promise<RewardEvalResult> {
     return this.#evaluate(evaluationSet('RewardTrainer.evaluate', await this.#prepare(), split));

@@ -18,7 +18,6 @@ t.teardown(() => rm(root, { recursive: true, force: true }));
 let counter = 0;
 const fresh = (name = 'x.safetensors') => join(root, `${counter++}-${name}`);
 const f32Bits = (...bits: number[]) => new Float32Array(new Uint32Array(bits).buffer);
-const bitsOf = (a: Float32Array) => [...new Uint32Array(a.buffer, a.byteOffset, a.length)];
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** A regex for "<path>: <problem>". */
 const at = (path: string, problem: RegExp) => new RegExp(`^${escape(path)}: ${problem.source}`);
@@ -317,6 +316,7 @@ t.test('fuzz: mutated files load or fail with ERR_RLHF_FORMAT / ERR_RLHF_IO, not
     for (let k = rng.int(1, 3); k > 0; k--) b[rng.int(from, to - 1)] = rng.int(0, 255);
     return b;
   };
+  // eslint-disable-next-line no-loss-of-precision -- 1e400 is Infinity on purpose (an out-of-range header number)
   const numbers = [0, -1, 1.5, 1e400, 2 ** 53, 2 ** 53 + 2, 7, 4096, '"8"', 'null', '[]', 1e-7];
   const numberCount = headerText.match(/\d+/g)!.length;
   const mutateNumbers = () => {

@@ -1,5 +1,4 @@
 /** rlhf dpo: the DPO family and EXO on preference pairs (or K-sample scored groups). */
-import { join } from 'node:path';
 import { PreferenceTrainer, PREFERENCE_LOSSES, type PreferenceLoss } from '../../train/preference.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
 import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_FLAGS, lrFlag } from './shared.js';

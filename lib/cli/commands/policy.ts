@@ -1,5 +1,4 @@
 /** rlhf ppo / rlhf grpo: policy optimisation against a reward model or a rule. */
-import { join } from 'node:path';
 import { Model } from '../../engine/model.js';
 import { GroupTrainer } from '../../train/group.js';
 import { PPOTrainer } from '../../train/ppo.js';

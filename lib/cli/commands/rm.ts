@@ -1,5 +1,4 @@
 /** rlhf rm: a Bradley-Terry reward model from preference pairs. */
-import { join } from 'node:path';
 import { RewardTrainer } from '../../train/reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
 import { applyThreads, defined, follow, loadScalarHeadModel, loopFlags, saveFinal, TRAIN_FLAGS, lrFlag } from './shared.js';
