@@ -1,7 +1,7 @@
 /**
  * AdamW: one fused step over n fp32 parameters against torch.optim.AdamW(foreach=True) and
  * against the memory bandwidth measured in the same run. Effective bandwidth = 28 bytes/parameter
- * / step time (read p, g, m, v; write p, m, v). Goals (issue 2): >= 3x PyTorch, >= 70% of the
+ * / step time (read p, g, m, v; write p, m, v). Goals: >= 3x PyTorch, >= 70% of the
  * measured bandwidth.
  *
  * Two ceilings are measured on 256 MiB, both counted as bytes read + bytes written:

@@ -1,7 +1,7 @@
 /**
  * GEMM: GFLOP/s of the engine's f32 sgemm against torch.matmul (OpenBLAS) on the same machine
  * with the same thread count, square sizes 256..2048 (C = A·B, row-major, beta = 0).
- * Goal (issue 2): >= 0.9x PyTorch at 1024 and 2048.
+ * Goal: >= 0.9x PyTorch at 1024 and 2048.
  */
 import { native } from '../lib/native.js';
 import { emit, header, median, note, quick, ratio, runPeer, table } from './common.js';

@@ -1,7 +1,7 @@
 /**
  * Generation tokens/s with the KV cache, batch 1 and 16, greedy, prompt 32 tokens, 64 new tokens,
  * ~6M-parameter model, against the same model in PyTorch eager with its own KV cache
- * (bench/peers/torch_model.py), same thread count. Goal (issue 3): >= 2× PyTorch.
+ * (bench/peers/torch_model.py), same thread count. Goal: >= 2× PyTorch.
  */
 import { buildInfo } from '../lib/engine/device.js';
 import { Model } from '../lib/engine/model.js';

@@ -10,7 +10,7 @@ import { tinyConfig } from '../lib/engine/config.js';
 import type { Model } from '../lib/engine/model.js';
 
 export const MODELS = {
-  // issue 3: ~6M parameters
+  // ~6M parameters
   '6M': tinyConfig({ vocab: 4096, hidden: 256, layers: 6, heads: 8, kvHeads: 4, ffn: 688, maxPositions: 2048 }),
   // ~50M parameters
   '50M': tinyConfig({ vocab: 8192, hidden: 512, layers: 14, heads: 8, kvHeads: 4, ffn: 1376, maxPositions: 2048 }),

@@ -1,5 +1,5 @@
 /**
- * One RLHF iteration on the ~6M-parameter model of issue 3, split by phase: PPO (policy, frozen
+ * One RLHF iteration on the ~6M-parameter model of the benchmarks, split by phase: PPO (policy, frozen
  * reference, critic, a 6M reward model as the reward source; 16 prompts × 64 new tokens, one PPO
  * epoch) — time per phase from the trainer's own `time/<phase>` metrics, tokens/s per phase, the
  * generation share — and a DPO step (batch 8 pairs, 2 × 256 tokens each, policy + reference).

@@ -1,5 +1,5 @@
 /**
- * Tensor parallelism on one CPU (issue 7): training-step tokens/s (forward + backward + AdamW +
+ * Tensor parallelism on one CPU: training-step tokens/s (forward + backward + AdamW +
  * zero-grad, batch 8 × 256 tokens) of the ~6M model with
  *   - TP 1 on 1 thread, TP 1 on all threads (intra-op threading alone),
  *   - TP 2 and TP 4 (thread ranks; all threads split evenly between the ranks),

@@ -1,6 +1,6 @@
 /**
- * Training step (forward + backward + AdamW + zero-grad) tokens/s for the ~6M and ~50M models of
- * issue 3, batch 8 × 256 tokens, next-token cross-entropy, against the same model in PyTorch eager
+ * Training step (forward + backward + AdamW + zero-grad) tokens/s for the ~6M and ~50M models,
+ * batch 8 × 256 tokens, next-token cross-entropy, against the same model in PyTorch eager
  * (bench/peers/torch_model.py) with the same thread count. Also peak memory of both sides. Each
  * model also with gradient checkpointing (model.gradientCheckpointing; torch: torch.utils.checkpoint
  * around every decoder layer, non-reentrant) and with LoRA adapters of rank 16 on every projection

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one prepared script for a GPU machine (H100/H200, sm_90), from the project root:
-#   source .device/env.sh   # if the tree was packed with ../shared/device/pack.sh (node, addon)
+#   source .device/env.sh   # if node and the addon were packed into .device/ 
 #   bash bench/device/run.sh
 # Within ten minutes it
 #   1. builds the CUDA kernels, their tests and the benchmark with CMake + nvcc for sm_90

@@ -1,5 +1,5 @@
 /**
- * From answers to preference pairs, with ChatGLM-RLHF's clean-up (seed-spec §2.1 step 3):
+ * From answers to preference pairs, with ChatGLM-RLHF's clean-up (docs/algorithms.md §2.1 step 3):
  *
  * 1. skips are not votes; an item's votes are A, B and tie (both good / both bad);
  * 2. majority vote: the item is kept only when A and B votes differ (equal counts, all-tie items

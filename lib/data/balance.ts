@@ -1,5 +1,5 @@
 /**
- * Bucket-based length balancing of preference pairs (ChatGLM-RLHF; seed-spec 2.2, claim 16).
+ * Bucket-based length balancing of preference pairs (ChatGLM-RLHF; docs/algorithms.md §2.2, property 16).
  * Reward models learn "longer is better" when chosen responses are longer more often than not. For
  * each pair let d = len(chosen) − len(rejected); pairs are grouped by |d| into buckets
  * [e_0, e_1), [e_1, e_2), ... and in every bucket the larger of W = {d > 0} ("chosen longer") and
@@ -52,7 +52,7 @@ function readEdges(fn: string, value: unknown): number[] {
 /**
  * Balances preference pairs by length difference. `lengths[i]` are the token lengths of pair i's
  * chosen and rejected responses (non-negative numbers). Returns the indices of the kept pairs in
- * ascending (original) order and a per-bucket report. Guarantee (claim 16): in every bucket,
+ * ascending (original) order and a per-bucket report. Guarantee (property 16): in every bucket,
  * `chosenLongerAfter === chosenShorterAfter`, and `equalAfter === equalBefore`.
  *
  * @param opts.edges bucket edges: strictly increasing, first 0, last Infinity (default

@@ -1,5 +1,5 @@
 /**
- * Step-labelled responses for process reward models (seed-spec §4 PRM): `{prompt, steps, labels}`
+ * Step-labelled responses for process reward models (docs/algorithms.md §4 PRM): `{prompt, steps, labels}`
  * with one label in [0, 1] per reasoning step (1 = the step is good: e.g. Monte-Carlo rollouts from
  * it reach the right answer). Extra keys are allowed. Errors are RlhfError FORMAT naming the place
  * (`file:line` or `options.<name>[i]`), as in formats.ts.

@@ -1,6 +1,6 @@
 /**
- * EXO — Efficient Exact Optimization (Ji et al., ICML 2024, arXiv 2402.00856; seed-spec 3.1–3.3,
- * claims 4–9): the policy's empirical distribution over sampled candidates is matched to the
+ * EXO — Efficient Exact Optimization (Ji et al., ICML 2024, arXiv 2402.00856; docs/algorithms.md §3.1–3.3,
+ * properties 4–9): the policy's empirical distribution over sampled candidates is matched to the
  * reward's by the REVERSE KL (mode-seeking), where DPO uses the forward KL.
  *
  * Inputs are sequence log-probs over response tokens (sequenceLogprobs); gradients are w.r.t. the
@@ -11,7 +11,7 @@ import type { PairLossResult } from './preference.js';
 
 /**
  * ε of the official repo's exo-pref: its log-targets [0, −10] are those of Bernoulli(1 − ε) with
- * ε = 1/(1 + e^10) ≈ 4.54e-5, up to normalisation (spec 3.3, claim 5).
+ * ε = 1/(1 + e^10) ≈ 4.54e-5, up to normalisation (docs/algorithms.md §3.3, property 5).
  */
 export const EXO_OFFICIAL_EPSILON = 1 / (1 + Math.exp(10));
 
@@ -21,7 +21,7 @@ export interface ExoPrefResult extends PairLossResult {
 }
 
 /**
- * EXO with pairwise preferences (paper Eq. 16; spec 3.3; TRL `loss_type="exo_pair"`). With
+ * EXO with pairwise preferences (paper Eq. 16; docs/algorithms.md §3.3; TRL `loss_type="exo_pair"`). With
  * z = h_w − h_l, p = σ(βz):
  *
  *   form 'trl':      ℓ = p [log p − log(1 − ε)] + (1 − p) [log(1 − p) − log ε] = KL(Bern(p) ‖ Bern(1 − ε))
@@ -32,7 +32,7 @@ export interface ExoPrefResult extends PairLossResult {
  *   ∂ℓ/∂z = β p (1 − p) (βz − log((1 − ε)/ε))   for both forms,
  *
  * so ℓ ≥ 0 ('trl') with its minimum 0 exactly at βz = log((1 − ε)/ε) (6.9068 for ε = 1e-3): the
- * margin is pushed to a finite target, and the gradient changes sign there (claims 4–6).
+ * margin is pushed to a finite target, and the gradient changes sign there (properties 4–6).
  * ∂ℓ/∂policyChosen = ∂ℓ/∂z, ∂ℓ/∂policyRejected = −∂ℓ/∂z (÷ N for the mean).
  * @param beta β = β_π > 0 (TRL: the DPO beta)
  * @param epsilon ε in (0, 1), default 1e-3 (TRL forces label_smoothing 0 to 1e-3)
@@ -71,7 +71,7 @@ export function exoPrefLoss(input: {
 }
 
 /**
- * EXO with a reward model and K samples per prompt ("exo-rw", spec 3.2, [CODE S1 `exact_loss`]).
+ * EXO with a reward model and K samples per prompt ("exo-rw", docs/algorithms.md §3.2,).
  * Per group of K = groupSize candidates of one prompt (group-contiguous layout):
  *
  *   f_i = β_π h_i,  log p_i = f_i − logsumexp_j f_j,  log q_i = r_i/β_r − logsumexp_j r_j/β_r,
@@ -79,7 +79,7 @@ export function exoPrefLoss(input: {
  *   ∂L_group/∂f_i = p_i [(log p_i − log q_i) − KL(p ‖ q)]   (sums to 0 over the group),
  *
  * loss = mean over groups, ∂loss/∂policy_i = β_π ∂L_group/∂f_i / #groups. L = 0 iff
- * f_i − f_j = (r_i − r_j)/β_r, i.e. h_i − h_j = (r_i − r_j)/(β_π β_r) (claims 7–8).
+ * f_i − f_j = (r_i − r_j)/β_r, i.e. h_i − h_j = (r_i − r_j)/(β_π β_r) (properties 7–8).
  * The repo's logit temperature (0.8) applies upstream, to the logits that give the log-probs.
  * @param groupSize K >= 2, dividing policy.length
  * @returns also p and q (per sample) and the per-group KL

@@ -1,5 +1,5 @@
 /**
- * Rewards and advantages for token-level PPO (seed-spec 1.3, 2.4; claims 13–15): the per-token
+ * Rewards and advantages for token-level PPO (docs/algorithms.md §1.3, 2.4; properties 13–15): the per-token
  * reward with the KL penalty and the sequence score on the last response token (OpenRLHF
  * `compute_reward`), generalised advantage estimation, masked whitening, and ChatGLM-RLHF's
  * reference-baseline score.
@@ -17,14 +17,14 @@ export function lastValidIndex(mask: NumArray): number {
 }
 
 /**
- * Per-token rewards of one sequence (spec 1.3, [CODE S14]):
+ * Per-token rewards of one sequence (docs/algorithms.md §1.3,):
  *
  *   r_t = −klCoef · kl_t · m_t + 1[t = T] · clip(score, −clipScore, clipScore)
  *
  * where T is the last position with mask = 1 (the EOS index) and `kl_t` is the per-token KL
  * estimate (k1 = logπ_old − logπ_ref in the spec; see klPerToken). Masked positions get 0.
- * Hence Σ_t r_t = R − klCoef · Σ_t m_t kl_t (claim 13).
- * @param score the sequence score R (e.g. r_φ(x,y) − r_φ(x,y_ref), spec 2.4)
+ * Hence Σ_t r_t = R − klCoef · Σ_t m_t kl_t (property 13).
+ * @param score the sequence score R (e.g. r_φ(x,y) − r_φ(x,y_ref), docs/algorithms.md §2.4)
  * @param clipScore optional c > 0: R is clamped to [−c, c] first (OpenRLHF's optional clamp)
  * @throws RangeError when the mask has no valid token (the score would have nowhere to go)
  */
@@ -53,7 +53,7 @@ export function tokenRewards(input: { score: number; kl: NumArray; klCoef: numbe
 }
 
 /**
- * Generalised advantage estimation over the valid positions of one sequence (spec 1.3):
+ * Generalised advantage estimation over the valid positions of one sequence (docs/algorithms.md §1.3):
  *
  *   δ_t = r_t + γ V(s_{t+1}) − V(s_t),   V after the last valid token = 0,
  *   A_t = Σ_{l≥0} (γλ)^l δ_{t+l},        G_t = A_t + V(s_t).
@@ -134,7 +134,7 @@ export function whiten(x: NumArray, mask: NumArray, opts: { shiftMean?: boolean;
 }
 
 /**
- * ChatGLM-RLHF's reference baseline (spec 2.4, claim 15): `R_i = score_i − refScore_i`, where
+ * ChatGLM-RLHF's reference baseline (docs/algorithms.md §2.4, property 15): `R_i = score_i − refScore_i`, where
  * refScore is the cached RM score of a response sampled once from the reference policy for the
  * same prompt. A response identical to the cached one gets exactly 0, and at initialisation
  * (π_θ = π_ref) the shaped scores are centred on 0 for every prompt and task.

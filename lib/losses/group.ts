@@ -1,6 +1,6 @@
 /**
- * Critic-free advantages from sequence rewards ("Does RLHF Scale?", seed-spec §4: GRPO and
- * group sampling; RLOO; REINFORCE++) and ChatGLM-RLHF's prompt filter (spec 2.3, claim 19).
+ * Critic-free advantages from sequence rewards ("Does RLHF Scale?", docs/algorithms.md §4: GRPO and
+ * group sampling; RLOO; REINFORCE++) and ChatGLM-RLHF's prompt filter (docs/algorithms.md §2.3, property 19).
  *
  * Layout: rewards are group-contiguous, prompt p's n samples at p·n … p·n + n − 1. Each function
  * returns one advantage per sequence; a trainer broadcasts it to the sequence's tokens.
@@ -17,7 +17,7 @@ function groupStats(r: NumArray, off: number, n: number): { mean: number; sumSq:
 }
 
 /**
- * GRPO advantages (Shao et al. 2024, DeepSeekMath; spec §4):
+ * GRPO advantages (Shao et al. 2024, DeepSeekMath; docs/algorithms.md §4):
  *
  *   A_i = (R_i − mean_g R) / (std_g R + eps)      (scale = true)
  *   A_i =  R_i − mean_g R                          (scale = false: Dr. GRPO, no std division)
@@ -96,7 +96,7 @@ export function reinforcePlusPlusAdvantages(rewards: NumArray, opts: { eps?: num
 }
 
 /**
- * ChatGLM-RLHF prompt selection (spec 2.3, claim 19): sample k responses per prompt, score them,
+ * ChatGLM-RLHF prompt selection (docs/algorithms.md §2.3, property 19): sample k responses per prompt, score them,
  * keep the prompts whose score variance is >= tau (prompts with near-identical responses carry no
  * signal). Convention: the POPULATION variance (divide by k, NumPy's `np.var` default).
  * The spec's small-scale default tau is the 10th percentile of the variances; see

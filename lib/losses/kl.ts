@@ -1,5 +1,5 @@
 /**
- * Per-token KL estimators between the policy and the reference (seed-spec 1.3; the k1/k2/k3 of
+ * Per-token KL estimators between the policy and the reference (docs/algorithms.md §1.3; the k1/k2/k3 of
  * OpenRLHF `compute_approx_kl` and veRL `kl_penalty`, after Schulman's "Approximating KL
  * divergence"). With `d = logp − refLogp` for a token sampled from the policy:
  *

@@ -1,5 +1,5 @@
 /**
- * PPO losses for language models, token level (seed-spec 1.3; claims 11–12): the clipped policy
+ * PPO losses for language models, token level (docs/algorithms.md §1.3; properties 11–12): the clipped policy
  * surrogate (optionally dual-clipped, Ye et al. 2020 "Mastering Complex Control in MOBA Games",
  * as OpenRLHF `PolicyLoss`), the clipped value loss (OpenRLHF `ValueLoss`) and the entropy bonus.
  *
@@ -27,7 +27,7 @@ export interface PpoPolicyLossResult {
 }
 
 /**
- * Clipped surrogate policy loss (spec 1.3):
+ * Clipped surrogate policy loss (docs/algorithms.md §1.3):
  *
  *   ρ_t = exp(logp_t − oldLogp_t),
  *   ℓ_t = −min(ρ_t A_t, clip(ρ_t, 1 − ε, 1 + ε_high) A_t),
@@ -183,7 +183,7 @@ export function truncatedImportanceWeights(input: { oldLogp: NumArray; behaviour
 }
 
 /**
- * Clipped value loss (spec 1.3):
+ * Clipped value loss (docs/algorithms.md §1.3):
  *
  *   V^c_t = V^old_t + clip(V_t − V^old_t, −ε_v, ε_v),
  *   ℓ_t = ½ max((V_t − G_t)², (V^c_t − G_t)²),

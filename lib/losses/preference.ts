@@ -1,5 +1,5 @@
 /**
- * Offline preference losses on sequence log-probs (seed-spec 1.2, 3.4; claims 1–3, 9–10): DPO
+ * Offline preference losses on sequence log-probs (docs/algorithms.md §1.2, 3.4; properties 1–3, 9–10): DPO
  * (with cDPO label smoothing) and IPO, SimPO, ORPO's odds-ratio term, KTO, and the K-sample
  * forward-KL "dpo-rw" of the EXO codebase. Inputs are sequence log-probs `log π(y|x)` summed over response tokens
  * (sequenceLogprobs); outputs include the gradient w.r.t. the POLICY's sequence log-probs (the
@@ -38,7 +38,7 @@ export interface PairLossResult {
 export type DpoVariant = 'dpo' | 'ipo';
 
 /**
- * DPO (Rafailov et al. 2023; spec 1.2, [CODE S13]) and IPO (Azar et al. 2023, TRL `ipo`). With
+ * DPO (Rafailov et al. 2023; docs/algorithms.md §1.2,) and IPO (Azar et al. 2023, TRL `ipo`). With
  * h = log π_θ − log π_ref and z = h_w − h_l:
  *
  *   dpo:  ℓ = −(1 − ε_ls) log σ(βz) − ε_ls log σ(−βz),   ∂ℓ/∂z = −β(1 − ε_ls) σ(−βz) + β ε_ls σ(βz)
@@ -248,14 +248,14 @@ export function ktoLoss(input: {
 }
 
 /**
- * "dpo-rw" / "dpo-pref" of the EXO codebase (spec 3.4, [CODE S1 `dpo_loss`]): the forward-KL
+ * "dpo-rw" / "dpo-pref" of the EXO codebase (docs/algorithms.md §3.4,): the forward-KL
  * (cross-entropy) K-sample generalisation of DPO. Per group of K = groupSize samples of one prompt:
  *
  *   f_i = β_π h_i,  p = softmax(f),  q = softmax(r / β_r) (target 'softmax') or q = r (target 'labels'),
  *   L_group = −Σ_i q_i log p_i,     ∂L_group/∂f_i = p_i Σ_j q_j − q_i   (= p_i − q_i when Σq = 1),
  *
  * loss = mean over groups; ∂loss/∂policy_i = β_π ∂L_group/∂f_i / #groups. With K = 2 and
- * one-hot labels this is DPO with β = β_π (claim 9); the minimum over p is at p = q, where
+ * one-hot labels this is DPO with β = β_π (property 9); the minimum over p is at p = q, where
  * L_group = H(q) (forward KL(q‖p) plus the entropy of q).
  * @param groupSize K >= 2, dividing policy.length
  * @param rewards per-sample rewards (target 'softmax') or non-negative target weights ('labels')

@@ -1,7 +1,7 @@
 /**
  * Reward-model losses: Bradley-Terry with margin and the ChatGLM-RLHF squared-score penalty
- * (seed-spec 1.1, 2.2), binary correctness cross-entropy for multi-task RMs and per-step
- * cross-entropy for process reward models ("Does RLHF Scale?", spec §4).
+ * (docs/algorithms.md §1.1, 2.2), binary correctness cross-entropy for multi-task RMs and per-step
+ * cross-entropy for process reward models ("Does RLHF Scale?", docs/algorithms.md §4).
  *
  * All losses are means over the examples; the returned gradients are those of the returned loss.
  */
@@ -21,15 +21,15 @@ export interface BradleyTerryResult {
 }
 
 /**
- * Bradley-Terry pairwise loss (spec 1.1) with an optional per-pair margin (Llama-2 style) and the
- * squared-score regulariser of ChatGLM-RLHF (spec 2.2, a zero-mean Gaussian prior on RM scores):
+ * Bradley-Terry pairwise loss (docs/algorithms.md §1.1) with an optional per-pair margin (Llama-2 style) and the
+ * squared-score regulariser of ChatGLM-RLHF (docs/algorithms.md §2.2, a zero-mean Gaussian prior on RM scores):
  *
  *   L = mean_i −log σ(r_w,i − r_l,i − m_i) + λ_reg · mean_i (r_w,i² + r_l,i²)
  *
  *   ∂L/∂r_w,i = (−σ(−(r_w,i − r_l,i − m_i)) + 2λ_reg r_w,i) / N,
  *   ∂L/∂r_l,i = ( σ(−(r_w,i − r_l,i − m_i)) + 2λ_reg r_l,i) / N.
  *
- * Without the regulariser the loss is invariant to adding a constant to every score (claim 17).
+ * Without the regulariser the loss is invariant to adding a constant to every score (property 17).
  * @param chosen RM scores of the preferred responses
  * @param rejected RM scores of the other responses (same length)
  * @param margin optional per-pair margins m_i (same length; default 0)
@@ -84,7 +84,7 @@ function bce(scores: NumArray, labels: NumArray, mask: NumArray | undefined) {
 }
 
 /**
- * Binary correctness loss of the multi-task reward model ("Does RLHF Scale?", spec §4):
+ * Binary correctness loss of the multi-task reward model ("Does RLHF Scale?", docs/algorithms.md §4):
  *
  *   L = mean_i −[c_i log σ(s_i) + (1 − c_i) log(1 − σ(s_i))],   ∂L/∂s_i = (σ(s_i) − c_i) / N.
  *
@@ -101,7 +101,7 @@ export function correctnessLoss(input: { scores: NumArray; labels: NumArray }): 
 }
 
 /**
- * Process-reward-model loss (spec §4 PRM): one score per reasoning step (read at the step
+ * Process-reward-model loss (docs/algorithms.md §4 PRM): one score per reasoning step (read at the step
  * separator token), binary cross-entropy against step labels in [0, 1] (e.g. from Monte-Carlo
  * rollouts), averaged over the steps with `mask = 1` (default: all). Same formula and gradient as
  * {@link correctnessLoss}, with N = number of counted steps; loss 0 if none.
@@ -123,7 +123,7 @@ export function processRewardLoss(input: { stepScores: NumArray; stepLabels: Num
   return { loss: r.loss, dStepScores: r.d, accuracy: r.accuracy, steps: r.count };
 }
 
-/** How per-step scores become one sequence reward (spec §4: min over steps or last step). */
+/** How per-step scores become one sequence reward (docs/algorithms.md §4: min over steps or last step). */
 export type ProcessAggregation = 'min' | 'last' | 'mean';
 
 /**

@@ -1,10 +1,10 @@
 /**
- * Connecting sequence-level losses to the model's per-token heads (seed-spec §1 notation, 1.4).
+ * Connecting sequence-level losses to the model's per-token heads (docs/algorithms.md §1 notation, 1.4).
  *
  * The model returns per-token log-probs `tokenLogp[b·seqLen + t] = log π(y_t | x, y_<t)` for a
  * `batch × seqLen` row-major block. Sequence log-probs sum them over the response tokens only
  * (`mask = 1`; prompt and padding are 0), so the per-token gradient of a sequence loss is
- * `dSeq[b]` on every response token of row b and 0 elsewhere (claim 10: prompt tokens never
+ * `dSeq[b]` on every response token of row b and 0 elsewhere (property 10: prompt tokens never
  * contribute). The `average` option divides by the number of response tokens (TRL's IPO and
  * SimPO-style length normalisation).
  */
@@ -34,7 +34,7 @@ function readAverage(fn: string, opts: SequenceOptions | undefined): boolean {
 
 /**
  * `seq[b] = Σ_t mask[b,t] · tokenLogp[b,t]` (or that divided by Σ_t mask[b,t] with `average`):
- * `log π(y|x)` over response tokens only (seed-spec §1, [CODE S1 loss.py, S13]).
+ * `log π(y|x)` over response tokens only (docs/algorithms.md §1,).
  * @param tokenLogp per-token log-probs, `batch · seqLen`, row-major
  * @param mask 1 on response tokens, 0 on prompt and padding, same layout
  * @returns Float64Array(batch)
@@ -84,9 +84,9 @@ export function spreadSequenceGrad(dSeq: NumArray, mask: NumArray, batch: number
 }
 
 /**
- * Next-token-prediction (PTX-style) regulariser, seed-spec 1.4:
+ * Next-token-prediction (PTX-style) regulariser, docs/algorithms.md §1.4:
  * `L_NTP = −mean over valid tokens of log π(y*_t | x*, y*_<t)`, so `dLogp_t = −mask_t / Σ mask`.
- * The actor objective is `L_clip + λ_NTP · L_NTP` (ChatGLM-RLHF, spec 2.5): scale `dLogp` by λ.
+ * The actor objective is `L_clip + λ_NTP · L_NTP` (ChatGLM-RLHF, docs/algorithms.md §2.5): scale `dLogp` by λ.
  * With no valid token the loss and gradient are 0.
  */
 export function ntpLoss(input: { logp: NumArray; mask: NumArray }): { loss: number; dLogp: Float64Array; tokens: number } {

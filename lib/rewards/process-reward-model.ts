@@ -1,5 +1,5 @@
 /**
- * A trained process reward model as a reward source (seed-spec §4 PRM): the response is split into
+ * A trained process reward model as a reward source (docs/algorithms.md §4 PRM): the response is split into
  * steps at `separator`, encoded step by step as in training (lib/data/steps.ts), each step's
  * probability of being good is σ(score at its separator), and the sequence reward aggregates them:
  * `min` (the weakest step, default), `last` or `mean`. A response with no step inside the model's

@@ -1,5 +1,5 @@
 /**
- * Monte-Carlo step labels for process reward models (seed-spec §4: "a step is positive if
+ * Monte-Carlo step labels for process reward models (docs/algorithms.md §4: "a step is positive if
  * continuations from it reach the correct answer", Math-Shepherd's construction): for every step i
  * of a response, `rollouts` completions are sampled from the policy after prompt ++ steps 0..i
  * (each followed by the separator, encoded as lib/data/steps.ts does), the full response

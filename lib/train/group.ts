@@ -1,6 +1,6 @@
 /**
  * Group methods: n samples per prompt, no critic; one advantage per response from its group's
- * scores (spec §4, "Does RLHF Scale?"):
+ * scores (docs/algorithms.md §4, "Does RLHF Scale?"):
  *   grpo         (R − mean_group) / (std_group + 1e-6)        (Shao et al. 2024)
  *   dr-grpo      R − mean_group, no std division, and the loss summed over tokens ÷ a constant
  *                (responses × maxNewTokens, aggregation 'seq-mean-token-sum-norm') instead of each

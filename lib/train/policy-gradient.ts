@@ -4,9 +4,9 @@
  *   prompts   the next promptsPerIteration prompts (seeded order, epochs wrap around)
  *   generate  samplesPerPrompt responses each, with log π_old of every token (lib/rollout)
  *   score     the reward source; PPO's baseline: R = r(x,y) − r(x,y_ref) with y_ref sampled once
- *             per prompt from the reference policy and cached (ChatGLM-RLHF, spec 2.4), or
+ *             per prompt from the reference policy and cached (ChatGLM-RLHF, docs/algorithms.md §2.4), or
  *             running normalisation, or none
- *   advantage 'gae': token rewards r_t = −β·kl_t + 1[t = last]·R, GAE over critic values (spec 1.3)
+ *   advantage 'gae': token rewards r_t = −β·kl_t + 1[t = last]·R, GAE over critic values (docs/algorithms.md §1.3)
  *             'grpo' | 'rloo' | 'reinforce++': one advantage per response from the group's scores
  *   update    epochs × minibatches: clipped surrogate (+ entropy bonus, + KL in the loss, + λ·NTP on
  *             SFT data), one AdamW step per minibatch; the critic's clipped value loss likewise
@@ -609,7 +609,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     });
   }
 
-  /** ChatGLM-RLHF prompt selection (spec 2.3, claim 19): drop prompts whose sampled scores barely vary. */
+  /** ChatGLM-RLHF prompt selection (docs/algorithms.md §2.3, property 19): drop prompts whose sampled scores barely vary. */
   async #filterPrompts(prompts: PromptRecord[], f: { samples: number; quantile: number }, run: TrainingRun): Promise<number[]> {
     const r = await generateRollout({ policy: this.c.policy, tokenizer: this.c.tokenizer, prompts, samplesPerPrompt: f.samples, sampling: this.c.sampling, seed: this.c.seed, streamBase: 2 * STREAM_REFERENCE });
     const scores = await this.#score(r);

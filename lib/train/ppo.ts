@@ -1,5 +1,5 @@
 /**
- * PPO for language models with ChatGLM-RLHF's stabilisers (spec 1.3, 2.3–2.5):
+ * PPO for language models with ChatGLM-RLHF's stabilisers (docs/algorithms.md §1.3, 2.3–2.5):
  *   - a critic (initialised from the reward model or the policy) and GAE,
  *   - reference-baseline rewards R = r(x,y) − r(x,y_ref), y_ref sampled once per prompt from the
  *     frozen reference (SFT) policy and cached — rewards start near 0 for every prompt,

@@ -155,7 +155,7 @@ export function readLoopOptions(fn: string, o: ReturnType<typeof options>, defau
 export interface RowBatch {
   sb: SequenceBatch;
   mask: Uint8Array;
-  /** Σ over response tokens of log π(y_t | ·) per row (claim 10: prompt and padding excluded) */
+  /** Σ over response tokens of log π(y_t | ·) per row (property 10: prompt and padding excluded) */
   seq: Float64Array;
   /** the model's per-token log-probs at the targets (batch·seqLen) */
   logprobs: Float32Array;

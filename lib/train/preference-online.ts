@@ -5,7 +5,7 @@
  *   sampleAndScore   n samples per prompt (generateRollout: group-contiguous, row r on Philox stream
  *                    r of `seed`, so the result is a function of (weights, prompts, seed)), each
  *                    scored by the reward source with its prompt record
- *   pairsFromGroups  best vs worst per prompt (ChatGLM-RLHF DPO data, spec 2.6; LongReward 5.6),
+ *   pairsFromGroups  best vs worst per prompt (ChatGLM-RLHF DPO data, docs/algorithms.md §2.6; LongReward 5.6),
  *                    prompts whose best and worst scores are equal dropped
  */
 import type { Model } from '../engine/model.js';

@@ -1,5 +1,5 @@
 /**
- * Process reward model training (seed-spec §4 PRM): a backbone with a scalar head learns one score
+ * Process reward model training (docs/algorithms.md §4 PRM): a backbone with a scalar head learns one score
  * per reasoning step, read at the step's separator token, against step labels in [0, 1].
  *
  *   data     {prompt, steps, labels} (JSONL or records, lib/data/steps.ts); each response encoded

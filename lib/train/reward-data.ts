@@ -1,5 +1,5 @@
 /**
- * Correctness-labelled records for the multi-task reward model of "Does RLHF Scale?" (seed-spec §4):
+ * Correctness-labelled records for the multi-task reward model of "Does RLHF Scale?" (docs/algorithms.md §4):
  * `{prompt, response, label}` with `label` 0 (wrong) or 1 (correct), or a soft label in [0, 1]
  * (booleans are accepted as 0/1). Extra keys are allowed. Errors are RlhfError FORMAT naming the
  * place (`file:line` or `options.correctness[i]`), as in lib/data/formats.ts.

@@ -1,4 +1,4 @@
-// Collectives between the ranks of a tensor-parallel group (DESIGN.md, Decision 3). Model code
+// Collectives between the ranks of a tensor-parallel group (docs/architecture.md). Model code
 // talks to other ranks only through this interface.
 //
 // Contracts (every rank calls every collective, in the same order, with the same n):

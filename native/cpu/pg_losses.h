@@ -1,6 +1,6 @@
 // Policy-gradient kernels: per-token KL estimators, token rewards, GAE, the PPO clipped policy and
 // value losses, and the sequence-level preference losses DPO / cDPO / IPO, EXO-pref and EXO-rw,
-// each with its gradient. The CPU twins of the future CUDA kernels (seed-spec 1.2–1.3, 3.1–3.4).
+// each with its gradient. The CPU twins of the future CUDA kernels (docs/algorithms.md §1.2–1.3, 3.1–3.4).
 //
 // The references are the float64 TypeScript functions in lib/losses (kl.ts, gae.ts, ppo.ts,
 // preference.ts, exo.ts); test/ops/pg.test.ts compares every kernel with them. The kernels are

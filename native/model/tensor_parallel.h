@@ -1,4 +1,4 @@
-// Megatron-style tensor parallelism over P ranks (DESIGN.md, Decision 3). Each rank is a
+// Megatron-style tensor parallelism over P ranks (docs/architecture.md). Each rank is a
 // Transformer holding its shard (transformer.h, ShardInfo) and running on its own thread with its
 // own thread pool; ranks meet only in the Communicator's collectives.
 //

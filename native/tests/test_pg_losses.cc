@@ -1,4 +1,4 @@
-// Policy-gradient kernels: the closed forms of seed-spec section 7 (claims 11–14 for PPO / token
+// Policy-gradient kernels: the closed forms of docs/algorithms.md section 7 (properties 11–14 for PPO / token
 // rewards / GAE, and 1–8 for DPO / EXO) in native form, finite differences for every gradient,
 // the overwrite contract, thread-count invariance and the errors. The elementwise comparison with
 // the float64 TS references is test/ops/pg.test.ts.
@@ -59,7 +59,7 @@ TEST(kl_estimators_closed_forms_and_fd) {
     std::vector<float> g(n);  // ∂(Σ w kl)/∂logp = w · dlogp
     for (int64_t i = 0; i < n; ++i) g[i] = w[i] * d[i];
     CHECK(fd_check(loss, lp, g, 60, 1.0 / 256, 5e-5, 2e-3, "kl dlogp"));
-    // claim 13 (second half): π_old = π_ref gives every KL term exactly 0
+    // property 13 (second half): π_old = π_ref gives every KL term exactly 0
     cpu::kl_per_token(kl.data(), d.data(), lp.data(), lp.data(), nullptr, n, est);
     for (int64_t i = 0; i < n; ++i) CHECK(kl[i] == 0.f);
   }
@@ -186,7 +186,7 @@ TEST(ppo_policy_claim11_single_tokens) {
 TEST(ppo_policy_claim12_and_fd) {
   const int64_t n = 400;
   auto old = random_vec(n, 14, -4, -0.1), a = random_vec(n, 15, -2, 2), m = random_mask(n, 16);
-  // claim 12: π_θ = π_old gives ρ = 1, so loss = −mean(A), no clipping, approx_kl = 0
+  // property 12: π_θ = π_old gives ρ = 1, so loss = −mean(A), no clipping, approx_kl = 0
   auto r = policy(old, old, a, m, 0.2, 0.2, 3.0);
   double mean = 0, count = 0;
   for (int64_t i = 0; i < n; ++i) mean += m[i] * a[i], count += m[i];
@@ -267,7 +267,7 @@ TEST(dpo_claims_1_to_3_and_fd) {
   for (int64_t i = 0; i < N; ++i) CHECK_NEAR(same.dc[i], -beta / 2 / N, 1e-12, 1e-6);
   for (int64_t i = 0; i < N; ++i) CHECK(same.dr[i] == -same.dc[i]);
   auto base = run_pair(false, pc, pr, rc, rr, beta, 0.0, 0);
-  auto pc2 = pc, pr2 = pr;  // claim 3: adding one constant to both policy log-probs of a pair
+  auto pc2 = pc, pr2 = pr;  // property 3: adding one constant to both policy log-probs of a pair
   for (int64_t i = 0; i < N; ++i) pc2[i] += 0.5f, pr2[i] += 0.5f;  // exact: |x| < 64, ulp <= 2^-18
   auto shifted = run_pair(false, pc2, pr2, rc, rr, beta, 0.0, 0);
   CHECK_NEAR(shifted.loss, base.loss, 1e-12, 1e-9);
@@ -301,17 +301,17 @@ TEST(exo_pref_claims_4_to_6_and_fd) {
   const double beta = 2.0, eps = 1e-3, target = std::log((1 - eps) / eps);
   auto r = run_pair(true, pc, pr, rc, rr, beta, eps, 0);
   CHECK(r.loss >= 0);
-  for (int64_t i = 0; i < N; ++i) {  // claim 6: the gradient pushes βz towards the target from both sides
+  for (int64_t i = 0; i < N; ++i) {  // property 6: the gradient pushes βz towards the target from both sides
     const double u = beta * ((double(pc[i]) - rc[i]) - (double(pr[i]) - rr[i]));
     CHECK((u < target) == (r.dc[i] < 0));
     CHECK(r.dr[i] == -r.dc[i]);
   }
-  // claim 4: ℓ = 0 and ∂ℓ/∂z = 0 at βz = log((1 − ε)/ε)
+  // property 4: ℓ = 0 and ∂ℓ/∂z = 0 at βz = log((1 − ε)/ε)
   std::vector<float> z1{float(target / beta)}, z0{0.f};
   auto at = run_pair(true, z1, z0, z0, z0, beta, eps, 0);
   CHECK_NEAR(at.loss, 0, 1e-12, 0);
   CHECK_NEAR(at.dc[0], 0, 1e-6, 0);
-  // claim 5: the official form = TRL form + log(1 − ε) for ε = 1/(1 + e^10), same gradients
+  // property 5: the official form = TRL form + log(1 − ε) for ε = 1/(1 + e^10), same gradients
   const double eo = 1 / (1 + std::exp(10.0));
   auto trl = run_pair(true, pc, pr, rc, rr, beta, eo, 0), off = run_pair(true, pc, pr, rc, rr, beta, eo, 1);
   CHECK_NEAR(off.loss - trl.loss, std::log1p(-eo), 1e-12, 0);
@@ -333,7 +333,7 @@ TEST(exo_rw_claims_7_8_and_fd) {
   for (int64_t g = 0; g < G; ++g) {
     double s = 0, ps = 0, qs = 0;
     for (int64_t i = 0; i < K; ++i) s += d[g * K + i], ps += p[g * K + i], qs += q[g * K + i];
-    CHECK_NEAR(s, 0, 1e-7, 0);  // claim 8: gradients sum to 0 over a group
+    CHECK_NEAR(s, 0, 1e-7, 0);  // property 8: gradients sum to 0 over a group
     CHECK_NEAR(ps, 1, 1e-6, 0);
     CHECK_NEAR(qs, 1, 1e-6, 0);
     CHECK(gkl[g] >= 0);
@@ -347,7 +347,7 @@ TEST(exo_rw_claims_7_8_and_fd) {
     return l;
   };
   CHECK(fd_check(lf, pol, d, 24, kFdEps, 1e-7, 2e-3, "exo-rw d_policy"));
-  // claim 7: L = 0 when h_i − h_j = (r_i − r_j)/(β_π β_r); a constant added to a group changes nothing
+  // property 7: L = 0 when h_i − h_j = (r_i − r_j)/(β_π β_r); a constant added to a group changes nothing
   std::vector<float> zero(N, 0.f), pol2(N);
   for (int64_t i = 0; i < N; ++i) pol2[i] = float(rw[i] / (bp * br) + (i / K) * 0.25);
   cpu::exo_rw_loss(d.data(), nullptr, nullptr, nullptr, pol2.data(), zero.data(), rw.data(), N, K, bp, br, &loss);

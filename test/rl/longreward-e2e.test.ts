@@ -1,6 +1,6 @@
-// LongReward end to end (seed-spec §5): LongReward.score with a stub judge whose replies are keyed by
+// LongReward end to end (docs/algorithms.md §5): LongReward.score with a stub judge whose replies are keyed by
 // the prompt it receives, a bag-of-words stub embedder and the built-in ByteTokenizer. Checks the
-// total, the retry temperatures, the top-5 passages in document order (claim 23), the 4096-token
+// total, the retry temperatures, the top-5 passages in document order (property 23), the 4096-token
 // information blocks and their labels, caching per prompt, Chinese prompts, the no-statement
 // convention, scoreMany, the judge-concurrency cap, and argument errors.
 import t from 'tap';
@@ -100,7 +100,7 @@ t.test('LongReward.score end to end: four scores, total = sum, retries at 0.01 t
   const { judge, calls } = stubJudge(englishReplies);
   const { embedder, calls: embedCalls } = stubEmbedder();
   const lr = new LongReward({ judge, embedder, tokenizer });
-  t.same([lr.retrievalChunkTokens, lr.infoChunkTokens, lr.topK, lr.maxAttempts], [128, 4096, 5, 5], 'defaults (claim 23)');
+  t.same([lr.retrievalChunkTokens, lr.infoChunkTokens, lr.topK, lr.maxAttempts], [128, 4096, 5, 5], 'defaults (property 23)');
 
   const { scores, details } = await lr.explain(input);
   t.same(scores, { helpfulness: 8, logicality: 7.5, faithfulness: 5, completeness: 6, total: 26.5, average: 6.625 });
@@ -122,7 +122,7 @@ t.test('LongReward.score end to end: four scores, total = sum, retries at 0.01 t
   t.ok(embedCalls[0].every((text, i) => text.startsWith(`Chunk ${i}:`) && text.length === 128), 'chunks are the 128-byte lines');
 });
 
-t.test('claim 23: each statement is judged against its top-5 128-token chunks, in document order', async (t) => {
+t.test('property 23: each statement is judged against its top-5 128-token chunks, in document order', async (t) => {
   const { judge, calls } = stubJudge(englishReplies);
   const lr = new LongReward({ judge, embedder: stubEmbedder().embedder, tokenizer });
   const { details } = await lr.explain(input);
@@ -143,7 +143,7 @@ t.test('claim 23: each statement is judged against its top-5 128-token chunks, i
   t.same((await lr3.explain(input)).details.faithfulness.statements[0].passages, [3, 41, 60], 'topK: 3');
 });
 
-t.test('claim 23: completeness extracts facts from each 4096-token chunk and labels them by position', async (t) => {
+t.test('property 23: completeness extracts facts from each 4096-token chunk and labels them by position', async (t) => {
   const { judge, calls } = stubJudge(englishReplies);
   const lr = new LongReward({ judge, embedder: stubEmbedder().embedder, tokenizer });
   const { details } = await lr.explain(input);

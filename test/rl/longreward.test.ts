@@ -1,4 +1,4 @@
-// LongReward pure pieces (seed-spec §5, claims 20–23): rating and verdict parsing, the retry
+// LongReward pure pieces (docs/algorithms.md §5, properties 20–23): rating and verdict parsing, the retry
 // schedule, the faithfulness mean, token chunking and top-k retrieval in document order, best-vs-worst
 // pairs, the language heuristic, position labels, and the prompt templates.
 import t from 'tap';
@@ -43,7 +43,7 @@ function scriptedJudge(replies: unknown[]) {
   return { judge, calls };
 }
 
-t.test('claim 21: parseScore takes the LAST [[number]]; none gives undefined', async (t) => {
+t.test('property 21: parseScore takes the LAST [[number]]; none gives undefined', async (t) => {
   t.equal(parseScore('[[8]]'), 8);
   t.equal(parseScore('The answer quotes [[3]] and [[4.5]]; overall: [[7.5]]'), 7.5, 'last of several');
   t.equal(parseScore('Rating: [[10]] (the note [[x]] is not a number)'), 10, 'non-numeric brackets ignored');
@@ -61,7 +61,7 @@ t.test('claim 21: parseScore takes the LAST [[number]]; none gives undefined', a
   t.throws(() => parseScore(7 as unknown as string), { name: 'TypeError', message: 'parseScore: expected text to be a string, received 7' });
 });
 
-t.test('claim 21: judgeWithRetry asks at temperature 0.01, then 0.95, until the reply parses', async (t) => {
+t.test('property 21: judgeWithRetry asks at temperature 0.01, then 0.95, until the reply parses', async (t) => {
   const { judge, calls } = scriptedJudge(['Good answer, no rating.', '', 'Analysis... [[2]] ... final: [[6]]', '[[9]]']);
   const v = await judgeWithRetry(judge, 'PROMPT', parseScore, 5, { maxTokens: 512 });
   t.equal(v, 6, 'the first parseable reply, its last rating');
@@ -76,7 +76,7 @@ t.test('claim 21: judgeWithRetry asks at temperature 0.01, then 0.95, until the 
   t.equal(await judgeWithRetry(nulls.judge, 'p', parseScore), 3, 'a client returning null/undefined is retried');
 });
 
-t.test('claim 21: after maxAttempts unparseable replies judgeWithRetry throws a FORMAT RlhfError naming the attempts', async (t) => {
+t.test('property 21: after maxAttempts unparseable replies judgeWithRetry throws a FORMAT RlhfError naming the attempts', async (t) => {
   const { judge, calls } = scriptedJudge(['no rating here']);
   const err = await judgeWithRetry(judge, 'p', parseScore, 5, { what: 'helpfulness rating' }).then(
     () => undefined,
@@ -100,7 +100,7 @@ t.test('claim 21: after maxAttempts unparseable replies judgeWithRetry throws a 
   await t.rejects(judgeWithRetry({} as JudgeModel, 'p', parseScore), { name: 'TypeError', message: /expected judge to be a JudgeModel/ });
 });
 
-t.test('claim 20: support verdicts: case-insensitive "fully" 1, "partially" 0.5, anything else 0, from the last [[...]]', async (t) => {
+t.test('property 20: support verdicts: case-insensitive "fully" 1, "partially" 0.5, anything else 0, from the last [[...]]', async (t) => {
   t.equal(parseSupportVerdict('The passages state it. [[Fully supported]]'), 1);
   t.equal(parseSupportVerdict('[[FULLY SUPPORTED]]'), 1);
   t.equal(parseSupportVerdict('[[Partially supported]]'), 0.5);
@@ -113,7 +113,7 @@ t.test('claim 20: support verdicts: case-insensitive "fully" 1, "partially" 0.5,
   t.equal(parseSupportVerdict('[[Not fully supported]]'), 1, 'official quirk kept: "fully" is tested first');
 });
 
-t.test('claim 20: faithfulness = 10·mean verdict ∈ {10·m/(2n)}; all Fully → 10, all No support → 0', async (t) => {
+t.test('property 20: faithfulness = 10·mean verdict ∈ {10·m/(2n)}; all Fully → 10, all No support → 0', async (t) => {
   for (let n = 1; n <= 7; n++) {
     for (let m = 0; m <= 2 * n; m++) {
       // m halves: floor(m/2) "Fully", (m mod 2) "Partially", the rest "No support", shuffled by rotation
@@ -136,13 +136,13 @@ t.test('claim 20: faithfulness = 10·mean verdict ∈ {10·m/(2n)}; all Fully �
   t.throws(() => faithfulnessScore([], 11), { name: 'RangeError' });
 });
 
-t.test('claim 20: statements are the trimmed, non-empty <statement> contents, across lines', async (t) => {
+t.test('property 20: statements are the trimmed, non-empty <statement> contents, across lines', async (t) => {
   const reply = 'Here are the facts:\n<statement> The report covers 2019. </statement>\n<statement>The study\nfound X.</statement><statement>  </statement>\n<statement>Third.</statement> trailing <statement>unclosed';
   t.same(parseStatements(reply), ['The report covers 2019.', 'The study\nfound X.', 'Third.']);
   t.same(parseStatements('The answer makes no factual claim.'), []);
 });
 
-t.test('claim 23: chunkByTokens cuts consecutive, non-overlapping 128- and 4096-token chunks with token offsets', async (t) => {
+t.test('property 23: chunkByTokens cuts consecutive, non-overlapping 128- and 4096-token chunks with token offsets', async (t) => {
   const tok = new ByteTokenizer();
   const text = Array.from({ length: 300 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
   const chunks = chunkByTokens(text, tok, 128);
@@ -161,7 +161,7 @@ t.test('claim 23: chunkByTokens cuts consecutive, non-overlapping 128- and 4096-
   t.throws(() => chunkByTokens('a', {} as ByteTokenizer, 4), { name: 'TypeError' });
 });
 
-t.test('claim 23: retrieveTopK returns the k = 5 most similar chunks in DOCUMENT order', async (t) => {
+t.test('property 23: retrieveTopK returns the k = 5 most similar chunks in DOCUMENT order', async (t) => {
   const q = [1, 0];
   // angle i*θ from q: similarity cos(angle); chosen so that the similarity order is 6, 1, 4, 7, 2, 0, 3, 5
   const angles = [1.0, 0.2, 0.8, 1.2, 0.4, 1.4, 0.1, 0.6];
@@ -184,7 +184,7 @@ function scores(total: number): LongRewardScores {
   return { helpfulness: total / 4, logicality: total / 4, faithfulness: total / 4, completeness: total / 4, total, average: total / 4 };
 }
 
-t.test('claim 22: best vs worst by total per prompt; prompts with < 5 scored responses give no pair', async (t) => {
+t.test('property 22: best vs worst by total per prompt; prompts with < 5 scored responses give no pair', async (t) => {
   const scored = [
     ...[20, 35, 12, 35, 12].map((s, i) => ({ promptId: 'a', response: `a${i}`, scores: scores(s), prompt: 'question A' })),
     ...[30, 10, 25, 5].map((s, i) => ({ promptId: 'b', response: `b${i}`, scores: scores(s) })),
@@ -201,7 +201,7 @@ t.test('claim 22: best vs worst by total per prompt; prompts with < 5 scored res
   t.equal(record.chosen, 'a1');
 });
 
-t.test('claim 22: win has the max total, lose the min; ranking by sum == ranking by average', async (t) => {
+t.test('property 22: win has the max total, lose the min; ranking by sum == ranking by average', async (t) => {
   let s = 12345;
   const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
   const dims = () => Math.round(rand() * 20) / 2; // 0..10 in halves, with frequent ties
@@ -227,7 +227,7 @@ t.test('claim 22: win has the max total, lose the min; ranking by sum == ranking
   }
 });
 
-t.test('claim 22: all-equal totals still pair two different responses unless dropTies', async (t) => {
+t.test('property 22: all-equal totals still pair two different responses unless dropTies', async (t) => {
   const tied = [0, 1, 2, 3, 4].map((i) => ({ promptId: 'x', response: `r${i}`, scores: scores(20) }));
   t.same(buildPairs(tied), [{ promptId: 'x', chosen: 'r0', rejected: 'r4', margin: 0 }]);
   t.same(buildPairs(tied, { dropTies: true }), []);

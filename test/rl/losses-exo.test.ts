@@ -1,4 +1,4 @@
-// EXO (seed-spec 3.2–3.3): claims 4–8 with the spec's closed-form numbers, gradients against finite
+// EXO (docs/algorithms.md §3.2–3.3): properties 4–8 with the spec's closed-form numbers, gradients against finite
 // differences, the official repo's form computed independently, argument errors.
 import t from 'tap';
 import { dpoLoss, EXO_OFFICIAL_EPSILON, exoPrefLoss, exoRwLoss } from '../../lib/losses/index.js';
@@ -19,7 +19,7 @@ function officialExoPref(beta: number, hW: number, hL: number): number {
   return Math.exp(lw) * (lw - 0) + Math.exp(ll) * (ll - -10);
 }
 
-t.test('claim 4: EXO-pref equals KL(Bern(σ(βz))‖Bern(1−ε)), is ≥ 0 and is 0 at βz = log((1−ε)/ε) = 6.9068', async (t) => {
+t.test('property 4: EXO-pref equals KL(Bern(σ(βz))‖Bern(1−ε)), is ≥ 0 and is 0 at βz = log((1−ε)/ε) = 6.9068', async (t) => {
   const rng = new Rng(4);
   for (const [beta, eps] of [[0.1, 1e-3], [0.5, 1e-3], [1, 0.05], [2, 0.3]]) {
     for (let trial = 0; trial < 25; trial++) {
@@ -44,7 +44,7 @@ t.test('claim 4: EXO-pref equals KL(Bern(σ(βz))‖Bern(1−ε)), is ≥ 0 and 
   near(t, zero.loss, bernKl(0.5, 1 - 1e-3), 1e-15, 'default ε is 1e-3 (TRL forces label_smoothing 0 to 1e-3)');
 });
 
-t.test('claim 5: the official-repo EXO-pref (log-targets [0, −10]) differs from the TRL form with ε = 1/(1+e^10) by −log(1+e^{−10}) ≈ −4.54e-5; gradients identical', async (t) => {
+t.test('property 5: the official-repo EXO-pref (log-targets [0, −10]) differs from the TRL form with ε = 1/(1+e^10) by −log(1+e^{−10}) ≈ −4.54e-5; gradients identical', async (t) => {
   const shift = -Math.log1p(Math.exp(-10));
   near(t, shift, -4.54e-5, 5e-8, 'the constant');
   near(t, EXO_OFFICIAL_EPSILON, 4.54e-5, 5e-8, 'EXO_OFFICIAL_EPSILON = 1/(1+e^10) ≈ 4.54e-5');
@@ -66,7 +66,7 @@ t.test('claim 5: the official-repo EXO-pref (log-targets [0, −10]) differs fro
   t.pass('40 random pairs: constant offset −log(1+e^{−10}), identical gradients, form "official" = the repo formula');
 });
 
-t.test('claim 6: EXO-pref ∂L/∂z = β σ(βz) σ(−βz) (βz − log((1−ε)/ε)): negative below the target, positive above; DPO never changes sign', async (t) => {
+t.test('property 6: EXO-pref ∂L/∂z = β σ(βz) σ(−βz) (βz − log((1−ε)/ε)): negative below the target, positive above; DPO never changes sign', async (t) => {
   const eps = 1e-3, beta = 0.5, target = Math.log((1 - eps) / eps);
   let below = 0, above = 0;
   for (let u = -12; u <= 20; u += 0.25) {
@@ -101,7 +101,7 @@ function exoGroups(seed: number, k: number, groups: number) {
   return { policy: normal(rng, n, 3), ref: normal(rng, n, 3), rewards: normal(rng, n), groupSize: k };
 }
 
-t.test('claim 7: EXO-rw L = KL(p‖q) ≥ 0, 0 iff f_i − f_j = (r_i − r_j)/β_r, unchanged by a constant added to all f_i or all r_i', async (t) => {
+t.test('property 7: EXO-rw L = KL(p‖q) ≥ 0, 0 iff f_i − f_j = (r_i − r_j)/β_r, unchanged by a constant added to all f_i or all r_i', async (t) => {
   const betaPi = 0.5, betaR = 0.25;
   for (const k of [2, 3, 8]) {
     const g = exoGroups(k, k, 5);
@@ -131,7 +131,7 @@ t.test('claim 7: EXO-rw L = KL(p‖q) ≥ 0, 0 iff f_i − f_j = (r_i − r_j)/�
   }
 });
 
-t.test('claim 8: EXO-rw ∂L/∂f_i = p_i[(log p_i − log q_i) − KL(p‖q)]; the gradients of a group sum to 0', async (t) => {
+t.test('property 8: EXO-rw ∂L/∂f_i = p_i[(log p_i − log q_i) − KL(p‖q)]; the gradients of a group sum to 0', async (t) => {
   const betaPi = 0.4, betaR = 0.6, k = 4, groups = 3;
   const g = exoGroups(8, k, groups);
   const r = exoRwLoss({ ...g, betaPi, betaR });

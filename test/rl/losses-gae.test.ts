@@ -1,10 +1,10 @@
-// Token rewards, GAE, whitening and the reference baseline (seed-spec 1.3, 2.4): claims 13, 14 and
+// Token rewards, GAE, whitening and the reference baseline (docs/algorithms.md §1.3, 2.4): properties 13, 14 and
 // the pure part of 15; GAE against the direct sum Σ (γλ)^l δ_{t+l}; masked holes; argument errors.
 import t from 'tap';
 import { gae, klPerToken, referenceBaselineScores, tokenRewards, whiten } from '../../lib/losses/index.js';
 import { mean, near, normal, Rng } from './fixtures/loss-helpers.js';
 
-t.test('claim 13: the score appears only at the last unmasked token; Σ_t r_t = R − β_KL Σ_t k_t; with π_old = π_ref every KL term is 0', async (t) => {
+t.test('property 13: the score appears only at the last unmasked token; Σ_t r_t = R − β_KL Σ_t k_t; with π_old = π_ref every KL term is 0', async (t) => {
   const rng = new Rng(13);
   const n = 12;
   const logp = normal(rng, n), ref = normal(rng, n);
@@ -36,7 +36,7 @@ function gaeDirect(r: number[], v: number[], gamma: number, lambda: number): num
   });
 }
 
-t.test('claim 14: GAE with γ = λ = 1 gives A_t = Σ_{t′≥t} r_t′ − V(s_t); with λ = 0, A_t = δ_t', async (t) => {
+t.test('property 14: GAE with γ = λ = 1 gives A_t = Σ_{t′≥t} r_t′ − V(s_t); with λ = 0, A_t = δ_t', async (t) => {
   const rng = new Rng(14);
   const n = 10;
   const r = normal(rng, n), v = normal(rng, n), mask = new Float64Array(n).fill(1);
@@ -97,7 +97,7 @@ t.test('whiten: finite inputs whose variance overflows float64 give the scaled r
   t.ok(keep.every(Number.isFinite), 'shiftMean false: finite');
 });
 
-t.test('claim 15 (pure part): R = r(y) − r(y_ref) is 0 for the cached response and centred at initialisation', async (t) => {
+t.test('property 15 (pure part): R = r(y) − r(y_ref) is 0 for the cached response and centred at initialisation', async (t) => {
   const rng = new Rng(17);
   t.same(Array.from(referenceBaselineScores([1.5, -2, 7], [1.5, -2, 7])), [0, 0, 0], 'response = cached y_ref gives R = 0');
   // π_θ = π_ref: the sampled and the cached response are i.i.d. given the prompt; tasks have very different offsets

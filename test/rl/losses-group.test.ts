@@ -1,5 +1,5 @@
-// Critic-free advantages (seed-spec §4): GRPO (sample-std convention), RLOO, REINFORCE++(-baseline);
-// the prompt filter of claim 19; argument errors.
+// Critic-free advantages (docs/algorithms.md §4): GRPO (sample-std convention), RLOO, REINFORCE++(-baseline);
+// the prompt filter of property 19; argument errors.
 import t from 'tap';
 import { filterPromptsByVariance, grpoAdvantages, reinforcePlusPlusAdvantages, rlooAdvantages, varianceQuantile } from '../../lib/losses/index.js';
 import { mean, near, normal, Rng } from './fixtures/loss-helpers.js';
@@ -55,7 +55,7 @@ t.test('REINFORCE++: batch normalisation (population std); the -baseline variant
   t.same(Array.from(reinforcePlusPlusAdvantages([4, 4, 4])), [0, 0, 0], 'identical rewards: 0');
 });
 
-t.test('claim 19: prompt filter — every kept prompt has RM-score variance ≥ τ across its k samples, every dropped one < τ', async (t) => {
+t.test('property 19: prompt filter — every kept prompt has RM-score variance ≥ τ across its k samples, every dropped one < τ', async (t) => {
   const rng = new Rng(19);
   const prompts = 200, k = 4;
   const scores = new Float64Array(prompts * k);

@@ -1,4 +1,4 @@
-// Per-token KL estimators k1/k2/k3 (seed-spec 1.3; OpenRLHF/veRL): formulas, signs, exact
+// Per-token KL estimators k1/k2/k3 (docs/algorithms.md §1.3; OpenRLHF/veRL): formulas, signs, exact
 // expectations under the policy (k1 and k3 unbiased for KL(π‖ref)), gradients, KL as a loss term.
 import t from 'tap';
 import { KL_ESTIMATORS, klLoss, klPerToken } from '../../lib/losses/index.js';

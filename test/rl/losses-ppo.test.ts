@@ -1,4 +1,4 @@
-// PPO losses (seed-spec 1.3): claims 11 and 12, dual clip, both aggregations, value clipping and the
+// PPO losses (docs/algorithms.md §1.3): properties 11 and 12, dual clip, both aggregations, value clipping and the
 // entropy bonus; gradients against finite differences (masked and clipped tokens included).
 import t from 'tap';
 import { entropyBonus, ppoPolicyLoss, ppoValueLoss } from '../../lib/losses/index.js';
@@ -17,7 +17,7 @@ function logRatios(rng: Rng, n: number, eps: number, spread = 0.5): Float64Array
   return out;
 }
 
-t.test('claim 11: the clipped surrogate equals ρA inside [1−ε, 1+ε]; for A>0, ρ>1+ε or A<0, ρ<1−ε the gradient is exactly 0', async (t) => {
+t.test('property 11: the clipped surrogate equals ρA inside [1−ε, 1+ε]; for A>0, ρ>1+ε or A<0, ρ<1−ε the gradient is exactly 0', async (t) => {
   const eps = 0.2;
   const rng = new Rng(11);
   // inside the range: loss = −mean ρA, gradient −ρA/N
@@ -52,7 +52,7 @@ t.test('claim 11: the clipped surrogate equals ρA inside [1−ε, 1+ε]; for A>
   });
 });
 
-t.test('claim 12: at the first minibatch after a rollout (π_θ = π_old) ρ_t = 1: loss −mean A, gradient −A/N, nothing clipped, approxKl 0', async (t) => {
+t.test('property 12: at the first minibatch after a rollout (π_θ = π_old) ρ_t = 1: loss −mean A, gradient −A/N, nothing clipped, approxKl 0', async (t) => {
   const rng = new Rng(12);
   const n = 40;
   const logp = normal(rng, n, 3), adv = normal(rng, n), mask = randomMask(rng, n);

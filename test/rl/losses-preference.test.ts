@@ -1,4 +1,4 @@
-// Offline preference losses (seed-spec 1.2, 3.4): claims 1, 2, 3 and 9; DPO/cDPO/IPO, SimPO, KTO
+// Offline preference losses (docs/algorithms.md §1.2, 3.4): properties 1, 2, 3 and 9; DPO/cDPO/IPO, SimPO, KTO
 // and dpo-rw values against their formulas, gradients against finite differences, argument errors.
 import t from 'tap';
 import { dpoLoss, dpoRwLoss, exoRwLoss, ktoKlBaseline, ktoLoss, orpoLoss, simpoLoss } from '../../lib/losses/index.js';
@@ -14,7 +14,7 @@ function pairs(seed: number, n: number, scale = 3) {
   };
 }
 
-t.test('claim 1: DPO ∂L/∂z = −β σ(−βz) (chosen: −, rejected: +); at z = 0 the loss is log 2 and the gradient −β/2', async (t) => {
+t.test('property 1: DPO ∂L/∂z = −β σ(−βz) (chosen: −, rejected: +); at z = 0 the loss is log 2 and the gradient −β/2', async (t) => {
   const beta = 0.1;
   const p = pairs(1, 16, 5);
   const r = dpoLoss({ ...p, beta });
@@ -31,7 +31,7 @@ t.test('claim 1: DPO ∂L/∂z = −β σ(−βz) (chosen: −, rejected: +); at
   }
 });
 
-t.test('claim 2: DPO with π_θ = π_ref gives loss exactly log 2 ≈ 0.6931 for every pair', async (t) => {
+t.test('property 2: DPO with π_θ = π_ref gives loss exactly log 2 ≈ 0.6931 for every pair', async (t) => {
   const p = pairs(2, 64, 20);
   const r = dpoLoss({ policyChosen: p.refChosen, policyRejected: p.refRejected, refChosen: p.refChosen, refRejected: p.refRejected, beta: 0.3 });
   near(t, r.loss, Math.LN2, 1e-15, 'mean loss is log 2');
@@ -47,7 +47,7 @@ t.test('claim 2: DPO with π_θ = π_ref gives loss exactly log 2 ≈ 0.6931 for
   }
 });
 
-t.test('claim 3: label smoothing 0 reproduces plain DPO; DPO is invariant to adding one constant to both policy log-probs', async (t) => {
+t.test('property 3: label smoothing 0 reproduces plain DPO; DPO is invariant to adding one constant to both policy log-probs', async (t) => {
   const p = pairs(3, 32);
   const plain = dpoLoss({ ...p, beta: 0.2 });
   const ls0 = dpoLoss({ ...p, beta: 0.2, labelSmoothing: 0, variant: 'dpo' });
@@ -184,7 +184,7 @@ t.test('dpo-rw (forward KL over K samples): values and gradients, softmax and la
   gradcheckParts(t, [policy], ([p]) => f(p, labels), [rl.dPolicy], { label: 'dpo-rw labels' });
 });
 
-t.test('claim 9: dpo-rw with K = 2 and one-hot q equals DPO with β = β_π; dpo-rw and exo-rw are minimal exactly at p = q', async (t) => {
+t.test('property 9: dpo-rw with K = 2 and one-hot q equals DPO with β = β_π; dpo-rw and exo-rw are minimal exactly at p = q', async (t) => {
   const p = pairs(9, 8);
   const betaPi = 0.3;
   const policy = new Float64Array(16), ref = new Float64Array(16), labels = new Float64Array(16);

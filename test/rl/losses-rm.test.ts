@@ -1,5 +1,5 @@
-// Reward-model losses (seed-spec 1.1, 2.2, §4): Bradley-Terry with margin and score penalty, the pure
-// part of claim 17, correctness BCE, process-reward BCE and aggregation; argument errors.
+// Reward-model losses (docs/algorithms.md §1.1, 2.2, §4): Bradley-Terry with margin and score penalty, the pure
+// part of property 17, correctness BCE, process-reward BCE and aggregation; argument errors.
 import t from 'tap';
 import { aggregateProcessScores, bradleyTerryLoss, correctnessLoss, processRewardLoss } from '../../lib/losses/index.js';
 import { gradcheckParts, mean, near, normal, Rng, sigmoid } from './fixtures/loss-helpers.js';
@@ -28,7 +28,7 @@ t.test('Bradley-Terry: mean −log σ(r_w − r_l − m) + λ·mean(r_w² + r_l�
   near(t, bradleyTerryLoss({ chosen: [-800], rejected: [0] }).loss, 800, 1e-9, 'no overflow');
 });
 
-t.test('claim 17 (pure part): BT alone is shift-invariant (mean score never moves); with λ_reg > 0 the mean score is pulled toward 0', async (t) => {
+t.test('property 17 (pure part): BT alone is shift-invariant (mean score never moves); with λ_reg > 0 the mean score is pulled toward 0', async (t) => {
   const rng = new Rng(17);
   const n = 64;
   const chosen0 = normal(rng, n).map((v) => v + 4), rejected0 = normal(rng, n).map((v) => v + 3);

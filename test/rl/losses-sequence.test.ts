@@ -1,5 +1,5 @@
-// Token ↔ sequence log-probs (seed-spec §1 notation): sums over response tokens, the spread gradient
-// (checked end-to-end through every preference loss), claim 10, the NTP regulariser (claim 18's
+// Token ↔ sequence log-probs (docs/algorithms.md §1 notation): sums over response tokens, the spread gradient
+// (checked end-to-end through every preference loss), property 10, the NTP regulariser (property 18's
 // pure part), argument errors.
 import t from 'tap';
 import {
@@ -54,7 +54,7 @@ t.test('sequenceLogprobs sums (or averages) response tokens; spreadSequenceGrad 
   t.same(Array.from(sequenceLogprobs(new Float32Array([1, 2, 3, 4]), new Uint8Array([1, 0, 1, 1]), 2, 2)), [1, 7], 'Float32Array / Uint8Array inputs');
 });
 
-t.test('claim 10: only response tokens contribute to h_θ: changing prompt/padding log-probs changes no preference loss', async (t) => {
+t.test('property 10: only response tokens contribute to h_θ: changing prompt/padding log-probs changes no preference loss', async (t) => {
   // rows: 0..3 chosen/rejected pairs interleaved for the pairwise losses; groups of 2 for the K-sample ones
   const B = 8, T = 14;
   const policy = batchOf(10, B, T), ref = batchOf(11, B, T);
@@ -94,7 +94,7 @@ t.test('claim 10: only response tokens contribute to h_θ: changing prompt/paddi
   gradcheckParts(t, [policy.tokenLogp], ([x]) => losses.exoRw(x), [spreadSequenceGrad(e.dPolicy, policy.mask, B, T)], { label: 'EXO-rw through sequenceLogprobs' });
 });
 
-t.test('claim 18 (pure part): the NTP regulariser −mean log π over SFT tokens, its gradient, and the combined actor loss L_clip + λ·L_NTP', async (t) => {
+t.test('property 18 (pure part): the NTP regulariser −mean log π over SFT tokens, its gradient, and the combined actor loss L_clip + λ·L_NTP', async (t) => {
   const rng = new Rng(18);
   const n = 20;
   const logp = normal(rng, n).map((v) => -Math.abs(v));

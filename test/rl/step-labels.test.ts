@@ -1,4 +1,4 @@
-// monteCarloStepLabels (seed-spec §4 PRM labels from rollouts): a step's label is the fraction of
+// monteCarloStepLabels (docs/algorithms.md §4 PRM labels from rollouts): a step's label is the fraction of
 // sampled continuations from it that reach a correct answer; reproducible whatever the batching.
 import t from 'tap';
 import { setThreads } from '../../lib/engine/device.js';

@@ -1,6 +1,6 @@
 // PreferenceTrainer on a tiny byte-level policy: every loss (dpo, cdpo, ipo, simpo, orpo, kto, exo on
 // pairs; exo-rw, dpo-rw on scored groups of K = 4) raises the policy's preference for the chosen /
-// best-scored responses; claim 2 (first-step DPO loss = log 2 with policy == reference) inside the
+// best-scored responses; property 2 (first-step DPO loss = log 2 with policy == reference) inside the
 // trainer; the NTP term keeps the chosen log-prob up; 2N == N + resume + N bitwise with the
 // reference restored from the checkpoint; option errors.
 import t from 'tap';
@@ -77,7 +77,7 @@ for (const { loss, extra } of LOSSES) {
   });
 }
 
-t.test('claim 2: with policy == reference the first-step DPO loss is log 2 (inside the trainer)', async (t) => {
+t.test('property 2: with policy == reference the first-step DPO loss is log 2 (inside the trainer)', async (t) => {
   const policy = await Model.create(config(), { seed: 22 });
   const trainer = new PreferenceTrainer({ policy, tokenizer: tok, loss: 'dpo', train: pairs(12, 3), eval: pairs(12, 3), seqLen: 32, batchSize: 4, gradAccum: 3, maxSteps: 2, lr: 1e-3 });
   const before = await trainer.evaluate();

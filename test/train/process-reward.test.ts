@@ -1,4 +1,4 @@
-// Process reward models (seed-spec §4 PRM) on a synthetic process: a response is 3–6 steps "v=NN";
+// Process reward models (docs/algorithms.md §4 PRM) on a synthetic process: a response is 3–6 steps "v=NN";
 // a step is good while every step so far ends in an even digit (the first odd one and all after it
 // are bad: the label needs the earlier steps, not only the step itself). ProcessRewardTrainer learns
 // it (held-out step and response accuracy well above the majority rate); ProcessRewardModel scores

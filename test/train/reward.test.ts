@@ -1,5 +1,5 @@
 // RewardTrainer on a tiny byte-level RM: a synthetic rule ("the response with more 'a's is chosen")
-// is learnt (held-out accuracy from ~0.5 to well above); claim 17 (the squared-score penalty keeps the
+// is learnt (held-out accuracy from ~0.5 to well above); property 17 (the squared-score penalty keeps the
 // mean score near 0); length-balancing report; correctness mixing; 2N == N + resume + N bitwise.
 import t from 'tap';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -75,7 +75,7 @@ t.test('learns the rule: held-out accuracy rises well above 0.5', async (t) => {
   t.ok(r.eval!.meanMargin > 1, `held-out mean margin r_w - r_l = ${r.eval!.meanMargin.toFixed(3)}`);
 });
 
-t.test('claim 17: with scoreRegularization > 0 the mean training-set score is closer to 0 than with 0', async (t) => {
+t.test('property 17: with scoreRegularization > 0 the mean training-set score is closer to 0 than with 0', async (t) => {
   // Each run starts from an RM whose scores all carry a common offset (mean ≈ +4; an RM initialised
   // from a checkpoint may start anywhere): BT alone is shift-invariant and has no reason to remove
   // it; the squared-score penalty pulls the scores to 0. Three seeds, same data per seed.

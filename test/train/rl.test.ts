@@ -1,6 +1,6 @@
 // PPO and the group methods on a tiny byte-level model with a rule reward (the fraction of "a"
 // bytes in the response): each raises the reward it optimises; the reference baseline starts
-// near zero (claim 15); λ > 0 keeps the SFT-set loss lower (claim 18); resume is exact; a
+// near zero (property 15); λ > 0 keeps the SFT-set loss lower (property 18); resume is exact; a
 // non-finite update is skipped and counted; DAPO's overlong penalty and truncated-response masking.
 import t from 'tap';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -35,20 +35,20 @@ for (const estimator of ['grpo', 'rloo', 'reinforce++'] as const) {
   });
 }
 
-t.test('PPO with a critic raises the reward; reference baseline starts near 0 (claim 15)', async (t) => {
+t.test('PPO with a critic raises the reward; reference baseline starts near 0 (property 15)', async (t) => {
   const policy = await Model.create(cfg(), { seed: 2 });
   const critic = await Model.create(cfg(true), { seed: 2 });
   const trainer = new PPOTrainer({ policy, critic, tokenizer: tok, reward: asciiFraction, prompts, iterations: 24, promptsPerIteration: 8, samplesPerPrompt: 2, sampling, lr: 1e-2, criticLr: 1e-2, kl: { coef: 0.01 }, seed: 4 });
   const shaped: number[] = [], std: number[] = [];
   trainer.on('step', (e) => (shaped.push(e.metrics.shapedRewardMean), std.push(e.metrics.rewardStd)));
   const r = await trainer.train();
-  t.ok(Math.abs(shaped[0]) < std[0], `claim 15: first shaped mean |${shaped[0].toFixed(3)}| < reward std ${std[0].toFixed(3)}`);
+  t.ok(Math.abs(shaped[0]) < std[0], `property 15: first shaped mean |${shaped[0].toFixed(3)}| < reward std ${std[0].toFixed(3)}`);
   const first = mean(r.rewardHistory.slice(0, 2)), last = mean(r.rewardHistory.slice(-2));
   t.ok(last > first + 0.15, `mean reward ${first.toFixed(3)} -> ${last.toFixed(3)}`);
   trainer.dispose();
 });
 
-t.test('claim 18: with λ_NTP > 0 the SFT-set NLL after RLHF is lower than with λ = 0', async (t) => {
+t.test('property 18: with λ_NTP > 0 the SFT-set NLL after RLHF is lower than with λ = 0', async (t) => {
   const sft = Array.from({ length: 16 }, (_, i) => ({ kind: 'completion' as const, prompt: prompts[i % 8].prompt, completion: 'hello' }));
   const base = await Model.create(cfg(), { seed: 5 });
   await new SFTTrainer({ model: base, tokenizer: tok, train: sft, seqLen: 16, batchSize: 8, epochs: 30, lr: 1e-2 }).train();

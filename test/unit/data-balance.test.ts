@@ -1,4 +1,4 @@
-// Bucket-based length balancing (seed-spec 2.2): per-bucket counts on a hand-made set, claim 16 on
+// Bucket-based length balancing (docs/algorithms.md §2.2): per-bucket counts on a hand-made set, property 16 on
 // a length-biased random set, seeding, custom edges, the text report, argument errors.
 import t from 'tap';
 import { balanceByLength, DEFAULT_BALANCE_EDGES, formatBalanceReport } from '../../lib/data/index.js';
@@ -46,7 +46,7 @@ t.test('counts per bucket on a small set by hand', async (t) => {
   t.same(kept, [...kept].sort((a, b) => a - b), 'kept indices in original order');
 });
 
-t.test('claim 16: after filtering each bucket has equal chosen-longer/chosen-shorter counts and a length-only classifier has accuracy 0.5', async (t) => {
+t.test('property 16: after filtering each bucket has equal chosen-longer/chosen-shorter counts and a length-only classifier has accuracy 0.5', async (t) => {
   const lengths = biasedPairs(5000, 17);
   const longerBefore = lengths.filter((l) => l.chosen > l.rejected).length;
   const nonEqualBefore = lengths.filter((l) => l.chosen !== l.rejected).length;

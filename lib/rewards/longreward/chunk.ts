@@ -1,5 +1,5 @@
 /**
- * Token chunking and dense retrieval (seed-spec §5.4, claim 23): the document is cut into
+ * Token chunking and dense retrieval (docs/algorithms.md §5.4, property 23): the document is cut into
  * consecutive, non-overlapping chunks of a fixed number of tokens (128 for faithfulness retrieval,
  * 4096 for completeness information extraction); each statement is matched to its k most similar
  * chunks by cosine similarity, which are then shown to the judge in document order.
@@ -74,7 +74,7 @@ export interface Retrieved {
 
 /**
  * The `k` chunks most similar to the statement (cosine similarity; equal similarities prefer the
- * earlier chunk), returned in DOCUMENT order (ascending index), not by similarity (claim 23). Fewer
+ * earlier chunk), returned in DOCUMENT order (ascending index), not by similarity (property 23). Fewer
  * than `k` chunks: all of them.
  */
 export function retrieveTopK(statementEmbedding: ArrayLike<number>, chunkEmbeddings: ArrayLike<ArrayLike<number>>, k = 5): Retrieved[] {

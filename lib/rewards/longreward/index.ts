@@ -1,5 +1,5 @@
 /**
- * LongReward (seed-spec §5, arXiv 2410.21252): LLM-judge rewards for long-context responses on four
+ * LongReward (docs/algorithms.md §5, arXiv 2410.21252): LLM-judge rewards for long-context responses on four
  * dimensions (helpfulness, logicality, faithfulness, completeness), and best-vs-worst preference
  * pairs from them. The judge and the embedding model are user-supplied interfaces.
  */

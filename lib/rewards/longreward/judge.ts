@@ -1,5 +1,5 @@
 /**
- * Calling the judge (seed-spec §5.3): every call is retried until its reply parses, the first
+ * Calling the judge (docs/algorithms.md §5.3): every call is retried until its reply parses, the first
  * attempt at temperature 0.01 (near-greedy), each retry at 0.95 (so that a retry can produce a
  * different reply), at most `maxAttempts` times.
  */

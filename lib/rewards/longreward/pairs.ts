@@ -1,5 +1,5 @@
 /**
- * Preference pairs from LongReward scores (seed-spec §5.6, claim 22): one pair per prompt, the best
+ * Preference pairs from LongReward scores (docs/algorithms.md §5.6, property 22): one pair per prompt, the best
  * response against the worst by total score, for prompts with enough scored responses.
  */
 import type { Prompt } from '../../data/formats.js';

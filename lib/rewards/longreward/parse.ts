@@ -1,5 +1,5 @@
 /**
- * Pure parsers and small formulas of LongReward (seed-spec §5.3–5.4): rating extraction, statement
+ * Pure parsers and small formulas of LongReward (docs/algorithms.md §5.3–5.4): rating extraction, statement
  * extraction, support verdicts, the faithfulness mean, the language heuristic, and the position
  * labels of completeness information blocks.
  */
@@ -11,7 +11,7 @@ const SCORE_GLOBAL = new RegExp(SCORE_PATTERN.source, 'g');
 
 /**
  * The LAST `[[number]]` in a judge's reply (the rating comes after the analysis, and the analysis
- * may quote other bracketed numbers), or `undefined` when there is none (claim 21).
+ * may quote other bracketed numbers), or `undefined` when there is none (property 21).
  */
 export function parseScore(text: string): number | undefined {
   if (typeof text !== 'string') throw typeError('parseScore', 'text', 'a string', text);
@@ -67,7 +67,7 @@ export function parseSupportVerdict(text: string): SupportVerdict | undefined {
 
 /**
  * Faithfulness = 10 × the mean verdict; for n statements the value is 10·m/(2n) for some m in 0..2n
- * (claim 20), computed as (10·Σv)/n so that it equals that fraction exactly.
+ * (property 20), computed as (10·Σv)/n so that it equals that fraction exactly.
  *
  * No statements: the official code never gets here (it retries the extractor, then fails and drops
  * the response). This returns `whenEmpty`, by default 10: an answer that makes no factual claim
@@ -88,7 +88,7 @@ export function faithfulnessScore(verdicts: readonly number[], whenEmpty = 10): 
 
 /**
  * The prompt language for a text: 'en' when it has more than 4× as many Latin letters (A–Z, a–z)
- * as CJK ideographs (U+4E00–U+9FFF), else 'zh' (seed-spec §5.4; a text with neither is 'zh', as in
+ * as CJK ideographs (U+4E00–U+9FFF), else 'zh' (docs/algorithms.md §5.4; a text with neither is 'zh', as in
  * the official code, whose letter range also counts the six ASCII symbols between 'Z' and 'a').
  */
 export function detectLanguage(text: string): 'en' | 'zh' {

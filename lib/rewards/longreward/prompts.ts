@@ -1,6 +1,6 @@
 /**
  * Default judge prompts of the LongReward pipeline, written for this engine from the criteria in
- * seed-spec §5.3–5.4 (the official few-shot prompts are not reproduced). Every rating prompt asks
+ * docs/algorithms.md §5.3–5.4 (the official few-shot prompts are not reproduced). Every rating prompt asks
  * for the analysis first and the rating last as `[[x]]`; the support verdict is one of
  * `[[Fully supported]]`, `[[Partially supported]]`, `[[No support]]` in both languages (the parser
  * reads English labels). Placeholders are `{{name}}`, filled in one pass by `fillTemplate`.

@@ -1,5 +1,5 @@
 /**
- * The LongReward scorer (seed-spec §5.3–5.5): four judge-based scores on 0..10 for a response to a
+ * The LongReward scorer (docs/algorithms.md §5.3–5.5): four judge-based scores on 0..10 for a response to a
  * question about a long document, summed as the official code ranks by.
  *
  * - helpfulness, logicality: the judge sees the question and the answer only;

@@ -1,5 +1,5 @@
 /**
- * Types of the LongReward pipeline (seed-spec §5, arXiv 2410.21252). The engine never ships a judge
+ * Types of the LongReward pipeline (docs/algorithms.md §5, arXiv 2410.21252). The engine never ships a judge
  * or an embedding model: users plug in an API client or a local model behind these interfaces.
  */
 import type { Tokenizer } from '../../tokenizer/types.js';
@@ -7,7 +7,7 @@ import type { LongRewardPrompts, PromptName, LocalizedPrompt } from './prompts.j
 
 /** Options of one judge call. */
 export interface JudgeCallOptions {
-  /** 0.01 on the first attempt, 0.95 on retries (seed-spec §5.3). */
+  /** 0.01 on the first attempt, 0.95 on retries (docs/algorithms.md §5.3). */
   temperature: number;
   /**
    * A hint, the official pipeline's generation limit for this kind of call: 512 for ratings and
