@@ -7,6 +7,7 @@ import { runCommand, type CommandHandler, type CommandSpec } from './framework/i
 import { demoCommand, demoSpec } from './commands/demo.js';
 import { dpoCommand, dpoSpec } from './commands/dpo.js';
 import { evalCommand, evalSpec } from './commands/evaluate.js';
+import { exportCommand, exportSpec } from './commands/export.js';
 import { generateCommand, generateSpec } from './commands/generate.js';
 import { infoCommand, infoSpec } from './commands/info.js';
 import { labelCommand, labelSpec } from './commands/label.js';
@@ -26,6 +27,7 @@ const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [dpoSpec, dpoCommand],
   [generateSpec, generateCommand],
   [evalSpec, evalCommand],
+  [exportSpec, exportCommand],
   [infoSpec, infoCommand],
 ];
 
