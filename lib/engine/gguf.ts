@@ -15,7 +15,7 @@
  *   BF16: the upper 16 bits of the f32 after round-to-nearest-even (NaN stays NaN).
  *   Q8_0: blocks of 32 along a row; each block is an f16 scale d = max|x| / 127 followed by 32 int8
  *         q = round(x / d) (half away from zero, as C's roundf); x ≈ f16(d) · q. The error of one
- *         value is at most d/2 plus |q|·|d − f16(d)| ≤ d/2 + 127·2^-11·d.
+ *         value is at most d/2 plus |q|·|d − f16(d)| ≤ d/2 + 127·2^-11·d (d in the f16 normal range).
  */
 import { readFile } from 'node:fs/promises';
 import { ErrorCode, RlhfError } from '../errors.js';
@@ -251,7 +251,12 @@ function writeScalar(s: ByteSink, type: GgufScalarType, v: number | bigint | boo
     if (typeof v !== 'bigint' && !Number.isInteger(v)) throw bad();
     return s[type](v as number | bigint);
   }
-  if (typeof v !== 'number' || (type !== 'f32' && type !== 'f64' && !Number.isInteger(v))) throw bad();
+  if (typeof v !== 'number') throw bad();
+  if (type !== 'f32' && type !== 'f64') {
+    const bits = type === 'u8' || type === 'i8' ? 8 : type === 'u16' || type === 'i16' ? 16 : 32;
+    const lo = type.startsWith('u') ? 0 : -(2 ** (bits - 1));
+    if (!Number.isInteger(v) || v < lo || v >= lo + 2 ** bits) throw bad();
+  }
   s[type](v);
 }
 
