@@ -9,12 +9,14 @@ import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getLlama, type Llama, type LlamaModel } from 'node-llama-cpp';
+import { getLlama, LlamaLogLevel, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { exportGguf, type GgufDType } from '../../lib/engine/gguf-export.js';
 import { decodeTensor, encodeTensor } from '../../lib/engine/gguf.js';
 import { Model } from '../../lib/engine/model.js';
 import { ByteTokenizer } from '../../lib/tokenizer/byte.js';
+import { loadTokenizer } from '../../lib/tokenizer/load.js';
+import { qwen2Files, writeFixture } from '../fixtures/tokenizers/build.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rlhf-gguf-cpp-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,7 +27,7 @@ const TOP = 5;
 
 let llama: Llama;
 t.before(async () => {
-  llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error', progressLogs: false });
+  llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false });
 });
 
 /** Our log-softmax of the last position's logits. */
@@ -94,7 +96,7 @@ for (const [family, cfg] of Object.entries(configs)) {
       try {
         t.same(model.tokenize('héllo <|end|>', false), tok.encode('héllo <|end|>'), `${dtype}: llama.cpp splits text into our byte ids`);
         t.same(model.tokenize('<|end|>', true), [262], `${dtype}: special tokens map to our ids`);
-        t.equal(model.detokenize(tok.encode('héllo wörld')), 'héllo wörld', `${dtype}: llama.cpp decodes our ids`);
+        t.equal(model.detokenize(tok.encode('héllo wörld') as Token[]), 'héllo wörld', `${dtype}: llama.cpp decodes our ids`);
         let worst = 0, sameTokens = 0, sameTop1 = 0;
         for (const [i, o] of ours.entries()) {
           const cpp = await llamaCpp(model, o.ids);
@@ -113,6 +115,28 @@ for (const [family, cfg] of Object.entries(configs)) {
     m.dispose();
   });
 }
+
+t.test('a byte-level BPE tokenizer.json (Qwen2 style): llama.cpp tokenizes as we do and decodes the same greedy tokens', async (t) => {
+  const tokDir = await writeFixture(join(dir, 'qwen-tok'), qwen2Files());
+  const hf = await loadTokenizer(tokDir);
+  const m = await Model.create(tinyConfig({ family: 'qwen2', vocab: hf.vocabSize + 4, hidden: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 96, maxPositions: 256 }), { seed: 3, initStd: 0.15 });
+  const file = join(dir, 'qwen-hf.gguf');
+  await exportGguf(m, file, { tokenizer: tokDir });
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  try {
+    for (const text of ['Hello world, how are you doing today?', 'What is 2 + 2 = 4?  I can help.\n\nFine thanks', "You're a helpful assistant: 12345 ünïcödé 世界"])
+      t.same(model.tokenize(text, false), hf.encode(text), `same ids for ${JSON.stringify(text)}`);
+    const ids = hf.encodePrompt([{ role: 'user', content: 'Hi there, what is 2 + 2?' }]);
+    t.same(model.tokenize(hf.applyChatTemplate([{ role: 'user', content: 'Hi there, what is 2 + 2?' }], { addGenerationPrompt: true }), true), ids, 'chat prompt with special tokens');
+    const [g] = await m.generate({ prompts: [ids], maxNewTokens: NEW_TOKENS, temperature: 0, stopTokens: [] });
+    const cpp = await llamaCpp(model, ids);
+    t.same(cpp.tokens, Array.from(g.tokens), 'greedy tokens equal');
+    t.equal(model.detokenize(cpp.tokens as Token[]), hf.decode(g.tokens), 'and decode to the same text');
+  } finally {
+    await model.dispose();
+    m.dispose();
+  }
+});
 
 t.teardown(async () => {
   await llama?.dispose();
