@@ -138,6 +138,29 @@ t.test('a byte-level BPE tokenizer.json (Qwen2 style): llama.cpp tokenizes as we
   }
 });
 
+t.test('a LoRA model: the file holds W + (α/r)·B·A and llama.cpp matches our forward with live adapters', async (t) => {
+  const m = await Model.create(configs.llama, { seed: 9, initStd: 0.15, lora: { rank: 4, alpha: 6, modules: 'all-linear' } });
+  for (const p of m.parameters().filter((p) => p.name.includes('.lora_B.'))) await m.setParameter(p.name, Float32Array.from({ length: p.size }, (_, i) => 0.2 * Math.cos(3 * i + p.offset)));
+  const file = join(dir, 'lora.gguf');
+  await exportGguf(m, file, { tokenizer: tok });
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  try {
+    let worst = 0;
+    for (const p of PROMPTS) {
+      const ids = tok.encode(p, { addSpecialTokens: true });
+      const ours = await ourLastLogprobs(m, ids);
+      const cpp = await llamaCpp(model, ids);
+      const [g] = await m.generate({ prompts: [ids], maxNewTokens: NEW_TOKENS, temperature: 0, stopTokens: [] });
+      t.same(cpp.tokens, Array.from(g.tokens), `greedy tokens equal for ${JSON.stringify(p)}`);
+      for (const id of Array.from(ours.keys()).sort((a, b) => ours[b] - ours[a]).slice(0, TOP)) worst = Math.max(worst, Math.abs((cpp.first.get(id) ?? -Infinity) - ours[id]));
+    }
+    t.ok(worst <= 1e-4, `top-${TOP} log-probs within 1e-4 (max |diff| ${worst.toExponential(2)})`);
+  } finally {
+    await model.dispose();
+    m.dispose();
+  }
+});
+
 t.teardown(async () => {
   await llama?.dispose();
 });

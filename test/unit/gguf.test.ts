@@ -19,7 +19,6 @@ import { Rng } from '../helpers/random.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rlhf-gguf-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const concat = (chunks: Uint8Array[]) => Buffer.concat(chunks);
 
 t.test('f16: every finite half round-trips; rounding is to the nearest, ties to even', async (t) => {
   let bad = 0;
