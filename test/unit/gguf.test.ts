@@ -253,6 +253,14 @@ t.test('exportGguf refuses what llama.cpp would not read faithfully', async (t) 
   await t.rejects(exportGguf(small, join(dir, 's.gguf'), { tokenizer: tok }), { code: ErrorCode.UNSUPPORTED, message: /263 tokens but the model's vocabulary is 100/ });
   await t.rejects(exportGguf(small, join(dir, 's.gguf'), { tokenizer: tok, dtype: 'q4' as never }), TypeError);
   await t.rejects(exportGguf(small, join(dir, 's.gguf'), { tokenizer: 3 as never }), { message: /options\.tokenizer/ });
+  // a SentencePiece-style (Unigram, Metaspace) tokenizer.json has no faithful "gpt2" mapping
+  const spm = join(dir, 'spm');
+  const metaspace = { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true };
+  await writeFixture(spm, {
+    'tokenizer.json': { version: '1.0', added_tokens: [], normalizer: null, pre_tokenizer: metaspace, post_processor: null, decoder: metaspace, model: { type: 'Unigram', unk_id: 0, vocab: [['<unk>', 0], ['<s>', 0], ['</s>', 0], ['▁a', -1], ['b', -2]], byte_fallback: false } },
+    'tokenizer_config.json': { eos_token: '</s>', bos_token: '<s>' },
+  });
+  await t.rejects(exportGguf(small, join(dir, 's.gguf'), { tokenizer: spm }), { code: ErrorCode.UNSUPPORTED, message: /only byte-level BPE tokenizers.*"Unigram"/ });
   small.dispose();
   t.throws(() => ggufTensorName('model.layers.0.mlp.gate_up_proj.weight'), { code: ErrorCode.UNSUPPORTED });
 });
