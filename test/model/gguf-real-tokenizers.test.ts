@@ -49,6 +49,7 @@ for (const [name, pkg, pre] of [
       }
       const messages = [{ role: 'system' as const, content: 'You are terse.' }, { role: 'user' as const, content: 'What is 2 + 2?' }];
       t.same(model.tokenize(hf.applyChatTemplate(messages, { addGenerationPrompt: true }), true), hf.encodePrompt(messages), 'chat prompt: special tokens parsed to our ids');
+      t.match(g.metadata.get('tokenizer.chat_template')?.value, /\{%/, 'a chat template is written');
       t.equal(g.metadata.get('tokenizer.chat_template')?.value, (hf as { chatTemplate?: string }).chatTemplate, 'chat template carried over');
     } finally {
       await model.dispose();
