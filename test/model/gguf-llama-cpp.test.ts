@@ -1,5 +1,5 @@
 // GGUF round trip through llama.cpp (node-llama-cpp, prebuilt CPU binary): a random Llama model
-// (q/k rows permuted for llama.cpp's pair RoPE) and a Qwen2 model (q/k/v biases, tied embeddings)
+// (q/k rows and biases permuted for llama.cpp's pair RoPE; q/k/v/o biases) and a Qwen2 model (q/k/v biases, tied embeddings)
 // exported with the byte tokenizer. At f32 (F32 KV cache in llama.cpp) greedy tokens must be equal
 // and the first step's top-5 log-probs within 1e-4. A bf16 or q8_0 file is compared with our model
 // holding the file's (rounded) weights: llama.cpp also rounds the activations to bf16/q8_0 inside
@@ -65,17 +65,17 @@ async function llamaCpp(model: LlamaModel, ids: number[]): Promise<{ tokens: num
 }
 
 const configs = {
-  llama: tinyConfig({ vocab: 263, hidden: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 128, maxPositions: 256, bosTokenId: 257, eosTokenId: 262, padTokenId: 256 }),
+  llama: { ...tinyConfig({ vocab: 263, hidden: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 128, maxPositions: 256, bosTokenId: 257, eosTokenId: 262, padTokenId: 256 }), attention_bias: true },
   qwen2: tinyConfig({ family: 'qwen2', vocab: 263, hidden: 64, layers: 2, heads: 4, kvHeads: 1, ffn: 96, maxPositions: 256, tieEmbeddings: true, eosTokenId: 262, padTokenId: 256 }),
 };
 
 for (const [family, cfg] of Object.entries(configs)) {
   t.test(`${family}: llama.cpp reproduces our model from the GGUF`, async (t) => {
     const m = await Model.create({ ...cfg, rope_theta: 5000 }, { seed: 7, initStd: 0.15 });
-    if (family === 'qwen2') {
-      // non-zero biases, so that a bias left out or misplaced changes the numbers
-      for (const p of m.parameters().filter((p) => p.name.endsWith('_proj.bias'))) await m.setParameter(p.name, Float32Array.from({ length: p.size }, (_, i) => 0.3 * Math.sin(i + p.offset)));
-    }
+    // non-zero biases, so that a bias left out or misplaced (or a q/k bias not permuted) changes the numbers
+    const biases = m.parameters().filter((p) => p.name.endsWith('_proj.bias'));
+    t.ok(biases.length >= (family === 'llama' ? 8 : 6), 'the model has q/k/v (and for llama o) biases');
+    for (const p of biases) await m.setParameter(p.name, Float32Array.from({ length: p.size }, (_, i) => 0.3 * Math.sin(i + p.offset)));
     const bounds: Record<GgufDType, number> = { f32: 1e-4, bf16: 0.15, q8_0: 0.15 };
     for (const dtype of ['f32', 'bf16', 'q8_0'] as const) {
       // our reference: the weights exactly as the file stores them (matrices rounded, norms and biases f32)
