@@ -34,6 +34,8 @@ export {
   type LoadOptions,
   type SaveOptions,
 } from './engine/model.js';
+export { exportGguf, GGUF_DTYPES, type GgufDType, type GgufExportOptions } from './engine/gguf-export.js';
+export { readGguf, parseGguf, ggufTensorF32, quantizeQ8_0, dequantizeQ8_0, type GgufFile, type GgufValue, type GgufTensorInfo } from './engine/gguf.js';
 export { readSafetensorsHeader, readTensorF32, writeSafetensors, readCheckpointIndex, writeCheckpointTensors } from './engine/safetensors.js';
 export * from './tokenizer/index.js';
 export * from './data/index.js';

@@ -8,6 +8,7 @@ import { annotateCommand, annotateSpec } from './commands/annotate.js';
 import { demoCommand, demoSpec } from './commands/demo.js';
 import { dpoCommand, dpoSpec } from './commands/dpo.js';
 import { evalCommand, evalSpec } from './commands/evaluate.js';
+import { exportCommand, exportSpec } from './commands/export.js';
 import { generateCommand, generateSpec } from './commands/generate.js';
 import { infoCommand, infoSpec } from './commands/info.js';
 import { labelCommand, labelSpec } from './commands/label.js';
@@ -31,6 +32,7 @@ const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [generateSpec, generateCommand],
   [evalSpec, evalCommand],
   [reportSpec, reportCommand],
+  [exportSpec, exportCommand],
   [infoSpec, infoCommand],
   [serveSpec, serveCommand],
   [longrewardSpec, longrewardCommand],
