@@ -30,8 +30,13 @@ function fill(n: number, seed: number, scale: number): Float32Array {
 
 async function checkAgainstReference(): Promise<void> {
   const n = 4097;
-  const p = fill(n, 1, 2), g = fill(n, 2, 0.02), m = new Float32Array(n), v = new Float32Array(n);
-  const rp = Float32Array.from(p), rm = new Float32Array(n), rv = new Float32Array(n);
+  const p = fill(n, 1, 2),
+    g = fill(n, 2, 0.02),
+    m = new Float32Array(n),
+    v = new Float32Array(n);
+  const rp = Float32Array.from(p),
+    rm = new Float32Array(n),
+    rv = new Float32Array(n);
   await native().bench.adamw({ params: p, grads: g, m, v, lr: 1e-3, weightDecay: 0.01, repeats: 2 }); // warm-up = step 1, repeats = steps 2, 3
   const o = { ...ADAMW_DEFAULTS, lr: 1e-3, weightDecay: 0.01 };
   for (const step of [1, 2, 3]) adamwStepReference(rp, g, rm, rv, step, o);
@@ -43,19 +48,39 @@ async function main(): Promise<void> {
   header('adamw: one fused step over n fp32 parameters (28 bytes moved per parameter)');
   await checkAgainstReference();
   const copyN = 64 * M;
-  const src = fill(copyN, 3, 1), dst = new Float32Array(copyN);
+  const src = fill(copyN, 3, 1),
+    dst = new Float32Array(copyN);
   const copyMs = median(await native().bench.copy({ src, dst, repeats: 10 }));
   const copyOnlyGBs = (2 * copyN * 4) / (copyMs * 1e-3) / 1e9;
-  emit({ bench: 'adamw', impl: 'copy', shape: `${copyN * 4} bytes`, median_ms: copyMs, value: copyOnlyGBs, unit: 'GB/s' });
+  emit({
+    bench: 'adamw',
+    impl: 'copy',
+    shape: `${copyN * 4} bytes`,
+    median_ms: copyMs,
+    value: copyOnlyGBs,
+    unit: 'GB/s',
+  });
   const scaleMs = median(await native().bench.scaleInPlace({ x: dst, repeats: 10 }));
   const scaleGBs = (2 * copyN * 4) / (scaleMs * 1e-3) / 1e9;
-  emit({ bench: 'adamw', impl: 'scale-in-place', shape: `${copyN * 4} bytes`, median_ms: scaleMs, value: scaleGBs, unit: 'GB/s' });
+  emit({
+    bench: 'adamw',
+    impl: 'scale-in-place',
+    shape: `${copyN * 4} bytes`,
+    median_ms: scaleMs,
+    value: scaleGBs,
+    unit: 'GB/s',
+  });
   const copyGBs = Math.max(copyOnlyGBs, scaleGBs);
 
   const ours: Record<number, { ms: number; gbs: number }> = {};
   for (const n of sizes) {
-    const p = fill(n, 4, 2), g = fill(n, 5, 0.02), m = new Float32Array(n), v = new Float32Array(n);
-    const ms = median(await native().bench.adamw({ params: p, grads: g, m, v, lr: 1e-3, weightDecay: 0.01, repeats: repeats[n] }));
+    const p = fill(n, 4, 2),
+      g = fill(n, 5, 0.02),
+      m = new Float32Array(n),
+      v = new Float32Array(n);
+    const ms = median(
+      await native().bench.adamw({ params: p, grads: g, m, v, lr: 1e-3, weightDecay: 0.01, repeats: repeats[n] }),
+    );
     ours[n] = { ms, gbs: (28 * n) / (ms * 1e-3) / 1e9 };
     emit({ bench: 'adamw', impl: 'rlhf', shape: `${n}`, median_ms: ms, value: ours[n].gbs, unit: 'GB/s@28B' });
   }
@@ -76,7 +101,9 @@ async function main(): Promise<void> {
       ratio(theirs[`${n}`]?.ms ?? NaN, ours[n].ms),
     ]),
   );
-  note(`bandwidth on ${(copyN * 4) / 2 ** 20} MiB, read + write bytes: copy ${copyOnlyGBs.toFixed(1)} GB/s, scale in place ${scaleGBs.toFixed(1)} GB/s (ceiling used: ${copyGBs.toFixed(1)} GB/s)`);
+  note(
+    `bandwidth on ${(copyN * 4) / 2 ** 20} MiB, read + write bytes: copy ${copyOnlyGBs.toFixed(1)} GB/s, scale in place ${scaleGBs.toFixed(1)} GB/s (ceiling used: ${copyGBs.toFixed(1)} GB/s)`,
+  );
   if (peer.reason) note(`torch: skipped — ${peer.reason}`);
 }
 

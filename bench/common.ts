@@ -41,14 +41,17 @@ export function header(title: string): void {
   if (jsonOutput) return;
   const b = buildInfo();
   const cpu = cpus()[0]?.model ?? 'unknown cpu';
-  process.stdout.write(`\n${title}\n  machine: ${cpu}, ${cpus().length} cores; rlhf ${b.version} ${b.buildSystem} (${b.simd}, ${b.gemmKernel}), ${b.threads} thread(s)\n`);
+  process.stdout.write(
+    `\n${title}\n  machine: ${cpu}, ${cpus().length} cores; rlhf ${b.version} ${b.buildSystem} (${b.simd}, ${b.gemmKernel}), ${b.threads} thread(s)\n`,
+  );
 }
 
 export function table(columns: string[], rows: (string | number)[][]): void {
   if (jsonOutput) return;
   const cells = rows.map((r) => r.map((c) => (typeof c === 'number' ? formatNumber(c) : c)));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i].length)));
-  const line = (r: string[]) => '  ' + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (r: string[]) =>
+    '  ' + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   process.stdout.write(line(columns) + '\n' + line(widths.map((w) => '-'.repeat(w))) + '\n');
   for (const r of cells) process.stdout.write(line(r) + '\n');
 }
@@ -87,21 +90,38 @@ export function torchPeer(): Peer {
 }
 
 /** Runs bench/peers/<script> with JSON args; returns its JSON lines (or the reason it could not run). */
-export function runPeer(script: string, args: object): { results: Measurement[]; version?: string; blas?: string; reason?: string } {
+export function runPeer(
+  script: string,
+  args: object,
+): { results: Measurement[]; version?: string; blas?: string; reason?: string } {
   const peer = torchPeer();
   if (!peer.python) return { results: [], reason: peer.reason };
   const threads = String(buildInfo().threads);
   // OpenBLAS picks its kernels and blocking from the CPU it detects: no overrides from our environment
-  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: threads, MKL_NUM_THREADS: threads };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    OMP_NUM_THREADS: threads,
+    OPENBLAS_NUM_THREADS: threads,
+    MKL_NUM_THREADS: threads,
+  };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
-  const r = spawnSync(peer.python, [join(packageRoot, 'bench', 'peers', script), JSON.stringify({ ...args, threads: Number(threads) })], {
-    encoding: 'utf8',
-    env,
-    maxBuffer: 1 << 26,
-  });
-  if (r.status !== 0) return { results: [], reason: `peer failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}` };
-  const lines = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const r = spawnSync(
+    peer.python,
+    [join(packageRoot, 'bench', 'peers', script), JSON.stringify({ ...args, threads: Number(threads) })],
+    {
+      encoding: 'utf8',
+      env,
+      maxBuffer: 1 << 26,
+    },
+  );
+  if (r.status !== 0)
+    return { results: [], reason: `peer failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}` };
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   const meta = lines.find((l) => l.meta);
   return { results: lines.filter((l) => !l.meta), version: meta?.version, blas: meta?.blas };
 }

@@ -23,13 +23,16 @@ async function main(): Promise<void> {
   header('gemm: C = A·B, f32, row-major (GFLOP/s = 2n³ / time)');
   const ours: Record<number, { ms: number; gflops: number }> = {};
   for (const n of sizes) {
-    const a = randomMatrix(n, 1), b = randomMatrix(n, 2), c = new Float32Array(n * n);
+    const a = randomMatrix(n, 1),
+      b = randomMatrix(n, 2),
+      c = new Float32Array(n * n);
     const opts = { m: n, n, k: n, a, b, c };
     await native().gemm(opts);
     // check 64 sampled entries against float64 dot products before timing
     let worst = 0;
     for (let s = 0; s < 64; s++) {
-      const i = (s * 7919) % n, j = (s * 104729) % n;
+      const i = (s * 7919) % n,
+        j = (s * 104729) % n;
       let acc = 0;
       for (let p = 0; p < n; p++) acc += a[i * n + p] * b[p * n + j];
       worst = Math.max(worst, Math.abs(c[i * n + j] - acc));
@@ -38,7 +41,14 @@ async function main(): Promise<void> {
     const times = await native().bench.gemm(opts, repeats[n]);
     const ms = median(times);
     ours[n] = { ms, gflops: (2 * n ** 3) / (ms * 1e-3) / 1e9 };
-    emit({ bench: 'gemm', impl: 'rlhf', shape: `${n}x${n}x${n}`, median_ms: ms, value: ours[n].gflops, unit: 'GFLOP/s' });
+    emit({
+      bench: 'gemm',
+      impl: 'rlhf',
+      shape: `${n}x${n}x${n}`,
+      median_ms: ms,
+      value: ours[n].gflops,
+      unit: 'GFLOP/s',
+    });
   }
   const peer = runPeer('torch_gemm.py', { sizes, repeats });
   const theirs: Record<string, number> = {};
@@ -48,7 +58,12 @@ async function main(): Promise<void> {
   }
   table(
     ['n', 'rlhf GFLOP/s', `torch ${peer.version ?? ''} GFLOP/s`, 'rlhf/torch'],
-    sizes.map((n) => [String(n), ours[n].gflops, theirs[`${n}x${n}x${n}`] ?? NaN, ratio(ours[n].gflops, theirs[`${n}x${n}x${n}`])]),
+    sizes.map((n) => [
+      String(n),
+      ours[n].gflops,
+      theirs[`${n}x${n}x${n}`] ?? NaN,
+      ratio(ours[n].gflops, theirs[`${n}x${n}x${n}`]),
+    ]),
   );
   if (peer.reason) note(`torch: skipped — ${peer.reason}`);
 }

@@ -15,7 +15,8 @@ import { Model } from '../lib/engine/model.js';
 import { emit, header, median, note, quick, ratio, runPeer, table } from './common.js';
 import { MODELS, childArgs, peakRssMB, runChild, type ModelName } from './model-common.js';
 
-const PROMPT = 32, NEW = 64;
+const PROMPT = 32,
+  NEW = 64;
 
 async function child(name: ModelName, batch: number, repeats: number): Promise<void> {
   buildInfo();
@@ -36,7 +37,9 @@ async function child(name: ModelName, batch: number, repeats: number): Promise<v
 
 function promptTokens(V: number, batch: number): Int32Array[] {
   let s = 777;
-  return Array.from({ length: batch }, () => Int32Array.from({ length: PROMPT }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V)));
+  return Array.from({ length: batch }, () =>
+    Int32Array.from({ length: PROMPT }, () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V),
+  );
 }
 
 /** llama.cpp on the same model (seed 1) as an f32 GGUF: median ms of prompt + NEW greedy tokens, batch 1. */
@@ -52,7 +55,13 @@ async function llamaCppChild(name: ModelName, repeats: number): Promise<void> {
     const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
     const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false });
     const lm = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
-    const ctx = await lm.createContext({ contextSize: 256, batchSize: 256, threads, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
+    const ctx = await lm.createContext({
+      contextSize: 256,
+      batchSize: 256,
+      threads,
+      experimentalKvCacheKeyType: 'F32',
+      experimentalKvCacheValueType: 'F32',
+    });
     const seq = ctx.getSequence();
     const run = async () => {
       await seq.clearHistory();
@@ -92,7 +101,14 @@ async function main(): Promise<void> {
     const shape = `${name} B${batch} P${PROMPT} N${NEW}`;
     const tps = (batch * NEW) / (ours.ms / 1000);
     emit({ bench: 'generate', impl: 'rlhf', shape, median_ms: ours.ms, value: tps, unit: 'tokens/s' });
-    const peer = runPeer('torch_model.py', { mode: 'generate', config: MODELS[name], batch, prompt_len: PROMPT, new_tokens: NEW, repeats });
+    const peer = runPeer('torch_model.py', {
+      mode: 'generate',
+      config: MODELS[name],
+      batch,
+      prompt_len: PROMPT,
+      new_tokens: NEW,
+      repeats,
+    });
     const theirs = peer.results.find((r) => r.bench === 'generate');
     for (const r of peer.results) emit({ ...r, shape });
     let cpp: number | undefined;
@@ -108,7 +124,10 @@ async function main(): Promise<void> {
     rows.push([shape, tps, theirs?.value ?? NaN, ratio(tps, theirs?.value), cpp ?? NaN, ratio(tps, cpp)]);
     if (peer.reason) note(`torch: skipped — ${peer.reason}`);
   }
-  table(['model / batch', 'rlhf tokens/s', 'torch eager tokens/s', 'rlhf/torch', 'llama.cpp tokens/s', 'rlhf/llama.cpp'], rows);
+  table(
+    ['model / batch', 'rlhf tokens/s', 'torch eager tokens/s', 'rlhf/torch', 'llama.cpp tokens/s', 'rlhf/llama.cpp'],
+    rows,
+  );
 }
 
 main().catch((e) => {

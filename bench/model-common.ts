@@ -19,7 +19,10 @@ export type ModelName = keyof typeof MODELS;
 
 /** Runs this bench file again as `--child <json>` and returns the JSON it prints. */
 export function runChild(moduleUrl: string, args: object): Record<string, number> {
-  const r = spawnSync(process.execPath, [fileURLToPath(moduleUrl), '--child', JSON.stringify(args)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const r = spawnSync(process.execPath, [fileURLToPath(moduleUrl), '--child', JSON.stringify(args)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   if (r.status !== 0) throw new Error(`benchmark child failed: ${r.stderr || r.stdout}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
 }
@@ -38,9 +41,10 @@ export function peakRssMB(): number {
  * forward, backward, AdamW, zero-grad. Returns the mean loss before the update.
  */
 export function trainStep(model: Model, opt: AdamW, B: number, T: number): () => Promise<number> {
-  const V = model.config.vocab, N = B * T;
+  const V = model.config.vocab,
+    N = B * T;
   let s = 12345;
-  const tokens = Int32Array.from({ length: N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V));
+  const tokens = Int32Array.from({ length: N }, () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V);
   const targets = tokens.map((_, i) => (i % T === T - 1 ? -1 : tokens[i + 1]));
   const d = new Float32Array(N).fill(-1 / (B * (T - 1)));
   return async () => {

@@ -27,7 +27,11 @@ import { fileURLToPath } from 'node:url';
 
 const SHAPES = {
   '6M': { config: MODELS['6M'], B: 8, T: 256 },
-  demo: { config: tinyConfig({ vocab: 512, hidden: 128, layers: 4, heads: 4, kvHeads: 2, ffn: 341, maxPositions: 256 }), B: 32, T: 96 },
+  demo: {
+    config: tinyConfig({ vocab: 512, hidden: 128, layers: 4, heads: 4, kvHeads: 2, ffn: 341, maxPositions: 256 }),
+    B: 32,
+    T: 96,
+  },
 } as const;
 type ShapeName = keyof typeof SHAPES;
 
@@ -35,14 +39,19 @@ function flopsPerToken(name: ShapeName): number {
   const { T } = SHAPES[name];
   const c = SHAPES[name].config as Record<string, number>;
   const hd = c.head_dim ?? c.hidden_size / c.num_attention_heads;
-  const qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * hd, ad = c.num_attention_heads * hd;
+  const qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * hd,
+    ad = c.num_attention_heads * hd;
   const perLayer = c.hidden_size * qkv + ad * c.hidden_size + 3 * c.hidden_size * c.intermediate_size;
   const gemm = 6 * (c.num_hidden_layers * perLayer + c.vocab_size * c.hidden_size);
   const attention = 12 * c.num_hidden_layers * ad * ((T + 1) / 2);
   return gemm + attention;
 }
 
-interface Usage { user: number; system: number; faults: number }
+interface Usage {
+  user: number;
+  system: number;
+  faults: number;
+}
 function usage(): Usage {
   const u = process.resourceUsage();
   return { user: u.userCPUTime, system: u.systemCPUTime, faults: u.minorPageFault };
@@ -55,18 +64,22 @@ async function child(name: ShapeName, repeats: number): Promise<void> {
   const { config, B, T } = SHAPES[name];
   const model = await Model.create(config, { seed: 1 });
   const opt = new AdamW(model, { lr: 1e-4 });
-  const V = model.config.vocab, N = B * T;
+  const V = model.config.vocab,
+    N = B * T;
   let s = 12345;
-  const tokens = Int32Array.from({ length: N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V));
+  const tokens = Int32Array.from({ length: N }, () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V);
   const targets = tokens.map((_, i) => (i % T === T - 1 ? -1 : tokens[i + 1]));
   const d = new Float32Array(N).fill(-1 / (B * (T - 1)));
   const ms: Record<string, number[]> = { step: [], forward: [], backward: [], adamw: [], zeroGrad: [] };
   const faults: Record<string, number[]> = { step: [], forward: [], backward: [], adamw: [], zeroGrad: [] };
-  let firstLoss = NaN, lastLoss = NaN;
+  let firstLoss = NaN,
+    lastLoss = NaN;
   let u0: Usage | undefined;
-  for (let r = -2; r < repeats; r++) {  // two warm-up steps
+  for (let r = -2; r < repeats; r++) {
+    // two warm-up steps
     if (r === 0) u0 = usage();
-    const t0 = performance.now(), f0 = usage().faults;
+    const t0 = performance.now(),
+      f0 = usage().faults;
     const marks: [number, number][] = [];
     const f = await model.forward({ tokens, targets, batch: B, seqLen: T });
     marks.push([performance.now(), usage().faults]);
@@ -84,24 +97,29 @@ async function child(name: ShapeName, repeats: number): Promise<void> {
     if (r < 0) continue;
     let [tp, fp] = [t0, f0];
     PHASES.forEach((p, i) => {
-      ms[p].push(marks[i][0] - tp), faults[p].push(marks[i][1] - fp);
+      (ms[p].push(marks[i][0] - tp), faults[p].push(marks[i][1] - fp));
       [tp, fp] = marks[i];
     });
-    ms.step.push(tp - t0), faults.step.push(fp - f0);
+    (ms.step.push(tp - t0), faults.step.push(fp - f0));
   }
   const u1 = usage();
-  if (!(Math.abs(firstLoss - Math.log(V)) < 0.1) || !(lastLoss < firstLoss)) throw new Error(`loss check failed: ${firstLoss} -> ${lastLoss} (ln V = ${Math.log(V)})`);
+  if (!(Math.abs(firstLoss - Math.log(V)) < 0.1) || !(lastLoss < firstLoss))
+    throw new Error(`loss check failed: ${firstLoss} -> ${lastLoss} (ln V = ${Math.log(V)})`);
   const cpu = u1.user - u0!.user + (u1.system - u0!.system);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const out: Record<string, number> = { sysShare: (u1.system - u0!.system) / cpu, cpuPerStepMs: cpu / 1000 / repeats };
-  for (const k of Object.keys(ms)) out[`${k}Ms`] = median(ms[k]), out[`${k}Faults`] = mean(faults[k]);
+  for (const k of Object.keys(ms)) ((out[`${k}Ms`] = median(ms[k])), (out[`${k}Faults`] = mean(faults[k])));
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
 function runOurs(name: ShapeName, repeats: number, addon?: string): Record<string, number> {
   const env = { ...process.env };
   if (addon) env.RLHF_ADDON = addon;
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify({ name, repeats })], { encoding: 'utf8', env, maxBuffer: 1 << 24 });
+  const r = spawnSync(
+    process.execPath,
+    [fileURLToPath(import.meta.url), '--child', JSON.stringify({ name, repeats })],
+    { encoding: 'utf8', env, maxBuffer: 1 << 24 },
+  );
   if (r.status !== 0) throw new Error(`benchmark child failed: ${r.stderr || r.stdout}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
 }
@@ -119,8 +137,17 @@ async function main(): Promise<void> {
   if (c) return child(c.name as ShapeName, c.repeats as number);
   header('step profile: one training step (forward + backward + AdamW + zero-grad) per phase');
   const peak = await measurePeak();
-  note(`measured peak: ${(peak.flops / 1e9).toFixed(1)} GFLOP/s fp32 (${peak.simd} FMA loop on ${peak.threads} thread(s))`);
-  emit({ bench: 'fma-peak', impl: 'rlhf', shape: `${peak.threads} threads`, median_ms: 0, value: peak.flops / 1e9, unit: 'GFLOP/s' });
+  note(
+    `measured peak: ${(peak.flops / 1e9).toFixed(1)} GFLOP/s fp32 (${peak.simd} FMA loop on ${peak.threads} thread(s))`,
+  );
+  emit({
+    bench: 'fma-peak',
+    impl: 'rlhf',
+    shape: `${peak.threads} threads`,
+    median_ms: 0,
+    value: peak.flops / 1e9,
+    unit: 'GFLOP/s',
+  });
   const baseline = process.env.RLHF_BASELINE_ADDON;
   const names: ShapeName[] = quick ? ['6M'] : ['6M', 'demo'];
   const rows: (string | number)[][] = [];
@@ -141,26 +168,78 @@ async function main(): Promise<void> {
     const tfaults = peer.results.find((r) => r.bench === 'train-faults-per-step');
     const tcpu = peer.results.find((r) => r.bench === 'train-cpu-per-step');
     for (const [impl, o] of runs) {
-      const tps = (B * T) / (o.stepMs / 1000), fl = tps * fpt;
+      const tps = (B * T) / (o.stepMs / 1000),
+        fl = tps * fpt;
       emit({ bench: 'step-profile', impl, shape, median_ms: o.stepMs, value: tps, unit: 'tokens/s' });
-      emit({ bench: 'step-profile-peak-share', impl, shape, median_ms: o.stepMs, value: (100 * fl) / peak.flops, unit: '%' });
-      emit({ bench: 'step-profile-faults', impl, shape, median_ms: o.stepMs, value: o.stepFaults, unit: 'faults/step' });
+      emit({
+        bench: 'step-profile-peak-share',
+        impl,
+        shape,
+        median_ms: o.stepMs,
+        value: (100 * fl) / peak.flops,
+        unit: '%',
+      });
+      emit({
+        bench: 'step-profile-faults',
+        impl,
+        shape,
+        median_ms: o.stepMs,
+        value: o.stepFaults,
+        unit: 'faults/step',
+      });
       emit({ bench: 'step-profile-sys-share', impl, shape, median_ms: o.stepMs, value: 100 * o.sysShare, unit: '%' });
-      rows.push([`${shape} ${impl}`, tps, fl / 1e9, (100 * fl) / peak.flops, o.cpuPerStepMs, cpuPeakShare(o.cpuPerStepMs), 100 * o.sysShare, o.stepFaults, ratio(tps, tstep?.value)]);
+      rows.push([
+        `${shape} ${impl}`,
+        tps,
+        fl / 1e9,
+        (100 * fl) / peak.flops,
+        o.cpuPerStepMs,
+        cpuPeakShare(o.cpuPerStepMs),
+        100 * o.sysShare,
+        o.stepFaults,
+        ratio(tps, tstep?.value),
+      ]);
       phases.push([`${shape} ${impl}`, ...PHASES.flatMap((p) => [o[`${p}Ms`], o[`${p}Faults`]])]);
     }
     if (tstep) {
       const fl = tstep.value * fpt;
-      rows.push([`${shape} torch`, tstep.value, fl / 1e9, (100 * fl) / peak.flops, tcpu?.value ?? NaN, tcpu ? cpuPeakShare(tcpu.value) : NaN, tsys?.value ?? NaN, tfaults?.value ?? NaN, '1.00x']);
+      rows.push([
+        `${shape} torch`,
+        tstep.value,
+        fl / 1e9,
+        (100 * fl) / peak.flops,
+        tcpu?.value ?? NaN,
+        tcpu ? cpuPeakShare(tcpu.value) : NaN,
+        tsys?.value ?? NaN,
+        tfaults?.value ?? NaN,
+        '1.00x',
+      ]);
     }
     for (const r of peer.results) emit({ ...r, shape });
     if (peer.reason) note(`torch: skipped — ${peer.reason}`);
     else if (peer.blas) note(`torch ${peer.version}: BLAS ${peer.blas}`);
   }
-  table(['step', 'tokens/s', 'GFLOP/s', '% peak', 'CPU ms/step', '% peak per CPU s', 'sys % of CPU', 'faults/step', 'vs torch'], rows);
+  table(
+    [
+      'step',
+      'tokens/s',
+      'GFLOP/s',
+      '% peak',
+      'CPU ms/step',
+      '% peak per CPU s',
+      'sys % of CPU',
+      'faults/step',
+      'vs torch',
+    ],
+    rows,
+  );
   table(['step', ...PHASES.flatMap((p) => [`${p} ms`, 'faults'])], phases);
-  note(`model FLOPs per token: ${names.map((n) => `${n} ${(flopsPerToken(n) / 1e6).toFixed(1)}M`).join(', ')} (6 × GEMM weights + causal attention).`);
-  note('times are medians over the steady-state steps; faults are means (minor page faults); sys % = system / (user + system) CPU time;');
+  note(
+    `model FLOPs per token: ${names.map((n) => `${n} ${(flopsPerToken(n) / 1e6).toFixed(1)}M`).join(', ')} (6 × GEMM weights + causal attention).`,
+  );
+  note(
+    'times are medians over the steady-state steps; faults are means (minor page faults); sys % = system / (user + system) CPU time;',
+  );
   note('CPU ms/step (user + system, all threads) depends less than wall time on what else runs on the machine;');
   note('"% peak per CPU s" = the step\'s FLOPs per CPU-second it used, against one thread\'s share of the peak.');
 }

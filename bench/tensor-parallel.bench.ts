@@ -13,7 +13,8 @@ import { Model } from '../lib/engine/model.js';
 import { emit, header, median, note, quick, ratio, runPeer, table } from './common.js';
 import { MODELS, childArgs, runChild, trainStep } from './model-common.js';
 
-const B = 8, T = 256;
+const B = 8,
+  T = 256;
 
 async function child(tp: number, threads: number, repeats: number): Promise<void> {
   setThreads(threads);
@@ -29,7 +30,8 @@ async function child(tp: number, threads: number, repeats: number): Promise<void
     last = await step();
     times.push(performance.now() - t0);
   }
-  if (!(Math.abs(first - Math.log(V)) < 0.1) || !(last < first)) throw new Error(`loss check failed: ${first} -> ${last}`);
+  if (!(Math.abs(first - Math.log(V)) < 0.1) || !(last < first))
+    throw new Error(`loss check failed: ${first} -> ${last}`);
   process.stdout.write(JSON.stringify({ ms: median(times), first, last }) + '\n');
 }
 
@@ -43,21 +45,42 @@ async function main(): Promise<void> {
     { label: 'TP 1, 1 thread', tp: 1, threads: 1 },
     { label: `TP 1, ${all} threads (intra-op only)`, tp: 1, threads: all },
     { label: `TP 2, ${Math.max(1, all / 2)} thread(s) per rank`, tp: 2, threads: all },
-    { label: `TP 4, ${Math.max(1, Math.floor(all / 4))} thread(s) per rank${all < 4 ? ' (oversubscribed)' : ''}`, tp: 4, threads: all },
+    {
+      label: `TP 4, ${Math.max(1, Math.floor(all / 4))} thread(s) per rank${all < 4 ? ' (oversubscribed)' : ''}`,
+      tp: 4,
+      threads: all,
+    },
   ];
   const peer = runPeer('torch_model.py', { mode: 'train', config: MODELS['6M'], batch: B, seq_len: T, repeats });
   const torch = peer.results.find((r) => r.bench === 'train-step')?.value;
   const measured = configs.map((cfg) => {
     const r = runChild(import.meta.url, { tp: cfg.tp, threads: cfg.threads, repeats });
-    emit({ bench: 'tensor-parallel-train-step', impl: 'rlhf', shape: cfg.label, median_ms: r.ms, value: (B * T) / (r.ms / 1000), unit: 'tokens/s' });
+    emit({
+      bench: 'tensor-parallel-train-step',
+      impl: 'rlhf',
+      shape: cfg.label,
+      median_ms: r.ms,
+      value: (B * T) / (r.ms / 1000),
+      unit: 'tokens/s',
+    });
     return { ...cfg, tps: (B * T) / (r.ms / 1000) };
   });
   const intra = measured[1].tps;
   const rows = measured.map((m) => [m.label, m.tps, ratio(m.tps, intra), ratio(m.tps, torch)]);
-  if (torch) emit({ bench: 'tensor-parallel-train-step', impl: 'torch', shape: `torch eager, ${all} threads`, median_ms: (B * T * 1000) / torch, value: torch, unit: 'tokens/s' });
+  if (torch)
+    emit({
+      bench: 'tensor-parallel-train-step',
+      impl: 'torch',
+      shape: `torch eager, ${all} threads`,
+      median_ms: (B * T * 1000) / torch,
+      value: torch,
+      unit: 'tokens/s',
+    });
   table(['configuration', 'tokens/s', 'vs intra-op', `vs torch eager (${all} thr)`], rows);
   if (peer.reason) note(`torch: skipped — ${peer.reason}`);
-  note('TP ranks are threads of this process; every layer adds two all-reduces of batch·seq·hidden floats forward and two backward.');
+  note(
+    'TP ranks are threads of this process; every layer adds two all-reduces of batch·seq·hidden floats forward and two backward.',
+  );
 }
 
 main().catch((e) => {

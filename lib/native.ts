@@ -132,7 +132,10 @@ export interface NativeBinding {
     copy(options: { src: Float32Array; dst: Float32Array; repeats: number }): Promise<number[]>;
     scaleInPlace(options: { x: Float32Array; repeats: number }): Promise<number[]>;
     /** FMA loop on every pool thread: flops per repeat, the time of each repeat. */
-    fmaPeak(options: { iterations: number; repeats: number }): Promise<{ ms: number[]; flops: number; threads: number; simd: string }>;
+    fmaPeak(options: {
+      iterations: number;
+      repeats: number;
+    }): Promise<{ ms: number[]; flops: number; threads: number; simd: string }>;
   };
   /** Policy-gradient kernels (native/cpu/pg_losses.h), synchronous; validated by lib/engine/pg.ts. */
   pg: NativePg;
@@ -169,7 +172,12 @@ export interface NativePairResult {
 
 /** The `pg` namespace of the addon: O(n) kernels over Float32Arrays (masks are 0/1 floats). */
 export interface NativePg {
-  klPerToken(options: { logp: Float32Array; refLogp: Float32Array; mask?: Float32Array; estimator: 'k1' | 'k2' | 'k3' }): {
+  klPerToken(options: {
+    logp: Float32Array;
+    refLogp: Float32Array;
+    mask?: Float32Array;
+    estimator: 'k1' | 'k2' | 'k3';
+  }): {
     kl: Float32Array;
     dLogp: Float32Array;
   };
@@ -219,8 +227,19 @@ export interface NativePg {
     clipEps: number;
     clipEpsHigh?: number;
   }): { loss: number; dLogp: Float32Array; clipFraction: number; approxKl: number };
-  entropyBonus(options: { entropy: Float32Array; mask: Float32Array; weights?: Float64Array; coef: number }): { loss: number; dEntropy: Float32Array; meanEntropy: number };
-  klLoss(options: { logp: Float32Array; refLogp: Float32Array; mask: Float32Array; weights?: Float64Array; estimator: 'k1' | 'k2' | 'k3'; coef: number }): {
+  entropyBonus(options: { entropy: Float32Array; mask: Float32Array; weights?: Float64Array; coef: number }): {
+    loss: number;
+    dEntropy: Float32Array;
+    meanEntropy: number;
+  };
+  klLoss(options: {
+    logp: Float32Array;
+    refLogp: Float32Array;
+    mask: Float32Array;
+    weights?: Float64Array;
+    estimator: 'k1' | 'k2' | 'k3';
+    coef: number;
+  }): {
     loss: number;
     dLogp: Float32Array;
     meanKl: number;
@@ -232,8 +251,12 @@ export interface NativePg {
     mask: Float32Array;
     clipEps?: number;
   }): { loss: number; dValues: Float32Array; clipFraction: number };
-  dpoLoss(options: NativePairInputs & { beta: number; labelSmoothing?: number; variant?: 'dpo' | 'ipo' }): NativePairResult;
-  exoPrefLoss(options: NativePairInputs & { beta: number; epsilon?: number; form?: 'trl' | 'official' }): NativePairResult & {
+  dpoLoss(
+    options: NativePairInputs & { beta: number; labelSmoothing?: number; variant?: 'dpo' | 'ipo' },
+  ): NativePairResult;
+  exoPrefLoss(
+    options: NativePairInputs & { beta: number; epsilon?: number; form?: 'trl' | 'official' },
+  ): NativePairResult & {
     pChosen: Float32Array;
   };
   exoRwLoss(options: {
@@ -251,7 +274,7 @@ export interface NativePg {
 export const packageRoot = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
 
 function findPackageRoot(start: string): string {
-  for (let dir = start; ; ) {
+  for (let dir = start; ;) {
     const pkg = join(dir, 'package.json');
     if (existsSync(pkg)) {
       try {

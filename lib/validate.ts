@@ -107,23 +107,39 @@ export function checkOneOf<T extends string>(fn: string, path: string, value: un
 }
 
 export function checkObject(fn: string, path: string, value: unknown): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw typeError(fn, path, 'an object', value);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw typeError(fn, path, 'an object', value);
   return value as Record<string, unknown>;
 }
 
-export function checkFloat32Array(fn: string, path: string, value: unknown, length?: { min?: number; exact?: number }): Float32Array {
+export function checkFloat32Array(
+  fn: string,
+  path: string,
+  value: unknown,
+  length?: { min?: number; exact?: number },
+): Float32Array {
   if (!(value instanceof Float32Array)) throw typeError(fn, path, 'a Float32Array', value);
   checkLength(fn, path, value, length);
   return value;
 }
 
-export function checkInt32Array(fn: string, path: string, value: unknown, length?: { min?: number; exact?: number }): Int32Array {
+export function checkInt32Array(
+  fn: string,
+  path: string,
+  value: unknown,
+  length?: { min?: number; exact?: number },
+): Int32Array {
   if (!(value instanceof Int32Array)) throw typeError(fn, path, 'an Int32Array', value);
   checkLength(fn, path, value, length);
   return value;
 }
 
-function checkLength(fn: string, path: string, value: { length: number }, length?: { min?: number; exact?: number }): void {
+function checkLength(
+  fn: string,
+  path: string,
+  value: { length: number },
+  length?: { min?: number; exact?: number },
+): void {
   if (length?.exact !== undefined && value.length !== length.exact)
     throw rangeError(fn, `${path}.length`, `${length.exact}`, value.length);
   if (length?.min !== undefined && value.length < length.min)
@@ -145,7 +161,7 @@ export function closest(word: string, candidates: readonly string[]): string | u
   let bestDistance = Infinity;
   for (const c of candidates) {
     const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) (best = c), (bestDistance = d);
+    if (d < bestDistance) ((best = c), (bestDistance = d));
   }
   return bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
 }

@@ -8,8 +8,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const r = spawnSync(join(root, 'node_modules', '.bin', 'cmake-js'), ['compile', '--out', 'build-cmake', '--parallel', '2', ...process.argv.slice(2)], {
-  cwd: root,
-  stdio: 'inherit',
-});
+const r = spawnSync(
+  join(root, 'node_modules', '.bin', 'cmake-js'),
+  ['compile', '--out', 'build-cmake', '--parallel', '2', ...process.argv.slice(2)],
+  {
+    cwd: root,
+    stdio: 'inherit',
+  },
+);
 process.exitCode = r.status ?? 1;

@@ -11,11 +11,15 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const i = args.indexOf('--seconds');
 const seconds = i >= 0 ? Number(args[i + 1]) : 60;
-const r = spawnSync(process.execPath, ['--import', '@tapjs/typescript/import', join(root, 'test', 'fuzz', 'main.ts'), ...args], {
-  cwd: root,
-  stdio: 'inherit',
-  timeout: (seconds + 60) * 1000,
-});
+const r = spawnSync(
+  process.execPath,
+  ['--import', '@tapjs/typescript/import', join(root, 'test', 'fuzz', 'main.ts'), ...args],
+  {
+    cwd: root,
+    stdio: 'inherit',
+    timeout: (seconds + 60) * 1000,
+  },
+);
 if (r.signal) {
   console.log(`fuzz: the run ended by ${r.signal}${r.signal === 'SIGTERM' ? ' (watchdog: a hang)' : ' (a crash)'}`);
   process.exit(1);

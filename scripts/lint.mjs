@@ -14,15 +14,31 @@ const run = (label, cmd, args) => {
   process.stdout.write(`== ${label}\n`);
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
   if (r.error) {
-    process.stderr.write(`lint: cannot run ${cmd} (${r.error.message})${cmd === 'clang-format' ? '; install it with scripts/install-test-tools.sh' : ''}\n`);
+    process.stderr.write(
+      `lint: cannot run ${cmd} (${r.error.message})${cmd === 'clang-format' ? '; install it with scripts/install-test-tools.sh' : ''}\n`,
+    );
     process.exit(1);
   }
   if (r.status !== 0) process.exit(r.status ?? 1);
 };
 const tsTree = ['lib', 'test', 'bench', 'scripts'];
-const native = spawnSync('git', ['ls-files', 'native/*.cc', 'native/*.h', 'native/*.cu'], { cwd: root, encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+const native = spawnSync('git', ['ls-files', 'native/*.cc', 'native/*.h', 'native/*.cu'], {
+  cwd: root,
+  encoding: 'utf8',
+})
+  .stdout.split('\n')
+  .filter(Boolean);
 
 if (!fix) run('eslint', bin('eslint'), tsTree);
-run(fix ? 'prettier --write' : 'prettier --check', bin('prettier'), [fix ? '--write' : '--check', '--log-level', 'warn', ...tsTree]);
-run(fix ? 'clang-format -i' : 'clang-format --dry-run', 'clang-format', fix ? ['-i', ...native] : ['--dry-run', '--Werror', ...native]);
+run(fix ? 'prettier --write' : 'prettier --check', bin('prettier'), [
+  fix ? '--write' : '--check',
+  '--log-level',
+  'warn',
+  ...tsTree,
+]);
+run(
+  fix ? 'clang-format -i' : 'clang-format --dry-run',
+  'clang-format',
+  fix ? ['-i', ...native] : ['--dry-run', '--Werror', ...native],
+);
 process.stdout.write('lint: clean\n');

@@ -13,7 +13,12 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = join(root, 'build-native');
 
 function run(cmd, argv, capture) {
-  const r = spawnSync(cmd, argv, { cwd: root, encoding: 'utf8', stdio: capture ? 'pipe' : 'inherit', maxBuffer: 1 << 28 });
+  const r = spawnSync(cmd, argv, {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: capture ? 'pipe' : 'inherit',
+    maxBuffer: 1 << 28,
+  });
   if (r.error) throw r.error;
   return r;
 }
@@ -38,7 +43,7 @@ export function runCudaHostTests({ configure = true } = {}) {
   const m = out.match(/(\d+) passed, (\d+) failed, (\d+) skipped/);
   if (!m) return { passed: 0, failed: 1, skipped: 0, ok: false };
   const r = { passed: Number(m[1]), failed: Number(m[2]), skipped: Number(m[3]) };
-  if (t.status !== 0 && r.failed === 0) r.failed = 1;  // crashed after printing
+  if (t.status !== 0 && r.failed === 0) r.failed = 1; // crashed after printing
   return { ...r, ok: t.status === 0 && r.failed === 0 };
 }
 

@@ -20,11 +20,19 @@ const tapArgs = args.filter((a) => !a.startsWith('--native-only') && !a.startsWi
 const buildDir = join(root, 'build-native');
 mkdirSync(buildDir, { recursive: true });
 
-let passed = 0, failed = 0, skipped = 0;
+let passed = 0,
+  failed = 0,
+  skipped = 0;
 const bin = (name) => join(root, 'node_modules', '.bin', name);
 
 function run(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { cwd: root, encoding: 'utf8', stdio: opts.capture ? 'pipe' : 'inherit', env: { ...process.env, ...opts.env }, maxBuffer: 1 << 28 });
+  const r = spawnSync(cmd, argv, {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: opts.capture ? 'pipe' : 'inherit',
+    env: { ...process.env, ...opts.env },
+    maxBuffer: 1 << 28,
+  });
   if (r.error) throw r.error;
   return r;
 }
@@ -50,8 +58,8 @@ if (!nativeOnly) {
 if (!tapOnly) {
   process.stdout.write('\n== native unit tests (cmake + ctest)\n');
   const configured =
-    run('cmake', ['-S', root, '-B', buildDir, '-DRLHF_CUDA=OFF', '-DCMAKE_BUILD_TYPE=Release'], { capture: true }).status === 0 &&
-    run('cmake', ['--build', buildDir, '--parallel', '2'], { capture: true }).status === 0;
+    run('cmake', ['-S', root, '-B', buildDir, '-DRLHF_CUDA=OFF', '-DCMAKE_BUILD_TYPE=Release'], { capture: true })
+      .status === 0 && run('cmake', ['--build', buildDir, '--parallel', '2'], { capture: true }).status === 0;
   if (!configured) {
     const again = run('cmake', ['--build', buildDir], { capture: true });
     process.stdout.write(again.stdout + again.stderr);
@@ -60,10 +68,11 @@ if (!tapOnly) {
   } else {
     const r = run('ctest', ['--test-dir', buildDir, '--output-on-failure', '-V'], { capture: true });
     for (const m of (r.stdout ?? '').matchAll(/: (\d+) passed, (\d+) failed, (\d+) skipped/g)) {
-      passed += Number(m[1]), failed += Number(m[2]), skipped += Number(m[3]);
+      ((passed += Number(m[1])), (failed += Number(m[2])), (skipped += Number(m[3])));
     }
     for (const line of (r.stdout ?? '').split('\n')) {
-      if (/: (FAIL|SKIP) |Test +#\d+:|tests passed|tests failed/.test(line)) process.stdout.write(line.replace(/^\d+: /, '') + '\n');
+      if (/: (FAIL|SKIP) |Test +#\d+:|tests passed|tests failed/.test(line))
+        process.stdout.write(line.replace(/^\d+: /, '') + '\n');
       else if (/^\d+:   /.test(line)) process.stdout.write(line.replace(/^\d+: /, '') + '\n');
     }
     if (r.status !== 0 && !/: (\d+) passed/.test(r.stdout ?? '')) failed += 1;
@@ -74,7 +83,7 @@ if (!tapOnly) {
 if (!tapOnly) {
   process.stdout.write('\n== CUDA kernels under host emulation (npm run test:cuda-host)\n');
   const r = runCudaHostTests({ configure: false });
-  passed += r.passed, failed += r.failed, skipped += r.skipped;
+  ((passed += r.passed), (failed += r.failed), (skipped += r.skipped));
 }
 
 // 4. tap
@@ -84,8 +93,14 @@ if (!nativeOnly) {
   // avoids oversubscription (tests that exercise threading call setThreads themselves).
   // streamed: each file's ok/not-ok line appears as tap finishes it (failures with their diagnostics)
   const r = await new Promise((resolve, reject) => {
-    const child = spawn(bin('tap'), ['-R', 'tap', ...tapArgs], { cwd: root, env: { ...process.env, RLHF_THREADS: process.env.RLHF_THREADS ?? '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', pending = '', context = 0;
+    const child = spawn(bin('tap'), ['-R', 'tap', ...tapArgs], {
+      cwd: root,
+      env: { ...process.env, RLHF_THREADS: process.env.RLHF_THREADS ?? '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '',
+      pending = '',
+      context = 0;
     const onLine = (l) => {
       if (context > 0) {
         if (/^\s+(ok|not ok) /.test(l)) context = 0;

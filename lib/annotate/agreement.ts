@@ -11,7 +11,8 @@
 
 /** Cohen's κ of two label sequences over the same items (same length). */
 export function cohensKappa(x: readonly string[], y: readonly string[]): number | null {
-  if (x.length !== y.length) throw new RangeError(`cohensKappa: expected equally long label lists, received ${x.length} and ${y.length}`);
+  if (x.length !== y.length)
+    throw new RangeError(`cohensKappa: expected equally long label lists, received ${x.length} and ${y.length}`);
   const n = x.length;
   if (n === 0) return null;
   const px = new Map<string, number>();

@@ -14,18 +14,32 @@ export async function loadCandidates(path: string): Promise<Candidate[]> {
   return lines.map(({ value, line }) => {
     const where = `${path}:${line}`;
     const bad = (why: string) => new RlhfError(ErrorCode.FORMAT, `${where}: ${why}`);
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw bad('expected a JSON object {prompt, responses: [a, b]}');
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
+      throw bad('expected a JSON object {prompt, responses: [a, b]}');
     const o = value as Record<string, unknown>;
     const prompt = o.prompt;
-    const messages = Array.isArray(prompt) && prompt.length > 0 && prompt.every((m) => m !== null && typeof m === 'object' && typeof (m as { role?: unknown }).role === 'string' && typeof (m as { content?: unknown }).content === 'string');
-    if (!(typeof prompt === 'string' && prompt.length > 0) && !messages) throw bad('expected "prompt" to be a non-empty string or a list of {role, content} messages');
+    const messages =
+      Array.isArray(prompt) &&
+      prompt.length > 0 &&
+      prompt.every(
+        (m) =>
+          m !== null &&
+          typeof m === 'object' &&
+          typeof (m as { role?: unknown }).role === 'string' &&
+          typeof (m as { content?: unknown }).content === 'string',
+      );
+    if (!(typeof prompt === 'string' && prompt.length > 0) && !messages)
+      throw bad('expected "prompt" to be a non-empty string or a list of {role, content} messages');
     let pair: unknown[];
     if (o.responses !== undefined) pair = Array.isArray(o.responses) ? o.responses : [];
     else if (o.chosen !== undefined || o.rejected !== undefined) pair = [o.chosen, o.rejected];
     else throw bad('expected "responses": [a, b] (or "chosen" and "rejected")');
-    if (pair.length !== 2 || !pair.every((r) => typeof r === 'string')) throw bad('expected exactly two string responses');
+    if (pair.length !== 2 || !pair.every((r) => typeof r === 'string'))
+      throw bad('expected exactly two string responses');
     if (pair[0] === pair[1]) throw bad('the two responses are identical');
-    const cleanPrompt = messages ? (prompt as Array<{ role: string; content: string }>).map((m) => ({ role: m.role, content: m.content })) : (prompt as string);
+    const cleanPrompt = messages
+      ? (prompt as Array<{ role: string; content: string }>).map((m) => ({ role: m.role, content: m.content }))
+      : (prompt as string);
     return { prompt: cleanPrompt, a: pair[0] as string, b: pair[1] as string, source: where };
   });
 }

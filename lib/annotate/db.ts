@@ -79,8 +79,13 @@ export class LabelDb {
     this.db.exec(SCHEMA);
     const stored = this.meta('labels_per_item');
     if (opts.labelsPerItem !== undefined && stored !== undefined && Number(stored) !== opts.labelsPerItem)
-      throw new RangeError(`--labels-per-item ${opts.labelsPerItem}: ${path} was started with ${stored}; give the same value (or none)`);
-    if (stored === undefined) this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('labels_per_item', String(opts.labelsPerItem ?? 1));
+      throw new RangeError(
+        `--labels-per-item ${opts.labelsPerItem}: ${path} was started with ${stored}; give the same value (or none)`,
+      );
+    if (stored === undefined)
+      this.db
+        .prepare('INSERT INTO meta (key, value) VALUES (?, ?)')
+        .run('labels_per_item', String(opts.labelsPerItem ?? 1));
   }
 
   get labelsPerItem(): number {
@@ -97,13 +102,24 @@ export class LabelDb {
 
   /** Adds candidates (already present ones are ignored). Returns how many were new. */
   addItems(items: Candidate[]): number {
-    const insert = this.db.prepare('INSERT OR IGNORE INTO items (key, prompt_json, prompt_key, response_a, response_b, source) VALUES (?, ?, ?, ?, ?, ?)');
+    const insert = this.db.prepare(
+      'INSERT OR IGNORE INTO items (key, prompt_json, prompt_key, response_a, response_b, source) VALUES (?, ?, ?, ?, ?, ?)',
+    );
     return this.db.transaction(() => {
       let added = 0;
       for (const it of items) {
         const promptJson = JSON.stringify(it.prompt);
-        const key = createHash('sha256').update(JSON.stringify([promptJson, it.a, it.b])).digest('hex');
-        added += insert.run(key, promptJson, createHash('sha256').update(promptJson).digest('hex'), it.a, it.b, it.source ?? null).changes;
+        const key = createHash('sha256')
+          .update(JSON.stringify([promptJson, it.a, it.b]))
+          .digest('hex');
+        added += insert.run(
+          key,
+          promptJson,
+          createHash('sha256').update(promptJson).digest('hex'),
+          it.a,
+          it.b,
+          it.source ?? null,
+        ).changes;
       }
       return added;
     })();
@@ -115,14 +131,18 @@ export class LabelDb {
     this.db.transaction(() => {
       this.db.prepare('INSERT OR IGNORE INTO annotators (name, created_at) VALUES (?, ?)').run(name, Date.now());
       const { id } = this.db.prepare('SELECT id FROM annotators WHERE name = ?').get(name) as { id: number };
-      this.db.prepare('INSERT INTO sessions (token, annotator_id, created_at) VALUES (?, ?, ?)').run(token, id, Date.now());
+      this.db
+        .prepare('INSERT INTO sessions (token, annotator_id, created_at) VALUES (?, ?, ?)')
+        .run(token, id, Date.now());
     })();
     return token;
   }
 
   /** The annotator of a session token, or undefined. */
   session(token: string): { id: number; name: string } | undefined {
-    return this.db.prepare('SELECT a.id, a.name FROM sessions s JOIN annotators a ON a.id = s.annotator_id WHERE s.token = ?').get(token) as { id: number; name: string } | undefined;
+    return this.db
+      .prepare('SELECT a.id, a.name FROM sessions s JOIN annotators a ON a.id = s.annotator_id WHERE s.token = ?')
+      .get(token) as { id: number; name: string } | undefined;
   }
 
   /**
@@ -132,10 +152,14 @@ export class LabelDb {
   next(annotatorId: number): Assignment | undefined {
     return this.db.transaction(() => {
       const open = this.db
-        .prepare('SELECT s.item_id FROM assignments s WHERE s.annotator_id = ? AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.item_id = s.item_id AND l.annotator_id = s.annotator_id) ORDER BY s.assigned_at LIMIT 1')
+        .prepare(
+          'SELECT s.item_id FROM assignments s WHERE s.annotator_id = ? AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.item_id = s.item_id AND l.annotator_id = s.annotator_id) ORDER BY s.assigned_at LIMIT 1',
+        )
         .get(annotatorId) as { item_id: number } | undefined;
       if (open) {
-        this.db.prepare('UPDATE assignments SET assigned_at = ? WHERE item_id = ? AND annotator_id = ?').run(Date.now(), open.item_id, annotatorId);
+        this.db
+          .prepare('UPDATE assignments SET assigned_at = ? WHERE item_id = ? AND annotator_id = ?')
+          .run(Date.now(), open.item_id, annotatorId);
         return this.assignment(open.item_id, annotatorId);
       }
       const since = Date.now() - this.leaseSeconds * 1000;
@@ -151,41 +175,69 @@ export class LabelDb {
         )
         .get({ me: annotatorId, since, k: this.labelsPerItem }) as { id: number } | undefined;
       if (!item) return undefined;
-      this.db.prepare('INSERT INTO assignments (item_id, annotator_id, swapped, assigned_at) VALUES (?, ?, ?, ?)').run(item.id, annotatorId, randomInt(2), Date.now());
+      this.db
+        .prepare('INSERT INTO assignments (item_id, annotator_id, swapped, assigned_at) VALUES (?, ?, ?, ?)')
+        .run(item.id, annotatorId, randomInt(2), Date.now());
       return this.assignment(item.id, annotatorId);
     })();
   }
 
   private assignment(itemId: number, annotatorId: number): Assignment {
     const r = this.db
-      .prepare('SELECT i.prompt_json, i.response_a, i.response_b, s.swapped FROM items i JOIN assignments s ON s.item_id = i.id WHERE i.id = ? AND s.annotator_id = ?')
+      .prepare(
+        'SELECT i.prompt_json, i.response_a, i.response_b, s.swapped FROM items i JOIN assignments s ON s.item_id = i.id WHERE i.id = ? AND s.annotator_id = ?',
+      )
       .get(itemId, annotatorId) as { prompt_json: string; response_a: string; response_b: string; swapped: number };
     const swapped = r.swapped === 1;
-    return { itemId, prompt: JSON.parse(r.prompt_json) as Prompt, left: swapped ? r.response_b : r.response_a, right: swapped ? r.response_a : r.response_b, swapped };
+    return {
+      itemId,
+      prompt: JSON.parse(r.prompt_json) as Prompt,
+      left: swapped ? r.response_b : r.response_a,
+      right: swapped ? r.response_a : r.response_b,
+      swapped,
+    };
   }
 
   /**
    * Records an answer given in display terms (left / right / tie_good / tie_bad / skip) for the
    * annotator's open assignment `itemId`. Throws RangeError when that item is not theirs to answer.
    */
-  answer(annotatorId: number, itemId: number, shown: 'left' | 'right' | 'tie_good' | 'tie_bad' | 'skip', reason: string): void {
+  answer(
+    annotatorId: number,
+    itemId: number,
+    shown: 'left' | 'right' | 'tie_good' | 'tie_bad' | 'skip',
+    reason: string,
+  ): void {
     this.db.transaction(() => {
-      const s = this.db.prepare('SELECT swapped FROM assignments WHERE item_id = ? AND annotator_id = ?').get(itemId, annotatorId) as { swapped: number } | undefined;
+      const s = this.db
+        .prepare('SELECT swapped FROM assignments WHERE item_id = ? AND annotator_id = ?')
+        .get(itemId, annotatorId) as { swapped: number } | undefined;
       if (!s) throw new RangeError(`item ${itemId} was not given to you`);
-      const done = this.db.prepare('SELECT 1 FROM labels WHERE item_id = ? AND annotator_id = ?').get(itemId, annotatorId);
+      const done = this.db
+        .prepare('SELECT 1 FROM labels WHERE item_id = ? AND annotator_id = ?')
+        .get(itemId, annotatorId);
       if (done) throw new RangeError(`item ${itemId} is already answered (undo it first)`);
-      const answer: Answer = shown === 'left' ? (s.swapped ? 'b' : 'a') : shown === 'right' ? (s.swapped ? 'a' : 'b') : shown;
-      this.db.prepare('INSERT INTO labels (item_id, annotator_id, answer, swapped, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(itemId, annotatorId, answer, s.swapped, reason, Date.now());
+      const answer: Answer =
+        shown === 'left' ? (s.swapped ? 'b' : 'a') : shown === 'right' ? (s.swapped ? 'a' : 'b') : shown;
+      this.db
+        .prepare(
+          'INSERT INTO labels (item_id, annotator_id, answer, swapped, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+        )
+        .run(itemId, annotatorId, answer, s.swapped, reason, Date.now());
     })();
   }
 
   /** Removes the annotator's latest answer; its item becomes their open assignment again. Returns its id. */
   undo(annotatorId: number): number | undefined {
     return this.db.transaction(() => {
-      const last = this.db.prepare('SELECT id, item_id FROM labels WHERE annotator_id = ? ORDER BY id DESC LIMIT 1').get(annotatorId) as { id: number; item_id: number } | undefined;
+      const last = this.db
+        .prepare('SELECT id, item_id FROM labels WHERE annotator_id = ? ORDER BY id DESC LIMIT 1')
+        .get(annotatorId) as { id: number; item_id: number } | undefined;
       if (!last) return undefined;
       this.db.prepare('DELETE FROM labels WHERE id = ?').run(last.id);
-      this.db.prepare('UPDATE assignments SET assigned_at = 0 WHERE item_id = ? AND annotator_id = ?').run(last.item_id, annotatorId); // first in line
+      this.db
+        .prepare('UPDATE assignments SET assigned_at = 0 WHERE item_id = ? AND annotator_id = ?')
+        .run(last.item_id, annotatorId); // first in line
       return last.item_id;
     })();
   }
@@ -193,7 +245,9 @@ export class LabelDb {
   progress(annotatorId: number): Progress {
     const k = this.labelsPerItem;
     const total = (this.db.prepare('SELECT COUNT(*) AS n FROM items').get() as { n: number }).n;
-    const done = (this.db.prepare('SELECT COUNT(*) AS n FROM labels WHERE annotator_id = ?').get(annotatorId) as { n: number }).n;
+    const done = (
+      this.db.prepare('SELECT COUNT(*) AS n FROM labels WHERE annotator_id = ?').get(annotatorId) as { n: number }
+    ).n;
     const remaining = (
       this.db
         .prepare(
@@ -216,12 +270,26 @@ export class LabelDb {
   /** Every answer, in the order given. */
   labels(): LabelRow[] {
     return (
-      this.db.prepare('SELECT l.item_id, a.name, l.answer, l.swapped, l.reason FROM labels l JOIN annotators a ON a.id = l.annotator_id ORDER BY l.id').all() as Array<{ item_id: number; name: string; answer: Answer; swapped: number; reason: string }>
-    ).map((r) => ({ itemId: r.item_id, annotator: r.name, answer: r.answer, swapped: r.swapped === 1, reason: r.reason }));
+      this.db
+        .prepare(
+          'SELECT l.item_id, a.name, l.answer, l.swapped, l.reason FROM labels l JOIN annotators a ON a.id = l.annotator_id ORDER BY l.id',
+        )
+        .all() as Array<{ item_id: number; name: string; answer: Answer; swapped: number; reason: string }>
+    ).map((r) => ({
+      itemId: r.item_id,
+      annotator: r.name,
+      answer: r.answer,
+      swapped: r.swapped === 1,
+      reason: r.reason,
+    }));
   }
 
   items(): Array<{ id: number; prompt: Prompt; promptKey: string; a: string; b: string }> {
-    return (this.db.prepare('SELECT id, prompt_json, prompt_key, response_a, response_b FROM items ORDER BY id').all() as Array<{ id: number; prompt_json: string; prompt_key: string; response_a: string; response_b: string }>).map((r) => ({
+    return (
+      this.db
+        .prepare('SELECT id, prompt_json, prompt_key, response_a, response_b FROM items ORDER BY id')
+        .all() as Array<{ id: number; prompt_json: string; prompt_key: string; response_a: string; response_b: string }>
+    ).map((r) => ({
       id: r.id,
       prompt: JSON.parse(r.prompt_json) as Prompt,
       promptKey: r.prompt_key,

@@ -29,7 +29,14 @@ export interface AgreementReport {
   pairwiseAgreement: number | null;
   fleissKappa: number | null;
   cohensKappa: Array<{ annotators: [string, string]; items: number; agreement: number; kappa: number | null }>;
-  annotators: Array<{ name: string; answers: number; skips: number; ties: number; agreement: number | null; meanCohensKappa: number | null }>;
+  annotators: Array<{
+    name: string;
+    answers: number;
+    skips: number;
+    ties: number;
+    agreement: number | null;
+    meanCohensKappa: number | null;
+  }>;
 }
 
 export interface ExportResult {
@@ -42,14 +49,19 @@ const merged = (a: string) => (a === 'tie_good' || a === 'tie_bad' ? 'tie' : a);
 
 export function exportPreferences(db: LabelDb, o: ExportOptions = {}): ExportResult {
   const minAgreement = o.minAgreement ?? 0.6;
-  if (!(minAgreement >= 0 && minAgreement <= 1)) throw new RangeError(`exportPreferences: expected options.minAgreement in [0, 1], received ${minAgreement}`);
+  if (!(minAgreement >= 0 && minAgreement <= 1))
+    throw new RangeError(`exportPreferences: expected options.minAgreement in [0, 1], received ${minAgreement}`);
   const items = db.items();
   const labels = db.labels();
   const byItem = new Map<number, LabelRow[]>();
   for (const l of labels) if (l.answer !== 'skip') byItem.set(l.itemId, [...(byItem.get(l.itemId) ?? []), l]);
 
   const dropped = { unlabelled: 0, ties: 0, disagreement: 0, cycles: 0 };
-  type Kept = { item: (typeof items)[number]; winner: 'a' | 'b'; votes: { chosen: number; rejected: number; tie: number } };
+  type Kept = {
+    item: (typeof items)[number];
+    winner: 'a' | 'b';
+    votes: { chosen: number; rejected: number; tie: number };
+  };
   const kept: Kept[] = [];
   for (const item of items) {
     const votes = byItem.get(item.id) ?? [];
@@ -77,7 +89,9 @@ export function exportPreferences(db: LabelDb, o: ExportOptions = {}): ExportRes
   for (const k of kept) byPrompt.set(k.item.promptKey, [...(byPrompt.get(k.item.promptKey) ?? []), k]);
   const inCycle = new Set<Kept>();
   for (const group of byPrompt.values()) {
-    const edges = group.map((k) => (k.winner === 'a' ? [k.item.a, k.item.b] : [k.item.b, k.item.a]) as [string, string]);
+    const edges = group.map(
+      (k) => (k.winner === 'a' ? [k.item.a, k.item.b] : [k.item.b, k.item.a]) as [string, string],
+    );
     const component = stronglyConnected(edges);
     group.forEach((k, i) => {
       const [w, l] = edges[i];
@@ -87,7 +101,12 @@ export function exportPreferences(db: LabelDb, o: ExportOptions = {}): ExportRes
   dropped.cycles = inCycle.size;
   const pairs = kept
     .filter((k) => !inCycle.has(k))
-    .map((k) => ({ prompt: k.item.prompt, chosen: k.winner === 'a' ? k.item.a : k.item.b, rejected: k.winner === 'a' ? k.item.b : k.item.a, votes: k.votes }));
+    .map((k) => ({
+      prompt: k.item.prompt,
+      chosen: k.winner === 'a' ? k.item.a : k.item.b,
+      rejected: k.winner === 'a' ? k.item.b : k.item.a,
+      votes: k.votes,
+    }));
   return { pairs, dropped, report: agreementReport(items.length, labels, byItem) };
 }
 
@@ -108,7 +127,13 @@ function agreementReport(items: number, labels: LabelRow[], byItem: Map<number, 
           y.push(merged(q.answer));
         }
       }
-      if (x.length) cohen.push({ annotators: [names[i], names[j]], items: x.length, agreement: x.filter((c, k) => c === y[k]).length / x.length, kappa: cohensKappa(x, y) });
+      if (x.length)
+        cohen.push({
+          annotators: [names[i], names[j]],
+          items: x.length,
+          agreement: x.filter((c, k) => c === y[k]).length / x.length,
+          kappa: cohensKappa(x, y),
+        });
     }
   const annotators = names.map((name) => {
     const mine = labels.filter((l) => l.annotator === name);

@@ -30,7 +30,8 @@ const COOKIE = 'rlhf_annotate';
 const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._'-]{0,63}$/u;
 const SHOWN = ['left', 'right', 'tie_good', 'tie_bad', 'skip'] as const;
 const SECURITY_HEADERS = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
   'cache-control': 'no-store',
@@ -45,7 +46,9 @@ class HttpError extends Error {
   }
 }
 
-export async function startAnnotateServer(o: AnnotateServerOptions): Promise<{ url: string; server: Server; close: () => Promise<void> }> {
+export async function startAnnotateServer(
+  o: AnnotateServerOptions,
+): Promise<{ url: string; server: Server; close: () => Promise<void> }> {
   const { db } = o;
   const tokenHash = o.token ? createHash('sha256').update(o.token).digest() : undefined;
 
@@ -68,16 +71,29 @@ export async function startAnnotateServer(o: AnnotateServerOptions): Promise<{ u
     if (get && path === '/app.css') return send(res, 200, 'text/css; charset=utf-8', PAGE_CSS);
     if (get && path === '/api/me') return json(res, 200, { name: who(req).name });
     if (get && path === '/api/next') return json(res, 200, state(who(req).id));
-    if (!['/api/login', '/api/answer', '/api/undo'].includes(path)) throw new HttpError(get || req.method === 'POST' ? 404 : 405, `no ${req.method} ${path}`);
+    if (!['/api/login', '/api/answer', '/api/undo'].includes(path))
+      throw new HttpError(get || req.method === 'POST' ? 404 : 405, `no ${req.method} ${path}`);
     if (req.method !== 'POST') throw new HttpError(405, `${path} takes POST`);
-    if (!/^application\/json\b/.test(req.headers['content-type'] ?? '')) throw new HttpError(415, 'send Content-Type: application/json');
+    if (!/^application\/json\b/.test(req.headers['content-type'] ?? ''))
+      throw new HttpError(415, 'send Content-Type: application/json');
     const body = await readJson(req);
     if (path === '/api/login') {
       known(body, ['name', 'token']);
       const name = typeof body.name === 'string' ? body.name.trim() : body.name;
-      if (typeof name !== 'string' || !NAME.test(name)) throw new HttpError(400, 'name: 1-64 letters, digits, spaces or ._\'- (starting with a letter or digit)');
-      if (body.token !== undefined && typeof body.token !== 'string') throw new HttpError(400, 'token: expected a string');
-      if (tokenHash && !timingSafeEqual(createHash('sha256').update((body.token as string | undefined) ?? '').digest(), tokenHash)) throw new HttpError(403, 'token: wrong access token');
+      if (typeof name !== 'string' || !NAME.test(name))
+        throw new HttpError(400, "name: 1-64 letters, digits, spaces or ._'- (starting with a letter or digit)");
+      if (body.token !== undefined && typeof body.token !== 'string')
+        throw new HttpError(400, 'token: expected a string');
+      if (
+        tokenHash &&
+        !timingSafeEqual(
+          createHash('sha256')
+            .update((body.token as string | undefined) ?? '')
+            .digest(),
+          tokenHash,
+        )
+      )
+        throw new HttpError(403, 'token: wrong access token');
       const session = db.signIn(name);
       res.setHeader('set-cookie', `${COOKIE}=${session}; HttpOnly; SameSite=Strict; Path=/`);
       return json(res, 200, { name });
@@ -89,10 +105,13 @@ export async function startAnnotateServer(o: AnnotateServerOptions): Promise<{ u
       return json(res, 200, state(me.id));
     }
     known(body, ['itemId', 'answer', 'reason']);
-    if (!Number.isSafeInteger(body.itemId) || (body.itemId as number) < 1) throw new HttpError(400, 'itemId: expected a positive integer');
-    if (!SHOWN.includes(body.answer as (typeof SHOWN)[number])) throw new HttpError(400, `answer: expected one of ${SHOWN.join(', ')}`);
+    if (!Number.isSafeInteger(body.itemId) || (body.itemId as number) < 1)
+      throw new HttpError(400, 'itemId: expected a positive integer');
+    if (!SHOWN.includes(body.answer as (typeof SHOWN)[number]))
+      throw new HttpError(400, `answer: expected one of ${SHOWN.join(', ')}`);
     const reason = body.reason ?? '';
-    if (typeof reason !== 'string' || reason.length > 2000) throw new HttpError(400, 'reason: expected a string of at most 2000 characters');
+    if (typeof reason !== 'string' || reason.length > 2000)
+      throw new HttpError(400, 'reason: expected a string of at most 2000 characters');
     try {
       db.answer(me.id, body.itemId as number, body.answer as (typeof SHOWN)[number], reason.trim());
     } catch (err) {
@@ -141,7 +160,8 @@ function json(res: ServerResponse, status: number, value: unknown): void {
 }
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  if (Number(req.headers['content-length']) > MAX_BODY) throw new HttpError(413, `the body is larger than ${MAX_BODY} bytes`);
+  if (Number(req.headers['content-length']) > MAX_BODY)
+    throw new HttpError(413, `the body is larger than ${MAX_BODY} bytes`);
   const parts: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -155,6 +175,7 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   } catch {
     throw new HttpError(400, 'the body is not valid JSON');
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new HttpError(400, 'the body must be a JSON object');
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new HttpError(400, 'the body must be a JSON object');
   return v as Record<string, unknown>;
 }

@@ -76,7 +76,9 @@ export function balanceByLength(
   const equal: number[][] = Array.from({ length: B }, () => []);
   lengths.forEach((l, i) => {
     const p = checkObject(fn, `lengths[${i}]`, l);
-    const d = checkNumber(fn, `lengths[${i}].chosen`, p.chosen, { min: 0 }) - checkNumber(fn, `lengths[${i}].rejected`, p.rejected, { min: 0 });
+    const d =
+      checkNumber(fn, `lengths[${i}].chosen`, p.chosen, { min: 0 }) -
+      checkNumber(fn, `lengths[${i}].rejected`, p.rejected, { min: 0 });
     let b = 0;
     while (Math.abs(d) >= edges[b + 1]) b++; // terminates: the last edge is Infinity
     (d > 0 ? longer : d < 0 ? shorter : equal)[b].push(i);
@@ -135,7 +137,8 @@ export function formatBalanceReport(r: BalanceReport): string {
     String(b.equalAfter),
   ]);
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
-  const line = (cells: string[]) => cells.map((s, c) => (c === 0 ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((s, c) => (c === 0 ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join('  ');
   const pct = r.totalPairs ? ((100 * r.keptPairs) / r.totalPairs).toFixed(1) : '0.0';
   return [line(header), ...rows.map(line), `kept ${r.keptPairs} of ${r.totalPairs} pairs (${pct}%)`].join('\n');
 }

@@ -122,7 +122,7 @@ export function packExamples(
   examples.forEach((e, i) => {
     const n = Math.min(e.ids.length, seqLen);
     if (n < e.ids.length) truncated++;
-    if (used + n > seqLen) rows.push([]), (used = 0);
+    if (used + n > seqLen) (rows.push([]), (used = 0));
     rows[rows.length - 1].push([i, n]);
     used += n;
     filled += n;
@@ -142,7 +142,7 @@ export function packExamples(
       let at = b * seqLen;
       docs.forEach(([i, n], k) => {
         numTargets += place(examples[i], n, at, tokens, targets);
-        for (let t = 0; t < n; t++) (positions[at + t] = t), (segments[at + t] = k);
+        for (let t = 0; t < n; t++) ((positions[at + t] = t), (segments[at + t] = k));
         at += n;
       });
       lengths[b] = at - b * seqLen;
@@ -152,7 +152,6 @@ export function packExamples(
   const fill = rows.length ? filled / (rows.length * seqLen) : 0;
   return { batches, stats: { examples: examples.length, truncated, rows: rows.length, fill } };
 }
-
 
 /**
  * Stacks single- or multi-row batches of the same seqLen into one batch (rows in order). Used to
@@ -174,7 +173,7 @@ export function stackBatches(parts: TokenBatch[]): TokenBatch {
     numTargets: 0,
   };
   const packed = parts.some((p) => p.positions);
-  if (packed) (out.positions = new Int32Array(B * T)), (out.segments = new Int32Array(B * T));
+  if (packed) ((out.positions = new Int32Array(B * T)), (out.segments = new Int32Array(B * T)));
   let row = 0;
   for (const p of parts) {
     out.tokens.set(p.tokens, row * T);
@@ -201,7 +200,14 @@ export function sliceBatch(b: TokenBatch, begin: number, end: number): TokenBatc
   const targets = b.targets.subarray(begin * T, end * T);
   let numTargets = 0;
   for (const t of targets) if (t >= 0) numTargets++;
-  const out: TokenBatch = { batch: end - begin, seqLen: T, tokens: b.tokens.subarray(begin * T, end * T), targets, lengths: b.lengths.subarray(begin, end), numTargets };
+  const out: TokenBatch = {
+    batch: end - begin,
+    seqLen: T,
+    tokens: b.tokens.subarray(begin * T, end * T),
+    targets,
+    lengths: b.lengths.subarray(begin, end),
+    numTargets,
+  };
   if (b.positions) out.positions = b.positions.subarray(begin * T, end * T);
   if (b.segments) out.segments = b.segments.subarray(begin * T, end * T);
   return out;

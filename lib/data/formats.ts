@@ -34,13 +34,23 @@ import { closest } from '../validate.js';
 
 /** The chat roles a record's messages may have: those of the chat templates of the supported
  * families and of TRL/OpenAI conversational datasets. */
-export const CHAT_ROLES = ['system', 'developer', 'user', 'assistant', 'tool', 'ipython', 'function', 'observation'] as const;
+export const CHAT_ROLES = [
+  'system',
+  'developer',
+  'user',
+  'assistant',
+  'tool',
+  'ipython',
+  'function',
+  'observation',
+] as const;
 
 /** A prompt: plain text, or a conversation to be rendered with the chat template. */
 export type Prompt = string | ChatMessage[];
 
 /** A supervised fine-tuning example. */
-export type SftRecord = { kind: 'completion'; prompt: string; completion: string } | { kind: 'messages'; messages: ChatMessage[] };
+export type SftRecord =
+  { kind: 'completion'; prompt: string; completion: string } | { kind: 'messages'; messages: ChatMessage[] };
 
 /** What trainers accept in memory: parsed {@link SftRecord}s or the JSONL shapes themselves. */
 export type SftInput = SftRecord | { prompt: Prompt; completion: string | ChatMessage[] } | { messages: ChatMessage[] };
@@ -101,7 +111,9 @@ function asObject(value: unknown, where: string, label: string): Record<string, 
 function wellFormed(value: string, field: string, where: string, label: string): string {
   const lone = /[\uD800-\uDFFF]/u.exec(value);
   if (lone)
-    throw formatError(`${where}: expected "${field}" to be well-formed text (${label} record), got a lone surrogate \\u${lone[0].charCodeAt(0).toString(16)} at index ${lone.index}`);
+    throw formatError(
+      `${where}: expected "${field}" to be well-formed text (${label} record), got a lone surrogate \\u${lone[0].charCodeAt(0).toString(16)} at index ${lone.index}`,
+    );
   return value;
 }
 
@@ -112,16 +124,21 @@ function asString(obj: Record<string, unknown>, key: string, where: string, labe
 
 /** A non-empty list of messages; `field` is the path used in errors (`messages`, `prompt`, ...). */
 function asMessages(value: unknown, field: string, where: string, label: string): ChatMessage[] {
-  if (!Array.isArray(value) || value.length === 0) throw expected(where, field, 'a non-empty list of {role, content} messages', label, value);
+  if (!Array.isArray(value) || value.length === 0)
+    throw expected(where, field, 'a non-empty list of {role, content} messages', label, value);
   return value.map((m, i) => {
     const path = `${field}[${i}]`;
-    if (m === null || typeof m !== 'object' || Array.isArray(m)) throw expected(where, path, 'a {role, content} message object', label, m);
+    if (m === null || typeof m !== 'object' || Array.isArray(m))
+      throw expected(where, path, 'a {role, content} message object', label, m);
     const { role, content } = m as Record<string, unknown>;
-    if (typeof role !== 'string' || role.length === 0) throw expected(where, `${path}.role`, 'a non-empty string', label, role);
+    if (typeof role !== 'string' || role.length === 0)
+      throw expected(where, `${path}.role`, 'a non-empty string', label, role);
     if (!(CHAT_ROLES as readonly string[]).includes(role)) {
       const near = closest(role, CHAT_ROLES);
       const got = JSON.stringify(role.length > 40 ? role.slice(0, 37) + '...' : role);
-      throw formatError(`${where}: expected "${path}.role" to be one of ${CHAT_ROLES.join(', ')} (${label} record), got ${got}${near ? ` (did you mean "${near}"?)` : ''}`);
+      throw formatError(
+        `${where}: expected "${path}.role" to be one of ${CHAT_ROLES.join(', ')} (${label} record), got ${got}${near ? ` (did you mean "${near}"?)` : ''}`,
+      );
     }
     if (typeof content !== 'string') throw expected(where, `${path}.content`, 'a string', label, content);
     return { ...(m as Record<string, unknown>), role, content: wellFormed(content, `${path}.content`, where, label) };
@@ -135,13 +152,21 @@ function asPrompt(value: unknown, field: string, where: string, label: string): 
 }
 
 /** A response: a string, or a message list ending with the assistant reply (split into context + reply). */
-function asResponse(value: unknown, field: string, where: string, label: string): { context: ChatMessage[]; content: string } {
+function asResponse(
+  value: unknown,
+  field: string,
+  where: string,
+  label: string,
+): { context: ChatMessage[]; content: string } {
   if (typeof value === 'string') return { context: [], content: wellFormed(value, field, where, label) };
-  if (!Array.isArray(value)) throw expected(where, field, 'a string or a list of messages ending with the assistant reply', label, value);
+  if (!Array.isArray(value))
+    throw expected(where, field, 'a string or a list of messages ending with the assistant reply', label, value);
   const messages = asMessages(value, field, where, label);
   const last = messages[messages.length - 1];
   if (last.role !== 'assistant')
-    throw formatError(`${where}: expected the last message of "${field}" to be the assistant reply (${label} record), got role ${JSON.stringify(last.role)}`);
+    throw formatError(
+      `${where}: expected the last message of "${field}" to be the assistant reply (${label} record), got role ${JSON.stringify(last.role)}`,
+    );
   return { context: messages.slice(0, -1), content: last.content };
 }
 
@@ -152,11 +177,19 @@ const sameMessages = (a: ChatMessage[], b: ChatMessage[]) =>
  * Resolves the prompt of a record whose responses may be conversations: the context messages
  * before each reply must agree, and continue the prompt (or are the prompt when it is absent).
  */
-function resolvePrompt(obj: Record<string, unknown>, fields: string[], contexts: ChatMessage[][], where: string, label: string): Prompt {
+function resolvePrompt(
+  obj: Record<string, unknown>,
+  fields: string[],
+  contexts: ChatMessage[][],
+  where: string,
+  label: string,
+): Prompt {
   const context = contexts[0];
   contexts.forEach((c, i) => {
     if (!sameMessages(c, context))
-      throw formatError(`${where}: expected "${fields[0]}" and "${fields[i]}" to have the same messages before the assistant reply (${label} record)`);
+      throw formatError(
+        `${where}: expected "${fields[0]}" and "${fields[i]}" to have the same messages before the assistant reply (${label} record)`,
+      );
   });
   if (obj.prompt === undefined) {
     if (context.length > 0) return context;
@@ -165,7 +198,9 @@ function resolvePrompt(obj: Record<string, unknown>, fields: string[], contexts:
   const prompt = asPrompt(obj.prompt, 'prompt', where, label);
   if (context.length === 0) return prompt;
   if (typeof prompt === 'string')
-    throw formatError(`${where}: "prompt" is a string but "${fields[0]}" continues a conversation; give "prompt" as a message list (${label} record)`);
+    throw formatError(
+      `${where}: "prompt" is a string but "${fields[0]}" continues a conversation; give "prompt" as a message list (${label} record)`,
+    );
   return [...prompt, ...context];
 }
 
@@ -178,22 +213,38 @@ export function parseSftRecord(value: unknown, where: string): SftRecord {
   if (obj.messages !== undefined) {
     const messages = asMessages(obj.messages, 'messages', where, MESSAGES);
     if (!messages.some((m) => m.role === 'assistant'))
-      throw formatError(`${where}: expected "messages" to contain an assistant message, the text trained on (${MESSAGES} record), got roles ${messages.map((m) => m.role).join(', ')}`);
+      throw formatError(
+        `${where}: expected "messages" to contain an assistant message, the text trained on (${MESSAGES} record), got roles ${messages.map((m) => m.role).join(', ')}`,
+      );
     return { kind: 'messages', messages };
   }
   if (obj.prompt === undefined && obj.completion === undefined) {
-    const keys = Object.keys(obj).map((k) => JSON.stringify(k)).join(', ');
-    throw formatError(`${where}: expected a ${COMPLETION} or ${MESSAGES} record, got an object with ${keys ? `keys ${keys}` : 'no keys'}`);
+    const keys = Object.keys(obj)
+      .map((k) => JSON.stringify(k))
+      .join(', ');
+    throw formatError(
+      `${where}: expected a ${COMPLETION} or ${MESSAGES} record, got an object with ${keys ? `keys ${keys}` : 'no keys'}`,
+    );
   }
   if (Array.isArray(obj.prompt)) {
     const label = 'conversational {prompt, completion}';
     const prompt = asMessages(obj.prompt, 'prompt', where, label);
     const i = prompt.findIndex((m) => m.role === 'assistant');
-    if (i >= 0) throw formatError(`${where}: expected "prompt" to have no assistant message (${label} record; use {messages} to train on every assistant turn), got one at prompt[${i}]`);
-    const completion = typeof obj.completion === 'string' ? [{ role: 'assistant', content: wellFormed(obj.completion, 'completion', where, label) }] : asMessages(obj.completion, 'completion', where, label);
+    if (i >= 0)
+      throw formatError(
+        `${where}: expected "prompt" to have no assistant message (${label} record; use {messages} to train on every assistant turn), got one at prompt[${i}]`,
+      );
+    const completion =
+      typeof obj.completion === 'string'
+        ? [{ role: 'assistant', content: wellFormed(obj.completion, 'completion', where, label) }]
+        : asMessages(obj.completion, 'completion', where, label);
     return { kind: 'messages', messages: [...prompt, ...completion] };
   }
-  return { kind: 'completion', prompt: asString(obj, 'prompt', where, COMPLETION), completion: asString(obj, 'completion', where, COMPLETION) };
+  return {
+    kind: 'completion',
+    prompt: asString(obj, 'prompt', where, COMPLETION),
+    completion: asString(obj, 'completion', where, COMPLETION),
+  };
 }
 
 /**
@@ -209,7 +260,8 @@ export function parsePreferenceRecord(value: unknown, where: string): Preference
   const prompt = resolvePrompt(obj, ['chosen', 'rejected'], [chosen.context, rejected.context], where, PREFERENCE);
   const rec: PreferenceRecord = { prompt, chosen: chosen.content, rejected: rejected.content };
   if (obj.margin !== undefined) {
-    if (typeof obj.margin !== 'number' || !Number.isFinite(obj.margin)) throw expected(where, 'margin', 'a finite number', PREFERENCE, obj.margin);
+    if (typeof obj.margin !== 'number' || !Number.isFinite(obj.margin))
+      throw expected(where, 'margin', 'a finite number', PREFERENCE, obj.margin);
     rec.margin = obj.margin;
   }
   return rec;
@@ -218,17 +270,27 @@ export function parsePreferenceRecord(value: unknown, where: string): Preference
 /** Checks one `{prompt, responses, scores}` record: >= 2 responses, one finite score per response. */
 export function parseScoredRecord(value: unknown, where: string): ScoredRecord {
   const obj = asObject(value, where, SCORED);
-  if (!Array.isArray(obj.responses) || obj.responses.length < 2) throw expected(where, 'responses', 'a list of at least 2 responses', SCORED, obj.responses);
+  if (!Array.isArray(obj.responses) || obj.responses.length < 2)
+    throw expected(where, 'responses', 'a list of at least 2 responses', SCORED, obj.responses);
   const responses = obj.responses.map((r, i) => asResponse(r, `responses[${i}]`, where, SCORED));
   if (!Array.isArray(obj.scores)) throw expected(where, 'scores', 'a list of numbers', SCORED, obj.scores);
   if (obj.scores.length !== responses.length)
-    throw formatError(`${where}: expected "scores" to have ${responses.length} entries, one per response (${SCORED} record), got ${obj.scores.length}`);
+    throw formatError(
+      `${where}: expected "scores" to have ${responses.length} entries, one per response (${SCORED} record), got ${obj.scores.length}`,
+    );
   const scores = obj.scores.map((s, i) => {
-    if (typeof s !== 'number' || !Number.isFinite(s)) throw expected(where, `scores[${i}]`, 'a finite number', SCORED, s);
+    if (typeof s !== 'number' || !Number.isFinite(s))
+      throw expected(where, `scores[${i}]`, 'a finite number', SCORED, s);
     return s;
   });
   const fields = responses.map((_, i) => `responses[${i}]`);
-  const prompt = resolvePrompt(obj, fields, responses.map((r) => r.context), where, SCORED);
+  const prompt = resolvePrompt(
+    obj,
+    fields,
+    responses.map((r) => r.context),
+    where,
+    SCORED,
+  );
   return { prompt, responses: responses.map((r) => r.content), scores };
 }
 

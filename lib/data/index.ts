@@ -24,7 +24,15 @@ export {
   type PromptRecord,
 } from './formats.js';
 export { tokenizeSft, encodePrompt, tokenizePromptResponse, type TokenizedExample } from './tokenize.js';
-export { padBatch, packExamples, stackBatches, sliceBatch, PAD_SEGMENT, type TokenBatch, type PackStats } from './batch.js';
+export {
+  padBatch,
+  packExamples,
+  stackBatches,
+  sliceBatch,
+  PAD_SEGMENT,
+  type TokenBatch,
+  type PackStats,
+} from './batch.js';
 export { permutation } from './shuffle.js';
 export { balanceByLength, formatBalanceReport, DEFAULT_BALANCE_EDGES, type BalanceReport } from './balance.js';
 export { parseStepRecord, loadStepData, encodeSteps, splitSteps, type StepRecord, type EncodedSteps } from './steps.js';

@@ -51,7 +51,8 @@ async function* byteLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer>
       if (chunk[0] === LF) start = 1;
       skipLF = false;
     }
-    let nextLF = chunk.indexOf(LF, start), nextCR = chunk.indexOf(CR, start);
+    let nextLF = chunk.indexOf(LF, start),
+      nextCR = chunk.indexOf(CR, start);
     while (nextLF >= 0 || nextCR >= 0) {
       const end = nextCR < 0 || (nextLF >= 0 && nextLF < nextCR) ? nextLF : nextCR;
       parts.push(chunk.subarray(start, end));
@@ -76,16 +77,18 @@ async function* byteLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer>
  * forms, no surrogates, nothing above U+10FFFF), or -1 when all of it is valid.
  */
 export function firstInvalidUtf8(bytes: Uint8Array): number {
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const b = bytes[i];
     if (b < 0x80) {
       i++;
       continue;
     }
-    let need: number, lo = 0x80, hi = 0xbf;
+    let need: number,
+      lo = 0x80,
+      hi = 0xbf;
     if (b >= 0xc2 && b <= 0xdf) need = 1;
-    else if (b >= 0xe0 && b <= 0xef) (need = 2), b === 0xe0 ? (lo = 0xa0) : b === 0xed ? (hi = 0x9f) : 0;
-    else if (b >= 0xf0 && b <= 0xf4) (need = 3), b === 0xf0 ? (lo = 0x90) : b === 0xf4 ? (hi = 0x8f) : 0;
+    else if (b >= 0xe0 && b <= 0xef) ((need = 2), b === 0xe0 ? (lo = 0xa0) : b === 0xed ? (hi = 0x9f) : 0);
+    else if (b >= 0xf0 && b <= 0xf4) ((need = 3), b === 0xf0 ? (lo = 0x90) : b === 0xf4 ? (hi = 0x8f) : 0);
     else return i;
     for (let k = 1; k <= need; k++) {
       const c = bytes[i + k];
@@ -98,7 +101,9 @@ export function firstInvalidUtf8(bytes: Uint8Array): number {
 
 async function* lines(path: string): AsyncGenerator<JsonlLine> {
   const ioError = (err: unknown) =>
-    new RlhfError(ErrorCode.IO, `cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    new RlhfError(ErrorCode.IO, `cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
   let fh: FileHandle;
   try {
     fh = await open(path, 'r'); // opened first, so a missing file fails here and not in the stream
@@ -117,7 +122,9 @@ async function* lines(path: string): AsyncGenerator<JsonlLine> {
       } catch (err) {
         const at = firstInvalidUtf8(bytes);
         const where = at >= 0 ? ` at byte ${at} of the line (0x${bytes[at].toString(16).padStart(2, '0')})` : '';
-        throw new RlhfError(ErrorCode.FORMAT, `${path}:${line}: invalid UTF-8${where}; the file must be UTF-8 text`, { cause: err });
+        throw new RlhfError(ErrorCode.FORMAT, `${path}:${line}: invalid UTF-8${where}; the file must be UTF-8 text`, {
+          cause: err,
+        });
       }
       const text = line === 1 && raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
       if (text.trim() === '') continue;
@@ -161,7 +168,10 @@ export function writeJsonl(path: string, records: unknown[]): Promise<void> {
     try {
       text = JSON.stringify(r);
     } catch (err) {
-      throw new TypeError(`${fn}: cannot serialise records[${i}]: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new TypeError(
+        `${fn}: cannot serialise records[${i}]: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
     }
     if (text === undefined) throw typeError(fn, `records[${i}]`, 'a JSON value', r);
     return Buffer.from(text + '\n', 'utf8');

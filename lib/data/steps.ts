@@ -29,14 +29,25 @@ const SHAPE = '{prompt, steps, labels}';
 export function parseStepRecord(value: unknown, where: string): StepRecord {
   const { prompt } = parsePromptRecord(value, where);
   const obj = value as Record<string, unknown>;
-  const steps = obj.steps, labels = obj.labels;
+  const steps = obj.steps,
+    labels = obj.labels;
   if (!Array.isArray(steps) || steps.length === 0 || !steps.every((s) => typeof s === 'string'))
-    throw new RlhfError(ErrorCode.FORMAT, `${where}: expected "steps" to be a non-empty array of strings (${SHAPE} record), got ${JSON.stringify(steps)?.slice(0, 80)}`);
+    throw new RlhfError(
+      ErrorCode.FORMAT,
+      `${where}: expected "steps" to be a non-empty array of strings (${SHAPE} record), got ${JSON.stringify(steps)?.slice(0, 80)}`,
+    );
   if (!Array.isArray(labels) || labels.length !== steps.length)
-    throw new RlhfError(ErrorCode.FORMAT, `${where}: expected "labels" to be an array of ${steps.length} labels, one per step (${SHAPE} record), got ${JSON.stringify(labels)?.slice(0, 80)}`);
+    throw new RlhfError(
+      ErrorCode.FORMAT,
+      `${where}: expected "labels" to be an array of ${steps.length} labels, one per step (${SHAPE} record), got ${JSON.stringify(labels)?.slice(0, 80)}`,
+    );
   const parsed = labels.map((l, i) => {
     const x = typeof l === 'boolean' ? Number(l) : l;
-    if (typeof x !== 'number' || !(x >= 0 && x <= 1)) throw new RlhfError(ErrorCode.FORMAT, `${where}: expected labels[${i}] to be 0, 1 or a number in [0, 1], got ${JSON.stringify(l)}`);
+    if (typeof x !== 'number' || !(x >= 0 && x <= 1))
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `${where}: expected labels[${i}] to be 0, 1 or a number in [0, 1], got ${JSON.stringify(l)}`,
+      );
     return x;
   });
   return { prompt, steps: steps as string[], labels: parsed };
@@ -47,7 +58,8 @@ export async function loadStepData(fn: string, name: string, source: unknown): P
   const out: StepRecord[] = [];
   if (typeof source === 'string') {
     for await (const { value, line } of readJsonl(source)) out.push(parseStepRecord(value, `${source}:${line}`));
-    if (!out.length) throw new RlhfError(ErrorCode.FORMAT, `${source}: no records (the file is empty or has only blank lines)`);
+    if (!out.length)
+      throw new RlhfError(ErrorCode.FORMAT, `${source}: no records (the file is empty or has only blank lines)`);
   } else if (Array.isArray(source)) {
     source.forEach((r, i) => out.push(parseStepRecord(r, `${fn}: options.${name}[${i}]`)));
     if (!out.length) throw new RlhfError(ErrorCode.FORMAT, `${fn}: options.${name} is empty`);
@@ -70,14 +82,21 @@ export interface EncodedSteps {
  * whose separator falls past it are dropped (a response with none left has `stepEnds` empty). A
  * step that encodes to nothing (empty step and separator) is a FORMAT error: it has no position.
  */
-export function encodeSteps(tok: Tokenizer, prompt: Prompt, steps: string[], separator: string, maxLength = Infinity): EncodedSteps {
+export function encodeSteps(
+  tok: Tokenizer,
+  prompt: Prompt,
+  steps: string[],
+  separator: string,
+  maxLength = Infinity,
+): EncodedSteps {
   const promptIds = encodePrompt(tok, prompt);
   const response: number[] = [];
   const stepEnds: number[] = [];
   let dropped = 0;
   for (let i = 0; i < steps.length; i++) {
     const ids = tok.encode(steps[i] + separator);
-    if (ids.length === 0) throw new RlhfError(ErrorCode.FORMAT, `encodeSteps: step ${i} plus the separator encodes to no token`);
+    if (ids.length === 0)
+      throw new RlhfError(ErrorCode.FORMAT, `encodeSteps: step ${i} plus the separator encodes to no token`);
     if (promptIds.length + response.length + ids.length > maxLength) {
       dropped = steps.length - i;
       break;
@@ -85,7 +104,12 @@ export function encodeSteps(tok: Tokenizer, prompt: Prompt, steps: string[], sep
     response.push(...ids);
     stepEnds.push(promptIds.length + response.length - 1);
   }
-  return { promptIds: Int32Array.from(promptIds), responseIds: Int32Array.from(response), stepEnds, droppedSteps: dropped };
+  return {
+    promptIds: Int32Array.from(promptIds),
+    responseIds: Int32Array.from(response),
+    stepEnds,
+    droppedSteps: dropped,
+  };
 }
 
 /** Splits a response into steps at `separator` (empty pieces, e.g. after a trailing separator, dropped). */

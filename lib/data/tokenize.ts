@@ -30,7 +30,11 @@ function checkTokenizer(fn: string, tok: unknown): Tokenizer {
 }
 
 /** Builds the example from parts, truncating to `maxLength` and zeroing `lossMask[0]`. */
-function build(ids: number[], mask: ArrayLike<number>, maxLength: number | undefined): TokenizedExample & { truncated: boolean } {
+function build(
+  ids: number[],
+  mask: ArrayLike<number>,
+  maxLength: number | undefined,
+): TokenizedExample & { truncated: boolean } {
   const truncated = maxLength !== undefined && ids.length > maxLength;
   const n = truncated ? maxLength : ids.length;
   const out = { ids: new Int32Array(n), lossMask: new Uint8Array(n), truncated };
@@ -53,7 +57,11 @@ function readMaxLength(o: ReturnType<typeof options>): number | undefined {
  *   their end-of-turn markers).
  * With `maxLength`, the first `maxLength` tokens are kept and `truncated` says whether any were cut.
  */
-export function tokenizeSft(tok: Tokenizer, rec: SftRecord, opts?: { maxLength?: number }): TokenizedExample & { truncated: boolean } {
+export function tokenizeSft(
+  tok: Tokenizer,
+  rec: SftRecord,
+  opts?: { maxLength?: number },
+): TokenizedExample & { truncated: boolean } {
   const fn = 'tokenizeSft';
   checkTokenizer(fn, tok);
   const o = options(fn, 'options', opts);
@@ -64,7 +72,8 @@ export function tokenizeSft(tok: Tokenizer, rec: SftRecord, opts?: { maxLength?:
     const { ids, assistantMask } = tok.encodeChat((rec as Extract<SftRecord, { kind: 'messages' }>).messages);
     return build(ids, assistantMask, maxLength);
   }
-  if (r.kind !== 'completion') throw typeError(fn, 'rec.kind', '"completion" or "messages" (an SftRecord from parseSftRecord)', r.kind);
+  if (r.kind !== 'completion')
+    throw typeError(fn, 'rec.kind', '"completion" or "messages" (an SftRecord from parseSftRecord)', r.kind);
   const { prompt, completion } = rec as Extract<SftRecord, { kind: 'completion' }>;
   const p = tok.encode(prompt);
   const c = tok.encode(completion);
@@ -114,6 +123,7 @@ export function checkExample(fn: string, path: string, ex: unknown): number {
   const e = checkObject(fn, path, ex);
   if (!(e.ids instanceof Int32Array)) throw typeError(fn, `${path}.ids`, 'an Int32Array', e.ids);
   if (!(e.lossMask instanceof Uint8Array)) throw typeError(fn, `${path}.lossMask`, 'a Uint8Array', e.lossMask);
-  if (e.lossMask.length !== e.ids.length) throw rangeError(fn, `${path}.lossMask.length`, `ids.length (${e.ids.length})`, e.lossMask.length);
+  if (e.lossMask.length !== e.ids.length)
+    throw rangeError(fn, `${path}.lossMask.length`, `ids.length (${e.ids.length})`, e.lossMask.length);
   return e.ids.length;
 }

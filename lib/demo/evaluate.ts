@@ -20,7 +20,15 @@ export interface PolicySamples {
   length: number; // mean characters
 }
 
-export async function samplePolicy(opts: { policy: Model; sft: Model; tokenizer: Tokenizer; prompts: TaskPrompt[]; samples: number; maxNewTokens: number; seed: number }): Promise<PolicySamples> {
+export async function samplePolicy(opts: {
+  policy: Model;
+  sft: Model;
+  tokenizer: Tokenizer;
+  prompts: TaskPrompt[];
+  samples: number;
+  maxNewTokens: number;
+  seed: number;
+}): Promise<PolicySamples> {
   const { policy, sft, tokenizer, prompts, samples } = opts;
   const roll = await generateRollout({
     policy,
@@ -30,7 +38,8 @@ export async function samplePolicy(opts: { policy: Model; sft: Model; tokenizer:
     sampling: { maxNewTokens: opts.maxNewTokens, temperature: 1 },
     seed: opts.seed,
   });
-  const texts = prompts.map(() => [] as string[]), gold = prompts.map(() => [] as number[]);
+  const texts = prompts.map(() => [] as string[]),
+    gold = prompts.map(() => [] as number[]);
   for (const s of roll.samples) {
     texts[s.promptIndex].push(s.text);
     gold[s.promptIndex].push(goldScore(prompts[s.promptIndex], s.text).total);
@@ -40,7 +49,14 @@ export async function samplePolicy(opts: { policy: Model; sft: Model; tokenizer:
   for (let i = 0; i < roll.samples.length; i += chunk) {
     const part = roll.samples.slice(i, i + chunk);
     const sb = sequenceBatch(part, tokenizer.padId);
-    const f = await sft.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, saveForBackward: false });
+    const f = await sft.forward({
+      tokens: sb.tokens,
+      targets: sb.targets,
+      batch: sb.batch,
+      seqLen: sb.seqLen,
+      lengths: sb.lengths,
+      saveForBackward: false,
+    });
     part.forEach((s, b) => {
       for (let t = 0; t < s.responseIds.length; t++) kl += s.logprobs[t] - f.logprobs[sb.responseStart[b] + t];
     });
@@ -57,7 +73,11 @@ export interface Comparison {
 }
 
 export function compare(policy: PolicySamples, baseline: PolicySamples): Comparison {
-  let win = 0, tie = 0, loss = 0, total = 0, n = 0;
+  let win = 0,
+    tie = 0,
+    loss = 0,
+    total = 0,
+    n = 0;
   policy.gold.forEach((row, p) =>
     row.forEach((g, k) => {
       const b = baseline.gold[p][k];

@@ -20,27 +20,46 @@ export interface LabelledPairs {
   identical: number;
 }
 
-export async function samplePairs(opts: { model: Model; tokenizer: Tokenizer; prompts: TaskPrompt[]; rounds: number; maxNewTokens: number; seed: number; noise?: number; gold?: boolean }, progress?: { emitter: TrainerEmitter; stage: string }): Promise<LabelledPairs> {
+export async function samplePairs(
+  opts: {
+    model: Model;
+    tokenizer: Tokenizer;
+    prompts: TaskPrompt[];
+    rounds: number;
+    maxNewTokens: number;
+    seed: number;
+    noise?: number;
+    gold?: boolean;
+  },
+  progress?: { emitter: TrainerEmitter; stage: string },
+): Promise<LabelledPairs> {
   const { prompts } = opts;
-  const roll = await generateRolloutInChunks({
-    policy: opts.model,
-    tokenizer: opts.tokenizer,
-    prompts: Array.from({ length: opts.rounds }, () => prompts.map((p) => ({ prompt: p.messages }))).flat(),
-    samplesPerPrompt: 2,
-    sampling: { maxNewTokens: opts.maxNewTokens, temperature: 1 },
-    seed: opts.seed,
-  }, progress);
+  const roll = await generateRolloutInChunks(
+    {
+      policy: opts.model,
+      tokenizer: opts.tokenizer,
+      prompts: Array.from({ length: opts.rounds }, () => prompts.map((p) => ({ prompt: p.messages }))).flat(),
+      samplesPerPrompt: 2,
+      sampling: { maxNewTokens: opts.maxNewTokens, temperature: 1 },
+      seed: opts.seed,
+    },
+    progress,
+  );
   const r = rng(opts.seed + 17);
   const pairs: PreferenceRecord[] = [];
-  let identical = 0, agree = 0, decided = 0;
+  let identical = 0,
+    agree = 0,
+    decided = 0;
   for (let i = 0; i < roll.samples.length; i += 2) {
     const p = prompts[roll.samples[i].promptIndex % prompts.length];
-    const a = roll.samples[i].text, b = roll.samples[i + 1].text;
+    const a = roll.samples[i].text,
+      b = roll.samples[i + 1].text;
     if (a === b) {
       identical++;
       continue;
     }
-    const ga = goldScore(p, a).total, gb = goldScore(p, b).total;
+    const ga = goldScore(p, a).total,
+      gb = goldScore(p, b).total;
     if (opts.gold && Math.abs(ga - gb) < 0.05) continue; // no gold preference
     const prefersA = opts.gold ? ga > gb : annotate(p, a, b, r, opts.noise ?? 0.1);
     if (Math.abs(ga - gb) >= 0.05) {

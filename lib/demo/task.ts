@@ -28,8 +28,32 @@ import type { ChatMessage } from '../tokenizer/index.js';
 
 export type Format = 'number' | 'words' | 'sentence';
 export const FORMATS: readonly Format[] = ['number', 'words', 'sentence'];
-const INSTRUCTION: Record<Format, string> = { number: 'Answer with a number.', words: 'Answer in words.', sentence: 'Answer in a sentence.' };
-export const NUMBER_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven', 'twelve', 'thirteen', 'fourteen', 'fifteen', 'sixteen', 'seventeen', 'eighteen'];
+const INSTRUCTION: Record<Format, string> = {
+  number: 'Answer with a number.',
+  words: 'Answer in words.',
+  sentence: 'Answer in a sentence.',
+};
+export const NUMBER_WORDS = [
+  'zero',
+  'one',
+  'two',
+  'three',
+  'four',
+  'five',
+  'six',
+  'seven',
+  'eight',
+  'nine',
+  'ten',
+  'eleven',
+  'twelve',
+  'thirteen',
+  'fourteen',
+  'fifteen',
+  'sixteen',
+  'seventeen',
+  'eighteen',
+];
 const FILLERS = ['um', 'let me think', 'well,', 'i guess', 'hmm'];
 
 export interface TaskPrompt {
@@ -60,13 +84,19 @@ export function makePrompt(a: number, b: number, format: Format): TaskPrompt {
 /** Every (a, b, format) combination with operands 0..maxOperand: (maxOperand + 1)² × 3 prompts. */
 export function allPrompts(maxOperand = 9): TaskPrompt[] {
   const out: TaskPrompt[] = [];
-  for (let a = 0; a <= maxOperand; a++) for (let b = 0; b <= maxOperand; b++) for (const f of FORMATS) out.push(makePrompt(a, b, f));
+  for (let a = 0; a <= maxOperand; a++)
+    for (let b = 0; b <= maxOperand; b++) for (const f of FORMATS) out.push(makePrompt(a, b, f));
   return out;
 }
 
 /** Splits the prompts into train / eval sets (seeded, disjoint). */
-export function splitPrompts(seed: number, evalFraction = 0.2, maxOperand = 9): { train: TaskPrompt[]; eval: TaskPrompt[] } {
-  const all = allPrompts(maxOperand), r = rng(seed);
+export function splitPrompts(
+  seed: number,
+  evalFraction = 0.2,
+  maxOperand = 9,
+): { train: TaskPrompt[]; eval: TaskPrompt[] } {
+  const all = allPrompts(maxOperand),
+    r = rng(seed);
   for (let i = all.length - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));
     [all[i], all[j]] = [all[j], all[i]];
@@ -92,8 +122,10 @@ export function demonstration(p: TaskPrompt, r: () => number, quality = 0.4): st
   let text = render(p, answer, format);
   for (let k = 0; k < flaws; k++) {
     const kind = Math.floor(r() * 4);
-    if (kind === 0) text = `${FILLERS[Math.floor(r() * FILLERS.length)]} ${text}`; // rambling
-    else if (kind === 1) text = `${text} ${text.split(' ').at(-1)}`; // repetition
+    if (kind === 0)
+      text = `${FILLERS[Math.floor(r() * FILLERS.length)]} ${text}`; // rambling
+    else if (kind === 1)
+      text = `${text} ${text.split(' ').at(-1)}`; // repetition
     else if (kind === 2) {
       format = FORMATS[(FORMATS.indexOf(format) + 1 + Math.floor(r() * 2)) % 3]; // wrong format
       text = render(p, answer, format);
@@ -145,10 +177,21 @@ export function goldScore(p: TaskPrompt, response: string): GoldBreakdown {
   let format = 0;
   if (p.format === 'number' && /^\d+$/.test(r)) format = 1;
   if (p.format === 'words' && /^[a-z]+$/.test(lower) && NUMBER_WORDS.includes(lower)) format = 1;
-  if (p.format === 'sentence' && /^[^.]*\d[^.]*\.$/.test(r) && r.split(' ').length >= 3 && operands.length > 0 && operandsRight) format = 1;
+  if (
+    p.format === 'sentence' &&
+    /^[^.]*\d[^.]*\.$/.test(r) &&
+    r.split(' ').length >= 3 &&
+    operands.length > 0 &&
+    operandsRight
+  )
+    format = 1;
   const concise = -Math.min(2, 0.1 * Math.max(0, r.length - idealResponse(p).length));
   const words = lower.split(/\s+/).filter(Boolean);
-  const repetition = words.some((w, i) => i > 0 && w.replace(/\W/g, '') === words[i - 1].replace(/\W/g, '') && w.replace(/\W/g, '') !== '') ? -1 : 0;
+  const repetition = words.some(
+    (w, i) => i > 0 && w.replace(/\W/g, '') === words[i - 1].replace(/\W/g, '') && w.replace(/\W/g, '') !== '',
+  )
+    ? -1
+    : 0;
   const rambling = FILLERS.some((f) => lower.includes(f)) ? -1 : 0;
   return { total: correct + format + concise + repetition + rambling, correct, format, concise, repetition, rambling };
 }

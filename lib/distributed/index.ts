@@ -52,7 +52,8 @@ export function shardRange(n: number, rank: number, size: number): [number, numb
   checkInt(fn, 'n', n, { min: 0 });
   checkInt(fn, 'size', size, { min: 1 });
   checkInt(fn, 'rank', rank, { min: 0, max: size - 1 });
-  const base = Math.floor(n / size), extra = n % size;
+  const base = Math.floor(n / size),
+    extra = n % size;
   const begin = rank * base + Math.min(rank, extra);
   return [begin, begin + base + (rank < extra ? 1 : 0)];
 }
@@ -62,7 +63,9 @@ function targetOf(fn: string, target: GradientTarget): object {
     if ('optimizerTarget' in target) return target.optimizerTarget;
     if (target.params instanceof Float32Array && target.grads instanceof Float32Array) {
       if (target.params.length !== target.grads.length)
-        throw new RangeError(`${fn}: expected target.grads to have ${target.params.length} elements, received ${target.grads.length}`);
+        throw new RangeError(
+          `${fn}: expected target.grads to have ${target.params.length} elements, received ${target.grads.length}`,
+        );
       return target;
     }
   }
@@ -71,7 +74,9 @@ function targetOf(fn: string, target: GradientTarget): object {
 
 function checkOffsets(fn: string, offsets: number[], size: number): number[] {
   if (!Array.isArray(offsets) || offsets.length !== size + 1 || offsets[0] !== 0)
-    throw new RangeError(`${fn}: expected offsets to be ${size + 1} ascending integers starting at 0, received ${JSON.stringify(offsets)}`);
+    throw new RangeError(
+      `${fn}: expected offsets to be ${size + 1} ascending integers starting at 0, received ${JSON.stringify(offsets)}`,
+    );
   offsets.forEach((x, i) => {
     checkInt(fn, `offsets[${i}]`, x, { min: i ? offsets[i - 1] : 0 });
   });
@@ -86,7 +91,9 @@ export function allGatherRanges(group: ProcessGroup, piece: Float32Array, offset
   checkOffsets('allGatherRanges', offsets, group.size);
   const lengths = offsets.slice(1).map((x, r) => x - offsets[r]);
   if (piece.length !== lengths[group.rank])
-    throw new RangeError(`allGatherRanges: expected piece to have ${lengths[group.rank]} elements (rank ${group.rank}), received ${piece.length}`);
+    throw new RangeError(
+      `allGatherRanges: expected piece to have ${lengths[group.rank]} elements (rank ${group.rank}), received ${piece.length}`,
+    );
   if (group.size === 1) return Float32Array.from(piece);
   const width = Math.max(...lengths);
   const padded = new Float32Array(width);
@@ -194,10 +201,16 @@ export function mpiAvailability(): { loadable: boolean; launched: boolean; libra
 export function initDistributed(options: { backend?: 'auto' | DistributedBackend } = {}): ProcessGroup {
   const backend = options.backend ?? 'auto';
   if (!['auto', 'local', 'mpi'].includes(backend))
-    throw new RangeError(`initDistributed: expected options.backend to be 'auto', 'local' or 'mpi', received ${JSON.stringify(backend)}`);
+    throw new RangeError(
+      `initDistributed: expected options.backend to be 'auto', 'local' or 'mpi', received ${JSON.stringify(backend)}`,
+    );
   const want: DistributedBackend = backend === 'auto' ? (launchedByMpi() ? 'mpi' : 'local') : backend;
   if (world) {
-    if (world.backend !== want) throw new RlhfError(ErrorCode.INVALID_ARGUMENT, `initDistributed: already initialised with backend '${world.backend}'`);
+    if (world.backend !== want)
+      throw new RlhfError(
+        ErrorCode.INVALID_ARGUMENT,
+        `initDistributed: already initialised with backend '${world.backend}'`,
+      );
     return world;
   }
   if (want === 'mpi') {

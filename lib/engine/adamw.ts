@@ -95,7 +95,8 @@ function checkTarget(fn: string, target: unknown): object {
       const offset = checkInt(fn, `${path}.offset`, seg.offset, { min: 0 });
       const length = checkInt(fn, `${path}.length`, seg.length, { min: 0 });
       checkNumber(fn, `${path}.weightDecayScale`, seg.weightDecayScale, { min: 0 });
-      if (offset !== next) throw rangeError(fn, `${path}.offset`, `${next} (segments must tile the parameters)`, offset);
+      if (offset !== next)
+        throw rangeError(fn, `${path}.offset`, `${next} (segments must tile the parameters)`, offset);
       next = offset + length;
     });
     if (next !== params.length) throw rangeError(fn, 'target.segments', `to cover ${params.length} parameters`, next);
@@ -128,11 +129,17 @@ export class AdamW {
     this.#options = checkAdamWOptions('AdamW', opts, ADAMW_DEFAULTS);
     const group = placement.group;
     this.#target = target;
-    this.#native = new (native().NativeAdamW)(resolvedTarget, this.#options, group && group.size > 1 ? { index: group.rank, count: group.size } : undefined);
+    this.#native = new (native().NativeAdamW)(
+      resolvedTarget,
+      this.#options,
+      group && group.size > 1 ? { index: group.rank, count: group.size } : undefined,
+    );
     if (group && group.size > 1) {
       this.#group = group;
       const n = this.#native.size;
-      this.#offsets = Array.from({ length: group.size + 1 }, (_, r) => (r === group.size ? n : shardRange(n, r, group.size)[0]));
+      this.#offsets = Array.from({ length: group.size + 1 }, (_, r) =>
+        r === group.size ? n : shardRange(n, r, group.size)[0],
+      );
     }
   }
 
@@ -187,7 +194,13 @@ export class AdamW {
   async saveState(): Promise<AdamWState> {
     const h = this.#handle('saveState');
     const s = await withCallerStack(() => h.getState());
-    if (this.#group) return { step: s.step, m: allGatherRanges(this.#group, s.m, this.#offsets!), v: allGatherRanges(this.#group, s.v, this.#offsets!), options: { ...this.#options } };
+    if (this.#group)
+      return {
+        step: s.step,
+        m: allGatherRanges(this.#group, s.m, this.#offsets!),
+        v: allGatherRanges(this.#group, s.v, this.#offsets!),
+        options: { ...this.#options },
+      };
     return { step: s.step, m: s.m, v: s.v, options: { ...this.#options } };
   }
 
@@ -244,8 +257,10 @@ export function adamwStepReference(
     const c = Math.fround(opts.maxGradNorm) / (gradNorm + 1e-6);
     clip = c < 1 ? f(c) : 1;
   }
-  const b1 = f(opts.beta1), b2 = f(opts.beta2);
-  const omb1 = f(1 - b1), omb2 = f(1 - b2);
+  const b1 = f(opts.beta1),
+    b2 = f(opts.beta2);
+  const omb1 = f(1 - b1),
+    omb2 = f(1 - b2);
   const bc2Sqrt = Math.sqrt(1 - Math.pow(b2, step));
   const stepSize = f((f(opts.lr) * bc2Sqrt) / (1 - Math.pow(b1, step)));
   const epsScaled = f(f(opts.eps) * bc2Sqrt);

@@ -57,9 +57,33 @@ type Json = Record<string, unknown>;
 
 const DEFAULTS: Record<Family, Json> = {
   // transformers LlamaConfig / Qwen2Config / GlmConfig defaults for the keys we read
-  llama: { rms_norm_eps: 1e-6, rope_theta: 10000, attention_bias: false, tie_word_embeddings: false, max_position_embeddings: 2048, initializer_range: 0.02, partial_rotary_factor: 1 },
-  qwen2: { rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false, max_position_embeddings: 32768, initializer_range: 0.02, partial_rotary_factor: 1 },
-  glm: { rms_norm_eps: 1.5625e-7, rope_theta: 10000, attention_bias: true, tie_word_embeddings: false, max_position_embeddings: 131072, initializer_range: 0.02, partial_rotary_factor: 0.5, head_dim: 128 },
+  llama: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    attention_bias: false,
+    tie_word_embeddings: false,
+    max_position_embeddings: 2048,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+  },
+  qwen2: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    max_position_embeddings: 32768,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+  },
+  glm: {
+    rms_norm_eps: 1.5625e-7,
+    rope_theta: 10000,
+    attention_bias: true,
+    tie_word_embeddings: false,
+    max_position_embeddings: 131072,
+    initializer_range: 0.02,
+    partial_rotary_factor: 0.5,
+    head_dim: 128,
+  },
 };
 
 /**
@@ -95,7 +119,8 @@ function int(source: string, j: Json, key: string, min = 1): number {
 
 function num(source: string, j: Json, key: string): number {
   const v = j[key];
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(source, `"${key}" must be a positive number, got ${JSON.stringify(v)}`, ErrorCode.FORMAT);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+    fail(source, `"${key}" must be a positive number, got ${JSON.stringify(v)}`, ErrorCode.FORMAT);
   return v;
 }
 
@@ -112,39 +137,72 @@ export function isModelConfig(c: unknown): c is ModelConfig {
 }
 
 export function configFromHF(hf: unknown, source = 'config.json', architectureOverride?: string): ModelConfig {
-  if (hf === null || typeof hf !== 'object' || Array.isArray(hf)) fail(source, 'expected a JSON object', ErrorCode.FORMAT);
+  if (hf === null || typeof hf !== 'object' || Array.isArray(hf))
+    fail(source, 'expected a JSON object', ErrorCode.FORMAT);
   const raw = hf as Json;
   const archs = raw.architectures;
   const arch = architectureOverride ?? (Array.isArray(archs) ? archs[0] : undefined);
   if (typeof arch !== 'string' || !(SUPPORTED_ARCHITECTURES as readonly string[]).includes(arch))
-    fail(source, `architecture ${JSON.stringify(arch)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
+    fail(
+      source,
+      `architecture ${JSON.stringify(arch)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`,
+    );
   const family: Family = arch.startsWith('Llama') ? 'llama' : arch.startsWith('Qwen2') ? 'qwen2' : 'glm';
   const j: Json = { ...DEFAULTS[family], ...raw };
-  const rejectIf = (cond: boolean, what: string) => cond && fail(source, `${what} is not supported by the engine (architecture ${arch})`);
+  const rejectIf = (cond: boolean, what: string) =>
+    cond && fail(source, `${what} is not supported by the engine (architecture ${arch})`);
   rejectIf(j.mlp_bias === true, 'mlp_bias: true');
   rejectIf(j.use_sliding_window === true, 'use_sliding_window: true');
-  rejectIf(j.hidden_act !== undefined && j.hidden_act !== 'silu', `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`);
+  rejectIf(
+    j.hidden_act !== undefined && j.hidden_act !== 'silu',
+    `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`,
+  );
   for (const [key, inert] of Object.entries(MATH_KEYS)) {
     const v = raw[key];
-    if (v !== undefined && !inert(v)) fail(source, `${key} ${JSON.stringify(v)} changes the model's math and is not implemented for ${arch}`);
+    if (v !== undefined && !inert(v))
+      fail(source, `${key} ${JSON.stringify(v)} changes the model's math and is not implemented for ${arch}`);
   }
   const seqCls = arch.endsWith('ForSequenceClassification');
   if (seqCls) {
-    const labels = j.num_labels ?? (j.id2label && typeof j.id2label === 'object' ? Object.keys(j.id2label as object).length : 1);
+    const labels =
+      j.num_labels ?? (j.id2label && typeof j.id2label === 'object' ? Object.keys(j.id2label as object).length : 1);
     rejectIf(labels !== 1, `num_labels ${JSON.stringify(labels)} (only 1: a scalar reward or value)`);
   }
   const hidden = int(source, j, 'hidden_size');
   const heads = int(source, j, 'num_attention_heads');
-  const kvHeads = j.num_key_value_heads === undefined || j.num_key_value_heads === null ? heads : int(source, j, 'num_key_value_heads');
-  const headDim = family !== 'glm' && (j.head_dim === undefined || j.head_dim === null) ? Math.floor(hidden / heads) : int(source, j, 'head_dim');
+  const kvHeads =
+    j.num_key_value_heads === undefined || j.num_key_value_heads === null
+      ? heads
+      : int(source, j, 'num_key_value_heads');
+  const headDim =
+    family !== 'glm' && (j.head_dim === undefined || j.head_dim === null)
+      ? Math.floor(hidden / heads)
+      : int(source, j, 'head_dim');
   const { theta, rope, partialRotaryFactor } = parseRope(source, j, DEFAULTS[family].rope_theta as number);
-  if (partialRotaryFactor !== undefined && raw.partial_rotary_factor !== undefined && raw.partial_rotary_factor !== partialRotaryFactor)
-    fail(source, `partial_rotary_factor ${JSON.stringify(raw.partial_rotary_factor)} disagrees with rope_parameters.partial_rotary_factor ${partialRotaryFactor}`, ErrorCode.FORMAT);
+  if (
+    partialRotaryFactor !== undefined &&
+    raw.partial_rotary_factor !== undefined &&
+    raw.partial_rotary_factor !== partialRotaryFactor
+  )
+    fail(
+      source,
+      `partial_rotary_factor ${JSON.stringify(raw.partial_rotary_factor)} disagrees with rope_parameters.partial_rotary_factor ${partialRotaryFactor}`,
+      ErrorCode.FORMAT,
+    );
   const partial = partialRotaryFactor ?? num(source, j, 'partial_rotary_factor');
   const rotaryDim = Math.floor(headDim * partial);
   if (rotaryDim < 2 || rotaryDim % 2 !== 0 || rotaryDim > headDim)
-    fail(source, `head_dim × partial_rotary_factor = ${headDim} × ${partial} must give an even rotary dimension in [2, head_dim]`, ErrorCode.FORMAT);
-  if (heads % kvHeads !== 0) fail(source, `num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`, ErrorCode.FORMAT);
+    fail(
+      source,
+      `head_dim × partial_rotary_factor = ${headDim} × ${partial} must give an even rotary dimension in [2, head_dim]`,
+      ErrorCode.FORMAT,
+    );
+  if (heads % kvHeads !== 0)
+    fail(
+      source,
+      `num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`,
+      ErrorCode.FORMAT,
+    );
   const attentionBias = j.attention_bias === true;
   return {
     architecture: arch as Architecture,
@@ -248,7 +306,20 @@ export function tinyConfig(o: {
 }
 
 /** The RoPE fields the native model reads beside the config (see native/model/config.h). */
-export function nativeRopeFields(c: ModelConfig): { ropeInvFreq?: Float32Array; ropeAttentionScaling: number; ropePositionLimit: number } {
-  const { invFreq, attentionScaling, positionLimit } = ropeFrequencies(c.rotaryDim, c.ropeTheta, c.rope, c.maxPositions);
-  return { ...(invFreq ? { ropeInvFreq: invFreq } : {}), ropeAttentionScaling: attentionScaling, ropePositionLimit: positionLimit };
+export function nativeRopeFields(c: ModelConfig): {
+  ropeInvFreq?: Float32Array;
+  ropeAttentionScaling: number;
+  ropePositionLimit: number;
+} {
+  const { invFreq, attentionScaling, positionLimit } = ropeFrequencies(
+    c.rotaryDim,
+    c.ropeTheta,
+    c.rope,
+    c.maxPositions,
+  );
+  return {
+    ...(invFreq ? { ropeInvFreq: invFreq } : {}),
+    ropeAttentionScaling: attentionScaling,
+    ropePositionLimit: positionLimit,
+  };
 }

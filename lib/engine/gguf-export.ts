@@ -36,7 +36,15 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import { checkString, options, typeError } from '../validate.js';
 import { adapterTarget, isAdapterTensor, mergeAdapter } from './lora.js';
 import type { Model } from './model.js';
-import { encodeTensor, GGUF_DEFAULT_ALIGNMENT, Q8_0_BLOCK, writeGguf, type GgmlType, type GgufTensorIn, type GgufValue } from './gguf.js';
+import {
+  encodeTensor,
+  GGUF_DEFAULT_ALIGNMENT,
+  Q8_0_BLOCK,
+  writeGguf,
+  type GgmlType,
+  type GgufTensorIn,
+  type GgufValue,
+} from './gguf.js';
 
 export const GGUF_DTYPES = ['f32', 'bf16', 'q8_0'] as const;
 export type GgufDType = (typeof GGUF_DTYPES)[number];
@@ -66,8 +74,14 @@ export function byteLevelAlphabet(): string[] {
 
 /** Split regexes of byte-level BPE tokenizers, with the name llama.cpp gives their pre-tokenizer. */
 const KNOWN_PRE: Array<[string, string]> = [
-  ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 'qwen2'],
-  ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 'llama-bpe'],
+  [
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    'qwen2',
+  ],
+  [
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    'llama-bpe',
+  ],
   ["'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", 'gpt-2'],
 ];
 
@@ -120,11 +134,14 @@ async function hfTokenizerMeta(dir: string): Promise<TokenizerMeta> {
   const json = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
   const model = json.model as { type?: unknown; vocab?: Record<string, number>; merges?: unknown[] } | undefined;
   if (model?.type !== 'BPE' || !hasByteLevel(json.pre_tokenizer))
-    unsupported(`${path}: only byte-level BPE tokenizers (GPT-2, Llama 3, Qwen) map to llama.cpp's "gpt2" tokenizer; this one has model ${JSON.stringify(model?.type)} without a ByteLevel pre-tokenizer`);
+    unsupported(
+      `${path}: only byte-level BPE tokenizers (GPT-2, Llama 3, Qwen) map to llama.cpp's "gpt2" tokenizer; this one has model ${JSON.stringify(model?.type)} without a ByteLevel pre-tokenizer`,
+    );
   const tokens: string[] = [];
   const types: number[] = [];
   const put = (id: number, text: string, type: number) => {
-    if (!Number.isInteger(id) || id < 0) throw new RlhfError(ErrorCode.FORMAT, `exportGguf: ${path}: bad token id ${id} for ${JSON.stringify(text)}`);
+    if (!Number.isInteger(id) || id < 0)
+      throw new RlhfError(ErrorCode.FORMAT, `exportGguf: ${path}: bad token id ${id} for ${JSON.stringify(text)}`);
     tokens[id] = text;
     types[id] = type;
   };
@@ -139,7 +156,10 @@ async function hfTokenizerMeta(dir: string): Promise<TokenizerMeta> {
   });
   const regex = splitRegex(json.pre_tokenizer);
   const pre = KNOWN_PRE.find(([r]) => r === regex)?.[1] ?? 'default';
-  const config = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8').catch(() => '{}')) as Record<string, unknown>;
+  const config = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8').catch(() => '{}')) as Record<
+    string,
+    unknown
+  >;
   const chatTemplate = (tok as { chatTemplate?: string }).chatTemplate;
   return { tokens, types, merges, pre, tok, chatTemplate, addBos: config.add_bos_token === true };
 }
@@ -148,11 +168,16 @@ async function hfTokenizerMeta(dir: string): Promise<TokenizerMeta> {
 export function permuteForPairRope(w: Float32Array, heads: number, cols: number): Float32Array {
   const rows = w.length / cols;
   const D = rows / heads;
-  if (!Number.isInteger(D) || D % 2) throw new RangeError(`permuteForPairRope: ${rows} rows do not split into ${heads} heads of even size`);
+  if (!Number.isInteger(D) || D % 2)
+    throw new RangeError(`permuteForPairRope: ${rows} rows do not split into ${heads} heads of even size`);
   const out = new Float32Array(w.length);
   for (let h = 0; h < heads; h++)
     for (let i = 0; i < 2; i++)
-      for (let j = 0; j < D / 2; j++) out.set(w.subarray((h * D + i * (D / 2) + j) * cols, (h * D + i * (D / 2) + j + 1) * cols), (h * D + 2 * j + i) * cols);
+      for (let j = 0; j < D / 2; j++)
+        out.set(
+          w.subarray((h * D + i * (D / 2) + j) * cols, (h * D + i * (D / 2) + j + 1) * cols),
+          (h * D + 2 * j + i) * cols,
+        );
   return out;
 }
 
@@ -193,7 +218,11 @@ function storageType(dtype: GgufDType, shape: number[]): GgmlType {
 async function mergedWeights(model: Model): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
   const weights = new Map<string, { shape: number[]; data: Float32Array }>();
   const adapters = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const p of model.parameters()) (isAdapterTensor(p.name) ? adapters : weights).set(p.name, { shape: p.shape, data: await model.getParameter(p.name) });
+  for (const p of model.parameters())
+    (isAdapterTensor(p.name) ? adapters : weights).set(p.name, {
+      shape: p.shape,
+      data: await model.getParameter(p.name),
+    });
   if (model.lora) {
     for (const [name, a] of adapters) {
       const target = adapterTarget(name);
@@ -220,15 +249,18 @@ export async function exportGguf(model: Model, file: string, opts: GgufExportOpt
   const dtype = o.oneOf('dtype', GGUF_DTYPES, 'f32');
   const name = opts.name === undefined ? undefined : checkString(fn, 'options.name', opts.name);
   const tokOpt = opts.tokenizer;
-  if (!(tokOpt instanceof ByteTokenizer) && typeof tokOpt !== 'string') throw typeError(fn, 'options.tokenizer', 'a ByteTokenizer or a tokenizer directory path', tokOpt);
+  if (!(tokOpt instanceof ByteTokenizer) && typeof tokOpt !== 'string')
+    throw typeError(fn, 'options.tokenizer', 'a ByteTokenizer or a tokenizer directory path', tokOpt);
   const c = model.config;
-  if (c.family === 'glm') unsupported('GLM-4 (partial interleaved RoPE) is not exported: its llama.cpp mapping is not verified here');
+  if (c.family === 'glm')
+    unsupported('GLM-4 (partial interleaved RoPE) is not exported: its llama.cpp mapping is not verified here');
   if (!c.lmHead) unsupported(`${c.architecture} has no LM head; only causal LMs are exported`);
   if (model.tensorParallel > 1) unsupported('export a tensor-parallel model from a single-rank copy');
   const arch = c.family === 'llama' ? 'llama' : 'qwen2';
   const tk = tokOpt instanceof ByteTokenizer ? byteTokenizerMeta(tokOpt) : await hfTokenizerMeta(tokOpt);
-  if (tk.tokens.length > c.vocab) unsupported(`the tokenizer has ${tk.tokens.length} tokens but the model's vocabulary is ${c.vocab}`);
-  for (let i = tk.tokens.length; i < c.vocab; i++) tk.tokens.push(`[PAD${i}]`), tk.types.push(TOKEN_TYPE.unused);
+  if (tk.tokens.length > c.vocab)
+    unsupported(`the tokenizer has ${tk.tokens.length} tokens but the model's vocabulary is ${c.vocab}`);
+  for (let i = tk.tokens.length; i < c.vocab; i++) (tk.tokens.push(`[PAD${i}]`), tk.types.push(TOKEN_TYPE.unused));
 
   const meta = new Map<string, GgufValue>();
   const u32 = (k: string, v: number) => meta.set(k, { type: 'u32', value: v });

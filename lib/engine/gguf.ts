@@ -33,7 +33,21 @@ export const Q8_0_BLOCK = 32;
 const Q8_0_BLOCK_BYTES = 2 + Q8_0_BLOCK;
 
 /** GGUF metadata value types (the spec's enum). */
-const VT = { u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10, i64: 11, f64: 12 } as const;
+const VT = {
+  u8: 0,
+  i8: 1,
+  u16: 2,
+  i16: 3,
+  u32: 4,
+  i32: 5,
+  f32: 6,
+  bool: 7,
+  string: 8,
+  array: 9,
+  u64: 10,
+  i64: 11,
+  f64: 12,
+} as const;
 export type GgufScalarType = Exclude<keyof typeof VT, 'array'>;
 const VT_BY_ID = new Map<number, keyof typeof VT>(Object.entries(VT).map(([k, v]) => [v, k as keyof typeof VT]));
 
@@ -94,14 +108,14 @@ export function f32ToF16Bits(x: number): number {
     const half = 1 << (shift - 1);
     let m = mant >>> shift;
     const rest = mant & ((1 << shift) - 1);
-    if (rest > half || (rest === half && (m & 1))) m++;
+    if (rest > half || (rest === half && m & 1)) m++;
     return sign | m;
   }
   let m = mant >>> 13;
   const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (m & 1))) {
+  if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
     m++;
-    if (m === 0x400) (m = 0), e++;
+    if (m === 0x400) ((m = 0), e++);
     if (e >= 0x1f) return sign | 0x7c00;
   }
   return sign | (e << 10) | m;
@@ -131,7 +145,8 @@ export function bf16BitsToF32(h: number): number {
 
 /** Q8_0 of `x` (length a multiple of 32, blocks taken in order): 34 bytes per block. */
 export function quantizeQ8_0(x: Float32Array): Uint8Array {
-  if (x.length % Q8_0_BLOCK !== 0) throw new RangeError(`quantizeQ8_0: expected x.length to be a multiple of ${Q8_0_BLOCK}, received ${x.length}`);
+  if (x.length % Q8_0_BLOCK !== 0)
+    throw new RangeError(`quantizeQ8_0: expected x.length to be a multiple of ${Q8_0_BLOCK}, received ${x.length}`);
   const nb = x.length / Q8_0_BLOCK;
   const out = new Uint8Array(nb * Q8_0_BLOCK_BYTES);
   const view = new DataView(out.buffer);
@@ -221,24 +236,94 @@ class ByteSink {
     this.cur = new DataView(new ArrayBuffer(this.cur.byteLength));
     this.at = 0;
   }
-  u8(v: number) { this.room(1); this.cur.setUint8(this.at, v); this.at += 1; this.length += 1; }
-  i8(v: number) { this.room(1); this.cur.setInt8(this.at, v); this.at += 1; this.length += 1; }
-  u16(v: number) { this.room(2); this.cur.setUint16(this.at, v, true); this.at += 2; this.length += 2; }
-  i16(v: number) { this.room(2); this.cur.setInt16(this.at, v, true); this.at += 2; this.length += 2; }
-  u32(v: number) { this.room(4); this.cur.setUint32(this.at, v, true); this.at += 4; this.length += 4; }
-  i32(v: number) { this.room(4); this.cur.setInt32(this.at, v, true); this.at += 4; this.length += 4; }
-  f32(v: number) { this.room(4); this.cur.setFloat32(this.at, v, true); this.at += 4; this.length += 4; }
-  f64(v: number) { this.room(8); this.cur.setFloat64(this.at, v, true); this.at += 8; this.length += 8; }
-  u64(v: number | bigint) { this.room(8); this.cur.setBigUint64(this.at, BigInt(v), true); this.at += 8; this.length += 8; }
-  i64(v: number | bigint) { this.room(8); this.cur.setBigInt64(this.at, BigInt(v), true); this.at += 8; this.length += 8; }
-  bytes(b: Uint8Array) { this.flush(); this.chunks.push(b); this.length += b.byteLength; }
-  string(s: string) { const b = Buffer.from(s, 'utf8'); this.u64(b.byteLength); this.room(b.byteLength); new Uint8Array(this.cur.buffer).set(b, this.at); this.at += b.byteLength; this.length += b.byteLength; }
-  pad(alignment: number) { const n = (alignment - (this.length % alignment)) % alignment; for (let i = 0; i < n; i++) this.u8(0); }
-  done(): Uint8Array[] { this.flush(); return this.chunks; }
+  u8(v: number) {
+    this.room(1);
+    this.cur.setUint8(this.at, v);
+    this.at += 1;
+    this.length += 1;
+  }
+  i8(v: number) {
+    this.room(1);
+    this.cur.setInt8(this.at, v);
+    this.at += 1;
+    this.length += 1;
+  }
+  u16(v: number) {
+    this.room(2);
+    this.cur.setUint16(this.at, v, true);
+    this.at += 2;
+    this.length += 2;
+  }
+  i16(v: number) {
+    this.room(2);
+    this.cur.setInt16(this.at, v, true);
+    this.at += 2;
+    this.length += 2;
+  }
+  u32(v: number) {
+    this.room(4);
+    this.cur.setUint32(this.at, v, true);
+    this.at += 4;
+    this.length += 4;
+  }
+  i32(v: number) {
+    this.room(4);
+    this.cur.setInt32(this.at, v, true);
+    this.at += 4;
+    this.length += 4;
+  }
+  f32(v: number) {
+    this.room(4);
+    this.cur.setFloat32(this.at, v, true);
+    this.at += 4;
+    this.length += 4;
+  }
+  f64(v: number) {
+    this.room(8);
+    this.cur.setFloat64(this.at, v, true);
+    this.at += 8;
+    this.length += 8;
+  }
+  u64(v: number | bigint) {
+    this.room(8);
+    this.cur.setBigUint64(this.at, BigInt(v), true);
+    this.at += 8;
+    this.length += 8;
+  }
+  i64(v: number | bigint) {
+    this.room(8);
+    this.cur.setBigInt64(this.at, BigInt(v), true);
+    this.at += 8;
+    this.length += 8;
+  }
+  bytes(b: Uint8Array) {
+    this.flush();
+    this.chunks.push(b);
+    this.length += b.byteLength;
+  }
+  string(s: string) {
+    const b = Buffer.from(s, 'utf8');
+    this.u64(b.byteLength);
+    this.room(b.byteLength);
+    new Uint8Array(this.cur.buffer).set(b, this.at);
+    this.at += b.byteLength;
+    this.length += b.byteLength;
+  }
+  pad(alignment: number) {
+    const n = (alignment - (this.length % alignment)) % alignment;
+    for (let i = 0; i < n; i++) this.u8(0);
+  }
+  done(): Uint8Array[] {
+    this.flush();
+    return this.chunks;
+  }
 }
 
 function writeScalar(s: ByteSink, type: GgufScalarType, v: number | bigint | boolean | string, key: string): void {
-  const bad = () => new TypeError(`writeGguf: expected metadata["${key}"] to hold ${type} values, received ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`);
+  const bad = () =>
+    new TypeError(
+      `writeGguf: expected metadata["${key}"] to hold ${type} values, received ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`,
+    );
   if (type === 'string') {
     if (typeof v !== 'string') throw bad();
     return s.string(v);
@@ -261,8 +346,13 @@ function writeScalar(s: ByteSink, type: GgufScalarType, v: number | bigint | boo
 }
 
 /** The GGUF bytes of `metadata` and `tensors` (in the given order), as chunks. */
-export function encodeGguf(metadata: Map<string, GgufValue>, tensors: GgufTensorIn[], alignment = GGUF_DEFAULT_ALIGNMENT): Uint8Array[] {
-  if (!Number.isInteger(alignment) || alignment < 8 || alignment % 8 !== 0) throw new RangeError(`writeGguf: expected alignment to be a positive multiple of 8, received ${alignment}`);
+export function encodeGguf(
+  metadata: Map<string, GgufValue>,
+  tensors: GgufTensorIn[],
+  alignment = GGUF_DEFAULT_ALIGNMENT,
+): Uint8Array[] {
+  if (!Number.isInteger(alignment) || alignment < 8 || alignment % 8 !== 0)
+    throw new RangeError(`writeGguf: expected alignment to be a positive multiple of 8, received ${alignment}`);
   const s = new ByteSink();
   s.u32(MAGIC);
   s.u32(GGUF_VERSION);
@@ -283,7 +373,10 @@ export function encodeGguf(metadata: Map<string, GgufValue>, tensors: GgufTensor
     if (seen.has(t.name)) throw new RangeError(`writeGguf: tensor name ${JSON.stringify(t.name)} appears twice`);
     seen.add(t.name);
     const expected = byteLength(t.shape, t.type);
-    if (t.data.byteLength !== expected) throw new RangeError(`writeGguf: expected ${expected} bytes for ${t.name} (${t.type} [${t.shape}]), received ${t.data.byteLength}`);
+    if (t.data.byteLength !== expected)
+      throw new RangeError(
+        `writeGguf: expected ${expected} bytes for ${t.name} (${t.type} [${t.shape}]), received ${t.data.byteLength}`,
+      );
     s.string(t.name);
     s.u32(t.shape.length);
     for (const d of [...t.shape].reverse()) s.u64(d);
@@ -300,9 +393,16 @@ export function encodeGguf(metadata: Map<string, GgufValue>, tensors: GgufTensor
 }
 
 /** Writes a GGUF file atomically (temporary file + rename). */
-export async function writeGguf(path: string, metadata: Map<string, GgufValue>, tensors: GgufTensorIn[]): Promise<void> {
+export async function writeGguf(
+  path: string,
+  metadata: Map<string, GgufValue>,
+  tensors: GgufTensorIn[],
+): Promise<void> {
   const alignment = metadata.get('general.alignment');
-  await writeFileAtomic(path, encodeGguf(metadata, tensors, alignment?.type === 'u32' ? alignment.value : GGUF_DEFAULT_ALIGNMENT));
+  await writeFileAtomic(
+    path,
+    encodeGguf(metadata, tensors, alignment?.type === 'u32' ? alignment.value : GGUF_DEFAULT_ALIGNMENT),
+  );
 }
 
 // ---------------------------------------------------------------- reader
@@ -331,24 +431,47 @@ export function parseGguf(bytes: Uint8Array, source = 'GGUF'): GgufFile {
     return s;
   };
   const scalar = (t: keyof typeof VT): number | bigint | boolean | string => {
-    const sizes: Record<string, number> = { u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, u64: 8, i64: 8, f64: 8 };
+    const sizes: Record<string, number> = {
+      u8: 1,
+      i8: 1,
+      u16: 2,
+      i16: 2,
+      u32: 4,
+      i32: 4,
+      f32: 4,
+      bool: 1,
+      u64: 8,
+      i64: 8,
+      f64: 8,
+    };
     if (t === 'string') return str();
     if (t === 'array') return fail('nested arrays are not supported');
     need(sizes[t]);
     const o = at;
     at += sizes[t];
     switch (t) {
-      case 'u8': return view.getUint8(o);
-      case 'i8': return view.getInt8(o);
-      case 'u16': return view.getUint16(o, true);
-      case 'i16': return view.getInt16(o, true);
-      case 'u32': return view.getUint32(o, true);
-      case 'i32': return view.getInt32(o, true);
-      case 'f32': return view.getFloat32(o, true);
-      case 'f64': return view.getFloat64(o, true);
-      case 'bool': return view.getUint8(o) !== 0;
-      case 'u64': return view.getBigUint64(o, true);
-      case 'i64': return view.getBigInt64(o, true);
+      case 'u8':
+        return view.getUint8(o);
+      case 'i8':
+        return view.getInt8(o);
+      case 'u16':
+        return view.getUint16(o, true);
+      case 'i16':
+        return view.getInt16(o, true);
+      case 'u32':
+        return view.getUint32(o, true);
+      case 'i32':
+        return view.getInt32(o, true);
+      case 'f32':
+        return view.getFloat32(o, true);
+      case 'f64':
+        return view.getFloat64(o, true);
+      case 'bool':
+        return view.getUint8(o) !== 0;
+      case 'u64':
+        return view.getBigUint64(o, true);
+      case 'i64':
+        return view.getBigInt64(o, true);
     }
   };
   const vtype = () => {

@@ -44,7 +44,11 @@ function isDir(p: string): boolean {
  * The snapshot folder of hub id `id` in the first cache root that has it, or undefined; `looked`
  * receives each place tried (for the error message).
  */
-export function findInHubCache(id: string, env: NodeJS.ProcessEnv = process.env, looked: string[] = []): string | undefined {
+export function findInHubCache(
+  id: string,
+  env: NodeJS.ProcessEnv = process.env,
+  looked: string[] = [],
+): string | undefined {
   const m = HUB_ID.exec(id);
   if (m === null) return undefined;
   const [, org, name, revision = 'main'] = m;
@@ -83,6 +87,8 @@ export function resolveCheckpoint(fn: string, pathOrId: string, env: NodeJS.Proc
   throw new RlhfError(
     ErrorCode.IO,
     `${fn}: ${pathOrId} is neither a directory nor in the local Hugging Face cache (no network access is attempted); looked for ${looked.join(', ')}. ` +
-      'Download it first (e.g. `huggingface-cli download ' + pathOrId.split('@')[0] + '`) or set HF_HUB_CACHE / HF_HOME.',
+      'Download it first (e.g. `huggingface-cli download ' +
+      pathOrId.split('@')[0] +
+      '`) or set HF_HUB_CACHE / HF_HOME.',
   );
 }

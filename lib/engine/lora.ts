@@ -13,7 +13,16 @@ import type { ModelConfig } from './config.js';
 import { options, typeError } from '../validate.js';
 
 /** Module names in native bit order (native/model/config.h kLoraModuleNames). */
-export const LORA_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'gate_up_proj', 'down_proj'] as const;
+export const LORA_MODULES = [
+  'q_proj',
+  'k_proj',
+  'v_proj',
+  'o_proj',
+  'gate_proj',
+  'up_proj',
+  'gate_up_proj',
+  'down_proj',
+] as const;
 export type LoraModuleName = (typeof LORA_MODULES)[number];
 
 export interface LoraOptions {
@@ -41,7 +50,9 @@ export function isAdapterTensor(name: string): boolean {
 
 /** Every projection of the family (GLM-4 has a fused gate_up_proj; Llama and Qwen2 gate_proj and up_proj). */
 export function allLinearModules(cfg: ModelConfig): LoraModuleName[] {
-  return cfg.fusedGateUp ? ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_up_proj', 'down_proj'] : ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+  return cfg.fusedGateUp
+    ? ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_up_proj', 'down_proj']
+    : ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 }
 
 /** Validates LoRA options against the model; undefined stays undefined. */
@@ -56,9 +67,16 @@ export function resolveLora(fn: string, value: unknown, cfg: ModelConfig): LoraC
   if (o.obj.modules === undefined) modules = ['q_proj', 'v_proj'];
   else if (o.obj.modules === 'all-linear') modules = allowed;
   else {
-    if (!Array.isArray(o.obj.modules) || o.obj.modules.length === 0) throw typeError(fn, 'options.lora.modules', `'all-linear' or a non-empty array of ${allowed.join(', ')}`, o.obj.modules);
+    if (!Array.isArray(o.obj.modules) || o.obj.modules.length === 0)
+      throw typeError(
+        fn,
+        'options.lora.modules',
+        `'all-linear' or a non-empty array of ${allowed.join(', ')}`,
+        o.obj.modules,
+      );
     modules = (o.obj.modules as unknown[]).map((m, i) => {
-      if (!allowed.includes(m as LoraModuleName)) throw typeError(fn, `options.lora.modules[${i}]`, `one of ${allowed.join(', ')} (a ${cfg.architecture})`, m);
+      if (!allowed.includes(m as LoraModuleName))
+        throw typeError(fn, `options.lora.modules[${i}]`, `one of ${allowed.join(', ')} (a ${cfg.architecture})`, m);
       return m as LoraModuleName;
     });
     modules = [...new Set(modules)];
@@ -67,9 +85,17 @@ export function resolveLora(fn: string, value: unknown, cfg: ModelConfig): LoraC
 }
 
 /** The native config fields for a LoRA config. */
-export function nativeLoraFields(lora: LoraConfig | undefined): { loraRank: number; loraAlpha: number; loraModules: number } {
+export function nativeLoraFields(lora: LoraConfig | undefined): {
+  loraRank: number;
+  loraAlpha: number;
+  loraModules: number;
+} {
   if (!lora) return { loraRank: 0, loraAlpha: 0, loraModules: 0 };
-  return { loraRank: lora.rank, loraAlpha: lora.alpha, loraModules: lora.modules.reduce((m, name) => m | (1 << LORA_MODULES.indexOf(name)), 0) };
+  return {
+    loraRank: lora.rank,
+    loraAlpha: lora.alpha,
+    loraModules: lora.modules.reduce((m, name) => m | (1 << LORA_MODULES.indexOf(name)), 0),
+  };
 }
 
 /** PEFT's adapter_config.json for this adapter. */
@@ -93,10 +119,15 @@ export function adapterConfigJson(lora: LoraConfig, cfg: ModelConfig): Record<st
 /** LoRA options back from PEFT's adapter_config.json (`where` names the file in errors). */
 export function loraFromAdapterConfig(json: unknown, where: string): LoraOptions {
   const j = json as Record<string, unknown>;
-  if (typeof j !== 'object' || j === null || j.peft_type !== 'LORA') throw new TypeError(`${where}: not a PEFT LoRA adapter config (peft_type ${JSON.stringify(j?.peft_type)})`);
+  if (typeof j !== 'object' || j === null || j.peft_type !== 'LORA')
+    throw new TypeError(`${where}: not a PEFT LoRA adapter config (peft_type ${JSON.stringify(j?.peft_type)})`);
   if (j.use_rslora === true) throw new TypeError(`${where}: rsLoRA (use_rslora) is not supported`);
   if (j.use_dora === true) throw new TypeError(`${where}: DoRA (use_dora) is not supported`);
-  const modules = Array.isArray(j.target_modules) ? (j.target_modules as LoraModuleName[]) : j.target_modules === 'all-linear' ? 'all-linear' : undefined;
+  const modules = Array.isArray(j.target_modules)
+    ? (j.target_modules as LoraModuleName[])
+    : j.target_modules === 'all-linear'
+      ? 'all-linear'
+      : undefined;
   return { rank: j.r as number, alpha: j.lora_alpha as number, modules: modules as LoraOptions['modules'] };
 }
 
@@ -108,7 +139,15 @@ export function adapterTarget(name: string): { base: string; which: 'A' | 'B' } 
 }
 
 /** W (out × in) += scale · B (out × r) · A (r × in), in place. */
-export function mergeAdapter(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inDim: number, rank: number, scale: number): void {
+export function mergeAdapter(
+  w: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  out: number,
+  inDim: number,
+  rank: number,
+  scale: number,
+): void {
   for (let i = 0; i < out; i++)
     for (let j = 0; j < inDim; j++) {
       let acc = 0;

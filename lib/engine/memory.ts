@@ -60,15 +60,32 @@ export interface MemoryEstimate {
 
 /** Parameters of the full (unsharded) model, as native/model/layout.cc lays them out. */
 export function parameterCount(c: ModelConfig): number {
-  const C = c.hidden, qd = c.heads * c.headDim, kvd = c.kvHeads * c.headDim;
-  const perLayer = 2 * C + (qd + 2 * kvd) * C + (c.qkvBias ? qd + 2 * kvd : 0) + C * qd + (c.oBias ? C : 0) + 3 * c.ffn * C;
-  return c.vocab * C + c.layers * perLayer + C + (c.lmHead && !c.tieEmbeddings ? c.vocab * C : 0) + (c.valueHead ? C : 0);
+  const C = c.hidden,
+    qd = c.heads * c.headDim,
+    kvd = c.kvHeads * c.headDim;
+  const perLayer =
+    2 * C + (qd + 2 * kvd) * C + (c.qkvBias ? qd + 2 * kvd : 0) + C * qd + (c.oBias ? C : 0) + 3 * c.ffn * C;
+  return (
+    c.vocab * C + c.layers * perLayer + C + (c.lmHead && !c.tieEmbeddings ? c.vocab * C : 0) + (c.valueHead ? C : 0)
+  );
 }
 
 /** Parameters of LoRA adapters on the model (A: rank × in and B: out × rank per targeted projection and layer). */
 export function loraParameterCount(c: ModelConfig, lora: LoraConfig): number {
-  const C = c.hidden, qd = c.heads * c.headDim, kvd = c.kvHeads * c.headDim, F = c.ffn;
-  const dims: Record<string, [number, number]> = { q_proj: [C, qd], k_proj: [C, kvd], v_proj: [C, kvd], o_proj: [qd, C], gate_proj: [C, F], up_proj: [C, F], gate_up_proj: [C, 2 * F], down_proj: [F, C] };
+  const C = c.hidden,
+    qd = c.heads * c.headDim,
+    kvd = c.kvHeads * c.headDim,
+    F = c.ffn;
+  const dims: Record<string, [number, number]> = {
+    q_proj: [C, qd],
+    k_proj: [C, kvd],
+    v_proj: [C, kvd],
+    o_proj: [qd, C],
+    gate_proj: [C, F],
+    up_proj: [C, F],
+    gate_up_proj: [C, 2 * F],
+    down_proj: [F, C],
+  };
   return c.layers * lora.modules.reduce((s, m) => s + lora.rank * (dims[m][0] + dims[m][1]), 0);
 }
 
@@ -78,7 +95,10 @@ export function activationFloatsPerTokenPerLayer(c: ModelConfig): number {
 }
 
 /** `config`: a ModelConfig (model.config) or a Hugging Face config.json object. */
-export function estimateTrainingMemory(modelConfig: ModelConfig | Record<string, unknown>, opts: TrainingMemoryOptions): MemoryEstimate {
+export function estimateTrainingMemory(
+  modelConfig: ModelConfig | Record<string, unknown>,
+  opts: TrainingMemoryOptions,
+): MemoryEstimate {
   const fn = 'estimateTrainingMemory';
   checkObject(fn, 'config', modelConfig);
   const config = isModelConfig(modelConfig) ? modelConfig : configFromHF(modelConfig, `${fn}: config`);
@@ -86,13 +106,24 @@ export function estimateTrainingMemory(modelConfig: ModelConfig | Record<string,
   const B = checkInt(fn, 'options.batch', o.batch, { min: 1 });
   const T = checkInt(fn, 'options.seqLen', o.seqLen, { min: 1 });
   const N = B * T;
-  const ckpt = o.gradientCheckpointing === undefined ? false : checkBoolean(fn, 'options.gradientCheckpointing', o.gradientCheckpointing);
+  const ckpt =
+    o.gradientCheckpointing === undefined
+      ? false
+      : checkBoolean(fn, 'options.gradientCheckpointing', o.gradientCheckpointing);
   const adam = o.optimizer === undefined ? true : checkBoolean(fn, 'options.optimizer', o.optimizer);
   const entropy = o.entropy === undefined ? false : checkBoolean(fn, 'options.entropy', o.entropy);
   const values = o.values === undefined ? config.valueHead : checkBoolean(fn, 'options.values', o.values);
-  const M = config.lmHead ? (o.targetRows === undefined ? N : checkInt(fn, 'options.targetRows', o.targetRows, { min: 0, max: N })) : 0;
-  const C = config.hidden, F = config.ffn, V = config.vocab, L = config.layers;
-  const QW = (config.heads + 2 * config.kvHeads) * config.headDim, AD = config.heads * config.headDim;
+  const M = config.lmHead
+    ? o.targetRows === undefined
+      ? N
+      : checkInt(fn, 'options.targetRows', o.targetRows, { min: 0, max: N })
+    : 0;
+  const C = config.hidden,
+    F = config.ffn,
+    V = config.vocab,
+    L = config.layers;
+  const QW = (config.heads + 2 * config.kvHeads) * config.headDim,
+    AD = config.heads * config.headDim;
   const perLayer = N * activationFloatsPerTokenPerLayer(config);
 
   const lora = o.lora as LoraConfig | undefined;
@@ -100,7 +131,9 @@ export function estimateTrainingMemory(modelConfig: ModelConfig | Record<string,
   const P = parameterCount(config) + adapters;
   // with LoRA only the adapters and a scalar head have moments (the gradient buffer stays whole)
   const trainable = lora ? adapters + (config.valueHead ? C : 0) : P;
-  const parameters = F32 * P, gradients = F32 * P, optimizer = adam ? 2 * F32 * trainable : 0;
+  const parameters = F32 * P,
+    gradients = F32 * P,
+    optimizer = adam ? 2 * F32 * trainable : 0;
   const activations = F32 * (L * (ckpt ? N * C : perLayer) + N * (2 * C + 1));
   const cached = M * V * F32 <= LOGITS_CACHE_BUDGET;
   const lmHead = M > 0 ? F32 * (2 * M + (cached ? M * V : 0)) : 0;

@@ -16,12 +16,41 @@ import { join } from 'node:path';
 import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
 import { native } from '../native.js';
 import { releaseCachedMemory } from './device.js';
-import { checkBoolean, checkInt, checkInt32Array, checkFloat32Array, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
+import {
+  checkBoolean,
+  checkInt,
+  checkInt32Array,
+  checkFloat32Array,
+  checkNumber,
+  checkObject,
+  options,
+  rangeError,
+  typeError,
+} from '../validate.js';
 import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from './atomic.js';
 import { resolveCheckpoint } from './hub.js';
 import { configFromHF, configToHF, isModelConfig, nativeRopeFields, type ModelConfig } from './config.js';
-import { readCheckpointIndex, readSafetensorsHeader, readTensorF32, writeCheckpointTensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
-import { ADAPTER_DIR, ADAPTER_PREFIX, adapterConfigJson, adapterTarget, isAdapterTensor, loraFromAdapterConfig, mergeAdapter, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
+import {
+  readCheckpointIndex,
+  readSafetensorsHeader,
+  readTensorF32,
+  writeCheckpointTensors,
+  writeSafetensors,
+  type TensorToWrite,
+} from './safetensors.js';
+import {
+  ADAPTER_DIR,
+  ADAPTER_PREFIX,
+  adapterConfigJson,
+  adapterTarget,
+  isAdapterTensor,
+  loraFromAdapterConfig,
+  mergeAdapter,
+  nativeLoraFields,
+  resolveLora,
+  type LoraConfig,
+  type LoraOptions,
+} from './lora.js';
 import type { OptimizerTarget } from './adamw.js';
 import { saveTokenizerFiles } from '../tokenizer/load.js';
 
@@ -111,8 +140,31 @@ interface NativeModel {
   dispose(): void;
 }
 
-const FORWARD_KEYS = ['tokens', 'targets', 'batch', 'seqLen', 'lengths', 'positions', 'segments', 'entropy', 'values', 'logits', 'temperature', 'saveForBackward'] as const;
-const GENERATE_KEYS = ['prompts', 'maxNewTokens', 'temperature', 'topK', 'topP', 'seed', 'streamOffset', 'streams', 'stopTokens'] as const;
+const FORWARD_KEYS = [
+  'tokens',
+  'targets',
+  'batch',
+  'seqLen',
+  'lengths',
+  'positions',
+  'segments',
+  'entropy',
+  'values',
+  'logits',
+  'temperature',
+  'saveForBackward',
+] as const;
+const GENERATE_KEYS = [
+  'prompts',
+  'maxNewTokens',
+  'temperature',
+  'topK',
+  'topP',
+  'seed',
+  'streamOffset',
+  'streams',
+  'stopTokens',
+] as const;
 /** tensors a checkpoint may hold that the engine derives itself */
 const IGNORABLE = /rotary_emb\.inv_freq$/;
 
@@ -158,7 +210,12 @@ export class Model implements OptimizerTarget {
   /** the folder Model.load read: save() copies its tokenizer files when no tokenizer is set */
   #loadedFrom?: string;
 
-  private constructor(config: ModelConfig, tensorParallel = 1, lora?: LoraConfig, viewOf?: { model: Model; native: NativeModel }) {
+  private constructor(
+    config: ModelConfig,
+    tensorParallel = 1,
+    lora?: LoraConfig,
+    viewOf?: { model: Model; native: NativeModel },
+  ) {
     this.config = config;
     this.tensorParallel = tensorParallel;
     this.lora = viewOf ? undefined : lora;
@@ -168,7 +225,12 @@ export class Model implements OptimizerTarget {
       return;
     }
     if (lora && tensorParallel > 1) throw new RangeError('Model: LoRA with tensorParallel > 1 is not implemented');
-    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({ ...config, ...nativeRopeFields(config), tensorParallel, ...nativeLoraFields(lora) });
+    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({
+      ...config,
+      ...nativeRopeFields(config),
+      tensorParallel,
+      ...nativeLoraFields(lora),
+    });
   }
 
   /**
@@ -179,35 +241,52 @@ export class Model implements OptimizerTarget {
    */
   withoutAdapters(): Model {
     if (!this.lora) throw new TypeError('Model.withoutAdapters: the model has no LoRA adapters');
-    return new Model(this.config, this.tensorParallel, undefined, { model: this, native: this.#handle('withoutAdapters') });
+    return new Model(this.config, this.tensorParallel, undefined, {
+      model: this,
+      native: this.#handle('withoutAdapters'),
+    });
   }
 
   /** A view's calls fail once its model is disposed. */
   #checkView(call: string): void {
-    if (this.adaptersOf && !this.adaptersOf.#native) throw new RlhfError(ErrorCode.DISPOSED, `Model.${call}: the model under this view was disposed`);
+    if (this.adaptersOf && !this.adaptersOf.#native)
+      throw new RlhfError(ErrorCode.DISPOSED, `Model.${call}: the model under this view was disposed`);
   }
 
   #refuseOnView(call: string): void {
-    if (this.adaptersOf) throw new TypeError(`Model.${call}: a withoutAdapters() view is for inference; train or change the model itself`);
+    if (this.adaptersOf)
+      throw new TypeError(`Model.${call}: a withoutAdapters() view is for inference; train or change the model itself`);
   }
 
   static #tensorParallel(fn: string, o: ReturnType<typeof options>, cfg: ModelConfig): number {
     const tp = o.int('tensorParallel', { min: 1, max: 64 }, 1);
     // KV heads: each rank owns kvHeads / tp of them, or (tp a multiple of kvHeads) ranks share copies
     if (tp > 1 && (cfg.heads % tp !== 0 || (cfg.kvHeads % tp !== 0 && tp % cfg.kvHeads !== 0)))
-      throw new RangeError(`${fn}: expected options.tensorParallel to divide num_attention_heads (${cfg.heads}) and to divide num_key_value_heads (${cfg.kvHeads}) or be a multiple of it, received ${tp}`);
-    if (tp > 1 && (cfg.ffn < tp || cfg.vocab < tp)) throw new RangeError(`${fn}: expected options.tensorParallel to be at most intermediate_size (${cfg.ffn}) and vocab_size (${cfg.vocab}), received ${tp}`);
+      throw new RangeError(
+        `${fn}: expected options.tensorParallel to divide num_attention_heads (${cfg.heads}) and to divide num_key_value_heads (${cfg.kvHeads}) or be a multiple of it, received ${tp}`,
+      );
+    if (tp > 1 && (cfg.ffn < tp || cfg.vocab < tp))
+      throw new RangeError(
+        `${fn}: expected options.tensorParallel to be at most intermediate_size (${cfg.ffn}) and vocab_size (${cfg.vocab}), received ${tp}`,
+      );
     return tp;
   }
 
   /** A new model with random weights (normal(0, initializer_range); norms 1, biases 0). `config` is a transformers config.json object. */
-  static async create(config: Record<string, unknown> | ModelConfig, opts: { seed?: number; initStd?: number; tensorParallel?: number; lora?: LoraOptions } = {}): Promise<Model> {
+  static async create(
+    config: Record<string, unknown> | ModelConfig,
+    opts: { seed?: number; initStd?: number; tensorParallel?: number; lora?: LoraOptions } = {},
+  ): Promise<Model> {
     const o = options('Model.create', 'options', opts);
     o.known(['seed', 'initStd', 'tensorParallel', 'lora']);
     const seed = o.int('seed', { min: 0 }, 0);
     const cfg = isModelConfig(config) ? config : configFromHF(config, 'Model.create: config');
     const std = o.number('initStd', { min: 0 }, cfg.initializerRange);
-    const m = new Model(cfg, Model.#tensorParallel('Model.create', o, cfg), resolveLora('Model.create', opts.lora, cfg));
+    const m = new Model(
+      cfg,
+      Model.#tensorParallel('Model.create', o, cfg),
+      resolveLora('Model.create', opts.lora, cfg),
+    );
     await withCallerStack(() => m.#handle('create').initRandom(seed, std));
     return m;
   }
@@ -225,7 +304,12 @@ export class Model implements OptimizerTarget {
     try {
       json = JSON.parse(await readFile(configPath, 'utf8'));
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError ? (err instanceof SyntaxError ? ErrorCode.FORMAT : ErrorCode.IO) : ErrorCode.IO;
+      const code =
+        (err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError
+          ? err instanceof SyntaxError
+            ? ErrorCode.FORMAT
+            : ErrorCode.IO
+          : ErrorCode.IO;
       throw new RlhfError(code, `Model.load: cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
     }
     const cfg = configFromHF(json, configPath, opts.architecture);
@@ -235,7 +319,9 @@ export class Model implements OptimizerTarget {
       try {
         lora = loraFromAdapterConfig(JSON.parse(await readFile(adapterConfig, 'utf8')), adapterConfig);
       } catch (err) {
-        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${adapterConfig}: ${(err as Error).message}`, { cause: err });
+        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${adapterConfig}: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
     }
     const m = new Model(cfg, Model.#tensorParallel('Model.load', o, cfg), resolveLora('Model.load', lora, cfg));
@@ -259,13 +345,21 @@ export class Model implements OptimizerTarget {
     const tensors = await readCheckpointIndex(dir);
     const all = this.parameters();
     const params = all.filter((p) => !isAdapterTensor(p.name));
-    if (this.lora) await this.#loadAdapter(dir, all.filter((p) => isAdapterTensor(p.name)), opts.seed ?? 0);
+    if (this.lora)
+      await this.#loadAdapter(
+        dir,
+        all.filter((p) => isAdapterTensor(p.name)),
+        opts.seed ?? 0,
+      );
     const wanted = new Set(params.map((p) => p.name));
     const unexpected = [...tensors.keys()].filter(
       (n) => !wanted.has(n) && !IGNORABLE.test(n) && !(n === 'lm_head.weight' && (cfg.tieEmbeddings || !cfg.lmHead)),
     );
     if (unexpected.length)
-      throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${dir} holds tensors a ${cfg.architecture} does not have: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ` (+${unexpected.length - 5} more)` : ''}`);
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `Model.load: ${dir} holds tensors a ${cfg.architecture} does not have: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ` (+${unexpected.length - 5} more)` : ''}`,
+      );
     const missing: string[] = [];
     for (const p of params) {
       const entry = tensors.get(p.name);
@@ -275,13 +369,23 @@ export class Model implements OptimizerTarget {
       }
       const shape = entry.info.shape;
       if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i]))
-        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${entry.header.path}: tensor "${p.name}" has shape [${shape.join(', ')}], but config.json (${cfg.architecture}, hidden_size ${cfg.hidden}, vocab_size ${cfg.vocab}) needs [${p.shape.join(', ')}]`);
+        throw new RlhfError(
+          ErrorCode.FORMAT,
+          `Model.load: ${entry.header.path}: tensor "${p.name}" has shape [${shape.join(', ')}], but config.json (${cfg.architecture}, hidden_size ${cfg.hidden}, vocab_size ${cfg.vocab}) needs [${p.shape.join(', ')}]`,
+        );
       await this.#handle('load').writeParameter(p.name, await readTensorF32(entry.header, p.name));
     }
     const fatal = missing.filter((n) => n !== 'score.weight');
-    if (fatal.length) throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${dir} lacks tensors: ${fatal.slice(0, 5).join(', ')}${fatal.length > 5 ? ` (+${fatal.length - 5} more)` : ''}`);
+    if (fatal.length)
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `Model.load: ${dir} lacks tensors: ${fatal.slice(0, 5).join(', ')}${fatal.length > 5 ? ` (+${fatal.length - 5} more)` : ''}`,
+      );
     for (const name of missing.filter((n) => n === 'score.weight'))
-      await this.setParameter(name, normalInit(params.find((p) => p.name === name)!.size, cfg.initializerRange, opts.seed ?? 0));
+      await this.setParameter(
+        name,
+        normalInit(params.find((p) => p.name === name)!.size, cfg.initializerRange, opts.seed ?? 0),
+      );
   }
 
   /** Reads `<dir>/adapter/adapter_model.safetensors` into the adapters, or starts them as PEFT does (B = 0). */
@@ -289,15 +393,27 @@ export class Model implements OptimizerTarget {
     const path = join(dir, ADAPTER_DIR, 'adapter_model.safetensors');
     if (!(await exists(path))) {
       for (const [i, p] of adapters.entries())
-        await this.setParameter(p.name, adapterTarget(p.name).which === 'B' ? new Float32Array(p.size) : normalInit(p.size, 1 / Math.sqrt(3 * p.shape[1]), seed + 7919 * (i + 1)));
+        await this.setParameter(
+          p.name,
+          adapterTarget(p.name).which === 'B'
+            ? new Float32Array(p.size)
+            : normalInit(p.size, 1 / Math.sqrt(3 * p.shape[1]), seed + 7919 * (i + 1)),
+        );
       return;
     }
     const header = await readSafetensorsHeader(path);
     for (const p of adapters) {
       const info = header.tensors.get(p.name);
-      if (!info) throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${path} lacks "${p.name}" (rank ${this.lora!.rank}, modules ${this.lora!.modules.join(', ')})`);
+      if (!info)
+        throw new RlhfError(
+          ErrorCode.FORMAT,
+          `Model.load: ${path} lacks "${p.name}" (rank ${this.lora!.rank}, modules ${this.lora!.modules.join(', ')})`,
+        );
       if (info.shape.length !== 2 || info.shape[0] !== p.shape[0] || info.shape[1] !== p.shape[1])
-        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${path}: "${p.name}" has shape [${info.shape.join(', ')}], the adapter needs [${p.shape.join(', ')}]`);
+        throw new RlhfError(
+          ErrorCode.FORMAT,
+          `Model.load: ${path}: "${p.name}" has shape [${info.shape.join(', ')}], the adapter needs [${p.shape.join(', ')}]`,
+        );
       await this.setParameter(p.name, await readTensorF32(header, p.name));
     }
   }
@@ -310,7 +426,9 @@ export class Model implements OptimizerTarget {
   /** Parameters the optimizer updates: all of them, or with LoRA the adapters and a scalar head. */
   get numTrainableParameters(): number {
     if (!this.lora) return this.numParameters;
-    return this.parameters().filter((p) => isAdapterTensor(p.name) || p.name === 'score.weight').reduce((s, p) => s + p.size, 0);
+    return this.parameters()
+      .filter((p) => isAdapterTensor(p.name) || p.name === 'score.weight')
+      .reduce((s, p) => s + p.size, 0);
   }
 
   /** Bytes of saved activations and scratch currently held. */
@@ -337,7 +455,7 @@ export class Model implements OptimizerTarget {
 
   parameters(): ParameterInfo[] {
     const all = this.#handle('parameters').parameters();
-    return this.adaptersOf ? all.filter((p) => !isAdapterTensor(p.name)) : all;  // a view is the base model
+    return this.adaptersOf ? all.filter((p) => !isAdapterTensor(p.name)) : all; // a view is the base model
   }
 
   /** For `new AdamW(model, options)`: the model's flat parameters, decay 0 on norms and biases. */
@@ -370,11 +488,32 @@ export class Model implements OptimizerTarget {
     const logits = o.bool('logits', false);
     const temperature = o.number('temperature', { gt: 0 }, 1);
     const saveForBackward = o.bool('saveForBackward', !this.adaptersOf);
-    if (this.adaptersOf && saveForBackward) throw typeError(fn, 'batch.saveForBackward', 'false on a withoutAdapters() view (inference only)', true);
+    if (this.adaptersOf && saveForBackward)
+      throw typeError(fn, 'batch.saveForBackward', 'false on a withoutAdapters() view (inference only)', true);
     if ((targets || entropy || logits) && !this.config.lmHead)
-      throw typeError(fn, 'batch', `free of targets/entropy/logits: a ${this.config.architecture} has no LM head`, 'targets');
-    if (values && !this.config.valueHead) throw typeError(fn, 'batch.values', `false: a ${this.config.architecture} has no value head`, true);
-    const args = { batch: B, seqLen: T, tokens, targets, lengths, positions, segments, entropy, values, logits, temperature, saveForBackward, adapters: !this.adaptersOf };
+      throw typeError(
+        fn,
+        'batch',
+        `free of targets/entropy/logits: a ${this.config.architecture} has no LM head`,
+        'targets',
+      );
+    if (values && !this.config.valueHead)
+      throw typeError(fn, 'batch.values', `false: a ${this.config.architecture} has no value head`, true);
+    const args = {
+      batch: B,
+      seqLen: T,
+      tokens,
+      targets,
+      lengths,
+      positions,
+      segments,
+      entropy,
+      values,
+      logits,
+      temperature,
+      saveForBackward,
+      adapters: !this.adaptersOf,
+    };
     return withCallerStack(() => h.forward(args));
   }
 
@@ -384,7 +523,8 @@ export class Model implements OptimizerTarget {
     const fn = 'Model.backward';
     const g = checkObject(fn, 'grads', grads);
     options(fn, 'grads', g).known(['dLogprobs', 'dEntropy', 'dValues']);
-    for (const k of ['dLogprobs', 'dEntropy', 'dValues'] as const) if (g[k] !== undefined) checkFloat32Array(fn, `grads.${k}`, g[k]);
+    for (const k of ['dLogprobs', 'dEntropy', 'dValues'] as const)
+      if (g[k] !== undefined) checkFloat32Array(fn, `grads.${k}`, g[k]);
     if (g.dLogprobs === undefined && g.dEntropy === undefined && g.dValues === undefined)
       throw typeError(fn, 'grads', 'an object with dLogprobs, dEntropy or dValues', grads);
     return withCallerStack(() => h.backward(g));
@@ -400,7 +540,8 @@ export class Model implements OptimizerTarget {
     const fn = 'Model.generate';
     const o = options(fn, 'options', opts);
     o.known(GENERATE_KEYS);
-    if (!Array.isArray(o.obj.prompts) || o.obj.prompts.length === 0) throw typeError(fn, 'options.prompts', 'a non-empty array of token arrays', o.obj.prompts);
+    if (!Array.isArray(o.obj.prompts) || o.obj.prompts.length === 0)
+      throw typeError(fn, 'options.prompts', 'a non-empty array of token arrays', o.obj.prompts);
     const prompts = (o.obj.prompts as unknown[]).map((p, i) => {
       const a = Array.isArray(p) ? Int32Array.from(p as number[]) : checkInt32Array(fn, `options.prompts[${i}]`, p);
       if (a.length === 0) throw rangeError(fn, `options.prompts[${i}]`, 'non-empty', a);
@@ -414,18 +555,45 @@ export class Model implements OptimizerTarget {
     const streamOffset = o.int('streamOffset', { min: 0, max: Number.MAX_SAFE_INTEGER }, 0);
     let streams: number[] | undefined;
     if (o.has('streams')) {
-      if (o.has('streamOffset')) throw typeError(fn, 'options.streams', 'not given together with options.streamOffset', o.obj.streams);
-      if (!Array.isArray(o.obj.streams) || o.obj.streams.length !== prompts.length) throw typeError(fn, 'options.streams', `an array of ${prompts.length} stream ids (one per prompt)`, o.obj.streams);
-      streams = (o.obj.streams as unknown[]).map((s, i) => checkInt(fn, `options.streams[${i}]`, s, { min: 0, max: Number.MAX_SAFE_INTEGER }));
+      if (o.has('streamOffset'))
+        throw typeError(fn, 'options.streams', 'not given together with options.streamOffset', o.obj.streams);
+      if (!Array.isArray(o.obj.streams) || o.obj.streams.length !== prompts.length)
+        throw typeError(
+          fn,
+          'options.streams',
+          `an array of ${prompts.length} stream ids (one per prompt)`,
+          o.obj.streams,
+        );
+      streams = (o.obj.streams as unknown[]).map((s, i) =>
+        checkInt(fn, `options.streams[${i}]`, s, { min: 0, max: Number.MAX_SAFE_INTEGER }),
+      );
     }
     let stopTokens = this.config.eosTokenId;
     if (o.has('stopTokens')) {
-      if (!Array.isArray(o.obj.stopTokens)) throw typeError(fn, 'options.stopTokens', 'an array of token ids', o.obj.stopTokens);
-      stopTokens = (o.obj.stopTokens as unknown[]).map((t, i) => checkInt(fn, `options.stopTokens[${i}]`, t, { min: 0 }));
+      if (!Array.isArray(o.obj.stopTokens))
+        throw typeError(fn, 'options.stopTokens', 'an array of token ids', o.obj.stopTokens);
+      stopTokens = (o.obj.stopTokens as unknown[]).map((t, i) =>
+        checkInt(fn, `options.stopTokens[${i}]`, t, { min: 0 }),
+      );
     }
     return withCallerStack(async () => {
-      const r = await h.generate({ prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, streams, stopTokens: Int32Array.from(stopTokens), adapters: !this.adaptersOf });
-      return r.tokens.map((tokens, i) => ({ tokens, logprobs: r.logprobs[i], finishReason: r.stopped[i] ? ('stop' as const) : ('length' as const) }));
+      const r = await h.generate({
+        prompts,
+        maxNewTokens,
+        temperature,
+        topK,
+        topP,
+        seed,
+        streamOffset,
+        streams,
+        stopTokens: Int32Array.from(stopTokens),
+        adapters: !this.adaptersOf,
+      });
+      return r.tokens.map((tokens, i) => ({
+        tokens,
+        logprobs: r.logprobs[i],
+        finishReason: r.stopped[i] ? ('stop' as const) : ('length' as const),
+      }));
     });
   }
 
@@ -476,19 +644,28 @@ export class Model implements OptimizerTarget {
     const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
     const maxShardBytes = o.int('maxShardBytes', { min: 1 }, 2 ** 31);
     const merge = o.bool('mergeLora', false);
-    const tensors: TensorToWrite[] = [], adapter: TensorToWrite[] = [];
+    const tensors: TensorToWrite[] = [],
+      adapter: TensorToWrite[] = [];
     const byName = new Map<string, TensorToWrite>();
     for (const p of this.parameters()) {
       const t = { name: p.name, shape: p.shape, data: await this.getParameter(p.name), dtype };
       if (isAdapterTensor(p.name)) adapter.push({ ...t, dtype: 'F32' });
-      else tensors.push(t), byName.set(p.name, t);
+      else (tensors.push(t), byName.set(p.name, t));
     }
     if (this.lora && merge) {
       // W (out × in) += (α/r)·B·A for every adapter pair
       for (const a of adapter.filter((t) => adapterTarget(t.name).which === 'A')) {
         const b = adapter.find((t) => t.name === a.name.replace('.lora_A.', '.lora_B.'))!;
         const w = byName.get(adapterTarget(a.name).base)!;
-        mergeAdapter(w.data as Float32Array, a.data as Float32Array, b.data as Float32Array, b.shape[0], a.shape[1], this.lora.rank, this.lora.alpha / this.lora.rank);
+        mergeAdapter(
+          w.data as Float32Array,
+          a.data as Float32Array,
+          b.data as Float32Array,
+          b.shape[0],
+          a.shape[1],
+          this.lora.rank,
+          this.lora.alpha / this.lora.rank,
+        );
       }
     }
     const config = configToHF(this.config);
@@ -499,10 +676,13 @@ export class Model implements OptimizerTarget {
       if (this.lora && !merge) {
         const sub = join(tmp, ADAPTER_DIR);
         await mkdir(sub, { recursive: true });
-        const score = byName.get('score.weight');  // PEFT keeps a trained head with the adapter (modules_to_save)
+        const score = byName.get('score.weight'); // PEFT keeps a trained head with the adapter (modules_to_save)
         const extra = score ? [{ ...score, name: `${ADAPTER_PREFIX}score.weight`, dtype: 'F32' as const }] : [];
         await writeSafetensors(join(sub, 'adapter_model.safetensors'), [...adapter, ...extra], { format: 'pt' });
-        await writeFileAtomic(join(sub, 'adapter_config.json'), JSON.stringify(adapterConfigJson(this.lora, this.config), null, 2) + '\n');
+        await writeFileAtomic(
+          join(sub, 'adapter_config.json'),
+          JSON.stringify(adapterConfigJson(this.lora, this.config), null, 2) + '\n',
+        );
       }
       await saveTokenizerFiles(tmp, opts.tokenizer ?? this.tokenizer, this.#loadedFrom, this.config.vocab);
       if (opts.extraFiles) await opts.extraFiles(tmp);

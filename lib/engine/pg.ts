@@ -28,7 +28,8 @@ type Reader = ReturnType<typeof options>;
 /** A 0/1 Float32Array mask of exactly n elements. */
 function mask(fn: string, o: Reader, key: string, n: number): Float32Array {
   const m = o.f32(key, { exact: n });
-  for (let i = 0; i < n; i++) if (m[i] !== 0 && m[i] !== 1) throw rangeError(fn, `options.${key}[${i}]`, '0 or 1', m[i]);
+  for (let i = 0; i < n; i++)
+    if (m[i] !== 0 && m[i] !== 1) throw rangeError(fn, `options.${key}[${i}]`, '0 or 1', m[i]);
   return m;
 }
 
@@ -56,7 +57,12 @@ function pairs(o: Reader): NativePairInputs {
  * kl[t] and dLogp[t] = ∂kl[t]/∂logp[t] for d = logp − refLogp: k1 = d, k2 = d²/2,
  * k3 = e^(−d) − 1 + d (lib/losses/kl.ts klPerToken). Masked positions (mask optional) get 0.
  */
-function klPerToken(opts: { logp: Float32Array; refLogp: Float32Array; mask?: Float32Array; estimator: 'k1' | 'k2' | 'k3' }) {
+function klPerToken(opts: {
+  logp: Float32Array;
+  refLogp: Float32Array;
+  mask?: Float32Array;
+  estimator: 'k1' | 'k2' | 'k3';
+}) {
   const fn = 'pgNative.klPerToken';
   const o = options(fn, 'options', opts);
   o.known(['logp', 'refLogp', 'mask', 'estimator']);
@@ -95,14 +101,30 @@ function tokenRewards(opts: {
   }
   const klCoef = o.number('klCoef', { min: 0 });
   const clipScore = o.has('clipScore') ? o.number('clipScore', { gt: 0 }) : undefined;
-  return native().pg.tokenRewards({ score, kl, klCoef, mask: m, batch, seqLen, ...(clipScore !== undefined ? { clipScore } : {}) });
+  return native().pg.tokenRewards({
+    score,
+    kl,
+    klCoef,
+    mask: m,
+    batch,
+    seqLen,
+    ...(clipScore !== undefined ? { clipScore } : {}),
+  });
 }
 
 /**
  * GAE per row of a (batch, seqLen) batch, masked positions not being time steps (lib/losses/gae.ts
  * gae, row by row): advantages and returns = advantages + values, 0 where masked.
  */
-function gae(opts: { rewards: Float32Array; values: Float32Array; mask: Float32Array; batch: number; seqLen: number; gamma: number; lambda: number }) {
+function gae(opts: {
+  rewards: Float32Array;
+  values: Float32Array;
+  mask: Float32Array;
+  batch: number;
+  seqLen: number;
+  gamma: number;
+  lambda: number;
+}) {
   const fn = 'pgNative.gae';
   const o = options(fn, 'options', opts);
   o.known(['rewards', 'values', 'mask', 'batch', 'seqLen', 'gamma', 'lambda']);
@@ -142,7 +164,16 @@ function ppoPolicyLoss(opts: {
   const clipEps = o.number('clipEps', { gt: 0, lt: 1 });
   const clipEpsHigh = o.number('clipEpsHigh', { gt: 0 }, clipEps);
   const dualClip = o.has('dualClip') ? o.number('dualClip', { gt: 1 }) : undefined;
-  return native().pg.ppoPolicyLoss({ logp, oldLogp, advantages, mask: m, clipEps, clipEpsHigh, ...(dualClip !== undefined ? { dualClip } : {}), ...(w ? { weights: w } : {}) });
+  return native().pg.ppoPolicyLoss({
+    logp,
+    oldLogp,
+    advantages,
+    mask: m,
+    clipEps,
+    clipEpsHigh,
+    ...(dualClip !== undefined ? { dualClip } : {}),
+    ...(w ? { weights: w } : {}),
+  });
 }
 
 /** Optional per-token weights: a Float64Array of n finite numbers >= 0. */
@@ -151,7 +182,8 @@ function weights(fn: string, o: Reader, n: number): Float64Array | undefined {
   const w = o.obj.weights;
   if (!(w instanceof Float64Array)) throw typeError(fn, 'options.weights', 'a Float64Array', w);
   if (w.length !== n) throw rangeError(fn, 'options.weights.length', `${n}`, w.length);
-  for (let i = 0; i < n; i++) if (!(w[i] >= 0 && w[i] < Infinity)) throw rangeError(fn, `options.weights[${i}]`, 'a finite number >= 0', w[i]);
+  for (let i = 0; i < n; i++)
+    if (!(w[i] >= 0 && w[i] < Infinity)) throw rangeError(fn, `options.weights[${i}]`, 'a finite number >= 0', w[i]);
   return w;
 }
 
@@ -160,7 +192,13 @@ function weights(fn: string, o: Reader, n: number): Float64Array | undefined {
  * token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm (÷ batch·lengthNormalizer;
  * Dr. GRPO). lib/losses/common.ts aggregationWeights is the reference.
  */
-function aggregationWeights(opts: { mask: Float32Array; batch: number; seqLen: number; aggregation: Aggregation; lengthNormalizer?: number }): Float64Array {
+function aggregationWeights(opts: {
+  mask: Float32Array;
+  batch: number;
+  seqLen: number;
+  aggregation: Aggregation;
+  lengthNormalizer?: number;
+}): Float64Array {
   const fn = 'pgNative.aggregationWeights';
   const o = options(fn, 'options', opts);
   o.known(['mask', 'batch', 'seqLen', 'aggregation', 'lengthNormalizer']);
@@ -197,7 +235,17 @@ function gspoPolicyLoss(opts: {
   const w = weights(fn, o, n);
   const clipEps = o.number('clipEps', { gt: 0, lt: 1 });
   const clipEpsHigh = o.number('clipEpsHigh', { gt: 0 }, clipEps);
-  return native().pg.gspoPolicyLoss({ logp, oldLogp, advantages, mask: m, batch, seqLen, clipEps, clipEpsHigh, ...(w ? { weights: w } : {}) });
+  return native().pg.gspoPolicyLoss({
+    logp,
+    oldLogp,
+    advantages,
+    mask: m,
+    batch,
+    seqLen,
+    clipEps,
+    clipEpsHigh,
+    ...(w ? { weights: w } : {}),
+  });
 }
 
 /** Entropy bonus −coef Σ w_t H_t and ∂/∂H (lib/losses/ppo.ts entropyBonus); token mean without weights. */
@@ -208,11 +256,23 @@ function entropyBonus(opts: { entropy: Float32Array; mask: Float32Array; weights
   const entropy = o.f32('entropy');
   const m = mask(fn, o, 'mask', entropy.length);
   const w = weights(fn, o, entropy.length);
-  return native().pg.entropyBonus({ entropy, mask: m, coef: o.number('coef', { min: 0 }), ...(w ? { weights: w } : {}) });
+  return native().pg.entropyBonus({
+    entropy,
+    mask: m,
+    coef: o.number('coef', { min: 0 }),
+    ...(w ? { weights: w } : {}),
+  });
 }
 
 /** KL as a loss term coef Σ w_t k(logp − refLogp) and ∂/∂logp (lib/losses/kl.ts klLoss). */
-function klLoss(opts: { logp: Float32Array; refLogp: Float32Array; mask: Float32Array; weights?: Float64Array; estimator: 'k1' | 'k2' | 'k3'; coef: number }) {
+function klLoss(opts: {
+  logp: Float32Array;
+  refLogp: Float32Array;
+  mask: Float32Array;
+  weights?: Float64Array;
+  estimator: 'k1' | 'k2' | 'k3';
+  coef: number;
+}) {
   const fn = 'pgNative.klLoss';
   const o = options(fn, 'options', opts);
   o.known(['logp', 'refLogp', 'mask', 'weights', 'estimator', 'coef']);
@@ -221,14 +281,27 @@ function klLoss(opts: { logp: Float32Array; refLogp: Float32Array; mask: Float32
   const m = mask(fn, o, 'mask', logp.length);
   const w = weights(fn, o, logp.length);
   const estimator = o.oneOf('estimator', ['k1', 'k2', 'k3'] as const);
-  return native().pg.klLoss({ logp, refLogp, mask: m, estimator, coef: o.number('coef', { min: 0 }), ...(w ? { weights: w } : {}) });
+  return native().pg.klLoss({
+    logp,
+    refLogp,
+    mask: m,
+    estimator,
+    coef: o.number('coef', { min: 0 }),
+    ...(w ? { weights: w } : {}),
+  });
 }
 
 /**
  * Clipped value loss ½·max((V − G)², (V^c − G)²), token mean, and ∂loss/∂values (lib/losses/ppo.ts
  * ppoValueLoss with aggregation 'token-mean'). Omit clipEps for the plain ½(V − G)².
  */
-function ppoValueLoss(opts: { values: Float32Array; oldValues: Float32Array; returns: Float32Array; mask: Float32Array; clipEps?: number }) {
+function ppoValueLoss(opts: {
+  values: Float32Array;
+  oldValues: Float32Array;
+  returns: Float32Array;
+  mask: Float32Array;
+  clipEps?: number;
+}) {
   const fn = 'pgNative.ppoValueLoss';
   const o = options(fn, 'options', opts);
   o.known(['values', 'oldValues', 'returns', 'mask', 'clipEps']);
@@ -238,14 +311,22 @@ function ppoValueLoss(opts: { values: Float32Array; oldValues: Float32Array; ret
   const returns = o.f32('returns', { exact: n });
   const m = mask(fn, o, 'mask', n);
   const clipEps = o.has('clipEps') ? o.number('clipEps', { gt: 0 }) : undefined;
-  return native().pg.ppoValueLoss({ values, oldValues, returns, mask: m, ...(clipEps !== undefined ? { clipEps } : {}) });
+  return native().pg.ppoValueLoss({
+    values,
+    oldValues,
+    returns,
+    mask: m,
+    ...(clipEps !== undefined ? { clipEps } : {}),
+  });
 }
 
 /**
  * DPO (labelSmoothing > 0: cDPO) or IPO over N >= 1 pairs of sequence log-probs, mean over pairs,
  * with ∂loss/∂policyChosen and ∂loss/∂policyRejected (lib/losses/preference.ts dpoLoss).
  */
-function dpoLoss(opts: NativePairInputs & { beta: number; labelSmoothing?: number; variant?: 'dpo' | 'ipo' }): NativePairResult {
+function dpoLoss(
+  opts: NativePairInputs & { beta: number; labelSmoothing?: number; variant?: 'dpo' | 'ipo' },
+): NativePairResult {
   const fn = 'pgNative.dpoLoss';
   const o = options(fn, 'options', opts);
   o.known([...PAIR_KEYS, 'beta', 'labelSmoothing', 'variant']);
@@ -253,7 +334,8 @@ function dpoLoss(opts: NativePairInputs & { beta: number; labelSmoothing?: numbe
   const beta = o.number('beta', { gt: 0 });
   const labelSmoothing = o.number('labelSmoothing', { min: 0, max: 0.5 }, 0);
   const variant = o.oneOf('variant', ['dpo', 'ipo'] as const, 'dpo');
-  if (variant === 'ipo' && labelSmoothing !== 0) throw rangeError(fn, 'options.labelSmoothing', "0 with variant 'ipo'", labelSmoothing);
+  if (variant === 'ipo' && labelSmoothing !== 0)
+    throw rangeError(fn, 'options.labelSmoothing', "0 with variant 'ipo'", labelSmoothing);
   return native().pg.dpoLoss({ ...inputs, beta, labelSmoothing, variant });
 }
 
@@ -278,7 +360,14 @@ function exoPrefLoss(opts: NativePairInputs & { beta: number; epsilon?: number; 
  * p = softmax(β_π (policy − ref)), q = softmax(rewards / β_r), with ∂loss/∂policy, p, q and the
  * per-group KL (lib/losses/exo.ts exoRwLoss).
  */
-function exoRwLoss(opts: { policy: Float32Array; ref: Float32Array; rewards: Float32Array; groupSize: number; betaPi: number; betaR: number }) {
+function exoRwLoss(opts: {
+  policy: Float32Array;
+  ref: Float32Array;
+  rewards: Float32Array;
+  groupSize: number;
+  betaPi: number;
+  betaR: number;
+}) {
   const fn = 'pgNative.exoRwLoss';
   const o = options(fn, 'options', opts);
   o.known(['policy', 'ref', 'rewards', 'groupSize', 'betaPi', 'betaR']);
@@ -287,11 +376,25 @@ function exoRwLoss(opts: { policy: Float32Array; ref: Float32Array; rewards: Flo
   const ref = o.f32('ref', { exact: n });
   const rewards = o.f32('rewards', { exact: n });
   const groupSize = o.int('groupSize', { min: 2 });
-  if (n % groupSize !== 0) throw rangeError(fn, 'options.policy.length', `a multiple of options.groupSize (${groupSize})`, n);
+  if (n % groupSize !== 0)
+    throw rangeError(fn, 'options.policy.length', `a multiple of options.groupSize (${groupSize})`, n);
   const betaPi = o.number('betaPi', { gt: 0 });
   const betaR = o.number('betaR', { gt: 0 });
   return native().pg.exoRwLoss({ policy, ref, rewards, groupSize, betaPi, betaR });
 }
 
 /** The validated native policy-gradient kernels. */
-export const pgNative = { klPerToken, tokenRewards, gae, aggregationWeights, ppoPolicyLoss, gspoPolicyLoss, entropyBonus, klLoss, ppoValueLoss, dpoLoss, exoPrefLoss, exoRwLoss } as const;
+export const pgNative = {
+  klPerToken,
+  tokenRewards,
+  gae,
+  aggregationWeights,
+  ppoPolicyLoss,
+  gspoPolicyLoss,
+  entropyBonus,
+  klLoss,
+  ppoValueLoss,
+  dpoLoss,
+  exoPrefLoss,
+  exoRwLoss,
+} as const;

@@ -54,7 +54,16 @@ const KEYS: Record<RopeType, string[]> = {
   linear: ['factor'],
   dynamic: ['factor', 'original_max_position_embeddings'],
   llama3: ['factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'],
-  yarn: ['factor', 'original_max_position_embeddings', 'attention_factor', 'beta_fast', 'beta_slow', 'mscale', 'mscale_all_dim', 'truncate'],
+  yarn: [
+    'factor',
+    'original_max_position_embeddings',
+    'attention_factor',
+    'beta_fast',
+    'beta_slow',
+    'mscale',
+    'mscale_all_dim',
+    'truncate',
+  ],
 };
 const REQUIRED: Record<RopeType, string[]> = {
   default: [],
@@ -73,7 +82,11 @@ function fail(source: string, message: string, code: ErrorCode = ErrorCode.UNSUP
  * default when neither form gives one. Returns the theta, the scaling, and the partial rotary factor
  * when rope_parameters carries one (transformers ≥ 5 moves it there).
  */
-export function parseRope(source: string, j: Json, defaultTheta: number): { theta: number; rope: RopeScaling; partialRotaryFactor?: number } {
+export function parseRope(
+  source: string,
+  j: Json,
+  defaultTheta: number,
+): { theta: number; rope: RopeScaling; partialRotaryFactor?: number } {
   const params = j.rope_parameters;
   const scaling = j.rope_scaling;
   let spec: Json | undefined;
@@ -83,55 +96,92 @@ export function parseRope(source: string, j: Json, defaultTheta: number): { thet
   const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
   if (params !== undefined && params !== null) {
     where = 'rope_parameters';
-    if (!isObject(params)) fail(source, `expected rope_parameters to be an object, got ${JSON.stringify(params)}`, ErrorCode.FORMAT);
-    const nested = Object.entries(params).filter(([, v]) => isObject(v)).map(([k]) => k);
-    if (nested.length) fail(source, `rope_parameters per layer type (${nested.join(', ')}) is not supported by this architecture`);
+    if (!isObject(params))
+      fail(source, `expected rope_parameters to be an object, got ${JSON.stringify(params)}`, ErrorCode.FORMAT);
+    const nested = Object.entries(params)
+      .filter(([, v]) => isObject(v))
+      .map(([k]) => k);
+    if (nested.length)
+      fail(source, `rope_parameters per layer type (${nested.join(', ')}) is not supported by this architecture`);
     spec = params;
     if (params.rope_theta !== undefined) theta = params.rope_theta;
     if (params.partial_rotary_factor !== undefined) {
       const p = params.partial_rotary_factor;
-      if (typeof p !== 'number' || !(p > 0 && p <= 1)) fail(source, `rope_parameters.partial_rotary_factor must be in (0, 1], got ${JSON.stringify(p)}`, ErrorCode.FORMAT);
+      if (typeof p !== 'number' || !(p > 0 && p <= 1))
+        fail(
+          source,
+          `rope_parameters.partial_rotary_factor must be in (0, 1], got ${JSON.stringify(p)}`,
+          ErrorCode.FORMAT,
+        );
       partialRotaryFactor = p;
     }
     if (isObject(scaling)) {
-      const a = scaling.rope_type ?? scaling.type ?? 'default', b = params.rope_type ?? params.type ?? 'default';
+      const a = scaling.rope_type ?? scaling.type ?? 'default',
+        b = params.rope_type ?? params.type ?? 'default';
       if (a !== b || scaling.factor !== params.factor)
-        fail(source, `rope_scaling ${JSON.stringify(scaling)} disagrees with rope_parameters ${JSON.stringify(params)}`, ErrorCode.FORMAT);
+        fail(
+          source,
+          `rope_scaling ${JSON.stringify(scaling)} disagrees with rope_parameters ${JSON.stringify(params)}`,
+          ErrorCode.FORMAT,
+        );
     }
   } else if (scaling !== undefined && scaling !== null) {
-    if (!isObject(scaling)) fail(source, `expected rope_scaling to be an object or null, got ${JSON.stringify(scaling)}`, ErrorCode.FORMAT);
+    if (!isObject(scaling))
+      fail(source, `expected rope_scaling to be an object or null, got ${JSON.stringify(scaling)}`, ErrorCode.FORMAT);
     spec = scaling;
   }
-  if (typeof theta !== 'number' || !Number.isFinite(theta) || theta <= 0) fail(source, `rope_theta must be a positive number, got ${JSON.stringify(theta)}`, ErrorCode.FORMAT);
+  if (typeof theta !== 'number' || !Number.isFinite(theta) || theta <= 0)
+    fail(source, `rope_theta must be a positive number, got ${JSON.stringify(theta)}`, ErrorCode.FORMAT);
   if (spec === undefined) return { theta, rope: { type: 'default', factor: 1 }, partialRotaryFactor };
 
   const rawType = spec.rope_type ?? spec.type ?? 'default';
   if (typeof rawType !== 'string' || !(ROPE_TYPES as readonly string[]).includes(rawType))
-    fail(source, `${where}.rope_type ${JSON.stringify(rawType)} is not supported (supported: ${ROPE_TYPES.join(', ')})`);
+    fail(
+      source,
+      `${where}.rope_type ${JSON.stringify(rawType)} is not supported (supported: ${ROPE_TYPES.join(', ')})`,
+    );
   const type = rawType as RopeType;
-  const allowed = new Set(['rope_type', 'type', ...(where === 'rope_parameters' ? ['rope_theta', 'partial_rotary_factor'] : []), ...KEYS[type]]);
+  const allowed = new Set([
+    'rope_type',
+    'type',
+    ...(where === 'rope_parameters' ? ['rope_theta', 'partial_rotary_factor'] : []),
+    ...KEYS[type],
+  ]);
   for (const key of Object.keys(spec))
-    if (!allowed.has(key)) fail(source, `${where}.${key} is not supported with rope_type "${type}" (it would change the model's math)`);
-  for (const key of REQUIRED[type]) if (spec[key] === undefined || spec[key] === null) fail(source, `${where}.${key} is required with rope_type "${type}"`, ErrorCode.FORMAT);
+    if (!allowed.has(key))
+      fail(source, `${where}.${key} is not supported with rope_type "${type}" (it would change the model's math)`);
+  for (const key of REQUIRED[type])
+    if (spec[key] === undefined || spec[key] === null)
+      fail(source, `${where}.${key} is required with rope_type "${type}"`, ErrorCode.FORMAT);
   const number = (key: string, min: number, strict = true): number | undefined => {
     const v = spec![key];
     if (v === undefined || v === null) return undefined;
     if (typeof v !== 'number' || !Number.isFinite(v) || (strict ? v <= min : v < min))
-      fail(source, `${where}.${key} must be a number ${strict ? '>' : '>='} ${min}, got ${JSON.stringify(v)}`, ErrorCode.FORMAT);
+      fail(
+        source,
+        `${where}.${key} must be a number ${strict ? '>' : '>='} ${min}, got ${JSON.stringify(v)}`,
+        ErrorCode.FORMAT,
+      );
     return v;
   };
   const rope: RopeScaling = { type, factor: type === 'default' ? 1 : number('factor', 0)! };
-  if (type !== 'default' && rope.factor < 1) fail(source, `${where}.factor must be >= 1, got ${rope.factor}`, ErrorCode.FORMAT);
+  if (type !== 'default' && rope.factor < 1)
+    fail(source, `${where}.factor must be >= 1, got ${rope.factor}`, ErrorCode.FORMAT);
   const original = number('original_max_position_embeddings', 0);
   if (original !== undefined) {
-    if (!Number.isInteger(original)) fail(source, `${where}.original_max_position_embeddings must be an integer, got ${original}`, ErrorCode.FORMAT);
+    if (!Number.isInteger(original))
+      fail(source, `${where}.original_max_position_embeddings must be an integer, got ${original}`, ErrorCode.FORMAT);
     rope.originalMaxPositions = original;
   }
   if (type === 'llama3') {
     rope.lowFreqFactor = number('low_freq_factor', 0);
     rope.highFreqFactor = number('high_freq_factor', 0);
     if (rope.highFreqFactor! <= rope.lowFreqFactor!)
-      fail(source, `${where}.high_freq_factor (${rope.highFreqFactor}) must be greater than low_freq_factor (${rope.lowFreqFactor})`, ErrorCode.FORMAT);
+      fail(
+        source,
+        `${where}.high_freq_factor (${rope.highFreqFactor}) must be greater than low_freq_factor (${rope.lowFreqFactor})`,
+        ErrorCode.FORMAT,
+      );
   }
   if (type === 'yarn') {
     rope.attentionFactor = number('attention_factor', 0);
@@ -140,7 +190,8 @@ export function parseRope(source: string, j: Json, defaultTheta: number): { thet
     rope.mscale = number('mscale', 0, false);
     rope.mscaleAllDim = number('mscale_all_dim', 0, false);
     const truncate = spec.truncate;
-    if (truncate !== undefined && typeof truncate !== 'boolean') fail(source, `${where}.truncate must be a boolean, got ${JSON.stringify(truncate)}`, ErrorCode.FORMAT);
+    if (truncate !== undefined && typeof truncate !== 'boolean')
+      fail(source, `${where}.truncate must be a boolean, got ${JSON.stringify(truncate)}`, ErrorCode.FORMAT);
     rope.truncate = truncate as boolean | undefined;
     for (const k of Object.keys(rope) as (keyof RopeScaling)[]) if (rope[k] === undefined) delete rope[k];
   }
@@ -189,12 +240,19 @@ export function ropeFrequencies(
     case 'default':
       return { invFreq: undefined, attentionScaling: 1, positionLimit: 0 };
     case 'dynamic':
-      return { invFreq: undefined, attentionScaling: 1, positionLimit: Math.min(maxPositions, rope.originalMaxPositions ?? maxPositions) };
+      return {
+        invFreq: undefined,
+        attentionScaling: 1,
+        positionLimit: Math.min(maxPositions, rope.originalMaxPositions ?? maxPositions),
+      };
     case 'linear':
       return { invFreq: Float32Array.from(inv, (v) => v / factor), attentionScaling: 1, positionLimit: 0 };
     case 'llama3': {
-      const old = rope.originalMaxPositions!, low = rope.lowFreqFactor!, high = rope.highFreqFactor!;
-      const lowWavelen = old / low, highWavelen = old / high;
+      const old = rope.originalMaxPositions!,
+        low = rope.lowFreqFactor!,
+        high = rope.highFreqFactor!;
+      const lowWavelen = old / low,
+        highWavelen = old / high;
       const out = inv.map((v) => {
         const wavelen = (2 * Math.PI) / v;
         const scaled = wavelen > lowWavelen ? v / factor : v;
@@ -208,17 +266,24 @@ export function ropeFrequencies(
       const original = rope.originalMaxPositions ?? maxPositions;
       const mscaleOf = (scale: number, m = 1) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
       const attention =
-        rope.attentionFactor ?? (rope.mscale && rope.mscaleAllDim ? mscaleOf(factor, rope.mscale) / mscaleOf(factor, rope.mscaleAllDim) : mscaleOf(factor));
-      const betaFast = rope.betaFast || 32, betaSlow = rope.betaSlow || 1;
-      const correctionDim = (rotations: number) => (dim * Math.log(original / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
-      let lo = correctionDim(betaFast), hi = correctionDim(betaSlow);
-      if (rope.truncate !== false) (lo = Math.floor(lo)), (hi = Math.ceil(hi));
+        rope.attentionFactor ??
+        (rope.mscale && rope.mscaleAllDim
+          ? mscaleOf(factor, rope.mscale) / mscaleOf(factor, rope.mscaleAllDim)
+          : mscaleOf(factor));
+      const betaFast = rope.betaFast || 32,
+        betaSlow = rope.betaSlow || 1;
+      const correctionDim = (rotations: number) =>
+        (dim * Math.log(original / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
+      let lo = correctionDim(betaFast),
+        hi = correctionDim(betaSlow);
+      if (rope.truncate !== false) ((lo = Math.floor(lo)), (hi = Math.ceil(hi)));
       lo = Math.max(lo, 0);
       hi = Math.min(hi, dim - 1);
       if (lo === hi) hi += 0.001;
       const out = inv.map((v, i) => {
         const posFreq = f32(theta ** f32((2 * i) / dim));
-        const extrapolation = 1 / posFreq, interpolation = 1 / (factor * posFreq);
+        const extrapolation = 1 / posFreq,
+          interpolation = 1 / (factor * posFreq);
         const ramp = Math.min(1, Math.max(0, (i - lo) / (hi - lo)));
         const extra = 1 - ramp;
         return interpolation * (1 - extra) + extrapolation * extra;

@@ -17,12 +17,40 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ErrorCode, RlhfError } from '../errors.js';
 import { checkFloat32Array, checkObject, checkString, options, rangeError, show, typeError } from '../validate.js';
 import { writeFileAtomic } from './atomic.js';
-export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'U16' | 'U32' | 'U64' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2';
+export type SafetensorsDType =
+  | 'F64'
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'I64'
+  | 'I32'
+  | 'I16'
+  | 'I8'
+  | 'U8'
+  | 'U16'
+  | 'U32'
+  | 'U64'
+  | 'BOOL'
+  | 'F8_E4M3'
+  | 'F8_E5M2';
 
 /** Bytes per element of each dtype (a Map, so header strings such as "__proto__" cannot hit Object.prototype). */
 const DTYPE_SIZE: ReadonlyMap<string, number> = new Map<SafetensorsDType, number>([
-  ['F64', 8], ['F32', 4], ['F16', 2], ['BF16', 2], ['I64', 8], ['I32', 4], ['I16', 2], ['I8', 1],
-  ['U8', 1], ['U16', 2], ['U32', 4], ['U64', 8], ['BOOL', 1], ['F8_E4M3', 1], ['F8_E5M2', 1],
+  ['F64', 8],
+  ['F32', 4],
+  ['F16', 2],
+  ['BF16', 2],
+  ['I64', 8],
+  ['I32', 4],
+  ['I16', 2],
+  ['I8', 1],
+  ['U8', 1],
+  ['U16', 2],
+  ['U32', 4],
+  ['U64', 8],
+  ['BOOL', 1],
+  ['F8_E4M3', 1],
+  ['F8_E5M2', 1],
 ]);
 
 /** One tensor of a file; `byteOffset` is absolute (from the start of the file). */
@@ -65,7 +93,8 @@ function q(name: string): string {
 
 /** A header value for messages: arrays element by element (so 1e400 shows as Infinity, not null). */
 function fmt(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.slice(0, 8).map(fmt).join(', ')}${v.length > 8 ? `, ... (${v.length} items)` : ''}]`;
+  if (Array.isArray(v))
+    return `[${v.slice(0, 8).map(fmt).join(', ')}${v.length > 8 ? `, ... (${v.length} items)` : ''}]`;
   return show(v);
 }
 
@@ -95,16 +124,28 @@ async function withFile<T>(path: string, body: (fh: FileHandle) => Promise<T>): 
 }
 
 /** Reads exactly `length` bytes at `position` into a fresh (so aligned) buffer. */
-async function readAt(fh: FileHandle, path: string, position: number, length: number, what: string): Promise<Uint8Array> {
+async function readAt(
+  fh: FileHandle,
+  path: string,
+  position: number,
+  length: number,
+  what: string,
+): Promise<Uint8Array> {
   let buf: Uint8Array;
   try {
     buf = new Uint8Array(length);
   } catch (err) {
-    throw new RlhfError(ErrorCode.OUT_OF_MEMORY, `${path}: cannot allocate ${length} bytes for ${what}`, { cause: err });
+    throw new RlhfError(ErrorCode.OUT_OF_MEMORY, `${path}: cannot allocate ${length} bytes for ${what}`, {
+      cause: err,
+    });
   }
-  for (let done = 0; done < length; ) {
+  for (let done = 0; done < length;) {
     const { bytesRead } = await fh.read(buf, done, Math.min(length - done, MAX_IO), position + done);
-    if (bytesRead === 0) throw new RlhfError(ErrorCode.IO, `${path}: the file ends at byte ${position + done} while reading ${what} (was it truncated after its header was read?)`);
+    if (bytesRead === 0)
+      throw new RlhfError(
+        ErrorCode.IO,
+        `${path}: the file ends at byte ${position + done} while reading ${what} (was it truncated after its header was read?)`,
+      );
     done += bytesRead;
   }
   return buf;
@@ -123,8 +164,10 @@ export function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> 
     if (fileSize < 8) throw formatError(path, `the file is ${fileSize} bytes, shorter than the 8-byte header length`);
     const n = new DataView((await readAt(fh, path, 0, 8, 'the header length')).buffer).getBigUint64(0, true);
     if (n === 0n) throw formatError(path, 'header length is 0');
-    if (n > BigInt(MAX_HEADER_BYTES)) throw formatError(path, `header length ${n} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
-    if (n > BigInt(fileSize - 8)) throw formatError(path, `header length ${n} exceeds the ${fileSize - 8} bytes after the length field`);
+    if (n > BigInt(MAX_HEADER_BYTES))
+      throw formatError(path, `header length ${n} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
+    if (n > BigInt(fileSize - 8))
+      throw formatError(path, `header length ${n} exceeds the ${fileSize - 8} bytes after the length field`);
     const raw = await readAt(fh, path, 8, Number(n), 'the header');
     return parseHeader(path, raw, 8 + Number(n), fileSize);
   });
@@ -168,18 +211,25 @@ function parseEntry(path: string, name: string, entry: unknown, dataStart: numbe
   const at = `tensor ${q(name)}`;
   if (!isPlainObject(entry)) throw formatError(path, `${at}: entry is not an object (it is ${show(entry)})`);
   const get = (key: string) => (Object.hasOwn(entry, key) ? entry[key] : undefined);
-  const dtype = get('dtype'), shape = get('shape'), offsets = get('data_offsets');
+  const dtype = get('dtype'),
+    shape = get('shape'),
+    offsets = get('data_offsets');
   if (typeof dtype !== 'string' || !DTYPE_SIZE.has(dtype))
-    throw formatError(path, `${at}: unknown dtype ${show(dtype)} (expected one of ${[...DTYPE_SIZE.keys()].join(', ')})`);
+    throw formatError(
+      path,
+      `${at}: unknown dtype ${show(dtype)} (expected one of ${[...DTYPE_SIZE.keys()].join(', ')})`,
+    );
   if (!Array.isArray(shape) || !shape.every(isCount))
     throw formatError(path, `${at}: shape ${fmt(shape)} is not an array of non-negative integers`);
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1])
     throw formatError(path, `${at}: data_offsets ${fmt(offsets)} are not two integers 0 <= begin <= end`);
   const [begin, end] = offsets as [number, number];
-  if (end > dataSize) throw formatError(path, `${at}: data_offsets [${begin}, ${end}] end beyond the ${dataSize}-byte data buffer`);
+  if (end > dataSize)
+    throw formatError(path, `${at}: data_offsets [${begin}, ${end}] end beyond the ${dataSize}-byte data buffer`);
   // Exact in BigInt, but once past 2^64 the product stops growing (a header of a million huge
   // dimensions must not turn into a million-digit multiplication); a 0 anywhere still gives 0.
-  let need = 1n, capped = false;
+  let need = 1n,
+    capped = false;
   if ((shape as number[]).includes(0)) need = 0n;
   else
     for (const d of shape as number[]) {
@@ -188,8 +238,17 @@ function parseEntry(path: string, name: string, entry: unknown, dataStart: numbe
     }
   need *= BigInt(DTYPE_SIZE.get(dtype)!);
   if (need !== BigInt(end - begin))
-    throw formatError(path, `${at}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} shape ${fmt(shape)} needs ${capped ? 'more than 2^64' : need}`);
-  return { name, dtype: dtype as SafetensorsDType, shape: (shape as number[]).map((d) => d + 0), byteOffset: dataStart + begin, byteLength: end - begin };
+    throw formatError(
+      path,
+      `${at}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} shape ${fmt(shape)} needs ${capped ? 'more than 2^64' : need}`,
+    );
+  return {
+    name,
+    dtype: dtype as SafetensorsDType,
+    shape: (shape as number[]).map((d) => d + 0),
+    byteOffset: dataStart + begin,
+    byteLength: end - begin,
+  };
 }
 
 /** The tensors must tile [0, dataSize) of the data buffer exactly. */
@@ -200,13 +259,21 @@ function checkTiling(path: string, tensors: Map<string, TensorInfo>, dataStart: 
   let prev: TensorInfo | undefined;
   for (const t of sorted) {
     const begin = t.byteOffset - dataStart;
-    if (begin < cursor) throw formatError(path, `tensors ${q(prev!.name)} ${range(prev!)} and ${q(t.name)} ${range(t)} overlap`);
-    if (begin > cursor) throw formatError(path, `bytes [${cursor}, ${begin}) of the data buffer belong to no tensor (a hole before tensor ${q(t.name)})`);
+    if (begin < cursor)
+      throw formatError(path, `tensors ${q(prev!.name)} ${range(prev!)} and ${q(t.name)} ${range(t)} overlap`);
+    if (begin > cursor)
+      throw formatError(
+        path,
+        `bytes [${cursor}, ${begin}) of the data buffer belong to no tensor (a hole before tensor ${q(t.name)})`,
+      );
     cursor = begin + t.byteLength;
     prev = t;
   }
   if (cursor !== dataSize)
-    throw formatError(path, `the tensors cover ${cursor} bytes of the ${dataSize}-byte data buffer; the last ${dataSize - cursor} bytes belong to no tensor`);
+    throw formatError(
+      path,
+      `the tensors cover ${cursor} bytes of the ${dataSize}-byte data buffer; the last ${dataSize - cursor} bytes belong to no tensor`,
+    );
 }
 
 /**
@@ -216,7 +283,8 @@ function checkTiling(path: string, tensors: Map<string, TensorInfo>, dataStart: 
  */
 export function readTensorF32(header: SafetensorsHeader, name: string): Promise<Float32Array> {
   checkObject('readTensorF32', 'header', header);
-  if (!(header.tensors instanceof Map)) throw typeError('readTensorF32', 'header.tensors', 'a Map (a header from readSafetensorsHeader)', header.tensors);
+  if (!(header.tensors instanceof Map))
+    throw typeError('readTensorF32', 'header.tensors', 'a Map (a header from readSafetensorsHeader)', header.tensors);
   checkString('readTensorF32', 'name', name, false);
   return readTensor(header, name);
 }
@@ -226,10 +294,17 @@ async function readTensor(header: SafetensorsHeader, name: string): Promise<Floa
   if (!info) throw formatError(header.path, `no tensor ${q(name)} (the file holds ${header.tensors.size})`);
   const width = DTYPE_SIZE.get(info.dtype)!;
   if (!['F32', 'F16', 'BF16', 'F64'].includes(info.dtype))
-    throw new RlhfError(ErrorCode.UNSUPPORTED, `${header.path}: tensor ${q(name)} has dtype ${info.dtype}; only F32, F16, BF16 and F64 convert to float32`);
+    throw new RlhfError(
+      ErrorCode.UNSUPPORTED,
+      `${header.path}: tensor ${q(name)} has dtype ${info.dtype}; only F32, F16, BF16 and F64 convert to float32`,
+    );
   return withFile(header.path, async (fh) => {
     const size = (await fh.stat()).size;
-    if (size !== header.fileSize) throw new RlhfError(ErrorCode.IO, `${header.path}: the file is ${size} bytes, but was ${header.fileSize} when its header was read`);
+    if (size !== header.fileSize)
+      throw new RlhfError(
+        ErrorCode.IO,
+        `${header.path}: the file is ${size} bytes, but was ${header.fileSize} when its header was read`,
+      );
     const bytes = await readAt(fh, header.path, info.byteOffset, info.byteLength, `tensor ${q(name)}`);
     if (!LITTLE_ENDIAN) swapBytes(bytes, width);
     const n = info.byteLength / width;
@@ -268,9 +343,12 @@ let f16Table: Float32Array | undefined;
 export function f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
   const out = outputFor('f16ToF32', src, dst);
   if (!f16Table) {
-    const table = new Float32Array(65536), bits = new Uint32Array(table.buffer);
+    const table = new Float32Array(65536),
+      bits = new Uint32Array(table.buffer);
     for (let h = 0; h < 65536; h++) {
-      const sign = (h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+      const sign = (h & 0x8000) << 16,
+        exp = (h >> 10) & 0x1f,
+        mant = h & 0x3ff;
       if (exp === 0) table[h] = (sign ? -1 : 1) * mant * 2 ** -24;
       else bits[h] = (sign | (exp === 31 ? 0x7f800000 : (exp + 112) << 23) | (mant << 13)) >>> 0;
     }
@@ -287,7 +365,8 @@ function checkF32(fn: string, src: Float32Array): Uint32Array {
 
 /** float32 to bfloat16 bits, round-to-nearest-even (overflow gives ±Inf). */
 export function f32ToBf16(src: Float32Array): Uint16Array {
-  const bits = checkF32('f32ToBf16', src), out = new Uint16Array(src.length);
+  const bits = checkF32('f32ToBf16', src),
+    out = new Uint16Array(src.length);
   for (let i = 0; i < bits.length; i++) {
     const x = bits[i];
     out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
@@ -297,17 +376,25 @@ export function f32ToBf16(src: Float32Array): Uint16Array {
 
 /** float32 to IEEE half bits, round-to-nearest-even (|x| >= 65520 gives ±Inf; tiny values become subnormals or ±0). */
 export function f32ToF16(src: Float32Array): Uint16Array {
-  const bits = checkF32('f32ToF16', src), out = new Uint16Array(src.length);
+  const bits = checkF32('f32ToF16', src),
+    out = new Uint16Array(src.length);
   for (let i = 0; i < bits.length; i++) {
-    const x = bits[i], sign = (x >>> 16) & 0x8000, abs = x & 0x7fffffff;
+    const x = bits[i],
+      sign = (x >>> 16) & 0x8000,
+      abs = x & 0x7fffffff;
     let h: number;
-    if (abs > 0x7f800000) h = 0x7e00 | ((abs >>> 13) & 0x3ff); // NaN
-    else if (abs >= 0x477ff000) h = 0x7c00; // >= 65520 (halfway above 65504, which is odd): Inf
-    else if (abs >= 0x38800000) h = ((abs + 0xfff + ((abs >>> 13) & 1)) >>> 13) - (112 << 10); // normal; a carry bumps the exponent
-    else if (abs <= 0x33000000) h = 0; // <= 2^-25, half the smallest subnormal: rounds to (even) zero
+    if (abs > 0x7f800000)
+      h = 0x7e00 | ((abs >>> 13) & 0x3ff); // NaN
+    else if (abs >= 0x477ff000)
+      h = 0x7c00; // >= 65520 (halfway above 65504, which is odd): Inf
+    else if (abs >= 0x38800000)
+      h = ((abs + 0xfff + ((abs >>> 13) & 1)) >>> 13) - (112 << 10); // normal; a carry bumps the exponent
+    else if (abs <= 0x33000000)
+      h = 0; // <= 2^-25, half the smallest subnormal: rounds to (even) zero
     else {
       const m = Math.abs(src[i]) * 2 ** 24; // exact; the subnormal mantissa before rounding
-      const f = Math.floor(m), r = m - f;
+      const f = Math.floor(m),
+        r = m - f;
       h = r > 0.5 || (r === 0.5 && (f & 1) === 1) ? f + 1 : f; // 1024 is the smallest normal: correct
     }
     out[i] = sign | h;
@@ -340,7 +427,12 @@ function prepare(fn: string, tensors: unknown): Prepared[] {
     o.known(['name', 'shape', 'data', 'dtype']);
     const name = o.string('name');
     if (name === '__metadata__' || seen.has(name))
-      throw rangeError(fn, `${at}.name`, name === '__metadata__' ? 'a name other than "__metadata__"' : 'unique among the tensors', name);
+      throw rangeError(
+        fn,
+        `${at}.name`,
+        name === '__metadata__' ? 'a name other than "__metadata__"' : 'unique among the tensors',
+        name,
+      );
     seen.add(name);
     const shape = o.obj.shape;
     if (!Array.isArray(shape)) throw typeError(fn, `${at}.shape`, 'an array of non-negative integers', shape);
@@ -348,7 +440,8 @@ function prepare(fn: string, tensors: unknown): Prepared[] {
       if (!isCount(d)) throw rangeError(fn, `${at}.shape[${j}]`, 'a non-negative integer', d);
     });
     const count = (shape as number[]).reduce((a, d) => a * d, 1);
-    if (!Number.isSafeInteger(count)) throw rangeError(fn, `${at}.shape`, 'a shape with at most 2^53 - 1 elements', shape);
+    if (!Number.isSafeInteger(count))
+      throw rangeError(fn, `${at}.shape`, 'a shape with at most 2^53 - 1 elements', shape);
     const data = checkFloat32Array(fn, `${at}.data`, o.obj.data, { exact: count });
     const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
     return { name, shape: [...(shape as number[])], data, dtype, byteLength: count * (dtype === 'F32' ? 4 : 2) };
@@ -358,7 +451,8 @@ function prepare(fn: string, tensors: unknown): Prepared[] {
 function checkMetadata(fn: string, path: string, metadata: unknown): Record<string, string> | undefined {
   if (metadata === undefined) return undefined;
   const m = checkObject(fn, path, metadata);
-  for (const [k, v] of Object.entries(m)) if (typeof v !== 'string') throw typeError(fn, `${path}[${q(k)}]`, 'a string', v);
+  for (const [k, v] of Object.entries(m))
+    if (typeof v !== 'string') throw typeError(fn, `${path}[${q(k)}]`, 'a string', v);
   return m as Record<string, string>;
 }
 
@@ -374,12 +468,15 @@ function encode(fn: string, list: Prepared[], metadata: Record<string, string> |
   const parts: string[] = metadata ? [`"__metadata__":${JSON.stringify(metadata)}`] : [];
   let offset = 0;
   for (const t of list) {
-    parts.push(`${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + t.byteLength}]}`);
+    parts.push(
+      `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + t.byteLength}]}`,
+    );
     offset += t.byteLength;
   }
   const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
   const padded = Math.ceil(json.length / 8) * 8; // 8 + padded is a multiple of 8, as the reference pads
-  if (padded > MAX_HEADER_BYTES) throw rangeError(fn, 'tensors', `few enough to fit a ${MAX_HEADER_BYTES}-byte header`, padded);
+  if (padded > MAX_HEADER_BYTES)
+    throw rangeError(fn, 'tensors', `few enough to fit a ${MAX_HEADER_BYTES}-byte header`, padded);
   const head = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);
   head.set(json, 8);
   new DataView(head.buffer).setBigUint64(0, BigInt(padded), true);
@@ -397,7 +494,11 @@ export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<st
 }
 
 /** Writes a safetensors file atomically (see {@link writeFileAtomic}). */
-export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
+export function writeSafetensors(
+  path: string,
+  tensors: TensorToWrite[],
+  metadata?: Record<string, string>,
+): Promise<void> {
   const fn = 'writeSafetensors';
   checkString(fn, 'path', path);
   return writeFileAtomic(path, encode(fn, prepare(fn, tensors), checkMetadata(fn, 'metadata', metadata)));
@@ -427,7 +528,9 @@ async function isFile(path: string): Promise<boolean> {
  * are returned, in its order; each must be in its file, and each file must lie inside `dir`.
  * @throws RlhfError `ERR_RLHF_FORMAT` naming the file and the problem; `ERR_RLHF_IO` when neither file exists or a read fails.
  */
-export function readCheckpointIndex(dir: string): Promise<Map<string, { header: SafetensorsHeader; info: TensorInfo }>> {
+export function readCheckpointIndex(
+  dir: string,
+): Promise<Map<string, { header: SafetensorsHeader; info: TensorInfo }>> {
   checkString('readCheckpointIndex', 'dir', dir);
   return readIndex(dir);
 }
@@ -441,7 +544,8 @@ async function readIndex(dir: string): Promise<Map<string, { header: Safetensors
     return out;
   }
   const indexPath = join(dir, INDEX_FILE);
-  if (!(await isFile(indexPath))) throw new RlhfError(ErrorCode.IO, `${dir}: holds neither ${SINGLE_FILE} nor ${INDEX_FILE}`);
+  if (!(await isFile(indexPath)))
+    throw new RlhfError(ErrorCode.IO, `${dir}: holds neither ${SINGLE_FILE} nor ${INDEX_FILE}`);
   let json: unknown;
   try {
     if ((await stat(indexPath)).size > MAX_HEADER_BYTES) throw new Error(`larger than ${MAX_HEADER_BYTES} bytes`);
@@ -450,25 +554,31 @@ async function readIndex(dir: string): Promise<Map<string, { header: Safetensors
     throw formatError(indexPath, `not a valid index (${(err as Error).message})`, err);
   }
   if (!isPlainObject(json)) throw formatError(indexPath, `not a JSON object (it is ${show(json)})`);
-  if (Object.hasOwn(json, 'metadata') && !isPlainObject(json.metadata)) throw formatError(indexPath, `"metadata" is ${show(json.metadata)}, not an object`);
+  if (Object.hasOwn(json, 'metadata') && !isPlainObject(json.metadata))
+    throw formatError(indexPath, `"metadata" is ${show(json.metadata)}, not an object`);
   const map = Object.hasOwn(json, 'weight_map') ? json.weight_map : undefined;
-  if (!isPlainObject(map)) throw formatError(indexPath, `"weight_map" is ${show(map)}, not an object of tensor name -> file name`);
+  if (!isPlainObject(map))
+    throw formatError(indexPath, `"weight_map" is ${show(map)}, not an object of tensor name -> file name`);
   const byFile = new Map<string, string[]>();
   for (const [name, file] of Object.entries(map)) {
-    if (typeof file !== 'string') throw formatError(indexPath, `weight_map[${q(name)}] is ${show(file)}, not a file name`);
-    if (!insideDir(dir, file)) throw formatError(indexPath, `weight_map[${q(name)}] names ${q(file)}, which is not a file inside ${dir}`);
+    if (typeof file !== 'string')
+      throw formatError(indexPath, `weight_map[${q(name)}] is ${show(file)}, not a file name`);
+    if (!insideDir(dir, file))
+      throw formatError(indexPath, `weight_map[${q(name)}] names ${q(file)}, which is not a file inside ${dir}`);
     byFile.set(file, [...(byFile.get(file) ?? []), name]);
   }
   const headers = new Map<string, SafetensorsHeader>();
   for (const [file, names] of byFile) {
     const path = insideDir(dir, file)!;
-    if (!(await isFile(path))) throw formatError(indexPath, `tensor ${q(names[0])} is mapped to ${q(file)}, which does not exist (${path})`);
+    if (!(await isFile(path)))
+      throw formatError(indexPath, `tensor ${q(names[0])} is mapped to ${q(file)}, which does not exist (${path})`);
     headers.set(file, await readSafetensorsHeader(path));
   }
   for (const [name, file] of Object.entries(map) as [string, string][]) {
     const header = headers.get(file)!;
     const info = header.tensors.get(name);
-    if (!info) throw formatError(indexPath, `tensor ${q(name)} is mapped to ${q(file)}, but ${header.path} does not hold it`);
+    if (!info)
+      throw formatError(indexPath, `tensor ${q(name)} is mapped to ${q(file)}, but ${header.path} does not hold it`);
     out.set(name, { header, info });
   }
   return out;
@@ -483,7 +593,11 @@ async function readIndex(dir: string): Promise<Map<string, { header: Safetensors
  * the directory as a whole is not (use replaceDirAtomic). Afterwards, checkpoint files of an
  * earlier layout (a stale model.safetensors, index or shard) are removed.
  */
-export function writeCheckpointTensors(dir: string, tensors: TensorToWrite[], opts?: { maxShardBytes?: number; metadata?: Record<string, string> }): Promise<void> {
+export function writeCheckpointTensors(
+  dir: string,
+  tensors: TensorToWrite[],
+  opts?: { maxShardBytes?: number; metadata?: Record<string, string> },
+): Promise<void> {
   const fn = 'writeCheckpointTensors';
   checkString(fn, 'dir', dir);
   const o = options(fn, 'options', opts);
@@ -493,7 +607,12 @@ export function writeCheckpointTensors(dir: string, tensors: TensorToWrite[], op
   return writeCheckpoint(dir, prepare(fn, tensors), maxShardBytes, metadata);
 }
 
-async function writeCheckpoint(dir: string, list: Prepared[], maxShardBytes: number, metadata: Record<string, string> | undefined): Promise<void> {
+async function writeCheckpoint(
+  dir: string,
+  list: Prepared[],
+  maxShardBytes: number,
+  metadata: Record<string, string> | undefined,
+): Promise<void> {
   const fn = 'writeCheckpointTensors';
   const total = list.reduce((a, t) => a + t.byteLength, 0);
   const written = new Set<string>();
@@ -504,7 +623,7 @@ async function writeCheckpoint(dir: string, list: Prepared[], maxShardBytes: num
     const shards: Prepared[][] = [[]];
     let size = 0;
     for (const t of list) {
-      if (shards[shards.length - 1].length > 0 && size + t.byteLength > maxShardBytes) shards.push([]), (size = 0);
+      if (shards[shards.length - 1].length > 0 && size + t.byteLength > maxShardBytes) (shards.push([]), (size = 0));
       shards[shards.length - 1].push(t);
       size += t.byteLength;
     }
@@ -523,8 +642,11 @@ async function writeCheckpoint(dir: string, list: Prepared[], maxShardBytes: num
   }
   try {
     for (const name of await readdir(dir))
-      if (!written.has(name) && (name === SINGLE_FILE || name === INDEX_FILE || SHARD_FILE.test(name))) await rm(join(dir, name), { force: true });
+      if (!written.has(name) && (name === SINGLE_FILE || name === INDEX_FILE || SHARD_FILE.test(name)))
+        await rm(join(dir, name), { force: true });
   } catch (err) {
-    throw new RlhfError(ErrorCode.IO, `${dir}: cannot remove stale checkpoint files: ${(err as Error).message}`, { cause: err });
+    throw new RlhfError(ErrorCode.IO, `${dir}: cannot remove stale checkpoint files: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }

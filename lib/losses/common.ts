@@ -7,18 +7,34 @@
  * Every loss takes plain arrays (`ArrayLike<number>`: number[], Float32Array, Float64Array, or any
  * other numeric typed array for masks), computes in float64 and returns Float64Arrays.
  */
-import { checkInt, checkNumber, checkObject, checkOneOf, closest, rangeError, typeError, type NumberBounds } from '../validate.js';
+import {
+  checkInt,
+  checkNumber,
+  checkObject,
+  checkOneOf,
+  closest,
+  rangeError,
+  typeError,
+  type NumberBounds,
+} from '../validate.js';
 
 /** A numeric input array: number[], Float32Array, Float64Array, Int32Array, Uint8Array, ... */
 export type NumArray = ArrayLike<number>;
 
 /** How per-token losses are reduced to one number (see {@link aggregationWeights}). */
 export type Aggregation = 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-sum-norm';
-export const AGGREGATIONS: readonly Aggregation[] = ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'];
+export const AGGREGATIONS: readonly Aggregation[] = [
+  'token-mean',
+  'seq-mean-token-mean',
+  'seq-mean-token-sum',
+  'seq-mean-token-sum-norm',
+];
 
 function isNumArray(v: unknown): v is NumArray {
   if (Array.isArray(v)) return true;
-  return ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array);
+  return (
+    ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array)
+  );
 }
 
 /** Checks a numeric array with finite entries (and optional bounds per entry). */
@@ -31,7 +47,8 @@ export function checkArray(fn: string, path: string, value: unknown, bounds?: Nu
     if (typeof v !== 'number') throw typeError(fn, `${path}[${i}]`, 'a number', v);
     if (!Number.isFinite(v)) throw rangeError(fn, `${path}[${i}]`, 'a finite number', v);
     // the message (with the bounds spelled out) is only built on failure
-    if (bounds && !(v >= min && v <= max && (v > gt || gt === -Infinity) && (v < lt || lt === Infinity))) checkNumber(fn, `${path}[${i}]`, v, bounds);
+    if (bounds && !(v >= min && v <= max && (v > gt || gt === -Infinity) && (v < lt || lt === Infinity)))
+      checkNumber(fn, `${path}[${i}]`, v, bounds);
   }
   return value;
 }
@@ -48,7 +65,8 @@ export function checkMask(fn: string, path: string, value: unknown): NumArray {
 
 /** `b.length === a.length`, else a RangeError naming both arguments. */
 export function sameLength(fn: string, pathA: string, a: NumArray, pathB: string, b: NumArray): void {
-  if (b.length !== a.length) throw rangeError(fn, `${pathB}.length`, `equal to ${pathA}.length (${a.length})`, b.length);
+  if (b.length !== a.length)
+    throw rangeError(fn, `${pathB}.length`, `equal to ${pathA}.length (${a.length})`, b.length);
 }
 
 /** `a.length === n`, described by `what` (e.g. "batch * seqLen (12)"). */
@@ -137,7 +155,13 @@ export function maskCount(mask: NumArray): number {
  *   constant (the largest response length): Dr. GRPO's length-unbiased form (TRL's loss_type "dr_grpo").
  * With no valid token at all every weight is 0 (loss 0, gradient 0).
  */
-export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggregation, seqLengths: unknown, lengthNormalizer?: unknown): Float64Array {
+export function aggregationWeights(
+  fn: string,
+  mask: NumArray,
+  aggregation: Aggregation,
+  seqLengths: unknown,
+  lengthNormalizer?: unknown,
+): Float64Array {
   const n = mask.length;
   const w = new Float64Array(n);
   if (aggregation === 'token-mean') {
@@ -145,14 +169,21 @@ export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggr
     if (count > 0) for (let i = 0; i < n; i++) w[i] = mask[i] / count;
     return w;
   }
-  if (seqLengths === undefined) throw typeError(fn, 'seqLengths', `an array of sequence lengths (required by aggregation '${aggregation}')`, seqLengths);
+  if (seqLengths === undefined)
+    throw typeError(
+      fn,
+      'seqLengths',
+      `an array of sequence lengths (required by aggregation '${aggregation}')`,
+      seqLengths,
+    );
   const lengths = checkArray(fn, 'seqLengths', seqLengths, { min: 0 });
   let total = 0;
   for (let b = 0; b < lengths.length; b++) {
     if (!Number.isInteger(lengths[b])) throw typeError(fn, `seqLengths[${b}]`, 'an integer >= 0', lengths[b]);
     total += lengths[b];
   }
-  if (total !== n) throw rangeError(fn, 'seqLengths', `lengths summing to mask.length (${n})`, `lengths summing to ${total}`);
+  if (total !== n)
+    throw rangeError(fn, 'seqLengths', `lengths summing to mask.length (${n})`, `lengths summing to ${total}`);
   const counts: number[] = [];
   let nonEmpty = 0;
   for (let b = 0, off = 0; b < lengths.length; off += lengths[b], b++) {
@@ -161,10 +192,16 @@ export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggr
     counts.push(c);
     if (c > 0) nonEmpty++;
   }
-  const norm = aggregation === 'seq-mean-token-sum-norm' ? checkNumber(fn, 'lengthNormalizer', lengthNormalizer, { gt: 0 }) : 0;
+  const norm =
+    aggregation === 'seq-mean-token-sum-norm' ? checkNumber(fn, 'lengthNormalizer', lengthNormalizer, { gt: 0 }) : 0;
   for (let b = 0, off = 0; b < lengths.length; off += lengths[b], b++) {
     if (counts[b] === 0) continue;
-    const perSeq = aggregation === 'seq-mean-token-sum' ? nonEmpty : aggregation === 'seq-mean-token-sum-norm' ? lengths.length * norm : counts[b] * nonEmpty;
+    const perSeq =
+      aggregation === 'seq-mean-token-sum'
+        ? nonEmpty
+        : aggregation === 'seq-mean-token-sum-norm'
+          ? lengths.length * norm
+          : counts[b] * nonEmpty;
     for (let i = off; i < off + lengths[b]; i++) w[i] = mask[i] / perSeq;
   }
   return w;
@@ -172,8 +209,9 @@ export function aggregationWeights(fn: string, mask: NumArray, aggregation: Aggr
 
 /** Masked mean Σ m_t x_t / Σ m_t (0 when nothing is valid). */
 export function maskedMean(x: NumArray, mask: NumArray): number {
-  let s = 0, c = 0;
-  for (let i = 0; i < x.length; i++) if (mask[i]) (s += x[i]), (c += 1);
+  let s = 0,
+    c = 0;
+  for (let i = 0; i < x.length; i++) if (mask[i]) ((s += x[i]), (c += 1));
   return c > 0 ? s / c : 0;
 }
 
@@ -195,16 +233,19 @@ export function readPairs(fn: string, a: ArgsReader): { hW: Float64Array; hL: Fl
   sameLength(fn, 'policyChosen', pc, 'refChosen', rc);
   sameLength(fn, 'policyChosen', pc, 'refRejected', rr);
   const n = pc.length;
-  const hW = new Float64Array(n), hL = new Float64Array(n);
-  for (let i = 0; i < n; i++) (hW[i] = pc[i] - rc[i]), (hL[i] = pr[i] - rr[i]);
+  const hW = new Float64Array(n),
+    hL = new Float64Array(n);
+  for (let i = 0; i < n; i++) ((hW[i] = pc[i] - rc[i]), (hL[i] = pr[i] - rr[i]));
   return { hW, hL };
 }
 
 /** Implicit-reward diagnostics of a pairwise loss: β·h_w, β·h_l, accuracy and mean margin. */
 export function pairDiagnostics(beta: number, hW: Float64Array, hL: Float64Array) {
   const n = hW.length;
-  const rewardsChosen = new Float64Array(n), rewardsRejected = new Float64Array(n);
-  let correct = 0, margin = 0;
+  const rewardsChosen = new Float64Array(n),
+    rewardsRejected = new Float64Array(n);
+  let correct = 0,
+    margin = 0;
   for (let i = 0; i < n; i++) {
     rewardsChosen[i] = beta * hW[i];
     rewardsRejected[i] = beta * hL[i];

@@ -6,7 +6,17 @@
  * Inputs are sequence log-probs over response tokens (sequenceLogprobs); gradients are w.r.t. the
  * policy's sequence log-probs; losses are means over pairs / groups.
  */
-import { args, groupLogSoftmax, logSigmoid, pairDiagnostics, readGroups, readPairs, sameLength, sigmoid, type NumArray } from './common.js';
+import {
+  args,
+  groupLogSoftmax,
+  logSigmoid,
+  pairDiagnostics,
+  readGroups,
+  readPairs,
+  sameLength,
+  sigmoid,
+  type NumArray,
+} from './common.js';
 import type { PairLossResult } from './preference.js';
 
 /**
@@ -56,11 +66,14 @@ export function exoPrefLoss(input: {
   const logTargetL = form === 'trl' ? Math.log(eps) : Math.log(eps) - Math.log1p(-eps);
   const target = Math.log1p(-eps) - Math.log(eps);
   const n = hW.length;
-  const dPolicyChosen = new Float64Array(n), dPolicyRejected = new Float64Array(n), pChosen = new Float64Array(n);
+  const dPolicyChosen = new Float64Array(n),
+    dPolicyRejected = new Float64Array(n),
+    pChosen = new Float64Array(n);
   let loss = 0;
   for (let i = 0; i < n; i++) {
     const u = beta * (hW[i] - hL[i]);
-    const p = sigmoid(u), q = sigmoid(-u);
+    const p = sigmoid(u),
+      q = sigmoid(-u);
     pChosen[i] = p;
     loss += (p * (logSigmoid(u) - logTargetW) + q * (logSigmoid(-u) - logTargetL)) / n;
     const dz = beta * p * q * (u - target);
@@ -101,16 +114,19 @@ export function exoRwLoss(input: {
   const betaR = a.number('betaR', { gt: 0 });
   const logp = groupLogSoftmax(h, k, betaPi);
   const logq = groupLogSoftmax(rewards, k, 1 / betaR);
-  const p = logp.map(Math.exp), q = logq.map(Math.exp);
+  const p = logp.map(Math.exp),
+    q = logq.map(Math.exp);
   const groups = h.length / k;
-  const dPolicy = new Float64Array(h.length), groupKl = new Float64Array(groups);
+  const dPolicy = new Float64Array(h.length),
+    groupKl = new Float64Array(groups);
   let loss = 0;
   for (let g = 0, off = 0; g < groups; g++, off += k) {
     let kl = 0;
     for (let i = 0; i < k; i++) kl += p[off + i] * (logp[off + i] - logq[off + i]);
     groupKl[g] = kl;
     loss += kl / groups;
-    for (let i = 0; i < k; i++) dPolicy[off + i] = (betaPi * p[off + i] * (logp[off + i] - logq[off + i] - kl)) / groups;
+    for (let i = 0; i < k; i++)
+      dPolicy[off + i] = (betaPi * p[off + i] * (logp[off + i] - logq[off + i] - kl)) / groups;
   }
   return { loss, dPolicy, p, q, groupKl };
 }

@@ -28,7 +28,13 @@ export function lastValidIndex(mask: NumArray): number {
  * @param clipScore optional c > 0: R is clamped to [−c, c] first (OpenRLHF's optional clamp)
  * @throws RangeError when the mask has no valid token (the score would have nowhere to go)
  */
-export function tokenRewards(input: { score: number; kl: NumArray; klCoef: number; mask: NumArray; clipScore?: number }): {
+export function tokenRewards(input: {
+  score: number;
+  kl: NumArray;
+  klCoef: number;
+  mask: NumArray;
+  clipScore?: number;
+}): {
   rewards: Float64Array;
   /** the position that received the score */
   lastIndex: number;
@@ -77,8 +83,10 @@ export function gae(input: { rewards: NumArray; values: NumArray; mask: NumArray
   const gamma = a.number('gamma', { min: 0, max: 1 });
   const lambda = a.number('lambda', { min: 0, max: 1 });
   const n = rewards.length;
-  const advantages = new Float64Array(n), returns = new Float64Array(n);
-  let nextValue = 0, nextAdv = 0;
+  const advantages = new Float64Array(n),
+    returns = new Float64Array(n);
+  let nextValue = 0,
+    nextAdv = 0;
   for (let t = n - 1; t >= 0; t--) {
     if (!mask[t]) continue;
     const delta = rewards[t] + gamma * nextValue - values[t];

@@ -27,7 +27,11 @@ function groupStats(r: NumArray, off: number, n: number): { mean: number; sumSq:
  * the spec and veRL. A group of identical rewards gets all-zero advantages. With groupSize 1 the
  * std is undefined; following veRL, mean = 0 and std = 1, so A_i = R_i / (1 + eps) (A_i = R_i unscaled).
  */
-export function grpoAdvantages(rewards: NumArray, groupSize: number, opts: { eps?: number; scale?: boolean } = {}): Float64Array {
+export function grpoAdvantages(
+  rewards: NumArray,
+  groupSize: number,
+  opts: { eps?: number; scale?: boolean } = {},
+): Float64Array {
   const fn = 'grpoAdvantages';
   const r = checkArray(fn, 'rewards', rewards);
   const n = checkGroups(fn, 'rewards', r.length, groupSize);
@@ -36,10 +40,11 @@ export function grpoAdvantages(rewards: NumArray, groupSize: number, opts: { eps
   const scale = opts.scale === undefined ? true : checkBoolean(fn, 'scale', opts.scale);
   const out = new Float64Array(r.length);
   for (let off = 0; off < r.length; off += n) {
-    let mean = 0, std = 1;
+    let mean = 0,
+      std = 1;
     if (n > 1) {
       const s = groupStats(r, off, n);
-      (mean = s.mean), (std = Math.sqrt(s.sumSq / (n - 1)));
+      ((mean = s.mean), (std = Math.sqrt(s.sumSq / (n - 1))));
     }
     for (let i = 0; i < n; i++) out[off + i] = scale ? (r[off + i] - mean) / (std + eps) : r[off + i] - mean;
   }
@@ -76,7 +81,10 @@ export function rlooAdvantages(rewards: NumArray, groupSize: number): Float64Arr
  * subtracted first, then the result is normalised over the batch. A batch of identical values gives 0.
  * (The token-level variant with per-token KL rewards is `whiten` over the discounted returns.)
  */
-export function reinforcePlusPlusAdvantages(rewards: NumArray, opts: { eps?: number; groupSize?: number } = {}): Float64Array {
+export function reinforcePlusPlusAdvantages(
+  rewards: NumArray,
+  opts: { eps?: number; groupSize?: number } = {},
+): Float64Array {
   const fn = 'reinforcePlusPlusAdvantages';
   const r = checkArray(fn, 'rewards', rewards, undefined, 1);
   const o = args(fn, opts, ['eps', 'groupSize']);
@@ -103,7 +111,11 @@ export function reinforcePlusPlusAdvantages(rewards: NumArray, opts: { eps?: num
  * {@link varianceQuantile}.
  * @returns the kept prompt indices (ascending) and every prompt's variance
  */
-export function filterPromptsByVariance(scores: NumArray, groupSize: number, tau: number): { kept: number[]; variances: Float64Array } {
+export function filterPromptsByVariance(
+  scores: NumArray,
+  groupSize: number,
+  tau: number,
+): { kept: number[]; variances: Float64Array } {
   const fn = 'filterPromptsByVariance';
   const s = checkArray(fn, 'scores', scores);
   const n = checkGroups(fn, 'scores', s.length, groupSize);
@@ -123,6 +135,8 @@ export function varianceQuantile(variances: NumArray, q: number): number {
   const v = Float64Array.from(checkArray(fn, 'variances', variances)).sort();
   const qq = checkNumber(fn, 'q', q, { min: 0, max: 1 });
   if (v.length === 0) throw rangeError(fn, 'variances.length', '>= 1', 0);
-  const pos = qq * (v.length - 1), lo = Math.floor(pos), hi = Math.ceil(pos);
+  const pos = qq * (v.length - 1),
+    lo = Math.floor(pos),
+    hi = Math.ceil(pos);
   return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }

@@ -27,7 +27,14 @@ export {
 } from './rm.js';
 export { klPerToken, klLoss, KL_ESTIMATORS, type KlEstimator } from './kl.js';
 export { tokenRewards, gae, whiten, referenceBaselineScores, lastValidIndex } from './gae.js';
-export { ppoPolicyLoss, gspoPolicyLoss, truncatedImportanceWeights, ppoValueLoss, entropyBonus, type PpoPolicyLossResult } from './ppo.js';
+export {
+  ppoPolicyLoss,
+  gspoPolicyLoss,
+  truncatedImportanceWeights,
+  ppoValueLoss,
+  entropyBonus,
+  type PpoPolicyLossResult,
+} from './ppo.js';
 export {
   grpoAdvantages,
   rlooAdvantages,
@@ -35,5 +42,14 @@ export {
   filterPromptsByVariance,
   varianceQuantile,
 } from './group.js';
-export { dpoLoss, simpoLoss, orpoLoss, ktoLoss, ktoKlBaseline, dpoRwLoss, type DpoVariant, type PairLossResult } from './preference.js';
+export {
+  dpoLoss,
+  simpoLoss,
+  orpoLoss,
+  ktoLoss,
+  ktoKlBaseline,
+  dpoRwLoss,
+  type DpoVariant,
+  type PairLossResult,
+} from './preference.js';
 export { exoPrefLoss, exoRwLoss, EXO_OFFICIAL_EPSILON, type ExoPrefResult } from './exo.js';

@@ -10,7 +10,17 @@
  * Unlike veRL, k3 is not clamped to [−10, 10]: this is the exact reference.
  */
 import { checkOneOf } from '../validate.js';
-import { aggregationWeights, AGGREGATIONS, args, checkArray, checkMask, maskedMean, sameLength, type Aggregation, type NumArray } from './common.js';
+import {
+  aggregationWeights,
+  AGGREGATIONS,
+  args,
+  checkArray,
+  checkMask,
+  maskedMean,
+  sameLength,
+  type Aggregation,
+  type NumArray,
+} from './common.js';
 
 export type KlEstimator = 'k1' | 'k2' | 'k3';
 export const KL_ESTIMATORS: readonly KlEstimator[] = ['k1', 'k2', 'k3'];
@@ -27,7 +37,12 @@ function klAt(d: number, est: KlEstimator): [number, number] {
  * Positions with `mask = 0` (optional) get kl = 0 and dLogp = 0.
  * @returns kl[t] and dLogp[t] = ∂kl[t]/∂logp[t], Float64Arrays of the input length
  */
-export function klPerToken(logp: NumArray, refLogp: NumArray, estimator: KlEstimator, mask?: NumArray): { kl: Float64Array; dLogp: Float64Array } {
+export function klPerToken(
+  logp: NumArray,
+  refLogp: NumArray,
+  estimator: KlEstimator,
+  mask?: NumArray,
+): { kl: Float64Array; dLogp: Float64Array } {
   const fn = 'klPerToken';
   checkArray(fn, 'logp', logp);
   checkArray(fn, 'refLogp', refLogp);
@@ -37,7 +52,8 @@ export function klPerToken(logp: NumArray, refLogp: NumArray, estimator: KlEstim
     checkMask(fn, 'mask', mask);
     sameLength(fn, 'logp', logp, 'mask', mask);
   }
-  const kl = new Float64Array(logp.length), dLogp = new Float64Array(logp.length);
+  const kl = new Float64Array(logp.length),
+    dLogp = new Float64Array(logp.length);
   for (let i = 0; i < logp.length; i++) {
     if (mask && !mask[i]) continue;
     [kl[i], dLogp[i]] = klAt(logp[i] - refLogp[i], est);
@@ -63,7 +79,16 @@ export function klLoss(input: {
   lengthNormalizer?: number;
 }): { loss: number; dLogp: Float64Array; meanKl: number } {
   const fn = 'klLoss';
-  const a = args(fn, input, ['logp', 'refLogp', 'mask', 'coef', 'estimator', 'aggregation', 'seqLengths', 'lengthNormalizer']);
+  const a = args(fn, input, [
+    'logp',
+    'refLogp',
+    'mask',
+    'coef',
+    'estimator',
+    'aggregation',
+    'seqLengths',
+    'lengthNormalizer',
+  ]);
   const logp = a.array('logp');
   const refLogp = a.array('refLogp');
   const mask = a.mask('mask');

@@ -10,7 +10,15 @@
  * Returned gradients are of the returned loss. Diagnostics (clip fractions, approxKl) are token
  * means over valid tokens whatever the aggregation.
  */
-import { aggregationWeights, AGGREGATIONS, args, maskedMean, sameLength, type Aggregation, type NumArray } from './common.js';
+import {
+  aggregationWeights,
+  AGGREGATIONS,
+  args,
+  maskedMean,
+  sameLength,
+  type Aggregation,
+  type NumArray,
+} from './common.js';
 
 const AGG_KEYS = ['aggregation', 'seqLengths', 'lengthNormalizer'];
 
@@ -56,7 +64,16 @@ export function ppoPolicyLoss(input: {
   lengthNormalizer?: number;
 }): PpoPolicyLossResult {
   const fn = 'ppoPolicyLoss';
-  const a = args(fn, input, ['logp', 'oldLogp', 'advantages', 'mask', 'clipEps', 'clipEpsHigh', 'dualClip', ...AGG_KEYS]);
+  const a = args(fn, input, [
+    'logp',
+    'oldLogp',
+    'advantages',
+    'mask',
+    'clipEps',
+    'clipEpsHigh',
+    'dualClip',
+    ...AGG_KEYS,
+  ]);
   const logp = a.array('logp');
   const oldLogp = a.array('oldLogp');
   const adv = a.array('advantages');
@@ -67,12 +84,21 @@ export function ppoPolicyLoss(input: {
   const eps = a.number('clipEps', { gt: 0, lt: 1 });
   const epsHigh = a.number('clipEpsHigh', { gt: 0 }, eps);
   const dual = a.has('dualClip') ? a.number('dualClip', { gt: 1 }) : undefined;
-  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'token-mean'), input.seqLengths, input.lengthNormalizer);
+  const w = aggregationWeights(
+    fn,
+    mask,
+    a.oneOf('aggregation', AGGREGATIONS, 'token-mean'),
+    input.seqLengths,
+    input.lengthNormalizer,
+  );
 
-  const lo = 1 - eps, hi = 1 + epsHigh;
+  const lo = 1 - eps,
+    hi = 1 + epsHigh;
   const n = logp.length;
   const dLogp = new Float64Array(n);
-  const clipped = new Float64Array(n), dualClipped = new Float64Array(n), kl = new Float64Array(n);
+  const clipped = new Float64Array(n),
+    dualClipped = new Float64Array(n),
+    kl = new Float64Array(n);
   let loss = 0;
   for (let t = 0; t < n; t++) {
     if (!mask[t]) continue;
@@ -82,9 +108,9 @@ export function ppoPolicyLoss(input: {
     const s1 = rho * A;
     const s2 = Math.min(hi, Math.max(lo, rho)) * A;
     let l: number, g: number;
-    if (s2 < s1) (l = -s2), (g = 0), (clipped[t] = 1);
-    else (l = -s1), (g = A === 0 ? 0 : -A * rho);
-    if (dual !== undefined && A < 0 && -dual * A < l) (l = -dual * A), (g = 0), (dualClipped[t] = 1);
+    if (s2 < s1) ((l = -s2), (g = 0), (clipped[t] = 1));
+    else ((l = -s1), (g = A === 0 ? 0 : -A * rho));
+    if (dual !== undefined && A < 0 && -dual * A < l) ((l = -dual * A), (g = 0), (dualClipped[t] = 1));
     loss += w[t] * l;
     dLogp[t] = w[t] * g;
     kl[t] = rho - 1 - logRatio;
@@ -133,9 +159,17 @@ export function gspoPolicyLoss(input: {
   sameLength(fn, 'logp', logp, 'mask', mask);
   const eps = a.number('clipEps', { gt: 0, lt: 1 });
   const epsHigh = a.number('clipEpsHigh', { gt: 0 }, eps);
-  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'seq-mean-token-mean'), input.seqLengths, input.lengthNormalizer);
+  const w = aggregationWeights(
+    fn,
+    mask,
+    a.oneOf('aggregation', AGGREGATIONS, 'seq-mean-token-mean'),
+    input.seqLengths,
+    input.lengthNormalizer,
+  );
   const lengths = input.seqLengths;
-  const dLogp = new Float64Array(logp.length), clipped = new Float64Array(logp.length), kl = new Float64Array(logp.length);
+  const dLogp = new Float64Array(logp.length),
+    clipped = new Float64Array(logp.length),
+    kl = new Float64Array(logp.length);
   let loss = 0;
   for (let b = 0, off = 0; b < lengths.length; off += lengths[b], b++) {
     let n = 0;
@@ -144,13 +178,14 @@ export function gspoPolicyLoss(input: {
     // the same mean as the native kernel: Σ (d_t / n) in token order
     let mean = 0;
     for (let t = off; t < off + lengths[b]; t++) if (mask[t]) mean += (logp[t] - oldLogp[t]) / n;
-    const s = Math.exp(mean), sc = Math.min(1 + epsHigh, Math.max(1 - eps, s));
+    const s = Math.exp(mean),
+      sc = Math.min(1 + epsHigh, Math.max(1 - eps, s));
     let wa = 0;
     for (let t = off; t < off + lengths[b]; t++) {
       if (!mask[t]) continue;
       const A = adv[t];
-      if (sc * A < s * A) (loss += w[t] * -sc * A), (clipped[t] = 1);
-      else (loss += w[t] * -s * A), (wa += w[t] * A);
+      if (sc * A < s * A) ((loss += w[t] * -sc * A), (clipped[t] = 1));
+      else ((loss += w[t] * -s * A), (wa += w[t] * A));
       const lr = logp[t] - oldLogp[t];
       kl[t] = Math.exp(lr) - 1 - lr;
     }
@@ -170,7 +205,12 @@ export function gspoPolicyLoss(input: {
  * w_t = min(exp(oldLogp_t − behaviourLogp_t), C) on valid tokens, 0 elsewhere (a constant factor of
  * each token's loss weight, no gradient). cap C >= 1.
  */
-export function truncatedImportanceWeights(input: { oldLogp: NumArray; behaviourLogp: NumArray; mask: NumArray; cap: number }): Float64Array {
+export function truncatedImportanceWeights(input: {
+  oldLogp: NumArray;
+  behaviourLogp: NumArray;
+  mask: NumArray;
+  cap: number;
+}): Float64Array {
   const fn = 'truncatedImportanceWeights';
   const a = args(fn, input, ['oldLogp', 'behaviourLogp', 'mask', 'cap']);
   const old = a.array('oldLogp');
@@ -213,16 +253,25 @@ export function ppoValueLoss(input: {
   sameLength(fn, 'values', values, 'returns', returns);
   sameLength(fn, 'values', values, 'mask', mask);
   const eps = a.has('clipEps') ? a.number('clipEps', { gt: 0 }) : Infinity;
-  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'token-mean'), input.seqLengths, input.lengthNormalizer);
+  const w = aggregationWeights(
+    fn,
+    mask,
+    a.oneOf('aggregation', AGGREGATIONS, 'token-mean'),
+    input.seqLengths,
+    input.lengthNormalizer,
+  );
 
   const n = values.length;
-  const dValues = new Float64Array(n), clipped = new Float64Array(n);
+  const dValues = new Float64Array(n),
+    clipped = new Float64Array(n);
   let loss = 0;
   for (let t = 0; t < n; t++) {
     if (!mask[t]) continue;
-    const v = values[t], g = returns[t];
+    const v = values[t],
+      g = returns[t];
     const vc = oldValues[t] + Math.min(eps, Math.max(-eps, v - oldValues[t]));
-    const e1 = (v - g) ** 2, e2 = (vc - g) ** 2;
+    const e1 = (v - g) ** 2,
+      e2 = (vc - g) ** 2;
     if (e2 > e1) {
       loss += w[t] * 0.5 * e2;
       clipped[t] = 1;
@@ -255,7 +304,13 @@ export function entropyBonus(input: {
   const mask = a.mask('mask');
   sameLength(fn, 'entropy', entropy, 'mask', mask);
   const coef = a.number('coef', { min: 0 });
-  const w = aggregationWeights(fn, mask, a.oneOf('aggregation', AGGREGATIONS, 'token-mean'), input.seqLengths, input.lengthNormalizer);
+  const w = aggregationWeights(
+    fn,
+    mask,
+    a.oneOf('aggregation', AGGREGATIONS, 'token-mean'),
+    input.seqLengths,
+    input.lengthNormalizer,
+  );
   const dEntropy = new Float64Array(entropy.length);
   let loss = 0;
   for (let t = 0; t < entropy.length; t++) {

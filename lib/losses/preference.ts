@@ -62,21 +62,30 @@ export function dpoLoss(input: {
   variant?: DpoVariant;
 }): PairLossResult {
   const fn = 'dpoLoss';
-  const a = args(fn, input, ['policyChosen', 'policyRejected', 'refChosen', 'refRejected', 'beta', 'labelSmoothing', 'variant']);
+  const a = args(fn, input, [
+    'policyChosen',
+    'policyRejected',
+    'refChosen',
+    'refRejected',
+    'beta',
+    'labelSmoothing',
+    'variant',
+  ]);
   const { hW, hL } = readPairs(fn, a);
   const beta = a.number('beta', { gt: 0 });
   const ls = a.number('labelSmoothing', { min: 0, max: 0.5 }, 0);
   const variant = a.oneOf('variant', ['dpo', 'ipo'] as const, 'dpo');
   if (variant === 'ipo' && ls !== 0) throw rangeError(fn, 'labelSmoothing', "0 with variant 'ipo'", ls);
   const n = hW.length;
-  const dPolicyChosen = new Float64Array(n), dPolicyRejected = new Float64Array(n);
+  const dPolicyChosen = new Float64Array(n),
+    dPolicyRejected = new Float64Array(n);
   let loss = 0;
   for (let i = 0; i < n; i++) {
     const z = hW[i] - hL[i];
     let l: number, dz: number;
     if (variant === 'ipo') {
       const e = z - 1 / (2 * beta);
-      (l = e * e), (dz = 2 * e);
+      ((l = e * e), (dz = 2 * e));
     } else {
       const u = beta * z;
       l = -(1 - ls) * logSigmoid(u) - (ls === 0 ? 0 : ls * logSigmoid(-u));
@@ -125,11 +134,13 @@ export function simpoLoss(input: {
   const beta = a.number('beta', { gt: 0 });
   const gamma = a.number('gamma', { min: 0 });
   const n = pc.length;
-  const hW = new Float64Array(n), hL = new Float64Array(n);
-  const dPolicyChosen = new Float64Array(n), dPolicyRejected = new Float64Array(n);
+  const hW = new Float64Array(n),
+    hL = new Float64Array(n);
+  const dPolicyChosen = new Float64Array(n),
+    dPolicyRejected = new Float64Array(n);
   let loss = 0;
   for (let i = 0; i < n; i++) {
-    (hW[i] = pc[i] / lc[i]), (hL[i] = pr[i] / lr[i]);
+    ((hW[i] = pc[i] / lc[i]), (hL[i] = pr[i] / lr[i]));
     const u = beta * (hW[i] - hL[i]) - gamma;
     const s = sigmoid(-u);
     loss -= logSigmoid(u) / n;
@@ -162,15 +173,18 @@ export function orpoLoss(input: {
   const { pc, pr, lc, lr } = lengthPairs(fn, a);
   const lambda = a.number('lambda', { gt: 0 });
   const n = pc.length;
-  const hW = new Float64Array(n), hL = new Float64Array(n);
-  const dPolicyChosen = new Float64Array(n), dPolicyRejected = new Float64Array(n);
+  const hW = new Float64Array(n),
+    hL = new Float64Array(n);
+  const dPolicyChosen = new Float64Array(n),
+    dPolicyRejected = new Float64Array(n);
   const CAP = -1e-7;
   // log(1 − e^a) = log(−expm1(a)), accurate near a = 0
   const logOdds = (x: number) => x - Math.log(-Math.expm1(x));
   let loss = 0;
   for (let i = 0; i < n; i++) {
-    const aw = Math.min(pc[i] / lc[i], CAP), al = Math.min(pr[i] / lr[i], CAP);
-    (hW[i] = aw), (hL[i] = al);
+    const aw = Math.min(pc[i] / lc[i], CAP),
+      al = Math.min(pr[i] / lr[i], CAP);
+    ((hW[i] = aw), (hL[i] = al));
     const z = logOdds(aw) - logOdds(al);
     const s = sigmoid(-z);
     loss -= (lambda * logSigmoid(z)) / n;
@@ -214,9 +228,23 @@ export function ktoLoss(input: {
   desirableWeight?: number;
   undesirableWeight?: number;
   klBaseline: number;
-}): { loss: number; dPolicy: Float64Array; rewards: Float64Array; meanDesirableReward: number; meanUndesirableReward: number } {
+}): {
+  loss: number;
+  dPolicy: Float64Array;
+  rewards: Float64Array;
+  meanDesirableReward: number;
+  meanUndesirableReward: number;
+} {
   const fn = 'ktoLoss';
-  const a = args(fn, input, ['policy', 'ref', 'desirable', 'beta', 'desirableWeight', 'undesirableWeight', 'klBaseline']);
+  const a = args(fn, input, [
+    'policy',
+    'ref',
+    'desirable',
+    'beta',
+    'desirableWeight',
+    'undesirableWeight',
+    'klBaseline',
+  ]);
   const policy = a.array('policy', undefined, 1);
   const ref = a.array('ref');
   const desirable = a.mask('desirable');
@@ -227,8 +255,13 @@ export function ktoLoss(input: {
   const wu = a.number('undesirableWeight', { min: 0 }, 1);
   const z0 = a.number('klBaseline', { min: 0 });
   const n = policy.length;
-  const dPolicy = new Float64Array(n), rewards = new Float64Array(n);
-  let loss = 0, sumD = 0, nD = 0, sumU = 0, nU = 0;
+  const dPolicy = new Float64Array(n),
+    rewards = new Float64Array(n);
+  let loss = 0,
+    sumD = 0,
+    nD = 0,
+    sumU = 0,
+    nU = 0;
   for (let i = 0; i < n; i++) {
     const h = policy[i] - ref[i];
     rewards[i] = beta * h;
@@ -236,12 +269,12 @@ export function ktoLoss(input: {
       const x = beta * (h - z0);
       loss += (wd * (1 - sigmoid(x))) / n;
       dPolicy[i] = (-wd * beta * sigmoid(x) * sigmoid(-x)) / n;
-      (sumD += rewards[i]), nD++;
+      ((sumD += rewards[i]), nD++);
     } else {
       const y = beta * (z0 - h);
       loss += (wu * (1 - sigmoid(y))) / n;
       dPolicy[i] = (wu * beta * sigmoid(y) * sigmoid(-y)) / n;
-      (sumU += rewards[i]), nU++;
+      ((sumU += rewards[i]), nU++);
     }
   }
   return { loss, dPolicy, rewards, meanDesirableReward: nD ? sumD / nD : 0, meanUndesirableReward: nU ? sumU / nU : 0 };
@@ -277,7 +310,10 @@ export function dpoRwLoss(input: {
   const rewards = a.array('rewards', target === 'labels' ? { min: 0 } : undefined);
   sameLength(fn, 'policy', h, 'rewards', rewards);
   const betaPi = a.number('betaPi', { gt: 0 });
-  const q = target === 'softmax' ? groupLogSoftmax(rewards, k, 1 / a.number('betaR', { gt: 0 })).map(Math.exp) : Float64Array.from(rewards);
+  const q =
+    target === 'softmax'
+      ? groupLogSoftmax(rewards, k, 1 / a.number('betaR', { gt: 0 })).map(Math.exp)
+      : Float64Array.from(rewards);
   const logp = groupLogSoftmax(h, k, betaPi);
   const p = logp.map(Math.exp);
   const groups = h.length / k;

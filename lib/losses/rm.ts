@@ -51,10 +51,14 @@ export function bradleyTerryLoss(input: {
   const lambda = a.number('scoreRegularization', { min: 0 }, 0);
 
   const n = chosen.length;
-  const dChosen = new Float64Array(n), dRejected = new Float64Array(n);
-  let loss = 0, correct = 0, marginSum = 0;
+  const dChosen = new Float64Array(n),
+    dRejected = new Float64Array(n);
+  let loss = 0,
+    correct = 0,
+    marginSum = 0;
   for (let i = 0; i < n; i++) {
-    const w = chosen[i], l = rejected[i];
+    const w = chosen[i],
+      l = rejected[i];
     const d = w - l - (margin ? margin[i] : 0);
     const s = sigmoid(-d);
     loss += (-logSigmoid(d) + lambda * (w * w + l * l)) / n;
@@ -71,10 +75,12 @@ function bce(scores: NumArray, labels: NumArray, mask: NumArray | undefined) {
   let count = 0;
   for (let i = 0; i < scores.length; i++) if (!mask || mask[i]) count++;
   const d = new Float64Array(scores.length);
-  let loss = 0, correct = 0;
+  let loss = 0,
+    correct = 0;
   for (let i = 0; i < scores.length; i++) {
     if (mask && !mask[i]) continue;
-    const s = scores[i], c = labels[i];
+    const s = scores[i],
+      c = labels[i];
     // −[c log σ(s) + (1 − c) log σ(−s)], ∂/∂s = σ(s) − c
     loss -= (c * logSigmoid(s) + (1 - c) * logSigmoid(-s)) / count;
     d[i] = (sigmoid(s) - c) / count;
@@ -90,7 +96,11 @@ function bce(scores: NumArray, labels: NumArray, mask: NumArray | undefined) {
  *
  * Labels are in [0, 1] (soft labels allowed). `accuracy`: fraction with (s > 0) == (c >= 0.5).
  */
-export function correctnessLoss(input: { scores: NumArray; labels: NumArray }): { loss: number; dScores: Float64Array; accuracy: number } {
+export function correctnessLoss(input: { scores: NumArray; labels: NumArray }): {
+  loss: number;
+  dScores: Float64Array;
+  accuracy: number;
+} {
   const fn = 'correctnessLoss';
   const a = args(fn, input, ['scores', 'labels']);
   const scores = a.array('scores', undefined, 1);

@@ -39,7 +39,13 @@ function readAverage(fn: string, opts: SequenceOptions | undefined): boolean {
  * @param mask 1 on response tokens, 0 on prompt and padding, same layout
  * @returns Float64Array(batch)
  */
-export function sequenceLogprobs(tokenLogp: NumArray, mask: NumArray, batch: number, seqLen: number, opts?: SequenceOptions): Float64Array {
+export function sequenceLogprobs(
+  tokenLogp: NumArray,
+  mask: NumArray,
+  batch: number,
+  seqLen: number,
+  opts?: SequenceOptions,
+): Float64Array {
   const fn = 'sequenceLogprobs';
   const [B, T] = readShape(fn, batch, seqLen);
   checkArray(fn, 'tokenLogp', tokenLogp);
@@ -66,7 +72,13 @@ export function sequenceLogprobs(tokenLogp: NumArray, mask: NumArray, batch: num
  * count with `average`). Feed it to the model's backward as `dLogprobs`.
  * @returns Float64Array(batch · seqLen)
  */
-export function spreadSequenceGrad(dSeq: NumArray, mask: NumArray, batch: number, seqLen: number, opts?: SequenceOptions): Float64Array {
+export function spreadSequenceGrad(
+  dSeq: NumArray,
+  mask: NumArray,
+  batch: number,
+  seqLen: number,
+  opts?: SequenceOptions,
+): Float64Array {
   const fn = 'spreadSequenceGrad';
   const [B, T] = readShape(fn, batch, seqLen);
   checkArray(fn, 'dSeq', dSeq);
@@ -89,7 +101,11 @@ export function spreadSequenceGrad(dSeq: NumArray, mask: NumArray, batch: number
  * The actor objective is `L_clip + λ_NTP · L_NTP` (ChatGLM-RLHF, docs/algorithms.md §2.5): scale `dLogp` by λ.
  * With no valid token the loss and gradient are 0.
  */
-export function ntpLoss(input: { logp: NumArray; mask: NumArray }): { loss: number; dLogp: Float64Array; tokens: number } {
+export function ntpLoss(input: { logp: NumArray; mask: NumArray }): {
+  loss: number;
+  dLogp: Float64Array;
+  tokens: number;
+} {
   const fn = 'ntpLoss';
   const a = args(fn, input, ['logp', 'mask']);
   const logp = a.array('logp');

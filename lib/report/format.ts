@@ -5,7 +5,8 @@ import type { DemoSummary, PolicySummary } from './types.js';
 export const num = (v: unknown, digits = 3): string => (typeof v === 'number' ? fmt(v, digits) : 'n/a');
 
 /** 0.625 → "62.5%" */
-export const pct = (v: unknown): string => (typeof v === 'number' && Number.isFinite(v) ? `${(v * 100).toFixed(1)}%` : 'n/a');
+export const pct = (v: unknown): string =>
+  typeof v === 'number' && Number.isFinite(v) ? `${(v * 100).toFixed(1)}%` : 'n/a';
 
 /** 42.3 → "42.3 s", 192 → "3 min 12 s", 7380 → "2 h 03 min" */
 export function duration(s: unknown): string {

@@ -59,8 +59,10 @@ function checkSummary(summary: unknown): DemoSummary {
   checkObject('renderHtml', 'summary.sft', s.sft);
   const policies = checkObject('renderHtml', 'summary.policies', s.policies);
   for (const [k, p] of Object.entries(policies)) checkObject('renderHtml', `summary.policies.${k}`, p);
-  if (s.stages !== undefined && !Array.isArray(s.stages)) throw typeError('renderHtml', 'summary.stages', 'an array', s.stages);
-  if (s.samples !== undefined && !Array.isArray(s.samples)) throw typeError('renderHtml', 'summary.samples', 'an array', s.samples);
+  if (s.stages !== undefined && !Array.isArray(s.stages))
+    throw typeError('renderHtml', 'summary.stages', 'an array', s.stages);
+  if (s.samples !== undefined && !Array.isArray(s.samples))
+    throw typeError('renderHtml', 'summary.samples', 'an array', s.samples);
   return s as unknown as DemoSummary;
 }
 
@@ -76,7 +78,9 @@ function policyTable(s: DemoSummary, names: string[]): string {
     return `<tr data-policy="${esc(name)}"><td><span class="swatch" style="background:${color(i)}"></span>${esc(name)}</td><td class="n win">${pct(w.win)}</td><td class="n tie">${pct(w.tie)}</td><td class="n loss">${pct(w.loss)}</td><td class="n rate">${pct(p.winRate)}</td><td class="n">${num(p.goldScore)} <span class="note">(${esc(delta(p.goldScore, sftGold))})</span></td><td class="n">${num(p.kl)}</td><td class="n">${num(p.length)}</td></tr>`;
   });
   const sftLength = typeof s.sft.length === 'number' ? num(s.sft.length) : '—';
-  rows.unshift(`<tr class="base"><td>sft (baseline)</td><td class="n">—</td><td class="n">—</td><td class="n">—</td><td class="n">—</td><td class="n">${num(sftGold)}</td><td class="n">0</td><td class="n">${sftLength}</td></tr>`);
+  rows.unshift(
+    `<tr class="base"><td>sft (baseline)</td><td class="n">—</td><td class="n">—</td><td class="n">—</td><td class="n">—</td><td class="n">${num(sftGold)}</td><td class="n">0</td><td class="n">${sftLength}</td></tr>`,
+  );
   return `<div class="table-wrap"><table class="policies"><thead><tr><th>policy</th><th class="n">win</th><th class="n">tie</th><th class="n">loss</th><th class="n">win rate (ties ½)</th><th class="n">gold score (vs SFT)</th><th class="n">KL(π‖SFT), k1</th><th class="n">length (chars)</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
@@ -88,9 +92,15 @@ function resultCharts(s: DemoSummary, names: string[]): string {
     width: 460,
   });
   const scatter = svgScatter({
-    title: 'Gold score against KL from SFT', xLabel: 'KL(policy ‖ SFT) per response (k1)', yLabel: 'mean gold score',
-    points: [{ label: 'sft', x: 0, y: s.sft.goldScore, color: '#777777' }, ...names.map((n, i) => ({ label: n, x: s.policies[n].kl, y: s.policies[n].goldScore, color: color(i) }))],
-    width: 460, height: 300,
+    title: 'Gold score against KL from SFT',
+    xLabel: 'KL(policy ‖ SFT) per response (k1)',
+    yLabel: 'mean gold score',
+    points: [
+      { label: 'sft', x: 0, y: s.sft.goldScore, color: '#777777' },
+      ...names.map((n, i) => ({ label: n, x: s.policies[n].kl, y: s.policies[n].goldScore, color: color(i) })),
+    ],
+    width: 460,
+    height: 300,
   });
   return `<div class="charts">${inline(wtl)}${inline(scatter)}</div>`;
 }
@@ -102,12 +112,16 @@ function proxyGoldSection(s: DemoSummary): string {
   const charts = entries.map(([name, rows]) => {
     const first = rows[0];
     return svgLineChart({
-      title: `${name}: proxy (RM) vs gold reward`, xLabel: 'iteration', yLabel: 'change from iteration 1',
+      title: `${name}: proxy (RM) vs gold reward`,
+      xLabel: 'iteration',
+      yLabel: 'change from iteration 1',
       series: [
         { name: 'RM score (proxy, optimised)', points: rows.map((r) => [r.step, r.proxy - first.proxy]) },
         { name: 'gold score (true objective)', points: rows.map((r) => [r.step, r.gold - first.gold]) },
       ],
-      width: 460, height: 300, smooth: SMOOTHING,
+      width: 460,
+      height: 300,
+      smooth: SMOOTHING,
     });
   });
   return `<h2>Reward-model over-optimisation</h2><p class="note">Mean scores of each iteration's rollouts. The policy climbs the reward model's score; when the gold score stops following (or falls), the policy exploits the reward model's errors (Gao et al. 2022). The two scores have different units: each line is its change from the first iteration.</p><div class="charts">${charts.map(inline).join('')}</div>`;
@@ -116,7 +130,10 @@ function proxyGoldSection(s: DemoSummary): string {
 function stagesTable(s: DemoSummary): string {
   const stages = (s.stages ?? []).filter((x) => x && typeof x === 'object');
   if (!stages.length) return '';
-  const rows = stages.map((x) => `<tr><td>${esc(x.name)}</td><td class="n">${duration(x.seconds)}</td><td class="n">${typeof x.seconds === 'number' && s.seconds > 0 ? pct(x.seconds / s.seconds) : ''}</td><td><code>${esc(x.line ?? '')}</code></td></tr>`);
+  const rows = stages.map(
+    (x) =>
+      `<tr><td>${esc(x.name)}</td><td class="n">${duration(x.seconds)}</td><td class="n">${typeof x.seconds === 'number' && s.seconds > 0 ? pct(x.seconds / s.seconds) : ''}</td><td><code>${esc(x.line ?? '')}</code></td></tr>`,
+  );
   return `<h2>Stages</h2><table class="stages"><thead><tr><th>stage</th><th class="n">time</th><th class="n">share</th><th>summary</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
@@ -127,20 +144,38 @@ function samplesSection(s: DemoSummary, names: string[], max: number): string {
   const hasRm = samples.some((x) => Object.values(x.responses ?? {}).some((r) => typeof r?.rm === 'number'));
   let disagreements = 0;
   const blocks = samples.map((x) => {
-    const keys = Object.keys(x.responses ?? {}).sort((a, b) => (order.includes(a) ? order.indexOf(a) : order.length) - (order.includes(b) ? order.indexOf(b) : order.length) || a.localeCompare(b));
+    const keys = Object.keys(x.responses ?? {}).sort(
+      (a, b) =>
+        (order.includes(a) ? order.indexOf(a) : order.length) - (order.includes(b) ? order.indexOf(b) : order.length) ||
+        a.localeCompare(b),
+    );
     const base = x.responses?.sft;
     const rows = keys.map((k) => {
       const r = x.responses[k];
       // RM and gold disagree when they order this response and SFT's differently
-      const disagree = hasRm && k !== 'sft' && base && typeof r?.rm === 'number' && typeof base.rm === 'number' && Math.sign(r.rm - base.rm) !== Math.sign(r.gold - base.gold) && r.text !== base.text;
+      const disagree =
+        hasRm &&
+        k !== 'sft' &&
+        base &&
+        typeof r?.rm === 'number' &&
+        typeof base.rm === 'number' &&
+        Math.sign(r.rm - base.rm) !== Math.sign(r.gold - base.gold) &&
+        r.text !== base.text;
       if (disagree) disagreements++;
-      const flag = disagree ? ` <span class="flag">${(r.rm as number) > (base!.rm as number) ? 'RM prefers it, gold does not' : 'gold prefers it, RM does not'}</span>` : '';
+      const flag = disagree
+        ? ` <span class="flag">${(r.rm as number) > (base!.rm as number) ? 'RM prefers it, gold does not' : 'gold prefers it, RM does not'}</span>`
+        : '';
       return `<tr${disagree ? ' class="disagree"' : ''}><td>${esc(k)}${flag}</td><td><pre>${esc(r?.text ?? '')}</pre></td><td class="n">${num(r?.gold)}</td>${hasRm ? `<td class="n">${num(r?.rm)}</td>` : ''}</tr>`;
     });
     return `<div class="sample"><div class="prompt">${esc(x.prompt)}</div><table><thead><tr><th>policy</th><th>response</th><th class="n">gold</th>${hasRm ? '<th class="n">RM</th>' : ''}</tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
   });
-  const more = (s.samples ?? []).length > samples.length ? `<p class="note">${samples.length} of ${(s.samples ?? []).length} examples shown.</p>` : '';
-  const intro = hasRm ? `<p class="note">One sample per policy and prompt. Highlighted: the reward model and the gold function order the response and SFT's differently (${disagreements} of the rows shown).</p>` : '';
+  const more =
+    (s.samples ?? []).length > samples.length
+      ? `<p class="note">${samples.length} of ${(s.samples ?? []).length} examples shown.</p>`
+      : '';
+  const intro = hasRm
+    ? `<p class="note">One sample per policy and prompt. Highlighted: the reward model and the gold function order the response and SFT's differently (${disagreements} of the rows shown).</p>`
+    : '';
   return `<h2>Example generations</h2>${intro}${blocks.join('')}${more}`;
 }
 
@@ -154,8 +189,13 @@ function settingsTable(s: DemoSummary): string {
 function curvesSection(metrics: MetricsByStage | RunMetrics[], maxPoints: number): string {
   const stages = trainingCharts(metrics, maxPoints);
   if (!stages.length) return '';
-  const out = [`<h2>Training curves</h2><p class="note">Solid: exponential moving average (weight ${SMOOTHING}); faint: the raw values.</p>`];
-  for (const st of stages) out.push(`<h3>${esc(st.label)} <span class="note">(${esc(st.stage)})</span></h3><div class="charts">${st.charts.map(inline).join('')}</div>`);
+  const out = [
+    `<h2>Training curves</h2><p class="note">Solid: exponential moving average (weight ${SMOOTHING}); faint: the raw values.</p>`,
+  ];
+  for (const st of stages)
+    out.push(
+      `<h3>${esc(st.label)} <span class="note">(${esc(st.stage)})</span></h3><div class="charts">${st.charts.map(inline).join('')}</div>`,
+    );
   return out.join('');
 }
 
@@ -167,23 +207,39 @@ export function renderHtml(summary: DemoSummary, metrics: MetricsByStage = {}, o
   const title = opts.title ?? 'RLHF run report';
   const names = policyNames(s);
   const best = bestPolicy(s);
-  const when = opts.generatedAt instanceof Date ? opts.generatedAt.toISOString() : (opts.generatedAt ?? new Date().toISOString());
+  const when =
+    opts.generatedAt instanceof Date ? opts.generatedAt.toISOString() : (opts.generatedAt ?? new Date().toISOString());
   const out: string[] = [];
-  out.push(`<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title><style>${REPORT_CSS}</style></head><body><main>`);
+  out.push(
+    `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title><style>${REPORT_CSS}</style></head><body><main>`,
+  );
   out.push(`<h1>${esc(title)}</h1>`);
-  if (s.task) out.push(`<p class="sub">${esc(s.task.description)}${typeof s.task.noise === 'number' ? ` Annotator label noise: ${esc(pct(s.task.noise))}.` : ''}</p>`);
+  if (s.task)
+    out.push(
+      `<p class="sub">${esc(s.task.description)}${typeof s.task.noise === 'number' ? ` Annotator label noise: ${esc(pct(s.task.noise))}.` : ''}</p>`,
+    );
   out.push(`<div class="cards">`);
   out.push(card('RM accuracy', pct(s.rm.accuracy), 'held-out preference pairs'));
-  out.push(best ? card('Best win rate vs SFT', pct(best.policy.winRate), `${best.name}, gold score ${num(best.policy.goldScore)}`) : card('Best win rate vs SFT', 'n/a', 'no policy evaluated'));
+  out.push(
+    best
+      ? card('Best win rate vs SFT', pct(best.policy.winRate), `${best.name}, gold score ${num(best.policy.goldScore)}`)
+      : card('Best win rate vs SFT', 'n/a', 'no policy evaluated'),
+  );
   out.push(card('SFT gold score', num(s.sft.goldScore), 'the baseline'));
-  out.push(card('Total time', duration(s.seconds), `${names.length} polic${names.length === 1 ? 'y' : 'ies'} evaluated`));
+  out.push(
+    card('Total time', duration(s.seconds), `${names.length} polic${names.length === 1 ? 'y' : 'ies'} evaluated`),
+  );
   out.push(`</div>`);
   out.push(`<h2>Policies against SFT</h2>`, policyTable(s, names));
-  out.push(`<p class="note">Win / tie / loss: pairwise comparison of each policy's response with the SFT policy's on the same prompt, judged by the gold score; the three sum to 100%. The win rate beside them counts ties half. KL: per response, from the SFT policy, a Monte-Carlo k1 estimate on the policy's own samples (unbiased; it can come out below 0 when the policy barely moved).</p>`);
+  out.push(
+    `<p class="note">Win / tie / loss: pairwise comparison of each policy's response with the SFT policy's on the same prompt, judged by the gold score; the three sum to 100%. The win rate beside them counts ties half. KL: per response, from the SFT policy, a Monte-Carlo k1 estimate on the policy's own samples (unbiased; it can come out below 0 when the policy barely moved).</p>`,
+  );
   out.push(resultCharts(s, names));
   out.push(proxyGoldSection(s));
   out.push(curvesSection(metrics, opts.maxPoints ?? 300));
   out.push(stagesTable(s), samplesSection(s, names, opts.maxSamples ?? 8), settingsTable(s));
-  out.push(`<footer>Generated by rlhf on ${esc(when)}. Self-contained: no scripts, no external resources.</footer></main></body></html>\n`);
+  out.push(
+    `<footer>Generated by rlhf on ${esc(when)}. Self-contained: no scripts, no external resources.</footer></main></body></html>\n`,
+  );
   return out.join('\n');
 }

@@ -27,7 +27,12 @@ export type * from './types.js';
  * @returns the two paths
  * @throws RlhfError `ERR_RLHF_IO` naming the path that could not be written
  */
-export async function writeReport(dir: string, summary: DemoSummary, metrics: MetricsByStage = {}, opts: RenderOptions = {}): Promise<{ html: string; markdown: string }> {
+export async function writeReport(
+  dir: string,
+  summary: DemoSummary,
+  metrics: MetricsByStage = {},
+  opts: RenderOptions = {},
+): Promise<{ html: string; markdown: string }> {
   checkString('writeReport', 'dir', dir);
   const html = renderHtml(summary, metrics, opts);
   const markdown = renderMarkdown(summary, { title: opts.title === undefined ? undefined : opts.title });
@@ -46,8 +51,15 @@ export async function writeReport(dir: string, summary: DemoSummary, metrics: Me
  * `rlhf report`: reads the run folders (see lib/report/runs.ts) and writes one HTML page to
  * `output` atomically. @returns the runs read
  */
-export async function writeRunReport(dirs: string[], output: string, opts: RenderOptions = {}): Promise<Awaited<ReturnType<typeof loadRuns>>> {
-  if (!Array.isArray(dirs) || !dirs.length || !dirs.every((d) => typeof d === 'string')) throw new TypeError(`writeRunReport: expected dirs to be a non-empty array of folder paths, received ${JSON.stringify(dirs)}`);
+export async function writeRunReport(
+  dirs: string[],
+  output: string,
+  opts: RenderOptions = {},
+): Promise<Awaited<ReturnType<typeof loadRuns>>> {
+  if (!Array.isArray(dirs) || !dirs.length || !dirs.every((d) => typeof d === 'string'))
+    throw new TypeError(
+      `writeRunReport: expected dirs to be a non-empty array of folder paths, received ${JSON.stringify(dirs)}`,
+    );
   checkString('writeRunReport', 'output', output);
   const runs = await loadRuns(dirs);
   await writeFileAtomic(output, renderRunsHtml(runs, opts));

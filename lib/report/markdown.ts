@@ -5,7 +5,12 @@ import type { DemoSummary } from './types.js';
 
 /** A table cell: pipes escaped, line breaks flattened, Markdown/HTML specials neutralised. */
 function cell(v: unknown): string {
-  return String(v).replace(/\r?\n|\r/g, ' ').replace(/([\\|`*_[\]<>])/g, '\\$1').trim() || ' ';
+  return (
+    String(v)
+      .replace(/\r?\n|\r/g, ' ')
+      .replace(/([\\|`*_[\]<>])/g, '\\$1')
+      .trim() || ' '
+  );
 }
 
 function table(head: string[], rows: string[][], numeric: boolean[]): string {
@@ -21,20 +26,61 @@ export function renderMarkdown(summary: DemoSummary, opts: { title?: string } = 
   const names = policyNames(s);
   const best = bestPolicy(s);
   const out: string[] = [`# ${cell(opts.title ?? 'RLHF run summary')}`, ''];
-  if (s.task) out.push(`${cell(s.task.description)}${typeof s.task.noise === 'number' ? ` (annotator label noise ${pct(s.task.noise)})` : ''}`, '');
+  if (s.task)
+    out.push(
+      `${cell(s.task.description)}${typeof s.task.noise === 'number' ? ` (annotator label noise ${pct(s.task.noise)})` : ''}`,
+      '',
+    );
   out.push(`- **RM accuracy:** ${pct(s.rm.accuracy)}`);
-  out.push(`- **Best win rate vs SFT:** ${best ? `${pct(best.policy.winRate)} (${cell(best.name)}, gold score ${num(best.policy.goldScore)})` : 'n/a'}`);
+  out.push(
+    `- **Best win rate vs SFT:** ${best ? `${pct(best.policy.winRate)} (${cell(best.name)}, gold score ${num(best.policy.goldScore)})` : 'n/a'}`,
+  );
   out.push(`- **SFT gold score:** ${num(s.sft.goldScore)}`);
   out.push(`- **Total time:** ${duration(s.seconds)}`, '');
   if (names.length) {
     const rows = names.map((n) => {
       const p = s.policies[n];
       const w = winTieLoss(p);
-      return [cell(n), pct(w.win), pct(w.tie), pct(w.loss), pct(p.winRate), `${num(p.goldScore)} (${delta(p.goldScore, s.sft.goldScore) || 'n/a'})`, num(p.kl), num(p.length)];
+      return [
+        cell(n),
+        pct(w.win),
+        pct(w.tie),
+        pct(w.loss),
+        pct(p.winRate),
+        `${num(p.goldScore)} (${delta(p.goldScore, s.sft.goldScore) || 'n/a'})`,
+        num(p.kl),
+        num(p.length),
+      ];
     });
-    rows.unshift(['sft (baseline)', '—', '—', '—', '—', num(s.sft.goldScore), '0', typeof s.sft.length === 'number' ? num(s.sft.length) : '—']);
-    out.push('## Policies against SFT', '', table(['policy', 'win', 'tie', 'loss', 'win rate (ties ½)', 'gold score (vs SFT)', 'KL', 'length'], rows, [false, true, true, true, true, true, true, true]), '');
-    out.push('Win, tie and loss sum to 100%; the win rate counts ties half. KL: per response from SFT, a Monte-Carlo k1 estimate (can be negative when the policy barely moved).', '');
+    rows.unshift([
+      'sft (baseline)',
+      '—',
+      '—',
+      '—',
+      '—',
+      num(s.sft.goldScore),
+      '0',
+      typeof s.sft.length === 'number' ? num(s.sft.length) : '—',
+    ]);
+    out.push(
+      '## Policies against SFT',
+      '',
+      table(['policy', 'win', 'tie', 'loss', 'win rate (ties ½)', 'gold score (vs SFT)', 'KL', 'length'], rows, [
+        false,
+        true,
+        true,
+        true,
+        true,
+        true,
+        true,
+        true,
+      ]),
+      '',
+    );
+    out.push(
+      'Win, tie and loss sum to 100%; the win rate counts ties half. KL: per response from SFT, a Monte-Carlo k1 estimate (can be negative when the policy barely moved).',
+      '',
+    );
   }
   const stages = (s.stages ?? []).filter((x) => x && typeof x === 'object');
   if (stages.length) {

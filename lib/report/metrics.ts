@@ -42,7 +42,10 @@ export function parseMetrics(text: string, source = 'metrics', stage?: string): 
       rec = JSON.parse(line);
     } catch (err) {
       if (i === last) break; // torn last line
-      throw new RlhfError(ErrorCode.FORMAT, `readMetrics: ${source}:${i + 1} is not valid JSON (${(err as Error).message})`);
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `readMetrics: ${source}:${i + 1} is not valid JSON (${(err as Error).message})`,
+      );
     }
     if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) {
       if (i === last) break;

@@ -9,7 +9,16 @@ import { checkNumber, checkObject, checkString, typeError } from '../validate.js
 export const SVG_NS_ATTR = ' xmlns="http://www.w3.org/2000/svg"';
 
 /** Okabe–Ito colours (yellow left out: too faint on white). Past 8 series the lines also get dashes. */
-export const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#000000', '#999999'] as const;
+export const PALETTE = [
+  '#0072B2',
+  '#E69F00',
+  '#009E73',
+  '#D55E00',
+  '#CC79A7',
+  '#56B4E9',
+  '#000000',
+  '#999999',
+] as const;
 const DASHES = ['', '6 3', '2 3', '8 3 2 3'];
 
 export function color(i: number): string {
@@ -23,10 +32,12 @@ const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;'
 
 /** Escapes text for XML/HTML content and attribute values; control characters other than tab/newline are dropped. */
 export function esc(value: unknown): string {
-  return String(value)
-    .replace(/[&<>"']/g, (c) => ESCAPES[c])
-    // eslint-disable-next-line no-control-regex -- XML 1.0 forbids these characters; they are removed
-    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, '');
+  return (
+    String(value)
+      .replace(/[&<>"']/g, (c) => ESCAPES[c])
+      // eslint-disable-next-line no-control-regex -- XML 1.0 forbids these characters; they are removed
+      .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, '')
+  );
 }
 
 /** A coordinate with one decimal, never "-0" or "NaN". */
@@ -40,7 +51,11 @@ export function c(n: number): string {
 export function fmt(v: number, digits = 3): string {
   if (!Number.isFinite(v)) return 'n/a';
   const a = Math.abs(v);
-  if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(digits - 1).replace(/\.?0+e/, 'e').replace('e+', 'e');
+  if (a !== 0 && (a >= 1e6 || a < 1e-3))
+    return v
+      .toExponential(digits - 1)
+      .replace(/\.?0+e/, 'e')
+      .replace('e+', 'e');
   const s = String(Number(v.toPrecision(digits)));
   return s === '-0' ? '0' : s;
 }
@@ -54,17 +69,18 @@ export interface Ticks {
 
 /** About `target` ticks at multiples of 1, 2 or 5 × 10^k (at least `minStep`) covering [lo, hi]; widens a zero-width or empty range. */
 export function niceTicks(lo: number, hi: number, target = 5, minStep = 0): Ticks {
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) (lo = 0), (hi = 1);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) ((lo = 0), (hi = 1));
   if (lo > hi) [lo, hi] = [hi, lo];
   if (hi - lo <= Math.max(Math.abs(lo), Math.abs(hi)) * 1e-12) {
     const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;
-    (lo -= pad), (hi += pad);
+    ((lo -= pad), (hi += pad));
   }
   const raw = (hi - lo) / Math.max(1, target);
   const mag = 10 ** Math.floor(Math.log10(raw));
   const norm = raw / mag;
   const step = Math.max(minStep, (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag);
-  const i0 = Math.floor(lo / step + 1e-9), i1 = Math.ceil(hi / step - 1e-9);
+  const i0 = Math.floor(lo / step + 1e-9),
+    i1 = Math.ceil(hi / step - 1e-9);
   const values: number[] = [];
   for (let i = i0; i <= i1; i++) values.push(clean(i * step));
   return { min: values[0], max: values[values.length - 1], step, values };
@@ -132,22 +148,29 @@ export interface Frame {
 export function frame(o: FrameOptions): Frame {
   const { width: W, height: H } = o;
   const head: string[] = [];
-  head.push(`<svg${SVG_NS_ATTR} class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(o.title)}" font-family="system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif" font-size="12">`);
+  head.push(
+    `<svg${SVG_NS_ATTR} class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(o.title)}" font-family="system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif" font-size="12">`,
+  );
   head.push(`<title>${esc(o.title)}</title>`, `<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   const maxTitle = Math.max(4, Math.floor((W - 16) / (14 * 0.58)));
   const title = o.title.length > maxTitle ? o.title.slice(0, maxTitle - 1) + '…' : o.title;
-  head.push(`<text class="title" x="${c(W / 2)}" y="20" text-anchor="middle" font-size="14" font-weight="600" fill="#222">${esc(title)}</text>`);
+  head.push(
+    `<text class="title" x="${c(W / 2)}" y="20" text-anchor="middle" font-size="14" font-weight="600" fill="#222">${esc(title)}</text>`,
+  );
   // legend: entries laid out left to right, wrapping
   let top = 34;
   if (o.legend?.length) {
-    let x = 12, row = 0;
+    let x = 12,
+      row = 0;
     const items: string[] = [];
     for (const e of o.legend) {
       const w = 26 + textWidth(e.name, 11) + 14;
-      if (x + w > W - 8 && x > 12) (x = 12), row++;
+      if (x + w > W - 8 && x > 12) ((x = 12), row++);
       const y = 38 + row * 16;
       const d = e.dash ? ` stroke-dasharray="${e.dash}"` : '';
-      items.push(`<line x1="${c(x)}" y1="${y - 4}" x2="${c(x + 20)}" y2="${y - 4}" stroke="${esc(e.color)}" stroke-width="2.5"${d}/>`);
+      items.push(
+        `<line x1="${c(x)}" y1="${y - 4}" x2="${c(x + 20)}" y2="${y - 4}" stroke="${esc(e.color)}" stroke-width="2.5"${d}/>`,
+      );
       items.push(`<text x="${c(x + 25)}" y="${y}" font-size="11" fill="#333">${esc(e.name)}</text>`);
       x += w;
     }
@@ -156,33 +179,56 @@ export function frame(o: FrameOptions): Frame {
   }
   const yLabels = o.y.values.map((v) => tickLabel(v, o.y.step));
   const left = 22 + Math.max(18, ...yLabels.map((s) => textWidth(s, 11))) + 8;
-  const right = W - 16, bottom = H - (o.x ? 44 : 52) - (o.bottomSpace ?? 0);
-  const span = (t: Ticks) => (t.max - t.min || 1);
+  const right = W - 16,
+    bottom = H - (o.x ? 44 : 52) - (o.bottomSpace ?? 0);
+  const span = (t: Ticks) => t.max - t.min || 1;
   const sy = (y: number) => bottom - ((y - o.y.min) / span(o.y)) * (bottom - top);
   const xt = o.x;
   const sx = xt ? (x: number) => left + ((x - xt.min) / span(xt)) * (right - left) : (x: number) => x;
-  head.push(`<rect class="plot" x="${c(left)}" y="${c(top)}" width="${c(right - left)}" height="${c(bottom - top)}" fill="#fbfbfb" stroke="none"/>`);
+  head.push(
+    `<rect class="plot" x="${c(left)}" y="${c(top)}" width="${c(right - left)}" height="${c(bottom - top)}" fill="#fbfbfb" stroke="none"/>`,
+  );
   const grid: string[] = [];
   o.y.values.forEach((v, i) => {
     const y = c(sy(v));
-    grid.push(`<line x1="${c(left)}" y1="${y}" x2="${c(right)}" y2="${y}" stroke="${v === 0 ? '#999' : '#e4e4e4'}" stroke-width="1"/>`);
-    grid.push(`<text x="${c(left - 6)}" y="${y}" dy="0.32em" text-anchor="end" font-size="11" fill="#444">${esc(yLabels[i])}</text>`);
+    grid.push(
+      `<line x1="${c(left)}" y1="${y}" x2="${c(right)}" y2="${y}" stroke="${v === 0 ? '#999' : '#e4e4e4'}" stroke-width="1"/>`,
+    );
+    grid.push(
+      `<text x="${c(left - 6)}" y="${y}" dy="0.32em" text-anchor="end" font-size="11" fill="#444">${esc(yLabels[i])}</text>`,
+    );
   });
   if (xt)
     for (const v of xt.values) {
       const x = c(sx(v));
-      grid.push(`<line x1="${x}" y1="${c(top)}" x2="${x}" y2="${c(bottom)}" stroke="${v === 0 ? '#999' : '#eeeeee'}" stroke-width="1"/>`);
-      grid.push(`<text x="${x}" y="${c(bottom + 18)}" text-anchor="middle" font-size="11" fill="#444">${esc(tickLabel(v, xt.step))}</text>`);
+      grid.push(
+        `<line x1="${x}" y1="${c(top)}" x2="${x}" y2="${c(bottom)}" stroke="${v === 0 ? '#999' : '#eeeeee'}" stroke-width="1"/>`,
+      );
+      grid.push(
+        `<text x="${x}" y="${c(bottom + 18)}" text-anchor="middle" font-size="11" fill="#444">${esc(tickLabel(v, xt.step))}</text>`,
+      );
     }
   head.push(`<g class="grid">${grid.join('')}</g>`);
-  head.push(`<path class="axes" d="M${c(left)} ${c(top)}V${c(bottom)}H${c(right)}" fill="none" stroke="#555" stroke-width="1"/>`);
-  if (o.xLabel) head.push(`<text class="xlabel" x="${c((left + right) / 2)}" y="${H - 8 - (o.bottomSpace ?? 0)}" text-anchor="middle" fill="#333">${esc(o.xLabel)}</text>`);
-  if (o.yLabel) head.push(`<text class="ylabel" transform="translate(14 ${c((top + bottom) / 2)}) rotate(-90)" text-anchor="middle" fill="#333">${esc(o.yLabel)}</text>`);
+  head.push(
+    `<path class="axes" d="M${c(left)} ${c(top)}V${c(bottom)}H${c(right)}" fill="none" stroke="#555" stroke-width="1"/>`,
+  );
+  if (o.xLabel)
+    head.push(
+      `<text class="xlabel" x="${c((left + right) / 2)}" y="${H - 8 - (o.bottomSpace ?? 0)}" text-anchor="middle" fill="#333">${esc(o.xLabel)}</text>`,
+    );
+  if (o.yLabel)
+    head.push(
+      `<text class="ylabel" transform="translate(14 ${c((top + bottom) / 2)}) rotate(-90)" text-anchor="middle" fill="#333">${esc(o.yLabel)}</text>`,
+    );
   return { left, top, right, bottom, sx, sy, head, end: '</svg>' };
 }
 
 /** Shared argument checks of the chart functions. */
-export function chartArgs(fn: string, value: unknown, list: string): { o: Record<string, unknown>; W: number; H: number } {
+export function chartArgs(
+  fn: string,
+  value: unknown,
+  list: string,
+): { o: Record<string, unknown>; W: number; H: number } {
   const o = checkObject(fn, 'options', value);
   checkString(fn, 'options.title', o.title, false);
   for (const k of ['xLabel', 'yLabel']) if (o[k] !== undefined) checkString(fn, `options.${k}`, o[k], false);

@@ -35,7 +35,10 @@ export class ProcessRewardModel implements RewardSource {
     opts: ProcessRewardModelOptions = {},
   ) {
     const fn = 'ProcessRewardModel';
-    if (!model.config.valueHead) throw new TypeError(`${fn}: expected a model with a scalar head (*ForSequenceClassification), received a ${model.config.architecture}`);
+    if (!model.config.valueHead)
+      throw new TypeError(
+        `${fn}: expected a model with a scalar head (*ForSequenceClassification), received a ${model.config.architecture}`,
+      );
     const o = options(fn, 'options', opts);
     o.known(['name', 'separator', 'aggregate', 'batchSize']);
     this.name = o.string('name', 'process-reward-model');
@@ -50,13 +53,27 @@ export class ProcessRewardModel implements RewardSource {
     const out: number[][] = [];
     const maxLength = this.model.config.maxPositions;
     for (let i = 0; i < items.length; i += this.#batchSize) {
-      const enc = items.slice(i, i + this.#batchSize).map((it) => encodeSteps(this.tokenizer, it.prompt, it.steps, this.separator, maxLength));
+      const enc = items
+        .slice(i, i + this.#batchSize)
+        .map((it) => encodeSteps(this.tokenizer, it.prompt, it.steps, this.separator, maxLength));
       const live = enc.filter((e) => e.stepEnds.length > 0);
       const probs = new Map<(typeof enc)[number], number[]>();
       if (live.length) {
         const sb = sequenceBatch(live, this.tokenizer.padId);
-        const f = await this.model.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: false });
-        live.forEach((e, b) => probs.set(e, e.stepEnds.map((p) => sigmoid(f.values![b * sb.seqLen + p]))));
+        const f = await this.model.forward({
+          tokens: sb.tokens,
+          batch: sb.batch,
+          seqLen: sb.seqLen,
+          lengths: sb.lengths,
+          values: true,
+          saveForBackward: false,
+        });
+        live.forEach((e, b) =>
+          probs.set(
+            e,
+            e.stepEnds.map((p) => sigmoid(f.values![b * sb.seqLen + p])),
+          ),
+        );
       }
       for (const e of enc) out.push(probs.get(e) ?? []);
     }
@@ -64,7 +81,9 @@ export class ProcessRewardModel implements RewardSource {
   }
 
   async score(batch: ScoreRequest[]): Promise<number[]> {
-    const probs = await this.stepProbabilities(batch.map((r) => ({ prompt: r.prompt, steps: splitSteps(r.response, this.separator) })));
+    const probs = await this.stepProbabilities(
+      batch.map((r) => ({ prompt: r.prompt, steps: splitSteps(r.response, this.separator) })),
+    );
     return probs.map((p) => (p.length ? aggregateProcessScores(p, this.aggregate) : 0));
   }
 }

@@ -15,7 +15,10 @@ export class RewardModel implements RewardSource {
     readonly tokenizer: Tokenizer,
     opts: { name?: string; batchSize?: number } = {},
   ) {
-    if (!model.config.valueHead) throw new TypeError(`RewardModel: expected a model with a scalar head (*ForSequenceClassification), received a ${model.config.architecture}`);
+    if (!model.config.valueHead)
+      throw new TypeError(
+        `RewardModel: expected a model with a scalar head (*ForSequenceClassification), received a ${model.config.architecture}`,
+      );
     this.name = opts.name ?? 'reward-model';
     this.#batchSize = opts.batchSize ?? 16;
   }
@@ -26,7 +29,14 @@ export class RewardModel implements RewardSource {
     const out: number[] = [];
     for (let i = 0; i < seqs.length; i += this.#batchSize) {
       const sb = sequenceBatch(seqs.slice(i, i + this.#batchSize), this.tokenizer.padId);
-      const f = await this.model.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: false });
+      const f = await this.model.forward({
+        tokens: sb.tokens,
+        batch: sb.batch,
+        seqLen: sb.seqLen,
+        lengths: sb.lengths,
+        values: true,
+        saveForBackward: false,
+      });
       for (let b = 0; b < sb.batch; b++) out.push(f.values![lastTokenIndex(sb, b)]);
     }
     return out;

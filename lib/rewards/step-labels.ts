@@ -22,7 +22,10 @@ export interface StepLabelOptions {
   /** responses to label: their prompt and steps */
   records: Array<{ prompt: Prompt; steps: string[] }>;
   /** does this full response reach the right answer? (true/false or a score in [0, 1]) */
-  isCorrect: (record: { prompt: Prompt; steps: string[] }, response: string) => boolean | number | Promise<boolean | number>;
+  isCorrect: (
+    record: { prompt: Prompt; steps: string[] },
+    response: string,
+  ) => boolean | number | Promise<boolean | number>;
   /** completions per step (default 4) */
   rollouts?: number;
   /** 'soft': fraction correct (default); 'hard': 1 if any completion is correct */
@@ -41,13 +44,29 @@ export interface StepLabelOptions {
 export async function monteCarloStepLabels(opts: StepLabelOptions): Promise<StepRecord[]> {
   const fn = 'monteCarloStepLabels';
   const o = options(fn, 'options', opts);
-  o.known(['policy', 'tokenizer', 'records', 'isCorrect', 'rollouts', 'mode', 'separator', 'maxNewTokens', 'temperature', 'seed', 'streamBase', 'batchSize']);
+  o.known([
+    'policy',
+    'tokenizer',
+    'records',
+    'isCorrect',
+    'rollouts',
+    'mode',
+    'separator',
+    'maxNewTokens',
+    'temperature',
+    'seed',
+    'streamBase',
+    'batchSize',
+  ]);
   const { policy, tokenizer: tok, records, isCorrect } = opts;
   if (!policy || !tok) throw typeError(fn, 'options.policy', 'a Model and options.tokenizer', policy);
-  if (typeof isCorrect !== 'function') throw typeError(fn, 'options.isCorrect', 'a function (record, response) => boolean | number', isCorrect);
-  if (!Array.isArray(records) || records.length === 0) throw typeError(fn, 'options.records', 'a non-empty array of {prompt, steps}', records);
+  if (typeof isCorrect !== 'function')
+    throw typeError(fn, 'options.isCorrect', 'a function (record, response) => boolean | number', isCorrect);
+  if (!Array.isArray(records) || records.length === 0)
+    throw typeError(fn, 'options.records', 'a non-empty array of {prompt, steps}', records);
   records.forEach((r, i) => {
-    if (!Array.isArray(r?.steps) || r.steps.length === 0 || !r.steps.every((s) => typeof s === 'string')) throw typeError(fn, `options.records[${i}].steps`, 'a non-empty array of strings', r?.steps);
+    if (!Array.isArray(r?.steps) || r.steps.length === 0 || !r.steps.every((s) => typeof s === 'string'))
+      throw typeError(fn, `options.records[${i}].steps`, 'a non-empty array of strings', r?.steps);
   });
   const k = o.int('rollouts', { min: 1 }, 4);
   const mode = o.oneOf('mode', ['soft', 'hard'] as const, 'soft');
@@ -65,27 +84,45 @@ export async function monteCarloStepLabels(opts: StepLabelOptions): Promise<Step
   records.forEach((rec, r) => {
     const e = encodeSteps(tok, rec.prompt, rec.steps, sep);
     rec.steps.forEach((_, i) => {
-      const prefix = Int32Array.from([...e.promptIds, ...e.responseIds.subarray(0, e.stepEnds[i] + 1 - e.promptIds.length)]);
+      const prefix = Int32Array.from([
+        ...e.promptIds,
+        ...e.responseIds.subarray(0, e.stepEnds[i] + 1 - e.promptIds.length),
+      ]);
       for (let j = 0; j < k; j++) jobs.push({ r, i, prefix, stream: streamBase + (r * S + i) * k + j });
     });
   });
   const verdicts = records.map((rec) => rec.steps.map(() => [] as number[]));
   for (let j0 = 0; j0 < jobs.length; j0 += batchSize) {
     const chunk = jobs.slice(j0, j0 + batchSize);
-    const out = await policy.generate({ prompts: chunk.map((j) => j.prefix), maxNewTokens, temperature, seed, streams: chunk.map((j) => j.stream), stopTokens: tok.stopIds });
+    const out = await policy.generate({
+      prompts: chunk.map((j) => j.prefix),
+      maxNewTokens,
+      temperature,
+      seed,
+      streams: chunk.map((j) => j.stream),
+      stopTokens: tok.stopIds,
+    });
     for (let c = 0; c < chunk.length; c++) {
-      const { r, i } = chunk[c], g = out[c];
+      const { r, i } = chunk[c],
+        g = out[c];
       const ids = g.finishReason === 'stop' ? g.tokens.subarray(0, g.tokens.length - 1) : g.tokens;
-      const response = records[r].steps.slice(0, i + 1).map((s) => s + sep).join('') + decodeResponse(tok, ids);
+      const response =
+        records[r].steps
+          .slice(0, i + 1)
+          .map((s) => s + sep)
+          .join('') + decodeResponse(tok, ids);
       const v = await isCorrect(records[r], response);
       const x = typeof v === 'boolean' ? Number(v) : v;
-      if (typeof x !== 'number' || !(x >= 0 && x <= 1)) throw typeError(fn, 'options.isCorrect', 'to return a boolean or a number in [0, 1]', v);
+      if (typeof x !== 'number' || !(x >= 0 && x <= 1))
+        throw typeError(fn, 'options.isCorrect', 'to return a boolean or a number in [0, 1]', v);
       verdicts[r][i].push(x);
     }
   }
   return records.map((rec, r) => ({
     prompt: rec.prompt,
     steps: rec.steps.slice(),
-    labels: verdicts[r].map((v) => (mode === 'hard' ? Number(v.some((x) => x >= 0.5)) : v.reduce((a, b) => a + b, 0) / v.length)),
+    labels: verdicts[r].map((v) =>
+      mode === 'hard' ? Number(v.some((x) => x >= 0.5)) : v.reduce((a, b) => a + b, 0) / v.length,
+    ),
   }));
 }

@@ -30,11 +30,19 @@ export function rewardFunction(name: string, fn: (r: ScoreRequest) => number | P
  * Checks a source returned one finite number per request (with allowNonFinite: one number per
  * request, NaN and ±Infinity let through for the caller's invalid-reward policy).
  */
-export function checkScores(source: RewardSource, scores: unknown, n: number, opts: { allowNonFinite?: boolean } = {}): number[] {
+export function checkScores(
+  source: RewardSource,
+  scores: unknown,
+  n: number,
+  opts: { allowNonFinite?: boolean } = {},
+): number[] {
   if (!Array.isArray(scores) || scores.length !== n)
-    throw new TypeError(`reward source "${source.name}": expected ${n} scores, received ${Array.isArray(scores) ? scores.length : typeof scores}`);
+    throw new TypeError(
+      `reward source "${source.name}": expected ${n} scores, received ${Array.isArray(scores) ? scores.length : typeof scores}`,
+    );
   scores.forEach((s, i) => {
-    if (typeof s !== 'number' || (!opts.allowNonFinite && !Number.isFinite(s))) throw new TypeError(`reward source "${source.name}": score ${i} is ${s}, expected a finite number`);
+    if (typeof s !== 'number' || (!opts.allowNonFinite && !Number.isFinite(s)))
+      throw new TypeError(`reward source "${source.name}": score ${i} is ${s}, expected a finite number`);
   });
   return scores as number[];
 }

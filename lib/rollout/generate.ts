@@ -59,9 +59,20 @@ export async function generateRollout(opts: {
 }): Promise<Rollout> {
   const fn = 'generateRollout';
   const o = options(fn, 'options', opts);
-  o.known(['policy', 'tokenizer', 'prompts', 'samplesPerPrompt', 'sampling', 'seed', 'streamBase', 'streams', 'batchSize']);
+  o.known([
+    'policy',
+    'tokenizer',
+    'prompts',
+    'samplesPerPrompt',
+    'sampling',
+    'seed',
+    'streamBase',
+    'streams',
+    'batchSize',
+  ]);
   const { policy, tokenizer, prompts } = opts;
-  if (!Array.isArray(prompts) || prompts.length === 0) throw typeError(fn, 'options.prompts', 'a non-empty array of {prompt} records', prompts);
+  if (!Array.isArray(prompts) || prompts.length === 0)
+    throw typeError(fn, 'options.prompts', 'a non-empty array of {prompt} records', prompts);
   const n = o.int('samplesPerPrompt', { min: 1 }, 1);
   const seed = o.int('seed', { min: 0 }, 0);
   const batch0 = o.int('batchSize', { min: 1 }, Number.MAX_SAFE_INTEGER);
@@ -69,8 +80,10 @@ export async function generateRollout(opts: {
   const promptIds = prompts.map((p) => Int32Array.from(encodePrompt(tokenizer, p.prompt as Prompt)));
   const rows = prompts.flatMap((_, p) => Array.from({ length: n }, () => p));
   if (opts.streams !== undefined) {
-    if (o.has('streamBase')) throw typeError(fn, 'options.streams', 'not given together with options.streamBase', opts.streams);
-    if (!Array.isArray(opts.streams) || opts.streams.length !== rows.length) throw typeError(fn, 'options.streams', `an array of ${rows.length} stream ids (one per row)`, opts.streams);
+    if (o.has('streamBase'))
+      throw typeError(fn, 'options.streams', 'not given together with options.streamBase', opts.streams);
+    if (!Array.isArray(opts.streams) || opts.streams.length !== rows.length)
+      throw typeError(fn, 'options.streams', `an array of ${rows.length} stream ids (one per row)`, opts.streams);
   }
   const batch = Math.min(batch0, rows.length);
   const samples: RolloutSample[] = [];
@@ -83,7 +96,9 @@ export async function generateRollout(opts: {
       topP: opts.sampling.topP ?? 1,
       topK: opts.sampling.topK ?? 0,
       seed,
-      ...(opts.streams ? { streams: opts.streams.slice(r0, r0 + batch) } : { streamOffset: (opts.streamBase ?? 0) + r0 }),
+      ...(opts.streams
+        ? { streams: opts.streams.slice(r0, r0 + batch) }
+        : { streamOffset: (opts.streamBase ?? 0) + r0 }),
       stopTokens: tokenizer.stopIds,
     });
     out.forEach((g, i) => {

@@ -32,9 +32,12 @@ export function sequenceBatch(seqs: Sequence[], padId: number): SequenceBatch {
   const T = Math.max(...seqs.map((s) => s.promptIds.length + s.responseIds.length));
   const tokens = new Int32Array(B * T).fill(padId);
   const targets = new Int32Array(B * T).fill(-1);
-  const lengths = new Int32Array(B), responseStart = new Int32Array(B), responseLength = new Int32Array(B);
+  const lengths = new Int32Array(B),
+    responseStart = new Int32Array(B),
+    responseLength = new Int32Array(B);
   seqs.forEach((s, b) => {
-    const p = s.promptIds.length, r = s.responseIds.length;
+    const p = s.promptIds.length,
+      r = s.responseIds.length;
     if (p < 1) throw rangeError('sequenceBatch', `seqs[${b}].promptIds.length`, '>= 1', p);
     tokens.set(s.promptIds, b * T);
     tokens.set(s.responseIds, b * T + p);
@@ -57,7 +60,8 @@ export function responseSlice(x: ArrayLike<number>, sb: SequenceBatch, b: number
 export function scatterResponses(perRow: ArrayLike<number>[], sb: SequenceBatch): Float32Array {
   const out = new Float32Array(sb.batch * sb.seqLen);
   perRow.forEach((row, b) => {
-    if (row.length !== sb.responseLength[b]) throw rangeError('scatterResponses', `perRow[${b}].length`, `${sb.responseLength[b]}`, row.length);
+    if (row.length !== sb.responseLength[b])
+      throw rangeError('scatterResponses', `perRow[${b}].length`, `${sb.responseLength[b]}`, row.length);
     for (let i = 0; i < row.length; i++) out[sb.responseStart[b] + i] = row[i];
   });
   return out;

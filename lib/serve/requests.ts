@@ -46,23 +46,49 @@ export interface CompletionRequest extends CommonFields {
   logprobs: boolean;
 }
 
-const COMMON_KEYS = ['model', 'n', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'stop', 'user', 'presence_penalty', 'frequency_penalty', 'logit_bias'];
+const COMMON_KEYS = [
+  'model',
+  'n',
+  'stream',
+  'stream_options',
+  'max_tokens',
+  'temperature',
+  'top_p',
+  'top_k',
+  'seed',
+  'stop',
+  'user',
+  'presence_penalty',
+  'frequency_penalty',
+  'logit_bias',
+];
 const CHAT_KEYS = [...COMMON_KEYS, 'messages', 'logprobs', 'top_logprobs', 'max_completion_tokens', 'response_format'];
 const COMPLETION_KEYS = [...COMMON_KEYS, 'prompt', 'logprobs', 'echo', 'best_of', 'suffix'];
 /** limits that keep one request from holding the server */
 export const MAX_N = 16;
 export const MAX_STOP = 4;
 
-const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `"${v.length > 40 ? v.slice(0, 40) + '…' : v}"` : typeof v === 'object' ? 'an object' : String(v));
+const describe = (v: unknown) =>
+  v === null
+    ? 'null'
+    : Array.isArray(v)
+      ? 'an array'
+      : typeof v === 'string'
+        ? `"${v.length > 40 ? v.slice(0, 40) + '…' : v}"`
+        : typeof v === 'object'
+          ? 'an object'
+          : String(v);
 
 function expect(param: string, what: string, v: unknown): ApiError {
   return badRequest(param, `${param}: expected ${what}, received ${describe(v)}`);
 }
 
 function body(value: unknown, known: string[]): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw badRequest('', 'the request body must be a JSON object');
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw badRequest('', 'the request body must be a JSON object');
   const obj = value as Record<string, unknown>;
-  for (const k of Object.keys(obj)) if (!known.includes(k)) throw badRequest(k, `Unrecognized request argument supplied: ${k}`);
+  for (const k of Object.keys(obj))
+    if (!known.includes(k)) throw badRequest(k, `Unrecognized request argument supplied: ${k}`);
   return obj;
 }
 
@@ -71,7 +97,8 @@ const given = (o: Record<string, unknown>, k: string) => o[k] !== undefined && o
 function num(o: Record<string, unknown>, k: string, min: number, max: number, dflt: number, integer = false): number {
   if (!given(o, k)) return dflt;
   const v = o[k];
-  if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) throw expect(k, integer ? 'an integer' : 'a number', v);
+  if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v)))
+    throw expect(k, integer ? 'an integer' : 'a number', v);
   if (v < min || v > max) throw badRequest(k, `${k}: expected a value in [${min}, ${max}], received ${v}`);
   return v;
 }
@@ -84,17 +111,27 @@ function bool(o: Record<string, unknown>, k: string): boolean {
 
 function common(o: Record<string, unknown>, served: string[]): CommonFields {
   if (typeof o.model !== 'string' || !o.model) throw expect('model', 'a model name', o.model);
-  if (!served.includes(o.model)) throw new ApiError(404, `The model \`${o.model}\` does not exist (this server has ${served.map((m) => `\`${m}\``).join(', ')})`, 'invalid_request_error', 'model', 'model_not_found');
+  if (!served.includes(o.model))
+    throw new ApiError(
+      404,
+      `The model \`${o.model}\` does not exist (this server has ${served.map((m) => `\`${m}\``).join(', ')})`,
+      'invalid_request_error',
+      'model',
+      'model_not_found',
+    );
   const stream = bool(o, 'stream');
   let includeUsage = false;
   if (given(o, 'stream_options')) {
     const so = o.stream_options;
     if (!stream) throw badRequest('stream_options', 'stream_options: only allowed with stream: true');
     if (so === null || typeof so !== 'object' || Array.isArray(so)) throw expect('stream_options', 'an object', so);
-    for (const k of Object.keys(so)) if (k !== 'include_usage') throw badRequest(`stream_options.${k}`, `Unrecognized request argument supplied: stream_options.${k}`);
+    for (const k of Object.keys(so))
+      if (k !== 'include_usage')
+        throw badRequest(`stream_options.${k}`, `Unrecognized request argument supplied: stream_options.${k}`);
     includeUsage = bool(so as Record<string, unknown>, 'include_usage');
   }
-  for (const k of ['presence_penalty', 'frequency_penalty']) if (given(o, k) && num(o, k, -2, 2, 0) !== 0) throw badRequest(k, `${k}: only 0 is supported by this server`);
+  for (const k of ['presence_penalty', 'frequency_penalty'])
+    if (given(o, k) && num(o, k, -2, 2, 0) !== 0) throw badRequest(k, `${k}: only 0 is supported by this server`);
   if (given(o, 'logit_bias')) {
     const lb = o.logit_bias;
     if (typeof lb !== 'object' || Array.isArray(lb)) throw expect('logit_bias', 'an object', lb);
@@ -105,8 +142,10 @@ function common(o: Record<string, unknown>, served: string[]): CommonFields {
   if (given(o, 'stop')) {
     const s = o.stop;
     stop = typeof s === 'string' ? [s] : Array.isArray(s) ? s : [];
-    if (!(typeof s === 'string' || Array.isArray(s)) || !stop.every((x) => typeof x === 'string' && x.length > 0)) throw expect('stop', 'a non-empty string or an array of them', s);
-    if (stop.length > MAX_STOP) throw badRequest('stop', `stop: at most ${MAX_STOP} sequences, received ${stop.length}`);
+    if (!(typeof s === 'string' || Array.isArray(s)) || !stop.every((x) => typeof x === 'string' && x.length > 0))
+      throw expect('stop', 'a non-empty string or an array of them', s);
+    if (stop.length > MAX_STOP)
+      throw badRequest('stop', `stop: at most ${MAX_STOP} sequences, received ${stop.length}`);
   }
   const seed = given(o, 'seed') ? num(o, 'seed', 0, Number.MAX_SAFE_INTEGER, 0, true) : undefined;
   const maxTokens = given(o, 'max_tokens') ? num(o, 'max_tokens', 1, 1 << 30, 0, true) : undefined;
@@ -130,7 +169,8 @@ function messageContent(v: unknown, path: string): string {
   return v
     .map((part, i) => {
       const p = part as { type?: unknown; text?: unknown } | null;
-      if (p === null || typeof p !== 'object' || p.type !== 'text' || typeof p.text !== 'string') throw expect(`${path}[${i}]`, '{type: "text", text: string} (only text parts are supported)', part);
+      if (p === null || typeof p !== 'object' || p.type !== 'text' || typeof p.text !== 'string')
+        throw expect(`${path}[${i}]`, '{type: "text", text: string} (only text parts are supported)', part);
       return p.text;
     })
     .join('');
@@ -140,27 +180,40 @@ export function parseChatRequest(value: unknown, served: string[]): ChatRequest 
   const o = body(value, CHAT_KEYS);
   const c = common(o, served);
   if (given(o, 'max_completion_tokens')) {
-    if (c.maxTokens !== undefined) throw badRequest('max_completion_tokens', 'give max_tokens or max_completion_tokens, not both');
+    if (c.maxTokens !== undefined)
+      throw badRequest('max_completion_tokens', 'give max_tokens or max_completion_tokens, not both');
     c.maxTokens = num(o, 'max_completion_tokens', 1, 1 << 30, 0, true);
   }
-  if (!Array.isArray(o.messages) || o.messages.length === 0) throw expect('messages', 'a non-empty array of messages', o.messages);
+  if (!Array.isArray(o.messages) || o.messages.length === 0)
+    throw expect('messages', 'a non-empty array of messages', o.messages);
   const messages = o.messages.map((m: unknown, i): ChatMessage => {
     const path = `messages[${i}]`;
     if (m === null || typeof m !== 'object' || Array.isArray(m)) throw expect(path, 'an object {role, content}', m);
     const msg = m as Record<string, unknown>;
-    for (const k of Object.keys(msg)) if (!['role', 'content', 'name'].includes(k)) throw badRequest(`${path}.${k}`, `Unrecognized request argument supplied: ${path}.${k}`);
-    if (!['system', 'developer', 'user', 'assistant'].includes(msg.role as string)) throw expect(`${path}.role`, 'one of system, developer, user, assistant', msg.role);
+    for (const k of Object.keys(msg))
+      if (!['role', 'content', 'name'].includes(k))
+        throw badRequest(`${path}.${k}`, `Unrecognized request argument supplied: ${path}.${k}`);
+    if (!['system', 'developer', 'user', 'assistant'].includes(msg.role as string))
+      throw expect(`${path}.role`, 'one of system, developer, user, assistant', msg.role);
     if (given(msg, 'name') && typeof msg.name !== 'string') throw expect(`${path}.name`, 'a string', msg.name);
-    return { role: msg.role === 'developer' ? 'system' : (msg.role as string), content: messageContent(msg.content, `${path}.content`) };
+    return {
+      role: msg.role === 'developer' ? 'system' : (msg.role as string),
+      content: messageContent(msg.content, `${path}.content`),
+    };
   });
   const logprobs = bool(o, 'logprobs');
   if (given(o, 'top_logprobs')) {
     if (!logprobs) throw badRequest('top_logprobs', 'top_logprobs: requires logprobs: true');
-    if (num(o, 'top_logprobs', 0, 20, 0, true) !== 0) throw badRequest('top_logprobs', 'top_logprobs: only 0 is supported by this server (the log-prob of each sampled token is returned)');
+    if (num(o, 'top_logprobs', 0, 20, 0, true) !== 0)
+      throw badRequest(
+        'top_logprobs',
+        'top_logprobs: only 0 is supported by this server (the log-prob of each sampled token is returned)',
+      );
   }
   if (given(o, 'response_format')) {
     const rf = o.response_format as { type?: unknown } | null;
-    if (rf === null || typeof rf !== 'object' || rf.type !== 'text' || Object.keys(rf).length !== 1) throw badRequest('response_format', 'response_format: only {"type": "text"} is supported by this server');
+    if (rf === null || typeof rf !== 'object' || rf.type !== 'text' || Object.keys(rf).length !== 1)
+      throw badRequest('response_format', 'response_format: only {"type": "text"} is supported by this server');
   }
   return { ...c, messages, logprobs };
 }
@@ -169,22 +222,39 @@ export function parseCompletionRequest(value: unknown, served: string[], vocabSi
   const o = body(value, COMPLETION_KEYS);
   const c = common(o, served);
   const p = o.prompt;
-  const isIds = (x: unknown): x is number[] => Array.isArray(x) && x.length > 0 && x.every((t) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < vocabSize);
+  const isIds = (x: unknown): x is number[] =>
+    Array.isArray(x) &&
+    x.length > 0 &&
+    x.every((t) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < vocabSize);
   let prompts: Array<string | number[]>;
   if (typeof p === 'string') prompts = [p];
   else if (isIds(p)) prompts = [p];
   else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string')) prompts = p as string[];
   else if (Array.isArray(p) && p.length > 0 && p.every(isIds)) prompts = p as number[][];
-  else throw expect('prompt', `a string, an array of strings, or token ids in [0, ${vocabSize}) (one array or an array of arrays)`, p);
-  if (prompts.length * c.n > MAX_N * 4) throw badRequest('prompt', `prompt: at most ${MAX_N * 4} prompts × n per request, received ${prompts.length} × ${c.n}`);
+  else
+    throw expect(
+      'prompt',
+      `a string, an array of strings, or token ids in [0, ${vocabSize}) (one array or an array of arrays)`,
+      p,
+    );
+  if (prompts.length * c.n > MAX_N * 4)
+    throw badRequest(
+      'prompt',
+      `prompt: at most ${MAX_N * 4} prompts × n per request, received ${prompts.length} × ${c.n}`,
+    );
   if (prompts.some((x) => x.length === 0)) throw badRequest('prompt', 'prompt: must not be empty');
   let logprobs = false;
   if (given(o, 'logprobs')) {
-    if (num(o, 'logprobs', 0, 5, 0, true) !== 0) throw badRequest('logprobs', 'logprobs: only 0 is supported by this server (the log-prob of each sampled token is returned; no alternatives)');
+    if (num(o, 'logprobs', 0, 5, 0, true) !== 0)
+      throw badRequest(
+        'logprobs',
+        'logprobs: only 0 is supported by this server (the log-prob of each sampled token is returned; no alternatives)',
+      );
     logprobs = true;
   }
   if (bool(o, 'echo')) throw badRequest('echo', 'echo: not supported by this server');
   if (given(o, 'suffix')) throw badRequest('suffix', 'suffix: not supported by this server');
-  if (given(o, 'best_of') && num(o, 'best_of', 1, MAX_N, 1, true) !== c.n) throw badRequest('best_of', 'best_of: only best_of = n is supported by this server');
+  if (given(o, 'best_of') && num(o, 'best_of', 1, MAX_N, 1, true) !== c.n)
+    throw badRequest('best_of', 'best_of: only best_of = n is supported by this server');
   return { ...c, prompts, logprobs };
 }

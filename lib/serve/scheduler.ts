@@ -125,7 +125,14 @@ export function streamId(seed: number, choice: number, chunk: number): number {
 }
 
 export class Scheduler {
-  readonly stats: SchedulerStats = { submitted: 0, completed: 0, cancelled: 0, batches: 0, maxRowsInBatch: 0, generatedTokens: 0 };
+  readonly stats: SchedulerStats = {
+    submitted: 0,
+    completed: 0,
+    cancelled: 0,
+    batches: 0,
+    maxRowsInBatch: 0,
+    generatedTokens: 0,
+  };
   readonly chunkTokens: number;
   readonly maxBatchRows: number;
   readonly maxRequests: number;
@@ -154,9 +161,15 @@ export class Scheduler {
    * Resolves with every choice when all have finished, or with finishReason 'cancelled' after
    * `cancel()`. Throws QueueFullError when `maxRequests` are already pending.
    */
-  submit(promptIds: Int32Array, n: number, params: SamplingParams, onUpdate: (u: ChoiceUpdate) => void = () => {}): { done: Promise<ChoiceResult[]>; cancel: () => void } {
+  submit(
+    promptIds: Int32Array,
+    n: number,
+    params: SamplingParams,
+    onUpdate: (u: ChoiceUpdate) => void = () => {},
+  ): { done: Promise<ChoiceResult[]>; cancel: () => void } {
     if (this.closed) throw new Error('Scheduler: closed');
-    if (this.jobs.length >= this.maxRequests) throw new QueueFullError(`the queue is full (${this.maxRequests} requests pending)`);
+    if (this.jobs.length >= this.maxRequests)
+      throw new QueueFullError(`the queue is full (${this.maxRequests} requests pending)`);
     let job!: Job;
     const done = new Promise<ChoiceResult[]>((resolve, reject) => {
       job = new Job(promptIds, params, n, onUpdate, resolve, reject);
@@ -196,7 +209,14 @@ export class Scheduler {
       if (rows.length === 0) return;
       // the rows of the oldest request's sampling settings, up to maxBatchRows
       const p0 = rows[0].job.params;
-      const same = rows.filter((r) => r.job.params.temperature === p0.temperature && r.job.params.topP === p0.topP && r.job.params.topK === p0.topK).slice(0, this.maxBatchRows);
+      const same = rows
+        .filter(
+          (r) =>
+            r.job.params.temperature === p0.temperature &&
+            r.job.params.topP === p0.topP &&
+            r.job.params.topK === p0.topK,
+        )
+        .slice(0, this.maxBatchRows);
       try {
         await this.step(same);
       } catch (err) {
@@ -302,7 +322,9 @@ export class Scheduler {
     const update: ChoiceUpdate = {
       index: row.index,
       text: row.text.slice(row.emittedChars, safe),
-      tokens: row.generated.slice(row.emittedTokens, tokensTo).map((id, k) => ({ id, text: this.tokenText(id), logprob: row.logprobs[row.emittedTokens + k] })),
+      tokens: row.generated
+        .slice(row.emittedTokens, tokensTo)
+        .map((id, k) => ({ id, text: this.tokenText(id), logprob: row.logprobs[row.emittedTokens + k] })),
       ...(row.finish ? { finishReason: row.finish } : {}),
     };
     row.emittedChars = safe;

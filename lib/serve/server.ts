@@ -10,7 +10,15 @@ import type { AddressInfo } from 'node:net';
 import type { Model } from '../engine/model.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { ApiError, badRequest, parseChatRequest, parseCompletionRequest, type CommonFields } from './requests.js';
-import { QueueFullError, Scheduler, type ChoiceResult, type ChoiceUpdate, type SchedulerOptions, type SchedulerStats, type TokenLogprob } from './scheduler.js';
+import {
+  QueueFullError,
+  Scheduler,
+  type ChoiceResult,
+  type ChoiceUpdate,
+  type SchedulerOptions,
+  type SchedulerStats,
+  type TokenLogprob,
+} from './scheduler.js';
 
 export interface ServeOptions extends SchedulerOptions {
   model: Model;
@@ -58,14 +66,41 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/health' && req.method === 'GET') return json(res, 200, { status: 'ok', pending: scheduler.pending });
-    if (!path.startsWith('/v1/')) throw new ApiError(404, `Unknown path ${path}`, 'invalid_request_error', null, 'unknown_url');
-    if (!authorized(req)) throw new ApiError(401, 'Incorrect API key provided (send Authorization: Bearer <key>)', 'invalid_request_error', null, 'invalid_api_key');
-    const routes: Record<string, string> = { '/v1/models': 'GET', [`/v1/models/${modelName}`]: 'GET', '/v1/chat/completions': 'POST', '/v1/completions': 'POST' };
+    if (!path.startsWith('/v1/'))
+      throw new ApiError(404, `Unknown path ${path}`, 'invalid_request_error', null, 'unknown_url');
+    if (!authorized(req))
+      throw new ApiError(
+        401,
+        'Incorrect API key provided (send Authorization: Bearer <key>)',
+        'invalid_request_error',
+        null,
+        'invalid_api_key',
+      );
+    const routes: Record<string, string> = {
+      '/v1/models': 'GET',
+      [`/v1/models/${modelName}`]: 'GET',
+      '/v1/chat/completions': 'POST',
+      '/v1/completions': 'POST',
+    };
     if (!routes[path]) {
-      if (path.startsWith('/v1/models/')) throw new ApiError(404, `The model \`${decodeURIComponent(path.slice(11))}\` does not exist`, 'invalid_request_error', 'model', 'model_not_found');
+      if (path.startsWith('/v1/models/'))
+        throw new ApiError(
+          404,
+          `The model \`${decodeURIComponent(path.slice(11))}\` does not exist`,
+          'invalid_request_error',
+          'model',
+          'model_not_found',
+        );
       throw new ApiError(404, `Unknown path ${path}`, 'invalid_request_error', null, 'unknown_url');
     }
-    if (req.method !== routes[path]) throw new ApiError(405, `${path} takes ${routes[path]}, not ${req.method}`, 'invalid_request_error', null, 'method_not_allowed');
+    if (req.method !== routes[path])
+      throw new ApiError(
+        405,
+        `${path} takes ${routes[path]}, not ${req.method}`,
+        'invalid_request_error',
+        null,
+        'method_not_allowed',
+      );
     const card = { id: modelName, object: 'model', created, owned_by: 'rlhf' };
     if (path === '/v1/models') return json(res, 200, { object: 'list', data: [card] });
     if (path.startsWith('/v1/models/')) return json(res, 200, card);
@@ -85,16 +120,36 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     } else {
       const r = parseCompletionRequest(body, [modelName], tokenizer.vocabSize);
       request = r;
-      prompts = r.prompts.map((p) => Int32Array.from(typeof p === 'string' ? tokenizer.encode(p, { addSpecialTokens: true }) : p));
+      prompts = r.prompts.map((p) =>
+        Int32Array.from(typeof p === 'string' ? tokenizer.encode(p, { addSpecialTokens: true }) : p),
+      );
     }
     const param = kind === 'chat' ? 'messages' : 'prompt';
     const longest = Math.max(...prompts.map((p) => p.length));
     if (prompts.some((p) => p.length === 0)) throw badRequest(param, `${param}: encodes to no tokens`);
-    if (longest >= context) throw badRequest(param, `This model's maximum context length is ${context} tokens, but the prompt has ${longest}`, 'context_length_exceeded');
+    if (longest >= context)
+      throw badRequest(
+        param,
+        `This model's maximum context length is ${context} tokens, but the prompt has ${longest}`,
+        'context_length_exceeded',
+      );
     const maxTokens = request.maxTokens ?? Math.min(kind === 'chat' ? defaultMaxTokens : 16, context - longest);
-    if (longest + maxTokens > context) throw badRequest('max_tokens', `This model's maximum context length is ${context} tokens; the prompt has ${longest} and max_tokens is ${maxTokens}`, 'context_length_exceeded');
+    if (longest + maxTokens > context)
+      throw badRequest(
+        'max_tokens',
+        `This model's maximum context length is ${context} tokens; the prompt has ${longest} and max_tokens is ${maxTokens}`,
+        'context_length_exceeded',
+      );
     const seed = request.seed ?? randomInt(2 ** 47);
-    const params = { maxTokens, temperature: request.temperature, topP: request.topP, topK: request.topK, seed, stop: request.stop, logprobs: request.logprobs };
+    const params = {
+      maxTokens,
+      temperature: request.temperature,
+      topP: request.topP,
+      topK: request.topK,
+      seed,
+      stop: request.stop,
+      logprobs: request.logprobs,
+    };
 
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
     const stamp = Math.floor(Date.now() / 1000);
@@ -103,10 +158,19 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     const stream = request.stream ? new EventStream(res, kind, id, stamp, modelName) : undefined;
     const jobs: Array<{ done: Promise<ChoiceResult[]>; cancel: () => void }> = [];
     try {
-      prompts.forEach((ids, p) => jobs.push(scheduler.submit(ids, n, params, stream ? (u) => stream.update(u, p * n) : undefined)));
+      prompts.forEach((ids, p) =>
+        jobs.push(scheduler.submit(ids, n, params, stream ? (u) => stream.update(u, p * n) : undefined)),
+      );
     } catch (err) {
       jobs.forEach((j) => j.cancel());
-      if (err instanceof QueueFullError) throw new ApiError(429, `The server is busy: ${err.message}; retry later`, 'rate_limit_error', null, 'queue_full');
+      if (err instanceof QueueFullError)
+        throw new ApiError(
+          429,
+          `The server is busy: ${err.message}; retry later`,
+          'rate_limit_error',
+          null,
+          'queue_full',
+        );
       throw err;
     }
     res.on('close', () => {
@@ -124,7 +188,11 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     const choices = results.flatMap((rs, p) => rs.map((r) => ({ ...r, index: p * n + r.index })));
     const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
     const completionTokens = choices.reduce((a, c) => a + c.completionTokens, 0);
-    const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+    const usage = {
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
+    };
     if (choices.some((c) => c.finishReason === 'cancelled')) return void res.destroy();
     if (stream) return stream.finish(request.includeUsage ? usage : undefined);
     json(res, 200, {
@@ -134,8 +202,18 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       model: modelName,
       choices: choices.map((c) =>
         kind === 'chat'
-          ? { index: c.index, message: { role: 'assistant', content: c.text }, logprobs: request.logprobs ? chatLogprobs(c.tokens) : null, finish_reason: c.finishReason }
-          : { index: c.index, text: c.text, logprobs: request.logprobs ? completionLogprobs(c.tokens) : null, finish_reason: c.finishReason },
+          ? {
+              index: c.index,
+              message: { role: 'assistant', content: c.text },
+              logprobs: request.logprobs ? chatLogprobs(c.tokens) : null,
+              finish_reason: c.finishReason,
+            }
+          : {
+              index: c.index,
+              text: c.text,
+              logprobs: request.logprobs ? completionLogprobs(c.tokens) : null,
+              finish_reason: c.finishReason,
+            },
       ),
       usage,
     });
@@ -144,8 +222,18 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) return void res.destroy();
-      if (err instanceof ApiError) return json(res, err.status, { error: { message: err.message, type: err.type, param: err.param, code: err.code } });
-      json(res, 500, { error: { message: `internal error: ${(err as Error)?.message ?? String(err)}`, type: 'server_error', param: null, code: (err as { code?: string })?.code ?? null } });
+      if (err instanceof ApiError)
+        return json(res, err.status, {
+          error: { message: err.message, type: err.type, param: err.param, code: err.code },
+        });
+      json(res, 500, {
+        error: {
+          message: `internal error: ${(err as Error)?.message ?? String(err)}`,
+          type: 'server_error',
+          param: null,
+          code: (err as { code?: string })?.code ?? null,
+        },
+      });
     });
   });
   server.headersTimeout = 30_000;
@@ -179,12 +267,26 @@ function json(res: ServerResponse, status: number, value: unknown): void {
 /** The request body as JSON, at most `limit` bytes (413 beyond, 400 when not JSON). */
 async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers['content-length']);
-  if (declared > limit) throw new ApiError(413, `the request body is larger than ${limit} bytes`, 'invalid_request_error', null, 'body_too_large');
+  if (declared > limit)
+    throw new ApiError(
+      413,
+      `the request body is larger than ${limit} bytes`,
+      'invalid_request_error',
+      null,
+      'body_too_large',
+    );
   const parts: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) throw new ApiError(413, `the request body is larger than ${limit} bytes`, 'invalid_request_error', null, 'body_too_large');
+    if (size > limit)
+      throw new ApiError(
+        413,
+        `the request body is larger than ${limit} bytes`,
+        'invalid_request_error',
+        null,
+        'body_too_large',
+      );
     parts.push(chunk);
   }
   try {
@@ -199,7 +301,10 @@ function tokenBytes(t: TokenLogprob): number[] {
 }
 
 function chatLogprobs(tokens: TokenLogprob[]) {
-  return { content: tokens.map((t) => ({ token: t.text, logprob: t.logprob, bytes: tokenBytes(t), top_logprobs: [] })), refusal: null };
+  return {
+    content: tokens.map((t) => ({ token: t.text, logprob: t.logprob, bytes: tokenBytes(t), top_logprobs: [] })),
+    refusal: null,
+  };
 }
 
 function completionLogprobs(tokens: TokenLogprob[], offset0 = 0) {
@@ -209,7 +314,12 @@ function completionLogprobs(tokens: TokenLogprob[], offset0 = 0) {
     text_offset.push(at);
     at += t.text.length;
   }
-  return { tokens: tokens.map((t) => t.text), token_logprobs: tokens.map((t) => t.logprob), top_logprobs: null, text_offset };
+  return {
+    tokens: tokens.map((t) => t.text),
+    token_logprobs: tokens.map((t) => t.logprob),
+    top_logprobs: null,
+    text_offset,
+  };
 }
 
 /** Server-sent events in OpenAI's chunk format; `data: [DONE]` ends the stream. */
@@ -232,7 +342,14 @@ class EventStream {
   }
 
   private chunk(choices: unknown[], extra: Record<string, unknown> = {}) {
-    return { id: this.id, object: this.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: this.created, model: this.model, choices, ...extra };
+    return {
+      id: this.id,
+      object: this.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
+      created: this.created,
+      model: this.model,
+      choices,
+      ...extra,
+    };
   }
 
   update(u: ChoiceUpdate, indexBase: number): void {
@@ -241,7 +358,16 @@ class EventStream {
     if (this.kind === 'completion') {
       const offset = this.offsets.get(index) ?? 0;
       this.offsets.set(index, offset + u.tokens.reduce((a, t) => a + t.text.length, 0));
-      this.send(this.chunk([{ index, text: u.text, logprobs: u.tokens.length ? completionLogprobs(u.tokens, offset) : null, finish_reason: finish }]));
+      this.send(
+        this.chunk([
+          {
+            index,
+            text: u.text,
+            logprobs: u.tokens.length ? completionLogprobs(u.tokens, offset) : null,
+            finish_reason: finish,
+          },
+        ]),
+      );
       return;
     }
     const delta: Record<string, string> = {};
@@ -250,7 +376,9 @@ class EventStream {
       delta.role = 'assistant';
     }
     if (u.text || delta.role) delta.content = u.text;
-    this.send(this.chunk([{ index, delta, logprobs: u.tokens.length ? chatLogprobs(u.tokens) : null, finish_reason: finish }]));
+    this.send(
+      this.chunk([{ index, delta, logprobs: u.tokens.length ? chatLogprobs(u.tokens) : null, finish_reason: finish }]),
+    );
   }
 
   finish(usage?: object): void {
@@ -259,7 +387,14 @@ class EventStream {
   }
 
   error(err: unknown): void {
-    this.send({ error: { message: `internal error: ${(err as Error)?.message ?? String(err)}`, type: 'server_error', param: null, code: null } });
+    this.send({
+      error: {
+        message: `internal error: ${(err as Error)?.message ?? String(err)}`,
+        type: 'server_error',
+        param: null,
+        code: null,
+      },
+    });
     if (!this.res.writableEnded) this.res.end();
   }
 }

@@ -21,12 +21,23 @@ import { checkMessages, readChatOptions } from './chat.js';
 import type { ChatMessage, ChatOptions, DecodeOptions, EncodedChat, EncodeOptions, Tokenizer } from './types.js';
 
 /** The built-in special tokens, in id order from 256. */
-export const BYTE_SPECIAL_TOKENS = ['<|pad|>', '<|bos|>', '<|eos|>', '<|system|>', '<|user|>', '<|assistant|>', '<|end|>'] as const;
+export const BYTE_SPECIAL_TOKENS = [
+  '<|pad|>',
+  '<|bos|>',
+  '<|eos|>',
+  '<|system|>',
+  '<|user|>',
+  '<|assistant|>',
+  '<|end|>',
+] as const;
 
 /** `tokenizer_class` written to tokenizer_config.json by {@link ByteTokenizer.save}. */
 export const BYTE_TOKENIZER_CLASS = 'RlhfByteTokenizer';
 
-const PAD = 256, BOS = 257, EOS = 258, END = 262;
+const PAD = 256,
+  BOS = 257,
+  EOS = 258,
+  END = 262;
 const ROLE_IDS: Record<string, number> = { system: 259, user: 260, assistant: 261 };
 const BYTE_TOKEN = /^<0x([0-9A-F]{2})>$/;
 const utf8 = new TextEncoder();
@@ -41,7 +52,8 @@ export function checkIds(fn: string, ids: unknown, vocabSize: number): number[] 
   if (!isList) throw typeError(fn, 'ids', 'an array of token ids', ids);
   const list = Array.from(ids as ArrayLike<number>, Number);
   list.forEach((id, i) => {
-    if (!Number.isInteger(id)) throw typeError(fn, `ids[${i}]`, `an integer in [0, ${vocabSize})`, (ids as ArrayLike<unknown>)[i]);
+    if (!Number.isInteger(id))
+      throw typeError(fn, `ids[${i}]`, `an integer in [0, ${vocabSize})`, (ids as ArrayLike<unknown>)[i]);
     if (id < 0 || id >= vocabSize) throw rangeError(fn, `ids[${i}]`, `an integer in [0, ${vocabSize})`, id);
   });
   return list;
@@ -71,7 +83,8 @@ export class ByteTokenizer implements Tokenizer {
     extra.forEach((s, i) => {
       const path = `options.extraSpecialTokens[${i}]`;
       checkString(fn, path, s);
-      if (all.includes(s) || BYTE_TOKEN.test(s)) throw rangeError(fn, path, 'a token distinct from the other special tokens and from <0xNN>', s);
+      if (all.includes(s) || BYTE_TOKEN.test(s))
+        throw rangeError(fn, path, 'a token distinct from the other special tokens and from <0xNN>', s);
       all.push(s);
     });
     this.specialTokens = Object.freeze(all);
@@ -165,13 +178,14 @@ export class ByteTokenizer implements Tokenizer {
     const mask: number[] = [];
     messages.forEach((m, i) => {
       const role = ROLE_IDS[m.role];
-      if (role === undefined) throw typeError(fn, `messages[${i}].role`, 'one of "system", "user", "assistant"', m.role);
+      if (role === undefined)
+        throw typeError(fn, `messages[${i}].role`, 'one of "system", "user", "assistant"', m.role);
       const on = m.role === 'assistant' ? 1 : 0;
-      ids.push(role), mask.push(0);
-      for (const b of utf8.encode(m.content)) ids.push(b), mask.push(on);
-      ids.push(END), mask.push(on);
+      (ids.push(role), mask.push(0));
+      for (const b of utf8.encode(m.content)) (ids.push(b), mask.push(on));
+      (ids.push(END), mask.push(on));
     });
-    if (addGenerationPrompt) ids.push(ROLE_IDS.assistant), mask.push(0);
+    if (addGenerationPrompt) (ids.push(ROLE_IDS.assistant), mask.push(0));
     return { ids, mask };
   }
 
@@ -185,7 +199,9 @@ export class ByteTokenizer implements Tokenizer {
       eos_token: '<|end|>',
       pad_token: '<|pad|>',
       additional_special_tokens: this.specialTokens.slice(BYTE_SPECIAL_TOKENS.length),
-      added_tokens_decoder: Object.fromEntries(this.specialTokens.map((s, i) => [String(256 + i), { content: s, special: true }])),
+      added_tokens_decoder: Object.fromEntries(
+        this.specialTokens.map((s, i) => [String(256 + i), { content: s, special: true }]),
+      ),
       stop_tokens: this.stopIds.map((id) => this.specialTokens[id - 256]),
     };
     await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(config, null, 2) + '\n');

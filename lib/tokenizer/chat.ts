@@ -13,7 +13,11 @@ export function checkMessages(fn: string, messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages)) throw typeError(fn, 'messages', 'an array of {role, content} objects', messages);
   return messages.map((m, i) => {
     const o = checkObject(fn, `messages[${i}]`, m);
-    return { ...o, role: checkString(fn, `messages[${i}].role`, o.role), content: checkString(fn, `messages[${i}].content`, o.content, false) };
+    return {
+      ...o,
+      role: checkString(fn, `messages[${i}].role`, o.role),
+      content: checkString(fn, `messages[${i}].content`, o.content, false),
+    };
   });
 }
 
@@ -50,7 +54,10 @@ export class ChatTemplate {
   private readonly close: string;
 
   /** Throws the parser's error for a template that does not parse. */
-  constructor(source: string, private readonly variables: Record<string, string> = {}) {
+  constructor(
+    source: string,
+    private readonly variables: Record<string, string> = {},
+  ) {
     this.source = source;
     this.template = new Template(source);
     const free = SENTINELS.filter((c) => !source.includes(c));
@@ -58,8 +65,11 @@ export class ChatTemplate {
     this.hasGenerationBlocks = GENERATION_TAG.test(source);
     GENERATION_TAG.lastIndex = 0;
     if (this.hasGenerationBlocks) {
-      const marked = source.replace(GENERATION_TAG, (_, l: string, end: string | undefined, r: string) =>
-        `{{${l} ${JSON.stringify(end ? this.close : this.open)} ${r}}}`);
+      const marked = source.replace(
+        GENERATION_TAG,
+        (_, l: string, end: string | undefined, r: string) =>
+          `{{${l} ${JSON.stringify(end ? this.close : this.open)} ${r}}}`,
+      );
       this.marked = new Template(marked);
     }
   }
@@ -73,7 +83,11 @@ export class ChatTemplate {
    * (undefined when the template has no such blocks). Throws RlhfError UNSUPPORTED when a message
    * holds one of the private-use characters used as markers or the blocks do not pair up.
    */
-  generationSpans(fn: string, messages: ChatMessage[], addGenerationPrompt: boolean): { text: string; spans: Span[] } | undefined {
+  generationSpans(
+    fn: string,
+    messages: ChatMessage[],
+    addGenerationPrompt: boolean,
+  ): { text: string; spans: Span[] } | undefined {
     if (this.marked === undefined) return undefined;
     checkNoSentinel(fn, messages, [this.open, this.close]);
     const raw = this.run(fn, this.marked, messages, addGenerationPrompt);
@@ -82,13 +96,20 @@ export class ChatTemplate {
     let start = -1;
     for (const ch of raw) {
       if (ch === this.open || ch === this.close) {
-        if ((ch === this.open) !== (start < 0))
-          throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: the chat template's {% generation %} blocks are nested or unbalanced`);
+        if ((ch === this.open) !== start < 0)
+          throw new RlhfError(
+            ErrorCode.UNSUPPORTED,
+            `${fn}: the chat template's {% generation %} blocks are nested or unbalanced`,
+          );
         if (ch === this.open) start = text.length;
-        else spans.push({ start, end: text.length }), (start = -1);
+        else (spans.push({ start, end: text.length }), (start = -1));
       } else text += ch;
     }
-    if (start >= 0) throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: the chat template's {% generation %} blocks are nested or unbalanced`);
+    if (start >= 0)
+      throw new RlhfError(
+        ErrorCode.UNSUPPORTED,
+        `${fn}: the chat template's {% generation %} blocks are nested or unbalanced`,
+      );
     return { text, spans: spans.filter((s) => s.end > s.start) };
   }
 
@@ -101,7 +122,11 @@ export class ChatTemplate {
       });
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      throw new RlhfError(ErrorCode.INVALID_ARGUMENT, `${fn}: the chat template failed to render the messages: ${why}`, { cause: err });
+      throw new RlhfError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${fn}: the chat template failed to render the messages: ${why}`,
+        { cause: err },
+      );
     }
   }
 }
@@ -109,7 +134,10 @@ export class ChatTemplate {
 function checkNoSentinel(fn: string, messages: ChatMessage[], sentinels: string[]): void {
   messages.forEach((m, i) => {
     if (sentinels.some((c) => m.content.includes(c)))
-      throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: messages[${i}].content holds a private-use character (U+E000..U+E005) that assistant masking reserves`);
+      throw new RlhfError(
+        ErrorCode.UNSUPPORTED,
+        `${fn}: messages[${i}].content holds a private-use character (U+E000..U+E005) that assistant masking reserves`,
+      );
   });
 }
 
@@ -161,7 +189,10 @@ export function renderWithSpans(
   let floor = 0;
   for (let i = 0; i < messages.length; i++) {
     if (messages[i].role !== 'assistant') continue;
-    const probe = render(messages.map((m, k) => (k === i ? { ...m, content: sentinel } : m)), addGenerationPrompt);
+    const probe = render(
+      messages.map((m, k) => (k === i ? { ...m, content: sentinel } : m)),
+      addGenerationPrompt,
+    );
     if (!probe.includes(sentinel)) continue; // the template does not render this message's content
     let p = 0;
     const limit = Math.min(text.length, probe.length);
@@ -182,13 +213,16 @@ export function renderWithSpans(
       const next = markers.find((m) => text.startsWith(m, end + gap));
       if (next !== undefined) end += gap + next.length;
     }
-    if (end > start) spans.push({ start, end }), (floor = end);
+    if (end > start) (spans.push({ start, end }), (floor = end));
   }
   return { text, spans };
 }
 
 /** What `add_generation_prompt` appends to a rendering of `messages` ('' when unknown). */
-function generationPrompt(messages: ChatMessage[], render: (messages: ChatMessage[], addGenerationPrompt: boolean) => string): string {
+function generationPrompt(
+  messages: ChatMessage[],
+  render: (messages: ChatMessage[], addGenerationPrompt: boolean) => string,
+): string {
   let withPrompt: string, without: string;
   try {
     withPrompt = render(messages, true);

@@ -28,7 +28,15 @@ import type { ChatMessage, ChatOptions, DecodeOptions, EncodedChat, EncodeOption
 
 /** Tokens that end a turn in common chat formats; those in the vocabulary join `stopIds`. */
 export const END_OF_TURN_TOKENS = [
-  '<|im_end|>', '<|endoftext|>', '<|eot_id|>', '<|eom_id|>', '<|end_of_text|>', '<end_of_turn>', '<|end|>', '<|user|>', '<|observation|>',
+  '<|im_end|>',
+  '<|endoftext|>',
+  '<|eot_id|>',
+  '<|eom_id|>',
+  '<|end_of_text|>',
+  '<end_of_turn>',
+  '<|end|>',
+  '<|user|>',
+  '<|observation|>',
 ];
 
 /** The parsed files of a Hugging Face tokenizer. */
@@ -82,11 +90,20 @@ export class HfTokenizer implements Tokenizer {
     try {
       this.core = new CoreTokenizer({ ...json, added_tokens: added }, files.config);
     } catch (err) {
-      throw bad(jsonName, `not a tokenizer @huggingface/tokenizers can load (${err instanceof Error ? err.message : String(err)})`, err);
+      throw bad(
+        jsonName,
+        `not a tokenizer @huggingface/tokenizers can load (${err instanceof Error ? err.message : String(err)})`,
+        err,
+      );
     }
     const addedInfo = new Map<string, AddedTokenInfo>();
     for (const t of added as { content?: unknown; lstrip?: unknown; rstrip?: unknown }[])
-      if (typeof t?.content === 'string') addedInfo.set(t.content, { content: utf8.encode(t.content), lstrip: t.lstrip === true, rstrip: t.rstrip === true });
+      if (typeof t?.content === 'string')
+        addedInfo.set(t.content, {
+          content: utf8.encode(t.content),
+          lstrip: t.lstrip === true,
+          rstrip: t.rstrip === true,
+        });
     this.speller = { kind: spellingOf(json.decoder), added: addedInfo };
     let max = -1;
     for (const id of this.core.get_vocab(true).values()) max = Math.max(max, id);
@@ -104,21 +121,28 @@ export class HfTokenizer implements Tokenizer {
       const token = tokenOf(key);
       if (token === undefined) return undefined;
       const id = this.core.token_to_id(token);
-      if (id === undefined) throw bad(configName, `${key} ${JSON.stringify(token)} is not in the vocabulary of ${jsonName}`);
+      if (id === undefined)
+        throw bad(configName, `${key} ${JSON.stringify(token)} is not in the vocabulary of ${jsonName}`);
       return id;
     };
     this.bosId = idOf('bos_token');
-    const genEos = [files.generationConfig?.eos_token_id].flat().filter((id): id is number => Number.isInteger(id) && (id as number) >= 0 && (id as number) < this.vocabSize);
-    const known = END_OF_TURN_TOKENS.map((t) => this.core.token_to_id(t)).filter((id): id is number => id !== undefined);
+    const genEos = [files.generationConfig?.eos_token_id]
+      .flat()
+      .filter((id): id is number => Number.isInteger(id) && (id as number) >= 0 && (id as number) < this.vocabSize);
+    const known = END_OF_TURN_TOKENS.map((t) => this.core.token_to_id(t)).filter(
+      (id): id is number => id !== undefined,
+    );
     const eos = idOf('eos_token') ?? genEos[0] ?? known[0];
-    if (eos === undefined) throw bad(configName, `no eos_token, and none of ${END_OF_TURN_TOKENS.join(' ')} is in the vocabulary`);
+    if (eos === undefined)
+      throw bad(configName, `no eos_token, and none of ${END_OF_TURN_TOKENS.join(' ')} is in the vocabulary`);
     this.eosId = eos;
     this.stopIds = [...new Set([eos, ...genEos, ...known])];
     this.padId = idOf('pad_token') ?? eos;
 
     let source = files.config.chat_template ?? files.chatTemplate;
     if (Array.isArray(source)) source = (source.find((t) => t?.name === 'default') ?? source[0])?.template;
-    if (source !== undefined && typeof source !== 'string') throw bad(configName, `expected chat_template to be a string, received ${show(source)}`);
+    if (source !== undefined && typeof source !== 'string')
+      throw bad(configName, `expected chat_template to be a string, received ${show(source)}`);
     this.chatTemplate = source;
     if (source !== undefined) {
       const variables: Record<string, string> = {};
@@ -129,7 +153,11 @@ export class HfTokenizer implements Tokenizer {
       try {
         this.template = new ChatTemplate(source, variables);
       } catch (err) {
-        throw bad(configName, `chat_template does not parse (${err instanceof Error ? err.message : String(err)})`, err);
+        throw bad(
+          configName,
+          `chat_template does not parse (${err instanceof Error ? err.message : String(err)})`,
+          err,
+        );
       }
     }
   }
@@ -183,7 +211,8 @@ export class HfTokenizer implements Tokenizer {
     const fn = 'HfTokenizer.encodeChat';
     const checked = checkMessages(fn, messages);
     const { addGenerationPrompt } = readChatOptions(fn, options_);
-    if (this.template === undefined) throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: this tokenizer has no chat_template`);
+    if (this.template === undefined)
+      throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: this tokenizer has no chat_template`);
     const markers = this.stopIds.map((id) => this.core.id_to_token(id)).filter((t): t is string => t !== undefined);
     const { text, spans } =
       this.template.generationSpans(fn, checked, addGenerationPrompt) ??
@@ -193,7 +222,10 @@ export class HfTokenizer implements Tokenizer {
       maskByBytes(text, whole.tokens, spans, this.speller) ??
       maskBySegments(text, whole.ids, spans, (piece) => this.encodeRaw(fn, piece, false).ids);
     if (mask === undefined)
-      throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: the chat template cannot be masked: its assistant turns do not start and end on token boundaries`);
+      throw new RlhfError(
+        ErrorCode.UNSUPPORTED,
+        `${fn}: the chat template cannot be masked: its assistant turns do not start and end on token boundaries`,
+      );
     return { ids: whole.ids, assistantMask: mask };
   }
 
@@ -214,14 +246,18 @@ export class HfTokenizer implements Tokenizer {
   }
 
   private render(fn: string, messages: ChatMessage[], addGenerationPrompt: boolean): string {
-    if (this.template === undefined) throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: this tokenizer has no chat_template`);
+    if (this.template === undefined)
+      throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: this tokenizer has no chat_template`);
     return this.template.render(fn, messages, addGenerationPrompt);
   }
 
   private encodeRaw(fn: string, text: string, addSpecialTokens: boolean): { ids: number[]; tokens: string[] } {
     const { ids, tokens } = this.core.encode(text, { add_special_tokens: addSpecialTokens });
     if (ids.some((id: number | undefined) => id === undefined))
-      throw new RlhfError(ErrorCode.UNSUPPORTED, `${fn}: the text has characters the vocabulary cannot encode and the tokenizer has no unk_token`);
+      throw new RlhfError(
+        ErrorCode.UNSUPPORTED,
+        `${fn}: the text has characters the vocabulary cannot encode and the tokenizer has no unk_token`,
+      );
     return { ids, tokens };
   }
 }
@@ -233,7 +269,8 @@ function spellingOf(decoder: unknown): TokenSpeller['kind'] {
     if (d === null || typeof d !== 'object') return;
     const o = d as { type?: unknown; decoders?: unknown; pattern?: { String?: unknown }; content?: unknown };
     if (o.type === 'Sequence' && Array.isArray(o.decoders)) o.decoders.forEach(walk);
-    else if (o.type === 'Replace') types.push(o.pattern?.String === '\u2581' && o.content === ' ' ? 'Metaspace' : 'Replace');
+    else if (o.type === 'Replace')
+      types.push(o.pattern?.String === '\u2581' && o.content === ' ' ? 'Metaspace' : 'Replace');
     else if (typeof o.type === 'string') types.push(o.type);
   };
   walk(decoder);

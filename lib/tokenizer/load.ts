@@ -32,7 +32,11 @@ async function readJsonObject(path: string, required: boolean): Promise<Record<s
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new RlhfError(ErrorCode.FORMAT, `${FN}: ${path} is not valid JSON (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+    throw new RlhfError(
+      ErrorCode.FORMAT,
+      `${FN}: ${path} is not valid JSON (${err instanceof Error ? err.message : String(err)})`,
+      { cause: err },
+    );
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new RlhfError(ErrorCode.FORMAT, `${FN}: ${path}: expected a JSON object, received ${show(value)}`);
@@ -66,12 +70,19 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
 function loadByte(config: Record<string, unknown>, path: string): ByteTokenizer {
   const extra = config.additional_special_tokens ?? [];
   if (!Array.isArray(extra) || !extra.every((s) => typeof s === 'string'))
-    throw new RlhfError(ErrorCode.FORMAT, `${FN}: ${path}: expected additional_special_tokens to be an array of strings, received ${show(extra)}`);
+    throw new RlhfError(
+      ErrorCode.FORMAT,
+      `${FN}: ${path}: expected additional_special_tokens to be an array of strings, received ${show(extra)}`,
+    );
   let tokenizer: ByteTokenizer;
   try {
     tokenizer = new ByteTokenizer({ extraSpecialTokens: extra });
   } catch (err) {
-    throw new RlhfError(ErrorCode.FORMAT, `${FN}: ${path}: bad additional_special_tokens (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+    throw new RlhfError(
+      ErrorCode.FORMAT,
+      `${FN}: ${path}: bad additional_special_tokens (${err instanceof Error ? err.message : String(err)})`,
+      { cause: err },
+    );
   }
   // The built-in ids are fixed; a file that disagrees was not written by this engine's version.
   const decoder = config.added_tokens_decoder;
@@ -79,14 +90,23 @@ function loadByte(config: Record<string, unknown>, path: string): ByteTokenizer 
     for (const [i, token] of BYTE_SPECIAL_TOKENS.entries()) {
       const entry = (decoder as Record<string, { content?: unknown }>)[String(256 + i)];
       if (entry !== undefined && entry?.content !== token)
-        throw new RlhfError(ErrorCode.FORMAT, `${FN}: ${path}: added_tokens_decoder["${256 + i}"] is ${show(entry?.content)}, but the byte tokenizer has ${token} there`);
+        throw new RlhfError(
+          ErrorCode.FORMAT,
+          `${FN}: ${path}: added_tokens_decoder["${256 + i}"] is ${show(entry?.content)}, but the byte tokenizer has ${token} there`,
+        );
     }
   }
   return tokenizer;
 }
 
 /** The files a checkpoint folder's tokenizer may consist of (what loadTokenizer reads, and the HF extras). */
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'generation_config.json', 'special_tokens_map.json'];
+const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'chat_template.jinja',
+  'generation_config.json',
+  'special_tokens_map.json',
+];
 
 /**
  * Writes a checkpoint's tokenizer into `dir` (Model.save): `tokenizer` when given; else the
@@ -94,7 +114,12 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'chat_templa
  * vocabulary is the byte tokenizer's, the byte tokenizer (tokenizer_config.json naming it). With
  * none of these nothing is written (loadTokenizer then names the missing tokenizer.json).
  */
-export async function saveTokenizerFiles(dir: string, tokenizer: { save(dir: string): Promise<void> } | undefined, sourceDir: string | undefined, vocabSize: number): Promise<void> {
+export async function saveTokenizerFiles(
+  dir: string,
+  tokenizer: { save(dir: string): Promise<void> } | undefined,
+  sourceDir: string | undefined,
+  vocabSize: number,
+): Promise<void> {
   if (tokenizer) return tokenizer.save(dir);
   if (sourceDir) {
     let copied = 0;
@@ -103,7 +128,12 @@ export async function saveTokenizerFiles(dir: string, tokenizer: { save(dir: str
         await copyFile(join(sourceDir, f), join(dir, f));
         copied++;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new RlhfError(ErrorCode.IO, `Model.save: cannot copy ${join(sourceDir, f)}: ${(err as Error).message}`, { cause: err });
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+          throw new RlhfError(
+            ErrorCode.IO,
+            `Model.save: cannot copy ${join(sourceDir, f)}: ${(err as Error).message}`,
+            { cause: err },
+          );
       }
     }
     if (copied) return;

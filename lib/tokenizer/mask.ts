@@ -82,7 +82,12 @@ function indexOfBytes(hay: Uint8Array, needle: Uint8Array, from: number): number
 /**
  * Byte-range alignment of `tokens` (the whole-text encoding, no special tokens added) to `text`.
  */
-export function maskByBytes(text: string, tokens: readonly string[], spans: readonly Span[], speller: TokenSpeller): Uint8Array | undefined {
+export function maskByBytes(
+  text: string,
+  tokens: readonly string[],
+  spans: readonly Span[],
+  speller: TokenSpeller,
+): Uint8Array | undefined {
   if (speller.kind === 'none') return undefined;
   const bytes = utf8.encode(text);
   const byteSpans = spans.map(({ start, end }) => ({
@@ -91,7 +96,10 @@ export function maskByBytes(text: string, tokens: readonly string[], spans: read
   }));
   const mask = new Uint8Array(tokens.length);
   const mark = (t: number, from: number, to: number) => {
-    const hit = to > from ? byteSpans.some((s) => from < s.end && to > s.start) : byteSpans.some((s) => from >= s.start && from < s.end);
+    const hit =
+      to > from
+        ? byteSpans.some((s) => from < s.end && to > s.start)
+        : byteSpans.some((s) => from >= s.start && from < s.end);
     if (hit) mask[t] = 1;
   };
   let at = 0;
@@ -157,7 +165,7 @@ export function maskBySegments(
   const mask: number[] = [];
   const piece = (start: number, end: number, inSpan: boolean) => {
     if (end <= start) return;
-    for (const id of encode(text.slice(start, end))) ids.push(id), mask.push(inSpan ? 1 : 0);
+    for (const id of encode(text.slice(start, end))) (ids.push(id), mask.push(inSpan ? 1 : 0));
   };
   let at = 0;
   for (const s of spans) {

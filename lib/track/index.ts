@@ -11,7 +11,21 @@ import type { RolloutEvent, TrainerEmitter } from '../train/events.js';
 import { MlflowRun } from './mlflow.js';
 import { histogramOf, TensorBoardWriter } from './tensorboard.js';
 
-export { crc32c, decodeEvent, encodeEvent, histogramOf, maskedCrc32c, readEventFile, readRecords, TensorBoardWriter, tfRecord, type DecodedEvent, type DecodedValue, type Histogram, type SummaryValue } from './tensorboard.js';
+export {
+  crc32c,
+  decodeEvent,
+  encodeEvent,
+  histogramOf,
+  maskedCrc32c,
+  readEventFile,
+  readRecords,
+  TensorBoardWriter,
+  tfRecord,
+  type DecodedEvent,
+  type DecodedValue,
+  type Histogram,
+  type SummaryValue,
+} from './tensorboard.js';
 export { MlflowRun, mlflowKey, type MlflowMetric } from './mlflow.js';
 
 export interface TrackingOptions {
@@ -64,23 +78,36 @@ export function attachTracking(emitter: TrainerEmitter, o: TrackingOptions): Tra
   const tb = o.tensorboardDir ? new TensorBoardWriter(o.tensorboardDir) : undefined;
   const ml = o.mlflow;
   const k = o.samplesShown ?? 3;
-  let flat = 0, iterations = 0, stage = '';
+  let flat = 0,
+    iterations = 0,
+    stage = '';
 
   const onStep = (e: { stage: string; step: number; metrics: Record<string, number> }) => {
     const values = Object.fromEntries(Object.entries(e.metrics).map(([key, v]) => [`${e.stage}/${key}`, v]));
     tb?.scalars(e.step, values);
     ml?.metrics(e.step, values);
   };
-  const onEval = (e: { stage: string; step: number; metrics: Record<string, number> }) => onStep({ ...e, stage: `${e.stage}/eval` });
+  const onEval = (e: { stage: string; step: number; metrics: Record<string, number> }) =>
+    onStep({ ...e, stage: `${e.stage}/eval` });
   const onRollout = (e: RolloutEvent) => {
     iterations++;
     stage = e.stage;
     if (zeroRewardVariance(e) && flat++ === 0)
-      emitter.emit('log', { stage: e.stage, message: `warning: iteration ${e.step}: every ${e.samplesPerPrompt > 1 ? 'group' : 'batch'} has zero reward variance, so the reward gives no gradient (the reward source cannot tell these responses apart; later such iterations are only counted)` });
+      emitter.emit('log', {
+        stage: e.stage,
+        message: `warning: iteration ${e.step}: every ${e.samplesPerPrompt > 1 ? 'group' : 'batch'} has zero reward variance, so the reward gives no gradient (the reward source cannot tell these responses apart; later such iterations are only counted)`,
+      });
     const pick = shown(e, k);
     if (o.samplesFile) {
       mkdirSync(dirname(o.samplesFile), { recursive: true });
-      appendFileSync(o.samplesFile, JSON.stringify({ stage: e.stage, step: e.step, samples: pick.map(({ prompt, response, reward, kl }) => ({ prompt, response, reward, kl })) }) + '\n');
+      appendFileSync(
+        o.samplesFile,
+        JSON.stringify({
+          stage: e.stage,
+          step: e.step,
+          samples: pick.map(({ prompt, response, reward, kl }) => ({ prompt, response, reward, kl })),
+        }) + '\n',
+      );
     }
     if (tb) {
       const h = (f: (s: RolloutEvent['samples'][number]) => number) => histogramOf(e.samples.map(f));
@@ -89,11 +116,24 @@ export function attachTracking(emitter: TrainerEmitter, o: TrackingOptions): Tra
         { tag: `${e.stage}/rollout/advantage`, histogram: h((s) => s.advantage) },
         { tag: `${e.stage}/rollout/kl`, histogram: h((s) => s.kl) },
         { tag: `${e.stage}/rollout/length`, histogram: h((s) => s.length) },
-        { tag: `${e.stage}/samples`, text: ['| prompt | response | reward | KL |', '|---|---|---:|---:|', ...pick.map((s) => `| ${mdCell(clip(s.prompt, 200))} | ${mdCell(clip(s.response, 400))} | ${s.reward.toPrecision(4)} | ${s.kl.toPrecision(3)} |`)].join('\n') },
+        {
+          tag: `${e.stage}/samples`,
+          text: [
+            '| prompt | response | reward | KL |',
+            '|---|---|---:|---:|',
+            ...pick.map(
+              (s) =>
+                `| ${mdCell(clip(s.prompt, 200))} | ${mdCell(clip(s.response, 400))} | ${s.reward.toPrecision(4)} | ${s.kl.toPrecision(3)} |`,
+            ),
+          ].join('\n'),
+        },
       ]);
     }
     if (o.printSamples && e.step % o.printSamples === 0) {
-      const lines = pick.map((s) => `  prompt ${oneLine(clip(s.prompt, 80))}\n  → ${oneLine(clip(s.response, 120))}  reward ${s.reward.toPrecision(3)}  KL ${s.kl.toPrecision(3)}`);
+      const lines = pick.map(
+        (s) =>
+          `  prompt ${oneLine(clip(s.prompt, 80))}\n  → ${oneLine(clip(s.response, 120))}  reward ${s.reward.toPrecision(3)}  KL ${s.kl.toPrecision(3)}`,
+      );
       emitter.emit('log', { stage: e.stage, message: `samples @ iteration ${e.step}:\n${lines.join('\n')}` });
     }
   };
@@ -109,7 +149,11 @@ export function attachTracking(emitter: TrainerEmitter, o: TrackingOptions): Tra
       emitter.off('step', onStep);
       emitter.off('eval', onEval);
       emitter.off('rollout', onRollout);
-      if (flat > 1) emitter.emit('log', { stage, message: `warning: ${flat} of ${iterations} iterations had zero reward variance in every group` });
+      if (flat > 1)
+        emitter.emit('log', {
+          stage,
+          message: `warning: ${flat} of ${iterations} iterations had zero reward variance in every group`,
+        });
       tb?.close();
       await ml?.close(status);
     },

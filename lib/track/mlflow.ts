@@ -21,7 +21,9 @@ export interface MlflowMetric {
   step: number;
 }
 
-const MAX_METRICS = 1000, MAX_PARAMS = 100, MAX_PARAM_VALUE = 500;
+const MAX_METRICS = 1000,
+  MAX_PARAMS = 100,
+  MAX_PARAM_VALUE = 500;
 
 /** MLflow keys allow letters, digits, _ - . space : / only. */
 export function mlflowKey(key: string): string {
@@ -42,7 +44,10 @@ export class MlflowRun {
   }
 
   /** Creates a run in `experimentId` (default "0", MLflow's default experiment). */
-  static async create(uri: string, opts: { experimentId?: string; runName?: string; tags?: Record<string, string> } = {}): Promise<MlflowRun> {
+  static async create(
+    uri: string,
+    opts: { experimentId?: string; runName?: string; tags?: Record<string, string> } = {},
+  ): Promise<MlflowRun> {
     checkString('MlflowRun.create', 'uri', uri);
     let base: URL;
     try {
@@ -50,7 +55,8 @@ export class MlflowRun {
     } catch {
       throw new TypeError(`MlflowRun.create: expected uri to be an http(s) URL, received ${JSON.stringify(uri)}`);
     }
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new TypeError(`MlflowRun.create: expected uri to be an http(s) URL, received ${JSON.stringify(uri)}`);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:')
+      throw new TypeError(`MlflowRun.create: expected uri to be an http(s) URL, received ${JSON.stringify(uri)}`);
     const root = uri.replace(/\/+$/, '');
     const body = {
       experiment_id: opts.experimentId ?? '0',
@@ -58,21 +64,32 @@ export class MlflowRun {
       ...(opts.runName ? { run_name: opts.runName } : {}),
       tags: Object.entries(opts.tags ?? {}).map(([key, value]) => ({ key: mlflowKey(key), value: String(value) })),
     };
-    const res = (await post(root, 'runs/create', body)) as { run?: { info?: { run_id?: unknown; run_uuid?: unknown } } };
+    const res = (await post(root, 'runs/create', body)) as {
+      run?: { info?: { run_id?: unknown; run_uuid?: unknown } };
+    };
     const id = res?.run?.info?.run_id ?? res?.run?.info?.run_uuid;
-    if (typeof id !== 'string' || !id) throw new RlhfError(ErrorCode.FORMAT, `mlflow ${root}/api/2.0/mlflow/runs/create: the answer has no run.info.run_id`);
+    if (typeof id !== 'string' || !id)
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `mlflow ${root}/api/2.0/mlflow/runs/create: the answer has no run.info.run_id`,
+      );
     return new MlflowRun(root, id);
   }
 
   /** Logs parameters (values cut to 500 characters), in batches of 100. */
   params(params: Record<string, string | number | boolean>): void {
-    const all = Object.entries(params).map(([key, value]) => ({ key: mlflowKey(key), value: String(value).slice(0, MAX_PARAM_VALUE) }));
-    for (let i = 0; i < all.length; i += MAX_PARAMS) this.#send({ run_id: this.runId, params: all.slice(i, i + MAX_PARAMS) });
+    const all = Object.entries(params).map(([key, value]) => ({
+      key: mlflowKey(key),
+      value: String(value).slice(0, MAX_PARAM_VALUE),
+    }));
+    for (let i = 0; i < all.length; i += MAX_PARAMS)
+      this.#send({ run_id: this.runId, params: all.slice(i, i + MAX_PARAMS) });
   }
 
   /** Buffers metrics; sent when 1000 are waiting, on flush() and on close(). */
   metrics(step: number, values: Record<string, number>, timestamp = Date.now()): void {
-    for (const [key, value] of Object.entries(values)) if (Number.isFinite(value)) this.#pending.push({ key: mlflowKey(key), value, timestamp, step });
+    for (const [key, value] of Object.entries(values))
+      if (Number.isFinite(value)) this.#pending.push({ key: mlflowKey(key), value, timestamp, step });
     if (this.#pending.length >= MAX_METRICS) this.#drain();
   }
 
@@ -111,9 +128,17 @@ async function post(root: string, endpoint: string, body: unknown): Promise<unkn
   const url = `${root}/api/2.0/mlflow/${endpoint}`;
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
   } catch (err) {
-    throw new RlhfError(ErrorCode.IO, `mlflow ${url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`, { cause: err });
+    throw new RlhfError(
+      ErrorCode.IO,
+      `mlflow ${url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`,
+      { cause: err },
+    );
   }
   const text = await res.text();
   if (!res.ok) throw new RlhfError(ErrorCode.IO, `mlflow ${url}: HTTP ${res.status} ${text.slice(0, 200)}`);

@@ -76,7 +76,7 @@ export class ProtoWriter {
   finish(): Uint8Array {
     const out = new Uint8Array(this.#length);
     let o = 0;
-    for (const p of this.#parts) out.set(p, o), (o += p.length);
+    for (const p of this.#parts) (out.set(p, o), (o += p.length));
     return out;
   }
 }
@@ -93,7 +93,8 @@ export function readFields(buf: Uint8Array): ProtoField[] {
   const out: ProtoField[] = [];
   let pos = 0;
   const varint = (): bigint => {
-    let v = 0n, shift = 0n;
+    let v = 0n,
+      shift = 0n;
     for (;;) {
       if (pos >= buf.length) throw new RangeError('protobuf: truncated varint');
       const b = buf[pos++];
@@ -104,14 +105,16 @@ export function readFields(buf: Uint8Array): ProtoField[] {
     }
   };
   const take = (n: number): Uint8Array => {
-    if (pos + n > buf.length) throw new RangeError(`protobuf: field runs past the end (${n} bytes at ${pos} of ${buf.length})`);
+    if (pos + n > buf.length)
+      throw new RangeError(`protobuf: field runs past the end (${n} bytes at ${pos} of ${buf.length})`);
     const b = buf.subarray(pos, pos + n);
     pos += n;
     return b;
   };
   while (pos < buf.length) {
     const key = Number(varint());
-    const field = key >>> 3, wire = key & 7;
+    const field = key >>> 3,
+      wire = key & 7;
     if (wire === 0) out.push({ field, wire, value: varint() });
     else if (wire === 1) out.push({ field, wire, value: take(8) });
     else if (wire === 2) out.push({ field, wire, value: take(Number(varint())) });

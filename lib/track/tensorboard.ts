@@ -70,25 +70,40 @@ export interface Histogram {
 export function histogramOf(values: ArrayLike<number>, bins = 30): Histogram {
   const v = Array.from(values).filter(Number.isFinite);
   if (!v.length) return { min: 0, max: 0, num: 0, sum: 0, sumSquares: 0, bucketLimit: [0], bucket: [0] };
-  const min = Math.min(...v), max = Math.max(...v);
-  const n = min === max ? 1 : bins, width = (max - min) / n;
+  const min = Math.min(...v),
+    max = Math.max(...v);
+  const n = min === max ? 1 : bins,
+    width = (max - min) / n;
   const bucket = new Array<number>(n).fill(0);
   for (const x of v) bucket[Math.min(n - 1, width > 0 ? Math.floor((x - min) / width) : 0)]++;
   const bucketLimit = Array.from({ length: n }, (_, i) => (i === n - 1 ? max : min + width * (i + 1)));
-  return { min, max, num: v.length, sum: v.reduce((a, b) => a + b, 0), sumSquares: v.reduce((a, b) => a + b * b, 0), bucketLimit, bucket };
+  return {
+    min,
+    max,
+    num: v.length,
+    sum: v.reduce((a, b) => a + b, 0),
+    sumSquares: v.reduce((a, b) => a + b * b, 0),
+    bucketLimit,
+    bucket,
+  };
 }
 
 export type SummaryValue =
-  | { tag: string; scalar: number }
-  | { tag: string; histogram: Histogram }
-  | { tag: string; text: string };
+  { tag: string; scalar: number } | { tag: string; histogram: Histogram } | { tag: string; text: string };
 
 function encodeValue(v: SummaryValue): Uint8Array {
   const w = new ProtoWriter().bytes(1, v.tag);
   if ('scalar' in v) w.float(2, v.scalar);
   else if ('histogram' in v) {
     const h = v.histogram;
-    const hp = new ProtoWriter().double(1, h.min).double(2, h.max).double(3, h.num).double(4, h.sum).double(5, h.sumSquares).packedDoubles(6, h.bucketLimit).packedDoubles(7, h.bucket);
+    const hp = new ProtoWriter()
+      .double(1, h.min)
+      .double(2, h.max)
+      .double(3, h.num)
+      .double(4, h.sum)
+      .double(5, h.sumSquares)
+      .packedDoubles(6, h.bucketLimit)
+      .packedDoubles(7, h.bucket);
     w.bytes(5, hp.finish());
   } else {
     // TensorProto{dtype: DT_STRING (7), tensor_shape: [] (scalar), string_val: [text]}
@@ -100,7 +115,12 @@ function encodeValue(v: SummaryValue): Uint8Array {
 }
 
 /** An Event protobuf: `values` as a Summary, or `fileVersion` for the file's first record. */
-export function encodeEvent(e: { wallTime: number; step: number; values?: SummaryValue[]; fileVersion?: string }): Uint8Array {
+export function encodeEvent(e: {
+  wallTime: number;
+  step: number;
+  values?: SummaryValue[];
+  fileVersion?: string;
+}): Uint8Array {
   const w = new ProtoWriter().double(1, e.wallTime);
   if (e.step) w.varint(2, e.step); // proto3: a zero step is the default and not written
   if (e.fileVersion !== undefined) w.bytes(3, e.fileVersion);
@@ -128,11 +148,16 @@ export class TensorBoardWriter {
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true });
     const now = Date.now() / 1000;
-    this.path = join(dir, `events.out.tfevents.${Math.floor(now)}.${hostname().replace(/[^\w.-]/g, '_')}.${process.pid}.${writers++}`);
+    this.path = join(
+      dir,
+      `events.out.tfevents.${Math.floor(now)}.${hostname().replace(/[^\w.-]/g, '_')}.${process.pid}.${writers++}`,
+    );
     try {
       this.#fd = openSync(this.path, 'a');
     } catch (err) {
-      throw new RlhfError(ErrorCode.IO, `TensorBoardWriter: cannot open ${this.path}: ${(err as Error).message}`, { cause: err });
+      throw new RlhfError(ErrorCode.IO, `TensorBoardWriter: cannot open ${this.path}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     this.#append([encodeEvent({ wallTime: now, step: 0, fileVersion: 'brain.Event:2' })]);
   }
@@ -142,18 +167,25 @@ export class TensorBoardWriter {
     const records = events.map(tfRecord);
     const buf = new Uint8Array(records.reduce((s, r) => s + r.length, 0));
     let o = 0;
-    for (const r of records) buf.set(r, o), (o += r.length);
+    for (const r of records) (buf.set(r, o), (o += r.length));
     writeSync(this.#fd, buf);
   }
 
   /** One event per call holding every value; non-finite scalars are written as they are (TensorBoard shows NaN). */
   write(step: number, values: SummaryValue[], wallTime = Date.now() / 1000): void {
-    if (!Number.isInteger(step) || step < 0) throw new RangeError(`TensorBoardWriter.write: expected step to be an integer >= 0, received ${step}`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new RangeError(`TensorBoardWriter.write: expected step to be an integer >= 0, received ${step}`);
     if (values.length) this.#append([encodeEvent({ wallTime, step, values })]);
   }
 
   scalars(step: number, scalars: Record<string, number>, wallTime?: number): void {
-    this.write(step, Object.entries(scalars).filter(([, v]) => typeof v === 'number').map(([tag, scalar]) => ({ tag, scalar })), wallTime);
+    this.write(
+      step,
+      Object.entries(scalars)
+        .filter(([, v]) => typeof v === 'number')
+        .map(([tag, scalar]) => ({ tag, scalar })),
+      wallTime,
+    );
   }
 
   flush(): void {
@@ -190,7 +222,10 @@ const one = (fields: ProtoField[], n: number) => fields.find((f) => f.field === 
 function decodeHistogram(b: Uint8Array): Histogram {
   const f = readFields(b);
   const d = (n: number) => (one(f, n) instanceof Uint8Array ? asDouble(one(f, n) as Uint8Array) : 0);
-  const packed = (n: number) => f.filter((x) => x.field === n).flatMap((x) => (x.wire === 2 ? asPackedDoubles(x.value as Uint8Array) : [asDouble(x.value as Uint8Array)]));
+  const packed = (n: number) =>
+    f
+      .filter((x) => x.field === n)
+      .flatMap((x) => (x.wire === 2 ? asPackedDoubles(x.value as Uint8Array) : [asDouble(x.value as Uint8Array)]));
   return { min: d(1), max: d(2), num: d(3), sum: d(4), sumSquares: d(5), bucketLimit: packed(6), bucket: packed(7) };
 }
 
@@ -203,7 +238,9 @@ function decodeValue(b: Uint8Array): DecodedValue {
   if (histo instanceof Uint8Array) v.histogram = decodeHistogram(histo);
   const tensor = one(f, 8);
   if (tensor instanceof Uint8Array) {
-    const strings = readFields(tensor).filter((x) => x.field === 8).map((x) => asString(x.value as Uint8Array));
+    const strings = readFields(tensor)
+      .filter((x) => x.field === 8)
+      .map((x) => asString(x.value as Uint8Array));
     if (strings.length) v.text = strings.join('\n');
   }
   const meta = one(f, 9);
@@ -216,10 +253,20 @@ function decodeValue(b: Uint8Array): DecodedValue {
 
 export function decodeEvent(b: Uint8Array): DecodedEvent {
   const f = readFields(b);
-  const wt = one(f, 1), step = one(f, 2), fv = one(f, 3), summary = one(f, 5);
-  const e: DecodedEvent = { wallTime: wt instanceof Uint8Array ? asDouble(wt) : 0, step: typeof step === 'bigint' ? Number(BigInt.asIntN(64, step)) : 0, values: [] };
+  const wt = one(f, 1),
+    step = one(f, 2),
+    fv = one(f, 3),
+    summary = one(f, 5);
+  const e: DecodedEvent = {
+    wallTime: wt instanceof Uint8Array ? asDouble(wt) : 0,
+    step: typeof step === 'bigint' ? Number(BigInt.asIntN(64, step)) : 0,
+    values: [],
+  };
   if (fv instanceof Uint8Array) e.fileVersion = asString(fv);
-  if (summary instanceof Uint8Array) e.values = readFields(summary).filter((x) => x.field === 1).map((x) => decodeValue(x.value as Uint8Array));
+  if (summary instanceof Uint8Array)
+    e.values = readFields(summary)
+      .filter((x) => x.field === 1)
+      .map((x) => decodeValue(x.value as Uint8Array));
   return e;
 }
 
@@ -230,11 +277,13 @@ export function readRecords(buf: Uint8Array, source = 'tfevents'): Uint8Array[] 
   let pos = 0;
   while (pos < buf.length) {
     if (pos + 12 > buf.length) break; // torn header
-    if (dv.getUint32(pos + 8, true) !== maskedCrc32c(buf.subarray(pos, pos + 8))) throw new RlhfError(ErrorCode.FORMAT, `${source}: record at byte ${pos}: length checksum mismatch`);
+    if (dv.getUint32(pos + 8, true) !== maskedCrc32c(buf.subarray(pos, pos + 8)))
+      throw new RlhfError(ErrorCode.FORMAT, `${source}: record at byte ${pos}: length checksum mismatch`);
     const n = Number(dv.getBigUint64(pos, true));
     if (pos + 16 + n > buf.length) break; // torn data
     const data = buf.subarray(pos + 12, pos + 12 + n);
-    if (dv.getUint32(pos + 12 + n, true) !== maskedCrc32c(data)) throw new RlhfError(ErrorCode.FORMAT, `${source}: record at byte ${pos}: data checksum mismatch`);
+    if (dv.getUint32(pos + 12 + n, true) !== maskedCrc32c(data))
+      throw new RlhfError(ErrorCode.FORMAT, `${source}: record at byte ${pos}: data checksum mismatch`);
     out.push(data);
     pos += 16 + n;
   }

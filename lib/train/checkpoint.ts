@@ -80,7 +80,12 @@ async function listFiles(dir: string, root = dir): Promise<string[]> {
  * Writes a checkpoint of `parts` and `state` to `dir` (replacing it atomically), with the
  * checksum manifest. `runId` ties it to its run's manifest (lib/train/run-manifest.ts).
  */
-export async function saveCheckpoint(dir: string, parts: Record<string, CheckpointPart>, state: Omit<TrainerState, 'version'>, opts: { runId?: string } = {}): Promise<void> {
+export async function saveCheckpoint(
+  dir: string,
+  parts: Record<string, CheckpointPart>,
+  state: Omit<TrainerState, 'version'>,
+  opts: { runId?: string } = {},
+): Promise<void> {
   await replaceDirAtomic(dir, async (tmp) => {
     for (const [name, part] of Object.entries(parts)) {
       const sub = join(tmp, name);
@@ -97,10 +102,19 @@ export async function saveCheckpoint(dir: string, parts: Record<string, Checkpoi
         );
       }
     }
-    await writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify({ version: CHECKPOINT_VERSION, ...state }, null, 2) + '\n');
+    await writeFileAtomic(
+      join(tmp, 'trainer_state.json'),
+      JSON.stringify({ version: CHECKPOINT_VERSION, ...state }, null, 2) + '\n',
+    );
     const files: CheckpointManifest['files'] = {};
     for (const f of await listFiles(tmp)) files[f] = await fileDigest(join(tmp, f));
-    const m: CheckpointManifest = { format: 'rlhf-checkpoint', version: CHECKPOINT_VERSION, ...(opts.runId ? { runId: opts.runId } : {}), step: state.step as number, files };
+    const m: CheckpointManifest = {
+      format: 'rlhf-checkpoint',
+      version: CHECKPOINT_VERSION,
+      ...(opts.runId ? { runId: opts.runId } : {}),
+      step: state.step as number,
+      files,
+    };
     await writeFileAtomic(join(tmp, CHECKPOINT_MANIFEST), JSON.stringify(m, null, 2) + '\n');
   });
 }
@@ -117,7 +131,8 @@ export async function verifyCheckpoint(dir: string): Promise<CheckpointManifest 
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new RlhfError(ErrorCode.IO, `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new RlhfError(ErrorCode.IO, `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   if (text === undefined) {
     await readTrainerState(dir);
@@ -127,7 +142,9 @@ export async function verifyCheckpoint(dir: string): Promise<CheckpointManifest 
   try {
     m = JSON.parse(text);
   } catch (err) {
-    throw new RlhfError(ErrorCode.FORMAT, `${path}: unreadable checksum manifest (${(err as Error).message})`, { cause: err });
+    throw new RlhfError(ErrorCode.FORMAT, `${path}: unreadable checksum manifest (${(err as Error).message})`, {
+      cause: err,
+    });
   }
   if (m?.format !== 'rlhf-checkpoint' || !m.files || typeof m.files !== 'object' || !m.files['trainer_state.json'])
     throw new RlhfError(ErrorCode.FORMAT, `${path}: not a checkpoint checksum manifest`);
@@ -136,13 +153,25 @@ export async function verifyCheckpoint(dir: string): Promise<CheckpointManifest 
     let got: { bytes: number; sha256: string };
     try {
       const st = await stat(p);
-      if (st.size !== want.bytes) throw new RlhfError(ErrorCode.FORMAT, `${p}: ${st.size} bytes, the checkpoint manifest says ${want.bytes} (truncated or partial)`);
+      if (st.size !== want.bytes)
+        throw new RlhfError(
+          ErrorCode.FORMAT,
+          `${p}: ${st.size} bytes, the checkpoint manifest says ${want.bytes} (truncated or partial)`,
+        );
       got = await fileDigest(p);
     } catch (err) {
       if (err instanceof RlhfError) throw err;
-      throw new RlhfError(ErrorCode.FORMAT, `${p}: missing or unreadable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `${p}: missing or unreadable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        { cause: err },
+      );
     }
-    if (got.sha256 !== want.sha256) throw new RlhfError(ErrorCode.FORMAT, `${p}: SHA-256 ${got.sha256.slice(0, 16)}... differs from the checkpoint manifest's ${want.sha256.slice(0, 16)}... (the file was altered or corrupted)`);
+    if (got.sha256 !== want.sha256)
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `${p}: SHA-256 ${got.sha256.slice(0, 16)}... differs from the checkpoint manifest's ${want.sha256.slice(0, 16)}... (the file was altered or corrupted)`,
+      );
   }
   await readTrainerState(dir);
   return m;
@@ -163,7 +192,10 @@ export async function readTrainerState(dir: string): Promise<TrainerState> {
     throw new RlhfError(ErrorCode.IO, `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   if (state.version !== CHECKPOINT_VERSION || typeof state.step !== 'number')
-    throw new RlhfError(ErrorCode.FORMAT, `${path}: not a version-${CHECKPOINT_VERSION} trainer state (version ${JSON.stringify(state.version)})`);
+    throw new RlhfError(
+      ErrorCode.FORMAT,
+      `${path}: not a version-${CHECKPOINT_VERSION} trainer state (version ${JSON.stringify(state.version)})`,
+    );
   return state;
 }
 
@@ -172,10 +204,17 @@ export async function readTrainerState(dir: string): Promise<TrainerState> {
  * ±Infinity in any weight or moment is an ERR_RLHF_FORMAT error naming the tensor unless
  * `allowNonFinite` (the optimizer state is then not loaded either way before the check).
  */
-export async function restoreCheckpoint(dir: string, parts: Record<string, { model: Model; optimizer?: AdamW }>, opts: { allowNonFinite?: boolean } = {}): Promise<TrainerState> {
+export async function restoreCheckpoint(
+  dir: string,
+  parts: Record<string, { model: Model; optimizer?: AdamW }>,
+  opts: { allowNonFinite?: boolean } = {},
+): Promise<TrainerState> {
   const state = await readTrainerState(dir);
   const refuse = (what: string, i: number, v: number) =>
-    new RlhfError(ErrorCode.FORMAT, `${dir}: ${what} holds a non-finite value (${v} at index ${i}); a run is not resumed from non-finite weights or optimizer state (resume from an earlier checkpoint, or pass allowNonFiniteResume / --allow-non-finite-resume to load it anyway)`);
+    new RlhfError(
+      ErrorCode.FORMAT,
+      `${dir}: ${what} holds a non-finite value (${v} at index ${i}); a run is not resumed from non-finite weights or optimizer state (resume from an earlier checkpoint, or pass allowNonFiniteResume / --allow-non-finite-resume to load it anyway)`,
+    );
   for (const [name, part] of Object.entries(parts)) {
     const sub = join(dir, name);
     await part.model.loadWeights(sub);
@@ -188,11 +227,16 @@ export async function restoreCheckpoint(dir: string, parts: Record<string, { mod
     if (part.optimizer) {
       const h = await readSafetensorsHeader(join(sub, 'optimizer.safetensors'));
       const step = Number(h.metadata.step);
-      if (!Number.isInteger(step) || step < 0) throw new RlhfError(ErrorCode.FORMAT, `${h.path}: metadata.step must be an integer, got ${h.metadata.step}`);
+      if (!Number.isInteger(step) || step < 0)
+        throw new RlhfError(ErrorCode.FORMAT, `${h.path}: metadata.step must be an integer, got ${h.metadata.step}`);
       const options = JSON.parse(h.metadata.options ?? '{}');
-      const m = await readTensorF32(h, 'exp_avg'), v = await readTensorF32(h, 'exp_avg_sq');
+      const m = await readTensorF32(h, 'exp_avg'),
+        v = await readTensorF32(h, 'exp_avg_sq');
       if (!opts.allowNonFinite)
-        for (const [t, x] of [['exp_avg', m], ['exp_avg_sq', v]] as const) {
+        for (const [t, x] of [
+          ['exp_avg', m],
+          ['exp_avg_sq', v],
+        ] as const) {
           const i = firstNonFinite(x);
           if (i !== undefined) throw refuse(`the ${name} optimizer state ${t}`, i, x[i]);
         }
@@ -210,7 +254,11 @@ export async function findLatestCheckpoint(outputDir: string): Promise<string | 
   } catch {
     return undefined;
   }
-  const steps = names.map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => b - a);
+  const steps = names
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => !!m)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => b - a);
   for (const step of steps) {
     const dir = checkpointDir(outputDir, step);
     try {
@@ -231,7 +279,11 @@ export async function checkpointSteps(outputDir: string): Promise<number[]> {
   } catch {
     return [];
   }
-  return names.map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => b - a);
+  return names
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => !!m)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => b - a);
 }
 
 /**
@@ -240,7 +292,10 @@ export async function checkpointSteps(outputDir: string): Promise<number[]> {
  * `checkpoint-<step>.corrupt-<time>` (kept for inspection, never resumed or pruned as the latest)
  * and reported through `warn`.
  */
-export async function findVerifiedCheckpoint(outputDir: string, opts: { runId?: string; warn?: (message: string) => void } = {}): Promise<string | undefined> {
+export async function findVerifiedCheckpoint(
+  outputDir: string,
+  opts: { runId?: string; warn?: (message: string) => void } = {},
+): Promise<string | undefined> {
   for (const step of await checkpointSteps(outputDir)) {
     const dir = checkpointDir(outputDir, step);
     let reason: string;
@@ -254,7 +309,9 @@ export async function findVerifiedCheckpoint(outputDir: string, opts: { runId?: 
     }
     const aside = `${dir}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     await rename(dir, aside).catch(() => {});
-    opts.warn?.(`checkpoint-${step} is not usable (${reason}); moved to ${aside}, falling back to the previous checkpoint`);
+    opts.warn?.(
+      `checkpoint-${step} is not usable (${reason}); moved to ${aside}, falling back to the previous checkpoint`,
+    );
   }
   return undefined;
 }
@@ -276,7 +333,9 @@ export async function cleanCheckpointLeftovers(outputDir: string): Promise<strin
     return [];
   }
   const done: string[] = [];
-  const leftovers = names.map((n) => /^checkpoint-(\d+)\.(tmp|old)-.+$/.exec(n)).filter((m): m is RegExpExecArray => !!m);
+  const leftovers = names
+    .map((n) => /^checkpoint-(\d+)\.(tmp|old)-.+$/.exec(n))
+    .filter((m): m is RegExpExecArray => !!m);
   // per step: the complete new one (tmp) is preferred over the previous one (old)
   leftovers.sort((a, b) => (a[2] === b[2] ? 0 : a[2] === 'tmp' ? -1 : 1));
   const present = new Set(names);
@@ -284,7 +343,10 @@ export async function cleanCheckpointLeftovers(outputDir: string): Promise<strin
     const path = join(outputDir, m[0]);
     const target = checkpointDir(outputDir, Number(m[1]));
     if (!present.has(`checkpoint-${m[1]}`)) {
-      const ok = await verifyCheckpoint(path).then((x) => !!x, () => false);
+      const ok = await verifyCheckpoint(path).then(
+        (x) => !!x,
+        () => false,
+      );
       if (ok) {
         await rename(path, target);
         present.add(`checkpoint-${m[1]}`);

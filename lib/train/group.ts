@@ -31,7 +31,13 @@ export class GroupTrainer extends PolicyGradientLoop {
   constructor(opts: GroupOptions) {
     const fn = 'GroupTrainer';
     const drGrpo = (opts as { estimator?: unknown }).estimator === 'dr-grpo';
-    const { o, config } = commonConfig(fn, opts as unknown as Record<string, unknown>, { samplesPerPrompt: 4, klCoef: 0, klMode: 'loss', klEstimator: 'k3', ...(drGrpo ? { aggregation: 'seq-mean-token-sum-norm' as const } : {}) });
+    const { o, config } = commonConfig(fn, opts as unknown as Record<string, unknown>, {
+      samplesPerPrompt: 4,
+      klCoef: 0,
+      klMode: 'loss',
+      klEstimator: 'k3',
+      ...(drGrpo ? { aggregation: 'seq-mean-token-sum-norm' as const } : {}),
+    });
     o.known(KEYS);
     const estimator = o.oneOf('estimator', ['grpo', 'dr-grpo', 'rloo', 'reinforce++'] as const, 'grpo');
     let dynamicSampling: { maxRounds: number } | undefined;
@@ -42,7 +48,9 @@ export class GroupTrainer extends PolicyGradientLoop {
       dynamicSampling = { maxRounds: d.int('maxRounds', { min: 1 }, 4) };
     }
     if (estimator !== 'reinforce++' && config.samplesPerPrompt < 2)
-      throw new RangeError(`${fn}: expected options.samplesPerPrompt to be >= 2 for ${estimator} (the group baseline needs several samples), received ${config.samplesPerPrompt}`);
+      throw new RangeError(
+        `${fn}: expected options.samplesPerPrompt to be >= 2 for ${estimator} (the group baseline needs several samples), received ${config.samplesPerPrompt}`,
+      );
     super({
       ...config,
       stage: 'group',

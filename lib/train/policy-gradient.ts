@@ -37,8 +37,31 @@
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
-import { loadPromptFile, loadSftFile, padBatch, permutation, tokenizeSft, toSftRecords, type PromptRecord, type SftInput, type TokenizedExample } from '../data/index.js';
-import { gae, grpoAdvantages, ntpLoss, truncatedImportanceWeights, reinforcePlusPlusAdvantages, rlooAdvantages, tokenRewards, whiten, filterPromptsByVariance, varianceQuantile, type Aggregation, type KlEstimator } from '../losses/index.js';
+import {
+  loadPromptFile,
+  loadSftFile,
+  padBatch,
+  permutation,
+  tokenizeSft,
+  toSftRecords,
+  type PromptRecord,
+  type SftInput,
+  type TokenizedExample,
+} from '../data/index.js';
+import {
+  gae,
+  grpoAdvantages,
+  ntpLoss,
+  truncatedImportanceWeights,
+  reinforcePlusPlusAdvantages,
+  rlooAdvantages,
+  tokenRewards,
+  whiten,
+  filterPromptsByVariance,
+  varianceQuantile,
+  type Aggregation,
+  type KlEstimator,
+} from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
 import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores, type RewardSource } from '../rewards/types.js';
@@ -163,7 +186,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
     this.c = c;
     this.policy = c.policy;
     this.optimizer = new AdamW(c.policy, { lr: c.lr, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm });
-    if (c.critic) this.criticOptimizer = new AdamW(c.critic, { lr: c.criticLr, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm });
+    if (c.critic)
+      this.criticOptimizer = new AdamW(c.critic, {
+        lr: c.criticLr,
+        weightDecay: c.weightDecay,
+        maxGradNorm: c.maxGradNorm,
+      });
     this.#klCoef = c.kl.coef;
   }
 
@@ -206,7 +234,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
       this.#ownsReference = !c.reference;
     }
     const ptx = c.ptx ? await this.#ptxExamples(c.ptx) : undefined;
-    const run = new TrainingRun(c.stage, this, c.iterations, c, { config: c as unknown as Record<string, unknown>, dataKeys: ['prompts', 'ptx.data'] });
+    const run = new TrainingRun(c.stage, this, c.iterations, c, {
+      config: c as unknown as Record<string, unknown>,
+      dataKeys: ['prompts', 'ptx.data'],
+    });
     this.#run = run;
     const parts = (): Record<string, CheckpointPart> => ({
       policy: { model: c.policy, optimizer: this.optimizer, tokenizer: c.tokenizer },
@@ -223,7 +254,9 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (resumed) {
       iteration = resumed.step;
       this.#klCoef = resumed.klCoef as number;
-      this.#refScores = new Map(Object.entries(resumed.refScores as Record<string, number>).map(([k, v]) => [Number(k), v]));
+      this.#refScores = new Map(
+        Object.entries(resumed.refScores as Record<string, number>).map(([k, v]) => [Number(k), v]),
+      );
       this.#norm = resumed.norm as { count: number; mean: number; m2: number };
       kept = resumed.keptPrompts as number[] | undefined;
       rewardHistory.push(...(resumed.rewardHistory as number[]));
@@ -231,7 +264,14 @@ export class PolicyGradientLoop extends TrainerEmitter {
       kept = await this.#filterPrompts(prompts, c.promptFilter, run);
     }
     const pool = kept ?? prompts.map((_, i) => i);
-    const state = () => ({ klCoef: this.#klCoef, refScores: Object.fromEntries(this.#refScores), norm: this.#norm, keptPrompts: kept, rewardHistory, seed: c.seed });
+    const state = () => ({
+      klCoef: this.#klCoef,
+      refScores: Object.fromEntries(this.#refScores),
+      norm: this.#norm,
+      keptPrompts: kept,
+      rewardHistory,
+      seed: c.seed,
+    });
 
     while (iteration < c.iterations) {
       const time: Record<string, number> = {};
@@ -249,11 +289,22 @@ export class PolicyGradientLoop extends TrainerEmitter {
         // dynamic sampling found no group with varying rewards: nothing to train on this iteration
         iteration++;
         rewardHistory.push(data.emptyRewardMean);
-        await run.step(iteration, { rewardMean: data.emptyRewardMean, dynamicSamplingRounds: c.dynamicSampling!.maxRounds, keptGroups: 0, ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])) });
+        await run.step(iteration, {
+          rewardMean: data.emptyRewardMean,
+          dynamicSamplingRounds: c.dynamicSampling!.maxRounds,
+          keptGroups: 0,
+          ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
+        });
         if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
         if (!this.#stop) continue;
         if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
-        return { iterations: iteration, rewardHistory, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, stopped: true };
+        return {
+          iterations: iteration,
+          rewardHistory,
+          skippedSteps: run.skippedSteps,
+          seconds: (performance.now() - t0) / 1000,
+          stopped: true,
+        };
       }
       const m = await this.#update(data, iteration, ptx, timed);
       if (c.kl.target !== undefined && this.#needsReference) {
@@ -286,11 +337,22 @@ export class PolicyGradientLoop extends TrainerEmitter {
       if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
       if (this.#stop) {
         if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
-        return { iterations: iteration, rewardHistory, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, stopped: true };
+        return {
+          iterations: iteration,
+          rewardHistory,
+          skippedSteps: run.skippedSteps,
+          seconds: (performance.now() - t0) / 1000,
+          stopped: true,
+        };
       }
     }
     if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
-    return { iterations: iteration, rewardHistory, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000 };
+    return {
+      iterations: iteration,
+      rewardHistory,
+      skippedSteps: run.skippedSteps,
+      seconds: (performance.now() - t0) / 1000,
+    };
   }
 
   /** Frees the reference model this trainer cloned (not one the caller passed). */
@@ -302,7 +364,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
   }
 
   #promptIndices(pool: number[], iteration: number): number[] {
-    const P = this.c.promptsPerIteration, n = pool.length;
+    const P = this.c.promptsPerIteration,
+      n = pool.length;
     return Array.from({ length: P }, (_, j) => {
       const pos = iteration * P + j;
       return pool[permutation(n, this.c.seed, Math.floor(pos / n))[pos % n]];
@@ -324,14 +387,21 @@ export class PolicyGradientLoop extends TrainerEmitter {
    * Applies onInvalidReward to scores of rows whose (dataset prompt index, sample index) `where`
    * gives: 'error' throws on the first non-finite score; 'skip' warns and returns the rows to drop.
    */
-  #invalidRewards(scores: number[], where: (r: number) => { prompt: number; sample: number }, what: string): Set<number> {
+  #invalidRewards(
+    scores: number[],
+    where: (r: number) => { prompt: number; sample: number },
+    what: string,
+  ): Set<number> {
     const bad = new Set<number>();
     scores.forEach((s, r) => {
       if (Number.isFinite(s)) return;
       const w = where(r);
       const name = `reward source "${this.c.reward.name}" returned ${s} for ${what} (prompt ${w.prompt}, sample ${w.sample})`;
       if (this.c.onInvalidReward === 'error')
-        throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${this.c.stage}: ${name}; onInvalidReward: 'skip' (--on-invalid-reward skip) drops such samples`);
+        throw new RlhfError(
+          ErrorCode.OUT_OF_RANGE,
+          `${this.c.stage}: ${name}; onInvalidReward: 'skip' (--on-invalid-reward skip) drops such samples`,
+        );
       this.emit('log', { stage: this.c.stage, message: `warning: ${name}: sample dropped` });
       bad.add(r);
     });
@@ -343,7 +413,15 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const missing = [...new Set(indices.filter((i) => !this.#refScores.has(i)))];
     if (missing.length > 0) {
       // one batch; y_ref of prompt i draws from stream STREAM_REFERENCE + i whatever else is in it
-      const r = await generateRollout({ policy: this.#reference!, tokenizer: this.c.tokenizer, prompts: missing.map((i) => prompts[i]), samplesPerPrompt: 1, sampling: this.c.sampling, seed: this.c.seed, streams: missing.map((i) => STREAM_REFERENCE + i) });
+      const r = await generateRollout({
+        policy: this.#reference!,
+        tokenizer: this.c.tokenizer,
+        prompts: missing.map((i) => prompts[i]),
+        samplesPerPrompt: 1,
+        sampling: this.c.sampling,
+        seed: this.c.seed,
+        streams: missing.map((i) => STREAM_REFERENCE + i),
+      });
       const scores = await this.#score(r);
       this.#invalidRewards(scores, (k) => ({ prompt: missing[k], sample: 0 }), 'the reference response y_ref');
       scores.forEach((s, k) => Number.isFinite(s) && this.#refScores.set(missing[k], s)); // an invalid one is drawn again next time
@@ -356,10 +434,26 @@ export class PolicyGradientLoop extends TrainerEmitter {
    * score, apply onInvalidReward (and the reference baseline's scores for PPO), clip and add the
    * overlong penalty. Rows of dropped samples are gone from the returned rollout.
    */
-  async #sampleRound(prompts: PromptRecord[], indices: number[], streamBase: number, iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>) {
-    const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
+  async #sampleRound(
+    prompts: PromptRecord[],
+    indices: number[],
+    streamBase: number,
+    iteration: number,
+    timed: <T>(p: string, f: () => Promise<T>) => Promise<T>,
+  ) {
+    const c = this.c,
+      n = c.samplesPerPrompt,
+      tok = c.tokenizer;
     let rollout = await timed('generate', () =>
-      generateRollout({ policy: c.rolloutPolicy ?? c.policy, tokenizer: tok, prompts: indices.map((i) => prompts[i]), samplesPerPrompt: n, sampling: c.sampling, seed: c.seed, streamBase }),
+      generateRollout({
+        policy: c.rolloutPolicy ?? c.policy,
+        tokenizer: tok,
+        prompts: indices.map((i) => prompts[i]),
+        samplesPerPrompt: n,
+        sampling: c.sampling,
+        seed: c.seed,
+        streamBase,
+      }),
     );
     let scores = await timed('score', () => this.#score(rollout));
     const where = (r: number) => ({ prompt: indices[rollout.samples[r].promptIndex], sample: r % n });
@@ -371,14 +465,16 @@ export class PolicyGradientLoop extends TrainerEmitter {
     }
     if (drop.size) {
       // group baselines need every sample of a group: drop the group
-      if (GROUP_BASELINES.has(c.advantage)) for (const r of [...drop]) for (let j = 0; j < n; j++) drop.add(r - (r % n) + j);
+      if (GROUP_BASELINES.has(c.advantage))
+        for (const r of [...drop]) for (let j = 0; j < n; j++) drop.add(r - (r % n) + j);
       const keep = (_: unknown, r: number) => !drop.has(r);
       rollout = { ...rollout, samples: rollout.samples.filter(keep) };
       scores = scores.filter(keep);
     }
     let shaped = scores.slice();
     if (c.rewardClip !== undefined) shaped = shaped.map((s) => Math.max(-c.rewardClip!, Math.min(c.rewardClip!, s)));
-    if (c.overlong) shaped = shaped.map((s, r) => s + overlongPenalty(rollout.samples[r].responseIds.length, c.overlong!));
+    if (c.overlong)
+      shaped = shaped.map((s, r) => s + overlongPenalty(rollout.samples[r].responseIds.length, c.overlong!));
     void iteration;
     return { rollout, indices, scores, shaped, ref, dropped: drop.size, rounds: 1, discarded: 0, seenRewardMean: 0 };
   }
@@ -389,37 +485,78 @@ export class PolicyGradientLoop extends TrainerEmitter {
    * prompts are sampled (fresh ones, beyond every regular iteration's) until promptsPerIteration
    * groups with varying rewards are in hand or maxRounds rounds are spent; extra groups are cut.
    */
-  async #dynamicSample(prompts: PromptRecord[], pool: number[], indices: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>) {
-    const c = this.c, n = c.samplesPerPrompt, P = c.promptsPerIteration, maxRounds = c.dynamicSampling!.maxRounds;
+  async #dynamicSample(
+    prompts: PromptRecord[],
+    pool: number[],
+    indices: number[],
+    iteration: number,
+    timed: <T>(p: string, f: () => Promise<T>) => Promise<T>,
+  ) {
+    const c = this.c,
+      n = c.samplesPerPrompt,
+      P = c.promptsPerIteration,
+      maxRounds = c.dynamicSampling!.maxRounds;
     const kept: Array<{ index: number; samples: Rollout['samples']; scores: number[]; shaped: number[] }> = [];
-    let dropped = 0, rounds = 0, discarded = 0, seenSum = 0, seen = 0;
+    let dropped = 0,
+      rounds = 0,
+      discarded = 0,
+      seenSum = 0,
+      seen = 0;
     for (let r = 0; r < maxRounds && kept.length < P; r++, rounds++) {
       const pos0 = r === 0 ? iteration * P : (c.iterations + iteration * (maxRounds - 1) + r - 1) * P; // disjoint prompt positions and streams
       const idx = r === 0 ? indices : this.#promptIndices(pool, pos0 / P);
       const round = await this.#sampleRound(prompts, idx, pos0 * n, iteration, timed);
       dropped += round.dropped;
-      for (const x of round.scores) (seenSum += x), seen++;
+      for (const x of round.scores) ((seenSum += x), seen++);
       for (let g = 0; g < round.rollout.samples.length; g += n) {
         const shaped = round.shaped.slice(g, g + n);
         if (shaped.every((x) => x === shaped[0])) {
           discarded++;
           continue;
         }
-        if (kept.length < P) kept.push({ index: idx[round.rollout.samples[g].promptIndex], samples: round.rollout.samples.slice(g, g + n), scores: round.scores.slice(g, g + n), shaped });
+        if (kept.length < P)
+          kept.push({
+            index: idx[round.rollout.samples[g].promptIndex],
+            samples: round.rollout.samples.slice(g, g + n),
+            scores: round.scores.slice(g, g + n),
+            shaped,
+          });
       }
     }
-    if (kept.length < P) this.emit('log', { stage: c.stage, message: `warning: iteration ${iteration + 1}: dynamic sampling found ${kept.length} of ${P} groups with varying rewards in ${rounds} rounds` });
+    if (kept.length < P)
+      this.emit('log', {
+        stage: c.stage,
+        message: `warning: iteration ${iteration + 1}: dynamic sampling found ${kept.length} of ${P} groups with varying rewards in ${rounds} rounds`,
+      });
     const rollout: Rollout = {
       prompts: kept.map((k) => prompts[k.index]),
       samplesPerPrompt: n,
       samples: kept.flatMap((k, p) => k.samples.map((s) => ({ ...s, promptIndex: p }))),
     };
-    return { rollout, indices: kept.map((k) => k.index), scores: kept.flatMap((k) => k.scores), shaped: kept.flatMap((k) => k.shaped), ref: undefined, dropped, rounds, discarded, seenRewardMean: seen ? seenSum / seen : 0 };
+    return {
+      rollout,
+      indices: kept.map((k) => k.index),
+      scores: kept.flatMap((k) => k.scores),
+      shaped: kept.flatMap((k) => k.shaped),
+      ref: undefined,
+      dropped,
+      rounds,
+      discarded,
+      seenRewardMean: seen ? seenSum / seen : 0,
+    };
   }
 
   /** The iteration's data, or (dynamic sampling with no group of varying rewards) the mean reward of everything sampled. */
-  async #collect(prompts: PromptRecord[], pool: number[], indices0: number[], iteration: number, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<IterationData | { emptyRewardMean: number }> {
-    const c = this.c, n = c.samplesPerPrompt, tok = c.tokenizer;
+  async #collect(
+    prompts: PromptRecord[],
+    pool: number[],
+    indices0: number[],
+    iteration: number,
+    timed: <T>(p: string, f: () => Promise<T>) => Promise<T>,
+  ): Promise<IterationData | { emptyRewardMean: number }> {
+    const c = this.c,
+      n = c.samplesPerPrompt,
+      tok = c.tokenizer;
     const round = c.dynamicSampling
       ? await this.#dynamicSample(prompts, pool, indices0, iteration, timed)
       : await this.#sampleRound(prompts, indices0, iteration * c.promptsPerIteration * n, iteration, timed);
@@ -428,7 +565,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const drop = { size: round.dropped };
     if (!rollout.samples.length) {
       if (c.dynamicSampling) return { emptyRewardMean: round.seenRewardMean }; // nothing to learn from: no update this iteration
-      throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${c.stage}: iteration ${iteration + 1}: every sample had an invalid reward (reward source "${c.reward.name}")`);
+      throw new RlhfError(
+        ErrorCode.OUT_OF_RANGE,
+        `${c.stage}: iteration ${iteration + 1}: every sample had an invalid reward (reward source "${c.reward.name}")`,
+      );
     }
     if (ref) {
       shaped = shaped.map((s, r) => s - ref![rollout.samples[r].promptIndex]);
@@ -444,27 +584,83 @@ export class PolicyGradientLoop extends TrainerEmitter {
       shaped = shaped.map((s) => (s - this.#norm.mean) / sd);
     }
     const sb = sequenceBatch(rollout.samples, tok.padId);
-    let oldLogp = scatterResponses(rollout.samples.map((s) => s.logprobs), sb);
+    let oldLogp = scatterResponses(
+      rollout.samples.map((s) => s.logprobs),
+      sb,
+    );
     let isWeights: Float32Array | undefined;
     if (c.truncatedIS !== undefined) {
       // the rollout's log-probs are μ's; π_old is the policy's own, at the sampling temperature
       const behaviour = oldLogp;
-      oldLogp = (await timed('old', () => c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, saveForBackward: false }))).logprobs;
-      isWeights = Float32Array.from(truncatedImportanceWeights({ oldLogp, behaviourLogp: behaviour, mask: Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0)), cap: c.truncatedIS }));
+      oldLogp = (
+        await timed('old', () =>
+          c.policy.forward({
+            tokens: sb.tokens,
+            targets: sb.targets,
+            batch: sb.batch,
+            seqLen: sb.seqLen,
+            lengths: sb.lengths,
+            temperature: this.#forwardTemperature,
+            saveForBackward: false,
+          }),
+        )
+      ).logprobs;
+      isWeights = Float32Array.from(
+        truncatedImportanceWeights({
+          oldLogp,
+          behaviourLogp: behaviour,
+          mask: Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0)),
+          cap: c.truncatedIS,
+        }),
+      );
     }
     let refLogp: Float32Array | undefined, oldValues: Float32Array | undefined;
     if (this.#reference)
-      refLogp = (await timed('reference', () => this.#reference!.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, saveForBackward: false }))).logprobs;
-    if (c.critic) oldValues = (await timed('critic', () => c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true, saveForBackward: false }))).values!;
+      refLogp = (
+        await timed('reference', () =>
+          this.#reference!.forward({
+            tokens: sb.tokens,
+            targets: sb.targets,
+            batch: sb.batch,
+            seqLen: sb.seqLen,
+            lengths: sb.lengths,
+            temperature: this.#forwardTemperature,
+            saveForBackward: false,
+          }),
+        )
+      ).logprobs;
+    if (c.critic)
+      oldValues = (
+        await timed('critic', () =>
+          c.critic!.forward({
+            tokens: sb.tokens,
+            batch: sb.batch,
+            seqLen: sb.seqLen,
+            lengths: sb.lengths,
+            values: true,
+            saveForBackward: false,
+          }),
+        )
+      ).values!;
 
     const B = sb.batch;
     const batchMask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
-    const klTokens = refLogp ? pgNative.klPerToken({ logp: oldLogp, refLogp, mask: batchMask, estimator: c.kl.estimator }).kl : undefined;
+    const klTokens = refLogp
+      ? pgNative.klPerToken({ logp: oldLogp, refLogp, mask: batchMask, estimator: c.kl.estimator }).kl
+      : undefined;
     const klPerResponse: number[] = [];
-    const perRowAdv: Float64Array[] = [], perRowRet: Float64Array[] = [];
+    const perRowAdv: Float64Array[] = [],
+      perRowRet: Float64Array[] = [];
     let seqAdv: Float64Array | undefined;
-    if (c.advantage !== 'gae' && !c.dynamicSampling && zeroVariance(shaped, c.advantage === 'reinforce++' ? shaped.length : n))
-      this.emit('log', { stage: c.stage, message: `warning: iteration ${iteration + 1}: every ${c.advantage === 'reinforce++' ? 'reward of the batch is' : "group's rewards are"} equal (zero variance): the policy gradient is 0` });
+    if (
+      c.advantage !== 'gae' &&
+      !c.dynamicSampling &&
+      zeroVariance(shaped, c.advantage === 'reinforce++' ? shaped.length : n)
+    )
+      this.emit('log', {
+        stage: c.stage,
+        message: `warning: iteration ${iteration + 1}: every ${c.advantage === 'reinforce++' ? 'reward of the batch is' : "group's rewards are"} equal (zero variance): the policy gradient is 0`,
+      });
     if (c.advantage === 'grpo') seqAdv = grpoAdvantages(shaped, n);
     else if (c.advantage === 'dr-grpo') seqAdv = grpoAdvantages(shaped, n, { scale: false });
     else if (c.advantage === 'rloo') seqAdv = rlooAdvantages(shaped, n);
@@ -475,7 +671,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
       const kl = klTokens ? responseSlice(klTokens, sb, b) : new Float64Array(L);
       klPerResponse.push(kl.reduce((a, x) => a + x, 0));
       if (c.advantage === 'gae') {
-        const { rewards } = tokenRewards({ score: shaped[b], kl, klCoef: c.kl.mode === 'reward' ? this.#klCoef : 0, mask });
+        const { rewards } = tokenRewards({
+          score: shaped[b],
+          kl,
+          klCoef: c.kl.mode === 'reward' ? this.#klCoef : 0,
+          mask,
+        });
         const g = gae({ rewards, values: responseSlice(oldValues!, sb, b), mask, gamma: c.gamma, lambda: c.lambda });
         perRowAdv.push(g.advantages);
         perRowRet.push(g.returns);
@@ -485,12 +686,34 @@ export class PolicyGradientLoop extends TrainerEmitter {
     }
     // whitened in float64 over every response token: finite rewards of any size give finite advantages
     const advantages = scatterResponses(c.whitenAdvantages ? whitenRows(perRowAdv) : perRowAdv, sb);
-    const dyn = c.dynamicSampling ? { dynamicSamplingRounds: round.rounds, discardedGroups: round.discarded } : undefined;
-    return { rollout, sb, scores, shaped, oldLogp, refLogp, oldValues, advantages, returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined, klPerResponse, droppedSamples: drop.size, dyn, isWeights };
+    const dyn = c.dynamicSampling
+      ? { dynamicSamplingRounds: round.rounds, discardedGroups: round.discarded }
+      : undefined;
+    return {
+      rollout,
+      sb,
+      scores,
+      shaped,
+      oldLogp,
+      refLogp,
+      oldValues,
+      advantages,
+      returns: perRowRet.length ? scatterResponses(perRowRet, sb) : undefined,
+      klPerResponse,
+      droppedSamples: drop.size,
+      dyn,
+      isWeights,
+    };
   }
 
-  async #update(d: IterationData, iteration: number, ptx: TokenizedExample[] | undefined, timed: <T>(p: string, f: () => Promise<T>) => Promise<T>): Promise<Record<string, number>> {
-    const c = this.c, B = d.sb.batch;
+  async #update(
+    d: IterationData,
+    iteration: number,
+    ptx: TokenizedExample[] | undefined,
+    timed: <T>(p: string, f: () => Promise<T>) => Promise<T>,
+  ): Promise<Record<string, number>> {
+    const c = this.c,
+      B = d.sb.batch;
     const acc: Record<string, number[]> = {};
     const add = (k: string, v: number) => (acc[k] ??= []).push(v);
     let maskedMinibatches = 0;
@@ -499,41 +722,98 @@ export class PolicyGradientLoop extends TrainerEmitter {
       const order = permutation(B, c.seed, iteration * c.epochs + e);
       for (let m0 = 0, mb = 0; m0 < B; m0 += c.miniBatchSize, mb++) {
         const rows = Array.from(order.subarray(m0, m0 + c.miniBatchSize));
-        const sb = sequenceBatch(rows.map((r) => d.rollout.samples[r]), c.tokenizer.padId);
-        const pick = (x: Float32Array | undefined) => (x ? scatterResponses(rows.map((r) => responseSlice(x, d.sb, r)), sb) : undefined);
+        const sb = sequenceBatch(
+          rows.map((r) => d.rollout.samples[r]),
+          c.tokenizer.padId,
+        );
+        const pick = (x: Float32Array | undefined) =>
+          x
+            ? scatterResponses(
+                rows.map((r) => responseSlice(x, d.sb, r)),
+                sb,
+              )
+            : undefined;
         const mask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
         // maskTruncated: rows cut by the length limit take no part in the policy loss
-        const policyMask = c.maskTruncated ? maskRows(mask, sb, rows.map((r) => d.rollout.samples[r].finishReason === 'length')) : mask;
-        if (policyWarm && !policyMask.some((x) => x > 0)) maskedMinibatches++; // every row truncated: no policy step
+        const policyMask = c.maskTruncated
+          ? maskRows(
+              mask,
+              sb,
+              rows.map((r) => d.rollout.samples[r].finishReason === 'length'),
+            )
+          : mask;
+        if (policyWarm && !policyMask.some((x) => x > 0))
+          maskedMinibatches++; // every row truncated: no policy step
         else if (policyWarm) {
           const ok = await timed('policy', async () => {
             const adv = pick(d.advantages)!;
             if (!adv.every(Number.isFinite)) return false; // e.g. a reward that overflows fp32
-            const f = await c.policy.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: this.#forwardTemperature, entropy: true }); // entropy is always logged
+            const f = await c.policy.forward({
+              tokens: sb.tokens,
+              targets: sb.targets,
+              batch: sb.batch,
+              seqLen: sb.seqLen,
+              lengths: sb.lengths,
+              temperature: this.#forwardTemperature,
+              entropy: true,
+            }); // entropy is always logged
             if (!f.logprobs.every(Number.isFinite)) return false;
             const oldLogp = pick(d.oldLogp)!;
             if (e === 0 && mb === 0) {
               // before any update the policy is π_old: a non-zero value means the trainer's π is not the sampler's
               let diff = 0;
-              for (let i = 0; i < oldLogp.length; i++) if (policyMask[i] > 0) diff = Math.max(diff, Math.abs(f.logprobs[i] - oldLogp[i]));
+              for (let i = 0; i < oldLogp.length; i++)
+                if (policyMask[i] > 0) diff = Math.max(diff, Math.abs(f.logprobs[i] - oldLogp[i]));
               add('rolloutLogprobDiffMax', diff);
             }
             // one sequence per row: the aggregation weights of the policy loss, entropy bonus and KL loss
-            const weights = pgNative.aggregationWeights({ mask: policyMask, batch: sb.batch, seqLen: sb.seqLen, aggregation: c.aggregation, lengthNormalizer: c.sampling.maxNewTokens });
+            const weights = pgNative.aggregationWeights({
+              mask: policyMask,
+              batch: sb.batch,
+              seqLen: sb.seqLen,
+              aggregation: c.aggregation,
+              lengthNormalizer: c.sampling.maxNewTokens,
+            });
             if (d.isWeights) {
               const isw = pick(d.isWeights)!;
               for (let i = 0; i < weights.length; i++) weights[i] *= isw[i];
             }
             const pl =
               c.lossMode === 'gspo'
-                ? pgNative.gspoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, weights, batch: sb.batch, seqLen: sb.seqLen, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh })
-                : pgNative.ppoPolicyLoss({ logp: f.logprobs, oldLogp, advantages: adv, mask: policyMask, weights, clipEps: c.clipEps, clipEpsHigh: c.clipEpsHigh, dualClip: c.dualClip });
+                ? pgNative.gspoPolicyLoss({
+                    logp: f.logprobs,
+                    oldLogp,
+                    advantages: adv,
+                    mask: policyMask,
+                    weights,
+                    batch: sb.batch,
+                    seqLen: sb.seqLen,
+                    clipEps: c.clipEps,
+                    clipEpsHigh: c.clipEpsHigh,
+                  })
+                : pgNative.ppoPolicyLoss({
+                    logp: f.logprobs,
+                    oldLogp,
+                    advantages: adv,
+                    mask: policyMask,
+                    weights,
+                    clipEps: c.clipEps,
+                    clipEpsHigh: c.clipEpsHigh,
+                    dualClip: c.dualClip,
+                  });
             const dLogp = pl.dLogp;
             let loss = pl.loss;
             const eb = pgNative.entropyBonus({ entropy: f.entropy!, mask: policyMask, weights, coef: c.entropyCoef });
             loss += eb.loss;
             if (c.kl.mode === 'loss' && this.#klCoef > 0 && d.refLogp) {
-              const kl = pgNative.klLoss({ logp: f.logprobs, refLogp: pick(d.refLogp)!, mask: policyMask, weights, coef: this.#klCoef, estimator: c.kl.estimator });
+              const kl = pgNative.klLoss({
+                logp: f.logprobs,
+                refLogp: pick(d.refLogp)!,
+                mask: policyMask,
+                weights,
+                coef: this.#klCoef,
+                estimator: c.kl.estimator,
+              });
               loss += kl.loss;
               for (let i = 0; i < dLogp.length; i++) dLogp[i] += kl.dLogp[i];
             }
@@ -542,10 +822,18 @@ export class PolicyGradientLoop extends TrainerEmitter {
             add('approxKl', pl.approxKl);
             add('entropy', eb.meanEntropy);
             if (!allFinite(loss)) return false;
-            await c.policy.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp });
+            await c.policy.backward(
+              c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp },
+            );
             if (ptx && c.ptx!.coef > 0) {
               const batch = padBatch(this.#ptxBatch(ptx, iteration, e, mb), { padId: c.tokenizer.padId });
-              const pf = await c.policy.forward({ tokens: batch.tokens, targets: batch.targets, batch: batch.batch, seqLen: batch.seqLen, lengths: batch.lengths });
+              const pf = await c.policy.forward({
+                tokens: batch.tokens,
+                targets: batch.targets,
+                batch: batch.batch,
+                seqLen: batch.seqLen,
+                lengths: batch.lengths,
+              });
               const ptxMask = batch.targets.map((t) => (t >= 0 ? 1 : 0));
               if (!pf.logprobs.every(Number.isFinite)) return false;
               const nl = ntpLoss({ logp: pf.logprobs, mask: ptxMask });
@@ -566,9 +854,21 @@ export class PolicyGradientLoop extends TrainerEmitter {
           const ok = await timed('critic', async () => {
             const returns = pick(d.returns)!;
             if (!returns.every(Number.isFinite)) return false;
-            const f = await c.critic!.forward({ tokens: sb.tokens, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, values: true });
+            const f = await c.critic!.forward({
+              tokens: sb.tokens,
+              batch: sb.batch,
+              seqLen: sb.seqLen,
+              lengths: sb.lengths,
+              values: true,
+            });
             if (!f.values!.every(Number.isFinite)) return false;
-            const vl = pgNative.ppoValueLoss({ values: f.values!, oldValues: pick(d.oldValues)!, returns, mask, clipEps: c.valueClipEps });
+            const vl = pgNative.ppoValueLoss({
+              values: f.values!,
+              oldValues: pick(d.oldValues)!,
+              returns,
+              mask,
+              clipEps: c.valueClipEps,
+            });
             add('valueLoss', vl.loss);
             add('valueClipFraction', vl.clipFraction);
             if (!allFinite(vl.loss)) return false;
@@ -601,8 +901,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
 
   /** The PTX micro-batch for (iteration, epoch, minibatch): a deterministic walk over the SFT set. */
   #ptxBatch(ex: TokenizedExample[], iteration: number, epoch: number, mb: number): TokenizedExample[] {
-    const k = this.c.ptx!.batchSize, perIt = this.c.epochs * Math.ceil((this.c.promptsPerIteration * this.c.samplesPerPrompt) / this.c.miniBatchSize);
-    const start = ((iteration * perIt + epoch * Math.ceil((this.c.promptsPerIteration * this.c.samplesPerPrompt) / this.c.miniBatchSize) + mb) * k);
+    const k = this.c.ptx!.batchSize,
+      perIt = this.c.epochs * Math.ceil((this.c.promptsPerIteration * this.c.samplesPerPrompt) / this.c.miniBatchSize);
+    const start =
+      (iteration * perIt +
+        epoch * Math.ceil((this.c.promptsPerIteration * this.c.samplesPerPrompt) / this.c.miniBatchSize) +
+        mb) *
+      k;
     return Array.from({ length: k }, (_, j) => {
       const pos = start + j;
       return ex[permutation(ex.length, this.c.seed + 1, Math.floor(pos / ex.length))[pos % ex.length]];
@@ -610,16 +915,42 @@ export class PolicyGradientLoop extends TrainerEmitter {
   }
 
   /** ChatGLM-RLHF prompt selection (docs/algorithms.md §2.3, property 19): drop prompts whose sampled scores barely vary. */
-  async #filterPrompts(prompts: PromptRecord[], f: { samples: number; quantile: number }, run: TrainingRun): Promise<number[]> {
-    const r = await generateRollout({ policy: this.c.policy, tokenizer: this.c.tokenizer, prompts, samplesPerPrompt: f.samples, sampling: this.c.sampling, seed: this.c.seed, streamBase: 2 * STREAM_REFERENCE });
+  async #filterPrompts(
+    prompts: PromptRecord[],
+    f: { samples: number; quantile: number },
+    run: TrainingRun,
+  ): Promise<number[]> {
+    const r = await generateRollout({
+      policy: this.c.policy,
+      tokenizer: this.c.tokenizer,
+      prompts,
+      samplesPerPrompt: f.samples,
+      sampling: this.c.sampling,
+      seed: this.c.seed,
+      streamBase: 2 * STREAM_REFERENCE,
+    });
     const scores = await this.#score(r);
-    const bad = new Set([...this.#invalidRewards(scores, (k) => ({ prompt: Math.floor(k / f.samples), sample: k % f.samples }), 'a prompt-filter response')].map((k) => Math.floor(k / f.samples)));
+    const bad = new Set(
+      [
+        ...this.#invalidRewards(
+          scores,
+          (k) => ({ prompt: Math.floor(k / f.samples), sample: k % f.samples }),
+          'a prompt-filter response',
+        ),
+      ].map((k) => Math.floor(k / f.samples)),
+    );
     const valid = scores.map((s, k) => (bad.has(Math.floor(k / f.samples)) ? 0 : s)); // a prompt with an invalid score is not kept
     const variances = filterPromptsByVariance(valid, f.samples, 0).variances.filter((_, p) => !bad.has(p));
-    if (!variances.length) throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${this.c.stage}: the prompt filter got an invalid reward for every prompt`);
+    if (!variances.length)
+      throw new RlhfError(
+        ErrorCode.OUT_OF_RANGE,
+        `${this.c.stage}: the prompt filter got an invalid reward for every prompt`,
+      );
     const tau = varianceQuantile(variances, f.quantile);
     const kept = filterPromptsByVariance(valid, f.samples, tau).kept.filter((p) => !bad.has(p));
-    run.log(`prompt filter: kept ${kept.length} of ${prompts.length} prompts (score variance >= ${tau.toPrecision(3)}, the ${f.quantile} quantile over ${f.samples} samples each)`);
+    run.log(
+      `prompt filter: kept ${kept.length} of ${prompts.length} prompts (score variance >= ${tau.toPrecision(3)}, the ${f.quantile} quantile over ${f.samples} samples each)`,
+    );
     if (!kept.length) throw new RlhfError(ErrorCode.FORMAT, `${this.c.stage}: the prompt filter kept no prompt`);
     return kept;
   }
@@ -630,7 +961,14 @@ function rolloutEvent(stage: string, step: number, d: IterationData): RolloutEve
   const text = (p: PromptRecord['prompt']) => (typeof p === 'string' ? p : p.map((m) => m.content).join('\n'));
   const samples = d.rollout.samples.map((s, b) => {
     const adv = responseSlice(d.advantages, d.sb, b);
-    return { prompt: text(d.rollout.prompts[s.promptIndex].prompt), response: s.text, reward: d.scores[b], kl: d.klPerResponse[b], advantage: adv.length ? adv.reduce((a, x) => a + x, 0) / adv.length : 0, length: s.responseIds.length };
+    return {
+      prompt: text(d.rollout.prompts[s.promptIndex].prompt),
+      response: s.text,
+      reward: d.scores[b],
+      kl: d.klPerResponse[b],
+      advantage: adv.length ? adv.reduce((a, x) => a + x, 0) / adv.length : 0,
+      length: s.responseIds.length,
+    };
   });
   return { stage, step, samplesPerPrompt: d.rollout.samplesPerPrompt, samples };
 }
@@ -644,7 +982,7 @@ function maskRows(mask: Float32Array, sb: SequenceBatch, drop: boolean[]): Float
 function whitenRows(rows: Float64Array[]): Float64Array[] {
   const flat = new Float64Array(rows.reduce((a, r) => a + r.length, 0));
   let o = 0;
-  for (const r of rows) flat.set(r, o), (o += r.length);
+  for (const r of rows) (flat.set(r, o), (o += r.length));
   const w = whiten(flat, new Uint8Array(flat.length).fill(1));
   o = 0;
   return rows.map((r) => w.subarray(o, (o += r.length)));
@@ -652,11 +990,14 @@ function whitenRows(rows: Float64Array[]): Float64Array[] {
 
 /** Mean and max of the truncated importance weights over response tokens, and the truncated fraction. */
 function isStats(w: Float32Array, sb: SequenceBatch, cap: number): Record<string, number> {
-  let sum = 0, max = 0, capped = 0, count = 0;
+  let sum = 0,
+    max = 0,
+    capped = 0,
+    count = 0;
   for (let b = 0; b < sb.batch; b++)
     for (let i = 0; i < sb.responseLength[b]; i++) {
       const x = w[sb.responseStart[b] + i];
-      (sum += x), (max = Math.max(max, x)), (capped += x >= Math.fround(cap) ? 1 : 0), count++;
+      ((sum += x), (max = Math.max(max, x)), (capped += x >= Math.fround(cap) ? 1 : 0), count++);
     }
   return { isWeightMean: sum / count, isWeightMax: max, isTruncatedFraction: capped / count };
 }

@@ -69,7 +69,39 @@ export interface PolicyGradientOptions extends RunOptions {
   seed?: number;
   saveEvery?: number;
 }
-export const POLICY_GRADIENT_KEYS = ['policy', 'tokenizer', 'reward', 'prompts', 'reference', 'iterations', 'promptsPerIteration', 'samplesPerPrompt', 'sampling', 'epochs', 'miniBatchSize', 'lr', 'weightDecay', 'maxGradNorm', 'clipEps', 'clipEpsHigh', 'dualClip', 'aggregation', 'lossMode', 'rolloutPolicy', 'truncatedIS', 'entropyCoef', 'kl', 'rewardClip', 'overlong', 'maskTruncated', 'ptx', 'onInvalidReward', 'seed', 'saveEvery', ...RUN_OPTION_KEYS] as const;
+export const POLICY_GRADIENT_KEYS = [
+  'policy',
+  'tokenizer',
+  'reward',
+  'prompts',
+  'reference',
+  'iterations',
+  'promptsPerIteration',
+  'samplesPerPrompt',
+  'sampling',
+  'epochs',
+  'miniBatchSize',
+  'lr',
+  'weightDecay',
+  'maxGradNorm',
+  'clipEps',
+  'clipEpsHigh',
+  'dualClip',
+  'aggregation',
+  'lossMode',
+  'rolloutPolicy',
+  'truncatedIS',
+  'entropyCoef',
+  'kl',
+  'rewardClip',
+  'overlong',
+  'maskTruncated',
+  'ptx',
+  'onInvalidReward',
+  'seed',
+  'saveEvery',
+  ...RUN_OPTION_KEYS,
+] as const;
 
 export interface PPOOptions extends PolicyGradientOptions {
   /** scalar-head model (e.g. Model.load(rmDir) or the policy loaded as *ForSequenceClassification) */
@@ -86,13 +118,36 @@ export interface PPOOptions extends PolicyGradientOptions {
   promptFilter?: { samples?: number; quantile?: number };
 }
 
-const KEYS = [...POLICY_GRADIENT_KEYS, 'critic', 'criticLr', 'valueClipEps', 'gamma', 'lambda', 'baseline', 'whitenAdvantages', 'criticWarmupIterations', 'promptFilter'] as const;
+const KEYS = [
+  ...POLICY_GRADIENT_KEYS,
+  'critic',
+  'criticLr',
+  'valueClipEps',
+  'gamma',
+  'lambda',
+  'baseline',
+  'whitenAdvantages',
+  'criticWarmupIterations',
+  'promptFilter',
+] as const;
 
 /** Options common to PPO and the group methods, validated. */
-export function commonConfig(fn: string, opts: Record<string, unknown>, defaults: { samplesPerPrompt: number; klCoef: number; klMode: 'reward' | 'loss'; klEstimator: 'k1' | 'k3'; aggregation?: Aggregation }) {
+export function commonConfig(
+  fn: string,
+  opts: Record<string, unknown>,
+  defaults: {
+    samplesPerPrompt: number;
+    klCoef: number;
+    klMode: 'reward' | 'loss';
+    klEstimator: 'k1' | 'k3';
+    aggregation?: Aggregation;
+  },
+) {
   const o = options(fn, 'options', opts);
-  for (const k of ['policy', 'tokenizer', 'reward', 'prompts'] as const) if (opts[k] === undefined) throw typeError(fn, `options.${k}`, 'given', undefined);
-  if (opts.rolloutPolicy !== undefined && typeof (opts.rolloutPolicy as Model).generate !== 'function') throw typeError(fn, 'options.rolloutPolicy', 'a Model', opts.rolloutPolicy);
+  for (const k of ['policy', 'tokenizer', 'reward', 'prompts'] as const)
+    if (opts[k] === undefined) throw typeError(fn, `options.${k}`, 'given', undefined);
+  if (opts.rolloutPolicy !== undefined && typeof (opts.rolloutPolicy as Model).generate !== 'function')
+    throw typeError(fn, 'options.rolloutPolicy', 'a Model', opts.rolloutPolicy);
   const s = options(fn, 'options.sampling', opts.sampling);
   s.known(['maxNewTokens', 'temperature', 'topP', 'topK']);
   const kl = options(fn, 'options.kl', opts.kl);
@@ -104,7 +159,11 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
     const v = options(fn, 'options.overlong', opts.overlong);
     v.known(['buffer', 'penalty', 'maxLength']);
     const maxLength = v.int('maxLength', { min: 1 }, maxNewTokens);
-    overlong = { maxLength, buffer: v.int('buffer', { min: 1, max: maxLength }), penalty: v.number('penalty', { min: 0 }, 1) };
+    overlong = {
+      maxLength,
+      buffer: v.int('buffer', { min: 1, max: maxLength }),
+      penalty: v.number('penalty', { min: 0 }, 1),
+    };
   }
   const samplesPerPrompt = o.int('samplesPerPrompt', { min: 1 }, defaults.samplesPerPrompt);
   const lossMode = o.oneOf('lossMode', ['vanilla', 'gspo'] as const, 'vanilla');
@@ -136,7 +195,11 @@ export function commonConfig(fn: string, opts: Record<string, unknown>, defaults
       lossMode,
       rolloutPolicy: opts.rolloutPolicy as Model | undefined,
       truncatedIS: o.has('truncatedIS') ? o.number('truncatedIS', { min: 1 }) : undefined,
-      aggregation: o.oneOf('aggregation', AGGREGATIONS, defaults.aggregation ?? (lossMode === 'gspo' ? 'seq-mean-token-mean' : 'token-mean')),
+      aggregation: o.oneOf(
+        'aggregation',
+        AGGREGATIONS,
+        defaults.aggregation ?? (lossMode === 'gspo' ? 'seq-mean-token-mean' : 'token-mean'),
+      ),
       entropyCoef: o.number('entropyCoef', { min: 0 }, 0),
       kl: {
         coef: kl.number('coef', { min: 0 }, defaults.klCoef),
@@ -162,16 +225,32 @@ export function ptxConfig(fn: string, value: unknown): PolicyGradientConfig['ptx
   const p = options(fn, 'options.ptx', value);
   p.known(['data', 'coef', 'batchSize', 'seqLen']);
   if (p.obj.data === undefined) throw typeError(fn, 'options.ptx.data', 'a JSONL path or SFT records', undefined);
-  return { data: p.obj.data as string | SftInput[], coef: p.number('coef', { min: 0 }), batchSize: p.int('batchSize', { min: 1 }, 4), seqLen: p.int('seqLen', { min: 2 }, 256) };
+  return {
+    data: p.obj.data as string | SftInput[],
+    coef: p.number('coef', { min: 0 }),
+    batchSize: p.int('batchSize', { min: 1 }, 4),
+    seqLen: p.int('seqLen', { min: 2 }, 256),
+  };
 }
 
 export class PPOTrainer extends PolicyGradientLoop {
   constructor(opts: PPOOptions) {
     const fn = 'PPOTrainer';
-    const { o, config } = commonConfig(fn, opts as unknown as Record<string, unknown>, { samplesPerPrompt: 1, klCoef: 0.05, klMode: 'reward', klEstimator: 'k1' });
+    const { o, config } = commonConfig(fn, opts as unknown as Record<string, unknown>, {
+      samplesPerPrompt: 1,
+      klCoef: 0.05,
+      klMode: 'reward',
+      klEstimator: 'k1',
+    });
     o.known(KEYS);
     if (!opts.critic) throw typeError(fn, 'options.critic', 'a model with a scalar head', undefined);
-    if (!opts.critic.config.valueHead) throw typeError(fn, 'options.critic', 'a *ForSequenceClassification model (scalar head)', opts.critic.config.architecture);
+    if (!opts.critic.config.valueHead)
+      throw typeError(
+        fn,
+        'options.critic',
+        'a *ForSequenceClassification model (scalar head)',
+        opts.critic.config.architecture,
+      );
     const f = opts.promptFilter === undefined ? undefined : options(fn, 'options.promptFilter', opts.promptFilter);
     f?.known(['samples', 'quantile']);
     super({
@@ -187,7 +266,9 @@ export class PPOTrainer extends PolicyGradientLoop {
       whitenAdvantages: o.bool('whitenAdvantages', true),
       criticWarmupIterations: o.int('criticWarmupIterations', { min: 0 }, 0),
       ptx: ptxConfig(fn, opts.ptx),
-      promptFilter: f ? { samples: f.int('samples', { min: 2 }, 4), quantile: f.number('quantile', { min: 0, lt: 1 }, 0.1) } : undefined,
+      promptFilter: f
+        ? { samples: f.int('samples', { min: 2 }, 4), quantile: f.number('quantile', { min: 0, lt: 1 }, 0.1) }
+        : undefined,
     });
   }
 }

@@ -10,7 +10,15 @@
  */
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
-import { parsePreferenceRecord, parseScoredRecord, readJsonl, tokenizePromptResponse, type PreferenceRecord, type Prompt, type ScoredRecord } from '../data/index.js';
+import {
+  parsePreferenceRecord,
+  parseScoredRecord,
+  readJsonl,
+  tokenizePromptResponse,
+  type PreferenceRecord,
+  type Prompt,
+  type ScoredRecord,
+} from '../data/index.js';
 import { hashSeed, mulberry32, shuffleInPlace } from '../data/shuffle.js';
 import { sequenceLogprobs } from '../losses/index.js';
 import { sequenceBatch, type Sequence, type SequenceBatch } from '../rollout/sequences.js';
@@ -53,16 +61,26 @@ export function isScored(r: PreferenceRecord | ScoredRecord): r is ScoredRecord 
  * `responses` key) or records in memory (checked the same way, errors naming `name[i]`).
  * `allowScored: false` makes scored groups a FORMAT error. An empty set is a FORMAT error.
  */
-export async function loadPairData(fn: string, name: string, source: unknown, allowScored: boolean): Promise<Array<PreferenceRecord | ScoredRecord>> {
+export async function loadPairData(
+  fn: string,
+  name: string,
+  source: unknown,
+  allowScored: boolean,
+): Promise<Array<PreferenceRecord | ScoredRecord>> {
   const parse = (value: unknown, where: string): PreferenceRecord | ScoredRecord => {
     const scored = value !== null && typeof value === 'object' && 'responses' in value;
-    if (scored && !allowScored) throw new RlhfError(ErrorCode.FORMAT, `${where}: expected a {prompt, chosen, rejected} record (${fn}), got a {prompt, responses, scores} record`);
+    if (scored && !allowScored)
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `${where}: expected a {prompt, chosen, rejected} record (${fn}), got a {prompt, responses, scores} record`,
+      );
     return scored ? parseScoredRecord(value, where) : parsePreferenceRecord(value, where);
   };
   const out: Array<PreferenceRecord | ScoredRecord> = [];
   if (typeof source === 'string') {
     for await (const { value, line } of readJsonl(source)) out.push(parse(value, `${source}:${line}`));
-    if (!out.length) throw new RlhfError(ErrorCode.FORMAT, `${source}: no records (the file is empty or has only blank lines)`);
+    if (!out.length)
+      throw new RlhfError(ErrorCode.FORMAT, `${source}: no records (the file is empty or has only blank lines)`);
   } else if (Array.isArray(source)) {
     source.forEach((r, i) => out.push(parse(r, `${fn}: options.${name}[${i}]`)));
     if (!out.length) throw new RlhfError(ErrorCode.FORMAT, `${fn}: options.${name} is empty`);
@@ -106,7 +124,10 @@ export class EpochBatches<T> {
 /** A seeded split of [0, n) into kept and held-out indices (both ascending); held = round(n·fraction), >= 1. */
 export function heldOutSplit(n: number, fraction: number, seed: number): { train: number[]; held: number[] } {
   const held = Math.min(n - 1, Math.max(1, Math.round(n * fraction)));
-  const order = shuffleInPlace(Int32Array.from({ length: n }, (_, i) => i), mulberry32(hashSeed(seed, 0, 0x73706c)));
+  const order = shuffleInPlace(
+    Int32Array.from({ length: n }, (_, i) => i),
+    mulberry32(hashSeed(seed, 0, 0x73706c)),
+  );
   const sort = (a: Int32Array) => Array.from(a).sort((x, y) => x - y);
   return { held: sort(order.subarray(0, held)), train: sort(order.subarray(held)) };
 }
@@ -128,7 +149,22 @@ export interface LoopOptions extends RunOptions {
   evalEvery?: number;
 }
 
-export const LOOP_KEYS = ['batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'seqLen', 'seed', 'saveEvery', 'evalEvery', ...RUN_OPTION_KEYS] as const;
+export const LOOP_KEYS = [
+  'batchSize',
+  'gradAccum',
+  'epochs',
+  'maxSteps',
+  'lr',
+  'warmupSteps',
+  'minLrRatio',
+  'weightDecay',
+  'maxGradNorm',
+  'seqLen',
+  'seed',
+  'saveEvery',
+  'evalEvery',
+  ...RUN_OPTION_KEYS,
+] as const;
 
 /** Reads and validates the {@link LoopOptions} (same bounds and defaults as SFTTrainer, except lr). */
 export function readLoopOptions(fn: string, o: ReturnType<typeof options>, defaults: { lr: number }): LoopOptions {
@@ -166,12 +202,27 @@ export interface RowBatch {
  * its response targets (NaN for every row when any log-prob is not finite). `save: true` keeps
  * the activations for a backward of dLogprobs.
  */
-export async function rowLogprobs(model: Model, rows: Sequence[], padId: number, opts: { save: boolean; temperature: number }): Promise<RowBatch> {
+export async function rowLogprobs(
+  model: Model,
+  rows: Sequence[],
+  padId: number,
+  opts: { save: boolean; temperature: number },
+): Promise<RowBatch> {
   const sb = sequenceBatch(rows, padId);
-  const f = await model.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, temperature: opts.temperature, saveForBackward: opts.save });
+  const f = await model.forward({
+    tokens: sb.tokens,
+    targets: sb.targets,
+    batch: sb.batch,
+    seqLen: sb.seqLen,
+    lengths: sb.lengths,
+    temperature: opts.temperature,
+    saveForBackward: opts.save,
+  });
   const mask = Uint8Array.from(sb.targets, (x) => (x >= 0 ? 1 : 0));
   // a non-finite log-prob makes its row's sum NaN (sequenceLogprobs itself rejects non-finite input)
-  const seq = f.logprobs.every(Number.isFinite) ? sequenceLogprobs(f.logprobs, mask, sb.batch, sb.seqLen) : new Float64Array(sb.batch).fill(NaN);
+  const seq = f.logprobs.every(Number.isFinite)
+    ? sequenceLogprobs(f.logprobs, mask, sb.batch, sb.seqLen)
+    : new Float64Array(sb.batch).fill(NaN);
   return { sb, mask, seq, logprobs: f.logprobs };
 }
 

@@ -58,7 +58,8 @@ export interface LossOutput {
   rewardsRejected: Float64Array;
 }
 
-const column = (x: ArrayLike<number>, n: number, k: number, j: ArrayLike<number> | number) => Float64Array.from({ length: n }, (_, i) => x[i * k + (typeof j === 'number' ? j : j[i])]);
+const column = (x: ArrayLike<number>, n: number, k: number, j: ArrayLike<number> | number) =>
+  Float64Array.from({ length: n }, (_, i) => x[i * k + (typeof j === 'number' ? j : j[i])]);
 
 /** The loss of one micro-batch (see the module comment for the layout). */
 export function preferenceLoss(p: LossParams, x: LossInput): LossOutput {
@@ -68,26 +69,69 @@ export function preferenceLoss(p: LossParams, x: LossInput): LossOutput {
     const args = { policy: x.policy, ref: x.ref!, rewards: x.scores!, groupSize: k, betaPi: p.betaPi, betaR: p.betaR };
     const r = p.loss === 'exo-rw' ? exoRwLoss(args) : dpoRwLoss({ ...args, target: 'softmax' });
     const rewards = Float64Array.from(x.policy, (v, i) => p.betaPi * (v - x.ref![i]));
-    return { loss: r.loss, dPolicy: r.dPolicy, rewardsChosen: column(rewards, n, k, x.best), rewardsRejected: column(rewards, n, k, x.worst) };
+    return {
+      loss: r.loss,
+      dPolicy: r.dPolicy,
+      rewardsChosen: column(rewards, n, k, x.best),
+      rewardsRejected: column(rewards, n, k, x.worst),
+    };
   }
-  const pc = column(x.policy, n, 2, 0), pr = column(x.policy, n, 2, 1);
-  const rc = x.ref && column(x.ref, n, 2, 0), rr = x.ref && column(x.ref, n, 2, 1);
+  const pc = column(x.policy, n, 2, 0),
+    pr = column(x.policy, n, 2, 1);
+  const rc = x.ref && column(x.ref, n, 2, 0),
+    rr = x.ref && column(x.ref, n, 2, 1);
   const dPolicy = new Float64Array(2 * n);
   const interleave = (dc: ArrayLike<number>, dr: ArrayLike<number>) => {
-    for (let i = 0; i < n; i++) (dPolicy[2 * i] = dc[i]), (dPolicy[2 * i + 1] = dr[i]);
+    for (let i = 0; i < n; i++) ((dPolicy[2 * i] = dc[i]), (dPolicy[2 * i + 1] = dr[i]));
   };
   if (p.loss === 'kto') {
-    const r = ktoLoss({ policy: [...pc, ...pr], ref: [...rc!, ...rr!], desirable: Array.from({ length: 2 * n }, (_, i) => (i < n ? 1 : 0)), beta: p.beta, klBaseline: x.klBaseline ?? 0 });
+    const r = ktoLoss({
+      policy: [...pc, ...pr],
+      ref: [...rc!, ...rr!],
+      desirable: Array.from({ length: 2 * n }, (_, i) => (i < n ? 1 : 0)),
+      beta: p.beta,
+      klBaseline: x.klBaseline ?? 0,
+    });
     interleave(r.dPolicy.subarray(0, n), r.dPolicy.subarray(n));
     return { loss: r.loss, dPolicy, rewardsChosen: r.rewards.slice(0, n), rewardsRejected: r.rewards.slice(n) };
   }
   let r;
   if (p.loss === 'simpo')
-    r = simpoLoss({ policyChosen: pc, policyRejected: pr, chosenLength: column(x.lengths, n, 2, 0), rejectedLength: column(x.lengths, n, 2, 1), beta: p.beta, gamma: p.gamma });
+    r = simpoLoss({
+      policyChosen: pc,
+      policyRejected: pr,
+      chosenLength: column(x.lengths, n, 2, 0),
+      rejectedLength: column(x.lengths, n, 2, 1),
+      beta: p.beta,
+      gamma: p.gamma,
+    });
   else if (p.loss === 'orpo')
-    r = orpoLoss({ policyChosen: pc, policyRejected: pr, chosenLength: column(x.lengths, n, 2, 0), rejectedLength: column(x.lengths, n, 2, 1), lambda: p.beta });
-  else if (p.loss === 'exo') r = exoPrefLoss({ policyChosen: pc, policyRejected: pr, refChosen: rc!, refRejected: rr!, beta: p.beta, epsilon: p.epsilon });
-  else r = dpoLoss({ policyChosen: pc, policyRejected: pr, refChosen: rc!, refRejected: rr!, beta: p.beta, labelSmoothing: p.loss === 'ipo' ? 0 : p.labelSmoothing, variant: p.loss === 'ipo' ? 'ipo' : 'dpo' });
+    r = orpoLoss({
+      policyChosen: pc,
+      policyRejected: pr,
+      chosenLength: column(x.lengths, n, 2, 0),
+      rejectedLength: column(x.lengths, n, 2, 1),
+      lambda: p.beta,
+    });
+  else if (p.loss === 'exo')
+    r = exoPrefLoss({
+      policyChosen: pc,
+      policyRejected: pr,
+      refChosen: rc!,
+      refRejected: rr!,
+      beta: p.beta,
+      epsilon: p.epsilon,
+    });
+  else
+    r = dpoLoss({
+      policyChosen: pc,
+      policyRejected: pr,
+      refChosen: rc!,
+      refRejected: rr!,
+      beta: p.beta,
+      labelSmoothing: p.loss === 'ipo' ? 0 : p.labelSmoothing,
+      variant: p.loss === 'ipo' ? 'ipo' : 'dpo',
+    });
   interleave(r.dPolicyChosen, r.dPolicyRejected);
   return { loss: r.loss, dPolicy, rewardsChosen: r.rewardsChosen, rewardsRejected: r.rewardsRejected };
 }

@@ -9,7 +9,14 @@
  *                    prompts whose best and worst scores are equal dropped
  */
 import type { Model } from '../engine/model.js';
-import { loadPromptFile, parsePromptRecord, type PreferenceRecord, type Prompt, type PromptRecord, type ScoredRecord } from '../data/index.js';
+import {
+  loadPromptFile,
+  parsePromptRecord,
+  type PreferenceRecord,
+  type Prompt,
+  type PromptRecord,
+  type ScoredRecord,
+} from '../data/index.js';
 import { checkScores, type RewardSource, type ScoreRequest } from '../rewards/types.js';
 import { generateRollout, type SamplingOptions } from '../rollout/generate.js';
 import type { Tokenizer } from '../tokenizer/index.js';
@@ -47,14 +54,25 @@ export async function sampleAndScore(fn: string, opts: SampleOptions, nKey = 'n'
   const sampling = checkObject(fn, 'options.sampling', opts.sampling) as unknown as SamplingOptions;
   checkInt(fn, 'options.sampling.maxNewTokens', sampling.maxNewTokens, { min: 1 });
   if (!opts.policy?.config?.lmHead) throw typeError(fn, 'options.policy', 'a causal LM Model', opts.policy);
-  if (!opts.reward || typeof opts.reward.score !== 'function') throw typeError(fn, 'options.reward', 'a RewardSource ({name, score(batch)})', opts.reward);
+  if (!opts.reward || typeof opts.reward.score !== 'function')
+    throw typeError(fn, 'options.reward', 'a RewardSource ({name, score(batch)})', opts.reward);
   let prompts: PromptRecord[];
   if (typeof opts.prompts === 'string') prompts = await loadPromptFile(opts.prompts);
   else if (Array.isArray(opts.prompts) && opts.prompts.length)
-    prompts = opts.prompts.map((p, i) => parsePromptRecord(typeof p === 'string' ? { prompt: p } : p, `${fn}: options.prompts[${i}]`));
+    prompts = opts.prompts.map((p, i) =>
+      parsePromptRecord(typeof p === 'string' ? { prompt: p } : p, `${fn}: options.prompts[${i}]`),
+    );
   else throw typeError(fn, 'options.prompts', 'a JSONL path or a non-empty array of prompts', opts.prompts);
 
-  const rollout = await generateRollout({ policy: opts.policy, tokenizer: opts.tokenizer, prompts, samplesPerPrompt: n, sampling, seed, batchSize });
+  const rollout = await generateRollout({
+    policy: opts.policy,
+    tokenizer: opts.tokenizer,
+    prompts,
+    samplesPerPrompt: n,
+    sampling,
+    seed,
+    batchSize,
+  });
   const requests: ScoreRequest[] = rollout.samples.map((s) => ({
     prompt: prompts[s.promptIndex].prompt as Prompt,
     response: s.text,
@@ -65,13 +83,19 @@ export async function sampleAndScore(fn: string, opts: SampleOptions, nKey = 'n'
   const scores = checkScores(opts.reward, await opts.reward.score(requests), requests.length);
   return prompts.map((record, p) => {
     const rows = rollout.samples.slice(p * n, p * n + n);
-    return { record, responses: rows.map((s) => s.text), scores: scores.slice(p * n, p * n + n), finishReasons: rows.map((s) => s.finishReason) };
+    return {
+      record,
+      responses: rows.map((s) => s.text),
+      scores: scores.slice(p * n, p * n + n),
+      finishReasons: rows.map((s) => s.finishReason),
+    };
   });
 }
 
 /** Index of the first maximal and the last minimal score (the stable-sort convention of LongReward's pairs). */
 export function bestWorst(scores: ArrayLike<number>): { best: number; worst: number } {
-  let best = 0, worst = 0;
+  let best = 0,
+    worst = 0;
   for (let i = 1; i < scores.length; i++) {
     if (scores[i] > scores[best]) best = i;
     if (scores[i] <= scores[worst]) worst = i;
@@ -86,7 +110,11 @@ export interface OnlinePair extends PreferenceRecord {
 }
 
 /** Best-vs-worst pairs of the groups (ties dropped) and the groups as scored records. */
-export function pairsFromGroups(groups: SampledGroup[]): { pairs: OnlinePair[]; groups: ScoredRecord[]; droppedTies: number } {
+export function pairsFromGroups(groups: SampledGroup[]): {
+  pairs: OnlinePair[];
+  groups: ScoredRecord[];
+  droppedTies: number;
+} {
   const pairs: OnlinePair[] = [];
   let droppedTies = 0;
   for (const g of groups) {
@@ -95,7 +123,17 @@ export function pairsFromGroups(groups: SampledGroup[]): { pairs: OnlinePair[]; 
       droppedTies++;
       continue;
     }
-    pairs.push({ prompt: g.record.prompt, chosen: g.responses[best], rejected: g.responses[worst], chosenScore: g.scores[best], rejectedScore: g.scores[worst] });
+    pairs.push({
+      prompt: g.record.prompt,
+      chosen: g.responses[best],
+      rejected: g.responses[worst],
+      chosenScore: g.scores[best],
+      rejectedScore: g.scores[worst],
+    });
   }
-  return { pairs, groups: groups.map((g) => ({ prompt: g.record.prompt, responses: g.responses, scores: g.scores })), droppedTies };
+  return {
+    pairs,
+    groups: groups.map((g) => ({ prompt: g.record.prompt, responses: g.responses, scores: g.scores })),
+    droppedTies,
+  };
 }

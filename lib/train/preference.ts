@@ -27,9 +27,32 @@ import { options } from '../validate.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter } from './events.js';
 import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
-import { EpochBatches, LOOP_KEYS, encodeRow, isScored, loadPairData, mean, readLoopOptions, rowLogprobs, type LoopOptions } from './preference-common.js';
-import { PREFERENCE_LOSSES, isGroupLoss, isReferenceFree, preferenceLoss, type LossParams, type PreferenceLoss } from './preference-losses.js';
-import { bestWorst, pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } from './preference-online.js';
+import {
+  EpochBatches,
+  LOOP_KEYS,
+  encodeRow,
+  isScored,
+  loadPairData,
+  mean,
+  readLoopOptions,
+  rowLogprobs,
+  type LoopOptions,
+} from './preference-common.js';
+import {
+  PREFERENCE_LOSSES,
+  isGroupLoss,
+  isReferenceFree,
+  preferenceLoss,
+  type LossParams,
+  type PreferenceLoss,
+} from './preference-losses.js';
+import {
+  bestWorst,
+  pairsFromGroups,
+  sampleAndScore,
+  type OnlinePair,
+  type SampleOptions,
+} from './preference-online.js';
 import { TrainingRun, allFinite } from './run.js';
 import { loopSchedule } from './schedule.js';
 
@@ -70,7 +93,26 @@ export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   eval?: string | Array<PreferenceRecord | ScoredRecord>;
 }
 
-const KEYS = ['group', 'shardOptimizer', 'policy', 'reference', 'tokenizer', 'loss', 'beta', 'labelSmoothing', 'epsilon', 'betaPi', 'betaR', 'gamma', 'groupSize', 'ntpCoef', 'temperature', 'train', 'eval', ...LOOP_KEYS] as const;
+const KEYS = [
+  'group',
+  'shardOptimizer',
+  'policy',
+  'reference',
+  'tokenizer',
+  'loss',
+  'beta',
+  'labelSmoothing',
+  'epsilon',
+  'betaPi',
+  'betaR',
+  'gamma',
+  'groupSize',
+  'ntpCoef',
+  'temperature',
+  'train',
+  'eval',
+  ...LOOP_KEYS,
+] as const;
 const BUILD_KEYS = ['policy', 'tokenizer', 'prompts', 'reward', 'samples', 'sampling', 'seed', 'batchSize'] as const;
 
 /** Mean diagnostics over a set of items (per step or for evaluate). */
@@ -126,10 +168,16 @@ export class PreferenceTrainer extends TrainerEmitter {
     const fn = 'PreferenceTrainer';
     const o = options(fn, 'options', opts);
     o.known(KEYS);
-    if (!opts.policy || !opts.tokenizer) throw new TypeError(`${fn}: options.policy and options.tokenizer are required`);
-    if (!opts.policy.config.lmHead) throw new TypeError(`${fn}: expected options.policy to be a causal LM, received a ${opts.policy.config.architecture}`);
+    if (!opts.policy || !opts.tokenizer)
+      throw new TypeError(`${fn}: options.policy and options.tokenizer are required`);
+    if (!opts.policy.config.lmHead)
+      throw new TypeError(
+        `${fn}: expected options.policy to be a causal LM, received a ${opts.policy.config.architecture}`,
+      );
     if (opts.reference && opts.reference.config.architecture !== opts.policy.config.architecture)
-      throw new TypeError(`${fn}: options.reference (${opts.reference.config.architecture}) must have the policy's architecture (${opts.policy.config.architecture})`);
+      throw new TypeError(
+        `${fn}: options.reference (${opts.reference.config.architecture}) must have the policy's architecture (${opts.policy.config.architecture})`,
+      );
     if (opts.train === undefined) throw new TypeError(`${fn}: options.train is required`);
     this.policy = opts.policy;
     this.tokenizer = opts.tokenizer;
@@ -151,11 +199,17 @@ export class PreferenceTrainer extends TrainerEmitter {
       ntpCoef: o.number('ntpCoef', { min: 0 }, loss === 'orpo' ? 1 : 0),
       temperature: o.number('temperature', { gt: 0 }, 1),
     };
-    if (o.has('labelSmoothing') && !['dpo', 'cdpo'].includes(loss)) throw new TypeError(`${fn}: options.labelSmoothing applies to loss 'dpo' or 'cdpo', not '${loss}'`);
-    if (this.#o.k !== undefined && !isGroupLoss(loss)) throw new TypeError(`${fn}: options.groupSize applies to loss 'exo-rw' or 'dpo-rw', not '${loss}'`);
+    if (o.has('labelSmoothing') && !['dpo', 'cdpo'].includes(loss))
+      throw new TypeError(`${fn}: options.labelSmoothing applies to loss 'dpo' or 'cdpo', not '${loss}'`);
+    if (this.#o.k !== undefined && !isGroupLoss(loss))
+      throw new TypeError(`${fn}: options.groupSize applies to loss 'exo-rw' or 'dpo-rw', not '${loss}'`);
     this.group = opts.group ?? currentGroup();
     const shard = o.bool('shardOptimizer', true) && this.group.size > 1;
-    this.optimizer = new AdamW(this.policy, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm }, { group: shard ? this.group : undefined });
+    this.optimizer = new AdamW(
+      this.policy,
+      { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm },
+      { group: shard ? this.group : undefined },
+    );
   }
 
   /**
@@ -165,7 +219,9 @@ export class PreferenceTrainer extends TrainerEmitter {
    * pair. Also returns every prompt's scored group (data for exo-rw / dpo-rw). Deterministic in
    * (policy weights, prompts, seed).
    */
-  static async buildPairs(opts: Omit<SampleOptions, 'n'> & { samples: number }): Promise<{ pairs: OnlinePair[]; groups: ScoredRecord[]; droppedTies: number }> {
+  static async buildPairs(
+    opts: Omit<SampleOptions, 'n'> & { samples: number },
+  ): Promise<{ pairs: OnlinePair[]; groups: ScoredRecord[]; droppedTies: number }> {
     const fn = 'PreferenceTrainer.buildPairs';
     const o = options(fn, 'options', opts);
     o.known(BUILD_KEYS);
@@ -185,25 +241,38 @@ export class PreferenceTrainer extends TrainerEmitter {
   /** Tokenizes the data once; items with an empty response row (prompt ≥ seqLen) are dropped. */
   #prepare(): Promise<{ train: Item[]; eval?: Item[]; k: number }> {
     this.#data ??= (async () => {
-      const fn = 'PreferenceTrainer', o = this.#o, group = isGroupLoss(o.loss);
+      const fn = 'PreferenceTrainer',
+        o = this.#o,
+        group = isGroupLoss(o.loss);
       const train = await loadPairData(fn, 'train', this.#opts.train, group);
-      const evalSet = this.#opts.eval !== undefined ? await loadPairData(fn, 'eval', this.#opts.eval, group) : undefined;
-      const asGroup = (r: PreferenceRecord | ScoredRecord): ScoredRecord => (isScored(r) ? r : { prompt: r.prompt, responses: [r.chosen, r.rejected], scores: [1, 0] });
+      const evalSet =
+        this.#opts.eval !== undefined ? await loadPairData(fn, 'eval', this.#opts.eval, group) : undefined;
+      const asGroup = (r: PreferenceRecord | ScoredRecord): ScoredRecord =>
+        isScored(r) ? r : { prompt: r.prompt, responses: [r.chosen, r.rejected], scores: [1, 0] };
       let k = 2;
       if (group) {
         const counts = new Set([...train, ...(evalSet ?? [])].map((r) => asGroup(r).responses.length));
         k = o.k ?? (counts.size === 1 ? [...counts][0] : 0);
-        if (!k) throw new TypeError(`${fn}: the records have different numbers of responses (${[...counts].join(', ')}); set options.groupSize`);
+        if (!k)
+          throw new TypeError(
+            `${fn}: the records have different numbers of responses (${[...counts].join(', ')}); set options.groupSize`,
+          );
       }
       const toItems = (records: Array<PreferenceRecord | ScoredRecord>, name: string): Item[] => {
         const items: Item[] = [];
-        let truncated = 0, dropped = 0;
+        let truncated = 0,
+          dropped = 0;
         records.forEach((r, i) => {
           const g = group ? asGroup(r) : undefined;
           if (g && g.responses.length % k !== 0)
-            throw new RlhfError(ErrorCode.FORMAT, `${fn}: ${name} record ${i} has ${g.responses.length} responses, not a multiple of groupSize ${k}`);
+            throw new RlhfError(
+              ErrorCode.FORMAT,
+              `${fn}: ${name} record ${i} has ${g.responses.length} responses, not a multiple of groupSize ${k}`,
+            );
           for (let off = 0; off < (g ? g.responses.length : 2); off += k) {
-            const texts = g ? g.responses.slice(off, off + k) : [(r as PreferenceRecord).chosen, (r as PreferenceRecord).rejected];
+            const texts = g
+              ? g.responses.slice(off, off + k)
+              : [(r as PreferenceRecord).chosen, (r as PreferenceRecord).rejected];
             const rows = texts.map((t) => encodeRow(this.tokenizer, r.prompt, t, o.seqLen));
             if (rows.some((x) => x.truncated)) truncated++;
             if (rows.some((x) => x.seq.responseIds.length === 0)) {
@@ -212,11 +281,20 @@ export class PreferenceTrainer extends TrainerEmitter {
             }
             const scores = g?.scores.slice(off, off + k);
             const { best, worst } = scores ? bestWorst(scores) : { best: 0, worst: 1 };
-            items.push({ rows: rows.map((x) => x.seq), lengths: rows.map((x) => x.seq.responseIds.length), scores, best, worst });
+            items.push({
+              rows: rows.map((x) => x.seq),
+              lengths: rows.map((x) => x.seq.responseIds.length),
+              scores,
+              best,
+              worst,
+            });
           }
         });
         if (truncated) this.#log(`${name}: ${truncated} ${group ? 'groups' : 'pairs'} truncated to ${o.seqLen} tokens`);
-        if (dropped) this.#log(`${name}: ${dropped} ${group ? 'groups' : 'pairs'} dropped: the prompt fills seqLen (${o.seqLen}), leaving no response token`);
+        if (dropped)
+          this.#log(
+            `${name}: ${dropped} ${group ? 'groups' : 'pairs'} dropped: the prompt fills seqLen (${o.seqLen}), leaving no response token`,
+          );
         if (!items.length) throw new RlhfError(ErrorCode.FORMAT, `${fn}: no ${name} item left to train on`);
         return items;
       };
@@ -227,7 +305,8 @@ export class PreferenceTrainer extends TrainerEmitter {
 
   /** Creates the default reference (a frozen clone of the policy) if needed. */
   async #ensureReference(): Promise<void> {
-    if (!isReferenceFree(this.#o.loss)) this.reference ??= this.policy.lora ? this.policy.withoutAdapters() : await this.policy.clone();
+    if (!isReferenceFree(this.#o.loss))
+      this.reference ??= this.policy.lora ? this.policy.withoutAdapters() : await this.policy.clone();
   }
 
   /** Fills item.ref with the reference's sequence log-probs (dataset order, no gradients). */
@@ -236,20 +315,30 @@ export class PreferenceTrainer extends TrainerEmitter {
     const todo = force ? items : items.filter((it) => !it.ref);
     for (let i = 0; i < todo.length; i += this.#o.batchSize) {
       const batch = todo.slice(i, i + this.#o.batchSize);
-      const rb = await rowLogprobs(this.reference!, batch.flatMap((it) => it.rows), this.tokenizer.padId, { save: false, temperature: this.#o.temperature });
+      const rb = await rowLogprobs(
+        this.reference!,
+        batch.flatMap((it) => it.rows),
+        this.tokenizer.padId,
+        { save: false, temperature: this.#o.temperature },
+      );
       let row = 0;
-      for (const it of batch) (it.ref = rb.seq.slice(row, row + it.rows.length)), (row += it.rows.length);
+      for (const it of batch) ((it.ref = rb.seq.slice(row, row + it.rows.length)), (row += it.rows.length));
     }
   }
 
   /** KTO's z0 on mismatched rows: item i's prompt with item (i+1)'s chosen response (TRL's KL term), no gradients. */
   async #klBaseline(items: Item[]): Promise<number> {
     const rows = items.map((it, i) => {
-      const p = it.rows[it.best].promptIds, other = items[(i + 1) % items.length];
-      return { promptIds: p, responseIds: other.rows[other.best].responseIds.slice(0, Math.max(0, this.#o.seqLen - p.length)) };
+      const p = it.rows[it.best].promptIds,
+        other = items[(i + 1) % items.length];
+      return {
+        promptIds: p,
+        responseIds: other.rows[other.best].responseIds.slice(0, Math.max(0, this.#o.seqLen - p.length)),
+      };
     });
     const opts = { save: false, temperature: this.#o.temperature };
-    const pol = await rowLogprobs(this.policy, rows, this.tokenizer.padId, opts), ref = await rowLogprobs(this.reference!, rows, this.tokenizer.padId, opts);
+    const pol = await rowLogprobs(this.policy, rows, this.tokenizer.padId, opts),
+      ref = await rowLogprobs(this.reference!, rows, this.tokenizer.padId, opts);
     return allFinite(...pol.seq, ...ref.seq) ? ktoKlBaseline(pol.seq, ref.seq) : NaN;
   }
 
@@ -260,7 +349,12 @@ export class PreferenceTrainer extends TrainerEmitter {
   async #lossOf(items: Item[], save: boolean) {
     const k = items[0].rows.length;
     const z0 = this.#o.loss === 'kto' ? await this.#klBaseline(items) : undefined;
-    const rb = await rowLogprobs(this.policy, items.flatMap((it) => it.rows), this.tokenizer.padId, { save, temperature: this.#o.temperature });
+    const rb = await rowLogprobs(
+      this.policy,
+      items.flatMap((it) => it.rows),
+      this.tokenizer.padId,
+      { save, temperature: this.#o.temperature },
+    );
     const ref = isReferenceFree(this.#o.loss) ? undefined : Float64Array.from(items.flatMap((it) => [...it.ref!]));
     if (!allFinite(...rb.seq, ...(ref ?? []), z0 ?? 0)) {
       if (save) this.policy.releaseActivations();
@@ -276,10 +370,18 @@ export class PreferenceTrainer extends TrainerEmitter {
       worst: items.map((it) => it.worst),
       klBaseline: z0,
     });
-    const chosen = Float64Array.from(items, (it, i) => rb.seq[i * k + it.best]), rejected = Float64Array.from(items, (it, i) => rb.seq[i * k + it.worst]);
+    const chosen = Float64Array.from(items, (it, i) => rb.seq[i * k + it.best]),
+      rejected = Float64Array.from(items, (it, i) => rb.seq[i * k + it.worst]);
     let correct = 0;
     out.rewardsChosen.forEach((c, i) => (correct += c > out.rewardsRejected[i] ? 1 : 0));
-    const diag = { rewardsChosen: mean(out.rewardsChosen), rewardsRejected: mean(out.rewardsRejected), margin: mean(out.rewardsChosen) - mean(out.rewardsRejected), accuracy: correct / items.length, logpsChosen: mean(chosen), logpsRejected: mean(rejected) };
+    const diag = {
+      rewardsChosen: mean(out.rewardsChosen),
+      rewardsRejected: mean(out.rewardsRejected),
+      margin: mean(out.rewardsChosen) - mean(out.rewardsRejected),
+      accuracy: correct / items.length,
+      logpsChosen: mean(chosen),
+      logpsRejected: mean(rejected),
+    };
     return { rb, out, diag, z0 };
   }
 
@@ -297,9 +399,20 @@ export class PreferenceTrainer extends TrainerEmitter {
     for (let i = 0; i < set.length; i += this.#o.batchSize) {
       const b = set.slice(i, i + this.#o.batchSize);
       const r = await this.#lossOf(b, false);
-      if (!r) return { loss: NaN, rewardsChosen: NaN, rewardsRejected: NaN, margin: NaN, accuracy: NaN, logpsChosen: NaN, logpsRejected: NaN, items: set.length };
+      if (!r)
+        return {
+          loss: NaN,
+          rewardsChosen: NaN,
+          rewardsRejected: NaN,
+          margin: NaN,
+          accuracy: NaN,
+          logpsChosen: NaN,
+          logpsRejected: NaN,
+          items: set.length,
+        };
       const { out, diag } = r;
-      for (const [key, v] of Object.entries({ loss: out.loss, ...diag })) sum[key] = (sum[key] ?? 0) + (v * b.length) / set.length;
+      for (const [key, v] of Object.entries({ loss: out.loss, ...diag }))
+        sum[key] = (sum[key] ?? 0) + (v * b.length) / set.length;
     }
     return { ...(sum as unknown as PreferenceMetrics), items: set.length };
   }
@@ -314,8 +427,19 @@ export class PreferenceTrainer extends TrainerEmitter {
    */
   async #reduceStep(m: Record<string, number>, nll: number): Promise<number> {
     await this.group.allReduceGradients(this.policy);
-    const keys = ['loss', 'rewardsChosen', 'rewardsRejected', 'margin', 'accuracy', 'logpsChosen', 'logpsRejected', ...(this.#o.loss === 'kto' ? ['klBaseline'] : [])];
-    const sums = this.group.allReduceSum(Float64Array.from([nll, ...keys.map((k) => (Number.isNaN(m.loss) ? NaN : (m[k] ?? 0)))]));
+    const keys = [
+      'loss',
+      'rewardsChosen',
+      'rewardsRejected',
+      'margin',
+      'accuracy',
+      'logpsChosen',
+      'logpsRejected',
+      ...(this.#o.loss === 'kto' ? ['klBaseline'] : []),
+    ];
+    const sums = this.group.allReduceSum(
+      Float64Array.from([nll, ...keys.map((k) => (Number.isNaN(m.loss) ? NaN : (m[k] ?? 0)))]),
+    );
     keys.forEach((k, i) => (m[k] = sums[i + 1]));
     return sums[0];
   }
@@ -336,20 +460,37 @@ export class PreferenceTrainer extends TrainerEmitter {
     const batches = new EpochBatches(data.train, o.batchSize, o.seed);
     const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
     const { group: _group, ...identity } = this.#opts;
-    const run = (this.#run = new TrainingRun('preference', this, totalSteps, { ...o, group: this.group }, { config: { ...identity, ...o }, dataKeys: ['train', 'eval'] }));
+    const run = (this.#run = new TrainingRun(
+      'preference',
+      this,
+      totalSteps,
+      { ...o, group: this.group },
+      { config: { ...identity, ...o }, dataKeys: ['train', 'eval'] },
+    ));
     await this.#ensureReference();
     // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
-    const ref: Record<string, CheckpointPart> = this.reference && !this.reference.adaptersOf ? { reference: { model: this.reference } } : {};
+    const ref: Record<string, CheckpointPart> =
+      this.reference && !this.reference.adaptersOf ? { reference: { model: this.reference } } : {};
     const state = await run.resume({ policy: { model: this.policy, optimizer: this.optimizer }, ...ref });
     // after resume: the reference may have been restored from the checkpoint
     await this.#cacheReference([...data.train, ...(data.eval ?? [])], true);
-    let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;
-    const save = () => run.save(step, { policy: { model: this.policy, optimizer: this.optimizer, tokenizer: this.tokenizer }, ...ref }, { microBatch: micro, seed: o.seed, loss: o.loss });
-    let lastLoss = NaN, evalResult: PreferenceTrainResult['eval'];
+    let step = state?.step ?? 0,
+      micro = (state?.microBatch as number | undefined) ?? 0;
+    const save = () =>
+      run.save(
+        step,
+        { policy: { model: this.policy, optimizer: this.optimizer, tokenizer: this.tokenizer }, ...ref },
+        { microBatch: micro, seed: o.seed, loss: o.loss },
+      );
+    let lastLoss = NaN,
+      evalResult: PreferenceTrainResult['eval'];
     const evaluate = async () => {
       evalResult = await this.#evaluate(data.eval!);
       const { items: _items, ...m } = evalResult;
-      await run.evaluation(step, Object.fromEntries(Object.entries(m).map(([key, v]) => [`eval${key[0].toUpperCase()}${key.slice(1)}`, v])));
+      await run.evaluation(
+        step,
+        Object.fromEntries(Object.entries(m).map(([key, v]) => [`eval${key[0].toUpperCase()}${key.slice(1)}`, v])),
+      );
     };
     await this.policy.zeroGrad();
     while (step < totalSteps) {
@@ -370,7 +511,12 @@ export class PreferenceTrainer extends TrainerEmitter {
         }
         const { rb, out, diag, z0 } = r;
         const w = items.length / N; // each micro-batch loss is a mean over its items; the step's is over all N
-        const dTok = spreadSequenceGrad(out.dPolicy.map((d) => d * w), rb.mask, rb.sb.batch, rb.sb.seqLen);
+        const dTok = spreadSequenceGrad(
+          out.dPolicy.map((d) => d * w),
+          rb.mask,
+          rb.sb.batch,
+          rb.sb.seqLen,
+        );
         if (o.ntpCoef > 0)
           items.forEach((it, i) => {
             const b = i * it.rows.length + it.best;
@@ -379,30 +525,53 @@ export class PreferenceTrainer extends TrainerEmitter {
               dTok[rb.sb.responseStart[b] + j] -= o.ntpCoef / ntpTokens;
             }
           });
-        for (const [key, v] of Object.entries({ loss: out.loss, ...diag, ...(z0 === undefined ? {} : { klBaseline: z0 }) })) m[key] = (m[key] ?? 0) + v * w;
+        for (const [key, v] of Object.entries({
+          loss: out.loss,
+          ...diag,
+          ...(z0 === undefined ? {} : { klBaseline: z0 }),
+        }))
+          m[key] = (m[key] ?? 0) + v * w;
         await this.policy.backward({ dLogprobs: Float32Array.from(dTok) });
       }
       if (this.group.size > 1) nll = await this.#reduceStep(m, nll);
       micro += o.gradAccum;
-      if (o.ntpCoef > 0) (m.ntpLoss = nll), (m.loss += o.ntpCoef * nll);
+      if (o.ntpCoef > 0) ((m.ntpLoss = nll), (m.loss += o.ntpCoef * nll));
       this.optimizer.lr = schedule(step);
       const r = await run.guardedUpdate(step, m.loss, this.optimizer, this.policy);
       step++;
       lastLoss = m.loss;
-      await run.step(step, { ...m, lr: this.optimizer.lr, gradNorm: r.gradNorm, itemsPerSecond: N / ((performance.now() - step0) / 1000) }, { epoch: micro / batches.perEpoch });
+      await run.step(
+        step,
+        { ...m, lr: this.optimizer.lr, gradNorm: r.gradNorm, itemsPerSecond: N / ((performance.now() - step0) / 1000) },
+        { epoch: micro / batches.perEpoch },
+      );
       if (data.eval && o.evalEvery && step % o.evalEvery === 0) await evaluate();
       if (o.saveEvery && step % o.saveEvery === 0) await save();
       if (this.#stopRequested) {
         if (!o.saveEvery || step % o.saveEvery !== 0) await save();
         run.log(`stopped at step ${step} of ${totalSteps}`);
-        return { steps: step, trainLoss: lastLoss, eval: evalResult, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, stopped: true };
+        return {
+          steps: step,
+          trainLoss: lastLoss,
+          eval: evalResult,
+          skippedSteps: run.skippedSteps,
+          seconds: (performance.now() - t0) / 1000,
+          stopped: true,
+        };
       }
     }
     if (data.eval && (!o.evalEvery || step % o.evalEvery !== 0)) await evaluate();
     if (o.outputDir) {
       if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-      if (this.group.rank === 0) await this.policy.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
+      if (this.group.rank === 0)
+        await this.policy.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
     }
-    return { steps: step, trainLoss: lastLoss, eval: evalResult, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000 };
+    return {
+      steps: step,
+      trainLoss: lastLoss,
+      eval: evalResult,
+      skippedSteps: run.skippedSteps,
+      seconds: (performance.now() - t0) / 1000,
+    };
   }
 }

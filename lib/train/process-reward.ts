@@ -71,7 +71,6 @@ interface Row {
   labels: number[];
 }
 
-
 /** Trains a scalar-head model to score each reasoning step of a response. */
 export class ProcessRewardTrainer extends TrainerEmitter {
   readonly model: Model;
@@ -96,8 +95,13 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     this.#opts = opts;
     const loop = readLoopOptions(fn, o, { lr: 1e-5 });
     this.#o = { ...loop, evalSplit: o.has('evalSplit') ? o.number('evalSplit', { gt: 0, lt: 1 }) : undefined };
-    if (opts.eval !== undefined && this.#o.evalSplit !== undefined) throw new TypeError(`${fn}: give options.eval or options.evalSplit, not both`);
-    this.optimizer = new AdamW(this.model, { lr: loop.lr, weightDecay: loop.weightDecay, maxGradNorm: loop.maxGradNorm });
+    if (opts.eval !== undefined && this.#o.evalSplit !== undefined)
+      throw new TypeError(`${fn}: give options.eval or options.evalSplit, not both`);
+    this.optimizer = new AdamW(this.model, {
+      lr: loop.lr,
+      weightDecay: loop.weightDecay,
+      maxGradNorm: loop.maxGradNorm,
+    });
   }
 
   /** Ends train() after the current step, writing a checkpoint first. */
@@ -106,7 +110,8 @@ export class ProcessRewardTrainer extends TrainerEmitter {
   }
 
   #encode(records: StepRecord[], name: string): Row[] {
-    let droppedSteps = 0, droppedRecords = 0;
+    let droppedSteps = 0,
+      droppedRecords = 0;
     const rows: Row[] = [];
     for (const r of records) {
       const e = encodeSteps(this.tokenizer, r.prompt, r.steps, this.separator, this.#o.seqLen);
@@ -115,10 +120,23 @@ export class ProcessRewardTrainer extends TrainerEmitter {
         droppedRecords++;
         continue;
       }
-      rows.push({ promptIds: e.promptIds, responseIds: e.responseIds, stepEnds: e.stepEnds, labels: r.labels.slice(0, e.stepEnds.length) });
+      rows.push({
+        promptIds: e.promptIds,
+        responseIds: e.responseIds,
+        stepEnds: e.stepEnds,
+        labels: r.labels.slice(0, e.stepEnds.length),
+      });
     }
-    if (droppedSteps) this.emit('log', { stage: 'prm', message: `${name}: ${droppedSteps} steps past seqLen ${this.#o.seqLen} dropped (${droppedRecords} records left with none)` });
-    if (!rows.length) throw new RlhfError(ErrorCode.FORMAT, `ProcessRewardTrainer: no ${name} record has a step within seqLen ${this.#o.seqLen}`);
+    if (droppedSteps)
+      this.emit('log', {
+        stage: 'prm',
+        message: `${name}: ${droppedSteps} steps past seqLen ${this.#o.seqLen} dropped (${droppedRecords} records left with none)`,
+      });
+    if (!rows.length)
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `ProcessRewardTrainer: no ${name} record has a step within seqLen ${this.#o.seqLen}`,
+      );
     return rows;
   }
 
@@ -128,7 +146,11 @@ export class ProcessRewardTrainer extends TrainerEmitter {
       let records = await loadStepData(fn, 'train', this.#opts.train);
       let evalRecords = this.#opts.eval !== undefined ? await loadStepData(fn, 'eval', this.#opts.eval) : undefined;
       if (this.#o.evalSplit !== undefined) {
-        if (records.length < 2) throw new RlhfError(ErrorCode.FORMAT, `${fn}: evalSplit needs at least 2 training records, got ${records.length}`);
+        if (records.length < 2)
+          throw new RlhfError(
+            ErrorCode.FORMAT,
+            `${fn}: evalSplit needs at least 2 training records, got ${records.length}`,
+          );
         const split = heldOutSplit(records.length, this.#o.evalSplit, this.#o.seed);
         evalRecords = split.held.map((i) => records[i]);
         records = split.train.map((i) => records[i]);
@@ -140,7 +162,13 @@ export class ProcessRewardTrainer extends TrainerEmitter {
 
   /** Step scores of the rows, flattened row by row; `at` their batch indices. */
   #scores(rows: Row[], save: boolean): Promise<{ scores: Float64Array; at: Int32Array; size: number }> {
-    return scalarScores(this.model, this.tokenizer.padId, rows, (sb, b) => rows[b].stepEnds.map((e) => b * sb.seqLen + e), save);
+    return scalarScores(
+      this.model,
+      this.tokenizer.padId,
+      rows,
+      (sb, b) => rows[b].stepEnds.map((e) => b * sb.seqLen + e),
+      save,
+    );
   }
 
   /** Step and response accuracy and the BCE on the eval set (or, with 'train', the training records). */
@@ -149,7 +177,10 @@ export class ProcessRewardTrainer extends TrainerEmitter {
   }
 
   async #evaluate(set: Row[]): Promise<ProcessRewardEvalResult> {
-    let loss = 0, correct = 0, steps = 0, responsesRight = 0;
+    let loss = 0,
+      correct = 0,
+      steps = 0,
+      responsesRight = 0;
     for (let i = 0; i < set.length; i += this.#o.batchSize) {
       const rows = set.slice(i, i + this.#o.batchSize);
       const { scores } = await this.#scores(rows, false);
@@ -166,7 +197,13 @@ export class ProcessRewardTrainer extends TrainerEmitter {
         if (minP > 0.5 === r.labels.every((x) => x >= 0.5)) responsesRight++;
       }
     }
-    return { stepAccuracy: correct / steps, loss: loss / steps, responseAccuracy: responsesRight / set.length, steps, responses: set.length };
+    return {
+      stepAccuracy: correct / steps,
+      loss: loss / steps,
+      responseAccuracy: responsesRight / set.length,
+      steps,
+      responses: set.length,
+    };
   }
 
   #run?: TrainingRun;
@@ -186,27 +223,50 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     const data = await this.#prepare();
     const batches = new EpochBatches(data.train, o.batchSize, o.seed);
     const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
-    const run = (this.#run = new TrainingRun('prm', this, totalSteps, o, { config: { ...this.#opts, ...o }, dataKeys: ['train', 'eval'] }));
+    const run = (this.#run = new TrainingRun('prm', this, totalSteps, o, {
+      config: { ...this.#opts, ...o },
+      dataKeys: ['train', 'eval'],
+    }));
     const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
-    let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;
-    const save = () => run.save(step, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { microBatch: micro, seed: o.seed });
+    let step = state?.step ?? 0,
+      micro = (state?.microBatch as number | undefined) ?? 0;
+    const save = () =>
+      run.save(
+        step,
+        { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } },
+        { microBatch: micro, seed: o.seed },
+      );
     const evaluate = async () => {
       const e = await this.#evaluate(data.eval!);
-      await run.evaluation(step, { evalStepAccuracy: e.stepAccuracy, evalLoss: e.loss, evalResponseAccuracy: e.responseAccuracy });
+      await run.evaluation(step, {
+        evalStepAccuracy: e.stepAccuracy,
+        evalLoss: e.loss,
+        evalResponseAccuracy: e.responseAccuracy,
+      });
       return e;
     };
-    let last = { loss: NaN, accuracy: NaN }, evalResult: ProcessRewardEvalResult | undefined;
-    const finish = (stopped?: boolean): ProcessRewardTrainResult => ({ steps: step, trainLoss: last.loss, trainStepAccuracy: last.accuracy, eval: evalResult, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, ...(stopped ? { stopped } : {}) });
+    let last = { loss: NaN, accuracy: NaN },
+      evalResult: ProcessRewardEvalResult | undefined;
+    const finish = (stopped?: boolean): ProcessRewardTrainResult => ({
+      steps: step,
+      trainLoss: last.loss,
+      trainStepAccuracy: last.accuracy,
+      eval: evalResult,
+      skippedSteps: run.skippedSteps,
+      seconds: (performance.now() - t0) / 1000,
+      ...(stopped ? { stopped } : {}),
+    });
     await this.model.zeroGrad();
     while (step < totalSteps) {
       const tStep = performance.now();
       const group = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
       const S = group.reduce((s, rows) => s + rows.reduce((a, r) => a + r.stepEnds.length, 0), 0);
-      let loss = 0, correct = 0;
+      let loss = 0,
+        correct = 0;
       for (const rows of group) {
         const { scores, at, size } = await this.#scores(rows, true);
         if (!allFinite(...scores)) {
-          this.model.releaseActivations();  // no backward; the NaN loss skips the update
+          this.model.releaseActivations(); // no backward; the NaN loss skips the update
           loss = NaN;
           continue;
         }
@@ -224,7 +284,17 @@ export class ProcessRewardTrainer extends TrainerEmitter {
       const r = await run.guardedUpdate(step, loss, this.optimizer, this.model);
       step++;
       last = { loss, accuracy: correct / S };
-      await run.step(step, { loss, stepAccuracy: correct / S, lr: this.optimizer.lr, gradNorm: r.gradNorm, stepsPerSecond: S / ((performance.now() - tStep) / 1000) }, { epoch: micro / batches.perEpoch });
+      await run.step(
+        step,
+        {
+          loss,
+          stepAccuracy: correct / S,
+          lr: this.optimizer.lr,
+          gradNorm: r.gradNorm,
+          stepsPerSecond: S / ((performance.now() - tStep) / 1000),
+        },
+        { epoch: micro / batches.perEpoch },
+      );
       if (data.eval && o.evalEvery && step % o.evalEvery === 0) evalResult = await evaluate();
       if (o.saveEvery && step % o.saveEvery === 0) await save();
       if (this.#stopRequested) {

@@ -42,9 +42,21 @@ export async function bestOfN(opts: BestOfNOptions): Promise<{ records: BestOfNR
   const groups = await sampleAndScore(fn, opts, 'n');
   const records = groups.map((g): BestOfNRecord => {
     const { best, worst } = bestWorst(g.scores);
-    return { prompt: g.record.prompt, completion: g.responses[best], score: g.scores[best], spread: g.scores[best] - g.scores[worst], finishReason: g.finishReasons[best] };
+    return {
+      prompt: g.record.prompt,
+      completion: g.responses[best],
+      score: g.scores[best],
+      spread: g.scores[best] - g.scores[worst],
+      finishReason: g.finishReasons[best],
+    };
   });
-  const sft = records.map((r, i) => parseSftRecord({ prompt: r.prompt, completion: r.completion }, `${fn}: record ${i}`));
-  if (writeTo) await writeJsonl(writeTo, records.map(({ prompt, completion, score, spread }) => ({ prompt, completion, score, spread })));
+  const sft = records.map((r, i) =>
+    parseSftRecord({ prompt: r.prompt, completion: r.completion }, `${fn}: record ${i}`),
+  );
+  if (writeTo)
+    await writeJsonl(
+      writeTo,
+      records.map(({ prompt, completion, score, spread }) => ({ prompt, completion, score, spread })),
+    );
   return { records, sft };
 }

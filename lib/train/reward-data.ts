@@ -21,10 +21,17 @@ const LABEL = '{prompt, response, label}';
 export function parseCorrectnessRecord(value: unknown, where: string): CorrectnessRecord {
   const { prompt } = parsePromptRecord(value, where);
   const obj = value as Record<string, unknown>;
-  if (typeof obj.response !== 'string') throw new RlhfError(ErrorCode.FORMAT, `${where}: expected "response" to be a string (${LABEL} record), got ${typeof obj.response}`);
+  if (typeof obj.response !== 'string')
+    throw new RlhfError(
+      ErrorCode.FORMAT,
+      `${where}: expected "response" to be a string (${LABEL} record), got ${typeof obj.response}`,
+    );
   const label = typeof obj.label === 'boolean' ? Number(obj.label) : obj.label;
   if (typeof label !== 'number' || !(label >= 0 && label <= 1))
-    throw new RlhfError(ErrorCode.FORMAT, `${where}: expected "label" to be 0, 1 or a number in [0, 1] (${LABEL} record), got ${JSON.stringify(obj.label)}`);
+    throw new RlhfError(
+      ErrorCode.FORMAT,
+      `${where}: expected "label" to be 0, 1 or a number in [0, 1] (${LABEL} record), got ${JSON.stringify(obj.label)}`,
+    );
   return { prompt, response: obj.response, label };
 }
 
@@ -33,10 +40,14 @@ export async function loadCorrectnessData(fn: string, source: unknown): Promise<
   const out: CorrectnessRecord[] = [];
   if (typeof source === 'string') {
     for await (const { value, line } of readJsonl(source)) out.push(parseCorrectnessRecord(value, `${source}:${line}`));
-    if (!out.length) throw new RlhfError(ErrorCode.FORMAT, `${source}: no records (the file is empty or has only blank lines)`);
+    if (!out.length)
+      throw new RlhfError(ErrorCode.FORMAT, `${source}: no records (the file is empty or has only blank lines)`);
   } else if (Array.isArray(source)) {
     source.forEach((r, i) => out.push(parseCorrectnessRecord(r, `${fn}: options.correctness[${i}]`)));
     if (!out.length) throw new RlhfError(ErrorCode.FORMAT, `${fn}: options.correctness is empty`);
-  } else throw new TypeError(`${fn}: expected options.correctness to be a JSONL path or an array of {prompt, response, label} records`);
+  } else
+    throw new TypeError(
+      `${fn}: expected options.correctness to be a JSONL path or an array of {prompt, response, label} records`,
+    );
   return out;
 }

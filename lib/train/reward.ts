@@ -24,7 +24,15 @@ import { lastTokenIndex, type Sequence } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
-import { EpochBatches, LOOP_KEYS, encodeRow, heldOutSplit, loadPairData, readLoopOptions, type LoopOptions } from './preference-common.js';
+import {
+  EpochBatches,
+  LOOP_KEYS,
+  encodeRow,
+  heldOutSplit,
+  loadPairData,
+  readLoopOptions,
+  type LoopOptions,
+} from './preference-common.js';
 import { loadCorrectnessData, type CorrectnessRecord } from './reward-data.js';
 import { TrainingRun, allFinite } from './run.js';
 import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
@@ -58,7 +66,21 @@ export interface RewardTrainerOptions extends Partial<LoopOptions> {
   correctnessBatchSize?: number;
 }
 
-const KEYS = ['model', 'tokenizer', 'train', 'eval', 'evalSplit', 'margin', 'scoreRegularization', 'lengthBalance', 'balanceEdges', 'correctness', 'correctnessWeight', 'correctnessBatchSize', ...LOOP_KEYS] as const;
+const KEYS = [
+  'model',
+  'tokenizer',
+  'train',
+  'eval',
+  'evalSplit',
+  'margin',
+  'scoreRegularization',
+  'lengthBalance',
+  'balanceEdges',
+  'correctness',
+  'correctnessWeight',
+  'correctnessBatchSize',
+  ...LOOP_KEYS,
+] as const;
 
 /** Held-out metrics: pairwise accuracy (r_w > r_l), BT loss (margins as in training, no penalty), mean score. */
 export interface RewardEvalResult {
@@ -103,7 +125,15 @@ export class RewardTrainer extends TrainerEmitter {
   readonly model: Model;
   readonly tokenizer: Tokenizer;
   readonly optimizer: AdamW;
-  #o: LoopOptions & { useMargin: boolean; lambda: number; lengthBalance: boolean; edges?: number[]; evalSplit?: number; cWeight: number; cBatch: number };
+  #o: LoopOptions & {
+    useMargin: boolean;
+    lambda: number;
+    lengthBalance: boolean;
+    edges?: number[];
+    evalSplit?: number;
+    cWeight: number;
+    cBatch: number;
+  };
   #opts: RewardTrainerOptions;
   #data?: Promise<Data>;
   #stopRequested = false;
@@ -128,12 +158,17 @@ export class RewardTrainer extends TrainerEmitter {
       cWeight: o.number('correctnessWeight', { min: 0 }, 1),
       cBatch: o.int('correctnessBatchSize', { min: 1 }, loop.batchSize),
     };
-    if (opts.eval !== undefined && this.#o.evalSplit !== undefined) throw new TypeError(`${fn}: give options.eval or options.evalSplit, not both`);
+    if (opts.eval !== undefined && this.#o.evalSplit !== undefined)
+      throw new TypeError(`${fn}: give options.eval or options.evalSplit, not both`);
     if (opts.balanceEdges !== undefined) {
       if (!this.#o.lengthBalance) throw new TypeError(`${fn}: options.balanceEdges needs options.lengthBalance: true`);
       balanceByLength([], { edges: opts.balanceEdges }); // validates the edges now rather than at train()
     }
-    this.optimizer = new AdamW(this.model, { lr: loop.lr, weightDecay: loop.weightDecay, maxGradNorm: loop.maxGradNorm });
+    this.optimizer = new AdamW(this.model, {
+      lr: loop.lr,
+      weightDecay: loop.weightDecay,
+      maxGradNorm: loop.maxGradNorm,
+    });
   }
 
   /** Ends train() after the current step, writing a checkpoint first. */
@@ -146,11 +181,16 @@ export class RewardTrainer extends TrainerEmitter {
   }
 
   /** Tokenized pairs; `truncated`: how many had a row cut to seqLen (#prepare reports it once for train and eval). */
-  #encode(records: PreferenceRecord[]): { pairs: Pair[]; lengths: Array<{ chosen: number; rejected: number }>; truncated: number } {
+  #encode(records: PreferenceRecord[]): {
+    pairs: Pair[];
+    lengths: Array<{ chosen: number; rejected: number }>;
+    truncated: number;
+  } {
     let truncated = 0;
     const lengths: Array<{ chosen: number; rejected: number }> = [];
     const pairs = records.map((r) => {
-      const c = encodeRow(this.tokenizer, r.prompt, r.chosen, this.#o.seqLen), l = encodeRow(this.tokenizer, r.prompt, r.rejected, this.#o.seqLen);
+      const c = encodeRow(this.tokenizer, r.prompt, r.chosen, this.#o.seqLen),
+        l = encodeRow(this.tokenizer, r.prompt, r.rejected, this.#o.seqLen);
       if (c.truncated || l.truncated) truncated++;
       lengths.push({ chosen: c.fullResponseLength, rejected: l.fullResponseLength });
       return { chosen: c.seq, rejected: l.seq, margin: this.#o.useMargin ? (r.margin ?? 0) : 0 };
@@ -164,9 +204,16 @@ export class RewardTrainer extends TrainerEmitter {
       const fn = 'RewardTrainer';
       const o = this.#o;
       let records = (await loadPairData(fn, 'train', this.#opts.train, false)) as PreferenceRecord[];
-      let evalRecords = this.#opts.eval !== undefined ? ((await loadPairData(fn, 'eval', this.#opts.eval, false)) as PreferenceRecord[]) : undefined;
+      let evalRecords =
+        this.#opts.eval !== undefined
+          ? ((await loadPairData(fn, 'eval', this.#opts.eval, false)) as PreferenceRecord[])
+          : undefined;
       if (o.evalSplit !== undefined) {
-        if (records.length < 2) throw new RlhfError(ErrorCode.FORMAT, `${fn}: evalSplit needs at least 2 training pairs, got ${records.length}`);
+        if (records.length < 2)
+          throw new RlhfError(
+            ErrorCode.FORMAT,
+            `${fn}: evalSplit needs at least 2 training pairs, got ${records.length}`,
+          );
         const split = heldOutSplit(records.length, o.evalSplit, o.seed);
         evalRecords = split.held.map((i) => records[i]);
         records = split.train.map((i) => records[i]);
@@ -175,7 +222,10 @@ export class RewardTrainer extends TrainerEmitter {
       const { lengths, truncated } = encoded;
       let pairs = encoded.pairs;
       const held = evalRecords && this.#encode(evalRecords);
-      if (truncated || held?.truncated) this.#log(`${truncated} of ${records.length} training pairs${held ? ` and ${held.truncated} of ${evalRecords!.length} held-out pairs` : ''} truncated to ${o.seqLen} tokens`);
+      if (truncated || held?.truncated)
+        this.#log(
+          `${truncated} of ${records.length} training pairs${held ? ` and ${held.truncated} of ${evalRecords!.length} held-out pairs` : ''} truncated to ${o.seqLen} tokens`,
+        );
       let balance: BalanceReport | undefined;
       if (o.lengthBalance) {
         const b = balanceByLength(lengths, { edges: o.edges, seed: o.seed });
@@ -184,9 +234,13 @@ export class RewardTrainer extends TrainerEmitter {
         this.#log(`length balancing (token lengths of chosen vs rejected):\n${formatBalanceReport(b.report)}`);
         if (!pairs.length) throw new RlhfError(ErrorCode.FORMAT, `${fn}: length balancing kept no pair`);
       }
-      const correctness = this.#opts.correctness !== undefined
-        ? (await loadCorrectnessData(fn, this.#opts.correctness)).map((r) => ({ seq: encodeRow(this.tokenizer, r.prompt, r.response, o.seqLen).seq, label: r.label }))
-        : undefined;
+      const correctness =
+        this.#opts.correctness !== undefined
+          ? (await loadCorrectnessData(fn, this.#opts.correctness)).map((r) => ({
+              seq: encodeRow(this.tokenizer, r.prompt, r.response, o.seqLen).seq,
+              label: r.label,
+            }))
+          : undefined;
       return { train: pairs, eval: held?.pairs, correctness, balance };
     })();
     return this.#data;
@@ -207,19 +261,34 @@ export class RewardTrainer extends TrainerEmitter {
   }
 
   async #evaluate(set: Pair[]): Promise<RewardEvalResult> {
-    let loss = 0, correct = 0, scoreSum = 0, marginSum = 0;
+    let loss = 0,
+      correct = 0,
+      scoreSum = 0,
+      marginSum = 0;
     for (let i = 0; i < set.length; i += this.#o.batchSize) {
-      const b = set.slice(i, i + this.#o.batchSize), n = b.length;
+      const b = set.slice(i, i + this.#o.batchSize),
+        n = b.length;
       const { scores } = await this.#scores([...b.map((p) => p.chosen), ...b.map((p) => p.rejected)], false);
-      if (!allFinite(...scores)) return { accuracy: NaN, loss: NaN, meanScore: NaN, meanMargin: NaN, pairs: set.length };
-      const bt = bradleyTerryLoss({ chosen: scores.subarray(0, n), rejected: scores.subarray(n), margin: b.map((p) => p.margin) });
+      if (!allFinite(...scores))
+        return { accuracy: NaN, loss: NaN, meanScore: NaN, meanMargin: NaN, pairs: set.length };
+      const bt = bradleyTerryLoss({
+        chosen: scores.subarray(0, n),
+        rejected: scores.subarray(n),
+        margin: b.map((p) => p.margin),
+      });
       loss += bt.loss * n;
       correct += bt.accuracy * n;
       marginSum += bt.meanMargin * n;
       for (const s of scores) scoreSum += s;
     }
     const n = set.length;
-    return { accuracy: correct / n, loss: loss / n, meanScore: scoreSum / (2 * n), meanMargin: marginSum / n, pairs: n };
+    return {
+      accuracy: correct / n,
+      loss: loss / n,
+      meanScore: scoreSum / (2 * n),
+      meanMargin: marginSum / n,
+      pairs: n,
+    };
   }
 
   #run?: TrainingRun;
@@ -240,33 +309,59 @@ export class RewardTrainer extends TrainerEmitter {
     const pairs = new EpochBatches(data.train, o.batchSize, o.seed);
     const labelled = data.correctness && new EpochBatches(data.correctness, o.cBatch, o.seed, 1);
     const { totalSteps, schedule } = loopSchedule(o, pairs.perEpoch);
-    const run = (this.#run = new TrainingRun('reward', this, totalSteps, o, { config: { ...this.#opts, ...o }, dataKeys: ['train', 'eval', 'correctness'] }));
+    const run = (this.#run = new TrainingRun('reward', this, totalSteps, o, {
+      config: { ...this.#opts, ...o },
+      dataKeys: ['train', 'eval', 'correctness'],
+    }));
     const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
-    let step = state?.step ?? 0, micro = (state?.microBatch as number | undefined) ?? 0;
-    const save = () => run.save(step, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { microBatch: micro, seed: o.seed });
+    let step = state?.step ?? 0,
+      micro = (state?.microBatch as number | undefined) ?? 0;
+    const save = () =>
+      run.save(
+        step,
+        { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } },
+        { microBatch: micro, seed: o.seed },
+      );
     const evaluate = async () => {
       const e = await this.#evaluate(data.eval!);
       await run.evaluation(step, { evalAccuracy: e.accuracy, evalLoss: e.loss, evalMeanScore: e.meanScore });
       return e;
     };
-    let last = { loss: NaN, accuracy: NaN }, evalResult: RewardEvalResult | undefined;
+    let last = { loss: NaN, accuracy: NaN },
+      evalResult: RewardEvalResult | undefined;
     await this.model.zeroGrad();
     while (step < totalSteps) {
       const tStep = performance.now();
       const batches = Array.from({ length: o.gradAccum }, (_, i) => pairs.at(micro + i));
       const cBatches = Array.from({ length: labelled ? o.gradAccum : 0 }, (_, i) => labelled!.at(micro + i));
-      const N = batches.reduce((s, b) => s + b.length, 0), C = cBatches.reduce((s, b) => s + b.length, 0);
-      let loss = 0, correct = 0, marginSum = 0, scoreSum = 0, cLoss = 0, cCorrect = 0;
+      const N = batches.reduce((s, b) => s + b.length, 0),
+        C = cBatches.reduce((s, b) => s + b.length, 0);
+      let loss = 0,
+        correct = 0,
+        marginSum = 0,
+        scoreSum = 0,
+        cLoss = 0,
+        cCorrect = 0;
       for (let m = 0; m < batches.length; m++) {
-        const b = batches[m], n = b.length, cb = cBatches[m] ?? [];
-        const { scores, at, size } = await this.#scores([...b.map((p) => p.chosen), ...b.map((p) => p.rejected), ...cb.map((c) => c.seq)], true);
+        const b = batches[m],
+          n = b.length,
+          cb = cBatches[m] ?? [];
+        const { scores, at, size } = await this.#scores(
+          [...b.map((p) => p.chosen), ...b.map((p) => p.rejected), ...cb.map((c) => c.seq)],
+          true,
+        );
         if (!allFinite(...scores)) {
           // a non-finite score: no backward, and the NaN loss makes the step skip its update
           this.model.releaseActivations();
           loss = NaN;
           continue;
         }
-        const bt = bradleyTerryLoss({ chosen: scores.subarray(0, n), rejected: scores.subarray(n, 2 * n), margin: b.map((p) => p.margin), scoreRegularization: o.lambda });
+        const bt = bradleyTerryLoss({
+          chosen: scores.subarray(0, n),
+          rejected: scores.subarray(n, 2 * n),
+          margin: b.map((p) => p.margin),
+          scoreRegularization: o.lambda,
+        });
         const dValues = new Float32Array(size);
         // bt is a mean over this micro-batch's n pairs; weighting by n / N makes the step a mean over its N pairs
         for (let j = 0; j < n; j++) {
@@ -292,7 +387,15 @@ export class RewardTrainer extends TrainerEmitter {
       const r = await run.guardedUpdate(step, loss, this.optimizer, this.model);
       step++;
       last = { loss, accuracy: correct / N };
-      const metrics: Record<string, number> = { loss, accuracy: correct / N, meanMargin: marginSum / N, meanScore: scoreSum / (2 * N), lr: this.optimizer.lr, gradNorm: r.gradNorm, pairsPerSecond: N / ((performance.now() - tStep) / 1000) };
+      const metrics: Record<string, number> = {
+        loss,
+        accuracy: correct / N,
+        meanMargin: marginSum / N,
+        meanScore: scoreSum / (2 * N),
+        lr: this.optimizer.lr,
+        gradNorm: r.gradNorm,
+        pairsPerSecond: N / ((performance.now() - tStep) / 1000),
+      };
       if (C) Object.assign(metrics, { correctnessLoss: cLoss, correctnessAccuracy: cCorrect / C });
       await run.step(step, metrics, { epoch: micro / pairs.perEpoch });
       if (data.eval && o.evalEvery && step % o.evalEvery === 0) evalResult = await evaluate();
@@ -300,7 +403,16 @@ export class RewardTrainer extends TrainerEmitter {
       if (this.#stopRequested) {
         if (!o.saveEvery || step % o.saveEvery !== 0) await save();
         run.log(`stopped at step ${step} of ${totalSteps}`);
-        return { steps: step, trainLoss: last.loss, trainAccuracy: last.accuracy, eval: evalResult, balance: data.balance, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, stopped: true };
+        return {
+          steps: step,
+          trainLoss: last.loss,
+          trainAccuracy: last.accuracy,
+          eval: evalResult,
+          balance: data.balance,
+          skippedSteps: run.skippedSteps,
+          seconds: (performance.now() - t0) / 1000,
+          stopped: true,
+        };
       }
     }
     if (data.eval && (!o.evalEvery || step % o.evalEvery !== 0)) evalResult = await evaluate();
@@ -308,6 +420,14 @@ export class RewardTrainer extends TrainerEmitter {
       if (!o.saveEvery || step % o.saveEvery !== 0) await save();
       await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
     }
-    return { steps: step, trainLoss: last.loss, trainAccuracy: last.accuracy, eval: evalResult, balance: data.balance, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000 };
+    return {
+      steps: step,
+      trainLoss: last.loss,
+      trainAccuracy: last.accuracy,
+      eval: evalResult,
+      balance: data.balance,
+      skippedSteps: run.skippedSteps,
+      seconds: (performance.now() - t0) / 1000,
+    };
   }
 }

@@ -59,7 +59,8 @@ function describe(info: LockInfo): string {
 async function removeDeadTemps(dir: string): Promise<void> {
   for (const n of await readdir(dir)) {
     const m = /^\.lock\.(?:tmp|stale)-(\d+)-[0-9a-f]+$/.exec(n);
-    if (m && Number(m[1]) !== process.pid && !holderAlive({ pid: Number(m[1]), host: '', startedAt: '' })) await rm(join(dir, n), { force: true });
+    if (m && Number(m[1]) !== process.pid && !holderAlive({ pid: Number(m[1]), host: '', startedAt: '' }))
+      await rm(join(dir, n), { force: true });
   }
 }
 
@@ -79,7 +80,12 @@ export class RunLock {
   static async acquire(dir: string, fn: string, warn: (message: string) => void): Promise<RunLock> {
     await mkdir(dir, { recursive: true });
     const path = join(dir, LOCK_FILE);
-    const info: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), procStart: processStartTicks(process.pid) };
+    const info: LockInfo = {
+      pid: process.pid,
+      host: hostname(),
+      startedAt: new Date().toISOString(),
+      procStart: processStartTicks(process.pid),
+    };
     const tmp = join(dir, `${LOCK_FILE}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
     await writeFile(tmp, JSON.stringify(info) + '\n');
     try {
@@ -89,7 +95,10 @@ export class RunLock {
           await removeDeadTemps(dir);
           return new RunLock(path);
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new RlhfError(ErrorCode.IO, `${fn}: cannot create the lock file ${path}: ${(err as Error).message}`, { cause: err });
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+            throw new RlhfError(ErrorCode.IO, `${fn}: cannot create the lock file ${path}: ${(err as Error).message}`, {
+              cause: err,
+            });
         }
         let holder: LockInfo | undefined;
         try {
@@ -99,13 +108,26 @@ export class RunLock {
         }
         if (holder === undefined || typeof holder.pid !== 'number') {
           if (attempt < 3) continue;
-          throw new RlhfError(ErrorCode.BUSY, `${fn}: ${dir} is locked by ${path}, which cannot be read; if no run is writing there, delete that file`);
+          throw new RlhfError(
+            ErrorCode.BUSY,
+            `${fn}: ${dir} is locked by ${path}, which cannot be read; if no run is writing there, delete that file`,
+          );
         }
         if (holder.host !== info.host)
-          throw new RlhfError(ErrorCode.BUSY, `${fn}: ${dir} is in use by another run (${describe(holder)}; lock file ${path}); its process cannot be checked from ${info.host}: if it has ended, delete the lock file`);
+          throw new RlhfError(
+            ErrorCode.BUSY,
+            `${fn}: ${dir} is in use by another run (${describe(holder)}; lock file ${path}); its process cannot be checked from ${info.host}: if it has ended, delete the lock file`,
+          );
         if (holderAlive(holder))
-          throw new RlhfError(ErrorCode.BUSY, `${fn}: ${dir} is in use by another run (${describe(holder)}; lock file ${path}); wait for it to finish or choose another output folder`);
-        if (attempt >= 3) throw new RlhfError(ErrorCode.BUSY, `${fn}: could not take over the stale lock ${path} (${describe(holder)})`);
+          throw new RlhfError(
+            ErrorCode.BUSY,
+            `${fn}: ${dir} is in use by another run (${describe(holder)}; lock file ${path}); wait for it to finish or choose another output folder`,
+          );
+        if (attempt >= 3)
+          throw new RlhfError(
+            ErrorCode.BUSY,
+            `${fn}: could not take over the stale lock ${path} (${describe(holder)})`,
+          );
         warn(`taking over a stale lock of ${dir} (${describe(holder)}: that process is gone)`);
         // move it aside and check that what moved is the stale lock: if another process took it
         // over first, its fresh lock is put back and the next attempt sees a live holder
@@ -115,8 +137,11 @@ export class RunLock {
         } catch {
           continue;
         }
-        const moved = await readFile(aside, 'utf8').then((t) => JSON.parse(t) as LockInfo).catch(() => undefined);
-        if (moved && (moved.pid !== holder.pid || moved.startedAt !== holder.startedAt)) await link(aside, path).catch(() => {});
+        const moved = await readFile(aside, 'utf8')
+          .then((t) => JSON.parse(t) as LockInfo)
+          .catch(() => undefined);
+        if (moved && (moved.pid !== holder.pid || moved.startedAt !== holder.startedAt))
+          await link(aside, path).catch(() => {});
         await unlink(aside).catch(() => {});
       }
     } finally {

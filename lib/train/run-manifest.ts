@@ -24,7 +24,17 @@ export const RUN_MANIFEST = 'run.json';
 export const RUN_MANIFEST_VERSION = 1;
 
 /** Options left out of the config hash: where output goes and how the run is kept, not what it computes. */
-export const NON_IDENTITY_KEYS = new Set(['outputDir', 'resumeFrom', 'keepCheckpoints', 'saveEvery', 'evalEvery', 'overwrite', 'allowResumeMismatch', 'allowNonFiniteResume', 'maxConsecutiveSkips']);
+export const NON_IDENTITY_KEYS = new Set([
+  'outputDir',
+  'resumeFrom',
+  'keepCheckpoints',
+  'saveEvery',
+  'evalEvery',
+  'overwrite',
+  'allowResumeMismatch',
+  'allowNonFiniteResume',
+  'maxConsecutiveSkips',
+]);
 
 export interface RunManifest {
   format: 'rlhf-run';
@@ -75,7 +85,10 @@ export function canonical(value: unknown): unknown {
   if (value === undefined || typeof value === 'symbol') return undefined;
   if (ArrayBuffer.isView(value)) {
     const v = value as unknown as ArrayBufferView;
-    return { [v.constructor.name]: (v as unknown as { length?: number }).length ?? v.byteLength, sha256: sha256(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)) };
+    return {
+      [v.constructor.name]: (v as unknown as { length?: number }).length ?? v.byteLength,
+      sha256: sha256(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)),
+    };
   }
   if (Array.isArray(value)) {
     const items = value.map(canonical);
@@ -83,8 +96,13 @@ export function canonical(value: unknown): unknown {
   }
   const o = value as Record<string, unknown>;
   const ctor = Object.getPrototypeOf(o)?.constructor?.name;
-  if (ctor === 'Model' && typeof o.forward === 'function') return { model: canonical((o as { config: unknown }).config), lora: canonical((o as { lora?: unknown }).lora ?? null) };
-  if (typeof o.encode === 'function' && typeof o.vocabSize === 'number') return { tokenizer: ctor, vocabSize: o.vocabSize };
+  if (ctor === 'Model' && typeof o.forward === 'function')
+    return {
+      model: canonical((o as { config: unknown }).config),
+      lora: canonical((o as { lora?: unknown }).lora ?? null),
+    };
+  if (typeof o.encode === 'function' && typeof o.vocabSize === 'number')
+    return { tokenizer: ctor, vocabSize: o.vocabSize };
   if (typeof o.score === 'function') return { reward: typeof o.name === 'string' ? o.name : ctor };
   if (ctor !== 'Object' && ctor !== undefined) return `[${ctor}]`;
   const out: Record<string, unknown> = {};
@@ -96,7 +114,9 @@ export function canonical(value: unknown): unknown {
 }
 
 function getPath(o: Record<string, unknown>, path: string): unknown {
-  return path.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), o);
+  return path
+    .split('.')
+    .reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), o);
 }
 
 /** A copy of `o` without the value at `path` (the objects along the path are copied, `o` is untouched). */
@@ -104,7 +124,8 @@ function without(o: Record<string, unknown>, path: string[]): Record<string, unk
   const copy = { ...o };
   const [head, ...rest] = path;
   if (!rest.length) delete copy[head];
-  else if (copy[head] && typeof copy[head] === 'object' && !Array.isArray(copy[head])) copy[head] = without(copy[head] as Record<string, unknown>, rest);
+  else if (copy[head] && typeof copy[head] === 'object' && !Array.isArray(copy[head]))
+    copy[head] = without(copy[head] as Record<string, unknown>, rest);
   return copy;
 }
 
@@ -119,24 +140,41 @@ async function fileSha256(path: string): Promise<string> {
 }
 
 /** The identity fields of a manifest for these options (reads each data file once). */
-export async function runIdentity(src: RunIdentitySource): Promise<Pick<RunManifest, 'configHash' | 'config' | 'dataFingerprint' | 'data' | 'seed'>> {
+export async function runIdentity(
+  src: RunIdentitySource,
+): Promise<Pick<RunManifest, 'configHash' | 'config' | 'dataFingerprint' | 'data' | 'seed'>> {
   const dataKeys = src.dataKeys ?? [];
   const data: Record<string, string> = {};
   for (const key of dataKeys) {
     const v = getPath(src.config, key);
     if (v === undefined) continue;
-    data[key] = typeof v === 'string' ? `file:${await fileSha256(v)}` : `records:${sha256(JSON.stringify(canonical(v)))}`;
+    data[key] =
+      typeof v === 'string' ? `file:${await fileSha256(v)}` : `records:${sha256(JSON.stringify(canonical(v)))}`;
   }
   let stripped: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(src.config)) if (!NON_IDENTITY_KEYS.has(k)) stripped[k] = v;
   for (const key of dataKeys) stripped = without(stripped, key.split('.'));
   const config = canonical(stripped) as Record<string, unknown>;
   const seed = typeof src.config.seed === 'number' ? src.config.seed : undefined;
-  return { config, configHash: sha256(JSON.stringify(config)), data, dataFingerprint: sha256(JSON.stringify(canonical(data))), ...(seed !== undefined ? { seed } : {}) };
+  return {
+    config,
+    configHash: sha256(JSON.stringify(config)),
+    data,
+    dataFingerprint: sha256(JSON.stringify(canonical(data))),
+    ...(seed !== undefined ? { seed } : {}),
+  };
 }
 
 export function newManifest(stage: string, id: Awaited<ReturnType<typeof runIdentity>>): RunManifest {
-  return { format: 'rlhf-run', version: RUN_MANIFEST_VERSION, runId: randomUUID(), stage, createdAt: new Date().toISOString(), engineVersion: getEngineVersion(), ...id };
+  return {
+    format: 'rlhf-run',
+    version: RUN_MANIFEST_VERSION,
+    runId: randomUUID(),
+    stage,
+    createdAt: new Date().toISOString(),
+    engineVersion: getEngineVersion(),
+    ...id,
+  };
 }
 
 export async function writeManifest(outputDir: string, m: RunManifest): Promise<void> {
@@ -173,17 +211,26 @@ function flatten(v: unknown, prefix: string, out: Map<string, string>): void {
 }
 
 /** The settings that differ between a manifest and a new identity, one "key: old -> new" each. */
-export function manifestDifferences(old: Pick<RunManifest, 'config' | 'data' | 'stage'>, now: Pick<RunManifest, 'config' | 'data' | 'stage'>): string[] {
+export function manifestDifferences(
+  old: Pick<RunManifest, 'config' | 'data' | 'stage'>,
+  now: Pick<RunManifest, 'config' | 'data' | 'stage'>,
+): string[] {
   const diffs: string[] = [];
   if (old.stage !== now.stage) diffs.push(`stage: ${old.stage} -> ${now.stage}`);
-  for (const [what, a, b] of [['', old.config, now.config], ['data ', old.data, now.data]] as const) {
-    const fa = new Map<string, string>(), fb = new Map<string, string>();
+  for (const [what, a, b] of [
+    ['', old.config, now.config],
+    ['data ', old.data, now.data],
+  ] as const) {
+    const fa = new Map<string, string>(),
+      fb = new Map<string, string>();
     flatten(a, '', fa);
     flatten(b, '', fb);
     for (const k of new Set([...fa.keys(), ...fb.keys()])) {
-      const x = fa.get(k), y = fb.get(k);
+      const x = fa.get(k),
+        y = fb.get(k);
       if (x === y) continue;
-      const show = (s: string | undefined) => (s === undefined ? '(unset)' : s.length > 40 ? s.slice(0, 37) + '..."' : s);
+      const show = (s: string | undefined) =>
+        s === undefined ? '(unset)' : s.length > 40 ? s.slice(0, 37) + '..."' : s;
       diffs.push(what ? `data ${k} changed (${show(x)} -> ${show(y)})` : `${k}: ${show(x)} -> ${show(y)}`);
     }
   }

@@ -25,12 +25,32 @@ import type { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import type { options } from '../validate.js';
-import { checkpointDir, checkpointSteps, cleanCheckpointLeftovers, findVerifiedCheckpoint, pruneCheckpoints, restoreCheckpoint, saveCheckpoint, verifyCheckpoint, type CheckpointPart, type TrainerState } from './checkpoint.js';
+import {
+  checkpointDir,
+  checkpointSteps,
+  cleanCheckpointLeftovers,
+  findVerifiedCheckpoint,
+  pruneCheckpoints,
+  restoreCheckpoint,
+  saveCheckpoint,
+  verifyCheckpoint,
+  type CheckpointPart,
+  type TrainerState,
+} from './checkpoint.js';
 import { Eta, type TrainerEmitter } from './events.js';
 import { MetricsLog } from './metrics.js';
 import { RunLock } from './run-lock.js';
 import { currentGroup, type ProcessGroup } from '../distributed/index.js';
-import { manifestDifferences, newManifest, readManifest, runIdentity, writeManifest, RUN_MANIFEST, type RunIdentitySource, type RunManifest } from './run-manifest.js';
+import {
+  manifestDifferences,
+  newManifest,
+  readManifest,
+  runIdentity,
+  writeManifest,
+  RUN_MANIFEST,
+  type RunIdentitySource,
+  type RunManifest,
+} from './run-manifest.js';
 
 export interface RunOptions {
   /**
@@ -54,10 +74,27 @@ export interface RunOptions {
   maxConsecutiveSkips?: number;
 }
 
-export const RUN_OPTION_KEYS = ['outputDir', 'resumeFrom', 'keepCheckpoints', 'overwrite', 'allowResumeMismatch', 'allowNonFiniteResume', 'maxConsecutiveSkips'] as const;
+export const RUN_OPTION_KEYS = [
+  'outputDir',
+  'resumeFrom',
+  'keepCheckpoints',
+  'overwrite',
+  'allowResumeMismatch',
+  'allowNonFiniteResume',
+  'maxConsecutiveSkips',
+] as const;
 
 /** Reads and validates the {@link RunOptions} of a trainer's options. */
-export function readRunOptions(fn: string, o: ReturnType<typeof options>): Required<Pick<RunOptions, 'keepCheckpoints' | 'overwrite' | 'allowResumeMismatch' | 'allowNonFiniteResume' | 'maxConsecutiveSkips'>> & Pick<RunOptions, 'outputDir' | 'resumeFrom'> {
+export function readRunOptions(
+  fn: string,
+  o: ReturnType<typeof options>,
+): Required<
+  Pick<
+    RunOptions,
+    'keepCheckpoints' | 'overwrite' | 'allowResumeMismatch' | 'allowNonFiniteResume' | 'maxConsecutiveSkips'
+  >
+> &
+  Pick<RunOptions, 'outputDir' | 'resumeFrom'> {
   const r = {
     outputDir: o.has('outputDir') ? o.string('outputDir') : undefined,
     resumeFrom: o.has('resumeFrom') ? o.string('resumeFrom') : undefined,
@@ -68,7 +105,10 @@ export function readRunOptions(fn: string, o: ReturnType<typeof options>): Requi
     maxConsecutiveSkips: o.int('maxConsecutiveSkips', { min: 0 }, 5),
   };
   if (r.resumeFrom && !r.outputDir) throw new TypeError(`${fn}: options.resumeFrom needs options.outputDir`);
-  if (r.resumeFrom && r.overwrite) throw new TypeError(`${fn}: options.overwrite and options.resumeFrom exclude each other (overwrite starts a new run)`);
+  if (r.resumeFrom && r.overwrite)
+    throw new TypeError(
+      `${fn}: options.overwrite and options.resumeFrom exclude each other (overwrite starts a new run)`,
+    );
   return r;
 }
 
@@ -96,7 +136,13 @@ export class TrainingRun {
   #eta = new Eta();
 
   /** `identity`: the options that define the run (default: `opts` itself) and which of them hold data. */
-  constructor(stage: string, emitter: TrainerEmitter, totalSteps: number, opts: RunOptions, identity?: RunIdentitySource) {
+  constructor(
+    stage: string,
+    emitter: TrainerEmitter,
+    totalSteps: number,
+    opts: RunOptions,
+    identity?: RunIdentitySource,
+  ) {
     this.stage = stage;
     this.#emitter = emitter;
     this.totalSteps = totalSteps;
@@ -132,7 +178,10 @@ export class TrainingRun {
         throw err;
       }
     }
-    if (o.outputDir) this.metrics = new MetricsLog(join(o.outputDir, 'metrics.jsonl'), { resumeFromStep: state?.step ?? (o.resumeFrom ? 0 : undefined) });
+    if (o.outputDir)
+      this.metrics = new MetricsLog(join(o.outputDir, 'metrics.jsonl'), {
+        resumeFromStep: state?.step ?? (o.resumeFrom ? 0 : undefined),
+      });
     if (o.outputDir && this.#group.size > 1) await this.#shareString(state ? this.#resumedFrom! : '');
     return state;
   }
@@ -151,7 +200,10 @@ export class TrainingRun {
     return this.#group.rank === 0;
   }
 
-  async #open(out: string, parts: Record<string, Pick<CheckpointPart, 'model' | 'optimizer'>>): Promise<TrainerState | undefined> {
+  async #open(
+    out: string,
+    parts: Record<string, Pick<CheckpointPart, 'model' | 'optimizer'>>,
+  ): Promise<TrainerState | undefined> {
     const o = this.#o;
     for (const line of await cleanCheckpointLeftovers(out)) this.warn(line);
     const id = { stage: this.stage, ...(await runIdentity(this.#identity)) };
@@ -162,9 +214,15 @@ export class TrainingRun {
     const steps = await checkpointSteps(out);
     if (!o.resumeFrom) {
       if (old || steps.length) {
-        const what = [old ? `run ${old.runId} (${old.stage}, started ${old.createdAt})` : 'a run without a manifest', steps.length ? `checkpoints at step ${steps.slice().reverse().join(', ')}` : 'no checkpoint'].join(' with ');
+        const what = [
+          old ? `run ${old.runId} (${old.stage}, started ${old.createdAt})` : 'a run without a manifest',
+          steps.length ? `checkpoints at step ${steps.slice().reverse().join(', ')}` : 'no checkpoint',
+        ].join(' with ');
         if (!o.overwrite)
-          throw new RlhfError(ErrorCode.INVALID_ARGUMENT, `${this.stage}: the output folder ${out} already holds ${what}. Choose: --resume to continue that run, --overwrite to delete it and start this one, or another --output folder (in the API: resumeFrom: 'latest', overwrite: true, or another outputDir)`);
+          throw new RlhfError(
+            ErrorCode.INVALID_ARGUMENT,
+            `${this.stage}: the output folder ${out} already holds ${what}. Choose: --resume to continue that run, --overwrite to delete it and start this one, or another --output folder (in the API: resumeFrom: 'latest', overwrite: true, or another outputDir)`,
+          );
         await this.#clear(out);
         this.warn(`overwrite: deleted the previous ${what} from ${out}`);
       }
@@ -173,14 +231,18 @@ export class TrainingRun {
       return undefined;
     }
     if (!old) {
-      if (o.resumeFrom === 'latest' && !steps.length) throw new RlhfError(ErrorCode.IO, `${this.stage}: no checkpoint to resume from in ${out}`);
+      if (o.resumeFrom === 'latest' && !steps.length)
+        throw new RlhfError(ErrorCode.IO, `${this.stage}: no checkpoint to resume from in ${out}`);
       if (steps.length) this.warn(`${out} has no run manifest (written by an older version): adopting it for this run`);
       this.manifest = newManifest(this.stage, id);
       await writeManifest(out, this.manifest);
     } else {
       const diffs = manifestDifferences(old, id);
       if (diffs.length && !o.allowResumeMismatch)
-        throw new RlhfError(ErrorCode.INVALID_ARGUMENT, `${this.stage}: cannot resume run ${old.runId} in ${out}: this run differs from it in ${diffs.join('; ')}. Resume with that run's settings and data, start a new run (--overwrite, or another --output folder), or pass --allow-resume-mismatch (allowResumeMismatch: true) to continue it with these changes`);
+        throw new RlhfError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${this.stage}: cannot resume run ${old.runId} in ${out}: this run differs from it in ${diffs.join('; ')}. Resume with that run's settings and data, start a new run (--overwrite, or another --output folder), or pass --allow-resume-mismatch (allowResumeMismatch: true) to continue it with these changes`,
+        );
       this.manifest = old;
       if (diffs.length) {
         this.warn(`resuming run ${old.runId} with changes: ${diffs.join('; ')}`);
@@ -192,7 +254,11 @@ export class TrainingRun {
     if (o.resumeFrom === 'latest') {
       dir = await findVerifiedCheckpoint(out, { runId: this.manifest.runId, warn: (m) => this.warn(m) });
       if (!dir) {
-        if (steps.length) throw new RlhfError(ErrorCode.FORMAT, `${this.stage}: no usable checkpoint in ${out} (see the warnings above); start over with --overwrite`);
+        if (steps.length)
+          throw new RlhfError(
+            ErrorCode.FORMAT,
+            `${this.stage}: no usable checkpoint in ${out} (see the warnings above); start over with --overwrite`,
+          );
         this.log(`run ${this.manifest.runId} had not written a checkpoint yet: starting it from step 0`);
         return undefined;
       }
@@ -203,7 +269,8 @@ export class TrainingRun {
     }
     const state = await restoreCheckpoint(dir, parts, { allowNonFinite: o.allowNonFiniteResume });
     this.#resumedFrom = dir;
-    if (state.stage !== this.stage) throw new RlhfError(ErrorCode.FORMAT, `${this.stage}: ${dir} is a "${state.stage}" checkpoint`);
+    if (state.stage !== this.stage)
+      throw new RlhfError(ErrorCode.FORMAT, `${this.stage}: ${dir} is a "${state.stage}" checkpoint`);
     this.skippedSteps = (state.skippedSteps as number | undefined) ?? 0;
     this.consecutiveSkips = (state.consecutiveSkips as number | undefined) ?? 0;
     this.log(`resumed from ${dir} at step ${state.step}`);
@@ -211,7 +278,8 @@ export class TrainingRun {
   }
 
   async #clear(out: string): Promise<void> {
-    for (const name of await readdir(out)) if (isRunEntry(name)) await rm(join(out, name), { recursive: true, force: true });
+    for (const name of await readdir(out))
+      if (isRunEntry(name)) await rm(join(out, name), { recursive: true, force: true });
   }
 
   /** Releases the output folder's lock (idempotent). */
@@ -230,7 +298,12 @@ export class TrainingRun {
       return;
     }
     const dir = checkpointDir(o.outputDir, step);
-    await saveCheckpoint(dir, parts, { ...state, stage: this.stage, step, skippedSteps: this.skippedSteps, consecutiveSkips: this.consecutiveSkips }, { runId: this.manifest?.runId });
+    await saveCheckpoint(
+      dir,
+      parts,
+      { ...state, stage: this.stage, step, skippedSteps: this.skippedSteps, consecutiveSkips: this.consecutiveSkips },
+      { runId: this.manifest?.runId },
+    );
     await pruneCheckpoints(o.outputDir, o.keepCheckpoints ?? 2);
     this.#emitter.emit('checkpoint', { stage: this.stage, step, dir });
   }
@@ -238,7 +311,14 @@ export class TrainingRun {
   async step(step: number, metrics: Record<string, number>, extra: Record<string, number> = {}): Promise<void> {
     this.#eta.tick();
     const m = { ...metrics, skippedSteps: this.skippedSteps };
-    this.#emitter.emit('step', { stage: this.stage, step, totalSteps: this.totalSteps, etaSeconds: this.#eta.remaining(this.totalSteps - step), metrics: m, ...extra });
+    this.#emitter.emit('step', {
+      stage: this.stage,
+      step,
+      totalSteps: this.totalSteps,
+      etaSeconds: this.#eta.remaining(this.totalSteps - step),
+      metrics: m,
+      ...extra,
+    });
     await this.metrics?.write({ stage: this.stage, step, ...m });
   }
 
@@ -265,11 +345,29 @@ export class TrainingRun {
     this.skippedSteps++;
     this.consecutiveSkips++;
     const max = this.#o.maxConsecutiveSkips ?? 5;
-    this.#emitter.emit('skip', { stage: this.stage, step, reason, consecutive: this.consecutiveSkips, total: this.skippedSteps });
-    this.warn(`step ${step}: ${reason}, update skipped (${this.consecutiveSkips} in a row${max > 0 ? ` of at most ${max}` : ''}, ${this.skippedSteps} in all)`);
-    await this.metrics?.write({ stage: this.stage, step, event: 'skip', reason, consecutiveSkips: this.consecutiveSkips, skippedSteps: this.skippedSteps });
+    this.#emitter.emit('skip', {
+      stage: this.stage,
+      step,
+      reason,
+      consecutive: this.consecutiveSkips,
+      total: this.skippedSteps,
+    });
+    this.warn(
+      `step ${step}: ${reason}, update skipped (${this.consecutiveSkips} in a row${max > 0 ? ` of at most ${max}` : ''}, ${this.skippedSteps} in all)`,
+    );
+    await this.metrics?.write({
+      stage: this.stage,
+      step,
+      event: 'skip',
+      reason,
+      consecutiveSkips: this.consecutiveSkips,
+      skippedSteps: this.skippedSteps,
+    });
     if (max > 0 && this.consecutiveSkips >= max)
-      throw new RlhfError(ErrorCode.OUT_OF_RANGE, `${this.stage}: stopped at step ${step}: ${this.consecutiveSkips} updates in a row were skipped (non-finite loss or gradients; the last: ${reason}). The learning rate may be too high, or the data or model produce NaN/Inf; lower lr, or raise maxConsecutiveSkips (--max-consecutive-skips, 0 never stops)`);
+      throw new RlhfError(
+        ErrorCode.OUT_OF_RANGE,
+        `${this.stage}: stopped at step ${step}: ${this.consecutiveSkips} updates in a row were skipped (non-finite loss or gradients; the last: ${reason}). The learning rate may be too high, or the data or model produce NaN/Inf; lower lr, or raise maxConsecutiveSkips (--max-consecutive-skips, 0 never stops)`,
+      );
   }
 
   /**
@@ -277,10 +375,19 @@ export class TrainingRun {
    * non-finite gradients); the gradients are zeroed either way; a skip is recorded (skip()) as
    * step `step + 1`, an applied update resets the count of skips in a row.
    */
-  async guardedUpdate(step: number, loss: number, optimizer: AdamW, model: Model): Promise<{ skipped: boolean; gradNorm: number }> {
+  async guardedUpdate(
+    step: number,
+    loss: number,
+    optimizer: AdamW,
+    model: Model,
+  ): Promise<{ skipped: boolean; gradNorm: number }> {
     const r = allFinite(loss) ? await optimizer.step() : { skipped: true, gradNorm: NaN };
     await model.zeroGrad();
-    if (r.skipped) await this.skip(step + 1, allFinite(loss) ? `non-finite gradients (norm ${r.gradNorm})` : `non-finite loss (${loss})`);
+    if (r.skipped)
+      await this.skip(
+        step + 1,
+        allFinite(loss) ? `non-finite gradients (norm ${r.gradNorm})` : `non-finite loss (${loss})`,
+      );
     else this.consecutiveSkips = 0;
     return r;
   }

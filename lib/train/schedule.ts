@@ -45,5 +45,13 @@ export function loopSchedule(
   microBatchesPerEpoch: number,
 ): { totalSteps: number; schedule: Schedule } {
   const totalSteps = o.maxSteps ?? Math.ceil(microBatchesPerEpoch / o.gradAccum) * o.epochs;
-  return { totalSteps, schedule: makeSchedule({ peak: o.lr, warmupSteps: Math.min(o.warmupSteps, totalSteps), totalSteps, minRatio: o.minLrRatio }) };
+  return {
+    totalSteps,
+    schedule: makeSchedule({
+      peak: o.lr,
+      warmupSteps: Math.min(o.warmupSteps, totalSteps),
+      totalSteps,
+      minRatio: o.minLrRatio,
+    }),
+  };
 }

@@ -15,7 +15,19 @@ import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
-import { loadSftFile, packExamples, padBatch, permutation, sliceBatch, stackBatches, tokenizeSft, toSftRecords, type SftInput, type TokenBatch, type TokenizedExample } from '../data/index.js';
+import {
+  loadSftFile,
+  packExamples,
+  padBatch,
+  permutation,
+  sliceBatch,
+  stackBatches,
+  tokenizeSft,
+  toSftRecords,
+  type SftInput,
+  type TokenBatch,
+  type TokenizedExample,
+} from '../data/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
@@ -56,7 +68,29 @@ export interface SFTOptions extends RunOptions {
   shardOptimizer?: boolean;
 }
 
-const KEYS = ['model', 'tokenizer', 'train', 'eval', 'seqLen', 'batchSize', 'gradAccum', 'epochs', 'maxSteps', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'packing', 'seed', 'saveEvery', 'evalEvery', 'group', 'shardOptimizer', ...RUN_OPTION_KEYS] as const;
+const KEYS = [
+  'model',
+  'tokenizer',
+  'train',
+  'eval',
+  'seqLen',
+  'batchSize',
+  'gradAccum',
+  'epochs',
+  'maxSteps',
+  'lr',
+  'warmupSteps',
+  'minLrRatio',
+  'weightDecay',
+  'maxGradNorm',
+  'packing',
+  'seed',
+  'saveEvery',
+  'evalEvery',
+  'group',
+  'shardOptimizer',
+  ...RUN_OPTION_KEYS,
+] as const;
 
 export interface SFTResult {
   steps: number;
@@ -73,7 +107,11 @@ export interface SFTResult {
  * Packing: the examples are packed once (fixed order, `packedRows`) and the packed rows shuffled,
  * so every epoch has the same number of micro-batches.
  */
-function epochBatches(examples: TokenizedExample[], epoch: number, o: { seed: number; batchSize: number; seqLen: number; padId: number; packing: boolean; packedRows?: TokenBatch[] }): TokenBatch[] {
+function epochBatches(
+  examples: TokenizedExample[],
+  epoch: number,
+  o: { seed: number; batchSize: number; seqLen: number; padId: number; packing: boolean; packedRows?: TokenBatch[] },
+): TokenBatch[] {
   if (o.packing) {
     const rows = o.packedRows!;
     const order = Array.from(permutation(rows.length, o.seed, epoch), (i) => rows[i]);
@@ -83,7 +121,8 @@ function epochBatches(examples: TokenizedExample[], epoch: number, o: { seed: nu
   }
   const order = Array.from(permutation(examples.length, o.seed, epoch), (i) => examples[i]);
   const out: TokenBatch[] = [];
-  for (let i = 0; i < order.length; i += o.batchSize) out.push(padBatch(order.slice(i, i + o.batchSize), { padId: o.padId }));
+  for (let i = 0; i < order.length; i += o.batchSize)
+    out.push(padBatch(order.slice(i, i + o.batchSize), { padId: o.padId }));
   return out;
 }
 
@@ -93,7 +132,13 @@ export class SFTTrainer extends TrainerEmitter {
   readonly optimizer: AdamW;
   #stopRequested = false;
   readonly group: ProcessGroup;
-  #o: Required<Omit<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery' | 'group' | 'shardOptimizer'>> & Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
+  #o: Required<
+    Omit<
+      SFTOptions,
+      'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery' | 'group' | 'shardOptimizer'
+    >
+  > &
+    Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
   #run?: TrainingRun;
 
   constructor(opts: SFTOptions) {
@@ -125,19 +170,29 @@ export class SFTTrainer extends TrainerEmitter {
       ...readRunOptions(fn, o),
     };
     const shard = o.bool('shardOptimizer', true) && this.group.size > 1;
-    this.optimizer = new AdamW(this.model, { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm }, { group: shard ? this.group : undefined });
+    this.optimizer = new AdamW(
+      this.model,
+      { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm },
+      { group: shard ? this.group : undefined },
+    );
   }
 
   async #examples(source: string | SftInput[]): Promise<TokenizedExample[]> {
-    const records = typeof source === 'string' ? await loadSftFile(source) : toSftRecords(source, 'SFTTrainer: options.train');
+    const records =
+      typeof source === 'string' ? await loadSftFile(source) : toSftRecords(source, 'SFTTrainer: options.train');
     let truncated = 0;
     const out = records.map((r) => {
       const e = tokenizeSft(this.tokenizer, r, { maxLength: this.#o.seqLen });
       if (e.truncated) truncated++;
       return e;
     });
-    if (truncated) this.emit('log', { stage: 'sft', message: `${truncated} of ${records.length} examples truncated to ${this.#o.seqLen} tokens` });
-    if (out.every((e) => !e.lossMask.some((x) => x))) throw new RlhfError(ErrorCode.FORMAT, 'SFTTrainer: no example has a token to train on');
+    if (truncated)
+      this.emit('log', {
+        stage: 'sft',
+        message: `${truncated} of ${records.length} examples truncated to ${this.#o.seqLen} tokens`,
+      });
+    if (out.every((e) => !e.lossMask.some((x) => x)))
+      throw new RlhfError(ErrorCode.FORMAT, 'SFTTrainer: no example has a token to train on');
     return out;
   }
 
@@ -157,11 +212,19 @@ export class SFTTrainer extends TrainerEmitter {
   async evaluate(examples?: TokenizedExample[]): Promise<{ loss: number; tokens: number }> {
     const ex = examples ?? (this.#o.eval ? await this.#examples(this.#o.eval) : undefined);
     if (!ex) throw new TypeError('SFTTrainer.evaluate: no eval data (options.eval)');
-    let nll = 0, tokens = 0;
+    let nll = 0,
+      tokens = 0;
     for (let i = 0; i < ex.length; i += this.#o.batchSize) {
       const b = this.#localRows(padBatch(ex.slice(i, i + this.#o.batchSize), { padId: this.tokenizer.padId }));
       if (b.batch === 0) continue;
-      const f = await this.model.forward({ tokens: b.tokens, targets: b.targets, batch: b.batch, seqLen: b.seqLen, lengths: b.lengths, saveForBackward: false });
+      const f = await this.model.forward({
+        tokens: b.tokens,
+        targets: b.targets,
+        batch: b.batch,
+        seqLen: b.seqLen,
+        lengths: b.lengths,
+        saveForBackward: false,
+      });
       for (let j = 0; j < f.logprobs.length; j++) if (b.targets[j] >= 0) nll -= f.logprobs[j];
       tokens += b.numTargets;
     }
@@ -183,16 +246,36 @@ export class SFTTrainer extends TrainerEmitter {
     const t0 = performance.now();
     const train = await this.#examples(o.train);
     const evalSet = o.eval ? await this.#examples(o.eval) : undefined;
-    const packedRows = o.packing ? packExamples(train, { seqLen: o.seqLen, padId: this.tokenizer.padId, rowsPerBatch: 1 }).batches : undefined;
-    const batchOpts = { seed: o.seed, batchSize: o.batchSize, seqLen: o.seqLen, padId: this.tokenizer.padId, packing: o.packing, packedRows };
+    const packedRows = o.packing
+      ? packExamples(train, { seqLen: o.seqLen, padId: this.tokenizer.padId, rowsPerBatch: 1 }).batches
+      : undefined;
+    const batchOpts = {
+      seed: o.seed,
+      batchSize: o.batchSize,
+      seqLen: o.seqLen,
+      padId: this.tokenizer.padId,
+      packing: o.packing,
+      packedRows,
+    };
     const perEpoch = epochBatches(train, 0, batchOpts).length;
     const { totalSteps, schedule } = loopSchedule(o, perEpoch);
 
-    const run = (this.#run = new TrainingRun('sft', this, totalSteps, { ...o, group: this.group }, { config: o, dataKeys: ['train', 'eval'] }));
+    const run = (this.#run = new TrainingRun(
+      'sft',
+      this,
+      totalSteps,
+      { ...o, group: this.group },
+      { config: o, dataKeys: ['train', 'eval'] },
+    ));
     const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
     let step = state?.step ?? 0;
     let micro = (state?.microBatch as number | undefined) ?? 0;
-    const save = () => run.save(step, { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } }, { microBatch: micro, seed: o.seed });
+    const save = () =>
+      run.save(
+        step,
+        { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } },
+        { microBatch: micro, seed: o.seed },
+      );
     const evaluate = async () => {
       evalLoss = (await this.evaluate(evalSet)).loss;
       await run.evaluation(step, { evalLoss });
@@ -204,18 +287,35 @@ export class SFTTrainer extends TrainerEmitter {
       if (epochCache.epoch !== epoch) epochCache = { epoch, batches: epochBatches(train, epoch, batchOpts) };
       return epochCache.batches[index % perEpoch];
     };
-    let lastLoss = NaN, evalLoss: number | undefined;
-    const result = (stopped?: boolean): SFTResult => ({ steps: step, trainLoss: lastLoss, evalLoss, skippedSteps: run.skippedSteps, seconds: (performance.now() - t0) / 1000, ...(stopped ? { stopped } : {}) });
+    let lastLoss = NaN,
+      evalLoss: number | undefined;
+    const result = (stopped?: boolean): SFTResult => ({
+      steps: step,
+      trainLoss: lastLoss,
+      evalLoss,
+      skippedSteps: run.skippedSteps,
+      seconds: (performance.now() - t0) / 1000,
+      ...(stopped ? { stopped } : {}),
+    });
     await this.model.zeroGrad();
     while (step < totalSteps) {
       const tStep = performance.now();
       const batches = Array.from({ length: o.gradAccum }, (_, i) => batchAt(micro + i));
       const targets = batches.reduce((s, b) => s + b.numTargets, 0);
-      let nll = 0, tokens = 0;
+      let nll = 0,
+        tokens = 0;
       for (const global of batches) {
         const b = this.#localRows(global);
         if (b.batch === 0) continue;
-        const f = await this.model.forward({ tokens: b.tokens, targets: b.targets, batch: b.batch, seqLen: b.seqLen, lengths: b.lengths, positions: b.positions, segments: b.segments });
+        const f = await this.model.forward({
+          tokens: b.tokens,
+          targets: b.targets,
+          batch: b.batch,
+          seqLen: b.seqLen,
+          lengths: b.lengths,
+          positions: b.positions,
+          segments: b.segments,
+        });
         const d = new Float32Array(f.logprobs.length);
         for (let j = 0; j < d.length; j++)
           if (b.targets[j] >= 0) {
@@ -236,7 +336,17 @@ export class SFTTrainer extends TrainerEmitter {
       const r = await run.guardedUpdate(step, targets ? lastLoss : 0, this.optimizer, this.model);
       step++;
       const seconds = (performance.now() - tStep) / 1000;
-      await run.step(step, { loss: lastLoss, lr: this.optimizer.lr, gradNorm: r.gradNorm, tokensPerSecond: tokens / seconds, targetTokens: targets }, { epoch: micro / perEpoch });
+      await run.step(
+        step,
+        {
+          loss: lastLoss,
+          lr: this.optimizer.lr,
+          gradNorm: r.gradNorm,
+          tokensPerSecond: tokens / seconds,
+          targetTokens: targets,
+        },
+        { epoch: micro / perEpoch },
+      );
       if (evalSet && o.evalEvery && step % o.evalEvery === 0) await evaluate();
       if (o.saveEvery && step % o.saveEvery === 0) await save();
       if (this.#stopRequested) {
@@ -248,7 +358,8 @@ export class SFTTrainer extends TrainerEmitter {
     if (evalSet && (!o.evalEvery || step % o.evalEvery !== 0)) await evaluate();
     if (o.outputDir) {
       if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-      if (this.group.rank === 0) await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
+      if (this.group.rank === 0)
+        await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
     }
     return result();
   }

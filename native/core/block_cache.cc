@@ -156,8 +156,10 @@ void* acquire_block(size_t bytes, bool zero, size_t* capacity) {
       c.stats.misses += 1;
     }
   }
-  if (poison && !zero) std::memset(p, 0xFF, bytes);
-  else if (reused && zero) std::memset(p, 0, bytes);
+  if (poison && !zero)
+    std::memset(p, 0xFF, bytes);
+  else if (reused && zero)
+    std::memset(p, 0, bytes);
   return p;
 }
 

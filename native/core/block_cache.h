@@ -48,9 +48,9 @@ void set_huge_pages(bool on);  // for blocks mapped from now on
 bool huge_pages();
 
 struct BlockCacheStats {
-  int64_t maps = 0, unmaps = 0;    // calls to the OS since start
-  int64_t hits = 0, misses = 0;    // acquire_block served from the cache / by a new mapping
-  int64_t mapped_bytes = 0;        // bytes mapped now (in use + cached)
+  int64_t maps = 0, unmaps = 0;  // calls to the OS since start
+  int64_t hits = 0, misses = 0;  // acquire_block served from the cache / by a new mapping
+  int64_t mapped_bytes = 0;      // bytes mapped now (in use + cached)
 };
 BlockCacheStats block_cache_stats();
 

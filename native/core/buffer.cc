@@ -35,8 +35,10 @@ Buffer::Buffer(size_t bytes, bool zero) {
 
 Buffer::~Buffer() {
   if (!data_) return;
-  if (block_) release_block(data_, block_);
-  else std::free(data_);
+  if (block_)
+    release_block(data_, block_);
+  else
+    std::free(data_);
   g_bytes_in_use -= static_cast<int64_t>(bytes_);
 }
 

@@ -37,13 +37,13 @@ uint16_t f32_to_f16(float f) {
   std::memcpy(&bits, &f, 4);
   uint32_t sign = (bits >> 16) & 0x8000u;
   uint32_t abs = bits & 0x7fffffffu;
-  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
   if (abs < 0x38800000u) {  // result is a half subnormal (or zero): units of 2^-24
     if (abs < 0x33000000u) return static_cast<uint16_t>(sign);
-    uint32_t e = abs >> 23;                     // 102..112 here
+    uint32_t e = abs >> 23;                      // 102..112 here
     uint32_t m = (abs & 0x7fffffu) | 0x800000u;  // 24-bit significand
-    uint32_t shift = 126 - e;                   // value / 2^-24 = m >> shift
+    uint32_t shift = 126 - e;                    // value / 2^-24 = m >> shift
     uint32_t out = m >> shift;
     uint32_t rem = m & ((1u << shift) - 1u);
     uint32_t halfway = 1u << (shift - 1);

@@ -14,13 +14,13 @@ enum class ErrorCode : int {
   InvalidArgument = 0,  // wrong kind of value (JS TypeError)
   OutOfRange,           // right kind, bad magnitude or shape (JS RangeError)
   OutOfMemory,
-  Io,                   // file system failure
-  Format,               // malformed file contents (safetensors, config.json)
-  Unsupported,          // valid request the engine does not implement (architecture, dtype)
-  Busy,                 // a second concurrent call on an object that allows one at a time
-  Disposed,             // use after dispose()
-  Internal,             // a broken invariant: a bug in the engine
-  InvalidState,         // a call the object's state does not allow now (backward without a new forward)
+  Io,            // file system failure
+  Format,        // malformed file contents (safetensors, config.json)
+  Unsupported,   // valid request the engine does not implement (architecture, dtype)
+  Busy,          // a second concurrent call on an object that allows one at a time
+  Disposed,      // use after dispose()
+  Internal,      // a broken invariant: a bug in the engine
+  InvalidState,  // a call the object's state does not allow now (backward without a new forward)
   kCount
 };
 
@@ -51,8 +51,8 @@ template <typename... Args>
 }  // namespace rlhf
 
 // RLHF_CHECK(cond, ErrorCode::X, "message parts", value, ...): throws rlhf::Error when !cond.
-#define RLHF_CHECK(cond, code, ...)                                                   \
-  do {                                                                                \
+#define RLHF_CHECK(cond, code, ...)                                                    \
+  do {                                                                                 \
     if (!(cond)) ::rlhf::detail::throw_error((code), __FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 #define RLHF_FAIL(code, ...) ::rlhf::detail::throw_error((code), __FILE__, __LINE__, __VA_ARGS__)

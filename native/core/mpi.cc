@@ -71,19 +71,19 @@ Api load() {
   }
   if (!api.lib) {
     api.library = tried;
-    api.error = "could not load libmpi (tried " + tried + "); install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev) or set RLHF_MPI_LIBRARY";
+    api.error = "could not load libmpi (tried " + tried +
+                "); install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev) or set RLHF_MPI_LIBRARY";
     return api;
   }
   bool ok = bind(api, api.Initialized, "MPI_Initialized") && bind(api, api.Finalized, "MPI_Finalized") &&
             bind(api, api.Init_thread, "MPI_Init_thread") && bind(api, api.Finalize, "MPI_Finalize") &&
             bind(api, api.Comm_rank, "MPI_Comm_rank") && bind(api, api.Comm_size, "MPI_Comm_size") &&
             bind(api, api.Allreduce, "MPI_Allreduce") && bind(api, api.Allgather, "MPI_Allgather") &&
-            bind(api, api.Allgatherv, "MPI_Allgatherv") &&
-            bind(api, api.Bcast, "MPI_Bcast") && bind(api, api.Barrier, "MPI_Barrier") &&
-            bind(api, api.Abort, "MPI_Abort") && object(api, api.world, "ompi_mpi_comm_world") &&
-            object(api, api.f32, "ompi_mpi_float") && object(api, api.f64, "ompi_mpi_double") &&
-            object(api, api.byte, "ompi_mpi_byte") && object(api, api.sum, "ompi_mpi_op_sum") &&
-            object(api, api.max, "ompi_mpi_op_max");
+            bind(api, api.Allgatherv, "MPI_Allgatherv") && bind(api, api.Bcast, "MPI_Bcast") &&
+            bind(api, api.Barrier, "MPI_Barrier") && bind(api, api.Abort, "MPI_Abort") &&
+            object(api, api.world, "ompi_mpi_comm_world") && object(api, api.f32, "ompi_mpi_float") &&
+            object(api, api.f64, "ompi_mpi_double") && object(api, api.byte, "ompi_mpi_byte") &&
+            object(api, api.sum, "ompi_mpi_op_sum") && object(api, api.max, "ompi_mpi_op_max");
   if (!ok) {
     dlclose(api.lib);
     api.lib = nullptr;
@@ -141,8 +141,8 @@ MpiGroup::MpiGroup() {
   if (!initialized) {
     int provided = 0;
     check(a.Init_thread(nullptr, nullptr, kThreadSerialized, &provided), "MPI_Init_thread");
-    RLHF_CHECK(provided >= kThreadSerialized, ErrorCode::Unsupported,
-               "MPI: the library provides thread level ", provided, ", MPI_THREAD_SERIALIZED (2) is needed");
+    RLHF_CHECK(provided >= kThreadSerialized, ErrorCode::Unsupported, "MPI: the library provides thread level ",
+               provided, ", MPI_THREAD_SERIALIZED (2) is needed");
     std::atexit(finalize_at_exit);
   }
   check(a.Comm_rank(a.world, &rank_), "MPI_Comm_rank");
@@ -152,19 +152,22 @@ MpiGroup::MpiGroup() {
 void MpiGroup::all_reduce_sum(float* x, int64_t n) {
   std::lock_guard<std::mutex> lock(call_mutex());
   for (int64_t i = 0; i < n; i += kChunk)
-    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f32, api().sum, api().world), "MPI_Allreduce");
+    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f32, api().sum, api().world),
+          "MPI_Allreduce");
 }
 
 void MpiGroup::all_reduce_max(float* x, int64_t n) {
   std::lock_guard<std::mutex> lock(call_mutex());
   for (int64_t i = 0; i < n; i += kChunk)
-    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f32, api().max, api().world), "MPI_Allreduce");
+    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f32, api().max, api().world),
+          "MPI_Allreduce");
 }
 
 void MpiGroup::all_reduce_sum_f64(double* x, int64_t n) {
   std::lock_guard<std::mutex> lock(call_mutex());
   for (int64_t i = 0; i < n; i += kChunk)
-    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f64, api().sum, api().world), "MPI_Allreduce");
+    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f64, api().sum, api().world),
+          "MPI_Allreduce");
 }
 
 void MpiGroup::all_gather(const float* send, int64_t n, float* recv) {
@@ -180,22 +183,26 @@ void MpiGroup::all_gather_ranges(float* x, const std::vector<int64_t>& offsets) 
   for (int r = 0; r < size_; ++r) {
     const int64_t len = offsets[r + 1] - offsets[r];
     RLHF_CHECK(len >= 0 && len < (int64_t(1) << 31) && offsets[r] < (int64_t(1) << 31), ErrorCode::OutOfRange,
-               "MPI all_gather_ranges: range ", r, " [", offsets[r], ", ", offsets[r + 1], ") must be ascending and below 2^31");
+               "MPI all_gather_ranges: range ", r, " [", offsets[r], ", ", offsets[r + 1],
+               ") must be ascending and below 2^31");
     counts[r] = int(len), displs[r] = int(offsets[r]);
   }
   std::lock_guard<std::mutex> lock(call_mutex());
-  check(api().Allgatherv(kInPlace, 0, api().f32, x, counts.data(), displs.data(), api().f32, api().world), "MPI_Allgatherv");
+  check(api().Allgatherv(kInPlace, 0, api().f32, x, counts.data(), displs.data(), api().f32, api().world),
+        "MPI_Allgatherv");
 }
 
 void MpiGroup::broadcast(float* x, int64_t n, int root) {
-  RLHF_CHECK(root >= 0 && root < size_, ErrorCode::OutOfRange, "MPI broadcast: root must be in [0, ", size_, "), got ", root);
+  RLHF_CHECK(root >= 0 && root < size_, ErrorCode::OutOfRange, "MPI broadcast: root must be in [0, ", size_, "), got ",
+             root);
   std::lock_guard<std::mutex> lock(call_mutex());
   for (int64_t i = 0; i < n; i += kChunk)
     check(api().Bcast(x + i, int(std::min(kChunk, n - i)), api().f32, root, api().world), "MPI_Bcast");
 }
 
 void MpiGroup::broadcast_bytes(void* x, int64_t bytes, int root) {
-  RLHF_CHECK(root >= 0 && root < size_, ErrorCode::OutOfRange, "MPI broadcast: root must be in [0, ", size_, "), got ", root);
+  RLHF_CHECK(root >= 0 && root < size_, ErrorCode::OutOfRange, "MPI broadcast: root must be in [0, ", size_, "), got ",
+             root);
   std::lock_guard<std::mutex> lock(call_mutex());
   char* p = static_cast<char*>(x);
   for (int64_t i = 0; i < bytes; i += kChunk)

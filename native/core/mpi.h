@@ -23,10 +23,10 @@
 namespace rlhf {
 
 struct MpiInfo {
-  bool loadable = false;     // libmpi could be dlopen'ed and has the symbols we use
-  bool launched = false;     // the environment says this process was started by mpirun (OMPI_COMM_WORLD_SIZE)
-  std::string library;       // the file that loaded, or the names tried
-  std::string error;         // why it did not load (empty when loadable)
+  bool loadable = false;  // libmpi could be dlopen'ed and has the symbols we use
+  bool launched = false;  // the environment says this process was started by mpirun (OMPI_COMM_WORLD_SIZE)
+  std::string library;    // the file that loaded, or the names tried
+  std::string error;      // why it did not load (empty when loadable)
 };
 
 // Looks for libmpi without initialising it (safe to call anywhere, any number of times).

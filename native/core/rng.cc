@@ -5,7 +5,7 @@
 namespace rlhf {
 
 namespace {
-constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;  // Philox multipliers
+constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;    // Philox multipliers
 constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;  // key schedule increments
 
 inline void mulhilo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) {

@@ -170,8 +170,7 @@ ThreadPool& current_pool() { return tl_current_pool ? *tl_current_pool : default
 ScopedPool::ScopedPool(ThreadPool* pool) : previous_(tl_current_pool) { tl_current_pool = pool; }
 ScopedPool::~ScopedPool() { tl_current_pool = previous_; }
 
-void parallel_for(int64_t n, int64_t min_per_thread,
-                  const std::function<void(int64_t, int64_t, int)>& fn) {
+void parallel_for(int64_t n, int64_t min_per_thread, const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
   ThreadPool& pool = current_pool();
   int parts = pool.size();

@@ -73,7 +73,6 @@ inline void split_range(int64_t n, int parts, int t, int64_t* begin, int64_t* en
 
 // fn(begin, end, t) over [0, n) split statically across current_pool(). Runs inline when n is
 // below min_per_thread * 2 (not worth waking workers).
-void parallel_for(int64_t n, int64_t min_per_thread,
-                  const std::function<void(int64_t, int64_t, int)>& fn);
+void parallel_for(int64_t n, int64_t min_per_thread, const std::function<void(int64_t, int64_t, int)>& fn);
 
 }  // namespace rlhf

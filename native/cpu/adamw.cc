@@ -15,8 +15,8 @@ namespace {
 // load time); with fp-contract off every clone does the same IEEE operations in the same order,
 // so results are bit-identical across ISAs and identical to the reference loop.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_update_range(
-    float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t b,
-    int64_t e, AdamWScalars s, float decay) {
+    float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t b, int64_t e,
+    AdamWScalars s, float decay) {
   for (int64_t i = b; i < e; ++i) {
     float gi = g[i] * s.grad_scale;
     float mi = s.beta1 * m[i] + s.one_minus_beta1 * gi;
@@ -30,8 +30,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_update_r
 }
 
 // 16 independent double lanes, combined in a fixed order: vectorisable without reassociation.
-__attribute__((target_clones("avx512f", "avx2", "default"))) double sumsq_range(const float* __restrict x,
-                                                                                int64_t n) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) double sumsq_range(const float* __restrict x, int64_t n) {
   double lanes[16] = {};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
@@ -46,8 +45,8 @@ constexpr int64_t kMinPerThread = 1 << 15;
 
 // Visits the parts of [b, e) that fall in each segment, with that segment's decay factor.
 template <typename F>
-void for_each_segment_part(int64_t b, int64_t e, const AdamWScalars& s,
-                           const std::vector<AdamWSegment>& segments, F&& f) {
+void for_each_segment_part(int64_t b, int64_t e, const AdamWScalars& s, const std::vector<AdamWSegment>& segments,
+                           F&& f) {
   if (segments.empty()) {
     f(b, e, 1.0f - s.lr_times_wd);
     return;
@@ -64,7 +63,8 @@ void adamw_check_options(const AdamWOptions& o) {
   RLHF_CHECK(std::isfinite(o.lr) && o.lr >= 0, ErrorCode::OutOfRange, "adamw: lr must be finite and >= 0, got ", o.lr);
   RLHF_CHECK(o.beta1 >= 0 && o.beta1 < 1, ErrorCode::OutOfRange, "adamw: beta1 must be in [0, 1), got ", o.beta1);
   RLHF_CHECK(o.beta2 >= 0 && o.beta2 < 1, ErrorCode::OutOfRange, "adamw: beta2 must be in [0, 1), got ", o.beta2);
-  RLHF_CHECK(std::isfinite(o.eps) && o.eps > 0, ErrorCode::OutOfRange, "adamw: eps must be finite and > 0, got ", o.eps);
+  RLHF_CHECK(std::isfinite(o.eps) && o.eps > 0, ErrorCode::OutOfRange, "adamw: eps must be finite and > 0, got ",
+             o.eps);
   RLHF_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, ErrorCode::OutOfRange,
              "adamw: weightDecay must be finite and >= 0, got ", o.weight_decay);
   RLHF_CHECK(!std::isnan(o.max_grad_norm), ErrorCode::OutOfRange, "adamw: maxGradNorm must not be NaN");
@@ -74,8 +74,8 @@ void adamw_check_segments(const std::vector<AdamWSegment>& segments, int64_t n) 
   int64_t next = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
     const auto& seg = segments[i];
-    RLHF_CHECK(seg.offset == next && seg.length >= 0, ErrorCode::OutOfRange, "adamw: segment ", i,
-               " must start at ", next, " with length >= 0, got offset ", seg.offset, " length ", seg.length);
+    RLHF_CHECK(seg.offset == next && seg.length >= 0, ErrorCode::OutOfRange, "adamw: segment ", i, " must start at ",
+               next, " with length >= 0, got offset ", seg.offset, " length ", seg.length);
     RLHF_CHECK(std::isfinite(seg.weight_decay_scale) && seg.weight_decay_scale >= 0, ErrorCode::OutOfRange,
                "adamw: segment ", i, " weight decay scale must be finite and >= 0");
     next += seg.length;
@@ -124,8 +124,8 @@ void adamw_apply(float* p, const float* g, float* m, float* v, int64_t n, const 
   });
 }
 
-AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,
-                       int64_t step, const std::vector<AdamWSegment>& segments) {
+AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o, int64_t step,
+                       const std::vector<AdamWSegment>& segments) {
   adamw_check_options(o);
   adamw_check_segments(segments, n);
   double norm = std::sqrt(sum_of_squares(g, n));
@@ -170,13 +170,13 @@ AdamWResult adamw_step_range(float* p, const float* g, float* m, float* v, int64
     int64_t lo = std::max(seg.offset, begin), hi = std::min(seg.offset + seg.length, end);
     if (lo < hi) local.push_back({lo - begin, hi - lo, seg.weight_decay_scale});
   }
-  adamw_apply(p + begin, g + begin, m, v, end - begin, adamw_scalars(o, step, adamw_clip_scale(norm, o.max_grad_norm)), local);
+  adamw_apply(p + begin, g + begin, m, v, end - begin, adamw_scalars(o, step, adamw_clip_scale(norm, o.max_grad_norm)),
+              local);
   return {norm, false};
 }
 
-AdamWResult adamw_step_reference(float* p, const float* g, float* m, float* v, int64_t n,
-                                 const AdamWOptions& o, int64_t step,
-                                 const std::vector<AdamWSegment>& segments) {
+AdamWResult adamw_step_reference(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,
+                                 int64_t step, const std::vector<AdamWSegment>& segments) {
   adamw_check_options(o);
   adamw_check_segments(segments, n);
   double sumsq = 0.0;

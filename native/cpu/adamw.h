@@ -35,10 +35,10 @@ struct AdamWSegment {
 // Per-step scalars, computed on the host once per step (the kernel reads only these).
 struct AdamWScalars {
   float beta1, one_minus_beta1, beta2, one_minus_beta2;
-  float step_size;            // lr·√(1 − β2ᵗ) / (1 − β1ᵗ)
-  float eps_scaled;           // eps·√(1 − β2ᵗ)
-  float grad_scale;           // clipping coefficient, 1 when not clipping
-  float lr_times_wd;          // lr · weight_decay (times segment scale at use)
+  float step_size;    // lr·√(1 − β2ᵗ) / (1 − β1ᵗ)
+  float eps_scaled;   // eps·√(1 − β2ᵗ)
+  float grad_scale;   // clipping coefficient, 1 when not clipping
+  float lr_times_wd;  // lr · weight_decay (times segment scale at use)
 };
 AdamWScalars adamw_scalars(const AdamWOptions& o, int64_t step, float grad_scale);
 
@@ -59,8 +59,8 @@ void adamw_apply(float* p, const float* g, float* m, float* v, int64_t n, const 
                  const std::vector<AdamWSegment>& segments);
 
 // Norm, skip-or-clip, update. `step` is the 1-based number of this step (bias correction).
-AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,
-                       int64_t step, const std::vector<AdamWSegment>& segments = {});
+AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o, int64_t step,
+                       const std::vector<AdamWSegment>& segments = {});
 
 // adamw_step with ‖grad‖₂ taken over `norm_ranges` (offset, length) only; the update still covers
 // [0, n). For tensor-parallel shards in one buffer, where replicated parameters must count once.
@@ -78,9 +78,8 @@ AdamWResult adamw_step_range(float* p, const float* g, float* m, float* v, int64
                              const std::vector<std::pair<int64_t, int64_t>>& norm_ranges);
 
 // Plain single-threaded loops computing the same thing: the reference the tests compare with.
-AdamWResult adamw_step_reference(float* p, const float* g, float* m, float* v, int64_t n,
-                                 const AdamWOptions& o, int64_t step,
-                                 const std::vector<AdamWSegment>& segments = {});
+AdamWResult adamw_step_reference(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,
+                                 int64_t step, const std::vector<AdamWSegment>& segments = {});
 
 void adamw_check_options(const AdamWOptions& o);  // throws OutOfRange naming the bad field
 void adamw_check_segments(const std::vector<AdamWSegment>& segments, int64_t n);

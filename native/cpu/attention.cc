@@ -40,7 +40,7 @@ float* scratch(int slot, size_t floats) {
 // Softmax of row s[0..=kmax] in place with masked entries (−inf) giving 0; entries past kmax set
 // to 0. Returns the log-sum-exp. 16 index lanes: the same bits for the same row in every caller.
 __attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(float* __restrict s, int64_t kmax,
-                                                                             int64_t width) {
+                                                                               int64_t width) {
   const int64_t n = kmax + 1;
   float ml[16];
   for (int l = 0; l < 16; ++l) ml[l] = -INFINITY;
@@ -73,8 +73,10 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(f
 
 // Attention backward of one query row: p ← P = exp(s − lse), dp ← dS = P·(dP − D) (before the
 // scale) for j <= kmax; both 0 past kmax up to width. Element-wise: the same bits on every ISA.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_backward_row(
-    float* __restrict p, float* __restrict dp, int64_t kmax, int64_t width, float lse, float D) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_backward_row(float* __restrict p,
+                                                                                       float* __restrict dp,
+                                                                                       int64_t kmax, int64_t width,
+                                                                                       float lse, float D) {
   for (int64_t j = 0; j <= kmax; ++j) {
     const float pj = exp_approx(p[j] - lse);
     p[j] = pj;
@@ -108,7 +110,7 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
       const int64_t g = h / group;
       const Seq sq = seq_of(a, b);
       const int64_t i0 = blk * kQueryBlock, i1 = std::min(a.Tq, i0 + kQueryBlock);
-      const int64_t v1 = std::min(i1, sq.qlen);  // valid queries end
+      const int64_t v1 = std::min(i1, sq.qlen);          // valid queries end
       for (int64_t i = std::max(i0, v1); i < i1; ++i) {  // padding queries
         std::memset(out + (b * a.Tq + i) * ldo + h * a.HD, 0, sizeof(float) * a.HD);
         if (lse) lse[(b * a.Tq + i) * a.NH + h] = 0.0f;
@@ -127,7 +129,8 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
         float l = softmax_row(s, kmax, kv_end);
         if (lse) lse[(b * a.Tq + i0 + r) * a.NH + h] = l;
       }
-      sgemm(false, false, nb, a.HD, kv_end, 1.0f, S, kv_end, vb, a.ldv, 0.0f, out + (b * a.Tq + i0) * ldo + h * a.HD, ldo);
+      sgemm(false, false, nb, a.HD, kv_end, 1.0f, S, kv_end, vb, a.ldv, 0.0f, out + (b * a.Tq + i0) * ldo + h * a.HD,
+            ldo);
     }
   });
 }
@@ -151,7 +154,8 @@ void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, c
       const float* kb = a.k + sq.kv_base * a.ldk + g * a.HD;
       const float* vb = a.v + sq.kv_base * a.ldv + g * a.HD;
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-        for (int64_t i = sq.qlen; i < a.Tq; ++i) std::memset(dq + (b * a.Tq + i) * lddq + h * a.HD, 0, sizeof(float) * a.HD);
+        for (int64_t i = sq.qlen; i < a.Tq; ++i)
+          std::memset(dq + (b * a.Tq + i) * lddq + h * a.HD, 0, sizeof(float) * a.HD);
         for (int64_t i0 = 0; i0 < sq.qlen; i0 += kQueryBlock) {
           const int64_t nb = std::min(kQueryBlock, sq.qlen - i0), kv_end = sq.offset + i0 + nb;
           float* P = scratch(0, static_cast<size_t>(nb * kv_end));
@@ -172,7 +176,8 @@ void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, c
             softmax_backward_row(p, dp, kmax, kv_end, l, D);
           }
           // dq = scale·dS·K ; dk += scale·dSᵀ·Q ; dv += Pᵀ·dO
-          sgemm(false, false, nb, a.HD, kv_end, a.scale, dP, kv_end, kb, a.ldk, 0.0f, dq + (b * a.Tq + i0) * lddq + h * a.HD, lddq);
+          sgemm(false, false, nb, a.HD, kv_end, a.scale, dP, kv_end, kb, a.ldk, 0.0f,
+                dq + (b * a.Tq + i0) * lddq + h * a.HD, lddq);
           sgemm(true, false, kv_end, a.HD, nb, a.scale, dP, kv_end, qb, a.ldq, 1.0f, dkb, lddk);
           sgemm(true, false, kv_end, a.HD, nb, 1.0f, P, kv_end, dob, lddo, 1.0f, dvb, lddv);
         }
@@ -212,7 +217,8 @@ void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo
         for (int64_t j = 0; j <= kmax; ++j) sum += std::exp(s[j] - m);
         for (int d = 0; d < a.HD; ++d) {
           double acc = 0;
-          for (int64_t j = 0; j <= kmax; ++j) acc += std::exp(s[j] - m) / sum * a.v[(sq.kv_base + j) * a.ldv + g * a.HD + d];
+          for (int64_t j = 0; j <= kmax; ++j)
+            acc += std::exp(s[j] - m) / sum * a.v[(sq.kv_base + j) * a.ldv + g * a.HD + d];
           o[d] = static_cast<float>(acc);
         }
         if (lse) lse[(b * a.Tq + i) * a.NH + h] = static_cast<float>(m + std::log(sum));

@@ -28,8 +28,8 @@ namespace {
 constexpr int64_t kPackChunk = 64;
 
 // Packs op(A)[i0 .. i0+mc) × [p0 .. p0+kc) into MR-row panels, k-major, zero-padding the last one.
-void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t p0, int64_t mc, int64_t kc,
-            int mr, float* out) {
+void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t p0, int64_t mc, int64_t kc, int mr,
+            float* out) {
   for (int64_t ir = 0; ir < mc; ir += mr) {
     int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
     float* panel = out + ir * kc;
@@ -56,8 +56,8 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t p0, i
 
 // Packs op(B)[p0 .. p0+kc) × columns [j0 + jr_begin·NR ...) panel by panel: panel q covers columns
 // j0 + q·NR .. +NR, stored k-major (b[k*NR + j]), zero-padded past nc.
-void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t j0, int64_t kc,
-                   int64_t nc, int nr, int64_t panel_begin, int64_t panel_end, float* out) {
+void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t j0, int64_t kc, int64_t nc, int nr,
+                   int64_t panel_begin, int64_t panel_end, float* out) {
   for (int64_t q = panel_begin; q < panel_end; ++q) {
     int64_t jr = q * nr;
     int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
@@ -110,8 +110,8 @@ Buffer& shared_b_scratch(size_t floats) {
 
 }  // namespace
 
-void sgemm_check_args(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda,
-                      int64_t ldb, int64_t ldc) {
+void sgemm_check_args(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
+                      int64_t ldc) {
   RLHF_CHECK(M >= 0, ErrorCode::OutOfRange, "gemm: M must be >= 0, got ", M);
   RLHF_CHECK(N >= 0, ErrorCode::OutOfRange, "gemm: N must be >= 0, got ", N);
   RLHF_CHECK(K >= 0, ErrorCode::OutOfRange, "gemm: K must be >= 0, got ", K);
@@ -119,12 +119,12 @@ void sgemm_check_args(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
   int64_t min_ldb = std::max<int64_t>(1, trans_b ? K : N);
   RLHF_CHECK(lda >= min_lda, ErrorCode::OutOfRange, "gemm: lda must be >= ", min_lda, ", got ", lda);
   RLHF_CHECK(ldb >= min_ldb, ErrorCode::OutOfRange, "gemm: ldb must be >= ", min_ldb, ", got ", ldb);
-  RLHF_CHECK(ldc >= std::max<int64_t>(1, N), ErrorCode::OutOfRange, "gemm: ldc must be >= ",
-             std::max<int64_t>(1, N), ", got ", ldc);
+  RLHF_CHECK(ldc >= std::max<int64_t>(1, N), ErrorCode::OutOfRange, "gemm: ldc must be >= ", std::max<int64_t>(1, N),
+             ", got ", ldc);
 }
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   sgemm_check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == 0.0f) {
@@ -174,8 +174,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
             const float* bpanel = bp + jr * kc;
             for (int64_t ir = 0; ir < mc; ir += mr) {
               const int mv = static_cast<int>(std::min<int64_t>(mr, mc - ir));
-              ki.kernel(kc, ap + ir * kc, bpanel, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_eff,
-                        mv, nv);
+              ki.kernel(kc, ap + ir * kc, bpanel, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_eff, mv, nv);
             }
           }
         }
@@ -215,7 +214,8 @@ void sgemm_pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ld
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = std::min(KC, K - pc);
     float* block = out->data.as<float>() + pc * panels * nr;
-    parallel_for(panels, 4, [&](int64_t b, int64_t e, int) { pack_b_panels(trans_b, B, ldb, pc, 0, kc, N, nr, b, e, block); });
+    parallel_for(panels, 4,
+                 [&](int64_t b, int64_t e, int) { pack_b_panels(trans_b, B, ldb, pc, 0, kc, N, nr, b, e, block); });
   }
 }
 
@@ -281,9 +281,8 @@ void sgemm_packed_b(bool trans_a, int64_t M, float alpha, const float* A, int64_
   }
 }
 
-void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                     int64_t ldc) {
+void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   sgemm_check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {

@@ -16,13 +16,12 @@
 namespace rlhf {
 namespace cpu {
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // Same contract computed with plain loops and double accumulation: the reference tests use.
-void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                     int64_t ldc);
+void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // op(B) packed once for repeated products (generation multiplies every weight matrix by a few
 // rows per step). sgemm_packed_b gives bit-identical results to sgemm on the unpacked matrix:
@@ -39,8 +38,8 @@ void sgemm_packed_b(bool trans_a, int64_t M, float alpha, const float* A, int64_
                     float beta, float* C, int64_t ldc);
 
 // Throws rlhf::Error(OutOfRange) naming the first bad size or stride.
-void sgemm_check_args(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda,
-                      int64_t ldb, int64_t ldc);
+void sgemm_check_args(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
+                      int64_t ldc);
 
 }  // namespace cpu
 }  // namespace rlhf

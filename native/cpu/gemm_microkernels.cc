@@ -34,40 +34,37 @@ inline void merge_edge(const float* acc, float* c, int64_t ldc, float alpha, flo
 
 constexpr int kMr512 = 14, kNr512 = 32;
 
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void kernel_avx512(
-    int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
-    float alpha, float beta, int mv, int nv) {
-  __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(),
-         c11 = _mm512_setzero_ps(), c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(),
-         c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps(), c40 = _mm512_setzero_ps(),
-         c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps(),
-         c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c70 = _mm512_setzero_ps(),
-         c71 = _mm512_setzero_ps(), c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps(),
-         c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps(), cA0 = _mm512_setzero_ps(),
-         cA1 = _mm512_setzero_ps(), cB0 = _mm512_setzero_ps(), cB1 = _mm512_setzero_ps(),
-         cC0 = _mm512_setzero_ps(), cC1 = _mm512_setzero_ps(), cD0 = _mm512_setzero_ps(),
-         cD1 = _mm512_setzero_ps();
-#define RLHF_FMA_ROW(r, acc0, acc1)            \
-  {                                            \
-    __m512 ar = _mm512_set1_ps(a[r]);          \
-    acc0 = _mm512_fmadd_ps(ar, b0, acc0);      \
-    acc1 = _mm512_fmadd_ps(ar, b1, acc1);      \
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void kernel_avx512(int64_t kc,
+                                                                                     const float* __restrict a,
+                                                                                     const float* __restrict b,
+                                                                                     float* c, int64_t ldc, float alpha,
+                                                                                     float beta, int mv, int nv) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps(),
+         c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps(),
+         c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps(),
+         c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps(),
+         c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps(), c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps(),
+         cA0 = _mm512_setzero_ps(), cA1 = _mm512_setzero_ps(), cB0 = _mm512_setzero_ps(), cB1 = _mm512_setzero_ps(),
+         cC0 = _mm512_setzero_ps(), cC1 = _mm512_setzero_ps(), cD0 = _mm512_setzero_ps(), cD1 = _mm512_setzero_ps();
+#define RLHF_FMA_ROW(r, acc0, acc1)       \
+  {                                       \
+    __m512 ar = _mm512_set1_ps(a[r]);     \
+    acc0 = _mm512_fmadd_ps(ar, b0, acc0); \
+    acc1 = _mm512_fmadd_ps(ar, b1, acc1); \
   }
   for (int64_t k = 0; k < kc; ++k) {
     __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kNr512), _MM_HINT_T0);
-    RLHF_FMA_ROW(0, c00, c01) RLHF_FMA_ROW(1, c10, c11) RLHF_FMA_ROW(2, c20, c21)
-    RLHF_FMA_ROW(3, c30, c31) RLHF_FMA_ROW(4, c40, c41) RLHF_FMA_ROW(5, c50, c51)
-    RLHF_FMA_ROW(6, c60, c61) RLHF_FMA_ROW(7, c70, c71) RLHF_FMA_ROW(8, c80, c81)
-    RLHF_FMA_ROW(9, c90, c91) RLHF_FMA_ROW(10, cA0, cA1) RLHF_FMA_ROW(11, cB0, cB1)
-    RLHF_FMA_ROW(12, cC0, cC1) RLHF_FMA_ROW(13, cD0, cD1)
-    a += kMr512;
+    RLHF_FMA_ROW(0, c00, c01)
+    RLHF_FMA_ROW(1, c10, c11) RLHF_FMA_ROW(2, c20, c21) RLHF_FMA_ROW(3, c30, c31) RLHF_FMA_ROW(4, c40, c41)
+        RLHF_FMA_ROW(5, c50, c51) RLHF_FMA_ROW(6, c60, c61) RLHF_FMA_ROW(7, c70, c71) RLHF_FMA_ROW(8, c80, c81)
+            RLHF_FMA_ROW(9, c90, c91) RLHF_FMA_ROW(10, cA0, cA1) RLHF_FMA_ROW(11, cB0, cB1) RLHF_FMA_ROW(12, cC0, cC1)
+                RLHF_FMA_ROW(13, cD0, cD1) a += kMr512;
     b += kNr512;
   }
 #undef RLHF_FMA_ROW
-  __m512 acc[kMr512][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41},
-                           {c50, c51}, {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91},
-                           {cA0, cA1}, {cB0, cB1}, {cC0, cC1}, {cD0, cD1}};
+  __m512 acc[kMr512][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61},
+                           {c70, c71}, {c80, c81}, {c90, c91}, {cA0, cA1}, {cB0, cB1}, {cC0, cC1}, {cD0, cD1}};
   if (mv == kMr512 && nv == kNr512) {
     __m512 va = _mm512_set1_ps(alpha);
     if (beta == 0.0f) {
@@ -80,8 +77,8 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void kernel_av
       for (int i = 0; i < kMr512; ++i) {
         float* ci = c + i * ldc;
         _mm512_storeu_ps(ci, _mm512_add_ps(_mm512_mul_ps(va, acc[i][0]), _mm512_mul_ps(vb, _mm512_loadu_ps(ci))));
-        _mm512_storeu_ps(ci + 16, _mm512_add_ps(_mm512_mul_ps(va, acc[i][1]),
-                                                _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16))));
+        _mm512_storeu_ps(ci + 16,
+                         _mm512_add_ps(_mm512_mul_ps(va, acc[i][1]), _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16))));
       }
     }
     return;
@@ -96,8 +93,9 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void kernel_av
 
 // Merges 16 accumulated columns into C like kernel_avx512 does (full vector: alpha·acc + beta·C;
 // a ragged end: merge_edge's scalar formula).
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) inline void store16_avx512(
-    float* dst, __m512 acc, int64_t valid, float alpha, float beta) {
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) inline void store16_avx512(float* dst, __m512 acc,
+                                                                                             int64_t valid, float alpha,
+                                                                                             float beta) {
   if (valid >= 16) {
     __m512 r = _mm512_mul_ps(_mm512_set1_ps(alpha), acc);
     if (beta != 0.0f) r = _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(beta), _mm512_loadu_ps(dst)));
@@ -113,9 +111,11 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) inline void st
 }
 
 // Row kernel, AVX-512: four panels (8 accumulators, independent chains) at a time, then one.
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void row_avx512(
-    int64_t kc, const float* __restrict a, const float* __restrict b, int64_t npanels, float* c, float alpha,
-    float beta, int64_t n_valid) {
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void row_avx512(int64_t kc, const float* __restrict a,
+                                                                                  const float* __restrict b,
+                                                                                  int64_t npanels, float* c,
+                                                                                  float alpha, float beta,
+                                                                                  int64_t n_valid) {
   const int64_t ps = kc * kNr512;  // panel stride
   int64_t q = 0;
   for (; q + 4 <= npanels; q += 4) {
@@ -156,9 +156,8 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma"))) void row_avx51
 
 constexpr int kMr256 = 6, kNr256 = 16;
 
-__attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* __restrict a,
-                                                     const float* __restrict b, float* c, int64_t ldc,
-                                                     float alpha, float beta, int mv, int nv) {
+__attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                                     float* c, int64_t ldc, float alpha, float beta, int mv, int nv) {
   __m256 acc[kMr256][2];
   for (int i = 0; i < kMr256; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
@@ -204,8 +203,8 @@ __attribute__((target("avx2,fma"))) void row_avx2(int64_t kc, const float* __res
 
 constexpr int kMrScalar = 4, kNrScalar = 16;
 
-void kernel_scalar(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                   int64_t ldc, float alpha, float beta, int mv, int nv) {
+void kernel_scalar(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, float alpha,
+                   float beta, int mv, int nv) {
   float acc[kMrScalar * kNrScalar] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int i = 0; i < kMrScalar; ++i)
@@ -224,7 +223,8 @@ void row_scalar(int64_t kc, const float* __restrict a, const float* __restrict b
     for (int64_t k = 0; k < kc; ++k)
       for (int j = 0; j < kNrScalar; ++j) acc[j] += a[k] * bq[k * kNrScalar + j];
     const int64_t j0 = q * kNrScalar;
-    merge_edge<1, kNrScalar>(acc, c + j0, 0, alpha, beta, 1, static_cast<int>(std::min<int64_t>(kNrScalar, n_valid - j0)));
+    merge_edge<1, kNrScalar>(acc, c + j0, 0, alpha, beta, 1,
+                             static_cast<int>(std::min<int64_t>(kNrScalar, n_valid - j0)));
   }
 }
 
@@ -239,9 +239,12 @@ const GemmKernelInfo kScalar = {kernel_scalar, row_scalar, kMrScalar, kNrScalar,
 
 const GemmKernelInfo& gemm_select_kernel() {
   switch (simd_level()) {
-    case SimdLevel::Avx512: return kAvx512;
-    case SimdLevel::Avx2: return kAvx2;
-    default: return kScalar;
+    case SimdLevel::Avx512:
+      return kAvx512;
+    case SimdLevel::Avx2:
+      return kAvx2;
+    default:
+      return kScalar;
   }
 }
 

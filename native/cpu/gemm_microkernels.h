@@ -10,8 +10,8 @@
 namespace rlhf {
 namespace cpu {
 
-using GemmMicrokernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                                 float alpha, float beta, int m_valid, int n_valid);
+using GemmMicrokernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                 float beta, int m_valid, int n_valid);
 
 // One row of C (M = 1) against `npanels` consecutive packed panels of op(B) (panel stride kc·NR),
 // a[k] contiguous; columns [0, n_valid) of c are written. Each element is the same sequential
@@ -23,8 +23,8 @@ using GemmRowKernel = void (*)(int64_t kc, const float* a, const float* b, int64
 struct GemmKernelInfo {
   GemmMicrokernel kernel;
   GemmRowKernel row_kernel;
-  int mr, nr;         // register tile
-  int kc, mc, nc;     // cache blocking (kc: depth; mc: rows of A per packed block; nc: cols of B)
+  int mr, nr;      // register tile
+  int kc, mc, nc;  // cache blocking (kc: depth; mc: rows of A per packed block; nc: cols of B)
   const char* name;
 };
 

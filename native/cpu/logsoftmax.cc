@@ -23,8 +23,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float row_max(const
 }
 
 // Σ exp(z − m) and Σ exp(z − m)·z in 16 lanes.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void row_sums(const float* __restrict z, int64_t V, float m,
-                                                                         float* sum_e, float* sum_ez) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void row_sums(const float* __restrict z, int64_t V,
+                                                                           float m, float* sum_e, float* sum_ez) {
   float le[16] = {}, lz[16] = {};
   int64_t j = 0;
   for (; j + 16 <= V; j += 16)
@@ -46,7 +46,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void row_sums(const
 
 // dz_j = −p_j·(dlogp + dent·(z_j − lse + H)), then + dlogp at the target (outside).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void row_backward(float* __restrict dz, const float* z,
-                                                                             int64_t V, float lse, float a, float b) {
+                                                                               int64_t V, float lse, float a, float b) {
   // p_j = exp(z_j − lse);  −p_j·(a + b·(z_j − lse))  with a = dlogp + dent·H, b = dent
   for (int64_t j = 0; j < V; ++j) {
     float zl = z[j] - lse;
@@ -90,9 +90,8 @@ void logsoftmax_forward(float* logp, float* ent, float* lse, const float* z, int
   });
 }
 
-void logsoftmax_backward(float* dz, int64_t lddz, const float* z, int64_t ldz, const int32_t* targets,
-                         const float* lse, const float* ent, const float* dlogp, const float* dent, int64_t N,
-                         int64_t V) {
+void logsoftmax_backward(float* dz, int64_t lddz, const float* z, int64_t ldz, const int32_t* targets, const float* lse,
+                         const float* ent, const float* dlogp, const float* dent, int64_t N, int64_t V) {
   parallel_for(N, 4, [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r) {
       float* dzr = dz + r * lddz;

@@ -18,9 +18,8 @@ void logsoftmax_forward(float* logp, float* ent, float* lse, const float* z, int
 
 // dz: overwrite (may alias z: each row is read before it is written). dent may be null; ent is
 // the forward entropy (read only when dent is given).
-void logsoftmax_backward(float* dz, int64_t lddz, const float* z, int64_t ldz, const int32_t* targets,
-                         const float* lse, const float* ent, const float* dlogp, const float* dent, int64_t N,
-                         int64_t V);
+void logsoftmax_backward(float* dz, int64_t lddz, const float* z, int64_t ldz, const int32_t* targets, const float* lse,
+                         const float* ent, const float* dlogp, const float* dent, int64_t N, int64_t V);
 
 // One row: lse and (optionally) Σ p·z, for sampling and generation.
 float row_logsumexp(const float* z, int64_t V, float* sum_pz = nullptr);

@@ -180,10 +180,14 @@ void aggregation_weights(double* w, const float* mask, int64_t B, int64_t T, Agg
   for (int64_t b = 0; b < B; ++b) {
     double per = 0;  // weight of a valid token of row b
     if (count[b] > 0) {
-      if (mode == Aggregation::TokenMean) per = 1.0 / double(total);
-      else if (mode == Aggregation::SeqMeanTokenMean) per = 1.0 / (double(count[b]) * double(non_empty));
-      else if (mode == Aggregation::SeqMeanTokenSum) per = 1.0 / double(non_empty);
-      else per = 1.0 / (double(B) * norm);
+      if (mode == Aggregation::TokenMean)
+        per = 1.0 / double(total);
+      else if (mode == Aggregation::SeqMeanTokenMean)
+        per = 1.0 / (double(count[b]) * double(non_empty));
+      else if (mode == Aggregation::SeqMeanTokenSum)
+        per = 1.0 / double(non_empty);
+      else
+        per = 1.0 / (double(B) * norm);
     }
     for (int64_t t = 0; t < T; ++t) w[b * T + t] = mask[b * T + t] != 0.0f ? per : 0.0;
   }
@@ -235,8 +239,8 @@ void ppo_policy_loss(float* dlogp, const float* logp, const float* old_logp, con
 }
 
 void gspo_policy_loss(float* dlogp, const float* logp, const float* old_logp, const float* adv, const float* mask,
-                      const double* weights, int64_t B, int64_t T, double clip_eps, double clip_eps_high,
-                      double* loss, double* clip_fraction, double* approx_kl) {
+                      const double* weights, int64_t B, int64_t T, double clip_eps, double clip_eps_high, double* loss,
+                      double* clip_fraction, double* approx_kl) {
   RLHF_CHECK(B >= 0 && T >= 0, ErrorCode::OutOfRange, "gspo_policy_loss: B and T must be >= 0, got ", B, ", ", T);
   RLHF_CHECK(clip_eps > 0 && clip_eps < 1, ErrorCode::OutOfRange, "gspo_policy_loss: clip_eps must be in (0, 1), got ",
              clip_eps);
@@ -283,7 +287,8 @@ void gspo_policy_loss(float* dlogp, const float* logp, const float* old_logp, co
 void entropy_bonus(float* dent, const float* ent, const float* mask, const double* weights, int64_t n, double coef,
                    double* loss, double* mean_entropy) {
   RLHF_CHECK(n >= 0, ErrorCode::OutOfRange, "entropy_bonus: n must be >= 0, got ", n);
-  RLHF_CHECK(coef >= 0 && std::isfinite(coef), ErrorCode::OutOfRange, "entropy_bonus: coef must be a finite number >= 0, got ", coef);
+  RLHF_CHECK(coef >= 0 && std::isfinite(coef), ErrorCode::OutOfRange,
+             "entropy_bonus: coef must be a finite number >= 0, got ", coef);
   check_mask("entropy_bonus", mask, n);
   const int64_t count = mask_count(mask, n);
   const double w = count > 0 ? 1.0 / double(count) : 0.0;
@@ -305,7 +310,8 @@ void entropy_bonus(float* dent, const float* ent, const float* mask, const doubl
 void kl_loss(float* dlogp, const float* logp, const float* ref_logp, const float* mask, const double* weights,
              int64_t n, KlEstimator estimator, double coef, double* loss, double* mean_kl) {
   RLHF_CHECK(n >= 0, ErrorCode::OutOfRange, "kl_loss: n must be >= 0, got ", n);
-  RLHF_CHECK(coef >= 0 && std::isfinite(coef), ErrorCode::OutOfRange, "kl_loss: coef must be a finite number >= 0, got ", coef);
+  RLHF_CHECK(coef >= 0 && std::isfinite(coef), ErrorCode::OutOfRange,
+             "kl_loss: coef must be a finite number >= 0, got ", coef);
   RLHF_CHECK(estimator == KlEstimator::K1 || estimator == KlEstimator::K2 || estimator == KlEstimator::K3,
              ErrorCode::OutOfRange, "kl_loss: unknown estimator ", static_cast<int>(estimator));
   check_mask("kl_loss", mask, n);
@@ -403,10 +409,10 @@ void dpo_loss(float* d_chosen, float* d_rejected, float* rewards_chosen, float* 
   pair_diagnostics(in, N, beta, rewards_chosen, rewards_rejected, accuracy, margin);
 }
 
-void exo_pref_loss(float* d_chosen, float* d_rejected, float* p_chosen, float* rewards_chosen,
-                   float* rewards_rejected, const float* policy_chosen, const float* policy_rejected,
-                   const float* ref_chosen, const float* ref_rejected, int64_t N, double beta, double epsilon,
-                   ExoForm form, double* loss, double* accuracy, double* margin) {
+void exo_pref_loss(float* d_chosen, float* d_rejected, float* p_chosen, float* rewards_chosen, float* rewards_rejected,
+                   const float* policy_chosen, const float* policy_rejected, const float* ref_chosen,
+                   const float* ref_rejected, int64_t N, double beta, double epsilon, ExoForm form, double* loss,
+                   double* accuracy, double* margin) {
   RLHF_CHECK(N >= 1, ErrorCode::OutOfRange, "exo_pref_loss: N must be >= 1, got ", N);
   RLHF_CHECK(beta > 0 && std::isfinite(beta), ErrorCode::OutOfRange,
              "exo_pref_loss: beta must be a finite number > 0, got ", beta);

@@ -104,8 +104,8 @@ void ppo_policy_loss(float* dlogp, const float* logp, const float* old_logp, con
 // clip_fraction: fraction of valid tokens whose sequence ratio is clipped; approx_kl: token mean of
 // (ρ_t − 1) − log ρ_t with the token ratios ρ_t (a diagnostic).
 void gspo_policy_loss(float* dlogp, const float* logp, const float* old_logp, const float* adv, const float* mask,
-                      const double* weights, int64_t B, int64_t T, double clip_eps, double clip_eps_high,
-                      double* loss, double* clip_fraction, double* approx_kl);
+                      const double* weights, int64_t B, int64_t T, double clip_eps, double clip_eps_high, double* loss,
+                      double* clip_fraction, double* approx_kl);
 
 // Entropy bonus as a loss term: loss = −coef Σ_t w_t H_t, dent_t = −coef w_t (lib/losses/ppo.ts
 // entropyBonus). dent: (n) overwrite; ent, mask: (n); weights: (n) or null (token mean);
@@ -151,10 +151,10 @@ enum class ExoForm : int { Trl = 0, Official = 1 };
 //   Official: ℓ = p log p + (1 − p) [log(1 − p) − log(ε/(1 − ε))]        = Trl + log(1 − ε)
 //   ∂ℓ/∂z = β p (1 − p) (βz − log((1 − ε)/ε)) for both.
 // p_chosen (may be null): p per pair, (N). epsilon in (0, 1).
-void exo_pref_loss(float* d_chosen, float* d_rejected, float* p_chosen, float* rewards_chosen,
-                   float* rewards_rejected, const float* policy_chosen, const float* policy_rejected,
-                   const float* ref_chosen, const float* ref_rejected, int64_t N, double beta, double epsilon,
-                   ExoForm form, double* loss, double* accuracy, double* margin);
+void exo_pref_loss(float* d_chosen, float* d_rejected, float* p_chosen, float* rewards_chosen, float* rewards_rejected,
+                   const float* policy_chosen, const float* policy_rejected, const float* ref_chosen,
+                   const float* ref_rejected, int64_t N, double beta, double epsilon, ExoForm form, double* loss,
+                   double* accuracy, double* margin);
 
 // EXO-rw over N / K groups of K consecutive samples (lib/losses/exo.ts exoRwLoss):
 //   f_i = β_π h_i,  log p = log_softmax(f),  log q = log_softmax(r / β_r)  (per group),

@@ -23,8 +23,9 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float row_sumsq(con
   return s;
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void row_scale(float* __restrict out, const float* __restrict x,
-                                                                          const float* __restrict w, float r, int C) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void row_scale(float* __restrict out,
+                                                                            const float* __restrict x,
+                                                                            const float* __restrict w, float r, int C) {
   for (int c = 0; c < C; ++c) out[c] = (x[c] * r) * w[c];
 }
 

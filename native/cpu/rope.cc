@@ -8,12 +8,14 @@
 namespace rlhf {
 namespace cpu {
 
-RopeTable::RopeTable(int rot_dim, float theta, bool interleaved) : RopeTable(rot_dim, theta, interleaved, {}, 1.0f, 0) {}
+RopeTable::RopeTable(int rot_dim, float theta, bool interleaved)
+    : RopeTable(rot_dim, theta, interleaved, {}, 1.0f, 0) {}
 
-RopeTable::RopeTable(int rot_dim, float theta, bool interleaved, const std::vector<float>& inv_freq, float attention_scaling,
-                     int64_t position_limit)
+RopeTable::RopeTable(int rot_dim, float theta, bool interleaved, const std::vector<float>& inv_freq,
+                     float attention_scaling, int64_t position_limit)
     : rot_dim_(rot_dim), interleaved_(interleaved), scaling_(attention_scaling), limit_(position_limit) {
-  RLHF_CHECK(rot_dim >= 2 && rot_dim % 2 == 0, ErrorCode::OutOfRange, "rope: rotary dim must be even and >= 2, got ", rot_dim);
+  RLHF_CHECK(rot_dim >= 2 && rot_dim % 2 == 0, ErrorCode::OutOfRange, "rope: rotary dim must be even and >= 2, got ",
+             rot_dim);
   RLHF_CHECK(inv_freq.empty() || inv_freq.size() == static_cast<size_t>(rot_dim / 2), ErrorCode::OutOfRange,
              "rope: expected ", rot_dim / 2, " frequencies, got ", inv_freq.size());
   RLHF_CHECK(std::isfinite(attention_scaling) && attention_scaling > 0, ErrorCode::OutOfRange,
@@ -32,10 +34,11 @@ RopeTable::RopeTable(int rot_dim, float theta, bool interleaved, const std::vect
 void RopeTable::ensure(int64_t max_position) {
   RLHF_CHECK(max_position >= 0 && max_position < (int64_t(1) << 24), ErrorCode::OutOfRange,
              "rope: position must be in [0, 2^24), got ", max_position);
-  RLHF_CHECK(limit_ == 0 || max_position < limit_, ErrorCode::Unsupported, "rope: position ", max_position,
-             " is past max_position_embeddings (", limit_,
-             ") of a model with dynamic NTK rope scaling, which this engine implements only within that length (where it is "
-             "the identity)");
+  RLHF_CHECK(
+      limit_ == 0 || max_position < limit_, ErrorCode::Unsupported, "rope: position ", max_position,
+      " is past max_position_embeddings (", limit_,
+      ") of a model with dynamic NTK rope scaling, which this engine implements only within that length (where it is "
+      "the identity)");
   if (max_position < rows_) return;
   int64_t rows = std::max<int64_t>(max_position + 1, rows_ * 2);
   const int half = rot_dim_ / 2;

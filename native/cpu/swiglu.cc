@@ -7,8 +7,9 @@ namespace rlhf {
 namespace cpu {
 
 namespace {
-__attribute__((target_clones("avx512f", "avx2", "default"))) void swiglu_row(float* __restrict a, const float* __restrict g,
-                                                                           const float* __restrict u, int F) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void swiglu_row(float* __restrict a,
+                                                                             const float* __restrict g,
+                                                                             const float* __restrict u, int F) {
   for (int j = 0; j < F; ++j) {
     float sig = 1.0f / (1.0f + exp_approx(-g[j]));
     a[j] = (g[j] * sig) * u[j];

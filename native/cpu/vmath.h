@@ -3,9 +3,9 @@
 //
 // exp_approx: exp(x) for float with |rel err| < 4e-7 on [-87.3, 88.3] (range reduction
 // x = n·ln2 + r, degree-6 polynomial on |r| <= ln2/2, 2^n through the exponent bits);
-// x < -87.3 (and -inf) -> 0, x > 88.72 -> +inf, (88.3, 88.72] -> exp(88.3), NaN -> NaN. Written as plain scalar operations so that the vectorised clones
-// (target_clones in the .cc files that loop over it) perform the same IEEE operations in the same
-// order under -ffp-contract=off: identical results on every ISA.
+// x < -87.3 (and -inf) -> 0, x > 88.72 -> +inf, (88.3, 88.72] -> exp(88.3), NaN -> NaN. Written as plain scalar
+// operations so that the vectorised clones (target_clones in the .cc files that loop over it) perform the same IEEE
+// operations in the same order under -ffp-contract=off: identical results on every ISA.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -35,8 +35,8 @@ inline float exp_approx(float x) {
   float scale;
   std::memcpy(&scale, &bits, 4);
   float y = p * scale;
-  y = x < -87.3f ? 0.0f : y;         // underflow (and exp(-inf)) is exactly 0
-  y = x > 88.72f ? INFINITY : y;     // ln(FLT_MAX) = 88.7228
+  y = x < -87.3f ? 0.0f : y;      // underflow (and exp(-inf)) is exactly 0
+  y = x > 88.72f ? INFINITY : y;  // ln(FLT_MAX) = 88.7228
   return y;
 }
 

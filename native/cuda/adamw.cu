@@ -68,11 +68,11 @@ Status adamw_sum_of_squares(const float* g, int64_t n, double* partials, double*
   RLHF_LAUNCH(sumsq_final_kernel, dim3(1), dim3(kThreads), 0, as_stream(stream))(partials, kSumsqBlocks);
   st = launch_status("adamw_sum_of_squares (final)");
   if (!st.ok()) return st;
-  return cuda_status(cudaMemcpyAsync(host_out, partials, sizeof(double), cudaMemcpyDeviceToHost, as_stream(stream)) ==
-                             cudaSuccess
-                         ? cudaStreamSynchronize(as_stream(stream))
-                         : cudaGetLastError(),
-                     "adamw_sum_of_squares (copy)");
+  return cuda_status(
+      cudaMemcpyAsync(host_out, partials, sizeof(double), cudaMemcpyDeviceToHost, as_stream(stream)) == cudaSuccess
+          ? cudaStreamSynchronize(as_stream(stream))
+          : cudaGetLastError(),
+      "adamw_sum_of_squares (copy)");
 }
 
 Status adamw_apply(float* p, const float* g, float* m, float* v, void* p_bf16, int64_t n, const cpu::AdamWScalars& s,
@@ -87,8 +87,8 @@ Status adamw_apply(float* p, const float* g, float* m, float* v, void* p_bf16, i
   if (!segments.empty() && next != n) return Status::Invalid("adamw_apply: segments do not cover [0, n)");
   auto run = [&](int64_t b, int64_t e, float decay) {
     if (e <= b) return Status::Ok();
-    RLHF_LAUNCH(adamw_kernel, dim3(grid_for(e - b)), dim3(kThreads), 0, as_stream(stream))(
-        p, g, m, v, static_cast<__nv_bfloat16*>(p_bf16), b, e, s, decay);
+    RLHF_LAUNCH(adamw_kernel, dim3(grid_for(e - b)), dim3(kThreads), 0, as_stream(stream))
+    (p, g, m, v, static_cast<__nv_bfloat16*>(p_bf16), b, e, s, decay);
     return launch_status("adamw_apply");
   };
   if (segments.empty()) return run(0, n, 1.0f - s.lr_times_wd);

@@ -118,7 +118,8 @@ __global__ void attention_dq_kernel(cpu::AttentionArgs a, const float* lse, cons
     return;
   }
   const int64_t g = h / (a.NH / a.KVH), pos = s.offset + i, row = b * a.Tq + i;
-  for (int d = lane; d < HD; d += 32) q_sh[warp][d] = a.q[row * a.ldq + h * HD + d], do_sh[warp][d] = dout[row * lddo + h * HD + d];
+  for (int d = lane; d < HD; d += 32)
+    q_sh[warp][d] = a.q[row * a.ldq + h * HD + d], do_sh[warp][d] = dout[row * lddo + h * HD + d];
   __syncwarp();
   const float L = lse[row * a.NH + h], Di = D[row * a.NH + h];
   float acc[kPerLane];
@@ -165,7 +166,8 @@ __global__ void attention_dkv_kernel(cpu::AttentionArgs a, const float* lse, con
   if (j >= s.offset + s.qlen || j >= a.kv_stride) return;  // rows past the queries: untouched
   const int HD = a.HD, group = a.NH / a.KVH;
   const int64_t krow = s.kv_base + j;
-  for (int d = lane; d < HD; d += 32) k_sh[warp][d] = a.k[krow * a.ldk + g * HD + d], v_sh[warp][d] = a.v[krow * a.ldv + g * HD + d];
+  for (int d = lane; d < HD; d += 32)
+    k_sh[warp][d] = a.k[krow * a.ldk + g * HD + d], v_sh[warp][d] = a.v[krow * a.ldv + g * HD + d];
   __syncwarp();
   float dk_acc[kPerLane], dv_acc[kPerLane];
 #pragma unroll
@@ -221,7 +223,8 @@ Status attention_forward(const cpu::AttentionArgs& a, float* out, int64_t ldo, f
   Status st = check(a, "attention_forward");
   if (!st.ok() || a.B == 0 || a.Tq == 0) return st;
   RLHF_LAUNCH(attention_forward_kernel, dim3(ceil_div(a.Tq, kWarps), a.NH, static_cast<unsigned>(a.B)),
-              dim3(32 * kWarps), 0, as_stream(stream))(a, out, ldo, lse);
+              dim3(32 * kWarps), 0, as_stream(stream))
+  (a, out, ldo, lse);
   return launch_status("attention_forward");
 }
 
@@ -237,15 +240,17 @@ Status attention_backward(const cpu::AttentionArgs& a, const float* out, int64_t
   if (!workspace || !lse) return Status::Invalid("attention_backward: null workspace or lse");
   float* D = static_cast<float*>(workspace);
   const int64_t rows = a.B * a.Tq;
-  RLHF_LAUNCH(attention_delta_kernel, dim3(ceil_div(rows * a.NH, 256)), dim3(256), 0, as_stream(stream))(
-      D, out, ldo, dout, lddo, rows, a.NH, a.HD);
+  RLHF_LAUNCH(attention_delta_kernel, dim3(ceil_div(rows * a.NH, 256)), dim3(256), 0, as_stream(stream))
+  (D, out, ldo, dout, lddo, rows, a.NH, a.HD);
   if (!(st = launch_status("attention_backward (delta)")).ok()) return st;
-  RLHF_LAUNCH(attention_dq_kernel, dim3(ceil_div(a.Tq, kWarps), a.NH, static_cast<unsigned>(a.B)), dim3(32 * kWarps),
-              0, as_stream(stream))(a, lse, D, dout, lddo, dq, lddq);
+  RLHF_LAUNCH(attention_dq_kernel, dim3(ceil_div(a.Tq, kWarps), a.NH, static_cast<unsigned>(a.B)), dim3(32 * kWarps), 0,
+              as_stream(stream))
+  (a, lse, D, dout, lddo, dq, lddq);
   if (!(st = launch_status("attention_backward (dq)")).ok()) return st;
   if (a.kv_stride > 0)
     RLHF_LAUNCH(attention_dkv_kernel, dim3(ceil_div(a.kv_stride, kWarps), a.KVH, static_cast<unsigned>(a.B)),
-                dim3(32 * kWarps), 0, as_stream(stream))(a, lse, D, dout, lddo, dk, lddk, dv, lddv);
+                dim3(32 * kWarps), 0, as_stream(stream))
+    (a, lse, D, dout, lddo, dk, lddk, dv, lddv);
   return launch_status("attention_backward (dk, dv)");
 }
 

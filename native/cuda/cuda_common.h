@@ -15,7 +15,7 @@
 #include <cuda_runtime.h>
 #define RLHF_HOST_EMULATION 0
 #define RLHF_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
-#define RLHF_DYNAMIC_SHARED(type, name)             \
+#define RLHF_DYNAMIC_SHARED(type, name)                               \
   extern __shared__ __align__(16) unsigned char rlhf_dynamic_smem_[]; \
   type* name = reinterpret_cast<type*>(rlhf_dynamic_smem_)
 #else
@@ -87,9 +87,13 @@ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162f
 template <typename T>
 __device__ __forceinline__ T from_float(float x);
 template <>
-__device__ __forceinline__ float from_float<float>(float x) { return x; }
+__device__ __forceinline__ float from_float<float>(float x) {
+  return x;
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16(x);
+}
 
 }  // namespace cuda
 }  // namespace rlhf

@@ -43,7 +43,8 @@ namespace {
 std::vector<float> to_f32_matrix(const void* p, DType t, int64_t rows, int64_t ld) {
   std::vector<float> out(static_cast<size_t>(rows * ld));
   for (size_t i = 0; i < out.size(); ++i)
-    out[i] = t == DType::F32 ? static_cast<const float*>(p)[i] : __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    out[i] =
+        t == DType::F32 ? static_cast<const float*>(p)[i] : __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
   return out;
 }
 }  // namespace
@@ -59,10 +60,13 @@ Status gemm(const GemmArgs& g, Stream) {
   for (int64_t i = 0; i < g.M; ++i)
     for (int64_t j = 0; j < g.N; ++j) {
       float v = c[i * g.ldc + j];
-      if (g.bias) v += g.c == DType::F32 ? static_cast<const float*>(g.bias)[j]
-                                         : __bfloat162float(static_cast<const __nv_bfloat16*>(g.bias)[j]);
-      if (g.c == DType::F32) static_cast<float*>(g.C)[i * g.ldc + j] = v;
-      else static_cast<__nv_bfloat16*>(g.C)[i * g.ldc + j] = __float2bfloat16(v);
+      if (g.bias)
+        v += g.c == DType::F32 ? static_cast<const float*>(g.bias)[j]
+                               : __bfloat162float(static_cast<const __nv_bfloat16*>(g.bias)[j]);
+      if (g.c == DType::F32)
+        static_cast<float*>(g.C)[i * g.ldc + j] = v;
+      else
+        static_cast<__nv_bfloat16*>(g.C)[i * g.ldc + j] = __float2bfloat16(v);
     }
   return Status::Ok();
 }
@@ -238,8 +242,10 @@ Status gemm(const GemmArgs& g, Stream stream) {
   l.pref_set(call.pref, kPrefMaxWorkspace, &ws, sizeof ws);
   LtHeuristic h{};
   int found = 0;
-  if ((s = l.heuristic(l.handle, call.desc, call.la, call.lb, call.lc, call.lc, call.pref, 1, &h, &found)) || found == 0)
-    return {StatusCode::CudaError, "gemm: cuBLASLt has no algorithm for this shape/type (status " + std::to_string(s) + ")"};
+  if ((s = l.heuristic(l.handle, call.desc, call.la, call.lb, call.lc, call.lc, call.pref, 1, &h, &found)) ||
+      found == 0)
+    return {StatusCode::CudaError,
+            "gemm: cuBLASLt has no algorithm for this shape/type (status " + std::to_string(s) + ")"};
   if ((s = l.matmul(l.handle, call.desc, &g.alpha, g.B, call.la, g.A, call.lb, &g.beta, g.C, call.lc, g.C, call.lc,
                     &h.algo, l.workspace, ws, as_stream(stream))))
     return lt_fail("cublasLtMatmul", s);

@@ -86,7 +86,8 @@ Status check(int64_t N, int64_t V, int64_t ld, float temperature, DType dtype, c
     return Status::Invalid(std::string(what) + ": need 0 <= N < 2^31, V > 0, row stride >= V");
   if (!(temperature > 0) || !std::isfinite(temperature))
     return Status::Invalid(std::string(what) + ": temperature must be finite and > 0");
-  if (dtype != DType::F32 && dtype != DType::BF16) return Status::Invalid(std::string(what) + ": dtype must be f32 or bf16");
+  if (dtype != DType::F32 && dtype != DType::BF16)
+    return Status::Invalid(std::string(what) + ": dtype must be f32 or bf16");
   return Status::Ok();
 }
 
@@ -98,29 +99,30 @@ Status logsoftmax_forward(float* logp, float* ent, float* lse, const void* z, in
   if (!st.ok() || N == 0) return st;
   const float inv_t = 1.0f / temperature;
   if (dtype == DType::F32)
-    RLHF_LAUNCH(logsoftmax_forward_kernel<float>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0,
-                as_stream(stream))(logp, ent, lse, static_cast<const float*>(z), ldz, targets, V, inv_t);
+    RLHF_LAUNCH(logsoftmax_forward_kernel<float>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))
+    (logp, ent, lse, static_cast<const float*>(z), ldz, targets, V, inv_t);
   else
     RLHF_LAUNCH(logsoftmax_forward_kernel<__nv_bfloat16>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0,
-                as_stream(stream))(logp, ent, lse, static_cast<const __nv_bfloat16*>(z), ldz, targets, V, inv_t);
+                as_stream(stream))
+    (logp, ent, lse, static_cast<const __nv_bfloat16*>(z), ldz, targets, V, inv_t);
   return launch_status("logsoftmax_forward");
 }
 
-Status logsoftmax_backward(void* dz, int64_t lddz, const void* z, int64_t ldz, const int32_t* targets,
-                           const float* lse, const float* ent, const float* dlogp, const float* dent, int64_t N,
-                           int64_t V, float temperature, DType dtype, Stream stream) {
+Status logsoftmax_backward(void* dz, int64_t lddz, const void* z, int64_t ldz, const int32_t* targets, const float* lse,
+                           const float* ent, const float* dlogp, const float* dent, int64_t N, int64_t V,
+                           float temperature, DType dtype, Stream stream) {
   Status st = check(N, V, ldz < lddz ? ldz : lddz, temperature, dtype, "logsoftmax_backward");
   if (!st.ok() || N == 0) return st;
   if (dent && !ent) return Status::Invalid("logsoftmax_backward: dent given without ent");
   const float inv_t = 1.0f / temperature;
   if (dtype == DType::F32)
-    RLHF_LAUNCH(logsoftmax_backward_kernel<float>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0,
-                as_stream(stream))(static_cast<float*>(dz), lddz, static_cast<const float*>(z), ldz, targets, lse, ent,
-                                   dlogp, dent, V, inv_t);
+    RLHF_LAUNCH(logsoftmax_backward_kernel<float>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))
+    (static_cast<float*>(dz), lddz, static_cast<const float*>(z), ldz, targets, lse, ent, dlogp, dent, V, inv_t);
   else
     RLHF_LAUNCH(logsoftmax_backward_kernel<__nv_bfloat16>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0,
-                as_stream(stream))(static_cast<__nv_bfloat16*>(dz), lddz, static_cast<const __nv_bfloat16*>(z), ldz,
-                                   targets, lse, ent, dlogp, dent, V, inv_t);
+                as_stream(stream))
+    (static_cast<__nv_bfloat16*>(dz), lddz, static_cast<const __nv_bfloat16*>(z), ldz, targets, lse, ent, dlogp, dent,
+     V, inv_t);
   return launch_status("logsoftmax_backward");
 }
 

@@ -19,9 +19,9 @@ namespace cuda {
 
 Status logsoftmax_forward(float* logp, float* ent, float* lse, const void* z, int64_t ldz, const int32_t* targets,
                           int64_t N, int64_t V, float temperature, DType dtype, Stream stream);
-Status logsoftmax_backward(void* dz, int64_t lddz, const void* z, int64_t ldz, const int32_t* targets,
-                           const float* lse, const float* ent, const float* dlogp, const float* dent, int64_t N,
-                           int64_t V, float temperature, DType dtype, Stream stream);
+Status logsoftmax_backward(void* dz, int64_t lddz, const void* z, int64_t ldz, const int32_t* targets, const float* lse,
+                           const float* ent, const float* dlogp, const float* dent, int64_t N, int64_t V,
+                           float temperature, DType dtype, Stream stream);
 
 }  // namespace cuda
 }  // namespace rlhf

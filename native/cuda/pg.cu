@@ -287,11 +287,12 @@ int64_t pg_scratch_doubles() { return kScratch; }
 Status kl_per_token(float* kl, float* dlogp, const float* logp, const float* ref_logp, const float* mask, int64_t n,
                     cpu::KlEstimator estimator, double* scratch, Stream stream) {
   const int est = static_cast<int>(estimator);
-  if (n < 0 || est < 1 || est > 3) return Status::Invalid("kl_per_token: n must be >= 0 and the estimator k1, k2 or k3");
+  if (n < 0 || est < 1 || est > 3)
+    return Status::Invalid("kl_per_token: n must be >= 0 and the estimator k1, k2 or k3");
   Status st = clear(scratch, stream);
   if (!st.ok() || n == 0) return st;
-  RLHF_LAUNCH(kl_kernel, dim3(grid_for(n)), dim3(kThreads), 0, as_stream(stream))(kl, dlogp, logp, ref_logp, mask, n,
-                                                                                  est, scratch);
+  RLHF_LAUNCH(kl_kernel, dim3(grid_for(n)), dim3(kThreads), 0, as_stream(stream))
+  (kl, dlogp, logp, ref_logp, mask, n, est, scratch);
   double h[kScratch];
   return read_scratch(scratch, h, "kl_per_token", stream);
 }
@@ -302,8 +303,8 @@ Status token_rewards(float* rewards, const float* score, const float* kl, double
     return Status::Invalid("token_rewards: need B, T >= 0 and a finite kl_coef >= 0");
   Status st = clear(scratch, stream);
   if (!st.ok() || B == 0) return st;
-  RLHF_LAUNCH(token_rewards_kernel, dim3(grid_for(B)), dim3(kThreads), 0, as_stream(stream))(
-      rewards, score, kl, kl_coef, mask, B, T, clip_score, scratch);
+  RLHF_LAUNCH(token_rewards_kernel, dim3(grid_for(B)), dim3(kThreads), 0, as_stream(stream))
+  (rewards, score, kl, kl_coef, mask, B, T, clip_score, scratch);
   double h[kScratch];
   st = read_scratch(scratch, h, "token_rewards", stream);
   if (st.ok() && h[0] != 0) return Status::Invalid("token_rewards: a row of mask has no valid token");
@@ -316,9 +317,8 @@ Status gae(float* advantages, float* returns, const float* rewards, const float*
     return Status::Invalid("gae: need B, T >= 0 and gamma, lambda in [0, 1]");
   Status st = clear(scratch, stream);
   if (!st.ok() || B == 0) return st;
-  RLHF_LAUNCH(gae_kernel, dim3(grid_for(B)), dim3(kThreads), 0, as_stream(stream))(advantages, returns, rewards,
-                                                                                   values, mask, B, T, gamma, lambda,
-                                                                                   scratch);
+  RLHF_LAUNCH(gae_kernel, dim3(grid_for(B)), dim3(kThreads), 0, as_stream(stream))
+  (advantages, returns, rewards, values, mask, B, T, gamma, lambda, scratch);
   double h[kScratch];
   return read_scratch(scratch, h, "gae", stream);
 }
@@ -330,8 +330,8 @@ Status ppo_policy_loss(float* dlogp, const float* logp, const float* old_logp, c
     return Status::Invalid("ppo_policy_loss: need n >= 0, clip_eps in (0, 1), finite clip_eps_high > 0, stats");
   Status st = clear(scratch, stream);
   if (!st.ok()) return st;
-  RLHF_LAUNCH(ppo_policy_kernel, dim3(1), dim3(kLossThreads), 0, as_stream(stream))(
-      dlogp, logp, old_logp, adv, mask, n, 1 - clip_eps, 1 + clip_eps_high, dual_clip, scratch);
+  RLHF_LAUNCH(ppo_policy_kernel, dim3(1), dim3(kLossThreads), 0, as_stream(stream))
+  (dlogp, logp, old_logp, adv, mask, n, 1 - clip_eps, 1 + clip_eps_high, dual_clip, scratch);
   double h[kScratch];
   st = read_scratch(scratch, h, "ppo_policy_loss", stream);
   if (st.ok()) *stats = {h[0], h[1], h[2], h[3]};
@@ -344,8 +344,8 @@ Status ppo_value_loss(float* dvalues, const float* values, const float* old_valu
   if (n < 0 || !stats) return Status::Invalid("ppo_value_loss: need n >= 0 and stats");
   Status st = clear(scratch, stream);
   if (!st.ok()) return st;
-  RLHF_LAUNCH(ppo_value_kernel, dim3(1), dim3(kLossThreads), 0, as_stream(stream))(
-      dvalues, values, old_values, returns, mask, n, clip_eps > 0 ? clip_eps : INFINITY, scratch);
+  RLHF_LAUNCH(ppo_value_kernel, dim3(1), dim3(kLossThreads), 0, as_stream(stream))
+  (dvalues, values, old_values, returns, mask, n, clip_eps > 0 ? clip_eps : INFINITY, scratch);
   double h[kScratch];
   st = read_scratch(scratch, h, "ppo_value_loss", stream);
   if (st.ok()) *stats = {h[0], h[1]};
@@ -362,9 +362,9 @@ Status dpo_loss(float* d_chosen, float* d_rejected, float* rewards_chosen, float
     return Status::Invalid("dpo_loss: need N >= 1, finite beta > 0, label_smoothing in [0, 0.5] (0 for ipo), stats");
   Status st = clear(scratch, stream);
   if (!st.ok()) return st;
-  RLHF_LAUNCH(pair_loss_kernel, dim3(1), dim3(kLossThreads), 0, as_stream(stream))(
-      d_chosen, d_rejected, nullptr, rewards_chosen, rewards_rejected, policy_chosen, policy_rejected, ref_chosen,
-      ref_rejected, N, beta, label_smoothing, ipo ? 1 : 0, 0.0, 0.0, 0.0, scratch);
+  RLHF_LAUNCH(pair_loss_kernel, dim3(1), dim3(kLossThreads), 0, as_stream(stream))
+  (d_chosen, d_rejected, nullptr, rewards_chosen, rewards_rejected, policy_chosen, policy_rejected, ref_chosen,
+   ref_rejected, N, beta, label_smoothing, ipo ? 1 : 0, 0.0, 0.0, 0.0, scratch);
   double h[kScratch];
   st = read_scratch(scratch, h, "dpo_loss", stream);
   if (st.ok()) *stats = {h[0], h[1], h[2]};
@@ -384,9 +384,9 @@ Status exo_pref_loss(float* d_chosen, float* d_rejected, float* p_chosen, float*
   const double target = std::log1p(-epsilon) - std::log(epsilon);
   Status st = clear(scratch, stream);
   if (!st.ok()) return st;
-  RLHF_LAUNCH(pair_loss_kernel, dim3(1), dim3(kLossThreads), 0, as_stream(stream))(
-      d_chosen, d_rejected, p_chosen, rewards_chosen, rewards_rejected, policy_chosen, policy_rejected, ref_chosen,
-      ref_rejected, N, beta, 0.0, 2, log_target_w, log_target_l, target, scratch);
+  RLHF_LAUNCH(pair_loss_kernel, dim3(1), dim3(kLossThreads), 0, as_stream(stream))
+  (d_chosen, d_rejected, p_chosen, rewards_chosen, rewards_rejected, policy_chosen, policy_rejected, ref_chosen,
+   ref_rejected, N, beta, 0.0, 2, log_target_w, log_target_l, target, scratch);
   double h[kScratch];
   st = read_scratch(scratch, h, "exo_pref_loss", stream);
   if (st.ok()) *stats = {h[0], h[1], h[2]};
@@ -401,9 +401,8 @@ Status exo_rw_loss(float* d_policy, float* p, float* q, float* group_kl, const f
     return Status::Invalid("exo_rw_loss: need N >= 1, 2 <= K <= 64 dividing N, finite betas > 0, loss");
   Status st = clear(scratch, stream);
   if (!st.ok()) return st;
-  RLHF_LAUNCH(exo_rw_kernel, dim3(1), dim3(kThreads), 0, as_stream(stream))(d_policy, p, q, group_kl, policy, ref,
-                                                                            rewards, N / K, K, beta_pi, beta_r,
-                                                                            scratch);
+  RLHF_LAUNCH(exo_rw_kernel, dim3(1), dim3(kThreads), 0, as_stream(stream))
+  (d_policy, p, q, group_kl, policy, ref, rewards, N / K, K, beta_pi, beta_r, scratch);
   double h[kScratch];
   st = read_scratch(scratch, h, "exo_rw_loss", stream);
   if (st.ok()) *loss = h[0];

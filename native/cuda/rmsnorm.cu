@@ -28,7 +28,8 @@ __global__ void rmsnorm_forward_kernel(T* __restrict__ out, float* __restrict__ 
   ss = block_sum(ss, scratch);
   const float rs = 1.0f / sqrtf(ss / static_cast<float>(C) + eps);
   if (rstd && threadIdx.x == 0) rstd[r] = rs;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) out[r * C + c] = from_float<T>((to_float(xr[c]) * rs) * to_float(w[c]));
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    out[r * C + c] = from_float<T>((to_float(xr[c]) * rs) * to_float(w[c]));
 }
 
 // Block b handles rows b, b + gridDim.x, ...: dx for each, and its own dw partial row
@@ -67,30 +68,31 @@ __global__ void rmsnorm_dw_kernel(float* __restrict__ dw, const float* __restric
 template <typename T>
 Status forward_typed(void* out, float* rstd, const void* x, const void* w, int64_t N, int C, float eps, Stream stream) {
   if (N == 0) return Status::Ok();
-  RLHF_LAUNCH(rmsnorm_forward_kernel<T>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))(
-      static_cast<T*>(out), rstd, static_cast<const T*>(x), static_cast<const T*>(w), C, eps);
+  RLHF_LAUNCH(rmsnorm_forward_kernel<T>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))
+  (static_cast<T*>(out), rstd, static_cast<const T*>(x), static_cast<const T*>(w), C, eps);
   return launch_status("rmsnorm_forward");
 }
 
 template <typename T>
-Status backward_typed(void* dx, float* dw, const void* dout, const void* x, const void* w, const float* rstd,
-                      int64_t N, int C, void* workspace, Stream stream) {
+Status backward_typed(void* dx, float* dw, const void* dout, const void* x, const void* w, const float* rstd, int64_t N,
+                      int C, void* workspace, Stream stream) {
   if (N == 0) return Status::Ok();
   const int blocks = partial_blocks(N);
   float* partial = static_cast<float*>(workspace);
-  RLHF_LAUNCH(rmsnorm_backward_kernel<T>, dim3(blocks), dim3(kThreads), 0, as_stream(stream))(
-      static_cast<T*>(dx), partial, static_cast<const T*>(dout), static_cast<const T*>(x), static_cast<const T*>(w),
-      rstd, N, C);
+  RLHF_LAUNCH(rmsnorm_backward_kernel<T>, dim3(blocks), dim3(kThreads), 0, as_stream(stream))
+  (static_cast<T*>(dx), partial, static_cast<const T*>(dout), static_cast<const T*>(x), static_cast<const T*>(w), rstd,
+   N, C);
   Status st = launch_status("rmsnorm_backward");
   if (!st.ok()) return st;
-  RLHF_LAUNCH(rmsnorm_dw_kernel, dim3(ceil_div(C, kThreads)), dim3(kThreads), 0, as_stream(stream))(dw, partial,
-                                                                                                   blocks, C);
+  RLHF_LAUNCH(rmsnorm_dw_kernel, dim3(ceil_div(C, kThreads)), dim3(kThreads), 0, as_stream(stream))
+  (dw, partial, blocks, C);
   return launch_status("rmsnorm_backward (dw)");
 }
 
 Status check_args(int64_t N, int C, DType dtype, const char* what) {
   if (N < 0 || N > 0x7fffffff || C <= 0) return Status::Invalid(std::string(what) + ": need 0 <= N < 2^31 and C > 0");
-  if (dtype != DType::F32 && dtype != DType::BF16) return Status::Invalid(std::string(what) + ": dtype must be f32 or bf16");
+  if (dtype != DType::F32 && dtype != DType::BF16)
+    return Status::Invalid(std::string(what) + ": dtype must be f32 or bf16");
   return Status::Ok();
 }
 

@@ -40,12 +40,11 @@ Status rope_apply(void* x, int64_t N, int64_t ld, int nheads, int HD, const int3
   if (N == 0) return Status::Ok();
   const float sign = backward ? -1.0f : 1.0f;
   if (dtype == DType::F32)
-    RLHF_LAUNCH(rope_kernel<float>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))(
-        static_cast<float*>(x), ld, nheads, HD, pos, cos_table, sin_table, rot_dim / 2, interleaved ? 1 : 0, sign);
+    RLHF_LAUNCH(rope_kernel<float>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))
+    (static_cast<float*>(x), ld, nheads, HD, pos, cos_table, sin_table, rot_dim / 2, interleaved ? 1 : 0, sign);
   else
-    RLHF_LAUNCH(rope_kernel<__nv_bfloat16>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))(
-        static_cast<__nv_bfloat16*>(x), ld, nheads, HD, pos, cos_table, sin_table, rot_dim / 2, interleaved ? 1 : 0,
-        sign);
+    RLHF_LAUNCH(rope_kernel<__nv_bfloat16>, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))
+    (static_cast<__nv_bfloat16*>(x), ld, nheads, HD, pos, cos_table, sin_table, rot_dim / 2, interleaved ? 1 : 0, sign);
   return launch_status("rope_apply");
 }
 

@@ -170,13 +170,14 @@ __global__ void sample_kernel(int32_t* tokens, const float* z, int64_t ldz, int6
   uint64_t floor_key = 0;  // candidates: key ≥ floor_key
   if (top_k > 0 && top_k < V) {
     const double k = double(top_k);
-    floor_key = radix_select(zr, V, 0, m, inv_t, [k](double c, double) { return c >= k; }, hcount, hmass, &state);
+    floor_key = radix_select(
+        zr, V, 0, m, inv_t, [k](double c, double) { return c >= k; }, hcount, hmass, &state);
   }
   double total = candidate_mass(zr, V, floor_key, m, inv_t, scratch);
   if (top_p < 1.0f) {
     const double keep_mass = double(top_p) * total;
-    floor_key = radix_select(zr, V, floor_key, m, inv_t, [keep_mass](double, double s) { return s >= keep_mass; },
-                             hcount, hmass, &state);
+    floor_key = radix_select(
+        zr, V, floor_key, m, inv_t, [keep_mass](double, double s) { return s >= keep_mass; }, hcount, hmass, &state);
     total = candidate_mass(zr, V, floor_key, m, inv_t, scratch);
   }
   const double target = double(u) * total;
@@ -184,8 +185,8 @@ __global__ void sample_kernel(int32_t* tokens, const float* z, int64_t ldz, int6
   // none, the last candidate (key == floor_key), as the CPU does
   uint64_t pick = floor_key;
   if (total > target)
-    pick = radix_select(zr, V, floor_key, m, inv_t, [target](double, double s) { return s > target; }, hcount, hmass,
-                        &state);
+    pick = radix_select(
+        zr, V, floor_key, m, inv_t, [target](double, double s) { return s > target; }, hcount, hmass, &state);
   if (threadIdx.x == 0) picked = pick;
   __syncthreads();
   if (threadIdx.x == 0) tokens[r] = static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(picked));
@@ -205,8 +206,8 @@ Status sample_tokens(int32_t* tokens, const float* z, int64_t ldz, int64_t N, in
   if (!(p.temperature >= 0) || !std::isfinite(p.temperature) || p.top_k < 0 || !(p.top_p > 0 && p.top_p <= 1))
     return Status::Invalid("sample_tokens: need temperature >= 0, top_k >= 0, top_p in (0, 1]");
   if (N == 0) return Status::Ok();
-  RLHF_LAUNCH(sample_kernel, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))(
-      tokens, z, ldz, V, streams, steps, seed, p.temperature, p.top_k, p.top_p);
+  RLHF_LAUNCH(sample_kernel, dim3(static_cast<unsigned>(N)), dim3(kThreads), 0, as_stream(stream))
+  (tokens, z, ldz, V, streams, steps, seed, p.temperature, p.top_k, p.top_p);
   return launch_status("sample_tokens");
 }
 
@@ -214,8 +215,8 @@ Status philox_uniforms(float* out, const uint64_t* streams, const uint64_t* step
                        Stream stream) {
   if (N < 0) return Status::Invalid("philox_uniforms: N must be >= 0");
   if (N == 0) return Status::Ok();
-  RLHF_LAUNCH(philox_kernel, dim3(ceil_div(N, kThreads)), dim3(kThreads), 0, as_stream(stream))(out, streams, steps, N,
-                                                                                               seed);
+  RLHF_LAUNCH(philox_kernel, dim3(ceil_div(N, kThreads)), dim3(kThreads), 0, as_stream(stream))
+  (out, streams, steps, N, seed);
   return launch_status("philox_uniforms");
 }
 

@@ -41,7 +41,8 @@ unsigned grid_for(int64_t n) {
 
 Status check(int64_t N, int F, DType dtype, const char* what) {
   if (N < 0 || F <= 0) return Status::Invalid(std::string(what) + ": need N >= 0 and F > 0");
-  if (dtype != DType::F32 && dtype != DType::BF16) return Status::Invalid(std::string(what) + ": dtype must be f32 or bf16");
+  if (dtype != DType::F32 && dtype != DType::BF16)
+    return Status::Invalid(std::string(what) + ": dtype must be f32 or bf16");
   return Status::Ok();
 }
 
@@ -51,11 +52,11 @@ Status swiglu_forward(void* a, const void* gu, int64_t N, int F, DType dtype, St
   Status st = check(N, F, dtype, "swiglu_forward");
   if (!st.ok() || N == 0) return st;
   if (dtype == DType::F32)
-    RLHF_LAUNCH(swiglu_forward_kernel<float>, dim3(grid_for(N * F)), dim3(kThreads), 0, as_stream(stream))(
-        static_cast<float*>(a), static_cast<const float*>(gu), N, F);
+    RLHF_LAUNCH(swiglu_forward_kernel<float>, dim3(grid_for(N * F)), dim3(kThreads), 0, as_stream(stream))
+    (static_cast<float*>(a), static_cast<const float*>(gu), N, F);
   else
-    RLHF_LAUNCH(swiglu_forward_kernel<__nv_bfloat16>, dim3(grid_for(N * F)), dim3(kThreads), 0, as_stream(stream))(
-        static_cast<__nv_bfloat16*>(a), static_cast<const __nv_bfloat16*>(gu), N, F);
+    RLHF_LAUNCH(swiglu_forward_kernel<__nv_bfloat16>, dim3(grid_for(N * F)), dim3(kThreads), 0, as_stream(stream))
+    (static_cast<__nv_bfloat16*>(a), static_cast<const __nv_bfloat16*>(gu), N, F);
   return launch_status("swiglu_forward");
 }
 
@@ -63,12 +64,12 @@ Status swiglu_backward(void* dgu, const void* da, const void* gu, int64_t N, int
   Status st = check(N, F, dtype, "swiglu_backward");
   if (!st.ok() || N == 0) return st;
   if (dtype == DType::F32)
-    RLHF_LAUNCH(swiglu_backward_kernel<float>, dim3(grid_for(N * F)), dim3(kThreads), 0, as_stream(stream))(
-        static_cast<float*>(dgu), static_cast<const float*>(da), static_cast<const float*>(gu), N, F);
+    RLHF_LAUNCH(swiglu_backward_kernel<float>, dim3(grid_for(N * F)), dim3(kThreads), 0, as_stream(stream))
+    (static_cast<float*>(dgu), static_cast<const float*>(da), static_cast<const float*>(gu), N, F);
   else
-    RLHF_LAUNCH(swiglu_backward_kernel<__nv_bfloat16>, dim3(grid_for(N * F)), dim3(kThreads), 0, as_stream(stream))(
-        static_cast<__nv_bfloat16*>(dgu), static_cast<const __nv_bfloat16*>(da),
-        static_cast<const __nv_bfloat16*>(gu), N, F);
+    RLHF_LAUNCH(swiglu_backward_kernel<__nv_bfloat16>, dim3(grid_for(N * F)), dim3(kThreads), 0, as_stream(stream))
+    (static_cast<__nv_bfloat16*>(dgu), static_cast<const __nv_bfloat16*>(da), static_cast<const __nv_bfloat16*>(gu), N,
+     F);
   return launch_status("swiglu_backward");
 }
 

@@ -76,7 +76,8 @@ LayerActs Transformer::recompute_layer(int l, float* base, float* x_out, const B
   return a;
 }
 
-void Transformer::lora_backward(int l, LoraSite site, const float* x, const float* dy, int64_t ld_dy, float* dx, int64_t N) {
+void Transformer::lora_backward(int l, LoraSite site, const float* x, const float* dy, int64_t ld_dy, float* dx,
+                                int64_t N) {
   const int64_t r = cfg_.lora_rank;
   const float scale = cfg_.lora_scale();
   for (const LoraAdapter& ad : layout_.layers[l].lora) {
@@ -84,11 +85,11 @@ void Transformer::lora_backward(int l, LoraSite site, const float* x, const floa
     float* t = lora_scratch(N);
     float* dt = t + N * r;
     const float* dyc = dy + ad.out_begin;
-    cpu::sgemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);           // t = x·Aᵀ
-    cpu::sgemm(true, false, ad.out, r, N, scale, dyc, ld_dy, t, r, 1.0f, g(ad.b), r);            // dB += s·dyᵀ·t
-    cpu::sgemm(false, false, N, r, ad.out, scale, dyc, ld_dy, w(ad.b), r, 0.0f, dt, r);          // dt = s·dy·B
-    cpu::sgemm(true, false, r, ad.in, N, 1.0f, dt, r, x, ad.in, 1.0f, g(ad.a), ad.in);           // dA += dtᵀ·x
-    cpu::sgemm(false, false, N, ad.in, r, 1.0f, dt, r, w(ad.a), ad.in, 1.0f, dx, ad.in);         // dx += dt·A
+    cpu::sgemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);     // t = x·Aᵀ
+    cpu::sgemm(true, false, ad.out, r, N, scale, dyc, ld_dy, t, r, 1.0f, g(ad.b), r);     // dB += s·dyᵀ·t
+    cpu::sgemm(false, false, N, r, ad.out, scale, dyc, ld_dy, w(ad.b), r, 0.0f, dt, r);   // dt = s·dy·B
+    cpu::sgemm(true, false, r, ad.in, N, 1.0f, dt, r, x, ad.in, 1.0f, g(ad.a), ad.in);    // dA += dtᵀ·x
+    cpu::sgemm(false, false, N, ad.in, r, 1.0f, dt, r, w(ad.a), ad.in, 1.0f, dx, ad.in);  // dx += dt·A
   }
 }
 
@@ -101,7 +102,8 @@ void Transformer::check_backward(const BackwardInput& in) const {
              "(gradients accumulate across forward/backward pairs)");
   RLHF_CHECK(!in.dentropy || saved_.entropy, ErrorCode::InvalidArgument,
              "backward: dEntropy needs the forward to have computed entropy (forward({entropy: true}))");
-  RLHF_CHECK(!in.dvalues || c.value_head, ErrorCode::InvalidArgument, "backward: dValues given but the model has no value head");
+  RLHF_CHECK(!in.dvalues || c.value_head, ErrorCode::InvalidArgument,
+             "backward: dValues given but the model has no value head");
   RLHF_CHECK(!(in.dlogprobs || in.dentropy) || c.lm_head, ErrorCode::InvalidArgument,
              "backward: dLogprobs/dEntropy given but the model has no LM head");
 }
@@ -151,14 +153,18 @@ void Transformer::backward(const BackwardInput& in) {
   std::memset(s.dx, 0, sizeof(float) * N * C);
   const float* x_final = saved_.acts.as<float>() + saved_.final_off;
   const float* rstd_f = xf + N * C;
-  cpu::rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, w(layout_.final_norm), rstd_f, N, static_cast<int>(C));
+  cpu::rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, w(layout_.final_norm), rstd_f, N,
+                        static_cast<int>(C));
   for (int l = c.layers - 1; l >= 0; --l) {
-    const LayerActs a = saved_.checkpointed ? recompute_layer(l, layer_base, layer_base + N * activation_floats_per_token_per_layer(c), s)
-                                            : saved_layer(l);
+    const LayerActs a =
+        saved_.checkpointed
+            ? recompute_layer(l, layer_base, layer_base + N * activation_floats_per_token_per_layer(c), s)
+            : saved_layer(l);
     layer_backward(l, s.dx, a, s);
   }
   if (!frozen_base())
-    cpu::embedding_backward(g(layout_.embed), s.dx, saved_.tokens.data(), N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
+    cpu::embedding_backward(g(layout_.embed), s.dx, saved_.tokens.data(), N, c.vocab, static_cast<int>(C),
+                            shard_.vocab_begin);
 }
 
 }  // namespace model

@@ -30,25 +30,31 @@ void validate_config(const ModelConfig& c) {
              ") must be even and in [2, head_dim]");
   RLHF_CHECK(c.rms_eps > 0, ErrorCode::OutOfRange, "model config: rms_norm_eps must be > 0");
   RLHF_CHECK(c.rope_theta > 0, ErrorCode::OutOfRange, "model config: rope_theta must be > 0");
-  RLHF_CHECK(c.rope_inv_freq.empty() || c.rope_inv_freq.size() == static_cast<size_t>(c.rotary_dim / 2), ErrorCode::OutOfRange,
-             "model config: ropeInvFreq must have rotary_dim / 2 = ", c.rotary_dim / 2, " entries, got ", c.rope_inv_freq.size());
+  RLHF_CHECK(c.rope_inv_freq.empty() || c.rope_inv_freq.size() == static_cast<size_t>(c.rotary_dim / 2),
+             ErrorCode::OutOfRange, "model config: ropeInvFreq must have rotary_dim / 2 = ", c.rotary_dim / 2,
+             " entries, got ", c.rope_inv_freq.size());
   for (float f : c.rope_inv_freq)
-    RLHF_CHECK(std::isfinite(f) && f > 0, ErrorCode::OutOfRange, "model config: ropeInvFreq entries must be finite and > 0, got ", f);
+    RLHF_CHECK(std::isfinite(f) && f > 0, ErrorCode::OutOfRange,
+               "model config: ropeInvFreq entries must be finite and > 0, got ", f);
   RLHF_CHECK(std::isfinite(c.rope_attention_scaling) && c.rope_attention_scaling > 0, ErrorCode::OutOfRange,
              "model config: ropeAttentionScaling must be finite and > 0, got ", c.rope_attention_scaling);
   RLHF_CHECK(c.rope_position_limit >= 0, ErrorCode::OutOfRange, "model config: ropePositionLimit must be >= 0");
-  RLHF_CHECK(c.lm_head != c.value_head, ErrorCode::Unsupported,
-             "model config: a model has either an LM head (*ForCausalLM) or a scalar head (*ForSequenceClassification)");
+  RLHF_CHECK(
+      c.lm_head != c.value_head, ErrorCode::Unsupported,
+      "model config: a model has either an LM head (*ForCausalLM) or a scalar head (*ForSequenceClassification)");
   RLHF_CHECK(!(c.tie_embeddings && !c.lm_head), ErrorCode::Unsupported,
              "model config: tie_word_embeddings needs an LM head");
-  RLHF_CHECK(c.lora_rank >= 0 && c.lora_rank <= 4096, ErrorCode::OutOfRange, "LoRA: rank must be in [0, 4096], got ", c.lora_rank);
+  RLHF_CHECK(c.lora_rank >= 0 && c.lora_rank <= 4096, ErrorCode::OutOfRange, "LoRA: rank must be in [0, 4096], got ",
+             c.lora_rank);
   if (c.lora_rank > 0) {
     RLHF_CHECK(c.lora_alpha > 0, ErrorCode::OutOfRange, "LoRA: alpha must be > 0, got ", c.lora_alpha);
     RLHF_CHECK(c.lora_modules != 0 && c.lora_modules < (1u << kLoraModuleCount), ErrorCode::OutOfRange,
                "LoRA: no target module");
     const uint32_t separate = (1u << kLoraGate) | (1u << kLoraUp), fused = 1u << kLoraGateUp;
     RLHF_CHECK(!(c.lora_modules & (c.fused_gate_up ? separate : fused)), ErrorCode::Unsupported,
-               "LoRA: this model has ", c.fused_gate_up ? "a fused gate_up_proj (target gate_up_proj)" : "gate_proj and up_proj (target them, not gate_up_proj)");
+               "LoRA: this model has ",
+               c.fused_gate_up ? "a fused gate_up_proj (target gate_up_proj)"
+                               : "gate_proj and up_proj (target them, not gate_up_proj)");
   }
 }
 

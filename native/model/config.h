@@ -11,17 +11,17 @@ namespace rlhf {
 namespace model {
 
 struct ModelConfig {
-  std::string architecture;   // the HF architectures[0], kept for save()
-  int64_t vocab = 0;          // V
-  int hidden = 0;             // C
-  int layers = 0;             // L
-  int heads = 0;              // NH
-  int kv_heads = 0;           // KVH (NH % KVH == 0)
-  int head_dim = 0;           // HD
-  int ffn = 0;                // F
+  std::string architecture;  // the HF architectures[0], kept for save()
+  int64_t vocab = 0;         // V
+  int hidden = 0;            // C
+  int layers = 0;            // L
+  int heads = 0;             // NH
+  int kv_heads = 0;          // KVH (NH % KVH == 0)
+  int head_dim = 0;          // HD
+  int ffn = 0;               // F
   float rms_eps = 1e-6f;
   float rope_theta = 10000.0f;
-  int rotary_dim = 0;         // dims of each head that RoPE rotates (even, <= HD)
+  int rotary_dim = 0;             // dims of each head that RoPE rotates (even, <= HD)
   bool rope_interleaved = false;  // GLM-4: pairs (2i, 2i+1); Llama/Qwen2: (i, i + rotary_dim/2)
   // RoPE scaling (transformers' rope_type, computed in lib/engine/rope.ts): rope_inv_freq holds the
   // rotary_dim/2 frequencies (empty: the default 1/theta^(2i/rotary_dim)); cos and sin are multiplied
@@ -32,10 +32,10 @@ struct ModelConfig {
   int64_t rope_position_limit = 0;
   bool qkv_bias = false;
   bool o_bias = false;
-  bool fused_gate_up = false; // GLM-4 names the (2F, C) gate_up_proj; Llama/Qwen2 gate_proj + up_proj
+  bool fused_gate_up = false;  // GLM-4 names the (2F, C) gate_up_proj; Llama/Qwen2 gate_proj + up_proj
   bool tie_embeddings = false;
-  bool lm_head = true;        // CausalLM: logits over V
-  bool value_head = false;    // *ForSequenceClassification with num_labels 1: a scalar per token
+  bool lm_head = true;      // CausalLM: logits over V
+  bool value_head = false;  // *ForSequenceClassification with num_labels 1: a scalar per token
   int64_t max_positions = 4096;
   // LoRA (PEFT's LoraConfig): rank 0 = none. Low-rank adapters on the modules whose bit is set in
   // lora_modules (bit k = kLoraModuleNames[k]), scaled by lora_alpha / lora_rank; the base weights

@@ -24,8 +24,8 @@ struct OptimizerView {
   float* params = nullptr;
   float* grads = nullptr;
   int64_t size = 0;
-  std::vector<cpu::AdamWSegment> segments;                // weight-decay runs tiling [0, size)
-  std::vector<std::pair<int64_t, int64_t>> norm_ranges;   // (offset, length); empty: all of [0, size)
+  std::vector<cpu::AdamWSegment> segments;               // weight-decay runs tiling [0, size)
+  std::vector<std::pair<int64_t, int64_t>> norm_ranges;  // (offset, length); empty: all of [0, size)
 };
 
 class Engine {

@@ -24,7 +24,8 @@ namespace model {
 
 GenerateResult Transformer::generate(const GenerateRequest& req) {
   const ModelConfig& c = cfg_;
-  RLHF_CHECK(c.lm_head, ErrorCode::Unsupported, "generate: the model has no LM head (it is a *ForSequenceClassification)");
+  RLHF_CHECK(c.lm_head, ErrorCode::Unsupported,
+             "generate: the model has no LM head (it is a *ForSequenceClassification)");
   adapters_on_ = req.adapters;
   const int64_t B = static_cast<int64_t>(req.prompts.size());
   RLHF_CHECK(B >= 1, ErrorCode::OutOfRange, "generate: need at least one prompt");
@@ -33,7 +34,8 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   // the logits are tempered in the GEMM, so the sampler sees temperature 1 (or 0: greedy)
   cpu::SamplingParams sp_tempered = sp;
   if (sp.temperature > 0) sp_tempered.temperature = 1.0f;
-  RLHF_CHECK(sp.temperature >= 0 && std::isfinite(sp.temperature), ErrorCode::OutOfRange, "generate: temperature must be finite and >= 0");
+  RLHF_CHECK(sp.temperature >= 0 && std::isfinite(sp.temperature), ErrorCode::OutOfRange,
+             "generate: temperature must be finite and >= 0");
   RLHF_CHECK(sp.top_p > 0 && sp.top_p <= 1, ErrorCode::OutOfRange, "generate: topP must be in (0, 1]");
   RLHF_CHECK(sp.top_k >= 0, ErrorCode::OutOfRange, "generate: topK must be >= 0");
   RLHF_CHECK(req.streams.empty() || static_cast<int64_t>(req.streams.size()) == B, ErrorCode::OutOfRange,
@@ -80,10 +82,10 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   float* x_other = a.gu + Nmax * 2 * c.ffn;
   a.h = x_other + Nmax * C;
   a.act = a.h + Nmax * C;
-  float* xlast = a.act + Nmax * c.ffn;  // (B, C) final-norm rows
-  float* zrank = xlast + B * C;         // (B, V) this rank's logits
+  float* xlast = a.act + Nmax * c.ffn;                // (B, C) final-norm rows
+  float* zrank = xlast + B * C;                       // (B, V) this rank's logits
   float* logits = sharded() ? zrank + B * V : zrank;  // (B, Vt) every rank's
-  float* row_lse = zrank + B * (V + Vt);  // (B) when sharded
+  float* row_lse = zrank + B * (V + Vt);              // (B) when sharded
 
   // Every weight matrix is used at every decode step: pack each once for this call.
   PackedWeights packed;
@@ -148,7 +150,8 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     float lse = sharded() ? row_lse[i] : cpu::row_logsumexp(z, Vt);
     res.tokens[seq].push_back(tok);
     res.logprobs[seq].push_back(z[tok] - lse);
-    if (std::find(req.stop_tokens.begin(), req.stop_tokens.end(), tok) != req.stop_tokens.end()) res.stopped[seq] = true;
+    if (std::find(req.stop_tokens.begin(), req.stop_tokens.end(), tok) != req.stop_tokens.end())
+      res.stopped[seq] = true;
   };
 
   {  // prefill

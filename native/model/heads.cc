@@ -94,7 +94,8 @@ void Transformer::lm_head_backward(const float* dlogp, const float* dent, float*
   const int64_t R = std::max<int64_t>(1, std::min<int64_t>(M, kChunkFloats / Vt));
   Buffer chunk_z(saved_.logits_cached ? 0 : static_cast<size_t>(R * V) * sizeof(float), false);
   Buffer chunk_dz(static_cast<size_t>(R * V) * sizeof(float), false);
-  Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false), chunk_dx(static_cast<size_t>(R * C) * sizeof(float), false);
+  Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false),
+      chunk_dx(static_cast<size_t>(R * C) * sizeof(float), false);
   const float alpha = 1.0f / saved_.temperature;
   for (int64_t m0 = 0; m0 < M; m0 += R) {
     const int64_t n = std::min(R, M - m0);

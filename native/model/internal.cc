@@ -31,13 +31,13 @@ Inputs check_inputs(const ModelConfig& c, int64_t vocab, const ForwardInput& in)
   r.lengths.assign(B, T);
   if (in.lengths)
     for (int64_t b = 0; b < B; ++b) {
-      RLHF_CHECK(in.lengths[b] >= 0 && in.lengths[b] <= T, ErrorCode::OutOfRange, "forward: lengths[", b, "] = ",
-                 in.lengths[b], " must be in [0, seqLen = ", T, "]");
+      RLHF_CHECK(in.lengths[b] >= 0 && in.lengths[b] <= T, ErrorCode::OutOfRange, "forward: lengths[", b,
+                 "] = ", in.lengths[b], " must be in [0, seqLen = ", T, "]");
       r.lengths[b] = in.lengths[b];
     }
   for (int64_t i = 0; i < N; ++i)
-    RLHF_CHECK(in.tokens[i] >= 0 && in.tokens[i] < vocab, ErrorCode::OutOfRange, "forward: tokens[", i, "] = ",
-               in.tokens[i], " is outside the vocabulary [0, ", vocab, ")");
+    RLHF_CHECK(in.tokens[i] >= 0 && in.tokens[i] < vocab, ErrorCode::OutOfRange, "forward: tokens[", i,
+               "] = ", in.tokens[i], " is outside the vocabulary [0, ", vocab, ")");
   r.positions.resize(N);
   for (int64_t i = 0; i < N; ++i) {
     int32_t p = in.positions ? in.positions[i] : static_cast<int32_t>(i % T);

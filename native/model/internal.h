@@ -54,7 +54,9 @@ struct KvCache {
   Buffer buf;
 };
 inline float* cache_k(KvCache* c, int l) { return c->buf.as<float>() + (2 * int64_t(l)) * c->rows * c->len * c->kvd; }
-inline float* cache_v(KvCache* c, int l) { return c->buf.as<float>() + (2 * int64_t(l) + 1) * c->rows * c->len * c->kvd; }
+inline float* cache_v(KvCache* c, int l) {
+  return c->buf.as<float>() + (2 * int64_t(l) + 1) * c->rows * c->len * c->kvd;
+}
 inline int64_t cache_len(const KvCache* c) { return c->len; }
 
 // Copies k/v of the valid query rows (t < lengths[b]) into the cache of layer l at positions
@@ -72,9 +74,9 @@ struct Inputs {
 // vocab: the full model's vocabulary size (tokens and targets are full-vocabulary ids).
 Inputs check_inputs(const ModelConfig& c, int64_t vocab, const ForwardInput& in);
 
-void add_row_bias(float* x, const float* bias, int64_t N, int64_t W);    // x[r] += bias, (N, W)
-void column_sums(float* out, const float* x, int64_t N, int64_t W);      // out[c] += Σ_r x[r][c] (deterministic)
-void copy_rows(float* dst, const float* src, int64_t n);                 // parallel memcpy of n floats
+void add_row_bias(float* x, const float* bias, int64_t N, int64_t W);  // x[r] += bias, (N, W)
+void column_sums(float* out, const float* x, int64_t N, int64_t W);    // out[c] += Σ_r x[r][c] (deterministic)
+void copy_rows(float* dst, const float* src, int64_t n);               // parallel memcpy of n floats
 
 // values[r] = xf[r]·w for rows inside their sequence, 0 past it (values may be null).
 void value_head_forward(const float* xf, const float* w, int64_t N, int64_t C, int64_t T, const int64_t* lengths,

@@ -50,17 +50,23 @@ ParamLayout build_layout(const ModelConfig& c) {
   L.trainable_begin = c.lora_rank > 0 ? (c.value_head ? L.score : L.total) : 0;
   if (c.lora_rank > 0) {
     const int64_t r = c.lora_rank, F = c.ffn;
-    struct Target { LoraModule module; LoraSite site; int64_t out_begin, out, in; const char* block; };
+    struct Target {
+      LoraModule module;
+      LoraSite site;
+      int64_t out_begin, out, in;
+      const char* block;
+    };
     const Target targets[] = {
-        {kLoraQ, LoraSite::kQkv, 0, qd, C, "self_attn"},          {kLoraK, LoraSite::kQkv, qd, kvd, C, "self_attn"},
-        {kLoraV, LoraSite::kQkv, qd + kvd, kvd, C, "self_attn"},  {kLoraO, LoraSite::kO, 0, C, qd, "self_attn"},
+        {kLoraQ, LoraSite::kQkv, 0, qd, C, "self_attn"},         {kLoraK, LoraSite::kQkv, qd, kvd, C, "self_attn"},
+        {kLoraV, LoraSite::kQkv, qd + kvd, kvd, C, "self_attn"}, {kLoraO, LoraSite::kO, 0, C, qd, "self_attn"},
         {kLoraGate, LoraSite::kGateUp, 0, F, C, "mlp"},          {kLoraUp, LoraSite::kGateUp, F, F, C, "mlp"},
         {kLoraGateUp, LoraSite::kGateUp, 0, 2 * F, C, "mlp"},    {kLoraDown, LoraSite::kDown, 0, C, F, "mlp"},
     };
     for (int l = 0; l < c.layers; ++l)
       for (const Target& t : targets) {
         if (!(c.lora_modules & (1u << t.module))) continue;
-        const std::string p = "base_model.model.model.layers." + std::to_string(l) + "." + t.block + "." + kLoraModuleNames[t.module] + ".";
+        const std::string p = "base_model.model.model.layers." + std::to_string(l) + "." + t.block + "." +
+                              kLoraModuleNames[t.module] + ".";
         LoraAdapter ad{t.site, t.out_begin, t.out, t.in, 0, 0};
         ad.a = add(p + "lora_A.weight", {r, t.in});
         ad.b = add(p + "lora_B.weight", {t.out, r});

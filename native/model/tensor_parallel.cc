@@ -93,7 +93,8 @@ void Transformer::gather_vocab(const float* z, int64_t n, float* full) {
   for (int q = 0; q < P; ++q) {
     int64_t b, e;
     split_range(Vt, P, q, &b, &e);
-    for (int64_t r = 0; r < n; ++r) std::memcpy(full + r * Vt + b, recv.data() + (q * n + r) * Vmax, sizeof(float) * (e - b));
+    for (int64_t r = 0; r < n; ++r)
+      std::memcpy(full + r * Vt + b, recv.data() + (q * n + r) * Vmax, sizeof(float) * (e - b));
   }
 }
 
@@ -112,8 +113,8 @@ TensorParallelModel::TensorParallelModel(const ModelConfig& full, int size, int 
   const int P = size;
   RLHF_CHECK(P >= 2 && P <= 64, ErrorCode::OutOfRange, "tensorParallel must be in [1, 64], got ", P);
   RLHF_CHECK(full_.lora_rank == 0, ErrorCode::Unsupported, "LoRA with tensorParallel > 1 is not implemented");
-  RLHF_CHECK(full_.heads % P == 0, ErrorCode::Unsupported, "tensorParallel ", P,
-             " must divide num_attention_heads (", full_.heads, ")");
+  RLHF_CHECK(full_.heads % P == 0, ErrorCode::Unsupported, "tensorParallel ", P, " must divide num_attention_heads (",
+             full_.heads, ")");
   RLHF_CHECK(full_.kv_heads % P == 0 || P % full_.kv_heads == 0, ErrorCode::Unsupported, "tensorParallel ", P,
              " must divide num_key_value_heads (", full_.kv_heads, ") or be a multiple of it (KV heads replicated)");
   kv_rep_ = full_.kv_heads % P == 0 ? 1 : P / full_.kv_heads;
@@ -139,14 +140,16 @@ TensorParallelModel::TensorParallelModel(const ModelConfig& full, int size, int 
   params_ = Buffer(static_cast<size_t>(total) * sizeof(float));
   grads_ = Buffer(static_cast<size_t>(total) * sizeof(float));
   for (int r = 0; r < P; ++r) {
-    ranks_.push_back(std::make_unique<Transformer>(cfgs[r], params_.as<float>() + base_[r], grads_.as<float>() + base_[r]));
+    ranks_.push_back(
+        std::make_unique<Transformer>(cfgs[r], params_.as<float>() + base_[r], grads_.as<float>() + base_[r]));
     int64_t v0, v1;
     split_range(full_.vocab, P, r, &v0, &v1);
     ranks_[r]->set_shard({&group_->rank(r), r, P, v0, full_.vocab});
     const auto& sv = ranks_[r]->layout().views;
     RLHF_CHECK(sv.size() == full_layout_.views.size(), ErrorCode::Internal, "shard layout mismatch");
     for (size_t i = 0; i < sv.size(); ++i)
-      RLHF_CHECK(sv[i].name == full_layout_.views[i].name, ErrorCode::Internal, "shard layout mismatch at ", sv[i].name);
+      RLHF_CHECK(sv[i].name == full_layout_.views[i].name, ErrorCode::Internal, "shard layout mismatch at ",
+                 sv[i].name);
   }
 }
 
@@ -155,18 +158,25 @@ TensorParallelModel::~TensorParallelModel() = default;
 TensorParallelModel::Slice TensorParallelModel::slice_of(const ParamView& v, int r) const {
   const int P = size_;
   const int64_t HD = full_.head_dim, hq = full_.heads / P, F = full_.ffn;
-  const int64_t hk = kv_rep_ > 1 ? 1 : full_.kv_heads / P, k0 = kv_rep_ > 1 ? r / kv_rep_ : r * hk;  // KV heads [k0, k0 + hk)
+  const int64_t hk = kv_rep_ > 1 ? 1 : full_.kv_heads / P,
+                k0 = kv_rep_ > 1 ? r / kv_rep_ : r * hk;  // KV heads [k0, k0 + hk)
   int64_t f0, f1, v0, v1;
   split_range(F, P, r, &f0, &f1);
   split_range(full_.vocab, P, r, &v0, &v1);
   const std::string& n = v.name;
   Slice s;
-  if (ends_with(n, "embed_tokens.weight") || ends_with(n, "lm_head.weight")) s = {0, {{v0, v1}}};
-  else if (n.find("q_proj.") != std::string::npos) s = {0, {{r * hq * HD, (r + 1) * hq * HD}}};
-  else if (n.find("k_proj.") != std::string::npos || n.find("v_proj.") != std::string::npos) s = {0, {{k0 * HD, (k0 + hk) * HD}}};
-  else if (ends_with(n, "o_proj.weight")) s = {1, {{r * hq * HD, (r + 1) * hq * HD}}};
-  else if (ends_with(n, "gate_proj.weight") || ends_with(n, "up_proj.weight") ) s = {0, {{f0, f1}}};
-  else if (ends_with(n, "down_proj.weight")) s = {1, {{f0, f1}}};
+  if (ends_with(n, "embed_tokens.weight") || ends_with(n, "lm_head.weight"))
+    s = {0, {{v0, v1}}};
+  else if (n.find("q_proj.") != std::string::npos)
+    s = {0, {{r * hq * HD, (r + 1) * hq * HD}}};
+  else if (n.find("k_proj.") != std::string::npos || n.find("v_proj.") != std::string::npos)
+    s = {0, {{k0 * HD, (k0 + hk) * HD}}};
+  else if (ends_with(n, "o_proj.weight"))
+    s = {1, {{r * hq * HD, (r + 1) * hq * HD}}};
+  else if (ends_with(n, "gate_proj.weight") || ends_with(n, "up_proj.weight"))
+    s = {0, {{f0, f1}}};
+  else if (ends_with(n, "down_proj.weight"))
+    s = {1, {{f0, f1}}};
   if (ends_with(n, "gate_up_proj.weight")) s = {0, {{f0, f1}, {F + f0, F + f1}}};
   return s;
 }
@@ -176,8 +186,10 @@ void TensorParallelModel::copy_piece(size_t i, int r, float* full, float* shard,
   const ParamView& sv = ranks_[r]->layout().views[i];
   const Slice s = slice_of(fv, r);
   auto copy = [&](float* f, float* sh, int64_t count) {
-    if (to_shard) std::memcpy(sh, f, sizeof(float) * count);
-    else std::memcpy(f, sh, sizeof(float) * count);
+    if (to_shard)
+      std::memcpy(sh, f, sizeof(float) * count);
+    else
+      std::memcpy(f, sh, sizeof(float) * count);
   };
   if (s.axis < 0) return copy(full, shard, fv.size);
   const int64_t rows = fv.shape[0], cols = fv.size / rows;
@@ -209,7 +221,7 @@ size_t TensorParallelModel::view_index(const ParamView& v) const {
 void TensorParallelModel::read_parameter(const ParamView& v, bool grad, float* out) {
   const size_t i = view_index(v);
   for (int r = 0; r < size_; ++r) {
-    if (slice_of(v, r).axis < 0 && r > 0) break;  // replicated: rank 0's copy
+    if (slice_of(v, r).axis < 0 && r > 0) break;         // replicated: rank 0's copy
     if (replicated_kv(v) && r % kv_rep_ != 0) continue;  // a replicated KV head: its group's first rank
     Transformer& t = *ranks_[r];
     copy_piece(i, r, out, (grad ? t.grads() : t.params()) + t.layout().views[i].offset, false);
@@ -218,7 +230,8 @@ void TensorParallelModel::read_parameter(const ParamView& v, bool grad, float* o
 
 void TensorParallelModel::write_parameter(const ParamView& v, const float* data) {
   const size_t i = view_index(v);
-  for (int r = 0; r < size_; ++r) copy_piece(i, r, const_cast<float*>(data), ranks_[r]->params() + ranks_[r]->layout().views[i].offset, true);
+  for (int r = 0; r < size_; ++r)
+    copy_piece(i, r, const_cast<float*>(data), ranks_[r]->params() + ranks_[r]->layout().views[i].offset, true);
 }
 
 void TensorParallelModel::init_random(uint64_t seed, float std) {
@@ -250,7 +263,7 @@ OptimizerView TensorParallelModel::optimizer_view() {
       else
         o.segments.push_back({off, v.size, v.weight_decay_scale});
       if (r > 0 && slice_of(full_layout_.views[i], r).axis < 0) continue;  // a replica: counted on rank 0
-      if (replicated_kv(v) && r % kv_rep_ != 0) continue;                // a KV replica: on its group's first rank
+      if (replicated_kv(v) && r % kv_rep_ != 0) continue;                  // a KV replica: on its group's first rank
       if (!o.norm_ranges.empty() && o.norm_ranges.back().first + o.norm_ranges.back().second == off)
         o.norm_ranges.back().second += v.size;
       else

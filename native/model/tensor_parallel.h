@@ -54,7 +54,7 @@ class TensorParallelModel final : public Engine {
 
  private:
   struct Slice {
-    int axis = -1;  // -1 replicated, 0 rows, 1 columns
+    int axis = -1;                                    // -1 replicated, 0 rows, 1 columns
     std::vector<std::pair<int64_t, int64_t>> ranges;  // along `axis`, full-tensor indices, in shard order
   };
   Slice slice_of(const ParamView& v, int r) const;

@@ -48,7 +48,8 @@ void Transformer::init_random(uint64_t seed, float std) {
   RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
   const auto& views = layout_.views;
   parallel_for(static_cast<int64_t>(views.size()), 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) init_parameter(views[i], static_cast<uint64_t>(i), seed, std, params() + views[i].offset);
+    for (int64_t i = b; i < e; ++i)
+      init_parameter(views[i], static_cast<uint64_t>(i), seed, std, params() + views[i].offset);
   });
 }
 
@@ -91,7 +92,8 @@ void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, 
 
 void Transformer::zero_grad() {
   float* gr = grads();
-  parallel_for(layout_.total, 1 << 16, [&](int64_t b, int64_t e, int) { std::memset(gr + b, 0, sizeof(float) * (e - b)); });
+  parallel_for(layout_.total, 1 << 16,
+               [&](int64_t b, int64_t e, int) { std::memset(gr + b, 0, sizeof(float) * (e - b)); });
 }
 
 int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c) {
@@ -154,8 +156,10 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
 
   // Row-parallel o: rank 0 adds the residual and bias, the partial products are summed.
   const bool lead = shard_.rank == 0;
-  if (lead) copy_rows(a.xmid, x_in, N * C);
-  else std::memset(a.xmid, 0, sizeof(float) * N * C);
+  if (lead)
+    copy_rows(a.xmid, x_in, N * C);
+  else
+    std::memset(a.xmid, 0, sizeof(float) * N * C);
   linear(a.attn, N, AD, o.wo, C, 1.0f, a.xmid, pl ? &pl->o : nullptr);
   lora_forward(l, LoraSite::kO, a.attn, N, a.xmid, C);
   if (o.bo >= 0 && lead) add_row_bias(a.xmid, w(o.bo), N, C);
@@ -165,8 +169,10 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   linear(a.h, N, C, o.wgu, 2 * F, 0.0f, a.gu, pl ? &pl->gu : nullptr);
   lora_forward(l, LoraSite::kGateUp, a.h, N, a.gu, 2 * F);
   cpu::swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
-  if (lead) copy_rows(x_out, a.xmid, N * C);
-  else std::memset(x_out, 0, sizeof(float) * N * C);
+  if (lead)
+    copy_rows(x_out, a.xmid, N * C);
+  else
+    std::memset(x_out, 0, sizeof(float) * N * C);
   linear(a.act, N, F, o.wdown, C, 1.0f, x_out, pl ? &pl->down : nullptr);
   lora_forward(l, LoraSite::kDown, a.act, N, x_out, C);
   sum_over_ranks(x_out, N * C);
@@ -246,8 +252,8 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     float* x_next = in.save ? (l + 1 < c.layers ? saved_layer(l + 1).x_in : saved_.acts.as<float>() + saved_.final_off)
                             : (x == sa.x_in ? x_other : sa.x_in);
     if (!keep_all) a.x_in = x;
-    layer_forward(l, x, x_next, a, B, T, inputs.lengths.data(), inputs.positions.data(), in.segments, nullptr,
-                  nullptr, nullptr);
+    layer_forward(l, x, x_next, a, B, T, inputs.lengths.data(), inputs.positions.data(), in.segments, nullptr, nullptr,
+                  nullptr);
     x = x_next;
   }
   // final norm: xf and rstd_f saved after the final residual (or in scratch)
@@ -270,8 +276,10 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     if (out.logprobs) std::fill(out.logprobs, out.logprobs + N, 0.0f);
     if (out.entropy) std::fill(out.entropy, out.entropy + N, 0.0f);
   }
-  if (c.value_head) value_head_forward(xf, w(layout_.score), N, C, T, inputs.lengths.data(), out.values);
-  else if (out.values) std::fill(out.values, out.values + N, 0.0f);
+  if (c.value_head)
+    value_head_forward(xf, w(layout_.score), N, C, T, inputs.lengths.data(), out.values);
+  else if (out.values)
+    std::fill(out.values, out.values + N, 0.0f);
 
   if (in.save) {
     saved_.valid = true;

@@ -40,9 +40,9 @@ struct ShardInfo {
   int64_t vocab_begin = 0, full_vocab = 0;
 };
 
-struct LayerActs;  // internal.h
-struct KvCache;    // internal.h
-struct BackScratch;  // internal.h
+struct LayerActs;      // internal.h
+struct KvCache;        // internal.h
+struct BackScratch;    // internal.h
 struct PackedWeights;  // internal.h
 
 struct ForwardInput {
@@ -53,9 +53,9 @@ struct ForwardInput {
   const int32_t* positions = nullptr;  // (N) RoPE positions; null: t
   const int32_t* segments = nullptr;   // (N) packed documents: attention stays within a segment id; null: one
   bool entropy = false;
-  float temperature = 1.0f;            // logits are divided by it before the softmax
-  bool save = true;                    // keep activations for backward
-  bool adapters = true;                // false: the base model without its LoRA adapters (save must be false)
+  float temperature = 1.0f;  // logits are divided by it before the softmax
+  bool save = true;          // keep activations for backward
+  bool adapters = true;      // false: the base model without its LoRA adapters (save must be false)
 };
 
 struct ForwardOutput {  // caller-owned, length N each; null when not wanted
@@ -76,16 +76,17 @@ struct GenerateRequest {
   int64_t max_new_tokens = 16;
   cpu::SamplingParams sampling;
   uint64_t seed = 0;
-  int64_t stream_offset = 0;  // row r draws from Philox stream stream_offset + r ...
+  int64_t stream_offset = 0;     // row r draws from Philox stream stream_offset + r ...
   std::vector<int64_t> streams;  // ... or, when non-empty (one per prompt), from stream streams[r]
   std::vector<int32_t> stop_tokens;
   bool adapters = true;  // false: sample from the base model without its LoRA adapters
 };
 
 struct GenerateResult {
-  std::vector<std::vector<int32_t>> tokens;   // generated tokens per row (stop token included)
-  std::vector<std::vector<float>> logprobs;   // log π_T(token) of the full tempered distribution (T = 1 when greedy), per generated token
-  std::vector<bool> stopped;                  // true: ended on a stop token; false: length
+  std::vector<std::vector<int32_t>> tokens;  // generated tokens per row (stop token included)
+  std::vector<std::vector<float>>
+      logprobs;  // log π_T(token) of the full tempered distribution (T = 1 when greedy), per generated token
+  std::vector<bool> stopped;  // true: ended on a stop token; false: length
 };
 
 class Transformer final : public Engine {
@@ -139,7 +140,8 @@ class Transformer final : public Engine {
                        bool save);
   void lm_head_backward(const float* dlogp, const float* dent, float* dxf);
   LayerActs saved_layer(int l);
-  // One layer's activation slots (all but h, act) carved from `base` (activation_floats_per_token_per_layer · N floats).
+  // One layer's activation slots (all but h, act) carved from `base` (activation_floats_per_token_per_layer · N
+  // floats).
   LayerActs layer_slots(float* base, int64_t N) const;
   // Checkpointed backward: layer l's activations recomputed from its saved input into `base`.
   LayerActs recompute_layer(int l, float* base, float* x_out, const BackScratch& s);
@@ -163,8 +165,8 @@ class Transformer final : public Engine {
   // dx (N × in) += dt·A (dt = s·dy·B).
   void lora_backward(int l, LoraSite site, const float* x, const float* dy, int64_t ld_dy, float* dx, int64_t N);
   bool frozen_base() const { return cfg_.lora_rank > 0; }
-  bool adapters_on_ = true;  // set by each forward / generate call
-  Buffer lora_buf_;  // t and dt (N × rank each) of the adapter being computed
+  bool adapters_on_ = true;        // set by each forward / generate call
+  Buffer lora_buf_;                // t and dt (N × rank each) of the adapter being computed
   float* lora_scratch(int64_t N);  // lora_buf_ grown to 2·N·rank floats
   // C (N×out) = A (N×in)·Wᵀ (+ beta·C) for a weight W (out×in) at `offset`, or its packed copy.
   void linear(const float* A, int64_t N, int64_t in, int64_t offset, int64_t out, float beta, float* C,

@@ -55,14 +55,13 @@ cpu::AdamWOptions read_options(const Napi::Object& o, const cpu::AdamWOptions& b
 class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "NativeAdamW",
-                       {InstanceMethod("step", &AdamWWrap::step), InstanceMethod("setOptions", &AdamWWrap::set_options),
-                        InstanceMethod("getState", &AdamWWrap::get_state),
-                        InstanceMethod("setState", &AdamWWrap::set_state),
-                        InstanceMethod("dispose", &AdamWWrap::dispose),
-                        InstanceAccessor("size", &AdamWWrap::size, nullptr),
-                        InstanceAccessor("shardBegin", &AdamWWrap::shard_begin, nullptr),
-                        InstanceAccessor("shardEnd", &AdamWWrap::shard_end, nullptr)});
+    return DefineClass(
+        env, "NativeAdamW",
+        {InstanceMethod("step", &AdamWWrap::step), InstanceMethod("setOptions", &AdamWWrap::set_options),
+         InstanceMethod("getState", &AdamWWrap::get_state), InstanceMethod("setState", &AdamWWrap::set_state),
+         InstanceMethod("dispose", &AdamWWrap::dispose), InstanceAccessor("size", &AdamWWrap::size, nullptr),
+         InstanceAccessor("shardBegin", &AdamWWrap::shard_begin, nullptr),
+         InstanceAccessor("shardEnd", &AdamWWrap::shard_end, nullptr)});
   }
 
   explicit AdamWWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AdamWWrap>(info) {
@@ -70,8 +69,8 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     try {
       Napi::Object target = arg_object(info, 0, "AdamW: target");
       target_ = resolve_adamw_target(target);
-      options_ = info.Length() > 1 && info[1].IsObject() ? read_options(info[1].As<Napi::Object>(), {})
-                                                         : cpu::AdamWOptions{};
+      options_ =
+          info.Length() > 1 && info[1].IsObject() ? read_options(info[1].As<Napi::Object>(), {}) : cpu::AdamWOptions{};
       shard_end_ = target_.size;
       if (info.Length() > 2 && info[2].IsObject()) {
         Napi::Object sh = info[2].As<Napi::Object>();
@@ -107,7 +106,8 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
   }
 
   void check_usable(const char* call) {
-    if (disposed_) throw make_js_error(Env(), ErrorCode::Disposed, std::string("AdamW.") + call + ": optimizer was disposed");
+    if (disposed_)
+      throw make_js_error(Env(), ErrorCode::Disposed, std::string("AdamW.") + call + ": optimizer was disposed");
     AsyncJob::check_not_busy(Env(), target_.busy, "AdamW's parameters", call);
   }
 
@@ -130,8 +130,9 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
           info.Env(), "rlhf.adamw.step",
           [=] {
             *result = sharded ? cpu::adamw_step_range(p, g, m, v, n, begin, end, o, next_step, segments, norm_ranges)
-                      : norm_ranges.empty() ? cpu::adamw_step(p, g, m, v, n, o, next_step, segments)
-                                            : cpu::adamw_step_norm_ranges(p, g, m, v, n, o, next_step, segments, norm_ranges);
+                      : norm_ranges.empty()
+                          ? cpu::adamw_step(p, g, m, v, n, o, next_step, segments)
+                          : cpu::adamw_step_norm_ranges(p, g, m, v, n, o, next_step, segments, norm_ranges);
           },
           [this, result](Napi::Env env) -> Napi::Value {
             if (!result->skipped) step_ += 1;
@@ -216,7 +217,9 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     return Napi::Number::New(info.Env(), static_cast<double>(target_.size));
   }
 
-  Napi::Value shard_begin(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shard_begin_)); }
+  Napi::Value shard_begin(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(shard_begin_));
+  }
   Napi::Value shard_end(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shard_end_)); }
 
   AdamWTarget target_;
@@ -231,9 +234,7 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
 
 }  // namespace
 
-void register_adamw(Napi::Env env, Napi::Object exports) {
-  exports.Set("NativeAdamW", AdamWWrap::define(env));
-}
+void register_adamw(Napi::Env env, Napi::Object exports) { exports.Set("NativeAdamW", AdamWWrap::define(env)); }
 
 }  // namespace napi
 }  // namespace rlhf

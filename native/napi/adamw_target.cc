@@ -32,7 +32,8 @@ AdamWTarget resolve_adamw_target(const Napi::Object& target) {
     if (!segs.IsArray()) throw_type_error(target.Env(), "AdamW: target.segments must be an array");
     Napi::Array a = segs.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) {
-      if (!a.Get(i).IsObject()) throw_type_error(target.Env(), "AdamW: target.segments[" + std::to_string(i) + "] must be an object");
+      if (!a.Get(i).IsObject())
+        throw_type_error(target.Env(), "AdamW: target.segments[" + std::to_string(i) + "] must be an object");
       Napi::Object s = a.Get(i).As<Napi::Object>();
       cpu::AdamWSegment seg;
       seg.offset = get_int(s, "AdamW.segments[]", "offset", 0, t.size);
@@ -59,7 +60,8 @@ AdamWTarget resolve_adamw_target(const Napi::Object& target) {
     if (is_detached(pv) || is_detached(gv) || p.Data() == nullptr || g.Data() == nullptr ||
         static_cast<int64_t>(p.ElementLength()) != self->size || static_cast<int64_t>(g.ElementLength()) != self->size)
       throw_type_error(env, std::string("AdamW.") + call +
-                                ": the target's params/grads arrays were detached (transferred) or resized after the optimizer was created");
+                                ": the target's params/grads arrays were detached (transferred) or resized after the "
+                                "optimizer was created");
     self->params = p.Data();
     self->grads = g.Data();
   };

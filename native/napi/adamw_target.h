@@ -29,7 +29,7 @@ struct AdamWTarget {
   int64_t size = 0;
   std::vector<cpu::AdamWSegment> segments;
   std::vector<std::pair<int64_t, int64_t>> norm_ranges;  // empty: the norm covers [0, size)
-  std::shared_ptr<std::atomic<bool>> busy;  // shared with the owner (a model's busy flag)
+  std::shared_ptr<std::atomic<bool>> busy;               // shared with the owner (a model's busy flag)
   std::vector<Napi::Reference<Napi::Value>> keep_alive;
   std::vector<std::shared_ptr<void>> pinned;  // the Float32Arrays' memory (pin.h)
   // Re-reads the pointers and checks the owner is still alive (throws a JS error otherwise).

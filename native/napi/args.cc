@@ -38,11 +38,10 @@ double get_number_or(const Napi::Object& obj, const char* fn, const char* name, 
 
 int64_t get_int(const Napi::Object& obj, const char* fn, const char* name, int64_t min, int64_t max) {
   double d = get_number(obj, fn, name);
-  if (d != std::floor(d) || !std::isfinite(d))
-    throw_type_error(obj.Env(), path(fn, name) + " must be an integer");
+  if (d != std::floor(d) || !std::isfinite(d)) throw_type_error(obj.Env(), path(fn, name) + " must be an integer");
   if (d < static_cast<double>(min) || d > static_cast<double>(max))
-    throw_range_error(obj.Env(), path(fn, name) + " must be in [" + std::to_string(min) + ", " +
-                                     std::to_string(max) + "], got " + std::to_string(static_cast<int64_t>(d)));
+    throw_range_error(obj.Env(), path(fn, name) + " must be in [" + std::to_string(min) + ", " + std::to_string(max) +
+                                     "], got " + std::to_string(static_cast<int64_t>(d)));
   return static_cast<int64_t>(d);
 }
 
@@ -107,10 +106,13 @@ Napi::Float32Array external_f32(Napi::Env env, Buffer&& buffer, size_t n) {
   if (n == 0) return Napi::Float32Array::New(env, 0);
   auto* owned = new Buffer(std::move(buffer));
   const size_t bytes = n * sizeof(float);
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, owned->data(), bytes, [](Napi::Env e, void*, Buffer* b) {
-    Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(b->bytes()));
-    delete b;
-  }, owned);
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+      env, owned->data(), bytes,
+      [](Napi::Env e, void*, Buffer* b) {
+        Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(b->bytes()));
+        delete b;
+      },
+      owned);
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(owned->bytes()));
   return Napi::Float32Array::New(env, n, ab, 0);
 }

@@ -28,8 +28,7 @@ AsyncJob::~AsyncJob() {
 int AsyncJob::in_flight() { return g_in_flight.load(); }
 
 Napi::Promise AsyncJob::queue(Napi::Env env, const char* name, Work execute, Resolve resolve,
-                              const std::vector<Napi::Value>& keep_alive,
-                              std::shared_ptr<std::atomic<bool>> busy) {
+                              const std::vector<Napi::Value>& keep_alive, std::shared_ptr<std::atomic<bool>> busy) {
   if (busy) busy->store(true);
   auto* job = new AsyncJob(env, name, std::move(execute), std::move(resolve), std::move(busy));
   for (const auto& v : keep_alive) {
@@ -41,8 +40,8 @@ Napi::Promise AsyncJob::queue(Napi::Env env, const char* name, Work execute, Res
   return promise;
 }
 
-void AsyncJob::check_not_busy(Napi::Env env, const std::shared_ptr<std::atomic<bool>>& busy,
-                              const char* object, const char* call) {
+void AsyncJob::check_not_busy(Napi::Env env, const std::shared_ptr<std::atomic<bool>>& busy, const char* object,
+                              const char* call) {
   if (busy && busy->load())
     throw make_js_error(env, ErrorCode::Busy,
                         std::string(object) + " is busy with another call; await it before calling " + call);

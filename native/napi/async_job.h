@@ -5,9 +5,9 @@
 //
 // `execute` runs on a libuv worker thread and must not touch any JS value: copy what it needs into
 // the lambda on the main thread. The memory of every typed array in `keep_alive` is pinned
-// (pin.h) until the job ends, so raw pointers into it stay valid even if JS transfers the buffer. Errors thrown there (rlhf::Error, std::exception, anything) reject
-// the promise with a coded JS error. `busy`, when given, is set for the job's lifetime; a caller
-// that finds it set gets ERR_RLHF_BUSY instead of racing (check_not_busy).
+// (pin.h) until the job ends, so raw pointers into it stay valid even if JS transfers the buffer. Errors thrown there
+// (rlhf::Error, std::exception, anything) reject the promise with a coded JS error. `busy`, when given, is set for the
+// job's lifetime; a caller that finds it set gets ERR_RLHF_BUSY instead of racing (check_not_busy).
 #pragma once
 #include <napi.h>
 
@@ -32,8 +32,8 @@ class AsyncJob : public Napi::AsyncWorker {
                              std::shared_ptr<std::atomic<bool>> busy = nullptr);
 
   // Throws ERR_RLHF_BUSY naming the object and the call when `busy` is set.
-  static void check_not_busy(Napi::Env env, const std::shared_ptr<std::atomic<bool>>& busy,
-                             const char* object, const char* call);
+  static void check_not_busy(Napi::Env env, const std::shared_ptr<std::atomic<bool>>& busy, const char* object,
+                             const char* call);
 
   // Jobs currently queued or running, across the process (setThreads refuses while > 0).
   static int in_flight();
@@ -44,8 +44,7 @@ class AsyncJob : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override;
 
  private:
-  AsyncJob(Napi::Env env, const char* name, Work execute, Resolve resolve,
-           std::shared_ptr<std::atomic<bool>> busy);
+  AsyncJob(Napi::Env env, const char* name, Work execute, Resolve resolve, std::shared_ptr<std::atomic<bool>> busy);
   ~AsyncJob() override;
 
   Napi::Promise::Deferred deferred_;

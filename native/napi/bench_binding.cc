@@ -57,7 +57,7 @@ Napi::Value to_array(Napi::Env env, const Times& t) {
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void copy_range(float* __restrict d,
-                                                                            const float* __restrict s, int64_t n) {
+                                                                             const float* __restrict s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] = s[i];
 }
 
@@ -90,9 +90,11 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iterations) {
 }
 
 int64_t read_repeats(const Napi::CallbackInfo& info, size_t index) {
-  if (info.Length() <= index || !info[index].IsNumber()) throw_type_error(info.Env(), "bench: repeats must be a number");
+  if (info.Length() <= index || !info[index].IsNumber())
+    throw_type_error(info.Env(), "bench: repeats must be a number");
   double d = info[index].As<Napi::Number>().DoubleValue();
-  if (d != static_cast<int64_t>(d) || d < 1 || d > 100000) throw_range_error(info.Env(), "bench: repeats must be an integer in [1, 100000]");
+  if (d != static_cast<int64_t>(d) || d < 1 || d > 100000)
+    throw_range_error(info.Env(), "bench: repeats must be an integer in [1, 100000]");
   return static_cast<int64_t>(d);
 }
 
@@ -102,8 +104,9 @@ Napi::Value bench_gemm(const Napi::CallbackInfo& info) {
     GemmCall call = read_gemm_call(arg_object(info, 0, "bench.gemm: options"), "bench.gemm", &keep);
     int64_t repeats = read_repeats(info, 1);
     auto times = std::make_shared<std::vector<double>>();
-    return AsyncJob::queue(info.Env(), "rlhf.bench.gemm", [=] { time_repeats(repeats, times, [&](int64_t) { call.run(); }); },
-                           [times](Napi::Env env) { return to_array(env, times); }, keep);
+    return AsyncJob::queue(
+        info.Env(), "rlhf.bench.gemm", [=] { time_repeats(repeats, times, [&](int64_t) { call.run(); }); },
+        [times](Napi::Env env) { return to_array(env, times); }, keep);
   });
 }
 
@@ -125,9 +128,8 @@ Napi::Value bench_adamw(const Napi::CallbackInfo& info) {
     return AsyncJob::queue(
         info.Env(), "rlhf.bench.adamw",
         [=] {
-          time_repeats(repeats, times, [&](int64_t r) {
-            cpu::adamw_step(pp, gp, mp, vp, static_cast<int64_t>(n), opt, r + 1);
-          });
+          time_repeats(repeats, times,
+                       [&](int64_t r) { cpu::adamw_step(pp, gp, mp, vp, static_cast<int64_t>(n), opt, r + 1); });
         },
         [times](Napi::Env env) { return to_array(env, times); }, {p, g, m, v});
   });
@@ -147,7 +149,8 @@ Napi::Value bench_copy(const Napi::CallbackInfo& info) {
         info.Env(), "rlhf.bench.copy",
         [=] {
           time_repeats(repeats, times, [&](int64_t) {
-            parallel_for(static_cast<int64_t>(n), 1 << 16, [&](int64_t b, int64_t e, int) { copy_range(d + b, s + b, e - b); });
+            parallel_for(static_cast<int64_t>(n), 1 << 16,
+                         [&](int64_t b, int64_t e, int) { copy_range(d + b, s + b, e - b); });
           });
         },
         [times](Napi::Env env) { return to_array(env, times); }, {src, dst});
@@ -189,9 +192,8 @@ Napi::Value bench_fma_peak(const Napi::CallbackInfo& info) {
         [=] {
           if (lanes == 0) return;
           time_repeats(repeats, times, [&](int64_t) {
-            current_pool().run([&](int t) {
-              (*sink)[t] += lanes == 16 ? fma_loop_avx512(iterations) : fma_loop_avx2(iterations);
-            });
+            current_pool().run(
+                [&](int t) { (*sink)[t] += lanes == 16 ? fma_loop_avx512(iterations) : fma_loop_avx2(iterations); });
           });
         },
         [=](Napi::Env env) {

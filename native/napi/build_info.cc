@@ -74,7 +74,8 @@ Napi::Value set_threads(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsNumber()) throw_type_error(env, "setThreads: n must be a number");
     double d = info[0].As<Napi::Number>().DoubleValue();
-    if (d != static_cast<int>(d) || d < 1 || d > 1024) throw_range_error(env, "setThreads: n must be an integer in [1, 1024]");
+    if (d != static_cast<int>(d) || d < 1 || d > 1024)
+      throw_range_error(env, "setThreads: n must be an integer in [1, 1024]");
     if (AsyncJob::in_flight() > 0)
       throw make_js_error(env, ErrorCode::Busy, "setThreads: native calls are still running; await them first");
     set_default_threads(static_cast<int>(d));
@@ -127,7 +128,8 @@ Napi::Value release_cached(const Napi::CallbackInfo& info) {
 // setCacheLimit(bytes) (validated in lib/engine/device.ts; checked again here)
 Napi::Value set_limit(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsNumber()) throw_type_error(info.Env(), "setCacheLimit: expected bytes to be a number");
+    if (info.Length() < 1 || !info[0].IsNumber())
+      throw_type_error(info.Env(), "setCacheLimit: expected bytes to be a number");
     const double d = info[0].As<Napi::Number>().DoubleValue();
     if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
       throw_range_error(info.Env(), "setCacheLimit: expected bytes to be an integer >= 0");
@@ -138,7 +140,8 @@ Napi::Value set_limit(const Napi::CallbackInfo& info) {
 
 Napi::Value set_huge(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsBoolean()) throw_type_error(info.Env(), "setHugePages: expected on to be a boolean");
+    if (info.Length() < 1 || !info[0].IsBoolean())
+      throw_type_error(info.Env(), "setHugePages: expected on to be a boolean");
     set_huge_pages(info[0].As<Napi::Boolean>().Value());
     return info.Env().Undefined();
   });

@@ -52,14 +52,13 @@ Napi::Value gemm(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     std::vector<Napi::Value> keep;
     GemmCall call = read_gemm_call(arg_object(info, 0, "gemm: options"), "gemm", &keep);
-    return AsyncJob::queue(info.Env(), "rlhf.gemm", [call] { call.run(); }, nullptr, keep);
+    return AsyncJob::queue(
+        info.Env(), "rlhf.gemm", [call] { call.run(); }, nullptr, keep);
   });
 }
 }  // namespace
 
-void register_gemm(Napi::Env env, Napi::Object exports) {
-  exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
-}
+void register_gemm(Napi::Env env, Napi::Object exports) { exports.Set("gemm", Napi::Function::New(env, gemm, "gemm")); }
 
 }  // namespace napi
 }  // namespace rlhf

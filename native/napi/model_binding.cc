@@ -83,11 +83,15 @@ std::vector<T> copy_typed(const Napi::Object& o, const char* fn, const char* nam
   std::vector<T> out(n);
   if constexpr (std::is_same_v<T, float>) {
     auto a = as_f32(o.Env(), v, std::string(fn) + ": options." + name, n);
-    if (a.ElementLength() != n) throw_range_error(o.Env(), std::string(fn) + ": options." + name + " must have exactly " + std::to_string(n) + " elements");
+    if (a.ElementLength() != n)
+      throw_range_error(
+          o.Env(), std::string(fn) + ": options." + name + " must have exactly " + std::to_string(n) + " elements");
     std::memcpy(out.data(), a.Data(), n * sizeof(T));
   } else {
     auto a = as_i32(o.Env(), v, std::string(fn) + ": options." + name, n);
-    if (a.ElementLength() != n) throw_range_error(o.Env(), std::string(fn) + ": options." + name + " must have exactly " + std::to_string(n) + " elements");
+    if (a.ElementLength() != n)
+      throw_range_error(
+          o.Env(), std::string(fn) + ": options." + name + " must have exactly " + std::to_string(n) + " elements");
     std::memcpy(out.data(), a.Data(), n * sizeof(T));
   }
   return out;
@@ -98,20 +102,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::FunctionReference* constructor;
 
   static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "NativeModel",
-                       {InstanceMethod("parameters", &ModelWrap::parameters),
-                        InstanceMethod("initRandom", &ModelWrap::init_random),
-                        InstanceMethod("forward", &ModelWrap::forward),
-                        InstanceMethod("backward", &ModelWrap::backward),
-                        InstanceMethod("zeroGrad", &ModelWrap::zero_grad),
-                        InstanceMethod("generate", &ModelWrap::generate),
-                        InstanceMethod("readParameter", &ModelWrap::read_parameter),
-                        InstanceMethod("writeParameter", &ModelWrap::write_parameter),
-                        InstanceMethod("releaseActivations", &ModelWrap::release_activations),
-                        InstanceMethod("setGradientCheckpointing", &ModelWrap::set_gradient_checkpointing),
-                        InstanceMethod("dispose", &ModelWrap::dispose),
-                        InstanceAccessor("numParameters", &ModelWrap::num_parameters, nullptr),
-                        InstanceAccessor("activationBytes", &ModelWrap::activation_bytes, nullptr)});
+    return DefineClass(
+        env, "NativeModel",
+        {InstanceMethod("parameters", &ModelWrap::parameters), InstanceMethod("initRandom", &ModelWrap::init_random),
+         InstanceMethod("forward", &ModelWrap::forward), InstanceMethod("backward", &ModelWrap::backward),
+         InstanceMethod("zeroGrad", &ModelWrap::zero_grad), InstanceMethod("generate", &ModelWrap::generate),
+         InstanceMethod("readParameter", &ModelWrap::read_parameter),
+         InstanceMethod("writeParameter", &ModelWrap::write_parameter),
+         InstanceMethod("releaseActivations", &ModelWrap::release_activations),
+         InstanceMethod("setGradientCheckpointing", &ModelWrap::set_gradient_checkpointing),
+         InstanceMethod("dispose", &ModelWrap::dispose),
+         InstanceAccessor("numParameters", &ModelWrap::num_parameters, nullptr),
+         InstanceAccessor("activationBytes", &ModelWrap::activation_bytes, nullptr)});
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -120,7 +122,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       Napi::Object cfg = arg_object(info, 0, "Model: config");
       const int tp = static_cast<int>(get_int_or(cfg, "Model", "tensorParallel", 1, 64, 1));
       if (tp > 1)
-        model_ = std::make_unique<model::TensorParallelModel>(read_config(cfg), tp, std::max(1, default_thread_count() / tp));
+        model_ = std::make_unique<model::TensorParallelModel>(read_config(cfg), tp,
+                                                              std::max(1, default_thread_count() / tp));
       else
         model_ = std::make_unique<model::Transformer>(read_config(cfg));
     } catch (const Error& e) {
@@ -129,7 +132,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       throw make_js_error(env, ErrorCode::OutOfMemory, "Model: out of memory allocating the parameters");
     }
     // parameters + gradients (a tensor-parallel model's shards hold replicas: its optimizer view is larger)
-    reported_ = 2 * std::max(model_->optimizer_view().size, model_->full_num_params()) * static_cast<int64_t>(sizeof(float));
+    reported_ =
+        2 * std::max(model_->optimizer_view().size, model_->full_num_params()) * static_cast<int64_t>(sizeof(float));
     Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
   }
 
@@ -147,7 +151,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   model::Engine* usable(const char* call) {
-    if (!model_) throw make_js_error(Env(), ErrorCode::Disposed, std::string("Model.") + call + ": the model was disposed");
+    if (!model_)
+      throw make_js_error(Env(), ErrorCode::Disposed, std::string("Model.") + call + ": the model was disposed");
     AsyncJob::check_not_busy(Env(), busy_, "the model", (std::string(call) + "()").c_str());
     return model_.get();
   }
@@ -162,7 +167,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         Napi::Object v = Napi::Object::New(info.Env());
         v.Set("name", views[i].name);
         Napi::Array shape = Napi::Array::New(info.Env(), views[i].shape.size());
-        for (size_t d = 0; d < views[i].shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(views[i].shape[d]));
+        for (size_t d = 0; d < views[i].shape.size(); ++d)
+          shape.Set(static_cast<uint32_t>(d), static_cast<double>(views[i].shape[d]));
         v.Set("shape", shape);
         v.Set("offset", static_cast<double>(views[i].offset));
         v.Set("size", static_cast<double>(views[i].size));
@@ -180,7 +186,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         throw_type_error(info.Env(), "Model.initRandom: expected (seed: number, std: number)");
       uint64_t seed = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
       float std = info[1].As<Napi::Number>().FloatValue();
-      return AsyncJob::queue(info.Env(), "rlhf.model.initRandom", [=] { m->init_random(seed, std); }, nullptr, {Value()}, busy_);
+      return AsyncJob::queue(
+          info.Env(), "rlhf.model.initRandom", [=] { m->init_random(seed, std); }, nullptr, {Value()}, busy_);
     });
   }
 
@@ -257,8 +264,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             const int64_t N = m->saved_rows();
             auto check = [&](const std::shared_ptr<std::vector<float>>& x, const char* name) {
               // N == 0: nothing saved; backward itself reports that (ERR_RLHF_INVALID_STATE)
-              RLHF_CHECK(N == 0 || x->empty() || static_cast<int64_t>(x->size()) == N, ErrorCode::OutOfRange, "Model.backward: ",
-                         name, " must have batch·seqLen = ", N, " elements (the last forward's), got ", x->size());
+              RLHF_CHECK(N == 0 || x->empty() || static_cast<int64_t>(x->size()) == N, ErrorCode::OutOfRange,
+                         "Model.backward: ", name, " must have batch·seqLen = ", N,
+                         " elements (the last forward's), got ", x->size());
             };
             check(dl, "dLogprobs"), check(de, "dEntropy"), check(dv, "dValues");
             model::BackwardInput in;
@@ -274,7 +282,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value zero_grad(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("zeroGrad");
-      return AsyncJob::queue(info.Env(), "rlhf.model.zeroGrad", [=] { m->zero_grad(); }, nullptr, {Value()}, busy_);
+      return AsyncJob::queue(
+          info.Env(), "rlhf.model.zeroGrad", [=] { m->zero_grad(); }, nullptr, {Value()}, busy_);
     });
   }
 
@@ -306,7 +315,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           Napi::Value s = streams.Get(i);
           const double d = s.IsNumber() ? s.As<Napi::Number>().DoubleValue() : -1;
           if (!(d >= 0 && d <= 9007199254740992.0 && d == static_cast<double>(static_cast<int64_t>(d))))
-            throw_range_error(info.Env(), "Model.generate: options.streams[" + std::to_string(i) + "] must be an integer in [0, 2^53]");
+            throw_range_error(info.Env(), "Model.generate: options.streams[" + std::to_string(i) +
+                                              "] must be an integer in [0, 2^53]");
           req->streams.push_back(static_cast<int64_t>(d));
         }
       }
@@ -321,7 +331,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           [=](Napi::Env env) -> Napi::Value {
             Napi::Object r = Napi::Object::New(env);
             const size_t B = res->tokens.size();
-            Napi::Array toks = Napi::Array::New(env, B), lps = Napi::Array::New(env, B), stopped = Napi::Array::New(env, B);
+            Napi::Array toks = Napi::Array::New(env, B), lps = Napi::Array::New(env, B),
+                        stopped = Napi::Array::New(env, B);
             for (size_t b = 0; b < B; ++b) {
               auto t = Napi::Int32Array::New(env, res->tokens[b].size());
               std::memcpy(t.Data(), res->tokens[b].data(), res->tokens[b].size() * sizeof(int32_t));
@@ -349,7 +360,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value read_parameter(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("readParameter");
-      if (info.Length() < 1 || !info[0].IsString()) throw_type_error(info.Env(), "Model.readParameter: name must be a string");
+      if (info.Length() < 1 || !info[0].IsString())
+        throw_type_error(info.Env(), "Model.readParameter: name must be a string");
       const model::ParamView& v = find_view(info[0].As<Napi::String>().Utf8Value());
       const bool grad = info.Length() > 1 && info[1].IsString() && info[1].As<Napi::String>().Utf8Value() == "grad";
       const model::ParamView* view = &v;
@@ -368,7 +380,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value write_parameter(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("writeParameter");
-      if (info.Length() < 2 || !info[0].IsString()) throw_type_error(info.Env(), "Model.writeParameter: expected (name, data)");
+      if (info.Length() < 2 || !info[0].IsString())
+        throw_type_error(info.Env(), "Model.writeParameter: expected (name, data)");
       const std::string name = info[0].As<Napi::String>().Utf8Value();
       const model::ParamView& v = find_view(name);
       auto data = as_f32(info.Env(), info[1], "Model.writeParameter: data", 0);
@@ -377,8 +390,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                           " elements, got " + std::to_string(data.ElementLength()));
       const model::ParamView* view = &v;
       const float* src = data.Data();
-      return AsyncJob::queue(info.Env(), "rlhf.model.writeParameter", [=] { m->write_parameter(*view, src); },
-                             nullptr, {Value(), data}, busy_);
+      return AsyncJob::queue(
+          info.Env(), "rlhf.model.writeParameter", [=] { m->write_parameter(*view, src); }, nullptr, {Value(), data},
+          busy_);
     });
   }
 
@@ -392,7 +406,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value set_gradient_checkpointing(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("setGradientCheckpointing");
-      if (info.Length() < 1 || !info[0].IsBoolean()) throw_type_error(info.Env(), "Model.gradientCheckpointing must be a boolean");
+      if (info.Length() < 1 || !info[0].IsBoolean())
+        throw_type_error(info.Env(), "Model.gradientCheckpointing must be a boolean");
       m->set_gradient_checkpointing(info[0].As<Napi::Boolean>().Value());
       return info.Env().Undefined();
     });
@@ -429,10 +444,12 @@ Napi::FunctionReference* ModelWrap::constructor = nullptr;
 void read_model_target(ModelWrap* w, AdamWTarget* out, const char* call) {
   model::Engine* m = w->model();
   if (!m)
-    throw make_js_error(w->Env(), ErrorCode::Disposed, std::string("AdamW.") + call + ": the model it updates was disposed");
+    throw make_js_error(w->Env(), ErrorCode::Disposed,
+                        std::string("AdamW.") + call + ": the model it updates was disposed");
   model::OptimizerView view = m->optimizer_view();
   if (out->params && view.size != out->size)
-    throw make_js_error(w->Env(), ErrorCode::Internal, "AdamW: the model's parameter count changed under the optimizer");
+    throw make_js_error(w->Env(), ErrorCode::Internal,
+                        "AdamW: the model's parameter count changed under the optimizer");
   out->params = view.params;
   out->grads = view.grads;
   out->size = view.size;

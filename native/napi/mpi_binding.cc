@@ -52,7 +52,8 @@ Napi::Value mpi_init(const Napi::CallbackInfo& info) {
 }
 
 Napi::TypedArray typed_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsTypedArray()) throw_type_error(info.Env(), std::string(what) + " must be a typed array");
+  if (info.Length() <= i || !info[i].IsTypedArray())
+    throw_type_error(info.Env(), std::string(what) + " must be a typed array");
   return info[i].As<Napi::TypedArray>();
 }
 
@@ -60,7 +61,8 @@ Napi::Value mpi_all_reduce(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::TypedArray x = typed_arg(info, 0, "mpiAllReduce: x");
     std::string op = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "sum";
-    if (op != "sum" && op != "max") throw_range_error(info.Env(), "mpiAllReduce: op must be 'sum' or 'max', got '" + op + "'");
+    if (op != "sum" && op != "max")
+      throw_range_error(info.Env(), "mpiAllReduce: op must be 'sum' or 'max', got '" + op + "'");
     if (x.TypedArrayType() == napi_float32_array) {
       float* p = x.As<Napi::Float32Array>().Data();
       op == "sum" ? group().all_reduce_sum(p, x.ElementLength()) : group().all_reduce_max(p, x.ElementLength());
@@ -76,7 +78,8 @@ Napi::Value mpi_all_reduce(const Napi::CallbackInfo& info) {
 Napi::Value mpi_all_gather(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::TypedArray x = typed_arg(info, 0, "mpiAllGather: x");
-    if (x.TypedArrayType() != napi_float32_array) throw_type_error(info.Env(), "mpiAllGather: x must be a Float32Array");
+    if (x.TypedArrayType() != napi_float32_array)
+      throw_type_error(info.Env(), "mpiAllGather: x must be a Float32Array");
     const size_t n = x.ElementLength();
     Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n * size_t(group().size()));
     group().all_gather(x.As<Napi::Float32Array>().Data(), int64_t(n), out.Data());
@@ -85,10 +88,12 @@ Napi::Value mpi_all_gather(const Napi::CallbackInfo& info) {
 }
 
 int root_arg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw_type_error(info.Env(), std::string(fn) + ": root must be a number");
+  if (info.Length() <= i || !info[i].IsNumber())
+    throw_type_error(info.Env(), std::string(fn) + ": root must be a number");
   double r = info[i].As<Napi::Number>().DoubleValue();
   if (!(r >= 0 && r < group().size() && std::floor(r) == r))
-    throw_range_error(info.Env(), std::string(fn) + ": root must be an integer in [0, " + std::to_string(group().size()) + "), got " + std::to_string(r));
+    throw_range_error(info.Env(), std::string(fn) + ": root must be an integer in [0, " +
+                                      std::to_string(group().size()) + "), got " + std::to_string(r));
   return int(r);
 }
 
@@ -161,7 +166,8 @@ Napi::Value mpi_broadcast_parameters(const Napi::CallbackInfo& info) {
 Napi::Value mpi_all_gather_parameters(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Object target_js = arg_object(info, 0, "mpiAllGatherParameters: target");
-    if (info.Length() < 2 || !info[1].IsArray()) throw_type_error(info.Env(), "mpiAllGatherParameters: offsets must be an array");
+    if (info.Length() < 2 || !info[1].IsArray())
+      throw_type_error(info.Env(), "mpiAllGatherParameters: offsets must be an array");
     Napi::Array arr = info[1].As<Napi::Array>();
     std::vector<int64_t> offsets(arr.Length());
     for (uint32_t i = 0; i < arr.Length(); ++i) offsets[i] = int64_t(arr.Get(i).As<Napi::Number>().DoubleValue());
@@ -169,7 +175,8 @@ Napi::Value mpi_all_gather_parameters(const Napi::CallbackInfo& info) {
     AsyncJob::check_not_busy(info.Env(), t.busy, "the model", "mpiAllGatherParameters()");
     t.refresh("mpiAllGatherParameters()");
     if (offsets.empty() || offsets.back() != t.size)
-      throw_range_error(info.Env(), "mpiAllGatherParameters: offsets must end at the parameter count " + std::to_string(t.size));
+      throw_range_error(info.Env(),
+                        "mpiAllGatherParameters: offsets must end at the parameter count " + std::to_string(t.size));
     float* p = t.params;
     MpiGroup* comm = &group();
     auto pinned = t.pinned;

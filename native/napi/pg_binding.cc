@@ -20,9 +20,9 @@
 // Inputs are Float32Arrays (masks too: 0/1 floats); outputs are new Float32Arrays and numbers.
 // Why synchronous: each call is one O(n) pass over the tokens of a batch: microseconds for a
 // minibatch, about 1 ms at 64 × 2048 tokens (measured, serial), like the metadata calls; a
-// Promise round trip and worker hop would cost more than the work. The kernels run inline on the calling thread under a one-thread pool (ScopedPool),
-// so a sync call never waits for the shared pool that a long async job (gemm, a model step) holds.
-// lib/engine/pg.ts validates first; the re-checks here (types, exact lengths, the kernels' own
+// Promise round trip and worker hop would cost more than the work. The kernels run inline on the calling thread under a
+// one-thread pool (ScopedPool), so a sync call never waits for the shared pool that a long async job (gemm, a model
+// step) holds. lib/engine/pg.ts validates first; the re-checks here (types, exact lengths, the kernels' own
 // RLHF_CHECKs) only keep a direct call from reading out of bounds.
 #include <napi.h>
 
@@ -105,9 +105,11 @@ Napi::Value token_rewards(const Napi::CallbackInfo& info) {
   const char* fn = "pg.tokenRewards";
   return run_pg(info, fn, [&](Napi::Env env, const Napi::Object& o) -> Napi::Value {
     const int64_t B = get_int(o, fn, "batch", 0, kMaxLen), T = get_int(o, fn, "seqLen", 0, kMaxLen);
-    if (T > 0 && B > kMaxLen / T) throw_range_error(env, std::string(fn) + ": options.batch * options.seqLen is too large");
+    if (T > 0 && B > kMaxLen / T)
+      throw_range_error(env, std::string(fn) + ": options.batch * options.seqLen is too large");
     const size_t n = size_t(B * T);
-    auto score = f32_exact(o, fn, "score", size_t(B)), kl = f32_exact(o, fn, "kl", n), mask = f32_exact(o, fn, "mask", n);
+    auto score = f32_exact(o, fn, "score", size_t(B)), kl = f32_exact(o, fn, "kl", n),
+         mask = f32_exact(o, fn, "mask", n);
     const double kl_coef = get_number(o, fn, "klCoef"), clip = get_number_or(o, fn, "clipScore", 0.0);
     auto rewards = new_f32(env, n);
     cpu::token_rewards(rewards.Data(), score.Data(), kl.Data(), kl_coef, mask.Data(), B, T, clip);
@@ -121,7 +123,8 @@ Napi::Value gae(const Napi::CallbackInfo& info) {
   const char* fn = "pg.gae";
   return run_pg(info, fn, [&](Napi::Env env, const Napi::Object& o) -> Napi::Value {
     const int64_t B = get_int(o, fn, "batch", 0, kMaxLen), T = get_int(o, fn, "seqLen", 0, kMaxLen);
-    if (T > 0 && B > kMaxLen / T) throw_range_error(env, std::string(fn) + ": options.batch * options.seqLen is too large");
+    if (T > 0 && B > kMaxLen / T)
+      throw_range_error(env, std::string(fn) + ": options.batch * options.seqLen is too large");
     const size_t n = size_t(B * T);
     auto rw = f32_exact(o, fn, "rewards", n), v = f32_exact(o, fn, "values", n), mask = f32_exact(o, fn, "mask", n);
     const double gamma = get_number(o, fn, "gamma"), lambda = get_number(o, fn, "lambda");
@@ -152,7 +155,8 @@ Napi::Value aggregation_weights(const Napi::CallbackInfo& info) {
     const int64_t B = get_int(o, fn, "batch", 0, kMaxLen), T = get_int(o, fn, "seqLen", 0, kMaxLen);
     auto mask = f32_exact(o, fn, "mask", size_t(B * T));
     auto mode = static_cast<cpu::Aggregation>(
-        get_choice(o, fn, "aggregation", {"token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"}, 0));
+        get_choice(o, fn, "aggregation",
+                   {"token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"}, 0));
     const double norm = get_number_or(o, fn, "lengthNormalizer", 1.0);
     auto w = Napi::Float64Array::New(env, size_t(B * T));
     cpu::aggregation_weights(w.Data(), mask.Data(), B, T, mode, norm);
@@ -286,8 +290,8 @@ Napi::Value exo_pref_loss(const Napi::CallbackInfo& info) {
     auto dc = new_f32(env, in.n), dr = new_f32(env, in.n), p = new_f32(env, in.n);
     auto rwc = new_f32(env, in.n), rwr = new_f32(env, in.n);
     double loss, acc, margin;
-    cpu::exo_pref_loss(dc.Data(), dr.Data(), p.Data(), rwc.Data(), rwr.Data(), in.pc.Data(), in.pr.Data(),
-                       in.rc.Data(), in.rr.Data(), int64_t(in.n), beta, eps, form, &loss, &acc, &margin);
+    cpu::exo_pref_loss(dc.Data(), dr.Data(), p.Data(), rwc.Data(), rwr.Data(), in.pc.Data(), in.pr.Data(), in.rc.Data(),
+                       in.rr.Data(), int64_t(in.n), beta, eps, form, &loss, &acc, &margin);
     Napi::Object r = Napi::Object::New(env);
     r.Set("loss", loss), r.Set("dPolicyChosen", dc), r.Set("dPolicyRejected", dr), r.Set("pChosen", p);
     r.Set("rewardsChosen", rwc), r.Set("rewardsRejected", rwr), r.Set("accuracy", acc), r.Set("margin", margin);

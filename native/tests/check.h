@@ -65,43 +65,44 @@ inline int run_all_tests() {
 
 #define RLHF_TEST_CAT2(a, b) a##b
 #define RLHF_TEST_CAT(a, b) RLHF_TEST_CAT2(a, b)
-#define TEST(name)                                                                          \
-  static void name();                                                                       \
-  static ::rlhf_test::Registrar RLHF_TEST_CAT(registrar_, name)(#name, name);              \
+#define TEST(name)                                                            \
+  static void name();                                                         \
+  static ::rlhf_test::Registrar RLHF_TEST_CAT(registrar_, name)(#name, name); \
   static void name()
 
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::printf("  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);         \
-      ++::rlhf_test::failures();                                                     \
-    }                                                                                \
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      std::printf("  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+      ++::rlhf_test::failures();                                             \
+    }                                                                        \
   } while (0)
 
 // |a - b| <= atol + rtol·|b|  (b is the reference)
-#define CHECK_NEAR(a, b, atol, rtol)                                                            \
-  do {                                                                                          \
-    double va_ = (a), vb_ = (b);                                                                \
-    if (!(std::fabs(va_ - vb_) <= (atol) + (rtol)*std::fabs(vb_))) {                            \
-      std::printf("  %s:%d: %s = %.9g, expected %s = %.9g (atol %g, rtol %g)\n", __FILE__,    \
-                  __LINE__, #a, va_, #b, vb_, (double)(atol), (double)(rtol));                \
-      ++::rlhf_test::failures();                                                                \
-    }                                                                                           \
+#define CHECK_NEAR(a, b, atol, rtol)                                                                                   \
+  do {                                                                                                                 \
+    double va_ = (a), vb_ = (b);                                                                                       \
+    if (!(std::fabs(va_ - vb_) <= (atol) + (rtol)*std::fabs(vb_))) {                                                   \
+      std::printf("  %s:%d: %s = %.9g, expected %s = %.9g (atol %g, rtol %g)\n", __FILE__, __LINE__, #a, va_, #b, vb_, \
+                  (double)(atol), (double)(rtol));                                                                     \
+      ++::rlhf_test::failures();                                                                                       \
+    }                                                                                                                  \
   } while (0)
 
-#define CHECK_THROWS(expr, expected_code)                                                        \
-  do {                                                                                           \
-    bool threw_ = false;                                                                         \
-    try {                                                                                        \
-      expr;                                                                                      \
-    } catch (const ::rlhf::Error& e_) {                                                          \
-      threw_ = (e_.code() == (expected_code));                                                   \
-      if (!threw_) std::printf("  %s:%d: wrong error code: %s\n", __FILE__, __LINE__, e_.what()); \
-    }                                                                                            \
-    if (!threw_) {                                                                               \
+#define CHECK_THROWS(expr, expected_code)                                                             \
+  do {                                                                                                \
+    bool threw_ = false;                                                                              \
+    try {                                                                                             \
+      expr;                                                                                           \
+    } catch (const ::rlhf::Error& e_) {                                                               \
+      threw_ = (e_.code() == (expected_code));                                                        \
+      if (!threw_) std::printf("  %s:%d: wrong error code: %s\n", __FILE__, __LINE__, e_.what());     \
+    }                                                                                                 \
+    if (!threw_) {                                                                                    \
       std::printf("  %s:%d: %s did not throw the expected rlhf::Error\n", __FILE__, __LINE__, #expr); \
-      ++::rlhf_test::failures();                                                                 \
-    }                                                                                            \
+      ++::rlhf_test::failures();                                                                      \
+    }                                                                                                 \
   } while (0)
 
-#define SKIP(reason) throw ::rlhf_test::Skip{reason}
+#define SKIP(reason) \
+  throw ::rlhf_test::Skip { reason }

@@ -90,7 +90,7 @@ TEST(adamw_clipping_scales_gradient_to_max_norm) {
   CHECK_NEAR(r.grad_norm, 5.0, 1e-12, 0);
   CHECK_NEAR(m[0], 0.06, 1e-7, 1e-5);
   CHECK_NEAR(m[1], 0.08, 1e-7, 1e-5);
-  CHECK_NEAR(adamw_clip_scale(0.5, 1.0f), 1.0, 0, 0);  // below the max: no clipping
+  CHECK_NEAR(adamw_clip_scale(0.5, 1.0f), 1.0, 0, 0);   // below the max: no clipping
   CHECK_NEAR(adamw_clip_scale(10.0, 0.0f), 1.0, 0, 0);  // 0 disables clipping
 }
 
@@ -140,7 +140,8 @@ TEST(adamw_step_range_three_shards_equal_one_unsharded_step_bitwise) {
     auto g = randv(n, rng, 0.5f);  // norm ≫ 1: every step clips
     AdamWResult whole = adamw_step(p.data(), g.data(), m.data(), v.data(), n, o, step, segs);
     for (int r = 0; r < 3; ++r) {
-      AdamWResult part = adamw_step_range(ps.data(), g.data(), ms[r].data(), vs[r].data(), n, edges[r], edges[r + 1], o, step, segs, {});
+      AdamWResult part = adamw_step_range(ps.data(), g.data(), ms[r].data(), vs[r].data(), n, edges[r], edges[r + 1], o,
+                                          step, segs, {});
       CHECK(part.grad_norm == whole.grad_norm);
       CHECK(!part.skipped);
     }

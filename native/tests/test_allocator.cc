@@ -44,7 +44,10 @@ TEST(freed_blocks_are_reused_without_mapping) {
   reset();
   const BlockCacheStats s0 = block_cache_stats();
   void* first;
-  { Buffer a(20 * MiB, false); first = a.data(); }
+  {
+    Buffer a(20 * MiB, false);
+    first = a.data();
+  }
   CHECK(cached_block_bytes() == int64_t(block_class(20 * MiB)));
   const BlockCacheStats s1 = block_cache_stats();
   CHECK(s1.maps == s0.maps + 1 && s1.unmaps == s0.unmaps);
@@ -56,8 +59,14 @@ TEST(freed_blocks_are_reused_without_mapping) {
   const BlockCacheStats s2 = block_cache_stats();
   CHECK(s2.maps == s1.maps && s2.unmaps == s1.unmaps && s2.hits == s1.hits + 5);
   // a request twice the class or more does not take a much smaller block, nor the reverse
-  { Buffer big(50 * MiB, false); CHECK(big.data() != first); }
-  { Buffer small(2 * MiB, false); CHECK(small.data() != first); }
+  {
+    Buffer big(50 * MiB, false);
+    CHECK(big.data() != first);
+  }
+  {
+    Buffer small(2 * MiB, false);
+    CHECK(small.data() != first);
+  }
   CHECK(block_cache_stats().maps == s2.maps + 2);
 }
 
@@ -69,10 +78,10 @@ TEST(accounting_counts_requested_bytes_only) {
     Buffer a(5 * MiB + 3, false);
     CHECK(buffer_bytes_in_use() == before + int64_t(5 * MiB + 3));
   }
-  CHECK(buffer_bytes_in_use() == before);               // cached, but not in use
+  CHECK(buffer_bytes_in_use() == before);  // cached, but not in use
   CHECK(cached_block_bytes() == int64_t(block_class(5 * MiB + 3)));
   CHECK(buffer_bytes_peak(false) == before + int64_t(5 * MiB + 3));
-  Buffer b(5 * MiB + 1, false);                           // reuses it
+  Buffer b(5 * MiB + 1, false);  // reuses it
   CHECK(buffer_bytes_in_use() == before + int64_t(5 * MiB + 1) && cached_block_bytes() == 0);
 }
 

@@ -58,8 +58,8 @@ TEST(attention_backward_matches_finite_differences) {
     std::vector<float> out(N * AD), lse(N * s.NH), dqkv(N * QW, 0.f);
     auto a = s.args(segments);
     cpu::attention_forward(a, out.data(), AD, lse.data());
-    cpu::attention_backward(a, out.data(), AD, lse.data(), gw.data(), AD, dqkv.data(), QW, dqkv.data() + s.NH * s.HD, QW,
-                            dqkv.data() + (s.NH + s.KVH) * s.HD, QW);
+    cpu::attention_backward(a, out.data(), AD, lse.data(), gw.data(), AD, dqkv.data(), QW, dqkv.data() + s.NH * s.HD,
+                            QW, dqkv.data() + (s.NH + s.KVH) * s.HD, QW);
     auto loss = [&](const std::vector<float>& x) {
       Setup t = s;
       t.qkv = x;

@@ -20,7 +20,9 @@ void on_ranks(CpuGroup& g, const std::function<void(Communicator&)>& fn) {
   for (int r = 0; r < g.size(); ++r) t.emplace_back([&, r] { fn(g.rank(r)); });
   for (auto& x : t) x.join();
 }
-float value(int rank, int64_t i) { return std::sin(0.37f * static_cast<float>(i) + static_cast<float>(rank)) * (rank + 1); }
+float value(int rank, int64_t i) {
+  return std::sin(0.37f * static_cast<float>(i) + static_cast<float>(rank)) * (rank + 1);
+}
 }  // namespace
 
 TEST(all_reduce_sum_and_max_match_plain_loops) {

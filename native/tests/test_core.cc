@@ -83,7 +83,7 @@ TEST(dtype_conversions_round_trip) {
   for (float x : {0.0f, 1.0f, -2.5f, 3.140625f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f}) {
     CHECK(f16_to_f32(f32_to_f16(x)) == x);  // exactly representable in f16
   }
-  CHECK(f32_to_f16(1e6f) == 0x7c00);           // overflow -> +inf
+  CHECK(f32_to_f16(1e6f) == 0x7c00);  // overflow -> +inf
   CHECK(std::isnan(f16_to_f32(f32_to_f16(std::nanf("")))));
   CHECK(f16_to_f32(0x3555) == 0.333251953125f);  // nearest f16 to 1/3
   CHECK(f32_to_f16(1.0f / 3.0f) == 0x3555);

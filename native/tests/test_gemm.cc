@@ -32,15 +32,14 @@ bool run_case(const Case& c, std::mt19937& rng) {
     for (auto& x : C) x = std::nanf("");
   R = C;
   cpu::sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda, B.data(), c.ldb, c.beta, C.data(), c.ldc);
-  cpu::sgemm_reference(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda, B.data(), c.ldb, c.beta,
-                       R.data(), c.ldc);
+  cpu::sgemm_reference(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda, B.data(), c.ldb, c.beta, R.data(), c.ldc);
   double tol = 1e-6 * (4.0 + static_cast<double>(c.K));  // |a|,|b| <= 1: |sum| <= K
   for (int64_t i = 0; i < c.M; ++i) {
     for (int64_t j = 0; j < c.N; ++j) {
       double g = C[i * c.ldc + j], r = R[i * c.ldc + j];
       if (!(std::fabs(g - r) <= tol)) {
-        std::printf("  mismatch ta=%d tb=%d M=%ld N=%ld K=%ld at (%ld,%ld): %g vs %g\n", c.ta, c.tb,
-                    (long)c.M, (long)c.N, (long)c.K, (long)i, (long)j, g, r);
+        std::printf("  mismatch ta=%d tb=%d M=%ld N=%ld K=%ld at (%ld,%ld): %g vs %g\n", c.ta, c.tb, (long)c.M,
+                    (long)c.N, (long)c.K, (long)i, (long)j, g, r);
         return false;
       }
     }
@@ -61,7 +60,7 @@ void random_cases(int count, unsigned seed) {
     Case c;
     c.ta = coin(rng), c.tb = coin(rng);
     c.M = size(rng), c.N = size(rng), c.K = size(rng);
-    if (n % 7 == 0) c.M = 1 + n % 3;   // tall-skinny / vector shapes
+    if (n % 7 == 0) c.M = 1 + n % 3;  // tall-skinny / vector shapes
     if (n % 11 == 0) c.N = 1 + n % 2;
     c.lda = (c.ta ? c.M : c.K) + pad(rng);
     c.ldb = (c.tb ? c.K : c.N) + pad(rng);

@@ -82,8 +82,10 @@ TEST(token_rewards_claim13) {
     for (int64_t t = 0; t < T; ++t) {
       const int64_t i = b * T + t;
       sum += r[i], klsum += m[i] * kl[i];
-      if (!m[i]) CHECK(r[i] == 0.f);
-      else if (t != last) CHECK_NEAR(r[i], -beta * kl[i], 1e-7, 1e-6);  // the score only at the last valid token
+      if (!m[i])
+        CHECK(r[i] == 0.f);
+      else if (t != last)
+        CHECK_NEAR(r[i], -beta * kl[i], 1e-7, 1e-6);  // the score only at the last valid token
     }
     CHECK_NEAR(sum, R - beta * klsum, 1e-5, 1e-5);
   }
@@ -225,8 +227,10 @@ TEST(ppo_value_loss_closed_form_and_fd) {
   for (int64_t i = 0; i < n; ++i) {
     const double vc = old[i] + std::min(0.3, std::max(-0.3, double(v[i]) - old[i]));
     const bool clipped = (vc - g[i]) * (vc - g[i]) > (double(v[i]) - g[i]) * (double(v[i]) - g[i]);
-    if (!m[i] || clipped) CHECK(d[i] == 0.f);
-    else CHECK_NEAR(d[i], (double(v[i]) - g[i]) / count, 1e-9, 1e-6);
+    if (!m[i] || clipped)
+      CHECK(d[i] == 0.f);
+    else
+      CHECK_NEAR(d[i], (double(v[i]) - g[i]) / count, 1e-9, 1e-6);
   }
   auto lossf = [&](const std::vector<float>& x) {
     std::vector<float> dd(n);
@@ -245,11 +249,17 @@ struct Pair {
 Pair run_pair(bool exo, const std::vector<float>& pc, const std::vector<float>& pr, const std::vector<float>& rfc,
               const std::vector<float>& rfr, double beta, double param, int variant) {
   const int64_t N = int64_t(pc.size());
-  Pair r{std::vector<float>(N, 7.f), std::vector<float>(N, 7.f), std::vector<float>(N), std::vector<float>(N),
-         std::vector<float>(N), 0, 0, 0};
+  Pair r{std::vector<float>(N, 7.f),
+         std::vector<float>(N, 7.f),
+         std::vector<float>(N),
+         std::vector<float>(N),
+         std::vector<float>(N),
+         0,
+         0,
+         0};
   if (exo)
-    cpu::exo_pref_loss(r.dc.data(), r.dr.data(), r.p.data(), r.rc.data(), r.rr.data(), pc.data(), pr.data(),
-                       rfc.data(), rfr.data(), N, beta, param, ExoForm(variant), &r.loss, &r.acc, &r.margin);
+    cpu::exo_pref_loss(r.dc.data(), r.dr.data(), r.p.data(), r.rc.data(), r.rr.data(), pc.data(), pr.data(), rfc.data(),
+                       rfr.data(), N, beta, param, ExoForm(variant), &r.loss, &r.acc, &r.margin);
   else
     cpu::dpo_loss(r.dc.data(), r.dr.data(), r.rc.data(), r.rr.data(), pc.data(), pr.data(), rfc.data(), rfr.data(), N,
                   beta, param, DpoVariant(variant), &r.loss, &r.acc, &r.margin);
@@ -353,12 +363,12 @@ TEST(exo_rw_claims_7_8_and_fd) {
   cpu::exo_rw_loss(d.data(), nullptr, nullptr, nullptr, pol2.data(), zero.data(), rw.data(), N, K, bp, br, &loss);
   CHECK_NEAR(loss, 0, 1e-12, 0);
   for (float x : d) CHECK_NEAR(x, 0, 1e-7, 0);
-  CHECK_THROWS(cpu::exo_rw_loss(d.data(), nullptr, nullptr, nullptr, pol.data(), ref.data(), rw.data(), N - 1, K, bp,
-                                br, &loss),
-               ErrorCode::OutOfRange);
-  CHECK_THROWS(cpu::exo_rw_loss(d.data(), nullptr, nullptr, nullptr, pol.data(), ref.data(), rw.data(), N, 1, bp, br,
-                                &loss),
-               ErrorCode::OutOfRange);
+  CHECK_THROWS(
+      cpu::exo_rw_loss(d.data(), nullptr, nullptr, nullptr, pol.data(), ref.data(), rw.data(), N - 1, K, bp, br, &loss),
+      ErrorCode::OutOfRange);
+  CHECK_THROWS(
+      cpu::exo_rw_loss(d.data(), nullptr, nullptr, nullptr, pol.data(), ref.data(), rw.data(), N, 1, bp, br, &loss),
+      ErrorCode::OutOfRange);
 }
 
 // ---- aggregation weights, weighted losses, GSPO ------------------------------------------------
@@ -392,7 +402,7 @@ TEST(aggregation_weights_against_plain_reference) {
       double c = 0;
       for (int64_t t = 0; t < T; ++t) c += m[b * T + t];
       for (int64_t t = 0; t < T; ++t) {
-        const double want = !m[b * T + t] ? 0
+        const double want = !m[b * T + t]                                ? 0
                             : mode == cpu::Aggregation::TokenMean        ? 1 / total
                             : mode == cpu::Aggregation::SeqMeanTokenMean ? 1 / (c * rows)
                             : mode == cpu::Aggregation::SeqMeanTokenSum  ? 1 / rows
@@ -401,7 +411,8 @@ TEST(aggregation_weights_against_plain_reference) {
         sum += w[b * T + t];
       }
     }
-    if (mode == cpu::Aggregation::TokenMean || mode == cpu::Aggregation::SeqMeanTokenMean) CHECK_NEAR(sum, 1.0, 1e-14, 0);
+    if (mode == cpu::Aggregation::TokenMean || mode == cpu::Aggregation::SeqMeanTokenMean)
+      CHECK_NEAR(sum, 1.0, 1e-14, 0);
   }
   std::vector<float> none(B * T, 0.f);
   std::vector<double> w(B * T, 7.0);
@@ -470,7 +481,8 @@ TEST(gspo_closed_form_fd_and_sequence_clipping) {
   for (double eps : {0.9, 0.02}) {
     std::vector<float> d(n, 7.f);
     double loss, clip, kl;
-    cpu::gspo_policy_loss(d.data(), lp.data(), old.data(), a.data(), m.data(), nullptr, B, T, eps, eps, &loss, &clip, &kl);
+    cpu::gspo_policy_loss(d.data(), lp.data(), old.data(), a.data(), m.data(), nullptr, B, T, eps, eps, &loss, &clip,
+                          &kl);
     double want = 0;
     int rows = 0;
     for (int64_t b = 0; b < B; ++b) {
@@ -482,14 +494,18 @@ TEST(gspo_closed_form_fd_and_sequence_clipping) {
       const bool clipped = std::min(1 + eps, std::max(1 - eps, s)) * A < s * A;
       want += -std::min(s * A, std::min(1 + eps, std::max(1 - eps, s)) * A), ++rows;
       for (int64_t t = 0; t < T; ++t) {  // ∂/∂logp_t = −(s / n_b) A / B' unless the sequence is clipped (B' = 4)
-        if (m[b * T + t]) CHECK_NEAR(d[b * T + t], clipped ? 0.0 : -s * A / c / 4.0, 1e-7, 1e-5);
-        else CHECK(d[b * T + t] == 0.f);
+        if (m[b * T + t])
+          CHECK_NEAR(d[b * T + t], clipped ? 0.0 : -s * A / c / 4.0, 1e-7, 1e-5);
+        else
+          CHECK(d[b * T + t] == 0.f);
       }
     }
     CHECK(rows == 4);
     CHECK_NEAR(loss, want / rows, 1e-14, 1e-12);
-    if (eps < 0.5) CHECK(clip > 0);
-    else CHECK(clip == 0);
+    if (eps < 0.5)
+      CHECK(clip > 0);
+    else
+      CHECK(clip == 0);
   }
   // token-varying advantages and arbitrary weights: the gradient is exact (finite differences)
   auto at = random_vec(n, 49, -2, 2);
@@ -497,7 +513,8 @@ TEST(gspo_closed_form_fd_and_sequence_clipping) {
   cpu::aggregation_weights(w.data(), m.data(), B, T, cpu::Aggregation::SeqMeanTokenSum, 1);
   std::vector<float> d(n);
   double loss, clip, kl;
-  cpu::gspo_policy_loss(d.data(), lp.data(), old.data(), at.data(), m.data(), w.data(), B, T, 0.9, 0.9, &loss, &clip, &kl);
+  cpu::gspo_policy_loss(d.data(), lp.data(), old.data(), at.data(), m.data(), w.data(), B, T, 0.9, 0.9, &loss, &clip,
+                        &kl);
   auto f = [&](const std::vector<float>& x) {
     std::vector<float> g(n);
     double l, c, k;

@@ -5,7 +5,13 @@ import type { Test } from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exportPreferences, LabelDb, loadCandidates, startAnnotateServer, type Answer } from '../../lib/annotate/index.js';
+import {
+  exportPreferences,
+  LabelDb,
+  loadCandidates,
+  startAnnotateServer,
+  type Answer,
+} from '../../lib/annotate/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rlhf-annotate-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -18,7 +24,8 @@ function labelAll(db: LabelDb, who: string, want: (itemId: number) => Answer | u
   const seen: number[] = [];
   for (let a = db.next(me.id); a; a = db.next(me.id)) {
     const answer = want(a.itemId) ?? 'skip';
-    const shown = answer === 'a' ? (a.swapped ? 'right' : 'left') : answer === 'b' ? (a.swapped ? 'left' : 'right') : answer;
+    const shown =
+      answer === 'a' ? (a.swapped ? 'right' : 'left') : answer === 'b' ? (a.swapped ? 'left' : 'right') : answer;
     db.answer(me.id, a.itemId, shown, '');
     seen.push(a.itemId);
   }
@@ -27,7 +34,13 @@ function labelAll(db: LabelDb, who: string, want: (itemId: number) => Answer | u
 
 t.test('candidates file: formats and errors with file:line', async (t) => {
   const f = join(dir, 'c.jsonl');
-  writeFileSync(f, [JSON.stringify({ prompt: 'p', responses: ['x', 'y'] }), JSON.stringify({ prompt: [{ role: 'user', content: 'q' }], chosen: 'u', rejected: 'v' })].join('\n'));
+  writeFileSync(
+    f,
+    [
+      JSON.stringify({ prompt: 'p', responses: ['x', 'y'] }),
+      JSON.stringify({ prompt: [{ role: 'user', content: 'q' }], chosen: 'u', rejected: 'v' }),
+    ].join('\n'),
+  );
   t.same(await loadCandidates(f), [
     { prompt: 'p', a: 'x', b: 'y', source: `${f}:1` },
     { prompt: [{ role: 'user', content: 'q' }], a: 'u', b: 'v', source: `${f}:2` },
@@ -56,9 +69,13 @@ t.test('k labels per item, never twice from one person, skips do not count, orde
   t.equal(bob.length, 6);
   t.same(cid, [1], 'cid only gets the item bob skipped: every other item has its 2 answers');
   const labels = db.labels();
-  for (let id = 1; id <= 6; id++) t.equal(labels.filter((l) => l.itemId === id && l.answer !== 'skip').length, 2, `item ${id} has 2 answers`);
+  for (let id = 1; id <= 6; id++)
+    t.equal(labels.filter((l) => l.itemId === id && l.answer !== 'skip').length, 2, `item ${id} has 2 answers`);
   t.ok(labels.some((l) => l.swapped) && labels.some((l) => !l.swapped), 'both display orders occur and are recorded');
-  t.ok(labels.filter((l) => l.annotator === 'ann').every((l) => l.answer === 'a'), 'answers are stored in item terms whatever the order shown');
+  t.ok(
+    labels.filter((l) => l.annotator === 'ann').every((l) => l.answer === 'a'),
+    'answers are stored in item terms whatever the order shown',
+  );
   t.throws(() => new LabelDb(join(dir, `db${dbCount - 1}.sqlite`), { labelsPerItem: 3 }), /was started with 2/);
 });
 
@@ -97,12 +114,25 @@ t.test('export: ties, majority, disagreement, cycles; agreement report', async (
     { prompt: 'P4', a: 'u', b: 'v' }, // 7: b, b, tie_bad → v > u
     { prompt: 'P1', a: 'x', b: 'w' }, // 8: all a → x > w (outside the cycle)
   ]);
-  const votes: Record<number, Answer[]> = { 1: ['a', 'a', 'a'], 2: ['a', 'a', 'a'], 3: ['a', 'a', 'a'], 4: ['a', 'a', 'b'], 5: ['a', 'b', 'tie_good'], 6: ['b', 'tie_good', 'tie_bad'], 7: ['b', 'b', 'tie_bad'], 8: ['a', 'a', 'a'] };
+  const votes: Record<number, Answer[]> = {
+    1: ['a', 'a', 'a'],
+    2: ['a', 'a', 'a'],
+    3: ['a', 'a', 'a'],
+    4: ['a', 'a', 'b'],
+    5: ['a', 'b', 'tie_good'],
+    6: ['b', 'tie_good', 'tie_bad'],
+    7: ['b', 'b', 'tie_bad'],
+    8: ['a', 'a', 'a'],
+  };
   ['r0', 'r1', 'r2'].forEach((who, r) => labelAll(db, who, (id) => votes[id][r]));
   const out = exportPreferences(db);
   t.same(
     out.pairs.map((p) => [p.prompt, p.chosen, p.rejected]),
-    [['P2', 'p', 'q'], ['P4', 'v', 'u'], ['P1', 'x', 'w']],
+    [
+      ['P2', 'p', 'q'],
+      ['P4', 'v', 'u'],
+      ['P1', 'x', 'w'],
+    ],
   );
   t.same(out.dropped, { unlabelled: 0, ties: 1, disagreement: 1, cycles: 3 });
   t.same(out.pairs[0].votes, { chosen: 2, rejected: 1, tie: 0 });
@@ -110,7 +140,14 @@ t.test('export: ties, majority, disagreement, cycles; agreement report', async (
   // 4: 1 of 3 pairs, 5: 0 of 3, 6: 1 of 3 (the two ties), 7: 1 of 3
   t.ok(Math.abs(out.report.pairwiseAgreement! - 15 / 24) < 1e-12, `pairwise agreement ${out.report.pairwiseAgreement}`);
   t.equal(out.report.cohensKappa.length, 3, 'one Cohen entry per annotator pair');
-  t.same(out.report.annotators.map((a) => [a.name, a.answers, a.ties]), [['r0', 8, 0], ['r1', 8, 1], ['r2', 8, 3]]);
+  t.same(
+    out.report.annotators.map((a) => [a.name, a.answers, a.ties]),
+    [
+      ['r0', 8, 0],
+      ['r1', 8, 1],
+      ['r2', 8, 3],
+    ],
+  );
   t.ok(out.report.fleissKappa! > 0 && out.report.fleissKappa! < 1);
   t.same(exportPreferences(db, { minAgreement: 0.3 }).dropped.disagreement, 0, 'a lower threshold keeps item 6');
 });
@@ -126,10 +163,18 @@ async function http(t: Test, token?: string) {
   const call = async (path: string, body?: unknown, cookie?: string, headers: Record<string, string> = {}) => {
     const res = await fetch(srv.url + path.slice(1), {
       method: body === undefined ? 'GET' : 'POST',
-      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(cookie ? { cookie } : {}), ...headers },
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(cookie ? { cookie } : {}),
+        ...headers,
+      },
       ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
     });
-    return { status: res.status, body: (await res.json().catch(() => null)) as Record<string, any>, headers: res.headers };
+    return {
+      status: res.status,
+      body: (await res.json().catch(() => null)) as Record<string, any>,
+      headers: res.headers,
+    };
   };
   const login = async (name: string, tok?: string) => {
     const r = await call('/api/login', { name, ...(tok !== undefined ? { token: tok } : {}) });
@@ -150,13 +195,20 @@ t.test('HTTP API: sessions, answers, isolation, validation, headers', async (t) 
   const bob = await login('Bob');
   const a1 = await call('/api/next', undefined, ann.cookie);
   const b1 = await call('/api/next', undefined, bob.cookie);
-  t.match(a1.body, { item: { itemId: Number, prompt: String, left: String, right: String }, progress: { done: 0, remaining: 4, total: 4 } });
+  t.match(a1.body, {
+    item: { itemId: Number, prompt: String, left: String, right: String },
+    progress: { done: 0, remaining: 4, total: 4 },
+  });
   const notMine = [1, 2, 3, 4].find((id) => id !== a1.body.item.itemId)!;
   const stolen = await call('/api/answer', { itemId: notMine, answer: 'left' }, ann.cookie);
   t.equal(stolen.status, 409, 'Ann cannot answer an item she was not given');
   t.match(stolen.body.error, /not given to you/);
   t.equal(b1.body.progress.done, 0, "Bob's progress is his own");
-  const a2 = await call('/api/answer', { itemId: a1.body.item.itemId, answer: 'left', reason: 'more accurate' }, ann.cookie);
+  const a2 = await call(
+    '/api/answer',
+    { itemId: a1.body.item.itemId, answer: 'left', reason: 'more accurate' },
+    ann.cookie,
+  );
   t.equal(a2.status, 200);
   t.equal(a2.body.progress.done, 1);
   t.not(a2.body.item.itemId, a1.body.item.itemId);
@@ -175,7 +227,11 @@ t.test('HTTP API: sessions, answers, isolation, validation, headers', async (t) 
     t.equal(r.status, status, JSON.stringify(body).slice(0, 60));
     t.match(r.body.error, msg);
   }
-  t.equal((await call('/api/answer', 'itemId=1', ann.cookie, { 'content-type': 'application/x-www-form-urlencoded' })).status, 415, 'form posts are refused');
+  t.equal(
+    (await call('/api/answer', 'itemId=1', ann.cookie, { 'content-type': 'application/x-www-form-urlencoded' })).status,
+    415,
+    'form posts are refused',
+  );
   t.equal((await login('<script>')).status, 400, 'names are checked');
   t.equal((await call('/api/next', undefined, 'rlhf_annotate=forged')).status, 401, 'a forged session is refused');
   t.equal((await call('/nothing')).status, 404);

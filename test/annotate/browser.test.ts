@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/native.js';
 
-const chromiumPath = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => p && existsSync(p));
+const chromiumPath = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find(
+  (p) => p && existsSync(p),
+);
 if (!chromiumPath) {
   t.comment('SKIPPED: no Chromium found (run scripts/install-test-tools.sh, or set CHROMIUM_PATH)');
   t.pass('skipped: Chromium is not installed');
@@ -28,13 +30,30 @@ async function run(t: Test, executablePath: string) {
   const XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>';
   const items = Array.from({ length: 6 }, (_, i) => ({
     prompt: i === 0 ? 'xss check: **bold** prompt' : `question ${i}`,
-    responses: i % 2 ? [`good answer ${i}`, `bad answer ${i}`] : [`bad answer ${i} ${i === 0 ? XSS : ''}`, `good answer ${i}\n\n**bold** and \`code\`\n\n\`\`\`\n${XSS}\n\`\`\``],
+    responses:
+      i % 2
+        ? [`good answer ${i}`, `bad answer ${i}`]
+        : [
+            `bad answer ${i} ${i === 0 ? XSS : ''}`,
+            `good answer ${i}\n\n**bold** and \`code\`\n\n\`\`\`\n${XSS}\n\`\`\``,
+          ],
   }));
   writeFileSync(join(dir, 'candidates.jsonl'), items.map((x) => JSON.stringify(x)).join('\n') + '\n');
   const db = join(dir, 'labels.sqlite');
 
   const startServer = async (port: number): Promise<{ proc: ChildProcess; url: string }> => {
-    const proc = spawn(process.execPath, [cli, 'annotate', '--pairs', join(dir, 'candidates.jsonl'), '--db', db, '--port', String(port), '--labels-per-item', '2']);
+    const proc = spawn(process.execPath, [
+      cli,
+      'annotate',
+      '--pairs',
+      join(dir, 'candidates.jsonl'),
+      '--db',
+      db,
+      '--port',
+      String(port),
+      '--labels-per-item',
+      '2',
+    ]);
     let out = '';
     const url = await new Promise<string>((resolve, reject) => {
       proc.stdout!.on('data', (d: Buffer) => {
@@ -51,7 +70,10 @@ async function run(t: Test, executablePath: string) {
   let server = await startServer(0);
   const port = Number(new URL(server.url).port);
   t.teardown(() => void server.proc.kill('SIGKILL'));
-  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  const browser = await chromium.launch({
+    executablePath,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
   t.teardown(() => browser.close());
   const errors: string[] = [];
 
@@ -71,14 +93,22 @@ async function run(t: Test, executablePath: string) {
     return { context, page };
   };
   type Page = Awaited<ReturnType<typeof open>>['page'];
-  const shown = (page: Page) => page.evaluate(() => ({ item: document.body.dataset.item, left: document.getElementById('left')!.textContent!, prompt: document.getElementById('prompt')!.textContent! }));
+  const shown = (page: Page) =>
+    page.evaluate(() => ({
+      item: document.body.dataset.item,
+      left: document.getElementById('left')!.textContent!,
+      prompt: document.getElementById('prompt')!.textContent!,
+    }));
 
   /** Answers the item on screen with a key: the "good" side, or tie (key 3) when `tie` says so. */
   const answer = async (page: Page, who: string, tie: (prompt: string) => boolean = () => false) => {
     const s = await shown(page);
     if (s.prompt.includes('xss check')) await checkNoInjection(page, who);
     await page.keyboard.press(tie(s.prompt) ? '3' : s.left.includes('good answer') ? '1' : '2');
-    await page.waitForFunction((prev) => document.body.dataset.item !== prev || !document.getElementById('finished')!.hidden, s.item);
+    await page.waitForFunction(
+      (prev) => document.body.dataset.item !== prev || !document.getElementById('finished')!.hidden,
+      s.item,
+    );
     return s;
   };
   const checkNoInjection = async (page: Page, who: string) => {
@@ -86,14 +116,19 @@ async function run(t: Test, executablePath: string) {
       xss: (window as unknown as { __xss?: number }).__xss,
       tags: document.querySelectorAll('#left img, #right img, #left script, #right script, #prompt img').length,
       text: document.getElementById('left')!.textContent! + document.getElementById('right')!.textContent!,
-      bold: Array.from(document.querySelectorAll('#prompt strong, #left strong, #right strong')).map((e) => e.textContent),
+      bold: Array.from(document.querySelectorAll('#prompt strong, #left strong, #right strong')).map(
+        (e) => e.textContent,
+      ),
       code: Array.from(document.querySelectorAll('#left pre code, #right pre code')).map((e) => e.textContent),
     }));
     t.equal(r.xss, undefined, `${who}: the injected script did not run`);
     t.equal(r.tags, 0, `${who}: no element was created from model text`);
     t.ok(r.text.includes('<img src=x onerror="window.__xss=1">'), `${who}: the payload is shown as text`);
     t.ok(r.bold.includes('bold'), `${who}: markdown bold rendered as <strong>`);
-    t.ok(r.code.some((c) => c!.includes('<script>window.__xss=2</script>')), `${who}: code fence rendered as <pre><code> text`);
+    t.ok(
+      r.code.some((c) => c!.includes('<script>window.__xss=2</script>')),
+      `${who}: code fence rendered as <pre><code> text`,
+    );
   };
 
   // phase 1: two annotators at once, two answers each
@@ -145,7 +180,16 @@ async function run(t: Test, executablePath: string) {
   const r = spawnSync(process.execPath, [cli, 'annotate', 'export', '--db', db, '--out', out], { encoding: 'utf8' });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /5 pairs written .*1 below agreement/);
-  const pairs = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prompt: string; chosen: string; rejected: string });
-  const expected = items.filter((x) => x.prompt !== 'question 3').map((x) => ({ prompt: x.prompt, chosen: x.responses.find((s) => s.startsWith('good'))!, rejected: x.responses.find((s) => s.startsWith('bad'))! }));
+  const pairs = readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { prompt: string; chosen: string; rejected: string });
+  const expected = items
+    .filter((x) => x.prompt !== 'question 3')
+    .map((x) => ({
+      prompt: x.prompt,
+      chosen: x.responses.find((s) => s.startsWith('good'))!,
+      rejected: x.responses.find((s) => s.startsWith('bad'))!,
+    }));
   t.same(pairs, expected, 'every item both preferred the good response for; the tie item is dropped');
 }

@@ -17,7 +17,9 @@ const dir = mkdtempSync(join(tmpdir(), 'rlhf-export-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
 t.test('rlhf export --gguf', async (t) => {
-  const m = await Model.create(tinyConfig({ vocab: 263, hidden: 64, layers: 1, heads: 4, ffn: 64, eosTokenId: 262 }), { seed: 4 });
+  const m = await Model.create(tinyConfig({ vocab: 263, hidden: 64, layers: 1, heads: 4, ffn: 64, eosTokenId: 262 }), {
+    seed: 4,
+  });
   const modelDir = join(dir, 'model');
   await m.save(modelDir, { extraFiles: (d) => new ByteTokenizer().save(d) });
   const out = join(dir, 'out', 'm.gguf');
@@ -27,8 +29,16 @@ t.test('rlhf export --gguf', async (t) => {
   const g = await readGguf(join(dir, 'm.gguf'));
   t.equal(g.metadata.get('general.name')?.value, 'tiny');
   const w = await m.getParameter('model.layers.0.mlp.down_proj.weight');
-  t.same(ggufTensorF32(g, 'blk.0.ffn_down.weight'), dequantizeQ8_0(quantizeQ8_0(w), w.length), 'the weights, quantized');
-  t.same(readdirSync(dir).filter((f) => f.includes('.tmp-')), [], 'no temporary file left');
+  t.same(
+    ggufTensorF32(g, 'blk.0.ffn_down.weight'),
+    dequantizeQ8_0(quantizeQ8_0(w), w.length),
+    'the weights, quantized',
+  );
+  t.same(
+    readdirSync(dir).filter((f) => f.includes('.tmp-')),
+    [],
+    'no temporary file left',
+  );
 
   r = rlhf('export', '--model', modelDir, '--gguf', out, '--dtype', 'q4');
   t.not(r.status, 0);

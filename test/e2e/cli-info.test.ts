@@ -30,9 +30,32 @@ t.test('rlhf info --memory: the estimate of a training step, before loading anyt
   t.match(r.stdout, /one training step of LlamaForCausalLM \(4\.5M parameters\), batch 8 × 256 tokens, AdamW:/);
   t.match(r.stdout, /activations +\d+\.\d MiB +\(\d+\.\d MiB with --gradient-checkpointing\)/);
   const peak = (s: string) => Number(/^  peak +([\d.]+) MiB/m.exec(s)![1]);
-  const ck = run('info', '--memory', '--init', 'small', '--batch-size', '8', '--seq-len', '256', '--gradient-checkpointing');
+  const ck = run(
+    'info',
+    '--memory',
+    '--init',
+    'small',
+    '--batch-size',
+    '8',
+    '--seq-len',
+    '256',
+    '--gradient-checkpointing',
+  );
   t.ok(peak(ck.stdout) < peak(r.stdout), 'checkpointing lowers the peak');
-  const lora = run('info', '--memory', '--init', 'small', '--batch-size', '8', '--seq-len', '256', '--lora-rank', '8', '--lora-modules', 'all-linear');
+  const lora = run(
+    'info',
+    '--memory',
+    '--init',
+    'small',
+    '--batch-size',
+    '8',
+    '--seq-len',
+    '256',
+    '--lora-rank',
+    '8',
+    '--lora-modules',
+    'all-linear',
+  );
   t.match(lora.stdout, /LoRA r8 on q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj/);
   const moments = (s: string) => Number(/AdamW moments +([\d.]+) MiB/.exec(s)![1]);
   t.ok(moments(lora.stdout) < moments(r.stdout) / 10, 'LoRA: moments for the adapters only');

@@ -23,15 +23,31 @@ t.test('the README example typechecks and runs', { timeout: 120000 }, async (t) 
   const src = join(dir, 'example.mts');
   writeFileSync(src, example);
 
-  const program = ts.createProgram([src], { strict: true, noEmit: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, skipLibCheck: true, types: ['node'] });
-  const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+  const program = ts.createProgram([src], {
+    strict: true,
+    noEmit: true,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    target: ts.ScriptTarget.ES2022,
+    skipLibCheck: true,
+    types: ['node'],
+  });
+  const diagnostics = ts
+    .getPreEmitDiagnostics(program)
+    .map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
   t.same(diagnostics, [], 'no type errors');
 
-  const js = ts.transpileModule(example, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
+  const js = ts.transpileModule(example, {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  }).outputText;
   writeFileSync(join(dir, 'example.mjs'), js);
   const cwd = mkdtempSync(join(tmpdir(), 'rlhf-readme-'));
   t.teardown(() => rmSync(cwd, { recursive: true, force: true }));
-  const r = spawnSync(process.execPath, [join(dir, 'example.mjs')], { cwd, encoding: 'utf8', env: { ...process.env, RLHF_THREADS: '1' } });
+  const r = spawnSync(process.execPath, [join(dir, 'example.mjs')], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, RLHF_THREADS: '1' },
+  });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /^SFT: 60 steps, loss \d\.\d{3}$/m);
   const grpo = /^GRPO: reward (\d\.\d\d) -> (\d\.\d\d)$/m.exec(r.stdout);
@@ -39,5 +55,9 @@ t.test('the README example typechecks and runs', { timeout: 120000 }, async (t) 
   if (grpo) t.ok(Number(grpo[2]) > Number(grpo[1]), `GRPO raises the reward (${grpo[1]} -> ${grpo[2]})`);
   t.match(r.stdout, /^DPO: 4 steps, loss \d\.\d{3}$/m);
   t.match(r.stdout, /^What is 0\+0\? -> .*\nWhat is 1\+7\? -> /m, 'one greedy answer per prompt');
-  t.ok(existsSync(join(cwd, 'example-model', 'config.json')) && existsSync(join(cwd, 'example-model', 'model.safetensors')), 'checkpoint written in the HF layout');
+  t.ok(
+    existsSync(join(cwd, 'example-model', 'config.json')) &&
+      existsSync(join(cwd, 'example-model', 'model.safetensors')),
+    'checkpoint written in the HF layout',
+  );
 });

@@ -9,7 +9,8 @@ function flag(name: string, fallback?: number): number | undefined {
   const i = process.argv.indexOf(`--${name}`);
   if (i < 0) return fallback;
   const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v < 0) throw new RangeError(`fuzz: expected --${name} to be a non-negative number, received ${process.argv[i + 1]}`);
+  if (!Number.isFinite(v) || v < 0)
+    throw new RangeError(`fuzz: expected --${name} to be a non-negative number, received ${process.argv[i + 1]}`);
   return v;
 }
 

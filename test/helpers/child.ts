@@ -6,7 +6,12 @@ import { packageRoot } from '../../lib/native.js';
 /** The --import flags that let node run .ts files (tap's TypeScript loader). */
 export const tsLoaderArgs: string[] = process.execArgv.filter((a) => a.includes('typescript'));
 
-export function runTsChild(script: string, args: string[] = [], nodeFlags: string[] = [], timeoutMs = 120_000): SpawnSyncReturns<string> {
+export function runTsChild(
+  script: string,
+  args: string[] = [],
+  nodeFlags: string[] = [],
+  timeoutMs = 120_000,
+): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [...tsLoaderArgs, ...nodeFlags, script, ...args], {
     cwd: packageRoot,
     encoding: 'utf8',

@@ -28,8 +28,16 @@ export interface GradcheckOptions {
   label?: string;
 }
 
-export function gradcheck(t: Test, f: ScalarFn, x: Float64Array, analytic: ArrayLike<number>, o: GradcheckOptions = {}): boolean {
-  const eps = o.eps ?? 1e-6, atol = o.atol ?? 1e-7, rtol = o.rtol ?? 1e-5;
+export function gradcheck(
+  t: Test,
+  f: ScalarFn,
+  x: Float64Array,
+  analytic: ArrayLike<number>,
+  o: GradcheckOptions = {},
+): boolean {
+  const eps = o.eps ?? 1e-6,
+    atol = o.atol ?? 1e-7,
+    rtol = o.rtol ?? 1e-5;
   const indices = o.indices ?? Array.from({ length: x.length }, (_, i) => i);
   const bad: string[] = [];
   for (const i of indices) {
@@ -37,8 +45,11 @@ export function gradcheck(t: Test, f: ScalarFn, x: Float64Array, analytic: Array
     if (!(Math.abs(analytic[i] - numeric) <= atol + rtol * Math.abs(numeric)))
       bad.push(`[${i}] analytic ${analytic[i]} vs numeric ${numeric}`);
   }
-  return t.ok(bad.length === 0, `${o.label ?? 'gradient'} matches finite differences at ${indices.length} coordinates` +
-    (bad.length ? `; mismatches: ${bad.slice(0, 5).join(', ')}` : ''));
+  return t.ok(
+    bad.length === 0,
+    `${o.label ?? 'gradient'} matches finite differences at ${indices.length} coordinates` +
+      (bad.length ? `; mismatches: ${bad.slice(0, 5).join(', ')}` : ''),
+  );
 }
 
 /**
@@ -55,7 +66,8 @@ export async function parameterGradientMismatches(
   const bad: string[] = [];
   const w = await m.getParameter(p.name);
   for (const idx of [0, Math.floor(p.size / 2), p.size - 1]) {
-    const eps = 2e-2, saved = w[idx];
+    const eps = 2e-2,
+      saved = w[idx];
     w[idx] = saved + eps;
     await m.setParameter(p.name, w);
     const up = await loss();
@@ -65,7 +77,8 @@ export async function parameterGradientMismatches(
     w[idx] = saved;
     await m.setParameter(p.name, w);
     const num = (up - down) / (2 * eps);
-    if (!(Math.abs(grad[idx] - num) <= 3e-3 + 3e-2 * Math.abs(num))) bad.push(`${p.name}[${idx}] ${grad[idx]} vs ${num}`);
+    if (!(Math.abs(grad[idx] - num) <= 3e-3 + 3e-2 * Math.abs(num)))
+      bad.push(`${p.name}[${idx}] ${grad[idx]} vs ${num}`);
   }
   return bad;
 }

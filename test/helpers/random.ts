@@ -18,7 +18,8 @@ export class Rng {
     return lo + Math.floor(this.next() * (hi - lo + 1));
   }
   normal(): number {
-    const u1 = 1 - this.next(), u2 = this.next();
+    const u1 = 1 - this.next(),
+      u2 = this.next();
     return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
   }
   f32(n: number, lo = -1, hi = 1): Float32Array {

@@ -13,10 +13,16 @@ export interface Tolerance {
 }
 
 /** Indices violating the elementwise tolerance (up to `limit`), with NaN treated as a violation. */
-export function violations(got: Numeric, ref: Numeric, tol: Tolerance, limit = 5): { index: number; got: number; ref: number }[] {
+export function violations(
+  got: Numeric,
+  ref: Numeric,
+  tol: Tolerance,
+  limit = 5,
+): { index: number; got: number; ref: number }[] {
   const out: { index: number; got: number; ref: number }[] = [];
   for (let i = 0; i < ref.length && out.length < limit; i++) {
-    const g = got[i], r = ref[i];
+    const g = got[i],
+      r = ref[i];
     if (!(Math.abs(g - r) <= tol.atol + tol.rtol * Math.abs(r))) out.push({ index: i, got: g, ref: r });
   }
   return out;
@@ -33,7 +39,8 @@ export function assertClose(t: Test, got: Numeric, ref: Numeric, tol: Tolerance,
 }
 
 export function nmse(got: Numeric, ref: Numeric): number {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < ref.length; i++) {
     const d = got[i] - ref[i];
     num += d * d;
@@ -50,7 +57,8 @@ export function maxAbsDiff(got: Numeric, ref: Numeric): number {
 
 export function bitwiseEqual(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length),
+    ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
   for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
   return true;
 }

@@ -38,12 +38,15 @@ for (const name of ['llama-tiny', 'qwen2-tiny', 'glm-tiny', 'qwen2-tiny-rm', 'll
   t.test(name, async (t) => {
     const m = await Model.load(join(fixtures, name));
     const e = await expected(name);
-    const B = 2, T = 12;
+    const B = 2,
+      T = 12;
     const tokens = Int32Array.from(e.get('tokens')!);
     const lengths = Int32Array.from(e.get('lengths')!);
     const isRm = m.config.valueHead;
     const r = await m.forward(
-      isRm ? { tokens, batch: B, seqLen: T, lengths } : { tokens, targets: Int32Array.from(e.get('targets')!), batch: B, seqLen: T, lengths, entropy: true },
+      isRm
+        ? { tokens, batch: B, seqLen: T, lengths }
+        : { tokens, targets: Int32Array.from(e.get('targets')!), batch: B, seqLen: T, lengths, entropy: true },
     );
     if (isRm) {
       assertClose(t, r.values!, e.get('values')!, tol(e.get('values')!), 'values');
@@ -66,7 +69,12 @@ for (const name of ['llama-tiny', 'qwen2-tiny', 'glm-tiny', 'qwen2-tiny-rm', 'll
     t.equal(checked, m.parameters().length, 'every parameter kind has its gradient checked');
     if (!isRm) {
       const g = await expected(name, 'expected_greedy.safetensors');
-      const [seq] = await m.generate({ prompts: [Int32Array.from(g.get('prompt')!)], maxNewTokens: 8, temperature: 0, stopTokens: [] });
+      const [seq] = await m.generate({
+        prompts: [Int32Array.from(g.get('prompt')!)],
+        maxNewTokens: 8,
+        temperature: 0,
+        stopTokens: [],
+      });
       t.same(Array.from(seq.tokens), Array.from(g.get('tokens')!), 'greedy continuation equals the reference');
     }
     m.dispose();

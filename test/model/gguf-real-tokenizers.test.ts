@@ -33,7 +33,18 @@ for (const [name, pkg, pre] of [
   t.test(`${name}: llama.cpp tokenizes as we do`, async (t) => {
     const tokDir = join(dirname(dirname(require.resolve(pkg))), 'models');
     const hf = await loadTokenizer(tokDir);
-    const m = await Model.create(tinyConfig({ family: name === 'qwen3' ? 'qwen2' : 'llama', vocab: hf.vocabSize, hidden: 32, layers: 1, heads: 2, ffn: 64, tieEmbeddings: true }), { seed: 1 });
+    const m = await Model.create(
+      tinyConfig({
+        family: name === 'qwen3' ? 'qwen2' : 'llama',
+        vocab: hf.vocabSize,
+        hidden: 32,
+        layers: 1,
+        heads: 2,
+        ffn: 64,
+        tieEmbeddings: true,
+      }),
+      { seed: 1 },
+    );
     const file = join(dir, `${name}.gguf`);
     await exportGguf(m, file, { tokenizer: tokDir });
     m.dispose();
@@ -47,10 +58,21 @@ for (const [name, pkg, pre] of [
         t.same(model.tokenize(text, false), ours, `same ids for ${JSON.stringify(text)}`);
         t.equal(model.detokenize(ours as Token[]), hf.decode(ours), 'same text back');
       }
-      const messages = [{ role: 'system' as const, content: 'You are terse.' }, { role: 'user' as const, content: 'What is 2 + 2?' }];
-      t.same(model.tokenize(hf.applyChatTemplate(messages, { addGenerationPrompt: true }), true), hf.encodePrompt(messages), 'chat prompt: special tokens parsed to our ids');
+      const messages = [
+        { role: 'system' as const, content: 'You are terse.' },
+        { role: 'user' as const, content: 'What is 2 + 2?' },
+      ];
+      t.same(
+        model.tokenize(hf.applyChatTemplate(messages, { addGenerationPrompt: true }), true),
+        hf.encodePrompt(messages),
+        'chat prompt: special tokens parsed to our ids',
+      );
       t.match(g.metadata.get('tokenizer.chat_template')?.value, /\{%/, 'a chat template is written');
-      t.equal(g.metadata.get('tokenizer.chat_template')?.value, (hf as { chatTemplate?: string }).chatTemplate, 'chat template carried over');
+      t.equal(
+        g.metadata.get('tokenizer.chat_template')?.value,
+        (hf as { chatTemplate?: string }).chatTemplate,
+        'chat template carried over',
+      );
     } finally {
       await model.dispose();
       await llama.dispose();

@@ -24,8 +24,20 @@ import { Rng } from '../helpers/random.js';
 
 setThreads(1);
 const llama = tinyConfig({ vocab: 61, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 });
-const glmRm = tinyConfig({ family: 'glm', vocab: 61, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 40, maxPositions: 64, valueHead: true });
-const B = 2, T = 7, N = B * T;
+const glmRm = tinyConfig({
+  family: 'glm',
+  vocab: 61,
+  hidden: 32,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  ffn: 40,
+  maxPositions: 64,
+  valueHead: true,
+});
+const B = 2,
+  T = 7,
+  N = B * T;
 const rng = new Rng(3);
 const tokens = Int32Array.from({ length: N }, () => rng.int(0, 60));
 const targets = Int32Array.from({ length: N }, (_, i) => (i % T === T - 1 ? -1 : tokens[i + 1]));
@@ -34,13 +46,22 @@ const lengths = [T, 5];
 /** Gives every B a random value (a fresh adapter's B is 0, which hides A's gradient). */
 async function randomizeB(m: Model, seed: number): Promise<void> {
   const r = new Rng(seed);
-  for (const p of m.parameters()) if (p.name.includes('.lora_B.')) await m.setParameter(p.name, Float32Array.from({ length: p.size }, () => r.normal() * 0.3));
+  for (const p of m.parameters())
+    if (p.name.includes('.lora_B.'))
+      await m.setParameter(
+        p.name,
+        Float32Array.from({ length: p.size }, () => r.normal() * 0.3),
+      );
 }
 
-t.test('a fresh adapter changes nothing (B = 0); its names and counts are PEFT\'s', async (t) => {
+t.test("a fresh adapter changes nothing (B = 0); its names and counts are PEFT's", async (t) => {
   const base = await Model.create(llama, { seed: 1, initStd: 0.3 });
   const m = await Model.create(llama, { seed: 1, initStd: 0.3, lora: { rank: 4, modules: 'all-linear' } });
-  t.same(m.lora, { rank: 4, alpha: 8, modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
+  t.same(m.lora, {
+    rank: 4,
+    alpha: 8,
+    modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  });
   const names = m.parameters().map((p) => p.name);
   t.ok(names.includes('base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight'));
   t.ok(names.includes('base_model.model.model.layers.0.mlp.down_proj.lora_B.weight'));
@@ -48,7 +69,8 @@ t.test('a fresh adapter changes nothing (B = 0); its names and counts are PEFT\'
   const perLayer = 4 * (32 + 32) + 4 * (32 + 16) * 2 + 4 * (32 + 32) + 2 * 4 * (32 + 48) + 4 * (48 + 32);
   t.equal(m.numTrainableParameters, 2 * perLayer);
   t.equal(m.numParameters, base.numParameters + 2 * perLayer);
-  for (const p of base.parameters()) if (!bitwiseEqual(await m.getParameter(p.name), await base.getParameter(p.name))) t.fail(p.name);
+  for (const p of base.parameters())
+    if (!bitwiseEqual(await m.getParameter(p.name), await base.getParameter(p.name))) t.fail(p.name);
   const f0 = await base.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false });
   const f1 = await m.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false });
   t.ok(bitwiseEqual(f1.logprobs, f0.logprobs), 'log-probs bitwise');
@@ -58,99 +80,181 @@ t.test('a fresh adapter changes nothing (B = 0); its names and counts are PEFT\'
 
 for (const [label, config, modules] of [
   ['llama, every module', llama, 'all-linear'],
-  ['glm reward model: fused gate_up, qkv bias, scalar head', glmRm, ['q_proj', 'v_proj', 'o_proj', 'gate_up_proj', 'down_proj']],
+  [
+    'glm reward model: fused gate_up, qkv bias, scalar head',
+    glmRm,
+    ['q_proj', 'v_proj', 'o_proj', 'gate_up_proj', 'down_proj'],
+  ],
 ] as const) {
-  t.test(`${label}: adapter gradients by finite differences; the base gets none; AdamW moves only the adapters`, async (t) => {
-    const m = await Model.create(config, { seed: 2, initStd: 0.3, lora: { rank: 3, alpha: 5, modules: modules as never } });
-    await randomizeB(m, 4);
-    const isRm = m.config.valueHead;
-    const r2 = new Rng(5);
-    const wl = Float32Array.from({ length: N }, () => r2.normal()), wv = Float32Array.from({ length: N }, () => r2.normal());
-    const loss = async () => {
-      const f = await m.forward({ tokens, targets: isRm ? undefined : targets, batch: B, seqLen: T, lengths, values: isRm, saveForBackward: false });
-      let s = 0;
-      for (let i = 0; i < N; i++) s += isRm ? wv[i] * f.values![i] : wl[i] * f.logprobs[i];
-      return s;
-    };
-    await m.forward({ tokens, targets: isRm ? undefined : targets, batch: B, seqLen: T, lengths, values: isRm });
-    await m.backward(isRm ? { dValues: wv } : { dLogprobs: wl });
-    const bad: string[] = [];
-    let adapters = 0;
-    for (const p of m.parameters()) {
-      const grad = await m.getGradient(p.name);
-      const trainable = p.name.includes('.lora_') || p.name === 'score.weight';
-      if (!trainable) {
-        if (!/norm/.test(p.name) && grad.some((g) => g !== 0)) bad.push(`${p.name}: a frozen weight has a gradient`);
-        continue;
+  t.test(
+    `${label}: adapter gradients by finite differences; the base gets none; AdamW moves only the adapters`,
+    async (t) => {
+      const m = await Model.create(config, {
+        seed: 2,
+        initStd: 0.3,
+        lora: { rank: 3, alpha: 5, modules: modules as never },
+      });
+      await randomizeB(m, 4);
+      const isRm = m.config.valueHead;
+      const r2 = new Rng(5);
+      const wl = Float32Array.from({ length: N }, () => r2.normal()),
+        wv = Float32Array.from({ length: N }, () => r2.normal());
+      const loss = async () => {
+        const f = await m.forward({
+          tokens,
+          targets: isRm ? undefined : targets,
+          batch: B,
+          seqLen: T,
+          lengths,
+          values: isRm,
+          saveForBackward: false,
+        });
+        let s = 0;
+        for (let i = 0; i < N; i++) s += isRm ? wv[i] * f.values![i] : wl[i] * f.logprobs[i];
+        return s;
+      };
+      await m.forward({ tokens, targets: isRm ? undefined : targets, batch: B, seqLen: T, lengths, values: isRm });
+      await m.backward(isRm ? { dValues: wv } : { dLogprobs: wl });
+      const bad: string[] = [];
+      let adapters = 0;
+      for (const p of m.parameters()) {
+        const grad = await m.getGradient(p.name);
+        const trainable = p.name.includes('.lora_') || p.name === 'score.weight';
+        if (!trainable) {
+          if (!/norm/.test(p.name) && grad.some((g) => g !== 0)) bad.push(`${p.name}: a frozen weight has a gradient`);
+          continue;
+        }
+        adapters++;
+        bad.push(...(await parameterGradientMismatches(m, p, grad, loss)));
       }
-      adapters++;
-      bad.push(...(await parameterGradientMismatches(m, p, grad, loss)));
-    }
-    t.same(bad, [], `${adapters} trainable tensors × 3 entries by finite differences; frozen weights without gradients`);
-    const before = new Map<string, Float32Array>();
-    for (const p of m.parameters()) before.set(p.name, await m.getParameter(p.name));
-    const opt = new AdamW(m, { lr: 1e-2, weightDecay: 0.1 });
-    await opt.step();
-    const moved: string[] = [], frozenMoved: string[] = [];
-    for (const p of m.parameters()) {
-      const same = bitwiseEqual(await m.getParameter(p.name), before.get(p.name)!);
-      const trainable = p.name.includes('.lora_') || p.name === 'score.weight';
-      if (!trainable && !same) frozenMoved.push(p.name);
-      if (trainable && !same) moved.push(p.name);
-    }
-    t.same(frozenMoved, [], 'no base weight moved');
-    t.equal(moved.length, adapters, 'every adapter (and the scalar head) moved');
-    opt.dispose();
-    m.dispose();
-  });
+      t.same(
+        bad,
+        [],
+        `${adapters} trainable tensors × 3 entries by finite differences; frozen weights without gradients`,
+      );
+      const before = new Map<string, Float32Array>();
+      for (const p of m.parameters()) before.set(p.name, await m.getParameter(p.name));
+      const opt = new AdamW(m, { lr: 1e-2, weightDecay: 0.1 });
+      await opt.step();
+      const moved: string[] = [],
+        frozenMoved: string[] = [];
+      for (const p of m.parameters()) {
+        const same = bitwiseEqual(await m.getParameter(p.name), before.get(p.name)!);
+        const trainable = p.name.includes('.lora_') || p.name === 'score.weight';
+        if (!trainable && !same) frozenMoved.push(p.name);
+        if (trainable && !same) moved.push(p.name);
+      }
+      t.same(frozenMoved, [], 'no base weight moved');
+      t.equal(moved.length, adapters, 'every adapter (and the scalar head) moved');
+      opt.dispose();
+      m.dispose();
+    },
+  );
 }
 
-t.test('forward equals the merged weights; generate log-probs equal forward; save/load (PEFT folder) and merged save', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'rlhf-lora-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const m = await Model.create(llama, { seed: 6, initStd: 0.3, lora: { rank: 2, alpha: 3, modules: ['q_proj', 'k_proj', 'o_proj', 'up_proj', 'down_proj'] } });
-  await randomizeB(m, 7);
-  const f = await m.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false });
-  await m.save(join(dir, 'merged'), { mergeLora: true });
-  t.notOk(existsSync(join(dir, 'merged', 'adapter')), 'a merged save has no adapter');
-  const merged = await Model.load(join(dir, 'merged'));
-  t.equal(merged.lora, undefined);
-  const fm = await merged.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false });
-  assertClose(t, fm.logprobs, f.logprobs, { atol: 2e-5, rtol: 2e-4 }, 'merged weights give the same log-probs');
-  const g = await m.generate({ prompts: [[1, 2, 3], [9]], maxNewTokens: 6, temperature: 1, seed: 2 });
-  for (const [r, prompt] of [[1, 2, 3], [9]].entries()) {
-    const seq = [...prompt, ...g[r].tokens];
-    const tg = new Int32Array(seq.length).fill(-1);
-    for (let i = prompt.length - 1; i < seq.length - 1; i++) tg[i] = seq[i + 1];
-    const fr = await m.forward({ tokens: Int32Array.from(seq), targets: tg, batch: 1, seqLen: seq.length, saveForBackward: false });
-    t.ok(bitwiseEqual(fr.logprobs.slice(prompt.length - 1, seq.length - 1), g[r].logprobs), `row ${r}: generate log-probs == forward (bitwise)`);
-  }
-  await m.save(join(dir, 'ck'));
-  const cfg = JSON.parse(readFileSync(join(dir, 'ck', 'adapter', 'adapter_config.json'), 'utf8'));
-  t.match(cfg, { peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 2, lora_alpha: 3, target_modules: ['q_proj', 'k_proj', 'o_proj', 'up_proj', 'down_proj'] });
-  const h = await readSafetensorsHeader(join(dir, 'ck', 'adapter', 'adapter_model.safetensors'));
-  t.ok(h.tensors.has('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'), 'PEFT tensor names');
-  const base = await readSafetensorsHeader(join(dir, 'ck', 'model.safetensors'));
-  t.notOk([...base.tensors.keys()].some((n) => n.includes('lora')), 'the base checkpoint holds no adapter tensor');
-  const back = await Model.load(join(dir, 'ck'));
-  t.same(back.lora, m.lora, 'the adapter is found again');
-  let same = true;
-  for (const p of m.parameters()) same &&= bitwiseEqual(await back.getParameter(p.name), await m.getParameter(p.name));
-  t.ok(same, 'every tensor bit for bit');
-  const fresh = await Model.load(join(dir, 'merged'), { lora: { rank: 2 } });
-  t.ok(bitwiseEqual((await fresh.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false })).logprobs, fm.logprobs), 'new adapters on a loaded checkpoint start at B = 0');
-  const c = await m.clone();
-  t.same(c.lora, m.lora, 'clones keep the adapter');
-  for (const x of [m, merged, back, fresh, c]) x.dispose();
-});
+t.test(
+  'forward equals the merged weights; generate log-probs equal forward; save/load (PEFT folder) and merged save',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rlhf-lora-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const m = await Model.create(llama, {
+      seed: 6,
+      initStd: 0.3,
+      lora: { rank: 2, alpha: 3, modules: ['q_proj', 'k_proj', 'o_proj', 'up_proj', 'down_proj'] },
+    });
+    await randomizeB(m, 7);
+    const f = await m.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false });
+    await m.save(join(dir, 'merged'), { mergeLora: true });
+    t.notOk(existsSync(join(dir, 'merged', 'adapter')), 'a merged save has no adapter');
+    const merged = await Model.load(join(dir, 'merged'));
+    t.equal(merged.lora, undefined);
+    const fm = await merged.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false });
+    assertClose(t, fm.logprobs, f.logprobs, { atol: 2e-5, rtol: 2e-4 }, 'merged weights give the same log-probs');
+    const g = await m.generate({ prompts: [[1, 2, 3], [9]], maxNewTokens: 6, temperature: 1, seed: 2 });
+    for (const [r, prompt] of [[1, 2, 3], [9]].entries()) {
+      const seq = [...prompt, ...g[r].tokens];
+      const tg = new Int32Array(seq.length).fill(-1);
+      for (let i = prompt.length - 1; i < seq.length - 1; i++) tg[i] = seq[i + 1];
+      const fr = await m.forward({
+        tokens: Int32Array.from(seq),
+        targets: tg,
+        batch: 1,
+        seqLen: seq.length,
+        saveForBackward: false,
+      });
+      t.ok(
+        bitwiseEqual(fr.logprobs.slice(prompt.length - 1, seq.length - 1), g[r].logprobs),
+        `row ${r}: generate log-probs == forward (bitwise)`,
+      );
+    }
+    await m.save(join(dir, 'ck'));
+    const cfg = JSON.parse(readFileSync(join(dir, 'ck', 'adapter', 'adapter_config.json'), 'utf8'));
+    t.match(cfg, {
+      peft_type: 'LORA',
+      task_type: 'CAUSAL_LM',
+      r: 2,
+      lora_alpha: 3,
+      target_modules: ['q_proj', 'k_proj', 'o_proj', 'up_proj', 'down_proj'],
+    });
+    const h = await readSafetensorsHeader(join(dir, 'ck', 'adapter', 'adapter_model.safetensors'));
+    t.ok(h.tensors.has('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'), 'PEFT tensor names');
+    const base = await readSafetensorsHeader(join(dir, 'ck', 'model.safetensors'));
+    t.notOk(
+      [...base.tensors.keys()].some((n) => n.includes('lora')),
+      'the base checkpoint holds no adapter tensor',
+    );
+    const back = await Model.load(join(dir, 'ck'));
+    t.same(back.lora, m.lora, 'the adapter is found again');
+    let same = true;
+    for (const p of m.parameters())
+      same &&= bitwiseEqual(await back.getParameter(p.name), await m.getParameter(p.name));
+    t.ok(same, 'every tensor bit for bit');
+    const fresh = await Model.load(join(dir, 'merged'), { lora: { rank: 2 } });
+    t.ok(
+      bitwiseEqual(
+        (await fresh.forward({ tokens, targets, batch: B, seqLen: T, lengths, saveForBackward: false })).logprobs,
+        fm.logprobs,
+      ),
+      'new adapters on a loaded checkpoint start at B = 0',
+    );
+    const c = await m.clone();
+    t.same(c.lora, m.lora, 'clones keep the adapter');
+    for (const x of [m, merged, back, fresh, c]) x.dispose();
+  },
+);
 
 t.test('SFT with LoRA lowers the loss; only the adapters train', async (t) => {
   const tok = new ByteTokenizer();
   // a base with weights of some scale: a frozen random LM head at std 0.02 cannot express confident logits
-  const m = await Model.create(tinyConfig({ vocab: 264, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, eosTokenId: tok.eosId }), { seed: 3, initStd: 0.5, lora: { rank: 8, modules: 'all-linear' } });
+  const m = await Model.create(
+    tinyConfig({
+      vocab: 264,
+      hidden: 32,
+      layers: 2,
+      heads: 4,
+      kvHeads: 2,
+      ffn: 64,
+      maxPositions: 64,
+      eosTokenId: tok.eosId,
+    }),
+    { seed: 3, initStd: 0.5, lora: { rank: 8, modules: 'all-linear' } },
+  );
   const embed = await m.getParameter('model.embed_tokens.weight');
-  const data = Array.from({ length: 16 }, (_, i) => ({ kind: 'completion' as const, prompt: `n${i % 4}:`, completion: 'abcabc' }));
-  const trainer = new SFTTrainer({ model: m, tokenizer: tok, train: data, eval: data, seqLen: 16, batchSize: 8, epochs: 30, lr: 3e-2 });
+  const data = Array.from({ length: 16 }, (_, i) => ({
+    kind: 'completion' as const,
+    prompt: `n${i % 4}:`,
+    completion: 'abcabc',
+  }));
+  const trainer = new SFTTrainer({
+    model: m,
+    tokenizer: tok,
+    train: data,
+    eval: data,
+    seqLen: 16,
+    batchSize: 8,
+    epochs: 30,
+    lr: 3e-2,
+  });
   const losses: number[] = [];
   trainer.on('step', (e) => losses.push(e.metrics.loss));
   const r = await trainer.train();
@@ -172,7 +276,10 @@ t.test('gradient checkpointing recomputes the adapters too: gradients bit-identi
     return out;
   };
   const [a, b] = [await grads(false), await grads(true)];
-  t.ok(a.every((g, i) => bitwiseEqual(g, b[i])), `${a.length} adapter gradients bitwise`);
+  t.ok(
+    a.every((g, i) => bitwiseEqual(g, b[i])),
+    `${a.length} adapter gradients bitwise`,
+  );
 });
 
 t.test('withoutAdapters(): the base model, sharing the weights; inference only', async (t) => {
@@ -192,13 +299,22 @@ t.test('withoutAdapters(): the base model, sharing the weights; inference only',
   const gp = await plain.generate({ prompts: [[4, 5]], maxNewTokens: 5, seed: 3 });
   t.same(Array.from(gv[0].tokens), Array.from(gp[0].tokens), 'view generate == the base model');
   t.ok(bitwiseEqual(gv[0].logprobs, gp[0].logprobs));
-  t.throws(() => view.forward({ tokens, targets, batch: B, seqLen: T, saveForBackward: true }), /saveForBackward.*withoutAdapters/);
+  t.throws(
+    () => view.forward({ tokens, targets, batch: B, seqLen: T, saveForBackward: true }),
+    /saveForBackward.*withoutAdapters/,
+  );
   t.throws(() => view.backward({ dLogprobs: new Float32Array(N) }), /withoutAdapters\(\) view is for inference/);
-  t.throws(() => view.setParameter('model.norm.weight', new Float32Array(32)), /withoutAdapters\(\) view is for inference/);
+  t.throws(
+    () => view.setParameter('model.norm.weight', new Float32Array(32)),
+    /withoutAdapters\(\) view is for inference/,
+  );
   t.throws(() => new AdamW(view), /view is for inference/);
   t.throws(() => plain.withoutAdapters(), /no LoRA adapters/);
   view.dispose();
-  t.ok((await m.forward({ tokens, targets, batch: B, seqLen: T, saveForBackward: false })).logprobs.length === N, 'disposing the view leaves the model');
+  t.ok(
+    (await m.forward({ tokens, targets, batch: B, seqLen: T, saveForBackward: false })).logprobs.length === N,
+    'disposing the view leaves the model',
+  );
   const view2 = m.withoutAdapters();
   m.dispose();
   t.throws(() => view2.forward({ tokens, targets, batch: B, seqLen: T }), { code: 'ERR_RLHF_DISPOSED' });
@@ -207,14 +323,36 @@ t.test('withoutAdapters(): the base model, sharing the weights; inference only',
 
 t.test('DPO on a LoRA policy: the reference is its base (no copy); starts at log 2; exact resume', async (t) => {
   const tok = new ByteTokenizer();
-  const cfg = tinyConfig({ vocab: 264, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, eosTokenId: tok.eosId });
+  const cfg = tinyConfig({
+    vocab: 264,
+    hidden: 32,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    ffn: 64,
+    maxPositions: 64,
+    eosTokenId: tok.eosId,
+  });
   const pairs = Array.from({ length: 16 }, (_, i) => ({ prompt: `p${i % 4}:`, chosen: 'aaa', rejected: `b${i % 3}c` }));
   const dir = mkdtempSync(join(tmpdir(), 'rlhf-lora-dpo-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const run = async (out: string | undefined, resume: boolean, stopAt?: number) => {
     const policy = await Model.create(cfg, { seed: 12, initStd: 0.5, lora: { rank: 4, modules: 'all-linear' } });
-    const before = nativeMemoryInUse(), ws0 = nativeWorkspaceBytes();
-    const trainer = new PreferenceTrainer({ policy, tokenizer: tok, loss: 'dpo', beta: 0.5, train: pairs, seqLen: 16, batchSize: 8, epochs: 4, lr: 1e-2, ...(out ? { outputDir: join(dir, out) } : {}), ...(resume ? { resumeFrom: 'latest' } : {}) });
+    const before = nativeMemoryInUse(),
+      ws0 = nativeWorkspaceBytes();
+    const trainer = new PreferenceTrainer({
+      policy,
+      tokenizer: tok,
+      loss: 'dpo',
+      beta: 0.5,
+      train: pairs,
+      seqLen: 16,
+      batchSize: 8,
+      epochs: 4,
+      lr: 1e-2,
+      ...(out ? { outputDir: join(dir, out) } : {}),
+      ...(resume ? { resumeFrom: 'latest' } : {}),
+    });
     const losses: number[] = [];
     trainer.on('step', (e) => {
       losses.push(e.metrics.loss);
@@ -234,15 +372,27 @@ t.test('DPO on a LoRA policy: the reference is its base (no copy); starts at log
   const a = await run(undefined, false); // no checkpoints: their parameter reads would wait for GC in nativeMemoryInUse
   t.ok(Math.abs(a.losses[0] - Math.log(2)) < 1e-6, `first loss ${a.losses[0]} = log 2 (B = 0: policy == its base)`);
   t.ok(a.losses.at(-1)! < a.losses[0] - 0.1, `loss ${a.losses[0].toFixed(3)} -> ${a.losses.at(-1)!.toFixed(3)}`);
-  t.ok(a.grown < a.baseBytes, `no copy of the base for the reference: ${a.grown} bytes more after training, a copy would be ${2 * a.baseBytes} (weights + gradients)`);
+  t.ok(
+    a.grown < a.baseBytes,
+    `no copy of the base for the reference: ${a.grown} bytes more after training, a copy would be ${2 * a.baseBytes} (weights + gradients)`,
+  );
   await run('b', false, 3);
   const c = await run('b', true);
-  t.ok(c.params.every((x, i) => bitwiseEqual(x, a.params[i])), '2N straight == N + resume + N, every tensor bitwise');
+  t.ok(
+    c.params.every((x, i) => bitwiseEqual(x, a.params[i])),
+    '2N straight == N + resume + N, every tensor bitwise',
+  );
 });
 
 t.test('bad LoRA options are named', async (t) => {
   await t.rejects(Model.create(llama, { lora: { rank: 0 } }), /Model\.create: expected options\.lora\.rank/);
-  await t.rejects(Model.create(llama, { lora: { rank: 2, modules: ['gate_up_proj'] } }), /options\.lora\.modules\[0\].*one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj/);
+  await t.rejects(
+    Model.create(llama, { lora: { rank: 2, modules: ['gate_up_proj'] } }),
+    /options\.lora\.modules\[0\].*one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj/,
+  );
   await t.rejects(Model.create(llama, { lora: { rank: 2, dropout: 0.1 } as never }), /options\.lora/);
-  await t.rejects(Model.create(llama, { lora: { rank: 2 }, tensorParallel: 2 }), /LoRA with tensorParallel > 1 is not implemented/);
+  await t.rejects(
+    Model.create(llama, { lora: { rank: 2 }, tensorParallel: 2 }),
+    /LoRA with tensorParallel > 1 is not implemented/,
+  );
 });

@@ -15,23 +15,75 @@ import { Model } from '../../lib/engine/model.js';
 setThreads(1);
 
 const cases = [
-  ['llama, targets on every row', tinyConfig({ vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }), { batch: 3, seqLen: 16 }, false],
-  ['llama, checkpointed, entropy', tinyConfig({ vocab: 101, hidden: 32, layers: 3, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }), { batch: 3, seqLen: 16, entropy: true }, true],
-  ['glm reward model (values only)', tinyConfig({ family: 'glm', vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64, valueHead: true }), { batch: 4, seqLen: 9 }, false],
-  ['llama with LoRA adapters (moments for the adapters only)', tinyConfig({ vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }), { batch: 3, seqLen: 16, lora: { rank: 4, alpha: 8, modules: ['q_proj', 'v_proj', 'down_proj'] } }, false],
-  ['logits past the 256 MiB cache: chunked', tinyConfig({ vocab: 4096, hidden: 16, layers: 1, heads: 2, kvHeads: 1, ffn: 16, maxPositions: 32 }), { batch: 640, seqLen: 32 }, false],
+  [
+    'llama, targets on every row',
+    tinyConfig({ vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }),
+    { batch: 3, seqLen: 16 },
+    false,
+  ],
+  [
+    'llama, checkpointed, entropy',
+    tinyConfig({ vocab: 101, hidden: 32, layers: 3, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }),
+    { batch: 3, seqLen: 16, entropy: true },
+    true,
+  ],
+  [
+    'glm reward model (values only)',
+    tinyConfig({
+      family: 'glm',
+      vocab: 101,
+      hidden: 32,
+      layers: 2,
+      heads: 4,
+      kvHeads: 2,
+      ffn: 48,
+      maxPositions: 64,
+      valueHead: true,
+    }),
+    { batch: 4, seqLen: 9 },
+    false,
+  ],
+  [
+    'llama with LoRA adapters (moments for the adapters only)',
+    tinyConfig({ vocab: 101, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64 }),
+    { batch: 3, seqLen: 16, lora: { rank: 4, alpha: 8, modules: ['q_proj', 'v_proj', 'down_proj'] } },
+    false,
+  ],
+  [
+    'logits past the 256 MiB cache: chunked',
+    tinyConfig({ vocab: 4096, hidden: 16, layers: 1, heads: 2, kvHeads: 1, ffn: 16, maxPositions: 32 }),
+    { batch: 640, seqLen: 32 },
+    false,
+  ],
 ] as const;
 
-type Shape = { batch: number; seqLen: number; entropy?: boolean; lora?: { rank: number; alpha: number; modules: readonly LoraModuleName[] } };
+type Shape = {
+  batch: number;
+  seqLen: number;
+  entropy?: boolean;
+  lora?: { rank: number; alpha: number; modules: readonly LoraModuleName[] };
+};
 
 async function step(config: (typeof cases)[number][1], shape: Shape, ckpt: boolean): Promise<void> {
   const m = await Model.create(config, { seed: 1, lora: shape.lora });
   m.gradientCheckpointing = ckpt;
   const opt = new AdamW(m, { lr: 1e-3 });
-  const N = shape.batch * shape.seqLen, lm = m.config.lmHead, value = m.config.valueHead;
+  const N = shape.batch * shape.seqLen,
+    lm = m.config.lmHead,
+    value = m.config.valueHead;
   const tokens = new Int32Array(N).fill(1);
-  await m.forward({ tokens, targets: lm ? tokens : undefined, batch: shape.batch, seqLen: shape.seqLen, entropy: 'entropy' in shape ? shape.entropy : false, values: value });
-  await m.backward({ dLogprobs: lm ? new Float32Array(N) : undefined, dValues: value ? new Float32Array(N) : undefined });
+  await m.forward({
+    tokens,
+    targets: lm ? tokens : undefined,
+    batch: shape.batch,
+    seqLen: shape.seqLen,
+    entropy: 'entropy' in shape ? shape.entropy : false,
+    values: value,
+  });
+  await m.backward({
+    dLogprobs: lm ? new Float32Array(N) : undefined,
+    dValues: value ? new Float32Array(N) : undefined,
+  });
   await opt.step();
   opt.dispose();
   m.dispose();
@@ -42,31 +94,73 @@ for (const [label, config, shape, ckpt] of cases) {
     // the workspaces grow on a thread's first use: a step first, and what they still grow by in
     // the measured one (another libuv worker thread may run it) is counted apart
     await step(config, shape, ckpt);
-    const base = nativeMemoryInUse(), ws0 = nativeWorkspaceBytes();
+    const base = nativeMemoryInUse(),
+      ws0 = nativeWorkspaceBytes();
     const lora = 'lora' in shape ? shape.lora : undefined;
     const m = await Model.create(config, { seed: 1, lora });
     m.gradientCheckpointing = ckpt;
-    t.equal(m.numParameters, parameterCount(m.config) + (m.lora ? loraParameterCount(m.config, m.lora) : 0), 'parameterCount (+ loraParameterCount)');
-    const lm = m.config.lmHead, value = m.config.valueHead, entropy = 'entropy' in shape && shape.entropy;
-    const est = estimateTrainingMemory(m.config, { batch: shape.batch, seqLen: shape.seqLen, entropy, lora: m.lora, gradientCheckpointing: ckpt, values: value, targetRows: lm ? undefined : 0 });
+    t.equal(
+      m.numParameters,
+      parameterCount(m.config) + (m.lora ? loraParameterCount(m.config, m.lora) : 0),
+      'parameterCount (+ loraParameterCount)',
+    );
+    const lm = m.config.lmHead,
+      value = m.config.valueHead,
+      entropy = 'entropy' in shape && shape.entropy;
+    const est = estimateTrainingMemory(m.config, {
+      batch: shape.batch,
+      seqLen: shape.seqLen,
+      entropy,
+      lora: m.lora,
+      gradientCheckpointing: ckpt,
+      values: value,
+      targetRows: lm ? undefined : 0,
+    });
     t.equal(nativeMemoryInUse() - base, est.parameters + est.gradients, 'after create: parameters + gradients');
     const opt = new AdamW(m, { lr: 1e-3 });
     t.equal(nativeMemoryInUse() - base, est.parameters + est.gradients + est.optimizer, 'with AdamW: + moments');
     const N = shape.batch * shape.seqLen;
     const tokens = Int32Array.from({ length: N }, (_, i) => (i * 37) % m.config.vocab);
     nativeMemoryPeak({ reset: true });
-    const f = await m.forward({ tokens, targets: lm ? tokens : undefined, batch: shape.batch, seqLen: shape.seqLen, entropy, values: value });
+    const f = await m.forward({
+      tokens,
+      targets: lm ? tokens : undefined,
+      batch: shape.batch,
+      seqLen: shape.seqLen,
+      entropy,
+      values: value,
+    });
     const resident = est.parameters + est.gradients + est.optimizer;
-    const afterForward = nativeMemoryInUse() - base - (nativeWorkspaceBytes() - ws0) - resident - est.activations - est.lmHead - est.outputs;
-    t.ok(afterForward > 0 && afterForward <= est.scratchPeak, `after forward: saved ${est.activations} + LM head ${est.lmHead} + outputs ${est.outputs} + forward scratch ${afterForward}`);
-    await m.backward({ dLogprobs: lm ? new Float32Array(N).fill(-1 / N) : undefined, dValues: value ? new Float32Array(N).fill(0.1) : undefined });
+    const afterForward =
+      nativeMemoryInUse() -
+      base -
+      (nativeWorkspaceBytes() - ws0) -
+      resident -
+      est.activations -
+      est.lmHead -
+      est.outputs;
+    t.ok(
+      afterForward > 0 && afterForward <= est.scratchPeak,
+      `after forward: saved ${est.activations} + LM head ${est.lmHead} + outputs ${est.outputs} + forward scratch ${afterForward}`,
+    );
+    await m.backward({
+      dLogprobs: lm ? new Float32Array(N).fill(-1 / N) : undefined,
+      dValues: value ? new Float32Array(N).fill(0.1) : undefined,
+    });
     await opt.step();
-    const grown = nativeWorkspaceBytes() - ws0, measured = nativeMemoryPeak() - base;
-    t.ok(measured >= est.peak && measured <= est.peak + grown, `peak ${est.peak} bytes (${(est.peak / 2 ** 20).toFixed(2)} MiB) as estimated: measured ${measured}, of which kernel workspaces grown ${grown}`);
+    const grown = nativeWorkspaceBytes() - ws0,
+      measured = nativeMemoryPeak() - base;
+    t.ok(
+      measured >= est.peak && measured <= est.peak + grown,
+      `peak ${est.peak} bytes (${(est.peak / 2 ** 20).toFixed(2)} MiB) as estimated: measured ${measured}, of which kernel workspaces grown ${grown}`,
+    );
     t.ok(f.logprobs.length === N);
     opt.dispose();
     m.dispose();
-    t.ok(nativeMemoryInUse() - base - grown <= est.outputs, `disposed: all returned but the outputs JS still holds and the kernel workspaces (left ${nativeMemoryInUse() - base - grown}, outputs ${est.outputs})`);
+    t.ok(
+      nativeMemoryInUse() - base - grown <= est.outputs,
+      `disposed: all returned but the outputs JS still holds and the kernel workspaces (left ${nativeMemoryInUse() - base - grown}, outputs ${est.outputs})`,
+    );
   });
 }
 
@@ -77,7 +171,10 @@ t.test('checkpointing saves what the formula says; bad options are named', async
   const ck = estimateTrainingMemory(m.config, { batch: 8, seqLen: 64, gradientCheckpointing: true });
   t.ok(ck.activations < full.activations / 4, `activations ${full.activations} → ${ck.activations} bytes`);
   t.same(estimateTrainingMemory(c, { batch: 8, seqLen: 64 }), full, 'a Hugging Face config.json object works too');
-  t.throws(() => estimateTrainingMemory(m.config, { batch: 0, seqLen: 4 }), /estimateTrainingMemory: expected options\.batch/);
+  t.throws(
+    () => estimateTrainingMemory(m.config, { batch: 0, seqLen: 4 }),
+    /estimateTrainingMemory: expected options\.batch/,
+  );
   t.throws(() => estimateTrainingMemory(m.config, { batch: 1, seqLen: 4, targetRows: 5 }), /options\.targetRows/);
   m.dispose();
 });

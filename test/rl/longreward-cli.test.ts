@@ -29,7 +29,10 @@ mkdirSync(dir, { recursive: true });
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const cli = join(packageRoot, 'dist', 'cli', 'main.js');
 
-const context = 'The annual report of the Blue Lake cooperative covers 2019. Membership rose from 120 to 150 farmers. Milk deliveries grew by 8 percent, and the cooperative opened a second cheese plant in Aster. '.repeat(2);
+const context =
+  'The annual report of the Blue Lake cooperative covers 2019. Membership rose from 120 to 150 farmers. Milk deliveries grew by 8 percent, and the cooperative opened a second cheese plant in Aster. '.repeat(
+    2,
+  );
 const prompts = [
   { id: 'blue-lake', context, question: 'How did membership change?' },
   { id: 'cheese', context, question: 'Where was the new plant opened?' },
@@ -39,7 +42,8 @@ const prompts = [
 const helpfulness = (a: string) => a.length % 11;
 const logicality = (a: string) => (a.match(/[aeiou]/gi) ?? []).length % 11;
 const completeness = (a: string) => (a.length * 7) % 11;
-const between = (text: string, start: string, end: string) => text.slice(text.indexOf(start) + start.length, text.lastIndexOf(end));
+const between = (text: string, start: string, end: string) =>
+  text.slice(text.indexOf(start) + start.length, text.lastIndexOf(end));
 
 t.test('a deterministic judge over HTTP: prompts, retries, scores, pairs, cache', { timeout: 240000 }, async (t) => {
   writeFileSync(join(dir, 'long.jsonl'), prompts.map((p) => JSON.stringify(p)).join('\n') + '\n');
@@ -48,7 +52,10 @@ t.test('a deterministic judge over HTTP: prompts, retries, scores, pairs, cache'
   const server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const body = JSON.parse(Buffer.concat(chunks).toString()) as { model: string; messages: Array<{ content: string }> };
+    const body = JSON.parse(Buffer.concat(chunks).toString()) as {
+      model: string;
+      messages: Array<{ content: string }>;
+    };
     const k = n++;
     if (k === 0 || k === 1) {
       res.writeHead(k === 0 ? 429 : 500, { 'content-type': 'application/json', 'retry-after': '0' });
@@ -59,7 +66,8 @@ t.test('a deterministic judge over HTTP: prompts, retries, scores, pairs, cache'
     let content: string;
     if (prompt.startsWith('You are reviewing how helpful')) content = `Looks fine.\n[[${helpfulness(answer)}]]`;
     else if (prompt.startsWith('You are checking the logic')) content = `Consistent.\n[[${logicality(answer)}]]`;
-    else if (prompt.startsWith('Below are a question')) content = `<statement>The answer says ${JSON.stringify(between(prompt, '[Answer]\n', '\n\n[Statements]').slice(0, 20))}.</statement>`;
+    else if (prompt.startsWith('Below are a question'))
+      content = `<statement>The answer says ${JSON.stringify(between(prompt, '[Answer]\n', '\n\n[Statements]').slice(0, 20))}.</statement>`;
     else if (prompt.startsWith('Decide whether the statement')) content = 'Checked.\n[[Fully supported]]';
     else if (prompt.startsWith('Here is part of a long document')) content = '1. Membership rose from 120 to 150.';
     else if (prompt.startsWith('You are judging whether')) content = `Covers some.\n[[${completeness(answer)}]]`;
@@ -67,24 +75,70 @@ t.test('a deterministic judge over HTTP: prompts, retries, scores, pairs, cache'
     seen.push(prompt.split('\n')[0]);
     t.equal(body.model, 'det-judge');
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }] }));
+    res.end(
+      JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }] }),
+    );
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => server.close());
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-  const args = ['longreward', '--policy', policy.dir, '--prompts', join(dir, 'long.jsonl'), '--judge-url', url, '--judge-model', 'det-judge', '--samples', '3', '--max-new-tokens', '12', '--language', 'en', '--concurrency', '2', '--out', join(dir, 'pairs.jsonl'), '--scores-out', join(dir, 'scores.jsonl'), '--seed', '3'];
+  const args = [
+    'longreward',
+    '--policy',
+    policy.dir,
+    '--prompts',
+    join(dir, 'long.jsonl'),
+    '--judge-url',
+    url,
+    '--judge-model',
+    'det-judge',
+    '--samples',
+    '3',
+    '--max-new-tokens',
+    '12',
+    '--language',
+    'en',
+    '--concurrency',
+    '2',
+    '--out',
+    join(dir, 'pairs.jsonl'),
+    '--scores-out',
+    join(dir, 'scores.jsonl'),
+    '--seed',
+    '3',
+  ];
   const r = await runAsync(args);
   t.equal(r.status, 0, r.stderr);
-  t.match(r.stdout, /2 pairs written .*6 responses scored, 0 unparseable; judge: \d+ HTTP requests, 2 retries, 0 cached replies/);
+  t.match(
+    r.stdout,
+    /2 pairs written .*6 responses scored, 0 unparseable; judge: \d+ HTTP requests, 2 retries, 0 cached replies/,
+  );
   t.ok(seen.every((s) => s !== 'unknown prompt'));
-  for (const head of ['You are reviewing how helpful', 'You are checking the logic', 'Below are a question', 'Decide whether the statement', 'Here is part of a long document', 'You are judging whether'])
-    t.ok(seen.some((s) => s.startsWith(head)), `the judge was asked: ${head}…`);
+  for (const head of [
+    'You are reviewing how helpful',
+    'You are checking the logic',
+    'Below are a question',
+    'Decide whether the statement',
+    'Here is part of a long document',
+    'You are judging whether',
+  ])
+    t.ok(
+      seen.some((s) => s.startsWith(head)),
+      `the judge was asked: ${head}…`,
+    );
 
-  const scores = readFileSync(join(dir, 'scores.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; response: string; scores: Record<string, number> });
+  const scores = readFileSync(join(dir, 'scores.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { id: string; response: string; scores: Record<string, number> });
   t.equal(scores.length, 6);
   for (const s of scores) {
     const a = s.response;
-    t.same([s.scores.helpfulness, s.scores.logicality, s.scores.faithfulness, s.scores.completeness], [helpfulness(a), logicality(a), 10, completeness(a)], `scores of ${JSON.stringify(a)}`);
+    t.same(
+      [s.scores.helpfulness, s.scores.logicality, s.scores.faithfulness, s.scores.completeness],
+      [helpfulness(a), logicality(a), 10, completeness(a)],
+      `scores of ${JSON.stringify(a)}`,
+    );
     t.equal(s.scores.total, helpfulness(a) + logicality(a) + 10 + completeness(a));
   }
   const pairs = await loadPreferenceFile(join(dir, 'pairs.jsonl'));
@@ -107,25 +161,73 @@ t.test('a deterministic judge over HTTP: prompts, retries, scores, pairs, cache'
   t.same(await loadPreferenceFile(join(dir, 'pairs.jsonl')), pairs, 'same pairs');
 });
 
-t.test('rlhf serve with a tiny checkpoint as the judge: real replies that do not parse', { timeout: 240000 }, async (t) => {
-  const serve = await spawnServe(['--model', judgeCk.dir, '--model-name', 'tiny-judge', '--chunk-tokens', '8']);
-  t.teardown(() => serve.stop('SIGKILL'));
-  writeFileSync(join(dir, 'one.jsonl'), JSON.stringify(prompts[0]) + '\n');
-  const cache = join(dir, 'serve-cache');
-  const r = await runAsync(['longreward', '--policy', policy.dir, '--prompts', join(dir, 'one.jsonl'), '--judge-url', serve.url, '--judge-model', 'tiny-judge', '--samples', '2', '--max-new-tokens', '8', '--language', 'en', '--judge-attempts', '2', '--judge-max-tokens', '8', '--cache', cache, '--out', join(dir, 'none.jsonl')]);
-  t.equal(r.status, 1, 'no pairs is a failure');
-  t.match(r.stdout, /0 pairs written .*0 responses scored, 2 unparseable/);
-  t.match(r.stderr, /no pairs: the judge's replies did not parse for 2 responses/);
-  t.match(r.stderr, /unparseable: prompt blue-lake: judgeWithRetry: the judge gave no .* in 2 attempts/);
-  const entries = readdirSync(cache, { recursive: true }).filter((f) => String(f).endsWith('.json')).map((f) => JSON.parse(readFileSync(join(cache, String(f)), 'utf8')) as { request: { model: string; messages: Array<{ content: string }>; temperature: number; max_tokens: number }; reply: { choices: Array<{ message: { content: string } }>; usage: { completion_tokens: number } } });
-  t.ok(entries.length >= 4, `${entries.length} judge replies from rlhf serve cached`);
-  const helpful = entries.filter((e) => e.request.messages[0].content.startsWith('You are reviewing how helpful'));
-  t.ok(helpful.length >= 2, 'helpfulness was asked (first try and retry)');
-  t.ok(helpful.every((e) => e.request.messages[0].content.includes('[Question]\nHow did membership change?')), 'the prompt carries the question');
-  t.same(new Set(helpful.map((e) => e.request.temperature)), new Set([0.01, 0.95]), 'first attempt at 0.01, retry at 0.95');
-  t.ok(entries.every((e) => e.request.model === 'tiny-judge' && e.request.max_tokens <= 8));
-  t.ok(entries.every((e) => typeof e.reply.choices[0].message.content === 'string' && e.reply.usage.completion_tokens <= 8), 'real completions from the served model');
-});
+t.test(
+  'rlhf serve with a tiny checkpoint as the judge: real replies that do not parse',
+  { timeout: 240000 },
+  async (t) => {
+    const serve = await spawnServe(['--model', judgeCk.dir, '--model-name', 'tiny-judge', '--chunk-tokens', '8']);
+    t.teardown(() => serve.stop('SIGKILL'));
+    writeFileSync(join(dir, 'one.jsonl'), JSON.stringify(prompts[0]) + '\n');
+    const cache = join(dir, 'serve-cache');
+    const r = await runAsync([
+      'longreward',
+      '--policy',
+      policy.dir,
+      '--prompts',
+      join(dir, 'one.jsonl'),
+      '--judge-url',
+      serve.url,
+      '--judge-model',
+      'tiny-judge',
+      '--samples',
+      '2',
+      '--max-new-tokens',
+      '8',
+      '--language',
+      'en',
+      '--judge-attempts',
+      '2',
+      '--judge-max-tokens',
+      '8',
+      '--cache',
+      cache,
+      '--out',
+      join(dir, 'none.jsonl'),
+    ]);
+    t.equal(r.status, 1, 'no pairs is a failure');
+    t.match(r.stdout, /0 pairs written .*0 responses scored, 2 unparseable/);
+    t.match(r.stderr, /no pairs: the judge's replies did not parse for 2 responses/);
+    t.match(r.stderr, /unparseable: prompt blue-lake: judgeWithRetry: the judge gave no .* in 2 attempts/);
+    const entries = readdirSync(cache, { recursive: true })
+      .filter((f) => String(f).endsWith('.json'))
+      .map(
+        (f) =>
+          JSON.parse(readFileSync(join(cache, String(f)), 'utf8')) as {
+            request: { model: string; messages: Array<{ content: string }>; temperature: number; max_tokens: number };
+            reply: { choices: Array<{ message: { content: string } }>; usage: { completion_tokens: number } };
+          },
+      );
+    t.ok(entries.length >= 4, `${entries.length} judge replies from rlhf serve cached`);
+    const helpful = entries.filter((e) => e.request.messages[0].content.startsWith('You are reviewing how helpful'));
+    t.ok(helpful.length >= 2, 'helpfulness was asked (first try and retry)');
+    t.ok(
+      helpful.every((e) => e.request.messages[0].content.includes('[Question]\nHow did membership change?')),
+      'the prompt carries the question',
+    );
+    t.same(
+      new Set(helpful.map((e) => e.request.temperature)),
+      new Set([0.01, 0.95]),
+      'first attempt at 0.01, retry at 0.95',
+    );
+    t.ok(entries.every((e) => e.request.model === 'tiny-judge' && e.request.max_tokens <= 8));
+    t.ok(
+      entries.every(
+        (e) => typeof e.reply.choices[0].message.content === 'string' && e.reply.usage.completion_tokens <= 8,
+      ),
+      'real completions from the served model',
+    );
+  },
+);
 
 /** Runs the CLI without blocking the event loop (the judge server of the first test lives in this process). */
 function runAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {

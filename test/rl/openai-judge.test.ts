@@ -9,12 +9,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LexicalEmbedder, OpenAIEmbedder, OpenAIJudge } from '../../lib/rewards/longreward/index.js';
 
-type Handler = (body: Record<string, unknown>, req: IncomingMessage, res: ServerResponse, n: number) => void | Promise<void>;
+type Handler = (
+  body: Record<string, unknown>,
+  req: IncomingMessage,
+  res: ServerResponse,
+  n: number,
+) => void | Promise<void>;
 
 async function server(t: Test, handler: Handler) {
   let n = 0;
   let inFlight = 0;
-  const state = { requests: 0, maxInFlight: 0, bodies: [] as Record<string, unknown>[], auth: [] as (string | undefined)[] };
+  const state = {
+    requests: 0,
+    maxInFlight: 0,
+    bodies: [] as Record<string, unknown>[],
+    auth: [] as (string | undefined)[],
+  };
   const s = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -44,26 +54,41 @@ const fail = (res: ServerResponse, status: number, headers: Record<string, strin
   res.end(JSON.stringify({ error: { message: `failure ${status}`, type: 'x' } }));
 };
 
-t.test('retries 429 and 5xx with backoff, then answers; sends model, prompt, temperature, max_tokens and the key', async (t) => {
-  const { url, state } = await server(t, (body, _req, res, n) => {
-    if (n === 0) return fail(res, 429, { 'retry-after': '0' });
-    if (n === 1) return fail(res, 500);
-    if (n === 2) return fail(res, 503);
-    reply(res, `analysis ... [[7]] (call ${n})`);
-  });
-  process.env.TEST_JUDGE_KEY = 'abc';
-  const judge = new OpenAIJudge({ baseURL: url, model: 'judge-1', apiKeyEnv: 'TEST_JUDGE_KEY', backoffMs: 20, maxTokens: 100 });
-  delete process.env.TEST_JUDGE_KEY;
-  const started = Date.now();
-  t.equal(await judge.complete('rate this', { temperature: 0.01, maxTokens: 512 }), 'analysis ... [[7]] (call 3)');
-  t.ok(Date.now() - started >= 20 + 40, 'backed off 20 ms then 40 ms (429 had Retry-After: 0)');
-  t.same(judge.stats, { requests: 4, retries: 3, cacheHits: 0, answered: 1 });
-  t.same(state.bodies[3], { model: 'judge-1', messages: [{ role: 'user', content: 'rate this' }], temperature: 0.01, max_tokens: 100 }, 'max_tokens capped by the option');
-  t.equal(state.auth[0], 'Bearer abc');
-});
+t.test(
+  'retries 429 and 5xx with backoff, then answers; sends model, prompt, temperature, max_tokens and the key',
+  async (t) => {
+    const { url, state } = await server(t, (body, _req, res, n) => {
+      if (n === 0) return fail(res, 429, { 'retry-after': '0' });
+      if (n === 1) return fail(res, 500);
+      if (n === 2) return fail(res, 503);
+      reply(res, `analysis ... [[7]] (call ${n})`);
+    });
+    process.env.TEST_JUDGE_KEY = 'abc';
+    const judge = new OpenAIJudge({
+      baseURL: url,
+      model: 'judge-1',
+      apiKeyEnv: 'TEST_JUDGE_KEY',
+      backoffMs: 20,
+      maxTokens: 100,
+    });
+    delete process.env.TEST_JUDGE_KEY;
+    const started = Date.now();
+    t.equal(await judge.complete('rate this', { temperature: 0.01, maxTokens: 512 }), 'analysis ... [[7]] (call 3)');
+    t.ok(Date.now() - started >= 20 + 40, 'backed off 20 ms then 40 ms (429 had Retry-After: 0)');
+    t.same(judge.stats, { requests: 4, retries: 3, cacheHits: 0, answered: 1 });
+    t.same(
+      state.bodies[3],
+      { model: 'judge-1', messages: [{ role: 'user', content: 'rate this' }], temperature: 0.01, max_tokens: 100 },
+      'max_tokens capped by the option',
+    );
+    t.equal(state.auth[0], 'Bearer abc');
+  },
+);
 
 t.test('gives up after maxRetries, and never retries a 400', async (t) => {
-  const { url, state } = await server(t, (body, _req, res) => fail(res, (body.messages as Array<{ content: string }>)[0].content === 'bad' ? 400 : 502));
+  const { url, state } = await server(t, (body, _req, res) =>
+    fail(res, (body.messages as Array<{ content: string }>)[0].content === 'bad' ? 400 : 502),
+  );
   const judge = new OpenAIJudge({ baseURL: url, model: 'j', maxRetries: 2, backoffMs: 1 });
   await t.rejects(judge.complete('x', { temperature: 0.5 }), /HTTP 502: failure 502 \(after 3 attempts\)/);
   t.equal(state.requests, 3);
@@ -78,7 +103,10 @@ t.test('times out a server that does not answer, and retries it', async (t) => {
   });
   const judge = new OpenAIJudge({ baseURL: url, model: 'j', timeoutMs: 100, maxRetries: 1, backoffMs: 1 });
   await t.rejects(judge.complete('x', { temperature: 0 }), /no answer in 100 ms \(after 2 attempts\)/);
-  t.equal(await new OpenAIJudge({ baseURL: url, model: 'j', timeoutMs: 100, backoffMs: 1 }).complete('y', { temperature: 0 }), 'late but fine');
+  t.equal(
+    await new OpenAIJudge({ baseURL: url, model: 'j', timeoutMs: 100, backoffMs: 1 }).complete('y', { temperature: 0 }),
+    'late but fine',
+  );
   t.equal(state.requests, 3);
 });
 
@@ -113,7 +141,10 @@ t.test('the disk cache: a second run pays nothing, and repeated identical calls 
   t.equal(second.stats.cacheHits, 3);
   const files = readdirSync(cacheDir, { recursive: true }).filter((f) => String(f).endsWith('.json'));
   t.equal(files.length, 3, 'one file per reply');
-  t.notOk(readdirSync(cacheDir, { recursive: true }).some((f) => String(f).includes('.tmp-')), 'no temporary files left');
+  t.notOk(
+    readdirSync(cacheDir, { recursive: true }).some((f) => String(f).includes('.tmp-')),
+    'no temporary files left',
+  );
 });
 
 t.test('malformed replies and bad options', async (t) => {
@@ -121,7 +152,10 @@ t.test('malformed replies and bad options', async (t) => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end('{"choices": []}');
   });
-  await t.rejects(new OpenAIJudge({ baseURL: url, model: 'j' }).complete('x', { temperature: 0 }), /no choices\[0\]\.message\.content/);
+  await t.rejects(
+    new OpenAIJudge({ baseURL: url, model: 'j' }).complete('x', { temperature: 0 }),
+    /no choices\[0\]\.message\.content/,
+  );
   t.throws(() => new OpenAIJudge({ baseURL: 'ftp://x', model: 'j' }), /options\.baseURL/);
   t.throws(() => new OpenAIJudge({ baseURL: url, model: 'j', maxConcurrent: 0 }), /options\.maxConcurrent/);
   t.throws(() => new OpenAIJudge({ baseURL: url, model: 'j', bogus: 1 } as never), /bogus/);
@@ -135,11 +169,22 @@ t.test('OpenAIEmbedder: batches, order by index; LexicalEmbedder: unit vectors, 
     res.end(JSON.stringify({ object: 'list', data }));
   });
   const e = new OpenAIEmbedder({ baseURL: url, model: 'emb', batchSize: 2 });
-  t.same(await e.embed(['a', 'bbb', 'cc']), [[1, 1], [3, 1], [2, 1]]);
+  t.same(await e.embed(['a', 'bbb', 'cc']), [
+    [1, 1],
+    [3, 1],
+    [2, 1],
+  ]);
   t.equal(state.requests, 2, 'two batches');
   const lex = new LexicalEmbedder(256);
-  const [q, near, far] = await lex.embed(['revenue grew in 2019', 'In 2019 the revenue grew by 5%', 'the cat sat on the mat']);
+  const [q, near, far] = await lex.embed([
+    'revenue grew in 2019',
+    'In 2019 the revenue grew by 5%',
+    'the cat sat on the mat',
+  ]);
   const dot = (a: number[], b: number[]) => a.reduce((s, x, i) => s + x * b[i], 0);
   t.ok(Math.abs(dot(q, q) - 1) < 1e-9, 'unit length');
-  t.ok(dot(q, near) > dot(q, far) + 0.3, `overlapping text is closer (${dot(q, near).toFixed(2)} vs ${dot(q, far).toFixed(2)})`);
+  t.ok(
+    dot(q, near) > dot(q, far) + 0.3,
+    `overlapping text is closer (${dot(q, near).toFixed(2)} vs ${dot(q, far).toFixed(2)})`,
+  );
 });

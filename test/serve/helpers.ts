@@ -7,9 +7,20 @@ import { Model } from '../../lib/engine/model.js';
 import { ByteTokenizer } from '../../lib/tokenizer/index.js';
 
 /** Creates and saves a tiny model; `withTokenizer` false leaves out the tokenizer files. */
-export async function tinyCheckpoint(opts: { seed?: number; withTokenizer?: boolean; maxPositions?: number } = {}): Promise<{ dir: string; model: Model; tokenizer: ByteTokenizer; cleanup: () => void }> {
+export async function tinyCheckpoint(
+  opts: { seed?: number; withTokenizer?: boolean; maxPositions?: number } = {},
+): Promise<{ dir: string; model: Model; tokenizer: ByteTokenizer; cleanup: () => void }> {
   const tokenizer = new ByteTokenizer();
-  const config = tinyConfig({ vocab: 264, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: opts.maxPositions ?? 256, eosTokenId: tokenizer.stopIds });
+  const config = tinyConfig({
+    vocab: 264,
+    hidden: 32,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    ffn: 64,
+    maxPositions: opts.maxPositions ?? 256,
+    eosTokenId: tokenizer.stopIds,
+  });
   const model = await Model.create(config, { seed: opts.seed ?? 3, initStd: 0.3 });
   const dir = mkdtempSync(join(tmpdir(), 'rlhf-serve-'));
   await model.save(join(dir, 'tiny'), opts.withTokenizer === false ? {} : { extraFiles: (d) => tokenizer.save(d) });
@@ -17,10 +28,19 @@ export async function tinyCheckpoint(opts: { seed?: number; withTokenizer?: bool
 }
 
 /** Starts `rlhf serve` (the compiled CLI) with `args` and waits for its "listening on" line. */
-export async function spawnServe(args: string[]): Promise<{ url: string; proc: import('node:child_process').ChildProcess; output: () => string; stop: (signal?: NodeJS.Signals) => Promise<number | null> }> {
+export async function spawnServe(args: string[]): Promise<{
+  url: string;
+  proc: import('node:child_process').ChildProcess;
+  output: () => string;
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+}> {
   const { spawn } = await import('node:child_process');
   const { packageRoot } = await import('../../lib/native.js');
-  const proc = spawn(process.execPath, [join(packageRoot, 'dist', 'cli', 'main.js'), 'serve', '--port', '0', '--threads', '1', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(
+    process.execPath,
+    [join(packageRoot, 'dist', 'cli', 'main.js'), 'serve', '--port', '0', '--threads', '1', ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d));
   proc.stderr!.on('data', (d: Buffer) => (out += d));

@@ -23,7 +23,12 @@ t.test('serve a checkpoint with its tokenizer, with an API key from the environm
   t.match(s.url, /^http:\/\/127\.0\.0\.1:\d+\/v1$/, 'loopback by default');
   t.match(s.output(), /API key required/);
   const client = new OpenAI({ baseURL: s.url, apiKey: 'k1', maxRetries: 0 });
-  const r = await client.chat.completions.create({ model: 'tiny-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, temperature: 0 });
+  const r = await client.chat.completions.create({
+    model: 'tiny-chat',
+    messages: [{ role: 'user', content: 'hi' }],
+    max_tokens: 5,
+    temperature: 0,
+  });
   t.equal(r.choices.length, 1);
   t.ok(r.usage!.completion_tokens >= 1 && r.usage!.completion_tokens <= 5);
   t.match(await errorOf(new OpenAI({ baseURL: s.url, apiKey: 'k2', maxRetries: 0 }).models.list()), { status: 401 });
@@ -39,8 +44,14 @@ t.test('a checkpoint without tokenizer files: a clear error, or --tokenizer byte
   const s = await spawnServe(['--model', noTok.dir, '--tokenizer', 'byte']);
   t.teardown(() => s.stop('SIGKILL'));
   const models = await new OpenAI({ baseURL: s.url, apiKey: 'x', maxRetries: 0 }).models.list();
-  t.same(models.data.map((m) => m.id), ['tiny'], 'the folder name is the model id');
-  const bad = spawnSync(process.execPath, [cli, 'serve', '--model', noTok.dir, '--port', '70000'], { encoding: 'utf8' });
+  t.same(
+    models.data.map((m) => m.id),
+    ['tiny'],
+    'the folder name is the model id',
+  );
+  const bad = spawnSync(process.execPath, [cli, 'serve', '--model', noTok.dir, '--port', '70000'], {
+    encoding: 'utf8',
+  });
   t.equal(bad.status, 2);
   t.match(bad.stderr, /--port/);
 });

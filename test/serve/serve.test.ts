@@ -15,7 +15,10 @@ t.teardown(() => {
   ck.cleanup();
 });
 
-async function serve(t: Test, opts: Partial<Parameters<typeof startServer>[0]> = {}): Promise<{ server: RunningServer; client: OpenAI }> {
+async function serve(
+  t: Test,
+  opts: Partial<Parameters<typeof startServer>[0]> = {},
+): Promise<{ server: RunningServer; client: OpenAI }> {
   const server = await startServer({ model, tokenizer, modelName: 'tiny', port: 0, chunkTokens: 4, ...opts });
   t.teardown(() => server.close());
   const client = new OpenAI({ baseURL: server.url, apiKey: opts.apiKey ?? 'unused', maxRetries: 0 });
@@ -27,7 +30,13 @@ async function greedy(ids: number[], maxNewTokens: number) {
   const [g] = await model.generate({ prompts: [ids], maxNewTokens, temperature: 0, stopTokens: tokenizer.stopIds });
   const stop = g.finishReason === 'stop';
   const content = Array.from(stop ? g.tokens.subarray(0, g.tokens.length - 1) : g.tokens);
-  return { text: tokenizer.decode(content, { skipSpecialTokens: true }), content, logprobs: Array.from(g.logprobs).slice(0, content.length), all: g.tokens.length, finishReason: g.finishReason };
+  return {
+    text: tokenizer.decode(content, { skipSpecialTokens: true }),
+    content,
+    logprobs: Array.from(g.logprobs).slice(0, content.length),
+    all: g.tokens.length,
+    finishReason: g.finishReason,
+  };
 }
 
 const messages = [{ role: 'user' as const, content: 'Say something.' }];
@@ -36,14 +45,27 @@ const chatIds = tokenizer.encodePrompt(messages);
 t.test('models, chat and completions match a direct generate call (greedy, chunked by 4)', async (t) => {
   const { client } = await serve(t);
   const models = await client.models.list();
-  t.same(models.data.map((m) => m.id), ['tiny']);
+  t.same(
+    models.data.map((m) => m.id),
+    ['tiny'],
+  );
 
   const ref = await greedy(chatIds, 30);
-  const r = await client.chat.completions.create({ model: 'tiny', messages, temperature: 0, max_tokens: 30, logprobs: true });
+  const r = await client.chat.completions.create({
+    model: 'tiny',
+    messages,
+    temperature: 0,
+    max_tokens: 30,
+    logprobs: true,
+  });
   t.equal(r.object, 'chat.completion');
   t.equal(r.choices[0].message.content, ref.text, 'same text as one generate call');
   t.equal(r.choices[0].finish_reason, ref.finishReason);
-  t.same(r.usage, { prompt_tokens: chatIds.length, completion_tokens: ref.all, total_tokens: chatIds.length + ref.all });
+  t.same(r.usage, {
+    prompt_tokens: chatIds.length,
+    completion_tokens: ref.all,
+    total_tokens: chatIds.length + ref.all,
+  });
   const lp = r.choices[0].logprobs!.content!;
   t.equal(lp.length, ref.content.length, 'one logprob per content token');
   lp.forEach((e, k) => {
@@ -69,10 +91,23 @@ t.test('stop strings cut the text before the first match, streamed or not', asyn
   t.ok(ref.text.length >= 8, `the reference is long enough (${JSON.stringify(ref.text)})`);
   const stop = ref.text.slice(5, 8);
   const expected = ref.text.slice(0, ref.text.indexOf(stop));
-  const r = await client.chat.completions.create({ model: 'tiny', messages, temperature: 0, max_tokens: 40, stop: [stop, '\u0000never'] });
+  const r = await client.chat.completions.create({
+    model: 'tiny',
+    messages,
+    temperature: 0,
+    max_tokens: 40,
+    stop: [stop, '\u0000never'],
+  });
   t.equal(r.choices[0].message.content, expected);
   t.equal(r.choices[0].finish_reason, 'stop');
-  const s = await client.chat.completions.create({ model: 'tiny', messages, temperature: 0, max_tokens: 40, stop, stream: true });
+  const s = await client.chat.completions.create({
+    model: 'tiny',
+    messages,
+    temperature: 0,
+    max_tokens: 40,
+    stop,
+    stream: true,
+  });
   let text = '';
   let finish: string | null = null;
   for await (const chunk of s) {
@@ -85,17 +120,41 @@ t.test('stop strings cut the text before the first match, streamed or not', asyn
 
 t.test('seeds, n > 1, and streaming agree with the non-streamed answer', async (t) => {
   const { client } = await serve(t);
-  const ask = (seed: number) => client.completions.create({ model: 'tiny', prompt: 'xyz', n: 3, max_tokens: 20, seed, temperature: 1 });
+  const ask = (seed: number) =>
+    client.completions.create({ model: 'tiny', prompt: 'xyz', n: 3, max_tokens: 20, seed, temperature: 1 });
   const a = await ask(11);
   const b = await ask(11);
   const c = await ask(12);
-  t.same(a.choices.map((x) => x.index), [0, 1, 2]);
-  t.same(a.choices.map((x) => x.text), b.choices.map((x) => x.text), 'same seed, same texts');
+  t.same(
+    a.choices.map((x) => x.index),
+    [0, 1, 2],
+  );
+  t.same(
+    a.choices.map((x) => x.text),
+    b.choices.map((x) => x.text),
+    'same seed, same texts',
+  );
   t.not(a.choices.map((x) => x.text).join('|'), c.choices.map((x) => x.text).join('|'), 'another seed, other texts');
   t.ok(new Set(a.choices.map((x) => x.text)).size > 1, 'the n choices differ');
 
-  const full = await client.chat.completions.create({ model: 'tiny', messages, n: 2, max_tokens: 25, seed: 5, logprobs: true });
-  const stream = await client.chat.completions.create({ model: 'tiny', messages, n: 2, max_tokens: 25, seed: 5, stream: true, stream_options: { include_usage: true }, logprobs: true });
+  const full = await client.chat.completions.create({
+    model: 'tiny',
+    messages,
+    n: 2,
+    max_tokens: 25,
+    seed: 5,
+    logprobs: true,
+  });
+  const stream = await client.chat.completions.create({
+    model: 'tiny',
+    messages,
+    n: 2,
+    max_tokens: 25,
+    seed: 5,
+    stream: true,
+    stream_options: { include_usage: true },
+    logprobs: true,
+  });
   const texts = ['', ''];
   const lps: number[][] = [[], []];
   let usage: OpenAI.CompletionUsage | undefined;
@@ -108,14 +167,29 @@ t.test('seeds, n > 1, and streaming agree with the non-streamed answer', async (
       for (const e of ch.logprobs?.content ?? []) lps[ch.index].push(e.logprob);
     }
   }
-  t.same(texts, full.choices.map((x) => x.message.content), 'streamed text = non-streamed text');
+  t.same(
+    texts,
+    full.choices.map((x) => x.message.content),
+    'streamed text = non-streamed text',
+  );
   t.equal(roles, 2, 'one role delta per choice');
   t.same(usage, full.usage, 'usage chunk at the end');
-  t.same(lps, full.choices.map((x) => x.logprobs!.content!.map((e) => e.logprob)), 'streamed logprobs = non-streamed logprobs');
+  t.same(
+    lps,
+    full.choices.map((x) => x.logprobs!.content!.map((e) => e.logprob)),
+    'streamed logprobs = non-streamed logprobs',
+  );
   t.ok(lps[0].length > 0 && lps[0].length <= 25);
 
   const plain = await client.completions.create({ model: 'tiny', prompt: 'abc', max_tokens: 20, seed: 9, logprobs: 0 });
-  const streamed = await client.completions.create({ model: 'tiny', prompt: 'abc', max_tokens: 20, seed: 9, logprobs: 0, stream: true });
+  const streamed = await client.completions.create({
+    model: 'tiny',
+    prompt: 'abc',
+    max_tokens: 20,
+    seed: 9,
+    logprobs: 0,
+    stream: true,
+  });
   let text = '';
   const offsets: number[] = [];
   const tokenLps: number[] = [];
@@ -131,21 +205,38 @@ t.test('seeds, n > 1, and streaming agree with the non-streamed answer', async (
 
 t.test('concurrent clients are batched together and each gets its solo answer', async (t) => {
   const { client, server } = await serve(t);
-  const ask = (i: number) => client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: `question ${i}` }], max_tokens: 16, seed: i, temperature: 0.8 });
+  const ask = (i: number) =>
+    client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: `question ${i}` }],
+      max_tokens: 16,
+      seed: i,
+      temperature: 0.8,
+    });
   const solo = [];
   for (let i = 0; i < 6; i++) solo.push((await ask(i)).choices[0].message.content);
   const before = server.stats.maxRowsInBatch;
   t.equal(before, 1, 'one row per call when requests come one by one');
   const together = await Promise.all(Array.from({ length: 6 }, (_, i) => ask(i)));
-  t.same(together.map((r) => r.choices[0].message.content), solo, 'the same seeded answer alone or batched');
-  t.ok(server.stats.maxRowsInBatch > 1, `concurrent requests shared a model call (${server.stats.maxRowsInBatch} rows)`);
+  t.same(
+    together.map((r) => r.choices[0].message.content),
+    solo,
+    'the same seeded answer alone or batched',
+  );
+  t.ok(
+    server.stats.maxRowsInBatch > 1,
+    `concurrent requests shared a model call (${server.stats.maxRowsInBatch} rows)`,
+  );
 });
 
 t.test('a client that disconnects stops its generation', async (t) => {
   const { client, server } = await serve(t, { chunkTokens: 2 });
   const controller = new AbortController();
   const tokensBefore = server.stats.generatedTokens;
-  const stream = await client.completions.create({ model: 'tiny', prompt: 'a long story:', max_tokens: 200, temperature: 1, seed: 1, stream: true }, { signal: controller.signal });
+  const stream = await client.completions.create(
+    { model: 'tiny', prompt: 'a long story:', max_tokens: 200, temperature: 1, seed: 1, stream: true },
+    { signal: controller.signal },
+  );
   let chunks = 0;
   try {
     for await (const _ of stream) if (++chunks === 2) controller.abort();
@@ -182,20 +273,29 @@ t.test('bad requests: 400 naming the field, 404, 413, 429', async (t) => {
   await bad({ max_tokens: 100000 }, 'max_tokens');
   await bad({ messages: [] }, 'messages');
   await bad({ messages: [{ role: 'wizard', content: 'x' }] }, 'messages[0].role');
-  await bad({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content[0]');
+  await bad(
+    { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] },
+    'messages[0].content[0]',
+  );
   await bad({ stop: [''] }, 'stop');
   await bad({ top_logprobs: 3, logprobs: true }, 'top_logprobs');
   await bad({ frequency_penalty: 1 }, 'frequency_penalty');
   await bad({ bogus: 1 }, 'bogus');
   await bad({ model: 'other' }, 'model', 404);
   await bad({ messages: [{ role: 'user', content: 'x'.repeat(300) }] }, 'messages');
-  t.match(await errorOf(client.completions.create({ model: 'tiny', prompt: [1, 2, 99999] })), { status: 400, param: 'prompt' });
+  t.match(await errorOf(client.completions.create({ model: 'tiny', prompt: [1, 2, 99999] })), {
+    status: 400,
+    param: 'prompt',
+  });
 
   const raw = (path: string, init: RequestInit) => fetch(`${server.url}${path}`, init);
   const notJson = await raw('/chat/completions', { method: 'POST', body: '{"model": "tiny",' });
   t.equal(notJson.status, 400);
   t.match(await notJson.json(), { error: { type: 'invalid_request_error', message: /not valid JSON/ } });
-  const big = await raw('/chat/completions', { method: 'POST', body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'x'.repeat(5000) }] }) });
+  const big = await raw('/chat/completions', {
+    method: 'POST',
+    body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'x'.repeat(5000) }] }),
+  });
   t.equal(big.status, 413);
   t.equal((await raw('/nothing', { method: 'GET' })).status, 404);
   t.equal((await raw('/chat/completions', { method: 'GET' })).status, 405);

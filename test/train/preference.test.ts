@@ -20,7 +20,17 @@ const tok = new ByteTokenizer();
 // one kernel thread: tap runs two test files at once on two cores, and two-thread pools per
 // process oversubscribe them (several times slower); results are deterministic per thread count
 setThreads(1);
-const config = () => tinyConfig({ vocab: 264, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 128, eosTokenId: tok.eosId });
+const config = () =>
+  tinyConfig({
+    vocab: 264,
+    hidden: 32,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    ffn: 64,
+    maxPositions: 128,
+    eosTokenId: tok.eosId,
+  });
 
 const letters = ['a', 'b', 'c', 'd'];
 function word(rng: Rng, len: number): string {
@@ -63,25 +73,67 @@ for (const { loss, extra } of LOSSES) {
   t.test(`${loss}: the policy's preference for the chosen (best-scored) responses rises`, async (t) => {
     const data = loss.endsWith('-rw') ? groups(16, 11) : pairs(16, 11);
     const policy = await Model.create(config(), { seed: 21 });
-    const trainer = new PreferenceTrainer({ policy, tokenizer: tok, loss, ...extra, train: data, eval: data, seqLen: 32, batchSize: 8, epochs: 10, lr: 3e-3 });
+    const trainer = new PreferenceTrainer({
+      policy,
+      tokenizer: tok,
+      loss,
+      ...extra,
+      train: data,
+      eval: data,
+      seqLen: 32,
+      batchSize: 8,
+      epochs: 10,
+      lr: 3e-3,
+    });
     const before = await trainer.evaluate();
     const steps: Record<string, number>[] = [];
     trainer.on('step', (e) => steps.push(e.metrics));
     const r = await trainer.train();
     const after = r.eval!;
     t.equal(r.steps, 20);
-    for (const k of ['loss', 'rewardsChosen', 'rewardsRejected', 'margin', 'accuracy', 'logpsChosen', 'logpsRejected', 'lr', 'gradNorm']) t.ok(Number.isFinite(steps[0][k]), `metric ${k}`);
+    for (const k of [
+      'loss',
+      'rewardsChosen',
+      'rewardsRejected',
+      'margin',
+      'accuracy',
+      'logpsChosen',
+      'logpsRejected',
+      'lr',
+      'gradNorm',
+    ])
+      t.ok(Number.isFinite(steps[0][k]), `metric ${k}`);
     const gap = (m: typeof after) => m.logpsChosen - m.logpsRejected;
-    t.ok(gap(after) > gap(before) + 2, `log π(chosen) − log π(rejected): ${gap(before).toFixed(3)} -> ${gap(after).toFixed(3)}`);
-    t.ok(after.margin > before.margin && after.accuracy >= 0.9, `implicit reward margin ${before.margin.toFixed(3)} -> ${after.margin.toFixed(3)}, accuracy ${before.accuracy.toFixed(2)} -> ${after.accuracy.toFixed(2)}, loss ${before.loss.toFixed(4)} -> ${after.loss.toFixed(4)}`);
+    t.ok(
+      gap(after) > gap(before) + 2,
+      `log π(chosen) − log π(rejected): ${gap(before).toFixed(3)} -> ${gap(after).toFixed(3)}`,
+    );
+    t.ok(
+      after.margin > before.margin && after.accuracy >= 0.9,
+      `implicit reward margin ${before.margin.toFixed(3)} -> ${after.margin.toFixed(3)}, accuracy ${before.accuracy.toFixed(2)} -> ${after.accuracy.toFixed(2)}, loss ${before.loss.toFixed(4)} -> ${after.loss.toFixed(4)}`,
+    );
   });
 }
 
 t.test('property 2: with policy == reference the first-step DPO loss is log 2 (inside the trainer)', async (t) => {
   const policy = await Model.create(config(), { seed: 22 });
-  const trainer = new PreferenceTrainer({ policy, tokenizer: tok, loss: 'dpo', train: pairs(12, 3), eval: pairs(12, 3), seqLen: 32, batchSize: 4, gradAccum: 3, maxSteps: 2, lr: 1e-3 });
+  const trainer = new PreferenceTrainer({
+    policy,
+    tokenizer: tok,
+    loss: 'dpo',
+    train: pairs(12, 3),
+    eval: pairs(12, 3),
+    seqLen: 32,
+    batchSize: 4,
+    gradAccum: 3,
+    maxSteps: 2,
+    lr: 1e-3,
+  });
   const before = await trainer.evaluate();
-  t.ok(Math.abs(before.loss - Math.LN2) < 1e-12 && before.margin === 0, `eval loss before training ${before.loss} (log 2 = ${Math.LN2}), margin ${before.margin}`);
+  t.ok(
+    Math.abs(before.loss - Math.LN2) < 1e-12 && before.margin === 0,
+    `eval loss before training ${before.loss} (log 2 = ${Math.LN2}), margin ${before.margin}`,
+  );
   const losses: number[] = [];
   trainer.on('step', (e) => losses.push(e.metrics.loss));
   await trainer.train();
@@ -92,35 +144,77 @@ t.test('property 2: with policy == reference the first-step DPO loss is log 2 (i
 t.test('ntpCoef: the NLL term keeps the chosen log-prob higher than DPO alone', async (t) => {
   const data = pairs(16, 5);
   const run = async (ntpCoef: number) => {
-    const trainer = new PreferenceTrainer({ policy: await Model.create(config(), { seed: 23 }), tokenizer: tok, loss: 'dpo', ntpCoef, train: data, eval: data, seqLen: 32, batchSize: 8, epochs: 15, lr: 3e-3 });
+    const trainer = new PreferenceTrainer({
+      policy: await Model.create(config(), { seed: 23 }),
+      tokenizer: tok,
+      loss: 'dpo',
+      ntpCoef,
+      train: data,
+      eval: data,
+      seqLen: 32,
+      batchSize: 8,
+      epochs: 15,
+      lr: 3e-3,
+    });
     const steps: Record<string, number>[] = [];
     trainer.on('step', (e) => steps.push(e.metrics));
     const r = await trainer.train();
     return { logp: r.eval!.logpsChosen, ntp: steps.map((s) => s.ntpLoss) };
   };
-  const plain = await run(0), ntp = await run(1);
-  t.ok(ntp.logp > plain.logp + 2, `mean log π(chosen): ntpCoef 0 -> ${plain.logp.toFixed(3)}, ntpCoef 1 -> ${ntp.logp.toFixed(3)}`);
+  const plain = await run(0),
+    ntp = await run(1);
+  t.ok(
+    ntp.logp > plain.logp + 2,
+    `mean log π(chosen): ntpCoef 0 -> ${plain.logp.toFixed(3)}, ntpCoef 1 -> ${ntp.logp.toFixed(3)}`,
+  );
   t.ok(ntp.ntp.at(-1)! < ntp.ntp[0], `NTP loss ${ntp.ntp[0].toFixed(3)} -> ${ntp.ntp.at(-1)!.toFixed(3)}`);
 });
 
 t.test('exact resume: 2N straight == N + resume + N (bitwise), reference from the checkpoint', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rlhf-pref-resume-'));
   try {
-    const common = { tokenizer: tok, loss: 'dpo' as const, ntpCoef: 0.1, train: pairs(20, 7), seqLen: 32, batchSize: 3, gradAccum: 2, lr: 2e-3, warmupSteps: 2, weightDecay: 0.01, maxSteps: 8, seed: 7 };
+    const common = {
+      tokenizer: tok,
+      loss: 'dpo' as const,
+      ntpCoef: 0.1,
+      train: pairs(20, 7),
+      seqLen: 32,
+      batchSize: 3,
+      gradAccum: 2,
+      lr: 2e-3,
+      warmupSteps: 2,
+      weightDecay: 0.01,
+      maxSteps: 8,
+      seed: 7,
+    };
     const a = await Model.create(config(), { seed: 3 });
     await new PreferenceTrainer({ ...common, policy: a, outputDir: join(dir, 'a') }).train();
     const b = await Model.create(config(), { seed: 3 });
     const interrupted = new PreferenceTrainer({ ...common, policy: b, outputDir: join(dir, 'b') });
     interrupted.on('step', (e) => e.step === 4 && interrupted.requestStop());
     t.equal((await interrupted.train()).stopped, true);
-    t.same(readdirSync(join(dir, 'b', 'checkpoint-4')).sort(), ['checkpoint.json', 'policy', 'reference', 'trainer_state.json']);
-    t.notOk(readdirSync(join(dir, 'b', 'checkpoint-4', 'reference')).includes('optimizer.safetensors'), 'the reference is saved without optimizer state');
+    t.same(readdirSync(join(dir, 'b', 'checkpoint-4')).sort(), [
+      'checkpoint.json',
+      'policy',
+      'reference',
+      'trainer_state.json',
+    ]);
+    t.notOk(
+      readdirSync(join(dir, 'b', 'checkpoint-4', 'reference')).includes('optimizer.safetensors'),
+      'the reference is saved without optimizer state',
+    );
     // a different init: the policy AND its default reference (a clone) must come from the checkpoint
     const c = await Model.create(config(), { seed: 99 });
     await new PreferenceTrainer({ ...common, policy: c, outputDir: join(dir, 'b'), resumeFrom: 'latest' }).train();
-    for (const p of a.parameters()) if (!bitwiseEqual(await a.getParameter(p.name), await c.getParameter(p.name))) t.fail(`${p.name} differs`);
+    for (const p of a.parameters())
+      if (!bitwiseEqual(await a.getParameter(p.name), await c.getParameter(p.name))) t.fail(`${p.name} differs`);
     t.pass('every parameter identical');
-    const log = (d: string) => readFileSync(join(dir, d, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((l) => [l.loss, l.margin, l.ntpLoss]);
+    const log = (d: string) =>
+      readFileSync(join(dir, d, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .map((l) => [l.loss, l.margin, l.ntpLoss]);
     t.same(log('b'), log('a'), 'the resumed metrics log equals the straight one');
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -133,7 +227,16 @@ t.test('NaN/Inf guard: a non-finite log-prob skips the update and is counted', a
   const w = await policy.getParameter('lm_head.weight');
   await policy.setParameter('lm_head.weight', new Float32Array(w.length).fill(NaN));
   const norm = await policy.getParameter('model.norm.weight');
-  const trainer = new PreferenceTrainer({ policy, reference, tokenizer: tok, loss: 'kto', train: pairs(8, 1), seqLen: 32, batchSize: 4, lr: 1e-2 });
+  const trainer = new PreferenceTrainer({
+    policy,
+    reference,
+    tokenizer: tok,
+    loss: 'kto',
+    train: pairs(8, 1),
+    seqLen: 32,
+    batchSize: 4,
+    lr: 1e-2,
+  });
   const r = await trainer.train();
   t.equal(r.skippedSteps, 2, 'both steps skipped');
   t.ok(bitwiseEqual(await policy.getParameter('model.norm.weight'), norm), 'weights untouched');
@@ -141,12 +244,29 @@ t.test('NaN/Inf guard: a non-finite log-prob skips the update and is counted', a
 
 t.test('errors', async (t) => {
   const policy = await Model.create(config(), { seed: 1 });
-  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'bco' as never }), { name: 'TypeError', message: /options\.loss/ });
-  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], bta: 0.1 } as never), { message: /did you mean options\.beta/ });
-  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'exo', labelSmoothing: 0.1 }), { message: /labelSmoothing/ });
-  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'dpo', groupSize: 4 }), { message: /groupSize/ });
-  const rm = await Model.create(tinyConfig({ vocab: 264, hidden: 32, layers: 1, heads: 4, ffn: 64, valueHead: true }), { seed: 1 });
+  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'bco' as never }), {
+    name: 'TypeError',
+    message: /options\.loss/,
+  });
+  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], bta: 0.1 } as never), {
+    message: /did you mean options\.beta/,
+  });
+  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'exo', labelSmoothing: 0.1 }), {
+    message: /labelSmoothing/,
+  });
+  t.throws(() => new PreferenceTrainer({ policy, tokenizer: tok, train: [], loss: 'dpo', groupSize: 4 }), {
+    message: /groupSize/,
+  });
+  const rm = await Model.create(tinyConfig({ vocab: 264, hidden: 32, layers: 1, heads: 4, ffn: 64, valueHead: true }), {
+    seed: 1,
+  });
   t.throws(() => new PreferenceTrainer({ policy: rm, tokenizer: tok, train: [] }), { message: /causal LM/ });
-  await t.rejects(new PreferenceTrainer({ policy, tokenizer: tok, loss: 'dpo', train: groups(2, 1) }).train(), { code: 'ERR_RLHF_FORMAT', message: /\{prompt, chosen, rejected\}/ });
-  await t.rejects(new PreferenceTrainer({ policy, tokenizer: tok, loss: 'exo-rw', groupSize: 3, train: groups(2, 1) }).train(), { code: 'ERR_RLHF_FORMAT', message: /not a multiple of groupSize 3/ });
+  await t.rejects(new PreferenceTrainer({ policy, tokenizer: tok, loss: 'dpo', train: groups(2, 1) }).train(), {
+    code: 'ERR_RLHF_FORMAT',
+    message: /\{prompt, chosen, rejected\}/,
+  });
+  await t.rejects(
+    new PreferenceTrainer({ policy, tokenizer: tok, loss: 'exo-rw', groupSize: 3, train: groups(2, 1) }).train(),
+    { code: 'ERR_RLHF_FORMAT', message: /not a multiple of groupSize 3/ },
+  );
 });

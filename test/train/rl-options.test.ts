@@ -14,7 +14,18 @@ import { PPOTrainer } from '../../lib/train/ppo.js';
 
 setThreads(1);
 const tok = new ByteTokenizer();
-const cfg = (valueHead = false) => tinyConfig({ vocab: 264, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 128, eosTokenId: tok.eosId, valueHead });
+const cfg = (valueHead = false) =>
+  tinyConfig({
+    vocab: 264,
+    hidden: 32,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    ffn: 64,
+    maxPositions: 128,
+    eosTokenId: tok.eosId,
+    valueHead,
+  });
 const prompts = ['q:', 'w:', 'e:', 'r:'].map((prompt) => ({ prompt }));
 const sampling = { maxNewTokens: 8, temperature: 1 };
 const ascii = (ids: Int32Array) => (ids.length ? [...ids].filter((id) => id < 128).length / ids.length : 0);
@@ -27,7 +38,19 @@ async function group(opts: Partial<GroupOptions>, onReward?: (len: number, score
     onReward?.(r.responseIds.length, s);
     return s;
   });
-  const trainer = new GroupTrainer({ policy, tokenizer: tok, reward, prompts, iterations: 1, promptsPerIteration: 4, samplesPerPrompt: 4, sampling, lr: 1e-2, seed: 5, ...opts });
+  const trainer = new GroupTrainer({
+    policy,
+    tokenizer: tok,
+    reward,
+    prompts,
+    iterations: 1,
+    promptsPerIteration: 4,
+    samplesPerPrompt: 4,
+    sampling,
+    lr: 1e-2,
+    seed: 5,
+    ...opts,
+  });
   const metrics: Array<Record<string, number>> = [];
   trainer.on('step', (e) => metrics.push(e.metrics));
   await trainer.train();
@@ -38,25 +61,36 @@ async function group(opts: Partial<GroupOptions>, onReward?: (len: number, score
 
 t.test('aggregation: the first policy loss equals −Σ w_t A_t by hand for each mode', async (t) => {
   for (const aggregation of ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum'] as const) {
-    const lens: number[] = [], scores: number[] = [];
+    const lens: number[] = [],
+      scores: number[] = [];
     const [m] = await group({ aggregation }, (l, s) => (lens.push(l), scores.push(s)));
     const A = Array.from(grpoAdvantages(scores, 4), Math.fround); // advantages are stored as float32
     const expected =
-      aggregation === 'token-mean' ? -sum(A.map((a, b) => a * lens[b])) / sum(lens)
-      : aggregation === 'seq-mean-token-mean' ? -sum(A) / A.length
-      : -sum(A.map((a, b) => a * lens[b])) / A.length;
-    t.ok(Math.abs(m.policyLoss - expected) <= 1e-6 * Math.max(1, Math.abs(expected)), `${aggregation}: ${m.policyLoss} vs ${expected}`);
+      aggregation === 'token-mean'
+        ? -sum(A.map((a, b) => a * lens[b])) / sum(lens)
+        : aggregation === 'seq-mean-token-mean'
+          ? -sum(A) / A.length
+          : -sum(A.map((a, b) => a * lens[b])) / A.length;
+    t.ok(
+      Math.abs(m.policyLoss - expected) <= 1e-6 * Math.max(1, Math.abs(expected)),
+      `${aggregation}: ${m.policyLoss} vs ${expected}`,
+    );
     t.equal(m.rolloutLogprobDiffMax, 0, 'on-policy');
   }
 });
 
-t.test("clipEpsHigh (DAPO clip-higher) is the upper clip: a wide one clips fewer tokens than the symmetric clip", async (t) => {
-  const run = (clipEpsHigh: number) => group({ clipEps: 0.02, clipEpsHigh, epochs: 4, miniBatchSize: 4, lr: 5e-2, iterations: 2 });
-  const sym = await run(0.02), wide = await run(100);
-  const frac = (ms: Array<Record<string, number>>) => sum(ms.map((m) => m.clipFraction));
-  t.ok(frac(sym) > 0, `symmetric clip active (${frac(sym).toFixed(3)})`);
-  t.ok(frac(wide) < frac(sym), `clip-higher clips fewer: ${frac(wide).toFixed(3)} < ${frac(sym).toFixed(3)}`);
-});
+t.test(
+  'clipEpsHigh (DAPO clip-higher) is the upper clip: a wide one clips fewer tokens than the symmetric clip',
+  async (t) => {
+    const run = (clipEpsHigh: number) =>
+      group({ clipEps: 0.02, clipEpsHigh, epochs: 4, miniBatchSize: 4, lr: 5e-2, iterations: 2 });
+    const sym = await run(0.02),
+      wide = await run(100);
+    const frac = (ms: Array<Record<string, number>>) => sum(ms.map((m) => m.clipFraction));
+    t.ok(frac(sym) > 0, `symmetric clip active (${frac(sym).toFixed(3)})`);
+    t.ok(frac(wide) < frac(sym), `clip-higher clips fewer: ${frac(wide).toFixed(3)} < ${frac(sym).toFixed(3)}`);
+  },
+);
 
 t.test('the KL estimator is the one asked for: k1 / k2 / k3 give different KL, k2 and k3 are >= 0', async (t) => {
   const kl: Record<string, number> = {};
@@ -74,17 +108,36 @@ t.test('adaptive KL controller: β rises while KL > target and falls while KL < 
     const policy = await Model.create(cfg(), { seed: 1, initStd: 0.3 });
     const critic = await Model.create(cfg(true), { seed: 2 });
     const reward = rewardFunction('ascii', (r) => ascii(r.responseIds));
-    const horizon = 50, n = 8;
-    const trainer = new PPOTrainer({ policy, critic, tokenizer: tok, reward, prompts, iterations: 4, promptsPerIteration: 4, samplesPerPrompt: 2, sampling, lr: 5e-2, kl: { coef: 0.1, target, horizon }, seed: 6 });
+    const horizon = 50,
+      n = 8;
+    const trainer = new PPOTrainer({
+      policy,
+      critic,
+      tokenizer: tok,
+      reward,
+      prompts,
+      iterations: 4,
+      promptsPerIteration: 4,
+      samplesPerPrompt: 2,
+      sampling,
+      lr: 5e-2,
+      kl: { coef: 0.1, target, horizon },
+      seed: 6,
+    });
     const steps: Array<{ kl: number; coef: number }> = [];
     trainer.on('step', (e) => steps.push({ kl: e.metrics.kl, coef: e.metrics.klCoef }));
     await trainer.train();
-    let prev = 0.1, ups = 0, downs = 0;
+    let prev = 0.1,
+      ups = 0,
+      downs = 0;
     for (const [i, s] of steps.entries()) {
       const err = Math.max(-0.2, Math.min(0.2, s.kl / target - 1));
-      t.ok(Math.abs(s.coef - prev * (1 + (err * n) / horizon)) <= 1e-12 * prev, `step ${i + 1}: β = β·(1 + clip(KL/target − 1, ±0.2)·n/horizon)`);
-      if (s.kl > target) t.ok(s.coef > prev, `step ${i + 1}: KL ${s.kl.toExponential(2)} > target: β up`), ups++;
-      if (s.kl < target) t.ok(s.coef < prev, `step ${i + 1}: KL ${s.kl.toExponential(2)} < target: β down`), downs++;
+      t.ok(
+        Math.abs(s.coef - prev * (1 + (err * n) / horizon)) <= 1e-12 * prev,
+        `step ${i + 1}: β = β·(1 + clip(KL/target − 1, ±0.2)·n/horizon)`,
+      );
+      if (s.kl > target) (t.ok(s.coef > prev, `step ${i + 1}: KL ${s.kl.toExponential(2)} > target: β up`), ups++);
+      if (s.kl < target) (t.ok(s.coef < prev, `step ${i + 1}: KL ${s.kl.toExponential(2)} < target: β down`), downs++);
       prev = s.coef;
     }
     if (target < 1) t.ok(ups >= 2, `KL above the tiny target after the first update (${ups} steps up)`);

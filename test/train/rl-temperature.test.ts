@@ -13,11 +13,30 @@ import { PPOTrainer } from '../../lib/train/ppo.js';
 
 setThreads(1);
 const tok = new ByteTokenizer();
-const cfg = (valueHead = false) => tinyConfig({ vocab: 264, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 128, eosTokenId: tok.eosId, valueHead });
+const cfg = (valueHead = false) =>
+  tinyConfig({
+    vocab: 264,
+    hidden: 32,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    ffn: 64,
+    maxPositions: 128,
+    eosTokenId: tok.eosId,
+    valueHead,
+  });
 const prompts = ['q:', 'w:', 'e:', 'r:'].map((prompt) => ({ prompt }));
-const asciiFraction = rewardFunction('ascii-fraction', (r) => (r.responseIds.length ? [...r.responseIds].filter((id) => id < 128).length / r.responseIds.length : 0));
+const asciiFraction = rewardFunction('ascii-fraction', (r) =>
+  r.responseIds.length ? [...r.responseIds].filter((id) => id < 128).length / r.responseIds.length : 0,
+);
 
-async function firstStep(make: (policy: Model, sampling: { maxNewTokens: number; temperature: number; topK?: number; topP?: number }) => Promise<GroupTrainer | PPOTrainer>, sampling: { maxNewTokens: number; temperature: number; topK?: number; topP?: number }) {
+async function firstStep(
+  make: (
+    policy: Model,
+    sampling: { maxNewTokens: number; temperature: number; topK?: number; topP?: number },
+  ) => Promise<GroupTrainer | PPOTrainer>,
+  sampling: { maxNewTokens: number; temperature: number; topK?: number; topP?: number },
+) {
   const policy = await Model.create(cfg(), { seed: 1, initStd: 0.3 });
   const trainer = await make(policy, sampling);
   let metrics: Record<string, number> = {};
@@ -29,12 +48,43 @@ async function firstStep(make: (policy: Model, sampling: { maxNewTokens: number;
 }
 
 const group = async (policy: Model, sampling: { maxNewTokens: number; temperature: number }) =>
-  new GroupTrainer({ policy, tokenizer: tok, reward: asciiFraction, prompts, iterations: 1, promptsPerIteration: 4, samplesPerPrompt: 3, sampling, lr: 1e-2, kl: { coef: 0.1 }, seed: 2 });
+  new GroupTrainer({
+    policy,
+    tokenizer: tok,
+    reward: asciiFraction,
+    prompts,
+    iterations: 1,
+    promptsPerIteration: 4,
+    samplesPerPrompt: 3,
+    sampling,
+    lr: 1e-2,
+    kl: { coef: 0.1 },
+    seed: 2,
+  });
 const ppo = async (policy: Model, sampling: { maxNewTokens: number; temperature: number }) =>
-  new PPOTrainer({ policy, critic: await Model.create(cfg(true), { seed: 3 }), tokenizer: tok, reward: asciiFraction, prompts, iterations: 1, promptsPerIteration: 4, samplesPerPrompt: 2, sampling, lr: 1e-2, kl: { coef: 0.1 }, seed: 2 });
+  new PPOTrainer({
+    policy,
+    critic: await Model.create(cfg(true), { seed: 3 }),
+    tokenizer: tok,
+    reward: asciiFraction,
+    prompts,
+    iterations: 1,
+    promptsPerIteration: 4,
+    samplesPerPrompt: 2,
+    sampling,
+    lr: 1e-2,
+    kl: { coef: 0.1 },
+    seed: 2,
+  });
 
-for (const [name, make] of [['group (GRPO)', group], ['PPO', ppo]] as const) {
-  for (const sampling of [{ maxNewTokens: 8, temperature: 0.7 }, { maxNewTokens: 8, temperature: 1.6, topK: 20, topP: 0.9 }]) {
+for (const [name, make] of [
+  ['group (GRPO)', group],
+  ['PPO', ppo],
+] as const) {
+  for (const sampling of [
+    { maxNewTokens: 8, temperature: 0.7 },
+    { maxNewTokens: 8, temperature: 1.6, topK: 20, topP: 0.9 },
+  ]) {
     t.test(`${name} at ${JSON.stringify(sampling)}: first ratio exactly 1, initial KL exactly 0`, async (t) => {
       const m = await firstStep(make, sampling);
       t.equal(m.rolloutLogprobDiffMax, 0, 'first minibatch: log π_T == rollout log-probs (bitwise)');

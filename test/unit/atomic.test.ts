@@ -33,16 +33,27 @@ t.test('writeFileAtomic creates and replaces files, leaves no temporary files', 
 t.test('writeFileAtomic failures: ERR_RLHF_IO naming the path, nothing left behind', async (t) => {
   const dir = await freshDir();
   const missing = join(dir, 'no', 'such', 'x.bin');
-  await t.rejects(writeFileAtomic(missing, 'x'), { name: 'RlhfError', code: 'ERR_RLHF_IO', message: new RegExp(`^cannot write ${missing}: ENOENT`) }, 'missing parent');
+  await t.rejects(
+    writeFileAtomic(missing, 'x'),
+    { name: 'RlhfError', code: 'ERR_RLHF_IO', message: new RegExp(`^cannot write ${missing}: ENOENT`) },
+    'missing parent',
+  );
   const sub = join(dir, 'sub');
   await mkdir(sub);
   await writeFile(join(sub, 'keep'), 'k');
   const err = await writeFileAtomic(sub, 'over a directory').catch((e: unknown) => e);
-  t.match(err, { code: 'ERR_RLHF_IO', message: new RegExp(`^cannot write ${sub}: E(ISDIR|NOTEMPTY|EXIST)`) }, 'renaming over a directory fails');
+  t.match(
+    err,
+    { code: 'ERR_RLHF_IO', message: new RegExp(`^cannot write ${sub}: E(ISDIR|NOTEMPTY|EXIST)`) },
+    'renaming over a directory fails',
+  );
   t.ok((err as Error).cause instanceof Error, 'the system error is the cause');
   t.same(await readdir(dir), ['sub'], 'the temporary file was removed');
   t.same(await readdir(sub), ['keep']);
-  t.throws(() => writeFileAtomic(join(dir, 'y'), 5 as never), { name: 'TypeError', message: /writeFileAtomic: expected data to be a Uint8Array, a string or an array of Uint8Array, received 5/ });
+  t.throws(() => writeFileAtomic(join(dir, 'y'), 5 as never), {
+    name: 'TypeError',
+    message: /writeFileAtomic: expected data to be a Uint8Array, a string or an array of Uint8Array, received 5/,
+  });
   t.throws(() => writeFileAtomic('', 'x'), { name: 'TypeError', message: /expected path to be a non-empty string/ });
 });
 
@@ -89,8 +100,14 @@ t.test('replaceDirAtomic: fill succeeds -> directory replaced whole, nothing lef
 
   const file = join(parent, 'plain-file');
   await writeFile(file, 'data');
-  await t.rejects(replaceDirAtomic(file, async () => {}), { code: 'ERR_RLHF_IO', message: new RegExp(`^cannot replace ${file}: it exists and is not a directory`) });
+  await t.rejects(
+    replaceDirAtomic(file, async () => {}),
+    { code: 'ERR_RLHF_IO', message: new RegExp(`^cannot replace ${file}: it exists and is not a directory`) },
+  );
   t.equal(await readFile(file, 'utf8'), 'data', 'a file in the way is left alone');
   t.same(await leftovers(parent), []);
-  t.throws(() => replaceDirAtomic(dir, 'nope' as never), { name: 'TypeError', message: /replaceDirAtomic: expected fill to be a function/ });
+  t.throws(() => replaceDirAtomic(dir, 'nope' as never), {
+    name: 'TypeError',
+    message: /replaceDirAtomic: expected fill to be a function/,
+  });
 });

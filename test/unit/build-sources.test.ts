@@ -37,10 +37,18 @@ t.test('binding.gyp expands to the CPU addon list', async (t) => {
 t.test('CMake resolves the same CPU addon list', { timeout: 120000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rlhf-cmake-'));
   try {
-    const out = execFileSync('cmake', ['-S', packageRoot, '-B', dir, '-DRLHF_PRINT_SOURCES=ON', '-DRLHF_CUDA=OFF', '-DRLHF_TESTS=OFF'], { encoding: 'utf8' });
+    const out = execFileSync(
+      'cmake',
+      ['-S', packageRoot, '-B', dir, '-DRLHF_PRINT_SOURCES=ON', '-DRLHF_CUDA=OFF', '-DRLHF_TESTS=OFF'],
+      { encoding: 'utf8' },
+    );
     const line = out.split('\n').find((l) => l.includes('RLHF_SOURCES_CPU_ADDON='));
     t.ok(line, 'cmake printed its list');
-    const list = line!.split('RLHF_SOURCES_CPU_ADDON=')[1].split(';').filter(Boolean).map((p) => relative(packageRoot, p));
+    const list = line!
+      .split('RLHF_SOURCES_CPU_ADDON=')[1]
+      .split(';')
+      .filter(Boolean)
+      .map((p) => relative(packageRoot, p));
     t.same(list, addonCpu);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -47,7 +47,20 @@ t.test('names', async (t) => {
 });
 
 t.test('every type, both value forms, defaults', async (t) => {
-  const o = await opts('--model', 'm', '--max-steps', '10', '--lr=3e-4', '--schedule=linear', '--name', 'run 1', '--data', 'a.jsonl,b.jsonl', '--data=c.jsonl', '--verbose');
+  const o = await opts(
+    '--model',
+    'm',
+    '--max-steps',
+    '10',
+    '--lr=3e-4',
+    '--schedule=linear',
+    '--name',
+    'run 1',
+    '--data',
+    'a.jsonl,b.jsonl',
+    '--data=c.jsonl',
+    '--verbose',
+  );
   t.same(o, {
     model: join(cwd, 'm'),
     data: ['a.jsonl', 'b.jsonl', 'c.jsonl'],
@@ -101,12 +114,24 @@ t.test('command-line errors', async (t) => {
   await fails(t, ['--model', 'm', '--confg', 'a.yaml'], 'unknown flag --confg (did you mean --config?)');
   await fails(t, ['--model', 'm', '--lr', 'fast'], '--lr must be a number >= 0, got "fast"');
   await fails(t, ['--model', 'm', '--lr', '-1'], '--lr must be a number >= 0, got "-1"');
-  await fails(t, ['--model', 'm', '--max-steps', '1.5'], '--max-steps must be an integer >= 1 and <= 100000, got "1.5"');
+  await fails(
+    t,
+    ['--model', 'm', '--max-steps', '1.5'],
+    '--max-steps must be an integer >= 1 and <= 100000, got "1.5"',
+  );
   await fails(t, ['--model', 'm', '--max-steps', '0'], '--max-steps must be an integer >= 1 and <= 100000, got "0"');
   await fails(t, ['--model', 'm', '--max-steps=1e9'], '--max-steps must be an integer >= 1 and <= 100000, got "1e9"');
   await fails(t, ['--model', 'm', '--beta', 'Infinity'], '--beta must be a number, got "Infinity"');
-  await fails(t, ['--model', 'm', '--schedule', 'cosin'], '--schedule must be one of cosine, linear, constant, got "cosin" (did you mean cosine?)');
-  await fails(t, ['--model', 'm', '--schedule', 'step'], '--schedule must be one of cosine, linear, constant, got "step"');
+  await fails(
+    t,
+    ['--model', 'm', '--schedule', 'cosin'],
+    '--schedule must be one of cosine, linear, constant, got "cosin" (did you mean cosine?)',
+  );
+  await fails(
+    t,
+    ['--model', 'm', '--schedule', 'step'],
+    '--schedule must be one of cosine, linear, constant, got "step"',
+  );
   await fails(t, ['--model'], 'missing value after --model');
   await fails(t, ['--model', '--lr', '1'], 'missing value after --model');
   await fails(t, ['--model', 'm', '--name='], '--name must be a non-empty string, got ""');
@@ -121,9 +146,22 @@ t.test('config files: YAML and JSON, precedence, path resolution', async (t) => 
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     join(dir, 'sft.yaml'),
-    ['# a run', 'model: ../models/tiny', 'max-steps: 50', 'lr: 1e-5', 'packing: false', 'data: [a.jsonl, b.jsonl]', 'schedule: linear', 'beta: ~', ''].join('\n'),
+    [
+      '# a run',
+      'model: ../models/tiny',
+      'max-steps: 50',
+      'lr: 1e-5',
+      'packing: false',
+      'data: [a.jsonl, b.jsonl]',
+      'schedule: linear',
+      'beta: ~',
+      '',
+    ].join('\n'),
   );
-  writeFileSync(join(dir, 'sft.json'), JSON.stringify({ model: 'tiny', maxSteps: 7, out: 'out', data: 'x.jsonl,y.jsonl', verbose: 'true' }));
+  writeFileSync(
+    join(dir, 'sft.json'),
+    JSON.stringify({ model: 'tiny', maxSteps: 7, out: 'out', data: 'x.jsonl,y.jsonl', verbose: 'true' }),
+  );
 
   const y = await opts('--config', 'configs/sft.yaml');
   t.equal(y.model, join(cwd, 'models/tiny'), 'config paths are relative to the config file');
@@ -148,7 +186,11 @@ t.test('config files: YAML and JSON, precedence, path resolution', async (t) => 
   t.equal(j.out, join(dir, 'out'));
   t.same(j.data, ['z.jsonl'], 'a command-line list replaces the config list');
   t.equal(j.verbose, true, 'boolean from a string');
-  t.same((await opts('--config', join(dir, 'sft.json'))).data, ['x.jsonl', 'y.jsonl'], 'comma-separated list in a config');
+  t.same(
+    (await opts('--config', join(dir, 'sft.json'))).data,
+    ['x.jsonl', 'y.jsonl'],
+    'comma-separated list in a config',
+  );
 
   writeFileSync(join(dir, 'empty.yml'), '# nothing\n');
   t.equal((await opts('--config', 'configs/empty.yml', '--model', 'm')).maxSteps, 1000, 'an empty config file is fine');
@@ -156,29 +198,84 @@ t.test('config files: YAML and JSON, precedence, path resolution', async (t) => 
 
 t.test('config file errors', async (t) => {
   const write = (name: string, text: string) => (writeFileSync(join(cwd, name), text), name);
-  await fails(t, ['--config', write('config.yaml', 'model: m\nlr: fast\n')], 'config.yaml: "lr" must be a number >= 0, got "fast"');
-  await fails(t, ['--config', write('c1.yaml', 'model: m\nlearningRate: 1\n')], 'c1.yaml: unknown key "learningRate" (did you mean "lr"?)');
-  await fails(t, ['--config', write('c2.yaml', 'model: m\nmaxStep: 1\n')], 'c2.yaml: unknown key "maxStep" (did you mean "maxSteps"?)');
-  await fails(t, ['--config', write('c3.yaml', 'model: m\nmax-step: 1\n')], 'c3.yaml: unknown key "max-step" (did you mean "max-steps"?)');
+  await fails(
+    t,
+    ['--config', write('config.yaml', 'model: m\nlr: fast\n')],
+    'config.yaml: "lr" must be a number >= 0, got "fast"',
+  );
+  await fails(
+    t,
+    ['--config', write('c1.yaml', 'model: m\nlearningRate: 1\n')],
+    'c1.yaml: unknown key "learningRate" (did you mean "lr"?)',
+  );
+  await fails(
+    t,
+    ['--config', write('c2.yaml', 'model: m\nmaxStep: 1\n')],
+    'c2.yaml: unknown key "maxStep" (did you mean "maxSteps"?)',
+  );
+  await fails(
+    t,
+    ['--config', write('c3.yaml', 'model: m\nmax-step: 1\n')],
+    'c3.yaml: unknown key "max-step" (did you mean "max-steps"?)',
+  );
   await fails(t, ['--config', write('c4.yaml', 'model: m\nzzzzzzzzzz: 1\n')], 'c4.yaml: unknown key "zzzzzzzzzz"');
-  await fails(t, ['--config', write('c5.yaml', 'model: m\nmax-steps: 2\nmaxSteps: 3\n')], 'c5.yaml: "max-steps" and "maxSteps" set the same flag');
-  await fails(t, ['--config', write('c6.yaml', 'model:\n  path: m\n')], 'c6.yaml: "model" must be a path, got an object (Object)');
-  await fails(t, ['--config', write('c7.yaml', 'model: m\nmax-steps: 2.5\n')], 'c7.yaml: "max-steps" must be an integer >= 1 and <= 100000, got 2.5');
-  await fails(t, ['--config', write('c8.yaml', 'model: m\nschedule: step\n')], 'c8.yaml: "schedule" must be one of cosine, linear, constant, got "step"');
-  await fails(t, ['--config', write('c9.yaml', 'model: m\ndata: {a: 1}\n')], 'c9.yaml: "data" must be a list of strings (comma-separated or repeated), got an object (Object)');
-  await fails(t, ['--config', write('c10.yaml', '- model\n- m\n')], 'c10.yaml: expected a mapping of flag names to values, got array(2)');
+  await fails(
+    t,
+    ['--config', write('c5.yaml', 'model: m\nmax-steps: 2\nmaxSteps: 3\n')],
+    'c5.yaml: "max-steps" and "maxSteps" set the same flag',
+  );
+  await fails(
+    t,
+    ['--config', write('c6.yaml', 'model:\n  path: m\n')],
+    'c6.yaml: "model" must be a path, got an object (Object)',
+  );
+  await fails(
+    t,
+    ['--config', write('c7.yaml', 'model: m\nmax-steps: 2.5\n')],
+    'c7.yaml: "max-steps" must be an integer >= 1 and <= 100000, got 2.5',
+  );
+  await fails(
+    t,
+    ['--config', write('c8.yaml', 'model: m\nschedule: step\n')],
+    'c8.yaml: "schedule" must be one of cosine, linear, constant, got "step"',
+  );
+  await fails(
+    t,
+    ['--config', write('c9.yaml', 'model: m\ndata: {a: 1}\n')],
+    'c9.yaml: "data" must be a list of strings (comma-separated or repeated), got an object (Object)',
+  );
+  await fails(
+    t,
+    ['--config', write('c10.yaml', '- model\n- m\n')],
+    'c10.yaml: expected a mapping of flag names to values, got array(2)',
+  );
   await fails(t, ['--config', write('c11.yaml', 'model: [unclosed\n')], /^c11\.yaml: not valid YAML: /);
   await fails(t, ['--config', write('c12.json', '{"model": ')], /^c12\.json: not valid JSON: /);
-  await fails(t, ['--config', write('c13.toml', 'model = "m"\n')], 'config file c13.toml must end in .yaml, .yml or .json');
-  await fails(t, ['--config', write('c14.yaml', 'config: other.yaml\n')], 'c14.yaml: a config file cannot name another config file');
+  await fails(
+    t,
+    ['--config', write('c13.toml', 'model = "m"\n')],
+    'config file c13.toml must end in .yaml, .yml or .json',
+  );
+  await fails(
+    t,
+    ['--config', write('c14.yaml', 'config: other.yaml\n')],
+    'c14.yaml: a config file cannot name another config file',
+  );
   await fails(t, ['--config', 'missing.yaml'], 'config file missing.yaml does not exist');
   await fails(t, ['--config', write('c15.yaml', 'lr: 1\n')], 'missing required flag --model');
-  await fails(t, ['--config', write('c16.yaml', 'model: m\npacking: sometimes\n')], 'c16.yaml: "packing" must be true or false, got "sometimes"');
+  await fails(
+    t,
+    ['--config', write('c16.yaml', 'model: m\npacking: sometimes\n')],
+    'c16.yaml: "packing" must be true or false, got "sometimes"',
+  );
 });
 
 t.test('spec mistakes are programmer errors', async (t) => {
   const bad = (flags: CommandSpec['flags']) => parseCommand({ ...spec, flags }, [], { cwd });
-  await t.rejects(bad({ config: { type: 'path', describe: '' } }), { name: 'Error', message: /flag config is reserved/ });
+  await t.rejects(bad({ config: { type: 'path', describe: '' } }), {
+    name: 'Error',
+    message: /flag config is reserved/,
+  });
   await t.rejects(bad({ 'max-steps': { type: 'int', describe: '' } }), { message: /must be camelCase/ });
   await t.rejects(bad({ loss: { type: 'enum', describe: '' } }), { message: /enum without values/ });
 });

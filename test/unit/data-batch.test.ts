@@ -3,7 +3,10 @@
 import t from 'tap';
 import { PAD_SEGMENT, packExamples, padBatch, type TokenizedExample } from '../../lib/data/index.js';
 
-const ex = (ids: number[], mask: number[]): TokenizedExample => ({ ids: Int32Array.from(ids), lossMask: Uint8Array.from(mask) });
+const ex = (ids: number[], mask: number[]): TokenizedExample => ({
+  ids: Int32Array.from(ids),
+  lossMask: Uint8Array.from(mask),
+});
 const arr = (a: ArrayLike<number> | undefined) => Array.from(a ?? []);
 
 t.test('padBatch: targets and lengths by hand', async (t) => {
@@ -21,7 +24,10 @@ t.test('padBatch: targets and lengths by hand', async (t) => {
   t.ok(p.tokens instanceof Int32Array && p.targets instanceof Int32Array && p.lengths instanceof Int32Array);
 
   const wide = padBatch([b], { padId: 0, seqLen: 4 });
-  t.same([arr(wide.tokens), arr(wide.targets), arr(wide.lengths), wide.numTargets], [[4, 5, 0, 0], [5, -1, -1, -1], [2], 1]);
+  t.same(
+    [arr(wide.tokens), arr(wide.targets), arr(wide.lengths), wide.numTargets],
+    [[4, 5, 0, 0], [5, -1, -1, -1], [2], 1],
+  );
   const gap = padBatch([ex([1, 2, 3, 4], [0, 1, 0, 1])], { padId: 0 });
   t.same(arr(gap.targets), [2, -1, 4, -1], 'a 0 in the mask leaves a gap');
 });
@@ -32,11 +38,26 @@ t.test('padBatch: errors', async (t) => {
     name: 'RangeError',
     message: 'padBatch: expected examples[2].ids.length to be <= seqLen (4), received 5',
   });
-  t.throws(() => padBatch([], { padId: 0 }), { name: 'RangeError', message: 'padBatch: expected examples.length to be >= 1, received 0' });
-  t.throws(() => padBatch([a, ex([], [])], { padId: 0 }), { name: 'RangeError', message: 'padBatch: expected examples[1].ids.length to be >= 1, received 0' });
-  t.throws(() => padBatch([ex([1, 2], [0])], { padId: 0 }), { name: 'RangeError', message: 'padBatch: expected examples[0].lossMask.length to be ids.length (2), received 1' });
-  t.throws(() => padBatch([{ ids: [1, 2], lossMask: new Uint8Array(2) } as never], { padId: 0 }), { name: 'TypeError', message: 'padBatch: expected examples[0].ids to be an Int32Array, received array(2)' });
-  t.throws(() => padBatch([a], {} as never), { name: 'TypeError', message: 'padBatch: expected options.padId to be an integer >= 0, received undefined' });
+  t.throws(() => padBatch([], { padId: 0 }), {
+    name: 'RangeError',
+    message: 'padBatch: expected examples.length to be >= 1, received 0',
+  });
+  t.throws(() => padBatch([a, ex([], [])], { padId: 0 }), {
+    name: 'RangeError',
+    message: 'padBatch: expected examples[1].ids.length to be >= 1, received 0',
+  });
+  t.throws(() => padBatch([ex([1, 2], [0])], { padId: 0 }), {
+    name: 'RangeError',
+    message: 'padBatch: expected examples[0].lossMask.length to be ids.length (2), received 1',
+  });
+  t.throws(() => padBatch([{ ids: [1, 2], lossMask: new Uint8Array(2) } as never], { padId: 0 }), {
+    name: 'TypeError',
+    message: 'padBatch: expected examples[0].ids to be an Int32Array, received array(2)',
+  });
+  t.throws(() => padBatch([a], {} as never), {
+    name: 'TypeError',
+    message: 'padBatch: expected options.padId to be an integer >= 0, received undefined',
+  });
 });
 
 t.test('packExamples: rows, positions, segments, targets by hand', async (t) => {
@@ -65,9 +86,18 @@ t.test('packExamples: rows, positions, segments, targets by hand', async (t) => 
   t.equal(b1.numTargets, 4);
   t.equal(PAD_SEGMENT, -1);
 
-  t.same(packExamples([], { seqLen: 4, padId: 0, rowsPerBatch: 1 }), { batches: [], stats: { examples: 0, truncated: 0, rows: 0, fill: 0 } });
-  t.throws(() => packExamples([examples[0]], { seqLen: 0, padId: 0, rowsPerBatch: 1 }), { name: 'RangeError', message: 'packExamples: expected options.seqLen to be an integer >= 1, received 0' });
-  t.throws(() => packExamples([examples[0]], { seqLen: 4, padId: 0, rowsPerBatch: 1, seqlen: 3 } as never), { name: 'TypeError', message: /unknown option options.seqlen \(did you mean options.seqLen\?\)/ });
+  t.same(packExamples([], { seqLen: 4, padId: 0, rowsPerBatch: 1 }), {
+    batches: [],
+    stats: { examples: 0, truncated: 0, rows: 0, fill: 0 },
+  });
+  t.throws(() => packExamples([examples[0]], { seqLen: 0, padId: 0, rowsPerBatch: 1 }), {
+    name: 'RangeError',
+    message: 'packExamples: expected options.seqLen to be an integer >= 1, received 0',
+  });
+  t.throws(() => packExamples([examples[0]], { seqLen: 4, padId: 0, rowsPerBatch: 1, seqlen: 3 } as never), {
+    name: 'TypeError',
+    message: /unknown option options.seqlen \(did you mean options.seqLen\?\)/,
+  });
 });
 
 t.test('packExamples: randomized invariants', async (t) => {
@@ -76,11 +106,20 @@ t.test('packExamples: randomized invariants', async (t) => {
   const examples: TokenizedExample[] = [];
   for (let i = 0; i < 300; i++) {
     const n = 1 + rand(40);
-    examples.push(ex(Array.from({ length: n }, () => 1 + rand(500)), Array.from({ length: n }, (_, j) => (j > 0 && rand(3) > 0 ? 1 : 0))));
+    examples.push(
+      ex(
+        Array.from({ length: n }, () => 1 + rand(500)),
+        Array.from({ length: n }, (_, j) => (j > 0 && rand(3) > 0 ? 1 : 0)),
+      ),
+    );
   }
   const seqLen = 32;
   const { batches, stats } = packExamples(examples, { seqLen, padId: 0, rowsPerBatch: 4 });
-  let doc = 0, tokens = 0, targets = 0, rows = 0, problems = 0;
+  let doc = 0,
+    tokens = 0,
+    targets = 0,
+    rows = 0,
+    problems = 0;
   for (const b of batches) {
     for (let r = 0; r < b.batch; r++, rows++) {
       const at = r * seqLen;
@@ -97,7 +136,8 @@ t.test('packExamples: randomized invariants', async (t) => {
           const e = examples[doc++];
           const n = Math.min(e.ids.length, seqLen);
           for (let j = 0; j < n; j++) {
-            if (b.tokens[k + j] !== e.ids[j] || b.positions![k + j] !== j || b.segments![k + j] !== b.segments![k]) problems++;
+            if (b.tokens[k + j] !== e.ids[j] || b.positions![k + j] !== j || b.segments![k + j] !== b.segments![k])
+              problems++;
             const want = j + 1 < n && e.lossMask[j + 1] ? e.ids[j + 1] : -1;
             if (b.targets[k + j] !== want) problems++;
           }

@@ -49,7 +49,11 @@ t.test('malformed JSON names the file and line', async (t) => {
     { code: 'ERR_RLHF_FORMAT' },
   );
   t.same(seen, [1], 'lines before the bad one were yielded');
-  await t.rejects(readJsonlFile(await file('{"a":1}{"b":2}\n')), { message: /:1: invalid JSON:/ }, 'two values on one line');
+  await t.rejects(
+    readJsonlFile(await file('{"a":1}{"b":2}\n')),
+    { message: /:1: invalid JSON:/ },
+    'two values on one line',
+  );
 });
 
 t.test('invalid UTF-8 is a FORMAT error naming file, line and byte; nothing decodes to U+FFFD', async (t) => {
@@ -59,22 +63,52 @@ t.test('invalid UTF-8 is a FORMAT error naming file, line and byte; nothing deco
     return p;
   };
   const enc = (s: string) => [...new TextEncoder().encode(s)];
-  for (const [label, bad] of [['a lone continuation byte', [0x80]], ['a truncated 2-byte sequence', [0xc3]], ['an overlong encoding', [0xc0, 0xaf]], ['a UTF-16 surrogate', [0xed, 0xa0, 0x80]], ['above U+10FFFF', [0xf4, 0x90, 0x80, 0x80]], ['0xff', [0xff]]] as const) {
+  for (const [label, bad] of [
+    ['a lone continuation byte', [0x80]],
+    ['a truncated 2-byte sequence', [0xc3]],
+    ['an overlong encoding', [0xc0, 0xaf]],
+    ['a UTF-16 surrogate', [0xed, 0xa0, 0x80]],
+    ['above U+10FFFF', [0xf4, 0x90, 0x80, 0x80]],
+    ['0xff', [0xff]],
+  ] as const) {
     const p = await raw([...enc('{"a":"ok"}\n\n{"a":"x'), ...bad, ...enc('y"}\n{"a":"z"}\n')]);
-    await t.rejects(readJsonlFile(p), { name: 'RlhfError', code: 'ERR_RLHF_FORMAT', message: `${p}:3: invalid UTF-8 at byte 7 of the line (0x${bad[0].toString(16)}); the file must be UTF-8 text` }, label);
+    await t.rejects(
+      readJsonlFile(p),
+      {
+        name: 'RlhfError',
+        code: 'ERR_RLHF_FORMAT',
+        message: `${p}:3: invalid UTF-8 at byte 7 of the line (0x${bad[0].toString(16)}); the file must be UTF-8 text`,
+      },
+      label,
+    );
   }
   // valid multi-byte text split across read chunks is fine: 64 KiB chunks, a 4-byte emoji on every boundary
   const line = JSON.stringify({ a: 'x'.repeat(65533) + '🌍'.repeat(20000) });
   const p = await raw(new TextEncoder().encode(`${line}\r\n${line}\r${line}\n`));
-  t.same((await readJsonlFile(p)).map((l) => l.line), [1, 2, 3], 'CRLF and a lone CR end lines; characters across chunk boundaries decode');
-  t.same(await readJsonlFile(await raw([0x0d, 0x0a, 0x0d, ...enc('{"b":1}')])), [{ value: { b: 1 }, line: 3 }], 'blank CRLF and CR lines are counted');
+  t.same(
+    (await readJsonlFile(p)).map((l) => l.line),
+    [1, 2, 3],
+    'CRLF and a lone CR end lines; characters across chunk boundaries decode',
+  );
+  t.same(
+    await readJsonlFile(await raw([0x0d, 0x0a, 0x0d, ...enc('{"b":1}')])),
+    [{ value: { b: 1 }, line: 3 }],
+    'blank CRLF and CR lines are counted',
+  );
 });
 
 t.test('unreadable files are IO errors naming the path', async (t) => {
   const missing = join(root, 'nope.jsonl');
-  await t.rejects(readJsonlFile(missing), { name: 'RlhfError', code: 'ERR_RLHF_IO', message: `cannot read ${missing}: ENOENT: no such file or directory, open '${missing}'` });
+  await t.rejects(readJsonlFile(missing), {
+    name: 'RlhfError',
+    code: 'ERR_RLHF_IO',
+    message: `cannot read ${missing}: ENOENT: no such file or directory, open '${missing}'`,
+  });
   await t.rejects(readJsonlFile(root), { code: 'ERR_RLHF_IO', message: new RegExp(`^cannot read ${root}: EISDIR`) });
-  t.throws(() => readJsonl(''), { name: 'TypeError', message: 'readJsonl: expected path to be a non-empty string, received ""' });
+  t.throws(() => readJsonl(''), {
+    name: 'TypeError',
+    message: 'readJsonl: expected path to be a non-empty string, received ""',
+  });
 });
 
 t.test('writeJsonl: one compact JSON per line, trailing newline, atomic, round trip', async (t) => {
@@ -83,14 +117,30 @@ t.test('writeJsonl: one compact JSON per line, trailing newline, atomic, round t
   await writeJsonl(p, records);
   const text = await readFile(p, 'utf8');
   t.equal(text, '{"prompt":"a\\nb","completion":"ü \\"q\\""}\n[1,2]\n"x"\nnull\n3.5\n');
-  t.same((await readJsonlFile(p)).map((l) => l.value), records);
+  t.same(
+    (await readJsonlFile(p)).map((l) => l.value),
+    records,
+  );
   await writeJsonl(p, []);
   t.equal(await readFile(p, 'utf8'), '', 'no records: an empty file');
-  t.same((await readdir(root)).filter((n) => n.includes('.tmp-')), [], 'no temporary files left');
-  t.throws(() => writeJsonl(p, [1, undefined]), { name: 'TypeError', message: 'writeJsonl: expected records[1] to be a JSON value, received undefined' });
+  t.same(
+    (await readdir(root)).filter((n) => n.includes('.tmp-')),
+    [],
+    'no temporary files left',
+  );
+  t.throws(() => writeJsonl(p, [1, undefined]), {
+    name: 'TypeError',
+    message: 'writeJsonl: expected records[1] to be a JSON value, received undefined',
+  });
   const cyclic: Record<string, unknown> = {};
   cyclic.self = cyclic;
-  t.throws(() => writeJsonl(p, [cyclic]), { name: 'TypeError', message: /^writeJsonl: cannot serialise records\[0\]: / });
-  t.throws(() => writeJsonl(p, 'x' as never), { name: 'TypeError', message: 'writeJsonl: expected records to be an array, received "x"' });
+  t.throws(() => writeJsonl(p, [cyclic]), {
+    name: 'TypeError',
+    message: /^writeJsonl: cannot serialise records\[0\]: /,
+  });
+  t.throws(() => writeJsonl(p, 'x' as never), {
+    name: 'TypeError',
+    message: 'writeJsonl: expected records to be an array, received "x"',
+  });
   await t.rejects(writeJsonl(join(root, 'no', 'dir.jsonl'), [1]), { code: 'ERR_RLHF_IO' });
 });

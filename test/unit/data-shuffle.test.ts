@@ -51,7 +51,13 @@ t.test('uniform over the 24 orders of 4 items', async (t) => {
 });
 
 t.test('argument errors', async (t) => {
-  t.throws(() => permutation(-1, 0, 0), { name: 'RangeError', message: 'permutation: expected n to be an integer >= 0 and <= 2147483647, received -1' });
+  t.throws(() => permutation(-1, 0, 0), {
+    name: 'RangeError',
+    message: 'permutation: expected n to be an integer >= 0 and <= 2147483647, received -1',
+  });
   t.throws(() => permutation(3, 1.5, 0), { name: 'TypeError', message: /expected seed to be an integer >= 0/ });
-  t.throws(() => permutation(3, 0, -1), { name: 'RangeError', message: /expected epoch to be an integer >= 0 and <= 4294967295, received -1/ });
+  t.throws(() => permutation(3, 0, -1), {
+    name: 'RangeError',
+    message: /expected epoch to be an integer >= 0 and <= 4294967295, received -1/,
+  });
 });

@@ -7,7 +7,9 @@ import { glm4Files, qwen2Files } from '../fixtures/tokenizers/build.js';
 import { encodePrompt, tokenizePromptResponse, tokenizeSft, type SftRecord } from '../../lib/data/index.js';
 
 const tok = new ByteTokenizer();
-const U = 260, A = 261, END = 262;
+const U = 260,
+  A = 261,
+  END = 262;
 const bytes = (s: string) => Array.from(Buffer.from(s, 'utf8'));
 const arr = (a: ArrayLike<number>) => Array.from(a);
 
@@ -28,7 +30,15 @@ t.test('{prompt, completion}: encode(prompt) ++ encode(completion) ++ [eos], los
 });
 
 t.test('{messages}: loss exactly on the assistant spans (content + <|end|>)', async (t) => {
-  const rec: SftRecord = { kind: 'messages', messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Yo' }, { role: 'user', content: 'x' }, { role: 'assistant', content: 'z' }] };
+  const rec: SftRecord = {
+    kind: 'messages',
+    messages: [
+      { role: 'user', content: 'Hi' },
+      { role: 'assistant', content: 'Yo' },
+      { role: 'user', content: 'x' },
+      { role: 'assistant', content: 'z' },
+    ],
+  };
   const ex = tokenizeSft(tok, rec);
   t.same(arr(ex.ids), [U, 72, 105, END, A, 89, 111, END, U, 120, END, A, 122, END]);
   t.same(arr(ex.lossMask), [0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1, 1]);
@@ -44,7 +54,17 @@ t.test('truncation keeps the start and reports it', async (t) => {
   const exact = tokenizeSft(tok, rec, { maxLength: 5 });
   t.equal(exact.ids.length, 5);
   t.equal(exact.truncated, false, 'exactly maxLength is not truncated');
-  const chat = tokenizeSft(tok, { kind: 'messages', messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Yo' }] }, { maxLength: 6 });
+  const chat = tokenizeSft(
+    tok,
+    {
+      kind: 'messages',
+      messages: [
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: 'Yo' },
+      ],
+    },
+    { maxLength: 6 },
+  );
   t.same(arr(chat.ids), [U, 72, 105, END, A, 89]);
   t.same(arr(chat.lossMask), [0, 0, 0, 0, 0, 1]);
   t.equal(chat.truncated, true);
@@ -53,7 +73,10 @@ t.test('truncation keeps the start and reports it', async (t) => {
 t.test('encodePrompt: text without eos, conversations with the generation prompt', async (t) => {
   t.same(encodePrompt(tok, 'Hi'), [72, 105]);
   t.same(encodePrompt(tok, [{ role: 'user', content: 'Hi' }]), [U, 72, 105, END, A]);
-  t.throws(() => encodePrompt(tok, 5 as never), { name: 'TypeError', message: 'encodePrompt: expected prompt to be a string or a list of messages, received 5' });
+  t.throws(() => encodePrompt(tok, 5 as never), {
+    name: 'TypeError',
+    message: 'encodePrompt: expected prompt to be a string or a list of messages, received 5',
+  });
 });
 
 t.test('tokenizePromptResponse: loss on the response (+ eos), promptLength', async (t) => {
@@ -71,7 +94,11 @@ t.test('tokenizePromptResponse: loss on the response (+ eos), promptLength', asy
   const cut = tokenizePromptResponse(tok, 'Q', 'abc', { maxLength: 3 });
   t.same([arr(cut.ids), arr(cut.lossMask), cut.promptLength, cut.truncated], [[81, 97, 98], [0, 1, 1], 1, true]);
   const intoPrompt = tokenizePromptResponse(tok, 'Question', 'a', { maxLength: 3 });
-  t.same([arr(intoPrompt.ids), arr(intoPrompt.lossMask), intoPrompt.promptLength], [[81, 117, 101], [0, 0, 0], 3], 'promptLength counts prompt tokens kept');
+  t.same(
+    [arr(intoPrompt.ids), arr(intoPrompt.lossMask), intoPrompt.promptLength],
+    [[81, 117, 101], [0, 0, 0], 3],
+    'promptLength counts prompt tokens kept',
+  );
 });
 
 t.test('Hugging Face tokenizers: the trained tokens decode to the response and its end of turn', async (t) => {
@@ -79,18 +106,37 @@ t.test('Hugging Face tokenizers: the trained tokens decode to the response and i
   const g = glm4Files();
   const toks = {
     qwen2: new HfTokenizer({ tokenizer: q['tokenizer.json'], config: q['tokenizer_config.json'] }),
-    glm4: new HfTokenizer({ tokenizer: g['tokenizer.json'], config: g['tokenizer_config.json'], generationConfig: g['generation_config.json'] }),
+    glm4: new HfTokenizer({
+      tokenizer: g['tokenizer.json'],
+      config: g['tokenizer_config.json'],
+      generationConfig: g['generation_config.json'],
+    }),
   };
-  const trained = (hf: HfTokenizer, e: { ids: Int32Array; lossMask: Uint8Array }) => hf.decode(arr(e.ids).filter((_, i) => e.lossMask[i]));
+  const trained = (hf: HfTokenizer, e: { ids: Int32Array; lossMask: Uint8Array }) =>
+    hf.decode(arr(e.ids).filter((_, i) => e.lossMask[i]));
   for (const [name, hf] of Object.entries(toks)) {
     const eos = hf.decode([hf.eosId]);
-    const chat = tokenizeSft(hf, { kind: 'messages', messages: [{ role: 'user', content: 'Hi there' }, { role: 'assistant', content: 'Hello world' }] });
+    const chat = tokenizeSft(hf, {
+      kind: 'messages',
+      messages: [
+        { role: 'user', content: 'Hi there' },
+        { role: 'assistant', content: 'Hello world' },
+      ],
+    });
     // the chat template decides: ChatML renders <|im_end|> after the turn; GLM-4 renders nothing
     // after a final assistant turn (the next <|user|> would end it), and nothing is added
     const rendered = name === 'glm4' ? '' : eos;
-    t.equal(trained(hf, chat).trim(), 'Hello world' + rendered, `${name}: messages (the assistant span and its end-of-turn marker when rendered)`);
+    t.equal(
+      trained(hf, chat).trim(),
+      'Hello world' + rendered,
+      `${name}: messages (the assistant span and its end-of-turn marker when rendered)`,
+    );
     const pr = tokenizePromptResponse(hf, [{ role: 'user', content: 'Hi there' }], 'Hello world');
-    t.same(arr(pr.ids.subarray(0, pr.promptLength)), encodePrompt(hf, [{ role: 'user', content: 'Hi there' }]), `${name}: prompt first`);
+    t.same(
+      arr(pr.ids.subarray(0, pr.promptLength)),
+      encodePrompt(hf, [{ role: 'user', content: 'Hi there' }]),
+      `${name}: prompt first`,
+    );
     t.equal(trained(hf, pr), 'Hello world' + eos, `${name}: prompt + response`);
     const c = tokenizeSft(hf, { kind: 'completion', prompt: 'What is 2 + 2?', completion: ' 4' });
     t.equal(trained(hf, c), ' 4' + eos, `${name}: completion`);
@@ -99,10 +145,28 @@ t.test('Hugging Face tokenizers: the trained tokens decode to the response and i
 
 t.test('argument errors', async (t) => {
   const rec: SftRecord = { kind: 'completion', prompt: 'a', completion: 'b' };
-  t.throws(() => tokenizeSft(tok, rec, { maxLength: 0 }), { name: 'RangeError', message: 'tokenizeSft: expected options.maxLength to be an integer >= 1, received 0' });
-  t.throws(() => tokenizeSft(tok, rec, { maxLenght: 4 } as never), { name: 'TypeError', message: /unknown option options.maxLenght \(did you mean options.maxLength\?\)/ });
-  t.throws(() => tokenizeSft(tok, { kind: 'text' } as never), { name: 'TypeError', message: /expected rec.kind to be "completion" or "messages"/ });
-  t.throws(() => tokenizeSft({} as never, rec), { name: 'TypeError', message: 'tokenizeSft: expected tok to be a Tokenizer, received an object (Object)' });
-  t.throws(() => tokenizePromptResponse(tok, 'p', 3 as never), { name: 'TypeError', message: 'tokenizePromptResponse: expected response to be a string, received 3' });
-  t.throws(() => tokenizePromptResponse(tok, 'p', 'r', { addEos: 1 } as never), { name: 'TypeError', message: 'tokenizePromptResponse: expected options.addEos to be a boolean, received 1' });
+  t.throws(() => tokenizeSft(tok, rec, { maxLength: 0 }), {
+    name: 'RangeError',
+    message: 'tokenizeSft: expected options.maxLength to be an integer >= 1, received 0',
+  });
+  t.throws(() => tokenizeSft(tok, rec, { maxLenght: 4 } as never), {
+    name: 'TypeError',
+    message: /unknown option options.maxLenght \(did you mean options.maxLength\?\)/,
+  });
+  t.throws(() => tokenizeSft(tok, { kind: 'text' } as never), {
+    name: 'TypeError',
+    message: /expected rec.kind to be "completion" or "messages"/,
+  });
+  t.throws(() => tokenizeSft({} as never, rec), {
+    name: 'TypeError',
+    message: 'tokenizeSft: expected tok to be a Tokenizer, received an object (Object)',
+  });
+  t.throws(() => tokenizePromptResponse(tok, 'p', 3 as never), {
+    name: 'TypeError',
+    message: 'tokenizePromptResponse: expected response to be a string, received 3',
+  });
+  t.throws(() => tokenizePromptResponse(tok, 'p', 'r', { addEos: 1 } as never), {
+    name: 'TypeError',
+    message: 'tokenizePromptResponse: expected options.addEos to be a boolean, received 1',
+  });
 });

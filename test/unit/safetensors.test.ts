@@ -7,8 +7,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RlhfError } from '../../lib/errors.js';
 import {
-  MAX_HEADER_BYTES, bf16ToF32, encodeSafetensors, f16ToF32, f32ToBf16, f32ToF16, readCheckpointIndex, readSafetensorsHeader,
-  readTensorF32, writeCheckpointTensors, writeSafetensors, type TensorToWrite,
+  MAX_HEADER_BYTES,
+  bf16ToF32,
+  encodeSafetensors,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  readCheckpointIndex,
+  readSafetensorsHeader,
+  readTensorF32,
+  writeCheckpointTensors,
+  writeSafetensors,
+  type TensorToWrite,
 } from '../../lib/engine/safetensors.js';
 import { Rng } from '../helpers/random.js';
 import { bitwiseEqual } from '../helpers/tolerance.js';
@@ -24,7 +34,8 @@ const at = (path: string, problem: RegExp) => new RegExp(`^${escape(path)}: ${pr
 
 /** A file from a header (object or raw text), a data buffer, and optionally a forged header length. */
 function rawFile(header: object | string | Uint8Array, data: number | Uint8Array = 0, length?: bigint): Uint8Array {
-  const h = header instanceof Uint8Array ? header : Buffer.from(typeof header === 'string' ? header : JSON.stringify(header));
+  const h =
+    header instanceof Uint8Array ? header : Buffer.from(typeof header === 'string' ? header : JSON.stringify(header));
   const d = typeof data === 'number' ? new Uint8Array(data) : data;
   const out = new Uint8Array(8 + h.length + d.length);
   new DataView(out.buffer).setBigUint64(0, length ?? BigInt(h.length), true);
@@ -33,7 +44,11 @@ function rawFile(header: object | string | Uint8Array, data: number | Uint8Array
   return out;
 }
 const concat = (chunks: Uint8Array[]) => Buffer.concat(chunks);
-const f32 = (shape: number[], begin: number) => ({ dtype: 'F32', shape, data_offsets: [begin, begin + 4 * shape.reduce((a, b) => a * b, 1)] });
+const f32 = (shape: number[], begin: number) => ({
+  dtype: 'F32',
+  shape,
+  data_offsets: [begin, begin + 4 * shape.reduce((a, b) => a * b, 1)],
+});
 
 t.test('F32 round trip is bit-exact, metadata and order kept', async (t) => {
   const rng = new Rng(1);
@@ -46,21 +61,37 @@ t.test('F32 round trip is bit-exact, metadata and order kept', async (t) => {
   const p = fresh();
   await writeSafetensors(p, tensors, { format: 'pt', note: 'ü' });
   const h = await readSafetensorsHeader(p);
-  t.same(['b.weight', '0', 'a'].map((n) => h.tensors.get(n)!.byteOffset - h.dataStart), [0, 60, 88], 'data in the given order');
-  t.match(Buffer.from(await readFile(p)).toString('latin1', 8, h.dataStart), /^\{"__metadata__":.*"b\.weight":.*"0":.*"a":/, 'header in the given order');
+  t.same(
+    ['b.weight', '0', 'a'].map((n) => h.tensors.get(n)!.byteOffset - h.dataStart),
+    [0, 60, 88],
+    'data in the given order',
+  );
+  t.match(
+    Buffer.from(await readFile(p)).toString('latin1', 8, h.dataStart),
+    /^\{"__metadata__":.*"b\.weight":.*"0":.*"a":/,
+    'header in the given order',
+  );
   t.same(h.tensors.get('0'), { name: '0', dtype: 'F32', shape: [7], byteOffset: h.dataStart + 60, byteLength: 28 });
   t.same(h.metadata, { format: 'pt', note: 'ü' });
   for (const x of tensors) t.ok(bitwiseEqual(await readTensorF32(h, x.name), x.data), `${x.name} bit-exact`);
-  t.same((await readdir(root)).filter((n) => n.includes('.tmp-')), [], 'no temporary files left');
+  t.same(
+    (await readdir(root)).filter((n) => n.includes('.tmp-')),
+    [],
+    'no temporary files left',
+  );
 });
 
 t.test('BF16 and F16 round trips are bit-exact for representable values', async (t) => {
   const rng = new Rng(2);
   const half = new Uint16Array(4000).map(() => rng.int(0, 0xffff));
   const finite = (limit: number) => half.filter((h) => (h & 0x7fff) <= limit); // no NaN
-  const bf = bf16ToF32(finite(0x7f80)), fp = f16ToF32(finite(0x7c00));
+  const bf = bf16ToF32(finite(0x7f80)),
+    fp = f16ToF32(finite(0x7c00));
   const p = fresh();
-  await writeSafetensors(p, [{ name: 'bf', shape: [bf.length], data: bf, dtype: 'BF16' }, { name: 'fp', shape: [fp.length], data: fp, dtype: 'F16' }]);
+  await writeSafetensors(p, [
+    { name: 'bf', shape: [bf.length], data: bf, dtype: 'BF16' },
+    { name: 'fp', shape: [fp.length], data: fp, dtype: 'F16' },
+  ]);
   const h = await readSafetensorsHeader(p);
   t.equal(h.tensors.get('bf')!.dtype, 'BF16');
   t.equal(h.tensors.get('fp')!.byteLength, 2 * fp.length);
@@ -76,23 +107,37 @@ t.test('BF16 and F16 round trips are bit-exact for representable values', async 
 
 t.test('conversions: exact decoding, round-to-nearest-even at every halfway point', async (t) => {
   const all = new Uint16Array(65536).map((_, i) => i);
-  const fromF16 = f16ToF32(all), fromBf16 = bf16ToF32(all);
+  const fromF16 = f16ToF32(all),
+    fromBf16 = bf16ToF32(all);
   let bad = 0;
   for (let h = 0; h < 65536; h++) {
-    const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, m = h & 1023;
+    const s = h & 0x8000 ? -1 : 1,
+      e = (h >> 10) & 31,
+      m = h & 1023;
     const ref = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
     if (!Object.is(fromF16[h], ref)) bad++;
   }
   t.equal(bad, 0, 'f16ToF32 matches the IEEE formula for all 65536 bit patterns');
-  const roundTrip = (back: Uint16Array, from: Float32Array) => all.filter((h) => !Number.isNaN(from[h]) && back[h] !== h).length;
+  const roundTrip = (back: Uint16Array, from: Float32Array) =>
+    all.filter((h) => !Number.isNaN(from[h]) && back[h] !== h).length;
   t.equal(roundTrip(f32ToF16(fromF16), fromF16), 0, 'f16 -> f32 -> f16 is the identity (non-NaN)');
   t.equal(roundTrip(f32ToBf16(fromBf16), fromBf16), 0, 'bf16 -> f32 -> bf16 is the identity (non-NaN)');
-  t.ok(all.every((h) => !Number.isNaN(fromF16[h]) || (f32ToF16(fromF16.subarray(h, h + 1))[0] & 0x7fff) > 0x7c00), 'NaN stays NaN');
+  t.ok(
+    all.every((h) => !Number.isNaN(fromF16[h]) || (f32ToF16(fromF16.subarray(h, h + 1))[0] & 0x7fff) > 0x7c00),
+    'NaN stays NaN',
+  );
 
   // For every pair of adjacent non-negative values (a, b) the midpoint rounds to the even one, and
   // one f32 ulp either side rounds to the nearer one. The value above the largest finite is 2^16 (f16) / 2^128 (bf16).
-  const check = (label: string, toHalf: (x: Float32Array) => Uint16Array, value: (h: number) => number, top: number) => {
-    const mids = new Float32Array(top), below = new Float32Array(top), above = new Float32Array(top);
+  const check = (
+    label: string,
+    toHalf: (x: Float32Array) => Uint16Array,
+    value: (h: number) => number,
+    top: number,
+  ) => {
+    const mids = new Float32Array(top),
+      below = new Float32Array(top),
+      above = new Float32Array(top);
     for (let h = 0; h < top; h++) mids[h] = (value(h) + value(h + 1)) / 2;
     const mb = new Uint32Array(mids.buffer);
     new Uint32Array(below.buffer).set(mb.map((b) => b - 1));
@@ -102,16 +147,51 @@ t.test('conversions: exact decoding, round-to-nearest-even at every halfway poin
     for (let h = 0; h < top; h++) if (rm[h] !== (h & 1 ? h + 1 : h) || rb[h] !== h || ra[h] !== h + 1) wrong++;
     t.equal(wrong, 0, `${label}: ${top} halfway points round to even, neighbours to nearest`);
     const neg = toHalf(mids.map((x) => -x));
-    t.ok(neg.every((h, i) => h === (rm[i] | 0x8000)), `${label}: negative midpoints round symmetrically`);
+    t.ok(
+      neg.every((h, i) => h === (rm[i] | 0x8000)),
+      `${label}: negative midpoints round symmetrically`,
+    );
   };
   check('f16', f32ToF16, (h) => (h === 0x7c00 ? 65536 : fromF16[h]), 0x7c00);
   check('bf16', f32ToBf16, (h) => (h === 0x7f80 ? 2 ** 128 : fromBf16[h]), 0x7f80);
 
-  t.same([...f32ToBf16(f32Bits(0x3f808000, 0x3f818000, 0x3f808001, 0x7f7fffff, 0xff800000, 0x7f800001, 0x00008000, 0x00018000))],
-    [0x3f80, 0x3f82, 0x3f81, 0x7f80, 0xff80, 0x7fc0, 0x0000, 0x0002], 'bf16 spot checks (halfway, overflow, -Inf, sNaN, subnormals)');
-  t.same([...f32ToF16(new Float32Array([1 + 2 ** -11, 1 + 3 * 2 ** -11, 65504, 65519, 65520, 1e6, -0, 2 ** -24, 2 ** -25, 3 * 2 ** -25, 2 ** -25 * 1.000001, 2 ** -14, 1023.5 * 2 ** -24, 1e-30]))],
-    [0x3c00, 0x3c02, 0x7bff, 0x7bff, 0x7c00, 0x7c00, 0x8000, 0x0001, 0x0000, 0x0002, 0x0001, 0x0400, 0x0400, 0x0000], 'f16 spot checks');
-  t.throws(() => bf16ToF32(new Uint16Array(2), new Float32Array(3)), { name: 'RangeError', message: /dst\.length to be 2, received 3/ });
+  t.same(
+    [
+      ...f32ToBf16(
+        f32Bits(0x3f808000, 0x3f818000, 0x3f808001, 0x7f7fffff, 0xff800000, 0x7f800001, 0x00008000, 0x00018000),
+      ),
+    ],
+    [0x3f80, 0x3f82, 0x3f81, 0x7f80, 0xff80, 0x7fc0, 0x0000, 0x0002],
+    'bf16 spot checks (halfway, overflow, -Inf, sNaN, subnormals)',
+  );
+  t.same(
+    [
+      ...f32ToF16(
+        new Float32Array([
+          1 + 2 ** -11,
+          1 + 3 * 2 ** -11,
+          65504,
+          65519,
+          65520,
+          1e6,
+          -0,
+          2 ** -24,
+          2 ** -25,
+          3 * 2 ** -25,
+          2 ** -25 * 1.000001,
+          2 ** -14,
+          1023.5 * 2 ** -24,
+          1e-30,
+        ]),
+      ),
+    ],
+    [0x3c00, 0x3c02, 0x7bff, 0x7bff, 0x7c00, 0x7c00, 0x8000, 0x0001, 0x0000, 0x0002, 0x0001, 0x0400, 0x0400, 0x0000],
+    'f16 spot checks',
+  );
+  t.throws(() => bf16ToF32(new Uint16Array(2), new Float32Array(3)), {
+    name: 'RangeError',
+    message: /dst\.length to be 2, received 3/,
+  });
   t.throws(() => f16ToF32([1] as never), { name: 'TypeError', message: /f16ToF32: expected src to be a Uint16Array/ });
 });
 
@@ -144,7 +224,13 @@ t.test('empty tensors, scalars, F64 input, no tensors at all', async (t) => {
   t.equal((await readTensorF32(h, 'empty2')).length, 0);
   t.same([...(await readTensorF32(h, 'scalar'))], [3]);
   const q = fresh();
-  await writeFile(q, rawFile({ d: { dtype: 'F64', shape: [3], data_offsets: [0, 24] } }, new Uint8Array(new Float64Array([1.5, 1e300, 0.1]).buffer)));
+  await writeFile(
+    q,
+    rawFile(
+      { d: { dtype: 'F64', shape: [3], data_offsets: [0, 24] } },
+      new Uint8Array(new Float64Array([1.5, 1e300, 0.1]).buffer),
+    ),
+  );
   t.same([...(await readTensorF32(await readSafetensorsHeader(q), 'd'))], [1.5, Infinity, Math.fround(0.1)]);
   const e = fresh();
   await writeSafetensors(e, []);
@@ -161,7 +247,9 @@ t.test('"__proto__" and other Object.prototype names are plain keys', async (t) 
   t.ok(Object.hasOwn(h.metadata, '__proto__') && h.metadata['toString'] === 'y');
   t.equal(({} as Record<string, unknown>).dtype, undefined, 'Object.prototype untouched');
   const q = fresh();
-  await writeSafetensors(q, [{ name: '__proto__', shape: [1], data: new Float32Array([7]) }], { __proto__: 'm' } as never);
+  await writeSafetensors(q, [{ name: '__proto__', shape: [1], data: new Float32Array([7]) }], {
+    __proto__: 'm',
+  } as never);
   t.same([...(await readTensorF32(await readSafetensorsHeader(q), '__proto__'))], [7]);
   await writeFile(p, rawFile({ a: { dtype: 'toString', shape: [1], data_offsets: [0, 4] } }, 4));
   await t.rejects(readSafetensorsHeader(p), { code: 'ERR_RLHF_FORMAT', message: /unknown dtype "toString"/ });
@@ -171,7 +259,11 @@ t.test('every header violation is ERR_RLHF_FORMAT naming the file and the proble
   const cases: [string, Uint8Array, RegExp][] = [
     ['short file', new Uint8Array(3), /the file is 3 bytes, shorter than the 8-byte header length/],
     ['length 0', rawFile('', 0, 0n), /header length is 0/],
-    ['length > max', rawFile('{}', 0, BigInt(MAX_HEADER_BYTES) + 1n), /header length 104857601 exceeds the limit of 104857600 bytes/],
+    [
+      'length > max',
+      rawFile('{}', 0, BigInt(MAX_HEADER_BYTES) + 1n),
+      /header length 104857601 exceeds the limit of 104857600 bytes/,
+    ],
     ['length 2^64-1', rawFile('{}', 0, 2n ** 64n - 1n), /header length 18446744073709551615 exceeds the limit/],
     ['length > file', rawFile('{}', 0, 3n), /header length 3 exceeds the 2 bytes after the length field/],
     ['not utf-8', rawFile(new Uint8Array([0x7b, 0xff, 0x7d])), /header is not valid UTF-8/],
@@ -180,24 +272,81 @@ t.test('every header violation is ERR_RLHF_FORMAT naming the file and the proble
     ['array', rawFile('[1,2]'), /header is not a JSON object \(it is array\(2\)\)/],
     ['null', rawFile('null'), /header is not a JSON object \(it is null\)/],
     ['entry', rawFile({ a: 5 }), /tensor "a": entry is not an object \(it is 5\)/],
-    ['dtype', rawFile({ a: { ...f32([1], 0), dtype: 'F31' } }, 4), /tensor "a": unknown dtype "F31" \(expected one of F64, F32/],
+    [
+      'dtype',
+      rawFile({ a: { ...f32([1], 0), dtype: 'F31' } }, 4),
+      /tensor "a": unknown dtype "F31" \(expected one of F64, F32/,
+    ],
     ['no dtype', rawFile({ a: { shape: [1], data_offsets: [0, 4] } }, 4), /tensor "a": unknown dtype undefined/],
-    ['shape type', rawFile({ a: { ...f32([1], 0), shape: '4' } }, 4), /tensor "a": shape "4" is not an array of non-negative integers/],
+    [
+      'shape type',
+      rawFile({ a: { ...f32([1], 0), shape: '4' } }, 4),
+      /tensor "a": shape "4" is not an array of non-negative integers/,
+    ],
     ['shape < 0', rawFile({ a: { ...f32([1], 0), shape: [-1] } }, 4), /tensor "a": shape \[-1\] is not an array/],
     ['shape float', rawFile({ a: { ...f32([1], 0), shape: [1.5] } }, 4), /tensor "a": shape \[1\.5\] is not/],
-    ['shape unsafe', rawFile('{"a":{"dtype":"F32","shape":[9007199254740993],"data_offsets":[0,4]}}', 4), /tensor "a": shape \[9007199254740992\] is not/],
-    ['offsets order', rawFile({ a: { ...f32([1], 0), data_offsets: [4, 0] } }, 4), /tensor "a": data_offsets \[4, 0\] are not two integers 0 <= begin <= end/],
-    ['offsets one', rawFile({ a: { ...f32([1], 0), data_offsets: [0] } }, 4), /tensor "a": data_offsets \[0\] are not two integers/],
-    ['offsets inf', rawFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,1e400]}}', 4), /tensor "a": data_offsets \[0, Infinity\] are not/],
-    ['offsets string', rawFile({ a: { ...f32([1], 0), data_offsets: [0, '4'] } }, 4), /tensor "a": data_offsets \[0, "4"\] are not/],
-    ['beyond data', rawFile({ a: f32([5], 0) }, 16), /tensor "a": data_offsets \[0, 20\] end beyond the 16-byte data buffer/],
-    ['size', rawFile({ a: { ...f32([4], 0), data_offsets: [0, 12] } }, 12), /tensor "a": data_offsets \[0, 12\] hold 12 bytes but F32 shape \[4\] needs 16/],
-    ['overflow', rawFile({ a: { dtype: 'BF16', shape: [2 ** 52, 2 ** 52], data_offsets: [0, 0] } }), /tensor "a": data_offsets \[0, 0\] hold 0 bytes but BF16 shape \[4503599627370496, 4503599627370496\] needs 40564819207303340847894502572032$/],
-    ['many dims', rawFile(`{"a":{"dtype":"F32","shape":[${Array(200000).fill(2 ** 52).join(',')}],"data_offsets":[0,4]}}`, 4), /tensor "a": data_offsets \[0, 4\] hold 4 bytes but F32 shape \[4503599627370496, .*, \.\.\. \(200000 items\)\] needs more than 2\^64$/],
+    [
+      'shape unsafe',
+      rawFile('{"a":{"dtype":"F32","shape":[9007199254740993],"data_offsets":[0,4]}}', 4),
+      /tensor "a": shape \[9007199254740992\] is not/,
+    ],
+    [
+      'offsets order',
+      rawFile({ a: { ...f32([1], 0), data_offsets: [4, 0] } }, 4),
+      /tensor "a": data_offsets \[4, 0\] are not two integers 0 <= begin <= end/,
+    ],
+    [
+      'offsets one',
+      rawFile({ a: { ...f32([1], 0), data_offsets: [0] } }, 4),
+      /tensor "a": data_offsets \[0\] are not two integers/,
+    ],
+    [
+      'offsets inf',
+      rawFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,1e400]}}', 4),
+      /tensor "a": data_offsets \[0, Infinity\] are not/,
+    ],
+    [
+      'offsets string',
+      rawFile({ a: { ...f32([1], 0), data_offsets: [0, '4'] } }, 4),
+      /tensor "a": data_offsets \[0, "4"\] are not/,
+    ],
+    [
+      'beyond data',
+      rawFile({ a: f32([5], 0) }, 16),
+      /tensor "a": data_offsets \[0, 20\] end beyond the 16-byte data buffer/,
+    ],
+    [
+      'size',
+      rawFile({ a: { ...f32([4], 0), data_offsets: [0, 12] } }, 12),
+      /tensor "a": data_offsets \[0, 12\] hold 12 bytes but F32 shape \[4\] needs 16/,
+    ],
+    [
+      'overflow',
+      rawFile({ a: { dtype: 'BF16', shape: [2 ** 52, 2 ** 52], data_offsets: [0, 0] } }),
+      /tensor "a": data_offsets \[0, 0\] hold 0 bytes but BF16 shape \[4503599627370496, 4503599627370496\] needs 40564819207303340847894502572032$/,
+    ],
+    [
+      'many dims',
+      rawFile(
+        `{"a":{"dtype":"F32","shape":[${Array(200000)
+          .fill(2 ** 52)
+          .join(',')}],"data_offsets":[0,4]}}`,
+        4,
+      ),
+      /tensor "a": data_offsets \[0, 4\] hold 4 bytes but F32 shape \[4503599627370496, .*, \.\.\. \(200000 items\)\] needs more than 2\^64$/,
+    ],
     ['overlap', rawFile({ a: f32([2], 0), b: f32([2], 4) }, 12), /tensors "a" \[0, 8\] and "b" \[4, 12\] overlap/],
     ['empty inside', rawFile({ a: f32([2], 0), e: f32([0], 4) }, 8), /tensors "a" \[0, 8\] and "e" \[4, 4\] overlap/],
-    ['hole', rawFile({ a: f32([1], 0), b: f32([1], 8) }, 12), /bytes \[4, 8\) of the data buffer belong to no tensor \(a hole before tensor "b"\)/],
-    ['trailing', rawFile({ a: f32([1], 0) }, 8), /the tensors cover 4 bytes of the 8-byte data buffer; the last 4 bytes belong to no tensor/],
+    [
+      'hole',
+      rawFile({ a: f32([1], 0), b: f32([1], 8) }, 12),
+      /bytes \[4, 8\) of the data buffer belong to no tensor \(a hole before tensor "b"\)/,
+    ],
+    [
+      'trailing',
+      rawFile({ a: f32([1], 0) }, 8),
+      /the tensors cover 4 bytes of the 8-byte data buffer; the last 4 bytes belong to no tensor/,
+    ],
     ['no tensors', rawFile({}, 4), /the tensors cover 0 bytes of the 4-byte data buffer/],
     ['metadata', rawFile({ __metadata__: 'x' }), /__metadata__ is not an object of strings \(it is "x"\)/],
     ['metadata value', rawFile({ __metadata__: { k: 1 } }), /__metadata__\["k"\] is 1, not a string/],
@@ -205,13 +354,19 @@ t.test('every header violation is ERR_RLHF_FORMAT naming the file and the proble
   for (const [label, bytes, problem] of cases) {
     const p = fresh('model.safetensors');
     await writeFile(p, bytes);
-    await t.rejects(readSafetensorsHeader(p), { name: 'RlhfError', code: 'ERR_RLHF_FORMAT', message: at(p, problem) }, label);
+    await t.rejects(
+      readSafetensorsHeader(p),
+      { name: 'RlhfError', code: 'ERR_RLHF_FORMAT', message: at(p, problem) },
+      label,
+    );
   }
   const dir = fresh('dir');
   await mkdir(dir);
   const p = join(dir, 'model.safetensors');
   await writeFile(p, rawFile({ 'model.norm.weight': { dtype: 'F32', shape: [4], data_offsets: [0, 12] } }, 12));
-  await t.rejects(readSafetensorsHeader(p), { message: `${p}: tensor "model.norm.weight": data_offsets [0, 12] hold 12 bytes but F32 shape [4] needs 16` });
+  await t.rejects(readSafetensorsHeader(p), {
+    message: `${p}: tensor "model.norm.weight": data_offsets [0, 12] hold 12 bytes but F32 shape [4] needs 16`,
+  });
   await t.rejects(readSafetensorsHeader(join(dir, 'missing')), { code: 'ERR_RLHF_IO', message: /missing: ENOENT/ });
   await t.rejects(readSafetensorsHeader(dir), { code: 'ERR_RLHF_IO', message: /not a regular file/ });
 });
@@ -220,26 +375,75 @@ t.test('readTensorF32: unknown names, unsupported dtypes, files changed since th
   const p = fresh();
   await writeFile(p, rawFile({ ids: { dtype: 'I32', shape: [2], data_offsets: [0, 8] }, w: f32([1], 8) }, 12));
   const h = await readSafetensorsHeader(p);
-  await t.rejects(readTensorF32(h, 'ids'), { code: 'ERR_RLHF_UNSUPPORTED', message: at(p, /tensor "ids" has dtype I32; only F32, F16, BF16 and F64/) });
-  await t.rejects(readTensorF32(h, 'nope'), { code: 'ERR_RLHF_FORMAT', message: at(p, /no tensor "nope" \(the file holds 2\)/) });
+  await t.rejects(readTensorF32(h, 'ids'), {
+    code: 'ERR_RLHF_UNSUPPORTED',
+    message: at(p, /tensor "ids" has dtype I32; only F32, F16, BF16 and F64/),
+  });
+  await t.rejects(readTensorF32(h, 'nope'), {
+    code: 'ERR_RLHF_FORMAT',
+    message: at(p, /no tensor "nope" \(the file holds 2\)/),
+  });
   await writeFile(p, new Uint8Array(10));
-  await t.rejects(readTensorF32(h, 'w'), { code: 'ERR_RLHF_IO', message: at(p, new RegExp(`the file is 10 bytes, but was ${h.fileSize} when its header was read`)) });
+  await t.rejects(readTensorF32(h, 'w'), {
+    code: 'ERR_RLHF_IO',
+    message: at(p, new RegExp(`the file is 10 bytes, but was ${h.fileSize} when its header was read`)),
+  });
 });
 
 t.test('writer arguments are checked (TypeError / RangeError naming the field)', async (t) => {
   const d = new Float32Array(2);
-  t.throws(() => encodeSafetensors([{ name: 'a', shape: [3], data: d }]), { name: 'RangeError', message: 'encodeSafetensors: expected tensors[0].data.length to be 3, received 2' });
-  t.throws(() => encodeSafetensors([{ name: 'a', shape: [2], data: d }, { name: 'a', shape: [2], data: d }]), { name: 'RangeError', message: /tensors\[1\]\.name to be unique among the tensors, received "a"/ });
-  t.throws(() => encodeSafetensors([{ name: '__metadata__', shape: [2], data: d }]), { name: 'RangeError', message: /other than "__metadata__"/ });
-  t.throws(() => encodeSafetensors([{ name: 'a', shape: [-2], data: d }]), { name: 'RangeError', message: /tensors\[0\]\.shape\[0\] to be a non-negative integer/ });
-  t.throws(() => encodeSafetensors([{ name: 'a', shape: [2], data: d, dtype: 'F64' as never }]), { name: 'TypeError', message: /tensors\[0\]\.dtype to be one of "F32", "BF16", "F16"/ });
-  t.throws(() => encodeSafetensors([{ name: 'a', shape: [2], data: [0, 0] as never }]), { name: 'TypeError', message: /tensors\[0\]\.data to be a Float32Array/ });
-  t.throws(() => encodeSafetensors([], { a: 1 } as never), { name: 'TypeError', message: /metadata\["a"\] to be a string/ });
-  t.throws(() => writeCheckpointTensors(root, [], { maxShardBytes: 0 }), { name: 'RangeError', message: /options\.maxShardBytes to be an integer >= 1/ });
-  t.throws(() => writeSafetensors(join(root, 'w.safetensors'), [{ name: 'a', shape: [1], data: d }]), { name: 'RangeError', message: /^writeSafetensors: expected tensors\[0\]\.data\.length to be 1/ });
-  t.throws(() => readTensorF32({} as never, 'a'), { name: 'TypeError', message: /readTensorF32: expected header\.tensors to be a Map/ });
-  t.throws(() => readCheckpointIndex(5 as never), { name: 'TypeError', message: /readCheckpointIndex: expected dir to be a non-empty string/ });
-  await t.rejects(writeSafetensors(join(root, 'no/such/dir/x.safetensors'), []), { code: 'ERR_RLHF_IO', message: /no\/such\/dir\/x\.safetensors/ });
+  t.throws(() => encodeSafetensors([{ name: 'a', shape: [3], data: d }]), {
+    name: 'RangeError',
+    message: 'encodeSafetensors: expected tensors[0].data.length to be 3, received 2',
+  });
+  t.throws(
+    () =>
+      encodeSafetensors([
+        { name: 'a', shape: [2], data: d },
+        { name: 'a', shape: [2], data: d },
+      ]),
+    { name: 'RangeError', message: /tensors\[1\]\.name to be unique among the tensors, received "a"/ },
+  );
+  t.throws(() => encodeSafetensors([{ name: '__metadata__', shape: [2], data: d }]), {
+    name: 'RangeError',
+    message: /other than "__metadata__"/,
+  });
+  t.throws(() => encodeSafetensors([{ name: 'a', shape: [-2], data: d }]), {
+    name: 'RangeError',
+    message: /tensors\[0\]\.shape\[0\] to be a non-negative integer/,
+  });
+  t.throws(() => encodeSafetensors([{ name: 'a', shape: [2], data: d, dtype: 'F64' as never }]), {
+    name: 'TypeError',
+    message: /tensors\[0\]\.dtype to be one of "F32", "BF16", "F16"/,
+  });
+  t.throws(() => encodeSafetensors([{ name: 'a', shape: [2], data: [0, 0] as never }]), {
+    name: 'TypeError',
+    message: /tensors\[0\]\.data to be a Float32Array/,
+  });
+  t.throws(() => encodeSafetensors([], { a: 1 } as never), {
+    name: 'TypeError',
+    message: /metadata\["a"\] to be a string/,
+  });
+  t.throws(() => writeCheckpointTensors(root, [], { maxShardBytes: 0 }), {
+    name: 'RangeError',
+    message: /options\.maxShardBytes to be an integer >= 1/,
+  });
+  t.throws(() => writeSafetensors(join(root, 'w.safetensors'), [{ name: 'a', shape: [1], data: d }]), {
+    name: 'RangeError',
+    message: /^writeSafetensors: expected tensors\[0\]\.data\.length to be 1/,
+  });
+  t.throws(() => readTensorF32({} as never, 'a'), {
+    name: 'TypeError',
+    message: /readTensorF32: expected header\.tensors to be a Map/,
+  });
+  t.throws(() => readCheckpointIndex(5 as never), {
+    name: 'TypeError',
+    message: /readCheckpointIndex: expected dir to be a non-empty string/,
+  });
+  await t.rejects(writeSafetensors(join(root, 'no/such/dir/x.safetensors'), []), {
+    code: 'ERR_RLHF_IO',
+    message: /no\/such\/dir\/x\.safetensors/,
+  });
 });
 
 t.test('checkpoint directories: single file, shards + index, stale files removed', async (t) => {
@@ -254,10 +458,21 @@ t.test('checkpoint directories: single file, shards + index, stale files removed
   ];
   await writeFile(join(dir, 'model.safetensors'), 'stale');
   await writeCheckpointTensors(dir, tensors, { maxShardBytes: 100, metadata: { format: 'pt' } });
-  const shards = ['model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors', 'model-00003-of-00003.safetensors'];
-  t.same((await readdir(dir)).sort(), [...shards, 'model.safetensors.index.json'], 'three shards + index; the stale single file is gone');
+  const shards = [
+    'model-00001-of-00003.safetensors',
+    'model-00002-of-00003.safetensors',
+    'model-00003-of-00003.safetensors',
+  ];
+  t.same(
+    (await readdir(dir)).sort(),
+    [...shards, 'model.safetensors.index.json'],
+    'three shards + index; the stale single file is gone',
+  );
   const index = JSON.parse(await readFile(join(dir, 'model.safetensors.index.json'), 'utf8'));
-  t.same(index, { metadata: { total_size: 268 }, weight_map: { a: shards[1], b: shards[2], m: shards[1], 'z.big': shards[0] } });
+  t.same(index, {
+    metadata: { total_size: 268 },
+    weight_map: { a: shards[1], b: shards[2], m: shards[1], 'z.big': shards[0] },
+  });
   t.same(Object.keys(index.weight_map), ['a', 'b', 'm', 'z.big'], 'weight_map sorted');
   const read = await readCheckpointIndex(dir);
   t.same([...read.keys()].sort(), ['a', 'b', 'm', 'z.big']);
@@ -275,8 +490,18 @@ t.test('index violations name the index, the tensor and the file', async (t) => 
   const dir = fresh('idx');
   await mkdir(dir);
   const index = join(dir, 'model.safetensors.index.json');
-  await t.rejects(readCheckpointIndex(dir), { code: 'ERR_RLHF_IO', message: at(dir, /holds neither model\.safetensors nor model\.safetensors\.index\.json/) });
-  await writeCheckpointTensors(dir, [{ name: 'a', shape: [4], data: new Float32Array(4) }, { name: 'b', shape: [4], data: new Float32Array(4) }], { maxShardBytes: 16 });
+  await t.rejects(readCheckpointIndex(dir), {
+    code: 'ERR_RLHF_IO',
+    message: at(dir, /holds neither model\.safetensors nor model\.safetensors\.index\.json/),
+  });
+  await writeCheckpointTensors(
+    dir,
+    [
+      { name: 'a', shape: [4], data: new Float32Array(4) },
+      { name: 'b', shape: [4], data: new Float32Array(4) },
+    ],
+    { maxShardBytes: 16 },
+  );
   const shard1 = 'model-00001-of-00002.safetensors';
   const cases: [string, string, RegExp][] = [
     ['not json', '{', /not a valid index \(/],
@@ -284,31 +509,60 @@ t.test('index violations name the index, the tensor and the file', async (t) => 
     ['metadata', '{"metadata": 3, "weight_map": {}}', /"metadata" is 3, not an object/],
     ['no map', '{"metadata": {}}', /"weight_map" is undefined, not an object/],
     ['value', '{"weight_map": {"a": 5}}', /weight_map\["a"\] is 5, not a file name/],
-    ['escape', '{"weight_map": {"a": "../x.safetensors"}}', /weight_map\["a"\] names "\.\.\/x\.safetensors", which is not a file inside/],
-    ['absolute', '{"weight_map": {"a": "/etc/passwd"}}', /weight_map\["a"\] names "\/etc\/passwd", which is not a file inside/],
+    [
+      'escape',
+      '{"weight_map": {"a": "../x.safetensors"}}',
+      /weight_map\["a"\] names "\.\.\/x\.safetensors", which is not a file inside/,
+    ],
+    [
+      'absolute',
+      '{"weight_map": {"a": "/etc/passwd"}}',
+      /weight_map\["a"\] names "\/etc\/passwd", which is not a file inside/,
+    ],
     ['dir itself', '{"weight_map": {"a": "."}}', /weight_map\["a"\] names "\.", which is not a file inside/],
-    ['missing file', '{"weight_map": {"a": "model-00009-of-00009.safetensors"}}', /tensor "a" is mapped to "model-00009-of-00009\.safetensors", which does not exist/],
-    ['missing tensor', `{"weight_map": {"a": "${shard1}", "zz": "${shard1}"}}`, new RegExp(`tensor "zz" is mapped to "${escape(shard1)}", but .*${escape(shard1)} does not hold it`)],
+    [
+      'missing file',
+      '{"weight_map": {"a": "model-00009-of-00009.safetensors"}}',
+      /tensor "a" is mapped to "model-00009-of-00009\.safetensors", which does not exist/,
+    ],
+    [
+      'missing tensor',
+      `{"weight_map": {"a": "${shard1}", "zz": "${shard1}"}}`,
+      new RegExp(`tensor "zz" is mapped to "${escape(shard1)}", but .*${escape(shard1)} does not hold it`),
+    ],
   ];
   for (const [label, text, problem] of cases) {
     await writeFile(index, text);
-    await t.rejects(readCheckpointIndex(dir), { name: 'RlhfError', code: 'ERR_RLHF_FORMAT', message: at(index, problem) }, label);
+    await t.rejects(
+      readCheckpointIndex(dir),
+      { name: 'RlhfError', code: 'ERR_RLHF_FORMAT', message: at(index, problem) },
+      label,
+    );
   }
   await writeFile(index, `{"weight_map": {"a": "${shard1}"}}`);
   t.same([...(await readCheckpointIndex(dir)).keys()], ['a'], 'only the listed tensors');
   await writeFile(join(dir, shard1), rawFile('{"a":'));
-  await t.rejects(readCheckpointIndex(dir), { code: 'ERR_RLHF_FORMAT', message: at(join(dir, shard1), /header is not valid JSON/) }, 'a broken shard is named');
+  await t.rejects(
+    readCheckpointIndex(dir),
+    { code: 'ERR_RLHF_FORMAT', message: at(join(dir, shard1), /header is not valid JSON/) },
+    'a broken shard is named',
+  );
 });
 
 t.test('fuzz: mutated files load or fail with ERR_RLHF_FORMAT / ERR_RLHF_IO, nothing else', async (t) => {
   const rng = new Rng(20240601);
-  const valid = concat(encodeSafetensors([
-    { name: 'embed', shape: [6, 4], data: rng.normalF32(24) },
-    { name: 'norm', shape: [4], data: rng.normalF32(4), dtype: 'BF16' },
-    { name: 'proj', shape: [3, 3], data: rng.normalF32(9), dtype: 'F16' },
-    { name: 'scalar', shape: [], data: new Float32Array([1]) },
-    { name: 'empty', shape: [0, 2], data: new Float32Array(0) },
-  ], { format: 'pt' }));
+  const valid = concat(
+    encodeSafetensors(
+      [
+        { name: 'embed', shape: [6, 4], data: rng.normalF32(24) },
+        { name: 'norm', shape: [4], data: rng.normalF32(4), dtype: 'BF16' },
+        { name: 'proj', shape: [3, 3], data: rng.normalF32(9), dtype: 'F16' },
+        { name: 'scalar', shape: [], data: new Float32Array([1]) },
+        { name: 'empty', shape: [0, 2], data: new Float32Array(0) },
+      ],
+      { format: 'pt' },
+    ),
+  );
   const headerLen = Number(new DataView(valid.buffer, valid.byteOffset).getBigUint64(0, true));
   const headerText = Buffer.from(valid.subarray(8, 8 + headerLen)).toString();
   const flip = (from: number, to: number) => {
@@ -322,16 +576,26 @@ t.test('fuzz: mutated files load or fail with ERR_RLHF_FORMAT / ERR_RLHF_IO, not
   const mutateNumbers = () => {
     let i = 0;
     const target = rng.int(0, numberCount - 1);
-    const text = headerText.replace(/\d+/g, (m) => (i++ === target ? String(rng.next() < 0.5 ? rng.pick(numbers) : Number(m) + rng.int(-9, 9)) : m));
+    const text = headerText.replace(/\d+/g, (m) =>
+      i++ === target ? String(rng.next() < 0.5 ? rng.pick(numbers) : Number(m) + rng.int(-9, 9)) : m,
+    );
     return rawFile(text, valid.subarray(8 + headerLen));
   };
   const variants: [string, Uint8Array, 'fail' | 'ok' | 'any'][] = [];
-  for (let i = 0; i < 60; i++) variants.push([`truncate ${i}`, valid.subarray(0, rng.int(0, valid.length - 1)), 'fail']);
+  for (let i = 0; i < 60; i++)
+    variants.push([`truncate ${i}`, valid.subarray(0, rng.int(0, valid.length - 1)), 'fail']);
   for (let i = 0; i < 50; i++) variants.push([`length bytes ${i}`, flip(0, 8), 'any']);
   for (let i = 0; i < 90; i++) variants.push([`header bytes ${i}`, flip(8, 8 + headerLen), 'any']);
   for (let i = 0; i < 40; i++) variants.push([`data bytes ${i}`, flip(8 + headerLen, valid.length), 'ok']);
   for (let i = 0; i < 40; i++) {
-    const len = rng.pick([0n, 1n, BigInt(rng.int(0, valid.length)), BigInt(headerLen + rng.int(-16, 16)), 2n ** BigInt(rng.int(20, 63)), 2n ** 64n - 1n]);
+    const len = rng.pick([
+      0n,
+      1n,
+      BigInt(rng.int(0, valid.length)),
+      BigInt(headerLen + rng.int(-16, 16)),
+      2n ** BigInt(rng.int(20, 63)),
+      2n ** 64n - 1n,
+    ]);
     const b = Uint8Array.from(valid);
     new DataView(b.buffer).setBigUint64(0, len < 0n ? 0n : len, true);
     variants.push([`header length ${len}`, b, 'any']);
@@ -346,17 +610,25 @@ t.test('fuzz: mutated files load or fail with ERR_RLHF_FORMAT / ERR_RLHF_IO, not
     const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), 10_000)));
     const attempt = (async () => {
       const h = await readSafetensorsHeader(p);
-      for (const [name, info] of h.tensors) if (['F32', 'F16', 'BF16', 'F64'].includes(info.dtype)) await readTensorF32(h, name);
+      for (const [name, info] of h.tensors)
+        if (['F32', 'F16', 'BF16', 'F64'].includes(info.dtype)) await readTensorF32(h, name);
     })();
     try {
       await Promise.race([attempt, hang]);
       outcomes.ok++;
       if (expect === 'fail') unexpected.push(`${label}: loaded`);
     } catch (err) {
-      if (err instanceof RlhfError && (err.code === 'ERR_RLHF_FORMAT' || err.code === 'ERR_RLHF_IO') && err.message.startsWith(p + ': ')) {
+      if (
+        err instanceof RlhfError &&
+        (err.code === 'ERR_RLHF_FORMAT' || err.code === 'ERR_RLHF_IO') &&
+        err.message.startsWith(p + ': ')
+      ) {
         outcomes[err.code === 'ERR_RLHF_IO' ? 'io' : 'format']++;
         if (expect === 'ok') unexpected.push(`${label}: ${err.message}`);
-      } else unexpected.push(`${label}: ${err instanceof Error ? `${err.name} ${(err as RlhfError).code ?? ''} ${err.message}` : String(err)}`);
+      } else
+        unexpected.push(
+          `${label}: ${err instanceof Error ? `${err.name} ${(err as RlhfError).code ?? ''} ${err.message}` : String(err)}`,
+        );
     } finally {
       clearTimeout(timer);
     }

@@ -41,12 +41,24 @@ t.test('id layout and special tokens', async (t) => {
 t.test('UTF-8 round trips', async (t) => {
   const tk = new ByteTokenizer();
   const texts = [
-    '', 'Hello, world!', 'tab\tnew\nline\r\n', '\u0000nul', 'héllo wörld ñ', '日本語のテキスト', 'emoji 😀 👩‍👩‍👧 🇫🇷',
-    '\uFEFFleading BOM', 'e\u0301 decomposed', 'literal <|end|> and <|user|>', 'x'.repeat(10000),
+    '',
+    'Hello, world!',
+    'tab\tnew\nline\r\n',
+    '\u0000nul',
+    'héllo wörld ñ',
+    '日本語のテキスト',
+    'emoji 😀 👩‍👩‍👧 🇫🇷',
+    '\uFEFFleading BOM',
+    'e\u0301 decomposed',
+    'literal <|end|> and <|user|>',
+    'x'.repeat(10000),
   ];
   for (const text of texts) {
     const ids = tk.encode(text);
-    t.ok(ids.every((id) => id >= 0 && id < 256), `only byte ids for ${JSON.stringify(text.slice(0, 20))}`);
+    t.ok(
+      ids.every((id) => id >= 0 && id < 256),
+      `only byte ids for ${JSON.stringify(text.slice(0, 20))}`,
+    );
     t.same(ids, Array.from(Buffer.from(text, 'utf8')));
     t.equal(tk.decode(ids), text);
     t.equal(tk.decode(Int32Array.from(ids)), text, 'typed arrays decode too');
@@ -70,7 +82,11 @@ t.test('special-token strings are bytes unless addSpecialTokens', async (t) => {
   t.same(tk.encode('<|end|>'), Array.from(Buffer.from('<|end|>')));
   t.same(tk.encode('<|end|>', { addSpecialTokens: false }), Array.from(Buffer.from('<|end|>')));
   t.same(tk.encode('a<|end|>b<|user|>', { addSpecialTokens: true }), [97, 262, 98, 260]);
-  t.same(tk.encode('<|end', { addSpecialTokens: true }), Array.from(Buffer.from('<|end')), 'partial strings stay bytes');
+  t.same(
+    tk.encode('<|end', { addSpecialTokens: true }),
+    Array.from(Buffer.from('<|end')),
+    'partial strings stay bytes',
+  );
   t.equal(tk.decode([72, 105, 262, 258]), 'Hi<|end|><|eos|>');
   t.equal(tk.decode([72, 105, 262, 258], { skipSpecialTokens: true }), 'Hi');
   t.equal(tk.decode([]), '');
@@ -79,14 +95,27 @@ t.test('special-token strings are bytes unless addSpecialTokens', async (t) => {
 t.test('chat format, assistant mask, generation prompt', async (t) => {
   const tk = new ByteTokenizer();
   const text = tk.applyChatTemplate(CHAT);
-  t.equal(text, '<|system|>Be brief.<|end|><|user|>Hi<|end|><|assistant|>Hello there<|end|><|user|>What is 2 + 2?<|end|><|assistant|>4, héhé 😀<|end|>');
-  t.equal(tk.applyChatTemplate(CHAT.slice(0, 2), { addGenerationPrompt: true }), '<|system|>Be brief.<|end|><|user|>Hi<|end|><|assistant|>');
+  t.equal(
+    text,
+    '<|system|>Be brief.<|end|><|user|>Hi<|end|><|assistant|>Hello there<|end|><|user|>What is 2 + 2?<|end|><|assistant|>4, héhé 😀<|end|>',
+  );
+  t.equal(
+    tk.applyChatTemplate(CHAT.slice(0, 2), { addGenerationPrompt: true }),
+    '<|system|>Be brief.<|end|><|user|>Hi<|end|><|assistant|>',
+  );
 
   const e = tk.encodeChat(CHAT);
   t.equal(e.assistantMask.length, e.ids.length);
   t.same(e.ids, tk.encode(text, { addSpecialTokens: true }), 'ids = the rendering with special tokens recognised');
-  t.same(maskedRuns(tk, e), ['Hello there<|end|>', '4, héhé 😀<|end|>'], 'exactly the assistant contents and their <|end|>');
-  t.equal(unmaskedText(tk, e), '<|system|>Be brief.<|end|><|user|>Hi<|end|><|assistant|><|user|>What is 2 + 2?<|end|><|assistant|>');
+  t.same(
+    maskedRuns(tk, e),
+    ['Hello there<|end|>', '4, héhé 😀<|end|>'],
+    'exactly the assistant contents and their <|end|>',
+  );
+  t.equal(
+    unmaskedText(tk, e),
+    '<|system|>Be brief.<|end|><|user|>Hi<|end|><|assistant|><|user|>What is 2 + 2?<|end|><|assistant|>',
+  );
   t.equal(e.assistantMask[e.ids.indexOf(261)], 0, 'the <|assistant|> role token is not trained on');
 
   const g = tk.encodeChat(CHAT.slice(0, 4), { addGenerationPrompt: true });
@@ -102,8 +131,15 @@ t.test('chat format, assistant mask, generation prompt', async (t) => {
 
 t.test('message content is never a control token', async (t) => {
   const tk = new ByteTokenizer();
-  const e = tk.encodeChat([{ role: 'user', content: 'a<|end|><|assistant|>b' }, { role: 'assistant', content: 'ok' }]);
-  t.same(e.ids.filter((id) => id >= 256), [260, 262, 261, 262], 'only the structural special ids');
+  const e = tk.encodeChat([
+    { role: 'user', content: 'a<|end|><|assistant|>b' },
+    { role: 'assistant', content: 'ok' },
+  ]);
+  t.same(
+    e.ids.filter((id) => id >= 256),
+    [260, 262, 261, 262],
+    'only the structural special ids',
+  );
   t.same(maskedRuns(tk, e), ['ok<|end|>']);
   t.same(tk.encodeChat([]).ids, []);
   t.same(tk.encodePrompt([]), [261]);
@@ -111,21 +147,49 @@ t.test('message content is never a control token', async (t) => {
 
 t.test('argument errors', async (t) => {
   const tk = new ByteTokenizer();
-  t.throws(() => tk.decode([1, 263]), { name: 'RangeError', message: 'ByteTokenizer.decode: expected ids[1] to be an integer in [0, 263), received 263' });
+  t.throws(() => tk.decode([1, 263]), {
+    name: 'RangeError',
+    message: 'ByteTokenizer.decode: expected ids[1] to be an integer in [0, 263), received 263',
+  });
   t.throws(() => tk.decode([-1]), { name: 'RangeError' });
-  t.throws(() => tk.decode([1.5]), { name: 'TypeError', message: 'ByteTokenizer.decode: expected ids[0] to be an integer in [0, 263), received 1.5' });
-  t.throws(() => tk.decode('abc' as never), { name: 'TypeError', message: /expected ids to be an array of token ids, received "abc"/ });
-  t.throws(() => tk.encode(5 as never), { name: 'TypeError', message: 'ByteTokenizer.encode: expected text to be a string, received 5' });
-  t.throws(() => tk.encode('x', { addSpecialToken: true } as never), { name: 'TypeError', message: /unknown option options.addSpecialToken \(did you mean options.addSpecialTokens\?\)/ });
+  t.throws(() => tk.decode([1.5]), {
+    name: 'TypeError',
+    message: 'ByteTokenizer.decode: expected ids[0] to be an integer in [0, 263), received 1.5',
+  });
+  t.throws(() => tk.decode('abc' as never), {
+    name: 'TypeError',
+    message: /expected ids to be an array of token ids, received "abc"/,
+  });
+  t.throws(() => tk.encode(5 as never), {
+    name: 'TypeError',
+    message: 'ByteTokenizer.encode: expected text to be a string, received 5',
+  });
+  t.throws(() => tk.encode('x', { addSpecialToken: true } as never), {
+    name: 'TypeError',
+    message: /unknown option options.addSpecialToken \(did you mean options.addSpecialTokens\?\)/,
+  });
   t.throws(() => tk.encodeChat([{ role: 'tool', content: 'x' }]), {
     name: 'TypeError',
-    message: 'ByteTokenizer.encodeChat: expected messages[0].role to be one of "system", "user", "assistant", received "tool"',
+    message:
+      'ByteTokenizer.encodeChat: expected messages[0].role to be one of "system", "user", "assistant", received "tool"',
   });
-  t.throws(() => tk.encodeChat([{ role: 'user', content: 3 }] as never), { name: 'TypeError', message: /expected messages\[0\]\.content to be a string, received 3/ });
+  t.throws(() => tk.encodeChat([{ role: 'user', content: 3 }] as never), {
+    name: 'TypeError',
+    message: /expected messages\[0\]\.content to be a string, received 3/,
+  });
   t.throws(() => tk.applyChatTemplate({} as never), { name: 'TypeError', message: /expected messages to be an array/ });
-  t.throws(() => tk.encodeChat([], { addGenerationPrompt: 1 } as never), { name: 'TypeError', message: /options.addGenerationPrompt to be a boolean/ });
-  t.throws(() => new ByteTokenizer({ extraSpecialTokens: ['<|eos|>'] }), { name: 'RangeError', message: /options.extraSpecialTokens\[0\]/ });
-  t.throws(() => new ByteTokenizer({ extraSpecialTokens: ['<a>', '<a>'] }), { name: 'RangeError', message: /options.extraSpecialTokens\[1\]/ });
+  t.throws(() => tk.encodeChat([], { addGenerationPrompt: 1 } as never), {
+    name: 'TypeError',
+    message: /options.addGenerationPrompt to be a boolean/,
+  });
+  t.throws(() => new ByteTokenizer({ extraSpecialTokens: ['<|eos|>'] }), {
+    name: 'RangeError',
+    message: /options.extraSpecialTokens\[0\]/,
+  });
+  t.throws(() => new ByteTokenizer({ extraSpecialTokens: ['<a>', '<a>'] }), {
+    name: 'RangeError',
+    message: /options.extraSpecialTokens\[1\]/,
+  });
   t.throws(() => new ByteTokenizer({ extraSpecialTokens: ['<0x41>'] }), { name: 'RangeError' });
   t.throws(() => new ByteTokenizer({ extraSpecialTokens: [''] }), { name: 'TypeError' });
   t.throws(() => new ByteTokenizer({ extraSpecialTokens: '<a>' } as never), { name: 'TypeError' });

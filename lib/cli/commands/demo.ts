@@ -7,17 +7,32 @@ import { applyThreads, COMMON_FLAGS } from './shared.js';
 export const demoSpec: CommandSpec = {
   name: 'demo',
   summary: 'the whole ChatGLM-RLHF pipeline on a built-in task with a simulated annotator, and a report',
-  description: 'SFT of a tiny model from scratch → sampled pairs labelled by a simulated annotator → a length-balanced reward model → PPO (reference baseline + next-token regulariser), DPO, EXO and GRPO → every policy against SFT under the hidden gold judge → report.html, summary.md, summary.json and metrics.jsonl per stage. About 7 minutes on 2 cores (--quick: well under a minute).',
+  description:
+    'SFT of a tiny model from scratch → sampled pairs labelled by a simulated annotator → a length-balanced reward model → PPO (reference baseline + next-token regulariser), DPO, EXO and GRPO → every policy against SFT under the hidden gold judge → report.html, summary.md, summary.json and metrics.jsonl per stage. About 7 minutes on 2 cores (--quick: well under a minute).',
   flags: {
     output: { type: 'path', default: 'rlhf-demo', placeholder: 'dir', describe: 'where everything goes' },
     quick: { type: 'bool', describe: 'a small, fast preset for smoke tests (its figures are not meaningful)' },
     ...COMMON_FLAGS,
-    seed: { type: 'int', min: 0, default: 0, describe: 'random seed; the same seed and thread count reproduce the same figures' },
+    seed: {
+      type: 'int',
+      min: 0,
+      default: 0,
+      describe: 'random seed; the same seed and thread count reproduce the same figures',
+    },
   },
   examples: ['rlhf demo', 'rlhf demo --quick --output /tmp/demo'],
 };
 
-const METRICS: Record<string, string[]> = { sft: ['loss', 'tokensPerSecond'], pairs: ['responses'], rm: ['loss', 'accuracy'], ppo: ['rewardMean', 'kl'], dpo: ['loss', 'margin'], exo: ['loss', 'margin'], grpo: ['rewardMean', 'kl'], eval: ['policies'] };
+const METRICS: Record<string, string[]> = {
+  sft: ['loss', 'tokensPerSecond'],
+  pairs: ['responses'],
+  rm: ['loss', 'accuracy'],
+  ppo: ['rewardMean', 'kl'],
+  dpo: ['loss', 'margin'],
+  exo: ['loss', 'margin'],
+  grpo: ['rewardMean', 'kl'],
+  eval: ['policies'],
+};
 
 export const demoCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
@@ -34,10 +49,14 @@ export const demoCommand: CommandHandler = async (o, ctx) => {
         return (line) => p.done(`${name.padEnd(5)} ${line} (${formatDuration((performance.now() - t0) / 1000)})`);
       }
       ctx.stderr.write(`${name}...\n`);
-      return (line) => ctx.stderr.write(`${name.padEnd(5)} ${line} (${formatDuration((performance.now() - t0) / 1000)})\n`);
+      return (line) =>
+        ctx.stderr.write(`${name.padEnd(5)} ${line} (${formatDuration((performance.now() - t0) / 1000)})\n`);
     },
   });
-  const rows = Object.entries(s.policies).map(([k, p]) => `  ${k.padEnd(5)} win ${(100 * (p.winRate - p.tieRate / 2)).toFixed(1)}%  tie ${(100 * p.tieRate).toFixed(1)}%  loss ${(100 * p.lossRate).toFixed(1)}%  (win rate ${(100 * p.winRate).toFixed(1)}%)  gold ${p.goldScore.toFixed(2)}  KL ${p.kl.toFixed(2)}  length ${p.length.toFixed(1)}`);
+  const rows = Object.entries(s.policies).map(
+    ([k, p]) =>
+      `  ${k.padEnd(5)} win ${(100 * (p.winRate - p.tieRate / 2)).toFixed(1)}%  tie ${(100 * p.tieRate).toFixed(1)}%  loss ${(100 * p.lossRate).toFixed(1)}%  (win rate ${(100 * p.winRate).toFixed(1)}%)  gold ${p.goldScore.toFixed(2)}  KL ${p.kl.toFixed(2)}  length ${p.length.toFixed(1)}`,
+  );
   ctx.stdout.write(
     [
       '',

@@ -5,10 +5,21 @@ import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_F
 
 export const dpoSpec: CommandSpec = {
   name: 'dpo',
-  summary: 'preference optimisation on pairs: DPO, cDPO, IPO, SimPO, ORPO, KTO, EXO (and exo-rw / dpo-rw on scored groups)',
+  summary:
+    'preference optimisation on pairs: DPO, cDPO, IPO, SimPO, ORPO, KTO, EXO (and exo-rw / dpo-rw on scored groups)',
   flags: {
-    policy: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the policy to train (usually the SFT model); a frozen copy is the reference (none for simpo, orpo)' },
-    data: { type: 'path', required: true, placeholder: 'pairs.jsonl', describe: 'pairs {prompt, chosen, rejected} (or {prompt, responses, scores} for exo-rw / dpo-rw)' },
+    policy: {
+      type: 'checkpoint',
+      required: true,
+      placeholder: 'dir',
+      describe: 'the policy to train (usually the SFT model); a frozen copy is the reference (none for simpo, orpo)',
+    },
+    data: {
+      type: 'path',
+      required: true,
+      placeholder: 'pairs.jsonl',
+      describe: 'pairs {prompt, chosen, rejected} (or {prompt, responses, scores} for exo-rw / dpo-rw)',
+    },
     evalData: { type: 'path', placeholder: 'pairs.jsonl', describe: 'held-out pairs' },
     loss: { type: 'enum', values: PREFERENCE_LOSSES, default: 'dpo', describe: 'the loss' },
     beta: { type: 'number', min: 0, default: 0.1, describe: 'β (EXO: β_π; ORPO: λ of the odds-ratio term)' },
@@ -19,9 +30,12 @@ export const dpoSpec: CommandSpec = {
     batchSize: { type: 'int', min: 1, default: 8, describe: 'pairs per micro-batch' },
     epochs: { type: 'int', min: 1, default: 1, describe: 'passes over the pairs' },
     ...TRAIN_FLAGS,
-    lr: lrFlag(1e-06, 'cosine'),
+    lr: lrFlag(1e-6, 'cosine'),
   },
-  examples: ['rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/dpo --loss dpo --beta 0.1 --lr 2e-5', 'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/exo --loss exo'],
+  examples: [
+    'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/dpo --loss dpo --beta 0.1 --lr 2e-5',
+    'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/exo --loss exo',
+  ],
 };
 
 export const dpoCommand: CommandHandler = async (o, ctx) => {
@@ -33,11 +47,20 @@ export const dpoCommand: CommandHandler = async (o, ctx) => {
     loss: o.loss as PreferenceLoss,
     beta: o.beta as number,
     train: o.data as string,
-    ...defined({ eval: o.evalData as string | undefined, labelSmoothing: o.labelSmoothing as number | undefined, epsilon: o.epsilon as number | undefined, ntpCoef: o.ntpCoef as number | undefined, lr: o.lr as number | undefined, saveEvery: o.saveEvery as number | undefined }),
+    ...defined({
+      eval: o.evalData as string | undefined,
+      labelSmoothing: o.labelSmoothing as number | undefined,
+      epsilon: o.epsilon as number | undefined,
+      ntpCoef: o.ntpCoef as number | undefined,
+      lr: o.lr as number | undefined,
+      saveEvery: o.saveEvery as number | undefined,
+    }),
     ...loopFlags(o),
   });
   const done = await follow(trainer, ctx, ['loss', 'margin', 'accuracy'], o, 'dpo');
   const r = await trainer.train();
-  await done(`${o.loss}: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`);
+  await done(
+    `${o.loss}: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`,
+  );
   return saveFinal(policy, tokenizer, o, ctx, r.stopped);
 };

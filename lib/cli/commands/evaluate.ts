@@ -11,19 +11,31 @@ import { applyThreads, COMMON_FLAGS, MODEL_FLAGS, loadModel, resolveReward, REWA
 export const evalSpec: CommandSpec = {
   name: 'eval',
   summary: 'compare a policy with a baseline: win/tie/loss under a judge, mean score, KL, response length',
-  description: 'Both policies answer every prompt --samples times (sample k against sample k); the judge (a reward model or a rule) scores each response. KL(policy‖baseline) per response is estimated on the policy\'s own samples.',
+  description:
+    "Both policies answer every prompt --samples times (sample k against sample k); the judge (a reward model or a rule) scores each response. KL(policy‖baseline) per response is estimated on the policy's own samples.",
   flags: {
     policy: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the policy to evaluate' },
-    baseline: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the policy to compare against (e.g. the SFT model)' },
+    baseline: {
+      type: 'checkpoint',
+      required: true,
+      placeholder: 'dir',
+      describe: 'the policy to compare against (e.g. the SFT model)',
+    },
     prompts: { type: 'path', required: true, placeholder: 'prompts.jsonl', describe: 'held-out prompts' },
     ...REWARD_FLAGS,
     samples: { type: 'int', min: 1, default: 4, describe: 'responses per prompt and policy' },
     maxNewTokens: { type: 'int', min: 1, default: 64, describe: 'longest response' },
-    output: { type: 'path', placeholder: 'result.json', describe: 'also write the result and every compared pair (JSONL next to it)' },
+    output: {
+      type: 'path',
+      placeholder: 'result.json',
+      describe: 'also write the result and every compared pair (JSONL next to it)',
+    },
     ...MODEL_FLAGS,
     ...COMMON_FLAGS,
   },
-  examples: ['rlhf eval --policy runs/ppo/model --baseline runs/sft/model --prompts eval-prompts.jsonl --reward-rule demo-gold --samples 8'],
+  examples: [
+    'rlhf eval --policy runs/ppo/model --baseline runs/sft/model --prompts eval-prompts.jsonl --reward-rule demo-gold --samples 8',
+  ],
 };
 
 export const evalCommand: CommandHandler = async (o, ctx) => {
@@ -36,18 +48,38 @@ export const evalCommand: CommandHandler = async (o, ctx) => {
   const emitter = new TrainerEmitter();
   const progress = attachProgress(emitter, ctx.stderr);
   const run = async (m: Model) => {
-    const r = await generateRolloutInChunks({ policy: m, tokenizer, prompts, samplesPerPrompt: o.samples as number, sampling, seed: o.seed as number }, { emitter, stage: m === policy ? 'eval (policy)' : 'eval (baseline)', chunks: 10 });
-    const requests = r.samples.map((s) => ({ prompt: prompts[s.promptIndex].prompt, response: s.text, promptIds: s.promptIds, responseIds: s.responseIds, record: prompts[s.promptIndex] }));
+    const r = await generateRolloutInChunks(
+      { policy: m, tokenizer, prompts, samplesPerPrompt: o.samples as number, sampling, seed: o.seed as number },
+      { emitter, stage: m === policy ? 'eval (policy)' : 'eval (baseline)', chunks: 10 },
+    );
+    const requests = r.samples.map((s) => ({
+      prompt: prompts[s.promptIndex].prompt,
+      response: s.text,
+      promptIds: s.promptIds,
+      responseIds: s.responseIds,
+      record: prompts[s.promptIndex],
+    }));
     return { r, scores: checkScores(reward, await reward.score(requests), requests.length) };
   };
-  const a = await run(policy), b = await run(baseline);
+  const a = await run(policy),
+    b = await run(baseline);
   progress.done();
-  let win = 0, tie = 0, loss = 0, kl = 0;
+  let win = 0,
+    tie = 0,
+    loss = 0,
+    kl = 0;
   a.scores.forEach((s, i) => (Math.abs(s - b.scores[i]) < 1e-9 ? tie++ : s > b.scores[i] ? win++ : loss++));
   for (let i = 0; i < a.r.samples.length; i += 64) {
     const part = a.r.samples.slice(i, i + 64);
     const sb = sequenceBatch(part, tokenizer.padId);
-    const f = await baseline.forward({ tokens: sb.tokens, targets: sb.targets, batch: sb.batch, seqLen: sb.seqLen, lengths: sb.lengths, saveForBackward: false });
+    const f = await baseline.forward({
+      tokens: sb.tokens,
+      targets: sb.targets,
+      batch: sb.batch,
+      seqLen: sb.seqLen,
+      lengths: sb.lengths,
+      saveForBackward: false,
+    });
     part.forEach((s, j) => s.logprobs.forEach((lp, t) => (kl += lp - f.logprobs[sb.responseStart[j] + t])));
   }
   const n = a.scores.length;
@@ -71,7 +103,16 @@ export const evalCommand: CommandHandler = async (o, ctx) => {
   if (o.output) {
     const { writeFileAtomic } = await import('../../engine/atomic.js');
     await writeFileAtomic(o.output as string, JSON.stringify(result, null, 2) + '\n');
-    await writeJsonl(`${o.output}.pairs.jsonl`, a.r.samples.map((s, i) => ({ prompt: prompts[s.promptIndex].prompt, policy: s.text, baseline: b.r.samples[i].text, policyScore: a.scores[i], baselineScore: b.scores[i] })));
+    await writeJsonl(
+      `${o.output}.pairs.jsonl`,
+      a.r.samples.map((s, i) => ({
+        prompt: prompts[s.promptIndex].prompt,
+        policy: s.text,
+        baseline: b.r.samples[i].text,
+        policyScore: a.scores[i],
+        baselineScore: b.scores[i],
+      })),
+    );
   }
   return 0;
 };

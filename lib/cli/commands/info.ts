@@ -13,31 +13,57 @@ export const infoSpec: CommandSpec = {
   flags: {
     json: { type: 'bool', describe: 'print it as JSON' },
     check: { type: 'bool', describe: 'also run a smoke check: a GEMM and an AdamW step against their references' },
-    memory: { type: 'bool', describe: 'estimate the engine memory of one training step of --model (or --init) at --batch-size × --seq-len' },
-    model: { type: 'checkpoint', placeholder: 'dir', describe: 'with --memory: a checkpoint folder (only its config.json is read)' },
+    memory: {
+      type: 'bool',
+      describe: 'estimate the engine memory of one training step of --model (or --init) at --batch-size × --seq-len',
+    },
+    model: {
+      type: 'checkpoint',
+      placeholder: 'dir',
+      describe: 'with --memory: a checkpoint folder (only its config.json is read)',
+    },
     init: { type: 'enum', values: ['tiny', 'small'], describe: 'with --memory: a built-in preset instead of --model' },
     batchSize: { type: 'int', min: 1, default: 8, describe: 'with --memory: rows per step' },
     seqLen: { type: 'int', min: 1, default: 512, describe: 'with --memory: tokens per row' },
     gradientCheckpointing: { type: 'bool', describe: 'with --memory: as trained with --gradient-checkpointing' },
-    loraRank: { type: 'int', min: 1, max: 4096, placeholder: 'r', describe: 'with --memory: as trained with LoRA adapters of rank r' },
-    loraModules: { type: 'list', placeholder: 'q_proj,v_proj', describe: 'with --memory and --lora-rank: the adapted projections (all-linear for every one)' },
+    loraRank: {
+      type: 'int',
+      min: 1,
+      max: 4096,
+      placeholder: 'r',
+      describe: 'with --memory: as trained with LoRA adapters of rank r',
+    },
+    loraModules: {
+      type: 'list',
+      placeholder: 'q_proj,v_proj',
+      describe: 'with --memory and --lora-rank: the adapted projections (all-linear for every one)',
+    },
   },
-  examples: ['rlhf info --check', 'rlhf info --memory --model runs/sft/model --batch-size 8 --seq-len 1024 --gradient-checkpointing'],
+  examples: [
+    'rlhf info --check',
+    'rlhf info --memory --model runs/sft/model --batch-size 8 --seq-len 1024 --gradient-checkpointing',
+  ],
 };
 
 async function memoryReport(o: Record<string, unknown>, ctx: Parameters<CommandHandler>[1]): Promise<number> {
   if (!o.model === !o.init) throw new CliError('--memory needs one of --model <dir> or --init tiny|small');
   const config = o.model ? await readModelConfig(o.model as string, '--model') : presetConfig(o.init as string);
-  const B = o.batchSize as number, T = o.seqLen as number, ckpt = o.gradientCheckpointing === true;
+  const B = o.batchSize as number,
+    T = o.seqLen as number,
+    ckpt = o.gradientCheckpointing === true;
   let lora;
   try {
     lora = resolveLora('rlhf info', loraFlags(o), config);
   } catch (e) {
-    throw new CliError((e as Error).message.replace(/^rlhf info: expected options\.lora\.modules(\[\d+\])?/, '--lora-modules: expected'));
+    throw new CliError(
+      (e as Error).message.replace(/^rlhf info: expected options\.lora\.modules(\[\d+\])?/, '--lora-modules: expected'),
+    );
   }
   const e = estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: ckpt, lora });
   const mib = (x: number) => `${(x / 2 ** 20).toFixed(1).padStart(9)} MiB`;
-  const other = ckpt ? undefined : estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: true, lora });
+  const other = ckpt
+    ? undefined
+    : estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: true, lora });
   const p = parameterCount(config);
   ctx.stdout.write(
     [
@@ -50,7 +76,7 @@ async function memoryReport(o: Record<string, unknown>, ctx: Parameters<CommandH
       `  outputs        ${mib(e.outputs)}`,
       `  scratch peak   ${mib(e.scratchPeak)}`,
       `  peak           ${mib(e.peak)}${other ? `   (${mib(other.peak).trim()} with --gradient-checkpointing)` : ''}`,
-      '  (the engine\'s own buffers, exact for tensor parallelism 1; Node\'s heap and the GEMM packing workspace, a few MiB per thread, come on top;',
+      "  (the engine's own buffers, exact for tensor parallelism 1; Node's heap and the GEMM packing workspace, a few MiB per thread, come on top;",
       '   PPO holds a policy, a reference, a critic and a reward model: the parameters of each)',
     ].join('\n') + '\n',
   );
@@ -78,19 +104,26 @@ export const infoCommand: CommandHandler = async (o, ctx) => {
   }
   if (!o.check) return 0;
   const n = 97;
-  const a = new Float32Array(n * n).map((_, i) => Math.sin(i)), bm = new Float32Array(n * n).map((_, i) => Math.cos(i));
-  const c = new Float32Array(n * n), ref = new Float32Array(n * n);
+  const a = new Float32Array(n * n).map((_, i) => Math.sin(i)),
+    bm = new Float32Array(n * n).map((_, i) => Math.cos(i));
+  const c = new Float32Array(n * n),
+    ref = new Float32Array(n * n);
   await gemm({ m: n, n, k: n, a, b: bm, c });
   gemmReference({ m: n, n, k: n, a, b: bm, c: ref });
   const gemmErr = c.reduce((worst, x, i) => Math.max(worst, Math.abs(x - ref[i])), 0);
-  const params = new Float32Array(1000).map((_, i) => Math.sin(i)), grads = params.map((x) => 0.1 * x);
-  const p = Float32Array.from(params), m = new Float32Array(1000), v = new Float32Array(1000);
+  const params = new Float32Array(1000).map((_, i) => Math.sin(i)),
+    grads = params.map((x) => 0.1 * x);
+  const p = Float32Array.from(params),
+    m = new Float32Array(1000),
+    v = new Float32Array(1000);
   const opt = new AdamW({ params, grads }, { lr: 1e-2, weightDecay: 0.1 });
   await opt.step();
   opt.dispose();
   adamwStepReference(p, grads, m, v, 1, { ...ADAMW_DEFAULTS, lr: 1e-2, weightDecay: 0.1 });
   const adamErr = params.reduce((worst, x, i) => Math.max(worst, Math.abs(x - p[i])), 0);
   const ok = gemmErr < 1e-4 && adamErr === 0;
-  ctx.stdout.write(`smoke check: gemm ${n}x${n}x${n} max |err| ${gemmErr.toExponential(2)}, adamw step max |err| ${adamErr} — ${ok ? 'passed' : 'FAILED'}\n`);
+  ctx.stdout.write(
+    `smoke check: gemm ${n}x${n}x${n} max |err| ${gemmErr.toExponential(2)}, adamw step max |err| ${adamErr} — ${ok ? 'passed' : 'FAILED'}\n`,
+  );
   return ok ? 0 : 1;
 };

@@ -10,9 +10,15 @@ import { applyThreads, COMMON_FLAGS, MODEL_FLAGS, loadModel, resolveReward, REWA
 export const labelSpec: CommandSpec = {
   name: 'label',
   summary: 'sample two responses per prompt and label the better one → preference JSONL (ChatGLM-RLHF collection step)',
-  description: 'The judge is a reward model or a rule; --noise flips the label with that probability, simulating annotator disagreement (--reward-rule demo-gold with --noise 0.1 is the demo\'s simulated annotator). Identical pairs and ties are dropped.',
+  description:
+    "The judge is a reward model or a rule; --noise flips the label with that probability, simulating annotator disagreement (--reward-rule demo-gold with --noise 0.1 is the demo's simulated annotator). Identical pairs and ties are dropped.",
   flags: {
-    model: { type: 'checkpoint', required: true, placeholder: 'dir', describe: 'the model that answers (usually the SFT model)' },
+    model: {
+      type: 'checkpoint',
+      required: true,
+      placeholder: 'dir',
+      describe: 'the model that answers (usually the SFT model)',
+    },
     prompts: { type: 'path', required: true, placeholder: 'prompts.jsonl', describe: 'prompts' },
     ...REWARD_FLAGS,
     rounds: { type: 'int', min: 1, default: 1, describe: 'pairs per prompt' },
@@ -22,7 +28,9 @@ export const labelSpec: CommandSpec = {
     ...MODEL_FLAGS,
     ...COMMON_FLAGS,
   },
-  examples: ['rlhf label --model runs/sft/model --prompts prompts.jsonl --reward-rule demo-gold --noise 0.1 --rounds 4 --output pairs.jsonl'],
+  examples: [
+    'rlhf label --model runs/sft/model --prompts prompts.jsonl --reward-rule demo-gold --noise 0.1 --rounds 4 --output pairs.jsonl',
+  ],
 };
 
 export const labelCommand: CommandHandler = async (o, ctx) => {
@@ -33,9 +41,25 @@ export const labelCommand: CommandHandler = async (o, ctx) => {
   const repeated = Array.from({ length: o.rounds as number }, () => prompts).flat();
   const emitter = new TrainerEmitter();
   const progress = attachProgress(emitter, ctx.stderr, { label: 'label' });
-  const r = await generateRolloutInChunks({ policy: model, tokenizer, prompts: repeated, samplesPerPrompt: 2, sampling: { maxNewTokens: o.maxNewTokens as number, temperature: 1 }, seed: o.seed as number }, { emitter, stage: 'label' });
+  const r = await generateRolloutInChunks(
+    {
+      policy: model,
+      tokenizer,
+      prompts: repeated,
+      samplesPerPrompt: 2,
+      sampling: { maxNewTokens: o.maxNewTokens as number, temperature: 1 },
+      seed: o.seed as number,
+    },
+    { emitter, stage: 'label' },
+  );
   progress.done();
-  const requests = r.samples.map((s) => ({ prompt: repeated[s.promptIndex].prompt, response: s.text, promptIds: s.promptIds, responseIds: s.responseIds, record: repeated[s.promptIndex] }));
+  const requests = r.samples.map((s) => ({
+    prompt: repeated[s.promptIndex].prompt,
+    response: s.text,
+    promptIds: s.promptIds,
+    responseIds: s.responseIds,
+    record: repeated[s.promptIndex],
+  }));
   const scores = checkScores(reward, await reward.score(requests), requests.length);
   const flip = rng((o.seed as number) + 1);
   const pairs: PreferenceRecord[] = [];
@@ -51,6 +75,8 @@ export const labelCommand: CommandHandler = async (o, ctx) => {
     pairs.push({ prompt: repeated[r.samples[i].promptIndex].prompt, chosen: aWins ? a : b, rejected: aWins ? b : a });
   }
   await writeJsonl(o.output as string, pairs);
-  ctx.stdout.write(`${pairs.length} pairs written to ${o.output} (${dropped} identical or tied dropped; judge ${reward.name}, noise ${o.noise})\n`);
+  ctx.stdout.write(
+    `${pairs.length} pairs written to ${o.output} (${dropped} identical or tied dropped; judge ${reward.name}, noise ${o.noise})\n`,
+  );
   return 0;
 };

@@ -10,7 +10,12 @@ import { initDistributed, launchedByMpi, mpiAvailability, type ProcessGroup } fr
 import { CliError, type CommandContext, type FlagSpec } from '../framework/index.js';
 
 export const NPROC_FLAG: Record<string, FlagSpec> = {
-  nproc: { type: 'int', min: 1, default: 1, describe: 'data-parallel processes, started with mpirun (Open MPI); each takes its share of every batch' },
+  nproc: {
+    type: 'int',
+    min: 1,
+    default: 1,
+    describe: 'data-parallel processes, started with mpirun (Open MPI); each takes its share of every batch',
+  },
 };
 
 /** Without --nproc > 1 or mpirun: undefined (one process). Inside mpirun: the job's group. */
@@ -29,11 +34,21 @@ export async function launchUnderMpi(o: Record<string, unknown>, ctx: CommandCon
   const info = mpiAvailability();
   if (!info.loadable) throw new CliError(`--nproc ${o.nproc}: ${info.error}`);
   const args = stripNproc(process.argv.slice(2));
-  const mpirunArgs = ['-np', String(o.nproc), '--oversubscribe', ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : []), process.execPath, process.argv[1], ...args];
+  const mpirunArgs = [
+    '-np',
+    String(o.nproc),
+    '--oversubscribe',
+    ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : []),
+    process.execPath,
+    process.argv[1],
+    ...args,
+  ];
   ctx.stderr.write(`rlhf: starting ${o.nproc} ranks: mpirun ${mpirunArgs.slice(0, 4).join(' ')} …\n`);
   return new Promise((resolve, reject) => {
     const child = spawn('mpirun', mpirunArgs, { stdio: 'inherit' });
-    child.on('error', (e) => reject(new CliError(`--nproc: cannot start mpirun (${e.message}); install Open MPI (openmpi-bin)`)));
+    child.on('error', (e) =>
+      reject(new CliError(`--nproc: cannot start mpirun (${e.message}); install Open MPI (openmpi-bin)`)),
+    );
     child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
   });
 }

@@ -3,42 +3,115 @@ import { join } from 'node:path';
 import { readJsonlFile, writeJsonl } from '../../data/index.js';
 import { ErrorCode, RlhfError } from '../../errors.js';
 import { generateRollout } from '../../rollout/generate.js';
-import { buildPairs, JudgeRetryError, LexicalEmbedder, LongReward, OpenAIEmbedder, OpenAIJudge, type EmbeddingModel, type LongRewardScores, type ScoredResponse } from '../../rewards/longreward/index.js';
+import {
+  buildPairs,
+  JudgeRetryError,
+  LexicalEmbedder,
+  LongReward,
+  OpenAIEmbedder,
+  OpenAIJudge,
+  type EmbeddingModel,
+  type LongRewardScores,
+  type ScoredResponse,
+} from '../../rewards/longreward/index.js';
 import type { CommandHandler, CommandSpec } from '../framework/index.js';
 import { applyThreads, COMMON_FLAGS, loadModel, MODEL_FLAGS } from './shared.js';
 
 export const longrewardSpec: CommandSpec = {
   name: 'longreward',
-  summary: 'LongReward: K responses per long-context prompt, scored by an LLM judge over an OpenAI-compatible API → best-vs-worst DPO pairs',
+  summary:
+    'LongReward: K responses per long-context prompt, scored by an LLM judge over an OpenAI-compatible API → best-vs-worst DPO pairs',
   description:
     'Each line of --prompts is {"context": "<long document>", "question": "...", "id"?: "..."}; the policy sees the context and the question as one user message. ' +
     'The judge scores helpfulness, logicality, faithfulness (statements checked against retrieved passages) and completeness, 0-10 each; the best and worst responses by total form a pair ("rlhf dpo --data <out>" trains on them). ' +
-    'The judge\'s API key is read from the environment variable named by --judge-key-env. Replies are cached in --cache (default <out>.cache/), so a rerun with the same flags resumes without asking again. ' +
+    "The judge's API key is read from the environment variable named by --judge-key-env. Replies are cached in --cache (default <out>.cache/), so a rerun with the same flags resumes without asking again. " +
     'Retrieval uses --embed-url/--embed-model (an OpenAI /embeddings endpoint) or, without them, a local lexical embedding (hashed words and character trigrams). ' +
     'A response whose judge replies never parse (after --judge-attempts tries) is skipped and counted.',
   flags: {
-    policy: { type: 'path', required: true, placeholder: 'dir', describe: 'the model whose responses are scored (usually the SFT model)' },
-    prompts: { type: 'path', required: true, placeholder: 'long.jsonl', describe: 'long-context prompts: {context, question, id?}' },
-    judgeUrl: { type: 'string', required: true, placeholder: 'url', describe: 'the judge\'s OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1' },
+    policy: {
+      type: 'path',
+      required: true,
+      placeholder: 'dir',
+      describe: 'the model whose responses are scored (usually the SFT model)',
+    },
+    prompts: {
+      type: 'path',
+      required: true,
+      placeholder: 'long.jsonl',
+      describe: 'long-context prompts: {context, question, id?}',
+    },
+    judgeUrl: {
+      type: 'string',
+      required: true,
+      placeholder: 'url',
+      describe: "the judge's OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1",
+    },
     judgeModel: { type: 'string', required: true, placeholder: 'name', describe: 'the judge model name' },
-    judgeKeyEnv: { type: 'string', default: 'OPENAI_API_KEY', placeholder: 'VAR', describe: 'environment variable holding the judge\'s API key (unset: no Authorization header)' },
-    judgeAttempts: { type: 'int', min: 1, max: 20, default: 5, describe: 'judge calls per question before a reply that will not parse fails the response (first at temperature 0.01, then 0.95)' },
-    judgeMaxTokens: { type: 'int', min: 1, placeholder: 'n', describe: 'cap on the judge\'s max_tokens (default: the pipeline\'s 512/1024/2048)' },
-    embedUrl: { type: 'string', placeholder: 'url', describe: 'OpenAI-compatible base URL for /embeddings (default: local lexical retrieval)' },
+    judgeKeyEnv: {
+      type: 'string',
+      default: 'OPENAI_API_KEY',
+      placeholder: 'VAR',
+      describe: "environment variable holding the judge's API key (unset: no Authorization header)",
+    },
+    judgeAttempts: {
+      type: 'int',
+      min: 1,
+      max: 20,
+      default: 5,
+      describe:
+        'judge calls per question before a reply that will not parse fails the response (first at temperature 0.01, then 0.95)',
+    },
+    judgeMaxTokens: {
+      type: 'int',
+      min: 1,
+      placeholder: 'n',
+      describe: "cap on the judge's max_tokens (default: the pipeline's 512/1024/2048)",
+    },
+    embedUrl: {
+      type: 'string',
+      placeholder: 'url',
+      describe: 'OpenAI-compatible base URL for /embeddings (default: local lexical retrieval)',
+    },
     embedModel: { type: 'string', placeholder: 'name', describe: 'embedding model name (with --embed-url)' },
     concurrency: { type: 'int', min: 1, max: 256, default: 4, describe: 'HTTP requests in flight at once' },
-    retries: { type: 'int', min: 0, max: 20, default: 5, describe: 'retries on 429, 5xx, timeouts and network errors (exponential backoff from 0.5 s, Retry-After honoured)' },
+    retries: {
+      type: 'int',
+      min: 0,
+      max: 20,
+      default: 5,
+      describe:
+        'retries on 429, 5xx, timeouts and network errors (exponential backoff from 0.5 s, Retry-After honoured)',
+    },
     timeout: { type: 'number', min: 0.001, default: 120, describe: 'seconds per HTTP attempt' },
     cache: { type: 'path', placeholder: 'dir', describe: 'reply cache (default <out>.cache)' },
-    language: { type: 'enum', values: ['auto', 'en', 'zh'], default: 'auto', describe: 'language of the judge prompts (auto: from the text)' },
+    language: {
+      type: 'enum',
+      values: ['auto', 'en', 'zh'],
+      default: 'auto',
+      describe: 'language of the judge prompts (auto: from the text)',
+    },
     samples: { type: 'int', min: 2, default: 5, describe: 'K: responses per prompt' },
-    minResponses: { type: 'int', min: 2, placeholder: 'n', describe: 'prompts with fewer scored responses give no pair (default K)' },
+    minResponses: {
+      type: 'int',
+      min: 2,
+      placeholder: 'n',
+      describe: 'prompts with fewer scored responses give no pair (default K)',
+    },
     dropTies: { type: 'bool', describe: 'skip prompts whose best and worst totals are equal' },
     maxNewTokens: { type: 'int', min: 1, default: 256, describe: 'longest response' },
     temperature: { type: 'number', min: 0, default: 1, describe: 'policy sampling temperature' },
     batchSize: { type: 'int', min: 1, default: 16, describe: 'policy sequences per generate call' },
-    out: { type: 'path', required: true, placeholder: 'pairs.jsonl', describe: 'the pairs: {prompt, chosen, rejected, margin}' },
-    scoresOut: { type: 'path', placeholder: 'scores.jsonl', describe: 'also write every scored response {id, response, scores}' },
+    out: {
+      type: 'path',
+      required: true,
+      placeholder: 'pairs.jsonl',
+      describe: 'the pairs: {prompt, chosen, rejected, margin}',
+    },
+    scoresOut: {
+      type: 'path',
+      placeholder: 'scores.jsonl',
+      describe: 'also write every scored response {id, response, scores}',
+    },
     ...MODEL_FLAGS,
     ...COMMON_FLAGS,
   },
@@ -61,10 +134,13 @@ async function loadLongPrompts(path: string): Promise<LongPrompt[]> {
   return lines.map(({ value, line }) => {
     const where = `${path}:${line}`;
     const o = value as Record<string, unknown>;
-    if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new RlhfError(ErrorCode.FORMAT, `${where}: expected a JSON object {context, question, id?}`);
+    if (o === null || typeof o !== 'object' || Array.isArray(o))
+      throw new RlhfError(ErrorCode.FORMAT, `${where}: expected a JSON object {context, question, id?}`);
     for (const k of ['context', 'question'])
-      if (typeof o[k] !== 'string' || !(o[k] as string).trim()) throw new RlhfError(ErrorCode.FORMAT, `${where}: expected "${k}" to be a non-empty string`);
-    if (o.id !== undefined && typeof o.id !== 'string' && typeof o.id !== 'number') throw new RlhfError(ErrorCode.FORMAT, `${where}: expected "id" to be a string or a number`);
+      if (typeof o[k] !== 'string' || !(o[k] as string).trim())
+        throw new RlhfError(ErrorCode.FORMAT, `${where}: expected "${k}" to be a non-empty string`);
+    if (o.id !== undefined && typeof o.id !== 'string' && typeof o.id !== 'number')
+      throw new RlhfError(ErrorCode.FORMAT, `${where}: expected "id" to be a string or a number`);
     const id = o.id === undefined ? String(line) : String(o.id);
     if (ids.has(id)) throw new RlhfError(ErrorCode.FORMAT, `${where}: duplicate id "${id}"`);
     ids.add(id);
@@ -77,12 +153,30 @@ export const longrewardCommand: CommandHandler = async (o, ctx) => {
   const prompts = await loadLongPrompts(o.prompts as string);
   const out = o.out as string;
   const K = o.samples as number;
-  const http = { maxConcurrent: o.concurrency as number, maxRetries: o.retries as number, timeoutMs: Math.ceil((o.timeout as number) * 1000), cacheDir: (o.cache as string | undefined) ?? `${out}.cache` };
-  const judge = new OpenAIJudge({ baseURL: o.judgeUrl as string, model: o.judgeModel as string, apiKeyEnv: o.judgeKeyEnv as string, ...http, ...(o.judgeMaxTokens ? { maxTokens: o.judgeMaxTokens as number } : {}) });
+  const http = {
+    maxConcurrent: o.concurrency as number,
+    maxRetries: o.retries as number,
+    timeoutMs: Math.ceil((o.timeout as number) * 1000),
+    cacheDir: (o.cache as string | undefined) ?? `${out}.cache`,
+  };
+  const judge = new OpenAIJudge({
+    baseURL: o.judgeUrl as string,
+    model: o.judgeModel as string,
+    apiKeyEnv: o.judgeKeyEnv as string,
+    ...http,
+    ...(o.judgeMaxTokens ? { maxTokens: o.judgeMaxTokens as number } : {}),
+  });
   let embedder: EmbeddingModel = new LexicalEmbedder();
   if (o.embedUrl || o.embedModel) {
-    if (!o.embedUrl || !o.embedModel) throw new RlhfError(ErrorCode.INVALID_ARGUMENT, '--embed-url and --embed-model go together');
-    embedder = new OpenAIEmbedder({ baseURL: o.embedUrl as string, model: o.embedModel as string, apiKeyEnv: o.judgeKeyEnv as string, ...http, cacheDir: join(http.cacheDir, 'embeddings') });
+    if (!o.embedUrl || !o.embedModel)
+      throw new RlhfError(ErrorCode.INVALID_ARGUMENT, '--embed-url and --embed-model go together');
+    embedder = new OpenAIEmbedder({
+      baseURL: o.embedUrl as string,
+      model: o.embedModel as string,
+      apiKeyEnv: o.judgeKeyEnv as string,
+      ...http,
+      cacheDir: join(http.cacheDir, 'embeddings'),
+    });
   }
 
   const { model, tokenizer } = await loadModel(o.policy as string, '--policy');
@@ -90,12 +184,27 @@ export const longrewardCommand: CommandHandler = async (o, ctx) => {
   ctx.stderr.write(`longreward: sampling ${K} responses for each of ${prompts.length} prompts\n`);
   let rollout;
   try {
-    rollout = await generateRollout({ policy: model, tokenizer, prompts: messages, samplesPerPrompt: K, sampling: { maxNewTokens: o.maxNewTokens as number, temperature: o.temperature as number }, seed: o.seed as number, batchSize: o.batchSize as number });
+    rollout = await generateRollout({
+      policy: model,
+      tokenizer,
+      prompts: messages,
+      samplesPerPrompt: K,
+      sampling: { maxNewTokens: o.maxNewTokens as number, temperature: o.temperature as number },
+      seed: o.seed as number,
+      batchSize: o.batchSize as number,
+    });
   } finally {
     model.dispose();
   }
 
-  const scorer = new LongReward({ judge, embedder, tokenizer, maxAttempts: o.judgeAttempts as number, language: o.language as 'auto' | 'en' | 'zh', maxConcurrentCalls: o.concurrency as number });
+  const scorer = new LongReward({
+    judge,
+    embedder,
+    tokenizer,
+    maxAttempts: o.judgeAttempts as number,
+    language: o.language as 'auto' | 'en' | 'zh',
+    maxConcurrentCalls: o.concurrency as number,
+  });
   const scored: Array<ScoredResponse & { scores: LongRewardScores; sample: number }> = [];
   const failures: string[] = [];
   let next = 0;
@@ -112,20 +221,37 @@ export const longrewardCommand: CommandHandler = async (o, ctx) => {
         if (!(err instanceof JudgeRetryError)) throw err; // transport failures end the run; the cache keeps what was answered
         failures.push(`prompt ${p.id}: ${err.message.slice(0, 200)}`);
       }
-      if (++done % 10 === 0 || done === rollout.samples.length) ctx.stderr.write(`longreward: ${done}/${rollout.samples.length} responses judged (${failures.length} unparseable)\n`);
+      if (++done % 10 === 0 || done === rollout.samples.length)
+        ctx.stderr.write(
+          `longreward: ${done}/${rollout.samples.length} responses judged (${failures.length} unparseable)\n`,
+        );
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.ceil((o.concurrency as number) / 2)) }, worker));
   scored.sort((a, b) => a.sample - b.sample); // completion order varies with concurrency; ties resolve in sampling order
 
-  const pairs = buildPairs(scored, { minResponses: (o.minResponses as number | undefined) ?? K, dropTies: o.dropTies === true });
-  await writeJsonl(out, pairs.map((p) => ({ prompt: p.prompt, chosen: p.chosen, rejected: p.rejected, margin: p.margin })));
-  if (o.scoresOut) await writeJsonl(o.scoresOut as string, scored.map((s) => ({ id: s.promptId, response: s.response, scores: s.scores })));
+  const pairs = buildPairs(scored, {
+    minResponses: (o.minResponses as number | undefined) ?? K,
+    dropTies: o.dropTies === true,
+  });
+  await writeJsonl(
+    out,
+    pairs.map((p) => ({ prompt: p.prompt, chosen: p.chosen, rejected: p.rejected, margin: p.margin })),
+  );
+  if (o.scoresOut)
+    await writeJsonl(
+      o.scoresOut as string,
+      scored.map((s) => ({ id: s.promptId, response: s.response, scores: s.scores })),
+    );
   const st = judge.stats;
-  ctx.stdout.write(`${pairs.length} pairs written to ${out} (${scored.length} responses scored, ${failures.length} unparseable; judge: ${st.requests} HTTP requests, ${st.retries} retries, ${st.cacheHits} cached replies)\n`);
+  ctx.stdout.write(
+    `${pairs.length} pairs written to ${out} (${scored.length} responses scored, ${failures.length} unparseable; judge: ${st.requests} HTTP requests, ${st.retries} retries, ${st.cacheHits} cached replies)\n`,
+  );
   for (const f of failures.slice(0, 3)) ctx.stderr.write(`longreward: unparseable: ${f}\n`);
   if (pairs.length === 0) {
-    ctx.stderr.write(`longreward: no pairs: ${failures.length ? `the judge's replies did not parse for ${failures.length} responses` : 'no prompt had enough scored responses'}\n`);
+    ctx.stderr.write(
+      `longreward: no pairs: ${failures.length ? `the judge's replies did not parse for ${failures.length} responses` : 'no prompt had enough scored responses'}\n`,
+    );
     return 1;
   }
   return 0;

@@ -7,7 +7,7 @@ export const reportSpec: CommandSpec = {
   name: 'report',
   summary: 'an HTML report of one or more run folders: curves from metrics.jsonl, samples, comparisons across runs',
   description:
-    'Each RUN_DIR is an `rlhf demo` folder (summary.json: the demo report) or a training command\'s --output folder (metrics.jsonl here or one folder down, samples.jsonl of RL runs). Several folders are compared: their curves share axes, one series per run. The page is self-contained (no scripts, no external resources).',
+    "Each RUN_DIR is an `rlhf demo` folder (summary.json: the demo report) or a training command's --output folder (metrics.jsonl here or one folder down, samples.jsonl of RL runs). Several folders are compared: their curves share axes, one series per run. The page is self-contained (no scripts, no external resources).",
   positional: { name: 'RUN_DIR', describe: 'run folders, one or more', variadic: true },
   flags: {
     output: { type: 'path', default: 'report.html', placeholder: 'file', describe: 'where the page goes' },
@@ -22,6 +22,8 @@ export const reportCommand: CommandHandler = async (o, ctx) => {
   const output = resolve(o.output as string);
   const runs = await writeRunReport(dirs, output, o.title ? { title: o.title as string } : {});
   const stages = runs.reduce((n, r) => n + Object.keys(r.metrics).length, 0);
-  ctx.stdout.write(`report: ${output} (${runs.length} run${runs.length === 1 ? '' : 's'}, ${stages} stage${stages === 1 ? '' : 's'} of metrics)\n`);
+  ctx.stdout.write(
+    `report: ${output} (${runs.length} run${runs.length === 1 ? '' : 's'}, ${stages} stage${stages === 1 ? '' : 's'} of metrics)\n`,
+  );
   return 0;
 };

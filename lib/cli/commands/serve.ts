@@ -11,23 +11,56 @@ export const serveSpec: CommandSpec = {
   summary: 'serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)',
   description:
     'Listens on 127.0.0.1 unless --host says otherwise. With --api-key (or RLHF_API_KEY in the environment) every /v1 route needs "Authorization: Bearer <key>". ' +
-    'Concurrent requests are batched into the model\'s generate calls, --chunk-tokens tokens at a time; a seeded request is reproducible for a given --chunk-tokens. Ctrl-C stops the server.',
+    "Concurrent requests are batched into the model's generate calls, --chunk-tokens tokens at a time; a seeded request is reproducible for a given --chunk-tokens. Ctrl-C stops the server.",
   flags: {
     model: { type: 'path', required: true, placeholder: 'dir', describe: 'the checkpoint to serve' },
-    tokenizer: { type: 'enum', values: ['checkpoint', 'byte'], default: 'checkpoint', describe: 'checkpoint: the tokenizer files in --model; byte: the built-in byte tokenizer (for a checkpoint saved without tokenizer files)' },
-    host: { type: 'string', default: '127.0.0.1', describe: 'address to listen on (0.0.0.0 opens the server to the network)' },
+    tokenizer: {
+      type: 'enum',
+      values: ['checkpoint', 'byte'],
+      default: 'checkpoint',
+      describe:
+        'checkpoint: the tokenizer files in --model; byte: the built-in byte tokenizer (for a checkpoint saved without tokenizer files)',
+    },
+    host: {
+      type: 'string',
+      default: '127.0.0.1',
+      describe: 'address to listen on (0.0.0.0 opens the server to the network)',
+    },
     port: { type: 'int', min: 0, max: 65535, default: 8000, describe: 'port (0 picks a free one)' },
-    apiKey: { type: 'string', placeholder: 'key', describe: 'require this bearer token (default: RLHF_API_KEY if set, else no auth)' },
-    modelName: { type: 'string', placeholder: 'name', describe: 'the model id clients send (default: the folder name)' },
+    apiKey: {
+      type: 'string',
+      placeholder: 'key',
+      describe: 'require this bearer token (default: RLHF_API_KEY if set, else no auth)',
+    },
+    modelName: {
+      type: 'string',
+      placeholder: 'name',
+      describe: 'the model id clients send (default: the folder name)',
+    },
     maxTokens: { type: 'int', min: 1, default: 256, describe: 'max_tokens of a chat request that gives none' },
-    chunkTokens: { type: 'int', min: 1, max: 4096, default: 16, describe: 'tokens per model call (new requests join, cancelled ones leave, streams update at chunk boundaries)' },
+    chunkTokens: {
+      type: 'int',
+      min: 1,
+      max: 4096,
+      default: 16,
+      describe: 'tokens per model call (new requests join, cancelled ones leave, streams update at chunk boundaries)',
+    },
     maxBatch: { type: 'int', min: 1, max: 4096, default: 32, describe: 'most sequences in one model call' },
-    maxQueue: { type: 'int', min: 1, max: 100000, default: 64, describe: 'most requests waiting or running; more get HTTP 429' },
+    maxQueue: {
+      type: 'int',
+      min: 1,
+      max: 100000,
+      default: 64,
+      describe: 'most requests waiting or running; more get HTTP 429',
+    },
     maxBodyBytes: { type: 'int', min: 1024, default: 1 << 20, describe: 'largest request body; larger gets HTTP 413' },
     ...MODEL_FLAGS,
     threads: COMMON_FLAGS.threads,
   },
-  examples: ['rlhf serve --model runs/dpo/model --port 8000', 'RLHF_API_KEY=secret rlhf serve --model runs/sft/model --model-name sft --tokenizer byte'],
+  examples: [
+    'rlhf serve --model runs/dpo/model --port 8000',
+    'RLHF_API_KEY=secret rlhf serve --model runs/sft/model --model-name sft --tokenizer byte',
+  ],
 };
 
 export const serveCommand: CommandHandler = async (o, ctx) => {
@@ -42,7 +75,9 @@ export const serveCommand: CommandHandler = async (o, ctx) => {
       tokenizer = await loadTokenizer(dir);
     } catch (err) {
       model.dispose();
-      throw new CliError(`--model ${dir}: ${(err as Error).message} (a checkpoint saved without tokenizer files can be served with --tokenizer byte)`);
+      throw new CliError(
+        `--model ${dir}: ${(err as Error).message} (a checkpoint saved without tokenizer files can be served with --tokenizer byte)`,
+      );
     }
   }
   const apiKey = (o.apiKey as string | undefined) ?? process.env.RLHF_API_KEY ?? undefined;
@@ -59,13 +94,17 @@ export const serveCommand: CommandHandler = async (o, ctx) => {
     maxRequests: o.maxQueue as number,
     maxBodyBytes: o.maxBodyBytes as number,
   });
-  ctx.stdout.write(`rlhf serve: listening on ${server.url} (model "${(o.modelName as string | undefined) ?? basename(resolve(dir))}"${apiKey ? ', API key required' : ''})\n`);
+  ctx.stdout.write(
+    `rlhf serve: listening on ${server.url} (model "${(o.modelName as string | undefined) ?? basename(resolve(dir))}"${apiKey ? ', API key required' : ''})\n`,
+  );
   await new Promise<void>((done) => {
     onInterrupt(done);
     process.once('SIGTERM', done);
   });
   await server.close();
   model.dispose();
-  ctx.stdout.write(`rlhf serve: stopped after ${server.stats.completed} requests (${server.stats.cancelled} cancelled)\n`);
+  ctx.stdout.write(
+    `rlhf serve: stopped after ${server.stats.completed} requests (${server.stats.cancelled} cancelled)\n`,
+  );
   return 0;
 };

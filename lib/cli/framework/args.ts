@@ -62,11 +62,16 @@ export interface ParseResult {
   help: boolean;
 }
 
-export async function parseCommand(spec: CommandSpec, argv: string[], opts: { cwd?: string } = {}): Promise<ParseResult> {
+export async function parseCommand(
+  spec: CommandSpec,
+  argv: string[],
+  opts: { cwd?: string } = {},
+): Promise<ParseResult> {
   checkSpec(spec);
   const cwd = opts.cwd ?? process.cwd();
   const end = argv.indexOf('--');
-  if ((end < 0 ? argv : argv.slice(0, end)).some((a) => a === '-h' || a === '--help')) return { options: {}, help: true };
+  if ((end < 0 ? argv : argv.slice(0, end)).some((a) => a === '-h' || a === '--help'))
+    return { options: {}, help: true };
 
   const cli: Record<string, unknown> = {};
   const positionals: string[] = [];
@@ -156,7 +161,11 @@ async function loadConfig(spec: CommandSpec, file: string, cwd: string): Promise
     text = await readFile(full, 'utf8');
   } catch (err) {
     const code = (err as { code?: string }).code;
-    throw new CliError(code === 'ENOENT' ? `config file ${file} does not exist` : `cannot read config file ${file}: ${(err as Error).message}`);
+    throw new CliError(
+      code === 'ENOENT'
+        ? `config file ${file} does not exist`
+        : `cannot read config file ${file}: ${(err as Error).message}`,
+    );
   }
   let data: unknown;
   try {
@@ -207,7 +216,8 @@ function isNumeric(s: string): boolean {
   return s.trim() !== '' && Number.isFinite(Number(s));
 }
 
-const must = (label: string, expectation: string, value: unknown) => new CliError(`${label} must be ${expectation}, got ${show(value)}`);
+const must = (label: string, expectation: string, value: unknown) =>
+  new CliError(`${label} must be ${expectation}, got ${show(value)}`);
 
 function bounds(flag: FlagSpec): string {
   const parts: string[] = [];
@@ -227,7 +237,8 @@ function coerce(flag: FlagSpec, value: unknown, label: string, base: string): un
     case 'path':
     case 'checkpoint': {
       if (typeof value === 'number' && flag.type === 'string') return String(value);
-      if (typeof value !== 'string' || value === '') throw must(label, flag.type === 'string' ? 'a non-empty string' : 'a path', value);
+      if (typeof value !== 'string' || value === '')
+        throw must(label, flag.type === 'string' ? 'a non-empty string' : 'a path', value);
       if (flag.type === 'string') return value;
       return flag.type === 'checkpoint' ? checkpointValue(base, value) : resolve(base, value);
     }
@@ -235,8 +246,10 @@ function coerce(flag: FlagSpec, value: unknown, label: string, base: string): un
     case 'number': {
       const n = typeof value === 'number' ? value : typeof value === 'string' && isNumeric(value) ? Number(value) : NaN;
       const kind = flag.type === 'int' ? 'an integer' : 'a number';
-      if (!Number.isFinite(n) || (flag.type === 'int' && !Number.isInteger(n))) throw must(label, kind + bounds(flag), value);
-      if ((flag.min !== undefined && n < flag.min) || (flag.max !== undefined && n > flag.max)) throw must(label, kind + bounds(flag), value);
+      if (!Number.isFinite(n) || (flag.type === 'int' && !Number.isInteger(n)))
+        throw must(label, kind + bounds(flag), value);
+      if ((flag.min !== undefined && n < flag.min) || (flag.max !== undefined && n > flag.max))
+        throw must(label, kind + bounds(flag), value);
       return n;
     }
     case 'bool': {
@@ -250,7 +263,9 @@ function coerce(flag: FlagSpec, value: unknown, label: string, base: string): un
       const values = flag.values ?? [];
       if (typeof value === 'string' && values.includes(value)) return value;
       const near = typeof value === 'string' ? closest(value, values) : undefined;
-      throw new CliError(`${label} must be one of ${values.join(', ')}, got ${show(value)}${near ? ` (did you mean ${near}?)` : ''}`);
+      throw new CliError(
+        `${label} must be one of ${values.join(', ')}, got ${show(value)}${near ? ` (did you mean ${near}?)` : ''}`,
+      );
     }
     case 'list': {
       const items = typeof value === 'string' ? value.split(',') : Array.isArray(value) ? value : undefined;

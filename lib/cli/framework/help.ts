@@ -15,13 +15,13 @@ export function wrap(text: string, width: number): string[] {
     let line = '';
     for (let word of paragraph.split(/\s+/).filter(Boolean)) {
       while (word.length > width) {
-        if (line) lines.push(line), (line = '');
+        if (line) (lines.push(line), (line = ''));
         lines.push(word.slice(0, width));
         word = word.slice(width);
       }
       if (!line) line = word;
       else if (line.length + 1 + word.length <= width) line += ' ' + word;
-      else lines.push(line), (line = word);
+      else (lines.push(line), (line = word));
     }
     lines.push(line);
   }
@@ -66,15 +66,19 @@ function flagNotes(flag: FlagSpec): string {
   else if (flag.min !== undefined) notes.push(`>= ${flag.min}`);
   else if (flag.max !== undefined) notes.push(`<= ${flag.max}`);
   if (flag.type === 'list') notes.push('comma-separated or repeated');
-  if (flag.default !== undefined && !(flag.type === 'bool' && flag.default === false)) notes.push(`default: ${showDefault(flag)}`);
-  else if (flag.default === undefined && !flag.required && flag.type !== 'bool' && !/\bdefault\b/i.test(flag.describe)) notes.push('default: none'); // every line says what happens without the flag
+  if (flag.default !== undefined && !(flag.type === 'bool' && flag.default === false))
+    notes.push(`default: ${showDefault(flag)}`);
+  else if (flag.default === undefined && !flag.required && flag.type !== 'bool' && !/\bdefault\b/i.test(flag.describe))
+    notes.push('default: none'); // every line says what happens without the flag
   return notes.length ? ` (${notes.join('; ')})` : '';
 }
 
 /** Rows `  <flag>  <description>` with the description wrapped into its own column. */
 function table(rows: [string, string][], width: number): string[] {
   const column = Math.max(...rows.map(([left]) => left.length).filter((n) => n <= MAX_FLAG_COLUMN));
-  const indent = 2, gap = 2, descWidth = width - indent - column - gap;
+  const indent = 2,
+    gap = 2,
+    descWidth = width - indent - column - gap;
   const out: string[] = [];
   for (const [left, right] of rows) {
     const desc = wrap(right, descWidth);
@@ -110,7 +114,8 @@ export function formatHelp(spec: CommandSpec, width = HELP_WIDTH): string {
 
   const rows: [string, string][] = [];
   if (spec.positional) rows.push([spec.positional.name, spec.positional.describe]);
-  for (const [key, flag] of Object.entries(spec.flags)) rows.push([flagColumn(key, flag), flag.describe + flagNotes(flag)]);
+  for (const [key, flag] of Object.entries(spec.flags))
+    rows.push([flagColumn(key, flag), flag.describe + flagNotes(flag)]);
   rows.push(['--config <file>', 'read flags from a YAML or JSON file (keys like maxSteps or max-steps)']);
   rows.push(['-h, --help', 'show this help']);
   out.push('', 'flags:', ...table(rows, width));

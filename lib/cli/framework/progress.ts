@@ -38,7 +38,9 @@ const SHORT_NAMES: Record<string, string> = { tokensPerSecond: 'tok/s', learning
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '-:--';
   const s = Math.round(seconds);
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = String(s % 60).padStart(2, '0');
+  const h = Math.floor(s / 3600),
+    m = Math.floor((s % 3600) / 60),
+    sec = String(s % 60).padStart(2, '0');
   return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
 }
 
@@ -52,13 +54,15 @@ export function formatNumber(x: number): string {
   if (Number.isNaN(x)) return 'nan';
   if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
   if (x === 0) return '0';
-  const a = Math.abs(x), sign = x < 0 ? '-' : '';
+  const a = Math.abs(x),
+    sign = x < 0 ? '-' : '';
   if (a < 1e-3) return trimZeros(x.toExponential(2));
   if (Number.isInteger(x) && a < 1000) return String(x);
   if (a < 999.5) return trimZeros(x.toPrecision(3));
   if (a >= 999.5e12) return trimZeros(x.toExponential(2)).replace('e+', 'e');
   // 999.6k would round to "1.00e+3k": such values move up to the next suffix
-  const [scale, suffix] = a >= 999.5e9 ? [1e12, 'T'] : a >= 999.5e6 ? [1e9, 'G'] : a >= 999.5e3 ? [1e6, 'M'] : [1e3, 'k'];
+  const [scale, suffix] =
+    a >= 999.5e9 ? [1e12, 'T'] : a >= 999.5e6 ? [1e9, 'G'] : a >= 999.5e3 ? [1e6, 'M'] : [1e3, 'k'];
   return sign + trimZeros((a / scale).toPrecision(3)) + suffix;
 }
 
@@ -140,8 +144,10 @@ export function attachProgress(emitter: TrainerEmitter, out: OutStream, opts: Pr
       shown = e;
     }
   };
-  const onEval = (e: TrainerEvents['eval'][0]) => print(`${label(e.stage)} eval @ step ${e.step}: ${metricsText(e.metrics)}`);
-  const onCheckpoint = (e: TrainerEvents['checkpoint'][0]) => print(`${label(e.stage)} checkpoint @ step ${e.step}: ${e.dir}`);
+  const onEval = (e: TrainerEvents['eval'][0]) =>
+    print(`${label(e.stage)} eval @ step ${e.step}: ${metricsText(e.metrics)}`);
+  const onCheckpoint = (e: TrainerEvents['checkpoint'][0]) =>
+    print(`${label(e.stage)} checkpoint @ step ${e.step}: ${e.dir}`);
   const onLog = (e: TrainerEvents['log'][0]) => print(`${label(e.stage)}: ${e.message}`);
 
   emitter.on('step', onStep);

@@ -50,7 +50,12 @@ export function interrupted(): boolean {
   return interruptCount > 0;
 }
 
-export async function runCommand(spec: CommandSpec, argv: string[], handler: CommandHandler, io: CommandIO = {}): Promise<number> {
+export async function runCommand(
+  spec: CommandSpec,
+  argv: string[],
+  handler: CommandHandler,
+  io: CommandIO = {},
+): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
   const exit = io.exit ?? ((code: number) => process.exit(code));
@@ -59,7 +64,9 @@ export async function runCommand(spec: CommandSpec, argv: string[], handler: Com
   const onSigint = () => {
     interruptCount++;
     if (interruptCount === 1 && interruptHooks.size) {
-      stderr.write(`\n${prefix} interrupted: stopping after the current step and saving a checkpoint (Ctrl-C again to quit now)\n`);
+      stderr.write(
+        `\n${prefix} interrupted: stopping after the current step and saving a checkpoint (Ctrl-C again to quit now)\n`,
+      );
       for (const hook of [...interruptHooks]) {
         try {
           hook();

@@ -30,7 +30,12 @@ export interface TextChunk {
 export function chunkByTokens(text: string, tokenizer: Tokenizer, size: number): TextChunk[] {
   const fn = 'chunkByTokens';
   if (typeof text !== 'string') throw typeError(fn, 'text', 'a string', text);
-  if (tokenizer === null || typeof tokenizer !== 'object' || typeof tokenizer.encode !== 'function' || typeof tokenizer.decode !== 'function')
+  if (
+    tokenizer === null ||
+    typeof tokenizer !== 'object' ||
+    typeof tokenizer.encode !== 'function' ||
+    typeof tokenizer.decode !== 'function'
+  )
     throw typeError(fn, 'tokenizer', 'a Tokenizer', tokenizer);
   checkInt(fn, 'size', size, { min: 1 });
   const ids = tokenizer.encode(text);
@@ -43,11 +48,14 @@ export function chunkByTokens(text: string, tokenizer: Tokenizer, size: number):
 }
 
 function checkVector(fn: string, path: string, v: unknown, dim?: number): number[] {
-  if (!Array.isArray(v) && !(v instanceof Float32Array) && !(v instanceof Float64Array)) throw typeError(fn, path, 'an array of numbers', v);
+  if (!Array.isArray(v) && !(v instanceof Float32Array) && !(v instanceof Float64Array))
+    throw typeError(fn, path, 'an array of numbers', v);
   const arr = v as ArrayLike<number>;
-  if (dim !== undefined && arr.length !== dim) throw rangeError(fn, `${path}.length`, `${dim} (the statement embedding's dimension)`, arr.length);
+  if (dim !== undefined && arr.length !== dim)
+    throw rangeError(fn, `${path}.length`, `${dim} (the statement embedding's dimension)`, arr.length);
   for (let i = 0; i < arr.length; i++)
-    if (typeof arr[i] !== 'number' || !Number.isFinite(arr[i])) throw typeError(fn, `${path}[${i}]`, 'a finite number', arr[i]);
+    if (typeof arr[i] !== 'number' || !Number.isFinite(arr[i]))
+      throw typeError(fn, `${path}[${i}]`, 'a finite number', arr[i]);
   return Array.from(arr);
 }
 
@@ -77,7 +85,11 @@ export interface Retrieved {
  * earlier chunk), returned in DOCUMENT order (ascending index), not by similarity (property 23). Fewer
  * than `k` chunks: all of them.
  */
-export function retrieveTopK(statementEmbedding: ArrayLike<number>, chunkEmbeddings: ArrayLike<ArrayLike<number>>, k = 5): Retrieved[] {
+export function retrieveTopK(
+  statementEmbedding: ArrayLike<number>,
+  chunkEmbeddings: ArrayLike<ArrayLike<number>>,
+  k = 5,
+): Retrieved[] {
   const fn = 'retrieveTopK';
   const q = checkVector(fn, 'statementEmbedding', statementEmbedding);
   if (q.length === 0) throw rangeError(fn, 'statementEmbedding.length', '>= 1', 0);

@@ -38,6 +38,19 @@ export {
   roundHalfEven,
   type SupportVerdict,
 } from './parse.js';
-export { DEFAULT_PROMPTS, PROMPT_PLACEHOLDERS, resolvePrompts, type LocalizedPrompt, type LongRewardPrompts, type PromptName } from './prompts.js';
+export {
+  DEFAULT_PROMPTS,
+  PROMPT_PLACEHOLDERS,
+  resolvePrompts,
+  type LocalizedPrompt,
+  type LongRewardPrompts,
+  type PromptName,
+} from './prompts.js';
 export { buildPairs, type BuildPairsOptions, type LongRewardPair, type ScoredResponse } from './pairs.js';
-export { LexicalEmbedder, OpenAIEmbedder, OpenAIJudge, type OpenAIClientOptions, type OpenAIClientStats } from './openai-judge.js';
+export {
+  LexicalEmbedder,
+  OpenAIEmbedder,
+  OpenAIJudge,
+  type OpenAIClientOptions,
+  type OpenAIClientStats,
+} from './openai-judge.js';

@@ -56,13 +56,15 @@ export async function judgeWithRetry<T>(
   let last: unknown;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     const temperature = attempt === 1 ? FIRST_TEMPERATURE : RETRY_TEMPERATURE;
-    const callOptions = options.maxTokens === undefined ? { temperature } : { temperature, maxTokens: options.maxTokens };
+    const callOptions =
+      options.maxTokens === undefined ? { temperature } : { temperature, maxTokens: options.maxTokens };
     last = await judge.complete(prompt, callOptions);
     if (typeof last !== 'string') continue; // a client returning null/undefined for "no text": retry
     const value = parse(last);
     if (value !== undefined) return value;
   }
-  const temps = maxAttempts === 1 ? `${FIRST_TEMPERATURE}` : `${FIRST_TEMPERATURE}, then ${RETRY_TEMPERATURE} x${maxAttempts - 1}`;
+  const temps =
+    maxAttempts === 1 ? `${FIRST_TEMPERATURE}` : `${FIRST_TEMPERATURE}, then ${RETRY_TEMPERATURE} x${maxAttempts - 1}`;
   throw new JudgeRetryError(
     `${fn}: the judge gave no ${options.what ?? 'parseable reply'} in ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'} ` +
       `(temperature ${temps}); last reply: ${show(last)}`,
@@ -76,7 +78,9 @@ export async function judgeWithRetry<T>(
  * happens to contain "{{answer}}") is never substituted again. Unknown placeholders stay as they are.
  */
 export function fillTemplate(template: string, values: Record<string, string>): string {
-  return template.replace(/\{\{(\w+)\}\}/g, (whole, name: string) => (Object.hasOwn(values, name) ? values[name] : whole));
+  return template.replace(/\{\{(\w+)\}\}/g, (whole, name: string) =>
+    Object.hasOwn(values, name) ? values[name] : whole,
+  );
 }
 
 /** A counting semaphore that caps how many judge calls run at once. */
@@ -92,7 +96,8 @@ export class Limiter {
       return await task();
     } finally {
       const next = this.waiting.shift();
-      if (next) next(); // hand the slot over without releasing it
+      if (next)
+        next(); // hand the slot over without releasing it
       else this.active--;
     }
   }

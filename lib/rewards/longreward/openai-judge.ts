@@ -78,9 +78,21 @@ class OpenAIClient {
 
   constructor(fn: string, opts: OpenAIClientOptions, extraKeys: string[] = []) {
     const o = options(fn, 'options', opts);
-    o.known(['baseURL', 'model', 'apiKey', 'apiKeyEnv', 'maxConcurrent', 'maxRetries', 'timeoutMs', 'backoffMs', 'cacheDir', ...extraKeys]);
+    o.known([
+      'baseURL',
+      'model',
+      'apiKey',
+      'apiKeyEnv',
+      'maxConcurrent',
+      'maxRetries',
+      'timeoutMs',
+      'backoffMs',
+      'cacheDir',
+      ...extraKeys,
+    ]);
     const base = checkString(fn, 'options.baseURL', opts.baseURL);
-    if (!/^https?:\/\//.test(base)) throw new TypeError(`${fn}: expected options.baseURL to be an http(s) URL, received ${show(base)}`);
+    if (!/^https?:\/\//.test(base))
+      throw new TypeError(`${fn}: expected options.baseURL to be an http(s) URL, received ${show(base)}`);
     this.baseURL = base.replace(/\/+$/, '');
     this.model = checkString(fn, 'options.model', opts.model);
     const env = opts.apiKeyEnv ?? 'OPENAI_API_KEY';
@@ -129,7 +141,8 @@ class OpenAIClient {
           throw err;
         }
         this.stats.retries++;
-        const wait = err instanceof HttpError && err.retryAfterMs !== undefined ? err.retryAfterMs : this.backoffMs * 2 ** attempt;
+        const wait =
+          err instanceof HttpError && err.retryAfterMs !== undefined ? err.retryAfterMs : this.backoffMs * 2 ** attempt;
         await new Promise((r) => setTimeout(r, Math.min(wait, 30_000)));
       }
     }
@@ -142,12 +155,18 @@ class OpenAIClient {
     try {
       res = await fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}),
+        },
         body,
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
-      const why = (err as Error)?.name === 'TimeoutError' ? `no answer in ${this.timeoutMs} ms` : ((err as Error & { cause?: Error })?.cause?.message ?? (err as Error)?.message);
+      const why =
+        (err as Error)?.name === 'TimeoutError'
+          ? `no answer in ${this.timeoutMs} ms`
+          : ((err as Error & { cause?: Error })?.cause?.message ?? (err as Error)?.message);
       throw new RlhfError(ErrorCode.IO, `${FN}: POST ${url}: ${why}`, { cause: err });
     }
     const text = await res.text().catch(() => '');
@@ -159,7 +178,11 @@ class OpenAIClient {
         /* not JSON: keep the text */
       }
       const ra = Number(res.headers.get('retry-after'));
-      throw new HttpError(`${FN}: POST ${url}: HTTP ${res.status}: ${message}`, res.status, Number.isFinite(ra) && ra >= 0 && res.headers.has('retry-after') ? ra * 1000 : undefined);
+      throw new HttpError(
+        `${FN}: POST ${url}: HTTP ${res.status}: ${message}`,
+        res.status,
+        Number.isFinite(ra) && ra >= 0 && res.headers.has('retry-after') ? ra * 1000 : undefined,
+      );
     }
     try {
       return JSON.parse(text);
@@ -200,10 +223,21 @@ export class OpenAIJudge implements JudgeModel {
   async complete(prompt: string, o: JudgeCallOptions): Promise<string> {
     const hint = o.maxTokens ?? this.maxTokens;
     const maxTokens = hint === undefined ? undefined : Math.min(hint, this.maxTokens ?? hint);
-    const body = { model: this.client.model, messages: [{ role: 'user', content: prompt }], temperature: o.temperature, ...(maxTokens ? { max_tokens: maxTokens } : {}) };
-    const reply = (await this.client.post('/chat/completions', body)) as { choices?: Array<{ message?: { content?: unknown } }> };
+    const body = {
+      model: this.client.model,
+      messages: [{ role: 'user', content: prompt }],
+      temperature: o.temperature,
+      ...(maxTokens ? { max_tokens: maxTokens } : {}),
+    };
+    const reply = (await this.client.post('/chat/completions', body)) as {
+      choices?: Array<{ message?: { content?: unknown } }>;
+    };
     const content = reply?.choices?.[0]?.message?.content;
-    if (typeof content !== 'string') throw new RlhfError(ErrorCode.FORMAT, `OpenAIJudge: the reply has no choices[0].message.content string: ${show(reply)}`);
+    if (typeof content !== 'string')
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `OpenAIJudge: the reply has no choices[0].message.content string: ${show(reply)}`,
+      );
     return content;
   }
 }
@@ -227,12 +261,19 @@ export class OpenAIEmbedder implements EmbeddingModel {
     for (let i = 0; i < texts.length; i += this.batchSize) batches.push(texts.slice(i, i + this.batchSize));
     const out = await Promise.all(
       batches.map(async (input) => {
-        const reply = (await this.client.post('/embeddings', { model: this.client.model, input })) as { data?: Array<{ index?: number; embedding?: unknown }> };
+        const reply = (await this.client.post('/embeddings', { model: this.client.model, input })) as {
+          data?: Array<{ index?: number; embedding?: unknown }>;
+        };
         const data = reply?.data;
-        if (!Array.isArray(data) || data.length !== input.length) throw new RlhfError(ErrorCode.FORMAT, `OpenAIEmbedder: expected ${input.length} embeddings, the reply has ${Array.isArray(data) ? data.length : 'none'}`);
+        if (!Array.isArray(data) || data.length !== input.length)
+          throw new RlhfError(
+            ErrorCode.FORMAT,
+            `OpenAIEmbedder: expected ${input.length} embeddings, the reply has ${Array.isArray(data) ? data.length : 'none'}`,
+          );
         const sorted = [...data].sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
         return sorted.map((d, i) => {
-          if (!Array.isArray(d.embedding)) throw new RlhfError(ErrorCode.FORMAT, `OpenAIEmbedder: data[${i}].embedding is not an array`);
+          if (!Array.isArray(d.embedding))
+            throw new RlhfError(ErrorCode.FORMAT, `OpenAIEmbedder: data[${i}].embedding is not an array`);
           return d.embedding as number[];
         });
       }),
@@ -253,7 +294,10 @@ export class LexicalEmbedder implements EmbeddingModel {
       const v = new Array<number>(this.dim).fill(0);
       const lower = text.toLowerCase();
       const words = lower.match(/[\p{L}\p{N}]+/gu) ?? [];
-      const terms = [...words, ...words.flatMap((w) => Array.from({ length: Math.max(0, w.length - 2) }, (_, i) => `#${w.slice(i, i + 3)}`))];
+      const terms = [
+        ...words,
+        ...words.flatMap((w) => Array.from({ length: Math.max(0, w.length - 2) }, (_, i) => `#${w.slice(i, i + 3)}`)),
+      ];
       if (terms.length === 0) terms.push('');
       for (const term of terms) v[createHash('md5').update(term).digest().readUInt32LE(0) % this.dim] += 1;
       const norm = Math.hypot(...v) || 1;

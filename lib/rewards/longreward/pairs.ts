@@ -55,10 +55,12 @@ export function buildPairs(scored: readonly ScoredResponse[], options_?: BuildPa
 
   const groups = new Map<string, ScoredResponse[]>();
   scored.forEach((item, i) => {
-    if (item === null || typeof item !== 'object') throw typeError(fn, `scored[${i}]`, 'an object {promptId, response, scores}', item);
+    if (item === null || typeof item !== 'object')
+      throw typeError(fn, `scored[${i}]`, 'an object {promptId, response, scores}', item);
     checkString(fn, `scored[${i}].promptId`, item.promptId, false);
     checkString(fn, `scored[${i}].response`, item.response, false);
-    if (item.scores === null || typeof item.scores !== 'object') throw typeError(fn, `scored[${i}].scores`, 'an object with a total', item.scores);
+    if (item.scores === null || typeof item.scores !== 'object')
+      throw typeError(fn, `scored[${i}].scores`, 'an object with a total', item.scores);
     checkNumber(fn, `scored[${i}].scores.total`, item.scores.total);
     const group = groups.get(item.promptId);
     if (group) group.push(item);

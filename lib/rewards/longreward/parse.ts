@@ -124,7 +124,9 @@ export function positionLabel(start: number, end: number, total: number, languag
   checkInt(fn, 'end', end, { min: start, max: total });
   const st = roundHalfEven((start / total) * 100);
   const ed = roundHalfEven((end / total) * 100);
-  return language === 'en' ? `[Relevant information from ${st}% - ${ed}% of the document]` : `[文档${st}% - ${ed}%部分的有关信息]`;
+  return language === 'en'
+    ? `[Relevant information from ${st}% - ${ed}% of the document]`
+    : `[文档${st}% - ${ed}%部分的有关信息]`;
 }
 
 /** The canonical reply of the information extractor for a chunk with nothing relevant. */

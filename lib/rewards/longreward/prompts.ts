@@ -8,7 +8,8 @@
 import { typeError } from '../../validate.js';
 
 /** The six prompts of the pipeline. */
-export type PromptName = 'helpfulness' | 'logicality' | 'statements' | 'faithfulness' | 'infoExtraction' | 'completeness';
+export type PromptName =
+  'helpfulness' | 'logicality' | 'statements' | 'faithfulness' | 'infoExtraction' | 'completeness';
 
 /** One prompt in English and Chinese. */
 export interface LocalizedPrompt {
@@ -226,17 +227,21 @@ export const DEFAULT_PROMPTS: Readonly<LongRewardPrompts> = Object.freeze({
 export function resolvePrompts(fn: string, path: string, overrides: unknown): LongRewardPrompts {
   const out = { ...DEFAULT_PROMPTS } as LongRewardPrompts;
   if (overrides === undefined) return out;
-  if (overrides === null || typeof overrides !== 'object' || Array.isArray(overrides)) throw typeError(fn, path, 'an object', overrides);
+  if (overrides === null || typeof overrides !== 'object' || Array.isArray(overrides))
+    throw typeError(fn, path, 'an object', overrides);
   const names = Object.keys(PROMPT_PLACEHOLDERS) as PromptName[];
   for (const [key, value] of Object.entries(overrides)) {
     if (value === undefined) continue;
-    if (!names.includes(key as PromptName)) throw new TypeError(`${fn}: unknown prompt ${path}.${key} (known: ${names.join(', ')})`);
+    if (!names.includes(key as PromptName))
+      throw new TypeError(`${fn}: unknown prompt ${path}.${key} (known: ${names.join(', ')})`);
     const name = key as PromptName;
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw typeError(fn, `${path}.${name}`, 'an object {en?, zh?}', value);
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
+      throw typeError(fn, `${path}.${name}`, 'an object {en?, zh?}', value);
     const merged = { ...DEFAULT_PROMPTS[name] };
     for (const [lang, template] of Object.entries(value as Record<string, unknown>)) {
       if (template === undefined) continue;
-      if (lang !== 'en' && lang !== 'zh') throw new TypeError(`${fn}: unknown language ${path}.${name}.${lang} (known: en, zh)`);
+      if (lang !== 'en' && lang !== 'zh')
+        throw new TypeError(`${fn}: unknown language ${path}.${name}.${lang} (known: en, zh)`);
       const where = `${path}.${name}.${lang}`;
       if (typeof template !== 'string') throw typeError(fn, where, 'a string', template);
       for (const p of PROMPT_PLACEHOLDERS[name])

@@ -19,27 +19,68 @@ import type { Tokenizer } from '../../tokenizer/types.js';
 import { PromiseCache } from './cache.js';
 import { chunkByTokens, topK, type TextChunk } from './chunk.js';
 import { DEFAULT_MAX_ATTEMPTS, fillTemplate, judgeWithRetry, JudgeRetryError, Limiter } from './judge.js';
-import { detectLanguage, faithfulnessScore, parseInfo, parseRating, parseStatements, parseSupportVerdict, positionLabel } from './parse.js';
+import {
+  detectLanguage,
+  faithfulnessScore,
+  parseInfo,
+  parseRating,
+  parseStatements,
+  parseSupportVerdict,
+  positionLabel,
+} from './parse.js';
 import { resolvePrompts, type LongRewardPrompts, type PromptName } from './prompts.js';
-import type { EmbeddingModel, JudgeModel, LongRewardDetails, LongRewardInput, LongRewardOptions, LongRewardResult, LongRewardScores } from './types.js';
+import type {
+  EmbeddingModel,
+  JudgeModel,
+  LongRewardDetails,
+  LongRewardInput,
+  LongRewardOptions,
+  LongRewardResult,
+  LongRewardScores,
+} from './types.js';
 
 type Lang = 'en' | 'zh';
-interface InfoBlock { start: number; end: number; total: number; info: string }
-interface Retrieval { chunks: TextChunk[]; embeddings: number[][] }
+interface InfoBlock {
+  start: number;
+  end: number;
+  total: number;
+  info: string;
+}
+interface Retrieval {
+  chunks: TextChunk[];
+  embeddings: number[][];
+}
 
 const FN = 'LongReward';
-const OPTION_KEYS = ['judge', 'embedder', 'tokenizer', 'retrievalChunkTokens', 'infoChunkTokens', 'topK', 'maxAttempts', 'language', 'prompts', 'noStatements', 'maxConcurrentCalls', 'cacheSize'];
+const OPTION_KEYS = [
+  'judge',
+  'embedder',
+  'tokenizer',
+  'retrievalChunkTokens',
+  'infoChunkTokens',
+  'topK',
+  'maxAttempts',
+  'language',
+  'prompts',
+  'noStatements',
+  'maxConcurrentCalls',
+  'cacheSize',
+];
 
 /** Calls the embedder and checks it returned one finite vector per text, all of one dimension. */
 async function embedChecked(embedder: EmbeddingModel, texts: string[], what: string): Promise<number[][]> {
   const vectors: unknown = await embedder.embed(texts);
-  const bad = (why: string) => new RlhfError(ErrorCode.FORMAT, `${FN}: EmbeddingModel.embed returned ${why} for ${texts.length} ${what}`);
-  if (!Array.isArray(vectors) || vectors.length !== texts.length) throw bad(Array.isArray(vectors) ? `${vectors.length} vectors` : 'no array');
+  const bad = (why: string) =>
+    new RlhfError(ErrorCode.FORMAT, `${FN}: EmbeddingModel.embed returned ${why} for ${texts.length} ${what}`);
+  if (!Array.isArray(vectors) || vectors.length !== texts.length)
+    throw bad(Array.isArray(vectors) ? `${vectors.length} vectors` : 'no array');
   const dim = (vectors[0] as ArrayLike<number> | undefined)?.length;
   return vectors.map((v: unknown, i) => {
-    if (!Array.isArray(v) && !(v instanceof Float32Array) && !(v instanceof Float64Array)) throw bad(`a non-array at index ${i}`);
+    if (!Array.isArray(v) && !(v instanceof Float32Array) && !(v instanceof Float64Array))
+      throw bad(`a non-array at index ${i}`);
     const arr = Array.from(v as ArrayLike<number>);
-    if (arr.length === 0 || arr.length !== dim) throw bad(`vectors of different or zero lengths (${dim} and ${arr.length} at index ${i})`);
+    if (arr.length === 0 || arr.length !== dim)
+      throw bad(`vectors of different or zero lengths (${dim} and ${arr.length} at index ${i})`);
     if (!arr.every(Number.isFinite)) throw bad(`a non-finite value in vector ${i}`);
     return arr;
   });
@@ -64,9 +105,12 @@ export class LongReward {
     const o = options(FN, 'options', options_);
     o.known(OPTION_KEYS);
     const { judge, embedder, tokenizer } = o.obj as Partial<LongRewardOptions>;
-    if (typeof judge?.complete !== 'function') throw typeError(FN, 'options.judge', 'a JudgeModel (an object with complete(prompt, {temperature}))', judge);
-    if (typeof embedder?.embed !== 'function') throw typeError(FN, 'options.embedder', 'an EmbeddingModel (an object with embed(texts))', embedder);
-    if (typeof tokenizer?.encode !== 'function' || typeof tokenizer.decode !== 'function') throw typeError(FN, 'options.tokenizer', 'a Tokenizer', tokenizer);
+    if (typeof judge?.complete !== 'function')
+      throw typeError(FN, 'options.judge', 'a JudgeModel (an object with complete(prompt, {temperature}))', judge);
+    if (typeof embedder?.embed !== 'function')
+      throw typeError(FN, 'options.embedder', 'an EmbeddingModel (an object with embed(texts))', embedder);
+    if (typeof tokenizer?.encode !== 'function' || typeof tokenizer.decode !== 'function')
+      throw typeError(FN, 'options.tokenizer', 'a Tokenizer', tokenizer);
     this.retrievalChunkTokens = o.int('retrievalChunkTokens', { min: 1 }, 128);
     this.infoChunkTokens = o.int('infoChunkTokens', { min: 1 }, 4096);
     this.topK = o.int('topK', { min: 1 }, 5);
@@ -75,7 +119,12 @@ export class LongReward {
     this.prompts = resolvePrompts(FN, 'options.prompts', o.obj.prompts);
     const none = o.obj.noStatements ?? 10;
     if (none !== 'throw' && (typeof none !== 'number' || !(none >= 0 && none <= 10)))
-      throw (typeof none === 'number' ? rangeError : typeError)(FN, 'options.noStatements', 'a number in [0, 10] or "throw"', none);
+      throw (typeof none === 'number' ? rangeError : typeError)(
+        FN,
+        'options.noStatements',
+        'a number in [0, 10] or "throw"',
+        none,
+      );
     this.noStatements = none;
     const limiter = new Limiter(o.int('maxConcurrentCalls', { min: 1 }, 8));
     this.judge = { complete: (prompt, opts) => limiter.run(() => judge.complete(prompt, opts)) };
@@ -102,7 +151,14 @@ export class LongReward {
       this.completeness(context, question, answer, lang),
     ]);
     const total = h.score + l.score + f.score + c.score;
-    const scores: LongRewardScores = { helpfulness: h.score, logicality: l.score, faithfulness: f.score, completeness: c.score, total, average: total / 4 };
+    const scores: LongRewardScores = {
+      helpfulness: h.score,
+      logicality: l.score,
+      faithfulness: f.score,
+      completeness: c.score,
+      total,
+      average: total / 4,
+    };
     const details: LongRewardDetails = {
       helpfulness: { analysis: h.analysis },
       logicality: { analysis: l.analysis },
@@ -117,8 +173,12 @@ export class LongReward {
    * the first error (no new input is started after it); score inputs one by one to skip failures,
    * as the official batch script does.
    */
-  async scoreMany(inputs: readonly LongRewardInput[], options_?: { concurrency?: number }): Promise<LongRewardScores[]> {
-    if (!Array.isArray(inputs)) throw typeError(`${FN}.scoreMany`, 'inputs', 'an array of {context, question, answer}', inputs);
+  async scoreMany(
+    inputs: readonly LongRewardInput[],
+    options_?: { concurrency?: number },
+  ): Promise<LongRewardScores[]> {
+    if (!Array.isArray(inputs))
+      throw typeError(`${FN}.scoreMany`, 'inputs', 'an array of {context, question, answer}', inputs);
     inputs.forEach((input, i) => checkInput(input, `inputs[${i}]`, `${FN}.scoreMany`));
     const o = options(`${FN}.scoreMany`, 'options', options_);
     o.known(['concurrency']);
@@ -157,7 +217,10 @@ export class LongReward {
       const score = parseRating(reply);
       return score === undefined ? undefined : { score, analysis: reply };
     };
-    return judgeWithRetry(this.judge, this.template(name, lang, values), parse, this.maxAttempts, { maxTokens: 512, what: `${name} rating [[0-10]]` });
+    return judgeWithRetry(this.judge, this.template(name, lang, values), parse, this.maxAttempts, {
+      maxTokens: 512,
+      what: `${name} rating [[0-10]]`,
+    });
   }
 
   private async faithfulness(context: string, question: string, answer: string, lang: Lang) {
@@ -168,24 +231,41 @@ export class LongReward {
         return s.length > 0 ? s : undefined;
       };
       const what = '<statement>...</statement>';
-      statements = await judgeWithRetry(this.judge, this.template('statements', lang, { question, answer }), parse, this.maxAttempts, { maxTokens: 2048, what });
+      statements = await judgeWithRetry(
+        this.judge,
+        this.template('statements', lang, { question, answer }),
+        parse,
+        this.maxAttempts,
+        { maxTokens: 2048, what },
+      );
     } catch (err) {
       if (!(err instanceof JudgeRetryError) || this.noStatements === 'throw') throw err;
       return { score: faithfulnessScore([], this.noStatements), details: { extracted: false, statements: [] } };
     }
-    const [{ chunks, embeddings }, queries] = await Promise.all([this.retrieval(context), embedChecked(this.embedder, statements, 'statements')]);
+    const [{ chunks, embeddings }, queries] = await Promise.all([
+      this.retrieval(context),
+      embedChecked(this.embedder, statements, 'statements'),
+    ]);
     if (queries[0].length !== embeddings[0].length)
-      throw new RlhfError(ErrorCode.FORMAT, `${FN}: EmbeddingModel.embed gave statements ${queries[0].length}-dimensional vectors but chunks ${embeddings[0].length}-dimensional ones`);
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `${FN}: EmbeddingModel.embed gave statements ${queries[0].length}-dimensional vectors but chunks ${embeddings[0].length}-dimensional ones`,
+      );
     const judged = await Promise.all(
       statements.map(async (statement, s) => {
         const passages = topK(queries[s], embeddings, this.topK).map((r) => r.index); // vectors checked by embedChecked
-        const text = passages.map((p, j) => `${lang === 'zh' ? `[文段${j + 1}]` : `[Passage ${j + 1}]`}\n${chunks[p].text}`).join('\n\n');
+        const text = passages
+          .map((p, j) => `${lang === 'zh' ? `[文段${j + 1}]` : `[Passage ${j + 1}]`}\n${chunks[p].text}`)
+          .join('\n\n');
         const parse = (reply: string) => {
           const verdict = parseSupportVerdict(reply);
           return verdict === undefined ? undefined : { verdict, analysis: reply };
         };
         const prompt = this.template('faithfulness', lang, { statement, context: text });
-        const { verdict, analysis } = await judgeWithRetry(this.judge, prompt, parse, this.maxAttempts, { maxTokens: 512, what: 'support verdict [[...]]' });
+        const { verdict, analysis } = await judgeWithRetry(this.judge, prompt, parse, this.maxAttempts, {
+          maxTokens: 512,
+          what: 'support verdict [[...]]',
+        });
         return { statement, passages, verdict, analysis };
       }),
     );
@@ -197,7 +277,14 @@ export class LongReward {
     return this.retrievalCache.get(context, async () => {
       const chunks = chunkByTokens(context, this.tokenizer, this.retrievalChunkTokens);
       if (chunks.length === 0) throw new RlhfError(ErrorCode.FORMAT, `${FN}: the context encodes to no tokens`);
-      return { chunks, embeddings: await embedChecked(this.embedder, chunks.map((c) => c.text), 'context chunks') };
+      return {
+        chunks,
+        embeddings: await embedChecked(
+          this.embedder,
+          chunks.map((c) => c.text),
+          'context chunks',
+        ),
+      };
     });
   }
 
@@ -221,7 +308,10 @@ export class LongReward {
         chunkByTokens(context, this.tokenizer, this.infoChunkTokens).map(async (chunk) => {
           const lang = this.language === 'auto' ? detectLanguage(chunk.text) : this.language;
           const prompt = this.template('infoExtraction', lang, { context: chunk.text, question });
-          const info = await judgeWithRetry(this.judge, prompt, parseInfo, this.maxAttempts, { maxTokens: 1024, what: 'non-empty information list' });
+          const info = await judgeWithRetry(this.judge, prompt, parseInfo, this.maxAttempts, {
+            maxTokens: 1024,
+            what: 'non-empty information list',
+          });
           return { start: chunk.start, end: chunk.end, total: chunk.total, info };
         }),
       ),

@@ -316,8 +316,8 @@ inline cudaError_t launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, st
   State& s = state();
   std::lock_guard<std::mutex> lock(s.launch_mutex);
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
-  if (threads == 0 || threads > kMaxThreadsPerBlock || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
-      grid.y > 65535 || grid.z > 65535 || block.z > 64 || dynamic_shared_bytes > kMaxDynamicShared) {
+  if (threads == 0 || threads > kMaxThreadsPerBlock || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 ||
+      grid.z > 65535 || block.z > 64 || dynamic_shared_bytes > kMaxDynamicShared) {
     set_error(cudaErrorInvalidConfiguration);
     return cudaErrorInvalidConfiguration;
   }

@@ -72,9 +72,10 @@ double median_ms(const std::function<bool()>& fn, int warmup, int repeats) {
 }
 
 void emit(const char* bench, const std::string& shape, double ms, double value, const char* unit) {
-  std::printf("{\"bench\": \"%s\", \"impl\": \"rlhf\", \"shape\": \"%s\", \"median_ms\": %.6g, \"value\": %.6g, "
-              "\"unit\": \"%s\"}\n",
-              bench, shape.c_str(), ms, value, unit);
+  std::printf(
+      "{\"bench\": \"%s\", \"impl\": \"rlhf\", \"shape\": \"%s\", \"median_ms\": %.6g, \"value\": %.6g, "
+      "\"unit\": \"%s\"}\n",
+      bench, shape.c_str(), ms, value, unit);
   std::fflush(stdout);
 }
 
@@ -129,9 +130,11 @@ int main(int argc, char** argv) {
       g.M = g.N = g.K = n, g.A = A, g.B = B, g.C = C, g.lda = g.ldb = g.ldc = n;
       g.ab = g.c = rlhf::DType::BF16;
       double ms = median_ms([&] { return ok(rlhf::cuda::gemm(g, nullptr)); }, 3, repeats);
-      if (ms < 0) ++failures;
-      else emit("gemm_bf16", std::to_string(n) + "x" + std::to_string(n) + "x" + std::to_string(n), ms,
-                2.0 * double(n) * n * n / (ms * 1e-3) / 1e12, "TFLOP/s");
+      if (ms < 0)
+        ++failures;
+      else
+        emit("gemm_bf16", std::to_string(n) + "x" + std::to_string(n) + "x" + std::to_string(n), ms,
+             2.0 * double(n) * n * n / (ms * 1e-3) / 1e12, "TFLOP/s");
       cudaFree(f), cudaFree(A), cudaFree(B), cudaFree(C);
     }
   }
@@ -142,23 +145,33 @@ int main(int argc, char** argv) {
     if (ok(cudaMalloc(&p, n * 4), "cudaMalloc") && ok(cudaMalloc(&g, n * 4), "cudaMalloc") &&
         ok(cudaMalloc(&m, n * 4), "cudaMalloc") && ok(cudaMalloc(&v, n * 4), "cudaMalloc") &&
         ok(cudaMalloc(&partials, rlhf::cuda::adamw_sumsq_partials() * 8), "cudaMalloc")) {
-      fill(p, n, 3, -1.0f, 1.0f), fill(g, n, 4, -1e-2f, 1e-2f), fill(m, n, 5, -1e-3f, 1e-3f), fill(v, n, 6, 0.0f, 1e-5f);
+      fill(p, n, 3, -1.0f, 1.0f), fill(g, n, 4, -1e-2f, 1e-2f), fill(m, n, 5, -1e-3f, 1e-3f),
+          fill(v, n, 6, 0.0f, 1e-5f);
       rlhf::cpu::AdamWOptions o;
       o.lr = 1e-4f, o.weight_decay = 0.01f;
       const auto s = rlhf::cpu::adamw_scalars(o, 10, 1.0f);
       const std::string shape = "n=" + std::to_string(n);
-      double ms = median_ms([&] { return ok(rlhf::cuda::adamw_apply(p, g, m, v, nullptr, n, s, {}, nullptr)); }, 3, repeats);
-      if (ms < 0) ++failures;
-      else emit("adamw_update", shape, ms, 28.0 * double(n) / (ms * 1e-3) / 1e9, "GB/s");
+      double ms =
+          median_ms([&] { return ok(rlhf::cuda::adamw_apply(p, g, m, v, nullptr, n, s, {}, nullptr)); }, 3, repeats);
+      if (ms < 0)
+        ++failures;
+      else
+        emit("adamw_update", shape, ms, 28.0 * double(n) / (ms * 1e-3) / 1e9, "GB/s");
       rlhf::cpu::AdamWResult r{};
       int64_t step = 1;
-      ms = median_ms([&] { return ok(rlhf::cuda::adamw_step(p, g, m, v, nullptr, n, o, step++, {}, partials, &r, nullptr)); }, 3, repeats);
-      if (ms < 0) ++failures;
-      else emit("adamw_step", shape, ms, 28.0 * double(n) / (ms * 1e-3) / 1e9, "GB/s");
+      ms = median_ms(
+          [&] { return ok(rlhf::cuda::adamw_step(p, g, m, v, nullptr, n, o, step++, {}, partials, &r, nullptr)); }, 3,
+          repeats);
+      if (ms < 0)
+        ++failures;
+      else
+        emit("adamw_step", shape, ms, 28.0 * double(n) / (ms * 1e-3) / 1e9, "GB/s");
       // copy p → m: 4·n bytes read, 4·n written
       ms = median_ms([&] { return ok(cudaMemcpy(m, p, size_t(n) * 4, cudaMemcpyDeviceToDevice), "copy"); }, 3, repeats);
-      if (ms < 0) ++failures;
-      else emit("copy_d2d", "bytes=" + std::to_string(n * 4), ms, 2.0 * 4.0 * double(n) / (ms * 1e-3) / 1e9, "GB/s");
+      if (ms < 0)
+        ++failures;
+      else
+        emit("copy_d2d", "bytes=" + std::to_string(n * 4), ms, 2.0 * 4.0 * double(n) / (ms * 1e-3) / 1e9, "GB/s");
     } else {
       ++failures;
     }

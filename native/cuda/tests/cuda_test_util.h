@@ -74,9 +74,13 @@ inline std::vector<float> round_bf16(const std::vector<float>& v) { return to_f3
 template <typename T>
 inline std::vector<T> as_storage(const std::vector<float>& v);
 template <>
-inline std::vector<float> as_storage<float>(const std::vector<float>& v) { return v; }
+inline std::vector<float> as_storage<float>(const std::vector<float>& v) {
+  return v;
+}
 template <>
-inline std::vector<__nv_bfloat16> as_storage<__nv_bfloat16>(const std::vector<float>& v) { return to_bf16(v); }
+inline std::vector<__nv_bfloat16> as_storage<__nv_bfloat16>(const std::vector<float>& v) {
+  return to_bf16(v);
+}
 inline std::vector<float> as_f32(const std::vector<float>& v) { return v; }
 inline std::vector<float> as_f32(const std::vector<__nv_bfloat16>& v) { return to_f32(v); }
 inline std::string shape_tag(const char* what, int64_t a, int64_t b, int64_t c = -1) {
@@ -114,13 +118,13 @@ inline bool expect_close_impl(const char* what, const std::vector<float>& got, c
 #define EXPECT_CLOSE(what, got, want, atol, rtol) \
   ::rlhf_cuda_test::expect_close_impl((what), (got), (want), (atol), (rtol), __FILE__, __LINE__)
 
-#define CHECK_OK(status_expr)                                                                           \
-  do {                                                                                                  \
-    ::rlhf::cuda::Status st_ = (status_expr);                                                           \
-    if (!st_.ok()) {                                                                                    \
-      std::printf("  %s:%d: %s failed: %s\n", __FILE__, __LINE__, #status_expr, st_.message.c_str());   \
-      ++::rlhf_test::failures();                                                                        \
-    }                                                                                                   \
+#define CHECK_OK(status_expr)                                                                         \
+  do {                                                                                                \
+    ::rlhf::cuda::Status st_ = (status_expr);                                                         \
+    if (!st_.ok()) {                                                                                  \
+      std::printf("  %s:%d: %s failed: %s\n", __FILE__, __LINE__, #status_expr, st_.message.c_str()); \
+      ++::rlhf_test::failures();                                                                      \
+    }                                                                                                 \
   } while (0)
 
 }  // namespace rlhf_cuda_test

@@ -28,8 +28,8 @@ void check_adamw(int64_t n, bool clip, bool segmented, bool bf16_copy, int steps
     dg.upload(g);
     cpu::AdamWResult want = cpu::adamw_step_reference(p.data(), g.data(), m.data(), v.data(), n, o, step, segs);
     cpu::AdamWResult got{};
-    CHECK_OK(rlhf::cuda::adamw_step(dp, dg, dm, dv, bf16_copy ? static_cast<void*>(dpb.ptr) : nullptr, n, o, step,
-                                    segs, partials, &got, nullptr));
+    CHECK_OK(rlhf::cuda::adamw_step(dp, dg, dm, dv, bf16_copy ? static_cast<void*>(dpb.ptr) : nullptr, n, o, step, segs,
+                                    partials, &got, nullptr));
     CHECK(got.skipped == want.skipped);
     CHECK_NEAR(got.grad_norm, want.grad_norm, 0.0, 1e-12);
   }

@@ -25,8 +25,10 @@ struct Case {
 void run_case(const Case& c, bool backward) {
   const int64_t qkv_w = int64_t(c.NH + 2 * c.KVH) * c.HD;
   const int64_t ldq = c.fused ? qkv_w : int64_t(c.NH) * c.HD, ldkv = c.fused ? qkv_w : int64_t(c.KVH) * c.HD;
-  const int64_t kv_rows = (c.kv_seq.empty() ? c.B : 1 + *std::max_element(c.kv_seq.begin(), c.kv_seq.end())) * c.kv_stride;
-  std::vector<float> qbuf = random_vector(c.B * c.Tq * ldq), kbuf = random_vector(kv_rows * ldkv), vbuf = random_vector(kv_rows * ldkv);
+  const int64_t kv_rows =
+      (c.kv_seq.empty() ? c.B : 1 + *std::max_element(c.kv_seq.begin(), c.kv_seq.end())) * c.kv_stride;
+  std::vector<float> qbuf = random_vector(c.B * c.Tq * ldq), kbuf = random_vector(kv_rows * ldkv),
+                     vbuf = random_vector(kv_rows * ldkv);
   if (c.fused) kbuf = vbuf = qbuf;  // one QKV activation: q, k, v are column ranges
   std::vector<int32_t> seg;
   if (c.segments) {

@@ -125,7 +125,8 @@ TEST(emu_warp_shuffles_and_votes) {
   DeviceArray<float> sum(total);
   DeviceArray<int> down(total), x(total), idx(total), any(total);
   DeviceArray<unsigned> ballot(total);
-  RLHF_LAUNCH(shuffle_kernel, dim3(blocks), dim3(n), 0, nullptr)(sum.ptr, down.ptr, x.ptr, idx.ptr, ballot.ptr, any.ptr);
+  RLHF_LAUNCH(shuffle_kernel, dim3(blocks), dim3(n), 0, nullptr)
+  (sum.ptr, down.ptr, x.ptr, idx.ptr, ballot.ptr, any.ptr);
   CHECK(cudaGetLastError() == cudaSuccess);
   auto hs = sum.download();
   auto hd = down.download(), hx = x.download(), hi = idx.download(), ha = any.download();

@@ -46,8 +46,10 @@ void check_gemm(DType ab, DType c) {
       std::vector<float> gs, ws;  // the M×N block only (the padding must be untouched too: checked below)
       for (int64_t i = 0; i < s.M; ++i)
         for (int64_t j = 0; j < ldc; ++j) {
-          if (j < s.N) gs.push_back(got[i * ldc + j]), ws.push_back(want[i * ldc + j]);
-          else CHECK(got[i * ldc + j] == C[i * ldc + j]);
+          if (j < s.N)
+            gs.push_back(got[i * ldc + j]), ws.push_back(want[i * ldc + j]);
+          else
+            CHECK(got[i * ldc + j] == C[i * ldc + j]);
         }
       EXPECT_CLOSE(shape_tag("C", s.M, s.N, s.K).c_str(), gs, ws, 1e-5 * s.K + 1e-6, c == DType::BF16 ? 1e-2 : 1e-4);
     }

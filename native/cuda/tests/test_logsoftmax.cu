@@ -22,7 +22,7 @@ void check_logsoftmax(DType dtype, float temperature) {
     auto z = random_vector(N * ld, -8.0f, 8.0f);
     if (bf16) z = round_bf16(z);
     auto targets = random_ints(N, 0, static_cast<int32_t>(V - 1));
-    if (N > 2) targets[1] = -1;                                 // no target
+    if (N > 2) targets[1] = -1;                                     // no target
     if (N > 3 && V > 4) z[3 * ld + 0] = z[3 * ld + 2] = -INFINITY;  // masked logits
     auto dlogp = random_vector(N), dent = random_vector(N);
     // CPU reference on u = z / T

@@ -44,7 +44,7 @@ TEST(cuda_pg_token_rewards_and_gae) {
     auto kl = random_vector(B * T), values = random_vector(B * T), score = random_vector(B, -3.0f, 3.0f);
     auto mask = random_mask(B * T, 0.7);
     for (int64_t b = 0; b < B; ++b) {
-      mask[b * T] = 1.0f;  // every row has a valid token
+      mask[b * T] = 1.0f;                                                       // every row has a valid token
       for (int64_t t = T - T / 4; t < T && b % 2; ++t) mask[b * T + t] = 0.0f;  // right padding
       if (b % 2) mask[b * T] = 1.0f;
     }
@@ -99,8 +99,8 @@ TEST(cuda_pg_ppo_policy_and_value_losses) {
       auto values = random_vector(n), ov = random_vector(n), ret = random_vector(n);
       std::vector<float> dv(n);
       double vloss, vcf;
-      cpu::ppo_value_loss(dv.data(), values.data(), ov.data(), ret.data(), mask.data(), n, dual > 0 ? 0.2 : 0.0,
-                          &vloss, &vcf);
+      cpu::ppo_value_loss(dv.data(), values.data(), ov.data(), ret.data(), mask.data(), n, dual > 0 ? 0.2 : 0.0, &vloss,
+                          &vcf);
       DeviceArray<float> vd(values), ovd(ov), rd(ret), dvd(n);
       cu::PpoValueStats vs;
       CHECK_OK(cu::ppo_value_loss(dvd, vd, ovd, rd, md, n, dual > 0 ? 0.2 : 0.0, &vs, scratch, nullptr));
@@ -153,7 +153,8 @@ TEST(cuda_pg_preference_losses) {
 TEST(cuda_pg_exo_rw_loss) {
   DeviceArray<double> scratch(cu::pg_scratch_doubles());
   for (auto [N, K] : {std::pair<int64_t, int64_t>{2, 2}, {12, 4}, {640, 8}, {64, 64}}) {
-    auto pol = random_vector(N, -30.0f, -5.0f), ref = random_vector(N, -30.0f, -5.0f), rw = random_vector(N, -2.0f, 2.0f);
+    auto pol = random_vector(N, -30.0f, -5.0f), ref = random_vector(N, -30.0f, -5.0f),
+         rw = random_vector(N, -2.0f, 2.0f);
     std::vector<float> d(N), p(N), q(N), gk(N / K);
     double loss;
     cpu::exo_rw_loss(d.data(), p.data(), q.data(), gk.data(), pol.data(), ref.data(), rw.data(), N, K, 0.1, 0.5, &loss);

@@ -29,7 +29,8 @@ void check_rope(DType dtype, double atol, double rtol) {
     std::vector<float> want = x;
     rlhf::cpu::rope_apply(want.data(), c.N, ld, c.nheads, c.HD, pos.data(), table, c.backward);
     const int half = c.rot_dim / 2;
-    std::vector<float> cs(table.cos_at(0), table.cos_at(0) + 4001 * half), sn(table.sin_at(0), table.sin_at(0) + 4001 * half);
+    std::vector<float> cs(table.cos_at(0), table.cos_at(0) + 4001 * half),
+        sn(table.sin_at(0), table.sin_at(0) + 4001 * half);
     DeviceArray<float> csd(cs), snd(sn);
     DeviceArray<int32_t> posd(pos);
     DeviceArray<T> xd(as_storage<T>(x));

@@ -12,7 +12,8 @@ using namespace rlhf_cuda_test;
 TEST(cuda_philox_matches_cpu_streams) {
   const int64_t N = 3000;
   std::vector<uint64_t> streams(N), steps(N);
-  for (int64_t i = 0; i < N; ++i) streams[i] = i * 7919 + (uint64_t(i % 3) << 33), steps[i] = (i * 31) % 1000 + (i % 5) * (1ull << 32);
+  for (int64_t i = 0; i < N; ++i)
+    streams[i] = i * 7919 + (uint64_t(i % 3) << 33), steps[i] = (i * 31) % 1000 + (i % 5) * (1ull << 32);
   DeviceArray<uint64_t> sd(streams), td(steps);
   DeviceArray<float> out(N);
   const uint64_t seed = 0x1234567890abcdefull;
@@ -29,14 +30,15 @@ TEST(cuda_sampling_matches_cpu_sample_token) {
     int64_t top_k;
     float top_p;
   };
-  const Case cases[] = {{0.0f, 0, 1.0f}, {1.0f, 0, 1.0f}, {0.7f, 0, 1.0f}, {1.0f, 5, 1.0f},
+  const Case cases[] = {{0.0f, 0, 1.0f}, {1.0f, 0, 1.0f},  {0.7f, 0, 1.0f}, {1.0f, 5, 1.0f},
                         {1.3f, 0, 0.9f}, {0.8f, 40, 0.8f}, {1.0f, 1, 1.0f}, {2.0f, 0, 0.05f}};
   int mismatches = 0, rows_total = 0;
   for (auto [N, V] : {std::pair<int64_t, int64_t>{4, 1}, {16, 10}, {24, 333}, {6, 5000}})
     for (const Case& c : cases) {
       const int64_t ld = V + 3;
       auto z = random_vector(N * ld, -4.0f, 4.0f);
-      for (int64_t r = 0; r < N && V > 8; r += 3) z[r * ld + 5] = z[r * ld + 2], z[r * ld + 7] = -INFINITY;  // ties, masks
+      for (int64_t r = 0; r < N && V > 8; r += 3)
+        z[r * ld + 5] = z[r * ld + 2], z[r * ld + 7] = -INFINITY;  // ties, masks
       std::vector<uint64_t> streams(N), steps(N);
       for (int64_t r = 0; r < N; ++r) streams[r] = 100 + r, steps[r] = r % 4;
       const uint64_t seed = 4242 + V;
