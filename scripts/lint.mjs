@@ -22,12 +22,23 @@ const run = (label, cmd, args) => {
   if (r.status !== 0) process.exit(r.status ?? 1);
 };
 const tsTree = ['lib', 'test', 'bench', 'scripts'];
+// clang-format 14 reaches no fixed point on these (RLHF_LAUNCH(kernel, …)(args) under an unbraced
+// if/else, and the microkernels' intrinsic tables): formatting them twice gives two answers, so they
+// are kept as formatted by hand and left out of the check.
+const UNSTABLE = new Set([
+  'native/cpu/gemm_microkernels.cc',
+  'native/cuda/attention.cu',
+  'native/cuda/embedding.cu',
+  'native/cuda/logsoftmax.cu',
+  'native/cuda/rope.cu',
+  'native/cuda/swiglu.cu',
+]);
 const native = spawnSync('git', ['ls-files', 'native/*.cc', 'native/*.h', 'native/*.cu'], {
   cwd: root,
   encoding: 'utf8',
 })
   .stdout.split('\n')
-  .filter(Boolean);
+  .filter((f) => f && !UNSTABLE.has(f));
 
 if (!fix) run('eslint', bin('eslint'), tsTree);
 run(fix ? 'prettier --write' : 'prettier --check', bin('prettier'), [
