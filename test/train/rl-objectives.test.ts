@@ -2,8 +2,8 @@
 // the paper's formula by hand, each raises the reward it optimises, and dynamic sampling never
 // trains on a group whose rewards are all equal.
 import t from 'tap';
+import { tinyRlConfig } from '../helpers/rl-setup.js';
 import { setThreads } from '../../lib/engine/device.js';
-import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { grpoAdvantages } from '../../lib/losses/index.js';
 import { rewardFunction } from '../../lib/rewards/types.js';
@@ -12,17 +12,7 @@ import { GroupTrainer, type GroupOptions } from '../../lib/train/group.js';
 
 setThreads(1);
 const tok = new ByteTokenizer();
-const cfg = () =>
-  tinyConfig({
-    vocab: 264,
-    hidden: 32,
-    layers: 2,
-    heads: 4,
-    kvHeads: 2,
-    ffn: 64,
-    maxPositions: 128,
-    eosTokenId: tok.eosId,
-  });
+const cfg = () => tinyRlConfig(tok);
 const prompts = ['q:', 'w:', 'e:', 'r:', 't:', 'y:', 'u:', 'i:'].map((prompt) => ({ prompt }));
 const sampling = { maxNewTokens: 8, temperature: 1 };
 const fractionOfA = (s: string) => (s.length ? [...s].filter((ch) => ch === 'a').length / s.length : 0);

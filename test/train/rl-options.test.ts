@@ -3,8 +3,8 @@
 // on-policy minibatch (ratio exactly 1, so ℓ_t = −A_t); DAPO's clip-higher; the KL estimator; and
 // the adaptive KL controller moving β up when the KL is above its target and down when below.
 import t from 'tap';
+import { asciiFraction, tinyRlConfig } from '../helpers/rl-setup.js';
 import { setThreads } from '../../lib/engine/device.js';
-import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { grpoAdvantages } from '../../lib/losses/index.js';
 import { rewardFunction } from '../../lib/rewards/types.js';
@@ -14,21 +14,10 @@ import { PPOTrainer } from '../../lib/train/ppo.js';
 
 setThreads(1);
 const tok = new ByteTokenizer();
-const cfg = (valueHead = false) =>
-  tinyConfig({
-    vocab: 264,
-    hidden: 32,
-    layers: 2,
-    heads: 4,
-    kvHeads: 2,
-    ffn: 64,
-    maxPositions: 128,
-    eosTokenId: tok.eosId,
-    valueHead,
-  });
+const cfg = (valueHead = false) => tinyRlConfig(tok, valueHead);
 const prompts = ['q:', 'w:', 'e:', 'r:'].map((prompt) => ({ prompt }));
 const sampling = { maxNewTokens: 8, temperature: 1 };
-const ascii = (ids: Int32Array) => (ids.length ? [...ids].filter((id) => id < 128).length / ids.length : 0);
+const ascii = asciiFraction;
 const sum = (x: number[]) => x.reduce((a, b) => a + b, 0);
 
 async function group(opts: Partial<GroupOptions>, onReward?: (len: number, score: number) => void) {

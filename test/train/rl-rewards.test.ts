@@ -3,8 +3,8 @@
 // names the sample, 'skip' drops it — for GRPO its whole group — with a warning), and a batch with
 // zero reward variance (a warning: no gradient).
 import t from 'tap';
+import { asciiFraction, tinyRlConfig } from '../helpers/rl-setup.js';
 import { setThreads } from '../../lib/engine/device.js';
-import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { RlhfError } from '../../lib/errors.js';
 import { rewardFunction, type RewardSource } from '../../lib/rewards/types.js';
@@ -14,21 +14,10 @@ import { PPOTrainer } from '../../lib/train/ppo.js';
 
 setThreads(1);
 const tok = new ByteTokenizer();
-const cfg = (valueHead = false) =>
-  tinyConfig({
-    vocab: 264,
-    hidden: 32,
-    layers: 2,
-    heads: 4,
-    kvHeads: 2,
-    ffn: 64,
-    maxPositions: 128,
-    eosTokenId: tok.eosId,
-    valueHead,
-  });
+const cfg = (valueHead = false) => tinyRlConfig(tok, valueHead);
 const prompts = ['q:', 'w:', 'e:', 'r:'].map((prompt) => ({ prompt }));
 const sampling = { maxNewTokens: 6, temperature: 1 };
-const ascii = (ids: Int32Array) => (ids.length ? [...ids].filter((id) => id < 128).length / ids.length : 0);
+const ascii = asciiFraction;
 
 async function finiteWeights(m: Model): Promise<boolean> {
   for (const p of m.parameters()) if (!(await m.getParameter(p.name)).every(Number.isFinite)) return false;

@@ -3,8 +3,8 @@
 // rollout's bit for bit (ratio exactly 1: no clipping, approx KL 0), and the reference (a copy of the
 // policy) gives KL exactly 0 — both only if every forward runs at the sampling temperature.
 import t from 'tap';
+import { tinyRlConfig } from '../helpers/rl-setup.js';
 import { setThreads } from '../../lib/engine/device.js';
-import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { rewardFunction } from '../../lib/rewards/types.js';
 import { ByteTokenizer } from '../../lib/tokenizer/index.js';
@@ -13,18 +13,7 @@ import { PPOTrainer } from '../../lib/train/ppo.js';
 
 setThreads(1);
 const tok = new ByteTokenizer();
-const cfg = (valueHead = false) =>
-  tinyConfig({
-    vocab: 264,
-    hidden: 32,
-    layers: 2,
-    heads: 4,
-    kvHeads: 2,
-    ffn: 64,
-    maxPositions: 128,
-    eosTokenId: tok.eosId,
-    valueHead,
-  });
+const cfg = (valueHead = false) => tinyRlConfig(tok, valueHead);
 const prompts = ['q:', 'w:', 'e:', 'r:'].map((prompt) => ({ prompt }));
 const asciiFraction = rewardFunction('ascii-fraction', (r) =>
   r.responseIds.length ? [...r.responseIds].filter((id) => id < 128).length / r.responseIds.length : 0,

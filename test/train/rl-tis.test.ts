@@ -3,8 +3,8 @@
 // each token by min(π_old/μ, C) (never above C), and the policy's own reward rises though it never
 // samples its training data.
 import t from 'tap';
+import { asciiFraction, tinyRlConfig } from '../helpers/rl-setup.js';
 import { setThreads } from '../../lib/engine/device.js';
-import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { truncatedImportanceWeights } from '../../lib/losses/index.js';
 import { rewardFunction } from '../../lib/rewards/types.js';
@@ -15,20 +15,10 @@ import { Rng } from '../helpers/random.js';
 
 setThreads(1);
 const tok = new ByteTokenizer();
-const cfg = () =>
-  tinyConfig({
-    vocab: 264,
-    hidden: 32,
-    layers: 2,
-    heads: 4,
-    kvHeads: 2,
-    ffn: 64,
-    maxPositions: 128,
-    eosTokenId: tok.eosId,
-  });
+const cfg = () => tinyRlConfig(tok);
 const prompts = ['q:', 'w:', 'e:', 'r:', 't:', 'y:', 'u:', 'i:'].map((prompt) => ({ prompt }));
 const sampling = { maxNewTokens: 8, temperature: 1 };
-const ascii = (ids: Int32Array) => (ids.length ? [...ids].filter((id) => id < 128).length / ids.length : 0);
+const ascii = asciiFraction;
 const reward = rewardFunction('ascii', (r) => ascii(r.responseIds));
 
 t.test('truncatedImportanceWeights: min(exp(old − behaviour), C) on valid tokens, 0 elsewhere', async (t) => {
