@@ -588,13 +588,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
       rollout.samples.map((s) => s.logprobs),
       sb,
     );
-    let isWeights: Float32Array | undefined;
-    if (c.truncatedIS !== undefined) {
-      // the rollout's log-probs are μ's; π_old is the policy's own, at the sampling temperature
-      const behaviour = oldLogp;
-      oldLogp = (
-        await timed('old', () =>
-          c.policy.forward({
+    // a model's log-probs of the rollout's tokens at the sampling temperature, timed as `phase`
+    const rolloutLogprobs = async (model: Model, phase: string): Promise<Float32Array> =>
+      (
+        await timed(phase, () =>
+          model.forward({
             tokens: sb.tokens,
             targets: sb.targets,
             batch: sb.batch,
@@ -605,6 +603,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
           }),
         )
       ).logprobs;
+    let isWeights: Float32Array | undefined;
+    if (c.truncatedIS !== undefined) {
+      // the rollout's log-probs are μ's; π_old is the policy's own, at the sampling temperature
+      const behaviour = oldLogp;
+      oldLogp = await rolloutLogprobs(c.policy, 'old');
       isWeights = Float32Array.from(
         truncatedImportanceWeights({
           oldLogp,
@@ -615,20 +618,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
       );
     }
     let refLogp: Float32Array | undefined, oldValues: Float32Array | undefined;
-    if (this.#reference)
-      refLogp = (
-        await timed('reference', () =>
-          this.#reference!.forward({
-            tokens: sb.tokens,
-            targets: sb.targets,
-            batch: sb.batch,
-            seqLen: sb.seqLen,
-            lengths: sb.lengths,
-            temperature: this.#forwardTemperature,
-            saveForBackward: false,
-          }),
-        )
-      ).logprobs;
+    if (this.#reference) refLogp = await rolloutLogprobs(this.#reference, 'reference');
     if (c.critic)
       oldValues = (
         await timed('critic', () =>
