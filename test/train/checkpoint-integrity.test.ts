@@ -3,6 +3,7 @@
 // that were saved as such are refused unless allowed; what crashed writes leave is cleared. And
 // the skip limit: an absurd learning rate stops SFT and DPO with a clear error after N skips.
 import t from 'tap';
+import { cfg, common, tok } from '../helpers/sft-run-setup.js';
 import { createHash } from 'node:crypto';
 import {
   existsSync,
@@ -17,30 +18,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
-import { ByteTokenizer } from '../../lib/tokenizer/index.js';
 import { PreferenceTrainer } from '../../lib/train/preference.js';
 import { SFTTrainer, type SFTOptions } from '../../lib/train/sft.js';
-
-const tok = new ByteTokenizer();
-const cfg = () =>
-  tinyConfig({
-    vocab: tok.vocabSize,
-    hidden: 32,
-    layers: 2,
-    heads: 4,
-    kvHeads: 2,
-    ffn: 64,
-    maxPositions: 64,
-    eosTokenId: tok.eosId,
-    padTokenId: tok.padId,
-  });
-const data = Array.from({ length: 16 }, (_, i) => ({
-  prompt: `q${i % 4}:`,
-  completion: ` ${'ab'.repeat(1 + (i % 3))}`,
-}));
-const common = { tokenizer: tok, train: data, seqLen: 24, batchSize: 4, maxSteps: 6, lr: 3e-3, seed: 7, saveEvery: 2 };
 
 interface Outcome {
   logs: string[];

@@ -2,35 +2,15 @@
 // folder holding another run, overwrite, the manifest check on resume, and the lock that keeps a
 // second writer out (in this process, and a holder in another process that is then killed).
 import t from 'tap';
+import { cfg, common, data } from '../helpers/sft-run-setup.js';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { packageRoot } from '../../lib/native.js';
-import { ByteTokenizer } from '../../lib/tokenizer/index.js';
 import { RunLock } from '../../lib/train/run-lock.js';
 import { SFTTrainer, type SFTOptions } from '../../lib/train/sft.js';
-
-const tok = new ByteTokenizer();
-const cfg = () =>
-  tinyConfig({
-    vocab: tok.vocabSize,
-    hidden: 32,
-    layers: 2,
-    heads: 4,
-    kvHeads: 2,
-    ffn: 64,
-    maxPositions: 64,
-    eosTokenId: tok.eosId,
-    padTokenId: tok.padId,
-  });
-const data = Array.from({ length: 16 }, (_, i) => ({
-  prompt: `q${i % 4}:`,
-  completion: ` ${'ab'.repeat(1 + (i % 3))}`,
-}));
-const common = { tokenizer: tok, train: data, seqLen: 24, batchSize: 4, maxSteps: 6, lr: 3e-3, seed: 7, saveEvery: 2 };
 
 /** One SFT run into `out`; `stopAt` ends it after that step (like Ctrl-C). Resolves with its log lines, or rejects. */
 async function sft(
