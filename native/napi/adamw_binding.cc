@@ -188,8 +188,10 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       auto m = get_f32(s, "AdamW.setState", "m", n);
       auto v = get_f32(s, "AdamW.setState", "v", n);
       if (m.ElementLength() != n || v.ElementLength() != n)
-        throw_range_error(info.Env(), "AdamW.setState: state.m and state.v must have exactly " + std::to_string(n) +
-                                          " elements (the parameters this optimizer updates)");
+        throw_expected_range(
+            info.Env(), m.ElementLength() != n ? "AdamW.setState: state.m" : "AdamW.setState: state.v",
+            "a Float32Array of exactly " + std::to_string(n) + " elements (the parameters this optimizer updates)",
+            m.ElementLength() != n ? Napi::Value(m) : Napi::Value(v));
       const float *ms = m.Data(), *vs = v.Data();
       float *md = m_.as<float>(), *vd = v_.as<float>();
       return AsyncJob::queue(

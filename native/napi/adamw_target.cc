@@ -20,20 +20,20 @@ AdamWTarget resolve_adamw_target(const Napi::Object& target) {
   Napi::Float32Array params = get_f32(target, fn, "params", 0);
   Napi::Float32Array grads = get_f32(target, fn, "grads", 0);
   if (params.ElementLength() != grads.ElementLength())
-    throw_range_error(target.Env(), "AdamW: target.grads must have the same length as target.params (" +
-                                        std::to_string(params.ElementLength()) + "), got " +
-                                        std::to_string(grads.ElementLength()));
+    throw_expected_range(target.Env(), "AdamW: target.grads",
+                         "a Float32Array as long as target.params (" + std::to_string(params.ElementLength()) + ")",
+                         grads);
   t.params = params.Data();
   t.grads = grads.Data();
   t.size = static_cast<int64_t>(params.ElementLength());
   t.busy = std::make_shared<std::atomic<bool>>(false);
   Napi::Value segs = target.Get("segments");
   if (!segs.IsUndefined()) {
-    if (!segs.IsArray()) throw_type_error(target.Env(), "AdamW: target.segments must be an array");
+    if (!segs.IsArray()) throw_expected_type(target.Env(), "AdamW: target.segments", "an array", segs);
     Napi::Array a = segs.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) {
       if (!a.Get(i).IsObject())
-        throw_type_error(target.Env(), "AdamW: target.segments[" + std::to_string(i) + "] must be an object");
+        throw_expected_type(target.Env(), "AdamW: target.segments[" + std::to_string(i) + "]", "an object", a.Get(i));
       Napi::Object s = a.Get(i).As<Napi::Object>();
       cpu::AdamWSegment seg;
       seg.offset = get_int(s, "AdamW.segments[]", "offset", 0, t.size);

@@ -1,6 +1,10 @@
 // Reading JS arguments in bindings. TS validates every public argument first (lib/validate.ts);
 // these re-checks are cheap and exist so that a direct call into the addon can never crash the
-// process. Each names the field it read ("gemm: options.lda must be ...").
+// process. Every argument error has the one shape lib/validate.ts writes too:
+//
+//   gemm: expected options.lda to be an integer in [1, 2147483647], received 0
+//
+// TypeError for the wrong kind of value, RangeError for a bad magnitude or length.
 #pragma once
 #include <napi.h>
 
@@ -9,6 +13,22 @@
 
 namespace rlhf {
 namespace napi {
+
+// A short, safe rendering of a received value, as lib/validate.ts `show` renders it: numbers and
+// booleans as JS prints them, strings JSON-quoted (cut at 60 characters), `Float32Array(n)`,
+// `array(n)`, `null`, `undefined`, `a function`, `an object (Tag)`.
+std::string show(const Napi::Value& v);
+
+// `where` is "<fn>: <path>" (e.g. "Model.generate: options.prompts[2]"); the message is
+// "<fn>: expected <path> to be <expectation>, received <received>".
+std::string expected_message(const std::string& where, const std::string& expectation, const std::string& received);
+[[noreturn]] void throw_expected_type(Napi::Env env, const std::string& where, const std::string& expectation,
+                                      const Napi::Value& received);
+[[noreturn]] void throw_expected_range(Napi::Env env, const std::string& where, const std::string& expectation,
+                                       const Napi::Value& received);
+// The same with the received value already rendered (a length, a count).
+[[noreturn]] void throw_expected_range(Napi::Env env, const std::string& where, const std::string& expectation,
+                                       const std::string& received);
 
 Napi::Object arg_object(const Napi::CallbackInfo& info, size_t index, const char* what);
 Napi::Value field(const Napi::Object& obj, const char* fn, const char* name);  // must be present

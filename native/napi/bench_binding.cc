@@ -91,10 +91,11 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iterations) {
 
 int64_t read_repeats(const Napi::CallbackInfo& info, size_t index) {
   if (info.Length() <= index || !info[index].IsNumber())
-    throw_type_error(info.Env(), "bench: repeats must be a number");
+    throw_expected_type(info.Env(), "bench: repeats", "a number",
+                        info.Length() > index ? info[index] : info.Env().Undefined());
   double d = info[index].As<Napi::Number>().DoubleValue();
   if (d != static_cast<int64_t>(d) || d < 1 || d > 100000)
-    throw_range_error(info.Env(), "bench: repeats must be an integer in [1, 100000]");
+    throw_expected_range(info.Env(), "bench: repeats", "an integer in [1, 100000]", info[index]);
   return static_cast<int64_t>(d);
 }
 

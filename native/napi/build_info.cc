@@ -72,10 +72,11 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
 Napi::Value set_threads(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsNumber()) throw_type_error(env, "setThreads: n must be a number");
+    if (info.Length() < 1 || !info[0].IsNumber())
+      throw_expected_type(env, "setThreads: n", "a number", info.Length() > 0 ? info[0] : env.Undefined());
     double d = info[0].As<Napi::Number>().DoubleValue();
     if (d != static_cast<int>(d) || d < 1 || d > 1024)
-      throw_range_error(env, "setThreads: n must be an integer in [1, 1024]");
+      throw_expected_range(env, "setThreads: n", "an integer in [1, 1024]", info[0]);
     if (AsyncJob::in_flight() > 0)
       throw make_js_error(env, ErrorCode::Busy, "setThreads: native calls are still running; await them first");
     set_default_threads(static_cast<int>(d));
@@ -129,10 +130,11 @@ Napi::Value release_cached(const Napi::CallbackInfo& info) {
 Napi::Value set_limit(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsNumber())
-      throw_type_error(info.Env(), "setCacheLimit: expected bytes to be a number");
+      throw_expected_type(info.Env(), "setCacheLimit: bytes", "a number",
+                          info.Length() > 0 ? info[0] : info.Env().Undefined());
     const double d = info[0].As<Napi::Number>().DoubleValue();
     if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
-      throw_range_error(info.Env(), "setCacheLimit: expected bytes to be an integer >= 0");
+      throw_expected_range(info.Env(), "setCacheLimit: bytes", "an integer >= 0", info[0]);
     set_cache_limit(static_cast<int64_t>(d));
     return info.Env().Undefined();
   });
@@ -141,7 +143,8 @@ Napi::Value set_limit(const Napi::CallbackInfo& info) {
 Napi::Value set_huge(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsBoolean())
-      throw_type_error(info.Env(), "setHugePages: expected on to be a boolean");
+      throw_expected_type(info.Env(), "setHugePages: on", "a boolean",
+                          info.Length() > 0 ? info[0] : info.Env().Undefined());
     set_huge_pages(info[0].As<Napi::Boolean>().Value());
     return info.Env().Undefined();
   });

@@ -77,21 +77,21 @@ template <typename T>
 std::vector<T> copy_typed(const Napi::Object& o, const char* fn, const char* name, size_t n, bool required) {
   Napi::Value v = o.Get(name);
   if (v.IsUndefined() || v.IsNull()) {
-    if (required) throw_type_error(o.Env(), std::string(fn) + ": options." + name + " is required");
+    if (required) throw_expected_type(o.Env(), std::string(fn) + ": options." + name, "present", v);
     return {};
   }
   std::vector<T> out(n);
   if constexpr (std::is_same_v<T, float>) {
     auto a = as_f32(o.Env(), v, std::string(fn) + ": options." + name, n);
     if (a.ElementLength() != n)
-      throw_range_error(
-          o.Env(), std::string(fn) + ": options." + name + " must have exactly " + std::to_string(n) + " elements");
+      throw_expected_range(o.Env(), std::string(fn) + ": options." + name,
+                           "a typed array of exactly " + std::to_string(n) + " elements", v);
     std::memcpy(out.data(), a.Data(), n * sizeof(T));
   } else {
     auto a = as_i32(o.Env(), v, std::string(fn) + ": options." + name, n);
     if (a.ElementLength() != n)
-      throw_range_error(
-          o.Env(), std::string(fn) + ": options." + name + " must have exactly " + std::to_string(n) + " elements");
+      throw_expected_range(o.Env(), std::string(fn) + ": options." + name,
+                           "a typed array of exactly " + std::to_string(n) + " elements", v);
     std::memcpy(out.data(), a.Data(), n * sizeof(T));
   }
   return out;
@@ -182,8 +182,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value init_random(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("initRandom");
-      if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
-        throw_type_error(info.Env(), "Model.initRandom: expected (seed: number, std: number)");
+      for (size_t i = 0; i < 2; ++i)
+        if (info.Length() <= i || !info[i].IsNumber())
+          throw_expected_type(info.Env(), i == 0 ? "Model.initRandom: seed" : "Model.initRandom: std", "a number",
+                              info.Length() > i ? info[i] : info.Env().Undefined());
       uint64_t seed = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
       float std = info[1].As<Napi::Number>().FloatValue();
       return AsyncJob::queue(
@@ -265,8 +267,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             auto check = [&](const std::shared_ptr<std::vector<float>>& x, const char* name) {
               // N == 0: nothing saved; backward itself reports that (ERR_RLHF_INVALID_STATE)
               RLHF_CHECK(N == 0 || x->empty() || static_cast<int64_t>(x->size()) == N, ErrorCode::OutOfRange,
-                         "Model.backward: ", name, " must have batch·seqLen = ", N,
-                         " elements (the last forward's), got ", x->size());
+                         "Model.backward: expected options.", name, " to be a Float32Array of batch·seqLen = ", N,
+                         " elements (the last forward's), received Float32Array(", x->size(), ")");
             };
             check(dl, "dLogprobs"), check(de, "dEntropy"), check(dv, "dValues");
             model::BackwardInput in;
@@ -294,7 +296,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const char* fn = "Model.generate";
       auto req = std::make_shared<model::GenerateRequest>();
       Napi::Value pv = field(o, fn, "prompts");
-      if (!pv.IsArray()) throw_type_error(info.Env(), "Model.generate: options.prompts must be an array of Int32Array");
+      if (!pv.IsArray())
+        throw_expected_type(info.Env(), "Model.generate: options.prompts", "an array of Int32Array", pv);
       Napi::Array prompts = pv.As<Napi::Array>();
       for (uint32_t i = 0; i < prompts.Length(); ++i) {
         auto a = as_i32(info.Env(), prompts.Get(i), "Model.generate: options.prompts[" + std::to_string(i) + "]", 0);
@@ -309,14 +312,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       req->stream_offset = get_int_or(o, fn, "streamOffset", 0, (int64_t(1) << 53), 0);
       Napi::Value sv = o.Get("streams");
       if (!sv.IsUndefined()) {
-        if (!sv.IsArray()) throw_type_error(info.Env(), "Model.generate: options.streams must be an array of integers");
+        if (!sv.IsArray())
+          throw_expected_type(info.Env(), "Model.generate: options.streams", "an array of integers", sv);
         Napi::Array streams = sv.As<Napi::Array>();
         for (uint32_t i = 0; i < streams.Length(); ++i) {
           Napi::Value s = streams.Get(i);
           const double d = s.IsNumber() ? s.As<Napi::Number>().DoubleValue() : -1;
           if (!(d >= 0 && d <= 9007199254740992.0 && d == static_cast<double>(static_cast<int64_t>(d))))
-            throw_range_error(info.Env(), "Model.generate: options.streams[" + std::to_string(i) +
-                                              "] must be an integer in [0, 2^53]");
+            throw_expected_range(info.Env(), "Model.generate: options.streams[" + std::to_string(i) + "]",
+                                 "an integer in [0, 2^53]", s);
           req->streams.push_back(static_cast<int64_t>(d));
         }
       }
@@ -361,7 +365,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("readParameter");
       if (info.Length() < 1 || !info[0].IsString())
-        throw_type_error(info.Env(), "Model.readParameter: name must be a string");
+        throw_expected_type(info.Env(), "Model.readParameter: name", "a string",
+                            info.Length() > 0 ? info[0] : info.Env().Undefined());
       const model::ParamView& v = find_view(info[0].As<Napi::String>().Utf8Value());
       const bool grad = info.Length() > 1 && info[1].IsString() && info[1].As<Napi::String>().Utf8Value() == "grad";
       const model::ParamView* view = &v;
@@ -381,13 +386,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("writeParameter");
       if (info.Length() < 2 || !info[0].IsString())
-        throw_type_error(info.Env(), "Model.writeParameter: expected (name, data)");
+        throw_expected_type(info.Env(), "Model.writeParameter: name", "a string (arguments: name, data)",
+                            info.Length() > 0 ? info[0] : info.Env().Undefined());
       const std::string name = info[0].As<Napi::String>().Utf8Value();
       const model::ParamView& v = find_view(name);
       auto data = as_f32(info.Env(), info[1], "Model.writeParameter: data", 0);
       if (static_cast<int64_t>(data.ElementLength()) != v.size)
-        throw_range_error(info.Env(), "Model.writeParameter: \"" + name + "\" has " + std::to_string(v.size) +
-                                          " elements, got " + std::to_string(data.ElementLength()));
+        throw_expected_range(info.Env(), "Model.writeParameter: data",
+                             "a Float32Array of " + std::to_string(v.size) + " elements (parameter \"" + name + "\")",
+                             data);
       const model::ParamView* view = &v;
       const float* src = data.Data();
       return AsyncJob::queue(
@@ -407,7 +414,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("setGradientCheckpointing");
       if (info.Length() < 1 || !info[0].IsBoolean())
-        throw_type_error(info.Env(), "Model.gradientCheckpointing must be a boolean");
+        throw_expected_type(info.Env(), "Model.setGradientCheckpointing: enabled", "a boolean",
+                            info.Length() > 0 ? info[0] : info.Env().Undefined());
       m->set_gradient_checkpointing(info[0].As<Napi::Boolean>().Value());
       return info.Env().Undefined();
     });

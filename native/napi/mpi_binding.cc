@@ -53,7 +53,7 @@ Napi::Value mpi_init(const Napi::CallbackInfo& info) {
 
 Napi::TypedArray typed_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (info.Length() <= i || !info[i].IsTypedArray())
-    throw_type_error(info.Env(), std::string(what) + " must be a typed array");
+    throw_expected_type(info.Env(), what, "a typed array", info.Length() > i ? info[i] : info.Env().Undefined());
   return info[i].As<Napi::TypedArray>();
 }
 
@@ -61,15 +61,14 @@ Napi::Value mpi_all_reduce(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::TypedArray x = typed_arg(info, 0, "mpiAllReduce: x");
     std::string op = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "sum";
-    if (op != "sum" && op != "max")
-      throw_range_error(info.Env(), "mpiAllReduce: op must be 'sum' or 'max', got '" + op + "'");
+    if (op != "sum" && op != "max") throw_expected_range(info.Env(), "mpiAllReduce: op", "'sum' or 'max'", info[1]);
     if (x.TypedArrayType() == napi_float32_array) {
       float* p = x.As<Napi::Float32Array>().Data();
       op == "sum" ? group().all_reduce_sum(p, x.ElementLength()) : group().all_reduce_max(p, x.ElementLength());
     } else if (x.TypedArrayType() == napi_float64_array && op == "sum") {
       group().all_reduce_sum_f64(x.As<Napi::Float64Array>().Data(), x.ElementLength());
     } else {
-      throw_type_error(info.Env(), "mpiAllReduce: x must be a Float32Array (sum, max) or a Float64Array (sum)");
+      throw_expected_type(info.Env(), "mpiAllReduce: x", "a Float32Array (sum, max) or a Float64Array (sum)", x);
     }
     return x;
   });
@@ -79,7 +78,7 @@ Napi::Value mpi_all_gather(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::TypedArray x = typed_arg(info, 0, "mpiAllGather: x");
     if (x.TypedArrayType() != napi_float32_array)
-      throw_type_error(info.Env(), "mpiAllGather: x must be a Float32Array");
+      throw_expected_type(info.Env(), "mpiAllGather: x", "a Float32Array", x);
     const size_t n = x.ElementLength();
     Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n * size_t(group().size()));
     group().all_gather(x.As<Napi::Float32Array>().Data(), int64_t(n), out.Data());
@@ -89,11 +88,12 @@ Napi::Value mpi_all_gather(const Napi::CallbackInfo& info) {
 
 int root_arg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
   if (info.Length() <= i || !info[i].IsNumber())
-    throw_type_error(info.Env(), std::string(fn) + ": root must be a number");
+    throw_expected_type(info.Env(), std::string(fn) + ": root", "a number",
+                        info.Length() > i ? info[i] : info.Env().Undefined());
   double r = info[i].As<Napi::Number>().DoubleValue();
   if (!(r >= 0 && r < group().size() && std::floor(r) == r))
-    throw_range_error(info.Env(), std::string(fn) + ": root must be an integer in [0, " +
-                                      std::to_string(group().size()) + "), got " + std::to_string(r));
+    throw_expected_range(info.Env(), std::string(fn) + ": root",
+                         "an integer in [0, " + std::to_string(group().size()) + ")", info[i]);
   return int(r);
 }
 
@@ -167,7 +167,8 @@ Napi::Value mpi_all_gather_parameters(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Object target_js = arg_object(info, 0, "mpiAllGatherParameters: target");
     if (info.Length() < 2 || !info[1].IsArray())
-      throw_type_error(info.Env(), "mpiAllGatherParameters: offsets must be an array");
+      throw_expected_type(info.Env(), "mpiAllGatherParameters: offsets", "an array",
+                          info.Length() > 1 ? info[1] : info.Env().Undefined());
     Napi::Array arr = info[1].As<Napi::Array>();
     std::vector<int64_t> offsets(arr.Length());
     for (uint32_t i = 0; i < arr.Length(); ++i) offsets[i] = int64_t(arr.Get(i).As<Napi::Number>().DoubleValue());
@@ -175,8 +176,8 @@ Napi::Value mpi_all_gather_parameters(const Napi::CallbackInfo& info) {
     AsyncJob::check_not_busy(info.Env(), t.busy, "the model", "mpiAllGatherParameters()");
     t.refresh("mpiAllGatherParameters()");
     if (offsets.empty() || offsets.back() != t.size)
-      throw_range_error(info.Env(),
-                        "mpiAllGatherParameters: offsets must end at the parameter count " + std::to_string(t.size));
+      throw_expected_range(info.Env(), "mpiAllGatherParameters: offsets",
+                           "an array ending at the parameter count " + std::to_string(t.size), info[1]);
     float* p = t.params;
     MpiGroup* comm = &group();
     auto pinned = t.pinned;

@@ -52,8 +52,8 @@ ThreadPool& inline_pool() {
 Napi::Float32Array f32_exact(const Napi::Object& o, const char* fn, const char* name, size_t n) {
   Napi::Float32Array a = get_f32(o, fn, name, 0);
   if (a.ElementLength() != n)
-    throw_range_error(o.Env(), std::string(fn) + ": options." + name + " must have exactly " + std::to_string(n) +
-                                   " elements, got " + std::to_string(a.ElementLength()));
+    throw_expected_range(o.Env(), std::string(fn) + ": options." + name,
+                         "a Float32Array of exactly " + std::to_string(n) + " elements", a);
   return a;
 }
 
@@ -74,7 +74,7 @@ int get_choice(const Napi::Object& o, const char* fn, const char* name, std::ini
     if (v == c) return i;
     list += (i++ ? ", '" : "'") + std::string(c) + "'";
   }
-  throw_type_error(o.Env(), std::string(fn) + ": options." + name + " must be one of " + list + ", got '" + v + "'");
+  throw_expected_type(o.Env(), std::string(fn) + ": options." + name, "one of " + list, o.Get(name));
 }
 
 template <typename F>
@@ -106,7 +106,8 @@ Napi::Value token_rewards(const Napi::CallbackInfo& info) {
   return run_pg(info, fn, [&](Napi::Env env, const Napi::Object& o) -> Napi::Value {
     const int64_t B = get_int(o, fn, "batch", 0, kMaxLen), T = get_int(o, fn, "seqLen", 0, kMaxLen);
     if (T > 0 && B > kMaxLen / T)
-      throw_range_error(env, std::string(fn) + ": options.batch * options.seqLen is too large");
+      throw_expected_range(env, std::string(fn) + ": options.batch * options.seqLen",
+                           "at most " + std::to_string(kMaxLen), std::to_string(B) + " * " + std::to_string(T));
     const size_t n = size_t(B * T);
     auto score = f32_exact(o, fn, "score", size_t(B)), kl = f32_exact(o, fn, "kl", n),
          mask = f32_exact(o, fn, "mask", n);
@@ -124,7 +125,8 @@ Napi::Value gae(const Napi::CallbackInfo& info) {
   return run_pg(info, fn, [&](Napi::Env env, const Napi::Object& o) -> Napi::Value {
     const int64_t B = get_int(o, fn, "batch", 0, kMaxLen), T = get_int(o, fn, "seqLen", 0, kMaxLen);
     if (T > 0 && B > kMaxLen / T)
-      throw_range_error(env, std::string(fn) + ": options.batch * options.seqLen is too large");
+      throw_expected_range(env, std::string(fn) + ": options.batch * options.seqLen",
+                           "at most " + std::to_string(kMaxLen), std::to_string(B) + " * " + std::to_string(T));
     const size_t n = size_t(B * T);
     auto rw = f32_exact(o, fn, "rewards", n), v = f32_exact(o, fn, "values", n), mask = f32_exact(o, fn, "mask", n);
     const double gamma = get_number(o, fn, "gamma"), lambda = get_number(o, fn, "lambda");
@@ -141,11 +143,11 @@ const double* weights_or_null(const Napi::Object& o, const char* fn, size_t n) {
   if (!o.Has("weights") || o.Get("weights").IsUndefined()) return nullptr;
   Napi::Value v = o.Get("weights");
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    throw_type_error(o.Env(), std::string(fn) + ": options.weights must be a Float64Array");
+    throw_expected_type(o.Env(), std::string(fn) + ": options.weights", "a Float64Array", v);
   Napi::Float64Array a = v.As<Napi::Float64Array>();
   if (a.ElementLength() != n)
-    throw_range_error(o.Env(), std::string(fn) + ": options.weights must have exactly " + std::to_string(n) +
-                                   " elements, got " + std::to_string(a.ElementLength()));
+    throw_expected_range(o.Env(), std::string(fn) + ": options.weights",
+                         "a Float64Array of exactly " + std::to_string(n) + " elements", v);
   return a.Data();
 }
 
@@ -306,8 +308,9 @@ Napi::Value exo_rw_loss(const Napi::CallbackInfo& info) {
     auto policy = f32_exact(o, fn, "policy", n), ref = f32_exact(o, fn, "ref", n), rw = f32_exact(o, fn, "rewards", n);
     const int64_t K = get_int(o, fn, "groupSize", 2, kMaxLen);
     if (n % size_t(K) != 0)
-      throw_range_error(env, std::string(fn) + ": options.policy.length (" + std::to_string(n) +
-                                 ") must be a multiple of options.groupSize (" + std::to_string(K) + ")");
+      throw_expected_range(env, std::string(fn) + ": options.policy",
+                           "a Float32Array whose length is a multiple of options.groupSize (" + std::to_string(K) + ")",
+                           o.Get("policy"));
     const double beta_pi = get_number(o, fn, "betaPi"), beta_r = get_number(o, fn, "betaR");
     auto d = new_f32(env, n), p = new_f32(env, n), q = new_f32(env, n), gkl = new_f32(env, n / size_t(K));
     double loss;
