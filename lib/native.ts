@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RlhfError } from './errors.js';
+import type { ForwardResult, ParameterInfo } from './engine/model.js';
 
 export interface BuildInfo {
   version: string;
@@ -97,6 +98,27 @@ export interface BlockCacheStats {
   hugePages: boolean;
 }
 
+/**
+ * One model's engine (native/napi/model_binding.cc over native/model/engine.h). lib/engine/model.ts
+ * wraps it; it is also an optimizer target: `new NativeAdamW(nativeModel)` updates the model's flat
+ * parameter store in place (native/napi/adamw_target.h, resolve_model_target).
+ */
+export interface NativeModel {
+  readonly numParameters: number;
+  readonly activationBytes: number;
+  parameters(): ParameterInfo[];
+  initRandom(seed: number, std: number): Promise<void>;
+  forward(b: object): Promise<ForwardResult>;
+  backward(g: object): Promise<void>;
+  zeroGrad(): Promise<void>;
+  generate(o: object): Promise<{ tokens: Int32Array[]; logprobs: Float32Array[]; stopped: boolean[] }>;
+  readParameter(name: string, which: 'param' | 'grad'): Promise<Float32Array>;
+  writeParameter(name: string, data: Float32Array): Promise<void>;
+  releaseActivations(): void;
+  setGradientCheckpointing(on: boolean): void;
+  dispose(): void;
+}
+
 export interface NativeBinding {
   /** Registers the class native engine errors are created as (RlhfError); called once on load. */
   setErrorClass(cls: new (code: string, message: string) => Error): void;
@@ -112,8 +134,10 @@ export interface NativeBinding {
   blockCacheStats(): BlockCacheStats;
   tables(): { errorCodes: string[]; dtypes: Array<{ name: string; size: number }> };
   gemm(options: NativeGemmOptions): Promise<void>;
+  /** `config`: the model config with the native rope, tensor-parallel and LoRA fields (lib/engine/model.ts) */
+  NativeModel: new (config: object) => NativeModel;
   NativeAdamW: new (
-    target: { params: Float32Array; grads: Float32Array; segments?: AdamWSegment[] } | object,
+    target: { params: Float32Array; grads: Float32Array; segments?: AdamWSegment[] } | NativeModel,
     options?: NativeAdamWOptions,
     shard?: { index: number; count: number },
   ) => NativeAdamW;

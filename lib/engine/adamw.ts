@@ -13,8 +13,8 @@
  * and restored exactly, so a resumed run continues bit for bit.
  */
 import { withCallerStack, RlhfError, ErrorCode } from '../errors.js';
-import { native, type AdamWSegment, type AdamWStepResult, type NativeAdamW } from '../native.js';
-import { checkFloat32Array, checkInt, checkNumber, checkObject, options, rangeError } from '../validate.js';
+import { native, type AdamWSegment, type AdamWStepResult, type NativeAdamW, type NativeModel } from '../native.js';
+import { checkFloat32Array, checkInt, checkNumber, checkObject, options, rangeError, typeError } from '../validate.js';
 import { allGatherRanges, shardRange, type ProcessGroup } from '../distributed/index.js';
 
 export interface AdamWOptions {
@@ -42,7 +42,7 @@ export interface FlatParameters {
 
 /** Objects (such as Model) that hand the optimizer their native parameter store. */
 export interface OptimizerTarget {
-  readonly optimizerTarget: object;
+  readonly optimizerTarget: NativeModel;
 }
 
 export interface AdamWState {
@@ -80,14 +80,14 @@ export const ADAMW_DEFAULTS: Required<AdamWOptions> = {
   maxGradNorm: 0,
 };
 
-function checkTarget(fn: string, target: unknown): object {
+function checkTarget(fn: string, target: unknown): NativeModel | FlatParameters {
   if (target && typeof target === 'object' && 'optimizerTarget' in target)
     return (target as OptimizerTarget).optimizerTarget;
   const t = checkObject(fn, 'target', target);
   const params = checkFloat32Array(fn, 'target.params', t.params);
   checkFloat32Array(fn, 'target.grads', t.grads, { exact: params.length });
   if (t.segments !== undefined) {
-    if (!Array.isArray(t.segments)) throw new TypeError(`${fn}: expected target.segments to be an array`);
+    if (!Array.isArray(t.segments)) throw typeError(fn, 'target.segments', 'an array', t.segments);
     let next = 0;
     t.segments.forEach((s: unknown, i: number) => {
       const path = `target.segments[${i}]`;
@@ -99,9 +99,12 @@ function checkTarget(fn: string, target: unknown): object {
         throw rangeError(fn, `${path}.offset`, `${next} (segments must tile the parameters)`, offset);
       next = offset + length;
     });
-    if (next !== params.length) throw rangeError(fn, 'target.segments', `to cover ${params.length} parameters`, next);
+    if (next !== params.length)
+      throw new RangeError(
+        `${fn}: expected target.segments to be runs covering all ${params.length} parameters, received runs ending at ${next}`,
+      );
   }
-  return t;
+  return t as unknown as FlatParameters;
 }
 
 /**

@@ -14,7 +14,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
-import { native } from '../native.js';
+import { native, type NativeModel } from '../native.js';
 import { releaseCachedMemory } from './device.js';
 import {
   checkBoolean,
@@ -124,22 +124,6 @@ export interface ParameterInfo {
   weightDecayScale: number;
 }
 
-interface NativeModel {
-  readonly numParameters: number;
-  readonly activationBytes: number;
-  parameters(): ParameterInfo[];
-  initRandom(seed: number, std: number): Promise<void>;
-  forward(b: object): Promise<ForwardResult>;
-  backward(g: object): Promise<void>;
-  zeroGrad(): Promise<void>;
-  generate(o: object): Promise<{ tokens: Int32Array[]; logprobs: Float32Array[]; stopped: boolean[] }>;
-  readParameter(name: string, which: 'param' | 'grad'): Promise<Float32Array>;
-  writeParameter(name: string, data: Float32Array): Promise<void>;
-  releaseActivations(): void;
-  setGradientCheckpointing(on: boolean): void;
-  dispose(): void;
-}
-
 const FORWARD_KEYS = [
   'tokens',
   'targets',
@@ -225,7 +209,7 @@ export class Model implements OptimizerTarget {
       return;
     }
     if (lora && tensorParallel > 1) throw new RangeError('Model: LoRA with tensorParallel > 1 is not implemented');
-    this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({
+    this.#native = new (native().NativeModel)({
       ...config,
       ...nativeRopeFields(config),
       tensorParallel,
@@ -459,9 +443,9 @@ export class Model implements OptimizerTarget {
   }
 
   /** For `new AdamW(model, options)`: the model's flat parameters, decay 0 on norms and biases. */
-  get optimizerTarget(): object {
+  get optimizerTarget(): NativeModel {
     this.#refuseOnView('optimizerTarget');
-    return this.#handle('optimizerTarget') as unknown as object;
+    return this.#handle('optimizerTarget');
   }
 
   forward(batch: ForwardBatch): Promise<ForwardResult> {

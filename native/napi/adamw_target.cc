@@ -7,15 +7,9 @@
 namespace rlhf {
 namespace napi {
 
-namespace {
-ModelTargetResolver g_model_resolver = nullptr;
-}
-
-void set_model_target_resolver(ModelTargetResolver resolver) { g_model_resolver = resolver; }
-
 AdamWTarget resolve_adamw_target(const Napi::Object& target) {
   AdamWTarget t;
-  if (g_model_resolver && g_model_resolver(target, &t)) return t;
+  if (resolve_model_target(target, &t)) return t;
   const char* fn = "AdamW";
   Napi::Float32Array params = get_f32(target, fn, "params", 0);
   Napi::Float32Array grads = get_f32(target, fn, "grads", 0);

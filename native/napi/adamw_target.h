@@ -4,9 +4,9 @@
 //   - Float32Arrays: their memory is pinned (pin.h) for the optimizer's lifetime, so a transfer of
 //     the buffer during a pending step cannot free what the step writes; the next step() after a
 //     detach throws a TypeError instead of reading the moved memory.
-//   - a model: the optimizer → model link. The model binding (model_binding.cc,
-//     resolve_model_target) recognises its NativeModel objects through the resolver it installs
-//     with set_model_target_resolver at load time, and hands back a target whose refresh() re-reads
+//   - a model: the optimizer → model link. resolve_model_target (declared below, defined in
+//     model_binding.cc beside the model's wrapper) recognises NativeModel objects and hands back a
+//     target whose refresh() re-reads
 //     the model's parameter store and throws ERR_RLHF_DISPOSED once the model was disposed, so the
 //     raw pointers below are never used after the model freed them. The model and optimizer share
 //     one busy flag, so the model cannot be disposed while a step runs.
@@ -41,13 +41,12 @@ struct AdamWTarget {
 };
 
 // {params: Float32Array, grads: Float32Array, segments?: [{offset, length, weightDecayScale}]}
-// or a native model object (registered by the model binding). Throws JS errors naming fields.
+// or a NativeModel (resolve_model_target). Throws JS errors naming fields.
 AdamWTarget resolve_adamw_target(const Napi::Object& target);
 
-// The model binding installs this to recognise its objects (returns false for anything else);
-// see resolve_model_target in model_binding.cc.
-using ModelTargetResolver = bool (*)(const Napi::Object& target, AdamWTarget* out);
-void set_model_target_resolver(ModelTargetResolver resolver);
+// A NativeModel's parameter store as an optimizer target: false (out untouched) when `target` is
+// not a NativeModel. Defined in model_binding.cc.
+bool resolve_model_target(const Napi::Object& target, AdamWTarget* out);
 
 }  // namespace napi
 }  // namespace rlhf

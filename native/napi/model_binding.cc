@@ -465,6 +465,8 @@ void read_model_target(ModelWrap* w, AdamWTarget* out, const char* call) {
   out->norm_ranges = std::move(view.norm_ranges);
 }
 
+}  // namespace
+
 bool resolve_model_target(const Napi::Object& target, AdamWTarget* out) {
   if (!ModelWrap::constructor || !target.InstanceOf(ModelWrap::constructor->Value())) return false;
   ModelWrap* w = ModelWrap::Unwrap(target);
@@ -477,12 +479,9 @@ bool resolve_model_target(const Napi::Object& target, AdamWTarget* out) {
   return true;
 }
 
-}  // namespace
-
 void register_model(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ModelWrap::define(env);
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ctor));
-  set_model_target_resolver(resolve_model_target);
   exports.Set("NativeModel", ctor);
 }
 
