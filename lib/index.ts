@@ -1,6 +1,12 @@
 /**
  * rlhf: reinforcement learning from human feedback on a native C++/CUDA engine.
- * Public exports only; see README.md for a map of the modules.
+ *
+ * The public API, on purpose: what a user needs to load, train, align, evaluate, serve and export
+ * models (see README.md for a map of the modules and docs/api for the reference). Building blocks
+ * that are useful for tests, benchmarks and custom loops but are not a stable promise — the plain
+ * reference kernels, the trainers' shared loop plumbing, the report's SVG/HTML renderers, the demo
+ * task's internals, GGUF quantisers, the raw native policy-gradient family — are exported from
+ * `rlhf/internals` instead (lib/internals.ts).
  */
 export { RlhfError, ErrorCode, withCallerStack } from './errors.js';
 export {
@@ -24,10 +30,9 @@ export {
   type TrainingMemoryOptions,
 } from './engine/memory.js';
 export type { BuildInfo, BlockCacheStats } from './native.js';
-export { gemm, gemmReference, type GemmOptions } from './engine/gemm.js';
+export { gemm, type GemmOptions } from './engine/gemm.js';
 export {
   AdamW,
-  adamwStepReference,
   ADAMW_DEFAULTS,
   type AdamWOptions,
   type AdamWPlacement,
@@ -60,16 +65,7 @@ export {
   type SaveOptions,
 } from './engine/model.js';
 export { exportGguf, GGUF_DTYPES, type GgufDType, type GgufExportOptions } from './engine/gguf-export.js';
-export {
-  readGguf,
-  parseGguf,
-  ggufTensorF32,
-  quantizeQ8_0,
-  dequantizeQ8_0,
-  type GgufFile,
-  type GgufValue,
-  type GgufTensorInfo,
-} from './engine/gguf.js';
+export { readGguf, type GgufFile, type GgufValue, type GgufTensorInfo } from './engine/gguf.js';
 export {
   readSafetensorsHeader,
   readTensorF32,
@@ -97,19 +93,13 @@ export { RunLock, type LockInfo } from './train/run-lock.js';
 export { readManifest, runIdentity, type RunManifest, type RunIdentitySource } from './train/run-manifest.js';
 export { SFTTrainer, type SFTOptions, type SFTResult } from './train/sft.js';
 export * from './losses/index.js';
-export { pgNative } from './engine/pg.js';
 export * from './rewards/index.js';
 export * from './rewards/longreward/index.js';
 export * from './rollout/index.js';
-export { TrainingRun, RUN_OPTION_KEYS, type RunOptions } from './train/run.js';
+export type { RunOptions } from './train/run.js';
 export { PPOTrainer, type PPOOptions, type PolicyGradientOptions } from './train/ppo.js';
 export { GroupTrainer, type GroupOptions } from './train/group.js';
-export {
-  PolicyGradientLoop,
-  type PolicyGradientResult,
-  type AdvantageEstimator,
-  type KlOptions,
-} from './train/policy-gradient.js';
+export { type PolicyGradientResult, type AdvantageEstimator, type KlOptions } from './train/policy-gradient.js';
 export {
   RewardTrainer,
   type RewardTrainerOptions,
@@ -130,35 +120,11 @@ export {
   type OnlinePair,
 } from './train/preference.js';
 export { bestOfN, type BestOfNRecord } from './train/rejection.js';
-export {
-  writeReport,
-  writeRunReport,
-  loadRuns,
-  renderRunsHtml,
-  renderHtml,
-  renderMarkdown,
-  readMetrics,
-  parseMetrics,
-  svgLineChart,
-  svgBarChart,
-  svgScatter,
-  svgWinTieLoss,
-} from './report/index.js';
+export { writeReport, writeRunReport, loadRuns, readMetrics } from './report/index.js';
 export { attachTracking, TensorBoardWriter, readEventFile, MlflowRun, type DecodedEvent } from './track/index.js';
 export type { DemoSummary as ReportSummary, MetricsByStage, RenderOptions, RunData } from './report/index.js';
 export { runDemo, DEMO_PRESETS, type DemoSettings, type DemoSummary, type StageHook } from './demo/pipeline.js';
-export {
-  goldScore,
-  annotate,
-  makePrompt,
-  allPrompts,
-  splitPrompts,
-  demonstration,
-  idealResponse,
-  type TaskPrompt,
-  type Format,
-  type GoldBreakdown,
-} from './demo/task.js';
+export { goldScore, type TaskPrompt, type Format, type GoldBreakdown } from './demo/task.js';
 export {
   initDistributed,
   currentGroup,
