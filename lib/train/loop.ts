@@ -24,7 +24,7 @@ import type { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { options } from '../validate.js';
-import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
+import { allGatherRanges, currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
 import type { CheckpointPart } from './checkpoint.js';
 import type { TrainingRun } from './run.js';
 import type { Schedule } from './schedule.js';
@@ -163,4 +163,40 @@ export async function runStepLoop(
   } finally {
     await run.close();
   }
+}
+
+/** The forward inputs of rows [r0, r1) of a (batch, seqLen) token batch: views, same seqLen. */
+export function batchRows(
+  b: { tokens: Int32Array; targets: Int32Array; lengths: Int32Array; seqLen: number },
+  r0: number,
+  r1: number,
+): { tokens: Int32Array; targets: Int32Array; batch: number; seqLen: number; lengths: Int32Array } {
+  const T = b.seqLen;
+  return {
+    tokens: b.tokens.subarray(r0 * T, r1 * T),
+    targets: b.targets.subarray(r0 * T, r1 * T),
+    batch: r1 - r0,
+    seqLen: T,
+    lengths: b.lengths.subarray(r0, r1),
+  };
+}
+
+/**
+ * A per-token result (batch·seqLen floats) of a whole batch, computed row-sharded: each rank runs
+ * `f` on its share of the rows [r0, r1) (nothing when its share is empty), then every rank gets
+ * all rows (a collective). On a group of one, f([0, batch]).
+ */
+export async function gatherRows(
+  group: ProcessGroup,
+  batch: number,
+  seqLen: number,
+  f: (r0: number, r1: number) => Promise<Float32Array>,
+): Promise<Float32Array> {
+  if (group.size === 1) return f(0, batch);
+  const [r0, r1] = shardRange(batch, group.rank, group.size);
+  const piece = r1 > r0 ? await f(r0, r1) : new Float32Array(0);
+  const offsets = Array.from({ length: group.size + 1 }, (_, r) =>
+    r === group.size ? batch * seqLen : shardRange(batch, r, group.size)[0] * seqLen,
+  );
+  return allGatherRanges(group, piece, offsets);
 }
