@@ -471,6 +471,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
         }),
       );
     let scores = mine.length ? await timed('score', () => this.#score(rollout)) : [];
+    if (c.onInvalidReward === 'error')
+      // before the baseline: a bad response score is the error reported (on the rank that sampled it)
+      this.#invalidRewards(
+        scores,
+        (r) => ({ prompt: mine[rollout.samples[r].promptIndex], sample: r % n }),
+        'a response',
+      );
     let ref: number[] | undefined;
     if (c.baseline === 'reference') ref = await timed('baseline', () => this.#referenceScores(prompts, mine)); // y_ref sampled and scored
     if (this.group.size > 1) ({ rollout, scores, ref } = this.#gatherRound(prompts, indices, p0, rollout, scores, ref));
