@@ -104,6 +104,37 @@ export function allGatherRanges(group: ProcessGroup, piece: Float32Array, offset
   return out;
 }
 
+/**
+ * Every rank's bytes, in rank order (a collective; pieces may differ in length). Bytes travel two
+ * to a float32 as integers 0..65535, which float32 holds exactly.
+ */
+export function allGatherBytes(group: ProcessGroup, bytes: Uint8Array): Uint8Array[] {
+  if (group.size === 1) return [bytes.slice()];
+  const lengths = Array.from(group.allGather(Float32Array.of(Math.floor(bytes.length / 65536), bytes.length % 65536)));
+  const byteLengths = Array.from({ length: group.size }, (_, r) => lengths[2 * r] * 65536 + lengths[2 * r + 1]);
+  const offsets = [0];
+  for (const n of byteLengths) offsets.push(offsets[offsets.length - 1] + Math.ceil(n / 2));
+  const piece = new Float32Array(Math.ceil(bytes.length / 2));
+  for (let i = 0; i < bytes.length; i++) piece[i >> 1] += i & 1 ? bytes[i] * 256 : bytes[i];
+  const all = allGatherRanges(group, piece, offsets);
+  return byteLengths.map((n, r) => {
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const v = all[offsets[r] + (i >> 1)];
+      out[i] = i & 1 ? v >> 8 : v & 255;
+    }
+    return out;
+  });
+}
+
+/** Every rank's JSON-serialisable value, in rank order (a collective). */
+export function allGatherJson<T>(group: ProcessGroup, value: T): T[] {
+  if (group.size === 1) return [value];
+  return allGatherBytes(group, new TextEncoder().encode(JSON.stringify(value))).map(
+    (b) => JSON.parse(new TextDecoder().decode(b)) as T,
+  );
+}
+
 class LocalGroup implements ProcessGroup {
   readonly backend = 'local' as const;
   readonly rank = 0;

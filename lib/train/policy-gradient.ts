@@ -42,6 +42,7 @@ import {
   loadSftFile,
   padBatch,
   permutation,
+  sliceBatch,
   tokenizeSft,
   toSftRecords,
   type PromptRecord,
@@ -70,6 +71,8 @@ import { responseSlice, scatterResponses, sequenceBatch, type SequenceBatch } fr
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter, type RolloutEvent } from './events.js';
+import { allGatherJson, currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
+import { batchRows, gatherRows, reduceStep } from './loop.js';
 import { TrainingRun, allFinite, type RunOptions } from './run.js';
 
 export type AdvantageEstimator = 'gae' | 'grpo' | 'dr-grpo' | 'rloo' | 'reinforce++';
@@ -131,6 +134,8 @@ export interface PolicyGradientConfig extends RunOptions {
   truncatedIS?: number;
   /** DAPO dynamic sampling (group methods): resample until every group has varying rewards, at most maxRounds rounds */
   dynamicSampling?: { maxRounds: number };
+  /** ZeRO stage 1 over options.group (default true) */
+  shardOptimizer?: boolean;
   /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */
   lossMode: 'vanilla' | 'gspo';
   /** a NaN/±Infinity reward: 'error' stops naming the sample; 'skip' drops it (its whole group for grpo/rloo) with a warning */
@@ -173,6 +178,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
   readonly policy: Model;
   readonly optimizer: AdamW;
   readonly criticOptimizer?: AdamW;
+  /** data-parallel ranks (options.group): each samples its share of the prompts (whole groups) */
+  readonly group: ProcessGroup;
   protected c: PolicyGradientConfig;
   #reference?: Model;
   #ownsReference = false;
@@ -185,13 +192,15 @@ export class PolicyGradientLoop extends TrainerEmitter {
     super();
     this.c = c;
     this.policy = c.policy;
-    this.optimizer = new AdamW(c.policy, { lr: c.lr, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm });
+    this.group = c.group ?? currentGroup();
+    const sharded = { group: c.shardOptimizer !== false && this.group.size > 1 ? this.group : undefined };
+    this.optimizer = new AdamW(c.policy, { lr: c.lr, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm }, sharded);
     if (c.critic)
-      this.criticOptimizer = new AdamW(c.critic, {
-        lr: c.criticLr,
-        weightDecay: c.weightDecay,
-        maxGradNorm: c.maxGradNorm,
-      });
+      this.criticOptimizer = new AdamW(
+        c.critic,
+        { lr: c.criticLr, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm },
+        sharded,
+      );
     this.#klCoef = c.kl.coef;
   }
 
@@ -444,25 +453,37 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const c = this.c,
       n = c.samplesPerPrompt,
       tok = c.tokenizer;
-    let rollout = await timed('generate', () =>
-      generateRollout({
-        policy: c.rolloutPolicy ?? c.policy,
-        tokenizer: tok,
-        prompts: indices.map((i) => prompts[i]),
-        samplesPerPrompt: n,
-        sampling: c.sampling,
-        seed: c.seed,
-        streamBase,
-      }),
-    );
-    let scores = await timed('score', () => this.#score(rollout));
+    // data parallelism: this rank samples, scores and baselines its share of the prompts (whole
+    // groups) from the streams one process gives them; then every rank holds the whole round
+    const [p0, p1] = shardRange(indices.length, this.group.rank, this.group.size);
+    const mine = indices.slice(p0, p1);
+    let rollout: Rollout = { prompts: [], samplesPerPrompt: n, samples: [] };
+    if (mine.length)
+      rollout = await timed('generate', () =>
+        generateRollout({
+          policy: c.rolloutPolicy ?? c.policy,
+          tokenizer: tok,
+          prompts: mine.map((i) => prompts[i]),
+          samplesPerPrompt: n,
+          sampling: c.sampling,
+          seed: c.seed,
+          streamBase: streamBase + p0 * n,
+        }),
+      );
+    let scores = mine.length ? await timed('score', () => this.#score(rollout)) : [];
+    if (c.onInvalidReward === 'error')
+      // before the baseline: a bad response score is the error reported (on the rank that sampled it)
+      this.#invalidRewards(
+        scores,
+        (r) => ({ prompt: mine[rollout.samples[r].promptIndex], sample: r % n }),
+        'a response',
+      );
+    let ref: number[] | undefined;
+    if (c.baseline === 'reference') ref = await timed('baseline', () => this.#referenceScores(prompts, mine)); // y_ref sampled and scored
+    if (this.group.size > 1) ({ rollout, scores, ref } = this.#gatherRound(prompts, indices, p0, rollout, scores, ref));
     const where = (r: number) => ({ prompt: indices[rollout.samples[r].promptIndex], sample: r % n });
     const drop = this.#invalidRewards(scores, where, 'a response');
-    let ref: number[] | undefined;
-    if (c.baseline === 'reference') {
-      ref = await timed('baseline', () => this.#referenceScores(prompts, indices)); // y_ref sampled and scored
-      rollout.samples.forEach((s, r) => Number.isFinite(ref![s.promptIndex]) || drop.add(r));
-    }
+    if (ref) rollout.samples.forEach((s, r) => Number.isFinite(ref![s.promptIndex]) || drop.add(r));
     if (drop.size) {
       // group baselines need every sample of a group: drop the group
       if (GROUP_BASELINES.has(c.advantage))
@@ -477,6 +498,48 @@ export class PolicyGradientLoop extends TrainerEmitter {
       shaped = shaped.map((s, r) => s + overlongPenalty(rollout.samples[r].responseIds.length, c.overlong!));
     void iteration;
     return { rollout, indices, scores, shaped, ref, dropped: drop.size, rounds: 1, discarded: 0, seenRewardMean: 0 };
+  }
+
+  /** Data parallelism: every rank's share of a sampling round (prompts indices[p0…]), joined in prompt order. */
+  #gatherRound(
+    prompts: PromptRecord[],
+    indices: number[],
+    p0: number,
+    rollout: Rollout,
+    scores: number[],
+    ref: number[] | undefined,
+  ): { rollout: Rollout; scores: number[]; ref?: number[] } {
+    const b64 = (x: ArrayBufferView) => Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString('base64');
+    const bytes = (x: string) => Uint8Array.from(Buffer.from(x, 'base64')).buffer; // a fresh, aligned buffer
+    const parts = allGatherJson(this.group, {
+      p0,
+      samples: rollout.samples.map((s) => ({
+        ...s,
+        promptIds: b64(s.promptIds),
+        responseIds: b64(s.responseIds),
+        logprobs: b64(s.logprobs),
+      })),
+      // float64 bytes: NaN and ±Infinity scores (onInvalidReward) survive the trip
+      scores: b64(Float64Array.from(scores)),
+      ref: ref && b64(Float64Array.from(ref)),
+    });
+    const samples = parts.flatMap((p) =>
+      p.samples.map((s) => ({
+        ...s,
+        promptIndex: s.promptIndex + p.p0,
+        promptIds: new Int32Array(bytes(s.promptIds)),
+        responseIds: new Int32Array(bytes(s.responseIds)),
+        logprobs: new Float32Array(bytes(s.logprobs)),
+      })),
+    );
+    const all = (key: 'scores' | 'ref') => parts.flatMap((p) => Array.from(new Float64Array(bytes(p[key]!))));
+    const refAll = ref && all('ref');
+    refAll?.forEach((x, k) => Number.isFinite(x) && this.#refScores.set(indices[k], x)); // every rank's cache the same
+    return {
+      rollout: { prompts: indices.map((i) => prompts[i]), samplesPerPrompt: rollout.samplesPerPrompt, samples },
+      scores: all('scores'),
+      ref: refAll,
+    };
   }
 
   /**
@@ -588,21 +651,16 @@ export class PolicyGradientLoop extends TrainerEmitter {
       rollout.samples.map((s) => s.logprobs),
       sb,
     );
-    // a model's log-probs of the rollout's tokens at the sampling temperature, timed as `phase`
-    const rolloutLogprobs = async (model: Model, phase: string): Promise<Float32Array> =>
-      (
-        await timed(phase, () =>
-          model.forward({
-            tokens: sb.tokens,
-            targets: sb.targets,
-            batch: sb.batch,
-            seqLen: sb.seqLen,
-            lengths: sb.lengths,
-            temperature: this.#forwardTemperature,
-            saveForBackward: false,
-          }),
-        )
-      ).logprobs;
+    // a model's log-probs of the rollout's tokens at the sampling temperature, timed as `phase`;
+    // data-parallel: each rank forwards its share of the rows, then every rank holds them all
+    const rolloutLogprobs = (model: Model, phase: string): Promise<Float32Array> =>
+      timed(phase, () =>
+        gatherRows(this.group, sb.batch, sb.seqLen, async (r0, r1) => {
+          const rows = batchRows(sb, r0, r1);
+          return (await model.forward({ ...rows, temperature: this.#forwardTemperature, saveForBackward: false }))
+            .logprobs;
+        }),
+      );
     let isWeights: Float32Array | undefined;
     if (c.truncatedIS !== undefined) {
       // the rollout's log-probs are μ's; π_old is the policy's own, at the sampling temperature
@@ -620,18 +678,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
     let refLogp: Float32Array | undefined, oldValues: Float32Array | undefined;
     if (this.#reference) refLogp = await rolloutLogprobs(this.#reference, 'reference');
     if (c.critic)
-      oldValues = (
-        await timed('critic', () =>
-          c.critic!.forward({
-            tokens: sb.tokens,
-            batch: sb.batch,
-            seqLen: sb.seqLen,
-            lengths: sb.lengths,
-            values: true,
-            saveForBackward: false,
-          }),
-        )
-      ).values!;
+      oldValues = await timed('critic', () =>
+        gatherRows(this.group, sb.batch, sb.seqLen, async (r0, r1) => {
+          const { targets: _targets, ...rows } = batchRows(sb, r0, r1);
+          return (await c.critic!.forward({ ...rows, values: true, saveForBackward: false })).values!;
+        }),
+      );
 
     const B = sb.batch;
     const batchMask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
@@ -703,9 +755,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
     timed: <T>(p: string, f: () => Promise<T>) => Promise<T>,
   ): Promise<Record<string, number>> {
     const c = this.c,
-      B = d.sb.batch;
+      B = d.sb.batch,
+      g = this.group,
+      dp = g.size > 1;
     const acc: Record<string, number[]> = {};
     const add = (k: string, v: number) => (acc[k] ??= []).push(v);
+    const tokensIn = (m: Float32Array) => m.reduce((s, x) => s + (x > 0 ? 1 : 0), 0);
+    const times = (v: number | undefined, n: number) => (n ? (v ?? 0) * n : 0);
     let maskedMinibatches = 0;
     const policyWarm = iteration >= c.criticWarmupIterations;
     for (let e = 0; e < c.epochs; e++) {
@@ -732,40 +788,50 @@ export class PolicyGradientLoop extends TrainerEmitter {
               rows.map((r) => d.rollout.samples[r].finishReason === 'length'),
             )
           : mask;
+        // data parallelism: this rank forwards rows [r0, r1) of the minibatch (same layout); the
+        // aggregation weights and token counts are the whole minibatch's, gradients summed over ranks
+        const [r0, r1] = shardRange(sb.batch, g.rank, g.size),
+          T = sb.seqLen;
+        const mine = <A extends Float32Array | Float64Array>(x: A): A => (dp ? (x.subarray(r0 * T, r1 * T) as A) : x);
         if (policyWarm && !policyMask.some((x) => x > 0))
           maskedMinibatches++; // every row truncated: no policy step
         else if (policyWarm) {
-          const ok = await timed('policy', async () => {
-            const adv = pick(d.advantages)!;
+          // diagnostics of this rank's rows (token means), and its policy and PTX target tokens
+          const stats: Record<string, number> = {};
+          let tokens = 0,
+            ptxTokens = 0;
+          // the policy loss on this rank's rows of the minibatch (none: nothing to do)
+          const policyRows = async (): Promise<boolean> => {
+            const adv = mine(pick(d.advantages)!);
             if (!adv.every(Number.isFinite)) return false; // e.g. a reward that overflows fp32
             const f = await c.policy.forward({
-              tokens: sb.tokens,
-              targets: sb.targets,
-              batch: sb.batch,
-              seqLen: sb.seqLen,
-              lengths: sb.lengths,
+              ...batchRows(sb, r0, r1),
               temperature: this.#forwardTemperature,
               entropy: true,
             }); // entropy is always logged
             if (!f.logprobs.every(Number.isFinite)) return false;
-            const oldLogp = pick(d.oldLogp)!;
+            const pMask = mine(policyMask);
+            tokens = tokensIn(pMask);
+            const oldLogp = mine(pick(d.oldLogp)!);
             if (e === 0 && mb === 0) {
               // before any update the policy is π_old: a non-zero value means the trainer's π is not the sampler's
               let diff = 0;
               for (let i = 0; i < oldLogp.length; i++)
-                if (policyMask[i] > 0) diff = Math.max(diff, Math.abs(f.logprobs[i] - oldLogp[i]));
-              add('rolloutLogprobDiffMax', diff);
+                if (pMask[i] > 0) diff = Math.max(diff, Math.abs(f.logprobs[i] - oldLogp[i]));
+              stats.rolloutLogprobDiffMax = diff;
             }
             // one sequence per row: the aggregation weights of the policy loss, entropy bonus and KL loss
-            const weights = pgNative.aggregationWeights({
-              mask: policyMask,
-              batch: sb.batch,
-              seqLen: sb.seqLen,
-              aggregation: c.aggregation,
-              lengthNormalizer: c.sampling.maxNewTokens,
-            });
+            const weights = mine(
+              pgNative.aggregationWeights({
+                mask: policyMask,
+                batch: sb.batch,
+                seqLen: T,
+                aggregation: c.aggregation,
+                lengthNormalizer: c.sampling.maxNewTokens,
+              }),
+            );
             if (d.isWeights) {
-              const isw = pick(d.isWeights)!;
+              const isw = mine(pick(d.isWeights)!);
               for (let i = 0; i < weights.length; i++) weights[i] *= isw[i];
             }
             const pl =
@@ -774,10 +840,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
                     logp: f.logprobs,
                     oldLogp,
                     advantages: adv,
-                    mask: policyMask,
+                    mask: pMask,
                     weights,
-                    batch: sb.batch,
-                    seqLen: sb.seqLen,
+                    batch: r1 - r0,
+                    seqLen: T,
                     clipEps: c.clipEps,
                     clipEpsHigh: c.clipEpsHigh,
                   })
@@ -785,7 +851,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
                     logp: f.logprobs,
                     oldLogp,
                     advantages: adv,
-                    mask: policyMask,
+                    mask: pMask,
                     weights,
                     clipEps: c.clipEps,
                     clipEpsHigh: c.clipEpsHigh,
@@ -793,13 +859,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
                   });
             const dLogp = pl.dLogp;
             let loss = pl.loss;
-            const eb = pgNative.entropyBonus({ entropy: f.entropy!, mask: policyMask, weights, coef: c.entropyCoef });
+            const eb = pgNative.entropyBonus({ entropy: f.entropy!, mask: pMask, weights, coef: c.entropyCoef });
             loss += eb.loss;
             if (c.kl.mode === 'loss' && this.#klCoef > 0 && d.refLogp) {
               const kl = pgNative.klLoss({
                 logp: f.logprobs,
-                refLogp: pick(d.refLogp)!,
-                mask: policyMask,
+                refLogp: mine(pick(d.refLogp)!),
+                mask: pMask,
                 weights,
                 coef: this.#klCoef,
                 estimator: c.kl.estimator,
@@ -807,33 +873,58 @@ export class PolicyGradientLoop extends TrainerEmitter {
               loss += kl.loss;
               for (let i = 0; i < dLogp.length; i++) dLogp[i] += kl.dLogp[i];
             }
-            add('policyLoss', pl.loss);
-            add('clipFraction', pl.clipFraction);
-            add('approxKl', pl.approxKl);
-            add('entropy', eb.meanEntropy);
+            stats.policyLoss = pl.loss;
+            stats.clipFraction = pl.clipFraction;
+            stats.approxKl = pl.approxKl;
+            stats.entropy = eb.meanEntropy;
             if (!allFinite(loss)) return false;
             await c.policy.backward(
               c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp },
             );
-            if (ptx && c.ptx!.coef > 0) {
-              const batch = padBatch(this.#ptxBatch(ptx, iteration, e, mb), { padId: c.tokenizer.padId });
-              const pf = await c.policy.forward({
-                tokens: batch.tokens,
-                targets: batch.targets,
-                batch: batch.batch,
-                seqLen: batch.seqLen,
-                lengths: batch.lengths,
-              });
-              const ptxMask = batch.targets.map((t) => (t >= 0 ? 1 : 0));
-              if (!pf.logprobs.every(Number.isFinite)) return false;
-              const nl = ntpLoss({ logp: pf.logprobs, mask: ptxMask });
-              add('ptxLoss', nl.loss);
-              if (!allFinite(nl.loss)) return false;
-              await c.policy.backward({ dLogprobs: Float32Array.from(nl.dLogp, (x) => x * c.ptx!.coef) });
-            }
             return true;
-          });
-          if (ok) {
+          };
+          // λ·NTP on this rank's share of the minibatch's PTX batch
+          const ptxRows = async (ex: TokenizedExample[]): Promise<boolean> => {
+            const full = padBatch(this.#ptxBatch(ex, iteration, e, mb), { padId: c.tokenizer.padId });
+            const batch = dp ? sliceBatch(full, ...shardRange(full.batch, g.rank, g.size)) : full;
+            if (dp && !batch.numTargets) return true; // no PTX target in this rank's share
+            const pf = await c.policy.forward(batchRows(batch, 0, batch.batch));
+            const ptxMask = batch.targets.map((t) => (t >= 0 ? 1 : 0));
+            if (!pf.logprobs.every(Number.isFinite)) return false;
+            const nl = ntpLoss({ logp: pf.logprobs, mask: ptxMask });
+            stats.ptxLoss = nl.loss;
+            ptxTokens = batch.numTargets;
+            if (!allFinite(nl.loss)) return false;
+            // the NTP loss is a mean over this rank's targets; the minibatch's is over all of them
+            const scale = dp ? (c.ptx!.coef * batch.numTargets) / full.numTargets : c.ptx!.coef;
+            await c.policy.backward({ dLogprobs: Float32Array.from(nl.dLogp, (x) => x * scale) });
+            return true;
+          };
+          const ok = await timed(
+            'policy',
+            async () => (r1 === r0 || (await policyRows())) && (!ptx || c.ptx!.coef <= 0 || (await ptxRows(ptx))),
+          );
+          let apply = ok;
+          if (dp) {
+            const s = await reduceStep(g, c.policy, {
+              bad: ok ? 0 : 1,
+              tokens,
+              policyLoss: stats.policyLoss ?? 0, // a sum under the minibatch's weights already
+              clipFraction: times(stats.clipFraction, tokens),
+              approxKl: times(stats.approxKl, tokens),
+              entropy: times(stats.entropy, tokens),
+              ...(ptx && c.ptx!.coef > 0 ? { ptxLoss: times(stats.ptxLoss, ptxTokens), ptxTokens } : {}),
+            });
+            apply = s.bad === 0;
+            if (e === 0 && mb === 0)
+              add('rolloutLogprobDiffMax', g.allReduceMax(Float32Array.of(stats.rolloutLogprobDiffMax ?? 0))[0]);
+            if (apply) {
+              add('policyLoss', s.policyLoss);
+              for (const k of ['clipFraction', 'approxKl', 'entropy']) add(k, s[k] / s.tokens);
+              if (s.ptxTokens) add('ptxLoss', s.ptxLoss / s.ptxTokens);
+            }
+          } else for (const [k, v] of Object.entries(stats)) add(k, v);
+          if (apply) {
             const r = await timed('optimizer', () => this.optimizer.step());
             if (r.skipped) this.#skip('policy');
             add('gradNorm', r.gradNorm);
@@ -841,31 +932,44 @@ export class PolicyGradientLoop extends TrainerEmitter {
           await c.policy.zeroGrad();
         }
         if (c.critic) {
+          const stats: Record<string, number> = {};
+          let tokens = 0;
           const ok = await timed('critic', async () => {
-            const returns = pick(d.returns)!;
+            if (r1 === r0) return true;
+            const returns = mine(pick(d.returns)!);
             if (!returns.every(Number.isFinite)) return false;
-            const f = await c.critic!.forward({
-              tokens: sb.tokens,
-              batch: sb.batch,
-              seqLen: sb.seqLen,
-              lengths: sb.lengths,
-              values: true,
-            });
+            const { targets: _targets, ...rowsIn } = batchRows(sb, r0, r1);
+            const f = await c.critic!.forward({ ...rowsIn, values: true });
             if (!f.values!.every(Number.isFinite)) return false;
+            const cMask = mine(mask);
             const vl = pgNative.ppoValueLoss({
               values: f.values!,
-              oldValues: pick(d.oldValues)!,
+              oldValues: mine(pick(d.oldValues)!),
               returns,
-              mask,
+              mask: cMask,
               clipEps: c.valueClipEps,
             });
-            add('valueLoss', vl.loss);
-            add('valueClipFraction', vl.clipFraction);
+            stats.valueLoss = vl.loss;
+            stats.valueClipFraction = vl.clipFraction;
             if (!allFinite(vl.loss)) return false;
-            await c.critic!.backward({ dValues: vl.dValues });
+            tokens = tokensIn(cMask);
+            // a token mean over this rank's tokens; the minibatch's is over all of its tokens
+            const share = tokens / tokensIn(mask);
+            await c.critic!.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues });
             return true;
           });
-          if (ok) {
+          let apply = ok;
+          if (dp) {
+            const s = await reduceStep(g, c.critic, {
+              bad: ok ? 0 : 1,
+              tokens,
+              valueLoss: times(stats.valueLoss, tokens),
+              valueClipFraction: times(stats.valueClipFraction, tokens),
+            });
+            apply = s.bad === 0;
+            if (apply) for (const k of ['valueLoss', 'valueClipFraction']) add(k, s[k] / s.tokens);
+          } else for (const [k, v] of Object.entries(stats)) add(k, v);
+          if (apply) {
             const r = await timed('optimizer', () => this.criticOptimizer!.step());
             if (r.skipped) this.#skip('critic');
             add('criticGradNorm', r.gradNorm);

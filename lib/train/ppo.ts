@@ -68,6 +68,9 @@ export interface PolicyGradientOptions extends RunOptions {
   onInvalidReward?: 'error' | 'skip';
   seed?: number;
   saveEvery?: number;
+  /** ZeRO stage 1 over options.group: AdamW state (policy and critic) for this rank's share of the
+   * parameters only (default true; bitwise the same weights) */
+  shardOptimizer?: boolean;
 }
 export const POLICY_GRADIENT_KEYS = [
   'policy',
@@ -100,6 +103,8 @@ export const POLICY_GRADIENT_KEYS = [
   'onInvalidReward',
   'seed',
   'saveEvery',
+  'group',
+  'shardOptimizer',
   ...RUN_OPTION_KEYS,
 ] as const;
 
@@ -214,6 +219,8 @@ export function commonConfig(
       onInvalidReward: o.oneOf('onInvalidReward', ['error', 'skip'] as const, 'error'),
       seed: o.int('seed', { min: 0 }, 0),
       saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
+      group: opts.group as RunOptions['group'],
+      shardOptimizer: o.bool('shardOptimizer', true),
       ...readRunOptions(fn, o),
       ptx: undefined as PolicyGradientConfig['ptx'],
     },

@@ -15,7 +15,6 @@
  *   output     checkpoints with parts 'policy' (+ optimizer) and 'reference' (weights only, so a
  *              resumed run uses the original reference), metrics.jsonl, outputDir/model (the policy)
  */
-import { join } from 'node:path';
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
@@ -26,7 +25,7 @@ import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter } from './events.js';
-import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
+import type { ProcessGroup } from '../distributed/index.js';
 import {
   EpochBatches,
   LOOP_KEYS,
@@ -53,6 +52,7 @@ import {
   type OnlinePair,
   type SampleOptions,
 } from './preference-online.js';
+import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import { loopSchedule } from './schedule.js';
 
@@ -94,8 +94,7 @@ export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
 }
 
 const KEYS = [
-  'group',
-  'shardOptimizer',
+  ...DATA_PARALLEL_KEYS,
   'policy',
   'reference',
   'tokenizer',
@@ -203,12 +202,12 @@ export class PreferenceTrainer extends TrainerEmitter {
       throw new TypeError(`${fn}: options.labelSmoothing applies to loss 'dpo' or 'cdpo', not '${loss}'`);
     if (this.#o.k !== undefined && !isGroupLoss(loss))
       throw new TypeError(`${fn}: options.groupSize applies to loss 'exo-rw' or 'dpo-rw', not '${loss}'`);
-    this.group = opts.group ?? currentGroup();
-    const shard = o.bool('shardOptimizer', true) && this.group.size > 1;
+    const dp = readDataParallel(o, opts.group);
+    this.group = dp.group;
     this.optimizer = new AdamW(
       this.policy,
       { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm },
-      { group: shard ? this.group : undefined },
+      { group: dp.optimizerGroup },
     );
   }
 
@@ -417,16 +416,25 @@ export class PreferenceTrainer extends TrainerEmitter {
     return { ...(sum as unknown as PreferenceMetrics), items: set.length };
   }
 
-  #run?: TrainingRun;
-
-  /**
-   * Data parallelism: gradients summed over ranks, and the step's metrics (each a sum of
-   * per-item terms weighted by 1/N over the rank's items) and NTP loss summed, so every rank holds
-   * the one-process values. A NaN on any rank (a skipped micro-batch) makes the sum NaN everywhere,
-   * so every rank skips the update together.
-   */
-  async #reduceStep(m: Record<string, number>, nll: number): Promise<number> {
-    await this.group.allReduceGradients(this.policy);
+  async train(): Promise<PreferenceTrainResult> {
+    const o = this.#o;
+    const t0 = performance.now();
+    const data = await this.#prepare();
+    const batches = new EpochBatches(data.train, o.batchSize, o.seed);
+    const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
+    const { group: _group, ...identity } = this.#opts;
+    const run = new TrainingRun(
+      'preference',
+      this,
+      totalSteps,
+      { ...o, group: this.group },
+      { config: { ...identity, ...o }, dataKeys: ['train', 'eval'] },
+    );
+    await this.#ensureReference();
+    // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
+    const frozen: Record<string, CheckpointPart> =
+      this.reference && !this.reference.adaptersOf ? { reference: { model: this.reference } } : {};
+    // the step's metrics: each a sum over micro-batches of per-item means weighted by the micro-batch's share
     const keys = [
       'loss',
       'rewardsChosen',
@@ -435,143 +443,96 @@ export class PreferenceTrainer extends TrainerEmitter {
       'accuracy',
       'logpsChosen',
       'logpsRejected',
-      ...(this.#o.loss === 'kto' ? ['klBaseline'] : []),
+      ...(o.loss === 'kto' ? ['klBaseline'] : []),
     ];
-    const sums = this.group.allReduceSum(
-      Float64Array.from([nll, ...keys.map((k) => (Number.isNaN(m.loss) ? NaN : (m[k] ?? 0)))]),
-    );
-    keys.forEach((k, i) => (m[k] = sums[i + 1]));
-    return sums[0];
-  }
-
-  async train(): Promise<PreferenceTrainResult> {
-    try {
-      return await this.#train();
-    } finally {
-      await this.#run?.close();
-      this.#run = undefined;
-    }
-  }
-
-  async #train(): Promise<PreferenceTrainResult> {
-    const o = this.#o;
-    const t0 = performance.now();
-    const data = await this.#prepare();
-    const batches = new EpochBatches(data.train, o.batchSize, o.seed);
-    const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
-    const { group: _group, ...identity } = this.#opts;
-    const run = (this.#run = new TrainingRun(
-      'preference',
-      this,
-      totalSteps,
-      { ...o, group: this.group },
-      { config: { ...identity, ...o }, dataKeys: ['train', 'eval'] },
-    ));
-    await this.#ensureReference();
-    // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
-    const ref: Record<string, CheckpointPart> =
-      this.reference && !this.reference.adaptersOf ? { reference: { model: this.reference } } : {};
-    const state = await run.resume({ policy: { model: this.policy, optimizer: this.optimizer }, ...ref });
-    // after resume: the reference may have been restored from the checkpoint
-    await this.#cacheReference([...data.train, ...(data.eval ?? [])], true);
-    let step = state?.step ?? 0,
-      micro = (state?.microBatch as number | undefined) ?? 0;
-    const save = () =>
-      run.save(
-        step,
-        { policy: { model: this.policy, optimizer: this.optimizer, tokenizer: this.tokenizer }, ...ref },
-        { microBatch: micro, seed: o.seed, loss: o.loss },
-      );
-    let lastLoss = NaN,
+    let N = 0,
       evalResult: PreferenceTrainResult['eval'];
-    const evaluate = async () => {
-      evalResult = await this.#evaluate(data.eval!);
-      const { items: _items, ...m } = evalResult;
-      await run.evaluation(
-        step,
-        Object.fromEntries(Object.entries(m).map(([key, v]) => [`eval${key[0].toUpperCase()}${key.slice(1)}`, v])),
-      );
-    };
-    await this.policy.zeroGrad();
-    while (step < totalSteps) {
-      const step0 = performance.now();
-      const micros = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
-      const N = micros.reduce((s, b) => s + b.length, 0);
-      // NTP: mean NLL over the step's chosen (best-scored) response tokens
-      const ntpTokens = micros.reduce((s, b) => s + b.reduce((t, it) => t + it.lengths[it.best], 0), 0);
-      const m: Record<string, number> = {};
-      let nll = 0;
-      for (const global of micros) {
-        const items = global.slice(...shardRange(global.length, this.group.rank, this.group.size));
-        if (!items.length) continue;
-        const r = await this.#lossOf(items, true);
-        if (!r) {
-          m.loss = NaN; // no backward; the step skips its update
-          continue;
+    const r = await runStepLoop({
+      run,
+      group: this.group,
+      model: this.policy,
+      optimizer: this.optimizer,
+      tokenizer: this.tokenizer,
+      part: 'policy',
+      frozen,
+      savedState: { seed: o.seed, loss: o.loss },
+      // after resume: the reference may have been restored from the checkpoint
+      afterResume: () => this.#cacheReference([...data.train, ...(data.eval ?? [])], true),
+      totalSteps,
+      perEpoch: batches.perEpoch,
+      gradAccum: o.gradAccum,
+      schedule,
+      saveEvery: o.saveEvery,
+      evalEvery: data.eval ? o.evalEvery : undefined,
+      outputDir: o.outputDir,
+      accumulate: async (micro) => {
+        const micros = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
+        N = micros.reduce((s, b) => s + b.length, 0);
+        // NTP: mean NLL over the step's chosen (best-scored) response tokens
+        const ntpTokens = micros.reduce((s, b) => s + b.reduce((t, it) => t + it.lengths[it.best], 0), 0);
+        const m: Record<string, number> = Object.fromEntries(keys.map((k) => [k, 0]));
+        let nll = 0;
+        for (const global of micros) {
+          const items = localShare(this.group, global);
+          if (!items.length) continue;
+          const r = await this.#lossOf(items, true);
+          if (!r) {
+            m.loss = NaN; // no backward; the step skips its update
+            continue;
+          }
+          const { rb, out, diag, z0 } = r;
+          const w = items.length / N; // each micro-batch loss is a mean over its items; the step's is over all N
+          const dTok = spreadSequenceGrad(
+            out.dPolicy.map((d) => d * w),
+            rb.mask,
+            rb.sb.batch,
+            rb.sb.seqLen,
+          );
+          if (o.ntpCoef > 0)
+            items.forEach((it, i) => {
+              const b = i * it.rows.length + it.best;
+              for (let j = 0; j < rb.sb.responseLength[b]; j++) {
+                nll -= rb.logprobs[rb.sb.responseStart[b] + j] / ntpTokens;
+                dTok[rb.sb.responseStart[b] + j] -= o.ntpCoef / ntpTokens;
+              }
+            });
+          for (const [key, v] of Object.entries({
+            loss: out.loss,
+            ...diag,
+            ...(z0 === undefined ? {} : { klBaseline: z0 }),
+          }))
+            m[key] += v * w;
+          await this.policy.backward({ dLogprobs: Float32Array.from(dTok) });
         }
-        const { rb, out, diag, z0 } = r;
-        const w = items.length / N; // each micro-batch loss is a mean over its items; the step's is over all N
-        const dTok = spreadSequenceGrad(
-          out.dPolicy.map((d) => d * w),
-          rb.mask,
-          rb.sb.batch,
-          rb.sb.seqLen,
-        );
-        if (o.ntpCoef > 0)
-          items.forEach((it, i) => {
-            const b = i * it.rows.length + it.best;
-            for (let j = 0; j < rb.sb.responseLength[b]; j++) {
-              nll -= rb.logprobs[rb.sb.responseStart[b] + j] / ntpTokens;
-              dTok[rb.sb.responseStart[b] + j] -= o.ntpCoef / ntpTokens;
-            }
-          });
-        for (const [key, v] of Object.entries({
-          loss: out.loss,
-          ...diag,
-          ...(z0 === undefined ? {} : { klBaseline: z0 }),
-        }))
-          m[key] = (m[key] ?? 0) + v * w;
-        await this.policy.backward({ dLogprobs: Float32Array.from(dTok) });
-      }
-      if (this.group.size > 1) nll = await this.#reduceStep(m, nll);
-      micro += o.gradAccum;
-      if (o.ntpCoef > 0) ((m.ntpLoss = nll), (m.loss += o.ntpCoef * nll));
-      this.optimizer.lr = schedule(step);
-      const r = await run.guardedUpdate(step, m.loss, this.optimizer, this.policy);
-      step++;
-      lastLoss = m.loss;
-      await run.step(
-        step,
-        { ...m, lr: this.optimizer.lr, gradNorm: r.gradNorm, itemsPerSecond: N / ((performance.now() - step0) / 1000) },
-        { epoch: micro / batches.perEpoch },
-      );
-      if (data.eval && o.evalEvery && step % o.evalEvery === 0) await evaluate();
-      if (o.saveEvery && step % o.saveEvery === 0) await save();
-      if (this.#stopRequested) {
-        if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-        run.log(`stopped at step ${step} of ${totalSteps}`);
-        return {
-          steps: step,
-          trainLoss: lastLoss,
-          eval: evalResult,
-          skippedSteps: run.skippedSteps,
-          seconds: (performance.now() - t0) / 1000,
-          stopped: true,
-        };
-      }
-    }
-    if (data.eval && (!o.evalEvery || step % o.evalEvery !== 0)) await evaluate();
-    if (o.outputDir) {
-      if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-      if (this.group.rank === 0)
-        await this.policy.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
-    }
+        return { ...m, ntpLoss: nll };
+      },
+      lossOf: (m) => (o.ntpCoef > 0 ? m.loss + o.ntpCoef * m.ntpLoss : m.loss),
+      metrics: (sums, u) => {
+        const m: Record<string, number> = {};
+        // a skipped micro-batch (NaN loss on some rank) leaves the step's diagnostics meaningless
+        for (const k of keys) m[k] = Number.isNaN(sums.loss) ? NaN : sums[k];
+        m.loss = sums.loss;
+        if (o.ntpCoef > 0) ((m.ntpLoss = sums.ntpLoss), (m.loss += o.ntpCoef * sums.ntpLoss));
+        return { ...m, lr: u.lr, gradNorm: u.gradNorm, itemsPerSecond: N / u.seconds };
+      },
+      evaluate:
+        data.eval &&
+        (async () => {
+          evalResult = await this.#evaluate(data.eval!);
+          const { items: _items, ...m } = evalResult;
+          return Object.fromEntries(
+            Object.entries(m).map(([key, v]) => [`eval${key[0].toUpperCase()}${key.slice(1)}`, v]),
+          );
+        }),
+      stopRequested: () => this.#stopRequested,
+    });
     return {
-      steps: step,
-      trainLoss: lastLoss,
+      steps: r.steps,
+      trainLoss: r.last?.loss ?? NaN,
       eval: evalResult,
       skippedSteps: run.skippedSteps,
       seconds: (performance.now() - t0) / 1000,
+      ...(r.stopped ? { stopped: true } : {}),
     };
   }
 }

@@ -13,7 +13,6 @@
  *   output   checkpoints (stage 'prm', part 'model'), metrics.jsonl, outputDir/model at the end;
  *            resume is bit-exact (only the micro-batch counter is data state)
  */
-import { join } from 'node:path';
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
@@ -23,12 +22,16 @@ import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
 import { EpochBatches, LOOP_KEYS, heldOutSplit, readLoopOptions, type LoopOptions } from './preference-common.js';
+import type { ProcessGroup } from '../distributed/index.js';
+import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
 import { loopSchedule } from './schedule.js';
 
 /** Options of {@link ProcessRewardTrainer}; loop options (batchSize = records per micro-batch, ...) as in SFTOptions. */
 export interface ProcessRewardTrainerOptions extends Partial<LoopOptions> {
+  /** ZeRO stage 1 over options.group: AdamW moments for this rank's share of the parameters only (default true) */
+  shardOptimizer?: boolean;
   /** a model with a scalar head (*ForSequenceClassification) */
   model: Model;
   tokenizer: Tokenizer;
@@ -41,7 +44,16 @@ export interface ProcessRewardTrainerOptions extends Partial<LoopOptions> {
   separator?: string;
 }
 
-const KEYS = ['model', 'tokenizer', 'train', 'eval', 'evalSplit', 'separator', ...LOOP_KEYS] as const;
+const KEYS = [
+  'model',
+  'tokenizer',
+  'train',
+  'eval',
+  'evalSplit',
+  'separator',
+  ...DATA_PARALLEL_KEYS,
+  ...LOOP_KEYS,
+] as const;
 
 export interface ProcessRewardEvalResult {
   /** σ(score) > 0.5 agrees with label >= 0.5, over all steps */
@@ -76,6 +88,8 @@ export class ProcessRewardTrainer extends TrainerEmitter {
   readonly model: Model;
   readonly tokenizer: Tokenizer;
   readonly optimizer: AdamW;
+  /** data-parallel ranks (options.group): each takes its share of every micro-batch's records */
+  readonly group: ProcessGroup;
   readonly separator: string;
   #o: LoopOptions & { evalSplit?: number };
   #opts: ProcessRewardTrainerOptions;
@@ -97,11 +111,13 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     this.#o = { ...loop, evalSplit: o.has('evalSplit') ? o.number('evalSplit', { gt: 0, lt: 1 }) : undefined };
     if (opts.eval !== undefined && this.#o.evalSplit !== undefined)
       throw new TypeError(`${fn}: give options.eval or options.evalSplit, not both`);
-    this.optimizer = new AdamW(this.model, {
-      lr: loop.lr,
-      weightDecay: loop.weightDecay,
-      maxGradNorm: loop.maxGradNorm,
-    });
+    const dp = readDataParallel(o, opts.group);
+    this.group = dp.group;
+    this.optimizer = new AdamW(
+      this.model,
+      { lr: loop.lr, weightDecay: loop.weightDecay, maxGradNorm: loop.maxGradNorm },
+      { group: dp.optimizerGroup },
+    );
   }
 
   /** Ends train() after the current step, writing a checkpoint first. */
@@ -206,108 +222,89 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     };
   }
 
-  #run?: TrainingRun;
-
   async train(): Promise<ProcessRewardTrainResult> {
-    try {
-      return await this.#train();
-    } finally {
-      await this.#run?.close();
-      this.#run = undefined;
-    }
-  }
-
-  async #train(): Promise<ProcessRewardTrainResult> {
     const o = this.#o;
     const t0 = performance.now();
     const data = await this.#prepare();
     const batches = new EpochBatches(data.train, o.batchSize, o.seed);
     const { totalSteps, schedule } = loopSchedule(o, batches.perEpoch);
-    const run = (this.#run = new TrainingRun('prm', this, totalSteps, o, {
-      config: { ...this.#opts, ...o },
-      dataKeys: ['train', 'eval'],
-    }));
-    const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
-    let step = state?.step ?? 0,
-      micro = (state?.microBatch as number | undefined) ?? 0;
-    const save = () =>
-      run.save(
-        step,
-        { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } },
-        { microBatch: micro, seed: o.seed },
-      );
-    const evaluate = async () => {
-      const e = await this.#evaluate(data.eval!);
-      await run.evaluation(step, {
-        evalStepAccuracy: e.stepAccuracy,
-        evalLoss: e.loss,
-        evalResponseAccuracy: e.responseAccuracy,
-      });
-      return e;
-    };
-    let last = { loss: NaN, accuracy: NaN },
+    const { group: _group, ...identity } = this.#opts;
+    const run = new TrainingRun(
+      'prm',
+      this,
+      totalSteps,
+      { ...o, group: this.group },
+      { config: { ...identity, ...o }, dataKeys: ['train', 'eval'] },
+    );
+    // reasoning steps (labels) in the current step's global micro-batches
+    let S = 0,
       evalResult: ProcessRewardEvalResult | undefined;
-    const finish = (stopped?: boolean): ProcessRewardTrainResult => ({
-      steps: step,
-      trainLoss: last.loss,
-      trainStepAccuracy: last.accuracy,
+    const r = await runStepLoop({
+      run,
+      group: this.group,
+      model: this.model,
+      optimizer: this.optimizer,
+      tokenizer: this.tokenizer,
+      savedState: { seed: o.seed },
+      totalSteps,
+      perEpoch: batches.perEpoch,
+      gradAccum: o.gradAccum,
+      schedule,
+      saveEvery: o.saveEvery,
+      evalEvery: data.eval ? o.evalEvery : undefined,
+      outputDir: o.outputDir,
+      accumulate: async (micro) => {
+        const micros = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
+        S = micros.reduce((s, rows) => s + rows.reduce((a, r) => a + r.stepEnds.length, 0), 0);
+        const sum = { loss: 0, correct: 0 };
+        for (const global of micros) {
+          const rows = localShare(this.group, global);
+          if (!rows.length) continue;
+          const { scores, at, size } = await this.#scores(rows, true);
+          if (!allFinite(...scores)) {
+            this.model.releaseActivations(); // no backward; the NaN loss skips the update
+            sum.loss = NaN;
+            continue;
+          }
+          const l = processRewardLoss({ stepScores: scores, stepLabels: rows.flatMap((r) => r.labels) });
+          // l is a mean over these rows' steps; weighting by their share makes the step a mean over all S steps
+          const w = l.steps / S;
+          const dValues = new Float32Array(size);
+          for (let j = 0; j < at.length; j++) dValues[at[j]] = l.dStepScores[j] * w;
+          sum.loss += l.loss * w;
+          sum.correct += l.accuracy * l.steps;
+          await this.model.backward({ dValues });
+        }
+        return sum;
+      },
+      lossOf: (s) => s.loss,
+      metrics: (s, u) => ({
+        loss: s.loss,
+        stepAccuracy: s.correct / S,
+        lr: u.lr,
+        gradNorm: u.gradNorm,
+        stepsPerSecond: S / u.seconds,
+      }),
+      evaluate:
+        data.eval &&
+        (async () => {
+          const e = (evalResult = await this.#evaluate(data.eval!));
+          return {
+            evalStepAccuracy: e.stepAccuracy,
+            evalLoss: e.loss,
+            evalResponseAccuracy: e.responseAccuracy,
+          };
+        }),
+      stopRequested: () => this.#stopRequested,
+    });
+    return {
+      steps: r.steps,
+      trainLoss: r.last?.loss ?? NaN,
+      trainStepAccuracy: r.last?.stepAccuracy ?? NaN,
       eval: evalResult,
       skippedSteps: run.skippedSteps,
       seconds: (performance.now() - t0) / 1000,
-      ...(stopped ? { stopped } : {}),
-    });
-    await this.model.zeroGrad();
-    while (step < totalSteps) {
-      const tStep = performance.now();
-      const group = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
-      const S = group.reduce((s, rows) => s + rows.reduce((a, r) => a + r.stepEnds.length, 0), 0);
-      let loss = 0,
-        correct = 0;
-      for (const rows of group) {
-        const { scores, at, size } = await this.#scores(rows, true);
-        if (!allFinite(...scores)) {
-          this.model.releaseActivations(); // no backward; the NaN loss skips the update
-          loss = NaN;
-          continue;
-        }
-        const l = processRewardLoss({ stepScores: scores, stepLabels: rows.flatMap((r) => r.labels) });
-        // l is a mean over this micro-batch's steps; weighting by its share makes the step a mean over all S steps
-        const w = l.steps / S;
-        const dValues = new Float32Array(size);
-        for (let j = 0; j < at.length; j++) dValues[at[j]] = l.dStepScores[j] * w;
-        loss += l.loss * w;
-        correct += l.accuracy * l.steps;
-        await this.model.backward({ dValues });
-      }
-      micro += o.gradAccum;
-      this.optimizer.lr = schedule(step);
-      const r = await run.guardedUpdate(step, loss, this.optimizer, this.model);
-      step++;
-      last = { loss, accuracy: correct / S };
-      await run.step(
-        step,
-        {
-          loss,
-          stepAccuracy: correct / S,
-          lr: this.optimizer.lr,
-          gradNorm: r.gradNorm,
-          stepsPerSecond: S / ((performance.now() - tStep) / 1000),
-        },
-        { epoch: micro / batches.perEpoch },
-      );
-      if (data.eval && o.evalEvery && step % o.evalEvery === 0) evalResult = await evaluate();
-      if (o.saveEvery && step % o.saveEvery === 0) await save();
-      if (this.#stopRequested) {
-        if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-        run.log(`stopped at step ${step} of ${totalSteps}`);
-        return finish(true);
-      }
-    }
-    if (data.eval && (!o.evalEvery || step % o.evalEvery !== 0)) evalResult = await evaluate();
-    if (o.outputDir) {
-      if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-      await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
-    }
-    return finish();
+      ...(r.stopped ? { stopped: true } : {}),
+    };
   }
 }

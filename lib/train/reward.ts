@@ -14,7 +14,6 @@
  *   output   checkpoints (stage 'reward', part 'model'), metrics.jsonl, outputDir/model at the end;
  *            resume is bit-exact (only the micro-batch counter is data state)
  */
-import { join } from 'node:path';
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
@@ -34,6 +33,8 @@ import {
   type LoopOptions,
 } from './preference-common.js';
 import { loadCorrectnessData, type CorrectnessRecord } from './reward-data.js';
+import type { ProcessGroup } from '../distributed/index.js';
+import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
 import { loopSchedule } from './schedule.js';
@@ -42,6 +43,8 @@ export type { CorrectnessRecord } from './reward-data.js';
 
 /** Options of {@link RewardTrainer}; loop options (batchSize = pairs per micro-batch, ...) as in SFTOptions. */
 export interface RewardTrainerOptions extends Partial<LoopOptions> {
+  /** ZeRO stage 1 over options.group: AdamW moments for this rank's share of the parameters only (default true) */
+  shardOptimizer?: boolean;
   /** a model with a scalar head (*ForSequenceClassification) */
   model: Model;
   tokenizer: Tokenizer;
@@ -79,6 +82,7 @@ const KEYS = [
   'correctness',
   'correctnessWeight',
   'correctnessBatchSize',
+  ...DATA_PARALLEL_KEYS,
   ...LOOP_KEYS,
 ] as const;
 
@@ -125,6 +129,8 @@ export class RewardTrainer extends TrainerEmitter {
   readonly model: Model;
   readonly tokenizer: Tokenizer;
   readonly optimizer: AdamW;
+  /** data-parallel ranks (options.group): each takes its share of every micro-batch's pairs */
+  readonly group: ProcessGroup;
   #o: LoopOptions & {
     useMargin: boolean;
     lambda: number;
@@ -164,11 +170,13 @@ export class RewardTrainer extends TrainerEmitter {
       if (!this.#o.lengthBalance) throw new TypeError(`${fn}: options.balanceEdges needs options.lengthBalance: true`);
       balanceByLength([], { edges: opts.balanceEdges }); // validates the edges now rather than at train()
     }
-    this.optimizer = new AdamW(this.model, {
-      lr: loop.lr,
-      weightDecay: loop.weightDecay,
-      maxGradNorm: loop.maxGradNorm,
-    });
+    const dp = readDataParallel(o, opts.group);
+    this.group = dp.group;
+    this.optimizer = new AdamW(
+      this.model,
+      { lr: loop.lr, weightDecay: loop.weightDecay, maxGradNorm: loop.maxGradNorm },
+      { group: dp.optimizerGroup },
+    );
   }
 
   /** Ends train() after the current step, writing a checkpoint first. */
@@ -291,143 +299,119 @@ export class RewardTrainer extends TrainerEmitter {
     };
   }
 
-  #run?: TrainingRun;
-
   async train(): Promise<RewardTrainResult> {
-    try {
-      return await this.#train();
-    } finally {
-      await this.#run?.close();
-      this.#run = undefined;
-    }
-  }
-
-  async #train(): Promise<RewardTrainResult> {
     const o = this.#o;
     const t0 = performance.now();
     const data = await this.#prepare();
     const pairs = new EpochBatches(data.train, o.batchSize, o.seed);
     const labelled = data.correctness && new EpochBatches(data.correctness, o.cBatch, o.seed, 1);
     const { totalSteps, schedule } = loopSchedule(o, pairs.perEpoch);
-    const run = (this.#run = new TrainingRun('reward', this, totalSteps, o, {
-      config: { ...this.#opts, ...o },
-      dataKeys: ['train', 'eval', 'correctness'],
-    }));
-    const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
-    let step = state?.step ?? 0,
-      micro = (state?.microBatch as number | undefined) ?? 0;
-    const save = () =>
-      run.save(
-        step,
-        { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } },
-        { microBatch: micro, seed: o.seed },
-      );
-    const evaluate = async () => {
-      const e = await this.#evaluate(data.eval!);
-      await run.evaluation(step, { evalAccuracy: e.accuracy, evalLoss: e.loss, evalMeanScore: e.meanScore });
-      return e;
-    };
-    let last = { loss: NaN, accuracy: NaN },
+    const { group: _group, ...identity } = this.#opts;
+    const run = new TrainingRun(
+      'reward',
+      this,
+      totalSteps,
+      { ...o, group: this.group },
+      { config: { ...identity, ...o }, dataKeys: ['train', 'eval', 'correctness'] },
+    );
+    // pairs (N) and correctness rows (C) of the current step's global micro-batches
+    let N = 0,
+      C = 0,
       evalResult: RewardEvalResult | undefined;
-    await this.model.zeroGrad();
-    while (step < totalSteps) {
-      const tStep = performance.now();
-      const batches = Array.from({ length: o.gradAccum }, (_, i) => pairs.at(micro + i));
-      const cBatches = Array.from({ length: labelled ? o.gradAccum : 0 }, (_, i) => labelled!.at(micro + i));
-      const N = batches.reduce((s, b) => s + b.length, 0),
+    const r = await runStepLoop({
+      run,
+      group: this.group,
+      model: this.model,
+      optimizer: this.optimizer,
+      tokenizer: this.tokenizer,
+      savedState: { seed: o.seed },
+      totalSteps,
+      perEpoch: pairs.perEpoch,
+      gradAccum: o.gradAccum,
+      schedule,
+      saveEvery: o.saveEvery,
+      evalEvery: data.eval ? o.evalEvery : undefined,
+      outputDir: o.outputDir,
+      accumulate: async (micro) => {
+        const batches = Array.from({ length: o.gradAccum }, (_, i) => pairs.at(micro + i));
+        const cBatches = Array.from({ length: labelled ? o.gradAccum : 0 }, (_, i) => labelled!.at(micro + i));
+        N = batches.reduce((s, b) => s + b.length, 0);
         C = cBatches.reduce((s, b) => s + b.length, 0);
-      let loss = 0,
-        correct = 0,
-        marginSum = 0,
-        scoreSum = 0,
-        cLoss = 0,
-        cCorrect = 0;
-      for (let m = 0; m < batches.length; m++) {
-        const b = batches[m],
-          n = b.length,
-          cb = cBatches[m] ?? [];
-        const { scores, at, size } = await this.#scores(
-          [...b.map((p) => p.chosen), ...b.map((p) => p.rejected), ...cb.map((c) => c.seq)],
-          true,
-        );
-        if (!allFinite(...scores)) {
-          // a non-finite score: no backward, and the NaN loss makes the step skip its update
-          this.model.releaseActivations();
-          loss = NaN;
-          continue;
+        const sum = { loss: 0, correct: 0, marginSum: 0, scoreSum: 0, cLoss: 0, cCorrect: 0 };
+        for (let m = 0; m < batches.length; m++) {
+          // this rank's share of the micro-batch's pairs and of its correctness rows
+          const b = localShare(this.group, batches[m]),
+            n = b.length,
+            cb = localShare(this.group, cBatches[m] ?? []);
+          if (!n && !cb.length) continue;
+          const { scores, at, size } = await this.#scores(
+            [...b.map((p) => p.chosen), ...b.map((p) => p.rejected), ...cb.map((c) => c.seq)],
+            true,
+          );
+          if (!allFinite(...scores)) {
+            // a non-finite score: no backward, and the NaN loss makes the step skip its update
+            this.model.releaseActivations();
+            sum.loss = NaN;
+            continue;
+          }
+          const dValues = new Float32Array(size);
+          if (n) {
+            const bt = bradleyTerryLoss({
+              chosen: scores.subarray(0, n),
+              rejected: scores.subarray(n, 2 * n),
+              margin: b.map((p) => p.margin),
+              scoreRegularization: o.lambda,
+            });
+            // bt is a mean over these n pairs; weighting by n / N makes the step a mean over its N pairs
+            for (let j = 0; j < n; j++) {
+              dValues[at[j]] = (bt.dChosen[j] * n) / N;
+              dValues[at[n + j]] = (bt.dRejected[j] * n) / N;
+              sum.scoreSum += scores[j] + scores[n + j];
+            }
+            sum.loss += (bt.loss * n) / N;
+            sum.correct += bt.accuracy * n;
+            sum.marginSum += bt.meanMargin * n;
+          }
+          if (cb.length) {
+            const cl = correctnessLoss({ scores: scores.subarray(2 * n), labels: cb.map((c) => c.label) });
+            const w = (o.cWeight * cb.length) / C;
+            for (let j = 0; j < cb.length; j++) dValues[at[2 * n + j]] = cl.dScores[j] * w;
+            sum.loss += cl.loss * w;
+            sum.cLoss += (cl.loss * cb.length) / C;
+            sum.cCorrect += cl.accuracy * cb.length;
+          }
+          await this.model.backward({ dValues });
         }
-        const bt = bradleyTerryLoss({
-          chosen: scores.subarray(0, n),
-          rejected: scores.subarray(n, 2 * n),
-          margin: b.map((p) => p.margin),
-          scoreRegularization: o.lambda,
-        });
-        const dValues = new Float32Array(size);
-        // bt is a mean over this micro-batch's n pairs; weighting by n / N makes the step a mean over its N pairs
-        for (let j = 0; j < n; j++) {
-          dValues[at[j]] = (bt.dChosen[j] * n) / N;
-          dValues[at[n + j]] = (bt.dRejected[j] * n) / N;
-          scoreSum += scores[j] + scores[n + j];
-        }
-        loss += (bt.loss * n) / N;
-        correct += bt.accuracy * n;
-        marginSum += bt.meanMargin * n;
-        if (cb.length) {
-          const cl = correctnessLoss({ scores: scores.subarray(2 * n), labels: cb.map((c) => c.label) });
-          const w = (o.cWeight * cb.length) / C;
-          for (let j = 0; j < cb.length; j++) dValues[at[2 * n + j]] = cl.dScores[j] * w;
-          loss += cl.loss * w;
-          cLoss += (cl.loss * cb.length) / C;
-          cCorrect += cl.accuracy * cb.length;
-        }
-        await this.model.backward({ dValues });
-      }
-      micro += o.gradAccum;
-      this.optimizer.lr = schedule(step);
-      const r = await run.guardedUpdate(step, loss, this.optimizer, this.model);
-      step++;
-      last = { loss, accuracy: correct / N };
-      const metrics: Record<string, number> = {
-        loss,
-        accuracy: correct / N,
-        meanMargin: marginSum / N,
-        meanScore: scoreSum / (2 * N),
-        lr: this.optimizer.lr,
-        gradNorm: r.gradNorm,
-        pairsPerSecond: N / ((performance.now() - tStep) / 1000),
-      };
-      if (C) Object.assign(metrics, { correctnessLoss: cLoss, correctnessAccuracy: cCorrect / C });
-      await run.step(step, metrics, { epoch: micro / pairs.perEpoch });
-      if (data.eval && o.evalEvery && step % o.evalEvery === 0) evalResult = await evaluate();
-      if (o.saveEvery && step % o.saveEvery === 0) await save();
-      if (this.#stopRequested) {
-        if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-        run.log(`stopped at step ${step} of ${totalSteps}`);
-        return {
-          steps: step,
-          trainLoss: last.loss,
-          trainAccuracy: last.accuracy,
-          eval: evalResult,
-          balance: data.balance,
-          skippedSteps: run.skippedSteps,
-          seconds: (performance.now() - t0) / 1000,
-          stopped: true,
-        };
-      }
-    }
-    if (data.eval && (!o.evalEvery || step % o.evalEvery !== 0)) evalResult = await evaluate();
-    if (o.outputDir) {
-      if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-      await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
-    }
+        return sum;
+      },
+      lossOf: (s) => s.loss,
+      metrics: (s, u) => ({
+        loss: s.loss,
+        accuracy: s.correct / N,
+        meanMargin: s.marginSum / N,
+        meanScore: s.scoreSum / (2 * N),
+        lr: u.lr,
+        gradNorm: u.gradNorm,
+        pairsPerSecond: N / u.seconds,
+        ...(C ? { correctnessLoss: s.cLoss, correctnessAccuracy: s.cCorrect / C } : {}),
+      }),
+      evaluate:
+        data.eval &&
+        (async () => {
+          const e = (evalResult = await this.#evaluate(data.eval!));
+          return { evalAccuracy: e.accuracy, evalLoss: e.loss, evalMeanScore: e.meanScore };
+        }),
+      stopRequested: () => this.#stopRequested,
+    });
     return {
-      steps: step,
-      trainLoss: last.loss,
-      trainAccuracy: last.accuracy,
+      steps: r.steps,
+      trainLoss: r.last?.loss ?? NaN,
+      trainAccuracy: r.last?.accuracy ?? NaN,
       eval: evalResult,
       balance: data.balance,
       skippedSteps: run.skippedSteps,
       seconds: (performance.now() - t0) / 1000,
+      ...(r.stopped ? { stopped: true } : {}),
     };
   }
 }

@@ -34,6 +34,9 @@ export const NON_IDENTITY_KEYS = new Set([
   'allowResumeMismatch',
   'allowNonFiniteResume',
   'maxConsecutiveSkips',
+  // data parallelism: the same run at any number of ranks, sharded optimizer state or not
+  'group',
+  'shardOptimizer',
 ]);
 
 export interface RunManifest {

@@ -10,7 +10,6 @@
  *   resume   resumeFrom: a checkpoint dir or 'latest' — continues bit-exactly (same thread count)
  *   run      the output folder's manifest, lock, verified checkpoints and skip limit: lib/train/run.ts
  */
-import { join } from 'node:path';
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
@@ -31,6 +30,7 @@ import {
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
+import { readDataParallel, runStepLoop } from './loop.js';
 import { readRunOptions, RUN_OPTION_KEYS, TrainingRun, type RunOptions } from './run.js';
 import { loopSchedule } from './schedule.js';
 
@@ -139,7 +139,6 @@ export class SFTTrainer extends TrainerEmitter {
     >
   > &
     Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
-  #run?: TrainingRun;
 
   constructor(opts: SFTOptions) {
     super();
@@ -169,11 +168,10 @@ export class SFTTrainer extends TrainerEmitter {
       evalEvery: o.has('evalEvery') ? o.int('evalEvery', { min: 1 }) : undefined,
       ...readRunOptions(fn, o),
     };
-    const shard = o.bool('shardOptimizer', true) && this.group.size > 1;
     this.optimizer = new AdamW(
       this.model,
       { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm },
-      { group: shard ? this.group : undefined },
+      { group: readDataParallel(o, this.group).optimizerGroup },
     );
   }
 
@@ -233,15 +231,6 @@ export class SFTTrainer extends TrainerEmitter {
   }
 
   async train(): Promise<SFTResult> {
-    try {
-      return await this.#train();
-    } finally {
-      await this.#run?.close();
-      this.#run = undefined;
-    }
-  }
-
-  async #train(): Promise<SFTResult> {
     const o = this.#o;
     const t0 = performance.now();
     const train = await this.#examples(o.train);
@@ -259,108 +248,83 @@ export class SFTTrainer extends TrainerEmitter {
     };
     const perEpoch = epochBatches(train, 0, batchOpts).length;
     const { totalSteps, schedule } = loopSchedule(o, perEpoch);
-
-    const run = (this.#run = new TrainingRun(
+    const run = new TrainingRun(
       'sft',
       this,
       totalSteps,
       { ...o, group: this.group },
       { config: o, dataKeys: ['train', 'eval'] },
-    ));
-    const state = await run.resume({ model: { model: this.model, optimizer: this.optimizer } });
-    let step = state?.step ?? 0;
-    let micro = (state?.microBatch as number | undefined) ?? 0;
-    const save = () =>
-      run.save(
-        step,
-        { model: { model: this.model, optimizer: this.optimizer, tokenizer: this.tokenizer } },
-        { microBatch: micro, seed: o.seed },
-      );
-    const evaluate = async () => {
-      evalLoss = (await this.evaluate(evalSet)).loss;
-      await run.evaluation(step, { evalLoss });
-    };
-
+    );
     let epochCache = { epoch: -1, batches: [] as TokenBatch[] };
     const batchAt = (index: number): TokenBatch => {
       const epoch = Math.floor(index / perEpoch);
       if (epochCache.epoch !== epoch) epochCache = { epoch, batches: epochBatches(train, epoch, batchOpts) };
       return epochCache.batches[index % perEpoch];
     };
-    let lastLoss = NaN,
-      evalLoss: number | undefined;
-    const result = (stopped?: boolean): SFTResult => ({
-      steps: step,
-      trainLoss: lastLoss,
+    let evalLoss: number | undefined;
+    // target tokens of the current step's global micro-batches (the same on every rank)
+    let targets = 0;
+    const r = await runStepLoop({
+      run,
+      group: this.group,
+      model: this.model,
+      optimizer: this.optimizer,
+      tokenizer: this.tokenizer,
+      savedState: { seed: o.seed },
+      totalSteps,
+      perEpoch,
+      gradAccum: o.gradAccum,
+      schedule,
+      saveEvery: o.saveEvery,
+      evalEvery: evalSet ? o.evalEvery : undefined,
+      outputDir: o.outputDir,
+      accumulate: async (micro) => {
+        const batches = Array.from({ length: o.gradAccum }, (_, i) => batchAt(micro + i));
+        targets = batches.reduce((s, b) => s + b.numTargets, 0);
+        let nll = 0,
+          tokens = 0;
+        for (const global of batches) {
+          const b = this.#localRows(global);
+          if (b.batch === 0) continue;
+          const f = await this.model.forward({
+            tokens: b.tokens,
+            targets: b.targets,
+            batch: b.batch,
+            seqLen: b.seqLen,
+            lengths: b.lengths,
+            positions: b.positions,
+            segments: b.segments,
+          });
+          const d = new Float32Array(f.logprobs.length);
+          for (let j = 0; j < d.length; j++)
+            if (b.targets[j] >= 0) {
+              nll -= f.logprobs[j];
+              d[j] = -1 / targets;
+            }
+          tokens += b.lengths.reduce((s, x) => s + x, 0);
+          await this.model.backward({ dLogprobs: d });
+        }
+        return { nll, tokens };
+      },
+      // a step without target tokens has no loss (0/0) but is not a non-finite one
+      lossOf: (s) => (targets ? s.nll / targets : 0),
+      metrics: (s, u) => ({
+        loss: s.nll / targets,
+        lr: u.lr,
+        gradNorm: u.gradNorm,
+        tokensPerSecond: s.tokens / u.seconds,
+        targetTokens: targets,
+      }),
+      evaluate: evalSet && (async () => ({ evalLoss: (evalLoss = (await this.evaluate(evalSet)).loss) })),
+      stopRequested: () => this.#stopRequested,
+    });
+    return {
+      steps: r.steps,
+      trainLoss: r.last?.loss ?? NaN,
       evalLoss,
       skippedSteps: run.skippedSteps,
       seconds: (performance.now() - t0) / 1000,
-      ...(stopped ? { stopped } : {}),
-    });
-    await this.model.zeroGrad();
-    while (step < totalSteps) {
-      const tStep = performance.now();
-      const batches = Array.from({ length: o.gradAccum }, (_, i) => batchAt(micro + i));
-      const targets = batches.reduce((s, b) => s + b.numTargets, 0);
-      let nll = 0,
-        tokens = 0;
-      for (const global of batches) {
-        const b = this.#localRows(global);
-        if (b.batch === 0) continue;
-        const f = await this.model.forward({
-          tokens: b.tokens,
-          targets: b.targets,
-          batch: b.batch,
-          seqLen: b.seqLen,
-          lengths: b.lengths,
-          positions: b.positions,
-          segments: b.segments,
-        });
-        const d = new Float32Array(f.logprobs.length);
-        for (let j = 0; j < d.length; j++)
-          if (b.targets[j] >= 0) {
-            nll -= f.logprobs[j];
-            d[j] = -1 / targets;
-          }
-        tokens += b.lengths.reduce((s, x) => s + x, 0);
-        await this.model.backward({ dLogprobs: d });
-      }
-      if (this.group.size > 1) {
-        await this.group.allReduceGradients(this.model);
-        [nll, tokens] = this.group.allReduceSum(Float64Array.of(nll, tokens));
-      }
-      micro += o.gradAccum;
-      this.optimizer.lr = schedule(step);
-      lastLoss = nll / targets;
-      // a step without target tokens has no loss (0/0) but is not a non-finite one
-      const r = await run.guardedUpdate(step, targets ? lastLoss : 0, this.optimizer, this.model);
-      step++;
-      const seconds = (performance.now() - tStep) / 1000;
-      await run.step(
-        step,
-        {
-          loss: lastLoss,
-          lr: this.optimizer.lr,
-          gradNorm: r.gradNorm,
-          tokensPerSecond: tokens / seconds,
-          targetTokens: targets,
-        },
-        { epoch: micro / perEpoch },
-      );
-      if (evalSet && o.evalEvery && step % o.evalEvery === 0) await evaluate();
-      if (o.saveEvery && step % o.saveEvery === 0) await save();
-      if (this.#stopRequested) {
-        if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-        run.log(`stopped at step ${step} of ${totalSteps}`);
-        return result(true);
-      }
-    }
-    if (evalSet && (!o.evalEvery || step % o.evalEvery !== 0)) await evaluate();
-    if (o.outputDir) {
-      if (!o.saveEvery || step % o.saveEvery !== 0) await save();
-      if (this.group.rank === 0)
-        await this.model.save(join(o.outputDir, 'model'), { extraFiles: (d) => this.tokenizer.save(d) });
-    }
-    return result();
+      ...(r.stopped ? { stopped: true } : {}),
+    };
   }
 }
