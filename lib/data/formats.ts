@@ -16,6 +16,9 @@
  *   content is taken, and the messages before it (identical in chosen and rejected) continue the
  *   prompt. Without a `prompt` key (TRL's "implicit prompt" form) those shared messages are the
  *   prompt.
+ * - Unpaired (KTO): `{prompt, completion, label}` (TRL's unpaired preference type): `label` is
+ *   true for a desirable completion, false for an undesirable one; `completion` is a string or a
+ *   message list ending with the assistant reply (the messages before it continue the prompt).
  * - Scored: `{prompt, responses, scores}`: at least two responses (strings, or message lists as
  *   for preferences), one finite score each.
  * - Prompt-only (RL): `{prompt, ...}`; extra fields (e.g. `answer` for rule-based rewards) are kept.
@@ -63,6 +66,13 @@ export interface PreferenceRecord {
   margin?: number;
 }
 
+/** One completion judged desirable (`label: true`) or undesirable (`label: false`), TRL's unpaired preference row. */
+export interface UnpairedRecord {
+  prompt: Prompt;
+  completion: string;
+  label: boolean;
+}
+
 /** Several scored responses to one prompt: `responses.length === scores.length >= 2`, scores finite. */
 export interface ScoredRecord {
   prompt: Prompt;
@@ -80,6 +90,7 @@ const COMPLETION = '{prompt, completion}';
 const MESSAGES = '{messages}';
 const PREFERENCE = '{prompt, chosen, rejected}';
 const SCORED = '{prompt, responses, scores}';
+const UNPAIRED = '{prompt, completion, label}';
 const PROMPT = '{prompt}';
 const PROMPT_EXPECTED = 'a string or a non-empty list of {role, content} messages';
 
@@ -267,6 +278,20 @@ export function parsePreferenceRecord(value: unknown, where: string): Preference
   return rec;
 }
 
+/**
+ * Checks one unpaired preference record `{prompt, completion, label}`: `label` a boolean, `completion`
+ * a string or (conversational form) a message list whose last message is the assistant reply, the
+ * messages before it continuing the prompt (or being the prompt when the record has none).
+ */
+export function parseUnpairedRecord(value: unknown, where: string): UnpairedRecord {
+  const obj = asObject(value, where, UNPAIRED);
+  const completion = asResponse(obj.completion, 'completion', where, UNPAIRED);
+  if (typeof obj.label !== 'boolean')
+    throw expected(where, 'label', 'true (desirable) or false (undesirable)', UNPAIRED, obj.label);
+  const prompt = resolvePrompt(obj, ['completion'], [completion.context], where, UNPAIRED);
+  return { prompt, completion: completion.content, label: obj.label };
+}
+
 /** Checks one `{prompt, responses, scores}` record: >= 2 responses, one finite score per response. */
 export function parseScoredRecord(value: unknown, where: string): ScoredRecord {
   const obj = asObject(value, where, SCORED);
@@ -320,6 +345,11 @@ export function loadSftFile(path: string): Promise<SftRecord[]> {
 /** Reads and checks a preference JSONL file ({@link parsePreferenceRecord}); an empty file is a FORMAT error. */
 export function loadPreferenceFile(path: string): Promise<PreferenceRecord[]> {
   return loadFile(path, parsePreferenceRecord);
+}
+
+/** Reads and checks an unpaired preference JSONL file ({@link parseUnpairedRecord}); an empty file is a FORMAT error. */
+export function loadUnpairedFile(path: string): Promise<UnpairedRecord[]> {
+  return loadFile(path, parseUnpairedRecord);
 }
 
 /** Reads and checks a scored-responses JSONL file ({@link parseScoredRecord}); an empty file is a FORMAT error. */

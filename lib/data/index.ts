@@ -11,6 +11,8 @@ export {
   toSftRecords,
   parsePreferenceRecord,
   parseScoredRecord,
+  parseUnpairedRecord,
+  loadUnpairedFile,
   parsePromptRecord,
   loadSftFile,
   loadPreferenceFile,
@@ -21,6 +23,7 @@ export {
   type SftInput,
   type PreferenceRecord,
   type ScoredRecord,
+  type UnpairedRecord,
   type PromptRecord,
 } from './formats.js';
 export { tokenizeSft, encodePrompt, tokenizePromptResponse, type TokenizedExample } from './tokenize.js';

@@ -3,7 +3,8 @@
  * (PreferenceTrainer.buildPairs, bestOfN). Private to lib/train: not exported from the package.
  *
  *   encodeRow        prompt + response → one model row (prompt ids, response ids ++ eos), truncated
- *   loadPairData     JSONL or in-memory {prompt, chosen, rejected} / {prompt, responses, scores}
+ *   loadPairData     JSONL or in-memory {prompt, chosen, rejected} / {prompt, responses, scores} /
+ *                    {prompt, completion, label}
  *   EpochBatches     seeded per-epoch order, micro-batch i of the whole run as a pure function of i
  *   readLoopOptions  the options every trainer's loop shares (validated like SFTTrainer's)
  *   rowLogprobs      one forward → per-row sequence log-probs summed over response tokens only
@@ -13,11 +14,13 @@ import { RlhfError, ErrorCode } from '../errors.js';
 import {
   parsePreferenceRecord,
   parseScoredRecord,
+  parseUnpairedRecord,
   readJsonl,
   tokenizePromptResponse,
   type PreferenceRecord,
   type Prompt,
   type ScoredRecord,
+  type UnpairedRecord,
 } from '../data/index.js';
 import { hashSeed, mulberry32, shuffleInPlace } from '../data/shuffle.js';
 import { sequenceLogprobs } from '../losses/index.js';
@@ -52,31 +55,56 @@ export function encodeRow(tok: Tokenizer, prompt: Prompt, response: string, seqL
 }
 
 /** True for a scored-group record ({prompt, responses, scores}). */
-export function isScored(r: PreferenceRecord | ScoredRecord): r is ScoredRecord {
+export function isScored(r: PairDataRecord): r is ScoredRecord {
   return Array.isArray((r as ScoredRecord).responses);
 }
 
+/** True for an unpaired record ({prompt, completion, label}). */
+export function isUnpaired(r: PairDataRecord): r is UnpairedRecord {
+  return typeof (r as UnpairedRecord).label === 'boolean';
+}
+
+export type PairDataRecord = PreferenceRecord | ScoredRecord | UnpairedRecord;
+
 /**
- * Reads preference data: a JSONL path (each line a pair or a scored group, told apart by a
- * `responses` key) or records in memory (checked the same way, errors naming `name[i]`).
- * `allowScored: false` makes scored groups a FORMAT error. An empty set is a FORMAT error.
+ * What a trainer accepts: 'pairs' only {prompt, chosen, rejected}; 'groups' pairs or scored groups
+ * {prompt, responses, scores}; 'kto' pairs or unpaired {prompt, completion, label}, one kind per set.
+ */
+export type PairDataKind = 'pairs' | 'groups' | 'kto';
+
+/**
+ * Reads preference data: a JSONL path (each line's kind told apart by a `responses` or
+ * `completion` key) or records in memory (checked the same way, errors naming `name[i]`). A record
+ * of a kind `accept` excludes is a FORMAT error at its place. An empty set is a FORMAT error.
  */
 export async function loadPairData(
   fn: string,
   name: string,
   source: unknown,
-  allowScored: boolean,
-): Promise<Array<PreferenceRecord | ScoredRecord>> {
-  const parse = (value: unknown, where: string): PreferenceRecord | ScoredRecord => {
-    const scored = value !== null && typeof value === 'object' && 'responses' in value;
-    if (scored && !allowScored)
+  accept: PairDataKind,
+): Promise<PairDataRecord[]> {
+  let first: string | undefined;
+  const parse = (value: unknown, where: string): PairDataRecord => {
+    const has = (key: string) => value !== null && typeof value === 'object' && key in value;
+    const kind = has('responses') ? SCORED : has('completion') ? UNPAIRED : PAIR;
+    if ((kind === SCORED && accept !== 'groups') || (kind === UNPAIRED && accept !== 'kto'))
       throw new RlhfError(
         ErrorCode.FORMAT,
-        `${where}: expected a {prompt, chosen, rejected} record (${fn}), got a {prompt, responses, scores} record`,
+        `${where}: expected a ${accept === 'groups' ? `${PAIR} or ${SCORED}` : PAIR} record (${fn}), got a ${kind} record${kind === UNPAIRED ? " (unpaired data is for loss 'kto')" : ''}`,
       );
-    return scored ? parseScoredRecord(value, where) : parsePreferenceRecord(value, where);
+    if (accept === 'kto' && first !== undefined && kind !== first)
+      throw new RlhfError(
+        ErrorCode.FORMAT,
+        `${where}: expected a ${first} record like the first one (${fn}: one kind per data set), got a ${kind} record`,
+      );
+    first ??= kind;
+    return kind === SCORED
+      ? parseScoredRecord(value, where)
+      : kind === UNPAIRED
+        ? parseUnpairedRecord(value, where)
+        : parsePreferenceRecord(value, where);
   };
-  const out: Array<PreferenceRecord | ScoredRecord> = [];
+  const out: PairDataRecord[] = [];
   if (typeof source === 'string') {
     for await (const { value, line } of readJsonl(source)) out.push(parse(value, `${source}:${line}`));
     if (!out.length)
@@ -87,6 +115,10 @@ export async function loadPairData(
   } else throw new TypeError(`${fn}: expected options.${name} to be a JSONL path or an array of records`);
   return out;
 }
+
+const PAIR = '{prompt, chosen, rejected}',
+  SCORED = '{prompt, responses, scores}',
+  UNPAIRED = '{prompt, completion, label}';
 
 /**
  * Micro-batches over `items` for a whole run: epoch e visits the items in a seeded permutation of

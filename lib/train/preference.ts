@@ -5,7 +5,8 @@
  *
  *   data       pairs {prompt, chosen, rejected} or, for *-rw, scored groups {prompt, responses,
  *              scores} split into groups of groupSize (pairs become groups [chosen, rejected] with
- *              scores [1, 0], the official pref_to_rw); each response gets eos, rows truncated to seqLen
+ *              scores [1, 0], the official pref_to_rw), or, for kto, unpaired {prompt, completion,
+ *              label} rows (one item each); each response gets eos, rows truncated to seqLen
  *   reference  options.reference, or a frozen clone of the policy made at train() start; its
  *              sequence log-probs are computed once per row after resuming (no gradients)
  *   log-probs  log π(y|x) = Σ over response tokens only (property 10), logits / temperature
@@ -18,7 +19,7 @@
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
-import type { PreferenceRecord, ScoredRecord } from '../data/index.js';
+import type { PreferenceRecord, ScoredRecord, UnpairedRecord } from '../data/index.js';
 import { ktoKlBaseline, spreadSequenceGrad } from '../losses/index.js';
 import type { Sequence } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
@@ -31,8 +32,8 @@ import {
   LOOP_KEYS,
   encodeRow,
   isScored,
+  isUnpaired,
   loadPairData,
-  mean,
   readLoopOptions,
   rowLogprobs,
   type LoopOptions,
@@ -41,8 +42,14 @@ import {
   PREFERENCE_LOSSES,
   isGroupLoss,
   isReferenceFree,
+  TALLY_KEYS,
+  addTally,
+  emptyTally,
+  metricsOf,
   preferenceLoss,
+  tallyOf,
   type LossParams,
+  type Tally,
   type PreferenceLoss,
 } from './preference-losses.js';
 import {
@@ -80,6 +87,10 @@ export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   betaPi?: number;
   /** β_r of exo-rw/dpo-rw (default betaPi, as in the official scripts) */
   betaR?: number;
+  /** KTO's weight w_d of the desirable (chosen) examples' loss (default 1, TRL's desirable_weight) */
+  desirableWeight?: number;
+  /** KTO's weight w_u of the undesirable (rejected) examples' loss (default 1, TRL's undesirable_weight) */
+  undesirableWeight?: number;
   /** SimPO target margin γ (default 0.5, TRL's simpo_gamma) */
   gamma?: number;
   /** K of exo-rw/dpo-rw (default: the records' response count, which must then be the same for all) */
@@ -88,9 +99,9 @@ export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   ntpCoef?: number;
   /** logits are divided by this for every log-prob (default 1; the EXO scripts use 0.8) */
   temperature?: number;
-  /** JSONL path or records: pairs, or scored groups for *-rw */
-  train: string | Array<PreferenceRecord | ScoredRecord>;
-  eval?: string | Array<PreferenceRecord | ScoredRecord>;
+  /** JSONL path or records: pairs, scored groups for *-rw, pairs or unpaired rows for kto */
+  train: string | Array<PreferenceRecord | ScoredRecord | UnpairedRecord>;
+  eval?: string | Array<PreferenceRecord | ScoredRecord | UnpairedRecord>;
 }
 
 const KEYS = [
@@ -105,6 +116,8 @@ const KEYS = [
   'betaPi',
   'betaR',
   'gamma',
+  'desirableWeight',
+  'undesirableWeight',
   'groupSize',
   'ntpCoef',
   'temperature',
@@ -114,14 +127,19 @@ const KEYS = [
 ] as const;
 const BUILD_KEYS = ['policy', 'tokenizer', 'prompts', 'reward', 'samples', 'sampling', 'seed', 'batchSize'] as const;
 
-/** Mean diagnostics over a set of items (per step or for evaluate). */
+/**
+ * Mean diagnostics over a set of items (per step or for evaluate). Unpaired KTO: the chosen /
+ * rejected means are over the desirable / undesirable rows (NaN in evaluate and left out of step
+ * metrics when the set has none of that kind).
+ */
 export interface PreferenceMetrics {
   loss: number;
   /** implicit rewards of the chosen (best-scored) and rejected (worst-scored) responses */
   rewardsChosen: number;
   rewardsRejected: number;
   margin: number;
-  /** fraction of items with rewardsChosen > rewardsRejected */
+  /** fraction of items with rewardsChosen > rewardsRejected; unpaired KTO: of rows on their label's
+   * side of the reference point (desirable: h > z0, undesirable: h < z0) */
   accuracy: number;
   /** policy sequence log-probs of the chosen / rejected responses */
   logpsChosen: number;
@@ -144,6 +162,8 @@ interface Item {
   scores?: number[];
   best: number;
   worst: number;
+  /** unpaired KTO: the row's label (rows.length 1) */
+  label?: boolean;
   /** reference sequence log-probs per row (filled after resume) */
   ref?: Float64Array;
 }
@@ -194,12 +214,17 @@ export class PreferenceTrainer extends TrainerEmitter {
       betaPi,
       betaR: o.number('betaR', { gt: 0 }, betaPi),
       gamma: o.number('gamma', { min: 0 }, 0.5),
+      desirableWeight: o.number('desirableWeight', { gt: 0 }, 1),
+      undesirableWeight: o.number('undesirableWeight', { gt: 0 }, 1),
       k: o.has('groupSize') ? o.int('groupSize', { min: 2 }) : undefined,
       ntpCoef: o.number('ntpCoef', { min: 0 }, loss === 'orpo' ? 1 : 0),
       temperature: o.number('temperature', { gt: 0 }, 1),
     };
     if (o.has('labelSmoothing') && !['dpo', 'cdpo'].includes(loss))
       throw new TypeError(`${fn}: options.labelSmoothing applies to loss 'dpo' or 'cdpo', not '${loss}'`);
+    for (const key of ['desirableWeight', 'undesirableWeight'])
+      if (o.has(key) && loss !== 'kto')
+        throw new TypeError(`${fn}: options.${key} applies to loss 'kto', not '${loss}'`);
     if (this.#o.k !== undefined && !isGroupLoss(loss))
       throw new TypeError(`${fn}: options.groupSize applies to loss 'exo-rw' or 'dpo-rw', not '${loss}'`);
     const dp = readDataParallel(o, opts.group);
@@ -243,26 +268,37 @@ export class PreferenceTrainer extends TrainerEmitter {
       const fn = 'PreferenceTrainer',
         o = this.#o,
         group = isGroupLoss(o.loss);
-      const train = await loadPairData(fn, 'train', this.#opts.train, group);
+      const accept = group ? 'groups' : o.loss === 'kto' ? 'kto' : 'pairs';
+      const train = await loadPairData(fn, 'train', this.#opts.train, accept);
       const evalSet =
-        this.#opts.eval !== undefined ? await loadPairData(fn, 'eval', this.#opts.eval, group) : undefined;
+        this.#opts.eval !== undefined ? await loadPairData(fn, 'eval', this.#opts.eval, accept) : undefined;
       const asGroup = (r: PreferenceRecord | ScoredRecord): ScoredRecord =>
         isScored(r) ? r : { prompt: r.prompt, responses: [r.chosen, r.rejected], scores: [1, 0] };
+      if (train.some(isUnpaired)) this.#checkUnpaired(train as UnpairedRecord[]);
       let k = 2;
       if (group) {
-        const counts = new Set([...train, ...(evalSet ?? [])].map((r) => asGroup(r).responses.length));
+        const counts = new Set(
+          [...train, ...(evalSet ?? [])].map((r) => asGroup(r as PreferenceRecord | ScoredRecord).responses.length),
+        );
         k = o.k ?? (counts.size === 1 ? [...counts][0] : 0);
         if (!k)
           throw new TypeError(
             `${fn}: the records have different numbers of responses (${[...counts].join(', ')}); set options.groupSize`,
           );
       }
-      const toItems = (records: Array<PreferenceRecord | ScoredRecord>, name: string): Item[] => {
+      const toItems = (records: Array<PreferenceRecord | ScoredRecord | UnpairedRecord>, name: string): Item[] => {
         const items: Item[] = [];
         let truncated = 0,
           dropped = 0;
         records.forEach((r, i) => {
-          const g = group ? asGroup(r) : undefined;
+          if (isUnpaired(r)) {
+            const x = encodeRow(this.tokenizer, r.prompt, r.completion, o.seqLen);
+            if (x.truncated) truncated++;
+            if (x.seq.responseIds.length === 0) dropped++;
+            else items.push({ rows: [x.seq], lengths: [x.seq.responseIds.length], best: 0, worst: 0, label: r.label });
+            return;
+          }
+          const g = group ? asGroup(r as PreferenceRecord | ScoredRecord) : undefined;
           if (g && g.responses.length % k !== 0)
             throw new RlhfError(
               ErrorCode.FORMAT,
@@ -325,11 +361,16 @@ export class PreferenceTrainer extends TrainerEmitter {
     }
   }
 
-  /** KTO's z0 on mismatched rows: item i's prompt with item (i+1)'s chosen response (TRL's KL term), no gradients. */
+  /**
+   * KTO's z0 on mismatched rows (TRL's KL term), no gradients: unpaired, row i's prompt with row
+   * (i−1)'s completion, as TRL shifts the completions of a batch by one; pairs, item i's prompt with
+   * item (i+1)'s chosen response. A micro-batch of one item has no mismatched row: z0 is then its own h.
+   */
   async #klBaseline(items: Item[]): Promise<number> {
+    const n = items.length;
     const rows = items.map((it, i) => {
       const p = it.rows[it.best].promptIds,
-        other = items[(i + 1) % items.length];
+        other = items[it.label === undefined ? (i + 1) % n : (i + n - 1) % n];
       return {
         promptIds: p,
         responseIds: other.rows[other.best].responseIds.slice(0, Math.max(0, this.#o.seqLen - p.length)),
@@ -341,9 +382,25 @@ export class PreferenceTrainer extends TrainerEmitter {
     return allFinite(...pol.seq, ...ref.seq) ? ktoKlBaseline(pol.seq, ref.seq) : NaN;
   }
 
+  /** Unpaired KTO data: checks the batch size and logs TRL's advice on the weights. */
+  #checkUnpaired(records: UnpairedRecord[]): void {
+    const o = this.#o;
+    if (o.batchSize < 2)
+      throw new TypeError(
+        `PreferenceTrainer: expected options.batchSize to be >= 2 for KTO on unpaired data (z0 is taken on mismatched rows of a micro-batch), received ${o.batchSize}`,
+      );
+    const nd = records.filter((r) => r.label).length,
+      nu = records.length - nd;
+    const ratio = (o.desirableWeight * nd) / (o.undesirableWeight * nu);
+    if (!(ratio >= 1 && ratio <= 4 / 3))
+      this.#log(
+        `kto: ${nd} desirable and ${nu} undesirable rows; desirableWeight·${nd} / (undesirableWeight·${nu}) = ${ratio.toFixed(3)}, outside [1, 4/3] (the KTO paper's advice; set the weights to bring it inside)`,
+      );
+  }
+
   /**
-   * One micro-batch: loss, gradient w.r.t. the policy's sequence log-probs, diagnostics; null (and
-   * no saved activations) when a log-prob is not finite.
+   * One micro-batch: loss, gradient w.r.t. the policy's sequence log-probs, its metric tally; null
+   * (and no saved activations) when a log-prob is not finite.
    */
   async #lossOf(items: Item[], save: boolean) {
     const k = items[0].rows.length;
@@ -359,7 +416,7 @@ export class PreferenceTrainer extends TrainerEmitter {
       if (save) this.policy.releaseActivations();
       return null;
     }
-    const out = preferenceLoss(this.#o, {
+    const input = {
       k,
       policy: rb.seq,
       ref,
@@ -367,21 +424,11 @@ export class PreferenceTrainer extends TrainerEmitter {
       scores: items[0].scores && items.flatMap((it) => it.scores!),
       best: items.map((it) => it.best),
       worst: items.map((it) => it.worst),
+      desirable: items[0].label === undefined ? undefined : items.map((it) => (it.label ? 1 : 0)),
       klBaseline: z0,
-    });
-    const chosen = Float64Array.from(items, (it, i) => rb.seq[i * k + it.best]),
-      rejected = Float64Array.from(items, (it, i) => rb.seq[i * k + it.worst]);
-    let correct = 0;
-    out.rewardsChosen.forEach((c, i) => (correct += c > out.rewardsRejected[i] ? 1 : 0));
-    const diag = {
-      rewardsChosen: mean(out.rewardsChosen),
-      rewardsRejected: mean(out.rewardsRejected),
-      margin: mean(out.rewardsChosen) - mean(out.rewardsRejected),
-      accuracy: correct / items.length,
-      logpsChosen: mean(chosen),
-      logpsRejected: mean(rejected),
     };
-    return { rb, out, diag, z0 };
+    const out = preferenceLoss(this.#o, input);
+    return { rb, out, tally: tallyOf(this.#o, input, out, items.length) };
   }
 
   /** Mean loss (without the NTP term) and diagnostics over the eval set, no gradients. */
@@ -394,26 +441,29 @@ export class PreferenceTrainer extends TrainerEmitter {
   }
 
   async #evaluate(set: Item[]): Promise<PreferenceMetrics & { items: number }> {
-    const sum: Record<string, number> = {};
+    const sum = emptyTally();
     for (let i = 0; i < set.length; i += this.#o.batchSize) {
-      const b = set.slice(i, i + this.#o.batchSize);
-      const r = await this.#lossOf(b, false);
-      if (!r)
-        return {
-          loss: NaN,
-          rewardsChosen: NaN,
-          rewardsRejected: NaN,
-          margin: NaN,
-          accuracy: NaN,
-          logpsChosen: NaN,
-          logpsRejected: NaN,
-          items: set.length,
-        };
-      const { out, diag } = r;
-      for (const [key, v] of Object.entries({ loss: out.loss, ...diag }))
-        sum[key] = (sum[key] ?? 0) + (v * b.length) / set.length;
+      const r = await this.#lossOf(set.slice(i, i + this.#o.batchSize), false);
+      if (!r) {
+        const nan = Object.fromEntries(TALLY_KEYS.map((k) => [k, NaN])) as Tally;
+        return { ...this.#metrics(nan, false), items: set.length };
+      }
+      addTally(sum, r.tally);
     }
-    return { ...(sum as unknown as PreferenceMetrics), items: set.length };
+    return { ...this.#metrics(sum, false), items: set.length };
+  }
+
+  /** The metrics of a tally; `step`: without the means of a kind the set has no row of (as TRL logs). */
+  #metrics(t: Tally, step: boolean): PreferenceMetrics & { klBaseline?: number } {
+    const { klBaseline, ...m } = metricsOf(t);
+    const out: PreferenceMetrics & { klBaseline?: number } = this.#o.loss === 'kto' ? { ...m, klBaseline } : m;
+    if (step)
+      for (const [kind, keys] of [
+        ['chosen', ['rewardsChosen', 'logpsChosen', 'margin']],
+        ['rejected', ['rewardsRejected', 'logpsRejected', 'margin']],
+      ] as const)
+        if (t[kind] === 0) for (const key of keys) delete (out as Partial<PreferenceMetrics>)[key];
+    return out;
   }
 
   async train(): Promise<PreferenceTrainResult> {
@@ -435,16 +485,6 @@ export class PreferenceTrainer extends TrainerEmitter {
     const frozen: Record<string, CheckpointPart> =
       this.reference && !this.reference.adaptersOf ? { reference: { model: this.reference } } : {};
     // the step's metrics: each a sum over micro-batches of per-item means weighted by the micro-batch's share
-    const keys = [
-      'loss',
-      'rewardsChosen',
-      'rewardsRejected',
-      'margin',
-      'accuracy',
-      'logpsChosen',
-      'logpsRejected',
-      ...(o.loss === 'kto' ? ['klBaseline'] : []),
-    ];
     let N = 0,
       evalResult: PreferenceTrainResult['eval'];
     const r = await runStepLoop({
@@ -468,19 +508,22 @@ export class PreferenceTrainer extends TrainerEmitter {
       accumulate: async (micro) => {
         const micros = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
         N = micros.reduce((s, b) => s + b.length, 0);
-        // NTP: mean NLL over the step's chosen (best-scored) response tokens
-        const ntpTokens = micros.reduce((s, b) => s + b.reduce((t, it) => t + it.lengths[it.best], 0), 0);
-        const m: Record<string, number> = Object.fromEntries(keys.map((k) => [k, 0]));
+        // NTP: mean NLL over the step's chosen (best-scored; unpaired: desirable) response tokens
+        const ntpTokens = micros.reduce(
+          (s, b) => s + b.reduce((t, it) => t + (it.label === false ? 0 : it.lengths[it.best]), 0),
+          0,
+        );
+        const tally = emptyTally();
         let nll = 0;
         for (const global of micros) {
           const items = localShare(this.group, global);
           if (!items.length) continue;
           const r = await this.#lossOf(items, true);
           if (!r) {
-            m.loss = NaN; // no backward; the step skips its update
+            tally.loss = NaN; // no backward; the step skips its update
             continue;
           }
-          const { rb, out, diag, z0 } = r;
+          const { rb, out } = r;
           const w = items.length / N; // each micro-batch loss is a mean over its items; the step's is over all N
           const dTok = spreadSequenceGrad(
             out.dPolicy.map((d) => d * w),
@@ -490,28 +533,21 @@ export class PreferenceTrainer extends TrainerEmitter {
           );
           if (o.ntpCoef > 0)
             items.forEach((it, i) => {
+              if (it.label === false) return;
               const b = i * it.rows.length + it.best;
               for (let j = 0; j < rb.sb.responseLength[b]; j++) {
                 nll -= rb.logprobs[rb.sb.responseStart[b] + j] / ntpTokens;
                 dTok[rb.sb.responseStart[b] + j] -= o.ntpCoef / ntpTokens;
               }
             });
-          for (const [key, v] of Object.entries({
-            loss: out.loss,
-            ...diag,
-            ...(z0 === undefined ? {} : { klBaseline: z0 }),
-          }))
-            m[key] += v * w;
+          addTally(tally, r.tally);
           await this.policy.backward({ dLogprobs: Float32Array.from(dTok) });
         }
-        return { ...m, ntpLoss: nll };
+        return { ...tally, ntpLoss: nll };
       },
       lossOf: (m) => (o.ntpCoef > 0 ? m.loss + o.ntpCoef * m.ntpLoss : m.loss),
       metrics: (sums, u) => {
-        const m: Record<string, number> = {};
-        // a skipped micro-batch (NaN loss on some rank) leaves the step's diagnostics meaningless
-        for (const k of keys) m[k] = Number.isNaN(sums.loss) ? NaN : sums[k];
-        m.loss = sums.loss;
+        const m: Record<string, number> = { ...this.#metrics(sums as unknown as Tally, true) };
         if (o.ntpCoef > 0) ((m.ntpLoss = sums.ntpLoss), (m.loss += o.ntpCoef * sums.ntpLoss));
         return { ...m, lr: u.lr, gradNorm: u.gradNorm, itemsPerSecond: N / u.seconds };
       },

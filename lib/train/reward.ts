@@ -211,10 +211,10 @@ export class RewardTrainer extends TrainerEmitter {
     this.#data ??= (async () => {
       const fn = 'RewardTrainer';
       const o = this.#o;
-      let records = (await loadPairData(fn, 'train', this.#opts.train, false)) as PreferenceRecord[];
+      let records = (await loadPairData(fn, 'train', this.#opts.train, 'pairs')) as PreferenceRecord[];
       let evalRecords =
         this.#opts.eval !== undefined
-          ? ((await loadPairData(fn, 'eval', this.#opts.eval, false)) as PreferenceRecord[])
+          ? ((await loadPairData(fn, 'eval', this.#opts.eval, 'pairs')) as PreferenceRecord[])
           : undefined;
       if (o.evalSplit !== undefined) {
         if (records.length < 2)

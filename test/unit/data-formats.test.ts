@@ -1,6 +1,6 @@
 // TRL record formats: {prompt, completion}, {messages}, conversational prompt-completion,
 // {prompt, chosen, rejected} incl. the conversational and implicit-prompt forms, {prompt, responses,
-// scores}, prompt-only records with extra keys kept; errors name file:line, field, expectation.
+// scores}, unpaired {prompt, completion, label}, prompt-only records with extra keys kept; errors name file:line, field, expectation.
 import t from 'tap';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,10 +10,12 @@ import {
   loadPromptFile,
   loadScoredFile,
   loadSftFile,
+  loadUnpairedFile,
   parsePreferenceRecord,
   parsePromptRecord,
   parseScoredRecord,
   parseSftRecord,
+  parseUnpairedRecord,
 } from '../../lib/data/index.js';
 
 const root = await mkdtemp(join(tmpdir(), 'rlhf-data-formats-'));
@@ -269,4 +271,53 @@ t.test('loaders: file:line in errors, empty files, missing files', async (t) => 
     code: 'ERR_RLHF_IO',
     message: /^cannot read .*missing\.jsonl: ENOENT/,
   });
+});
+
+t.test('unpaired {prompt, completion, label} records (KTO)', async (t) => {
+  const U = '{prompt, completion, label} record';
+  t.same(parseUnpairedRecord({ prompt: 'q', completion: 'a', label: false, extra: 1 }, W), {
+    prompt: 'q',
+    completion: 'a',
+    label: false,
+  });
+  t.same(
+    parseUnpairedRecord({ prompt: [user('q')], completion: [asst('a')], label: true }, W),
+    { prompt: [user('q')], completion: 'a', label: true },
+    'conversational: the reply is the completion',
+  );
+  t.same(
+    parseUnpairedRecord({ completion: [user('q'), asst('a'), user('r'), asst('b')], label: true }, W),
+    { prompt: [user('q'), asst('a'), user('r')], completion: 'b', label: true },
+    'implicit prompt: the messages before the reply',
+  );
+  t.throws(
+    () => parseUnpairedRecord({ prompt: 'q', completion: 'a', label: 'true' }, W),
+    fmt(`${W}: expected "label" to be true (desirable) or false (undesirable) (${U}), got string`),
+  );
+  t.throws(
+    () => parseUnpairedRecord({ prompt: 'q', completion: 'a', label: 1 }, W),
+    fmt(`${W}: expected "label" to be true (desirable) or false (undesirable) (${U}), got number`),
+  );
+  t.throws(
+    () => parseUnpairedRecord({ prompt: 'q', completion: 'a' }, W),
+    fmt(
+      `${W}: expected "label" to be true (desirable) or false (undesirable) (${U}), got nothing (the key is missing)`,
+    ),
+  );
+  t.throws(
+    () => parseUnpairedRecord({ prompt: 'q', completion: [user('a')], label: true }, W),
+    fmt(`${W}: expected the last message of "completion" to be the assistant reply (${U}), got role "user"`),
+  );
+  t.throws(
+    () => parseUnpairedRecord({ prompt: 7, completion: 'a', label: true }, W),
+    fmt(/expected "prompt" to be a string or a non-empty list/),
+  );
+  const good = { prompt: 'q', completion: 'a', label: true };
+  const p = await file([good, '', { prompt: 'q', completion: 'b', label: null }]);
+  await t.rejects(
+    loadUnpairedFile(p),
+    fmt(`${p}:3: expected "label" to be true (desirable) or false (undesirable) (${U}), got null`),
+    'file:line, blank lines counted',
+  );
+  t.same(await loadUnpairedFile(await file([good, { ...good, label: false }])), [good, { ...good, label: false }]);
 });

@@ -18,13 +18,20 @@ export const dpoSpec: CommandSpec = {
       type: 'path',
       required: true,
       placeholder: 'pairs.jsonl',
-      describe: 'pairs {prompt, chosen, rejected} (or {prompt, responses, scores} for exo-rw / dpo-rw)',
+      describe:
+        'pairs {prompt, chosen, rejected} (or {prompt, responses, scores} for exo-rw / dpo-rw; for kto also unpaired {prompt, completion, label})',
     },
     evalData: { type: 'path', placeholder: 'pairs.jsonl', describe: 'held-out pairs' },
     loss: { type: 'enum', values: PREFERENCE_LOSSES, default: 'dpo', describe: 'the loss' },
     beta: { type: 'number', min: 0, default: 0.1, describe: 'β (EXO: β_π; ORPO: λ of the odds-ratio term)' },
     labelSmoothing: { type: 'number', min: 0, max: 0.5, describe: 'cDPO label smoothing (default 0.1 for cdpo)' },
     epsilon: { type: 'number', min: 0, max: 1, describe: 'EXO-pref ε (default 1e-3)' },
+    desirableWeight: { type: 'number', min: 0, describe: "KTO: weight of the desirable examples' loss (default 1)" },
+    undesirableWeight: {
+      type: 'number',
+      min: 0,
+      describe: "KTO: weight of the undesirable examples' loss (default 1)",
+    },
     ntpCoef: { type: 'number', min: 0, describe: 'NLL on the chosen response (regulariser; default 0, 1 for orpo)' },
     seqLen: { type: 'int', min: 2, default: 512, describe: 'longest prompt + response' },
     batchSize: { type: 'int', min: 1, default: 8, describe: 'pairs per micro-batch' },
@@ -35,6 +42,7 @@ export const dpoSpec: CommandSpec = {
   examples: [
     'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/dpo --loss dpo --beta 0.1 --lr 2e-5',
     'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/exo --loss exo',
+    'rlhf dpo --policy runs/sft/model --data thumbs.jsonl --output runs/kto --loss kto --undesirableWeight 1.2',
   ],
 };
 
@@ -51,6 +59,8 @@ export const dpoCommand: CommandHandler = async (o, ctx) => {
       eval: o.evalData as string | undefined,
       labelSmoothing: o.labelSmoothing as number | undefined,
       epsilon: o.epsilon as number | undefined,
+      desirableWeight: o.desirableWeight as number | undefined,
+      undesirableWeight: o.undesirableWeight as number | undefined,
       ntpCoef: o.ntpCoef as number | undefined,
       lr: o.lr as number | undefined,
       saveEvery: o.saveEvery as number | undefined,
