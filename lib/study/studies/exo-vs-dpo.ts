@@ -2,12 +2,13 @@
  * `exo-vs-dpo`: the EXO paper's mode-seeking illustration, computed exactly. The target is a
  * bimodal distribution on a grid (two unit-width Gaussian bumps at ±m with weights w and 1 − w,
  * m and w drawn per seed); the policy can only be one discretised Gaussian (mean μ, log σ). The
- * policy is fitted by gradient descent on the library's own losses over the whole grid as one
+ * policy is fitted to the minimum of the library's own losses over the whole grid as one
  * group of K candidates, with a uniform SFT policy and rewards r = log q (β_π = β_r = 1, so the
  * reward distribution softmax(r/β_r) is exactly the target):
  *   exoRwLoss  = KL(p‖q)         (reverse KL: mode-seeking)
  *   dpoRwLoss  = −Σ q log p      (forward KL up to H(q): mass-covering)
- * The claim: EXO puts its mass on one mode, DPO spreads it between them. Measured: the policy's
+ * The modes are 2·m ≥ 5 apart at width 0.7: well separated, else a broad Gaussian is a local minimum
+ * of the reverse KL too. The claim: EXO puts its mass on one mode, DPO spreads it between them. Measured: the policy's
  * mass between the modes (|x| < m/2), DPO's minus EXO's.
  */
 import { dpoRwLoss } from '../../losses/preference.js';
@@ -20,12 +21,16 @@ import { estimate, verdictOf, withCi, type Study } from '../types.js';
 
 export const GRID = Float64Array.from({ length: 121 }, (_, i) => -6 + i * 0.1);
 
-/** The seed's bimodal target on GRID: modes at ±m (m in [2, 3]), weight w of the left mode in [0.35, 0.65]. */
+/** Standard deviation of each mode of the target. */
+export const MODE_SD = 0.7;
+
+/** The seed's bimodal target on GRID: modes at ±m (m in [2.5, 3.5], sd MODE_SD), weight w of the left mode in [0.35, 0.65]. */
 export function bimodalTarget(seed: number): { q: Float64Array; m: number; w: number } {
   const r = rng(1000 + seed);
-  const m = 2 + r(),
+  const m = 2.5 + r(),
     w = 0.35 + 0.3 * r();
-  const q = GRID.map((x) => w * Math.exp(-((x + m) ** 2) / 2) + (1 - w) * Math.exp(-((x - m) ** 2) / 2));
+  const v = 2 * MODE_SD * MODE_SD;
+  const q = GRID.map((x) => w * Math.exp(-((x + m) ** 2) / v) + (1 - w) * Math.exp(-((x - m) ** 2) / v));
   const z = q.reduce((a, b) => a + b, 0);
   return { q: q.map((v) => v / z), m, w };
 }
@@ -40,33 +45,44 @@ export function gaussianOnGrid(mu: number, logSigma: number): Float64Array {
   return p.map((v) => v / z);
 }
 
+/** The library loss of the discretised Gaussian (μ, log σ) against target q (the whole grid as one group). */
+function gridLoss(loss: 'exo-rw' | 'dpo-rw', rewards: Float64Array, mu: number, logSigma: number) {
+  const s2 = Math.exp(2 * logSigma);
+  const h = GRID.map((x) => -((x - mu) ** 2) / (2 * s2)); // log p_θ up to a constant (softmax removes it)
+  const args = { policy: h, ref: new Float64Array(GRID.length), rewards, groupSize: GRID.length, betaPi: 1, betaR: 1 };
+  return loss === 'exo-rw' ? exoRwLoss(args) : dpoRwLoss({ ...args, target: 'softmax' });
+}
+
 /**
- * Fits (μ, log σ) by Adam on `loss` (the whole grid as one group; h = log p_θ + const) from (mu0, log 2).
- * Returns the fitted parameters and distribution.
+ * The (μ, log σ) minimising `loss`: the best point of a search over μ ∈ [−6, 6] (step 0.1) and
+ * σ ∈ [0.2, 6] (log steps of 0.05), then Adam on the loss's own gradient from there. The search
+ * finds the global minimum, not whichever basin an optimiser's path falls into (a bounded grid
+ * gives the reverse KL a plateau of near-uniform broad Gaussians that a local path can stall on).
  */
 export function fitGaussian(
   loss: 'exo-rw' | 'dpo-rw',
   q: Float64Array,
-  mu0: number,
-  steps = 3000,
-  lr = 0.02,
+  steps = 2000,
+  lr = 0.005,
 ): { mu: number; logSigma: number; p: Float64Array } {
-  const k = GRID.length;
   const rewards = q.map((v) => Math.log(Math.max(v, 1e-300)));
-  const ref = new Float64Array(k); // uniform SFT: log π_sft is a constant, 0 without loss of generality
-  const th = [mu0, Math.log(2)],
+  let best = { mu: 0, ls: 0, l: Infinity };
+  for (let mu = -6; mu <= 6 + 1e-9; mu += 0.1)
+    for (let ls = Math.log(0.2); ls <= Math.log(6); ls += 0.05) {
+      const l = gridLoss(loss, rewards, mu, ls).loss;
+      if (l < best.l) best = { mu, ls, l };
+    }
+  const th = [best.mu, best.ls],
     m1 = [0, 0],
     m2 = [0, 0];
   for (let t = 1; t <= steps; t++) {
     const [mu, ls] = th;
     const s2 = Math.exp(2 * ls);
-    const h = GRID.map((x) => -((x - mu) ** 2) / (2 * s2));
-    const args = { policy: h, ref, rewards, groupSize: k, betaPi: 1, betaR: 1 };
-    const d = loss === 'exo-rw' ? exoRwLoss(args).dPolicy : dpoRwLoss({ ...args, target: 'softmax' }).dPolicy;
+    const d = gridLoss(loss, rewards, mu, ls).dPolicy;
     // chain rule: ∂h_i/∂μ = (x_i − μ)/σ², ∂h_i/∂log σ = (x_i − μ)²/σ²
     let gMu = 0,
       gLs = 0;
-    for (let i = 0; i < k; i++) {
+    for (let i = 0; i < GRID.length; i++) {
       const dx = GRID[i] - mu;
       gMu += (d[i] * dx) / s2;
       gLs += (d[i] * dx * dx) / s2;
@@ -102,9 +118,8 @@ export const exoVsDpo: Study<Row> = {
   usesBase: false,
   async runSeed({ seed }) {
     const { q, m, w } = bimodalTarget(seed);
-    const mu0 = rng(2000 + seed)() - 0.5;
-    const exo = fitGaussian('exo-rw', q, mu0),
-      dpo = fitGaussian('dpo-rw', q, mu0);
+    const exo = fitGaussian('exo-rw', q),
+      dpo = fitGaussian('dpo-rw', q);
     const part = (f: typeof exo) => ({ mu: f.mu, sigma: Math.exp(f.logSigma), between: massBetween(f.p, m) });
     return {
       m,
@@ -155,7 +170,7 @@ export const exoVsDpo: Study<Row> = {
         series,
       }),
       notes: [
-        'Exact: the losses are evaluated over the whole grid (no sampling); the only randomness per seed is the target (mode distance, weights) and the starting mean.',
+        'Exact: the losses are evaluated over the whole grid (no sampling) and minimised globally over the Gaussian family; the only randomness per seed is the target (mode distance and weights).',
         'Not measured here: the reward–KL frontier of EXO-rw and DPO-rw on the demo task over β and K.',
       ],
     };
