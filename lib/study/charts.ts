@@ -13,7 +13,13 @@ export interface IntervalRow {
   hi: number;
 }
 
-export function svgIntervals(o: { title: string; yLabel: string; rows: IntervalRow[]; width?: number; height?: number }): string {
+export function svgIntervals(o: {
+  title: string;
+  yLabel: string;
+  rows: IntervalRow[];
+  width?: number;
+  height?: number;
+}): string {
   const W = o.width ?? 640,
     H = o.height ?? 300;
   const finite = o.rows.flatMap((r) => [r.lo, r.hi, r.mean]).filter(Number.isFinite);
@@ -32,7 +38,9 @@ export function svgIntervals(o: { title: string; yLabel: string; rows: IntervalR
         `<line x1="${c(x - 6)}" y1="${c(f.sy(r.hi))}" x2="${c(x + 6)}" y2="${c(f.sy(r.hi))}" stroke="${col}" stroke-width="2"/>`,
       );
     if (Number.isFinite(r.mean)) {
-      marks.push(`<circle cx="${c(x)}" cy="${c(f.sy(r.mean))}" r="4.5" fill="${col}"><title>${esc(`${r.label}: ${fmt(r.mean)} [${fmt(r.lo)}, ${fmt(r.hi)}]`)}</title></circle>`);
+      marks.push(
+        `<circle cx="${c(x)}" cy="${c(f.sy(r.mean))}" r="4.5" fill="${col}"><title>${esc(`${r.label}: ${fmt(r.mean)} [${fmt(r.lo)}, ${fmt(r.hi)}]`)}</title></circle>`,
+      );
       marks.push(
         `<text x="${c(x + 9)}" y="${c(f.sy(r.mean))}" dy="0.32em" font-size="11" fill="#333">${esc(fmt(r.mean))}</text>`,
       );

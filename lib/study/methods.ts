@@ -37,12 +37,14 @@ export function sft(b: SeedBase): Promise<PolicyEval> {
 /** PPO with the demo's settings; `baseline` 'reference' is ChatGLM-RLHF's r(x,y) − r(x,y_ref). */
 export function ppo(
   b: SeedBase,
-  o: { baseline?: 'reference' | 'none'; ptxCoef?: number } = {},
+  o: { baseline?: 'reference' | 'none'; ptxCoef?: number; samplesPerPrompt?: number } = {},
 ): Promise<PolicyEval> {
   const s = b.settings.ppo;
   const baseline = o.baseline ?? 'reference',
-    ptxCoef = o.ptxCoef ?? s.ptxCoef;
-  return evaluatePolicy(b, `ppo-${baseline}-ptx${ptxCoef}`, async () => {
+    ptxCoef = o.ptxCoef ?? s.ptxCoef,
+    n = o.samplesPerPrompt ?? s.samplesPerPrompt;
+  const key = `ppo-${baseline}-ptx${ptxCoef}${n === s.samplesPerPrompt ? '' : `-n${n}`}`;
+  return evaluatePolicy(b, key, async () => {
     const policy = await b.sft.clone();
     const critic = await b.rm.clone();
     const t = new PPOTrainer({
@@ -54,7 +56,7 @@ export function ppo(
       prompts: prompts(b),
       iterations: s.iterations,
       promptsPerIteration: s.promptsPerIteration,
-      samplesPerPrompt: s.samplesPerPrompt,
+      samplesPerPrompt: n,
       sampling: { maxNewTokens: b.settings.maxNewTokens },
       lr: s.lr,
       criticLr: s.criticLr,

@@ -18,6 +18,7 @@ import { exoVsDpo } from './studies/exo-vs-dpo.js';
 import { lengthBalance } from './studies/length-balance.js';
 import { ptx } from './studies/ptx.js';
 import { referenceBaseline } from './studies/reference-baseline.js';
+import { scaling } from './studies/scaling.js';
 import type { Study, StudyOutcome } from './types.js';
 
 /** Every study, most valuable first (the default order and set). */
@@ -28,6 +29,7 @@ export const STUDIES: ReadonlyArray<Study<unknown>> = [
   dpoLength,
   lengthBalance,
   exoVsDpo,
+  scaling,
 ] as unknown as ReadonlyArray<Study<unknown>>;
 
 export const STUDY_NAMES: readonly string[] = STUDIES.map((s) => s.name);
@@ -69,8 +71,7 @@ export async function runStudies(opts: RunStudiesOptions): Promise<{
   const names = opts.names?.length ? opts.names : STUDY_NAMES;
   if (!Array.isArray(names)) throw typeError(fn, 'options.names', 'an array of study names', names);
   for (const [i, n] of names.entries())
-    if (!STUDY_NAMES.includes(n))
-      throw rangeError(fn, `options.names[${i}]`, `one of ${STUDY_NAMES.join(', ')}`, n);
+    if (!STUDY_NAMES.includes(n)) throw rangeError(fn, `options.names[${i}]`, `one of ${STUDY_NAMES.join(', ')}`, n);
   const studies = STUDIES.filter((s) => names.includes(s.name));
   const seeds = Array.from({ length: seedCount }, (_, i) => i);
   const log = opts.log ?? (() => {});

@@ -37,6 +37,8 @@ export interface StudySettings extends DemoSettings {
   bestOfN: number;
   /** PTX coefficients compared by the ptx study */
   ptxCoefs: number[];
+  /** PPO samples per prompt compared by the scaling study */
+  scalingSamples: number[];
   /** training prompts whose SFT demonstrations measure forgetting (negative log-likelihood) */
   nllPrompts: number;
   /** rough seconds per seed and study on 2 idle cores (the CLI's time estimate) */
@@ -50,7 +52,15 @@ const SMALL_BASE: DemoSettings = {
   sft: { repeats: 4, epochs: 8, lr: 3e-3, batchSize: 32 },
   pairs: { rounds: 3, evalRounds: 2 },
   rm: { epochs: 2, lr: 1e-3, batchSize: 32 },
-  ppo: { iterations: 24, promptsPerIteration: 16, samplesPerPrompt: 2, lr: 2e-4, criticLr: 1e-3, klCoef: 0.02, ptxCoef: 1 },
+  ppo: {
+    iterations: 24,
+    promptsPerIteration: 16,
+    samplesPerPrompt: 2,
+    lr: 2e-4,
+    criticLr: 1e-3,
+    klCoef: 0.02,
+    ptxCoef: 1,
+  },
   dpo: { epochs: 1, lr: 1e-4, beta: 0.1 },
   exo: { epochs: 1, lr: 1e-4, beta: 0.1 },
   grpo: { iterations: 12, promptsPerIteration: 8, samplesPerPrompt: 4, lr: 2e-4 },
@@ -65,6 +75,7 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     rw: { k: 4, beta: 0.1, lr: 1e-4, epochs: 1 },
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
+    scalingSamples: [1, 2, 4, 8],
     nllPrompts: 60,
     secondsPerSeed: 30,
   },
@@ -75,6 +86,7 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     rw: { k: 4, beta: 0.1, lr: 2e-5, epochs: 1 },
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
+    scalingSamples: [1, 2, 4, 8, 16],
     nllPrompts: 120,
     secondsPerSeed: 300,
   },
@@ -364,4 +376,3 @@ export async function evaluateBestOfN(b: SeedBase, n: number): Promise<PolicyEva
     return { ...toEval(b, ps, base), nll: null };
   });
 }
-

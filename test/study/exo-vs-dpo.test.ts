@@ -35,7 +35,10 @@ t.test('forward KL: moment matching; reverse KL: one mode', async (t) => {
     t.ok(Math.abs(fit.s - target.s) < 0.02, `seed ${seed}: DPO sd ${fit.s} vs target ${target.s}`);
     const exo = fitGaussian('exo-rw', q);
     t.ok(Math.abs(Math.abs(exo.mu) - m) < 0.15, `seed ${seed}: EXO mean ${exo.mu} on a mode (±${m})`);
-    t.ok(Math.abs(Math.exp(exo.logSigma) - MODE_SD) < 0.1, `seed ${seed}: EXO σ ${Math.exp(exo.logSigma)} ≈ the mode's ${MODE_SD}`);
+    t.ok(
+      Math.abs(Math.exp(exo.logSigma) - MODE_SD) < 0.1,
+      `seed ${seed}: EXO σ ${Math.exp(exo.logSigma)} ≈ the mode's ${MODE_SD}`,
+    );
     t.ok(massBetween(dpo.p, m) > massBetween(q, m), 'DPO puts more mass between the modes than the target');
     t.ok(massBetween(exo.p, m) < 0.05, `EXO leaves the gap nearly empty (${massBetween(exo.p, m)})`);
     t.ok(massBetween(dpo.p, m) > 5 * massBetween(exo.p, m), 'DPO puts at least 5× more there');

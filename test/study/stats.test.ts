@@ -46,7 +46,14 @@ t.test('two levels: between-seed spread widens the interval beyond the within-se
 });
 
 t.test('constant data, shifts, reproducibility', async (t) => {
-  t.same(hierarchicalBootstrap([[2, 2, 2], [2, 2]]).ci, [2, 2], 'zero width');
+  t.same(
+    hierarchicalBootstrap([
+      [2, 2, 2],
+      [2, 2],
+    ]).ci,
+    [2, 2],
+    'zero width',
+  );
   const x = [normals(50, 4), normals(60, 5)];
   const a = hierarchicalBootstrap(x, undefined, { seed: 7 });
   const b = hierarchicalBootstrap(

@@ -11,7 +11,12 @@ export const studySpec: CommandSpec = {
   description: `Studies: ${STUDY_NAMES.join(', ')} (default: all, in this order). Each runs the methods on the demo task with N seeds, reports the mean and a 95% bootstrap interval over seeds and prompts, and a verdict: reproduced when the interval excludes zero on the side the claim predicts. Writes report.html and summary.json into --output; finished runs are kept under <output>/runs/ and an interrupted study resumes without redoing them. The same seeds and thread count give the same report. --preset small takes a minute or two per study on 2 cores; full (the demo's default sizes, 5 seeds) roughly ${Math.round((STUDY_PRESETS.full.secondsPerSeed * 5 * 4) / 60)} minutes for all studies.`,
   positional: { name: 'STUDY', describe: 'study names (default: all)', variadic: true, names: true },
   flags: {
-    output: { type: 'path', default: 'rlhf-study', placeholder: 'dir', describe: 'where report.html, summary.json and the runs go' },
+    output: {
+      type: 'path',
+      default: 'rlhf-study',
+      placeholder: 'dir',
+      describe: 'where report.html, summary.json and the runs go',
+    },
     preset: { type: 'enum', values: ['small', 'full'], default: 'small', describe: 'model and run sizes' },
     seeds: { type: 'int', min: 1, max: 100, describe: 'number of seeds (default: 3 for small, 5 for full)' },
     threads: COMMON_FLAGS.threads,

@@ -34,7 +34,10 @@ export const alignment: Study<Row> = {
     const cells = (m: string, k: keyof PolicyEval) => perSeed.map((r) => r[m][k] as number[]);
     const rows = methods.map((m) => ({
       m,
-      win: estimate(cells(m, 'win').map((row) => row.map((w) => w - 0.5)), `${name}/${m}/win`),
+      win: estimate(
+        cells(m, 'win').map((row) => row.map((w) => w - 0.5)),
+        `${name}/${m}/win`,
+      ),
       gold: estimate(differences(cells(m, 'gold'), cells('sft', 'gold')), `${name}/${m}/gold`),
       kl: mean(cells(m, 'kl').flat()),
       length: mean(cells(m, 'length').flat()),
@@ -52,7 +55,13 @@ export const alignment: Study<Row> = {
       ...verdictOf({ name, claim, effectLabel, seeds, items: `${prompts} held-out prompts` }, ppoRow.win, 1, 100),
       seeds,
       table: {
-        columns: ['method', 'win rate − 50% (pp) [95% CI]', 'gold − SFT gold [95% CI]', 'KL(π‖π_sft)', 'length (chars)'],
+        columns: [
+          'method',
+          'win rate − 50% (pp) [95% CI]',
+          'gold − SFT gold [95% CI]',
+          'KL(π‖π_sft)',
+          'length (chars)',
+        ],
         rows: [
           ['sft', '—', `gold ${fmt(mean(cells('sft', 'gold').flat()))}`, '0', fmt(mean(cells('sft', 'length').flat()))],
           ...rows.map((r) => [r.m, withCi(r.win, 100), withCi(r.gold), fmt(r.kl), fmt(r.length)]),

@@ -31,7 +31,11 @@ export const dpoLength: Study<Row> = {
       claim,
       source: 'ChatGLM-RLHF (arXiv 2404.00934), evaluation notes',
       effectLabel,
-      ...verdictOf({ name, claim, effectLabel, seeds, items: `${perSeed[0].sft.length.length} held-out prompts` }, effect, 1),
+      ...verdictOf(
+        { name, claim, effectLabel, seeds, items: `${perSeed[0].sft.length.length} held-out prompts` },
+        effect,
+        1,
+      ),
       seeds,
       table: {
         columns: ['policy', 'characters per response [95% CI]', 'minus SFT [95% CI]'],
@@ -50,7 +54,9 @@ export const dpoLength: Study<Row> = {
           { label: 'dpo − ppo', ...ci(effect) },
         ],
       }),
-      notes: [`The demo task’s gold function penalises length (−0.1 per character beyond the ideal answer), so both methods are pushed towards shorter answers here; mean SFT length ${fmt(abs('sft').mean)} characters.`],
+      notes: [
+        `The demo task’s gold function penalises length (−0.1 per character beyond the ideal answer), so both methods are pushed towards shorter answers here; mean SFT length ${fmt(abs('sft').mean)} characters.`,
+      ],
     };
   },
 };

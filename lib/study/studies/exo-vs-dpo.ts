@@ -136,7 +136,8 @@ export const exoVsDpo: Study<Row> = {
       perSeed.map((r) => [r.dpo.between - r.exo.between]),
       `${name}/between`,
     );
-    const claim = 'On a bimodal target, reverse KL (EXO) concentrates on one mode while forward KL (DPO) spreads its mass between the modes.';
+    const claim =
+      'On a bimodal target, reverse KL (EXO) concentrates on one mode while forward KL (DPO) spreads its mass between the modes.';
     const effectLabel = 'policy mass between the modes, DPO-rw minus EXO-rw';
     const curves = perSeed.find((r) => r.curves)?.curves;
     const series = curves

@@ -25,7 +25,16 @@ interface PairCell {
 }
 
 const absCorr = (k: 'balanced' | 'unbalanced') => (groups: PairCell[][]) =>
-  mean(groups.map((g) => Math.abs(pearson(g.map((p) => p[k]), g.map((p) => p.length)))));
+  mean(
+    groups.map((g) =>
+      Math.abs(
+        pearson(
+          g.map((p) => p[k]),
+          g.map((p) => p.length),
+        ),
+      ),
+    ),
+  );
 
 export const lengthBalance: Study<PairCell[]> = {
   name: 'length-balance',
@@ -72,7 +81,16 @@ export const lengthBalance: Study<PairCell[]> = {
     const name = 'length-balance';
     const effect = estimate(perSeed, `${name}/effect`, (g) => absCorr('unbalanced')(g) - absCorr('balanced')(g));
     const corr = (k: 'balanced' | 'unbalanced') =>
-      estimate(perSeed, `${name}/${k}`, (g) => mean(g.map((x) => pearson(x.map((p) => p[k]), x.map((p) => p.length)))));
+      estimate(perSeed, `${name}/${k}`, (g) =>
+        mean(
+          g.map((x) =>
+            pearson(
+              x.map((p) => p[k]),
+              x.map((p) => p.length),
+            ),
+          ),
+        ),
+      );
     const acc = (k: 'balanced' | 'unbalanced') => mean(perSeed.map((g) => mean(g.map((p) => (p[k] > 0 ? 1 : 0)))));
     const cb = corr('balanced'),
       cu = corr('unbalanced');

@@ -30,7 +30,10 @@ export const ptx: Study<Row> = {
     const per = coefs.map((c, i) => ({
       c,
       nll: estimate(nll(i), `${name}/${c}/nll`),
-      gold: estimate(perSeed.map((r) => r.arms[i].gold), `${name}/${c}/gold`),
+      gold: estimate(
+        perSeed.map((r) => r.arms[i].gold),
+        `${name}/${c}/gold`,
+      ),
       kl: mean(perSeed.flatMap((r) => r.arms[i].kl)),
     }));
     const sftNll = mean(perSeed.flatMap((r) => r.sft.nll!));
@@ -43,7 +46,11 @@ export const ptx: Study<Row> = {
       claim,
       source: 'ChatGLM-RLHF (arXiv 2404.00934) §2.5',
       effectLabel,
-      ...verdictOf({ name, claim, effectLabel, seeds, items: `${perSeed[0].sft.nll!.length} SFT demonstrations` }, effect, 1),
+      ...verdictOf(
+        { name, claim, effectLabel, seeds, items: `${perSeed[0].sft.nll!.length} SFT demonstrations` },
+        effect,
+        1,
+      ),
       seeds,
       table: {
         columns: ['policy', 'NLL of SFT demonstrations [95% CI]', 'gold score [95% CI]', 'KL(π‖π_sft)'],
@@ -61,7 +68,9 @@ export const ptx: Study<Row> = {
           ...per.map((p) => ({ label: `λ=${p.c}`, x: p.nll.mean, y: p.gold.mean })),
         ],
       }),
-      notes: ['NLL: the demonstrations of the SFT set’s first pass over the first training prompts, response tokens and eos.'],
+      notes: [
+        'NLL: the demonstrations of the SFT set’s first pass over the first training prompts, response tokens and eos.',
+      ],
     };
   },
 };

@@ -35,9 +35,19 @@ export const referenceBaseline: Study<Row> = {
       return {
         a,
         start: mean(curves.map((c) => c[0]?.shapedReward ?? NaN)),
-        klSlope: mean(curves.map((c) => slope(c.map((p) => p.step), c.map((p) => p.kl)))),
+        klSlope: mean(
+          curves.map((c) =>
+            slope(
+              c.map((p) => p.step),
+              c.map((p) => p.kl),
+            ),
+          ),
+        ),
         kl: mean(perSeed.flatMap((r) => r[a].kl)),
-        gold: estimate(perSeed.map((r) => r[a].gold), `${name}/${a}/gold`),
+        gold: estimate(
+          perSeed.map((r) => r[a].gold),
+          `${name}/${a}/gold`,
+        ),
       };
     });
     const steps = perSeed[0].reference.curve?.length ?? 0;
@@ -46,7 +56,8 @@ export const referenceBaseline: Study<Row> = {
         i + 1,
         mean(perSeed.map((r) => r[a].curve?.[i]?.kl ?? NaN)),
       ]);
-    const claim = 'Subtracting the reference response’s reward makes PPO’s reward start near zero and its KL grow more slowly.';
+    const claim =
+      'Subtracting the reference response’s reward makes PPO’s reward start near zero and its KL grow more slowly.';
     const effectLabel = 'final KL(π‖π_sft) per response, plain minus reference baseline (nats)';
     return {
       name,
@@ -57,7 +68,13 @@ export const referenceBaseline: Study<Row> = {
       ...verdictOf({ name, claim, effectLabel, seeds, items: `${perSeed[0].none.kl.length} held-out prompts` }, kl, 1),
       seeds,
       table: {
-        columns: ['reward', 'shaped reward, iteration 1', 'KL growth per iteration (rollouts)', 'final KL(π‖π_sft)', 'gold score [95% CI]'],
+        columns: [
+          'reward',
+          'shaped reward, iteration 1',
+          'KL growth per iteration (rollouts)',
+          'final KL(π‖π_sft)',
+          'gold score [95% CI]',
+        ],
         rows: per.map((p) => [label[p.a], fmt(p.start), fmt(p.klSlope), fmt(p.kl), withCi(p.gold)]),
       },
       chart: svgLineChart({
@@ -66,7 +83,9 @@ export const referenceBaseline: Study<Row> = {
         yLabel: 'KL per response (nats)',
         series: arms.map((a) => ({ name: label[a], points: klCurve(a) })),
       }),
-      notes: ['KL growth per iteration: least-squares slope of the rollouts’ KL (the trainer’s estimator) over iterations, mean over seeds.'],
+      notes: [
+        'KL growth per iteration: least-squares slope of the rollouts’ KL (the trainer’s estimator) over iterations, mean over seeds.',
+      ],
     };
   },
 };
