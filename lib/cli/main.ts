@@ -6,6 +6,7 @@
 import { runCommand, type CommandHandler, type CommandSpec } from './framework/index.js';
 import { annotateCommand, annotateSpec } from './commands/annotate.js';
 import { demoCommand, demoSpec } from './commands/demo.js';
+import { studyCommand, studySpec } from './commands/study.js';
 import { dpoCommand, dpoSpec } from './commands/dpo.js';
 import { evalCommand, evalSpec } from './commands/evaluate.js';
 import { exportCommand, exportSpec } from './commands/export.js';
@@ -22,6 +23,7 @@ import { sftCommand, sftSpec } from './commands/sft.js';
 
 const COMMANDS: Array<[CommandSpec, CommandHandler]> = [
   [demoSpec, demoCommand],
+  [studySpec, studyCommand],
   [sftSpec, sftCommand],
   [labelSpec, labelCommand],
   [rmSpec, rmCommand],

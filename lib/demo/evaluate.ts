@@ -18,6 +18,9 @@ export interface PolicySamples {
   gold: number[][];
   kl: number; // mean per response
   length: number; // mean characters
+  /** per prompt: mean KL per response and mean characters over its samples */
+  klPerPrompt: number[];
+  lengthPerPrompt: number[];
 }
 
 export async function samplePolicy(opts: {
@@ -45,6 +48,8 @@ export async function samplePolicy(opts: {
     gold[s.promptIndex].push(goldScore(prompts[s.promptIndex], s.text).total);
   }
   let kl = 0;
+  const klPerPrompt = prompts.map(() => 0),
+    lengthPerPrompt = prompts.map(() => 0);
   const chunk = 64;
   for (let i = 0; i < roll.samples.length; i += chunk) {
     const part = roll.samples.slice(i, i + chunk);
@@ -58,11 +63,22 @@ export async function samplePolicy(opts: {
       saveForBackward: false,
     });
     part.forEach((s, b) => {
-      for (let t = 0; t < s.responseIds.length; t++) kl += s.logprobs[t] - f.logprobs[sb.responseStart[b] + t];
+      let k = 0;
+      for (let t = 0; t < s.responseIds.length; t++) k += s.logprobs[t] - f.logprobs[sb.responseStart[b] + t];
+      kl += k;
+      klPerPrompt[s.promptIndex] += k / samples;
+      lengthPerPrompt[s.promptIndex] += s.text.length / samples;
     });
   }
   const n = roll.samples.length;
-  return { texts, gold, kl: kl / n, length: roll.samples.reduce((a, s) => a + s.text.length, 0) / n };
+  return {
+    texts,
+    gold,
+    kl: kl / n,
+    length: roll.samples.reduce((a, s) => a + s.text.length, 0) / n,
+    klPerPrompt,
+    lengthPerPrompt,
+  };
 }
 
 export interface Comparison {

@@ -39,7 +39,12 @@ export interface CommandSpec {
   flags: Record<string, FlagSpec>;
   examples: string[];
   /** one optional positional argument, returned as options[camelCase(name)]; `variadic`: any number, returned as a string[] */
-  positional?: { name: string; describe: string; variadic?: boolean };
+  positional?: {
+    name: string;
+    describe: string;
+    variadic?: boolean;
+    /** variadic values are names, not paths (kept as given) */ names?: boolean;
+  };
 }
 
 /** A mistake in how the command was called: bad flag, bad value, bad config file. Exit code 2. */
@@ -133,7 +138,9 @@ export async function parseCommand(
 
   const options: Record<string, unknown> = {};
   if (spec.positional?.variadic) {
-    options[camel(spec.positional.name)] = positionals.map((p) => resolve(cwd, p));
+    options[camel(spec.positional.name)] = spec.positional.names
+      ? positionals
+      : positionals.map((p) => resolve(cwd, p));
   } else if (spec.positional) {
     if (positionals.length > 1) throw new CliError(`unexpected argument ${show(positionals[1])}`);
     if (positionals.length) options[camel(spec.positional.name)] = positionals[0];
