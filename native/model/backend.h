@@ -19,6 +19,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "../core/buffer.h"
@@ -169,4 +170,11 @@ class Staging {
 };
 
 }  // namespace model
+
+namespace cuda {
+// A new CUDA backend for one model: native/cuda/backend.cu in CUDA builds (and under the host
+// emulation harness in the CUDA kernel tests), native/cuda/backend_stub.cc otherwise. Null, with
+// *why set, when it cannot run here (not compiled in, no GPU, cuBLASLt not loadable).
+std::shared_ptr<model::Backend> new_model_backend(std::string* why);
+}  // namespace cuda
 }  // namespace rlhf

@@ -15,11 +15,6 @@
 #include "internal.h"
 
 namespace rlhf {
-namespace cuda {
-// native/cuda/backend.cu in CUDA builds, native/cuda/backend_stub.cc otherwise (null, *why set).
-std::shared_ptr<model::Backend> new_model_backend(std::string* why);
-}  // namespace cuda
-
 namespace model {
 
 namespace {

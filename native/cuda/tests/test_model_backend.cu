@@ -18,12 +18,6 @@
 #include "../../model/transformer.h"
 #include "cuda_test_util.h"
 
-namespace rlhf {
-namespace cuda {
-std::shared_ptr<model::Backend> new_model_backend(std::string* why);
-}
-}  // namespace rlhf
-
 using namespace rlhf_cuda_test;
 using rlhf::Device;
 using rlhf::model::ModelConfig;
