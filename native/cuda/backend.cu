@@ -247,8 +247,8 @@ class CudaBackend final : public model::Backend {
   void logsoftmax_backward(float* dz, int64_t lddz, const float* z, int64_t ldz, const int32_t* targets,
                            const float* lse, const float* ent, const float* dlogp, const float* dent, int64_t N,
                            int64_t V) override {
-    throw_if(cuda::logsoftmax_backward(dz, lddz, z, ldz, targets, lse, ent, dlogp, dent, N, V, 1.0f, DType::F32,
-                                       nullptr));
+    throw_if(
+        cuda::logsoftmax_backward(dz, lddz, z, ldz, targets, lse, ent, dlogp, dent, N, V, 1.0f, DType::F32, nullptr));
   }
 
   void add_row_bias(float* x, const float* bias, int64_t N, int64_t W) override {

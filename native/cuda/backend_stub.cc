@@ -9,8 +9,9 @@ namespace cuda {
 
 std::shared_ptr<model::Backend> new_model_backend(std::string* why) {
   if (why)
-    *why = "this addon was built without CUDA (node-gyp builds the CPU addon; `npm run build:cmake` builds the CUDA "
-           "backend where nvcc is found)";
+    *why =
+        "this addon was built without CUDA (node-gyp builds the CPU addon; `npm run build:cmake` builds the CUDA "
+        "backend where nvcc is found)";
   return nullptr;
 }
 

@@ -88,8 +88,8 @@ class Backend {
   virtual void logsoftmax_forward(float* logp, float* ent, float* lse, const float* z, int64_t ldz,
                                   const int32_t* targets, int64_t N, int64_t V) = 0;
   virtual void logsoftmax_backward(float* dz, int64_t lddz, const float* z, int64_t ldz, const int32_t* targets,
-                                   const float* lse, const float* ent, const float* dlogp, const float* dent,
-                                   int64_t N, int64_t V) = 0;
+                                   const float* lse, const float* ent, const float* dlogp, const float* dent, int64_t N,
+                                   int64_t V) = 0;
 
   // ---- rows: the model's glue (internal.h states each contract)
   virtual void add_row_bias(float* x, const float* bias, int64_t N, int64_t W) = 0;
@@ -104,9 +104,9 @@ class Backend {
   virtual void value_head_backward(float* dxf, float* dw, const float* dvalues, const float* xf, const float* w,
                                    int64_t N, int64_t C, int64_t T, const int64_t* lengths) = 0;
   // internal.h's cache_store on the cache rows starting at ck / cv (rows × len positions × kvd)
-  virtual void cache_store(float* ck, float* cv, int64_t cache_rows, int64_t cache_len, const float* k,
-                           const float* v, int64_t ld, int64_t B, int64_t T, const int64_t* lengths,
-                           const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd) = 0;
+  virtual void cache_store(float* ck, float* cv, int64_t cache_rows, int64_t cache_len, const float* k, const float* v,
+                           int64_t ld, int64_t B, int64_t T, const int64_t* lengths, const int64_t* kv_seq,
+                           const int64_t* kv_offset, int64_t kvd) = 0;
 };
 
 // The CPU backend: today's native/cpu kernels, called with exactly the arguments the model used

@@ -97,9 +97,7 @@ class CpuBackend final : public Backend {
     cpu::logsoftmax_backward(dz, lddz, z, ldz, targets, lse, ent, dlogp, dent, N, V);
   }
 
-  void add_row_bias(float* x, const float* bias, int64_t N, int64_t W) override {
-    model::add_row_bias(x, bias, N, W);
-  }
+  void add_row_bias(float* x, const float* bias, int64_t N, int64_t W) override { model::add_row_bias(x, bias, N, W); }
   void column_sums(float* out, const float* x, int64_t N, int64_t W) override { model::column_sums(out, x, N, W); }
   void gather_rows(float* dst, const float* src, const int64_t* rows, int64_t M, int64_t C) override {
     parallel_for(M, 64, [&](int64_t b, int64_t e, int) {

@@ -111,9 +111,10 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   res.logprobs.resize(B);
   res.stopped.assign(B, false);
   std::vector<int64_t> cur(B, 0);  // tokens in each row's cache
-  Buffer rstd(static_cast<size_t>(B) * sizeof(float), false, device());  // final norm of the rows sampled from
-  Staging logits_host;                                                    // the last run's logits on the host ...
-  const float* logits_h = nullptr;                                        // ... (A, Vt)
+  // rstd of the rows sampled from; the last run's logits (A, Vt) on the host
+  Buffer rstd(static_cast<size_t>(B) * sizeof(float), false, device());
+  Staging logits_host;
+  const float* logits_h = nullptr;
 
   // Runs the layers on `rows` (A sequences × T positions, tokens (A·T)), each at cache row
   // kv_seq[i] from position kv_off[i], q_len valid positions; leaves each row's last valid
@@ -125,10 +126,12 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     for (int64_t i = 0; i < A; ++i)
       for (int64_t t = 0; t < T; ++t) pos[i * T + t] = static_cast<int32_t>(kv_off[i] + std::min(t, q_len[i] - 1));
     Staging staged(be_);  // the step's per-row arrays where the backend reads them
-    const int64_t *seq_d = staged.to_device(kv_seq), *off_d = staged.to_device(kv_off), *len_d = staged.to_device(q_len);
+    const int64_t *seq_d = staged.to_device(kv_seq), *off_d = staged.to_device(kv_off),
+                  *len_d = staged.to_device(q_len);
     const int32_t* pos_d = staged.to_device(pos);
     float* x = a.x_in;
-    be_->embedding_forward(x, w(layout_.embed), staged.to_device(tokens), N, V, static_cast<int>(C), shard_.vocab_begin);
+    be_->embedding_forward(x, w(layout_.embed), staged.to_device(tokens), N, V, static_cast<int>(C),
+                           shard_.vocab_begin);
     sum_over_ranks(x, N * C);
     for (int l = 0; l < c.layers; ++l) {
       float* x_next = (x == a.x_in) ? x_other : a.x_in;

@@ -45,7 +45,8 @@ void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* tar
   Buffer chunk_z(cache ? 0 : static_cast<size_t>(R * V) * sizeof(float), false, device());
   Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false, device());
   Buffer chunk_full(out.logits && sharded() ? static_cast<size_t>(R * Vt) * sizeof(float) : 0, false);
-  Buffer lp(static_cast<size_t>(R) * sizeof(float), false, device()), en(static_cast<size_t>(R) * sizeof(float), false, device());
+  Buffer lp(static_cast<size_t>(R) * sizeof(float), false, device()),
+      en(static_cast<size_t>(R) * sizeof(float), false, device());
   const float alpha = 1.0f / temperature;
   for (int64_t m0 = 0; m0 < M; m0 += R) {
     const int64_t n = std::min(R, M - m0);
@@ -114,8 +115,7 @@ void Transformer::lm_head_backward(const float* dlogp, const float* dent, float*
       sharded_logsoftmax_backward(dz, z, n, saved_.lm_targets.data() + m0, lse + m0, ent + m0, gl.data() + m0,
                                   dent ? ge.data() + m0 : nullptr);
     else
-      be_->logsoftmax_backward(dz, V, z, V, tg_d + m0, lse + m0, ent + m0, gl_d + m0, dent ? ge_d + m0 : nullptr, n,
-                               V);
+      be_->logsoftmax_backward(dz, V, z, V, tg_d + m0, lse + m0, ent + m0, gl_d + m0, dent ? ge_d + m0 : nullptr, n, V);
     float* dxc = chunk_dx.as<float>();
     be_->gemm(false, false, n, C, V, alpha, dz, V, W, C, 0.0f, dxc, C);
     sum_over_ranks(dxc, n * C);  // vocab-parallel: each rank holds a partial d(xf)

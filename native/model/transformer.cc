@@ -69,8 +69,8 @@ void Transformer::write_parameter(const ParamView& v, const float* data) {
 }
 
 OptimizerView Transformer::optimizer_view() {
-  RLHF_CHECK(device() == Device::Cpu, ErrorCode::Unsupported, "the optimizer runs on host parameters; this model's are on '",
-             device_name(device()), "'");
+  RLHF_CHECK(device() == Device::Cpu, ErrorCode::Unsupported,
+             "the optimizer runs on host parameters; this model's are on '", device_name(device()), "'");
   OptimizerView o;
   const int64_t begin = layout_.trainable_begin;  // 0 unless LoRA freezes the base
   o.params = params() + begin, o.grads = grads() + begin, o.size = layout_.total - begin;
@@ -100,9 +100,7 @@ void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, 
   }
 }
 
-void Transformer::zero_grad() {
-  be_->fill(grads(), 0.0f, layout_.total);
-}
+void Transformer::zero_grad() { be_->fill(grads(), 0.0f, layout_.total); }
 
 int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c) {
   return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn);

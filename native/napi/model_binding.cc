@@ -126,8 +126,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         throw Error(ErrorCode::InvalidArgument, "Model: device must be 'cpu' or 'cuda', got '" + device + "'");
       if (device == "cuda") {
         RLHF_CHECK(tp == 1, ErrorCode::Unsupported, "Model: tensorParallel > 1 runs on the CPU only");
-        model_ = std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr,
-                                                      model::make_backend(Device::Cuda));
+        model_ =
+            std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr, model::make_backend(Device::Cuda));
       } else if (tp > 1)
         model_ = std::make_unique<model::TensorParallelModel>(read_config(cfg), tp,
                                                               std::max(1, default_thread_count() / tp));

@@ -20,7 +20,7 @@ t.test('device: cpu by default, kept by clone(); bad names refused', async (t) =
   c.dispose();
 });
 
-t.test("buildInfo: what was compiled and what a Model can run on", async (t) => {
+t.test('buildInfo: what was compiled and what a Model can run on', async (t) => {
   const info = buildInfo();
   t.ok(info.modelDevices.includes('cpu'));
   if (!info.cudaCompiled) t.notOk(info.modelDevices.includes('cuda'), 'no CUDA backend without a CUDA build');
