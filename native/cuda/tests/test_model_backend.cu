@@ -1,14 +1,15 @@
 // The model end to end on the CUDA backend (native/cuda/backend.cu) against the same model on the
 // CPU backend: the same weights (initialised on the host, uploaded), the same inputs, then
-// forward (log-probs, entropy, logits, values), backward (every parameter's gradient) and greedy
-// generate. Under host emulation (npm run test:cuda-host) the kernels run on the CPU and device
-// memory is host memory, but every byte still crosses through the backend's copy().
+// forward (log-probs, entropy, logits, values), backward (every parameter's gradient; saved and
+// checkpointed activations; LoRA adapters on a frozen base) and generate (greedy and sampled).
+// Under host emulation (npm run test:cuda-host) the kernels run on the CPU and device memory is
+// host memory, but every byte still crosses through the backend's copy().
 //
 // Tolerances (fp32 both sides; the backends differ in reduction order, the online softmax of the
 // attention kernel and expf against the CPU's vectorised exp):
 //   forward outputs:  |got − want| ≤ 2e-5 + 2e-4·|want|
 //   gradients:        per tensor, |got − want| ≤ 1e-4·max|want| + 1e-7 (absolute, scaled by the tensor)
-//   generate:         greedy tokens equal; their log-probs within the forward tolerance.
+//   generate:         the same tokens (greedy, and sampled with one seed); log-probs within the forward tolerance.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -55,16 +56,22 @@ struct Pair {
 };
 
 // Every gradient tensor of `gpu` against `cpu`'s, scaled by the tensor's largest element.
-void expect_same_gradients(Transformer& cpu, Transformer& gpu, const char* what) {
+// `trained(name)`: the tensors that must get a gradient (the others must stay 0 on both).
+template <typename Trained>
+void expect_same_gradients(Transformer& cpu, Transformer& gpu, const char* what, Trained trained) {
   for (const auto& v : cpu.full_views()) {
     std::vector<float> want(v.size), got(v.size);
     cpu.read_parameter(v, true, want.data());
     gpu.read_parameter(v, true, got.data());
     double scale = 0.0;
     for (float x : want) scale = std::max(scale, static_cast<double>(std::fabs(x)));
-    CHECK(scale > 0.0);  // every tensor gets a gradient here
+    if ((scale > 0.0) != trained(v.name)) std::printf("  %s: d%s max %g\n", what, v.name.c_str(), scale);
+    CHECK((scale > 0.0) == trained(v.name));
     EXPECT_CLOSE((std::string(what) + " d" + v.name).c_str(), got, want, kGradRel * scale + 1e-7, 0.0);
   }
+}
+void expect_same_gradients(Transformer& cpu, Transformer& gpu, const char* what) {
+  expect_same_gradients(cpu, gpu, what, [](const std::string&) { return true; });
 }
 
 // B = 3 rows of T = 7, ragged lengths, two packed segments in row 0, targets −1 on some rows.
@@ -143,6 +150,63 @@ TEST(cuda_model_value_head_forward_backward) {
   m.cpu->backward(bi);
   m.gpu->backward(bi);
   expect_same_gradients(*m.cpu, *m.gpu, "value head");
+}
+
+// LoRA on q, v and down (rank 4): the base is frozen (no gradients), the adapters train. lora_B
+// starts at 0 (PEFT), so it is set to random values first, on both models alike.
+TEST(cuda_model_lora_forward_backward) {
+  ModelConfig c = tiny_config(true);
+  c.lora_rank = 4, c.lora_alpha = 8.0f;
+  c.lora_modules = (1u << rlhf::model::kLoraQ) | (1u << rlhf::model::kLoraV) | (1u << rlhf::model::kLoraDown);
+  Pair m(c);
+  for (const auto& v : m.cpu->full_views())
+    if (v.name.find("lora_B") != std::string::npos) {
+      auto b = random_vector(v.size, -0.3f, 0.3f);
+      m.cpu->write_parameter(v, b.data());
+      m.gpu->write_parameter(v, b.data());
+    }
+  Batch batch(c.vocab);
+  const int64_t N = batch.B * batch.T;
+  Outputs oc(N, c.vocab), og(N, c.vocab);
+  m.cpu->forward(batch.input(true), oc.out(false));
+  m.gpu->forward(batch.input(true), og.out(false));
+  EXPECT_CLOSE("lora logprobs", og.logprobs, oc.logprobs, kFwdAtol, kFwdRtol);
+  auto dlogp = random_vector(N);
+  rlhf::model::BackwardInput bi;
+  bi.dlogprobs = dlogp.data();
+  m.cpu->zero_grad();
+  m.gpu->zero_grad();
+  m.cpu->backward(bi);
+  m.gpu->backward(bi);
+  // the norms' weights get gradients too (rmsnorm backward always accumulates dw; outside the optimizer)
+  expect_same_gradients(*m.cpu, *m.gpu, "lora", [](const std::string& name) {
+    return name.find(".lora_") != std::string::npos || name.find("norm") != std::string::npos;
+  });
+  // the base model without its adapters (a LoRA policy's reference)
+  auto in = batch.input(false);
+  in.adapters = false;
+  m.cpu->forward(in, oc.out(false));
+  m.gpu->forward(in, og.out(false));
+  EXPECT_CLOSE("base logprobs", og.logprobs, oc.logprobs, kFwdAtol, kFwdRtol);
+}
+
+// Sampling (temperature, top-k, top-p) happens on the host from the downloaded logits with the
+// CPU's Philox streams: the same seed draws the same tokens as on the CPU.
+TEST(cuda_model_sampled_generate) {
+  const ModelConfig c = tiny_config(true);
+  Pair m(c);
+  rlhf::model::GenerateRequest req;
+  req.prompts = {random_ints(4, 0, 60), random_ints(7, 0, 60)};
+  req.max_new_tokens = 10;
+  req.sampling.temperature = 0.9f, req.sampling.top_k = 20, req.sampling.top_p = 0.95f;
+  req.seed = 5;
+  auto rc = m.cpu->generate(req);
+  auto rg = m.gpu->generate(req);
+  for (size_t b = 0; b < req.prompts.size(); ++b) {
+    CHECK(rg.tokens[b] == rc.tokens[b]);
+    EXPECT_CLOSE(("sampled logprobs row " + std::to_string(b)).c_str(), rg.logprobs[b], rc.logprobs[b], kFwdAtol,
+                 kFwdRtol);
+  }
 }
 
 TEST(cuda_model_greedy_generate) {
