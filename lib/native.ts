@@ -23,6 +23,11 @@ export interface BuildInfo {
   cudaArchitectures: string[];
   cudaDevices: number;
   cudaUnavailableReason?: string;
+  /** devices Model.create/load({device}) can use now: 'cpu', and 'cuda' when the CUDA backend is compiled in,
+   * a GPU is present and cuBLASLt loads */
+  modelDevices: Array<'cpu' | 'cuda'>;
+  /** why 'cuda' is not in modelDevices */
+  cudaBackendUnavailableReason?: string;
   /** Open MPI for multi-process runs (--nproc), loaded at run time: optional. */
   mpi: { available: boolean; library: string; reason?: string };
   compiler: string;

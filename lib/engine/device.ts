@@ -21,16 +21,16 @@ export function setThreads(n: number): void {
   native().setThreads(n);
 }
 
-/** Devices that can run here, with the reason for each one that cannot. */
+/** Devices a Model can run on here (`Model.create/load(…, {device})`), with the reason for each one that cannot. */
 export function availableDevices(): { device: DeviceName; available: boolean; reason?: string }[] {
   const info = buildInfo();
-  const cuda = info.cudaDevices > 0;
+  const cuda = info.modelDevices.includes('cuda');
   return [
     { device: 'cpu', available: true },
     {
       device: 'cuda',
       available: cuda,
-      reason: cuda ? undefined : (info.cudaUnavailableReason ?? 'no CUDA device'),
+      reason: cuda ? undefined : (info.cudaBackendUnavailableReason ?? info.cudaUnavailableReason ?? 'no CUDA device'),
     },
   ];
 }

@@ -15,7 +15,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
 import { native, type NativeModel } from '../native.js';
-import { releaseCachedMemory } from './device.js';
+import { releaseCachedMemory, type DeviceName } from './device.js';
 import {
   checkBoolean,
   checkInt,
@@ -155,6 +155,9 @@ const IGNORABLE = /rotary_emb\.inv_freq$/;
 export interface LoadOptions {
   /** split the model over this many tensor-parallel ranks (default 1; see native/model/tensor_parallel.h) */
   tensorParallel?: number;
+  /** where the weights live and the model runs (default 'cpu'); 'cuda' throws RlhfError ERR_RLHF_UNSUPPORTED,
+   * saying why, where the addon has no CUDA backend or no GPU is present (see buildInfo()) */
+  device?: DeviceName;
   /** load as another supported architecture of the same family, e.g. a CausalLM checkpoint as
    * *ForSequenceClassification for a critic (the LM head is dropped, the score head initialised) */
   architecture?: string;
@@ -181,6 +184,8 @@ export class Model implements OptimizerTarget {
   readonly config: ModelConfig;
   /** ranks the weights are split over (1: not tensor-parallel); clones keep it */
   readonly tensorParallel: number;
+  /** where the weights live and the model runs; clones keep it */
+  readonly device: DeviceName;
   #native: NativeModel | undefined;
 
   /** the LoRA adapters (undefined: none); with them only the adapters and a scalar head train */
@@ -199,9 +204,11 @@ export class Model implements OptimizerTarget {
     tensorParallel = 1,
     lora?: LoraConfig,
     viewOf?: { model: Model; native: NativeModel },
+    device: DeviceName = 'cpu',
   ) {
     this.config = config;
     this.tensorParallel = tensorParallel;
+    this.device = viewOf ? viewOf.model.device : device;
     this.lora = viewOf ? undefined : lora;
     if (viewOf) {
       this.adaptersOf = viewOf.model;
@@ -213,6 +220,7 @@ export class Model implements OptimizerTarget {
       ...config,
       ...nativeRopeFields(config),
       tensorParallel,
+      device,
       ...nativeLoraFields(lora),
     });
   }
@@ -242,6 +250,10 @@ export class Model implements OptimizerTarget {
       throw new TypeError(`Model.${call}: a withoutAdapters() view is for inference; train or change the model itself`);
   }
 
+  static #device(o: ReturnType<typeof options>): DeviceName {
+    return o.oneOf('device', ['cpu', 'cuda'] as const, 'cpu');
+  }
+
   static #tensorParallel(fn: string, o: ReturnType<typeof options>, cfg: ModelConfig): number {
     const tp = o.int('tensorParallel', { min: 1, max: 64 }, 1);
     // KV heads: each rank owns kvHeads / tp of them, or (tp a multiple of kvHeads) ranks share copies
@@ -259,10 +271,10 @@ export class Model implements OptimizerTarget {
   /** A new model with random weights (normal(0, initializer_range); norms 1, biases 0). `config` is a transformers config.json object. */
   static async create(
     config: Record<string, unknown> | ModelConfig,
-    opts: { seed?: number; initStd?: number; tensorParallel?: number; lora?: LoraOptions } = {},
+    opts: { seed?: number; initStd?: number; tensorParallel?: number; lora?: LoraOptions; device?: DeviceName } = {},
   ): Promise<Model> {
     const o = options('Model.create', 'options', opts);
-    o.known(['seed', 'initStd', 'tensorParallel', 'lora']);
+    o.known(['seed', 'initStd', 'tensorParallel', 'lora', 'device']);
     const seed = o.int('seed', { min: 0 }, 0);
     const cfg = isModelConfig(config) ? config : configFromHF(config, 'Model.create: config');
     const std = o.number('initStd', { min: 0 }, cfg.initializerRange);
@@ -270,6 +282,8 @@ export class Model implements OptimizerTarget {
       cfg,
       Model.#tensorParallel('Model.create', o, cfg),
       resolveLora('Model.create', opts.lora, cfg),
+      undefined,
+      Model.#device(o),
     );
     await withCallerStack(() => m.#handle('create').initRandom(seed, std));
     return m;
@@ -281,7 +295,7 @@ export class Model implements OptimizerTarget {
    */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const o = options('Model.load', 'options', opts);
-    o.known(['architecture', 'seed', 'tensorParallel', 'lora']);
+    o.known(['architecture', 'seed', 'tensorParallel', 'lora', 'device']);
     dir = resolveCheckpoint('Model.load', dir);
     const configPath = join(dir, 'config.json');
     let json: unknown;
@@ -308,7 +322,13 @@ export class Model implements OptimizerTarget {
         });
       }
     }
-    const m = new Model(cfg, Model.#tensorParallel('Model.load', o, cfg), resolveLora('Model.load', lora, cfg));
+    const m = new Model(
+      cfg,
+      Model.#tensorParallel('Model.load', o, cfg),
+      resolveLora('Model.load', lora, cfg),
+      undefined,
+      Model.#device(o),
+    );
     try {
       await m.loadWeights(dir, { seed: opts.seed });
     } catch (err) {
@@ -602,7 +622,7 @@ export class Model implements OptimizerTarget {
 
   /** A new model with the same config and weights (a frozen reference, a critic's start). */
   async clone(): Promise<Model> {
-    const m = new Model(this.config, this.tensorParallel, this.lora);
+    const m = new Model(this.config, this.tensorParallel, this.lora, undefined, this.device);
     for (const p of this.parameters()) await m.setParameter(p.name, await this.getParameter(p.name));
     m.gradientCheckpointing = this.#checkpointing;
     m.tokenizer = this.tokenizer;

@@ -19,8 +19,28 @@ static void count_allocation(int64_t bytes) {
   }
 }
 
-Buffer::Buffer(size_t bytes, bool zero) {
+const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
+
+static DeviceAllocator g_cuda_allocator;
+
+void set_device_allocator(Device d, const DeviceAllocator& a) {
+  RLHF_CHECK(d == Device::Cuda, ErrorCode::Internal, "set_device_allocator: the CPU allocator is fixed");
+  g_cuda_allocator = a;
+}
+
+Buffer::Buffer(size_t bytes, bool zero, Device device) {
   if (bytes == 0) return;
+  if (device != Device::Cpu) {
+    RLHF_CHECK(g_cuda_allocator.allocate != nullptr, ErrorCode::Unsupported, "cannot allocate ", bytes,
+               " bytes on device '", device_name(device), "': no backend for it is loaded");
+    data_ = g_cuda_allocator.allocate(bytes);
+    RLHF_CHECK(data_ != nullptr, ErrorCode::OutOfMemory, "could not allocate ", bytes, " bytes on device '",
+               device_name(device), "'");
+    if (zero) g_cuda_allocator.zero(data_, bytes);
+    bytes_ = bytes;
+    device_ = device;
+    return;
+  }
   if (bytes >= kCachedBlockMin) {
     data_ = acquire_block(bytes, zero, &block_);  // page aligned; zeroed when asked
   } else {
@@ -35,6 +55,10 @@ Buffer::Buffer(size_t bytes, bool zero) {
 
 Buffer::~Buffer() {
   if (!data_) return;
+  if (device_ != Device::Cpu) {
+    g_cuda_allocator.release(data_);
+    return;
+  }
   if (block_)
     release_block(data_, block_);
   else
@@ -46,10 +70,10 @@ int64_t buffer_bytes_in_use() { return g_bytes_in_use.load(); }
 
 static std::atomic<int64_t> g_workspace_bytes{0};
 
-void* grow_buffer(Buffer& buf, size_t bytes) {
-  if (buf.bytes() < bytes) {
+void* grow_buffer(Buffer& buf, size_t bytes, Device device) {
+  if (buf.bytes() < bytes || (buf.device() != device && bytes > 0)) {
     buf = Buffer();
-    buf = Buffer(bytes, false);
+    buf = Buffer(bytes, false, device);
   }
   return buf.data();
 }

@@ -25,6 +25,7 @@ class RopeTable {
   void ensure(int64_t max_position);  // grows the cos/sin table to cover positions [0, max_position]
   int rot_dim() const { return rot_dim_; }
   bool interleaved() const { return interleaved_; }
+  int64_t rows() const { return rows_; }  // positions [0, rows) are in the table
   const float* cos_at(int64_t pos) const { return cos_.data() + pos * (rot_dim_ / 2); }
   const float* sin_at(int64_t pos) const { return sin_.data() + pos * (rot_dim_ / 2); }
 

@@ -25,41 +25,41 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   const int64_t F = c.ffn, KVD = int64_t(c.kv_heads) * c.head_dim;
 
   // MLP: x_out = xmid + act·Wdownᵀ, act = swiglu(h2·Wguᵀ), h2 = rmsnorm(xmid)
-  cpu::rmsnorm_apply(s.h, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
-  cpu::swiglu_forward(s.act, a.gu, N, static_cast<int>(F));
+  be_->rmsnorm_apply(s.h, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
+  be_->swiglu_forward(s.act, a.gu, N, static_cast<int>(F));
   const bool base = !frozen_base();  // LoRA: no gradients for the base weights
-  if (base) cpu::sgemm(true, false, C, F, N, 1.0f, dx, C, s.act, F, 1.0f, g(o.wdown), F);
-  cpu::sgemm(false, false, N, F, C, 1.0f, dx, C, w(o.wdown), F, 0.0f, s.da, F);
+  if (base) be_->gemm(true, false, C, F, N, 1.0f, dx, C, s.act, F, 1.0f, g(o.wdown), F);
+  be_->gemm(false, false, N, F, C, 1.0f, dx, C, w(o.wdown), F, 0.0f, s.da, F);
   lora_backward(l, LoraSite::kDown, s.act, dx, C, s.da, N);
-  cpu::swiglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
-  if (base) cpu::sgemm(true, false, 2 * F, C, N, 1.0f, s.dgu, 2 * F, s.h, C, 1.0f, g(o.wgu), C);
-  cpu::sgemm(false, false, N, C, 2 * F, 1.0f, s.dgu, 2 * F, w(o.wgu), C, 0.0f, s.dh, C);
+  be_->swiglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
+  if (base) be_->gemm(true, false, 2 * F, C, N, 1.0f, s.dgu, 2 * F, s.h, C, 1.0f, g(o.wgu), C);
+  be_->gemm(false, false, N, C, 2 * F, 1.0f, s.dgu, 2 * F, w(o.wgu), C, 0.0f, s.dh, C);
   lora_backward(l, LoraSite::kGateUp, s.h, s.dgu, 2 * F, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel gate/up: partial input gradients
-  cpu::rmsnorm_backward(dx, g(o.post_norm), s.dh, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
+  be_->rmsnorm_backward(dx, g(o.post_norm), s.dh, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
 
   // Attention: xmid = x_in + attn·Woᵀ (+ bo)
-  if (base) cpu::sgemm(true, false, C, AD, N, 1.0f, dx, C, a.attn, AD, 1.0f, g(o.wo), AD);
-  if (base && o.bo >= 0) column_sums(g(o.bo), dx, N, C);
-  cpu::sgemm(false, false, N, AD, C, 1.0f, dx, C, w(o.wo), AD, 0.0f, s.dattn, AD);
+  if (base) be_->gemm(true, false, C, AD, N, 1.0f, dx, C, a.attn, AD, 1.0f, g(o.wo), AD);
+  if (base && o.bo >= 0) be_->column_sums(g(o.bo), dx, N, C);
+  be_->gemm(false, false, N, AD, C, 1.0f, dx, C, w(o.wo), AD, 0.0f, s.dattn, AD);
   lora_backward(l, LoraSite::kO, a.attn, dx, C, s.dattn, N);
-  std::memset(s.dqkv, 0, sizeof(float) * N * QW);
+  be_->fill(s.dqkv, 0.0f, N * QW);
   cpu::AttentionArgs at;
   at.B = saved_.B, at.NH = c.heads, at.KVH = c.kv_heads, at.HD = c.head_dim;
   at.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   at.Tq = T, at.q = a.qkv, at.ldq = QW, at.k = a.qkv + AD, at.v = a.qkv + AD + KVD, at.ldk = at.ldv = QW;
-  at.kv_stride = T, at.q_len = saved_.lengths.data();
-  at.segments = saved_.segments.empty() ? nullptr : saved_.segments.data();
-  cpu::attention_backward(at, a.attn, AD, a.lse, s.dattn, AD, s.dqkv, QW, s.dqkv + AD, QW, s.dqkv + AD + KVD, QW);
-  cpu::rope_apply(s.dqkv, N, QW, c.heads, c.head_dim, saved_.positions.data(), rope_, true);
-  cpu::rope_apply(s.dqkv + AD, N, QW, c.kv_heads, c.head_dim, saved_.positions.data(), rope_, true);
-  cpu::rmsnorm_apply(s.h, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
-  if (base) cpu::sgemm(true, false, QW, C, N, 1.0f, s.dqkv, QW, s.h, C, 1.0f, g(o.wqkv), C);
-  if (base && o.bqkv >= 0) column_sums(g(o.bqkv), s.dqkv, N, QW);
-  cpu::sgemm(false, false, N, C, QW, 1.0f, s.dqkv, QW, w(o.wqkv), C, 0.0f, s.dh, C);
+  at.kv_stride = T, at.q_len = saved_.d_lengths;
+  at.segments = saved_.d_segments;
+  be_->attention_backward(at, a.attn, AD, a.lse, s.dattn, AD, s.dqkv, QW, s.dqkv + AD, QW, s.dqkv + AD + KVD, QW);
+  be_->rope_apply(s.dqkv, N, QW, c.heads, c.head_dim, saved_.d_positions, rope_, true);
+  be_->rope_apply(s.dqkv + AD, N, QW, c.kv_heads, c.head_dim, saved_.d_positions, rope_, true);
+  be_->rmsnorm_apply(s.h, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
+  if (base) be_->gemm(true, false, QW, C, N, 1.0f, s.dqkv, QW, s.h, C, 1.0f, g(o.wqkv), C);
+  if (base && o.bqkv >= 0) be_->column_sums(g(o.bqkv), s.dqkv, N, QW);
+  be_->gemm(false, false, N, C, QW, 1.0f, s.dqkv, QW, w(o.wqkv), C, 0.0f, s.dh, C);
   lora_backward(l, LoraSite::kQkv, s.h, s.dqkv, QW, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel q/k/v
-  cpu::rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
+  be_->rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
 }
 
 // The layer's forward again, from its saved input, with the arithmetic of the first time (so the
@@ -71,8 +71,8 @@ LayerActs Transformer::recompute_layer(int l, float* base, float* x_out, const B
   a.x_in = saved_layer(l).x_in;
   a.h = s.h;
   a.act = s.act;
-  layer_forward(l, a.x_in, x_out, a, saved_.B, saved_.T, saved_.lengths.data(), saved_.positions.data(),
-                saved_.segments.empty() ? nullptr : saved_.segments.data(), nullptr, nullptr, nullptr);
+  layer_forward(l, a.x_in, x_out, a, saved_.B, saved_.T, saved_.d_lengths, saved_.d_positions, saved_.d_segments,
+                nullptr, nullptr, nullptr);
   return a;
 }
 
@@ -85,11 +85,11 @@ void Transformer::lora_backward(int l, LoraSite site, const float* x, const floa
     float* t = lora_scratch(N);
     float* dt = t + N * r;
     const float* dyc = dy + ad.out_begin;
-    cpu::sgemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);     // t = x·Aᵀ
-    cpu::sgemm(true, false, ad.out, r, N, scale, dyc, ld_dy, t, r, 1.0f, g(ad.b), r);     // dB += s·dyᵀ·t
-    cpu::sgemm(false, false, N, r, ad.out, scale, dyc, ld_dy, w(ad.b), r, 0.0f, dt, r);   // dt = s·dy·B
-    cpu::sgemm(true, false, r, ad.in, N, 1.0f, dt, r, x, ad.in, 1.0f, g(ad.a), ad.in);    // dA += dtᵀ·x
-    cpu::sgemm(false, false, N, ad.in, r, 1.0f, dt, r, w(ad.a), ad.in, 1.0f, dx, ad.in);  // dx += dt·A
+    be_->gemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);     // t = x·Aᵀ
+    be_->gemm(true, false, ad.out, r, N, scale, dyc, ld_dy, t, r, 1.0f, g(ad.b), r);     // dB += s·dyᵀ·t
+    be_->gemm(false, false, N, r, ad.out, scale, dyc, ld_dy, w(ad.b), r, 0.0f, dt, r);   // dt = s·dy·B
+    be_->gemm(true, false, r, ad.in, N, 1.0f, dt, r, x, ad.in, 1.0f, g(ad.a), ad.in);    // dA += dtᵀ·x
+    be_->gemm(false, false, N, ad.in, r, 1.0f, dt, r, w(ad.a), ad.in, 1.0f, dx, ad.in);  // dx += dt·A
   }
 }
 
@@ -127,33 +127,19 @@ void Transformer::backward(const BackwardInput& in) {
 
   // Heads -> d(xf) in s.dh
   float* dxf = s.dh;
-  std::memset(dxf, 0, sizeof(float) * N * C);
+  be_->fill(dxf, 0.0f, N * C);
   if (c.lm_head) lm_head_backward(in.dlogprobs, in.dentropy, dxf);
   const float* xf = saved_.acts.as<float>() + saved_.final_off + N * C;
   if (c.value_head && in.dvalues) {
-    const float* ws = w(layout_.score);
-    const int64_t T = saved_.T;
-    auto valid = [&](int64_t r) { return r % T < saved_.lengths[r / T]; };
-    parallel_for(N, 64, [&](int64_t b, int64_t e, int) {
-      for (int64_t r = b; r < e; ++r)
-        if (valid(r))
-          for (int64_t k = 0; k < C; ++k) dxf[r * C + k] += in.dvalues[r] * ws[k];
-    });
-    float* gs = g(layout_.score);
-    parallel_for(C, 16, [&](int64_t b, int64_t e, int) {
-      for (int64_t k = b; k < e; ++k) {
-        float acc = 0.0f;
-        for (int64_t r = 0; r < N; ++r)
-          if (valid(r)) acc += in.dvalues[r] * xf[r * C + k];
-        gs[k] += acc;
-      }
-    });
+    Staging staged(be_);
+    be_->value_head_backward(dxf, g(layout_.score), staged.to_device(in.dvalues, N), xf, w(layout_.score), N, C,
+                             saved_.T, saved_.d_lengths);
   }
   // final norm -> d(residual) in s.dx
-  std::memset(s.dx, 0, sizeof(float) * N * C);
+  be_->fill(s.dx, 0.0f, N * C);
   const float* x_final = saved_.acts.as<float>() + saved_.final_off;
   const float* rstd_f = xf + N * C;
-  cpu::rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, w(layout_.final_norm), rstd_f, N,
+  be_->rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, w(layout_.final_norm), rstd_f, N,
                         static_cast<int>(C));
   for (int l = c.layers - 1; l >= 0; --l) {
     const LayerActs a =
@@ -163,7 +149,7 @@ void Transformer::backward(const BackwardInput& in) {
     layer_backward(l, s.dx, a, s);
   }
   if (!frozen_base())
-    cpu::embedding_backward(g(layout_.embed), s.dx, saved_.tokens.data(), N, c.vocab, static_cast<int>(C),
+    be_->embedding_backward(g(layout_.embed), s.dx, saved_.d_tokens, N, c.vocab, static_cast<int>(C),
                             shard_.vocab_begin);
 }
 

@@ -63,12 +63,13 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   const int64_t C = c.hidden, V = c.vocab, Vt = vocab_total(), KVD = int64_t(c.kv_heads) * c.head_dim;
   KvCache cache;
   cache.rows = B, cache.len = S, cache.kvd = KVD;
-  cache.buf = Buffer(static_cast<size_t>(2 * c.layers * B * S * KVD) * sizeof(float), false);
+  cache.buf = Buffer(static_cast<size_t>(2 * c.layers * B * S * KVD) * sizeof(float), false, device());
 
   // Buffers for up to Nmax = B·Tp rows (prefill), reused by the decode steps.
   const int64_t Nmax = B * Tp;
   const int64_t per_layer = Nmax * activation_floats_per_token_per_layer(c);
-  Buffer work(static_cast<size_t>(per_layer + Nmax * (2 * C + c.ffn) + B * (C + V + Vt + 1)) * sizeof(float), false);
+  Buffer work(static_cast<size_t>(per_layer + Nmax * (2 * C + c.ffn) + B * (C + V + Vt + 1)) * sizeof(float), false,
+              device());
   float* wp = work.as<float>();
   LayerActs a{};
   a.x_in = wp;
@@ -93,12 +94,12 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   for (int l = 0; l < c.layers; ++l) {
     const LayerOffsets& o = layout_.layers[l];
     PackedLayer& pl = packed.layers[l];
-    cpu::sgemm_pack_b(true, C, c.qkv_width(), w(o.wqkv), C, &pl.qkv);
-    cpu::sgemm_pack_b(true, int64_t(c.heads) * c.head_dim, C, w(o.wo), int64_t(c.heads) * c.head_dim, &pl.o);
-    cpu::sgemm_pack_b(true, C, 2 * int64_t(c.ffn), w(o.wgu), C, &pl.gu);
-    cpu::sgemm_pack_b(true, c.ffn, C, w(o.wdown), c.ffn, &pl.down);
+    be_->gemm_pack_b(true, C, c.qkv_width(), w(o.wqkv), C, &pl.qkv);
+    be_->gemm_pack_b(true, int64_t(c.heads) * c.head_dim, C, w(o.wo), int64_t(c.heads) * c.head_dim, &pl.o);
+    be_->gemm_pack_b(true, C, 2 * int64_t(c.ffn), w(o.wgu), C, &pl.gu);
+    be_->gemm_pack_b(true, c.ffn, C, w(o.wdown), c.ffn, &pl.down);
   }
-  cpu::sgemm_pack_b(true, C, V, w(layout_.lm_head), C, &packed.lm_head);
+  be_->gemm_pack_b(true, C, V, w(layout_.lm_head), C, &packed.lm_head);
   struct Unset {
     const PackedWeights*& p;
     ~Unset() { p = nullptr; }
@@ -110,6 +111,10 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   res.logprobs.resize(B);
   res.stopped.assign(B, false);
   std::vector<int64_t> cur(B, 0);  // tokens in each row's cache
+  // rstd of the rows sampled from; the last run's logits (A, Vt) on the host
+  Buffer rstd(static_cast<size_t>(B) * sizeof(float), false, device());
+  Staging logits_host;
+  const float* logits_h = nullptr;
 
   // Runs the layers on `rows` (A sequences × T positions, tokens (A·T)), each at cache row
   // kv_seq[i] from position kv_off[i], q_len valid positions; leaves each row's last valid
@@ -120,29 +125,35 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     std::vector<int32_t> pos(N);
     for (int64_t i = 0; i < A; ++i)
       for (int64_t t = 0; t < T; ++t) pos[i * T + t] = static_cast<int32_t>(kv_off[i] + std::min(t, q_len[i] - 1));
+    Staging staged(be_);  // the step's per-row arrays where the backend reads them
+    const int64_t *seq_d = staged.to_device(kv_seq), *off_d = staged.to_device(kv_off),
+                  *len_d = staged.to_device(q_len);
+    const int32_t* pos_d = staged.to_device(pos);
     float* x = a.x_in;
-    cpu::embedding_forward(x, w(layout_.embed), tokens.data(), N, V, static_cast<int>(C), shard_.vocab_begin);
+    be_->embedding_forward(x, w(layout_.embed), staged.to_device(tokens), N, V, static_cast<int>(C),
+                           shard_.vocab_begin);
     sum_over_ranks(x, N * C);
     for (int l = 0; l < c.layers; ++l) {
       float* x_next = (x == a.x_in) ? x_other : a.x_in;
       LayerActs la = a;
       la.x_in = x;
-      layer_forward(l, x, x_next, la, A, T, q_len.data(), pos.data(), nullptr, &cache, kv_seq.data(), kv_off.data());
+      layer_forward(l, x, x_next, la, A, T, len_d, pos_d, nullptr, &cache, seq_d, off_d);
       x = x_next;
     }
-    std::vector<float> rstd(A);
-    for (int64_t i = 0; i < A; ++i) std::copy(x + (i * T + q_len[i] - 1) * C, x + (i * T + q_len[i]) * C, a.h + i * C);
-    cpu::rmsnorm_forward(xlast, rstd.data(), a.h, w(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
-    cpu::sgemm_packed_b(false, A, alpha, xlast, C, packed.lm_head, 0.0f, zrank, V);
+    for (int64_t i = 0; i < A; ++i) be_->copy_rows(a.h + i * C, x + (i * T + q_len[i] - 1) * C, C);
+    be_->rmsnorm_forward(xlast, rstd.as<float>(), a.h, w(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
+    be_->gemm_packed_b(false, A, alpha, xlast, C, packed.lm_head, 0.0f, zrank, V);
     if (sharded()) {  // the log-softmax forward() uses, then the full rows for sampling
       sharded_logsoftmax(zrank, A, nullptr, row_lse, nullptr, nullptr);
       gather_vocab(zrank, A, logits);
     }
+    logits_host = Staging(be_);
+    logits_h = logits_host.to_host(logits, A * Vt);
   };
 
   // Samples row seq's next token from logits row i (step = tokens generated so far).
   auto pick = [&](int64_t i, int64_t seq) {
-    const float* z = logits + i * Vt;
+    const float* z = logits_h + i * Vt;  // sampled on the host, for every backend
     const int64_t step = static_cast<int64_t>(res.tokens[seq].size());
     const int64_t stream = req.streams.empty() ? req.stream_offset + seq : req.streams[seq];
     float u = philox_uniform(req.seed, static_cast<uint64_t>(stream), static_cast<uint64_t>(step));

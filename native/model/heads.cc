@@ -17,12 +17,6 @@ namespace model {
 
 namespace {
 constexpr int64_t kChunkFloats = int64_t(8) << 20;  // 32 MiB of logits per chunk
-
-void gather_rows(float* dst, const float* src, const int64_t* rows, int64_t M, int64_t C) {
-  parallel_for(M, 64, [&](int64_t b, int64_t e, int) {
-    for (int64_t m = b; m < e; ++m) std::memcpy(dst + m * C, src + rows[m] * C, sizeof(float) * C);
-  });
-}
 }  // namespace
 
 void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* targets, float temperature,
@@ -34,42 +28,50 @@ void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* tar
   for (int64_t r = 0; r < N; ++r)
     if (out.logits || targets[r] >= 0) rows.push_back(r), tg.push_back(targets[r]);
   const int64_t M = static_cast<int64_t>(rows.size());
+  Staging staged(be_);  // rows and targets where the backend reads them
+  const int64_t* rows_d = staged.to_device(rows);
+  const int32_t* tg_d = staged.to_device(tg);
   if (out.logprobs) std::fill(out.logprobs, out.logprobs + N, 0.0f);
   if (out.entropy) std::fill(out.entropy, out.entropy + N, 0.0f);
   const bool cache = save && M * V * int64_t(sizeof(float)) <= logits_cache_budget_bytes;
   if (save) {
-    saved_.lm = Buffer(static_cast<size_t>(2 * M + (cache ? M * V : 0)) * sizeof(float), false);
+    saved_.lm = Buffer(static_cast<size_t>(2 * M + (cache ? M * V : 0)) * sizeof(float), false, device());
     saved_.logits_cached = cache;
   }
   Buffer local_lse;
-  float* lse = save ? saved_.lm.as<float>() : (local_lse = Buffer(M * sizeof(float), false)).as<float>();
+  float* lse = save ? saved_.lm.as<float>() : (local_lse = Buffer(M * sizeof(float), false, device())).as<float>();
   float* ent = save ? lse + M : nullptr;
   const int64_t R = std::max<int64_t>(1, std::min<int64_t>(M, kChunkFloats / Vt));  // the same on every rank
-  Buffer chunk_z(cache ? 0 : static_cast<size_t>(R * V) * sizeof(float), false);
-  Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false);
+  Buffer chunk_z(cache ? 0 : static_cast<size_t>(R * V) * sizeof(float), false, device());
+  Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false, device());
   Buffer chunk_full(out.logits && sharded() ? static_cast<size_t>(R * Vt) * sizeof(float) : 0, false);
-  std::vector<float> lp(R), en(R);
+  Buffer lp(static_cast<size_t>(R) * sizeof(float), false, device()),
+      en(static_cast<size_t>(R) * sizeof(float), false, device());
   const float alpha = 1.0f / temperature;
   for (int64_t m0 = 0; m0 < M; m0 += R) {
     const int64_t n = std::min(R, M - m0);
     float* xc = chunk_x.as<float>();
-    gather_rows(xc, xf, rows.data() + m0, n, C);
+    be_->gather_rows(xc, xf, rows_d + m0, n, C);
     float* z = cache ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
-    cpu::sgemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
+    be_->gemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
     if (out.logits) {
       const float* full = z;
       if (sharded()) gather_vocab(z, n, chunk_full.as<float>()), full = chunk_full.as<float>();
-      for (int64_t m = 0; m < n; ++m) std::memcpy(out.logits + rows[m0 + m] * Vt, full + m * Vt, sizeof(float) * Vt);
+      for (int64_t m = 0; m < n; ++m)
+        be_->copy(out.logits + rows[m0 + m] * Vt, Device::Cpu, full + m * Vt, device(), sizeof(float) * Vt);
     }
     const bool want_ent = out.entropy || save;
-    float* ent_out = want_ent ? (ent ? ent + m0 : en.data()) : nullptr;
+    float* ent_out = want_ent ? (ent ? ent + m0 : en.as<float>()) : nullptr;
     if (sharded())
-      sharded_logsoftmax(z, n, tg.data() + m0, lse + m0, lp.data(), ent_out);
+      sharded_logsoftmax(z, n, tg.data() + m0, lse + m0, lp.as<float>(), ent_out);
     else
-      cpu::logsoftmax_forward(lp.data(), ent_out, lse + m0, z, V, tg.data() + m0, n, V);
+      be_->logsoftmax_forward(lp.as<float>(), ent_out, lse + m0, z, V, tg_d + m0, n, V);
+    Staging back(be_);  // this chunk's per-row results on the host
+    const float* lp_h = back.to_host(lp.as<const float>(), n);
+    const float* ent_h = out.entropy ? back.to_host<float>(ent_out, n) : nullptr;
     for (int64_t m = 0; m < n; ++m) {
-      if (out.logprobs) out.logprobs[rows[m0 + m]] = lp[m];
-      if (out.entropy) out.entropy[rows[m0 + m]] = ent ? ent[m0 + m] : en[m];
+      if (out.logprobs) out.logprobs[rows[m0 + m]] = lp_h[m];
+      if (out.entropy) out.entropy[rows[m0 + m]] = ent_h[m];
     }
   }
   if (save) {
@@ -91,33 +93,34 @@ void Transformer::lm_head_backward(const float* dlogp, const float* dent, float*
     gl[m] = dlogp ? dlogp[rows[m]] : 0.0f;
     ge[m] = dent ? dent[rows[m]] : 0.0f;
   }
+  Staging staged(be_);  // rows, targets and upstream gradients where the backend reads them
+  const int64_t* rows_d = staged.to_device(saved_.lm_rows);
+  const int32_t* tg_d = staged.to_device(saved_.lm_targets);
+  const float* gl_d = staged.to_device(gl);
+  const float* ge_d = staged.to_device(ge);
   const int64_t R = std::max<int64_t>(1, std::min<int64_t>(M, kChunkFloats / Vt));
-  Buffer chunk_z(saved_.logits_cached ? 0 : static_cast<size_t>(R * V) * sizeof(float), false);
-  Buffer chunk_dz(static_cast<size_t>(R * V) * sizeof(float), false);
-  Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false),
-      chunk_dx(static_cast<size_t>(R * C) * sizeof(float), false);
+  Buffer chunk_z(saved_.logits_cached ? 0 : static_cast<size_t>(R * V) * sizeof(float), false, device());
+  Buffer chunk_dz(static_cast<size_t>(R * V) * sizeof(float), false, device());
+  Buffer chunk_x(static_cast<size_t>(R * C) * sizeof(float), false, device()),
+      chunk_dx(static_cast<size_t>(R * C) * sizeof(float), false, device());
   const float alpha = 1.0f / saved_.temperature;
   for (int64_t m0 = 0; m0 < M; m0 += R) {
     const int64_t n = std::min(R, M - m0);
     float* xc = chunk_x.as<float>();
-    gather_rows(xc, xf, rows + m0, n, C);
+    be_->gather_rows(xc, xf, rows_d + m0, n, C);
     float* z = saved_.logits_cached ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
-    if (!saved_.logits_cached) cpu::sgemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
+    if (!saved_.logits_cached) be_->gemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
     float* dz = chunk_dz.as<float>();
     if (sharded())
       sharded_logsoftmax_backward(dz, z, n, saved_.lm_targets.data() + m0, lse + m0, ent + m0, gl.data() + m0,
                                   dent ? ge.data() + m0 : nullptr);
     else
-      cpu::logsoftmax_backward(dz, V, z, V, saved_.lm_targets.data() + m0, lse + m0, ent + m0, gl.data() + m0,
-                               dent ? ge.data() + m0 : nullptr, n, V);
+      be_->logsoftmax_backward(dz, V, z, V, tg_d + m0, lse + m0, ent + m0, gl_d + m0, dent ? ge_d + m0 : nullptr, n, V);
     float* dxc = chunk_dx.as<float>();
-    cpu::sgemm(false, false, n, C, V, alpha, dz, V, W, C, 0.0f, dxc, C);
+    be_->gemm(false, false, n, C, V, alpha, dz, V, W, C, 0.0f, dxc, C);
     sum_over_ranks(dxc, n * C);  // vocab-parallel: each rank holds a partial d(xf)
-    for (int64_t m = 0; m < n; ++m) {
-      float* dst = dxf + rows[m0 + m] * C;
-      for (int64_t c = 0; c < C; ++c) dst[c] += dxc[m * C + c];
-    }
-    if (!frozen_base()) cpu::sgemm(true, false, V, C, n, alpha, dz, V, xc, C, 1.0f, g(layout_.lm_head), C);
+    be_->scatter_add_rows(dxf, dxc, rows_d + m0, n, C);
+    if (!frozen_base()) be_->gemm(true, false, V, C, n, alpha, dz, V, xc, C, 1.0f, g(layout_.lm_head), C);
   }
 }
 

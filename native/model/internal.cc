@@ -9,20 +9,10 @@
 namespace rlhf {
 namespace model {
 
-void cache_store(KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
+void cache_store(Backend& be, KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
                  const int64_t* lengths, const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd) {
-  float* ck = cache_k(cache, l);
-  float* cv = cache_v(cache, l);
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t n = lengths ? lengths[b] : T;
-    const int64_t row = kv_seq ? kv_seq[b] : b, off = kv_offset ? kv_offset[b] : 0;
-    RLHF_CHECK(off + n <= cache->len, ErrorCode::Internal, "kv cache overflow");
-    for (int64_t t = 0; t < n; ++t) {
-      const int64_t dst = (row * cache->len + off + t) * kvd;
-      std::memcpy(ck + dst, k + (b * T + t) * ld, sizeof(float) * kvd);
-      std::memcpy(cv + dst, v + (b * T + t) * ld, sizeof(float) * kvd);
-    }
-  }
+  be.cache_store(cache_k(cache, l), cache_v(cache, l), cache->rows, cache->len, k, v, ld, B, T, lengths, kv_seq,
+                 kv_offset, kvd);
 }
 
 Inputs check_inputs(const ModelConfig& c, int64_t vocab, const ForwardInput& in) {

@@ -6,6 +6,7 @@
 
 #include "../core/buffer.h"
 #include "../cpu/gemm.h"
+#include "backend.h"
 #include "config.h"
 #include "transformer.h"
 
@@ -29,11 +30,11 @@ struct LayerActs {
 
 // Weight matrices packed once for a generate() call (each is used at every decode step).
 struct PackedLayer {
-  cpu::PackedMatrix qkv, o, gu, down;
+  PackedWeight qkv, o, gu, down;
 };
 struct PackedWeights {
   std::vector<PackedLayer> layers;
-  cpu::PackedMatrix lm_head;
+  PackedWeight lm_head;
 };
 
 // Scratch for one backward (N rows), carved from one allocation.
@@ -48,7 +49,7 @@ struct BackScratch {
   float* dattn;  // (N, NH·HD)
 };
 
-// KV cache of a generation: rows × len positions × KVD floats, per layer k then v.
+// KV cache of a generation: rows × len positions × KVD floats, per layer k then v (on the backend's device).
 struct KvCache {
   int64_t rows = 0, len = 0, kvd = 0;
   Buffer buf;
@@ -60,8 +61,8 @@ inline float* cache_v(KvCache* c, int l) {
 inline int64_t cache_len(const KvCache* c) { return c->len; }
 
 // Copies k/v of the valid query rows (t < lengths[b]) into the cache of layer l at positions
-// kv_offset[b] + t of cache row kv_seq[b] (null: b, 0).
-void cache_store(KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
+// kv_offset[b] + t of cache row kv_seq[b] (null: b, 0), through `be` (every pointer its memory).
+void cache_store(Backend& be, KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
                  const int64_t* lengths, const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd);
 
 // Validated, owned copies of forward's per-row inputs.

@@ -19,15 +19,20 @@
 namespace rlhf {
 namespace model {
 
-Transformer::Transformer(const ModelConfig& config, float* params, float* grads)
+Transformer::Transformer(const ModelConfig& config, float* params, float* grads, std::shared_ptr<Backend> backend)
     : cfg_((validate_config(config), config)),
       layout_(build_layout(cfg_)),
-      params_(params ? 0 : static_cast<size_t>(layout_.total) * sizeof(float)),
-      grads_(grads ? 0 : static_cast<size_t>(layout_.total) * sizeof(float)),
+      backend_(backend ? std::move(backend) : make_backend(Device::Cpu)),
+      be_(backend_.get()),
+      params_(params ? 0 : static_cast<size_t>(layout_.total) * sizeof(float), true, be_->device()),
+      grads_(grads ? 0 : static_cast<size_t>(layout_.total) * sizeof(float), true, be_->device()),
       params_ptr_(params ? params : params_.as<float>()),
       grads_ptr_(grads ? grads : grads_.as<float>()),
       rope_(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_interleaved, cfg_.rope_inv_freq, cfg_.rope_attention_scaling,
-            cfg_.rope_position_limit) {}
+            cfg_.rope_position_limit) {
+  RLHF_CHECK(!(params || grads) || be_->device() == Device::Cpu, ErrorCode::Internal,
+             "Transformer: external parameter storage is host memory");
+}
 
 void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* p) {
   RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
@@ -47,21 +52,25 @@ void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std
 void Transformer::init_random(uint64_t seed, float std) {
   RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
   const auto& views = layout_.views;
+  Buffer host(device() == Device::Cpu ? 0 : static_cast<size_t>(layout_.total) * sizeof(float), false);
+  float* p = device() == Device::Cpu ? params() : host.as<float>();  // initialised on the host
   parallel_for(static_cast<int64_t>(views.size()), 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i)
-      init_parameter(views[i], static_cast<uint64_t>(i), seed, std, params() + views[i].offset);
+    for (int64_t i = b; i < e; ++i) init_parameter(views[i], static_cast<uint64_t>(i), seed, std, p + views[i].offset);
   });
+  if (p != params()) be_->copy(params(), device(), p, Device::Cpu, sizeof(float) * layout_.total);
 }
 
 void Transformer::read_parameter(const ParamView& v, bool grad, float* out) {
-  std::memcpy(out, (grad ? grads() : params()) + v.offset, sizeof(float) * v.size);
+  be_->copy(out, Device::Cpu, (grad ? grads() : params()) + v.offset, device(), sizeof(float) * v.size);
 }
 
 void Transformer::write_parameter(const ParamView& v, const float* data) {
-  std::memcpy(params() + v.offset, data, sizeof(float) * v.size);
+  be_->copy(params() + v.offset, device(), data, Device::Cpu, sizeof(float) * v.size);
 }
 
 OptimizerView Transformer::optimizer_view() {
+  RLHF_CHECK(device() == Device::Cpu, ErrorCode::Unsupported,
+             "the optimizer runs on host parameters; this model's are on '", device_name(device()), "'");
   OptimizerView o;
   const int64_t begin = layout_.trainable_begin;  // 0 unless LoRA freezes the base
   o.params = params() + begin, o.grads = grads() + begin, o.size = layout_.total - begin;
@@ -76,7 +85,8 @@ OptimizerView Transformer::optimizer_view() {
 }
 
 float* Transformer::lora_scratch(int64_t N) {
-  return static_cast<float*>(grow_buffer(lora_buf_, static_cast<size_t>(2 * N * cfg_.lora_rank) * sizeof(float)));
+  return static_cast<float*>(
+      grow_buffer(lora_buf_, static_cast<size_t>(2 * N * cfg_.lora_rank) * sizeof(float), be_->device()));
 }
 
 void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, float* out, int64_t ld_out) {
@@ -85,23 +95,19 @@ void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, 
   for (const LoraAdapter& ad : layout_.layers[l].lora) {
     if (ad.site != site) continue;
     float* t = lora_scratch(N);
-    cpu::sgemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);
-    cpu::sgemm(false, true, N, ad.out, r, cfg_.lora_scale(), t, r, w(ad.b), r, 1.0f, out + ad.out_begin, ld_out);
+    be_->gemm(false, true, N, r, ad.in, 1.0f, x, ad.in, w(ad.a), ad.in, 0.0f, t, r);
+    be_->gemm(false, true, N, ad.out, r, cfg_.lora_scale(), t, r, w(ad.b), r, 1.0f, out + ad.out_begin, ld_out);
   }
 }
 
-void Transformer::zero_grad() {
-  float* gr = grads();
-  parallel_for(layout_.total, 1 << 16,
-               [&](int64_t b, int64_t e, int) { std::memset(gr + b, 0, sizeof(float) * (e - b)); });
-}
+void Transformer::zero_grad() { be_->fill(grads(), 0.0f, layout_.total); }
 
 int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c) {
   return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn);
 }
 
 float* Transformer::scratch(size_t floats) {
-  return static_cast<float*>(grow_buffer(scratch_, floats * sizeof(float)));
+  return static_cast<float*>(grow_buffer(scratch_, floats * sizeof(float), be_->device()));
 }
 
 void Transformer::release_activations() {
@@ -117,9 +123,9 @@ int64_t Transformer::activation_bytes() const {
 void Transformer::linear(const float* A, int64_t N, int64_t in, int64_t offset, int64_t out, float beta, float* C,
                          const void* packed) {
   if (packed)
-    cpu::sgemm_packed_b(false, N, 1.0f, A, in, *static_cast<const cpu::PackedMatrix*>(packed), beta, C, out);
+    be_->gemm_packed_b(false, N, 1.0f, A, in, *static_cast<const PackedWeight*>(packed), beta, C, out);
   else
-    cpu::sgemm(false, true, N, out, in, 1.0f, A, in, w(offset), in, beta, C, out);
+    be_->gemm(false, true, N, out, in, 1.0f, A, in, w(offset), in, beta, C, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,46 +139,46 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   const int64_t N = B * T, C = c.hidden, QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim, F = c.ffn;
   const int64_t KVD = int64_t(c.kv_heads) * c.head_dim;
 
-  cpu::rmsnorm_forward(a.h, a.rstd1, x_in, w(o.in_norm), N, static_cast<int>(C), c.rms_eps);
+  be_->rmsnorm_forward(a.h, a.rstd1, x_in, w(o.in_norm), N, static_cast<int>(C), c.rms_eps);
   const PackedLayer* pl = packed_ ? &packed_->layers[l] : nullptr;
   linear(a.h, N, C, o.wqkv, QW, 0.0f, a.qkv, pl ? &pl->qkv : nullptr);
-  if (o.bqkv >= 0) add_row_bias(a.qkv, w(o.bqkv), N, QW);
+  if (o.bqkv >= 0) be_->add_row_bias(a.qkv, w(o.bqkv), N, QW);
   lora_forward(l, LoraSite::kQkv, a.h, N, a.qkv, QW);
-  cpu::rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_, false);
-  cpu::rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_, false);
+  be_->rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_, false);
+  be_->rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_, false);
 
   cpu::AttentionArgs at;
   at.B = B, at.NH = c.heads, at.KVH = c.kv_heads, at.HD = c.head_dim;
   at.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   at.Tq = T, at.q = a.qkv, at.ldq = QW, at.q_len = lengths, at.segments = segments;
   if (cache) {
-    cache_store(cache, l, a.qkv + AD, a.qkv + AD + KVD, QW, B, T, lengths, kv_seq, kv_offset, KVD);
+    cache_store(*be_, cache, l, a.qkv + AD, a.qkv + AD + KVD, QW, B, T, lengths, kv_seq, kv_offset, KVD);
     at.k = cache_k(cache, l), at.v = cache_v(cache, l), at.ldk = at.ldv = KVD, at.kv_stride = cache_len(cache);
     at.kv_seq = kv_seq, at.kv_offset = kv_offset;
   } else {
     at.k = a.qkv + AD, at.v = a.qkv + AD + KVD, at.ldk = at.ldv = QW, at.kv_stride = T;
   }
-  cpu::attention_forward(at, a.attn, AD, a.lse);
+  be_->attention_forward(at, a.attn, AD, a.lse);
 
   // Row-parallel o: rank 0 adds the residual and bias, the partial products are summed.
   const bool lead = shard_.rank == 0;
   if (lead)
-    copy_rows(a.xmid, x_in, N * C);
+    be_->copy_rows(a.xmid, x_in, N * C);
   else
-    std::memset(a.xmid, 0, sizeof(float) * N * C);
+    be_->fill(a.xmid, 0.0f, N * C);
   linear(a.attn, N, AD, o.wo, C, 1.0f, a.xmid, pl ? &pl->o : nullptr);
   lora_forward(l, LoraSite::kO, a.attn, N, a.xmid, C);
-  if (o.bo >= 0 && lead) add_row_bias(a.xmid, w(o.bo), N, C);
+  if (o.bo >= 0 && lead) be_->add_row_bias(a.xmid, w(o.bo), N, C);
   sum_over_ranks(a.xmid, N * C);
 
-  cpu::rmsnorm_forward(a.h, a.rstd2, a.xmid, w(o.post_norm), N, static_cast<int>(C), c.rms_eps);
+  be_->rmsnorm_forward(a.h, a.rstd2, a.xmid, w(o.post_norm), N, static_cast<int>(C), c.rms_eps);
   linear(a.h, N, C, o.wgu, 2 * F, 0.0f, a.gu, pl ? &pl->gu : nullptr);
   lora_forward(l, LoraSite::kGateUp, a.h, N, a.gu, 2 * F);
-  cpu::swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
+  be_->swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
   if (lead)
-    copy_rows(x_out, a.xmid, N * C);
+    be_->copy_rows(x_out, a.xmid, N * C);
   else
-    std::memset(x_out, 0, sizeof(float) * N * C);
+    be_->fill(x_out, 0.0f, N * C);
   linear(a.act, N, F, o.wdown, C, 1.0f, x_out, pl ? &pl->down : nullptr);
   lora_forward(l, LoraSite::kDown, a.act, N, x_out, C);
   sum_over_ranks(x_out, N * C);
@@ -216,6 +222,11 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   RLHF_CHECK(in.adapters || !in.save, ErrorCode::InvalidArgument,
              "forward: the base model without its adapters is for inference (saveForBackward: false)");
   Inputs inputs = check_inputs(c, vocab_total(), in);  // lengths, positions, masked targets (owned copies)
+  Staging staged(be_);  // the per-row inputs where the backend reads them, and the values output
+  const int32_t* tokens = staged.to_device(in.tokens, N);
+  const int64_t* lengths = staged.to_device(inputs.lengths);
+  const int32_t* positions = staged.to_device(inputs.positions);
+  const int32_t* segments = staged.to_device(in.segments, N);
   adapters_on_ = in.adapters;
   rope_.ensure(inputs.max_position);
 
@@ -228,7 +239,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   float* x = nullptr;  // the residual stream buffers
   if (in.save) {
     const int64_t kept = keep_all ? per_layer : N * C;
-    saved_.acts = Buffer(static_cast<size_t>(kept * c.layers + N * (2 * C + 1)) * sizeof(float), false);
+    saved_.acts = Buffer(static_cast<size_t>(kept * c.layers + N * (2 * C + 1)) * sizeof(float), false, device());
     saved_.per_layer = kept;
     saved_.final_off = kept * c.layers;
     saved_.B = B, saved_.T = T, saved_.N = N;
@@ -243,7 +254,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     x_other = sa.gu + N * 2 * c.ffn;
   }
   x = in.save ? saved_layer(0).x_in : sa.x_in;
-  cpu::embedding_forward(x, w(layout_.embed), in.tokens, N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
+  be_->embedding_forward(x, w(layout_.embed), tokens, N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
   sum_over_ranks(x, N * C);
   for (int l = 0; l < c.layers; ++l) {
     LayerActs a = keep_all ? saved_layer(l) : sa;
@@ -252,8 +263,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     float* x_next = in.save ? (l + 1 < c.layers ? saved_layer(l + 1).x_in : saved_.acts.as<float>() + saved_.final_off)
                             : (x == sa.x_in ? x_other : sa.x_in);
     if (!keep_all) a.x_in = x;
-    layer_forward(l, x, x_next, a, B, T, inputs.lengths.data(), inputs.positions.data(), in.segments, nullptr, nullptr,
-                  nullptr);
+    layer_forward(l, x, x_next, a, B, T, lengths, positions, segments, nullptr, nullptr, nullptr);
     x = x_next;
   }
   // final norm: xf and rstd_f saved after the final residual (or in scratch)
@@ -266,7 +276,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     xf = sc;  // h is free now
     rstd_f = nullptr;
   }
-  cpu::rmsnorm_forward(xf, rstd_f, x, w(layout_.final_norm), N, static_cast<int>(C), c.rms_eps);
+  be_->rmsnorm_forward(xf, rstd_f, x, w(layout_.final_norm), N, static_cast<int>(C), c.rms_eps);
 
   if (c.lm_head && (in.targets || out.logits)) {
     RLHF_CHECK(!out.logits || N * vocab_total() <= (int64_t(1) << 26), ErrorCode::OutOfRange,
@@ -277,9 +287,10 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     if (out.entropy) std::fill(out.entropy, out.entropy + N, 0.0f);
   }
   if (c.value_head)
-    value_head_forward(xf, w(layout_.score), N, C, T, inputs.lengths.data(), out.values);
+    be_->value_head_forward(xf, w(layout_.score), N, C, T, lengths, staged.output(out.values, N));
   else if (out.values)
     std::fill(out.values, out.values + N, 0.0f);
+  staged.flush();
 
   if (in.save) {
     saved_.valid = true;
@@ -289,6 +300,11 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     saved_.positions = std::move(inputs.positions);
     saved_.lengths = std::move(inputs.lengths);
     if (in.segments) saved_.segments.assign(in.segments, in.segments + N);
+    saved_.staged = Staging(be_);
+    saved_.d_tokens = saved_.staged.to_device(saved_.tokens);
+    saved_.d_positions = saved_.staged.to_device(saved_.positions);
+    saved_.d_segments = saved_.staged.to_device(saved_.segments);
+    saved_.d_lengths = saved_.staged.to_device(saved_.lengths);
   }
 }
 

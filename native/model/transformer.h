@@ -20,6 +20,7 @@
 #include "../core/buffer.h"
 #include "../cpu/rope.h"
 #include "../cpu/sampling.h"
+#include "backend.h"
 #include "config.h"
 #include "engine.h"
 #include "layout.h"
@@ -92,14 +93,16 @@ struct GenerateResult {
 class Transformer final : public Engine {
  public:
   // params/grads: external storage of num_params() floats each (a tensor-parallel model keeps its
-  // shards in one buffer); null: owned.
-  explicit Transformer(const ModelConfig& config, float* params = nullptr, float* grads = nullptr);
+  // shards in one buffer; CPU only); null: owned, on the backend's device. backend null: the CPU's.
+  explicit Transformer(const ModelConfig& config, float* params = nullptr, float* grads = nullptr,
+                       std::shared_ptr<Backend> backend = nullptr);
+  Device device() const { return be_->device(); }
   void set_shard(const ShardInfo& shard) { shard_ = shard; }
 
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   int64_t num_params() const { return layout_.total; }
-  float* params() { return params_ptr_; }
+  float* params() { return params_ptr_; }  // device memory (device())
   float* grads() { return grads_ptr_; }
 
   // Engine (a Transformer that is not a shard is its own full model)
@@ -176,6 +179,8 @@ class Transformer final : public Engine {
 
   ModelConfig cfg_;
   ParamLayout layout_;
+  std::shared_ptr<Backend> backend_;  // every op on params, grads and activations goes through it
+  Backend* be_;
   Buffer params_, grads_;  // empty when the storage is external
   float* params_ptr_;
   float* grads_ptr_;
@@ -191,6 +196,9 @@ class Transformer final : public Engine {
     bool entropy = false;
     std::vector<int32_t> tokens, positions, segments;
     std::vector<int64_t> lengths;
+    Staging staged;  // tokens, positions, segments, lengths where the backend reads them (d_*)
+    const int32_t *d_tokens = nullptr, *d_positions = nullptr, *d_segments = nullptr;
+    const int64_t* d_lengths = nullptr;
     Buffer acts;  // per layer (activation_floats_per_token_per_layer · N, or N·C: the input alone
                   // when checkpointed), then x_final, xf, rstd_f
     int64_t per_layer = 0, final_off = 0;

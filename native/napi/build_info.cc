@@ -9,6 +9,7 @@
 #include "../core/thread_pool.h"
 #include "../cpu/gemm_microkernels.h"
 #include "../cuda/cuda_probe.h"
+#include "../model/backend.h"
 #include "args.h"
 #include "async_job.h"
 #include "bindings.h"
@@ -56,6 +57,15 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
     int devices = cuda::device_count(&why);
     o.Set("cudaDevices", devices);
     if (!why.empty()) o.Set("cudaUnavailableReason", why);
+    // devices a Model can run on now ({device}); for cuda: compiled in, a GPU present, cuBLASLt loadable
+    Napi::Array model_devices = Napi::Array::New(env);
+    model_devices.Set(uint32_t(0), "cpu");
+    std::string backend_why;
+    if (cuda::new_model_backend(&backend_why))
+      model_devices.Set(uint32_t(1), "cuda");
+    else
+      o.Set("cudaBackendUnavailableReason", backend_why);
+    o.Set("modelDevices", model_devices);
     MpiInfo mpi = mpi_info();  // looked up, never initialised
     Napi::Object m = Napi::Object::New(env);
     m.Set("available", mpi.loadable);

@@ -121,7 +121,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     try {
       Napi::Object cfg = arg_object(info, 0, "Model: config");
       const int tp = static_cast<int>(get_int_or(cfg, "Model", "tensorParallel", 1, 64, 1));
-      if (tp > 1)
+      const std::string device = cfg.Get("device").IsUndefined() ? "cpu" : get_string(cfg, "Model", "device");
+      if (device != "cpu" && device != "cuda")
+        throw Error(ErrorCode::InvalidArgument, "Model: device must be 'cpu' or 'cuda', got '" + device + "'");
+      if (device == "cuda") {
+        RLHF_CHECK(tp == 1, ErrorCode::Unsupported, "Model: tensorParallel > 1 runs on the CPU only");
+        model_ =
+            std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr, model::make_backend(Device::Cuda));
+      } else if (tp > 1)
         model_ = std::make_unique<model::TensorParallelModel>(read_config(cfg), tp,
                                                               std::max(1, default_thread_count() / tp));
       else
@@ -132,8 +139,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       throw make_js_error(env, ErrorCode::OutOfMemory, "Model: out of memory allocating the parameters");
     }
     // parameters + gradients (a tensor-parallel model's shards hold replicas: its optimizer view is larger)
-    reported_ =
-        2 * std::max(model_->optimizer_view().size, model_->full_num_params()) * static_cast<int64_t>(sizeof(float));
+    reported_ = 2 *
+                (model_->tensor_parallel() > 1 ? std::max(model_->optimizer_view().size, model_->full_num_params())
+                                               : model_->full_num_params()) *
+                static_cast<int64_t>(sizeof(float));
     Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
   }
 
