@@ -1,10 +1,12 @@
-"""Minimal plain-PyTorch re-implementation of Hugging Face transformers' Llama, Qwen2 and GLM (HF `glm`,
+"""Minimal plain-PyTorch re-implementation of Hugging Face transformers' Llama, Qwen2, Qwen3 and GLM (HF `glm`,
 GlmForCausalLM / GLM-4-9B) decoder-only models, used to dump test fixtures and as the benchmark peer.
 
 It follows (re-written, not copied) the HF modeling files:
   - src/transformers/models/llama/modeling_llama.py  (LlamaRMSNorm, LlamaRotaryEmbedding, rotate_half,
     apply_rotary_pos_emb, LlamaMLP, repeat_kv, LlamaAttention / eager_attention_forward, LlamaDecoderLayer)
   - src/transformers/models/qwen2/modeling_qwen2.py  (Qwen2Attention: q/k/v bias=True, o_proj bias=False)
+  - src/transformers/models/qwen3/modeling_qwen3.py  (Qwen3Attention: q/k/v/o bias = attention_bias; q_norm, k_norm:
+    RMSNorm(head_dim) over each head of q_proj / k_proj output, before RoPE)
   - src/transformers/models/glm/modeling_glm.py      (GlmMLP fused gate_up_proj, interleaved partial RoPE,
     o_proj bias=False)
   - src/transformers/modeling_layers.py              (GenericForSequenceClassification: `score` Linear,
@@ -20,7 +22,7 @@ import torch.nn as nn
 import torch.utils.checkpoint
 import torch.nn.functional as F
 
-FAMILIES = {"LlamaFor": "llama", "Qwen2For": "qwen2", "GlmFor": "glm"}
+FAMILIES = {"LlamaFor": "llama", "Qwen2For": "qwen2", "Qwen3For": "qwen3", "GlmFor": "glm"}
 
 
 def family_of(config):
@@ -114,19 +116,26 @@ class Attention(nn.Module):
         C, H, KV, D = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
         self.layer_idx, self.H, self.KV, self.D = layer_idx, H, KV, D
         self.scaling = D ** -0.5
-        # Biases: Llama q,k,v,o all = attention_bias; Qwen2 q,k,v always True, o False; GLM q,k,v = attention_bias,
-        # o False.
+        # Biases: Llama and Qwen3 q,k,v,o all = attention_bias; Qwen2 q,k,v always True, o False; GLM q,k,v =
+        # attention_bias, o False.
         qkv_bias = True if fam == "qwen2" else bool(cfg.get("attention_bias", False))
-        o_bias = bool(cfg.get("attention_bias", False)) if fam == "llama" else False
+        o_bias = bool(cfg.get("attention_bias", False)) if fam in ("llama", "qwen3") else False
         self.q_proj = nn.Linear(C, H * D, bias=qkv_bias)
         self.k_proj = nn.Linear(C, KV * D, bias=qkv_bias)
         self.v_proj = nn.Linear(C, KV * D, bias=qkv_bias)
         self.o_proj = nn.Linear(H * D, C, bias=o_bias)
+        self.qk_norm = fam == "qwen3"
+        if self.qk_norm:  # Qwen3: per-head RMSNorm on q and k (over head_dim), before RoPE
+            self.q_norm = RMSNorm(D, cfg["rms_norm_eps"])
+            self.k_norm = RMSNorm(D, cfg["rms_norm_eps"])
 
     def forward(self, x, rope, cos, sin, cache=None):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.H, self.D).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.KV, self.D).transpose(1, 2)
+        q = self.q_proj(x).view(B, T, self.H, self.D)
+        k = self.k_proj(x).view(B, T, self.KV, self.D)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.KV, self.D).transpose(1, 2)
         q, k = rope.apply(q, cos, sin), rope.apply(k, cos, sin)
         past = 0

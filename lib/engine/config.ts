@@ -1,6 +1,6 @@
 /**
  * Model configuration: Hugging Face `config.json` in, the engine's normalised {@link ModelConfig}
- * out (and back). Supported: Llama, Qwen2 and GLM-4 (transformers' `glm`) causal LMs and their
+ * out (and back). Supported: Llama, Qwen2, Qwen3 and GLM-4 (transformers' `glm`) causal LMs and their
  * `*ForSequenceClassification` variants with one label (a scalar head: reward models, critics).
  * Missing keys take the transformers defaults of that architecture; RoPE scaling (`rope_scaling` or
  * `rope_parameters`: linear, dynamic within the trained length, llama3, yarn) is read by rope.ts;
@@ -14,12 +14,17 @@ export const SUPPORTED_ARCHITECTURES = [
   'LlamaForCausalLM',
   'Qwen2ForCausalLM',
   'GlmForCausalLM',
+  'Qwen3ForCausalLM',
   'LlamaForSequenceClassification',
   'Qwen2ForSequenceClassification',
   'GlmForSequenceClassification',
+  'Qwen3ForSequenceClassification',
 ] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
-export type Family = 'llama' | 'qwen2' | 'glm';
+export type Family = 'llama' | 'qwen2' | 'glm' | 'qwen3';
+
+/** Architecture name prefix of each family (`${prefix}ForCausalLM`, `${prefix}ForSequenceClassification`). */
+const ARCH_PREFIX: Record<Family, string> = { llama: 'Llama', qwen2: 'Qwen2', glm: 'Glm', qwen3: 'Qwen3' };
 
 /** The engine's view of a model (what native/model/config.h receives, plus token ids). */
 export interface ModelConfig {
@@ -41,6 +46,8 @@ export interface ModelConfig {
   qkvBias: boolean;
   oBias: boolean;
   fusedGateUp: boolean;
+  /** Qwen3: RMSNorm over each query and key head (q_norm, k_norm of head_dim) before RoPE */
+  qkNorm: boolean;
   tieEmbeddings: boolean;
   lmHead: boolean;
   valueHead: boolean;
@@ -84,6 +91,16 @@ const DEFAULTS: Record<Family, Json> = {
     partial_rotary_factor: 0.5,
     head_dim: 128,
   },
+  qwen3: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    attention_bias: false,
+    tie_word_embeddings: false,
+    max_position_embeddings: 32768,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+    head_dim: 128,
+  },
 };
 
 /**
@@ -104,7 +121,7 @@ const MATH_KEYS: Record<string, (v: unknown) => boolean> = {
   pretraining_tp: (v) => v === null || v === 1,
 };
 
-const MODEL_TYPE: Record<Family, string> = { llama: 'llama', qwen2: 'qwen2', glm: 'glm' };
+const MODEL_TYPE: Record<Family, string> = { llama: 'llama', qwen2: 'qwen2', glm: 'glm', qwen3: 'qwen3' };
 
 function fail(source: string, message: string, code: ErrorCode = ErrorCode.UNSUPPORTED): never {
   throw new RlhfError(code, `${source}: ${message}`);
@@ -147,7 +164,7 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
       source,
       `architecture ${JSON.stringify(arch)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`,
     );
-  const family: Family = arch.startsWith('Llama') ? 'llama' : arch.startsWith('Qwen2') ? 'qwen2' : 'glm';
+  const family = (Object.keys(ARCH_PREFIX) as Family[]).find((f) => arch.startsWith(ARCH_PREFIX[f]))!;
   const j: Json = { ...DEFAULTS[family], ...raw };
   const rejectIf = (cond: boolean, what: string) =>
     cond && fail(source, `${what} is not supported by the engine (architecture ${arch})`);
@@ -174,9 +191,10 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     j.num_key_value_heads === undefined || j.num_key_value_heads === null
       ? heads
       : int(source, j, 'num_key_value_heads');
+  // head_dim: the family's default (GLM, Qwen3) or hidden / heads when absent
   const headDim =
-    family !== 'glm' && (j.head_dim === undefined || j.head_dim === null)
-      ? Math.floor(hidden / heads)
+    raw.head_dim === undefined || raw.head_dim === null
+      ? ((DEFAULTS[family].head_dim as number | undefined) ?? Math.floor(hidden / heads))
       : int(source, j, 'head_dim');
   const { theta, rope, partialRotaryFactor } = parseRope(source, j, DEFAULTS[family].rope_theta as number);
   if (
@@ -220,8 +238,9 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     rotaryDim,
     ropeInterleaved: family === 'glm',
     qkvBias: family === 'qwen2' ? true : attentionBias,
-    oBias: family === 'llama' ? attentionBias : false,
+    oBias: family === 'llama' || family === 'qwen3' ? attentionBias : false,
     fusedGateUp: family === 'glm',
+    qkNorm: family === 'qwen3',
     tieEmbeddings: !seqCls && j.tie_word_embeddings === true,
     lmHead: !seqCls,
     valueHead: seqCls,
@@ -282,7 +301,7 @@ export function tinyConfig(o: {
   padTokenId?: number;
 }): Json {
   const family = o.family ?? 'llama';
-  const base = family === 'llama' ? 'Llama' : family === 'qwen2' ? 'Qwen2' : 'Glm';
+  const base = ARCH_PREFIX[family];
   const hf: Json = {
     architectures: [`${base}${o.valueHead ? 'ForSequenceClassification' : 'ForCausalLM'}`],
     model_type: MODEL_TYPE[family],

@@ -74,8 +74,8 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
     for (int c = 0; c < C; ++c) dw[c] += partial[static_cast<size_t>(t) * C + c];
 }
 
-void rmsnorm_heads_forward(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx, const float* w,
-                           int64_t N, int nheads, int HD, float eps) {
+void rmsnorm_heads_forward(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx, const float* w, int64_t N,
+                           int nheads, int HD, float eps) {
   parallel_for(N, 4, [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r)
       for (int h = 0; h < nheads; ++h) {
@@ -138,8 +138,8 @@ void rmsnorm_backward_reference(float* dx, float* dw, const float* dout, const f
   }
 }
 
-void rmsnorm_heads_forward_reference(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx,
-                                     const float* w, int64_t N, int nheads, int HD, float eps) {
+void rmsnorm_heads_forward_reference(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx, const float* w,
+                                     int64_t N, int nheads, int HD, float eps) {
   for (int64_t r = 0; r < N; ++r)
     for (int h = 0; h < nheads; ++h) {
       const float* xr = x + r * ldx + int64_t(h) * HD;

@@ -22,8 +22,8 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
 // x + r·ldx + h·HD (rows r < N, heads h < nheads) is normalised with the weight w (HD) shared by
 // all heads: out = x · rstd · w at out + r·ldo + h·HD; rstd (N·nheads, index r·nheads + h).
 // out may equal x (in place, same ld). Overwrites out and rstd (rstd may be null).
-void rmsnorm_heads_forward(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx, const float* w,
-                           int64_t N, int nheads, int HD, float eps);
+void rmsnorm_heads_forward(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx, const float* w, int64_t N,
+                           int nheads, int HD, float eps);
 
 // Its backward: dx (stride lddx) OVERWRITTEN with d/dx (dx may equal dout, same ld); dw (HD)
 // ACCUMULATES Σ over rows and heads (dw may be null: no weight gradient).
@@ -34,8 +34,8 @@ void rmsnorm_heads_backward(float* dx, int64_t lddx, float* dw, const float* dou
 void rmsnorm_forward_reference(float* out, float* rstd, const float* x, const float* w, int64_t N, int C, float eps);
 void rmsnorm_backward_reference(float* dx, float* dw, const float* dout, const float* x, const float* w,
                                 const float* rstd, int64_t N, int C);
-void rmsnorm_heads_forward_reference(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx,
-                                     const float* w, int64_t N, int nheads, int HD, float eps);
+void rmsnorm_heads_forward_reference(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx, const float* w,
+                                     int64_t N, int nheads, int HD, float eps);
 void rmsnorm_heads_backward_reference(float* dx, int64_t lddx, float* dw, const float* dout, int64_t lddo,
                                       const float* x, int64_t ldx, const float* w, const float* rstd, int64_t N,
                                       int nheads, int HD);

@@ -53,6 +53,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   cpu::attention_backward(at, a.attn, AD, a.lse, s.dattn, AD, s.dqkv, QW, s.dqkv + AD, QW, s.dqkv + AD + KVD, QW);
   cpu::rope_apply(s.dqkv, N, QW, c.heads, c.head_dim, saved_.positions.data(), rope_, true);
   cpu::rope_apply(s.dqkv + AD, N, QW, c.kv_heads, c.head_dim, saved_.positions.data(), rope_, true);
+  if (c.qk_norm) qk_norm_backward(l, a, s.dqkv, N);
   cpu::rmsnorm_apply(s.h, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
   if (base) cpu::sgemm(true, false, QW, C, N, 1.0f, s.dqkv, QW, s.h, C, 1.0f, g(o.wqkv), C);
   if (base && o.bqkv >= 0) column_sums(g(o.bqkv), s.dqkv, N, QW);
@@ -60,6 +61,25 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   lora_backward(l, LoraSite::kQkv, s.h, s.dqkv, QW, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel q/k/v
   cpu::rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
+}
+
+void Transformer::qk_norm_backward(int l, const LayerActs& a, float* dqkv, int64_t N) {
+  const ModelConfig& c = cfg_;
+  const LayerOffsets& o = layout_.layers[l];
+  const int64_t QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim, QK = int64_t(c.heads + c.kv_heads) * c.head_dim;
+  const int HD = c.head_dim;
+  // Each rank holds a share of the heads, so its weight gradients are partial: summed over ranks
+  // in a zeroed buffer before they are added (the accumulated gradients are the same on every rank).
+  std::vector<float> part(sharded() && !frozen_base() ? 2 * HD : 0, 0.0f);
+  float* dq = frozen_base() ? nullptr : sharded() ? part.data() : g(o.q_norm);
+  float* dk = frozen_base() ? nullptr : sharded() ? part.data() + HD : g(o.k_norm);
+  cpu::rmsnorm_heads_backward(dqkv, QW, dq, dqkv, QW, a.qk_raw, QK, w(o.q_norm), a.qk_rstd, N, c.heads, HD);
+  cpu::rmsnorm_heads_backward(dqkv + AD, QW, dk, dqkv + AD, QW, a.qk_raw + AD, QK, w(o.k_norm), a.qk_rstd + N * c.heads,
+                              N, c.kv_heads, HD);
+  if (!part.empty()) {
+    sum_over_ranks(part.data(), 2 * HD);
+    for (int i = 0; i < HD; ++i) g(o.q_norm)[i] += part[i], g(o.k_norm)[i] += part[HD + i];
+  }
 }
 
 // The layer's forward again, from its saved input, with the arithmetic of the first time (so the

@@ -78,7 +78,9 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   a.qkv = a.rstd2 + Nmax;
   a.lse = a.qkv + Nmax * c.qkv_width();
   a.attn = a.lse + Nmax * c.heads;
-  a.gu = a.attn + Nmax * int64_t(c.heads) * c.head_dim;
+  a.qk_raw = a.attn + Nmax * int64_t(c.heads) * c.head_dim;  // qk_norm's slots (empty without it)
+  a.qk_rstd = a.qk_raw + Nmax * int64_t(c.heads + c.kv_heads) * c.head_dim * c.qk_norm;
+  a.gu = a.attn + Nmax * int64_t(c.heads) * c.head_dim + Nmax * qk_norm_floats_per_token(c);
   float* x_other = a.gu + Nmax * 2 * c.ffn;
   a.h = x_other + Nmax * C;
   a.act = a.h + Nmax * C;

@@ -25,6 +25,9 @@ struct LayerActs {
   float* gu;     // (N, 2F) gate, up
   float* h;      // (N, C) normalised input of the current sublayer (scratch)
   float* act;    // (N, F) silu(gate)·up (scratch)
+  // qk_norm only: q then k before the norm (N, NH·HD + KVH·HD), their per-head rstd (N, NH + KVH)
+  float* qk_raw;
+  float* qk_rstd;
 };
 
 // Weight matrices packed once for a generate() call (each is used at every decode step).
@@ -63,6 +66,9 @@ inline int64_t cache_len(const KvCache* c) { return c->len; }
 // kv_offset[b] + t of cache row kv_seq[b] (null: b, 0).
 void cache_store(KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
                  const int64_t* lengths, const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd);
+
+// Floats per token per layer that the q/k norm adds to the saved activations (qk_raw, qk_rstd).
+int64_t qk_norm_floats_per_token(const ModelConfig& c);
 
 // Validated, owned copies of forward's per-row inputs.
 struct Inputs {

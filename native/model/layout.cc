@@ -22,6 +22,7 @@ ParamLayout build_layout(const ModelConfig& c) {
   for (int l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerOffsets o{};
+    o.q_norm = o.k_norm = -1;
     o.in_norm = add(p + "input_layernorm.weight", {C}, 0.0f);
     o.wqkv = add(p + "self_attn.q_proj.weight", {qd, C});
     add(p + "self_attn.k_proj.weight", {kvd, C});
@@ -34,6 +35,10 @@ ParamLayout build_layout(const ModelConfig& c) {
     }
     o.wo = add(p + "self_attn.o_proj.weight", {C, qd});
     o.bo = c.o_bias ? add(p + "self_attn.o_proj.bias", {C}, 0.0f) : -1;
+    if (c.qk_norm) {
+      o.q_norm = add(p + "self_attn.q_norm.weight", {c.head_dim}, 0.0f);
+      o.k_norm = add(p + "self_attn.k_norm.weight", {c.head_dim}, 0.0f);
+    }
     o.post_norm = add(p + "post_attention_layernorm.weight", {C}, 0.0f);
     if (c.fused_gate_up) {
       o.wgu = add(p + "mlp.gate_up_proj.weight", {2 * int64_t(c.ffn), C});

@@ -97,7 +97,26 @@ void Transformer::zero_grad() {
 }
 
 int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c) {
-  return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn);
+  return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn) +
+         qk_norm_floats_per_token(c);
+}
+
+int64_t qk_norm_floats_per_token(const ModelConfig& c) {
+  return c.qk_norm ? int64_t(c.heads + c.kv_heads) * (c.head_dim + 1) : 0;
+}
+
+void Transformer::qk_norm_forward(int l, const LayerActs& a, int64_t N) {
+  const ModelConfig& c = cfg_;
+  const LayerOffsets& o = layout_.layers[l];
+  const int64_t QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim, QK = int64_t(c.heads + c.kv_heads) * c.head_dim;
+  parallel_for(N, 64, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) std::memcpy(a.qk_raw + r * QK, a.qkv + r * QW, sizeof(float) * QK);
+  });
+  const int NH = c.heads, KVH = c.kv_heads;
+  cpu::rmsnorm_heads_forward(a.qkv, QW, a.qk_rstd, a.qk_raw, QK, w(o.q_norm), N, NH, c.head_dim, c.rms_eps);
+  // k's rstd after q's: (N, NH) then (N, KVH)
+  cpu::rmsnorm_heads_forward(a.qkv + AD, QW, a.qk_rstd + N * NH, a.qk_raw + AD, QK, w(o.k_norm), N, KVH, c.head_dim,
+                             c.rms_eps);
 }
 
 float* Transformer::scratch(size_t floats) {
@@ -138,6 +157,7 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   linear(a.h, N, C, o.wqkv, QW, 0.0f, a.qkv, pl ? &pl->qkv : nullptr);
   if (o.bqkv >= 0) add_row_bias(a.qkv, w(o.bqkv), N, QW);
   lora_forward(l, LoraSite::kQkv, a.h, N, a.qkv, QW);
+  if (c.qk_norm) qk_norm_forward(l, a, N);
   cpu::rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_, false);
   cpu::rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_, false);
 
@@ -189,7 +209,9 @@ LayerActs Transformer::layer_slots(float* base, int64_t N) const {
   a.qkv = a.rstd2 + N;
   a.lse = a.qkv + N * c.qkv_width();
   a.attn = a.lse + N * c.heads;
-  a.gu = a.attn + N * int64_t(c.heads) * c.head_dim;
+  a.qk_raw = a.attn + N * int64_t(c.heads) * c.head_dim;  // qk_norm's slots (empty without it)
+  a.qk_rstd = a.qk_raw + N * int64_t(c.heads + c.kv_heads) * c.head_dim * c.qk_norm;
+  a.gu = a.attn + N * int64_t(c.heads) * c.head_dim + N * qk_norm_floats_per_token(c);
   return a;
 }
 

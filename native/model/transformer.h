@@ -136,6 +136,11 @@ class Transformer final : public Engine {
                      const int64_t* lengths, const int32_t* pos, const int32_t* segments, KvCache* cache,
                      const int64_t* kv_seq, const int64_t* kv_offset);
   void layer_backward(int l, float* dx, const LayerActs& a, const BackScratch& s);
+  // q/k norm (qk_norm): forward saves the raw q, k into a.qk_raw and normalises them in a.qkv;
+  // backward turns dqkv's q, k columns (N rows, stride QW) from d(normed) into d(raw) in place and
+  // accumulates the q_norm / k_norm gradients (summed over ranks when sharded).
+  void qk_norm_forward(int l, const LayerActs& a, int64_t N);
+  void qk_norm_backward(int l, const LayerActs& a, float* dqkv, int64_t N);
   void lm_head_forward(const float* xf, int64_t N, const int32_t* targets, float temperature, const ForwardOutput& out,
                        bool save);
   void lm_head_backward(const float* dlogp, const float* dent, float* dxf);

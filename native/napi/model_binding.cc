@@ -63,6 +63,7 @@ model::ModelConfig read_config(const Napi::Object& o) {
   c.qkv_bias = get_bool_or(o, fn, "qkvBias", false);
   c.o_bias = get_bool_or(o, fn, "oBias", false);
   c.fused_gate_up = get_bool_or(o, fn, "fusedGateUp", false);
+  c.qk_norm = get_bool_or(o, fn, "qkNorm", false);
   c.tie_embeddings = get_bool_or(o, fn, "tieEmbeddings", false);
   c.lm_head = get_bool_or(o, fn, "lmHead", true);
   c.value_head = get_bool_or(o, fn, "valueHead", false);

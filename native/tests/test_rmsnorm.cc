@@ -70,8 +70,8 @@ TEST(rmsnorm_heads_forward_backward) {
     for (int64_t c = H * HD; c < ld; ++c) gw[r * ld + c] = 0.f;
   std::vector<float> dx(N * ld, 0.f), dw(HD, 0.5f), rdx(N * ld, 0.f), rdw(HD, 0.5f);
   cpu::rmsnorm_heads_backward(dx.data(), ld, dw.data(), gw.data(), ld, x.data(), ld, w.data(), rs.data(), N, H, HD);
-  cpu::rmsnorm_heads_backward_reference(rdx.data(), ld, rdw.data(), gw.data(), ld, x.data(), ld, w.data(), rs.data(),
-                                        N, H, HD);
+  cpu::rmsnorm_heads_backward_reference(rdx.data(), ld, rdw.data(), gw.data(), ld, x.data(), ld, w.data(), rs.data(), N,
+                                        H, HD);
   for (int64_t i = 0; i < N * ld; ++i) CHECK_NEAR(dx[i], rdx[i], 1e-5, 1e-4);
   for (int c = 0; c < HD; ++c) CHECK_NEAR(dw[c], rdw[c], 1e-5, 1e-4);
   auto loss_x = [&](const std::vector<float>& xx) {
@@ -90,9 +90,9 @@ TEST(rmsnorm_heads_forward_backward) {
   };
   CHECK(fd_check(loss_w, w, dw_only, 20, 1e-3, 2e-4, 2e-3, "rmsnorm_heads dw"));
   for (int c = 0; c < HD; ++c) CHECK_NEAR(dw[c], 0.5f + dw_only[c], 1e-5, 1e-5);  // accumulated onto 0.5
-  std::vector<float> d_inplace = gw;  // dx written over dout
-  cpu::rmsnorm_heads_backward(d_inplace.data(), ld, nullptr, d_inplace.data(), ld, x.data(), ld, w.data(), rs.data(),
-                              N, H, HD);
+  std::vector<float> d_inplace = gw;                                              // dx written over dout
+  cpu::rmsnorm_heads_backward(d_inplace.data(), ld, nullptr, d_inplace.data(), ld, x.data(), ld, w.data(), rs.data(), N,
+                              H, HD);
   for (int64_t r = 0; r < N; ++r)
     for (int64_t c = 0; c < H * HD; ++c) CHECK(d_inplace[r * ld + c] == dx[r * ld + c]);
 }

@@ -222,6 +222,7 @@ const SEQ_CLS: Record<string, string> = {
   llama: 'LlamaForSequenceClassification',
   qwen2: 'Qwen2ForSequenceClassification',
   glm: 'GlmForSequenceClassification',
+  qwen3: 'Qwen3ForSequenceClassification',
 };
 
 /** Loads a checkpoint with a scalar head: as saved if it has one, else the causal LM with a new `score` head. */
