@@ -93,9 +93,16 @@ void mask_segments(float* s, const AttentionArgs& a, const Seq& sq, int64_t kmax
     if (seg[j] != mine) s[j] = -INFINITY;
 }
 
+// Sliding window: keys j <= kmax − window masked (−inf, so they get probability 0).
+void mask_window(float* s, const AttentionArgs& a, int64_t kmax) {
+  if (a.window <= 0) return;
+  for (int64_t j = 0; j <= kmax - a.window; ++j) s[j] = -INFINITY;
+}
+
 void check(const AttentionArgs& a) {
   RLHF_CHECK(a.NH > 0 && a.KVH > 0 && a.HD > 0 && a.NH % a.KVH == 0, ErrorCode::OutOfRange,
              "attention: need NH % KVH == 0 and positive sizes, got NH=", a.NH, " KVH=", a.KVH, " HD=", a.HD);
+  RLHF_CHECK(a.window >= 0, ErrorCode::OutOfRange, "attention: window must be >= 0, got ", a.window);
 }
 
 }  // namespace
@@ -126,6 +133,7 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
         const int64_t kmax = sq.offset + i0 + r;
         float* s = S + r * kv_end;
         mask_segments(s, a, sq, kmax);
+        mask_window(s, a, kmax);
         float l = softmax_row(s, kmax, kv_end);
         if (lse) lse[(b * a.Tq + i0 + r) * a.NH + h] = l;
       }
@@ -170,6 +178,7 @@ void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, c
             float* p = P + r * kv_end;
             float* dp = dP + r * kv_end;
             mask_segments(p, a, sq, kmax);
+            mask_window(p, a, kmax);
             const float l = lse[(b * a.Tq + i0 + r) * a.NH + h];
             float D = 0.0f;  // Σ_d dO·O = Σ_j P·dP
             for (int d = 0; d < a.HD; ++d) D += dob[r * lddo + d] * ob[r * ldo + d];
@@ -207,6 +216,7 @@ void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo
         double m = -INFINITY;
         for (int64_t j = 0; j <= kmax; ++j) {
           if (a.segments && a.segments[sq.kv_base + j] != a.segments[sq.kv_base + kmax]) continue;
+          if (a.window > 0 && j <= kmax - a.window) continue;
           const float* kj = a.k + (sq.kv_base + j) * a.ldk + g * a.HD;
           double dot = 0;
           for (int d = 0; d < a.HD; ++d) dot += double(qi[d]) * kj[d];
