@@ -7,6 +7,8 @@ It follows (re-written, not copied) the HF modeling files:
   - src/transformers/models/qwen2/modeling_qwen2.py  (Qwen2Attention: q/k/v bias=True, o_proj bias=False)
   - src/transformers/models/qwen3/modeling_qwen3.py  (Qwen3Attention: q/k/v/o bias = attention_bias; q_norm, k_norm:
     RMSNorm(head_dim) over each head of q_proj / k_proj output, before RoPE)
+  - src/transformers/models/mistral/modular_mistral.py (MistralAttention: no biases, sliding_window on every layer;
+    masking_utils.sliding_window_overlay: query i sees keys j with i - sliding_window < j <= i)
   - src/transformers/models/glm/modeling_glm.py      (GlmMLP fused gate_up_proj, interleaved partial RoPE,
     o_proj bias=False)
   - src/transformers/modeling_layers.py              (GenericForSequenceClassification: `score` Linear,
@@ -22,7 +24,7 @@ import torch.nn as nn
 import torch.utils.checkpoint
 import torch.nn.functional as F
 
-FAMILIES = {"LlamaFor": "llama", "Qwen2For": "qwen2", "Qwen3For": "qwen3", "GlmFor": "glm"}
+FAMILIES = {"LlamaFor": "llama", "Qwen2For": "qwen2", "Qwen3For": "qwen3", "MistralFor": "mistral", "GlmFor": "glm"}
 
 
 def family_of(config):
@@ -118,12 +120,14 @@ class Attention(nn.Module):
         self.scaling = D ** -0.5
         # Biases: Llama and Qwen3 q,k,v,o all = attention_bias; Qwen2 q,k,v always True, o False; GLM q,k,v =
         # attention_bias, o False.
-        qkv_bias = True if fam == "qwen2" else bool(cfg.get("attention_bias", False))
+        qkv_bias = True if fam == "qwen2" else bool(cfg.get("attention_bias", False)) and fam != "mistral"
         o_bias = bool(cfg.get("attention_bias", False)) if fam in ("llama", "qwen3") else False
         self.q_proj = nn.Linear(C, H * D, bias=qkv_bias)
         self.k_proj = nn.Linear(C, KV * D, bias=qkv_bias)
         self.v_proj = nn.Linear(C, KV * D, bias=qkv_bias)
         self.o_proj = nn.Linear(H * D, C, bias=o_bias)
+        # Mistral: sliding window (MistralConfig default 4096 when the key is absent, None: full attention)
+        self.window = cfg.get("sliding_window", 4096) if fam == "mistral" else None
         self.qk_norm = fam == "qwen3"
         if self.qk_norm:  # Qwen3: per-head RMSNorm on q and k (over head_dim), before RoPE
             self.q_norm = RMSNorm(D, cfg["rms_norm_eps"])
@@ -149,10 +153,13 @@ class Attention(nn.Module):
             v = v[:, :, None].expand(B, self.KV, rep, S, self.D).reshape(B, self.H, S, self.D)
         scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling
         # causal mask: query i (absolute position past + i) sees keys j <= past + i (HF adds finfo.min)
-        if T > 1:
+        if T > 1 or self.window is not None:
             qi = torch.arange(T)[:, None] + past
             kj = torch.arange(S)[None, :]
-            mask = torch.zeros(T, S, dtype=scores.dtype).masked_fill(kj > qi, torch.finfo(scores.dtype).min)
+            blocked = kj > qi
+            if self.window is not None:  # sliding_window_overlay: keys j <= i - window are blocked too
+                blocked = blocked | (kj <= qi - self.window)
+            mask = torch.zeros(T, S, dtype=scores.dtype).masked_fill(blocked, torch.finfo(scores.dtype).min)
             scores = scores + mask
         probs = F.softmax(scores, dim=-1, dtype=upcast(q.dtype)).to(q.dtype)
         out = torch.matmul(probs, v).transpose(1, 2).reshape(B, T, self.H * self.D)

@@ -1,6 +1,6 @@
 /**
  * Model configuration: Hugging Face `config.json` in, the engine's normalised {@link ModelConfig}
- * out (and back). Supported: Llama, Qwen2, Qwen3 and GLM-4 (transformers' `glm`) causal LMs and their
+ * out (and back). Supported: Llama, Qwen2, Qwen3, Mistral and GLM-4 (transformers' `glm`) causal LMs and their
  * `*ForSequenceClassification` variants with one label (a scalar head: reward models, critics).
  * Missing keys take the transformers defaults of that architecture; RoPE scaling (`rope_scaling` or
  * `rope_parameters`: linear, dynamic within the trained length, llama3, yarn) is read by rope.ts;
@@ -15,16 +15,24 @@ export const SUPPORTED_ARCHITECTURES = [
   'Qwen2ForCausalLM',
   'GlmForCausalLM',
   'Qwen3ForCausalLM',
+  'MistralForCausalLM',
   'LlamaForSequenceClassification',
   'Qwen2ForSequenceClassification',
   'GlmForSequenceClassification',
   'Qwen3ForSequenceClassification',
+  'MistralForSequenceClassification',
 ] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
-export type Family = 'llama' | 'qwen2' | 'glm' | 'qwen3';
+export type Family = 'llama' | 'qwen2' | 'glm' | 'qwen3' | 'mistral';
 
 /** Architecture name prefix of each family (`${prefix}ForCausalLM`, `${prefix}ForSequenceClassification`). */
-const ARCH_PREFIX: Record<Family, string> = { llama: 'Llama', qwen2: 'Qwen2', glm: 'Glm', qwen3: 'Qwen3' };
+const ARCH_PREFIX: Record<Family, string> = {
+  llama: 'Llama',
+  qwen2: 'Qwen2',
+  glm: 'Glm',
+  qwen3: 'Qwen3',
+  mistral: 'Mistral',
+};
 
 /** The engine's view of a model (what native/model/config.h receives, plus token ids). */
 export interface ModelConfig {
@@ -48,6 +56,8 @@ export interface ModelConfig {
   fusedGateUp: boolean;
   /** Qwen3: RMSNorm over each query and key head (q_norm, k_norm of head_dim) before RoPE */
   qkNorm: boolean;
+  /** Mistral: each query attends to at most this many keys, itself included (0: no window) */
+  slidingWindow: number;
   tieEmbeddings: boolean;
   lmHead: boolean;
   valueHead: boolean;
@@ -101,6 +111,15 @@ const DEFAULTS: Record<Family, Json> = {
     partial_rotary_factor: 1,
     head_dim: 128,
   },
+  mistral: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    max_position_embeddings: 4096 * 32,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+    sliding_window: 4096,
+  },
 };
 
 /**
@@ -121,7 +140,13 @@ const MATH_KEYS: Record<string, (v: unknown) => boolean> = {
   pretraining_tp: (v) => v === null || v === 1,
 };
 
-const MODEL_TYPE: Record<Family, string> = { llama: 'llama', qwen2: 'qwen2', glm: 'glm', qwen3: 'qwen3' };
+const MODEL_TYPE: Record<Family, string> = {
+  llama: 'llama',
+  qwen2: 'qwen2',
+  glm: 'glm',
+  qwen3: 'qwen3',
+  mistral: 'mistral',
+};
 
 function fail(source: string, message: string, code: ErrorCode = ErrorCode.UNSUPPORTED): never {
   throw new RlhfError(code, `${source}: ${message}`);
@@ -221,7 +246,9 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
       `num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`,
       ErrorCode.FORMAT,
     );
-  const attentionBias = j.attention_bias === true;
+  const attentionBias = j.attention_bias === true && family !== 'mistral'; // Mistral's projections have no bias
+  // Mistral: sliding_window (MistralConfig default 4096 when absent, null: none) on every layer
+  const slidingWindow = family === 'mistral' && j.sliding_window !== null ? int(source, j, 'sliding_window') : 0;
   return {
     architecture: arch as Architecture,
     family,
@@ -241,6 +268,7 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     oBias: family === 'llama' || family === 'qwen3' ? attentionBias : false,
     fusedGateUp: family === 'glm',
     qkNorm: family === 'qwen3',
+    slidingWindow,
     tieEmbeddings: !seqCls && j.tie_word_embeddings === true,
     lmHead: !seqCls,
     valueHead: seqCls,
@@ -276,6 +304,7 @@ export function configToHF(c: ModelConfig): Json {
     torch_dtype: 'float32',
   };
   if (c.family === 'glm') out.partial_rotary_factor = c.rotaryDim / c.headDim;
+  if (c.family === 'mistral') out.sliding_window = c.slidingWindow || null;
   if (c.family !== 'qwen2') out.attention_bias = c.family === 'glm' ? c.qkvBias : c.qkvBias || c.oBias;
   if (c.valueHead) out.num_labels = 1;
   if (c.bosTokenId !== undefined) out.bos_token_id = c.bosTokenId;

@@ -50,6 +50,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   at.Tq = T, at.q = a.qkv, at.ldq = QW, at.k = a.qkv + AD, at.v = a.qkv + AD + KVD, at.ldk = at.ldv = QW;
   at.kv_stride = T, at.q_len = saved_.lengths.data();
   at.segments = saved_.segments.empty() ? nullptr : saved_.segments.data();
+  at.window = c.sliding_window;
   cpu::attention_backward(at, a.attn, AD, a.lse, s.dattn, AD, s.dqkv, QW, s.dqkv + AD, QW, s.dqkv + AD + KVD, QW);
   cpu::rope_apply(s.dqkv, N, QW, c.heads, c.head_dim, saved_.positions.data(), rope_, true);
   cpu::rope_apply(s.dqkv + AD, N, QW, c.kv_heads, c.head_dim, saved_.positions.data(), rope_, true);

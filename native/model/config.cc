@@ -38,6 +38,8 @@ void validate_config(const ModelConfig& c) {
                "model config: ropeInvFreq entries must be finite and > 0, got ", f);
   RLHF_CHECK(std::isfinite(c.rope_attention_scaling) && c.rope_attention_scaling > 0, ErrorCode::OutOfRange,
              "model config: ropeAttentionScaling must be finite and > 0, got ", c.rope_attention_scaling);
+  RLHF_CHECK(c.sliding_window >= 0, ErrorCode::OutOfRange, "model config: sliding_window must be >= 0, got ",
+             c.sliding_window);
   RLHF_CHECK(c.rope_position_limit >= 0, ErrorCode::OutOfRange, "model config: ropePositionLimit must be >= 0");
   RLHF_CHECK(
       c.lm_head != c.value_head, ErrorCode::Unsupported,

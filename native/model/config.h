@@ -32,6 +32,8 @@ struct ModelConfig {
   int64_t rope_position_limit = 0;
   bool qkv_bias = false;
   bool o_bias = false;
+  // Mistral: each query attends to at most sliding_window keys, itself included (0: no window)
+  int64_t sliding_window = 0;
   // Qwen3: RMSNorm over each q and k head (weights q_norm, k_norm (HD)) before RoPE
   bool qk_norm = false;
   bool fused_gate_up = false;  // GLM-4 names the (2F, C) gate_up_proj; Llama/Qwen2 gate_proj + up_proj

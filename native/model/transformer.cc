@@ -165,6 +165,7 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   at.B = B, at.NH = c.heads, at.KVH = c.kv_heads, at.HD = c.head_dim;
   at.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   at.Tq = T, at.q = a.qkv, at.ldq = QW, at.q_len = lengths, at.segments = segments;
+  at.window = c.sliding_window;
   if (cache) {
     cache_store(cache, l, a.qkv + AD, a.qkv + AD + KVD, QW, B, T, lengths, kv_seq, kv_offset, KVD);
     at.k = cache_k(cache, l), at.v = cache_v(cache, l), at.ldk = at.ldv = KVD, at.kv_stride = cache_len(cache);

@@ -64,6 +64,7 @@ model::ModelConfig read_config(const Napi::Object& o) {
   c.o_bias = get_bool_or(o, fn, "oBias", false);
   c.fused_gate_up = get_bool_or(o, fn, "fusedGateUp", false);
   c.qk_norm = get_bool_or(o, fn, "qkNorm", false);
+  c.sliding_window = get_int_or(o, fn, "slidingWindow", 0, int64_t(1) << 24, 0);
   c.tie_embeddings = get_bool_or(o, fn, "tieEmbeddings", false);
   c.lm_head = get_bool_or(o, fn, "lmHead", true);
   c.value_head = get_bool_or(o, fn, "valueHead", false);
