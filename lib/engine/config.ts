@@ -1,6 +1,6 @@
 /**
  * Model configuration: Hugging Face `config.json` in, the engine's normalised {@link ModelConfig}
- * out (and back). Supported: Llama, Qwen2, Qwen3, Mistral and GLM-4 (transformers' `glm`) causal LMs and their
+ * out (and back). Supported: Llama, Qwen2, Qwen3, Mistral, Gemma 2, Gemma 3 (text) and GLM-4 (transformers' `glm`) causal LMs and their
  * `*ForSequenceClassification` variants with one label (a scalar head: reward models, critics).
  * Missing keys take the transformers defaults of that architecture; RoPE scaling (`rope_scaling` or
  * `rope_parameters`: linear, dynamic within the trained length, llama3, yarn) is read by rope.ts;
@@ -16,14 +16,18 @@ export const SUPPORTED_ARCHITECTURES = [
   'GlmForCausalLM',
   'Qwen3ForCausalLM',
   'MistralForCausalLM',
+  'Gemma2ForCausalLM',
+  'Gemma3ForCausalLM',
   'LlamaForSequenceClassification',
   'Qwen2ForSequenceClassification',
   'GlmForSequenceClassification',
   'Qwen3ForSequenceClassification',
   'MistralForSequenceClassification',
+  'Gemma2ForSequenceClassification',
+  'Gemma3ForSequenceClassification',
 ] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
-export type Family = 'llama' | 'qwen2' | 'glm' | 'qwen3' | 'mistral';
+export type Family = 'llama' | 'qwen2' | 'glm' | 'qwen3' | 'mistral' | 'gemma2' | 'gemma3';
 
 /** Architecture name prefix of each family (`${prefix}ForCausalLM`, `${prefix}ForSequenceClassification`). */
 const ARCH_PREFIX: Record<Family, string> = {
@@ -32,6 +36,8 @@ const ARCH_PREFIX: Record<Family, string> = {
   glm: 'Glm',
   qwen3: 'Qwen3',
   mistral: 'Mistral',
+  gemma2: 'Gemma2',
+  gemma3: 'Gemma3',
 };
 
 /** The engine's view of a model (what native/model/config.h receives, plus token ids). */
@@ -56,8 +62,26 @@ export interface ModelConfig {
   fusedGateUp: boolean;
   /** Qwen3: RMSNorm over each query and key head (q_norm, k_norm of head_dim) before RoPE */
   qkNorm: boolean;
-  /** Mistral: each query attends to at most this many keys, itself included (0: no window) */
+  /** Mistral, Gemma: each query of a sliding layer attends to at most this many keys, itself included (0: no window) */
   slidingWindow: number;
+  /** 1 per sliding (local) layer, 0 per global one (Gemma's layer_types); empty: every layer slides when slidingWindow > 0 */
+  slidingLayers: number[];
+  /** Gemma: RMSNorm multiplies by (normOffset + w) = (1 + w); 0 elsewhere */
+  normOffset: number;
+  /** Gemma: the embeddings are multiplied by this (sqrt(hidden_size) in float32); 1 elsewhere */
+  embedScale: number;
+  /** norms on the attention and MLP outputs: 0 none, 1 Gemma's names, 2 GLM-4-0414's (native/model/config.h) */
+  sandwichNorms: 0 | 1 | 2;
+  /** Gemma: GeGLU with the tanh GELU (hidden_activation gelu_pytorch_tanh) instead of SwiGLU */
+  geluTanh: boolean;
+  /** Gemma: query_pre_attn_scalar^-1/2; 0: head_dim^-1/2 */
+  attnScale: number;
+  /** Gemma 2: attention logits c·tanh(s/c) (attn_logit_softcapping); 0: none */
+  attnSoftcap: number;
+  /** Gemma 2: LM logits c·tanh(z/c) (final_logit_softcapping); 0: none */
+  finalSoftcap: number;
+  /** Gemma 3: the RoPE base of the sliding layers (rope_local_base_freq); 0: the one RoPE of rope_theta */
+  ropeLocalTheta: number;
   tieEmbeddings: boolean;
   lmHead: boolean;
   valueHead: boolean;
@@ -120,7 +144,47 @@ const DEFAULTS: Record<Family, Json> = {
     partial_rotary_factor: 1,
     sliding_window: 4096,
   },
+  // Gemma2Config / Gemma3TextConfig defaults
+  gemma2: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    attention_bias: false,
+    tie_word_embeddings: true,
+    max_position_embeddings: 8192,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+    head_dim: 256,
+    hidden_activation: 'gelu_pytorch_tanh',
+    query_pre_attn_scalar: 256,
+    sliding_window: 4096,
+    final_logit_softcapping: 30.0,
+    attn_logit_softcapping: 50.0,
+  },
+  gemma3: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    attention_bias: false,
+    tie_word_embeddings: true,
+    max_position_embeddings: 131072,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+    head_dim: 256,
+    hidden_activation: 'gelu_pytorch_tanh',
+    query_pre_attn_scalar: 256,
+    sliding_window: 4096,
+    final_logit_softcapping: null,
+    attn_logit_softcapping: null,
+    rope_local_base_freq: 10000,
+    sliding_window_pattern: 6,
+  },
 };
+
+/** Keys a family interprets itself (so MATH_KEYS does not refuse them). */
+const FAMILY_KEYS: Partial<Record<Family, string[]>> = {
+  gemma2: ['attn_logit_softcapping', 'final_logit_softcapping', 'query_pre_attn_scalar', 'layer_types'],
+  gemma3: ['attn_logit_softcapping', 'final_logit_softcapping', 'query_pre_attn_scalar', 'layer_types'],
+};
+const isGemma = (f: Family) => f === 'gemma2' || f === 'gemma3';
 
 /**
  * Keys other architectures use that would change the math of these families if set: each maps to
@@ -138,6 +202,7 @@ const MATH_KEYS: Record<string, (v: unknown) => boolean> = {
   residual_multiplier: (v) => v === null || v === 1,
   attention_multiplier: (v) => v === null,
   pretraining_tp: (v) => v === null || v === 1,
+  use_bidirectional_attention: (v) => v === false || v === null,
 };
 
 const MODEL_TYPE: Record<Family, string> = {
@@ -146,6 +211,8 @@ const MODEL_TYPE: Record<Family, string> = {
   glm: 'glm',
   qwen3: 'qwen3',
   mistral: 'mistral',
+  gemma2: 'gemma2',
+  gemma3: 'gemma3_text',
 };
 
 function fail(source: string, message: string, code: ErrorCode = ErrorCode.UNSUPPORTED): never {
@@ -195,13 +262,19 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     cond && fail(source, `${what} is not supported by the engine (architecture ${arch})`);
   rejectIf(j.mlp_bias === true, 'mlp_bias: true');
   rejectIf(j.use_sliding_window === true, 'use_sliding_window: true');
-  rejectIf(
-    j.hidden_act !== undefined && j.hidden_act !== 'silu',
-    `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`,
-  );
+  if (isGemma(family))
+    rejectIf(
+      j.hidden_activation !== 'gelu_pytorch_tanh',
+      `hidden_activation ${JSON.stringify(j.hidden_activation)} (only "gelu_pytorch_tanh")`,
+    );
+  else
+    rejectIf(
+      j.hidden_act !== undefined && j.hidden_act !== 'silu',
+      `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`,
+    );
   for (const [key, inert] of Object.entries(MATH_KEYS)) {
     const v = raw[key];
-    if (v !== undefined && !inert(v))
+    if (v !== undefined && !FAMILY_KEYS[family]?.includes(key) && !inert(v))
       fail(source, `${key} ${JSON.stringify(v)} changes the model's math and is not implemented for ${arch}`);
   }
   const seqCls = arch.endsWith('ForSequenceClassification');
@@ -248,13 +321,16 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     );
   const attentionBias = j.attention_bias === true && family !== 'mistral'; // Mistral's projections have no bias
   // Mistral: sliding_window (MistralConfig default 4096 when absent, null: none) on every layer
-  const slidingWindow = family === 'mistral' && j.sliding_window !== null ? int(source, j, 'sliding_window') : 0;
+  const layers = int(source, j, 'num_hidden_layers');
+  const gemma = isGemma(family) ? gemmaFields(source, j, family, layers) : undefined;
+  const slidingWindow =
+    (family === 'mistral' && j.sliding_window !== null) || gemma ? int(source, j, 'sliding_window') : 0;
   return {
     architecture: arch as Architecture,
     family,
     vocab: int(source, j, 'vocab_size'),
     hidden,
-    layers: int(source, j, 'num_hidden_layers'),
+    layers,
     heads,
     kvHeads,
     headDim,
@@ -265,10 +341,19 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     rotaryDim,
     ropeInterleaved: family === 'glm',
     qkvBias: family === 'qwen2' ? true : attentionBias,
-    oBias: family === 'llama' || family === 'qwen3' ? attentionBias : false,
+    oBias: family === 'llama' || family === 'qwen3' || gemma ? attentionBias : false,
     fusedGateUp: family === 'glm',
-    qkNorm: family === 'qwen3',
+    qkNorm: family === 'qwen3' || family === 'gemma3',
     slidingWindow,
+    slidingLayers: gemma?.slidingLayers ?? [],
+    normOffset: gemma ? 1 : 0,
+    embedScale: gemma ? Math.fround(Math.sqrt(hidden)) : 1,
+    sandwichNorms: gemma ? 1 : 0,
+    geluTanh: !!gemma,
+    attnScale: gemma?.attnScale ?? 0,
+    attnSoftcap: gemma?.attnSoftcap ?? 0,
+    finalSoftcap: gemma?.finalSoftcap ?? 0,
+    ropeLocalTheta: gemma?.ropeLocalTheta ?? 0,
     tieEmbeddings: !seqCls && j.tie_word_embeddings === true,
     lmHead: !seqCls,
     valueHead: seqCls,
@@ -278,6 +363,38 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     eosTokenId: ids(j.eos_token_id),
     padTokenId: typeof j.pad_token_id === 'number' ? j.pad_token_id : undefined,
     hf: { ...raw, architectures: [arch] },
+  };
+}
+
+/** Gemma 2 / 3: layer types (layer_types, else Gemma 2's alternation or Gemma 3's sliding_window_pattern),
+ * query_pre_attn_scalar, soft-caps and the local RoPE base. */
+function gemmaFields(source: string, j: Json, family: Family, layers: number) {
+  let slidingLayers: number[];
+  if (j.layer_types !== undefined && j.layer_types !== null) {
+    const t = j.layer_types;
+    if (
+      !Array.isArray(t) ||
+      t.length !== layers ||
+      !t.every((x) => x === 'sliding_attention' || x === 'full_attention')
+    )
+      fail(
+        source,
+        `layer_types must list num_hidden_layers (${layers}) entries of "sliding_attention" or "full_attention", got ${JSON.stringify(t)}`,
+        ErrorCode.FORMAT,
+      );
+    slidingLayers = t.map((x) => (x === 'sliding_attention' ? 1 : 0));
+  } else {
+    // Gemma 2: even layers slide; Gemma 3: every layer but each sliding_window_pattern-th
+    const pattern = family === 'gemma2' ? 2 : int(source, j, 'sliding_window_pattern');
+    slidingLayers = Array.from({ length: layers }, (_, i) => ((i + 1) % pattern !== 0 ? 1 : 0));
+  }
+  const cap = (key: string) => (j[key] === null || j[key] === undefined ? 0 : num(source, j, key));
+  return {
+    slidingLayers,
+    attnScale: num(source, j, 'query_pre_attn_scalar') ** -0.5,
+    attnSoftcap: cap('attn_logit_softcapping'),
+    finalSoftcap: cap('final_logit_softcapping'),
+    ropeLocalTheta: family === 'gemma3' ? num(source, j, 'rope_local_base_freq') : 0,
   };
 }
 
@@ -299,12 +416,16 @@ export function configToHF(c: ModelConfig): Json {
     max_position_embeddings: c.maxPositions,
     ...('rope_parameters' in c.hf ? {} : { rope_scaling: ropeToHF(c.rope) }),
     tie_word_embeddings: c.tieEmbeddings,
-    hidden_act: 'silu',
+    ...(isGemma(c.family) ? { hidden_activation: 'gelu_pytorch_tanh' } : { hidden_act: 'silu' }),
     initializer_range: c.initializerRange,
     torch_dtype: 'float32',
   };
   if (c.family === 'glm') out.partial_rotary_factor = c.rotaryDim / c.headDim;
   if (c.family === 'mistral') out.sliding_window = c.slidingWindow || null;
+  if (isGemma(c.family)) {
+    out.sliding_window = c.slidingWindow;
+    out.layer_types = c.slidingLayers.map((s) => (s ? 'sliding_attention' : 'full_attention'));
+  }
   if (c.family !== 'qwen2') out.attention_bias = c.family === 'glm' ? c.qkvBias : c.qkvBias || c.oBias;
   if (c.valueHead) out.num_labels = 1;
   if (c.bosTokenId !== undefined) out.bos_token_id = c.bosTokenId;
@@ -351,6 +472,11 @@ export function tinyConfig(o: {
   if (o.bosTokenId !== undefined) hf.bos_token_id = o.bosTokenId;
   if (o.padTokenId !== undefined) hf.pad_token_id = o.padTokenId;
   return hf;
+}
+
+/** The per-layer window flags as the native model reads them (an Int32Array). */
+export function nativeLayerFields(c: ModelConfig): { slidingLayers: Int32Array } {
+  return { slidingLayers: Int32Array.from(c.slidingLayers) };
 }
 
 /** The RoPE fields the native model reads beside the config (see native/model/config.h). */

@@ -29,7 +29,14 @@ import {
 } from '../validate.js';
 import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from './atomic.js';
 import { resolveCheckpoint } from './hub.js';
-import { configFromHF, configToHF, isModelConfig, nativeRopeFields, type ModelConfig } from './config.js';
+import {
+  configFromHF,
+  configToHF,
+  isModelConfig,
+  nativeLayerFields,
+  nativeRopeFields,
+  type ModelConfig,
+} from './config.js';
 import {
   readCheckpointIndex,
   readSafetensorsHeader,
@@ -228,6 +235,7 @@ export class Model implements OptimizerTarget {
     this.#native = new (native() as unknown as { NativeModel: new (c: object) => NativeModel }).NativeModel({
       ...config,
       ...nativeRopeFields(config),
+      ...nativeLayerFields(config),
       tensorParallel,
       ...nativeLoraFields(lora),
     });

@@ -53,7 +53,8 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   const int64_t S = Tp + req.max_new_tokens;
   RLHF_CHECK(S <= c.max_positions, ErrorCode::OutOfRange, "generate: longest prompt (", Tp, ") + maxNewTokens (",
              req.max_new_tokens, ") exceeds max_position_embeddings (", c.max_positions, ")");
-  rope_.ensure(S);
+  ensure_rope(S);
+  refresh_norm_shadow();
   release_activations();
   const float alpha = sp.temperature > 0 ? 1.0f / sp.temperature : 1.0f;  // as lm_head_forward
   RLHF_CHECK(std::isfinite(alpha), ErrorCode::OutOfRange, "generate: temperature ", sp.temperature,
@@ -78,9 +79,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   a.qkv = a.rstd2 + Nmax;
   a.lse = a.qkv + Nmax * c.qkv_width();
   a.attn = a.lse + Nmax * c.heads;
-  a.qk_raw = a.attn + Nmax * int64_t(c.heads) * c.head_dim;  // qk_norm's slots (empty without it)
-  a.qk_rstd = a.qk_raw + Nmax * int64_t(c.heads + c.kv_heads) * c.head_dim * c.qk_norm;
-  a.gu = a.attn + Nmax * int64_t(c.heads) * c.head_dim + Nmax * qk_norm_floats_per_token(c);
+  a.gu = carve_extra_slots(&a, a.attn + Nmax * int64_t(c.heads) * c.head_dim, c, Nmax);  // qk_norm, sandwich
   float* x_other = a.gu + Nmax * 2 * c.ffn;
   a.h = x_other + Nmax * C;
   a.act = a.h + Nmax * C;
@@ -125,6 +124,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     float* x = a.x_in;
     cpu::embedding_forward(x, w(layout_.embed), tokens.data(), N, V, static_cast<int>(C), shard_.vocab_begin);
     sum_over_ranks(x, N * C);
+    scale_embeddings(x, N);
     for (int l = 0; l < c.layers; ++l) {
       float* x_next = (x == a.x_in) ? x_other : a.x_in;
       LayerActs la = a;
@@ -134,8 +134,9 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     }
     std::vector<float> rstd(A);
     for (int64_t i = 0; i < A; ++i) std::copy(x + (i * T + q_len[i] - 1) * C, x + (i * T + q_len[i]) * C, a.h + i * C);
-    cpu::rmsnorm_forward(xlast, rstd.data(), a.h, w(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
+    cpu::rmsnorm_forward(xlast, rstd.data(), a.h, nw(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
     cpu::sgemm_packed_b(false, A, alpha, xlast, C, packed.lm_head, 0.0f, zrank, V);
+    softcap_logits(zrank, A * V, alpha);
     if (sharded()) {  // the log-softmax forward() uses, then the full rows for sampling
       sharded_logsoftmax(zrank, A, nullptr, row_lse, nullptr, nullptr);
       gather_vocab(zrank, A, logits);

@@ -22,7 +22,7 @@ ParamLayout build_layout(const ModelConfig& c) {
   for (int l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerOffsets o{};
-    o.q_norm = o.k_norm = -1;
+    o.q_norm = o.k_norm = o.attn_out_norm = o.mlp_out_norm = -1;
     o.in_norm = add(p + "input_layernorm.weight", {C}, 0.0f);
     o.wqkv = add(p + "self_attn.q_proj.weight", {qd, C});
     add(p + "self_attn.k_proj.weight", {kvd, C});
@@ -39,7 +39,10 @@ ParamLayout build_layout(const ModelConfig& c) {
       o.q_norm = add(p + "self_attn.q_norm.weight", {c.head_dim}, 0.0f);
       o.k_norm = add(p + "self_attn.k_norm.weight", {c.head_dim}, 0.0f);
     }
-    o.post_norm = add(p + "post_attention_layernorm.weight", {C}, 0.0f);
+    const bool gemma = c.sandwich_norms == kSandwichGemma, glm4 = c.sandwich_norms == kSandwichGlm4;
+    if (gemma) o.attn_out_norm = add(p + "post_attention_layernorm.weight", {C}, 0.0f);
+    if (glm4) o.attn_out_norm = add(p + "post_self_attn_layernorm.weight", {C}, 0.0f);
+    o.post_norm = add(p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), {C}, 0.0f);
     if (c.fused_gate_up) {
       o.wgu = add(p + "mlp.gate_up_proj.weight", {2 * int64_t(c.ffn), C});
     } else {
@@ -47,6 +50,8 @@ ParamLayout build_layout(const ModelConfig& c) {
       add(p + "mlp.up_proj.weight", {c.ffn, C});
     }
     o.wdown = add(p + "mlp.down_proj.weight", {C, c.ffn});
+    if (gemma) o.mlp_out_norm = add(p + "post_feedforward_layernorm.weight", {C}, 0.0f);
+    if (glm4) o.mlp_out_norm = add(p + "post_mlp_layernorm.weight", {C}, 0.0f);
     L.layers.push_back(o);
   }
   L.final_norm = add("model.norm.weight", {C}, 0.0f);

@@ -13,6 +13,7 @@
 #include "../cpu/gemm.h"
 #include "../cpu/logsoftmax.h"
 #include "../cpu/rmsnorm.h"
+#include "../cpu/geglu.h"
 #include "../cpu/swiglu.h"
 #include "internal.h"
 
@@ -27,9 +28,61 @@ Transformer::Transformer(const ModelConfig& config, float* params, float* grads)
       params_ptr_(params ? params : params_.as<float>()),
       grads_ptr_(grads ? grads : grads_.as<float>()),
       rope_(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_interleaved, cfg_.rope_inv_freq, cfg_.rope_attention_scaling,
-            cfg_.rope_position_limit) {}
+            cfg_.rope_position_limit),
+      rope_local_(cfg_.rotary_dim, cfg_.rope_local_theta > 0 ? cfg_.rope_local_theta : cfg_.rope_theta,
+                  cfg_.rope_interleaved) {
+  if (cfg_.norm_offset != 0.0f)  // (offset + w) of every norm weight lives in norm_shadow_
+    for (const ParamView& v : layout_.views)
+      if (v.name.find("norm") != std::string::npos) {
+        norm_shadow_at_[v.offset] = static_cast<int64_t>(norm_shadow_.size());
+        norm_shadow_views_.push_back({v.offset, static_cast<int64_t>(norm_shadow_.size()), v.size});
+        norm_shadow_.resize(norm_shadow_.size() + static_cast<size_t>(v.size));
+      }
+}
 
-void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* p) {
+void Transformer::scale_embeddings(float* x, int64_t N) {
+  const float s = cfg_.embed_scale;
+  if (s == 1.0f) return;
+  const int64_t n = N * cfg_.hidden;
+  parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) x[i] *= s;
+  });
+}
+
+void Transformer::refresh_norm_shadow() {
+  for (const auto& [off, at, size] : norm_shadow_views_)
+    for (int64_t i = 0; i < size; ++i) norm_shadow_[at + i] = cfg_.norm_offset + params_ptr_[off + i];
+}
+
+float* Transformer::nw(int64_t offset) {
+  if (cfg_.norm_offset == 0.0f) return w(offset);
+  return norm_shadow_.data() + norm_shadow_at_.at(offset);
+}
+
+const cpu::RopeTable& Transformer::rope_for(int l) const {
+  return cfg_.rope_local_theta > 0 && cfg_.is_sliding(l) ? rope_local_ : rope_;
+}
+
+void Transformer::ensure_rope(int64_t max_position) {
+  rope_.ensure(max_position);
+  if (cfg_.rope_local_theta > 0) rope_local_.ensure(max_position);
+}
+
+float Transformer::attention_scale() const {
+  return cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
+}
+
+// xout = resid + rmsnorm(src)·w (a sandwich norm before the residual add); tmp (N, C) scratch.
+void Transformer::add_normed(float* xout, const float* resid, float* tmp, float* rstd, const float* src, int64_t norm,
+                             int64_t N) {
+  const int64_t C = cfg_.hidden;
+  cpu::rmsnorm_forward(tmp, rstd, src, nw(norm), N, static_cast<int>(C), cfg_.rms_eps);
+  parallel_for(N, 16, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b * C; i < e * C; ++i) xout[i] = resid[i] + tmp[i];
+  });
+}
+
+void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* p, float norm_value) {
   RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
   if (v.name.find(".lora_B.") != std::string::npos) return void(std::fill(p, p + v.size, 0.0f));  // PEFT: B = 0
   if (v.name.find(".lora_A.") != std::string::npos)  // PEFT's kaiming_uniform(a=√5) variance, 1/(3·in)
@@ -37,7 +90,7 @@ void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std
   const bool is_norm = v.name.find("norm") != std::string::npos;
   const bool is_bias = v.name.size() > 5 && v.name.compare(v.name.size() - 5, 5, ".bias") == 0;
   if (is_norm)
-    std::fill(p, p + v.size, 1.0f);
+    std::fill(p, p + v.size, norm_value);
   else if (is_bias)
     std::fill(p, p + v.size, 0.0f);
   else
@@ -49,7 +102,8 @@ void Transformer::init_random(uint64_t seed, float std) {
   const auto& views = layout_.views;
   parallel_for(static_cast<int64_t>(views.size()), 1, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i)
-      init_parameter(views[i], static_cast<uint64_t>(i), seed, std, params() + views[i].offset);
+      init_parameter(views[i], static_cast<uint64_t>(i), seed, std, params() + views[i].offset,
+                     1.0f - cfg_.norm_offset);
   });
 }
 
@@ -98,7 +152,23 @@ void Transformer::zero_grad() {
 
 int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c) {
   return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn) +
-         qk_norm_floats_per_token(c);
+         qk_norm_floats_per_token(c) + sandwich_floats_per_token(c);
+}
+
+int64_t sandwich_floats_per_token(const ModelConfig& c) {
+  return c.sandwich_norms != kSandwichNone ? 2 * int64_t(c.hidden) + 2 : 0;
+}
+
+float* carve_extra_slots(LayerActs* a, float* base, const ModelConfig& c, int64_t N) {
+  a->qk_raw = base;
+  a->qk_rstd = a->qk_raw + N * int64_t(c.heads + c.kv_heads) * c.head_dim * c.qk_norm;
+  base += N * qk_norm_floats_per_token(c);
+  const int64_t C = c.sandwich_norms != kSandwichNone ? c.hidden : 0;
+  a->attn_o = base;
+  a->rstd_ao = a->attn_o + N * C;
+  a->mlp_o = a->rstd_ao + (C ? N : 0);
+  a->rstd_mo = a->mlp_o + N * C;
+  return base + N * sandwich_floats_per_token(c);
 }
 
 int64_t qk_norm_floats_per_token(const ModelConfig& c) {
@@ -113,9 +183,9 @@ void Transformer::qk_norm_forward(int l, const LayerActs& a, int64_t N) {
     for (int64_t r = b; r < e; ++r) std::memcpy(a.qk_raw + r * QK, a.qkv + r * QW, sizeof(float) * QK);
   });
   const int NH = c.heads, KVH = c.kv_heads;
-  cpu::rmsnorm_heads_forward(a.qkv, QW, a.qk_rstd, a.qk_raw, QK, w(o.q_norm), N, NH, c.head_dim, c.rms_eps);
+  cpu::rmsnorm_heads_forward(a.qkv, QW, a.qk_rstd, a.qk_raw, QK, nw(o.q_norm), N, NH, c.head_dim, c.rms_eps);
   // k's rstd after q's: (N, NH) then (N, KVH)
-  cpu::rmsnorm_heads_forward(a.qkv + AD, QW, a.qk_rstd + N * NH, a.qk_raw + AD, QK, w(o.k_norm), N, KVH, c.head_dim,
+  cpu::rmsnorm_heads_forward(a.qkv + AD, QW, a.qk_rstd + N * NH, a.qk_raw + AD, QK, nw(o.k_norm), N, KVH, c.head_dim,
                              c.rms_eps);
 }
 
@@ -152,20 +222,21 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   const int64_t N = B * T, C = c.hidden, QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim, F = c.ffn;
   const int64_t KVD = int64_t(c.kv_heads) * c.head_dim;
 
-  cpu::rmsnorm_forward(a.h, a.rstd1, x_in, w(o.in_norm), N, static_cast<int>(C), c.rms_eps);
+  cpu::rmsnorm_forward(a.h, a.rstd1, x_in, nw(o.in_norm), N, static_cast<int>(C), c.rms_eps);
   const PackedLayer* pl = packed_ ? &packed_->layers[l] : nullptr;
   linear(a.h, N, C, o.wqkv, QW, 0.0f, a.qkv, pl ? &pl->qkv : nullptr);
   if (o.bqkv >= 0) add_row_bias(a.qkv, w(o.bqkv), N, QW);
   lora_forward(l, LoraSite::kQkv, a.h, N, a.qkv, QW);
   if (c.qk_norm) qk_norm_forward(l, a, N);
-  cpu::rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_, false);
-  cpu::rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_, false);
+  cpu::rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_for(l), false);
+  cpu::rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_for(l), false);
 
   cpu::AttentionArgs at;
   at.B = B, at.NH = c.heads, at.KVH = c.kv_heads, at.HD = c.head_dim;
-  at.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  at.scale = attention_scale();
   at.Tq = T, at.q = a.qkv, at.ldq = QW, at.q_len = lengths, at.segments = segments;
-  at.window = c.sliding_window;
+  at.window = c.is_sliding(l) ? c.sliding_window : 0;
+  at.softcap = c.attn_softcap;
   if (cache) {
     cache_store(cache, l, a.qkv + AD, a.qkv + AD + KVD, QW, B, T, lengths, kv_seq, kv_offset, KVD);
     at.k = cache_k(cache, l), at.v = cache_v(cache, l), at.ldk = at.ldv = KVD, at.kv_stride = cache_len(cache);
@@ -175,28 +246,33 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   }
   cpu::attention_forward(at, a.attn, AD, a.lse);
 
-  // Row-parallel o: rank 0 adds the residual and bias, the partial products are summed.
-  const bool lead = shard_.rank == 0;
-  if (lead)
+  // Row-parallel o: rank 0 adds the residual and bias, the partial products are summed. With
+  // sandwich norms the output goes to attn_o first (no residual), is normalised, then added.
+  const bool lead = shard_.rank == 0, sandwich = c.sandwich_norms != kSandwichNone;
+  float* o_out = sandwich ? a.attn_o : a.xmid;
+  if (lead && !sandwich)
     copy_rows(a.xmid, x_in, N * C);
   else
-    std::memset(a.xmid, 0, sizeof(float) * N * C);
-  linear(a.attn, N, AD, o.wo, C, 1.0f, a.xmid, pl ? &pl->o : nullptr);
-  lora_forward(l, LoraSite::kO, a.attn, N, a.xmid, C);
-  if (o.bo >= 0 && lead) add_row_bias(a.xmid, w(o.bo), N, C);
-  sum_over_ranks(a.xmid, N * C);
+    std::memset(o_out, 0, sizeof(float) * N * C);
+  linear(a.attn, N, AD, o.wo, C, 1.0f, o_out, pl ? &pl->o : nullptr);
+  lora_forward(l, LoraSite::kO, a.attn, N, o_out, C);
+  if (o.bo >= 0 && lead) add_row_bias(o_out, w(o.bo), N, C);
+  sum_over_ranks(o_out, N * C);
+  if (sandwich) add_normed(a.xmid, x_in, a.h, a.rstd_ao, a.attn_o, o.attn_out_norm, N);
 
-  cpu::rmsnorm_forward(a.h, a.rstd2, a.xmid, w(o.post_norm), N, static_cast<int>(C), c.rms_eps);
+  cpu::rmsnorm_forward(a.h, a.rstd2, a.xmid, nw(o.post_norm), N, static_cast<int>(C), c.rms_eps);
   linear(a.h, N, C, o.wgu, 2 * F, 0.0f, a.gu, pl ? &pl->gu : nullptr);
   lora_forward(l, LoraSite::kGateUp, a.h, N, a.gu, 2 * F);
-  cpu::swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
-  if (lead)
+  (c.gelu_tanh ? cpu::geglu_forward : cpu::swiglu_forward)(a.act, a.gu, N, static_cast<int>(F));
+  float* m_out = sandwich ? a.mlp_o : x_out;
+  if (lead && !sandwich)
     copy_rows(x_out, a.xmid, N * C);
   else
-    std::memset(x_out, 0, sizeof(float) * N * C);
-  linear(a.act, N, F, o.wdown, C, 1.0f, x_out, pl ? &pl->down : nullptr);
-  lora_forward(l, LoraSite::kDown, a.act, N, x_out, C);
-  sum_over_ranks(x_out, N * C);
+    std::memset(m_out, 0, sizeof(float) * N * C);
+  linear(a.act, N, F, o.wdown, C, 1.0f, m_out, pl ? &pl->down : nullptr);
+  lora_forward(l, LoraSite::kDown, a.act, N, m_out, C);
+  sum_over_ranks(m_out, N * C);
+  if (sandwich) add_normed(x_out, a.xmid, a.h, a.rstd_mo, a.mlp_o, o.mlp_out_norm, N);
 }
 
 LayerActs Transformer::layer_slots(float* base, int64_t N) const {
@@ -210,9 +286,7 @@ LayerActs Transformer::layer_slots(float* base, int64_t N) const {
   a.qkv = a.rstd2 + N;
   a.lse = a.qkv + N * c.qkv_width();
   a.attn = a.lse + N * c.heads;
-  a.qk_raw = a.attn + N * int64_t(c.heads) * c.head_dim;  // qk_norm's slots (empty without it)
-  a.qk_rstd = a.qk_raw + N * int64_t(c.heads + c.kv_heads) * c.head_dim * c.qk_norm;
-  a.gu = a.attn + N * int64_t(c.heads) * c.head_dim + N * qk_norm_floats_per_token(c);
+  a.gu = carve_extra_slots(&a, a.attn + N * int64_t(c.heads) * c.head_dim, c, N);  // qk_norm, sandwich slots
   return a;
 }
 
@@ -240,7 +314,8 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
              "forward: the base model without its adapters is for inference (saveForBackward: false)");
   Inputs inputs = check_inputs(c, vocab_total(), in);  // lengths, positions, masked targets (owned copies)
   adapters_on_ = in.adapters;
-  rope_.ensure(inputs.max_position);
+  ensure_rope(inputs.max_position);
+  refresh_norm_shadow();
 
   release_activations();
   const int64_t per_layer = N * activation_floats_per_token_per_layer(c);
@@ -268,6 +343,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   x = in.save ? saved_layer(0).x_in : sa.x_in;
   cpu::embedding_forward(x, w(layout_.embed), in.tokens, N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
   sum_over_ranks(x, N * C);
+  scale_embeddings(x, N);
   for (int l = 0; l < c.layers; ++l) {
     LayerActs a = keep_all ? saved_layer(l) : sa;
     a.h = sc;
@@ -289,7 +365,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     xf = sc;  // h is free now
     rstd_f = nullptr;
   }
-  cpu::rmsnorm_forward(xf, rstd_f, x, w(layout_.final_norm), N, static_cast<int>(C), c.rms_eps);
+  cpu::rmsnorm_forward(xf, rstd_f, x, nw(layout_.final_norm), N, static_cast<int>(C), c.rms_eps);
 
   if (c.lm_head && (in.targets || out.logits)) {
     RLHF_CHECK(!out.logits || N * vocab_total() <= (int64_t(1) << 26), ErrorCode::OutOfRange,
