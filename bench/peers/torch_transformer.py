@@ -14,6 +14,8 @@ It follows (re-written, not copied) the HF modeling files:
     (post_attention_layernorm, pre/post_feedforward_layernorm), scaling query_pre_attn_scalar^-1/2, attention and
     final logit soft-capping c*tanh(x/c), sliding (local) and global layers (layer_types); Gemma 3: q_norm/k_norm
     per head and the local layers' RoPE base rope_local_base_freq
+  - src/transformers/models/glm4/modular_glm4.py (Glm4ForCausalLM, GLM-4-0414: GLM's attention and fused MLP, plus
+    post_self_attn_layernorm on the attention output and post_mlp_layernorm on the MLP output)
   - src/transformers/models/glm/modeling_glm.py      (GlmMLP fused gate_up_proj, interleaved partial RoPE,
     o_proj bias=False)
   - src/transformers/modeling_layers.py              (GenericForSequenceClassification: `score` Linear,
@@ -30,7 +32,7 @@ import torch.utils.checkpoint
 import torch.nn.functional as F
 
 FAMILIES = {"LlamaFor": "llama", "Qwen2For": "qwen2", "Qwen3For": "qwen3", "MistralFor": "mistral",
-            "Gemma2For": "gemma2", "Gemma3For": "gemma3", "GlmFor": "glm"}
+            "Gemma2For": "gemma2", "Gemma3For": "gemma3", "GlmFor": "glm", "Glm4For": "glm4"}
 GEMMA = ("gemma2", "gemma3")
 
 
@@ -201,7 +203,7 @@ class MLP(nn.Module):
     def __init__(self, cfg, fam):
         super().__init__()
         C, I = cfg["hidden_size"], cfg["intermediate_size"]
-        self.fused = fam == "glm"
+        self.fused = fam in ("glm", "glm4")
         self.act = (lambda g: F.gelu(g, approximate="tanh")) if fam in GEMMA else F.silu
         bias = bool(cfg.get("mlp_bias", False)) if fam == "llama" else False  # LlamaMLP bias=config.mlp_bias
         if self.fused:
@@ -234,12 +236,19 @@ class DecoderLayer(nn.Module):
         if self.gemma:  # Gemma: post_attention_layernorm is on the attention output; pre/post around the MLP
             self.pre_feedforward_layernorm = RMSNorm(C, eps, offset)
             self.post_feedforward_layernorm = RMSNorm(C, eps, offset)
+        self.glm4 = fam == "glm4"
+        if self.glm4:  # GLM-4-0414: norms on the attention and MLP outputs; post_attention_layernorm before the MLP
+            self.post_self_attn_layernorm = RMSNorm(C, eps)
+            self.post_mlp_layernorm = RMSNorm(C, eps)
         self.mlp = MLP(cfg, fam)
 
     def forward(self, x, rope, cos, sin, cache=None):
         if self.gemma:
             x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), rope, cos, sin, cache))
             return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+        if self.glm4:
+            x = x + self.post_self_attn_layernorm(self.self_attn(self.input_layernorm(x), rope, cos, sin, cache))
+            return x + self.post_mlp_layernorm(self.mlp(self.post_attention_layernorm(x)))
         x = x + self.self_attn(self.input_layernorm(x), rope, cos, sin, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -267,9 +276,9 @@ class Transformer(nn.Module):
         self.config = cfg
         self.family, self.is_seq_cls = family_of(cfg)
         # GLM: partial_rotary_factor (GlmConfig default 0.5) and interleaved pairs; Llama/Qwen2: full, half-split
-        factor = cfg.get("partial_rotary_factor", 0.5 if self.family == "glm" else 1.0)
+        factor = cfg.get("partial_rotary_factor", 0.5 if self.family in ("glm", "glm4") else 1.0)
         rot_dim = int(cfg["head_dim"] * factor)
-        self.rope = Rotary(rot_dim, float(cfg["rope_theta"]), interleaved=self.family == "glm")
+        self.rope = Rotary(rot_dim, float(cfg["rope_theta"]), interleaved=self.family in ("glm", "glm4"))
         # Gemma 3: the sliding layers' RoPE (default, base rope_local_base_freq); rope_scaling is the global one's
         self.rope_local = (Rotary(rot_dim, float(cfg["rope_local_base_freq"]), interleaved=False)
                            if self.family == "gemma3" else None)

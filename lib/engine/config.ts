@@ -18,6 +18,7 @@ export const SUPPORTED_ARCHITECTURES = [
   'MistralForCausalLM',
   'Gemma2ForCausalLM',
   'Gemma3ForCausalLM',
+  'Glm4ForCausalLM',
   'LlamaForSequenceClassification',
   'Qwen2ForSequenceClassification',
   'GlmForSequenceClassification',
@@ -25,9 +26,10 @@ export const SUPPORTED_ARCHITECTURES = [
   'MistralForSequenceClassification',
   'Gemma2ForSequenceClassification',
   'Gemma3ForSequenceClassification',
+  'Glm4ForSequenceClassification',
 ] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
-export type Family = 'llama' | 'qwen2' | 'glm' | 'qwen3' | 'mistral' | 'gemma2' | 'gemma3';
+export type Family = 'llama' | 'qwen2' | 'glm' | 'qwen3' | 'mistral' | 'gemma2' | 'gemma3' | 'glm4';
 
 /** Architecture name prefix of each family (`${prefix}ForCausalLM`, `${prefix}ForSequenceClassification`). */
 const ARCH_PREFIX: Record<Family, string> = {
@@ -38,6 +40,7 @@ const ARCH_PREFIX: Record<Family, string> = {
   mistral: 'Mistral',
   gemma2: 'Gemma2',
   gemma3: 'Gemma3',
+  glm4: 'Glm4',
 };
 
 /** The engine's view of a model (what native/model/config.h receives, plus token ids). */
@@ -125,6 +128,16 @@ const DEFAULTS: Record<Family, Json> = {
     partial_rotary_factor: 0.5,
     head_dim: 128,
   },
+  glm4: {
+    rms_norm_eps: 1.5625e-7,
+    rope_theta: 10000,
+    attention_bias: true,
+    tie_word_embeddings: false,
+    max_position_embeddings: 131072,
+    initializer_range: 0.02,
+    partial_rotary_factor: 0.5,
+    head_dim: 128,
+  },
   qwen3: {
     rms_norm_eps: 1e-6,
     rope_theta: 10000,
@@ -185,6 +198,8 @@ const FAMILY_KEYS: Partial<Record<Family, string[]>> = {
   gemma3: ['attn_logit_softcapping', 'final_logit_softcapping', 'query_pre_attn_scalar', 'layer_types'],
 };
 const isGemma = (f: Family) => f === 'gemma2' || f === 'gemma3';
+/** GLM-4 and GLM-4-0414: partial interleaved RoPE, fused gate_up_proj, q/k/v biases only */
+const isGlm = (f: Family) => f === 'glm' || f === 'glm4';
 
 /**
  * Keys other architectures use that would change the math of these families if set: each maps to
@@ -213,6 +228,7 @@ const MODEL_TYPE: Record<Family, string> = {
   mistral: 'mistral',
   gemma2: 'gemma2',
   gemma3: 'gemma3_text',
+  glm4: 'glm4',
 };
 
 function fail(source: string, message: string, code: ErrorCode = ErrorCode.UNSUPPORTED): never {
@@ -256,7 +272,9 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
       source,
       `architecture ${JSON.stringify(arch)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`,
     );
-  const family = (Object.keys(ARCH_PREFIX) as Family[]).find((f) => arch.startsWith(ARCH_PREFIX[f]))!;
+  const family = (Object.keys(ARCH_PREFIX) as Family[]).find((f) =>
+    [`${ARCH_PREFIX[f]}ForCausalLM`, `${ARCH_PREFIX[f]}ForSequenceClassification`].includes(arch),
+  )!;
   const j: Json = { ...DEFAULTS[family], ...raw };
   const rejectIf = (cond: boolean, what: string) =>
     cond && fail(source, `${what} is not supported by the engine (architecture ${arch})`);
@@ -339,16 +357,16 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     ropeTheta: theta,
     rope,
     rotaryDim,
-    ropeInterleaved: family === 'glm',
+    ropeInterleaved: isGlm(family),
     qkvBias: family === 'qwen2' ? true : attentionBias,
     oBias: family === 'llama' || family === 'qwen3' || gemma ? attentionBias : false,
-    fusedGateUp: family === 'glm',
+    fusedGateUp: isGlm(family),
     qkNorm: family === 'qwen3' || family === 'gemma3',
     slidingWindow,
     slidingLayers: gemma?.slidingLayers ?? [],
     normOffset: gemma ? 1 : 0,
     embedScale: gemma ? Math.fround(Math.sqrt(hidden)) : 1,
-    sandwichNorms: gemma ? 1 : 0,
+    sandwichNorms: gemma ? 1 : family === 'glm4' ? 2 : 0,
     geluTanh: !!gemma,
     attnScale: gemma?.attnScale ?? 0,
     attnSoftcap: gemma?.attnSoftcap ?? 0,
@@ -420,13 +438,13 @@ export function configToHF(c: ModelConfig): Json {
     initializer_range: c.initializerRange,
     torch_dtype: 'float32',
   };
-  if (c.family === 'glm') out.partial_rotary_factor = c.rotaryDim / c.headDim;
+  if (isGlm(c.family)) out.partial_rotary_factor = c.rotaryDim / c.headDim;
   if (c.family === 'mistral') out.sliding_window = c.slidingWindow || null;
   if (isGemma(c.family)) {
     out.sliding_window = c.slidingWindow;
     out.layer_types = c.slidingLayers.map((s) => (s ? 'sliding_attention' : 'full_attention'));
   }
-  if (c.family !== 'qwen2') out.attention_bias = c.family === 'glm' ? c.qkvBias : c.qkvBias || c.oBias;
+  if (c.family !== 'qwen2') out.attention_bias = isGlm(c.family) ? c.qkvBias : c.qkvBias || c.oBias;
   if (c.valueHead) out.num_labels = 1;
   if (c.bosTokenId !== undefined) out.bos_token_id = c.bosTokenId;
   if (c.eosTokenId.length) out.eos_token_id = c.eosTokenId.length === 1 ? c.eosTokenId[0] : c.eosTokenId;

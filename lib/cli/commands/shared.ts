@@ -226,6 +226,7 @@ const SEQ_CLS: Record<string, string> = {
   mistral: 'MistralForSequenceClassification',
   gemma2: 'Gemma2ForSequenceClassification',
   gemma3: 'Gemma3ForSequenceClassification',
+  glm4: 'Glm4ForSequenceClassification',
 };
 
 /** Loads a checkpoint with a scalar head: as saved if it has one, else the causal LM with a new `score` head. */
