@@ -312,7 +312,12 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     raw.head_dim === undefined || raw.head_dim === null
       ? ((DEFAULTS[family].head_dim as number | undefined) ?? Math.floor(hidden / heads))
       : int(source, j, 'head_dim');
-  const { theta, rope, partialRotaryFactor } = parseRope(source, j, DEFAULTS[family].rope_theta as number);
+  const perType = family === 'gemma3' ? gemma3RopePerLayerType(source, j) : undefined;
+  const { theta, rope, partialRotaryFactor } = parseRope(
+    source,
+    perType ? perType.global : j,
+    DEFAULTS[family].rope_theta as number,
+  );
   if (
     partialRotaryFactor !== undefined &&
     raw.partial_rotary_factor !== undefined &&
@@ -340,7 +345,9 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
   const attentionBias = j.attention_bias === true && family !== 'mistral'; // Mistral's projections have no bias
   // Mistral: sliding_window (MistralConfig default 4096 when absent, null: none) on every layer
   const layers = int(source, j, 'num_hidden_layers');
-  const gemma = isGemma(family) ? gemmaFields(source, j, family, layers) : undefined;
+  const gemma = isGemma(family)
+    ? gemmaFields(source, perType ? { ...j, rope_local_base_freq: perType.localTheta } : j, family, layers)
+    : undefined;
   const slidingWindow =
     (family === 'mistral' && j.sliding_window !== null) || gemma ? int(source, j, 'sliding_window') : 0;
   return {
@@ -381,6 +388,34 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     eosTokenId: ids(j.eos_token_id),
     padTokenId: typeof j.pad_token_id === 'number' ? j.pad_token_id : undefined,
     hf: { ...raw, architectures: [arch] },
+  };
+}
+
+/**
+ * Gemma 3 in the form newer transformers write: rope_parameters per layer type,
+ * `{full_attention: {rope_type, rope_theta, ...scaling}, sliding_attention: {rope_type: 'default', rope_theta}}`.
+ * Returns the config to read the global RoPE from and the local base, or undefined for the flat form.
+ */
+function gemma3RopePerLayerType(source: string, j: Json): { global: Json; localTheta: unknown } | undefined {
+  const rp = j.rope_parameters;
+  const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(rp) || !(isObject(rp.full_attention) || isObject(rp.sliding_attention))) return undefined;
+  for (const k of Object.keys(rp))
+    if (k !== 'full_attention' && k !== 'sliding_attention')
+      fail(source, `rope_parameters.${k}: expected only full_attention and sliding_attention`, ErrorCode.FORMAT);
+  const local = isObject(rp.sliding_attention) ? rp.sliding_attention : {};
+  const localType = local.rope_type ?? local.type ?? 'default';
+  if (localType !== 'default')
+    fail(
+      source,
+      `rope_parameters.sliding_attention.rope_type ${JSON.stringify(localType)} is not supported (only "default")`,
+    );
+  for (const k of Object.keys(local))
+    if (!['rope_type', 'type', 'rope_theta'].includes(k))
+      fail(source, `rope_parameters.sliding_attention.${k} is not supported (it would change the model's math)`);
+  return {
+    global: { ...j, rope_parameters: isObject(rp.full_attention) ? rp.full_attention : null },
+    localTheta: local.rope_theta ?? j.rope_local_base_freq,
   };
 }
 

@@ -14,6 +14,7 @@ import { Model } from '../../lib/engine/model.js';
 import { configFromHF, configToHF } from '../../lib/engine/config.js';
 import { parameterCount } from '../../lib/engine/memory.js';
 import { checkFamilyFixture, fixtureTensors, modelFixtures } from '../helpers/family-fixture.js';
+import { parameterGradientMismatches } from '../helpers/gradcheck.js';
 
 const config = (name: string) => JSON.parse(readFileSync(join(modelFixtures, name, 'config.json'), 'utf8'));
 
@@ -163,6 +164,105 @@ t.test('Gemma configs: defaults, layer types, round trip, errors naming the key'
     /"rope_local_base_freq" must be a positive number, got 0/,
   );
 });
+
+t.test('Gemma 3 with rope_parameters per layer type (the form newer transformers write)', async (t) => {
+  const flat = config('gemma3-tiny');
+  const { rope_theta: _t, rope_scaling: _s, rope_local_base_freq: _l, ...rest } = flat;
+  const perType = {
+    ...rest,
+    rope_parameters: {
+      full_attention: { rope_type: 'linear', factor: 2.0, rope_theta: 1000000 },
+      sliding_attention: { rope_type: 'default', rope_theta: 10000 },
+    },
+  };
+  const a = configFromHF(flat),
+    b = configFromHF(perType);
+  t.same(
+    [b.ropeTheta, b.rope, b.ropeLocalTheta],
+    [a.ropeTheta, a.rope, a.ropeLocalTheta],
+    'same RoPE as the flat form',
+  );
+  t.same(configFromHF(configToHF(b)).rope, b.rope, 'round trip keeps rope_parameters');
+  const m = await Model.load(join(modelFixtures, 'gemma3-tiny'));
+  const other = await Model.create(perType);
+  for (const p of m.parameters()) await other.setParameter(p.name, await m.getParameter(p.name));
+  const e = await fixtureTensors('gemma3-tiny');
+  const input = {
+    tokens: Int32Array.from(e.get('tokens')!),
+    targets: Int32Array.from(e.get('targets')!),
+    batch: 2,
+    seqLen: 12,
+  };
+  t.same(
+    Array.from((await other.forward(input)).logprobs),
+    Array.from((await m.forward(input)).logprobs),
+    'identical log-probs',
+  );
+  m.dispose();
+  other.dispose();
+  t.throws(
+    () =>
+      configFromHF(
+        {
+          ...perType,
+          rope_parameters: {
+            ...perType.rope_parameters,
+            sliding_attention: { rope_type: 'yarn', factor: 2, rope_theta: 1e4 },
+          },
+        },
+        'g.json',
+      ),
+    {
+      code: ErrorCode.UNSUPPORTED,
+      message: /^g\.json: rope_parameters\.sliding_attention\.rope_type "yarn" is not supported/,
+    },
+  );
+});
+
+t.test(
+  'LoRA on Gemma 2: adapter gradients through the sandwich norms and soft-caps (finite differences)',
+  async (t) => {
+    const m = await Model.load(join(modelFixtures, 'gemma2-tiny'), {
+      lora: { rank: 2, alpha: 4, modules: ['q_proj', 'o_proj', 'down_proj'] },
+    });
+    // B = 0 at the start (PEFT): give the adapters weights so that A's gradient is not zero
+    for (const p of m.parameters().filter((p) => p.name.includes('lora_B')))
+      await m.setParameter(
+        p.name,
+        Float32Array.from({ length: p.size }, (_, i) => 0.3 * Math.sin(i + 1)),
+      );
+    const e = await fixtureTensors('gemma2-tiny');
+    const input = {
+      tokens: Int32Array.from(e.get('tokens')!),
+      targets: Int32Array.from(e.get('targets')!),
+      batch: 2,
+      seqLen: 12,
+      lengths: Int32Array.from(e.get('lengths')!),
+    };
+    const w = e.get('w_lp')!;
+    const loss = async () => {
+      const out = await m.forward({ ...input });
+      let s = 0;
+      for (let i = 0; i < w.length; i++) s += w[i] * out.logprobs[i];
+      return s;
+    };
+    const adapters = m
+      .parameters()
+      .filter((p) => /layers\.[01]\.(self_attn\.o_proj|mlp\.down_proj)\.lora_[AB]/.test(p.name));
+    t.equal(adapters.length, 8);
+    for (const p of adapters) {
+      await m.zeroGrad();
+      await m.forward(input);
+      await m.backward({ dLogprobs: w });
+      t.same(
+        await parameterGradientMismatches(m, p, await m.getGradient(p.name), loss),
+        [],
+        `finite differences: ${p.name}`,
+      );
+    }
+    m.dispose();
+  },
+);
 
 t.test('a Gemma model created from scratch starts with (1 + w) = 1 norms and trains', async (t) => {
   const m = await Model.create(config('gemma3-tiny'), { seed: 3 });

@@ -11,6 +11,8 @@ import { ErrorCode } from '../../lib/errors.js';
 import { Model } from '../../lib/engine/model.js';
 import { configFromHF, configToHF, tinyConfig } from '../../lib/engine/config.js';
 import { parameterCount } from '../../lib/engine/memory.js';
+import { exportGguf } from '../../lib/engine/gguf-export.js';
+import { ByteTokenizer } from '../../lib/tokenizer/byte.js';
 import { checkFamilyFixture, fixtureTensors, modelFixtures } from '../helpers/family-fixture.js';
 
 t.test('qwen3-tiny against the float64 reference (TP 1 and 2)', async (t) => {
@@ -83,6 +85,15 @@ t.test('Qwen3 config: defaults, round trip, sequence classification, errors nami
     code: ErrorCode.FORMAT,
     message: /"head_dim" must be an integer >= 1, got 0/,
   });
+});
+
+t.test('GGUF export refuses Qwen3 (its llama.cpp mapping is not verified here)', async (t) => {
+  const m = await Model.load(join(modelFixtures, 'qwen3-tiny'));
+  await t.rejects(exportGguf(m, join(modelFixtures, 'never-written.gguf'), { tokenizer: new ByteTokenizer() }), {
+    code: ErrorCode.UNSUPPORTED,
+    message: /Qwen3ForCausalLM is not exported/,
+  });
+  m.dispose();
 });
 
 t.test('Qwen3 with LoRA: the base (q_norm included) frozen, the adapters get gradients', async (t) => {
