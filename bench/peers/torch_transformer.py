@@ -1,10 +1,21 @@
-"""Minimal plain-PyTorch re-implementation of Hugging Face transformers' Llama, Qwen2 and GLM (HF `glm`,
+"""Minimal plain-PyTorch re-implementation of Hugging Face transformers' Llama, Qwen2, Qwen3 and GLM (HF `glm`,
 GlmForCausalLM / GLM-4-9B) decoder-only models, used to dump test fixtures and as the benchmark peer.
 
 It follows (re-written, not copied) the HF modeling files:
   - src/transformers/models/llama/modeling_llama.py  (LlamaRMSNorm, LlamaRotaryEmbedding, rotate_half,
     apply_rotary_pos_emb, LlamaMLP, repeat_kv, LlamaAttention / eager_attention_forward, LlamaDecoderLayer)
   - src/transformers/models/qwen2/modeling_qwen2.py  (Qwen2Attention: q/k/v bias=True, o_proj bias=False)
+  - src/transformers/models/qwen3/modeling_qwen3.py  (Qwen3Attention: q/k/v/o bias = attention_bias; q_norm, k_norm:
+    RMSNorm(head_dim) over each head of q_proj / k_proj output, before RoPE)
+  - src/transformers/models/mistral/modular_mistral.py (MistralAttention: no biases, sliding_window on every layer;
+    masking_utils.sliding_window_overlay: query i sees keys j with i - sliding_window < j <= i)
+  - src/transformers/models/gemma2/modeling_gemma2.py, gemma3/modeling_gemma3.py (text): RMSNorm times (1 + w),
+    embeddings times sqrt(hidden_size), GeGLU with the tanh GELU, norms on the attention and MLP outputs
+    (post_attention_layernorm, pre/post_feedforward_layernorm), scaling query_pre_attn_scalar^-1/2, attention and
+    final logit soft-capping c*tanh(x/c), sliding (local) and global layers (layer_types); Gemma 3: q_norm/k_norm
+    per head and the local layers' RoPE base rope_local_base_freq
+  - src/transformers/models/glm4/modular_glm4.py (Glm4ForCausalLM, GLM-4-0414: GLM's attention and fused MLP, plus
+    post_self_attn_layernorm on the attention output and post_mlp_layernorm on the MLP output)
   - src/transformers/models/glm/modeling_glm.py      (GlmMLP fused gate_up_proj, interleaved partial RoPE,
     o_proj bias=False)
   - src/transformers/modeling_layers.py              (GenericForSequenceClassification: `score` Linear,
@@ -20,7 +31,22 @@ import torch.nn as nn
 import torch.utils.checkpoint
 import torch.nn.functional as F
 
-FAMILIES = {"LlamaFor": "llama", "Qwen2For": "qwen2", "GlmFor": "glm"}
+FAMILIES = {"LlamaFor": "llama", "Qwen2For": "qwen2", "Qwen3For": "qwen3", "MistralFor": "mistral",
+            "Gemma2For": "gemma2", "Gemma3For": "gemma3", "GlmFor": "glm", "Glm4For": "glm4"}
+GEMMA = ("gemma2", "gemma3")
+
+
+def sliding_layers(cfg, fam):
+    """Per layer: True where the layer uses the sliding window (Gemma's layer_types; Mistral: every layer)."""
+    n = cfg["num_hidden_layers"]
+    if fam == "mistral":
+        return [cfg.get("sliding_window", 4096) is not None] * n
+    if fam not in GEMMA:
+        return [False] * n
+    if cfg.get("layer_types") is not None:
+        return [t == "sliding_attention" for t in cfg["layer_types"]]
+    pattern = 2 if fam == "gemma2" else cfg.get("sliding_window_pattern", 6)
+    return [bool((i + 1) % pattern) for i in range(n)]
 
 
 def family_of(config):
@@ -41,15 +67,17 @@ class RMSNorm(nn.Module):
     (HF always casts to float32; here float64 stays float64 so the fixture reference / finite differences can run
     in double. Identical to HF for float32/bfloat16/float16.)"""
 
-    def __init__(self, size, eps):
+    def __init__(self, size, eps, offset=0.0):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(size))
-        self.eps = eps
+        self.eps, self.offset = eps, offset
 
     def forward(self, x):
         dtype = x.dtype
         h = x.to(upcast(dtype))
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.offset:  # Gemma2RMSNorm / Gemma3RMSNorm: (x_hat * (1 + w)) in the upcast type, then cast
+            return (h * (self.offset + self.weight.to(h.dtype))).to(dtype)
         return self.weight * h.to(dtype)
 
 
@@ -114,19 +142,32 @@ class Attention(nn.Module):
         C, H, KV, D = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
         self.layer_idx, self.H, self.KV, self.D = layer_idx, H, KV, D
         self.scaling = D ** -0.5
-        # Biases: Llama q,k,v,o all = attention_bias; Qwen2 q,k,v always True, o False; GLM q,k,v = attention_bias,
-        # o False.
-        qkv_bias = True if fam == "qwen2" else bool(cfg.get("attention_bias", False))
-        o_bias = bool(cfg.get("attention_bias", False)) if fam == "llama" else False
+        # Biases: Llama and Qwen3 q,k,v,o all = attention_bias; Qwen2 q,k,v always True, o False; GLM q,k,v =
+        # attention_bias, o False.
+        qkv_bias = True if fam == "qwen2" else bool(cfg.get("attention_bias", False)) and fam != "mistral"
+        o_bias = bool(cfg.get("attention_bias", False)) if fam in ("llama", "qwen3") + GEMMA else False
+        self.softcap = cfg.get("attn_logit_softcapping") if fam in GEMMA else None
+        if fam in GEMMA:
+            self.scaling = cfg["query_pre_attn_scalar"] ** -0.5
         self.q_proj = nn.Linear(C, H * D, bias=qkv_bias)
         self.k_proj = nn.Linear(C, KV * D, bias=qkv_bias)
         self.v_proj = nn.Linear(C, KV * D, bias=qkv_bias)
         self.o_proj = nn.Linear(H * D, C, bias=o_bias)
+        # Mistral: sliding window (MistralConfig default 4096 when the key is absent, None: full attention)
+        self.window = cfg.get("sliding_window", 4096) if sliding_layers(cfg, fam)[layer_idx] else None
+        self.qk_norm = fam in ("qwen3", "gemma3")
+        if self.qk_norm:  # Qwen3, Gemma 3: per-head RMSNorm on q and k (over head_dim), before RoPE
+            offset = 1.0 if fam == "gemma3" else 0.0
+            self.q_norm = RMSNorm(D, cfg["rms_norm_eps"], offset)
+            self.k_norm = RMSNorm(D, cfg["rms_norm_eps"], offset)
 
     def forward(self, x, rope, cos, sin, cache=None):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.H, self.D).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.KV, self.D).transpose(1, 2)
+        q = self.q_proj(x).view(B, T, self.H, self.D)
+        k = self.k_proj(x).view(B, T, self.KV, self.D)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.KV, self.D).transpose(1, 2)
         q, k = rope.apply(q, cos, sin), rope.apply(k, cos, sin)
         past = 0
@@ -139,11 +180,16 @@ class Attention(nn.Module):
             k = k[:, :, None].expand(B, self.KV, rep, S, self.D).reshape(B, self.H, S, self.D)
             v = v[:, :, None].expand(B, self.KV, rep, S, self.D).reshape(B, self.H, S, self.D)
         scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling
+        if self.softcap is not None:  # Gemma 2: before the mask
+            scores = torch.tanh(scores / self.softcap) * self.softcap
         # causal mask: query i (absolute position past + i) sees keys j <= past + i (HF adds finfo.min)
-        if T > 1:
+        if T > 1 or self.window is not None:
             qi = torch.arange(T)[:, None] + past
             kj = torch.arange(S)[None, :]
-            mask = torch.zeros(T, S, dtype=scores.dtype).masked_fill(kj > qi, torch.finfo(scores.dtype).min)
+            blocked = kj > qi
+            if self.window is not None:  # sliding_window_overlay: keys j <= i - window are blocked too
+                blocked = blocked | (kj <= qi - self.window)
+            mask = torch.zeros(T, S, dtype=scores.dtype).masked_fill(blocked, torch.finfo(scores.dtype).min)
             scores = scores + mask
         probs = F.softmax(scores, dim=-1, dtype=upcast(q.dtype)).to(q.dtype)
         out = torch.matmul(probs, v).transpose(1, 2).reshape(B, T, self.H * self.D)
@@ -157,7 +203,8 @@ class MLP(nn.Module):
     def __init__(self, cfg, fam):
         super().__init__()
         C, I = cfg["hidden_size"], cfg["intermediate_size"]
-        self.fused = fam == "glm"
+        self.fused = fam in ("glm", "glm4")
+        self.act = (lambda g: F.gelu(g, approximate="tanh")) if fam in GEMMA else F.silu
         bias = bool(cfg.get("mlp_bias", False)) if fam == "llama" else False  # LlamaMLP bias=config.mlp_bias
         if self.fused:
             self.gate_up_proj = nn.Linear(C, 2 * I, bias=False)
@@ -171,7 +218,7 @@ class MLP(nn.Module):
             gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(self.act(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -179,12 +226,29 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, cfg, fam, layer_idx):
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+        C, eps = cfg["hidden_size"], cfg["rms_norm_eps"]
+        self.gemma = fam in GEMMA
+        self.sliding = sliding_layers(cfg, fam)[layer_idx]
+        offset = 1.0 if self.gemma else 0.0
+        self.input_layernorm = RMSNorm(C, eps, offset)
         self.self_attn = Attention(cfg, fam, layer_idx)
-        self.post_attention_layernorm = RMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+        self.post_attention_layernorm = RMSNorm(C, eps, offset)
+        if self.gemma:  # Gemma: post_attention_layernorm is on the attention output; pre/post around the MLP
+            self.pre_feedforward_layernorm = RMSNorm(C, eps, offset)
+            self.post_feedforward_layernorm = RMSNorm(C, eps, offset)
+        self.glm4 = fam == "glm4"
+        if self.glm4:  # GLM-4-0414: norms on the attention and MLP outputs; post_attention_layernorm before the MLP
+            self.post_self_attn_layernorm = RMSNorm(C, eps)
+            self.post_mlp_layernorm = RMSNorm(C, eps)
         self.mlp = MLP(cfg, fam)
 
     def forward(self, x, rope, cos, sin, cache=None):
+        if self.gemma:
+            x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), rope, cos, sin, cache))
+            return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+        if self.glm4:
+            x = x + self.post_self_attn_layernorm(self.self_attn(self.input_layernorm(x), rope, cos, sin, cache))
+            return x + self.post_mlp_layernorm(self.mlp(self.post_attention_layernorm(x)))
         x = x + self.self_attn(self.input_layernorm(x), rope, cos, sin, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -197,7 +261,7 @@ class Backbone(nn.Module):
         # HF passes padding_idx=config.pad_token_id (only effect: no gradient flows into that embedding row)
         self.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"], cfg.get("pad_token_id"))
         self.layers = nn.ModuleList([DecoderLayer(cfg, fam, i) for i in range(cfg["num_hidden_layers"])])
-        self.norm = RMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+        self.norm = RMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"], 1.0 if fam in GEMMA else 0.0)
 
 
 class Transformer(nn.Module):
@@ -212,9 +276,13 @@ class Transformer(nn.Module):
         self.config = cfg
         self.family, self.is_seq_cls = family_of(cfg)
         # GLM: partial_rotary_factor (GlmConfig default 0.5) and interleaved pairs; Llama/Qwen2: full, half-split
-        factor = cfg.get("partial_rotary_factor", 0.5 if self.family == "glm" else 1.0)
+        factor = cfg.get("partial_rotary_factor", 0.5 if self.family in ("glm", "glm4") else 1.0)
         rot_dim = int(cfg["head_dim"] * factor)
-        self.rope = Rotary(rot_dim, float(cfg["rope_theta"]), interleaved=self.family == "glm")
+        self.rope = Rotary(rot_dim, float(cfg["rope_theta"]), interleaved=self.family in ("glm", "glm4"))
+        # Gemma 3: the sliding layers' RoPE (default, base rope_local_base_freq); rope_scaling is the global one's
+        self.rope_local = (Rotary(rot_dim, float(cfg["rope_local_base_freq"]), interleaved=False)
+                           if self.family == "gemma3" else None)
+        self.final_softcap = cfg.get("final_logit_softcapping") if self.family in GEMMA else None
         self.model = Backbone(cfg, self.family)
         self.tied = bool(cfg.get("tie_word_embeddings", False))
         self.checkpoint_layers = False  # torch.utils.checkpoint around each layer while training
@@ -230,19 +298,28 @@ class Transformer(nn.Module):
             past = cache.length if cache is not None else 0
             positions = (torch.arange(T) + past)[None].expand(B, T)
         x = self.model.embed_tokens(tokens)
+        if self.family == "gemma2":  # normalizer = torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype)
+            x = x * torch.tensor(self.config["hidden_size"] ** 0.5, dtype=x.dtype)
+        elif self.family == "gemma3":  # Gemma3TextScaledWordEmbedding: a float32 buffer cast to the weights' dtype
+            x = x * torch.tensor(self.config["hidden_size"] ** 0.5).to(x.dtype)
         cos, sin = self.rope.tables(positions, x.dtype)
+        local = self.rope_local.tables(positions, x.dtype) if self.rope_local is not None else (cos, sin)
         for layer in self.model.layers:
+            c, s = local if getattr(layer, "sliding", False) else (cos, sin)
             if self.checkpoint_layers and self.training and torch.is_grad_enabled() and cache is None:
-                x = torch.utils.checkpoint.checkpoint(layer, x, self.rope, cos, sin, None, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(layer, x, self.rope, c, s, None, use_reentrant=False)
             else:
-                x = layer(x, self.rope, cos, sin, cache)
+                x = layer(x, self.rope, c, s, cache)
         if cache is not None:
             cache.length += T
         return self.model.norm(x)
 
     def logits(self, hidden):
         w = self.model.embed_tokens.weight if self.tied else self.lm_head.weight
-        return F.linear(hidden, w)
+        logits = F.linear(hidden, w)
+        if self.final_softcap is not None:  # Gemma 2: final_logit_softcapping
+            logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
+        return logits
 
     def values(self, hidden):
         """Score head per token (B, T) (num_labels 1); HF's pooled reward is values[b, last non-pad index]."""

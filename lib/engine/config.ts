@@ -1,6 +1,6 @@
 /**
  * Model configuration: Hugging Face `config.json` in, the engine's normalised {@link ModelConfig}
- * out (and back). Supported: Llama, Qwen2 and GLM-4 (transformers' `glm`) causal LMs and their
+ * out (and back). Supported: Llama, Qwen2, Qwen3, Mistral, Gemma 2, Gemma 3 (text) and GLM-4 (transformers' `glm`) causal LMs and their
  * `*ForSequenceClassification` variants with one label (a scalar head: reward models, critics).
  * Missing keys take the transformers defaults of that architecture; RoPE scaling (`rope_scaling` or
  * `rope_parameters`: linear, dynamic within the trained length, llama3, yarn) is read by rope.ts;
@@ -14,12 +14,34 @@ export const SUPPORTED_ARCHITECTURES = [
   'LlamaForCausalLM',
   'Qwen2ForCausalLM',
   'GlmForCausalLM',
+  'Qwen3ForCausalLM',
+  'MistralForCausalLM',
+  'Gemma2ForCausalLM',
+  'Gemma3ForCausalLM',
+  'Glm4ForCausalLM',
   'LlamaForSequenceClassification',
   'Qwen2ForSequenceClassification',
   'GlmForSequenceClassification',
+  'Qwen3ForSequenceClassification',
+  'MistralForSequenceClassification',
+  'Gemma2ForSequenceClassification',
+  'Gemma3ForSequenceClassification',
+  'Glm4ForSequenceClassification',
 ] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
-export type Family = 'llama' | 'qwen2' | 'glm';
+export type Family = 'llama' | 'qwen2' | 'glm' | 'qwen3' | 'mistral' | 'gemma2' | 'gemma3' | 'glm4';
+
+/** Architecture name prefix of each family (`${prefix}ForCausalLM`, `${prefix}ForSequenceClassification`). */
+const ARCH_PREFIX: Record<Family, string> = {
+  llama: 'Llama',
+  qwen2: 'Qwen2',
+  glm: 'Glm',
+  qwen3: 'Qwen3',
+  mistral: 'Mistral',
+  gemma2: 'Gemma2',
+  gemma3: 'Gemma3',
+  glm4: 'Glm4',
+};
 
 /** The engine's view of a model (what native/model/config.h receives, plus token ids). */
 export interface ModelConfig {
@@ -41,6 +63,28 @@ export interface ModelConfig {
   qkvBias: boolean;
   oBias: boolean;
   fusedGateUp: boolean;
+  /** Qwen3: RMSNorm over each query and key head (q_norm, k_norm of head_dim) before RoPE */
+  qkNorm: boolean;
+  /** Mistral, Gemma: each query of a sliding layer attends to at most this many keys, itself included (0: no window) */
+  slidingWindow: number;
+  /** 1 per sliding (local) layer, 0 per global one (Gemma's layer_types); empty: every layer slides when slidingWindow > 0 */
+  slidingLayers: number[];
+  /** Gemma: RMSNorm multiplies by (normOffset + w) = (1 + w); 0 elsewhere */
+  normOffset: number;
+  /** Gemma: the embeddings are multiplied by this (sqrt(hidden_size) in float32); 1 elsewhere */
+  embedScale: number;
+  /** norms on the attention and MLP outputs: 0 none, 1 Gemma's names, 2 GLM-4-0414's (native/model/config.h) */
+  sandwichNorms: 0 | 1 | 2;
+  /** Gemma: GeGLU with the tanh GELU (hidden_activation gelu_pytorch_tanh) instead of SwiGLU */
+  geluTanh: boolean;
+  /** Gemma: query_pre_attn_scalar^-1/2; 0: head_dim^-1/2 */
+  attnScale: number;
+  /** Gemma 2: attention logits c·tanh(s/c) (attn_logit_softcapping); 0: none */
+  attnSoftcap: number;
+  /** Gemma 2: LM logits c·tanh(z/c) (final_logit_softcapping); 0: none */
+  finalSoftcap: number;
+  /** Gemma 3: the RoPE base of the sliding layers (rope_local_base_freq); 0: the one RoPE of rope_theta */
+  ropeLocalTheta: number;
   tieEmbeddings: boolean;
   lmHead: boolean;
   valueHead: boolean;
@@ -84,7 +128,78 @@ const DEFAULTS: Record<Family, Json> = {
     partial_rotary_factor: 0.5,
     head_dim: 128,
   },
+  glm4: {
+    rms_norm_eps: 1.5625e-7,
+    rope_theta: 10000,
+    attention_bias: true,
+    tie_word_embeddings: false,
+    max_position_embeddings: 131072,
+    initializer_range: 0.02,
+    partial_rotary_factor: 0.5,
+    head_dim: 128,
+  },
+  qwen3: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    attention_bias: false,
+    tie_word_embeddings: false,
+    max_position_embeddings: 32768,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+    head_dim: 128,
+  },
+  mistral: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    max_position_embeddings: 4096 * 32,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+    sliding_window: 4096,
+  },
+  // Gemma2Config / Gemma3TextConfig defaults
+  gemma2: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    attention_bias: false,
+    tie_word_embeddings: true,
+    max_position_embeddings: 8192,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+    head_dim: 256,
+    hidden_activation: 'gelu_pytorch_tanh',
+    query_pre_attn_scalar: 256,
+    sliding_window: 4096,
+    final_logit_softcapping: 30.0,
+    attn_logit_softcapping: 50.0,
+  },
+  gemma3: {
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    attention_bias: false,
+    tie_word_embeddings: true,
+    max_position_embeddings: 131072,
+    initializer_range: 0.02,
+    partial_rotary_factor: 1,
+    head_dim: 256,
+    hidden_activation: 'gelu_pytorch_tanh',
+    query_pre_attn_scalar: 256,
+    sliding_window: 4096,
+    final_logit_softcapping: null,
+    attn_logit_softcapping: null,
+    rope_local_base_freq: 10000,
+    sliding_window_pattern: 6,
+  },
 };
+
+/** Keys a family interprets itself (so MATH_KEYS does not refuse them). */
+const FAMILY_KEYS: Partial<Record<Family, string[]>> = {
+  gemma2: ['attn_logit_softcapping', 'final_logit_softcapping', 'query_pre_attn_scalar', 'layer_types'],
+  gemma3: ['attn_logit_softcapping', 'final_logit_softcapping', 'query_pre_attn_scalar', 'layer_types'],
+};
+const isGemma = (f: Family) => f === 'gemma2' || f === 'gemma3';
+/** GLM-4 and GLM-4-0414: partial interleaved RoPE, fused gate_up_proj, q/k/v biases only */
+const isGlm = (f: Family) => f === 'glm' || f === 'glm4';
 
 /**
  * Keys other architectures use that would change the math of these families if set: each maps to
@@ -102,9 +217,19 @@ const MATH_KEYS: Record<string, (v: unknown) => boolean> = {
   residual_multiplier: (v) => v === null || v === 1,
   attention_multiplier: (v) => v === null,
   pretraining_tp: (v) => v === null || v === 1,
+  use_bidirectional_attention: (v) => v === false || v === null,
 };
 
-const MODEL_TYPE: Record<Family, string> = { llama: 'llama', qwen2: 'qwen2', glm: 'glm' };
+const MODEL_TYPE: Record<Family, string> = {
+  llama: 'llama',
+  qwen2: 'qwen2',
+  glm: 'glm',
+  qwen3: 'qwen3',
+  mistral: 'mistral',
+  gemma2: 'gemma2',
+  gemma3: 'gemma3_text',
+  glm4: 'glm4',
+};
 
 function fail(source: string, message: string, code: ErrorCode = ErrorCode.UNSUPPORTED): never {
   throw new RlhfError(code, `${source}: ${message}`);
@@ -147,19 +272,27 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
       source,
       `architecture ${JSON.stringify(arch)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`,
     );
-  const family: Family = arch.startsWith('Llama') ? 'llama' : arch.startsWith('Qwen2') ? 'qwen2' : 'glm';
+  const family = (Object.keys(ARCH_PREFIX) as Family[]).find((f) =>
+    [`${ARCH_PREFIX[f]}ForCausalLM`, `${ARCH_PREFIX[f]}ForSequenceClassification`].includes(arch),
+  )!;
   const j: Json = { ...DEFAULTS[family], ...raw };
   const rejectIf = (cond: boolean, what: string) =>
     cond && fail(source, `${what} is not supported by the engine (architecture ${arch})`);
   rejectIf(j.mlp_bias === true, 'mlp_bias: true');
   rejectIf(j.use_sliding_window === true, 'use_sliding_window: true');
-  rejectIf(
-    j.hidden_act !== undefined && j.hidden_act !== 'silu',
-    `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`,
-  );
+  if (isGemma(family))
+    rejectIf(
+      j.hidden_activation !== 'gelu_pytorch_tanh',
+      `hidden_activation ${JSON.stringify(j.hidden_activation)} (only "gelu_pytorch_tanh")`,
+    );
+  else
+    rejectIf(
+      j.hidden_act !== undefined && j.hidden_act !== 'silu',
+      `hidden_act ${JSON.stringify(j.hidden_act)} (only "silu")`,
+    );
   for (const [key, inert] of Object.entries(MATH_KEYS)) {
     const v = raw[key];
-    if (v !== undefined && !inert(v))
+    if (v !== undefined && !FAMILY_KEYS[family]?.includes(key) && !inert(v))
       fail(source, `${key} ${JSON.stringify(v)} changes the model's math and is not implemented for ${arch}`);
   }
   const seqCls = arch.endsWith('ForSequenceClassification');
@@ -174,11 +307,17 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     j.num_key_value_heads === undefined || j.num_key_value_heads === null
       ? heads
       : int(source, j, 'num_key_value_heads');
+  // head_dim: the family's default (GLM, Qwen3) or hidden / heads when absent
   const headDim =
-    family !== 'glm' && (j.head_dim === undefined || j.head_dim === null)
-      ? Math.floor(hidden / heads)
+    raw.head_dim === undefined || raw.head_dim === null
+      ? ((DEFAULTS[family].head_dim as number | undefined) ?? Math.floor(hidden / heads))
       : int(source, j, 'head_dim');
-  const { theta, rope, partialRotaryFactor } = parseRope(source, j, DEFAULTS[family].rope_theta as number);
+  const perType = family === 'gemma3' ? gemma3RopePerLayerType(source, j) : undefined;
+  const { theta, rope, partialRotaryFactor } = parseRope(
+    source,
+    perType ? perType.global : j,
+    DEFAULTS[family].rope_theta as number,
+  );
   if (
     partialRotaryFactor !== undefined &&
     raw.partial_rotary_factor !== undefined &&
@@ -203,13 +342,20 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
       `num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`,
       ErrorCode.FORMAT,
     );
-  const attentionBias = j.attention_bias === true;
+  const attentionBias = j.attention_bias === true && family !== 'mistral'; // Mistral's projections have no bias
+  // Mistral: sliding_window (MistralConfig default 4096 when absent, null: none) on every layer
+  const layers = int(source, j, 'num_hidden_layers');
+  const gemma = isGemma(family)
+    ? gemmaFields(source, perType ? { ...j, rope_local_base_freq: perType.localTheta } : j, family, layers)
+    : undefined;
+  const slidingWindow =
+    (family === 'mistral' && j.sliding_window !== null) || gemma ? int(source, j, 'sliding_window') : 0;
   return {
     architecture: arch as Architecture,
     family,
     vocab: int(source, j, 'vocab_size'),
     hidden,
-    layers: int(source, j, 'num_hidden_layers'),
+    layers,
     heads,
     kvHeads,
     headDim,
@@ -218,10 +364,21 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     ropeTheta: theta,
     rope,
     rotaryDim,
-    ropeInterleaved: family === 'glm',
+    ropeInterleaved: isGlm(family),
     qkvBias: family === 'qwen2' ? true : attentionBias,
-    oBias: family === 'llama' ? attentionBias : false,
-    fusedGateUp: family === 'glm',
+    oBias: family === 'llama' || family === 'qwen3' || gemma ? attentionBias : false,
+    fusedGateUp: isGlm(family),
+    qkNorm: family === 'qwen3' || family === 'gemma3',
+    slidingWindow,
+    slidingLayers: gemma?.slidingLayers ?? [],
+    normOffset: gemma ? 1 : 0,
+    embedScale: gemma ? Math.fround(Math.sqrt(hidden)) : 1,
+    sandwichNorms: gemma ? 1 : family === 'glm4' ? 2 : 0,
+    geluTanh: !!gemma,
+    attnScale: gemma?.attnScale ?? 0,
+    attnSoftcap: gemma?.attnSoftcap ?? 0,
+    finalSoftcap: gemma?.finalSoftcap ?? 0,
+    ropeLocalTheta: gemma?.ropeLocalTheta ?? 0,
     tieEmbeddings: !seqCls && j.tie_word_embeddings === true,
     lmHead: !seqCls,
     valueHead: seqCls,
@@ -231,6 +388,66 @@ export function configFromHF(hf: unknown, source = 'config.json', architectureOv
     eosTokenId: ids(j.eos_token_id),
     padTokenId: typeof j.pad_token_id === 'number' ? j.pad_token_id : undefined,
     hf: { ...raw, architectures: [arch] },
+  };
+}
+
+/**
+ * Gemma 3 in the form newer transformers write: rope_parameters per layer type,
+ * `{full_attention: {rope_type, rope_theta, ...scaling}, sliding_attention: {rope_type: 'default', rope_theta}}`.
+ * Returns the config to read the global RoPE from and the local base, or undefined for the flat form.
+ */
+function gemma3RopePerLayerType(source: string, j: Json): { global: Json; localTheta: unknown } | undefined {
+  const rp = j.rope_parameters;
+  const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(rp) || !(isObject(rp.full_attention) || isObject(rp.sliding_attention))) return undefined;
+  for (const k of Object.keys(rp))
+    if (k !== 'full_attention' && k !== 'sliding_attention')
+      fail(source, `rope_parameters.${k}: expected only full_attention and sliding_attention`, ErrorCode.FORMAT);
+  const local = isObject(rp.sliding_attention) ? rp.sliding_attention : {};
+  const localType = local.rope_type ?? local.type ?? 'default';
+  if (localType !== 'default')
+    fail(
+      source,
+      `rope_parameters.sliding_attention.rope_type ${JSON.stringify(localType)} is not supported (only "default")`,
+    );
+  for (const k of Object.keys(local))
+    if (!['rope_type', 'type', 'rope_theta'].includes(k))
+      fail(source, `rope_parameters.sliding_attention.${k} is not supported (it would change the model's math)`);
+  return {
+    global: { ...j, rope_parameters: isObject(rp.full_attention) ? rp.full_attention : null },
+    localTheta: local.rope_theta ?? j.rope_local_base_freq,
+  };
+}
+
+/** Gemma 2 / 3: layer types (layer_types, else Gemma 2's alternation or Gemma 3's sliding_window_pattern),
+ * query_pre_attn_scalar, soft-caps and the local RoPE base. */
+function gemmaFields(source: string, j: Json, family: Family, layers: number) {
+  let slidingLayers: number[];
+  if (j.layer_types !== undefined && j.layer_types !== null) {
+    const t = j.layer_types;
+    if (
+      !Array.isArray(t) ||
+      t.length !== layers ||
+      !t.every((x) => x === 'sliding_attention' || x === 'full_attention')
+    )
+      fail(
+        source,
+        `layer_types must list num_hidden_layers (${layers}) entries of "sliding_attention" or "full_attention", got ${JSON.stringify(t)}`,
+        ErrorCode.FORMAT,
+      );
+    slidingLayers = t.map((x) => (x === 'sliding_attention' ? 1 : 0));
+  } else {
+    // Gemma 2: even layers slide; Gemma 3: every layer but each sliding_window_pattern-th
+    const pattern = family === 'gemma2' ? 2 : int(source, j, 'sliding_window_pattern');
+    slidingLayers = Array.from({ length: layers }, (_, i) => ((i + 1) % pattern !== 0 ? 1 : 0));
+  }
+  const cap = (key: string) => (j[key] === null || j[key] === undefined ? 0 : num(source, j, key));
+  return {
+    slidingLayers,
+    attnScale: num(source, j, 'query_pre_attn_scalar') ** -0.5,
+    attnSoftcap: cap('attn_logit_softcapping'),
+    finalSoftcap: cap('final_logit_softcapping'),
+    ropeLocalTheta: family === 'gemma3' ? num(source, j, 'rope_local_base_freq') : 0,
   };
 }
 
@@ -252,12 +469,17 @@ export function configToHF(c: ModelConfig): Json {
     max_position_embeddings: c.maxPositions,
     ...('rope_parameters' in c.hf ? {} : { rope_scaling: ropeToHF(c.rope) }),
     tie_word_embeddings: c.tieEmbeddings,
-    hidden_act: 'silu',
+    ...(isGemma(c.family) ? { hidden_activation: 'gelu_pytorch_tanh' } : { hidden_act: 'silu' }),
     initializer_range: c.initializerRange,
     torch_dtype: 'float32',
   };
-  if (c.family === 'glm') out.partial_rotary_factor = c.rotaryDim / c.headDim;
-  if (c.family !== 'qwen2') out.attention_bias = c.family === 'glm' ? c.qkvBias : c.qkvBias || c.oBias;
+  if (isGlm(c.family)) out.partial_rotary_factor = c.rotaryDim / c.headDim;
+  if (c.family === 'mistral') out.sliding_window = c.slidingWindow || null;
+  if (isGemma(c.family)) {
+    out.sliding_window = c.slidingWindow;
+    out.layer_types = c.slidingLayers.map((s) => (s ? 'sliding_attention' : 'full_attention'));
+  }
+  if (c.family !== 'qwen2') out.attention_bias = isGlm(c.family) ? c.qkvBias : c.qkvBias || c.oBias;
   if (c.valueHead) out.num_labels = 1;
   if (c.bosTokenId !== undefined) out.bos_token_id = c.bosTokenId;
   if (c.eosTokenId.length) out.eos_token_id = c.eosTokenId.length === 1 ? c.eosTokenId[0] : c.eosTokenId;
@@ -282,7 +504,7 @@ export function tinyConfig(o: {
   padTokenId?: number;
 }): Json {
   const family = o.family ?? 'llama';
-  const base = family === 'llama' ? 'Llama' : family === 'qwen2' ? 'Qwen2' : 'Glm';
+  const base = ARCH_PREFIX[family];
   const hf: Json = {
     architectures: [`${base}${o.valueHead ? 'ForSequenceClassification' : 'ForCausalLM'}`],
     model_type: MODEL_TYPE[family],
@@ -303,6 +525,11 @@ export function tinyConfig(o: {
   if (o.bosTokenId !== undefined) hf.bos_token_id = o.bosTokenId;
   if (o.padTokenId !== undefined) hf.pad_token_id = o.padTokenId;
   return hf;
+}
+
+/** The per-layer window flags as the native model reads them (an Int32Array). */
+export function nativeLayerFields(c: ModelConfig): { slidingLayers: Int32Array } {
+  return { slidingLayers: Int32Array.from(c.slidingLayers) };
 }
 
 /** The RoPE fields the native model reads beside the config (see native/model/config.h). */

@@ -254,6 +254,8 @@ export async function exportGguf(model: Model, file: string, opts: GgufExportOpt
   const c = model.config;
   if (c.family === 'glm')
     unsupported('GLM-4 (partial interleaved RoPE) is not exported: its llama.cpp mapping is not verified here');
+  if (c.family !== 'llama' && c.family !== 'qwen2')
+    unsupported(`${c.architecture} is not exported: its llama.cpp mapping is not verified here`);
   if (!c.lmHead) unsupported(`${c.architecture} has no LM head; only causal LMs are exported`);
   if (model.tensorParallel > 1) unsupported('export a tensor-parallel model from a single-rank copy');
   const arch = c.family === 'llama' ? 'llama' : 'qwen2';

@@ -64,7 +64,14 @@ export function parameterCount(c: ModelConfig): number {
     qd = c.heads * c.headDim,
     kvd = c.kvHeads * c.headDim;
   const perLayer =
-    2 * C + (qd + 2 * kvd) * C + (c.qkvBias ? qd + 2 * kvd : 0) + C * qd + (c.oBias ? C : 0) + 3 * c.ffn * C;
+    2 * C +
+    (qd + 2 * kvd) * C +
+    (c.qkvBias ? qd + 2 * kvd : 0) +
+    C * qd +
+    (c.oBias ? C : 0) +
+    (c.qkNorm ? 2 * c.headDim : 0) +
+    (c.sandwichNorms ? 2 * C : 0) +
+    3 * c.ffn * C;
   return (
     c.vocab * C + c.layers * perLayer + C + (c.lmHead && !c.tieEmbeddings ? c.vocab * C : 0) + (c.valueHead ? C : 0)
   );
@@ -91,7 +98,18 @@ export function loraParameterCount(c: ModelConfig, lora: LoraConfig): number {
 
 /** Floats per token per layer that forward saves without checkpointing (native activation_floats_per_token_per_layer). */
 export function activationFloatsPerTokenPerLayer(c: ModelConfig): number {
-  return 2 * c.hidden + 2 + (c.heads + 2 * c.kvHeads) * c.headDim + c.heads + c.heads * c.headDim + 2 * c.ffn;
+  const qkNorm = c.qkNorm ? (c.heads + c.kvHeads) * (c.headDim + 1) : 0; // raw q, k and their per-head rstd
+  const sandwich = c.sandwichNorms ? 2 * c.hidden + 2 : 0; // attention / MLP outputs before their norms, rstd
+  return (
+    2 * c.hidden +
+    2 +
+    (c.heads + 2 * c.kvHeads) * c.headDim +
+    c.heads +
+    c.heads * c.headDim +
+    2 * c.ffn +
+    qkNorm +
+    sandwich
+  );
 }
 
 /** `config`: a ModelConfig (model.config) or a Hugging Face config.json object. */

@@ -29,7 +29,14 @@ import {
 } from '../validate.js';
 import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from './atomic.js';
 import { resolveCheckpoint } from './hub.js';
-import { configFromHF, configToHF, isModelConfig, nativeRopeFields, type ModelConfig } from './config.js';
+import {
+  configFromHF,
+  configToHF,
+  isModelConfig,
+  nativeLayerFields,
+  nativeRopeFields,
+  type ModelConfig,
+} from './config.js';
 import {
   readCheckpointIndex,
   readSafetensorsHeader,
@@ -219,6 +226,7 @@ export class Model implements OptimizerTarget {
     this.#native = new (native().NativeModel)({
       ...config,
       ...nativeRopeFields(config),
+      ...nativeLayerFields(config),
       tensorParallel,
       device,
       ...nativeLoraFields(lora),

@@ -93,9 +93,28 @@ void mask_segments(float* s, const AttentionArgs& a, const Seq& sq, int64_t kmax
     if (seg[j] != mine) s[j] = -INFINITY;
 }
 
+// Soft-cap of scores s[0..=kmax]: s ← c·tanh(s / c) (c > 0). factor (may be null) receives
+// ds_capped/ds = 1 − tanh² for the backward.
+void softcap_row(float* s, int64_t kmax, float c, float* factor) {
+  for (int64_t j = 0; j <= kmax; ++j) {
+    const float t = std::tanh(s[j] / c);
+    s[j] = c * t;
+    if (factor) factor[j] = 1.0f - t * t;
+  }
+}
+
+// Sliding window: keys j <= kmax − window masked (−inf, so they get probability 0).
+void mask_window(float* s, const AttentionArgs& a, int64_t kmax) {
+  if (a.window <= 0) return;
+  for (int64_t j = 0; j <= kmax - a.window; ++j) s[j] = -INFINITY;
+}
+
 void check(const AttentionArgs& a) {
   RLHF_CHECK(a.NH > 0 && a.KVH > 0 && a.HD > 0 && a.NH % a.KVH == 0, ErrorCode::OutOfRange,
              "attention: need NH % KVH == 0 and positive sizes, got NH=", a.NH, " KVH=", a.KVH, " HD=", a.HD);
+  RLHF_CHECK(a.window >= 0, ErrorCode::OutOfRange, "attention: window must be >= 0, got ", a.window);
+  RLHF_CHECK(a.softcap >= 0 && std::isfinite(a.softcap), ErrorCode::OutOfRange,
+             "attention: softcap must be finite and >= 0, got ", a.softcap);
 }
 
 }  // namespace
@@ -125,7 +144,9 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
       for (int64_t r = 0; r < nb; ++r) {
         const int64_t kmax = sq.offset + i0 + r;
         float* s = S + r * kv_end;
+        if (a.softcap > 0) softcap_row(s, kmax, a.softcap, nullptr);
         mask_segments(s, a, sq, kmax);
+        mask_window(s, a, kmax);
         float l = softmax_row(s, kmax, kv_end);
         if (lse) lse[(b * a.Tq + i0 + r) * a.NH + h] = l;
       }
@@ -169,11 +190,16 @@ void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, c
             const int64_t kmax = sq.offset + i0 + r;
             float* p = P + r * kv_end;
             float* dp = dP + r * kv_end;
+            float* cap = a.softcap > 0 ? scratch(2, static_cast<size_t>(kmax + 1)) : nullptr;
+            if (cap) softcap_row(p, kmax, a.softcap, cap);
             mask_segments(p, a, sq, kmax);
+            mask_window(p, a, kmax);
             const float l = lse[(b * a.Tq + i0 + r) * a.NH + h];
             float D = 0.0f;  // Σ_d dO·O = Σ_j P·dP
             for (int d = 0; d < a.HD; ++d) D += dob[r * lddo + d] * ob[r * ldo + d];
             softmax_backward_row(p, dp, kmax, kv_end, l, D);
+            if (cap)  // d(raw score) = d(capped score)·(1 − tanh²)
+              for (int64_t j = 0; j <= kmax; ++j) dp[j] *= cap[j];
           }
           // dq = scale·dS·K ; dk += scale·dSᵀ·Q ; dv += Pᵀ·dO
           sgemm(false, false, nb, a.HD, kv_end, a.scale, dP, kv_end, kb, a.ldk, 0.0f,
@@ -207,10 +233,12 @@ void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo
         double m = -INFINITY;
         for (int64_t j = 0; j <= kmax; ++j) {
           if (a.segments && a.segments[sq.kv_base + j] != a.segments[sq.kv_base + kmax]) continue;
+          if (a.window > 0 && j <= kmax - a.window) continue;
           const float* kj = a.k + (sq.kv_base + j) * a.ldk + g * a.HD;
           double dot = 0;
           for (int d = 0; d < a.HD; ++d) dot += double(qi[d]) * kj[d];
           s[j] = dot * a.scale;
+          if (a.softcap > 0) s[j] = a.softcap * std::tanh(s[j] / a.softcap);
           m = std::max(m, s[j]);
         }
         double sum = 0;

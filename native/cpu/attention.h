@@ -5,6 +5,10 @@
 //
 // Query head h reads key/value head g = h / (NH / KVH).
 //   out_i = Σ_{j ≤ pos_i, seg_j = seg_i} softmax_j(scale · q_i·k_j) v_j
+// With a sliding window W > 0 (Mistral, Gemma's local layers) also j > pos_i − W: each query sees
+// at most W keys, itself included (transformers' sliding_window_overlay: kv_idx > q_idx − W).
+// With a logit soft-cap c > 0 (Gemma 2) the scores scale·q_i·k_j become c·tanh(scale·q_i·k_j / c)
+// before the mask and the softmax.
 //
 // Layout (row-major, strides in floats):
 //   query i < Tq of sequence b, head h:    q   + (b·Tq + i)·ldq + h·HD        (out, dq alike)
@@ -33,6 +37,8 @@ struct AttentionArgs {
   const int64_t* kv_offset = nullptr;  // (B) null: 0
   const int64_t* q_len = nullptr;      // (B) null: Tq
   const int32_t* segments = nullptr;   // (·, kv_stride) indexed like keys; null: one segment
+  int64_t window = 0;                  // > 0: sliding window of this many keys; 0: none
+  float softcap = 0.0f;                // > 0: scores soft-capped at ±softcap; 0: none
 };
 
 // out: (B·Tq, ·) with stride ldo, overwrite; lse: (B·Tq, NH), overwrite, may be null.

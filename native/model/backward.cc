@@ -12,6 +12,7 @@
 #include "../cpu/gemm.h"
 #include "../cpu/rmsnorm.h"
 #include "../cpu/rope.h"
+#include "../cpu/geglu.h"
 #include "../cpu/swiglu.h"
 #include "internal.h"
 
@@ -25,41 +26,84 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   const int64_t F = c.ffn, KVD = int64_t(c.kv_heads) * c.head_dim;
 
   // MLP: x_out = xmid + act·Wdownᵀ, act = swiglu(h2·Wguᵀ), h2 = rmsnorm(xmid)
-  be_->rmsnorm_apply(s.h, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
-  be_->swiglu_forward(s.act, a.gu, N, static_cast<int>(F));
+  // (sandwich norms: x_out = xmid + rmsnorm(mlp_o), mlp_o = act·Wdownᵀ; dy = d(mlp_o) in s.dh)
+  be_->rmsnorm_apply(s.h, a.xmid, nw(o.post_norm), a.rstd2, N, static_cast<int>(C));
+  if (c.gelu_tanh)
+    cpu::geglu_forward(s.act, a.gu, N, static_cast<int>(F));
+  else
+    be_->swiglu_forward(s.act, a.gu, N, static_cast<int>(F));
   const bool base = !frozen_base();  // LoRA: no gradients for the base weights
-  if (base) be_->gemm(true, false, C, F, N, 1.0f, dx, C, s.act, F, 1.0f, g(o.wdown), F);
-  be_->gemm(false, false, N, F, C, 1.0f, dx, C, w(o.wdown), F, 0.0f, s.da, F);
-  lora_backward(l, LoraSite::kDown, s.act, dx, C, s.da, N);
-  be_->swiglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
+  const float* dy = sandwich_backward(o.mlp_out_norm, a.mlp_o, a.rstd_mo, dx, s.dh, N);
+  if (base) be_->gemm(true, false, C, F, N, 1.0f, dy, C, s.act, F, 1.0f, g(o.wdown), F);
+  be_->gemm(false, false, N, F, C, 1.0f, dy, C, w(o.wdown), F, 0.0f, s.da, F);
+  lora_backward(l, LoraSite::kDown, s.act, dy, C, s.da, N);
+  if (c.gelu_tanh)
+    cpu::geglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
+  else
+    be_->swiglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
   if (base) be_->gemm(true, false, 2 * F, C, N, 1.0f, s.dgu, 2 * F, s.h, C, 1.0f, g(o.wgu), C);
   be_->gemm(false, false, N, C, 2 * F, 1.0f, s.dgu, 2 * F, w(o.wgu), C, 0.0f, s.dh, C);
   lora_backward(l, LoraSite::kGateUp, s.h, s.dgu, 2 * F, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel gate/up: partial input gradients
-  be_->rmsnorm_backward(dx, g(o.post_norm), s.dh, a.xmid, w(o.post_norm), a.rstd2, N, static_cast<int>(C));
+  be_->rmsnorm_backward(dx, g(o.post_norm), s.dh, a.xmid, nw(o.post_norm), a.rstd2, N, static_cast<int>(C));
 
-  // Attention: xmid = x_in + attn·Woᵀ (+ bo)
-  if (base) be_->gemm(true, false, C, AD, N, 1.0f, dx, C, a.attn, AD, 1.0f, g(o.wo), AD);
-  if (base && o.bo >= 0) be_->column_sums(g(o.bo), dx, N, C);
-  be_->gemm(false, false, N, AD, C, 1.0f, dx, C, w(o.wo), AD, 0.0f, s.dattn, AD);
-  lora_backward(l, LoraSite::kO, a.attn, dx, C, s.dattn, N);
+  // Attention: xmid = x_in + attn·Woᵀ (+ bo)   (sandwich norms: x_in + rmsnorm(attn_o), dy = d(attn_o))
+  dy = sandwich_backward(o.attn_out_norm, a.attn_o, a.rstd_ao, dx, s.dh, N);
+  if (base) be_->gemm(true, false, C, AD, N, 1.0f, dy, C, a.attn, AD, 1.0f, g(o.wo), AD);
+  if (base && o.bo >= 0) be_->column_sums(g(o.bo), dy, N, C);
+  be_->gemm(false, false, N, AD, C, 1.0f, dy, C, w(o.wo), AD, 0.0f, s.dattn, AD);
+  lora_backward(l, LoraSite::kO, a.attn, dy, C, s.dattn, N);
   be_->fill(s.dqkv, 0.0f, N * QW);
   cpu::AttentionArgs at;
   at.B = saved_.B, at.NH = c.heads, at.KVH = c.kv_heads, at.HD = c.head_dim;
-  at.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  at.scale = attention_scale();
   at.Tq = T, at.q = a.qkv, at.ldq = QW, at.k = a.qkv + AD, at.v = a.qkv + AD + KVD, at.ldk = at.ldv = QW;
   at.kv_stride = T, at.q_len = saved_.d_lengths;
   at.segments = saved_.d_segments;
+  at.window = c.is_sliding(l) ? c.sliding_window : 0;
+  at.softcap = c.attn_softcap;
   be_->attention_backward(at, a.attn, AD, a.lse, s.dattn, AD, s.dqkv, QW, s.dqkv + AD, QW, s.dqkv + AD + KVD, QW);
-  be_->rope_apply(s.dqkv, N, QW, c.heads, c.head_dim, saved_.d_positions, rope_, true);
-  be_->rope_apply(s.dqkv + AD, N, QW, c.kv_heads, c.head_dim, saved_.d_positions, rope_, true);
-  be_->rmsnorm_apply(s.h, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
+  be_->rope_apply(s.dqkv, N, QW, c.heads, c.head_dim, saved_.d_positions, rope_for(l), true);
+  be_->rope_apply(s.dqkv + AD, N, QW, c.kv_heads, c.head_dim, saved_.d_positions, rope_for(l), true);
+  if (c.qk_norm) qk_norm_backward(l, a, s.dqkv, N);
+  be_->rmsnorm_apply(s.h, a.x_in, nw(o.in_norm), a.rstd1, N, static_cast<int>(C));
   if (base) be_->gemm(true, false, QW, C, N, 1.0f, s.dqkv, QW, s.h, C, 1.0f, g(o.wqkv), C);
   if (base && o.bqkv >= 0) be_->column_sums(g(o.bqkv), s.dqkv, N, QW);
   be_->gemm(false, false, N, C, QW, 1.0f, s.dqkv, QW, w(o.wqkv), C, 0.0f, s.dh, C);
   lora_backward(l, LoraSite::kQkv, s.h, s.dqkv, QW, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel q/k/v
-  be_->rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, w(o.in_norm), a.rstd1, N, static_cast<int>(C));
+  be_->rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, nw(o.in_norm), a.rstd1, N, static_cast<int>(C));
+}
+
+void Transformer::qk_norm_backward(int l, const LayerActs& a, float* dqkv, int64_t N) {
+  const ModelConfig& c = cfg_;
+  const LayerOffsets& o = layout_.layers[l];
+  const int64_t QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim, QK = int64_t(c.heads + c.kv_heads) * c.head_dim;
+  const int HD = c.head_dim;
+  // Each rank holds a share of the heads, so its weight gradients are partial: summed over ranks
+  // in a zeroed buffer before they are added (the accumulated gradients are the same on every rank).
+  std::vector<float> part(sharded() && !frozen_base() ? 2 * HD : 0, 0.0f);
+  float* dq = frozen_base() ? nullptr : sharded() ? part.data() : g(o.q_norm);
+  float* dk = frozen_base() ? nullptr : sharded() ? part.data() + HD : g(o.k_norm);
+  cpu::rmsnorm_heads_backward(dqkv, QW, dq, dqkv, QW, a.qk_raw, QK, nw(o.q_norm), a.qk_rstd, N, c.heads, HD);
+  cpu::rmsnorm_heads_backward(dqkv + AD, QW, dk, dqkv + AD, QW, a.qk_raw + AD, QK, nw(o.k_norm),
+                              a.qk_rstd + N * c.heads, N, c.kv_heads, HD);
+  if (!part.empty()) {
+    sum_over_ranks(part.data(), 2 * HD);
+    for (int i = 0; i < HD; ++i) g(o.q_norm)[i] += part[i], g(o.k_norm)[i] += part[HD + i];
+  }
+}
+
+// Sandwich norm backward: returns d(src) for y = rmsnorm(src)·w added to the residual, given
+// dx = d(residual sum); it is written to tmp (N, C) and the norm's weight gradient accumulates.
+// Without sandwich norms (norm < 0): dx itself.
+const float* Transformer::sandwich_backward(int64_t norm, const float* src, const float* rstd, const float* dx,
+                                            float* tmp, int64_t N) {
+  if (norm < 0) return dx;
+  const int64_t C = cfg_.hidden;
+  be_->fill(tmp, 0.0f, N * C);
+  be_->rmsnorm_backward(tmp, g(norm), dx, src, nw(norm), rstd, N, static_cast<int>(C));
+  return tmp;
 }
 
 // The layer's forward again, from its saved input, with the arithmetic of the first time (so the
@@ -139,7 +183,7 @@ void Transformer::backward(const BackwardInput& in) {
   be_->fill(s.dx, 0.0f, N * C);
   const float* x_final = saved_.acts.as<float>() + saved_.final_off;
   const float* rstd_f = xf + N * C;
-  be_->rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, w(layout_.final_norm), rstd_f, N,
+  be_->rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, nw(layout_.final_norm), rstd_f, N,
                         static_cast<int>(C));
   for (int l = c.layers - 1; l >= 0; --l) {
     const LayerActs a =
@@ -148,6 +192,7 @@ void Transformer::backward(const BackwardInput& in) {
             : saved_layer(l);
     layer_backward(l, s.dx, a, s);
   }
+  scale_embeddings(s.dx, N);  // x = embed_scale·E[token]
   if (!frozen_base())
     be_->embedding_backward(g(layout_.embed), s.dx, saved_.d_tokens, N, c.vocab, static_cast<int>(C),
                             shard_.vocab_begin);

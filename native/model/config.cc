@@ -38,6 +38,19 @@ void validate_config(const ModelConfig& c) {
                "model config: ropeInvFreq entries must be finite and > 0, got ", f);
   RLHF_CHECK(std::isfinite(c.rope_attention_scaling) && c.rope_attention_scaling > 0, ErrorCode::OutOfRange,
              "model config: ropeAttentionScaling must be finite and > 0, got ", c.rope_attention_scaling);
+  RLHF_CHECK(c.sliding_window >= 0, ErrorCode::OutOfRange, "model config: sliding_window must be >= 0, got ",
+             c.sliding_window);
+  RLHF_CHECK(std::isfinite(c.norm_offset), ErrorCode::OutOfRange, "model config: norm offset must be finite");
+  RLHF_CHECK(std::isfinite(c.embed_scale) && c.embed_scale > 0, ErrorCode::OutOfRange,
+             "model config: embedScale must be finite and > 0, got ", c.embed_scale);
+  RLHF_CHECK(c.sandwich_norms >= kSandwichNone && c.sandwich_norms <= kSandwichGlm4, ErrorCode::OutOfRange,
+             "model config: sandwichNorms must be 0, 1 or 2, got ", c.sandwich_norms);
+  for (float v : {c.attn_scale, c.attn_softcap, c.final_softcap, c.rope_local_theta})
+    RLHF_CHECK(std::isfinite(v) && v >= 0, ErrorCode::OutOfRange,
+               "model config: attention scale, soft-caps and the local RoPE base must be finite and >= 0, got ", v);
+  RLHF_CHECK(c.sliding_layers.empty() || c.sliding_layers.size() == static_cast<size_t>(c.layers),
+             ErrorCode::OutOfRange, "model config: layer_types must have num_hidden_layers (", c.layers,
+             ") entries, got ", c.sliding_layers.size());
   RLHF_CHECK(c.rope_position_limit >= 0, ErrorCode::OutOfRange, "model config: ropePositionLimit must be >= 0");
   RLHF_CHECK(
       c.lm_head != c.value_head, ErrorCode::Unsupported,

@@ -58,7 +58,8 @@ class Engine {
 
 // Normal(0, std) for matrices and embeddings, 1 for norm weights, 0 for biases; Philox stream =
 // `index` (the view's position in the full layout), so weights do not depend on threads or ranks.
-void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* out);
+// Norm weights are set to norm_value (1, or 0 where the norm multiplies by 1 + w).
+void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* out, float norm_value = 1.0f);
 
 }  // namespace model
 }  // namespace rlhf

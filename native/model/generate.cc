@@ -53,7 +53,8 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   const int64_t S = Tp + req.max_new_tokens;
   RLHF_CHECK(S <= c.max_positions, ErrorCode::OutOfRange, "generate: longest prompt (", Tp, ") + maxNewTokens (",
              req.max_new_tokens, ") exceeds max_position_embeddings (", c.max_positions, ")");
-  rope_.ensure(S);
+  ensure_rope(S);
+  refresh_norm_shadow();
   release_activations();
   const float alpha = sp.temperature > 0 ? 1.0f / sp.temperature : 1.0f;  // as lm_head_forward
   RLHF_CHECK(std::isfinite(alpha), ErrorCode::OutOfRange, "generate: temperature ", sp.temperature,
@@ -79,7 +80,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   a.qkv = a.rstd2 + Nmax;
   a.lse = a.qkv + Nmax * c.qkv_width();
   a.attn = a.lse + Nmax * c.heads;
-  a.gu = a.attn + Nmax * int64_t(c.heads) * c.head_dim;
+  a.gu = carve_extra_slots(&a, a.attn + Nmax * int64_t(c.heads) * c.head_dim, c, Nmax);  // qk_norm, sandwich
   float* x_other = a.gu + Nmax * 2 * c.ffn;
   a.h = x_other + Nmax * C;
   a.act = a.h + Nmax * C;
@@ -133,6 +134,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
     be_->embedding_forward(x, w(layout_.embed), staged.to_device(tokens), N, V, static_cast<int>(C),
                            shard_.vocab_begin);
     sum_over_ranks(x, N * C);
+    scale_embeddings(x, N);
     for (int l = 0; l < c.layers; ++l) {
       float* x_next = (x == a.x_in) ? x_other : a.x_in;
       LayerActs la = a;
@@ -141,8 +143,9 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
       x = x_next;
     }
     for (int64_t i = 0; i < A; ++i) be_->copy_rows(a.h + i * C, x + (i * T + q_len[i] - 1) * C, C);
-    be_->rmsnorm_forward(xlast, rstd.as<float>(), a.h, w(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
+    be_->rmsnorm_forward(xlast, rstd.as<float>(), a.h, nw(layout_.final_norm), A, static_cast<int>(C), c.rms_eps);
     be_->gemm_packed_b(false, A, alpha, xlast, C, packed.lm_head, 0.0f, zrank, V);
+    softcap_logits(zrank, A * V, alpha);
     if (sharded()) {  // the log-softmax forward() uses, then the full rows for sampling
       sharded_logsoftmax(zrank, A, nullptr, row_lse, nullptr, nullptr);
       gather_vocab(zrank, A, logits);

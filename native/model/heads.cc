@@ -4,6 +4,7 @@
 // at once, unless all of them fit logits_cache_budget_bytes, in which case forward keeps them for
 // backward instead of recomputing.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "../core/error.h"
@@ -18,6 +19,28 @@ namespace model {
 namespace {
 constexpr int64_t kChunkFloats = int64_t(8) << 20;  // 32 MiB of logits per chunk
 }  // namespace
+
+// Final logit soft-cap (Gemma 2): logits z = α·x·Wᵀ (α = 1/temperature) become
+// α·c·tanh(x·Wᵀ / c) = c'·tanh(z / c') with c' = α·c, so the temperature divides the capped logits.
+void Transformer::softcap_logits(float* z, int64_t n, float alpha) const {
+  const float c = cfg_.final_softcap * alpha;
+  if (cfg_.final_softcap <= 0) return;
+  parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) z[i] = c * std::tanh(z[i] / c);
+  });
+}
+
+// dz (w.r.t. the capped logits z) ← dz·(1 − (z / c')²): the gradient w.r.t. α·x·Wᵀ.
+void Transformer::softcap_logits_backward(float* dz, const float* z, int64_t n, float alpha) const {
+  const float c = cfg_.final_softcap * alpha;
+  if (cfg_.final_softcap <= 0) return;
+  parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) {
+      const float t = z[i] / c;
+      dz[i] *= 1.0f - t * t;
+    }
+  });
+}
 
 void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* targets, float temperature,
                                   const ForwardOutput& out, bool save) {
@@ -54,6 +77,7 @@ void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* tar
     be_->gather_rows(xc, xf, rows_d + m0, n, C);
     float* z = cache ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
     be_->gemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
+    softcap_logits(z, n * V, alpha);
     if (out.logits) {
       const float* full = z;
       if (sharded()) gather_vocab(z, n, chunk_full.as<float>()), full = chunk_full.as<float>();
@@ -109,13 +133,17 @@ void Transformer::lm_head_backward(const float* dlogp, const float* dent, float*
     float* xc = chunk_x.as<float>();
     be_->gather_rows(xc, xf, rows_d + m0, n, C);
     float* z = saved_.logits_cached ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
-    if (!saved_.logits_cached) be_->gemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
+    if (!saved_.logits_cached) {
+      be_->gemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
+      softcap_logits(z, n * V, alpha);
+    }
     float* dz = chunk_dz.as<float>();
     if (sharded())
       sharded_logsoftmax_backward(dz, z, n, saved_.lm_targets.data() + m0, lse + m0, ent + m0, gl.data() + m0,
                                   dent ? ge.data() + m0 : nullptr);
     else
       be_->logsoftmax_backward(dz, V, z, V, tg_d + m0, lse + m0, ent + m0, gl_d + m0, dent ? ge_d + m0 : nullptr, n, V);
+    softcap_logits_backward(dz, z, n * V, alpha);
     float* dxc = chunk_dx.as<float>();
     be_->gemm(false, false, n, C, V, alpha, dz, V, W, C, 0.0f, dxc, C);
     sum_over_ranks(dxc, n * C);  // vocab-parallel: each rank holds a partial d(xf)

@@ -26,6 +26,14 @@ struct LayerActs {
   float* gu;     // (N, 2F) gate, up
   float* h;      // (N, C) normalised input of the current sublayer (scratch)
   float* act;    // (N, F) silu(gate)·up (scratch)
+  // qk_norm only: q then k before the norm (N, NH·HD + KVH·HD), their per-head rstd (N, NH + KVH)
+  float* qk_raw;
+  float* qk_rstd;
+  // sandwich_norms only: attention / MLP outputs before their norms (N, C) and the rstd (N)
+  float* attn_o;
+  float* rstd_ao;
+  float* mlp_o;
+  float* rstd_mo;
 };
 
 // Weight matrices packed once for a generate() call (each is used at every decode step).
@@ -64,6 +72,14 @@ inline int64_t cache_len(const KvCache* c) { return c->len; }
 // kv_offset[b] + t of cache row kv_seq[b] (null: b, 0), through `be` (every pointer its memory).
 void cache_store(Backend& be, KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
                  const int64_t* lengths, const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd);
+
+// Floats per token per layer that the q/k norm adds to the saved activations (qk_raw, qk_rstd).
+int64_t qk_norm_floats_per_token(const ModelConfig& c);
+// Floats per token per layer that the sandwich norms add (attn_o, rstd_ao, mlp_o, rstd_mo).
+int64_t sandwich_floats_per_token(const ModelConfig& c);
+// Carves the qk_norm and sandwich slots (as many floats as the two functions above, for N rows)
+// from `base`; returns the end.
+float* carve_extra_slots(LayerActs* a, float* base, const ModelConfig& c, int64_t N);
 
 // Validated, owned copies of forward's per-row inputs.
 struct Inputs {

@@ -22,6 +22,7 @@ ParamLayout build_layout(const ModelConfig& c) {
   for (int l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerOffsets o{};
+    o.q_norm = o.k_norm = o.attn_out_norm = o.mlp_out_norm = -1;
     o.in_norm = add(p + "input_layernorm.weight", {C}, 0.0f);
     o.wqkv = add(p + "self_attn.q_proj.weight", {qd, C});
     add(p + "self_attn.k_proj.weight", {kvd, C});
@@ -34,7 +35,14 @@ ParamLayout build_layout(const ModelConfig& c) {
     }
     o.wo = add(p + "self_attn.o_proj.weight", {C, qd});
     o.bo = c.o_bias ? add(p + "self_attn.o_proj.bias", {C}, 0.0f) : -1;
-    o.post_norm = add(p + "post_attention_layernorm.weight", {C}, 0.0f);
+    if (c.qk_norm) {
+      o.q_norm = add(p + "self_attn.q_norm.weight", {c.head_dim}, 0.0f);
+      o.k_norm = add(p + "self_attn.k_norm.weight", {c.head_dim}, 0.0f);
+    }
+    const bool gemma = c.sandwich_norms == kSandwichGemma, glm4 = c.sandwich_norms == kSandwichGlm4;
+    if (gemma) o.attn_out_norm = add(p + "post_attention_layernorm.weight", {C}, 0.0f);
+    if (glm4) o.attn_out_norm = add(p + "post_self_attn_layernorm.weight", {C}, 0.0f);
+    o.post_norm = add(p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), {C}, 0.0f);
     if (c.fused_gate_up) {
       o.wgu = add(p + "mlp.gate_up_proj.weight", {2 * int64_t(c.ffn), C});
     } else {
@@ -42,6 +50,8 @@ ParamLayout build_layout(const ModelConfig& c) {
       add(p + "mlp.up_proj.weight", {c.ffn, C});
     }
     o.wdown = add(p + "mlp.down_proj.weight", {C, c.ffn});
+    if (gemma) o.mlp_out_norm = add(p + "post_feedforward_layernorm.weight", {C}, 0.0f);
+    if (glm4) o.mlp_out_norm = add(p + "post_mlp_layernorm.weight", {C}, 0.0f);
     L.layers.push_back(o);
   }
   L.final_norm = add("model.norm.weight", {C}, 0.0f);

@@ -32,6 +32,8 @@ struct LoraAdapter {
 
 struct LayerOffsets {  // -1 when absent
   int64_t in_norm, wqkv, bqkv, wo, bo, post_norm, wgu, wdown;
+  int64_t q_norm = -1, k_norm = -1;               // (HD) each, with qk_norm
+  int64_t attn_out_norm = -1, mlp_out_norm = -1;  // (C) each, with sandwich_norms
   std::vector<LoraAdapter> lora;
 };
 

@@ -239,7 +239,7 @@ void TensorParallelModel::init_random(uint64_t seed, float std) {
   std::vector<float> tmp;
   for (size_t i = 0; i < views.size(); ++i) {
     tmp.resize(static_cast<size_t>(views[i].size));
-    init_parameter(views[i], static_cast<uint64_t>(i), seed, std, tmp.data());
+    init_parameter(views[i], static_cast<uint64_t>(i), seed, std, tmp.data(), 1.0f - full_.norm_offset);
     write_parameter(views[i], tmp.data());
   }
 }

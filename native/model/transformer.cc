@@ -13,11 +13,34 @@
 #include "../cpu/gemm.h"
 #include "../cpu/logsoftmax.h"
 #include "../cpu/rmsnorm.h"
+#include "../cpu/geglu.h"
 #include "../cpu/swiglu.h"
 #include "internal.h"
 
 namespace rlhf {
 namespace model {
+
+namespace {
+// The device backends other than the CPU run the Llama/Qwen2/GLM-4 layer; the newer layer
+// features run through host loops and CPU kernels that are not behind the Backend seam yet, so a
+// model that needs one is refused on those devices (naming the feature) instead of reading device
+// memory on the host.
+void check_backend_supports(const Backend& be, const ModelConfig& c) {
+  if (be.device() == Device::Cpu) return;
+  const char* missing = c.qk_norm                           ? "per-head q/k RMSNorm (Qwen3)"
+                        : c.sliding_window > 0              ? "sliding-window attention"
+                        : c.attn_softcap > 0                ? "attention logit soft-capping"
+                        : c.final_softcap > 0               ? "final logit soft-capping"
+                        : c.gelu_tanh                       ? "the GELU-tanh gated MLP"
+                        : c.sandwich_norms != kSandwichNone ? "sandwich norms"
+                        : c.embed_scale != 1.0f             ? "embedding scaling"
+                        : c.norm_offset != 0.0f             ? "(1 + w) RMSNorm weights"
+                        : c.rope_local_theta > 0            ? "a second RoPE base for local layers"
+                                                            : nullptr;
+  RLHF_CHECK(missing == nullptr, ErrorCode::Unsupported, "model: the ", device_name(be.device()),
+             " backend does not run ", missing, " yet; use device 'cpu' for this architecture");
+}
+}  // namespace
 
 Transformer::Transformer(const ModelConfig& config, float* params, float* grads, std::shared_ptr<Backend> backend)
     : cfg_((validate_config(config), config)),
@@ -29,12 +52,64 @@ Transformer::Transformer(const ModelConfig& config, float* params, float* grads,
       params_ptr_(params ? params : params_.as<float>()),
       grads_ptr_(grads ? grads : grads_.as<float>()),
       rope_(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_interleaved, cfg_.rope_inv_freq, cfg_.rope_attention_scaling,
-            cfg_.rope_position_limit) {
+            cfg_.rope_position_limit),
+      rope_local_(cfg_.rotary_dim, cfg_.rope_local_theta > 0 ? cfg_.rope_local_theta : cfg_.rope_theta,
+                  cfg_.rope_interleaved) {
   RLHF_CHECK(!(params || grads) || be_->device() == Device::Cpu, ErrorCode::Internal,
              "Transformer: external parameter storage is host memory");
+  check_backend_supports(*be_, cfg_);
+  if (cfg_.norm_offset != 0.0f)  // (offset + w) of every norm weight lives in norm_shadow_
+    for (const ParamView& v : layout_.views)
+      if (v.name.find("norm") != std::string::npos) {
+        norm_shadow_at_[v.offset] = static_cast<int64_t>(norm_shadow_.size());
+        norm_shadow_views_.push_back({v.offset, static_cast<int64_t>(norm_shadow_.size()), v.size});
+        norm_shadow_.resize(norm_shadow_.size() + static_cast<size_t>(v.size));
+      }
 }
 
-void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* p) {
+void Transformer::scale_embeddings(float* x, int64_t N) {
+  const float s = cfg_.embed_scale;
+  if (s == 1.0f) return;
+  const int64_t n = N * cfg_.hidden;
+  parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) x[i] *= s;
+  });
+}
+
+void Transformer::refresh_norm_shadow() {
+  for (const auto& [off, at, size] : norm_shadow_views_)
+    for (int64_t i = 0; i < size; ++i) norm_shadow_[at + i] = cfg_.norm_offset + params_ptr_[off + i];
+}
+
+float* Transformer::nw(int64_t offset) {
+  if (cfg_.norm_offset == 0.0f) return w(offset);
+  return norm_shadow_.data() + norm_shadow_at_.at(offset);
+}
+
+const cpu::RopeTable& Transformer::rope_for(int l) const {
+  return cfg_.rope_local_theta > 0 && cfg_.is_sliding(l) ? rope_local_ : rope_;
+}
+
+void Transformer::ensure_rope(int64_t max_position) {
+  rope_.ensure(max_position);
+  if (cfg_.rope_local_theta > 0) rope_local_.ensure(max_position);
+}
+
+float Transformer::attention_scale() const {
+  return cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
+}
+
+// xout = resid + rmsnorm(src)·w (a sandwich norm before the residual add); tmp (N, C) scratch.
+void Transformer::add_normed(float* xout, const float* resid, float* tmp, float* rstd, const float* src, int64_t norm,
+                             int64_t N) {
+  const int64_t C = cfg_.hidden;
+  cpu::rmsnorm_forward(tmp, rstd, src, nw(norm), N, static_cast<int>(C), cfg_.rms_eps);
+  parallel_for(N, 16, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b * C; i < e * C; ++i) xout[i] = resid[i] + tmp[i];
+  });
+}
+
+void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std, float* p, float norm_value) {
   RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
   if (v.name.find(".lora_B.") != std::string::npos) return void(std::fill(p, p + v.size, 0.0f));  // PEFT: B = 0
   if (v.name.find(".lora_A.") != std::string::npos)  // PEFT's kaiming_uniform(a=√5) variance, 1/(3·in)
@@ -42,7 +117,7 @@ void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std
   const bool is_norm = v.name.find("norm") != std::string::npos;
   const bool is_bias = v.name.size() > 5 && v.name.compare(v.name.size() - 5, 5, ".bias") == 0;
   if (is_norm)
-    std::fill(p, p + v.size, 1.0f);
+    std::fill(p, p + v.size, norm_value);
   else if (is_bias)
     std::fill(p, p + v.size, 0.0f);
   else
@@ -55,7 +130,8 @@ void Transformer::init_random(uint64_t seed, float std) {
   Buffer host(device() == Device::Cpu ? 0 : static_cast<size_t>(layout_.total) * sizeof(float), false);
   float* p = device() == Device::Cpu ? params() : host.as<float>();  // initialised on the host
   parallel_for(static_cast<int64_t>(views.size()), 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) init_parameter(views[i], static_cast<uint64_t>(i), seed, std, p + views[i].offset);
+    for (int64_t i = b; i < e; ++i)
+      init_parameter(views[i], static_cast<uint64_t>(i), seed, std, p + views[i].offset, 1.0f - cfg_.norm_offset);
   });
   if (p != params()) be_->copy(params(), device(), p, Device::Cpu, sizeof(float) * layout_.total);
 }
@@ -103,7 +179,42 @@ void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, 
 void Transformer::zero_grad() { be_->fill(grads(), 0.0f, layout_.total); }
 
 int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c) {
-  return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn);
+  return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn) +
+         qk_norm_floats_per_token(c) + sandwich_floats_per_token(c);
+}
+
+int64_t sandwich_floats_per_token(const ModelConfig& c) {
+  return c.sandwich_norms != kSandwichNone ? 2 * int64_t(c.hidden) + 2 : 0;
+}
+
+float* carve_extra_slots(LayerActs* a, float* base, const ModelConfig& c, int64_t N) {
+  a->qk_raw = base;
+  a->qk_rstd = a->qk_raw + N * int64_t(c.heads + c.kv_heads) * c.head_dim * c.qk_norm;
+  base += N * qk_norm_floats_per_token(c);
+  const int64_t C = c.sandwich_norms != kSandwichNone ? c.hidden : 0;
+  a->attn_o = base;
+  a->rstd_ao = a->attn_o + N * C;
+  a->mlp_o = a->rstd_ao + (C ? N : 0);
+  a->rstd_mo = a->mlp_o + N * C;
+  return base + N * sandwich_floats_per_token(c);
+}
+
+int64_t qk_norm_floats_per_token(const ModelConfig& c) {
+  return c.qk_norm ? int64_t(c.heads + c.kv_heads) * (c.head_dim + 1) : 0;
+}
+
+void Transformer::qk_norm_forward(int l, const LayerActs& a, int64_t N) {
+  const ModelConfig& c = cfg_;
+  const LayerOffsets& o = layout_.layers[l];
+  const int64_t QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim, QK = int64_t(c.heads + c.kv_heads) * c.head_dim;
+  parallel_for(N, 64, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) std::memcpy(a.qk_raw + r * QK, a.qkv + r * QW, sizeof(float) * QK);
+  });
+  const int NH = c.heads, KVH = c.kv_heads;
+  cpu::rmsnorm_heads_forward(a.qkv, QW, a.qk_rstd, a.qk_raw, QK, nw(o.q_norm), N, NH, c.head_dim, c.rms_eps);
+  // k's rstd after q's: (N, NH) then (N, KVH)
+  cpu::rmsnorm_heads_forward(a.qkv + AD, QW, a.qk_rstd + N * NH, a.qk_raw + AD, QK, nw(o.k_norm), N, KVH, c.head_dim,
+                             c.rms_eps);
 }
 
 float* Transformer::scratch(size_t floats) {
@@ -139,18 +250,21 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   const int64_t N = B * T, C = c.hidden, QW = c.qkv_width(), AD = int64_t(c.heads) * c.head_dim, F = c.ffn;
   const int64_t KVD = int64_t(c.kv_heads) * c.head_dim;
 
-  be_->rmsnorm_forward(a.h, a.rstd1, x_in, w(o.in_norm), N, static_cast<int>(C), c.rms_eps);
+  be_->rmsnorm_forward(a.h, a.rstd1, x_in, nw(o.in_norm), N, static_cast<int>(C), c.rms_eps);
   const PackedLayer* pl = packed_ ? &packed_->layers[l] : nullptr;
   linear(a.h, N, C, o.wqkv, QW, 0.0f, a.qkv, pl ? &pl->qkv : nullptr);
   if (o.bqkv >= 0) be_->add_row_bias(a.qkv, w(o.bqkv), N, QW);
   lora_forward(l, LoraSite::kQkv, a.h, N, a.qkv, QW);
-  be_->rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_, false);
-  be_->rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_, false);
+  if (c.qk_norm) qk_norm_forward(l, a, N);
+  be_->rope_apply(a.qkv, N, QW, c.heads, c.head_dim, pos, rope_for(l), false);
+  be_->rope_apply(a.qkv + AD, N, QW, c.kv_heads, c.head_dim, pos, rope_for(l), false);
 
   cpu::AttentionArgs at;
   at.B = B, at.NH = c.heads, at.KVH = c.kv_heads, at.HD = c.head_dim;
-  at.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  at.scale = attention_scale();
   at.Tq = T, at.q = a.qkv, at.ldq = QW, at.q_len = lengths, at.segments = segments;
+  at.window = c.is_sliding(l) ? c.sliding_window : 0;
+  at.softcap = c.attn_softcap;
   if (cache) {
     cache_store(*be_, cache, l, a.qkv + AD, a.qkv + AD + KVD, QW, B, T, lengths, kv_seq, kv_offset, KVD);
     at.k = cache_k(cache, l), at.v = cache_v(cache, l), at.ldk = at.ldv = KVD, at.kv_stride = cache_len(cache);
@@ -160,28 +274,36 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   }
   be_->attention_forward(at, a.attn, AD, a.lse);
 
-  // Row-parallel o: rank 0 adds the residual and bias, the partial products are summed.
-  const bool lead = shard_.rank == 0;
-  if (lead)
+  // Row-parallel o: rank 0 adds the residual and bias, the partial products are summed. With
+  // sandwich norms the output goes to attn_o first (no residual), is normalised, then added.
+  const bool lead = shard_.rank == 0, sandwich = c.sandwich_norms != kSandwichNone;
+  float* o_out = sandwich ? a.attn_o : a.xmid;
+  if (lead && !sandwich)
     be_->copy_rows(a.xmid, x_in, N * C);
   else
-    be_->fill(a.xmid, 0.0f, N * C);
-  linear(a.attn, N, AD, o.wo, C, 1.0f, a.xmid, pl ? &pl->o : nullptr);
-  lora_forward(l, LoraSite::kO, a.attn, N, a.xmid, C);
-  if (o.bo >= 0 && lead) be_->add_row_bias(a.xmid, w(o.bo), N, C);
-  sum_over_ranks(a.xmid, N * C);
+    be_->fill(o_out, 0.0f, N * C);
+  linear(a.attn, N, AD, o.wo, C, 1.0f, o_out, pl ? &pl->o : nullptr);
+  lora_forward(l, LoraSite::kO, a.attn, N, o_out, C);
+  if (o.bo >= 0 && lead) be_->add_row_bias(o_out, w(o.bo), N, C);
+  sum_over_ranks(o_out, N * C);
+  if (sandwich) add_normed(a.xmid, x_in, a.h, a.rstd_ao, a.attn_o, o.attn_out_norm, N);
 
-  be_->rmsnorm_forward(a.h, a.rstd2, a.xmid, w(o.post_norm), N, static_cast<int>(C), c.rms_eps);
+  be_->rmsnorm_forward(a.h, a.rstd2, a.xmid, nw(o.post_norm), N, static_cast<int>(C), c.rms_eps);
   linear(a.h, N, C, o.wgu, 2 * F, 0.0f, a.gu, pl ? &pl->gu : nullptr);
   lora_forward(l, LoraSite::kGateUp, a.h, N, a.gu, 2 * F);
-  be_->swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
-  if (lead)
+  if (c.gelu_tanh)
+    cpu::geglu_forward(a.act, a.gu, N, static_cast<int>(F));
+  else
+    be_->swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
+  float* m_out = sandwich ? a.mlp_o : x_out;
+  if (lead && !sandwich)
     be_->copy_rows(x_out, a.xmid, N * C);
   else
-    be_->fill(x_out, 0.0f, N * C);
-  linear(a.act, N, F, o.wdown, C, 1.0f, x_out, pl ? &pl->down : nullptr);
-  lora_forward(l, LoraSite::kDown, a.act, N, x_out, C);
-  sum_over_ranks(x_out, N * C);
+    be_->fill(m_out, 0.0f, N * C);
+  linear(a.act, N, F, o.wdown, C, 1.0f, m_out, pl ? &pl->down : nullptr);
+  lora_forward(l, LoraSite::kDown, a.act, N, m_out, C);
+  sum_over_ranks(m_out, N * C);
+  if (sandwich) add_normed(x_out, a.xmid, a.h, a.rstd_mo, a.mlp_o, o.mlp_out_norm, N);
 }
 
 LayerActs Transformer::layer_slots(float* base, int64_t N) const {
@@ -195,7 +317,7 @@ LayerActs Transformer::layer_slots(float* base, int64_t N) const {
   a.qkv = a.rstd2 + N;
   a.lse = a.qkv + N * c.qkv_width();
   a.attn = a.lse + N * c.heads;
-  a.gu = a.attn + N * int64_t(c.heads) * c.head_dim;
+  a.gu = carve_extra_slots(&a, a.attn + N * int64_t(c.heads) * c.head_dim, c, N);  // qk_norm, sandwich slots
   return a;
 }
 
@@ -228,7 +350,8 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   const int32_t* positions = staged.to_device(inputs.positions);
   const int32_t* segments = staged.to_device(in.segments, N);
   adapters_on_ = in.adapters;
-  rope_.ensure(inputs.max_position);
+  ensure_rope(inputs.max_position);
+  refresh_norm_shadow();
 
   release_activations();
   const int64_t per_layer = N * activation_floats_per_token_per_layer(c);
@@ -256,6 +379,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   x = in.save ? saved_layer(0).x_in : sa.x_in;
   be_->embedding_forward(x, w(layout_.embed), tokens, N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
   sum_over_ranks(x, N * C);
+  scale_embeddings(x, N);
   for (int l = 0; l < c.layers; ++l) {
     LayerActs a = keep_all ? saved_layer(l) : sa;
     a.h = sc;
@@ -276,7 +400,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     xf = sc;  // h is free now
     rstd_f = nullptr;
   }
-  be_->rmsnorm_forward(xf, rstd_f, x, w(layout_.final_norm), N, static_cast<int>(C), c.rms_eps);
+  be_->rmsnorm_forward(xf, rstd_f, x, nw(layout_.final_norm), N, static_cast<int>(C), c.rms_eps);
 
   if (c.lm_head && (in.targets || out.logits)) {
     RLHF_CHECK(!out.logits || N * vocab_total() <= (int64_t(1) << 26), ErrorCode::OutOfRange,

@@ -14,7 +14,9 @@
 // (they are recomputed in backward otherwise). Everything else is per-call scratch.
 #pragma once
 #include <cstdint>
+#include <array>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "../core/buffer.h"
@@ -139,6 +141,26 @@ class Transformer final : public Engine {
                      const int64_t* lengths, const int32_t* pos, const int32_t* segments, KvCache* cache,
                      const int64_t* kv_seq, const int64_t* kv_offset);
   void layer_backward(int l, float* dx, const LayerActs& a, const BackScratch& s);
+  // q/k norm (qk_norm): forward saves the raw q, k into a.qk_raw and normalises them in a.qkv;
+  // backward turns dqkv's q, k columns (N rows, stride QW) from d(normed) into d(raw) in place and
+  // accumulates the q_norm / k_norm gradients (summed over ranks when sharded).
+  void qk_norm_forward(int l, const LayerActs& a, int64_t N);
+  void qk_norm_backward(int l, const LayerActs& a, float* dqkv, int64_t N);
+  // Gemma / GLM-4-0414 pieces (no-ops with the Llama-family defaults):
+  float* nw(int64_t offset);   // a norm's effective weight: w, or (norm_offset + w) from norm_shadow_
+  void refresh_norm_shadow();  // norm_shadow_ ← norm_offset + w (each forward / generate)
+  std::vector<float> norm_shadow_;
+  std::unordered_map<int64_t, int64_t> norm_shadow_at_;    // parameter offset -> index in norm_shadow_
+  std::vector<std::array<int64_t, 3>> norm_shadow_views_;  // (parameter offset, index, size)
+  const cpu::RopeTable& rope_for(int l) const;             // Gemma 3: local layers' own RoPE base
+  void ensure_rope(int64_t max_position);
+  float attention_scale() const;
+  void softcap_logits(float* z, int64_t n, float alpha) const;                            // heads.cc
+  void softcap_logits_backward(float* dz, const float* z, int64_t n, float alpha) const;  // heads.cc
+  const float* sandwich_backward(int64_t norm, const float* src, const float* rstd, const float* dx, float* tmp,
+                                 int64_t N);
+  void scale_embeddings(float* x, int64_t N);  // x (N, C) *= embed_scale
+  void add_normed(float* xout, const float* resid, float* tmp, float* rstd, const float* src, int64_t norm, int64_t N);
   void lm_head_forward(const float* xf, int64_t N, const int32_t* targets, float temperature, const ForwardOutput& out,
                        bool save);
   void lm_head_backward(const float* dlogp, const float* dent, float* dxf);
@@ -186,6 +208,7 @@ class Transformer final : public Engine {
   float* grads_ptr_;
   ShardInfo shard_;
   cpu::RopeTable rope_;
+  cpu::RopeTable rope_local_;  // rope_local_theta's table (unused when it is 0)
 
   // State of the last forward(save = true).
   struct Saved {

@@ -63,6 +63,23 @@ model::ModelConfig read_config(const Napi::Object& o) {
   c.qkv_bias = get_bool_or(o, fn, "qkvBias", false);
   c.o_bias = get_bool_or(o, fn, "oBias", false);
   c.fused_gate_up = get_bool_or(o, fn, "fusedGateUp", false);
+  c.qk_norm = get_bool_or(o, fn, "qkNorm", false);
+  c.sliding_window = get_int_or(o, fn, "slidingWindow", 0, int64_t(1) << 24, 0);
+  {
+    Napi::Value sl = o.Get("slidingLayers");  // Uint8Array-like 0/1 per layer (Int32Array)
+    if (!sl.IsUndefined() && !sl.IsNull()) {
+      auto a = as_i32(o.Env(), sl, std::string(fn) + ": slidingLayers", 0);
+      for (size_t i = 0; i < a.ElementLength(); ++i) c.sliding_layers.push_back(a[i] != 0);
+    }
+  }
+  c.norm_offset = static_cast<float>(get_number_or(o, fn, "normOffset", 0.0));
+  c.embed_scale = static_cast<float>(get_number_or(o, fn, "embedScale", 1.0));
+  c.sandwich_norms = static_cast<int>(get_int_or(o, fn, "sandwichNorms", 0, 2, 0));
+  c.gelu_tanh = get_bool_or(o, fn, "geluTanh", false);
+  c.attn_scale = static_cast<float>(get_number_or(o, fn, "attnScale", 0.0));
+  c.attn_softcap = static_cast<float>(get_number_or(o, fn, "attnSoftcap", 0.0));
+  c.final_softcap = static_cast<float>(get_number_or(o, fn, "finalSoftcap", 0.0));
+  c.rope_local_theta = static_cast<float>(get_number_or(o, fn, "ropeLocalTheta", 0.0));
   c.tie_embeddings = get_bool_or(o, fn, "tieEmbeddings", false);
   c.lm_head = get_bool_or(o, fn, "lmHead", true);
   c.value_head = get_bool_or(o, fn, "valueHead", false);

@@ -95,4 +95,99 @@ TEST(attention_decode_equals_full_forward_bitwise) {
   }
 }
 
+// Sliding window (8 keys, across query blocks and with padding): forward against the reference,
+// which differs from the unwindowed output; backward by finite differences; decode against a
+// cache bit-identical to the full forward's row.
+TEST(attention_sliding_window) {
+  Setup s = make(2, 150, 4, 2, 16, 35);
+  const int64_t N = s.B * s.T, AD = s.NH * s.HD, QW = s.QW(), W = 8;
+  std::vector<float> out(N * AD), ref(N * AD), full(N * AD), lse(N * s.NH), rlse(N * s.NH);
+  auto a = s.args(false);
+  a.window = W;
+  cpu::attention_forward(a, out.data(), AD, lse.data());
+  cpu::attention_forward_reference(a, ref.data(), AD, rlse.data());
+  for (int64_t i = 0; i < N * AD; ++i) CHECK_NEAR(out[i], ref[i], 2e-6, 1e-5);
+  for (int64_t i = 0; i < N * s.NH; ++i) CHECK_NEAR(lse[i], rlse[i], 2e-6, 1e-5);
+  cpu::attention_forward(s.args(false), full.data(), AD, nullptr);
+  for (int64_t i = 0; i < W * AD; ++i) CHECK(out[i] == full[i]);  // rows < W see all their keys
+  double diff = 0;
+  for (int64_t i = W * AD; i < s.T * AD; ++i) diff = std::max(diff, double(std::fabs(out[i] - full[i])));
+  CHECK(diff > 1e-3);
+
+  Setup f = make(2, 40, 4, 2, 8, 36);
+  const int64_t Nf = f.B * f.T, ADf = f.NH * f.HD, QWf = f.QW();
+  auto gw = random_vec(Nf * ADf, 37);
+  for (int64_t i = (f.T + f.qlen[1]) * ADf; i < Nf * ADf; ++i) gw[i] = 0;  // padded rows carry no loss
+  auto af = f.args(false);
+  af.window = 5;
+  std::vector<float> of(Nf * ADf), lf(Nf * f.NH), dqkv(Nf * QWf, 0.f);
+  cpu::attention_forward(af, of.data(), ADf, lf.data());
+  cpu::attention_backward(af, of.data(), ADf, lf.data(), gw.data(), ADf, dqkv.data(), QWf, dqkv.data() + f.NH * f.HD,
+                          QWf, dqkv.data() + (f.NH + f.KVH) * f.HD, QWf);
+  auto loss = [&](const std::vector<float>& x) {
+    Setup t = f;
+    t.qkv = x;
+    auto at = t.args(false);
+    at.window = 5;
+    std::vector<float> o(Nf * ADf);
+    cpu::attention_forward_reference(at, o.data(), ADf, nullptr);
+    return dot(o, gw);
+  };
+  CHECK(fd_check(loss, f.qkv, dqkv, 150, 2e-3, 5e-4, 3e-3, "attention (window)"));
+
+  const int64_t KVD = s.KVH * s.HD;
+  std::vector<float> kc(s.T * KVD), vc(s.T * KVD);
+  for (int64_t t = 0; t < s.T; ++t) {
+    std::memcpy(&kc[t * KVD], &s.qkv[t * QW + AD], KVD * 4);
+    std::memcpy(&vc[t * KVD], &s.qkv[t * QW + AD + KVD], KVD * 4);
+  }
+  for (int64_t p : {0, 7, 8, 63, 64, 149}) {
+    cpu::AttentionArgs d;
+    d.B = 1, d.NH = s.NH, d.KVH = s.KVH, d.HD = s.HD, d.scale = 1.0f / std::sqrt(16.0f), d.Tq = 1, d.window = W;
+    d.q = s.qkv.data() + p * QW, d.ldq = QW, d.k = kc.data(), d.v = vc.data(), d.ldk = d.ldv = KVD, d.kv_stride = s.T;
+    int64_t off = p, one = 1;
+    d.kv_offset = &off, d.q_len = &one;
+    std::vector<float> o(AD);
+    cpu::attention_forward(d, o.data(), AD, nullptr);
+    CHECK(std::memcmp(o.data(), &out[p * AD], AD * 4) == 0);
+  }
+}
+
+// Logit soft-cap (small, so that it bites: raw scores reach several times the cap) with a sliding
+// window: forward against the reference, different from the uncapped output; backward by finite
+// differences.
+TEST(attention_softcap) {
+  Setup s = make(2, 70, 4, 2, 8, 38);
+  for (auto& x : s.qkv) x *= 3.0f;
+  const int64_t N = s.B * s.T, AD = s.NH * s.HD, QW = s.QW();
+  auto a = s.args(false);
+  a.softcap = 1.5f, a.window = 20;
+  std::vector<float> out(N * AD), ref(N * AD), plain(N * AD), lse(N * s.NH), rlse(N * s.NH);
+  cpu::attention_forward(a, out.data(), AD, lse.data());
+  cpu::attention_forward_reference(a, ref.data(), AD, rlse.data());
+  for (int64_t i = 0; i < N * AD; ++i) CHECK_NEAR(out[i], ref[i], 2e-6, 1e-5);
+  for (int64_t i = 0; i < N * s.NH; ++i) CHECK_NEAR(lse[i], rlse[i], 2e-6, 1e-5);
+  auto b = a;
+  b.softcap = 0;
+  cpu::attention_forward(b, plain.data(), AD, nullptr);
+  double diff = 0;
+  for (int64_t i = AD; i < N * AD; ++i) diff = std::max(diff, double(std::fabs(out[i] - plain[i])));
+  CHECK(diff > 1e-2);
+  auto gw = random_vec(N * AD, 39);
+  for (int64_t i = (s.T + s.qlen[1]) * AD; i < N * AD; ++i) gw[i] = 0;
+  std::vector<float> dqkv(N * QW, 0.f);
+  cpu::attention_backward(a, out.data(), AD, lse.data(), gw.data(), AD, dqkv.data(), QW, dqkv.data() + s.NH * s.HD, QW,
+                          dqkv.data() + (s.NH + s.KVH) * s.HD, QW);
+  auto loss = [&](const std::vector<float>& x) {
+    Setup t = s;
+    t.qkv = x;
+    auto at = t.args(false);
+    at.softcap = 1.5f, at.window = 20;
+    std::vector<float> o(N * AD);
+    cpu::attention_forward_reference(at, o.data(), AD, nullptr);
+    return dot(o, gw);
+  };
+  CHECK(fd_check(loss, s.qkv, dqkv, 150, 2e-3, 5e-4, 3e-3, "attention (softcap)"));
+}
+
 int main() { return run_all_tests(); }

@@ -222,6 +222,11 @@ const SEQ_CLS: Record<string, string> = {
   llama: 'LlamaForSequenceClassification',
   qwen2: 'Qwen2ForSequenceClassification',
   glm: 'GlmForSequenceClassification',
+  qwen3: 'Qwen3ForSequenceClassification',
+  mistral: 'MistralForSequenceClassification',
+  gemma2: 'Gemma2ForSequenceClassification',
+  gemma3: 'Gemma3ForSequenceClassification',
+  glm4: 'Glm4ForSequenceClassification',
 };
 
 /** Loads a checkpoint with a scalar head: as saved if it has one, else the causal LM with a new `score` head. */
