@@ -80,7 +80,14 @@ t.test('reward model: 2 ranks match one process; resume at 2 ranks is exact', { 
     'two more steps change the weights (the comparison is not vacuous)',
   );
   const ck = join(dir, 'run');
-  t.equal(run(2, w, [join(dir, 'half.bin'), 'rm', '4', ck, 'stop2']).status, 0, 'stopped after step 2');
+  // the stop is requested on rank 0 alone: the ranks agree to stop after the same step
+  const half = run(2, w, [join(dir, 'half.bin'), 'rm', '4', ck, 'stop2rank0']);
+  t.equal(half.status, 0, half.status ? half.output : 'stopped');
+  t.same(
+    half.lines.map((l) => l.steps),
+    [2, 2],
+    'a stop requested on rank 0 stops both ranks after step 2',
+  );
   const resumed = run(2, w, [join(dir, 'resumed.bin'), 'rm', '4', ck, 'resume']);
   t.equal(resumed.status, 0, resumed.status ? resumed.output : 'resumed');
   t.equal(resumed.lines[0].digest, two.lines[0].digest, 'resume at 2 ranks: bitwise the straight 2-rank run');
@@ -114,6 +121,19 @@ t.test(
     // rounding-level gradient difference on a near-zero coordinate moves it by up to ~lr per step
     // (measured: 2.2e-5 on weights, 2.7e-6 relative on losses)
     compare(t, one, two, [join(dir, 'one.bin'), join(dir, 'two.bin')], policyLosses, 1e-4, 2e-4);
+
+    // stopped after iteration 1 (requested on rank 0 alone), resumed at 2 ranks: bitwise the straight run
+    const ck = join(dir, 'run');
+    const half = run(2, w, [join(dir, 'half.bin'), 'ppo', '3', ck, 'stop1rank0']);
+    t.equal(half.status, 0, half.status ? half.output : 'stopped');
+    t.same(
+      half.lines.map((l) => l.iterations),
+      [1, 1],
+      'both ranks stopped after iteration 1',
+    );
+    const resumed = run(2, w, [join(dir, 'resumed.bin'), 'ppo', '3', ck, 'resume']);
+    t.equal(resumed.status, 0, resumed.status ? resumed.output : 'resumed');
+    t.equal(resumed.lines[0].digest, two.lines[0].digest, 'resume at 2 ranks: bitwise the straight 2-rank run');
   },
 );
 
