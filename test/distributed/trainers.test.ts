@@ -63,6 +63,16 @@ function compare(
   t.ok(l1.every(Number.isFinite), 'finite losses');
   const dl = maxRelDiff(l1, l2);
   t.ok(dl < lossTol, `every step's loss agrees: max relative difference ${dl.toExponential(2)} < ${lossTol}`);
+  if (one.lines[0].eval) {
+    // the held-out evaluation: each rank scores its share of every batch, the sums added over ranks
+    const e1 = Object.values(one.lines[0].eval as Record<string, number>),
+      e2 = Object.values(two.lines[0].eval as Record<string, number>);
+    const de = maxRelDiff(e1, e2);
+    t.ok(
+      e1.every(Number.isFinite) && de < lossTol,
+      `evaluation agrees: max relative difference ${de.toExponential(2)}`,
+    );
+  }
   const dw = maxAbsDiff(f32(files[0]), f32(files[1]));
   t.ok(dw < weightTol, `max |w(1 process) − w(2 ranks)| = ${dw.toExponential(2)} < ${weightTol}`);
 }
@@ -98,7 +108,7 @@ t.test('process reward model: 2 ranks match one process', { skip, timeout: 300_0
   const w = fixture('scalar-worker.mjs');
   const one = run(0, w, [join(dir, 'one.bin'), 'prm', '4']);
   const two = run(2, w, [join(dir, 'two.bin'), 'prm', '4']);
-  // records split 3 + 2 per micro-batch, each step's loss a mean over all its reasoning steps (measured: 3e-7)
+  // records split 3 + 2 per micro-batch, each step's loss a mean over all its reasoning steps (measured: 4e-7)
   compare(t, one, two, [join(dir, 'one.bin'), join(dir, 'two.bin')], (l) => l.losses as number[], 1e-5, 3e-5);
 });
 
