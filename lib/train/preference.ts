@@ -25,7 +25,7 @@ import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter } from './events.js';
-import type { ProcessGroup } from '../distributed/index.js';
+import { shardRange, type ProcessGroup } from '../distributed/index.js';
 import {
   EpochBatches,
   LOOP_KEYS,
@@ -325,11 +325,11 @@ export class PreferenceTrainer extends TrainerEmitter {
     }
   }
 
-  /** KTO's z0 on mismatched rows: item i's prompt with item (i+1)'s chosen response (TRL's KL term), no gradients. */
-  async #klBaseline(items: Item[]): Promise<number> {
-    const rows = items.map((it, i) => {
+  /** Policy and reference sequence log-probs of KTO's mismatched rows [begin, end) of `items`: item i's prompt with item (i+1)'s chosen response (TRL's KL term), no gradients. */
+  async #mismatched(items: Item[], begin: number, end: number) {
+    const rows = items.slice(begin, end).map((it, j) => {
       const p = it.rows[it.best].promptIds,
-        other = items[(i + 1) % items.length];
+        other = items[(begin + j + 1) % items.length];
       return {
         promptIds: p,
         responseIds: other.rows[other.best].responseIds.slice(0, Math.max(0, this.#o.seqLen - p.length)),
@@ -338,16 +338,37 @@ export class PreferenceTrainer extends TrainerEmitter {
     const opts = { save: false, temperature: this.#o.temperature };
     const pol = await rowLogprobs(this.policy, rows, this.tokenizer.padId, opts),
       ref = await rowLogprobs(this.reference!, rows, this.tokenizer.padId, opts);
-    return allFinite(...pol.seq, ...ref.seq) ? ktoKlBaseline(pol.seq, ref.seq) : NaN;
+    return { pol: pol.seq, ref: ref.seq };
+  }
+
+  /** KTO's z0 of a micro-batch (ktoKlBaseline over its mismatched rows). */
+  async #klBaseline(items: Item[]): Promise<number> {
+    const { pol, ref } = await this.#mismatched(items, 0, items.length);
+    return allFinite(...pol, ...ref) ? ktoKlBaseline(pol, ref) : NaN;
+  }
+
+  /**
+   * KTO's z0 of a GLOBAL micro-batch when data-parallel (a collective): each rank forwards the
+   * mismatched rows of its share, the terms (p − r) / N are summed over ranks, so z0 is the
+   * one-process value whatever the number of ranks (NaN everywhere when a log-prob is not finite).
+   */
+  async #klBaselineShared(global: Item[]): Promise<number> {
+    const [begin, end] = shardRange(global.length, this.group.rank, this.group.size);
+    let s = 0;
+    if (end > begin) {
+      const { pol, ref } = await this.#mismatched(global, begin, end);
+      for (let i = 0; i < pol.length; i++) s += (pol[i] - ref[i]) / global.length;
+    }
+    return Math.max(0, this.group.allReduceSum(Float64Array.of(s))[0]);
   }
 
   /**
    * One micro-batch: loss, gradient w.r.t. the policy's sequence log-probs, diagnostics; null (and
    * no saved activations) when a log-prob is not finite.
    */
-  async #lossOf(items: Item[], save: boolean) {
+  async #lossOf(items: Item[], save: boolean, sharedZ0?: number) {
     const k = items[0].rows.length;
-    const z0 = this.#o.loss === 'kto' ? await this.#klBaseline(items) : undefined;
+    const z0 = this.#o.loss === 'kto' ? (sharedZ0 ?? (await this.#klBaseline(items))) : undefined;
     const rb = await rowLogprobs(
       this.policy,
       items.flatMap((it) => it.rows),
@@ -473,9 +494,11 @@ export class PreferenceTrainer extends TrainerEmitter {
         const m: Record<string, number> = Object.fromEntries(keys.map((k) => [k, 0]));
         let nll = 0;
         for (const global of micros) {
+          // KTO's reference point is the whole micro-batch's, as in one process
+          const sharedZ0 = o.loss === 'kto' && this.group.size > 1 ? await this.#klBaselineShared(global) : undefined;
           const items = localShare(this.group, global);
           if (!items.length) continue;
-          const r = await this.#lossOf(items, true);
+          const r = await this.#lossOf(items, true, sharedZ0);
           if (!r) {
             m.loss = NaN; // no backward; the step skips its update
             continue;
