@@ -90,7 +90,8 @@ async function child(repeats: number): Promise<void> {
 function ranks(np: number, repeats: number): Record<string, number> {
   const me = fileURLToPath(import.meta.url);
   const args = [me, '--child', JSON.stringify({ repeats })];
-  const env = { ...process.env, RLHF_THREADS: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' };
+  // UV_THREADPOOL_SIZE=1: every MPI call of a rank from one thread, as `--nproc` runs them (lib/distributed)
+  const env = { ...process.env, RLHF_THREADS: '1', OMPI_MCA_rmaps_base_oversubscribe: '1', UV_THREADPOOL_SIZE: '1' };
   const r =
     np === 1
       ? spawnSync(process.execPath, args, { encoding: 'utf8', env })
