@@ -10,7 +10,11 @@
  * Backends: 'local' (size 1: every collective is the identity, so code written for N ranks runs
  * unchanged in one process) and 'mpi' (Open MPI, loaded at run time by the addon: the package
  * builds and runs without it; asking for it when it is absent is an error naming what to install).
- * Collectives must be called by every rank in the same order. MPI sums are not in rank order, so a
+ * Collectives must be called by every rank in the same order. The ones on model buffers
+ * (allReduceGradients, ...) run as async jobs on libuv's thread pool, and Open MPI is far slower when
+ * successive calls come from different pool threads (a 24.6 MiB gradient all-reduce at 2 ranks:
+ * 60–110 ms from the default pool of 4, 2.4–8.5 ms with UV_THREADPOOL_SIZE=1), so ranks should run
+ * with UV_THREADPOOL_SIZE=1 (`--nproc` sets it; with your own mpirun: `-x UV_THREADPOOL_SIZE=1`). MPI sums are not in rank order, so a
  * result can differ from the one-process result in the last bits; it is the same on every rank and
  * from run to run.
  */

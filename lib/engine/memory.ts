@@ -38,6 +38,15 @@ export interface TrainingMemoryOptions {
   values?: boolean;
   /** the model's LoRA adapters (model.lora): moments only for what trains */
   lora?: LoraConfig;
+  /**
+   * data-parallel ranks (default 1; `--nproc`): `batch` is then the global micro-batch and the
+   * estimate is rank 0's, the largest: its share of the rows (⌈batch / nproc⌉, lib/distributed
+   * shardRange; targetRows counts its rows) and, with shardOptimizer, AdamW moments for its share of
+   * the trainable parameters
+   */
+  nproc?: number;
+  /** ZeRO stage 1 over the nproc ranks (default true, the trainers' default; no effect at nproc 1) */
+  shardOptimizer?: boolean;
 }
 
 /** Bytes, by what holds them. */
@@ -121,7 +130,11 @@ export function estimateTrainingMemory(
   checkObject(fn, 'config', modelConfig);
   const config = isModelConfig(modelConfig) ? modelConfig : configFromHF(modelConfig, `${fn}: config`);
   const o = checkObject(fn, 'options', opts);
-  const B = checkInt(fn, 'options.batch', o.batch, { min: 1 });
+  const nproc = o.nproc === undefined ? 1 : checkInt(fn, 'options.nproc', o.nproc, { min: 1 });
+  const shard = o.shardOptimizer === undefined ? true : checkBoolean(fn, 'options.shardOptimizer', o.shardOptimizer);
+  // rank 0's share of n items over nproc ranks (shardRange: the first n mod nproc ranks take one more)
+  const share = (n: number) => Math.floor(n / nproc) + (n % nproc > 0 ? 1 : 0);
+  const B = share(checkInt(fn, 'options.batch', o.batch, { min: 1 }));
   const T = checkInt(fn, 'options.seqLen', o.seqLen, { min: 1 });
   const N = B * T;
   const ckpt =
@@ -151,7 +164,7 @@ export function estimateTrainingMemory(
   const trainable = lora ? adapters + (config.valueHead ? C : 0) : P;
   const parameters = F32 * P,
     gradients = F32 * P,
-    optimizer = adam ? 2 * F32 * trainable : 0;
+    optimizer = adam ? 2 * F32 * (shard ? share(trainable) : trainable) : 0;
   const activations = F32 * (L * (ckpt ? N * C : perLayer) + N * (2 * C + 1));
   const cached = M * V * F32 <= LOGITS_CACHE_BUDGET;
   const lmHead = M > 0 ? F32 * (2 * M + (cached ? M * V : 0)) : 0;

@@ -69,6 +69,15 @@ export async function reduceStep(
   return Object.fromEntries(keys.map((k, i) => [k, all[i]]));
 }
 
+/**
+ * True when a stop was requested on any rank (a collective on more than one rank): every rank then
+ * stops after the same step, so the checkpoint they write together is of one step.
+ */
+export function stopAgreed(group: ProcessGroup, requested: boolean): boolean {
+  if (group.size === 1) return requested;
+  return group.allReduceSum(Float64Array.of(requested ? 1 : 0))[0] > 0;
+}
+
 /** What the driver tells a trainer's metrics() about the update it just made. */
 export interface UpdateInfo {
   lr: number;
@@ -148,7 +157,7 @@ export async function runStepLoop(
       await run.step(step, last, { epoch: micro / l.perEpoch });
       if (l.evaluate && evaluated()) await evaluate();
       if (saved()) await save();
-      if (l.stopRequested()) {
+      if (stopAgreed(l.group, l.stopRequested())) {
         if (!saved()) await save();
         run.log(`stopped at step ${step} of ${l.totalSteps}`);
         return { steps: step, last, stopped: true };

@@ -70,7 +70,7 @@ import type { CheckpointPart } from './checkpoint.js';
 import { RolloutSampler } from './sampling.js';
 import { TrainerEmitter, type RolloutEvent } from './events.js';
 import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
-import { batchRows, gatherRows, reduceStep } from './loop.js';
+import { batchRows, gatherRows, reduceStep, stopAgreed } from './loop.js';
 import { TrainingRun, allFinite, type RunOptions } from './run.js';
 
 export type AdvantageEstimator = 'gae' | 'grpo' | 'dr-grpo' | 'rloo' | 'reinforce++';
@@ -301,7 +301,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
           ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
         });
         if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
-        if (!this.#stop) continue;
+        if (!stopAgreed(this.group, this.#stop)) continue;
         if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
         return {
           iterations: iteration,
@@ -340,7 +340,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
       });
       this.emit('rollout', rolloutEvent(c.stage, iteration, data));
       if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
-      if (this.#stop) {
+      if (stopAgreed(this.group, this.#stop)) {
         if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
         return {
           iterations: iteration,

@@ -26,7 +26,7 @@ import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter } from './events.js';
-import type { ProcessGroup } from '../distributed/index.js';
+import { shardRange, type ProcessGroup } from '../distributed/index.js';
 import {
   EpochBatches,
   LOOP_KEYS,
@@ -362,13 +362,15 @@ export class PreferenceTrainer extends TrainerEmitter {
   }
 
   /**
-   * KTO's z0 on mismatched rows (TRL's KL term), no gradients: unpaired, row i's prompt with row
-   * (i−1)'s completion, as TRL shifts the completions of a batch by one; pairs, item i's prompt with
-   * item (i+1)'s chosen response. A micro-batch of one item has no mismatched row: z0 is then its own h.
+   * Policy and reference sequence log-probs of KTO's mismatched rows [begin, end) of `items` (TRL's
+   * KL term), no gradients: unpaired, row i's prompt with row (i−1)'s completion, as TRL shifts the
+   * completions of a batch by one; pairs, item i's prompt with item (i+1)'s chosen response. A
+   * micro-batch of one item has no mismatched row: z0 is then its own h.
    */
-  async #klBaseline(items: Item[]): Promise<number> {
+  async #mismatched(items: Item[], begin: number, end: number) {
     const n = items.length;
-    const rows = items.map((it, i) => {
+    const rows = items.slice(begin, end).map((it, j) => {
+      const i = begin + j;
       const p = it.rows[it.best].promptIds,
         other = items[it.label === undefined ? (i + 1) % n : (i + n - 1) % n];
       return {
@@ -379,7 +381,28 @@ export class PreferenceTrainer extends TrainerEmitter {
     const opts = { save: false, temperature: this.#o.temperature };
     const pol = await rowLogprobs(this.policy, rows, this.tokenizer.padId, opts),
       ref = await rowLogprobs(this.reference!, rows, this.tokenizer.padId, opts);
-    return allFinite(...pol.seq, ...ref.seq) ? ktoKlBaseline(pol.seq, ref.seq) : NaN;
+    return { pol: pol.seq, ref: ref.seq };
+  }
+
+  /** KTO's z0 of a micro-batch (ktoKlBaseline over its mismatched rows). */
+  async #klBaseline(items: Item[]): Promise<number> {
+    const { pol, ref } = await this.#mismatched(items, 0, items.length);
+    return allFinite(...pol, ...ref) ? ktoKlBaseline(pol, ref) : NaN;
+  }
+
+  /**
+   * KTO's z0 of a GLOBAL micro-batch when data-parallel (a collective): each rank forwards the
+   * mismatched rows of its share, the terms (p − r) / N are summed over ranks, so z0 is the
+   * one-process value whatever the number of ranks (NaN everywhere when a log-prob is not finite).
+   */
+  async #klBaselineShared(global: Item[]): Promise<number> {
+    const [begin, end] = shardRange(global.length, this.group.rank, this.group.size);
+    let s = 0;
+    if (end > begin) {
+      const { pol, ref } = await this.#mismatched(global, begin, end);
+      for (let i = 0; i < pol.length; i++) s += (pol[i] - ref[i]) / global.length;
+    }
+    return Math.max(0, this.group.allReduceSum(Float64Array.of(s))[0]);
   }
 
   /** Unpaired KTO data: checks the batch size and logs TRL's advice on the weights. */
@@ -402,9 +425,9 @@ export class PreferenceTrainer extends TrainerEmitter {
    * One micro-batch: loss, gradient w.r.t. the policy's sequence log-probs, its metric tally; null
    * (and no saved activations) when a log-prob is not finite.
    */
-  async #lossOf(items: Item[], save: boolean) {
+  async #lossOf(items: Item[], save: boolean, sharedZ0?: number) {
     const k = items[0].rows.length;
-    const z0 = this.#o.loss === 'kto' ? await this.#klBaseline(items) : undefined;
+    const z0 = this.#o.loss === 'kto' ? (sharedZ0 ?? (await this.#klBaseline(items))) : undefined;
     const rb = await rowLogprobs(
       this.policy,
       items.flatMap((it) => it.rows),
@@ -516,9 +539,11 @@ export class PreferenceTrainer extends TrainerEmitter {
         const tally = emptyTally();
         let nll = 0;
         for (const global of micros) {
+          // KTO's reference point is the whole micro-batch's, as in one process
+          const sharedZ0 = o.loss === 'kto' && this.group.size > 1 ? await this.#klBaselineShared(global) : undefined;
           const items = localShare(this.group, global);
           if (!items.length) continue;
-          const r = await this.#lossOf(items, true);
+          const r = await this.#lossOf(items, true, sharedZ0);
           if (!r) {
             tally.loss = NaN; // no backward; the step skips its update
             continue;

@@ -23,7 +23,7 @@ import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
 import { EpochBatches, LOOP_KEYS, heldOutSplit, readLoopOptions, type LoopOptions } from './preference-common.js';
 import type { ProcessGroup } from '../distributed/index.js';
-import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop } from './loop.js';
+import { DATA_PARALLEL_KEYS, localShare, readDataParallel, reduceStep, runStepLoop } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
 import { loopSchedule } from './schedule.js';
@@ -192,13 +192,15 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     return this.#evaluate(evaluationSet('ProcessRewardTrainer.evaluate', await this.#prepare(), split));
   }
 
+  /** Data-parallel: each rank scores its share of every batch and the sums are added over ranks (a collective). */
   async #evaluate(set: Row[]): Promise<ProcessRewardEvalResult> {
     let loss = 0,
       correct = 0,
       steps = 0,
       responsesRight = 0;
     for (let i = 0; i < set.length; i += this.#o.batchSize) {
-      const rows = set.slice(i, i + this.#o.batchSize);
+      const rows = localShare(this.group, set.slice(i, i + this.#o.batchSize));
+      if (!rows.length) continue;
       const { scores } = await this.#scores(rows, false);
       const labels = rows.flatMap((r) => r.labels);
       const l = processRewardLoss({ stepScores: scores, stepLabels: labels });
@@ -213,6 +215,12 @@ export class ProcessRewardTrainer extends TrainerEmitter {
         if (minP > 0.5 === r.labels.every((x) => x >= 0.5)) responsesRight++;
       }
     }
+    ({ loss, correct, steps, responsesRight } = await reduceStep(this.group, undefined, {
+      loss,
+      correct,
+      steps,
+      responsesRight,
+    }));
     return {
       stepAccuracy: correct / steps,
       loss: loss / steps,

@@ -34,7 +34,7 @@ import {
 } from './preference-common.js';
 import { loadCorrectnessData, type CorrectnessRecord } from './reward-data.js';
 import type { ProcessGroup } from '../distributed/index.js';
-import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop } from './loop.js';
+import { DATA_PARALLEL_KEYS, localShare, readDataParallel, reduceStep, runStepLoop } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
 import { loopSchedule } from './schedule.js';
@@ -268,17 +268,22 @@ export class RewardTrainer extends TrainerEmitter {
     return this.#evaluate(evaluationSet('RewardTrainer.evaluate', await this.#prepare(), split));
   }
 
+  /** Data-parallel: each rank scores its share of every batch and the sums are added over ranks (a collective). */
   async #evaluate(set: Pair[]): Promise<RewardEvalResult> {
     let loss = 0,
       correct = 0,
       scoreSum = 0,
-      marginSum = 0;
-    for (let i = 0; i < set.length; i += this.#o.batchSize) {
-      const b = set.slice(i, i + this.#o.batchSize),
+      marginSum = 0,
+      bad = 0;
+    for (let i = 0; i < set.length && !bad; i += this.#o.batchSize) {
+      const b = localShare(this.group, set.slice(i, i + this.#o.batchSize)),
         n = b.length;
+      if (!n) continue;
       const { scores } = await this.#scores([...b.map((p) => p.chosen), ...b.map((p) => p.rejected)], false);
-      if (!allFinite(...scores))
-        return { accuracy: NaN, loss: NaN, meanScore: NaN, meanMargin: NaN, pairs: set.length };
+      if (!allFinite(...scores)) {
+        bad = 1;
+        break;
+      }
       const bt = bradleyTerryLoss({
         chosen: scores.subarray(0, n),
         rejected: scores.subarray(n),
@@ -289,7 +294,15 @@ export class RewardTrainer extends TrainerEmitter {
       marginSum += bt.meanMargin * n;
       for (const s of scores) scoreSum += s;
     }
+    ({ loss, correct, scoreSum, marginSum, bad } = await reduceStep(this.group, undefined, {
+      loss,
+      correct,
+      scoreSum,
+      marginSum,
+      bad,
+    }));
     const n = set.length;
+    if (bad) return { accuracy: NaN, loss: NaN, meanScore: NaN, meanMargin: NaN, pairs: n };
     return {
       accuracy: correct / n,
       loss: loss / n,

@@ -21,9 +21,14 @@ const env = {
 const fixture = (name: string) => join(packageRoot, 'test', 'distributed', 'fixtures', name);
 
 /** Runs a worker alone (np 0) or under `mpirun -np np`; its JSON lines sorted by rank. */
-function run(np: number, worker: string, args: string[]) {
-  const argv = np === 0 ? [worker, ...args] : ['-np', String(np), process.execPath, worker, ...args];
-  const r = spawnSync(np === 0 ? process.execPath : 'mpirun', argv, { encoding: 'utf8', env, timeout: 240_000 });
+function run(np: number, worker: string, args: string[], extraEnv: Record<string, string> = {}) {
+  const exported = Object.keys(extraEnv).flatMap((k) => ['-x', k]);
+  const argv = np === 0 ? [worker, ...args] : ['-np', String(np), ...exported, process.execPath, worker, ...args];
+  const r = spawnSync(np === 0 ? process.execPath : 'mpirun', argv, {
+    encoding: 'utf8',
+    env: { ...env, ...extraEnv },
+    timeout: 240_000,
+  });
   const lines = (r.stdout ?? '')
     .split('\n')
     .filter((l) => l.startsWith('{'))
@@ -59,10 +64,20 @@ function compare(
   t.equal(two.lines[0].digest, two.lines[1].digest, 'rank 0 and rank 1 hold identical weights');
   const l1 = losses(one.lines[0]),
     l2 = losses(two.lines[0]);
-  t.equal(l2.length, l1.length, `the same number of steps (${l1.length})`);
+  t.equal(l2.length, l1.length, `the same number of steps (${l1.length} losses compared)`);
   t.ok(l1.every(Number.isFinite), 'finite losses');
   const dl = maxRelDiff(l1, l2);
   t.ok(dl < lossTol, `every step's loss agrees: max relative difference ${dl.toExponential(2)} < ${lossTol}`);
+  if (one.lines[0].eval) {
+    // the held-out evaluation: each rank scores its share of every batch, the sums added over ranks
+    const e1 = Object.values(one.lines[0].eval as Record<string, number>),
+      e2 = Object.values(two.lines[0].eval as Record<string, number>);
+    const de = maxRelDiff(e1, e2);
+    t.ok(
+      e1.every(Number.isFinite) && de < lossTol,
+      `evaluation agrees: max relative difference ${de.toExponential(2)}`,
+    );
+  }
   const dw = maxAbsDiff(f32(files[0]), f32(files[1]));
   t.ok(dw < weightTol, `max |w(1 process) − w(2 ranks)| = ${dw.toExponential(2)} < ${weightTol}`);
 }
@@ -80,7 +95,14 @@ t.test('reward model: 2 ranks match one process; resume at 2 ranks is exact', { 
     'two more steps change the weights (the comparison is not vacuous)',
   );
   const ck = join(dir, 'run');
-  t.equal(run(2, w, [join(dir, 'half.bin'), 'rm', '4', ck, 'stop2']).status, 0, 'stopped after step 2');
+  // the stop is requested on rank 0 alone: the ranks agree to stop after the same step
+  const half = run(2, w, [join(dir, 'half.bin'), 'rm', '4', ck, 'stop2rank0']);
+  t.equal(half.status, 0, half.status ? half.output : 'stopped');
+  t.same(
+    half.lines.map((l) => l.steps),
+    [2, 2],
+    'a stop requested on rank 0 stops both ranks after step 2',
+  );
   const resumed = run(2, w, [join(dir, 'resumed.bin'), 'rm', '4', ck, 'resume']);
   t.equal(resumed.status, 0, resumed.status ? resumed.output : 'resumed');
   t.equal(resumed.lines[0].digest, two.lines[0].digest, 'resume at 2 ranks: bitwise the straight 2-rank run');
@@ -91,7 +113,7 @@ t.test('process reward model: 2 ranks match one process', { skip, timeout: 300_0
   const w = fixture('scalar-worker.mjs');
   const one = run(0, w, [join(dir, 'one.bin'), 'prm', '4']);
   const two = run(2, w, [join(dir, 'two.bin'), 'prm', '4']);
-  // records split 3 + 2 per micro-batch, each step's loss a mean over all its reasoning steps (measured: 3e-7)
+  // records split 3 + 2 per micro-batch, each step's loss a mean over all its reasoning steps (measured: 4e-7)
   compare(t, one, two, [join(dir, 'one.bin'), join(dir, 'two.bin')], (l) => l.losses as number[], 1e-5, 3e-5);
 });
 
@@ -114,6 +136,19 @@ t.test(
     // rounding-level gradient difference on a near-zero coordinate moves it by up to ~lr per step
     // (measured: 2.2e-5 on weights, 2.7e-6 relative on losses)
     compare(t, one, two, [join(dir, 'one.bin'), join(dir, 'two.bin')], policyLosses, 1e-4, 2e-4);
+
+    // stopped after iteration 1 (requested on rank 0 alone), resumed at 2 ranks: bitwise the straight run
+    const ck = join(dir, 'run');
+    const half = run(2, w, [join(dir, 'half.bin'), 'ppo', '3', ck, 'stop1rank0']);
+    t.equal(half.status, 0, half.status ? half.output : 'stopped');
+    t.same(
+      half.lines.map((l) => l.iterations),
+      [1, 1],
+      'both ranks stopped after iteration 1',
+    );
+    const resumed = run(2, w, [join(dir, 'resumed.bin'), 'ppo', '3', ck, 'resume']);
+    t.equal(resumed.status, 0, resumed.status ? resumed.output : 'resumed');
+    t.equal(resumed.lines[0].digest, two.lines[0].digest, 'resume at 2 ranks: bitwise the straight 2-rank run');
   },
 );
 
@@ -134,5 +169,20 @@ t.test(
         t.equal(again.lines[0].digest, two.lines[0].digest, 'grpo: a 2-rank rerun gives bitwise the same weights');
       }
     }
+  },
+);
+
+t.test(
+  "KTO: the reference point z0 is the whole micro-batch's at any number of ranks",
+  { skip, timeout: 300_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rlhf-dp-kto-'));
+    const w = fixture('dpo-worker.mjs');
+    const kto = { RLHF_TEST_LOSS: 'kto' };
+    const one = run(0, w, [join(dir, 'one.bin'), '4'], kto);
+    const two = run(2, w, [join(dir, 'two.bin'), '4'], kto);
+    // z0 from every rank's share of the mismatched rows, summed over ranks: 4 steps at lr 5e-3
+    // (measured: 1.9e-6; with a z0 per rank's share it was 7e-4)
+    compare(t, one, two, [join(dir, 'one.bin'), join(dir, 'two.bin')], (l) => [l.loss as number], 1e-5, 2e-5);
   },
 );

@@ -11,6 +11,7 @@ import { tinyConfig } from '../../lib/engine/config.js';
 import type { LoraModuleName } from '../../lib/engine/lora.js';
 import { estimateTrainingMemory, loraParameterCount, parameterCount } from '../../lib/engine/memory.js';
 import { Model } from '../../lib/engine/model.js';
+import type { ProcessGroup } from '../../lib/distributed/index.js';
 
 setThreads(1);
 
@@ -176,5 +177,30 @@ t.test('checkpointing saves what the formula says; bad options are named', async
     /estimateTrainingMemory: expected options\.batch/,
   );
   t.throws(() => estimateTrainingMemory(m.config, { batch: 1, seqLen: 4, targetRows: 5 }), /options\.targetRows/);
+  m.dispose();
+});
+
+t.test('nproc: rank 0 runs its share of the rows and, with ZeRO-1, holds moments for its share', async (t) => {
+  const m = await Model.create(cases[0][1], { seed: 1 });
+  const one = estimateTrainingMemory(m.config, { batch: 5, seqLen: 32 });
+  const two = estimateTrainingMemory(m.config, { batch: 5, seqLen: 32, nproc: 2 });
+  const rows3 = estimateTrainingMemory(m.config, { batch: 3, seqLen: 32 });
+  t.equal(two.activations, rows3.activations, 'activations of ⌈5 / 2⌉ = 3 rows');
+  t.equal(two.parameters, one.parameters, 'every rank holds every parameter');
+  t.equal(two.gradients, one.gradients, 'and every gradient (ZeRO stage 1)');
+  const n = m.numParameters;
+  t.equal(two.optimizer, 2 * 4 * Math.ceil(n / 2), `moments for ⌈${n} / 2⌉ parameters`);
+  t.equal(
+    estimateTrainingMemory(m.config, { batch: 5, seqLen: 32, nproc: 2, shardOptimizer: false }).optimizer,
+    one.optimizer,
+    'unsharded: moments for every parameter',
+  );
+  // the engine's count: AdamW as shard 0 of 2 (the placement is all the constructor reads of a group)
+  const base = nativeMemoryInUse();
+  const rank0 = { rank: 0, size: 2 } as unknown as ProcessGroup;
+  const opt = new AdamW(m, { lr: 1e-3 }, { group: rank0 });
+  t.equal(nativeMemoryInUse() - base, two.optimizer, 'a sharded AdamW allocates what the estimate says');
+  opt.dispose();
+  t.throws(() => estimateTrainingMemory(m.config, { batch: 1, seqLen: 4, nproc: 0 }), /options\.nproc/);
   m.dispose();
 });

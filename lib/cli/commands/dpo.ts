@@ -1,6 +1,7 @@
 /** rlhf dpo: the DPO family and EXO on preference pairs (or K-sample scored groups). */
 import { PreferenceTrainer, PREFERENCE_LOSSES, type PreferenceLoss } from '../../train/preference.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
+import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_FLAGS, lrFlag } from './shared.js';
 
 export const dpoSpec: CommandSpec = {
@@ -43,10 +44,13 @@ export const dpoSpec: CommandSpec = {
     'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/dpo --loss dpo --beta 0.1 --lr 2e-5',
     'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/exo --loss exo',
     'rlhf dpo --policy runs/sft/model --data thumbs.jsonl --output runs/kto --loss kto --undesirableWeight 1.2',
+    'rlhf dpo --policy runs/sft/model --data pairs.jsonl --output runs/dpo-dp --nproc 2',
   ],
 };
 
 export const dpoCommand: CommandHandler = async (o, ctx) => {
+  if (needsLaunch(o)) return launchUnderMpi(o, ctx);
+  const group = joinProcessGroup();
   applyThreads(o);
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const trainer = new PreferenceTrainer({
@@ -66,7 +70,9 @@ export const dpoCommand: CommandHandler = async (o, ctx) => {
       saveEvery: o.saveEvery as number | undefined,
     }),
     ...loopFlags(o),
+    ...defined({ group }),
   });
+  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
   const done = await follow(trainer, ctx, ['loss', 'margin', 'accuracy'], o, 'dpo');
   const r = await trainer.train();
   await done(

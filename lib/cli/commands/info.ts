@@ -26,6 +26,13 @@ export const infoSpec: CommandSpec = {
     batchSize: { type: 'int', min: 1, default: 8, describe: 'with --memory: rows per step' },
     seqLen: { type: 'int', min: 1, default: 512, describe: 'with --memory: tokens per row' },
     gradientCheckpointing: { type: 'bool', describe: 'with --memory: as trained with --gradient-checkpointing' },
+    nproc: {
+      type: 'int',
+      min: 1,
+      default: 1,
+      describe:
+        'with --memory: per rank of N data-parallel ranks (--batch-size the global micro-batch, AdamW moments sharded: ZeRO-1)',
+    },
     loraRank: {
       type: 'int',
       min: 1,
@@ -42,6 +49,7 @@ export const infoSpec: CommandSpec = {
   examples: [
     'rlhf info --check',
     'rlhf info --memory --model runs/sft/model --batch-size 8 --seq-len 1024 --gradient-checkpointing',
+    'rlhf info --memory --model runs/sft/model --batch-size 8 --seq-len 1024 --nproc 4',
   ],
 };
 
@@ -59,18 +67,20 @@ async function memoryReport(o: Record<string, unknown>, ctx: Parameters<CommandH
       (e as Error).message.replace(/^rlhf info: expected options\.lora\.modules(\[\d+\])?/, '--lora-modules: expected'),
     );
   }
-  const e = estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: ckpt, lora });
+  const nproc = o.nproc as number;
+  const e = estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: ckpt, lora, nproc });
   const mib = (x: number) => `${(x / 2 ** 20).toFixed(1).padStart(9)} MiB`;
   const other = ckpt
     ? undefined
-    : estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: true, lora });
+    : estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: true, lora, nproc });
+  const unsharded = nproc > 1 ? estimateTrainingMemory(config, { batch: B, seqLen: T, lora }).optimizer : 0;
   const p = parameterCount(config);
   ctx.stdout.write(
     [
-      `one training step of ${config.architecture} (${(p / 1e6).toFixed(1)}M parameters), batch ${B} × ${T} tokens, AdamW${ckpt ? ', gradient checkpointing' : ''}${lora ? `, LoRA r${lora.rank} on ${lora.modules.join(', ')}` : ''}:`,
+      `one training step of ${config.architecture} (${(p / 1e6).toFixed(1)}M parameters), batch ${B} × ${T} tokens${nproc > 1 ? ` over ${nproc} data-parallel ranks (per rank: ${Math.ceil(B / nproc)} rows at most)` : ''}, AdamW${ckpt ? ', gradient checkpointing' : ''}${lora ? `, LoRA r${lora.rank} on ${lora.modules.join(', ')}` : ''}:`,
       `  parameters     ${mib(e.parameters)}`,
       `  gradients      ${mib(e.gradients)}`,
-      `  AdamW moments  ${mib(e.optimizer)}`,
+      `  AdamW moments  ${mib(e.optimizer)}${nproc > 1 ? `   (${mib(unsharded).trim()} unsharded: ZeRO-1 keeps 1/${nproc} per rank)` : ''}`,
       `  activations    ${mib(e.activations)}${other ? `   (${mib(other.activations).trim()} with --gradient-checkpointing)` : ''}`,
       `  LM head        ${mib(e.lmHead)}`,
       `  outputs        ${mib(e.outputs)}`,

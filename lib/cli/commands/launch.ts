@@ -45,7 +45,9 @@ export async function launchUnderMpi(o: Record<string, unknown>, ctx: CommandCon
   ];
   ctx.stderr.write(`rlhf: starting ${o.nproc} ranks: mpirun ${mpirunArgs.slice(0, 4).join(' ')} …\n`);
   return new Promise((resolve, reject) => {
-    const child = spawn('mpirun', mpirunArgs, { stdio: 'inherit' });
+    // one libuv pool thread per rank: every MPI call from one thread (see lib/distributed)
+    const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '1' };
+    const child = spawn('mpirun', mpirunArgs, { stdio: 'inherit', env });
     child.on('error', (e) =>
       reject(new CliError(`--nproc: cannot start mpirun (${e.message}); install Open MPI (openmpi-bin)`)),
     );

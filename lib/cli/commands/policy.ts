@@ -3,6 +3,7 @@ import { Model } from '../../engine/model.js';
 import { GroupTrainer } from '../../train/group.js';
 import { PPOTrainer } from '../../train/ppo.js';
 import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '../framework/index.js';
+import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import {
   applyThreads,
   defined,
@@ -184,6 +185,7 @@ export const grpoSpec: CommandSpec = {
   },
   examples: [
     'rlhf grpo --policy runs/sft/model --reward-rule demo-gold --prompts prompts.jsonl --output runs/grpo --samples-per-prompt 8 --lr 1e-4',
+    'rlhf grpo --policy runs/sft/model --reward-rule demo-gold --prompts prompts.jsonl --output runs/grpo-dp --nproc 2',
   ],
 };
 
@@ -245,6 +247,8 @@ async function finish(
 }
 
 export const ppoCommand: CommandHandler = async (o, ctx) => {
+  if (needsLaunch(o)) return launchUnderMpi(o, ctx);
+  const group = joinProcessGroup();
   applyThreads(o);
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
@@ -268,8 +272,9 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
     ...(rolloutPolicy ? { rolloutPolicy } : {}),
     baseline: o.baseline as 'reference' | 'normalize' | 'none',
     criticWarmupIterations: o.criticWarmup as number,
-    ...defined({ criticLr: o.criticLr as number | undefined }),
+    ...defined({ criticLr: o.criticLr as number | undefined, group }),
   });
+  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
   const done = await follow(trainer, ctx, ['rewardMean', 'kl', 'valueLoss'], o, 'ppo');
   const r = await trainer.train();
   await done();
@@ -277,6 +282,8 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
 };
 
 export const grpoCommand: CommandHandler = async (o, ctx) => {
+  if (needsLaunch(o)) return launchUnderMpi(o, ctx);
+  const group = joinProcessGroup();
   applyThreads(o);
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
@@ -292,7 +299,9 @@ export const grpoCommand: CommandHandler = async (o, ctx) => {
     estimator: o.estimator as 'grpo' | 'dr-grpo' | 'rloo' | 'reinforce++',
     ...(rolloutPolicy ? { rolloutPolicy } : {}),
     ...(o.dynamicSampling ? { dynamicSampling: { maxRounds: o.dynamicSamplingMaxRounds as number } } : {}),
+    ...defined({ group }),
   });
+  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
   const done = await follow(trainer, ctx, ['rewardMean', 'kl', 'entropy'], o, 'grpo');
   const r = await trainer.train();
   await done();

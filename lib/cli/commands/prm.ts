@@ -1,6 +1,7 @@
 /** rlhf prm: a process reward model from step-labelled responses. */
 import { ProcessRewardTrainer } from '../../train/process-reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
+import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import {
   applyThreads,
   defined,
@@ -51,6 +52,8 @@ export const prmSpec: CommandSpec = {
 };
 
 export const prmCommand: CommandHandler = async (o, ctx) => {
+  if (needsLaunch(o)) return launchUnderMpi(o, ctx);
+  const group = joinProcessGroup();
   applyThreads(o);
   const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model', true);
   const trainer = new ProcessRewardTrainer({
@@ -61,7 +64,9 @@ export const prmCommand: CommandHandler = async (o, ctx) => {
     ...defined({ saveEvery: o.saveEvery as number | undefined, lr: o.lr as number | undefined }),
     separator: unescapeFlag(o.stepSeparator as string),
     ...loopFlags(o),
+    ...defined({ group }),
   });
+  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
   const done = await follow(trainer, ctx, ['loss', 'stepAccuracy', 'lr'], o, 'prm');
   const r = await trainer.train();
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

@@ -1,6 +1,7 @@
 /** rlhf rm: a Bradley-Terry reward model from preference pairs. */
 import { RewardTrainer } from '../../train/reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
+import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import {
   applyThreads,
   defined,
@@ -41,10 +42,13 @@ export const rmSpec: CommandSpec = {
   },
   examples: [
     'rlhf rm --model runs/sft/model --data pairs.jsonl --output runs/rm --length-balance --epochs 2 --lr 1e-4',
+    'rlhf rm --model runs/sft/model --data pairs.jsonl --output runs/rm-dp --nproc 2',
   ],
 };
 
 export const rmCommand: CommandHandler = async (o, ctx) => {
+  if (needsLaunch(o)) return launchUnderMpi(o, ctx);
+  const group = joinProcessGroup();
   applyThreads(o);
   const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model', true);
   const trainer = new RewardTrainer({
@@ -56,7 +60,9 @@ export const rmCommand: CommandHandler = async (o, ctx) => {
     lengthBalance: o.lengthBalance as boolean,
     scoreRegularization: o.scoreReg as number,
     ...loopFlags(o),
+    ...defined({ group }),
   });
+  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
   const done = await follow(trainer, ctx, ['loss', 'accuracy', 'lr'], o, 'rm');
   const r = await trainer.train();
   await done(

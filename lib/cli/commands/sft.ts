@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { SFTTrainer } from '../../train/sft.js';
 import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
-import { joinProcessGroup, launchUnderMpi, needsLaunch, NPROC_FLAG } from './launch.js';
+import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import { applyThreads, defined, follow, initModel, loadModel, loopFlags, TRAIN_FLAGS, lrFlag } from './shared.js';
 
 export const sftSpec: CommandSpec = {
@@ -30,7 +30,6 @@ export const sftSpec: CommandSpec = {
     packing: { type: 'bool', describe: 'pack examples into full rows instead of padding' },
     evalEvery: { type: 'int', min: 1, describe: 'evaluate every N steps (default: at the end)' },
     ...TRAIN_FLAGS,
-    ...NPROC_FLAG,
     lr: lrFlag(0.0001, 'cosine'),
   },
   examples: [

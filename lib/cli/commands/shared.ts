@@ -2,6 +2,7 @@
  * What the commands share: common flags, loading a model with its tokenizer, resolving a reward
  * source from flags, and wiring a trainer to the progress display and Ctrl-C.
  */
+import { NPROC_FLAG } from './launch.js';
 import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pathExists as exists } from '../../engine/atomic.js';
@@ -47,6 +48,7 @@ let lora: LoraOptions | undefined;
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   ...MODEL_FLAGS,
+  ...NPROC_FLAG,
   output: {
     type: 'path',
     required: true,

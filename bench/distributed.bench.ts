@@ -1,0 +1,181 @@
+/**
+ * Data parallelism across processes: training-step tokens/s of the ~6M model at 1 and 2 ranks
+ * (Open MPI, `mpirun -np N`, one thread per rank) on the same global batch (8 × 128 tokens,
+ * next-token cross-entropy, AdamW with ZeRO-1 at 2 ranks), against PyTorch DDP with the gloo backend
+ * (bench/peers/torch_ddp.py) at the same N and threads. Also the bandwidth of one all-reduce of every
+ * gradient (MpiGroup.allReduceGradients; DDP peer: dist.all_reduce of the same bytes) beside a
+ * single-thread memory copy, and the communication volume per step a cluster would move.
+ * Checked before timing: the first global loss ≈ ln V, and after the timed steps every rank holds
+ * the same weights.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { AdamW } from '../lib/engine/adamw.js';
+import { buildInfo } from '../lib/engine/device.js';
+import { Model } from '../lib/engine/model.js';
+import { initDistributed, shardRange } from '../lib/distributed/index.js';
+import { native } from '../lib/native.js';
+import { emit, header, median, note, quick, ratio, runPeer, table } from './common.js';
+import { MODELS, childArgs } from './model-common.js';
+
+const B = 8,
+  T = 128,
+  CONFIG = MODELS['6M'];
+
+/** One rank: times training steps on its share of the global batch and one gradient all-reduce. */
+async function child(repeats: number): Promise<void> {
+  buildInfo();
+  const group = initDistributed();
+  const model = await Model.create(CONFIG, { seed: 1 });
+  const opt = new AdamW(model, { lr: 1e-4 }, { group: group.size > 1 ? group : undefined });
+  const V = model.config.vocab;
+  let s = 12345;
+  const all = Int32Array.from({ length: B * T }, () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % V);
+  const [b0, b1] = shardRange(B, group.rank, group.size);
+  const n = (b1 - b0) * T;
+  const tokens = all.subarray(b0 * T, b1 * T);
+  const targets = tokens.map((_, i) => (i % T === T - 1 ? -1 : tokens[i + 1]));
+  const d = new Float32Array(n).fill(-1 / (B * (T - 1))); // a mean over the GLOBAL batch's targets
+  const step = async () => {
+    const f = await model.forward({ tokens, targets, batch: b1 - b0, seqLen: T });
+    let nll = 0;
+    for (let i = 0; i < n; i++) if (targets[i] >= 0) nll -= f.logprobs[i];
+    await model.backward({ dLogprobs: d });
+    await group.allReduceGradients(model);
+    await opt.step();
+    await model.zeroGrad();
+    return group.allReduceSum(Float64Array.of(nll))[0] / (B * (T - 1));
+  };
+  const first = await step();
+  if (!(Math.abs(first - Math.log(V)) < 0.1)) throw new Error(`loss check failed: ${first} (ln V = ${Math.log(V)})`);
+  const times: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    group.barrier();
+    const t0 = performance.now();
+    await step();
+    times.push(performance.now() - t0);
+  }
+  const w = await model.getParameter(model.parameters()[1].name);
+  const sum = w.reduce((a, x) => a + x, 0);
+  if (group.allReduceSum(Float64Array.of(sum))[0] !== sum * group.size)
+    throw new Error('the ranks hold different weights');
+  const ar: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    group.barrier();
+    const t0 = performance.now();
+    await group.allReduceGradients(model);
+    ar.push(performance.now() - t0);
+  }
+  // a single-thread memory copy of the gradient bytes, for scale
+  const src = new Float32Array(model.numParameters).fill(1),
+    dst = new Float32Array(src.length);
+  const copy: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    dst.set(src);
+    copy.push(performance.now() - t0);
+  }
+  if (group.rank === 0)
+    process.stdout.write(
+      JSON.stringify({
+        ms: median(times),
+        allReduceMs: median(ar),
+        copyMs: median(copy),
+        params: model.numParameters,
+        moments: opt.shard.end - opt.shard.begin,
+      }) + '\n',
+    );
+}
+
+function ranks(np: number, repeats: number): Record<string, number> {
+  const me = fileURLToPath(import.meta.url);
+  const args = [me, '--child', JSON.stringify({ repeats })];
+  // UV_THREADPOOL_SIZE=1: every MPI call of a rank from one thread, as `--nproc` runs them (lib/distributed)
+  const env = { ...process.env, RLHF_THREADS: '1', OMPI_MCA_rmaps_base_oversubscribe: '1', UV_THREADPOOL_SIZE: '1' };
+  const r =
+    np === 1
+      ? spawnSync(process.execPath, args, { encoding: 'utf8', env })
+      : spawnSync(
+          'mpirun',
+          [
+            '-np',
+            String(np),
+            '--oversubscribe',
+            ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : []),
+            process.execPath,
+            ...args,
+          ],
+          { encoding: 'utf8', env },
+        );
+  if (r.status !== 0) throw new Error(`benchmark ranks failed: ${r.stderr || r.stdout}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+}
+
+async function main(): Promise<void> {
+  const c = childArgs();
+  if (c) return child(c.repeats as number);
+  header(`data parallelism: training step of the 6M model, global batch ${B} × ${T} tokens, 1 thread per rank`);
+  const info = native().mpiInfo();
+  if (!info.loadable) {
+    note(`skipped: ${info.error} (scripts/install-mpi.sh)`);
+    return;
+  }
+  const repeats = quick ? 3 : 5;
+  const rows: (string | number)[][] = [];
+  const comm: (string | number)[][] = [];
+  let one: number | undefined;
+  for (const np of [1, 2]) {
+    const ours = ranks(np, repeats);
+    const tps = (B * T) / (ours.ms / 1000);
+    one ??= tps;
+    const shape = `6M (${(ours.params / 1e6).toFixed(1)}M params) B${B} T${T} N${np}`;
+    emit({ bench: 'dp-train-step', impl: 'rlhf', shape, median_ms: ours.ms, value: tps, unit: 'tokens/s' });
+    const peer = runPeer('torch_ddp.py', { config: CONFIG, batch: B, seq_len: T, repeats, nproc: np, rank_threads: 1 });
+    const theirs = peer.results.find((x) => x.bench === 'ddp-train-step');
+    const theirsAr = peer.results.find((x) => x.bench === 'ddp-allreduce');
+    for (const x of peer.results) emit({ ...x, shape });
+    rows.push([
+      `N=${np}`,
+      tps,
+      (tps / one).toFixed(2) + 'x',
+      theirs?.value ?? peer.reason ?? 'n/a',
+      ratio(tps, theirs?.value),
+      String(ours.moments),
+    ]);
+    const bytes = 4 * ours.params;
+    const gbps = bytes / (ours.allReduceMs / 1000) / 1e9;
+    emit({ bench: 'dp-allreduce', impl: 'rlhf', shape, median_ms: ours.allReduceMs, value: gbps, unit: 'GB/s' });
+    if (np > 1)
+      comm.push([
+        `N=${np}`,
+        (bytes / 2 ** 20).toFixed(1),
+        ours.allReduceMs,
+        gbps,
+        theirsAr ? theirsAr.value : 'n/a',
+        bytes / (ours.copyMs / 1000) / 1e9,
+        ((2 * (np - 1)) / np) * (bytes / 2 ** 20) + ((np - 1) / np) * (bytes / 2 ** 20),
+      ]);
+  }
+  table(['ranks', 'rlhf tok/s', 'vs 1 rank', 'torch DDP tok/s', 'rlhf/torch', 'AdamW moments/rank'], rows);
+  table(
+    [
+      'ranks',
+      'gradient MiB',
+      'all-reduce ms',
+      'rlhf GB/s',
+      'gloo GB/s',
+      'memcpy GB/s (1 thread)',
+      'MiB sent per rank per step',
+    ],
+    comm,
+  );
+  note(
+    'per step each rank sends ≥ 2(N−1)/N of the gradient bytes (ring all-reduce) plus (N−1)/N of the parameter bytes (ZeRO-1 all-gather);',
+  );
+  note(
+    'on one 2-core machine the ranks share the cores and memory bus, so N=2 cannot beat N=1 by much: on a cluster the step scales while',
+  );
+  note('compute per rank (≈ 6·params·tokens/N FLOPs) outweighs that traffic over the network.');
+}
+
+await main();
