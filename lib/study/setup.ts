@@ -41,8 +41,6 @@ export interface StudySettings extends DemoSettings {
   scalingSamples: number[];
   /** training prompts whose SFT demonstrations measure forgetting (negative log-likelihood) */
   nllPrompts: number;
-  /** rough seconds per seed and study on 2 idle cores (the CLI's time estimate) */
-  secondsPerSeed: number;
 }
 
 const SMALL_BASE: DemoSettings = {
@@ -77,7 +75,6 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8],
     nllPrompts: 60,
-    secondsPerSeed: 30,
   },
   full: {
     ...DEMO_PRESETS.default,
@@ -88,7 +85,6 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8, 16],
     nllPrompts: 120,
-    secondsPerSeed: 300,
   },
 };
 

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { packageRoot } from '../../lib/native.js';
 import { runStudies, STUDY_NAMES } from '../../lib/study/runner.js';
 
+// one small-preset run of every study takes about 2 minutes of CPU (longer on a shared machine)
+t.setTimeout(1800000);
 const dir = mkdtempSync(join(tmpdir(), 'rlhf-study-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const cli = join(packageRoot, 'dist', 'cli', 'main.js');
@@ -76,7 +78,7 @@ t.test('small preset: every study over 3 seeds', { timeout: 1800000 }, async (t)
     const ppoRun = join(policies, 'ppo-reference-ptx1.json');
     rmSync(ppoRun);
     rmSync(join(policies, 'dpo.json'));
-    const args = [cli, 'study', 'dpo-length', 'alignment', 'reference-baseline', 'ptx', 'length-balance', 'exo-vs-dpo'];
+    const args = [cli, 'study', 'dpo-length', ...STUDY_NAMES.filter((n) => n !== 'dpo-length')];
     const child = spawn(process.execPath, [...args, '--output', dir], { stdio: 'ignore' });
     const killed = await new Promise<boolean>((resolve) => {
       const poll = setInterval(() => {
@@ -94,7 +96,7 @@ t.test('small preset: every study over 3 seeds', { timeout: 1800000 }, async (t)
     const again = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
     // the CLI ran dpo-length first: same studies, another order
     for (const name of STUDY_NAMES) t.same(again.studies[name], summary.studies[name], `${name} unchanged`);
-    t.match(r.stdout, /^reproduced {4}alignment: /m);
+    t.match(r.stdout, /^reproduced {2,}alignment: /m);
   });
 });
 
