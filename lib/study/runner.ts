@@ -16,6 +16,7 @@ import { renderStudyReport } from './report.js';
 import { prepareBase, seedDir, STUDY_PRESETS, type PresetName, type SeedBase, type StudySettings } from './setup.js';
 import { alignment } from './studies/alignment.js';
 import { dpoLength } from './studies/dpo-length.js';
+import { exoFrontier } from './studies/exo-frontier.js';
 import { exoVsDpo } from './studies/exo-vs-dpo.js';
 import { lengthBalance } from './studies/length-balance.js';
 import { ptx } from './studies/ptx.js';
@@ -31,6 +32,7 @@ export const STUDIES: ReadonlyArray<Study<unknown>> = [
   dpoLength,
   lengthBalance,
   exoVsDpo,
+  exoFrontier,
   scaling,
 ] as unknown as ReadonlyArray<Study<unknown>>;
 

@@ -33,6 +33,8 @@ export interface StudySettings extends DemoSettings {
   seeds: number;
   /** EXO-rw / DPO-rw: samples per prompt K, β, learning rate */
   rw: { k: number; beta: number; lr: number; epochs: number };
+  /** K of the exo-frontier study's EXO-rw / DPO-rw runs */
+  frontierKs: number[];
   /** best-of-n: candidates per answer */
   bestOfN: number;
   /** PTX coefficients compared by the ptx study */
@@ -71,6 +73,7 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     preset: 'small',
     seeds: 3,
     rw: { k: 4, beta: 0.1, lr: 1e-4, epochs: 1 },
+    frontierKs: [2, 4, 8],
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8],
@@ -81,6 +84,7 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     preset: 'full',
     seeds: 5,
     rw: { k: 4, beta: 0.1, lr: 2e-5, epochs: 1 },
+    frontierKs: [2, 4, 8],
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8, 16],
