@@ -159,6 +159,10 @@ export {
   type Format,
   type GoldBreakdown,
 } from './demo/task.js';
+export { runStudies, STUDY_NAMES, type RunStudiesOptions, type StudySummary } from './study/runner.js';
+export { STUDY_PRESETS, type StudySettings, type PresetName } from './study/setup.js';
+export { hierarchicalBootstrap, type Estimate, type BootstrapOptions } from './study/stats.js';
+export type { StudyOutcome } from './study/types.js';
 export {
   initDistributed,
   currentGroup,
