@@ -125,6 +125,10 @@ export { attachTracking, TensorBoardWriter, readEventFile, MlflowRun, type Decod
 export type { DemoSummary as ReportSummary, MetricsByStage, RenderOptions, RunData } from './report/index.js';
 export { runDemo, DEMO_PRESETS, type DemoSettings, type DemoSummary, type StageHook } from './demo/pipeline.js';
 export { goldScore, type TaskPrompt, type Format, type GoldBreakdown } from './demo/task.js';
+export { runStudies, STUDY_NAMES, type RunStudiesOptions, type StudySummary } from './study/runner.js';
+export { STUDY_PRESETS, type StudySettings, type PresetName } from './study/setup.js';
+export { hierarchicalBootstrap, type Estimate, type BootstrapOptions } from './study/stats.js';
+export type { StudyOutcome } from './study/types.js';
 export {
   initDistributed,
   currentGroup,

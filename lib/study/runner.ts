@@ -8,12 +8,15 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../engine/atomic.js';
+import { readFile } from 'node:fs/promises';
+import { pathExists, writeFileAtomic } from '../engine/atomic.js';
+import { ErrorCode, RlhfError } from '../errors.js';
 import { checkInt, checkString, rangeError, typeError } from '../validate.js';
 import { renderStudyReport } from './report.js';
 import { prepareBase, seedDir, STUDY_PRESETS, type PresetName, type SeedBase, type StudySettings } from './setup.js';
 import { alignment } from './studies/alignment.js';
 import { dpoLength } from './studies/dpo-length.js';
+import { exoFrontier } from './studies/exo-frontier.js';
 import { exoVsDpo } from './studies/exo-vs-dpo.js';
 import { lengthBalance } from './studies/length-balance.js';
 import { ptx } from './studies/ptx.js';
@@ -29,6 +32,7 @@ export const STUDIES: ReadonlyArray<Study<unknown>> = [
   dpoLength,
   lengthBalance,
   exoVsDpo,
+  exoFrontier,
   scaling,
 ] as unknown as ReadonlyArray<Study<unknown>>;
 
@@ -75,6 +79,7 @@ export async function runStudies(opts: RunStudiesOptions): Promise<{
   const studies = STUDIES.filter((s) => names.includes(s.name));
   const seeds = Array.from({ length: seedCount }, (_, i) => i);
   const log = opts.log ?? (() => {});
+  await checkSettings(join(opts.output, 'runs', settings.preset, 'settings.json'), settings);
   const bases = new Map<number, SeedBase>();
   const base = async (seed: number) => {
     if (!bases.has(seed)) bases.set(seed, await prepareBase(opts.output, settings, seed, log));
@@ -143,4 +148,22 @@ export async function runStudies(opts: RunStudiesOptions): Promise<{
     }),
   );
   return { summary, outcomes, seconds };
+}
+
+/**
+ * The cached runs under runs/<preset>/ belong to one set of settings: the first run records them,
+ * a later run with other settings (another version's preset) is refused instead of mixing results.
+ */
+async function checkSettings(path: string, settings: StudySettings): Promise<void> {
+  const text = JSON.stringify(settings, null, 2) + '\n';
+  if (!(await pathExists(path))) {
+    await mkdir(join(path, '..'), { recursive: true });
+    await writeFileAtomic(path, text);
+    return;
+  }
+  if ((await readFile(path, 'utf8')) !== text)
+    throw new RlhfError(
+      ErrorCode.INVALID_STATE,
+      `${path}: the runs in this folder were made with other ${settings.preset} settings; use another --output (or delete ${join(path, '..')})`,
+    );
 }

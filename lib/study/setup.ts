@@ -33,6 +33,8 @@ export interface StudySettings extends DemoSettings {
   seeds: number;
   /** EXO-rw / DPO-rw: samples per prompt K, β, learning rate */
   rw: { k: number; beta: number; lr: number; epochs: number };
+  /** K of the exo-frontier study's EXO-rw / DPO-rw runs */
+  frontierKs: number[];
   /** best-of-n: candidates per answer */
   bestOfN: number;
   /** PTX coefficients compared by the ptx study */
@@ -41,8 +43,6 @@ export interface StudySettings extends DemoSettings {
   scalingSamples: number[];
   /** training prompts whose SFT demonstrations measure forgetting (negative log-likelihood) */
   nllPrompts: number;
-  /** rough seconds per seed and study on 2 idle cores (the CLI's time estimate) */
-  secondsPerSeed: number;
 }
 
 const SMALL_BASE: DemoSettings = {
@@ -73,22 +73,22 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     preset: 'small',
     seeds: 3,
     rw: { k: 4, beta: 0.1, lr: 1e-4, epochs: 1 },
+    frontierKs: [2, 4, 8],
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8],
     nllPrompts: 60,
-    secondsPerSeed: 30,
   },
   full: {
     ...DEMO_PRESETS.default,
     preset: 'full',
     seeds: 5,
     rw: { k: 4, beta: 0.1, lr: 2e-5, epochs: 1 },
+    frontierKs: [2, 4, 8],
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8, 16],
     nllPrompts: 120,
-    secondsPerSeed: 300,
   },
 };
 

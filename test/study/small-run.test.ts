@@ -1,4 +1,6 @@
-// One small-preset run of every study (3 seeds), shared by all assertions: the summary.json schema,
+// One small-preset run (3 seeds) of every study but scaling and exo-frontier (the costliest, whose
+// claims do not hold at this size; their summaries are tested on synthetic runs in
+// summaries.test.ts), shared by all assertions: the summary.json schema,
 // the report (one section and chart per study), the direction of the claims that hold robustly at
 // this size with these fixed seeds (alignment, ptx, length-balance, exo-vs-dpo; the others are
 // reported either way and not asserted), resuming (a deleted run is redone and nothing else: the
@@ -10,8 +12,12 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, mkdtempSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/native.js';
-import { runStudies, STUDY_NAMES } from '../../lib/study/runner.js';
+import { runStudies, STUDY_NAMES as ALL_STUDIES } from '../../lib/study/runner.js';
 
+const STUDY_NAMES = ALL_STUDIES.filter((n) => n !== 'scaling' && n !== 'exo-frontier');
+
+// one small-preset run of every study takes about 2 minutes of CPU (longer on a shared machine)
+t.setTimeout(1800000);
 const dir = mkdtempSync(join(tmpdir(), 'rlhf-study-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const cli = join(packageRoot, 'dist', 'cli', 'main.js');
@@ -21,13 +27,13 @@ const files = (d: string): string[] =>
   );
 
 t.test('small preset: every study over 3 seeds', { timeout: 1800000 }, async (t) => {
-  const first = await runStudies({ output: dir, preset: 'small' });
+  const first = await runStudies({ output: dir, preset: 'small', names: STUDY_NAMES });
   const summaryText = readFileSync(join(dir, 'summary.json'), 'utf8');
   const reportText = readFileSync(join(dir, 'report.html'), 'utf8');
   const summary = JSON.parse(summaryText);
 
   t.test('summary.json schema', async (t) => {
-    t.same(Object.keys(summary.studies), STUDY_NAMES, 'every study, in order');
+    t.same(Object.keys(summary.studies), STUDY_NAMES, 'every study run, in order');
     for (const [name, s] of Object.entries<Record<string, unknown>>(summary.studies)) {
       t.type(s.claim, 'string', `${name}.claim`);
       t.type(s.effect, 'number', `${name}.effect`);
@@ -62,7 +68,7 @@ t.test('small preset: every study over 3 seeds', { timeout: 1800000 }, async (t)
     const before = new Map(files(join(dir, 'runs')).map((f) => [f, statSync(f).mtimeMs]));
     rmSync(victim);
     rmSync(join(dir, 'summary.json'));
-    await runStudies({ output: dir, preset: 'small' });
+    await runStudies({ output: dir, preset: 'small', names: STUDY_NAMES });
     t.equal(readFileSync(join(dir, 'summary.json'), 'utf8'), summaryText, 'summary.json byte for byte');
     t.equal(readFileSync(join(dir, 'report.html'), 'utf8'), reportText, 'report.html byte for byte');
     t.ok(existsSync(victim), 'the deleted run is back');
@@ -76,7 +82,7 @@ t.test('small preset: every study over 3 seeds', { timeout: 1800000 }, async (t)
     const ppoRun = join(policies, 'ppo-reference-ptx1.json');
     rmSync(ppoRun);
     rmSync(join(policies, 'dpo.json'));
-    const args = [cli, 'study', 'dpo-length', 'alignment', 'reference-baseline', 'ptx', 'length-balance', 'exo-vs-dpo'];
+    const args = [cli, 'study', 'dpo-length', ...STUDY_NAMES.filter((n) => n !== 'dpo-length')];
     const child = spawn(process.execPath, [...args, '--output', dir], { stdio: 'ignore' });
     const killed = await new Promise<boolean>((resolve) => {
       const poll = setInterval(() => {
@@ -94,14 +100,14 @@ t.test('small preset: every study over 3 seeds', { timeout: 1800000 }, async (t)
     const again = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
     // the CLI ran dpo-length first: same studies, another order
     for (const name of STUDY_NAMES) t.same(again.studies[name], summary.studies[name], `${name} unchanged`);
-    t.match(r.stdout, /^reproduced {4}alignment: /m);
+    t.match(r.stdout, /^reproduced {2,}alignment: /m);
   });
 });
 
 t.test('CLI: help and usage errors', async (t) => {
   const help = spawnSync(process.execPath, [cli, 'study', '--help'], { encoding: 'utf8' });
   t.equal(help.status, 0);
-  for (const name of STUDY_NAMES) t.match(help.stdout, name);
+  for (const name of ALL_STUDIES) t.match(help.stdout, name);
   const bad = spawnSync(process.execPath, [cli, 'study', 'nope', '--output', join(dir, 'x')], { encoding: 'utf8' });
   t.equal(bad.status, 2);
   t.match(bad.stderr, /unknown study "nope"; the studies are alignment, /);

@@ -8,7 +8,7 @@ import { applyThreads, COMMON_FLAGS } from './shared.js';
 export const studySpec: CommandSpec = {
   name: 'study',
   summary: "the papers' claims reproduced in miniature: several seeds, 95% confidence intervals, one report",
-  description: `Studies: ${STUDY_NAMES.join(', ')} (default: all, in this order). Each runs the methods on the demo task with N seeds, reports the mean and a 95% bootstrap interval over seeds and prompts, and a verdict: reproduced when the interval excludes zero on the side the claim predicts. Writes report.html and summary.json into --output; finished runs are kept under <output>/runs/ and an interrupted study resumes without redoing them. The same seeds and thread count give the same report. --preset small takes a minute or two per study on 2 cores; full (the demo's default sizes, 5 seeds) roughly ${Math.round((STUDY_PRESETS.full.secondsPerSeed * 5 * 4) / 60)} minutes for all studies.`,
+  description: `Studies: ${STUDY_NAMES.join(', ')} (default: all, in this order). Each runs the methods on the demo task with N seeds, reports the mean and a 95% bootstrap interval over seeds and prompts, and a verdict: reproduced when the interval excludes zero on the side the claim predicts. Writes report.html and summary.json into --output; finished runs are kept under <output>/runs/ and an interrupted study resumes without redoing them. The same seeds and thread count give the same report. --preset small: about 2.5 minutes of CPU for all studies and 3 seeds. --preset full: the demo's default sizes and 5 seeds; each seed trains about 20 policies where "rlhf demo" trains 4 in 4.5 minutes on 2 idle cores, so expect one to two hours (an estimate, not measured); progress lines give the time left as it goes, and an interrupted run resumes.`,
   positional: { name: 'STUDY', describe: 'study names (default: all)', variadic: true, names: true },
   flags: {
     output: {
@@ -43,6 +43,9 @@ export const studyCommand: CommandHandler = async (o, ctx) => {
       '',
       ...r.outcomes.map((x) => `${x.reproduced ? 'reproduced    ' : 'not reproduced'}  ${x.verdict}`),
       '',
+      `time per study (wall, runs shared with earlier studies not counted again): ${Object.entries(r.seconds)
+        .map(([k, v]) => `${k} ${formatDuration(v)}`)
+        .join(', ')}`,
       `total ${formatDuration((performance.now() - t0) / 1000)}`,
       `report:  ${join(out, 'report.html')}`,
       `summary: ${join(out, 'summary.json')}`,

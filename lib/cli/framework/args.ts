@@ -43,7 +43,8 @@ export interface CommandSpec {
     name: string;
     describe: string;
     variadic?: boolean;
-    /** variadic values are names, not paths (kept as given) */ names?: boolean;
+    /** variadic values are names, not paths (kept as given) */
+    names?: boolean;
   };
 }
 

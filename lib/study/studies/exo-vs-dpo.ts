@@ -172,7 +172,7 @@ export const exoVsDpo: Study<Row> = {
       }),
       notes: [
         'Exact: the losses are evaluated over the whole grid (no sampling) and minimised globally over the Gaussian family; the only randomness per seed is the target (mode distance and weights).',
-        'Not measured here: the reward–KL frontier of EXO-rw and DPO-rw on the demo task over β and K.',
+        'The same comparison on the demo task, trained models and the reward–KL trade-off, is the exo-frontier study.',
       ],
     };
   },
