@@ -1,7 +1,8 @@
-// The backend seam: every operation the transformer (native/model) runs on its parameters and
-// activations goes through one Backend, named by the kernel families of native/cpu and
-// native/cuda (gemm, rmsnorm, rope, attention, swiglu, embedding, logsoftmax) plus the model's
-// element-wise glue ("rows": biases, column sums, row gathers, the value head, the KV cache).
+// The backend seam: every operation the transformer (native/model) and its optimizer run on
+// parameters and activations goes through one Backend, named by the kernel families of
+// native/cpu and native/cuda (gemm, rmsnorm, rope, attention, swiglu, embedding, logsoftmax,
+// adamw) plus the model's element-wise glue ("rows": biases, column sums, row gathers, the value
+// head, the KV cache).
 //
 // Memory: every pointer an op takes is memory of the backend's device() (Buffers allocated with
 // that Device tag; core/buffer.h) unless the comment says host. Host code in the model never
