@@ -15,6 +15,7 @@
 
 #include "../core/error.h"
 #include "../model/backend.h"
+#include "adamw.h"
 #include "attention.h"
 #include "cuda_common.h"
 #include "cuda_probe.h"
@@ -251,6 +252,18 @@ class CudaBackend final : public model::Backend {
         cuda::logsoftmax_backward(dz, lddz, z, ldz, targets, lse, ent, dlogp, dent, N, V, 1.0f, DType::F32, nullptr));
   }
 
+  cpu::AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const cpu::AdamWOptions& o,
+                              int64_t step, const std::vector<cpu::AdamWSegment>& segments,
+                              const std::vector<std::pair<int64_t, int64_t>>& norm_ranges) override {
+    if (!norm_ranges.empty())  // only tensor-parallel shards have them, and those run on the CPU
+      throw Error(ErrorCode::Unsupported, "cuda backend: adamw_step over norm ranges");
+    void* partials = grow_buffer(adamw_partials_, sizeof(double) * adamw_sumsq_partials(), Device::Cuda);
+    cpu::AdamWResult result;
+    throw_if(
+        cuda::adamw_step(p, g, m, v, nullptr, n, o, step, segments, static_cast<double*>(partials), &result, nullptr));
+    return result;
+  }
+
   void add_row_bias(float* x, const float* bias, int64_t N, int64_t W) override {
     if (N * W == 0) return;
     RLHF_LAUNCH(add_row_bias_kernel, dim3(grid_for(N * W)), dim3(kThreads), 0, nullptr)(x, bias, N, W);
@@ -311,7 +324,8 @@ class CudaBackend final : public model::Backend {
     *cos_t = rope_cos_.as<float>(), *sin_t = rope_sin_.as<float>();
   }
 
-  Buffer workspace_;  // rmsnorm / attention backward workspaces (device)
+  Buffer workspace_;       // rmsnorm / attention backward workspaces (device)
+  Buffer adamw_partials_;  // the gradient norm's per-block partial sums (device)
   const cpu::RopeTable* rope_source_ = nullptr;
   int64_t rope_rows_ = -1;
   Buffer rope_cos_, rope_sin_;

@@ -1,7 +1,8 @@
-// The backend seam: every operation the transformer (native/model) runs on its parameters and
-// activations goes through one Backend, named by the kernel families of native/cpu and
-// native/cuda (gemm, rmsnorm, rope, attention, swiglu, embedding, logsoftmax) plus the model's
-// element-wise glue ("rows": biases, column sums, row gathers, the value head, the KV cache).
+// The backend seam: every operation the transformer (native/model) and its optimizer run on
+// parameters and activations goes through one Backend, named by the kernel families of
+// native/cpu and native/cuda (gemm, rmsnorm, rope, attention, swiglu, embedding, logsoftmax,
+// adamw) plus the model's element-wise glue ("rows": biases, column sums, row gathers, the value
+// head, the KV cache).
 //
 // Memory: every pointer an op takes is memory of the backend's device() (Buffers allocated with
 // that Device tag; core/buffer.h) unless the comment says host. Host code in the model never
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "../core/buffer.h"
+#include "../cpu/adamw.h"
 #include "../cpu/attention.h"
 #include "../cpu/gemm.h"
 #include "../cpu/rope.h"
@@ -90,6 +92,14 @@ class Backend {
   virtual void logsoftmax_backward(float* dz, int64_t lddz, const float* z, int64_t ldz, const int32_t* targets,
                                    const float* lse, const float* ent, const float* dlogp, const float* dent, int64_t N,
                                    int64_t V) = 0;
+
+  // ---- adamw (cpu::adamw_step; cpu::adamw_step_norm_ranges when norm_ranges is not empty):
+  // p, m, v updated in place, g read; all n floats on the device. Returns the norm and whether
+  // the step was skipped, as the CPU does.
+  virtual cpu::AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n,
+                                      const cpu::AdamWOptions& o, int64_t step,
+                                      const std::vector<cpu::AdamWSegment>& segments,
+                                      const std::vector<std::pair<int64_t, int64_t>>& norm_ranges) = 0;
 
   // ---- rows: the model's glue (internal.h states each contract)
   virtual void add_row_bias(float* x, const float* bias, int64_t N, int64_t W) = 0;

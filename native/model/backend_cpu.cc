@@ -4,6 +4,7 @@
 
 #include "../core/error.h"
 #include "../core/thread_pool.h"
+#include "../cpu/adamw.h"
 #include "../cpu/attention.h"
 #include "../cpu/embedding.h"
 #include "../cpu/gemm.h"
@@ -95,6 +96,13 @@ class CpuBackend final : public Backend {
                            const float* lse, const float* ent, const float* dlogp, const float* dent, int64_t N,
                            int64_t V) override {
     cpu::logsoftmax_backward(dz, lddz, z, ldz, targets, lse, ent, dlogp, dent, N, V);
+  }
+
+  cpu::AdamWResult adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const cpu::AdamWOptions& o,
+                              int64_t step, const std::vector<cpu::AdamWSegment>& segments,
+                              const std::vector<std::pair<int64_t, int64_t>>& norm_ranges) override {
+    return norm_ranges.empty() ? cpu::adamw_step(p, g, m, v, n, o, step, segments)
+                               : cpu::adamw_step_norm_ranges(p, g, m, v, n, o, step, segments, norm_ranges);
   }
 
   void add_row_bias(float* x, const float* bias, int64_t N, int64_t W) override { model::add_row_bias(x, bias, N, W); }

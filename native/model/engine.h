@@ -14,6 +14,7 @@
 namespace rlhf {
 namespace model {
 
+class Backend;  // backend.h
 struct ForwardInput;
 struct ForwardOutput;
 struct BackwardInput;
@@ -26,6 +27,7 @@ struct OptimizerView {
   int64_t size = 0;
   std::vector<cpu::AdamWSegment> segments;               // weight-decay runs tiling [0, size)
   std::vector<std::pair<int64_t, int64_t>> norm_ranges;  // (offset, length); empty: all of [0, size)
+  Backend* backend = nullptr;  // whose device params/grads live on (its adamw_step updates them); null: host
 };
 
 class Engine {

@@ -145,9 +145,8 @@ void Transformer::write_parameter(const ParamView& v, const float* data) {
 }
 
 OptimizerView Transformer::optimizer_view() {
-  RLHF_CHECK(device() == Device::Cpu, ErrorCode::Unsupported,
-             "the optimizer runs on host parameters; this model's are on '", device_name(device()), "'");
   OptimizerView o;
+  o.backend = be_;
   const int64_t begin = layout_.trainable_begin;  // 0 unless LoRA freezes the base
   o.params = params() + begin, o.grads = grads() + begin, o.size = layout_.total - begin;
   for (const auto& v : layout_.views) {

@@ -23,6 +23,7 @@
 #include <memory>
 
 #include "../core/buffer.h"
+#include "../model/backend.h"
 #include "../cpu/adamw.h"
 #include "adamw_target.h"
 #include "args.h"
@@ -82,8 +83,15 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
         sharded_ = true;
       }
       const size_t n = static_cast<size_t>(shard_end_ - shard_begin_);
-      m_ = Buffer(n * sizeof(float));
-      v_ = Buffer(n * sizeof(float));
+      // a model on a device: its backend's fused AdamW, the moments on that device
+      if (target_.backend && target_.backend->device() != Device::Cpu) {
+        RLHF_CHECK(!sharded_, ErrorCode::Unsupported, "AdamW: shard is for host parameters; this model's are on '",
+                   device_name(target_.backend->device()), "'");
+        device_backend_ = target_.backend;
+      }
+      const Device device = device_backend_ ? device_backend_->device() : Device::Cpu;
+      m_ = Buffer(n * sizeof(float), true, device);
+      v_ = Buffer(n * sizeof(float), true, device);
       reported_ = static_cast<int64_t>(2 * n * sizeof(float));
       Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
     } catch (const Error& e) {
@@ -126,10 +134,12 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       auto norm_ranges = target_.norm_ranges;
       const bool sharded = sharded_;
       const int64_t begin = shard_begin_, end = shard_end_;
+      model::Backend* be = device_backend_;
       return AsyncJob::queue(
           info.Env(), "rlhf.adamw.step",
           [=] {
-            *result = sharded ? cpu::adamw_step_range(p, g, m, v, n, begin, end, o, next_step, segments, norm_ranges)
+            *result = be        ? be->adamw_step(p, g, m, v, n, o, next_step, segments, norm_ranges)
+                      : sharded ? cpu::adamw_step_range(p, g, m, v, n, begin, end, o, next_step, segments, norm_ranges)
                       : norm_ranges.empty()
                           ? cpu::adamw_step(p, g, m, v, n, o, next_step, segments)
                           : cpu::adamw_step_norm_ranges(p, g, m, v, n, o, next_step, segments, norm_ranges);
@@ -161,12 +171,18 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       auto mc = std::make_shared<Buffer>(), vc = std::make_shared<Buffer>();
       const float *m = m_.as<float>(), *v = v_.as<float>();
       int64_t step = step_;
+      model::Backend* be = device_backend_;
       return AsyncJob::queue(
           info.Env(), "rlhf.adamw.getState",
           [=] {
             *mc = Buffer(n * sizeof(float), false);
             *vc = Buffer(n * sizeof(float), false);
-            if (n) std::memcpy(mc->data(), m, n * sizeof(float)), std::memcpy(vc->data(), v, n * sizeof(float));
+            if (n && be) {
+              be->copy(mc->data(), Device::Cpu, m, be->device(), n * sizeof(float));
+              be->copy(vc->data(), Device::Cpu, v, be->device(), n * sizeof(float));
+            } else if (n) {
+              std::memcpy(mc->data(), m, n * sizeof(float)), std::memcpy(vc->data(), v, n * sizeof(float));
+            }
           },
           [=](Napi::Env env) -> Napi::Value {
             Napi::Object r = Napi::Object::New(env);
@@ -194,10 +210,16 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
             m.ElementLength() != n ? Napi::Value(m) : Napi::Value(v));
       const float *ms = m.Data(), *vs = v.Data();
       float *md = m_.as<float>(), *vd = v_.as<float>();
+      model::Backend* be = device_backend_;
       return AsyncJob::queue(
           info.Env(), "rlhf.adamw.setState",
           [=] {
-            if (n) std::memcpy(md, ms, n * sizeof(float)), std::memcpy(vd, vs, n * sizeof(float));
+            if (n && be) {
+              be->copy(md, be->device(), ms, Device::Cpu, n * sizeof(float));
+              be->copy(vd, be->device(), vs, Device::Cpu, n * sizeof(float));
+            } else if (n) {
+              std::memcpy(md, ms, n * sizeof(float)), std::memcpy(vd, vs, n * sizeof(float));
+            }
           },
           [this, step](Napi::Env env) -> Napi::Value {
             step_ = step;
@@ -226,7 +248,8 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
 
   AdamWTarget target_;
   cpu::AdamWOptions options_;
-  Buffer m_, v_;
+  Buffer m_, v_;                              // on the device of device_backend_ (host when null)
+  model::Backend* device_backend_ = nullptr;  // a device model's backend: it runs the step
   int64_t step_ = 0;
   int64_t shard_begin_ = 0, shard_end_ = 0;  // the range this optimizer updates: [0, size) unless sharded
   bool sharded_ = false;

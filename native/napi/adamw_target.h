@@ -21,6 +21,9 @@
 #include "../cpu/adamw.h"
 
 namespace rlhf {
+namespace model {
+class Backend;  // native/model/backend.h
+}
 namespace napi {
 
 struct AdamWTarget {
@@ -29,6 +32,7 @@ struct AdamWTarget {
   int64_t size = 0;
   std::vector<cpu::AdamWSegment> segments;
   std::vector<std::pair<int64_t, int64_t>> norm_ranges;  // empty: the norm covers [0, size)
+  model::Backend* backend = nullptr;                     // a model's: params/grads are its device's memory; null: host
   std::shared_ptr<std::atomic<bool>> busy;               // shared with the owner (a model's busy flag)
   std::vector<Napi::Reference<Napi::Value>> keep_alive;
   std::vector<std::shared_ptr<void>> pinned;  // the Float32Arrays' memory (pin.h)

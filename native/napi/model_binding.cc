@@ -489,6 +489,7 @@ void read_model_target(ModelWrap* w, AdamWTarget* out, const char* call) {
   out->size = view.size;
   out->segments = std::move(view.segments);
   out->norm_ranges = std::move(view.norm_ranges);
+  out->backend = view.backend;
 }
 
 }  // namespace
