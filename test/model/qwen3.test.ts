@@ -16,8 +16,9 @@ import { ByteTokenizer } from '../../lib/tokenizer/byte.js';
 import { checkFamilyFixture, fixtureTensors, modelFixtures, relTol } from '../helpers/family-fixture.js';
 import { assertClose } from '../helpers/tolerance.js';
 
-t.test('qwen3-tiny against the float64 reference (TP 1 and 2)', async (t) => {
+t.test('qwen3-tiny against the float64 reference (TP 1, 2, and 4: KV heads replicated)', async (t) => {
   await checkFamilyFixture(t, 'qwen3-tiny', {
+    tensorParallel: [1, 2, 4],
     finiteDifferences: /^model\.layers\.[01]\.self_attn\.(q_norm|k_norm|q_proj|k_proj)\.weight$/,
     savedNames: [/^model\.layers\.0\.self_attn\.q_norm\.weight$/, /^model\.layers\.1\.self_attn\.k_norm\.weight$/],
     modelType: 'qwen3',
