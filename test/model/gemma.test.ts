@@ -31,8 +31,9 @@ t.test('gemma2-tiny against the float64 reference (TP 1 and 2)', async (t) => {
   });
 });
 
-t.test('gemma3-tiny against the float64 reference (TP 1 and 2)', async (t) => {
+t.test('gemma3-tiny against the float64 reference (TP 1, 2, and 4: KV heads replicated)', async (t) => {
   await checkFamilyFixture(t, 'gemma3-tiny', {
+    tensorParallel: [1, 2, 4],
     finiteDifferences: /^model\.layers\.[02]\.self_attn\.(q_norm|k_norm|q_proj)\.weight$/,
     savedNames: [
       /^model\.layers\.2\.self_attn\.q_norm\.weight$/,

@@ -3,7 +3,7 @@
 // transformers' modeling_qwen3.py; head_dim 24 with hidden 64 and 4 heads, tied embeddings):
 // log-probs, entropy, every gradient (q_norm / k_norm included), finite differences through the
 // norms, greedy continuation, TP 2, greedy == forward argmax, save -> load with HF names; config
-// parsing and its errors.
+// parsing and its errors; Qwen3ForSequenceClassification (qwen3-tiny-rm) values and gradients.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,10 +13,12 @@ import { configFromHF, configToHF, tinyConfig } from '../../lib/engine/config.js
 import { parameterCount } from '../../lib/engine/memory.js';
 import { exportGguf } from '../../lib/engine/gguf-export.js';
 import { ByteTokenizer } from '../../lib/tokenizer/byte.js';
-import { checkFamilyFixture, fixtureTensors, modelFixtures } from '../helpers/family-fixture.js';
+import { checkFamilyFixture, fixtureTensors, modelFixtures, relTol } from '../helpers/family-fixture.js';
+import { assertClose } from '../helpers/tolerance.js';
 
-t.test('qwen3-tiny against the float64 reference (TP 1 and 2)', async (t) => {
+t.test('qwen3-tiny against the float64 reference (TP 1, 2, and 4: KV heads replicated)', async (t) => {
   await checkFamilyFixture(t, 'qwen3-tiny', {
+    tensorParallel: [1, 2, 4],
     finiteDifferences: /^model\.layers\.[01]\.self_attn\.(q_norm|k_norm|q_proj|k_proj)\.weight$/,
     savedNames: [/^model\.layers\.0\.self_attn\.q_norm\.weight$/, /^model\.layers\.1\.self_attn\.k_norm\.weight$/],
     modelType: 'qwen3',
@@ -85,6 +87,30 @@ t.test('Qwen3 config: defaults, round trip, sequence classification, errors nami
     code: ErrorCode.FORMAT,
     message: /"head_dim" must be an integer >= 1, got 0/,
   });
+});
+
+t.test('Qwen3ForSequenceClassification (a reward model) against the float64 reference (TP 1 and 2)', async (t) => {
+  const e = await fixtureTensors('qwen3-tiny-rm');
+  const input = {
+    tokens: Int32Array.from(e.get('tokens')!),
+    batch: 2,
+    seqLen: 12,
+    lengths: Int32Array.from(e.get('lengths')!),
+  };
+  for (const tp of [1, 2]) {
+    const m = await Model.load(join(modelFixtures, 'qwen3-tiny-rm'), { tensorParallel: tp });
+    t.same([m.config.valueHead, m.config.qkNorm], [true, true]);
+    const r = await m.forward(input);
+    assertClose(t, r.values!, e.get('values')!, relTol(e.get('values')!), `TP ${tp}: values`);
+    await m.backward({ dValues: e.get('w_val')! });
+    let checked = 0;
+    for (const p of m.parameters()) {
+      const ref = e.get(`grad.${p.name}`)!;
+      if (assertClose(t, await m.getGradient(p.name), ref, relTol(ref, 2e-4), `TP ${tp}: grad ${p.name}`)) checked++;
+    }
+    t.equal(checked, m.parameters().length, `TP ${tp}: every gradient (score head and q/k norms included)`);
+    m.dispose();
+  }
 });
 
 t.test('GGUF export refuses Qwen3 (its llama.cpp mapping is not verified here)', async (t) => {
