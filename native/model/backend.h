@@ -80,6 +80,17 @@ class Backend {
   virtual void swiglu_forward(float* a, const float* gu, int64_t N, int F) = 0;
   virtual void swiglu_backward(float* dgu, const float* da, const float* gu, int64_t N, int F) = 0;
 
+  // ---- the newer layers' ops (Gemma's GeGLU: cpu::geglu_*; Qwen3/Gemma 3's per-head q/k norm:
+  // cpu::rmsnorm_heads_*). Only the CPU backend runs them so far; the default refuses (Unsupported),
+  // and Transformer refuses a model that needs them on such a backend before any call.
+  virtual void geglu_forward(float* a, const float* gu, int64_t N, int F);
+  virtual void geglu_backward(float* dgu, const float* da, const float* gu, int64_t N, int F);
+  virtual void rmsnorm_heads_forward(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx, const float* w,
+                                     int64_t N, int nheads, int HD, float eps);
+  virtual void rmsnorm_heads_backward(float* dx, int64_t lddx, float* dw, const float* dout, int64_t lddo,
+                                      const float* x, int64_t ldx, const float* w, const float* rstd, int64_t N,
+                                      int nheads, int HD);
+
   // ---- embedding (cpu::embedding_forward / _backward)
   virtual void embedding_forward(float* x, const float* E, const int32_t* tokens, int64_t N, int64_t V, int C,
                                  int64_t vocab_begin) = 0;

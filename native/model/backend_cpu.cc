@@ -11,6 +11,7 @@
 #include "../cpu/logsoftmax.h"
 #include "../cpu/rmsnorm.h"
 #include "../cpu/rope.h"
+#include "../cpu/geglu.h"
 #include "../cpu/swiglu.h"
 #include "backend.h"
 #include "internal.h"
@@ -75,6 +76,18 @@ class CpuBackend final : public Backend {
   }
 
   void swiglu_forward(float* a, const float* gu, int64_t N, int F) override { cpu::swiglu_forward(a, gu, N, F); }
+  void geglu_forward(float* a, const float* gu, int64_t N, int F) override { cpu::geglu_forward(a, gu, N, F); }
+  void geglu_backward(float* dgu, const float* da, const float* gu, int64_t N, int F) override {
+    cpu::geglu_backward(dgu, da, gu, N, F);
+  }
+  void rmsnorm_heads_forward(float* out, int64_t ldo, float* rstd, const float* x, int64_t ldx, const float* w,
+                             int64_t N, int nheads, int HD, float eps) override {
+    cpu::rmsnorm_heads_forward(out, ldo, rstd, x, ldx, w, N, nheads, HD, eps);
+  }
+  void rmsnorm_heads_backward(float* dx, int64_t lddx, float* dw, const float* dout, int64_t lddo, const float* x,
+                              int64_t ldx, const float* w, const float* rstd, int64_t N, int nheads, int HD) override {
+    cpu::rmsnorm_heads_backward(dx, lddx, dw, dout, lddo, x, ldx, w, rstd, N, nheads, HD);
+  }
   void swiglu_backward(float* dgu, const float* da, const float* gu, int64_t N, int F) override {
     cpu::swiglu_backward(dgu, da, gu, N, F);
   }
@@ -155,6 +168,11 @@ class CpuBackend final : public Backend {
   }
 };
 
+// The default of the ops only some backends run (backend.h).
+[[noreturn]] void refuse(const Backend& be, const char* op) {
+  throw Error(ErrorCode::Unsupported, std::string("the ") + device_name(be.device()) + " backend has no " + op +
+                                          " kernel yet; use device 'cpu' for this architecture");
+}
 }  // namespace
 
 Backend& cpu_backend() {
@@ -168,6 +186,17 @@ std::shared_ptr<Backend> make_backend(Device device) {
   std::shared_ptr<Backend> be = cuda::new_model_backend(&why);
   RLHF_CHECK(be != nullptr, ErrorCode::Unsupported, "device 'cuda' is not available: ", why);
   return be;
+}
+
+void Backend::geglu_forward(float*, const float*, int64_t, int) { refuse(*this, "geglu"); }
+void Backend::geglu_backward(float*, const float*, const float*, int64_t, int) { refuse(*this, "geglu"); }
+void Backend::rmsnorm_heads_forward(float*, int64_t, float*, const float*, int64_t, const float*, int64_t, int, int,
+                                    float) {
+  refuse(*this, "rmsnorm_heads");
+}
+void Backend::rmsnorm_heads_backward(float*, int64_t, float*, const float*, int64_t, const float*, int64_t,
+                                     const float*, const float*, int64_t, int, int) {
+  refuse(*this, "rmsnorm_heads");
 }
 
 }  // namespace model

@@ -29,7 +29,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   // (sandwich norms: x_out = xmid + rmsnorm(mlp_o), mlp_o = act·Wdownᵀ; dy = d(mlp_o) in s.dh)
   be_->rmsnorm_apply(s.h, a.xmid, nw(o.post_norm), a.rstd2, N, static_cast<int>(C));
   if (c.gelu_tanh)
-    cpu::geglu_forward(s.act, a.gu, N, static_cast<int>(F));
+    be_->geglu_forward(s.act, a.gu, N, static_cast<int>(F));
   else
     be_->swiglu_forward(s.act, a.gu, N, static_cast<int>(F));
   const bool base = !frozen_base();  // LoRA: no gradients for the base weights
@@ -38,7 +38,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   be_->gemm(false, false, N, F, C, 1.0f, dy, C, w(o.wdown), F, 0.0f, s.da, F);
   lora_backward(l, LoraSite::kDown, s.act, dy, C, s.da, N);
   if (c.gelu_tanh)
-    cpu::geglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
+    be_->geglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
   else
     be_->swiglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
   if (base) be_->gemm(true, false, 2 * F, C, N, 1.0f, s.dgu, 2 * F, s.h, C, 1.0f, g(o.wgu), C);
@@ -85,8 +85,8 @@ void Transformer::qk_norm_backward(int l, const LayerActs& a, float* dqkv, int64
   std::vector<float> part(sharded() && !frozen_base() ? 2 * HD : 0, 0.0f);
   float* dq = frozen_base() ? nullptr : sharded() ? part.data() : g(o.q_norm);
   float* dk = frozen_base() ? nullptr : sharded() ? part.data() + HD : g(o.k_norm);
-  cpu::rmsnorm_heads_backward(dqkv, QW, dq, dqkv, QW, a.qk_raw, QK, nw(o.q_norm), a.qk_rstd, N, c.heads, HD);
-  cpu::rmsnorm_heads_backward(dqkv + AD, QW, dk, dqkv + AD, QW, a.qk_raw + AD, QK, nw(o.k_norm),
+  be_->rmsnorm_heads_backward(dqkv, QW, dq, dqkv, QW, a.qk_raw, QK, nw(o.q_norm), a.qk_rstd, N, c.heads, HD);
+  be_->rmsnorm_heads_backward(dqkv + AD, QW, dk, dqkv + AD, QW, a.qk_raw + AD, QK, nw(o.k_norm),
                               a.qk_rstd + N * c.heads, N, c.kv_heads, HD);
   if (!part.empty()) {
     sum_over_ranks(part.data(), 2 * HD);

@@ -103,7 +103,7 @@ float Transformer::attention_scale() const {
 void Transformer::add_normed(float* xout, const float* resid, float* tmp, float* rstd, const float* src, int64_t norm,
                              int64_t N) {
   const int64_t C = cfg_.hidden;
-  cpu::rmsnorm_forward(tmp, rstd, src, nw(norm), N, static_cast<int>(C), cfg_.rms_eps);
+  be_->rmsnorm_forward(tmp, rstd, src, nw(norm), N, static_cast<int>(C), cfg_.rms_eps);
   parallel_for(N, 16, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b * C; i < e * C; ++i) xout[i] = resid[i] + tmp[i];
   });
@@ -210,9 +210,9 @@ void Transformer::qk_norm_forward(int l, const LayerActs& a, int64_t N) {
     for (int64_t r = b; r < e; ++r) std::memcpy(a.qk_raw + r * QK, a.qkv + r * QW, sizeof(float) * QK);
   });
   const int NH = c.heads, KVH = c.kv_heads;
-  cpu::rmsnorm_heads_forward(a.qkv, QW, a.qk_rstd, a.qk_raw, QK, nw(o.q_norm), N, NH, c.head_dim, c.rms_eps);
+  be_->rmsnorm_heads_forward(a.qkv, QW, a.qk_rstd, a.qk_raw, QK, nw(o.q_norm), N, NH, c.head_dim, c.rms_eps);
   // k's rstd after q's: (N, NH) then (N, KVH)
-  cpu::rmsnorm_heads_forward(a.qkv + AD, QW, a.qk_rstd + N * NH, a.qk_raw + AD, QK, nw(o.k_norm), N, KVH, c.head_dim,
+  be_->rmsnorm_heads_forward(a.qkv + AD, QW, a.qk_rstd + N * NH, a.qk_raw + AD, QK, nw(o.k_norm), N, KVH, c.head_dim,
                              c.rms_eps);
 }
 
@@ -291,7 +291,7 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   linear(a.h, N, C, o.wgu, 2 * F, 0.0f, a.gu, pl ? &pl->gu : nullptr);
   lora_forward(l, LoraSite::kGateUp, a.h, N, a.gu, 2 * F);
   if (c.gelu_tanh)
-    cpu::geglu_forward(a.act, a.gu, N, static_cast<int>(F));
+    be_->geglu_forward(a.act, a.gu, N, static_cast<int>(F));
   else
     be_->swiglu_forward(a.act, a.gu, N, static_cast<int>(F));
   float* m_out = sandwich ? a.mlp_o : x_out;
