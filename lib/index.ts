@@ -159,6 +159,7 @@ export {
   type Format,
   type GoldBreakdown,
 } from './demo/task.js';
+export { CalculatorEnvironment, evaluate as evaluateArithmetic } from './demo/calculator.js';
 export {
   initDistributed,
   currentGroup,

@@ -63,6 +63,7 @@ import {
 import { pgNative } from '../engine/pg.js';
 import type { RewardSource } from '../rewards/types.js';
 import type { Rollout, SamplingOptions } from '../rollout/generate.js';
+import { policyTokenMask, type EnvironmentConfig } from '../rollout/environment.js';
 import { responseSlice, scatterResponses, sequenceBatch, type SequenceBatch } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { CheckpointPart } from './checkpoint.js';
@@ -125,6 +126,8 @@ export interface PolicyGradientConfig extends RunOptions {
   rolloutPolicy?: Model;
   /** truncated importance sampling cap C: π_old is recomputed by the policy and each token's loss weighs min(π_old/μ, C) */
   truncatedIS?: number;
+  /** multi-turn episodes against an environment instead of single responses (lib/rollout/environment.ts) */
+  environment?: EnvironmentConfig;
   /** DAPO dynamic sampling (group methods): resample until every group has varying rewards, at most maxRounds rounds */
   dynamicSampling?: { maxRounds: number };
   /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */
@@ -414,6 +417,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
           }),
         )
       ).logprobs;
+    // the policy's tokens: environment tokens of multi-turn episodes take no part in losses, KL or GAE
+    const batchMask = policyTokenMask(sb, rollout.samples);
     let isWeights: Float32Array | undefined;
     if (c.truncatedIS !== undefined) {
       // the rollout's log-probs are μ's; π_old is the policy's own, at the sampling temperature
@@ -423,7 +428,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         truncatedImportanceWeights({
           oldLogp,
           behaviourLogp: behaviour,
-          mask: Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0)),
+          mask: batchMask,
           cap: c.truncatedIS,
         }),
       );
@@ -445,7 +450,6 @@ export class PolicyGradientLoop extends TrainerEmitter {
       ).values!;
 
     const B = sb.batch;
-    const batchMask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
     const klTokens = refLogp
       ? pgNative.klPerToken({ logp: oldLogp, refLogp, mask: batchMask, estimator: c.kl.estimator }).kl
       : undefined;
@@ -468,7 +472,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
     else if (c.advantage === 'reinforce++') seqAdv = reinforcePlusPlusAdvantages(shaped);
     for (let b = 0; b < B; b++) {
       const L = sb.responseLength[b];
-      const mask = new Float64Array(L).fill(1);
+      const lm = rollout.samples[b].lossMask;
+      const mask = lm ? Float64Array.from(lm) : new Float64Array(L).fill(1);
       const kl = klTokens ? responseSlice(klTokens, sb, b) : new Float64Array(L);
       klPerResponse.push(kl.reduce((a, x) => a + x, 0));
       if (c.advantage === 'gae') {
@@ -486,7 +491,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
       }
     }
     // whitened in float64 over every response token: finite rewards of any size give finite advantages
-    const advantages = scatterResponses(c.whitenAdvantages ? whitenRows(perRowAdv) : perRowAdv, sb);
+    const advantages = scatterResponses(c.whitenAdvantages ? whitenRows(perRowAdv, batchMask, sb) : perRowAdv, sb);
     const dyn = c.dynamicSampling
       ? { dynamicSamplingRounds: round.rounds, discardedGroups: round.discarded }
       : undefined;
@@ -534,7 +539,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
                 sb,
               )
             : undefined;
-        const mask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
+        const mask = policyTokenMask(
+          sb,
+          rows.map((r) => d.rollout.samples[r]),
+        );
         // maskTruncated: rows cut by the length limit take no part in the policy loss
         const policyMask = c.maskTruncated
           ? maskRows(
@@ -738,12 +746,13 @@ function maskRows(mask: Float32Array, sb: SequenceBatch, drop: boolean[]): Float
   return mask.map((m, i) => (drop[Math.floor(i / sb.seqLen)] ? 0 : m));
 }
 
-/** The rows' values whitened together (mean 0, std 1 over every token; lib/losses whiten). */
-function whitenRows(rows: Float64Array[]): Float64Array[] {
+/** The rows' values whitened together (mean 0, std 1 over the policy's tokens, `mask` in batch layout; lib/losses whiten). */
+function whitenRows(rows: Float64Array[], mask: Float32Array, sb: SequenceBatch): Float64Array[] {
   const flat = new Float64Array(rows.reduce((a, r) => a + r.length, 0));
   let o = 0;
   for (const r of rows) (flat.set(r, o), (o += r.length));
-  const w = whiten(flat, new Uint8Array(flat.length).fill(1));
+  const flatMask = Uint8Array.from(rows.flatMap((_, b) => Array.from(responseSlice(mask, sb, b))));
+  const w = whiten(flat, flatMask);
   o = 0;
   return rows.map((r) => w.subarray(o, (o += r.length)));
 }

@@ -11,6 +11,7 @@ import { permutation, type PromptRecord } from '../data/index.js';
 import { filterPromptsByVariance, varianceQuantile } from '../losses/index.js';
 import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores } from '../rewards/types.js';
+import { multiTurnRollout } from '../rollout/environment.js';
 import { generateRollout, type Rollout } from '../rollout/generate.js';
 import type { AdvantageEstimator, PolicyGradientConfig } from './policy-gradient.js';
 import type { TrainingRun } from './run.js';
@@ -62,6 +63,21 @@ export class RolloutSampler {
     });
   }
 
+  /** Samples n responses per prompt: single-turn (generateRollout), or episodes with options.environment. */
+  rollout(
+    policy: Model,
+    prompts: PromptRecord[],
+    n: number,
+    streams: { streamBase: number } | { streams: number[] },
+  ): Promise<Rollout> {
+    const c = this.c;
+    const common = { policy, tokenizer: c.tokenizer, prompts, samplesPerPrompt: n, sampling: c.sampling, seed: c.seed };
+    return c.environment
+      ? multiTurnRollout({ ...common, ...streams, environment: c.environment })
+      : generateRollout({ ...common, ...streams });
+  }
+
+  /** The reward source's score of each sample (the last assistant turn for episodes) plus its environment reward. */
   async score(rollout: Rollout): Promise<number[]> {
     const requests = rollout.samples.map((s) => ({
       prompt: rollout.prompts[s.promptIndex].prompt,
@@ -70,7 +86,10 @@ export class RolloutSampler {
       responseIds: s.responseIds,
       record: rollout.prompts[s.promptIndex],
     }));
-    return checkScores(this.c.reward, await this.c.reward.score(requests), requests.length, { allowNonFinite: true });
+    const scores = checkScores(this.c.reward, await this.c.reward.score(requests), requests.length, {
+      allowNonFinite: true,
+    });
+    return scores.map((x, r) => x + (rollout.samples[r].envReward ?? 0));
   }
 
   /**
@@ -103,15 +122,14 @@ export class RolloutSampler {
     const missing = [...new Set(indices.filter((i) => !this.refScores.has(i)))];
     if (missing.length > 0) {
       // one batch; y_ref of prompt i draws from stream STREAM_REFERENCE + i whatever else is in it
-      const r = await generateRollout({
-        policy: this.reference!,
-        tokenizer: this.c.tokenizer,
-        prompts: missing.map((i) => prompts[i]),
-        samplesPerPrompt: 1,
-        sampling: this.c.sampling,
-        seed: this.c.seed,
-        streams: missing.map((i) => STREAM_REFERENCE + i),
-      });
+      const r = await this.rollout(
+        this.reference!,
+        missing.map((i) => prompts[i]),
+        1,
+        {
+          streams: missing.map((i) => STREAM_REFERENCE + i),
+        },
+      );
       const scores = await this.score(r);
       this.invalidRewards(scores, (k) => ({ prompt: missing[k], sample: 0 }), 'the reference response y_ref');
       scores.forEach((s, k) => Number.isFinite(s) && this.refScores.set(missing[k], s)); // an invalid one is drawn again next time
@@ -146,18 +164,14 @@ export class RolloutSampler {
     timed: Timed,
   ): Promise<SampledRound> {
     const c = this.c,
-      n = c.samplesPerPrompt,
-      tok = c.tokenizer;
+      n = c.samplesPerPrompt;
     let rollout = await timed('generate', () =>
-      generateRollout({
-        policy: c.rolloutPolicy ?? c.policy,
-        tokenizer: tok,
-        prompts: indices.map((i) => prompts[i]),
-        samplesPerPrompt: n,
-        sampling: c.sampling,
-        seed: c.seed,
-        streamBase,
-      }),
+      this.rollout(
+        c.rolloutPolicy ?? c.policy,
+        indices.map((i) => prompts[i]),
+        n,
+        { streamBase },
+      ),
     );
     let scores = await timed('score', () => this.score(rollout));
     const where = (r: number) => ({ prompt: indices[rollout.samples[r].promptIndex], sample: r % n });
@@ -255,15 +269,7 @@ export class RolloutSampler {
     f: { samples: number; quantile: number },
     run: TrainingRun,
   ): Promise<number[]> {
-    const r = await generateRollout({
-      policy: this.c.policy,
-      tokenizer: this.c.tokenizer,
-      prompts,
-      samplesPerPrompt: f.samples,
-      sampling: this.c.sampling,
-      seed: this.c.seed,
-      streamBase: 2 * STREAM_REFERENCE,
-    });
+    const r = await this.rollout(this.c.policy, prompts, f.samples, { streamBase: 2 * STREAM_REFERENCE });
     const scores = await this.score(r);
     const bad = new Set(
       [
