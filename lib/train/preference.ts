@@ -21,7 +21,8 @@ import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
 import type { PreferenceRecord, ScoredRecord, UnpairedRecord } from '../data/index.js';
-import { ktoKlBaseline, spreadSequenceGrad } from '../losses/index.js';
+import { ktoKlBaseline } from '../losses/index.js';
+import { spreadToResponses } from './packed-rows.js';
 import type { Sequence } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
@@ -99,6 +100,10 @@ export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   ntpCoef?: number;
   /** logits are divided by this for every log-prob (default 1; the EXO scripts use 0.8) */
   temperature?: number;
+  /** packed forwards: each micro-batch's sequences share rows of at most this many tokens
+   * (>= seqLen; block-diagonal attention, positions restart per sequence), instead of one padded
+   * row each; the results equal the padded path's up to float rounding (default: padded) */
+  packTokens?: number;
   /** JSONL path or records: pairs, scored groups for *-rw, pairs or unpaired rows for kto */
   train: string | Array<PreferenceRecord | ScoredRecord | UnpairedRecord>;
   eval?: string | Array<PreferenceRecord | ScoredRecord | UnpairedRecord>;
@@ -122,6 +127,7 @@ const KEYS = [
   'groupSize',
   'ntpCoef',
   'temperature',
+  'packTokens',
   'train',
   'eval',
   ...LOOP_KEYS,
@@ -178,7 +184,7 @@ export class PreferenceTrainer extends TrainerEmitter {
   reference?: Model;
   /** data-parallel ranks (RunOptions.group): each takes its share of every micro-batch's items */
   readonly group: ProcessGroup;
-  #o: LoopOptions & LossParams & { k?: number; ntpCoef: number; temperature: number };
+  #o: LoopOptions & LossParams & { k?: number; ntpCoef: number; temperature: number; packTokens?: number };
   #opts: PreferenceTrainerOptions;
   #data?: Promise<{ train: Item[]; eval?: Item[]; k: number }>;
   #stopRequested = false;
@@ -220,7 +226,12 @@ export class PreferenceTrainer extends TrainerEmitter {
       k: o.has('groupSize') ? o.int('groupSize', { min: 2 }) : undefined,
       ntpCoef: o.number('ntpCoef', { min: 0 }, loss === 'orpo' ? 1 : 0),
       temperature: o.number('temperature', { gt: 0 }, 1),
+      packTokens: o.has('packTokens') ? o.int('packTokens', { min: 2 }) : undefined,
     };
+    if (this.#o.packTokens !== undefined && this.#o.packTokens < this.#o.seqLen)
+      throw new RangeError(
+        `${fn}: expected options.packTokens to be >= options.seqLen (${this.#o.seqLen}), received ${this.#o.packTokens}`,
+      );
     if (o.has('labelSmoothing') && !['dpo', 'cdpo'].includes(loss))
       throw new TypeError(`${fn}: options.labelSmoothing applies to loss 'dpo' or 'cdpo', not '${loss}'`);
     for (const key of ['desirableWeight', 'undesirableWeight'])
@@ -355,7 +366,7 @@ export class PreferenceTrainer extends TrainerEmitter {
         this.reference!,
         batch.flatMap((it) => it.rows),
         this.tokenizer.padId,
-        { save: false, temperature: this.#o.temperature },
+        { save: false, temperature: this.#o.temperature, rowTokens: this.#o.packTokens },
       );
       let row = 0;
       for (const it of batch) ((it.ref = rb.seq.slice(row, row + it.rows.length)), (row += it.rows.length));
@@ -377,7 +388,7 @@ export class PreferenceTrainer extends TrainerEmitter {
         responseIds: other.rows[other.best].responseIds.slice(0, Math.max(0, this.#o.seqLen - p.length)),
       };
     });
-    const opts = { save: false, temperature: this.#o.temperature };
+    const opts = { save: false, temperature: this.#o.temperature, rowTokens: this.#o.packTokens };
     const pol = await rowLogprobs(this.policy, rows, this.tokenizer.padId, opts),
       ref = await rowLogprobs(this.reference!, rows, this.tokenizer.padId, opts);
     return allFinite(...pol.seq, ...ref.seq) ? ktoKlBaseline(pol.seq, ref.seq) : NaN;
@@ -410,7 +421,7 @@ export class PreferenceTrainer extends TrainerEmitter {
       this.policy,
       items.flatMap((it) => it.rows),
       this.tokenizer.padId,
-      { save, temperature: this.#o.temperature },
+      { save, temperature: this.#o.temperature, rowTokens: this.#o.packTokens },
     );
     const ref = isReferenceFree(this.#o.loss) ? undefined : Float64Array.from(items.flatMap((it) => [...it.ref!]));
     if (!allFinite(...rb.seq, ...(ref ?? []), z0 ?? 0)) {
@@ -551,11 +562,9 @@ export class PreferenceTrainer extends TrainerEmitter {
         }
         const { rb, out } = r;
         const w = items.length / N; // each micro-batch loss is a mean over its items; the step's is over all N
-        const dTok = spreadSequenceGrad(
+        const dTok = spreadToResponses(
           out.dPolicy.map((d) => d * w),
-          rb.mask,
-          rb.sb.batch,
-          rb.sb.seqLen,
+          rb.sb,
         );
         if (o.ntpCoef > 0)
           items.forEach((it, i) => {
