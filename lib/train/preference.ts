@@ -19,27 +19,16 @@
 import { join } from 'node:path';
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
-import { RlhfError, ErrorCode } from '../errors.js';
 import type { PreferenceRecord, ScoredRecord, UnpairedRecord } from '../data/index.js';
 import { ktoKlBaseline } from '../losses/index.js';
 import { spreadToResponses } from './packed-rows.js';
-import type { Sequence } from '../rollout/sequences.js';
+import { prepareItems, type Item, type PreparedItems } from './preference-items.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter } from './events.js';
 import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
-import {
-  EpochBatches,
-  LOOP_KEYS,
-  encodeRow,
-  isScored,
-  isUnpaired,
-  loadPairData,
-  readLoopOptions,
-  rowLogprobs,
-  type LoopOptions,
-} from './preference-common.js';
+import { EpochBatches, LOOP_KEYS, readLoopOptions, rowLogprobs, type LoopOptions } from './preference-common.js';
 import {
   PREFERENCE_LOSSES,
   isGroupLoss,
@@ -54,13 +43,7 @@ import {
   type Tally,
   type PreferenceLoss,
 } from './preference-losses.js';
-import {
-  bestWorst,
-  pairsFromGroups,
-  sampleAndScore,
-  type OnlinePair,
-  type SampleOptions,
-} from './preference-online.js';
+import { pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } from './preference-online.js';
 import { TrainingRun, allFinite } from './run.js';
 import { loopSchedule } from './schedule.js';
 
@@ -163,18 +146,6 @@ export interface PreferenceTrainResult {
   stopped?: boolean;
 }
 
-interface Item {
-  rows: Sequence[];
-  lengths: number[];
-  scores?: number[];
-  best: number;
-  worst: number;
-  /** unpaired KTO: the row's label (rows.length 1) */
-  label?: boolean;
-  /** reference sequence log-probs per row (filled after resume) */
-  ref?: Float64Array;
-}
-
 /** DPO-family / EXO trainer on offline pairs or scored groups. */
 export class PreferenceTrainer extends TrainerEmitter {
   readonly policy: Model;
@@ -186,7 +157,7 @@ export class PreferenceTrainer extends TrainerEmitter {
   readonly group: ProcessGroup;
   #o: LoopOptions & LossParams & { k?: number; ntpCoef: number; temperature: number; packTokens?: number };
   #opts: PreferenceTrainerOptions;
-  #data?: Promise<{ train: Item[]; eval?: Item[]; k: number }>;
+  #data?: Promise<PreparedItems>;
   #stopRequested = false;
 
   constructor(opts: PreferenceTrainerOptions) {
@@ -274,79 +245,9 @@ export class PreferenceTrainer extends TrainerEmitter {
     this.emit('log', { stage: 'preference', message });
   }
 
-  /** Tokenizes the data once; items with an empty response row (prompt ≥ seqLen) are dropped. */
-  #prepare(): Promise<{ train: Item[]; eval?: Item[]; k: number }> {
-    this.#data ??= (async () => {
-      const fn = 'PreferenceTrainer',
-        o = this.#o,
-        group = isGroupLoss(o.loss);
-      const accept = group ? 'groups' : o.loss === 'kto' ? 'kto' : 'pairs';
-      const train = await loadPairData(fn, 'train', this.#opts.train, accept);
-      const evalSet =
-        this.#opts.eval !== undefined ? await loadPairData(fn, 'eval', this.#opts.eval, accept) : undefined;
-      const asGroup = (r: PreferenceRecord | ScoredRecord): ScoredRecord =>
-        isScored(r) ? r : { prompt: r.prompt, responses: [r.chosen, r.rejected], scores: [1, 0] };
-      if (train.some(isUnpaired)) this.#checkUnpaired(train as UnpairedRecord[]);
-      let k = 2;
-      if (group) {
-        const counts = new Set(
-          [...train, ...(evalSet ?? [])].map((r) => asGroup(r as PreferenceRecord | ScoredRecord).responses.length),
-        );
-        k = o.k ?? (counts.size === 1 ? [...counts][0] : 0);
-        if (!k)
-          throw new TypeError(
-            `${fn}: the records have different numbers of responses (${[...counts].join(', ')}); set options.groupSize`,
-          );
-      }
-      const toItems = (records: Array<PreferenceRecord | ScoredRecord | UnpairedRecord>, name: string): Item[] => {
-        const items: Item[] = [];
-        let truncated = 0,
-          dropped = 0;
-        records.forEach((r, i) => {
-          if (isUnpaired(r)) {
-            const x = encodeRow(this.tokenizer, r.prompt, r.completion, o.seqLen);
-            if (x.truncated) truncated++;
-            if (x.seq.responseIds.length === 0) dropped++;
-            else items.push({ rows: [x.seq], lengths: [x.seq.responseIds.length], best: 0, worst: 0, label: r.label });
-            return;
-          }
-          const g = group ? asGroup(r as PreferenceRecord | ScoredRecord) : undefined;
-          if (g && g.responses.length % k !== 0)
-            throw new RlhfError(
-              ErrorCode.FORMAT,
-              `${fn}: ${name} record ${i} has ${g.responses.length} responses, not a multiple of groupSize ${k}`,
-            );
-          for (let off = 0; off < (g ? g.responses.length : 2); off += k) {
-            const texts = g
-              ? g.responses.slice(off, off + k)
-              : [(r as PreferenceRecord).chosen, (r as PreferenceRecord).rejected];
-            const rows = texts.map((t) => encodeRow(this.tokenizer, r.prompt, t, o.seqLen));
-            if (rows.some((x) => x.truncated)) truncated++;
-            if (rows.some((x) => x.seq.responseIds.length === 0)) {
-              dropped++;
-              continue;
-            }
-            const scores = g?.scores.slice(off, off + k);
-            const { best, worst } = scores ? bestWorst(scores) : { best: 0, worst: 1 };
-            items.push({
-              rows: rows.map((x) => x.seq),
-              lengths: rows.map((x) => x.seq.responseIds.length),
-              scores,
-              best,
-              worst,
-            });
-          }
-        });
-        if (truncated) this.#log(`${name}: ${truncated} ${group ? 'groups' : 'pairs'} truncated to ${o.seqLen} tokens`);
-        if (dropped)
-          this.#log(
-            `${name}: ${dropped} ${group ? 'groups' : 'pairs'} dropped: the prompt fills seqLen (${o.seqLen}), leaving no response token`,
-          );
-        if (!items.length) throw new RlhfError(ErrorCode.FORMAT, `${fn}: no ${name} item left to train on`);
-        return items;
-      };
-      return { train: toItems(train, 'train'), eval: evalSet && toItems(evalSet, 'eval'), k };
-    })();
+  /** Tokenizes the data once (lib/train/preference-items.ts). */
+  #prepare(): Promise<PreparedItems> {
+    this.#data ??= prepareItems('PreferenceTrainer', this.#opts, this.#o, this.tokenizer, (m) => this.#log(m));
     return this.#data;
   }
 
@@ -392,22 +293,6 @@ export class PreferenceTrainer extends TrainerEmitter {
     const pol = await rowLogprobs(this.policy, rows, this.tokenizer.padId, opts),
       ref = await rowLogprobs(this.reference!, rows, this.tokenizer.padId, opts);
     return allFinite(...pol.seq, ...ref.seq) ? ktoKlBaseline(pol.seq, ref.seq) : NaN;
-  }
-
-  /** Unpaired KTO data: checks the batch size and logs TRL's advice on the weights. */
-  #checkUnpaired(records: UnpairedRecord[]): void {
-    const o = this.#o;
-    if (o.batchSize < 2)
-      throw new TypeError(
-        `PreferenceTrainer: expected options.batchSize to be >= 2 for KTO on unpaired data (z0 is taken on mismatched rows of a micro-batch), received ${o.batchSize}`,
-      );
-    const nd = records.filter((r) => r.label).length,
-      nu = records.length - nd;
-    const ratio = (o.desirableWeight * nd) / (o.undesirableWeight * nu);
-    if (!(ratio >= 1 && ratio <= 4 / 3))
-      this.#log(
-        `kto: ${nd} desirable and ${nu} undesirable rows; desirableWeight·${nd} / (undesirableWeight·${nu}) = ${ratio.toFixed(3)}, outside [1, 4/3] (the KTO paper's advice; set the weights to bring it inside)`,
-      );
   }
 
   /**
