@@ -314,7 +314,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
       iteration++;
       const meanReward = data.scores.reduce((a, b) => a + b, 0) / data.scores.length;
       rewardHistory.push(meanReward);
-      const generated = data.rollout.samples.reduce((s, x) => s + x.responseIds.length, 0);
+      // tokens the policy sampled (an episode's environment tokens are not counted)
+      const generated = data.rollout.samples.reduce(
+        (s, x) => s + (x.lossMask ? x.lossMask.reduce((a, m) => a + m, 0) : x.responseIds.length),
+        0,
+      );
       const seconds = Object.values(time).reduce((a, b) => a + b, 0);
       await run.step(iteration, {
         rewardMean: meanReward,
@@ -731,14 +735,23 @@ function rolloutEvent(stage: string, step: number, d: IterationData): RolloutEve
     const adv = responseSlice(d.advantages, d.sb, b);
     return {
       prompt: text(d.rollout.prompts[s.promptIndex].prompt),
-      response: s.text,
+      // an episode: its turns after the prompt, one "role: text" line each
+      response: s.turns ? s.turns.map((m) => `${m.role}: ${m.content}`).join('\n') : s.text,
       reward: d.scores[b],
       kl: d.klPerResponse[b],
-      advantage: adv.length ? adv.reduce((a, x) => a + x, 0) / adv.length : 0,
+      advantage: meanOverPolicyTokens(adv, s.lossMask),
       length: s.responseIds.length,
     };
   });
   return { stage, step, samplesPerPrompt: d.rollout.samplesPerPrompt, samples };
+}
+
+/** Mean of a response's values over the policy's tokens (all of them when there is no lossMask; 0 if none). */
+function meanOverPolicyTokens(x: Float64Array, lossMask?: Uint8Array): number {
+  let sum = 0,
+    n = 0;
+  x.forEach((v, i) => (!lossMask || lossMask[i]) && ((sum += v), n++));
+  return n ? sum / n : 0;
 }
 
 /** `mask` (batch layout) with the rows where drop[b] is true zeroed. */

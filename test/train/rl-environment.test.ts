@@ -97,12 +97,18 @@ t.test('GRPO learns to call the calculator', async (t) => {
     seed: 2,
   });
   trainer.on('step', (e) => steps.push(e.metrics));
+  const transcripts: string[] = [];
+  trainer.on('rollout', (e) => transcripts.push(...e.samples.map((x) => x.response)));
   const res = await trainer.train();
   const after = await measure(policy, 12);
   t.comment(
     `after GRPO (${((performance.now() - tSft) / 1000).toFixed(1)} s): tool calls ${after.callRate}, reward ${after.reward}; history ${res.rewardHistory.map((x) => x.toFixed(2)).join(' ')}`,
   );
   t.equal(steps[0].rolloutLogprobDiffMax, 0, 'the first ratios are exactly 1 on the policy tokens');
+  t.ok(
+    transcripts.some((x) => /^assistant: calc .+\nuser: \d+\nassistant: /.test(x)),
+    'rollout events show whole episodes (assistant / user turns)',
+  );
   t.ok(after.callRate > before.callRate + 0.2, `tool-call rate ${before.callRate} -> ${after.callRate}`);
   t.ok(after.reward > before.reward + 0.15, `reward ${before.reward} -> ${after.reward}`);
   trainer.dispose();
