@@ -13,7 +13,7 @@ import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores } from '../rewards/types.js';
 import { multiTurnRollout } from '../rollout/environment.js';
 import { generateRollout, type Rollout } from '../rollout/generate.js';
-import type { AdvantageEstimator, PolicyGradientConfig } from './policy-gradient.js';
+import type { AdvantageEstimator, PolicyGradientConfig } from './policy-gradient-config.js';
 import type { TrainingRun } from './run.js';
 
 /** estimators whose baseline is the group's other samples (a group is dropped or kept whole) */
