@@ -129,6 +129,7 @@ export { runStudies, STUDY_NAMES, type RunStudiesOptions, type StudySummary } fr
 export { STUDY_PRESETS, type StudySettings, type PresetName } from './study/setup.js';
 export { hierarchicalBootstrap, type Estimate, type BootstrapOptions } from './study/stats.js';
 export type { StudyOutcome } from './study/types.js';
+export { CalculatorEnvironment, evaluate as evaluateArithmetic } from './demo/calculator.js';
 export {
   initDistributed,
   currentGroup,

@@ -8,7 +8,7 @@
 import type { Model } from '../engine/model.js';
 import { options, typeError } from '../validate.js';
 import { encodePrompt, type Prompt, type PromptRecord } from '../data/index.js';
-import type { Tokenizer } from '../tokenizer/index.js';
+import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 
 export interface SamplingOptions {
   maxNewTokens: number;
@@ -25,6 +25,13 @@ export interface RolloutSample {
   logprobs: Float32Array;
   text: string;
   finishReason: 'stop' | 'length';
+  /** multi-turn (lib/rollout/environment.ts): 1 for each response token the policy sampled, 0 for
+   * the environment's (observations and the chat template around them); absent: every token is the policy's */
+  lossMask?: Uint8Array;
+  /** multi-turn: the episode's reward from the environment (added to the reward source's score) */
+  envReward?: number;
+  /** multi-turn: the conversation after the prompt, assistant turns and observations (`text` is the last assistant turn) */
+  turns?: ChatMessage[];
 }
 
 export interface Rollout {

@@ -1,2 +1,3 @@
 export * from './sequences.js';
 export * from './generate.js';
+export * from './environment.js';

@@ -1,8 +1,12 @@
 /**
- * The policy-gradient loop shared by PPOTrainer and GroupTrainer. One iteration:
+ * The policy-gradient loop shared by PPOTrainer and GroupTrainer (its sampling rounds are
+ * lib/train/sampling.ts, its types policy-gradient-config.ts, its per-iteration helpers
+ * policy-gradient-stats.ts; multi-turn episodes lib/rollout/environment.ts). One iteration:
  *
  *   prompts   the next promptsPerIteration prompts (seeded order, epochs wrap around)
- *   generate  samplesPerPrompt responses each, with log π_old of every token (lib/rollout)
+ *   generate  samplesPerPrompt responses each, with log π_old of every token (lib/rollout), or
+ *             with options.environment an episode each (policy and environment turns; only the
+ *             policy's tokens enter losses, KL and GAE)
  *   score     the reward source; PPO's baseline: R = r(x,y) − r(x,y_ref) with y_ref sampled once
  *             per prompt from the reference policy and cached (ChatGLM-RLHF, docs/algorithms.md §2.4), or
  *             running normalisation, or none
@@ -46,7 +50,6 @@ import {
   tokenizeSft,
   toSftRecords,
   type PromptRecord,
-  type SftInput,
   type TokenizedExample,
 } from '../data/index.js';
 import {
@@ -57,116 +60,25 @@ import {
   reinforcePlusPlusAdvantages,
   rlooAdvantages,
   tokenRewards,
-  whiten,
-  type Aggregation,
-  type KlEstimator,
 } from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
-import type { RewardSource } from '../rewards/types.js';
-import type { Rollout, SamplingOptions } from '../rollout/generate.js';
-import { responseSlice, scatterResponses, sequenceBatch, type SequenceBatch } from '../rollout/sequences.js';
-import type { Tokenizer } from '../tokenizer/index.js';
+import { policyTokenMask } from '../rollout/environment.js';
+import { responseSlice, scatterResponses, sequenceBatch } from '../rollout/sequences.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { RolloutSampler } from './sampling.js';
-import { TrainerEmitter, type RolloutEvent } from './events.js';
+import { TrainerEmitter } from './events.js';
 import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
 import { batchRows, gatherRows, reduceStep, stopAgreed } from './loop.js';
-import { TrainingRun, allFinite, type RunOptions } from './run.js';
+import { TrainingRun, allFinite } from './run.js';
+import type { IterationData, PolicyGradientConfig, PolicyGradientResult } from './policy-gradient-config.js';
+import { isStats, maskRows, rolloutEvent, std, whitenRows, zeroVariance } from './policy-gradient-stats.js';
 
-export type AdvantageEstimator = 'gae' | 'grpo' | 'dr-grpo' | 'rloo' | 'reinforce++';
-
-export interface KlOptions {
-  /** β (initial value when adaptive) */
-  coef: number;
-  estimator: KlEstimator;
-  /** 'reward': −β·kl_t in the token rewards (PPO); 'loss': β·KL(π‖ref) added to the loss (GRPO) */
-  mode: 'reward' | 'loss';
-  /** adaptive controller (Ziegler et al. 2019): target KL per response and horizon in samples */
-  target?: number;
-  horizon?: number;
-}
-
-/** Resolved options of the loop (the public trainers fill defaults and validate). */
-export interface PolicyGradientConfig extends RunOptions {
-  stage: 'ppo' | 'group';
-  policy: Model;
-  tokenizer: Tokenizer;
-  reward: RewardSource;
-  prompts: string | PromptRecord[];
-  reference?: Model;
-  critic?: Model;
-  advantage: AdvantageEstimator;
-  iterations: number;
-  promptsPerIteration: number;
-  samplesPerPrompt: number;
-  sampling: SamplingOptions;
-  epochs: number;
-  miniBatchSize: number;
-  lr: number;
-  criticLr: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  clipEps: number;
-  clipEpsHigh?: number;
-  dualClip?: number;
-  /** how the policy loss, entropy bonus and KL loss reduce over tokens (rows are the sequences); the critic's loss is a token mean */
-  aggregation: Aggregation;
-  valueClipEps: number;
-  gamma: number;
-  lambda: number;
-  entropyCoef: number;
-  kl: KlOptions;
-  whitenAdvantages: boolean;
-  baseline: 'reference' | 'normalize' | 'none';
-  rewardClip?: number;
-  overlong?: { buffer: number; penalty: number; maxLength: number };
-  maskTruncated: boolean;
-  criticWarmupIterations: number;
-  ptx?: { data: string | SftInput[]; coef: number; batchSize: number; seqLen: number };
-  promptFilter?: { samples: number; quantile: number };
-  /** the model that samples the rollouts (the behaviour policy μ; default the policy) */
-  rolloutPolicy?: Model;
-  /** truncated importance sampling cap C: π_old is recomputed by the policy and each token's loss weighs min(π_old/μ, C) */
-  truncatedIS?: number;
-  /** DAPO dynamic sampling (group methods): resample until every group has varying rewards, at most maxRounds rounds */
-  dynamicSampling?: { maxRounds: number };
-  /** ZeRO stage 1 over options.group (default true) */
-  shardOptimizer?: boolean;
-  /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */
-  lossMode: 'vanilla' | 'gspo';
-  /** a NaN/±Infinity reward: 'error' stops naming the sample; 'skip' drops it (its whole group for grpo/rloo) with a warning */
-  onInvalidReward: 'error' | 'skip';
-  seed: number;
-  saveEvery?: number;
-}
-
-export interface PolicyGradientResult {
-  iterations: number;
-  /** mean raw reward of each iteration's samples */
-  rewardHistory: number[];
-  skippedSteps: number;
-  seconds: number;
-  stopped?: boolean;
-}
-
-interface IterationData {
-  rollout: Rollout;
-  sb: SequenceBatch;
-  scores: number[];
-  shaped: number[];
-  oldLogp: Float32Array;
-  refLogp?: Float32Array;
-  oldValues?: Float32Array;
-  advantages: Float32Array;
-  returns?: Float32Array;
-  klPerResponse: number[];
-  /** samples dropped for an invalid reward (onInvalidReward 'skip') */
-  droppedSamples: number;
-  /** dynamic sampling: rounds of sampling and zero-variance groups discarded */
-  dyn?: { dynamicSamplingRounds: number; discardedGroups: number };
-  /** truncated importance weights min(π_old/μ, C) per token (batch layout), with truncatedIS */
-  isWeights?: Float32Array;
-}
+export type {
+  AdvantageEstimator,
+  KlOptions,
+  PolicyGradientConfig,
+  PolicyGradientResult,
+} from './policy-gradient-config.js';
 
 export class PolicyGradientLoop extends TrainerEmitter {
   readonly policy: Model;
@@ -320,7 +232,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
       iteration++;
       const meanReward = data.scores.reduce((a, b) => a + b, 0) / data.scores.length;
       rewardHistory.push(meanReward);
-      const generated = data.rollout.samples.reduce((s, x) => s + x.responseIds.length, 0);
+      // tokens the policy sampled (an episode's environment tokens are not counted)
+      const generated = data.rollout.samples.reduce(
+        (s, x) => s + (x.lossMask ? x.lossMask.reduce((a, m) => a + m, 0) : x.responseIds.length),
+        0,
+      );
       const seconds = Object.values(time).reduce((a, b) => a + b, 0);
       await run.step(iteration, {
         rewardMean: meanReward,
@@ -418,6 +334,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
             .logprobs;
         }),
       );
+    // the policy's tokens: environment tokens of multi-turn episodes take no part in losses, KL or GAE
+    const batchMask = policyTokenMask(sb, rollout.samples);
     let isWeights: Float32Array | undefined;
     if (c.truncatedIS !== undefined) {
       // the rollout's log-probs are μ's; π_old is the policy's own, at the sampling temperature
@@ -427,7 +345,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         truncatedImportanceWeights({
           oldLogp,
           behaviourLogp: behaviour,
-          mask: Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0)),
+          mask: batchMask,
           cap: c.truncatedIS,
         }),
       );
@@ -443,7 +361,6 @@ export class PolicyGradientLoop extends TrainerEmitter {
       );
 
     const B = sb.batch;
-    const batchMask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
     const klTokens = refLogp
       ? pgNative.klPerToken({ logp: oldLogp, refLogp, mask: batchMask, estimator: c.kl.estimator }).kl
       : undefined;
@@ -466,7 +383,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
     else if (c.advantage === 'reinforce++') seqAdv = reinforcePlusPlusAdvantages(shaped);
     for (let b = 0; b < B; b++) {
       const L = sb.responseLength[b];
-      const mask = new Float64Array(L).fill(1);
+      const lm = rollout.samples[b].lossMask;
+      const mask = lm ? Float64Array.from(lm) : new Float64Array(L).fill(1);
       const kl = klTokens ? responseSlice(klTokens, sb, b) : new Float64Array(L);
       klPerResponse.push(kl.reduce((a, x) => a + x, 0));
       if (c.advantage === 'gae') {
@@ -484,7 +402,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
       }
     }
     // whitened in float64 over every response token: finite rewards of any size give finite advantages
-    const advantages = scatterResponses(c.whitenAdvantages ? whitenRows(perRowAdv) : perRowAdv, sb);
+    const advantages = scatterResponses(c.whitenAdvantages ? whitenRows(perRowAdv, batchMask, sb) : perRowAdv, sb);
     const dyn = c.dynamicSampling
       ? { dynamicSamplingRounds: round.rounds, discardedGroups: round.discarded }
       : undefined;
@@ -536,7 +454,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
                 sb,
               )
             : undefined;
-        const mask = Float32Array.from(sb.targets, (t) => (t >= 0 ? 1 : 0));
+        const mask = policyTokenMask(
+          sb,
+          rows.map((r) => d.rollout.samples[r]),
+        );
         // maskTruncated: rows cut by the length limit take no part in the policy loss
         const policyMask = c.maskTruncated
           ? maskRows(
@@ -764,61 +685,4 @@ export class PolicyGradientLoop extends TrainerEmitter {
       return ex[permutation(ex.length, this.c.seed + 1, Math.floor(pos / ex.length))[pos % ex.length]];
     });
   }
-}
-
-/** The 'rollout' event of an iteration: each sample with its reward, KL, mean advantage and length. */
-function rolloutEvent(stage: string, step: number, d: IterationData): RolloutEvent {
-  const text = (p: PromptRecord['prompt']) => (typeof p === 'string' ? p : p.map((m) => m.content).join('\n'));
-  const samples = d.rollout.samples.map((s, b) => {
-    const adv = responseSlice(d.advantages, d.sb, b);
-    return {
-      prompt: text(d.rollout.prompts[s.promptIndex].prompt),
-      response: s.text,
-      reward: d.scores[b],
-      kl: d.klPerResponse[b],
-      advantage: adv.length ? adv.reduce((a, x) => a + x, 0) / adv.length : 0,
-      length: s.responseIds.length,
-    };
-  });
-  return { stage, step, samplesPerPrompt: d.rollout.samplesPerPrompt, samples };
-}
-
-/** `mask` (batch layout) with the rows where drop[b] is true zeroed. */
-function maskRows(mask: Float32Array, sb: SequenceBatch, drop: boolean[]): Float32Array {
-  return mask.map((m, i) => (drop[Math.floor(i / sb.seqLen)] ? 0 : m));
-}
-
-/** The rows' values whitened together (mean 0, std 1 over every token; lib/losses whiten). */
-function whitenRows(rows: Float64Array[]): Float64Array[] {
-  const flat = new Float64Array(rows.reduce((a, r) => a + r.length, 0));
-  let o = 0;
-  for (const r of rows) (flat.set(r, o), (o += r.length));
-  const w = whiten(flat, new Uint8Array(flat.length).fill(1));
-  o = 0;
-  return rows.map((r) => w.subarray(o, (o += r.length)));
-}
-
-/** Mean and max of the truncated importance weights over response tokens, and the truncated fraction. */
-function isStats(w: Float32Array, sb: SequenceBatch, cap: number): Record<string, number> {
-  let sum = 0,
-    max = 0,
-    capped = 0,
-    count = 0;
-  for (let b = 0; b < sb.batch; b++)
-    for (let i = 0; i < sb.responseLength[b]; i++) {
-      const x = w[sb.responseStart[b] + i];
-      ((sum += x), (max = Math.max(max, x)), (capped += x >= Math.fround(cap) ? 1 : 0), count++);
-    }
-  return { isWeightMean: sum / count, isWeightMax: max, isTruncatedFraction: capped / count };
-}
-
-/** True when every consecutive group of `size` values is constant. */
-function zeroVariance(x: number[], size: number): boolean {
-  for (let i = 0; i < x.length; i++) if (x[i] !== x[i - (i % size)]) return false;
-  return true;
-}
-
-function std(x: number[]): number {
-  const m = x.reduce((a, b) => a + b, 0) / x.length;
-  return Math.sqrt(x.reduce((a, b) => a + (b - m) * (b - m), 0) / x.length);
 }

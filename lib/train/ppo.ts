@@ -13,6 +13,7 @@ import { AGGREGATIONS, type Aggregation } from '../losses/index.js';
 import type { PromptRecord, SftInput } from '../data/index.js';
 import type { RewardSource } from '../rewards/types.js';
 import type { SamplingOptions } from '../rollout/generate.js';
+import { readEnvironmentOptions, type EnvironmentOptions } from '../rollout/environment.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options, typeError } from '../validate.js';
 import { readRunOptions, RUN_OPTION_KEYS, type RunOptions } from './run.js';
@@ -22,8 +23,13 @@ import { PolicyGradientLoop, type KlOptions, type PolicyGradientConfig } from '.
 export interface PolicyGradientOptions extends RunOptions {
   policy: Model;
   tokenizer: Tokenizer;
-  reward: RewardSource;
+  /** scores each response (for environment episodes: the last assistant turn; optional there, the
+   * environment's reward is added to it) */
+  reward?: RewardSource;
   prompts: string | PromptRecord[];
+  /** multi-turn episodes: the policy alternates turns with an environment (a tool, a game) under the
+   * chat template; its tokens are masked out of every loss (lib/rollout/environment.ts) */
+  environment?: EnvironmentOptions;
   /** frozen reference policy (default: a copy of the policy at train() start; for a LoRA policy its
    * base, policy.withoutAdapters(), sharing the weights) */
   reference?: Model;
@@ -77,6 +83,7 @@ export const POLICY_GRADIENT_KEYS = [
   'tokenizer',
   'reward',
   'prompts',
+  'environment',
   'reference',
   'iterations',
   'promptsPerIteration',
@@ -136,6 +143,9 @@ const KEYS = [
   'promptFilter',
 ] as const;
 
+/** The reward source of environment-only runs: 0, to which each episode's environment reward is added. */
+const ENVIRONMENT_ONLY: RewardSource = { name: 'environment', score: async (batch) => batch.map(() => 0) };
+
 /** Options common to PPO and the group methods, validated. */
 export function commonConfig(
   fn: string,
@@ -149,8 +159,16 @@ export function commonConfig(
   },
 ) {
   const o = options(fn, 'options', opts);
-  for (const k of ['policy', 'tokenizer', 'reward', 'prompts'] as const)
+  for (const k of ['policy', 'tokenizer', 'prompts'] as const)
     if (opts[k] === undefined) throw typeError(fn, `options.${k}`, 'given', undefined);
+  const environment = opts.environment === undefined ? undefined : readEnvironmentOptions(fn, opts.environment);
+  if (opts.reward === undefined && !environment)
+    throw typeError(
+      fn,
+      'options.reward',
+      'given (or options.environment, whose rewards are then the scores)',
+      undefined,
+    );
   if (opts.rolloutPolicy !== undefined && typeof (opts.rolloutPolicy as Model).generate !== 'function')
     throw typeError(fn, 'options.rolloutPolicy', 'a Model', opts.rolloutPolicy);
   const s = options(fn, 'options.sampling', opts.sampling);
@@ -177,7 +195,8 @@ export function commonConfig(
     config: {
       policy: opts.policy as Model,
       tokenizer: opts.tokenizer as Tokenizer,
-      reward: opts.reward as RewardSource,
+      reward: (opts.reward as RewardSource | undefined) ?? ENVIRONMENT_ONLY,
+      environment,
       prompts: opts.prompts as string | PromptRecord[],
       reference: opts.reference as Model | undefined,
       iterations: o.int('iterations', { min: 1 }),

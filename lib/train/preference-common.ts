@@ -27,6 +27,7 @@ import { sequenceLogprobs } from '../losses/index.js';
 import { sequenceBatch, type Sequence, type SequenceBatch } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
+import { packRows, sumResponses } from './packed-rows.js';
 import { readRunOptions, RUN_OPTION_KEYS, type RunOptions } from './run.js';
 
 /** One tokenized row: `seq.promptIds ++ seq.responseIds` is at most seqLen tokens. */
@@ -230,31 +231,37 @@ export interface RowBatch {
 }
 
 /**
- * Forwards `rows` (sequenceBatch layout) through a causal LM and sums each row's log-probs over
- * its response targets (NaN for every row when any log-prob is not finite). `save: true` keeps
+ * Forwards `rows` through a causal LM and sums each row's log-probs over its response targets
+ * (NaN for every row when any log-prob is not finite). Layout: one sequence per model row
+ * (sequenceBatch), or with `rowTokens` several per row (packRows: block-diagonal attention); either
+ * way `sb.responseStart/responseLength` address sequence i's response tokens. `save: true` keeps
  * the activations for a backward of dLogprobs.
  */
 export async function rowLogprobs(
   model: Model,
   rows: Sequence[],
   padId: number,
-  opts: { save: boolean; temperature: number },
+  opts: { save: boolean; temperature: number; rowTokens?: number },
 ): Promise<RowBatch> {
-  const sb = sequenceBatch(rows, padId);
+  const packed = opts.rowTokens === undefined ? undefined : packRows(rows, padId, opts.rowTokens);
+  const sb = packed ?? sequenceBatch(rows, padId);
   const f = await model.forward({
     tokens: sb.tokens,
     targets: sb.targets,
     batch: sb.batch,
     seqLen: sb.seqLen,
     lengths: sb.lengths,
+    ...(packed ? { positions: packed.positions, segments: packed.segments } : {}),
     temperature: opts.temperature,
     saveForBackward: opts.save,
   });
   const mask = Uint8Array.from(sb.targets, (x) => (x >= 0 ? 1 : 0));
   // a non-finite log-prob makes its row's sum NaN (sequenceLogprobs itself rejects non-finite input)
-  const seq = f.logprobs.every(Number.isFinite)
-    ? sequenceLogprobs(f.logprobs, mask, sb.batch, sb.seqLen)
-    : new Float64Array(sb.batch).fill(NaN);
+  const seq = !f.logprobs.every(Number.isFinite)
+    ? new Float64Array(rows.length).fill(NaN)
+    : packed
+      ? sumResponses(f.logprobs, packed)
+      : sequenceLogprobs(f.logprobs, mask, sb.batch, sb.seqLen);
   return { sb, mask, seq, logprobs: f.logprobs };
 }
 

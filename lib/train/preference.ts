@@ -18,26 +18,16 @@
  */
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
-import { RlhfError, ErrorCode } from '../errors.js';
 import type { PreferenceRecord, ScoredRecord, UnpairedRecord } from '../data/index.js';
-import { ktoKlBaseline, spreadSequenceGrad } from '../losses/index.js';
-import type { Sequence } from '../rollout/sequences.js';
+import { ktoKlBaseline } from '../losses/index.js';
+import { spreadToResponses } from './packed-rows.js';
+import { prepareItems, type Item, type PreparedItems } from './preference-items.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { TrainerEmitter } from './events.js';
 import { shardRange, type ProcessGroup } from '../distributed/index.js';
-import {
-  EpochBatches,
-  LOOP_KEYS,
-  encodeRow,
-  isScored,
-  isUnpaired,
-  loadPairData,
-  readLoopOptions,
-  rowLogprobs,
-  type LoopOptions,
-} from './preference-common.js';
+import { EpochBatches, LOOP_KEYS, readLoopOptions, rowLogprobs, type LoopOptions } from './preference-common.js';
 import {
   PREFERENCE_LOSSES,
   isGroupLoss,
@@ -52,13 +42,7 @@ import {
   type Tally,
   type PreferenceLoss,
 } from './preference-losses.js';
-import {
-  bestWorst,
-  pairsFromGroups,
-  sampleAndScore,
-  type OnlinePair,
-  type SampleOptions,
-} from './preference-online.js';
+import { pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } from './preference-online.js';
 import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import { loopSchedule } from './schedule.js';
@@ -99,6 +83,10 @@ export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
   ntpCoef?: number;
   /** logits are divided by this for every log-prob (default 1; the EXO scripts use 0.8) */
   temperature?: number;
+  /** packed forwards: each micro-batch's sequences share rows of at most this many tokens
+   * (>= seqLen; block-diagonal attention, positions restart per sequence), instead of one padded
+   * row each; the results equal the padded path's up to float rounding (default: padded) */
+  packTokens?: number;
   /** JSONL path or records: pairs, scored groups for *-rw, pairs or unpaired rows for kto */
   train: string | Array<PreferenceRecord | ScoredRecord | UnpairedRecord>;
   eval?: string | Array<PreferenceRecord | ScoredRecord | UnpairedRecord>;
@@ -121,6 +109,7 @@ const KEYS = [
   'groupSize',
   'ntpCoef',
   'temperature',
+  'packTokens',
   'train',
   'eval',
   ...LOOP_KEYS,
@@ -156,18 +145,6 @@ export interface PreferenceTrainResult {
   stopped?: boolean;
 }
 
-interface Item {
-  rows: Sequence[];
-  lengths: number[];
-  scores?: number[];
-  best: number;
-  worst: number;
-  /** unpaired KTO: the row's label (rows.length 1) */
-  label?: boolean;
-  /** reference sequence log-probs per row (filled after resume) */
-  ref?: Float64Array;
-}
-
 /** DPO-family / EXO trainer on offline pairs or scored groups. */
 export class PreferenceTrainer extends TrainerEmitter {
   readonly policy: Model;
@@ -177,9 +154,9 @@ export class PreferenceTrainer extends TrainerEmitter {
   reference?: Model;
   /** data-parallel ranks (RunOptions.group): each takes its share of every micro-batch's items */
   readonly group: ProcessGroup;
-  #o: LoopOptions & LossParams & { k?: number; ntpCoef: number; temperature: number };
+  #o: LoopOptions & LossParams & { k?: number; ntpCoef: number; temperature: number; packTokens?: number };
   #opts: PreferenceTrainerOptions;
-  #data?: Promise<{ train: Item[]; eval?: Item[]; k: number }>;
+  #data?: Promise<PreparedItems>;
   #stopRequested = false;
 
   constructor(opts: PreferenceTrainerOptions) {
@@ -219,7 +196,12 @@ export class PreferenceTrainer extends TrainerEmitter {
       k: o.has('groupSize') ? o.int('groupSize', { min: 2 }) : undefined,
       ntpCoef: o.number('ntpCoef', { min: 0 }, loss === 'orpo' ? 1 : 0),
       temperature: o.number('temperature', { gt: 0 }, 1),
+      packTokens: o.has('packTokens') ? o.int('packTokens', { min: 2 }) : undefined,
     };
+    if (this.#o.packTokens !== undefined && this.#o.packTokens < this.#o.seqLen)
+      throw new RangeError(
+        `${fn}: expected options.packTokens to be >= options.seqLen (${this.#o.seqLen}), received ${this.#o.packTokens}`,
+      );
     if (o.has('labelSmoothing') && !['dpo', 'cdpo'].includes(loss))
       throw new TypeError(`${fn}: options.labelSmoothing applies to loss 'dpo' or 'cdpo', not '${loss}'`);
     for (const key of ['desirableWeight', 'undesirableWeight'])
@@ -262,79 +244,9 @@ export class PreferenceTrainer extends TrainerEmitter {
     this.emit('log', { stage: 'preference', message });
   }
 
-  /** Tokenizes the data once; items with an empty response row (prompt ≥ seqLen) are dropped. */
-  #prepare(): Promise<{ train: Item[]; eval?: Item[]; k: number }> {
-    this.#data ??= (async () => {
-      const fn = 'PreferenceTrainer',
-        o = this.#o,
-        group = isGroupLoss(o.loss);
-      const accept = group ? 'groups' : o.loss === 'kto' ? 'kto' : 'pairs';
-      const train = await loadPairData(fn, 'train', this.#opts.train, accept);
-      const evalSet =
-        this.#opts.eval !== undefined ? await loadPairData(fn, 'eval', this.#opts.eval, accept) : undefined;
-      const asGroup = (r: PreferenceRecord | ScoredRecord): ScoredRecord =>
-        isScored(r) ? r : { prompt: r.prompt, responses: [r.chosen, r.rejected], scores: [1, 0] };
-      if (train.some(isUnpaired)) this.#checkUnpaired(train as UnpairedRecord[]);
-      let k = 2;
-      if (group) {
-        const counts = new Set(
-          [...train, ...(evalSet ?? [])].map((r) => asGroup(r as PreferenceRecord | ScoredRecord).responses.length),
-        );
-        k = o.k ?? (counts.size === 1 ? [...counts][0] : 0);
-        if (!k)
-          throw new TypeError(
-            `${fn}: the records have different numbers of responses (${[...counts].join(', ')}); set options.groupSize`,
-          );
-      }
-      const toItems = (records: Array<PreferenceRecord | ScoredRecord | UnpairedRecord>, name: string): Item[] => {
-        const items: Item[] = [];
-        let truncated = 0,
-          dropped = 0;
-        records.forEach((r, i) => {
-          if (isUnpaired(r)) {
-            const x = encodeRow(this.tokenizer, r.prompt, r.completion, o.seqLen);
-            if (x.truncated) truncated++;
-            if (x.seq.responseIds.length === 0) dropped++;
-            else items.push({ rows: [x.seq], lengths: [x.seq.responseIds.length], best: 0, worst: 0, label: r.label });
-            return;
-          }
-          const g = group ? asGroup(r as PreferenceRecord | ScoredRecord) : undefined;
-          if (g && g.responses.length % k !== 0)
-            throw new RlhfError(
-              ErrorCode.FORMAT,
-              `${fn}: ${name} record ${i} has ${g.responses.length} responses, not a multiple of groupSize ${k}`,
-            );
-          for (let off = 0; off < (g ? g.responses.length : 2); off += k) {
-            const texts = g
-              ? g.responses.slice(off, off + k)
-              : [(r as PreferenceRecord).chosen, (r as PreferenceRecord).rejected];
-            const rows = texts.map((t) => encodeRow(this.tokenizer, r.prompt, t, o.seqLen));
-            if (rows.some((x) => x.truncated)) truncated++;
-            if (rows.some((x) => x.seq.responseIds.length === 0)) {
-              dropped++;
-              continue;
-            }
-            const scores = g?.scores.slice(off, off + k);
-            const { best, worst } = scores ? bestWorst(scores) : { best: 0, worst: 1 };
-            items.push({
-              rows: rows.map((x) => x.seq),
-              lengths: rows.map((x) => x.seq.responseIds.length),
-              scores,
-              best,
-              worst,
-            });
-          }
-        });
-        if (truncated) this.#log(`${name}: ${truncated} ${group ? 'groups' : 'pairs'} truncated to ${o.seqLen} tokens`);
-        if (dropped)
-          this.#log(
-            `${name}: ${dropped} ${group ? 'groups' : 'pairs'} dropped: the prompt fills seqLen (${o.seqLen}), leaving no response token`,
-          );
-        if (!items.length) throw new RlhfError(ErrorCode.FORMAT, `${fn}: no ${name} item left to train on`);
-        return items;
-      };
-      return { train: toItems(train, 'train'), eval: evalSet && toItems(evalSet, 'eval'), k };
-    })();
+  /** Tokenizes the data once (lib/train/preference-items.ts). */
+  #prepare(): Promise<PreparedItems> {
+    this.#data ??= prepareItems('PreferenceTrainer', this.#opts, this.#o, this.tokenizer, (m) => this.#log(m));
     return this.#data;
   }
 
@@ -354,7 +266,7 @@ export class PreferenceTrainer extends TrainerEmitter {
         this.reference!,
         batch.flatMap((it) => it.rows),
         this.tokenizer.padId,
-        { save: false, temperature: this.#o.temperature },
+        { save: false, temperature: this.#o.temperature, rowTokens: this.#o.packTokens },
       );
       let row = 0;
       for (const it of batch) ((it.ref = rb.seq.slice(row, row + it.rows.length)), (row += it.rows.length));
@@ -378,7 +290,7 @@ export class PreferenceTrainer extends TrainerEmitter {
         responseIds: other.rows[other.best].responseIds.slice(0, Math.max(0, this.#o.seqLen - p.length)),
       };
     });
-    const opts = { save: false, temperature: this.#o.temperature };
+    const opts = { save: false, temperature: this.#o.temperature, rowTokens: this.#o.packTokens };
     const pol = await rowLogprobs(this.policy, rows, this.tokenizer.padId, opts),
       ref = await rowLogprobs(this.reference!, rows, this.tokenizer.padId, opts);
     return { pol: pol.seq, ref: ref.seq };
@@ -405,22 +317,6 @@ export class PreferenceTrainer extends TrainerEmitter {
     return Math.max(0, this.group.allReduceSum(Float64Array.of(s))[0]);
   }
 
-  /** Unpaired KTO data: checks the batch size and logs TRL's advice on the weights. */
-  #checkUnpaired(records: UnpairedRecord[]): void {
-    const o = this.#o;
-    if (o.batchSize < 2)
-      throw new TypeError(
-        `PreferenceTrainer: expected options.batchSize to be >= 2 for KTO on unpaired data (z0 is taken on mismatched rows of a micro-batch), received ${o.batchSize}`,
-      );
-    const nd = records.filter((r) => r.label).length,
-      nu = records.length - nd;
-    const ratio = (o.desirableWeight * nd) / (o.undesirableWeight * nu);
-    if (!(ratio >= 1 && ratio <= 4 / 3))
-      this.#log(
-        `kto: ${nd} desirable and ${nu} undesirable rows; desirableWeight·${nd} / (undesirableWeight·${nu}) = ${ratio.toFixed(3)}, outside [1, 4/3] (the KTO paper's advice; set the weights to bring it inside)`,
-      );
-  }
-
   /**
    * One micro-batch: loss, gradient w.r.t. the policy's sequence log-probs, its metric tally; null
    * (and no saved activations) when a log-prob is not finite.
@@ -432,7 +328,7 @@ export class PreferenceTrainer extends TrainerEmitter {
       this.policy,
       items.flatMap((it) => it.rows),
       this.tokenizer.padId,
-      { save, temperature: this.#o.temperature },
+      { save, temperature: this.#o.temperature, rowTokens: this.#o.packTokens },
     );
     const ref = isReferenceFree(this.#o.loss) ? undefined : Float64Array.from(items.flatMap((it) => [...it.ref!]));
     if (!allFinite(...rb.seq, ...(ref ?? []), z0 ?? 0)) {
@@ -550,11 +446,9 @@ export class PreferenceTrainer extends TrainerEmitter {
           }
           const { rb, out } = r;
           const w = items.length / N; // each micro-batch loss is a mean over its items; the step's is over all N
-          const dTok = spreadSequenceGrad(
+          const dTok = spreadToResponses(
             out.dPolicy.map((d) => d * w),
-            rb.mask,
-            rb.sb.batch,
-            rb.sb.seqLen,
+            rb.sb,
           );
           if (o.ntpCoef > 0)
             items.forEach((it, i) => {

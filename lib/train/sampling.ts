@@ -11,9 +11,10 @@ import { permutation, type PromptRecord } from '../data/index.js';
 import { filterPromptsByVariance, varianceQuantile } from '../losses/index.js';
 import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores } from '../rewards/types.js';
+import { multiTurnRollout } from '../rollout/environment.js';
 import { generateRollout, type Rollout } from '../rollout/generate.js';
 import { allGatherJson, shardRange, type ProcessGroup } from '../distributed/index.js';
-import type { AdvantageEstimator, PolicyGradientConfig } from './policy-gradient.js';
+import type { AdvantageEstimator, PolicyGradientConfig } from './policy-gradient-config.js';
 import type { TrainingRun } from './run.js';
 
 /** estimators whose baseline is the group's other samples (a group is dropped or kept whole) */
@@ -65,6 +66,21 @@ export class RolloutSampler {
     });
   }
 
+  /** Samples n responses per prompt: single-turn (generateRollout), or episodes with options.environment. */
+  rollout(
+    policy: Model,
+    prompts: PromptRecord[],
+    n: number,
+    streams: { streamBase: number } | { streams: number[] },
+  ): Promise<Rollout> {
+    const c = this.c;
+    const common = { policy, tokenizer: c.tokenizer, prompts, samplesPerPrompt: n, sampling: c.sampling, seed: c.seed };
+    return c.environment
+      ? multiTurnRollout({ ...common, ...streams, environment: c.environment })
+      : generateRollout({ ...common, ...streams });
+  }
+
+  /** The reward source's score of each sample (the last assistant turn for episodes) plus its environment reward. */
   async score(rollout: Rollout): Promise<number[]> {
     const requests = rollout.samples.map((s) => ({
       prompt: rollout.prompts[s.promptIndex].prompt,
@@ -73,7 +89,10 @@ export class RolloutSampler {
       responseIds: s.responseIds,
       record: rollout.prompts[s.promptIndex],
     }));
-    return checkScores(this.c.reward, await this.c.reward.score(requests), requests.length, { allowNonFinite: true });
+    const scores = checkScores(this.c.reward, await this.c.reward.score(requests), requests.length, {
+      allowNonFinite: true,
+    });
+    return scores.map((x, r) => x + (rollout.samples[r].envReward ?? 0));
   }
 
   /**
@@ -106,15 +125,14 @@ export class RolloutSampler {
     const missing = [...new Set(indices.filter((i) => !this.refScores.has(i)))];
     if (missing.length > 0) {
       // one batch; y_ref of prompt i draws from stream STREAM_REFERENCE + i whatever else is in it
-      const r = await generateRollout({
-        policy: this.reference!,
-        tokenizer: this.c.tokenizer,
-        prompts: missing.map((i) => prompts[i]),
-        samplesPerPrompt: 1,
-        sampling: this.c.sampling,
-        seed: this.c.seed,
-        streams: missing.map((i) => STREAM_REFERENCE + i),
-      });
+      const r = await this.rollout(
+        this.reference!,
+        missing.map((i) => prompts[i]),
+        1,
+        {
+          streams: missing.map((i) => STREAM_REFERENCE + i),
+        },
+      );
       const scores = await this.score(r);
       this.invalidRewards(scores, (k) => ({ prompt: missing[k], sample: 0 }), 'the reference response y_ref');
       scores.forEach((s, k) => Number.isFinite(s) && this.refScores.set(missing[k], s)); // an invalid one is drawn again next time
@@ -149,8 +167,7 @@ export class RolloutSampler {
     timed: Timed,
   ): Promise<SampledRound> {
     const c = this.c,
-      n = c.samplesPerPrompt,
-      tok = c.tokenizer;
+      n = c.samplesPerPrompt;
     // data parallelism: this rank samples, scores and baselines its share of the prompts (whole
     // groups) from the streams one process gives them; then every rank holds the whole round
     const [p0, p1] = shardRange(indices.length, this.group.rank, this.group.size);
@@ -158,15 +175,12 @@ export class RolloutSampler {
     let rollout: Rollout = { prompts: [], samplesPerPrompt: n, samples: [] };
     if (mine.length)
       rollout = await timed('generate', () =>
-        generateRollout({
-          policy: c.rolloutPolicy ?? c.policy,
-          tokenizer: tok,
-          prompts: mine.map((i) => prompts[i]),
-          samplesPerPrompt: n,
-          sampling: c.sampling,
-          seed: c.seed,
-          streamBase: streamBase + p0 * n,
-        }),
+        this.rollout(
+          c.rolloutPolicy ?? c.policy,
+          mine.map((i) => prompts[i]),
+          n,
+          { streamBase: streamBase + p0 * n },
+        ),
       );
     let scores = mine.length ? await timed('score', () => this.score(rollout)) : [];
     if (c.onInvalidReward === 'error')
@@ -216,6 +230,7 @@ export class RolloutSampler {
         promptIds: b64(s.promptIds),
         responseIds: b64(s.responseIds),
         logprobs: b64(s.logprobs),
+        lossMask: s.lossMask && b64(s.lossMask), // multi-turn episodes: environment tokens 0
       })),
       // float64 bytes: NaN and ±Infinity scores (onInvalidReward) survive the trip
       scores: b64(Float64Array.from(scores)),
@@ -228,6 +243,7 @@ export class RolloutSampler {
         promptIds: new Int32Array(bytes(s.promptIds)),
         responseIds: new Int32Array(bytes(s.responseIds)),
         logprobs: new Float32Array(bytes(s.logprobs)),
+        lossMask: s.lossMask === undefined ? undefined : new Uint8Array(bytes(s.lossMask)),
       })),
     );
     const all = (key: 'scores' | 'ref') => parts.flatMap((p) => Array.from(new Float64Array(bytes(p[key]!))));
@@ -312,15 +328,7 @@ export class RolloutSampler {
     f: { samples: number; quantile: number },
     run: TrainingRun,
   ): Promise<number[]> {
-    const r = await generateRollout({
-      policy: this.c.policy,
-      tokenizer: this.c.tokenizer,
-      prompts,
-      samplesPerPrompt: f.samples,
-      sampling: this.c.sampling,
-      seed: this.c.seed,
-      streamBase: 2 * STREAM_REFERENCE,
-    });
+    const r = await this.rollout(this.c.policy, prompts, f.samples, { streamBase: 2 * STREAM_REFERENCE });
     const scores = await this.score(r);
     const bad = new Set(
       [

@@ -1,5 +1,8 @@
-/** rlhf ppo / rlhf grpo: policy optimisation against a reward model or a rule. */
+/** rlhf ppo / rlhf grpo: policy optimisation against a reward model or a rule, or in a built-in environment. */
 import { Model } from '../../engine/model.js';
+import { CalculatorEnvironment } from '../../demo/calculator.js';
+import type { RewardSource } from '../../rewards/types.js';
+import type { EnvironmentOptions } from '../../rollout/environment.js';
 import { GroupTrainer } from '../../train/group.js';
 import { PPOTrainer } from '../../train/ppo.js';
 import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '../framework/index.js';
@@ -109,8 +112,30 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
     describe:
       'a NaN/Infinity reward stops the run naming the sample, or drops the sample (grpo/rloo: its group) with a warning',
   },
+  environment: {
+    type: 'enum',
+    values: ['calculator'],
+    describe:
+      'multi-turn episodes in a built-in environment: calculator answers "calc <expression>" turns and gives 1 for a final answer equal to the prompt record\'s "answer" (a reward flag is then optional and adds to it)',
+  },
+  maxTurns: { type: 'int', min: 1, max: 256, default: 4, describe: 'policy turns per episode (with --environment)' },
   ...TRAIN_FLAGS,
 };
+
+/** The reward source (optional with --environment) and the environment options of the command. */
+async function rewardAndEnvironment(o: Record<string, unknown>): Promise<{
+  reward?: RewardSource;
+  rm?: Model;
+  environment?: EnvironmentOptions;
+}> {
+  if (!o.environment) return resolveReward(o);
+  const { reward, rm } = o.rewardModel || o.rewardRule || o.processRewardModel ? await resolveReward(o) : {};
+  return {
+    reward,
+    rm,
+    environment: { create: () => new CalculatorEnvironment(), maxTurns: o.maxTurns as number },
+  };
+}
 
 export const ppoSpec: CommandSpec = {
   name: 'ppo',
@@ -253,7 +278,7 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const reference = policy.lora ? policy.withoutAdapters() : await policy.clone();
-  const { reward, rm } = await resolveReward(o);
+  const { reward, rm, environment } = await rewardAndEnvironment(o);
   const rolloutPolicy = o.rolloutPolicy
     ? (await loadModel(o.rolloutPolicy as string, '--rollout-policy')).model
     : undefined;
@@ -268,7 +293,7 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
     critic,
     reference,
     tokenizer,
-    reward,
+    ...defined({ reward, environment }),
     ...(rolloutPolicy ? { rolloutPolicy } : {}),
     baseline: o.baseline as 'reference' | 'normalize' | 'none',
     criticWarmupIterations: o.criticWarmup as number,
@@ -287,7 +312,7 @@ export const grpoCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
-  const { reward } = await resolveReward(o);
+  const { reward, environment } = await rewardAndEnvironment(o);
   const rolloutPolicy = o.rolloutPolicy
     ? (await loadModel(o.rolloutPolicy as string, '--rollout-policy')).model
     : undefined;
@@ -295,7 +320,7 @@ export const grpoCommand: CommandHandler = async (o, ctx) => {
     ...common(o),
     policy,
     tokenizer,
-    reward,
+    ...defined({ reward, environment }),
     estimator: o.estimator as 'grpo' | 'dr-grpo' | 'rloo' | 'reinforce++',
     ...(rolloutPolicy ? { rolloutPolicy } : {}),
     ...(o.dynamicSampling ? { dynamicSampling: { maxRounds: o.dynamicSamplingMaxRounds as number } } : {}),
