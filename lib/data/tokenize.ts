@@ -12,7 +12,8 @@
  * model is not taught to stop mid-sentence.
  */
 import { checkObject, options, rangeError, typeError } from '../validate.js';
-import type { Tokenizer } from '../tokenizer/types.js';
+import { RlhfError } from '../errors.js';
+import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
 import type { Prompt, SftRecord } from './formats.js';
 
 /** Token ids and the per-token training mask (same length). */
@@ -93,9 +94,15 @@ export function encodePrompt(tok: Tokenizer, prompt: Prompt): number[] {
 
 /**
  * A prompt and one response as a training example (reward models, DPO, rollouts):
- * ids = encodePrompt(prompt) ++ encode(response) ++ [eosId if addEos (default true)]; loss on the
- * response tokens and the eos. `promptLength` is the number of prompt tokens in `ids` (after
- * truncation: at most `maxLength`); the response starts at that index.
+ * ids = encodePrompt(prompt) ++ response ids; loss on the response ids. `promptLength` is the number
+ * of prompt tokens in `ids` (after truncation: at most `maxLength`); the response starts there.
+ * - A string prompt: response ids = encode(response) ++ [eosId if addEos (default true)].
+ * - A message prompt: the response is what the chat template renders for it as the final assistant
+ *   turn, i.e. the assistant span of `encodeChat([...prompt, {role: 'assistant', content: response}])`
+ *   (what SFT on the same conversation trains on): Qwen3's empty `<think>\n\n</think>\n\n` block,
+ *   a template's trimming, and its end-of-turn marker included. With addEos false a final stop id is
+ *   dropped; with addEos true eosId is appended when the span does not end with a stop id. A template
+ *   that does not render the turn (or cannot be masked) falls back to the string form.
  */
 export function tokenizePromptResponse(
   tok: Tokenizer,
@@ -111,11 +118,39 @@ export function tokenizePromptResponse(
   const maxLength = readMaxLength(o);
   if (typeof response !== 'string') throw typeError(fn, 'response', 'a string', response);
   const p = encodePrompt(tok, prompt);
-  const ids = [...p, ...tok.encode(response)];
-  if (addEos) ids.push(tok.eosId);
+  const ids = [...p, ...((Array.isArray(prompt) && templatedResponse(tok, prompt, response, addEos)) || plain())];
   const mask = new Uint8Array(ids.length).fill(1, p.length);
   const ex = build(ids, mask, maxLength);
   return { ...ex, promptLength: Math.min(p.length, ex.ids.length) };
+
+  function plain(): number[] {
+    const r = tok.encode(response);
+    if (addEos) r.push(tok.eosId);
+    return r;
+  }
+}
+
+/** The final assistant turn's ids as the template renders `response` after `prompt`; null when it has no span. */
+function templatedResponse(tok: Tokenizer, prompt: ChatMessage[], response: string, addEos: boolean): number[] | null {
+  let chat;
+  try {
+    chat = tok.encodeChat([...prompt, { role: 'assistant', content: response }]);
+  } catch (e) {
+    if (e instanceof RlhfError) return null; // a template that cannot be masked: the string form
+    throw e;
+  }
+  const m = chat.assistantMask;
+  let end = m.length;
+  while (end > 0 && !m[end - 1]) end--;
+  let start = end;
+  while (start > 0 && m[start - 1]) start--;
+  if (end === start) return null;
+  const ids = chat.ids.slice(start, end);
+  const stops = new Set(tok.stopIds);
+  const closed = stops.has(ids[ids.length - 1]);
+  if (closed && !addEos) ids.pop();
+  else if (!closed && addEos) ids.push(tok.eosId);
+  return ids;
 }
 
 /** Asserts `ex` is a well-formed example (used by the batchers); returns its length. */

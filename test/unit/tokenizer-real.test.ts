@@ -138,10 +138,22 @@ t.test('Qwen3: multi-turn with thinking blocks (earlier turns drop theirs)', asy
     rendered.slice(0, rendered.lastIndexOf('<think>')),
     'the prompt ends with "<|im_start|>assistant\\n"',
   );
-  // DPO: prompt + response + eos, the prompt being the template's generation prompt
+  // DPO: the template's generation prompt, then the final turn as the template renders it — the
+  // empty thinking block included, exactly the tokens SFT on the same conversation trains on
   const pair = tokenizePromptResponse(tk, chat.slice(0, 4), '4.');
   t.same(Array.from(pair.ids.slice(0, pair.promptLength)), p);
-  t.equal(tk.decode(Array.from(pair.ids.slice(pair.promptLength))), '4.<|im_end|>');
+  t.equal(tk.decode(Array.from(pair.ids.slice(pair.promptLength))), '<think>\n\n</think>\n\n4.<|im_end|>');
+  const sft = tk.encodeChat([...chat.slice(0, 4), { role: 'assistant', content: '4.' }]);
+  const lastTurn = sft.ids.filter((_, i) => sft.assistantMask[i] && i >= p.length);
+  t.same(Array.from(pair.ids.slice(pair.promptLength)), lastTurn, 'DPO response ids = SFT masked ids of that turn');
+  const open = tokenizePromptResponse(tk, chat.slice(0, 4), '4.', { addEos: false });
+  t.equal(
+    tk.decode(Array.from(open.ids.slice(open.promptLength))),
+    '<think>\n\n</think>\n\n4.',
+    'addEos false: no end marker',
+  );
+  const reasoned = tokenizePromptResponse(tk, chat.slice(0, 4), '<think>\nAdd.\n</think>\n\n4.');
+  t.equal(tk.decode(Array.from(reasoned.ids.slice(reasoned.promptLength))), '<think>\nAdd.\n</think>\n\n4.<|im_end|>');
 });
 
 t.test('Llama-3: single turn trains on exactly the rendered tokens; multi-turn', async (t) => {
