@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exportGguf } from '../lib/engine/gguf-export.js';
+import { exportGguf } from '../lib/io/gguf-export.js';
 import { ByteTokenizer } from '../lib/tokenizer/byte.js';
 import { buildInfo } from '../lib/engine/device.js';
 import { Model } from '../lib/engine/model.js';

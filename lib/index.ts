@@ -42,7 +42,7 @@ export {
   type OptimizerTarget,
 } from './engine/adamw.js';
 export { DTYPES, type DType } from './engine/dtype.js';
-export { resolveCheckpoint, findInHubCache, hubCacheRoots, isHubId } from './engine/hub.js';
+export { resolveCheckpoint, findInHubCache, hubCacheRoots, isHubId } from './io/hub.js';
 export { parseRope, ropeFrequencies, ROPE_TYPES, type RopeScaling, type RopeType } from './engine/rope.js';
 export {
   configFromHF,
@@ -64,15 +64,15 @@ export {
   type LoadOptions,
   type SaveOptions,
 } from './engine/model.js';
-export { exportGguf, GGUF_DTYPES, type GgufDType, type GgufExportOptions } from './engine/gguf-export.js';
-export { readGguf, type GgufFile, type GgufValue, type GgufTensorInfo } from './engine/gguf.js';
+export { exportGguf, GGUF_DTYPES, type GgufDType, type GgufExportOptions } from './io/gguf-export.js';
+export { readGguf, type GgufFile, type GgufValue, type GgufTensorInfo } from './io/gguf.js';
 export {
   readSafetensorsHeader,
   readTensorF32,
   writeSafetensors,
   readCheckpointIndex,
   writeCheckpointTensors,
-} from './engine/safetensors.js';
+} from './io/safetensors.js';
 export * from './tokenizer/index.js';
 export * from './data/index.js';
 export { makeSchedule, type Schedule, type ScheduleOptions } from './train/schedule.js';

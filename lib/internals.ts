@@ -5,7 +5,7 @@
  */
 export { gemmReference } from './engine/gemm.js';
 export { adamwStepReference } from './engine/adamw.js';
-export { parseGguf, ggufTensorF32, quantizeQ8_0, dequantizeQ8_0 } from './engine/gguf.js';
+export { parseGguf, ggufTensorF32, quantizeQ8_0, dequantizeQ8_0 } from './io/gguf.js';
 export { pgNative } from './engine/pg.js';
 export { TrainingRun, RUN_OPTION_KEYS } from './train/run.js';
 export { PolicyGradientLoop } from './train/policy-gradient.js';

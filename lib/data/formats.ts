@@ -32,7 +32,7 @@
  */
 import { ErrorCode, RlhfError } from '../errors.js';
 import type { ChatMessage } from '../tokenizer/types.js';
-import { readJsonl } from './jsonl.js';
+import { readJsonl } from '../io/jsonl.js';
 import { closest } from '../validate.js';
 
 /** The chat roles a record's messages may have: those of the chat templates of the supported

@@ -5,7 +5,7 @@
  * (shuffle.ts), length-balanced for reward models (balance.ts); step-labelled responses for process
  * reward models (steps.ts).
  */
-export { readJsonl, readJsonlFile, writeJsonl, type JsonlLine } from './jsonl.js';
+export { readJsonl, readJsonlFile, writeJsonl, type JsonlLine } from '../io/jsonl.js';
 export {
   parseSftRecord,
   toSftRecords,

@@ -12,7 +12,7 @@
 import { RlhfError, ErrorCode } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { parsePromptRecord, type Prompt } from './formats.js';
-import { readJsonl } from './jsonl.js';
+import { readJsonl } from '../io/jsonl.js';
 import { encodePrompt } from './tokenize.js';
 
 export interface StepRecord {

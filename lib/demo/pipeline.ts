@@ -12,7 +12,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../engine/atomic.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { tinyConfig } from '../engine/config.js';
 import { Model } from '../engine/model.js';
 import { writeJsonl } from '../data/index.js';

@@ -4,7 +4,7 @@
  * layer type.
  */
 import { ErrorCode } from '../errors.js';
-import { fail, int, num, type Json } from './config-read.js';
+import { fail, int, num, type Json } from '../io/config-read.js';
 
 /** Gemma2Config / Gemma3TextConfig defaults for the keys the engine reads. */
 export const GEMMA_DEFAULTS: Record<'gemma2' | 'gemma3', Json> = {

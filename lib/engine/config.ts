@@ -9,7 +9,7 @@
  */
 import { ErrorCode } from '../errors.js';
 import { parseRope, ropeFrequencies, ropeToHF, type RopeScaling } from './rope.js';
-import { fail, int, num, type Json } from './config-read.js';
+import { fail, int, num, type Json } from '../io/config-read.js';
 import { GEMMA_DEFAULTS, gemma3RopePerLayerType, gemmaFields } from './config-gemma.js';
 
 export const SUPPORTED_ARCHITECTURES = [

@@ -27,8 +27,8 @@ import {
   rangeError,
   typeError,
 } from '../validate.js';
-import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from './atomic.js';
-import { resolveCheckpoint } from './hub.js';
+import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from '../io/atomic.js';
+import { resolveCheckpoint } from '../io/hub.js';
 import {
   configFromHF,
   configToHF,
@@ -44,7 +44,7 @@ import {
   writeCheckpointTensors,
   writeSafetensors,
   type TensorToWrite,
-} from './safetensors.js';
+} from '../io/safetensors.js';
 import {
   ADAPTER_DIR,
   ADAPTER_PREFIX,
@@ -299,7 +299,7 @@ export class Model implements OptimizerTarget {
 
   /**
    * Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index),
-   * or a hub id (`org/name[@revision]`) found in the local Hugging Face cache (see engine/hub.ts).
+   * or a hub id (`org/name[@revision]`) found in the local Hugging Face cache (see io/hub.ts).
    */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const o = options('Model.load', 'options', opts);

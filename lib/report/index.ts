@@ -5,7 +5,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../engine/atomic.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { ErrorCode, RlhfError } from '../errors.js';
 import { checkString } from '../validate.js';
 import { renderHtml } from './html.js';

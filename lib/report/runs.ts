@@ -13,7 +13,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { pathExists } from '../engine/atomic.js';
+import { pathExists } from '../io/atomic.js';
 import { ErrorCode, RlhfError } from '../errors.js';
 import { trainingCharts, stageLabel, orderStages } from './curves.js';
 import { renderHtml, REPORT_CSS, inlineSvg } from './html.js';

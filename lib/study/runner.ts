@@ -9,7 +9,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { pathExists, writeFileAtomic } from '../engine/atomic.js';
+import { pathExists, writeFileAtomic } from '../io/atomic.js';
 import { ErrorCode, RlhfError } from '../errors.js';
 import { checkInt, checkString, rangeError, typeError } from '../validate.js';
 import { renderStudyReport } from './report.js';

@@ -13,7 +13,7 @@ import { DEMO_PRESETS, type DemoSettings } from '../demo/pipeline.js';
 import { samplePolicy, type PolicySamples } from '../demo/evaluate.js';
 import { samplePairs } from '../demo/label.js';
 import { demonstration, goldScore, rng, splitPrompts, type TaskPrompt } from '../demo/task.js';
-import { pathExists, writeFileAtomic } from '../engine/atomic.js';
+import { pathExists, writeFileAtomic } from '../io/atomic.js';
 import { tinyConfig } from '../engine/config.js';
 import { Model } from '../engine/model.js';
 import type { PreferenceRecord } from '../data/index.js';

@@ -9,7 +9,7 @@ import { ErrorCode, RlhfError } from '../errors.js';
 import { checkString, show } from '../validate.js';
 import { BYTE_SPECIAL_TOKENS, BYTE_TOKENIZER_CLASS, ByteTokenizer } from './byte.js';
 import { HfTokenizer } from './hf.js';
-import { resolveCheckpoint } from '../engine/hub.js';
+import { resolveCheckpoint } from '../io/hub.js';
 import type { Tokenizer } from './types.js';
 
 const FN = 'loadTokenizer';
@@ -45,7 +45,7 @@ async function readJsonObject(path: string, required: boolean): Promise<Record<s
 
 /**
  * Loads the tokenizer of a checkpoint directory (or of a hub id `org/name[@revision]` found in the
- * local Hugging Face cache, see engine/hub.ts):
+ * local Hugging Face cache, see io/hub.ts):
  * - tokenizer_config.json with `"tokenizer_class": "RlhfByteTokenizer"`: the {@link ByteTokenizer}
  *   (its `additional_special_tokens` are the extra special tokens);
  * - otherwise a Hugging Face tokenizer: tokenizer.json (required), tokenizer_config.json,

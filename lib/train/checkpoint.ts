@@ -21,9 +21,9 @@ import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { RlhfError, ErrorCode } from '../errors.js';
 import type { AdamW } from '../engine/adamw.js';
-import { replaceDirAtomic, writeFileAtomic } from '../engine/atomic.js';
+import { replaceDirAtomic, writeFileAtomic } from '../io/atomic.js';
 import type { Model } from '../engine/model.js';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../engine/safetensors.js';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../io/safetensors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 
 export const CHECKPOINT_VERSION = 1;

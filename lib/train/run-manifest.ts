@@ -16,7 +16,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../engine/atomic.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { ErrorCode, RlhfError } from '../errors.js';
 import { packageRoot } from '../native.js';
 

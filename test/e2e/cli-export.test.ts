@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tinyConfig } from '../../lib/engine/config.js';
-import { dequantizeQ8_0, ggufTensorF32, quantizeQ8_0, readGguf } from '../../lib/engine/gguf.js';
+import { dequantizeQ8_0, ggufTensorF32, quantizeQ8_0, readGguf } from '../../lib/io/gguf.js';
 import { Model } from '../../lib/engine/model.js';
 import { packageRoot } from '../../lib/native.js';
 import { ByteTokenizer } from '../../lib/tokenizer/byte.js';

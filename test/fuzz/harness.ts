@@ -1,6 +1,6 @@
 /**
  * A seeded mutation fuzzer for the two readers of untrusted files: safetensors
- * (lib/engine/safetensors.ts) and the JSONL record loaders (lib/data/jsonl.ts, formats.ts).
+ * (lib/io/safetensors.ts) and the JSONL record loaders (lib/io/jsonl.ts, formats.ts).
  *
  * Each trial takes a seed file from test/fuzz/corpus/, applies 1-4 mutations (byte flips, inserted
  * or deleted ranges, splices with another seed, invalid UTF-8, line breaks, header-aware edits of
@@ -23,7 +23,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { readSafetensorsHeader, readTensorF32 } from '../../lib/engine/safetensors.js';
+import { readSafetensorsHeader, readTensorF32 } from '../../lib/io/safetensors.js';
 import { ErrorCode, RlhfError } from '../../lib/errors.js';
 import {
   loadPreferenceFile,

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Model } from '../../lib/engine/model.js';
 import { packageRoot } from '../../lib/native.js';
-import { readSafetensorsHeader, readTensorF32 } from '../../lib/engine/safetensors.js';
+import { readSafetensorsHeader, readTensorF32 } from '../../lib/io/safetensors.js';
 import { assertClose } from './tolerance.js';
 import { parameterGradientMismatches } from './gradcheck.js';
 

@@ -6,7 +6,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import { Model } from '../../lib/engine/model.js';
 import { packageRoot } from '../../lib/native.js';
-import { readSafetensorsHeader, readTensorF32 } from '../../lib/engine/safetensors.js';
+import { readSafetensorsHeader, readTensorF32 } from '../../lib/io/safetensors.js';
 import { assertClose } from '../helpers/tolerance.js';
 
 const fixtures = join(packageRoot, 'test', 'fixtures', 'models');

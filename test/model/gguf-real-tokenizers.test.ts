@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { getLlama, LlamaLogLevel, type Token } from 'node-llama-cpp';
 import { tinyConfig } from '../../lib/engine/config.js';
-import { exportGguf } from '../../lib/engine/gguf-export.js';
-import { readGguf } from '../../lib/engine/gguf.js';
+import { exportGguf } from '../../lib/io/gguf-export.js';
+import { readGguf } from '../../lib/io/gguf.js';
 import { Model } from '../../lib/engine/model.js';
 import { loadTokenizer } from '../../lib/tokenizer/load.js';
 

@@ -14,7 +14,7 @@ import { AdamW } from '../../lib/engine/adamw.js';
 import { nativeMemoryInUse, nativeWorkspaceBytes, setThreads } from '../../lib/engine/device.js';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
-import { readSafetensorsHeader } from '../../lib/engine/safetensors.js';
+import { readSafetensorsHeader } from '../../lib/io/safetensors.js';
 import { ByteTokenizer } from '../../lib/tokenizer/index.js';
 import { PreferenceTrainer } from '../../lib/train/preference.js';
 import { SFTTrainer } from '../../lib/train/sft.js';

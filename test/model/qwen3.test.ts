@@ -11,7 +11,7 @@ import { ErrorCode } from '../../lib/errors.js';
 import { Model } from '../../lib/engine/model.js';
 import { configFromHF, configToHF, tinyConfig } from '../../lib/engine/config.js';
 import { parameterCount } from '../../lib/engine/memory.js';
-import { exportGguf } from '../../lib/engine/gguf-export.js';
+import { exportGguf } from '../../lib/io/gguf-export.js';
 import { ByteTokenizer } from '../../lib/tokenizer/byte.js';
 import { checkFamilyFixture, fixtureTensors, modelFixtures, relTol } from '../helpers/family-fixture.js';
 import { assertClose } from '../helpers/tolerance.js';

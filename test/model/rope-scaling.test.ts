@@ -12,7 +12,7 @@ import { ErrorCode } from '../../lib/errors.js';
 import { Model } from '../../lib/engine/model.js';
 import { configFromHF, configToHF, tinyConfig } from '../../lib/engine/config.js';
 import { parseRope, ropeFrequencies } from '../../lib/engine/rope.js';
-import { readSafetensorsHeader, readTensorF32 } from '../../lib/engine/safetensors.js';
+import { readSafetensorsHeader, readTensorF32 } from '../../lib/io/safetensors.js';
 import { packageRoot } from '../../lib/native.js';
 import { assertClose } from '../helpers/tolerance.js';
 import { parameterGradientMismatches } from '../helpers/gradcheck.js';

@@ -4,7 +4,7 @@ import t from 'tap';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { replaceDirAtomic, writeFileAtomic } from '../../lib/engine/atomic.js';
+import { replaceDirAtomic, writeFileAtomic } from '../../lib/io/atomic.js';
 
 const root = await mkdtemp(join(tmpdir(), 'rlhf-atomic-'));
 t.teardown(() => rm(root, { recursive: true, force: true }));

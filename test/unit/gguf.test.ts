@@ -23,8 +23,8 @@ import {
   readGguf,
   writeGguf,
   type GgufValue,
-} from '../../lib/engine/gguf.js';
-import { byteLevelAlphabet, exportGguf, ggufTensorName, permuteForPairRope } from '../../lib/engine/gguf-export.js';
+} from '../../lib/io/gguf.js';
+import { byteLevelAlphabet, exportGguf, ggufTensorName, permuteForPairRope } from '../../lib/io/gguf-export.js';
 import { ByteTokenizer } from '../../lib/tokenizer/byte.js';
 import { BYTE_TO_CHAR } from '../../lib/tokenizer/bytelevel.js';
 import { qwen2Files, writeFixture } from '../fixtures/tokenizers/build.js';

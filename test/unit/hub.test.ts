@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode } from '../../lib/errors.js';
-import { findInHubCache, hubCacheRoots, isHubId, resolveCheckpoint } from '../../lib/engine/hub.js';
+import { findInHubCache, hubCacheRoots, isHubId, resolveCheckpoint } from '../../lib/io/hub.js';
 import { Model } from '../../lib/engine/model.js';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { loadTokenizer } from '../../lib/tokenizer/index.js';

@@ -19,7 +19,7 @@ import {
   writeCheckpointTensors,
   writeSafetensors,
   type TensorToWrite,
-} from '../../lib/engine/safetensors.js';
+} from '../../lib/io/safetensors.js';
 import { Rng } from '../helpers/random.js';
 import { bitwiseEqual } from '../helpers/tolerance.js';
 

@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { writeJsonl } from '../../data/index.js';
 import { exportPreferences, LabelDb, loadCandidates, startAnnotateServer } from '../../annotate/index.js';
-import { pathExists } from '../../engine/atomic.js';
+import { pathExists } from '../../io/atomic.js';
 import { CliError, onInterrupt, type CommandHandler, type CommandSpec } from '../framework/index.js';
 
 export const annotateSpec: CommandSpec = {

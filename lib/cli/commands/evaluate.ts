@@ -101,7 +101,7 @@ export const evalCommand: CommandHandler = async (o, ctx) => {
       `score ${result.score.toFixed(3)} vs ${result.baselineScore.toFixed(3)}, KL to baseline ${result.kl.toFixed(3)} per response, length ${result.length.toFixed(1)} vs ${result.baselineLength.toFixed(1)} characters\n`,
   );
   if (o.output) {
-    const { writeFileAtomic } = await import('../../engine/atomic.js');
+    const { writeFileAtomic } = await import('../../io/atomic.js');
     await writeFileAtomic(o.output as string, JSON.stringify(result, null, 2) + '\n');
     await writeJsonl(
       `${o.output}.pairs.jsonl`,

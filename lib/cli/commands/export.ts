@@ -1,5 +1,5 @@
 /** rlhf export: write a model as a GGUF file for llama.cpp and Ollama. */
-import { exportGguf, GGUF_DTYPES, type GgufDType } from '../../engine/gguf-export.js';
+import { exportGguf, GGUF_DTYPES, type GgufDType } from '../../io/gguf-export.js';
 import { Model } from '../../engine/model.js';
 import { CliError, type CommandHandler, type CommandSpec } from '../framework/index.js';
 import { applyThreads, COMMON_FLAGS, readModelConfig } from './shared.js';

@@ -5,9 +5,9 @@
 import { NPROC_FLAG } from './launch.js';
 import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { pathExists as exists } from '../../engine/atomic.js';
+import { pathExists as exists } from '../../io/atomic.js';
 import { join } from 'node:path';
-import { resolveCheckpoint } from '../../engine/hub.js';
+import { resolveCheckpoint } from '../../io/hub.js';
 import { setThreads } from '../../engine/device.js';
 import { configFromHF, tinyConfig, type ModelConfig } from '../../engine/config.js';
 import type { LoraModuleName, LoraOptions } from '../../engine/lora.js';

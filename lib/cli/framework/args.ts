@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { closest, show } from '../../validate.js';
-import { isHubId } from '../../engine/hub.js';
+import { isHubId } from '../../io/hub.js';
 
 export type FlagType = 'string' | 'path' | 'checkpoint' | 'int' | 'number' | 'bool' | 'enum' | 'list';
 

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../engine/atomic.js';
+import { writeFileAtomic } from '../../io/atomic.js';
 import { ErrorCode, RlhfError } from '../../errors.js';
 import { checkString, options, show } from '../../validate.js';
 import { Limiter } from './judge.js';

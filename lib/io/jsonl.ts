@@ -16,7 +16,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { ErrorCode, RlhfError } from '../errors.js';
-import { writeFileAtomic } from '../engine/atomic.js';
+import { writeFileAtomic } from './atomic.js';
 import { checkString, typeError } from '../validate.js';
 
 /** One parsed line: the JSON value and its 1-based line number in the file. */

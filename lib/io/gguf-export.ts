@@ -34,8 +34,8 @@ import { ByteTokenizer } from '../tokenizer/byte.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { checkString, options, typeError } from '../validate.js';
-import { adapterTarget, isAdapterTensor, mergeAdapter } from './lora.js';
-import type { Model } from './model.js';
+import { adapterTarget, isAdapterTensor, mergeAdapter } from '../engine/lora.js';
+import type { Model } from '../engine/model.js';
 import {
   encodeTensor,
   GGUF_DEFAULT_ALIGNMENT,
