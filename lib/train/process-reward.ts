@@ -21,39 +21,28 @@ import { processRewardLoss, sigmoid } from '../losses/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
-import { EpochBatches, LOOP_KEYS, heldOutSplit, readLoopOptions, type LoopOptions } from './preference-common.js';
+import { EpochBatches, type LoopOptions } from './preference-common.js';
 import type { ProcessGroup } from '../distributed/index.js';
-import { DATA_PARALLEL_KEYS, localShare, readDataParallel, reduceStep, runStepLoop } from './loop.js';
+import { localShare, reduceStep, runStepLoop } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
-import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
+import {
+  SCALAR_HEAD_KEYS,
+  checkScalarHeadOptions,
+  type ScalarHeadTrainerOptions,
+  evaluationSet,
+  readScalarHeadTraining,
+  scalarScores,
+  splitHeldOut,
+} from './scalar-head.js';
 import { loopSchedule } from './schedule.js';
 
-/** Options of {@link ProcessRewardTrainer}; loop options (batchSize = records per micro-batch, ...) as in SFTOptions. */
-export interface ProcessRewardTrainerOptions extends Partial<LoopOptions> {
-  /** ZeRO stage 1 over options.group: AdamW moments for this rank's share of the parameters only (default true) */
-  shardOptimizer?: boolean;
-  /** a model with a scalar head (*ForSequenceClassification) */
-  model: Model;
-  tokenizer: Tokenizer;
-  /** JSONL path or records {prompt, steps, labels} */
-  train: string | StepRecord[];
-  eval?: string | StepRecord[];
-  /** without eval: hold out this fraction of train (seeded by seed), in (0, 1) */
-  evalSplit?: number;
+/** Options of {@link ProcessRewardTrainer}: train / eval are JSONL paths or records {prompt, steps, labels}; batchSize = records per micro-batch. */
+export interface ProcessRewardTrainerOptions extends ScalarHeadTrainerOptions<StepRecord> {
   /** appended to every step before encoding; the step's score is read at its last token (default "\n") */
   separator?: string;
 }
 
-const KEYS = [
-  'model',
-  'tokenizer',
-  'train',
-  'eval',
-  'evalSplit',
-  'separator',
-  ...DATA_PARALLEL_KEYS,
-  ...LOOP_KEYS,
-] as const;
+const KEYS = [...SCALAR_HEAD_KEYS, 'separator'] as const;
 
 export interface ProcessRewardEvalResult {
   /** σ(score) > 0.5 agrees with label >= 0.5, over all steps */
@@ -107,17 +96,10 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     this.separator = o.string('separator', '\n');
     if (this.separator === '') throw new TypeError(`${fn}: expected options.separator to be a non-empty string`);
     this.#opts = opts;
-    const loop = readLoopOptions(fn, o, { lr: 1e-5 });
-    this.#o = { ...loop, evalSplit: o.has('evalSplit') ? o.number('evalSplit', { gt: 0, lt: 1 }) : undefined };
-    if (opts.eval !== undefined && this.#o.evalSplit !== undefined)
-      throw new TypeError(`${fn}: give options.eval or options.evalSplit, not both`);
-    const dp = readDataParallel(o, opts.group);
-    this.group = dp.group;
-    this.optimizer = new AdamW(
-      this.model,
-      { lr: loop.lr, weightDecay: loop.weightDecay, maxGradNorm: loop.maxGradNorm },
-      { group: dp.optimizerGroup },
-    );
+    const t = readScalarHeadTraining(fn, o, opts);
+    this.#o = { ...t.loop, evalSplit: t.evalSplit };
+    this.group = t.group;
+    this.optimizer = t.optimizer;
   }
 
   /** Ends train() after the current step, writing a checkpoint first. */
@@ -159,18 +141,14 @@ export class ProcessRewardTrainer extends TrainerEmitter {
   #prepare(): Promise<{ train: Row[]; eval?: Row[] }> {
     this.#data ??= (async () => {
       const fn = 'ProcessRewardTrainer';
-      let records = await loadStepData(fn, 'train', this.#opts.train);
-      let evalRecords = this.#opts.eval !== undefined ? await loadStepData(fn, 'eval', this.#opts.eval) : undefined;
-      if (this.#o.evalSplit !== undefined) {
-        if (records.length < 2)
-          throw new RlhfError(
-            ErrorCode.FORMAT,
-            `${fn}: evalSplit needs at least 2 training records, got ${records.length}`,
-          );
-        const split = heldOutSplit(records.length, this.#o.evalSplit, this.#o.seed);
-        evalRecords = split.held.map((i) => records[i]);
-        records = split.train.map((i) => records[i]);
-      }
+      const { train: records, eval: evalRecords } = splitHeldOut(
+        fn,
+        await loadStepData(fn, 'train', this.#opts.train),
+        this.#opts.eval !== undefined ? await loadStepData(fn, 'eval', this.#opts.eval) : undefined,
+        this.#o.evalSplit,
+        this.#o.seed,
+        'records',
+      );
       return { train: this.#encode(records, 'train'), eval: evalRecords && this.#encode(evalRecords, 'eval') };
     })();
     return this.#data;

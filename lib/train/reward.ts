@@ -23,36 +23,26 @@ import { lastTokenIndex, type Sequence } from '../rollout/sequences.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
-import {
-  EpochBatches,
-  LOOP_KEYS,
-  encodeRow,
-  heldOutSplit,
-  loadPairData,
-  readLoopOptions,
-  type LoopOptions,
-} from './preference-common.js';
+import { EpochBatches, encodeRow, loadPairData, type LoopOptions } from './preference-common.js';
 import { loadCorrectnessData, type CorrectnessRecord } from './reward-data.js';
 import type { ProcessGroup } from '../distributed/index.js';
-import { DATA_PARALLEL_KEYS, localShare, readDataParallel, reduceStep, runStepLoop } from './loop.js';
+import { localShare, reduceStep, runStepLoop } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
-import { checkScalarHeadOptions, evaluationSet, scalarScores } from './scalar-head.js';
+import {
+  SCALAR_HEAD_KEYS,
+  checkScalarHeadOptions,
+  type ScalarHeadTrainerOptions,
+  evaluationSet,
+  readScalarHeadTraining,
+  scalarScores,
+  splitHeldOut,
+} from './scalar-head.js';
 import { loopSchedule } from './schedule.js';
 
 export type { CorrectnessRecord } from './reward-data.js';
 
-/** Options of {@link RewardTrainer}; loop options (batchSize = pairs per micro-batch, ...) as in SFTOptions. */
-export interface RewardTrainerOptions extends Partial<LoopOptions> {
-  /** ZeRO stage 1 over options.group: AdamW moments for this rank's share of the parameters only (default true) */
-  shardOptimizer?: boolean;
-  /** a model with a scalar head (*ForSequenceClassification) */
-  model: Model;
-  tokenizer: Tokenizer;
-  /** JSONL path or records {prompt, chosen, rejected, margin?} */
-  train: string | PreferenceRecord[];
-  eval?: string | PreferenceRecord[];
-  /** without eval: hold out this fraction of train (seeded by seed), in (0, 1) */
-  evalSplit?: number;
+/** Options of {@link RewardTrainer}: train / eval are JSONL paths or records {prompt, chosen, rejected, margin?}; batchSize = pairs per micro-batch. */
+export interface RewardTrainerOptions extends ScalarHeadTrainerOptions<PreferenceRecord> {
   /** use each record's margin in the BT loss (default true; records without one use 0) */
   margin?: boolean;
   /** λ_reg of the squared-score penalty (default 0.01, docs/algorithms.md §2.2) */
@@ -70,11 +60,7 @@ export interface RewardTrainerOptions extends Partial<LoopOptions> {
 }
 
 const KEYS = [
-  'model',
-  'tokenizer',
-  'train',
-  'eval',
-  'evalSplit',
+  ...SCALAR_HEAD_KEYS,
   'margin',
   'scoreRegularization',
   'lengthBalance',
@@ -82,8 +68,6 @@ const KEYS = [
   'correctness',
   'correctnessWeight',
   'correctnessBatchSize',
-  ...DATA_PARALLEL_KEYS,
-  ...LOOP_KEYS,
 ] as const;
 
 /** Held-out metrics: pairwise accuracy (r_w > r_l), BT loss (margins as in training, no penalty), mean score. */
@@ -153,30 +137,24 @@ export class RewardTrainer extends TrainerEmitter {
     this.model = opts.model;
     this.tokenizer = opts.tokenizer;
     this.#opts = opts;
-    const loop = readLoopOptions(fn, o, { lr: 1e-5 });
+    const t = readScalarHeadTraining(fn, o, opts);
+    const loop = t.loop;
     this.#o = {
       ...loop,
       useMargin: o.bool('margin', true),
       lambda: o.number('scoreRegularization', { min: 0 }, 0.01),
       lengthBalance: o.bool('lengthBalance', false),
       edges: opts.balanceEdges,
-      evalSplit: o.has('evalSplit') ? o.number('evalSplit', { gt: 0, lt: 1 }) : undefined,
+      evalSplit: t.evalSplit,
       cWeight: o.number('correctnessWeight', { min: 0 }, 1),
       cBatch: o.int('correctnessBatchSize', { min: 1 }, loop.batchSize),
     };
-    if (opts.eval !== undefined && this.#o.evalSplit !== undefined)
-      throw new TypeError(`${fn}: give options.eval or options.evalSplit, not both`);
+    this.group = t.group;
+    this.optimizer = t.optimizer;
     if (opts.balanceEdges !== undefined) {
       if (!this.#o.lengthBalance) throw new TypeError(`${fn}: options.balanceEdges needs options.lengthBalance: true`);
       balanceByLength([], { edges: opts.balanceEdges }); // validates the edges now rather than at train()
     }
-    const dp = readDataParallel(o, opts.group);
-    this.group = dp.group;
-    this.optimizer = new AdamW(
-      this.model,
-      { lr: loop.lr, weightDecay: loop.weightDecay, maxGradNorm: loop.maxGradNorm },
-      { group: dp.optimizerGroup },
-    );
   }
 
   /** Ends train() after the current step, writing a checkpoint first. */
@@ -211,21 +189,16 @@ export class RewardTrainer extends TrainerEmitter {
     this.#data ??= (async () => {
       const fn = 'RewardTrainer';
       const o = this.#o;
-      let records = (await loadPairData(fn, 'train', this.#opts.train, 'pairs')) as PreferenceRecord[];
-      let evalRecords =
+      const { train: records, eval: evalRecords } = splitHeldOut(
+        fn,
+        (await loadPairData(fn, 'train', this.#opts.train, 'pairs')) as PreferenceRecord[],
         this.#opts.eval !== undefined
           ? ((await loadPairData(fn, 'eval', this.#opts.eval, 'pairs')) as PreferenceRecord[])
-          : undefined;
-      if (o.evalSplit !== undefined) {
-        if (records.length < 2)
-          throw new RlhfError(
-            ErrorCode.FORMAT,
-            `${fn}: evalSplit needs at least 2 training pairs, got ${records.length}`,
-          );
-        const split = heldOutSplit(records.length, o.evalSplit, o.seed);
-        evalRecords = split.held.map((i) => records[i]);
-        records = split.train.map((i) => records[i]);
-      }
+          : undefined,
+        o.evalSplit,
+        o.seed,
+        'pairs',
+      );
       const encoded = this.#encode(records);
       const { lengths, truncated } = encoded;
       let pairs = encoded.pairs;
