@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tools some tests use when present (they skip with a note when absent), from Debian:
 #   chromium          test/e2e/report-chromium.test.ts lays the report out at two widths
-#   python3-protobuf  test/unit/track.test.ts reads TensorBoard event files back with the official
+#   python3-protobuf  test/track/track.test.ts reads TensorBoard event files back with the official
 #                     protobuf runtime (test/helpers/read_tfevents.py)
 #   fonts-dejavu-core a font for Chromium to measure text with
 #   clang-format      npm run lint checks native/ against .clang-format

@@ -2,7 +2,7 @@
  * Policy-gradient kernels on the native engine (native/cpu/pg_losses.h): per-token KL, token
  * rewards, GAE, the PPO clipped policy / value losses, DPO / cDPO / IPO, EXO-pref and EXO-rw, each
  * with its gradient. Same semantics as the float64 references in lib/losses (kl.ts, gae.ts,
- * ppo.ts, preference.ts, exo.ts), which test/ops/pg.test.ts compares them with, except for the
+ * ppo.ts, preference.ts, exo.ts), which test/engine/pg.test.ts compares them with, except for the
  * shapes:
  *
  * - inputs are Float32Arrays, masks included (exact 0/1 floats); outputs are new Float32Arrays;

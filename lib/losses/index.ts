@@ -1,6 +1,6 @@
 /**
  * Every RLHF loss of the seed spec as a plain float64 TypeScript function with its analytic
- * gradient: the references the native kernels are tested against (test/ops/pg*.test.ts). The
+ * gradient: the references the native kernels are tested against (test/engine/pg*.test.ts). The
  * policy-gradient trainers run the native family (pgNative, native/cpu/pg_losses.cc) on whole
  * minibatches; they use these functions only for the float64 advantage estimators (GAE, group
  * advantages, whitening). Exported for users who want a loss on plain arrays.

@@ -3,7 +3,7 @@
 // each with its gradient. The CPU twins of the future CUDA kernels (docs/algorithms.md §1.2–1.3, 3.1–3.4).
 //
 // The references are the float64 TypeScript functions in lib/losses (kl.ts, gae.ts, ppo.ts,
-// preference.ts, exo.ts); test/ops/pg.test.ts compares every kernel with them. The kernels are
+// preference.ts, exo.ts); test/engine/pg.test.ts compares every kernel with them. The kernels are
 // themselves plain loops, so there is no separate `_reference` here.
 //
 // Precision: storage is fp32, but every per-token formula is evaluated in double from the fp32

@@ -1,7 +1,7 @@
 // Policy-gradient kernels: the closed forms of docs/algorithms.md section 7 (properties 11–14 for PPO / token
 // rewards / GAE, and 1–8 for DPO / EXO) in native form, finite differences for every gradient,
 // the overwrite contract, thread-count invariance and the errors. The elementwise comparison with
-// the float64 TS references is test/ops/pg.test.ts.
+// the float64 TS references is test/engine/pg.test.ts.
 #include <cmath>
 
 #include "../core/thread_pool.h"

@@ -1,5 +1,5 @@
 // Policy-gradient kernels on the device against the CPU kernels of native/cpu/pg_losses (which
-// test/ops/pg.test.ts checks against the float64 TypeScript references), on random inputs with
+// test/engine/pg.test.ts checks against the float64 TypeScript references), on random inputs with
 // ragged masks. Both evaluate each formula in double from fp32 inputs: fp32 outputs may differ by
 // one fp32 rounding (rtol 1e-6, atol 1e-9), scalar results by the summation order (rtol 1e-9).
 // Clip decisions are identical, so fractions are compared exactly.

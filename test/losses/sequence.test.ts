@@ -14,7 +14,7 @@ import {
   simpoLoss,
   spreadSequenceGrad,
 } from '../../lib/losses/index.js';
-import { gradcheckParts, near, normal, Rng } from './fixtures/loss-helpers.js';
+import { gradcheckParts, near, normal, Rng } from '../helpers/loss-helpers.js';
 
 /** A batch of rows [prompt (mask 0) | response (mask 1) | padding (mask 0)]. */
 function batchOf(seed: number, batch: number, seqLen: number) {

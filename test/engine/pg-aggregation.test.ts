@@ -1,7 +1,7 @@
 // The native kernels the policy-gradient trainers run (lib/engine/pg.ts → native/cpu/pg_losses.cc)
 // against the float64 TS references of lib/losses on random (batch, seqLen) inputs: aggregation
 // weights of every mode, the clipped policy loss under each aggregation (with clip-higher), GSPO,
-// the entropy bonus and the KL loss. Tolerances as test/ops/pg.test.ts: arrays differ by fp32
+// the entropy bonus and the KL loss. Tolerances as test/engine/pg.test.ts: arrays differ by fp32
 // rounding of the outputs (atol 1e-7 + rtol 1e-6), scalars by libm ulps (atol 1e-12 + rtol 1e-9).
 import t from 'tap';
 import type { Test } from 'tap';

@@ -2,7 +2,7 @@
 // the pure part of 15; GAE against the direct sum Σ (γλ)^l δ_{t+l}; masked holes; argument errors.
 import t from 'tap';
 import { gae, klPerToken, referenceBaselineScores, tokenRewards, whiten } from '../../lib/losses/index.js';
-import { mean, near, normal, Rng } from './fixtures/loss-helpers.js';
+import { mean, near, normal, Rng } from '../helpers/loss-helpers.js';
 
 t.test(
   'property 13: the score appears only at the last unmasked token; Σ_t r_t = R − β_KL Σ_t k_t; with π_old = π_ref every KL term is 0',

@@ -7,7 +7,7 @@ import {
   correctnessLoss,
   processRewardLoss,
 } from '../../lib/losses/index.js';
-import { gradcheckParts, mean, near, normal, Rng, sigmoid } from './fixtures/loss-helpers.js';
+import { gradcheckParts, mean, near, normal, Rng, sigmoid } from '../helpers/loss-helpers.js';
 
 t.test('Bradley-Terry: mean −log σ(r_w − r_l − m) + λ·mean(r_w² + r_l²), gradients, accuracy with ties', async (t) => {
   const rng = new Rng(1);

@@ -2,7 +2,7 @@
 // expectations under the policy (k1 and k3 unbiased for KL(π‖ref)), gradients, KL as a loss term.
 import t from 'tap';
 import { KL_ESTIMATORS, klLoss, klPerToken } from '../../lib/losses/index.js';
-import { gradcheckParts, near, normal, randomMask, Rng } from './fixtures/loss-helpers.js';
+import { gradcheckParts, near, normal, randomMask, Rng } from '../helpers/loss-helpers.js';
 
 t.test('k1 = d, k2 = d²/2, k3 = exp(−d) − 1 + d with d = logp − refLogp; k2, k3 ≥ 0; all 0 at d = 0', async (t) => {
   const rng = new Rng(1);

@@ -2,7 +2,7 @@
 // differences, the official repo's form computed independently, argument errors.
 import t from 'tap';
 import { dpoLoss, EXO_OFFICIAL_EPSILON, exoPrefLoss, exoRwLoss } from '../../lib/losses/index.js';
-import { gradcheckParts, near, normal, Rng, sigmoid, sum } from './fixtures/loss-helpers.js';
+import { gradcheckParts, near, normal, Rng, sigmoid, sum } from '../helpers/loss-helpers.js';
 
 /** KL(Bern(a) ‖ Bern(b)) written out directly (0·log 0 = 0). */
 const xlogy = (x: number, y: number) => (x === 0 ? 0 : x * Math.log(y));

@@ -8,7 +8,7 @@ import {
   rlooAdvantages,
   varianceQuantile,
 } from '../../lib/losses/index.js';
-import { mean, near, normal, Rng } from './fixtures/loss-helpers.js';
+import { mean, near, normal, Rng } from '../helpers/loss-helpers.js';
 
 t.test('GRPO: (R − group mean) / (sample std + 1e-6), group-contiguous layout', async (t) => {
   const r = [1, 2, 3, 4, 10, 10, 10, 10];

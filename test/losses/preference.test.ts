@@ -2,7 +2,7 @@
 // and dpo-rw values against their formulas, gradients against finite differences, argument errors.
 import t from 'tap';
 import { dpoLoss, dpoRwLoss, exoRwLoss, ktoKlBaseline, ktoLoss, orpoLoss, simpoLoss } from '../../lib/losses/index.js';
-import { gradcheckParts, mean, near, normal, Rng, sigmoid } from './fixtures/loss-helpers.js';
+import { gradcheckParts, mean, near, normal, Rng, sigmoid } from '../helpers/loss-helpers.js';
 
 function pairs(seed: number, n: number, scale = 3) {
   const rng = new Rng(seed);

@@ -2,7 +2,7 @@
 // entropy bonus; gradients against finite differences (masked and clipped tokens included).
 import t from 'tap';
 import { entropyBonus, ppoPolicyLoss, ppoValueLoss } from '../../lib/losses/index.js';
-import { gradcheckParts, mean, near, normal, randomMask, Rng, uniform } from './fixtures/loss-helpers.js';
+import { gradcheckParts, mean, near, normal, randomMask, Rng, uniform } from '../helpers/loss-helpers.js';
 
 /** log-ratios drawn away from the clip boundaries (so finite differences never straddle a kink). */
 function logRatios(rng: Rng, n: number, eps: number, spread = 0.5): Float64Array {
