@@ -71,6 +71,9 @@ export interface PolicyGradientConfig extends RunOptions {
   environment?: EnvironmentConfig;
   /** DAPO dynamic sampling (group methods): resample until every group has varying rewards, at most maxRounds rounds */
   dynamicSampling?: { maxRounds: number };
+  /** packed forwards: each minibatch's sequences (and the reference and critic forwards' rows) share
+   * rows of at most this many tokens (lib/train/packed-rows.ts); undefined: one padded row per sequence */
+  packTokens?: number;
   /** ZeRO stage 1 over options.group (default true) */
   shardOptimizer?: boolean;
   /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */

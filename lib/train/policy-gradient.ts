@@ -63,7 +63,14 @@ import {
 } from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
 import { policyTokenMask } from '../rollout/environment.js';
-import { responseSlice, scatterResponses, sequenceBatch } from '../rollout/sequences.js';
+import {
+  responseSlice,
+  scatterResponses,
+  sequenceBatch,
+  type Sequence,
+  type SequenceBatch,
+} from '../rollout/sequences.js';
+import { forwardSequences, type SequenceForward, type SequenceForwardOptions } from './packed-rows.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { RolloutSampler } from './sampling.js';
 import { TrainerEmitter } from './events.js';
@@ -329,9 +336,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const rolloutLogprobs = (model: Model, phase: string): Promise<Float32Array> =>
       timed(phase, () =>
         gatherRows(this.group, sb.batch, sb.seqLen, async (r0, r1) => {
-          const rows = batchRows(sb, r0, r1);
-          return (await model.forward({ ...rows, temperature: this.#forwardTemperature, saveForBackward: false }))
-            .logprobs;
+          const f = await this.#forwardRows(model, sb, rollout.samples, r0, r1, {
+            temperature: this.#forwardTemperature,
+            saveForBackward: false,
+          });
+          return f.logprobs;
         }),
       );
     // the policy's tokens: environment tokens of multi-turn episodes take no part in losses, KL or GAE
@@ -355,8 +364,16 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (c.critic)
       oldValues = await timed('critic', () =>
         gatherRows(this.group, sb.batch, sb.seqLen, async (r0, r1) => {
-          const { targets: _targets, ...rows } = batchRows(sb, r0, r1);
-          return (await c.critic!.forward({ ...rows, values: true, saveForBackward: false })).values!;
+          const f = await this.#forwardRows(
+            c.critic!,
+            sb,
+            rollout.samples,
+            r0,
+            r1,
+            { values: true, saveForBackward: false },
+            false,
+          );
+          return f.values!;
         }),
       );
 
@@ -443,10 +460,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
       const order = permutation(B, c.seed, iteration * c.epochs + e);
       for (let m0 = 0, mb = 0; m0 < B; m0 += c.miniBatchSize, mb++) {
         const rows = Array.from(order.subarray(m0, m0 + c.miniBatchSize));
-        const sb = sequenceBatch(
-          rows.map((r) => d.rollout.samples[r]),
-          c.tokenizer.padId,
-        );
+        const seqs = rows.map((r) => d.rollout.samples[r]);
+        const sb = sequenceBatch(seqs, c.tokenizer.padId);
         const pick = (x: Float32Array | undefined) =>
           x
             ? scatterResponses(
@@ -482,8 +497,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
           const policyRows = async (): Promise<boolean> => {
             const adv = mine(pick(d.advantages)!);
             if (!adv.every(Number.isFinite)) return false; // e.g. a reward that overflows fp32
-            const f = await c.policy.forward({
-              ...batchRows(sb, r0, r1),
+            const f = await this.#forwardRows(c.policy, sb, seqs, r0, r1, {
               temperature: this.#forwardTemperature,
               entropy: true,
             }); // entropy is always logged
@@ -556,9 +570,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
             stats.approxKl = pl.approxKl;
             stats.entropy = eb.meanEntropy;
             if (!allFinite(loss)) return false;
-            await c.policy.backward(
-              c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp },
-            );
+            await f.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp });
             return true;
           };
           // λ·NTP on this rank's share of the minibatch's PTX batch
@@ -616,8 +628,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
             if (r1 === r0) return true;
             const returns = mine(pick(d.returns)!);
             if (!returns.every(Number.isFinite)) return false;
-            const { targets: _targets, ...rowsIn } = batchRows(sb, r0, r1);
-            const f = await c.critic!.forward({ ...rowsIn, values: true });
+            const f = await this.#forwardRows(c.critic!, sb, seqs, r0, r1, { values: true }, false);
             if (!f.values!.every(Number.isFinite)) return false;
             const cMask = mine(mask);
             const vl = pgNative.ppoValueLoss({
@@ -633,7 +644,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
             tokens = tokensIn(cMask);
             // a token mean over this rank's tokens; the minibatch's is over all of its tokens
             const share = tokens / tokensIn(mask);
-            await c.critic!.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues });
+            await f.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues });
             return true;
           });
           let apply = ok;
@@ -658,6 +669,24 @@ export class PolicyGradientLoop extends TrainerEmitter {
     }
     const means = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length]));
     return c.maskTruncated ? { ...means, maskedMinibatches } : means;
+  }
+
+  /** Rows [r0, r1) of the padded batch `sb` of `seqs` through `model`, packed with options.packTokens (lib/train/packed-rows.ts). */
+  #forwardRows(
+    model: Model,
+    sb: SequenceBatch,
+    seqs: readonly Sequence[],
+    r0: number,
+    r1: number,
+    forward: SequenceForwardOptions,
+    targets = true,
+  ): Promise<SequenceForward> {
+    return forwardSequences(model, sb, seqs, r0, r1, {
+      packTokens: this.c.packTokens,
+      padId: this.c.tokenizer.padId,
+      targets,
+      forward,
+    });
   }
 
   #run?: TrainingRun;

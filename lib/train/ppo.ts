@@ -74,6 +74,11 @@ export interface PolicyGradientOptions extends RunOptions {
   onInvalidReward?: 'error' | 'skip';
   seed?: number;
   saveEvery?: number;
+  /** packed forwards (policy, reference, critic): several sequences per row of at most this many
+   * tokens, block-diagonal attention, positions restarting per sequence; a longer sequence takes a
+   * row of its own. Log-probs and values are bit-identical to the padded rows' on CPU (the first
+   * ratio stays exactly 1); gradients equal up to summation order. Default: one padded row per sequence */
+  packTokens?: number;
   /** ZeRO stage 1 over options.group: AdamW state (policy and critic) for this rank's share of the
    * parameters only (default true; bitwise the same weights) */
   shardOptimizer?: boolean;
@@ -110,6 +115,7 @@ export const POLICY_GRADIENT_KEYS = [
   'onInvalidReward',
   'seed',
   'saveEvery',
+  'packTokens',
   'group',
   'shardOptimizer',
   ...RUN_OPTION_KEYS,
@@ -238,6 +244,7 @@ export function commonConfig(
       onInvalidReward: o.oneOf('onInvalidReward', ['error', 'skip'] as const, 'error'),
       seed: o.int('seed', { min: 0 }, 0),
       saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
+      packTokens: o.has('packTokens') ? o.int('packTokens', { min: 2 }) : undefined,
       group: opts.group as RunOptions['group'],
       shardOptimizer: o.bool('shardOptimizer', true),
       ...readRunOptions(fn, o),

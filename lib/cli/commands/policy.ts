@@ -86,6 +86,13 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
     default: 1,
     describe: 'the full overlong penalty (with --overlong-buffer)',
   },
+  packTokens: {
+    type: 'int',
+    min: 2,
+    placeholder: 'N',
+    describe:
+      'pack the sequences of each forward (policy, reference, critic) into rows of N tokens (block-diagonal attention; log-probs bit-identical to the padded rows)',
+  },
   maskTruncated: { type: 'bool', describe: 'responses cut by --max-new-tokens take no part in the policy loss' },
   printSamples: {
     type: 'int',
@@ -233,6 +240,7 @@ function common(o: Record<string, unknown>) {
       saveEvery: o.saveEvery as number | undefined,
       clipEps: o.clipEps as number | undefined,
       clipEpsHigh: o.clipEpsHigh as number | undefined,
+      packTokens: o.packTokens as number | undefined,
     }),
     ...defined({
       aggregation: o.lossAggregation as
