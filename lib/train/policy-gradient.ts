@@ -59,7 +59,6 @@ import {
   truncatedImportanceWeights,
   reinforcePlusPlusAdvantages,
   rlooAdvantages,
-  tokenRewards,
 } from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
 import { policyTokenMask } from '../rollout/environment.js';
@@ -78,7 +77,15 @@ import { currentGroup, shardRange, type ProcessGroup } from '../distributed/inde
 import { batchRows, gatherRows, reduceStep, stopAgreed } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import type { IterationData, PolicyGradientConfig, PolicyGradientResult } from './policy-gradient-config.js';
-import { isStats, maskRows, rolloutEvent, std, whitenRows, zeroVariance } from './policy-gradient-stats.js';
+import {
+  isStats,
+  maskRows,
+  rolloutEvent,
+  sampleTokenRewards,
+  std,
+  whitenRows,
+  zeroVariance,
+} from './policy-gradient-stats.js';
 
 export type {
   AdvantageEstimator,
@@ -405,12 +412,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
       const kl = klTokens ? responseSlice(klTokens, sb, b) : new Float64Array(L);
       klPerResponse.push(kl.reduce((a, x) => a + x, 0));
       if (c.advantage === 'gae') {
-        const { rewards } = tokenRewards({
-          score: shaped[b],
+        const rewards = sampleTokenRewards(
+          rollout.samples[b],
+          shaped[b],
           kl,
-          klCoef: c.kl.mode === 'reward' ? this.#klCoef : 0,
+          c.kl.mode === 'reward' ? this.#klCoef : 0,
           mask,
-        });
+        );
         const g = gae({ rewards, values: responseSlice(oldValues!, sb, b), mask, gamma: c.gamma, lambda: c.lambda });
         perRowAdv.push(g.advantages);
         perRowRet.push(g.returns);

@@ -11,7 +11,7 @@ import { permutation, type PromptRecord } from '../data/index.js';
 import { filterPromptsByVariance, varianceQuantile } from '../losses/index.js';
 import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores } from '../rewards/types.js';
-import { multiTurnRollout } from '../rollout/environment.js';
+import { multiTurnRollout, type EpisodeSample } from '../rollout/environment.js';
 import { generateRollout, type Rollout } from '../rollout/generate.js';
 import { allGatherJson, shardRange, type ProcessGroup } from '../distributed/index.js';
 import type { AdvantageEstimator, PolicyGradientConfig } from './policy-gradient-config.js';
@@ -231,6 +231,7 @@ export class RolloutSampler {
         responseIds: b64(s.responseIds),
         logprobs: b64(s.logprobs),
         lossMask: s.lossMask && b64(s.lossMask), // multi-turn episodes: environment tokens 0
+        turnRewards: (s as EpisodeSample).turnRewards && b64((s as EpisodeSample).turnRewards!),
       })),
       // float64 bytes: NaN and ±Infinity scores (onInvalidReward) survive the trip
       scores: b64(Float64Array.from(scores)),
@@ -244,6 +245,7 @@ export class RolloutSampler {
         responseIds: new Int32Array(bytes(s.responseIds)),
         logprobs: new Float32Array(bytes(s.logprobs)),
         lossMask: s.lossMask === undefined ? undefined : new Uint8Array(bytes(s.lossMask)),
+        turnRewards: s.turnRewards === undefined ? undefined : new Float64Array(bytes(s.turnRewards)),
       })),
     );
     const all = (key: 'scores' | 'ref') => parts.flatMap((p) => Array.from(new Float64Array(bytes(p[key]!))));

@@ -126,6 +126,13 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
       'multi-turn episodes in a built-in environment: calculator answers "calc <expression>" turns and gives 1 for a final answer equal to the prompt record\'s "answer" (a reward flag is then optional and adds to it)',
   },
   maxTurns: { type: 'int', min: 1, max: 256, default: 4, describe: 'policy turns per episode (with --environment)' },
+  turnRewards: {
+    type: 'enum',
+    values: ['final', 'per-turn'],
+    default: 'final',
+    describe:
+      "with --environment: the episode's reward at its last token, or each step's reward at the last token of the policy turn it follows (ppo; grpo sums them)",
+  },
   ...TRAIN_FLAGS,
 };
 
@@ -140,7 +147,11 @@ async function rewardAndEnvironment(o: Record<string, unknown>): Promise<{
   return {
     reward,
     rm,
-    environment: { create: () => new CalculatorEnvironment(), maxTurns: o.maxTurns as number },
+    environment: {
+      create: () => new CalculatorEnvironment(),
+      maxTurns: o.maxTurns as number,
+      turnRewards: o.turnRewards as 'final' | 'per-turn',
+    },
   };
 }
 
