@@ -5,6 +5,8 @@
  *
  *   prompts   the next promptsPerIteration prompts (seeded order, epochs wrap around)
  *   generate  samplesPerPrompt responses each, with log π_old of every token (lib/rollout), or
+ *             with asyncRollouts 1 from a copy of the policy one update behind, sampled while the
+ *             previous update ran (RoundSource, lib/train/sampling.ts; log-probs then μ's), or
  *             with options.environment an episode each (policy and environment turns; only the
  *             policy's tokens enter losses, KL and GAE)
  *   score     the reward source; PPO's baseline: R = r(x,y) − r(x,y_ref) with y_ref sampled once
@@ -33,6 +35,10 @@
  * Token rewards and GAE stay float64 (lib/losses): their fp32 native twins would overflow on rewards
  * near the fp32 limit before the whitening brings them back into range.
  *
+ * Packing (packTokens): every forward on sampled sequences (policy, reference, critic) runs on
+ * aligned packed rows (lib/train/packed-rows.ts) and its outputs are moved back to the padded
+ * layout, where every loss is computed as without packing.
+ *
  * Every update is guarded: a non-finite loss or gradient skips the step (counted), so non-finite
  * weights are never produced or saved. Checkpoints hold policy, critic, the frozen reference and
  * the trainer state (iteration, KL coefficient, cached reference scores, kept prompts), so a
@@ -49,7 +55,6 @@ import {
   sliceBatch,
   tokenizeSft,
   toSftRecords,
-  type PromptRecord,
   type TokenizedExample,
 } from '../data/index.js';
 import {
@@ -71,7 +76,7 @@ import {
 } from '../rollout/sequences.js';
 import { forwardSequences, type SequenceForward, type SequenceForwardOptions } from './packed-rows.js';
 import type { CheckpointPart } from './checkpoint.js';
-import { RolloutSampler } from './sampling.js';
+import { RolloutSampler, RoundSource, type SampledRound } from './sampling.js';
 import { TrainerEmitter } from './events.js';
 import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
 import { batchRows, gatherRows, reduceStep, stopAgreed } from './loop.js';
@@ -165,6 +170,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
     }
     this.#sampler.reference = this.#reference;
     const ptx = c.ptx ? await this.#ptxExamples(c.ptx) : undefined;
+    if (c.asyncRollouts && this.group.size > 1)
+      throw new RlhfError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${c.stage}: asyncRollouts 1 runs in one process (its sampling would interleave with the update's collectives); got ${this.group.size} ranks`,
+      );
+    const copy = c.asyncRollouts ? await c.policy.clone() : undefined;
     const run = new TrainingRun(c.stage, this, c.iterations, c, {
       config: c as unknown as Record<string, unknown>,
       dataKeys: ['prompts', 'ptx.data'],
@@ -175,6 +186,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
       ...(c.critic ? { critic: { model: c.critic, optimizer: this.criticOptimizer } } : {}),
       // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
       ...(this.#reference && !this.#reference.adaptersOf ? { reference: { model: this.#reference } } : {}),
+      // asyncRollouts: the weights the next iteration's samples come from (the policy before the last update)
+      ...(copy ? { rollout: { model: copy } } : {}),
     });
     const resumed = await run.resume(
       Object.fromEntries(Object.entries(parts()).map(([k, p]) => [k, { model: p.model, optimizer: p.optimizer }])),
@@ -204,6 +217,28 @@ export class PolicyGradientLoop extends TrainerEmitter {
       seed: c.seed,
     });
 
+    const rounds = new RoundSource(this.#sampler, prompts, pool, c.iterations, copy && { copy, policy: c.policy });
+    try {
+      return await this.#iterate(run, rounds, iteration, rewardHistory, ptx, parts, state, t0);
+    } finally {
+      await rounds.close();
+      copy?.dispose();
+    }
+  }
+
+  async #iterate(
+    run: TrainingRun,
+    rounds: RoundSource,
+    iteration: number,
+    rewardHistory: number[],
+    ptx: TokenizedExample[] | undefined,
+    parts: () => Record<string, CheckpointPart>,
+    state0: () => Record<string, unknown>,
+    t0: number,
+  ): Promise<PolicyGradientResult> {
+    const c = this.c;
+    // a checkpoint waits for the round in flight (its reference-baseline scores join the saved cache)
+    const state = async () => (await rounds.settle(), state0());
     while (iteration < c.iterations) {
       const time: Record<string, number> = {};
       const timed = async <T>(phase: string, f: () => Promise<T>): Promise<T> => {
@@ -214,8 +249,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
           time[phase] = (time[phase] ?? 0) + (performance.now() - s) / 1000;
         }
       };
-      const indices = this.#sampler.promptIndices(pool, iteration);
-      const data = await this.#collect(prompts, pool, indices, iteration, timed);
+      const data = await this.#collect(await rounds.next(iteration, time), iteration, timed);
       if ('emptyRewardMean' in data) {
         // dynamic sampling found no group with varying rewards: nothing to train on this iteration
         iteration++;
@@ -226,9 +260,9 @@ export class PolicyGradientLoop extends TrainerEmitter {
           keptGroups: 0,
           ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
         });
-        if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
+        if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), await state());
         if (!stopAgreed(this.group, this.#stop)) continue;
-        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), await state());
         return {
           iterations: iteration,
           rewardHistory,
@@ -269,9 +303,9 @@ export class PolicyGradientLoop extends TrainerEmitter {
         ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
       });
       this.emit('rollout', rolloutEvent(c.stage, iteration, data));
-      if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
+      if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), await state());
       if (stopAgreed(this.group, this.#stop)) {
-        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), await state());
         return {
           iterations: iteration,
           rewardHistory,
@@ -281,7 +315,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         };
       }
     }
-    if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+    if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), await state());
     return {
       iterations: iteration,
       rewardHistory,
@@ -300,16 +334,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
 
   /** The iteration's data, or (dynamic sampling with no group of varying rewards) the mean reward of everything sampled. */
   async #collect(
-    prompts: PromptRecord[],
-    pool: number[],
-    indices0: number[],
+    round: SampledRound,
     iteration: number,
     timed: <T>(p: string, f: () => Promise<T>) => Promise<T>,
   ): Promise<IterationData | { emptyRewardMean: number }> {
     const c = this.c,
       n = c.samplesPerPrompt,
       tok = c.tokenizer;
-    const round = await this.#sampler.iterationRound(prompts, pool, indices0, iteration, timed);
     const { rollout, scores, ref } = round;
     let shaped = round.shaped;
     const drop = { size: round.dropped };

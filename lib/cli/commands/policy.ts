@@ -112,6 +112,14 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
     describe:
       'truncated importance sampling cap C: recompute π_old with --policy and weight each token by min(π_old/μ, C)',
   },
+  asyncRollouts: {
+    type: 'int',
+    min: 0,
+    max: 1,
+    default: 0,
+    describe:
+      'one-step off-policy rollouts: a copy of the policy samples the next iteration while the update runs (ratios against its log-probs; with --truncated-is corrected)',
+  },
   onInvalidReward: {
     type: 'enum',
     values: ['error', 'skip'],
@@ -270,6 +278,7 @@ function common(o: Record<string, unknown>) {
     maskTruncated: o.maskTruncated === true,
     onInvalidReward: o.onInvalidReward as 'error' | 'skip',
     ...defined({ truncatedIS: o.truncatedIs as number | undefined }),
+    asyncRollouts: o.asyncRollouts as 0 | 1,
     seed: o.seed as number,
     ...runFlags(o),
   };
