@@ -19,11 +19,13 @@ export function lastValidIndex(mask: NumArray): number {
 /**
  * Per-token rewards of one sequence (docs/algorithms.md §1.3,):
  *
- *   r_t = −klCoef · kl_t · m_t + 1[t = T] · clip(score, −clipScore, clipScore)
+ *   r_t = −klCoef · kl_t · m_t + s_t + 1[t = T] · clip(score, −clipScore, clipScore)
  *
  * where T is the last position with mask = 1 (the EOS index) and `kl_t` is the per-token KL
  * estimate (k1 = logπ_old − logπ_ref in the spec; see klPerToken). Masked positions get 0.
- * Hence Σ_t r_t = R − klCoef · Σ_t m_t kl_t (property 13).
+ * `stepRewards` s_t (default 0) are rewards at their own positions, e.g. a multi-turn episode's
+ * per-turn rewards at the last token of the policy turn each follows; they must be 0 where m_t = 0.
+ * Hence Σ_t r_t = R + Σ_t s_t − klCoef · Σ_t m_t kl_t (property 13).
  * @param score the sequence score R (e.g. r_φ(x,y) − r_φ(x,y_ref), docs/algorithms.md §2.4)
  * @param clipScore optional c > 0: R is clamped to [−c, c] first (OpenRLHF's optional clamp)
  * @throws RangeError when the mask has no valid token (the score would have nowhere to go)
@@ -34,13 +36,14 @@ export function tokenRewards(input: {
   klCoef: number;
   mask: NumArray;
   clipScore?: number;
+  stepRewards?: NumArray;
 }): {
   rewards: Float64Array;
   /** the position that received the score */
   lastIndex: number;
 } {
   const fn = 'tokenRewards';
-  const a = args(fn, input, ['score', 'kl', 'klCoef', 'mask', 'clipScore']);
+  const a = args(fn, input, ['score', 'kl', 'klCoef', 'mask', 'clipScore', 'stepRewards']);
   let score = a.number('score');
   const kl = a.array('kl');
   const klCoef = a.number('klCoef', { min: 0 });
@@ -55,6 +58,14 @@ export function tokenRewards(input: {
   const rewards = new Float64Array(kl.length);
   for (let i = 0; i < kl.length; i++) if (mask[i]) rewards[i] = -klCoef * kl[i];
   rewards[last] += score;
+  if (a.has('stepRewards')) {
+    const s = a.array('stepRewards');
+    sameLength(fn, 'stepRewards', s, 'mask', mask);
+    for (let i = 0; i < s.length; i++) {
+      if (s[i] !== 0 && !mask[i]) throw rangeError(fn, `stepRewards[${i}]`, '0 where mask is 0', s[i]);
+      rewards[i] += s[i];
+    }
+  }
   return { rewards, lastIndex: last };
 }
 

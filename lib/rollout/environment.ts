@@ -16,6 +16,10 @@
  * would not fit in maxLength tokens (finishReason 'length'; no env.step for a cut turn).
  *
  * Reward: 'final' is the reward of the last step taken (0 when none), 'sum' the sum over turns.
+ * turnRewards 'per-turn' (reward 'sum') also keeps where each step's reward belongs: the sample's
+ * `turnRewards` holds it at the response index of the last token of the policy turn it follows (0
+ * elsewhere). PPO places them there in its per-token rewards (GAE then credits each turn with what
+ * came after it); the group methods, which have one advantage per episode, use their sum.
  * Determinism: turn t of row r samples from Philox stream base_r + t·2^44 (base_r as
  * generateRollout: streamBase + r or streams[r]), so a rollout is a function of (weights, prompts,
  * seed, streams, the environment's answers).
@@ -26,6 +30,12 @@ import type { PromptRecord } from '../data/index.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import { options, typeError } from '../validate.js';
 import { decodeResponse, type Rollout, type RolloutSample, type SamplingOptions } from './generate.js';
+
+/** A multi-turn episode's sample: with turnRewards 'per-turn', each step's reward at its place. */
+export interface EpisodeSample extends RolloutSample {
+  /** per response token: a step's reward at the last token of the policy turn it follows, 0 elsewhere */
+  turnRewards?: Float64Array;
+}
 
 /** What an environment answers to one assistant turn. */
 export interface EnvironmentStep {
@@ -52,8 +62,11 @@ export interface EnvironmentOptions {
   create: () => Environment;
   /** most policy turns per episode (default 4, at most 256) */
   maxTurns?: number;
-  /** 'final' (default): the last step's reward; 'sum': the sum of every step's reward */
+  /** 'final' (default): the last step's reward; 'sum' (the default with turnRewards 'per-turn'): the sum of every step's reward */
   reward?: 'final' | 'sum';
+  /** where the steps' rewards go: 'final' (default) the episode's reward at its last token; 'per-turn'
+   * each at the last token of the policy turn it follows (PPO; the group methods sum them) */
+  turnRewards?: 'final' | 'per-turn';
   /** most tokens of prompt + response (default the policy's maxPositions) */
   maxLength?: number;
 }
@@ -63,6 +76,7 @@ export interface EnvironmentConfig {
   create: () => Environment;
   maxTurns: number;
   reward: 'final' | 'sum';
+  turnRewards: 'final' | 'per-turn';
   maxLength?: number;
 }
 
@@ -71,13 +85,18 @@ const TURN_STREAM = 2 ** 44;
 /** Reads {@link EnvironmentOptions} for `fn` (errors name options.environment.*). */
 export function readEnvironmentOptions(fn: string, value: unknown): EnvironmentConfig {
   const o = options(fn, 'options.environment', value);
-  o.known(['create', 'maxTurns', 'reward', 'maxLength']);
+  o.known(['create', 'maxTurns', 'reward', 'turnRewards', 'maxLength']);
   if (typeof o.obj.create !== 'function')
     throw typeError(fn, 'options.environment.create', 'a function returning an Environment', o.obj.create);
+  const turnRewards = o.oneOf('turnRewards', ['final', 'per-turn'] as const, 'final');
+  const reward = o.oneOf('reward', ['final', 'sum'] as const, turnRewards === 'per-turn' ? 'sum' : 'final');
+  if (turnRewards === 'per-turn' && reward !== 'sum')
+    throw typeError(fn, 'options.environment.reward', "'sum' (or absent) with turnRewards 'per-turn'", reward);
   return {
     create: o.obj.create as () => Environment,
     maxTurns: o.int('maxTurns', { min: 1, max: 256 }, 4),
-    reward: o.oneOf('reward', ['final', 'sum'] as const, 'final'),
+    reward,
+    turnRewards,
     maxLength: o.has('maxLength') ? o.int('maxLength', { min: 2 }) : undefined,
   };
 }
@@ -93,6 +112,8 @@ interface Episode {
   mask: number[];
   turns: ChatMessage[];
   rewards: number[];
+  /** response index of the last token of the policy turn each reward follows */
+  rewardAt: number[];
   text: string;
   finish?: 'stop' | 'length';
 }
@@ -133,6 +154,7 @@ export async function multiTurnRollout(opts: {
       mask: [],
       turns: [],
       rewards: [],
+      rewardAt: [],
       text: '',
     });
   }
@@ -166,6 +188,7 @@ export async function multiTurnRollout(opts: {
       const s = await ep.env.step(ep.text);
       checkStep(s, prompts[Math.floor(ep.row / n)], ep.row, n);
       ep.rewards.push(s.reward ?? 0);
+      ep.rewardAt.push(ep.ids.length - ep.promptIds.length - 1);
       if (s.done || t === e.maxTurns - 1) {
         ep.finish = 'stop';
         continue;
@@ -177,7 +200,7 @@ export async function multiTurnRollout(opts: {
       for (let k = 0; k < envIds.length; k++) (ep.mask.push(0), ep.logprobs.push(0));
     }
   }
-  const samples: RolloutSample[] = episodes.map((ep) => ({
+  const samples: EpisodeSample[] = episodes.map((ep) => ({
     promptIndex: Math.floor(ep.row / n),
     promptIds: Int32Array.from(ep.promptIds),
     responseIds: Int32Array.from(ep.ids.slice(ep.promptIds.length)),
@@ -187,8 +210,16 @@ export async function multiTurnRollout(opts: {
     lossMask: Uint8Array.from(ep.mask),
     envReward: e.reward === 'sum' ? ep.rewards.reduce((a, b) => a + b, 0) : (ep.rewards.at(-1) ?? 0),
     turns: ep.turns,
+    ...(e.turnRewards === 'per-turn' ? { turnRewards: placeRewards(ep) } : {}),
   }));
   return { prompts, samplesPerPrompt: n, samples };
+}
+
+/** An episode's step rewards at their response indices (one step per policy turn). */
+function placeRewards(ep: Episode): Float64Array {
+  const out = new Float64Array(ep.ids.length - ep.promptIds.length);
+  ep.rewards.forEach((r, k) => (out[ep.rewardAt[k]] += r));
+  return out;
 }
 
 /**

@@ -67,10 +67,15 @@ export interface PolicyGradientConfig extends RunOptions {
   rolloutPolicy?: Model;
   /** truncated importance sampling cap C: π_old is recomputed by the policy and each token's loss weighs min(π_old/μ, C) */
   truncatedIS?: number;
+  /** 1: one-step off-policy rollouts, iteration k + 1 sampled by a copy of the policy before update k while update k runs; 0: on-policy */
+  asyncRollouts: 0 | 1;
   /** multi-turn episodes against an environment instead of single responses (lib/rollout/environment.ts) */
   environment?: EnvironmentConfig;
   /** DAPO dynamic sampling (group methods): resample until every group has varying rewards, at most maxRounds rounds */
   dynamicSampling?: { maxRounds: number };
+  /** packed forwards: each minibatch's sequences (and the reference and critic forwards' rows) share
+   * rows of at most this many tokens (lib/train/packed-rows.ts); undefined: one padded row per sequence */
+  packTokens?: number;
   /** ZeRO stage 1 over options.group (default true) */
   shardOptimizer?: boolean;
   /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */

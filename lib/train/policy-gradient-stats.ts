@@ -3,7 +3,8 @@
  * event, row masks, whitening over the policy's tokens, truncated-IS statistics, reward spread.
  */
 import type { PromptRecord } from '../data/index.js';
-import { whiten } from '../losses/index.js';
+import { tokenRewards, whiten } from '../losses/index.js';
+import type { EpisodeSample } from '../rollout/environment.js';
 import { responseSlice, type SequenceBatch } from '../rollout/sequences.js';
 import type { RolloutEvent } from './events.js';
 import type { IterationData } from './policy-gradient-config.js';
@@ -32,6 +33,30 @@ function meanOverPolicyTokens(x: Float64Array, lossMask?: Uint8Array): number {
     n = 0;
   x.forEach((v, i) => (!lossMask || lossMask[i]) && ((sum += v), n++));
   return n ? sum / n : 0;
+}
+
+/**
+ * PPO's per-token rewards of one sample (its response tokens): tokenRewards of its shaped score
+ * R, −klCoef·kl on the policy's tokens (`mask`); for an episode with per-turn rewards
+ * (turnRewards 'per-turn'), each turn's reward ρ_k at the last token of the policy turn it follows
+ * and R − Σ_k ρ_k (the reward source's score and any shaping) at the last token, so the rewards
+ * sum to R − klCoef·Σ kl either way.
+ */
+export function sampleTokenRewards(
+  sample: EpisodeSample,
+  score: number,
+  kl: Float64Array,
+  klCoef: number,
+  mask: Float64Array,
+): Float64Array {
+  const steps = sample.turnRewards;
+  return tokenRewards({
+    score: steps ? score - steps.reduce((a, x) => a + x, 0) : score,
+    kl,
+    klCoef,
+    mask,
+    ...(steps ? { stepRewards: steps } : {}),
+  }).rewards;
 }
 
 /** `mask` (batch layout) with the rows where drop[b] is true zeroed. */

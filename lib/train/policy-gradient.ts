@@ -5,6 +5,8 @@
  *
  *   prompts   the next promptsPerIteration prompts (seeded order, epochs wrap around)
  *   generate  samplesPerPrompt responses each, with log π_old of every token (lib/rollout), or
+ *             with asyncRollouts 1 from a copy of the policy one update behind, sampled while the
+ *             previous update ran (RoundSource, lib/train/sampling.ts; log-probs then μ's), or
  *             with options.environment an episode each (policy and environment turns; only the
  *             policy's tokens enter losses, KL and GAE)
  *   score     the reward source; PPO's baseline: R = r(x,y) − r(x,y_ref) with y_ref sampled once
@@ -33,6 +35,10 @@
  * Token rewards and GAE stay float64 (lib/losses): their fp32 native twins would overflow on rewards
  * near the fp32 limit before the whitening brings them back into range.
  *
+ * Packing (packTokens): every forward on sampled sequences (policy, reference, critic) runs on
+ * aligned packed rows (lib/train/packed-rows.ts) and its outputs are moved back to the padded
+ * layout, where every loss is computed as without packing.
+ *
  * Every update is guarded: a non-finite loss or gradient skips the step (counted), so non-finite
  * weights are never produced or saved. Checkpoints hold policy, critic, the frozen reference and
  * the trainer state (iteration, KL coefficient, cached reference scores, kept prompts), so a
@@ -49,7 +55,6 @@ import {
   sliceBatch,
   tokenizeSft,
   toSftRecords,
-  type PromptRecord,
   type TokenizedExample,
 } from '../data/index.js';
 import {
@@ -59,19 +64,33 @@ import {
   truncatedImportanceWeights,
   reinforcePlusPlusAdvantages,
   rlooAdvantages,
-  tokenRewards,
 } from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
 import { policyTokenMask } from '../rollout/environment.js';
-import { responseSlice, scatterResponses, sequenceBatch } from '../rollout/sequences.js';
+import {
+  responseSlice,
+  scatterResponses,
+  sequenceBatch,
+  type Sequence,
+  type SequenceBatch,
+} from '../rollout/sequences.js';
+import { forwardSequences, type SequenceForward, type SequenceForwardOptions } from './packed-rows.js';
 import type { CheckpointPart } from './checkpoint.js';
-import { RolloutSampler } from './sampling.js';
+import { RolloutSampler, RoundSource, type SampledRound } from './sampling.js';
 import { TrainerEmitter } from './events.js';
 import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
 import { batchRows, gatherRows, reduceStep, stopAgreed } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import type { IterationData, PolicyGradientConfig, PolicyGradientResult } from './policy-gradient-config.js';
-import { isStats, maskRows, rolloutEvent, std, whitenRows, zeroVariance } from './policy-gradient-stats.js';
+import {
+  isStats,
+  maskRows,
+  rolloutEvent,
+  sampleTokenRewards,
+  std,
+  whitenRows,
+  zeroVariance,
+} from './policy-gradient-stats.js';
 
 export type {
   AdvantageEstimator,
@@ -151,6 +170,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
     }
     this.#sampler.reference = this.#reference;
     const ptx = c.ptx ? await this.#ptxExamples(c.ptx) : undefined;
+    if (c.asyncRollouts && this.group.size > 1)
+      throw new RlhfError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${c.stage}: asyncRollouts 1 runs in one process (its sampling would interleave with the update's collectives); got ${this.group.size} ranks`,
+      );
+    const copy = c.asyncRollouts ? await c.policy.clone() : undefined;
     const run = new TrainingRun(c.stage, this, c.iterations, c, {
       config: c as unknown as Record<string, unknown>,
       dataKeys: ['prompts', 'ptx.data'],
@@ -161,6 +186,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
       ...(c.critic ? { critic: { model: c.critic, optimizer: this.criticOptimizer } } : {}),
       // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
       ...(this.#reference && !this.#reference.adaptersOf ? { reference: { model: this.#reference } } : {}),
+      // asyncRollouts: the weights the next iteration's samples come from (the policy before the last update)
+      ...(copy ? { rollout: { model: copy } } : {}),
     });
     const resumed = await run.resume(
       Object.fromEntries(Object.entries(parts()).map(([k, p]) => [k, { model: p.model, optimizer: p.optimizer }])),
@@ -190,6 +217,28 @@ export class PolicyGradientLoop extends TrainerEmitter {
       seed: c.seed,
     });
 
+    const rounds = new RoundSource(this.#sampler, prompts, pool, c.iterations, copy && { copy, policy: c.policy });
+    try {
+      return await this.#iterate(run, rounds, iteration, rewardHistory, ptx, parts, state, t0);
+    } finally {
+      await rounds.close();
+      copy?.dispose();
+    }
+  }
+
+  async #iterate(
+    run: TrainingRun,
+    rounds: RoundSource,
+    iteration: number,
+    rewardHistory: number[],
+    ptx: TokenizedExample[] | undefined,
+    parts: () => Record<string, CheckpointPart>,
+    state0: () => Record<string, unknown>,
+    t0: number,
+  ): Promise<PolicyGradientResult> {
+    const c = this.c;
+    // a checkpoint waits for the round in flight (its reference-baseline scores join the saved cache)
+    const state = async () => (await rounds.settle(), state0());
     while (iteration < c.iterations) {
       const time: Record<string, number> = {};
       const timed = async <T>(phase: string, f: () => Promise<T>): Promise<T> => {
@@ -200,8 +249,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
           time[phase] = (time[phase] ?? 0) + (performance.now() - s) / 1000;
         }
       };
-      const indices = this.#sampler.promptIndices(pool, iteration);
-      const data = await this.#collect(prompts, pool, indices, iteration, timed);
+      const data = await this.#collect(await rounds.next(iteration, time), iteration, timed);
       if ('emptyRewardMean' in data) {
         // dynamic sampling found no group with varying rewards: nothing to train on this iteration
         iteration++;
@@ -212,9 +260,9 @@ export class PolicyGradientLoop extends TrainerEmitter {
           keptGroups: 0,
           ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
         });
-        if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
+        if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), await state());
         if (!stopAgreed(this.group, this.#stop)) continue;
-        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), await state());
         return {
           iterations: iteration,
           rewardHistory,
@@ -255,9 +303,9 @@ export class PolicyGradientLoop extends TrainerEmitter {
         ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
       });
       this.emit('rollout', rolloutEvent(c.stage, iteration, data));
-      if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), state());
+      if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), await state());
       if (stopAgreed(this.group, this.#stop)) {
-        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), await state());
         return {
           iterations: iteration,
           rewardHistory,
@@ -267,7 +315,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         };
       }
     }
-    if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), state());
+    if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), await state());
     return {
       iterations: iteration,
       rewardHistory,
@@ -286,16 +334,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
 
   /** The iteration's data, or (dynamic sampling with no group of varying rewards) the mean reward of everything sampled. */
   async #collect(
-    prompts: PromptRecord[],
-    pool: number[],
-    indices0: number[],
+    round: SampledRound,
     iteration: number,
     timed: <T>(p: string, f: () => Promise<T>) => Promise<T>,
   ): Promise<IterationData | { emptyRewardMean: number }> {
     const c = this.c,
       n = c.samplesPerPrompt,
       tok = c.tokenizer;
-    const round = await this.#sampler.iterationRound(prompts, pool, indices0, iteration, timed);
     const { rollout, scores, ref } = round;
     let shaped = round.shaped;
     const drop = { size: round.dropped };
@@ -329,9 +374,11 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const rolloutLogprobs = (model: Model, phase: string): Promise<Float32Array> =>
       timed(phase, () =>
         gatherRows(this.group, sb.batch, sb.seqLen, async (r0, r1) => {
-          const rows = batchRows(sb, r0, r1);
-          return (await model.forward({ ...rows, temperature: this.#forwardTemperature, saveForBackward: false }))
-            .logprobs;
+          const f = await this.#forwardRows(model, sb, rollout.samples, r0, r1, {
+            temperature: this.#forwardTemperature,
+            saveForBackward: false,
+          });
+          return f.logprobs;
         }),
       );
     // the policy's tokens: environment tokens of multi-turn episodes take no part in losses, KL or GAE
@@ -355,8 +402,16 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (c.critic)
       oldValues = await timed('critic', () =>
         gatherRows(this.group, sb.batch, sb.seqLen, async (r0, r1) => {
-          const { targets: _targets, ...rows } = batchRows(sb, r0, r1);
-          return (await c.critic!.forward({ ...rows, values: true, saveForBackward: false })).values!;
+          const f = await this.#forwardRows(
+            c.critic!,
+            sb,
+            rollout.samples,
+            r0,
+            r1,
+            { values: true, saveForBackward: false },
+            false,
+          );
+          return f.values!;
         }),
       );
 
@@ -388,12 +443,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
       const kl = klTokens ? responseSlice(klTokens, sb, b) : new Float64Array(L);
       klPerResponse.push(kl.reduce((a, x) => a + x, 0));
       if (c.advantage === 'gae') {
-        const { rewards } = tokenRewards({
-          score: shaped[b],
+        const rewards = sampleTokenRewards(
+          rollout.samples[b],
+          shaped[b],
           kl,
-          klCoef: c.kl.mode === 'reward' ? this.#klCoef : 0,
+          c.kl.mode === 'reward' ? this.#klCoef : 0,
           mask,
-        });
+        );
         const g = gae({ rewards, values: responseSlice(oldValues!, sb, b), mask, gamma: c.gamma, lambda: c.lambda });
         perRowAdv.push(g.advantages);
         perRowRet.push(g.returns);
@@ -443,10 +499,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
       const order = permutation(B, c.seed, iteration * c.epochs + e);
       for (let m0 = 0, mb = 0; m0 < B; m0 += c.miniBatchSize, mb++) {
         const rows = Array.from(order.subarray(m0, m0 + c.miniBatchSize));
-        const sb = sequenceBatch(
-          rows.map((r) => d.rollout.samples[r]),
-          c.tokenizer.padId,
-        );
+        const seqs = rows.map((r) => d.rollout.samples[r]);
+        const sb = sequenceBatch(seqs, c.tokenizer.padId);
         const pick = (x: Float32Array | undefined) =>
           x
             ? scatterResponses(
@@ -482,8 +536,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
           const policyRows = async (): Promise<boolean> => {
             const adv = mine(pick(d.advantages)!);
             if (!adv.every(Number.isFinite)) return false; // e.g. a reward that overflows fp32
-            const f = await c.policy.forward({
-              ...batchRows(sb, r0, r1),
+            const f = await this.#forwardRows(c.policy, sb, seqs, r0, r1, {
               temperature: this.#forwardTemperature,
               entropy: true,
             }); // entropy is always logged
@@ -556,9 +609,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
             stats.approxKl = pl.approxKl;
             stats.entropy = eb.meanEntropy;
             if (!allFinite(loss)) return false;
-            await c.policy.backward(
-              c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp },
-            );
+            await f.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp });
             return true;
           };
           // λ·NTP on this rank's share of the minibatch's PTX batch
@@ -616,8 +667,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
             if (r1 === r0) return true;
             const returns = mine(pick(d.returns)!);
             if (!returns.every(Number.isFinite)) return false;
-            const { targets: _targets, ...rowsIn } = batchRows(sb, r0, r1);
-            const f = await c.critic!.forward({ ...rowsIn, values: true });
+            const f = await this.#forwardRows(c.critic!, sb, seqs, r0, r1, { values: true }, false);
             if (!f.values!.every(Number.isFinite)) return false;
             const cMask = mine(mask);
             const vl = pgNative.ppoValueLoss({
@@ -633,7 +683,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
             tokens = tokensIn(cMask);
             // a token mean over this rank's tokens; the minibatch's is over all of its tokens
             const share = tokens / tokensIn(mask);
-            await c.critic!.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues });
+            await f.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues });
             return true;
           });
           let apply = ok;
@@ -658,6 +708,24 @@ export class PolicyGradientLoop extends TrainerEmitter {
     }
     const means = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length]));
     return c.maskTruncated ? { ...means, maskedMinibatches } : means;
+  }
+
+  /** Rows [r0, r1) of the padded batch `sb` of `seqs` through `model`, packed with options.packTokens (lib/train/packed-rows.ts). */
+  #forwardRows(
+    model: Model,
+    sb: SequenceBatch,
+    seqs: readonly Sequence[],
+    r0: number,
+    r1: number,
+    forward: SequenceForwardOptions,
+    targets = true,
+  ): Promise<SequenceForward> {
+    return forwardSequences(model, sb, seqs, r0, r1, {
+      packTokens: this.c.packTokens,
+      padId: this.c.tokenizer.padId,
+      targets,
+      forward,
+    });
   }
 
   #run?: TrainingRun;

@@ -57,6 +57,12 @@ export interface PolicyGradientOptions extends RunOptions {
   /** truncated importance sampling cap C >= 1 (TIS; 2 in the paper): π_old is recomputed by the policy and each
    * token's loss is weighted by min(π_old/μ, C), correcting for rollouts sampled by another policy */
   truncatedIS?: number;
+  /** 1: one-step off-policy rollouts. A copy of the policy (refreshed before each iteration's
+   * update, saved in checkpoints) samples iteration k + 1 while update k runs, so iteration k + 1
+   * trains on samples of the weights before update k; their log-probs are the behaviour policy μ's,
+   * the ratio's denominator (with truncatedIS: weights min(π_old/μ, C), π_old recomputed). 0
+   * (default): on-policy, sampling and updates in turn. One process only; not with rolloutPolicy */
+  asyncRollouts?: 0 | 1;
   /** 'vanilla' (default): PPO's per-token ratio and clip; 'gspo': GSPO's per-sequence ratio
    * exp(mean token log-ratio) and clip (Zheng et al. 2025; the paper uses ε = 3e-4, ε_high = 4e-4) */
   lossMode?: 'vanilla' | 'gspo';
@@ -74,6 +80,11 @@ export interface PolicyGradientOptions extends RunOptions {
   onInvalidReward?: 'error' | 'skip';
   seed?: number;
   saveEvery?: number;
+  /** packed forwards (policy, reference, critic): several sequences per row of at most this many
+   * tokens, block-diagonal attention, positions restarting per sequence; a longer sequence takes a
+   * row of its own. Log-probs and values are bit-identical to the padded rows' on CPU (the first
+   * ratio stays exactly 1); gradients equal up to summation order. Default: one padded row per sequence */
+  packTokens?: number;
   /** ZeRO stage 1 over options.group: AdamW state (policy and critic) for this rank's share of the
    * parameters only (default true; bitwise the same weights) */
   shardOptimizer?: boolean;
@@ -101,6 +112,7 @@ export const POLICY_GRADIENT_KEYS = [
   'lossMode',
   'rolloutPolicy',
   'truncatedIS',
+  'asyncRollouts',
   'entropyCoef',
   'kl',
   'rewardClip',
@@ -110,6 +122,7 @@ export const POLICY_GRADIENT_KEYS = [
   'onInvalidReward',
   'seed',
   'saveEvery',
+  'packTokens',
   'group',
   'shardOptimizer',
   ...RUN_OPTION_KEYS,
@@ -171,6 +184,8 @@ export function commonConfig(
     );
   if (opts.rolloutPolicy !== undefined && typeof (opts.rolloutPolicy as Model).generate !== 'function')
     throw typeError(fn, 'options.rolloutPolicy', 'a Model', opts.rolloutPolicy);
+  if (opts.asyncRollouts === 1 && opts.rolloutPolicy !== undefined)
+    throw typeError(fn, 'options.asyncRollouts', '0 with options.rolloutPolicy (the copy of the policy samples)', 1);
   const s = options(fn, 'options.sampling', opts.sampling);
   s.known(['maxNewTokens', 'temperature', 'topP', 'topK']);
   const kl = options(fn, 'options.kl', opts.kl);
@@ -219,6 +234,7 @@ export function commonConfig(
       lossMode,
       rolloutPolicy: opts.rolloutPolicy as Model | undefined,
       truncatedIS: o.has('truncatedIS') ? o.number('truncatedIS', { min: 1 }) : undefined,
+      asyncRollouts: o.int('asyncRollouts', { min: 0, max: 1 }, 0) as 0 | 1,
       aggregation: o.oneOf(
         'aggregation',
         AGGREGATIONS,
@@ -238,6 +254,7 @@ export function commonConfig(
       onInvalidReward: o.oneOf('onInvalidReward', ['error', 'skip'] as const, 'error'),
       seed: o.int('seed', { min: 0 }, 0),
       saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
+      packTokens: o.has('packTokens') ? o.int('packTokens', { min: 2 }) : undefined,
       group: opts.group as RunOptions['group'],
       shardOptimizer: o.bool('shardOptimizer', true),
       ...readRunOptions(fn, o),

@@ -11,7 +11,7 @@ import { permutation, type PromptRecord } from '../data/index.js';
 import { filterPromptsByVariance, varianceQuantile } from '../losses/index.js';
 import { overlongPenalty } from '../rewards/overlong.js';
 import { checkScores } from '../rewards/types.js';
-import { multiTurnRollout } from '../rollout/environment.js';
+import { multiTurnRollout, type EpisodeSample } from '../rollout/environment.js';
 import { generateRollout, type Rollout } from '../rollout/generate.js';
 import { allGatherJson, shardRange, type ProcessGroup } from '../distributed/index.js';
 import type { AdvantageEstimator, PolicyGradientConfig } from './policy-gradient-config.js';
@@ -49,6 +49,8 @@ export class RolloutSampler {
   refScores = new Map<number, number>();
   /** the frozen reference that samples y_ref */
   reference?: Model;
+  /** the model the rounds sample from (asyncRollouts' copy of the policy); default rolloutPolicy, else the policy */
+  rolloutModel?: Model;
 
   /** `group`: data-parallel ranks; each samples, scores and baselines its share of a round's prompts */
   constructor(
@@ -176,7 +178,7 @@ export class RolloutSampler {
     if (mine.length)
       rollout = await timed('generate', () =>
         this.rollout(
-          c.rolloutPolicy ?? c.policy,
+          this.rolloutModel ?? c.rolloutPolicy ?? c.policy,
           mine.map((i) => prompts[i]),
           n,
           { streamBase: streamBase + p0 * n },
@@ -231,6 +233,7 @@ export class RolloutSampler {
         responseIds: b64(s.responseIds),
         logprobs: b64(s.logprobs),
         lossMask: s.lossMask && b64(s.lossMask), // multi-turn episodes: environment tokens 0
+        turnRewards: (s as EpisodeSample).turnRewards && b64((s as EpisodeSample).turnRewards!),
       })),
       // float64 bytes: NaN and ±Infinity scores (onInvalidReward) survive the trip
       scores: b64(Float64Array.from(scores)),
@@ -244,6 +247,7 @@ export class RolloutSampler {
         responseIds: new Int32Array(bytes(s.responseIds)),
         logprobs: new Float32Array(bytes(s.logprobs)),
         lossMask: s.lossMask === undefined ? undefined : new Uint8Array(bytes(s.lossMask)),
+        turnRewards: s.turnRewards === undefined ? undefined : new Float64Array(bytes(s.turnRewards)),
       })),
     );
     const all = (key: 'scores' | 'ref') => parts.flatMap((p) => Array.from(new Float64Array(bytes(p[key]!))));
@@ -353,5 +357,84 @@ export class RolloutSampler {
     );
     if (!kept.length) throw new RlhfError(ErrorCode.FORMAT, `${this.c.stage}: the prompt filter kept no prompt`);
     return kept;
+  }
+}
+
+/**
+ * The sampled rounds of successive iterations. On-policy (no copy): round k is sampled when it is
+ * asked for. asyncRollouts (`async`): the rounds come from `copy`; when round k is handed out the
+ * copy takes the policy's current weights (those before update k) and round k + 1 starts sampling
+ * from them in the background while the caller runs update k. The first round of a run (or of a
+ * resumed one) comes from the copy as it is: a fresh copy of the policy, or the one restored from
+ * the checkpoint. Rounds are sampled in iteration order, one at a time, so a run does not depend
+ * on timing. A round's error is reported when that round is asked for.
+ */
+export class RoundSource {
+  #pending?: {
+    iteration: number;
+    done: Promise<{ round?: SampledRound; error?: unknown; time: Record<string, number> }>;
+  };
+
+  constructor(
+    private readonly sampler: RolloutSampler,
+    private readonly prompts: PromptRecord[],
+    private readonly pool: number[],
+    private readonly iterations: number,
+    private readonly async?: { copy: Model; policy: Model },
+  ) {
+    if (async) sampler.rolloutModel = async.copy;
+  }
+
+  /** Round `iteration` (iterations are asked for in order); its sampling time is added to `time` (seconds per phase). */
+  async next(iteration: number, time: Record<string, number>): Promise<SampledRound> {
+    if (!this.async) return this.#round(iteration, time);
+    if (this.#pending?.iteration !== iteration) {
+      await this.settle();
+      this.#start(iteration);
+    }
+    const r = await this.#pending!.done;
+    this.#pending = undefined;
+    for (const [k, v] of Object.entries(r.time)) time[k] = (time[k] ?? 0) + v;
+    if (r.error !== undefined) throw r.error;
+    if (iteration + 1 < this.iterations) {
+      await this.async.copy.copyWeightsFrom(this.async.policy);
+      this.#start(iteration + 1);
+    }
+    return r.round!;
+  }
+
+  /** Waits for the round in flight, if any (a checkpoint then holds the reference scores it cached). */
+  async settle(): Promise<void> {
+    await this.#pending?.done;
+  }
+
+  /** Waits for the round in flight and drops it. */
+  async close(): Promise<void> {
+    await this.settle();
+    this.#pending = undefined;
+  }
+
+  #start(iteration: number): void {
+    const time: Record<string, number> = {};
+    this.#pending = {
+      iteration,
+      done: this.#round(iteration, time).then(
+        (round) => ({ round, time }),
+        (error: unknown) => ({ error, time }),
+      ),
+    };
+  }
+
+  #round(iteration: number, time: Record<string, number>): Promise<SampledRound> {
+    const timed: Timed = async (phase, f) => {
+      const s = performance.now();
+      try {
+        return await f();
+      } finally {
+        time[phase] = (time[phase] ?? 0) + (performance.now() - s) / 1000;
+      }
+    };
+    const indices = this.sampler.promptIndices(this.pool, iteration);
+    return this.sampler.iterationRound(this.prompts, this.pool, indices, iteration, timed);
   }
 }

@@ -1,5 +1,5 @@
 // `rlhf grpo --environment calculator` (multi-turn episodes with the calculator tool; no reward flag
-// needed) and `rlhf dpo --loss kto` on unpaired {prompt, completion, label} rows with the weights and
+// needed; per-turn rewards, packed forwards and one-step off-policy rollouts on) and `rlhf dpo --loss kto` on unpaired {prompt, completion, label} rows with the weights and
 // --pack-tokens, on a tiny model trained from scratch for one step; bad input is one clear line.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -51,8 +51,14 @@ t.test('grpo --environment calculator, dpo --loss kto on unpaired rows', async (
     'calculator',
     '--max-turns',
     '2',
-    '--iterations',
+    '--turn-rewards',
+    'per-turn',
+    '--pack-tokens',
+    '128',
+    '--async-rollouts',
     '1',
+    '--iterations',
+    '2',
     '--prompts-per-iteration',
     '2',
     '--samples-per-prompt',
@@ -63,7 +69,7 @@ t.test('grpo --environment calculator, dpo --loss kto on unpaired rows', async (
     p('grpo'),
   );
   t.equal(r.status, 0, r.stderr);
-  t.match(r.stderr, /grpo: 1 iterations, reward/);
+  t.match(r.stderr, /grpo: 2 iterations, reward/);
   t.ok(Number.isFinite(lastMetrics('grpo').rewardMean), 'rewardMean logged');
 
   r = rlhf(

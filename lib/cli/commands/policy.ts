@@ -86,6 +86,13 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
     default: 1,
     describe: 'the full overlong penalty (with --overlong-buffer)',
   },
+  packTokens: {
+    type: 'int',
+    min: 2,
+    placeholder: 'N',
+    describe:
+      'pack the sequences of each forward (policy, reference, critic) into rows of N tokens (block-diagonal attention; log-probs bit-identical to the padded rows)',
+  },
   maskTruncated: { type: 'bool', describe: 'responses cut by --max-new-tokens take no part in the policy loss' },
   printSamples: {
     type: 'int',
@@ -105,6 +112,14 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
     describe:
       'truncated importance sampling cap C: recompute π_old with --policy and weight each token by min(π_old/μ, C)',
   },
+  asyncRollouts: {
+    type: 'int',
+    min: 0,
+    max: 1,
+    default: 0,
+    describe:
+      'one-step off-policy rollouts: a copy of the policy samples the next iteration while the update runs (ratios against its log-probs; with --truncated-is corrected)',
+  },
   onInvalidReward: {
     type: 'enum',
     values: ['error', 'skip'],
@@ -119,6 +134,13 @@ const POLICY_FLAGS: Record<string, FlagSpec> = {
       'multi-turn episodes in a built-in environment: calculator answers "calc <expression>" turns and gives 1 for a final answer equal to the prompt record\'s "answer" (a reward flag is then optional and adds to it)',
   },
   maxTurns: { type: 'int', min: 1, max: 256, default: 4, describe: 'policy turns per episode (with --environment)' },
+  turnRewards: {
+    type: 'enum',
+    values: ['final', 'per-turn'],
+    default: 'final',
+    describe:
+      "with --environment: the episode's reward at its last token, or each step's reward at the last token of the policy turn it follows (ppo; grpo sums them)",
+  },
   ...TRAIN_FLAGS,
 };
 
@@ -133,7 +155,11 @@ async function rewardAndEnvironment(o: Record<string, unknown>): Promise<{
   return {
     reward,
     rm,
-    environment: { create: () => new CalculatorEnvironment(), maxTurns: o.maxTurns as number },
+    environment: {
+      create: () => new CalculatorEnvironment(),
+      maxTurns: o.maxTurns as number,
+      turnRewards: o.turnRewards as 'final' | 'per-turn',
+    },
   };
 }
 
@@ -233,6 +259,7 @@ function common(o: Record<string, unknown>) {
       saveEvery: o.saveEvery as number | undefined,
       clipEps: o.clipEps as number | undefined,
       clipEpsHigh: o.clipEpsHigh as number | undefined,
+      packTokens: o.packTokens as number | undefined,
     }),
     ...defined({
       aggregation: o.lossAggregation as
@@ -251,6 +278,7 @@ function common(o: Record<string, unknown>) {
     maskTruncated: o.maskTruncated === true,
     onInvalidReward: o.onInvalidReward as 'error' | 'skip',
     ...defined({ truncatedIS: o.truncatedIs as number | undefined }),
+    asyncRollouts: o.asyncRollouts as 0 | 1,
     seed: o.seed as number,
     ...runFlags(o),
   };
