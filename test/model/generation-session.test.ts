@@ -63,11 +63,7 @@ async function sameAsReference(t: Test, m: Model, got: SessionResult[], ids: num
   for (let i = 0; i < ids.length; i++) {
     const g = byId.get(ids[i])!;
     const ref = await reference(m, requests[i % requests.length]);
-    if (
-      sameInts(g.tokens, ref.tokens) &&
-      bitwiseEqual(g.logprobs, ref.logprobs) &&
-      g.finishReason === ref.finishReason
-    )
+    if (sameInts(g.tokens, ref.tokens) && bitwiseEqual(g.logprobs, ref.logprobs) && g.finishReason === ref.finishReason)
       ok++;
     else t.fail(`${label}: request ${i} differs from the static batch`);
   }
