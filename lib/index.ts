@@ -64,6 +64,14 @@ export {
   type LoadOptions,
   type SaveOptions,
 } from './engine/model.js';
+export {
+  GenerationSession,
+  type GenerationSessionOptions,
+  type GenerationSessionStats,
+  type SessionRequestOptions,
+  type SessionResult,
+  type SessionStepReport,
+} from './engine/generation-session.js';
 export { exportGguf, GGUF_DTYPES, type GgufDType, type GgufExportOptions } from './io/gguf-export.js';
 export { readGguf, type GgufFile, type GgufValue, type GgufTensorInfo } from './io/gguf.js';
 export {

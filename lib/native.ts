@@ -124,6 +124,17 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/** native/napi/session_binding.cc over native/model/session.h; lib/engine/generation-session.ts wraps it */
+export interface NativeGenerationSession {
+  addRequest(prompt: Int32Array, o: object): number;
+  step(): Promise<{ decodeRows: number; prefillTokens: number; admitted: number; finished: number }>;
+  collect(): Array<{ id: number; tokens: Int32Array; logprobs: Float32Array; stopped: boolean; cancelled: boolean }>;
+  cancel(id: number): boolean;
+  readonly idle: boolean;
+  readonly stats: Record<string, number>;
+  dispose(): void;
+}
+
 export interface NativeBinding {
   /** Registers the class native engine errors are created as (RlhfError); called once on load. */
   setErrorClass(cls: new (code: string, message: string) => Error): void;
@@ -141,6 +152,7 @@ export interface NativeBinding {
   gemm(options: NativeGemmOptions): Promise<void>;
   /** `config`: the model config with the native rope, tensor-parallel and LoRA fields (lib/engine/model.ts) */
   NativeModel: new (config: object) => NativeModel;
+  NativeGenerationSession: new (model: NativeModel, options: object) => NativeGenerationSession;
   NativeAdamW: new (
     target: { params: Float32Array; grads: Float32Array; segments?: AdamWSegment[] } | NativeModel,
     options?: NativeAdamWOptions,

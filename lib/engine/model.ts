@@ -114,6 +114,12 @@ export interface GenerateOptions {
   streams?: number[];
   /** tokens that end a row (default: the config's eos ids) */
   stopTokens?: number[];
+  /**
+   * true: the static batch (one contiguous KV cache, every prompt prefilled, kept for comparison
+   * and benches); default false: a GenerationSession on a paged KV cache where the model allows it
+   * (CPU, one rank), which prefills identical prompts once. Both give the same tokens and log-probs.
+   */
+  staticBatch?: boolean;
 }
 
 export interface GeneratedSequence {
@@ -155,6 +161,7 @@ const GENERATE_KEYS = [
   'streamOffset',
   'streams',
   'stopTokens',
+  'staticBatch',
 ] as const;
 /** tensors a checkpoint may hold that the engine derives itself */
 const IGNORABLE = /rotary_emb\.inv_freq$/;
@@ -471,6 +478,11 @@ export class Model implements OptimizerTarget {
   }
 
   /** For `new AdamW(model, options)`: the model's flat parameters, decay 0 on norms and biases. */
+  /** @internal the native engine a GenerationSession runs on, and whether it samples with the LoRA adapters */
+  get generationTarget(): { native: NativeModel; adapters: boolean } {
+    return { native: this.#handle('GenerationSession'), adapters: !this.adaptersOf };
+  }
+
   get optimizerTarget(): NativeModel {
     this.#refuseOnView('optimizerTarget');
     return this.#handle('optimizerTarget');
@@ -588,6 +600,7 @@ export class Model implements OptimizerTarget {
         checkInt(fn, `options.stopTokens[${i}]`, t, { min: 0 }),
       );
     }
+    const staticBatch = o.bool('staticBatch', false);
     return withCallerStack(async () => {
       const r = await h.generate({
         prompts,
@@ -600,6 +613,7 @@ export class Model implements OptimizerTarget {
         streams,
         stopTokens: Int32Array.from(stopTokens),
         adapters: !this.adaptersOf,
+        staticBatch,
       });
       return r.tokens.map((tokens, i) => ({
         tokens,

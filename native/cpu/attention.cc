@@ -119,39 +119,86 @@ void check(const AttentionArgs& a) {
 
 }  // namespace
 
+namespace {
+
+// Query block blk of sequence b, head h; kb / vb: key 0 of the sequence at this head's kv group,
+// rows ldk / ldv apart (the cache itself, or a paged sequence's keys gathered contiguously).
+void forward_block(const AttentionArgs& a, int64_t b, int64_t h, int64_t blk, const Seq& sq, const float* kb,
+                   int64_t ldk, const float* vb, int64_t ldv, float* out, int64_t ldo, float* lse) {
+  const int64_t i0 = blk * kQueryBlock, i1 = std::min(a.Tq, i0 + kQueryBlock);
+  const int64_t v1 = std::min(i1, sq.qlen);          // valid queries end
+  for (int64_t i = std::max(i0, v1); i < i1; ++i) {  // padding queries
+    std::memset(out + (b * a.Tq + i) * ldo + h * a.HD, 0, sizeof(float) * a.HD);
+    if (lse) lse[(b * a.Tq + i) * a.NH + h] = 0.0f;
+  }
+  if (v1 <= i0) return;
+  const int64_t nb = v1 - i0, kv_end = sq.offset + v1;
+  float* S = scratch(0, static_cast<size_t>(nb * kv_end));
+  const float* qb = a.q + (b * a.Tq + i0) * a.ldq + h * a.HD;
+  sgemm(false, true, nb, kv_end, a.HD, a.scale, qb, a.ldq, kb, ldk, 0.0f, S, kv_end);
+  for (int64_t r = 0; r < nb; ++r) {
+    const int64_t kmax = sq.offset + i0 + r;
+    float* s = S + r * kv_end;
+    if (a.softcap > 0) softcap_row(s, kmax, a.softcap, nullptr);
+    mask_segments(s, a, sq, kmax);
+    mask_window(s, a, kmax);
+    float l = softmax_row(s, kmax, kv_end);
+    if (lse) lse[(b * a.Tq + i0 + r) * a.NH + h] = l;
+  }
+  sgemm(false, false, nb, a.HD, kv_end, 1.0f, S, kv_end, vb, ldv, 0.0f, out + (b * a.Tq + i0) * ldo + h * a.HD, ldo);
+}
+
+// Row of k/v holding key j of the paged sequence whose block-table row is `table`.
+inline int64_t paged_row(const AttentionArgs& a, const int32_t* table, int64_t j) {
+  return int64_t(table[j / a.block_size]) * a.block_size + j % a.block_size;
+}
+
+void check_paged(const AttentionArgs& a) {
+  RLHF_CHECK(a.block_size > 0 && a.table_stride > 0, ErrorCode::OutOfRange,
+             "attention: a block table needs block_size > 0 and table_stride > 0, got ", a.block_size, ", ",
+             a.table_stride);
+  RLHF_CHECK(!a.segments, ErrorCode::Unsupported, "attention: packed segments with a paged KV cache");
+}
+
+}  // namespace
+
 void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* lse) {
   check(a);
   const int64_t nblocks = (a.Tq + kQueryBlock - 1) / kQueryBlock;
   const int group = a.NH / a.KVH;
-  parallel_for(a.B * a.NH * nblocks, 1, [&](int64_t tb, int64_t te, int) {
+  if (!a.block_table) {
+    parallel_for(a.B * a.NH * nblocks, 1, [&](int64_t tb, int64_t te, int) {
+      for (int64_t task = tb; task < te; ++task) {
+        const int64_t blk = task % nblocks, h = (task / nblocks) % a.NH, b = task / (nblocks * a.NH);
+        const int64_t g = h / group;
+        const Seq sq = seq_of(a, b);
+        forward_block(a, b, h, blk, sq, a.k + sq.kv_base * a.ldk + g * a.HD, a.ldk, a.v + sq.kv_base * a.ldv + g * a.HD,
+                      a.ldv, out, ldo, lse);
+      }
+    });
+    return;
+  }
+  check_paged(a);
+  // A task owns (sequence, kv head, query block): it gathers the keys/values that block reads
+  // once, then runs the group's query heads on them.
+  parallel_for(a.B * a.KVH * nblocks, 1, [&](int64_t tb, int64_t te, int) {
     for (int64_t task = tb; task < te; ++task) {
-      const int64_t blk = task % nblocks, h = (task / nblocks) % a.NH, b = task / (nblocks * a.NH);
-      const int64_t g = h / group;
+      const int64_t blk = task % nblocks, g = (task / nblocks) % a.KVH, b = task / (nblocks * a.KVH);
       const Seq sq = seq_of(a, b);
-      const int64_t i0 = blk * kQueryBlock, i1 = std::min(a.Tq, i0 + kQueryBlock);
-      const int64_t v1 = std::min(i1, sq.qlen);          // valid queries end
-      for (int64_t i = std::max(i0, v1); i < i1; ++i) {  // padding queries
-        std::memset(out + (b * a.Tq + i) * ldo + h * a.HD, 0, sizeof(float) * a.HD);
-        if (lse) lse[(b * a.Tq + i) * a.NH + h] = 0.0f;
+      const int64_t i0 = blk * kQueryBlock, v1 = std::min(std::min(a.Tq, i0 + kQueryBlock), sq.qlen);
+      const int64_t kv_end = v1 > i0 ? sq.offset + v1 : 0;
+      const int32_t* table = a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride;
+      RLHF_CHECK((kv_end + a.block_size - 1) / a.block_size <= a.table_stride, ErrorCode::OutOfRange,
+                 "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
+      float* kg = scratch(1, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * a.HD));
+      float* vg = scratch(2, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * a.HD));
+      for (int64_t j = 0; j < kv_end; ++j) {
+        const int64_t row = paged_row(a, table, j);
+        std::memcpy(kg + j * a.HD, a.k + row * a.ldk + g * a.HD, sizeof(float) * a.HD);
+        std::memcpy(vg + j * a.HD, a.v + row * a.ldv + g * a.HD, sizeof(float) * a.HD);
       }
-      if (v1 <= i0) continue;
-      const int64_t nb = v1 - i0, kv_end = sq.offset + v1;
-      float* S = scratch(0, static_cast<size_t>(nb * kv_end));
-      const float* qb = a.q + (b * a.Tq + i0) * a.ldq + h * a.HD;
-      const float* kb = a.k + sq.kv_base * a.ldk + g * a.HD;
-      const float* vb = a.v + sq.kv_base * a.ldv + g * a.HD;
-      sgemm(false, true, nb, kv_end, a.HD, a.scale, qb, a.ldq, kb, a.ldk, 0.0f, S, kv_end);
-      for (int64_t r = 0; r < nb; ++r) {
-        const int64_t kmax = sq.offset + i0 + r;
-        float* s = S + r * kv_end;
-        if (a.softcap > 0) softcap_row(s, kmax, a.softcap, nullptr);
-        mask_segments(s, a, sq, kmax);
-        mask_window(s, a, kmax);
-        float l = softmax_row(s, kmax, kv_end);
-        if (lse) lse[(b * a.Tq + i0 + r) * a.NH + h] = l;
-      }
-      sgemm(false, false, nb, a.HD, kv_end, 1.0f, S, kv_end, vb, a.ldv, 0.0f, out + (b * a.Tq + i0) * ldo + h * a.HD,
-            ldo);
+      for (int64_t h = g * group; h < (g + 1) * group; ++h)
+        forward_block(a, b, h, blk, sq, kg, a.HD, vg, a.HD, out, ldo, lse);
     }
   });
 }
@@ -159,6 +206,7 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
 void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, const float* lse, const float* dout,
                         int64_t lddo, float* dq, int64_t lddq, float* dk, int64_t lddk, float* dv, int64_t lddv) {
   check(a);
+  RLHF_CHECK(!a.block_table, ErrorCode::Unsupported, "attention_backward: a paged KV cache (block table)");
   const int group = a.NH / a.KVH;
   // A task owns one (sequence, kv head): it is the only writer of that head's dk/dv rows.
   parallel_for(a.B * a.KVH, 1, [&](int64_t tb, int64_t te, int) {
@@ -214,10 +262,14 @@ void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, c
 
 void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo, float* lse) {
   check(a);
+  if (a.block_table) check_paged(a);
   const int group = a.NH / a.KVH;
   std::vector<double> s;
   for (int64_t b = 0; b < a.B; ++b) {
     const Seq sq = seq_of(a, b);
+    // row of k/v holding key j of this sequence
+    const int32_t* table = a.block_table ? a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride : nullptr;
+    auto key_row = [&](int64_t j) { return table ? paged_row(a, table, j) : sq.kv_base + j; };
     for (int64_t i = 0; i < a.Tq; ++i)
       for (int h = 0; h < a.NH; ++h) {
         float* o = out + (b * a.Tq + i) * ldo + h * a.HD;
@@ -234,7 +286,7 @@ void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo
         for (int64_t j = 0; j <= kmax; ++j) {
           if (a.segments && a.segments[sq.kv_base + j] != a.segments[sq.kv_base + kmax]) continue;
           if (a.window > 0 && j <= kmax - a.window) continue;
-          const float* kj = a.k + (sq.kv_base + j) * a.ldk + g * a.HD;
+          const float* kj = a.k + key_row(j) * a.ldk + g * a.HD;
           double dot = 0;
           for (int d = 0; d < a.HD; ++d) dot += double(qi[d]) * kj[d];
           s[j] = dot * a.scale;
@@ -245,8 +297,7 @@ void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo
         for (int64_t j = 0; j <= kmax; ++j) sum += std::exp(s[j] - m);
         for (int d = 0; d < a.HD; ++d) {
           double acc = 0;
-          for (int64_t j = 0; j <= kmax; ++j)
-            acc += std::exp(s[j] - m) / sum * a.v[(sq.kv_base + j) * a.ldv + g * a.HD + d];
+          for (int64_t j = 0; j <= kmax; ++j) acc += std::exp(s[j] - m) / sum * a.v[key_row(j) * a.ldv + g * a.HD + d];
           o[d] = static_cast<float>(acc);
         }
         if (lse) lse[(b * a.Tq + i) * a.NH + h] = static_cast<float>(m + std::log(sum));

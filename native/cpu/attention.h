@@ -17,6 +17,11 @@
 //   queries i >= q_len[b] are padding: out = 0, lse = 0, dq = 0.
 // Training: q/k/v are column ranges of the fused QKV activation, Tq = kv_stride = T, offsets 0.
 // Generation: k/v live in the KV cache (kv_stride = cache length), decode has Tq = 1.
+// Paged KV cache (block_table non-null, forward only): k/v are a pool of fixed-size blocks and
+//   key j of sequence b is row  block_table[kv_seq[b]·table_stride + j / block_size]·block_size
+//   + j % block_size  of k (and v); kv_stride is unused. The forward gathers each sequence's keys
+//   into contiguous scratch and runs the same arithmetic in the same key order, so its results are
+//   bit-identical to the contiguous layout holding the same keys.
 #pragma once
 #include <cstdint>
 
@@ -33,17 +38,22 @@ struct AttentionArgs {
   const float* k = nullptr;
   const float* v = nullptr;
   int64_t ldk = 0, ldv = 0, kv_stride = 0;
-  const int64_t* kv_seq = nullptr;     // (B) key/value sequence of query sequence b; null: b
-  const int64_t* kv_offset = nullptr;  // (B) null: 0
-  const int64_t* q_len = nullptr;      // (B) null: Tq
-  const int32_t* segments = nullptr;   // (·, kv_stride) indexed like keys; null: one segment
-  int64_t window = 0;                  // > 0: sliding window of this many keys; 0: none
-  float softcap = 0.0f;                // > 0: scores soft-capped at ±softcap; 0: none
+  const int64_t* kv_seq = nullptr;       // (B) key/value sequence of query sequence b; null: b
+  const int64_t* kv_offset = nullptr;    // (B) null: 0
+  const int64_t* q_len = nullptr;        // (B) null: Tq
+  const int32_t* segments = nullptr;     // (·, kv_stride) indexed like keys; null: one segment
+  int64_t window = 0;                    // > 0: sliding window of this many keys; 0: none
+  float softcap = 0.0f;                  // > 0: scores soft-capped at ±softcap; 0: none
+  const int32_t* block_table = nullptr;  // (·, table_stride) block ids (paged cache); null: contiguous
+  int64_t block_size = 0;                // keys per block (paged cache)
+  int64_t table_stride = 0;              // entries per block-table row (paged cache)
 };
 
-// out: (B·Tq, ·) with stride ldo, overwrite; lse: (B·Tq, NH), overwrite, may be null.
+// out: (B·Tq, ·) with stride ldo, overwrite; lse: (B·Tq, NH), overwrite, may be null. Contiguous
+// or paged (block_table) keys.
 void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* lse);
 
+// Contiguous keys only (a block table is refused: ErrorCode::Unsupported).
 // Given dout (stride lddo) and the forward's out and lse: dq overwrite; dk, dv overwrite on key rows
 // [0, kv_offset + q_len) of each sequence (other rows untouched).
 void attention_backward(const AttentionArgs& a, const float* out, int64_t ldo, const float* lse, const float* dout,

@@ -216,6 +216,10 @@ class CudaBackend final : public model::Backend {
   }
 
   void attention_forward(const cpu::AttentionArgs& a, float* out, int64_t ldo, float* lse) override {
+    if (a.block_table)
+      throw Error(ErrorCode::Unsupported,
+                  "the cuda backend has no attention_forward kernel for a paged KV cache (block table) yet; use "
+                  "device 'cpu' for a GenerationSession");
     throw_if(cuda::attention_forward(a, out, ldo, lse, nullptr));
   }
   void attention_backward(const cpu::AttentionArgs& a, const float* out, int64_t ldo, const float* lse,

@@ -18,9 +18,25 @@
 #include "../cpu/logsoftmax.h"
 #include "../cpu/rmsnorm.h"
 #include "internal.h"
+#include "session.h"
 
 namespace rlhf {
 namespace model {
+
+void Transformer::pack_weights(PackedWeights* packed) {
+  const ModelConfig& c = cfg_;
+  const int64_t C = c.hidden, V = c.vocab;
+  packed->layers.resize(c.layers);
+  for (int l = 0; l < c.layers; ++l) {
+    const LayerOffsets& o = layout_.layers[l];
+    PackedLayer& pl = packed->layers[l];
+    be_->gemm_pack_b(true, C, c.qkv_width(), w(o.wqkv), C, &pl.qkv);
+    be_->gemm_pack_b(true, int64_t(c.heads) * c.head_dim, C, w(o.wo), int64_t(c.heads) * c.head_dim, &pl.o);
+    be_->gemm_pack_b(true, C, 2 * int64_t(c.ffn), w(o.wgu), C, &pl.gu);
+    be_->gemm_pack_b(true, c.ffn, C, w(o.wdown), c.ffn, &pl.down);
+  }
+  be_->gemm_pack_b(true, C, V, w(layout_.lm_head), C, &packed->lm_head);
+}
 
 GenerateResult Transformer::generate(const GenerateRequest& req) {
   const ModelConfig& c = cfg_;
@@ -59,6 +75,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   const float alpha = sp.temperature > 0 ? 1.0f / sp.temperature : 1.0f;  // as lm_head_forward
   RLHF_CHECK(std::isfinite(alpha), ErrorCode::OutOfRange, "generate: temperature ", sp.temperature,
              " is too small (1/temperature overflows float); use 0 for greedy");
+  if (!req.static_batch && !sharded() && device() == Device::Cpu) return generate_on_session(*this, req);
 
   // V: this rank's vocabulary rows (all of them unless sharded); Vt: the full vocabulary
   const int64_t C = c.hidden, V = c.vocab, Vt = vocab_total(), KVD = int64_t(c.kv_heads) * c.head_dim;
@@ -91,16 +108,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
 
   // Every weight matrix is used at every decode step: pack each once for this call.
   PackedWeights packed;
-  packed.layers.resize(c.layers);
-  for (int l = 0; l < c.layers; ++l) {
-    const LayerOffsets& o = layout_.layers[l];
-    PackedLayer& pl = packed.layers[l];
-    be_->gemm_pack_b(true, C, c.qkv_width(), w(o.wqkv), C, &pl.qkv);
-    be_->gemm_pack_b(true, int64_t(c.heads) * c.head_dim, C, w(o.wo), int64_t(c.heads) * c.head_dim, &pl.o);
-    be_->gemm_pack_b(true, C, 2 * int64_t(c.ffn), w(o.wgu), C, &pl.gu);
-    be_->gemm_pack_b(true, c.ffn, C, w(o.wdown), c.ffn, &pl.down);
-  }
-  be_->gemm_pack_b(true, C, V, w(layout_.lm_head), C, &packed.lm_head);
+  pack_weights(&packed);
   struct Unset {
     const PackedWeights*& p;
     ~Unset() { p = nullptr; }

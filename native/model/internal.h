@@ -58,9 +58,17 @@ struct BackScratch {
 };
 
 // KV cache of a generation: rows × len positions × KVD floats, per layer k then v (on the backend's device).
+// Paged (block_table non-null; model/session.h): rows = blocks of the pool, len = block size, and
+// sequence s of a run owns the blocks block_table[s·table_stride ...] (key j in block j / len at
+// slot j % len). A paged run also names, per query row r = b·T + t of the run, where cache_store
+// puts its k/v: block store_block[r], slot store_slot[r], store_len[r] = 1 (0: padding, not stored).
+// Every pointer is device memory (Staging).
 struct KvCache {
   int64_t rows = 0, len = 0, kvd = 0;
   Buffer buf;
+  const int32_t* block_table = nullptr;
+  int64_t table_stride = 0;
+  const int64_t *store_block = nullptr, *store_slot = nullptr, *store_len = nullptr;
 };
 inline float* cache_k(KvCache* c, int l) { return c->buf.as<float>() + (2 * int64_t(l)) * c->rows * c->len * c->kvd; }
 inline float* cache_v(KvCache* c, int l) {
@@ -72,6 +80,10 @@ inline int64_t cache_len(const KvCache* c) { return c->len; }
 // kv_offset[b] + t of cache row kv_seq[b] (null: b, 0), through `be` (every pointer its memory).
 void cache_store(Backend& be, KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
                  const int64_t* lengths, const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd);
+
+// Points the attention arguments at layer l of the cache (contiguous, or paged through its block
+// table): k, v, ldk, ldv, kv_stride, kv_seq, kv_offset and the block-table fields.
+void cache_bind(KvCache* cache, int l, const int64_t* kv_seq, const int64_t* kv_offset, cpu::AttentionArgs* at);
 
 // Floats per token per layer that the q/k norm adds to the saved activations (qk_raw, qk_rstd).
 int64_t qk_norm_floats_per_token(const ModelConfig& c);

@@ -266,8 +266,7 @@ void Transformer::layer_forward(int l, const float* x_in, float* x_out, const La
   at.softcap = c.attn_softcap;
   if (cache) {
     cache_store(*be_, cache, l, a.qkv + AD, a.qkv + AD + KVD, QW, B, T, lengths, kv_seq, kv_offset, KVD);
-    at.k = cache_k(cache, l), at.v = cache_v(cache, l), at.ldk = at.ldv = KVD, at.kv_stride = cache_len(cache);
-    at.kv_seq = kv_seq, at.kv_offset = kv_offset;
+    cache_bind(cache, l, kv_seq, kv_offset, &at);
   } else {
     at.k = a.qkv + AD, at.v = a.qkv + AD + KVD, at.ldk = at.ldv = QW, at.kv_stride = T;
   }

@@ -43,10 +43,11 @@ struct ShardInfo {
   int64_t vocab_begin = 0, full_vocab = 0;
 };
 
-struct LayerActs;      // internal.h
-struct KvCache;        // internal.h
-struct BackScratch;    // internal.h
-struct PackedWeights;  // internal.h
+struct LayerActs;         // internal.h
+struct KvCache;           // internal.h
+struct BackScratch;       // internal.h
+struct PackedWeights;     // internal.h
+class GenerationSession;  // session.h
 
 struct ForwardInput {
   int64_t B = 0, T = 0;
@@ -83,6 +84,10 @@ struct GenerateRequest {
   std::vector<int64_t> streams;  // ... or, when non-empty (one per prompt), from stream streams[r]
   std::vector<int32_t> stop_tokens;
   bool adapters = true;  // false: sample from the base model without its LoRA adapters
+  // true: the static batch below (contiguous KV cache, every prompt prefilled); false: a
+  // GenerationSession (paged cache, shared prefixes) where the model allows it (CPU, one rank).
+  // Both give the same tokens and log-probs.
+  bool static_batch = false;
 };
 
 struct GenerateResult {
@@ -137,6 +142,8 @@ class Transformer final : public Engine {
   int64_t logits_cache_budget_bytes = int64_t(256) << 20;
 
  private:
+  friend class GenerationSession;            // runs layer_forward and the LM head on its paged KV cache
+  void pack_weights(PackedWeights* packed);  // packs every weight matrix generation uses (generate.cc)
   void layer_forward(int l, const float* x_in, float* x_out, const LayerActs& a, int64_t B, int64_t T,
                      const int64_t* lengths, const int32_t* pos, const int32_t* segments, KvCache* cache,
                      const int64_t* kv_seq, const int64_t* kv_offset);

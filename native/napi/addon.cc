@@ -13,6 +13,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_adamw(env, exports);
   register_bench(env, exports);
   register_model(env, exports);
+  register_generation_session(env, exports);
   register_pg(env, exports);
   register_mpi(env, exports);
   return exports;

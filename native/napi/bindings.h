@@ -2,6 +2,10 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
+#include <functional>
+#include <memory>
+
 namespace rlhf {
 namespace napi {
 
@@ -12,6 +16,17 @@ void register_bench(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
 void register_pg(Napi::Env env, Napi::Object exports);
 void register_mpi(Napi::Env env, Napi::Object exports);
+void register_generation_session(Napi::Env env, Napi::Object exports);
+
+}  // namespace napi
+namespace model {
+class Engine;
+}
+namespace napi {
+// A NativeModel's engine (a getter: null once the model is disposed; the caller keeps the JS object
+// referenced) and its busy flag; false when obj is not a NativeModel. Defined in model_binding.cc.
+bool resolve_model_engine(const Napi::Object& obj, std::function<model::Engine*()>* engine,
+                          std::shared_ptr<std::atomic<bool>>* busy);
 
 }  // namespace napi
 }  // namespace rlhf

@@ -9,7 +9,7 @@
 //            logits?, temperature?, saveForBackward?}) -> Promise<{logprobs, entropy?, values?, logits?}>
 //   backward({dLogprobs?, dEntropy?, dValues?}) -> Promise<void>
 //   zeroGrad() -> Promise<void>
-//   generate({prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens})
+//   generate({prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens, staticBatch?})
 //       -> Promise<{tokens: Int32Array[], logprobs: Float32Array[], stopped: boolean[]}>
 //   readParameter(name, 'param' | 'grad') -> Promise<Float32Array>;  writeParameter(name, data) -> Promise<void>
 //   releaseActivations(); setGradientCheckpointing(bool); activationBytes; numParameters; dispose()
@@ -335,6 +335,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       req->sampling.top_p = static_cast<float>(get_number_or(o, fn, "topP", 1.0));
       req->seed = static_cast<uint64_t>(get_int_or(o, fn, "seed", 0, (int64_t(1) << 53), 0));
       req->adapters = get_bool_or(o, fn, "adapters", true);
+      req->static_batch = get_bool_or(o, fn, "staticBatch", false);
       req->stream_offset = get_int_or(o, fn, "streamOffset", 0, (int64_t(1) << 53), 0);
       Napi::Value sv = o.Get("streams");
       if (!sv.IsUndefined()) {
@@ -503,6 +504,15 @@ bool resolve_model_target(const Napi::Object& target, AdamWTarget* out) {
   out->refresher = [](AdamWTarget* self, const char* call) {
     read_model_target(ModelWrap::Unwrap(self->keep_alive[0].Value().As<Napi::Object>()), self, call);
   };
+  return true;
+}
+
+bool resolve_model_engine(const Napi::Object& obj, std::function<model::Engine*()>* engine,
+                          std::shared_ptr<std::atomic<bool>>* busy) {
+  if (!ModelWrap::constructor || !obj.InstanceOf(ModelWrap::constructor->Value())) return false;
+  ModelWrap* w = ModelWrap::Unwrap(obj);
+  *engine = [w] { return w->model(); };
+  *busy = w->busy();
   return true;
 }
 

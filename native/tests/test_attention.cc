@@ -190,4 +190,59 @@ TEST(attention_softcap) {
   CHECK(fd_check(loss, s.qkv, dqkv, 150, 2e-3, 5e-4, 3e-3, "attention (softcap)"));
 }
 
+// Paged KV cache: the keys of 3 sequences (lengths 150, 37, 96) scattered over a pool of blocks of
+// 16 in shuffled order; chunked queries (offsets 80, 30, 0; lengths 70, 7, 96, plus padding) give
+// the same bits as the contiguous cache holding the same keys, window and soft-cap included, and
+// agree with the double reference that reads through the block table. Bad tables are refused.
+TEST(attention_paged_equals_contiguous_bitwise) {
+  const int NH = 4, KVH = 2, HD = 16;
+  const int64_t KVD = KVH * HD, AD = NH * HD, L = 150, Tq = 96, bs = 16, stride = (L + bs - 1) / bs;
+  const int64_t B = 3, off[3] = {80, 30, 0}, qlen[3] = {70, 7, 96};
+  auto kc = random_vec(B * L * KVD, 41, -1.5f, 1.5f), vc = random_vec(B * L * KVD, 42);
+  auto q = random_vec(B * Tq * AD, 43, -1.5f, 1.5f);
+  // blocks handed out in a shuffled order; block 0 left unused
+  const int64_t nblocks = B * stride + 1;
+  std::vector<int32_t> order;
+  for (int64_t i = 1; i < nblocks; ++i) order.push_back(static_cast<int32_t>((i * 7) % (nblocks - 1) + 1));
+  std::vector<int32_t> table(B * stride);
+  for (int64_t i = 0; i < B * stride; ++i) table[i] = order[i];
+  std::vector<float> kp(nblocks * bs * KVD, NAN), vp(nblocks * bs * KVD, NAN);  // unread slots stay NaN
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < off[b] + qlen[b]; ++j) {
+      const int64_t row = int64_t(table[b * stride + j / bs]) * bs + j % bs;
+      std::memcpy(&kp[row * KVD], &kc[(b * L + j) * KVD], KVD * 4);
+      std::memcpy(&vp[row * KVD], &vc[(b * L + j) * KVD], KVD * 4);
+    }
+  for (int variant = 0; variant < 3; ++variant) {
+    cpu::AttentionArgs c;
+    c.B = B, c.NH = NH, c.KVH = KVH, c.HD = HD, c.scale = 0.25f, c.Tq = Tq, c.q = q.data(), c.ldq = AD;
+    c.k = kc.data(), c.v = vc.data(), c.ldk = c.ldv = KVD, c.kv_stride = L, c.kv_offset = off, c.q_len = qlen;
+    if (variant == 1) c.window = 20;
+    if (variant == 2) c.softcap = 1.0f;
+    cpu::AttentionArgs p = c;
+    p.k = kp.data(), p.v = vp.data(), p.block_table = table.data(), p.block_size = bs, p.table_stride = stride;
+    std::vector<float> oc(B * Tq * AD), op(B * Tq * AD), ref(B * Tq * AD), lc(B * Tq * NH), lp(B * Tq * NH),
+        lr(B * Tq * NH);
+    cpu::attention_forward(c, oc.data(), AD, lc.data());
+    cpu::attention_forward(p, op.data(), AD, lp.data());
+    cpu::attention_forward_reference(p, ref.data(), AD, lr.data());
+    CHECK(std::memcmp(oc.data(), op.data(), oc.size() * 4) == 0);
+    CHECK(std::memcmp(lc.data(), lp.data(), lc.size() * 4) == 0);
+    for (size_t i = 0; i < ref.size(); ++i) CHECK_NEAR(op[i], ref[i], 2e-6, 1e-5);
+    for (size_t i = 0; i < lr.size(); ++i) CHECK_NEAR(lp[i], lr[i], 2e-6, 1e-5);
+  }
+  cpu::AttentionArgs bad;
+  bad.B = B, bad.NH = NH, bad.KVH = KVH, bad.HD = HD, bad.Tq = Tq, bad.q = q.data(), bad.ldq = AD;
+  bad.k = kp.data(), bad.v = vp.data(), bad.ldk = bad.ldv = KVD, bad.kv_offset = off, bad.q_len = qlen;
+  bad.block_table = table.data(), bad.block_size = bs, bad.table_stride = 2;  // too short for 150 keys
+  std::vector<float> o(B * Tq * AD);
+  CHECK_THROWS(cpu::attention_forward(bad, o.data(), AD, nullptr), rlhf::ErrorCode::OutOfRange);
+  bad.table_stride = stride, bad.block_size = 0;
+  CHECK_THROWS(cpu::attention_forward(bad, o.data(), AD, nullptr), rlhf::ErrorCode::OutOfRange);
+  bad.block_size = bs;
+  CHECK_THROWS(
+      cpu::attention_backward(bad, o.data(), AD, o.data(), o.data(), AD, o.data(), AD, o.data(), KVD, o.data(), KVD),
+      rlhf::ErrorCode::Unsupported);
+}
+
 int main() { return run_all_tests(); }
