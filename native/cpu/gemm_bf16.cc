@@ -19,7 +19,9 @@ namespace {
 
 constexpr int64_t kPackChunk = 64;  // k elements per chunk of a transposing pack (as gemm.cc)
 
-inline uint32_t pair_of(uint16_t lo, uint16_t hi) { return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16); }
+inline uint32_t pair_of(uint16_t lo, uint16_t hi) {
+  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+}
 
 // Packs op(A)[i0 .. i0+mc) × [p0 .. p0+kc) into MR-row panels of bf16 pairs (a[p*MR + i]),
 // zero-padding the rows past mc and the odd k past kc. kp = ceil(kc / 2).
@@ -51,8 +53,8 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t p0, i
 
 // Packs op(B)[p0 .. p0+kc) × columns [j0 + q·NR ...) for panels q in [panel_begin, panel_end):
 // panel q at out + q·NR·kp, pairs b[p*NR + j], zero-padded past nc and past kc.
-void pack_b_panels(bool trans_b, const uint16_t* B, int64_t ldb, int64_t p0, int64_t j0, int64_t kc, int64_t nc,
-                   int nr, int64_t panel_begin, int64_t panel_end, uint32_t* out) {
+void pack_b_panels(bool trans_b, const uint16_t* B, int64_t ldb, int64_t p0, int64_t j0, int64_t kc, int64_t nc, int nr,
+                   int64_t panel_begin, int64_t panel_end, uint32_t* out) {
   const int64_t kp = (kc + 1) / 2;
   for (int64_t q = panel_begin; q < panel_end; ++q) {
     const int64_t jr = q * nr;
@@ -104,8 +106,8 @@ uint32_t* shared_b_scratch(size_t pairs) {
 // C rows [row_b, row_e) × panels [q_b, q_e) of one (jc, pc) block: A packed per mc rows, then the
 // microkernel on every MR × NR tile. bp: the block's packed panels (panel q at bp + q·NR·kp).
 void compute_block(const Bf16KernelInfo& ki, bool trans_a, const float* A, int64_t lda, int64_t pc, int64_t kc,
-                   const uint32_t* bp, int64_t nc, int64_t row_b, int64_t row_e, int64_t q_b, int64_t q_e,
-                   float alpha, float beta, float* C, int64_t ldc, int64_t jc) {
+                   const uint32_t* bp, int64_t nc, int64_t row_b, int64_t row_e, int64_t q_b, int64_t q_e, float alpha,
+                   float beta, float* C, int64_t ldc, int64_t jc) {
   const int mr = ki.mr, nr = ki.nr;
   const int64_t kp = (kc + 1) / 2, MC = ki.mc;
   const int64_t mc_max = std::min(MC, (row_e - row_b + mr - 1) / mr * mr);
@@ -200,9 +202,8 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
       if (serial)
         pack_b_panels(trans_b, B, ldb, pc, jc, kc, nc, nr, 0, panels, bp);
       else
-        parallel_for(panels, 2, [&](int64_t b, int64_t e, int) {
-          pack_b_panels(trans_b, B, ldb, pc, jc, kc, nc, nr, b, e, bp);
-        });
+        parallel_for(panels, 2,
+                     [&](int64_t b, int64_t e, int) { pack_b_panels(trans_b, B, ldb, pc, jc, kc, nc, nr, b, e, bp); });
       run_block(ki, trans_a, M, A, lda, pc, kc, bp, nc, panels, alpha, pc == 0 ? beta : 1.0f, C, ldc, jc, serial);
     }
   }

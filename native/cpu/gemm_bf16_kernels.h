@@ -17,8 +17,8 @@ using Bf16Microkernel = void (*)(int64_t kp, const uint32_t* a, const uint32_t* 
 
 // One row of C (M = 1) against `npanels` consecutive packed panels (panel stride kp·NR), a[p]
 // contiguous; columns [0, n_valid) of c written. Bit-identical to the microkernel's row.
-using Bf16RowKernel = void (*)(int64_t kp, const uint32_t* a, const uint32_t* b, int64_t npanels, float* c,
-                               float alpha, float beta, int64_t n_valid);
+using Bf16RowKernel = void (*)(int64_t kp, const uint32_t* a, const uint32_t* b, int64_t npanels, float* c, float alpha,
+                               float beta, int64_t n_valid);
 
 struct Bf16KernelInfo {
   Bf16Microkernel kernel;
