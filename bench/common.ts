@@ -2,7 +2,7 @@
  * Shared benchmark plumbing. Every bench: checks its result against a reference before timing,
  * warms up, takes the median of repeats, prints a table with units and the ratio against the
  * peer, and with --json prints one JSON object per measurement:
- *   {"bench", "impl", "shape", "median_ms", "value", "unit"}
+ *   {"bench", "impl", "shape", "median_ms", "value", "unit"} (+ "dtype": 'f32' | 'bf16' in gemm and generate)
  * Peers (PyTorch) run as Python scripts in bench/peers/ with the same thread count; a missing
  * peer is printed as skipped with the reason.
  */
@@ -24,6 +24,8 @@ export interface Measurement {
   median_ms: number;
   value: number;
   unit: string;
+  /** element type of the weights (the B operand of a GEMM), where a bench compares them */
+  dtype?: 'f32' | 'bf16';
 }
 
 export function median(xs: number[]): number {

@@ -18,6 +18,8 @@ export interface BuildInfo {
   backends: Array<'cpu' | 'cuda'>;
   simd: 'avx512' | 'avx2' | 'scalar';
   gemmKernel: string;
+  /** the bf16-weight GEMM's kernel: 'avx512bf16-14x32' (vdpbf16ps) or an emulation ('avx2-4x16', 'scalar-4x16') */
+  gemmBf16Kernel: string;
   threads: number;
   cudaCompiled: boolean;
   cudaArchitectures: string[];
@@ -44,8 +46,10 @@ export interface NativeGemmOptions {
   alpha?: number;
   beta?: number;
   a: Float32Array;
-  b: Float32Array;
+  /** f32, or with dtype 'bf16' a Uint16Array of bf16 bits (A is rounded to bf16, sums stay f32) */
+  b: Float32Array | Uint16Array;
   c: Float32Array;
+  dtype?: 'f32' | 'bf16';
   lda?: number;
   ldb?: number;
   ldc?: number;

@@ -42,5 +42,8 @@ def time_ms(fn, repeats, warmup=1):
     return times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
 
 
-def emit(bench, shape, median_ms, value, unit):
-    print(json.dumps({"bench": bench, "impl": "torch", "shape": shape, "median_ms": median_ms, "value": value, "unit": unit}), flush=True)
+def emit(bench, shape, median_ms, value, unit, dtype=None):
+    row = {"bench": bench, "impl": "torch", "shape": shape, "median_ms": median_ms, "value": value, "unit": unit}
+    if dtype is not None:
+        row["dtype"] = dtype
+    print(json.dumps(row), flush=True)

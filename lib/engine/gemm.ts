@@ -11,7 +11,8 @@ import { withCallerStack } from '../errors.js';
 import { native, type NativeGemmOptions } from '../native.js';
 import { options, rangeError } from '../validate.js';
 
-export type GemmOptions = NativeGemmOptions;
+/** f32 operands only (the bf16-weight GEMM is the engine's, reached through a bf16 model). */
+export type GemmOptions = Omit<NativeGemmOptions, 'b' | 'dtype'> & { b: Float32Array };
 
 const KNOWN = ['transA', 'transB', 'm', 'n', 'k', 'alpha', 'beta', 'a', 'b', 'c', 'lda', 'ldb', 'ldc'] as const;
 

@@ -172,6 +172,10 @@ export interface LoadOptions {
   /** where the weights live and the model runs (default 'cpu'); 'cuda' throws RlhfError ERR_RLHF_UNSUPPORTED,
    * saying why, where the addon has no CUDA backend or no GPU is present (see buildInfo()) */
   device?: DeviceName;
+  /** the weights' compute type (default 'f32'). 'bf16' (CPU only): mixed precision — the parameters stay f32
+   * masters (what AdamW updates and getParameter reads) and every product with a weight matrix runs the
+   * bf16 GEMM (f32 accumulation) on a bf16 copy re-rounded from them after each change */
+  dtype?: WeightDType;
   /** load as another supported architecture of the same family, e.g. a CausalLM checkpoint as
    * *ForSequenceClassification for a critic (the LM head is dropped, the score head initialised) */
   architecture?: string;
@@ -194,12 +198,17 @@ export interface SaveOptions {
   mergeLora?: boolean;
 }
 
+/** The weights' compute type: see {@link LoadOptions.dtype}. */
+export type WeightDType = 'f32' | 'bf16';
+
 export class Model implements OptimizerTarget {
   readonly config: ModelConfig;
   /** ranks the weights are split over (1: not tensor-parallel); clones keep it */
   readonly tensorParallel: number;
   /** where the weights live and the model runs; clones keep it */
   readonly device: DeviceName;
+  /** the weights' compute type ('bf16': mixed precision, see {@link LoadOptions.dtype}); clones keep it */
+  readonly dtype: WeightDType;
   #native: NativeModel | undefined;
 
   /** the LoRA adapters (undefined: none); with them only the adapters and a scalar head train */
@@ -219,10 +228,12 @@ export class Model implements OptimizerTarget {
     lora?: LoraConfig,
     viewOf?: { model: Model; native: NativeModel },
     device: DeviceName = 'cpu',
+    dtype: WeightDType = 'f32',
   ) {
     this.config = config;
     this.tensorParallel = tensorParallel;
     this.device = viewOf ? viewOf.model.device : device;
+    this.dtype = viewOf ? viewOf.model.dtype : dtype;
     this.lora = viewOf ? undefined : lora;
     if (viewOf) {
       this.adaptersOf = viewOf.model;
@@ -236,6 +247,7 @@ export class Model implements OptimizerTarget {
       ...nativeLayerFields(config),
       tensorParallel,
       device,
+      dtype,
       ...nativeLoraFields(lora),
     });
   }
@@ -269,6 +281,10 @@ export class Model implements OptimizerTarget {
     return o.oneOf('device', ['cpu', 'cuda'] as const, 'cpu');
   }
 
+  static #dtype(o: ReturnType<typeof options>): WeightDType {
+    return o.oneOf('dtype', ['f32', 'bf16'] as const, 'f32');
+  }
+
   static #tensorParallel(fn: string, o: ReturnType<typeof options>, cfg: ModelConfig): number {
     const tp = o.int('tensorParallel', { min: 1, max: 64 }, 1);
     // KV heads: each rank owns kvHeads / tp of them, or (tp a multiple of kvHeads) ranks share copies
@@ -286,10 +302,17 @@ export class Model implements OptimizerTarget {
   /** A new model with random weights (normal(0, initializer_range); norms 1, biases 0). `config` is a transformers config.json object. */
   static async create(
     config: Record<string, unknown> | ModelConfig,
-    opts: { seed?: number; initStd?: number; tensorParallel?: number; lora?: LoraOptions; device?: DeviceName } = {},
+    opts: {
+      seed?: number;
+      initStd?: number;
+      tensorParallel?: number;
+      lora?: LoraOptions;
+      device?: DeviceName;
+      dtype?: WeightDType;
+    } = {},
   ): Promise<Model> {
     const o = options('Model.create', 'options', opts);
-    o.known(['seed', 'initStd', 'tensorParallel', 'lora', 'device']);
+    o.known(['seed', 'initStd', 'tensorParallel', 'lora', 'device', 'dtype']);
     const seed = o.int('seed', { min: 0 }, 0);
     const cfg = isModelConfig(config) ? config : configFromHF(config, 'Model.create: config');
     const std = o.number('initStd', { min: 0 }, cfg.initializerRange);
@@ -299,6 +322,7 @@ export class Model implements OptimizerTarget {
       resolveLora('Model.create', opts.lora, cfg),
       undefined,
       Model.#device(o),
+      Model.#dtype(o),
     );
     await withCallerStack(() => m.#handle('create').initRandom(seed, std));
     return m;
@@ -310,7 +334,7 @@ export class Model implements OptimizerTarget {
    */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const o = options('Model.load', 'options', opts);
-    o.known(['architecture', 'seed', 'tensorParallel', 'lora', 'device']);
+    o.known(['architecture', 'seed', 'tensorParallel', 'lora', 'device', 'dtype']);
     dir = resolveCheckpoint('Model.load', dir);
     const configPath = join(dir, 'config.json');
     let json: unknown;
@@ -343,6 +367,7 @@ export class Model implements OptimizerTarget {
       resolveLora('Model.load', lora, cfg),
       undefined,
       Model.#device(o),
+      Model.#dtype(o),
     );
     try {
       await m.loadWeights(dir, { seed: opts.seed });
@@ -644,7 +669,7 @@ export class Model implements OptimizerTarget {
 
   /** A new model with the same config and weights (a frozen reference, a critic's start). */
   async clone(): Promise<Model> {
-    const m = new Model(this.config, this.tensorParallel, this.lora, undefined, this.device);
+    const m = new Model(this.config, this.tensorParallel, this.lora, undefined, this.device, this.dtype);
     for (const p of this.parameters()) await m.setParameter(p.name, await this.getParameter(p.name));
     m.gradientCheckpointing = this.#checkpointing;
     m.tokenizer = this.tokenizer;

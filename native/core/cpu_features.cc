@@ -39,6 +39,18 @@ SimdLevel simd_level() {
   return static_cast<int>(detected) < cap ? detected : static_cast<SimdLevel>(cap);
 }
 
+bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return has && simd_level() == SimdLevel::Avx512;
+#else
+  return false;
+#endif
+}
+
 void set_simd_level_cap(SimdLevel cap) { g_cap.store(static_cast<int>(cap)); }
 
 const char* simd_level_name(SimdLevel level) {

@@ -12,5 +12,7 @@ enum class SimdLevel : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 SimdLevel simd_level();
 const char* simd_level_name(SimdLevel level);
 void set_simd_level_cap(SimdLevel cap);  // tests: force a lower path
+// AVX512-BF16 (vdpbf16ps) usable: the CPU has it and simd_level() is avx512.
+bool cpu_has_avx512_bf16();
 
 }  // namespace rlhf

@@ -27,15 +27,19 @@
 #include "../cpu/adamw.h"
 #include "../cpu/attention.h"
 #include "../cpu/gemm.h"
+#include "../cpu/gemm_bf16.h"
 #include "../cpu/rope.h"
 
 namespace rlhf {
 namespace model {
 
 // op(B) of a weight prepared once for many GEMMs (generate's decode steps): the CPU backend packs
-// it into `cpu`; other backends keep a view of the weight (`b`, which must outlive the packing).
+// it into `cpu` (`cpu_bf16` with bf16 = true for a bf16 weight: gemm_pack_b_bf16); other backends
+// keep a view of the weight (`b`, which must outlive the packing). gemm_packed_b takes either kind.
 struct PackedWeight {
   cpu::PackedMatrix cpu;
+  cpu::PackedMatrixBf16 cpu_bf16;
+  bool bf16 = false;
   const float* b = nullptr;
   bool trans_b = false;
   int64_t K = 0, N = 0, ldb = 0;
@@ -58,6 +62,13 @@ class Backend {
   virtual void gemm_pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb, PackedWeight* out) = 0;
   virtual void gemm_packed_b(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const PackedWeight& Bp,
                              float beta, float* C, int64_t ldc) = 0;
+
+  // ---- gemm with bf16 weights (cpu::gemm_bf16, cpu::gemm_bf16_pack_b): B holds bf16 bits, A and C
+  // are f32 (A rounded to bf16 inside). Only the CPU backend runs them; the default refuses
+  // (Unsupported) naming the op.
+  virtual void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                         int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
+  virtual void gemm_pack_b_bf16(bool trans_b, int64_t K, int64_t N, const uint16_t* B, int64_t ldb, PackedWeight* out);
 
   // ---- rmsnorm (cpu::rmsnorm_forward / _apply / _backward)
   virtual void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t N, int C,

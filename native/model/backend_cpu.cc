@@ -47,7 +47,19 @@ class CpuBackend final : public Backend {
   }
   void gemm_packed_b(bool trans_a, int64_t M, float alpha, const float* A, int64_t lda, const PackedWeight& Bp,
                      float beta, float* C, int64_t ldc) override {
-    cpu::sgemm_packed_b(trans_a, M, alpha, A, lda, Bp.cpu, beta, C, ldc);
+    if (Bp.bf16)
+      cpu::gemm_bf16_packed_b(trans_a, M, alpha, A, lda, Bp.cpu_bf16, beta, C, ldc);
+    else
+      cpu::sgemm_packed_b(trans_a, M, alpha, A, lda, Bp.cpu, beta, C, ldc);
+  }
+  void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                 const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    cpu::gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  void gemm_pack_b_bf16(bool trans_b, int64_t K, int64_t N, const uint16_t* B, int64_t ldb,
+                        PackedWeight* out) override {
+    cpu::gemm_bf16_pack_b(trans_b, K, N, B, ldb, &out->cpu_bf16);
+    out->bf16 = true;
   }
 
   void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t N, int C, float eps) override {
@@ -188,6 +200,13 @@ std::shared_ptr<Backend> make_backend(Device device) {
   return be;
 }
 
+void Backend::gemm_bf16(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const uint16_t*, int64_t,
+                        float, float*, int64_t) {
+  refuse(*this, "gemm_bf16 (bf16 weights)");
+}
+void Backend::gemm_pack_b_bf16(bool, int64_t, int64_t, const uint16_t*, int64_t, PackedWeight*) {
+  refuse(*this, "gemm_bf16 (bf16 weights)");
+}
 void Backend::geglu_forward(float*, const float*, int64_t, int) { refuse(*this, "geglu"); }
 void Backend::geglu_backward(float*, const float*, const float*, int64_t, int) { refuse(*this, "geglu"); }
 void Backend::rmsnorm_heads_forward(float*, int64_t, float*, const float*, int64_t, const float*, int64_t, int, int,

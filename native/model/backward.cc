@@ -35,14 +35,14 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   const bool base = !frozen_base();  // LoRA: no gradients for the base weights
   const float* dy = sandwich_backward(o.mlp_out_norm, a.mlp_o, a.rstd_mo, dx, s.dh, N);
   if (base) be_->gemm(true, false, C, F, N, 1.0f, dy, C, s.act, F, 1.0f, g(o.wdown), F);
-  be_->gemm(false, false, N, F, C, 1.0f, dy, C, w(o.wdown), F, 0.0f, s.da, F);
+  gemm_weight(false, false, N, F, C, 1.0f, dy, C, o.wdown, F, 0.0f, s.da, F);
   lora_backward(l, LoraSite::kDown, s.act, dy, C, s.da, N);
   if (c.gelu_tanh)
     be_->geglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
   else
     be_->swiglu_backward(s.dgu, s.da, a.gu, N, static_cast<int>(F));
   if (base) be_->gemm(true, false, 2 * F, C, N, 1.0f, s.dgu, 2 * F, s.h, C, 1.0f, g(o.wgu), C);
-  be_->gemm(false, false, N, C, 2 * F, 1.0f, s.dgu, 2 * F, w(o.wgu), C, 0.0f, s.dh, C);
+  gemm_weight(false, false, N, C, 2 * F, 1.0f, s.dgu, 2 * F, o.wgu, C, 0.0f, s.dh, C);
   lora_backward(l, LoraSite::kGateUp, s.h, s.dgu, 2 * F, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel gate/up: partial input gradients
   be_->rmsnorm_backward(dx, g(o.post_norm), s.dh, a.xmid, nw(o.post_norm), a.rstd2, N, static_cast<int>(C));
@@ -51,7 +51,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   dy = sandwich_backward(o.attn_out_norm, a.attn_o, a.rstd_ao, dx, s.dh, N);
   if (base) be_->gemm(true, false, C, AD, N, 1.0f, dy, C, a.attn, AD, 1.0f, g(o.wo), AD);
   if (base && o.bo >= 0) be_->column_sums(g(o.bo), dy, N, C);
-  be_->gemm(false, false, N, AD, C, 1.0f, dy, C, w(o.wo), AD, 0.0f, s.dattn, AD);
+  gemm_weight(false, false, N, AD, C, 1.0f, dy, C, o.wo, AD, 0.0f, s.dattn, AD);
   lora_backward(l, LoraSite::kO, a.attn, dy, C, s.dattn, N);
   be_->fill(s.dqkv, 0.0f, N * QW);
   cpu::AttentionArgs at;
@@ -69,7 +69,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   be_->rmsnorm_apply(s.h, a.x_in, nw(o.in_norm), a.rstd1, N, static_cast<int>(C));
   if (base) be_->gemm(true, false, QW, C, N, 1.0f, s.dqkv, QW, s.h, C, 1.0f, g(o.wqkv), C);
   if (base && o.bqkv >= 0) be_->column_sums(g(o.bqkv), s.dqkv, N, QW);
-  be_->gemm(false, false, N, C, QW, 1.0f, s.dqkv, QW, w(o.wqkv), C, 0.0f, s.dh, C);
+  gemm_weight(false, false, N, C, QW, 1.0f, s.dqkv, QW, o.wqkv, C, 0.0f, s.dh, C);
   lora_backward(l, LoraSite::kQkv, s.h, s.dqkv, QW, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel q/k/v
   be_->rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, nw(o.in_norm), a.rstd1, N, static_cast<int>(C));

@@ -23,21 +23,6 @@
 namespace rlhf {
 namespace model {
 
-void Transformer::pack_weights(PackedWeights* packed) {
-  const ModelConfig& c = cfg_;
-  const int64_t C = c.hidden, V = c.vocab;
-  packed->layers.resize(c.layers);
-  for (int l = 0; l < c.layers; ++l) {
-    const LayerOffsets& o = layout_.layers[l];
-    PackedLayer& pl = packed->layers[l];
-    be_->gemm_pack_b(true, C, c.qkv_width(), w(o.wqkv), C, &pl.qkv);
-    be_->gemm_pack_b(true, int64_t(c.heads) * c.head_dim, C, w(o.wo), int64_t(c.heads) * c.head_dim, &pl.o);
-    be_->gemm_pack_b(true, C, 2 * int64_t(c.ffn), w(o.wgu), C, &pl.gu);
-    be_->gemm_pack_b(true, c.ffn, C, w(o.wdown), c.ffn, &pl.down);
-  }
-  be_->gemm_pack_b(true, C, V, w(layout_.lm_head), C, &packed->lm_head);
-}
-
 GenerateResult Transformer::generate(const GenerateRequest& req) {
   const ModelConfig& c = cfg_;
   RLHF_CHECK(c.lm_head, ErrorCode::Unsupported,
@@ -108,7 +93,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
 
   // Every weight matrix is used at every decode step: pack each once for this call.
   PackedWeights packed;
-  pack_weights(&packed);
+  pack_weights(&packed);  // f32 or bf16, as the weights are
   struct Unset {
     const PackedWeights*& p;
     ~Unset() { p = nullptr; }

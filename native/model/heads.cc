@@ -45,7 +45,6 @@ void Transformer::softcap_logits_backward(float* dz, const float* z, int64_t n, 
 void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* targets, float temperature,
                                   const ForwardOutput& out, bool save) {
   const int64_t V = cfg_.vocab, C = cfg_.hidden, Vt = vocab_total();  // V: this rank's share of Vt
-  const float* W = w(layout_.lm_head);
   std::vector<int64_t> rows;
   std::vector<int32_t> tg;
   for (int64_t r = 0; r < N; ++r)
@@ -76,7 +75,7 @@ void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* tar
     float* xc = chunk_x.as<float>();
     be_->gather_rows(xc, xf, rows_d + m0, n, C);
     float* z = cache ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
-    be_->gemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
+    gemm_weight(false, true, n, V, C, alpha, xc, C, layout_.lm_head, C, 0.0f, z, V);
     softcap_logits(z, n * V, alpha);
     if (out.logits) {
       const float* full = z;
@@ -107,7 +106,6 @@ void Transformer::lm_head_forward(const float* xf, int64_t N, const int32_t* tar
 void Transformer::lm_head_backward(const float* dlogp, const float* dent, float* dxf) {
   const int64_t V = cfg_.vocab, C = cfg_.hidden, M = static_cast<int64_t>(saved_.lm_rows.size()), Vt = vocab_total();
   if (M == 0 || (!dlogp && !dent)) return;
-  const float* W = w(layout_.lm_head);
   const float* xf = saved_.acts.as<float>() + saved_.final_off + saved_.N * C;
   const float* lse = saved_.lm.as<float>();
   const float* ent = lse + M;
@@ -134,7 +132,7 @@ void Transformer::lm_head_backward(const float* dlogp, const float* dent, float*
     be_->gather_rows(xc, xf, rows_d + m0, n, C);
     float* z = saved_.logits_cached ? saved_.lm.as<float>() + 2 * M + m0 * V : chunk_z.as<float>();
     if (!saved_.logits_cached) {
-      be_->gemm(false, true, n, V, C, alpha, xc, C, W, C, 0.0f, z, V);
+      gemm_weight(false, true, n, V, C, alpha, xc, C, layout_.lm_head, C, 0.0f, z, V);
       softcap_logits(z, n * V, alpha);
     }
     float* dz = chunk_dz.as<float>();
@@ -145,7 +143,7 @@ void Transformer::lm_head_backward(const float* dlogp, const float* dent, float*
       be_->logsoftmax_backward(dz, V, z, V, tg_d + m0, lse + m0, ent + m0, gl_d + m0, dent ? ge_d + m0 : nullptr, n, V);
     softcap_logits_backward(dz, z, n * V, alpha);
     float* dxc = chunk_dx.as<float>();
-    be_->gemm(false, false, n, C, V, alpha, dz, V, W, C, 0.0f, dxc, C);
+    gemm_weight(false, false, n, C, V, alpha, dz, V, layout_.lm_head, C, 0.0f, dxc, C);
     sum_over_ranks(dxc, n * C);  // vocab-parallel: each rank holds a partial d(xf)
     be_->scatter_add_rows(dxf, dxc, rows_d + m0, n, C);
     if (!frozen_base()) be_->gemm(true, false, V, C, n, alpha, dz, V, xc, C, 1.0f, g(layout_.lm_head), C);

@@ -11,6 +11,7 @@
 #include "../cpu/attention.h"
 #include "../cpu/embedding.h"
 #include "../cpu/gemm.h"
+#include "../cpu/gemm_bf16.h"
 #include "../cpu/logsoftmax.h"
 #include "../cpu/rmsnorm.h"
 #include "../cpu/geglu.h"
@@ -134,6 +135,7 @@ void Transformer::init_random(uint64_t seed, float std) {
       init_parameter(views[i], static_cast<uint64_t>(i), seed, std, p + views[i].offset, 1.0f - cfg_.norm_offset);
   });
   if (p != params()) be_->copy(params(), device(), p, Device::Cpu, sizeof(float) * layout_.total);
+  bf16_stale_ = true;
 }
 
 void Transformer::read_parameter(const ParamView& v, bool grad, float* out) {
@@ -142,9 +144,64 @@ void Transformer::read_parameter(const ParamView& v, bool grad, float* out) {
 
 void Transformer::write_parameter(const ParamView& v, const float* data) {
   be_->copy(params() + v.offset, device(), data, Device::Cpu, sizeof(float) * v.size);
+  bf16_stale_ = true;
+}
+
+void Transformer::set_weight_dtype(DType dtype) {
+  RLHF_CHECK(dtype == DType::F32 || dtype == DType::BF16, ErrorCode::InvalidArgument,
+             "model: dtype must be 'f32' or 'bf16', got '", dtype_name(dtype), "'");
+  if (dtype == DType::BF16) {
+    RLHF_CHECK(device() == Device::Cpu, ErrorCode::Unsupported, "model: the ", device_name(device()),
+               " backend has no gemm_bf16 (bf16 weights) kernel yet; use device 'cpu' for dtype 'bf16'");
+    RLHF_CHECK(!sharded(), ErrorCode::Unsupported, "model: dtype 'bf16' is not supported with tensor parallelism");
+  }
+  weight_dtype_ = dtype;
+  params_bf16_ = Buffer();
+  bf16_stale_ = true;
+}
+
+void Transformer::refresh_bf16() {
+  if (weight_dtype_ != DType::BF16 || !bf16_stale_) return;
+  if (params_bf16_.bytes() == 0)
+    params_bf16_ = Buffer(static_cast<size_t>(std::max<int64_t>(1, layout_.total)) * sizeof(uint16_t), false);
+  cpu::f32_to_bf16_array(params(), params_bf16_.as<uint16_t>(), layout_.total);
+  bf16_stale_ = false;
+}
+
+void Transformer::gemm_weight(bool trans_a, bool trans_w, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                              int64_t lda, int64_t offset, int64_t ldw, float beta, float* C, int64_t ldc) {
+  if (weight_dtype_ == DType::BF16) {
+    refresh_bf16();
+    be_->gemm_bf16(trans_a, trans_w, M, N, K, alpha, A, lda, params_bf16_.as<uint16_t>() + offset, ldw, beta, C, ldc);
+  } else {
+    be_->gemm(trans_a, trans_w, M, N, K, alpha, A, lda, w(offset), ldw, beta, C, ldc);
+  }
+}
+
+void Transformer::pack_weights(PackedWeights* packed) {
+  refresh_bf16();
+  const ModelConfig& c = cfg_;
+  const int64_t C = c.hidden, V = c.vocab, AD = int64_t(c.heads) * c.head_dim;
+  auto pack = [&](int64_t K, int64_t N, int64_t offset, PackedWeight* out) {
+    if (weight_dtype_ == DType::BF16)
+      be_->gemm_pack_b_bf16(true, K, N, params_bf16_.as<uint16_t>() + offset, K, out);
+    else
+      be_->gemm_pack_b(true, K, N, w(offset), K, out);
+  };
+  packed->layers.resize(c.layers);
+  for (int l = 0; l < c.layers; ++l) {
+    const LayerOffsets& o = layout_.layers[l];
+    PackedLayer& pl = packed->layers[l];
+    pack(C, c.qkv_width(), o.wqkv, &pl.qkv);
+    pack(AD, C, o.wo, &pl.o);
+    pack(C, 2 * int64_t(c.ffn), o.wgu, &pl.gu);
+    pack(c.ffn, C, o.wdown, &pl.down);
+  }
+  pack(C, V, layout_.lm_head, &packed->lm_head);
 }
 
 OptimizerView Transformer::optimizer_view() {
+  bf16_stale_ = true;  // the caller (AdamW) is about to update the masters
   OptimizerView o;
   o.backend = be_;
   const int64_t begin = layout_.trainable_begin;  // 0 unless LoRA freezes the base
@@ -235,7 +292,7 @@ void Transformer::linear(const float* A, int64_t N, int64_t in, int64_t offset, 
   if (packed)
     be_->gemm_packed_b(false, N, 1.0f, A, in, *static_cast<const PackedWeight*>(packed), beta, C, out);
   else
-    be_->gemm(false, true, N, out, in, 1.0f, A, in, w(offset), in, beta, C, out);
+    gemm_weight(false, true, N, out, in, 1.0f, A, in, offset, in, beta, C, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,6 +399,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
   RLHF_CHECK(in.adapters || !in.save, ErrorCode::InvalidArgument,
              "forward: the base model without its adapters is for inference (saveForBackward: false)");
   Inputs inputs = check_inputs(c, vocab_total(), in);  // lengths, positions, masked targets (owned copies)
+  refresh_bf16();
   Staging staged(be_);  // the per-row inputs where the backend reads them, and the values output
   const int32_t* tokens = staged.to_device(in.tokens, N);
   const int64_t* lengths = staged.to_device(inputs.lengths);

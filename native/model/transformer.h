@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../core/buffer.h"
+#include "../core/dtype.h"
 #include "../cpu/rope.h"
 #include "../cpu/sampling.h"
 #include "backend.h"
@@ -106,6 +107,17 @@ class Transformer final : public Engine {
   Device device() const { return be_->device(); }
   void set_shard(const ShardInfo& shard) { shard_ = shard; }
 
+  // Weight dtype (CPU backend only): F32, or BF16 = mixed precision: params() stay the f32 masters
+  // (what AdamW updates, what read/write_parameter see) and every product with a weight matrix
+  // (forward, generate, backward's input gradients) runs cpu::gemm_bf16 on a bf16 copy of the
+  // parameters, re-rounded from the masters before the first forward/generate after they may have
+  // changed (init_random, write_parameter, optimizer_view, weights_changed). Norms, biases,
+  // embeddings, LoRA adapters and all gradients stay f32. Throws Unsupported on other backends.
+  void set_weight_dtype(DType dtype);
+  DType weight_dtype() const { return weight_dtype_; }
+  void weights_changed() { bf16_stale_ = true; }  // params() were written directly
+  int64_t weight_copy_bytes() const { return static_cast<int64_t>(params_bf16_.bytes()); }
+
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   int64_t num_params() const { return layout_.total; }
@@ -143,7 +155,6 @@ class Transformer final : public Engine {
 
  private:
   friend class GenerationSession;            // runs layer_forward and the LM head on its paged KV cache
-  void pack_weights(PackedWeights* packed);  // packs every weight matrix generation uses (generate.cc)
   void layer_forward(int l, const float* x_in, float* x_out, const LayerActs& a, int64_t B, int64_t T,
                      const int64_t* lengths, const int32_t* pos, const int32_t* segments, KvCache* cache,
                      const int64_t* kv_seq, const int64_t* kv_offset);
@@ -204,6 +215,16 @@ class Transformer final : public Engine {
   void linear(const float* A, int64_t N, int64_t in, int64_t offset, int64_t out, float beta, float* C,
               const void* packed);
   const PackedWeights* packed_ = nullptr;  // set while generate() runs
+  // C = alpha·op(A)·op(W) + beta·C for the weight matrix at `offset` (row stride ldw): sgemm on the
+  // f32 parameters, or gemm_bf16 on their bf16 copy (weight_dtype_ BF16).
+  void gemm_weight(bool trans_a, bool trans_w, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, int64_t offset, int64_t ldw, float beta, float* C, int64_t ldc);
+  // Packs every weight matrix generate multiplies (f32 or bf16 as the weights are).
+  void pack_weights(PackedWeights* out);
+  void refresh_bf16();  // params_bf16_ ← bf16(params) when stale
+  DType weight_dtype_ = DType::F32;
+  Buffer params_bf16_;  // num_params() bf16 values when weight_dtype_ is BF16
+  bool bf16_stale_ = true;
   float* g(int64_t offset) { return grads_ptr_ + offset; }
 
   ModelConfig cfg_;

@@ -8,6 +8,7 @@
 #include "../core/mpi.h"
 #include "../core/thread_pool.h"
 #include "../cpu/gemm_microkernels.h"
+#include "../cpu/gemm_bf16.h"
 #include "../cuda/cuda_probe.h"
 #include "../model/backend.h"
 #include "args.h"
@@ -41,6 +42,7 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
     o.Set("backends", backends);
     o.Set("simd", simd_level_name(simd_level()));
     o.Set("gemmKernel", cpu::gemm_select_kernel().name);
+    o.Set("gemmBf16Kernel", cpu::gemm_bf16_kernel_name());
     o.Set("threads", default_thread_count());
     o.Set("cudaCompiled", cuda::compiled());
     Napi::Array archs = Napi::Array::New(env);

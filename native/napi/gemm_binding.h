@@ -14,6 +14,7 @@ struct GemmCall {
   float alpha = 1.0f, beta = 0.0f;
   const float* a = nullptr;
   const float* b = nullptr;
+  const uint16_t* b16 = nullptr;  // dtype 'bf16': B's bf16 bits (cpu::gemm_bf16), b unused
   float* c = nullptr;
   void run() const;
 };

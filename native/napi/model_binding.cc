@@ -150,6 +150,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                                               std::max(1, default_thread_count() / tp));
       else
         model_ = std::make_unique<model::Transformer>(read_config(cfg));
+      // dtype: the weights' compute type ('f32' default; 'bf16': mixed precision, transformer.h)
+      const std::string dtype = cfg.Get("dtype").IsUndefined() ? "f32" : get_string(cfg, "Model", "dtype");
+      if (dtype != "f32" && dtype != "bf16")
+        throw Error(ErrorCode::InvalidArgument, "Model: dtype must be 'f32' or 'bf16', got '" + dtype + "'");
+      if (dtype == "bf16") {
+        auto* t = dynamic_cast<model::Transformer*>(model_.get());
+        RLHF_CHECK(t != nullptr, ErrorCode::Unsupported,
+                   "Model: dtype 'bf16' is not supported with tensorParallel > 1");
+        t->set_weight_dtype(DType::BF16);
+      }
     } catch (const Error& e) {
       throw make_js_error(env, e.code(), e.what());
     } catch (const std::bad_alloc&) {
