@@ -111,6 +111,8 @@ export interface BlockCacheStats {
 export interface NativeModel {
   readonly numParameters: number;
   readonly activationBytes: number;
+  /** this process's rank in its MPI tensor-parallel group (tensorParallelGroup 'mpi'), else 0 */
+  readonly tensorParallelRank: number;
   parameters(): ParameterInfo[];
   initRandom(seed: number, std: number): Promise<void>;
   forward(b: object): Promise<ForwardResult>;
@@ -170,13 +172,20 @@ export interface NativeBinding {
   pg: NativePg;
   /** Open MPI process group (native/core/mpi.h, native/napi/mpi_binding.cc); lib/distributed wraps it. */
   mpiInfo(): { loadable: boolean; launched: boolean; library: string; error: string };
-  mpiInit(): { rank: number; size: number };
+  mpiInit(tensorParallel?: number): {
+    rank: number;
+    size: number;
+    worldRank: number;
+    worldSize: number;
+    tensorParallelRank: number;
+    tensorParallelSize: number;
+  };
   mpiAllReduce<T extends Float32Array | Float64Array>(x: T, op: 'sum' | 'max'): T;
   mpiAllGather(x: Float32Array): Float32Array;
   mpiBroadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root: number): T;
   mpiBarrier(): void;
   mpiAbort(): void;
-  mpiAllReduceGradients(target: object): Promise<void>;
+  mpiAllReduceGradients(target: object, bucketBytes?: number): Promise<void>;
   mpiBroadcastParameters(target: object, root: number): Promise<void>;
   mpiAllGatherParameters(target: object, offsets: number[]): Promise<void>;
 }
