@@ -30,6 +30,8 @@ export interface BuildInfo {
   cudaBackendUnavailableReason?: string;
   /** Open MPI for multi-process runs (--nproc), loaded at run time: optional. */
   mpi: { available: boolean; library: string; reason?: string };
+  /** NCCL for GPU collectives (native/core/nccl.h), loaded at run time: optional. */
+  nccl: { available: boolean; library: string; version?: number; reason?: string };
   compiler: string;
   napiVersion: number;
   buildSystem: string;
@@ -172,6 +174,18 @@ export interface NativeBinding {
   pg: NativePg;
   /** Open MPI process group (native/core/mpi.h, native/napi/mpi_binding.cc); lib/distributed wraps it. */
   mpiInfo(): { loadable: boolean; launched: boolean; library: string; error: string };
+  /** NCCL (native/core/nccl.h): found or not, and what the addon declares of its ABI. */
+  ncclInfo(): { loadable: boolean; library: string; error: string; version: number };
+  ncclAbi(): {
+    uniqueIdBytes: number;
+    success: number;
+    inProgress: number;
+    float32: number;
+    float64: number;
+    sum: number;
+    max: number;
+    symbols: string[];
+  };
   mpiInit(tensorParallel?: number): {
     rank: number;
     size: number;

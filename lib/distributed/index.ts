@@ -225,10 +225,18 @@ class MpiGroup implements ProcessGroup {
     this.worldSize = g.worldSize;
     this.tensorParallelRank = g.tensorParallelRank;
     this.tensorParallelSize = g.tensorParallelSize;
-    // A rank that ends with an error (an uncaught exception included) must not leave the others
-    // waiting in a collective, nor wait in MPI_Finalize itself: it ends the job, and mpirun names it.
+    // A rank that ends with an error (an uncaught exception, or an exit code other than 0 and the
+    // 130 of a stop every rank agreed on) must not leave the others waiting in a collective, nor
+    // wait in MPI_Finalize itself: it ends the job (MPI_Abort), and mpirun names it.
+    process.on('uncaughtExceptionMonitor', (err) => {
+      process.stderr.write(
+        `rank ${this.worldRank}: uncaught ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n` +
+          `rank ${this.worldRank}: aborting the MPI job\n`,
+      );
+      native().mpiAbort();
+    });
     process.once('exit', (code) => {
-      if (code === 0) return;
+      if (code === 0 || code === 130) return;
       process.stderr.write(`rank ${this.worldRank}: exiting with code ${code}; aborting the MPI job\n`);
       native().mpiAbort();
     });

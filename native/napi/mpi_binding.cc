@@ -15,6 +15,8 @@
 //   mpiBroadcastParameters(target, root) -> Promise     params ← params of rank `root`
 //   mpiAllGatherParameters(target, offsets) -> Promise  params[offsets[r], offsets[r+1]) ← rank r's
 //                                                       (ZeRO-1: each rank updated its range)
+//   ncclInfo() -> {loadable, library, error, version}  never creates a communicator
+//   ncclAbi() -> {uniqueIdBytes, success, inProgress, float32, float64, sum, max, symbols}  what core/nccl.cc declares
 // The small synchronous calls are for scalars and short vectors (loss sums, token counts, rewards);
 // anything parameter-sized goes through the Promise-returning calls. Every collective here runs over
 // the data-parallel group (the world unless mpiInit split it); mpiAbort ends the whole job.
@@ -23,6 +25,7 @@
 #include <cstring>
 
 #include "../core/mpi.h"
+#include "../core/nccl.h"
 #include "adamw_target.h"
 #include "args.h"
 #include "async_job.h"
@@ -221,10 +224,42 @@ Napi::Value mpi_all_gather_parameters(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value nccl_info_js(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    NcclInfo n = nccl_info();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("loadable", n.loadable);
+    o.Set("library", n.library);
+    o.Set("error", n.error);
+    o.Set("version", n.version);
+    return o;
+  });
+}
+
+Napi::Value nccl_abi_js(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    NcclAbi a = nccl_abi();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("uniqueIdBytes", a.unique_id_bytes);
+    o.Set("success", a.success);
+    o.Set("inProgress", a.in_progress);
+    o.Set("float32", a.float32);
+    o.Set("float64", a.float64);
+    o.Set("sum", a.sum);
+    o.Set("max", a.max);
+    Napi::Array symbols = Napi::Array::New(info.Env(), a.symbols.size());
+    for (size_t i = 0; i < a.symbols.size(); ++i) symbols.Set(uint32_t(i), a.symbols[i]);
+    o.Set("symbols", symbols);
+    return o;
+  });
+}
+
 }  // namespace
 
 void register_mpi(Napi::Env env, Napi::Object exports) {
   exports.Set("mpiInfo", Napi::Function::New(env, mpi_info_js, "mpiInfo"));
+  exports.Set("ncclInfo", Napi::Function::New(env, nccl_info_js, "ncclInfo"));
+  exports.Set("ncclAbi", Napi::Function::New(env, nccl_abi_js, "ncclAbi"));
   exports.Set("mpiInit", Napi::Function::New(env, mpi_init, "mpiInit"));
   exports.Set("mpiAllReduce", Napi::Function::New(env, mpi_all_reduce, "mpiAllReduce"));
   exports.Set("mpiAllGather", Napi::Function::New(env, mpi_all_gather, "mpiAllGather"));

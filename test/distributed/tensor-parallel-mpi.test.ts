@@ -199,7 +199,11 @@ for (const how of ['throw', 'kill'])
       const r = run(2, join(dir, 'x.bin'), 'mpi', ['3', `${how}:1`]);
       t.not(r.status, 0, 'mpirun exits non-zero');
       t.ok(r.seconds < 60, `ended after ${r.seconds.toFixed(1)} s`);
-      t.match(r.out, how === 'throw' ? /rank 1: exiting with code 1/ : /rank 1|signal 9|Killed/, 'names rank 1');
+      t.match(
+        r.out,
+        how === 'throw' ? /rank 1: uncaught Error: tp-worker: rank 1 fails on purpose/ : /rank 1|signal 9|Killed/,
+        'names rank 1',
+      );
       t.equal(r.lines.length, 0, 'no rank reported a finished run');
     },
   );
