@@ -4,7 +4,10 @@
  * next-token cross-entropy, AdamW with ZeRO-1 at 2 ranks), against PyTorch DDP with the gloo backend
  * (bench/peers/torch_ddp.py) at the same N and threads. Also the bandwidth of one all-reduce of every
  * gradient (MpiGroup.allReduceGradients; DDP peer: dist.all_reduce of the same bytes) beside a
- * single-thread memory copy, and the communication volume per step a cluster would move.
+ * single-thread memory copy, and the communication volume per step a cluster would move. At 2
+ * ranks: MpiGroup's all-reduce bandwidth by message size (4 KiB to 64 MiB) against the measured
+ * memory copy bandwidth, the gradient all-reduce in 25 MiB buckets against one call, and the bytes
+ * tensor parallelism over 2 processes would move per step.
  * Checked before timing: the first global loss ≈ ln V, and after the timed steps every rank holds
  * the same weights.
  */
@@ -75,19 +78,54 @@ async function child(repeats: number): Promise<void> {
     dst.set(src);
     copy.push(performance.now() - t0);
   }
+  // the same gradient all-reduce in DDP-sized buckets (the default) and in one call
+  const oneCall: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    group.barrier();
+    const t0 = performance.now();
+    await group.allReduceGradients(model, { bucketBytes: 0 });
+    oneCall.push(performance.now() - t0);
+  }
+  // all-reduce of one message by size (a {params, grads} target: the grads are summed)
+  const bySize: Record<string, number> = {};
+  if (group.size > 1)
+    for (const bytes of [4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20]) {
+      const g = new Float32Array(bytes / 4).fill(1),
+        target = { params: new Float32Array(g.length), grads: g };
+      const ms: number[] = [];
+      for (let r = 0; r < Math.max(repeats, 5); r++) {
+        group.barrier();
+        const t0 = performance.now();
+        await group.allReduceGradients(target, { bucketBytes: 0 });
+        ms.push(performance.now() - t0);
+      }
+      bySize[bytes] = median(ms);
+    }
+  // memory bandwidth: copies of 64 MiB (beyond the caches), one thread, bytes copied per second
+  const big = new Float32Array(16 << 20).fill(1),
+    big2 = new Float32Array(big.length);
+  const bigCopy: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    big2.set(big);
+    bigCopy.push(performance.now() - t0);
+  }
   if (group.rank === 0)
     process.stdout.write(
       JSON.stringify({
         ms: median(times),
         allReduceMs: median(ar),
+        oneCallMs: median(oneCall),
         copyMs: median(copy),
+        bigCopyGBs: (64 << 20) / (median(bigCopy) / 1000) / 1e9,
         params: model.numParameters,
         moments: opt.shard.end - opt.shard.begin,
+        bySize,
       }) + '\n',
     );
 }
 
-function ranks(np: number, repeats: number): Record<string, number> {
+function ranks(np: number, repeats: number): Record<string, number> & { bySize?: Record<string, number> } {
   const me = fileURLToPath(import.meta.url);
   const args = [me, '--child', JSON.stringify({ repeats })];
   // UV_THREADPOOL_SIZE=1: every MPI call of a rank from one thread, as `--nproc` runs them (lib/distributed)
@@ -123,6 +161,7 @@ async function main(): Promise<void> {
   const repeats = quick ? 3 : 5;
   const rows: (string | number)[][] = [];
   const comm: (string | number)[][] = [];
+  const sizes: (string | number)[][] = [];
   let one: number | undefined;
   for (const np of [1, 2]) {
     const ours = ranks(np, repeats);
@@ -154,7 +193,27 @@ async function main(): Promise<void> {
         theirsAr ? theirsAr.value : 'n/a',
         bytes / (ours.copyMs / 1000) / 1e9,
         ((2 * (np - 1)) / np) * (bytes / 2 ** 20) + ((np - 1) / np) * (bytes / 2 ** 20),
+        ours.oneCallMs,
       ]);
+    for (const [b, ms] of Object.entries(ours.bySize ?? {})) {
+      const alg = Number(b) / (ms / 1000) / 1e9;
+      emit({
+        bench: 'mpi-allreduce',
+        impl: 'rlhf',
+        shape: `${b} bytes N${np}`,
+        median_ms: ms,
+        value: alg,
+        unit: 'GB/s',
+      });
+      sizes.push([
+        Number(b) >= 2 ** 20 ? `${Number(b) / 2 ** 20} MiB` : `${Number(b) / 1024} KiB`,
+        ms,
+        alg,
+        (alg * 2 * (np - 1)) / np,
+        ((alg * 2 * (np - 1)) / np / ours.bigCopyGBs).toFixed(2),
+      ]);
+    }
+    if (np > 1) note(`memory copy bandwidth (64 MiB, 1 thread): ${ours.bigCopyGBs.toFixed(1)} GB/s`);
   }
   table(['ranks', 'rlhf tok/s', 'vs 1 rank', 'torch DDP tok/s', 'rlhf/torch', 'AdamW moments/rank'], rows);
   table(
@@ -166,9 +225,25 @@ async function main(): Promise<void> {
       'gloo GB/s',
       'memcpy GB/s (1 thread)',
       'MiB sent per rank per step',
+      'one call ms (vs 25 MiB buckets)',
     ],
     comm,
   );
+  table(['message (N=2)', 'all-reduce ms', 'algbw GB/s', 'busbw GB/s', 'busbw / memcpy'], sizes);
+  note('algbw = message bytes / time; busbw = algbw · 2(N−1)/N (what each rank sends and receives in a ring).');
+  // Tensor parallelism over K processes, per training step of this batch: each layer all-reduces
+  // its (B·T, C) activations twice forward (after o_proj and down_proj) and twice backward (the
+  // column-parallel inputs' gradients); the vocabulary-parallel head adds three (B·T) all-reduces.
+  const C = Number(CONFIG.hidden_size),
+    L = Number(CONFIG.num_hidden_layers);
+  const tpRows: (string | number)[][] = [];
+  for (const K of [2, 4]) {
+    const perRing = (2 * (K - 1)) / K;
+    const acts = 4 * L * B * T * C * 4,
+      head = 3 * B * T * 4;
+    tpRows.push([`K=${K}`, (acts + head) / 2 ** 20, (perRing * (acts + head)) / 2 ** 20, 4 * L + 3]);
+  }
+  table(['tensor parallel', 'MiB all-reduced per step', 'MiB sent per rank per step', 'all-reduces per step'], tpRows);
   note(
     'per step each rank sends ≥ 2(N−1)/N of the gradient bytes (ring all-reduce) plus (N−1)/N of the parameter bytes (ZeRO-1 all-gather);',
   );

@@ -32,6 +32,8 @@ export interface BuildInfo {
   cudaBackendUnavailableReason?: string;
   /** Open MPI for multi-process runs (--nproc), loaded at run time: optional. */
   mpi: { available: boolean; library: string; reason?: string };
+  /** NCCL for GPU collectives (native/core/nccl.h), loaded at run time: optional. */
+  nccl: { available: boolean; library: string; version?: number; reason?: string };
   compiler: string;
   napiVersion: number;
   buildSystem: string;
@@ -115,6 +117,8 @@ export interface BlockCacheStats {
 export interface NativeModel {
   readonly numParameters: number;
   readonly activationBytes: number;
+  /** this process's rank in its MPI tensor-parallel group (tensorParallelGroup 'mpi'), else 0 */
+  readonly tensorParallelRank: number;
   parameters(): ParameterInfo[];
   initRandom(seed: number, std: number): Promise<void>;
   forward(b: object): Promise<ForwardResult>;
@@ -186,13 +190,32 @@ export interface NativeBinding {
   pg: NativePg;
   /** Open MPI process group (native/core/mpi.h, native/napi/mpi_binding.cc); lib/distributed wraps it. */
   mpiInfo(): { loadable: boolean; launched: boolean; library: string; error: string };
-  mpiInit(): { rank: number; size: number };
+  /** NCCL (native/core/nccl.h): found or not, and what the addon declares of its ABI. */
+  ncclInfo(): { loadable: boolean; library: string; error: string; version: number };
+  ncclAbi(): {
+    uniqueIdBytes: number;
+    success: number;
+    inProgress: number;
+    float32: number;
+    float64: number;
+    sum: number;
+    max: number;
+    symbols: string[];
+  };
+  mpiInit(tensorParallel?: number): {
+    rank: number;
+    size: number;
+    worldRank: number;
+    worldSize: number;
+    tensorParallelRank: number;
+    tensorParallelSize: number;
+  };
   mpiAllReduce<T extends Float32Array | Float64Array>(x: T, op: 'sum' | 'max'): T;
   mpiAllGather(x: Float32Array): Float32Array;
   mpiBroadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root: number): T;
   mpiBarrier(): void;
   mpiAbort(): void;
-  mpiAllReduceGradients(target: object): Promise<void>;
+  mpiAllReduceGradients(target: object, bucketBytes?: number): Promise<void>;
   mpiBroadcastParameters(target: object, root: number): Promise<void>;
   mpiAllGatherParameters(target: object, offsets: number[]): Promise<void>;
 }

@@ -17,6 +17,17 @@
  * with UV_THREADPOOL_SIZE=1 (`--nproc` sets it; with your own mpirun: `-x UV_THREADPOOL_SIZE=1`). MPI sums are not in rank order, so a
  * result can differ from the one-process result in the last bits; it is the same on every rank and
  * from run to run.
+ *
+ * 2-D layout: `initDistributed({tensorParallel: K})` splits an N-rank job into N/K tensor-parallel
+ * groups of K consecutive ranks (each holds one model, split over its K processes: Model.create/load
+ * with `{tensorParallel: K, tensorParallelGroup: 'mpi'}`) and K data-parallel groups across them;
+ * the returned group is this rank's data-parallel group (what trainers shard batches over), with
+ * the tensor-parallel position in `tensorParallelRank` / `tensorParallelSize`.
+ *
+ * Gradients are all-reduced in buckets (default {@link DEFAULT_BUCKET_BYTES}), last bucket first:
+ * backward produces the last layer's gradients first, so this is the order in which a bucket
+ * could start while backward still runs. Here backward is one native call, so the buckets run after
+ * it; at 2 ranks the sums are bitwise those of one all-reduce.
  */
 import { RlhfError, ErrorCode } from '../errors.js';
 import { native } from '../native.js';
@@ -27,10 +38,20 @@ export type DistributedBackend = 'local' | 'mpi';
 /** Anything AdamW accepts: a Model (its native parameter store) or `{params, grads}`. */
 export type GradientTarget = { readonly optimizerTarget: object } | { params: Float32Array; grads: Float32Array };
 
+/** Gradient all-reduce bucket size (bytes) unless allReduceGradients is given another: DDP's 25 MB. */
+export const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024;
+
 export interface ProcessGroup {
   readonly backend: DistributedBackend;
+  /** rank and size of this data-parallel group (the job's, unless split by tensorParallel) */
   readonly rank: number;
   readonly size: number;
+  /** this process in the whole job (the writer of shared outputs is world rank 0) */
+  readonly worldRank: number;
+  readonly worldSize: number;
+  /** position in this rank's tensor-parallel group (0 of 1 without a 2-D layout) */
+  readonly tensorParallelRank: number;
+  readonly tensorParallelSize: number;
   /** x ← Σ_ranks x, in place (Float64Array for counts and sums that must stay exact). */
   allReduceSum<T extends Float32Array | Float64Array>(x: T): T;
   /** x ← max over ranks, in place. */
@@ -40,8 +61,11 @@ export interface ProcessGroup {
   /** x ← x of rank `root`, in place. */
   broadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root?: number): T;
   barrier(): void;
-  /** The model's gradients ← Σ_ranks gradients (scale the per-token gradients by global counts first). */
-  allReduceGradients(target: GradientTarget): Promise<void>;
+  /**
+   * The model's gradients ← Σ_ranks gradients (scale the per-token gradients by global counts
+   * first), in buckets of `bucketBytes` (default {@link DEFAULT_BUCKET_BYTES}; 0: one all-reduce).
+   */
+  allReduceGradients(target: GradientTarget, options?: { bucketBytes?: number }): Promise<void>;
   /** The model's parameters ← those of rank `root` (default 0): start every rank from one copy. */
   broadcastParameters(target: GradientTarget, root?: number): Promise<void>;
   /** params[offsets[r], offsets[r+1]) ← rank r's values of that range, for every rank (ZeRO-1). */
@@ -139,10 +163,21 @@ export function allGatherJson<T>(group: ProcessGroup, value: T): T[] {
   );
 }
 
+function bucketBytesOf(fn: string, options: { bucketBytes?: number } | undefined): number {
+  if (options === undefined) return DEFAULT_BUCKET_BYTES;
+  if (!options || typeof options !== 'object')
+    throw new TypeError(`${fn}: expected options to be an object, received ${JSON.stringify(options)}`);
+  return checkInt(fn, 'options.bucketBytes', options.bucketBytes ?? DEFAULT_BUCKET_BYTES, { min: 0 });
+}
+
 class LocalGroup implements ProcessGroup {
   readonly backend = 'local' as const;
   readonly rank = 0;
   readonly size = 1;
+  readonly worldRank = 0;
+  readonly worldSize = 1;
+  readonly tensorParallelRank = 0;
+  readonly tensorParallelSize = 1;
   allReduceSum<T extends Float32Array | Float64Array>(x: T): T {
     return x;
   }
@@ -157,8 +192,9 @@ class LocalGroup implements ProcessGroup {
     return x;
   }
   barrier(): void {}
-  async allReduceGradients(target: GradientTarget): Promise<void> {
+  async allReduceGradients(target: GradientTarget, options?: { bucketBytes?: number }): Promise<void> {
     targetOf('ProcessGroup.allReduceGradients', target);
+    bucketBytesOf('ProcessGroup.allReduceGradients', options);
   }
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     targetOf('ProcessGroup.broadcastParameters', target);
@@ -177,10 +213,33 @@ class MpiGroup implements ProcessGroup {
   readonly backend = 'mpi' as const;
   readonly rank: number;
   readonly size: number;
-  constructor() {
-    const { rank, size } = native().mpiInit();
-    this.rank = rank;
-    this.size = size;
+  readonly worldRank: number;
+  readonly worldSize: number;
+  readonly tensorParallelRank: number;
+  readonly tensorParallelSize: number;
+  constructor(tensorParallel: number) {
+    const g = native().mpiInit(tensorParallel);
+    this.rank = g.rank;
+    this.size = g.size;
+    this.worldRank = g.worldRank;
+    this.worldSize = g.worldSize;
+    this.tensorParallelRank = g.tensorParallelRank;
+    this.tensorParallelSize = g.tensorParallelSize;
+    // A rank that ends with an error (an uncaught exception, or an exit code other than 0 and the
+    // 130 of a stop every rank agreed on) must not leave the others waiting in a collective, nor
+    // wait in MPI_Finalize itself: it ends the job (MPI_Abort), and mpirun names it.
+    process.on('uncaughtExceptionMonitor', (err) => {
+      process.stderr.write(
+        `rank ${this.worldRank}: uncaught ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n` +
+          `rank ${this.worldRank}: aborting the MPI job\n`,
+      );
+      native().mpiAbort();
+    });
+    process.once('exit', (code) => {
+      if (code === 0 || code === 130) return;
+      process.stderr.write(`rank ${this.worldRank}: exiting with code ${code}; aborting the MPI job\n`);
+      native().mpiAbort();
+    });
   }
   allReduceSum<T extends Float32Array | Float64Array>(x: T): T {
     return native().mpiAllReduce(x, 'sum');
@@ -198,8 +257,10 @@ class MpiGroup implements ProcessGroup {
   barrier(): void {
     native().mpiBarrier();
   }
-  async allReduceGradients(target: GradientTarget): Promise<void> {
-    await native().mpiAllReduceGradients(targetOf('ProcessGroup.allReduceGradients', target));
+  async allReduceGradients(target: GradientTarget, options?: { bucketBytes?: number }): Promise<void> {
+    const t = targetOf('ProcessGroup.allReduceGradients', target);
+    if (this.size === 1) return; // a data-parallel group of one (e.g. the job is one tensor-parallel group)
+    await native().mpiAllReduceGradients(t, bucketBytesOf('ProcessGroup.allReduceGradients', options));
   }
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     const t = targetOf('ProcessGroup.broadcastParameters', target);
@@ -211,7 +272,7 @@ class MpiGroup implements ProcessGroup {
     await native().mpiAllGatherParameters(t, checkOffsets('ProcessGroup.allGatherParameters', offsets, this.size));
   }
   abort(reason: string): never {
-    process.stderr.write(`rank ${this.rank}: aborting the job: ${reason}\n`);
+    process.stderr.write(`rank ${this.worldRank}: aborting the job: ${reason}\n`);
     native().mpiAbort();
     throw new RlhfError(ErrorCode.INTERNAL, `aborted: ${reason}`);
   }
@@ -232,19 +293,34 @@ export function mpiAvailability(): { loadable: boolean; launched: boolean; libra
 /**
  * The process group of this job (created once). backend 'auto' (default): MPI when started by
  * mpirun, else a local group of one; 'mpi' insists on MPI (a one-rank MPI job outside mpirun).
+ * tensorParallel K (MPI only; default 1): the 2-D layout above — K must divide the number of
+ * ranks; the returned group is the data-parallel one.
  */
-export function initDistributed(options: { backend?: 'auto' | DistributedBackend } = {}): ProcessGroup {
+export function initDistributed(
+  options: { backend?: 'auto' | DistributedBackend; tensorParallel?: number } = {},
+): ProcessGroup {
   const backend = options.backend ?? 'auto';
   if (!['auto', 'local', 'mpi'].includes(backend))
     throw new RangeError(
       `initDistributed: expected options.backend to be 'auto', 'local' or 'mpi', received ${JSON.stringify(backend)}`,
     );
+  const tp = checkInt('initDistributed', 'options.tensorParallel', options.tensorParallel ?? 1, { min: 1 });
   const want: DistributedBackend = backend === 'auto' ? (launchedByMpi() ? 'mpi' : 'local') : backend;
+  if (tp > 1 && want !== 'mpi')
+    throw new RlhfError(
+      ErrorCode.INVALID_ARGUMENT,
+      `initDistributed: options.tensorParallel ${tp} needs the MPI backend (start the job with mpirun)`,
+    );
   if (world) {
     if (world.backend !== want)
       throw new RlhfError(
         ErrorCode.INVALID_ARGUMENT,
         `initDistributed: already initialised with backend '${world.backend}'`,
+      );
+    if (options.tensorParallel !== undefined && world.tensorParallelSize !== tp)
+      throw new RlhfError(
+        ErrorCode.INVALID_ARGUMENT,
+        `initDistributed: already initialised with tensorParallel ${world.tensorParallelSize}, received ${tp}`,
       );
     return world;
   }
@@ -252,7 +328,7 @@ export function initDistributed(options: { backend?: 'auto' | DistributedBackend
     const info = native().mpiInfo();
     if (!info.loadable) throw new RlhfError(ErrorCode.UNSUPPORTED, `initDistributed: ${info.error}`);
   }
-  world = want === 'mpi' ? new MpiGroup() : new LocalGroup();
+  world = want === 'mpi' ? new MpiGroup(tp) : new LocalGroup();
   return world;
 }
 

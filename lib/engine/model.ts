@@ -166,9 +166,19 @@ const GENERATE_KEYS = [
 /** tensors a checkpoint may hold that the engine derives itself */
 const IGNORABLE = /rotary_emb\.inv_freq$/;
 
+/** Where tensor-parallel ranks live: threads of this process, or the processes of the MPI job. */
+export type TensorParallelGroup = 'threads' | 'mpi';
+
 export interface LoadOptions {
   /** split the model over this many tensor-parallel ranks (default 1; see native/model/tensor_parallel.h) */
   tensorParallel?: number;
+  /**
+   * 'threads' (default): the ranks are threads of this process. 'mpi': this process is one rank of
+   * its MPI tensor-parallel group (initDistributed({tensorParallel}) first) and holds its shard
+   * only (native/model/tensor_parallel_process.h); then forward, backward, generate, getParameter
+   * and save are collective over the group, and save writes from the group's rank 0 only.
+   */
+  tensorParallelGroup?: TensorParallelGroup;
   /** where the weights live and the model runs (default 'cpu'); 'cuda' throws RlhfError ERR_RLHF_UNSUPPORTED,
    * saying why, where the addon has no CUDA backend or no GPU is present (see buildInfo()) */
   device?: DeviceName;
@@ -205,6 +215,8 @@ export class Model implements OptimizerTarget {
   readonly config: ModelConfig;
   /** ranks the weights are split over (1: not tensor-parallel); clones keep it */
   readonly tensorParallel: number;
+  /** where those ranks are (threads of this process or MPI processes); clones keep it */
+  readonly tensorParallelGroup: TensorParallelGroup;
   /** where the weights live and the model runs; clones keep it */
   readonly device: DeviceName;
   /** the weights' compute type ('bf16': mixed precision, see {@link LoadOptions.dtype}); clones keep it */
@@ -224,14 +236,16 @@ export class Model implements OptimizerTarget {
 
   private constructor(
     config: ModelConfig,
-    tensorParallel = 1,
+    tp: number | { size: number; group: TensorParallelGroup } = 1,
     lora?: LoraConfig,
     viewOf?: { model: Model; native: NativeModel },
     device: DeviceName = 'cpu',
     dtype: WeightDType = 'f32',
   ) {
+    const tensorParallel = typeof tp === 'number' ? tp : tp.size;
     this.config = config;
     this.tensorParallel = tensorParallel;
+    this.tensorParallelGroup = typeof tp === 'number' ? 'threads' : tp.group;
     this.device = viewOf ? viewOf.model.device : device;
     this.dtype = viewOf ? viewOf.model.dtype : dtype;
     this.lora = viewOf ? undefined : lora;
@@ -246,6 +260,7 @@ export class Model implements OptimizerTarget {
       ...nativeRopeFields(config),
       ...nativeLayerFields(config),
       tensorParallel,
+      ...(this.tensorParallelGroup === 'mpi' ? { tensorParallelGroup: 'mpi' } : {}),
       device,
       dtype,
       ...nativeLoraFields(lora),
@@ -260,7 +275,7 @@ export class Model implements OptimizerTarget {
    */
   withoutAdapters(): Model {
     if (!this.lora) throw new TypeError('Model.withoutAdapters: the model has no LoRA adapters');
-    return new Model(this.config, this.tensorParallel, undefined, {
+    return new Model(this.config, this.#tp, undefined, {
       model: this,
       native: this.#handle('withoutAdapters'),
     });
@@ -285,8 +300,13 @@ export class Model implements OptimizerTarget {
     return o.oneOf('dtype', ['f32', 'bf16'] as const, 'f32');
   }
 
-  static #tensorParallel(fn: string, o: ReturnType<typeof options>, cfg: ModelConfig): number {
+  static #tensorParallel(
+    fn: string,
+    o: ReturnType<typeof options>,
+    cfg: ModelConfig,
+  ): { size: number; group: TensorParallelGroup } {
     const tp = o.int('tensorParallel', { min: 1, max: 64 }, 1);
+    const group = o.oneOf('tensorParallelGroup', ['threads', 'mpi'] as const, 'threads');
     // KV heads: each rank owns kvHeads / tp of them, or (tp a multiple of kvHeads) ranks share copies
     if (tp > 1 && (cfg.heads % tp !== 0 || (cfg.kvHeads % tp !== 0 && tp % cfg.kvHeads !== 0)))
       throw new RangeError(
@@ -296,7 +316,12 @@ export class Model implements OptimizerTarget {
       throw new RangeError(
         `${fn}: expected options.tensorParallel to be at most intermediate_size (${cfg.ffn}) and vocab_size (${cfg.vocab}), received ${tp}`,
       );
-    return tp;
+    return { size: tp, group };
+  }
+
+  /** The tensor-parallel layout clones and views take over. */
+  get #tp(): { size: number; group: TensorParallelGroup } {
+    return { size: this.tensorParallel, group: this.tensorParallelGroup };
   }
 
   /** A new model with random weights (normal(0, initializer_range); norms 1, biases 0). `config` is a transformers config.json object. */
@@ -306,13 +331,14 @@ export class Model implements OptimizerTarget {
       seed?: number;
       initStd?: number;
       tensorParallel?: number;
+      tensorParallelGroup?: TensorParallelGroup;
       lora?: LoraOptions;
       device?: DeviceName;
       dtype?: WeightDType;
     } = {},
   ): Promise<Model> {
     const o = options('Model.create', 'options', opts);
-    o.known(['seed', 'initStd', 'tensorParallel', 'lora', 'device', 'dtype']);
+    o.known(['seed', 'initStd', 'tensorParallel', 'tensorParallelGroup', 'lora', 'device', 'dtype']);
     const seed = o.int('seed', { min: 0 }, 0);
     const cfg = isModelConfig(config) ? config : configFromHF(config, 'Model.create: config');
     const std = o.number('initStd', { min: 0 }, cfg.initializerRange);
@@ -334,7 +360,7 @@ export class Model implements OptimizerTarget {
    */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const o = options('Model.load', 'options', opts);
-    o.known(['architecture', 'seed', 'tensorParallel', 'lora', 'device', 'dtype']);
+    o.known(['architecture', 'seed', 'tensorParallel', 'tensorParallelGroup', 'lora', 'device', 'dtype']);
     dir = resolveCheckpoint('Model.load', dir);
     const configPath = join(dir, 'config.json');
     let json: unknown;
@@ -669,7 +695,7 @@ export class Model implements OptimizerTarget {
 
   /** A new model with the same config and weights (a frozen reference, a critic's start). */
   async clone(): Promise<Model> {
-    const m = new Model(this.config, this.tensorParallel, this.lora, undefined, this.device, this.dtype);
+    const m = new Model(this.config, this.#tp, this.lora, undefined, this.device, this.dtype);
     for (const p of this.parameters()) await m.setParameter(p.name, await this.getParameter(p.name));
     m.gradientCheckpointing = this.#checkpointing;
     m.tokenizer = this.tokenizer;
@@ -703,6 +729,8 @@ export class Model implements OptimizerTarget {
       if (isAdapterTensor(p.name)) adapter.push({ ...t, dtype: 'F32' });
       else (tensors.push(t), byName.set(p.name, t));
     }
+    // tensor parallelism over MPI: every rank took part in the gathers above; rank 0 of the group writes
+    if (this.tensorParallelGroup === 'mpi' && this.#handle('save').tensorParallelRank > 0) return;
     if (this.lora && merge) {
       // W (out × in) += (α/r)·B·A for every adapter pair
       for (const a of adapter.filter((t) => adapterTarget(t.name).which === 'A')) {

@@ -35,6 +35,7 @@ struct Api {
   int (*Bcast)(void*, int, Datatype, int, Comm) = nullptr;
   int (*Barrier)(Comm) = nullptr;
   int (*Abort)(Comm, int) = nullptr;
+  int (*Comm_split)(Comm, int, int, Comm*) = nullptr;
   Comm world = nullptr;
   Datatype f32 = nullptr, f64 = nullptr, byte = nullptr;
   Op sum = nullptr, max = nullptr;
@@ -81,9 +82,10 @@ Api load() {
             bind(api, api.Allreduce, "MPI_Allreduce") && bind(api, api.Allgather, "MPI_Allgather") &&
             bind(api, api.Allgatherv, "MPI_Allgatherv") && bind(api, api.Bcast, "MPI_Bcast") &&
             bind(api, api.Barrier, "MPI_Barrier") && bind(api, api.Abort, "MPI_Abort") &&
-            object(api, api.world, "ompi_mpi_comm_world") && object(api, api.f32, "ompi_mpi_float") &&
-            object(api, api.f64, "ompi_mpi_double") && object(api, api.byte, "ompi_mpi_byte") &&
-            object(api, api.sum, "ompi_mpi_op_sum") && object(api, api.max, "ompi_mpi_op_max");
+            bind(api, api.Comm_split, "MPI_Comm_split") && object(api, api.world, "ompi_mpi_comm_world") &&
+            object(api, api.f32, "ompi_mpi_float") && object(api, api.f64, "ompi_mpi_double") &&
+            object(api, api.byte, "ompi_mpi_byte") && object(api, api.sum, "ompi_mpi_op_sum") &&
+            object(api, api.max, "ompi_mpi_op_max");
   if (!ok) {
     dlclose(api.lib);
     api.lib = nullptr;
@@ -133,6 +135,61 @@ MpiGroup& MpiGroup::world() {
   return *group;
 }
 
+namespace {
+struct Layout {
+  std::mutex m;
+  int tp = 0;
+  MpiGroup* dp_group = nullptr;
+  MpiGroup* tp_group = nullptr;
+};
+Layout& layout() {
+  static Layout l;
+  return l;
+}
+}  // namespace
+
+MpiGroup::MpiGroup(void* comm, int rank, int size) : comm_(comm), size_(size), rank_(rank) {}
+
+void MpiGroup::set_layout(int tensor_parallel) {
+  MpiGroup& w = world();
+  Layout& l = layout();
+  std::lock_guard<std::mutex> guard(l.m);
+  if (l.tp == tensor_parallel) return;
+  RLHF_CHECK(l.tp == 0, ErrorCode::InvalidState, "MPI layout: already split into tensor-parallel groups of ", l.tp,
+             ", asked for ", tensor_parallel);
+  RLHF_CHECK(tensor_parallel >= 1 && w.size() % tensor_parallel == 0, ErrorCode::InvalidArgument,
+             "MPI layout: tensorParallel ", tensor_parallel, " must divide the number of ranks (", w.size(), ")");
+  const int K = tensor_parallel, r = w.rank();
+  Comm tp = nullptr, dp = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(call_mutex());
+    check(api().Comm_split(w.comm_, r / K, r, &tp), "MPI_Comm_split");
+    check(api().Comm_split(w.comm_, r % K, r, &dp), "MPI_Comm_split");
+  }
+  // ranks within each group follow world order (key = world rank)
+  l.tp_group = new MpiGroup(tp, r % K, K);
+  l.dp_group = new MpiGroup(dp, r / K, w.size() / K);
+  l.tp = K;
+}
+
+MpiGroup& MpiGroup::data_parallel() {
+  Layout& l = layout();
+  std::lock_guard<std::mutex> guard(l.m);
+  return l.dp_group ? *l.dp_group : world();
+}
+
+MpiGroup& MpiGroup::tensor_parallel() {
+  Layout& l = layout();
+  std::lock_guard<std::mutex> guard(l.m);
+  return l.tp_group ? *l.tp_group : world();
+}
+
+int MpiGroup::layout_tensor_parallel() {
+  Layout& l = layout();
+  std::lock_guard<std::mutex> guard(l.m);
+  return l.tp;
+}
+
 MpiGroup::MpiGroup() {
   Api& a = api();
   RLHF_CHECK(a.lib != nullptr, ErrorCode::Unsupported, "MPI is not available: ", a.error);
@@ -145,6 +202,7 @@ MpiGroup::MpiGroup() {
                provided, ", MPI_THREAD_SERIALIZED (2) is needed");
     std::atexit(finalize_at_exit);
   }
+  comm_ = a.world;
   check(a.Comm_rank(a.world, &rank_), "MPI_Comm_rank");
   check(a.Comm_size(a.world, &size_), "MPI_Comm_size");
 }
@@ -152,28 +210,25 @@ MpiGroup::MpiGroup() {
 void MpiGroup::all_reduce_sum(float* x, int64_t n) {
   std::lock_guard<std::mutex> lock(call_mutex());
   for (int64_t i = 0; i < n; i += kChunk)
-    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f32, api().sum, api().world),
-          "MPI_Allreduce");
+    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f32, api().sum, comm_), "MPI_Allreduce");
 }
 
 void MpiGroup::all_reduce_max(float* x, int64_t n) {
   std::lock_guard<std::mutex> lock(call_mutex());
   for (int64_t i = 0; i < n; i += kChunk)
-    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f32, api().max, api().world),
-          "MPI_Allreduce");
+    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f32, api().max, comm_), "MPI_Allreduce");
 }
 
 void MpiGroup::all_reduce_sum_f64(double* x, int64_t n) {
   std::lock_guard<std::mutex> lock(call_mutex());
   for (int64_t i = 0; i < n; i += kChunk)
-    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f64, api().sum, api().world),
-          "MPI_Allreduce");
+    check(api().Allreduce(kInPlace, x + i, int(std::min(kChunk, n - i)), api().f64, api().sum, comm_), "MPI_Allreduce");
 }
 
 void MpiGroup::all_gather(const float* send, int64_t n, float* recv) {
   RLHF_CHECK(n <= kChunk, ErrorCode::OutOfRange, "MPI all_gather: at most ", kChunk, " floats per rank, got ", n);
   std::lock_guard<std::mutex> lock(call_mutex());
-  check(api().Allgather(send, int(n), api().f32, recv, int(n), api().f32, api().world), "MPI_Allgather");
+  check(api().Allgather(send, int(n), api().f32, recv, int(n), api().f32, comm_), "MPI_Allgather");
 }
 
 void MpiGroup::all_gather_ranges(float* x, const std::vector<int64_t>& offsets) {
@@ -188,8 +243,7 @@ void MpiGroup::all_gather_ranges(float* x, const std::vector<int64_t>& offsets) 
     counts[r] = int(len), displs[r] = int(offsets[r]);
   }
   std::lock_guard<std::mutex> lock(call_mutex());
-  check(api().Allgatherv(kInPlace, 0, api().f32, x, counts.data(), displs.data(), api().f32, api().world),
-        "MPI_Allgatherv");
+  check(api().Allgatherv(kInPlace, 0, api().f32, x, counts.data(), displs.data(), api().f32, comm_), "MPI_Allgatherv");
 }
 
 void MpiGroup::broadcast(float* x, int64_t n, int root) {
@@ -197,7 +251,7 @@ void MpiGroup::broadcast(float* x, int64_t n, int root) {
              root);
   std::lock_guard<std::mutex> lock(call_mutex());
   for (int64_t i = 0; i < n; i += kChunk)
-    check(api().Bcast(x + i, int(std::min(kChunk, n - i)), api().f32, root, api().world), "MPI_Bcast");
+    check(api().Bcast(x + i, int(std::min(kChunk, n - i)), api().f32, root, comm_), "MPI_Bcast");
 }
 
 void MpiGroup::broadcast_bytes(void* x, int64_t bytes, int root) {
@@ -206,14 +260,26 @@ void MpiGroup::broadcast_bytes(void* x, int64_t bytes, int root) {
   std::lock_guard<std::mutex> lock(call_mutex());
   char* p = static_cast<char*>(x);
   for (int64_t i = 0; i < bytes; i += kChunk)
-    check(api().Bcast(p + i, int(std::min(kChunk, bytes - i)), api().byte, root, api().world), "MPI_Bcast");
+    check(api().Bcast(p + i, int(std::min(kChunk, bytes - i)), api().byte, root, comm_), "MPI_Bcast");
 }
 
 void MpiGroup::barrier() {
   std::lock_guard<std::mutex> lock(call_mutex());
-  check(api().Barrier(api().world), "MPI_Barrier");
+  check(api().Barrier(comm_), "MPI_Barrier");
 }
 
 void MpiGroup::abort() { api().Abort(api().world, 1); }
+
+void MpiGroup::all_reduce_sum_bucketed(float* x, int64_t n, int64_t bucket_floats) {
+  RLHF_CHECK(bucket_floats >= 1, ErrorCode::OutOfRange, "MPI bucketed all-reduce: bucket size must be >= 1 float, got ",
+             bucket_floats);
+  bucket_floats = std::min(bucket_floats, kChunk);
+  for (int64_t end = n; end > 0;) {
+    const int64_t begin = std::max<int64_t>(0, end - bucket_floats);
+    std::lock_guard<std::mutex> lock(call_mutex());
+    check(api().Allreduce(kInPlace, x + begin, int(end - begin), api().f32, api().sum, comm_), "MPI_Allreduce");
+    end = begin;
+  }
+}
 
 }  // namespace rlhf

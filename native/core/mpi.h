@@ -12,7 +12,12 @@
 // A rank that dies (kill -9) is detected by mpirun, which ends the others and exits non-zero.
 //
 // Thread use: MPI is initialised with MPI_THREAD_SERIALIZED; callers must not run two collectives
-// at once (the bindings serialise them on one mutex).
+// at once (every call holds one process-wide mutex).
+//
+// Layout (2-D parallelism): set_layout(K) splits the world (MPI_Comm_split) into tensor-parallel
+// groups of K consecutive ranks (world ranks [g·K, (g+1)·K)) and data-parallel groups of the ranks
+// with the same position in their tensor-parallel group (world ranks r ≡ t mod K). Without a layout
+// the data-parallel group is the world and the tensor-parallel group is the world too.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -38,6 +43,12 @@ MpiInfo mpi_info();
 class MpiGroup : public Communicator {
  public:
   static MpiGroup& world();
+  // Collective over the world, once per process (a second call with the same K returns; another K
+  // throws InvalidState). K must divide the world size.
+  static void set_layout(int tensor_parallel);
+  static MpiGroup& data_parallel();     // the world until set_layout
+  static MpiGroup& tensor_parallel();   // the world until set_layout
+  static int layout_tensor_parallel();  // K of set_layout, 0 when none was set
 
   int size() const override { return size_; }
   int rank() const override { return rank_; }
@@ -56,8 +67,15 @@ class MpiGroup : public Communicator {
   void all_reduce_sum_f64(double* x, int64_t n);
   void broadcast_bytes(void* x, int64_t bytes, int root);
 
+  // x ← Σ_ranks x in buckets of at most bucket_floats elements, the last bucket first (the order in
+  // which backward produces gradients: last layer first). Each bucket is one MPI_Allreduce; at 2
+  // ranks the sums are bitwise those of one all-reduce over x (a + b per element either way).
+  void all_reduce_sum_bucketed(float* x, int64_t n, int64_t bucket_floats);
+
  private:
-  MpiGroup();
+  MpiGroup();                                // the world (initialises MPI)
+  MpiGroup(void* comm, int rank, int size);  // a sub-communicator
+  void* comm_ = nullptr;
   int size_ = 1, rank_ = 0;
 };
 

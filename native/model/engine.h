@@ -4,6 +4,7 @@
 // toward the global gradient norm (each parameter once, even when ranks hold copies).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,9 @@ struct OptimizerView {
   std::vector<cpu::AdamWSegment> segments;               // weight-decay runs tiling [0, size)
   std::vector<std::pair<int64_t, int64_t>> norm_ranges;  // (offset, length); empty: all of [0, size)
   Backend* backend = nullptr;  // whose device params/grads live on (its adamw_step updates them); null: host
+  // Set when other processes hold the rest of the model (tensor parallelism across processes):
+  // x ← Σ over those ranks, applied to this rank's Σg² so the clipping norm is the whole model's.
+  std::function<void(double*, int64_t)> sum_sumsq_over_ranks;
 };
 
 class Engine {

@@ -108,11 +108,10 @@ bool ends_with(const std::string& s, const char* suffix) {
 }
 }  // namespace
 
-TensorParallelModel::TensorParallelModel(const ModelConfig& full, int size, int threads_per_rank)
-    : full_((validate_config(full), full)), full_layout_(build_layout(full_)), size_(size) {
+ShardPlan::ShardPlan(const ModelConfig& full, int size) : full_((validate_config(full), full)), size_(size) {
   const int P = size;
-  RLHF_CHECK(P >= 2 && P <= 64, ErrorCode::OutOfRange, "tensorParallel must be in [1, 64], got ", P);
-  RLHF_CHECK(full_.lora_rank == 0, ErrorCode::Unsupported, "LoRA with tensorParallel > 1 is not implemented");
+  RLHF_CHECK(P >= 1 && P <= 64, ErrorCode::OutOfRange, "tensorParallel must be in [1, 64], got ", P);
+  RLHF_CHECK(P == 1 || full_.lora_rank == 0, ErrorCode::Unsupported, "LoRA with tensorParallel > 1 is not implemented");
   RLHF_CHECK(full_.heads % P == 0, ErrorCode::Unsupported, "tensorParallel ", P, " must divide num_attention_heads (",
              full_.heads, ")");
   RLHF_CHECK(full_.kv_heads % P == 0 || P % full_.kv_heads == 0, ErrorCode::Unsupported, "tensorParallel ", P,
@@ -120,21 +119,33 @@ TensorParallelModel::TensorParallelModel(const ModelConfig& full, int size, int 
   kv_rep_ = full_.kv_heads % P == 0 ? 1 : P / full_.kv_heads;
   RLHF_CHECK(full_.ffn >= P && full_.vocab >= P, ErrorCode::Unsupported, "tensorParallel ", P,
              " needs intermediate_size and vocab_size >= ", P);
+}
+
+ModelConfig ShardPlan::shard_config(int r) const {
+  const int P = size_;
+  ModelConfig c = full_;
+  int64_t b, e;
+  c.heads /= P;
+  c.kv_heads = kv_rep_ > 1 ? 1 : c.kv_heads / P;
+  split_range(full_.ffn, P, r, &b, &e);
+  c.ffn = static_cast<int>(e - b);
+  split_range(full_.vocab, P, r, &b, &e);
+  c.vocab = e - b;
+  return c;
+}
+
+TensorParallelModel::TensorParallelModel(const ModelConfig& full, int size, int threads_per_rank)
+    : full_((validate_config(full), full)), full_layout_(build_layout(full_)), size_(size), plan_(full_, size) {
+  const int P = size;
+  RLHF_CHECK(P >= 2, ErrorCode::OutOfRange, "tensorParallel must be in [1, 64], got ", P);
+  kv_rep_ = plan_.kv_rep();
   group_ = std::make_unique<CpuGroup>(P);
   std::vector<ModelConfig> cfgs;
   int64_t total = 0;
   for (int r = 0; r < P; ++r) {
-    ModelConfig c = full_;
-    int64_t b, e;
-    c.heads /= P;
-    c.kv_heads = kv_rep_ > 1 ? 1 : c.kv_heads / P;
-    split_range(full_.ffn, P, r, &b, &e);
-    c.ffn = static_cast<int>(e - b);
-    split_range(full_.vocab, P, r, &b, &e);
-    c.vocab = e - b;
-    cfgs.push_back(c);
+    cfgs.push_back(plan_.shard_config(r));
     base_.push_back(total);
-    total += build_layout(c).total;
+    total += build_layout(cfgs.back()).total;
     pools_.push_back(std::make_unique<ThreadPool>(threads_per_rank));
   }
   params_ = Buffer(static_cast<size_t>(total) * sizeof(float));
@@ -155,7 +166,7 @@ TensorParallelModel::TensorParallelModel(const ModelConfig& full, int size, int 
 
 TensorParallelModel::~TensorParallelModel() = default;
 
-TensorParallelModel::Slice TensorParallelModel::slice_of(const ParamView& v, int r) const {
+ShardPlan::Slice ShardPlan::slice_of(const ParamView& v, int r) const {
   const int P = size_;
   const int64_t HD = full_.head_dim, hq = full_.heads / P, F = full_.ffn;
   const int64_t hk = kv_rep_ > 1 ? 1 : full_.kv_heads / P,
@@ -182,8 +193,11 @@ TensorParallelModel::Slice TensorParallelModel::slice_of(const ParamView& v, int
 }
 
 void TensorParallelModel::copy_piece(size_t i, int r, float* full, float* shard, bool to_shard) const {
-  const ParamView& fv = full_layout_.views[i];
-  const ParamView& sv = ranks_[r]->layout().views[i];
+  plan_.copy_piece(full_layout_.views[i], ranks_[r]->layout().views[i], r, full, shard, to_shard);
+}
+
+void ShardPlan::copy_piece(const ParamView& fv, const ParamView& sv, int r, float* full, float* shard,
+                           bool to_shard) const {
   const Slice s = slice_of(fv, r);
   auto copy = [&](float* f, float* sh, int64_t count) {
     if (to_shard)
@@ -206,8 +220,14 @@ void TensorParallelModel::copy_piece(size_t i, int r, float* full, float* shard,
   }
 }
 
-bool TensorParallelModel::replicated_kv(const ParamView& v) const {
+bool ShardPlan::replicated_kv(const ParamView& v) const {
   return kv_rep_ > 1 && (v.name.find("k_proj.") != std::string::npos || v.name.find("v_proj.") != std::string::npos);
+}
+
+bool ShardPlan::counts_in_norm(const ParamView& v, int r) const {
+  if (r > 0 && slice_of(v, r).axis < 0) return false;      // a replica: counted on rank 0
+  if (replicated_kv(v) && r % kv_rep_ != 0) return false;  // a KV replica: on its group's first rank
+  return true;
 }
 
 size_t TensorParallelModel::view_index(const ParamView& v) const {
@@ -221,7 +241,7 @@ size_t TensorParallelModel::view_index(const ParamView& v) const {
 void TensorParallelModel::read_parameter(const ParamView& v, bool grad, float* out) {
   const size_t i = view_index(v);
   for (int r = 0; r < size_; ++r) {
-    if (slice_of(v, r).axis < 0 && r > 0) break;         // replicated: rank 0's copy
+    if (plan_.slice_of(v, r).axis < 0 && r > 0) break;   // replicated: rank 0's copy
     if (replicated_kv(v) && r % kv_rep_ != 0) continue;  // a replicated KV head: its group's first rank
     Transformer& t = *ranks_[r];
     copy_piece(i, r, out, (grad ? t.grads() : t.params()) + t.layout().views[i].offset, false);
@@ -262,8 +282,7 @@ OptimizerView TensorParallelModel::optimizer_view() {
         o.segments.back().length += v.size;
       else
         o.segments.push_back({off, v.size, v.weight_decay_scale});
-      if (r > 0 && slice_of(full_layout_.views[i], r).axis < 0) continue;  // a replica: counted on rank 0
-      if (replicated_kv(v) && r % kv_rep_ != 0) continue;                  // a KV replica: on its group's first rank
+      if (!plan_.counts_in_norm(full_layout_.views[i], r)) continue;
       if (!o.norm_ranges.empty() && o.norm_ranges.back().first + o.norm_ranges.back().second == off)
         o.norm_ranges.back().second += v.size;
       else

@@ -5,8 +5,8 @@
 // Sharding of the Hugging Face tensors (full shape → rank r's piece):
 //   embed_tokens, lm_head (V, C)          rows: vocabulary split into P contiguous ranges
 //   q_proj (NH·HD, C) (+ bias)            rows of heads [r·NH/P, (r+1)·NH/P)
-//   k_proj, v_proj (KVH·HD, C) (+ bias)   rows of KV heads [r·KVH/P, …) — KVH must be divisible by
-//                                         P (replicating KV heads when P > KVH is not implemented)
+//   k_proj, v_proj (KVH·HD, C) (+ bias)   rows of KV heads [r·KVH/P, …) when P divides KVH; when
+//                                         KVH divides P, KV head r·KVH/P (replicated, see kv_rep)
 //   o_proj (C, NH·HD)                     columns of the rank's heads (row-parallel, summed)
 //   gate_proj, up_proj (F, C)             rows [f0, f1) of F split into P ranges (uneven allowed)
 //   gate_up_proj (2F, C)                  rows [f0, f1) and [F + f0, F + f1)
@@ -25,6 +25,37 @@
 
 namespace rlhf {
 namespace model {
+
+// Which piece of every full tensor rank r of P holds (the table above); shared by the thread
+// group (TensorParallelModel) and the process group (ProcessTensorParallelModel,
+// tensor_parallel_process.h). The constructor validates P against the config.
+class ShardPlan {
+ public:
+  ShardPlan(const ModelConfig& full, int size);
+  struct Slice {
+    int axis = -1;                                    // -1 replicated, 0 rows, 1 columns
+    std::vector<std::pair<int64_t, int64_t>> ranges;  // along `axis`, full-tensor indices, in shard order
+  };
+  ModelConfig shard_config(int r) const;  // rank r's Transformer config
+  Slice slice_of(const ParamView& v, int r) const;
+  // k_proj/v_proj weight or bias while KV heads are replicated (kv_rep() > 1)
+  bool replicated_kv(const ParamView& v) const;
+  // Whether rank r's piece of `v` counts toward the gradient norm (replicas count on one rank).
+  bool counts_in_norm(const ParamView& v, int r) const;
+  // Copies between full tensor `full` (full view fv) and rank r's piece `shard` (its view sv).
+  void copy_piece(const ParamView& fv, const ParamView& sv, int r, float* full, float* shard, bool to_shard) const;
+  int size() const { return size_; }
+  // Ranks sharing one KV head: 1 when num_key_value_heads divides by size (each rank owns
+  // kv_heads / size heads); size / kv_heads when size is a multiple of it (Megatron's KV
+  // replication: ranks r with the same r / kv_rep hold copies of KV head r / kv_rep; each copy's
+  // gradient is the group's sum, so the copies stay identical through every AdamW step).
+  int kv_rep() const { return kv_rep_; }
+
+ private:
+  ModelConfig full_;
+  int size_;
+  int kv_rep_ = 1;
+};
 
 class TensorParallelModel final : public Engine {
  public:
@@ -53,16 +84,10 @@ class TensorParallelModel final : public Engine {
   Transformer& rank(int r) { return *ranks_[r]; }
 
  private:
-  struct Slice {
-    int axis = -1;                                    // -1 replicated, 0 rows, 1 columns
-    std::vector<std::pair<int64_t, int64_t>> ranges;  // along `axis`, full-tensor indices, in shard order
-  };
-  Slice slice_of(const ParamView& v, int r) const;
   // Copies between full tensor `full` (view index i) and rank r's shard piece (to_shard: full → shard).
   void copy_piece(size_t i, int r, float* full, float* shard, bool to_shard) const;
   size_t view_index(const ParamView& v) const;
-  // k_proj/v_proj weight or bias while KV heads are replicated (kv_rep_ > 1)
-  bool replicated_kv(const ParamView& v) const;
+  bool replicated_kv(const ParamView& v) const { return plan_.replicated_kv(v); }
   // fn(r) on every rank, concurrently (rank 0 on the calling thread); the first failure aborts
   // the others' collectives and is rethrown.
   void run_ranks(const std::function<void(int)>& fn);
@@ -70,11 +95,8 @@ class TensorParallelModel final : public Engine {
   ModelConfig full_;
   ParamLayout full_layout_;
   int size_;
-  // Ranks sharing one KV head: 1 when num_key_value_heads divides by size_ (each rank owns
-  // kv_heads / size_ heads); size_ / kv_heads when size_ is a multiple of it (Megatron's KV
-  // replication: ranks r with the same r / kv_rep_ hold copies of KV head r / kv_rep_; each copy's
-  // gradient is the group's sum, so the copies stay identical through every AdamW step).
-  int kv_rep_ = 1;
+  ShardPlan plan_;
+  int kv_rep_ = 1;  // plan_.kv_rep()
   std::unique_ptr<CpuGroup> group_;
   std::vector<std::unique_ptr<ThreadPool>> pools_;
   std::vector<int64_t> base_;  // rank r's shard starts at params_/grads_ + base_[r]

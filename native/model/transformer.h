@@ -154,7 +154,7 @@ class Transformer final : public Engine {
   int64_t logits_cache_budget_bytes = int64_t(256) << 20;
 
  private:
-  friend class GenerationSession;            // runs layer_forward and the LM head on its paged KV cache
+  friend class GenerationSession;  // runs layer_forward and the LM head on its paged KV cache
   void layer_forward(int l, const float* x_in, float* x_out, const LayerActs& a, int64_t B, int64_t T,
                      const int64_t* lengths, const int32_t* pos, const int32_t* segments, KvCache* cache,
                      const int64_t* kv_seq, const int64_t* kv_offset);

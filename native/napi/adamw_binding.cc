@@ -24,6 +24,7 @@
 
 #include "../core/buffer.h"
 #include "../model/backend.h"
+#include "../model/tensor_parallel_process.h"
 #include "../cpu/adamw.h"
 #include "adamw_target.h"
 #include "args.h"
@@ -135,10 +136,13 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       const bool sharded = sharded_;
       const int64_t begin = shard_begin_, end = shard_end_;
       model::Backend* be = device_backend_;
+      auto across = target_.sum_sumsq_over_ranks;  // tensor parallelism across processes
       return AsyncJob::queue(
           info.Env(), "rlhf.adamw.step",
           [=] {
-            *result = be        ? be->adamw_step(p, g, m, v, n, o, next_step, segments, norm_ranges)
+            *result = across    ? model::adamw_step_across_ranks(p, g, m, v, n, begin, end, o, next_step, segments,
+                                                                 norm_ranges, across)
+                      : be      ? be->adamw_step(p, g, m, v, n, o, next_step, segments, norm_ranges)
                       : sharded ? cpu::adamw_step_range(p, g, m, v, n, begin, end, o, next_step, segments, norm_ranges)
                       : norm_ranges.empty()
                           ? cpu::adamw_step(p, g, m, v, n, o, next_step, segments)

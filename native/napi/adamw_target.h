@@ -33,7 +33,8 @@ struct AdamWTarget {
   std::vector<cpu::AdamWSegment> segments;
   std::vector<std::pair<int64_t, int64_t>> norm_ranges;  // empty: the norm covers [0, size)
   model::Backend* backend = nullptr;                     // a model's: params/grads are its device's memory; null: host
-  std::shared_ptr<std::atomic<bool>> busy;               // shared with the owner (a model's busy flag)
+  std::function<void(double*, int64_t)> sum_sumsq_over_ranks;  // a process-TP model's (engine.h); null: none
+  std::shared_ptr<std::atomic<bool>> busy;                     // shared with the owner (a model's busy flag)
   std::vector<Napi::Reference<Napi::Value>> keep_alive;
   std::vector<std::shared_ptr<void>> pinned;  // the Float32Arrays' memory (pin.h)
   // Re-reads the pointers and checks the owner is still alive (throws a JS error otherwise).

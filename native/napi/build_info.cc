@@ -6,6 +6,7 @@
 #include "../core/cpu_features.h"
 #include "../core/dtype.h"
 #include "../core/mpi.h"
+#include "../core/nccl.h"
 #include "../core/thread_pool.h"
 #include "../cpu/gemm_microkernels.h"
 #include "../cpu/gemm_bf16.h"
@@ -74,6 +75,13 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
     m.Set("library", mpi.library);
     if (!mpi.error.empty()) m.Set("reason", mpi.error);
     o.Set("mpi", m);
+    NcclInfo nccl = nccl_info();  // looked up, nothing created
+    Napi::Object nc = Napi::Object::New(env);
+    nc.Set("available", nccl.loadable);
+    nc.Set("library", nccl.library);
+    if (nccl.loadable) nc.Set("version", nccl.version);
+    if (!nccl.error.empty()) nc.Set("reason", nccl.error);
+    o.Set("nccl", nc);
     o.Set("compiler", __VERSION__);
     o.Set("napiVersion", NAPI_VERSION);
     o.Set("buildSystem", RLHF_BUILD_SYSTEM);

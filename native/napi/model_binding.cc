@@ -2,7 +2,10 @@
 //
 //   new NativeModel(config)                 allocate (parameters zero); see lib/engine/config.ts;
 //                                           config.tensorParallel = P > 1: P thread ranks, each
-//                                           with RLHF_THREADS / P threads (native/model/tensor_parallel.h)
+//                                           with RLHF_THREADS / P threads (native/model/tensor_parallel.h);
+//                                           config.tensorParallelGroup = 'mpi': this process is one
+//                                           rank of the MPI tensor-parallel group (core/mpi.h), P its
+//                                           size, holding its shard (tensor_parallel_process.h)
 //   parameters(): [{name, shape, offset, size, weightDecayScale}]      (sync, metadata)
 //   initRandom(seed, std) -> Promise<void>
 //   forward({batch, seqLen, tokens, targets?, lengths?, positions?, segments?, entropy?, values?,
@@ -13,6 +16,7 @@
 //       -> Promise<{tokens: Int32Array[], logprobs: Float32Array[], stopped: boolean[]}>
 //   readParameter(name, 'param' | 'grad') -> Promise<Float32Array>;  writeParameter(name, data) -> Promise<void>
 //   releaseActivations(); setGradientCheckpointing(bool); activationBytes; numParameters; dispose()
+//   tensorParallelRank: this process's rank in its MPI tensor-parallel group (0 otherwise)
 // Inputs are copied on the main thread, so JS may reuse its arrays as soon as the call returns.
 // One call at a time (ERR_RLHF_BUSY otherwise); an AdamW over the model shares the same guard.
 #include <napi.h>
@@ -23,7 +27,9 @@
 
 #include "../core/buffer.h"
 #include "../core/thread_pool.h"
+#include "../core/mpi.h"
 #include "../model/tensor_parallel.h"
+#include "../model/tensor_parallel_process.h"
 #include "../model/transformer.h"
 #include "adamw_target.h"
 #include "args.h"
@@ -130,7 +136,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod("setGradientCheckpointing", &ModelWrap::set_gradient_checkpointing),
          InstanceMethod("dispose", &ModelWrap::dispose),
          InstanceAccessor("numParameters", &ModelWrap::num_parameters, nullptr),
-         InstanceAccessor("activationBytes", &ModelWrap::activation_bytes, nullptr)});
+         InstanceAccessor("activationBytes", &ModelWrap::activation_bytes, nullptr),
+         InstanceAccessor("tensorParallelRank", &ModelWrap::tensor_parallel_rank, nullptr)});
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -141,7 +148,28 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const std::string device = cfg.Get("device").IsUndefined() ? "cpu" : get_string(cfg, "Model", "device");
       if (device != "cpu" && device != "cuda")
         throw Error(ErrorCode::InvalidArgument, "Model: device must be 'cpu' or 'cuda', got '" + device + "'");
-      if (device == "cuda") {
+      const std::string tp_group =
+          cfg.Get("tensorParallelGroup").IsUndefined() ? "threads" : get_string(cfg, "Model", "tensorParallelGroup");
+      if (tp_group != "threads" && tp_group != "mpi")
+        throw Error(ErrorCode::InvalidArgument,
+                    "Model: tensorParallelGroup must be 'threads' or 'mpi', got '" + tp_group + "'");
+      if (tp_group == "mpi") {
+        RLHF_CHECK(device == "cpu", ErrorCode::Unsupported, "Model: tensorParallelGroup 'mpi' runs on the CPU only");
+        const int layout = MpiGroup::layout_tensor_parallel();
+        RLHF_CHECK(tp == 1 || layout == tp, ErrorCode::InvalidArgument, "Model: tensorParallel ", tp,
+                   " with tensorParallelGroup 'mpi' needs the job split into tensor-parallel groups of ", tp,
+                   " first (initDistributed({tensorParallel: ", tp, "})); ",
+                   layout ? "it was split into groups of " + std::to_string(layout) : std::string("it was not split"));
+        MpiGroup& g = MpiGroup::tensor_parallel();
+        if (tp == 1)
+          model_ = std::make_unique<model::Transformer>(read_config(cfg));
+        else {
+          auto pm = std::make_unique<model::ProcessTensorParallelModel>(
+              read_config(cfg), &g, [&g](double* x, int64_t n) { g.all_reduce_sum_f64(x, n); });
+          tp_rank_ = pm->rank();
+          model_ = std::move(pm);
+        }
+      } else if (device == "cuda") {
         RLHF_CHECK(tp == 1, ErrorCode::Unsupported, "Model: tensorParallel > 1 runs on the CPU only");
         model_ =
             std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr, model::make_backend(Device::Cuda));
@@ -176,6 +204,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   ~ModelWrap() override { release(); }
 
   model::Engine* model() { return model_.get(); }
+  Napi::Value tensor_parallel_rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tp_rank_); }
   const std::shared_ptr<std::atomic<bool>>& busy() const { return busy_; }
 
  private:
@@ -477,6 +506,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::unique_ptr<model::Engine> model_;
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
   int64_t reported_ = 0;
+  int tp_rank_ = 0;  // rank in the MPI tensor-parallel group (process TP), else 0
 };
 
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
@@ -501,6 +531,7 @@ void read_model_target(ModelWrap* w, AdamWTarget* out, const char* call) {
   out->segments = std::move(view.segments);
   out->norm_ranges = std::move(view.norm_ranges);
   out->backend = view.backend;
+  out->sum_sumsq_over_ranks = std::move(view.sum_sumsq_over_ranks);
 }
 
 }  // namespace

@@ -1,21 +1,31 @@
 // The process group over Open MPI (core/mpi.h), for data parallelism across processes:
 //   mpiInfo() -> {loadable, launched, library, error}        never initialises MPI
-//   mpiInit() -> {rank, size}                               initialises MPI once (throws when absent)
+//   mpiInit(tensorParallel?) -> {rank, size, worldRank, worldSize, tensorParallelRank, tensorParallelSize}
+//                                                           initialises MPI once (throws when absent);
+//                                                           tensorParallel K > 1: splits the job into
+//                                                           TP groups of K and DP groups (MpiGroup::set_layout);
+//                                                           rank/size are the data-parallel group's
 //   mpiAllReduce(x: Float32Array | Float64Array, op: 'sum' | 'max')   in place, synchronous
 //   mpiAllGather(x: Float32Array) -> Float32Array (size · x.length, rank order)
 //   mpiBroadcast(x: Float32Array | Float64Array | Uint8Array, root)   in place, synchronous
 //   mpiBarrier(), mpiAbort()
-//   mpiAllReduceGradients(target) -> Promise            grads (of a model or {params, grads}) ←
-//                                                       Σ_ranks grads, on a worker thread
+//   mpiAllReduceGradients(target, bucketBytes) -> Promise   grads (of a model or {params, grads}) ←
+//                                                       Σ_ranks grads, on a worker thread; bucketBytes > 0:
+//                                                       in buckets of that size, last first (0: one call)
 //   mpiBroadcastParameters(target, root) -> Promise     params ← params of rank `root`
 //   mpiAllGatherParameters(target, offsets) -> Promise  params[offsets[r], offsets[r+1]) ← rank r's
 //                                                       (ZeRO-1: each rank updated its range)
+//   ncclInfo() -> {loadable, library, error, version}  never creates a communicator
+//   ncclAbi() -> {uniqueIdBytes, success, inProgress, float32, float64, sum, max, symbols}  what core/nccl.cc declares
 // The small synchronous calls are for scalars and short vectors (loss sums, token counts, rewards);
-// anything parameter-sized goes through the Promise-returning calls.
+// anything parameter-sized goes through the Promise-returning calls. Every collective here runs over
+// the data-parallel group (the world unless mpiInit split it); mpiAbort ends the whole job.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "../core/mpi.h"
+#include "../core/nccl.h"
 #include "adamw_target.h"
 #include "args.h"
 #include "async_job.h"
@@ -27,7 +37,7 @@ namespace napi {
 
 namespace {
 
-MpiGroup& group() { return MpiGroup::world(); }
+MpiGroup& group() { return MpiGroup::data_parallel(); }
 
 Napi::Value mpi_info_js(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
@@ -43,10 +53,23 @@ Napi::Value mpi_info_js(const Napi::CallbackInfo& info) {
 
 Napi::Value mpi_init(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    MpiGroup& g = group();
+    MpiGroup& w = MpiGroup::world();
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      if (!info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < 1 ||
+          std::floor(info[0].As<Napi::Number>().DoubleValue()) != info[0].As<Napi::Number>().DoubleValue())
+        throw_expected_range(info.Env(), "mpiInit: tensorParallel", "an integer >= 1", info[0]);
+      const int k = info[0].As<Napi::Number>().Int32Value();
+      if (k > 1 || MpiGroup::layout_tensor_parallel() != 0) MpiGroup::set_layout(k);
+    }
+    MpiGroup &g = group(), &tp = MpiGroup::tensor_parallel();
+    const bool split = MpiGroup::layout_tensor_parallel() != 0;
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("rank", g.rank());
     o.Set("size", g.size());
+    o.Set("worldRank", w.rank());
+    o.Set("worldSize", w.size());
+    o.Set("tensorParallelRank", split ? tp.rank() : 0);
+    o.Set("tensorParallelSize", split ? tp.size() : 1);
     return o;
   });
 }
@@ -125,6 +148,13 @@ Napi::Value mpi_abort(const Napi::CallbackInfo& info) {
 Napi::Value mpi_all_reduce_gradients(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Object target_js = arg_object(info, 0, "mpiAllReduceGradients: target");
+    double bucket_bytes = 0;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsNumber() || !(info[1].As<Napi::Number>().DoubleValue() >= 0))
+        throw_expected_range(info.Env(), "mpiAllReduceGradients: bucketBytes", "a number >= 0", info[1]);
+      bucket_bytes = info[1].As<Napi::Number>().DoubleValue();
+    }
+    const int64_t bucket_floats = bucket_bytes > 0 ? std::max<int64_t>(1, int64_t(bucket_bytes / sizeof(float))) : 0;
     AdamWTarget t = resolve_adamw_target(target_js);
     AsyncJob::check_not_busy(info.Env(), t.busy, "the model", "mpiAllReduceGradients()");
     t.refresh("mpiAllReduceGradients()");
@@ -136,7 +166,10 @@ Napi::Value mpi_all_reduce_gradients(const Napi::CallbackInfo& info) {
         info.Env(), "rlhf.mpi.allReduceGradients",
         [=] {
           (void)pinned;
-          comm->all_reduce_sum(g, n);
+          if (bucket_floats > 0)
+            comm->all_reduce_sum_bucketed(g, n, bucket_floats);
+          else
+            comm->all_reduce_sum(g, n);
         },
         nullptr, {target_js}, t.busy);
   });
@@ -191,10 +224,42 @@ Napi::Value mpi_all_gather_parameters(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value nccl_info_js(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    NcclInfo n = nccl_info();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("loadable", n.loadable);
+    o.Set("library", n.library);
+    o.Set("error", n.error);
+    o.Set("version", n.version);
+    return o;
+  });
+}
+
+Napi::Value nccl_abi_js(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    NcclAbi a = nccl_abi();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("uniqueIdBytes", a.unique_id_bytes);
+    o.Set("success", a.success);
+    o.Set("inProgress", a.in_progress);
+    o.Set("float32", a.float32);
+    o.Set("float64", a.float64);
+    o.Set("sum", a.sum);
+    o.Set("max", a.max);
+    Napi::Array symbols = Napi::Array::New(info.Env(), a.symbols.size());
+    for (size_t i = 0; i < a.symbols.size(); ++i) symbols.Set(uint32_t(i), a.symbols[i]);
+    o.Set("symbols", symbols);
+    return o;
+  });
+}
+
 }  // namespace
 
 void register_mpi(Napi::Env env, Napi::Object exports) {
   exports.Set("mpiInfo", Napi::Function::New(env, mpi_info_js, "mpiInfo"));
+  exports.Set("ncclInfo", Napi::Function::New(env, nccl_info_js, "ncclInfo"));
+  exports.Set("ncclAbi", Napi::Function::New(env, nccl_abi_js, "ncclAbi"));
   exports.Set("mpiInit", Napi::Function::New(env, mpi_init, "mpiInit"));
   exports.Set("mpiAllReduce", Napi::Function::New(env, mpi_all_reduce, "mpiAllReduce"));
   exports.Set("mpiAllGather", Napi::Function::New(env, mpi_all_gather, "mpiAllGather"));
