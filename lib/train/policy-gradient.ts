@@ -498,6 +498,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
     for (let e = 0; e < c.epochs; e++) {
       const order = permutation(B, c.seed, iteration * c.epochs + e);
       for (let m0 = 0, mb = 0; m0 < B; m0 += c.miniBatchSize, mb++) {
+        let applied = 0,
+          skips = 0;
         const rows = Array.from(order.subarray(m0, m0 + c.miniBatchSize));
         const seqs = rows.map((r) => d.rollout.samples[r]);
         const sb = sequenceBatch(seqs, c.tokenizer.padId);
@@ -653,12 +655,17 @@ export class PolicyGradientLoop extends TrainerEmitter {
               if (s.ptxTokens) add('ptxLoss', s.ptxLoss / s.ptxTokens);
             }
           } else for (const [k, v] of Object.entries(stats)) add(k, v);
+          let skipped = !apply;
           if (apply) {
             const r = await timed('optimizer', () => this.optimizer.step());
-            if (r.skipped) this.#skip('policy');
+            skipped = r.skipped;
             add('gradNorm', r.gradNorm);
-          } else this.#skip('policy');
+          }
           await c.policy.zeroGrad();
+          if (skipped) {
+            skips++;
+            await this.#skip('policy', iteration, apply);
+          } else applied++;
         }
         if (c.critic) {
           const stats: Record<string, number> = {};
@@ -697,13 +704,20 @@ export class PolicyGradientLoop extends TrainerEmitter {
             apply = s.bad === 0;
             if (apply) for (const k of ['valueLoss', 'valueClipFraction']) add(k, s[k] / s.tokens);
           } else for (const [k, v] of Object.entries(stats)) add(k, v);
+          let skipped = !apply;
           if (apply) {
             const r = await timed('optimizer', () => this.criticOptimizer!.step());
-            if (r.skipped) this.#skip('critic');
+            skipped = r.skipped;
             add('criticGradNorm', r.gradNorm);
-          } else this.#skip('critic');
+          }
           await c.critic.zeroGrad();
+          if (skipped) {
+            skips++;
+            await this.#skip('critic', iteration, apply);
+          } else applied++;
         }
+        // a minibatch whose every update was applied ends a run of skipped ones
+        if (applied > 0 && skips === 0 && this.#run) this.#run.consecutiveSkips = 0;
       }
     }
     const means = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length]));
@@ -729,9 +743,13 @@ export class PolicyGradientLoop extends TrainerEmitter {
   }
 
   #run?: TrainingRun;
-  #skip(which: string): void {
-    if (this.#run) this.#run.skippedSteps++;
-    this.emit('log', { stage: this.c.stage, message: `${which} update skipped: non-finite loss or gradients` });
+  /**
+   * Records a skipped update of iteration `iteration` (TrainingRun.skip: a 'skip' event, a warning,
+   * a metrics line; maxConsecutiveSkips skipped updates in a row, policy and critic updates each
+   * counting, stop the run with an error).
+   */
+  async #skip(which: 'policy' | 'critic', iteration: number, lossWasFinite: boolean): Promise<void> {
+    await this.#run?.skip(iteration + 1, `${which} update: non-finite ${lossWasFinite ? 'gradients' : 'loss'}`);
   }
 
   async #ptxExamples(p: NonNullable<PolicyGradientConfig['ptx']>): Promise<TokenizedExample[]> {
