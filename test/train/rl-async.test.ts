@@ -4,6 +4,9 @@
 // away from 1 after the first iteration; with truncatedIS exactly 1 and weighted); the same seed
 // gives the same run twice; off by default; refused with rolloutPolicy.
 import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setThreads } from '../../lib/engine/device.js';
 import { Model } from '../../lib/engine/model.js';
 import type { PromptRecord } from '../../lib/data/index.js';
@@ -21,8 +24,8 @@ const P = 2,
   n = 4;
 
 /** A GRPO run from a fresh policy (seed 1); records each sampling round's prompts, responses and step metrics. */
-async function run(iterations: number, opts: Partial<GroupOptions> = {}) {
-  const policy = await Model.create(tinyRlConfig(tok), { seed: 1, initStd: 0.3 });
+async function run(iterations: number, opts: Partial<GroupOptions> = {}, stopAt?: number) {
+  const policy = await Model.create(tinyRlConfig(tok), { seed: opts.resumeFrom ? 99 : 1, initStd: 0.3 });
   const rounds: Array<{ prompts: PromptRecord[]; responses: Int32Array[] }> = [];
   const reward = rewardFunction('ascii-recorded', (r) => asciiFraction(r.responseIds));
   const score = reward.score.bind(reward);
@@ -48,6 +51,7 @@ async function run(iterations: number, opts: Partial<GroupOptions> = {}) {
   });
   const steps: Record<string, number>[] = [];
   trainer.on('step', (e) => steps.push(e.metrics));
+  if (stopAt) trainer.on('step', (e) => e.step === stopAt && trainer.requestStop());
   await trainer.train();
   trainer.dispose();
   return { policy, rounds, steps };
@@ -123,6 +127,27 @@ t.test('the same seed gives the same run; truncatedIS corrects the stale samples
     a.steps.slice(1).every((m) => m.isWeightMean !== 1 && m.isWeightMax <= 2),
     `importance weights min(π_old/μ, 2) at work (iteration 2 mean ${a.steps[1].isWeightMean.toFixed(4)})`,
   );
+});
+
+t.test('exact resume: the checkpoint keeps the copy the next samples come from', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rlhf-async-resume-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const a = await run(4, { asyncRollouts: 1, outputDir: join(dir, 'a') });
+  const first = await run(4, { asyncRollouts: 1, outputDir: join(dir, 'b') }, 2);
+  const b = await run(4, { asyncRollouts: 1, outputDir: join(dir, 'b'), resumeFrom: 'latest' });
+  t.teardown(() => [a, first, b].forEach((r) => r.policy.dispose()));
+  t.equal(first.steps.length, 2, 'stopped after iteration 2');
+  t.same(
+    ids(b.rounds[0].responses),
+    ids(a.rounds[2].responses),
+    "the resumed run's first samples: those of iteration 3",
+  );
+  let differ = 0;
+  for (const p of a.policy.parameters()) {
+    const [x, y] = [await a.policy.getParameter(p.name), await b.policy.getParameter(p.name)];
+    if (Buffer.compare(Buffer.from(x.buffer), Buffer.from(y.buffer)) !== 0) differ++;
+  }
+  t.equal(differ, 0, '4 iterations == 2 + resume + 2, bit for bit');
 });
 
 t.test('asyncRollouts is validated', async (t) => {
