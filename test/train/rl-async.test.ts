@@ -14,6 +14,7 @@ import { rewardFunction } from '../../lib/rewards/types.js';
 import { generateRollout } from '../../lib/rollout/generate.js';
 import { ByteTokenizer } from '../../lib/tokenizer/index.js';
 import { GroupTrainer, type GroupOptions } from '../../lib/train/group.js';
+import { PPOTrainer } from '../../lib/train/ppo.js';
 import { asciiFraction, tinyRlConfig } from '../helpers/rl-setup.js';
 
 setThreads(1);
@@ -148,6 +149,45 @@ t.test('exact resume: the checkpoint keeps the copy the next samples come from',
     if (Buffer.compare(Buffer.from(x.buffer), Buffer.from(y.buffer)) !== 0) differ++;
   }
   t.equal(differ, 0, '4 iterations == 2 + resume + 2, bit for bit');
+});
+
+t.test('PPO with the reference baseline: y_ref scored before each round, the same run twice', async (t) => {
+  const ppo = async () => {
+    const policy = await Model.create(tinyRlConfig(tok), { seed: 1, initStd: 0.3 });
+    const critic = await Model.create(tinyRlConfig(tok, true), { seed: 2 });
+    const trainer = new PPOTrainer({
+      policy,
+      critic,
+      tokenizer: tok,
+      reward: rewardFunction('ascii', (r) => asciiFraction(r.responseIds)),
+      prompts,
+      iterations: 4,
+      promptsPerIteration: 3,
+      sampling,
+      lr: 1e-2,
+      asyncRollouts: 1,
+      seed: 5,
+    });
+    const steps: Record<string, number>[] = [];
+    trainer.on('step', (e) => steps.push(e.metrics));
+    await trainer.train();
+    trainer.dispose();
+    const w = await policy.getParameter('model.layers.1.mlp.down_proj.weight');
+    policy.dispose();
+    critic.dispose();
+    return { steps, w };
+  };
+  const [a, b] = [await ppo(), await ppo()];
+  t.equal(a.steps.length, 4, 'four iterations (the reference never busy twice)');
+  t.ok(
+    a.steps.every((m) => Number.isFinite(m.shapedRewardMean) && Number.isFinite(m.valueLoss)),
+    'baselined rewards and value losses finite',
+  );
+  t.same(
+    a.steps.map((m) => m.shapedRewardMean),
+    b.steps.map((m) => m.shapedRewardMean),
+  );
+  t.ok(Buffer.compare(Buffer.from(a.w.buffer), Buffer.from(b.w.buffer)) === 0, 'the same weights, bit for bit');
 });
 
 t.test('asyncRollouts is validated', async (t) => {
