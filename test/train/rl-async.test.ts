@@ -15,6 +15,7 @@ import { generateRollout } from '../../lib/rollout/generate.js';
 import { ByteTokenizer } from '../../lib/tokenizer/index.js';
 import { GroupTrainer, type GroupOptions } from '../../lib/train/group.js';
 import { PPOTrainer } from '../../lib/train/ppo.js';
+import { CalculatorEnvironment } from '../../lib/demo/calculator.js';
 import { asciiFraction, tinyRlConfig } from '../helpers/rl-setup.js';
 
 setThreads(1);
@@ -186,6 +187,44 @@ t.test('PPO with the reference baseline: y_ref scored before each round, the sam
   t.same(
     a.steps.map((m) => m.shapedRewardMean),
     b.steps.map((m) => m.shapedRewardMean),
+  );
+  t.ok(Buffer.compare(Buffer.from(a.w.buffer), Buffer.from(b.w.buffer)) === 0, 'the same weights, bit for bit');
+});
+
+t.test('with episodes, per-turn rewards, packing and dynamic sampling: the same run twice', async (t) => {
+  const records = [3, 5, 7, 9].map((a) => ({ prompt: `What is ${a}+1?`, answer: a + 1 }));
+  const grpo = async () => {
+    const policy = await Model.create(tinyRlConfig(tok), { seed: 3, initStd: 0.3 });
+    const trainer = new GroupTrainer({
+      policy,
+      tokenizer: tok,
+      prompts: records,
+      reward: rewardFunction('ascii', (r) => asciiFraction(r.responseIds)),
+      environment: { create: () => new CalculatorEnvironment(), maxTurns: 2, turnRewards: 'per-turn' },
+      iterations: 3,
+      promptsPerIteration: 2,
+      samplesPerPrompt: 3,
+      sampling,
+      lr: 1e-2,
+      packTokens: 96,
+      dynamicSampling: { maxRounds: 2 },
+      asyncRollouts: 1,
+      seed: 8,
+    });
+    const steps: Record<string, number>[] = [];
+    trainer.on('step', (e) => steps.push(e.metrics));
+    await trainer.train();
+    trainer.dispose();
+    const w = await policy.getParameter('model.embed_tokens.weight');
+    policy.dispose();
+    return { steps, w };
+  };
+  const [a, b] = [await grpo(), await grpo()];
+  t.equal(a.steps.length, 3);
+  t.same(
+    a.steps.map((m) => m.rewardMean),
+    b.steps.map((m) => m.rewardMean),
+    `reward history ${a.steps.map((m) => m.rewardMean.toFixed(3)).join(' ')}`,
   );
   t.ok(Buffer.compare(Buffer.from(a.w.buffer), Buffer.from(b.w.buffer)) === 0, 'the same weights, bit for bit');
 });
