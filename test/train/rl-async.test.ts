@@ -2,7 +2,9 @@
 // before update k give (checked against generateRollout from those weights, computed by hand),
 // not the current weights'; the ratio is then against the behaviour log-probs (the first ratio
 // away from 1 after the first iteration; with truncatedIS exactly 1 and weighted); the same seed
-// gives the same run twice; off by default; refused with rolloutPolicy.
+// gives the same run twice (also PPO with the reference baseline, whose y_ref are sampled between
+// updates, and episodes with per-turn rewards, packing and dynamic sampling); a stopped run resumes
+// bit for bit; off by default; refused with rolloutPolicy.
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
