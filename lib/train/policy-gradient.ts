@@ -1,7 +1,8 @@
 /**
  * The policy-gradient loop shared by PPOTrainer and GroupTrainer (its sampling rounds are
- * lib/train/sampling.ts, its types policy-gradient-config.ts, its per-iteration helpers
- * policy-gradient-stats.ts; multi-turn episodes lib/rollout/environment.ts). One iteration:
+ * lib/train/sampling.ts, its update policy-gradient-update.ts, its types policy-gradient-config.ts,
+ * its per-iteration helpers policy-gradient-stats.ts; multi-turn episodes
+ * lib/rollout/environment.ts). One iteration:
  *
  *   prompts   the next promptsPerIteration prompts (seeded order, epochs wrap around)
  *   generate  samplesPerPrompt responses each, with log π_old of every token (lib/rollout), or
@@ -47,50 +48,26 @@
 import { AdamW } from '../engine/adamw.js';
 import type { Model } from '../engine/model.js';
 import { RlhfError, ErrorCode } from '../errors.js';
-import {
-  loadPromptFile,
-  loadSftFile,
-  padBatch,
-  permutation,
-  sliceBatch,
-  tokenizeSft,
-  toSftRecords,
-  type TokenizedExample,
-} from '../data/index.js';
+import { loadPromptFile, loadSftFile, tokenizeSft, toSftRecords, type TokenizedExample } from '../data/index.js';
 import {
   gae,
   grpoAdvantages,
-  ntpLoss,
   truncatedImportanceWeights,
   reinforcePlusPlusAdvantages,
   rlooAdvantages,
 } from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
 import { policyTokenMask } from '../rollout/environment.js';
-import {
-  responseSlice,
-  scatterResponses,
-  sequenceBatch,
-  type Sequence,
-  type SequenceBatch,
-} from '../rollout/sequences.js';
-import { forwardSequences, type SequenceForward, type SequenceForwardOptions } from './packed-rows.js';
+import { responseSlice, scatterResponses, sequenceBatch } from '../rollout/sequences.js';
+import { forwardRows, policyUpdate, type PolicyUpdateHost } from './policy-gradient-update.js';
 import type { CheckpointPart } from './checkpoint.js';
 import { RolloutSampler, RoundSource, type SampledRound } from './sampling.js';
 import { TrainerEmitter } from './events.js';
-import { currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
-import { batchRows, gatherRows, reduceStep, stopAgreed } from './loop.js';
-import { TrainingRun, allFinite } from './run.js';
+import { currentGroup, type ProcessGroup } from '../distributed/index.js';
+import { gatherRows, stopAgreed } from './loop.js';
+import { TrainingRun } from './run.js';
 import type { IterationData, PolicyGradientConfig, PolicyGradientResult } from './policy-gradient-config.js';
-import {
-  isStats,
-  maskRows,
-  rolloutEvent,
-  sampleTokenRewards,
-  std,
-  whitenRows,
-  zeroVariance,
-} from './policy-gradient-stats.js';
+import { isStats, rolloutEvent, sampleTokenRewards, std, whitenRows, zeroVariance } from './policy-gradient-stats.js';
 
 export type {
   AdvantageEstimator,
@@ -271,7 +248,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
           stopped: true,
         };
       }
-      const m = await this.#update(data, iteration, ptx, timed);
+      const m = await policyUpdate(this.#updateHost(), data, iteration, ptx, timed);
       if (c.kl.target !== undefined && this.#needsReference) {
         const observed = data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length;
         const err = Math.max(-0.2, Math.min(0.2, observed / c.kl.target - 1));
@@ -374,7 +351,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const rolloutLogprobs = (model: Model, phase: string): Promise<Float32Array> =>
       timed(phase, () =>
         gatherRows(this.group, sb.batch, sb.seqLen, async (r0, r1) => {
-          const f = await this.#forwardRows(model, sb, rollout.samples, r0, r1, {
+          const f = await forwardRows(c, model, sb, rollout.samples, r0, r1, {
             temperature: this.#forwardTemperature,
             saveForBackward: false,
           });
@@ -402,7 +379,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
     if (c.critic)
       oldValues = await timed('critic', () =>
         gatherRows(this.group, sb.batch, sb.seqLen, async (r0, r1) => {
-          const f = await this.#forwardRows(
+          const f = await forwardRows(
+            c,
             c.critic!,
             sb,
             rollout.samples,
@@ -479,278 +457,33 @@ export class PolicyGradientLoop extends TrainerEmitter {
     };
   }
 
-  async #update(
-    d: IterationData,
-    iteration: number,
-    ptx: TokenizedExample[] | undefined,
-    timed: <T>(p: string, f: () => Promise<T>) => Promise<T>,
-  ): Promise<Record<string, number>> {
-    const c = this.c,
-      B = d.sb.batch,
-      g = this.group,
-      dp = g.size > 1;
-    const acc: Record<string, number[]> = {};
-    const add = (k: string, v: number) => (acc[k] ??= []).push(v);
-    const tokensIn = (m: Float32Array) => m.reduce((s, x) => s + (x > 0 ? 1 : 0), 0);
-    const times = (v: number | undefined, n: number) => (n ? (v ?? 0) * n : 0);
-    let maskedMinibatches = 0;
-    const policyWarm = iteration >= c.criticWarmupIterations;
-    for (let e = 0; e < c.epochs; e++) {
-      const order = permutation(B, c.seed, iteration * c.epochs + e);
-      for (let m0 = 0, mb = 0; m0 < B; m0 += c.miniBatchSize, mb++) {
-        const rows = Array.from(order.subarray(m0, m0 + c.miniBatchSize));
-        const seqs = rows.map((r) => d.rollout.samples[r]);
-        const sb = sequenceBatch(seqs, c.tokenizer.padId);
-        const pick = (x: Float32Array | undefined) =>
-          x
-            ? scatterResponses(
-                rows.map((r) => responseSlice(x, d.sb, r)),
-                sb,
-              )
-            : undefined;
-        const mask = policyTokenMask(
-          sb,
-          rows.map((r) => d.rollout.samples[r]),
-        );
-        // maskTruncated: rows cut by the length limit take no part in the policy loss
-        const policyMask = c.maskTruncated
-          ? maskRows(
-              mask,
-              sb,
-              rows.map((r) => d.rollout.samples[r].finishReason === 'length'),
-            )
-          : mask;
-        // data parallelism: this rank forwards rows [r0, r1) of the minibatch (same layout); the
-        // aggregation weights and token counts are the whole minibatch's, gradients summed over ranks
-        const [r0, r1] = shardRange(sb.batch, g.rank, g.size),
-          T = sb.seqLen;
-        const mine = <A extends Float32Array | Float64Array>(x: A): A => (dp ? (x.subarray(r0 * T, r1 * T) as A) : x);
-        if (policyWarm && !policyMask.some((x) => x > 0))
-          maskedMinibatches++; // every row truncated: no policy step
-        else if (policyWarm) {
-          // diagnostics of this rank's rows (token means), and its policy and PTX target tokens
-          const stats: Record<string, number> = {};
-          let tokens = 0,
-            ptxTokens = 0;
-          // the policy loss on this rank's rows of the minibatch (none: nothing to do)
-          const policyRows = async (): Promise<boolean> => {
-            const adv = mine(pick(d.advantages)!);
-            if (!adv.every(Number.isFinite)) return false; // e.g. a reward that overflows fp32
-            const f = await this.#forwardRows(c.policy, sb, seqs, r0, r1, {
-              temperature: this.#forwardTemperature,
-              entropy: true,
-            }); // entropy is always logged
-            if (!f.logprobs.every(Number.isFinite)) return false;
-            const pMask = mine(policyMask);
-            tokens = tokensIn(pMask);
-            const oldLogp = mine(pick(d.oldLogp)!);
-            if (e === 0 && mb === 0) {
-              // before any update the policy is π_old: a non-zero value means the trainer's π is not the sampler's
-              let diff = 0;
-              for (let i = 0; i < oldLogp.length; i++)
-                if (pMask[i] > 0) diff = Math.max(diff, Math.abs(f.logprobs[i] - oldLogp[i]));
-              stats.rolloutLogprobDiffMax = diff;
-            }
-            // one sequence per row: the aggregation weights of the policy loss, entropy bonus and KL loss
-            const weights = mine(
-              pgNative.aggregationWeights({
-                mask: policyMask,
-                batch: sb.batch,
-                seqLen: T,
-                aggregation: c.aggregation,
-                lengthNormalizer: c.sampling.maxNewTokens,
-              }),
-            );
-            if (d.isWeights) {
-              const isw = mine(pick(d.isWeights)!);
-              for (let i = 0; i < weights.length; i++) weights[i] *= isw[i];
-            }
-            const pl =
-              c.lossMode === 'gspo'
-                ? pgNative.gspoPolicyLoss({
-                    logp: f.logprobs,
-                    oldLogp,
-                    advantages: adv,
-                    mask: pMask,
-                    weights,
-                    batch: r1 - r0,
-                    seqLen: T,
-                    clipEps: c.clipEps,
-                    clipEpsHigh: c.clipEpsHigh,
-                  })
-                : pgNative.ppoPolicyLoss({
-                    logp: f.logprobs,
-                    oldLogp,
-                    advantages: adv,
-                    mask: pMask,
-                    weights,
-                    clipEps: c.clipEps,
-                    clipEpsHigh: c.clipEpsHigh,
-                    dualClip: c.dualClip,
-                  });
-            const dLogp = pl.dLogp;
-            let loss = pl.loss;
-            const eb = pgNative.entropyBonus({ entropy: f.entropy!, mask: pMask, weights, coef: c.entropyCoef });
-            loss += eb.loss;
-            if (c.kl.mode === 'loss' && this.#klCoef > 0 && d.refLogp) {
-              const kl = pgNative.klLoss({
-                logp: f.logprobs,
-                refLogp: mine(pick(d.refLogp)!),
-                mask: pMask,
-                weights,
-                coef: this.#klCoef,
-                estimator: c.kl.estimator,
-              });
-              loss += kl.loss;
-              for (let i = 0; i < dLogp.length; i++) dLogp[i] += kl.dLogp[i];
-            }
-            stats.policyLoss = pl.loss;
-            stats.clipFraction = pl.clipFraction;
-            stats.approxKl = pl.approxKl;
-            stats.entropy = eb.meanEntropy;
-            if (!allFinite(loss)) return false;
-            await f.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp });
-            return true;
-          };
-          // λ·NTP on this rank's share of the minibatch's PTX batch
-          const ptxRows = async (ex: TokenizedExample[]): Promise<boolean> => {
-            const full = padBatch(this.#ptxBatch(ex, iteration, e, mb), { padId: c.tokenizer.padId });
-            const batch = dp ? sliceBatch(full, ...shardRange(full.batch, g.rank, g.size)) : full;
-            if (dp && !batch.numTargets) return true; // no PTX target in this rank's share
-            const pf = await c.policy.forward(batchRows(batch, 0, batch.batch));
-            const ptxMask = batch.targets.map((t) => (t >= 0 ? 1 : 0));
-            if (!pf.logprobs.every(Number.isFinite)) return false;
-            const nl = ntpLoss({ logp: pf.logprobs, mask: ptxMask });
-            stats.ptxLoss = nl.loss;
-            ptxTokens = batch.numTargets;
-            if (!allFinite(nl.loss)) return false;
-            // the NTP loss is a mean over this rank's targets; the minibatch's is over all of them
-            const scale = dp ? (c.ptx!.coef * batch.numTargets) / full.numTargets : c.ptx!.coef;
-            await c.policy.backward({ dLogprobs: Float32Array.from(nl.dLogp, (x) => x * scale) });
-            return true;
-          };
-          const ok = await timed(
-            'policy',
-            async () => (r1 === r0 || (await policyRows())) && (!ptx || c.ptx!.coef <= 0 || (await ptxRows(ptx))),
-          );
-          let apply = ok;
-          if (dp) {
-            const s = await reduceStep(g, c.policy, {
-              bad: ok ? 0 : 1,
-              tokens,
-              policyLoss: stats.policyLoss ?? 0, // a sum under the minibatch's weights already
-              clipFraction: times(stats.clipFraction, tokens),
-              approxKl: times(stats.approxKl, tokens),
-              entropy: times(stats.entropy, tokens),
-              ...(ptx && c.ptx!.coef > 0 ? { ptxLoss: times(stats.ptxLoss, ptxTokens), ptxTokens } : {}),
-            });
-            apply = s.bad === 0;
-            if (e === 0 && mb === 0)
-              add('rolloutLogprobDiffMax', g.allReduceMax(Float32Array.of(stats.rolloutLogprobDiffMax ?? 0))[0]);
-            if (apply) {
-              add('policyLoss', s.policyLoss);
-              for (const k of ['clipFraction', 'approxKl', 'entropy']) add(k, s[k] / s.tokens);
-              if (s.ptxTokens) add('ptxLoss', s.ptxLoss / s.ptxTokens);
-            }
-          } else for (const [k, v] of Object.entries(stats)) add(k, v);
-          if (apply) {
-            const r = await timed('optimizer', () => this.optimizer.step());
-            if (r.skipped) this.#skip('policy');
-            add('gradNorm', r.gradNorm);
-          } else this.#skip('policy');
-          await c.policy.zeroGrad();
-        }
-        if (c.critic) {
-          const stats: Record<string, number> = {};
-          let tokens = 0;
-          const ok = await timed('critic', async () => {
-            if (r1 === r0) return true;
-            const returns = mine(pick(d.returns)!);
-            if (!returns.every(Number.isFinite)) return false;
-            const f = await this.#forwardRows(c.critic!, sb, seqs, r0, r1, { values: true }, false);
-            if (!f.values!.every(Number.isFinite)) return false;
-            const cMask = mine(mask);
-            const vl = pgNative.ppoValueLoss({
-              values: f.values!,
-              oldValues: mine(pick(d.oldValues)!),
-              returns,
-              mask: cMask,
-              clipEps: c.valueClipEps,
-            });
-            stats.valueLoss = vl.loss;
-            stats.valueClipFraction = vl.clipFraction;
-            if (!allFinite(vl.loss)) return false;
-            tokens = tokensIn(cMask);
-            // a token mean over this rank's tokens; the minibatch's is over all of its tokens
-            const share = tokens / tokensIn(mask);
-            await f.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues });
-            return true;
-          });
-          let apply = ok;
-          if (dp) {
-            const s = await reduceStep(g, c.critic, {
-              bad: ok ? 0 : 1,
-              tokens,
-              valueLoss: times(stats.valueLoss, tokens),
-              valueClipFraction: times(stats.valueClipFraction, tokens),
-            });
-            apply = s.bad === 0;
-            if (apply) for (const k of ['valueLoss', 'valueClipFraction']) add(k, s[k] / s.tokens);
-          } else for (const [k, v] of Object.entries(stats)) add(k, v);
-          if (apply) {
-            const r = await timed('optimizer', () => this.criticOptimizer!.step());
-            if (r.skipped) this.#skip('critic');
-            add('criticGradNorm', r.gradNorm);
-          } else this.#skip('critic');
-          await c.critic.zeroGrad();
-        }
-      }
-    }
-    const means = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length]));
-    return c.maskTruncated ? { ...means, maskedMinibatches } : means;
-  }
-
-  /** Rows [r0, r1) of the padded batch `sb` of `seqs` through `model`, packed with options.packTokens (lib/train/packed-rows.ts). */
-  #forwardRows(
-    model: Model,
-    sb: SequenceBatch,
-    seqs: readonly Sequence[],
-    r0: number,
-    r1: number,
-    forward: SequenceForwardOptions,
-    targets = true,
-  ): Promise<SequenceForward> {
-    return forwardSequences(model, sb, seqs, r0, r1, {
-      packTokens: this.c.packTokens,
-      padId: this.c.tokenizer.padId,
-      targets,
-      forward,
-    });
-  }
-
   #run?: TrainingRun;
-  #skip(which: string): void {
-    if (this.#run) this.#run.skippedSteps++;
-    this.emit('log', { stage: this.c.stage, message: `${which} update skipped: non-finite loss or gradients` });
+
+  #updateHost(): PolicyUpdateHost {
+    return {
+      c: this.c,
+      group: this.group,
+      optimizer: this.optimizer,
+      criticOptimizer: this.criticOptimizer,
+      klCoef: this.#klCoef,
+      forwardTemperature: this.#forwardTemperature,
+      skip: (which, iteration, lossWasFinite) => this.#skip(which, iteration, lossWasFinite),
+      resetSkips: () => {
+        if (this.#run) this.#run.consecutiveSkips = 0;
+      },
+    };
+  }
+  /**
+   * Records a skipped update of iteration `iteration` (TrainingRun.skip: a 'skip' event, a warning,
+   * a metrics line; maxConsecutiveSkips skipped updates in a row, policy and critic updates each
+   * counting, stop the run with an error).
+   */
+  async #skip(which: 'policy' | 'critic', iteration: number, lossWasFinite: boolean): Promise<void> {
+    await this.#run?.skip(iteration + 1, `${which} update: non-finite ${lossWasFinite ? 'gradients' : 'loss'}`);
   }
 
   async #ptxExamples(p: NonNullable<PolicyGradientConfig['ptx']>): Promise<TokenizedExample[]> {
     const records = typeof p.data === 'string' ? await loadSftFile(p.data) : toSftRecords(p.data, 'options.ptx.data');
     return records.map((r) => tokenizeSft(this.c.tokenizer, r, { maxLength: p.seqLen }));
-  }
-
-  /** The PTX micro-batch for (iteration, epoch, minibatch): a deterministic walk over the SFT set. */
-  #ptxBatch(ex: TokenizedExample[], iteration: number, epoch: number, mb: number): TokenizedExample[] {
-    const k = this.c.ptx!.batchSize,
-      perIt = this.c.epochs * Math.ceil((this.c.promptsPerIteration * this.c.samplesPerPrompt) / this.c.miniBatchSize);
-    const start =
-      (iteration * perIt +
-        epoch * Math.ceil((this.c.promptsPerIteration * this.c.samplesPerPrompt) / this.c.miniBatchSize) +
-        mb) *
-      k;
-    return Array.from({ length: k }, (_, j) => {
-      const pos = start + j;
-      return ex[permutation(ex.length, this.c.seed + 1, Math.floor(pos / ex.length))[pos % ex.length]];
-    });
   }
 }

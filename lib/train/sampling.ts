@@ -51,6 +51,9 @@ export class RolloutSampler {
   reference?: Model;
   /** the model the rounds sample from (asyncRollouts' copy of the policy); default rolloutPolicy, else the policy */
   rolloutModel?: Model;
+  /** asyncRollouts: rounds read reference-baseline scores from the cache only (RoundSource fills it
+   * before a round starts, while the reference is idle); a prompt without one is dropped */
+  cachedReferenceOnly = false;
 
   /** `group`: data-parallel ranks; each samples, scores and baselines its share of a round's prompts */
   constructor(
@@ -58,6 +61,11 @@ export class RolloutSampler {
     private readonly group: ProcessGroup,
     private readonly log: (message: string) => void,
   ) {}
+
+  /** true with PPO's reference baseline (r(x, y) − r(x, y_ref)) */
+  get referenceBaseline(): boolean {
+    return this.c.baseline === 'reference';
+  }
 
   promptIndices(pool: number[], iteration: number): number[] {
     const P = this.c.promptsPerIteration,
@@ -193,7 +201,10 @@ export class RolloutSampler {
         'a response',
       );
     let ref: number[] | undefined;
-    if (c.baseline === 'reference') ref = await timed('baseline', () => this.referenceScores(prompts, mine)); // y_ref sampled and scored
+    if (c.baseline === 'reference')
+      ref = this.cachedReferenceOnly
+        ? mine.map((i) => this.refScores.get(i) ?? NaN)
+        : await timed('baseline', () => this.referenceScores(prompts, mine)); // y_ref sampled and scored
     if (this.group.size > 1) ({ rollout, scores, ref } = this.gatherRound(prompts, indices, p0, rollout, scores, ref));
     const where = (r: number) => ({ prompt: indices[rollout.samples[r].promptIndex], sample: r % n });
     const drop = this.invalidRewards(scores, where, 'a response');
@@ -367,7 +378,9 @@ export class RolloutSampler {
  * from them in the background while the caller runs update k. The first round of a run (or of a
  * resumed one) comes from the copy as it is: a fresh copy of the policy, or the one restored from
  * the checkpoint. Rounds are sampled in iteration order, one at a time, so a run does not depend
- * on timing. A round's error is reported when that round is asked for.
+ * on timing. A round's error is reported when that round is asked for. The frozen reference is
+ * busy in the update (its log-probs), so a round's reference-baseline scores (y_ref sampled by the
+ * reference, scored) are computed before the round starts, in the foreground.
  */
 export class RoundSource {
   #pending?: {
@@ -382,7 +395,10 @@ export class RoundSource {
     private readonly iterations: number,
     private readonly async?: { copy: Model; policy: Model },
   ) {
-    if (async) sampler.rolloutModel = async.copy;
+    if (async) {
+      sampler.rolloutModel = async.copy;
+      sampler.cachedReferenceOnly = true;
+    }
   }
 
   /** Round `iteration` (iterations are asked for in order); its sampling time is added to `time` (seconds per phase). */
@@ -390,7 +406,7 @@ export class RoundSource {
     if (!this.async) return this.#round(iteration, time);
     if (this.#pending?.iteration !== iteration) {
       await this.settle();
-      this.#start(iteration);
+      await this.#start(iteration, time);
     }
     const r = await this.#pending!.done;
     this.#pending = undefined;
@@ -398,7 +414,7 @@ export class RoundSource {
     if (r.error !== undefined) throw r.error;
     if (iteration + 1 < this.iterations) {
       await this.async.copy.copyWeightsFrom(this.async.policy);
-      this.#start(iteration + 1);
+      await this.#start(iteration + 1, time);
     }
     return r.round!;
   }
@@ -414,7 +430,13 @@ export class RoundSource {
     this.#pending = undefined;
   }
 
-  #start(iteration: number): void {
+  /** Starts round `iteration` in the background after its reference-baseline scores (timed into `now`). */
+  async #start(iteration: number, now: Record<string, number>): Promise<void> {
+    if (this.sampler.referenceBaseline) {
+      const s = performance.now();
+      await this.sampler.referenceScores(this.prompts, this.sampler.promptIndices(this.pool, iteration));
+      now.baseline = (now.baseline ?? 0) + (performance.now() - s) / 1000;
+    }
     const time: Record<string, number> = {};
     this.#pending = {
       iteration,

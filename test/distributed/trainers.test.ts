@@ -186,3 +186,24 @@ t.test(
     compare(t, one, two, [join(dir, 'one.bin'), join(dir, 'two.bin')], (l) => [l.loss as number], 1e-5, 2e-5);
   },
 );
+
+t.test(
+  'packed forwards (packTokens): PPO and GRPO at 2 ranks, each packing its share, match one process padded',
+  { skip, timeout: 400_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rlhf-dp-packed-'));
+    const w = fixture('pg-worker.mjs');
+    const packed = { RLHF_TEST_PACK_TOKENS: '96' };
+    for (const method of ['ppo', 'grpo']) {
+      const one = run(0, w, [join(dir, `${method}-one.bin`), method, '3']);
+      const two = run(2, w, [join(dir, `${method}-two.bin`), method, '3'], packed);
+      t.same(two.lines[0].rewards, one.lines[0].rewards, `${method}: the same samples: the same reward history`);
+      t.ok(
+        two.lines.every((l) => l.packedRows > 0) && one.lines[0].packedRows === 0,
+        `every rank packed (rows ${two.lines.map((l) => l.packedRows).join(', ')}); the one process did not`,
+      );
+      // packing changes only the gradients' summation order (log-probs are bit-identical): tolerances as unpacked
+      compare(t, one, two, [join(dir, `${method}-one.bin`), join(dir, `${method}-two.bin`)], policyLosses, 1e-4, 2e-4);
+    }
+  },
+);
