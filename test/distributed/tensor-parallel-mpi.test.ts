@@ -38,11 +38,23 @@ function run(np: number, out: string, mode: string, extra: string[] = [], extraE
   const argv =
     np === 0
       ? [worker, out, mode, ...extra]
-      : ['-np', String(np), '-x', 'RLHF_TEST_BUCKET', process.execPath, worker, out, mode, ...extra];
+      : [
+          '-np',
+          String(np),
+          '-x',
+          'RLHF_TEST_BUCKET',
+          '-x',
+          'RLHF_TEST_KV_HEADS',
+          process.execPath,
+          worker,
+          out,
+          mode,
+          ...extra,
+        ];
   const t0 = Date.now();
   const r = spawnSync(np === 0 ? process.execPath : 'mpirun', argv, {
     encoding: 'utf8',
-    env: { ...env, RLHF_TEST_BUCKET: '', ...extraEnv },
+    env: { ...env, RLHF_TEST_BUCKET: '', RLHF_TEST_KV_HEADS: '2', ...extraEnv },
     timeout: 240_000,
   });
   const lines: Line[] = (r.stdout ?? '')
@@ -141,6 +153,30 @@ t.test(
     t.same(a.lines[0].greedy, ref.lines[0].greedy, 'the same greedy generation');
     // the comparisons are not vacuous: training moved the weights by more than the tolerance
     t.ok(maxAbsDiff(m.weights, m.grads) > 0 && r.grads.some((g) => Math.abs(g) > 1e-3), 'non-trivial gradients');
+  },
+);
+
+t.test(
+  'one KV head replicated on both processes: gradients and steps match thread ranks',
+  { skip, timeout: 300_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rlhf-tp-kv-'));
+    const kv = { RLHF_TEST_KV_HEADS: '1' };
+    const ref = run(0, join(dir, 'threads.bin'), 'threads', [], kv);
+    exitedZero(t, ref, 'threads');
+    const m = run(2, join(dir, 'mpi.bin'), 'mpi', [], kv);
+    exitedZero(t, m, 'mpi');
+    t.equal(m.lines[0].weights, m.lines[1].weights, 'both ranks gather the same weights (the KV copies agree)');
+    const r = parts(join(dir, 'threads.bin')),
+      p = parts(join(dir, 'mpi.bin'));
+    const dg = maxAbsDiff(r.grads, p.grads),
+      dw = maxAbsDiff(r.weights, p.weights);
+    t.ok(dg <= 1e-5, `gradients: max |threads - processes| = ${dg.toExponential(2)} <= 1e-5`);
+    t.ok(dw <= 1e-4, `weights after 3 steps: ${dw.toExponential(2)} <= 1e-4`);
+    t.ok(
+      r.grads.some((g) => Math.abs(g) > 1e-3),
+      'non-trivial gradients',
+    );
   },
 );
 
