@@ -243,3 +243,44 @@ for (const how of ['throw', 'kill'])
       t.equal(r.lines.length, 0, 'no rank reported a finished run');
     },
   );
+
+const f32 = (file: string) => {
+  const b = readFileSync(file);
+  return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+};
+const sftWorker = join(packageRoot, 'test', 'distributed', 'fixtures', 'tp-sft-worker.mjs');
+function runSft(np: number, out: string, args: string[]) {
+  const argv = np === 0 ? [sftWorker, out, ...args] : ['-np', String(np), process.execPath, sftWorker, out, ...args];
+  const r = spawnSync(np === 0 ? process.execPath : 'mpirun', argv, { encoding: 'utf8', env, timeout: 240_000 });
+  const lines = (r.stdout ?? '')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { worldRank: number; digest: string; loss: number; steps: number });
+  return { status: r.status, out: (r.stderr ?? '') + (r.stdout ?? ''), lines };
+}
+
+t.test(
+  'SFTTrainer on a model split over processes: 2 ranks match thread ranks, 2 × 2 ranks agree; outputDir is refused by name',
+  { skip, timeout: 600_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rlhf-tp-sft-'));
+    const ref = runSft(0, join(dir, 'threads.bin'), ['threads']);
+    exitedZero(t, ref, 'threads');
+    const two = runSft(2, join(dir, 'two.bin'), ['mpi']);
+    exitedZero(t, two, 'np 2');
+    t.equal(two.lines.length, 2);
+    t.equal(two.lines[0].steps, 3);
+    t.ok(Math.abs(two.lines[0].loss - ref.lines[0].loss) < 1e-6, `same loss (${two.lines[0].loss})`);
+    t.ok(f32(join(dir, 'two.bin')).length > 10_000, 'the whole model was gathered');
+    const d2 = maxAbsDiff(f32(join(dir, 'threads.bin')), f32(join(dir, 'two.bin')));
+    t.ok(d2 <= 1e-4, `weights, processes vs threads: ${d2.toExponential(2)} <= 1e-4`);
+    const four = runSft(4, join(dir, 'four.bin'), ['mpi']);
+    exitedZero(t, four, 'np 4');
+    t.equal(new Set(four.lines.map((l) => l.digest)).size, 1, 'all four ranks hold the same weights');
+    const d4 = maxAbsDiff(f32(join(dir, 'threads.bin')), f32(join(dir, 'four.bin')));
+    t.ok(d4 <= 1e-4, `2 × 2 vs thread ranks on the whole batch: ${d4.toExponential(2)} <= 1e-4`);
+    const refused = runSft(2, join(dir, 'x.bin'), ['mpi', 'outputDir', join(dir, 'run')]);
+    t.not(refused.status, 0);
+    t.match(refused.out, /options\.outputDir with a model split over MPI processes/, 'says what is not implemented');
+  },
+);
