@@ -63,6 +63,7 @@ export {
   type ParameterInfo,
   type LoadOptions,
   type SaveOptions,
+  type TensorParallelGroup,
 } from './engine/model.js';
 export { exportGguf, GGUF_DTYPES, type GgufDType, type GgufExportOptions } from './engine/gguf-export.js';
 export { readGguf, type GgufFile, type GgufValue, type GgufTensorInfo } from './engine/gguf.js';
@@ -137,6 +138,7 @@ export {
   allGatherRanges,
   launchedByMpi,
   mpiAvailability,
+  DEFAULT_BUCKET_BYTES,
   type ProcessGroup,
   type DistributedBackend,
   type GradientTarget,
