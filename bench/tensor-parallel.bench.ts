@@ -113,7 +113,7 @@ async function main(): Promise<void> {
   if (peer.reason) note(`torch: skipped — ${peer.reason}`);
   if (!mpi) note('TP over MPI processes: skipped, Open MPI not installed (scripts/install-mpi.sh)');
   note(
-    'TP ranks are threads of this process; every layer adds two all-reduces of batch·seq·hidden floats forward and two backward.',
+    'TP ranks are threads of this process (MPI: processes); every layer adds two all-reduces of batch·seq·hidden floats forward and two backward.',
   );
 }
 

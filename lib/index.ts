@@ -63,6 +63,7 @@ export {
   type ParameterInfo,
   type LoadOptions,
   type SaveOptions,
+  type TensorParallelGroup,
 } from './engine/model.js';
 export {
   GenerationSession,
@@ -145,6 +146,7 @@ export {
   allGatherRanges,
   launchedByMpi,
   mpiAvailability,
+  DEFAULT_BUCKET_BYTES,
   type ProcessGroup,
   type DistributedBackend,
   type GradientTarget,

@@ -160,6 +160,13 @@ export class TrainingRun {
   async resume(parts: Record<string, Pick<CheckpointPart, 'model' | 'optimizer'>>): Promise<TrainerState | undefined> {
     const o = this.#o;
     let state: TrainerState | undefined;
+    // a model split over MPI processes: its checkpoints would need every shard's optimizer state
+    // and a save every rank of its group joins; refused before anything waits on another rank
+    if (o.outputDir && Object.values(parts).some((p) => p.model?.tensorParallelGroup === 'mpi'))
+      throw new RlhfError(
+        ErrorCode.UNSUPPORTED,
+        `${this.stage}: options.outputDir with a model split over MPI processes (tensorParallelGroup 'mpi') is not implemented; train without outputDir and save the model from every rank (Model.save is collective)`,
+      );
     if (o.outputDir && !this.#writer) {
       // the checkpoint rank 0 verified and restored ('' when it started afresh)
       const dir = await this.#shareString('');

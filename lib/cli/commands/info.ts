@@ -109,6 +109,7 @@ export const infoCommand: CommandHandler = async (o, ctx) => {
         `  cpu:       ${b.simd} (gemm kernel ${b.gemmKernel}), ${b.threads} thread(s)`,
         `  cuda:      ${cuda}`,
         `  mpi:       ${b.mpi.available ? `${b.mpi.library} (--nproc N available)` : `not available (${b.mpi.reason})`}`,
+        `  nccl:      ${b.nccl.available ? `${b.nccl.library} (version ${b.nccl.version})` : `not available (${b.nccl.reason})`}`,
       ].join('\n') + '\n',
     );
   }
