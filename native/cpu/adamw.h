@@ -14,6 +14,7 @@
 // p, m and v untouched.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -76,6 +77,15 @@ AdamWResult adamw_step_norm_ranges(float* p, const float* g, float* m, float* v,
 AdamWResult adamw_step_range(float* p, const float* g, float* m, float* v, int64_t n, int64_t begin, int64_t end,
                              const AdamWOptions& o, int64_t step, const std::vector<AdamWSegment>& segments,
                              const std::vector<std::pair<int64_t, int64_t>>& norm_ranges);
+
+// AdamW over a tensor-parallel shard whose gradient norm spans the group of processes: Σg² over norm_ranges (all of [0,
+// n) when empty) on this rank, summed over the ranks with sum_f64, then adamw_apply on [begin, end) (ZeRO-1 range; [0,
+// n) when not sharded). Every rank gets the same norm, so replicated parameters receive identical updates. The moments
+// m, v hold [begin, end).
+AdamWResult adamw_step_across_ranks(float* p, const float* g, float* m, float* v, int64_t n, int64_t begin, int64_t end,
+                                    const AdamWOptions& o, int64_t step, const std::vector<AdamWSegment>& segments,
+                                    const std::vector<std::pair<int64_t, int64_t>>& norm_ranges,
+                                    const std::function<void(double*, int64_t)>& sum_f64);
 
 // Plain single-threaded loops computing the same thing: the reference the tests compare with.
 AdamWResult adamw_step_reference(float* p, const float* g, float* m, float* v, int64_t n, const AdamWOptions& o,

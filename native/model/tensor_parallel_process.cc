@@ -162,35 +162,5 @@ OptimizerView ProcessTensorParallelModel::optimizer_view() {
   return o;
 }
 
-cpu::AdamWResult adamw_step_across_ranks(float* p, const float* g, float* m, float* v, int64_t n, int64_t begin,
-                                         int64_t end, const cpu::AdamWOptions& o, int64_t step,
-                                         const std::vector<cpu::AdamWSegment>& segments,
-                                         const std::vector<std::pair<int64_t, int64_t>>& norm_ranges,
-                                         const std::function<void(double*, int64_t)>& sum_f64) {
-  cpu::adamw_check_options(o);
-  cpu::adamw_check_segments(segments, n);
-  RLHF_CHECK(0 <= begin && begin <= end && end <= n, ErrorCode::OutOfRange, "adamw: shard [", begin, ", ", end,
-             ") outside [0, ", n, ")");
-  double sumsq = 0.0;
-  if (norm_ranges.empty()) sumsq = cpu::sum_of_squares(g, n);
-  for (const auto& [off, len] : norm_ranges) {
-    RLHF_CHECK(off >= 0 && len >= 0 && off + len <= n, ErrorCode::OutOfRange, "adamw: norm range [", off, ", ",
-               off + len, ") outside [0, ", n, ")");
-    sumsq += cpu::sum_of_squares(g + off, len);
-  }
-  sum_f64(&sumsq, 1);
-  const double norm = std::sqrt(sumsq);
-  if (!std::isfinite(norm)) return {norm, true};
-  std::vector<cpu::AdamWSegment> local;  // the segments' parts inside [begin, end), shifted to start at 0
-  for (const auto& seg : segments) {
-    const int64_t lo = std::max(seg.offset, begin), hi = std::min(seg.offset + seg.length, end);
-    if (lo < hi) local.push_back({lo - begin, hi - lo, seg.weight_decay_scale});
-  }
-  if (segments.empty()) local.push_back({0, end - begin, 1.0f});
-  cpu::adamw_apply(p + begin, g + begin, m, v, end - begin,
-                   cpu::adamw_scalars(o, step, cpu::adamw_clip_scale(norm, o.max_grad_norm)), local);
-  return {norm, false};
-}
-
 }  // namespace model
 }  // namespace rlhf

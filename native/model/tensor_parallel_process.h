@@ -67,15 +67,5 @@ class ProcessTensorParallelModel final : public Engine {
   std::unique_ptr<Transformer> shard_;
 };
 
-// AdamW over a shard whose gradient norm spans the group: Σg² over norm_ranges (all of [0, n)
-// when empty) on this rank, summed over the ranks with sum_f64, then cpu::adamw_apply on
-// [begin, end) (ZeRO-1 range; [0, n) when not sharded). Every rank gets the same norm, so
-// replicated parameters receive identical updates. The moments m, v hold [begin, end).
-cpu::AdamWResult adamw_step_across_ranks(float* p, const float* g, float* m, float* v, int64_t n, int64_t begin,
-                                         int64_t end, const cpu::AdamWOptions& o, int64_t step,
-                                         const std::vector<cpu::AdamWSegment>& segments,
-                                         const std::vector<std::pair<int64_t, int64_t>>& norm_ranges,
-                                         const std::function<void(double*, int64_t)>& sum_f64);
-
 }  // namespace model
 }  // namespace rlhf

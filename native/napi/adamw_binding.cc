@@ -140,8 +140,8 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       return AsyncJob::queue(
           info.Env(), "rlhf.adamw.step",
           [=] {
-            *result = across    ? model::adamw_step_across_ranks(p, g, m, v, n, begin, end, o, next_step, segments,
-                                                                 norm_ranges, across)
+            *result = across    ? cpu::adamw_step_across_ranks(p, g, m, v, n, begin, end, o, next_step, segments,
+                                                               norm_ranges, across)
                       : be      ? be->adamw_step(p, g, m, v, n, o, next_step, segments, norm_ranges)
                       : sharded ? cpu::adamw_step_range(p, g, m, v, n, begin, end, o, next_step, segments, norm_ranges)
                       : norm_ranges.empty()
