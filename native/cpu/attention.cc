@@ -153,6 +153,35 @@ inline int64_t paged_row(const AttentionArgs& a, const int32_t* table, int64_t j
   return int64_t(table[j / a.block_size]) * a.block_size + j % a.block_size;
 }
 
+// Query i0 of sequence b (the block's only valid query), every head of kv group g, keys gathered
+// at kg / vg (rows HD apart): the group's NH/KVH query heads are consecutive in the query row, so
+// they are the rows of one score GEMM and one output GEMM. Each score and output element is the
+// same dot product, in the same order, as forward_block computes for that head alone (the GEMM's
+// per-element arithmetic does not depend on the row count; test_attention checks the bits).
+void decode_group(const AttentionArgs& a, int64_t b, int64_t g, int64_t i0, const Seq& sq, const float* kg,
+                  const float* vg, int64_t kv_end, float* out, int64_t ldo, float* lse) {
+  const int group = a.NH / a.KVH;
+  const int64_t i1 = std::min(a.Tq, i0 + kQueryBlock), h0 = g * group;
+  for (int64_t i = i0 + 1; i < i1; ++i)  // padding queries of the block
+    for (int64_t h = h0; h < h0 + group; ++h) {
+      std::memset(out + (b * a.Tq + i) * ldo + h * a.HD, 0, sizeof(float) * a.HD);
+      if (lse) lse[(b * a.Tq + i) * a.NH + h] = 0.0f;
+    }
+  float* S = scratch(0, static_cast<size_t>(group * kv_end));
+  const float* qb = a.q + (b * a.Tq + i0) * a.ldq + h0 * a.HD;
+  sgemm(false, true, group, kv_end, a.HD, a.scale, qb, a.HD, kg, a.HD, 0.0f, S, kv_end);
+  const int64_t kmax = sq.offset + i0;
+  for (int r = 0; r < group; ++r) {
+    float* s = S + r * kv_end;
+    if (a.softcap > 0) softcap_row(s, kmax, a.softcap, nullptr);
+    mask_window(s, a, kmax);
+    const float l = softmax_row(s, kmax, kv_end);
+    if (lse) lse[(b * a.Tq + i0) * a.NH + h0 + r] = l;
+  }
+  sgemm(false, false, group, a.HD, kv_end, 1.0f, S, kv_end, vg, a.HD, 0.0f, out + (b * a.Tq + i0) * ldo + h0 * a.HD,
+        a.HD);
+}
+
 void check_paged(const AttentionArgs& a) {
   RLHF_CHECK(a.block_size > 0 && a.table_stride > 0, ErrorCode::OutOfRange,
              "attention: a block table needs block_size > 0 and table_stride > 0, got ", a.block_size, ", ",
@@ -196,6 +225,10 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
         const int64_t row = paged_row(a, table, j);
         std::memcpy(kg + j * a.HD, a.k + row * a.ldk + g * a.HD, sizeof(float) * a.HD);
         std::memcpy(vg + j * a.HD, a.v + row * a.ldv + g * a.HD, sizeof(float) * a.HD);
+      }
+      if (v1 - i0 == 1 && group > 1) {  // one query (decode): the group's heads as the rows of one GEMM
+        decode_group(a, b, g, i0, sq, kg, vg, kv_end, out, ldo, lse);
+        continue;
       }
       for (int64_t h = g * group; h < (g + 1) * group; ++h)
         forward_block(a, b, h, blk, sq, kg, a.HD, vg, a.HD, out, ldo, lse);
