@@ -61,8 +61,7 @@ void GenerationSession::run(const std::vector<Seq*>& seqs, int64_t T, const std:
     const int64_t i = want[k];
     be->copy_rows(a.h + k * C, x + (i * T + q_len[i] - 1) * C, C);
   }
-  be->rmsnorm_forward(xlast_, rstd_.as<float>(), a.h, m_.nw(m_.layout_.final_norm), W, static_cast<int>(C),
-                      c.rms_eps);
+  be->rmsnorm_forward(xlast_, rstd_.as<float>(), a.h, m_.nw(m_.layout_.final_norm), W, static_cast<int>(C), c.rms_eps);
   // the LM head once per distinct temperature (alpha is applied inside the GEMM, as generate does)
   logits_store_.resize(static_cast<size_t>(W * Vt_));
   std::vector<bool> done(W, false);
