@@ -61,7 +61,7 @@ export async function generateRollout(opts: {
   streamBase?: number;
   /** one Philox stream per row (prompt p, sample j is row p·n + j) instead of streamBase + r */
   streams?: number[];
-  /** rows per generate() call (default: all) */
+  /** rows per generate() call (default: all; rounded down to whole groups of n when >= n) */
   batchSize?: number;
 }): Promise<Rollout> {
   const fn = 'generateRollout';
@@ -92,7 +92,9 @@ export async function generateRollout(opts: {
     if (!Array.isArray(opts.streams) || opts.streams.length !== rows.length)
       throw typeError(fn, 'options.streams', `an array of ${rows.length} stream ids (one per row)`, opts.streams);
   }
-  const batch = Math.min(batch0, rows.length);
+  // whole groups per generate() call where batchSize allows: the n samples of a prompt then share
+  // one prefill (Model.generate prefills identical prompts once); the samples do not depend on it
+  const batch = Math.min(batch0 >= n ? Math.floor(batch0 / n) * n : batch0, rows.length);
   const samples: RolloutSample[] = [];
   for (let r0 = 0; r0 < rows.length; r0 += batch) {
     const chunk = rows.slice(r0, r0 + batch);

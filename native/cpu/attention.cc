@@ -153,6 +153,35 @@ inline int64_t paged_row(const AttentionArgs& a, const int32_t* table, int64_t j
   return int64_t(table[j / a.block_size]) * a.block_size + j % a.block_size;
 }
 
+// Query i0 of sequence b (the block's only valid query), every head of kv group g, keys gathered
+// at kg / vg (rows ldkv apart): the group's NH/KVH query heads are consecutive in the query row, so
+// they are the rows of one score GEMM and one output GEMM. Each score and output element is the
+// same dot product, in the same order, as forward_block computes for that head alone (the GEMM's
+// per-element arithmetic does not depend on the row count; test_attention checks the bits).
+void decode_group(const AttentionArgs& a, int64_t b, int64_t g, int64_t i0, const Seq& sq, const float* kg,
+                  const float* vg, int64_t ldkv, int64_t kv_end, float* out, int64_t ldo, float* lse) {
+  const int group = a.NH / a.KVH;
+  const int64_t i1 = std::min(a.Tq, i0 + kQueryBlock), h0 = g * group;
+  for (int64_t i = i0 + 1; i < i1; ++i)  // padding queries of the block
+    for (int64_t h = h0; h < h0 + group; ++h) {
+      std::memset(out + (b * a.Tq + i) * ldo + h * a.HD, 0, sizeof(float) * a.HD);
+      if (lse) lse[(b * a.Tq + i) * a.NH + h] = 0.0f;
+    }
+  float* S = scratch(0, static_cast<size_t>(group * kv_end));
+  const float* qb = a.q + (b * a.Tq + i0) * a.ldq + h0 * a.HD;
+  sgemm(false, true, group, kv_end, a.HD, a.scale, qb, a.HD, kg, ldkv, 0.0f, S, kv_end);
+  const int64_t kmax = sq.offset + i0;
+  for (int r = 0; r < group; ++r) {
+    float* s = S + r * kv_end;
+    if (a.softcap > 0) softcap_row(s, kmax, a.softcap, nullptr);
+    mask_window(s, a, kmax);
+    const float l = softmax_row(s, kmax, kv_end);
+    if (lse) lse[(b * a.Tq + i0) * a.NH + h0 + r] = l;
+  }
+  sgemm(false, false, group, a.HD, kv_end, 1.0f, S, kv_end, vg, ldkv, 0.0f, out + (b * a.Tq + i0) * ldo + h0 * a.HD,
+        a.HD);
+}
+
 void check_paged(const AttentionArgs& a) {
   RLHF_CHECK(a.block_size > 0 && a.table_stride > 0, ErrorCode::OutOfRange,
              "attention: a block table needs block_size > 0 and table_stride > 0, got ", a.block_size, ", ",
@@ -179,6 +208,41 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
     return;
   }
   check_paged(a);
+  auto keys_of = [&](int64_t b, int64_t kv_end) {
+    const int32_t* table = a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride;
+    RLHF_CHECK((kv_end + a.block_size - 1) / a.block_size <= a.table_stride, ErrorCode::OutOfRange,
+               "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
+    return table;
+  };
+  const int64_t KVD = int64_t(a.KVH) * a.HD;
+  if (a.Tq == 1 && a.ldk == KVD && a.ldv == KVD) {
+    // Decode: a task owns a sequence; it gathers its keys/values for every kv head at once (one
+    // copy per block: a block's rows are consecutive), then runs every query head on them.
+    parallel_for(a.B, 1, [&](int64_t tb, int64_t te, int) {
+      for (int64_t b = tb; b < te; ++b) {
+        const Seq sq = seq_of(a, b);
+        const int64_t kv_end = sq.qlen >= 1 ? sq.offset + 1 : 0;
+        const int32_t* table = keys_of(b, kv_end);
+        float* kall = scratch(1, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * KVD));
+        float* vall = scratch(2, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * KVD));
+        for (int64_t j0 = 0; j0 < kv_end; j0 += a.block_size) {
+          const int64_t n = std::min(a.block_size, kv_end - j0), row0 = paged_row(a, table, j0);
+          std::memcpy(kall + j0 * KVD, a.k + row0 * KVD, sizeof(float) * n * KVD);
+          std::memcpy(vall + j0 * KVD, a.v + row0 * KVD, sizeof(float) * n * KVD);
+        }
+        for (int64_t g = 0; g < a.KVH; ++g) {
+          const float *kg = kall + g * a.HD, *vg = vall + g * a.HD;
+          if (kv_end > 0 && group > 1) {  // the group's heads as the rows of one GEMM
+            decode_group(a, b, g, 0, sq, kg, vg, KVD, kv_end, out, ldo, lse);
+            continue;
+          }
+          for (int64_t h = g * group; h < (g + 1) * group; ++h)
+            forward_block(a, b, h, 0, sq, kg, KVD, vg, KVD, out, ldo, lse);
+        }
+      }
+    });
+    return;
+  }
   // A task owns (sequence, kv head, query block): it gathers the keys/values that block reads
   // once, then runs the group's query heads on them.
   parallel_for(a.B * a.KVH * nblocks, 1, [&](int64_t tb, int64_t te, int) {
@@ -187,15 +251,17 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
       const Seq sq = seq_of(a, b);
       const int64_t i0 = blk * kQueryBlock, v1 = std::min(std::min(a.Tq, i0 + kQueryBlock), sq.qlen);
       const int64_t kv_end = v1 > i0 ? sq.offset + v1 : 0;
-      const int32_t* table = a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride;
-      RLHF_CHECK((kv_end + a.block_size - 1) / a.block_size <= a.table_stride, ErrorCode::OutOfRange,
-                 "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
+      const int32_t* table = keys_of(b, kv_end);
       float* kg = scratch(1, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * a.HD));
       float* vg = scratch(2, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * a.HD));
       for (int64_t j = 0; j < kv_end; ++j) {
         const int64_t row = paged_row(a, table, j);
         std::memcpy(kg + j * a.HD, a.k + row * a.ldk + g * a.HD, sizeof(float) * a.HD);
         std::memcpy(vg + j * a.HD, a.v + row * a.ldv + g * a.HD, sizeof(float) * a.HD);
+      }
+      if (v1 - i0 == 1 && group > 1) {  // one query: the group's heads as the rows of one GEMM
+        decode_group(a, b, g, i0, sq, kg, vg, a.HD, kv_end, out, ldo, lse);
+        continue;
       }
       for (int64_t h = g * group; h < (g + 1) * group; ++h)
         forward_block(a, b, h, blk, sq, kg, a.HD, vg, a.HD, out, ldo, lse);

@@ -49,8 +49,8 @@ GenerationSession::GenerationSession(Transformer& model, const SessionOptions& o
   const int64_t C = c.hidden, V = c.vocab, KVD = int64_t(c.kv_heads) * c.head_dim;
   Vt_ = m_.vocab_total();
   pool_.rows = opt_.num_blocks, pool_.len = opt_.block_size, pool_.kvd = KVD;
-  pool_.buf = Buffer(static_cast<size_t>(2 * c.layers * opt_.num_blocks * opt_.block_size * KVD) * sizeof(float),
-                     false, be->device());
+  pool_.buf = Buffer(static_cast<size_t>(2 * c.layers * opt_.num_blocks * opt_.block_size * KVD) * sizeof(float), false,
+                     be->device());
 
   // Activations for up to Nmax rows per pass; logits for up to R rows (decode rows, or one prompt)
   Nmax_ = opt_.token_budget;

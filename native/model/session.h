@@ -83,10 +83,10 @@ struct StepReport {
 
 struct SessionStats {
   int64_t block_size = 0, blocks_total = 0;
-  int64_t blocks_in_use = 0;       // referenced by a sequence
-  int64_t blocks_cached = 0;       // unreferenced, kept by the prefix cache (evictable)
-  int64_t peak_blocks_in_use = 0;  // since the session began
-  int64_t block_bytes = 0;         // KV bytes of one block (all layers, k and v)
+  int64_t blocks_in_use = 0;                     // referenced by a sequence
+  int64_t blocks_cached = 0;                     // unreferenced, kept by the prefix cache (evictable)
+  int64_t peak_blocks_in_use = 0;                // since the session began
+  int64_t block_bytes = 0;                       // KV bytes of one block (all layers, k and v)
   int64_t waiting = 0, running = 0, unread = 0;  // unread: finished, not yet collected
   int64_t steps = 0;
   int64_t prefill_tokens = 0;  // prompt positions computed

@@ -61,8 +61,7 @@ void GenerationSession::run(const std::vector<Seq*>& seqs, int64_t T, const std:
     const int64_t i = want[k];
     be->copy_rows(a.h + k * C, x + (i * T + q_len[i] - 1) * C, C);
   }
-  be->rmsnorm_forward(xlast_, rstd_.as<float>(), a.h, m_.nw(m_.layout_.final_norm), W, static_cast<int>(C),
-                      c.rms_eps);
+  be->rmsnorm_forward(xlast_, rstd_.as<float>(), a.h, m_.nw(m_.layout_.final_norm), W, static_cast<int>(C), c.rms_eps);
   // the LM head once per distinct temperature (alpha is applied inside the GEMM, as generate does)
   logits_store_.resize(static_cast<size_t>(W * Vt_));
   std::vector<bool> done(W, false);
@@ -137,38 +136,61 @@ StepReport GenerationSession::step() {
       counters_.decode_tokens += A;
     }
   }
-  // prefill: chunks of the admitted prompts, oldest first, with what is left of the budget
-  const std::vector<int64_t> order = running_;
-  for (int64_t id : order) {
+  // prefill: chunks of the admitted prompts, oldest first, with what is left of the budget; the
+  // chunks run together, right-padded to the longest, in passes of at most Nmax rows
+  std::vector<Seq*> pre;
+  std::vector<int64_t> chunks;
+  for (int64_t id : running_) {
     if (budget <= 0) break;
     Seq& s = seqs_.at(id);
     if (s.state != State::Prefill) continue;
-    const int64_t plen = static_cast<int64_t>(s.req.prompt.size());
-    const int64_t chunk = std::min(plen - s.cached, budget);
+    const int64_t chunk = std::min(static_cast<int64_t>(s.req.prompt.size()) - s.cached, budget);
     budget -= chunk;
     for (int64_t p = s.cached; p < s.cached + chunk; ++p) ensure_writable(s, p);
-    const std::vector<int32_t> tokens(s.req.prompt.begin() + s.cached, s.req.prompt.begin() + s.cached + chunk);
-    const bool last = s.cached + chunk == plen;
-    run({&s}, chunk, tokens, {chunk}, last ? std::vector<int64_t>{0} : std::vector<int64_t>{});
-    s.cached += chunk;
-    r.prefill_tokens += chunk;
-    counters_.prefill_tokens += chunk;
-    register_prompt_blocks(s);
-    if (!last) continue;
-    s.state = State::Decode;
-    sample(s, logits(0));
-    for (int64_t fid : s.followers) {  // share the prompt's blocks and its logits row
-      Seq& f = seqs_.at(fid);
-      f.table = s.table;
-      for (int32_t b : f.table) ++ref_[b];
-      f.cached = s.cached;
-      f.registered = s.registered, f.chain = s.chain;
-      f.state = State::Decode;
-      f.leader = -1;
-      counters_.shared_tokens += plen;
-      sample(f, logits(0));
+    pre.push_back(&s);
+    chunks.push_back(chunk);
+  }
+  for (size_t i0 = 0, i1; i0 < pre.size(); i0 = i1) {
+    int64_t T = chunks[i0];
+    for (i1 = i0 + 1; i1 < pre.size(); ++i1) {
+      const int64_t T2 = std::max(T, chunks[i1]);
+      if (static_cast<int64_t>(i1 - i0 + 1) * T2 > Nmax_) break;
+      T = T2;
     }
-    s.followers.clear();
+    const std::vector<Seq*> seqs(pre.begin() + i0, pre.begin() + i1);
+    const std::vector<int64_t> q_len(chunks.begin() + i0, chunks.begin() + i1);
+    const int64_t A = static_cast<int64_t>(seqs.size());
+    std::vector<int32_t> tokens(A * T, 0);
+    std::vector<int64_t> want;
+    for (int64_t k = 0; k < A; ++k) {
+      const Seq& s = *seqs[k];
+      std::copy(s.req.prompt.begin() + s.cached, s.req.prompt.begin() + s.cached + q_len[k], tokens.begin() + k * T);
+      if (s.cached + q_len[k] == static_cast<int64_t>(s.req.prompt.size())) want.push_back(k);
+    }
+    run(seqs, T, tokens, q_len, want);
+    for (int64_t k = 0, w = 0; k < A; ++k) {
+      Seq& s = *seqs[k];
+      s.cached += q_len[k];
+      r.prefill_tokens += q_len[k];
+      counters_.prefill_tokens += q_len[k];
+      register_prompt_blocks(s);
+      if (w >= static_cast<int64_t>(want.size()) || want[w] != k) continue;
+      const float* z = logits(w++);
+      s.state = State::Decode;
+      sample(s, z);
+      for (int64_t fid : s.followers) {  // share the prompt's blocks and its logits row
+        Seq& f = seqs_.at(fid);
+        f.table = s.table;
+        for (int32_t b : f.table) ++ref_[b];
+        f.cached = s.cached;
+        f.registered = s.registered, f.chain = s.chain;
+        f.state = State::Decode;
+        f.leader = -1;
+        counters_.shared_tokens += s.cached;
+        sample(f, z);
+      }
+      s.followers.clear();
+    }
   }
 
   const std::vector<int64_t> now = running_;

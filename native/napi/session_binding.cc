@@ -27,19 +27,18 @@ namespace {
 class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "NativeGenerationSession",
-                       {InstanceMethod("addRequest", &SessionWrap::add_request),
-                        InstanceMethod("step", &SessionWrap::step), InstanceMethod("collect", &SessionWrap::collect),
-                        InstanceMethod("cancel", &SessionWrap::cancel), InstanceMethod("dispose", &SessionWrap::dispose),
-                        InstanceAccessor("idle", &SessionWrap::idle, nullptr),
-                        InstanceAccessor("stats", &SessionWrap::stats, nullptr)});
+    return DefineClass(
+        env, "NativeGenerationSession",
+        {InstanceMethod("addRequest", &SessionWrap::add_request), InstanceMethod("step", &SessionWrap::step),
+         InstanceMethod("collect", &SessionWrap::collect), InstanceMethod("cancel", &SessionWrap::cancel),
+         InstanceMethod("dispose", &SessionWrap::dispose), InstanceAccessor("idle", &SessionWrap::idle, nullptr),
+         InstanceAccessor("stats", &SessionWrap::stats, nullptr)});
   }
 
   explicit SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
     Napi::Env env = info.Env();
     const char* fn = "GenerationSession";
-    if (info.Length() < 1 || !info[0].IsObject() ||
-        !resolve_model_engine(info[0].As<Napi::Object>(), &engine_, &busy_))
+    if (info.Length() < 1 || !info[0].IsObject() || !resolve_model_engine(info[0].As<Napi::Object>(), &engine_, &busy_))
       throw_expected_type(env, "GenerationSession: model", "a NativeModel",
                           info.Length() > 0 ? info[0] : env.Undefined());
     model_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
@@ -93,7 +92,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       model::GenerationSession* s = usable("addRequest");
       const char* fn = "GenerationSession.addRequest";
       model::SessionRequest r;
-      auto p = as_i32(info.Env(), info.Length() > 0 ? info[0] : info.Env().Undefined(), std::string(fn) + ": prompt", 0);
+      auto p =
+          as_i32(info.Env(), info.Length() > 0 ? info[0] : info.Env().Undefined(), std::string(fn) + ": prompt", 0);
       r.prompt.assign(p.Data(), p.Data() + p.ElementLength());
       Napi::Object o = arg_object(info, 1, "GenerationSession.addRequest: options");
       r.max_new_tokens = get_int(o, fn, "maxNewTokens", 1, int64_t(1) << 24);

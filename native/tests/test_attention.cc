@@ -191,13 +191,13 @@ TEST(attention_softcap) {
 }
 
 // Paged KV cache: the keys of 3 sequences (lengths 150, 37, 96) scattered over a pool of blocks of
-// 16 in shuffled order; chunked queries (offsets 80, 30, 0; lengths 70, 7, 96, plus padding) give
+// 16 in shuffled order; chunked queries (offsets 80, 30, 0; lengths 65, 7, 96, plus padding) give
 // the same bits as the contiguous cache holding the same keys, window and soft-cap included, and
 // agree with the double reference that reads through the block table. Bad tables are refused.
 TEST(attention_paged_equals_contiguous_bitwise) {
   const int NH = 4, KVH = 2, HD = 16;
   const int64_t KVD = KVH * HD, AD = NH * HD, L = 150, Tq = 96, bs = 16, stride = (L + bs - 1) / bs;
-  const int64_t B = 3, off[3] = {80, 30, 0}, qlen[3] = {70, 7, 96};
+  const int64_t B = 3, off[3] = {80, 30, 0}, qlen[3] = {65, 7, 96};
   auto kc = random_vec(B * L * KVD, 41, -1.5f, 1.5f), vc = random_vec(B * L * KVD, 42);
   auto q = random_vec(B * Tq * AD, 43, -1.5f, 1.5f);
   // blocks handed out in a shuffled order; block 0 left unused
@@ -223,6 +223,32 @@ TEST(attention_paged_equals_contiguous_bitwise) {
     p.k = kp.data(), p.v = vp.data(), p.block_table = table.data(), p.block_size = bs, p.table_stride = stride;
     std::vector<float> oc(B * Tq * AD), op(B * Tq * AD), ref(B * Tq * AD), lc(B * Tq * NH), lp(B * Tq * NH),
         lr(B * Tq * NH);
+    cpu::attention_forward(c, oc.data(), AD, lc.data());
+    cpu::attention_forward(p, op.data(), AD, lp.data());
+    cpu::attention_forward_reference(p, ref.data(), AD, lr.data());
+    CHECK(std::memcmp(oc.data(), op.data(), oc.size() * 4) == 0);
+    CHECK(std::memcmp(lc.data(), lp.data(), lc.size() * 4) == 0);
+    for (size_t i = 0; i < ref.size(); ++i) CHECK_NEAR(op[i], ref[i], 2e-6, 1e-5);
+    for (size_t i = 0; i < lr.size(); ++i) CHECK_NEAR(lp[i], lr[i], 2e-6, 1e-5);
+  }
+  // decode: one query per sequence at the end of its keys (the group's heads in one GEMM)
+  for (int variant = 0; variant < 3; ++variant) {
+    const int64_t doff[3] = {149, 36, 95}, one[3] = {1, 1, 1};
+    cpu::AttentionArgs c;
+    c.B = B, c.NH = NH, c.KVH = KVH, c.HD = HD, c.scale = 0.25f, c.Tq = 1, c.q = q.data(), c.ldq = AD;
+    c.k = kc.data(), c.v = vc.data(), c.ldk = c.ldv = KVD, c.kv_stride = L, c.kv_offset = doff, c.q_len = one;
+    if (variant == 1) c.window = 20;
+    if (variant == 2) c.softcap = 1.0f;
+    std::vector<float> kq(nblocks * bs * KVD, NAN), vq(nblocks * bs * KVD, NAN);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j <= doff[b]; ++j) {
+        const int64_t row = int64_t(table[b * stride + j / bs]) * bs + j % bs;
+        std::memcpy(&kq[row * KVD], &kc[(b * L + j) * KVD], KVD * 4);
+        std::memcpy(&vq[row * KVD], &vc[(b * L + j) * KVD], KVD * 4);
+      }
+    cpu::AttentionArgs p = c;
+    p.k = kq.data(), p.v = vq.data(), p.block_table = table.data(), p.block_size = bs, p.table_stride = stride;
+    std::vector<float> oc(B * AD), op(B * AD), ref(B * AD), lc(B * NH), lp(B * NH), lr(B * NH);
     cpu::attention_forward(c, oc.data(), AD, lc.data());
     cpu::attention_forward(p, op.data(), AD, lp.data());
     cpu::attention_forward_reference(p, ref.data(), AD, lr.data());

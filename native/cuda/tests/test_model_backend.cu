@@ -16,6 +16,7 @@
 #include <string>
 
 #include "../../model/backend.h"
+#include "../../model/session.h"
 #include "../../model/transformer.h"
 #include "cuda_test_util.h"
 
@@ -206,6 +207,29 @@ TEST(cuda_model_sampled_generate) {
     CHECK(rg.tokens[b] == rc.tokens[b]);
     EXPECT_CLOSE(("sampled logprobs row " + std::to_string(b)).c_str(), rg.logprobs[b], rc.logprobs[b], kFwdAtol,
                  kFwdRtol);
+  }
+}
+
+// The paged KV cache runs on the CPU only: a GenerationSession over the CUDA backend is refused
+// (Unsupported, naming the op), and the CUDA model's generate keeps the static batch; on the CPU,
+// generate (a session) gives the static batch's bits.
+TEST(cuda_model_generation_session_refused) {
+  const ModelConfig c = tiny_config(true);
+  Pair m(c);
+  rlhf::model::SessionOptions o;
+  o.num_blocks = 8;
+  CHECK_THROWS(rlhf::model::GenerationSession(*m.gpu, o), rlhf::ErrorCode::Unsupported);
+  rlhf::model::GenerateRequest req;
+  req.prompts = {random_ints(5, 0, 60), random_ints(5, 0, 60), random_ints(9, 0, 60)};
+  req.prompts[1] = req.prompts[0];  // shared prefill
+  req.max_new_tokens = 8;
+  req.seed = 3;
+  auto session = m.cpu->generate(req);
+  req.static_batch = true;
+  auto batch = m.cpu->generate(req);
+  for (size_t b = 0; b < req.prompts.size(); ++b) {
+    CHECK(session.tokens[b] == batch.tokens[b]);
+    CHECK(session.logprobs[b] == batch.logprobs[b]);  // bitwise (float ==, no NaN here)
   }
 }
 
