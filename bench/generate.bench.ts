@@ -2,8 +2,11 @@
  * Generation tokens/s with the KV cache, batch 1 and 16, greedy, prompt 32 tokens, 64 new tokens,
  * ~6M-parameter model, against the same model in PyTorch eager with its own KV cache
  * (bench/peers/torch_model.py), same thread count. Goal: >= 2× PyTorch.
- * At batch 1 also llama.cpp (node-llama-cpp, prebuilt CPU build) on the same weights exported as an
- * f32 GGUF, same thread count, F32 KV cache (ours is f32), greedy, its per-token sampling loop.
+ * At batch 1 also llama.cpp (node-llama-cpp, prebuilt CPU build) on the same weights exported as a
+ * GGUF of the same dtype, same thread count, F32 KV cache (ours is f32), greedy, its per-token
+ * sampling loop. Each row runs at dtype 'f32' and 'bf16' (Model dtype; --json rows carry it); the
+ * ~50M model at batch 1 (weights 200 MB in f32, past the caches: bandwidth-bound) gives the
+ * bf16/f32 ratio the goal is stated on: >= 1.6x.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,9 +21,11 @@ import { MODELS, childArgs, peakRssMB, runChild, type ModelName } from './model-
 const PROMPT = 32,
   NEW = 64;
 
-async function child(name: ModelName, batch: number, repeats: number): Promise<void> {
+type DType = 'f32' | 'bf16';
+
+async function child(name: ModelName, batch: number, repeats: number, dtype: DType): Promise<void> {
   buildInfo();
-  const model = await Model.create(MODELS[name], { seed: 1 });
+  const model = await Model.create(MODELS[name], { seed: 1, dtype });
   const V = model.config.vocab;
   const prompts = promptTokens(V, batch);
   const run = () => model.generate({ prompts, maxNewTokens: NEW, temperature: 0, stopTokens: [] });
@@ -42,14 +47,14 @@ function promptTokens(V: number, batch: number): Int32Array[] {
   );
 }
 
-/** llama.cpp on the same model (seed 1) as an f32 GGUF: median ms of prompt + NEW greedy tokens, batch 1. */
-async function llamaCppChild(name: ModelName, repeats: number): Promise<void> {
+/** llama.cpp on the same model (seed 1) as a GGUF of `dtype`: median ms of prompt + NEW greedy tokens, batch 1. */
+async function llamaCppChild(name: ModelName, repeats: number, dtype: DType): Promise<void> {
   const threads = buildInfo().threads;
   const model = await Model.create(MODELS[name], { seed: 1 });
   const dir = mkdtempSync(join(tmpdir(), 'rlhf-bench-gguf-'));
   try {
     const file = join(dir, 'model.gguf');
-    await exportGguf(model, file, { tokenizer: new ByteTokenizer(), dtype: 'f32' });
+    await exportGguf(model, file, { tokenizer: new ByteTokenizer(), dtype });
     const [prompt] = promptTokens(model.config.vocab, 1);
     model.dispose();
     const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
@@ -90,42 +95,76 @@ async function llamaCppChild(name: ModelName, repeats: number): Promise<void> {
 
 async function main(): Promise<void> {
   const c = childArgs();
-  if (c?.peer === 'llama.cpp') return llamaCppChild(c.model as ModelName, c.repeats as number);
-  if (c) return child(c.model as ModelName, c.batch as number, c.repeats as number);
+  const dt = (c?.dtype as DType | undefined) ?? 'f32';
+  if (c?.peer === 'llama.cpp') return llamaCppChild(c.model as ModelName, c.repeats as number, dt);
+  if (c) return child(c.model as ModelName, c.batch as number, c.repeats as number, dt);
   header(`generate: greedy, KV cache, prompt ${PROMPT} tokens, ${NEW} new tokens`);
   const rows: (string | number)[][] = [];
-  const name: ModelName = '6M';
-  for (const batch of quick ? [1] : [1, 16]) {
-    const repeats = 5;
-    const ours = runChild(import.meta.url, { model: name, batch, repeats });
+  const runs: Array<[ModelName, number]> = quick
+    ? [['6M', 1]]
+    : [
+        ['6M', 1],
+        ['6M', 16],
+        ['50M', 1],
+      ];
+  for (const [name, batch] of runs) {
+    const repeats = name === '6M' ? 5 : 3;
     const shape = `${name} B${batch} P${PROMPT} N${NEW}`;
-    const tps = (batch * NEW) / (ours.ms / 1000);
-    emit({ bench: 'generate', impl: 'rlhf', shape, median_ms: ours.ms, value: tps, unit: 'tokens/s' });
-    const peer = runPeer('torch_model.py', {
-      mode: 'generate',
-      config: MODELS[name],
-      batch,
-      prompt_len: PROMPT,
-      new_tokens: NEW,
-      repeats,
-    });
+    // the torch eager peer (f32) on the small model only
+    const peer =
+      name === '6M'
+        ? runPeer('torch_model.py', {
+            mode: 'generate',
+            config: MODELS[name],
+            batch,
+            prompt_len: PROMPT,
+            new_tokens: NEW,
+            repeats,
+          })
+        : { results: [], reason: undefined };
     const theirs = peer.results.find((r) => r.bench === 'generate');
-    for (const r of peer.results) emit({ ...r, shape });
-    let cpp: number | undefined;
-    if (batch === 1) {
-      try {
-        const l = runChild(import.meta.url, { peer: 'llama.cpp', model: name, repeats });
-        cpp = NEW / (l.ms / 1000);
-        emit({ bench: 'generate', impl: 'llama.cpp', shape, median_ms: l.ms, value: cpp, unit: 'tokens/s' });
-      } catch (e) {
-        note(`llama.cpp: skipped — ${(e as Error).message.split('\n').slice(0, 3).join(' | ')}`);
+    for (const r of peer.results) emit({ ...r, shape, dtype: 'f32' });
+    let f32Tps = NaN;
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const ours = runChild(import.meta.url, { model: name, batch, repeats, dtype });
+      const tps = (batch * NEW) / (ours.ms / 1000);
+      if (dtype === 'f32') f32Tps = tps;
+      emit({ bench: 'generate', impl: 'rlhf', shape, median_ms: ours.ms, value: tps, unit: 'tokens/s', dtype });
+      let cpp: number | undefined;
+      if (batch === 1) {
+        try {
+          const l = runChild(import.meta.url, { peer: 'llama.cpp', model: name, repeats, dtype });
+          cpp = NEW / (l.ms / 1000);
+          emit({ bench: 'generate', impl: 'llama.cpp', shape, median_ms: l.ms, value: cpp, unit: 'tokens/s', dtype });
+        } catch (e) {
+          note(`llama.cpp ${dtype}: skipped — ${(e as Error).message.split('\n').slice(0, 3).join(' | ')}`);
+        }
       }
+      const torchTps = dtype === 'f32' ? theirs?.value : undefined;
+      rows.push([
+        shape,
+        dtype,
+        tps,
+        torchTps ?? NaN,
+        ratio(tps, torchTps),
+        cpp ?? NaN,
+        ratio(tps, cpp),
+        ratio(tps, f32Tps),
+      ]);
     }
-    rows.push([shape, tps, theirs?.value ?? NaN, ratio(tps, theirs?.value), cpp ?? NaN, ratio(tps, cpp)]);
     if (peer.reason) note(`torch: skipped — ${peer.reason}`);
   }
   table(
-    ['model / batch', 'rlhf tokens/s', 'torch eager tokens/s', 'rlhf/torch', 'llama.cpp tokens/s', 'rlhf/llama.cpp'],
+    [
+      'model / batch',
+      'dtype',
+      'rlhf tokens/s',
+      'torch eager f32 tokens/s',
+      'rlhf/torch',
+      'llama.cpp tokens/s',
+      'rlhf/llama.cpp',
+      'vs rlhf f32',
+    ],
     rows,
   );
 }

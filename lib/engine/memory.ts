@@ -47,11 +47,16 @@ export interface TrainingMemoryOptions {
   nproc?: number;
   /** ZeRO stage 1 over the nproc ranks (default true, the trainers' default; no effect at nproc 1) */
   shardOptimizer?: boolean;
+  /** the model's dtype (default 'f32'); 'bf16' adds its bf16 weight copy (2 bytes per parameter) to the f32 masters */
+  dtype?: 'f32' | 'bf16';
 }
 
 /** Bytes, by what holds them. */
 export interface MemoryEstimate {
+  /** the f32 parameters (with dtype 'bf16': the masters) */
   parameters: number;
+  /** dtype 'bf16': the bf16 copy every weight product reads (0 at f32) */
+  weightCopy: number;
   gradients: number;
   /** AdamW's first and second moments */
   optimizer: number;
@@ -162,6 +167,10 @@ export function estimateTrainingMemory(
   const P = parameterCount(config) + adapters;
   // with LoRA only the adapters and a scalar head have moments (the gradient buffer stays whole)
   const trainable = lora ? adapters + (config.valueHead ? C : 0) : P;
+  const dtype = o.dtype === undefined ? 'f32' : o.dtype;
+  if (dtype !== 'f32' && dtype !== 'bf16')
+    throw new TypeError(`${fn}: expected options.dtype to be 'f32' or 'bf16', received ${JSON.stringify(dtype)}`);
+  const weightCopy = dtype === 'bf16' ? 2 * P : 0;
   const parameters = F32 * P,
     gradients = F32 * P,
     optimizer = adam ? 2 * F32 * (shard ? share(trainable) : trainable) : 0;
@@ -183,7 +192,7 @@ export function estimateTrainingMemory(
   const loraBuf = lora ? F32 * 2 * N * lora.rank : 0;
   const scratchPeak = loraBuf + Math.max(fwdScratch + fwdChunks, scratchAfterBwd + bwdChunks);
 
-  const resident = parameters + gradients + optimizer;
+  const resident = parameters + weightCopy + gradients + optimizer;
   const peak = resident + activations + lmHead + outputs + scratchPeak;
-  return { parameters, gradients, optimizer, activations, lmHead, outputs, scratchPeak, peak };
+  return { parameters, weightCopy, gradients, optimizer, activations, lmHead, outputs, scratchPeak, peak };
 }

@@ -6,6 +6,8 @@ import t from 'tap';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { AdamW } from '../../lib/engine/adamw.js';
+import { nativeMemoryInUse, nativeWorkspaceBytes } from '../../lib/engine/device.js';
+import { estimateTrainingMemory } from '../../lib/engine/memory.js';
 import { bitwiseEqual } from '../helpers/tolerance.js';
 import { Rng } from '../helpers/random.js';
 
@@ -155,4 +157,22 @@ t.test('LoRA on a bf16 base: adapters train, the base stays bitwise; clone keeps
   c.dispose();
   m.dispose();
   await t.rejects(Model.create(cfg, { dtype: 'f16' as 'bf16' }), /dtype/);
+});
+
+t.test("memory: the bf16 copy is the estimator's weightCopy, allocated by the first forward", async (t) => {
+  const est = estimateTrainingMemory(cfg, { batch: 1, seqLen: 8, dtype: 'bf16' });
+  const f32est = estimateTrainingMemory(cfg, { batch: 1, seqLen: 8 });
+  t.equal(f32est.weightCopy, 0);
+  t.equal(est.weightCopy, est.parameters / 2, '2 bytes per parameter');
+  t.equal(est.peak - f32est.peak, est.weightCopy);
+  const m = await Model.create(cfg, { seed: 1, dtype: 'bf16' });
+  const batch = { tokens: new Int32Array(8).fill(3), batch: 1, seqLen: 8, saveForBackward: false };
+  const before = nativeMemoryInUse(),
+    ws0 = nativeWorkspaceBytes();
+  const f = await m.forward(batch);
+  m.releaseActivations();
+  const grown = nativeMemoryInUse() - before - (nativeWorkspaceBytes() - ws0) - f.logprobs.byteLength;
+  t.equal(grown, est.weightCopy, 'bytes the first forward left allocated');
+  m.dispose();
+  t.throws(() => estimateTrainingMemory(cfg, { batch: 1, seqLen: 8, dtype: 'f16' as 'bf16' }), /options\.dtype/);
 });
