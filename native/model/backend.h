@@ -69,6 +69,8 @@ class Backend {
   virtual void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                          int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
   virtual void gemm_pack_b_bf16(bool trans_b, int64_t K, int64_t N, const uint16_t* B, int64_t ldb, PackedWeight* out);
+  // dst[0, n) = bf16(src[0, n)), rounded to nearest even (cpu::f32_to_bf16_array): the weights' bf16 copy.
+  virtual void round_to_bf16(const float* src, uint16_t* dst, int64_t n);
 
   // ---- rmsnorm (cpu::rmsnorm_forward / _apply / _backward)
   virtual void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t N, int C,

@@ -61,6 +61,7 @@ class CpuBackend final : public Backend {
     cpu::gemm_bf16_pack_b(trans_b, K, N, B, ldb, &out->cpu_bf16);
     out->bf16 = true;
   }
+  void round_to_bf16(const float* src, uint16_t* dst, int64_t n) override { cpu::f32_to_bf16_array(src, dst, n); }
 
   void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t N, int C, float eps) override {
     cpu::rmsnorm_forward(out, rstd, x, w, N, C, eps);
@@ -207,6 +208,7 @@ void Backend::gemm_bf16(bool, bool, int64_t, int64_t, int64_t, float, const floa
 void Backend::gemm_pack_b_bf16(bool, int64_t, int64_t, const uint16_t*, int64_t, PackedWeight*) {
   refuse(*this, "gemm_bf16 (bf16 weights)");
 }
+void Backend::round_to_bf16(const float*, uint16_t*, int64_t) { refuse(*this, "round_to_bf16 (bf16 weights)"); }
 void Backend::geglu_forward(float*, const float*, int64_t, int) { refuse(*this, "geglu"); }
 void Backend::geglu_backward(float*, const float*, const float*, int64_t, int) { refuse(*this, "geglu"); }
 void Backend::rmsnorm_heads_forward(float*, int64_t, float*, const float*, int64_t, const float*, int64_t, int, int,

@@ -164,7 +164,7 @@ void Transformer::refresh_bf16() {
   if (weight_dtype_ != DType::BF16 || !bf16_stale_) return;
   if (params_bf16_.bytes() == 0)
     params_bf16_ = Buffer(static_cast<size_t>(std::max<int64_t>(1, layout_.total)) * sizeof(uint16_t), false);
-  cpu::f32_to_bf16_array(params(), params_bf16_.as<uint16_t>(), layout_.total);
+  be_->round_to_bf16(params(), params_bf16_.as<uint16_t>(), layout_.total);
   bf16_stale_ = false;
 }
 
