@@ -11,8 +11,6 @@
  * here". Rows are right-padded to seqLen; `lengths` gives each row's real length. Checkpoints are
  * Hugging Face directories (config.json + safetensors), so models move to and from transformers.
  */
-import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
 import { native, type NativeModel } from '../native.js';
 import { releaseCachedMemory, type DeviceName } from './device.js';
@@ -27,39 +25,11 @@ import {
   rangeError,
   typeError,
 } from '../validate.js';
-import { pathExists as exists, replaceDirAtomic, writeFileAtomic } from '../io/atomic.js';
 import { resolveCheckpoint } from '../io/hub.js';
-import {
-  configFromHF,
-  configToHF,
-  isModelConfig,
-  nativeLayerFields,
-  nativeRopeFields,
-  type ModelConfig,
-} from './config.js';
-import {
-  readCheckpointIndex,
-  readSafetensorsHeader,
-  readTensorF32,
-  writeCheckpointTensors,
-  writeSafetensors,
-  type TensorToWrite,
-} from '../io/safetensors.js';
-import {
-  ADAPTER_DIR,
-  ADAPTER_PREFIX,
-  adapterConfigJson,
-  adapterTarget,
-  isAdapterTensor,
-  loraFromAdapterConfig,
-  mergeAdapter,
-  nativeLoraFields,
-  resolveLora,
-  type LoraConfig,
-  type LoraOptions,
-} from './lora.js';
+import { configFromHF, isModelConfig, nativeLayerFields, nativeRopeFields, type ModelConfig } from './config.js';
+import { isAdapterTensor, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
 import type { OptimizerTarget } from './adamw.js';
-import { saveTokenizerFiles } from '../tokenizer/load.js';
+import { readCheckpointConfig, readCheckpointWeights, writeCheckpoint } from '../io/checkpoint.js';
 
 export interface ForwardBatch {
   tokens: Int32Array;
@@ -164,7 +134,6 @@ const GENERATE_KEYS = [
   'staticBatch',
 ] as const;
 /** tensors a checkpoint may hold that the engine derives itself */
-const IGNORABLE = /rotary_emb\.inv_freq$/;
 
 /** Where tensor-parallel ranks live: threads of this process, or the processes of the MPI job. */
 export type TensorParallelGroup = 'threads' | 'mpi';
@@ -362,31 +331,7 @@ export class Model implements OptimizerTarget {
     const o = options('Model.load', 'options', opts);
     o.known(['architecture', 'seed', 'tensorParallel', 'tensorParallelGroup', 'lora', 'device', 'dtype']);
     dir = resolveCheckpoint('Model.load', dir);
-    const configPath = join(dir, 'config.json');
-    let json: unknown;
-    try {
-      json = JSON.parse(await readFile(configPath, 'utf8'));
-    } catch (err) {
-      const code =
-        (err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError
-          ? err instanceof SyntaxError
-            ? ErrorCode.FORMAT
-            : ErrorCode.IO
-          : ErrorCode.IO;
-      throw new RlhfError(code, `Model.load: cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
-    }
-    const cfg = configFromHF(json, configPath, opts.architecture);
-    let lora = opts.lora;
-    const adapterConfig = join(dir, ADAPTER_DIR, 'adapter_config.json');
-    if (lora === undefined && (await exists(adapterConfig))) {
-      try {
-        lora = loraFromAdapterConfig(JSON.parse(await readFile(adapterConfig, 'utf8')), adapterConfig);
-      } catch (err) {
-        throw new RlhfError(ErrorCode.FORMAT, `Model.load: ${adapterConfig}: ${(err as Error).message}`, {
-          cause: err,
-        });
-      }
-    }
+    const { config: cfg, lora } = await readCheckpointConfig('Model.load', dir, opts.architecture, opts.lora);
     const m = new Model(
       cfg,
       Model.#tensorParallel('Model.load', o, cfg),
@@ -411,81 +356,7 @@ export class Model implements OptimizerTarget {
    * other missing or unexpected tensor is an error naming it.
    */
   async loadWeights(dir: string, opts: { seed?: number } = {}): Promise<void> {
-    const cfg = this.config;
-    const tensors = await readCheckpointIndex(dir);
-    const all = this.parameters();
-    const params = all.filter((p) => !isAdapterTensor(p.name));
-    if (this.lora)
-      await this.#loadAdapter(
-        dir,
-        all.filter((p) => isAdapterTensor(p.name)),
-        opts.seed ?? 0,
-      );
-    const wanted = new Set(params.map((p) => p.name));
-    const unexpected = [...tensors.keys()].filter(
-      (n) => !wanted.has(n) && !IGNORABLE.test(n) && !(n === 'lm_head.weight' && (cfg.tieEmbeddings || !cfg.lmHead)),
-    );
-    if (unexpected.length)
-      throw new RlhfError(
-        ErrorCode.FORMAT,
-        `Model.load: ${dir} holds tensors a ${cfg.architecture} does not have: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ` (+${unexpected.length - 5} more)` : ''}`,
-      );
-    const missing: string[] = [];
-    for (const p of params) {
-      const entry = tensors.get(p.name);
-      if (!entry) {
-        missing.push(p.name);
-        continue;
-      }
-      const shape = entry.info.shape;
-      if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i]))
-        throw new RlhfError(
-          ErrorCode.FORMAT,
-          `Model.load: ${entry.header.path}: tensor "${p.name}" has shape [${shape.join(', ')}], but config.json (${cfg.architecture}, hidden_size ${cfg.hidden}, vocab_size ${cfg.vocab}) needs [${p.shape.join(', ')}]`,
-        );
-      await this.#handle('load').writeParameter(p.name, await readTensorF32(entry.header, p.name));
-    }
-    const fatal = missing.filter((n) => n !== 'score.weight');
-    if (fatal.length)
-      throw new RlhfError(
-        ErrorCode.FORMAT,
-        `Model.load: ${dir} lacks tensors: ${fatal.slice(0, 5).join(', ')}${fatal.length > 5 ? ` (+${fatal.length - 5} more)` : ''}`,
-      );
-    for (const name of missing.filter((n) => n === 'score.weight'))
-      await this.setParameter(
-        name,
-        normalInit(params.find((p) => p.name === name)!.size, cfg.initializerRange, opts.seed ?? 0),
-      );
-  }
-
-  /** Reads `<dir>/adapter/adapter_model.safetensors` into the adapters, or starts them as PEFT does (B = 0). */
-  async #loadAdapter(dir: string, adapters: ParameterInfo[], seed: number): Promise<void> {
-    const path = join(dir, ADAPTER_DIR, 'adapter_model.safetensors');
-    if (!(await exists(path))) {
-      for (const [i, p] of adapters.entries())
-        await this.setParameter(
-          p.name,
-          adapterTarget(p.name).which === 'B'
-            ? new Float32Array(p.size)
-            : normalInit(p.size, 1 / Math.sqrt(3 * p.shape[1]), seed + 7919 * (i + 1)),
-        );
-      return;
-    }
-    const header = await readSafetensorsHeader(path);
-    for (const p of adapters) {
-      const info = header.tensors.get(p.name);
-      if (!info)
-        throw new RlhfError(
-          ErrorCode.FORMAT,
-          `Model.load: ${path} lacks "${p.name}" (rank ${this.lora!.rank}, modules ${this.lora!.modules.join(', ')})`,
-        );
-      if (info.shape.length !== 2 || info.shape[0] !== p.shape[0] || info.shape[1] !== p.shape[1])
-        throw new RlhfError(
-          ErrorCode.FORMAT,
-          `Model.load: ${path}: "${p.name}" has shape [${info.shape.join(', ')}], the adapter needs [${p.shape.join(', ')}]`,
-        );
-      await this.setParameter(p.name, await readTensorF32(header, p.name));
-    }
+    await readCheckpointWeights(this, dir, opts.seed ?? 0);
   }
 
   get numParameters(): number {
@@ -716,56 +587,9 @@ export class Model implements OptimizerTarget {
    * else — for a model with the byte tokenizer's vocabulary (263) — the byte tokenizer.
    */
   async save(dir: string, opts: SaveOptions = {}): Promise<void> {
-    const o = options('Model.save', 'options', opts);
-    o.known(['dtype', 'maxShardBytes', 'extraFiles', 'mergeLora', 'tokenizer']);
-    const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
-    const maxShardBytes = o.int('maxShardBytes', { min: 1 }, 2 ** 31);
-    const merge = o.bool('mergeLora', false);
-    const tensors: TensorToWrite[] = [],
-      adapter: TensorToWrite[] = [];
-    const byName = new Map<string, TensorToWrite>();
-    for (const p of this.parameters()) {
-      const t = { name: p.name, shape: p.shape, data: await this.getParameter(p.name), dtype };
-      if (isAdapterTensor(p.name)) adapter.push({ ...t, dtype: 'F32' });
-      else (tensors.push(t), byName.set(p.name, t));
-    }
-    // tensor parallelism over MPI: every rank took part in the gathers above; rank 0 of the group writes
-    if (this.tensorParallelGroup === 'mpi' && this.#handle('save').tensorParallelRank > 0) return;
-    if (this.lora && merge) {
-      // W (out × in) += (α/r)·B·A for every adapter pair
-      for (const a of adapter.filter((t) => adapterTarget(t.name).which === 'A')) {
-        const b = adapter.find((t) => t.name === a.name.replace('.lora_A.', '.lora_B.'))!;
-        const w = byName.get(adapterTarget(a.name).base)!;
-        mergeAdapter(
-          w.data as Float32Array,
-          a.data as Float32Array,
-          b.data as Float32Array,
-          b.shape[0],
-          a.shape[1],
-          this.lora.rank,
-          this.lora.alpha / this.lora.rank,
-        );
-      }
-    }
-    const config = configToHF(this.config);
-    config.torch_dtype = dtype === 'F32' ? 'float32' : dtype === 'BF16' ? 'bfloat16' : 'float16';
-    await replaceDirAtomic(dir, async (tmp) => {
-      await writeCheckpointTensors(tmp, tensors, { maxShardBytes, metadata: { format: 'pt' } });
-      await writeFileAtomic(join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-      if (this.lora && !merge) {
-        const sub = join(tmp, ADAPTER_DIR);
-        await mkdir(sub, { recursive: true });
-        const score = byName.get('score.weight'); // PEFT keeps a trained head with the adapter (modules_to_save)
-        const extra = score ? [{ ...score, name: `${ADAPTER_PREFIX}score.weight`, dtype: 'F32' as const }] : [];
-        await writeSafetensors(join(sub, 'adapter_model.safetensors'), [...adapter, ...extra], { format: 'pt' });
-        await writeFileAtomic(
-          join(sub, 'adapter_config.json'),
-          JSON.stringify(adapterConfigJson(this.lora, this.config), null, 2) + '\n',
-        );
-      }
-      await saveTokenizerFiles(tmp, opts.tokenizer ?? this.tokenizer, this.#loadedFrom, this.config.vocab);
-      if (opts.extraFiles) await opts.extraFiles(tmp);
-    });
+    // tensor parallelism over MPI: every rank takes part in the gathers; rank 0 of the group writes
+    const writer = this.tensorParallelGroup !== 'mpi' || this.#handle('save').tensorParallelRank === 0;
+    await writeCheckpoint(this, dir, opts, { loadedFrom: this.#loadedFrom, writer });
   }
 
   /** Frees the saved activations (a later backward needs a new forward). */
@@ -799,17 +623,4 @@ export class Model implements OptimizerTarget {
 }
 
 /** Normal(0, std) from a seeded generator (for tensors a converted checkpoint lacks). */
-function normalInit(n: number, std: number, seed: number): Float32Array {
-  let s = (seed ^ 0x9e3779b9) >>> 0 || 1;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
-  return out;
-}
-
 export { checkBoolean, checkNumber };
