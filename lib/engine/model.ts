@@ -30,6 +30,8 @@ import { configFromHF, isModelConfig, nativeLayerFields, nativeRopeFields, type 
 import { isAdapterTensor, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
 import type { OptimizerTarget } from './adamw.js';
 import { readCheckpointConfig, readCheckpointWeights, writeCheckpoint } from '../io/checkpoint.js';
+import { exportGguf, GGUF_DTYPES, type GgufDType } from '../io/gguf-export.js';
+import { ByteTokenizer } from '../tokenizer/byte.js';
 
 export interface ForwardBatch {
   tokens: Int32Array;
@@ -165,8 +167,16 @@ export interface LoadOptions {
 }
 
 export interface SaveOptions {
-  /** stored dtype (default F32); BF16 halves the size */
-  dtype?: 'F32' | 'BF16' | 'F16';
+  /**
+   * 'safetensors' (default): a Hugging Face checkpoint directory. 'gguf': one GGUF file at the path
+   * given to save() for llama.cpp and Ollama (lib/io/gguf-export.ts: Llama and Qwen2 causal LMs, LoRA
+   * merged); then only dtype ('f32' | 'bf16' | 'q8_0'), tokenizer and name apply
+   */
+  format?: 'safetensors' | 'gguf';
+  /** stored dtype: safetensors 'F32' (default) | 'BF16' | 'F16'; gguf 'f32' (default) | 'bf16' | 'q8_0' */
+  dtype?: 'F32' | 'BF16' | 'F16' | GgufDType;
+  /** gguf: general.name */
+  name?: string;
   /** shard above this many bytes (default 2 GiB) */
   maxShardBytes?: number;
   /** extra files to write into the directory (e.g. tokenizer files), called inside the atomic write */
@@ -587,9 +597,27 @@ export class Model implements OptimizerTarget {
    * else — for a model with the byte tokenizer's vocabulary (263) — the byte tokenizer.
    */
   async save(dir: string, opts: SaveOptions = {}): Promise<void> {
+    if (opts?.format === 'gguf') return this.#saveGguf(dir, opts);
     // tensor parallelism over MPI: every rank takes part in the gathers; rank 0 of the group writes
     const writer = this.tensorParallelGroup !== 'mpi' || this.#handle('save').tensorParallelRank === 0;
     await writeCheckpoint(this, dir, opts, { loadedFrom: this.#loadedFrom, writer });
+  }
+
+  /**
+   * One GGUF file at `file`. The tokenizer: opts.tokenizer or {@link Model.tokenizer} when it is the
+   * built-in byte tokenizer, else the tokenizer files of the folder the model was loaded from.
+   */
+  async #saveGguf(file: string, opts: SaveOptions): Promise<void> {
+    const o = options('Model.save', 'options', opts);
+    o.known(['format', 'dtype', 'tokenizer', 'name']);
+    const dtype = o.oneOf('dtype', GGUF_DTYPES, 'f32');
+    const given = opts.tokenizer ?? this.tokenizer;
+    const tokenizer = given instanceof ByteTokenizer ? given : this.#loadedFrom;
+    if (tokenizer === undefined)
+      throw new TypeError(
+        "Model.save: format 'gguf' needs options.tokenizer to be a ByteTokenizer, or a model loaded from a folder with tokenizer.json",
+      );
+    await exportGguf(this, file, { dtype, tokenizer, ...(opts.name !== undefined ? { name: opts.name } : {}) });
   }
 
   /** Frees the saved activations (a later backward needs a new forward). */

@@ -181,7 +181,8 @@ export async function writeCheckpoint(
 ): Promise<void> {
   const fn = 'Model.save';
   const o = options(fn, 'options', opts);
-  o.known(['dtype', 'maxShardBytes', 'extraFiles', 'mergeLora', 'tokenizer']);
+  o.known(['format', 'dtype', 'maxShardBytes', 'extraFiles', 'mergeLora', 'tokenizer']);
+  o.oneOf('format', ['safetensors', 'gguf'] as const, 'safetensors');
   const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
   const maxShardBytes = o.int('maxShardBytes', { min: 1 }, 2 ** 31);
   const merge = o.bool('mergeLora', false);

@@ -348,6 +348,38 @@ t.test(
   },
 );
 
+t.test(
+  "Model.save(path, {format: 'gguf'}): the file exportGguf writes; the tokenizer from the model or its folder",
+  async (t) => {
+    const tok = new ByteTokenizer();
+    const m = await Model.create(llamaCfg, { seed: 5 });
+    const viaExport = join(dir, 'save-export.gguf'),
+      viaSave = join(dir, 'save-save.gguf');
+    await exportGguf(m, viaExport, { tokenizer: tok, dtype: 'q8_0', name: 'n' });
+    await m.save(viaSave, { format: 'gguf', tokenizer: tok, dtype: 'q8_0', name: 'n' });
+    t.ok(readFileSync(viaSave).equals(readFileSync(viaExport)), 'byte-identical to exportGguf');
+    m.tokenizer = tok; // the model's own tokenizer when options.tokenizer is absent
+    await m.save(viaSave, { format: 'gguf', dtype: 'q8_0', name: 'n' });
+    t.ok(readFileSync(viaSave).equals(readFileSync(viaExport)), 'Model.tokenizer used');
+    // a model loaded from a checkpoint folder: its tokenizer files
+    const ckpt = join(dir, 'save-ckpt');
+    await m.save(ckpt);
+    const loaded = await Model.load(ckpt);
+    await loaded.save(viaSave, { format: 'gguf', dtype: 'f32' });
+    const g = await readGguf(viaSave);
+    t.same(ggufTensorF32(g, 'blk.0.ffn_up.weight'), await m.getParameter('model.layers.0.mlp.up_proj.weight'));
+    t.equal((g.metadata.get('tokenizer.ggml.tokens')!.value as string[]).length, llamaCfg.vocab_size);
+    const bare = await Model.create(llamaCfg, { seed: 5 });
+    await t.rejects(bare.save(viaSave, { format: 'gguf' }), { name: 'TypeError', message: /options\.tokenizer/ });
+    await t.rejects(bare.save(viaSave, { format: 'gguf', tokenizer: tok, maxShardBytes: 1 }), {
+      message: /maxShardBytes/,
+    });
+    await t.rejects(bare.save(viaSave, { format: 'gguf', tokenizer: tok, dtype: 'F16' }), { message: /dtype/ });
+    await t.rejects(bare.save(ckpt, { format: 'onnx' as never }), { message: /format/ });
+    for (const x of [m, loaded, bare]) x.dispose();
+  },
+);
+
 t.test('exportGguf refuses what llama.cpp would not read faithfully', async (t) => {
   const tok = new ByteTokenizer();
   const glm = await Model.create(tinyConfig({ family: 'glm', vocab: 263, hidden: 32, layers: 1, heads: 2, ffn: 64 }));
