@@ -27,7 +27,8 @@ import { RewardTrainer } from '../train/reward.js';
 import { SFTTrainer } from '../train/sft.js';
 import { compare, meanGold, samplePolicy, type PolicySamples } from './evaluate.js';
 import { samplePairs } from './label.js';
-import { demonstration, goldScore, makePrompt, rng, splitPrompts, type Format } from './task.js';
+import { demonstration, goldScore, makePrompt, rng, splitPrompts, type Format, type TaskPrompt } from './task.js';
+import type { ChatMessage } from '../tokenizer/index.js';
 
 export interface DemoSettings {
   seed: number;
@@ -114,6 +115,59 @@ export const DEMO_PRESETS: Record<'default' | 'quick', DemoSettings> = {
 };
 
 /** One policy against SFT: the report's {@link PolicySummary}. */
+/** The demo's SFT data: every training prompt's demonstration, `repeats` times (flaws drawn by `r`). */
+export function demoSftRecords(
+  train: TaskPrompt[],
+  s: Pick<DemoSettings, 'sft' | 'demoQuality'>,
+  r: () => number,
+): Array<{ kind: 'messages'; messages: ChatMessage[] }> {
+  return Array.from({ length: s.sft.repeats }, () =>
+    train.map((p) => ({
+      kind: 'messages' as const,
+      messages: [...p.messages, { role: 'assistant', content: demonstration(p, r, s.demoQuality) }],
+    })),
+  ).flat();
+}
+
+/** A fresh demo-task policy of `size` (Llama-style, byte vocabulary, 256 positions). */
+export function createDemoModel(size: DemoSettings['model'], tok: ByteTokenizer, seed: number): Promise<Model> {
+  return Model.create(
+    tinyConfig({
+      vocab: tok.vocabSize,
+      hidden: size.hidden,
+      layers: size.layers,
+      heads: size.heads,
+      kvHeads: size.kvHeads,
+      ffn: size.ffn,
+      maxPositions: 256,
+      eosTokenId: tok.eosId,
+      padTokenId: tok.padId,
+    }),
+    { seed },
+  );
+}
+
+/** The demo's SFT trainer settings (rows of 96 tokens, packed). */
+export const demoSftOptions = (s: Pick<DemoSettings, 'sft'>, seed: number) => ({
+  seqLen: 96,
+  batchSize: s.sft.batchSize,
+  epochs: s.sft.epochs,
+  lr: s.sft.lr,
+  warmupSteps: 10,
+  packing: true,
+  seed,
+});
+
+/** The demo's reward-model trainer settings (length-balanced pairs). */
+export const demoRmOptions = (s: Pick<DemoSettings, 'rm'>, seed: number) => ({
+  seqLen: 96,
+  batchSize: s.rm.batchSize,
+  epochs: s.rm.epochs,
+  lr: s.rm.lr,
+  lengthBalance: true,
+  seed,
+});
+
 export type DemoPolicySummary = PolicySummary;
 
 export interface DemoSummary {
@@ -169,12 +223,7 @@ export async function runDemo(opts: {
   const r = rng(s.seed);
 
   // 1. SFT on imperfect demonstrations
-  const sftRecords = Array.from({ length: s.sft.repeats }, () =>
-    trainPrompts.map((p) => ({
-      kind: 'messages' as const,
-      messages: [...p.messages, { role: 'assistant', content: demonstration(p, r, s.demoQuality) }],
-    })),
-  ).flat();
+  const sftRecords = demoSftRecords(trainPrompts, s, r);
   await writeJsonl(
     join(out, 'data', 'sft.jsonl'),
     sftRecords.map(({ messages }) => ({ messages })),
@@ -183,34 +232,14 @@ export async function runDemo(opts: {
     join(out, 'data', 'prompts.jsonl'),
     trainPrompts.map((p) => ({ prompt: p.messages, a: p.a, b: p.b, format: p.format })),
   );
-  const m = s.model;
-  const sft = await Model.create(
-    tinyConfig({
-      vocab: tok.vocabSize,
-      hidden: m.hidden,
-      layers: m.layers,
-      heads: m.heads,
-      kvHeads: m.kvHeads,
-      ffn: m.ffn,
-      maxPositions: 256,
-      eosTokenId: tok.eosId,
-      padTokenId: tok.padId,
-    }),
-    { seed: s.seed },
-  );
+  const sft = await createDemoModel(s.model, tok, s.seed);
   const sftTrainer = new SFTTrainer({
     model: sft,
     tokenizer: tok,
     train: sftRecords,
     outputDir: join(out, 'sft'),
     overwrite: true,
-    seqLen: 96,
-    batchSize: s.sft.batchSize,
-    epochs: s.sft.epochs,
-    lr: s.sft.lr,
-    warmupSteps: 10,
-    packing: true,
-    seed: s.seed,
+    ...demoSftOptions(s, s.seed),
   });
   await stage(
     'sft',
@@ -281,12 +310,7 @@ export async function runDemo(opts: {
     eval: goldPairs,
     outputDir: join(out, 'rm'),
     overwrite: true,
-    seqLen: 96,
-    batchSize: s.rm.batchSize,
-    epochs: s.rm.epochs,
-    lr: s.rm.lr,
-    lengthBalance: true,
-    seed: s.seed,
+    ...demoRmOptions(s, s.seed),
   });
   const rmResult = await stage(
     'rm',
