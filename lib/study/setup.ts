@@ -42,6 +42,9 @@ export interface StudySettings extends DemoSettings {
   rw: { k: number; beta: number; lr: number; epochs: number };
   /** K of the exo-frontier study's EXO-rw / DPO-rw runs */
   frontierKs: number[];
+  /** β (β_π = β_r) and epochs swept by the exo-frontier study at K = rw.k, besides rw.beta and rw.epochs */
+  frontierBetas: number[];
+  frontierEpochs: number[];
   /** best-of-n: candidates per answer */
   bestOfN: number;
   /** PTX coefficients compared by the ptx study */
@@ -119,6 +122,8 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     seeds: 3,
     rw: { k: 4, beta: 0.1, lr: 1e-4, epochs: 1 },
     frontierKs: [2, 4, 8],
+    frontierBetas: [0.03, 0.3],
+    frontierEpochs: [2],
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8],
@@ -132,6 +137,8 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     seeds: 5,
     rw: { k: 4, beta: 0.1, lr: 2e-5, epochs: 1 },
     frontierKs: [2, 4, 8],
+    frontierBetas: [0.03, 0.3, 1],
+    frontierEpochs: [2, 3],
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8, 16],

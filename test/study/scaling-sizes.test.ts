@@ -1,4 +1,4 @@
-// The scaling study's size arms on shrunken settings (a functional run, not the claim): reward
+// The exo-frontier study's β/epochs sweep and the scaling study's size arms on shrunken settings (a functional run, not the claim): reward
 // models and SFT policies of another size are trained once, cached under sizes/, and reused; the
 // table gains one reward-model row and one policy row per size; the base size's arms are the
 // base's own runs (the same cache files as the samples-per-prompt arm at the default n).
@@ -47,4 +47,28 @@ t.test('scaling with one extra size', async (t) => {
   t.match(acc, /^RM accuracy \d+(\.\d+)?%$/);
   t.match(r.outcomes[0].table.rows[3][2], /^own SFT gold /);
   t.ok(r.outcomes[0].chart.includes('policy 1 × 32'));
+});
+
+t.test('exo-frontier with a β and an epochs point', async (t) => {
+  const out = join(dir, 'frontier');
+  const r = await runStudies({
+    output: out,
+    names: ['exo-frontier'],
+    seeds: 1,
+    settings: { ...settings, frontierKs: [2], frontierBetas: [0.3], frontierEpochs: [2] },
+  });
+  t.same(
+    r.outcomes[0].table.rows.map((row) => row[0]),
+    [
+      'EXO-rw K=2',
+      'DPO-rw K=2',
+      'EXO-rw K=4 β=0.3 ep=1',
+      'DPO-rw K=4 β=0.3 ep=1',
+      'EXO-rw K=4 β=0.1 ep=2',
+      'DPO-rw K=4 β=0.1 ep=2',
+    ],
+  );
+  const policies = readdirSync(join(out, 'runs', 'small', 'seed-0', 'policies')).sort();
+  for (const f of ['exo-rw-k4-beta0.3-ep1.json', 'dpo-rw-k4-beta0.1-ep2.json']) t.ok(policies.includes(f), f);
+  t.equal(r.outcomes[0].chart.match(/<circle/g)?.length, 6, 'one point per row');
 });
