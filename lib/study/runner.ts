@@ -146,7 +146,7 @@ export async function runStudies(opts: RunStudiesOptions): Promise<{
       preset: settings.preset,
       seeds,
       description:
-        'The demo task (single-digit additions with a requested format, a hidden gold function as judge, a simulated annotator with 10% label noise); each seed trains its own SFT policy, preference pairs and reward model, then every method from that SFT policy.',
+        'The demo task (single-digit additions with a requested format, a hidden gold function as judge, a simulated annotator with 10% label noise); each seed trains its own SFT policy, preference pairs and reward model, then every method from that SFT policy. The longreward study has its own long-document task and policy (see its notes).',
       outcomes,
     }),
   );
