@@ -46,7 +46,7 @@ t.test('scaling with one extra size', async (t) => {
   const acc = r.outcomes[0].table.rows[2][2];
   t.match(acc, /^RM accuracy \d+(\.\d+)?%$/);
   t.match(r.outcomes[0].table.rows[3][2], /^own SFT gold /);
-  t.ok(r.outcomes[0].chart.includes('policy 1 × 32'));
+  t.ok(r.outcomes[0].chart.includes('policy 1×32') && r.outcomes[0].chart.includes('RM 2×64'));
 });
 
 t.test('exo-frontier with a β and an epochs point', async (t) => {

@@ -75,6 +75,7 @@ export const scaling: Study<Row> = {
           return [
             {
               label: `reward model ${sizeLabel(m)}`,
+              short: `RM ${m.layers}×${m.hidden}`,
               cells: [
                 `RM accuracy ${fmt(100 * acc)}%`,
                 withCi(rmGain),
@@ -84,6 +85,7 @@ export const scaling: Study<Row> = {
             },
             {
               label: `policy ${sizeLabel(m)}`,
+              short: `policy ${m.layers}×${m.hidden}`,
               cells: [
                 `own SFT gold ${fmt(mean(perSeed.flatMap((r) => r.policy![i].sft.gold)))}`,
                 withCi(polGain),
@@ -109,18 +111,23 @@ export const scaling: Study<Row> = {
       ),
       seeds,
       table: {
-        columns: ['samples per prompt', 'gold − SFT gold [95% CI]', 'gain over the previous n [95% CI]', 'KL(π‖π_sft)'],
+        columns: [
+          'samples per prompt n, or size (layers × width)',
+          'gold gain [95% CI]',
+          'gain over the previous n [95% CI]; sizes: RM accuracy or own SFT gold',
+          'KL(π‖π_sft)',
+        ],
         rows: [
           ...per.map((p) => [String(p.n), withCi(p.vsSft), p.step ? withCi(p.step) : '—', fmt(p.kl)]),
           ...sizeRows.map((r) => [r.label, r.cells[1], r.cells[0], r.cells[2]]),
         ],
       },
       chart: svgIntervals({
-        title: 'PPO gold gain by samples per prompt, reward-model size and policy size, 95% CI',
+        title: 'PPO gold gain by n, reward-model size, policy size (95% CI)',
         yLabel: 'gold score gain',
         rows: [
           ...per.map((p) => ({ label: `n = ${p.n}`, mean: p.vsSft.mean, lo: p.vsSft.ci[0], hi: p.vsSft.ci[1] })),
-          ...sizeRows.map((r) => ({ label: r.label, mean: r.e.mean, lo: r.e.ci[0], hi: r.e.ci[1] })),
+          ...sizeRows.map((r) => ({ label: r.short, mean: r.e.mean, lo: r.e.ci[0], hi: r.e.ci[1] })),
         ],
       }),
       notes: [
