@@ -13,7 +13,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../engine/atomic.js';
-import { tinyConfig } from '../engine/config.js';
 import { Model } from '../engine/model.js';
 import { writeJsonl } from '../data/index.js';
 import { RewardModel } from '../rewards/reward-model.js';
@@ -27,8 +26,8 @@ import { RewardTrainer } from '../train/reward.js';
 import { SFTTrainer } from '../train/sft.js';
 import { compare, meanGold, samplePolicy, type PolicySamples } from './evaluate.js';
 import { samplePairs } from './label.js';
-import { demonstration, goldScore, makePrompt, rng, splitPrompts, type Format, type TaskPrompt } from './task.js';
-import type { ChatMessage } from '../tokenizer/index.js';
+import { goldScore, makePrompt, rng, splitPrompts, type Format } from './task.js';
+import { createDemoModel, demoRmOptions, demoSftOptions, demoSftRecords } from './base.js';
 
 export interface DemoSettings {
   seed: number;
@@ -115,59 +114,6 @@ export const DEMO_PRESETS: Record<'default' | 'quick', DemoSettings> = {
 };
 
 /** One policy against SFT: the report's {@link PolicySummary}. */
-/** The demo's SFT data: every training prompt's demonstration, `repeats` times (flaws drawn by `r`). */
-export function demoSftRecords(
-  train: TaskPrompt[],
-  s: Pick<DemoSettings, 'sft' | 'demoQuality'>,
-  r: () => number,
-): Array<{ kind: 'messages'; messages: ChatMessage[] }> {
-  return Array.from({ length: s.sft.repeats }, () =>
-    train.map((p) => ({
-      kind: 'messages' as const,
-      messages: [...p.messages, { role: 'assistant', content: demonstration(p, r, s.demoQuality) }],
-    })),
-  ).flat();
-}
-
-/** A fresh demo-task policy of `size` (Llama-style, byte vocabulary, 256 positions). */
-export function createDemoModel(size: DemoSettings['model'], tok: ByteTokenizer, seed: number): Promise<Model> {
-  return Model.create(
-    tinyConfig({
-      vocab: tok.vocabSize,
-      hidden: size.hidden,
-      layers: size.layers,
-      heads: size.heads,
-      kvHeads: size.kvHeads,
-      ffn: size.ffn,
-      maxPositions: 256,
-      eosTokenId: tok.eosId,
-      padTokenId: tok.padId,
-    }),
-    { seed },
-  );
-}
-
-/** The demo's SFT trainer settings (rows of 96 tokens, packed). */
-export const demoSftOptions = (s: Pick<DemoSettings, 'sft'>, seed: number) => ({
-  seqLen: 96,
-  batchSize: s.sft.batchSize,
-  epochs: s.sft.epochs,
-  lr: s.sft.lr,
-  warmupSteps: 10,
-  packing: true,
-  seed,
-});
-
-/** The demo's reward-model trainer settings (length-balanced pairs). */
-export const demoRmOptions = (s: Pick<DemoSettings, 'rm'>, seed: number) => ({
-  seqLen: 96,
-  batchSize: s.rm.batchSize,
-  epochs: s.rm.epochs,
-  lr: s.rm.lr,
-  lengthBalance: true,
-  seed,
-});
-
 export type DemoPolicySummary = PolicySummary;
 
 export interface DemoSummary {

@@ -9,14 +9,8 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  createDemoModel,
-  DEMO_PRESETS,
-  demoRmOptions,
-  demoSftOptions,
-  demoSftRecords,
-  type DemoSettings,
-} from '../demo/pipeline.js';
+import { createDemoModel, demoRmOptions, demoSftOptions, demoSftRecords } from '../demo/base.js';
+import { DEMO_PRESETS, type DemoSettings } from '../demo/pipeline.js';
 import { samplePolicy, type PolicySamples } from '../demo/evaluate.js';
 import { samplePairs } from '../demo/label.js';
 import { goldScore, rng, splitPrompts, type TaskPrompt } from '../demo/task.js';

@@ -7,7 +7,8 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createDemoModel, demoRmOptions, demoSftOptions, type DemoSettings } from '../demo/pipeline.js';
+import { createDemoModel, demoRmOptions, demoSftOptions } from '../demo/base.js';
+import type { DemoSettings } from '../demo/pipeline.js';
 import { pathExists, writeFileAtomic } from '../engine/atomic.js';
 import { Model } from '../engine/model.js';
 import { RewardTrainer } from '../train/reward.js';
