@@ -13,7 +13,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { tinyConfig } from '../engine/config.js';
 import { Model } from '../engine/model.js';
 import { writeJsonl } from '../data/index.js';
 import { RewardModel } from '../rewards/reward-model.js';
@@ -27,7 +26,8 @@ import { RewardTrainer } from '../train/reward.js';
 import { SFTTrainer } from '../train/sft.js';
 import { compare, meanGold, samplePolicy, type PolicySamples } from './evaluate.js';
 import { samplePairs } from './label.js';
-import { demonstration, goldScore, makePrompt, rng, splitPrompts, type Format } from './task.js';
+import { goldScore, makePrompt, rng, splitPrompts, type Format } from './task.js';
+import { createDemoModel, demoRmOptions, demoSftOptions, demoSftRecords } from './base.js';
 
 export interface DemoSettings {
   seed: number;
@@ -169,12 +169,7 @@ export async function runDemo(opts: {
   const r = rng(s.seed);
 
   // 1. SFT on imperfect demonstrations
-  const sftRecords = Array.from({ length: s.sft.repeats }, () =>
-    trainPrompts.map((p) => ({
-      kind: 'messages' as const,
-      messages: [...p.messages, { role: 'assistant', content: demonstration(p, r, s.demoQuality) }],
-    })),
-  ).flat();
+  const sftRecords = demoSftRecords(trainPrompts, s, r);
   await writeJsonl(
     join(out, 'data', 'sft.jsonl'),
     sftRecords.map(({ messages }) => ({ messages })),
@@ -183,34 +178,14 @@ export async function runDemo(opts: {
     join(out, 'data', 'prompts.jsonl'),
     trainPrompts.map((p) => ({ prompt: p.messages, a: p.a, b: p.b, format: p.format })),
   );
-  const m = s.model;
-  const sft = await Model.create(
-    tinyConfig({
-      vocab: tok.vocabSize,
-      hidden: m.hidden,
-      layers: m.layers,
-      heads: m.heads,
-      kvHeads: m.kvHeads,
-      ffn: m.ffn,
-      maxPositions: 256,
-      eosTokenId: tok.eosId,
-      padTokenId: tok.padId,
-    }),
-    { seed: s.seed },
-  );
+  const sft = await createDemoModel(s.model, tok, s.seed);
   const sftTrainer = new SFTTrainer({
     model: sft,
     tokenizer: tok,
     train: sftRecords,
     outputDir: join(out, 'sft'),
     overwrite: true,
-    seqLen: 96,
-    batchSize: s.sft.batchSize,
-    epochs: s.sft.epochs,
-    lr: s.sft.lr,
-    warmupSteps: 10,
-    packing: true,
-    seed: s.seed,
+    ...demoSftOptions(s, s.seed),
   });
   await stage(
     'sft',
@@ -281,12 +256,7 @@ export async function runDemo(opts: {
     eval: goldPairs,
     outputDir: join(out, 'rm'),
     overwrite: true,
-    seqLen: 96,
-    batchSize: s.rm.batchSize,
-    epochs: s.rm.epochs,
-    lr: s.rm.lr,
-    lengthBalance: true,
-    seed: s.seed,
+    ...demoRmOptions(s, s.seed),
   });
   const rmResult = await stage(
     'rm',

@@ -12,7 +12,9 @@ import { GroupTrainer } from '../train/group.js';
 import { PPOTrainer } from '../train/ppo.js';
 import { PreferenceTrainer } from '../train/preference.js';
 import type { TrainerEmitter } from '../train/events.js';
+import { RewardModel } from '../rewards/reward-model.js';
 import { evaluateBestOfN, evaluatePolicy, type PolicyEval, type SeedBase } from './setup.js';
+import { sameSize, sizedRm, sizedSft, sizeKey, type ModelSize } from './sizes.js';
 
 /** Per-iteration metrics of a policy-gradient trainer, from its 'step' events. */
 function followCurve(t: TrainerEmitter): NonNullable<PolicyEval['curve']> {
@@ -34,25 +36,41 @@ export function sft(b: SeedBase): Promise<PolicyEval> {
   return evaluatePolicy(b, 'sft', async () => ({ policy: b.sft }));
 }
 
-/** PPO with the demo's settings; `baseline` 'reference' is ChatGLM-RLHF's r(x,y) − r(x,y_ref). */
+/**
+ * PPO with the demo's settings; `baseline` 'reference' is ChatGLM-RLHF's r(x,y) − r(x,y_ref).
+ * `policySize` starts from the SFT policy of that size (its KL is measured against it);
+ * `rmSize` scores with the reward model of that size (the critic starts from it).
+ */
 export function ppo(
   b: SeedBase,
-  o: { baseline?: 'reference' | 'none'; ptxCoef?: number; samplesPerPrompt?: number } = {},
+  o: {
+    baseline?: 'reference' | 'none';
+    ptxCoef?: number;
+    samplesPerPrompt?: number;
+    policySize?: ModelSize;
+    rmSize?: ModelSize;
+  } = {},
 ): Promise<PolicyEval> {
   const s = b.settings.ppo;
   const baseline = o.baseline ?? 'reference',
     ptxCoef = o.ptxCoef ?? s.ptxCoef,
     n = o.samplesPerPrompt ?? s.samplesPerPrompt;
-  const key = `ppo-${baseline}-ptx${ptxCoef}${n === s.samplesPerPrompt ? '' : `-n${n}`}`;
+  const other = (m?: ModelSize) => m !== undefined && !sameSize(m, b.settings.model);
+  const key =
+    `ppo-${baseline}-ptx${ptxCoef}${n === s.samplesPerPrompt ? '' : `-n${n}`}` +
+    (other(o.policySize) ? `-policy-${sizeKey(o.policySize!)}` : '') +
+    (other(o.rmSize) ? `-rm-${sizeKey(o.rmSize!)}` : '');
   return evaluatePolicy(b, key, async () => {
-    const policy = await b.sft.clone();
-    const critic = await b.rm.clone();
+    const reference = other(o.policySize) ? await sizedSft(b, o.policySize!) : b.sft;
+    const policy = await reference.clone();
+    const rm = other(o.rmSize) ? (await sizedRm(b, o.rmSize!)).model : undefined;
+    const critic = await (rm ?? b.rm).clone();
     const t = new PPOTrainer({
       policy,
       critic,
-      reference: b.sft,
+      reference,
       tokenizer: b.tokenizer,
-      reward: b.reward,
+      reward: rm ? new RewardModel(rm, b.tokenizer, { batchSize: 64 }) : b.reward,
       prompts: prompts(b),
       iterations: s.iterations,
       promptsPerIteration: s.promptsPerIteration,
@@ -69,7 +87,17 @@ export function ppo(
     await t.train();
     t.dispose();
     critic.dispose();
-    return { policy, curve };
+    rm?.dispose();
+    return { policy, curve, reference };
+  });
+}
+
+/** The SFT policy of another size, evaluated like every policy (its KL to itself is 0). */
+export function sizedSftEval(b: SeedBase, size: ModelSize): Promise<PolicyEval> {
+  if (sameSize(size, b.settings.model)) return sft(b);
+  return evaluatePolicy(b, `sft-${sizeKey(size)}`, async () => {
+    const policy = await sizedSft(b, size);
+    return { policy, reference: await policy.clone() };
   });
 }
 

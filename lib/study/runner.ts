@@ -19,6 +19,7 @@ import { dpoLength } from './studies/dpo-length.js';
 import { exoFrontier } from './studies/exo-frontier.js';
 import { exoVsDpo } from './studies/exo-vs-dpo.js';
 import { lengthBalance } from './studies/length-balance.js';
+import { longreward } from './studies/longreward.js';
 import { ptx } from './studies/ptx.js';
 import { referenceBaseline } from './studies/reference-baseline.js';
 import { scaling } from './studies/scaling.js';
@@ -34,6 +35,7 @@ export const STUDIES: ReadonlyArray<Study<unknown>> = [
   exoVsDpo,
   exoFrontier,
   scaling,
+  longreward,
 ] as unknown as ReadonlyArray<Study<unknown>>;
 
 export const STUDY_NAMES: readonly string[] = STUDIES.map((s) => s.name);
@@ -102,6 +104,7 @@ export async function runStudies(opts: RunStudiesOptions): Promise<{
             settings,
             base: study.usesBase ? await base(seed) : undefined,
             cacheDir: seedDir(opts.output, settings.preset, seed),
+            log: (line) => log(`  ${study.name} seed ${seed}: ${line}`),
           }),
         );
         done++;
@@ -143,7 +146,7 @@ export async function runStudies(opts: RunStudiesOptions): Promise<{
       preset: settings.preset,
       seeds,
       description:
-        'The demo task (single-digit additions with a requested format, a hidden gold function as judge, a simulated annotator with 10% label noise); each seed trains its own SFT policy, preference pairs and reward model, then every method from that SFT policy.',
+        'The demo task (single-digit additions with a requested format, a hidden gold function as judge, a simulated annotator with 10% label noise); each seed trains its own SFT policy, preference pairs and reward model, then every method from that SFT policy. The longreward study has its own long-document task and policy (see its notes).',
       outcomes,
     }),
   );

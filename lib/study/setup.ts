@@ -9,18 +9,19 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createDemoModel, demoRmOptions, demoSftOptions, demoSftRecords } from '../demo/base.js';
 import { DEMO_PRESETS, type DemoSettings } from '../demo/pipeline.js';
 import { samplePolicy, type PolicySamples } from '../demo/evaluate.js';
 import { samplePairs } from '../demo/label.js';
-import { demonstration, goldScore, rng, splitPrompts, type TaskPrompt } from '../demo/task.js';
+import { goldScore, rng, splitPrompts, type TaskPrompt } from '../demo/task.js';
 import { pathExists, writeFileAtomic } from '../io/atomic.js';
-import { tinyConfig } from '../engine/config.js';
 import { Model } from '../engine/model.js';
 import type { PreferenceRecord } from '../data/index.js';
 import { RewardModel } from '../rewards/reward-model.js';
 import { generateRollout } from '../rollout/generate.js';
 import { sequenceBatch } from '../rollout/sequences.js';
 import { ByteTokenizer } from '../tokenizer/index.js';
+import type { DemoFlaws, LongDocOptions } from './longdoc.js';
 import { encodeRow } from '../train/preference-common.js';
 import { RewardTrainer } from '../train/reward.js';
 import { SFTTrainer } from '../train/sft.js';
@@ -35,15 +36,56 @@ export interface StudySettings extends DemoSettings {
   rw: { k: number; beta: number; lr: number; epochs: number };
   /** K of the exo-frontier study's EXO-rw / DPO-rw runs */
   frontierKs: number[];
+  /** β (β_π = β_r) and epochs swept by the exo-frontier study at K = rw.k, besides rw.beta and rw.epochs */
+  frontierBetas: number[];
+  frontierEpochs: number[];
   /** best-of-n: candidates per answer */
   bestOfN: number;
   /** PTX coefficients compared by the ptx study */
   ptxCoefs: number[];
   /** PPO samples per prompt compared by the scaling study */
   scalingSamples: number[];
+  /** policy and reward-model sizes the scaling study adds to the base size (each trained like the base) */
+  scalingSizes: Array<DemoSettings['model']>;
   /** training prompts whose SFT demonstrations measure forgetting (negative log-likelihood) */
   nllPrompts: number;
+  /** the longreward study's long-document task, policy and runs (lib/study/longdoc.ts) */
+  longreward: LongRewardSettings;
 }
+
+export interface LongRewardSettings {
+  doc: LongDocOptions;
+  flaws: DemoFlaws;
+  trainPrompts: number;
+  evalPrompts: number;
+  /** the policy; `window`: its sliding attention window (tokens), Mistral-style on every layer */
+  model: DemoSettings['model'] & { window: number };
+  /**
+   * SFT in two phases: first `shortDocs` questions on documents of `shortChars` characters (cheap
+   * rows that teach the answer form, at `lr`), then every training question's demonstration
+   * `repeats` times on its long document (at `longLr`), one epoch each
+   */
+  sft: { shortDocs: number; shortChars: number; lr: number; repeats: number; longLr: number; batchSize: number };
+  /** SFT answers per training question scored by the LongReward pipeline (the pairs' pool) */
+  samplesPerPrompt: number;
+  dpo: { epochs: number; lr: number; beta: number; batchSize: number };
+  /** answers per held-out question per policy */
+  evalSamples: number;
+  maxNewTokens: number;
+}
+
+const LONGREWARD_SMALL: LongRewardSettings = {
+  doc: { chars: 2000, entitiesPerDoc: 4, usualRate: 0.7 },
+  flaws: { wrongRate: 0.2, extraRate: 0.5, fillerRate: 0.2 },
+  trainPrompts: 32,
+  evalPrompts: 16,
+  model: { hidden: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 171, window: 256 },
+  sft: { shortDocs: 2400, shortChars: 150, lr: 5e-3, repeats: 1, longLr: 1e-3, batchSize: 8 },
+  samplesPerPrompt: 4,
+  dpo: { epochs: 2, lr: 3e-4, beta: 0.1, batchSize: 8 },
+  evalSamples: 4,
+  maxNewTokens: 80,
+};
 
 const SMALL_BASE: DemoSettings = {
   ...DEMO_PRESETS.quick,
@@ -74,10 +116,14 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     seeds: 3,
     rw: { k: 4, beta: 0.1, lr: 1e-4, epochs: 1 },
     frontierKs: [2, 4, 8],
+    frontierBetas: [0.03, 0.3],
+    frontierEpochs: [2],
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8],
+    scalingSizes: [{ hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 86 }],
     nllPrompts: 60,
+    longreward: LONGREWARD_SMALL,
   },
   full: {
     ...DEMO_PRESETS.default,
@@ -85,10 +131,24 @@ export const STUDY_PRESETS: Record<PresetName, StudySettings> = {
     seeds: 5,
     rw: { k: 4, beta: 0.1, lr: 2e-5, epochs: 1 },
     frontierKs: [2, 4, 8],
+    frontierBetas: [0.03, 0.3, 1],
+    frontierEpochs: [2, 3],
     bestOfN: 4,
     ptxCoefs: [0, 0.5, 1],
     scalingSamples: [1, 2, 4, 8, 16],
+    scalingSizes: [
+      { hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 86 },
+      { hidden: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 171 },
+    ],
     nllPrompts: 120,
+    longreward: {
+      ...LONGREWARD_SMALL,
+      doc: { ...LONGREWARD_SMALL.doc, chars: 3000 },
+      trainPrompts: 96,
+      evalPrompts: 32,
+      sft: { ...LONGREWARD_SMALL.sft, shortDocs: 4800, repeats: 2 },
+      dpo: { ...LONGREWARD_SMALL.dpo, epochs: 3 },
+    },
   },
 };
 
@@ -143,42 +203,16 @@ export async function prepareBase(
   const dir = seedDir(output, s.preset, seed);
   const tok = new ByteTokenizer();
   const { train, eval: evalPrompts } = splitPrompts(seed, s.evalFraction, s.maxOperand);
-  const r = rng(seed);
-  const sftRecords = Array.from({ length: s.sft.repeats }, () =>
-    train.map((p) => ({
-      kind: 'messages' as const,
-      messages: [...p.messages, { role: 'assistant', content: demonstration(p, r, s.demoQuality) }],
-    })),
-  ).flat();
+  const sftRecords = demoSftRecords(train, s, rng(seed));
   const marker = join(dir, 'base.json');
   if (!(await pathExists(marker))) {
     await mkdir(dir, { recursive: true });
-    const m = s.model;
-    const model = await Model.create(
-      tinyConfig({
-        vocab: tok.vocabSize,
-        hidden: m.hidden,
-        layers: m.layers,
-        heads: m.heads,
-        kvHeads: m.kvHeads,
-        ffn: m.ffn,
-        maxPositions: 256,
-        eosTokenId: tok.eosId,
-        padTokenId: tok.padId,
-      }),
-      { seed },
-    );
+    const model = await createDemoModel(s.model, tok, seed);
     const sftResult = await new SFTTrainer({
       model,
       tokenizer: tok,
       train: sftRecords,
-      seqLen: 96,
-      batchSize: s.sft.batchSize,
-      epochs: s.sft.epochs,
-      lr: s.sft.lr,
-      warmupSteps: 10,
-      packing: true,
-      seed,
+      ...demoSftOptions(s, seed),
     }).train();
     await model.save(join(dir, 'sft'), { extraFiles: (d) => tok.save(d) });
     const common = { model, tokenizer: tok, prompts: train, maxNewTokens: s.maxNewTokens };
@@ -191,12 +225,7 @@ export async function prepareBase(
       tokenizer: tok,
       train: labelled.pairs,
       eval: goldPairs,
-      seqLen: 96,
-      batchSize: s.rm.batchSize,
-      epochs: s.rm.epochs,
-      lr: s.rm.lr,
-      lengthBalance: true,
-      seed,
+      ...demoRmOptions(s, seed),
     }).train();
     await rm.save(join(dir, 'rm'), { extraFiles: (d) => tok.save(d) });
     rm.dispose();
@@ -306,23 +335,24 @@ function toEval(b: SeedBase, ps: PolicySamples, base: PolicySamples): Omit<Polic
 
 /**
  * A policy's evaluation, cached under `policies/<key>.json`: `train` is called only when it is not
- * there yet, returns the trained policy (disposed here) and, for RL methods, its training curve.
+ * there yet, returns the trained policy (disposed here), for RL methods its training curve, and,
+ * for a policy of another size, the SFT policy its KL is measured against (default the base's).
  */
 export async function evaluatePolicy(
   b: SeedBase,
   key: string,
-  train: () => Promise<{ policy: Model; curve?: PolicyEval['curve'] }>,
+  train: () => Promise<{ policy: Model; curve?: PolicyEval['curve']; reference?: Model }>,
 ): Promise<PolicyEval> {
   return cached(join(b.dir, 'policies', `${key}.json`), async () => {
     const base = await sftSamples(b);
-    const { policy, curve } = await train();
+    const { policy, curve, reference } = await train();
     try {
       const ps =
         policy === b.sft
           ? base
           : await samplePolicy({
               policy,
-              sft: b.sft,
+              sft: reference ?? b.sft,
               tokenizer: b.tokenizer,
               prompts: b.eval,
               samples: b.settings.eval.samples,
@@ -332,6 +362,7 @@ export async function evaluatePolicy(
       return { ...toEval(b, ps, base), nll: await demonstrationNll(b, policy), ...(curve ? { curve } : {}) };
     } finally {
       if (policy !== b.sft) policy.dispose();
+      if (reference && reference !== b.sft) reference.dispose();
     }
   });
 }

@@ -31,7 +31,14 @@ export interface Study<T> {
   /** needs the per-seed demo base (SFT, pairs, reward model); false for synthetic studies */
   usesBase: boolean;
   /** what one seed contributes (trained and evaluated runs are cached by the helpers in setup.ts) */
-  runSeed(ctx: { seed: number; settings: StudySettings; base?: SeedBase; cacheDir: string }): Promise<T>;
+  runSeed(ctx: {
+    seed: number;
+    settings: StudySettings;
+    base?: SeedBase;
+    cacheDir: string;
+    /** one line per finished stage inside a seed (progress) */
+    log?: (line: string) => void;
+  }): Promise<T>;
   summarize(perSeed: T[], seeds: number[], settings: StudySettings): StudyOutcome;
 }
 

@@ -1,6 +1,6 @@
-// One small-preset run (3 seeds) of every study but scaling and exo-frontier (the costliest, whose
+// One small-preset run (3 seeds) of every study but scaling, exo-frontier (the costliest, whose
 // claims do not hold at this size; their summaries are tested on synthetic runs in
-// summaries.test.ts), shared by all assertions: the summary.json schema,
+// summaries.test.ts) and longreward (its own model and task: longreward-run.test.ts), shared by all assertions: the summary.json schema,
 // the report (one section and chart per study), the direction of the claims that hold robustly at
 // this size with these fixed seeds (alignment, ptx, length-balance, exo-vs-dpo; the others are
 // reported either way and not asserted), resuming (a deleted run is redone and nothing else: the
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../../lib/native.js';
 import { runStudies, STUDY_NAMES as ALL_STUDIES } from '../../lib/study/runner.js';
 
-const STUDY_NAMES = ALL_STUDIES.filter((n) => n !== 'scaling' && n !== 'exo-frontier');
+const STUDY_NAMES = ALL_STUDIES.filter((n) => !['scaling', 'exo-frontier', 'longreward'].includes(n));
 
 // one small-preset run of every study takes about 2 minutes of CPU (longer on a shared machine)
 t.setTimeout(1800000);
