@@ -2,9 +2,10 @@
  * Generation tokens/s with the KV cache, batch 1 and 16, greedy, prompt 32 tokens, 64 new tokens,
  * ~6M-parameter model, against the same model in PyTorch eager with its own KV cache
  * (bench/peers/torch_model.py), same thread count. Goal: >= 2× PyTorch.
- * At batch 1 also llama.cpp (node-llama-cpp, prebuilt CPU build) on the same weights exported as a
- * GGUF of the same dtype, same thread count, F32 KV cache (ours is f32), greedy, its per-token
- * sampling loop. Each row runs at dtype 'f32' and 'bf16' (Model dtype; --json rows carry it); the
+ * Also llama.cpp (node-llama-cpp, prebuilt CPU build) on the same weights exported as a GGUF of the
+ * same dtype, same thread count, F32 KV cache (ours is f32), greedy, its per-token sampling loop; at
+ * batch B it runs B sequences of one context concurrently, which node-llama-cpp decodes together in
+ * one llama_decode batch per step (llama.cpp's batched decoding). Each row runs at dtype 'f32' and 'bf16' (Model dtype; --json rows carry it); the
  * ~50M model at batch 1 (weights 200 MB in f32, past the caches: bandwidth-bound) gives the
  * bf16/f32 ratio the goal is stated on: >= 1.6x.
  */
@@ -47,36 +48,39 @@ function promptTokens(V: number, batch: number): Int32Array[] {
   );
 }
 
-/** llama.cpp on the same model (seed 1) as a GGUF of `dtype`: median ms of prompt + NEW greedy tokens, batch 1. */
-async function llamaCppChild(name: ModelName, repeats: number, dtype: DType): Promise<void> {
+/** llama.cpp on the same model (seed 1) as a GGUF of `dtype`: median ms of prompt + NEW greedy tokens for `batch` sequences. */
+async function llamaCppChild(name: ModelName, batch: number, repeats: number, dtype: DType): Promise<void> {
   const threads = buildInfo().threads;
   const model = await Model.create(MODELS[name], { seed: 1 });
   const dir = mkdtempSync(join(tmpdir(), 'rlhf-bench-gguf-'));
   try {
     const file = join(dir, 'model.gguf');
     await exportGguf(model, file, { tokenizer: new ByteTokenizer(), dtype });
-    const [prompt] = promptTokens(model.config.vocab, 1);
+    const prompts = promptTokens(model.config.vocab, batch);
     model.dispose();
     const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
     const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false });
     const lm = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
     const ctx = await lm.createContext({
-      contextSize: 256,
-      batchSize: 256,
+      contextSize: 256 * batch,
+      batchSize: Math.max(256, batch * PROMPT),
+      sequences: batch,
       threads,
       experimentalKvCacheKeyType: 'F32',
       experimentalKvCacheValueType: 'F32',
     });
-    const seq = ctx.getSequence();
-    const run = async () => {
-      await seq.clearHistory();
+    const seqs = prompts.map(() => ctx.getSequence());
+    const one = async (i: number) => {
+      await seqs[i].clearHistory();
       let n = 0;
-      for await (const token of seq.evaluate(Array.from(prompt) as never, { temperature: 0 })) {
+      for await (const token of seqs[i].evaluate(Array.from(prompts[i]) as never, { temperature: 0 })) {
         void token;
         if (++n === NEW) break;
       }
       return n;
     };
+    // every sequence at once: node-llama-cpp batches their pending tokens into one decode per step
+    const run = async () => Math.min(...(await Promise.all(seqs.map((_, i) => one(i)))));
     if ((await run()) !== NEW) throw new Error('llama.cpp generation stopped early');
     const times: number[] = [];
     for (let r = 0; r < repeats; r++) {
@@ -96,7 +100,8 @@ async function llamaCppChild(name: ModelName, repeats: number, dtype: DType): Pr
 async function main(): Promise<void> {
   const c = childArgs();
   const dt = (c?.dtype as DType | undefined) ?? 'f32';
-  if (c?.peer === 'llama.cpp') return llamaCppChild(c.model as ModelName, c.repeats as number, dt);
+  if (c?.peer === 'llama.cpp')
+    return llamaCppChild(c.model as ModelName, (c.batch as number | undefined) ?? 1, c.repeats as number, dt);
   if (c) return child(c.model as ModelName, c.batch as number, c.repeats as number, dt);
   header(`generate: greedy, KV cache, prompt ${PROMPT} tokens, ${NEW} new tokens`);
   const rows: (string | number)[][] = [];
@@ -131,14 +136,12 @@ async function main(): Promise<void> {
       if (dtype === 'f32') f32Tps = tps;
       emit({ bench: 'generate', impl: 'rlhf', shape, median_ms: ours.ms, value: tps, unit: 'tokens/s', dtype });
       let cpp: number | undefined;
-      if (batch === 1) {
-        try {
-          const l = runChild(import.meta.url, { peer: 'llama.cpp', model: name, repeats, dtype });
-          cpp = NEW / (l.ms / 1000);
-          emit({ bench: 'generate', impl: 'llama.cpp', shape, median_ms: l.ms, value: cpp, unit: 'tokens/s', dtype });
-        } catch (e) {
-          note(`llama.cpp ${dtype}: skipped — ${(e as Error).message.split('\n').slice(0, 3).join(' | ')}`);
-        }
+      try {
+        const l = runChild(import.meta.url, { peer: 'llama.cpp', model: name, batch, repeats, dtype });
+        cpp = (batch * NEW) / (l.ms / 1000);
+        emit({ bench: 'generate', impl: 'llama.cpp', shape, median_ms: l.ms, value: cpp, unit: 'tokens/s', dtype });
+      } catch (e) {
+        note(`llama.cpp ${dtype}: skipped — ${(e as Error).message.split('\n').slice(0, 3).join(' | ')}`);
       }
       const torchTps = dtype === 'f32' ? theirs?.value : undefined;
       rows.push([
