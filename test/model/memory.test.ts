@@ -65,6 +65,11 @@ type Shape = {
   lora?: { rank: number; alpha: number; modules: readonly LoraModuleName[] };
 };
 
+// Forward outputs are native memory that JS frees only when it collects them, at a time GC picks
+// (later under load): every output stays referenced here until the file ends, so no collection
+// lowers nativeMemoryInUse in the middle of a measurement.
+const keepAlive: unknown[] = [];
+
 async function step(config: (typeof cases)[number][1], shape: Shape, ckpt: boolean): Promise<void> {
   const m = await Model.create(config, { seed: 1, lora: shape.lora });
   m.gradientCheckpointing = ckpt;
@@ -73,7 +78,7 @@ async function step(config: (typeof cases)[number][1], shape: Shape, ckpt: boole
     lm = m.config.lmHead,
     value = m.config.valueHead;
   const tokens = new Int32Array(N).fill(1);
-  await m.forward({
+  const out = await m.forward({
     tokens,
     targets: lm ? tokens : undefined,
     batch: shape.batch,
@@ -86,6 +91,7 @@ async function step(config: (typeof cases)[number][1], shape: Shape, ckpt: boole
     dValues: value ? new Float32Array(N) : undefined,
   });
   await opt.step();
+  keepAlive.push(out);
   opt.dispose();
   m.dispose();
 }
@@ -156,6 +162,7 @@ for (const [label, config, shape, ckpt] of cases) {
       `peak ${est.peak} bytes (${(est.peak / 2 ** 20).toFixed(2)} MiB) as estimated: measured ${measured}, of which kernel workspaces grown ${grown}`,
     );
     t.ok(f.logprobs.length === N);
+    keepAlive.push(f);
     opt.dispose();
     m.dispose();
     t.ok(
