@@ -239,7 +239,12 @@ t.test('a client that disconnects stops its generation', async (t) => {
   );
   let chunks = 0;
   try {
-    for await (const _ of stream) if (++chunks === 2) controller.abort();
+    // stop reading at the second chunk: chunks the client had already buffered are not read
+    for await (const _ of stream)
+      if (++chunks === 2) {
+        controller.abort();
+        break;
+      }
   } catch (err) {
     t.match(String(err), /abort/i, 'the client reports the abort');
   }
