@@ -230,8 +230,8 @@ bool ShardPlan::counts_in_norm(const ParamView& v, int r) const {
   return true;
 }
 
-size_t TensorParallelModel::view_index(const ParamView& v) const {
-  const auto& views = full_layout_.views;
+size_t view_index(const ParamLayout& layout, const ParamView& v) {
+  const auto& views = layout.views;
   if (&v >= views.data() && &v < views.data() + views.size()) return static_cast<size_t>(&v - views.data());
   for (size_t i = 0; i < views.size(); ++i)
     if (views[i].name == v.name) return i;
@@ -239,7 +239,7 @@ size_t TensorParallelModel::view_index(const ParamView& v) const {
 }
 
 void TensorParallelModel::read_parameter(const ParamView& v, bool grad, float* out) {
-  const size_t i = view_index(v);
+  const size_t i = view_index(full_layout_, v);
   for (int r = 0; r < size_; ++r) {
     if (plan_.slice_of(v, r).axis < 0 && r > 0) break;   // replicated: rank 0's copy
     if (replicated_kv(v) && r % kv_rep_ != 0) continue;  // a replicated KV head: its group's first rank
@@ -249,7 +249,7 @@ void TensorParallelModel::read_parameter(const ParamView& v, bool grad, float* o
 }
 
 void TensorParallelModel::write_parameter(const ParamView& v, const float* data) {
-  const size_t i = view_index(v);
+  const size_t i = view_index(full_layout_, v);
   for (int r = 0; r < size_; ++r)
     copy_piece(i, r, const_cast<float*>(data), ranks_[r]->params() + ranks_[r]->layout().views[i].offset, true);
 }

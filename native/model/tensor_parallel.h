@@ -29,6 +29,10 @@ namespace model {
 // Which piece of every full tensor rank r of P holds (the table above); shared by the thread
 // group (TensorParallelModel) and the process group (ProcessTensorParallelModel,
 // tensor_parallel_process.h). The constructor validates P against the config.
+// The index of v among layout.views: by address when v is one of them, else by name (OutOfRange
+// naming it when absent). Both tensor-parallel models map a caller's view to the full layout with it.
+size_t view_index(const ParamLayout& layout, const ParamView& v);
+
 class ShardPlan {
  public:
   ShardPlan(const ModelConfig& full, int size);
@@ -86,7 +90,6 @@ class TensorParallelModel final : public Engine {
  private:
   // Copies between full tensor `full` (view index i) and rank r's shard piece (to_shard: full → shard).
   void copy_piece(size_t i, int r, float* full, float* shard, bool to_shard) const;
-  size_t view_index(const ParamView& v) const;
   bool replicated_kv(const ParamView& v) const { return plan_.replicated_kv(v); }
   // fn(r) on every rank, concurrently (rank 0 on the calling thread); the first failure aborts
   // the others' collectives and is rethrown.

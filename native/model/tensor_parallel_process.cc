@@ -111,16 +111,8 @@ GenerateResult ProcessTensorParallelModel::generate(const GenerateRequest& req) 
   return r;
 }
 
-size_t ProcessTensorParallelModel::view_index(const ParamView& v) const {
-  const auto& views = full_layout_.views;
-  if (&v >= views.data() && &v < views.data() + views.size()) return static_cast<size_t>(&v - views.data());
-  for (size_t i = 0; i < views.size(); ++i)
-    if (views[i].name == v.name) return i;
-  RLHF_FAIL(ErrorCode::OutOfRange, "no parameter named \"", v.name, "\"");
-}
-
 void ProcessTensorParallelModel::read_parameter(const ParamView& v, bool grad, float* out) {
-  const size_t i = view_index(v);
+  const size_t i = view_index(full_layout_, v);
   const ParamView& fv = full_layout_.views[i];
   const ParamView& own = shard_->layout().views[i];
   float* mine = (grad ? shard_->grads() : shard_->params()) + own.offset;
@@ -141,7 +133,7 @@ void ProcessTensorParallelModel::read_parameter(const ParamView& v, bool grad, f
 }
 
 void ProcessTensorParallelModel::write_parameter(const ParamView& v, const float* data) {
-  const size_t i = view_index(v);
+  const size_t i = view_index(full_layout_, v);
   plan_.copy_piece(full_layout_.views[i], shard_->layout().views[i], rank_, const_cast<float*>(data),
                    shard_->params() + shard_->layout().views[i].offset, true);
 }

@@ -53,7 +53,6 @@ class ProcessTensorParallelModel final : public Engine {
   OptimizerView optimizer_view() override;
 
  private:
-  size_t view_index(const ParamView& v) const;
   // fn() on this rank; a failure aborts the group (see above) after printing it with the rank.
   void run_collective(const char* what, const std::function<void()>& fn);
 
