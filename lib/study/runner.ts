@@ -23,7 +23,7 @@ import { longreward } from './studies/longreward.js';
 import { ptx } from './studies/ptx.js';
 import { referenceBaseline } from './studies/reference-baseline.js';
 import { scaling } from './studies/scaling.js';
-import type { Study, StudyOutcome } from './types.js';
+import type { Study, StudyJudge, StudyOutcome } from './types.js';
 
 /** Every study, most valuable first (the default order and set). */
 export const STUDIES: ReadonlyArray<Study<unknown>> = [
@@ -60,6 +60,8 @@ export interface RunStudiesOptions {
   log?: (line: string) => void;
   /** settings override (tests) */
   settings?: StudySettings;
+  /** a served judge for the longreward study in place of the task's gold function (cached apart) */
+  judge?: StudyJudge;
 }
 
 export async function runStudies(opts: RunStudiesOptions): Promise<{
@@ -69,6 +71,16 @@ export async function runStudies(opts: RunStudiesOptions): Promise<{
 }> {
   const fn = 'runStudies';
   checkString(fn, 'options.output', opts.output);
+  if (opts.judge !== undefined) {
+    if (typeof opts.judge?.model?.complete !== 'function')
+      throw typeError(
+        fn,
+        'options.judge.model',
+        'a JudgeModel (an object with complete(prompt, options))',
+        opts.judge?.model,
+      );
+    checkString(fn, 'options.judge.id', opts.judge.id);
+  }
   const preset = opts.preset ?? 'small';
   if (!(preset in STUDY_PRESETS)) throw rangeError(fn, 'options.preset', '"small" or "full"', preset);
   const settings = opts.settings ?? STUDY_PRESETS[preset];
@@ -105,6 +117,7 @@ export async function runStudies(opts: RunStudiesOptions): Promise<{
             base: study.usesBase ? await base(seed) : undefined,
             cacheDir: seedDir(opts.output, settings.preset, seed),
             log: (line) => log(`  ${study.name} seed ${seed}: ${line}`),
+            judge: opts.judge,
           }),
         );
         done++;

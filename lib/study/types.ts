@@ -1,6 +1,7 @@
 /** The contract between `rlhf study`'s runner (lib/study/runner.ts) and each study (one file each). */
 import { fmt } from '../report/svg.js';
 import type { SeedBase, StudySettings } from './setup.js';
+import type { JudgeModel } from '../rewards/longreward/index.js';
 import { hierarchicalBootstrap, type Estimate } from './stats.js';
 
 /** What a study concludes: one entry of summary.json plus what the report shows. */
@@ -26,6 +27,16 @@ export interface StudyOutcome {
   notes: string[];
 }
 
+/**
+ * A judge model a study asks instead of its built-in one, with an identity: runs scored by
+ * different judges are cached apart (the identity names the cache entry), and the report names it.
+ */
+export interface StudyJudge {
+  model: JudgeModel;
+  /** e.g. "judge-model at http://127.0.0.1:8000/v1": same identity, same cached runs */
+  id: string;
+}
+
 export interface Study<T> {
   name: string;
   /** needs the per-seed demo base (SFT, pairs, reward model); false for synthetic studies */
@@ -38,6 +49,8 @@ export interface Study<T> {
     cacheDir: string;
     /** one line per finished stage inside a seed (progress) */
     log?: (line: string) => void;
+    /** a served judge in place of a study's built-in one (longreward); absent: the built-in judge */
+    judge?: StudyJudge;
   }): Promise<T>;
   summarize(perSeed: T[], seeds: number[], settings: StudySettings): StudyOutcome;
 }

@@ -2,6 +2,8 @@
 import { join, resolve } from 'node:path';
 import { runStudies, STUDY_NAMES } from '../../study/runner.js';
 import { STUDY_PRESETS, type PresetName } from '../../study/setup.js';
+import type { StudyJudge } from '../../study/types.js';
+import { OpenAIJudge } from '../../rewards/longreward/index.js';
 import { CliError, formatDuration, type CommandHandler, type CommandSpec } from '../framework/index.js';
 import { applyThreads, COMMON_FLAGS } from './shared.js';
 
@@ -20,8 +22,26 @@ export const studySpec: CommandSpec = {
     preset: { type: 'enum', values: ['small', 'full'], default: 'small', describe: 'model and run sizes' },
     seeds: { type: 'int', min: 1, max: 100, describe: 'number of seeds (default: 3 for small, 5 for full)' },
     threads: COMMON_FLAGS.threads,
+    judgeUrl: {
+      type: 'string',
+      placeholder: 'url',
+      describe:
+        "longreward: a served judge's OpenAI-compatible base URL in place of the task's gold function, e.g. http://127.0.0.1:8000/v1",
+    },
+    judgeModel: { type: 'string', placeholder: 'name', describe: 'longreward: the served judge model name' },
+    judgeKeyEnv: {
+      type: 'string',
+      default: 'OPENAI_API_KEY',
+      placeholder: 'VAR',
+      describe: "environment variable holding the judge's API key (unset: no Authorization header)",
+    },
   },
-  examples: ['rlhf study', 'rlhf study alignment exo-vs-dpo --seeds 5', 'rlhf study --preset full --output study-full'],
+  examples: [
+    'rlhf study',
+    'rlhf study alignment exo-vs-dpo --seeds 5',
+    'rlhf study --preset full --output study-full',
+    'rlhf study longreward --judge-url http://127.0.0.1:8000/v1 --judge-model judge',
+  ],
 };
 
 export const studyCommand: CommandHandler = async (o, ctx) => {
@@ -33,11 +53,35 @@ export const studyCommand: CommandHandler = async (o, ctx) => {
   const out = resolve(o.output as string);
   const seeds = (o.seeds as number | undefined) ?? STUDY_PRESETS[preset].seeds;
   const count = names.length || STUDY_NAMES.length;
+  let judge: StudyJudge | undefined;
+  if (o.judgeUrl !== undefined || o.judgeModel !== undefined) {
+    if (o.judgeUrl === undefined || o.judgeModel === undefined)
+      throw new CliError('--judge-url and --judge-model go together');
+    if (names.length > 0 && !names.includes('longreward'))
+      throw new CliError('--judge-url serves the longreward study only; name longreward among the studies');
+    judge = {
+      id: `${o.judgeModel as string} at ${o.judgeUrl as string}`,
+      // replies are cached under the output folder, so an interrupted study does not ask again
+      model: new OpenAIJudge({
+        baseURL: o.judgeUrl as string,
+        model: o.judgeModel as string,
+        apiKeyEnv: o.judgeKeyEnv as string,
+        cacheDir: join(out, 'judge-cache'),
+      }),
+    };
+  }
   ctx.stderr.write(
     `rlhf study --preset ${preset}: ${count} stud${count === 1 ? 'y' : 'ies'} × ${seeds} seeds, results in ${out} (finished runs there are reused)\n`,
   );
   const t0 = performance.now();
-  const r = await runStudies({ output: out, names, seeds, preset, log: (line) => ctx.stderr.write(line + '\n') });
+  const r = await runStudies({
+    output: out,
+    names,
+    seeds,
+    preset,
+    judge,
+    log: (line) => ctx.stderr.write(line + '\n'),
+  });
   ctx.stdout.write(
     [
       '',

@@ -20,7 +20,15 @@ import { tinyConfig } from '../../engine/config.js';
 import { Model } from '../../engine/model.js';
 import { rng } from '../../demo/task.js';
 import { tokenizePromptResponse } from '../../data/tokenize.js';
-import { buildPairs, LexicalEmbedder, LongReward } from '../../rewards/longreward/index.js';
+import { createHash } from 'node:crypto';
+import {
+  buildPairs,
+  JudgeRetryError,
+  LexicalEmbedder,
+  LongReward,
+  type LongRewardInput,
+  type LongRewardScores,
+} from '../../rewards/longreward/index.js';
 import { generateRollout } from '../../rollout/generate.js';
 import { ByteTokenizer } from '../../tokenizer/index.js';
 import { PreferenceTrainer } from '../../train/preference.js';
@@ -57,6 +65,33 @@ interface Row {
   /** tokens of the longest prompt */
   promptTokens: number;
   examples: Array<{ question: string; sft: string; dpo: string }>;
+  /** the served judge's identity (absent: the gold function) and the answers it never scored */
+  judge?: string;
+  unscored?: number;
+}
+
+/**
+ * Scores every input, four at a time, in input order; an input whose judge replies never parse
+ * (JudgeRetryError) is left undefined and counted, any other error ends the run.
+ */
+async function scoreAll(
+  scorer: LongReward,
+  inputs: readonly LongRewardInput[],
+): Promise<Array<LongRewardScores | undefined>> {
+  const out = new Array<LongRewardScores | undefined>(inputs.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < inputs.length) {
+      const i = next++;
+      try {
+        out[i] = await scorer.score(inputs[i]);
+      } catch (err) {
+        if (!(err instanceof JudgeRetryError)) throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(4, inputs.length) }, worker));
+  return out;
 }
 
 async function answers(
@@ -89,10 +124,14 @@ function goldTable(tasks: LongDocTask[], texts: string[][]): PolicyScores {
 export const longreward: Study<Row> = {
   name: 'longreward',
   usesBase: false,
-  async runSeed({ seed, settings, cacheDir, log = () => {} }) {
+  async runSeed({ seed, settings, cacheDir, log = () => {}, judge: served }) {
     const s = settings.longreward;
     const dir = join(cacheDir, 'longreward');
-    return cached(join(dir, 'result.json'), async () => {
+    // the SFT policy is the judge's input, shared by every judge; the result is per judge
+    const result = served
+      ? `result-judge-${createHash('sha256').update(served.id).digest('hex').slice(0, 16)}.json`
+      : 'result.json';
+    return cached(join(dir, result), async () => {
       const tok = new ByteTokenizer();
       const tasks = makeLongDocTasks(seed, s.trainPrompts + s.evalPrompts, s.doc);
       const train = tasks.slice(0, s.trainPrompts),
@@ -145,25 +184,31 @@ export const longreward: Study<Row> = {
         model.dispose();
       }
       const sft = await Model.load(sftDir);
-      const judge = new LongDocGoldJudge();
+      const judge = served?.model ?? new LongDocGoldJudge();
       const scorer = new LongReward({ judge, embedder: new LexicalEmbedder(256), tokenizer: tok, language: 'en' });
       try {
         const sampled = await answers(sft, tok, train, s.samplesPerPrompt, s.maxNewTokens, seed + 5);
         const inputs = sampled.flatMap((row, p) =>
           row.map((answer) => ({ context: train[p].document, question: train[p].question, answer })),
         );
-        const judged = await scorer.scoreMany(inputs);
-        const gold = inputs.map((x, i) => goldLongScore(train[Math.floor(i / s.samplesPerPrompt)], x.answer));
+        const maybe = await scoreAll(scorer, inputs);
+        const scoredIdx = maybe.flatMap((x, i) => (x ? [i] : []));
+        const judged = scoredIdx.map((i) => maybe[i]!);
+        const unscored = inputs.length - scoredIdx.length;
+        const questionOf = (i: number) => Math.floor(i / s.samplesPerPrompt);
+        const gold = scoredIdx.map((i) => goldLongScore(train[questionOf(i)], inputs[i].answer));
         const pairs = buildPairs(
-          inputs.map((x, i) => ({
-            promptId: String(Math.floor(i / s.samplesPerPrompt)),
-            response: x.answer,
-            scores: judged[i],
-            prompt: train[Math.floor(i / s.samplesPerPrompt)].messages,
+          scoredIdx.map((i, j) => ({
+            promptId: String(questionOf(i)),
+            response: inputs[i].answer,
+            scores: judged[j],
+            prompt: train[questionOf(i)].messages,
           })),
-          { minResponses: s.samplesPerPrompt, dropTies: true },
+          { minResponses: 2, dropTies: true },
         );
-        log(`${inputs.length} SFT answers scored by the LongReward pipeline, ${pairs.length} pairs`);
+        log(
+          `${scoredIdx.length} SFT answers scored by the LongReward pipeline${unscored ? ` (${unscored} unparseable)` : ''}, ${pairs.length} pairs`,
+        );
         let agreeing = 0,
           decided = 0;
         for (const pr of pairs) {
@@ -205,6 +250,7 @@ export const longreward: Study<Row> = {
               sft: sftTexts[i][0],
               dpo: dpoTexts[i][0],
             })),
+            ...(served ? { judge: served.id, unscored } : {}),
           };
         } finally {
           policy.dispose();
@@ -267,7 +313,9 @@ export const longreward: Study<Row> = {
       notes: [
         `Documents of about ${s.doc.chars} characters (prompts up to ${Math.max(...perSeed.map((r) => r.promptTokens))} byte tokens) with ${s.doc.entitiesPerDoc * 3} planted facts; ${s.trainPrompts} training and ${s.evalPrompts} held-out questions per seed; policy ${s.model.layers} layers × ${s.model.hidden} wide.`,
         `The pipeline scored ${s.samplesPerPrompt} SFT answers per training question; ${pairs} best-vs-worst pairs (ties dropped), of which the gold total orders ${agree} of ${decided} non-tied ones the same way. Pipeline faithfulness against gold faithfulness per answer: Pearson ${fmt(corr)}.`,
-        `Judge: the task's gold function answering the pipeline's own prompts (LongDocGoldJudge); retrieval by the lexical embedder over 128-token chunks, top 5. A served judge (OpenAIJudge) fits the same interface.`,
+        perSeed[0].judge
+          ? `Judge: ${perSeed[0].judge}, answering the pipeline's prompts (${perSeed.reduce((a, r) => a + (r.unscored ?? 0), 0)} answers left unscored after unparseable replies); retrieval by the lexical embedder over 128-token chunks, top 5.`
+          : `Judge: the task's gold function answering the pipeline's own prompts (LongDocGoldJudge); retrieval by the lexical embedder over 128-token chunks, top 5. A served judge (rlhf study longreward --judge-url …) takes its place.`,
         `Example (seed ${seeds[0]}): “${ex.question}” SFT: “${ex.sft}” DPO: “${ex.dpo}”`,
       ],
     };
