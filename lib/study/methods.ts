@@ -14,7 +14,7 @@ import { PreferenceTrainer } from '../train/preference.js';
 import type { TrainerEmitter } from '../train/events.js';
 import { RewardModel } from '../rewards/reward-model.js';
 import { evaluateBestOfN, evaluatePolicy, type PolicyEval, type SeedBase } from './setup.js';
-import { sameSize, sizedRm, sizedSft, sizeKey, type ModelSize } from './sizes.js';
+import { sameSize, sizedRm, sizedSft, sizeKey, unbalancedRm, type ModelSize } from './sizes.js';
 
 /** Per-iteration metrics of a policy-gradient trainer, from its 'step' events. */
 function followCurve(t: TrainerEmitter): NonNullable<PolicyEval['curve']> {
@@ -49,6 +49,8 @@ export function ppo(
     samplesPerPrompt?: number;
     policySize?: ModelSize;
     rmSize?: ModelSize;
+    /** score with the reward model trained without length balancing (base size) */
+    rmUnbalanced?: boolean;
   } = {},
 ): Promise<PolicyEval> {
   const s = b.settings.ppo;
@@ -59,11 +61,17 @@ export function ppo(
   const key =
     `ppo-${baseline}-ptx${ptxCoef}${n === s.samplesPerPrompt ? '' : `-n${n}`}` +
     (other(o.policySize) ? `-policy-${sizeKey(o.policySize!)}` : '') +
-    (other(o.rmSize) ? `-rm-${sizeKey(o.rmSize!)}` : '');
+    (other(o.rmSize) ? `-rm-${sizeKey(o.rmSize!)}` : '') +
+    (o.rmUnbalanced ? '-rm-unbalanced' : '');
+  if (o.rmUnbalanced && other(o.rmSize)) throw new Error('ppo: rmUnbalanced is a base-size reward model');
   return evaluatePolicy(b, key, async () => {
     const reference = other(o.policySize) ? await sizedSft(b, o.policySize!) : b.sft;
     const policy = await reference.clone();
-    const rm = other(o.rmSize) ? (await sizedRm(b, o.rmSize!)).model : undefined;
+    const rm = o.rmUnbalanced
+      ? await unbalancedRm(b)
+      : other(o.rmSize)
+        ? (await sizedRm(b, o.rmSize!)).model
+        : undefined;
     const critic = await (rm ?? b.rm).clone();
     const t = new PPOTrainer({
       policy,

@@ -3,7 +3,8 @@
  * the seed's base (lib/study/setup.ts) is — same SFT demonstrations, annotator pairs, gold-labelled
  * held-out pairs, steps and learning rates — only the width and depth differ. A reward model of a
  * size starts from the SFT policy of that size. Cached under `<seed dir>/sizes/h<hidden>-l<layers>/`;
- * a `done.json` written atomically after the weights marks a finished piece.
+ * a `done.json` written atomically after the weights marks a finished piece. Also the base-size
+ * reward model without length balancing (the length-balance study's and its PPO's).
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -67,4 +68,27 @@ export async function sizedRm(b: SeedBase, size: ModelSize): Promise<{ model: Mo
   }
   const { accuracy } = JSON.parse(await readFile(done, 'utf8')) as { accuracy: number };
   return { model: await Model.load(dir), accuracy };
+}
+
+/**
+ * The base-size reward model trained like the base one but on all pairs, without length balancing
+ * (the caller disposes it). Cached under `<seed dir>/rm-unbalanced/`.
+ */
+export async function unbalancedRm(b: SeedBase): Promise<Model> {
+  const dir = join(b.dir, 'rm-unbalanced');
+  const done = join(dir, 'done.json');
+  if (!(await pathExists(done))) {
+    const rm = await Model.load(join(b.dir, 'sft'), { architecture: 'LlamaForSequenceClassification', seed: b.seed });
+    await new RewardTrainer({
+      model: rm,
+      tokenizer: b.tokenizer,
+      train: b.pairs,
+      ...demoRmOptions(b.settings, b.seed),
+      lengthBalance: false,
+    }).train();
+    await rm.save(dir, { extraFiles: (d) => b.tokenizer.save(d) });
+    rm.dispose();
+    await writeFileAtomic(done, '{}');
+  }
+  return Model.load(dir);
 }

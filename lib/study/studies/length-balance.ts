@@ -5,23 +5,31 @@
  * ordering does not depend on length (the gold difference keeps its sign and stays ≥ 0.05 with the
  * concision term removed): the correlation over pairs of the reward-score difference with the
  * length difference (characters), |ρ| unbalanced minus |ρ| balanced (positive: balancing helps).
+ * Also the other half of the claim's motive: the length of the policy's answers after PPO with each
+ * reward model (the balanced one's PPO is the alignment study's).
  */
 import { join } from 'node:path';
 import { goldScore, type TaskPrompt } from '../../demo/task.js';
-import { Model } from '../../engine/model.js';
 import { fmt } from '../../report/svg.js';
 import { RewardModel } from '../../rewards/reward-model.js';
-import { RewardTrainer } from '../../train/reward.js';
 import { svgIntervals } from '../charts.js';
+import { ppo, sft } from '../methods.js';
 import { cached } from '../setup.js';
+import { unbalancedRm } from '../sizes.js';
 import { mean, pearson } from '../stats.js';
-import { estimate, verdictOf, withCi, type Study } from '../types.js';
+import { differences, estimate, verdictOf, withCi, type Study } from '../types.js';
 
 /** one held-out pair: score differences (chosen − rejected) of both reward models, length difference */
 interface PairCell {
   balanced: number;
   unbalanced: number;
   length: number;
+}
+
+/** per seed: the held-out pairs, and per held-out prompt the mean answer length (characters) of each policy */
+interface Row {
+  pairs: PairCell[];
+  length: { sft: number[]; balanced: number[]; unbalanced: number[] };
 }
 
 const absCorr = (k: 'balanced' | 'unbalanced') => (groups: PairCell[][]) =>
@@ -36,12 +44,12 @@ const absCorr = (k: 'balanced' | 'unbalanced') => (groups: PairCell[][]) =>
     ),
   );
 
-export const lengthBalance: Study<PairCell[]> = {
+export const lengthBalance: Study<Row> = {
   name: 'length-balance',
   usesBase: true,
   async runSeed({ base }) {
     const b = base!;
-    return cached(join(b.dir, 'studies', 'length-balance.json'), async () => {
+    const pairs = await cached(join(b.dir, 'studies', 'length-balance.json'), async () => {
       const byText = new Map<string, TaskPrompt>(b.train.map((p) => [p.text, p]));
       const kept = b.goldPairs.filter((pair) => {
         const p = byText.get((pair.prompt as Array<{ content: string }>)[0].content)!;
@@ -50,18 +58,7 @@ export const lengthBalance: Study<PairCell[]> = {
         const rest = c.total - c.concise - (r.total - r.concise);
         return rest >= 0.05 && c.total > r.total;
       });
-      const rm = await Model.load(join(b.dir, 'sft'), { architecture: 'LlamaForSequenceClassification', seed: b.seed });
-      await new RewardTrainer({
-        model: rm,
-        tokenizer: b.tokenizer,
-        train: b.pairs,
-        seqLen: 96,
-        batchSize: b.settings.rm.batchSize,
-        epochs: b.settings.rm.epochs,
-        lr: b.settings.rm.lr,
-        lengthBalance: false,
-        seed: b.seed,
-      }).train();
+      const rm = await unbalancedRm(b);
       const unbalanced = new RewardModel(rm, b.tokenizer, { batchSize: 64 });
       const texts = kept.flatMap((p) => [
         { prompt: p.prompt, response: p.chosen },
@@ -76,9 +73,20 @@ export const lengthBalance: Study<PairCell[]> = {
         length: p.chosen.length - p.rejected.length,
       }));
     });
+    const [s, balanced, unbalanced] = [await sft(b), await ppo(b), await ppo(b, { rmUnbalanced: true })];
+    return { pairs, length: { sft: s.length, balanced: balanced.length, unbalanced: unbalanced.length } };
   },
-  summarize(perSeed, seeds) {
+  summarize(rows, seeds) {
     const name = 'length-balance';
+    const perSeed = rows.map((r) => r.pairs);
+    const len = (k: keyof Row['length']) => mean(rows.flatMap((r) => r.length[k]));
+    const lengthDiff = estimate(
+      differences(
+        rows.map((r) => r.length.unbalanced),
+        rows.map((r) => r.length.balanced),
+      ),
+      `${name}/ppo-length`,
+    );
     const effect = estimate(perSeed, `${name}/effect`, (g) => absCorr('unbalanced')(g) - absCorr('balanced')(g));
     const corr = (k: 'balanced' | 'unbalanced') =>
       estimate(perSeed, `${name}/${k}`, (g) =>
@@ -106,10 +114,15 @@ export const lengthBalance: Study<PairCell[]> = {
       ...verdictOf({ name, claim, effectLabel, seeds, items: `about ${n} held-out pairs` }, effect, 1),
       seeds,
       table: {
-        columns: ['reward model', 'correlation with length difference [95% CI]', 'accuracy on these pairs'],
+        columns: [
+          'reward model',
+          'correlation with length difference [95% CI]',
+          'accuracy on these pairs',
+          'answer length after PPO (characters)',
+        ],
         rows: [
-          ['length-balanced', withCi(cb), `${fmt(100 * acc('balanced'))}%`],
-          ['all pairs', withCi(cu), `${fmt(100 * acc('unbalanced'))}%`],
+          ['length-balanced', withCi(cb), `${fmt(100 * acc('balanced'))}%`, fmt(len('balanced'))],
+          ['all pairs', withCi(cu), `${fmt(100 * acc('unbalanced'))}%`, fmt(len('unbalanced'))],
         ],
       },
       chart: svgIntervals({
@@ -123,7 +136,7 @@ export const lengthBalance: Study<PairCell[]> = {
       notes: [
         'Pairs: fresh SFT samples on the training prompts labelled by the gold function, never trained on, kept when their gold ordering holds without the concision term.',
         'The annotator prefers shorter answers on this task (concision is part of the gold score), so an unbalanced reward model can learn “shorter is better” as a shortcut.',
-        'Not measured here: the policy’s length after PPO with each reward model.',
+        `The policy’s answers after PPO (characters, mean over held-out prompts): ${fmt(len('balanced'))} with the length-balanced reward model, ${fmt(len('unbalanced'))} with the one trained on all pairs (SFT: ${fmt(len('sft'))}); unbalanced minus balanced ${withCi(lengthDiff)}.`,
       ],
     };
   },
