@@ -170,20 +170,30 @@ export class LongReward {
 
   /**
    * Scores many inputs, `concurrency` (default 4) at a time, results in input order. Rejects with
-   * the first error (no new input is started after it); score inputs one by one to skip failures,
-   * as the official batch script does.
+   * the first error (no new input is started after it); with `skipUnparseable`, an input whose
+   * judge replies never parse (JudgeRetryError) is left undefined instead, as the official batch
+   * script skips it, and any other error still rejects.
    */
   async scoreMany(
     inputs: readonly LongRewardInput[],
-    options_?: { concurrency?: number },
-  ): Promise<LongRewardScores[]> {
+    options_?: { concurrency?: number; skipUnparseable?: false },
+  ): Promise<LongRewardScores[]>;
+  async scoreMany(
+    inputs: readonly LongRewardInput[],
+    options_: { concurrency?: number; skipUnparseable: boolean },
+  ): Promise<Array<LongRewardScores | undefined>>;
+  async scoreMany(
+    inputs: readonly LongRewardInput[],
+    options_?: { concurrency?: number; skipUnparseable?: boolean },
+  ): Promise<Array<LongRewardScores | undefined>> {
     if (!Array.isArray(inputs))
       throw typeError(`${FN}.scoreMany`, 'inputs', 'an array of {context, question, answer}', inputs);
     inputs.forEach((input, i) => checkInput(input, `inputs[${i}]`, `${FN}.scoreMany`));
     const o = options(`${FN}.scoreMany`, 'options', options_);
-    o.known(['concurrency']);
+    o.known(['concurrency', 'skipUnparseable']);
     const concurrency = o.int('concurrency', { min: 1 }, 4);
-    const out = new Array<LongRewardScores>(inputs.length);
+    const skipUnparseable = o.bool('skipUnparseable', false);
+    const out = new Array<LongRewardScores | undefined>(inputs.length);
     let next = 0;
     let failed = false;
     const worker = async () => {
@@ -192,6 +202,7 @@ export class LongReward {
         try {
           out[i] = await this.score(inputs[i]);
         } catch (err) {
+          if (skipUnparseable && err instanceof JudgeRetryError) continue;
           failed = true;
           throw err;
         }

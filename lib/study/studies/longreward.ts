@@ -21,14 +21,7 @@ import { Model } from '../../engine/model.js';
 import { rng } from '../../demo/task.js';
 import { tokenizePromptResponse } from '../../data/tokenize.js';
 import { createHash } from 'node:crypto';
-import {
-  buildPairs,
-  JudgeRetryError,
-  LexicalEmbedder,
-  LongReward,
-  type LongRewardInput,
-  type LongRewardScores,
-} from '../../rewards/longreward/index.js';
+import { buildPairs, LexicalEmbedder, LongReward } from '../../rewards/longreward/index.js';
 import { generateRollout } from '../../rollout/generate.js';
 import { ByteTokenizer } from '../../tokenizer/index.js';
 import { PreferenceTrainer } from '../../train/preference.js';
@@ -68,30 +61,6 @@ interface Row {
   /** the served judge's identity (absent: the gold function) and the answers it never scored */
   judge?: string;
   unscored?: number;
-}
-
-/**
- * Scores every input, four at a time, in input order; an input whose judge replies never parse
- * (JudgeRetryError) is left undefined and counted, any other error ends the run.
- */
-async function scoreAll(
-  scorer: LongReward,
-  inputs: readonly LongRewardInput[],
-): Promise<Array<LongRewardScores | undefined>> {
-  const out = new Array<LongRewardScores | undefined>(inputs.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < inputs.length) {
-      const i = next++;
-      try {
-        out[i] = await scorer.score(inputs[i]);
-      } catch (err) {
-        if (!(err instanceof JudgeRetryError)) throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(4, inputs.length) }, worker));
-  return out;
 }
 
 async function answers(
@@ -191,7 +160,7 @@ export const longreward: Study<Row> = {
         const inputs = sampled.flatMap((row, p) =>
           row.map((answer) => ({ context: train[p].document, question: train[p].question, answer })),
         );
-        const maybe = await scoreAll(scorer, inputs);
+        const maybe = await scorer.scoreMany(inputs, { skipUnparseable: true });
         const scoredIdx = maybe.flatMap((x, i) => (x ? [i] : []));
         const judged = scoredIdx.map((i) => maybe[i]!);
         const unscored = inputs.length - scoredIdx.length;
