@@ -149,75 +149,71 @@ export class PolicyGradientLoop extends TrainerEmitter {
       config: c as unknown as Record<string, unknown>,
       dataKeys: ['prompts', 'ptx.data'],
     });
-    this.#run = run;
     let kept: number[] | undefined;
     let rounds: RoundSource | undefined;
     const rewardHistory: number[] = [];
-    try {
-      const r = await runLoop({
-        run,
-        group: this.group,
-        totalSteps: c.iterations,
-        parts: () => ({
-          policy: { model: c.policy, optimizer: this.optimizer, tokenizer: c.tokenizer },
-          ...(c.critic ? { critic: { model: c.critic, optimizer: this.criticOptimizer } } : {}),
-          // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
-          ...(this.#reference && !this.#reference.adaptersOf ? { reference: { model: this.#reference } } : {}),
-          // asyncRollouts: the weights the next iteration's samples come from (the policy before the last update)
-          ...(copy ? { rollout: { model: copy } } : {}),
-        }),
-        // a checkpoint waits for the round in flight (its reference-baseline scores join the saved cache)
-        state: async () => {
-          await rounds?.settle();
-          return {
-            klCoef: this.#klCoef,
-            refScores: Object.fromEntries(this.#sampler.refScores),
-            norm: this.#norm,
-            keptPrompts: kept,
-            rewardHistory,
-            seed: c.seed,
-          };
-        },
-        begin: async (resumed) => {
-          if (resumed) {
-            this.#klCoef = resumed.klCoef as number;
-            this.#sampler.refScores = new Map(
-              Object.entries(resumed.refScores as Record<string, number>).map(([k, v]) => [Number(k), v]),
-            );
-            this.#norm = resumed.norm as { count: number; mean: number; m2: number };
-            kept = resumed.keptPrompts as number[] | undefined;
-            rewardHistory.push(...(resumed.rewardHistory as number[]));
-          } else if (c.promptFilter) {
-            kept = await this.#sampler.filterPrompts(prompts, c.promptFilter, run);
-          }
-          const pool = kept ?? prompts.map((_, i) => i);
-          rounds = new RoundSource(this.#sampler, prompts, pool, c.iterations, copy && { copy, policy: c.policy });
-        },
-        step: (iteration) => this.#iteration(rounds!, iteration, rewardHistory, ptx),
-        saveEvery: c.saveEvery,
-        end: async () => {
-          try {
-            await rounds?.close();
-          } finally {
-            copy?.dispose();
-          }
-        },
-        stopRequested: () => this.#stop,
-      });
-      return {
-        iterations: r.steps,
-        rewardHistory,
-        skippedSteps: run.skippedSteps,
-        seconds: (performance.now() - t0) / 1000,
-        ...(r.stopped ? { stopped: true } : {}),
-      };
-    } finally {
-      this.#run = undefined;
-    }
+    const r = await runLoop({
+      run,
+      group: this.group,
+      totalSteps: c.iterations,
+      parts: () => ({
+        policy: { model: c.policy, optimizer: this.optimizer, tokenizer: c.tokenizer },
+        ...(c.critic ? { critic: { model: c.critic, optimizer: this.criticOptimizer } } : {}),
+        // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
+        ...(this.#reference && !this.#reference.adaptersOf ? { reference: { model: this.#reference } } : {}),
+        // asyncRollouts: the weights the next iteration's samples come from (the policy before the last update)
+        ...(copy ? { rollout: { model: copy } } : {}),
+      }),
+      // a checkpoint waits for the round in flight (its reference-baseline scores join the saved cache)
+      state: async () => {
+        await rounds?.settle();
+        return {
+          klCoef: this.#klCoef,
+          refScores: Object.fromEntries(this.#sampler.refScores),
+          norm: this.#norm,
+          keptPrompts: kept,
+          rewardHistory,
+          seed: c.seed,
+        };
+      },
+      begin: async (resumed) => {
+        if (resumed) {
+          this.#klCoef = resumed.klCoef as number;
+          this.#sampler.refScores = new Map(
+            Object.entries(resumed.refScores as Record<string, number>).map(([k, v]) => [Number(k), v]),
+          );
+          this.#norm = resumed.norm as { count: number; mean: number; m2: number };
+          kept = resumed.keptPrompts as number[] | undefined;
+          rewardHistory.push(...(resumed.rewardHistory as number[]));
+        } else if (c.promptFilter) {
+          kept = await this.#sampler.filterPrompts(prompts, c.promptFilter, run);
+        }
+        const pool = kept ?? prompts.map((_, i) => i);
+        rounds = new RoundSource(this.#sampler, prompts, pool, c.iterations, copy && { copy, policy: c.policy });
+      },
+      step: (iteration) => this.#iteration(run, rounds!, iteration, rewardHistory, ptx),
+      saveEvery: c.saveEvery,
+      end: async () => {
+        try {
+          await rounds?.close();
+        } finally {
+          copy?.dispose();
+        }
+      },
+      stopRequested: () => this.#stop,
+    });
+    return {
+      iterations: r.steps,
+      rewardHistory,
+      skippedSteps: run.skippedSteps,
+      seconds: (performance.now() - t0) / 1000,
+      ...(r.stopped ? { stopped: true } : {}),
+    };
   }
 
   /** One iteration: sample, score, advantages, update; its metrics (and the 'rollout' event once reported). */
   async #iteration(
+    run: TrainingRun,
     rounds: RoundSource,
     iteration: number,
     rewardHistory: number[],
@@ -247,7 +243,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
         },
       };
     }
-    const m = await policyUpdate(this.#updateHost(), data, iteration, ptx, timed);
+    const m = await policyUpdate(this.#updateHost(run), data, iteration, ptx, timed);
     if (c.kl.target !== undefined && this.#needsReference) {
       const observed = data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length;
       const err = Math.max(-0.2, Math.min(0.2, observed / c.kl.target - 1));
@@ -438,9 +434,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
     };
   }
 
-  #run?: TrainingRun;
-
-  #updateHost(): PolicyUpdateHost {
+  /**
+   * What the update needs of this loop; a skipped update is recorded on `run` as the iteration's
+   * step (TrainingRun.skip: a 'skip' event, a warning, a metrics line; maxConsecutiveSkips skipped
+   * updates in a row, policy and critic updates each counting, stop the run with an error).
+   */
+  #updateHost(run: TrainingRun): PolicyUpdateHost {
     return {
       c: this.c,
       group: this.group,
@@ -448,19 +447,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
       criticOptimizer: this.criticOptimizer,
       klCoef: this.#klCoef,
       forwardTemperature: this.#forwardTemperature,
-      skip: (which, iteration, lossWasFinite) => this.#skip(which, iteration, lossWasFinite),
+      skip: (which, iteration, lossWasFinite) =>
+        run.skip(iteration + 1, `${which} update: non-finite ${lossWasFinite ? 'gradients' : 'loss'}`),
       resetSkips: () => {
-        if (this.#run) this.#run.consecutiveSkips = 0;
+        run.consecutiveSkips = 0;
       },
     };
-  }
-  /**
-   * Records a skipped update of iteration `iteration` (TrainingRun.skip: a 'skip' event, a warning,
-   * a metrics line; maxConsecutiveSkips skipped updates in a row, policy and critic updates each
-   * counting, stop the run with an error).
-   */
-  async #skip(which: 'policy' | 'critic', iteration: number, lossWasFinite: boolean): Promise<void> {
-    await this.#run?.skip(iteration + 1, `${which} update: non-finite ${lossWasFinite ? 'gradients' : 'loss'}`);
   }
 
   async #ptxExamples(p: NonNullable<PolicyGradientConfig['ptx']>): Promise<TokenizedExample[]> {
