@@ -220,6 +220,20 @@ export interface StepLoop {
   stopRequested(): boolean;
 }
 
+/** The StepLoop fields an offline trainer's validated loop options decide (evaluation only when it has eval data). */
+export function stepCadence(
+  o: { gradAccum: number; saveEvery?: number; evalEvery?: number; outputDir?: string; seed: number },
+  hasEval: boolean,
+): Pick<StepLoop, 'gradAccum' | 'saveEvery' | 'evalEvery' | 'outputDir' | 'savedState'> {
+  return {
+    gradAccum: o.gradAccum,
+    saveEvery: o.saveEvery,
+    evalEvery: hasEval ? o.evalEvery : undefined,
+    outputDir: o.outputDir,
+    savedState: { seed: o.seed },
+  };
+}
+
 /** runLoop with the offline trainers' step (see the module comment). */
 export function runStepLoop(l: StepLoop): Promise<{ steps: number; last?: Record<string, number>; stopped: boolean }> {
   const { model, optimizer, run } = l;
