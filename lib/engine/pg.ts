@@ -17,13 +17,16 @@
  * path-aware messages (`pgNative.gae: expected options.gamma to be a finite number >= 0 and <= 1,
  * received 2`); array contents other than masks are not checked: NaN or Infinity propagate.
  */
-import { native, type NativePairInputs, type NativePairResult } from '../native.js';
+import { native, type NativePairInputs, type NativePairResult, type NativePg } from '../native.js';
 import { options, rangeError, typeError } from '../validate.js';
-import { AGGREGATIONS, type Aggregation } from '../losses/common.js';
+import { AGGREGATIONS } from '../losses/common.js';
 
 export type { NativePairResult as PgPairResult } from '../native.js';
 
 type Reader = ReturnType<typeof options>;
+
+/** The options of native kernel `K` (the validated call takes the same; its checks are below). */
+type Options<K extends keyof NativePg> = Parameters<NativePg[K]>[0];
 
 /** A 0/1 Float32Array mask of exactly n elements. */
 function mask(fn: string, o: Reader, key: string, n: number): Float32Array {
@@ -57,12 +60,7 @@ function pairs(o: Reader): NativePairInputs {
  * kl[t] and dLogp[t] = ∂kl[t]/∂logp[t] for d = logp − refLogp: k1 = d, k2 = d²/2,
  * k3 = e^(−d) − 1 + d (lib/losses/kl.ts klPerToken). Masked positions (mask optional) get 0.
  */
-function klPerToken(opts: {
-  logp: Float32Array;
-  refLogp: Float32Array;
-  mask?: Float32Array;
-  estimator: 'k1' | 'k2' | 'k3';
-}) {
+function klPerToken(opts: Options<'klPerToken'>) {
   const fn = 'pgNative.klPerToken';
   const o = options(fn, 'options', opts);
   o.known(['logp', 'refLogp', 'mask', 'estimator']);
@@ -78,15 +76,7 @@ function klPerToken(opts: {
  * score[b] on row b's last valid token (lib/losses/gae.ts tokenRewards, row by row).
  * @throws RangeError when a row has no valid token
  */
-function tokenRewards(opts: {
-  score: Float32Array;
-  kl: Float32Array;
-  klCoef: number;
-  mask: Float32Array;
-  batch: number;
-  seqLen: number;
-  clipScore?: number;
-}) {
+function tokenRewards(opts: Options<'tokenRewards'>) {
   const fn = 'pgNative.tokenRewards';
   const o = options(fn, 'options', opts);
   o.known(['score', 'kl', 'klCoef', 'mask', 'batch', 'seqLen', 'clipScore']);
@@ -116,15 +106,7 @@ function tokenRewards(opts: {
  * GAE per row of a (batch, seqLen) batch, masked positions not being time steps (lib/losses/gae.ts
  * gae, row by row): advantages and returns = advantages + values, 0 where masked.
  */
-function gae(opts: {
-  rewards: Float32Array;
-  values: Float32Array;
-  mask: Float32Array;
-  batch: number;
-  seqLen: number;
-  gamma: number;
-  lambda: number;
-}) {
+function gae(opts: Options<'gae'>) {
   const fn = 'pgNative.gae';
   const o = options(fn, 'options', opts);
   o.known(['rewards', 'values', 'mask', 'batch', 'seqLen', 'gamma', 'lambda']);
@@ -142,38 +124,28 @@ function gae(opts: {
  * a clip is active); lib/losses/ppo.ts ppoPolicyLoss with aggregation 'token-mean'.
  * @param clipEps ε in (0, 1); clipEpsHigh > 0 (default ε); dualClip > 1 (default off)
  */
-function ppoPolicyLoss(opts: {
-  logp: Float32Array;
-  oldLogp: Float32Array;
-  advantages: Float32Array;
-  mask: Float32Array;
-  weights?: Float64Array;
-  clipEps: number;
-  clipEpsHigh?: number;
-  dualClip?: number;
-}) {
+function ppoPolicyLoss(opts: Options<'ppoPolicyLoss'>) {
   const fn = 'pgNative.ppoPolicyLoss';
   const o = options(fn, 'options', opts);
   o.known(['logp', 'oldLogp', 'advantages', 'mask', 'weights', 'clipEps', 'clipEpsHigh', 'dualClip']);
-  const logp = o.f32('logp');
-  const n = logp.length;
+  const inputs = policyInputs(fn, o, o.f32('logp').length);
+  const dualClip = o.has('dualClip') ? o.number('dualClip', { gt: 1 }) : undefined;
+  return native().pg.ppoPolicyLoss({ ...inputs, ...(dualClip !== undefined ? { dualClip } : {}) });
+}
+
+/**
+ * The inputs both policy losses take: logp, oldLogp, advantages and the 0/1 mask of n elements,
+ * optional weights, clipEps ε in (0, 1) and clipEpsHigh > 0 (default ε).
+ */
+function policyInputs(fn: string, o: Reader, n: number) {
+  const logp = o.f32('logp', { exact: n });
   const oldLogp = o.f32('oldLogp', { exact: n });
   const advantages = o.f32('advantages', { exact: n });
   const m = mask(fn, o, 'mask', n);
   const w = weights(fn, o, n);
   const clipEps = o.number('clipEps', { gt: 0, lt: 1 });
   const clipEpsHigh = o.number('clipEpsHigh', { gt: 0 }, clipEps);
-  const dualClip = o.has('dualClip') ? o.number('dualClip', { gt: 1 }) : undefined;
-  return native().pg.ppoPolicyLoss({
-    logp,
-    oldLogp,
-    advantages,
-    mask: m,
-    clipEps,
-    clipEpsHigh,
-    ...(dualClip !== undefined ? { dualClip } : {}),
-    ...(w ? { weights: w } : {}),
-  });
+  return { logp, oldLogp, advantages, mask: m, clipEps, clipEpsHigh, ...(w ? { weights: w } : {}) };
 }
 
 /** Optional per-token weights: a Float64Array of n finite numbers >= 0. */
@@ -192,13 +164,7 @@ function weights(fn: string, o: Reader, n: number): Float64Array | undefined {
  * token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm (÷ batch·lengthNormalizer;
  * Dr. GRPO). lib/losses/common.ts aggregationWeights is the reference.
  */
-function aggregationWeights(opts: {
-  mask: Float32Array;
-  batch: number;
-  seqLen: number;
-  aggregation: Aggregation;
-  lengthNormalizer?: number;
-}): Float64Array {
+function aggregationWeights(opts: Options<'aggregationWeights'>): Float64Array {
   const fn = 'pgNative.aggregationWeights';
   const o = options(fn, 'options', opts);
   o.known(['mask', 'batch', 'seqLen', 'aggregation', 'lengthNormalizer']);
@@ -213,43 +179,16 @@ function aggregationWeights(opts: {
  * GSPO: one clipped importance ratio per row s_b = exp(mean_t (logp − oldLogp)) (lib/losses/ppo.ts
  * gspoPolicyLoss; Zheng et al. 2025). weights default: seq-mean-token-mean.
  */
-function gspoPolicyLoss(opts: {
-  logp: Float32Array;
-  oldLogp: Float32Array;
-  advantages: Float32Array;
-  mask: Float32Array;
-  weights?: Float64Array;
-  batch: number;
-  seqLen: number;
-  clipEps: number;
-  clipEpsHigh?: number;
-}) {
+function gspoPolicyLoss(opts: Options<'gspoPolicyLoss'>) {
   const fn = 'pgNative.gspoPolicyLoss';
   const o = options(fn, 'options', opts);
   o.known(['logp', 'oldLogp', 'advantages', 'mask', 'weights', 'batch', 'seqLen', 'clipEps', 'clipEpsHigh']);
   const { batch, seqLen, n } = shape(o);
-  const logp = o.f32('logp', { exact: n });
-  const oldLogp = o.f32('oldLogp', { exact: n });
-  const advantages = o.f32('advantages', { exact: n });
-  const m = mask(fn, o, 'mask', n);
-  const w = weights(fn, o, n);
-  const clipEps = o.number('clipEps', { gt: 0, lt: 1 });
-  const clipEpsHigh = o.number('clipEpsHigh', { gt: 0 }, clipEps);
-  return native().pg.gspoPolicyLoss({
-    logp,
-    oldLogp,
-    advantages,
-    mask: m,
-    batch,
-    seqLen,
-    clipEps,
-    clipEpsHigh,
-    ...(w ? { weights: w } : {}),
-  });
+  return native().pg.gspoPolicyLoss({ ...policyInputs(fn, o, n), batch, seqLen });
 }
 
 /** Entropy bonus −coef Σ w_t H_t and ∂/∂H (lib/losses/ppo.ts entropyBonus); token mean without weights. */
-function entropyBonus(opts: { entropy: Float32Array; mask: Float32Array; weights?: Float64Array; coef: number }) {
+function entropyBonus(opts: Options<'entropyBonus'>) {
   const fn = 'pgNative.entropyBonus';
   const o = options(fn, 'options', opts);
   o.known(['entropy', 'mask', 'weights', 'coef']);
@@ -265,14 +204,7 @@ function entropyBonus(opts: { entropy: Float32Array; mask: Float32Array; weights
 }
 
 /** KL as a loss term coef Σ w_t k(logp − refLogp) and ∂/∂logp (lib/losses/kl.ts klLoss). */
-function klLoss(opts: {
-  logp: Float32Array;
-  refLogp: Float32Array;
-  mask: Float32Array;
-  weights?: Float64Array;
-  estimator: 'k1' | 'k2' | 'k3';
-  coef: number;
-}) {
+function klLoss(opts: Options<'klLoss'>) {
   const fn = 'pgNative.klLoss';
   const o = options(fn, 'options', opts);
   o.known(['logp', 'refLogp', 'mask', 'weights', 'estimator', 'coef']);
@@ -295,13 +227,7 @@ function klLoss(opts: {
  * Clipped value loss ½·max((V − G)², (V^c − G)²), token mean, and ∂loss/∂values (lib/losses/ppo.ts
  * ppoValueLoss with aggregation 'token-mean'). Omit clipEps for the plain ½(V − G)².
  */
-function ppoValueLoss(opts: {
-  values: Float32Array;
-  oldValues: Float32Array;
-  returns: Float32Array;
-  mask: Float32Array;
-  clipEps?: number;
-}) {
+function ppoValueLoss(opts: Options<'ppoValueLoss'>) {
   const fn = 'pgNative.ppoValueLoss';
   const o = options(fn, 'options', opts);
   o.known(['values', 'oldValues', 'returns', 'mask', 'clipEps']);
@@ -360,14 +286,7 @@ function exoPrefLoss(opts: NativePairInputs & { beta: number; epsilon?: number; 
  * p = softmax(β_π (policy − ref)), q = softmax(rewards / β_r), with ∂loss/∂policy, p, q and the
  * per-group KL (lib/losses/exo.ts exoRwLoss).
  */
-function exoRwLoss(opts: {
-  policy: Float32Array;
-  ref: Float32Array;
-  rewards: Float32Array;
-  groupSize: number;
-  betaPi: number;
-  betaR: number;
-}) {
+function exoRwLoss(opts: Options<'exoRwLoss'>) {
   const fn = 'pgNative.exoRwLoss';
   const o = options(fn, 'options', opts);
   o.known(['policy', 'ref', 'rewards', 'groupSize', 'betaPi', 'betaR']);

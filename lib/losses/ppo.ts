@@ -22,6 +22,47 @@ import {
 
 const AGG_KEYS = ['aggregation', 'seqLengths', 'lengthNormalizer'];
 
+/** The aggregation options of a loss's input. */
+export interface AggregationInput {
+  aggregation?: Aggregation;
+  seqLengths?: NumArray;
+  /** the constant of 'seq-mean-token-sum-norm' */
+  lengthNormalizer?: number;
+}
+
+/** The per-token weights of `input.aggregation` (default `fallback`) over the valid tokens of `mask`. */
+function lossWeights(
+  fn: string,
+  a: ReturnType<typeof args>,
+  mask: NumArray,
+  input: AggregationInput,
+  fallback: Aggregation,
+): Float64Array {
+  return aggregationWeights(
+    fn,
+    mask,
+    a.oneOf('aggregation', AGGREGATIONS, fallback),
+    input.seqLengths,
+    input.lengthNormalizer,
+  );
+}
+
+/** The inputs both policy losses validate: log-probs, advantages and mask of one length, ε and ε_high. */
+function policyLossInputs(
+  fn: string,
+  a: ReturnType<typeof args>,
+): { logp: NumArray; oldLogp: NumArray; adv: NumArray; mask: NumArray; eps: number; epsHigh: number } {
+  const logp = a.array('logp');
+  const oldLogp = a.array('oldLogp');
+  const adv = a.array('advantages');
+  const mask = a.mask('mask');
+  sameLength(fn, 'logp', logp, 'oldLogp', oldLogp);
+  sameLength(fn, 'logp', logp, 'advantages', adv);
+  sameLength(fn, 'logp', logp, 'mask', mask);
+  const eps = a.number('clipEps', { gt: 0, lt: 1 });
+  return { logp, oldLogp, adv, mask, eps, epsHigh: a.number('clipEpsHigh', { gt: 0 }, eps) };
+}
+
 export interface PpoPolicyLossResult {
   loss: number;
   /** ∂loss/∂logp_t */
@@ -50,19 +91,17 @@ export interface PpoPolicyLossResult {
  * @param clipEpsHigh optional upper ε_high > 0 ("clip-higher", DAPO); default ε
  * @param dualClip optional c > 1 (OpenRLHF/veRL use 3)
  */
-export function ppoPolicyLoss(input: {
-  logp: NumArray;
-  oldLogp: NumArray;
-  advantages: NumArray;
-  mask: NumArray;
-  clipEps: number;
-  clipEpsHigh?: number;
-  dualClip?: number;
-  aggregation?: Aggregation;
-  seqLengths?: NumArray;
-  /** the constant of 'seq-mean-token-sum-norm' */
-  lengthNormalizer?: number;
-}): PpoPolicyLossResult {
+export function ppoPolicyLoss(
+  input: {
+    logp: NumArray;
+    oldLogp: NumArray;
+    advantages: NumArray;
+    mask: NumArray;
+    clipEps: number;
+    clipEpsHigh?: number;
+    dualClip?: number;
+  } & AggregationInput,
+): PpoPolicyLossResult {
   const fn = 'ppoPolicyLoss';
   const a = args(fn, input, [
     'logp',
@@ -74,23 +113,9 @@ export function ppoPolicyLoss(input: {
     'dualClip',
     ...AGG_KEYS,
   ]);
-  const logp = a.array('logp');
-  const oldLogp = a.array('oldLogp');
-  const adv = a.array('advantages');
-  const mask = a.mask('mask');
-  sameLength(fn, 'logp', logp, 'oldLogp', oldLogp);
-  sameLength(fn, 'logp', logp, 'advantages', adv);
-  sameLength(fn, 'logp', logp, 'mask', mask);
-  const eps = a.number('clipEps', { gt: 0, lt: 1 });
-  const epsHigh = a.number('clipEpsHigh', { gt: 0 }, eps);
+  const { logp, oldLogp, adv, mask, eps, epsHigh } = policyLossInputs(fn, a);
   const dual = a.has('dualClip') ? a.number('dualClip', { gt: 1 }) : undefined;
-  const w = aggregationWeights(
-    fn,
-    mask,
-    a.oneOf('aggregation', AGGREGATIONS, 'token-mean'),
-    input.seqLengths,
-    input.lengthNormalizer,
-  );
+  const w = lossWeights(fn, a, mask, input, 'token-mean');
 
   const lo = 1 - eps,
     hi = 1 + epsHigh;
@@ -150,22 +175,8 @@ export function gspoPolicyLoss(input: {
 }): { loss: number; dLogp: Float64Array; clipFraction: number; approxKl: number } {
   const fn = 'gspoPolicyLoss';
   const a = args(fn, input, ['logp', 'oldLogp', 'advantages', 'mask', 'clipEps', 'clipEpsHigh', ...AGG_KEYS]);
-  const logp = a.array('logp');
-  const oldLogp = a.array('oldLogp');
-  const adv = a.array('advantages');
-  const mask = a.mask('mask');
-  sameLength(fn, 'logp', logp, 'oldLogp', oldLogp);
-  sameLength(fn, 'logp', logp, 'advantages', adv);
-  sameLength(fn, 'logp', logp, 'mask', mask);
-  const eps = a.number('clipEps', { gt: 0, lt: 1 });
-  const epsHigh = a.number('clipEpsHigh', { gt: 0 }, eps);
-  const w = aggregationWeights(
-    fn,
-    mask,
-    a.oneOf('aggregation', AGGREGATIONS, 'seq-mean-token-mean'),
-    input.seqLengths,
-    input.lengthNormalizer,
-  );
+  const { logp, oldLogp, adv, mask, eps, epsHigh } = policyLossInputs(fn, a);
+  const w = lossWeights(fn, a, mask, input, 'seq-mean-token-mean');
   const lengths = input.seqLengths;
   const dLogp = new Float64Array(logp.length),
     clipped = new Float64Array(logp.length),
@@ -232,17 +243,15 @@ export function truncatedImportanceWeights(input: {
  * Omit `clipEps` for the plain ½(V − G)². `clipFraction`: fraction of valid tokens where the clipped
  * error is strictly larger (TRL's `vf_clipfrac`).
  */
-export function ppoValueLoss(input: {
-  values: NumArray;
-  oldValues: NumArray;
-  returns: NumArray;
-  mask: NumArray;
-  clipEps?: number;
-  aggregation?: Aggregation;
-  seqLengths?: NumArray;
-  /** the constant of 'seq-mean-token-sum-norm' */
-  lengthNormalizer?: number;
-}): { loss: number; dValues: Float64Array; clipFraction: number } {
+export function ppoValueLoss(
+  input: {
+    values: NumArray;
+    oldValues: NumArray;
+    returns: NumArray;
+    mask: NumArray;
+    clipEps?: number;
+  } & AggregationInput,
+): { loss: number; dValues: Float64Array; clipFraction: number } {
   const fn = 'ppoValueLoss';
   const a = args(fn, input, ['values', 'oldValues', 'returns', 'mask', 'clipEps', ...AGG_KEYS]);
   const values = a.array('values');
@@ -253,13 +262,7 @@ export function ppoValueLoss(input: {
   sameLength(fn, 'values', values, 'returns', returns);
   sameLength(fn, 'values', values, 'mask', mask);
   const eps = a.has('clipEps') ? a.number('clipEps', { gt: 0 }) : Infinity;
-  const w = aggregationWeights(
-    fn,
-    mask,
-    a.oneOf('aggregation', AGGREGATIONS, 'token-mean'),
-    input.seqLengths,
-    input.lengthNormalizer,
-  );
+  const w = lossWeights(fn, a, mask, input, 'token-mean');
 
   const n = values.length;
   const dValues = new Float64Array(n),
@@ -289,28 +292,20 @@ export function ppoValueLoss(input: {
  * @param entropy per-token policy entropy (the model's entropy head)
  * @param coef >= 0
  */
-export function entropyBonus(input: {
-  entropy: NumArray;
-  mask: NumArray;
-  coef: number;
-  aggregation?: Aggregation;
-  seqLengths?: NumArray;
-  /** the constant of 'seq-mean-token-sum-norm' */
-  lengthNormalizer?: number;
-}): { loss: number; dEntropy: Float64Array; meanEntropy: number } {
+export function entropyBonus(
+  input: {
+    entropy: NumArray;
+    mask: NumArray;
+    coef: number;
+  } & AggregationInput,
+): { loss: number; dEntropy: Float64Array; meanEntropy: number } {
   const fn = 'entropyBonus';
   const a = args(fn, input, ['entropy', 'mask', 'coef', ...AGG_KEYS]);
   const entropy = a.array('entropy');
   const mask = a.mask('mask');
   sameLength(fn, 'entropy', entropy, 'mask', mask);
   const coef = a.number('coef', { min: 0 });
-  const w = aggregationWeights(
-    fn,
-    mask,
-    a.oneOf('aggregation', AGGREGATIONS, 'token-mean'),
-    input.seqLengths,
-    input.lengthNormalizer,
-  );
+  const w = lossWeights(fn, a, mask, input, 'token-mean');
   const dEntropy = new Float64Array(entropy.length);
   let loss = 0;
   for (let t = 0; t < entropy.length; t++) {

@@ -10,7 +10,7 @@
  *   reinforce++  (R − mean_batch) / std_batch                   (Hu 2025)
  * The advantage is shared by every token of the response; the clipped surrogate with the
  * generation's log-probs as π_old; KL to the reference as a loss term (k3, GRPO's form), off by
- * default. The loop is lib/train/policy-gradient.ts.
+ * default. The iteration is lib/train/policy-gradient.ts, on the trainers' one loop (lib/train/loop.ts).
  */
 import { options } from '../validate.js';
 import { PolicyGradientLoop } from './policy-gradient.js';

@@ -1,18 +1,29 @@
 /**
- * The step loop of the offline trainers (SFT, reward, process reward, preference family) and the
- * data-parallel pieces every trainer shares, the policy-gradient loop included.
+ * The one loop every trainer runs on (runLoop), and the data-parallel pieces they share.
  *
- * A trainer states its step and its loss; runStepLoop does the rest:
- *   resume     TrainingRun.resume (rank 0 picks and verifies the checkpoint, every rank restores it)
- *   step       accumulate(micro): forward/backward of THIS RANK's share of micro-batches
- *              [micro, micro + gradAccum), returning additive sums (the same keys on every rank);
- *              then gradients and sums are summed over ranks (reduceStep), so every rank holds the
- *              one-process gradients and sums; lossOf(sums) feeds the NaN/Inf guard around AdamW
- *              (which computes the global gradient norm once, after the reduction)
- *   report     metrics(sums, update) → 'step' events and metrics.jsonl (rank 0 alone writes files;
- *              the CLI shows rank 0's events only)
+ * A trainer supplies its step, its checkpoint parts and its state (TrainerLoop); runLoop does the rest:
+ *   resume     TrainingRun.resume (rank 0 picks and verifies the checkpoint, every rank restores
+ *              every part: trained models with their optimizers, frozen ones), then begin(state)
+ *              restores the trainer's own state (or prepares a fresh start)
+ *   step       step(k) makes step k+1 and returns its metrics; the trainer guards its updates
+ *              against non-finite losses and gradients (TrainingRun.guardedUpdate / skip)
+ *   report     'step' events and metrics.jsonl (rank 0 alone writes files; the CLI shows rank 0's
+ *              events only), then the step's own `reported` hook (e.g. a 'rollout' event)
  *   cadence    evaluate every evalEvery steps and at the end, checkpoint every saveEvery steps, on a
- *              stop request and at the end, then the trained model to outputDir/model (rank 0)
+ *              stop request (agreed over ranks) and at the end, then the trained model to
+ *              exportModel.dir/model (rank 0); end() runs however the loop ends
+ *
+ * The two step shapes:
+ *   offline    (SFT, reward, process reward, preference family; runStepLoop) one step = the
+ *              micro-batches [micro, micro + gradAccum) accumulated into one AdamW update:
+ *              accumulate(micro) does forward/backward of THIS RANK's share and returns additive
+ *              sums (the same keys on every rank); gradients and sums are summed over ranks
+ *              (reduceStep); lossOf(sums) feeds the NaN/Inf guard; metrics(sums, update) the report.
+ *              The micro-batch counter is saved in every checkpoint.
+ *   iteration  (PPO and the group methods; lib/train/policy-gradient.ts) one step = sample rollouts
+ *              (on-policy, or one step ahead from a copy of the policy), score them, then epochs ×
+ *              minibatches of policy and critic updates over them; the policy, critic, reference
+ *              and rollout copy are checkpoint parts, and state() waits for a rollout in flight.
  *
  * Sharding: a global micro-batch's items are split into contiguous shares in global order
  * (shardRange), so the global batch order is the one-process order for any number of ranks. A
@@ -25,7 +36,7 @@ import type { Model } from '../engine/model.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { options } from '../validate.js';
 import { allGatherRanges, currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
-import type { CheckpointPart } from './checkpoint.js';
+import type { CheckpointPart, TrainerState } from './checkpoint.js';
 import type { TrainingRun } from './run.js';
 import type { Schedule } from './schedule.js';
 
@@ -87,6 +98,93 @@ export interface UpdateInfo {
   seconds: number;
 }
 
+/** What one step reports: its metrics ('step' event and metrics.jsonl). */
+export interface StepReport {
+  metrics: Record<string, number>;
+  /** fields of the 'step' event besides the metrics (e.g. epoch) */
+  event?: Record<string, number>;
+  /** runs right after the step is reported, before evaluation and checkpointing (a trainer's own events) */
+  reported?: () => void;
+}
+
+/**
+ * The skeleton every trainer runs on (see the module comment): the trainer supplies its step, its
+ * checkpoint parts and state; the driver owns resume, the loop, evaluation, checkpoints, stop
+ * requests, progress events and metrics.
+ */
+export interface TrainerLoop {
+  run: TrainingRun;
+  group: ProcessGroup;
+  totalSteps: number;
+  /** the checkpoint's parts: trained models with their optimizers (and tokenizer), frozen models;
+   * read at resume (models and optimizers restored) and at every save */
+  parts(): Record<string, CheckpointPart>;
+  /** trainer state saved with every checkpoint (it may wait, e.g. for a rollout in flight) */
+  state(): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** after resume (the restored state; undefined on a fresh start), before the first step */
+  begin?(resumed: TrainerState | undefined): Promise<void>;
+  /** step `step` (0-based; steps before it are done): whatever makes it (micro-batches and one
+   * update, or sampling and several updates), guarded against non-finite updates by the trainer */
+  step(step: number): Promise<StepReport>;
+  saveEvery?: number;
+  evalEvery?: number;
+  /** evaluation metrics to log (names as logged: evalLoss, ...) */
+  evaluate?: () => Promise<Record<string, number>>;
+  /** the trained model that rank 0 writes to `dir`/model after the last step */
+  exportModel?: { dir: string; model: Model; tokenizer: Tokenizer };
+  /** runs when the loop ends, normally or not, before the run's folder is closed */
+  end?(): Promise<void>;
+  stopRequested(): boolean;
+}
+
+/**
+ * Runs a trainer's loop and closes the run's output folder when it ends. `steps`: steps done
+ * (resumed ones included); `last`: the last step's metrics; `stopped`: ended by a stop request.
+ * Checkpoints: every saveEvery steps, on a stop request and after the last step (none written twice).
+ */
+export async function runLoop(
+  l: TrainerLoop,
+): Promise<{ steps: number; last?: Record<string, number>; stopped: boolean }> {
+  const { run } = l;
+  try {
+    const restorable = Object.entries(l.parts()).map(([k, p]) => [k, { model: p.model, optimizer: p.optimizer }]);
+    const state = await run.resume(Object.fromEntries(restorable));
+    await l.begin?.(state);
+    let step = state?.step ?? 0,
+      last: Record<string, number> | undefined;
+    const save = async () => run.save(step, l.parts(), await l.state());
+    const evaluate = async () => run.evaluation(step, await l.evaluate!());
+    const saved = () => l.saveEvery !== undefined && step % l.saveEvery === 0;
+    const evaluated = () => l.evalEvery !== undefined && step % l.evalEvery === 0;
+    while (step < l.totalSteps) {
+      const r = await l.step(step);
+      step++;
+      last = r.metrics;
+      await run.step(step, r.metrics, r.event);
+      r.reported?.();
+      if (l.evaluate && evaluated()) await evaluate();
+      if (saved()) await save();
+      if (stopAgreed(l.group, l.stopRequested())) {
+        if (!saved()) await save();
+        run.log(`stopped at step ${step} of ${l.totalSteps}`);
+        return { steps: step, last, stopped: true };
+      }
+    }
+    if (l.evaluate && !evaluated()) await evaluate();
+    if (!saved()) await save(); // nothing is written without an outputDir
+    const x = l.exportModel;
+    if (x && l.group.rank === 0) await x.model.save(join(x.dir, 'model'), { extraFiles: (d) => x.tokenizer.save(d) });
+    return { steps: step, last, stopped: false };
+  } finally {
+    try {
+      await l.end?.();
+    } finally {
+      await run.close();
+    }
+  }
+}
+
+/** The step of the offline trainers: micro-batches accumulated into one guarded AdamW update. */
 export interface StepLoop {
   run: TrainingRun;
   group: ProcessGroup;
@@ -109,6 +207,7 @@ export interface StepLoop {
   schedule: Schedule;
   saveEvery?: number;
   evalEvery?: number;
+  /** where rank 0 writes the trained model (outputDir/model) after the last step */
   outputDir?: string;
   /** forward/backward of this rank's share of micro-batches [micro, micro + gradAccum); additive sums */
   accumulate(micro: number): Promise<Record<string, number>>;
@@ -121,57 +220,51 @@ export interface StepLoop {
   stopRequested(): boolean;
 }
 
-/**
- * Runs the loop (see the module comment) and closes the run's output folder when it ends.
- * `steps`: optimizer steps done (resumed ones included); `last`: the last step's metrics.
- */
-export async function runStepLoop(
-  l: StepLoop,
-): Promise<{ steps: number; last?: Record<string, number>; stopped: boolean }> {
-  const { run, model, optimizer } = l;
-  try {
-    const part = l.part ?? 'model';
-    const state = await run.resume({ [part]: { model, optimizer }, ...l.frozen });
-    await l.afterResume?.();
-    let step = state?.step ?? 0,
-      micro = (state?.microBatch as number | undefined) ?? 0,
-      last: Record<string, number> | undefined;
-    const save = () =>
-      run.save(
-        step,
-        { [part]: { model, optimizer, tokenizer: l.tokenizer }, ...l.frozen },
-        { microBatch: micro, ...l.savedState },
-      );
-    const evaluate = async () => run.evaluation(step, await l.evaluate!());
-    const saved = () => l.saveEvery !== undefined && step % l.saveEvery === 0;
-    const evaluated = () => l.evalEvery !== undefined && step % l.evalEvery === 0;
-    await model.zeroGrad();
-    while (step < l.totalSteps) {
+/** The StepLoop fields an offline trainer's validated loop options decide (evaluation only when it has eval data). */
+export function stepCadence(
+  o: { gradAccum: number; saveEvery?: number; evalEvery?: number; outputDir?: string; seed: number },
+  hasEval: boolean,
+): Pick<StepLoop, 'gradAccum' | 'saveEvery' | 'evalEvery' | 'outputDir' | 'savedState'> {
+  return {
+    gradAccum: o.gradAccum,
+    saveEvery: o.saveEvery,
+    evalEvery: hasEval ? o.evalEvery : undefined,
+    outputDir: o.outputDir,
+    savedState: { seed: o.seed },
+  };
+}
+
+/** runLoop with the offline trainers' step (see the module comment). */
+export function runStepLoop(l: StepLoop): Promise<{ steps: number; last?: Record<string, number>; stopped: boolean }> {
+  const { model, optimizer, run } = l;
+  const part = l.part ?? 'model';
+  let micro = 0;
+  return runLoop({
+    run,
+    group: l.group,
+    totalSteps: l.totalSteps,
+    parts: () => ({ [part]: { model, optimizer, tokenizer: l.tokenizer }, ...l.frozen }),
+    state: () => ({ microBatch: micro, ...l.savedState }),
+    begin: async (resumed) => {
+      micro = (resumed?.microBatch as number | undefined) ?? 0;
+      await l.afterResume?.();
+      await model.zeroGrad();
+    },
+    step: async (step) => {
       const t0 = performance.now();
       const sums = await reduceStep(l.group, model, await l.accumulate(micro));
       micro += l.gradAccum;
       optimizer.lr = l.schedule(step);
       const r = await run.guardedUpdate(step, l.lossOf(sums), optimizer, model);
-      step++;
-      last = l.metrics(sums, { ...r, lr: optimizer.lr, seconds: (performance.now() - t0) / 1000 });
-      await run.step(step, last, { epoch: micro / l.perEpoch });
-      if (l.evaluate && evaluated()) await evaluate();
-      if (saved()) await save();
-      if (stopAgreed(l.group, l.stopRequested())) {
-        if (!saved()) await save();
-        run.log(`stopped at step ${step} of ${l.totalSteps}`);
-        return { steps: step, last, stopped: true };
-      }
-    }
-    if (l.evaluate && !evaluated()) await evaluate();
-    if (l.outputDir) {
-      if (!saved()) await save();
-      if (l.group.rank === 0) await model.save(join(l.outputDir, 'model'), { extraFiles: (d) => l.tokenizer.save(d) });
-    }
-    return { steps: step, last, stopped: false };
-  } finally {
-    await run.close();
-  }
+      const metrics = l.metrics(sums, { ...r, lr: optimizer.lr, seconds: (performance.now() - t0) / 1000 });
+      return { metrics, event: { epoch: micro / l.perEpoch } };
+    },
+    saveEvery: l.saveEvery,
+    evalEvery: l.evalEvery,
+    evaluate: l.evaluate && (() => l.evaluate!()),
+    exportModel: l.outputDir ? { dir: l.outputDir, model, tokenizer: l.tokenizer } : undefined,
+    stopRequested: () => l.stopRequested(),
+  });
 }
 
 /** The forward inputs of rows [r0, r1) of a (batch, seqLen) token batch: views, same seqLen. */

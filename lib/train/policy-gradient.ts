@@ -1,8 +1,9 @@
 /**
- * The policy-gradient loop shared by PPOTrainer and GroupTrainer (its sampling rounds are
- * lib/train/sampling.ts, its update policy-gradient-update.ts, its types policy-gradient-config.ts,
- * its per-iteration helpers policy-gradient-stats.ts; multi-turn episodes
- * lib/rollout/environment.ts). One iteration:
+ * The policy-gradient step shared by PPOTrainer and GroupTrainer, run on the trainers' one loop
+ * (lib/train/loop.ts runLoop: resume, checkpoints, stop requests, events and metrics; one loop step
+ * is one iteration). Its sampling rounds are lib/train/sampling.ts, its update
+ * policy-gradient-update.ts, its types policy-gradient-config.ts, its per-iteration helpers
+ * policy-gradient-stats.ts; multi-turn episodes lib/rollout/environment.ts. One iteration:
  *
  *   prompts   the next promptsPerIteration prompts (seeded order, epochs wrap around)
  *   generate  samplesPerPrompt responses each, with log π_old of every token (lib/rollout), or
@@ -60,11 +61,10 @@ import { pgNative } from '../engine/pg.js';
 import { policyTokenMask } from '../rollout/environment.js';
 import { responseSlice, scatterResponses, sequenceBatch } from '../rollout/sequences.js';
 import { forwardRows, policyUpdate, type PolicyUpdateHost } from './policy-gradient-update.js';
-import type { CheckpointPart } from './checkpoint.js';
 import { RolloutSampler, RoundSource, type SampledRound } from './sampling.js';
 import { TrainerEmitter } from './events.js';
 import { currentGroup, type ProcessGroup } from '../distributed/index.js';
-import { gatherRows, stopAgreed } from './loop.js';
+import { gatherRows, runLoop, type StepReport } from './loop.js';
 import { TrainingRun } from './run.js';
 import type { IterationData, PolicyGradientConfig, PolicyGradientResult } from './policy-gradient-config.js';
 import { isStats, rolloutEvent, sampleTokenRewards, std, whitenRows, zeroVariance } from './policy-gradient-stats.js';
@@ -127,16 +127,8 @@ export class PolicyGradientLoop extends TrainerEmitter {
     return true; // KL to the reference is always measured (and logged), even when β = 0
   }
 
+  /** Runs the iterations on the shared trainer loop (lib/train/loop.ts runLoop): one step = one iteration. */
   async train(): Promise<PolicyGradientResult> {
-    try {
-      return await this.#train();
-    } finally {
-      await this.#run?.close();
-      this.#run = undefined;
-    }
-  }
-
-  async #train(): Promise<PolicyGradientResult> {
     const c = this.c;
     const t0 = performance.now();
     const prompts = typeof c.prompts === 'string' ? await loadPromptFile(c.prompts) : c.prompts;
@@ -157,113 +149,116 @@ export class PolicyGradientLoop extends TrainerEmitter {
       config: c as unknown as Record<string, unknown>,
       dataKeys: ['prompts', 'ptx.data'],
     });
-    this.#run = run;
-    const parts = (): Record<string, CheckpointPart> => ({
-      policy: { model: c.policy, optimizer: this.optimizer, tokenizer: c.tokenizer },
-      ...(c.critic ? { critic: { model: c.critic, optimizer: this.criticOptimizer } } : {}),
-      // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
-      ...(this.#reference && !this.#reference.adaptersOf ? { reference: { model: this.#reference } } : {}),
-      // asyncRollouts: the weights the next iteration's samples come from (the policy before the last update)
-      ...(copy ? { rollout: { model: copy } } : {}),
-    });
-    const resumed = await run.resume(
-      Object.fromEntries(Object.entries(parts()).map(([k, p]) => [k, { model: p.model, optimizer: p.optimizer }])),
-    );
-    let iteration = 0;
     let kept: number[] | undefined;
+    let rounds: RoundSource | undefined;
     const rewardHistory: number[] = [];
-    if (resumed) {
-      iteration = resumed.step;
-      this.#klCoef = resumed.klCoef as number;
-      this.#sampler.refScores = new Map(
-        Object.entries(resumed.refScores as Record<string, number>).map(([k, v]) => [Number(k), v]),
-      );
-      this.#norm = resumed.norm as { count: number; mean: number; m2: number };
-      kept = resumed.keptPrompts as number[] | undefined;
-      rewardHistory.push(...(resumed.rewardHistory as number[]));
-    } else if (c.promptFilter) {
-      kept = await this.#sampler.filterPrompts(prompts, c.promptFilter, run);
-    }
-    const pool = kept ?? prompts.map((_, i) => i);
-    const state = () => ({
-      klCoef: this.#klCoef,
-      refScores: Object.fromEntries(this.#sampler.refScores),
-      norm: this.#norm,
-      keptPrompts: kept,
-      rewardHistory,
-      seed: c.seed,
+    const r = await runLoop({
+      run,
+      group: this.group,
+      totalSteps: c.iterations,
+      parts: () => ({
+        policy: { model: c.policy, optimizer: this.optimizer, tokenizer: c.tokenizer },
+        ...(c.critic ? { critic: { model: c.critic, optimizer: this.criticOptimizer } } : {}),
+        // a LoRA policy's reference is its base (a view of the policy's own weights): nothing to save
+        ...(this.#reference && !this.#reference.adaptersOf ? { reference: { model: this.#reference } } : {}),
+        // asyncRollouts: the weights the next iteration's samples come from (the policy before the last update)
+        ...(copy ? { rollout: { model: copy } } : {}),
+      }),
+      // a checkpoint waits for the round in flight (its reference-baseline scores join the saved cache)
+      state: async () => {
+        await rounds?.settle();
+        return {
+          klCoef: this.#klCoef,
+          refScores: Object.fromEntries(this.#sampler.refScores),
+          norm: this.#norm,
+          keptPrompts: kept,
+          rewardHistory,
+          seed: c.seed,
+        };
+      },
+      begin: async (resumed) => {
+        if (resumed) {
+          this.#klCoef = resumed.klCoef as number;
+          this.#sampler.refScores = new Map(
+            Object.entries(resumed.refScores as Record<string, number>).map(([k, v]) => [Number(k), v]),
+          );
+          this.#norm = resumed.norm as { count: number; mean: number; m2: number };
+          kept = resumed.keptPrompts as number[] | undefined;
+          rewardHistory.push(...(resumed.rewardHistory as number[]));
+        } else if (c.promptFilter) {
+          kept = await this.#sampler.filterPrompts(prompts, c.promptFilter, run);
+        }
+        const pool = kept ?? prompts.map((_, i) => i);
+        rounds = new RoundSource(this.#sampler, prompts, pool, c.iterations, copy && { copy, policy: c.policy });
+      },
+      step: (iteration) => this.#iteration(run, rounds!, iteration, rewardHistory, ptx),
+      saveEvery: c.saveEvery,
+      end: async () => {
+        try {
+          await rounds?.close();
+        } finally {
+          copy?.dispose();
+        }
+      },
+      stopRequested: () => this.#stop,
     });
-
-    const rounds = new RoundSource(this.#sampler, prompts, pool, c.iterations, copy && { copy, policy: c.policy });
-    try {
-      return await this.#iterate(run, rounds, iteration, rewardHistory, ptx, parts, state, t0);
-    } finally {
-      await rounds.close();
-      copy?.dispose();
-    }
+    return {
+      iterations: r.steps,
+      rewardHistory,
+      skippedSteps: run.skippedSteps,
+      seconds: (performance.now() - t0) / 1000,
+      ...(r.stopped ? { stopped: true } : {}),
+    };
   }
 
-  async #iterate(
+  /** One iteration: sample, score, advantages, update; its metrics (and the 'rollout' event once reported). */
+  async #iteration(
     run: TrainingRun,
     rounds: RoundSource,
     iteration: number,
     rewardHistory: number[],
     ptx: TokenizedExample[] | undefined,
-    parts: () => Record<string, CheckpointPart>,
-    state0: () => Record<string, unknown>,
-    t0: number,
-  ): Promise<PolicyGradientResult> {
+  ): Promise<StepReport> {
     const c = this.c;
-    // a checkpoint waits for the round in flight (its reference-baseline scores join the saved cache)
-    const state = async () => (await rounds.settle(), state0());
-    while (iteration < c.iterations) {
-      const time: Record<string, number> = {};
-      const timed = async <T>(phase: string, f: () => Promise<T>): Promise<T> => {
-        const s = performance.now();
-        try {
-          return await f();
-        } finally {
-          time[phase] = (time[phase] ?? 0) + (performance.now() - s) / 1000;
-        }
-      };
-      const data = await this.#collect(await rounds.next(iteration, time), iteration, timed);
-      if ('emptyRewardMean' in data) {
-        // dynamic sampling found no group with varying rewards: nothing to train on this iteration
-        iteration++;
-        rewardHistory.push(data.emptyRewardMean);
-        await run.step(iteration, {
+    const time: Record<string, number> = {};
+    const timed = async <T>(phase: string, f: () => Promise<T>): Promise<T> => {
+      const s = performance.now();
+      try {
+        return await f();
+      } finally {
+        time[phase] = (time[phase] ?? 0) + (performance.now() - s) / 1000;
+      }
+    };
+    const times = () => Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v]));
+    const data = await this.#collect(await rounds.next(iteration, time), iteration, timed);
+    if ('emptyRewardMean' in data) {
+      // dynamic sampling found no group with varying rewards: nothing to train on this iteration
+      rewardHistory.push(data.emptyRewardMean);
+      return {
+        metrics: {
           rewardMean: data.emptyRewardMean,
           dynamicSamplingRounds: c.dynamicSampling!.maxRounds,
           keptGroups: 0,
-          ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
-        });
-        if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), await state());
-        if (!stopAgreed(this.group, this.#stop)) continue;
-        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), await state());
-        return {
-          iterations: iteration,
-          rewardHistory,
-          skippedSteps: run.skippedSteps,
-          seconds: (performance.now() - t0) / 1000,
-          stopped: true,
-        };
-      }
-      const m = await policyUpdate(this.#updateHost(), data, iteration, ptx, timed);
-      if (c.kl.target !== undefined && this.#needsReference) {
-        const observed = data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length;
-        const err = Math.max(-0.2, Math.min(0.2, observed / c.kl.target - 1));
-        this.#klCoef *= 1 + (err * data.klPerResponse.length) / (c.kl.horizon ?? 10000);
-      }
-      iteration++;
-      const meanReward = data.scores.reduce((a, b) => a + b, 0) / data.scores.length;
-      rewardHistory.push(meanReward);
-      // tokens the policy sampled (an episode's environment tokens are not counted)
-      const generated = data.rollout.samples.reduce(
-        (s, x) => s + (x.lossMask ? x.lossMask.reduce((a, m) => a + m, 0) : x.responseIds.length),
-        0,
-      );
-      const seconds = Object.values(time).reduce((a, b) => a + b, 0);
-      await run.step(iteration, {
+          ...times(),
+        },
+      };
+    }
+    const m = await policyUpdate(this.#updateHost(run), data, iteration, ptx, timed);
+    if (c.kl.target !== undefined && this.#needsReference) {
+      const observed = data.klPerResponse.reduce((a, b) => a + b, 0) / data.klPerResponse.length;
+      const err = Math.max(-0.2, Math.min(0.2, observed / c.kl.target - 1));
+      this.#klCoef *= 1 + (err * data.klPerResponse.length) / (c.kl.horizon ?? 10000);
+    }
+    const meanReward = data.scores.reduce((a, b) => a + b, 0) / data.scores.length;
+    rewardHistory.push(meanReward);
+    // tokens the policy sampled (an episode's environment tokens are not counted)
+    const generated = data.rollout.samples.reduce(
+      (s, x) => s + (x.lossMask ? x.lossMask.reduce((a, m) => a + m, 0) : x.responseIds.length),
+      0,
+    );
+    const seconds = Object.values(time).reduce((a, b) => a + b, 0);
+    return {
+      metrics: {
         rewardMean: meanReward,
         rewardStd: std(data.scores),
         shapedRewardMean: data.shaped.reduce((a, b) => a + b, 0) / data.shaped.length,
@@ -277,27 +272,9 @@ export class PolicyGradientLoop extends TrainerEmitter {
         ...(data.dyn ? { ...data.dyn, keptGroups: data.rollout.prompts.length } : {}),
         ...(data.isWeights ? isStats(data.isWeights, data.sb, c.truncatedIS!) : {}),
         ...m,
-        ...Object.fromEntries(Object.entries(time).map(([k, v]) => [`time/${k}`, v])),
-      });
-      this.emit('rollout', rolloutEvent(c.stage, iteration, data));
-      if (c.saveEvery && iteration % c.saveEvery === 0) await run.save(iteration, parts(), await state());
-      if (stopAgreed(this.group, this.#stop)) {
-        if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), await state());
-        return {
-          iterations: iteration,
-          rewardHistory,
-          skippedSteps: run.skippedSteps,
-          seconds: (performance.now() - t0) / 1000,
-          stopped: true,
-        };
-      }
-    }
-    if (!c.saveEvery || iteration % c.saveEvery !== 0) await run.save(iteration, parts(), await state());
-    return {
-      iterations: iteration,
-      rewardHistory,
-      skippedSteps: run.skippedSteps,
-      seconds: (performance.now() - t0) / 1000,
+        ...times(),
+      },
+      reported: () => this.emit('rollout', rolloutEvent(c.stage, iteration + 1, data)),
     };
   }
 
@@ -457,9 +434,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
     };
   }
 
-  #run?: TrainingRun;
-
-  #updateHost(): PolicyUpdateHost {
+  /**
+   * What the update needs of this loop; a skipped update is recorded on `run` as the iteration's
+   * step (TrainingRun.skip: a 'skip' event, a warning, a metrics line; maxConsecutiveSkips skipped
+   * updates in a row, policy and critic updates each counting, stop the run with an error).
+   */
+  #updateHost(run: TrainingRun): PolicyUpdateHost {
     return {
       c: this.c,
       group: this.group,
@@ -467,19 +447,12 @@ export class PolicyGradientLoop extends TrainerEmitter {
       criticOptimizer: this.criticOptimizer,
       klCoef: this.#klCoef,
       forwardTemperature: this.#forwardTemperature,
-      skip: (which, iteration, lossWasFinite) => this.#skip(which, iteration, lossWasFinite),
+      skip: (which, iteration, lossWasFinite) =>
+        run.skip(iteration + 1, `${which} update: non-finite ${lossWasFinite ? 'gradients' : 'loss'}`),
       resetSkips: () => {
-        if (this.#run) this.#run.consecutiveSkips = 0;
+        run.consecutiveSkips = 0;
       },
     };
-  }
-  /**
-   * Records a skipped update of iteration `iteration` (TrainingRun.skip: a 'skip' event, a warning,
-   * a metrics line; maxConsecutiveSkips skipped updates in a row, policy and critic updates each
-   * counting, stop the run with an error).
-   */
-  async #skip(which: 'policy' | 'critic', iteration: number, lossWasFinite: boolean): Promise<void> {
-    await this.#run?.skip(iteration + 1, `${which} update: non-finite ${lossWasFinite ? 'gradients' : 'loss'}`);
   }
 
   async #ptxExamples(p: NonNullable<PolicyGradientConfig['ptx']>): Promise<TokenizedExample[]> {

@@ -6,7 +6,7 @@
  *   - per-token KL penalty to the reference (k1/k2/k3, fixed or adaptive coefficient),
  *   - the next-token (PTX) loss on SFT data with weight λ against capability forgetting,
  *   - critic warm-up, dropping prompts whose sampled rewards barely vary, n samples per prompt.
- * The loop itself is lib/train/policy-gradient.ts.
+ * Its iteration is lib/train/policy-gradient.ts, run on the trainers' one loop (lib/train/loop.ts).
  */
 import type { Model } from '../engine/model.js';
 import { AGGREGATIONS, type Aggregation } from '../losses/index.js';

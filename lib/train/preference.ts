@@ -43,7 +43,7 @@ import {
   type PreferenceLoss,
 } from './preference-losses.js';
 import { pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } from './preference-online.js';
-import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop } from './loop.js';
+import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop, stepCadence } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import { loopSchedule } from './schedule.js';
 
@@ -414,16 +414,13 @@ export class PreferenceTrainer extends TrainerEmitter {
       tokenizer: this.tokenizer,
       part: 'policy',
       frozen,
+      ...stepCadence(o, !!data.eval),
       savedState: { seed: o.seed, loss: o.loss },
       // after resume: the reference may have been restored from the checkpoint
       afterResume: () => this.#cacheReference([...data.train, ...(data.eval ?? [])], true),
       totalSteps,
       perEpoch: batches.perEpoch,
-      gradAccum: o.gradAccum,
       schedule,
-      saveEvery: o.saveEvery,
-      evalEvery: data.eval ? o.evalEvery : undefined,
-      outputDir: o.outputDir,
       accumulate: async (micro) => {
         const micros = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
         N = micros.reduce((s, b) => s + b.length, 0);

@@ -23,7 +23,7 @@ import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
 import { EpochBatches, type LoopOptions } from './preference-common.js';
 import type { ProcessGroup } from '../distributed/index.js';
-import { localShare, reduceStep, runStepLoop } from './loop.js';
+import { localShare, reduceStep, runStepLoop, stepCadence } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import {
   SCALAR_HEAD_KEYS,
@@ -231,14 +231,10 @@ export class ProcessRewardTrainer extends TrainerEmitter {
       model: this.model,
       optimizer: this.optimizer,
       tokenizer: this.tokenizer,
-      savedState: { seed: o.seed },
+      ...stepCadence(o, !!data.eval),
       totalSteps,
       perEpoch: batches.perEpoch,
-      gradAccum: o.gradAccum,
       schedule,
-      saveEvery: o.saveEvery,
-      evalEvery: data.eval ? o.evalEvery : undefined,
-      outputDir: o.outputDir,
       accumulate: async (micro) => {
         const micros = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
         S = micros.reduce((s, rows) => s + rows.reduce((a, r) => a + r.stepEnds.length, 0), 0);

@@ -26,7 +26,7 @@ import { TrainerEmitter } from './events.js';
 import { EpochBatches, encodeRow, loadPairData, type LoopOptions } from './preference-common.js';
 import { loadCorrectnessData, type CorrectnessRecord } from './reward-data.js';
 import type { ProcessGroup } from '../distributed/index.js';
-import { localShare, reduceStep, runStepLoop } from './loop.js';
+import { localShare, reduceStep, runStepLoop, stepCadence } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import {
   SCALAR_HEAD_KEYS,
@@ -310,14 +310,10 @@ export class RewardTrainer extends TrainerEmitter {
       model: this.model,
       optimizer: this.optimizer,
       tokenizer: this.tokenizer,
-      savedState: { seed: o.seed },
+      ...stepCadence(o, !!data.eval),
       totalSteps,
       perEpoch: pairs.perEpoch,
-      gradAccum: o.gradAccum,
       schedule,
-      saveEvery: o.saveEvery,
-      evalEvery: data.eval ? o.evalEvery : undefined,
-      outputDir: o.outputDir,
       accumulate: async (micro) => {
         const batches = Array.from({ length: o.gradAccum }, (_, i) => pairs.at(micro + i));
         const cBatches = Array.from({ length: labelled ? o.gradAccum : 0 }, (_, i) => labelled!.at(micro + i));

@@ -30,7 +30,7 @@ import {
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
-import { readDataParallel, runStepLoop } from './loop.js';
+import { readDataParallel, runStepLoop, stepCadence } from './loop.js';
 import { readRunOptions, RUN_OPTION_KEYS, TrainingRun, type RunOptions } from './run.js';
 import { loopSchedule } from './schedule.js';
 
@@ -270,14 +270,10 @@ export class SFTTrainer extends TrainerEmitter {
       model: this.model,
       optimizer: this.optimizer,
       tokenizer: this.tokenizer,
-      savedState: { seed: o.seed },
+      ...stepCadence(o, !!evalSet),
       totalSteps,
       perEpoch,
-      gradAccum: o.gradAccum,
       schedule,
-      saveEvery: o.saveEvery,
-      evalEvery: evalSet ? o.evalEvery : undefined,
-      outputDir: o.outputDir,
       accumulate: async (micro) => {
         const batches = Array.from({ length: o.gradAccum }, (_, i) => batchAt(micro + i));
         targets = batches.reduce((s, b) => s + b.numTargets, 0);
