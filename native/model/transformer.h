@@ -132,10 +132,10 @@ class Transformer final : public Engine {
   DType weight_dtype() const { return weight_dtype_; }
   void weights_changed() { bf16_stale_ = true; }  // params() were written directly
   // Bytes held: the f32 parameter store (bf16-only matrices not in it), the bf16 weights (masters'
-  // copy or the only store), the gradient store (what trains).
+  // copy or the only store), the gradient store (what trains, and the frozen norms' sink).
   int64_t parameter_bytes() const { return static_cast<int64_t>(params_.bytes()); }
   int64_t weight_copy_bytes() const { return static_cast<int64_t>(params_bf16_.bytes()); }
-  int64_t gradient_bytes() const { return static_cast<int64_t>(grads_.bytes()); }
+  int64_t gradient_bytes() const { return static_cast<int64_t>(grads_.bytes() + dw_sink_.bytes()); }
   bool trainable() const { return trainable_; }
   bool bf16_only(const ParamView& v) const;  // v's only copy is bf16
 
