@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "../core/error.h"
+#include "../core/rng.h"
 #include "../core/thread_pool.h"
 #include "internal.h"
 #include "transformer.h"
@@ -115,10 +116,15 @@ void Transformer::init_random(uint64_t seed, float std) {
           init_parameter(v, static_cast<uint64_t>(i), seed, std, params_ptr_ + f32_at_[i], norm_value);
           continue;
         }
-        tmp.resize(static_cast<size_t>(v.size));
-        init_parameter(v, static_cast<uint64_t>(i), seed, std, tmp.data(), norm_value);
+        // a matrix: init_parameter's normal(0, std) fill, drawn in chunks (no f32 copy of the whole matrix)
+        constexpr int64_t kChunk = int64_t(1) << 20;  // even: chunks continue the stream
+        tmp.resize(static_cast<size_t>(std::min(kChunk, v.size)));
         uint16_t* dst = params_bf16_.as<uint16_t>() + v.offset;
-        for (int64_t k = 0; k < v.size; ++k) dst[k] = f32_to_bf16(tmp[k]);
+        for (int64_t k = 0; k < v.size; k += kChunk) {
+          const int64_t n = std::min(kChunk, v.size - k);
+          philox_normal_fill(seed, static_cast<uint64_t>(i), 0.0f, std, tmp.data(), n, k);
+          for (int64_t j = 0; j < n; ++j) dst[k + j] = f32_to_bf16(tmp[j]);
+        }
       }
     });
     return;

@@ -14,7 +14,7 @@ import { Model } from '../../lib/engine/model.js';
 import { AdamW } from '../../lib/engine/adamw.js';
 import { nativeMemoryInUse } from '../../lib/engine/device.js';
 import { estimateTrainingMemory, matrixParameterCount, parameterCount } from '../../lib/engine/memory.js';
-import { bf16ToF32, readCheckpointIndex, readTensorBf16 } from '../../lib/io/safetensors.js';
+import { bf16ToF32, f32ToBf16, readCheckpointIndex, readTensorBf16 } from '../../lib/io/safetensors.js';
 import { bitwiseEqual } from '../helpers/tolerance.js';
 import { Rng } from '../helpers/random.js';
 
@@ -85,6 +85,26 @@ t.test('frozen bf16-only model = mixed-precision bf16 model, bit for bit', async
   mixed.dispose();
   frozen.dispose();
 });
+
+t.test(
+  'random init: a bf16-only matrix is the f32 init rounded to nearest even; the rest is the f32 init',
+  async (t) => {
+    const f32 = await Model.create(cfg, { seed: 8, initStd: 0.3 });
+    const frozen = await Model.create(cfg, { seed: 8, initStd: 0.3, dtype: 'bf16', trainable: false });
+    let rounded = 0,
+      kept = 0;
+    for (const p of f32.parameters()) {
+      const want = await f32.getParameter(p.name);
+      if (p.shape.length === 2) rounded += sameBits(await frozen.getParameterBf16(p.name), f32ToBf16(want)) ? 1 : 0;
+      else kept += bitwiseEqual(await frozen.getParameter(p.name), want) ? 1 : 0;
+    }
+    const matrices = f32.parameters().filter((p) => p.shape.length === 2).length;
+    t.equal(rounded, matrices, `${matrices} matrices rounded`);
+    t.equal(kept, f32.parameters().length - matrices, 'norms kept in f32');
+    f32.dispose();
+    frozen.dispose();
+  },
+);
 
 t.test('save as BF16 is bitwise; setParameter rounds to nearest even', async (t) => {
   const frozen = await Model.load(ckpt, { dtype: 'bf16', trainable: false });
