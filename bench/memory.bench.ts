@@ -94,16 +94,17 @@ async function main(): Promise<void> {
       batch: B,
       seqLen: T,
       dtype: arm.dtype,
-      ...(arm.train ? { lora: resolveLora('memory bench', LORA, cfg) } : { trainable: false, optimizer: false }),
+      ...(arm.train ? { lora: resolveLora('memory bench', LORA, cfg) } : { trainable: false }),
       targetRows: B * (T - 1),
     });
     results[arm.label] = { ...r, estimate: est.peak / 2 ** 20 };
+    // a frozen model runs no training step: its forward saves nothing, so no estimate is shown
     rows.push([
       arm.label,
       r.rss.toFixed(0),
       r.afterCreate.toFixed(0),
       r.nativePeak.toFixed(0),
-      (est.peak / 2 ** 20).toFixed(0),
+      arm.train ? (est.peak / 2 ** 20).toFixed(0) : '–',
       `${r.parameters.toFixed(0)} / ${r.weightCopy.toFixed(0)} / ${r.gradients.toFixed(0)}`,
     ]);
     emit({
