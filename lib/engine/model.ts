@@ -619,9 +619,17 @@ export class Model implements OptimizerTarget {
     return withCallerStack(() => h.writeParameter(name, data));
   }
 
-  /** A new model with the same config and weights (a frozen reference, a critic's start). */
-  async clone(): Promise<Model> {
-    const m = new Model(this.config, this.#tp, this.lora, undefined, this.device, this.dtype, this.trainable);
+  /**
+   * A new model with the same config and weights (a frozen reference, a critic's start).
+   * `trainable` (default: this model's): false makes the copy frozen — no gradient storage and, at
+   * dtype 'bf16', its matrices in bf16 only (rounded from this model's f32 masters, which a
+   * mixed-precision model's products already read, except its f32 embedding).
+   */
+  async clone(opts: { trainable?: boolean } = {}): Promise<Model> {
+    const o = options('Model.clone', 'options', opts);
+    o.known(['trainable']);
+    const trainable = o.bool('trainable', this.trainable);
+    const m = new Model(this.config, this.#tp, this.lora, undefined, this.device, this.dtype, trainable);
     // bf16 bits where the clone stores bf16 only (no f32 round trip), f32 otherwise
     const bits = m.#bf16Only();
     for (const p of this.parameters())

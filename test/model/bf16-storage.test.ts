@@ -227,6 +227,21 @@ t.test('allocated bytes (nativeMemoryInUse) = the estimate, f32 and bf16, LoRA a
   }
 });
 
+t.test('clone({trainable: false}): a frozen bf16-only copy with the same logits', async (t) => {
+  const policy = await Model.load(ckpt, { dtype: 'bf16' });
+  const ref = await policy.clone({ trainable: false });
+  t.equal(ref.trainable, false);
+  t.equal(ref.storageBytes.gradients, 0, 'no gradient storage');
+  t.equal(ref.storageBytes.parameters, 4 * (P - M), 'no f32 matrices');
+  const batch = batchOf(new Rng(6), 2, 12);
+  const a = await policy.forward({ ...batch, saveForBackward: false, logits: true });
+  const b = await ref.forward({ ...batch, logits: true });
+  t.ok(bitwiseEqual(a.logits!, b.logits!), "logits bit for bit (the policy's masters are bf16 numbers here)");
+  await t.rejects(async () => policy.clone({ trainable: 1 as unknown as boolean }), /trainable/);
+  policy.dispose();
+  ref.dispose();
+});
+
 t.test('refusals name what needs an f32 master or gradients', async (t) => {
   await t.rejects(
     Model.create(cfg, { dtype: 'bf16', trainable: false, tensorParallel: 2 }),
