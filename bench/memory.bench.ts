@@ -5,10 +5,14 @@
  * runs in its own child process, so its peak RSS (getrusage maxRSS) is its own; beside it the
  * engine's own high-water mark (nativeMemoryPeak) and estimateTrainingMemory's peak for the same
  * step. The bf16 arm stores the frozen base in bf16 only (native/model/weight_store.cc); the goal is
- * its peak RSS at ≤ 45% of the f32 arm's. A frozen bf16 copy (trainable: false, the reference
- * model's storage) is measured too. Byte counts are exact; RSS depends a little on the allocator.
+ * its peak RSS at ≤ 45% of the f32 arm's. The bf16 arm again with its base loaded from a BF16
+ * checkpoint (written first by another child: the bits go straight into the bf16 store), and a
+ * frozen bf16 model (trainable: false, a reference model's storage) running a forward. Byte counts are exact; RSS depends a little on the allocator.
  * `--quick`: the step's shape only, on a 50M model.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AdamW } from '../lib/engine/adamw.js';
 import { configFromHF, type ModelConfig } from '../lib/engine/config.js';
 import { nativeMemoryPeak } from '../lib/engine/device.js';
@@ -46,19 +50,32 @@ interface Arm {
   label: string;
   dtype: WeightDType;
   train: boolean; // LoRA training step; false: a frozen model's forward (no LoRA, trainable false)
+  load?: boolean; // Model.load from a BF16 checkpoint (written first, random weights) instead of create
 }
 const ARMS: Arm[] = [
   { label: 'f32 LoRA r16', dtype: 'f32', train: true },
   { label: 'bf16 LoRA r16', dtype: 'bf16', train: true },
+  { label: 'bf16 LoRA r16, loaded from BF16', dtype: 'bf16', train: true, load: true },
   { label: 'bf16 frozen (trainable: false)', dtype: 'bf16', train: false },
 ];
 
-async function child(a: { dtype: WeightDType; train: boolean }): Promise<void> {
+interface ChildArgs {
+  dtype: WeightDType;
+  train: boolean;
+  dir?: string; // load from here; with write: save a random bf16 model here as BF16
+  write?: boolean;
+}
+
+async function child(a: ChildArgs): Promise<void> {
   const cfg = config();
-  const m = await Model.create(
-    cfg,
-    a.train ? { seed: 1, lora: LORA, dtype: a.dtype } : { dtype: a.dtype, trainable: false },
-  );
+  if (a.write) {
+    const w = await Model.create(cfg, { dtype: 'bf16', trainable: false });
+    await w.save(a.dir!, { dtype: 'BF16', tokenizer: { save: async () => {} } });
+    console.log(JSON.stringify({ rss: peakRssMB() }));
+    return;
+  }
+  const opts = a.train ? { seed: 1, lora: LORA, dtype: a.dtype } : { dtype: a.dtype, trainable: false };
+  const m = a.dir ? await Model.load(a.dir, opts) : await Model.create(cfg, opts);
   const afterCreate = peakRssMB();
   let loss = 0;
   if (a.train) {
@@ -88,8 +105,15 @@ async function main(): Promise<void> {
   header(`memory: ${quick ? '50M' : 'Qwen2.5-0.5B-shaped'} model, LoRA r16 all-linear, one step of ${B} × ${T} tokens`);
   const rows: string[][] = [];
   const results: Record<string, Record<string, number>> = {};
-  for (const arm of ARMS) {
-    const r = runChild(import.meta.url, { dtype: arm.dtype, train: arm.train });
+  const dir = await mkdtemp(join(tmpdir(), 'rlhf-memory-bench-'));
+  try {
+    runChild(import.meta.url, { dtype: 'bf16', train: false, dir: join(dir, 'ckpt'), write: true });
+    for (const arm of ARMS) await measure(arm, arm.load ? join(dir, 'ckpt') : undefined);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  async function measure(arm: Arm, from: string | undefined): Promise<void> {
+    const r = runChild(import.meta.url, { dtype: arm.dtype, train: arm.train, ...(from ? { dir: from } : {}) });
     const est = estimateTrainingMemory(cfg, {
       batch: B,
       seqLen: T,
@@ -134,5 +158,5 @@ async function main(): Promise<void> {
 }
 
 const args = childArgs();
-if (args) await child(args as { dtype: WeightDType; train: boolean });
+if (args) await child(args as unknown as ChildArgs);
 else await main();

@@ -293,7 +293,7 @@ export function readTensorF32(header: SafetensorsHeader, name: string): Promise<
  * Reads one BF16 tensor's bits as they are (no float32 conversion): for a bf16 model's weights.
  * @throws RlhfError `ERR_RLHF_FORMAT` when the file has no such tensor or it is not BF16, `ERR_RLHF_IO` as readTensorF32.
  */
-export function readTensorBf16(header: SafetensorsHeader, name: string): Promise<Uint16Array> {
+export async function readTensorBf16(header: SafetensorsHeader, name: string): Promise<Uint16Array> {
   checkObject('readTensorBf16', 'header', header);
   if (!(header.tensors instanceof Map))
     throw typeError('readTensorBf16', 'header.tensors', 'a Map (a header from readSafetensorsHeader)', header.tensors);
