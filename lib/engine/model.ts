@@ -235,7 +235,7 @@ export class Model implements OptimizerTarget {
     this.tensorParallelGroup = typeof tp === 'number' ? 'threads' : tp.group;
     this.device = viewOf ? viewOf.model.device : device;
     this.dtype = viewOf ? viewOf.model.dtype : dtype;
-    this.trainable = viewOf ? false : trainable;
+    this.trainable = viewOf ? viewOf.model.trainable : trainable;
     this.lora = viewOf ? undefined : lora;
     if (viewOf) {
       this.adaptersOf = viewOf.model;
@@ -472,7 +472,7 @@ export class Model implements OptimizerTarget {
     const values = o.bool('values', this.config.valueHead);
     const logits = o.bool('logits', false);
     const temperature = o.number('temperature', { gt: 0 }, 1);
-    const saveForBackward = o.bool('saveForBackward', this.trainable);
+    const saveForBackward = o.bool('saveForBackward', this.trainable && !this.adaptersOf);
     if (this.adaptersOf && saveForBackward)
       throw typeError(fn, 'batch.saveForBackward', 'false on a withoutAdapters() view (inference only)', true);
     if ((targets || entropy || logits) && !this.config.lmHead)

@@ -157,6 +157,10 @@ t.test('LoRA on a bf16-only base: = mixed at B = 0; trains; resumes exactly; bas
   const a = await mixed.forward({ ...batch, saveForBackward: false, logits: true });
   const b = await m.forward({ ...batch, saveForBackward: false, logits: true });
   t.ok(bitwiseEqual(a.logits!, b.logits!), 'logits equal the mixed model (the adapters add exact zeros: B = 0)');
+  // withoutAdapters(): the bf16-only base alone, inference by default
+  const view = m.withoutAdapters();
+  const v = await view.forward({ ...batch, logits: true });
+  t.ok(bitwiseEqual(v.logits!, a.logits!), 'withoutAdapters() = the mixed model');
   mixed.dispose();
 
   const base0 = await bitsOf(ckpt);
