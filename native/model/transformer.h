@@ -1,5 +1,6 @@
-// The transformer: parameters and gradients in two flat fp32 buffers (named views: layout.h),
-// forward to per-token heads, backward from per-token gradients, KV-cached generation.
+// The transformer: parameters and gradients in flat fp32 buffers (named views: layout.h; frozen
+// bf16 matrices in a bf16 store, WeightStorage below), forward to per-token heads, backward from
+// per-token gradients, KV-cached generation.
 //
 // Shapes: B sequences × T positions, N = B·T rows (row-major, row r = b·T + t); C hidden; V vocab.
 //   forward:  tokens (N) → logprobs (N) of targets (N, −1 = none), entropy (N), values (N)
@@ -127,6 +128,7 @@ class Transformer final : public Engine {
   // parameters, re-rounded from the masters before the first forward/generate after they may have
   // changed (init_random, write_parameter, optimizer_view, weights_changed). Norms, biases,
   // embeddings, LoRA adapters and all gradients stay f32. Throws Unsupported on other backends.
+  // Frozen matrices under WeightStorage{BF16} have no master: the bf16 store is their only copy.
   // A model with bf16-only weights (WeightStorage) keeps its dtype: changing it throws InvalidState.
   void set_weight_dtype(DType dtype);
   DType weight_dtype() const { return weight_dtype_; }
