@@ -117,6 +117,8 @@ export interface BlockCacheStats {
 export interface NativeModel {
   readonly numParameters: number;
   readonly activationBytes: number;
+  /** bytes held: the f32 parameter store, the bf16 weights, the gradient store */
+  readonly storageBytes: { parameters: number; weightCopy: number; gradients: number };
   /** this process's rank in its MPI tensor-parallel group (tensorParallelGroup 'mpi'), else 0 */
   readonly tensorParallelRank: number;
   parameters(): ParameterInfo[];
@@ -126,7 +128,10 @@ export interface NativeModel {
   zeroGrad(): Promise<void>;
   generate(o: object): Promise<{ tokens: Int32Array[]; logprobs: Float32Array[]; stopped: boolean[] }>;
   readParameter(name: string, which: 'param' | 'grad'): Promise<Float32Array>;
-  writeParameter(name: string, data: Float32Array): Promise<void>;
+  /** bf16 bits: a bf16-only weight's own bits, other parameters rounded to nearest even */
+  readParameter(name: string, which: 'bf16'): Promise<Uint16Array>;
+  /** Float32Array, or a Uint16Array of bf16 bits (stored as they are in a bf16-only weight, else widened) */
+  writeParameter(name: string, data: Float32Array | Uint16Array): Promise<void>;
   releaseActivations(): void;
   setGradientCheckpointing(on: boolean): void;
   dispose(): void;

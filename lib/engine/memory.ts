@@ -47,16 +47,22 @@ export interface TrainingMemoryOptions {
   nproc?: number;
   /** ZeRO stage 1 over the nproc ranks (default true, the trainers' default; no effect at nproc 1) */
   shardOptimizer?: boolean;
-  /** the model's dtype (default 'f32'); 'bf16' adds its bf16 weight copy (2 bytes per parameter) to the f32 masters */
+  /**
+   * the model's dtype (default 'f32'). 'bf16': a bf16 copy (2 bytes per parameter) beside the f32 masters
+   * of what trains; the frozen matrices (LoRA's base, or all with trainable false) in bf16 only
+   */
   dtype?: 'f32' | 'bf16';
+  /** model.trainable (default true); false: no gradients, no optimizer (a frozen reference or reward model) */
+  trainable?: boolean;
 }
 
 /** Bytes, by what holds them. */
 export interface MemoryEstimate {
-  /** the f32 parameters (with dtype 'bf16': the masters) */
+  /** the f32 parameter store (with dtype 'bf16': the masters; the bf16-only matrices are not in it) */
   parameters: number;
-  /** dtype 'bf16': the bf16 copy every weight product reads (0 at f32) */
+  /** dtype 'bf16': the bf16 weights every weight product reads (a copy, or the only store of frozen matrices; 0 at f32) */
   weightCopy: number;
+  /** the gradient store: what trains (with LoRA: the adapters, a scalar head, and the frozen norms' sink) */
   gradients: number;
   /** AdamW's first and second moments */
   optimizer: number;
@@ -108,6 +114,18 @@ export function loraParameterCount(c: ModelConfig, lora: LoraConfig): number {
     down_proj: [F, C],
   };
   return c.layers * lora.modules.reduce((s, m) => s + lora.rank * (dims[m][0] + dims[m][1]), 0);
+}
+
+/** Parameters of the 2-D weight matrices (embedding, projections, an untied LM head; not the scalar head). */
+export function matrixParameterCount(c: ModelConfig): number {
+  const C = c.hidden,
+    qd = c.heads * c.headDim,
+    kvd = c.kvHeads * c.headDim;
+  return (
+    c.vocab * C +
+    c.layers * ((qd + 2 * kvd) * C + C * qd + 3 * c.ffn * C) +
+    (c.lmHead && !c.tieEmbeddings ? c.vocab * C : 0)
+  );
 }
 
 /** Floats per token per layer that forward saves without checkpointing (native activation_floats_per_token_per_layer). */
@@ -165,15 +183,24 @@ export function estimateTrainingMemory(
   const lora = o.lora as LoraConfig | undefined;
   const adapters = lora ? loraParameterCount(config, lora) : 0;
   const P = parameterCount(config) + adapters;
-  // with LoRA only the adapters and a scalar head have moments (the gradient buffer stays whole)
-  const trainable = lora ? adapters + (config.valueHead ? C : 0) : P;
+  const isTrainable = o.trainable === undefined ? true : checkBoolean(fn, 'options.trainable', o.trainable);
+  // native/model/weight_store.cc allocate_storage: [0, frozen) has no gradients (LoRA's base, or all)
+  const frozen = !isTrainable ? P : lora ? parameterCount(config) - (config.valueHead ? C : 0) : 0;
+  // with LoRA only the adapters and a scalar head have gradients and moments
+  const trainable = P - frozen;
   const dtype = o.dtype === undefined ? 'f32' : o.dtype;
   if (dtype !== 'f32' && dtype !== 'bf16')
     throw new TypeError(`${fn}: expected options.dtype to be 'f32' or 'bf16', received ${JSON.stringify(dtype)}`);
-  const weightCopy = dtype === 'bf16' ? 2 * P : 0;
-  const parameters = F32 * P,
-    gradients = F32 * P,
-    optimizer = adam ? 2 * F32 * (shard ? share(trainable) : trainable) : 0;
+  // bf16 with frozen weights: the frozen matrices in bf16 only (the bf16 store covers [0, frozen)); else a
+  // bf16 copy of every parameter beside the f32 masters
+  const bf16Only = dtype === 'bf16' && frozen > 0;
+  const weightCopy = dtype === 'bf16' ? 2 * (bf16Only ? Math.max(1, frozen) : P) : 0;
+  // LoRA: the frozen norms' weight gradients land in a sink as large as the largest of them (or a q bias)
+  const qd = config.heads * config.headDim;
+  const sink = isTrainable && frozen > 0 ? F32 * Math.max(C, config.qkvBias ? qd : 0) : 0;
+  const parameters = F32 * (P - (bf16Only ? matrixParameterCount(config) : 0)),
+    gradients = F32 * trainable + sink,
+    optimizer = adam && isTrainable ? 2 * F32 * (shard ? share(trainable) : trainable) : 0;
   const activations = F32 * (L * (ckpt ? N * C : perLayer) + N * (2 * C + 1));
   const cached = M * V * F32 <= LOGITS_CACHE_BUDGET;
   const lmHead = M > 0 ? F32 * (2 * M + (cached ? M * V : 0)) : 0;

@@ -153,10 +153,15 @@ export interface LoadOptions {
   /** where the weights live and the model runs (default 'cpu'); 'cuda' throws RlhfError ERR_RLHF_UNSUPPORTED,
    * saying why, where the addon has no CUDA backend or no GPU is present (see buildInfo()) */
   device?: DeviceName;
-  /** the weights' compute type (default 'f32'). 'bf16' (CPU only): mixed precision — the parameters stay f32
-   * masters (what AdamW updates and getParameter reads) and every product with a weight matrix runs the
-   * bf16 GEMM (f32 accumulation) on a bf16 copy re-rounded from them after each change */
+  /** the weights' compute type (default 'f32'). 'bf16' (CPU only): every product with a weight matrix runs
+   * the bf16 GEMM (f32 accumulation). Matrices that train keep f32 masters (what AdamW updates) and a bf16
+   * copy re-rounded from them after each change (mixed precision); frozen matrices — a LoRA base's, or every
+   * one with `trainable: false` — are stored in bf16 only (no f32 copy: getParameter widens them exactly,
+   * setParameter rounds to nearest even, a BF16 checkpoint loads its bits as they are) */
   dtype?: WeightDType;
+  /** false: a frozen model (a reference or a reward model used for scoring): no gradient storage, and
+   * backward, AdamW and a default saveForBackward are refused or off (default true) */
+  trainable?: boolean;
   /** load as another supported architecture of the same family, e.g. a CausalLM checkpoint as
    * *ForSequenceClassification for a critic (the LM head is dropped, the score head initialised) */
   architecture?: string;
@@ -198,8 +203,10 @@ export class Model implements OptimizerTarget {
   readonly tensorParallelGroup: TensorParallelGroup;
   /** where the weights live and the model runs; clones keep it */
   readonly device: DeviceName;
-  /** the weights' compute type ('bf16': mixed precision, see {@link LoadOptions.dtype}); clones keep it */
+  /** the weights' compute type (see {@link LoadOptions.dtype}); clones keep it */
   readonly dtype: WeightDType;
+  /** false: frozen, without gradients (see {@link LoadOptions.trainable}); clones keep it */
+  readonly trainable: boolean;
   #native: NativeModel | undefined;
 
   /** the LoRA adapters (undefined: none); with them only the adapters and a scalar head train */
@@ -220,6 +227,7 @@ export class Model implements OptimizerTarget {
     viewOf?: { model: Model; native: NativeModel },
     device: DeviceName = 'cpu',
     dtype: WeightDType = 'f32',
+    trainable = true,
   ) {
     const tensorParallel = typeof tp === 'number' ? tp : tp.size;
     this.config = config;
@@ -227,6 +235,7 @@ export class Model implements OptimizerTarget {
     this.tensorParallelGroup = typeof tp === 'number' ? 'threads' : tp.group;
     this.device = viewOf ? viewOf.model.device : device;
     this.dtype = viewOf ? viewOf.model.dtype : dtype;
+    this.trainable = viewOf ? viewOf.model.trainable : trainable;
     this.lora = viewOf ? undefined : lora;
     if (viewOf) {
       this.adaptersOf = viewOf.model;
@@ -242,6 +251,7 @@ export class Model implements OptimizerTarget {
       ...(this.tensorParallelGroup === 'mpi' ? { tensorParallelGroup: 'mpi' } : {}),
       device,
       dtype,
+      trainable,
       ...nativeLoraFields(lora),
     });
   }
@@ -266,6 +276,11 @@ export class Model implements OptimizerTarget {
       throw new RlhfError(ErrorCode.DISPOSED, `Model.${call}: the model under this view was disposed`);
   }
 
+  #refuseFrozen(call: string): void {
+    if (!this.trainable && !this.adaptersOf)
+      throw new TypeError(`Model.${call}: the model was made with trainable: false (frozen: it has no gradients)`);
+  }
+
   #refuseOnView(call: string): void {
     if (this.adaptersOf)
       throw new TypeError(`Model.${call}: a withoutAdapters() view is for inference; train or change the model itself`);
@@ -277,6 +292,10 @@ export class Model implements OptimizerTarget {
 
   static #dtype(o: ReturnType<typeof options>): WeightDType {
     return o.oneOf('dtype', ['f32', 'bf16'] as const, 'f32');
+  }
+
+  static #trainable(o: ReturnType<typeof options>): boolean {
+    return o.bool('trainable', true);
   }
 
   static #tensorParallel(
@@ -314,10 +333,11 @@ export class Model implements OptimizerTarget {
       lora?: LoraOptions;
       device?: DeviceName;
       dtype?: WeightDType;
+      trainable?: boolean;
     } = {},
   ): Promise<Model> {
     const o = options('Model.create', 'options', opts);
-    o.known(['seed', 'initStd', 'tensorParallel', 'tensorParallelGroup', 'lora', 'device', 'dtype']);
+    o.known(['seed', 'initStd', 'tensorParallel', 'tensorParallelGroup', 'lora', 'device', 'dtype', 'trainable']);
     const seed = o.int('seed', { min: 0 }, 0);
     const cfg = isModelConfig(config) ? config : configFromHF(config, 'Model.create: config');
     const std = o.number('initStd', { min: 0 }, cfg.initializerRange);
@@ -328,6 +348,7 @@ export class Model implements OptimizerTarget {
       undefined,
       Model.#device(o),
       Model.#dtype(o),
+      Model.#trainable(o),
     );
     await withCallerStack(() => m.#handle('create').initRandom(seed, std));
     return m;
@@ -339,7 +360,7 @@ export class Model implements OptimizerTarget {
    */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const o = options('Model.load', 'options', opts);
-    o.known(['architecture', 'seed', 'tensorParallel', 'tensorParallelGroup', 'lora', 'device', 'dtype']);
+    o.known(['architecture', 'seed', 'tensorParallel', 'tensorParallelGroup', 'lora', 'device', 'dtype', 'trainable']);
     dir = resolveCheckpoint('Model.load', dir);
     const { config: cfg, lora } = await readCheckpointConfig('Model.load', dir, opts.architecture, opts.lora);
     const m = new Model(
@@ -349,6 +370,7 @@ export class Model implements OptimizerTarget {
       undefined,
       Model.#device(o),
       Model.#dtype(o),
+      Model.#trainable(o),
     );
     try {
       await m.loadWeights(dir, { seed: opts.seed });
@@ -376,10 +398,16 @@ export class Model implements OptimizerTarget {
 
   /** Parameters the optimizer updates: all of them, or with LoRA the adapters and a scalar head. */
   get numTrainableParameters(): number {
+    if (!this.trainable) return 0;
     if (!this.lora) return this.numParameters;
     return this.parameters()
       .filter((p) => isAdapterTensor(p.name) || p.name === 'score.weight')
       .reduce((s, p) => s + p.size, 0);
+  }
+
+  /** Bytes of the weights and gradients: the f32 store, the bf16 weights (dtype 'bf16'), the gradient store. */
+  get storageBytes(): { parameters: number; weightCopy: number; gradients: number } {
+    return this.#handle('storageBytes').storageBytes;
   }
 
   /** Bytes of saved activations and scratch currently held. */
@@ -417,6 +445,7 @@ export class Model implements OptimizerTarget {
 
   get optimizerTarget(): NativeModel {
     this.#refuseOnView('optimizerTarget');
+    this.#refuseFrozen('optimizerTarget');
     return this.#handle('optimizerTarget');
   }
 
@@ -443,7 +472,7 @@ export class Model implements OptimizerTarget {
     const values = o.bool('values', this.config.valueHead);
     const logits = o.bool('logits', false);
     const temperature = o.number('temperature', { gt: 0 }, 1);
-    const saveForBackward = o.bool('saveForBackward', !this.adaptersOf);
+    const saveForBackward = o.bool('saveForBackward', this.trainable && !this.adaptersOf);
     if (this.adaptersOf && saveForBackward)
       throw typeError(fn, 'batch.saveForBackward', 'false on a withoutAdapters() view (inference only)', true);
     if ((targets || entropy || logits) && !this.config.lmHead)
@@ -475,6 +504,7 @@ export class Model implements OptimizerTarget {
 
   backward(grads: BackwardGrads): Promise<void> {
     this.#refuseOnView('backward');
+    this.#refuseFrozen('backward');
     const h = this.#handle('backward');
     const fn = 'Model.backward';
     const g = checkObject(fn, 'grads', grads);
@@ -567,6 +597,21 @@ export class Model implements OptimizerTarget {
     return withCallerStack(() => h.readParameter(name, 'grad'));
   }
 
+  /** One parameter as bf16 bits: a bf16-only weight's own bits (no f32 round trip), others rounded to nearest even. */
+  getParameterBf16(name: string): Promise<Uint16Array> {
+    const h = this.#handle('getParameterBf16');
+    return withCallerStack(() => h.readParameter(name, 'bf16'));
+  }
+
+  /** Sets one parameter from bf16 bits: a bf16-only weight takes them as they are, others widen them (exact). */
+  setParameterBf16(name: string, bits: Uint16Array): Promise<void> {
+    this.#refuseOnView('setParameterBf16');
+    const h = this.#handle('setParameterBf16');
+    if (!(bits instanceof Uint16Array))
+      throw typeError('Model.setParameterBf16', 'bits', 'a Uint16Array of bf16 bits', bits);
+    return withCallerStack(() => h.writeParameter(name, bits));
+  }
+
   setParameter(name: string, data: Float32Array): Promise<void> {
     this.#refuseOnView('setParameter');
     const h = this.#handle('setParameter');
@@ -574,14 +619,45 @@ export class Model implements OptimizerTarget {
     return withCallerStack(() => h.writeParameter(name, data));
   }
 
-  /** A new model with the same config and weights (a frozen reference, a critic's start). */
-  async clone(): Promise<Model> {
-    const m = new Model(this.config, this.#tp, this.lora, undefined, this.device, this.dtype);
-    for (const p of this.parameters()) await m.setParameter(p.name, await this.getParameter(p.name));
+  /**
+   * A new model with the same config and weights (a frozen reference, a critic's start).
+   * `trainable` (default: this model's): false makes the copy frozen — no gradient storage and, at
+   * dtype 'bf16', its matrices in bf16 only (rounded from this model's f32 masters, which a
+   * mixed-precision model's products already read, except its f32 embedding).
+   */
+  async clone(opts: { trainable?: boolean } = {}): Promise<Model> {
+    const o = options('Model.clone', 'options', opts);
+    o.known(['trainable']);
+    const trainable = o.bool('trainable', this.trainable);
+    const m = new Model(this.config, this.#tp, this.lora, undefined, this.device, this.dtype, trainable);
+    // bf16 bits where the clone stores bf16 only (no f32 round trip), f32 otherwise
+    const bits = m.#bf16Only();
+    for (const p of this.parameters())
+      if (bits.has(p.name)) await m.setParameterBf16(p.name, await this.getParameterBf16(p.name));
+      else await m.setParameter(p.name, await this.getParameter(p.name));
     m.gradientCheckpointing = this.#checkpointing;
     m.tokenizer = this.tokenizer;
     m.#loadedFrom = this.#loadedFrom;
     return m;
+  }
+
+  /**
+   * Names of the parameters stored in bf16 only (native/model/weight_store.cc allocate_storage): with
+   * dtype 'bf16', the frozen matrices — every 2-D parameter but the scalar head and the LoRA adapters,
+   * when LoRA freezes the base or the model is not trainable.
+   */
+  #bf16Only(): Set<string> {
+    if (this.dtype !== 'bf16' || (this.trainable && !this.lora)) return new Set();
+    return new Set(
+      this.parameters()
+        .filter((p) => p.shape.length === 2 && p.name !== 'score.weight' && !isAdapterTensor(p.name))
+        .map((p) => p.name),
+    );
+  }
+
+  /** @internal names of the bf16-only parameters (checkpoint I/O moves their bits without an f32 round trip) */
+  get bf16OnlyParameters(): Set<string> {
+    return this.#bf16Only();
   }
 
   /** Copies every weight from a model of the same layout (e.g. a policy into its reference). */

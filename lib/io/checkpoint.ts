@@ -13,9 +13,11 @@ import { configFromHF, configToHF, type ModelConfig } from '../engine/config.js'
 import {
   readCheckpointIndex,
   readSafetensorsHeader,
+  readTensorBf16,
   readTensorF32,
   writeCheckpointTensors,
   writeSafetensors,
+  type Bf16TensorToWrite,
   type TensorToWrite,
 } from './safetensors.js';
 import {
@@ -40,6 +42,9 @@ export interface CheckpointModel {
   parameters(): ParameterInfo[];
   getParameter(name: string): Promise<Float32Array>;
   setParameter(name: string, data: Float32Array): Promise<void>;
+  /** bf16 bits in and out (Model: a bf16-only weight moves its bits as they are; others widen / round) */
+  getParameterBf16?(name: string): Promise<Uint16Array>;
+  setParameterBf16?(name: string, bits: Uint16Array): Promise<void>;
 }
 
 /** Tensors a checkpoint may hold that no model parameter stands for. */
@@ -123,7 +128,11 @@ export async function readCheckpointWeights(model: CheckpointModel, dir: string,
         ErrorCode.FORMAT,
         `Model.load: ${entry.header.path}: tensor "${p.name}" has shape [${shape.join(', ')}], but config.json (${cfg.architecture}, hidden_size ${cfg.hidden}, vocab_size ${cfg.vocab}) needs [${p.shape.join(', ')}]`,
       );
-    await model.setParameter(p.name, await readTensorF32(entry.header, p.name));
+    // a BF16 tensor goes in as its bits (widening is exact, so the values are those of readTensorF32):
+    // a bf16 model keeps them without an f32 round trip
+    if (entry.info.dtype === 'BF16' && model.setParameterBf16)
+      await model.setParameterBf16(p.name, await readTensorBf16(entry.header, p.name));
+    else await model.setParameter(p.name, await readTensorF32(entry.header, p.name));
   }
   const fatal = missing.filter((n) => n !== 'score.weight');
   if (fatal.length)
@@ -186,12 +195,20 @@ export async function writeCheckpoint(
   const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
   const maxShardBytes = o.int('maxShardBytes', { min: 1 }, 2 ** 31);
   const merge = o.bool('mergeLora', false);
-  const tensors: TensorToWrite[] = [],
+  const tensors: Array<TensorToWrite | Bf16TensorToWrite> = [],
     adapter: TensorToWrite[] = [];
-  const byName = new Map<string, TensorToWrite>();
+  const byName = new Map<string, TensorToWrite | Bf16TensorToWrite>();
+  // BF16 (unmerged): the model's bf16 bits (a bf16-only weight's own, others rounded to nearest even as
+  // f32ToBf16 does), so a bf16 model saves without an f32 copy of its weights
+  const bits = dtype === 'BF16' && !merge && model.getParameterBf16 !== undefined;
   for (const p of model.parameters()) {
-    const t = { name: p.name, shape: p.shape, data: await model.getParameter(p.name), dtype };
-    if (isAdapterTensor(p.name)) adapter.push({ ...t, dtype: 'F32' });
+    const adapterTensor = isAdapterTensor(p.name);
+    const f32 = adapterTensor || (model.lora !== undefined && p.name === 'score.weight'); // saved F32 beside the adapter
+    const t: TensorToWrite | Bf16TensorToWrite =
+      bits && !f32
+        ? { name: p.name, shape: p.shape, data: await model.getParameterBf16!(p.name), dtype: 'BF16' }
+        : { name: p.name, shape: p.shape, data: await model.getParameter(p.name), dtype };
+    if (adapterTensor) adapter.push({ ...(t as TensorToWrite), dtype: 'F32' });
     else (tensors.push(t), byName.set(p.name, t));
   }
   if (!ctx.writer) return; // tensor parallelism over processes: another rank of the group writes
@@ -219,7 +236,8 @@ export async function writeCheckpoint(
     if (model.lora && !merge) {
       const sub = join(tmp, ADAPTER_DIR);
       await mkdir(sub, { recursive: true });
-      const score = byName.get('score.weight'); // PEFT keeps a trained head with the adapter (modules_to_save)
+      // PEFT keeps a trained head with the adapter (modules_to_save); with LoRA it is read as f32 above
+      const score = byName.get('score.weight') as TensorToWrite | undefined;
       const extra = score ? [{ ...score, name: `${ADAPTER_PREFIX}score.weight`, dtype: 'F32' as const }] : [];
       await writeSafetensors(join(sub, 'adapter_model.safetensors'), [...adapter, ...extra], { format: 'pt' });
       await writeFileAtomic(

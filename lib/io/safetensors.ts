@@ -289,6 +289,40 @@ export function readTensorF32(header: SafetensorsHeader, name: string): Promise<
   return readTensor(header, name);
 }
 
+/**
+ * Reads one BF16 tensor's bits as they are (no float32 conversion): for a bf16 model's weights.
+ * @throws RlhfError `ERR_RLHF_FORMAT` when the file has no such tensor or it is not BF16, `ERR_RLHF_IO` as readTensorF32.
+ */
+export async function readTensorBf16(header: SafetensorsHeader, name: string): Promise<Uint16Array> {
+  checkObject('readTensorBf16', 'header', header);
+  if (!(header.tensors instanceof Map))
+    throw typeError('readTensorBf16', 'header.tensors', 'a Map (a header from readSafetensorsHeader)', header.tensors);
+  checkString('readTensorBf16', 'name', name, false);
+  const info = header.tensors.get(name);
+  if (!info) throw formatError(header.path, `no tensor ${q(name)} (the file holds ${header.tensors.size})`);
+  if (info.dtype !== 'BF16') throw formatError(header.path, `tensor ${q(name)} has dtype ${info.dtype}, not BF16`);
+  return withFile(header.path, async (fh) => {
+    const bytes = await readTensorBytes(fh, header, name, info);
+    if (!LITTLE_ENDIAN) swapBytes(bytes, 2);
+    return new Uint16Array(bytes.buffer, 0, info.byteLength / 2);
+  });
+}
+
+async function readTensorBytes(
+  fh: FileHandle,
+  header: SafetensorsHeader,
+  name: string,
+  info: TensorInfo,
+): Promise<Uint8Array> {
+  const size = (await fh.stat()).size;
+  if (size !== header.fileSize)
+    throw new RlhfError(
+      ErrorCode.IO,
+      `${header.path}: the file is ${size} bytes, but was ${header.fileSize} when its header was read`,
+    );
+  return readAt(fh, header.path, info.byteOffset, info.byteLength, `tensor ${q(name)}`);
+}
+
 async function readTensor(header: SafetensorsHeader, name: string): Promise<Float32Array> {
   const info = header.tensors.get(name);
   if (!info) throw formatError(header.path, `no tensor ${q(name)} (the file holds ${header.tensors.size})`);
@@ -299,13 +333,7 @@ async function readTensor(header: SafetensorsHeader, name: string): Promise<Floa
       `${header.path}: tensor ${q(name)} has dtype ${info.dtype}; only F32, F16, BF16 and F64 convert to float32`,
     );
   return withFile(header.path, async (fh) => {
-    const size = (await fh.stat()).size;
-    if (size !== header.fileSize)
-      throw new RlhfError(
-        ErrorCode.IO,
-        `${header.path}: the file is ${size} bytes, but was ${header.fileSize} when its header was read`,
-      );
-    const bytes = await readAt(fh, header.path, info.byteOffset, info.byteLength, `tensor ${q(name)}`);
+    const bytes = await readTensorBytes(fh, header, name, info);
     if (!LITTLE_ENDIAN) swapBytes(bytes, width);
     const n = info.byteLength / width;
     switch (info.dtype) {
@@ -410,10 +438,18 @@ export interface TensorToWrite {
   dtype?: 'F32' | 'BF16' | 'F16';
 }
 
+/** A BF16 tensor given as its bits (stored as they are): a bf16 model's weights, without a float32 copy. */
+export interface Bf16TensorToWrite {
+  name: string;
+  shape: number[];
+  data: Uint16Array;
+  dtype: 'BF16';
+}
+
 interface Prepared {
   name: string;
   shape: number[];
-  data: Float32Array;
+  data: Float32Array | Uint16Array;
   dtype: 'F32' | 'BF16' | 'F16';
   byteLength: number;
 }
@@ -442,8 +478,11 @@ function prepare(fn: string, tensors: unknown): Prepared[] {
     const count = (shape as number[]).reduce((a, d) => a * d, 1);
     if (!Number.isSafeInteger(count))
       throw rangeError(fn, `${at}.shape`, 'a shape with at most 2^53 - 1 elements', shape);
-    const data = checkFloat32Array(fn, `${at}.data`, o.obj.data, { exact: count });
     const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
+    const raw = o.obj.data;
+    const bits = dtype === 'BF16' && raw instanceof Uint16Array;
+    if (bits && raw.length !== count) throw rangeError(fn, `${at}.data.length`, `${count}`, raw.length);
+    const data = bits ? raw : checkFloat32Array(fn, `${at}.data`, raw, { exact: count });
     return { name, shape: [...(shape as number[])], data, dtype, byteLength: count * (dtype === 'F32' ? 4 : 2) };
   });
 }
@@ -457,7 +496,14 @@ function checkMetadata(fn: string, path: string, metadata: unknown): Record<stri
 }
 
 function tensorBytes(t: Prepared): Uint8Array {
-  const arr = t.dtype === 'F32' ? t.data : t.dtype === 'BF16' ? f32ToBf16(t.data) : f32ToF16(t.data);
+  const arr =
+    t.data instanceof Uint16Array
+      ? t.data // bf16 bits
+      : t.dtype === 'F32'
+        ? t.data
+        : t.dtype === 'BF16'
+          ? f32ToBf16(t.data)
+          : f32ToF16(t.data);
   const view = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
   return LITTLE_ENDIAN ? view : swapBytes(view.slice(), arr.BYTES_PER_ELEMENT);
 }
@@ -488,7 +534,10 @@ function encode(fn: string, list: Prepared[], metadata: Record<string, string> |
  * length and header first (header padded with spaces to a multiple of 8), then one chunk per
  * tensor. F32 chunks are views of the callers' arrays (no copy).
  */
-export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<string, string>): Uint8Array[] {
+export function encodeSafetensors(
+  tensors: Array<TensorToWrite | Bf16TensorToWrite>,
+  metadata?: Record<string, string>,
+): Uint8Array[] {
   const fn = 'encodeSafetensors';
   return encode(fn, prepare(fn, tensors), checkMetadata(fn, 'metadata', metadata));
 }
@@ -496,7 +545,7 @@ export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<st
 /** Writes a safetensors file atomically (see {@link writeFileAtomic}). */
 export function writeSafetensors(
   path: string,
-  tensors: TensorToWrite[],
+  tensors: Array<TensorToWrite | Bf16TensorToWrite>,
   metadata?: Record<string, string>,
 ): Promise<void> {
   const fn = 'writeSafetensors';
@@ -595,7 +644,7 @@ async function readIndex(dir: string): Promise<Map<string, { header: Safetensors
  */
 export function writeCheckpointTensors(
   dir: string,
-  tensors: TensorToWrite[],
+  tensors: Array<TensorToWrite | Bf16TensorToWrite>,
   opts?: { maxShardBytes?: number; metadata?: Record<string, string> },
 ): Promise<void> {
   const fn = 'writeCheckpointTensors';

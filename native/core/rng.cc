@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "error.h"
+
 namespace rlhf {
 
 namespace {
@@ -39,10 +41,12 @@ void philox_uniform_fill(uint64_t seed, uint64_t stream, uint64_t first, float* 
   for (int64_t i = 0; i < n; ++i) out[i] = philox_uniform(seed, stream, first + static_cast<uint64_t>(i));
 }
 
-void philox_normal_fill(uint64_t seed, uint64_t stream, float mean, float stddev, float* out, int64_t n) {
+void philox_normal_fill(uint64_t seed, uint64_t stream, float mean, float stddev, float* out, int64_t n,
+                        int64_t first) {
+  RLHF_CHECK(first % 2 == 0 && first >= 0, ErrorCode::Internal, "philox_normal_fill: first must be even, got ", first);
   // Block b gives normals 2b and 2b+1 (Box-Muller on words 0/1; words 2/3 unused for clarity).
   for (int64_t i = 0; i < n; i += 2) {
-    auto w = philox4x32(seed, stream, static_cast<uint64_t>(i / 2));
+    auto w = philox4x32(seed, stream, static_cast<uint64_t>((first + i) / 2));
     double u1 = (static_cast<double>(w[0]) + 1.0) / 4294967297.0;  // (0, 1], never log(0)
     double u2 = static_cast<double>(w[1]) / 4294967296.0;
     double r = std::sqrt(-2.0 * std::log(u1));

@@ -20,6 +20,8 @@ void philox_uniform_fill(uint64_t seed, uint64_t stream, uint64_t first, float* 
 
 // Standard normal via Box-Muller on two uniforms of the same block (counter -> 2 normals per block
 // half); used for weight initialisation.
-void philox_normal_fill(uint64_t seed, uint64_t stream, float mean, float stddev, float* out, int64_t n);
+// out[j] = normal number first + j of the stream (first even: a chunk of a longer fill, same values).
+void philox_normal_fill(uint64_t seed, uint64_t stream, float mean, float stddev, float* out, int64_t n,
+                        int64_t first = 0);
 
 }  // namespace rlhf

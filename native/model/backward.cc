@@ -45,7 +45,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   gemm_weight(false, false, N, C, 2 * F, 1.0f, s.dgu, 2 * F, o.wgu, C, 0.0f, s.dh, C);
   lora_backward(l, LoraSite::kGateUp, s.h, s.dgu, 2 * F, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel gate/up: partial input gradients
-  be_->rmsnorm_backward(dx, g(o.post_norm), s.dh, a.xmid, nw(o.post_norm), a.rstd2, N, static_cast<int>(C));
+  be_->rmsnorm_backward(dx, dw(o.post_norm), s.dh, a.xmid, nw(o.post_norm), a.rstd2, N, static_cast<int>(C));
 
   // Attention: xmid = x_in + attn·Woᵀ (+ bo)   (sandwich norms: x_in + rmsnorm(attn_o), dy = d(attn_o))
   dy = sandwich_backward(o.attn_out_norm, a.attn_o, a.rstd_ao, dx, s.dh, N);
@@ -72,7 +72,7 @@ void Transformer::layer_backward(int l, float* dx, const LayerActs& a, const Bac
   gemm_weight(false, false, N, C, QW, 1.0f, s.dqkv, QW, o.wqkv, C, 0.0f, s.dh, C);
   lora_backward(l, LoraSite::kQkv, s.h, s.dqkv, QW, s.dh, N);
   sum_over_ranks(s.dh, N * C);  // column-parallel q/k/v
-  be_->rmsnorm_backward(dx, g(o.in_norm), s.dh, a.x_in, nw(o.in_norm), a.rstd1, N, static_cast<int>(C));
+  be_->rmsnorm_backward(dx, dw(o.in_norm), s.dh, a.x_in, nw(o.in_norm), a.rstd1, N, static_cast<int>(C));
 }
 
 void Transformer::qk_norm_backward(int l, const LayerActs& a, float* dqkv, int64_t N) {
@@ -102,7 +102,7 @@ const float* Transformer::sandwich_backward(int64_t norm, const float* src, cons
   if (norm < 0) return dx;
   const int64_t C = cfg_.hidden;
   be_->fill(tmp, 0.0f, N * C);
-  be_->rmsnorm_backward(tmp, g(norm), dx, src, nw(norm), rstd, N, static_cast<int>(C));
+  be_->rmsnorm_backward(tmp, dw(norm), dx, src, nw(norm), rstd, N, static_cast<int>(C));
   return tmp;
 }
 
@@ -139,6 +139,9 @@ void Transformer::lora_backward(int l, LoraSite site, const float* x, const floa
 
 void Transformer::check_backward(const BackwardInput& in) const {
   const ModelConfig& c = cfg_;
+  RLHF_CHECK(trainable_, ErrorCode::InvalidState,
+             "backward: the model was made with trainable: false (frozen: it has no gradients); "
+             "run its forward with saveForBackward: false");
   RLHF_CHECK(saved_.valid, ErrorCode::InvalidState,
              "backward: no saved activations; call forward({..., saveForBackward: true}) first");
   RLHF_CHECK(!saved_.backward_done, ErrorCode::InvalidState,
@@ -183,7 +186,7 @@ void Transformer::backward(const BackwardInput& in) {
   be_->fill(s.dx, 0.0f, N * C);
   const float* x_final = saved_.acts.as<float>() + saved_.final_off;
   const float* rstd_f = xf + N * C;
-  be_->rmsnorm_backward(s.dx, g(layout_.final_norm), dxf, x_final, nw(layout_.final_norm), rstd_f, N,
+  be_->rmsnorm_backward(s.dx, dw(layout_.final_norm), dxf, x_final, nw(layout_.final_norm), rstd_f, N,
                         static_cast<int>(C));
   for (int l = c.layers - 1; l >= 0; --l) {
     const LayerActs a =

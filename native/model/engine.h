@@ -59,6 +59,10 @@ class Engine {
   virtual void read_parameter(const ParamView& v, bool grad, float* out) = 0;
   // parameter `v` ← data (v.size), cut into shards where sharded.
   virtual void write_parameter(const ParamView& v, const float* data) = 0;
+  // The same as bf16 bits (out/data: v.size): read rounds to nearest even, write widens; a model
+  // storing `v` in bf16 moves the bits as they are (Transformer, bf16-only weights).
+  virtual void read_parameter_bf16(const ParamView& v, uint16_t* out);
+  virtual void write_parameter_bf16(const ParamView& v, const uint16_t* data);
   virtual OptimizerView optimizer_view() = 0;
 };
 

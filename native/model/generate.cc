@@ -124,8 +124,7 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
                   *len_d = staged.to_device(q_len);
     const int32_t* pos_d = staged.to_device(pos);
     float* x = a.x_in;
-    be_->embedding_forward(x, w(layout_.embed), staged.to_device(tokens), N, V, static_cast<int>(C),
-                           shard_.vocab_begin);
+    embed_tokens(x, staged.to_device(tokens), N);
     sum_over_ranks(x, N * C);
     scale_embeddings(x, N);
     for (int l = 0; l < c.layers; ++l) {

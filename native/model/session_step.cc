@@ -44,8 +44,7 @@ void GenerationSession::run(const std::vector<Seq*>& seqs, int64_t T, const std:
 
   const LayerActs& a = acts_;
   float* x = a.x_in;
-  be->embedding_forward(x, m_.w(m_.layout_.embed), staged.to_device(tokens), N, V, static_cast<int>(C),
-                        m_.shard_.vocab_begin);
+  m_.embed_tokens(x, staged.to_device(tokens), N);
   m_.sum_over_ranks(x, N * C);
   m_.scale_embeddings(x, N);
   for (int l = 0; l < c.layers; ++l) {

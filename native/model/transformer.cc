@@ -43,15 +43,14 @@ void check_backend_supports(const Backend& be, const ModelConfig& c) {
 }
 }  // namespace
 
-Transformer::Transformer(const ModelConfig& config, float* params, float* grads, std::shared_ptr<Backend> backend)
+Transformer::Transformer(const ModelConfig& config, float* params, float* grads, std::shared_ptr<Backend> backend,
+                         const WeightStorage& storage)
     : cfg_((validate_config(config), config)),
       layout_(build_layout(cfg_)),
       backend_(backend ? std::move(backend) : make_backend(Device::Cpu)),
       be_(backend_.get()),
-      params_(params ? 0 : static_cast<size_t>(layout_.total) * sizeof(float), true, be_->device()),
-      grads_(grads ? 0 : static_cast<size_t>(layout_.total) * sizeof(float), true, be_->device()),
-      params_ptr_(params ? params : params_.as<float>()),
-      grads_ptr_(grads ? grads : grads_.as<float>()),
+      params_ptr_(params),
+      grads_ptr_(grads),
       rope_(cfg_.rotary_dim, cfg_.rope_theta, cfg_.rope_interleaved, cfg_.rope_inv_freq, cfg_.rope_attention_scaling,
             cfg_.rope_position_limit),
       rope_local_(cfg_.rotary_dim, cfg_.rope_local_theta > 0 ? cfg_.rope_local_theta : cfg_.rope_theta,
@@ -59,6 +58,7 @@ Transformer::Transformer(const ModelConfig& config, float* params, float* grads,
   RLHF_CHECK(!(params || grads) || be_->device() == Device::Cpu, ErrorCode::Internal,
              "Transformer: external parameter storage is host memory");
   check_backend_supports(*be_, cfg_);
+  allocate_storage(storage, params != nullptr, grads != nullptr);
   if (cfg_.norm_offset != 0.0f)  // (offset + w) of every norm weight lives in norm_shadow_
     for (const ParamView& v : layout_.views)
       if (v.name.find("norm") != std::string::npos) {
@@ -79,7 +79,7 @@ void Transformer::scale_embeddings(float* x, int64_t N) {
 
 void Transformer::refresh_norm_shadow() {
   for (const auto& [off, at, size] : norm_shadow_views_)
-    for (int64_t i = 0; i < size; ++i) norm_shadow_[at + i] = cfg_.norm_offset + params_ptr_[off + i];
+    for (int64_t i = 0; i < size; ++i) norm_shadow_[at + i] = cfg_.norm_offset + w(off)[i];
 }
 
 float* Transformer::nw(int64_t offset) {
@@ -125,49 +125,6 @@ void init_parameter(const ParamView& v, uint64_t index, uint64_t seed, float std
     philox_normal_fill(seed, index, 0.0f, std, p, v.size);
 }
 
-void Transformer::init_random(uint64_t seed, float std) {
-  RLHF_CHECK(std::isfinite(std) && std >= 0, ErrorCode::OutOfRange, "init: std must be finite and >= 0, got ", std);
-  const auto& views = layout_.views;
-  Buffer host(device() == Device::Cpu ? 0 : static_cast<size_t>(layout_.total) * sizeof(float), false);
-  float* p = device() == Device::Cpu ? params() : host.as<float>();  // initialised on the host
-  parallel_for(static_cast<int64_t>(views.size()), 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i)
-      init_parameter(views[i], static_cast<uint64_t>(i), seed, std, p + views[i].offset, 1.0f - cfg_.norm_offset);
-  });
-  if (p != params()) be_->copy(params(), device(), p, Device::Cpu, sizeof(float) * layout_.total);
-  bf16_stale_ = true;
-}
-
-void Transformer::read_parameter(const ParamView& v, bool grad, float* out) {
-  be_->copy(out, Device::Cpu, (grad ? grads() : params()) + v.offset, device(), sizeof(float) * v.size);
-}
-
-void Transformer::write_parameter(const ParamView& v, const float* data) {
-  be_->copy(params() + v.offset, device(), data, Device::Cpu, sizeof(float) * v.size);
-  bf16_stale_ = true;
-}
-
-void Transformer::set_weight_dtype(DType dtype) {
-  RLHF_CHECK(dtype == DType::F32 || dtype == DType::BF16, ErrorCode::InvalidArgument,
-             "model: dtype must be 'f32' or 'bf16', got '", dtype_name(dtype), "'");
-  if (dtype == DType::BF16) {
-    RLHF_CHECK(device() == Device::Cpu, ErrorCode::Unsupported, "model: the ", device_name(device()),
-               " backend has no gemm_bf16 (bf16 weights) kernel yet; use device 'cpu' for dtype 'bf16'");
-    RLHF_CHECK(!sharded(), ErrorCode::Unsupported, "model: dtype 'bf16' is not supported with tensor parallelism");
-  }
-  weight_dtype_ = dtype;
-  params_bf16_ = Buffer();
-  bf16_stale_ = true;
-}
-
-void Transformer::refresh_bf16() {
-  if (weight_dtype_ != DType::BF16 || !bf16_stale_) return;
-  if (params_bf16_.bytes() == 0)
-    params_bf16_ = Buffer(static_cast<size_t>(std::max<int64_t>(1, layout_.total)) * sizeof(uint16_t), false);
-  be_->round_to_bf16(params(), params_bf16_.as<uint16_t>(), layout_.total);
-  bf16_stale_ = false;
-}
-
 void Transformer::gemm_weight(bool trans_a, bool trans_w, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                               int64_t lda, int64_t offset, int64_t ldw, float beta, float* C, int64_t ldc) {
   if (weight_dtype_ == DType::BF16) {
@@ -200,22 +157,6 @@ void Transformer::pack_weights(PackedWeights* packed) {
   pack(C, V, layout_.lm_head, &packed->lm_head);
 }
 
-OptimizerView Transformer::optimizer_view() {
-  bf16_stale_ = true;  // the caller (AdamW) is about to update the masters
-  OptimizerView o;
-  o.backend = be_;
-  const int64_t begin = layout_.trainable_begin;  // 0 unless LoRA freezes the base
-  o.params = params() + begin, o.grads = grads() + begin, o.size = layout_.total - begin;
-  for (const auto& v : layout_.views) {
-    if (v.offset < begin) continue;
-    if (!o.segments.empty() && o.segments.back().weight_decay_scale == v.weight_decay_scale)
-      o.segments.back().length += v.size;
-    else
-      o.segments.push_back({v.offset - begin, v.size, v.weight_decay_scale});
-  }
-  return o;
-}
-
 float* Transformer::lora_scratch(int64_t N) {
   return static_cast<float*>(
       grow_buffer(lora_buf_, static_cast<size_t>(2 * N * cfg_.lora_rank) * sizeof(float), be_->device()));
@@ -231,8 +172,6 @@ void Transformer::lora_forward(int l, LoraSite site, const float* x, int64_t N, 
     be_->gemm(false, true, N, ad.out, r, cfg_.lora_scale(), t, r, w(ad.b), r, 1.0f, out + ad.out_begin, ld_out);
   }
 }
-
-void Transformer::zero_grad() { be_->fill(grads(), 0.0f, layout_.total); }
 
 int64_t Transformer::activation_floats_per_token_per_layer(const ModelConfig& c) {
   return 2 * int64_t(c.hidden) + 2 + c.qkv_width() + c.heads + int64_t(c.heads) * c.head_dim + 2 * int64_t(c.ffn) +
@@ -433,7 +372,7 @@ void Transformer::forward(const ForwardInput& in, const ForwardOutput& out) {
     x_other = sa.gu + N * 2 * c.ffn;
   }
   x = in.save ? saved_layer(0).x_in : sa.x_in;
-  be_->embedding_forward(x, w(layout_.embed), tokens, N, c.vocab, static_cast<int>(C), shard_.vocab_begin);
+  embed_tokens(x, tokens, N);
   sum_over_ranks(x, N * C);
   scale_embeddings(x, N);
   for (int l = 0; l < c.layers; ++l) {

@@ -1,5 +1,6 @@
-// The transformer: parameters and gradients in two flat fp32 buffers (named views: layout.h),
-// forward to per-token heads, backward from per-token gradients, KV-cached generation.
+// The transformer: parameters and gradients in flat fp32 buffers (named views: layout.h; frozen
+// bf16 matrices in a bf16 store, WeightStorage below), forward to per-token heads, backward from
+// per-token gradients, KV-cached generation.
 //
 // Shapes: B sequences × T positions, N = B·T rows (row-major, row r = b·T + t); C hidden; V vocab.
 //   forward:  tokens (N) → logprobs (N) of targets (N, −1 = none), entropy (N), values (N)
@@ -98,12 +99,26 @@ struct GenerateResult {
   std::vector<bool> stopped;  // true: ended on a stop token; false: length
 };
 
+// How an owned Transformer stores its weights (weight_store.cc). dtype F32: f32 parameters. BF16:
+// the weight products run the bf16 GEMM (set_weight_dtype); weight matrices that train keep f32
+// masters beside their bf16 copy (mixed precision), and the frozen ones (every matrix of a LoRA
+// base, and of a model with trainable = false: the embedding, the projections, an untied LM head)
+// exist only in bf16 ("bf16-only": no f32 copy is ever allocated; reads widen exactly, writes
+// round to nearest even). trainable = false: a frozen model (reference, reward model for scoring):
+// no gradient storage, backward and optimizer_view refuse. Gradients are stored only for what
+// trains: [layout.trainable_begin, total) (the adapters and a scalar head under LoRA).
+struct WeightStorage {
+  DType dtype = DType::F32;
+  bool trainable = true;
+};
+
 class Transformer final : public Engine {
  public:
   // params/grads: external storage of num_params() floats each (a tensor-parallel model keeps its
   // shards in one buffer; CPU only); null: owned, on the backend's device. backend null: the CPU's.
+  // storage: see WeightStorage (owned storage only; external storage is whole f32).
   explicit Transformer(const ModelConfig& config, float* params = nullptr, float* grads = nullptr,
-                       std::shared_ptr<Backend> backend = nullptr);
+                       std::shared_ptr<Backend> backend = nullptr, const WeightStorage& storage = {});
   Device device() const { return be_->device(); }
   void set_shard(const ShardInfo& shard) { shard_ = shard; }
 
@@ -113,24 +128,41 @@ class Transformer final : public Engine {
   // parameters, re-rounded from the masters before the first forward/generate after they may have
   // changed (init_random, write_parameter, optimizer_view, weights_changed). Norms, biases,
   // embeddings, LoRA adapters and all gradients stay f32. Throws Unsupported on other backends.
+  // Frozen matrices under WeightStorage{BF16} have no master: the bf16 store is their only copy.
+  // A model with bf16-only weights (WeightStorage) keeps its dtype: changing it throws InvalidState.
   void set_weight_dtype(DType dtype);
   DType weight_dtype() const { return weight_dtype_; }
   void weights_changed() { bf16_stale_ = true; }  // params() were written directly
+  // Bytes held: the f32 parameter store (bf16-only matrices not in it), the bf16 weights (masters'
+  // copy or the only store), the gradient store (what trains, and the frozen norms' sink).
+  int64_t parameter_bytes() const { return static_cast<int64_t>(params_.bytes()); }
   int64_t weight_copy_bytes() const { return static_cast<int64_t>(params_bf16_.bytes()); }
+  int64_t gradient_bytes() const { return static_cast<int64_t>(grads_.bytes() + dw_sink_.bytes()); }
+  bool trainable() const { return trainable_; }
+  bool bf16_only(const ParamView& v) const;  // v's only copy is bf16
 
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   int64_t num_params() const { return layout_.total; }
-  float* params() { return params_ptr_; }  // device memory (device())
+  // Device memory (device()). params(): num_params() floats, except with bf16-only matrices (then
+  // only the f32-stored views, in layout order). grads(): parameters [grad_begin(), total).
+  float* params() { return params_ptr_; }
   float* grads() { return grads_ptr_; }
+  int64_t grad_begin() const { return grad_begin_; }
 
   // Engine (a Transformer that is not a shard is its own full model)
   const ModelConfig& full_config() const override { return cfg_; }
   const std::vector<ParamView>& full_views() const override { return layout_.views; }
   int64_t full_num_params() const override { return layout_.total; }
   int tensor_parallel() const override { return 1; }
+  // A frozen parameter's gradient reads as zeros; a bf16-only parameter reads widened (exact) and
+  // is written rounded to bf16 (nearest even).
   void read_parameter(const ParamView& v, bool grad, float* out) override;
   void write_parameter(const ParamView& v, const float* data) override;
+  // bf16 bits straight in and out of a bf16-only parameter (no f32 round trip); other
+  // parameters round on read and widen on write.
+  void read_parameter_bf16(const ParamView& v, uint16_t* out) override;
+  void write_parameter_bf16(const ParamView& v, const uint16_t* data) override;
   OptimizerView optimizer_view() override;
 
   // init_parameter() for every view (stream = view index).
@@ -188,7 +220,12 @@ class Transformer final : public Engine {
   LayerActs layer_slots(float* base, int64_t N) const;
   // Checkpointed backward: layer l's activations recomputed from its saved input into `base`.
   LayerActs recompute_layer(int l, float* base, float* x_out, const BackScratch& s);
-  float* w(int64_t offset) { return params_ptr_ + offset; }
+  // The f32 parameter at layout `offset` (never of a bf16-only matrix: Internal error).
+  float* w(int64_t offset) { return params_ptr_ + (f32_at_.empty() ? offset : f32_offset(offset)); }
+  int64_t f32_offset(int64_t offset) const;  // layout offset -> offset in the compact f32 store
+  // x (N, C) ← embedding rows of tokens (zero rows outside this rank's vocabulary); reads the bf16
+  // table (widened) when the embedding is bf16-only.
+  void embed_tokens(float* x, const int32_t* tokens, int64_t N);
   // Tensor-parallel pieces (no-ops / plain paths when not a shard); tensor_parallel.cc.
   bool sharded() const { return shard_.comm != nullptr; }
   int64_t vocab_total() const { return sharded() ? shard_.full_vocab : cfg_.vocab; }
@@ -207,7 +244,7 @@ class Transformer final : public Engine {
   // Its backward, dy the gradient of the site's output: the adapters' gradients accumulate and
   // dx (N × in) += dt·A (dt = s·dy·B).
   void lora_backward(int l, LoraSite site, const float* x, const float* dy, int64_t ld_dy, float* dx, int64_t N);
-  bool frozen_base() const { return cfg_.lora_rank > 0; }
+  bool frozen_base() const { return cfg_.lora_rank > 0 || !trainable_; }
   bool adapters_on_ = true;        // set by each forward / generate call
   Buffer lora_buf_;                // t and dt (N × rank each) of the adapter being computed
   float* lora_scratch(int64_t N);  // lora_buf_ grown to 2·N·rank floats
@@ -223,9 +260,21 @@ class Transformer final : public Engine {
   void pack_weights(PackedWeights* out);
   void refresh_bf16();  // params_bf16_ ← bf16(params) when stale
   DType weight_dtype_ = DType::F32;
-  Buffer params_bf16_;  // num_params() bf16 values when weight_dtype_ is BF16
+  // BF16: the bf16 weights at their layout offsets: num_params() values (mixed precision), or the
+  // frozen prefix [0, trainable_begin) under LoRA with bf16-only matrices
+  Buffer params_bf16_;
   bool bf16_stale_ = true;
-  float* g(int64_t offset) { return grads_ptr_ + offset; }
+  float* g(int64_t offset) { return grads_ptr_ + (offset - grad_begin_); }  // offset >= grad_begin_
+  // A norm's weight-gradient destination: g(offset), or a sink when the norm is frozen.
+  float* dw(int64_t offset) { return offset >= grad_begin_ ? g(offset) : dw_sink_.as<float>(); }
+  void allocate_storage(const WeightStorage& storage, bool external_params, bool external_grads);
+  bool trainable_ = true;
+  int64_t grad_begin_ = 0;
+  // bf16-only storage: per view (layout order), its offset in the compact f32 store, −1 when
+  // bf16-only; empty when every parameter has an f32 copy (w(offset) = params + offset).
+  std::vector<int64_t> f32_at_;
+  std::vector<int64_t> view_offsets_;  // views' layout offsets (ascending), for f32_offset
+  Buffer dw_sink_;                     // frozen norms' discarded weight gradients (max norm size)
 
   ModelConfig cfg_;
   ParamLayout layout_;

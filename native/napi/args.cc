@@ -148,10 +148,9 @@ Napi::Int32Array get_i32(const Napi::Object& obj, const char* fn, const char* na
 namespace rlhf {
 namespace napi {
 
-Napi::Float32Array external_f32(Napi::Env env, Buffer&& buffer, size_t n) {
-  if (n == 0) return Napi::Float32Array::New(env, 0);
+namespace {
+Napi::ArrayBuffer external_bytes(Napi::Env env, Buffer&& buffer, size_t bytes) {
   auto* owned = new Buffer(std::move(buffer));
-  const size_t bytes = n * sizeof(float);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
       env, owned->data(), bytes,
       [](Napi::Env e, void*, Buffer* b) {
@@ -160,7 +159,18 @@ Napi::Float32Array external_f32(Napi::Env env, Buffer&& buffer, size_t n) {
       },
       owned);
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(owned->bytes()));
-  return Napi::Float32Array::New(env, n, ab, 0);
+  return ab;
+}
+}  // namespace
+
+Napi::Float32Array external_f32(Napi::Env env, Buffer&& buffer, size_t n) {
+  if (n == 0) return Napi::Float32Array::New(env, 0);
+  return Napi::Float32Array::New(env, n, external_bytes(env, std::move(buffer), n * sizeof(float)), 0);
+}
+
+Napi::Uint16Array external_u16(Napi::Env env, Buffer&& buffer, size_t n) {
+  if (n == 0) return Napi::Uint16Array::New(env, 0);
+  return Napi::Uint16Array::New(env, n, external_bytes(env, std::move(buffer), n * sizeof(uint16_t)), 0);
 }
 
 }  // namespace napi

@@ -56,5 +56,6 @@ namespace napi {
 // Hands a native buffer holding n floats to JS as a Float32Array over an external ArrayBuffer
 // (no copy; freed by the ArrayBuffer's finalizer). Reports the bytes to V8.
 Napi::Float32Array external_f32(Napi::Env env, Buffer&& buffer, size_t n);
+Napi::Uint16Array external_u16(Napi::Env env, Buffer&& buffer, size_t n);  // bf16 bits
 }  // namespace napi
 }  // namespace rlhf

@@ -14,7 +14,9 @@
 //   zeroGrad() -> Promise<void>
 //   generate({prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens, staticBatch?})
 //       -> Promise<{tokens: Int32Array[], logprobs: Float32Array[], stopped: boolean[]}>
-//   readParameter(name, 'param' | 'grad') -> Promise<Float32Array>;  writeParameter(name, data) -> Promise<void>
+//   readParameter(name, 'param' | 'grad') -> Promise<Float32Array>; readParameter(name, 'bf16') -> Promise<Uint16Array>
+//   writeParameter(name, data: Float32Array | Uint16Array of bf16 bits) -> Promise<void>
+//   storageBytes: {parameters, weightCopy, gradients} bytes held (config.dtype, config.trainable: transformer.h)
 //   releaseActivations(); setGradientCheckpointing(bool); activationBytes; numParameters; dispose()
 //   tensorParallelRank: this process's rank in its MPI tensor-parallel group (0 otherwise)
 // Inputs are copied on the main thread, so JS may reuse its arrays as soon as the call returns.
@@ -137,6 +139,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod("dispose", &ModelWrap::dispose),
          InstanceAccessor("numParameters", &ModelWrap::num_parameters, nullptr),
          InstanceAccessor("activationBytes", &ModelWrap::activation_bytes, nullptr),
+         InstanceAccessor("storageBytes", &ModelWrap::storage_bytes, nullptr),
          InstanceAccessor("tensorParallelRank", &ModelWrap::tensor_parallel_rank, nullptr)});
   }
 
@@ -144,6 +147,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     try {
       Napi::Object cfg = arg_object(info, 0, "Model: config");
+      // dtype: the weights' compute type ('f32' default; 'bf16': bf16 GEMMs, bf16-only frozen
+      // matrices, transformer.h WeightStorage); trainable false: a frozen model without gradients
+      const std::string dtype = cfg.Get("dtype").IsUndefined() ? "f32" : get_string(cfg, "Model", "dtype");
+      if (dtype != "f32" && dtype != "bf16")
+        throw Error(ErrorCode::InvalidArgument, "Model: dtype must be 'f32' or 'bf16', got '" + dtype + "'");
+      model::WeightStorage storage;
+      storage.dtype = dtype == "bf16" ? DType::BF16 : DType::F32;
+      storage.trainable = get_bool_or(cfg, "Model", "trainable", true);
       const int tp = static_cast<int>(get_int_or(cfg, "Model", "tensorParallel", 1, 64, 1));
       const std::string device = cfg.Get("device").IsUndefined() ? "cpu" : get_string(cfg, "Model", "device");
       if (device != "cpu" && device != "cuda")
@@ -162,7 +173,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                    layout ? "it was split into groups of " + std::to_string(layout) : std::string("it was not split"));
         MpiGroup& g = MpiGroup::tensor_parallel();
         if (tp == 1)
-          model_ = std::make_unique<model::Transformer>(read_config(cfg));
+          model_ = std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr, nullptr, storage);
         else {
           auto pm = std::make_unique<model::ProcessTensorParallelModel>(
               read_config(cfg), &g, [&g](double* x, int64_t n) { g.all_reduce_sum_f64(x, n); });
@@ -171,22 +182,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         }
       } else if (device == "cuda") {
         RLHF_CHECK(tp == 1, ErrorCode::Unsupported, "Model: tensorParallel > 1 runs on the CPU only");
-        model_ =
-            std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr, model::make_backend(Device::Cuda));
+        model_ = std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr,
+                                                      model::make_backend(Device::Cuda), storage);
       } else if (tp > 1)
         model_ = std::make_unique<model::TensorParallelModel>(read_config(cfg), tp,
                                                               std::max(1, default_thread_count() / tp));
       else
-        model_ = std::make_unique<model::Transformer>(read_config(cfg));
-      // dtype: the weights' compute type ('f32' default; 'bf16': mixed precision, transformer.h)
-      const std::string dtype = cfg.Get("dtype").IsUndefined() ? "f32" : get_string(cfg, "Model", "dtype");
-      if (dtype != "f32" && dtype != "bf16")
-        throw Error(ErrorCode::InvalidArgument, "Model: dtype must be 'f32' or 'bf16', got '" + dtype + "'");
-      if (dtype == "bf16") {
-        auto* t = dynamic_cast<model::Transformer*>(model_.get());
-        RLHF_CHECK(t != nullptr, ErrorCode::Unsupported,
+        model_ = std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr, nullptr, storage);
+      if (!dynamic_cast<model::Transformer*>(model_.get())) {
+        RLHF_CHECK(dtype == "f32", ErrorCode::Unsupported,
                    "Model: dtype 'bf16' is not supported with tensorParallel > 1");
-        t->set_weight_dtype(DType::BF16);
+        RLHF_CHECK(storage.trainable, ErrorCode::Unsupported,
+                   "Model: trainable: false is not supported with tensorParallel > 1");
       }
     } catch (const Error& e) {
       throw make_js_error(env, e.code(), e.what());
@@ -194,10 +201,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       throw make_js_error(env, ErrorCode::OutOfMemory, "Model: out of memory allocating the parameters");
     }
     // parameters + gradients (a tensor-parallel model's shards hold replicas: its optimizer view is larger)
-    reported_ = 2 *
-                (model_->tensor_parallel() > 1 ? std::max(model_->optimizer_view().size, model_->full_num_params())
-                                               : model_->full_num_params()) *
-                static_cast<int64_t>(sizeof(float));
+    if (auto* t = dynamic_cast<model::Transformer*>(model_.get()))
+      reported_ = t->parameter_bytes() + t->weight_copy_bytes() + t->gradient_bytes();
+    else
+      reported_ =
+          2 * std::max(model_->optimizer_view().size, model_->full_num_params()) * static_cast<int64_t>(sizeof(float));
     Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
   }
 
@@ -434,10 +442,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         throw_expected_type(info.Env(), "Model.readParameter: name", "a string",
                             info.Length() > 0 ? info[0] : info.Env().Undefined());
       const model::ParamView& v = find_view(info[0].As<Napi::String>().Utf8Value());
-      const bool grad = info.Length() > 1 && info[1].IsString() && info[1].As<Napi::String>().Utf8Value() == "grad";
+      const std::string what =
+          info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : std::string("param");
+      if (what != "param" && what != "grad" && what != "bf16")
+        throw_expected_type(info.Env(), "Model.readParameter: what", "'param', 'grad' or 'bf16'", info[1]);
       const model::ParamView* view = &v;
       const size_t n = static_cast<size_t>(v.size);
       auto buf = std::make_shared<Buffer>();
+      if (what == "bf16")  // Uint16Array of bf16 bits
+        return AsyncJob::queue(
+            info.Env(), "rlhf.model.readParameter",
+            [=] {
+              *buf = Buffer(n * sizeof(uint16_t), false);
+              m->read_parameter_bf16(*view, buf->as<uint16_t>());
+            },
+            [=](Napi::Env env) -> Napi::Value { return external_u16(env, std::move(*buf), n); }, {Value()}, busy_);
+      const bool grad = what == "grad";
       return AsyncJob::queue(
           info.Env(), "rlhf.model.readParameter",
           [=] {
@@ -448,6 +468,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
+  // writeParameter(name, data): data a Float32Array, or a Uint16Array of bf16 bits
   Napi::Value write_parameter(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("writeParameter");
@@ -456,17 +477,37 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                             info.Length() > 0 ? info[0] : info.Env().Undefined());
       const std::string name = info[0].As<Napi::String>().Utf8Value();
       const model::ParamView& v = find_view(name);
+      const model::ParamView* view = &v;
+      const std::string expected = std::to_string(v.size) + " elements (parameter \"" + name + "\")";
+      if (info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array) {
+        auto bits = info[1].As<Napi::Uint16Array>();
+        if (static_cast<int64_t>(bits.ElementLength()) != v.size)
+          throw_expected_range(info.Env(), "Model.writeParameter: data", "a Uint16Array of bf16 bits, " + expected,
+                               bits);
+        const uint16_t* src = bits.Data();
+        return AsyncJob::queue(
+            info.Env(), "rlhf.model.writeParameter", [=] { m->write_parameter_bf16(*view, src); }, nullptr,
+            {Value(), bits}, busy_);
+      }
       auto data = as_f32(info.Env(), info[1], "Model.writeParameter: data", 0);
       if (static_cast<int64_t>(data.ElementLength()) != v.size)
-        throw_expected_range(info.Env(), "Model.writeParameter: data",
-                             "a Float32Array of " + std::to_string(v.size) + " elements (parameter \"" + name + "\")",
-                             data);
-      const model::ParamView* view = &v;
+        throw_expected_range(info.Env(), "Model.writeParameter: data", "a Float32Array of " + expected, data);
       const float* src = data.Data();
       return AsyncJob::queue(
           info.Env(), "rlhf.model.writeParameter", [=] { m->write_parameter(*view, src); }, nullptr, {Value(), data},
           busy_);
     });
+  }
+
+  // {parameters, weightCopy, gradients}: bytes of the f32 store, the bf16 weights, the gradients
+  Napi::Value storage_bytes(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    auto* t = dynamic_cast<model::Transformer*>(model_.get());
+    const int64_t full = model_ ? model_->full_num_params() * static_cast<int64_t>(sizeof(float)) : 0;
+    o.Set("parameters", static_cast<double>(t ? t->parameter_bytes() : full));
+    o.Set("weightCopy", static_cast<double>(t ? t->weight_copy_bytes() : 0));
+    o.Set("gradients", static_cast<double>(t ? t->gradient_bytes() : full));
+    return o;
   }
 
   Napi::Value release_activations(const Napi::CallbackInfo& info) {

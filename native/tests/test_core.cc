@@ -1,5 +1,6 @@
 // native/core: Philox known-answer vectors, RNG purity, thread pool split/exceptions/nesting,
 // dtype conversions, error codes.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -43,6 +44,14 @@ TEST(rng_is_a_pure_function_of_seed_stream_counter) {
   for (float x : nrm) s += x, s2 += double(x) * x;
   CHECK_NEAR(s / nrm.size(), 0.0, 0.05, 0);
   CHECK_NEAR(std::sqrt(s2 / nrm.size()), 2.0, 0.05, 0);
+  // a fill from an even `first` continues the stream: chunks of 6 and 7 rebuild the whole fill
+  std::vector<float> chunked(nrm.size());
+  for (size_t k = 0; k < nrm.size(); k += 6)
+    philox_normal_fill(1, 0, 0.0f, 2.0f, chunked.data() + k, std::min<int64_t>(6, nrm.size() - k), k);
+  CHECK(std::memcmp(chunked.data(), nrm.data(), nrm.size() * sizeof(float)) == 0);
+  std::vector<float> odd_tail(7);
+  philox_normal_fill(1, 0, 0.0f, 2.0f, odd_tail.data(), 7, 19992);
+  CHECK(std::memcmp(odd_tail.data(), nrm.data() + 19992, 7 * sizeof(float)) == 0);
 }
 
 TEST(thread_pool_static_split_and_order) {

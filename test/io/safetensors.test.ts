@@ -15,6 +15,7 @@ import {
   f32ToF16,
   readCheckpointIndex,
   readSafetensorsHeader,
+  readTensorBf16,
   readTensorF32,
   writeCheckpointTensors,
   writeSafetensors,
@@ -636,4 +637,25 @@ t.test('fuzz: mutated files load or fail with ERR_RLHF_FORMAT / ERR_RLHF_IO, not
   t.ok(variants.length >= 300, `${variants.length} variants`);
   t.same(unexpected, [], 'only FORMAT/IO errors naming the file; truncations always fail, data flips always load');
   t.ok(outcomes.format > 150 && outcomes.ok > 40, `outcomes: ${JSON.stringify(outcomes)}`);
+});
+
+t.test('BF16 bits: written as given, read back as they are; only BF16 tensors read as bits', async (t) => {
+  // every class of bf16: ±0, subnormal, normal, ±Inf, a NaN with a payload (kept, not quieted)
+  const bits = Uint16Array.from([0x0000, 0x8000, 0x0001, 0x3f80, 0xc049, 0x7f80, 0xff80, 0x7f81, 0x7fc3]);
+  const path = fresh();
+  await writeSafetensors(path, [
+    { name: 'b', shape: [3, 3], data: bits, dtype: 'BF16' },
+    { name: 'f', shape: [2], data: Float32Array.from([1.5, -2]) },
+  ]);
+  const h = await readSafetensorsHeader(path);
+  t.same(h.tensors.get('b')!.dtype, 'BF16');
+  t.same([...(await readTensorBf16(h, 'b'))], [...bits], 'bits as written');
+  t.ok(bitwiseEqual(await readTensorF32(h, 'b'), bf16ToF32(bits)), 'readTensorF32 widens the same bits');
+  await t.rejects(readTensorBf16(h, 'f'), { name: 'RlhfError', message: /tensor "f" has dtype F32, not BF16/ });
+  await t.rejects(readTensorBf16(h, 'zz'), /no tensor "zz"/);
+  await t.rejects(
+    async () => writeSafetensors(fresh(), [{ name: 'b', shape: [4], data: bits, dtype: 'BF16' }]),
+    /tensors\[0\]\.data\.length/,
+    'a length that does not match the shape is named',
+  );
 });
