@@ -55,6 +55,13 @@ export interface SessionResult {
   finishReason: 'stop' | 'length' | 'cancelled';
 }
 
+/** Tokens a running request generated since the previous {@link GenerationSession.progress} call. */
+export interface SessionProgress {
+  id: number;
+  tokens: Int32Array;
+  logprobs: Float32Array;
+}
+
 export interface SessionStepReport {
   decodeRows: number;
   prefillTokens: number;
@@ -150,6 +157,15 @@ export class GenerationSession {
       logprobs: r.logprobs,
       finishReason: r.cancelled ? 'cancelled' : r.stopped ? 'stop' : 'length',
     }));
+  }
+
+  /**
+   * The tokens each running request generated since the previous call (for streaming), in
+   * admission order. A request's last tokens may come only through collect(), whose results hold
+   * the whole generation.
+   */
+  progress(): SessionProgress[] {
+    return this.#native.progress();
   }
 
   /** Steps until nothing waits or runs; returns everything collected meanwhile. */

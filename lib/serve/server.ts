@@ -2,7 +2,8 @@
  * An OpenAI-compatible HTTP server for one model: GET /v1/models, POST /v1/chat/completions and
  * POST /v1/completions (JSON or server-sent events), GET /health. Loopback by default; with an API
  * key every /v1 route needs `Authorization: Bearer <key>`. Requests go to a {@link Scheduler} that
- * batches them into the model's generate calls; a client that disconnects cancels its request.
+ * decodes them together in the steps of one GenerationSession (continuous batching; generate
+ * chunks for models the session refuses); a client that disconnects cancels its request.
  */
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

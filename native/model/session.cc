@@ -305,6 +305,21 @@ std::vector<SessionOutput> GenerationSession::collect() {
   return r;
 }
 
+std::vector<SessionOutput> GenerationSession::progress() {
+  std::vector<SessionOutput> r;
+  for (int64_t id : running_) {
+    Seq& s = seqs_.at(id);
+    if (s.out.tokens.size() == s.reported) continue;
+    SessionOutput o;
+    o.id = s.id;
+    o.tokens.assign(s.out.tokens.begin() + s.reported, s.out.tokens.end());
+    o.logprobs.assign(s.out.logprobs.begin() + s.reported, s.out.logprobs.end());
+    s.reported = s.out.tokens.size();
+    r.push_back(std::move(o));
+  }
+  return r;
+}
+
 SessionStats GenerationSession::stats() const {
   SessionStats s = counters_;
   s.block_size = opt_.block_size;

@@ -104,8 +104,13 @@ class GenerationSession {
   // Queues a request (validated: throws OutOfRange naming the field); returns its id (0, 1, ...).
   int64_t add_request(SessionRequest request);
   StepReport step();
-  // Finished (or cancelled) requests since the last collect, in the order they finished.
+  // Finished (or cancelled) requests since the last collect, in the order they finished; tokens
+  // and logprobs are the whole generation (what progress() reported included).
   std::vector<SessionOutput> collect();
+  // For every running request with tokens generated since its previous progress report, those new
+  // tokens and logprobs only (stopped/cancelled false), in admission order. A request's last
+  // tokens may come only through collect() (it ends in the step that produces them).
+  std::vector<SessionOutput> progress();
   // Ends a waiting or running request and frees its blocks; false when the id is not active.
   bool cancel(int64_t id);
   bool idle() const { return waiting_.empty() && running_.empty(); }
@@ -127,6 +132,7 @@ class GenerationSession {
     int64_t leader = -1;         // Following: the sequence it shares the prefill of
     std::vector<int64_t> followers;
     SessionOutput out;
+    size_t reported = 0;  // out.tokens already returned by progress()
   };
   struct CachedBlock {  // a full prompt block in the prefix cache
     uint64_t parent = 0;
