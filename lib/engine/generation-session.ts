@@ -79,7 +79,10 @@ export interface GenerationSessionStats {
   blockBytes: number;
   /** peakBlocksInUse · blockBytes */
   peakKvBytes: number;
+  /** KV bytes allocated: blocksTotal · blockBytes, plus one zero block when every layer slides */
   poolBytes: number;
+  /** blocks returned to the pool for lying outside every layer's sliding window (all layers sliding only) */
+  windowReleased: number;
   waiting: number;
   running: number;
   unread: number;

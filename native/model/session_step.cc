@@ -181,8 +181,10 @@ StepReport GenerationSession::step() {
       for (int64_t fid : s.followers) {  // share the prompt's blocks and its logits row
         Seq& f = seqs_.at(fid);
         f.table = s.table;
-        for (int32_t b : f.table) ++ref_[b];
+        for (int32_t b : f.table)
+          if (live(b)) ++ref_[b];
         f.cached = s.cached;
+        f.released = s.released;
         f.registered = s.registered, f.chain = s.chain;
         f.state = State::Decode;
         f.leader = -1;
@@ -193,6 +195,7 @@ StepReport GenerationSession::step() {
     }
   }
 
+  for (int64_t id : running_) release_outside_window(seqs_.at(id));
   const std::vector<int64_t> now = running_;
   for (int64_t id : now) {
     Seq& s = seqs_.at(id);

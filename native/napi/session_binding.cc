@@ -185,7 +185,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       r.Set("peakBlocksInUse", static_cast<double>(st.peak_blocks_in_use));
       r.Set("blockBytes", static_cast<double>(st.block_bytes));
       r.Set("peakKvBytes", static_cast<double>(st.peak_blocks_in_use * st.block_bytes));
-      r.Set("poolBytes", static_cast<double>(st.blocks_total * st.block_bytes));
+      r.Set("poolBytes", static_cast<double>(st.pool_bytes));
+      r.Set("windowReleased", static_cast<double>(st.window_released));
       r.Set("waiting", static_cast<double>(st.waiting));
       r.Set("running", static_cast<double>(st.running));
       r.Set("unread", static_cast<double>(st.unread));
