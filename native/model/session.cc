@@ -52,15 +52,21 @@ GenerationSession::GenerationSession(Transformer& model, const SessionOptions& o
   for (int l = 0; l < c.layers; ++l) all_slide = all_slide && c.is_sliding(l);
   window_ = all_slide ? c.sliding_window : 0;
   pool_.rows = opt_.num_blocks + (window_ > 0 ? 1 : 0), pool_.len = opt_.block_size, pool_.kvd = KVD;
-  pool_.buf = Buffer(static_cast<size_t>(2 * c.layers * pool_.rows * opt_.block_size * KVD) * sizeof(float), false,
-                     be->device());
+  pool_.bf16 = opt_.kv_bf16;
+  const size_t elem = opt_.kv_bf16 ? sizeof(uint16_t) : sizeof(float);
+  pool_.buf =
+      Buffer(static_cast<size_t>(2 * c.layers * pool_.rows * opt_.block_size * KVD) * elem, false, be->device());
   if (window_ > 0) {  // the last pool row: zeros, never allocated (the device is the host, checked above)
     zero_block_ = static_cast<int32_t>(opt_.num_blocks);
     const int64_t n = opt_.block_size * KVD;
-    for (int l = 0; l < c.layers; ++l) {
-      std::fill_n(cache_k(&pool_, l) + zero_block_ * n, n, 0.0f);
-      std::fill_n(cache_v(&pool_, l) + zero_block_ * n, n, 0.0f);
-    }
+    for (int l = 0; l < c.layers; ++l)
+      if (opt_.kv_bf16) {
+        std::fill_n(cache_k16(&pool_, l) + zero_block_ * n, n, uint16_t(0));
+        std::fill_n(cache_v16(&pool_, l) + zero_block_ * n, n, uint16_t(0));
+      } else {
+        std::fill_n(cache_k(&pool_, l) + zero_block_ * n, n, 0.0f);
+        std::fill_n(cache_v(&pool_, l) + zero_block_ * n, n, 0.0f);
+      }
   }
 
   // Activations for up to Nmax rows per pass; logits for up to R rows (decode rows, or one prompt)
@@ -182,6 +188,15 @@ void GenerationSession::acquire_cached(int32_t b) {
 
 void GenerationSession::copy_block(int32_t dst, int32_t src, int64_t slots) {
   const int64_t n = opt_.block_size * pool_.kvd;
+  if (pool_.bf16) {
+    const Device d = m_.be_->device();
+    const size_t bytes = static_cast<size_t>(slots * pool_.kvd) * sizeof(uint16_t);
+    for (int l = 0; l < m_.cfg_.layers; ++l) {
+      m_.be_->copy(cache_k16(&pool_, l) + dst * n, d, cache_k16(&pool_, l) + src * n, d, bytes);
+      m_.be_->copy(cache_v16(&pool_, l) + dst * n, d, cache_v16(&pool_, l) + src * n, d, bytes);
+    }
+    return;
+  }
   for (int l = 0; l < m_.cfg_.layers; ++l) {
     m_.be_->copy_rows(cache_k(&pool_, l) + dst * n, cache_k(&pool_, l) + src * n, slots * pool_.kvd);
     m_.be_->copy_rows(cache_v(&pool_, l) + dst * n, cache_v(&pool_, l) + src * n, slots * pool_.kvd);
@@ -354,7 +369,8 @@ SessionStats GenerationSession::stats() const {
   s.blocks_in_use = in_use_;
   s.blocks_cached = static_cast<int64_t>(lru_.size());
   s.peak_blocks_in_use = peak_;
-  s.block_bytes = 2 * int64_t(m_.cfg_.layers) * opt_.block_size * pool_.kvd * static_cast<int64_t>(sizeof(float));
+  s.block_bytes = 2 * int64_t(m_.cfg_.layers) * opt_.block_size * pool_.kvd *
+                  static_cast<int64_t>(pool_.bf16 ? sizeof(uint16_t) : sizeof(float));
   s.pool_bytes = pool_.rows * s.block_bytes;
   s.waiting = static_cast<int64_t>(waiting_.size());
   s.running = static_cast<int64_t>(running_.size());

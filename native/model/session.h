@@ -37,6 +37,10 @@
 // results are bitwise those of the full cache. Gemma's global layers read every position, so a
 // model with any global layer keeps every block.
 //
+// bf16 KV (kv_bf16): k/v are rounded to bf16 (nearest even) as they are stored and widened to f32
+// when attention gathers them, so a block takes half the bytes; the invariances above hold among
+// bf16 sessions, and the results differ from f32's by the rounding of k/v only.
+//
 // The weights are packed when the session is created: a session must not outlive a change of the
 // model's weights (make a new one). CPU backend, one rank (a tensor-parallel model or a non-CPU
 // backend is refused, naming the op).
@@ -63,6 +67,7 @@ struct SessionOptions {
   int64_t max_running = 256;   // sequences holding blocks at once (>= 1)
   bool prefix_cache = true;    // keep full prompt blocks for later prompts (LRU-evicted)
   bool adapters = true;        // false: sample from the base model without its LoRA adapters
+  bool kv_bf16 = false;        // the pool holds bf16 k/v (half the bytes; attention accumulates in f32)
 };
 
 struct SessionRequest {

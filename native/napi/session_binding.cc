@@ -52,6 +52,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     opt.max_running = get_int_or(o, fn, "maxRunning", 1, int64_t(1) << 24, 256);
     opt.prefix_cache = get_bool_or(o, fn, "prefixCache", true);
     opt.adapters = get_bool_or(o, fn, "adapters", true);
+    opt.kv_bf16 = get_bool_or(o, fn, "kvBf16", false);
     try {
       model::Transformer* t = transformer("constructor");
       owner_ = t;
