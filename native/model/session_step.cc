@@ -218,7 +218,8 @@ GenerateResult generate_on_session(Transformer& model, const GenerateRequest& re
   for (const auto& p : req.prompts) {
     const int64_t plen = static_cast<int64_t>(p.size());
     longest = std::max(longest, plen);
-    blocks += (plen + req.max_new_tokens - 1 + o.block_size - 1) / o.block_size + 1;
+    // a sequence's worst case, as GenerationSession::total_blocks (lib/engine/kv-memory.ts mirrors it)
+    blocks += (plen + req.max_new_tokens - 1 + o.block_size - 1) / o.block_size + (plen % o.block_size != 0 ? 1 : 0);
   }
   o.num_blocks = blocks;  // every request admitted at once, as the static batch holds them
   o.token_budget = std::max(B, longest);
