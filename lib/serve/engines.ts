@@ -42,6 +42,7 @@ export interface SessionEngineOptions {
   /** KV blocks in the pool */
   numBlocks: number;
   blockSize: number;
+  kvDtype: 'f32' | 'bf16';
   tokenBudget: number;
   /** sequences decoded at once */
   maxRunning: number;
@@ -63,6 +64,7 @@ export class SessionEngine implements Engine {
     this.session = new GenerationSession(model, {
       numBlocks: o.numBlocks,
       blockSize: o.blockSize,
+      kvDtype: o.kvDtype,
       tokenBudget: o.tokenBudget,
       maxRunning: o.maxRunning,
     });

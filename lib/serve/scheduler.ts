@@ -62,6 +62,8 @@ export interface SchedulerOptions {
   kvBytes?: number;
   /** token positions per KV block (default 16) */
   blockSize?: number;
+  /** the KV cache's dtype (default 'f32'; 'bf16': half the bytes per block, GenerationSessionOptions.kvDtype) */
+  kvDtype?: 'f32' | 'bf16';
   /** rows computed per session step: decode rows plus prefill tokens (default 512) */
   tokenBudget?: number;
   /** only for models the session refuses (tensor-parallel, non-CPU): tokens per generate call (default 16) */
@@ -155,13 +157,15 @@ export class Scheduler {
     const maxBatchRows = o.maxBatchRows ?? 32;
     const c = model.config;
     const blockSize = o.blockSize ?? 16;
-    const blockBytes = 2 * c.layers * blockSize * c.kvHeads * c.headDim * 4;
+    const kvDtype = o.kvDtype ?? 'f32';
+    const blockBytes = 2 * c.layers * blockSize * c.kvHeads * c.headDim * (kvDtype === 'bf16' ? 2 : 4);
     const numBlocks = Math.max(blocksFor(c.maxPositions, blockSize), Math.floor((o.kvBytes ?? 2 ** 30) / blockBytes));
     let engine: Engine;
     try {
       engine = new SessionEngine(model, tokenizer.stopIds, this.stats, {
         numBlocks,
         blockSize,
+        kvDtype,
         tokenBudget: o.tokenBudget ?? 512,
         maxRunning: maxBatchRows,
       });

@@ -213,6 +213,7 @@ GenerateResult generate_on_session(Transformer& model, const GenerateRequest& re
   SessionOptions o;
   o.block_size = 16;
   o.adapters = req.adapters;
+  o.kv_bf16 = req.kv_bf16;
   o.max_running = B;
   int64_t longest = 1, blocks = 0;
   for (const auto& p : req.prompts) {

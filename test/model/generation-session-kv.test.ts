@@ -61,6 +61,22 @@ for (const name of ['llama-tiny', 'mistral-tiny', 'gemma2-tiny']) {
         t.equal(same, requests.length, 'bf16 sessions agree bit for bit across batching and block size');
       }
 
+      // Model.generate({kvDtype: 'bf16'}) runs the same bf16 session
+      let viaGenerate = 0;
+      for (const [r, req] of requests.entries()) {
+        const [g] = await m.generate({
+          prompts: [req.prompt],
+          maxNewTokens: req.maxNewTokens,
+          temperature: req.temperature ?? 1,
+          seed: req.seed ?? 0,
+          streams: [req.stream ?? 0],
+          stopTokens: [],
+          kvDtype: 'bf16',
+        });
+        viaGenerate += +(sameInts(g.tokens, bf.results[r].tokens) && bitwiseEqual(g.logprobs, bf.results[r].logprobs));
+      }
+      t.equal(viaGenerate, requests.length, "Model.generate({kvDtype: 'bf16'}) gives the bf16 session's results");
+
       let worst = 0;
       let differs = 0;
       let sum = 0;
@@ -99,4 +115,9 @@ t.test('kvDtype is validated', async (t) => {
   const m = await Model.load(join(modelFixtures, 'llama-tiny'));
   t.teardown(() => m.dispose());
   t.throws(() => new GenerationSession(m, { numBlocks: 4, kvDtype: 'f16' as never }), /options\.kvDtype/);
+  t.throws(() => m.generate({ prompts: [[1]], maxNewTokens: 2, kvDtype: 'f16' as never }), /options\.kvDtype/);
+  await t.rejects(
+    m.generate({ prompts: [[1]], maxNewTokens: 2, kvDtype: 'bf16', staticBatch: true }),
+    /the static batch keeps an f32 KV cache/,
+  );
 });

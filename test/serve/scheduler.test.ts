@@ -138,3 +138,33 @@ t.test('a model the session refuses (tensor-parallel) is served in generate chun
   );
   t.ok(s.stats.batches >= Math.ceil(greedy.completionTokens / 5), `${s.stats.batches} chunks of 5 tokens`);
 });
+
+t.test("kvDtype 'bf16': half the KV bytes per block, Model.generate({kvDtype: 'bf16'})'s tokens", async (t) => {
+  const f32 = new Scheduler(model, tokenizer);
+  const bf = new Scheduler(model, tokenizer, { kvDtype: 'bf16' });
+  t.teardown(async () => {
+    await f32.close();
+    await bf.close();
+  });
+  t.equal(bf.kvStats!.blockBytes * 2, f32.kvStats!.blockBytes);
+  const [r] = await bf.submit(a.ids, 1, a.p).done;
+  const [ref] = await model.generate({
+    prompts: [a.ids],
+    maxNewTokens: a.p.maxTokens,
+    temperature: a.p.temperature,
+    topK: a.p.topK,
+    seed: a.p.seed,
+    streams: [0],
+    stopTokens: tokenizer.stopIds,
+    kvDtype: 'bf16',
+  });
+  const n = ref.finishReason === 'stop' ? ref.tokens.length - 1 : ref.tokens.length;
+  t.same(
+    r.tokens.map((x) => x.id),
+    Array.from(ref.tokens.subarray(0, n)),
+  );
+  t.same(
+    r.tokens.map((x) => x.logprob),
+    Array.from(ref.logprobs.subarray(0, n)),
+  );
+});

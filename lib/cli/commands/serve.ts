@@ -47,6 +47,12 @@ export const serveSpec: CommandSpec = {
       describe: 'KV cache size in MiB (at least one full-context sequence); requests wait for blocks beyond it',
     },
     blockSize: { type: 'int', min: 1, max: 65536, default: 16, describe: 'token positions per KV block' },
+    kvDtype: {
+      type: 'enum',
+      values: ['f32', 'bf16'],
+      default: 'f32',
+      describe: 'KV cache dtype (bf16: twice the sequences in --kv-mib; k/v rounded to bf16, f32 accumulation)',
+    },
     tokenBudget: {
       type: 'int',
       min: 1,
@@ -108,6 +114,7 @@ export const serveCommand: CommandHandler = async (o, ctx) => {
     defaultMaxTokens: o.maxTokens as number,
     kvBytes: (o.kvMib as number) * 2 ** 20,
     blockSize: o.blockSize as number,
+    kvDtype: o.kvDtype as 'f32' | 'bf16',
     tokenBudget: o.tokenBudget as number,
     chunkTokens: o.chunkTokens as number,
     maxBatchRows: o.maxBatch as number,
