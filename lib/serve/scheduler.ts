@@ -11,6 +11,7 @@
  * - other models run chunks of `chunkTokens` tokens through `Model.generate` (see engines.ts).
  */
 import type { GenerationSessionStats } from '../engine/generation-session.js';
+import { kvBlocksPerSequence } from '../engine/kv-memory.js';
 import type { Model } from '../engine/model.js';
 import { decodeResponse } from '../rollout/generate.js';
 import type { Tokenizer } from '../tokenizer/index.js';
@@ -58,7 +59,7 @@ export interface ChoiceResult {
 export interface SchedulerOptions {
   /** most rows decoded together (default 32): the session's maxRunning, or rows per generate call */
   maxBatchRows?: number;
-  /** KV cache of the session in bytes (default 1 GiB, at least one full-context sequence) */
+  /** KV cache of the session in bytes (default 1 GiB); a request whose sequences cannot fit is refused (Scheduler.fits) */
   kvBytes?: number;
   /** token positions per KV block (default 16) */
   blockSize?: number;
@@ -124,11 +125,6 @@ export class Job {
 /** A request the scheduler refused because its queue is full. */
 export class QueueFullError extends Error {}
 
-/** The KV blocks a session needs for one sequence of `positions` tokens at `blockSize` (the copy-on-write block included). */
-function blocksFor(positions: number, blockSize: number): number {
-  return Math.ceil(positions / blockSize) + 1;
-}
-
 export class Scheduler {
   readonly stats: SchedulerStats = {
     submitted: 0,
@@ -142,6 +138,8 @@ export class Scheduler {
   /** 'session' (continuous batching on a paged KV cache) or 'chunked' (generate calls) */
   readonly mode: 'session' | 'chunked';
   private readonly engine: Engine;
+  /** KV blocks of the session's pool and positions per block (session mode) */
+  private readonly pool: { blocks: number; blockSize: number };
   private readonly sink: EngineSink;
   private readonly jobs: Job[] = [];
   private running = false;
@@ -159,7 +157,8 @@ export class Scheduler {
     const blockSize = o.blockSize ?? 16;
     const kvDtype = o.kvDtype ?? 'f32';
     const blockBytes = 2 * c.layers * blockSize * c.kvHeads * c.headDim * (kvDtype === 'bf16' ? 2 : 4);
-    const numBlocks = Math.max(blocksFor(c.maxPositions, blockSize), Math.floor((o.kvBytes ?? 2 ** 30) / blockBytes));
+    const numBlocks = Math.max(1, Math.floor((o.kvBytes ?? 2 ** 30) / blockBytes));
+    this.pool = { blocks: numBlocks, blockSize };
     let engine: Engine;
     try {
       engine = new SessionEngine(model, tokenizer.stopIds, this.stats, {
@@ -188,6 +187,12 @@ export class Scheduler {
   /** The session's KV pool counters (undefined in 'chunked' mode). */
   get kvStats(): GenerationSessionStats | undefined {
     return this.engine instanceof SessionEngine ? this.engine.session.stats : undefined;
+  }
+
+  /** Whether one sequence of this prompt length and max tokens fits the KV pool (always in 'chunked' mode). */
+  fits(promptLen: number, maxTokens: number): boolean {
+    if (this.mode === 'chunked') return true;
+    return kvBlocksPerSequence(promptLen, maxTokens, this.pool.blockSize) <= this.pool.blocks;
   }
 
   /** Requests waiting or running. */

@@ -141,6 +141,13 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
         `This model's maximum context length is ${context} tokens; the prompt has ${longest} and max_tokens is ${maxTokens}`,
         'context_length_exceeded',
       );
+    const tooLong = prompts.find((p) => !scheduler.fits(p.length, maxTokens));
+    if (tooLong)
+      throw badRequest(
+        'max_tokens',
+        `A prompt of ${tooLong.length} tokens with max_tokens ${maxTokens} needs more KV cache than this server has (its --kv-mib); lower max_tokens or shorten the prompt`,
+        'context_length_exceeded',
+      );
     const seed = request.seed ?? randomInt(2 ** 47);
     const params = {
       maxTokens,

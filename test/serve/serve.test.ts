@@ -328,6 +328,22 @@ t.test('bad requests: 400 naming the field, 404, 413, 429', async (t) => {
   }
 });
 
+t.test('a request that cannot fit the KV cache is a 400 naming max_tokens', async (t) => {
+  const blockBytes = 2 * model.config.layers * 16 * model.config.kvHeads * model.config.headDim * 4;
+  const { client } = await serve(t, { kvBytes: 3 * blockBytes }); // 3 blocks of 16 positions
+  t.ok(chatIds.length > 0 && chatIds.length % 16 !== 0 && chatIds.length < 32, 'a prompt over 1–2 blocks');
+  const err = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 40 }).then(
+    () => undefined,
+    (e: unknown) => e as InstanceType<typeof OpenAI.APIError>,
+  );
+  t.equal(err?.status, 400);
+  t.equal(err?.param, 'max_tokens', String(err?.message));
+  // ⌈(prompt + max_tokens − 1) / 16⌉ + 1 copy-on-write block = 3 fits
+  const fits = 48 - chatIds.length - 15;
+  const ok = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: fits, temperature: 0 });
+  t.equal(ok.choices.length, 1, `max_tokens ${fits} fits the 3 blocks`);
+});
+
 t.test('with an API key, /v1 needs the bearer token', async (t) => {
   const { server } = await serve(t, { apiKey: 'sekret' });
   const wrong = new OpenAI({ baseURL: server.url, apiKey: 'nope', maxRetries: 0 });

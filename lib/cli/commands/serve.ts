@@ -44,7 +44,8 @@ export const serveSpec: CommandSpec = {
       min: 1,
       max: 1 << 20,
       default: 1024,
-      describe: 'KV cache size in MiB (at least one full-context sequence); requests wait for blocks beyond it',
+      describe:
+        'KV cache size in MiB: requests wait for free blocks; one whose prompt + max_tokens cannot fit at all gets HTTP 400',
     },
     blockSize: { type: 'int', min: 1, max: 65536, default: 16, describe: 'token positions per KV block' },
     kvDtype: {
