@@ -114,6 +114,8 @@ void check(const AttentionArgs& a) {
   RLHF_CHECK(a.NH > 0 && a.KVH > 0 && a.HD > 0 && a.NH % a.KVH == 0, ErrorCode::OutOfRange,
              "attention: need NH % KVH == 0 and positive sizes, got NH=", a.NH, " KVH=", a.KVH, " HD=", a.HD);
   RLHF_CHECK(a.window >= 0, ErrorCode::OutOfRange, "attention: window must be >= 0, got ", a.window);
+  RLHF_CHECK(a.block_table || (!a.k_bf16 && !a.v_bf16), ErrorCode::Unsupported,
+             "attention: bf16 keys/values (k_bf16, v_bf16) need a paged KV cache (block table)");
   RLHF_CHECK(a.softcap >= 0 && std::isfinite(a.softcap), ErrorCode::OutOfRange,
              "attention: softcap must be finite and >= 0, got ", a.softcap);
 }

@@ -322,6 +322,8 @@ TEST(attention_paged_bf16_kv) {
   bad.block_table = table.data(), bad.block_size = bs, bad.table_stride = stride, bad.k_bf16 = kh.data();
   std::vector<float> o(AD);
   CHECK_THROWS(cpu::attention_forward(bad, o.data(), AD, nullptr), rlhf::ErrorCode::InvalidArgument);
+  bad.v_bf16 = vh.data(), bad.block_table = nullptr;  // bf16 only through a block table
+  CHECK_THROWS(cpu::attention_forward(bad, o.data(), AD, nullptr), rlhf::ErrorCode::Unsupported);
 }
 
 int main() { return run_all_tests(); }
