@@ -7,7 +7,9 @@
  *               (256 + 128) positions, all 128 prompts prefilled;
  *   continuous: a GenerationSession — paged KV cache (blocks of 16), the 8 samples of a prompt
  *               prefilled once and sharing its blocks, rows leaving as they finish.
- * Both draw the same Philox streams, so they generate the same tokens (checked here): the value is
+ *   continuous-bf16: the same session with kvDtype 'bf16' (k/v rounded to bf16: its tokens may
+ *               differ from the f32 runs', so only its count is reported beside them).
+ * Both f32 runs draw the same Philox streams, so they generate the same tokens (checked here): the value is
  * generated tokens per second of wall time; peak_kv_bytes is the static cache's size and the
  * session's peak blocks in use × block bytes. Goals: continuous ≥ 3× static tokens/s, peak KV ≤ 40%.
  */
@@ -35,7 +37,9 @@ function promptTokens(V: number): Int32Array[] {
 }
 
 // rows: prompt p's samples are rows p·SAMPLES ... (p+1)·SAMPLES − 1, row r draws stream r
-async function child(impl: 'static' | 'continuous', repeats: number): Promise<void> {
+type Impl = 'static' | 'continuous' | 'continuous-bf16';
+
+async function child(impl: Impl, repeats: number): Promise<void> {
   buildInfo();
   const model = await Model.create(MODELS['6M'], { seed: 1 });
   const c = model.config;
@@ -58,6 +62,7 @@ async function child(impl: 'static' | 'continuous', repeats: number): Promise<vo
     }
     const blockBytes = 2 * c.layers * BLOCK * c.kvHeads * c.headDim * 4;
     const session = new GenerationSession(model, {
+      kvDtype: impl === 'continuous-bf16' ? 'bf16' : 'f32',
       blockSize: BLOCK,
       numBlocks: Math.ceil(staticKvBytes / blockBytes), // the static cache's memory, as blocks
       tokenBudget: 512,
@@ -99,7 +104,7 @@ function summary(seqs: Int32Array[]): { tokens: number; check: number } {
 
 async function main(): Promise<void> {
   const c = childArgs();
-  if (c) return child(c.impl as 'static' | 'continuous', c.repeats as number);
+  if (c) return child(c.impl as Impl, c.repeats as number);
   header(
     `rollout: ${PROMPTS} prompts × ${SAMPLES} samples, ${PROMPT}-token prompts, up to ${NEW} new tokens, 6M model`,
   );
@@ -107,12 +112,13 @@ async function main(): Promise<void> {
   const res = {
     static: runChild(import.meta.url, { impl: 'static', repeats, quick }),
     continuous: runChild(import.meta.url, { impl: 'continuous', repeats, quick }),
+    'continuous-bf16': runChild(import.meta.url, { impl: 'continuous-bf16', repeats, quick }),
   };
   if (res.static.check !== res.continuous.check || res.static.tokens !== res.continuous.tokens)
     throw new Error('rollout: the static batch and the session generated different tokens');
   const shape = `6M ${PROMPTS}x${SAMPLES} P${PROMPT} N${NEW}`;
   const rows: (string | number)[][] = [];
-  for (const impl of ['static', 'continuous'] as const) {
+  for (const impl of ['static', 'continuous', 'continuous-bf16'] as const) {
     const r = res[impl];
     const tps = r.tokens / (r.ms / 1000);
     if (jsonOutput)
@@ -135,6 +141,11 @@ async function main(): Promise<void> {
   note(
     `continuous/static: ${ratio(k.tokens / k.ms, s.tokens / s.ms)} tokens/s, peak KV ${((100 * k.peak) / s.peak).toFixed(1)}% of static; ` +
       `prompt positions computed ${k.prefill} (static ${PROMPTS * SAMPLES * PROMPT}), session steps ${k.steps}`,
+  );
+  const h = res['continuous-bf16'];
+  note(
+    `continuous-bf16/continuous: ${ratio(h.tokens / h.ms, k.tokens / k.ms)} tokens/s, peak KV ${((100 * h.peak) / k.peak).toFixed(1)}% of f32's ` +
+      `(${h.tokens} tokens generated vs ${k.tokens}: the bf16 rounding may change draws)`,
   );
 }
 

@@ -29,6 +29,7 @@ export {
   type MemoryEstimate,
   type TrainingMemoryOptions,
 } from './engine/memory.js';
+export { estimateKvPool, type KvPoolEstimate, type KvPoolOptions } from './engine/kv-memory.js';
 export type { BuildInfo, BlockCacheStats } from './native.js';
 export { gemm, type GemmOptions } from './engine/gemm.js';
 export {

@@ -142,6 +142,7 @@ export interface NativeGenerationSession {
   addRequest(prompt: Int32Array, o: object): number;
   step(): Promise<{ decodeRows: number; prefillTokens: number; admitted: number; finished: number }>;
   collect(): Array<{ id: number; tokens: Int32Array; logprobs: Float32Array; stopped: boolean; cancelled: boolean }>;
+  progress(): Array<{ id: number; tokens: Int32Array; logprobs: Float32Array }>;
   cancel(id: number): boolean;
   readonly idle: boolean;
   readonly stats: Record<string, number>;

@@ -32,6 +32,12 @@ export interface GenerationSessionOptions {
   maxRunning?: number;
   /** keep full prompt blocks for later prompts with the same prefix (default true) */
   prefixCache?: boolean;
+  /**
+   * what the pool stores k/v as (default 'f32'). 'bf16': rounded to nearest even when stored,
+   * widened to f32 when attention reads them (f32 accumulation): half the KV bytes, results within
+   * the rounding of k/v of the f32 pool's
+   */
+  kvDtype?: 'f32' | 'bf16';
 }
 
 export interface SessionRequestOptions {
@@ -55,6 +61,13 @@ export interface SessionResult {
   finishReason: 'stop' | 'length' | 'cancelled';
 }
 
+/** Tokens a running request generated since the previous {@link GenerationSession.progress} call. */
+export interface SessionProgress {
+  id: number;
+  tokens: Int32Array;
+  logprobs: Float32Array;
+}
+
 export interface SessionStepReport {
   decodeRows: number;
   prefillTokens: number;
@@ -72,7 +85,10 @@ export interface GenerationSessionStats {
   blockBytes: number;
   /** peakBlocksInUse · blockBytes */
   peakKvBytes: number;
+  /** KV bytes allocated: blocksTotal · blockBytes, plus one zero block when every layer slides */
   poolBytes: number;
+  /** blocks returned to the pool for lying outside every layer's sliding window (all layers sliding only) */
+  windowReleased: number;
   waiting: number;
   running: number;
   unread: number;
@@ -83,7 +99,7 @@ export interface GenerationSessionStats {
   decodeTokens: number;
 }
 
-const SESSION_KEYS = ['blockSize', 'numBlocks', 'tokenBudget', 'maxRunning', 'prefixCache'] as const;
+const SESSION_KEYS = ['blockSize', 'numBlocks', 'tokenBudget', 'maxRunning', 'prefixCache', 'kvDtype'] as const;
 const REQUEST_KEYS = ['maxNewTokens', 'stopTokens', 'temperature', 'topK', 'topP', 'seed', 'stream'] as const;
 
 export class GenerationSession {
@@ -99,6 +115,8 @@ export class GenerationSession {
     const tokenBudget = o.int('tokenBudget', { min: 1, max: 2 ** 24 }, 512);
     const maxRunning = o.int('maxRunning', { min: 1, max: 2 ** 24 }, 256);
     const prefixCache = o.bool('prefixCache', true);
+    const kvDtype = o.has('kvDtype') ? o.obj.kvDtype : 'f32';
+    if (kvDtype !== 'f32' && kvDtype !== 'bf16') throw typeError(fn, 'options.kvDtype', "'f32' or 'bf16'", kvDtype);
     const target = model.generationTarget;
     this.#eos = model.config.eosTokenId;
     this.#native = new (native().NativeGenerationSession)(target.native, {
@@ -107,6 +125,7 @@ export class GenerationSession {
       tokenBudget,
       maxRunning,
       prefixCache,
+      kvBf16: kvDtype === 'bf16',
       adapters: target.adapters,
     });
   }
@@ -150,6 +169,15 @@ export class GenerationSession {
       logprobs: r.logprobs,
       finishReason: r.cancelled ? 'cancelled' : r.stopped ? 'stop' : 'length',
     }));
+  }
+
+  /**
+   * The tokens each running request generated since the previous call (for streaming), in
+   * admission order. A request's last tokens may come only through collect(), whose results hold
+   * the whole generation.
+   */
+  progress(): SessionProgress[] {
+    return this.#native.progress();
   }
 
   /** Steps until nothing waits or runs; returns everything collected meanwhile. */

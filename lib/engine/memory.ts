@@ -16,6 +16,7 @@
 import { configFromHF, isModelConfig, type ModelConfig } from './config.js';
 import type { LoraConfig } from './lora.js';
 import { checkBoolean, checkInt, checkObject } from '../validate.js';
+import { estimateKvPool, type KvPoolOptions } from './kv-memory.js';
 
 /** native/model/heads.cc: logits cached for backward while they fit in this many bytes */
 const LOGITS_CACHE_BUDGET = 256 * 2 ** 20;
@@ -54,6 +55,8 @@ export interface TrainingMemoryOptions {
   dtype?: 'f32' | 'bf16';
   /** model.trainable (default true); false: no gradients, no optimizer (a frozen reference or reward model) */
   trainable?: boolean;
+  /** the rollout's generation (Model.generate on a session): sets `kvPool` (lib/engine/kv-memory.ts) */
+  rollout?: KvPoolOptions;
 }
 
 /** Bytes, by what holds them. */
@@ -76,6 +79,12 @@ export interface MemoryEstimate {
   scratchPeak: number;
   /** the most the engine holds at once during the step */
   peak: number;
+  /**
+   * the KV pool of the rollout's generation (0 without `rollout`). Not in `peak`: generation runs
+   * before the step and frees its pool; the most at once while generating is at least resident
+   * (parameters … optimizer) + kvPool, plus the session's packed weights and activations
+   */
+  kvPool: number;
 }
 
 /** Parameters of the full (unsharded) model, as native/model/layout.cc lays them out. */
@@ -221,5 +230,6 @@ export function estimateTrainingMemory(
 
   const resident = parameters + weightCopy + gradients + optimizer;
   const peak = resident + activations + lmHead + outputs + scratchPeak;
-  return { parameters, weightCopy, gradients, optimizer, activations, lmHead, outputs, scratchPeak, peak };
+  const kvPool = o.rollout === undefined ? 0 : estimateKvPool(config, o.rollout as KvPoolOptions).bytes;
+  return { parameters, weightCopy, gradients, optimizer, activations, lmHead, outputs, scratchPeak, peak, kvPool };
 }

@@ -92,6 +92,8 @@ export interface GenerateOptions {
    * (CPU, one rank), which prefills identical prompts once. Both give the same tokens and log-probs.
    */
   staticBatch?: boolean;
+  /** the session's KV pool dtype (default 'f32'; GenerationSessionOptions.kvDtype); 'bf16' is refused with staticBatch or where no session runs */
+  kvDtype?: 'f32' | 'bf16';
 }
 
 export interface GeneratedSequence {
@@ -134,6 +136,7 @@ const GENERATE_KEYS = [
   'streams',
   'stopTokens',
   'staticBatch',
+  'kvDtype',
 ] as const;
 /** tensors a checkpoint may hold that the engine derives itself */
 
@@ -563,6 +566,8 @@ export class Model implements OptimizerTarget {
       );
     }
     const staticBatch = o.bool('staticBatch', false);
+    const kvDtype = o.has('kvDtype') ? o.obj.kvDtype : 'f32';
+    if (kvDtype !== 'f32' && kvDtype !== 'bf16') throw typeError(fn, 'options.kvDtype', "'f32' or 'bf16'", kvDtype);
     return withCallerStack(async () => {
       const r = await h.generate({
         prompts,
@@ -576,6 +581,7 @@ export class Model implements OptimizerTarget {
         stopTokens: Int32Array.from(stopTokens),
         adapters: !this.adaptersOf,
         staticBatch,
+        kvBf16: kvDtype === 'bf16',
       });
       return r.tokens.map((tokens, i) => ({
         tokens,

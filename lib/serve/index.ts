@@ -3,7 +3,6 @@ export { startServer, type RunningServer, type ServeOptions } from './server.js'
 export {
   Scheduler,
   QueueFullError,
-  streamId,
   type ChoiceResult,
   type ChoiceUpdate,
   type SamplingParams,
@@ -11,6 +10,7 @@ export {
   type SchedulerStats,
   type TokenLogprob,
 } from './scheduler.js';
+export { streamId } from './engines.js';
 export {
   ApiError,
   parseChatRequest,

@@ -1,24 +1,22 @@
 /**
- * The serving scheduler: gathers the rows of concurrent requests into batched `Model.generate`
- * calls, a chunk of tokens at a time, so that
+ * The serving scheduler: holds the requests (jobs) and their choices (rows), runs them through an
+ * {@link Engine} (lib/serve/engines.ts) one round at a time, and turns the tokens that come back
+ * into text: stop strings, the length limit, and streaming updates that never show a partial stop
+ * string or half a character. Only this loop calls the model (the model refuses concurrent calls),
+ * and between rounds new requests and disconnects get in:
  *
- * - requests that arrive while others run join the next chunk (one model call at a time: the model
- *   refuses concurrent calls, so only this loop ever calls it);
- * - a cancelled request (client gone) stops at the next chunk boundary;
- * - streaming clients get text after every chunk.
- *
- * Rows with equal (temperature, topP, topK) share a call. Each chunk re-feeds the row's prompt and
- * the tokens generated so far (no KV cache survives between calls; correctness first).
- *
- * Reproducibility: chunk c of choice j of a request with seed s samples from Philox stream
- * hash(s, j, c) of seed 0, and a row samples the same whatever batch it is in (Model.generate's
- * `streams` contract), so a seeded request gives the same tokens alone or among others, as long as
- * the server's chunk size is the same.
+ * - on a CPU model of one rank the rounds are the steps of one GenerationSession, so concurrent
+ *   requests are decoded together, a cancelled request (client gone) frees its KV blocks before the
+ *   next step, and a seeded request gives the same tokens alone or among others;
+ * - other models run chunks of `chunkTokens` tokens through `Model.generate` (see engines.ts).
  */
-import { createHash } from 'node:crypto';
+import type { GenerationSessionStats } from '../engine/generation-session.js';
+import { kvBlocksPerSequence } from '../engine/kv-memory.js';
 import type { Model } from '../engine/model.js';
 import { decodeResponse } from '../rollout/generate.js';
 import type { Tokenizer } from '../tokenizer/index.js';
+import { ChunkedEngine, SessionEngine, type Engine, type EngineSink } from './engines.js';
+import { ErrorCode, RlhfError } from '../errors.js';
 
 export interface SamplingParams {
   /** most generated tokens (the end-of-turn token included) */
@@ -59,10 +57,18 @@ export interface ChoiceResult {
 }
 
 export interface SchedulerOptions {
-  /** tokens per model call (default 16) */
-  chunkTokens?: number;
-  /** most rows in one model call (default 32) */
+  /** most rows decoded together (default 32): the session's maxRunning, or rows per generate call */
   maxBatchRows?: number;
+  /** KV cache of the session in bytes (default 1 GiB); a request whose sequences cannot fit is refused (Scheduler.fits) */
+  kvBytes?: number;
+  /** token positions per KV block (default 16) */
+  blockSize?: number;
+  /** the KV cache's dtype (default 'f32'; 'bf16': half the bytes per block, GenerationSessionOptions.kvDtype) */
+  kvDtype?: 'f32' | 'bf16';
+  /** rows computed per session step: decode rows plus prefill tokens (default 512) */
+  tokenBudget?: number;
+  /** only for models the session refuses (tensor-parallel, non-CPU): tokens per generate call (default 16) */
+  chunkTokens?: number;
   /** most requests waiting or running (default 64); submit() refuses beyond it */
   maxRequests?: number;
 }
@@ -72,20 +78,20 @@ export interface SchedulerStats {
   submitted: number;
   completed: number;
   cancelled: number;
-  /** model calls */
+  /** model calls: session steps or generate chunks */
   batches: number;
-  /** most rows seen in one model call */
+  /** most rows decoded in one model call */
   maxRowsInBatch: number;
   /** tokens returned by the model (kept or not) */
   generatedTokens: number;
 }
 
-class Row {
+/** One choice of a request. */
+export class Row {
   readonly generated: number[] = [];
   readonly logprobs: number[] = [];
   /** decoded length of generated[0..k) for every k (only with logprobs) */
   readonly prefixLength: number[] = [0];
-  chunk = 0;
   emittedChars = 0;
   emittedTokens = 0;
   modelTokens = 0;
@@ -100,7 +106,8 @@ class Row {
   }
 }
 
-class Job {
+/** One request: a prompt, its sampling parameters and its n rows. */
+export class Job {
   readonly rows: Row[];
   cancelled = false;
   constructor(
@@ -118,12 +125,6 @@ class Job {
 /** A request the scheduler refused because its queue is full. */
 export class QueueFullError extends Error {}
 
-/** A 53-bit Philox stream id for (seed, choice, chunk). */
-export function streamId(seed: number, choice: number, chunk: number): number {
-  const h = createHash('sha256').update(`${seed}:${choice}:${chunk}`).digest();
-  return h.readUIntBE(0, 6) * 32 + (h[6] >> 3);
-}
-
 export class Scheduler {
   readonly stats: SchedulerStats = {
     submitted: 0,
@@ -133,22 +134,65 @@ export class Scheduler {
     maxRowsInBatch: 0,
     generatedTokens: 0,
   };
-  readonly chunkTokens: number;
-  readonly maxBatchRows: number;
   readonly maxRequests: number;
+  /** 'session' (continuous batching on a paged KV cache) or 'chunked' (generate calls) */
+  readonly mode: 'session' | 'chunked';
+  private readonly engine: Engine;
+  /** KV blocks of the session's pool and positions per block (session mode) */
+  private readonly pool: { blocks: number; blockSize: number };
+  private readonly sink: EngineSink;
   private readonly jobs: Job[] = [];
   private running = false;
   private closed = false;
   private idle: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly model: Model,
+    model: Model,
     private readonly tokenizer: Tokenizer,
     o: SchedulerOptions = {},
   ) {
-    this.chunkTokens = o.chunkTokens ?? 16;
-    this.maxBatchRows = o.maxBatchRows ?? 32;
     this.maxRequests = o.maxRequests ?? 64;
+    const maxBatchRows = o.maxBatchRows ?? 32;
+    const c = model.config;
+    const blockSize = o.blockSize ?? 16;
+    const kvDtype = o.kvDtype ?? 'f32';
+    const blockBytes = 2 * c.layers * blockSize * c.kvHeads * c.headDim * (kvDtype === 'bf16' ? 2 : 4);
+    const numBlocks = Math.max(1, Math.floor((o.kvBytes ?? 2 ** 30) / blockBytes));
+    this.pool = { blocks: numBlocks, blockSize };
+    let engine: Engine;
+    try {
+      engine = new SessionEngine(model, tokenizer.stopIds, this.stats, {
+        numBlocks,
+        blockSize,
+        kvDtype,
+        tokenBudget: o.tokenBudget ?? 512,
+        maxRunning: maxBatchRows,
+      });
+      this.mode = 'session';
+    } catch (err) {
+      if (!(err instanceof RlhfError && err.code === ErrorCode.UNSUPPORTED)) throw err;
+      engine = new ChunkedEngine(model, tokenizer.stopIds, this.stats, o.chunkTokens ?? 16, maxBatchRows);
+      this.mode = 'chunked';
+    }
+    this.engine = engine;
+    this.sink = {
+      deliver: (row, tokens, logprobs, reason) => {
+        this.advance(row, tokens, logprobs, reason);
+        if (row.finish && !reason) this.engine.drop(row); // cut by a stop string or the length limit
+      },
+      fail: (row, err) => this.fail(row.job, err),
+    };
+  }
+
+  /** The session's KV pool counters (undefined in 'chunked' mode). */
+  get kvStats(): GenerationSessionStats | undefined {
+    return this.engine instanceof SessionEngine ? this.engine.session.stats : undefined;
+  }
+
+  /** Whether one sequence of this prompt length and max tokens fits the KV pool (always in 'chunked' mode). */
+  fits(promptLen: number, maxTokens: number): boolean {
+    if (this.mode === 'chunked') return true;
+    return kvBlocksPerSequence(promptLen, maxTokens, this.pool.blockSize) <= this.pool.blocks;
   }
 
   /** Requests waiting or running. */
@@ -192,41 +236,41 @@ export class Scheduler {
     for (const job of this.jobs) job.cancelled = true;
     this.kick();
     await this.idle;
+    this.engine.close();
   }
 
   private kick(): void {
     if (this.running) return;
     this.running = true;
-    this.idle = this.loop().finally(() => {
-      this.running = false;
-    });
+    this.idle = this.loop();
   }
 
   private async loop(): Promise<void> {
     for (;;) {
       this.settle();
       const rows = this.jobs.flatMap((j) => j.rows.filter((r) => !r.finish));
-      if (rows.length === 0) return;
-      // the rows of the oldest request's sampling settings, up to maxBatchRows
-      const p0 = rows[0].job.params;
-      const same = rows
-        .filter(
-          (r) =>
-            r.job.params.temperature === p0.temperature &&
-            r.job.params.topP === p0.topP &&
-            r.job.params.topK === p0.topK,
-        )
-        .slice(0, this.maxBatchRows);
+      if (rows.length === 0) {
+        // cleared here, not in a .finally(): a request submitted by code that ran when its
+        // predecessor resolved (in settle above) must start a new loop
+        this.running = false;
+        return;
+      }
       try {
-        await this.step(same);
+        await this.engine.step(rows, this.sink);
       } catch (err) {
-        for (const job of new Set(same.map((r) => r.job))) {
-          this.jobs.splice(this.jobs.indexOf(job), 1);
-          job.reject(err);
-        }
+        for (const job of new Set(rows.map((r) => r.job))) this.fail(job, err);
       }
       await new Promise((r) => setImmediate(r)); // let new requests and disconnects in
     }
+  }
+
+  /** Rejects a job with `err` and frees its rows. */
+  private fail(job: Job, err: unknown): void {
+    const i = this.jobs.indexOf(job);
+    if (i < 0) return;
+    this.jobs.splice(i, 1);
+    for (const r of job.rows) this.engine.drop(r);
+    job.reject(err);
   }
 
   /** Resolves finished and cancelled jobs and drops them from the queue. */
@@ -235,6 +279,7 @@ export class Scheduler {
       const job = this.jobs[i];
       if (!job.cancelled && !job.rows.every((r) => r.finish)) continue;
       this.jobs.splice(i, 1);
+      for (const r of job.rows) this.engine.drop(r);
       if (job.cancelled) this.stats.cancelled++;
       else this.stats.completed++;
       job.resolve(
@@ -249,35 +294,11 @@ export class Scheduler {
     }
   }
 
-  private async step(rows: Row[]): Promise<void> {
-    const p = rows[0].job.params;
-    const maxNewTokens = Math.min(this.chunkTokens, Math.max(...rows.map((r) => r.remaining)));
-    const prompts = rows.map((r) => {
-      const ids = new Int32Array(r.job.promptIds.length + r.generated.length);
-      ids.set(r.job.promptIds);
-      ids.set(r.generated, r.job.promptIds.length);
-      return ids;
-    });
-    this.stats.batches++;
-    this.stats.maxRowsInBatch = Math.max(this.stats.maxRowsInBatch, rows.length);
-    const out = await this.model.generate({
-      prompts,
-      maxNewTokens,
-      temperature: p.temperature,
-      topP: p.topP,
-      topK: p.topK,
-      seed: 0,
-      streams: rows.map((r) => streamId(r.job.params.seed, r.index, r.chunk)),
-      stopTokens: this.tokenizer.stopIds,
-    });
-    out.forEach((g, i) => {
-      this.stats.generatedTokens += g.tokens.length;
-      this.advance(rows[i], g.tokens, g.logprobs, g.finishReason);
-    });
-  }
-
-  /** Appends one chunk's tokens to a row, applies the length and stop-string limits, emits an update. */
-  private advance(row: Row, tokens: Int32Array, logprobs: Float32Array, reason: 'stop' | 'length'): void {
+  /**
+   * Appends tokens to a row, applies the length and stop-string limits, emits an update. `reason`:
+   * the engine ended the row ('stop': on its last token, a stop token), else more may come.
+   */
+  private advance(row: Row, tokens: Int32Array, logprobs: Float32Array, reason?: 'stop' | 'length'): void {
     if (row.job.cancelled) return;
     const { params } = row.job;
     const take = Math.min(tokens.length, row.remaining);
@@ -289,9 +310,8 @@ export class Scheduler {
       if (params.logprobs) row.prefixLength.push(this.decode(row.generated).length);
     }
     row.modelTokens += take;
-    row.chunk++;
     if (stopped) row.finish = 'stop';
-    else if (row.remaining <= 0) row.finish = 'length';
+    else if (row.remaining <= 0 || reason === 'length') row.finish = 'length';
     row.text = this.decode(row.generated);
 
     const cut = firstStop(row.text, params.stop);

@@ -2,7 +2,8 @@
  * An OpenAI-compatible HTTP server for one model: GET /v1/models, POST /v1/chat/completions and
  * POST /v1/completions (JSON or server-sent events), GET /health. Loopback by default; with an API
  * key every /v1 route needs `Authorization: Bearer <key>`. Requests go to a {@link Scheduler} that
- * batches them into the model's generate calls; a client that disconnects cancels its request.
+ * decodes them together in the steps of one GenerationSession (continuous batching; generate
+ * chunks for models the session refuses); a client that disconnects cancels its request.
  */
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -138,6 +139,13 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       throw badRequest(
         'max_tokens',
         `This model's maximum context length is ${context} tokens; the prompt has ${longest} and max_tokens is ${maxTokens}`,
+        'context_length_exceeded',
+      );
+    const tooLong = prompts.find((p) => !scheduler.fits(p.length, maxTokens));
+    if (tooLong)
+      throw badRequest(
+        'max_tokens',
+        `A prompt of ${tooLong.length} tokens with max_tokens ${maxTokens} needs more KV cache than this server has (its --kv-mib); lower max_tokens or shorten the prompt`,
         'context_length_exceeded',
       );
     const seed = request.seed ?? randomInt(2 ** 47);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../core/buffer.h"
+#include "../core/dtype.h"
 #include "../core/error.h"
 #include "../core/thread_pool.h"
 #include "gemm.h"
@@ -113,6 +114,8 @@ void check(const AttentionArgs& a) {
   RLHF_CHECK(a.NH > 0 && a.KVH > 0 && a.HD > 0 && a.NH % a.KVH == 0, ErrorCode::OutOfRange,
              "attention: need NH % KVH == 0 and positive sizes, got NH=", a.NH, " KVH=", a.KVH, " HD=", a.HD);
   RLHF_CHECK(a.window >= 0, ErrorCode::OutOfRange, "attention: window must be >= 0, got ", a.window);
+  RLHF_CHECK(a.block_table || (!a.k_bf16 && !a.v_bf16), ErrorCode::Unsupported,
+             "attention: bf16 keys/values (k_bf16, v_bf16) need a paged KV cache (block table)");
   RLHF_CHECK(a.softcap >= 0 && std::isfinite(a.softcap), ErrorCode::OutOfRange,
              "attention: softcap must be finite and >= 0, got ", a.softcap);
 }
@@ -187,6 +190,17 @@ void check_paged(const AttentionArgs& a) {
              "attention: a block table needs block_size > 0 and table_stride > 0, got ", a.block_size, ", ",
              a.table_stride);
   RLHF_CHECK(!a.segments, ErrorCode::Unsupported, "attention: packed segments with a paged KV cache");
+  RLHF_CHECK(!a.k_bf16 == !a.v_bf16, ErrorCode::InvalidArgument, "attention: k_bf16 and v_bf16 go together");
+}
+
+// n consecutive k (or v) elements starting at element `at` of the pool, as f32 (bf16 widened).
+inline void gather(const AttentionArgs& a, bool values, int64_t at, int64_t n, float* dst) {
+  const uint16_t* h = values ? a.v_bf16 : a.k_bf16;
+  if (h) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(h[at + i]);
+    return;
+  }
+  std::memcpy(dst, (values ? a.v : a.k) + at, sizeof(float) * n);
 }
 
 }  // namespace
@@ -227,8 +241,8 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
         float* vall = scratch(2, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * KVD));
         for (int64_t j0 = 0; j0 < kv_end; j0 += a.block_size) {
           const int64_t n = std::min(a.block_size, kv_end - j0), row0 = paged_row(a, table, j0);
-          std::memcpy(kall + j0 * KVD, a.k + row0 * KVD, sizeof(float) * n * KVD);
-          std::memcpy(vall + j0 * KVD, a.v + row0 * KVD, sizeof(float) * n * KVD);
+          gather(a, false, row0 * KVD, n * KVD, kall + j0 * KVD);
+          gather(a, true, row0 * KVD, n * KVD, vall + j0 * KVD);
         }
         for (int64_t g = 0; g < a.KVH; ++g) {
           const float *kg = kall + g * a.HD, *vg = vall + g * a.HD;
@@ -256,8 +270,8 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
       float* vg = scratch(2, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * a.HD));
       for (int64_t j = 0; j < kv_end; ++j) {
         const int64_t row = paged_row(a, table, j);
-        std::memcpy(kg + j * a.HD, a.k + row * a.ldk + g * a.HD, sizeof(float) * a.HD);
-        std::memcpy(vg + j * a.HD, a.v + row * a.ldv + g * a.HD, sizeof(float) * a.HD);
+        gather(a, false, row * a.ldk + g * a.HD, a.HD, kg + j * a.HD);
+        gather(a, true, row * a.ldv + g * a.HD, a.HD, vg + j * a.HD);
       }
       if (v1 - i0 == 1 && group > 1) {  // one query: the group's heads as the rows of one GEMM
         decode_group(a, b, g, i0, sq, kg, vg, a.HD, kv_end, out, ldo, lse);
@@ -336,6 +350,9 @@ void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo
     // row of k/v holding key j of this sequence
     const int32_t* table = a.block_table ? a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride : nullptr;
     auto key_row = [&](int64_t j) { return table ? paged_row(a, table, j) : sq.kv_base + j; };
+    // element e of k / v (bf16 widened when the pool holds bf16)
+    auto kat = [&](int64_t e) { return a.k_bf16 ? bf16_to_f32(a.k_bf16[e]) : a.k[e]; };
+    auto vat = [&](int64_t e) { return a.v_bf16 ? bf16_to_f32(a.v_bf16[e]) : a.v[e]; };
     for (int64_t i = 0; i < a.Tq; ++i)
       for (int h = 0; h < a.NH; ++h) {
         float* o = out + (b * a.Tq + i) * ldo + h * a.HD;
@@ -352,9 +369,9 @@ void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo
         for (int64_t j = 0; j <= kmax; ++j) {
           if (a.segments && a.segments[sq.kv_base + j] != a.segments[sq.kv_base + kmax]) continue;
           if (a.window > 0 && j <= kmax - a.window) continue;
-          const float* kj = a.k + key_row(j) * a.ldk + g * a.HD;
+          const int64_t kj = key_row(j) * a.ldk + g * a.HD;
           double dot = 0;
-          for (int d = 0; d < a.HD; ++d) dot += double(qi[d]) * kj[d];
+          for (int d = 0; d < a.HD; ++d) dot += double(qi[d]) * kat(kj + d);
           s[j] = dot * a.scale;
           if (a.softcap > 0) s[j] = a.softcap * std::tanh(s[j] / a.softcap);
           m = std::max(m, s[j]);
@@ -363,7 +380,7 @@ void attention_forward_reference(const AttentionArgs& a, float* out, int64_t ldo
         for (int64_t j = 0; j <= kmax; ++j) sum += std::exp(s[j] - m);
         for (int d = 0; d < a.HD; ++d) {
           double acc = 0;
-          for (int64_t j = 0; j <= kmax; ++j) acc += std::exp(s[j] - m) / sum * a.v[key_row(j) * a.ldv + g * a.HD + d];
+          for (int64_t j = 0; j <= kmax; ++j) acc += std::exp(s[j] - m) / sum * vat(key_row(j) * a.ldv + g * a.HD + d);
           o[d] = static_cast<float>(acc);
         }
         if (lse) lse[(b * a.Tq + i) * a.NH + h] = static_cast<float>(m + std::log(sum));

@@ -22,6 +22,9 @@
 //   + j % block_size  of k (and v); kv_stride is unused. The forward gathers each sequence's keys
 //   into contiguous scratch and runs the same arithmetic in the same key order, so its results are
 //   bit-identical to the contiguous layout holding the same keys.
+// bf16 KV (k_bf16 / v_bf16 non-null, paged only; k / v unused): the pool holds bf16 bits with the
+//   same row layout; the gather widens them to f32 (exact), and everything after it is the f32
+//   arithmetic above, so the result is that of f32 keys/values equal to the bf16 ones.
 #pragma once
 #include <cstdint>
 
@@ -47,6 +50,8 @@ struct AttentionArgs {
   const int32_t* block_table = nullptr;  // (·, table_stride) block ids (paged cache); null: contiguous
   int64_t block_size = 0;                // keys per block (paged cache)
   int64_t table_stride = 0;              // entries per block-table row (paged cache)
+  const uint16_t* k_bf16 = nullptr;      // bf16 keys (paged cache only): replace k, same ldk
+  const uint16_t* v_bf16 = nullptr;      // bf16 values, with k_bf16: replace v, same ldv
 };
 
 // out: (B·Tq, ·) with stride ldo, overwrite; lse: (B·Tq, NH), overwrite, may be null. Contiguous

@@ -141,6 +141,10 @@ class Backend {
   virtual void cache_store(float* ck, float* cv, int64_t cache_rows, int64_t cache_len, const float* k, const float* v,
                            int64_t ld, int64_t B, int64_t T, const int64_t* lengths, const int64_t* kv_seq,
                            const int64_t* kv_offset, int64_t kvd) = 0;
+  // cache_store into a bf16 cache (k/v rounded to nearest even); only the CPU backend runs it
+  virtual void cache_store_bf16(uint16_t* ck, uint16_t* cv, int64_t cache_rows, int64_t cache_len, const float* k,
+                                const float* v, int64_t ld, int64_t B, int64_t T, const int64_t* lengths,
+                                const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd);
 };
 
 // The CPU backend: today's native/cpu kernels, called with exactly the arguments the model used

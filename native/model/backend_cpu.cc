@@ -2,6 +2,7 @@
 // own host glue (internal.cc), called with the arguments the model passes; nothing is added.
 #include <cstring>
 
+#include "../core/dtype.h"
 #include "../core/error.h"
 #include "../core/thread_pool.h"
 #include "../cpu/adamw.h"
@@ -179,6 +180,20 @@ class CpuBackend final : public Backend {
       }
     }
   }
+  void cache_store_bf16(uint16_t* ck, uint16_t* cv, int64_t cache_rows, int64_t cache_len, const float* k,
+                        const float* v, int64_t ld, int64_t B, int64_t T, const int64_t* lengths, const int64_t* kv_seq,
+                        const int64_t* kv_offset, int64_t kvd) override {
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = lengths ? lengths[b] : T;
+      const int64_t row = kv_seq ? kv_seq[b] : b, off = kv_offset ? kv_offset[b] : 0;
+      RLHF_CHECK(row < cache_rows && off + n <= cache_len, ErrorCode::Internal, "kv cache overflow");
+      for (int64_t t = 0; t < n; ++t) {
+        const int64_t dst = (row * cache_len + off + t) * kvd;
+        const float *kr = k + (b * T + t) * ld, *vr = v + (b * T + t) * ld;
+        for (int64_t i = 0; i < kvd; ++i) ck[dst + i] = f32_to_bf16(kr[i]), cv[dst + i] = f32_to_bf16(vr[i]);
+      }
+    }
+  }
 };
 
 // The default of the ops only some backends run (backend.h).
@@ -209,6 +224,10 @@ void Backend::gemm_pack_b_bf16(bool, int64_t, int64_t, const uint16_t*, int64_t,
   refuse(*this, "gemm_bf16 (bf16 weights)");
 }
 void Backend::round_to_bf16(const float*, uint16_t*, int64_t) { refuse(*this, "round_to_bf16 (bf16 weights)"); }
+void Backend::cache_store_bf16(uint16_t*, uint16_t*, int64_t, int64_t, const float*, const float*, int64_t, int64_t,
+                               int64_t, const int64_t*, const int64_t*, const int64_t*, int64_t) {
+  refuse(*this, "cache_store_bf16 (bf16 KV cache)");
+}
 void Backend::geglu_forward(float*, const float*, int64_t, int) { refuse(*this, "geglu"); }
 void Backend::geglu_backward(float*, const float*, const float*, int64_t, int) { refuse(*this, "geglu"); }
 void Backend::rmsnorm_heads_forward(float*, int64_t, float*, const float*, int64_t, const float*, int64_t, int, int,

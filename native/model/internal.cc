@@ -11,6 +11,12 @@ namespace model {
 
 void cache_store(Backend& be, KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
                  const int64_t* lengths, const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd) {
+  if (cache->bf16) {
+    RLHF_CHECK(cache->block_table, ErrorCode::Internal, "a bf16 KV cache is paged");
+    be.cache_store_bf16(cache_k16(cache, l), cache_v16(cache, l), cache->rows, cache->len, k, v, ld, B * T, 1,
+                        cache->store_len, cache->store_block, cache->store_slot, kvd);
+    return;
+  }
   if (cache->block_table) {  // one entry per query row: (block, slot), nothing for padding rows
     be.cache_store(cache_k(cache, l), cache_v(cache, l), cache->rows, cache->len, k, v, ld, B * T, 1, cache->store_len,
                    cache->store_block, cache->store_slot, kvd);
@@ -26,6 +32,10 @@ void cache_bind(KvCache* cache, int l, const int64_t* kv_seq, const int64_t* kv_
   at->kv_seq = kv_seq, at->kv_offset = kv_offset;
   at->block_table = cache->block_table, at->block_size = cache->block_table ? cache->len : 0;
   at->table_stride = cache->table_stride;
+  if (cache->bf16) {
+    at->k = at->v = nullptr;
+    at->k_bf16 = cache_k16(cache, l), at->v_bf16 = cache_v16(cache, l);
+  }
 }
 
 Inputs check_inputs(const ModelConfig& c, int64_t vocab, const ForwardInput& in) {

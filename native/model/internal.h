@@ -62,9 +62,12 @@ struct BackScratch {
 // sequence s of a run owns the blocks block_table[s·table_stride ...] (key j in block j / len at
 // slot j % len). A paged run also names, per query row r = b·T + t of the run, where cache_store
 // puts its k/v: block store_block[r], slot store_slot[r], store_len[r] = 1 (0: padding, not stored).
+// bf16 (paged only): buf holds bf16 bits in the same layout (cache_k16 / cache_v16); cache_store
+// rounds k/v to nearest even, attention widens them back (cpu::AttentionArgs k_bf16).
 // Every pointer is device memory (Staging).
 struct KvCache {
   int64_t rows = 0, len = 0, kvd = 0;
+  bool bf16 = false;
   Buffer buf;
   const int32_t* block_table = nullptr;
   int64_t table_stride = 0;
@@ -73,6 +76,12 @@ struct KvCache {
 inline float* cache_k(KvCache* c, int l) { return c->buf.as<float>() + (2 * int64_t(l)) * c->rows * c->len * c->kvd; }
 inline float* cache_v(KvCache* c, int l) {
   return c->buf.as<float>() + (2 * int64_t(l) + 1) * c->rows * c->len * c->kvd;
+}
+inline uint16_t* cache_k16(KvCache* c, int l) {
+  return c->buf.as<uint16_t>() + (2 * int64_t(l)) * c->rows * c->len * c->kvd;
+}
+inline uint16_t* cache_v16(KvCache* c, int l) {
+  return c->buf.as<uint16_t>() + (2 * int64_t(l) + 1) * c->rows * c->len * c->kvd;
 }
 inline int64_t cache_len(const KvCache* c) { return c->len; }
 

@@ -48,9 +48,26 @@ GenerationSession::GenerationSession(Transformer& model, const SessionOptions& o
   Backend* be = m_.be_;
   const int64_t C = c.hidden, V = c.vocab, KVD = int64_t(c.kv_heads) * c.head_dim;
   Vt_ = m_.vocab_total();
-  pool_.rows = opt_.num_blocks, pool_.len = opt_.block_size, pool_.kvd = KVD;
-  pool_.buf = Buffer(static_cast<size_t>(2 * c.layers * opt_.num_blocks * opt_.block_size * KVD) * sizeof(float), false,
-                     be->device());
+  bool all_slide = c.sliding_window > 0;
+  for (int l = 0; l < c.layers; ++l) all_slide = all_slide && c.is_sliding(l);
+  window_ = all_slide ? c.sliding_window : 0;
+  pool_.rows = opt_.num_blocks + (window_ > 0 ? 1 : 0), pool_.len = opt_.block_size, pool_.kvd = KVD;
+  pool_.bf16 = opt_.kv_bf16;
+  const size_t elem = opt_.kv_bf16 ? sizeof(uint16_t) : sizeof(float);
+  pool_.buf =
+      Buffer(static_cast<size_t>(2 * c.layers * pool_.rows * opt_.block_size * KVD) * elem, false, be->device());
+  if (window_ > 0) {  // the last pool row: zeros, never allocated (the device is the host, checked above)
+    zero_block_ = static_cast<int32_t>(opt_.num_blocks);
+    const int64_t n = opt_.block_size * KVD;
+    for (int l = 0; l < c.layers; ++l)
+      if (opt_.kv_bf16) {
+        std::fill_n(cache_k16(&pool_, l) + zero_block_ * n, n, uint16_t(0));
+        std::fill_n(cache_v16(&pool_, l) + zero_block_ * n, n, uint16_t(0));
+      } else {
+        std::fill_n(cache_k(&pool_, l) + zero_block_ * n, n, 0.0f);
+        std::fill_n(cache_v(&pool_, l) + zero_block_ * n, n, 0.0f);
+      }
+  }
 
   // Activations for up to Nmax rows per pass; logits for up to R rows (decode rows, or one prompt)
   Nmax_ = opt_.token_budget;
@@ -171,6 +188,15 @@ void GenerationSession::acquire_cached(int32_t b) {
 
 void GenerationSession::copy_block(int32_t dst, int32_t src, int64_t slots) {
   const int64_t n = opt_.block_size * pool_.kvd;
+  if (pool_.bf16) {
+    const Device d = m_.be_->device();
+    const size_t bytes = static_cast<size_t>(slots * pool_.kvd) * sizeof(uint16_t);
+    for (int l = 0; l < m_.cfg_.layers; ++l) {
+      m_.be_->copy(cache_k16(&pool_, l) + dst * n, d, cache_k16(&pool_, l) + src * n, d, bytes);
+      m_.be_->copy(cache_v16(&pool_, l) + dst * n, d, cache_v16(&pool_, l) + src * n, d, bytes);
+    }
+    return;
+  }
   for (int l = 0; l < m_.cfg_.layers; ++l) {
     m_.be_->copy_rows(cache_k(&pool_, l) + dst * n, cache_k(&pool_, l) + src * n, slots * pool_.kvd);
     m_.be_->copy_rows(cache_v(&pool_, l) + dst * n, cache_v(&pool_, l) + src * n, slots * pool_.kvd);
@@ -208,6 +234,21 @@ void GenerationSession::register_prompt_blocks(Seq& s) {
       e.tokens.assign(toks, toks + bs);
     }
     s.chain = h;
+  }
+}
+
+void GenerationSession::release_outside_window(Seq& s) {
+  if (window_ <= 0) return;
+  const int64_t bs = opt_.block_size;
+  // keys j <= cached − window are masked for every later query (their positions are >= cached);
+  // full prompt blocks are registered in the prefix cache before this runs (register_prompt_blocks)
+  const int64_t dead = std::min<int64_t>((s.cached - window_ + 1) / bs, static_cast<int64_t>(s.table.size()));
+  for (; s.released < dead; ++s.released) {
+    int32_t& b = s.table[s.released];
+    if (!live(b)) continue;  // taken over from a leader that had released it
+    release_block(b);
+    b = zero_block_;
+    ++counters_.window_released;
   }
 }
 
@@ -261,7 +302,7 @@ void GenerationSession::promote_followers(Seq& L) {
   Seq& F = seqs_.at(L.followers.front());
   F.table = std::move(L.table);  // the references pass to F
   L.table.clear();
-  F.cached = L.cached, F.registered = L.registered, F.chain = L.chain;
+  F.cached = L.cached, F.registered = L.registered, F.chain = L.chain, F.released = L.released;
   F.state = State::Prefill;
   F.leader = -1;
   F.followers.assign(L.followers.begin() + 1, L.followers.end());
@@ -278,7 +319,8 @@ void GenerationSession::finish(Seq& s, bool cancelled) {
     auto& fl = seqs_.at(s.leader).followers;
     fl.erase(std::find(fl.begin(), fl.end(), s.id));
   }
-  for (int32_t b : s.table) release_block(b);
+  for (int32_t b : s.table)
+    if (live(b)) release_block(b);
   s.table.clear();
   reserved_ -= s.reserve;
   s.reserve = 0;
@@ -305,6 +347,21 @@ std::vector<SessionOutput> GenerationSession::collect() {
   return r;
 }
 
+std::vector<SessionOutput> GenerationSession::progress() {
+  std::vector<SessionOutput> r;
+  for (int64_t id : running_) {
+    Seq& s = seqs_.at(id);
+    if (s.out.tokens.size() == s.reported) continue;
+    SessionOutput o;
+    o.id = s.id;
+    o.tokens.assign(s.out.tokens.begin() + s.reported, s.out.tokens.end());
+    o.logprobs.assign(s.out.logprobs.begin() + s.reported, s.out.logprobs.end());
+    s.reported = s.out.tokens.size();
+    r.push_back(std::move(o));
+  }
+  return r;
+}
+
 SessionStats GenerationSession::stats() const {
   SessionStats s = counters_;
   s.block_size = opt_.block_size;
@@ -312,7 +369,9 @@ SessionStats GenerationSession::stats() const {
   s.blocks_in_use = in_use_;
   s.blocks_cached = static_cast<int64_t>(lru_.size());
   s.peak_blocks_in_use = peak_;
-  s.block_bytes = 2 * int64_t(m_.cfg_.layers) * opt_.block_size * pool_.kvd * static_cast<int64_t>(sizeof(float));
+  s.block_bytes = 2 * int64_t(m_.cfg_.layers) * opt_.block_size * pool_.kvd *
+                  static_cast<int64_t>(pool_.bf16 ? sizeof(uint16_t) : sizeof(float));
+  s.pool_bytes = pool_.rows * s.block_bytes;
   s.waiting = static_cast<int64_t>(waiting_.size());
   s.running = static_cast<int64_t>(running_.size());
   s.unread = static_cast<int64_t>(done_.size());

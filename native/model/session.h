@@ -30,6 +30,17 @@
 // count), and its log-probs equal forward()'s (log π_T of the full tempered distribution, T = 1
 // when greedy, as generate.cc states).
 //
+// Sliding windows: when every layer slides (Mistral), a block whose positions are all at or before
+// cached − window of its sequence is read by no later query; it goes back to the pool (or to the
+// prefix cache's LRU list) and its table entry points at a zero block that is never written. The
+// attention still reads and masks those keys (probability exactly 0, and 0 · 0 adds nothing), so
+// results are bitwise those of the full cache. Gemma's global layers read every position, so a
+// model with any global layer keeps every block.
+//
+// bf16 KV (kv_bf16): k/v are rounded to bf16 (nearest even) as they are stored and widened to f32
+// when attention gathers them, so a block takes half the bytes; the invariances above hold among
+// bf16 sessions, and the results differ from f32's by the rounding of k/v only.
+//
 // The weights are packed when the session is created: a session must not outlive a change of the
 // model's weights (make a new one). CPU backend, one rank (a tensor-parallel model or a non-CPU
 // backend is refused, naming the op).
@@ -56,6 +67,7 @@ struct SessionOptions {
   int64_t max_running = 256;   // sequences holding blocks at once (>= 1)
   bool prefix_cache = true;    // keep full prompt blocks for later prompts (LRU-evicted)
   bool adapters = true;        // false: sample from the base model without its LoRA adapters
+  bool kv_bf16 = false;        // the pool holds bf16 k/v (half the bytes; attention accumulates in f32)
 };
 
 struct SessionRequest {
@@ -87,6 +99,8 @@ struct SessionStats {
   int64_t blocks_cached = 0;                     // unreferenced, kept by the prefix cache (evictable)
   int64_t peak_blocks_in_use = 0;                // since the session began
   int64_t block_bytes = 0;                       // KV bytes of one block (all layers, k and v)
+  int64_t pool_bytes = 0;                        // KV bytes allocated (the window's zero block included)
+  int64_t window_released = 0;                   // blocks released for lying outside every layer's window
   int64_t waiting = 0, running = 0, unread = 0;  // unread: finished, not yet collected
   int64_t steps = 0;
   int64_t prefill_tokens = 0;  // prompt positions computed
@@ -104,8 +118,13 @@ class GenerationSession {
   // Queues a request (validated: throws OutOfRange naming the field); returns its id (0, 1, ...).
   int64_t add_request(SessionRequest request);
   StepReport step();
-  // Finished (or cancelled) requests since the last collect, in the order they finished.
+  // Finished (or cancelled) requests since the last collect, in the order they finished; tokens
+  // and logprobs are the whole generation (what progress() reported included).
   std::vector<SessionOutput> collect();
+  // For every running request with tokens generated since its previous progress report, those new
+  // tokens and logprobs only (stopped/cancelled false), in admission order. A request's last
+  // tokens may come only through collect() (it ends in the step that produces them).
+  std::vector<SessionOutput> progress();
   // Ends a waiting or running request and frees its blocks; false when the id is not active.
   bool cancel(int64_t id);
   bool idle() const { return waiting_.empty() && running_.empty(); }
@@ -127,6 +146,8 @@ class GenerationSession {
     int64_t leader = -1;         // Following: the sequence it shares the prefill of
     std::vector<int64_t> followers;
     SessionOutput out;
+    size_t reported = 0;   // out.tokens already returned by progress()
+    int64_t released = 0;  // leading table entries released for the window (now zero_block_)
   };
   struct CachedBlock {  // a full prompt block in the prefix cache
     uint64_t parent = 0;
@@ -144,6 +165,8 @@ class GenerationSession {
   void register_prompt_blocks(Seq& s);
   void finish(Seq& s, bool cancelled);
   void promote_followers(Seq& leader);
+  void release_outside_window(Seq& s);  // the sliding-window release (see above)
+  bool live(int32_t b) const { return b != zero_block_; }
   // Runs rows (A sequences × T positions) through the layers and the LM head; the logits of the
   // rows in `want` (indices into seqs) come back on the host, row i of `want` at logits(i).
   void run(const std::vector<Seq*>& seqs, int64_t T, const std::vector<int32_t>& tokens,
@@ -154,6 +177,8 @@ class GenerationSession {
   Transformer& m_;
   SessionOptions opt_;
   int64_t Vt_ = 0, Nmax_ = 0;
+  int64_t window_ = 0;       // > 0: every layer slides by this many keys (blocks outside it are released)
+  int32_t zero_block_ = -1;  // the all-zero block released table entries point at (window_ > 0)
   KvCache pool_;
   std::unique_ptr<PackedWeights> packed_;
   Buffer work_, rstd_;

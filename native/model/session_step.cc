@@ -180,8 +180,10 @@ StepReport GenerationSession::step() {
       for (int64_t fid : s.followers) {  // share the prompt's blocks and its logits row
         Seq& f = seqs_.at(fid);
         f.table = s.table;
-        for (int32_t b : f.table) ++ref_[b];
+        for (int32_t b : f.table)
+          if (live(b)) ++ref_[b];
         f.cached = s.cached;
+        f.released = s.released;
         f.registered = s.registered, f.chain = s.chain;
         f.state = State::Decode;
         f.leader = -1;
@@ -192,6 +194,7 @@ StepReport GenerationSession::step() {
     }
   }
 
+  for (int64_t id : running_) release_outside_window(seqs_.at(id));
   const std::vector<int64_t> now = running_;
   for (int64_t id : now) {
     Seq& s = seqs_.at(id);
@@ -209,12 +212,14 @@ GenerateResult generate_on_session(Transformer& model, const GenerateRequest& re
   SessionOptions o;
   o.block_size = 16;
   o.adapters = req.adapters;
+  o.kv_bf16 = req.kv_bf16;
   o.max_running = B;
   int64_t longest = 1, blocks = 0;
   for (const auto& p : req.prompts) {
     const int64_t plen = static_cast<int64_t>(p.size());
     longest = std::max(longest, plen);
-    blocks += (plen + req.max_new_tokens - 1 + o.block_size - 1) / o.block_size + 1;
+    // a sequence's worst case, as GenerationSession::total_blocks (lib/engine/kv-memory.ts mirrors it)
+    blocks += (plen + req.max_new_tokens - 1 + o.block_size - 1) / o.block_size + (plen % o.block_size != 0 ? 1 : 0);
   }
   o.num_blocks = blocks;  // every request admitted at once, as the static batch holds them
   o.token_budget = std::max(B, longest);

@@ -90,6 +90,7 @@ struct GenerateRequest {
   // GenerationSession (paged cache, shared prefixes) where the model allows it (CPU, one rank).
   // Both give the same tokens and log-probs.
   bool static_batch = false;
+  bool kv_bf16 = false;  // the session's KV pool in bf16 (SessionOptions::kv_bf16); the static batch refuses it
 };
 
 struct GenerateResult {

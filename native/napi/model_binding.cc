@@ -12,7 +12,7 @@
 //            logits?, temperature?, saveForBackward?}) -> Promise<{logprobs, entropy?, values?, logits?}>
 //   backward({dLogprobs?, dEntropy?, dValues?}) -> Promise<void>
 //   zeroGrad() -> Promise<void>
-//   generate({prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens, staticBatch?})
+//   generate({prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens, staticBatch?, kvBf16?})
 //       -> Promise<{tokens: Int32Array[], logprobs: Float32Array[], stopped: boolean[]}>
 //   readParameter(name, 'param' | 'grad') -> Promise<Float32Array>; readParameter(name, 'bf16') -> Promise<Uint16Array>
 //   writeParameter(name, data: Float32Array | Uint16Array of bf16 bits) -> Promise<void>
@@ -383,6 +383,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       req->seed = static_cast<uint64_t>(get_int_or(o, fn, "seed", 0, (int64_t(1) << 53), 0));
       req->adapters = get_bool_or(o, fn, "adapters", true);
       req->static_batch = get_bool_or(o, fn, "staticBatch", false);
+      req->kv_bf16 = get_bool_or(o, fn, "kvBf16", false);
       req->stream_offset = get_int_or(o, fn, "streamOffset", 0, (int64_t(1) << 53), 0);
       Napi::Value sv = o.Get("streams");
       if (!sv.IsUndefined()) {

@@ -4,6 +4,7 @@
 //   addRequest(prompt: Int32Array, {maxNewTokens, stopTokens?, temperature?, topK?, topP?, seed?, stream?}) -> id
 //   step() -> Promise<{decodeRows, prefillTokens, admitted, finished}>
 //   collect() -> [{id, tokens: Int32Array, logprobs: Float32Array, stopped, cancelled}]
+//   progress() -> [{id, tokens, logprobs}]: the tokens running requests generated since the last call
 //   cancel(id) -> boolean;  idle: boolean;  stats: {...SessionStats in camelCase};  dispose()
 // The session references the model's JS object and shares its busy flag: no other model call runs
 // during a step, and every call refuses with ERR_RLHF_DISPOSED once the model was disposed.
@@ -30,8 +31,9 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     return DefineClass(
         env, "NativeGenerationSession",
         {InstanceMethod("addRequest", &SessionWrap::add_request), InstanceMethod("step", &SessionWrap::step),
-         InstanceMethod("collect", &SessionWrap::collect), InstanceMethod("cancel", &SessionWrap::cancel),
-         InstanceMethod("dispose", &SessionWrap::dispose), InstanceAccessor("idle", &SessionWrap::idle, nullptr),
+         InstanceMethod("collect", &SessionWrap::collect), InstanceMethod("progress", &SessionWrap::progress),
+         InstanceMethod("cancel", &SessionWrap::cancel), InstanceMethod("dispose", &SessionWrap::dispose),
+         InstanceAccessor("idle", &SessionWrap::idle, nullptr),
          InstanceAccessor("stats", &SessionWrap::stats, nullptr)});
   }
 
@@ -50,6 +52,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     opt.max_running = get_int_or(o, fn, "maxRunning", 1, int64_t(1) << 24, 256);
     opt.prefix_cache = get_bool_or(o, fn, "prefixCache", true);
     opt.adapters = get_bool_or(o, fn, "adapters", true);
+    opt.kv_bf16 = get_bool_or(o, fn, "kvBf16", false);
     try {
       model::Transformer* t = transformer("constructor");
       owner_ = t;
@@ -129,27 +132,32 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     });
   }
 
-  Napi::Value collect(const Napi::CallbackInfo& info) {
-    return guard(info, [&]() -> Napi::Value {
-      model::GenerationSession* s = usable("collect");
-      std::vector<model::SessionOutput> done = s->collect();
-      Napi::Env env = info.Env();
-      Napi::Array out = Napi::Array::New(env, done.size());
-      for (size_t i = 0; i < done.size(); ++i) {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("id", static_cast<double>(done[i].id));
-        auto t = Napi::Int32Array::New(env, done[i].tokens.size());
-        std::memcpy(t.Data(), done[i].tokens.data(), done[i].tokens.size() * sizeof(int32_t));
-        auto l = Napi::Float32Array::New(env, done[i].logprobs.size());
-        std::memcpy(l.Data(), done[i].logprobs.data(), done[i].logprobs.size() * sizeof(float));
-        r.Set("tokens", t);
-        r.Set("logprobs", l);
-        r.Set("stopped", done[i].stopped);
-        r.Set("cancelled", done[i].cancelled);
-        out.Set(static_cast<uint32_t>(i), r);
+  static Napi::Array outputs(Napi::Env env, const std::vector<model::SessionOutput>& v, bool ended) {
+    Napi::Array out = Napi::Array::New(env, v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      Napi::Object r = Napi::Object::New(env);
+      r.Set("id", static_cast<double>(v[i].id));
+      auto t = Napi::Int32Array::New(env, v[i].tokens.size());
+      std::memcpy(t.Data(), v[i].tokens.data(), v[i].tokens.size() * sizeof(int32_t));
+      auto l = Napi::Float32Array::New(env, v[i].logprobs.size());
+      std::memcpy(l.Data(), v[i].logprobs.data(), v[i].logprobs.size() * sizeof(float));
+      r.Set("tokens", t);
+      r.Set("logprobs", l);
+      if (ended) {
+        r.Set("stopped", v[i].stopped);
+        r.Set("cancelled", v[i].cancelled);
       }
-      return out;
-    });
+      out.Set(static_cast<uint32_t>(i), r);
+    }
+    return out;
+  }
+
+  Napi::Value collect(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value { return outputs(info.Env(), usable("collect")->collect(), true); });
+  }
+
+  Napi::Value progress(const Napi::CallbackInfo& info) {
+    return guard(info, [&]() -> Napi::Value { return outputs(info.Env(), usable("progress")->progress(), false); });
   }
 
   Napi::Value cancel(const Napi::CallbackInfo& info) {
@@ -178,7 +186,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       r.Set("peakBlocksInUse", static_cast<double>(st.peak_blocks_in_use));
       r.Set("blockBytes", static_cast<double>(st.block_bytes));
       r.Set("peakKvBytes", static_cast<double>(st.peak_blocks_in_use * st.block_bytes));
-      r.Set("poolBytes", static_cast<double>(st.blocks_total * st.block_bytes));
+      r.Set("poolBytes", static_cast<double>(st.pool_bytes));
+      r.Set("windowReleased", static_cast<double>(st.window_released));
       r.Set("waiting", static_cast<double>(st.waiting));
       r.Set("running", static_cast<double>(st.running));
       r.Set("unread", static_cast<double>(st.unread));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../core/dtype.h"
 #include "../cpu/attention.h"
 #include "fd.h"
 
@@ -269,6 +270,60 @@ TEST(attention_paged_equals_contiguous_bitwise) {
   CHECK_THROWS(
       cpu::attention_backward(bad, o.data(), AD, o.data(), o.data(), AD, o.data(), AD, o.data(), KVD, o.data(), KVD),
       rlhf::ErrorCode::Unsupported);
+}
+
+// bf16 KV pool (k_bf16 / v_bf16): the result is bitwise that of the f32 pool holding the same
+// (rounded) values, agrees with the double reference reading the bf16 pool, and stays within a
+// stated tolerance of the unrounded f32 keys/values (bf16 keeps 8 bits: relative rounding 2^-9).
+TEST(attention_paged_bf16_kv) {
+  const int NH = 4, KVH = 2, HD = 16;
+  const int64_t KVD = KVH * HD, AD = NH * HD, bs = 8, B = 2, L = 70, stride = (L + bs - 1) / bs;
+  auto kf = random_vec(B * stride * bs * KVD, 51, -1.5f, 1.5f), vf = random_vec(B * stride * bs * KVD, 52);
+  auto q = random_vec(B * 64 * AD, 53, -1.5f, 1.5f);
+  std::vector<int32_t> table(B * stride);
+  for (int64_t i = 0; i < B * stride; ++i) table[i] = static_cast<int32_t>((i * 5) % (B * stride));
+  std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+  std::vector<float> kr(kf.size()), vr(vf.size());  // f32 pool holding the rounded values
+  for (size_t i = 0; i < kf.size(); ++i) {
+    kh[i] = f32_to_bf16(kf[i]), vh[i] = f32_to_bf16(vf[i]);
+    kr[i] = bf16_to_f32(kh[i]), vr[i] = bf16_to_f32(vh[i]);
+  }
+  double worst = 0;
+  for (int64_t Tq : {int64_t(64), int64_t(1)})
+    for (int64_t window : {int64_t(0), int64_t(12)}) {
+      const int64_t off[2] = {Tq == 1 ? 69 : 6, Tq == 1 ? 30 : 0}, qlen[2] = {Tq, Tq == 1 ? 1 : 40};
+      cpu::AttentionArgs a;
+      a.B = B, a.NH = NH, a.KVH = KVH, a.HD = HD, a.scale = 0.25f, a.Tq = Tq, a.q = q.data(), a.ldq = AD;
+      a.ldk = a.ldv = KVD, a.kv_offset = off, a.q_len = qlen, a.window = window;
+      a.block_table = table.data(), a.block_size = bs, a.table_stride = stride;
+      cpu::AttentionArgs h = a, r = a, f = a;
+      h.k_bf16 = kh.data(), h.v_bf16 = vh.data();
+      r.k = kr.data(), r.v = vr.data();
+      f.k = kf.data(), f.v = vf.data();
+      const size_t n = B * Tq * AD;
+      std::vector<float> oh(n), orr(n), of(n), ref(n), lh(B * Tq * NH), lr(B * Tq * NH), lref(B * Tq * NH);
+      cpu::attention_forward(h, oh.data(), AD, lh.data());
+      cpu::attention_forward(r, orr.data(), AD, lr.data());
+      cpu::attention_forward(f, of.data(), AD, nullptr);
+      cpu::attention_forward_reference(h, ref.data(), AD, lref.data());
+      CHECK(std::memcmp(oh.data(), orr.data(), n * 4) == 0);
+      CHECK(std::memcmp(lh.data(), lr.data(), lh.size() * 4) == 0);
+      for (size_t i = 0; i < n; ++i) CHECK_NEAR(oh[i], ref[i], 2e-6, 1e-5);
+      for (size_t i = 0; i < lh.size(); ++i) CHECK_NEAR(lh[i], lref[i], 2e-6, 1e-5);
+      for (size_t i = 0; i < n; ++i) {
+        CHECK_NEAR(oh[i], of[i], 2e-2, 0);
+        worst = std::max(worst, std::fabs(double(oh[i]) - of[i]));
+      }
+    }
+  CHECK(worst > 0);  // the rounding is there
+  cpu::AttentionArgs bad;
+  bad.B = 1, bad.NH = NH, bad.KVH = KVH, bad.HD = HD, bad.Tq = 1, bad.q = q.data(), bad.ldq = AD,
+  bad.ldk = bad.ldv = KVD;
+  bad.block_table = table.data(), bad.block_size = bs, bad.table_stride = stride, bad.k_bf16 = kh.data();
+  std::vector<float> o(AD);
+  CHECK_THROWS(cpu::attention_forward(bad, o.data(), AD, nullptr), rlhf::ErrorCode::InvalidArgument);
+  bad.v_bf16 = vh.data(), bad.block_table = nullptr;  // bf16 only through a block table
+  CHECK_THROWS(cpu::attention_forward(bad, o.data(), AD, nullptr), rlhf::ErrorCode::Unsupported);
 }
 
 int main() { return run_all_tests(); }

@@ -109,6 +109,49 @@ t.test('session == static batch, whatever the block size, budget, sharing, admis
   await sameAsReference(t, m, alone, ids, 'one request per session');
 });
 
+t.test(
+  "progress() hands out each running request's new tokens once; with collect() they make the result",
+  async (t) => {
+    const m = await Model.create(tiny(), { seed: 3, initStd: 0.3 });
+    t.teardown(() => m.dispose());
+    const s = new GenerationSession(m, { numBlocks: 64, blockSize: 4, tokenBudget: 9 });
+    const ids = requests.map((r) => add(s, r));
+    const streamed = new Map<number, { tokens: number[]; logprobs: number[] }>(
+      ids.map((id) => [id, { tokens: [], logprobs: [] }]),
+    );
+    const done: SessionResult[] = [];
+    let reports = 0;
+    while (!s.idle) {
+      await s.step();
+      const running = s.stats.running;
+      const p = s.progress();
+      t.ok(p.length <= running, 'only running requests report');
+      for (const u of p) {
+        reports++;
+        t.ok(u.tokens.length >= 1 && u.tokens.length === u.logprobs.length, 'new tokens only, one log-prob each');
+        streamed.get(u.id)!.tokens.push(...u.tokens);
+        streamed.get(u.id)!.logprobs.push(...u.logprobs);
+      }
+      t.same(s.progress(), [], 'a second call right after reports nothing');
+      done.push(...s.collect());
+    }
+    t.ok(reports > requests.length, `${reports} progress reports`);
+    let prefixes = 0;
+    for (const g of done) {
+      const seen = streamed.get(g.id)!;
+      if (
+        seen.tokens.length < g.tokens.length &&
+        sameInts(Int32Array.from(seen.tokens), g.tokens.subarray(0, seen.tokens.length)) &&
+        bitwiseEqual(Float32Array.from(seen.logprobs), g.logprobs.subarray(0, seen.logprobs.length))
+      )
+        prefixes++;
+    }
+    t.equal(prefixes, requests.length, 'every streamed sequence is a strict prefix of the collected result');
+    await sameAsReference(t, m, done, ids, 'streamed session');
+    s.dispose();
+  },
+);
+
 t.test('identical prompts are prefilled once; a common prefix is reused from the prefix cache', async (t) => {
   const m = await Model.create(tiny(), { seed: 4, initStd: 0.3 });
   const s = new GenerationSession(m, { numBlocks: 64, blockSize: 8 });

@@ -1,9 +1,10 @@
 // rlhf serve against the official `openai` client on loopback, with a tiny random model. The
-// reference for every generated text is Model.generate called directly (one call, no chunking).
+// reference for every generated text is Model.generate called directly.
 import t from 'tap';
 import type { Test } from 'tap';
 import OpenAI from 'openai';
 import { setThreads } from '../../lib/engine/device.js';
+import { GenerationSession } from '../../lib/engine/generation-session.js';
 import { startServer, type RunningServer } from '../../lib/serve/index.js';
 import { errorOf, tinyCheckpoint } from './helpers.js';
 
@@ -19,7 +20,7 @@ async function serve(
   t: Test,
   opts: Partial<Parameters<typeof startServer>[0]> = {},
 ): Promise<{ server: RunningServer; client: OpenAI }> {
-  const server = await startServer({ model, tokenizer, modelName: 'tiny', port: 0, chunkTokens: 4, ...opts });
+  const server = await startServer({ model, tokenizer, modelName: 'tiny', port: 0, ...opts });
   t.teardown(() => server.close());
   const client = new OpenAI({ baseURL: server.url, apiKey: opts.apiKey ?? 'unused', maxRetries: 0 });
   return { server, client };
@@ -42,7 +43,7 @@ async function greedy(ids: number[], maxNewTokens: number) {
 const messages = [{ role: 'user' as const, content: 'Say something.' }];
 const chatIds = tokenizer.encodePrompt(messages);
 
-t.test('models, chat and completions match a direct generate call (greedy, chunked by 4)', async (t) => {
+t.test('models, chat and completions match a direct generate call (greedy)', async (t) => {
   const { client } = await serve(t);
   const models = await client.models.list();
   t.same(
@@ -230,7 +231,7 @@ t.test('concurrent clients are batched together and each gets its solo answer', 
 });
 
 t.test('a client that disconnects stops its generation', async (t) => {
-  const { client, server } = await serve(t, { chunkTokens: 2 });
+  const { client, server } = await serve(t);
   const controller = new AbortController();
   const tokensBefore = server.stats.generatedTokens;
   const stream = await client.completions.create(
@@ -306,13 +307,13 @@ t.test('bad requests: 400 naming the field, 404, 413, 429', async (t) => {
   t.equal((await raw('/chat/completions', { method: 'GET' })).status, 405);
 
   // the queue holds one request: a second one while the first waits on the model is a 429 (the
-  // model is held at a gate, so the first cannot finish before the second arrives)
+  // session's steps are held at a gate, so the first cannot finish before the second arrives)
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const generate = model.generate;
-  model.generate = async (o) => {
+  const step = GenerationSession.prototype.step;
+  GenerationSession.prototype.step = async function (this: GenerationSession) {
     await gate;
-    return generate.call(model, o);
+    return step.call(this);
   };
   try {
     const long = client.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 4 });
@@ -323,8 +324,24 @@ t.test('bad requests: 400 naming the field, 404, 413, 429', async (t) => {
     t.ok((await long).choices[0].text !== undefined, 'the first request completes once the model is free');
   } finally {
     release();
-    model.generate = generate;
+    GenerationSession.prototype.step = step;
   }
+});
+
+t.test('a request that cannot fit the KV cache is a 400 naming max_tokens', async (t) => {
+  const blockBytes = 2 * model.config.layers * 16 * model.config.kvHeads * model.config.headDim * 4;
+  const { client } = await serve(t, { kvBytes: 3 * blockBytes }); // 3 blocks of 16 positions
+  t.ok(chatIds.length > 0 && chatIds.length % 16 !== 0 && chatIds.length < 32, 'a prompt over 1–2 blocks');
+  const err = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 40 }).then(
+    () => undefined,
+    (e: unknown) => e as InstanceType<typeof OpenAI.APIError>,
+  );
+  t.equal(err?.status, 400);
+  t.equal(err?.param, 'max_tokens', String(err?.message));
+  // ⌈(prompt + max_tokens − 1) / 16⌉ + 1 copy-on-write block = 3 fits
+  const fits = 48 - chatIds.length - 15;
+  const ok = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: fits, temperature: 0 });
+  t.equal(ok.choices.length, 1, `max_tokens ${fits} fits the 3 blocks`);
 });
 
 t.test('with an API key, /v1 needs the bearer token', async (t) => {

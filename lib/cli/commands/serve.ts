@@ -11,7 +11,8 @@ export const serveSpec: CommandSpec = {
   summary: 'serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)',
   description:
     'Listens on 127.0.0.1 unless --host says otherwise. With --api-key (or RLHF_API_KEY in the environment) every /v1 route needs "Authorization: Bearer <key>". ' +
-    "Concurrent requests are batched into the model's generate calls, --chunk-tokens tokens at a time; a seeded request is reproducible for a given --chunk-tokens. Ctrl-C stops the server.",
+    "Concurrent requests are decoded together, one token per step, on a paged KV cache of --kv-mib MiB (continuous batching: a new request joins at the next step, a disconnected client's request is cancelled and frees its blocks); a seeded request gives the same answer alone or among others. " +
+    'A model the session cannot run (tensor-parallel) is served in generate calls of --chunk-tokens tokens. Ctrl-C stops the server.',
   flags: {
     model: { type: 'path', required: true, placeholder: 'dir', describe: 'the checkpoint to serve' },
     tokenizer: {
@@ -38,14 +39,37 @@ export const serveSpec: CommandSpec = {
       describe: 'the model id clients send (default: the folder name)',
     },
     maxTokens: { type: 'int', min: 1, default: 256, describe: 'max_tokens of a chat request that gives none' },
+    kvMib: {
+      type: 'int',
+      min: 1,
+      max: 1 << 20,
+      default: 1024,
+      describe:
+        'KV cache size in MiB: requests wait for free blocks; one whose prompt + max_tokens cannot fit at all gets HTTP 400',
+    },
+    blockSize: { type: 'int', min: 1, max: 65536, default: 16, describe: 'token positions per KV block' },
+    kvDtype: {
+      type: 'enum',
+      values: ['f32', 'bf16'],
+      default: 'f32',
+      describe: 'KV cache dtype (bf16: twice the sequences in --kv-mib; k/v rounded to bf16, f32 accumulation)',
+    },
+    tokenBudget: {
+      type: 'int',
+      min: 1,
+      max: 1 << 24,
+      default: 512,
+      describe: 'rows per step: decode rows plus prefill tokens (a long prompt is prefilled over several steps)',
+    },
+    maxBatch: { type: 'int', min: 1, max: 4096, default: 32, describe: 'most sequences decoded together' },
     chunkTokens: {
       type: 'int',
       min: 1,
       max: 4096,
       default: 16,
-      describe: 'tokens per model call (new requests join, cancelled ones leave, streams update at chunk boundaries)',
+      describe:
+        'tensor-parallel models only: tokens per generate call (a seeded request is reproducible for a given value)',
     },
-    maxBatch: { type: 'int', min: 1, max: 4096, default: 32, describe: 'most sequences in one model call' },
     maxQueue: {
       type: 'int',
       min: 1,
@@ -89,6 +113,10 @@ export const serveCommand: CommandHandler = async (o, ctx) => {
     port: o.port as number,
     ...(apiKey ? { apiKey } : {}),
     defaultMaxTokens: o.maxTokens as number,
+    kvBytes: (o.kvMib as number) * 2 ** 20,
+    blockSize: o.blockSize as number,
+    kvDtype: o.kvDtype as 'f32' | 'bf16',
+    tokenBudget: o.tokenBudget as number,
     chunkTokens: o.chunkTokens as number,
     maxBatchRows: o.maxBatch as number,
     maxRequests: o.maxQueue as number,

@@ -1,0 +1,82 @@
+// The KV pool estimate (lib/engine/kv-memory.ts, estimateTrainingMemory's `rollout`) against the
+// session: a GenerationSession of the estimated block count reports the estimated pool bytes,
+// admits every sequence at once (the pool holds all their worst cases) and, one block fewer, makes
+// one wait (the count is exact, not just enough).
+import t from 'tap';
+import { join } from 'node:path';
+import { tinyConfig } from '../../lib/engine/config.js';
+import { Model } from '../../lib/engine/model.js';
+import { GenerationSession } from '../../lib/engine/generation-session.js';
+import { estimateKvPool, type KvPoolOptions } from '../../lib/engine/kv-memory.js';
+import { estimateTrainingMemory } from '../../lib/engine/memory.js';
+import { modelFixtures } from '../helpers/family-fixture.js';
+
+const cases: KvPoolOptions[] = [
+  { sequences: 6, promptLen: 21, maxNewTokens: 9 },
+  { sequences: 3, promptLen: 7, maxNewTokens: 30, blockSize: 4, kvDtype: 'bf16' },
+  { sequences: 5, promptLen: 1, maxNewTokens: 12, blockSize: 5 },
+];
+
+async function admitted(m: Model, est: ReturnType<typeof estimateKvPool>, c: KvPoolOptions, numBlocks: number) {
+  const s = new GenerationSession(m, {
+    numBlocks,
+    blockSize: c.blockSize ?? 16,
+    kvDtype: c.kvDtype ?? 'f32',
+    prefixCache: false,
+  });
+  for (let i = 0; i < c.sequences; i++) {
+    // distinct prompts: no sharing, every sequence its own worst case
+    const prompt = Array.from({ length: c.promptLen }, (_, k) => (k * 5 + i * 11 + 1) % 50);
+    s.addRequest(prompt, { maxNewTokens: c.maxNewTokens, seed: i, stopTokens: [] });
+  }
+  await s.step();
+  const st = s.stats;
+  await s.runUntilIdle();
+  t.ok(s.stats.peakBlocksInUse <= est.blocks, `peak ${s.stats.peakBlocksInUse} of ${est.blocks} estimated blocks`);
+  s.dispose();
+  return st;
+}
+
+for (const [name, load] of [
+  [
+    'tiny llama',
+    () =>
+      Model.create(tinyConfig({ vocab: 61, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 256 }), {
+        seed: 1,
+      }),
+  ],
+  ['mistral fixture (every layer slides: one zero block more)', () => Model.load(join(modelFixtures, 'mistral-tiny'))],
+] as const)
+  t.test(`${name}: the estimate is the session's pool`, async (t) => {
+    const m = await load();
+    t.teardown(() => m.dispose());
+    for (const c of cases) {
+      const est = estimateKvPool(m.config, c);
+      const label = JSON.stringify(c);
+      const st = await admitted(m, est, c, est.blocks);
+      t.equal(st.poolBytes, est.bytes, `${label}: pool bytes ${est.bytes}`);
+      t.equal(st.blockBytes, est.blockBytes, `${label}: block bytes`);
+      t.equal(st.waiting, 0, `${label}: all ${c.sequences} sequences admitted at once`);
+      const short = await admitted(m, est, c, est.blocks - 1);
+      t.equal(short.waiting, 1, `${label}: one block fewer, one sequence waits`);
+      t.equal(
+        estimateTrainingMemory(m.config, { batch: 2, seqLen: 8, rollout: c }).kvPool,
+        est.bytes,
+        `${label}: estimateTrainingMemory's kvPool`,
+      );
+    }
+    t.equal(estimateTrainingMemory(m.config, { batch: 2, seqLen: 8 }).kvPool, 0, 'no rollout, no pool');
+  });
+
+t.test('bad options are named', async (t) => {
+  const c = tinyConfig({ vocab: 61, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 256 });
+  t.throws(() => estimateKvPool(c, { sequences: 0, promptLen: 3, maxNewTokens: 2 }), /options\.sequences/);
+  t.throws(
+    () => estimateKvPool(c, { sequences: 1, promptLen: 3, maxNewTokens: 2, kvDtype: 'f8' as never }),
+    /options\.kvDtype/,
+  );
+  t.throws(
+    () => estimateTrainingMemory(c, { batch: 1, seqLen: 4, rollout: { sequences: 1, promptLen: 0, maxNewTokens: 1 } }),
+    /options\.promptLen/,
+  );
+});

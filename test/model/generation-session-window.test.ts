@@ -1,0 +1,114 @@
+// GenerationSession with sliding-window layers: when every layer slides (the Mistral fixture,
+// window 5), blocks wholly outside the window go back to the pool while the sequence runs, and
+// every request's tokens and log-probs stay bitwise those of the static batch (which keeps the
+// full cache and masks); Gemma 2/3 (global layers beside the local ones) keep every block.
+import t, { type Test } from 'tap';
+import { join } from 'node:path';
+import { Model } from '../../lib/engine/model.js';
+import { GenerationSession } from '../../lib/engine/generation-session.js';
+import { bitwiseEqual } from '../helpers/tolerance.js';
+import { modelFixtures } from '../helpers/family-fixture.js';
+
+const promptOf = (len: number, salt: number) => Array.from({ length: len }, (_, i) => (i * 7 + salt * 13 + 1) % 89);
+const sameInts = (a: Int32Array, b: Int32Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+// two identical prompts (shared prefill), prompts longer and shorter than the window, greedy and sampled
+const requests = [
+  { prompt: promptOf(19, 1), maxNewTokens: 24, seed: 5, stream: 0 },
+  { prompt: promptOf(19, 1), maxNewTokens: 17, seed: 5, stream: 1 },
+  { prompt: promptOf(3, 2), maxNewTokens: 30, seed: 6, stream: 2, temperature: 0.7 },
+  { prompt: promptOf(33, 3), maxNewTokens: 12, temperature: 0 },
+];
+
+async function check(t: Test, fixture: string, slides: boolean) {
+  const m = await Model.load(join(modelFixtures, fixture));
+  t.teardown(() => m.dispose());
+  const W = m.config.slidingWindow;
+  t.ok(W > 0 && W < 12, `${fixture}: window ${W}, shorter than every generation`);
+  const refs = [];
+  for (const r of requests) {
+    const [g] = await m.generate({
+      prompts: [r.prompt],
+      maxNewTokens: r.maxNewTokens,
+      temperature: r.temperature ?? 1,
+      seed: r.seed ?? 0,
+      streams: [r.stream ?? 0],
+      stopTokens: [],
+      staticBatch: true,
+    });
+    refs.push(g);
+  }
+  for (const o of [
+    { blockSize: 1, tokenBudget: 512 },
+    { blockSize: 2, tokenBudget: 7 },
+    { blockSize: 4, tokenBudget: 64 },
+    { blockSize: 16, tokenBudget: 512 },
+  ]) {
+    const label = `${fixture} ${JSON.stringify(o)}`;
+    const s = new GenerationSession(m, { ...o, numBlocks: 200 });
+    const ids = requests.map(({ prompt, ...q }) => s.addRequest(prompt, { ...q, stopTokens: [] }));
+    const got = await s.runUntilIdle();
+    let same = 0;
+    for (const [k, id] of ids.entries()) {
+      const g = got.find((x) => x.id === id)!;
+      if (sameInts(g.tokens, refs[k].tokens) && bitwiseEqual(g.logprobs, refs[k].logprobs)) same++;
+    }
+    t.equal(same, requests.length, `${label}: every request bitwise the static batch`);
+    const st = s.stats;
+    t.equal(st.blocksInUse, 0, `${label}: every block back`);
+    // without release, the four sequences hold ceil((prompt + new − 1) / blockSize) blocks each at the end
+    const full = requests.reduce((a, r) => a + Math.ceil((r.prompt.length + r.maxNewTokens - 1) / o.blockSize), 0);
+    if (slides) {
+      // decoding, a sequence holds the blocks of its last W positions, one it is writing and one
+      // copied on write: ceil((W − 1) / blockSize) + 2; a prompt's blocks are released only at
+      // the end of the step that prefilled them
+      const prompts = [19, 3, 33].reduce((a, n) => a + Math.ceil(n / o.blockSize), 0);
+      const bound = prompts + requests.length * (Math.ceil((W - 1) / o.blockSize) + 2);
+      t.ok(st.windowReleased > 0, `${label}: ${st.windowReleased} blocks released`);
+      t.ok(
+        st.peakBlocksInUse <= bound,
+        `${label}: peak ${st.peakBlocksInUse} blocks within the window's bound ${bound}`,
+      );
+      t.ok(st.peakBlocksInUse < full, `${label}: peak ${st.peakBlocksInUse} < ${full} blocks of the full cache`);
+      t.equal(st.poolBytes, (200 + 1) * st.blockBytes, `${label}: the pool plus one zero block`);
+    } else {
+      t.equal(st.windowReleased, 0, `${label}: global layers keep every block`);
+      t.equal(st.poolBytes, 200 * st.blockBytes);
+    }
+    s.dispose();
+  }
+}
+
+t.test('Mistral (every layer slides): blocks outside the window are released, results bitwise unchanged', (t) =>
+  check(t, 'mistral-tiny', true),
+);
+t.test('Gemma 2 and 3 (local and global layers): every block kept, results unchanged', async (t) => {
+  await check(t, 'gemma2-tiny', false);
+  await check(t, 'gemma3-tiny', false);
+});
+
+t.test('a prefix-cache hit on blocks the window released reads them back intact', async (t) => {
+  const m = await Model.load(join(modelFixtures, 'mistral-tiny'));
+  t.teardown(() => m.dispose());
+  const s = new GenerationSession(m, { numBlocks: 64, blockSize: 4 });
+  const p = promptOf(26, 4);
+  s.addRequest(p, { maxNewTokens: 10, seed: 1, stopTokens: [] });
+  await s.runUntilIdle();
+  t.ok(s.stats.windowReleased > 0 && s.stats.blocksCached >= 6, 'prompt blocks released into the prefix cache');
+  const q = [...p.slice(0, 24), 11, 12];
+  const id = s.addRequest(q, { maxNewTokens: 9, seed: 2, stream: 3, stopTokens: [] });
+  const before = s.stats.prefillTokens;
+  const [g] = await s.runUntilIdle();
+  t.equal(s.stats.prefillTokens - before, 2, 'the 24 shared positions come from the cache');
+  const [ref] = await m.generate({
+    prompts: [q],
+    maxNewTokens: 9,
+    seed: 2,
+    streams: [3],
+    stopTokens: [],
+    staticBatch: true,
+  });
+  t.equal(g.id, id);
+  t.ok(sameInts(g.tokens, ref.tokens) && bitwiseEqual(g.logprobs, ref.logprobs), 'bitwise the static batch');
+  s.dispose();
+});
