@@ -52,6 +52,14 @@ export interface ProcessGroup {
   /** position in this rank's tensor-parallel group (0 of 1 without a 2-D layout) */
   readonly tensorParallelRank: number;
   readonly tensorParallelSize: number;
+  /**
+   * This rank's tensor-parallel group (size tensorParallelSize; the processes that hold one model
+   * between them) and the whole job, for the small collectives a checkpoint makes across them
+   * (allReduceSum, allGather, broadcast, barrier; the model-buffer calls are the data-parallel
+   * group's). On a group without a 2-D layout the tensor-parallel group is this rank alone.
+   */
+  readonly tensorGroup: ProcessGroup;
+  readonly worldGroup: ProcessGroup;
   /** x ← Σ_ranks x, in place (Float64Array for counts and sums that must stay exact). */
   allReduceSum<T extends Float32Array | Float64Array>(x: T): T;
   /** x ← max over ranks, in place. */
@@ -174,10 +182,19 @@ class LocalGroup implements ProcessGroup {
   readonly backend = 'local' as const;
   readonly rank = 0;
   readonly size = 1;
-  readonly worldRank = 0;
-  readonly worldSize = 1;
   readonly tensorParallelRank = 0;
   readonly tensorParallelSize = 1;
+  /** (worldRank, worldSize): a group of one inside a larger job (an MPI rank's trivial tensor-parallel group) */
+  constructor(
+    readonly worldRank = 0,
+    readonly worldSize = 1,
+  ) {}
+  get tensorGroup(): ProcessGroup {
+    return this;
+  }
+  get worldGroup(): ProcessGroup {
+    return this;
+  }
   allReduceSum<T extends Float32Array | Float64Array>(x: T): T {
     return x;
   }
@@ -209,6 +226,8 @@ class LocalGroup implements ProcessGroup {
   }
 }
 
+type MpiComm = 'data' | 'tensor' | 'world';
+
 class MpiGroup implements ProcessGroup {
   readonly backend = 'mpi' as const;
   readonly rank: number;
@@ -217,7 +236,21 @@ class MpiGroup implements ProcessGroup {
   readonly worldSize: number;
   readonly tensorParallelRank: number;
   readonly tensorParallelSize: number;
-  constructor(tensorParallel: number) {
+  readonly #comm: MpiComm;
+  #tensor?: ProcessGroup;
+  #world?: ProcessGroup;
+  /** The data-parallel group of the job (initialising MPI), or `sub` of it: its tensor-parallel group or the world. */
+  constructor(tensorParallel: number, sub?: { comm: 'tensor' | 'world'; of: MpiGroup }) {
+    if (sub) {
+      const o = sub.of;
+      this.#comm = sub.comm;
+      [this.worldRank, this.worldSize] = [o.worldRank, o.worldSize];
+      [this.tensorParallelRank, this.tensorParallelSize] = [o.tensorParallelRank, o.tensorParallelSize];
+      [this.rank, this.size] =
+        sub.comm === 'tensor' ? [o.tensorParallelRank, o.tensorParallelSize] : [o.worldRank, o.worldSize];
+      return;
+    }
+    this.#comm = 'data';
     const g = native().mpiInit(tensorParallel);
     this.rank = g.rank;
     this.size = g.size;
@@ -241,34 +274,57 @@ class MpiGroup implements ProcessGroup {
       native().mpiAbort();
     });
   }
+  get tensorGroup(): ProcessGroup {
+    if (this.#comm === 'tensor') return this;
+    // without a 2-D layout the native tensor-parallel communicator is the world: a group of one here
+    return (this.#tensor ??=
+      this.tensorParallelSize > 1
+        ? new MpiGroup(1, { comm: 'tensor', of: this })
+        : new LocalGroup(this.worldRank, this.worldSize));
+  }
+  get worldGroup(): ProcessGroup {
+    if (this.#comm === 'world') return this;
+    return (this.#world ??= new MpiGroup(1, { comm: 'world', of: this }));
+  }
+  /** The model-buffer collectives run over the data-parallel communicator only. */
+  #dataOnly(fn: string): void {
+    if (this.#comm !== 'data')
+      throw new RlhfError(
+        ErrorCode.UNSUPPORTED,
+        `ProcessGroup.${fn}: runs over the data-parallel group only (this is the ${this.#comm === 'tensor' ? 'tensor-parallel group' : 'world'})`,
+      );
+  }
   allReduceSum<T extends Float32Array | Float64Array>(x: T): T {
-    return native().mpiAllReduce(x, 'sum');
+    return native().mpiAllReduce(x, 'sum', this.#comm);
   }
   allReduceMax(x: Float32Array): Float32Array {
-    return native().mpiAllReduce(x, 'max');
+    return native().mpiAllReduce(x, 'max', this.#comm);
   }
   allGather(x: Float32Array): Float32Array {
-    return native().mpiAllGather(x);
+    return native().mpiAllGather(x, this.#comm);
   }
   broadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root = 0): T {
     checkInt('ProcessGroup.broadcast', 'root', root, { min: 0, max: this.size - 1 });
-    return native().mpiBroadcast(x, root);
+    return native().mpiBroadcast(x, root, this.#comm);
   }
   barrier(): void {
-    native().mpiBarrier();
+    native().mpiBarrier(this.#comm);
   }
   async allReduceGradients(target: GradientTarget, options?: { bucketBytes?: number }): Promise<void> {
     const t = targetOf('ProcessGroup.allReduceGradients', target);
+    this.#dataOnly('allReduceGradients');
     if (this.size === 1) return; // a data-parallel group of one (e.g. the job is one tensor-parallel group)
     await native().mpiAllReduceGradients(t, bucketBytesOf('ProcessGroup.allReduceGradients', options));
   }
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     const t = targetOf('ProcessGroup.broadcastParameters', target);
+    this.#dataOnly('broadcastParameters');
     checkInt('ProcessGroup.broadcastParameters', 'root', root, { min: 0, max: this.size - 1 });
     await native().mpiBroadcastParameters(t, root);
   }
   async allGatherParameters(target: GradientTarget, offsets: number[]): Promise<void> {
     const t = targetOf('ProcessGroup.allGatherParameters', target);
+    this.#dataOnly('allGatherParameters');
     await native().mpiAllGatherParameters(t, checkOffsets('ProcessGroup.allGatherParameters', offsets, this.size));
   }
   abort(reason: string): never {

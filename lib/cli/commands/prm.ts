@@ -1,7 +1,7 @@
 /** rlhf prm: a process reward model from step-labelled responses. */
 import { ProcessRewardTrainer } from '../../train/process-reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
+import { isWriterRank, joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import {
   applyThreads,
   defined,
@@ -53,7 +53,7 @@ export const prmSpec: CommandSpec = {
 
 export const prmCommand: CommandHandler = async (o, ctx) => {
   if (needsLaunch(o)) return launchUnderMpi(o, ctx);
-  const group = joinProcessGroup();
+  const group = joinProcessGroup(o);
   applyThreads(o);
   const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model', true);
   const trainer = new ProcessRewardTrainer({
@@ -66,12 +66,12 @@ export const prmCommand: CommandHandler = async (o, ctx) => {
     ...loopFlags(o),
     ...defined({ group }),
   });
-  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
+  if (!isWriterRank(group)) return saveFinal(model, tokenizer, o, ctx, (await trainer.train()).stopped, group);
   const done = await follow(trainer, ctx, ['loss', 'stepAccuracy', 'lr'], o, 'prm');
   const r = await trainer.train();
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   await done(
     `prm: ${r.steps} steps, held-out step accuracy ${r.eval ? pct(r.eval.stepAccuracy) : 'n/a'}, response accuracy ${r.eval ? pct(r.eval.responseAccuracy) : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`,
   );
-  return saveFinal(model, tokenizer, o, ctx, r.stopped);
+  return saveFinal(model, tokenizer, o, ctx, r.stopped, group);
 };

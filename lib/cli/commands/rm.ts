@@ -1,7 +1,7 @@
 /** rlhf rm: a Bradley-Terry reward model from preference pairs. */
 import { RewardTrainer } from '../../train/reward.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
+import { isWriterRank, joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import {
   applyThreads,
   defined,
@@ -48,7 +48,7 @@ export const rmSpec: CommandSpec = {
 
 export const rmCommand: CommandHandler = async (o, ctx) => {
   if (needsLaunch(o)) return launchUnderMpi(o, ctx);
-  const group = joinProcessGroup();
+  const group = joinProcessGroup(o);
   applyThreads(o);
   const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model', true);
   const trainer = new RewardTrainer({
@@ -62,11 +62,11 @@ export const rmCommand: CommandHandler = async (o, ctx) => {
     ...loopFlags(o),
     ...defined({ group }),
   });
-  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
+  if (!isWriterRank(group)) return saveFinal(model, tokenizer, o, ctx, (await trainer.train()).stopped, group);
   const done = await follow(trainer, ctx, ['loss', 'accuracy', 'lr'], o, 'rm');
   const r = await trainer.train();
   await done(
     `rm: ${r.steps} steps, held-out accuracy ${r.eval ? (100 * r.eval.accuracy).toFixed(1) + '%' : 'n/a'}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`,
   );
-  return saveFinal(model, tokenizer, o, ctx, r.stopped);
+  return saveFinal(model, tokenizer, o, ctx, r.stopped, group);
 };
