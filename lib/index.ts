@@ -26,6 +26,7 @@ export {
 export {
   estimateTrainingMemory,
   parameterCount,
+  tensorParallelShard,
   type MemoryEstimate,
   type TrainingMemoryOptions,
 } from './engine/memory.js';
