@@ -36,6 +36,7 @@ export const sftSpec: CommandSpec = {
     'rlhf sft --init tiny --data demos.jsonl --output runs/sft --epochs 3 --lr 3e-3',
     'rlhf sft --model runs/sft/model --data more.jsonl --output runs/sft2 --packing --resume',
     'rlhf sft --init tiny --data demos.jsonl --output runs/sft-dp --nproc 2',
+    'rlhf sft --init small --data demos.jsonl --output runs/sft-tp --nproc 4 --tp 2',
   ],
 };
 

@@ -32,16 +32,16 @@ export const COMMON_FLAGS: Record<string, FlagSpec> = {
   },
 };
 
-/** For commands that load models: split each over N tensor-parallel thread ranks. */
+/** For commands that load models: split each over K tensor-parallel ranks (threads, or processes under --nproc). */
 export const MODEL_FLAGS: Record<string, FlagSpec> = {
   tp: {
     type: 'int',
     min: 1,
     max: 64,
     default: 1,
-    placeholder: 'N',
+    placeholder: 'K',
     describe:
-      'tensor parallelism: split every model over N ranks — thread ranks of one process (each gets threads/N threads), or with --nproc, N processes per model (see --tp-mode)',
+      'tensor parallelism: split every model over K ranks — K thread ranks of one process (each gets threads/K threads), or on the training commands with --nproc, K processes per model (see --tp-mode)',
   },
 };
 let tensorParallel = 1;
