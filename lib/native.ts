@@ -122,7 +122,8 @@ export interface NativeModel {
   parameters(): ParameterInfo[];
   initRandom(seed: number, std: number): Promise<void>;
   forward(b: object): Promise<ForwardResult>;
-  backward(g: object): Promise<void>;
+  /** allReduceBucketBytes: the gradient all-reduce over the MPI data-parallel group, overlapped (core/mpi.h) */
+  backward(g: object, allReduceBucketBytes?: number): Promise<void>;
   zeroGrad(): Promise<void>;
   generate(o: object): Promise<{ tokens: Int32Array[]; logprobs: Float32Array[]; stopped: boolean[] }>;
   readParameter(name: string, which: 'param' | 'grad'): Promise<Float32Array>;

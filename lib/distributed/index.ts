@@ -26,12 +26,14 @@
  *
  * Gradients are all-reduced in buckets (default {@link DEFAULT_BUCKET_BYTES}), last bucket first:
  * backward produces the last layer's gradients first, so this is the order in which a bucket
- * could start while backward still runs. Here backward is one native call, so the buckets run after
- * it; at 2 ranks the sums are bitwise those of one all-reduce.
+ * can start while backward still runs: backwardAllReduce does that (the same buckets, the same
+ * bits); allReduceGradients runs them after backward. At 2 ranks the sums are bitwise those of one
+ * all-reduce.
  */
 import { RlhfError, ErrorCode } from '../errors.js';
 import { native } from '../native.js';
 import { checkInt } from '../validate.js';
+import type { BackwardGrads, Model } from '../engine/model.js';
 
 export type DistributedBackend = 'local' | 'mpi';
 
@@ -74,6 +76,14 @@ export interface ProcessGroup {
    * first), in buckets of `bucketBytes` (default {@link DEFAULT_BUCKET_BYTES}; 0: one all-reduce).
    */
   allReduceGradients(target: GradientTarget, options?: { bucketBytes?: number }): Promise<void>;
+  /**
+   * `model.backward(grads)` with allReduceGradients' work overlapped: a second thread sums each
+   * bucket (the same buckets, last first) over the ranks as soon as backward has made it final, so
+   * the gradients are allReduceGradients' bit for bit. A whole model on the CPU without LoRA and not
+   * split over ranks (else ERR_RLHF_UNSUPPORTED). bucketBytes (default {@link DEFAULT_BUCKET_BYTES})
+   * must be > 0: a single all-reduce cannot start before backward ends. Collective.
+   */
+  backwardAllReduce(model: Model, grads: BackwardGrads, options?: { bucketBytes?: number }): Promise<void>;
   /** The model's parameters ← those of rank `root` (default 0): start every rank from one copy. */
   broadcastParameters(target: GradientTarget, root?: number): Promise<void>;
   /** params[offsets[r], offsets[r+1]) ← rank r's values of that range, for every rank (ZeRO-1). */
@@ -178,6 +188,13 @@ function bucketBytesOf(fn: string, options: { bucketBytes?: number } | undefined
   return checkInt(fn, 'options.bucketBytes', options.bucketBytes ?? DEFAULT_BUCKET_BYTES, { min: 0 });
 }
 
+function overlapBucketBytes(options: { bucketBytes?: number } | undefined): number {
+  const fn = 'ProcessGroup.backwardAllReduce';
+  const b = bucketBytesOf(fn, options);
+  if (b < 4) throw new RangeError(`${fn}: expected options.bucketBytes to be at least 4 (one float), received ${b}`);
+  return b;
+}
+
 class LocalGroup implements ProcessGroup {
   readonly backend = 'local' as const;
   readonly rank = 0;
@@ -212,6 +229,10 @@ class LocalGroup implements ProcessGroup {
   async allReduceGradients(target: GradientTarget, options?: { bucketBytes?: number }): Promise<void> {
     targetOf('ProcessGroup.allReduceGradients', target);
     bucketBytesOf('ProcessGroup.allReduceGradients', options);
+  }
+  async backwardAllReduce(model: Model, grads: BackwardGrads, options?: { bucketBytes?: number }): Promise<void> {
+    overlapBucketBytes(options);
+    await model.backward(grads);
   }
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     targetOf('ProcessGroup.broadcastParameters', target);
@@ -315,6 +336,17 @@ class MpiGroup implements ProcessGroup {
     this.#dataOnly('allReduceGradients');
     if (this.size === 1) return; // a data-parallel group of one (e.g. the job is one tensor-parallel group)
     await native().mpiAllReduceGradients(t, bucketBytesOf('ProcessGroup.allReduceGradients', options));
+  }
+  async backwardAllReduce(model: Model, grads: BackwardGrads, options?: { bucketBytes?: number }): Promise<void> {
+    const bucketBytes = overlapBucketBytes(options);
+    this.#dataOnly('backwardAllReduce');
+    if (this.size === 1) return model.backward(grads);
+    if (model.tensorParallelGroup === 'mpi')
+      throw new RlhfError(
+        ErrorCode.UNSUPPORTED,
+        'ProcessGroup.backwardAllReduce: a model split over MPI processes (its backward makes collectives of its own)',
+      );
+    await model.backward(grads, { allReduceBucketBytes: bucketBytes });
   }
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     const t = targetOf('ProcessGroup.broadcastParameters', target);

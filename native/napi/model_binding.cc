@@ -22,8 +22,12 @@
 #include <napi.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "../core/buffer.h"
 #include "../core/thread_pool.h"
@@ -118,6 +122,65 @@ std::vector<T> copy_typed(const Napi::Object& o, const char* fn, const char* nam
     std::memcpy(out.data(), a.Data(), n * sizeof(T));
   }
   return out;
+}
+
+// m->backward(in) while a second thread all-reduces the gradients over the MPI data-parallel group
+// in buckets of bucket_floats, the last first, each once backward has made it final (the model's
+// gradient-ready hook): the buckets and calls of MpiGroup::all_reduce_sum_bucketed after backward,
+// so the same bits. A failure other than a bad input (found alike on every rank) ends the job, as
+// the other ranks may wait in a bucket.
+void backward_all_reduce(model::Engine* m, const model::BackwardInput& in, int64_t bucket_floats) {
+  const model::OptimizerView o = m->optimizer_view();
+  float* g = o.grads;
+  const int64_t n = o.size;
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t ready = n;
+  bool ended = false;  // backward returned or threw
+  RLHF_CHECK(m->set_gradient_ready_hook([&](int64_t from) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ready = from;
+    }
+    cv.notify_one();
+  }),
+             ErrorCode::Unsupported,
+             "backward with a gradient all-reduce: only a whole model on the CPU without LoRA (not split over ranks)");
+  std::exception_ptr comm_error;
+  std::thread comm([&] {
+    try {
+      MpiGroup::data_parallel().all_reduce_sum_bucketed(g, n, bucket_floats, [&](int64_t begin) {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return ready <= begin || ended; });
+        RLHF_CHECK(ready <= begin, ErrorCode::InvalidState, "backward ended before its gradients were final");
+      });
+    } catch (...) {
+      comm_error = std::current_exception();
+    }
+  });
+  auto finish = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ended = true;
+    }
+    cv.notify_one();
+    comm.join();
+    m->set_gradient_ready_hook(nullptr);
+  };
+  try {
+    m->backward(in);
+  } catch (const Error& e) {
+    finish();
+    const ErrorCode c = e.code();
+    if (c == ErrorCode::InvalidArgument || c == ErrorCode::OutOfRange || c == ErrorCode::InvalidState ||
+        c == ErrorCode::Unsupported)
+      throw;
+    std::fprintf(stderr, "backward with a gradient all-reduce failed: %s; aborting the job\n", e.what());
+    MpiGroup::world().abort();
+    throw;
+  }
+  finish();
+  if (comm_error) std::rethrow_exception(comm_error);
 }
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -325,6 +388,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         return std::make_shared<std::vector<float>>(a.Data(), a.Data() + a.ElementLength());
       };
       auto dl = take("dLogprobs"), de = take("dEntropy"), dv = take("dValues");
+      // allReduceBucketBytes (second argument): overlap the data-parallel gradient all-reduce
+      int64_t bucket_bytes = -1;
+      if (info.Length() > 1 && !info[1].IsUndefined()) {
+        if (!info[1].IsNumber() || !(info[1].As<Napi::Number>().DoubleValue() >= 4))
+          throw_expected_range(info.Env(), "Model.backward: allReduceBucketBytes", "a number >= 4", info[1]);
+        bucket_bytes = static_cast<int64_t>(info[1].As<Napi::Number>().DoubleValue());
+        RLHF_CHECK(mpi_info().loadable && MpiGroup::layout_tensor_parallel() <= 1, ErrorCode::Unsupported,
+                   "backward with a gradient all-reduce: needs MPI (initDistributed) without tensor-parallel process "
+                   "groups");
+      }
       return AsyncJob::queue(
           info.Env(), "rlhf.model.backward",
           [=] {
@@ -340,7 +413,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             in.dlogprobs = dl->empty() ? nullptr : dl->data();
             in.dentropy = de->empty() ? nullptr : de->data();
             in.dvalues = dv->empty() ? nullptr : dv->data();
-            m->backward(in);
+            if (bucket_bytes > 0)
+              backward_all_reduce(m, in, std::max<int64_t>(1, bucket_bytes / int64_t(sizeof(float))));
+            else
+              m->backward(in);
           },
           nullptr, {Value()}, busy_);
     });
