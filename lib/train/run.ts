@@ -55,9 +55,10 @@ import {
 
 export interface RunOptions {
   /**
-   * Data-parallel ranks (lib/distributed): rank 0 alone owns the output folder (lock, manifest,
-   * metrics, checkpoints); the others restore the checkpoint rank 0 chose and take part in the
-   * collective parts of a save (a sharded optimizer's state). Not part of the run's identity.
+   * Data-parallel ranks (lib/distributed): world rank 0 alone owns the output folder (lock,
+   * manifest, metrics, checkpoints); the others restore the checkpoint it chose and take part in the
+   * collective parts of a save (a sharded optimizer's state; the shards of a model split over
+   * tensor-parallel processes: lib/train/checkpoint.ts). Not part of the run's identity.
    */
   group?: ProcessGroup;
   /** where checkpoints and metrics.jsonl go; no files are written without it */
