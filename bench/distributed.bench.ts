@@ -90,7 +90,8 @@ async function child(repeats: number): Promise<void> {
   // after backward (allReduceGradients) against overlapped with it (backwardAllReduce), alternated
   const OVERLAP_BUCKET = 4 << 20;
   const afterMs: number[] = [],
-    overlapMs: number[] = [];
+    overlapMs: number[] = [],
+    early: number[] = [];
   if (group.size > 1)
     for (let r = 0; r < repeats; r++)
       for (const overlap of [false, true]) {
@@ -98,7 +99,10 @@ async function child(repeats: number): Promise<void> {
         await model.zeroGrad();
         group.barrier();
         const t0 = performance.now();
-        if (overlap) await group.backwardAllReduce(model, { dLogprobs: d }, { bucketBytes: OVERLAP_BUCKET });
+        if (overlap)
+          early.push(
+            (await group.backwardAllReduce(model, { dLogprobs: d }, { bucketBytes: OVERLAP_BUCKET })).earlyBuckets,
+          );
         else {
           await model.backward({ dLogprobs: d });
           await group.allReduceGradients(model, { bucketBytes: OVERLAP_BUCKET });
@@ -141,7 +145,14 @@ async function child(repeats: number): Promise<void> {
         params: model.numParameters,
         moments: opt.shard.end - opt.shard.begin,
         bySize,
-        ...(group.size > 1 ? { backwardThenAllReduceMs: median(afterMs), backwardAllReduceMs: median(overlapMs) } : {}),
+        ...(group.size > 1
+          ? {
+              backwardThenAllReduceMs: median(afterMs),
+              backwardAllReduceMs: median(overlapMs),
+              earlyBuckets: median(early),
+              buckets: Math.ceil((4 * model.numParameters) / OVERLAP_BUCKET),
+            }
+          : {}),
       }) + '\n',
     );
 }
@@ -153,6 +164,8 @@ function ranks(
   bySize?: Record<string, number>;
   backwardAllReduceMs?: number;
   backwardThenAllReduceMs?: number;
+  earlyBuckets?: number;
+  buckets?: number;
 } {
   const me = fileURLToPath(import.meta.url);
   const args = [me, '--child', JSON.stringify({ repeats })];
@@ -254,7 +267,13 @@ async function main(): Promise<void> {
         value: overlapped,
         unit: 'ms',
       });
-      overlapRows.push([`N=${np}`, after, overlapped, (after / overlapped).toFixed(2) + 'x']);
+      overlapRows.push([
+        `N=${np}`,
+        after,
+        overlapped,
+        (after / overlapped).toFixed(2) + 'x',
+        `${ours.earlyBuckets} of ${ours.buckets}`,
+      ]);
     }
   }
   table(['ranks', 'rlhf tok/s', 'vs 1 rank', 'torch DDP tok/s', 'rlhf/torch', 'AdamW moments/rank'], rows);
@@ -273,7 +292,10 @@ async function main(): Promise<void> {
   );
   table(['message (N=2)', 'all-reduce ms', 'algbw GB/s', 'busbw GB/s', 'busbw / memcpy'], sizes);
   note('algbw = message bytes / time; busbw = algbw · 2(N−1)/N (what each rank sends and receives in a ring).');
-  table(['ranks', 'backward, then all-reduce ms', 'all-reduce overlapped ms', 'speed-up'], overlapRows);
+  table(
+    ['ranks', 'backward, then all-reduce ms', 'all-reduce overlapped ms', 'speed-up', 'buckets begun during backward'],
+    overlapRows,
+  );
   note(
     'both in 4 MiB buckets, last first (the same bits); overlapped: ProcessGroup.backwardAllReduce sums each bucket on a second thread once backward has made it final.',
   );

@@ -149,6 +149,7 @@ export {
   mpiAvailability,
   DEFAULT_BUCKET_BYTES,
   type ProcessGroup,
+  type OverlapReport,
   type DistributedBackend,
   type GradientTarget,
 } from './distributed/index.js';

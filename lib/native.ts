@@ -123,7 +123,7 @@ export interface NativeModel {
   initRandom(seed: number, std: number): Promise<void>;
   forward(b: object): Promise<ForwardResult>;
   /** allReduceBucketBytes: the gradient all-reduce over the MPI data-parallel group, overlapped (core/mpi.h) */
-  backward(g: object, allReduceBucketBytes?: number): Promise<void>;
+  backward(g: object, allReduceBucketBytes?: number): Promise<void | { readyPoints: number; earlyBuckets: number }>;
   zeroGrad(): Promise<void>;
   generate(o: object): Promise<{ tokens: Int32Array[]; logprobs: Float32Array[]; stopped: boolean[] }>;
   readParameter(name: string, which: 'param' | 'grad'): Promise<Float32Array>;

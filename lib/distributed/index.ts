@@ -40,6 +40,12 @@ export type DistributedBackend = 'local' | 'mpi';
 /** Anything AdamW accepts: a Model (its native parameter store) or `{params, grads}`. */
 export type GradientTarget = { readonly optimizerTarget: object } | { params: Float32Array; grads: Float32Array };
 
+/** What backwardAllReduce overlapped (see there). */
+export interface OverlapReport {
+  readyPoints: number;
+  earlyBuckets: number;
+}
+
 /** Gradient all-reduce bucket size (bytes) unless allReduceGradients is given another: DDP's 25 MB. */
 export const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024;
 
@@ -81,9 +87,11 @@ export interface ProcessGroup {
    * bucket (the same buckets, last first) over the ranks as soon as backward has made it final, so
    * the gradients are allReduceGradients' bit for bit. A whole model on the CPU without LoRA and not
    * split over ranks (else ERR_RLHF_UNSUPPORTED). bucketBytes (default {@link DEFAULT_BUCKET_BYTES})
-   * must be > 0: a single all-reduce cannot start before backward ends. Collective.
+   * must be > 0: a single all-reduce cannot start before backward ends. Collective. Resolves with
+   * how often backward reported newly final gradients (after the heads, each layer and at the end;
+   * 0 on a group of one) and how many buckets began before its last report (what overlapped).
    */
-  backwardAllReduce(model: Model, grads: BackwardGrads, options?: { bucketBytes?: number }): Promise<void>;
+  backwardAllReduce(model: Model, grads: BackwardGrads, options?: { bucketBytes?: number }): Promise<OverlapReport>;
   /** The model's parameters ← those of rank `root` (default 0): start every rank from one copy. */
   broadcastParameters(target: GradientTarget, root?: number): Promise<void>;
   /** params[offsets[r], offsets[r+1]) ← rank r's values of that range, for every rank (ZeRO-1). */
@@ -230,9 +238,14 @@ class LocalGroup implements ProcessGroup {
     targetOf('ProcessGroup.allReduceGradients', target);
     bucketBytesOf('ProcessGroup.allReduceGradients', options);
   }
-  async backwardAllReduce(model: Model, grads: BackwardGrads, options?: { bucketBytes?: number }): Promise<void> {
+  async backwardAllReduce(
+    model: Model,
+    grads: BackwardGrads,
+    options?: { bucketBytes?: number },
+  ): Promise<OverlapReport> {
     overlapBucketBytes(options);
     await model.backward(grads);
+    return { readyPoints: 0, earlyBuckets: 0 };
   }
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     targetOf('ProcessGroup.broadcastParameters', target);
@@ -337,16 +350,23 @@ class MpiGroup implements ProcessGroup {
     if (this.size === 1) return; // a data-parallel group of one (e.g. the job is one tensor-parallel group)
     await native().mpiAllReduceGradients(t, bucketBytesOf('ProcessGroup.allReduceGradients', options));
   }
-  async backwardAllReduce(model: Model, grads: BackwardGrads, options?: { bucketBytes?: number }): Promise<void> {
+  async backwardAllReduce(
+    model: Model,
+    grads: BackwardGrads,
+    options?: { bucketBytes?: number },
+  ): Promise<OverlapReport> {
     const bucketBytes = overlapBucketBytes(options);
     this.#dataOnly('backwardAllReduce');
-    if (this.size === 1) return model.backward(grads);
+    if (this.size === 1) {
+      await model.backward(grads);
+      return { readyPoints: 0, earlyBuckets: 0 };
+    }
     if (model.tensorParallelGroup === 'mpi')
       throw new RlhfError(
         ErrorCode.UNSUPPORTED,
         'ProcessGroup.backwardAllReduce: a model split over MPI processes (its backward makes collectives of its own)',
       );
-    await model.backward(grads, { allReduceBucketBytes: bucketBytes });
+    return model.backward(grads, { allReduceBucketBytes: bucketBytes });
   }
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     const t = targetOf('ProcessGroup.broadcastParameters', target);

@@ -473,11 +473,19 @@ export class Model implements OptimizerTarget {
     return withCallerStack(() => h.forward(args));
   }
 
+  backward(grads: BackwardGrads): Promise<void>;
   /**
    * `internal.allReduceBucketBytes`: sum the gradients over the MPI data-parallel group in buckets
    * of that size while backward runs (ProcessGroup.backwardAllReduce; call that instead).
    */
-  backward(grads: BackwardGrads, internal?: { allReduceBucketBytes: number }): Promise<void> {
+  backward(
+    grads: BackwardGrads,
+    internal: { allReduceBucketBytes: number },
+  ): Promise<{ readyPoints: number; earlyBuckets: number }>;
+  backward(
+    grads: BackwardGrads,
+    internal?: { allReduceBucketBytes: number },
+  ): Promise<void | { readyPoints: number; earlyBuckets: number }> {
     this.#refuseOnView('backward');
     const h = this.#handle('backward');
     const fn = 'Model.backward';

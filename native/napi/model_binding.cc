@@ -10,7 +10,9 @@
 //   initRandom(seed, std) -> Promise<void>
 //   forward({batch, seqLen, tokens, targets?, lengths?, positions?, segments?, entropy?, values?,
 //            logits?, temperature?, saveForBackward?}) -> Promise<{logprobs, entropy?, values?, logits?}>
-//   backward({dLogprobs?, dEntropy?, dValues?}) -> Promise<void>
+//   backward({dLogprobs?, dEntropy?, dValues?}, allReduceBucketBytes?) -> Promise<void>; with
+//     allReduceBucketBytes: the gradient all-reduce overlapped (backward_all_reduce), resolving with
+//     {readyPoints, earlyBuckets}
 //   zeroGrad() -> Promise<void>
 //   generate({prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens, staticBatch?})
 //       -> Promise<{tokens: Int32Array[], logprobs: Float32Array[], stopped: boolean[]}>
@@ -129,7 +131,12 @@ std::vector<T> copy_typed(const Napi::Object& o, const char* fn, const char* nam
 // gradient-ready hook): the buckets and calls of MpiGroup::all_reduce_sum_bucketed after backward,
 // so the same bits. A failure other than a bad input (found alike on every rank) ends the job, as
 // the other ranks may wait in a bucket.
-void backward_all_reduce(model::Engine* m, const model::BackwardInput& in, int64_t bucket_floats) {
+struct OverlapReport {
+  int ready_points = 0;   // times backward reported newly final gradients (heads, each layer, the end)
+  int early_buckets = 0;  // buckets whose all-reduce began before backward's last report
+};
+OverlapReport backward_all_reduce(model::Engine* m, const model::BackwardInput& in, int64_t bucket_floats) {
+  OverlapReport report;
   const model::OptimizerView o = m->optimizer_view();
   float* g = o.grads;
   const int64_t n = o.size;
@@ -141,6 +148,7 @@ void backward_all_reduce(model::Engine* m, const model::BackwardInput& in, int64
     {
       std::lock_guard<std::mutex> lock(mu);
       ready = from;
+      ++report.ready_points;
     }
     cv.notify_one();
   }),
@@ -153,6 +161,7 @@ void backward_all_reduce(model::Engine* m, const model::BackwardInput& in, int64
         std::unique_lock<std::mutex> lock(mu);
         cv.wait(lock, [&] { return ready <= begin || ended; });
         RLHF_CHECK(ready <= begin, ErrorCode::InvalidState, "backward ended before its gradients were final");
+        if (ready > 0) ++report.early_buckets;
       });
     } catch (...) {
       comm_error = std::current_exception();
@@ -181,6 +190,7 @@ void backward_all_reduce(model::Engine* m, const model::BackwardInput& in, int64
   }
   finish();
   if (comm_error) std::rethrow_exception(comm_error);
+  return report;
 }
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -398,6 +408,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                    "backward with a gradient all-reduce: needs MPI (initDistributed) without tensor-parallel process "
                    "groups");
       }
+      auto report = std::make_shared<OverlapReport>();
       return AsyncJob::queue(
           info.Env(), "rlhf.model.backward",
           [=] {
@@ -414,11 +425,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             in.dentropy = de->empty() ? nullptr : de->data();
             in.dvalues = dv->empty() ? nullptr : dv->data();
             if (bucket_bytes > 0)
-              backward_all_reduce(m, in, std::max<int64_t>(1, bucket_bytes / int64_t(sizeof(float))));
+              *report = backward_all_reduce(m, in, std::max<int64_t>(1, bucket_bytes / int64_t(sizeof(float))));
             else
               m->backward(in);
           },
-          nullptr, {Value()}, busy_);
+          [=](Napi::Env env) -> Napi::Value {
+            if (bucket_bytes <= 0) return env.Undefined();
+            Napi::Object r = Napi::Object::New(env);
+            r.Set("readyPoints", report->ready_points);
+            r.Set("earlyBuckets", report->early_buckets);
+            return r;
+          },
+          {Value()}, busy_);
     });
   }
 

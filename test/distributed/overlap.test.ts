@@ -47,12 +47,28 @@ for (const [label, config, bucketBytes, checkpointing] of cases)
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map(
-        (l) => JSON.parse(l) as { worldRank: number; same: boolean; firstDiff: number; sumAbs: number; digest: string },
+        (l) =>
+          JSON.parse(l) as {
+            worldRank: number;
+            same: boolean;
+            firstDiff: number;
+            sumAbs: number;
+            digest: string;
+            readyPoints: number;
+            earlyBuckets: number;
+          },
       );
     t.equal(lines.length, 2, 'both ranks reported');
     for (const l of lines) t.ok(l.same, `rank ${l.worldRank}: bit for bit (first difference at ${l.firstDiff})`);
     t.equal(lines[0].digest, lines[1].digest, 'both ranks hold the summed gradients');
     t.ok(lines[0].sumAbs > 0, 'the gradients are not zero');
+    // after the heads, after each of the 3 layers and at the end (the embedding)
+    for (const l of lines)
+      t.equal(
+        l.readyPoints,
+        base.layers + 2,
+        `rank ${l.worldRank}: backward reported final gradients ${l.readyPoints} times (${l.earlyBuckets} buckets began before its end)`,
+      );
   });
 
 t.test('backwardAllReduce: a group of one is backward; bad bucket sizes are named', async (t) => {
