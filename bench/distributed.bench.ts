@@ -86,6 +86,30 @@ async function child(repeats: number): Promise<void> {
     await group.allReduceGradients(model, { bucketBytes: 0 });
     oneCall.push(performance.now() - t0);
   }
+  // backward + the gradient all-reduce in 4 MiB buckets (several, so that one can start early):
+  // after backward (allReduceGradients) against overlapped with it (backwardAllReduce), alternated
+  const OVERLAP_BUCKET = 4 << 20;
+  const afterMs: number[] = [],
+    overlapMs: number[] = [],
+    early: number[] = [];
+  if (group.size > 1)
+    for (let r = 0; r < repeats; r++)
+      for (const overlap of [false, true]) {
+        await model.forward({ tokens, targets, batch: b1 - b0, seqLen: T });
+        await model.zeroGrad();
+        group.barrier();
+        const t0 = performance.now();
+        if (overlap)
+          early.push(
+            (await group.backwardAllReduce(model, { dLogprobs: d }, { bucketBytes: OVERLAP_BUCKET })).earlyBuckets,
+          );
+        else {
+          await model.backward({ dLogprobs: d });
+          await group.allReduceGradients(model, { bucketBytes: OVERLAP_BUCKET });
+        }
+        (overlap ? overlapMs : afterMs).push(performance.now() - t0);
+      }
+  await model.zeroGrad();
   // all-reduce of one message by size (a {params, grads} target: the grads are summed)
   const bySize: Record<string, number> = {};
   if (group.size > 1)
@@ -121,11 +145,28 @@ async function child(repeats: number): Promise<void> {
         params: model.numParameters,
         moments: opt.shard.end - opt.shard.begin,
         bySize,
+        ...(group.size > 1
+          ? {
+              backwardThenAllReduceMs: median(afterMs),
+              backwardAllReduceMs: median(overlapMs),
+              earlyBuckets: median(early),
+              buckets: Math.ceil((4 * model.numParameters) / OVERLAP_BUCKET),
+            }
+          : {}),
       }) + '\n',
     );
 }
 
-function ranks(np: number, repeats: number): Record<string, number> & { bySize?: Record<string, number> } {
+function ranks(
+  np: number,
+  repeats: number,
+): Record<string, number> & {
+  bySize?: Record<string, number>;
+  backwardAllReduceMs?: number;
+  backwardThenAllReduceMs?: number;
+  earlyBuckets?: number;
+  buckets?: number;
+} {
   const me = fileURLToPath(import.meta.url);
   const args = [me, '--child', JSON.stringify({ repeats })];
   // UV_THREADPOOL_SIZE=1: every MPI call of a rank from one thread, as `--nproc` runs them (lib/distributed)
@@ -162,6 +203,7 @@ async function main(): Promise<void> {
   const rows: (string | number)[][] = [];
   const comm: (string | number)[][] = [];
   const sizes: (string | number)[][] = [];
+  const overlapRows: (string | number)[][] = [];
   let one: number | undefined;
   for (const np of [1, 2]) {
     const ours = ranks(np, repeats);
@@ -214,6 +256,25 @@ async function main(): Promise<void> {
       ]);
     }
     if (np > 1) note(`memory copy bandwidth (64 MiB, 1 thread): ${ours.bigCopyGBs.toFixed(1)} GB/s`);
+    if (ours.backwardAllReduceMs !== undefined) {
+      const [after, overlapped] = [ours.backwardThenAllReduceMs!, ours.backwardAllReduceMs];
+      emit({ bench: 'dp-backward-allreduce', impl: 'after', shape, median_ms: after, value: after, unit: 'ms' });
+      emit({
+        bench: 'dp-backward-allreduce',
+        impl: 'overlapped',
+        shape,
+        median_ms: overlapped,
+        value: overlapped,
+        unit: 'ms',
+      });
+      overlapRows.push([
+        `N=${np}`,
+        after,
+        overlapped,
+        (after / overlapped).toFixed(2) + 'x',
+        `${ours.earlyBuckets} of ${ours.buckets}`,
+      ]);
+    }
   }
   table(['ranks', 'rlhf tok/s', 'vs 1 rank', 'torch DDP tok/s', 'rlhf/torch', 'AdamW moments/rank'], rows);
   table(
@@ -231,6 +292,13 @@ async function main(): Promise<void> {
   );
   table(['message (N=2)', 'all-reduce ms', 'algbw GB/s', 'busbw GB/s', 'busbw / memcpy'], sizes);
   note('algbw = message bytes / time; busbw = algbw · 2(N−1)/N (what each rank sends and receives in a ring).');
+  table(
+    ['ranks', 'backward, then all-reduce ms', 'all-reduce overlapped ms', 'speed-up', 'buckets begun during backward'],
+    overlapRows,
+  );
+  note(
+    'both in 4 MiB buckets, last first (the same bits); overlapped: ProcessGroup.backwardAllReduce sums each bucket on a second thread once backward has made it final.',
+  );
   // Tensor parallelism over K processes, per training step of this batch: each layer all-reduces
   // its (B·T, C) activations twice forward (after o_proj and down_proj) and twice backward (the
   // column-parallel inputs' gradients); the vocabulary-parallel head adds three (B·T) all-reduces.

@@ -26,6 +26,7 @@ export {
 export {
   estimateTrainingMemory,
   parameterCount,
+  tensorParallelShard,
   type MemoryEstimate,
   type TrainingMemoryOptions,
 } from './engine/memory.js';
@@ -149,6 +150,7 @@ export {
   mpiAvailability,
   DEFAULT_BUCKET_BYTES,
   type ProcessGroup,
+  type OverlapReport,
   type DistributedBackend,
   type GradientTarget,
 } from './distributed/index.js';

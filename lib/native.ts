@@ -124,7 +124,8 @@ export interface NativeModel {
   parameters(): ParameterInfo[];
   initRandom(seed: number, std: number): Promise<void>;
   forward(b: object): Promise<ForwardResult>;
-  backward(g: object): Promise<void>;
+  /** allReduceBucketBytes: the gradient all-reduce over the MPI data-parallel group, overlapped (core/mpi.h) */
+  backward(g: object, allReduceBucketBytes?: number): Promise<void | { readyPoints: number; earlyBuckets: number }>;
   zeroGrad(): Promise<void>;
   generate(o: object): Promise<{ tokens: Int32Array[]; logprobs: Float32Array[]; stopped: boolean[] }>;
   readParameter(name: string, which: 'param' | 'grad'): Promise<Float32Array>;
@@ -216,10 +217,15 @@ export interface NativeBinding {
     tensorParallelRank: number;
     tensorParallelSize: number;
   };
-  mpiAllReduce<T extends Float32Array | Float64Array>(x: T, op: 'sum' | 'max'): T;
-  mpiAllGather(x: Float32Array): Float32Array;
-  mpiBroadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root: number): T;
-  mpiBarrier(): void;
+  /** comm: the data-parallel group (default), this rank's tensor-parallel group, or the whole job */
+  mpiAllReduce<T extends Float32Array | Float64Array>(x: T, op: 'sum' | 'max', comm?: 'data' | 'tensor' | 'world'): T;
+  mpiAllGather(x: Float32Array, comm?: 'data' | 'tensor' | 'world'): Float32Array;
+  mpiBroadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(
+    x: T,
+    root: number,
+    comm?: 'data' | 'tensor' | 'world',
+  ): T;
+  mpiBarrier(comm?: 'data' | 'tensor' | 'world'): void;
   mpiAbort(): void;
   mpiAllReduceGradients(target: object, bucketBytes?: number): Promise<void>;
   mpiBroadcastParameters(target: object, root: number): Promise<void>;

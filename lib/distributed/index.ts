@@ -26,17 +26,25 @@
  *
  * Gradients are all-reduced in buckets (default {@link DEFAULT_BUCKET_BYTES}), last bucket first:
  * backward produces the last layer's gradients first, so this is the order in which a bucket
- * could start while backward still runs. Here backward is one native call, so the buckets run after
- * it; at 2 ranks the sums are bitwise those of one all-reduce.
+ * can start while backward still runs: backwardAllReduce does that (the same buckets, the same
+ * bits); allReduceGradients runs them after backward. At 2 ranks the sums are bitwise those of one
+ * all-reduce.
  */
 import { RlhfError, ErrorCode } from '../errors.js';
 import { native } from '../native.js';
 import { checkInt } from '../validate.js';
+import type { BackwardGrads, Model } from '../engine/model.js';
 
 export type DistributedBackend = 'local' | 'mpi';
 
 /** Anything AdamW accepts: a Model (its native parameter store) or `{params, grads}`. */
 export type GradientTarget = { readonly optimizerTarget: object } | { params: Float32Array; grads: Float32Array };
+
+/** What backwardAllReduce overlapped (see there). */
+export interface OverlapReport {
+  readyPoints: number;
+  earlyBuckets: number;
+}
 
 /** Gradient all-reduce bucket size (bytes) unless allReduceGradients is given another: DDP's 25 MB. */
 export const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024;
@@ -52,6 +60,14 @@ export interface ProcessGroup {
   /** position in this rank's tensor-parallel group (0 of 1 without a 2-D layout) */
   readonly tensorParallelRank: number;
   readonly tensorParallelSize: number;
+  /**
+   * This rank's tensor-parallel group (size tensorParallelSize; the processes that hold one model
+   * between them) and the whole job, for the small collectives a checkpoint makes across them
+   * (allReduceSum, allGather, broadcast, barrier; the model-buffer calls are the data-parallel
+   * group's). On a group without a 2-D layout the tensor-parallel group is this rank alone.
+   */
+  readonly tensorGroup: ProcessGroup;
+  readonly worldGroup: ProcessGroup;
   /** x ← Σ_ranks x, in place (Float64Array for counts and sums that must stay exact). */
   allReduceSum<T extends Float32Array | Float64Array>(x: T): T;
   /** x ← max over ranks, in place. */
@@ -66,6 +82,16 @@ export interface ProcessGroup {
    * first), in buckets of `bucketBytes` (default {@link DEFAULT_BUCKET_BYTES}; 0: one all-reduce).
    */
   allReduceGradients(target: GradientTarget, options?: { bucketBytes?: number }): Promise<void>;
+  /**
+   * `model.backward(grads)` with allReduceGradients' work overlapped: a second thread sums each
+   * bucket (the same buckets, last first) over the ranks as soon as backward has made it final, so
+   * the gradients are allReduceGradients' bit for bit. A whole model on the CPU without LoRA and not
+   * split over ranks (else ERR_RLHF_UNSUPPORTED). bucketBytes (default {@link DEFAULT_BUCKET_BYTES})
+   * must be > 0: a single all-reduce cannot start before backward ends. Collective. Resolves with
+   * how often backward reported newly final gradients (after the heads, each layer and at the end;
+   * 0 on a group of one) and how many buckets began before its last report (what overlapped).
+   */
+  backwardAllReduce(model: Model, grads: BackwardGrads, options?: { bucketBytes?: number }): Promise<OverlapReport>;
   /** The model's parameters ← those of rank `root` (default 0): start every rank from one copy. */
   broadcastParameters(target: GradientTarget, root?: number): Promise<void>;
   /** params[offsets[r], offsets[r+1]) ← rank r's values of that range, for every rank (ZeRO-1). */
@@ -170,14 +196,30 @@ function bucketBytesOf(fn: string, options: { bucketBytes?: number } | undefined
   return checkInt(fn, 'options.bucketBytes', options.bucketBytes ?? DEFAULT_BUCKET_BYTES, { min: 0 });
 }
 
+function overlapBucketBytes(options: { bucketBytes?: number } | undefined): number {
+  const fn = 'ProcessGroup.backwardAllReduce';
+  const b = bucketBytesOf(fn, options);
+  if (b < 4) throw new RangeError(`${fn}: expected options.bucketBytes to be at least 4 (one float), received ${b}`);
+  return b;
+}
+
 class LocalGroup implements ProcessGroup {
   readonly backend = 'local' as const;
   readonly rank = 0;
   readonly size = 1;
-  readonly worldRank = 0;
-  readonly worldSize = 1;
   readonly tensorParallelRank = 0;
   readonly tensorParallelSize = 1;
+  /** (worldRank, worldSize): a group of one inside a larger job (an MPI rank's trivial tensor-parallel group) */
+  constructor(
+    readonly worldRank = 0,
+    readonly worldSize = 1,
+  ) {}
+  get tensorGroup(): ProcessGroup {
+    return this;
+  }
+  get worldGroup(): ProcessGroup {
+    return this;
+  }
   allReduceSum<T extends Float32Array | Float64Array>(x: T): T {
     return x;
   }
@@ -196,6 +238,15 @@ class LocalGroup implements ProcessGroup {
     targetOf('ProcessGroup.allReduceGradients', target);
     bucketBytesOf('ProcessGroup.allReduceGradients', options);
   }
+  async backwardAllReduce(
+    model: Model,
+    grads: BackwardGrads,
+    options?: { bucketBytes?: number },
+  ): Promise<OverlapReport> {
+    overlapBucketBytes(options);
+    await model.backward(grads);
+    return { readyPoints: 0, earlyBuckets: 0 };
+  }
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     targetOf('ProcessGroup.broadcastParameters', target);
     checkInt('ProcessGroup.broadcastParameters', 'root', root, { min: 0, max: 0 });
@@ -209,6 +260,8 @@ class LocalGroup implements ProcessGroup {
   }
 }
 
+type MpiComm = 'data' | 'tensor' | 'world';
+
 class MpiGroup implements ProcessGroup {
   readonly backend = 'mpi' as const;
   readonly rank: number;
@@ -217,7 +270,21 @@ class MpiGroup implements ProcessGroup {
   readonly worldSize: number;
   readonly tensorParallelRank: number;
   readonly tensorParallelSize: number;
-  constructor(tensorParallel: number) {
+  readonly #comm: MpiComm;
+  #tensor?: ProcessGroup;
+  #world?: ProcessGroup;
+  /** The data-parallel group of the job (initialising MPI), or `sub` of it: its tensor-parallel group or the world. */
+  constructor(tensorParallel: number, sub?: { comm: 'tensor' | 'world'; of: MpiGroup }) {
+    if (sub) {
+      const o = sub.of;
+      this.#comm = sub.comm;
+      [this.worldRank, this.worldSize] = [o.worldRank, o.worldSize];
+      [this.tensorParallelRank, this.tensorParallelSize] = [o.tensorParallelRank, o.tensorParallelSize];
+      [this.rank, this.size] =
+        sub.comm === 'tensor' ? [o.tensorParallelRank, o.tensorParallelSize] : [o.worldRank, o.worldSize];
+      return;
+    }
+    this.#comm = 'data';
     const g = native().mpiInit(tensorParallel);
     this.rank = g.rank;
     this.size = g.size;
@@ -241,34 +308,75 @@ class MpiGroup implements ProcessGroup {
       native().mpiAbort();
     });
   }
+  get tensorGroup(): ProcessGroup {
+    if (this.#comm === 'tensor') return this;
+    // without a 2-D layout the native tensor-parallel communicator is the world: a group of one here
+    return (this.#tensor ??=
+      this.tensorParallelSize > 1
+        ? new MpiGroup(1, { comm: 'tensor', of: this })
+        : new LocalGroup(this.worldRank, this.worldSize));
+  }
+  get worldGroup(): ProcessGroup {
+    if (this.#comm === 'world') return this;
+    return (this.#world ??= new MpiGroup(1, { comm: 'world', of: this }));
+  }
+  /** The model-buffer collectives run over the data-parallel communicator only. */
+  #dataOnly(fn: string): void {
+    if (this.#comm !== 'data')
+      throw new RlhfError(
+        ErrorCode.UNSUPPORTED,
+        `ProcessGroup.${fn}: runs over the data-parallel group only (this is the ${this.#comm === 'tensor' ? 'tensor-parallel group' : 'world'})`,
+      );
+  }
   allReduceSum<T extends Float32Array | Float64Array>(x: T): T {
-    return native().mpiAllReduce(x, 'sum');
+    return native().mpiAllReduce(x, 'sum', this.#comm);
   }
   allReduceMax(x: Float32Array): Float32Array {
-    return native().mpiAllReduce(x, 'max');
+    return native().mpiAllReduce(x, 'max', this.#comm);
   }
   allGather(x: Float32Array): Float32Array {
-    return native().mpiAllGather(x);
+    return native().mpiAllGather(x, this.#comm);
   }
   broadcast<T extends Float32Array | Float64Array | Uint8Array | Int32Array>(x: T, root = 0): T {
     checkInt('ProcessGroup.broadcast', 'root', root, { min: 0, max: this.size - 1 });
-    return native().mpiBroadcast(x, root);
+    return native().mpiBroadcast(x, root, this.#comm);
   }
   barrier(): void {
-    native().mpiBarrier();
+    native().mpiBarrier(this.#comm);
   }
   async allReduceGradients(target: GradientTarget, options?: { bucketBytes?: number }): Promise<void> {
     const t = targetOf('ProcessGroup.allReduceGradients', target);
+    this.#dataOnly('allReduceGradients');
     if (this.size === 1) return; // a data-parallel group of one (e.g. the job is one tensor-parallel group)
     await native().mpiAllReduceGradients(t, bucketBytesOf('ProcessGroup.allReduceGradients', options));
   }
+  async backwardAllReduce(
+    model: Model,
+    grads: BackwardGrads,
+    options?: { bucketBytes?: number },
+  ): Promise<OverlapReport> {
+    const bucketBytes = overlapBucketBytes(options);
+    this.#dataOnly('backwardAllReduce');
+    if (this.size === 1) {
+      await model.backward(grads);
+      return { readyPoints: 0, earlyBuckets: 0 };
+    }
+    if (model.tensorParallelGroup === 'mpi')
+      throw new RlhfError(
+        ErrorCode.UNSUPPORTED,
+        'ProcessGroup.backwardAllReduce: a model split over MPI processes (its backward makes collectives of its own)',
+      );
+    return model.backward(grads, { allReduceBucketBytes: bucketBytes });
+  }
   async broadcastParameters(target: GradientTarget, root = 0): Promise<void> {
     const t = targetOf('ProcessGroup.broadcastParameters', target);
+    this.#dataOnly('broadcastParameters');
     checkInt('ProcessGroup.broadcastParameters', 'root', root, { min: 0, max: this.size - 1 });
     await native().mpiBroadcastParameters(t, root);
   }
   async allGatherParameters(target: GradientTarget, offsets: number[]): Promise<void> {
     const t = targetOf('ProcessGroup.allGatherParameters', target);
+    this.#dataOnly('allGatherParameters');
     await native().mpiAllGatherParameters(t, checkOffsets('ProcessGroup.allGatherParameters', offsets, this.size));
   }
   abort(reason: string): never {

@@ -1,6 +1,7 @@
 /**
  * Memory of a training step before it runs: an exact account of the native engine's own buffers
- * (what nativeMemoryInUse / nativeMemoryPeak count) for one model at tensorParallel 1, from the
+ * (what nativeMemoryInUse / nativeMemoryPeak count) for one model — or, with `tensorParallel`, for
+ * one process's shard of a model split over processes — from the
  * formulas the engine allocates by (native/model: transformer.cc forward, backward.cc, heads.cc;
  * native/napi: forward outputs, AdamW moments). Node's own heap and allocator overhead come on
  * top. test/model/memory.test.ts checks every figure against the engine's counters.
@@ -57,6 +58,38 @@ export interface TrainingMemoryOptions {
   trainable?: boolean;
   /** the rollout's generation (Model.generate on a session): sets `kvPool` (lib/engine/kv-memory.ts) */
   rollout?: KvPoolOptions;
+  /**
+   * tensor-parallel ranks the model is split over (default 1; `--tp`): the estimate is then that of
+   * rank 0's shard, the largest (see {@link tensorParallelShard}), which is what each process of a
+   * model split over processes holds (`--nproc N --tp K`); thread ranks keep K shards in one process.
+   * `batch` stays the data-parallel micro-batch (every rank of a tensor-parallel group runs all of its rows).
+   */
+  tensorParallel?: number;
+}
+
+/**
+ * The config of rank `rank`'s shard of a model split over `size` tensor-parallel ranks, as
+ * native/model/tensor_parallel.cc ShardPlan::shard_config cuts it: heads / size; KV heads / size,
+ * or 1 when size is a multiple of them (each replicated on size / kvHeads ranks); FFN columns and
+ * the vocabulary (embedding and LM head rows) split into contiguous ranges, the first ranks one
+ * larger. Norms, biases of the row-parallel outputs and a scalar head stay whole on every rank.
+ */
+export function tensorParallelShard(config: ModelConfig, size: number, rank = 0): ModelConfig {
+  const fn = 'tensorParallelShard';
+  checkInt(fn, 'size', size, { min: 1 });
+  checkInt(fn, 'rank', rank, { min: 0, max: size - 1 });
+  if (config.heads % size !== 0 || (config.kvHeads % size !== 0 && size % config.kvHeads !== 0))
+    throw new RangeError(
+      `${fn}: expected size to divide num_attention_heads (${config.heads}) and to divide num_key_value_heads (${config.kvHeads}) or be a multiple of it, received ${size}`,
+    );
+  const part = (n: number) => Math.floor(n / size) + (rank < n % size ? 1 : 0);
+  return {
+    ...config,
+    heads: config.heads / size,
+    kvHeads: config.kvHeads % size === 0 ? config.kvHeads / size : 1,
+    ffn: part(config.ffn),
+    vocab: part(config.vocab),
+  };
 }
 
 /** Bytes, by what holds them. */
@@ -160,8 +193,18 @@ export function estimateTrainingMemory(
 ): MemoryEstimate {
   const fn = 'estimateTrainingMemory';
   checkObject(fn, 'config', modelConfig);
-  const config = isModelConfig(modelConfig) ? modelConfig : configFromHF(modelConfig, `${fn}: config`);
+  const full = isModelConfig(modelConfig) ? modelConfig : configFromHF(modelConfig, `${fn}: config`);
   const o = checkObject(fn, 'options', opts);
+  const tp = o.tensorParallel === undefined ? 1 : checkInt(fn, 'options.tensorParallel', o.tensorParallel, { min: 1 });
+  if (tp > 1 && o.lora !== undefined)
+    throw new RangeError(
+      `${fn}: options.lora with options.tensorParallel > 1 (LoRA under tensor parallelism is not implemented)`,
+    );
+  if (tp > 1 && (full.heads % tp !== 0 || (full.kvHeads % tp !== 0 && tp % full.kvHeads !== 0)))
+    throw new RangeError(
+      `${fn}: expected options.tensorParallel to divide num_attention_heads (${full.heads}) and to divide num_key_value_heads (${full.kvHeads}) or be a multiple of it, received ${tp}`,
+    );
+  const config = tp > 1 ? tensorParallelShard(full, tp) : full;
   const nproc = o.nproc === undefined ? 1 : checkInt(fn, 'options.nproc', o.nproc, { min: 1 });
   const shard = o.shardOptimizer === undefined ? true : checkBoolean(fn, 'options.shardOptimizer', o.shardOptimizer);
   // rank 0's share of n items over nproc ranks (shardRange: the first n mod nproc ranks take one more)
@@ -221,7 +264,8 @@ export function estimateTrainingMemory(
   const bwdScratch = F32 * (N * (3 * C + 4 * F + QW + AD) + layerSet);
   const scratchAfterBwd = Math.max(fwdScratch, bwdScratch);
   // LM-head chunks of R rows: forward z (unless cached) and x; backward z (unless cached), dz, x, dx
-  const R = Math.max(1, Math.min(M, Math.floor(CHUNK_FLOATS / V)));
+  // chunks of the same rows on every rank: sized by the whole vocabulary (heads.cc vocab_total)
+  const R = Math.max(1, Math.min(M, Math.floor(CHUNK_FLOATS / full.vocab)));
   const fwdChunks = M > 0 ? F32 * ((cached ? 0 : R * V) + R * C) : 0;
   const bwdChunks = M > 0 ? F32 * ((cached ? 0 : R * V) + R * V + 2 * R * C) : 0;
   // LoRA: x·Aᵀ and its gradient (N × rank each), from the first adapter of the forward on

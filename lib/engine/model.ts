@@ -505,7 +505,19 @@ export class Model implements OptimizerTarget {
     return withCallerStack(() => h.forward(args));
   }
 
-  backward(grads: BackwardGrads): Promise<void> {
+  backward(grads: BackwardGrads): Promise<void>;
+  /**
+   * `internal.allReduceBucketBytes`: sum the gradients over the MPI data-parallel group in buckets
+   * of that size while backward runs (ProcessGroup.backwardAllReduce; call that instead).
+   */
+  backward(
+    grads: BackwardGrads,
+    internal: { allReduceBucketBytes: number },
+  ): Promise<{ readyPoints: number; earlyBuckets: number }>;
+  backward(
+    grads: BackwardGrads,
+    internal?: { allReduceBucketBytes: number },
+  ): Promise<void | { readyPoints: number; earlyBuckets: number }> {
     this.#refuseOnView('backward');
     this.#refuseFrozen('backward');
     const h = this.#handle('backward');
@@ -516,7 +528,7 @@ export class Model implements OptimizerTarget {
       if (g[k] !== undefined) checkFloat32Array(fn, `grads.${k}`, g[k]);
     if (g.dLogprobs === undefined && g.dEntropy === undefined && g.dValues === undefined)
       throw typeError(fn, 'grads', 'an object with dLogprobs, dEntropy or dValues', grads);
-    return withCallerStack(() => h.backward(g));
+    return withCallerStack(() => h.backward(g, internal?.allReduceBucketBytes));
   }
 
   zeroGrad(): Promise<void> {

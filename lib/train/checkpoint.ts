@@ -10,7 +10,11 @@
  *                         for every other file, read back from disk after writing
  *
  * The directory is filled under a temporary name and renamed into place (replaceDirAtomic), so a
- * crash leaves the previous checkpoint and never a half-written one. Weights are stored F32, so
+ * crash leaves the previous checkpoint and never a half-written one. A model split over K
+ * tensor-parallel processes is saved by the job's world rank 0 alone: the weights gathered into the
+ * Hugging Face layout (Model.save, collective over the group), the moments of every rank's shard
+ * joined in rank order (lib/distributed/tensor-parallel-state.ts; metadata tensor_parallel K), so the
+ * other ranks take part in the gathers (joinCheckpointSave) and write nothing. Weights are stored F32, so
  * restoring is bit-exact. verifyCheckpoint() checks every file against checkpoint.json (a flipped
  * byte, a truncated or missing file); restoreCheckpoint() refuses non-finite weights or optimizer
  * moments unless told otherwise.
@@ -21,6 +25,8 @@ import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { RlhfError, ErrorCode } from '../errors.js';
 import type { AdamW } from '../engine/adamw.js';
+import { currentGroup, type ProcessGroup } from '../distributed/index.js';
+import { joinTensorParallelPieces, tensorParallelPiece } from '../distributed/tensor-parallel-state.js';
 import { replaceDirAtomic, writeFileAtomic } from '../io/atomic.js';
 import type { Model } from '../engine/model.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../io/safetensors.js';
@@ -76,29 +82,53 @@ async function listFiles(dir: string, root = dir): Promise<string[]> {
   return out.sort();
 }
 
+const splitOverProcesses = (model: Model) => model.tensorParallelGroup === 'mpi';
+
+/**
+ * The optimizer state of one part as the checkpoint stores it (collective: the data-parallel
+ * group's gather of a sharded optimizer, then the tensor-parallel group's join of the shards).
+ */
+async function optimizerStateOf(part: CheckpointPart, group: ProcessGroup) {
+  const s = await part.optimizer!.saveState();
+  if (!splitOverProcesses(part.model)) return s;
+  return {
+    ...s,
+    m: joinTensorParallelPieces(group.tensorGroup, s.m),
+    v: joinTensorParallelPieces(group.tensorGroup, s.v),
+  };
+}
+
 /**
  * Writes a checkpoint of `parts` and `state` to `dir` (replacing it atomically), with the
- * checksum manifest. `runId` ties it to its run's manifest (lib/train/run-manifest.ts).
+ * checksum manifest. `runId` ties it to its run's manifest (lib/train/run-manifest.ts). `group`
+ * (default: currentGroup()): its world rank 0 calls this; every other rank calls joinCheckpointSave
+ * with the same parts at the same time.
  */
 export async function saveCheckpoint(
   dir: string,
   parts: Record<string, CheckpointPart>,
   state: Omit<TrainerState, 'version'>,
-  opts: { runId?: string } = {},
+  opts: { runId?: string; group?: ProcessGroup } = {},
 ): Promise<void> {
+  const group = opts.group ?? currentGroup();
   await replaceDirAtomic(dir, async (tmp) => {
     for (const [name, part] of Object.entries(parts)) {
       const sub = join(tmp, name);
       await part.model.save(sub, { extraFiles: async (d) => part.tokenizer?.save(d) });
       if (part.optimizer) {
-        const s = await part.optimizer.saveState();
+        const s = await optimizerStateOf(part, group);
         await writeSafetensors(
           join(sub, 'optimizer.safetensors'),
           [
             { name: 'exp_avg', shape: [s.m.length], data: s.m },
             { name: 'exp_avg_sq', shape: [s.v.length], data: s.v },
           ],
-          { step: String(s.step), options: JSON.stringify(s.options), format: 'rlhf-adamw' },
+          {
+            step: String(s.step),
+            options: JSON.stringify(s.options),
+            format: 'rlhf-adamw',
+            tensor_parallel: String(part.model.tensorParallel),
+          },
         );
       }
     }
@@ -117,6 +147,26 @@ export async function saveCheckpoint(
     };
     await writeFileAtomic(join(tmp, CHECKPOINT_MANIFEST), JSON.stringify(m, null, 2) + '\n');
   });
+}
+
+/**
+ * A rank other than world rank 0 while rank 0 runs saveCheckpoint(`dir`, `parts`): the same
+ * collectives in the same order, nothing written. Ranks of world rank 0's tensor-parallel group
+ * join the gathers of split models; every rank joins the gather of a sharded optimizer.
+ */
+export async function joinCheckpointSave(
+  dir: string,
+  parts: Record<string, CheckpointPart>,
+  group: ProcessGroup = currentGroup(),
+): Promise<void> {
+  const inWriterGroup = group.rank === 0; // data-parallel rank 0: world rank 0's tensor-parallel group
+  for (const part of Object.values(parts)) {
+    const split = splitOverProcesses(part.model);
+    if (split && inWriterGroup) await part.model.save(join(dir, 'unwritten'));
+    if (!part.optimizer) continue;
+    if (split && inWriterGroup) await optimizerStateOf(part, group);
+    else if (part.optimizer.sharded) await part.optimizer.saveState();
+  }
 }
 
 /**
@@ -207,7 +257,7 @@ export async function readTrainerState(dir: string): Promise<TrainerState> {
 export async function restoreCheckpoint(
   dir: string,
   parts: Record<string, { model: Model; optimizer?: AdamW }>,
-  opts: { allowNonFinite?: boolean } = {},
+  opts: { allowNonFinite?: boolean; group?: ProcessGroup } = {},
 ): Promise<TrainerState> {
   const state = await readTrainerState(dir);
   const refuse = (what: string, i: number, v: number) =>
@@ -230,8 +280,20 @@ export async function restoreCheckpoint(
       if (!Number.isInteger(step) || step < 0)
         throw new RlhfError(ErrorCode.FORMAT, `${h.path}: metadata.step must be an integer, got ${h.metadata.step}`);
       const options = JSON.parse(h.metadata.options ?? '{}');
-      const m = await readTensorF32(h, 'exp_avg'),
+      const tp = h.metadata.tensor_parallel;
+      if (tp !== undefined && Number(tp) !== part.model.tensorParallel)
+        throw new RlhfError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${h.path}: the optimizer state is split for tensor parallelism ${tp}, but this run's ${name} is split over ${part.model.tensorParallel} (resume with --tp ${tp} / tensorParallel: ${tp})`,
+        );
+      let m = await readTensorF32(h, 'exp_avg'),
         v = await readTensorF32(h, 'exp_avg_sq');
+      if (splitOverProcesses(part.model)) {
+        // this rank's shard of the joined moments (collective over its tensor-parallel group)
+        const tpGroup = (opts.group ?? currentGroup()).tensorGroup;
+        m = tensorParallelPiece(tpGroup, m, part.optimizer.size, `${h.path} exp_avg`);
+        v = tensorParallelPiece(tpGroup, v, part.optimizer.size, `${h.path} exp_avg_sq`);
+      }
       if (!opts.allowNonFinite)
         for (const [t, x] of [
           ['exp_avg', m],

@@ -85,8 +85,9 @@ export async function reduceStep(
  * stops after the same step, so the checkpoint they write together is of one step.
  */
 export function stopAgreed(group: ProcessGroup, requested: boolean): boolean {
-  if (group.size === 1) return requested;
-  return group.allReduceSum(Float64Array.of(requested ? 1 : 0))[0] > 0;
+  const world = group.worldGroup; // every rank of the job: the ranks of a tensor-parallel group stop together too
+  if (world.size === 1) return requested;
+  return world.allReduceSum(Float64Array.of(requested ? 1 : 0))[0] > 0;
 }
 
 /** What the driver tells a trainer's metrics() about the update it just made. */

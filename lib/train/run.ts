@@ -30,6 +30,7 @@ import {
   checkpointSteps,
   cleanCheckpointLeftovers,
   findVerifiedCheckpoint,
+  joinCheckpointSave,
   pruneCheckpoints,
   restoreCheckpoint,
   saveCheckpoint,
@@ -54,9 +55,10 @@ import {
 
 export interface RunOptions {
   /**
-   * Data-parallel ranks (lib/distributed): rank 0 alone owns the output folder (lock, manifest,
-   * metrics, checkpoints); the others restore the checkpoint rank 0 chose and take part in the
-   * collective parts of a save (a sharded optimizer's state). Not part of the run's identity.
+   * Data-parallel ranks (lib/distributed): world rank 0 alone owns the output folder (lock,
+   * manifest, metrics, checkpoints); the others restore the checkpoint it chose and take part in the
+   * collective parts of a save (a sharded optimizer's state; the shards of a model split over
+   * tensor-parallel processes: lib/train/checkpoint.ts). Not part of the run's identity.
    */
   group?: ProcessGroup;
   /** where checkpoints and metrics.jsonl go; no files are written without it */
@@ -132,7 +134,6 @@ export class TrainingRun {
   #identity: RunIdentitySource;
   #lock?: RunLock;
   #group: ProcessGroup;
-  #resumedFrom?: string;
   #eta = new Eta();
 
   /** `identity`: the options that define the run (default: `opts` itself) and which of them hold data. */
@@ -159,43 +160,44 @@ export class TrainingRun {
    */
   async resume(parts: Record<string, Pick<CheckpointPart, 'model' | 'optimizer'>>): Promise<TrainerState | undefined> {
     const o = this.#o;
-    let state: TrainerState | undefined;
-    // a model split over MPI processes: its checkpoints would need every shard's optimizer state
-    // and a save every rank of its group joins; refused before anything waits on another rank
-    if (o.outputDir && Object.values(parts).some((p) => p.model?.tensorParallelGroup === 'mpi'))
-      throw new RlhfError(
-        ErrorCode.UNSUPPORTED,
-        `${this.stage}: options.outputDir with a model split over MPI processes (tensorParallelGroup 'mpi') is not implemented; train without outputDir and save the model from every rank (Model.save is collective)`,
-      );
-    if (o.outputDir && !this.#writer) {
-      // the checkpoint rank 0 verified and restored ('' when it started afresh)
-      const dir = await this.#shareString('');
-      if (!dir) return undefined;
-      state = await restoreCheckpoint(dir, parts, { allowNonFinite: o.allowNonFiniteResume });
-      this.skippedSteps = (state.skippedSteps as number | undefined) ?? 0;
-      this.consecutiveSkips = (state.consecutiveSkips as number | undefined) ?? 0;
-      return state;
-    }
-    if (o.outputDir) {
+    if (!o.outputDir) return undefined;
+    // World rank 0 opens the folder and picks the checkpoint; every rank then restores it (a model
+    // split over processes restores collectively, so rank 0 must not restore before sharing).
+    let dir: string | undefined;
+    if (this.#writer) {
       this.#lock = await RunLock.acquire(o.outputDir, this.stage, (m) => this.warn(m));
       try {
-        state = await this.#open(o.outputDir, parts);
+        dir = await this.#open(o.outputDir);
       } catch (err) {
         await this.close();
         throw err;
       }
     }
-    if (o.outputDir)
+    if (this.#group.worldSize > 1) dir = (await this.#shareString(dir ?? '')) || undefined;
+    let state: TrainerState | undefined;
+    if (dir) {
+      try {
+        state = await restoreCheckpoint(dir, parts, { allowNonFinite: o.allowNonFiniteResume, group: this.#group });
+        if (state.stage !== this.stage)
+          throw new RlhfError(ErrorCode.FORMAT, `${this.stage}: ${dir} is a "${state.stage}" checkpoint`);
+      } catch (err) {
+        await this.close();
+        throw err;
+      }
+      this.skippedSteps = (state.skippedSteps as number | undefined) ?? 0;
+      this.consecutiveSkips = (state.consecutiveSkips as number | undefined) ?? 0;
+      if (this.#writer) this.log(`resumed from ${dir} at step ${state.step}`);
+    }
+    if (this.#writer)
       this.metrics = new MetricsLog(join(o.outputDir, 'metrics.jsonl'), {
         resumeFromStep: state?.step ?? (o.resumeFrom ? 0 : undefined),
       });
-    if (o.outputDir && this.#group.size > 1) await this.#shareString(state ? this.#resumedFrom! : '');
     return state;
   }
 
-  /** Rank 0's `value` on every rank (a collective: every rank calls it). */
+  /** World rank 0's `value` on every rank of the job (a collective: every rank calls it). */
   async #shareString(value: string): Promise<string> {
-    const g = this.#group;
+    const g = this.#group.worldGroup;
     const bytes = new TextEncoder().encode(value);
     const length = g.broadcast(Int32Array.of(bytes.length))[0];
     const buf = new Uint8Array(length);
@@ -203,14 +205,13 @@ export class TrainingRun {
     return new TextDecoder().decode(g.broadcast(buf));
   }
 
+  /** World rank 0 alone owns the output folder (with tensor parallelism over processes, data-parallel rank 0 is K processes). */
   get #writer(): boolean {
-    return this.#group.rank === 0;
+    return this.#group.worldRank === 0;
   }
 
-  async #open(
-    out: string,
-    parts: Record<string, Pick<CheckpointPart, 'model' | 'optimizer'>>,
-  ): Promise<TrainerState | undefined> {
+  /** The checkpoint to restore (undefined: start afresh); see the module comment. */
+  async #open(out: string): Promise<string | undefined> {
     const o = this.#o;
     for (const line of await cleanCheckpointLeftovers(out)) this.warn(line);
     const id = { stage: this.stage, ...(await runIdentity(this.#identity)) };
@@ -274,14 +275,7 @@ export class TrainingRun {
       const m = await verifyCheckpoint(dir);
       if (!m) this.warn(`${dir} has no checksums (written by an older version): resuming from it unverified`);
     }
-    const state = await restoreCheckpoint(dir, parts, { allowNonFinite: o.allowNonFiniteResume });
-    this.#resumedFrom = dir;
-    if (state.stage !== this.stage)
-      throw new RlhfError(ErrorCode.FORMAT, `${this.stage}: ${dir} is a "${state.stage}" checkpoint`);
-    this.skippedSteps = (state.skippedSteps as number | undefined) ?? 0;
-    this.consecutiveSkips = (state.consecutiveSkips as number | undefined) ?? 0;
-    this.log(`resumed from ${dir} at step ${state.step}`);
-    return state;
+    return dir;
   }
 
   async #clear(out: string): Promise<void> {
@@ -299,17 +293,15 @@ export class TrainingRun {
   async save(step: number, parts: Record<string, CheckpointPart>, state: Record<string, unknown> = {}): Promise<void> {
     const o = this.#o;
     if (!o.outputDir) return;
-    if (!this.#writer) {
-      // gathering a sharded optimizer's state is collective: take part, rank 0 writes
-      for (const p of Object.values(parts)) if (p.optimizer?.sharded) await p.optimizer.saveState();
-      return;
-    }
     const dir = checkpointDir(o.outputDir, step);
+    // the gathers (a sharded optimizer's state, the shards of a model split over processes) are
+    // collective: every rank takes part, world rank 0 writes
+    if (!this.#writer) return joinCheckpointSave(dir, parts, this.#group);
     await saveCheckpoint(
       dir,
       parts,
       { ...state, stage: this.stage, step, skippedSteps: this.skippedSteps, consecutiveSkips: this.consecutiveSkips },
-      { runId: this.manifest?.runId },
+      { runId: this.manifest?.runId, group: this.#group },
     );
     await pruneCheckpoints(o.outputDir, o.keepCheckpoints ?? 2);
     this.#emitter.emit('checkpoint', { stage: this.stage, step, dir });

@@ -270,12 +270,14 @@ void MpiGroup::barrier() {
 
 void MpiGroup::abort() { api().Abort(api().world, 1); }
 
-void MpiGroup::all_reduce_sum_bucketed(float* x, int64_t n, int64_t bucket_floats) {
+void MpiGroup::all_reduce_sum_bucketed(float* x, int64_t n, int64_t bucket_floats,
+                                       const std::function<void(int64_t)>& before_bucket) {
   RLHF_CHECK(bucket_floats >= 1, ErrorCode::OutOfRange, "MPI bucketed all-reduce: bucket size must be >= 1 float, got ",
              bucket_floats);
   bucket_floats = std::min(bucket_floats, kChunk);
   for (int64_t end = n; end > 0;) {
     const int64_t begin = std::max<int64_t>(0, end - bucket_floats);
+    if (before_bucket) before_bucket(begin);
     std::lock_guard<std::mutex> lock(call_mutex());
     check(api().Allreduce(kInPlace, x + begin, int(end - begin), api().f32, api().sum, comm_), "MPI_Allreduce");
     end = begin;

@@ -20,6 +20,7 @@
 // the data-parallel group is the world and the tensor-parallel group is the world too.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -70,7 +71,10 @@ class MpiGroup : public Communicator {
   // x ← Σ_ranks x in buckets of at most bucket_floats elements, the last bucket first (the order in
   // which backward produces gradients: last layer first). Each bucket is one MPI_Allreduce; at 2
   // ranks the sums are bitwise those of one all-reduce over x (a + b per element either way).
-  void all_reduce_sum_bucketed(float* x, int64_t n, int64_t bucket_floats);
+  // before_bucket(begin), when given, runs before each bucket [begin, end) (outside the call lock):
+  // it may block until x[begin, n) is final, so the buckets overlap with whatever produces x.
+  void all_reduce_sum_bucketed(float* x, int64_t n, int64_t bucket_floats,
+                               const std::function<void(int64_t)>& before_bucket = nullptr);
 
  private:
   MpiGroup();                                // the world (initialises MPI)

@@ -188,17 +188,20 @@ void Transformer::backward(const BackwardInput& in) {
   const float* rstd_f = xf + N * C;
   be_->rmsnorm_backward(s.dx, dw(layout_.final_norm), dxf, x_final, nw(layout_.final_norm), rstd_f, N,
                         static_cast<int>(C));
+  if (grad_ready_) gradients_ready(c.layers > 0 ? layer_begin_[c.layers] : layout_.final_norm);
   for (int l = c.layers - 1; l >= 0; --l) {
     const LayerActs a =
         saved_.checkpointed
             ? recompute_layer(l, layer_base, layer_base + N * activation_floats_per_token_per_layer(c), s)
             : saved_layer(l);
     layer_backward(l, s.dx, a, s);
+    if (grad_ready_) gradients_ready(layer_begin_[l]);
   }
   scale_embeddings(s.dx, N);  // x = embed_scale·E[token]
   if (!frozen_base())
     be_->embedding_backward(g(layout_.embed), s.dx, saved_.d_tokens, N, c.vocab, static_cast<int>(C),
                             shard_.vocab_begin);
+  gradients_ready(0);
 }
 
 }  // namespace model

@@ -64,6 +64,15 @@ class Engine {
   virtual void read_parameter_bf16(const ParamView& v, uint16_t* out);
   virtual void write_parameter_bf16(const ParamView& v, const uint16_t* data);
   virtual OptimizerView optimizer_view() = 0;
+
+  // For overlapping the gradient all-reduce with backward: during each backward, ready(from) is
+  // called (on backward's thread) each time the gradients [from, full_num_params()) become final,
+  // with `from` decreasing, last ready(0). Returns false (and keeps no hook) where not supported
+  // (models split over ranks, LoRA, other devices); null clears it.
+  virtual bool set_gradient_ready_hook(std::function<void(int64_t)> ready) {
+    (void)ready;
+    return false;
+  }
 };
 
 // Normal(0, std) for matrices and embeddings, 1 for norm weights, 0 for biases; Philox stream =

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "../core/error.h"
@@ -155,6 +156,33 @@ void Transformer::pack_weights(PackedWeights* packed) {
     pack(c.ffn, C, o.wdown, &pl.down);
   }
   pack(C, V, layout_.lm_head, &packed->lm_head);
+}
+
+bool Transformer::set_gradient_ready_hook(std::function<void(int64_t)> ready) {
+  grad_ready_ = nullptr;
+  if (!ready) return true;
+  // the host backend only (gradients final when a kernel returns), the whole model trainable, not a shard
+  if (device() != Device::Cpu || frozen_base() || shard_.comm || layout_.trainable_begin != 0) return false;
+  // layer l's views: names "model.layers.<l>."; each layer one contiguous run, in order, after the
+  // embedding and before the final norm and the heads (what `from` decreasing through them needs)
+  const int L = cfg_.layers;
+  std::vector<int64_t> begin(L + 1, -1), end(L, -1);
+  int64_t heads_begin = layout_.total;
+  for (const auto& v : layout_.views) {
+    int l = -1;
+    if (std::sscanf(v.name.c_str(), "model.layers.%d.", &l) == 1 && l >= 0 && l < L) {
+      begin[l] = begin[l] < 0 ? v.offset : std::min(begin[l], v.offset);
+      end[l] = std::max(end[l], v.offset + v.size);
+    } else if (v.offset != layout_.embed) {
+      heads_begin = std::min(heads_begin, v.offset);
+    }
+  }
+  begin[L] = heads_begin;
+  for (int l = 0; l < L; ++l)
+    if (begin[l] < 0 || end[l] != begin[l + 1] || (l == 0 && begin[0] <= layout_.embed)) return false;
+  layer_begin_ = std::move(begin);
+  grad_ready_ = std::move(ready);
+  return true;
 }
 
 float* Transformer::lora_scratch(int64_t N) {

@@ -165,6 +165,7 @@ class Transformer final : public Engine {
   void read_parameter_bf16(const ParamView& v, uint16_t* out) override;
   void write_parameter_bf16(const ParamView& v, const uint16_t* data) override;
   OptimizerView optimizer_view() override;
+  bool set_gradient_ready_hook(std::function<void(int64_t)> ready) override;
 
   // init_parameter() for every view (stream = view index).
   void init_random(uint64_t seed, float std) override;
@@ -246,6 +247,13 @@ class Transformer final : public Engine {
   // dx (N × in) += dt·A (dt = s·dy·B).
   void lora_backward(int l, LoraSite site, const float* x, const float* dy, int64_t ld_dy, float* dx, int64_t N);
   bool frozen_base() const { return cfg_.lora_rank > 0 || !trainable_; }
+  // set_gradient_ready_hook: the hook, and where each layer's parameters begin (the layout puts
+  // the embedding first, then the layers in order, then the final norm and the heads)
+  std::function<void(int64_t)> grad_ready_;
+  std::vector<int64_t> layer_begin_;
+  void gradients_ready(int64_t from) {
+    if (grad_ready_) grad_ready_(from);
+  }
   bool adapters_on_ = true;        // set by each forward / generate call
   Buffer lora_buf_;                // t and dt (N × rank each) of the adapter being computed
   float* lora_scratch(int64_t N);  // lora_buf_ grown to 2·N·rank floats

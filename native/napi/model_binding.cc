@@ -10,7 +10,9 @@
 //   initRandom(seed, std) -> Promise<void>
 //   forward({batch, seqLen, tokens, targets?, lengths?, positions?, segments?, entropy?, values?,
 //            logits?, temperature?, saveForBackward?}) -> Promise<{logprobs, entropy?, values?, logits?}>
-//   backward({dLogprobs?, dEntropy?, dValues?}) -> Promise<void>
+//   backward({dLogprobs?, dEntropy?, dValues?}, allReduceBucketBytes?) -> Promise<void>; with
+//     allReduceBucketBytes: the gradient all-reduce overlapped (backward_all_reduce), resolving with
+//     {readyPoints, earlyBuckets}
 //   zeroGrad() -> Promise<void>
 //   generate({prompts, maxNewTokens, temperature, topK, topP, seed, streamOffset, stopTokens, staticBatch?, kvBf16?})
 //       -> Promise<{tokens: Int32Array[], logprobs: Float32Array[], stopped: boolean[]}>
@@ -24,8 +26,12 @@
 #include <napi.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "../core/buffer.h"
 #include "../core/thread_pool.h"
@@ -120,6 +126,73 @@ std::vector<T> copy_typed(const Napi::Object& o, const char* fn, const char* nam
     std::memcpy(out.data(), a.Data(), n * sizeof(T));
   }
   return out;
+}
+
+// m->backward(in) while a second thread all-reduces the gradients over the MPI data-parallel group
+// in buckets of bucket_floats, the last first, each once backward has made it final (the model's
+// gradient-ready hook): the buckets and calls of MpiGroup::all_reduce_sum_bucketed after backward,
+// so the same bits. A failure other than a bad input (found alike on every rank) ends the job, as
+// the other ranks may wait in a bucket.
+struct OverlapReport {
+  int ready_points = 0;   // times backward reported newly final gradients (heads, each layer, the end)
+  int early_buckets = 0;  // buckets whose all-reduce began before backward's last report
+};
+OverlapReport backward_all_reduce(model::Engine* m, const model::BackwardInput& in, int64_t bucket_floats) {
+  OverlapReport report;
+  const model::OptimizerView o = m->optimizer_view();
+  float* g = o.grads;
+  const int64_t n = o.size;
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t ready = n;
+  bool ended = false;  // backward returned or threw
+  RLHF_CHECK(m->set_gradient_ready_hook([&](int64_t from) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ready = from;
+      ++report.ready_points;
+    }
+    cv.notify_one();
+  }),
+             ErrorCode::Unsupported,
+             "backward with a gradient all-reduce: only a whole model on the CPU without LoRA (not split over ranks)");
+  std::exception_ptr comm_error;
+  std::thread comm([&] {
+    try {
+      MpiGroup::data_parallel().all_reduce_sum_bucketed(g, n, bucket_floats, [&](int64_t begin) {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return ready <= begin || ended; });
+        RLHF_CHECK(ready <= begin, ErrorCode::InvalidState, "backward ended before its gradients were final");
+        if (ready > 0) ++report.early_buckets;
+      });
+    } catch (...) {
+      comm_error = std::current_exception();
+    }
+  });
+  auto finish = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ended = true;
+    }
+    cv.notify_one();
+    comm.join();
+    m->set_gradient_ready_hook(nullptr);
+  };
+  try {
+    m->backward(in);
+  } catch (const Error& e) {
+    finish();
+    const ErrorCode c = e.code();
+    if (c == ErrorCode::InvalidArgument || c == ErrorCode::OutOfRange || c == ErrorCode::InvalidState ||
+        c == ErrorCode::Unsupported)
+      throw;
+    std::fprintf(stderr, "backward with a gradient all-reduce failed: %s; aborting the job\n", e.what());
+    MpiGroup::world().abort();
+    throw;
+  }
+  finish();
+  if (comm_error) std::rethrow_exception(comm_error);
+  return report;
 }
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -333,6 +406,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         return std::make_shared<std::vector<float>>(a.Data(), a.Data() + a.ElementLength());
       };
       auto dl = take("dLogprobs"), de = take("dEntropy"), dv = take("dValues");
+      // allReduceBucketBytes (second argument): overlap the data-parallel gradient all-reduce
+      int64_t bucket_bytes = -1;
+      if (info.Length() > 1 && !info[1].IsUndefined()) {
+        if (!info[1].IsNumber() || !(info[1].As<Napi::Number>().DoubleValue() >= 4))
+          throw_expected_range(info.Env(), "Model.backward: allReduceBucketBytes", "a number >= 4", info[1]);
+        bucket_bytes = static_cast<int64_t>(info[1].As<Napi::Number>().DoubleValue());
+        RLHF_CHECK(mpi_info().loadable && MpiGroup::layout_tensor_parallel() <= 1, ErrorCode::Unsupported,
+                   "backward with a gradient all-reduce: needs MPI (initDistributed) without tensor-parallel process "
+                   "groups");
+      }
+      auto report = std::make_shared<OverlapReport>();
       return AsyncJob::queue(
           info.Env(), "rlhf.model.backward",
           [=] {
@@ -348,9 +432,19 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             in.dlogprobs = dl->empty() ? nullptr : dl->data();
             in.dentropy = de->empty() ? nullptr : de->data();
             in.dvalues = dv->empty() ? nullptr : dv->data();
-            m->backward(in);
+            if (bucket_bytes > 0)
+              *report = backward_all_reduce(m, in, std::max<int64_t>(1, bucket_bytes / int64_t(sizeof(float))));
+            else
+              m->backward(in);
           },
-          nullptr, {Value()}, busy_);
+          [=](Napi::Env env) -> Napi::Value {
+            if (bucket_bytes <= 0) return env.Undefined();
+            Napi::Object r = Napi::Object::New(env);
+            r.Set("readyPoints", report->ready_points);
+            r.Set("earlyBuckets", report->early_buckets);
+            return r;
+          },
+          {Value()}, busy_);
     });
   }
 

@@ -5,10 +5,12 @@
 //                                                           tensorParallel K > 1: splits the job into
 //                                                           TP groups of K and DP groups (MpiGroup::set_layout);
 //                                                           rank/size are the data-parallel group's
-//   mpiAllReduce(x: Float32Array | Float64Array, op: 'sum' | 'max')   in place, synchronous
-//   mpiAllGather(x: Float32Array) -> Float32Array (size · x.length, rank order)
-//   mpiBroadcast(x: Float32Array | Float64Array | Uint8Array, root)   in place, synchronous
-//   mpiBarrier(), mpiAbort()
+//   mpiAllReduce(x: Float32Array | Float64Array, op: 'sum' | 'max', comm?)   in place, synchronous
+//   mpiAllGather(x: Float32Array, comm?) -> Float32Array (size · x.length, rank order)
+//   mpiBroadcast(x: Float32Array | Float64Array | Uint8Array, root, comm?)   in place, synchronous
+//   mpiBarrier(comm?), mpiAbort()
+//     comm: 'data' (default: the data-parallel group), 'tensor' (this rank's tensor-parallel group)
+//     or 'world' (every rank of the job); root is a rank of that group
 //   mpiAllReduceGradients(target, bucketBytes) -> Promise   grads (of a model or {params, grads}) ←
 //                                                       Σ_ranks grads, on a worker thread; bucketBytes > 0:
 //                                                       in buckets of that size, last first (0: one call)
@@ -19,7 +21,8 @@
 //   ncclAbi() -> {uniqueIdBytes, success, inProgress, float32, float64, sum, max, symbols}  what core/nccl.cc declares
 // The small synchronous calls are for scalars and short vectors (loss sums, token counts, rewards);
 // anything parameter-sized goes through the Promise-returning calls. Every collective here runs over
-// the data-parallel group (the world unless mpiInit split it); mpiAbort ends the whole job.
+// the data-parallel group (the world unless mpiInit split it) unless given another comm; mpiAbort
+// ends the whole job.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -38,6 +41,16 @@ namespace napi {
 namespace {
 
 MpiGroup& group() { return MpiGroup::data_parallel(); }
+
+// The group named by argument i: 'data' (default when absent or undefined), 'tensor' or 'world'.
+MpiGroup& comm_arg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
+  if (info.Length() <= i || info[i].IsUndefined()) return group();
+  const std::string c = info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
+  if (c == "data") return group();
+  if (c == "tensor") return MpiGroup::tensor_parallel();
+  if (c == "world") return MpiGroup::world();
+  throw_expected_range(info.Env(), std::string(fn) + ": comm", "'data', 'tensor' or 'world'", info[i]);
+}
 
 Napi::Value mpi_info_js(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
@@ -85,11 +98,12 @@ Napi::Value mpi_all_reduce(const Napi::CallbackInfo& info) {
     Napi::TypedArray x = typed_arg(info, 0, "mpiAllReduce: x");
     std::string op = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "sum";
     if (op != "sum" && op != "max") throw_expected_range(info.Env(), "mpiAllReduce: op", "'sum' or 'max'", info[1]);
+    MpiGroup& g = comm_arg(info, 2, "mpiAllReduce");
     if (x.TypedArrayType() == napi_float32_array) {
       float* p = x.As<Napi::Float32Array>().Data();
-      op == "sum" ? group().all_reduce_sum(p, x.ElementLength()) : group().all_reduce_max(p, x.ElementLength());
+      op == "sum" ? g.all_reduce_sum(p, x.ElementLength()) : g.all_reduce_max(p, x.ElementLength());
     } else if (x.TypedArrayType() == napi_float64_array && op == "sum") {
-      group().all_reduce_sum_f64(x.As<Napi::Float64Array>().Data(), x.ElementLength());
+      g.all_reduce_sum_f64(x.As<Napi::Float64Array>().Data(), x.ElementLength());
     } else {
       throw_expected_type(info.Env(), "mpiAllReduce: x", "a Float32Array (sum, max) or a Float64Array (sum)", x);
     }
@@ -102,38 +116,40 @@ Napi::Value mpi_all_gather(const Napi::CallbackInfo& info) {
     Napi::TypedArray x = typed_arg(info, 0, "mpiAllGather: x");
     if (x.TypedArrayType() != napi_float32_array)
       throw_expected_type(info.Env(), "mpiAllGather: x", "a Float32Array", x);
+    MpiGroup& g = comm_arg(info, 1, "mpiAllGather");
     const size_t n = x.ElementLength();
-    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n * size_t(group().size()));
-    group().all_gather(x.As<Napi::Float32Array>().Data(), int64_t(n), out.Data());
+    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n * size_t(g.size()));
+    g.all_gather(x.As<Napi::Float32Array>().Data(), int64_t(n), out.Data());
     return out;
   });
 }
 
-int root_arg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
+int root_arg(const Napi::CallbackInfo& info, size_t i, const char* fn, MpiGroup& g = group()) {
   if (info.Length() <= i || !info[i].IsNumber())
     throw_expected_type(info.Env(), std::string(fn) + ": root", "a number",
                         info.Length() > i ? info[i] : info.Env().Undefined());
   double r = info[i].As<Napi::Number>().DoubleValue();
-  if (!(r >= 0 && r < group().size() && std::floor(r) == r))
-    throw_expected_range(info.Env(), std::string(fn) + ": root",
-                         "an integer in [0, " + std::to_string(group().size()) + ")", info[i]);
+  if (!(r >= 0 && r < g.size() && std::floor(r) == r))
+    throw_expected_range(info.Env(), std::string(fn) + ": root", "an integer in [0, " + std::to_string(g.size()) + ")",
+                         info[i]);
   return int(r);
 }
 
 Napi::Value mpi_broadcast(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::TypedArray x = typed_arg(info, 0, "mpiBroadcast: x");
-    int root = root_arg(info, 1, "mpiBroadcast");
+    MpiGroup& g = comm_arg(info, 2, "mpiBroadcast");
+    int root = root_arg(info, 1, "mpiBroadcast", g);
     // any typed array: its bytes
     uint8_t* data = static_cast<uint8_t*>(x.ArrayBuffer().Data()) + x.ByteOffset();
-    group().broadcast_bytes(data, int64_t(x.ByteLength()), root);
+    g.broadcast_bytes(data, int64_t(x.ByteLength()), root);
     return x;
   });
 }
 
 Napi::Value mpi_barrier(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    group().barrier();
+    comm_arg(info, 0, "mpiBarrier").barrier();
     return info.Env().Undefined();
   });
 }

@@ -4,12 +4,13 @@
 // rank. Skipped where Open MPI is absent (scripts/install-mpi.sh).
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native, packageRoot } from '../../lib/native.js';
 import { Model } from '../../lib/engine/model.js';
 import { tinyConfig } from '../../lib/engine/config.js';
+import { readSafetensorsHeader } from '../../lib/io/safetensors.js';
 
 const worker = join(packageRoot, 'test', 'distributed', 'fixtures', 'tp-worker.mjs');
 const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
@@ -260,7 +261,7 @@ function runSft(np: number, out: string, args: string[]) {
 }
 
 t.test(
-  'SFTTrainer on a model split over processes: 2 ranks match thread ranks, 2 × 2 ranks agree; outputDir is refused by name',
+  'SFTTrainer on a model split over processes: 2 ranks match thread ranks, 2 × 2 ranks agree; with outputDir, world rank 0 writes the checkpoint',
   { skip, timeout: 600_000 },
   async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'rlhf-tp-sft-'));
@@ -279,8 +280,11 @@ t.test(
     t.equal(new Set(four.lines.map((l) => l.digest)).size, 1, 'all four ranks hold the same weights');
     const d4 = maxAbsDiff(f32(join(dir, 'threads.bin')), f32(join(dir, 'four.bin')));
     t.ok(d4 <= 1e-4, `2 × 2 vs thread ranks on the whole batch: ${d4.toExponential(2)} <= 1e-4`);
-    const refused = runSft(2, join(dir, 'x.bin'), ['mpi', 'outputDir', join(dir, 'run')]);
-    t.not(refused.status, 0);
-    t.match(refused.out, /options\.outputDir with a model split over MPI processes/, 'says what is not implemented');
+    const saved = runSft(2, join(dir, 'saved.bin'), ['mpi', 'outputDir', join(dir, 'run')]);
+    exitedZero(t, saved, 'np 2 with outputDir');
+    t.equal(saved.lines[0].digest, two.lines[0].digest, 'writing checkpoints leaves the weights as they were');
+    const opt = await readSafetensorsHeader(join(dir, 'run', 'checkpoint-3', 'model', 'optimizer.safetensors'));
+    t.equal(opt.metadata.tensor_parallel, '2', 'the optimizer state records its split');
+    t.ok(existsSync(join(dir, 'run', 'model', 'model.safetensors')), 'the final model was written');
   },
 );

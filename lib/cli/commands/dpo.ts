@@ -1,7 +1,7 @@
 /** rlhf dpo: the DPO family and EXO on preference pairs (or K-sample scored groups). */
 import { PreferenceTrainer, PREFERENCE_LOSSES, type PreferenceLoss } from '../../train/preference.js';
 import type { CommandSpec, CommandHandler } from '../framework/index.js';
-import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
+import { isWriterRank, joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import { applyThreads, defined, follow, loadModel, loopFlags, saveFinal, TRAIN_FLAGS, lrFlag } from './shared.js';
 
 export const dpoSpec: CommandSpec = {
@@ -55,7 +55,7 @@ export const dpoSpec: CommandSpec = {
 
 export const dpoCommand: CommandHandler = async (o, ctx) => {
   if (needsLaunch(o)) return launchUnderMpi(o, ctx);
-  const group = joinProcessGroup();
+  const group = joinProcessGroup(o);
   applyThreads(o);
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
   const trainer = new PreferenceTrainer({
@@ -78,11 +78,11 @@ export const dpoCommand: CommandHandler = async (o, ctx) => {
     ...loopFlags(o),
     ...defined({ group }),
   });
-  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
+  if (!isWriterRank(group)) return saveFinal(policy, tokenizer, o, ctx, (await trainer.train()).stopped, group);
   const done = await follow(trainer, ctx, ['loss', 'margin', 'accuracy'], o, 'dpo');
   const r = await trainer.train();
   await done(
     `${o.loss}: ${r.steps} steps, loss ${r.trainLoss.toFixed(4)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`,
   );
-  return saveFinal(policy, tokenizer, o, ctx, r.stopped);
+  return saveFinal(policy, tokenizer, o, ctx, r.stopped, group);
 };

@@ -33,6 +33,15 @@ export const infoSpec: CommandSpec = {
       describe:
         'with --memory: per rank of N data-parallel ranks (--batch-size the global micro-batch, AdamW moments sharded: ZeRO-1)',
     },
+    tp: {
+      type: 'int',
+      min: 1,
+      max: 64,
+      default: 1,
+      placeholder: 'K',
+      describe:
+        'with --memory: per process of a model split over K tensor-parallel processes (with --nproc N: N/K data-parallel groups, as the training commands run them)',
+    },
     loraRank: {
       type: 'int',
       min: 1,
@@ -67,17 +76,28 @@ async function memoryReport(o: Record<string, unknown>, ctx: Parameters<CommandH
       (e as Error).message.replace(/^rlhf info: expected options\.lora\.modules(\[\d+\])?/, '--lora-modules: expected'),
     );
   }
-  const nproc = o.nproc as number;
-  const e = estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: ckpt, lora, nproc });
+  const tp = o.tp as number;
+  const procs = (o.nproc as number) === 1 ? tp : (o.nproc as number); // --tp K alone: one group of K processes
+  if (procs % tp !== 0) throw new CliError(`--tp ${tp} needs --nproc to be a multiple of it, got --nproc ${procs}`);
+  const nproc = procs / tp; // data-parallel ranks
+  const opts = { tensorParallel: tp };
+  let e;
+  try {
+    e = estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: ckpt, lora, nproc, ...opts });
+  } catch (err) {
+    throw new CliError(
+      (err as Error).message.replace(/^estimateTrainingMemory: expected options\.tensorParallel/, '--tp: expected it'),
+    );
+  }
   const mib = (x: number) => `${(x / 2 ** 20).toFixed(1).padStart(9)} MiB`;
   const other = ckpt
     ? undefined
-    : estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: true, lora, nproc });
-  const unsharded = nproc > 1 ? estimateTrainingMemory(config, { batch: B, seqLen: T, lora }).optimizer : 0;
+    : estimateTrainingMemory(config, { batch: B, seqLen: T, gradientCheckpointing: true, lora, nproc, ...opts });
+  const unsharded = nproc > 1 ? estimateTrainingMemory(config, { batch: B, seqLen: T, lora, ...opts }).optimizer : 0;
   const p = parameterCount(config);
   ctx.stdout.write(
     [
-      `one training step of ${config.architecture} (${(p / 1e6).toFixed(1)}M parameters), batch ${B} × ${T} tokens${nproc > 1 ? ` over ${nproc} data-parallel ranks (per rank: ${Math.ceil(B / nproc)} rows at most)` : ''}, AdamW${ckpt ? ', gradient checkpointing' : ''}${lora ? `, LoRA r${lora.rank} on ${lora.modules.join(', ')}` : ''}:`,
+      `one training step of ${config.architecture} (${(p / 1e6).toFixed(1)}M parameters), batch ${B} × ${T} tokens${tp > 1 ? `, per process of ${tp} tensor-parallel processes (rank 0's shard, the largest)` : ''}${nproc > 1 ? ` over ${nproc} data-parallel ranks (per rank: ${Math.ceil(B / nproc)} rows at most)` : ''}, AdamW${ckpt ? ', gradient checkpointing' : ''}${lora ? `, LoRA r${lora.rank} on ${lora.modules.join(', ')}` : ''}:`,
       `  parameters     ${mib(e.parameters)}`,
       `  gradients      ${mib(e.gradients)}`,
       `  AdamW moments  ${mib(e.optimizer)}${nproc > 1 ? `   (${mib(unsharded).trim()} unsharded: ZeRO-1 keeps 1/${nproc} per rank)` : ''}`,
@@ -86,7 +106,7 @@ async function memoryReport(o: Record<string, unknown>, ctx: Parameters<CommandH
       `  outputs        ${mib(e.outputs)}`,
       `  scratch peak   ${mib(e.scratchPeak)}`,
       `  peak           ${mib(e.peak)}${other ? `   (${mib(other.peak).trim()} with --gradient-checkpointing)` : ''}`,
-      "  (the engine's own buffers, exact for tensor parallelism 1; Node's heap and the GEMM packing workspace, a few MiB per thread, come on top;",
+      "  (the engine's own buffers, exact; Node's heap and the GEMM packing workspace, a few MiB per thread, come on top;",
       '   PPO holds a policy, a reference, a critic and a reward model: the parameters of each)',
     ].join('\n') + '\n',
   );

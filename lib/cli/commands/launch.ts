@@ -1,8 +1,14 @@
 /**
- * `--nproc N`: data-parallel ranks started through Open MPI's mpirun. A command given --nproc N > 1
- * outside mpirun starts `mpirun -np N <node> <this script> <the same arguments without --nproc>`
- * and returns its exit code; inside mpirun (yours, with a hostfile, or Slurm's through MPI) it joins
- * the job's process group. Rank 0 alone shows progress and writes outputs.
+ * `--nproc N`: ranks started through Open MPI's mpirun. A command given --nproc N > 1 outside
+ * mpirun starts `mpirun -np N <node> <this script> <the same arguments without --nproc>` and
+ * returns its exit code; inside mpirun (yours, with a hostfile, or Slurm's through MPI) it joins
+ * the job's process group. World rank 0 alone shows progress and writes outputs.
+ *
+ * `--tp K` with more than one process (`--tp-mode auto`, the default, or `processes`): the N
+ * processes form N/K data-parallel groups of K tensor-parallel processes (consecutive ranks), each
+ * process holding one shard of every model (initDistributed({tensorParallel: K}), models loaded
+ * with tensorParallelGroup 'mpi'). In one process, or with `--tp-mode threads`, --tp K splits each
+ * process's models over K thread ranks instead.
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
@@ -14,19 +20,73 @@ export const NPROC_FLAG: Record<string, FlagSpec> = {
     type: 'int',
     min: 1,
     default: 1,
-    describe: 'data-parallel processes, started with mpirun (Open MPI); each takes its share of every batch',
+    describe:
+      'processes, started with mpirun (Open MPI): N data-parallel ranks, each taking its share of every batch; with --tp K, N/K data-parallel groups of K tensor-parallel processes',
+  },
+  tpMode: {
+    type: 'enum',
+    values: ['auto', 'processes', 'threads'],
+    default: 'auto',
+    describe:
+      'where --tp K puts the shards: processes (K processes per model, N a multiple of K) or threads (K thread ranks in each process); auto: processes when there is more than one process, else threads',
   },
 };
 
-/** Without --nproc > 1 or mpirun: undefined (one process). Inside mpirun: the job's group. */
-export function joinProcessGroup(): ProcessGroup | undefined {
+/** The world size mpirun gave this process (1 outside mpirun). */
+function mpiWorldSize(): number {
+  return launchedByMpi() ? Number(process.env.OMPI_COMM_WORLD_SIZE) : 1;
+}
+
+/**
+ * Whether --tp splits models over processes or over threads (see the module comment), after
+ * checking that the process count is a multiple of K.
+ */
+export function tensorParallelMode(o: Record<string, unknown>): 'processes' | 'threads' {
+  const tp = (o.tp as number | undefined) ?? 1;
+  const procs = launchedByMpi() ? mpiWorldSize() : ((o.nproc as number | undefined) ?? 1);
+  const mode = (o.tpMode as string | undefined) ?? 'auto';
+  if (mode === 'threads' || tp === 1 || (mode === 'auto' && procs === 1)) return 'threads';
+  if (procs % tp !== 0)
+    throw new CliError(
+      `--tp ${tp} over processes needs a process count that is a multiple of ${tp}, got ${launchedByMpi() ? `mpirun -np ${procs}` : `--nproc ${procs}`} (or --tp-mode threads: ${tp} thread ranks in each process)`,
+    );
+  return 'processes';
+}
+
+/**
+ * Refuses --tp over processes for a command whose trainer does not support it yet (before mpirun
+ * starts, so the message appears once).
+ */
+export function refuseProcessTensorParallel(o: Record<string, unknown>, command: string, why: string): void {
+  if (tensorParallelMode(o) === 'processes')
+    throw new CliError(
+      `rlhf ${command}: --tp ${o.tp} over processes is not supported (${why}); use --tp-mode threads (${o.tp} thread ranks in each process) or data parallelism alone (--nproc without --tp)`,
+    );
+}
+
+/**
+ * Without --nproc > 1 or mpirun: undefined (one process). Inside mpirun: the job's group, split
+ * into tensor-parallel groups of --tp K processes when --tp is over processes; the group returned is
+ * this rank's data-parallel group (trainers shard batches over it).
+ */
+export function joinProcessGroup(o: Record<string, unknown> = {}): ProcessGroup | undefined {
   if (!launchedByMpi()) return undefined;
-  return initDistributed({ backend: 'mpi' });
+  const tp = tensorParallelMode(o) === 'processes' ? (o.tp as number) : 1;
+  return initDistributed({ backend: 'mpi', tensorParallel: tp });
+}
+
+/** True on the rank that shows progress and writes the outputs: world rank 0 (every rank alone). */
+export function isWriterRank(group: ProcessGroup | undefined): boolean {
+  return !group || group.worldRank === 0;
 }
 
 /** True when this invocation must start mpirun instead of training itself. */
 export function needsLaunch(o: Record<string, unknown>): boolean {
-  return (o.nproc as number) > 1 && !launchedByMpi();
+  if ((o.nproc as number) > 1 && !launchedByMpi()) {
+    tensorParallelMode(o); // a bad --nproc/--tp pair is reported before mpirun starts
+    return true;
+  }
+  return false;
 }
 
 /** Starts `mpirun -np N` over this same command line (without --nproc) and waits for it. */
@@ -43,7 +103,10 @@ export async function launchUnderMpi(o: Record<string, unknown>, ctx: CommandCon
     process.argv[1],
     ...args,
   ];
-  ctx.stderr.write(`rlhf: starting ${o.nproc} ranks: mpirun ${mpirunArgs.slice(0, 4).join(' ')} …\n`);
+  const tp = tensorParallelMode(o) === 'processes' ? (o.tp as number) : 1;
+  ctx.stderr.write(
+    `rlhf: starting ${o.nproc} ranks${tp > 1 ? ` (${(o.nproc as number) / tp} data-parallel × ${tp} tensor-parallel)` : ''}: mpirun ${mpirunArgs.slice(0, 4).join(' ')} …\n`,
+  );
   return new Promise((resolve, reject) => {
     // one libuv pool thread per rank: every MPI call from one thread (see lib/distributed)
     const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '1' };

@@ -6,7 +6,7 @@ import type { EnvironmentOptions } from '../../rollout/environment.js';
 import { GroupTrainer } from '../../train/group.js';
 import { PPOTrainer } from '../../train/ppo.js';
 import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '../framework/index.js';
-import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
+import { joinProcessGroup, launchUnderMpi, needsLaunch, refuseProcessTensorParallel } from './launch.js';
 import {
   applyThreads,
   defined,
@@ -300,8 +300,13 @@ async function finish(
 }
 
 export const ppoCommand: CommandHandler = async (o, ctx) => {
+  refuseProcessTensorParallel(
+    o,
+    'ppo',
+    'its rollouts and reward scoring are not wired for models split over processes',
+  );
   if (needsLaunch(o)) return launchUnderMpi(o, ctx);
-  const group = joinProcessGroup();
+  const group = joinProcessGroup(o);
   applyThreads(o);
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
@@ -335,8 +340,13 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
 };
 
 export const grpoCommand: CommandHandler = async (o, ctx) => {
+  refuseProcessTensorParallel(
+    o,
+    'grpo',
+    'its rollouts and reward scoring are not wired for models split over processes',
+  );
   if (needsLaunch(o)) return launchUnderMpi(o, ctx);
-  const group = joinProcessGroup();
+  const group = joinProcessGroup(o);
   applyThreads(o);
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);

@@ -8,7 +8,7 @@ import type { TrainerEmitter } from '../../train/events.js';
 import type { Tokenizer } from '../../tokenizer/index.js';
 import type { ProcessGroup } from '../../distributed/index.js';
 import type { CommandContext, CommandSpec } from '../framework/index.js';
-import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
+import { isWriterRank, joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import {
   applyThreads,
   defined,
@@ -83,7 +83,7 @@ export async function runScalarHeadCommand<R extends { steps: number; seconds: n
   summary: (r: R) => string,
 ): Promise<number> {
   if (needsLaunch(o)) return launchUnderMpi(o, ctx);
-  const group = joinProcessGroup();
+  const group = joinProcessGroup(o);
   applyThreads(o);
   const { model, tokenizer } = await loadScalarHeadModel(o.model as string, '--model', true);
   const trainer = make({
@@ -95,11 +95,11 @@ export async function runScalarHeadCommand<R extends { steps: number; seconds: n
     ...loopFlags(o),
     ...defined({ group }),
   });
-  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
+  if (!isWriterRank(group)) return saveFinal(model, tokenizer, o, ctx, (await trainer.train()).stopped, group);
   const done = await follow(trainer, ctx, shown, o, name);
   const r = await trainer.train();
   await done(
     `${name}: ${r.steps} steps, ${summary(r)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`,
   );
-  return saveFinal(model, tokenizer, o, ctx, r.stopped);
+  return saveFinal(model, tokenizer, o, ctx, r.stopped, group);
 }

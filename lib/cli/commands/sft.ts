@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { SFTTrainer } from '../../train/sft.js';
 import { CliError, type CommandSpec, type CommandHandler } from '../framework/index.js';
-import { joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
+import { isWriterRank, joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import { applyThreads, defined, follow, initModel, loadModel, loopFlags, TRAIN_FLAGS, lrFlag } from './shared.js';
 
 export const sftSpec: CommandSpec = {
@@ -36,12 +36,13 @@ export const sftSpec: CommandSpec = {
     'rlhf sft --init tiny --data demos.jsonl --output runs/sft --epochs 3 --lr 3e-3',
     'rlhf sft --model runs/sft/model --data more.jsonl --output runs/sft2 --packing --resume',
     'rlhf sft --init tiny --data demos.jsonl --output runs/sft-dp --nproc 2',
+    'rlhf sft --init small --data demos.jsonl --output runs/sft-tp --nproc 4 --tp 2',
   ],
 };
 
 export const sftCommand: CommandHandler = async (o, ctx) => {
   if (needsLaunch(o)) return launchUnderMpi(o, ctx);
-  const group = joinProcessGroup();
+  const group = joinProcessGroup(o);
   applyThreads(o);
   if (!o.model === !o.init) throw new CliError('give exactly one of --model <dir> or --init <preset>');
   const { model, tokenizer } = o.model
@@ -66,7 +67,7 @@ export const sftCommand: CommandHandler = async (o, ctx) => {
     packing: o.packing as boolean,
     ...defined({ group }),
   });
-  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
+  if (!isWriterRank(group)) return (await trainer.train()).stopped ? 130 : 0;
   const done = await follow(trainer, ctx, ['loss', 'lr', 'tokensPerSecond'], o, 'sft');
   const r = await trainer.train();
   await done(

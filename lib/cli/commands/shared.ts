@@ -2,7 +2,8 @@
  * What the commands share: common flags, loading a model with its tokenizer, resolving a reward
  * source from flags, and wiring a trainer to the progress display and Ctrl-C.
  */
-import { NPROC_FLAG } from './launch.js';
+import { NPROC_FLAG, tensorParallelMode } from './launch.js';
+import type { ProcessGroup } from '../../distributed/index.js';
 import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pathExists as exists } from '../../io/atomic.js';
@@ -31,18 +32,20 @@ export const COMMON_FLAGS: Record<string, FlagSpec> = {
   },
 };
 
-/** For commands that load models: split each over N tensor-parallel thread ranks. */
+/** For commands that load models: split each over K tensor-parallel ranks (threads, or processes under --nproc). */
 export const MODEL_FLAGS: Record<string, FlagSpec> = {
   tp: {
     type: 'int',
     min: 1,
     max: 64,
     default: 1,
-    placeholder: 'N',
-    describe: 'tensor parallelism: split every model over N thread ranks (each gets threads/N threads)',
+    placeholder: 'K',
+    describe:
+      'tensor parallelism: split every model over K ranks — K thread ranks of one process (each gets threads/K threads), or on the training commands with --nproc, K processes per model (see --tp-mode)',
   },
 };
 let tensorParallel = 1;
+let tensorParallelGroup: 'threads' | 'mpi' = 'threads';
 let gradientCheckpointing = false;
 let lora: LoraOptions | undefined;
 
@@ -126,6 +129,7 @@ export function lrFlag(lr: number, schedule: 'cosine' | 'constant'): FlagSpec {
 export function applyThreads(o: Record<string, unknown>): void {
   if (o.threads !== undefined) setThreads(o.threads as number);
   tensorParallel = (o.tp as number | undefined) ?? 1;
+  tensorParallelGroup = tensorParallelMode(o) === 'processes' ? 'mpi' : 'threads';
   gradientCheckpointing = o.gradientCheckpointing === true;
   lora = loraFlags(o);
 }
@@ -178,6 +182,7 @@ export async function loadModel(
   const model = await Model.load(dir, {
     ...(architecture ? { architecture } : {}),
     tensorParallel,
+    tensorParallelGroup,
     ...(trained && lora ? { lora } : {}),
   });
   model.gradientCheckpointing = gradientCheckpointing;
@@ -215,7 +220,7 @@ export async function initModel(preset: string, seed: number): Promise<{ model: 
   if (lora)
     throw new CliError('--lora-rank needs a trained base (--model <dir>), not --init: LoRA freezes the base weights');
   const tokenizer = new ByteTokenizer();
-  const model = await Model.create(presetConfig(preset), { seed, tensorParallel });
+  const model = await Model.create(presetConfig(preset), { seed, tensorParallel, tensorParallelGroup });
   model.gradientCheckpointing = gradientCheckpointing;
   return { model, tokenizer };
 }
@@ -447,17 +452,23 @@ export function loopFlags(
   };
 }
 
-/** After train(): unless stopped, the final model (with its tokenizer) goes to <output>/model. Returns the exit code (130: stopped). */
+/**
+ * After train(): unless stopped, the final model (with its tokenizer) goes to <output>/model.
+ * Returns the exit code (130: stopped). Called on every rank of a job: world rank 0 writes, the
+ * other ranks of its tensor-parallel group join the gathers (Model.save is collective there).
+ */
 export async function saveFinal(
   model: Model,
   tokenizer: Tokenizer,
   o: Record<string, unknown>,
   ctx: CommandContext,
   stopped: boolean | undefined,
+  group?: ProcessGroup,
 ): Promise<number> {
   if (stopped) return 130;
   const dir = join(o.output as string, 'model');
+  if (group && group.rank !== 0) return 0; // another data-parallel group holds the same weights
   await model.save(dir, { extraFiles: (d) => tokenizer.save(d) });
-  ctx.stdout.write(`model: ${dir}\n`);
+  if (!group || group.worldRank === 0) ctx.stdout.write(`model: ${dir}\n`);
   return 0;
 }
