@@ -75,6 +75,7 @@ export type {
   PolicyGradientConfig,
   PolicyGradientResult,
 } from './policy-gradient-config.js';
+import { frozenReference } from './reference.js';
 
 export class PolicyGradientLoop extends TrainerEmitter {
   readonly policy: Model;
@@ -134,7 +135,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
     const prompts = typeof c.prompts === 'string' ? await loadPromptFile(c.prompts) : c.prompts;
     if (!prompts.length) throw new RlhfError(ErrorCode.FORMAT, `${c.stage}: no prompts`);
     if (this.#needsReference && !this.#reference) {
-      this.#reference = c.reference ?? (c.policy.lora ? c.policy.withoutAdapters() : await c.policy.clone());
+      this.#reference = c.reference ?? (await frozenReference(c.policy));
       this.#ownsReference = !c.reference;
     }
     this.#sampler.reference = this.#reference;

@@ -46,6 +46,7 @@ import { pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } 
 import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop, stepCadence } from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import { loopSchedule } from './schedule.js';
+import { frozenReference } from './reference.js';
 
 export { PREFERENCE_LOSSES, type PreferenceLoss } from './preference-losses.js';
 export type { OnlinePair, SampleOptions, SampledGroup } from './preference-online.js';
@@ -252,8 +253,7 @@ export class PreferenceTrainer extends TrainerEmitter {
 
   /** Creates the default reference (a frozen clone of the policy) if needed. */
   async #ensureReference(): Promise<void> {
-    if (!isReferenceFree(this.#o.loss))
-      this.reference ??= this.policy.lora ? this.policy.withoutAdapters() : await this.policy.clone();
+    if (!isReferenceFree(this.#o.loss)) this.reference ??= await frozenReference(this.policy);
   }
 
   /** Fills item.ref with the reference's sequence log-probs (dataset order, no gradients). */

@@ -20,6 +20,7 @@ import {
   saveFinal,
   TRAIN_FLAGS,
 } from './shared.js';
+import { frozenReference } from '../../train/reference.js';
 
 const POLICY_FLAGS: Record<string, FlagSpec> = {
   policy: {
@@ -310,7 +311,7 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
   applyThreads(o);
   if (o.ptxCoef && !o.ptxData) throw new CliError('--ptx-coef needs --ptx-data');
   const { model: policy, tokenizer } = await loadModel(o.policy as string, '--policy', undefined, true);
-  const reference = policy.lora ? policy.withoutAdapters() : await policy.clone();
+  const reference = await frozenReference(policy);
   const { reward, rm, environment } = await rewardAndEnvironment(o);
   const rolloutPolicy = o.rolloutPolicy
     ? (await loadModel(o.rolloutPolicy as string, '--rollout-policy')).model
