@@ -8,8 +8,9 @@
  * its peak RSS at ≤ 45% of the f32 arm's. The bf16 arm again with its base loaded from a BF16
  * checkpoint (written first by another child: the bits go straight into the bf16 store), and a
  * frozen bf16 model (trainable: false, a reference model's storage) running a forward. Byte counts are exact; RSS depends a little on the allocator.
- * `--baseline-addon PATH`: first the same f32 LoRA step on another checkout of the engine (PATH: its
- * build/Release/rlhf.node; its lib compiled to dist/ by `npm run build:ts`), run with its own lib and
+ * `--baseline-addon=PATH` (`--baseline-addon PATH` when run directly, not through `npm run bench`):
+ * first the same f32 LoRA step on another checkout of the engine (PATH: its build/Release/rlhf.node;
+ * its lib compiled to dist/ by `npm run build:ts`), run with its own lib and
  * addon in a child process (bench/memory-baseline.ts) — the engine as it was when the bf16 memory
  * goal was set — and every ratio against it as well as against today's f32 arm.
  * `--quick`: the step's shape only, on a 50M model.
@@ -247,11 +248,12 @@ function breakdown(cfg: ModelConfig, r: Record<string, number>): void {
       ['bf16 store (frozen matrices)', mib(e.weightCopy), r.weightCopy.toFixed(1)],
       ['gradients', mib(e.gradients), r.gradients.toFixed(1)],
       ['AdamW moments', mib(e.optimizer), '–'],
-      ['saved activations', mib(e.activations), `${r.activations.toFixed(1)} (held after the step)`],
+      ['saved activations', mib(e.activations), '–'],
       ['LM head (lse, entropy, cached logits)', mib(e.lmHead), '–'],
       ['outputs to JS', mib(e.outputs), '–'],
       ['scratch at its largest', mib(e.scratchPeak), '–'],
       ['engine peak', mib(e.peak), r.nativePeak.toFixed(1)],
+      ['activations and scratch held after the step (activationBytes)', '–', r.activations.toFixed(1)],
       ['allocator cache after the step', '–', r.cached.toFixed(1)],
       ['process before the model (Node, V8, addon)', '–', r.startRss.toFixed(1)],
       ['peak RSS − engine peak − process baseline', '–', (r.rss - r.nativePeak - r.startRss).toFixed(1)],
