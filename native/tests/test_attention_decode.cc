@@ -35,7 +35,8 @@ void run_case(const Case& cs, unsigned seed) {
   auto kc = random_vec(B * L * KVD, seed, -1.5f, 1.5f), vc = random_vec(B * L * KVD, seed + 1);
   auto q = random_vec(B * AD, seed + 2, -1.5f, 1.5f);
   if (cs.bf16)  // contiguous copy holds the values the bf16 pool holds
-    for (size_t i = 0; i < kc.size(); ++i) kc[i] = bf16_to_f32(f32_to_bf16(kc[i])), vc[i] = bf16_to_f32(f32_to_bf16(vc[i]));
+    for (size_t i = 0; i < kc.size(); ++i)
+      kc[i] = bf16_to_f32(f32_to_bf16(kc[i])), vc[i] = bf16_to_f32(f32_to_bf16(vc[i]));
   std::vector<int32_t> table(B * stride);  // shuffled blocks, block 0 unused
   for (int64_t i = 0; i < B * stride; ++i) table[i] = static_cast<int32_t>((i * 7) % (nblocks - 1) + 1);
   std::vector<float> kp(nblocks * cs.bs * KVD, NAN), vp(nblocks * cs.bs * KVD, NAN);  // unread slots NaN
