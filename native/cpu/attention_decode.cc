@@ -143,7 +143,13 @@ RLHF_AVX512 void scores64_avx512(const AttentionArgs& a, int64_t g, const int32_
   constexpr int kAhead = 16;  // keys prefetched ahead of the transpose
   int64_t off[64 + kAhead];   // element offset of key j0 + l's head-g row in the pool
   const int na = static_cast<int>(std::min<int64_t>(n + kAhead, kv_end - j0));
-  for (int l = 0; l < na; ++l) off[l] = paged_row(a, table, j0 + l) * a.ldk + g * HD;
+  {  // walk the blocks (one division per tile, not per key)
+    int64_t blk = j0 / a.block_size, in = j0 % a.block_size;
+    for (int l = 0; l < na; ++l) {
+      off[l] = (int64_t(table[blk]) * a.block_size + in) * a.ldk + g * HD;
+      if (++in == a.block_size) in = 0, ++blk;
+    }
+  }
   const int64_t esz = a.k_bf16 ? 2 : 4;
   const char* kbase = a.k_bf16 ? reinterpret_cast<const char*>(a.k_bf16) : reinterpret_cast<const char*>(a.k);
   for (int l = 0; l < std::min(na, kAhead); ++l)
