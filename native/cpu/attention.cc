@@ -9,37 +9,21 @@
 #include "../core/dtype.h"
 #include "../core/error.h"
 #include "../core/thread_pool.h"
+#include "attention_internal.h"
 #include "gemm.h"
 #include "vmath.h"
 
 namespace rlhf {
 namespace cpu {
 
-namespace {
-
-constexpr int64_t kQueryBlock = 64;
-
-struct Seq {
-  int64_t kv_base;  // row index of key 0 of this sequence in k/v
-  int64_t offset, qlen;
-};
-
-Seq seq_of(const AttentionArgs& a, int64_t b) {
-  Seq s;
-  int64_t kb = a.kv_seq ? a.kv_seq[b] : b;
-  s.kv_base = kb * a.kv_stride;
-  s.offset = a.kv_offset ? a.kv_offset[b] : 0;
-  s.qlen = a.q_len ? a.q_len[b] : a.Tq;
-  return s;
-}
+namespace attention_internal {
 
 float* scratch(int slot, size_t floats) {
-  thread_local Workspace bufs[3];
+  thread_local Workspace bufs[kScratchSlots];
   return bufs[slot].grow(floats);
 }
 
-// Softmax of row s[0..=kmax] in place with masked entries (−inf) giving 0; entries past kmax set
-// to 0. Returns the log-sum-exp. 16 index lanes: the same bits for the same row in every caller.
+// 16 index lanes: the same bits for the same row in every caller.
 __attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(float* __restrict s, int64_t kmax,
                                                                                int64_t width) {
   const int64_t n = kmax + 1;
@@ -72,6 +56,36 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(f
   return m + std::log(sum);
 }
 
+void softcap_row(float* s, int64_t kmax, float c, float* factor) {
+  for (int64_t j = 0; j <= kmax; ++j) {
+    const float t = std::tanh(s[j] / c);
+    s[j] = c * t;
+    if (factor) factor[j] = 1.0f - t * t;
+  }
+}
+
+}  // namespace attention_internal
+
+namespace {
+
+using namespace attention_internal;
+
+constexpr int64_t kQueryBlock = 64;
+
+struct Seq {
+  int64_t kv_base;  // row index of key 0 of this sequence in k/v
+  int64_t offset, qlen;
+};
+
+Seq seq_of(const AttentionArgs& a, int64_t b) {
+  Seq s;
+  int64_t kb = a.kv_seq ? a.kv_seq[b] : b;
+  s.kv_base = kb * a.kv_stride;
+  s.offset = a.kv_offset ? a.kv_offset[b] : 0;
+  s.qlen = a.q_len ? a.q_len[b] : a.Tq;
+  return s;
+}
+
 // Attention backward of one query row: p ← P = exp(s − lse), dp ← dS = P·(dP − D) (before the
 // scale) for j <= kmax; both 0 past kmax up to width. Element-wise: the same bits on every ISA.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_backward_row(float* __restrict p,
@@ -92,16 +106,6 @@ void mask_segments(float* s, const AttentionArgs& a, const Seq& sq, int64_t kmax
   const int32_t mine = seg[kmax];
   for (int64_t j = 0; j <= kmax; ++j)
     if (seg[j] != mine) s[j] = -INFINITY;
-}
-
-// Soft-cap of scores s[0..=kmax]: s ← c·tanh(s / c) (c > 0). factor (may be null) receives
-// ds_capped/ds = 1 − tanh² for the backward.
-void softcap_row(float* s, int64_t kmax, float c, float* factor) {
-  for (int64_t j = 0; j <= kmax; ++j) {
-    const float t = std::tanh(s[j] / c);
-    s[j] = c * t;
-    if (factor) factor[j] = 1.0f - t * t;
-  }
 }
 
 // Sliding window: keys j <= kmax − window masked (−inf, so they get probability 0).
@@ -149,11 +153,6 @@ void forward_block(const AttentionArgs& a, int64_t b, int64_t h, int64_t blk, co
     if (lse) lse[(b * a.Tq + i0 + r) * a.NH + h] = l;
   }
   sgemm(false, false, nb, a.HD, kv_end, 1.0f, S, kv_end, vb, ldv, 0.0f, out + (b * a.Tq + i0) * ldo + h * a.HD, ldo);
-}
-
-// Row of k/v holding key j of the paged sequence whose block-table row is `table`.
-inline int64_t paged_row(const AttentionArgs& a, const int32_t* table, int64_t j) {
-  return int64_t(table[j / a.block_size]) * a.block_size + j % a.block_size;
 }
 
 // Query i0 of sequence b (the block's only valid query), every head of kv group g, keys gathered
@@ -228,6 +227,21 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
                "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
     return table;
   };
+  if (a.Tq == 1 && !a.decode_gather) {
+    // Decode in place: a task owns a sequence and reads its keys/values from the pool's blocks.
+    parallel_for(a.B, 1, [&](int64_t tb, int64_t te, int) {
+      for (int64_t b = tb; b < te; ++b) {
+        const Seq sq = seq_of(a, b);
+        const int64_t kv_end = sq.qlen >= 1 ? sq.offset + 1 : 0;
+        const int32_t* table = keys_of(b, kv_end);
+        if (kv_end > 0)
+          decode_paged_in_place(a, b, kv_end, table, out, ldo, lse);
+        else  // padding query: zeros
+          for (int64_t h = 0; h < a.NH; ++h) forward_block(a, b, h, 0, sq, nullptr, 0, nullptr, 0, out, ldo, lse);
+      }
+    });
+    return;
+  }
   const int64_t KVD = int64_t(a.KVH) * a.HD;
   if (a.Tq == 1 && a.ldk == KVD && a.ldv == KVD) {
     // Decode: a task owns a sequence; it gathers its keys/values for every kv head at once (one
