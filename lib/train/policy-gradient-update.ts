@@ -6,7 +6,8 @@
  * through forwardRows (packed with packTokens); every loss is computed in the padded layout.
  */
 import type { AdamW } from '../engine/adamw.js';
-import type { Model } from '../engine/model.js';
+import type { BackwardGrads, Model } from '../engine/model.js';
+import { ErrorCode } from '../errors.js';
 import { padBatch, permutation, sliceBatch, type TokenizedExample } from '../data/index.js';
 import { ntpLoss } from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
@@ -35,10 +36,40 @@ export interface PolicyUpdateHost {
   readonly klCoef: number;
   /** the temperature of every forward on sampled responses */
   readonly forwardTemperature: number;
+  /** whether each model's gradient all-reduce overlaps its update's last backward (overlapUnsupported) */
+  readonly overlap: { policy: boolean; critic: boolean };
   /** records a skipped update (may throw: maxConsecutiveSkips) */
   skip(which: 'policy' | 'critic', iteration: number, lossWasFinite: boolean): Promise<void>;
   /** an update was applied after skipped ones: the count of skips in a row restarts */
   resetSkips(): void;
+}
+
+/**
+ * One model's gradient sum over the data-parallel group in one update: `last` runs the update's
+ * last backward with the all-reduce overlapped (ProcessGroup.backwardAllReduce; undefined when
+ * overlap is off: plain model.backward), and `reduced` says whether it did, i.e. whether the
+ * update still needs allReduceGradients. A rank that ran no such backward (an empty share, a
+ * non-finite loss) takes the plain all-reduce, whose buckets and calls are the overlapped one's,
+ * so ranks on either path meet in the same collectives. A model whose backward refuses the hook
+ * (ERR_RLHF_UNSUPPORTED before backward starts, alike on every rank) falls back to the plain path.
+ */
+function gradientSum(
+  group: ProcessGroup,
+  model: Model,
+  overlap: boolean,
+): { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } {
+  const r: { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } = { reduced: false };
+  if (overlap)
+    r.last = async (grads) => {
+      try {
+        await group.backwardAllReduce(model, grads);
+        r.reduced = true;
+      } catch (e) {
+        if ((e as { code?: string }).code !== ErrorCode.UNSUPPORTED) throw e;
+        await model.backward(grads);
+      }
+    };
+  return r;
 }
 
 /** One iteration's update (see the module comment); the means of its metrics over minibatches. */
@@ -98,6 +129,9 @@ export async function policyUpdate(
         const stats: Record<string, number> = {};
         let tokens = 0,
           ptxTokens = 0;
+        // the last backward of the update: PTX's when it runs, else the policy loss's
+        const ptxOn = !!ptx && c.ptx!.coef > 0;
+        const sum = gradientSum(g, c.policy, dp && h.overlap.policy);
         // the policy loss on this rank's rows of the minibatch (none: nothing to do)
         const policyRows = async (): Promise<boolean> => {
           const adv = mine(pick(d.advantages)!);
@@ -175,7 +209,10 @@ export async function policyUpdate(
           stats.approxKl = pl.approxKl;
           stats.entropy = eb.meanEntropy;
           if (!allFinite(loss)) return false;
-          await f.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp });
+          await f.backward(
+            c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp },
+            ptxOn ? undefined : sum.last,
+          );
           return true;
         };
         // λ·NTP on this rank's share of the minibatch's PTX batch
@@ -192,16 +229,17 @@ export async function policyUpdate(
           if (!allFinite(nl.loss)) return false;
           // the NTP loss is a mean over this rank's targets; the minibatch's is over all of them
           const scale = dp ? (c.ptx!.coef * batch.numTargets) / full.numTargets : c.ptx!.coef;
-          await c.policy.backward({ dLogprobs: Float32Array.from(nl.dLogp, (x) => x * scale) });
+          const grads = { dLogprobs: Float32Array.from(nl.dLogp, (x) => x * scale) };
+          await (sum.last ? sum.last(grads) : c.policy.backward(grads));
           return true;
         };
         const ok = await timed(
           'policy',
-          async () => (r1 === r0 || (await policyRows())) && (!ptx || c.ptx!.coef <= 0 || (await ptxRows(ptx))),
+          async () => (r1 === r0 || (await policyRows())) && (!ptxOn || (await ptxRows(ptx!))),
         );
         let apply = ok;
         if (dp) {
-          const s = await reduceStep(g, c.policy, {
+          const s = await reduceStep(g, sum.reduced ? undefined : c.policy, {
             bad: ok ? 0 : 1,
             tokens,
             policyLoss: stats.policyLoss ?? 0, // a sum under the minibatch's weights already
@@ -234,6 +272,7 @@ export async function policyUpdate(
       if (c.critic) {
         const stats: Record<string, number> = {};
         let tokens = 0;
+        const sum = gradientSum(g, c.critic, dp && h.overlap.critic);
         const ok = await timed('critic', async () => {
           if (r1 === r0) return true;
           const returns = mine(pick(d.returns)!);
@@ -254,12 +293,12 @@ export async function policyUpdate(
           tokens = tokensIn(cMask);
           // a token mean over this rank's tokens; the minibatch's is over all of its tokens
           const share = tokens / tokensIn(mask);
-          await f.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues });
+          await f.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues }, sum.last);
           return true;
         });
         let apply = ok;
         if (dp) {
-          const s = await reduceStep(g, c.critic, {
+          const s = await reduceStep(g, sum.reduced ? undefined : c.critic, {
             bad: ok ? 0 : 1,
             tokens,
             valueLoss: times(stats.valueLoss, tokens),

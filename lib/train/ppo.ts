@@ -88,6 +88,14 @@ export interface PolicyGradientOptions extends RunOptions {
   /** ZeRO stage 1 over options.group: AdamW state (policy and critic) for this rank's share of the
    * parameters only (default true; bitwise the same weights) */
   shardOptimizer?: boolean;
+  /**
+   * Data parallelism: sum each update's gradients over options.group while the last backward of
+   * the update still runs (ProcessGroup.backwardAllReduce: the same buckets, so bitwise the weights
+   * of backward-then-all-reduce). Default true; it applies to a whole model on the CPU without LoRA
+   * and not split over ranks, and any other model (or this option false) takes the plain
+   * all-reduce after backward (a 'log' event says so once per model).
+   */
+  overlapAllReduce?: boolean;
 }
 export const POLICY_GRADIENT_KEYS = [
   'policy',
@@ -125,6 +133,7 @@ export const POLICY_GRADIENT_KEYS = [
   'packTokens',
   'group',
   'shardOptimizer',
+  'overlapAllReduce',
   ...RUN_OPTION_KEYS,
 ] as const;
 
@@ -257,6 +266,7 @@ export function commonConfig(
       packTokens: o.has('packTokens') ? o.int('packTokens', { min: 2 }) : undefined,
       group: opts.group as RunOptions['group'],
       shardOptimizer: o.bool('shardOptimizer', true),
+      overlapAllReduce: o.bool('overlapAllReduce', true),
       ...readRunOptions(fn, o),
       ptx: undefined as PolicyGradientConfig['ptx'],
     },
