@@ -80,6 +80,8 @@ export interface PolicyGradientConfig extends RunOptions {
   shardOptimizer?: boolean;
   /** the gradient all-reduce overlapped with the update's last backward where the model allows (default true) */
   overlapAllReduce?: boolean;
+  /** the gradient all-reduce's bucket size, overlapped or not (default DEFAULT_BUCKET_BYTES) */
+  allReduceBucketBytes?: number;
   /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */
   lossMode: 'vanilla' | 'gspo';
   /** a NaN/±Infinity reward: 'error' stops naming the sample; 'skip' drops it (its whole group for grpo/rloo) with a warning */

@@ -19,7 +19,7 @@ import {
   type Sequence,
   type SequenceBatch,
 } from '../rollout/sequences.js';
-import { shardRange, type ProcessGroup } from '../distributed/index.js';
+import { DEFAULT_BUCKET_BYTES, shardRange, type ProcessGroup } from '../distributed/index.js';
 import { batchRows, reduceStep } from './loop.js';
 import { forwardSequences, type SequenceForward, type SequenceForwardOptions } from './packed-rows.js';
 import { allFinite } from './run.js';
@@ -57,12 +57,13 @@ function gradientSum(
   group: ProcessGroup,
   model: Model,
   overlap: boolean,
+  bucketBytes: number | undefined,
 ): { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } {
   const r: { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } = { reduced: false };
   if (overlap)
     r.last = async (grads) => {
       try {
-        await group.backwardAllReduce(model, grads);
+        await group.backwardAllReduce(model, grads, { bucketBytes: bucketBytes ?? DEFAULT_BUCKET_BYTES });
         r.reduced = true;
       } catch (e) {
         if ((e as { code?: string }).code !== ErrorCode.UNSUPPORTED) throw e;
@@ -84,6 +85,8 @@ export async function policyUpdate(
     B = d.sb.batch,
     g = h.group,
     dp = g.size > 1;
+  // the buckets of both gradient-sum paths (the same on every rank: see gradientSum)
+  const bucket = { bucketBytes: c.allReduceBucketBytes ?? DEFAULT_BUCKET_BYTES };
   const acc: Record<string, number[]> = {};
   const add = (k: string, v: number) => (acc[k] ??= []).push(v);
   const tokensIn = (m: Float32Array) => m.reduce((s, x) => s + (x > 0 ? 1 : 0), 0);
@@ -131,7 +134,7 @@ export async function policyUpdate(
           ptxTokens = 0;
         // the last backward of the update: PTX's when it runs, else the policy loss's
         const ptxOn = !!ptx && c.ptx!.coef > 0;
-        const sum = gradientSum(g, c.policy, dp && h.overlap.policy);
+        const sum = gradientSum(g, c.policy, dp && h.overlap.policy, c.allReduceBucketBytes);
         // the policy loss on this rank's rows of the minibatch (none: nothing to do)
         const policyRows = async (): Promise<boolean> => {
           const adv = mine(pick(d.advantages)!);
@@ -239,15 +242,23 @@ export async function policyUpdate(
         );
         let apply = ok;
         if (dp) {
-          const s = await reduceStep(g, sum.reduced ? undefined : c.policy, {
-            bad: ok ? 0 : 1,
-            tokens,
-            policyLoss: stats.policyLoss ?? 0, // a sum under the minibatch's weights already
-            clipFraction: times(stats.clipFraction, tokens),
-            approxKl: times(stats.approxKl, tokens),
-            entropy: times(stats.entropy, tokens),
-            ...(ptx && c.ptx!.coef > 0 ? { ptxLoss: times(stats.ptxLoss, ptxTokens), ptxTokens } : {}),
-          });
+          // timed with the policy's backward: the gradient sum is there when overlapped
+          const s = await timed('policy', () =>
+            reduceStep(
+              g,
+              sum.reduced ? undefined : c.policy,
+              {
+                bad: ok ? 0 : 1,
+                tokens,
+                policyLoss: stats.policyLoss ?? 0, // a sum under the minibatch's weights already
+                clipFraction: times(stats.clipFraction, tokens),
+                approxKl: times(stats.approxKl, tokens),
+                entropy: times(stats.entropy, tokens),
+                ...(ptx && c.ptx!.coef > 0 ? { ptxLoss: times(stats.ptxLoss, ptxTokens), ptxTokens } : {}),
+              },
+              bucket,
+            ),
+          );
           apply = s.bad === 0;
           if (e === 0 && mb === 0)
             add('rolloutLogprobDiffMax', g.allReduceMax(Float32Array.of(stats.rolloutLogprobDiffMax ?? 0))[0]);
@@ -272,7 +283,7 @@ export async function policyUpdate(
       if (c.critic) {
         const stats: Record<string, number> = {};
         let tokens = 0;
-        const sum = gradientSum(g, c.critic, dp && h.overlap.critic);
+        const sum = gradientSum(g, c.critic, dp && h.overlap.critic, c.allReduceBucketBytes);
         const ok = await timed('critic', async () => {
           if (r1 === r0) return true;
           const returns = mine(pick(d.returns)!);
@@ -298,12 +309,19 @@ export async function policyUpdate(
         });
         let apply = ok;
         if (dp) {
-          const s = await reduceStep(g, sum.reduced ? undefined : c.critic, {
-            bad: ok ? 0 : 1,
-            tokens,
-            valueLoss: times(stats.valueLoss, tokens),
-            valueClipFraction: times(stats.valueClipFraction, tokens),
-          });
+          const s = await timed('critic', () =>
+            reduceStep(
+              g,
+              sum.reduced ? undefined : c.critic!,
+              {
+                bad: ok ? 0 : 1,
+                tokens,
+                valueLoss: times(stats.valueLoss, tokens),
+                valueClipFraction: times(stats.valueClipFraction, tokens),
+              },
+              bucket,
+            ),
+          );
           apply = s.bad === 0;
           if (apply) for (const k of ['valueLoss', 'valueClipFraction']) add(k, s[k] / s.tokens);
         } else for (const [k, v] of Object.entries(stats)) add(k, v);

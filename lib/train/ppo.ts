@@ -17,6 +17,7 @@ import { readEnvironmentOptions, type EnvironmentOptions } from '../rollout/envi
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options, typeError } from '../validate.js';
 import { readRunOptions, RUN_OPTION_KEYS, type RunOptions } from './run.js';
+import { DEFAULT_BUCKET_BYTES } from '../distributed/index.js';
 import { PolicyGradientLoop, type KlOptions, type PolicyGradientConfig } from './policy-gradient.js';
 
 /** What PPO and the group methods both take (their loop is lib/train/policy-gradient.ts). */
@@ -96,6 +97,9 @@ export interface PolicyGradientOptions extends RunOptions {
    * all-reduce after backward (a 'log' event says so once per model).
    */
   overlapAllReduce?: boolean;
+  /** the gradient all-reduce's bucket size in bytes, overlapped or not (default DEFAULT_BUCKET_BYTES, 25 MiB:
+   * a model with fewer gradient bytes is one bucket, which cannot begin before backward ends) */
+  allReduceBucketBytes?: number;
 }
 export const POLICY_GRADIENT_KEYS = [
   'policy',
@@ -134,6 +138,7 @@ export const POLICY_GRADIENT_KEYS = [
   'group',
   'shardOptimizer',
   'overlapAllReduce',
+  'allReduceBucketBytes',
   ...RUN_OPTION_KEYS,
 ] as const;
 
@@ -267,6 +272,7 @@ export function commonConfig(
       group: opts.group as RunOptions['group'],
       shardOptimizer: o.bool('shardOptimizer', true),
       overlapAllReduce: o.bool('overlapAllReduce', true),
+      allReduceBucketBytes: o.int('allReduceBucketBytes', { min: 4 }, DEFAULT_BUCKET_BYTES),
       ...readRunOptions(fn, o),
       ptx: undefined as PolicyGradientConfig['ptx'],
     },
