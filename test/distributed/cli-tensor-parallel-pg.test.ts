@@ -3,7 +3,8 @@
 // the same command on K thread ranks of one process (N = K: weights, and the last checkpoint's
 // policy and critic AdamW moments, bit for bit), against one process without tensor parallelism
 // (N = 4, K = 2: the same rewards; weights within a tolerance, see there), and kill -9 then --resume
-// equal to the uninterrupted run bit for bit. Skipped where Open MPI is absent (scripts/install-mpi.sh).
+// equal to the uninterrupted run bit for bit; --async-rollouts refused. Skipped where Open MPI is
+// absent (scripts/install-mpi.sh).
 import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -105,3 +106,37 @@ t.test(
     }
   },
 );
+
+t.test('--async-rollouts 1 with the policy split over processes is refused by name', { skip }, async (t) => {
+  const { dir, sftData } = sftFolder();
+  ran(t, cli([...sftFlags(sftData), '--max-steps', '1', '--output', join(dir, 'base')]), 'a base policy');
+  const prompts = join(dir, 'prompts.jsonl');
+  jsonl(prompts, [{ prompt: '1+1=' }, { prompt: '2+2=' }]);
+  const r = cli([
+    'grpo',
+    '--policy',
+    join(dir, 'base', 'model'),
+    '--reward-rule',
+    'shorter',
+    '--prompts',
+    prompts,
+    '--prompts-per-iteration',
+    '2',
+    '--samples-per-prompt',
+    '2',
+    '--max-new-tokens',
+    '4',
+    '--iterations',
+    '1',
+    '--async-rollouts',
+    '1',
+    '--output',
+    join(dir, 'async'),
+    '--nproc',
+    '2',
+    '--tp',
+    '2',
+  ]);
+  t.not(r.status, 0, 'fails');
+  t.match(r.stderr, /asyncRollouts 1 runs in one process .*got 2 ranks/);
+});
