@@ -38,8 +38,16 @@ export interface PolicyUpdateHost {
   readonly forwardTemperature: number;
   /** whether each model's gradient all-reduce overlaps its update's last backward (overlapUnsupported) */
   readonly overlap: { policy: boolean; critic: boolean };
-  /** records a skipped update (may throw: maxConsecutiveSkips) */
-  skip(which: 'policy' | 'critic', iteration: number, lossWasFinite: boolean): Promise<void>;
+  /**
+   * The loop's guarded update (TrainingRun.guardedUpdate) of `which`: AdamW unless `lossFinite` is
+   * false (on any rank) or the gradients are non-finite, gradients zeroed, a skip recorded (may
+   * throw: maxConsecutiveSkips); the count of skips in a row is left to resetSkips.
+   */
+  update(
+    which: 'policy' | 'critic',
+    iteration: number,
+    lossFinite: boolean,
+  ): Promise<{ skipped: boolean; gradNorm: number }>;
   /** an update was applied after skipped ones: the count of skips in a row restarts */
   resetSkips(): void;
 }
@@ -268,17 +276,10 @@ export async function policyUpdate(
             if (s.ptxTokens) add('ptxLoss', s.ptxLoss / s.ptxTokens);
           }
         } else for (const [k, v] of Object.entries(stats)) add(k, v);
-        let skipped = !apply;
-        if (apply) {
-          const r = await timed('optimizer', () => h.optimizer.step());
-          skipped = r.skipped;
-          add('gradNorm', r.gradNorm);
-        }
-        await c.policy.zeroGrad();
-        if (skipped) {
-          skips++;
-          await h.skip('policy', iteration, apply);
-        } else applied++;
+        const r = await timed('optimizer', () => h.update('policy', iteration, apply));
+        if (apply) add('gradNorm', r.gradNorm);
+        if (r.skipped) skips++;
+        else applied++;
       }
       if (c.critic) {
         const stats: Record<string, number> = {};
@@ -325,17 +326,10 @@ export async function policyUpdate(
           apply = s.bad === 0;
           if (apply) for (const k of ['valueLoss', 'valueClipFraction']) add(k, s[k] / s.tokens);
         } else for (const [k, v] of Object.entries(stats)) add(k, v);
-        let skipped = !apply;
-        if (apply) {
-          const r = await timed('optimizer', () => h.criticOptimizer!.step());
-          skipped = r.skipped;
-          add('criticGradNorm', r.gradNorm);
-        }
-        await c.critic.zeroGrad();
-        if (skipped) {
-          skips++;
-          await h.skip('critic', iteration, apply);
-        } else applied++;
+        const r = await timed('optimizer', () => h.update('critic', iteration, apply));
+        if (apply) add('criticGradNorm', r.gradNorm);
+        if (r.skipped) skips++;
+        else applied++;
       }
       // a minibatch whose every update was applied ends a run of skipped ones
       if (applied > 0 && skips === 0) h.resetSkips();

@@ -438,9 +438,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
   }
 
   /**
-   * What the update needs of this loop; a skipped update is recorded on `run` as the iteration's
-   * step (TrainingRun.skip: a 'skip' event, a warning, a metrics line; maxConsecutiveSkips skipped
-   * updates in a row, policy and critic updates each counting, stop the run with an error).
+   * What the update needs of this loop: its updates go through the loop's guard
+   * (TrainingRun.guardedUpdate), a skipped one recorded as the iteration's step (a 'skip' event, a
+   * warning, a metrics line; maxConsecutiveSkips skipped updates in a row, policy and critic
+   * updates each counting, stop the run with an error).
    */
   #updateHost(run: TrainingRun): PolicyUpdateHost {
     return {
@@ -451,8 +452,15 @@ export class PolicyGradientLoop extends TrainerEmitter {
       klCoef: this.#klCoef,
       forwardTemperature: this.#forwardTemperature,
       overlap: this.#overlap,
-      skip: (which, iteration, lossWasFinite) =>
-        run.skip(iteration + 1, `${which} update: non-finite ${lossWasFinite ? 'gradients' : 'loss'}`),
+      // the loss is known here only as finite (on every rank) or not: 0 or NaN to the guard
+      update: (which, iteration, lossFinite) =>
+        run.guardedUpdate(
+          iteration,
+          lossFinite ? 0 : NaN,
+          which === 'policy' ? this.optimizer : this.criticOptimizer!,
+          which === 'policy' ? this.c.policy : this.c.critic!,
+          { label: which, keepSkipCount: true },
+        ),
       resetSkips: () => {
         run.consecutiveSkips = 0;
       },
