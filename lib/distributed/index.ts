@@ -386,6 +386,22 @@ class MpiGroup implements ProcessGroup {
   }
 }
 
+/**
+ * Why `group.backwardAllReduce(model, …)` cannot overlap the all-reduce with this model's backward
+ * (undefined: it can): the gradient-ready hook needs a whole trainable model on the CPU without
+ * LoRA, not split over tensor-parallel ranks (threads or processes), on a group of more than one
+ * rank. A trainer then takes the plain path (backward, then allReduceGradients).
+ */
+export function overlapUnsupported(group: ProcessGroup, model: Model): string | undefined {
+  if (group.size === 1) return 'one data-parallel rank (nothing to sum)';
+  if (group.backend !== 'mpi') return `the ${group.backend} backend`;
+  if (model.tensorParallel > 1 || group.tensorParallelSize > 1) return 'a model split over tensor-parallel ranks';
+  if (model.device !== 'cpu') return `a model on ${model.device}`;
+  if (model.lora || model.adaptersOf) return 'a LoRA model (its base is frozen)';
+  if (!model.trainable) return 'a frozen model';
+  return undefined;
+}
+
 let world: ProcessGroup | undefined;
 
 /** True when this process was started by mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE). */

@@ -63,7 +63,8 @@ export function localShare<T>(group: ProcessGroup, items: readonly T[]): T[] {
 }
 
 /**
- * Sums the model's gradients and the step's additive quantities over ranks (a collective). The keys
+ * Sums the model's gradients (in buckets of options.bucketBytes, default DEFAULT_BUCKET_BYTES) and
+ * the step's additive quantities over ranks (a collective). The keys
  * are reduced in sorted order, so ranks must give the same keys; a NaN on any rank (a skipped
  * micro-batch) makes that sum NaN everywhere, so every rank skips the update together. On a group
  * of one, `sums` comes back unchanged (bit for bit).
@@ -72,9 +73,10 @@ export async function reduceStep(
   group: ProcessGroup,
   model: Model | undefined,
   sums: Record<string, number>,
+  options?: { bucketBytes?: number },
 ): Promise<Record<string, number>> {
   if (group.size === 1) return sums;
-  if (model) await group.allReduceGradients(model);
+  if (model) await group.allReduceGradients(model, options);
   const keys = Object.keys(sums).sort();
   const all = group.allReduceSum(Float64Array.from(keys, (k) => sums[k]));
   return Object.fromEntries(keys.map((k, i) => [k, all[i]]));

@@ -125,8 +125,11 @@ export interface SequenceForward {
   logprobs: Float32Array;
   entropy?: Float32Array;
   values?: Float32Array;
-  /** model.backward of gradients given in the same padded layout (moved into the packed rows first) */
-  backward(grads: BackwardGrads): Promise<void>;
+  /**
+   * model.backward of gradients given in the same padded layout (moved into the packed rows first),
+   * or `run` of them in the model's layout (e.g. a backward with the gradient all-reduce overlapped)
+   */
+  backward(grads: BackwardGrads, run?: (grads: BackwardGrads) => Promise<unknown>): Promise<void>;
 }
 
 /** Forward options besides the token layout (temperature, entropy, values, saveForBackward). */
@@ -164,7 +167,12 @@ export async function forwardSequences(
       lengths,
       ...opts.forward,
     });
-    return { logprobs: f.logprobs, entropy: f.entropy, values: f.values, backward: (g) => model.backward(g) };
+    return {
+      logprobs: f.logprobs,
+      entropy: f.entropy,
+      values: f.values,
+      backward: async (g, run = (x) => model.backward(x)) => void (await run(g)),
+    };
   }
   const mine = seqs.slice(r0, r1);
   const len = mine.map((s) => s.promptIds.length + s.responseIds.length);
@@ -195,11 +203,11 @@ export async function forwardSequences(
     logprobs: toPadded(f.logprobs)!,
     entropy: toPadded(f.entropy),
     values: toPadded(f.values),
-    backward: (g) =>
-      model.backward(
+    backward: async (g, run = (x) => model.backward(x)) =>
+      void (await run(
         Object.fromEntries(
           (['dLogprobs', 'dEntropy', 'dValues'] as const).flatMap((k) => (g[k] ? [[k, toPacked(g[k])]] : [])),
         ),
-      ),
+      )),
   };
 }

@@ -78,6 +78,10 @@ export interface PolicyGradientConfig extends RunOptions {
   packTokens?: number;
   /** ZeRO stage 1 over options.group (default true) */
   shardOptimizer?: boolean;
+  /** the gradient all-reduce overlapped with the update's last backward where the model allows (default true) */
+  overlapAllReduce?: boolean;
+  /** the gradient all-reduce's bucket size, overlapped or not (default DEFAULT_BUCKET_BYTES) */
+  allReduceBucketBytes?: number;
   /** 'vanilla': PPO's token-level ratio and clip; 'gspo': GSPO's sequence-level ratio and clip */
   lossMode: 'vanilla' | 'gspo';
   /** a NaN/±Infinity reward: 'error' stops naming the sample; 'skip' drops it (its whole group for grpo/rloo) with a warning */

@@ -6,7 +6,8 @@
  * through forwardRows (packed with packTokens); every loss is computed in the padded layout.
  */
 import type { AdamW } from '../engine/adamw.js';
-import type { Model } from '../engine/model.js';
+import type { BackwardGrads, Model } from '../engine/model.js';
+import { ErrorCode } from '../errors.js';
 import { padBatch, permutation, sliceBatch, type TokenizedExample } from '../data/index.js';
 import { ntpLoss } from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
@@ -18,7 +19,7 @@ import {
   type Sequence,
   type SequenceBatch,
 } from '../rollout/sequences.js';
-import { shardRange, type ProcessGroup } from '../distributed/index.js';
+import { DEFAULT_BUCKET_BYTES, shardRange, type ProcessGroup } from '../distributed/index.js';
 import { batchRows, reduceStep } from './loop.js';
 import { forwardSequences, type SequenceForward, type SequenceForwardOptions } from './packed-rows.js';
 import { allFinite } from './run.js';
@@ -35,10 +36,49 @@ export interface PolicyUpdateHost {
   readonly klCoef: number;
   /** the temperature of every forward on sampled responses */
   readonly forwardTemperature: number;
-  /** records a skipped update (may throw: maxConsecutiveSkips) */
-  skip(which: 'policy' | 'critic', iteration: number, lossWasFinite: boolean): Promise<void>;
+  /** whether each model's gradient all-reduce overlaps its update's last backward (overlapUnsupported) */
+  readonly overlap: { policy: boolean; critic: boolean };
+  /**
+   * The loop's guarded update (TrainingRun.guardedUpdate) of `which`: AdamW unless `lossFinite` is
+   * false (on any rank) or the gradients are non-finite, gradients zeroed, a skip recorded (may
+   * throw: maxConsecutiveSkips); the count of skips in a row is left to resetSkips.
+   */
+  update(
+    which: 'policy' | 'critic',
+    iteration: number,
+    lossFinite: boolean,
+  ): Promise<{ skipped: boolean; gradNorm: number }>;
   /** an update was applied after skipped ones: the count of skips in a row restarts */
   resetSkips(): void;
+}
+
+/**
+ * One model's gradient sum over the data-parallel group in one update: `last` runs the update's
+ * last backward with the all-reduce overlapped (ProcessGroup.backwardAllReduce; undefined when
+ * overlap is off: plain model.backward), and `reduced` says whether it did, i.e. whether the
+ * update still needs allReduceGradients. A rank that ran no such backward (an empty share, a
+ * non-finite loss) takes the plain all-reduce, whose buckets and calls are the overlapped one's,
+ * so ranks on either path meet in the same collectives. A model whose backward refuses the hook
+ * (ERR_RLHF_UNSUPPORTED before backward starts, alike on every rank) falls back to the plain path.
+ */
+function gradientSum(
+  group: ProcessGroup,
+  model: Model,
+  overlap: boolean,
+  bucketBytes: number | undefined,
+): { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } {
+  const r: { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } = { reduced: false };
+  if (overlap)
+    r.last = async (grads) => {
+      try {
+        await group.backwardAllReduce(model, grads, { bucketBytes: bucketBytes ?? DEFAULT_BUCKET_BYTES });
+        r.reduced = true;
+      } catch (e) {
+        if ((e as { code?: string }).code !== ErrorCode.UNSUPPORTED) throw e;
+        await model.backward(grads);
+      }
+    };
+  return r;
 }
 
 /** One iteration's update (see the module comment); the means of its metrics over minibatches. */
@@ -53,6 +93,8 @@ export async function policyUpdate(
     B = d.sb.batch,
     g = h.group,
     dp = g.size > 1;
+  // the buckets of both gradient-sum paths (the same on every rank: see gradientSum)
+  const bucket = { bucketBytes: c.allReduceBucketBytes ?? DEFAULT_BUCKET_BYTES };
   const acc: Record<string, number[]> = {};
   const add = (k: string, v: number) => (acc[k] ??= []).push(v);
   const tokensIn = (m: Float32Array) => m.reduce((s, x) => s + (x > 0 ? 1 : 0), 0);
@@ -98,6 +140,9 @@ export async function policyUpdate(
         const stats: Record<string, number> = {};
         let tokens = 0,
           ptxTokens = 0;
+        // the last backward of the update: PTX's when it runs, else the policy loss's
+        const ptxOn = !!ptx && c.ptx!.coef > 0;
+        const sum = gradientSum(g, c.policy, dp && h.overlap.policy, c.allReduceBucketBytes);
         // the policy loss on this rank's rows of the minibatch (none: nothing to do)
         const policyRows = async (): Promise<boolean> => {
           const adv = mine(pick(d.advantages)!);
@@ -175,7 +220,10 @@ export async function policyUpdate(
           stats.approxKl = pl.approxKl;
           stats.entropy = eb.meanEntropy;
           if (!allFinite(loss)) return false;
-          await f.backward(c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp });
+          await f.backward(
+            c.entropyCoef > 0 ? { dLogprobs: dLogp, dEntropy: eb.dEntropy } : { dLogprobs: dLogp },
+            ptxOn ? undefined : sum.last,
+          );
           return true;
         };
         // λ·NTP on this rank's share of the minibatch's PTX batch
@@ -192,24 +240,33 @@ export async function policyUpdate(
           if (!allFinite(nl.loss)) return false;
           // the NTP loss is a mean over this rank's targets; the minibatch's is over all of them
           const scale = dp ? (c.ptx!.coef * batch.numTargets) / full.numTargets : c.ptx!.coef;
-          await c.policy.backward({ dLogprobs: Float32Array.from(nl.dLogp, (x) => x * scale) });
+          const grads = { dLogprobs: Float32Array.from(nl.dLogp, (x) => x * scale) };
+          await (sum.last ? sum.last(grads) : c.policy.backward(grads));
           return true;
         };
         const ok = await timed(
           'policy',
-          async () => (r1 === r0 || (await policyRows())) && (!ptx || c.ptx!.coef <= 0 || (await ptxRows(ptx))),
+          async () => (r1 === r0 || (await policyRows())) && (!ptxOn || (await ptxRows(ptx!))),
         );
         let apply = ok;
         if (dp) {
-          const s = await reduceStep(g, c.policy, {
-            bad: ok ? 0 : 1,
-            tokens,
-            policyLoss: stats.policyLoss ?? 0, // a sum under the minibatch's weights already
-            clipFraction: times(stats.clipFraction, tokens),
-            approxKl: times(stats.approxKl, tokens),
-            entropy: times(stats.entropy, tokens),
-            ...(ptx && c.ptx!.coef > 0 ? { ptxLoss: times(stats.ptxLoss, ptxTokens), ptxTokens } : {}),
-          });
+          // timed with the policy's backward: the gradient sum is there when overlapped
+          const s = await timed('policy', () =>
+            reduceStep(
+              g,
+              sum.reduced ? undefined : c.policy,
+              {
+                bad: ok ? 0 : 1,
+                tokens,
+                policyLoss: stats.policyLoss ?? 0, // a sum under the minibatch's weights already
+                clipFraction: times(stats.clipFraction, tokens),
+                approxKl: times(stats.approxKl, tokens),
+                entropy: times(stats.entropy, tokens),
+                ...(ptx && c.ptx!.coef > 0 ? { ptxLoss: times(stats.ptxLoss, ptxTokens), ptxTokens } : {}),
+              },
+              bucket,
+            ),
+          );
           apply = s.bad === 0;
           if (e === 0 && mb === 0)
             add('rolloutLogprobDiffMax', g.allReduceMax(Float32Array.of(stats.rolloutLogprobDiffMax ?? 0))[0]);
@@ -219,21 +276,15 @@ export async function policyUpdate(
             if (s.ptxTokens) add('ptxLoss', s.ptxLoss / s.ptxTokens);
           }
         } else for (const [k, v] of Object.entries(stats)) add(k, v);
-        let skipped = !apply;
-        if (apply) {
-          const r = await timed('optimizer', () => h.optimizer.step());
-          skipped = r.skipped;
-          add('gradNorm', r.gradNorm);
-        }
-        await c.policy.zeroGrad();
-        if (skipped) {
-          skips++;
-          await h.skip('policy', iteration, apply);
-        } else applied++;
+        const r = await timed('optimizer', () => h.update('policy', iteration, apply));
+        if (apply) add('gradNorm', r.gradNorm);
+        if (r.skipped) skips++;
+        else applied++;
       }
       if (c.critic) {
         const stats: Record<string, number> = {};
         let tokens = 0;
+        const sum = gradientSum(g, c.critic, dp && h.overlap.critic, c.allReduceBucketBytes);
         const ok = await timed('critic', async () => {
           if (r1 === r0) return true;
           const returns = mine(pick(d.returns)!);
@@ -254,31 +305,31 @@ export async function policyUpdate(
           tokens = tokensIn(cMask);
           // a token mean over this rank's tokens; the minibatch's is over all of its tokens
           const share = tokens / tokensIn(mask);
-          await f.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues });
+          await f.backward({ dValues: dp ? vl.dValues.map((x) => x * share) : vl.dValues }, sum.last);
           return true;
         });
         let apply = ok;
         if (dp) {
-          const s = await reduceStep(g, c.critic, {
-            bad: ok ? 0 : 1,
-            tokens,
-            valueLoss: times(stats.valueLoss, tokens),
-            valueClipFraction: times(stats.valueClipFraction, tokens),
-          });
+          const s = await timed('critic', () =>
+            reduceStep(
+              g,
+              sum.reduced ? undefined : c.critic!,
+              {
+                bad: ok ? 0 : 1,
+                tokens,
+                valueLoss: times(stats.valueLoss, tokens),
+                valueClipFraction: times(stats.valueClipFraction, tokens),
+              },
+              bucket,
+            ),
+          );
           apply = s.bad === 0;
           if (apply) for (const k of ['valueLoss', 'valueClipFraction']) add(k, s[k] / s.tokens);
         } else for (const [k, v] of Object.entries(stats)) add(k, v);
-        let skipped = !apply;
-        if (apply) {
-          const r = await timed('optimizer', () => h.criticOptimizer!.step());
-          skipped = r.skipped;
-          add('criticGradNorm', r.gradNorm);
-        }
-        await c.critic.zeroGrad();
-        if (skipped) {
-          skips++;
-          await h.skip('critic', iteration, apply);
-        } else applied++;
+        const r = await timed('optimizer', () => h.update('critic', iteration, apply));
+        if (apply) add('criticGradNorm', r.gradNorm);
+        if (r.skipped) skips++;
+        else applied++;
       }
       // a minibatch whose every update was applied ends a run of skipped ones
       if (applied > 0 && skips === 0) h.resetSkips();

@@ -63,7 +63,7 @@ import { responseSlice, scatterResponses, sequenceBatch } from '../rollout/seque
 import { forwardRows, policyUpdate, type PolicyUpdateHost } from './policy-gradient-update.js';
 import { RolloutSampler, RoundSource, type SampledRound } from './sampling.js';
 import { TrainerEmitter } from './events.js';
-import { currentGroup, type ProcessGroup } from '../distributed/index.js';
+import { currentGroup, overlapUnsupported, type ProcessGroup } from '../distributed/index.js';
 import { gatherRows, runLoop, type StepReport } from './loop.js';
 import { TrainingRun } from './run.js';
 import type { IterationData, PolicyGradientConfig, PolicyGradientResult } from './policy-gradient-config.js';
@@ -90,6 +90,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
   #klCoef: number;
   #sampler: RolloutSampler;
   #norm = { count: 0, mean: 0, m2: 0 };
+  #overlap = { policy: false, critic: false };
 
   constructor(c: PolicyGradientConfig) {
     super();
@@ -140,12 +141,14 @@ export class PolicyGradientLoop extends TrainerEmitter {
     }
     this.#sampler.reference = this.#reference;
     const ptx = c.ptx ? await this.#ptxExamples(c.ptx) : undefined;
-    if (c.asyncRollouts && this.group.size > 1)
+    // data-parallel ranks, or the processes of a tensor-parallel group (whose every forward is collective)
+    if (c.asyncRollouts && this.group.worldSize > 1)
       throw new RlhfError(
         ErrorCode.INVALID_ARGUMENT,
-        `${c.stage}: asyncRollouts 1 runs in one process (its sampling would interleave with the update's collectives); got ${this.group.size} ranks`,
+        `${c.stage}: asyncRollouts 1 runs in one process (its sampling would interleave with the update's collectives); got ${this.group.worldSize} ranks`,
       );
     const copy = c.asyncRollouts ? await c.policy.clone() : undefined;
+    this.#overlap = { policy: this.#overlapFor('policy', c.policy), critic: this.#overlapFor('critic', c.critic) };
     const run = new TrainingRun(c.stage, this, c.iterations, c, {
       config: c as unknown as Record<string, unknown>,
       dataKeys: ['prompts', 'ptx.data'],
@@ -436,9 +439,10 @@ export class PolicyGradientLoop extends TrainerEmitter {
   }
 
   /**
-   * What the update needs of this loop; a skipped update is recorded on `run` as the iteration's
-   * step (TrainingRun.skip: a 'skip' event, a warning, a metrics line; maxConsecutiveSkips skipped
-   * updates in a row, policy and critic updates each counting, stop the run with an error).
+   * What the update needs of this loop: its updates go through the loop's guard
+   * (TrainingRun.guardedUpdate), a skipped one recorded as the iteration's step (a 'skip' event, a
+   * warning, a metrics line; maxConsecutiveSkips skipped updates in a row, policy and critic
+   * updates each counting, stop the run with an error).
    */
   #updateHost(run: TrainingRun): PolicyUpdateHost {
     return {
@@ -448,12 +452,36 @@ export class PolicyGradientLoop extends TrainerEmitter {
       criticOptimizer: this.criticOptimizer,
       klCoef: this.#klCoef,
       forwardTemperature: this.#forwardTemperature,
-      skip: (which, iteration, lossWasFinite) =>
-        run.skip(iteration + 1, `${which} update: non-finite ${lossWasFinite ? 'gradients' : 'loss'}`),
+      overlap: this.#overlap,
+      // the loss is known here only as finite (on every rank) or not: 0 or NaN to the guard
+      update: (which, iteration, lossFinite) =>
+        run.guardedUpdate(
+          iteration,
+          lossFinite ? 0 : NaN,
+          which === 'policy' ? this.optimizer : this.criticOptimizer!,
+          which === 'policy' ? this.c.policy : this.c.critic!,
+          { label: which, keepSkipCount: true },
+        ),
       resetSkips: () => {
         run.consecutiveSkips = 0;
       },
     };
+  }
+
+  /**
+   * Whether `model`'s updates overlap the gradient all-reduce with backward (options.overlapAllReduce,
+   * default on, where the model allows); a 'log' event says when data parallelism falls back to the
+   * plain all-reduce after backward, and why.
+   */
+  #overlapFor(which: 'policy' | 'critic', model: Model | undefined): boolean {
+    if (!model || this.group.size === 1) return false;
+    const why = this.c.overlapAllReduce === false ? 'overlapAllReduce false' : overlapUnsupported(this.group, model);
+    if (why)
+      this.emit('log', {
+        stage: this.c.stage,
+        message: `${which}: gradient all-reduce after backward, not overlapped (${why})`,
+      });
+    return !why;
   }
 
   async #ptxExamples(p: NonNullable<PolicyGradientConfig['ptx']>): Promise<TokenizedExample[]> {

@@ -17,6 +17,7 @@ import { readEnvironmentOptions, type EnvironmentOptions } from '../rollout/envi
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options, typeError } from '../validate.js';
 import { readRunOptions, RUN_OPTION_KEYS, type RunOptions } from './run.js';
+import { DEFAULT_BUCKET_BYTES } from '../distributed/index.js';
 import { PolicyGradientLoop, type KlOptions, type PolicyGradientConfig } from './policy-gradient.js';
 
 /** What PPO and the group methods both take (their loop is lib/train/policy-gradient.ts). */
@@ -88,6 +89,17 @@ export interface PolicyGradientOptions extends RunOptions {
   /** ZeRO stage 1 over options.group: AdamW state (policy and critic) for this rank's share of the
    * parameters only (default true; bitwise the same weights) */
   shardOptimizer?: boolean;
+  /**
+   * Data parallelism: sum each update's gradients over options.group while the last backward of
+   * the update still runs (ProcessGroup.backwardAllReduce: the same buckets, so bitwise the weights
+   * of backward-then-all-reduce). Default true; it applies to a whole model on the CPU without LoRA
+   * and not split over ranks, and any other model (or this option false) takes the plain
+   * all-reduce after backward (a 'log' event says so once per model).
+   */
+  overlapAllReduce?: boolean;
+  /** the gradient all-reduce's bucket size in bytes, overlapped or not (default DEFAULT_BUCKET_BYTES, 25 MiB:
+   * a model with fewer gradient bytes is one bucket, which cannot begin before backward ends) */
+  allReduceBucketBytes?: number;
 }
 export const POLICY_GRADIENT_KEYS = [
   'policy',
@@ -125,6 +137,8 @@ export const POLICY_GRADIENT_KEYS = [
   'packTokens',
   'group',
   'shardOptimizer',
+  'overlapAllReduce',
+  'allReduceBucketBytes',
   ...RUN_OPTION_KEYS,
 ] as const;
 
@@ -257,6 +271,8 @@ export function commonConfig(
       packTokens: o.has('packTokens') ? o.int('packTokens', { min: 2 }) : undefined,
       group: opts.group as RunOptions['group'],
       shardOptimizer: o.bool('shardOptimizer', true),
+      overlapAllReduce: o.bool('overlapAllReduce', true),
+      allReduceBucketBytes: o.int('allReduceBucketBytes', { min: 4 }, DEFAULT_BUCKET_BYTES),
       ...readRunOptions(fn, o),
       ptx: undefined as PolicyGradientConfig['ptx'],
     },

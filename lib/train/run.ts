@@ -372,22 +372,30 @@ export class TrainingRun {
   /**
    * The NaN/Inf guard around an update: a non-finite `loss` skips AdamW (which itself skips
    * non-finite gradients); the gradients are zeroed either way; a skip is recorded (skip()) as
-   * step `step + 1`, an applied update resets the count of skips in a row.
+   * step `step + 1`, an applied update resets the count of skips in a row. `opts.label` names the
+   * update in the skip's reason ("<label> update: non-finite loss"); `opts.keepSkipCount`: an
+   * applied update leaves the count to the caller (several updates per step, e.g. policy and critic).
    */
   async guardedUpdate(
     step: number,
     loss: number,
     optimizer: AdamW,
     model: Model,
+    opts: { label?: string; keepSkipCount?: boolean } = {},
   ): Promise<{ skipped: boolean; gradNorm: number }> {
-    const r = allFinite(loss) ? await optimizer.step() : { skipped: true, gradNorm: NaN };
+    const finite = allFinite(loss);
+    const r = finite ? await optimizer.step() : { skipped: true, gradNorm: NaN };
     await model.zeroGrad();
     if (r.skipped)
       await this.skip(
         step + 1,
-        allFinite(loss) ? `non-finite gradients (norm ${r.gradNorm})` : `non-finite loss (${loss})`,
+        opts.label
+          ? `${opts.label} update: non-finite ${finite ? 'gradients' : 'loss'}`
+          : finite
+            ? `non-finite gradients (norm ${r.gradNorm})`
+            : `non-finite loss (${loss})`,
       );
-    else this.consecutiveSkips = 0;
+    else if (!opts.keepSkipCount) this.consecutiveSkips = 0;
     return r;
   }
 }

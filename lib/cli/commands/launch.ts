@@ -54,17 +54,6 @@ export function tensorParallelMode(o: Record<string, unknown>): 'processes' | 't
 }
 
 /**
- * Refuses --tp over processes for a command whose trainer does not support it yet (before mpirun
- * starts, so the message appears once).
- */
-export function refuseProcessTensorParallel(o: Record<string, unknown>, command: string, why: string): void {
-  if (tensorParallelMode(o) === 'processes')
-    throw new CliError(
-      `rlhf ${command}: --tp ${o.tp} over processes is not supported (${why}); use --tp-mode threads (${o.tp} thread ranks in each process) or data parallelism alone (--nproc without --tp)`,
-    );
-}
-
-/**
  * Without --nproc > 1 or mpirun: undefined (one process). Inside mpirun: the job's group, split
  * into tensor-parallel groups of --tp K processes when --tp is over processes; the group returned is
  * this rank's data-parallel group (trainers shard batches over it).

@@ -1,4 +1,5 @@
 /** rlhf ppo / rlhf grpo: policy optimisation against a reward model or a rule, or in a built-in environment. */
+import type { ProcessGroup } from '../../distributed/index.js';
 import { Model } from '../../engine/model.js';
 import { CalculatorEnvironment } from '../../demo/calculator.js';
 import type { RewardSource } from '../../rewards/types.js';
@@ -6,7 +7,7 @@ import type { EnvironmentOptions } from '../../rollout/environment.js';
 import { GroupTrainer } from '../../train/group.js';
 import { PPOTrainer } from '../../train/ppo.js';
 import { CliError, type CommandSpec, type CommandHandler, type FlagSpec } from '../framework/index.js';
-import { joinProcessGroup, launchUnderMpi, needsLaunch, refuseProcessTensorParallel } from './launch.js';
+import { isWriterRank, joinProcessGroup, launchUnderMpi, needsLaunch } from './launch.js';
 import {
   applyThreads,
   defined,
@@ -292,20 +293,16 @@ async function finish(
   ctx: Parameters<CommandHandler>[1],
   r: { iterations: number; rewardHistory: number[]; seconds: number; stopped?: boolean },
   name: string,
+  group: ProcessGroup | undefined,
 ): Promise<number> {
   const first = r.rewardHistory[0],
     last = r.rewardHistory.at(-1);
   const line = `${name}: ${r.iterations} iterations, reward ${first?.toFixed(3)} -> ${last?.toFixed(3)}, ${r.seconds.toFixed(0)} s${r.stopped ? ' (stopped; resume with --resume)' : ''}`;
   ctx.stderr.write(`${line}\n`);
-  return saveFinal(policy, tokenizer, o, ctx, r.stopped);
+  return saveFinal(policy, tokenizer, o, ctx, r.stopped, group);
 }
 
 export const ppoCommand: CommandHandler = async (o, ctx) => {
-  refuseProcessTensorParallel(
-    o,
-    'ppo',
-    'its rollouts and reward scoring are not wired for models split over processes',
-  );
   if (needsLaunch(o)) return launchUnderMpi(o, ctx);
   const group = joinProcessGroup(o);
   applyThreads(o);
@@ -333,19 +330,14 @@ export const ppoCommand: CommandHandler = async (o, ctx) => {
     criticWarmupIterations: o.criticWarmup as number,
     ...defined({ criticLr: o.criticLr as number | undefined, group }),
   });
-  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
+  if (!isWriterRank(group)) return saveFinal(policy, tokenizer, o, ctx, (await trainer.train()).stopped, group);
   const done = await follow(trainer, ctx, ['rewardMean', 'kl', 'valueLoss'], o, 'ppo');
   const r = await trainer.train();
   await done();
-  return finish(policy, tokenizer, o, ctx, r, 'ppo');
+  return finish(policy, tokenizer, o, ctx, r, 'ppo', group);
 };
 
 export const grpoCommand: CommandHandler = async (o, ctx) => {
-  refuseProcessTensorParallel(
-    o,
-    'grpo',
-    'its rollouts and reward scoring are not wired for models split over processes',
-  );
   if (needsLaunch(o)) return launchUnderMpi(o, ctx);
   const group = joinProcessGroup(o);
   applyThreads(o);
@@ -365,9 +357,9 @@ export const grpoCommand: CommandHandler = async (o, ctx) => {
     ...(o.dynamicSampling ? { dynamicSampling: { maxRounds: o.dynamicSamplingMaxRounds as number } } : {}),
     ...defined({ group }),
   });
-  if (group && group.rank !== 0) return (await trainer.train()).stopped ? 130 : 0;
+  if (!isWriterRank(group)) return saveFinal(policy, tokenizer, o, ctx, (await trainer.train()).stopped, group);
   const done = await follow(trainer, ctx, ['rewardMean', 'kl', 'entropy'], o, 'grpo');
   const r = await trainer.train();
   await done();
-  return finish(policy, tokenizer, o, ctx, r, String(o.estimator));
+  return finish(policy, tokenizer, o, ctx, r, String(o.estimator), group);
 };
