@@ -110,16 +110,14 @@ std::unique_ptr<model::Engine> make_model_engine(const Napi::Object& cfg, int* t
     }
   } else if (device == "cuda") {
     RLHF_CHECK(tp == 1, ErrorCode::Unsupported, "Model: tensorParallel > 1 runs on the CPU only");
-    engine = std::make_unique<model::Transformer>(config(), nullptr, nullptr,
-                                                  model::make_backend(Device::Cuda), storage);
+    engine =
+        std::make_unique<model::Transformer>(config(), nullptr, nullptr, model::make_backend(Device::Cuda), storage);
   } else if (tp > 1)
-    engine = std::make_unique<model::TensorParallelModel>(config(), tp,
-                                                          std::max(1, default_thread_count() / tp));
+    engine = std::make_unique<model::TensorParallelModel>(config(), tp, std::max(1, default_thread_count() / tp));
   else
     engine = std::make_unique<model::Transformer>(config(), nullptr, nullptr, nullptr, storage);
   if (!dynamic_cast<model::Transformer*>(engine.get())) {
-    RLHF_CHECK(dtype == "f32", ErrorCode::Unsupported,
-               "Model: dtype 'bf16' is not supported with tensorParallel > 1");
+    RLHF_CHECK(dtype == "f32", ErrorCode::Unsupported, "Model: dtype 'bf16' is not supported with tensorParallel > 1");
     RLHF_CHECK(storage.trainable, ErrorCode::Unsupported,
                "Model: trainable: false is not supported with tensorParallel > 1");
   }
@@ -157,8 +155,7 @@ std::shared_ptr<model::GenerateRequest> read_generate_request(const Napi::Object
   const char* fn = "Model.generate";
   auto req = std::make_shared<model::GenerateRequest>();
   Napi::Value pv = field(o, fn, "prompts");
-  if (!pv.IsArray())
-    throw_expected_type(o.Env(), "Model.generate: options.prompts", "an array of Int32Array", pv);
+  if (!pv.IsArray()) throw_expected_type(o.Env(), "Model.generate: options.prompts", "an array of Int32Array", pv);
   Napi::Array prompts = pv.As<Napi::Array>();
   for (uint32_t i = 0; i < prompts.Length(); ++i) {
     auto a = as_i32(o.Env(), prompts.Get(i), "Model.generate: options.prompts[" + std::to_string(i) + "]", 0);
@@ -175,8 +172,7 @@ std::shared_ptr<model::GenerateRequest> read_generate_request(const Napi::Object
   req->stream_offset = get_int_or(o, fn, "streamOffset", 0, (int64_t(1) << 53), 0);
   Napi::Value sv = o.Get("streams");
   if (!sv.IsUndefined()) {
-    if (!sv.IsArray())
-      throw_expected_type(o.Env(), "Model.generate: options.streams", "an array of integers", sv);
+    if (!sv.IsArray()) throw_expected_type(o.Env(), "Model.generate: options.streams", "an array of integers", sv);
     Napi::Array streams = sv.As<Napi::Array>();
     for (uint32_t i = 0; i < streams.Length(); ++i) {
       Napi::Value s = streams.Get(i);
