@@ -133,7 +133,7 @@ export function encodeSafetensors(
   return encode(fn, prepare(fn, tensors), checkMetadata(fn, 'metadata', metadata));
 }
 
-/** Writes a safetensors file atomically (see {@link writeFileAtomic}). */
+/** Writes a safetensors file atomically (lib/io/atomic.ts writeFileAtomic). */
 export function writeSafetensors(
   path: string,
   tensors: Array<TensorToWrite | Bf16TensorToWrite>,
