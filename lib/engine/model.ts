@@ -14,189 +14,40 @@
 import { RlhfError, ErrorCode, withCallerStack } from '../errors.js';
 import { native, type NativeModel } from '../native.js';
 import { releaseCachedMemory, type DeviceName } from './device.js';
-import {
-  checkBoolean,
-  checkInt,
-  checkInt32Array,
-  checkFloat32Array,
-  checkNumber,
-  checkObject,
-  options,
-  rangeError,
-  typeError,
-} from '../validate.js';
+import { checkBoolean, checkFloat32Array, checkObject, options, typeError } from '../validate.js';
 import { resolveCheckpoint } from '../io/hub.js';
 import { configFromHF, isModelConfig, nativeLayerFields, nativeRopeFields, type ModelConfig } from './config.js';
 import { isAdapterTensor, nativeLoraFields, resolveLora, type LoraConfig, type LoraOptions } from './lora.js';
 import type { OptimizerTarget } from './adamw.js';
 import { readCheckpointConfig, readCheckpointWeights, writeCheckpoint } from '../io/checkpoint.js';
-import { exportGguf, GGUF_DTYPES, type GgufDType } from '../io/gguf-export.js';
+import { exportGguf, GGUF_DTYPES } from '../io/gguf-export.js';
 import { ByteTokenizer } from '../tokenizer/byte.js';
+import { forwardArgs, generateArgs, type ArgsTarget } from './model-args.js';
+import type {
+  BackwardGrads,
+  ForwardBatch,
+  ForwardResult,
+  GenerateOptions,
+  GeneratedSequence,
+  LoadOptions,
+  ParameterInfo,
+  SaveOptions,
+  TensorParallelGroup,
+  WeightDType,
+} from './model-types.js';
 
-export interface ForwardBatch {
-  tokens: Int32Array;
-  /** next-token targets, −1 = none (default: no log-probs computed) */
-  targets?: Int32Array;
-  batch: number;
-  seqLen: number;
-  /** real length of each row (right padding after it); default seqLen */
-  lengths?: Int32Array | number[];
-  /** RoPE positions (default 0..seqLen−1 per row; packing restarts them per document) */
-  positions?: Int32Array;
-  /** packed documents: attention stays within equal ids */
-  segments?: Int32Array;
-  /** compute the entropy of each next-token distribution */
-  entropy?: boolean;
-  /** return the scalar head's values (default: true when the model has one) */
-  values?: boolean;
-  /** return the raw logits (batch·seqLen·vocab floats; small models and tests) */
-  logits?: boolean;
-  /** divide logits by this before the softmax (default 1) */
-  temperature?: number;
-  /** keep activations for backward (default true); false for inference-only passes */
-  saveForBackward?: boolean;
-}
-
-export interface ForwardResult {
-  logprobs: Float32Array;
-  entropy?: Float32Array;
-  values?: Float32Array;
-  logits?: Float32Array;
-}
-
-export interface BackwardGrads {
-  dLogprobs?: Float32Array;
-  dEntropy?: Float32Array;
-  dValues?: Float32Array;
-}
-
-export interface GenerateOptions {
-  prompts: Array<Int32Array | number[]>;
-  maxNewTokens: number;
-  /** 0 = greedy (default 1) */
-  temperature?: number;
-  /** keep the k most likely tokens (0 = off) */
-  topK?: number;
-  /** nucleus sampling mass in (0, 1] (1 = off) */
-  topP?: number;
-  /** row r draws from Philox stream (streamOffset + r) of this seed */
-  seed?: number;
-  streamOffset?: number;
-  /** one Philox stream per prompt, instead of streamOffset + r (rows that must sample as they would alone or in another batch) */
-  streams?: number[];
-  /** tokens that end a row (default: the config's eos ids) */
-  stopTokens?: number[];
-  /**
-   * true: the static batch (one contiguous KV cache, every prompt prefilled, kept for comparison
-   * and benches); default false: a GenerationSession on a paged KV cache where the model allows it
-   * (CPU, one rank), which prefills identical prompts once. Both give the same tokens and log-probs.
-   */
-  staticBatch?: boolean;
-  /** the session's KV pool dtype (default 'f32'; GenerationSessionOptions.kvDtype); 'bf16' is refused with staticBatch or where no session runs */
-  kvDtype?: 'f32' | 'bf16';
-}
-
-export interface GeneratedSequence {
-  tokens: Int32Array;
-  /** log π_T(token) for each generated token: the full tempered distribution softmax(z/T), before top-k/top-p (T = 1 when greedy); forward({temperature: T}) reproduces it */
-  logprobs: Float32Array;
-  finishReason: 'stop' | 'length';
-}
-
-export interface ParameterInfo {
-  name: string;
-  shape: number[];
-  offset: number;
-  size: number;
-  weightDecayScale: number;
-}
-
-const FORWARD_KEYS = [
-  'tokens',
-  'targets',
-  'batch',
-  'seqLen',
-  'lengths',
-  'positions',
-  'segments',
-  'entropy',
-  'values',
-  'logits',
-  'temperature',
-  'saveForBackward',
-] as const;
-const GENERATE_KEYS = [
-  'prompts',
-  'maxNewTokens',
-  'temperature',
-  'topK',
-  'topP',
-  'seed',
-  'streamOffset',
-  'streams',
-  'stopTokens',
-  'staticBatch',
-  'kvDtype',
-] as const;
-/** tensors a checkpoint may hold that the engine derives itself */
-
-/** Where tensor-parallel ranks live: threads of this process, or the processes of the MPI job. */
-export type TensorParallelGroup = 'threads' | 'mpi';
-
-export interface LoadOptions {
-  /** split the model over this many tensor-parallel ranks (default 1; see native/model/tensor_parallel.h) */
-  tensorParallel?: number;
-  /**
-   * 'threads' (default): the ranks are threads of this process. 'mpi': this process is one rank of
-   * its MPI tensor-parallel group (initDistributed({tensorParallel}) first) and holds its shard
-   * only (native/model/tensor_parallel_process.h); then forward, backward, generate, getParameter
-   * and save are collective over the group, and save writes from the group's rank 0 only.
-   */
-  tensorParallelGroup?: TensorParallelGroup;
-  /** where the weights live and the model runs (default 'cpu'); 'cuda' throws RlhfError ERR_RLHF_UNSUPPORTED,
-   * saying why, where the addon has no CUDA backend or no GPU is present (see buildInfo()) */
-  device?: DeviceName;
-  /** the weights' compute type (default 'f32'). 'bf16' (CPU only): every product with a weight matrix runs
-   * the bf16 GEMM (f32 accumulation). Matrices that train keep f32 masters (what AdamW updates) and a bf16
-   * copy re-rounded from them after each change (mixed precision); frozen matrices — a LoRA base's, or every
-   * one with `trainable: false` — are stored in bf16 only (no f32 copy: getParameter widens them exactly,
-   * setParameter rounds to nearest even, a BF16 checkpoint loads its bits as they are) */
-  dtype?: WeightDType;
-  /** false: a frozen model (a reference or a reward model used for scoring): no gradient storage, and
-   * backward, AdamW and a default saveForBackward are refused or off (default true) */
-  trainable?: boolean;
-  /** load as another supported architecture of the same family, e.g. a CausalLM checkpoint as
-   * *ForSequenceClassification for a critic (the LM head is dropped, the score head initialised) */
-  architecture?: string;
-  /** seed for tensors the checkpoint lacks (the score head of a converted model, new LoRA adapters) */
-  seed?: number;
-  /** add LoRA adapters (lib/engine/lora.ts); default: those in `<dir>/adapter/` if it holds a PEFT adapter */
-  lora?: LoraOptions;
-}
-
-export interface SaveOptions {
-  /**
-   * 'safetensors' (default): a Hugging Face checkpoint directory. 'gguf': one GGUF file at the path
-   * given to save() for llama.cpp and Ollama (lib/io/gguf-export.ts: Llama and Qwen2 causal LMs, LoRA
-   * merged); then only dtype ('f32' | 'bf16' | 'q8_0'), tokenizer and name apply
-   */
-  format?: 'safetensors' | 'gguf';
-  /** stored dtype: safetensors 'F32' (default) | 'BF16' | 'F16'; gguf 'f32' (default) | 'bf16' | 'q8_0' */
-  dtype?: 'F32' | 'BF16' | 'F16' | GgufDType;
-  /** gguf: general.name */
-  name?: string;
-  /** shard above this many bytes (default 2 GiB) */
-  maxShardBytes?: number;
-  /** extra files to write into the directory (e.g. tokenizer files), called inside the atomic write */
-  extraFiles?: (dir: string) => Promise<void>;
-  /** the tokenizer to save beside the weights (default: {@link Model.tokenizer}, see {@link Model.save}) */
-  tokenizer?: { save(dir: string): Promise<void> };
-  /** a LoRA model: write W + (α/r)·B·A as plain weights, no adapter (default false: base + `adapter/`) */
-  mergeLora?: boolean;
-}
-
-/** The weights' compute type: see {@link LoadOptions.dtype}. */
-export type WeightDType = 'f32' | 'bf16';
+export type {
+  ForwardBatch,
+  ForwardResult,
+  BackwardGrads,
+  GenerateOptions,
+  GeneratedSequence,
+  ParameterInfo,
+  TensorParallelGroup,
+  LoadOptions,
+  SaveOptions,
+  WeightDType,
+} from './model-types.js';
 
 export class Model implements OptimizerTarget {
   readonly config: ModelConfig;
@@ -452,56 +303,14 @@ export class Model implements OptimizerTarget {
     return this.#handle('optimizerTarget');
   }
 
+  /** What forward's and generate's argument checks know of this model. */
+  get #argsTarget(): ArgsTarget {
+    return { config: this.config, trainable: this.trainable, view: this.adaptersOf !== undefined };
+  }
+
   forward(batch: ForwardBatch): Promise<ForwardResult> {
     const h = this.#handle('forward');
-    const fn = 'Model.forward';
-    const o = options(fn, 'batch', batch);
-    o.known(FORWARD_KEYS);
-    const B = o.int('batch', { min: 1 });
-    const T = o.int('seqLen', { min: 1 });
-    const N = B * T;
-    const tokens = o.i32('tokens', { exact: N });
-    const targets = o.has('targets') ? o.i32('targets', { exact: N }) : undefined;
-    let lengths: Int32Array | undefined;
-    if (o.has('lengths')) {
-      const l = o.obj.lengths;
-      lengths = Array.isArray(l) ? Int32Array.from(l as number[]) : checkInt32Array(fn, 'batch.lengths', l);
-      if (lengths.length !== B) throw rangeError(fn, 'batch.lengths.length', `${B} (batch)`, lengths.length);
-      lengths.forEach((v, i) => checkInt(fn, `batch.lengths[${i}]`, v, { min: 0, max: T }));
-    }
-    const positions = o.has('positions') ? o.i32('positions', { exact: N }) : undefined;
-    const segments = o.has('segments') ? o.i32('segments', { exact: N }) : undefined;
-    const entropy = o.bool('entropy', false);
-    const values = o.bool('values', this.config.valueHead);
-    const logits = o.bool('logits', false);
-    const temperature = o.number('temperature', { gt: 0 }, 1);
-    const saveForBackward = o.bool('saveForBackward', this.trainable && !this.adaptersOf);
-    if (this.adaptersOf && saveForBackward)
-      throw typeError(fn, 'batch.saveForBackward', 'false on a withoutAdapters() view (inference only)', true);
-    if ((targets || entropy || logits) && !this.config.lmHead)
-      throw typeError(
-        fn,
-        'batch',
-        `free of targets/entropy/logits: a ${this.config.architecture} has no LM head`,
-        'targets',
-      );
-    if (values && !this.config.valueHead)
-      throw typeError(fn, 'batch.values', `false: a ${this.config.architecture} has no value head`, true);
-    const args = {
-      batch: B,
-      seqLen: T,
-      tokens,
-      targets,
-      lengths,
-      positions,
-      segments,
-      entropy,
-      values,
-      logits,
-      temperature,
-      saveForBackward,
-      adapters: !this.adaptersOf,
-    };
+    const args = forwardArgs(batch, this.#argsTarget);
     return withCallerStack(() => h.forward(args));
   }
 
@@ -538,63 +347,9 @@ export class Model implements OptimizerTarget {
 
   generate(opts: GenerateOptions): Promise<GeneratedSequence[]> {
     const h = this.#handle('generate');
-    const fn = 'Model.generate';
-    const o = options(fn, 'options', opts);
-    o.known(GENERATE_KEYS);
-    if (!Array.isArray(o.obj.prompts) || o.obj.prompts.length === 0)
-      throw typeError(fn, 'options.prompts', 'a non-empty array of token arrays', o.obj.prompts);
-    const prompts = (o.obj.prompts as unknown[]).map((p, i) => {
-      const a = Array.isArray(p) ? Int32Array.from(p as number[]) : checkInt32Array(fn, `options.prompts[${i}]`, p);
-      if (a.length === 0) throw rangeError(fn, `options.prompts[${i}]`, 'non-empty', a);
-      return a;
-    });
-    const maxNewTokens = o.int('maxNewTokens', { min: 1 });
-    const temperature = o.number('temperature', { min: 0 }, 1);
-    const topK = o.int('topK', { min: 0 }, 0);
-    const topP = o.number('topP', { gt: 0, max: 1 }, 1);
-    const seed = o.int('seed', { min: 0, max: Number.MAX_SAFE_INTEGER }, 0);
-    const streamOffset = o.int('streamOffset', { min: 0, max: Number.MAX_SAFE_INTEGER }, 0);
-    let streams: number[] | undefined;
-    if (o.has('streams')) {
-      if (o.has('streamOffset'))
-        throw typeError(fn, 'options.streams', 'not given together with options.streamOffset', o.obj.streams);
-      if (!Array.isArray(o.obj.streams) || o.obj.streams.length !== prompts.length)
-        throw typeError(
-          fn,
-          'options.streams',
-          `an array of ${prompts.length} stream ids (one per prompt)`,
-          o.obj.streams,
-        );
-      streams = (o.obj.streams as unknown[]).map((s, i) =>
-        checkInt(fn, `options.streams[${i}]`, s, { min: 0, max: Number.MAX_SAFE_INTEGER }),
-      );
-    }
-    let stopTokens = this.config.eosTokenId;
-    if (o.has('stopTokens')) {
-      if (!Array.isArray(o.obj.stopTokens))
-        throw typeError(fn, 'options.stopTokens', 'an array of token ids', o.obj.stopTokens);
-      stopTokens = (o.obj.stopTokens as unknown[]).map((t, i) =>
-        checkInt(fn, `options.stopTokens[${i}]`, t, { min: 0 }),
-      );
-    }
-    const staticBatch = o.bool('staticBatch', false);
-    const kvDtype = o.has('kvDtype') ? o.obj.kvDtype : 'f32';
-    if (kvDtype !== 'f32' && kvDtype !== 'bf16') throw typeError(fn, 'options.kvDtype', "'f32' or 'bf16'", kvDtype);
+    const args = generateArgs(opts, this.#argsTarget);
     return withCallerStack(async () => {
-      const r = await h.generate({
-        prompts,
-        maxNewTokens,
-        temperature,
-        topK,
-        topP,
-        seed,
-        streamOffset,
-        streams,
-        stopTokens: Int32Array.from(stopTokens),
-        adapters: !this.adaptersOf,
-        staticBatch,
-        kvBf16: kvDtype === 'bf16',
-      });
+      const r = await h.generate(args);
       return r.tokens.map((tokens, i) => ({
         tokens,
         logprobs: r.logprobs[i],
@@ -743,6 +498,3 @@ export class Model implements OptimizerTarget {
     return this.#native;
   }
 }
-
-/** Normal(0, std) from a seeded generator (for tensors a converted checkpoint lacks). */
-export { checkBoolean, checkNumber };

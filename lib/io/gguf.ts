@@ -18,6 +18,7 @@
  *         value is at most d/2 plus |q|·|d − f16(d)| ≤ d/2 + 127·2^-11·d (d in the f16 normal range).
  */
 import { readFile } from 'node:fs/promises';
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from './half.js';
 import { ErrorCode, RlhfError } from '../errors.js';
 import { writeFileAtomic } from './atomic.js';
 
@@ -88,60 +89,8 @@ export interface GgufFile {
 
 // ---------------------------------------------------------------- encodings
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** f32 → IEEE half bits, round to nearest even (as F16C's vcvtps2ph with rounding mode 0). */
-export function f32ToF16Bits(x: number): number {
-  f32Scratch[0] = x;
-  const b = u32Scratch[0];
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let m = mant >>> shift;
-    const rest = mant & ((1 << shift) - 1);
-    if (rest > half || (rest === half && m & 1)) m++;
-    return sign | m;
-  }
-  let m = mant >>> 13;
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
-    m++;
-    if (m === 0x400) ((m = 0), e++);
-    if (e >= 0x1f) return sign | 0x7c00;
-  }
-  return sign | (e << 10) | m;
-}
-
-export function f16BitsToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return sign * m * 2 ** -24;
-  if (e === 0x1f) return m ? NaN : sign * Infinity;
-  return sign * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/** f32 → bf16 bits, round to nearest even; NaN becomes a quiet NaN. */
-export function f32ToBf16Bits(x: number): number {
-  f32Scratch[0] = x;
-  const b = u32Scratch[0];
-  if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) | 0x40) & 0xffff;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-export function bf16BitsToF32(h: number): number {
-  u32Scratch[0] = (h & 0xffff) << 16;
-  return f32Scratch[0];
-}
+// the single-value F16/BF16 conversions (lib/io/half.ts), re-exported for the exporter and tests
+export { f32ToF16Bits, f16BitsToF32, f32ToBf16Bits, bf16BitsToF32 } from './half.js';
 
 /** Q8_0 of `x` (length a multiple of 32, blocks taken in order): 34 bytes per block. */
 export function quantizeQ8_0(x: Float32Array): Uint8Array {

@@ -153,7 +153,7 @@ export async function readJsonlFile(path: string): Promise<JsonlLine[]> {
 
 /**
  * Writes `records` as JSONL: one compact `JSON.stringify` per line, each followed by `\n` (an empty
- * array gives an empty file). The write is atomic ({@link writeFileAtomic}): readers see the old
+ * array gives an empty file). The write is atomic (lib/io/atomic.ts writeFileAtomic): readers see the old
  * file or the complete new one.
  *
  * @throws TypeError when a record has no JSON form (undefined, a function, a symbol) or cannot be

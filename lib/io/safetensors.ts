@@ -1,5 +1,6 @@
 /**
- * Hugging Face safetensors: reader, writer, and transformers-style checkpoint directories.
+ * Hugging Face safetensors: the reader and transformers-style checkpoint directories (their index);
+ * the writer is lib/io/safetensors-write.ts, the F16/BF16 conversions lib/io/half.ts (both re-exported).
  *
  * File layout: an 8-byte little-endian u64 N, N bytes of UTF-8 JSON
  * `{"<name>": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__": {..}}`,
@@ -11,12 +12,23 @@
  * with the file's path and says what is wrong. System failures are `ERR_RLHF_IO`. Argument errors
  * are `TypeError` / `RangeError` naming the parameter (lib/validate.ts), thrown synchronously.
  */
-import { open, readdir, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ErrorCode, RlhfError } from '../errors.js';
-import { checkFloat32Array, checkObject, checkString, options, rangeError, show, typeError } from '../validate.js';
-import { writeFileAtomic } from './atomic.js';
+import { checkObject, checkString, show, typeError } from '../validate.js';
+import { bf16ToF32, f16ToF32 } from './half.js';
+
+// The conversions and the writer live beside this module; re-exported so one import serves.
+export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
+export {
+  encodeSafetensors,
+  writeSafetensors,
+  writeCheckpointTensors,
+  type TensorToWrite,
+  type Bf16TensorToWrite,
+} from './safetensors-write.js';
+
 export type SafetensorsDType =
   | 'F64'
   | 'F32'
@@ -74,20 +86,24 @@ export interface SafetensorsHeader {
 /** The largest header accepted (the reference implementation's limit). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-const SINGLE_FILE = 'model.safetensors';
-const INDEX_FILE = 'model.safetensors.index.json';
-const SHARD_FILE = /^model-\d{5,}-of-\d{5,}\.safetensors$/;
+/** @internal a checkpoint directory's file names (safetensors-write.ts writes them) */
+export const SINGLE_FILE = 'model.safetensors';
+/** @internal */
+export const INDEX_FILE = 'model.safetensors.index.json';
+/** @internal */
+export const SHARD_FILE = /^model-\d{5,}-of-\d{5,}\.safetensors$/;
 /** The most bytes handed to one read(2) call (Node rejects lengths above 2^31 - 1). */
 const MAX_IO = 1 << 30;
-const LITTLE_ENDIAN = endianness() === 'LE';
+/** @internal */
+export const LITTLE_ENDIAN = endianness() === 'LE';
 const TWO_POW_64 = 1n << 64n;
 
 function formatError(file: string, problem: string, cause?: unknown): RlhfError {
   return new RlhfError(ErrorCode.FORMAT, `${file}: ${problem}`, cause === undefined ? undefined : { cause });
 }
 
-/** A tensor or key name for messages: JSON-quoted, long names shortened. */
-function q(name: string): string {
+/** @internal A tensor or key name for messages: JSON-quoted, long names shortened. */
+export function q(name: string): string {
   return JSON.stringify(name.length > 200 ? name.slice(0, 197) + '...' : name);
 }
 
@@ -102,10 +118,11 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+/** @internal */
+export const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
-/** Reverses the bytes of each `width`-byte element in place (big-endian hosts only). */
-function swapBytes(bytes: Uint8Array, width: number): Uint8Array {
+/** @internal Reverses the bytes of each `width`-byte element in place (big-endian hosts only). */
+export function swapBytes(bytes: Uint8Array, width: number): Uint8Array {
   for (let i = 0; i + width <= bytes.length; i += width) bytes.subarray(i, i + width).reverse();
   return bytes;
 }
@@ -349,210 +366,6 @@ async function readTensor(header: SafetensorsHeader, name: string): Promise<Floa
   });
 }
 
-// ---- float16 / bfloat16 conversions (round-to-nearest-even; NaN stays NaN, quiet, sign kept) ----
-
-function outputFor(fn: string, src: Uint16Array, dst?: Float32Array): Float32Array {
-  if (!(src instanceof Uint16Array)) throw typeError(fn, 'src', 'a Uint16Array', src);
-  if (dst === undefined) return new Float32Array(src.length);
-  return checkFloat32Array(fn, 'dst', dst, { exact: src.length });
-}
-
-/** bfloat16 bits to float32 (exact). Writes into `dst` (same length as `src`) when given. */
-export function bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
-  const out = outputFor('bf16ToF32', src, dst);
-  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
-  return out;
-}
-
-let f16Table: Float32Array | undefined;
-
-/** IEEE half bits to float32 (exact, subnormals included). Writes into `dst` (same length as `src`) when given. */
-export function f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
-  const out = outputFor('f16ToF32', src, dst);
-  if (!f16Table) {
-    const table = new Float32Array(65536),
-      bits = new Uint32Array(table.buffer);
-    for (let h = 0; h < 65536; h++) {
-      const sign = (h & 0x8000) << 16,
-        exp = (h >> 10) & 0x1f,
-        mant = h & 0x3ff;
-      if (exp === 0) table[h] = (sign ? -1 : 1) * mant * 2 ** -24;
-      else bits[h] = (sign | (exp === 31 ? 0x7f800000 : (exp + 112) << 23) | (mant << 13)) >>> 0;
-    }
-    f16Table = table;
-  }
-  for (let i = 0; i < src.length; i++) out[i] = f16Table[src[i]];
-  return out;
-}
-
-function checkF32(fn: string, src: Float32Array): Uint32Array {
-  checkFloat32Array(fn, 'src', src);
-  return new Uint32Array(src.buffer, src.byteOffset, src.length);
-}
-
-/** float32 to bfloat16 bits, round-to-nearest-even (overflow gives ±Inf). */
-export function f32ToBf16(src: Float32Array): Uint16Array {
-  const bits = checkF32('f32ToBf16', src),
-    out = new Uint16Array(src.length);
-  for (let i = 0; i < bits.length; i++) {
-    const x = bits[i];
-    out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-  }
-  return out;
-}
-
-/** float32 to IEEE half bits, round-to-nearest-even (|x| >= 65520 gives ±Inf; tiny values become subnormals or ±0). */
-export function f32ToF16(src: Float32Array): Uint16Array {
-  const bits = checkF32('f32ToF16', src),
-    out = new Uint16Array(src.length);
-  for (let i = 0; i < bits.length; i++) {
-    const x = bits[i],
-      sign = (x >>> 16) & 0x8000,
-      abs = x & 0x7fffffff;
-    let h: number;
-    if (abs > 0x7f800000)
-      h = 0x7e00 | ((abs >>> 13) & 0x3ff); // NaN
-    else if (abs >= 0x477ff000)
-      h = 0x7c00; // >= 65520 (halfway above 65504, which is odd): Inf
-    else if (abs >= 0x38800000)
-      h = ((abs + 0xfff + ((abs >>> 13) & 1)) >>> 13) - (112 << 10); // normal; a carry bumps the exponent
-    else if (abs <= 0x33000000)
-      h = 0; // <= 2^-25, half the smallest subnormal: rounds to (even) zero
-    else {
-      const m = Math.abs(src[i]) * 2 ** 24; // exact; the subnormal mantissa before rounding
-      const f = Math.floor(m),
-        r = m - f;
-      h = r > 0.5 || (r === 0.5 && (f & 1) === 1) ? f + 1 : f; // 1024 is the smallest normal: correct
-    }
-    out[i] = sign | h;
-  }
-  return out;
-}
-
-/** A tensor to write; `data` is float32, stored as `dtype` (default F32; round-to-nearest-even). */
-export interface TensorToWrite {
-  name: string;
-  shape: number[];
-  data: Float32Array;
-  dtype?: 'F32' | 'BF16' | 'F16';
-}
-
-/** A BF16 tensor given as its bits (stored as they are): a bf16 model's weights, without a float32 copy. */
-export interface Bf16TensorToWrite {
-  name: string;
-  shape: number[];
-  data: Uint16Array;
-  dtype: 'BF16';
-}
-
-interface Prepared {
-  name: string;
-  shape: number[];
-  data: Float32Array | Uint16Array;
-  dtype: 'F32' | 'BF16' | 'F16';
-  byteLength: number;
-}
-
-function prepare(fn: string, tensors: unknown): Prepared[] {
-  if (!Array.isArray(tensors)) throw typeError(fn, 'tensors', 'an array', tensors);
-  const seen = new Set<string>();
-  return tensors.map((t: unknown, i): Prepared => {
-    const at = `tensors[${i}]`;
-    const o = options(fn, at, t);
-    o.known(['name', 'shape', 'data', 'dtype']);
-    const name = o.string('name');
-    if (name === '__metadata__' || seen.has(name))
-      throw rangeError(
-        fn,
-        `${at}.name`,
-        name === '__metadata__' ? 'a name other than "__metadata__"' : 'unique among the tensors',
-        name,
-      );
-    seen.add(name);
-    const shape = o.obj.shape;
-    if (!Array.isArray(shape)) throw typeError(fn, `${at}.shape`, 'an array of non-negative integers', shape);
-    shape.forEach((d, j) => {
-      if (!isCount(d)) throw rangeError(fn, `${at}.shape[${j}]`, 'a non-negative integer', d);
-    });
-    const count = (shape as number[]).reduce((a, d) => a * d, 1);
-    if (!Number.isSafeInteger(count))
-      throw rangeError(fn, `${at}.shape`, 'a shape with at most 2^53 - 1 elements', shape);
-    const dtype = o.oneOf('dtype', ['F32', 'BF16', 'F16'] as const, 'F32');
-    const raw = o.obj.data;
-    const bits = dtype === 'BF16' && raw instanceof Uint16Array;
-    if (bits && raw.length !== count) throw rangeError(fn, `${at}.data.length`, `${count}`, raw.length);
-    const data = bits ? raw : checkFloat32Array(fn, `${at}.data`, raw, { exact: count });
-    return { name, shape: [...(shape as number[])], data, dtype, byteLength: count * (dtype === 'F32' ? 4 : 2) };
-  });
-}
-
-function checkMetadata(fn: string, path: string, metadata: unknown): Record<string, string> | undefined {
-  if (metadata === undefined) return undefined;
-  const m = checkObject(fn, path, metadata);
-  for (const [k, v] of Object.entries(m))
-    if (typeof v !== 'string') throw typeError(fn, `${path}[${q(k)}]`, 'a string', v);
-  return m as Record<string, string>;
-}
-
-function tensorBytes(t: Prepared): Uint8Array {
-  const arr =
-    t.data instanceof Uint16Array
-      ? t.data // bf16 bits
-      : t.dtype === 'F32'
-        ? t.data
-        : t.dtype === 'BF16'
-          ? f32ToBf16(t.data)
-          : f32ToF16(t.data);
-  const view = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
-  return LITTLE_ENDIAN ? view : swapBytes(view.slice(), arr.BYTES_PER_ELEMENT);
-}
-
-function encode(fn: string, list: Prepared[], metadata: Record<string, string> | undefined): Uint8Array[] {
-  // Built by hand so the keys keep their order ("0" would move first in a JS object) and a
-  // tensor named "__proto__" stays an ordinary key.
-  const parts: string[] = metadata ? [`"__metadata__":${JSON.stringify(metadata)}`] : [];
-  let offset = 0;
-  for (const t of list) {
-    parts.push(
-      `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + t.byteLength}]}`,
-    );
-    offset += t.byteLength;
-  }
-  const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
-  const padded = Math.ceil(json.length / 8) * 8; // 8 + padded is a multiple of 8, as the reference pads
-  if (padded > MAX_HEADER_BYTES)
-    throw rangeError(fn, 'tensors', `few enough to fit a ${MAX_HEADER_BYTES}-byte header`, padded);
-  const head = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);
-  head.set(json, 8);
-  new DataView(head.buffer).setBigUint64(0, BigInt(padded), true);
-  return [head, ...list.map(tensorBytes)];
-}
-
-/**
- * Serialises tensors (in the given order) and optional string metadata to safetensors bytes: the
- * length and header first (header padded with spaces to a multiple of 8), then one chunk per
- * tensor. F32 chunks are views of the callers' arrays (no copy).
- */
-export function encodeSafetensors(
-  tensors: Array<TensorToWrite | Bf16TensorToWrite>,
-  metadata?: Record<string, string>,
-): Uint8Array[] {
-  const fn = 'encodeSafetensors';
-  return encode(fn, prepare(fn, tensors), checkMetadata(fn, 'metadata', metadata));
-}
-
-/** Writes a safetensors file atomically (see {@link writeFileAtomic}). */
-export function writeSafetensors(
-  path: string,
-  tensors: Array<TensorToWrite | Bf16TensorToWrite>,
-  metadata?: Record<string, string>,
-): Promise<void> {
-  const fn = 'writeSafetensors';
-  checkString(fn, 'path', path);
-  return writeFileAtomic(path, encode(fn, prepare(fn, tensors), checkMetadata(fn, 'metadata', metadata)));
-}
-
 /** The checkpoint's path for a weight_map entry, or undefined when it is not a file inside `dir`. */
 function insideDir(dir: string, file: string): string | undefined {
   if (file.length === 0 || file.includes('\0') || isAbsolute(file)) return undefined;
@@ -631,71 +444,4 @@ async function readIndex(dir: string): Promise<Map<string, { header: Safetensors
     out.set(name, { header, info });
   }
   return out;
-}
-
-/**
- * Writes tensors into the existing directory `dir`, in the transformers layout: one
- * `model.safetensors` when their data totals at most `maxShardBytes` (default 2 GiB), else shards
- * `model-00001-of-0000N.safetensors` (filled in order; a tensor larger than the limit gets a shard
- * of its own) and `model.safetensors.index.json` with `metadata.total_size` (data bytes) and the
- * weight_map. `metadata` goes into every file's `__metadata__`. Each file is written atomically;
- * the directory as a whole is not (use replaceDirAtomic). Afterwards, checkpoint files of an
- * earlier layout (a stale model.safetensors, index or shard) are removed.
- */
-export function writeCheckpointTensors(
-  dir: string,
-  tensors: Array<TensorToWrite | Bf16TensorToWrite>,
-  opts?: { maxShardBytes?: number; metadata?: Record<string, string> },
-): Promise<void> {
-  const fn = 'writeCheckpointTensors';
-  checkString(fn, 'dir', dir);
-  const o = options(fn, 'options', opts);
-  o.known(['maxShardBytes', 'metadata']);
-  const maxShardBytes = o.int('maxShardBytes', { min: 1 }, 2 ** 31);
-  const metadata = checkMetadata(fn, 'options.metadata', o.obj.metadata);
-  return writeCheckpoint(dir, prepare(fn, tensors), maxShardBytes, metadata);
-}
-
-async function writeCheckpoint(
-  dir: string,
-  list: Prepared[],
-  maxShardBytes: number,
-  metadata: Record<string, string> | undefined,
-): Promise<void> {
-  const fn = 'writeCheckpointTensors';
-  const total = list.reduce((a, t) => a + t.byteLength, 0);
-  const written = new Set<string>();
-  if (total <= maxShardBytes) {
-    await writeFileAtomic(join(dir, SINGLE_FILE), encode(fn, list, metadata));
-    written.add(SINGLE_FILE);
-  } else {
-    const shards: Prepared[][] = [[]];
-    let size = 0;
-    for (const t of list) {
-      if (shards[shards.length - 1].length > 0 && size + t.byteLength > maxShardBytes) (shards.push([]), (size = 0));
-      shards[shards.length - 1].push(t);
-      size += t.byteLength;
-    }
-    const pad = (i: number) => String(i).padStart(5, '0');
-    const weightMap: [string, string][] = [];
-    for (const [i, shard] of shards.entries()) {
-      const file = `model-${pad(i + 1)}-of-${pad(shards.length)}.safetensors`;
-      await writeFileAtomic(join(dir, file), encode(fn, shard, metadata));
-      written.add(file);
-      for (const t of shard) weightMap.push([t.name, file]);
-    }
-    weightMap.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    const index = { metadata: { total_size: total }, weight_map: Object.fromEntries(weightMap) };
-    await writeFileAtomic(join(dir, INDEX_FILE), JSON.stringify(index, null, 2) + '\n');
-    written.add(INDEX_FILE);
-  }
-  try {
-    for (const name of await readdir(dir))
-      if (!written.has(name) && (name === SINGLE_FILE || name === INDEX_FILE || SHARD_FILE.test(name)))
-        await rm(join(dir, name), { force: true });
-  } catch (err) {
-    throw new RlhfError(ErrorCode.IO, `${dir}: cannot remove stale checkpoint files: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
 }

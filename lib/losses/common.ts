@@ -21,7 +21,7 @@ import {
 /** A numeric input array: number[], Float32Array, Float64Array, Int32Array, Uint8Array, ... */
 export type NumArray = ArrayLike<number>;
 
-/** How per-token losses are reduced to one number (see {@link aggregationWeights}). */
+/** How per-token losses are reduced to one number (see aggregationWeights in this module). */
 export type Aggregation = 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-sum-norm';
 export const AGGREGATIONS: readonly Aggregation[] = [
   'token-mean',

@@ -44,8 +44,8 @@ export interface ExoPrefResult extends PairLossResult {
  * so ℓ ≥ 0 ('trl') with its minimum 0 exactly at βz = log((1 − ε)/ε) (6.9068 for ε = 1e-3): the
  * margin is pushed to a finite target, and the gradient changes sign there (properties 4–6).
  * ∂ℓ/∂policyChosen = ∂ℓ/∂z, ∂ℓ/∂policyRejected = −∂ℓ/∂z (÷ N for the mean).
- * @param beta β = β_π > 0 (TRL: the DPO beta)
- * @param epsilon ε in (0, 1), default 1e-3 (TRL forces label_smoothing 0 to 1e-3)
+ * @param input.beta β = β_π > 0 (TRL: the DPO beta)
+ * @param input.epsilon ε in (0, 1), default 1e-3 (TRL forces label_smoothing 0 to 1e-3)
  */
 export function exoPrefLoss(input: {
   policyChosen: NumArray;
@@ -94,7 +94,7 @@ export function exoPrefLoss(input: {
  * loss = mean over groups, ∂loss/∂policy_i = β_π ∂L_group/∂f_i / #groups. L = 0 iff
  * f_i − f_j = (r_i − r_j)/β_r, i.e. h_i − h_j = (r_i − r_j)/(β_π β_r) (properties 7–8).
  * The repo's logit temperature (0.8) applies upstream, to the logits that give the log-probs.
- * @param groupSize K >= 2, dividing policy.length
+ * @param input.groupSize K >= 2, dividing policy.length
  * @returns also p and q (per sample) and the per-group KL
  */
 export function exoRwLoss(input: {

@@ -26,8 +26,8 @@ export function lastValidIndex(mask: NumArray): number {
  * `stepRewards` s_t (default 0) are rewards at their own positions, e.g. a multi-turn episode's
  * per-turn rewards at the last token of the policy turn each follows; they must be 0 where m_t = 0.
  * Hence Σ_t r_t = R + Σ_t s_t − klCoef · Σ_t m_t kl_t (property 13).
- * @param score the sequence score R (e.g. r_φ(x,y) − r_φ(x,y_ref), docs/algorithms.md §2.4)
- * @param clipScore optional c > 0: R is clamped to [−c, c] first (OpenRLHF's optional clamp)
+ * @param input.score the sequence score R (e.g. r_φ(x,y) − r_φ(x,y_ref), docs/algorithms.md §2.4)
+ * @param input.clipScore optional c > 0: R is clamped to [−c, c] first (OpenRLHF's optional clamp)
  * @throws RangeError when the mask has no valid token (the score would have nowhere to go)
  */
 export function tokenRewards(input: {

@@ -87,9 +87,9 @@ export interface PpoPolicyLossResult {
  * Claim 11: inside [1 − ε, 1 + ε_high] ℓ_t = −ρ_t A_t; for A > 0 and ρ > 1 + ε_high, or A < 0 and
  * ρ < 1 − ε, the token's gradient is exactly 0. Claim 12: with logp = oldLogp, ρ = 1 everywhere.
  * A clip is counted "active" when the clipped term is strictly smaller (TRL's `pg_clipfrac`).
- * @param clipEps ε in (0, 1)
- * @param clipEpsHigh optional upper ε_high > 0 ("clip-higher", DAPO); default ε
- * @param dualClip optional c > 1 (OpenRLHF/veRL use 3)
+ * @param input.clipEps ε in (0, 1)
+ * @param input.clipEpsHigh optional upper ε_high > 0 ("clip-higher", DAPO); default ε
+ * @param input.dualClip optional c > 1 (OpenRLHF/veRL use 3)
  */
 export function ppoPolicyLoss(
   input: {
@@ -289,8 +289,8 @@ export function ppoValueLoss(
 /**
  * Entropy bonus as a loss term: `loss = −coef · Σ_t w_t H_t` (minimising it raises entropy),
  * `∂loss/∂H_t = −coef · w_t`; `meanEntropy` is the token mean over valid tokens.
- * @param entropy per-token policy entropy (the model's entropy head)
- * @param coef >= 0
+ * @param input.entropy per-token policy entropy (the model's entropy head)
+ * @param input.coef >= 0
  */
 export function entropyBonus(
   input: {

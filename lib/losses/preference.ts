@@ -49,8 +49,8 @@ export type DpoVariant = 'dpo' | 'ipo';
  * Claims 1–3: at z = 0 DPO's loss is log 2 and its gradient −β/2; π_θ = π_ref gives log 2; the loss
  * is invariant to adding one constant to both policy log-probs of a pair.
  * Note: TRL feeds IPO length-AVERAGED log-probs (sequenceLogprobs with {average: true}).
- * @param beta β > 0
- * @param labelSmoothing ε_ls in [0, 0.5] (dpo only; default 0)
+ * @param input.beta β > 0
+ * @param input.labelSmoothing ε_ls in [0, 0.5] (dpo only; default 0)
  */
 export function dpoLoss(input: {
   policyChosen: NumArray;
@@ -117,8 +117,9 @@ function lengthPairs(fn: string, a: ReturnType<typeof args>) {
  *   ℓ = −log σ(u),   ∂ℓ/∂lp_w = −β σ(−u) / |y_w|,   ∂ℓ/∂lp_l = +β σ(−u) / |y_l|   (÷ N for the mean).
  *
  * `rewardsChosen` = β·lp_w/|y_w|. (TRL's `simpo_gamma` is this γ: it uses γ/β inside β(·).)
- * @param chosenLength, rejectedLength response token counts (> 0)
- * @param gamma target reward margin γ >= 0
+ * @param input.chosenLength response token counts of the chosen responses (> 0)
+ * @param input.rejectedLength response token counts of the rejected responses (> 0)
+ * @param input.gamma target reward margin γ >= 0
  */
 export function simpoLoss(input: {
   policyChosen: NumArray;
@@ -217,8 +218,8 @@ export function ktoKlBaseline(policyMismatched: NumArray, refMismatched: NumArra
  *   undesirable:  ℓ = w_u (1 − σ(β(z0 − h))),   ∂ℓ/∂h = +w_u β σ(y) σ(−y),  y = β(z0 − h)
  *
  * loss = mean over all examples (TRL concatenates both kinds and takes the mean).
- * @param desirable 1 for desirable (thumbs-up) examples, 0 for undesirable
- * @param klBaseline z0 >= 0
+ * @param input.desirable 1 for desirable (thumbs-up) examples, 0 for undesirable
+ * @param input.klBaseline z0 >= 0
  */
 export function ktoLoss(input: {
   policy: NumArray;
@@ -290,9 +291,9 @@ export function ktoLoss(input: {
  * loss = mean over groups; ∂loss/∂policy_i = β_π ∂L_group/∂f_i / #groups. With K = 2 and
  * one-hot labels this is DPO with β = β_π (property 9); the minimum over p is at p = q, where
  * L_group = H(q) (forward KL(q‖p) plus the entropy of q).
- * @param groupSize K >= 2, dividing policy.length
- * @param rewards per-sample rewards (target 'softmax') or non-negative target weights ('labels')
- * @param betaR β_r > 0 (required for target 'softmax')
+ * @param input.groupSize K >= 2, dividing policy.length
+ * @param input.rewards per-sample rewards (target 'softmax') or non-negative target weights ('labels')
+ * @param input.betaR β_r > 0 (required for target 'softmax')
  */
 export function dpoRwLoss(input: {
   policy: NumArray;

@@ -30,10 +30,10 @@ export interface BradleyTerryResult {
  *   ∂L/∂r_l,i = ( σ(−(r_w,i − r_l,i − m_i)) + 2λ_reg r_l,i) / N.
  *
  * Without the regulariser the loss is invariant to adding a constant to every score (property 17).
- * @param chosen RM scores of the preferred responses
- * @param rejected RM scores of the other responses (same length)
- * @param margin optional per-pair margins m_i (same length; default 0)
- * @param scoreRegularization λ_reg >= 0 (default 0; spec's small-scale default 0.01)
+ * @param input.chosen RM scores of the preferred responses
+ * @param input.rejected RM scores of the other responses (same length)
+ * @param input.margin optional per-pair margins m_i (same length; default 0)
+ * @param input.scoreRegularization λ_reg >= 0 (default 0; spec's small-scale default 0.01)
  */
 export function bradleyTerryLoss(input: {
   chosen: NumArray;

@@ -30,8 +30,9 @@ import {
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
-import { readDataParallel, runStepLoop, stepCadence } from './loop.js';
-import { readRunOptions, RUN_OPTION_KEYS, TrainingRun, type RunOptions } from './run.js';
+import { DATA_PARALLEL_KEYS, readDataParallel, runStepLoop, stepCadence } from './loop.js';
+import { LOOP_KEYS, readLoopOptions, type LoopOptions } from './preference-common.js';
+import { TrainingRun, type RunOptions } from './run.js';
 import { loopSchedule } from './schedule.js';
 
 export interface SFTOptions extends RunOptions {
@@ -68,29 +69,7 @@ export interface SFTOptions extends RunOptions {
   shardOptimizer?: boolean;
 }
 
-const KEYS = [
-  'model',
-  'tokenizer',
-  'train',
-  'eval',
-  'seqLen',
-  'batchSize',
-  'gradAccum',
-  'epochs',
-  'maxSteps',
-  'lr',
-  'warmupSteps',
-  'minLrRatio',
-  'weightDecay',
-  'maxGradNorm',
-  'packing',
-  'seed',
-  'saveEvery',
-  'evalEvery',
-  'group',
-  'shardOptimizer',
-  ...RUN_OPTION_KEYS,
-] as const;
+const KEYS = ['model', 'tokenizer', 'train', 'eval', 'packing', ...DATA_PARALLEL_KEYS, ...LOOP_KEYS] as const;
 
 export interface SFTResult {
   steps: number;
@@ -132,13 +111,7 @@ export class SFTTrainer extends TrainerEmitter {
   readonly optimizer: AdamW;
   #stopRequested = false;
   readonly group: ProcessGroup;
-  #o: Required<
-    Omit<
-      SFTOptions,
-      'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery' | 'group' | 'shardOptimizer'
-    >
-  > &
-    Pick<SFTOptions, 'eval' | 'outputDir' | 'maxSteps' | 'resumeFrom' | 'saveEvery' | 'evalEvery'>;
+  #o: LoopOptions & Pick<SFTOptions, 'model' | 'tokenizer' | 'train' | 'eval'> & { packing: boolean };
 
   constructor(opts: SFTOptions) {
     super();
@@ -152,21 +125,8 @@ export class SFTTrainer extends TrainerEmitter {
     const { group: _group, shardOptimizer: _shard, ...rest } = opts;
     this.#o = {
       ...rest,
-      seqLen: o.int('seqLen', { min: 2 }, 512),
-      batchSize: o.int('batchSize', { min: 1 }, 8),
-      gradAccum: o.int('gradAccum', { min: 1 }, 1),
-      epochs: o.int('epochs', { min: 1 }, 1),
-      lr: o.number('lr', { min: 0 }, 1e-4),
-      warmupSteps: o.int('warmupSteps', { min: 0 }, 0),
-      minLrRatio: o.number('minLrRatio', { min: 0, max: 1 }, 0.1),
-      weightDecay: o.number('weightDecay', { min: 0 }, 0),
-      maxGradNorm: o.number('maxGradNorm', { min: 0 }, 1),
+      ...readLoopOptions(fn, o, { lr: 1e-4 }),
       packing: o.bool('packing', false),
-      seed: o.int('seed', { min: 0 }, 0),
-      maxSteps: o.has('maxSteps') ? o.int('maxSteps', { min: 1 }) : undefined,
-      saveEvery: o.has('saveEvery') ? o.int('saveEvery', { min: 1 }) : undefined,
-      evalEvery: o.has('evalEvery') ? o.int('evalEvery', { min: 1 }) : undefined,
-      ...readRunOptions(fn, o),
     };
     this.optimizer = new AdamW(
       this.model,
@@ -253,7 +213,7 @@ export class SFTTrainer extends TrainerEmitter {
       this,
       totalSteps,
       { ...o, group: this.group },
-      { config: o, dataKeys: ['train', 'eval'] },
+      { config: { ...o }, dataKeys: ['train', 'eval'] },
     );
     let epochCache = { epoch: -1, batches: [] as TokenBatch[] };
     const batchAt = (index: number): TokenBatch => {

@@ -25,175 +25,26 @@
 // One call at a time (ERR_RLHF_BUSY otherwise); an AdamW over the model shares the same guard.
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <cstdio>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <thread>
 
 #include "../core/buffer.h"
-#include "../core/thread_pool.h"
 #include "../core/mpi.h"
-#include "../model/tensor_parallel.h"
-#include "../model/tensor_parallel_process.h"
 #include "../model/transformer.h"
 #include "adamw_target.h"
 #include "args.h"
 #include "async_job.h"
+#include "backward_all_reduce.h"
 #include "bindings.h"
 #include "js_errors.h"
+#include "model_args.h"
 
 namespace rlhf {
 namespace napi {
 
 namespace {
-
-model::ModelConfig read_config(const Napi::Object& o) {
-  const char* fn = "Model";
-  model::ModelConfig c;
-  c.architecture = get_string(o, fn, "architecture");
-  c.vocab = get_int(o, fn, "vocab", 1, int64_t(1) << 31);
-  c.hidden = static_cast<int>(get_int(o, fn, "hidden", 1, 1 << 20));
-  c.layers = static_cast<int>(get_int(o, fn, "layers", 1, 4096));
-  c.heads = static_cast<int>(get_int(o, fn, "heads", 1, 4096));
-  c.kv_heads = static_cast<int>(get_int(o, fn, "kvHeads", 1, 4096));
-  c.head_dim = static_cast<int>(get_int(o, fn, "headDim", 1, 4096));
-  c.ffn = static_cast<int>(get_int(o, fn, "ffn", 1, 1 << 22));
-  c.rms_eps = static_cast<float>(get_number(o, fn, "rmsEps"));
-  c.rope_theta = static_cast<float>(get_number(o, fn, "ropeTheta"));
-  c.rotary_dim = static_cast<int>(get_int(o, fn, "rotaryDim", 2, 4096));
-  c.rope_interleaved = get_bool_or(o, fn, "ropeInterleaved", false);
-  {
-    Napi::Value inv = o.Get("ropeInvFreq");
-    if (!inv.IsUndefined() && !inv.IsNull()) {
-      auto a = as_f32(o.Env(), inv, std::string(fn) + ": ropeInvFreq", 1);
-      c.rope_inv_freq.assign(a.Data(), a.Data() + a.ElementLength());
-    }
-  }
-  c.rope_attention_scaling = static_cast<float>(get_number_or(o, fn, "ropeAttentionScaling", 1.0));
-  c.rope_position_limit = get_int_or(o, fn, "ropePositionLimit", 0, int64_t(1) << 24, 0);
-  c.qkv_bias = get_bool_or(o, fn, "qkvBias", false);
-  c.o_bias = get_bool_or(o, fn, "oBias", false);
-  c.fused_gate_up = get_bool_or(o, fn, "fusedGateUp", false);
-  c.qk_norm = get_bool_or(o, fn, "qkNorm", false);
-  c.sliding_window = get_int_or(o, fn, "slidingWindow", 0, int64_t(1) << 24, 0);
-  {
-    Napi::Value sl = o.Get("slidingLayers");  // Uint8Array-like 0/1 per layer (Int32Array)
-    if (!sl.IsUndefined() && !sl.IsNull()) {
-      auto a = as_i32(o.Env(), sl, std::string(fn) + ": slidingLayers", 0);
-      for (size_t i = 0; i < a.ElementLength(); ++i) c.sliding_layers.push_back(a[i] != 0);
-    }
-  }
-  c.norm_offset = static_cast<float>(get_number_or(o, fn, "normOffset", 0.0));
-  c.embed_scale = static_cast<float>(get_number_or(o, fn, "embedScale", 1.0));
-  c.sandwich_norms = static_cast<int>(get_int_or(o, fn, "sandwichNorms", 0, 2, 0));
-  c.gelu_tanh = get_bool_or(o, fn, "geluTanh", false);
-  c.attn_scale = static_cast<float>(get_number_or(o, fn, "attnScale", 0.0));
-  c.attn_softcap = static_cast<float>(get_number_or(o, fn, "attnSoftcap", 0.0));
-  c.final_softcap = static_cast<float>(get_number_or(o, fn, "finalSoftcap", 0.0));
-  c.rope_local_theta = static_cast<float>(get_number_or(o, fn, "ropeLocalTheta", 0.0));
-  c.tie_embeddings = get_bool_or(o, fn, "tieEmbeddings", false);
-  c.lm_head = get_bool_or(o, fn, "lmHead", true);
-  c.value_head = get_bool_or(o, fn, "valueHead", false);
-  c.max_positions = get_int(o, fn, "maxPositions", 1, int64_t(1) << 24);
-  c.lora_rank = static_cast<int>(get_int_or(o, fn, "loraRank", 0, 4096, 0));
-  c.lora_alpha = static_cast<float>(get_number_or(o, fn, "loraAlpha", 0.0));
-  c.lora_modules = static_cast<uint32_t>(get_int_or(o, fn, "loraModules", 0, 255, 0));
-  return c;
-}
-
-template <typename T>
-std::vector<T> copy_typed(const Napi::Object& o, const char* fn, const char* name, size_t n, bool required) {
-  Napi::Value v = o.Get(name);
-  if (v.IsUndefined() || v.IsNull()) {
-    if (required) throw_expected_type(o.Env(), std::string(fn) + ": options." + name, "present", v);
-    return {};
-  }
-  std::vector<T> out(n);
-  if constexpr (std::is_same_v<T, float>) {
-    auto a = as_f32(o.Env(), v, std::string(fn) + ": options." + name, n);
-    if (a.ElementLength() != n)
-      throw_expected_range(o.Env(), std::string(fn) + ": options." + name,
-                           "a typed array of exactly " + std::to_string(n) + " elements", v);
-    std::memcpy(out.data(), a.Data(), n * sizeof(T));
-  } else {
-    auto a = as_i32(o.Env(), v, std::string(fn) + ": options." + name, n);
-    if (a.ElementLength() != n)
-      throw_expected_range(o.Env(), std::string(fn) + ": options." + name,
-                           "a typed array of exactly " + std::to_string(n) + " elements", v);
-    std::memcpy(out.data(), a.Data(), n * sizeof(T));
-  }
-  return out;
-}
-
-// m->backward(in) while a second thread all-reduces the gradients over the MPI data-parallel group
-// in buckets of bucket_floats, the last first, each once backward has made it final (the model's
-// gradient-ready hook): the buckets and calls of MpiGroup::all_reduce_sum_bucketed after backward,
-// so the same bits. A failure other than a bad input (found alike on every rank) ends the job, as
-// the other ranks may wait in a bucket.
-struct OverlapReport {
-  int ready_points = 0;   // times backward reported newly final gradients (heads, each layer, the end)
-  int early_buckets = 0;  // buckets whose all-reduce began before backward's last report
-};
-OverlapReport backward_all_reduce(model::Engine* m, const model::BackwardInput& in, int64_t bucket_floats) {
-  OverlapReport report;
-  const model::OptimizerView o = m->optimizer_view();
-  float* g = o.grads;
-  const int64_t n = o.size;
-  std::mutex mu;
-  std::condition_variable cv;
-  int64_t ready = n;
-  bool ended = false;  // backward returned or threw
-  RLHF_CHECK(m->set_gradient_ready_hook([&](int64_t from) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      ready = from;
-      ++report.ready_points;
-    }
-    cv.notify_one();
-  }),
-             ErrorCode::Unsupported,
-             "backward with a gradient all-reduce: only a whole model on the CPU without LoRA (not split over ranks)");
-  std::exception_ptr comm_error;
-  std::thread comm([&] {
-    try {
-      MpiGroup::data_parallel().all_reduce_sum_bucketed(g, n, bucket_floats, [&](int64_t begin) {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return ready <= begin || ended; });
-        RLHF_CHECK(ready <= begin, ErrorCode::InvalidState, "backward ended before its gradients were final");
-        if (ready > 0) ++report.early_buckets;
-      });
-    } catch (...) {
-      comm_error = std::current_exception();
-    }
-  });
-  auto finish = [&] {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      ended = true;
-    }
-    cv.notify_one();
-    comm.join();
-    m->set_gradient_ready_hook(nullptr);
-  };
-  try {
-    m->backward(in);
-  } catch (const Error& e) {
-    finish();
-    const ErrorCode c = e.code();
-    if (c == ErrorCode::InvalidArgument || c == ErrorCode::OutOfRange || c == ErrorCode::InvalidState ||
-        c == ErrorCode::Unsupported)
-      throw;
-    std::fprintf(stderr, "backward with a gradient all-reduce failed: %s; aborting the job\n", e.what());
-    MpiGroup::world().abort();
-    throw;
-  }
-  finish();
-  if (comm_error) std::rethrow_exception(comm_error);
-  return report;
-}
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
@@ -219,55 +70,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     Napi::Env env = info.Env();
     try {
-      Napi::Object cfg = arg_object(info, 0, "Model: config");
-      // dtype: the weights' compute type ('f32' default; 'bf16': bf16 GEMMs, bf16-only frozen
-      // matrices, transformer.h WeightStorage); trainable false: a frozen model without gradients
-      const std::string dtype = cfg.Get("dtype").IsUndefined() ? "f32" : get_string(cfg, "Model", "dtype");
-      if (dtype != "f32" && dtype != "bf16")
-        throw Error(ErrorCode::InvalidArgument, "Model: dtype must be 'f32' or 'bf16', got '" + dtype + "'");
-      model::WeightStorage storage;
-      storage.dtype = dtype == "bf16" ? DType::BF16 : DType::F32;
-      storage.trainable = get_bool_or(cfg, "Model", "trainable", true);
-      const int tp = static_cast<int>(get_int_or(cfg, "Model", "tensorParallel", 1, 64, 1));
-      const std::string device = cfg.Get("device").IsUndefined() ? "cpu" : get_string(cfg, "Model", "device");
-      if (device != "cpu" && device != "cuda")
-        throw Error(ErrorCode::InvalidArgument, "Model: device must be 'cpu' or 'cuda', got '" + device + "'");
-      const std::string tp_group =
-          cfg.Get("tensorParallelGroup").IsUndefined() ? "threads" : get_string(cfg, "Model", "tensorParallelGroup");
-      if (tp_group != "threads" && tp_group != "mpi")
-        throw Error(ErrorCode::InvalidArgument,
-                    "Model: tensorParallelGroup must be 'threads' or 'mpi', got '" + tp_group + "'");
-      if (tp_group == "mpi") {
-        RLHF_CHECK(device == "cpu", ErrorCode::Unsupported, "Model: tensorParallelGroup 'mpi' runs on the CPU only");
-        const int layout = MpiGroup::layout_tensor_parallel();
-        RLHF_CHECK(tp == 1 || layout == tp, ErrorCode::InvalidArgument, "Model: tensorParallel ", tp,
-                   " with tensorParallelGroup 'mpi' needs the job split into tensor-parallel groups of ", tp,
-                   " first (initDistributed({tensorParallel: ", tp, "})); ",
-                   layout ? "it was split into groups of " + std::to_string(layout) : std::string("it was not split"));
-        MpiGroup& g = MpiGroup::tensor_parallel();
-        if (tp == 1)
-          model_ = std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr, nullptr, storage);
-        else {
-          auto pm = std::make_unique<model::ProcessTensorParallelModel>(
-              read_config(cfg), &g, [&g](double* x, int64_t n) { g.all_reduce_sum_f64(x, n); });
-          tp_rank_ = pm->rank();
-          model_ = std::move(pm);
-        }
-      } else if (device == "cuda") {
-        RLHF_CHECK(tp == 1, ErrorCode::Unsupported, "Model: tensorParallel > 1 runs on the CPU only");
-        model_ = std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr,
-                                                      model::make_backend(Device::Cuda), storage);
-      } else if (tp > 1)
-        model_ = std::make_unique<model::TensorParallelModel>(read_config(cfg), tp,
-                                                              std::max(1, default_thread_count() / tp));
-      else
-        model_ = std::make_unique<model::Transformer>(read_config(cfg), nullptr, nullptr, nullptr, storage);
-      if (!dynamic_cast<model::Transformer*>(model_.get())) {
-        RLHF_CHECK(dtype == "f32", ErrorCode::Unsupported,
-                   "Model: dtype 'bf16' is not supported with tensorParallel > 1");
-        RLHF_CHECK(storage.trainable, ErrorCode::Unsupported,
-                   "Model: trainable: false is not supported with tensorParallel > 1");
-      }
+      model_ = make_model_engine(arg_object(info, 0, "Model: config"), &tp_rank_);
     } catch (const Error& e) {
       throw make_js_error(env, e.code(), e.what());
     } catch (const std::bad_alloc&) {
@@ -459,45 +262,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value generate(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       model::Engine* m = usable("generate");
-      Napi::Object o = arg_object(info, 0, "Model.generate: options");
-      const char* fn = "Model.generate";
-      auto req = std::make_shared<model::GenerateRequest>();
-      Napi::Value pv = field(o, fn, "prompts");
-      if (!pv.IsArray())
-        throw_expected_type(info.Env(), "Model.generate: options.prompts", "an array of Int32Array", pv);
-      Napi::Array prompts = pv.As<Napi::Array>();
-      for (uint32_t i = 0; i < prompts.Length(); ++i) {
-        auto a = as_i32(info.Env(), prompts.Get(i), "Model.generate: options.prompts[" + std::to_string(i) + "]", 0);
-        req->prompts.emplace_back(a.Data(), a.Data() + a.ElementLength());
-      }
-      req->max_new_tokens = get_int(o, fn, "maxNewTokens", 1, int64_t(1) << 24);
-      req->sampling.temperature = static_cast<float>(get_number_or(o, fn, "temperature", 1.0));
-      req->sampling.top_k = get_int_or(o, fn, "topK", 0, int64_t(1) << 31, 0);
-      req->sampling.top_p = static_cast<float>(get_number_or(o, fn, "topP", 1.0));
-      req->seed = static_cast<uint64_t>(get_int_or(o, fn, "seed", 0, (int64_t(1) << 53), 0));
-      req->adapters = get_bool_or(o, fn, "adapters", true);
-      req->static_batch = get_bool_or(o, fn, "staticBatch", false);
-      req->kv_bf16 = get_bool_or(o, fn, "kvBf16", false);
-      req->stream_offset = get_int_or(o, fn, "streamOffset", 0, (int64_t(1) << 53), 0);
-      Napi::Value sv = o.Get("streams");
-      if (!sv.IsUndefined()) {
-        if (!sv.IsArray())
-          throw_expected_type(info.Env(), "Model.generate: options.streams", "an array of integers", sv);
-        Napi::Array streams = sv.As<Napi::Array>();
-        for (uint32_t i = 0; i < streams.Length(); ++i) {
-          Napi::Value s = streams.Get(i);
-          const double d = s.IsNumber() ? s.As<Napi::Number>().DoubleValue() : -1;
-          if (!(d >= 0 && d <= 9007199254740992.0 && d == static_cast<double>(static_cast<int64_t>(d))))
-            throw_expected_range(info.Env(), "Model.generate: options.streams[" + std::to_string(i) + "]",
-                                 "an integer in [0, 2^53]", s);
-          req->streams.push_back(static_cast<int64_t>(d));
-        }
-      }
-      Napi::Value st = o.Get("stopTokens");
-      if (!st.IsUndefined()) {
-        auto a = as_i32(info.Env(), st, "Model.generate: options.stopTokens", 0);
-        req->stop_tokens.assign(a.Data(), a.Data() + a.ElementLength());
-      }
+      auto req = read_generate_request(arg_object(info, 0, "Model.generate: options"));
       auto res = std::make_shared<model::GenerateResult>();
       return AsyncJob::queue(
           info.Env(), "rlhf.model.generate", [=] { *res = m->generate(*req); },
