@@ -10,9 +10,12 @@ import type { Model } from '../engine/model.js';
  * storage, and at dtype 'bf16' its matrices in bf16 only (the bits the policy's weight products
  * read). Log-probs are bitwise a trainable clone's at f32; at bf16 too, except that the frozen
  * embedding lookup reads the bf16 embedding where the policy's reads its f32 master (the same when
- * the masters are bf16 values, e.g. loaded from a BF16 checkpoint). The caller owns the result
- * (dispose() it; a view's dispose is a no-op on the policy).
+ * the masters are bf16 values, e.g. loaded from a BF16 checkpoint). A tensor-parallel policy's
+ * shards have no frozen storage (the engine refuses trainable: false): its reference is a plain
+ * clone, as before frozen references existed. The caller owns the result (dispose() it; a view's
+ * dispose is a no-op on the policy).
  */
 export async function frozenReference(policy: Model): Promise<Model> {
-  return policy.lora ? policy.withoutAdapters() : policy.clone({ trainable: false });
+  if (policy.lora) return policy.withoutAdapters();
+  return policy.tensorParallel > 1 ? policy.clone() : policy.clone({ trainable: false });
 }

@@ -8,18 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/native.js';
 import { initDistributed, shardRange } from '../../lib/distributed/index.js';
-import { native } from '../../lib/native.js';
+import { mpiEnv, mpiSkip } from '../helpers/mpi.js';
 
 const worker = join(packageRoot, 'test', 'distributed', 'fixtures', 'sft-worker.mjs');
-const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-const skip = haveMpirun && native().mpiInfo().loadable ? false : 'Open MPI not installed (scripts/install-mpi.sh)';
-const env = {
-  ...process.env,
-  RLHF_THREADS: '1',
-  OMPI_ALLOW_RUN_AS_ROOT: '1',
-  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
-  OMPI_MCA_rmaps_base_oversubscribe: '1',
-};
+const skip = mpiSkip;
+const env = mpiEnv();
 
 function run(np: number, out: string, extra: string[] = [], shard = true) {
   const argv =

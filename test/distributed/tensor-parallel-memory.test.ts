@@ -5,22 +5,15 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { native, packageRoot } from '../../lib/native.js';
+import { packageRoot } from '../../lib/native.js';
 import { AdamW } from '../../lib/engine/adamw.js';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { estimateTrainingMemory, parameterCount, tensorParallelShard } from '../../lib/engine/memory.js';
 import { Model } from '../../lib/engine/model.js';
+import { mpiEnv, mpiSkip } from '../helpers/mpi.js';
 
-const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-const skip = haveMpirun && native().mpiInfo().loadable ? false : 'Open MPI not installed (scripts/install-mpi.sh)';
-const env = {
-  ...process.env,
-  RLHF_THREADS: '1',
-  UV_THREADPOOL_SIZE: '1',
-  OMPI_ALLOW_RUN_AS_ROOT: '1',
-  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
-  OMPI_MCA_rmaps_base_oversubscribe: '1',
-};
+const skip = mpiSkip;
+const env = mpiEnv({ UV_THREADPOOL_SIZE: '1' });
 const worker = join(packageRoot, 'test', 'distributed', 'fixtures', 'tp-memory-worker.mjs');
 
 const cases: [

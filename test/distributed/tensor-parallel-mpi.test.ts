@@ -7,22 +7,15 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native, packageRoot } from '../../lib/native.js';
+import { packageRoot } from '../../lib/native.js';
 import { Model } from '../../lib/engine/model.js';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { readSafetensorsHeader } from '../../lib/io/safetensors.js';
+import { mpiEnv, mpiSkip } from '../helpers/mpi.js';
 
 const worker = join(packageRoot, 'test', 'distributed', 'fixtures', 'tp-worker.mjs');
-const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-const skip = haveMpirun && native().mpiInfo().loadable ? false : 'Open MPI not installed (scripts/install-mpi.sh)';
-const env = {
-  ...process.env,
-  RLHF_THREADS: '1',
-  UV_THREADPOOL_SIZE: '1',
-  OMPI_ALLOW_RUN_AS_ROOT: '1',
-  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
-  OMPI_MCA_rmaps_base_oversubscribe: '1',
-};
+const skip = mpiSkip;
+const env = mpiEnv({ UV_THREADPOOL_SIZE: '1' });
 
 interface Line {
   worldRank: number;

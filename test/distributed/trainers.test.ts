@@ -7,17 +7,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native, packageRoot } from '../../lib/native.js';
+import { packageRoot } from '../../lib/native.js';
+import { mpiEnv, mpiSkip } from '../helpers/mpi.js';
 
-const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-const skip = haveMpirun && native().mpiInfo().loadable ? false : 'Open MPI not installed (scripts/install-mpi.sh)';
-const env = {
-  ...process.env,
-  RLHF_THREADS: '1',
-  OMPI_ALLOW_RUN_AS_ROOT: '1',
-  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
-  OMPI_MCA_rmaps_base_oversubscribe: '1',
-};
+const skip = mpiSkip;
+const env = mpiEnv();
 const fixture = (name: string) => join(packageRoot, 'test', 'distributed', 'fixtures', name);
 
 /** Runs a worker alone (np 0) or under `mpirun -np np`; its JSON lines sorted by rank. */

@@ -118,6 +118,16 @@ t.test('LoRA policy: the base view, no copy', async (t) => {
   policy.dispose();
 });
 
+t.test('tensor-parallel policy: a plain clone (its shards have no frozen storage), the same log-probs', async (t) => {
+  const policy = await Model.create(cfg, { seed: 8, initStd: 0.2, tensorParallel: 2 });
+  const ref = await frozenReference(policy);
+  t.equal(ref.tensorParallel, 2);
+  t.equal(ref.trainable, true, 'trainable: false is refused by the tensor-parallel engine');
+  t.ok(bitwiseEqual(await logprobs(ref), await logprobs(policy)), "log-probs bit for bit the policy's");
+  ref.dispose();
+  policy.dispose();
+});
+
 t.test("the preference trainer's default reference is frozen", async (t) => {
   const policy = await Model.create(cfg, { seed: 7 });
   const data = [
