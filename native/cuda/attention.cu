@@ -49,7 +49,8 @@ __device__ __forceinline__ bool visible(const cpu::AttentionArgs& a, const SeqIn
          (!a.segments || a.segments[s.kv_base + j] == a.segments[s.kv_base + pos]);
 }
 
-// grid (ceil(Tq / kWarps), NH, B); warp w handles query i = blockIdx.x·kWarps + w of head h.
+// grid (ceil(Tq / W), NH, B), W = min(Tq, kWarps) warps per block (decode: one); warp w handles
+// query i = blockIdx.x·W + w of head h.
 // Keys before the window are skipped (the first tile starts at the window's first key); a key of
 // probability 0 (masked) adds nothing, and its value is not read.
 __global__ void attention_forward_kernel(cpu::AttentionArgs a, float* out, int64_t ldo, float* lse) {
@@ -57,7 +58,7 @@ __global__ void attention_forward_kernel(cpu::AttentionArgs a, float* out, int64
   __shared__ float p_sh[kWarps][32];
   __shared__ int64_t row_sh[kWarps][32];  // the tile's key rows in k / v
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t b = blockIdx.z, h = blockIdx.y, i = int64_t(blockIdx.x) * kWarps + warp;
+  const int64_t b = blockIdx.z, h = blockIdx.y, i = int64_t(blockIdx.x) * (blockDim.x / 32) + warp;
   if (i >= a.Tq) return;  // whole warp
   const SeqInfo s = seq_info(a, b);
   const int HD = a.HD;
@@ -263,8 +264,9 @@ Status check(const cpu::AttentionArgs& a, const char* what) {
 Status attention_forward(const cpu::AttentionArgs& a, float* out, int64_t ldo, float* lse, Stream stream) {
   Status st = check(a, "attention_forward");
   if (!st.ok() || a.B == 0 || a.Tq == 0) return st;
-  RLHF_LAUNCH(attention_forward_kernel, dim3(ceil_div(a.Tq, kWarps), a.NH, static_cast<unsigned>(a.B)),
-              dim3(32 * kWarps), 0, as_stream(stream))
+  const int warps = a.Tq < kWarps ? static_cast<int>(a.Tq) : kWarps;
+  RLHF_LAUNCH(attention_forward_kernel, dim3(ceil_div(a.Tq, warps), a.NH, static_cast<unsigned>(a.B)),
+              dim3(32 * warps), 0, as_stream(stream))
   (a, out, ldo, lse);
   return launch_status("attention_forward");
 }

@@ -196,6 +196,7 @@ TEST(cuda_attention_paged_prefill_chunks) {
   run_paged({3, 4, 2, 32, 6, 3, {6, 2, 4}, {5, 0, 11}, 0, 0.0f, true, true, "paged prefill, bs 3, bf16, pad"});
   run_paged({2, 4, 1, 40, 20, 16, {20, 13}, {18, 3}, 9, 2.0f, false, true, "paged prefill, bs 16, window, softcap"});
   run_paged({2, 2, 2, 24, 5, 1, {5, 3}, {7, 36}, 4, 0.0f, true, false, "paged prefill, bs 1, bf16, window"});
+  run_paged({2, 4, 2, 16, 3, 3, {3, 1}, {4, 9}, 0, 0.0f, false, true, "paged prefill, Tq 3 (3 warps a block)"});
 }
 
 TEST(cuda_attention_paged_rejects_bad_arguments) {
