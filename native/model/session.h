@@ -43,8 +43,9 @@
 //
 // The weights are packed when the session is created: a session must not outlive a change of the
 // model's weights (make a new one). One rank (a tensor-parallel model is refused). On the CUDA
-// backend the pool lives in device memory and the steps run its kernels: the bitwise invariances
-// above are the CPU's; there, tokens and log-probs agree with the CPU's within fp32 rounding.
+// backend the pool lives in device memory and the steps run its kernels: log-probs agree with the
+// CPU session's within fp32 rounding, and so do the tokens unless that rounding decides a choice
+// (the bitwise invariances above hold on the CPU).
 #pragma once
 #include <cstdint>
 #include <deque>
