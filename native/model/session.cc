@@ -35,8 +35,6 @@ GenerationSession::GenerationSession(Transformer& model, const SessionOptions& o
   RLHF_CHECK(c.lm_head, ErrorCode::Unsupported,
              "GenerationSession: the model has no LM head (it is a *ForSequenceClassification)");
   RLHF_CHECK(!m_.sharded(), ErrorCode::Unsupported, "GenerationSession: a tensor-parallel model (use generate)");
-  RLHF_CHECK(m_.device() == Device::Cpu, ErrorCode::Unsupported, "GenerationSession: the ", device_name(m_.device()),
-             " backend has no attention_forward kernel for a paged KV cache (block table) yet; use device 'cpu'");
   RLHF_CHECK(opt_.block_size >= 1 && opt_.block_size <= (int64_t(1) << 16), ErrorCode::OutOfRange,
              "GenerationSession: blockSize must be in [1, 65536], got ", opt_.block_size);
   RLHF_CHECK(opt_.num_blocks >= 1 && opt_.num_blocks < (int64_t(1) << 31), ErrorCode::OutOfRange,
@@ -56,16 +54,17 @@ GenerationSession::GenerationSession(Transformer& model, const SessionOptions& o
   const size_t elem = opt_.kv_bf16 ? sizeof(uint16_t) : sizeof(float);
   pool_.buf =
       Buffer(static_cast<size_t>(2 * c.layers * pool_.rows * opt_.block_size * KVD) * elem, false, be->device());
-  if (window_ > 0) {  // the last pool row: zeros, never allocated (the device is the host, checked above)
+  if (window_ > 0) {  // the last pool row: zeros, never allocated (zeroed through the backend)
     zero_block_ = static_cast<int32_t>(opt_.num_blocks);
     const int64_t n = opt_.block_size * KVD;
+    const size_t bytes = static_cast<size_t>(n) * elem;
     for (int l = 0; l < c.layers; ++l)
       if (opt_.kv_bf16) {
-        std::fill_n(cache_k16(&pool_, l) + zero_block_ * n, n, uint16_t(0));
-        std::fill_n(cache_v16(&pool_, l) + zero_block_ * n, n, uint16_t(0));
+        be->zero(cache_k16(&pool_, l) + zero_block_ * n, bytes);
+        be->zero(cache_v16(&pool_, l) + zero_block_ * n, bytes);
       } else {
-        std::fill_n(cache_k(&pool_, l) + zero_block_ * n, n, 0.0f);
-        std::fill_n(cache_v(&pool_, l) + zero_block_ * n, n, 0.0f);
+        be->zero(cache_k(&pool_, l) + zero_block_ * n, bytes);
+        be->zero(cache_v(&pool_, l) + zero_block_ * n, bytes);
       }
   }
 
