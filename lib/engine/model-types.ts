@@ -63,7 +63,7 @@ export interface GenerateOptions {
   /**
    * true: the static batch (one contiguous KV cache, every prompt prefilled, kept for comparison
    * and benches); default false: a GenerationSession on a paged KV cache where the model allows it
-   * (CPU, one rank), which prefills identical prompts once. Both give the same tokens and log-probs.
+   * (one rank; CPU or CUDA), which prefills identical prompts once. Both give the same tokens and log-probs.
    */
   staticBatch?: boolean;
   /** the session's KV pool dtype (default 'f32'; GenerationSessionOptions.kvDtype); 'bf16' is refused with staticBatch or where no session runs */

@@ -6,12 +6,14 @@
 #include <vector>
 
 #include "../core/buffer.h"
+#include "../core/cpu_features.h"
 #include "../core/dtype.h"
 #include "../core/error.h"
 #include "../core/thread_pool.h"
 #include "attention_internal.h"
 #include "gemm.h"
 #include "vmath.h"
+#include "vmath_avx512.h"
 
 namespace rlhf {
 namespace cpu {
@@ -23,9 +25,47 @@ float* scratch(int slot, size_t floats) {
   return bufs[slot].grow(floats);
 }
 
+namespace {
+
+// softmax_row with explicit AVX-512 (the scalar loops' lanes, order and operations, so the same bits).
+RLHF_VMATH_AVX512 float softmax_row_avx512(float* s, int64_t kmax, int64_t width) {
+  const int64_t n = kmax + 1;
+  auto tail = [&](int64_t j) {
+    return n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1u);
+  };
+  __m512 ml = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = tail(j);
+    const __m512 sj = _mm512_maskz_loadu_ps(k, s + j);
+    ml = _mm512_mask_blend_ps(_mm512_mask_cmp_ps_mask(k, sj, ml, _CMP_GT_OQ), ml, sj);
+  }
+  float lanes[16];
+  _mm512_storeu_ps(lanes, ml);
+  float m = lanes[0];
+  for (int l = 1; l < 16; ++l) m = lanes[l] > m ? lanes[l] : m;
+  const __m512 vm = _mm512_set1_ps(m);
+  __m512 sl = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = tail(j);
+    const __m512 e = exp_approx16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), vm));
+    _mm512_mask_storeu_ps(s + j, k, e);
+    sl = _mm512_mask_add_ps(sl, k, sl, e);
+  }
+  _mm512_storeu_ps(lanes, sl);
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += lanes[l];
+  const __m512 inv = _mm512_set1_ps(1.0f / sum);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = tail(j);
+    _mm512_mask_storeu_ps(s + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + j), inv));
+  }
+  for (int64_t j = n; j < width; ++j) s[j] = 0.0f;
+  return m + std::log(sum);
+}
+
 // 16 index lanes: the same bits for the same row in every caller.
-__attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(float* __restrict s, int64_t kmax,
-                                                                               int64_t width) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row_lanes(float* __restrict s, int64_t kmax,
+                                                                                     int64_t width) {
   const int64_t n = kmax + 1;
   float ml[16];
   for (int l = 0; l < 16; ++l) ml[l] = -INFINITY;
@@ -54,6 +94,12 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(f
   for (int64_t j = 0; j < n; ++j) s[j] = s[j] * inv;
   for (int64_t j = n; j < width; ++j) s[j] = 0.0f;
   return m + std::log(sum);
+}
+
+}  // namespace
+
+float softmax_row(float* s, int64_t kmax, int64_t width) {
+  return simd_level() == SimdLevel::Avx512 ? softmax_row_avx512(s, kmax, width) : softmax_row_lanes(s, kmax, width);
 }
 
 void softcap_row(float* s, int64_t kmax, float c, float* factor) {

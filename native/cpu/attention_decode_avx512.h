@@ -32,7 +32,8 @@ RLHF_AVX512 inline void transpose16x16(__m512 r[16]) {
   }
   for (int j = 0; j < 4; ++j) {  // column c = 4k + j gathers block k of r[j], r[4 + j], r[8 + j], r[12 + j]
     const __m512 x = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), y = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
-    const __m512 z = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), w = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+    const __m512 z = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88),
+                 w = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
     t[j] = _mm512_shuffle_f32x4(x, z, 0x88), t[j + 8] = _mm512_shuffle_f32x4(x, z, 0xDD);
     t[j + 4] = _mm512_shuffle_f32x4(y, w, 0x88), t[j + 12] = _mm512_shuffle_f32x4(y, w, 0xDD);
   }

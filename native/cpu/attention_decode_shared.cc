@@ -176,8 +176,8 @@ RLHF_AVX512 void decode_cluster(const AttentionArgs& a, const Member* mem, int M
         for (int64_t c0 = std::max(pb, L); c0 < e; c0 += 64) {
           const int64_t c1 = std::min(c0 + 64, e);
           for (int64_t g = 0; g < KVH; ++g)
-            pv_chain_any(a, mem[m].table, g, d0, c0, c1, &prow[qi_of(g, m, 0)], group, &state[qi_of(g, m, 0)],
-                         c0 == pb, mk, g == 0);
+            pv_chain_any(a, mem[m].table, g, d0, c0, c1, &prow[qi_of(g, m, 0)], group, &state[qi_of(g, m, 0)], c0 == pb,
+                         mk, g == 0);
         }
         for (int64_t g = 0; g < KVH; ++g)
           for (int r = 0; r < group; ++r) {
@@ -210,8 +210,8 @@ void decode_paged_batch(const AttentionArgs& a, float* out, int64_t ldo, float* 
     const int64_t qlen = a.q_len ? a.q_len[b] : a.Tq;
     const int64_t kv_end = qlen >= 1 ? (a.kv_offset ? a.kv_offset[b] : 0) + 1 : 0;
     const int32_t* table = a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride;
-    RLHF_CHECK((kv_end + a.block_size - 1) / a.block_size <= a.table_stride, ErrorCode::OutOfRange, "attention: sequence ",
-               b, " reads ", kv_end, " keys, more than its block table holds");
+    RLHF_CHECK((kv_end + a.block_size - 1) / a.block_size <= a.table_stride, ErrorCode::OutOfRange,
+               "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
     if (kv_end > 0)
       mem.push_back({b, kv_end, table});
     else
@@ -228,8 +228,8 @@ void decode_paged_batch(const AttentionArgs& a, float* out, int64_t ldo, float* 
                        [](const Member& x, const Member& y) { return x.table[0] < y.table[0]; });
     for (int64_t i0 = 0, i1; i0 < n; i0 = i1) {
       int64_t L = mem[i0].kv_end;
-      for (i1 = i0 + 1; a.decode_share_prefix && i1 < n && i1 - i0 < kMaxMembers && mem[i1].table[0] == mem[i0].table[0];
-           ++i1) {
+      for (i1 = i0 + 1;
+           a.decode_share_prefix && i1 < n && i1 - i0 < kMaxMembers && mem[i1].table[0] == mem[i0].table[0]; ++i1) {
         int64_t common = 0;
         const int64_t blocks = (std::min(L, mem[i1].kv_end) + a.block_size - 1) / a.block_size;
         while (common < blocks && mem[i1].table[common] == mem[i0].table[common]) ++common;

@@ -2,8 +2,10 @@
 
 #include <cmath>
 
+#include "../core/cpu_features.h"
 #include "../core/thread_pool.h"
 #include "vmath.h"
+#include "vmath_avx512.h"
 
 namespace rlhf {
 namespace cpu {
@@ -44,6 +46,29 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void row_sums(const
   *sum_ez = sz;
 }
 
+// row_sums with explicit AVX-512: lane l sums the entries j ≡ l (mod 16) in order, and the lanes
+// are added 0..15, as the scalar loops do, so the bits are the same.
+RLHF_VMATH_AVX512 void row_sums_avx512(const float* z, int64_t V, float m, float* sum_e, float* sum_ez) {
+  __m512 le = _mm512_setzero_ps(), lz = le;
+  const __m512 vm = _mm512_set1_ps(m), zero = _mm512_setzero_ps();
+  for (int64_t j = 0; j < V; j += 16) {
+    const __mmask16 k = V - j >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (V - j)) - 1u);
+    const __m512 zj = _mm512_maskz_loadu_ps(k, z + j);
+    const __m512 e = exp_approx16(_mm512_sub_ps(zj, vm));
+    le = _mm512_mask_add_ps(le, k, le, e);
+    // e·z where e > 0 (0·(−inf) would be NaN), else +0
+    const __m512 ez = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(e, zero, _CMP_GT_OQ), zero, _mm512_mul_ps(e, zj));
+    lz = _mm512_mask_add_ps(lz, k, lz, ez);
+  }
+  float a[16], b[16];
+  _mm512_storeu_ps(a, le);
+  _mm512_storeu_ps(b, lz);
+  float se = 0.0f, sz = 0.0f;
+  for (int l = 0; l < 16; ++l) se += a[l], sz += b[l];
+  *sum_e = se;
+  *sum_ez = sz;
+}
+
 // dz_j = −p_j·(dlogp + dent·(z_j − lse + H)), then + dlogp at the target (outside).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void row_backward(float* __restrict dz, const float* z,
                                                                                int64_t V, float lse, float a, float b) {
@@ -64,7 +89,10 @@ float row_logsumexp(const float* z, int64_t V, float* sum_pz) {
     return -INFINITY;
   }
   float se, sz;
-  row_sums(z, V, m, &se, &sz);
+  if (simd_level() == SimdLevel::Avx512)
+    row_sums_avx512(z, V, m, &se, &sz);
+  else
+    row_sums(z, V, m, &se, &sz);
   if (sum_pz) *sum_pz = sz / se;
   return m + std::log(se);
 }

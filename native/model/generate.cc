@@ -60,9 +60,9 @@ GenerateResult Transformer::generate(const GenerateRequest& req) {
   const float alpha = sp.temperature > 0 ? 1.0f / sp.temperature : 1.0f;  // as lm_head_forward
   RLHF_CHECK(std::isfinite(alpha), ErrorCode::OutOfRange, "generate: temperature ", sp.temperature,
              " is too small (1/temperature overflows float); use 0 for greedy");
-  if (!req.static_batch && !sharded() && device() == Device::Cpu) return generate_on_session(*this, req);
+  if (!req.static_batch && !sharded()) return generate_on_session(*this, req);
   RLHF_CHECK(!req.kv_bf16, ErrorCode::Unsupported,
-             "generate: kvDtype 'bf16' needs the session (CPU, one rank, staticBatch false); the static batch keeps "
+             "generate: kvDtype 'bf16' needs the session (one rank, staticBatch false); the static batch keeps "
              "an f32 KV cache");
 
   // V: this rank's vocabulary rows (all of them unless sharded); Vt: the full vocabulary

@@ -5,6 +5,7 @@
 
 #include "../core/error.h"
 #include "../core/rng.h"
+#include "../core/thread_pool.h"
 #include "../cpu/logsoftmax.h"
 #include "session.h"
 
@@ -127,10 +128,13 @@ StepReport GenerationSession::step() {
         want[i] = i;
       }
       run(rows, 1, tokens, std::vector<int64_t>(A, 1), want);
-      for (int64_t i = 0; i < A; ++i) {
-        rows[i]->cached += 1;
-        sample(*rows[i], logits(i));
-      }
+      // each row draws from its own Philox stream into its own sequence: rows in parallel
+      parallel_for(A, 4, [&](int64_t i0, int64_t i1, int) {
+        for (int64_t i = i0; i < i1; ++i) {
+          rows[i]->cached += 1;
+          sample(*rows[i], logits(i));
+        }
+      });
       r.decode_rows = A;
       counters_.decode_tokens += A;
     }

@@ -1,11 +1,14 @@
 // Causal GQA attention: forward against the double reference (several query blocks, padding,
 // packed segments, KV offsets as in generation), backward by finite differences, and decode (one
-// query against a cache) bit-identical to the same row of a full forward.
+// query against a cache) bit-identical to the same row of a full forward; the softmax row gives
+// the same bits on its AVX-512 and scalar paths.
 #include <cmath>
 #include <cstring>
 
+#include "../core/cpu_features.h"
 #include "../core/dtype.h"
 #include "../cpu/attention.h"
+#include "../cpu/attention_internal.h"
 #include "fd.h"
 
 using namespace rlhf;
@@ -35,6 +38,28 @@ Setup make(int64_t B, int64_t T, int NH, int KVH, int HD, unsigned seed) {
   return s;
 }
 }  // namespace
+
+// widths around multiples of 16, masked (−inf) entries, a padded tail (kmax < width − 1)
+TEST(attention_softmax_row_same_bits_on_every_path) {
+  unsigned seed = 40;
+  for (int64_t n : {int64_t(1), int64_t(7), int64_t(16), int64_t(33), int64_t(300)}) {
+    auto s0 = random_vec(n + 5, seed++, -3, 3);  // terms of similar size: summation order shows
+    for (int64_t j = 0; j < n; j += 3) s0[j] = -INFINITY;
+    s0[n - 1] = 3.0f;  // one unmasked key at least
+    std::vector<float> a = s0, b = s0;
+    set_simd_level_cap(SimdLevel::Avx512);
+    const float la = cpu::attention_internal::softmax_row(a.data(), n - 1, n + 5);
+    set_simd_level_cap(SimdLevel::Scalar);
+    const float lb = cpu::attention_internal::softmax_row(b.data(), n - 1, n + 5);
+    set_simd_level_cap(SimdLevel::Avx512);
+    CHECK(std::memcmp(&la, &lb, 4) == 0);
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+    double sum = 0;
+    for (int64_t j = 0; j < n; ++j) sum += a[j];
+    CHECK_NEAR(sum, 1.0, 1e-5, 0.0);
+    CHECK(a[n] == 0.0f && a[n + 4] == 0.0f);
+  }
+}
 
 TEST(attention_forward_matches_reference) {
   for (bool segments : {false, true}) {

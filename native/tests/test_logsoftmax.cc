@@ -1,7 +1,10 @@
 // Fused log-softmax + gather + entropy: against the double reference, gradients of logp and of
-// the entropy by finite differences, target −1 rows, and huge/−inf logits.
+// the entropy by finite differences, target −1 rows, and huge/−inf logits; the AVX-512 and scalar
+// log-sum-exp give the same bits.
 #include <cmath>
+#include <cstring>
 
+#include "../core/cpu_features.h"
 #include "../cpu/logsoftmax.h"
 #include "fd.h"
 
@@ -28,6 +31,26 @@ TEST(logsoftmax_forward_matches_reference) {
   float a, b, c;
   cpu::logsoftmax_forward(&a, &b, &c, big.data(), V, &t7, 1, V);
   CHECK(a == 0.0f && b == 0.0f && c == 1e4f);
+}
+
+// row_logsumexp (and its mean-logit sum) on the AVX-512 path against the compiler's scalar loops
+// (RLHF's simd cap), bitwise: widths around multiples of 16, −inf entries, one huge logit.
+TEST(row_logsumexp_same_bits_on_every_path) {
+  unsigned seed = 70;
+  for (int64_t V : {int64_t(1), int64_t(15), int64_t(16), int64_t(17), int64_t(1001), int64_t(4096)}) {
+    auto z = random_vec(V, seed++, -3, 3);  // many terms of similar size: summation order shows
+    if (V > 3) z[2] = -INFINITY;
+    if (V == 17) z[V - 1] = 80.0f;
+    float pz[2], l[2];
+    for (int k = 0; k < 2; ++k) {
+      set_simd_level_cap(k == 0 ? SimdLevel::Avx512 : SimdLevel::Scalar);
+      l[k] = cpu::row_logsumexp(z.data(), V, &pz[k]);
+    }
+    set_simd_level_cap(SimdLevel::Avx512);
+    CHECK(std::memcmp(&l[0], &l[1], 4) == 0);
+    CHECK(std::memcmp(&pz[0], &pz[1], 4) == 0);
+    CHECK_NEAR(l[0], l[1], 0.0, 0.0);
+  }
 }
 
 TEST(logsoftmax_backward_matches_finite_differences) {
