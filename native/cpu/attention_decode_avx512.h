@@ -20,16 +20,19 @@ namespace attention_internal {
 // In-register transpose of a 16 × 16 float block: r[i] lane c (row i, column c) → r[c] lane i.
 RLHF_AVX512 inline void transpose16x16(__m512 r[16]) {
   __m512 t[16];
+#pragma GCC unroll 16
   for (int i = 0; i < 16; i += 2) {  // per 128-bit block k: rows i, i+1 at columns 4k, 4k+1 | 4k+2, 4k+3
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
   }
+#pragma GCC unroll 4
   for (int i = 0; i < 16; i += 4) {  // r[i + j] block k: rows i..i+3 at column 4k + j
     r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
     r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
     r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
     r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
   }
+#pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {  // column c = 4k + j gathers block k of r[j], r[4 + j], r[8 + j], r[12 + j]
     const __m512 x = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), y = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
     const __m512 z = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88),
@@ -37,7 +40,26 @@ RLHF_AVX512 inline void transpose16x16(__m512 r[16]) {
     t[j] = _mm512_shuffle_f32x4(x, z, 0x88), t[j + 8] = _mm512_shuffle_f32x4(x, z, 0xDD);
     t[j + 4] = _mm512_shuffle_f32x4(y, w, 0x88), t[j + 12] = _mm512_shuffle_f32x4(y, w, 0xDD);
   }
+#pragma GCC unroll 16
   for (int c = 0; c < 16; ++c) r[c] = t[c];
+}
+
+// r[i] = dims [d0, d0 + 16) (md: the valid ones, the rest 0) of the key row at element off[i] of
+// the pool, as f32, for i < rows; r[i] = 0 for i >= rows.
+template <bool kBf16>
+RLHF_AVX512 inline void load_key_rows16(const AttentionArgs& a, const int64_t* off, int rows, int d0, __mmask16 md,
+                                        __m512 r[16]) {
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    if (i >= rows) {
+      r[i] = _mm512_setzero_ps();
+    } else if constexpr (kBf16) {
+      const __m512i w = _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_maskz_loadu_epi16(md, a.k_bf16 + off[i] + d0));
+      r[i] = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, w, 16));
+    } else {
+      r[i] = _mm512_maskz_loadu_ps(md, a.k + off[i] + d0);
+    }
+  }
 }
 
 // Transposes the head-g rows of keys [j0, j0 + n) (n <= 64) of the sequence whose block-table row
@@ -76,19 +98,17 @@ RLHF_AVX512 inline void transpose_keys64(const AttentionArgs& a, int64_t g, cons
       const int dims = std::min(16, HD - d0);
       const __mmask16 md = static_cast<__mmask16>((1u << dims) - 1u);
       __m512 r[16];
-      for (int i = 0; i < 16; ++i) {
-        if (i >= rows) {
-          r[i] = zero;
-        } else if (a.k_bf16) {
-          const __m512i w =
-              _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_maskz_loadu_epi16(md, a.k_bf16 + off[l0 + i] + d0));
-          r[i] = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, w, 16));
-        } else {
-          r[i] = _mm512_maskz_loadu_ps(md, a.k + off[l0 + i] + d0);
-        }
-      }
+      if (a.k_bf16)
+        load_key_rows16<true>(a, off + l0, rows, d0, md, r);
+      else
+        load_key_rows16<false>(a, off + l0, rows, d0, md, r);
       transpose16x16(r);
-      for (int c = 0; c < dims; ++c) _mm512_store_ps(tile + (d0 + c) * 64 + l0, r[c]);
+      if (dims == 16) {
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; ++c) _mm512_store_ps(tile + (d0 + c) * 64 + l0, r[c]);
+      } else {
+        for (int c = 0; c < dims; ++c) _mm512_store_ps(tile + (d0 + c) * 64 + l0, r[c]);
+      }
     }
   }
 }

@@ -42,7 +42,7 @@ struct Member {
 template <int QN, int NV>
 RLHF_AVX512 void pv_chain(const AttentionArgs& a, const int32_t* table, int64_t g, int d0, int64_t j0, int64_t j1,
                           const float* const* prow, int nq, float* const* state, bool from_zero, const __mmask16* m,
-                          bool whole_rows) {
+                          bool whole_rows, int64_t pf_limit) {
   const int64_t bs = a.block_size, vsz = a.v_bf16 ? 2 : 4;
   const char* vbase = a.v_bf16 ? reinterpret_cast<const char*>(a.v_bf16) : reinterpret_cast<const char*>(a.v);
   // prefetched per row: the bytes this chain reads, or the whole row (every head) for the heads after
@@ -61,12 +61,12 @@ RLHF_AVX512 void pv_chain(const AttentionArgs& a, const int32_t* table, int64_t 
       for (int v = 0; v < NV; ++v)
         acc[q][v] = (from_zero || q >= qn) ? _mm512_setzero_ps() : _mm512_loadu_ps(state[q0 + q] + 16 * v);
     if (q0 == 0)
-      for (int64_t j = j0; j < std::min(j1, j0 + kAheadV); ++j) prefetch_row(j);
+      for (int64_t j = j0; j < std::min(pf_limit, j0 + kAheadV); ++j) prefetch_row(j);
     for (int64_t j = j0; j < j1;) {
       const int64_t n = std::min(bs - j % bs, j1 - j);
       int64_t at = paged_row(a, table, j) * a.ldv + g * a.HD + d0;
       for (int64_t i = 0; i < n; ++i, at += a.ldv) {
-        if (q0 == 0 && j + i + kAheadV < j1) prefetch_row(j + i + kAheadV);
+        if (q0 == 0 && j + i + kAheadV < pf_limit) prefetch_row(j + i + kAheadV);
         __m512 vv[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) vv[v] = load_v16(a, at + 16 * v, m[v]);
@@ -92,11 +92,11 @@ RLHF_AVX512 void pv_chain(const AttentionArgs& a, const int32_t* table, int64_t 
 // pv_chain with the widest register tile for the vectors that dims [d0, d0 + 64) need.
 RLHF_AVX512 void pv_chain_any(const AttentionArgs& a, const int32_t* table, int64_t g, int d0, int64_t j0, int64_t j1,
                               const float* const* prow, int nq, float* const* state, bool from_zero, const __mmask16* m,
-                              bool whole_rows) {
+                              bool whole_rows, int64_t pf_limit) {
   const int nv = (m[0] != 0) + (m[1] != 0) + (m[2] != 0) + (m[3] != 0);
-  if (nv <= 1) return pv_chain<16, 1>(a, table, g, d0, j0, j1, prow, nq, state, from_zero, m, whole_rows);
-  if (nv == 2) return pv_chain<8, 2>(a, table, g, d0, j0, j1, prow, nq, state, from_zero, m, whole_rows);
-  return pv_chain<4, 4>(a, table, g, d0, j0, j1, prow, nq, state, from_zero, m, whole_rows);
+  if (nv <= 1) return pv_chain<16, 1>(a, table, g, d0, j0, j1, prow, nq, state, from_zero, m, whole_rows, pf_limit);
+  if (nv == 2) return pv_chain<8, 2>(a, table, g, d0, j0, j1, prow, nq, state, from_zero, m, whole_rows, pf_limit);
+  return pv_chain<4, 4>(a, table, g, d0, j0, j1, prow, nq, state, from_zero, m, whole_rows, pf_limit);
 }
 
 // Decode of the cluster's members (M >= 1) for every head: keys [0, L) are shared (the same pool
@@ -168,7 +168,7 @@ RLHF_AVX512 void decode_cluster(const AttentionArgs& a, const Member* mem, int M
         const int64_t c1 = std::min({c0 + 64, pe, L});
         for (int64_t g = 0; g < KVH; ++g)
           pv_chain_any(a, mem[0].table, g, d0, c0, c1, &prow[qi_of(g, 0, 0)], M * group, &state[qi_of(g, 0, 0)],
-                       c0 == pb, mk, g == 0);
+                       c0 == pb, mk, g == 0, L);
       }
       for (int m = 0; m < M; ++m) {
         if (pb >= mem[m].kv_end) continue;
@@ -177,7 +177,7 @@ RLHF_AVX512 void decode_cluster(const AttentionArgs& a, const Member* mem, int M
           const int64_t c1 = std::min(c0 + 64, e);
           for (int64_t g = 0; g < KVH; ++g)
             pv_chain_any(a, mem[m].table, g, d0, c0, c1, &prow[qi_of(g, m, 0)], group, &state[qi_of(g, m, 0)], c0 == pb,
-                         mk, g == 0);
+                         mk, g == 0, mem[m].kv_end);
         }
         for (int64_t g = 0; g < KVH; ++g)
           for (int r = 0; r < group; ++r) {
