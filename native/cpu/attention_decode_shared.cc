@@ -9,8 +9,9 @@
 // chain's steps, not their order, so results are bitwise those of each sequence alone: they do not
 // depend on what else is in the batch.
 //
-// Taken when the AVX-512 kernel runs, no sliding window, head_dim <= kc, and at least kMinShared
-// keys are shared; otherwise (and for padding queries) each sequence runs alone.
+// The chunked kernel (decode_cluster, clusters of one included) runs where the AVX-512 kernel
+// does, head_dim <= kc and the query sees no more keys than a sliding window holds; clusters need
+// at least kMinShared shared keys. Otherwise a sequence runs attention_decode.cc's kernel alone.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -203,7 +204,11 @@ struct Task {
 }  // namespace
 
 void decode_paged_batch(const AttentionArgs& a, float* out, int64_t ldo, float* lse) {
-  std::vector<Member> mem;
+  const int64_t kc = gemm_select_kernel().kc;
+  // the chunked kernel: AVX-512, head_dim within one depth block, and no key the window masks
+  // (a query that sees fewer keys than the window reads exactly what it would without one)
+  const bool fast = simd_level() == SimdLevel::Avx512 && a.HD <= kc;
+  std::vector<Member> mem, alone;  // alone: decoded by decode_paged_in_place
   mem.reserve(a.B);
   std::vector<int64_t> padding;
   for (int64_t b = 0; b < a.B; ++b) {
@@ -212,44 +217,40 @@ void decode_paged_batch(const AttentionArgs& a, float* out, int64_t ldo, float* 
     const int32_t* table = a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride;
     RLHF_CHECK((kv_end + a.block_size - 1) / a.block_size <= a.table_stride, ErrorCode::OutOfRange,
                "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
-    if (kv_end > 0)
+    if (kv_end == 0)
+      padding.push_back(b);
+    else if (fast && (a.window == 0 || kv_end <= a.window))
       mem.push_back({b, kv_end, table});
     else
-      padding.push_back(b);
+      alone.push_back({b, kv_end, table});
   }
-  const int64_t kc = gemm_select_kernel().kc;
-  // the chunked kernel: AVX-512, no window, head_dim within one depth block
-  const bool fast = simd_level() == SimdLevel::Avx512 && a.window == 0 && a.HD <= kc;
-  std::vector<Task> tasks;
+  std::vector<Task> tasks;  // over mem: clusters of equal first blocks and the blocks they all share
+  if (a.decode_share_prefix)
+    std::stable_sort(mem.begin(), mem.end(), [](const Member& x, const Member& y) { return x.table[0] < y.table[0]; });
   const int64_t n = static_cast<int64_t>(mem.size());
-  if (fast) {  // clusters: equal first blocks, then the run of blocks they all have in common
-    if (a.decode_share_prefix)
-      std::stable_sort(mem.begin(), mem.end(),
-                       [](const Member& x, const Member& y) { return x.table[0] < y.table[0]; });
-    for (int64_t i0 = 0, i1; i0 < n; i0 = i1) {
-      int64_t L = mem[i0].kv_end;
-      for (i1 = i0 + 1;
-           a.decode_share_prefix && i1 < n && i1 - i0 < kMaxMembers && mem[i1].table[0] == mem[i0].table[0]; ++i1) {
-        int64_t common = 0;
-        const int64_t blocks = (std::min(L, mem[i1].kv_end) + a.block_size - 1) / a.block_size;
-        while (common < blocks && mem[i1].table[common] == mem[i0].table[common]) ++common;
-        L = std::min({L, common * a.block_size, mem[i1].kv_end});
-      }
-      if (i1 - i0 >= 2 && L >= kMinShared)
-        tasks.push_back({i0, i1 - i0, L});
-      else
-        for (int64_t i = i0; i < i1; ++i) tasks.push_back({i, 1, 0});
+  for (int64_t i0 = 0, i1; i0 < n; i0 = i1) {
+    int64_t L = mem[i0].kv_end;
+    for (i1 = i0 + 1; a.decode_share_prefix && i1 < n && i1 - i0 < kMaxMembers && mem[i1].table[0] == mem[i0].table[0];
+         ++i1) {
+      int64_t common = 0;
+      const int64_t blocks = (std::min(L, mem[i1].kv_end) + a.block_size - 1) / a.block_size;
+      while (common < blocks && mem[i1].table[common] == mem[i0].table[common]) ++common;
+      L = std::min({L, common * a.block_size, mem[i1].kv_end});
     }
-  } else {
-    for (int64_t i = 0; i < n; ++i) tasks.push_back({i, 1, 0});
+    if (i1 - i0 >= 2 && L >= kMinShared)
+      tasks.push_back({i0, i1 - i0, L});
+    else
+      for (int64_t i = i0; i < i1; ++i) tasks.push_back({i, 1, 0});
   }
-  parallel_for(static_cast<int64_t>(tasks.size()), 1, [&](int64_t tb, int64_t te, int) {
+  const int64_t nt = static_cast<int64_t>(tasks.size());
+  parallel_for(nt + static_cast<int64_t>(alone.size()), 1, [&](int64_t tb, int64_t te, int) {
     for (int64_t t = tb; t < te; ++t) {
-      const Task& k = tasks[t];
-      if (fast)
-        decode_cluster(a, &mem[k.first], static_cast<int>(k.count), k.shared, out, ldo, lse, kc);
-      else
-        decode_paged_in_place(a, mem[k.first].b, mem[k.first].kv_end, mem[k.first].table, out, ldo, lse);
+      if (t < nt) {
+        decode_cluster(a, &mem[tasks[t].first], static_cast<int>(tasks[t].count), tasks[t].shared, out, ldo, lse, kc);
+      } else {
+        const Member& s = alone[t - nt];
+        decode_paged_in_place(a, s.b, s.kv_end, s.table, out, ldo, lse);
+      }
     }
   });
   for (int64_t b : padding) {  // padding query: zeros

@@ -142,6 +142,7 @@ TEST(attention_decode_shared_prefix_bitwise) {
             run_case(cs, seed++);
             cs.softcap = 1.5f, cs.HD = 80, run_case(cs, seed++);
             cs.softcap = 0.0f, cs.HD = 16, cs.window = 40, run_case(cs, seed++);  // windows: one at a time
+            cs.window = 300, run_case(cs, seed++);  // a window no query reaches past: clustered
           }
     // several depth blocks (AVX-512: 1024 keys) under the shared range and past it
     Case cs{4, 1, 64, 16, {1300, 1100, 1250}, 0, 0.0f, false, 1088};
