@@ -13,6 +13,7 @@
 // does, head_dim <= kc and the query sees no more keys than a sliding window holds; clusters need
 // at least kMinShared shared keys. Otherwise a sequence runs attention_decode.cc's kernel alone.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -242,9 +243,29 @@ void decode_paged_batch(const AttentionArgs& a, float* out, int64_t ldo, float* 
     else
       for (int64_t i = i0; i < i1; ++i) tasks.push_back({i, 1, 0});
   }
-  const int64_t nt = static_cast<int64_t>(tasks.size());
-  parallel_for(nt + static_cast<int64_t>(alone.size()), 1, [&](int64_t tb, int64_t te, int) {
-    for (int64_t t = tb; t < te; ++t) {
+  // Every task (a cluster, or a sequence alone) writes only its own rows and uses thread-local
+  // scratch, so tasks can go to whichever thread is free: largest first, taken from a shared
+  // counter — no thread waits on a static share when clusters differ in size or a core is busy.
+  struct Job {
+    int64_t task;  // index into tasks, or tasks.size() + index into alone
+    double cost;   // ~ key rows read + score/P·V work
+  };
+  const int64_t nt = static_cast<int64_t>(tasks.size()), nj = nt + static_cast<int64_t>(alone.size());
+  std::vector<Job> jobs(nj);
+  for (int64_t t = 0; t < nt; ++t) {
+    double rows = static_cast<double>(tasks[t].shared), work = 0;
+    for (int64_t i = tasks[t].first; i < tasks[t].first + tasks[t].count; ++i)
+      rows += static_cast<double>(mem[i].kv_end - tasks[t].shared), work += static_cast<double>(mem[i].kv_end);
+    jobs[t] = {t, rows + 0.25 * work};
+  }
+  for (int64_t i = 0; i < static_cast<int64_t>(alone.size()); ++i)
+    jobs[nt + i] = {nt + i, 1.25 * static_cast<double>(alone[i].kv_end)};
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Job& x, const Job& y) { return x.cost > y.cost; });
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(nj, current_pool().size());
+  parallel_for(workers, 1, [&](int64_t, int64_t, int) {
+    for (int64_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nj;) {
+      const int64_t t = jobs[j].task;
       if (t < nt) {
         decode_cluster(a, &mem[tasks[t].first], static_cast<int>(tasks[t].count), tasks[t].shared, out, ldo, lse, kc);
       } else {
