@@ -15,6 +15,14 @@
  * are those of `model.generate` for the same seed and stream, and its log-probs are forward()'s.
  * The session packs the model's weights when it is created: make a new session after the weights
  * change. CPU models of one rank only.
+ *
+ * KV pools: the layers are grouped by attention window, each group with its own pool of blocks (a
+ * block: blockSize positions of k and v of the group's layers). The global layers (every layer of
+ * Llama or Qwen, Gemma's global layers) keep every block of a sequence; the sliding-window layers
+ * (every layer of Mistral, Gemma's local layers) give back the blocks that lie wholly outside their
+ * window, and a request reserves only its window's worth of them, so more requests fit. The global
+ * pool has `numBlocks` blocks, the sliding one `windowBlocks` (default numBlocks);
+ * estimateKvPool (lib/engine/kv-memory.ts) sizes both for a batch.
  */
 import { withCallerStack } from '../errors.js';
 import { native, type NativeGenerationSession } from '../native.js';
@@ -24,8 +32,14 @@ import type { Model } from './model.js';
 export interface GenerationSessionOptions {
   /** token positions per KV block (default 16) */
   blockSize?: number;
-  /** blocks in the pool (required): the KV memory is numBlocks · blockBytes */
+  /**
+   * blocks in the global layers' pool (required), and in the sliding-window layers' pool unless
+   * windowBlocks is given. With the default windowBlocks the KV memory is numBlocks · blockBytes
+   * (+ one zero block of the sliding layers when some layers slide)
+   */
   numBlocks: number;
+  /** blocks in the sliding-window layers' pool (default numBlocks; unused when no layer slides) */
+  windowBlocks?: number;
   /** rows computed per step: decode rows plus prefill-chunk tokens (default 512) */
   tokenBudget?: number;
   /** sequences holding blocks at once (default 256) */
@@ -75,20 +89,45 @@ export interface SessionStepReport {
   finished: number;
 }
 
+/** One KV pool: the layers of one attention window. */
+export interface KvGroupStats {
+  /** the layers' sliding window (0: global layers) */
+  window: number;
+  /** layers in the group */
+  layers: number;
+  blocksTotal: number;
+  blocksInUse: number;
+  blocksCached: number;
+  peakBlocksInUse: number;
+  /** one block: blockSize positions of the group's layers, k and v */
+  blockBytes: number;
+  /** blocksTotal · blockBytes, plus one zero block when the group slides */
+  poolBytes: number;
+  /** blocks returned to the pool for lying outside the window */
+  windowReleased: number;
+}
+
+/** Block counts are sums over the groups (a block of each pool counts one); bytes are exact. */
 export interface GenerationSessionStats {
   blockSize: number;
   blocksTotal: number;
   blocksInUse: number;
-  /** unreferenced blocks the prefix cache keeps (evicted first when the pool needs blocks) */
+  /** unreferenced blocks the prefix cache keeps (evicted first when their pool needs blocks) */
   blocksCached: number;
+  /** the peak of blocksInUse */
   peakBlocksInUse: number;
+  /** bytes of blockSize positions of every layer (k and v): one block of each group */
   blockBytes: number;
-  /** peakBlocksInUse · blockBytes */
+  /** bytes of the blocks in use */
+  kvBytesInUse: number;
+  /** the peak of kvBytesInUse */
   peakKvBytes: number;
-  /** KV bytes allocated: blocksTotal · blockBytes, plus one zero block when every layer slides */
+  /** KV bytes allocated: every pool's, the sliding pool's zero block included */
   poolBytes: number;
-  /** blocks returned to the pool for lying outside every layer's sliding window (all layers sliding only) */
+  /** blocks the sliding-window layers' pool got back for lying outside the window */
   windowReleased: number;
+  /** per pool, the global layers' first */
+  groups: KvGroupStats[];
   waiting: number;
   running: number;
   unread: number;
@@ -99,7 +138,7 @@ export interface GenerationSessionStats {
   decodeTokens: number;
 }
 
-const SESSION_KEYS = ['blockSize', 'numBlocks', 'tokenBudget', 'maxRunning', 'prefixCache', 'kvDtype'] as const;
+const SESSION_KEYS = ['blockSize', 'numBlocks', 'windowBlocks', 'tokenBudget', 'maxRunning', 'prefixCache', 'kvDtype'] as const;
 const REQUEST_KEYS = ['maxNewTokens', 'stopTokens', 'temperature', 'topK', 'topP', 'seed', 'stream'] as const;
 
 export class GenerationSession {
@@ -112,6 +151,7 @@ export class GenerationSession {
     o.known(SESSION_KEYS);
     const blockSize = o.int('blockSize', { min: 1, max: 65536 }, 16);
     const numBlocks = o.int('numBlocks', { min: 1, max: 2 ** 31 - 1 });
+    const windowBlocks = o.has('windowBlocks') ? o.int('windowBlocks', { min: 1, max: 2 ** 31 - 1 }) : undefined;
     const tokenBudget = o.int('tokenBudget', { min: 1, max: 2 ** 24 }, 512);
     const maxRunning = o.int('maxRunning', { min: 1, max: 2 ** 24 }, 256);
     const prefixCache = o.bool('prefixCache', true);
@@ -122,6 +162,7 @@ export class GenerationSession {
     this.#native = new (native().NativeGenerationSession)(target.native, {
       blockSize,
       numBlocks,
+      windowBlocks,
       tokenBudget,
       maxRunning,
       prefixCache,
