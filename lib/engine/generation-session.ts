@@ -138,7 +138,15 @@ export interface GenerationSessionStats {
   decodeTokens: number;
 }
 
-const SESSION_KEYS = ['blockSize', 'numBlocks', 'windowBlocks', 'tokenBudget', 'maxRunning', 'prefixCache', 'kvDtype'] as const;
+const SESSION_KEYS = [
+  'blockSize',
+  'numBlocks',
+  'windowBlocks',
+  'tokenBudget',
+  'maxRunning',
+  'prefixCache',
+  'kvDtype',
+] as const;
 const REQUEST_KEYS = ['maxNewTokens', 'stopTokens', 'temperature', 'topK', 'topP', 'seed', 'stream'] as const;
 
 export class GenerationSession {

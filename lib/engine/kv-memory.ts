@@ -72,7 +72,10 @@ export function kvWindowBlocksPerSequence(
 ): number {
   const chunk = Math.min(promptLen, tokenBudget);
   const n = Math.max(window, Math.min(promptLen, window - 1 + chunk));
-  return Math.min(Math.ceil((promptLen + maxNewTokens - 1) / blockSize), Math.floor((n + 2 * blockSize - 2) / blockSize));
+  return Math.min(
+    Math.ceil((promptLen + maxNewTokens - 1) / blockSize),
+    Math.floor((n + 2 * blockSize - 2) / blockSize),
+  );
 }
 
 /** `config`: a ModelConfig (model.config) or a Hugging Face config.json object. */
@@ -106,7 +109,13 @@ export function estimateKvPool(
       : kvBlocksPerSequence(promptLen, maxNewTokens, blockSize);
     const blocks = sequences * perSequence;
     const blockBytes = layers * layerBlockBytes;
-    groups.push({ window: sliding ? W : 0, layers, blocks, blockBytes, bytes: (blocks + (sliding ? 1 : 0)) * blockBytes });
+    groups.push({
+      window: sliding ? W : 0,
+      layers,
+      blocks,
+      blockBytes,
+      bytes: (blocks + (sliding ? 1 : 0)) * blockBytes,
+    });
   }
   return {
     blocks: groups[0].blocks,

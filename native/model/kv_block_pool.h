@@ -63,7 +63,7 @@ class KvBlockPool {
   int64_t in_use() const { return in_use_; }  // blocks referenced by a sequence
   int64_t peak_in_use() const { return peak_; }
   int64_t cached_unreferenced() const { return static_cast<int64_t>(lru_.size()); }
-  int64_t block_bytes() const;                                       // one block: the group's layers, k and v
+  int64_t block_bytes() const;                                        // one block: the group's layers, k and v
   int64_t pool_bytes() const { return cache_.rows * block_bytes(); }  // the zero block included
 
   int64_t reserved = 0;  // kept by the session: see above
@@ -82,10 +82,10 @@ class KvBlockPool {
   KvCache cache_;
   std::vector<int32_t> ref_;  // per block
   std::vector<int32_t> free_;
-  std::list<int32_t> lru_;                         // unreferenced cached blocks, least recent first
-  std::unordered_map<uint64_t, int32_t> by_key_;   // key → block
-  std::map<int32_t, Entry> entries_;               // block → its prefix-cache entry
-  std::vector<uint64_t> key_of_;                   // per block: its key (when cached)
+  std::list<int32_t> lru_;                        // unreferenced cached blocks, least recent first
+  std::unordered_map<uint64_t, int32_t> by_key_;  // key → block
+  std::map<int32_t, Entry> entries_;              // block → its prefix-cache entry
+  std::vector<uint64_t> key_of_;                  // per block: its key (when cached)
   int64_t in_use_ = 0, peak_ = 0;
 };
 

@@ -146,9 +146,9 @@ int64_t GenerationSession::add_request(SessionRequest r) {
   s.req = std::move(r);
   for (const auto& p : pools_) {
     const int64_t need = worst_blocks(s, *p);
-    RLHF_CHECK(need <= p->num_blocks(), ErrorCode::OutOfRange, fn, ": the request needs up to ", need, " KV blocks of the ",
-               p->slides() ? "sliding-window" : "global", " layers' pool, which holds ", p->num_blocks(), " (raise ",
-               p->slides() && pools_.size() > 1 ? "windowBlocks" : "numBlocks", ")");
+    RLHF_CHECK(need <= p->num_blocks(), ErrorCode::OutOfRange, fn, ": the request needs up to ", need,
+               " KV blocks of the ", p->slides() ? "sliding-window" : "global", " layers' pool, which holds ",
+               p->num_blocks(), " (raise ", p->slides() && pools_.size() > 1 ? "windowBlocks" : "numBlocks", ")");
   }
   s.kv.resize(pools_.size());
   m_.ensure_rope(plen + s.req.max_new_tokens);

@@ -114,8 +114,8 @@ struct StepReport {
 };
 
 struct KvGroupStats {  // one pool (a group of layers with one window)
-  int64_t window = 0;   // 0: the global layers
-  int64_t layers = 0;   // layers in the group
+  int64_t window = 0;  // 0: the global layers
+  int64_t layers = 0;  // layers in the group
   int64_t blocks_total = 0, blocks_in_use = 0, blocks_cached = 0, peak_blocks_in_use = 0;
   int64_t block_bytes = 0;      // one block: the group's layers, k and v
   int64_t pool_bytes = 0;       // blocks_total · block_bytes, + one zero block when the group slides
@@ -181,8 +181,8 @@ class GenerationSession {
     std::vector<SeqBlocks> kv;  // per group (pools_)
     int64_t cached = 0;         // positions whose k/v are in the cache
     int64_t registered = 0;     // leading full prompt blocks entered in the prefix cache
-    uint64_t chain = 0;          // hash chain value after the registered blocks
-    int64_t leader = -1;         // Following: the sequence it shares the prefill of
+    uint64_t chain = 0;         // hash chain value after the registered blocks
+    int64_t leader = -1;        // Following: the sequence it shares the prefill of
     std::vector<int64_t> followers;
     SessionOutput out;
     size_t reported = 0;  // out.tokens already returned by progress()

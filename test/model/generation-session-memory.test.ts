@@ -1,7 +1,8 @@
 // The KV pool estimate (lib/engine/kv-memory.ts, estimateTrainingMemory's `rollout`) against the
-// session: a GenerationSession of the estimated block count reports the estimated pool bytes,
-// admits every sequence at once (the pool holds all their worst cases) and, one block fewer, makes
-// one wait (the count is exact, not just enough).
+// session: a GenerationSession of the estimated block counts (numBlocks for the global layers,
+// windowBlocks for the sliding ones) reports the estimated pool bytes, per group, admits every
+// sequence at once (the pools hold all their worst cases) and, one block fewer in either pool,
+// makes one wait (the count is exact, not just enough).
 import t from 'tap';
 import { join } from 'node:path';
 import { tinyConfig } from '../../lib/engine/config.js';
@@ -17,9 +18,16 @@ const cases: KvPoolOptions[] = [
   { sequences: 5, promptLen: 1, maxNewTokens: 12, blockSize: 5 },
 ];
 
-async function admitted(m: Model, est: ReturnType<typeof estimateKvPool>, c: KvPoolOptions, numBlocks: number) {
+async function admitted(
+  m: Model,
+  est: ReturnType<typeof estimateKvPool>,
+  c: KvPoolOptions,
+  numBlocks: number,
+  windowBlocks?: number,
+) {
   const s = new GenerationSession(m, {
     numBlocks,
+    windowBlocks,
     blockSize: c.blockSize ?? 16,
     kvDtype: c.kvDtype ?? 'f32',
     prefixCache: false,
@@ -32,7 +40,11 @@ async function admitted(m: Model, est: ReturnType<typeof estimateKvPool>, c: KvP
   await s.step();
   const st = s.stats;
   await s.runUntilIdle();
-  t.ok(s.stats.peakBlocksInUse <= est.blocks, `peak ${s.stats.peakBlocksInUse} of ${est.blocks} estimated blocks`);
+  for (const [i, g] of s.stats.groups.entries())
+    t.ok(
+      g.peakBlocksInUse <= est.groups[i].blocks,
+      `peak ${g.peakBlocksInUse} of ${est.groups[i].blocks} estimated blocks`,
+    );
   s.dispose();
   return st;
 }
@@ -46,6 +58,8 @@ for (const [name, load] of [
       }),
   ],
   ['mistral fixture (every layer slides: one zero block more)', () => Model.load(join(modelFixtures, 'mistral-tiny'))],
+  ['gemma2 fixture (a local and a global layer)', () => Model.load(join(modelFixtures, 'gemma2-tiny'))],
+  ['gemma3 fixture (two local layers, a global one)', () => Model.load(join(modelFixtures, 'gemma3-tiny'))],
 ] as const)
   t.test(`${name}: the estimate is the session's pool`, async (t) => {
     const m = await load();
@@ -53,12 +67,22 @@ for (const [name, load] of [
     for (const c of cases) {
       const est = estimateKvPool(m.config, c);
       const label = JSON.stringify(c);
-      const st = await admitted(m, est, c, est.blocks);
+      const mixed = est.groups.length > 1; // windowBlocks for the sliding pool; else numBlocks sizes the one pool
+      const st = await admitted(m, est, c, est.blocks, mixed ? est.windowBlocks : undefined);
       t.equal(st.poolBytes, est.bytes, `${label}: pool bytes ${est.bytes}`);
+      t.same(
+        st.groups.map((g) => [g.window, g.layers, g.blocksTotal, g.blockBytes, g.poolBytes]),
+        est.groups.map((g) => [g.window, g.layers, g.blocks, g.blockBytes, g.bytes]),
+        `${label}: per group`,
+      );
       t.equal(st.blockBytes, est.blockBytes, `${label}: block bytes`);
       t.equal(st.waiting, 0, `${label}: all ${c.sequences} sequences admitted at once`);
-      const short = await admitted(m, est, c, est.blocks - 1);
+      const short = await admitted(m, est, c, est.blocks - 1, mixed ? est.windowBlocks : undefined);
       t.equal(short.waiting, 1, `${label}: one block fewer, one sequence waits`);
+      if (mixed) {
+        const shortWindow = await admitted(m, est, c, est.blocks, est.windowBlocks - 1);
+        t.equal(shortWindow.waiting, 1, `${label}: one sliding block fewer, one sequence waits`);
+      }
       t.equal(
         estimateTrainingMemory(m.config, { batch: 2, seqLen: 8, rollout: c }).kvPool,
         est.bytes,

@@ -84,7 +84,9 @@ async function check(t: Test, fixture: string) {
       if (g.window === 0) {
         t.equal(g.windowReleased, 0, `${label}: the global layers keep every block`);
         // a sequence ends holding every block of its positions
-        const longest = Math.max(...requests.map((r) => Math.ceil((r.prompt.length + r.maxNewTokens - 1) / o.blockSize)));
+        const longest = Math.max(
+          ...requests.map((r) => Math.ceil((r.prompt.length + r.maxNewTokens - 1) / o.blockSize)),
+        );
         t.ok(g.peakBlocksInUse >= longest, `${label}: global peak ${g.peakBlocksInUse} >= ${longest}`);
         continue;
       }
@@ -97,8 +99,16 @@ async function check(t: Test, fixture: string) {
       t.ok(g.peakBlocksInUse <= bound, `${label}: peak ${g.peakBlocksInUse} blocks within the window's bound ${bound}`);
       t.ok(g.peakBlocksInUse < full, `${label}: peak ${g.peakBlocksInUse} < ${full} blocks of the full cache`);
     }
-    t.equal(st.windowReleased, st.groups.reduce((a, g) => a + g.windowReleased, 0), `${label}: windowReleased`);
-    t.equal(st.poolBytes, st.groups.reduce((a, g) => a + g.poolBytes, 0), `${label}: poolBytes`);
+    t.equal(
+      st.windowReleased,
+      st.groups.reduce((a, g) => a + g.windowReleased, 0),
+      `${label}: windowReleased`,
+    );
+    t.equal(
+      st.poolBytes,
+      st.groups.reduce((a, g) => a + g.poolBytes, 0),
+      `${label}: poolBytes`,
+    );
     t.equal(st.blockBytes, c.layers * layerBlock, `${label}: blockBytes: every layer`);
     const peakBound = st.groups.reduce((a, g) => a + g.peakBlocksInUse * g.blockBytes, 0);
     t.ok(
