@@ -239,14 +239,21 @@ void GenerationSession::release_outside_window(Seq& s) {
 
 int64_t GenerationSession::prefix_hits(const Seq& s, std::vector<uint64_t>* keys) const {
   const int64_t bs = opt_.block_size, plen = static_cast<int64_t>(s.req.prompt.size());
-  const int64_t cap = opt_.prefix_cache ? (plen - 1) / bs : 0;  // the last prompt position is always computed
-  keys->assign(cap + 1, 0);
-  for (int64_t i = 0; i < cap; ++i) (*keys)[i + 1] = chain_hash((*keys)[i], s.req.prompt.data() + i * bs, bs);
+  const int32_t* prompt = s.req.prompt.data();
+  // the last prompt position is always computed; a global group's blocks must all be there, so the
+  // first one it lacks ends the search
+  int64_t cap = opt_.prefix_cache ? (plen - 1) / bs : 0;
+  keys->assign(1, 0);
+  for (int64_t i = 0; i < cap; ++i) {
+    keys->push_back(chain_hash((*keys)[i], prompt + i * bs, bs));
+    for (const auto& p : pools_)
+      if (!p->slides() && p->lookup((*keys)[i + 1], (*keys)[i], prompt + i * bs) < 0) cap = i;
+  }
   // per group: the last block below i + 1 that the group does not hold (−1: none)
   std::vector<std::vector<int64_t>> missing(pools_.size(), std::vector<int64_t>(cap, -1));
   for (size_t g = 0; g < pools_.size(); ++g)
     for (int64_t i = 0; i < cap; ++i) {
-      const bool held = pools_[g]->lookup((*keys)[i + 1], (*keys)[i], s.req.prompt.data() + i * bs) >= 0;
+      const bool held = pools_[g]->lookup((*keys)[i + 1], (*keys)[i], prompt + i * bs) >= 0;
       missing[g][i] = held ? (i > 0 ? missing[g][i - 1] : -1) : i;
     }
   for (int64_t h = cap; h > 0; --h) {
