@@ -2,8 +2,8 @@
   python3 collect.py OUT.json --meta meta.json --ours ours.jsonl --torch torch.jsonl
          --tests tests.log [--sanitizer sanitizer.log]
 and adds the side-by-side ratios the goals are stated in: GEMM ours/torch TFLOP/s per size,
-AdamW torch_ms/ours_ms and ours as a fraction of copy bandwidth. Missing pieces are recorded as
-missing, never invented."""
+AdamW torch_ms/ours_ms, and AdamW and the paged decode as fractions of copy bandwidth. Missing
+pieces are recorded as missing, never invented."""
 import argparse
 import json
 import re
@@ -70,7 +70,7 @@ def main(argv):
     if ours_step and torch_step:
         ratios["adamw_step torch_ms/ours_ms"] = torch_step["median_ms"] / ours_step["median_ms"]
     if ours_copy:
-        for b in ("adamw_update", "adamw_step"):
+        for b in ("adamw_update", "adamw_step", "attention_paged_decode_f32", "attention_paged_decode_bf16"):
             r = find(ours, b)
             if r:
                 ratios[f"{b} GB/s / copy GB/s"] = r["value"] / ours_copy["value"]

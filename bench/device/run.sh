@@ -8,8 +8,12 @@
 #   2. runs the CUDA kernel tests on the GPU (test_cuda_device: the same sources that
 #      `npm run test:cuda-host` runs under host emulation), then again under compute-sanitizer
 #      memcheck if present (it may refuse the device: the log says so);
+#      The tests include the paged KV cache: attention with a block table (f32/bf16 pools) against
+#      the CPU reference, and GenerationSession on the CUDA backend against the CPU session; their
+#      lines are printed;
 #   3. times GEMM (bf16, 1024…8192) against torch.matmul, AdamW against
-#      torch.optim.AdamW(fused=True), and device-to-device copy bandwidth, in one run;
+#      torch.optim.AdamW(fused=True), device-to-device copy bandwidth, and one paged decode step
+#      (32 sequences × 2048 keys, f32 and bf16 pools; no torch peer), in one run;
 #   4. writes one JSON of figures: $OUT/device-figures.json when OUT is set (with the logs as
 #      $OUT/device-logs.tar.gz: two files come back), else bench/results/device-figures.json
 #      (logs in bench/results/device-logs/).
@@ -27,9 +31,9 @@ step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
 if [ -f .device/env.sh ]; then source .device/env.sh; fi
 
 if [ "$smoke" = 1 ]; then
-  sizes=64,128; adamw_n=100000; repeats=3; jobs=2
+  sizes=64,128; adamw_n=100000; repeats=3; jobs=2; attn=2,48
 else
-  sizes=1024,2048,4096,8192; adamw_n=268435456; repeats=20; jobs=$(nproc)
+  sizes=1024,2048,4096,8192; adamw_n=268435456; repeats=20; jobs=$(nproc); attn=32,2048
 fi
 
 # ---- what is here ------------------------------------------------------------------------------
@@ -80,6 +84,7 @@ if [ $build_status -eq 0 ]; then
   step "CUDA kernel tests"
   timeout 180 "$test_bin" > "$logs/tests.log" 2>&1
   echo "tests exit $?"; grep -E '^(FAIL|SKIP)|passed, ' "$logs/tests.log"
+  echo "paged KV cache:"; grep -E '^(ok|FAIL|SKIP) +cuda_(attention_paged|model_generation_session|model_paged)' "$logs/tests.log"
   if [ "$smoke" != 1 ] && command -v compute-sanitizer > /dev/null; then
     step "the same tests under compute-sanitizer memcheck"
     timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 "$test_bin" > "$logs/sanitizer.log" 2>&1
@@ -94,8 +99,8 @@ fi
 # ---- 3. timings --------------------------------------------------------------------------------
 : > "$logs/ours.jsonl"; : > "$logs/torch.jsonl"
 if [ $build_status -eq 0 ]; then
-  step "ours: gemm, adamw, copy"
-  timeout 180 "$bench_bin" --sizes $sizes --adamw-n $adamw_n --repeats $repeats > "$logs/ours.jsonl" 2> "$logs/ours.err"
+  step "ours: gemm, adamw, copy, paged decode"
+  timeout 180 "$bench_bin" --sizes $sizes --adamw-n $adamw_n --repeats $repeats --attn $attn > "$logs/ours.jsonl" 2> "$logs/ours.err"
   echo "bench exit $?"; cat "$logs/ours.err" | head -5
 fi
 py=python3

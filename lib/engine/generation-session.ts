@@ -14,7 +14,9 @@
  * size, on sharing, on when it was admitted or on the token budget (CPU, fixed thread count): they
  * are those of `model.generate` for the same seed and stream, and its log-probs are forward()'s.
  * The session packs the model's weights when it is created: make a new session after the weights
- * change. CPU models of one rank only.
+ * change. Models of one rank: on the CPU, or on the CUDA backend of a CUDA build, where the tokens
+ * are the CPU session's and the log-probs agree within fp32 rounding (the invariances above are
+ * bitwise on the CPU only).
  *
  * KV pools: the layers are grouped by attention window, each group with its own pool of blocks (a
  * block: blockSize positions of k and v of the group's layers). The global layers (every layer of

@@ -1,13 +1,13 @@
 /**
  * The two ways the serving {@link Scheduler} runs its rows through the model:
  *
- * - {@link SessionEngine} (CPU models of one rank): every choice is a request of one
+ * - {@link SessionEngine} (models of one rank, CPU or CUDA): every choice is a request of one
  *   {@link GenerationSession}, so concurrent requests are decoded in the same steps (continuous
  *   batching over a paged KV cache, prefix sharing between the n choices of a prompt); new
  *   requests join at the next step, a cancelled one frees its KV blocks at once, streams update
  *   after every step, and each row keeps its own sampling parameters. Choice j of a request with
  *   seed s samples Philox stream j of seed s: its tokens do not depend on what else runs.
- * - {@link ChunkedEngine} (models the session refuses: tensor-parallel, non-CPU backends): rows
+ * - {@link ChunkedEngine} (models the session refuses: tensor-parallel): rows
  *   with equal (temperature, topP, topK) share a `Model.generate` call of `chunkTokens` tokens;
  *   each chunk re-feeds the prompt and the tokens so far. Chunk c of choice j samples Philox
  *   stream hash(s, j, c) of seed 0, so a seeded request is reproducible for a given chunk size.

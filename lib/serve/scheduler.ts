@@ -5,7 +5,7 @@
  * string or half a character. Only this loop calls the model (the model refuses concurrent calls),
  * and between rounds new requests and disconnects get in:
  *
- * - on a CPU model of one rank the rounds are the steps of one GenerationSession, so concurrent
+ * - on a model of one rank (CPU or CUDA) the rounds are the steps of one GenerationSession, so concurrent
  *   requests are decoded together, a cancelled request (client gone) frees its KV blocks before the
  *   next step, and a seeded request gives the same tokens alone or among others;
  * - other models run chunks of `chunkTokens` tokens through `Model.generate` (see engines.ts).
@@ -67,7 +67,7 @@ export interface SchedulerOptions {
   kvDtype?: 'f32' | 'bf16';
   /** rows computed per session step: decode rows plus prefill tokens (default 512) */
   tokenBudget?: number;
-  /** only for models the session refuses (tensor-parallel, non-CPU): tokens per generate call (default 16) */
+  /** only for models the session refuses (tensor-parallel): tokens per generate call (default 16) */
   chunkTokens?: number;
   /** most requests waiting or running (default 64); submit() refuses beyond it */
   maxRequests?: number;

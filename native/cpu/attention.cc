@@ -227,21 +227,7 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
                "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
     return table;
   };
-  if (a.Tq == 1 && !a.decode_gather) {
-    // Decode in place: a task owns a sequence and reads its keys/values from the pool's blocks.
-    parallel_for(a.B, 1, [&](int64_t tb, int64_t te, int) {
-      for (int64_t b = tb; b < te; ++b) {
-        const Seq sq = seq_of(a, b);
-        const int64_t kv_end = sq.qlen >= 1 ? sq.offset + 1 : 0;
-        const int32_t* table = keys_of(b, kv_end);
-        if (kv_end > 0)
-          decode_paged_in_place(a, b, kv_end, table, out, ldo, lse);
-        else  // padding query: zeros
-          for (int64_t h = 0; h < a.NH; ++h) forward_block(a, b, h, 0, sq, nullptr, 0, nullptr, 0, out, ldo, lse);
-      }
-    });
-    return;
-  }
+  if (a.Tq == 1 && !a.decode_gather) return decode_paged_batch(a, out, ldo, lse);  // in place
   const int64_t KVD = int64_t(a.KVH) * a.HD;
   if (a.Tq == 1 && a.ldk == KVD && a.ldv == KVD) {
     // Decode: a task owns a sequence; it gathers its keys/values for every kv head at once (one

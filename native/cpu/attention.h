@@ -24,7 +24,8 @@
 //   bit-identical to the contiguous layout holding the same keys.
 // Paged decode (Tq == 1) reads each key/value row from its block in place (attention_decode.cc),
 //   reproducing per element the GEMMs' multiply-add chains and depth blocking, so its bits equal the
-//   gather path's (decode_gather = true keeps that path: gather, then GEMM).
+//   gather path's (decode_gather = true keeps that path: gather, then GEMM). Sequences sharing
+//   leading blocks (a prompt's samples) are decoded together over those keys, in the same chains.
 // bf16 KV (k_bf16 / v_bf16 non-null, paged only; k / v unused): the pool holds bf16 bits with the
 //   same row layout; the gather widens them to f32 (exact), and everything after it is the f32
 //   arithmetic above, so the result is that of f32 keys/values equal to the bf16 ones.
@@ -56,6 +57,9 @@ struct AttentionArgs {
   const uint16_t* k_bf16 = nullptr;      // bf16 keys (paged cache only): replace k, same ldk
   const uint16_t* v_bf16 = nullptr;      // bf16 values, with k_bf16: replace v, same ldv
   bool decode_gather = false;  // paged decode (Tq == 1): gather K/V and run the GEMMs (tests); else read in place
+  // paged decode in place: sequences whose block tables begin with the same blocks read those
+  // keys once for all of them (bitwise the same results; false: each alone, for tests and benches)
+  bool decode_share_prefix = true;
 };
 
 // out: (B·Tq, ·) with stride ldo, overwrite; lse: (B·Tq, NH), overwrite, may be null. Contiguous

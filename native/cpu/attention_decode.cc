@@ -16,6 +16,7 @@
 #include "../core/cpu_features.h"
 #include "../core/dtype.h"
 #include "attention_internal.h"
+#include "attention_decode_avx512.h"
 #include "gemm_microkernels.h"
 
 namespace rlhf {
@@ -131,68 +132,14 @@ inline __attribute__((always_inline)) void decode_body(const AttentionArgs& a, i
   }
 }
 
-#define RLHF_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
-
 // AVX-512 scores of query rows qg (group × HD) against keys [j0, j0 + n), n <= 64, into
 // S[r·ldS + l]: the keys' head-g rows transposed into tile (HD × 64, in L1; bf16 widened), then
 // per head four 16-key chains over d in registers. (Hardware gathers instead of the transpose
 // were slower on the Zen machine measured.)
 RLHF_AVX512 void scores64_avx512(const AttentionArgs& a, int64_t g, const int32_t* table, int64_t j0, int n,
                                  int64_t kv_end, const float* qg, int group, float* tile, float* S, int64_t ldS) {
-  const int HD = a.HD;
-  constexpr int kAhead = 16;  // keys prefetched ahead of the transpose
-  int64_t off[64 + kAhead];   // element offset of key j0 + l's head-g row in the pool
-  const int na = static_cast<int>(std::min<int64_t>(n + kAhead, kv_end - j0));
-  {  // walk the blocks (one division per tile, not per key)
-    int64_t blk = j0 / a.block_size, in = j0 % a.block_size;
-    for (int l = 0; l < na; ++l) {
-      off[l] = (int64_t(table[blk]) * a.block_size + in) * a.ldk + g * HD;
-      if (++in == a.block_size) in = 0, ++blk;
-    }
-  }
-  const int64_t esz = a.k_bf16 ? 2 : 4;
-  const char* kbase = a.k_bf16 ? reinterpret_cast<const char*>(a.k_bf16) : reinterpret_cast<const char*>(a.k);
-  for (int l = 0; l < std::min(na, kAhead); ++l)
-    for (int64_t by = 0; by < HD * esz; by += 64) _mm_prefetch(kbase + off[l] * esz + by, _MM_HINT_T0);
-  if (n < 64)
-    for (int d = 0; d < HD; ++d) std::memset(tile + d * 64 + n, 0, sizeof(float) * (64 - n));
-  for (int l = 0; l < n; ++l) {
-    if (l + kAhead < na)
-      for (int64_t by = 0; by < HD * esz; by += 64) _mm_prefetch(kbase + off[l + kAhead] * esz + by, _MM_HINT_T0);
-    if (a.k_bf16)
-      for (int d = 0; d < HD; ++d) tile[d * 64 + l] = bf16_to_f32(a.k_bf16[off[l] + d]);
-    else
-      for (int d = 0; d < HD; ++d) tile[d * 64 + l] = a.k[off[l] + d];
-  }
-  const __m512 vs = _mm512_set1_ps(a.scale);
-  for (int r = 0; r < group; ++r) {
-    const float* q = qg + r * HD;
-    __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
-    for (int d = 0; d < HD; ++d) {
-      const __m512 qd = _mm512_set1_ps(q[d]);
-      const float* td = tile + d * 64;
-      t0 = _mm512_fmadd_ps(qd, _mm512_load_ps(td), t0);
-      t1 = _mm512_fmadd_ps(qd, _mm512_load_ps(td + 16), t1);
-      t2 = _mm512_fmadd_ps(qd, _mm512_load_ps(td + 32), t2);
-      t3 = _mm512_fmadd_ps(qd, _mm512_load_ps(td + 48), t3);
-    }
-    const __m512 t[4] = {t0, t1, t2, t3};
-    for (int s4 = 0; s4 < 4; ++s4) {
-      const int valid = std::max(0, std::min(16, n - 16 * s4));
-      _mm512_mask_storeu_ps(S + r * ldS + 16 * s4, static_cast<__mmask16>((1u << valid) - 1u),
-                            _mm512_mul_ps(vs, t[s4]));
-    }
-  }
-}
-
-// 16 values of the value pool from element `at` (m: the valid ones) as f32 (bf16 widened).
-RLHF_AVX512 inline __m512 load_v16(const AttentionArgs& a, int64_t at, __mmask16 m) {
-  if (a.v_bf16) {
-    // maskz forms: the plain ones start from an undefined register (a -Wmaybe-uninitialized warning)
-    const __m512i w = _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_maskz_loadu_epi16(m, a.v_bf16 + at));
-    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, w, 16));
-  }
-  return _mm512_maskz_loadu_ps(m, a.v + at);
+  transpose_keys64(a, g, table, j0, n, kv_end, tile);
+  for (int r = 0; r < group; ++r) scores_from_tile(a, tile, n, qg + r * a.HD, S + r * ldS);
 }
 
 RLHF_AVX512 void decode_avx512(const AttentionArgs& a, int64_t b, int64_t kv_end, const int32_t* table, float* out,
@@ -223,8 +170,7 @@ RLHF_AVX512 void decode_avx512(const AttentionArgs& a, int64_t b, int64_t kv_end
     for (int r = 0; r < group; ++r)
       for (int d0 = 0; d0 < HD; d0 += 64) {
         __mmask16 m[4];
-        for (int i = 0; i < 4; ++i)
-          m[i] = static_cast<__mmask16>((1u << std::max(0, std::min(16, HD - d0 - 16 * i))) - 1u);
+        dim_masks(HD, d0, m);
         const float* p = S + r * kv_end;
         const __m512 zero = _mm512_setzero_ps();
         __m512 o0 = zero, o1 = zero, o2 = zero, o3 = zero;

@@ -10,8 +10,8 @@ namespace rlhf {
 namespace cpu {
 namespace attention_internal {
 
-// Thread-local growable scratch, one buffer per slot: 0..2 for attention.cc, 3..5 for the decode.
-constexpr int kScratchSlots = 6;
+// Thread-local growable scratch, one buffer per slot: 0..2 for attention.cc, 3..6 for the decode.
+constexpr int kScratchSlots = 7;
 float* scratch(int slot, size_t floats);
 
 // Softmax of row s[0..=kmax] in place with masked entries (−inf) giving 0; entries past kmax set
@@ -36,6 +36,11 @@ inline int64_t paged_row(const AttentionArgs& a, const int32_t* table, int64_t j
 // its chain over key positions per depth block kc, merged the way the GEMM merges k blocks.
 void decode_paged_in_place(const AttentionArgs& a, int64_t b, int64_t kv_end, const int32_t* table, float* out,
                            int64_t ldo, float* lse);
+
+// Paged decode (Tq == 1) of every sequence of `a` in place (attention_decode_shared.cc): runs
+// decode_paged_in_place per sequence, or per shared-prefix cluster of sequences (bitwise the same
+// results); padding queries get zeros. out/lse overwritten as attention_forward's.
+void decode_paged_batch(const AttentionArgs& a, float* out, int64_t ldo, float* lse);
 
 }  // namespace attention_internal
 }  // namespace cpu

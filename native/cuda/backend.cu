@@ -120,9 +120,22 @@ __global__ void value_head_dw_kernel(float* __restrict__ dw, const float* __rest
   }
 }
 
+// bf16 bits of f32 x, rounded to nearest even exactly as rlhf::f32_to_bf16 (core/dtype.h) does on
+// the CPU: a NaN keeps its top bits with the quiet bit set.
+__device__ __forceinline__ uint16_t bf16_bits(float x) {
+  unsigned bits = __float_as_uint(x);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+__device__ __forceinline__ void store_kv(float* dst, float x) { *dst = x; }
+__device__ __forceinline__ void store_kv(uint16_t* dst, float x) { *dst = bf16_bits(x); }
+
 // One thread per (query row, element): row b·T + t goes to cache row kv_seq[b], position
 // kv_offset[b] + t, for t < lengths[b]. The caller guarantees kv_offset[b] + lengths[b] <= len.
-__global__ void cache_store_kernel(float* __restrict__ ck, float* __restrict__ cv, int64_t cache_len,
+// The paged cache calls it with T = 1 and (block, slot, 0/1) as (kv_seq, kv_offset, lengths).
+template <typename KV>
+__global__ void cache_store_kernel(KV* __restrict__ ck, KV* __restrict__ cv, int64_t cache_len,
                                    const float* __restrict__ k, const float* __restrict__ v, int64_t ld, int64_t B,
                                    int64_t T, const int64_t* __restrict__ lengths, const int64_t* __restrict__ kv_seq,
                                    const int64_t* __restrict__ kv_offset, int64_t kvd) {
@@ -132,8 +145,8 @@ __global__ void cache_store_kernel(float* __restrict__ ck, float* __restrict__ c
     if (t >= (lengths ? lengths[b] : T)) continue;
     const int64_t row = kv_seq ? kv_seq[b] : b, off = kv_offset ? kv_offset[b] : 0;
     const int64_t dst = (row * cache_len + off + t) * kvd + e;
-    ck[dst] = k[(b * T + t) * ld + e];
-    cv[dst] = v[(b * T + t) * ld + e];
+    store_kv(ck + dst, k[(b * T + t) * ld + e]);
+    store_kv(cv + dst, v[(b * T + t) * ld + e]);
   }
 }
 
@@ -172,6 +185,10 @@ class CudaBackend final : public model::Backend {
     if (n <= 0) return;
     RLHF_LAUNCH(fill_kernel, dim3(grid_for(n)), dim3(kThreads), 0, nullptr)(x, value, n);
     throw_if(launch_status("fill"));
+  }
+  void zero(void* x, size_t bytes) override {
+    if (bytes == 0) return;
+    throw_if(cudaMemset(x, 0, bytes), "zero");
   }
   void copy_rows(float* dst, const float* src, int64_t n) override {
     copy(dst, Device::Cuda, src, Device::Cuda, static_cast<size_t>(n) * sizeof(float));
@@ -216,10 +233,6 @@ class CudaBackend final : public model::Backend {
   }
 
   void attention_forward(const cpu::AttentionArgs& a, float* out, int64_t ldo, float* lse) override {
-    if (a.block_table)
-      throw Error(ErrorCode::Unsupported,
-                  "the cuda backend has no attention_forward kernel for a paged KV cache (block table) yet; use "
-                  "device 'cpu' for a GenerationSession");
     throw_if(cuda::attention_forward(a, out, ldo, lse, nullptr));
   }
   void attention_backward(const cpu::AttentionArgs& a, const float* out, int64_t ldo, const float* lse,
@@ -309,9 +322,18 @@ class CudaBackend final : public model::Backend {
                    const int64_t* kv_offset, int64_t kvd) override {
     (void)cache_rows;  // bounds are generate()'s invariant; checked on the CPU backend
     if (B * T * kvd == 0) return;
-    RLHF_LAUNCH(cache_store_kernel, dim3(grid_for(B * T * kvd)), dim3(kThreads), 0, nullptr)
+    RLHF_LAUNCH(cache_store_kernel<float>, dim3(grid_for(B * T * kvd)), dim3(kThreads), 0, nullptr)
     (ck, cv, cache_len, k, v, ld, B, T, lengths, kv_seq, kv_offset, kvd);
     throw_if(launch_status("cache_store"));
+  }
+  void cache_store_bf16(uint16_t* ck, uint16_t* cv, int64_t cache_rows, int64_t cache_len, const float* k,
+                        const float* v, int64_t ld, int64_t B, int64_t T, const int64_t* lengths, const int64_t* kv_seq,
+                        const int64_t* kv_offset, int64_t kvd) override {
+    (void)cache_rows;  // as cache_store
+    if (B * T * kvd == 0) return;
+    RLHF_LAUNCH(cache_store_kernel<uint16_t>, dim3(grid_for(B * T * kvd)), dim3(kThreads), 0, nullptr)
+    (ck, cv, cache_len, k, v, ld, B, T, lengths, kv_seq, kv_offset, kvd);
+    throw_if(launch_status("cache_store_bf16"));
   }
 
  private:

@@ -54,6 +54,7 @@ class Backend {
   // dst ← src (bytes), each on the device its tag names (Device::Cpu: host memory).
   virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
   virtual void fill(float* x, float value, int64_t n) = 0;              // x[0, n) = value
+  virtual void zero(void* x, size_t bytes) = 0;                         // bytes [0, bytes) of x = 0 (any type)
   virtual void copy_rows(float* dst, const float* src, int64_t n) = 0;  // dst[0, n) = src[0, n), same device
 
   // ---- gemm (cpu::sgemm, cpu::sgemm_pack_b, cpu::sgemm_packed_b)
@@ -141,7 +142,7 @@ class Backend {
   virtual void cache_store(float* ck, float* cv, int64_t cache_rows, int64_t cache_len, const float* k, const float* v,
                            int64_t ld, int64_t B, int64_t T, const int64_t* lengths, const int64_t* kv_seq,
                            const int64_t* kv_offset, int64_t kvd) = 0;
-  // cache_store into a bf16 cache (k/v rounded to nearest even); only the CPU backend runs it
+  // cache_store into a bf16 cache (k/v rounded to nearest even, bits as f32_to_bf16 in core/dtype.h)
   virtual void cache_store_bf16(uint16_t* ck, uint16_t* cv, int64_t cache_rows, int64_t cache_len, const float* k,
                                 const float* v, int64_t ld, int64_t B, int64_t T, const int64_t* lengths,
                                 const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd);

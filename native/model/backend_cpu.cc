@@ -37,6 +37,9 @@ class CpuBackend final : public Backend {
     else
       parallel_for(n, 1 << 16, [&](int64_t b, int64_t e, int) { std::fill(x + b, x + e, value); });
   }
+  void zero(void* x, size_t bytes) override {
+    if (bytes) std::memset(x, 0, bytes);
+  }
   void copy_rows(float* dst, const float* src, int64_t n) override { model::copy_rows(dst, src, n); }
 
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

@@ -17,16 +17,17 @@ KvBlockPool::KvBlockPool(Backend* be, std::vector<int> layers, int model_layers,
   for (int64_t i = 0; i < G; ++i) cache_.slot[layers_[i]] = static_cast<int>(i);
   const size_t elem = bf16 ? sizeof(uint16_t) : sizeof(float);
   cache_.buf = Buffer(static_cast<size_t>(2 * G * cache_.rows * block_size * kvd) * elem, false, be->device());
-  if (window > 0) {  // the last row: zeros
+  if (window > 0) {  // the last row: zeros (through the backend: the storage may be device memory)
     zero_block_ = static_cast<int32_t>(num_blocks);
     const int64_t n = block_size * kvd;
+    const size_t bytes = static_cast<size_t>(n) * elem;
     for (int l : layers_)
       if (bf16) {
-        std::fill_n(cache_k16(&cache_, l) + zero_block_ * n, n, uint16_t(0));
-        std::fill_n(cache_v16(&cache_, l) + zero_block_ * n, n, uint16_t(0));
+        be->zero(cache_k16(&cache_, l) + zero_block_ * n, bytes);
+        be->zero(cache_v16(&cache_, l) + zero_block_ * n, bytes);
       } else {
-        std::fill_n(cache_k(&cache_, l) + zero_block_ * n, n, 0.0f);
-        std::fill_n(cache_v(&cache_, l) + zero_block_ * n, n, 0.0f);
+        be->zero(cache_k(&cache_, l) + zero_block_ * n, bytes);
+        be->zero(cache_v(&cache_, l) + zero_block_ * n, bytes);
       }
   }
   ref_.assign(num_blocks, 0);

@@ -31,8 +31,8 @@ namespace model {
 class KvBlockPool {
  public:
   // layers: the model layers this group holds (ascending); model_layers: the model's layer count.
-  // window > 0: a sliding group (one zero block more). The storage lives on be's device; the zero
-  // block is filled on the host (the session runs on the CPU backend).
+  // window > 0: a sliding group (one zero block more, zeroed through be). The storage lives on be's
+  // device.
   KvBlockPool(Backend* be, std::vector<int> layers, int model_layers, int64_t window, int64_t num_blocks,
               int64_t block_size, int64_t kvd, bool bf16);
 

@@ -35,8 +35,6 @@ GenerationSession::GenerationSession(Transformer& model, const SessionOptions& o
   RLHF_CHECK(c.lm_head, ErrorCode::Unsupported,
              "GenerationSession: the model has no LM head (it is a *ForSequenceClassification)");
   RLHF_CHECK(!m_.sharded(), ErrorCode::Unsupported, "GenerationSession: a tensor-parallel model (use generate)");
-  RLHF_CHECK(m_.device() == Device::Cpu, ErrorCode::Unsupported, "GenerationSession: the ", device_name(m_.device()),
-             " backend has no attention_forward kernel for a paged KV cache (block table) yet; use device 'cpu'");
   RLHF_CHECK(opt_.block_size >= 1 && opt_.block_size <= (int64_t(1) << 16), ErrorCode::OutOfRange,
              "GenerationSession: blockSize must be in [1, 65536], got ", opt_.block_size);
   RLHF_CHECK(opt_.num_blocks >= 1 && opt_.num_blocks < (int64_t(1) << 31), ErrorCode::OutOfRange,

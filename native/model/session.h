@@ -62,8 +62,10 @@
 // bf16 sessions, and the results differ from f32's by the rounding of k/v only.
 //
 // The weights are packed when the session is created: a session must not outlive a change of the
-// model's weights (make a new one). CPU backend, one rank (a tensor-parallel model or a non-CPU
-// backend is refused, naming the op).
+// model's weights (make a new one). One rank (a tensor-parallel model is refused). On the CUDA
+// backend the pool lives in device memory and the steps run its kernels: log-probs agree with the
+// CPU session's within fp32 rounding, and so do the tokens unless that rounding decides a choice
+// (the bitwise invariances above hold on the CPU).
 #pragma once
 #include <cstdint>
 #include <deque>

@@ -5,7 +5,10 @@
 //   adamw  the fused update over n fp32 parameters (28 bytes each), and the whole step with the
 //          gradient norm: GB/s counted as 28·n bytes
 //   copy   device-to-device cudaMemcpy of 4·n bytes: GB/s counting bytes read + written
-// Usage: bench_cuda_device [--sizes 1024,2048,4096,8192] [--adamw-n N] [--repeats R]
+//   attention_paged_decode  one decode step (Tq = 1) of B sequences of ctx cached keys each over a
+//          paged KV cache (blocks of 16, the sequences' blocks interleaved), NH 32, KVH 8, HD 128, f32 and bf16 pools:
+//          GB/s counting the k and v bytes read once (B·ctx·2·KVH·HD·element size)
+// Usage: bench_cuda_device [--sizes 1024,2048,4096,8192] [--adamw-n N] [--repeats R] [--attn B,ctx]
 // Also builds under host emulation (bench_cuda_host) so its code paths are checked on a CPU, at
 // small sizes only.
 #include <algorithm>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "../adamw.h"
+#include "../attention.h"
 #include "../cuda_common.h"
 #include "../gemm.h"
 
@@ -33,6 +37,11 @@ __global__ void fill_kernel(float* x, int64_t n, uint32_t seed, float lo, float 
 __global__ void to_bf16_kernel(__nv_bfloat16* y, const float* x, int64_t n) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = __float2bfloat16(x[i]);
+}
+__global__ void to_bf16_bits_kernel(uint16_t* y, const float* x, int64_t n) {  // the paged pool's storage
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    y[i] = static_cast<uint16_t>(__float_as_uint(x[i]) >> 16);
 }
 
 bool ok(cudaError_t e, const char* what) {
@@ -79,12 +88,62 @@ void emit(const char* bench, const std::string& shape, double ms, double value, 
   std::fflush(stdout);
 }
 
+// One decode step over a paged pool of B·ctx/16 blocks, interleaved; false when a call failed.
+bool bench_paged_decode(int64_t B, int64_t ctx, int repeats) {
+  const int NH = 32, KVH = 8, HD = 128;
+  const int64_t bs = 16, per_seq = (ctx + bs - 1) / bs, blocks = B * per_seq, KVD = int64_t(KVH) * HD;
+  const int64_t pool = blocks * bs * KVD;
+  std::vector<int32_t> table(blocks);
+  for (int64_t b = 0; b < B; ++b)  // the sequences' blocks interleaved in the pool
+    for (int64_t e = 0; e < per_seq; ++e) table[b * per_seq + e] = static_cast<int32_t>(e * B + b);
+  std::vector<int64_t> offset(B, ctx - 1);
+  float *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr, *lse = nullptr;
+  uint16_t *k16 = nullptr, *v16 = nullptr;
+  int32_t* table_d = nullptr;
+  int64_t* offset_d = nullptr;
+  bool good = ok(cudaMalloc(&q, B * NH * HD * 4), "cudaMalloc") && ok(cudaMalloc(&k, pool * 4), "cudaMalloc") &&
+              ok(cudaMalloc(&v, pool * 4), "cudaMalloc") && ok(cudaMalloc(&k16, pool * 2), "cudaMalloc") &&
+              ok(cudaMalloc(&v16, pool * 2), "cudaMalloc") && ok(cudaMalloc(&out, B * NH * HD * 4), "cudaMalloc") &&
+              ok(cudaMalloc(&lse, B * NH * 4), "cudaMalloc") && ok(cudaMalloc(&table_d, blocks * 4), "cudaMalloc") &&
+              ok(cudaMalloc(&offset_d, B * 8), "cudaMalloc");
+  if (good) {
+    fill(q, B * NH * HD, 7, -1.0f, 1.0f), fill(k, pool, 8, -1.0f, 1.0f), fill(v, pool, 9, -1.0f, 1.0f);
+    RLHF_LAUNCH(to_bf16_bits_kernel, dim3(1024), dim3(256), 0, nullptr)(k16, k, pool);
+    RLHF_LAUNCH(to_bf16_bits_kernel, dim3(1024), dim3(256), 0, nullptr)(v16, v, pool);
+    good = ok(cudaMemcpy(table_d, table.data(), blocks * 4, cudaMemcpyHostToDevice), "copy") &&
+           ok(cudaMemcpy(offset_d, offset.data(), B * 8, cudaMemcpyHostToDevice), "copy");
+  }
+  rlhf::cpu::AttentionArgs a;
+  a.B = B, a.NH = NH, a.KVH = KVH, a.HD = HD, a.scale = 0.088f, a.Tq = 1, a.q = q, a.ldq = int64_t(NH) * HD;
+  a.ldk = a.ldv = KVD, a.kv_stride = bs, a.kv_offset = offset_d;
+  a.block_table = table_d, a.block_size = bs, a.table_stride = per_seq;
+  const std::string shape = "B=" + std::to_string(B) + " ctx=" + std::to_string(ctx) + " NH=32 KVH=8 HD=128 bs=16";
+  for (int bf16 = 0; good && bf16 < 2; ++bf16) {
+    rlhf::cpu::AttentionArgs d = a;
+    if (bf16)
+      d.k_bf16 = k16, d.v_bf16 = v16;
+    else
+      d.k = k, d.v = v;
+    const double ms = median_ms(
+        [&] { return ok(rlhf::cuda::attention_forward(d, out, int64_t(NH) * HD, lse, nullptr)); }, 2, repeats);
+    if (ms < 0) good = false;
+    const double bytes = double(B) * ctx * 2 * KVD * (bf16 ? 2 : 4);
+    if (good)
+      emit(bf16 ? "attention_paged_decode_bf16" : "attention_paged_decode_f32", shape, ms, bytes / (ms * 1e-3) / 1e9,
+           "GB/s");
+  }
+  cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(k16), cudaFree(v16), cudaFree(out), cudaFree(lse);
+  cudaFree(table_d), cudaFree(offset_d);
+  return good;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<int64_t> sizes = {1024, 2048, 4096, 8192};
   int64_t adamw_n = int64_t(1) << 28;
   int repeats = 20;
+  int64_t attn_b = 32, attn_ctx = 2048;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--sizes") {
@@ -96,6 +155,10 @@ int main(int argc, char** argv) {
       }
     } else if (k == "--adamw-n") {
       adamw_n = std::atoll(v.c_str());
+    } else if (k == "--attn") {
+      const size_t c = v.find(',');
+      attn_b = std::atoll(v.substr(0, c).c_str());
+      attn_ctx = c == std::string::npos ? 0 : std::atoll(v.substr(c + 1).c_str());
     } else if (k == "--repeats") {
       repeats = std::atoi(v.c_str());
     } else {
@@ -103,8 +166,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (repeats < 1 || adamw_n < 1 || sizes.empty()) {
-    std::fprintf(stderr, "bench: need --repeats >= 1, --adamw-n >= 1 and at least one size\n");
+  if (repeats < 1 || adamw_n < 1 || sizes.empty() || attn_b < 1 || attn_ctx < 1) {
+    std::fprintf(stderr, "bench: need --repeats >= 1, --adamw-n >= 1, --attn B,ctx >= 1 and at least one size\n");
     return 2;
   }
   int failures = 0;
@@ -177,5 +240,6 @@ int main(int argc, char** argv) {
     }
     cudaFree(p), cudaFree(g), cudaFree(m), cudaFree(v), cudaFree(partials);
   }
+  if (!bench_paged_decode(attn_b, attn_ctx, repeats)) ++failures;
   return failures == 0 ? 0 : 1;
 }

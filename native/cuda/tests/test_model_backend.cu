@@ -1,7 +1,8 @@
 // The model end to end on the CUDA backend (native/cuda/backend.cu) against the same model on the
 // CPU backend: the same weights (initialised on the host, uploaded), the same inputs, then
 // forward (log-probs, entropy, logits, values), backward (every parameter's gradient; saved and
-// checkpointed activations; LoRA adapters on a frozen base) and generate (greedy and sampled).
+// checkpointed activations; LoRA adapters on a frozen base), generate (greedy and sampled) and a
+// GenerationSession over the paged KV cache (f32 and bf16 pools).
 // Under host emulation (npm run test:cuda-host) the kernels run on the CPU and device memory is
 // host memory, but every byte still crosses through the backend's copy().
 //
@@ -10,8 +11,11 @@
 //   forward outputs:  |got − want| ≤ 2e-5 + 2e-4·|want|
 //   gradients:        per tensor, |got − want| ≤ 1e-4·max|want| + 1e-7 (absolute, scaled by the tensor)
 //   generate:         the same tokens (greedy, and sampled with one seed); log-probs within the forward tolerance.
+//   GenerationSession: the same as generate; with a bf16 KV cache, log-probs within 5e-4 absolute
+//                      (measured: 2.4e-6 with f32 k/v, 5.1e-5 with bf16).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -27,7 +31,7 @@ using rlhf::model::Transformer;
 
 namespace {
 
-constexpr double kFwdAtol = 2e-5, kFwdRtol = 2e-4, kGradRel = 1e-4;
+constexpr double kFwdAtol = 2e-5, kFwdRtol = 2e-4, kGradRel = 1e-4, kBf16KvAtol = 5e-4;
 
 ModelConfig tiny_config(bool lm_head) {
   ModelConfig c;
@@ -209,27 +213,103 @@ TEST(cuda_model_sampled_generate) {
   }
 }
 
-// The paged KV cache runs on the CPU only: a GenerationSession over the CUDA backend is refused
-// (Unsupported, naming the op), and the CUDA model's generate keeps the static batch; on the CPU,
-// generate (a session) gives the static batch's bits.
-TEST(cuda_model_generation_session_refused) {
+namespace {
+
+// GenerationSession (the paged KV cache) on the CUDA backend against the same session on the CPU
+// backend, stepped in lockstep. Block size 4 and a token budget of 12, so prompts prefill in chunks
+// beside decode rows. Request 1 repeats request 0's prompt (prefilled once; the partly filled last
+// block is copied on write), request 4 arrives after two steps and takes request 0's first two
+// blocks from the prefix cache, request 2 (a long prompt) is cancelled after the third step,
+// request 3 samples (temperature, top-k) with one seed. The same schedule (step reports), the same
+// tokens, log-probs within (lp_atol, lp_rtol), and every block back in the pool at the end.
+void run_session(bool kv_bf16, double lp_atol, double lp_rtol) {
   const ModelConfig c = tiny_config(true);
   Pair m(c);
   rlhf::model::SessionOptions o;
-  o.num_blocks = 8;
-  CHECK_THROWS(rlhf::model::GenerationSession(*m.gpu, o), rlhf::ErrorCode::Unsupported);
-  rlhf::model::GenerateRequest req;
-  req.prompts = {random_ints(5, 0, 60), random_ints(5, 0, 60), random_ints(9, 0, 60)};
-  req.prompts[1] = req.prompts[0];  // shared prefill
-  req.max_new_tokens = 8;
-  req.seed = 3;
-  auto session = m.cpu->generate(req);
-  req.static_batch = true;
-  auto batch = m.cpu->generate(req);
-  for (size_t b = 0; b < req.prompts.size(); ++b) {
-    CHECK(session.tokens[b] == batch.tokens[b]);
-    CHECK(session.logprobs[b] == batch.logprobs[b]);  // bitwise (float ==, no NaN here)
+  o.block_size = 4, o.num_blocks = 40, o.token_budget = 12, o.max_running = 8, o.kv_bf16 = kv_bf16;
+  rlhf::model::GenerationSession sc(*m.cpu, o), sg(*m.gpu, o);
+  const std::vector<int32_t> p0 = random_ints(9, 0, 60);
+  std::vector<int32_t> p4(p0.begin(), p0.begin() + 8);
+  for (int32_t t : random_ints(3, 0, 60)) p4.push_back(t);
+  auto request = [](std::vector<int32_t> prompt, float temperature) {
+    rlhf::model::SessionRequest r;
+    r.prompt = std::move(prompt);
+    r.max_new_tokens = 7;
+    r.sampling.temperature = temperature, r.sampling.top_k = temperature > 0 ? 20 : 0;
+    r.seed = 11, r.stream = 2;
+    return r;
+  };
+  const std::vector<int32_t> p2 = random_ints(13, 0, 60), p3 = random_ints(5, 0, 60);
+  for (auto* s : {&sc, &sg}) {
+    s->add_request(request(p0, 0.0f));
+    s->add_request(request(p0, 0.0f));
+    s->add_request(request(p2, 0.0f));
+    s->add_request(request(p3, 0.8f));
   }
+  for (int step = 1; step <= 100 && !(sc.idle() && sg.idle()); ++step) {
+    const auto rc = sc.step(), rg = sg.step();
+    CHECK(rc.decode_rows == rg.decode_rows && rc.prefill_tokens == rg.prefill_tokens && rc.admitted == rg.admitted &&
+          rc.finished == rg.finished);
+    if (step == 2)
+      for (auto* s : {&sc, &sg}) CHECK(s->add_request(request(p4, 0.0f)) == 4);
+    if (step == 3)
+      for (auto* s : {&sc, &sg}) CHECK(s->cancel(2));
+  }
+  CHECK(sc.idle() && sg.idle());
+  auto oc = sc.collect(), og = sg.collect();
+  CHECK(oc.size() == 5 && og.size() == 5);
+  for (size_t i = 0; i < std::min(oc.size(), og.size()); ++i) {
+    const std::string what = "session request " + std::to_string(oc[i].id) + (kv_bf16 ? " (bf16 KV)" : "");
+    CHECK(og[i].id == oc[i].id && og[i].tokens == oc[i].tokens && og[i].cancelled == oc[i].cancelled);
+    CHECK(og[i].cancelled == (og[i].id == 2));
+    CHECK(og[i].cancelled || og[i].tokens.size() == 7);
+    EXPECT_CLOSE((what + " logprobs").c_str(), og[i].logprobs, oc[i].logprobs, lp_atol, lp_rtol);
+  }
+  const auto tc = sc.stats(), tg = sg.stats();
+  CHECK(tg.shared_tokens == 9 + 8 && tc.shared_tokens == tg.shared_tokens);  // the follower, the prefix-cache hit
+  CHECK(tg.prefill_tokens == tc.prefill_tokens && tg.decode_tokens == tc.decode_tokens);
+  CHECK(tg.blocks_in_use == 0 && tc.blocks_in_use == 0 && tg.peak_blocks_in_use == tc.peak_blocks_in_use);
+}
+
+}  // namespace
+
+TEST(cuda_model_generation_session) { run_session(false, kFwdAtol, kFwdRtol); }
+
+// bf16 KV: both backends round k/v to bf16 with the same rule, but k/v themselves differ in the last
+// fp32 bits, which can move an element to the neighbouring bf16 value; the log-probs keep a looser
+// bound (kBf16KvAtol).
+TEST(cuda_model_generation_session_bf16_kv) { run_session(true, kBf16KvAtol, kFwdRtol); }
+
+// The paged cache's store (one entry per query row: block, slot, 0/1) on both backends into pools
+// that start alike: f32 bit for bit; bf16 bits equal to the CPU's rounding, ties to even and
+// NaN included. And zero() over a byte range.
+TEST(cuda_model_paged_cache_store) {
+  auto gpu = cuda_backend();
+  rlhf::model::Backend& cpu = rlhf::model::cpu_backend();
+  const int64_t kvd = 6, ld = 9, rows = 5, block = 3, pool = 4 * block * kvd;
+  std::vector<float> k = random_vector(rows * ld), v = random_vector(rows * ld);
+  k[0] = 1.0f + 1.0f / 256, k[1] = 1.0f + 3.0f / 256, k[2] = -(1.0f + 1.0f / 256), k[3] = NAN, v[4] = INFINITY;
+  const std::vector<int64_t> blk{2, 0, 3, 2, 1}, slot{1, 2, 0, 0, 2}, len{1, 1, 0, 1, 1};  // row 2: padding
+  DeviceArray<float> kd(k), vd(v);
+  DeviceArray<int64_t> blkd(blk), slotd(slot), lend(len);
+  std::vector<float> ck(pool, -7.0f), cv(pool, -7.0f);
+  DeviceArray<float> ckd(ck), cvd(cv);
+  cpu.cache_store(ck.data(), cv.data(), 4, block, k.data(), v.data(), ld, rows, 1, len.data(), blk.data(), slot.data(),
+                  kvd);
+  gpu->cache_store(ckd, cvd, 4, block, kd, vd, ld, rows, 1, lend, blkd, slotd, kvd);
+  const auto ckg = ckd.download(), cvg = cvd.download();  // bitwise (a NaN is stored)
+  CHECK(std::memcmp(ckg.data(), ck.data(), ck.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(cvg.data(), cv.data(), cv.size() * sizeof(float)) == 0);
+  std::vector<uint16_t> hk(pool, 0x1234), hv(pool, 0x1234);
+  DeviceArray<uint16_t> hkd(hk), hvd(hv);
+  cpu.cache_store_bf16(hk.data(), hv.data(), 4, block, k.data(), v.data(), ld, rows, 1, len.data(), blk.data(),
+                       slot.data(), kvd);
+  gpu->cache_store_bf16(hkd, hvd, 4, block, kd, vd, ld, rows, 1, lend, blkd, slotd, kvd);
+  CHECK(hkd.download() == hk && hvd.download() == hv);
+  CHECK(hk[(2 * block + 1) * kvd] == 0x3F80 && hk[(2 * block + 1) * kvd + 1] == 0x3F82);  // ties to even
+  gpu->zero(hkd.ptr + 5, 7 * sizeof(uint16_t));
+  const auto z = hkd.download();
+  for (int64_t i = 0; i < pool; ++i) CHECK(z[i] == (i >= 5 && i < 12 ? 0 : hk[i]));
 }
 
 TEST(cuda_model_greedy_generate) {
