@@ -52,7 +52,7 @@
 //   - a sliding group reserves the most live table entries the sequence holds at once: the blocks
 //     that the window's positions and a prefill chunk can touch — n = max(W, min(prompt, W − 1 +
 //     min(prompt, token_budget))) consecutive positions touch ⌊(n − 2)/block_size⌋ + 2 blocks —
-//     at most the global group's ⌈(prompt + maxNewTokens − 1)/block_size⌉. Sharing is not
+//     and never more than its table's length ⌈(prompt + maxNewTokens − 1)/block_size⌉. Sharing is not
 //     subtracted (a shared block may be unshared later) and no copy-on-write block is added: the
 //     pool's blocks in use never exceed the sum of the sequences' live entries (a shared block
 //     counts once in the pool, once per holder in the sum), which the reservations bound.
