@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { GenerationSession } from '../../lib/engine/generation-session.js';
-import { estimateKvPool, type KvPoolOptions } from '../../lib/engine/kv-memory.js';
+import { estimateKvPool, kvWindowBlocksPerSequence, type KvPoolOptions } from '../../lib/engine/kv-memory.js';
 import { estimateTrainingMemory } from '../../lib/engine/memory.js';
 import { modelFixtures } from '../helpers/family-fixture.js';
 
@@ -91,6 +91,35 @@ for (const [name, load] of [
     }
     t.equal(estimateTrainingMemory(m.config, { batch: 2, seqLen: 8 }).kvPool, 0, 'no rollout, no pool');
   });
+
+// The sliding layers' worst case against every schedule the session can run: a prefill chunk
+// [c, c + T) (T up to min(promptLen, tokenBudget)) holds the blocks from the one with position
+// c − W + 1 to the one with c + T − 1 (earlier ones were released at the end of the previous step);
+// a decode of position c those from c − W + 1 to c. The estimate is never below the largest of
+// these, and at most one block above it.
+t.test('kvWindowBlocksPerSequence bounds every prefill chunk and decode step', (t) => {
+  const live = (from: number, to: number, bs: number) => Math.floor(to / bs) - Math.floor(Math.max(0, from) / bs) + 1;
+  let exact = 0,
+    cases = 0;
+  for (let P = 1; P <= 24; P++)
+    for (const M of [1, 2, 9])
+      for (const bs of [1, 2, 3, 4, 16])
+        for (const W of [1, 2, 5, 9])
+          for (const budget of [1, 3, 512]) {
+            let worst = 0;
+            for (let c = 0; c < P; c++)
+              for (let T = 1; T <= Math.min(budget, P - c); T++)
+                worst = Math.max(worst, live(c - W + 1, c + T - 1, bs));
+            for (let c = P; c < P + M - 1; c++) worst = Math.max(worst, live(c - W + 1, c, bs));
+            const est = kvWindowBlocksPerSequence(P, M, bs, W, budget);
+            if (est < worst || est > worst + 1)
+              t.fail(`P ${P} M ${M} bs ${bs} W ${W} budget ${budget}: ${est} for a worst case of ${worst}`);
+            exact += +(est === worst);
+            cases++;
+          }
+  t.ok(exact > 0.8 * cases, `${exact} of ${cases} cases exact, the rest one block above`);
+  t.end();
+});
 
 t.test('bad options are named', async (t) => {
   const c = tinyConfig({ vocab: 61, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 256 });
