@@ -30,7 +30,7 @@ export {
   type MemoryEstimate,
   type TrainingMemoryOptions,
 } from './engine/memory.js';
-export { estimateKvPool, type KvPoolEstimate, type KvPoolOptions } from './engine/kv-memory.js';
+export { estimateKvPool, type KvPoolEstimate, type KvPoolGroup, type KvPoolOptions } from './engine/kv-memory.js';
 export type { BuildInfo, BlockCacheStats } from './native.js';
 export { gemm, type GemmOptions } from './engine/gemm.js';
 export {
@@ -71,6 +71,7 @@ export {
   GenerationSession,
   type GenerationSessionOptions,
   type GenerationSessionStats,
+  type KvGroupStats,
   type SessionRequestOptions,
   type SessionResult,
   type SessionStepReport,

@@ -146,7 +146,7 @@ export interface NativeGenerationSession {
   progress(): Array<{ id: number; tokens: Int32Array; logprobs: Float32Array }>;
   cancel(id: number): boolean;
   readonly idle: boolean;
-  readonly stats: Record<string, number>;
+  readonly stats: Record<string, unknown>;
   dispose(): void;
 }
 

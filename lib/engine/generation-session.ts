@@ -17,6 +17,14 @@
  * change. Models of one rank: on the CPU, or on the CUDA backend of a CUDA build, where the tokens
  * are the CPU session's and the log-probs agree within fp32 rounding (the invariances above are
  * bitwise on the CPU only).
+ *
+ * KV pools: the layers are grouped by attention window, each group with its own pool of blocks (a
+ * block: blockSize positions of k and v of the group's layers). The global layers (every layer of
+ * Llama or Qwen, Gemma's global layers) keep every block of a sequence; the sliding-window layers
+ * (every layer of Mistral, Gemma's local layers) give back the blocks that lie wholly outside their
+ * window, and a request reserves only its window's worth of them, so more requests fit. The global
+ * pool has `numBlocks` blocks, the sliding one `windowBlocks` (default numBlocks);
+ * estimateKvPool (lib/engine/kv-memory.ts) sizes both for a batch.
  */
 import { withCallerStack } from '../errors.js';
 import { native, type NativeGenerationSession } from '../native.js';
@@ -26,8 +34,14 @@ import type { Model } from './model.js';
 export interface GenerationSessionOptions {
   /** token positions per KV block (default 16) */
   blockSize?: number;
-  /** blocks in the pool (required): the KV memory is numBlocks · blockBytes */
+  /**
+   * blocks in the global layers' pool (required), and in the sliding-window layers' pool unless
+   * windowBlocks is given. With the default windowBlocks the KV memory is numBlocks · blockBytes
+   * (+ one zero block of the sliding layers when some layers slide)
+   */
   numBlocks: number;
+  /** blocks in the sliding-window layers' pool (default numBlocks; unused when no layer slides) */
+  windowBlocks?: number;
   /** rows computed per step: decode rows plus prefill-chunk tokens (default 512) */
   tokenBudget?: number;
   /** sequences holding blocks at once (default 256) */
@@ -77,20 +91,45 @@ export interface SessionStepReport {
   finished: number;
 }
 
+/** One KV pool: the layers of one attention window. */
+export interface KvGroupStats {
+  /** the layers' sliding window (0: global layers) */
+  window: number;
+  /** layers in the group */
+  layers: number;
+  blocksTotal: number;
+  blocksInUse: number;
+  blocksCached: number;
+  peakBlocksInUse: number;
+  /** one block: blockSize positions of the group's layers, k and v */
+  blockBytes: number;
+  /** blocksTotal · blockBytes, plus one zero block when the group slides */
+  poolBytes: number;
+  /** blocks returned to the pool for lying outside the window */
+  windowReleased: number;
+}
+
+/** Block counts are sums over the groups (a block of each pool counts one); bytes are exact. */
 export interface GenerationSessionStats {
   blockSize: number;
   blocksTotal: number;
   blocksInUse: number;
-  /** unreferenced blocks the prefix cache keeps (evicted first when the pool needs blocks) */
+  /** unreferenced blocks the prefix cache keeps (evicted first when their pool needs blocks) */
   blocksCached: number;
+  /** the peak of blocksInUse */
   peakBlocksInUse: number;
+  /** bytes of blockSize positions of every layer (k and v): one block of each group */
   blockBytes: number;
-  /** peakBlocksInUse · blockBytes */
+  /** bytes of the blocks in use */
+  kvBytesInUse: number;
+  /** the peak of kvBytesInUse */
   peakKvBytes: number;
-  /** KV bytes allocated: blocksTotal · blockBytes, plus one zero block when every layer slides */
+  /** KV bytes allocated: every pool's, the sliding pool's zero block included */
   poolBytes: number;
-  /** blocks returned to the pool for lying outside every layer's sliding window (all layers sliding only) */
+  /** blocks the sliding-window layers' pool got back for lying outside the window */
   windowReleased: number;
+  /** per pool, the global layers' first */
+  groups: KvGroupStats[];
   waiting: number;
   running: number;
   unread: number;
@@ -101,7 +140,15 @@ export interface GenerationSessionStats {
   decodeTokens: number;
 }
 
-const SESSION_KEYS = ['blockSize', 'numBlocks', 'tokenBudget', 'maxRunning', 'prefixCache', 'kvDtype'] as const;
+const SESSION_KEYS = [
+  'blockSize',
+  'numBlocks',
+  'windowBlocks',
+  'tokenBudget',
+  'maxRunning',
+  'prefixCache',
+  'kvDtype',
+] as const;
 const REQUEST_KEYS = ['maxNewTokens', 'stopTokens', 'temperature', 'topK', 'topP', 'seed', 'stream'] as const;
 
 export class GenerationSession {
@@ -114,6 +161,7 @@ export class GenerationSession {
     o.known(SESSION_KEYS);
     const blockSize = o.int('blockSize', { min: 1, max: 65536 }, 16);
     const numBlocks = o.int('numBlocks', { min: 1, max: 2 ** 31 - 1 });
+    const windowBlocks = o.has('windowBlocks') ? o.int('windowBlocks', { min: 1, max: 2 ** 31 - 1 }) : undefined;
     const tokenBudget = o.int('tokenBudget', { min: 1, max: 2 ** 24 }, 512);
     const maxRunning = o.int('maxRunning', { min: 1, max: 2 ** 24 }, 256);
     const prefixCache = o.bool('prefixCache', true);
@@ -124,6 +172,7 @@ export class GenerationSession {
     this.#native = new (native().NativeGenerationSession)(target.native, {
       blockSize,
       numBlocks,
+      windowBlocks,
       tokenBudget,
       maxRunning,
       prefixCache,

@@ -9,6 +9,16 @@
 namespace rlhf {
 namespace model {
 
+int64_t cache_layer_offset(const KvCache* c, int l) {
+  int64_t place = l;
+  if (!c->slot.empty()) {
+    RLHF_CHECK(l >= 0 && l < static_cast<int>(c->slot.size()) && c->slot[l] >= 0, ErrorCode::Internal,
+               "KV cache: layer ", l, " is not held by this cache");
+    place = c->slot[l];
+  }
+  return 2 * place * c->rows * c->len * c->kvd;
+}
+
 void cache_store(Backend& be, KvCache* cache, int l, const float* k, const float* v, int64_t ld, int64_t B, int64_t T,
                  const int64_t* lengths, const int64_t* kv_seq, const int64_t* kv_offset, int64_t kvd) {
   if (cache->bf16) {

@@ -64,25 +64,24 @@ struct BackScratch {
 // puts its k/v: block store_block[r], slot store_slot[r], store_len[r] = 1 (0: padding, not stored).
 // bf16 (paged only): buf holds bf16 bits in the same layout (cache_k16 / cache_v16); cache_store
 // rounds k/v to nearest even, attention widens them back (cpu::AttentionArgs k_bf16).
+// A cache may hold only some of the model's layers (a GenerationSession keeps one paged cache per
+// group of layers sharing a sliding window): slot[l] is model layer l's place in buf (−1: not held);
+// empty: every layer, layer l at place l. Address a layer through cache_k/cache_v(cache, l).
 // Every pointer is device memory (Staging).
 struct KvCache {
   int64_t rows = 0, len = 0, kvd = 0;
   bool bf16 = false;
   Buffer buf;
+  std::vector<int> slot;
   const int32_t* block_table = nullptr;
   int64_t table_stride = 0;
   const int64_t *store_block = nullptr, *store_slot = nullptr, *store_len = nullptr;
 };
-inline float* cache_k(KvCache* c, int l) { return c->buf.as<float>() + (2 * int64_t(l)) * c->rows * c->len * c->kvd; }
-inline float* cache_v(KvCache* c, int l) {
-  return c->buf.as<float>() + (2 * int64_t(l) + 1) * c->rows * c->len * c->kvd;
-}
-inline uint16_t* cache_k16(KvCache* c, int l) {
-  return c->buf.as<uint16_t>() + (2 * int64_t(l)) * c->rows * c->len * c->kvd;
-}
-inline uint16_t* cache_v16(KvCache* c, int l) {
-  return c->buf.as<uint16_t>() + (2 * int64_t(l) + 1) * c->rows * c->len * c->kvd;
-}
+int64_t cache_layer_offset(const KvCache* c, int l);  // elements from buf to layer l's k (v follows)
+inline float* cache_k(KvCache* c, int l) { return c->buf.as<float>() + cache_layer_offset(c, l); }
+inline float* cache_v(KvCache* c, int l) { return cache_k(c, l) + c->rows * c->len * c->kvd; }
+inline uint16_t* cache_k16(KvCache* c, int l) { return c->buf.as<uint16_t>() + cache_layer_offset(c, l); }
+inline uint16_t* cache_v16(KvCache* c, int l) { return cache_k16(c, l) + c->rows * c->len * c->kvd; }
 inline int64_t cache_len(const KvCache* c) { return c->len; }
 
 // Copies k/v of the valid query rows (t < lengths[b]) into the cache of layer l at positions

@@ -43,29 +43,22 @@ GenerationSession::GenerationSession(Transformer& model, const SessionOptions& o
              opt_.token_budget);
   RLHF_CHECK(opt_.max_running >= 1, ErrorCode::OutOfRange, "GenerationSession: maxRunning must be >= 1, got ",
              opt_.max_running);
+  RLHF_CHECK(opt_.window_blocks >= 0 && opt_.window_blocks < (int64_t(1) << 31), ErrorCode::OutOfRange,
+             "GenerationSession: windowBlocks must be in [0, 2^31), got ", opt_.window_blocks);
   Backend* be = m_.be_;
   const int64_t C = c.hidden, V = c.vocab, KVD = int64_t(c.kv_heads) * c.head_dim;
   Vt_ = m_.vocab_total();
-  bool all_slide = c.sliding_window > 0;
-  for (int l = 0; l < c.layers; ++l) all_slide = all_slide && c.is_sliding(l);
-  window_ = all_slide ? c.sliding_window : 0;
-  pool_.rows = opt_.num_blocks + (window_ > 0 ? 1 : 0), pool_.len = opt_.block_size, pool_.kvd = KVD;
-  pool_.bf16 = opt_.kv_bf16;
-  const size_t elem = opt_.kv_bf16 ? sizeof(uint16_t) : sizeof(float);
-  pool_.buf =
-      Buffer(static_cast<size_t>(2 * c.layers * pool_.rows * opt_.block_size * KVD) * elem, false, be->device());
-  if (window_ > 0) {  // the last pool row: zeros, never allocated (zeroed through the backend)
-    zero_block_ = static_cast<int32_t>(opt_.num_blocks);
-    const int64_t n = opt_.block_size * KVD;
-    const size_t bytes = static_cast<size_t>(n) * elem;
+  // the groups: global layers first, then the sliding ones
+  group_of_.assign(c.layers, -1);
+  for (const bool sliding : {false, true}) {
+    std::vector<int> layers;
     for (int l = 0; l < c.layers; ++l)
-      if (opt_.kv_bf16) {
-        be->zero(cache_k16(&pool_, l) + zero_block_ * n, bytes);
-        be->zero(cache_v16(&pool_, l) + zero_block_ * n, bytes);
-      } else {
-        be->zero(cache_k(&pool_, l) + zero_block_ * n, bytes);
-        be->zero(cache_v(&pool_, l) + zero_block_ * n, bytes);
-      }
+      if (c.is_sliding(l) == sliding) layers.push_back(l);
+    if (layers.empty()) continue;
+    for (int l : layers) group_of_[l] = static_cast<int>(pools_.size());
+    const int64_t blocks = sliding && opt_.window_blocks > 0 ? opt_.window_blocks : opt_.num_blocks;
+    pools_.push_back(std::make_unique<KvBlockPool>(be, std::move(layers), c.layers, sliding ? c.sliding_window : 0,
+                                                   blocks, opt_.block_size, KVD, opt_.kv_bf16));
   }
 
   // Activations for up to Nmax rows per pass; logits for up to R rows (decode rows, or one prompt)
@@ -95,19 +88,35 @@ GenerationSession::GenerationSession(Transformer& model, const SessionOptions& o
   m_.release_activations();
   packed_ = std::make_unique<PackedWeights>();
   m_.pack_weights(packed_.get());
-
-  ref_.assign(opt_.num_blocks, 0);
-  hash_of_.assign(opt_.num_blocks, 0);
-  for (int64_t b = opt_.num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
 GenerationSession::~GenerationSession() = default;
 
-int64_t GenerationSession::total_blocks(const Seq& s) const {
+int64_t kv_blocks_kept(int64_t prompt, int64_t max_new_tokens, int64_t block_size) {
   // positions written: the prompt and every generated token but the last; plus one block for the
   // copy-on-write of a partially filled last prompt block
-  const int64_t plen = static_cast<int64_t>(s.req.prompt.size()), bs = opt_.block_size;
-  return ceil_div(plen + s.req.max_new_tokens - 1, bs) + (plen % bs != 0 ? 1 : 0);
+  return ceil_div(prompt + max_new_tokens - 1, block_size) + (prompt % block_size != 0 ? 1 : 0);
+}
+
+int64_t kv_blocks_sliding(int64_t prompt, int64_t max_new_tokens, int64_t block_size, int64_t window,
+                          int64_t token_budget) {
+  // live during a pass: the keys of the window before the rows written (W − 1) and the rows (a
+  // prefill chunk of at most min(prompt, token_budget), or one decode row), within the prompt while
+  // prefilling; n consecutive positions touch at most ⌊(n − 2)/bs⌋ + 2 blocks
+  const int64_t chunk = std::min(prompt, token_budget);
+  const int64_t n = std::max(window, std::min(prompt, window - 1 + chunk));
+  return std::min(ceil_div(prompt + max_new_tokens - 1, block_size), (n + 2 * block_size - 2) / block_size);
+}
+
+int64_t GenerationSession::worst_blocks(const Seq& s, const KvBlockPool& p) const {
+  const int64_t plen = static_cast<int64_t>(s.req.prompt.size());
+  return p.slides() ? kv_blocks_sliding(plen, s.req.max_new_tokens, opt_.block_size, p.window(), opt_.token_budget)
+                    : kv_blocks_kept(plen, s.req.max_new_tokens, opt_.block_size);
+}
+
+int64_t GenerationSession::dead_blocks(const KvBlockPool& p, int64_t cached) const {
+  // keys j <= cached − window are masked for every later query (their positions are >= cached)
+  return p.slides() ? std::max<int64_t>(0, (cached - p.window() + 1) / opt_.block_size) : 0;
 }
 
 int64_t GenerationSession::add_request(SessionRequest r) {
@@ -133,9 +142,13 @@ int64_t GenerationSession::add_request(SessionRequest r) {
   s.sp_tempered = sp;
   if (sp.temperature > 0) s.sp_tempered.temperature = 1.0f;  // the logits are tempered in the GEMM
   s.req = std::move(r);
-  const int64_t need = total_blocks(s);
-  RLHF_CHECK(need <= opt_.num_blocks, ErrorCode::OutOfRange, fn, ": the request needs up to ", need,
-             " KV blocks, the pool holds ", opt_.num_blocks, " (raise numBlocks)");
+  for (const auto& p : pools_) {
+    const int64_t need = worst_blocks(s, *p);
+    RLHF_CHECK(need <= p->num_blocks(), ErrorCode::OutOfRange, fn, ": the request needs up to ", need,
+               " KV blocks of the ", p->slides() ? "sliding-window" : "global", " layers' pool, which holds ",
+               p->num_blocks(), " (raise ", p->slides() && pools_.size() > 1 ? "windowBlocks" : "numBlocks", ")");
+  }
+  s.kv.resize(pools_.size());
   m_.ensure_rope(plen + s.req.max_new_tokens);
   s.id = next_id_++;
   s.out.id = s.id;
@@ -144,76 +157,48 @@ int64_t GenerationSession::add_request(SessionRequest r) {
   return next_id_ - 1;
 }
 
-// ---- the block pool
+// ---- blocks
 
-int32_t GenerationSession::alloc_block(Seq& s) {
-  RLHF_CHECK(s.reserve > 0, ErrorCode::Internal, "GenerationSession: sequence ", s.id, " outgrew its reservation");
-  --s.reserve, --reserved_;
-  int32_t b;
-  if (!free_.empty()) {
-    b = free_.back();
-    free_.pop_back();
+void GenerationSession::note_peak() {
+  int64_t blocks = 0, bytes = 0;
+  for (const auto& p : pools_) blocks += p->in_use(), bytes += p->in_use() * p->block_bytes();
+  peak_blocks_ = std::max(peak_blocks_, blocks);
+  peak_bytes_ = std::max(peak_bytes_, bytes);
+}
+
+int32_t GenerationSession::alloc_block(Seq& s, size_t g, bool grows) {
+  KvBlockPool& p = *pools_[g];
+  SeqBlocks& k = s.kv[g];
+  if (!p.slides()) {
+    RLHF_CHECK(k.reserve > 0, ErrorCode::Internal, "GenerationSession: sequence ", s.id, " outgrew its reservation");
+    --k.reserve, --p.reserved;
   } else {
-    RLHF_CHECK(!lru_.empty(), ErrorCode::Internal, "GenerationSession: no free KV block");
-    b = lru_.front();  // evict the least recently used cached prompt block
-    lru_.pop_front();
-    by_hash_.erase(hash_of_[b]);
-    cached_.erase(b);
+    const int64_t live = static_cast<int64_t>(k.table.size()) - k.released;
+    RLHF_CHECK(!grows || live < k.reserve, ErrorCode::Internal, "GenerationSession: sequence ", s.id,
+               " holds more blocks than its window reservation");
   }
-  ref_[b] = 1;
-  peak_ = std::max(peak_, ++in_use_);
+  const int32_t b = p.alloc();
+  note_peak();
   return b;
-}
-
-void GenerationSession::release_block(int32_t b) {
-  if (--ref_[b] > 0) return;
-  --in_use_;
-  auto it = cached_.find(b);
-  if (it == cached_.end()) {
-    free_.push_back(b);
-  } else {
-    lru_.push_back(b);
-    it->second.lru = std::prev(lru_.end());
-  }
-}
-
-void GenerationSession::acquire_cached(int32_t b) {
-  if (ref_[b] == 0) {
-    lru_.erase(cached_.at(b).lru);
-    peak_ = std::max(peak_, ++in_use_);
-  }
-  ++ref_[b];
-}
-
-void GenerationSession::copy_block(int32_t dst, int32_t src, int64_t slots) {
-  const int64_t n = opt_.block_size * pool_.kvd;
-  if (pool_.bf16) {
-    const Device d = m_.be_->device();
-    const size_t bytes = static_cast<size_t>(slots * pool_.kvd) * sizeof(uint16_t);
-    for (int l = 0; l < m_.cfg_.layers; ++l) {
-      m_.be_->copy(cache_k16(&pool_, l) + dst * n, d, cache_k16(&pool_, l) + src * n, d, bytes);
-      m_.be_->copy(cache_v16(&pool_, l) + dst * n, d, cache_v16(&pool_, l) + src * n, d, bytes);
-    }
-    return;
-  }
-  for (int l = 0; l < m_.cfg_.layers; ++l) {
-    m_.be_->copy_rows(cache_k(&pool_, l) + dst * n, cache_k(&pool_, l) + src * n, slots * pool_.kvd);
-    m_.be_->copy_rows(cache_v(&pool_, l) + dst * n, cache_v(&pool_, l) + src * n, slots * pool_.kvd);
-  }
 }
 
 void GenerationSession::ensure_writable(Seq& s, int64_t pos) {
   const int64_t idx = pos / opt_.block_size;
-  RLHF_CHECK(idx <= static_cast<int64_t>(s.table.size()), ErrorCode::Internal, "GenerationSession: position ", pos,
-             " skips a block");
-  if (idx == static_cast<int64_t>(s.table.size())) {
-    s.table.push_back(alloc_block(s));
-  } else if (ref_[s.table[idx]] > 1) {  // copy on write
-    const int32_t old = s.table[idx];
-    const int32_t fresh = alloc_block(s);
-    copy_block(fresh, old, pos % opt_.block_size);
-    release_block(old);
-    s.table[idx] = fresh;
+  for (size_t g = 0; g < pools_.size(); ++g) {
+    KvBlockPool& p = *pools_[g];
+    std::vector<int32_t>& table = s.kv[g].table;
+    RLHF_CHECK(idx <= static_cast<int64_t>(table.size()), ErrorCode::Internal, "GenerationSession: position ", pos,
+               " skips a block");
+    if (idx == static_cast<int64_t>(table.size())) {
+      const int32_t b = alloc_block(s, g, true);
+      table.push_back(b);
+    } else if (p.refs(table[idx]) > 1) {  // copy on write
+      const int32_t old = table[idx];
+      const int32_t fresh = alloc_block(s, g, false);
+      p.copy(fresh, old, pos % opt_.block_size);
+      p.release(old);
+      table[idx] = fresh;
+    }
   }
 }
 
@@ -224,73 +209,111 @@ void GenerationSession::register_prompt_blocks(Seq& s) {
   for (; s.registered < full; ++s.registered) {
     const int32_t* toks = s.req.prompt.data() + s.registered * bs;
     const uint64_t h = chain_hash(s.chain, toks, bs);
-    const int32_t b = s.table[s.registered];
-    if (!by_hash_.count(h) && !cached_.count(b)) {
-      by_hash_[h] = b;
-      hash_of_[b] = h;
-      CachedBlock& e = cached_[b];
-      e.parent = s.chain;
-      e.tokens.assign(toks, toks + bs);
+    for (size_t g = 0; g < pools_.size(); ++g) {
+      const int32_t b = s.kv[g].table[s.registered];
+      if (pools_[g]->live(b)) pools_[g]->enter(h, s.chain, toks, b);
     }
     s.chain = h;
   }
 }
 
 void GenerationSession::release_outside_window(Seq& s) {
-  if (window_ <= 0) return;
-  const int64_t bs = opt_.block_size;
-  // keys j <= cached − window are masked for every later query (their positions are >= cached);
-  // full prompt blocks are registered in the prefix cache before this runs (register_prompt_blocks)
-  const int64_t dead = std::min<int64_t>((s.cached - window_ + 1) / bs, static_cast<int64_t>(s.table.size()));
-  for (; s.released < dead; ++s.released) {
-    int32_t& b = s.table[s.released];
-    if (!live(b)) continue;  // taken over from a leader that had released it
-    release_block(b);
-    b = zero_block_;
-    ++counters_.window_released;
+  for (size_t g = 0; g < pools_.size(); ++g) {
+    KvBlockPool& p = *pools_[g];
+    SeqBlocks& k = s.kv[g];
+    // full prompt blocks are registered in the prefix cache before this runs (register_prompt_blocks)
+    const int64_t dead = std::min(dead_blocks(p, s.cached), static_cast<int64_t>(k.table.size()));
+    for (; k.released < dead; ++k.released) {
+      int32_t& b = k.table[k.released];
+      if (!p.live(b)) continue;  // taken over from a leader that had released it
+      p.release(b);
+      b = p.zero_block();
+      ++p.released;
+    }
   }
 }
 
 // ---- admission
 
+int64_t GenerationSession::prefix_hits(const Seq& s, std::vector<uint64_t>* keys) const {
+  const int64_t bs = opt_.block_size, plen = static_cast<int64_t>(s.req.prompt.size());
+  const int32_t* prompt = s.req.prompt.data();
+  // the last prompt position is always computed; a global group's blocks must all be there, so the
+  // first one it lacks ends the search
+  int64_t cap = opt_.prefix_cache ? (plen - 1) / bs : 0;
+  keys->assign(1, 0);
+  for (int64_t i = 0; i < cap; ++i) {
+    keys->push_back(chain_hash((*keys)[i], prompt + i * bs, bs));
+    for (const auto& p : pools_)
+      if (!p->slides() && p->lookup((*keys)[i + 1], (*keys)[i], prompt + i * bs) < 0) cap = i;
+  }
+  // per group: the last block below i + 1 that the group does not hold (−1: none)
+  std::vector<std::vector<int64_t>> missing(pools_.size(), std::vector<int64_t>(cap, -1));
+  for (size_t g = 0; g < pools_.size(); ++g)
+    for (int64_t i = 0; i < cap; ++i) {
+      const bool held = pools_[g]->lookup((*keys)[i + 1], (*keys)[i], prompt + i * bs) >= 0;
+      missing[g][i] = held ? (i > 0 ? missing[g][i - 1] : -1) : i;
+    }
+  for (int64_t h = cap; h > 0; --h) {
+    bool ok = true;
+    for (size_t g = 0; g < pools_.size() && ok; ++g) ok = missing[g][h - 1] < dead_blocks(*pools_[g], h * bs);
+    if (ok) return h;
+  }
+  return 0;
+}
+
+bool GenerationSession::fits(const std::vector<int64_t>& need, const std::vector<int64_t>& newly) const {
+  for (size_t g = 0; g < pools_.size(); ++g) {
+    const KvBlockPool& p = *pools_[g];
+    // a sliding group's reservations bound its blocks in use by themselves (see admission above)
+    const int64_t avail = p.num_blocks() - p.reserved - (p.slides() ? 0 : p.in_use());
+    if (need[g] + newly[g] > avail) return false;
+  }
+  return true;
+}
+
 bool GenerationSession::try_admit(Seq& s) {
   const int64_t plen = static_cast<int64_t>(s.req.prompt.size()), bs = opt_.block_size;
-  const int64_t total = total_blocks(s), avail = opt_.num_blocks - in_use_ - reserved_;
+  const size_t G = pools_.size();
+  std::vector<int64_t> need(G), newly(G, 0);
   for (int64_t id : running_) {  // follow a sequence still prefilling the same prompt
     Seq& L = seqs_.at(id);
     if (L.state != State::Prefill || L.alpha != s.alpha || L.req.prompt != s.req.prompt) continue;
-    const int64_t need = total - plen / bs;
-    if (need > avail) return false;
+    for (size_t g = 0; g < G; ++g)  // the global group: the leader's full prompt blocks come shared
+      need[g] = worst_blocks(s, *pools_[g]) - (pools_[g]->slides() ? 0 : plen / bs);
+    if (!fits(need, newly)) return false;
     s.state = State::Following;
     s.leader = L.id;
     L.followers.push_back(s.id);
-    s.reserve = need, reserved_ += need;
+    for (size_t g = 0; g < G; ++g) s.kv[g].reserve = need[g], pools_[g]->reserved += need[g];
     return true;
   }
-  std::vector<int32_t> hits;
-  uint64_t h = 0;
-  if (opt_.prefix_cache)
-    for (int64_t i = 0; i < (plen - 1) / bs; ++i) {  // the last prompt position is always computed
-      const int32_t* toks = s.req.prompt.data() + i * bs;
-      const uint64_t hi = chain_hash(h, toks, bs);
-      auto it = by_hash_.find(hi);
-      if (it == by_hash_.end()) break;
-      const CachedBlock& e = cached_.at(it->second);
-      if (e.parent != h || !std::equal(e.tokens.begin(), e.tokens.end(), toks)) break;
-      hits.push_back(it->second);
-      h = hi;
+  std::vector<uint64_t> keys;
+  const int64_t h = prefix_hits(s, &keys);
+  std::vector<std::vector<int32_t>> hits(G);  // per group: the cached blocks [first, h) its layers read
+  for (size_t g = 0; g < G; ++g) {
+    KvBlockPool& p = *pools_[g];
+    for (int64_t i = dead_blocks(p, h * bs); i < h; ++i) {
+      const int32_t b = p.lookup(keys[i + 1], keys[i], s.req.prompt.data() + i * bs);
+      hits[g].push_back(b);
+      newly[g] += !p.slides() && p.refs(b) == 0;  // taken off the LRU list: more blocks in use
     }
-  int64_t newly = 0;
-  for (int32_t b : hits) newly += ref_[b] == 0;
-  const int64_t need = total - static_cast<int64_t>(hits.size());
-  if (need + newly > avail) return false;
-  for (int32_t b : hits) acquire_cached(b);
-  s.table = hits;
-  s.cached = static_cast<int64_t>(hits.size()) * bs;
-  s.registered = static_cast<int64_t>(hits.size());
-  s.chain = h;
+    need[g] = worst_blocks(s, p) - (p.slides() ? 0 : h);
+  }
+  if (!fits(need, newly)) return false;
+  for (size_t g = 0; g < G; ++g) {
+    KvBlockPool& p = *pools_[g];
+    SeqBlocks& k = s.kv[g];
+    k.released = h - static_cast<int64_t>(hits[g].size());
+    k.table.assign(k.released, p.zero_block());
+    for (int32_t b : hits[g]) p.retain(b), k.table.push_back(b);
+    k.reserve = need[g], p.reserved += need[g];
+  }
+  note_peak();
+  s.cached = h * bs;
+  s.registered = h;
+  s.chain = keys[h];
   counters_.shared_tokens += s.cached;
-  s.reserve = need, reserved_ += need;
   s.state = State::Prefill;
   return true;
 }
@@ -299,17 +322,22 @@ bool GenerationSession::try_admit(Seq& s) {
 
 void GenerationSession::promote_followers(Seq& L) {
   Seq& F = seqs_.at(L.followers.front());
-  F.table = std::move(L.table);  // the references pass to F
-  L.table.clear();
-  F.cached = L.cached, F.registered = L.registered, F.chain = L.chain, F.released = L.released;
+  for (size_t g = 0; g < pools_.size(); ++g) {
+    SeqBlocks &f = F.kv[g], &l = L.kv[g];
+    f.table = std::move(l.table);  // the references pass to F
+    l.table.clear();
+    f.released = l.released;
+    if (pools_[g]->slides()) continue;  // its reservation does not depend on the blocks held
+    const int64_t fresh = worst_blocks(F, *pools_[g]) - static_cast<int64_t>(f.table.size());
+    pools_[g]->reserved += fresh - f.reserve;
+    f.reserve = fresh;
+  }
+  F.cached = L.cached, F.registered = L.registered, F.chain = L.chain;
   F.state = State::Prefill;
   F.leader = -1;
   F.followers.assign(L.followers.begin() + 1, L.followers.end());
   for (int64_t id : F.followers) seqs_.at(id).leader = F.id;
   L.followers.clear();
-  const int64_t fresh = total_blocks(F) - static_cast<int64_t>(F.table.size());
-  reserved_ += fresh - F.reserve;
-  F.reserve = fresh;
 }
 
 void GenerationSession::finish(Seq& s, bool cancelled) {
@@ -318,11 +346,15 @@ void GenerationSession::finish(Seq& s, bool cancelled) {
     auto& fl = seqs_.at(s.leader).followers;
     fl.erase(std::find(fl.begin(), fl.end(), s.id));
   }
-  for (int32_t b : s.table)
-    if (live(b)) release_block(b);
-  s.table.clear();
-  reserved_ -= s.reserve;
-  s.reserve = 0;
+  for (size_t g = 0; g < s.kv.size(); ++g) {
+    KvBlockPool& p = *pools_[g];
+    SeqBlocks& k = s.kv[g];
+    for (int32_t b : k.table)
+      if (p.live(b)) p.release(b);
+    k.table.clear();
+    p.reserved -= k.reserve;
+    k.reserve = 0;
+  }
   if (s.state == State::Waiting)
     waiting_.erase(std::find(waiting_.begin(), waiting_.end(), s.id));
   else
@@ -364,13 +396,28 @@ std::vector<SessionOutput> GenerationSession::progress() {
 SessionStats GenerationSession::stats() const {
   SessionStats s = counters_;
   s.block_size = opt_.block_size;
-  s.blocks_total = opt_.num_blocks;
-  s.blocks_in_use = in_use_;
-  s.blocks_cached = static_cast<int64_t>(lru_.size());
-  s.peak_blocks_in_use = peak_;
-  s.block_bytes = 2 * int64_t(m_.cfg_.layers) * opt_.block_size * pool_.kvd *
-                  static_cast<int64_t>(pool_.bf16 ? sizeof(uint16_t) : sizeof(float));
-  s.pool_bytes = pool_.rows * s.block_bytes;
+  for (const auto& p : pools_) {
+    KvGroupStats g;
+    g.window = p->window();
+    g.layers = static_cast<int64_t>(p->layers().size());
+    g.blocks_total = p->num_blocks();
+    g.blocks_in_use = p->in_use();
+    g.blocks_cached = p->cached_unreferenced();
+    g.peak_blocks_in_use = p->peak_in_use();
+    g.block_bytes = p->block_bytes();
+    g.pool_bytes = p->pool_bytes();
+    g.window_released = p->released;
+    s.blocks_total += g.blocks_total;
+    s.blocks_in_use += g.blocks_in_use;
+    s.blocks_cached += g.blocks_cached;
+    s.block_bytes += g.block_bytes;
+    s.pool_bytes += g.pool_bytes;
+    s.kv_bytes_in_use += g.blocks_in_use * g.block_bytes;
+    s.window_released += g.window_released;
+    s.groups.push_back(g);
+  }
+  s.peak_blocks_in_use = peak_blocks_;
+  s.peak_kv_bytes = peak_bytes_;
   s.waiting = static_cast<int64_t>(waiting_.size());
   s.running = static_cast<int64_t>(running_.size());
   s.unread = static_cast<int64_t>(done_.size());

@@ -19,29 +19,40 @@ void GenerationSession::run(const std::vector<Seq*>& seqs, int64_t T, const std:
   const int64_t A = static_cast<int64_t>(seqs.size()), N = A * T, C = c.hidden, V = c.vocab, bs = opt_.block_size;
   RLHF_CHECK(N <= Nmax_ && N >= 1, ErrorCode::Internal, "GenerationSession: pass of ", N, " rows");
   std::vector<int32_t> pos(N);
-  std::vector<int64_t> kv_seq(A), kv_off(A), sblock(N, 0), sslot(N, 0), slen(N, 0);
-  int64_t stride = 1;
-  for (const Seq* s : seqs) stride = std::max<int64_t>(stride, static_cast<int64_t>(s->table.size()));
-  std::vector<int32_t> table(A * stride, 0);
+  const size_t G = pools_.size();
+  std::vector<int64_t> kv_seq(A), kv_off(A), sslot(N, 0), slen(N, 0);
+  // per group: the block tables (A × stride) and the block each row's k/v go to
+  std::vector<std::vector<int32_t>> table(G);
+  std::vector<std::vector<int64_t>> sblock(G, std::vector<int64_t>(N, 0));
+  std::vector<int64_t> stride(G, 1);
+  for (size_t g = 0; g < G; ++g) {
+    for (const Seq* s : seqs) stride[g] = std::max<int64_t>(stride[g], static_cast<int64_t>(s->kv[g].table.size()));
+    table[g].assign(A * stride[g], 0);
+    for (int64_t i = 0; i < A; ++i)
+      std::copy(seqs[i]->kv[g].table.begin(), seqs[i]->kv[g].table.end(), table[g].begin() + i * stride[g]);
+  }
   for (int64_t i = 0; i < A; ++i) {
     const Seq& s = *seqs[i];
     kv_seq[i] = i, kv_off[i] = s.cached;
-    std::copy(s.table.begin(), s.table.end(), table.begin() + i * stride);
     for (int64_t t = 0; t < T; ++t) {
       pos[i * T + t] = static_cast<int32_t>(s.cached + std::min(t, q_len[i] - 1));
       if (t < q_len[i]) {
         const int64_t p = s.cached + t;
-        sblock[i * T + t] = s.table[p / bs], sslot[i * T + t] = p % bs, slen[i * T + t] = 1;
+        sslot[i * T + t] = p % bs, slen[i * T + t] = 1;
+        for (size_t g = 0; g < G; ++g) sblock[g][i * T + t] = s.kv[g].table[p / bs];
       }
     }
   }
   Staging staged(be);  // the pass's per-row arrays where the backend reads them
   const int64_t *seq_d = staged.to_device(kv_seq), *off_d = staged.to_device(kv_off), *len_d = staged.to_device(q_len);
   const int32_t* pos_d = staged.to_device(pos);
-  pool_.block_table = staged.to_device(table);
-  pool_.table_stride = stride;
-  pool_.store_block = staged.to_device(sblock), pool_.store_slot = staged.to_device(sslot);
-  pool_.store_len = staged.to_device(slen);
+  const int64_t *sslot_d = staged.to_device(sslot), *slen_d = staged.to_device(slen);
+  for (size_t g = 0; g < G; ++g) {
+    KvCache& kc = pools_[g]->cache();
+    kc.block_table = staged.to_device(table[g]);
+    kc.table_stride = stride[g];
+    kc.store_block = staged.to_device(sblock[g]), kc.store_slot = sslot_d, kc.store_len = slen_d;
+  }
 
   const LayerActs& a = acts_;
   float* x = a.x_in;
@@ -52,7 +63,7 @@ void GenerationSession::run(const std::vector<Seq*>& seqs, int64_t T, const std:
     float* x_next = (x == a.x_in) ? x_other_ : a.x_in;
     LayerActs la = a;
     la.x_in = x;
-    m_.layer_forward(l, x, x_next, la, A, T, len_d, pos_d, nullptr, &pool_, seq_d, off_d);
+    m_.layer_forward(l, x, x_next, la, A, T, len_d, pos_d, nullptr, &pools_[group_of_[l]]->cache(), seq_d, off_d);
     x = x_next;
   }
   const int64_t W = static_cast<int64_t>(want.size());
@@ -183,11 +194,13 @@ StepReport GenerationSession::step() {
       sample(s, z);
       for (int64_t fid : s.followers) {  // share the prompt's blocks and its logits row
         Seq& f = seqs_.at(fid);
-        f.table = s.table;
-        for (int32_t b : f.table)
-          if (live(b)) ++ref_[b];
+        for (size_t g = 0; g < pools_.size(); ++g) {
+          f.kv[g].table = s.kv[g].table;
+          f.kv[g].released = s.kv[g].released;
+          for (int32_t b : f.kv[g].table)
+            if (pools_[g]->live(b)) pools_[g]->retain(b);
+        }
         f.cached = s.cached;
-        f.released = s.released;
         f.registered = s.registered, f.chain = s.chain;
         f.state = State::Decode;
         f.leader = -1;
@@ -218,15 +231,17 @@ GenerateResult generate_on_session(Transformer& model, const GenerateRequest& re
   o.adapters = req.adapters;
   o.kv_bf16 = req.kv_bf16;
   o.max_running = B;
-  int64_t longest = 1, blocks = 0;
-  for (const auto& p : req.prompts) {
+  int64_t longest = 1, blocks = 0, window_blocks = 0;
+  for (const auto& p : req.prompts) longest = std::max(longest, static_cast<int64_t>(p.size()));
+  o.token_budget = std::max(B, longest);
+  const int64_t window = model.config().sliding_window;
+  for (const auto& p : req.prompts) {  // every request's worst case (lib/engine/kv-memory.ts mirrors them)
     const int64_t plen = static_cast<int64_t>(p.size());
-    longest = std::max(longest, plen);
-    // a sequence's worst case, as GenerationSession::total_blocks (lib/engine/kv-memory.ts mirrors it)
-    blocks += (plen + req.max_new_tokens - 1 + o.block_size - 1) / o.block_size + (plen % o.block_size != 0 ? 1 : 0);
+    blocks += kv_blocks_kept(plen, req.max_new_tokens, o.block_size);
+    if (window > 0) window_blocks += kv_blocks_sliding(plen, req.max_new_tokens, o.block_size, window, o.token_budget);
   }
   o.num_blocks = blocks;  // every request admitted at once, as the static batch holds them
-  o.token_budget = std::max(B, longest);
+  o.window_blocks = window_blocks;
   GenerationSession session(model, o);
   for (int64_t b = 0; b < B; ++b) {
     SessionRequest r;

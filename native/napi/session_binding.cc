@@ -1,11 +1,13 @@
 // NativeGenerationSession: model/session.h behind an ObjectWrap.
 //
-//   new NativeGenerationSession(model, {blockSize, numBlocks, tokenBudget, maxRunning, prefixCache?, adapters?})
+//   new NativeGenerationSession(model, {blockSize, numBlocks, windowBlocks?, tokenBudget, maxRunning, prefixCache?,
+//                                       adapters?, kvBf16?})
 //   addRequest(prompt: Int32Array, {maxNewTokens, stopTokens?, temperature?, topK?, topP?, seed?, stream?}) -> id
 //   step() -> Promise<{decodeRows, prefillTokens, admitted, finished}>
 //   collect() -> [{id, tokens: Int32Array, logprobs: Float32Array, stopped, cancelled}]
 //   progress() -> [{id, tokens, logprobs}]: the tokens running requests generated since the last call
-//   cancel(id) -> boolean;  idle: boolean;  stats: {...SessionStats in camelCase};  dispose()
+//   cancel(id) -> boolean;  idle: boolean;  dispose()
+//   stats: {...SessionStats in camelCase, groups: [...KvGroupStats in camelCase]}
 // The session references the model's JS object and shares its busy flag: no other model call runs
 // during a step, and every call refuses with ERR_RLHF_DISPOSED once the model was disposed.
 #include <napi.h>
@@ -48,6 +50,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     model::SessionOptions opt;
     opt.block_size = get_int_or(o, fn, "blockSize", 1, 1 << 16, 16);
     opt.num_blocks = get_int(o, fn, "numBlocks", 1, (int64_t(1) << 31) - 1);
+    opt.window_blocks = get_int_or(o, fn, "windowBlocks", 1, (int64_t(1) << 31) - 1, 0);
     opt.token_budget = get_int_or(o, fn, "tokenBudget", 1, int64_t(1) << 24, 512);
     opt.max_running = get_int_or(o, fn, "maxRunning", 1, int64_t(1) << 24, 256);
     opt.prefix_cache = get_bool_or(o, fn, "prefixCache", true);
@@ -185,7 +188,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       r.Set("blocksCached", static_cast<double>(st.blocks_cached));
       r.Set("peakBlocksInUse", static_cast<double>(st.peak_blocks_in_use));
       r.Set("blockBytes", static_cast<double>(st.block_bytes));
-      r.Set("peakKvBytes", static_cast<double>(st.peak_blocks_in_use * st.block_bytes));
+      r.Set("peakKvBytes", static_cast<double>(st.peak_kv_bytes));
+      r.Set("kvBytesInUse", static_cast<double>(st.kv_bytes_in_use));
       r.Set("poolBytes", static_cast<double>(st.pool_bytes));
       r.Set("windowReleased", static_cast<double>(st.window_released));
       r.Set("waiting", static_cast<double>(st.waiting));
@@ -195,6 +199,22 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       r.Set("prefillTokens", static_cast<double>(st.prefill_tokens));
       r.Set("sharedTokens", static_cast<double>(st.shared_tokens));
       r.Set("decodeTokens", static_cast<double>(st.decode_tokens));
+      Napi::Array groups = Napi::Array::New(info.Env(), st.groups.size());
+      for (size_t i = 0; i < st.groups.size(); ++i) {
+        const model::KvGroupStats& g = st.groups[i];
+        Napi::Object o = Napi::Object::New(info.Env());
+        o.Set("window", static_cast<double>(g.window));
+        o.Set("layers", static_cast<double>(g.layers));
+        o.Set("blocksTotal", static_cast<double>(g.blocks_total));
+        o.Set("blocksInUse", static_cast<double>(g.blocks_in_use));
+        o.Set("blocksCached", static_cast<double>(g.blocks_cached));
+        o.Set("peakBlocksInUse", static_cast<double>(g.peak_blocks_in_use));
+        o.Set("blockBytes", static_cast<double>(g.block_bytes));
+        o.Set("poolBytes", static_cast<double>(g.pool_bytes));
+        o.Set("windowReleased", static_cast<double>(g.window_released));
+        groups.Set(static_cast<uint32_t>(i), o);
+      }
+      r.Set("groups", groups);
       return r;
     });
   }

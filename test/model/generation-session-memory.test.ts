@@ -1,13 +1,14 @@
 // The KV pool estimate (lib/engine/kv-memory.ts, estimateTrainingMemory's `rollout`) against the
-// session: a GenerationSession of the estimated block count reports the estimated pool bytes,
-// admits every sequence at once (the pool holds all their worst cases) and, one block fewer, makes
-// one wait (the count is exact, not just enough).
+// session: a GenerationSession of the estimated block counts (numBlocks for the global layers,
+// windowBlocks for the sliding ones) reports the estimated pool bytes, per group, admits every
+// sequence at once (the pools hold all their worst cases) and, one block fewer in either pool,
+// makes one wait (the count is exact, not just enough).
 import t from 'tap';
 import { join } from 'node:path';
 import { tinyConfig } from '../../lib/engine/config.js';
 import { Model } from '../../lib/engine/model.js';
 import { GenerationSession } from '../../lib/engine/generation-session.js';
-import { estimateKvPool, type KvPoolOptions } from '../../lib/engine/kv-memory.js';
+import { estimateKvPool, kvWindowBlocksPerSequence, type KvPoolOptions } from '../../lib/engine/kv-memory.js';
 import { estimateTrainingMemory } from '../../lib/engine/memory.js';
 import { modelFixtures } from '../helpers/family-fixture.js';
 
@@ -17,9 +18,16 @@ const cases: KvPoolOptions[] = [
   { sequences: 5, promptLen: 1, maxNewTokens: 12, blockSize: 5 },
 ];
 
-async function admitted(m: Model, est: ReturnType<typeof estimateKvPool>, c: KvPoolOptions, numBlocks: number) {
+async function admitted(
+  m: Model,
+  est: ReturnType<typeof estimateKvPool>,
+  c: KvPoolOptions,
+  numBlocks: number,
+  windowBlocks?: number,
+) {
   const s = new GenerationSession(m, {
     numBlocks,
+    windowBlocks,
     blockSize: c.blockSize ?? 16,
     kvDtype: c.kvDtype ?? 'f32',
     prefixCache: false,
@@ -32,7 +40,11 @@ async function admitted(m: Model, est: ReturnType<typeof estimateKvPool>, c: KvP
   await s.step();
   const st = s.stats;
   await s.runUntilIdle();
-  t.ok(s.stats.peakBlocksInUse <= est.blocks, `peak ${s.stats.peakBlocksInUse} of ${est.blocks} estimated blocks`);
+  for (const [i, g] of s.stats.groups.entries())
+    t.ok(
+      g.peakBlocksInUse <= est.groups[i].blocks,
+      `peak ${g.peakBlocksInUse} of ${est.groups[i].blocks} estimated blocks`,
+    );
   s.dispose();
   return st;
 }
@@ -46,6 +58,8 @@ for (const [name, load] of [
       }),
   ],
   ['mistral fixture (every layer slides: one zero block more)', () => Model.load(join(modelFixtures, 'mistral-tiny'))],
+  ['gemma2 fixture (a local and a global layer)', () => Model.load(join(modelFixtures, 'gemma2-tiny'))],
+  ['gemma3 fixture (two local layers, a global one)', () => Model.load(join(modelFixtures, 'gemma3-tiny'))],
 ] as const)
   t.test(`${name}: the estimate is the session's pool`, async (t) => {
     const m = await load();
@@ -53,12 +67,22 @@ for (const [name, load] of [
     for (const c of cases) {
       const est = estimateKvPool(m.config, c);
       const label = JSON.stringify(c);
-      const st = await admitted(m, est, c, est.blocks);
+      const mixed = est.groups.length > 1; // windowBlocks for the sliding pool; else numBlocks sizes the one pool
+      const st = await admitted(m, est, c, est.blocks, mixed ? est.windowBlocks : undefined);
       t.equal(st.poolBytes, est.bytes, `${label}: pool bytes ${est.bytes}`);
+      t.same(
+        st.groups.map((g) => [g.window, g.layers, g.blocksTotal, g.blockBytes, g.poolBytes]),
+        est.groups.map((g) => [g.window, g.layers, g.blocks, g.blockBytes, g.bytes]),
+        `${label}: per group`,
+      );
       t.equal(st.blockBytes, est.blockBytes, `${label}: block bytes`);
       t.equal(st.waiting, 0, `${label}: all ${c.sequences} sequences admitted at once`);
-      const short = await admitted(m, est, c, est.blocks - 1);
+      const short = await admitted(m, est, c, est.blocks - 1, mixed ? est.windowBlocks : undefined);
       t.equal(short.waiting, 1, `${label}: one block fewer, one sequence waits`);
+      if (mixed) {
+        const shortWindow = await admitted(m, est, c, est.blocks, est.windowBlocks - 1);
+        t.equal(shortWindow.waiting, 1, `${label}: one sliding block fewer, one sequence waits`);
+      }
       t.equal(
         estimateTrainingMemory(m.config, { batch: 2, seqLen: 8, rollout: c }).kvPool,
         est.bytes,
@@ -67,6 +91,35 @@ for (const [name, load] of [
     }
     t.equal(estimateTrainingMemory(m.config, { batch: 2, seqLen: 8 }).kvPool, 0, 'no rollout, no pool');
   });
+
+// The sliding layers' worst case against every schedule the session can run: a prefill chunk
+// [c, c + T) (T up to min(promptLen, tokenBudget)) holds the blocks from the one with position
+// c − W + 1 to the one with c + T − 1 (earlier ones were released at the end of the previous step);
+// a decode of position c those from c − W + 1 to c. The estimate is never below the largest of
+// these, and at most one block above it.
+t.test('kvWindowBlocksPerSequence bounds every prefill chunk and decode step', (t) => {
+  const live = (from: number, to: number, bs: number) => Math.floor(to / bs) - Math.floor(Math.max(0, from) / bs) + 1;
+  let exact = 0,
+    cases = 0;
+  for (let P = 1; P <= 24; P++)
+    for (const M of [1, 2, 9])
+      for (const bs of [1, 2, 3, 4, 16])
+        for (const W of [1, 2, 5, 9])
+          for (const budget of [1, 3, 512]) {
+            let worst = 0;
+            for (let c = 0; c < P; c++)
+              for (let T = 1; T <= Math.min(budget, P - c); T++)
+                worst = Math.max(worst, live(c - W + 1, c + T - 1, bs));
+            for (let c = P; c < P + M - 1; c++) worst = Math.max(worst, live(c - W + 1, c, bs));
+            const est = kvWindowBlocksPerSequence(P, M, bs, W, budget);
+            if (est < worst || est > worst + 1)
+              t.fail(`P ${P} M ${M} bs ${bs} W ${W} budget ${budget}: ${est} for a worst case of ${worst}`);
+            exact += +(est === worst);
+            cases++;
+          }
+  t.ok(exact > 0.8 * cases, `${exact} of ${cases} cases exact, the rest one block above`);
+  t.end();
+});
 
 t.test('bad options are named', async (t) => {
   const c = tinyConfig({ vocab: 61, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 256 });

@@ -1,7 +1,8 @@
-// GenerationSession with sliding-window layers: when every layer slides (the Mistral fixture,
-// window 5), blocks wholly outside the window go back to the pool while the sequence runs, and
-// every request's tokens and log-probs stay bitwise those of the static batch (which keeps the
-// full cache and masks); Gemma 2/3 (global layers beside the local ones) keep every block.
+// GenerationSession with sliding-window layers: the sliding layers' pool (every layer of the Mistral
+// fixture, window 5; Gemma 2's and 3's local layers, windows 5 and 4) gets back the blocks wholly
+// outside the window while the sequence runs, the global layers' pool keeps every block, and every
+// request's tokens and log-probs stay bitwise those of the static batch (which keeps the full
+// cache and masks). Pool bytes are checked against the config, per group.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { Model } from '../../lib/engine/model.js';
@@ -20,7 +21,7 @@ const requests = [
   { prompt: promptOf(33, 3), maxNewTokens: 12, temperature: 0 },
 ];
 
-async function check(t: Test, fixture: string, slides: boolean) {
+async function check(t: Test, fixture: string) {
   const m = await Model.load(join(modelFixtures, fixture));
   t.teardown(() => m.dispose());
   const W = m.config.slidingWindow;
@@ -47,7 +48,16 @@ async function check(t: Test, fixture: string, slides: boolean) {
     const label = `${fixture} ${JSON.stringify(o)}`;
     const s = new GenerationSession(m, { ...o, numBlocks: 200 });
     const ids = requests.map(({ prompt, ...q }) => s.addRequest(prompt, { ...q, stopTokens: [] }));
-    const got = await s.runUntilIdle();
+    const got = [];
+    let bytesSeen = 0;
+    while (!s.idle) {
+      await s.step();
+      got.push(...s.collect());
+      const st = s.stats;
+      const inUse = st.groups.reduce((a, g) => a + g.blocksInUse * g.blockBytes, 0);
+      if (st.kvBytesInUse !== inUse) t.fail(`${fixture}: kvBytesInUse ${st.kvBytesInUse} != ${inUse}`);
+      bytesSeen = Math.max(bytesSeen, inUse);
+    }
     let same = 0;
     for (const [k, id] of ids.entries()) {
       const g = got.find((x) => x.id === id)!;
@@ -56,35 +66,65 @@ async function check(t: Test, fixture: string, slides: boolean) {
     t.equal(same, requests.length, `${label}: every request bitwise the static batch`);
     const st = s.stats;
     t.equal(st.blocksInUse, 0, `${label}: every block back`);
+    const c = m.config;
+    const slides = (l: number) => c.slidingLayers.length === 0 || c.slidingLayers[l] !== 0;
+    const localLayers = Array.from({ length: c.layers }, (_, l) => l).filter(slides).length;
+    const layerBlock = 2 * o.blockSize * c.kvHeads * c.headDim * 4;
+    t.same(
+      st.groups.map((g) => [g.window, g.layers]),
+      [...(localLayers < c.layers ? [[0, c.layers - localLayers]] : []), [W, localLayers]],
+      `${label}: the groups`,
+    );
     // without release, the four sequences hold ceil((prompt + new − 1) / blockSize) blocks each at the end
     const full = requests.reduce((a, r) => a + Math.ceil((r.prompt.length + r.maxNewTokens - 1) / o.blockSize), 0);
-    if (slides) {
+    for (const g of st.groups) {
+      t.equal(g.blocksInUse, 0, `${label} window ${g.window}: every block back`);
+      t.equal(g.blockBytes, g.layers * layerBlock, `${label} window ${g.window}: block bytes`);
+      t.equal(g.poolBytes, (200 + (g.window > 0 ? 1 : 0)) * g.blockBytes, `${label}: the pool (+ a zero block)`);
+      if (g.window === 0) {
+        t.equal(g.windowReleased, 0, `${label}: the global layers keep every block`);
+        // a sequence ends holding every block of its positions
+        const longest = Math.max(
+          ...requests.map((r) => Math.ceil((r.prompt.length + r.maxNewTokens - 1) / o.blockSize)),
+        );
+        t.ok(g.peakBlocksInUse >= longest, `${label}: global peak ${g.peakBlocksInUse} >= ${longest}`);
+        continue;
+      }
       // decoding, a sequence holds the blocks of its last W positions, one it is writing and one
       // copied on write: ceil((W − 1) / blockSize) + 2; a prompt's blocks are released only at
       // the end of the step that prefilled them
       const prompts = [19, 3, 33].reduce((a, n) => a + Math.ceil(n / o.blockSize), 0);
       const bound = prompts + requests.length * (Math.ceil((W - 1) / o.blockSize) + 2);
-      t.ok(st.windowReleased > 0, `${label}: ${st.windowReleased} blocks released`);
-      t.ok(
-        st.peakBlocksInUse <= bound,
-        `${label}: peak ${st.peakBlocksInUse} blocks within the window's bound ${bound}`,
-      );
-      t.ok(st.peakBlocksInUse < full, `${label}: peak ${st.peakBlocksInUse} < ${full} blocks of the full cache`);
-      t.equal(st.poolBytes, (200 + 1) * st.blockBytes, `${label}: the pool plus one zero block`);
-    } else {
-      t.equal(st.windowReleased, 0, `${label}: global layers keep every block`);
-      t.equal(st.poolBytes, 200 * st.blockBytes);
+      t.ok(g.windowReleased > 0, `${label}: ${g.windowReleased} blocks released`);
+      t.ok(g.peakBlocksInUse <= bound, `${label}: peak ${g.peakBlocksInUse} blocks within the window's bound ${bound}`);
+      t.ok(g.peakBlocksInUse < full, `${label}: peak ${g.peakBlocksInUse} < ${full} blocks of the full cache`);
     }
+    t.equal(
+      st.windowReleased,
+      st.groups.reduce((a, g) => a + g.windowReleased, 0),
+      `${label}: windowReleased`,
+    );
+    t.equal(
+      st.poolBytes,
+      st.groups.reduce((a, g) => a + g.poolBytes, 0),
+      `${label}: poolBytes`,
+    );
+    t.equal(st.blockBytes, c.layers * layerBlock, `${label}: blockBytes: every layer`);
+    const peakBound = st.groups.reduce((a, g) => a + g.peakBlocksInUse * g.blockBytes, 0);
+    t.ok(
+      st.peakKvBytes >= bytesSeen && st.peakKvBytes <= peakBound,
+      `${label}: peakKvBytes ${st.peakKvBytes} in [${bytesSeen} seen, ${peakBound}]`,
+    );
     s.dispose();
   }
 }
 
 t.test('Mistral (every layer slides): blocks outside the window are released, results bitwise unchanged', (t) =>
-  check(t, 'mistral-tiny', true),
+  check(t, 'mistral-tiny'),
 );
-t.test('Gemma 2 and 3 (local and global layers): every block kept, results unchanged', async (t) => {
-  await check(t, 'gemma2-tiny', false);
-  await check(t, 'gemma3-tiny', false);
+t.test('Gemma 2 and 3: the local layers release, the global layers keep every block, results unchanged', async (t) => {
+  await check(t, 'gemma2-tiny');
+  await check(t, 'gemma3-tiny');
 });
 
 t.test('a prefix-cache hit on blocks the window released reads them back intact', async (t) => {

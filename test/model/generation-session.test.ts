@@ -287,12 +287,16 @@ t.test('bad arguments are named', async (t) => {
   t.throws(() => new GenerationSession(m, {} as never), /options\.numBlocks/);
   t.throws(() => new GenerationSession(m, { numBlocks: 4, blockSize: 0 }), /options\.blockSize/);
   t.throws(() => new GenerationSession(m, { numBlocks: 4, tokenBudget: 0 }), /options\.tokenBudget/);
+  t.throws(() => new GenerationSession(m, { numBlocks: 4, windowBlocks: 0 }), /options\.windowBlocks/);
   t.throws(() => new GenerationSession(m, { numBlocks: 4, block: 3 } as never), /options/);
   const s = new GenerationSession(m, { numBlocks: 4, blockSize: 4 });
   t.throws(() => s.addRequest([], { maxNewTokens: 2 }), /prompt/);
   t.throws(() => s.addRequest([1], { maxNewTokens: 0 }), /options\.maxNewTokens/);
   t.throws(() => s.addRequest([1, 99], { maxNewTokens: 2 }), /prompt\[1\] = 99 is outside the vocabulary/);
-  t.throws(() => s.addRequest(promptOf(20, 1), { maxNewTokens: 4 }), /needs up to \d+ KV blocks, the pool holds 4/);
+  t.throws(
+    () => s.addRequest(promptOf(20, 1), { maxNewTokens: 4 }),
+    /needs up to \d+ KV blocks of the global layers' pool, which holds 4 \(raise numBlocks\)/,
+  );
   t.throws(() => s.addRequest([1], { maxNewTokens: 300 }), /max_position_embeddings/);
   t.throws(() => s.addRequest([1], { maxNewTokens: 2, topP: 0 }), /options\.topP/);
   t.throws(() => s.cancel(-1), /id/);
