@@ -393,7 +393,10 @@ function load(): NativeBinding {
   }
   try {
     const bindings = require('bindings') as (opts: { bindings: string; module_root: string }) => NativeBinding;
-    return bindings({ bindings: 'rlhf', module_root: packageRoot });
+    const b = bindings({ bindings: 'rlhf', module_root: packageRoot });
+    // `bindings` records the file it loaded as an extra `path` property on the exports: not ours
+    delete (b as unknown as Record<string, unknown>).path;
+    return b;
   } catch (err) {
     const e = err as Error & { tries?: string[] };
     for (const t of e.tries ?? [e.message.split('\n')[0]]) tried.push(`  ${t}`);
