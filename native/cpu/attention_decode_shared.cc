@@ -29,9 +29,10 @@ namespace attention_internal {
 
 namespace {
 
-constexpr int64_t kMinShared = 16;   // keys: fewer shared keys are not worth a cluster
-constexpr int64_t kMaxMembers = 16;  // sequences per cluster (more are split into several)
-constexpr int64_t kAheadV = 12;      // value rows prefetched ahead of the P·V chains
+constexpr int64_t kMinShared = 16;                // keys: fewer shared keys are not worth a cluster
+constexpr int64_t kMaxMembers = 16;               // sequences per cluster (more are split into several)
+constexpr int64_t kAheadV = 12;                   // value rows prefetched ahead of the P·V chains
+constexpr int64_t kMaxScores = int64_t(1) << 22;  // floats of a cluster's score rows (16 MiB of scratch)
 
 struct Member {
   int64_t b, kv_end;  // query sequence, keys it reads (its query sits at kv_end − 1)
@@ -230,9 +231,11 @@ void decode_paged_batch(const AttentionArgs& a, float* out, int64_t ldo, float* 
     std::stable_sort(mem.begin(), mem.end(), [](const Member& x, const Member& y) { return x.table[0] < y.table[0]; });
   const int64_t n = static_cast<int64_t>(mem.size());
   for (int64_t i0 = 0, i1; i0 < n; i0 = i1) {
-    int64_t L = mem[i0].kv_end;
+    int64_t L = mem[i0].kv_end, widest = mem[i0].kv_end;
     for (i1 = i0 + 1; a.decode_share_prefix && i1 < n && i1 - i0 < kMaxMembers && mem[i1].table[0] == mem[i0].table[0];
          ++i1) {
+      widest = std::max(widest, mem[i1].kv_end);
+      if ((i1 - i0 + 1) * a.NH * widest > kMaxScores) break;  // the cluster's score rows stay bounded
       int64_t common = 0;
       const int64_t blocks = (std::min(L, mem[i1].kv_end) + a.block_size - 1) / a.block_size;
       while (common < blocks && mem[i1].table[common] == mem[i0].table[common]) ++common;
