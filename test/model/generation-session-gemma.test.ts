@@ -11,9 +11,9 @@ import { Model } from '../../lib/engine/model.js';
 import { GenerationSession } from '../../lib/engine/generation-session.js';
 import { bitwiseEqual } from '../helpers/tolerance.js';
 import { modelFixtures } from '../helpers/family-fixture.js';
+import { sameGeneration, sameInts, staticReference } from '../helpers/static-reference.js';
 
 const promptOf = (len: number, salt: number) => Array.from({ length: len }, (_, i) => (i * 7 + salt * 13 + 1) % 89);
-const sameInts = (a: Int32Array, b: Int32Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 const fixtures = ['gemma2-tiny', 'gemma3-tiny'];
 
 async function load(t: Test, name: string) {
@@ -122,16 +122,9 @@ for (const name of fixtures)
     const id = s.addRequest(q, { maxNewTokens: 9, seed: 2, stream: 3, stopTokens: [] });
     const [g] = await s.runUntilIdle();
     t.equal(s.stats.prefillTokens - before, 2, 'the 24 shared positions come from the cache');
-    const [ref] = await m.generate({
-      prompts: [q],
-      maxNewTokens: 9,
-      seed: 2,
-      streams: [3],
-      stopTokens: [],
-      staticBatch: true,
-    });
+    const ref = await staticReference(m, { prompt: q, maxNewTokens: 9, seed: 2, stream: 3 });
     t.equal(g.id, id);
-    t.ok(sameInts(g.tokens, ref.tokens) && bitwiseEqual(g.logprobs, ref.logprobs), 'bitwise the static batch');
+    t.ok(sameGeneration(g, ref), 'bitwise the static batch');
     for (const gr of s.stats.groups) t.equal(gr.blocksInUse, 0, `window ${gr.window}: every block back`);
     s.dispose();
   });
@@ -155,16 +148,9 @@ for (const name of fixtures)
     t.ok(s.stats.groups[1].windowReleased > 0, 'the local pool released blocks');
     t.equal(s.cancel(other), true);
     const out = await s.runUntilIdle();
-    const [ref] = await m.generate({
-      prompts: [p],
-      maxNewTokens: 12,
-      seed: 1,
-      streams: [1],
-      stopTokens: [],
-      staticBatch: true,
-    });
+    const ref = await staticReference(m, { prompt: p, maxNewTokens: 12, seed: 1, stream: 1 });
     const g = out.find((x) => x.id === f1)!;
-    t.ok(sameInts(g.tokens, ref.tokens) && bitwiseEqual(g.logprobs, ref.logprobs), 'the follower is unchanged');
+    t.ok(sameGeneration(g, ref), 'the follower is unchanged');
     t.equal(out.find((x) => x.id === other)!.finishReason, 'cancelled');
     for (const gr of s.stats.groups) t.equal(gr.blocksInUse, 0, `window ${gr.window}: every block back`);
     // cancelling mid-decode returns both pools' blocks at once

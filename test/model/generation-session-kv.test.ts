@@ -6,11 +6,10 @@ import t from 'tap';
 import { join } from 'node:path';
 import { Model } from '../../lib/engine/model.js';
 import { GenerationSession, type SessionResult } from '../../lib/engine/generation-session.js';
-import { bitwiseEqual } from '../helpers/tolerance.js';
+import { sameGeneration } from '../helpers/static-reference.js';
 import { modelFixtures } from '../helpers/family-fixture.js';
 
 const promptOf = (len: number, salt: number) => Array.from({ length: len }, (_, i) => (i * 7 + salt * 13 + 1) % 89);
-const sameInts = (a: Int32Array, b: Int32Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 const requests = [
   { prompt: promptOf(12, 1), maxNewTokens: 20, seed: 3, stream: 0 },
   { prompt: promptOf(12, 1), maxNewTokens: 14, seed: 3, stream: 1, temperature: 0.8 },
@@ -56,7 +55,7 @@ for (const name of ['llama-tiny', 'mistral-tiny', 'gemma2-tiny']) {
       for (const other of [await run(m, 'bf16', 4, false), await run(m, 'bf16', 16)]) {
         let same = 0;
         other.results.forEach((g, i) => {
-          same += +(sameInts(g.tokens, bf.results[i].tokens) && bitwiseEqual(g.logprobs, bf.results[i].logprobs));
+          same += +sameGeneration(g, bf.results[i]);
         });
         t.equal(same, requests.length, 'bf16 sessions agree bit for bit across batching and block size');
       }
@@ -73,7 +72,7 @@ for (const name of ['llama-tiny', 'mistral-tiny', 'gemma2-tiny']) {
           stopTokens: [],
           kvDtype: 'bf16',
         });
-        viaGenerate += +(sameInts(g.tokens, bf.results[r].tokens) && bitwiseEqual(g.logprobs, bf.results[r].logprobs));
+        viaGenerate += +sameGeneration(g, bf.results[r]);
       }
       t.equal(viaGenerate, requests.length, "Model.generate({kvDtype: 'bf16'}) gives the bf16 session's results");
 

@@ -7,11 +7,10 @@ import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { Model } from '../../lib/engine/model.js';
 import { GenerationSession } from '../../lib/engine/generation-session.js';
-import { bitwiseEqual } from '../helpers/tolerance.js';
 import { modelFixtures } from '../helpers/family-fixture.js';
+import { sameGeneration, staticReference } from '../helpers/static-reference.js';
 
 const promptOf = (len: number, salt: number) => Array.from({ length: len }, (_, i) => (i * 7 + salt * 13 + 1) % 89);
-const sameInts = (a: Int32Array, b: Int32Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 // two identical prompts (shared prefill), prompts longer and shorter than the window, greedy and sampled
 const requests = [
@@ -27,18 +26,7 @@ async function check(t: Test, fixture: string) {
   const W = m.config.slidingWindow;
   t.ok(W > 0 && W < 12, `${fixture}: window ${W}, shorter than every generation`);
   const refs = [];
-  for (const r of requests) {
-    const [g] = await m.generate({
-      prompts: [r.prompt],
-      maxNewTokens: r.maxNewTokens,
-      temperature: r.temperature ?? 1,
-      seed: r.seed ?? 0,
-      streams: [r.stream ?? 0],
-      stopTokens: [],
-      staticBatch: true,
-    });
-    refs.push(g);
-  }
+  for (const r of requests) refs.push(await staticReference(m, r));
   for (const o of [
     { blockSize: 1, tokenBudget: 512 },
     { blockSize: 2, tokenBudget: 7 },
@@ -61,7 +49,7 @@ async function check(t: Test, fixture: string) {
     let same = 0;
     for (const [k, id] of ids.entries()) {
       const g = got.find((x) => x.id === id)!;
-      if (sameInts(g.tokens, refs[k].tokens) && bitwiseEqual(g.logprobs, refs[k].logprobs)) same++;
+      if (sameGeneration(g, refs[k])) same++;
     }
     t.equal(same, requests.length, `${label}: every request bitwise the static batch`);
     const st = s.stats;
@@ -140,15 +128,8 @@ t.test('a prefix-cache hit on blocks the window released reads them back intact'
   const before = s.stats.prefillTokens;
   const [g] = await s.runUntilIdle();
   t.equal(s.stats.prefillTokens - before, 2, 'the 24 shared positions come from the cache');
-  const [ref] = await m.generate({
-    prompts: [q],
-    maxNewTokens: 9,
-    seed: 2,
-    streams: [3],
-    stopTokens: [],
-    staticBatch: true,
-  });
+  const ref = await staticReference(m, { prompt: q, maxNewTokens: 9, seed: 2, stream: 3 });
   t.equal(g.id, id);
-  t.ok(sameInts(g.tokens, ref.tokens) && bitwiseEqual(g.logprobs, ref.logprobs), 'bitwise the static batch');
+  t.ok(sameGeneration(g, ref), 'bitwise the static batch');
   s.dispose();
 });

@@ -10,20 +10,11 @@ import { Model } from '../../lib/engine/model.js';
 import { GenerationSession, type SessionResult } from '../../lib/engine/generation-session.js';
 import { bitwiseEqual } from '../helpers/tolerance.js';
 import { modelFixtures } from '../helpers/family-fixture.js';
+import { sameGeneration, sameInts, staticReference, type SoloRequest } from '../helpers/static-reference.js';
 
 const tiny = () => tinyConfig({ vocab: 61, hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 256 });
 
-interface Req {
-  prompt: number[];
-  maxNewTokens: number;
-  temperature?: number;
-  topK?: number;
-  seed?: number;
-  stream?: number;
-  stopTokens?: number[];
-}
-
-const sameInts = (a: Int32Array, b: Int32Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+type Req = SoloRequest;
 
 const promptOf = (len: number, salt: number) => Array.from({ length: len }, (_, i) => (i * 7 + salt * 13 + 1) % 59);
 
@@ -38,20 +29,6 @@ const requests: Req[] = [
   { prompt: promptOf(16, 2), maxNewTokens: 10, seed: 7, stream: 5, stopTokens: [], topK: 8 },
 ];
 
-async function reference(m: Model, r: Req) {
-  const [g] = await m.generate({
-    prompts: [r.prompt],
-    maxNewTokens: r.maxNewTokens,
-    temperature: r.temperature ?? 1,
-    topK: r.topK ?? 0,
-    seed: r.seed ?? 0,
-    streams: [r.stream ?? 0],
-    stopTokens: r.stopTokens ?? [],
-    staticBatch: true,
-  });
-  return g;
-}
-
 function add(s: GenerationSession, r: Req): number {
   const { prompt, ...o } = r;
   return s.addRequest(prompt, { stopTokens: [], ...o });
@@ -62,7 +39,7 @@ async function sameAsReference(t: Test, m: Model, got: SessionResult[], ids: num
   let ok = 0;
   for (let i = 0; i < ids.length; i++) {
     const g = byId.get(ids[i])!;
-    const ref = await reference(m, requests[i % requests.length]);
+    const ref = await staticReference(m, requests[i % requests.length]);
     if (sameInts(g.tokens, ref.tokens) && bitwiseEqual(g.logprobs, ref.logprobs) && g.finishReason === ref.finishReason)
       ok++;
     else t.fail(`${label}: request ${i} differs from the static batch`);
@@ -166,19 +143,9 @@ t.test('identical prompts are prefilled once; a common prefix is reused from the
   const id = s.addRequest(q, { maxNewTokens: 6, seed: 2, stream: 9, stopTokens: [] });
   const [g] = await s.runUntilIdle();
   t.equal(s.stats.prefillTokens - before, 3, 'only the 3 new prompt positions computed');
-  const [ref] = await m.generate({
-    prompts: [q],
-    maxNewTokens: 6,
-    seed: 2,
-    streams: [9],
-    stopTokens: [],
-    staticBatch: true,
-  });
+  const ref = await staticReference(m, { prompt: q, maxNewTokens: 6, seed: 2, stream: 9 });
   t.equal(g.id, id);
-  t.ok(
-    sameInts(g.tokens, ref.tokens) && bitwiseEqual(g.logprobs, ref.logprobs),
-    'prefix-cache hit: bitwise the static batch',
-  );
+  t.ok(sameGeneration(g, ref), 'prefix-cache hit: bitwise the static batch');
   t.equal(s.stats.blocksInUse, 0);
   t.ok(s.stats.blocksCached >= 2, 'full prompt blocks stay cached after the requests end');
   // a pool too small to keep them: cached blocks are evicted, results unchanged
@@ -215,8 +182,7 @@ t.test('session log-probs equal forward(); Model.generate on the session equals 
       const a = await m.generate(opts);
       const b = await m.generate({ ...opts, staticBatch: true });
       let same = 0;
-      for (let r = 0; r < prompts.length; r++)
-        same += +(sameInts(a[r].tokens, b[r].tokens) && bitwiseEqual(a[r].logprobs, b[r].logprobs));
+      for (let r = 0; r < prompts.length; r++) same += +sameGeneration(a[r], b[r]);
       t.equal(same, prompts.length, `${name} T=${temperature}: generate on the session == static batch (bitwise)`);
       for (let r = 0; r < prompts.length; r++) {
         const seq = [...prompts[r], ...a[r].tokens];
@@ -264,10 +230,7 @@ t.test('cancel frees blocks; a cancelled leader hands its prefill to a follower'
   });
   for (const [k, id] of [f1, f2].entries()) {
     const g = out.find((x) => x.id === id)!;
-    t.ok(
-      sameInts(g.tokens, refs[k].tokens) && bitwiseEqual(g.logprobs, refs[k].logprobs),
-      `follower ${k}: unchanged by the cancel`,
-    );
+    t.ok(sameGeneration(g, refs[k]), `follower ${k}: unchanged by the cancel`);
   }
   t.equal(s.stats.prefillTokens, 30, 'the prompt was still prefilled once');
   t.equal(s.stats.blocksInUse, 0);
