@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "error.h"
 
@@ -26,16 +27,22 @@ inline void cpu_relax() {
 
 // Spins until done() or kSpinTime has passed; returns done(). The clock is read once every 64
 // polls (a read costs about as much as the poll and the pause together), and each poll pauses,
-// which leaves the core's pipeline (and an SMT sibling) to the threads doing the work.
+// which leaves the core's pipeline (and an SMT sibling) to the threads doing the work. After
+// kPauseTime the polls yield the core instead: when other processes hold the cores, the thread
+// being waited for may be queued behind this one (on an idle core sched_yield returns at once).
+constexpr auto kPauseTime = std::chrono::microseconds(20);
 template <typename Done>
 bool spin_until(Done&& done) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + kSpinTime, pause_until = start + kPauseTime;
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       if (done()) return true;
       cpu_relax();
     }
-    if (std::chrono::steady_clock::now() >= deadline) return done();
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return done();
+    if (now >= pause_until) std::this_thread::yield();
   }
 }
 }  // namespace
