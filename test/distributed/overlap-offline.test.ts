@@ -1,0 +1,89 @@
+// The offline trainers' overlapped gradient all-reduce (overlapAllReduce, default on; the shared
+// step loop, lib/train/loop.ts): at `mpirun -np 2`, SFT, DPO, the reward model and the process
+// reward model end with bitwise the weights of the plain path (overlapAllReduce false: backward,
+// then allReduceGradients), on both ranks, in one bucket (the default 25 MiB, larger than the
+// model) and in 4 KiB buckets (several per layer), with the overlapped backward taken once per
+// step on every rank (counted in the worker). Skipped where Open MPI is absent
+// (scripts/install-mpi.sh).
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native, packageRoot } from '../../lib/native.js';
+
+const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
+const skip = haveMpirun && native().mpiInfo().loadable ? false : 'Open MPI not installed (scripts/install-mpi.sh)';
+const fixture = (name: string) => join(packageRoot, 'test', 'distributed', 'fixtures', name);
+const STEPS = 4;
+
+/** [worker, its arguments after the output file] per trainer */
+const trainers: Record<string, [string, string[]]> = {
+  sft: ['sft-worker.mjs', [String(STEPS)]],
+  dpo: ['dpo-worker.mjs', [String(STEPS)]],
+  rm: ['scalar-worker.mjs', ['rm', String(STEPS)]],
+  prm: ['scalar-worker.mjs', ['prm', String(STEPS)]],
+};
+
+function run(out: string, trainer: string, overlap: boolean, bucket: number | undefined) {
+  const [worker, args] = trainers[trainer];
+  const env = {
+    ...process.env,
+    RLHF_THREADS: '1',
+    UV_THREADPOOL_SIZE: '1',
+    RLHF_TEST_OVERLAP: overlap ? '1' : '0',
+    RLHF_TEST_BUCKET: bucket ? String(bucket) : '',
+    OMPI_ALLOW_RUN_AS_ROOT: '1',
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
+    OMPI_MCA_rmaps_base_oversubscribe: '1',
+  };
+  const argv = ['-np', '2', '-x', 'RLHF_TEST_OVERLAP', '-x', 'RLHF_TEST_BUCKET', process.execPath, fixture(worker)];
+  const r = spawnSync('mpirun', [...argv, out, ...args], { encoding: 'utf8', env, timeout: 240_000 });
+  const lines = (r.stdout ?? '')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { rank: number; steps: number; digest: string; overlapped: number })
+    .sort((a, b) => a.rank - b.rank);
+  return { status: r.status, output: (r.stderr ?? '') + (r.stdout ?? ''), lines };
+}
+
+t.test(
+  'SFT, DPO, RM and PRM at 2 ranks: overlapped all-reduce = plain all-reduce, bit for bit',
+  { skip, timeout: 600_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rlhf-overlap-offline-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const cases: [string, number | undefined][] = [
+      ['sft', undefined],
+      ['sft', 4096],
+      ['dpo', undefined],
+      ['dpo', 4096],
+      ['rm', 4096],
+      ['prm', 4096],
+    ];
+    for (const [trainer, bucket] of cases) {
+      const label = `${trainer}${bucket ? `, ${bucket} B buckets` : ''}`;
+      const on = run(join(dir, `${trainer}-${bucket}-on.bin`), trainer, true, bucket);
+      const off = run(join(dir, `${trainer}-${bucket}-off.bin`), trainer, false, bucket);
+      t.equal(on.status, 0, on.status ? on.output : `${label}: overlapped`);
+      t.equal(off.status, 0, off.status ? off.output : `${label}: plain`);
+      t.same(
+        on.lines.map((l) => l.steps),
+        [STEPS, STEPS],
+        `${label}: both ranks ran ${STEPS} steps`,
+      );
+      t.same(
+        on.lines.map((l) => l.overlapped),
+        [STEPS, STEPS],
+        `${label}: every rank took the overlapped backward once per step`,
+      );
+      t.same(
+        off.lines.map((l) => l.overlapped),
+        [0, 0],
+        `${label}: overlapAllReduce false takes the plain path`,
+      );
+      t.equal(on.lines[0].digest, on.lines[1].digest, `${label}: both ranks hold the same weights`);
+      t.equal(on.lines[0].digest, off.lines[0].digest, `${label}: overlapped = plain, bit for bit`);
+    }
+  },
+);
