@@ -3,8 +3,9 @@
 // reward model end with bitwise the weights of the plain path (overlapAllReduce false: backward,
 // then allReduceGradients), on both ranks, in one bucket (the default 25 MiB, larger than the
 // model) and in 4 KiB buckets (several per layer), with the overlapped backward taken once per
-// step on every rank (counted in the worker). Skipped where Open MPI is absent
-// (scripts/install-mpi.sh).
+// step on every rank (counted in the worker); and DPO whose every step ends on a one-pair
+// micro-batch, so that rank 1's share of it is empty and it meets rank 0's overlapped all-reduce in
+// the plain one. Skipped where Open MPI is absent (scripts/install-mpi.sh).
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,7 +26,7 @@ const trainers: Record<string, [string, string[]]> = {
   prm: ['scalar-worker.mjs', ['prm', String(STEPS)]],
 };
 
-function run(out: string, trainer: string, overlap: boolean, bucket: number | undefined) {
+function run(out: string, trainer: string, overlap: boolean, bucket: number | undefined, batch?: number) {
   const [worker, args] = trainers[trainer];
   const env = {
     ...process.env,
@@ -33,11 +34,13 @@ function run(out: string, trainer: string, overlap: boolean, bucket: number | un
     UV_THREADPOOL_SIZE: '1',
     RLHF_TEST_OVERLAP: overlap ? '1' : '0',
     RLHF_TEST_BUCKET: bucket ? String(bucket) : '',
+    RLHF_TEST_BATCH: batch ? String(batch) : '',
     OMPI_ALLOW_RUN_AS_ROOT: '1',
     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
     OMPI_MCA_rmaps_base_oversubscribe: '1',
   };
-  const argv = ['-np', '2', '-x', 'RLHF_TEST_OVERLAP', '-x', 'RLHF_TEST_BUCKET', process.execPath, fixture(worker)];
+  const exported = ['RLHF_TEST_OVERLAP', 'RLHF_TEST_BUCKET', 'RLHF_TEST_BATCH'].flatMap((v) => ['-x', v]);
+  const argv = ['-np', '2', ...exported, process.execPath, fixture(worker)];
   const r = spawnSync('mpirun', [...argv, out, ...args], { encoding: 'utf8', env, timeout: 240_000 });
   const lines = (r.stdout ?? '')
     .split('\n')
@@ -53,18 +56,22 @@ t.test(
   async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'rlhf-overlap-offline-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const cases: [string, number | undefined][] = [
-      ['sft', undefined],
-      ['sft', 4096],
-      ['dpo', undefined],
-      ['dpo', 4096],
-      ['rm', 4096],
-      ['prm', 4096],
+    // [trainer, bucket bytes, batchSize (the worker's default), overlapped backwards per rank]
+    const cases: [string, number | undefined, number | undefined, number[]][] = [
+      ['sft', undefined, undefined, [STEPS, STEPS]],
+      ['sft', 4096, undefined, [STEPS, STEPS]],
+      ['dpo', undefined, undefined, [STEPS, STEPS]],
+      ['dpo', 4096, undefined, [STEPS, STEPS]],
+      // 30 pairs in micro-batches of 29 and 1, two per step: rank 1 has no share of the second
+      ['dpo', 4096, 29, [STEPS, 0]],
+      ['rm', 4096, undefined, [STEPS, STEPS]],
+      ['prm', 4096, undefined, [STEPS, STEPS]],
     ];
-    for (const [trainer, bucket] of cases) {
-      const label = `${trainer}${bucket ? `, ${bucket} B buckets` : ''}`;
-      const on = run(join(dir, `${trainer}-${bucket}-on.bin`), trainer, true, bucket);
-      const off = run(join(dir, `${trainer}-${bucket}-off.bin`), trainer, false, bucket);
+    for (const [trainer, bucket, batch, overlapped] of cases) {
+      const label = `${trainer}${bucket ? `, ${bucket} B buckets` : ''}${batch ? `, batches of ${batch}` : ''}`;
+      const name = `${trainer}-${bucket}-${batch}`;
+      const on = run(join(dir, `${name}-on.bin`), trainer, true, bucket, batch);
+      const off = run(join(dir, `${name}-off.bin`), trainer, false, bucket, batch);
       t.equal(on.status, 0, on.status ? on.output : `${label}: overlapped`);
       t.equal(off.status, 0, off.status ? off.output : `${label}: plain`);
       t.same(
@@ -74,8 +81,8 @@ t.test(
       );
       t.same(
         on.lines.map((l) => l.overlapped),
-        [STEPS, STEPS],
-        `${label}: every rank took the overlapped backward once per step`,
+        overlapped,
+        `${label}: overlapped backwards per rank (once per step where its share of the last micro-batch is not empty)`,
       );
       t.same(
         off.lines.map((l) => l.overlapped),
