@@ -5,7 +5,8 @@
 // model) and in 4 KiB buckets (several per layer), with the overlapped backward taken once per
 // step on every rank (counted in the worker); and DPO whose every step ends on a one-pair
 // micro-batch, so that rank 1's share of it is empty and it meets rank 0's overlapped all-reduce in
-// the plain one. Skipped where Open MPI is absent (scripts/install-mpi.sh).
+// the plain one; and SFT of a LoRA model, which the backward hook does not take: the plain path,
+// with a 'log' event saying why. Skipped where Open MPI is absent (scripts/install-mpi.sh).
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -26,7 +27,7 @@ const trainers: Record<string, [string, string[]]> = {
   prm: ['scalar-worker.mjs', ['prm', String(STEPS)]],
 };
 
-function run(out: string, trainer: string, overlap: boolean, bucket: number | undefined, batch?: number) {
+function run(out: string, trainer: string, overlap: boolean, bucket: number | undefined, batch?: number, lora = false) {
   const [worker, args] = trainers[trainer];
   const env = {
     ...process.env,
@@ -35,17 +36,21 @@ function run(out: string, trainer: string, overlap: boolean, bucket: number | un
     RLHF_TEST_OVERLAP: overlap ? '1' : '0',
     RLHF_TEST_BUCKET: bucket ? String(bucket) : '',
     RLHF_TEST_BATCH: batch ? String(batch) : '',
+    RLHF_TEST_LORA: lora ? '1' : '0',
     OMPI_ALLOW_RUN_AS_ROOT: '1',
     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
     OMPI_MCA_rmaps_base_oversubscribe: '1',
   };
-  const exported = ['RLHF_TEST_OVERLAP', 'RLHF_TEST_BUCKET', 'RLHF_TEST_BATCH'].flatMap((v) => ['-x', v]);
+  const exported = ['RLHF_TEST_OVERLAP', 'RLHF_TEST_BUCKET', 'RLHF_TEST_BATCH', 'RLHF_TEST_LORA'].flatMap((v) => [
+    '-x',
+    v,
+  ]);
   const argv = ['-np', '2', ...exported, process.execPath, fixture(worker)];
   const r = spawnSync('mpirun', [...argv, out, ...args], { encoding: 'utf8', env, timeout: 240_000 });
   const lines = (r.stdout ?? '')
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { rank: number; steps: number; digest: string; overlapped: number })
+    .map((l) => JSON.parse(l) as { rank: number; steps: number; digest: string; overlapped: number; logs?: string[] })
     .sort((a, b) => a.rank - b.rank);
   return { status: r.status, output: (r.stderr ?? '') + (r.stdout ?? ''), lines };
 }
@@ -92,5 +97,36 @@ t.test(
       t.equal(on.lines[0].digest, on.lines[1].digest, `${label}: both ranks hold the same weights`);
       t.equal(on.lines[0].digest, off.lines[0].digest, `${label}: overlapped = plain, bit for bit`);
     }
+  },
+);
+
+t.test(
+  'SFT of a LoRA model at 2 ranks: the plain all-reduce, and a log event says why',
+  { skip, timeout: 300_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rlhf-overlap-lora-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const on = run(join(dir, 'on.bin'), 'sft', true, 4096, undefined, true);
+    const off = run(join(dir, 'off.bin'), 'sft', false, 4096, undefined, true);
+    t.equal(on.status, 0, on.status ? on.output : 'default options');
+    t.equal(off.status, 0, off.status ? off.output : 'overlapAllReduce false');
+    t.same(
+      on.lines.map((l) => l.overlapped),
+      [0, 0],
+      'no overlapped backward',
+    );
+    for (const l of on.lines)
+      t.ok(
+        l.logs!.some(
+          (m) => m === 'gradient all-reduce after backward, not overlapped (a LoRA model (its base is frozen))',
+        ),
+        `rank ${l.rank}: the log event names the reason`,
+      );
+    t.ok(
+      off.lines.every((l) => l.logs!.some((m) => m.endsWith('not overlapped (overlapAllReduce false)'))),
+      'overlapAllReduce false is named too',
+    );
+    t.equal(on.lines[0].digest, on.lines[1].digest, 'both ranks hold the same weights');
+    t.equal(on.lines[0].digest, off.lines[0].digest, 'the same run either way');
   },
 );
