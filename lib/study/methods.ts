@@ -11,6 +11,7 @@ import type { StepEvent } from '../train/events.js';
 import { GroupTrainer } from '../train/group.js';
 import { PPOTrainer } from '../train/ppo.js';
 import { PreferenceTrainer } from '../train/preference.js';
+import { frozenReference } from '../train/reference.js';
 import type { TrainerEmitter } from '../train/events.js';
 import { RewardModel } from '../rewards/reward-model.js';
 import { evaluateBestOfN, evaluatePolicy, type PolicyEval, type SeedBase } from './setup.js';
@@ -65,8 +66,9 @@ export function ppo(
     (o.rmUnbalanced ? '-rm-unbalanced' : '');
   if (o.rmUnbalanced && other(o.rmSize)) throw new Error('ppo: rmUnbalanced is a base-size reward model');
   return evaluatePolicy(b, key, async () => {
-    const reference = other(o.policySize) ? await sizedSft(b, o.policySize!) : b.sft;
-    const policy = await reference.clone();
+    // another size: its SFT policy trains and a frozen copy of it (no gradients) is the reference
+    const policy = other(o.policySize) ? await sizedSft(b, o.policySize!) : await b.sft.clone();
+    const reference = other(o.policySize) ? await frozenReference(policy) : b.sft;
     const rm = o.rmUnbalanced
       ? await unbalancedRm(b)
       : other(o.rmSize)
@@ -105,7 +107,7 @@ export function sizedSftEval(b: SeedBase, size: ModelSize): Promise<PolicyEval> 
   if (sameSize(size, b.settings.model)) return sft(b);
   return evaluatePolicy(b, `sft-${sizeKey(size)}`, async () => {
     const policy = await sizedSft(b, size);
-    return { policy, reference: await policy.clone() };
+    return { policy, reference: await frozenReference(policy) };
   });
 }
 

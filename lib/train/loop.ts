@@ -18,7 +18,9 @@
  *              micro-batches [micro, micro + gradAccum) accumulated into one AdamW update:
  *              accumulate(micro) does forward/backward of THIS RANK's share and returns additive
  *              sums (the same keys on every rank); gradients and sums are summed over ranks
- *              (reduceStep); lossOf(sums) feeds the NaN/Inf guard; metrics(sums, update) the report.
+ *              (reduceStep; the gradients' all-reduce overlapped with the last micro-batch's
+ *              backward where the model allows: gradientSum); lossOf(sums) feeds the NaN/Inf
+ *              guard; metrics(sums, update) the report.
  *              The micro-batch counter is saved in every checkpoint.
  *   iteration  (PPO and the group methods; lib/train/policy-gradient.ts) one step = sample rollouts
  *              (on-policy, or one step ahead from a copy of the policy), score them, then epochs ×
@@ -32,29 +34,100 @@
  */
 import { join } from 'node:path';
 import type { AdamW } from '../engine/adamw.js';
-import type { Model } from '../engine/model.js';
+import type { BackwardGrads, Model } from '../engine/model.js';
+import { ErrorCode } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { options } from '../validate.js';
-import { allGatherRanges, currentGroup, shardRange, type ProcessGroup } from '../distributed/index.js';
+import {
+  allGatherRanges,
+  currentGroup,
+  DEFAULT_BUCKET_BYTES,
+  overlapUnsupported,
+  shardRange,
+  type ProcessGroup,
+} from '../distributed/index.js';
 import type { CheckpointPart, TrainerState } from './checkpoint.js';
 import type { TrainingRun } from './run.js';
 import type { Schedule } from './schedule.js';
 
 /** Option keys of data parallelism that a trainer accepts besides its own. */
-export const DATA_PARALLEL_KEYS = ['group', 'shardOptimizer'] as const;
+export const DATA_PARALLEL_KEYS = ['group', 'shardOptimizer', 'overlapAllReduce', 'allReduceBucketBytes'] as const;
+
+/** The gradient all-reduce options of the offline trainers (as PPO's and the group trainers'). */
+export interface AllReduceOptions {
+  /**
+   * Data parallelism: sum each step's gradients over options.group while the backward of the
+   * step's last micro-batch still runs (ProcessGroup.backwardAllReduce: the same buckets, so
+   * bitwise the weights of backward-then-all-reduce). Default true; it applies to a whole model on
+   * the CPU without LoRA and not split over ranks, and any other model (or this option false)
+   * takes the plain all-reduce after backward (a 'log' event says so).
+   */
+  overlapAllReduce?: boolean;
+  /** the gradient all-reduce's bucket size in bytes, overlapped or not (default DEFAULT_BUCKET_BYTES, 25 MiB:
+   * a model with fewer gradient bytes is one bucket, which cannot begin before backward ends) */
+  allReduceBucketBytes?: number;
+}
 
 /**
- * The group of a trainer's options (default: the group made by initDistributed, one local rank when
- * none was made) and whether AdamW shards its state over it (ZeRO stage 1: `shardOptimizer`,
- * default true; bitwise the same weights as unsharded AdamW).
+ * The data-parallel options of a trainer: the group (default: the group made by initDistributed,
+ * one local rank when none was made); whether AdamW shards its state over it (ZeRO stage 1:
+ * `shardOptimizer`, default true; bitwise the same weights as unsharded AdamW); whether each
+ * update's gradient all-reduce overlaps its last backward where the model allows
+ * (`overlapAllReduce`, default true; bitwise the same weights) and the all-reduce's bucket size in
+ * bytes, overlapped or not (`allReduceBucketBytes`, default DEFAULT_BUCKET_BYTES).
  */
 export function readDataParallel(
   o: ReturnType<typeof options>,
   group: ProcessGroup | undefined,
-): { group: ProcessGroup; optimizerGroup?: ProcessGroup } {
+): { group: ProcessGroup; optimizerGroup?: ProcessGroup; overlapAllReduce: boolean; bucketBytes: number } {
   const g = group ?? currentGroup();
   const shard = o.bool('shardOptimizer', true) && g.size > 1;
-  return { group: g, optimizerGroup: shard ? g : undefined };
+  return {
+    group: g,
+    optimizerGroup: shard ? g : undefined,
+    overlapAllReduce: o.bool('overlapAllReduce', true),
+    bucketBytes: o.int('allReduceBucketBytes', { min: 4 }, DEFAULT_BUCKET_BYTES),
+  };
+}
+
+/**
+ * Why `model`'s updates do not overlap the gradient all-reduce with backward (undefined: they do):
+ * one rank, `enabled` false (options.overlapAllReduce) or a model the backward hook does not take
+ * (overlapUnsupported). A trainer logs the reason when data parallelism falls back to the plain
+ * all-reduce after backward.
+ */
+export function overlapDeclined(group: ProcessGroup, model: Model, enabled: boolean): string | undefined {
+  if (group.size === 1) return 'one data-parallel rank (nothing to sum)';
+  return enabled ? overlapUnsupported(group, model) : 'overlapAllReduce false';
+}
+
+/**
+ * One model's gradient sum over the data-parallel group in one update: `last` runs the update's
+ * last backward with the all-reduce overlapped (ProcessGroup.backwardAllReduce; undefined when
+ * overlap is off: plain model.backward), and `reduced` says whether it did, i.e. whether the
+ * update still needs allReduceGradients. A rank that ran no such backward (an empty share, a
+ * non-finite loss) takes the plain all-reduce, whose buckets and calls are the overlapped one's,
+ * so ranks on either path meet in the same collectives. A model whose backward refuses the hook
+ * (ERR_RLHF_UNSUPPORTED before backward starts, alike on every rank) falls back to the plain path.
+ */
+export function gradientSum(
+  group: ProcessGroup,
+  model: Model,
+  overlap: boolean,
+  bucketBytes: number | undefined,
+): { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } {
+  const r: { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } = { reduced: false };
+  if (overlap)
+    r.last = async (grads) => {
+      try {
+        await group.backwardAllReduce(model, grads, { bucketBytes: bucketBytes ?? DEFAULT_BUCKET_BYTES });
+        r.reduced = true;
+      } catch (e) {
+        if ((e as { code?: string }).code !== ErrorCode.UNSUPPORTED) throw e;
+        await model.backward(grads);
+      }
+    };
+  return r;
 }
 
 /** This rank's contiguous share of a global batch's items (all of them on a group of one). */
@@ -212,8 +285,16 @@ export interface StepLoop {
   evalEvery?: number;
   /** where rank 0 writes the trained model (outputDir/model) after the last step */
   outputDir?: string;
-  /** forward/backward of this rank's share of micro-batches [micro, micro + gradAccum); additive sums */
-  accumulate(micro: number): Promise<Record<string, number>>;
+  /** the step's last backward overlaps the gradient all-reduce where the model allows (default false) */
+  overlapAllReduce?: boolean;
+  /** the gradient all-reduce's bucket size, overlapped or not (default DEFAULT_BUCKET_BYTES) */
+  bucketBytes?: number;
+  /**
+   * forward/backward of this rank's share of micro-batches [micro, micro + gradAccum); additive
+   * sums. Every backward goes through `backward`, with `last` true for the last micro-batch's
+   * (after it, no other collective until accumulate returns).
+   */
+  accumulate(micro: number, backward: StepBackward): Promise<Record<string, number>>;
   /** the loss the NaN/Inf guard checks, from the summed quantities */
   lossOf(sums: Record<string, number>): number;
   /** the step's metrics from the summed quantities and the update */
@@ -222,6 +303,12 @@ export interface StepLoop {
   evaluate?: () => Promise<Record<string, number>>;
   stopRequested(): boolean;
 }
+
+/**
+ * accumulate's backward of `model`: model.backward(grads), except that with `last` (the backward
+ * of the step's last micro-batch) it may also sum the gradients over the ranks as it runs.
+ */
+export type StepBackward = (grads: BackwardGrads, last: boolean) => Promise<void>;
 
 /** The StepLoop fields an offline trainer's validated loop options decide (evaluation only when it has eval data). */
 export function stepCadence(
@@ -242,6 +329,9 @@ export function runStepLoop(l: StepLoop): Promise<{ steps: number; last?: Record
   const { model, optimizer, run } = l;
   const part = l.part ?? 'model';
   let micro = 0;
+  const declined = overlapDeclined(l.group, model, l.overlapAllReduce === true);
+  if (l.group.size > 1 && declined) run.log(`gradient all-reduce after backward, not overlapped (${declined})`);
+  const bucket = { bucketBytes: l.bucketBytes ?? DEFAULT_BUCKET_BYTES };
   return runLoop({
     run,
     group: l.group,
@@ -255,7 +345,13 @@ export function runStepLoop(l: StepLoop): Promise<{ steps: number; last?: Record
     },
     step: async (step) => {
       const t0 = performance.now();
-      const sums = await reduceStep(l.group, model, await l.accumulate(micro));
+      // a rank whose last micro-batch had no backward (an empty share, a non-finite loss) meets the
+      // overlapped ranks in the plain all-reduce (the same buckets: see gradientSum)
+      const sum = gradientSum(l.group, model, !declined, bucket.bucketBytes);
+      const local = await l.accumulate(micro, (grads, last) =>
+        last && sum.last ? sum.last(grads) : model.backward(grads),
+      );
+      const sums = await reduceStep(l.group, sum.reduced ? undefined : model, local, bucket);
       micro += l.gradAccum;
       optimizer.lr = l.schedule(step);
       const r = await run.guardedUpdate(step, l.lossOf(sums), optimizer, model);

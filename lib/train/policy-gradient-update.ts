@@ -6,8 +6,7 @@
  * through forwardRows (packed with packTokens); every loss is computed in the padded layout.
  */
 import type { AdamW } from '../engine/adamw.js';
-import type { BackwardGrads, Model } from '../engine/model.js';
-import { ErrorCode } from '../errors.js';
+import type { Model } from '../engine/model.js';
 import { padBatch, permutation, sliceBatch, type TokenizedExample } from '../data/index.js';
 import { ntpLoss } from '../losses/index.js';
 import { pgNative } from '../engine/pg.js';
@@ -20,7 +19,7 @@ import {
   type SequenceBatch,
 } from '../rollout/sequences.js';
 import { DEFAULT_BUCKET_BYTES, shardRange, type ProcessGroup } from '../distributed/index.js';
-import { batchRows, reduceStep } from './loop.js';
+import { batchRows, gradientSum, reduceStep } from './loop.js';
 import { forwardSequences, type SequenceForward, type SequenceForwardOptions } from './packed-rows.js';
 import { allFinite } from './run.js';
 import type { IterationData, PolicyGradientConfig } from './policy-gradient-config.js';
@@ -50,35 +49,6 @@ export interface PolicyUpdateHost {
   ): Promise<{ skipped: boolean; gradNorm: number }>;
   /** an update was applied after skipped ones: the count of skips in a row restarts */
   resetSkips(): void;
-}
-
-/**
- * One model's gradient sum over the data-parallel group in one update: `last` runs the update's
- * last backward with the all-reduce overlapped (ProcessGroup.backwardAllReduce; undefined when
- * overlap is off: plain model.backward), and `reduced` says whether it did, i.e. whether the
- * update still needs allReduceGradients. A rank that ran no such backward (an empty share, a
- * non-finite loss) takes the plain all-reduce, whose buckets and calls are the overlapped one's,
- * so ranks on either path meet in the same collectives. A model whose backward refuses the hook
- * (ERR_RLHF_UNSUPPORTED before backward starts, alike on every rank) falls back to the plain path.
- */
-function gradientSum(
-  group: ProcessGroup,
-  model: Model,
-  overlap: boolean,
-  bucketBytes: number | undefined,
-): { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } {
-  const r: { last?: (grads: BackwardGrads) => Promise<void>; reduced: boolean } = { reduced: false };
-  if (overlap)
-    r.last = async (grads) => {
-      try {
-        await group.backwardAllReduce(model, grads, { bucketBytes: bucketBytes ?? DEFAULT_BUCKET_BYTES });
-        r.reduced = true;
-      } catch (e) {
-        if ((e as { code?: string }).code !== ErrorCode.UNSUPPORTED) throw e;
-        await model.backward(grads);
-      }
-    };
-  return r;
 }
 
 /** One iteration's update (see the module comment); the means of its metrics over minibatches. */

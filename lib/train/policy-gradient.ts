@@ -63,8 +63,8 @@ import { responseSlice, scatterResponses, sequenceBatch } from '../rollout/seque
 import { forwardRows, policyUpdate, type PolicyUpdateHost } from './policy-gradient-update.js';
 import { RolloutSampler, RoundSource, type SampledRound } from './sampling.js';
 import { TrainerEmitter } from './events.js';
-import { currentGroup, overlapUnsupported, type ProcessGroup } from '../distributed/index.js';
-import { gatherRows, runLoop, type StepReport } from './loop.js';
+import { currentGroup, type ProcessGroup } from '../distributed/index.js';
+import { gatherRows, overlapDeclined, runLoop, type StepReport } from './loop.js';
 import { TrainingRun } from './run.js';
 import type { IterationData, PolicyGradientConfig, PolicyGradientResult } from './policy-gradient-config.js';
 import { isStats, rolloutEvent, sampleTokenRewards, std, whitenRows, zeroVariance } from './policy-gradient-stats.js';
@@ -475,7 +475,7 @@ export class PolicyGradientLoop extends TrainerEmitter {
    */
   #overlapFor(which: 'policy' | 'critic', model: Model | undefined): boolean {
     if (!model || this.group.size === 1) return false;
-    const why = this.c.overlapAllReduce === false ? 'overlapAllReduce false' : overlapUnsupported(this.group, model);
+    const why = overlapDeclined(this.group, model, this.c.overlapAllReduce !== false);
     if (why)
       this.emit('log', {
         stage: this.c.stage,

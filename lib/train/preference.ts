@@ -43,7 +43,14 @@ import {
   type PreferenceLoss,
 } from './preference-losses.js';
 import { pairsFromGroups, sampleAndScore, type OnlinePair, type SampleOptions } from './preference-online.js';
-import { DATA_PARALLEL_KEYS, localShare, readDataParallel, runStepLoop, stepCadence } from './loop.js';
+import {
+  DATA_PARALLEL_KEYS,
+  localShare,
+  readDataParallel,
+  runStepLoop,
+  stepCadence,
+  type AllReduceOptions,
+} from './loop.js';
 import { TrainingRun, allFinite } from './run.js';
 import { loopSchedule } from './schedule.js';
 import { frozenReference } from './reference.js';
@@ -52,7 +59,7 @@ export { PREFERENCE_LOSSES, type PreferenceLoss } from './preference-losses.js';
 export type { OnlinePair, SampleOptions, SampledGroup } from './preference-online.js';
 
 /** Options of {@link PreferenceTrainer}; loop options (batchSize = pairs or groups per micro-batch) as in SFTOptions. */
-export interface PreferenceTrainerOptions extends Partial<LoopOptions> {
+export interface PreferenceTrainerOptions extends Partial<LoopOptions>, AllReduceOptions {
   /** ZeRO stage 1 over options.group: AdamW moments for this rank's share of the parameters only (default true) */
   shardOptimizer?: boolean;
   policy: Model;
@@ -156,6 +163,7 @@ export class PreferenceTrainer extends TrainerEmitter {
   /** data-parallel ranks (RunOptions.group): each takes its share of every micro-batch's items */
   readonly group: ProcessGroup;
   #o: LoopOptions & LossParams & { k?: number; ntpCoef: number; temperature: number; packTokens?: number };
+  #allReduce: { overlapAllReduce: boolean; bucketBytes: number };
   #opts: PreferenceTrainerOptions;
   #data?: Promise<PreparedItems>;
   #stopRequested = false;
@@ -212,6 +220,7 @@ export class PreferenceTrainer extends TrainerEmitter {
       throw new TypeError(`${fn}: options.groupSize applies to loss 'exo-rw' or 'dpo-rw', not '${loss}'`);
     const dp = readDataParallel(o, opts.group);
     this.group = dp.group;
+    this.#allReduce = { overlapAllReduce: dp.overlapAllReduce, bucketBytes: dp.bucketBytes };
     this.optimizer = new AdamW(
       this.policy,
       { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm },
@@ -416,12 +425,13 @@ export class PreferenceTrainer extends TrainerEmitter {
       frozen,
       ...stepCadence(o, !!data.eval),
       savedState: { seed: o.seed, loss: o.loss },
+      ...this.#allReduce,
       // after resume: the reference may have been restored from the checkpoint
       afterResume: () => this.#cacheReference([...data.train, ...(data.eval ?? [])], true),
       totalSteps,
       perEpoch: batches.perEpoch,
       schedule,
-      accumulate: async (micro) => {
+      accumulate: async (micro, backward) => {
         const micros = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
         N = micros.reduce((s, b) => s + b.length, 0);
         // NTP: mean NLL over the step's chosen (best-scored; unpaired: desirable) response tokens
@@ -431,7 +441,7 @@ export class PreferenceTrainer extends TrainerEmitter {
         );
         const tally = emptyTally();
         let nll = 0;
-        for (const global of micros) {
+        for (const [m, global] of micros.entries()) {
           // KTO's reference point is the whole micro-batch's, as in one process
           const sharedZ0 = o.loss === 'kto' && this.group.size > 1 ? await this.#klBaselineShared(global) : undefined;
           const items = localShare(this.group, global);
@@ -457,7 +467,7 @@ export class PreferenceTrainer extends TrainerEmitter {
               }
             });
           addTally(tally, r.tally);
-          await this.policy.backward({ dLogprobs: Float32Array.from(dTok) });
+          await backward({ dLogprobs: Float32Array.from(dTok) }, m === micros.length - 1);
         }
         return { ...tally, ntpLoss: nll };
       },

@@ -81,6 +81,7 @@ export class ProcessRewardTrainer extends TrainerEmitter {
   readonly group: ProcessGroup;
   readonly separator: string;
   #o: LoopOptions & { evalSplit?: number };
+  #allReduce: { overlapAllReduce: boolean; bucketBytes: number };
   #opts: ProcessRewardTrainerOptions;
   #data?: Promise<{ train: Row[]; eval?: Row[] }>;
   #stopRequested = false;
@@ -100,6 +101,7 @@ export class ProcessRewardTrainer extends TrainerEmitter {
     this.#o = { ...t.loop, evalSplit: t.evalSplit };
     this.group = t.group;
     this.optimizer = t.optimizer;
+    this.#allReduce = t.allReduce;
   }
 
   /** Ends train() after the current step, writing a checkpoint first. */
@@ -232,14 +234,15 @@ export class ProcessRewardTrainer extends TrainerEmitter {
       optimizer: this.optimizer,
       tokenizer: this.tokenizer,
       ...stepCadence(o, !!data.eval),
+      ...this.#allReduce,
       totalSteps,
       perEpoch: batches.perEpoch,
       schedule,
-      accumulate: async (micro) => {
+      accumulate: async (micro, backward) => {
         const micros = Array.from({ length: o.gradAccum }, (_, i) => batches.at(micro + i));
         S = micros.reduce((s, rows) => s + rows.reduce((a, r) => a + r.stepEnds.length, 0), 0);
         const sum = { loss: 0, correct: 0 };
-        for (const global of micros) {
+        for (const [m, global] of micros.entries()) {
           const rows = localShare(this.group, global);
           if (!rows.length) continue;
           const { scores, at, size } = await this.#scores(rows, true);
@@ -255,7 +258,7 @@ export class ProcessRewardTrainer extends TrainerEmitter {
           for (let j = 0; j < at.length; j++) dValues[at[j]] = l.dStepScores[j] * w;
           sum.loss += l.loss * w;
           sum.correct += l.accuracy * l.steps;
-          await this.model.backward({ dValues });
+          await backward({ dValues }, m === micros.length - 1);
         }
         return sum;
       },

@@ -124,6 +124,7 @@ export class RewardTrainer extends TrainerEmitter {
     cWeight: number;
     cBatch: number;
   };
+  #allReduce: { overlapAllReduce: boolean; bucketBytes: number };
   #opts: RewardTrainerOptions;
   #data?: Promise<Data>;
   #stopRequested = false;
@@ -151,6 +152,7 @@ export class RewardTrainer extends TrainerEmitter {
     };
     this.group = t.group;
     this.optimizer = t.optimizer;
+    this.#allReduce = t.allReduce;
     if (opts.balanceEdges !== undefined) {
       if (!this.#o.lengthBalance) throw new TypeError(`${fn}: options.balanceEdges needs options.lengthBalance: true`);
       balanceByLength([], { edges: opts.balanceEdges }); // validates the edges now rather than at train()
@@ -311,10 +313,11 @@ export class RewardTrainer extends TrainerEmitter {
       optimizer: this.optimizer,
       tokenizer: this.tokenizer,
       ...stepCadence(o, !!data.eval),
+      ...this.#allReduce,
       totalSteps,
       perEpoch: pairs.perEpoch,
       schedule,
-      accumulate: async (micro) => {
+      accumulate: async (micro, backward) => {
         const batches = Array.from({ length: o.gradAccum }, (_, i) => pairs.at(micro + i));
         const cBatches = Array.from({ length: labelled ? o.gradAccum : 0 }, (_, i) => labelled!.at(micro + i));
         N = batches.reduce((s, b) => s + b.length, 0);
@@ -362,7 +365,7 @@ export class RewardTrainer extends TrainerEmitter {
             sum.cLoss += (cl.loss * cb.length) / C;
             sum.cCorrect += cl.accuracy * cb.length;
           }
-          await this.model.backward({ dValues });
+          await backward({ dValues }, m === batches.length - 1);
         }
         return sum;
       },

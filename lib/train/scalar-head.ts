@@ -11,7 +11,7 @@ import type { Tokenizer } from '../tokenizer/index.js';
 import { sequenceBatch, type Sequence, type SequenceBatch } from '../rollout/sequences.js';
 import type { options } from '../validate.js';
 import { LOOP_KEYS, heldOutSplit, readLoopOptions, type LoopOptions } from './preference-common.js';
-import { DATA_PARALLEL_KEYS, readDataParallel } from './loop.js';
+import { DATA_PARALLEL_KEYS, readDataParallel, type AllReduceOptions } from './loop.js';
 
 /**
  * Forwards `rows` (right-padded into one batch) and reads the values at `positions(sb, b)` —
@@ -39,7 +39,7 @@ export async function scalarScores(
 }
 
 /** The options both trainers take; R: the training record type. Loop options as in SFTOptions. */
-export interface ScalarHeadTrainerOptions<R> extends Partial<LoopOptions> {
+export interface ScalarHeadTrainerOptions<R> extends Partial<LoopOptions>, AllReduceOptions {
   /** ZeRO stage 1 over options.group: AdamW moments for this rank's share of the parameters only (default true) */
   shardOptimizer?: boolean;
   /** a model with a scalar head (*ForSequenceClassification) */
@@ -72,7 +72,13 @@ export function readScalarHeadTraining(
   fn: string,
   o: ReturnType<typeof options>,
   opts: { model: Model; eval?: unknown; group?: ProcessGroup },
-): { loop: LoopOptions; evalSplit?: number; group: ProcessGroup; optimizer: AdamW } {
+): {
+  loop: LoopOptions;
+  evalSplit?: number;
+  group: ProcessGroup;
+  optimizer: AdamW;
+  allReduce: { overlapAllReduce: boolean; bucketBytes: number };
+} {
   const loop = readLoopOptions(fn, o, { lr: 1e-5 });
   const evalSplit = o.has('evalSplit') ? o.number('evalSplit', { gt: 0, lt: 1 }) : undefined;
   if (opts.eval !== undefined && evalSplit !== undefined)
@@ -83,7 +89,8 @@ export function readScalarHeadTraining(
     { lr: loop.lr, weightDecay: loop.weightDecay, maxGradNorm: loop.maxGradNorm },
     { group: dp.optimizerGroup },
   );
-  return { loop, evalSplit, group: dp.group, optimizer };
+  const allReduce = { overlapAllReduce: dp.overlapAllReduce, bucketBytes: dp.bucketBytes };
+  return { loop, evalSplit, group: dp.group, optimizer, allReduce };
 }
 
 /**

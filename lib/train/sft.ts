@@ -30,12 +30,12 @@ import {
 import type { Tokenizer } from '../tokenizer/index.js';
 import { options } from '../validate.js';
 import { TrainerEmitter } from './events.js';
-import { DATA_PARALLEL_KEYS, readDataParallel, runStepLoop, stepCadence } from './loop.js';
+import { DATA_PARALLEL_KEYS, readDataParallel, runStepLoop, stepCadence, type AllReduceOptions } from './loop.js';
 import { LOOP_KEYS, readLoopOptions, type LoopOptions } from './preference-common.js';
 import { TrainingRun, type RunOptions } from './run.js';
 import { loopSchedule } from './schedule.js';
 
-export interface SFTOptions extends RunOptions {
+export interface SFTOptions extends RunOptions, AllReduceOptions {
   model: Model;
   tokenizer: Tokenizer;
   /** JSONL path or parsed records */
@@ -112,6 +112,7 @@ export class SFTTrainer extends TrainerEmitter {
   #stopRequested = false;
   readonly group: ProcessGroup;
   #o: LoopOptions & Pick<SFTOptions, 'model' | 'tokenizer' | 'train' | 'eval'> & { packing: boolean };
+  #allReduce: { overlapAllReduce: boolean; bucketBytes: number };
 
   constructor(opts: SFTOptions) {
     super();
@@ -122,17 +123,25 @@ export class SFTTrainer extends TrainerEmitter {
     this.model = opts.model;
     this.tokenizer = opts.tokenizer;
     this.group = opts.group ?? currentGroup();
-    const { group: _group, shardOptimizer: _shard, ...rest } = opts;
+    const {
+      group: _group,
+      shardOptimizer: _shard,
+      overlapAllReduce: _overlap,
+      allReduceBucketBytes: _bucket,
+      ...rest
+    } = opts;
     this.#o = {
       ...rest,
       ...readLoopOptions(fn, o, { lr: 1e-4 }),
       packing: o.bool('packing', false),
     };
+    const dp = readDataParallel(o, this.group);
     this.optimizer = new AdamW(
       this.model,
       { lr: this.#o.lr, weightDecay: this.#o.weightDecay, maxGradNorm: this.#o.maxGradNorm },
-      { group: readDataParallel(o, this.group).optimizerGroup },
+      { group: dp.optimizerGroup },
     );
+    this.#allReduce = { overlapAllReduce: dp.overlapAllReduce, bucketBytes: dp.bucketBytes };
   }
 
   async #examples(source: string | SftInput[]): Promise<TokenizedExample[]> {
@@ -231,15 +240,16 @@ export class SFTTrainer extends TrainerEmitter {
       optimizer: this.optimizer,
       tokenizer: this.tokenizer,
       ...stepCadence(o, !!evalSet),
+      ...this.#allReduce,
       totalSteps,
       perEpoch,
       schedule,
-      accumulate: async (micro) => {
+      accumulate: async (micro, backward) => {
         const batches = Array.from({ length: o.gradAccum }, (_, i) => batchAt(micro + i));
         targets = batches.reduce((s, b) => s + b.numTargets, 0);
         let nll = 0,
           tokens = 0;
-        for (const global of batches) {
+        for (const [i, global] of batches.entries()) {
           const b = this.#localRows(global);
           if (b.batch === 0) continue;
           const f = await this.model.forward({
@@ -258,7 +268,7 @@ export class SFTTrainer extends TrainerEmitter {
               d[j] = -1 / targets;
             }
           tokens += b.lengths.reduce((s, x) => s + x, 0);
-          await this.model.backward({ dLogprobs: d });
+          await backward({ dLogprobs: d }, i === batches.length - 1);
         }
         return { nll, tokens };
       },

@@ -17,6 +17,7 @@ import { estimateTrainingMemory, matrixParameterCount, parameterCount } from '..
 import { bf16ToF32, f32ToBf16, readCheckpointIndex, readTensorBf16 } from '../../lib/io/safetensors.js';
 import { bitwiseEqual } from '../helpers/tolerance.js';
 import { Rng } from '../helpers/random.js';
+import { nextTokenBatch, sftSteps } from '../helpers/sft-steps.js';
 
 const VOCAB = 61;
 const cfg = tinyConfig({ vocab: VOCAB, hidden: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 96, maxPositions: 128 });
@@ -28,12 +29,7 @@ function sameBits(a: Uint16Array, b: Uint16Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-function batchOf(rng: Rng, B: number, T: number) {
-  const tokens = new Int32Array(B * T).map(() => rng.int(0, VOCAB - 1));
-  const targets = new Int32Array(B * T).fill(-1);
-  for (let b = 0; b < B; b++) for (let i = 0; i < T - 1; i++) targets[b * T + i] = tokens[b * T + i + 1];
-  return { tokens, targets, batch: B, seqLen: T };
-}
+const batchOf = (rng: Rng, B: number, T: number) => nextTokenBatch(rng, VOCAB, B, T);
 
 const root = await mkdtemp(join(tmpdir(), 'rlhf-bf16-storage-'));
 t.teardown(() => rm(root, { recursive: true, force: true }));
@@ -129,24 +125,9 @@ t.test('save as BF16 is bitwise; setParameter rounds to nearest even', async (t)
   frozen.dispose();
 });
 
-/** n AdamW steps of next-token SFT on fixed batches; returns the losses. */
-async function train(m: Model, opt: AdamW, steps: number, from: number): Promise<number[]> {
-  const losses: number[] = [];
-  for (let s = from; s < from + steps; s++) {
-    const batch = batchOf(new Rng(200 + (s % 3)), 4, 16);
-    await m.zeroGrad();
-    const f = await m.forward({ ...batch, saveForBackward: true });
-    let n = 0,
-      sum = 0;
-    for (let i = 0; i < f.logprobs.length; i++) if (batch.targets[i] >= 0) ((sum -= f.logprobs[i]), n++);
-    losses.push(sum / n);
-    const d = new Float32Array(f.logprobs.length);
-    for (let i = 0; i < d.length; i++) d[i] = batch.targets[i] >= 0 ? -1 / n : 0;
-    await m.backward({ dLogprobs: d });
-    await opt.step();
-  }
-  return losses;
-}
+/** Steps from .. from + steps - 1 of next-token SFT, cycling through fixed batches; returns the losses. */
+const train = (m: Model, opt: AdamW, steps: number, from: number) =>
+  sftSteps(m, opt, (s) => batchOf(new Rng(200 + (s % 3)), 4, 16), steps, from);
 
 t.test('LoRA on a bf16-only base: = mixed at B = 0; trains; resumes exactly; base bits unchanged', async (t) => {
   const mixed = await Model.load(ckpt, { dtype: 'bf16' });

@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { loadPreferenceFile } from '../../lib/data/index.js';
 import { packageRoot } from '../../lib/native.js';
+import { generateRollout } from '../../lib/rollout/generate.js';
 import { spawnServe, tinyCheckpoint } from '../serve/helpers.js';
 
 const policy = await tinyCheckpoint({ seed: 4, maxPositions: 1024 });
@@ -45,6 +46,19 @@ const completeness = (a: string) => (a.length * 7) % 11;
 const between = (text: string, start: string, end: string) =>
   text.slice(text.indexOf(start) + start.length, text.lastIndexOf(end));
 
+/** The deterministic judge's reply to a judge prompt. */
+function detReply(prompt: string): string {
+  const answer = prompt.includes('[Answer]') ? between(prompt, '[Answer]\n', '\n\n[Analysis]') : '';
+  if (prompt.startsWith('You are reviewing how helpful')) return `Looks fine.\n[[${helpfulness(answer)}]]`;
+  if (prompt.startsWith('You are checking the logic')) return `Consistent.\n[[${logicality(answer)}]]`;
+  if (prompt.startsWith('Below are a question'))
+    return `<statement>The answer says ${JSON.stringify(between(prompt, '[Answer]\n', '\n\n[Statements]').slice(0, 20))}.</statement>`;
+  if (prompt.startsWith('Decide whether the statement')) return 'Checked.\n[[Fully supported]]';
+  if (prompt.startsWith('Here is part of a long document')) return '1. Membership rose from 120 to 150.';
+  if (prompt.startsWith('You are judging whether')) return `Covers some.\n[[${completeness(answer)}]]`;
+  return 'unknown prompt';
+}
+
 t.test('a deterministic judge over HTTP: prompts, retries, scores, pairs, cache', { timeout: 240000 }, async (t) => {
   writeFileSync(join(dir, 'long.jsonl'), prompts.map((p) => JSON.stringify(p)).join('\n') + '\n');
   const seen: string[] = [];
@@ -62,16 +76,7 @@ t.test('a deterministic judge over HTTP: prompts, retries, scores, pairs, cache'
       return void res.end(JSON.stringify({ error: { message: 'try again', type: 'x' } }));
     }
     const prompt = body.messages[0].content;
-    const answer = prompt.includes('[Answer]') ? between(prompt, '[Answer]\n', '\n\n[Analysis]') : '';
-    let content: string;
-    if (prompt.startsWith('You are reviewing how helpful')) content = `Looks fine.\n[[${helpfulness(answer)}]]`;
-    else if (prompt.startsWith('You are checking the logic')) content = `Consistent.\n[[${logicality(answer)}]]`;
-    else if (prompt.startsWith('Below are a question'))
-      content = `<statement>The answer says ${JSON.stringify(between(prompt, '[Answer]\n', '\n\n[Statements]').slice(0, 20))}.</statement>`;
-    else if (prompt.startsWith('Decide whether the statement')) content = 'Checked.\n[[Fully supported]]';
-    else if (prompt.startsWith('Here is part of a long document')) content = '1. Membership rose from 120 to 150.';
-    else if (prompt.startsWith('You are judging whether')) content = `Covers some.\n[[${completeness(answer)}]]`;
-    else content = 'unknown prompt';
+    const content = detReply(prompt);
     seen.push(prompt.split('\n')[0]);
     t.equal(body.model, 'det-judge');
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -228,6 +233,91 @@ t.test(
     );
   },
 );
+
+t.test('results in sampling order when the judge answers later responses first', { timeout: 240000 }, async (t) => {
+  // the policy's responses in sampling order, sampled here as the command samples them
+  const rollout = await generateRollout({
+    policy: policy.model,
+    tokenizer: policy.tokenizer,
+    prompts: prompts.map((p) => ({ prompt: [{ role: 'user', content: `${p.context}\n\n${p.question}` }] })),
+    samplesPerPrompt: 3,
+    sampling: { maxNewTokens: 12, temperature: 1 },
+    seed: 5,
+    batchSize: 16,
+  });
+  const texts = rollout.samples.map((s) => s.text);
+  // each reply about the answer of sample i waits (6 - i) × 60 ms: later samples finish first
+  const answered: number[] = [];
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const prompt = (JSON.parse(Buffer.concat(chunks).toString()) as { messages: Array<{ content: string }> })
+      .messages[0].content;
+    const sample = prompt.includes('[Answer]')
+      ? texts.indexOf(
+          between(prompt, '[Answer]\n', prompt.includes('[Analysis]') ? '\n\n[Analysis]' : '\n\n[Statements]'),
+        )
+      : -1;
+    if (sample >= 0) await new Promise((r) => setTimeout(r, (6 - sample) * 60));
+    if (prompt.startsWith('You are reviewing how helpful')) answered.push(sample);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        choices: [{ index: 0, message: { role: 'assistant', content: detReply(prompt) }, finish_reason: 'stop' }],
+      }),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  writeFileSync(join(dir, 'order.jsonl'), prompts.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  const r = await runAsync([
+    'longreward',
+    '--policy',
+    policy.dir,
+    '--prompts',
+    join(dir, 'order.jsonl'),
+    '--judge-url',
+    `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    '--judge-model',
+    'det-judge',
+    '--samples',
+    '3',
+    '--max-new-tokens',
+    '12',
+    '--language',
+    'en',
+    '--concurrency',
+    '12',
+    '--cache',
+    join(dir, 'order-cache'),
+    '--out',
+    join(dir, 'order-pairs.jsonl'),
+    '--scores-out',
+    join(dir, 'order-scores.jsonl'),
+    '--seed',
+    '5',
+  ]);
+  t.equal(r.status, 0, r.stderr);
+  t.not(answered.join(), [0, 1, 2, 3, 4, 5].join(), `the judge answered out of sampling order: ${answered.join()}`);
+  const scores = readFileSync(join(dir, 'order-scores.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { id: string; response: string; scores: { helpfulness: number } });
+  t.same(
+    scores.map((s) => s.response),
+    texts,
+    'scores-out lists the responses in sampling order',
+  );
+  t.same(
+    scores.map((s) => s.id),
+    ['blue-lake', 'blue-lake', 'blue-lake', 'cheese', 'cheese', 'cheese'],
+  );
+  t.same(
+    scores.map((s) => s.scores.helpfulness),
+    texts.map(helpfulness),
+    'each response with its own scores',
+  );
+});
 
 /** Runs the CLI without blocking the event loop (the judge server of the first test lives in this process). */
 function runAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {

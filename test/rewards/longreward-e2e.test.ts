@@ -2,11 +2,12 @@
 // the prompt it receives, a bag-of-words stub embedder and the built-in ByteTokenizer. Checks the
 // total, the retry temperatures, the top-5 passages in document order (property 23), the 4096-token
 // information blocks and their labels, caching per prompt, Chinese prompts, the no-statement
-// convention, scoreMany, the judge-concurrency cap, and argument errors.
+// convention, scoreMany and its per-input callback, the judge-concurrency cap, and argument errors.
 import t from 'tap';
 import { ByteTokenizer } from '../../lib/tokenizer/index.js';
 import {
   DEFAULT_PROMPTS,
+  JudgeRetryError,
   LongReward,
   NO_RELEVANT_INFORMATION,
   type EmbeddingModel,
@@ -460,6 +461,60 @@ t.test('argument errors name the option', async (t) => {
   await t.rejects(lr.scoreMany([], { concurrency: 0 }), {
     name: 'RangeError',
     message: 'LongReward.scoreMany: expected options.concurrency to be an integer >= 1, received 0',
+  });
+});
+
+t.test('scoreMany onSettled: each input once as it finishes, skipped ones with their error', async (t) => {
+  // 'answer one' never gets a parseable helpfulness rating; 'answer zero' is answered last
+  const judge: JudgeModel = {
+    async complete(prompt) {
+      const { name } = kindOf(prompt);
+      if (prompt.includes('answer zero')) await new Promise((r) => setTimeout(r, 20));
+      if (name === 'helpfulness') return prompt.includes('answer one') ? 'no rating here' : '[[7]]';
+      return englishReplies(name, prompt, 1);
+    },
+  };
+  const lr = new LongReward({ judge, embedder: stubEmbedder().embedder, tokenizer, maxAttempts: 2 });
+  const inputs = ['answer zero', 'answer one', 'answer two'].map((answer) => ({ ...input, answer: `${S1} ${answer}` }));
+  const seen: Array<[number, string]> = [];
+  const many = await lr.scoreMany(inputs, {
+    concurrency: 3,
+    skipUnparseable: true,
+    onSettled: (i, o) =>
+      void seen.push([
+        i,
+        'scores' in o ? `total ${o.scores.total}` : `${o.error instanceof JudgeRetryError}: ${o.error.message}`,
+      ]),
+  });
+  t.equal(many[1], undefined, 'the unparseable input is skipped');
+  t.same(
+    seen.map(([i]) => i),
+    [1, 2, 0],
+    'completion order',
+  );
+  t.equal(seen[2][1], `total ${many[0]!.total}`);
+  t.equal(seen[1][1], `total ${many[2]!.total}`);
+  t.match(seen[0][1], /^true: judgeWithRetry: the judge gave no helpfulness rating/);
+  const calls: number[] = [];
+  await t.rejects(
+    lr.scoreMany(inputs, { concurrency: 1, onSettled: (i) => void calls.push(i) }),
+    { message: /no helpfulness rating/ },
+    'without skipUnparseable the error rejects',
+  );
+  t.same(calls, [0], '... and onSettled is not called for it');
+  await t.rejects(
+    lr.scoreMany(inputs, {
+      concurrency: 1,
+      onSettled: () => {
+        throw new Error('stop here');
+      },
+    }),
+    { message: 'stop here' },
+    'an error thrown by onSettled rejects',
+  );
+  await t.rejects(lr.scoreMany(inputs, { onSettled: 'log' as never }), {
+    name: 'TypeError',
+    message: 'LongReward.scoreMany: expected options.onSettled to be a function (index, outcome), received "log"',
   });
 });
 

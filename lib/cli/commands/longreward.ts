@@ -5,7 +5,6 @@ import { ErrorCode, RlhfError } from '../../errors.js';
 import { generateRollout } from '../../rollout/generate.js';
 import {
   buildPairs,
-  JudgeRetryError,
   LexicalEmbedder,
   LongReward,
   OpenAIEmbedder,
@@ -205,30 +204,40 @@ export const longrewardCommand: CommandHandler = async (o, ctx) => {
     language: o.language as 'auto' | 'en' | 'zh',
     maxConcurrentCalls: o.concurrency as number,
   });
-  const scored: Array<ScoredResponse & { scores: LongRewardScores; sample: number }> = [];
+  // responses judged ceil(concurrency / 2) at a time (each asks several questions at once; the
+  // scorer caps judge calls in flight at --concurrency); results in sampling order, so ties
+  // between totals resolve the same way at any concurrency
   const failures: string[] = [];
-  let next = 0;
   let done = 0;
-  const worker = async () => {
-    while (next < rollout.samples.length) {
-      const sample = next++;
-      const s = rollout.samples[sample];
-      const p = prompts[s.promptIndex];
-      try {
-        const scores = await scorer.score({ context: p.context, question: p.question, answer: s.text });
-        scored.push({ promptId: p.id, response: s.text, scores, prompt: messages[s.promptIndex].prompt, sample });
-      } catch (err) {
-        if (!(err instanceof JudgeRetryError)) throw err; // transport failures end the run; the cache keeps what was answered
-        failures.push(`prompt ${p.id}: ${err.message.slice(0, 200)}`);
-      }
-      if (++done % 10 === 0 || done === rollout.samples.length)
-        ctx.stderr.write(
-          `longreward: ${done}/${rollout.samples.length} responses judged (${failures.length} unparseable)\n`,
-        );
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.ceil((o.concurrency as number) / 2)) }, worker));
-  scored.sort((a, b) => a.sample - b.sample); // completion order varies with concurrency; ties resolve in sampling order
+  const total = rollout.samples.length;
+  const results = await scorer.scoreMany(
+    rollout.samples.map((s) => ({
+      context: prompts[s.promptIndex].context,
+      question: prompts[s.promptIndex].question,
+      answer: s.text,
+    })),
+    {
+      concurrency: Math.max(1, Math.ceil((o.concurrency as number) / 2)),
+      skipUnparseable: true, // any other error (transport) ends the run; the cache keeps what was answered
+      onSettled: (i, outcome) => {
+        if ('error' in outcome)
+          failures.push(`prompt ${prompts[rollout.samples[i].promptIndex].id}: ${outcome.error.message.slice(0, 200)}`);
+        if (++done % 10 === 0 || done === total)
+          ctx.stderr.write(`longreward: ${done}/${total} responses judged (${failures.length} unparseable)\n`);
+      },
+    },
+  );
+  const scored: Array<ScoredResponse & { scores: LongRewardScores }> = [];
+  results.forEach((scores, i) => {
+    const s = rollout.samples[i];
+    if (scores)
+      scored.push({
+        promptId: prompts[s.promptIndex].id,
+        response: s.text,
+        scores,
+        prompt: messages[s.promptIndex].prompt,
+      });
+  });
 
   const pairs = buildPairs(scored, {
     minResponses: (o.minResponses as number | undefined) ?? K,

@@ -13,7 +13,7 @@ export type {
   LongRewardResult,
   LongRewardScores,
 } from './types.js';
-export { LongReward } from './scorer.js';
+export { LongReward, type OnScoreSettled } from './scorer.js';
 export {
   DEFAULT_MAX_ATTEMPTS,
   FIRST_TEMPERATURE,

@@ -67,6 +67,12 @@ const OPTION_KEYS = [
   'cacheSize',
 ];
 
+/** scoreMany's per-input callback: the input's index and its scores, or the unparseable error that skipped it. */
+export type OnScoreSettled = (
+  index: number,
+  outcome: { scores: LongRewardScores } | { error: JudgeRetryError },
+) => void;
+
 /** Calls the embedder and checks it returned one finite vector per text, all of one dimension. */
 async function embedChecked(embedder: EmbeddingModel, texts: string[], what: string): Promise<number[][]> {
   const vectors: unknown = await embedder.embed(texts);
@@ -172,37 +178,52 @@ export class LongReward {
    * Scores many inputs, `concurrency` (default 4) at a time, results in input order. Rejects with
    * the first error (no new input is started after it); with `skipUnparseable`, an input whose
    * judge replies never parse (JudgeRetryError) is left undefined instead, as the official batch
-   * script skips it, and any other error still rejects.
+   * script skips it, and any other error still rejects. `onSettled(index, outcome)`, if given, is
+   * called as each input finishes, in completion order: `{ scores }`, or `{ error }` for an input
+   * skipped as unparseable (not for an error that rejects); an error it throws rejects.
    */
   async scoreMany(
     inputs: readonly LongRewardInput[],
-    options_?: { concurrency?: number; skipUnparseable?: false },
+    options_?: { concurrency?: number; skipUnparseable?: false; onSettled?: OnScoreSettled },
   ): Promise<LongRewardScores[]>;
   async scoreMany(
     inputs: readonly LongRewardInput[],
-    options_: { concurrency?: number; skipUnparseable: boolean },
+    options_: { concurrency?: number; skipUnparseable: boolean; onSettled?: OnScoreSettled },
   ): Promise<Array<LongRewardScores | undefined>>;
   async scoreMany(
     inputs: readonly LongRewardInput[],
-    options_?: { concurrency?: number; skipUnparseable?: boolean },
+    options_?: { concurrency?: number; skipUnparseable?: boolean; onSettled?: OnScoreSettled },
   ): Promise<Array<LongRewardScores | undefined>> {
     if (!Array.isArray(inputs))
       throw typeError(`${FN}.scoreMany`, 'inputs', 'an array of {context, question, answer}', inputs);
     inputs.forEach((input, i) => checkInput(input, `inputs[${i}]`, `${FN}.scoreMany`));
     const o = options(`${FN}.scoreMany`, 'options', options_);
-    o.known(['concurrency', 'skipUnparseable']);
+    o.known(['concurrency', 'skipUnparseable', 'onSettled']);
     const concurrency = o.int('concurrency', { min: 1 }, 4);
     const skipUnparseable = o.bool('skipUnparseable', false);
+    const onSettled = o.obj.onSettled;
+    if (onSettled !== undefined && typeof onSettled !== 'function')
+      throw typeError(`${FN}.scoreMany`, 'options.onSettled', 'a function (index, outcome)', onSettled);
+    const settled = onSettled as OnScoreSettled | undefined;
     const out = new Array<LongRewardScores | undefined>(inputs.length);
     let next = 0;
     let failed = false;
     const worker = async () => {
       while (!failed && next < inputs.length) {
         const i = next++;
+        let outcome: Parameters<OnScoreSettled>[1];
         try {
-          out[i] = await this.score(inputs[i]);
+          outcome = { scores: (out[i] = await this.score(inputs[i])) };
         } catch (err) {
-          if (skipUnparseable && err instanceof JudgeRetryError) continue;
+          if (!(skipUnparseable && err instanceof JudgeRetryError)) {
+            failed = true;
+            throw err;
+          }
+          outcome = { error: err };
+        }
+        try {
+          settled?.(i, outcome);
+        } catch (err) {
           failed = true;
           throw err;
         }
