@@ -102,6 +102,12 @@ float softmax_row(float* s, int64_t kmax, int64_t width) {
   return simd_level() == SimdLevel::Avx512 ? softmax_row_avx512(s, kmax, width) : softmax_row_lanes(s, kmax, width);
 }
 
+const int32_t* paged_table(const AttentionArgs& a, int64_t b, int64_t kv_end) {
+  RLHF_CHECK((kv_end + a.block_size - 1) / a.block_size <= a.table_stride, ErrorCode::OutOfRange,
+             "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
+  return a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride;
+}
+
 void softcap_row(float* s, int64_t kmax, float c, float* factor) {
   for (int64_t j = 0; j <= kmax; ++j) {
     const float t = std::tanh(s[j] / c);
@@ -267,12 +273,6 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
     return;
   }
   check_paged(a);
-  auto keys_of = [&](int64_t b, int64_t kv_end) {
-    const int32_t* table = a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride;
-    RLHF_CHECK((kv_end + a.block_size - 1) / a.block_size <= a.table_stride, ErrorCode::OutOfRange,
-               "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
-    return table;
-  };
   if (a.Tq == 1 && !a.decode_gather) return decode_paged_batch(a, out, ldo, lse);  // in place
   const int64_t KVD = int64_t(a.KVH) * a.HD;
   if (a.Tq == 1 && a.ldk == KVD && a.ldv == KVD) {
@@ -282,7 +282,7 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
       for (int64_t b = tb; b < te; ++b) {
         const Seq sq = seq_of(a, b);
         const int64_t kv_end = sq.qlen >= 1 ? sq.offset + 1 : 0;
-        const int32_t* table = keys_of(b, kv_end);
+        const int32_t* table = paged_table(a, b, kv_end);
         float* kall = scratch(1, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * KVD));
         float* vall = scratch(2, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * KVD));
         for (int64_t j0 = 0; j0 < kv_end; j0 += a.block_size) {
@@ -311,7 +311,7 @@ void attention_forward(const AttentionArgs& a, float* out, int64_t ldo, float* l
       const Seq sq = seq_of(a, b);
       const int64_t i0 = blk * kQueryBlock, v1 = std::min(std::min(a.Tq, i0 + kQueryBlock), sq.qlen);
       const int64_t kv_end = v1 > i0 ? sq.offset + v1 : 0;
-      const int32_t* table = keys_of(b, kv_end);
+      const int32_t* table = paged_table(a, b, kv_end);
       float* kg = scratch(1, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * a.HD));
       float* vg = scratch(2, static_cast<size_t>(std::max<int64_t>(kv_end, 1) * a.HD));
       for (int64_t j = 0; j < kv_end; ++j) {

@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "../core/cpu_features.h"
-#include "../core/error.h"
 #include "../core/thread_pool.h"
 #include "attention_decode_avx512.h"
 #include "gemm_microkernels.h"
@@ -216,9 +215,7 @@ void decode_paged_batch(const AttentionArgs& a, float* out, int64_t ldo, float* 
   for (int64_t b = 0; b < a.B; ++b) {
     const int64_t qlen = a.q_len ? a.q_len[b] : a.Tq;
     const int64_t kv_end = qlen >= 1 ? (a.kv_offset ? a.kv_offset[b] : 0) + 1 : 0;
-    const int32_t* table = a.block_table + (a.kv_seq ? a.kv_seq[b] : b) * a.table_stride;
-    RLHF_CHECK((kv_end + a.block_size - 1) / a.block_size <= a.table_stride, ErrorCode::OutOfRange,
-               "attention: sequence ", b, " reads ", kv_end, " keys, more than its block table holds");
+    const int32_t* table = paged_table(a, b, kv_end);
     if (kv_end == 0)
       padding.push_back(b);
     else if (fast && (a.window == 0 || kv_end <= a.window))

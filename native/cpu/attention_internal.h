@@ -28,6 +28,9 @@ inline int64_t paged_row(const AttentionArgs& a, const int32_t* table, int64_t j
   return int64_t(table[j / a.block_size]) * a.block_size + j % a.block_size;
 }
 
+// Block-table row of query sequence b, checked to hold kv_end keys (ErrorCode::OutOfRange).
+const int32_t* paged_table(const AttentionArgs& a, int64_t b, int64_t kv_end);
+
 // Decode of query sequence b (its one query at key position kv_end − 1, kv_end >= 1) for every
 // query head, reading keys/values of the paged pool (f32 or bf16) in place through `table`:
 // out row b (stride ldo) and lse row b (may be null) overwritten. Bit-identical to gathering the
